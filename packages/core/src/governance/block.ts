@@ -1,0 +1,52 @@
+import { z } from "zod";
+import type { FileSystem } from "../fs/types.js";
+import { isNotFound } from "../errors.js";
+import { contextDir, join } from "../util/paths.js";
+import { writeFileAtomic } from "../util/atomic.js";
+
+/**
+ * Policy §8.2: when post-restore validation fails, deploy and secret-mutating commands are
+ * blocked. The marker lives in the context itself, so any si tool that opens the context sees it:
+ *   <state_root>/contexts/<context>/paas-backup.blocked.json
+ * si tooling calls readBlock() and refuses while it returns a record.
+ */
+export const BLOCK_FILE = "paas-backup.blocked.json";
+
+export const BlockRecord = z.object({
+  schema: z.literal("paas-backup/block@1"),
+  context: z.string(),
+  ticket: z.string(),
+  blockedAt: z.string(),
+  reason: z.string(),
+  snapshot: z.object({ id: z.string(), sha256: z.string() }).nullable(),
+  failingChecks: z.array(z.object({ name: z.string(), ok: z.boolean(), detail: z.string() })),
+  blocks: z.array(z.string()),
+});
+export type BlockRecord = z.infer<typeof BlockRecord>;
+
+export async function readBlock(fs: FileSystem, stateRoot: string, context: string): Promise<BlockRecord | null> {
+  const path = join(contextDir(stateRoot, context), BLOCK_FILE);
+  let text: string;
+  try {
+    text = Buffer.from(await fs.readFile(path)).toString("utf8");
+  } catch (err) {
+    if (isNotFound(err)) return null;
+    throw err;
+  }
+  const parsed = BlockRecord.safeParse(JSON.parse(text));
+  // A marker we cannot read still blocks: fail closed.
+  if (!parsed.success)
+    return { schema: "paas-backup/block@1", context, ticket: "unknown", blockedAt: "", reason: `unreadable block marker ${path}`, snapshot: null, failingChecks: [], blocks: ["deploy", "secret-mutation"] };
+  return parsed.data;
+}
+
+export async function writeBlock(fs: FileSystem, stateRoot: string, record: Omit<BlockRecord, "schema" | "blocks">): Promise<string> {
+  const path = join(contextDir(stateRoot, record.context), BLOCK_FILE);
+  const full: BlockRecord = { schema: "paas-backup/block@1", ...record, blocks: ["deploy", "secret-mutation"] };
+  await writeFileAtomic(fs, path, `${JSON.stringify(full, null, 2)}\n`);
+  return path;
+}
+
+export async function clearBlock(fs: FileSystem, stateRoot: string, context: string): Promise<void> {
+  await fs.rm(join(contextDir(stateRoot, context), BLOCK_FILE), { force: true });
+}

@@ -1,0 +1,58 @@
+import type { FileSystem } from "../fs/types.js";
+import { contextBackupDir, join } from "../util/paths.js";
+import { writeFileAtomic } from "../util/atomic.js";
+import type { DoctorCheck } from "../validate/doctor.js";
+
+/** Policy §7.3: every restore, successful or not, leaves this record in <backup_root>/<context>/incidents/. */
+export interface IncidentRecord {
+  schema: "paas-backup/incident@1";
+  kind: "restore" | "drill" | "rollback";
+  ticket: string;
+  context: string;
+  stateRoot: string;
+  snapshot: { id: string; sha256: string | null; kind: string } | null;
+  requestedSnapshot: string;
+  fallback: { used: boolean; from?: string; reason?: string };
+  operator: string;
+  startedAt: string;
+  endedAt: string;
+  dryRun: boolean;
+  movedAsideTo: string | null;
+  vault: unknown;
+  doctor: { ok: boolean; checks: DoctorCheck[] } | null;
+  externalDoctor: { command: string; ok: boolean; exitCode: number | null; detail: string } | null;
+  outcome: "restored" | "blocked" | "refused" | "failed" | "dry-run" | "rolled-back" | "drill-passed" | "drill-failed";
+  error: { code: string; message: string } | null;
+}
+
+function safeName(text: string): string {
+  return text.replace(/[^A-Za-z0-9._-]/g, "_").slice(0, 80);
+}
+
+export async function writeIncident(fs: FileSystem, backupRoot: string, record: IncidentRecord, folder = "incidents"): Promise<string> {
+  const dir = join(contextBackupDir(backupRoot, record.context), folder);
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  const stamp = record.startedAt.replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+  const path = join(dir, `${stamp}-${safeName(record.kind)}-${safeName(record.ticket)}.json`);
+  await writeFileAtomic(fs, path, `${JSON.stringify(record, null, 2)}\n`);
+  return path;
+}
+
+export async function listRecords(fs: FileSystem, backupRoot: string, context: string, folder: string): Promise<IncidentRecord[]> {
+  const dir = join(contextBackupDir(backupRoot, context), folder);
+  let entries;
+  try {
+    entries = await fs.readdir(dir);
+  } catch {
+    return [];
+  }
+  const out: IncidentRecord[] = [];
+  for (const e of entries.filter((e) => e.kind === "file" && e.name.endsWith(".json")).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    try {
+      out.push(JSON.parse(Buffer.from(await fs.readFile(join(dir, e.name))).toString("utf8")) as IncidentRecord);
+    } catch {
+      // a record we cannot parse is skipped, not fatal: the others still tell the story
+    }
+  }
+  return out;
+}

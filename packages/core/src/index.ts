@@ -1,0 +1,31 @@
+/**
+ * @paas-backup/core: back up, verify and restore the private state of `si paas`.
+ * Every function that touches files takes a FileSystem; the clock, environment and operator
+ * come in as parameters. The Node adapter is `nodeFs` from "@paas-backup/core/node".
+ */
+export * from "./errors.js";
+export type { FileSystem, FileStat, FileKind, DirEntry, WriteOptions } from "./fs/types.js";
+export { validateContextName } from "./policy/context.js";
+export { PROTECTED_FILES, EVENT_LOGS, OPTIONAL_FOLDERS, hardExclusionReason, type OptionalFolder } from "./policy/selection.js";
+export { SecretScanner, scanLine, scanText, isSecretLikeKey, type SecretFinding, type SecretAllowance } from "./policy/secrets.js";
+export { Manifest, MANIFEST_FORMAT, canonicalJson, type ManifestFile } from "./manifest/schema.js";
+export { parseManifest } from "./manifest/io.js";
+export { readArchive, hostileEntryReason, type ArchiveEntryInfo } from "./archive/reader.js";
+export type { ArtifactEncryptor, ArtifactDecryptor } from "./archive/encryption.js";
+export { formatSnapshotId, parseSnapshotId, compareSnapshotIds } from "./repository/ids.js";
+export { listSnapshots, findSnapshot, chainOf, artifactNames, type SnapshotRef } from "./repository/repository.js";
+export { checkArtifactChecksum, parseChecksumFile, formatChecksumLine, type ChecksumState } from "./repository/checksum.js";
+export { planSnapshotContents, type SnapshotContents } from "./snapshot/plan.js";
+export { createSnapshot, type CreateSnapshotOptions, type SnapshotResult, type SnapshotKind, type SnapshotProgress } from "./snapshot/create.js";
+export { verifySnapshots, findFallback, checkChain, type SnapshotVerification } from "./restore/verify.js";
+export { materializeChain } from "./restore/materialize.js";
+export { restoreSnapshot, workDir, type RestoreOptions, type RestoreResult, type RestorePlan, type ExternalDoctorResult } from "./restore/restore.js";
+export { rollbackRestore, type RollbackResult } from "./restore/rollback.js";
+export { inspectVault, recipientFingerprint, type VaultReport, type TrustStore } from "./restore/vault.js";
+export { runDoctor, type DoctorReport, type DoctorCheck } from "./validate/doctor.js";
+export { listEvents, readEventLog, normaliseEvent, type EventRecord } from "./validate/events.js";
+export { findGitRoot } from "./validate/git.js";
+export { readBlock, writeBlock, clearBlock, BLOCK_FILE, type BlockRecord } from "./governance/block.js";
+export { writeIncident, listRecords, type IncidentRecord } from "./governance/incident.js";
+export { appendAuditEvent } from "./governance/audit.js";
+export { TOOL_NAME, TOOL_VERSION } from "./version.js";

@@ -1,0 +1,29 @@
+import { IntegrityError } from "../errors.js";
+import { Manifest } from "./schema.js";
+
+export function parseManifest(text: string, where: string): Manifest {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new IntegrityError("PAAS_BACKUP_MANIFEST_INVALID", `manifest in ${where} is not valid JSON`, {
+      path: where,
+      remediation: "The snapshot's metadata is damaged: verify it with `paas-backup verify --deep` and restore an older snapshot.",
+      stage: "manifest",
+    });
+  }
+  const parsed = Manifest.safeParse(raw);
+  if (!parsed.success) {
+    const first = parsed.error.issues[0];
+    throw new IntegrityError(
+      "PAAS_BACKUP_MANIFEST_INVALID",
+      `manifest in ${where} does not have the manifest@1 shape (${first ? `${first.path.join(".")}: ${first.message}` : "unknown field"})`,
+      {
+        path: where,
+        remediation: "The snapshot's metadata is damaged or from an unknown tool version: restore an older snapshot.",
+        stage: "manifest",
+      },
+    );
+  }
+  return parsed.data;
+}

@@ -1,0 +1,74 @@
+import { z } from "zod";
+
+/**
+ * The manifest is the snapshot's table of contents and its proof: for every file its path,
+ * size, mode and sha256 at snapshot time, and for an incremental how each file was stored.
+ * It travels inside the archive (a pax `comment` on the trailing "./" entry, which GNU tar
+ * ignores) and beside it as <id>.manifest.json so that listing and retention need no decompression.
+ */
+export const MANIFEST_FORMAT = "paas-backup/manifest@1";
+
+const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
+const relPath = z
+  .string()
+  .min(1)
+  .refine((p) => !p.startsWith("/") && !p.split("/").some((s) => s === ".." || s === "." || s === ""), "not a clean relative path");
+
+export const StoredAs = z.enum(["whole", "append", "unchanged"]);
+export type StoredAs = z.infer<typeof StoredAs>;
+
+export const ManifestFile = z.object({
+  path: relPath,
+  size: z.number().int().nonnegative(),
+  mode: z.number().int().min(0).max(0o7777),
+  sha256: sha256Hex,
+  mtimeMs: z.number().nonnegative().optional(),
+  /** how this snapshot's archive holds the file: all of it, only bytes past `appendOffset`, or nothing (see parent) */
+  stored: StoredAs,
+  /** for stored=append: the parent's size of this file, where the appended bytes start */
+  appendOffset: z.number().int().nonnegative().optional(),
+  /** for stored=append: sha256 of bytes [0, appendOffset) read now; equals the parent's sha256 of the file */
+  prefixSha256: sha256Hex.optional(),
+});
+export type ManifestFile = z.infer<typeof ManifestFile>;
+
+export const ManifestEntryNote = z.object({ path: relPath, reason: z.string() });
+export type ManifestEntryNote = z.infer<typeof ManifestEntryNote>;
+
+export const Manifest = z.object({
+  format: z.literal(MANIFEST_FORMAT),
+  id: z.string(),
+  context: z.string(),
+  kind: z.enum(["full", "incremental"]),
+  createdAt: z.string(),
+  tool: z.object({ name: z.string(), version: z.string() }),
+  include: z.array(z.string()),
+  parent: z.object({ id: z.string(), sha256: sha256Hex }).optional(),
+  encryption: z.object({ type: z.enum(["none", "age"]), recipients: z.array(z.string()).optional() }),
+  files: z.array(ManifestFile),
+  absent: z.array(relPath),
+  deleted: z.array(relPath),
+  excluded: z.array(ManifestEntryNote),
+  skipped: z.array(ManifestEntryNote),
+  warnings: z.array(ManifestEntryNote),
+  totals: z.object({ files: z.number().int(), bytes: z.number().int(), storedBytes: z.number().int() }),
+});
+export type Manifest = z.infer<typeof Manifest>;
+
+/** Canonical JSON: keys sorted at every level, so the same manifest always has the same bytes. */
+export function canonicalJson(value: unknown, indent = 0): string {
+  return JSON.stringify(sortKeys(value), null, indent);
+}
+
+function sortKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortKeys);
+  if (value && typeof value === "object") {
+    const out: Record<string, unknown> = {};
+    for (const key of Object.keys(value).sort()) {
+      const v = (value as Record<string, unknown>)[key];
+      if (v !== undefined) out[key] = sortKeys(v);
+    }
+    return out;
+  }
+  return value;
+}

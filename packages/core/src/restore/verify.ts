@@ -1,0 +1,120 @@
+import type { FileSystem } from "../fs/types.js";
+import { IntegrityError, PaasBackupError } from "../errors.js";
+import type { ArtifactDecryptor } from "../archive/encryption.js";
+import { checkArtifactChecksum, type ChecksumState } from "../repository/checksum.js";
+import { chainOf, listSnapshots, type SnapshotRef } from "../repository/repository.js";
+import { materializeChain } from "./materialize.js";
+
+export interface SnapshotVerification {
+  id: string;
+  kind: "full" | "incremental";
+  checksum: ChecksumState;
+  sha256: string;
+  expected: string | null;
+  /** the chain back to its full, oldest first */
+  chain: string[];
+  chainOk: boolean;
+  chainProblem: string | null;
+  deep: { ok: boolean; files: number; bytes: number; error: { code: string; message: string } | null } | null;
+  /** artifact readable by group or others, or owned by another user */
+  access: string[];
+  ok: boolean;
+}
+
+/** Checksum of one snapshot and of every link it needs, memoised across calls. */
+export async function checkChain(
+  fs: FileSystem,
+  snapshot: SnapshotRef,
+  all: readonly SnapshotRef[],
+  cache: Map<string, { state: ChecksumState; actual: string; expected: string | null }> = new Map(),
+): Promise<{ chain: SnapshotRef[]; problem: string | null; self: { state: ChecksumState; actual: string; expected: string | null } }> {
+  const { chain, missing } = chainOf(snapshot, all);
+  const check = async (s: SnapshotRef) => {
+    let c = cache.get(s.id);
+    if (!c) {
+      const r = await checkArtifactChecksum(fs, s.artifactPath, s.checksumPath);
+      c = { state: r.state, actual: r.actual, expected: r.expected };
+      cache.set(s.id, c);
+    }
+    return c;
+  };
+  const self = await check(snapshot);
+  if (missing) return { chain, problem: `link ${missing} of its chain is missing`, self };
+  for (const link of chain) {
+    const c = await check(link);
+    if (c.state !== "verified") return { chain, problem: `link ${link.id}: ${c.state}`, self };
+    const child = chain[chain.indexOf(link) + 1];
+    if (child?.parent && child.parent.sha256 !== c.actual) return { chain, problem: `link ${link.id} is not the artifact ${child.id} was built on`, self };
+  }
+  return { chain, problem: null, self };
+}
+
+/** The newest snapshot older than `before` whose whole chain verifies: the policy's "previous verified snapshot". */
+export async function findFallback(fs: FileSystem, all: readonly SnapshotRef[], before: SnapshotRef, cache?: Map<string, { state: ChecksumState; actual: string; expected: string | null }>): Promise<SnapshotRef | null> {
+  const memo = cache ?? new Map();
+  for (let i = all.indexOf(before) - 1; i >= 0; i--) {
+    const candidate = all[i]!;
+    const { problem } = await checkChain(fs, candidate, all, memo);
+    if (!problem) return candidate;
+  }
+  return null;
+}
+
+export interface VerifyOptions {
+  fs: FileSystem;
+  backupRoot: string;
+  context: string;
+  /** an id, "latest", or "all" */
+  snapshot: string;
+  deep?: boolean;
+  decryptor?: ArtifactDecryptor;
+  currentUid?: number;
+}
+
+export async function verifySnapshots(options: VerifyOptions): Promise<SnapshotVerification[]> {
+  const { fs } = options;
+  const all = await listSnapshots(fs, options.backupRoot, options.context);
+  const selected = options.snapshot === "all" ? all : options.snapshot === "latest" ? all.slice(-1) : all.filter((s) => s.id === options.snapshot);
+  if (selected.length === 0) {
+    throw new IntegrityError("PAAS_BACKUP_SNAPSHOT_NOT_FOUND", `no snapshot ${options.snapshot} of context ${options.context} in ${options.backupRoot}`, {
+      path: options.backupRoot,
+      remediation: "List what exists with `paas-backup list --context <name>`.",
+      stage: "select",
+    });
+  }
+  const cache = new Map();
+  const results: SnapshotVerification[] = [];
+  for (const snapshot of selected) {
+    const { chain, problem, self } = await checkChain(fs, snapshot, all, cache);
+    const access: string[] = [];
+    if (snapshot.mode & 0o077) access.push(`artifact mode ${snapshot.mode.toString(8)} lets others read it (want 600)`);
+    if (options.currentUid !== undefined && snapshot.uid !== options.currentUid) access.push(`artifact owned by uid ${snapshot.uid}, not ${options.currentUid}`);
+    let deep: SnapshotVerification["deep"] = null;
+    if (options.deep) {
+      if (problem) deep = { ok: false, files: 0, bytes: 0, error: { code: "PAAS_BACKUP_CHAIN_BROKEN", message: problem } };
+      else {
+        try {
+          const r = await materializeChain({ fs, chain, target: null, ...(options.decryptor ? { decryptor: options.decryptor } : {}) });
+          deep = { ok: true, files: r.files.length, bytes: r.bytes, error: null };
+        } catch (err) {
+          if (!(err instanceof PaasBackupError)) throw err;
+          deep = { ok: false, files: 0, bytes: 0, error: { code: err.code, message: err.message } };
+        }
+      }
+    }
+    results.push({
+      id: snapshot.id,
+      kind: snapshot.kind,
+      checksum: self.state,
+      sha256: self.actual,
+      expected: self.expected,
+      chain: chain.map((c) => c.id),
+      chainOk: problem === null,
+      chainProblem: problem,
+      deep,
+      access,
+      ok: self.state === "verified" && problem === null && (deep?.ok ?? true) && access.length === 0,
+    });
+  }
+  return results;
+}

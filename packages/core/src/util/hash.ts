@@ -1,0 +1,36 @@
+import { createHash, type Hash } from "node:crypto";
+import { Transform, type TransformCallback } from "node:stream";
+import type { FileSystem } from "../fs/types.js";
+
+export function sha256Hex(data: Uint8Array | string): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+/** A pass-through that hashes and counts what flows through it. */
+export class HashingStream extends Transform {
+  readonly hash: Hash = createHash("sha256");
+  bytes = 0;
+  constructor(private readonly onChunk?: (chunk: Buffer) => void) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.hash.update(chunk);
+    this.bytes += chunk.length;
+    this.onChunk?.(chunk);
+    cb(null, chunk);
+  }
+  digest(): string {
+    return this.hash.digest("hex");
+  }
+}
+
+/** Stream a file through sha256: memory stays flat whatever its size. */
+export async function hashFile(fs: FileSystem, path: string): Promise<{ sha256: string; bytes: number }> {
+  const hash = createHash("sha256");
+  let bytes = 0;
+  for await (const chunk of fs.createReadStream(path)) {
+    hash.update(chunk as Buffer);
+    bytes += (chunk as Buffer).length;
+  }
+  return { sha256: hash.digest("hex"), bytes };
+}

@@ -1,0 +1,130 @@
+import type { FileSystem } from "../fs/types.js";
+import { isNotFound } from "../errors.js";
+import { EVENT_LOGS } from "../policy/selection.js";
+import { join } from "../util/paths.js";
+
+export interface EventRecord {
+  timestamp: string;
+  source: string;
+  command: string;
+  status: string;
+  severity: string;
+  context: string;
+  fields: Record<string, unknown>;
+  [key: string]: unknown;
+}
+
+export interface LogReadReport {
+  path: string;
+  present: boolean;
+  lines: number;
+  records: number;
+  /** lines that are not JSON objects (si skips them silently) */
+  invalidLines: number[];
+  /** the last line had no newline: a write in flight when the file was copied */
+  tornTail: boolean;
+}
+
+const KNOWN = new Set(["timestamp", "source", "command", "status", "severity", "context", "mode", "target", "message", "guidance", "fields",
+  "error_code", "error_stage", "error_target", "error_message", "error_remediation"]);
+
+function inferSeverity(status: string): string {
+  const s = status.toLowerCase();
+  if (s === "failed" || s === "error") return "critical";
+  if (s === "retrying" || s === "degraded") return "warning";
+  if (["succeeded", "ok", "sent", "accepted"].includes(s)) return "info";
+  return "";
+}
+
+function sourceOf(raw: unknown, file: string): string {
+  const s = typeof raw === "string" ? raw.toLowerCase() : "";
+  if (s === "audit") return "audit";
+  if (s.includes("alert")) return "alert";
+  if (s === "si paas" || s.includes("deploy")) return "deploy";
+  if (file.endsWith("alerts.jsonl")) return "alert";
+  if (file.endsWith("audit.jsonl")) return "audit";
+  if (file.endsWith("deployments.jsonl")) return "deploy";
+  return "event";
+}
+
+/** si's normalisation of one record (reference §3). */
+export function normaliseEvent(raw: Record<string, unknown>, file: string): EventRecord {
+  const source = sourceOf(raw.source, file);
+  const status = typeof raw.status === "string" ? raw.status : "";
+  const fields: Record<string, unknown> = { ...(raw.fields && typeof raw.fields === "object" ? (raw.fields as Record<string, unknown>) : {}) };
+  for (const [k, v] of Object.entries(raw)) if (!KNOWN.has(k)) fields[k] = v;
+  return {
+    ...Object.fromEntries(Object.entries(raw).filter(([k]) => KNOWN.has(k))),
+    timestamp: typeof raw.timestamp === "string" ? raw.timestamp : "",
+    source,
+    command: typeof raw.command === "string" && raw.command ? raw.command : source,
+    status,
+    severity: typeof raw.severity === "string" && raw.severity ? raw.severity : inferSeverity(status),
+    context: typeof raw.context === "string" ? raw.context : "",
+    fields,
+  };
+}
+
+/**
+ * Stream one log line by line, as si reads it, calling `onRecord` for each JSON object.
+ * Memory holds one line at a time, never the file.
+ */
+export async function readEventLog(fs: FileSystem, path: string, onRecord: (record: EventRecord) => void): Promise<LogReadReport> {
+  const report: LogReadReport = { path, present: true, lines: 0, records: 0, invalidLines: [], tornTail: false };
+  let carry = "";
+  const handle = (line: string) => {
+    report.lines++;
+    if (line.trim() === "") return;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(line);
+    } catch {
+      if (report.invalidLines.length < 20) report.invalidLines.push(report.lines);
+      return;
+    }
+    if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) {
+      if (report.invalidLines.length < 20) report.invalidLines.push(report.lines);
+      return;
+    }
+    report.records++;
+    onRecord(normaliseEvent(parsed as Record<string, unknown>, path));
+  };
+  try {
+    for await (const chunk of fs.createReadStream(path)) {
+      const text = carry + (chunk as Buffer).toString("utf8");
+      const lines = text.split("\n");
+      carry = lines.pop() ?? "";
+      for (const line of lines) handle(line);
+    }
+  } catch (err) {
+    if (isNotFound(err)) return { ...report, present: false };
+    throw err;
+  }
+  if (carry !== "") {
+    report.tornTail = true;
+    handle(carry);
+    if (report.invalidLines[report.invalidLines.length - 1] === report.lines) report.invalidLines.pop();
+  }
+  return report;
+}
+
+/** `si paas events list --limit N`: the newest N records of the three logs, newest first. */
+export async function listEvents(fs: FileSystem, contextDir: string, limit = 50): Promise<{ records: EventRecord[]; logs: LogReadReport[]; paths: string[] }> {
+  let newest: EventRecord[] = [];
+  const logs: LogReadReport[] = [];
+  const paths = EVENT_LOGS.map((p) => join(contextDir, p));
+  for (const path of paths) {
+    logs.push(
+      await readEventLog(fs, path, (record) => {
+        newest.push(record);
+        // Keep a bounded window: sort and cut only when it doubles, so a large log stays cheap.
+        if (newest.length >= limit * 2 + 64) newest = newest.sort(byNewest).slice(0, limit);
+      }),
+    );
+  }
+  return { records: newest.sort(byNewest).slice(0, limit), logs, paths };
+}
+
+function byNewest(a: EventRecord, b: EventRecord): number {
+  return a.timestamp < b.timestamp ? 1 : a.timestamp > b.timestamp ? -1 : 0;
+}
