@@ -6,7 +6,7 @@ import type { DoctorCheck } from "../validate/doctor.js";
 /** Policy §7.3: every restore, successful or not, leaves this record in <backup_root>/<context>/incidents/. */
 export interface IncidentRecord {
   schema: "paas-backup/incident@1";
-  kind: "restore" | "drill" | "rollback";
+  kind: "restore" | "drill" | "rollback" | "unblock";
   ticket: string;
   context: string;
   stateRoot: string;
@@ -21,7 +21,7 @@ export interface IncidentRecord {
   vault: unknown;
   doctor: { ok: boolean; checks: DoctorCheck[] } | null;
   externalDoctor: { command: string; ok: boolean; exitCode: number | null; detail: string } | null;
-  outcome: "restored" | "blocked" | "refused" | "failed" | "dry-run" | "rolled-back" | "drill-passed" | "drill-failed";
+  outcome: "restored" | "blocked" | "refused" | "failed" | "dry-run" | "rolled-back" | "unblocked" | "drill-passed" | "drill-failed";
   error: { code: string; message: string } | null;
 }
 

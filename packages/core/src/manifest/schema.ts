@@ -32,7 +32,9 @@ export const ManifestFile = z.object({
 });
 export type ManifestFile = z.infer<typeof ManifestFile>;
 
-export const ManifestEntryNote = z.object({ path: relPath, reason: z.string() });
+/** excluded and skipped paths: a folder is named with a trailing "/" */
+const notePath = z.string().min(1).refine((p) => !p.startsWith("/") && !p.split("/").includes(".."), "not a clean relative path");
+export const ManifestEntryNote = z.object({ path: notePath, reason: z.string() });
 export type ManifestEntryNote = z.infer<typeof ManifestEntryNote>;
 
 export const Manifest = z.object({

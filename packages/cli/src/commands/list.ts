@@ -1,0 +1,42 @@
+import { checkArtifactChecksum, listSnapshots } from "@paas-backup/core";
+import type { Runtime } from "../runtime.js";
+import { humanBytes, printEnvelope, table } from "../output.js";
+import { requireContext } from "./common.js";
+
+export async function listCommand(rt: Runtime, flags: { context?: string }): Promise<number> {
+  const context = requireContext(flags.context);
+  const snapshots = await listSnapshots(rt.fs, rt.backupRoot, context);
+  const data = [];
+  for (const s of snapshots) {
+    const check = await checkArtifactChecksum(rt.fs, s.artifactPath, s.checksumPath);
+    data.push({
+      id: s.id,
+      kind: s.kind,
+      time: s.time.toISOString(),
+      parent: s.parent?.id ?? null,
+      bytes: s.bytes,
+      files: s.manifest?.totals.files ?? null,
+      checksum: check.state,
+      sha256: check.actual,
+      encrypted: s.encrypted,
+      plaintext: !s.encrypted,
+      madeBy: s.manifest ? "paas-backup" : "reference-flow",
+      artifact: s.artifactPath,
+    });
+  }
+  if (rt.json) {
+    printEnvelope(rt, { ok: true, command: "list", context, mode: "live", count: data.length, data });
+    return 0;
+  }
+  if (data.length === 0) {
+    rt.write(`no snapshots of ${context} in ${rt.backupRoot}\n`);
+    return 0;
+  }
+  rt.write(
+    table([
+      ["ID", "KIND", "TIME", "SIZE", "CHECKSUM", "ENCRYPTION", "PARENT"],
+      ...data.map((d) => [d.id, d.kind, d.time.replace(".000Z", "Z"), humanBytes(d.bytes), d.checksum, d.encrypted ? "age" : "PLAINTEXT", d.parent ?? (d.madeBy === "reference-flow" ? "(reference flow)" : "-")]),
+    ]),
+  );
+  return 0;
+}

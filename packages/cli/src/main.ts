@@ -1,0 +1,120 @@
+#!/usr/bin/env node
+import { Command, CommanderError, Option } from "commander";
+import { TOOL_VERSION, UsageError } from "@paas-backup/core";
+import { createRuntime, type GlobalFlags, type Runtime } from "./runtime.js";
+import { printFailure } from "./output.js";
+import { snapshotCommand } from "./commands/snapshot.js";
+import { listCommand } from "./commands/list.js";
+import { verifyCommand } from "./commands/verify.js";
+import { restoreCommand } from "./commands/restore.js";
+import { doctorCommand, rollbackCommand, unblockCommand } from "./commands/doctor.js";
+import { demoCommand } from "./commands/demo.js";
+import { collect } from "./commands/common.js";
+
+type Handler = (rt: Runtime, flags: Record<string, unknown>) => Promise<number>;
+
+let exitCode = 0;
+
+/** Wrap a command: build the runtime from global flags, run, map every failure to its exit code and envelope. */
+function action(name: string, handler: Handler) {
+  return async (...args: unknown[]) => {
+    const cmd = args[args.length - 1] as Command;
+    const flags = cmd.optsWithGlobals() as GlobalFlags & Record<string, unknown>;
+    let rt: Runtime | null = null;
+    try {
+      rt = createRuntime(flags);
+      exitCode = await handler(rt, flags);
+    } catch (err) {
+      exitCode = printFailure(rt, name, typeof flags.context === "string" ? flags.context : "", err, flags.json === true);
+    }
+  };
+}
+
+const keyOptions = (cmd: Command) =>
+  cmd
+    .option("--recipient <age1...>", "encrypt to this age recipient (repeatable)", collect)
+    .option("--recipients-file <file>", "encrypt to the recipients listed in this file")
+    .option("--insecure-plaintext", "write an unencrypted snapshot (recorded in the manifest and shown by list)");
+
+export function buildProgram(): Command {
+  const program = new Command("paas-backup")
+    .description("Back up, verify and restore the private state of si paas (policy: PaaS backup and restore policy).")
+    .version(TOOL_VERSION)
+    .option("--state-root <path>", "si paas state root (default $SI_PAAS_STATE_ROOT or ~/.si/paas)")
+    .option("--backup-root <path>", "where snapshots live (default $PAAS_BACKUP_ROOT or ~/.si/paas-backups)")
+    .option("--config <file>", "config file (default $PAAS_BACKUP_CONFIG or ~/.config/paas-backup/config.json)")
+    .option("--json", "print one JSON document in the si envelope on stdout")
+    .showHelpAfterError()
+    .exitOverride();
+
+  keyOptions(
+    program
+      .command("snapshot")
+      .description("take a snapshot of one context")
+      .option("--context <name>", "context to back up")
+      .addOption(new Option("--kind <kind>", "full or incremental").default("full"))
+      .option("--include <folders>", "optional folders to add: releases,cache"),
+  ).action(action("snapshot", snapshotCommand as Handler));
+
+  program.command("list").description("list a context's snapshots with their checksum state").option("--context <name>").action(action("list", listCommand as Handler));
+
+  program
+    .command("verify")
+    .description("check snapshots against their checksum files; --deep also checks every file against the manifest")
+    .option("--context <name>")
+    .option("--snapshot <id>", "one snapshot (default: the newest)")
+    .option("--all", "every snapshot of the context")
+    .option("--deep", "stream each archive and check every file and the chain")
+    .option("--identity <file>", "age identity file for encrypted snapshots")
+    .action(action("verify", verifyCommand as Handler));
+
+  program
+    .command("restore")
+    .description("restore a snapshot into its context (checksum first, staged, swapped, validated)")
+    .option("--context <name>")
+    .option("--snapshot <id|latest>", "snapshot to restore", "latest")
+    .option("--ticket <incident-id>", "incident ticket (required)")
+    .option("--operator <who>", "operator identity for the incident record")
+    .option("--identity <file>", "age identity file for encrypted snapshots")
+    .option("--yes", "do not ask for confirmation on a terminal (checks still run)")
+    .option("--fallback", "restore the newest older verified snapshot when the asked one fails its checksum")
+    .option("--dry-run", "show what would change and the staged validation; touch nothing")
+    .option("--doctor-cmd <command>", "also run this doctor (e.g. 'si paas doctor --json'); its stdout must be JSON with ok: true")
+    .action(action("restore", restoreCommand as Handler));
+
+  program.command("doctor").description("post-restore validation of a context (si's doctor envelope)").option("--context <name>").action(action("doctor", doctorCommand as Handler));
+  program.command("unblock").description("clear a post-restore block once doctor passes").option("--context <name>").option("--ticket <incident-id>").option("--operator <who>").action(action("unblock", unblockCommand as Handler));
+  program.command("rollback").description("put back the contents the last restore moved aside").option("--context <name>").option("--ticket <incident-id>").option("--operator <who>").action(action("rollback", rollbackCommand as Handler));
+  program.command("demo").description("round trip on a throwaway sample state root").option("--keep", "keep the demo's folders").action(action("demo", demoCommand as Handler));
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  const json = argv.includes("--json");
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === "commander.helpDisplayed" || err.code === "commander.version" || err.code === "commander.help") return 0;
+      const usage = new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", err.message.replace(/^error: /, ""), {
+        remediation: "See `paas-backup --help` or `paas-backup <command> --help`.",
+        stage: "arguments",
+      });
+      // commander already printed its message on stderr; under --json, stdout still gets the envelope.
+      return json ? printFailure(null, argv[2] ?? "", "", usage, true) : usage.exitCode;
+    }
+    return printFailure(null, argv[2] ?? "", "", err, json);
+  }
+  return exitCode;
+}
+
+main(process.argv).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err) => {
+    process.stderr.write(`paas-backup: ${(err as Error).message}\n`);
+    process.exitCode = 1;
+  },
+);

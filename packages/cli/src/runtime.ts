@@ -1,0 +1,154 @@
+import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { homedir, userInfo } from "node:os";
+import { resolve, normalize } from "node:path";
+import { z } from "zod";
+import { nodeFs } from "@paas-backup/core/node";
+import { UsageError, type FileSystem } from "@paas-backup/core";
+
+/** Everything a command needs from the outside world, resolved once: the CLI is where env, clock and disk come in. */
+export interface Runtime {
+  fs: FileSystem;
+  env: NodeJS.ProcessEnv;
+  clock: () => Date;
+  json: boolean;
+  stateRoot: string;
+  backupRoot: string;
+  config: Config;
+  configPath: string | null;
+  stdoutIsTTY: boolean;
+  stderrIsTTY: boolean;
+  stdinIsTTY: boolean;
+  write(text: string): void;
+  progress(text: string): void;
+}
+
+export const RetentionPolicy = z.object({
+  hourly: z.number().int().min(0).default(24),
+  daily: z.number().int().min(0).default(7),
+  weekly: z.number().int().min(0).default(4),
+  monthly: z.number().int().min(0).default(3),
+});
+
+export const OffsiteTarget = z.object({
+  name: z.string().min(1),
+  url: z.string().min(1),
+  endpoint: z.string().optional(),
+  region: z.string().optional(),
+  pathStyle: z.boolean().optional(),
+  objectLock: z.object({ mode: z.enum(["COMPLIANCE", "GOVERNANCE"]), days: z.number().int().positive() }).optional(),
+  retention: RetentionPolicy.partial().optional(),
+});
+
+/** The config file: where an operator keeps what should not be retyped on every cron line. Never credentials. */
+export const Config = z
+  .object({
+    stateRoot: z.string().optional(),
+    backupRoot: z.string().optional(),
+    recipients: z.array(z.string()).default([]),
+    recipientsFile: z.string().optional(),
+    identityFile: z.string().optional(),
+    include: z.array(z.enum(["releases", "cache"])).default([]),
+    secretAllow: z.array(z.object({ path: z.string(), rule: z.string() })).default([]),
+    retention: RetentionPolicy.partial().default({}),
+    mandatoryDrillContexts: z.array(z.string()).default(["internal-dogfood"]),
+    lockTimeoutSeconds: z.number().int().min(0).default(30),
+    offsite: z.object({ targets: z.array(OffsiteTarget).default([]), concurrency: z.number().int().min(1).max(16).default(2) }).default({ targets: [], concurrency: 2 }),
+  })
+  .strict();
+export type Config = z.infer<typeof Config>;
+
+export function expandHome(path: string, env: NodeJS.ProcessEnv): string {
+  if (path === "~" || path.startsWith("~/")) return resolve(env.HOME ?? homedir(), path.slice(2));
+  return resolve(path);
+}
+
+function loadConfig(explicit: string | undefined, env: NodeJS.ProcessEnv): { config: Config; path: string | null } {
+  const fromEnv = env.PAAS_BACKUP_CONFIG?.trim();
+  const candidate = explicit ?? (fromEnv || undefined);
+  const defaultPath = resolve(env.HOME ?? homedir(), ".config/paas-backup/config.json");
+  const path = candidate ? expandHome(candidate, env) : existsSync(defaultPath) ? defaultPath : null;
+  if (!path) return { config: Config.parse({}), path: null };
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, "utf8"));
+  } catch (err) {
+    throw new UsageError("PAAS_BACKUP_CONFIG_INVALID", `config file ${path} cannot be read as JSON (${(err as Error).message.split("\n")[0]})`, {
+      path,
+      remediation: "Fix the file (see the README's Configuration section) or point --config elsewhere.",
+      stage: "config",
+    });
+  }
+  const parsed = Config.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new UsageError("PAAS_BACKUP_CONFIG_INVALID", `config file ${path}: ${issue ? `${issue.path.join(".") || "(root)"}: ${issue.message}` : "invalid"}`, {
+      path,
+      remediation: "Fix the field named (see the README's Configuration section); credentials never go in this file.",
+      stage: "config",
+    });
+  }
+  return { config: parsed.data, path };
+}
+
+export interface GlobalFlags {
+  stateRoot?: string;
+  backupRoot?: string;
+  json?: boolean;
+  config?: string;
+}
+
+export function createRuntime(flags: GlobalFlags, env: NodeJS.ProcessEnv = process.env): Runtime {
+  const { config, path } = loadConfig(flags.config, env);
+  const home = env.HOME ?? homedir();
+  const envRoot = env.SI_PAAS_STATE_ROOT?.trim();
+  const stateRoot = flags.stateRoot
+    ? expandHome(flags.stateRoot, env)
+    : envRoot
+      ? normalize(resolve(envRoot))
+      : config.stateRoot
+        ? expandHome(config.stateRoot, env)
+        : resolve(home, ".si/paas");
+  const envBackup = env.PAAS_BACKUP_ROOT?.trim();
+  const backupRoot = flags.backupRoot
+    ? expandHome(flags.backupRoot, env)
+    : envBackup
+      ? resolve(envBackup)
+      : config.backupRoot
+        ? expandHome(config.backupRoot, env)
+        : resolve(home, ".si/paas-backups");
+  return {
+    fs: nodeFs,
+    env,
+    clock: () => new Date(),
+    json: flags.json === true,
+    stateRoot,
+    backupRoot,
+    config,
+    configPath: path,
+    stdoutIsTTY: process.stdout.isTTY === true,
+    stderrIsTTY: process.stderr.isTTY === true,
+    stdinIsTTY: process.stdin.isTTY === true,
+    write: (text) => process.stdout.write(text),
+    progress: (text) => {
+      if (process.stderr.isTTY) process.stderr.write(text);
+    },
+  };
+}
+
+/** --operator, else PAAS_BACKUP_OPERATOR, else git's user.email, else the OS user. */
+export function resolveOperator(explicit: string | undefined, env: NodeJS.ProcessEnv): string {
+  if (explicit?.trim()) return explicit.trim();
+  if (env.PAAS_BACKUP_OPERATOR?.trim()) return env.PAAS_BACKUP_OPERATOR.trim();
+  try {
+    const email = execFileSync("git", ["config", "user.email"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+    if (email) return email;
+  } catch {
+    // no git, or no user.email: fall through
+  }
+  try {
+    return userInfo().username;
+  } catch {
+    return env.USER ?? "unknown";
+  }
+}

@@ -1,0 +1,115 @@
+import { Decrypter, Encrypter, generateX25519Identity, identityToRecipient } from "age-encryption";
+import { Duplex, PassThrough, Readable } from "node:stream";
+import type { ReadableStream as WebReadableStream } from "node:stream/web";
+import { SafetyError, UsageError } from "../errors.js";
+import type { ArtifactDecryptor, ArtifactEncryptor } from "./encryption.js";
+
+/**
+ * age encryption at rest through age-encryption (typage, by age's author): X25519 recipients,
+ * the age v1 format that `age -d` reads. Both directions stream in 64 KiB age chunks.
+ */
+const RECIPIENT = /^age1[0-9a-z]{58}$/;
+
+export function parseRecipients(text: string, origin: string): string[] {
+  const out: string[] = [];
+  for (const [i, raw] of text.split("\n").entries()) {
+    const line = raw.trim();
+    if (line === "" || line.startsWith("#")) continue;
+    if (!RECIPIENT.test(line)) {
+      throw new UsageError("PAAS_BACKUP_BAD_RECIPIENT", `${origin}:${i + 1} is not an age X25519 recipient (age1…)`, {
+        path: origin,
+        remediation: "List one recipient per line, as printed by `paas-backup keygen` or `age-keygen -y`.",
+        stage: "arguments",
+      });
+    }
+    out.push(line);
+  }
+  return out;
+}
+
+export function validateRecipient(recipient: string): string {
+  if (!RECIPIENT.test(recipient)) {
+    throw new UsageError("PAAS_BACKUP_BAD_RECIPIENT", `--recipient ${JSON.stringify(recipient.slice(0, 12))}… is not an age X25519 recipient`, {
+      remediation: "Pass the public recipient (age1…), never the identity; `paas-backup keygen` prints it.",
+      stage: "arguments",
+    });
+  }
+  return recipient;
+}
+
+/** The AGE-SECRET-KEY-1 lines of an identity file; the error never echoes the file's content. */
+export function parseIdentities(text: string, origin: string): string[] {
+  const keys = text
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l.startsWith("AGE-SECRET-KEY-1"));
+  if (keys.length === 0) {
+    throw new UsageError("PAAS_BACKUP_BAD_IDENTITY", `${origin} holds no age identity (AGE-SECRET-KEY-1… line)`, {
+      path: origin,
+      remediation: "Pass the identity file written by `paas-backup keygen` or `age-keygen`.",
+      stage: "arguments",
+    });
+  }
+  return keys;
+}
+
+export async function generateIdentityFile(now: Date): Promise<{ identity: string; recipient: string; fileText: string }> {
+  const identity = await generateX25519Identity();
+  const recipient = await identityToRecipient(identity);
+  return { identity, recipient, fileText: `# created: ${now.toISOString()}\n# public key: ${recipient}\n${identity}\n` };
+}
+
+export async function recipientOf(identity: string): Promise<string> {
+  return identityToRecipient(identity);
+}
+
+function bridge(transform: (input: WebReadableStream<Uint8Array>) => Promise<WebReadableStream<Uint8Array>>, mapError: (err: unknown) => Error): Duplex {
+  const input = new PassThrough();
+  const output = new PassThrough();
+  transform(Readable.toWeb(input) as unknown as WebReadableStream<Uint8Array>)
+    .then((web) => {
+      const readable = Readable.fromWeb(web as never);
+      readable.on("error", (err) => output.destroy(mapError(err)));
+      readable.pipe(output);
+    })
+    .catch((err) => output.destroy(mapError(err)));
+  return Duplex.from({ writable: input, readable: output });
+}
+
+export function ageEncryptor(recipients: readonly string[]): ArtifactEncryptor {
+  if (recipients.length === 0) throw new Error("ageEncryptor needs at least one recipient");
+  return {
+    type: "age",
+    recipients: [...recipients],
+    encrypt() {
+      const e = new Encrypter();
+      for (const r of recipients) e.addRecipient(r);
+      return bridge((input) => e.encrypt(input as never) as unknown as Promise<WebReadableStream<Uint8Array>>, (err) => (err instanceof Error ? err : new Error(String(err))));
+    },
+  };
+}
+
+export function ageDecryptor(identities: readonly string[], origin = "the identity"): ArtifactDecryptor {
+  return {
+    decrypt() {
+      const d = new Decrypter();
+      for (const i of identities) d.addIdentity(i);
+      return bridge(
+        (input) => d.decrypt(input as never) as unknown as Promise<WebReadableStream<Uint8Array>>,
+        (err) => {
+          const message = err instanceof Error ? err.message : String(err);
+          if (/no identity matched|incorrect|header/i.test(message))
+            return new SafetyError("PAAS_BACKUP_WRONG_IDENTITY", `${origin} cannot decrypt this snapshot (${message})`, {
+              path: origin,
+              remediation: "Pass --identity with the key whose recipient the snapshot was encrypted to (see recipients in its manifest).",
+              stage: "decrypt",
+            });
+          return new SafetyError("PAAS_BACKUP_DECRYPT_FAILED", `decryption failed: ${message}`, {
+            remediation: "The artifact is damaged or not an age file: verify its checksum and restore an older snapshot.",
+            stage: "decrypt",
+          });
+        },
+      );
+    },
+  };
+}
