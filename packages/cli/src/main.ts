@@ -9,6 +9,7 @@ import { verifyCommand } from "./commands/verify.js";
 import { restoreCommand } from "./commands/restore.js";
 import { doctorCommand, rollbackCommand, unblockCommand } from "./commands/doctor.js";
 import { demoCommand } from "./commands/demo.js";
+import { keygenCommand } from "./commands/keygen.js";
 import { collect } from "./commands/common.js";
 
 type Handler = (rt: Runtime, flags: Record<string, unknown>) => Promise<number>;
@@ -85,6 +86,7 @@ export function buildProgram(): Command {
   program.command("doctor").description("post-restore validation of a context (si's doctor envelope)").option("--context <name>").action(action("doctor", doctorCommand as Handler));
   program.command("unblock").description("clear a post-restore block once doctor passes").option("--context <name>").option("--ticket <incident-id>").option("--operator <who>").action(action("unblock", unblockCommand as Handler));
   program.command("rollback").description("put back the contents the last restore moved aside").option("--context <name>").option("--ticket <incident-id>").option("--operator <who>").action(action("rollback", rollbackCommand as Handler));
+  program.command("keygen").description("write a new age identity (0600) and print its recipient").option("--out <file>", "where to write the identity").option("--force", "overwrite an existing file").action(action("keygen", keygenCommand as Handler));
   program.command("demo").description("round trip on a throwaway sample state root").option("--keep", "keep the demo's folders").action(action("demo", demoCommand as Handler));
   return program;
 }

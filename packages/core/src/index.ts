@@ -29,5 +29,6 @@ export { readBlock, writeBlock, clearBlock, BLOCK_FILE, type BlockRecord } from 
 export { writeIncident, listRecords, type IncidentRecord } from "./governance/incident.js";
 export { appendAuditEvent } from "./governance/audit.js";
 export { TOOL_NAME, TOOL_VERSION } from "./version.js";
+export { isWithin } from "./util/paths.js";
 export { ageEncryptor, ageDecryptor, parseRecipients, parseIdentities, validateRecipient, generateIdentityFile, recipientOf } from "./archive/age.js";
 export { acquireContextLock, withContextLock, type LockOwner, type HeldLock } from "./repository/lock.js";

@@ -1,0 +1,39 @@
+import { describe, it, expect } from "vitest";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, writeFileSync, mkdirSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+
+const coreDir = resolve(import.meta.dirname, "..");
+
+describe("@paas-backup/core as a published package", () => {
+  it("installs from its packed tarball into a separate project and takes a snapshot from there", () => {
+    const work = mkdtempSync(join(tmpdir(), "pb-pack-"));
+    try {
+      execFileSync("npx", ["--yes", "pnpm@10", "pack", "--pack-destination", work], { cwd: coreDir, stdio: "pipe" });
+      const tarball = readdirSync(work).find((f) => f.endsWith(".tgz"))!;
+      expect(tarball).toMatch(/^paas-backup-core-\d+\.\d+\.\d+\.tgz$/);
+      const project = join(work, "consumer");
+      mkdirSync(project);
+      writeFileSync(join(project, "package.json"), JSON.stringify({ name: "consumer", private: true, type: "module" }));
+      execFileSync("npm", ["install", "--no-audit", "--no-fund", "--loglevel=error", join(work, tarball)], { cwd: project, stdio: "pipe" });
+      const ctx = join(work, "state", "contexts", "oss-demo");
+      mkdirSync(join(ctx, "events"), { recursive: true });
+      writeFileSync(join(ctx, "config.json"), `${JSON.stringify({ name: "oss-demo", type: "oss-demo" }, null, 2)}\n`);
+      writeFileSync(join(ctx, "events", "audit.jsonl"), '{"timestamp":"2026-11-24T00:00:00Z","context":"oss-demo","source":"audit","command":"doctor","status":"succeeded"}\n');
+      writeFileSync(
+        join(project, "embed.mjs"),
+        `import { createSnapshot, verifySnapshots } from "@paas-backup/core";
+import { nodeFs } from "@paas-backup/core/node";
+const r = await createSnapshot({ fs: nodeFs, stateRoot: ${JSON.stringify(join(work, "state"))}, backupRoot: ${JSON.stringify(join(work, "backups"))}, context: "oss-demo", clock: () => new Date(), insecurePlaintext: true });
+const [v] = await verifySnapshots({ fs: nodeFs, backupRoot: ${JSON.stringify(join(work, "backups"))}, context: "oss-demo", snapshot: r.id, deep: true });
+console.log(JSON.stringify({ id: r.id, files: r.files, absent: r.absent.length, ok: v.ok }));`,
+      );
+      const out = JSON.parse(execFileSync("node", ["embed.mjs"], { cwd: project, encoding: "utf8" }));
+      expect(out).toMatchObject({ files: 2, absent: 8, ok: true });
+      expect(out.id).toMatch(/^\d{8}T\d{6}Z$/);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  });
+});
