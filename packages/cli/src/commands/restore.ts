@@ -76,7 +76,7 @@ async function confirmOnTty(rt: Runtime, plan: RestorePlan): Promise<boolean> {
         ["  changed", plan.changes.changed.join(", ") || "none"],
         ["  moved aside", plan.changes.removed.join(", ") || "none"],
         ["  unchanged", plan.changes.unchanged],
-        ["  staged doctor", plan.stagedDoctor.ok ? "ok" : `FAILS: ${plan.stagedDoctor.checks.filter((c) => !c.ok).map((c) => c.name).join(", ")}`],
+        ["  staged doctor", !plan.stagedDoctor ? undefined : plan.stagedDoctor.ok ? "ok" : `FAILS: ${plan.stagedDoctor.checks.filter((c) => !c.ok).map((c) => c.name).join(", ")}`],
       ]).replace(/^/gm, ""),
   );
   const rl = createInterface({ input: process.stdin, output: process.stderr });

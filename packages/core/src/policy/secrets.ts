@@ -57,33 +57,60 @@ const TOKEN_RULES: PatternRule[] = [
   { rule: "url-credentials", pattern: /\b[a-z][a-z0-9+.-]*:\/\/[^\s:/@"']+:[^\s@/"'<>$]{3,}@[^\s"']+/ },
 ];
 
-/** One cheap pass over a chunk decides whether any line in it needs the precise rules. */
+/** One cheap pass over a block decides whether it needs the precise rules at all. */
 const PREFILTER =
   /secret|token|pass|api_?key|access_?key|private|credential|BEGIN|AKIA|ASIA|gh[pousr]_|github_pat_|glpat-|xox[abposr]-|[sr]k_live_|AGE-SECRET|Bearer|:\/\/[^\s/@]+@/i;
 
-const ASSIGNMENT = /^\s*(?:-\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*[:=]\s*(.*)$/;
-const JSON_STRING_FIELD = /"([A-Za-z_][A-Za-z0-9_.-]*)"\s*:\s*"((?:[^"\\]|\\.)*)"/g;
+const KEY_WORD = "(?:secret|token|pass|api_?key|access_?key|private_?key|credential)";
+/** si assignment lines (KEY = value, KEY: value, optionally after a YAML "- "), whole block at once */
+const ASSIGNMENT_LINES = new RegExp(`^[ \\t]*(?:-[ \\t]+)?([A-Za-z_][A-Za-z0-9_]*${KEY_WORD}[A-Za-z0-9_]*|${KEY_WORD}[A-Za-z0-9_]*)[ \\t]*[:=][ \\t]*(.*)$`, "gim");
+/** JSON string fields whose key looks secret-like */
+const JSON_SECRET_FIELDS = new RegExp(`"([A-Za-z0-9_.-]*${KEY_WORD}[A-Za-z0-9_.-]*)"\\s*:\\s*"((?:[^"\\\\\\n]|\\\\.)*)"`, "gi");
+const ANY_TOKEN = new RegExp(TOKEN_RULES.map((r) => r.pattern.source).join("|"), "g");
+/** literal anchors of the token formats: the combined token regex runs only on blocks holding one */
+const TOKEN_PREFILTER = /BEGIN|AKIA|ASIA|gh[pousr]_|github_pat_|glpat-|xox[abposr]-|_live_|AGE-SECRET|Bearer|\d:AA|:\/\/[^\s/@"']+:[^\s@/"']+@/;
+const KEY_PREFILTER = new RegExp(KEY_WORD, "i");
+
+interface RawHit {
+  index: number;
+  rule: string;
+}
+
+/**
+ * Every rule a block of whole lines breaks, with the offset of each hit. The regexes run over the
+ * block, not line by line: most blocks of a large log have candidates (si's redacted fields) but
+ * no finding, and this keeps them cheap.
+ */
+function scanBlockHits(block: string): RawHit[] {
+  const hits: RawHit[] = [];
+  if (!PREFILTER.test(block)) return hits;
+  if (KEY_PREFILTER.test(block)) scanKeyedSecrets(block, hits);
+  if (TOKEN_PREFILTER.test(block)) {
+    ANY_TOKEN.lastIndex = 0;
+    for (let m = ANY_TOKEN.exec(block); m; m = ANY_TOKEN.exec(block)) {
+      const rule = TOKEN_RULES.find((r) => r.pattern.test(m![0]))?.rule ?? "token";
+      hits.push({ index: m.index, rule });
+    }
+  }
+  return hits.sort((a, b) => a.index - b.index);
+}
+
+function scanKeyedSecrets(block: string, hits: RawHit[]): void {
+  ASSIGNMENT_LINES.lastIndex = 0;
+  for (let m = ASSIGNMENT_LINES.exec(block); m; m = ASSIGNMENT_LINES.exec(block)) {
+    const line = m[0];
+    if (line.trimStart().startsWith("#")) continue;
+    if (isSecretLikeKey(m[1]!) && isPlaintextSecretValue(m[2]!, line)) hits.push({ index: m.index, rule: "secret-assignment" });
+  }
+  JSON_SECRET_FIELDS.lastIndex = 0;
+  for (let m = JSON_SECRET_FIELDS.exec(block); m; m = JSON_SECRET_FIELDS.exec(block)) {
+    if (isSecretLikeKey(m[1]!) && isPlaintextSecretValue(m[2]!, m[2]!)) hits.push({ index: m.index, rule: "secret-json-field" });
+  }
+}
 
 /** The rules that one line breaks (deduplicated), in a stable order. */
 export function scanLine(line: string): string[] {
-  const rules = new Set<string>();
-  if (!PREFILTER.test(line)) return [];
-  const trimmed = line.trimStart();
-  if (!trimmed.startsWith("#")) {
-    const m = ASSIGNMENT.exec(line);
-    if (m && isSecretLikeKey(m[1]!) && isPlaintextSecretValue(m[2]!, line)) rules.add("secret-assignment");
-  }
-  if (line.includes('"')) {
-    JSON_STRING_FIELD.lastIndex = 0;
-    for (let m = JSON_STRING_FIELD.exec(line); m; m = JSON_STRING_FIELD.exec(line)) {
-      if (isSecretLikeKey(m[1]!) && isPlaintextSecretValue(m[2]!, m[2]!)) {
-        rules.add("secret-json-field");
-        break;
-      }
-    }
-  }
-  for (const { rule, pattern } of TOKEN_RULES) if (pattern.test(line)) rules.add(rule);
-  return [...rules];
+  return [...new Set(scanBlockHits(line).map((h) => h.rule))];
 }
 
 /**
@@ -122,18 +149,16 @@ export class SecretScanner {
 
   /** `block` holds whole lines; this.line is the number of its first line. */
   private scanBlock(block: string): void {
-    if (!PREFILTER.test(block)) {
-      this.line += countNewlines(block);
-      return;
+    const hits = scanBlockHits(block).filter((h) => !this.allow.some((a) => a.path === this.path && (a.rule === h.rule || a.rule === "*")));
+    let counted = 0;
+    let lineAt = this.line;
+    for (const hit of hits) {
+      lineAt += countNewlines(block.slice(counted, hit.index));
+      counted = hit.index;
+      if (this.findings.length < 100 && !this.findings.some((f) => f.line === lineAt && f.rule === hit.rule))
+        this.findings.push({ path: this.path, line: lineAt, rule: hit.rule });
     }
-    const lines = block.split("\n");
-    for (let i = 0; i < lines.length; i++) {
-      for (const rule of scanLine(lines[i]!)) {
-        if (this.allow.some((a) => a.path === this.path && (a.rule === rule || a.rule === "*"))) continue;
-        if (this.findings.length < 100) this.findings.push({ path: this.path, line: this.line + i, rule });
-      }
-    }
-    this.line += lines.length - 1;
+    this.line += countNewlines(block);
   }
 }
 

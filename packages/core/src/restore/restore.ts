@@ -61,7 +61,8 @@ export interface RestorePlan {
   snapshot: { id: string; kind: string; time: string; sha256: string };
   fallback: { used: boolean; from?: string; reason?: string };
   changes: RestoreChanges;
-  stagedDoctor: DoctorReport;
+  /** the doctor over the staged state; computed for --dry-run and for the confirmation prompt */
+  stagedDoctor: DoctorReport | null;
 }
 
 export interface RestoreResult extends RestorePlan {
@@ -102,13 +103,13 @@ async function listTree(fs: FileSystem, root: string, rel = ""): Promise<string[
   return out;
 }
 
-async function diffAgainstLive(fs: FileSystem, live: string, staged: { path: string; sha256: string }[]): Promise<RestoreChanges> {
+async function diffAgainstLive(fs: FileSystem, live: string, staged: { path: string; size: number; sha256: string }[]): Promise<RestoreChanges> {
   const changes: RestoreChanges = { added: [], changed: [], removed: [], unchanged: 0 };
   const stagedPaths = new Set(staged.map((f) => f.path));
   for (const f of staged) {
     try {
       const st = await fs.lstat(join(live, f.path));
-      if (st.kind !== "file") changes.changed.push(f.path);
+      if (st.kind !== "file" || st.size !== f.size) changes.changed.push(f.path);
       else if ((await hashFile(fs, join(live, f.path))).sha256 === f.sha256) changes.unchanged++;
       else changes.changed.push(f.path);
     } catch (err) {
@@ -220,7 +221,12 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
     await fs.mkdir(join(stagedRoot, "contexts"), { recursive: true, mode: 0o700 });
     await fs.rename(staging, join(stagedRoot, "contexts", context));
     const stagedContext = join(stagedRoot, "contexts", context);
-    const stagedDoctor = await runDoctor({ fs, stateRoot: stagedRoot, context, ignoreBlock: true, ...(options.secretAllow ? { secretAllow: options.secretAllow } : {}), allowRepoState: options.allowRepoState ?? false });
+    // The staged state is what will be live, byte for byte: validate it here only when someone
+    // will read the result before the swap; otherwise the post-restore doctor is the one pass.
+    const stagedDoctor =
+      options.dryRun || options.confirm
+        ? await runDoctor({ fs, stateRoot: stagedRoot, context, ignoreBlock: true, ...(options.secretAllow ? { secretAllow: options.secretAllow } : {}), allowRepoState: options.allowRepoState ?? false })
+        : null;
     const plan: RestorePlan = {
       context,
       snapshot: { id: chosen.id, kind: chosen.kind, time: chosen.time.toISOString(), sha256: record.snapshot!.sha256 ?? "" },
@@ -237,7 +243,7 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
       await cleanupStaged();
       stagingMade = false;
       record.outcome = "dry-run";
-      record.doctor = { ok: stagedDoctor.ok, checks: stagedDoctor.checks };
+      record.doctor = stagedDoctor ? { ok: stagedDoctor.ok, checks: stagedDoctor.checks } : null;
       const incidentFile = await finish();
       return { ...plan, ok: true, outcome: "dry-run", dryRun: true, contextDir: live, movedAsideTo: null, doctor: stagedDoctor, externalDoctor: null, vault: null, notRestored: staged.notRestored, blockFile: null, incidentFile, startedAt: record.startedAt, endedAt: record.endedAt };
     }

@@ -65,29 +65,33 @@ export function normaliseEvent(raw: Record<string, unknown>, file: string): Even
   };
 }
 
+const TIMESTAMP = /"timestamp"\s*:\s*"([^"]*)"/;
+
+interface RawEvent {
+  timestamp: string;
+  line: string;
+  file: string;
+  lineNumber: number;
+}
+
 /**
- * Stream one log line by line, as si reads it, calling `onRecord` for each JSON object.
- * Memory holds one line at a time, never the file.
+ * Stream one log line by line, as si reads it. Each line is checked to be a JSON object in form
+ * ({ … }) and its timestamp read without a full parse: a gigabyte log is checked at the speed of
+ * a scan, and only the lines that are listed get parsed. Memory holds one line at a time.
  */
-export async function readEventLog(fs: FileSystem, path: string, onRecord: (record: EventRecord) => void): Promise<LogReadReport> {
+export async function readEventLog(fs: FileSystem, path: string, onLine: (raw: RawEvent) => void): Promise<LogReadReport> {
   const report: LogReadReport = { path, present: true, lines: 0, records: 0, invalidLines: [], tornTail: false };
   let carry = "";
   const handle = (line: string) => {
     report.lines++;
-    if (line.trim() === "") return;
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(line);
-    } catch {
-      if (report.invalidLines.length < 20) report.invalidLines.push(report.lines);
-      return;
-    }
-    if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) {
+    const t = line.trim();
+    if (t === "") return;
+    if (!t.startsWith("{") || !t.endsWith("}")) {
       if (report.invalidLines.length < 20) report.invalidLines.push(report.lines);
       return;
     }
     report.records++;
-    onRecord(normaliseEvent(parsed as Record<string, unknown>, path));
+    onLine({ timestamp: TIMESTAMP.exec(t)?.[1] ?? "", line: t, file: path, lineNumber: report.lines });
   };
   try {
     for await (const chunk of fs.createReadStream(path)) {
@@ -102,29 +106,43 @@ export async function readEventLog(fs: FileSystem, path: string, onRecord: (reco
   }
   if (carry !== "") {
     report.tornTail = true;
+    const before = report.invalidLines.length;
     handle(carry);
-    if (report.invalidLines[report.invalidLines.length - 1] === report.lines) report.invalidLines.pop();
+    // si skips a torn last line silently; it is a write in flight, not damage.
+    if (report.invalidLines.length > before) report.invalidLines.pop();
   }
   return report;
 }
 
 /** `si paas events list --limit N`: the newest N records of the three logs, newest first. */
 export async function listEvents(fs: FileSystem, contextDir: string, limit = 50): Promise<{ records: EventRecord[]; logs: LogReadReport[]; paths: string[] }> {
-  let newest: EventRecord[] = [];
+  let newest: RawEvent[] = [];
   const logs: LogReadReport[] = [];
   const paths = EVENT_LOGS.map((p) => join(contextDir, p));
+  const byNewest = (a: RawEvent, b: RawEvent) => (a.timestamp < b.timestamp ? 1 : a.timestamp > b.timestamp ? -1 : 0);
   for (const path of paths) {
-    logs.push(
-      await readEventLog(fs, path, (record) => {
-        newest.push(record);
-        // Keep a bounded window: sort and cut only when it doubles, so a large log stays cheap.
-        if (newest.length >= limit * 2 + 64) newest = newest.sort(byNewest).slice(0, limit);
-      }),
-    );
+    const report = await readEventLog(fs, path, (raw) => {
+      newest.push(raw);
+      // Keep a bounded window: sort and cut only when it grows, so a large log stays cheap.
+      if (newest.length >= limit * 4 + 256) newest = newest.sort(byNewest).slice(0, limit * 2);
+    });
+    logs.push(report);
   }
-  return { records: newest.sort(byNewest).slice(0, limit), logs, paths };
-}
-
-function byNewest(a: EventRecord, b: EventRecord): number {
-  return a.timestamp < b.timestamp ? 1 : a.timestamp > b.timestamp ? -1 : 0;
+  const records: EventRecord[] = [];
+  for (const raw of newest.sort(byNewest)) {
+    if (records.length >= limit) break;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(raw.line);
+    } catch {
+      parsed = null;
+    }
+    if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) {
+      const log = logs.find((l) => l.path === raw.file);
+      if (log && log.invalidLines.length < 20) log.invalidLines.push(raw.lineNumber);
+      continue;
+    }
+    records.push(normaliseEvent(parsed as Record<string, unknown>, raw.file));
+  }
+  return { records, logs, paths };
 }
