@@ -10,6 +10,8 @@ import { restoreCommand } from "./commands/restore.js";
 import { doctorCommand, rollbackCommand, unblockCommand } from "./commands/doctor.js";
 import { demoCommand } from "./commands/demo.js";
 import { keygenCommand } from "./commands/keygen.js";
+import { pruneCommand } from "./commands/prune.js";
+import { tickCommand } from "./commands/tick.js";
 import { collect } from "./commands/common.js";
 
 type Handler = (rt: Runtime, flags: Record<string, unknown>) => Promise<number>;
@@ -82,6 +84,26 @@ export function buildProgram(): Command {
     .option("--dry-run", "show what would change and the staged validation; touch nothing")
     .option("--doctor-cmd <command>", "also run this doctor (e.g. 'si paas doctor --json'); its stdout must be JSON with ok: true")
     .action(action("restore", restoreCommand as Handler));
+
+  program
+    .command("prune")
+    .description("apply the retention policy (default 24 hourly + 7 daily + 4 weekly + 3 monthly)")
+    .option("--context <name>")
+    .option("--dry-run", "print the plan, remove nothing")
+    .option("--keep-hourly <n>")
+    .option("--keep-daily <n>")
+    .option("--keep-weekly <n>")
+    .option("--keep-monthly <n>")
+    .action(action("prune", pruneCommand as Handler));
+
+  keyOptions(
+    program
+      .command("tick")
+      .description("for cron: a daily full, else an hourly incremental, then prune (idempotent)")
+      .option("--context <name>")
+      .option("--all-contexts", "every context of the state root; one failing does not stop the others")
+      .option("--include <folders>", "optional folders to add: releases,cache"),
+  ).action(action("tick", tickCommand as Handler));
 
   program.command("doctor").description("post-restore validation of a context (si's doctor envelope)").option("--context <name>").action(action("doctor", doctorCommand as Handler));
   program.command("unblock").description("clear a post-restore block once doctor passes").option("--context <name>").option("--ticket <incident-id>").option("--operator <who>").action(action("unblock", unblockCommand as Handler));

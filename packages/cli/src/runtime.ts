@@ -91,6 +91,21 @@ function loadConfig(explicit: string | undefined, env: NodeJS.ProcessEnv): { con
   return { config: parsed.data, path };
 }
 
+/**
+ * The wall clock, or PAAS_BACKUP_NOW (an ISO time) plus the time elapsed since start: lets tests
+ * and rehearsals run tick, prune and drill status "at" another time without touching the system clock.
+ */
+function clockFrom(env: NodeJS.ProcessEnv): () => Date {
+  const fixed = env.PAAS_BACKUP_NOW?.trim();
+  if (!fixed) return () => new Date();
+  const base = Date.parse(fixed);
+  if (Number.isNaN(base)) {
+    throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", `PAAS_BACKUP_NOW=${JSON.stringify(fixed)} is not an ISO time`, { remediation: "Unset it, or give a time like 2026-11-24T10:00:00Z.", stage: "arguments" });
+  }
+  const started = Date.now();
+  return () => new Date(base + (Date.now() - started));
+}
+
 export interface GlobalFlags {
   stateRoot?: string;
   backupRoot?: string;
@@ -120,7 +135,7 @@ export function createRuntime(flags: GlobalFlags, env: NodeJS.ProcessEnv = proce
   return {
     fs: nodeFs,
     env,
-    clock: () => new Date(),
+    clock: clockFrom(env),
     json: flags.json === true,
     stateRoot,
     backupRoot,

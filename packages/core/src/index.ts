@@ -32,3 +32,6 @@ export { TOOL_NAME, TOOL_VERSION } from "./version.js";
 export { isWithin } from "./util/paths.js";
 export { ageEncryptor, ageDecryptor, parseRecipients, parseIdentities, validateRecipient, generateIdentityFile, recipientOf } from "./archive/age.js";
 export { acquireContextLock, withContextLock, type LockOwner, type HeldLock } from "./repository/lock.js";
+export { planRetention, isoWeek, DEFAULT_RETENTION, type RetentionPolicy, type RetentionPlan, type RetentionSnapshot } from "./retention/plan.js";
+export { pruneSnapshots, type PruneResult } from "./retention/prune.js";
+export { decideTick, isContextFolderName, INCREMENTAL_AFTER_MS, type TickAction } from "./snapshot/schedule.js";

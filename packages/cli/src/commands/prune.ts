@@ -1,0 +1,32 @@
+import { pruneSnapshots, withContextLock, DEFAULT_RETENTION, type RetentionPolicy } from "@paas-backup/core";
+import type { Runtime } from "../runtime.js";
+import { printEnvelope, table } from "../output.js";
+import { lockOwner, requireContext } from "./common.js";
+
+export function retentionPolicy(rt: Runtime, flags: { keepHourly?: string; keepDaily?: string; keepWeekly?: string; keepMonthly?: string }): RetentionPolicy {
+  const num = (v: string | undefined, fallback: number) => (v === undefined ? fallback : Math.max(0, Number.parseInt(v, 10) || 0));
+  const base = { ...DEFAULT_RETENTION, ...rt.config.retention };
+  return { hourly: num(flags.keepHourly, base.hourly), daily: num(flags.keepDaily, base.daily), weekly: num(flags.keepWeekly, base.weekly), monthly: num(flags.keepMonthly, base.monthly) };
+}
+
+export async function pruneCommand(rt: Runtime, flags: { context?: string; dryRun?: boolean; keepHourly?: string; keepDaily?: string; keepWeekly?: string; keepMonthly?: string }): Promise<number> {
+  const context = requireContext(flags.context);
+  const policy = retentionPolicy(rt, flags);
+  const result = await withContextLock(
+    { fs: rt.fs, backupRoot: rt.backupRoot, context, owner: lockOwner("prune"), clock: rt.clock, timeoutMs: rt.config.lockTimeoutSeconds * 1000 },
+    () => pruneSnapshots({ fs: rt.fs, backupRoot: rt.backupRoot, context, policy, dryRun: flags.dryRun === true, clock: rt.clock }),
+  );
+  if (rt.json) {
+    printEnvelope(rt, { ok: true, command: "prune", context, mode: flags.dryRun ? "dry-run" : "live", count: result.plan.remove.length, data: [{ ...result, policy }] });
+    return 0;
+  }
+  rt.write(
+    table([
+      ["ID", "ACTION", "WHY"],
+      ...result.plan.keep.map((k) => [k.id, "keep", k.reasons.join(", ")]),
+      ...result.plan.remove.map((r) => [r.id, flags.dryRun ? "would remove" : "removed", r.reason]),
+    ]),
+  );
+  rt.write(`policy: ${policy.hourly} hourly, ${policy.daily} daily, ${policy.weekly} weekly, ${policy.monthly} monthly${flags.dryRun ? " (dry run: nothing removed)" : ""}\n`);
+  return 0;
+}

@@ -1,0 +1,106 @@
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { decideTick, isContextFolderName, listSnapshots, pruneSnapshots, withContextLock, PaasBackupError, UsageError, validateContextName, type SnapshotResult } from "@paas-backup/core";
+import type { Runtime } from "../runtime.js";
+import { printEnvelope, table } from "../output.js";
+import { lockOwner, parseInclude, resolveEncryptor, type KeyFlags } from "./common.js";
+import { retentionPolicy } from "./prune.js";
+import { createSnapshot } from "@paas-backup/core";
+import { assertBackupLocation } from "./guard.js";
+
+export interface TickOutcome {
+  context: string;
+  ok: boolean;
+  action: "full" | "incremental" | "none";
+  reason: string;
+  snapshot: Pick<SnapshotResult, "id" | "kind" | "artifact" | "sha256" | "bytes" | "storedBytes"> | null;
+  pruned: string[];
+  offsite: unknown;
+  error: { code: string; message: string; remediation: string } | null;
+}
+
+export type OffsiteHook = (rt: Runtime, context: string) => Promise<unknown>;
+
+export function contextsOf(rt: Runtime): string[] {
+  const dir = join(rt.stateRoot, "contexts");
+  try {
+    return readdirSync(dir, { withFileTypes: true })
+      .filter((e) => e.isDirectory() && isContextFolderName(e.name))
+      .map((e) => e.name)
+      .sort();
+  } catch {
+    throw new UsageError("PAAS_BACKUP_NO_CONTEXTS", `no contexts folder at ${dir}`, {
+      path: dir,
+      remediation: "Check --state-root or SI_PAAS_STATE_ROOT.",
+      stage: "plan",
+    });
+  }
+}
+
+async function tickOne(rt: Runtime, context: string, flags: KeyFlags & { include?: string }, offsite?: OffsiteHook): Promise<TickOutcome> {
+  const outcome: TickOutcome = { context, ok: true, action: "none", reason: "", snapshot: null, pruned: [], offsite: null, error: null };
+  try {
+    const encryptor = resolveEncryptor(rt, flags);
+    await withContextLock(
+      { fs: rt.fs, backupRoot: rt.backupRoot, context, owner: lockOwner("tick"), clock: rt.clock, timeoutMs: rt.config.lockTimeoutSeconds * 1000 },
+      async () => {
+        const now = rt.clock();
+        const decision = decideTick(await listSnapshots(rt.fs, rt.backupRoot, context), now);
+        outcome.action = decision.action;
+        outcome.reason = decision.reason;
+        if (decision.action !== "none") {
+          const r = await createSnapshot({
+            fs: rt.fs,
+            stateRoot: rt.stateRoot,
+            backupRoot: rt.backupRoot,
+            context,
+            clock: rt.clock,
+            kind: decision.action,
+            include: parseInclude(flags.include, rt.config.include),
+            ...(encryptor ? { encryptor } : {}),
+            insecurePlaintext: flags.insecurePlaintext === true,
+            secretAllow: rt.config.secretAllow,
+          });
+          outcome.snapshot = { id: r.id, kind: r.kind, artifact: r.artifact, sha256: r.sha256, bytes: r.bytes, storedBytes: r.storedBytes };
+          const pruned = await pruneSnapshots({ fs: rt.fs, backupRoot: rt.backupRoot, context, policy: retentionPolicy(rt, {}), clock: rt.clock });
+          outcome.pruned = pruned.removed;
+        }
+      },
+    );
+    if (offsite) outcome.offsite = await offsite(rt, context);
+  } catch (err) {
+    outcome.ok = false;
+    outcome.error =
+      err instanceof PaasBackupError
+        ? { code: err.code, message: err.message, remediation: err.remediation }
+        : { code: "PAAS_BACKUP_UNEXPECTED", message: (err as Error).message, remediation: "Rerun with the same arguments and report the message." };
+    (outcome as { exitCode?: number }).exitCode = err instanceof PaasBackupError ? err.exitCode : 1;
+  }
+  return outcome;
+}
+
+/** tick: the one command for cron. Idempotent: a second run in the same hour does nothing. */
+export async function tickCommand(rt: Runtime, flags: KeyFlags & { context?: string; allContexts?: boolean; include?: string }, offsite?: OffsiteHook): Promise<number> {
+  if (!flags.context && !flags.allContexts) {
+    throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "tick needs --context <name> or --all-contexts", { remediation: "Name one context, or pass --all-contexts for every context of the state root.", stage: "arguments" });
+  }
+  await assertBackupLocation(rt);
+  const contexts = flags.allContexts ? contextsOf(rt) : [validateContextName(flags.context!)];
+  const outcomes: TickOutcome[] = [];
+  for (const context of contexts) outcomes.push(await tickOne(rt, context, flags, offsite));
+  const failed = outcomes.filter((o) => !o.ok);
+  const ok = failed.length === 0;
+  if (rt.json) {
+    printEnvelope(rt, { ok, command: "tick", context: flags.allContexts ? "" : contexts[0]!, mode: "live", count: outcomes.length, failed: failed.length, data: outcomes.map(({ ...o }) => { delete (o as { exitCode?: number }).exitCode; return o; }) });
+  } else {
+    rt.write(
+      table([
+        ["CONTEXT", "ACTION", "SNAPSHOT", "PRUNED", "RESULT"],
+        ...outcomes.map((o) => [o.context, o.action, o.snapshot?.id ?? "-", String(o.pruned.length), o.ok ? "ok" : `FAILED ${o.error?.code}: ${o.error?.message}`]),
+      ]),
+    );
+  }
+  if (ok) return 0;
+  if (!flags.allContexts) return (failed[0] as { exitCode?: number }).exitCode ?? 1;
+  return 7;
+}

@@ -1,0 +1,120 @@
+/**
+ * planRetention: restic's `forget --keep-*` semantics, in UTC, as a pure function.
+ * For each rule, walk snapshots newest first and keep the newest snapshot of each hour / day /
+ * ISO week / month, for the N most recent such periods that have a snapshot. The daily, weekly
+ * and monthly rules count full snapshots (an incremental is not a day's backup on its own); the
+ * hourly rule counts all. Dependencies win: whatever a kept incremental needs is kept. The newest
+ * verified full is never removed.
+ */
+export interface RetentionSnapshot {
+  id: string;
+  time: string | Date;
+  kind: "full" | "incremental";
+  parent?: string | { id: string };
+  /** false when the snapshot failed verification; unknown counts as verified */
+  verified?: boolean;
+}
+
+export interface RetentionPolicy {
+  hourly: number;
+  daily: number;
+  weekly: number;
+  monthly: number;
+}
+
+export const DEFAULT_RETENTION: RetentionPolicy = { hourly: 24, daily: 7, weekly: 4, monthly: 3 };
+
+export interface RetentionPlan {
+  keep: { id: string; reasons: string[] }[];
+  remove: { id: string; reason: string }[];
+}
+
+function pad(n: number, w = 2): string {
+  return String(n).padStart(w, "0");
+}
+
+/** ISO 8601 week of a UTC date: the year that owns the week, and its number. */
+export function isoWeek(d: Date): { year: number; week: number } {
+  const t = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()));
+  const dayNum = t.getUTCDay() || 7; // Monday 1 … Sunday 7
+  t.setUTCDate(t.getUTCDate() + 4 - dayNum); // the Thursday of this week decides its year
+  const yearStart = Date.UTC(t.getUTCFullYear(), 0, 1);
+  const week = Math.ceil(((t.getTime() - yearStart) / 86_400_000 + 1) / 7);
+  return { year: t.getUTCFullYear(), week };
+}
+
+type Rule = { name: keyof RetentionPolicy; label: string; bucket: (d: Date) => string; fullsOnly: boolean };
+
+const RULES: Rule[] = [
+  { name: "hourly", label: "hourly", fullsOnly: false, bucket: (d) => `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}T${pad(d.getUTCHours())}` },
+  { name: "daily", label: "daily", fullsOnly: true, bucket: (d) => `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}` },
+  {
+    name: "weekly",
+    label: "weekly",
+    fullsOnly: true,
+    bucket: (d) => {
+      const w = isoWeek(d);
+      return `${w.year}-W${pad(w.week)}`;
+    },
+  },
+  { name: "monthly", label: "monthly", fullsOnly: true, bucket: (d) => `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}` },
+];
+
+function parentId(s: RetentionSnapshot): string | undefined {
+  return typeof s.parent === "string" ? s.parent : s.parent?.id;
+}
+
+export function planRetention(input: { snapshots: readonly RetentionSnapshot[]; policy?: Partial<RetentionPolicy> }): RetentionPlan {
+  const policy = { ...DEFAULT_RETENTION, ...(input.policy ?? {}) };
+  const items = input.snapshots.map((s, order) => ({ s, order, time: s.time instanceof Date ? s.time : new Date(s.time) }));
+  for (const it of items) if (Number.isNaN(it.time.getTime())) throw new Error(`snapshot ${it.s.id} has an invalid time`);
+  // Newest first; identical times fall back to the id, then to input order, so the plan is deterministic.
+  items.sort((a, b) => b.time.getTime() - a.time.getTime() || (a.s.id < b.s.id ? 1 : a.s.id > b.s.id ? -1 : 0) || b.order - a.order);
+
+  const reasons = new Map<string, string[]>();
+  const addReason = (id: string, reason: string) => {
+    const list = reasons.get(id) ?? [];
+    if (!list.includes(reason)) list.push(reason);
+    reasons.set(id, list);
+  };
+
+  for (const rule of RULES) {
+    const limit = policy[rule.name];
+    if (limit <= 0) continue;
+    let last: string | null = null;
+    let kept = 0;
+    for (const it of items) {
+      if (rule.fullsOnly && it.s.kind !== "full") continue;
+      const bucket = rule.bucket(it.time);
+      if (bucket === last) continue;
+      last = bucket;
+      addReason(it.s.id, `${rule.label} ${bucket}`);
+      if (++kept >= limit) break;
+    }
+  }
+
+  const newestFull = items.find((it) => it.s.kind === "full" && it.s.verified !== false);
+  if (newestFull) addReason(newestFull.s.id, "newest verified full");
+
+  // Dependencies: every kept incremental keeps its chain back to its full.
+  const byId = new Map(items.map((it) => [it.s.id, it.s]));
+  for (const id of [...reasons.keys()]) {
+    let cur = byId.get(id);
+    while (cur && cur.kind === "incremental") {
+      const pid = parentId(cur);
+      const parent = pid ? byId.get(pid) : undefined;
+      if (!parent) break;
+      addReason(parent.id, `needed by ${id}`);
+      cur = parent;
+    }
+  }
+
+  const keep: RetentionPlan["keep"] = [];
+  const remove: RetentionPlan["remove"] = [];
+  for (const it of items) {
+    const r = reasons.get(it.s.id);
+    if (r) keep.push({ id: it.s.id, reasons: r });
+    else remove.push({ id: it.s.id, reason: "not kept by any rule" });
+  }
+  return { keep, remove };
+}

@@ -1,0 +1,24 @@
+/**
+ * What an hourly `tick` does for one context (policy §4): a full snapshot when the current UTC day
+ * has none, else an incremental when the newest snapshot is older than 55 minutes (so an hourly
+ * cron that drifts a little still takes one every hour), else nothing. Pure: the snapshots and
+ * the time come in.
+ */
+export type TickAction = "full" | "incremental" | "none";
+
+export const INCREMENTAL_AFTER_MS = 55 * 60_000;
+
+export function decideTick(snapshots: readonly { time: Date; kind: "full" | "incremental" }[], now: Date): { action: TickAction; reason: string } {
+  const day = now.toISOString().slice(0, 10);
+  const fullToday = snapshots.some((s) => s.kind === "full" && s.time.toISOString().slice(0, 10) === day);
+  if (!fullToday) return { action: "full", reason: `no full snapshot yet for ${day} (UTC)` };
+  const newest = snapshots.reduce<Date | null>((acc, s) => (!acc || s.time > acc ? s.time : acc), null)!;
+  const age = now.getTime() - newest.getTime();
+  if (age >= INCREMENTAL_AFTER_MS) return { action: "incremental", reason: `newest snapshot is ${Math.floor(age / 60_000)} min old` };
+  return { action: "none", reason: `newest snapshot is ${Math.floor(age / 60_000)} min old (< 55)` };
+}
+
+/** The contexts of a state root: folders under contexts/ with valid names (si's staging never lives there). */
+export function isContextFolderName(name: string): boolean {
+  return name.length > 0 && !name.startsWith(".") && !/[\u0000-\u001f\u007f/\\]/.test(name);
+}
