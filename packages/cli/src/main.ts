@@ -11,6 +11,7 @@ import { doctorCommand, rollbackCommand, unblockCommand } from "./commands/docto
 import { demoCommand } from "./commands/demo.js";
 import { keygenCommand } from "./commands/keygen.js";
 import { pruneCommand } from "./commands/prune.js";
+import { drillCommand, drillStatusCommand } from "./commands/drill.js";
 import { tickCommand } from "./commands/tick.js";
 import { collect } from "./commands/common.js";
 
@@ -104,6 +105,20 @@ export function buildProgram(): Command {
       .option("--all-contexts", "every context of the state root; one failing does not stop the others")
       .option("--include <folders>", "optional folders to add: releases,cache"),
   ).action(action("tick", tickCommand as Handler));
+
+  const drill = program
+    .command("drill")
+    .description("quarterly restore drill: restore the newest verified snapshot into a scratch root and validate it")
+    .option("--context <name>")
+    .option("--identity <file>", "age identity file for encrypted snapshots")
+    .option("--operator <who>")
+    .option("--doctor-cmd <command>", "also run this doctor against the scratch root")
+    .action(action("drill", drillCommand as Handler));
+  drill
+    .command("status")
+    .description("last drill per context and when the next is due; exit 8 when a mandatory one is overdue")
+    .option("--context <name>", "a context to report (repeatable; default: every context in the backup root)", collect)
+    .action(action("drill status", drillStatusCommand as Handler));
 
   program.command("doctor").description("post-restore validation of a context (si's doctor envelope)").option("--context <name>").action(action("doctor", doctorCommand as Handler));
   program.command("unblock").description("clear a post-restore block once doctor passes").option("--context <name>").option("--ticket <incident-id>").option("--operator <who>").action(action("unblock", unblockCommand as Handler));

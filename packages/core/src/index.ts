@@ -35,3 +35,4 @@ export { acquireContextLock, withContextLock, type LockOwner, type HeldLock } fr
 export { planRetention, isoWeek, DEFAULT_RETENTION, type RetentionPolicy, type RetentionPlan, type RetentionSnapshot } from "./retention/plan.js";
 export { pruneSnapshots, type PruneResult } from "./retention/prune.js";
 export { decideTick, isContextFolderName, INCREMENTAL_AFTER_MS, type TickAction } from "./snapshot/schedule.js";
+export { runDrill, drillStatus, nextDrillDue, quarterStart, type DrillResult, type DrillStatus } from "./governance/drill.js";

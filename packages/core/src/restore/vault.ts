@@ -47,11 +47,15 @@ export async function inspectVault(
     if (!isNotFound(err)) throw err;
   }
   let text = "";
-  try {
-    text = Buffer.from(await fs.readFile(vaultFile)).toString("utf8");
-    report.vaultFileExists = true;
-  } catch (err) {
-    if (!isNotFound(err)) throw err;
+  // What the live vault holds: the configured file, or si's default when the config points elsewhere.
+  for (const candidate of [vaultFile, join(vaultDir, "secrets.env")]) {
+    try {
+      text = Buffer.from(await fs.readFile(candidate)).toString("utf8");
+      if (candidate === vaultFile) report.vaultFileExists = true;
+      break;
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
   }
   const recipients: string[] = [];
   for (const line of text.split("\n")) {

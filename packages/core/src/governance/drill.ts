@@ -1,0 +1,132 @@
+import type { FileSystem } from "../fs/types.js";
+import { IntegrityError, PaasBackupError, UsageError } from "../errors.js";
+import type { ArtifactDecryptor } from "../archive/encryption.js";
+import { validateContextName } from "../policy/context.js";
+import { listSnapshots } from "../repository/repository.js";
+import { checkChain } from "../restore/verify.js";
+import { restoreSnapshot, type ExternalDoctorResult, type RestoreResult } from "../restore/restore.js";
+import { listRecords, type IncidentRecord } from "./incident.js";
+
+/**
+ * Policy §7.4: a restore drill restores the newest verified snapshot into a scratch state root
+ * (never the live one), runs every validation, records the result beside the incident records
+ * (<backup_root>/<context>/drills/), and removes the scratch root.
+ */
+export interface DrillResult {
+  context: string;
+  snapshot: string;
+  ok: boolean;
+  recordFile: string;
+  restore: RestoreResult | null;
+  error: { code: string; message: string } | null;
+}
+
+export async function runDrill(options: {
+  fs: FileSystem;
+  backupRoot: string;
+  context: string;
+  /** an empty folder that does not exist yet, outside the live state root */
+  scratchRoot: string;
+  clock: () => Date;
+  operator: string;
+  decryptor?: ArtifactDecryptor;
+  externalDoctor?: (stateRoot: string) => Promise<ExternalDoctorResult>;
+}): Promise<DrillResult> {
+  const { fs } = options;
+  const context = validateContextName(options.context);
+  const all = await listSnapshots(fs, options.backupRoot, context);
+  const cache = new Map();
+  let chosen: string | null = null;
+  for (const s of [...all].reverse()) {
+    if (!(await checkChain(fs, s, all, cache)).problem) {
+      chosen = s.id;
+      break;
+    }
+  }
+  if (!chosen) {
+    throw new IntegrityError("PAAS_BACKUP_NOTHING_TO_DRILL", `no snapshot of ${context} in ${options.backupRoot} verifies`, {
+      path: options.backupRoot,
+      remediation: "Take a snapshot (paas-backup snapshot) and check it (paas-backup verify --all); a drill needs one that verifies.",
+      stage: "select",
+    });
+  }
+  const stamp = options.clock().toISOString().slice(0, 10);
+  await fs.mkdir(options.scratchRoot, { recursive: true, mode: 0o700 });
+  try {
+    const restore = await restoreSnapshot({
+      fs,
+      stateRoot: options.scratchRoot,
+      backupRoot: options.backupRoot,
+      context,
+      snapshot: chosen,
+      ticket: `DRILL-${stamp}`,
+      operator: options.operator,
+      clock: options.clock,
+      purpose: "drill",
+      ...(options.decryptor ? { decryptor: options.decryptor } : {}),
+      ...(options.externalDoctor ? { externalDoctor: options.externalDoctor } : {}),
+    });
+    return { context, snapshot: chosen, ok: restore.ok, recordFile: restore.incidentFile, restore, error: null };
+  } catch (err) {
+    if (!(err instanceof PaasBackupError)) throw err;
+    const result = (err.data.result as RestoreResult | undefined) ?? null;
+    return {
+      context,
+      snapshot: chosen,
+      ok: false,
+      recordFile: (err.data.incidentFile as string | undefined) ?? result?.incidentFile ?? "",
+      restore: result,
+      error: { code: err.code, message: err.message },
+    };
+  } finally {
+    await fs.rm(options.scratchRoot, { recursive: true, force: true });
+  }
+}
+
+export interface DrillStatus {
+  context: string;
+  mandatory: boolean;
+  lastDrill: { at: string; ok: boolean; snapshot: string | null; record: string | null } | null;
+  lastPassed: string | null;
+  /** the end of the quarter after the last passing drill's quarter; now when there never was one */
+  nextDue: string;
+  overdue: boolean;
+}
+
+/** Start of the calendar quarter (UTC) that holds `d`. */
+export function quarterStart(d: Date): Date {
+  return new Date(Date.UTC(d.getUTCFullYear(), Math.floor(d.getUTCMonth() / 3) * 3, 1));
+}
+
+/** A drill in quarter Q is due again by the end of quarter Q+1. */
+export function nextDrillDue(lastPassed: Date): Date {
+  const q = quarterStart(lastPassed);
+  return new Date(Date.UTC(q.getUTCFullYear(), q.getUTCMonth() + 6, 1) - 1);
+}
+
+export async function drillStatus(options: { fs: FileSystem; backupRoot: string; contexts: readonly string[]; mandatory: readonly string[]; now: Date }): Promise<DrillStatus[]> {
+  const out: DrillStatus[] = [];
+  const names = [...new Set([...options.contexts, ...options.mandatory])].sort();
+  for (const context of names) {
+    validateContextName(context);
+    const records: IncidentRecord[] = (await listRecords(options.fs, options.backupRoot, context, "drills")).filter((r) => r.kind === "drill");
+    records.sort((a, b) => (a.startedAt < b.startedAt ? -1 : 1));
+    const last = records[records.length - 1];
+    const passed = records.filter((r) => r.outcome === "drill-passed");
+    const lastPassed = passed[passed.length - 1]?.startedAt ?? null;
+    const due = lastPassed ? nextDrillDue(new Date(lastPassed)) : options.now;
+    const mandatory = options.mandatory.includes(context);
+    out.push({
+      context,
+      mandatory,
+      lastDrill: last ? { at: last.startedAt, ok: last.outcome === "drill-passed", snapshot: last.snapshot?.id ?? null, record: null } : null,
+      lastPassed,
+      nextDue: due.toISOString(),
+      overdue: lastPassed === null || options.now.getTime() > due.getTime(),
+    });
+  }
+  if (names.length === 0) {
+    throw new UsageError("PAAS_BACKUP_NO_CONTEXTS", `no contexts to report in ${options.backupRoot}`, { path: options.backupRoot, remediation: "Name contexts with --context, or take snapshots first.", stage: "select" });
+  }
+  return out;
+}
