@@ -1,2 +1,3 @@
 export { MemoryFileSystem } from "./memory-fs.js";
 export { createStateRoot, appendEvents, eventLine, type StateRoot, type StateRootOptions, type ContextSpec, type PlantedSecret } from "./state-root.js";
+export { hostileCorpus, rawTar, type HostileCase, type RawEntry } from "./hostile.js";
