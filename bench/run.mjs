@@ -63,5 +63,42 @@ if (parts.has("incremental")) {
   row("verify --deep of the incremental (replays the chain)", secs(chainRestore.seconds), `peak RSS ${mib(chainRestore.rss)}`);
 }
 
+if (parts.has("encryption")) {
+  console.log(`\n## encryption cost on ${LOG_MB} MiB of event logs`);
+  const keyFile = join(big.dir, "identity.txt");
+  const kg = timeCli(["--backup-root", join(big.dir, "backups"), "--json", "keygen", "--out", keyFile]);
+  const recipient = kg.json.data[0].recipient;
+  const plain = timeCli([...big.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"]);
+  const enc = timeCli([...big.flags, "--json", "snapshot", "--context", CTX, "--recipient", recipient]);
+  const tarAge = timeShell(`tar -C "${ctxDir}" --exclude vault --exclude '*.secret' -czf - . | age -r ${recipient} > "${join(big.dir, "tar-age.tar.gz.age")}"`);
+  row("paas-backup snapshot, plaintext", secs(plain.seconds), `peak RSS ${mib(plain.rss)}`);
+  row("paas-backup snapshot, age-encrypted", secs(enc.seconds), `peak RSS ${mib(enc.rss)}, artifact ${mib(enc.json.data[0].bytes)}`);
+  row("tar -czf - | age -r (GNU tar + age CLI)", secs(tarAge));
+  row("ratio encrypted / plaintext", ratio(enc.seconds, plain.seconds));
+  row("ratio encrypted / tar | age", ratio(enc.seconds, tarAge));
+  const restoreEnc = timeCli([...big.flags, "--json", "verify", "--context", CTX, "--snapshot", enc.json.data[0].id, "--deep", "--identity", keyFile]);
+  row("verify --deep of the encrypted snapshot", secs(restoreEnc.seconds), `peak RSS ${mib(restoreEnc.rss)}`);
+}
+
+if (parts.has("tick")) {
+  const n = Number(process.env.BENCH_CONTEXTS ?? 200);
+  console.log(`\n## tick over ${n} small contexts`);
+  const dir = workdir("tick");
+  const contexts = Array.from({ length: n }, (_, i) => ({ name: `customer-${i}`, eventBytes: 30_000 }));
+  const state = await createStateRoot({ fs: nodeFs, root: join(dir, "state"), contexts, plantSecrets: false });
+  const flags = ["--state-root", state.stateRoot, "--backup-root", join(dir, "backups")];
+  const first = timeCli([...flags, "--json", "tick", "--all-contexts", "--insecure-plaintext"], { PAAS_BACKUP_NOW: "2026-11-24T00:05:00Z" });
+  const again = timeCli([...flags, "--json", "tick", "--all-contexts", "--insecure-plaintext"], { PAAS_BACKUP_NOW: "2026-11-24T00:06:00Z" });
+  const hourly = timeCli([...flags, "--json", "tick", "--all-contexts", "--insecure-plaintext"], { PAAS_BACKUP_NOW: "2026-11-24T01:05:00Z" });
+  const count = (r, action) => r.json.data.filter((o) => o.action === action).length;
+  row(`tick, first run (${count(first, "full")} fulls)`, secs(first.seconds), `${((first.seconds / n) * 1000).toFixed(1)} ms/context, peak RSS ${mib(first.rss)}`);
+  row(`tick, again at once (${count(again, "none")} no-ops)`, secs(again.seconds), `${((again.seconds / n) * 1000).toFixed(1)} ms/context`);
+  row(`tick, an hour later (${count(hourly, "incremental")} incrementals)`, secs(hourly.seconds), `${((hourly.seconds / n) * 1000).toFixed(1)} ms/context, peak RSS ${mib(hourly.rss)}`);
+  const gnu = timeShell(`cd "${state.stateRoot}/contexts" && for c in *; do tar -C "$c" --exclude vault --exclude '*.secret' -czf "${dir}/$c.tar.gz" . && sha256sum "${dir}/$c.tar.gz" > "${dir}/$c.tar.gz.sha256"; done`);
+  row(`reference flow loop over ${n} contexts (tar + sha256sum)`, secs(gnu));
+  row("ratio first tick / reference loop", ratio(first.seconds, gnu));
+  rmSync(dir, { recursive: true, force: true });
+}
+
 if (globalThis.benchExtra) await globalThis.benchExtra({ big, ctxDir, parts, results });
 rmSync(big.dir, { recursive: true, force: true });
