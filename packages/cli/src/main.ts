@@ -12,12 +12,24 @@ import { demoCommand } from "./commands/demo.js";
 import { keygenCommand } from "./commands/keygen.js";
 import { pruneCommand } from "./commands/prune.js";
 import { drillCommand, drillStatusCommand } from "./commands/drill.js";
+import { offsitePushCommand, offsiteListCommand, offsiteVerifyCommand, offsitePruneCommand, offsiteFetcher, pushForContext } from "./commands/offsite.js";
+import { resolveTargets } from "./targets.js";
 import { tickCommand } from "./commands/tick.js";
 import { collect } from "./commands/common.js";
 
 type Handler = (rt: Runtime, flags: Record<string, unknown>) => Promise<number>;
 
 let exitCode = 0;
+
+// The AWS SDK warns on every run that its 2027 releases will need Node 22; operators cannot act
+// on that from a cron log, so that one warning is dropped and every other is kept.
+const emitWarning = process.emitWarning.bind(process);
+process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
+  const text = typeof warning === "string" ? warning : `${warning.name} ${warning.message}`;
+  const type = typeof rest[0] === "string" ? rest[0] : (rest[0] as { type?: string } | undefined)?.type;
+  if (type === "NodeVersionSupportWarning" || /NodeVersionSupportWarning/.test(text)) return;
+  (emitWarning as (...a: unknown[]) => void)(warning, ...rest);
+}) as typeof process.emitWarning;
 
 /** Wrap a command: build the runtime from global flags, run, map every failure to its exit code and envelope. */
 function action(name: string, handler: Handler) {
@@ -33,6 +45,16 @@ function action(name: string, handler: Handler) {
     }
   };
 }
+
+const targetOptions = (cmd: Command) =>
+  cmd
+    .option("--to <url>", "target URL: s3://<bucket>/<prefix> or file:///<path> (default: the config file's offsite.targets)")
+    .option("--target <name>", "one configured target by name")
+    .option("--endpoint <url>", "S3-compatible endpoint, e.g. http://127.0.0.1:9000")
+    .option("--region <region>", "S3 region (default us-east-1)")
+    .option("--path-style", "path-style S3 addressing (MinIO, Ceph and most S3-compatible servers)")
+    .option("--lock-mode <mode>", "Object Lock mode for new copies: COMPLIANCE or GOVERNANCE")
+    .option("--lock-days <n>", "Object Lock retention in days for new copies");
 
 const keyOptions = (cmd: Command) =>
   cmd
@@ -84,7 +106,11 @@ export function buildProgram(): Command {
     .option("--fallback", "restore the newest older verified snapshot when the asked one fails its checksum")
     .option("--dry-run", "show what would change and the staged validation; touch nothing")
     .option("--doctor-cmd <command>", "also run this doctor (e.g. 'si paas doctor --json'); its stdout must be JSON with ok: true")
-    .action(action("restore", restoreCommand as Handler));
+    .option("--from-offsite <target>", "fetch the snapshot from this offsite target (URL or configured name) when the local copy is gone or corrupt")
+    .option("--endpoint <url>", "S3-compatible endpoint for --from-offsite")
+    .option("--region <region>")
+    .option("--path-style", "path-style S3 addressing for --from-offsite")
+    .action(action("restore", ((rt: Runtime, flags: Record<string, unknown>) => restoreCommand(rt, flags, offsiteFetcher(rt, flags))) as Handler));
 
   program
     .command("prune")
@@ -104,7 +130,16 @@ export function buildProgram(): Command {
       .option("--context <name>")
       .option("--all-contexts", "every context of the state root; one failing does not stop the others")
       .option("--include <folders>", "optional folders to add: releases,cache"),
-  ).action(action("tick", tickCommand as Handler));
+  ).action(
+    action("tick", ((rt: Runtime, flags: Record<string, unknown>) =>
+      tickCommand(rt, flags, resolveTargets(rt, {}, false).length > 0 ? (r, context) => pushForContext(r, context, {}) : undefined)) as Handler),
+  );
+
+  const offsite = program.command("offsite").description("immutable offsite copies of daily fulls (policy §4.4)");
+  targetOptions(offsite.command("push").description("copy every full snapshot not yet confirmed at each target").option("--context <name>").option("--all-contexts").option("--require-immutable", "exit 4 when a copy is not immutable")).action(action("offsite push", offsitePushCommand as Handler));
+  targetOptions(offsite.command("list").description("what is at each target: confirmed, immutable until when").option("--context <name>")).action(action("offsite list", offsiteListCommand as Handler));
+  targetOptions(offsite.command("verify").description("check the copies at each target; --deep re-reads and hashes every artifact").option("--context <name>").option("--deep").option("--require-immutable", "exit 4 when a copy is not immutable")).action(action("offsite verify", offsiteVerifyCommand as Handler));
+  targetOptions(offsite.command("prune").description("apply the offsite retention (default 7 daily + 4 weekly + 3 monthly); never deletes what is under retention").option("--context <name>").option("--dry-run")).action(action("offsite prune", offsitePruneCommand as Handler));
 
   const drill = program
     .command("drill")

@@ -1,0 +1,78 @@
+import { LocalStorage, MemoryStorage, S3Storage, parseTargetUrl, UsageError, type OffsiteTarget } from "@paas-backup/core";
+import type { Runtime } from "./runtime.js";
+import { gitRootAbove } from "./commands/common.js";
+import { SafetyError } from "@paas-backup/core";
+
+export interface TargetFlags {
+  to?: string;
+  target?: string;
+  endpoint?: string;
+  region?: string;
+  pathStyle?: boolean;
+  lockMode?: string;
+  lockDays?: string;
+}
+
+const memoryTargets = new Map<string, MemoryStorage>();
+
+/** Build the storage driver a target URL names (credentials: the AWS SDK's default chain, never flags or config). */
+function openUrl(rt: Runtime, name: string, url: string, opts: { endpoint?: string | undefined; region?: string | undefined; pathStyle?: boolean | undefined }): OffsiteTarget["storage"] {
+  const spec = parseTargetUrl(url);
+  if (spec.kind === "file") {
+    const repo = gitRootAbove(`${spec.location}/x`);
+    if (repo) {
+      throw new SafetyError("PAAS_BACKUP_UNSAFE_LOCATION", `offsite target ${spec.location} is inside the git work tree ${repo}`, {
+        path: spec.location,
+        remediation: "Point the offsite target at a folder outside any repository (policy §7.1).",
+        stage: "location",
+      });
+    }
+    return new LocalStorage(rt.fs, spec.location);
+  }
+  if (spec.kind === "memory") {
+    let m = memoryTargets.get(spec.location);
+    if (!m) memoryTargets.set(spec.location, (m = new MemoryStorage(url)));
+    return m;
+  }
+  return new S3Storage({
+    bucket: spec.location,
+    prefix: spec.prefix,
+    url,
+    ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
+    ...(opts.region ? { region: opts.region } : {}),
+    pathStyle: opts.pathStyle === true,
+    ...(rt.env.PAAS_BACKUP_S3_PART_SIZE ? { partSize: Number(rt.env.PAAS_BACKUP_S3_PART_SIZE) } : {}),
+  });
+  void name;
+}
+
+export function resolveTargets(rt: Runtime, flags: TargetFlags, required = true): OffsiteTarget[] {
+  if (flags.to) {
+    const lock =
+      flags.lockMode || flags.lockDays
+        ? (() => {
+            const mode = (flags.lockMode ?? "COMPLIANCE").toUpperCase();
+            const days = Number.parseInt(flags.lockDays ?? "", 10);
+            if ((mode !== "COMPLIANCE" && mode !== "GOVERNANCE") || !(days > 0))
+              throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "--lock-mode must be COMPLIANCE or GOVERNANCE and --lock-days a positive number", { remediation: "For example --lock-mode COMPLIANCE --lock-days 35.", stage: "arguments" });
+            return { mode: mode as "COMPLIANCE" | "GOVERNANCE", days };
+          })()
+        : undefined;
+    return [{ name: flags.to, storage: openUrl(rt, flags.to, flags.to, flags), ...(lock ? { objectLock: lock } : {}) }];
+  }
+  const configured = rt.config.offsite.targets.filter((t) => !flags.target || t.name === flags.target || t.url === flags.target);
+  if (flags.target && configured.length === 0) {
+    // --from-offsite may name a URL directly
+    if (/^[a-z0-9]+:\/\//.test(flags.target)) return resolveTargets(rt, { ...flags, to: flags.target, target: undefined }, required);
+    throw new UsageError("PAAS_BACKUP_BAD_TARGET", `no offsite target named ${JSON.stringify(flags.target)} in ${rt.configPath ?? "the config file"}`, { remediation: "Name a target from offsite.targets in the config file, or give its URL with --to.", stage: "arguments" });
+  }
+  if (configured.length === 0 && required) {
+    throw new UsageError("PAAS_BACKUP_NO_TARGET", "no offsite target: pass --to <url> or configure offsite.targets", { remediation: "For example --to s3://backups/si --endpoint https://s3.example.net --path-style, or --to file:///mnt/offsite.", stage: "arguments" });
+  }
+  return configured.map((t) => ({
+    name: t.name,
+    storage: openUrl(rt, t.name, t.url, { endpoint: t.endpoint, region: t.region, pathStyle: t.pathStyle }),
+    ...(t.objectLock ? { objectLock: t.objectLock } : {}),
+    ...(t.retention ? { retention: t.retention } : {}),
+  }));
+}
