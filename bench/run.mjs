@@ -100,5 +100,40 @@ if (parts.has("tick")) {
   rmSync(dir, { recursive: true, force: true });
 }
 
+if (parts.has("upload")) {
+  const MB = Number(process.env.BENCH_UPLOAD_MB ?? 512);
+  console.log(`\n## offsite upload of a ${MB} MiB artifact to a local S3-compatible server (s3rver on 127.0.0.1)`);
+  const { spawn } = await import("node:child_process");
+  const { randomBytes } = await import("node:crypto");
+  const dir = workdir("upload");
+  const s3dir = join(dir, "s3");
+  mkdirSync(s3dir);
+  const server = spawn(process.execPath, ["--openssl-legacy-provider", join(import.meta.dirname, "../packages/cli/test/s3-server.mjs"), s3dir], { stdio: ["pipe", "pipe", "inherit"] });
+  const { port } = await new Promise((resolve) => server.stdout.once("data", (c) => resolve(JSON.parse(String(c).split("\n")[0]))));
+  // An incompressible artifact: what an encrypted snapshot looks like to the network.
+  const state = await createStateRoot({ fs: nodeFs, root: join(dir, "state"), contexts: [{ name: CTX, eventBytes: 10_000 }], plantSecrets: false });
+  const rel = join(state.contextDir(CTX), "releases", "r-1");
+  mkdirSync(rel, { recursive: true });
+  const { openSync, writeSync, closeSync } = await import("node:fs");
+  const fd = openSync(join(rel, "bundle.bin"), "w");
+  for (let i = 0; i < MB; i++) writeSync(fd, randomBytes(1048576));
+  closeSync(fd);
+  const flags = ["--state-root", state.stateRoot, "--backup-root", join(dir, "backups")];
+  const snap = timeCli([...flags, "--json", "snapshot", "--context", CTX, "--include", "releases", "--insecure-plaintext"]).json.data[0];
+  const { S3Client, CreateBucketCommand } = await import("@aws-sdk/client-s3");
+  const client = new S3Client({ endpoint: `http://127.0.0.1:${port}`, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" } });
+  await client.send(new CreateBucketCommand({ Bucket: "bench-bucket" }));
+  const env = { AWS_ACCESS_KEY_ID: "S3RVER", AWS_SECRET_ACCESS_KEY: "S3RVER", AWS_REGION: "us-east-1" };
+  const push = timeCli([...flags, "--json", "offsite", "push", "--context", CTX, "--to", "s3://bench-bucket/si", "--endpoint", `http://127.0.0.1:${port}`, "--path-style"], env);
+  const copy = timeShell(`cp "${snap.artifact}" "${join(dir, "copy.tar.gz")}" && sync`);
+  const bytes = snap.bytes;
+  row("artifact", mib(bytes));
+  row("offsite push (multipart upload + re-read confirmation)", secs(push.seconds), `${mib(bytes / push.seconds)}/s, peak RSS ${mib(push.rss)}`);
+  row("cp of the same file on disk (+ sync)", secs(copy), `${mib(bytes / copy)}/s`);
+  row("ratio upload / disk copy", ratio(push.seconds, copy));
+  server.stdin.end();
+  rmSync(dir, { recursive: true, force: true });
+}
+
 if (globalThis.benchExtra) await globalThis.benchExtra({ big, ctxDir, parts, results });
 rmSync(big.dir, { recursive: true, force: true });

@@ -55,7 +55,7 @@ export class S3Storage implements ObjectStorage {
       ...(options.endpoint ? { endpoint: options.endpoint } : {}),
     };
     this.client = options.client ?? new S3Client(config);
-    this.partSize = Math.max(5 * 1024 * 1024, options.partSize ?? 64 * 1024 * 1024);
+    this.partSize = Math.max(5 * 1024 * 1024, options.partSize ?? 16 * 1024 * 1024);
   }
 
   private key(key: string): string {
