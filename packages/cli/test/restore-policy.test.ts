@@ -156,3 +156,36 @@ describe("restore as the policy demands", () => {
     expect(never.stdout).toContain("OVERDUE");
   });
 });
+
+describe("the confirmation prompt on a terminal", () => {
+  it("asks for the context name, restores when typed back, and changes nothing otherwise", async () => {
+    const { spawnSync } = await import("node:child_process");
+    const { CLI } = await import("./helpers.js");
+    const sb = await makeSandbox([{ name: CTX, eventBytes: 10_000 }]);
+    try {
+      const ctx = sb.state.contextDir(CTX);
+      await runCli([...sb.flags, "snapshot", "--context", CTX, "--insecure-plaintext"]);
+      writeFileSync(join(ctx, "targets.json"), "{}\n");
+      const before = treeHashes(sb.stateRoot);
+      // `script` gives the CLI a real pseudo-terminal for stdin, stdout and stderr.
+      const underTty = (answer: string) =>
+        spawnSync("script", ["-qec", [process.execPath, CLI, ...sb.flags, "restore", "--context", CTX, "--ticket", "INC-TTY"].map((a) => `'${a}'`).join(" "), "/dev/null"], {
+          input: `${answer}\n`,
+          encoding: "utf8",
+          env: { PATH: process.env.PATH, HOME: process.env.HOME, TERM: "dumb" },
+        });
+      const wrong = underTty("internal-dogfoo");
+      expect(wrong.stdout).toContain("Type the context name (internal-dogfood) to confirm");
+      expect(wrong.stdout).toMatch(/sha256:\s+[0-9a-f]{64}/);
+      expect(wrong.stdout).toContain("not confirmed; nothing was changed");
+      expect(wrong.status).toBe(2);
+      expect(treeHashes(sb.stateRoot, (rel) => rel.startsWith(".paas-backup"))).toEqual(new Map([...before].filter(([k]) => !k.startsWith(".paas-backup"))));
+      const right = underTty(CTX);
+      expect(right.status, right.stdout).toBe(0);
+      expect(right.stdout).toContain("outcome:");
+      expect(JSON.parse(readFileSync(join(ctx, "targets.json"), "utf8")).targets).toHaveLength(3);
+    } finally {
+      sb.cleanup();
+    }
+  });
+});

@@ -106,3 +106,46 @@ describe("snapshot and restore on the in-memory filesystem", () => {
     expect(snap.id).toBeTruthy();
   });
 });
+
+describe("consistent reads while si is writing", () => {
+  it("reads a JSON state file again when it changed while read, and never stores the torn version", async () => {
+    const fs = new MemoryFileSystem();
+    const sr = await createStateRoot({ fs, root: "/s", contexts: [{ name: CTX, eventBytes: 2_000 }], plantSecrets: false });
+    const path = `${sr.contextDir(CTX)}/targets.json`;
+    const good = Buffer.from(await fs.readFile(path));
+    const readFile = fs.readFile.bind(fs);
+    let reads = 0;
+    fs.readFile = async (p: string) => {
+      if (p === path && reads++ === 0) {
+        // si is halfway through rewriting the file: the first read sees half of it.
+        fs.now += 1;
+        await fs.writeFile(path, good);
+        return good.subarray(0, Math.floor(good.length / 2));
+      }
+      return readFile(p);
+    };
+    await createSnapshot({ fs, stateRoot: "/s", backupRoot: "/b", context: CTX, clock: clockFrom("2026-11-24T00:00:00Z"), insecurePlaintext: true, sleep: async () => {} });
+    expect(reads).toBeGreaterThanOrEqual(2);
+    const manifest = (await listSnapshots(fs, "/b", CTX))[0]!.manifest!;
+    const entry = manifest.files.find((f) => f.path === "targets.json")!;
+    expect(entry.sha256).toBe(createHash("sha256").update(good).digest("hex"));
+    expect(manifest.warnings).toEqual([]);
+  });
+
+  it("fails with exit 6 when a state file never holds still", async () => {
+    const fs = new MemoryFileSystem();
+    const sr = await createStateRoot({ fs, root: "/s", contexts: [{ name: CTX, eventBytes: 2_000 }], plantSecrets: false });
+    const path = `${sr.contextDir(CTX)}/deployments.json`;
+    const readFile = fs.readFile.bind(fs);
+    let n = 0;
+    fs.readFile = async (p: string) => {
+      if (p === path) {
+        fs.now += 1;
+        await fs.writeFile(path, `{"apps": {"web${n++}": {}}`); // always mid-write, never valid
+      }
+      return readFile(p);
+    };
+    await expect(createSnapshot({ fs, stateRoot: "/s", backupRoot: "/b", context: CTX, clock: clockFrom("2026-11-24T00:00:00Z"), insecurePlaintext: true, sleep: async () => {} })).rejects.toMatchObject({ code: "PAAS_BACKUP_STATE_CHANGING", exitCode: 6 });
+    expect(fs.files("/b").filter((f) => f.includes(".tar.gz"))).toEqual([]);
+  });
+});
