@@ -53,7 +53,7 @@ export async function offsiteListCommand(rt: Runtime, flags: TargetFlags & { con
   const context = requireContext(flags.context);
   const data = [];
   for (const target of resolveTargets(rt, flags)) {
-    const { entries, immutability } = await listOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target });
+    const { entries, immutability } = await listOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock });
     data.push({ target: target.storage.url, immutability, entries });
   }
   if (rt.json) printEnvelope(rt, { ok: true, command: "offsite list", context, mode: "live", count: data.reduce((n, d) => n + d.entries.length, 0), data });
@@ -69,7 +69,7 @@ export async function offsiteVerifyCommand(rt: Runtime, flags: TargetFlags & { c
   const context = requireContext(flags.context);
   const data = [];
   for (const target of resolveTargets(rt, flags)) {
-    const { results, immutability } = await verifyOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, deep: flags.deep === true });
+    const { results, immutability } = await verifyOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock, deep: flags.deep === true });
     const warnings = immutability.enabled ? [] : [`copies at ${target.storage.url} are not immutable: ${immutability.detail}`];
     data.push({ target: target.storage.url, immutability, warnings, results });
   }
@@ -100,7 +100,7 @@ export function offsiteFetcher(rt: Runtime, flags: TargetFlags & { context?: str
   return async () => {
     const context = requireContext(flags.context);
     const [target] = resolveTargets(rt, { ...flags, target: flags.fromOffsite });
-    const r = await fetchFromOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target: target!, snapshot: flags.snapshot ?? "latest" });
+    const r = await fetchFromOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target: target!, snapshot: flags.snapshot ?? "latest", clock: rt.clock });
     if (!rt.json) process.stderr.write(`offsite: ${r.fetched ? `fetched ${r.id} from ${target!.storage.url} (${r.reason})` : `using the local copy of ${r.id} (${r.reason})`}\n`);
     if (flags.snapshot === undefined || flags.snapshot === "latest") flags.snapshot = r.id;
   };

@@ -1,6 +1,6 @@
 import type { FileSystem } from "../fs/types.js";
 import { contextBackupDir, join } from "../util/paths.js";
-import { writeFileAtomic } from "../util/atomic.js";
+import { readdirOrEmpty, writeFileAtomic } from "../util/atomic.js";
 import type { DoctorCheck } from "../validate/doctor.js";
 
 /** Policy §7.3: every restore, successful or not, leaves this record in <backup_root>/<context>/incidents/. */
@@ -40,12 +40,7 @@ export async function writeIncident(fs: FileSystem, backupRoot: string, record: 
 
 export async function listRecords(fs: FileSystem, backupRoot: string, context: string, folder: string): Promise<IncidentRecord[]> {
   const dir = join(contextBackupDir(backupRoot, context), folder);
-  let entries;
-  try {
-    entries = await fs.readdir(dir);
-  } catch {
-    return [];
-  }
+  const entries = await readdirOrEmpty(fs, dir);
   const out: IncidentRecord[] = [];
   for (const e of entries.filter((e) => e.kind === "file" && e.name.endsWith(".json")).sort((a, b) => (a.name < b.name ? -1 : 1))) {
     try {

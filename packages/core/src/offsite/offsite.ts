@@ -162,7 +162,7 @@ export interface OffsiteEntry {
   immutableUntil: string | null;
 }
 
-export async function listOffsite(options: { fs: FileSystem; backupRoot: string; context: string; target: OffsiteTarget }): Promise<{ entries: OffsiteEntry[]; immutability: Immutability }> {
+export async function listOffsite(options: { fs: FileSystem; backupRoot: string; context: string; target: OffsiteTarget; clock: () => Date }): Promise<{ entries: OffsiteEntry[]; immutability: Immutability }> {
   const context = validateContextName(options.context);
   const record = await readRecord(options.fs, options.backupRoot, context, options.target);
   const immutability = await options.target.storage.immutability();
@@ -185,7 +185,7 @@ export async function listOffsite(options: { fs: FileSystem; backupRoot: string;
     else e.artifact = o;
   }
   for (const id of Object.keys(record.copies)) entry(id);
-  const now = Date.now();
+  const now = options.clock().getTime();
   for (const e of byId.values()) {
     e.confirmed = e.recorded !== null && e.artifact !== null && e.artifact.sha256 === e.recorded.sha256 && e.artifact.size === e.recorded.size;
     e.immutableUntil = e.artifact?.retainUntil ?? e.recorded?.retainUntil ?? null;
@@ -203,7 +203,7 @@ export interface OffsiteVerification {
 }
 
 /** What is at the target, checked against what we recorded: removed, truncated or changed copies. */
-export async function verifyOffsite(options: { fs: FileSystem; backupRoot: string; context: string; target: OffsiteTarget; deep?: boolean }): Promise<{ results: OffsiteVerification[]; immutability: Immutability }> {
+export async function verifyOffsite(options: { fs: FileSystem; backupRoot: string; context: string; target: OffsiteTarget; clock: () => Date; deep?: boolean }): Promise<{ results: OffsiteVerification[]; immutability: Immutability }> {
   const { entries, immutability } = await listOffsite(options);
   const storage = options.target.storage;
   const results: OffsiteVerification[] = [];
@@ -276,10 +276,10 @@ export async function pruneOffsite(options: { fs: FileSystem; backupRoot: string
  * restore --from-offsite: when the local copy is gone or does not verify, fetch the artifact and
  * its sidecars into the backup root (temporary name, then rename) and check the checksum.
  */
-export async function fetchFromOffsite(options: { fs: FileSystem; backupRoot: string; context: string; target: OffsiteTarget; snapshot: string }): Promise<{ id: string; fetched: boolean; reason: string }> {
+export async function fetchFromOffsite(options: { fs: FileSystem; backupRoot: string; context: string; target: OffsiteTarget; snapshot: string; clock: () => Date }): Promise<{ id: string; fetched: boolean; reason: string }> {
   const { fs, target } = options;
   const context = validateContextName(options.context);
-  const { entries } = await listOffsite({ fs, backupRoot: options.backupRoot, context, target });
+  const { entries } = await listOffsite({ fs, backupRoot: options.backupRoot, context, target, clock: options.clock });
   const available = entries.filter((e) => e.artifact && e.checksum);
   const chosen = options.snapshot === "latest" ? available[available.length - 1] : available.find((e) => e.id === options.snapshot);
   if (!chosen) {

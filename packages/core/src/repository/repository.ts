@@ -4,6 +4,7 @@ import type { Manifest } from "../manifest/schema.js";
 import { parseManifest } from "../manifest/io.js";
 import { compareSnapshotIds, parseSnapshotId } from "./ids.js";
 import { contextBackupDir, join } from "../util/paths.js";
+import { readdirOrEmpty } from "../util/atomic.js";
 
 /**
  * The layout of one context's snapshots in the backup root:
@@ -41,13 +42,7 @@ export function artifactNames(id: string, encrypted: boolean) {
 
 export async function listSnapshots(fs: FileSystem, backupRoot: string, context: string): Promise<SnapshotRef[]> {
   const dir = contextBackupDir(backupRoot, context);
-  let entries;
-  try {
-    entries = await fs.readdir(dir);
-  } catch (err) {
-    if (isNotFound(err)) return [];
-    throw err;
-  }
+  const entries = await readdirOrEmpty(fs, dir);
   const refs: SnapshotRef[] = [];
   for (const entry of entries) {
     if (entry.kind !== "file") continue;

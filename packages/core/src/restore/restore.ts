@@ -7,7 +7,7 @@ import type { SecretAllowance } from "../policy/secrets.js";
 import { findSnapshot, type SnapshotRef } from "../repository/repository.js";
 import { contextDir, join } from "../util/paths.js";
 import { hashFile } from "../util/hash.js";
-import { writeFileAtomic, exists } from "../util/atomic.js";
+import { writeFileAtomic, exists, readdirOrEmpty } from "../util/atomic.js";
 import { runDoctor, type DoctorReport } from "../validate/doctor.js";
 import { writeBlock, clearBlock } from "../governance/block.js";
 import { writeIncident, type IncidentRecord } from "../governance/incident.js";
@@ -88,14 +88,7 @@ export function workDir(stateRoot: string): string {
 
 async function listTree(fs: FileSystem, root: string, rel = ""): Promise<string[]> {
   const out: string[] = [];
-  let entries;
-  try {
-    entries = await fs.readdir(rel ? join(root, rel) : root);
-  } catch (err) {
-    if (isNotFound(err)) return out;
-    throw err;
-  }
-  for (const e of entries) {
+  for (const e of await readdirOrEmpty(fs, rel ? join(root, rel) : root)) {
     const path = rel ? `${rel}/${e.name}` : e.name;
     if (e.kind === "directory") out.push(...(await listTree(fs, root, path)));
     else out.push(path);

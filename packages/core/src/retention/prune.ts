@@ -1,9 +1,9 @@
 import type { FileSystem } from "../fs/types.js";
-import { isNotFound } from "../errors.js";
 import { validateContextName } from "../policy/context.js";
 import { listSnapshots, type SnapshotRef } from "../repository/repository.js";
 import { checkArtifactChecksum } from "../repository/checksum.js";
 import { contextBackupDir, join } from "../util/paths.js";
+import { readdirOrEmpty } from "../util/atomic.js";
 import { planRetention, type RetentionPlan, type RetentionPolicy } from "./plan.js";
 
 export interface PruneResult {
@@ -57,13 +57,7 @@ async function removeSnapshot(fs: FileSystem, s: SnapshotRef): Promise<void> {
 /** Partial files older than an hour, and sidecars whose artifact never landed or was pruned. */
 async function sweepLeftovers(fs: FileSystem, backupRoot: string, context: string, now: Date): Promise<string[]> {
   const dir = contextBackupDir(backupRoot, context);
-  let entries;
-  try {
-    entries = await fs.readdir(dir);
-  } catch (err) {
-    if (isNotFound(err)) return [];
-    throw err;
-  }
+  const entries = await readdirOrEmpty(fs, dir);
   const names = new Set(entries.map((e) => e.name));
   const swept: string[] = [];
   for (const e of entries) {

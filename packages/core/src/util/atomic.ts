@@ -1,4 +1,4 @@
-import type { FileSystem } from "../fs/types.js";
+import type { DirEntry, FileSystem } from "../fs/types.js";
 import { dirname, join, basename } from "./paths.js";
 
 /**
@@ -19,6 +19,16 @@ export async function exists(fs: FileSystem, path: string): Promise<boolean> {
     return true;
   } catch (err) {
     if ((err as { code?: string }).code === "ENOENT") return false;
+    throw err;
+  }
+}
+
+/** A folder's entries, or none when the folder does not exist (yet). */
+export async function readdirOrEmpty(fs: FileSystem, dir: string): Promise<DirEntry[]> {
+  try {
+    return await fs.readdir(dir);
+  } catch (err) {
+    if ((err as { code?: string }).code === "ENOENT") return [];
     throw err;
   }
 }

@@ -6,18 +6,23 @@ import type { ObjectStorage, PutOptions, PutResult, StoredObject, Immutability }
 export class MemoryStorage implements ObjectStorage {
   readonly kind = "memory" as const;
   readonly objects = new Map<string, { data: Buffer; sha256: string; lastModified: Date; lock?: PutOptions["lock"] }>();
+  /**
+   * `clock` is the bucket's own time, which decides whether a lock still holds; like every clock
+   * in core it comes from the caller.
+   */
   constructor(
     readonly url = "memory://test",
     private readonly lockEnabled = false,
+    private readonly clock: () => Date = () => new Date(Date.UTC(2026, 0, 1)),
   ) {}
 
   async put(key: string, body: Readable, options: PutOptions): Promise<PutResult> {
     const existing = this.objects.get(key);
-    if (existing?.lock && existing.lock.retainUntil > new Date()) throw Object.assign(new Error(`object ${key} is locked`), { code: "AccessDenied" });
+    if (existing?.lock && existing.lock.retainUntil > this.clock()) throw Object.assign(new Error(`object ${key} is locked`), { code: "AccessDenied" });
     const chunks: Buffer[] = [];
     for await (const c of body) chunks.push(c as Buffer);
     const data = Buffer.concat(chunks);
-    this.objects.set(key, { data, sha256: options.sha256, lastModified: new Date(), ...(options.lock && this.lockEnabled ? { lock: options.lock } : {}) });
+    this.objects.set(key, { data, sha256: options.sha256, lastModified: this.clock(), ...(options.lock && this.lockEnabled ? { lock: options.lock } : {}) });
     const actual = createHash("sha256").update(data).digest("hex");
     return { key, size: data.length, sha256: actual, confirmedBy: "reread", multipart: false };
   }
@@ -36,7 +41,7 @@ export class MemoryStorage implements ObjectStorage {
   }
   async delete(key: string): Promise<void> {
     const o = this.objects.get(key);
-    if (o?.lock && o.lock.retainUntil > new Date()) throw Object.assign(new Error(`object ${key} is locked`), { code: "AccessDenied" });
+    if (o?.lock && o.lock.retainUntil > this.clock()) throw Object.assign(new Error(`object ${key} is locked`), { code: "AccessDenied" });
     this.objects.delete(key);
   }
   async immutability(): Promise<Immutability> {
