@@ -23,7 +23,7 @@ export { restoreSnapshot, workDir, type RestoreOptions, type RestoreResult, type
 export { rollbackRestore, type RollbackResult } from "./restore/rollback.js";
 export { inspectVault, recipientFingerprint, type VaultReport, type TrustStore } from "./restore/vault.js";
 export { runDoctor, type DoctorReport, type DoctorCheck } from "./validate/doctor.js";
-export { listEvents, readEventLog, normaliseEvent, type EventRecord } from "./validate/events.js";
+export { listEvents, readEventLog, normaliseEvent, redactForOutput, type EventRecord } from "./validate/events.js";
 export { findGitRoot } from "./validate/git.js";
 export { readBlock, writeBlock, clearBlock, BLOCK_FILE, type BlockRecord } from "./governance/block.js";
 export { writeIncident, listRecords, type IncidentRecord } from "./governance/incident.js";

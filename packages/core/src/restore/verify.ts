@@ -1,5 +1,5 @@
 import type { FileSystem } from "../fs/types.js";
-import { IntegrityError, PaasBackupError } from "../errors.js";
+import { PaasBackupError, UsageError } from "../errors.js";
 import type { ArtifactDecryptor } from "../archive/encryption.js";
 import { checkArtifactChecksum, type ChecksumState } from "../repository/checksum.js";
 import { chainOf, listSnapshots, type SnapshotRef } from "../repository/repository.js";
@@ -76,7 +76,7 @@ export async function verifySnapshots(options: VerifyOptions): Promise<SnapshotV
   const all = await listSnapshots(fs, options.backupRoot, options.context);
   const selected = options.snapshot === "all" ? all : options.snapshot === "latest" ? all.slice(-1) : all.filter((s) => s.id === options.snapshot);
   if (selected.length === 0) {
-    throw new IntegrityError("PAAS_BACKUP_SNAPSHOT_NOT_FOUND", `no snapshot ${options.snapshot} of context ${options.context} in ${options.backupRoot}`, {
+    throw new UsageError("PAAS_BACKUP_SNAPSHOT_NOT_FOUND", `no snapshot ${options.snapshot} of context ${options.context} in ${options.backupRoot}`, {
       path: options.backupRoot,
       remediation: "List what exists with `paas-backup list --context <name>`.",
       stage: "select",

@@ -47,6 +47,18 @@ function sourceOf(raw: unknown, file: string): string {
   return "event";
 }
 
+const REDACT = ["secret", "token", "password", "credential", "private_key", "api_key"];
+const REDACT_EXEMPT = ["count", "findings", "guardrail"];
+
+/** si's output redaction (reference §5): a sensitive-looking key prints as <redacted>, at any depth. */
+export function redactForOutput(value: unknown, key = ""): unknown {
+  const k = key.toLowerCase();
+  if (key && REDACT.some((w) => k.includes(w)) && !REDACT_EXEMPT.some((w) => k.includes(w)) && (typeof value !== "object" || value === null)) return "<redacted>";
+  if (Array.isArray(value)) return value.map((v) => redactForOutput(v));
+  if (value && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([kk, v]) => [kk, redactForOutput(v, kk)]));
+  return value;
+}
+
 /** si's normalisation of one record (reference §3). */
 export function normaliseEvent(raw: Record<string, unknown>, file: string): EventRecord {
   const source = sourceOf(raw.source, file);
@@ -142,7 +154,7 @@ export async function listEvents(fs: FileSystem, contextDir: string, limit = 50)
       if (log && log.invalidLines.length < 20) log.invalidLines.push(raw.lineNumber);
       continue;
     }
-    records.push(normaliseEvent(parsed as Record<string, unknown>, raw.file));
+    records.push(redactForOutput(normaliseEvent(parsed as Record<string, unknown>, raw.file)) as EventRecord);
   }
   return { records, logs, paths };
 }
