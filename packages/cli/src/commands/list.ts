@@ -1,4 +1,4 @@
-import { checkArtifactChecksum, listSnapshots } from "@paas-backup/core";
+import { checkSnapshotChecksum, listSnapshots } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { humanBytes, printEnvelope, table } from "../output.js";
 import { requireContext } from "./common.js";
@@ -8,7 +8,7 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
   const snapshots = await listSnapshots(rt.fs, rt.backupRoot, context);
   const data = [];
   for (const s of snapshots) {
-    const check = await checkArtifactChecksum(rt.fs, s.artifactPath, s.checksumPath);
+    const check = await checkSnapshotChecksum(s);
     data.push({
       id: s.id,
       kind: s.kind,

@@ -54,7 +54,9 @@ export async function offsiteListCommand(rt: Runtime, flags: TargetFlags & { con
   const data = [];
   for (const target of resolveTargets(rt, flags)) {
     const { entries, immutability } = await listOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock });
-    data.push({ target: target.storage.url, immutability, entries });
+    // Plain data only: a SnapshotRef carries its storage driver (and an S3 client with it).
+    const plain = entries.map(({ snapshot, ...e }) => ({ ...e, kind: snapshot?.kind ?? null, encrypted: snapshot?.encrypted ?? null, location: snapshot?.artifactPath ?? null }));
+    data.push({ target: target.storage.url, immutability, entries: plain });
   }
   if (rt.json) printEnvelope(rt, { ok: true, command: "offsite list", context, mode: "live", count: data.reduce((n, d) => n + d.entries.length, 0), data });
   else

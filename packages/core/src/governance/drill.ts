@@ -38,7 +38,7 @@ export async function runDrill(options: {
   const cache = new Map();
   let chosen: string | null = null;
   for (const s of [...all].reverse()) {
-    if (!(await checkChain(fs, s, all, cache)).problem) {
+    if (!(await checkChain(s, all, cache)).problem) {
       chosen = s.id;
       break;
     }

@@ -1,8 +1,8 @@
 import type { FileSystem } from "../fs/types.js";
 import { IntegrityError, isNotFound, UsageError } from "../errors.js";
 import { validateContextName } from "../policy/context.js";
-import { listSnapshots, artifactNames, type SnapshotRef } from "../repository/repository.js";
-import { checkArtifactChecksum, parseChecksumFile } from "../repository/checksum.js";
+import { listSnapshots, listSnapshotsIn, artifactNames, deleteSnapshot, readSmallObject, type SnapshotRef } from "../repository/repository.js";
+import { checkSnapshotChecksum, expectedChecksum } from "../repository/checksum.js";
 import type { ObjectStorage, PutResult, StoredObject, Immutability } from "../repository/storage.js";
 import { planRetention, type RetentionPolicy } from "../retention/plan.js";
 import { contextBackupDir, join } from "../util/paths.js";
@@ -11,6 +11,7 @@ import { HashingStream } from "../util/hash.js";
 import { pipeline } from "node:stream/promises";
 import { createHash, randomUUID } from "node:crypto";
 import { parseSnapshotId, compareSnapshotIds } from "../repository/ids.js";
+import { Readable } from "node:stream";
 
 /**
  * Policy §4.4: an immutable, offsite copy of every daily full. The logic here is written once over
@@ -95,7 +96,7 @@ export async function pushOffsite(options: { fs: FileSystem; backupRoot: string;
   const result: PushResult = { context, target: storage.url, immutability, pushed: [], alreadyThere: [], problems: [] };
   for (const snap of fulls) {
     const known = record.copies[snap.id];
-    const check = await checkArtifactChecksum(fs, snap.artifactPath, snap.checksumPath);
+    const check = await checkSnapshotChecksum(snap);
     if (check.state !== "verified") {
       result.problems.push({ id: snap.id, problem: `local artifact ${check.state}; not copied (a corrupt snapshot must not become the offsite copy)` });
       continue;
@@ -104,36 +105,28 @@ export async function pushOffsite(options: { fs: FileSystem; backupRoot: string;
       result.alreadyThere.push(snap.id);
       continue;
     }
-    const base = `${context}/`;
     const lock = target.objectLock ? { mode: target.objectLock.mode, retainUntil: new Date(options.clock().getTime() + target.objectLock.days * 86_400_000) } : undefined;
-    // An earlier, interrupted push may have landed the artifact already: confirm it by its bytes.
-    const existing = await storage.head(base + snap.artifactName);
+    // The target has the same layout as the backup root: the same keys.
+    const existing = await storage.head(snap.artifactKey);
     let put: PutResult;
-    if (existing && existing.size === check.bytes && existing.sha256 === check.actual && (await hashObject(storage, base + snap.artifactName)).sha256 === check.actual) {
-      put = { key: base + snap.artifactName, size: existing.size, sha256: check.actual, confirmedBy: "reread", multipart: false };
+    if (existing && existing.size === check.bytes && existing.sha256 === check.actual && (await hashObject(storage, snap.artifactKey)).sha256 === check.actual) {
+      // An earlier, interrupted push landed it already: confirmed by its bytes, not re-sent.
+      put = { key: snap.artifactKey, size: existing.size, sha256: check.actual, confirmedBy: "reread", multipart: false };
     } else {
-      put = await storage.put(base + snap.artifactName, fs.createReadStream(snap.artifactPath), { sha256: check.actual, size: check.bytes, ...(lock ? { lock } : {}) });
+      put = await storage.put(snap.artifactKey, await snap.storage.get(snap.artifactKey), { sha256: check.actual, size: check.bytes, ...(lock ? { lock } : {}) });
     }
     if (put.sha256 !== check.actual || put.size !== check.bytes) {
-      result.problems.push({ id: snap.id, problem: `copy at ${storage.url} does not match (sha256 ${put.sha256}, ${put.size} bytes); not recorded` });
+      result.problems.push({ id: snap.id, problem: `copy at ${storage.locate(snap.artifactKey)} does not match (sha256 ${put.sha256}, ${put.size} bytes); not recorded` });
       continue;
     }
-    for (const side of [snap.checksumPath, snap.manifestPath]) {
-      let data: Uint8Array;
-      try {
-        data = await fs.readFile(side);
-      } catch (err) {
-        if (isNotFound(err)) continue;
-        throw err;
-      }
-      const name = side.slice(side.lastIndexOf("/") + 1);
-      const { Readable } = await import("node:stream");
-      await storage.put(base + name, Readable.from([Buffer.from(data)]), { sha256: createHash("sha256").update(data).digest("hex"), size: data.length, ...(lock ? { lock } : {}) });
+    for (const key of [snap.checksumKey, ...(snap.manifest ? [snap.manifestKey] : [])]) {
+      const data = Buffer.from(await readSmallObject(snap.storage, key), "utf8");
+      await storage.put(key, Readable.from([data]), { sha256: createHash("sha256").update(data).digest("hex"), size: data.length, ...(lock ? { lock } : {}) });
     }
-    const head = await storage.head(base + snap.artifactName);
+    const head = await storage.head(snap.artifactKey);
     const copy: OffsiteCopy = {
       id: snap.id,
-      artifact: base + snap.artifactName,
+      artifact: snap.artifactKey,
       sha256: check.actual,
       size: check.bytes,
       confirmedBy: put.confirmedBy,
@@ -153,9 +146,10 @@ export async function pushOffsite(options: { fs: FileSystem; backupRoot: string;
 
 export interface OffsiteEntry {
   id: string;
+  /** the snapshot as it stands at the target; null when only our record remembers it */
+  snapshot: SnapshotRef | null;
   artifact: StoredObject | null;
   checksum: StoredObject | null;
-  manifest: StoredObject | null;
   recorded: OffsiteCopy | null;
   confirmed: boolean;
   immutable: boolean;
@@ -166,32 +160,29 @@ export async function listOffsite(options: { fs: FileSystem; backupRoot: string;
   const context = validateContextName(options.context);
   const record = await readRecord(options.fs, options.backupRoot, context, options.target);
   const immutability = await options.target.storage.immutability();
-  const byId = new Map<string, OffsiteEntry>();
-  const entry = (id: string) => {
-    let e = byId.get(id);
-    if (!e) {
-      e = { id, artifact: null, checksum: null, manifest: null, recorded: record.copies[id] ?? null, confirmed: false, immutable: false, immutableUntil: null };
-      byId.set(id, e);
-    }
-    return e;
-  };
-  for await (const o of options.target.storage.list(`${context}/`)) {
-    const name = o.key.slice(context.length + 1);
-    const m = /^(.+?)\.(tar\.gz(?:\.age)?\.sha256|tar\.gz(?:\.age)?|manifest\.json)$/.exec(name);
-    if (!m || !parseSnapshotId(m[1]!)) continue;
-    const e = entry(m[1]!);
-    if (m[2]!.endsWith(".sha256")) e.checksum = o;
-    else if (m[2] === "manifest.json") e.manifest = o;
-    else e.artifact = o;
-  }
-  for (const id of Object.keys(record.copies)) entry(id);
   const now = options.clock().getTime();
-  for (const e of byId.values()) {
-    e.confirmed = e.recorded !== null && e.artifact !== null && e.artifact.sha256 === e.recorded.sha256 && e.artifact.size === e.recorded.size;
-    e.immutableUntil = e.artifact?.retainUntil ?? e.recorded?.retainUntil ?? null;
-    e.immutable = immutability.enabled && e.immutableUntil !== null && Date.parse(e.immutableUntil) > now;
+  const entries: OffsiteEntry[] = [];
+  const seen = new Set<string>();
+  for (const snap of await listSnapshotsIn(options.target.storage, context)) {
+    seen.add(snap.id);
+    entries.push(entryFor(snap.id, snap, record.copies[snap.id] ?? null));
   }
-  return { entries: [...byId.values()].sort((a, b) => compareSnapshotIds(a.id, b.id)), immutability };
+  for (const [id, copy] of Object.entries(record.copies)) if (!seen.has(id)) entries.push(entryFor(id, null, copy));
+  function entryFor(id: string, snap: SnapshotRef | null, recorded: OffsiteCopy | null): OffsiteEntry {
+    const artifact = snap?.artifact ?? null;
+    const immutableUntil = artifact?.retainUntil ?? recorded?.retainUntil ?? null;
+    return {
+      id,
+      snapshot: snap,
+      artifact,
+      checksum: snap?.checksum ?? null,
+      recorded,
+      confirmed: recorded !== null && artifact !== null && artifact.sha256 === recorded.sha256 && artifact.size === recorded.size,
+      immutable: immutability.enabled && immutableUntil !== null && Date.parse(immutableUntil) > now,
+      immutableUntil,
+    };
+  }
+  return { entries: entries.sort((a, b) => compareSnapshotIds(a.id, b.id)), immutability };
 }
 
 export interface OffsiteVerification {
@@ -210,15 +201,11 @@ export async function verifyOffsite(options: { fs: FileSystem; backupRoot: strin
   for (const e of entries) {
     const problems: string[] = [];
     const rec = e.recorded;
-    if (!e.artifact) problems.push(rec ? `artifact ${rec.artifact} was removed from the target` : "no artifact at the target");
+    if (!e.snapshot || !e.artifact) problems.push(rec ? `artifact ${rec.artifact} was removed from the target` : "no artifact at the target");
     else {
       if (rec && e.artifact.size !== rec.size) problems.push(`artifact is ${e.artifact.size} bytes, ${rec.size} were copied (${e.artifact.size < rec.size ? "truncated" : "changed"})`);
       if (!e.checksum) problems.push("checksum file missing at the target");
-      else {
-        const text = await readSmall(storage, e.checksum.key);
-        const listed = parseChecksumFile(text, e.artifact.key.slice(e.artifact.key.lastIndexOf("/") + 1));
-        if (rec && listed !== rec.sha256) problems.push("checksum file at the target does not name the copied sha256");
-      }
+      else if (rec && (await expectedChecksum(e.snapshot)) !== rec.sha256) problems.push("checksum file at the target does not name the copied sha256");
       // A directory target is cheap to read: always check its bytes. Object stores: metadata, or bytes with --deep.
       if (options.deep || !rec || storage.kind === "file") {
         const actual = await hashObject(storage, e.artifact.key);
@@ -232,21 +219,12 @@ export async function verifyOffsite(options: { fs: FileSystem; backupRoot: strin
   return { results, immutability };
 }
 
-async function readSmall(storage: ObjectStorage, key: string): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const c of await storage.get(key)) {
-    chunks.push(c as Buffer);
-    if (chunks.reduce((n, b) => n + b.length, 0) > 1_000_000) break;
-  }
-  return Buffer.concat(chunks).toString("utf8");
-}
-
 /** Offsite retention: its own policy over fulls; never deletes what is still under retention. */
 export async function pruneOffsite(options: { fs: FileSystem; backupRoot: string; context: string; target: OffsiteTarget; clock: () => Date; dryRun?: boolean }): Promise<{ keep: { id: string; reasons: string[] }[]; remove: string[]; heldByLock: string[] }> {
   const { entries } = await listOffsite(options);
-  const withArtifact = entries.filter((e) => e.artifact);
+  const present = entries.filter((e): e is OffsiteEntry & { snapshot: SnapshotRef } => e.snapshot !== null);
   const plan = planRetention({
-    snapshots: withArtifact.map((e) => ({ id: e.id, time: parseSnapshotId(e.id)!.time, kind: "full" as const })),
+    snapshots: present.map((e) => ({ id: e.id, time: parseSnapshotId(e.id)!.time, kind: "full" as const })),
     policy: { ...DEFAULT_OFFSITE_RETENTION, ...(options.target.retention ?? {}) },
   });
   const now = options.clock().getTime();
@@ -255,16 +233,15 @@ export async function pruneOffsite(options: { fs: FileSystem; backupRoot: string
   const keep = [...plan.keep];
   const record = await readRecord(options.fs, options.backupRoot, options.context, options.target);
   for (const { id } of plan.remove) {
-    const e = withArtifact.find((x) => x.id === id)!;
-    const until = e.artifact?.retainUntil ?? e.recorded?.retainUntil ?? null;
-    if (until && Date.parse(until) > now) {
+    const e = present.find((x) => x.id === id)!;
+    if (e.immutableUntil && Date.parse(e.immutableUntil) > now) {
       heldByLock.push(id);
-      keep.push({ id, reasons: [`retained until ${until}`] });
+      keep.push({ id, reasons: [`retained until ${e.immutableUntil}`] });
       continue;
     }
     remove.push(id);
     if (!options.dryRun) {
-      for (const o of [e.artifact, e.checksum, e.manifest]) if (o) await options.target.storage.delete(o.key);
+      await deleteSnapshot(e.snapshot);
       delete record.copies[id];
       await writeRecord(options.fs, options.backupRoot, options.context, options.target, record);
     }
@@ -279,9 +256,8 @@ export async function pruneOffsite(options: { fs: FileSystem; backupRoot: string
 export async function fetchFromOffsite(options: { fs: FileSystem; backupRoot: string; context: string; target: OffsiteTarget; snapshot: string; clock: () => Date }): Promise<{ id: string; fetched: boolean; reason: string }> {
   const { fs, target } = options;
   const context = validateContextName(options.context);
-  const { entries } = await listOffsite({ fs, backupRoot: options.backupRoot, context, target, clock: options.clock });
-  const available = entries.filter((e) => e.artifact && e.checksum);
-  const chosen = options.snapshot === "latest" ? available[available.length - 1] : available.find((e) => e.id === options.snapshot);
+  const available = (await listSnapshotsIn(target.storage, context)).filter((s) => s.checksum);
+  const chosen = options.snapshot === "latest" ? available[available.length - 1] : available.find((s) => s.id === options.snapshot);
   if (!chosen) {
     throw new UsageError("PAAS_BACKUP_SNAPSHOT_NOT_FOUND", `snapshot ${options.snapshot} of ${context} is not at ${target.storage.url}`, {
       path: target.storage.url,
@@ -289,31 +265,26 @@ export async function fetchFromOffsite(options: { fs: FileSystem; backupRoot: st
       stage: "fetch",
     });
   }
-  const local: SnapshotRef | undefined = (await listSnapshots(fs, options.backupRoot, context)).find((s) => s.id === chosen.id);
-  if (local && (await checkArtifactChecksum(fs, local.artifactPath, local.checksumPath)).state === "verified") {
-    return { id: chosen.id, fetched: false, reason: "the local copy verifies" };
-  }
+  const local = (await listSnapshots(fs, options.backupRoot, context)).find((s) => s.id === chosen.id);
+  if (local && (await checkSnapshotChecksum(local)).state === "verified") return { id: chosen.id, fetched: false, reason: "the local copy verifies" };
   const dir = contextBackupDir(options.backupRoot, context);
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-  const artifactName = chosen.artifact!.key.slice(chosen.artifact!.key.lastIndexOf("/") + 1);
-  const names = artifactNames(chosen.id, artifactName.endsWith(".age"));
+  const names = artifactNames(chosen.id, chosen.encrypted);
   const nonce = randomUUID().slice(0, 8);
-  const tmp = join(dir, `.${artifactName}.${nonce}.partial`);
+  const tmp = join(dir, `.${names.artifactName}.${nonce}.partial`);
   const hashing = new HashingStream();
   try {
-    await pipeline(await target.storage.get(chosen.artifact!.key), hashing, fs.createWriteStream(tmp, { mode: 0o600, exclusive: true }));
-    const checksumText = await readSmall(target.storage, chosen.checksum!.key);
-    const expected = parseChecksumFile(checksumText, artifactName);
-    const actual = hashing.digest();
-    if (expected !== actual) {
-      throw new IntegrityError("PAAS_BACKUP_CHECKSUM_MISMATCH", `offsite copy ${chosen.artifact!.key} at ${target.storage.url} does not match its checksum file`, {
-        path: target.storage.url,
+    await pipeline(await target.storage.get(chosen.artifactKey), hashing, fs.createWriteStream(tmp, { mode: 0o600, exclusive: true }));
+    const expected = await expectedChecksum(chosen);
+    if (expected !== hashing.digest()) {
+      throw new IntegrityError("PAAS_BACKUP_CHECKSUM_MISMATCH", `offsite copy ${chosen.artifactPath} does not match its checksum file`, {
+        path: chosen.artifactPath,
         remediation: "The offsite copy is damaged too: fetch an older snapshot (offsite list) and escalate.",
         stage: "fetch",
       });
     }
-    if (chosen.manifest) await writeFileAtomic(fs, join(dir, names.manifestName), await readSmall(target.storage, chosen.manifest.key), 0o600, nonce);
-    await writeFileAtomic(fs, join(dir, names.checksumName), checksumText, 0o600, nonce);
+    if (chosen.manifest) await writeFileAtomic(fs, join(dir, names.manifestName), await readSmallObject(target.storage, chosen.manifestKey), 0o600, nonce);
+    await writeFileAtomic(fs, join(dir, names.checksumName), await readSmallObject(target.storage, chosen.checksumKey), 0o600, nonce);
     await fs.sync(tmp);
     await fs.rename(tmp, join(dir, names.artifactName));
     return { id: chosen.id, fetched: true, reason: local ? "the local copy does not verify" : "no local copy" };

@@ -1,7 +1,7 @@
-import type { FileSystem } from "../fs/types.js";
-import { isNotFound } from "../errors.js";
-import { hashFile } from "../util/hash.js";
+import { createHash } from "node:crypto";
 import { basename } from "../util/paths.js";
+import type { SnapshotRef } from "./repository.js";
+import { readSmallObject } from "./repository.js";
 
 /** sha256sum's line format: "<hex>  <name>" (text mode) or "<hex> *<name>" (binary mode). */
 export function formatChecksumLine(sha256: string, artifactName: string): string {
@@ -26,18 +26,22 @@ export interface ChecksumCheck {
   bytes: number;
 }
 
-/** Stream the artifact through sha256 and compare with its checksum file. */
-export async function checkArtifactChecksum(fs: FileSystem, artifactPath: string, checksumPath: string): Promise<ChecksumCheck> {
-  let expected: string | null = null;
-  let checksumPresent = true;
-  try {
-    const text = Buffer.from(await fs.readFile(checksumPath)).toString("utf8");
-    expected = parseChecksumFile(text, basename(artifactPath));
-  } catch (err) {
-    if (!isNotFound(err)) throw err;
-    checksumPresent = false;
+/** The sha256 its checksum file names for a snapshot, or null when there is none. */
+export async function expectedChecksum(snapshot: SnapshotRef): Promise<string | null> {
+  if (!snapshot.checksum) return null;
+  return parseChecksumFile(await readSmallObject(snapshot.storage, snapshot.checksumKey, 1024 * 1024), snapshot.artifactName);
+}
+
+/** Stream the artifact through sha256 (memory stays flat) and compare with its checksum file. */
+export async function checkSnapshotChecksum(snapshot: SnapshotRef): Promise<ChecksumCheck> {
+  const expected = await expectedChecksum(snapshot);
+  const hash = createHash("sha256");
+  let bytes = 0;
+  for await (const chunk of await snapshot.storage.get(snapshot.artifactKey)) {
+    hash.update(chunk as Buffer);
+    bytes += (chunk as Buffer).length;
   }
-  const { sha256: actual, bytes } = await hashFile(fs, artifactPath);
-  if (!checksumPresent) return { state: "missing-checksum", expected: null, actual, bytes };
+  const actual = hash.digest("hex");
+  if (!snapshot.checksum) return { state: "missing-checksum", expected: null, actual, bytes };
   return { state: expected === actual ? "verified" : "mismatch", expected, actual, bytes };
 }

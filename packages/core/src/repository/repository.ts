@@ -1,18 +1,20 @@
 import type { FileSystem } from "../fs/types.js";
-import { isNotFound, UsageError } from "../errors.js";
+import { UsageError } from "../errors.js";
 import type { Manifest } from "../manifest/schema.js";
 import { parseManifest } from "../manifest/io.js";
+import type { ObjectStorage, StoredObject } from "./storage.js";
+import { LocalStorage } from "./drivers/local.js";
 import { compareSnapshotIds, parseSnapshotId } from "./ids.js";
-import { contextBackupDir, join } from "../util/paths.js";
-import { readdirOrEmpty } from "../util/atomic.js";
+import { contextBackupDir } from "../util/paths.js";
 
 /**
- * The layout of one context's snapshots in the backup root:
- *   <backup_root>/<context>/<id>.tar.gz[.age]     the artifact
- *   <backup_root>/<context>/<id>.tar.gz[.age].sha256  its checksum, sha256sum format
- *   <backup_root>/<context>/<id>.manifest.json    the manifest (also inside the artifact)
- *   <backup_root>/<context>/incidents/, drills/   governance records
- * An artifact without our manifest (made by the policy's reference shell flow) is a full snapshot.
+ * The layout of one context's snapshots, the same in the backup root and at every offsite target:
+ *   <context>/<id>.tar.gz[.age]          the artifact
+ *   <context>/<id>.tar.gz[.age].sha256   its checksum, sha256sum format
+ *   <context>/<id>.manifest.json         the manifest (also inside the artifact)
+ * Listing, checksums, opening and deleting snapshots are written once over ObjectStorage; the
+ * backup root is the local directory driver. An artifact without our manifest (made by the
+ * policy's reference shell flow) is a full snapshot.
  */
 export interface SnapshotRef {
   id: string;
@@ -21,14 +23,22 @@ export interface SnapshotRef {
   kind: "full" | "incremental";
   parent?: { id: string; sha256: string };
   encrypted: boolean;
+  /** where the snapshot lives */
+  storage: ObjectStorage;
   artifactName: string;
+  artifactKey: string;
+  checksumKey: string;
+  manifestKey: string;
+  /** for messages and output: a path in the backup root, a URL at a remote target */
   artifactPath: string;
   checksumPath: string;
   manifestPath: string;
   /** null for snapshots made by hand with the reference flow */
   manifest: Manifest | null;
   bytes: number;
-  /** the mode bits and owner of the artifact, for access checks */
+  artifact: StoredObject;
+  checksum: StoredObject | null;
+  /** the mode bits and owner of the artifact, where the backend has them */
   mode: number;
   uid: number;
 }
@@ -40,28 +50,39 @@ export function artifactNames(id: string, encrypted: boolean) {
   return { artifactName, checksumName: `${artifactName}.sha256`, manifestName: `${id}.manifest.json` };
 }
 
-export async function listSnapshots(fs: FileSystem, backupRoot: string, context: string): Promise<SnapshotRef[]> {
-  const dir = contextBackupDir(backupRoot, context);
-  const entries = await readdirOrEmpty(fs, dir);
+/** The backup root as a storage target (writable: snapshots are written there through the FileSystem). */
+export function backupRootStorage(fs: FileSystem, backupRoot: string): ObjectStorage {
+  return new LocalStorage(fs, backupRoot, false);
+}
+
+export async function readSmallObject(storage: ObjectStorage, key: string, limit = 64 * 1024 * 1024): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of await storage.get(key)) {
+    chunks.push(c as Buffer);
+    size += (c as Buffer).length;
+    if (size > limit) throw new Error(`${storage.locate(key)} is larger than ${limit} bytes`);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+/** Every snapshot of a context at a storage target, oldest first. */
+export async function listSnapshotsIn(storage: ObjectStorage, context: string): Promise<SnapshotRef[]> {
+  const objects = new Map<string, StoredObject>();
+  for await (const o of storage.list(`${context}/`, { shallow: true })) objects.set(o.key, o);
   const refs: SnapshotRef[] = [];
-  for (const entry of entries) {
-    if (entry.kind !== "file") continue;
-    const m = ARTIFACT.exec(entry.name);
+  for (const [key, artifact] of objects) {
+    const name = key.slice(context.length + 1);
+    const m = ARTIFACT.exec(name);
     if (!m) continue;
     const id = m[1]!;
     const parsedId = parseSnapshotId(id);
     if (!parsedId) continue;
     const encrypted = m[2] !== undefined;
     const names = artifactNames(id, encrypted);
-    const artifactPath = join(dir, names.artifactName);
-    const manifestPath = join(dir, names.manifestName);
-    let manifest: Manifest | null = null;
-    try {
-      manifest = parseManifest(Buffer.from(await fs.readFile(manifestPath)).toString("utf8"), manifestPath);
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-    }
-    const stat = await fs.lstat(artifactPath);
+    const manifestKey = `${context}/${names.manifestName}`;
+    const checksumKey = `${context}/${names.checksumName}`;
+    const manifest = objects.has(manifestKey) ? parseManifest(await readSmallObject(storage, manifestKey), storage.locate(manifestKey)) : null;
     refs.push({
       id,
       context,
@@ -69,17 +90,28 @@ export async function listSnapshots(fs: FileSystem, backupRoot: string, context:
       kind: manifest?.kind ?? "full",
       ...(manifest?.parent ? { parent: manifest.parent } : {}),
       encrypted,
+      storage,
       artifactName: names.artifactName,
-      artifactPath,
-      checksumPath: join(dir, names.checksumName),
-      manifestPath,
+      artifactKey: key,
+      checksumKey,
+      manifestKey,
+      artifactPath: storage.locate(key),
+      checksumPath: storage.locate(checksumKey),
+      manifestPath: storage.locate(manifestKey),
       manifest,
-      bytes: stat.size,
-      mode: stat.mode,
-      uid: stat.uid,
+      bytes: artifact.size,
+      artifact,
+      checksum: objects.get(checksumKey) ?? null,
+      mode: artifact.mode ?? 0o600,
+      uid: artifact.uid ?? -1,
     });
   }
   return refs.sort((a, b) => compareSnapshotIds(a.id, b.id));
+}
+
+/** The snapshots in the backup root: the local driver over <backup_root>. */
+export async function listSnapshots(fs: FileSystem, backupRoot: string, context: string): Promise<SnapshotRef[]> {
+  return listSnapshotsIn(backupRootStorage(fs, backupRoot), context);
 }
 
 /** `latest` or an exact id; a clear error listing what exists otherwise. */
@@ -102,6 +134,13 @@ export async function findSnapshot(fs: FileSystem, backupRoot: string, context: 
     });
   }
   return { snapshot, all };
+}
+
+/** Delete a snapshot: the artifact first (then nothing lists it), then its checksum and manifest. */
+export async function deleteSnapshot(s: SnapshotRef): Promise<void> {
+  await s.storage.delete(s.artifactKey);
+  await s.storage.delete(s.checksumKey);
+  await s.storage.delete(s.manifestKey);
 }
 
 /** The snapshots an incremental needs, oldest (the full) first, ending with itself. */

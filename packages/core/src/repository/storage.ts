@@ -14,6 +14,9 @@ export interface StoredObject {
   /** Object Lock retention of this object, when the backend reports one */
   retainUntil: string | null;
   lockMode: string | null;
+  /** permission bits and owner, where the backend has them (directories) */
+  mode?: number;
+  uid?: number;
 }
 
 export interface PutOptions {
@@ -47,10 +50,12 @@ export interface ObjectStorage {
   put(key: string, body: Readable, options: PutOptions): Promise<PutResult>;
   get(key: string): Promise<Readable>;
   head(key: string): Promise<StoredObject | null>;
-  /** every object under the prefix, following the backend's pagination */
-  list(prefix: string): AsyncIterable<StoredObject>;
+  /** every object under the prefix, following the backend's pagination; `shallow` stops at the next "/" */
+  list(prefix: string, options?: { shallow?: boolean }): AsyncIterable<StoredObject>;
   delete(key: string): Promise<void>;
   immutability(): Promise<Immutability>;
+  /** where a key lives, for messages: a path for directories, a URL otherwise */
+  locate(key: string): string;
 }
 
 export interface TargetSpec {

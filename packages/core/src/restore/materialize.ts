@@ -54,18 +54,17 @@ function integrity(label: string, message: string): IntegrityError {
 }
 
 /** Open an artifact as a plaintext tar.gz stream (decrypting when it is an .age artifact). */
-export function openArtifact(fs: FileSystem, snapshot: SnapshotRef, decryptor?: ArtifactDecryptor): Readable {
-  const raw = fs.createReadStream(snapshot.artifactPath);
-  if (!snapshot.encrypted) return raw;
-  if (!decryptor) {
-    raw.destroy();
+export async function openArtifact(snapshot: SnapshotRef, decryptor?: ArtifactDecryptor): Promise<Readable> {
+  if (snapshot.encrypted && !decryptor) {
     throw new SafetyError("PAAS_BACKUP_IDENTITY_REQUIRED", `snapshot ${snapshot.id} is encrypted (${snapshot.artifactPath}) and no identity was given`, {
       path: snapshot.artifactPath,
       remediation: "Pass --identity <file> with an age identity whose recipient the snapshot was encrypted to.",
       stage: "decrypt",
     });
   }
-  const plain = decryptor.decrypt();
+  const raw = await snapshot.storage.get(snapshot.artifactKey);
+  if (!snapshot.encrypted) return raw;
+  const plain = decryptor!.decrypt();
   raw.on("error", (err) => plain.destroy(err));
   raw.pipe(plain);
   return plain as unknown as Readable;
@@ -95,7 +94,7 @@ export async function materializeChain(options: MaterializeOptions): Promise<Mat
     const manifest = link.manifest;
     const byPath = new Map<string, ManifestFile>((manifest?.files ?? []).map((f) => [f.path, f]));
     const label = link.artifactPath;
-    const source = openArtifact(fs, link, options.decryptor);
+    const source = await openArtifact(link, options.decryptor);
     const maxTotalBytes = manifest ? manifest.totals.storedBytes : Math.max(link.bytes * (options.maxExpansion ?? 200), 64 * 1024 * 1024);
 
     const onEntry = async (entry: ArchiveEntryInfo, body: Readable): Promise<void> => {

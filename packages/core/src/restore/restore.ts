@@ -173,11 +173,11 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
     const { snapshot: asked, all } = await findSnapshot(fs, options.backupRoot, context, options.snapshot);
     const cache = new Map();
     let chosen: SnapshotRef = asked;
-    const first = await checkChain(fs, asked, all, cache);
+    const first = await checkChain(asked, all, cache);
     let chain = first.chain;
     record.snapshot = { id: asked.id, sha256: first.self.actual, kind: asked.kind };
     if (first.problem) {
-      const fallback = await findFallback(fs, all, asked, cache);
+      const fallback = await findFallback(all, asked, cache);
       const why = first.self.state === "missing-checksum" ? "its checksum file is missing" : first.self.state === "mismatch" ? "its checksum does not match" : first.problem;
       if (!options.fallback || !fallback) {
         const code = first.self.state === "missing-checksum" ? "PAAS_BACKUP_CHECKSUM_MISSING" : first.self.state === "mismatch" ? "PAAS_BACKUP_CHECKSUM_MISMATCH" : "PAAS_BACKUP_CHAIN_BROKEN";
@@ -192,7 +192,7 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
         });
       }
       chosen = fallback;
-      chain = (await checkChain(fs, fallback, all, cache)).chain;
+      chain = (await checkChain(fallback, all, cache)).chain;
       record.fallback = { used: true, from: asked.id, reason: why };
       record.snapshot = { id: fallback.id, sha256: cache.get(fallback.id)!.actual, kind: fallback.kind };
     }

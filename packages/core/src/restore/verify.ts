@@ -1,7 +1,7 @@
 import type { FileSystem } from "../fs/types.js";
 import { PaasBackupError, UsageError } from "../errors.js";
 import type { ArtifactDecryptor } from "../archive/encryption.js";
-import { checkArtifactChecksum, type ChecksumState } from "../repository/checksum.js";
+import { checkSnapshotChecksum, type ChecksumState } from "../repository/checksum.js";
 import { chainOf, listSnapshots, type SnapshotRef } from "../repository/repository.js";
 import { materializeChain } from "./materialize.js";
 
@@ -23,7 +23,6 @@ export interface SnapshotVerification {
 
 /** Checksum of one snapshot and of every link it needs, memoised across calls. */
 export async function checkChain(
-  fs: FileSystem,
   snapshot: SnapshotRef,
   all: readonly SnapshotRef[],
   cache: Map<string, { state: ChecksumState; actual: string; expected: string | null }> = new Map(),
@@ -32,7 +31,7 @@ export async function checkChain(
   const check = async (s: SnapshotRef) => {
     let c = cache.get(s.id);
     if (!c) {
-      const r = await checkArtifactChecksum(fs, s.artifactPath, s.checksumPath);
+      const r = await checkSnapshotChecksum(s);
       c = { state: r.state, actual: r.actual, expected: r.expected };
       cache.set(s.id, c);
     }
@@ -50,11 +49,11 @@ export async function checkChain(
 }
 
 /** The newest snapshot older than `before` whose whole chain verifies: the policy's "previous verified snapshot". */
-export async function findFallback(fs: FileSystem, all: readonly SnapshotRef[], before: SnapshotRef, cache?: Map<string, { state: ChecksumState; actual: string; expected: string | null }>): Promise<SnapshotRef | null> {
+export async function findFallback(all: readonly SnapshotRef[], before: SnapshotRef, cache?: Map<string, { state: ChecksumState; actual: string; expected: string | null }>): Promise<SnapshotRef | null> {
   const memo = cache ?? new Map();
   for (let i = all.indexOf(before) - 1; i >= 0; i--) {
     const candidate = all[i]!;
-    const { problem } = await checkChain(fs, candidate, all, memo);
+    const { problem } = await checkChain(candidate, all, memo);
     if (!problem) return candidate;
   }
   return null;
@@ -85,7 +84,7 @@ export async function verifySnapshots(options: VerifyOptions): Promise<SnapshotV
   const cache = new Map();
   const results: SnapshotVerification[] = [];
   for (const snapshot of selected) {
-    const { chain, problem, self } = await checkChain(fs, snapshot, all, cache);
+    const { chain, problem, self } = await checkChain(snapshot, all, cache);
     const access: string[] = [];
     if (snapshot.mode & 0o077) access.push(`artifact mode ${snapshot.mode.toString(8)} lets others read it (want 600)`);
     if (options.currentUid !== undefined && snapshot.uid !== options.currentUid) access.push(`artifact owned by uid ${snapshot.uid}, not ${options.currentUid}`);

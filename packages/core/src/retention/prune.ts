@@ -1,7 +1,7 @@
 import type { FileSystem } from "../fs/types.js";
 import { validateContextName } from "../policy/context.js";
-import { listSnapshots, type SnapshotRef } from "../repository/repository.js";
-import { checkArtifactChecksum } from "../repository/checksum.js";
+import { deleteSnapshot, listSnapshots } from "../repository/repository.js";
+import { checkSnapshotChecksum } from "../repository/checksum.js";
 import { contextBackupDir, join } from "../util/paths.js";
 import { readdirOrEmpty } from "../util/atomic.js";
 import { planRetention, type RetentionPlan, type RetentionPolicy } from "./plan.js";
@@ -28,7 +28,7 @@ export async function pruneSnapshots(options: { fs: FileSystem; backupRoot: stri
   const verified = new Map<string, boolean>();
   for (const s of [...all].reverse()) {
     if (s.kind !== "full") continue;
-    const ok = (await checkArtifactChecksum(fs, s.artifactPath, s.checksumPath)).state === "verified";
+    const ok = (await checkSnapshotChecksum(s)).state === "verified";
     verified.set(s.id, ok);
     if (ok) break;
   }
@@ -42,16 +42,12 @@ export async function pruneSnapshots(options: { fs: FileSystem; backupRoot: stri
     const byId = new Map(all.map((s) => [s.id, s]));
     for (const { id } of plan.remove) {
       // plan.remove is newest first already
-      await removeSnapshot(fs, byId.get(id)!);
+      await deleteSnapshot(byId.get(id)!);
       removed.push(id);
     }
     swept.push(...(await sweepLeftovers(fs, options.backupRoot, context, options.clock())));
   }
   return { context, dryRun: options.dryRun === true, plan, removed, swept };
-}
-
-async function removeSnapshot(fs: FileSystem, s: SnapshotRef): Promise<void> {
-  for (const path of [s.artifactPath, s.checksumPath, s.manifestPath]) await fs.rm(path, { force: true });
 }
 
 /** Partial files older than an hour, and sidecars whose artifact never landed or was pruned. */

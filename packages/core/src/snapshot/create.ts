@@ -2,7 +2,7 @@ import { createHash, randomUUID, type Hash } from "node:crypto";
 import { Transform, type Readable, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { FileSystem } from "../fs/types.js";
-import { isNotFound, SafetyError } from "../errors.js";
+import { SafetyError } from "../errors.js";
 import { ArchiveWriter } from "../archive/writer.js";
 import type { ArtifactEncryptor } from "../archive/encryption.js";
 import { canonicalJson, MANIFEST_FORMAT, type Manifest, type ManifestEntryNote, type ManifestFile } from "../manifest/schema.js";
@@ -10,7 +10,7 @@ import { isEventLog, isJsonStateFile, type OptionalFolder } from "../policy/sele
 import { SecretScanner, type SecretAllowance, type SecretFinding } from "../policy/secrets.js";
 import { validateContextName } from "../policy/context.js";
 import { artifactNames, listSnapshots, type SnapshotRef } from "../repository/repository.js";
-import { formatChecksumLine, parseChecksumFile } from "../repository/checksum.js";
+import { expectedChecksum, formatChecksumLine } from "../repository/checksum.js";
 import { formatSnapshotId } from "../repository/ids.js";
 import { contextBackupDir, contextDir, join } from "../util/paths.js";
 import { exists, writeFileAtomic } from "../util/atomic.js";
@@ -147,7 +147,7 @@ export async function createSnapshot(options: CreateSnapshotOptions): Promise<Sn
     else if (newest.manifest.include.join(",") !== include.join(","))
       promotedToFull = `parent ${newest.id} covers --include ${newest.manifest.include.join(",") || "(none)"}`;
     else {
-      const sha = await parentSha256(fs, newest);
+      const sha = await parentSha256(newest);
       if (!sha) promotedToFull = `parent ${newest.id} has no readable checksum file`;
       else parent = { ...newest, sha256: sha } as SnapshotRef & { sha256: string };
     }
@@ -351,11 +351,6 @@ export async function createSnapshot(options: CreateSnapshotOptions): Promise<Sn
 }
 
 /** The parent's artifact sha256, from its checksum file (written before the artifact landed). */
-async function parentSha256(fs: FileSystem, parent: SnapshotRef): Promise<string | null> {
-  try {
-    return parseChecksumFile(Buffer.from(await fs.readFile(parent.checksumPath)).toString("utf8"), parent.artifactName);
-  } catch (err) {
-    if (isNotFound(err)) return null;
-    throw err;
-  }
+async function parentSha256(parent: SnapshotRef): Promise<string | null> {
+  return expectedChecksum(parent);
 }

@@ -27,6 +27,10 @@ export class LocalStorage implements ObjectStorage {
     return join(this.root, key);
   }
 
+  locate(key: string): string {
+    return this.path(key);
+  }
+
   private async ensureDir(dir: string): Promise<void> {
     // Read-only folders must be opened up briefly to add an object, then closed again.
     const missing: string[] = [];
@@ -94,14 +98,15 @@ export class LocalStorage implements ObjectStorage {
       } catch (err) {
         if (!isNotFound(err)) throw err;
       }
-      return { key, size: st.size, sha256, lastModified: new Date(st.mtimeMs), retainUntil: null, lockMode: this.readOnly ? "read-only files" : null };
+      return { key, size: st.size, sha256, lastModified: new Date(st.mtimeMs), retainUntil: null, lockMode: this.readOnly ? "read-only files" : null, mode: st.mode, uid: st.uid };
     } catch (err) {
       if (isNotFound(err)) return null;
       throw err;
     }
   }
 
-  async *list(prefix: string): AsyncIterable<StoredObject> {
+  async *list(prefix: string, options: { shallow?: boolean } = {}): AsyncIterable<StoredObject> {
+    const shallow = options.shallow === true;
     const walk = async function* (self: LocalStorage, rel: string): AsyncGenerator<StoredObject> {
       let entries;
       try {
@@ -112,7 +117,9 @@ export class LocalStorage implements ObjectStorage {
       }
       for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
         const key = rel ? `${rel}/${e.name}` : e.name;
-        if (e.kind === "directory") yield* walk(self, key);
+        if (e.kind === "directory") {
+          if (!shallow) yield* walk(self, key);
+        }
         else if (e.kind === "file" && !e.name.endsWith(".sha256.meta") && !e.name.endsWith(".partial") && key.startsWith(prefix)) {
           const h = await self.head(key);
           if (h) yield h;

@@ -36,8 +36,12 @@ export class MemoryStorage implements ObjectStorage {
     if (!o) return null;
     return { key, size: o.data.length, sha256: o.sha256, lastModified: o.lastModified, retainUntil: o.lock?.retainUntil.toISOString() ?? null, lockMode: o.lock?.mode ?? null };
   }
-  async *list(prefix: string): AsyncIterable<StoredObject> {
-    for (const key of [...this.objects.keys()].sort()) if (key.startsWith(prefix)) yield (await this.head(key))!;
+  async *list(prefix: string, options: { shallow?: boolean } = {}): AsyncIterable<StoredObject> {
+    for (const key of [...this.objects.keys()].sort())
+      if (key.startsWith(prefix) && !(options.shallow && key.slice(prefix.length).includes("/"))) yield (await this.head(key))!;
+  }
+  locate(key: string): string {
+    return `${this.url}/${key}`;
   }
   async delete(key: string): Promise<void> {
     const o = this.objects.get(key);

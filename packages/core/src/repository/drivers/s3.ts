@@ -125,12 +125,16 @@ export class S3Storage implements ObjectStorage {
     }
   }
 
-  async *list(prefix: string): AsyncIterable<StoredObject> {
+  locate(key: string): string {
+    return `${this.url.replace(/\/+$/, "")}/${key}`;
+  }
+
+  async *list(prefix: string, options: { shallow?: boolean } = {}): AsyncIterable<StoredObject> {
     let ContinuationToken: string | undefined;
     const full = this.key(prefix);
     const strip = this.options.prefix ? this.options.prefix.length + 1 : 0;
     do {
-      const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: full, ContinuationToken, MaxKeys: S3Storage.pageSizeForTests }));
+      const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: full, ContinuationToken, MaxKeys: S3Storage.pageSizeForTests, ...(options.shallow ? { Delimiter: "/" } : {}) }));
       for (const o of page.Contents ?? []) {
         const key = (o.Key ?? "").slice(strip);
         // Listing does not carry metadata: head each object for its sha256 and lock.
