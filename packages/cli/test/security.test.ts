@@ -263,6 +263,7 @@ describe("hostile archives are refused before anything lands", () => {
         expect(existsSync(escapeTarget), label).toBe(false);
         expect(existsSync(join(sb.stateRoot, "escaped.txt")) || existsSync(join(sb.dir, "escaped.txt")), label).toBe(false);
         const deep = await runCli([...flags, "--json", "verify", "--context", CTX, "--deep", "--identity", identity]);
+        expect(deep.code, label).toBe(c.expectCode === "PAAS_BACKUP_ARCHIVE_CORRUPT" ? 3 : 4);
         expect(deep.json.data[0].deep.ok, label).toBe(false);
         expect(deep.json.data[0].deep.error.code, label).toBe(c.expectCode);
         // the incident record says what was refused

@@ -33,6 +33,8 @@ export async function verifyCommand(rt: Runtime, flags: KeyFlags & { context?: s
     );
   }
   if (ok) return 0;
-  // Integrity problems outrank access problems: exit 3 for either of those, 4 for loose permissions alone.
-  return results.some((r) => r.checksum !== "verified" || !r.chainOk || (r.deep && !r.deep.ok)) ? 3 : 4;
+  // Integrity problems outrank safety ones: exit 3 for a checksum, chain or content problem; 4 for a
+  // hostile archive, a missing or wrong identity, or loose permissions alone.
+  if (results.some((r) => r.checksum !== "verified" || !r.chainOk || (r.deep?.error && r.deep.error.exitCode === 3))) return 3;
+  return 4;
 }

@@ -15,7 +15,7 @@ export interface SnapshotVerification {
   chain: string[];
   chainOk: boolean;
   chainProblem: string | null;
-  deep: { ok: boolean; files: number; bytes: number; error: { code: string; message: string } | null } | null;
+  deep: { ok: boolean; files: number; bytes: number; error: { code: string; message: string; exitCode: number } | null } | null;
   /** artifact readable by group or others, or owned by another user */
   access: string[];
   ok: boolean;
@@ -90,14 +90,14 @@ export async function verifySnapshots(options: VerifyOptions): Promise<SnapshotV
     if (options.currentUid !== undefined && snapshot.uid !== options.currentUid) access.push(`artifact owned by uid ${snapshot.uid}, not ${options.currentUid}`);
     let deep: SnapshotVerification["deep"] = null;
     if (options.deep) {
-      if (problem) deep = { ok: false, files: 0, bytes: 0, error: { code: "PAAS_BACKUP_CHAIN_BROKEN", message: problem } };
+      if (problem) deep = { ok: false, files: 0, bytes: 0, error: { code: "PAAS_BACKUP_CHAIN_BROKEN", message: problem, exitCode: 3 } };
       else {
         try {
           const r = await materializeChain({ fs, chain, target: null, ...(options.decryptor ? { decryptor: options.decryptor } : {}) });
           deep = { ok: true, files: r.files.length, bytes: r.bytes, error: null };
         } catch (err) {
           if (!(err instanceof PaasBackupError)) throw err;
-          deep = { ok: false, files: 0, bytes: 0, error: { code: err.code, message: err.message } };
+          deep = { ok: false, files: 0, bytes: 0, error: { code: err.code, message: err.message, exitCode: err.exitCode } };
         }
       }
     }
