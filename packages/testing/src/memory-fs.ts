@@ -117,7 +117,7 @@ export class MemoryFileSystem implements FileSystem {
   async rename(from: string, to: string): Promise<void> {
     const f = this.norm(from);
     const t = this.norm(to);
-    const node = this.get(f, "rename");
+    this.get(f, "rename");
     this.parentDir(t, "rename");
     const target = this.nodes.get(t);
     if (target?.kind === "directory" && (await this.readdir(t)).length > 0) throw fsError("ENOTEMPTY", "rename", to);
@@ -126,7 +126,6 @@ export class MemoryFileSystem implements FileSystem {
     for (const [key] of moves) this.nodes.delete(key);
     if (target) this.nodes.delete(t);
     for (const [key, n] of moves) this.nodes.set(t + key.slice(f.length), n);
-    void node;
   }
 
   async rm(path: string, options: { recursive?: boolean; force?: boolean } = {}): Promise<void> {
@@ -178,7 +177,6 @@ export class MemoryFileSystem implements FileSystem {
 
   createWriteStream(path: string, options: WriteOptions = {}): Writable {
     const p = this.norm(path);
-    const chunks: Buffer[] = [];
     let opened = false;
     const open = () => {
       if (opened) return;
@@ -201,7 +199,6 @@ export class MemoryFileSystem implements FileSystem {
       write: (chunk: Buffer, _enc, cb) => {
         const n = this.nodes.get(p);
         if (!n) return cb(fsError("ENOENT", "write", path));
-        chunks.push(chunk);
         n.data = Buffer.concat([n.data, chunk]);
         n.mtimeMs = this.now;
         cb();
