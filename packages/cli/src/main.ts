@@ -92,6 +92,7 @@ export function buildProgram(): Command {
     .option("--all", "every snapshot of the context")
     .option("--deep", "stream each archive and check every file and the chain")
     .option("--identity <file>", "age identity file for encrypted snapshots")
+    .option("--max-expansion <n>", "hand-made archives (no manifest) may expand to n times their size (default 200)")
     .action(action("verify", verifyCommand as Handler));
 
   program
@@ -106,6 +107,7 @@ export function buildProgram(): Command {
     .option("--fallback", "restore the newest older verified snapshot when the asked one fails its checksum")
     .option("--dry-run", "show what would change and the staged validation; touch nothing")
     .option("--doctor-cmd <command>", "also run this doctor (e.g. 'si paas doctor --json'); its stdout must be JSON with ok: true")
+    .option("--max-expansion <n>", "hand-made archives (no manifest) may expand to n times their size (default 200)")
     .option("--from-offsite <target>", "fetch the snapshot from this offsite target (URL or configured name) when the local copy is gone or corrupt")
     .option("--endpoint <url>", "S3-compatible endpoint for --from-offsite")
     .option("--region <region>")

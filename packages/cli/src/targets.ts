@@ -16,7 +16,7 @@ export interface TargetFlags {
 const memoryTargets = new Map<string, MemoryStorage>();
 
 /** Build the storage driver a target URL names (credentials: the AWS SDK's default chain, never flags or config). */
-function openUrl(rt: Runtime, name: string, url: string, opts: { endpoint?: string | undefined; region?: string | undefined; pathStyle?: boolean | undefined }): OffsiteTarget["storage"] {
+function openUrl(rt: Runtime, url: string, opts: { endpoint?: string | undefined; region?: string | undefined; pathStyle?: boolean | undefined }): OffsiteTarget["storage"] {
   const spec = parseTargetUrl(url);
   if (spec.kind === "file") {
     const repo = gitRootAbove(`${spec.location}/x`);
@@ -43,7 +43,6 @@ function openUrl(rt: Runtime, name: string, url: string, opts: { endpoint?: stri
     pathStyle: opts.pathStyle === true,
     ...(rt.env.PAAS_BACKUP_S3_PART_SIZE ? { partSize: Number(rt.env.PAAS_BACKUP_S3_PART_SIZE) } : {}),
   });
-  void name;
 }
 
 export function resolveTargets(rt: Runtime, flags: TargetFlags, required = true): OffsiteTarget[] {
@@ -58,7 +57,7 @@ export function resolveTargets(rt: Runtime, flags: TargetFlags, required = true)
             return { mode: mode as "COMPLIANCE" | "GOVERNANCE", days };
           })()
         : undefined;
-    return [{ name: flags.to, storage: openUrl(rt, flags.to, flags.to, flags), ...(lock ? { objectLock: lock } : {}) }];
+    return [{ name: flags.to, storage: openUrl(rt, flags.to, flags), ...(lock ? { objectLock: lock } : {}) }];
   }
   const configured = rt.config.offsite.targets.filter((t) => !flags.target || t.name === flags.target || t.url === flags.target);
   if (flags.target && configured.length === 0) {
@@ -71,7 +70,7 @@ export function resolveTargets(rt: Runtime, flags: TargetFlags, required = true)
   }
   return configured.map((t) => ({
     name: t.name,
-    storage: openUrl(rt, t.name, t.url, { endpoint: t.endpoint, region: t.region, pathStyle: t.pathStyle }),
+    storage: openUrl(rt, t.url, { endpoint: t.endpoint, region: t.region, pathStyle: t.pathStyle }),
     ...(t.objectLock ? { objectLock: t.objectLock } : {}),
     ...(t.retention ? { retention: t.retention } : {}),
   }));

@@ -181,6 +181,16 @@ describe("offsite copies to an S3-compatible server", () => {
     expect(treeHashes(ctx, (rel) => /^(vault|cache|addons)|telegram|\.secret$|\.env$|audit\.jsonl$/.test(rel))).toEqual(wanted);
   });
 
+  it("says which target failed and what to do when the server does not answer", async () => {
+    await cli(["snapshot", "--context", CTX, "--insecure-plaintext"]);
+    const r = await cli(["--json", "offsite", "push", "--context", CTX, "--to", `s3://${bucket}/si-paas`, "--endpoint", "http://127.0.0.1:9", "--path-style"]);
+    expect(r.code).toBe(1);
+    expect(r.json.error.code).toBe("PAAS_BACKUP_STORAGE_FAILED");
+    expect(r.json.error.message).toContain(`s3://${bucket}/si-paas`);
+    expect(r.json.error.remediation).toContain("--endpoint");
+    expect(r.stdout).not.toContain("S3RVER");
+  });
+
   it("lists a target page by page (ListObjectsV2 pagination)", async () => {
     const storage = new S3Storage({ bucket, prefix: "p", url: `s3://${bucket}/p`, endpoint, pathStyle: true, client });
     const { Readable } = await import("node:stream");

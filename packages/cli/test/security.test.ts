@@ -266,6 +266,12 @@ describe("hostile archives are refused before anything lands", () => {
         expect(deep.code, label).toBe(c.expectCode === "PAAS_BACKUP_ARCHIVE_CORRUPT" ? 3 : 4);
         expect(deep.json.data[0].deep.ok, label).toBe(false);
         expect(deep.json.data[0].deep.error.code, label).toBe(c.expectCode);
+        if (c.name === "decompression bomb" && !encrypted) {
+          // A genuine, very compressible hand-made archive can be let through on purpose.
+          const allowed = await runCli([...flags, "--json", "verify", "--context", CTX, "--deep", "--max-expansion", "100000"]);
+          expect(allowed.json.data[0].deep.ok, allowed.stdout).toBe(true);
+          expect(r.json.error.remediation).toContain("--max-expansion");
+        }
         // the incident record says what was refused
         const incidents = readdirSync(join(root, CTX, "incidents"));
         expect(JSON.parse(readFileSync(join(root, CTX, "incidents", incidents[0]!), "utf8")).error.code, label).toBe(c.expectCode);

@@ -39,5 +39,5 @@ export { runDrill, drillStatus, nextDrillDue, quarterStart, type DrillResult, ty
 export { parseTargetUrl, type ObjectStorage, type StoredObject, type PutOptions, type PutResult, type Immutability, type TargetSpec } from "./repository/storage.js";
 export { MemoryStorage } from "./repository/drivers/memory.js";
 export { LocalStorage } from "./repository/drivers/local.js";
-export { S3Storage, s3ClientFor, type S3StorageOptions } from "./repository/drivers/s3.js";
+export { S3Storage, type S3StorageOptions } from "./repository/drivers/s3.js";
 export { pushOffsite, listOffsite, verifyOffsite, pruneOffsite, fetchFromOffsite, DEFAULT_OFFSITE_RETENTION, type OffsiteTarget, type OffsiteCopy, type PushResult, type OffsiteEntry, type OffsiteVerification } from "./offsite/offsite.js";

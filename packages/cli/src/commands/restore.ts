@@ -18,6 +18,7 @@ export interface RestoreFlags extends KeyFlags {
   dryRun?: boolean;
   doctorCmd?: string;
   fromOffsite?: string;
+  maxExpansion?: string;
 }
 
 /** Run an external doctor (e.g. `si paas doctor --json`) against the state root; ok only on JSON `"ok": true`. */
@@ -54,6 +55,17 @@ export function externalDoctorRunner(command: string, env: NodeJS.ProcessEnv): (
     });
 }
 
+export function parseExpansion(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 1) {
+    throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", `--max-expansion ${JSON.stringify(value)} is not a number of at least 1`, {
+      remediation: "Give how many times its compressed size a hand-made archive may expand, e.g. --max-expansion 1000.",
+      stage: "arguments",
+    });
+  }
+  return n;
+}
+
 function loadTrustStore(env: NodeJS.ProcessEnv): TrustStore | null {
   const path = env.SI_VAULT_TRUST_STORE?.trim();
   if (!path) return null;
@@ -65,7 +77,7 @@ function loadTrustStore(env: NodeJS.ProcessEnv): TrustStore | null {
   }
 }
 
-async function confirmOnTty(rt: Runtime, plan: RestorePlan): Promise<boolean> {
+async function confirmOnTty(plan: RestorePlan): Promise<boolean> {
   process.stderr.write(
     `About to restore context ${plan.context}\n` +
       keyValues([
@@ -86,7 +98,6 @@ async function confirmOnTty(rt: Runtime, plan: RestorePlan): Promise<boolean> {
   } finally {
     rl.close();
   }
-  void rt;
 }
 
 export function describeRestore(rt: Runtime, result: RestoreResult): void {
@@ -144,8 +155,9 @@ export async function restoreCommand(rt: Runtime, flags: RestoreFlags, fetchFrom
           allowRepoState: allowRepoState(rt.env),
           trustStore: loadTrustStore(rt.env),
           ...(flags.doctorCmd ? { externalDoctor: externalDoctorRunner(flags.doctorCmd, rt.env) } : {}),
-          ...(ask ? { confirm: (plan: RestorePlan) => { bar.done(); return confirmOnTty(rt, plan); } } : {}),
+          ...(ask ? { confirm: (plan: RestorePlan) => { bar.done(); return confirmOnTty(plan); } } : {}),
           onBytes: (n) => bar.update((done += n), Math.max(done, 1)),
+          ...(flags.maxExpansion ? { maxExpansion: parseExpansion(flags.maxExpansion) } : {}),
         }),
     );
     bar.done();

@@ -37,7 +37,8 @@ export function contextsOf(rt: Runtime): string[] {
   }
 }
 
-async function tickOne(rt: Runtime, context: string, flags: KeyFlags & { include?: string }, offsite?: OffsiteHook): Promise<TickOutcome> {
+/** One context's tick, and the exit code its failure would have on its own. */
+async function tickOne(rt: Runtime, context: string, flags: KeyFlags & { include?: string }, offsite?: OffsiteHook): Promise<{ outcome: TickOutcome; exitCode: number }> {
   const outcome: TickOutcome = { context, ok: true, action: "none", reason: "", snapshot: null, pruned: [], offsite: null, error: null };
   try {
     const encryptor = resolveEncryptor(rt, flags);
@@ -68,15 +69,15 @@ async function tickOne(rt: Runtime, context: string, flags: KeyFlags & { include
       },
     );
     if (offsite) outcome.offsite = await offsite(rt, context);
+    return { outcome, exitCode: 0 };
   } catch (err) {
     outcome.ok = false;
     outcome.error =
       err instanceof PaasBackupError
         ? { code: err.code, message: err.message, remediation: err.remediation }
         : { code: "PAAS_BACKUP_UNEXPECTED", message: (err as Error).message, remediation: "Rerun with the same arguments and report the message." };
-    (outcome as { exitCode?: number }).exitCode = err instanceof PaasBackupError ? err.exitCode : 1;
+    return { outcome, exitCode: err instanceof PaasBackupError ? err.exitCode : 1 };
   }
-  return outcome;
 }
 
 /** tick: the one command for cron. Idempotent: a second run in the same hour does nothing. */
@@ -86,12 +87,13 @@ export async function tickCommand(rt: Runtime, flags: KeyFlags & { context?: str
   }
   await assertBackupLocation(rt);
   const contexts = flags.allContexts ? contextsOf(rt) : [validateContextName(flags.context!)];
-  const outcomes: TickOutcome[] = [];
-  for (const context of contexts) outcomes.push(await tickOne(rt, context, flags, offsite));
+  const runs: { outcome: TickOutcome; exitCode: number }[] = [];
+  for (const context of contexts) runs.push(await tickOne(rt, context, flags, offsite));
+  const outcomes = runs.map((r) => r.outcome);
   const failed = outcomes.filter((o) => !o.ok);
   const ok = failed.length === 0;
   if (rt.json) {
-    printEnvelope(rt, { ok, command: "tick", context: flags.allContexts ? "" : contexts[0]!, mode: "live", count: outcomes.length, failed: failed.length, data: outcomes.map(({ ...o }) => { delete (o as { exitCode?: number }).exitCode; return o; }) });
+    printEnvelope(rt, { ok, command: "tick", context: flags.allContexts ? "" : contexts[0]!, mode: "live", count: outcomes.length, failed: failed.length, data: outcomes });
   } else {
     rt.write(
       table([
@@ -101,6 +103,6 @@ export async function tickCommand(rt: Runtime, flags: KeyFlags & { context?: str
     );
   }
   if (ok) return 0;
-  if (!flags.allContexts) return (failed[0] as { exitCode?: number }).exitCode ?? 1;
+  if (!flags.allContexts) return runs[0]!.exitCode;
   return 7;
 }

@@ -2,8 +2,9 @@ import { verifySnapshots } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { printEnvelope, table } from "../output.js";
 import { requireContext, resolveDecryptor, type KeyFlags } from "./common.js";
+import { parseExpansion } from "./restore.js";
 
-export async function verifyCommand(rt: Runtime, flags: KeyFlags & { context?: string; snapshot?: string; all?: boolean; deep?: boolean }): Promise<number> {
+export async function verifyCommand(rt: Runtime, flags: KeyFlags & { context?: string; snapshot?: string; all?: boolean; deep?: boolean; maxExpansion?: string }): Promise<number> {
   const context = requireContext(flags.context);
   const decryptor = resolveDecryptor(rt, flags);
   const results = await verifySnapshots({
@@ -14,6 +15,7 @@ export async function verifyCommand(rt: Runtime, flags: KeyFlags & { context?: s
     deep: flags.deep === true,
     ...(decryptor ? { decryptor } : {}),
     ...(typeof process.getuid === "function" ? { currentUid: process.getuid() } : {}),
+    ...(flags.maxExpansion ? { maxExpansion: parseExpansion(flags.maxExpansion) } : {}),
   });
   const ok = results.every((r) => r.ok);
   if (rt.json) printEnvelope(rt, { ok, command: "verify", context, mode: "live", count: results.length, data: results });

@@ -17,6 +17,8 @@ export interface ReadArchiveOptions {
   onEntry(entry: ArchiveEntryInfo, body: Readable): Promise<void>;
   /** refuse once the entries' declared sizes add up past this (decompression bombs) */
   maxTotalBytes: number;
+  /** refuse once the stream has expanded past this many times its compressed size (node-tar's guard) */
+  maxDecompressionRatio: number;
 }
 
 export interface ReadArchiveResult {
@@ -61,7 +63,13 @@ export function readArchive(source: Readable, options: ReadArchiveOptions): Prom
     let failed = false;
     const seen = new Set<string>();
     let queue: Promise<void> = Promise.resolve();
-    const parser = new Parser({ strict: true });
+    const parser = new Parser({ strict: true, maxDecompressionRatio: options.maxDecompressionRatio });
+    const tooLarge = (detail: string) =>
+      new SafetyError("PAAS_BACKUP_ARCHIVE_TOO_LARGE", `archive ${options.label} expands past its limit (${detail}; decompression bomb guard)`, {
+        path: options.label,
+        remediation: "Do not restore this artifact. If it is a genuine hand-made snapshot (no manifest) of very compressible data, pass a larger --max-expansion (default 200) to restore or verify.",
+        stage: "archive",
+      });
 
     const fail = (err: unknown) => {
       if (failed) return;
@@ -103,17 +111,7 @@ export function readArchive(source: Readable, options: ReadArchiveOptions): Prom
       totalBytes += entry.size ?? 0;
       if (totalBytes > options.maxTotalBytes) {
         entry.resume();
-        fail(
-          new SafetyError(
-            "PAAS_BACKUP_ARCHIVE_TOO_LARGE",
-            `archive ${options.label} expands past ${options.maxTotalBytes} bytes at entry ${printable(path)} (decompression bomb guard)`,
-            {
-              path: options.label,
-              remediation: "Do not restore this artifact. If it is genuine and its manifest is missing, raise --max-expansion.",
-              stage: "archive",
-            },
-          ),
-        );
+        fail(tooLarge(`${options.maxTotalBytes} bytes at entry ${printable(path)}`));
         return;
       }
       const info: ArchiveEntryInfo = {
@@ -137,6 +135,7 @@ export function readArchive(source: Readable, options: ReadArchiveOptions): Prom
       });
     });
     parser.on("warn", (code: string, message: string) => {
+      if (/decompression ratio/.test(String(message))) return fail(tooLarge(String(message)));
       fail(
         new IntegrityError("PAAS_BACKUP_ARCHIVE_CORRUPT", `archive ${options.label} is corrupt (${code}: ${message})`, {
           path: options.label,
@@ -146,6 +145,7 @@ export function readArchive(source: Readable, options: ReadArchiveOptions): Prom
       );
     });
     parser.on("error", (err: Error) => {
+      if (/decompression ratio/.test(err.message)) return fail(tooLarge(err.message));
       fail(
         new IntegrityError("PAAS_BACKUP_ARCHIVE_CORRUPT", `archive ${options.label} is corrupt (${err.message})`, {
           path: options.label,

@@ -37,7 +37,7 @@ export function hardExclusionReason(path: string): string | null {
   const segments = path.split("/");
   const base = segments[segments.length - 1] ?? path;
   const lower = base.toLowerCase();
-  if (segments[0] === "vault" || segments.includes("vault")) return "vault material (policy §3.1)";
+  if (segments.includes("vault")) return "vault material (policy §3.1)";
   if (lower === "secrets.env") return "vault secrets file (policy §3.1)";
   if (path === "alerts/telegram.json") return "alert channel credentials: plaintext bot token (policy §3.2)";
   if (lower.endsWith(".secret")) return "*.secret file (policy §3.2)";

@@ -95,7 +95,11 @@ export async function materializeChain(options: MaterializeOptions): Promise<Mat
     const byPath = new Map<string, ManifestFile>((manifest?.files ?? []).map((f) => [f.path, f]));
     const label = link.artifactPath;
     const source = await openArtifact(link, options.decryptor);
-    const maxTotalBytes = manifest ? manifest.totals.storedBytes : Math.max(link.bytes * (options.maxExpansion ?? 200), 64 * 1024 * 1024);
+    // With a manifest the limit is exact: every entry's size is checked against it before a byte
+    // is read. A hand-made archive has only the expansion ratio to go by.
+    const maxExpansion = options.maxExpansion ?? 200;
+    const maxTotalBytes = manifest ? manifest.totals.storedBytes : Math.max(link.bytes * maxExpansion, 64 * 1024 * 1024);
+    const maxDecompressionRatio = manifest ? Number.POSITIVE_INFINITY : Math.max(maxExpansion, 1000);
 
     const onEntry = async (entry: ArchiveEntryInfo, body: Readable): Promise<void> => {
       if (entry.type === "directory") {
@@ -158,7 +162,7 @@ export async function materializeChain(options: MaterializeOptions): Promise<Mat
         throw integrity(label, `${entry.path} in ${link.id} does not match its manifest sha256`);
     };
 
-    const result = await readArchive(source, { label, onEntry, maxTotalBytes });
+    const result = await readArchive(source, { label, onEntry, maxTotalBytes, maxDecompressionRatio });
 
     if (manifest) {
       if (result.manifestJson) {

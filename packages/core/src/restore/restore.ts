@@ -47,6 +47,8 @@ export interface RestoreOptions {
   /** confirm (after checksum, before touching anything); false cancels */
   confirm?: (plan: RestorePlan) => Promise<boolean>;
   onBytes?: (n: number) => void;
+  /** for archives with no manifest: refuse past this many times the artifact's size (default 200) */
+  maxExpansion?: number;
 }
 
 export interface RestoreChanges {
@@ -138,7 +140,6 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
   const live = contextDir(stateRoot, context);
   const nonce = randomUUID().slice(0, 8);
   const stamp = startedAt.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
-  const staging = join(workDir(stateRoot), "staging", `${context}.${stamp}.${nonce}`);
   const aside = join(workDir(stateRoot), "moved-aside", `${context}.${stamp}.${nonce}`);
 
   const record: IncidentRecord = {
@@ -162,7 +163,9 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
     error: null,
   };
   let stagingMade = false;
-  const stagedRoot = join(workDir(stateRoot), "staging", `${nonce}.root`);
+  // The staged context sits in a root of its own, so the doctor can read it by name as it will stand.
+  const stagedRoot = join(workDir(stateRoot), "staging", `${context}.${stamp}.${nonce}`);
+  const stagedContext = join(stagedRoot, "contexts", context);
 
   const finish = async (): Promise<string> => {
     record.endedAt = clock().toISOString();
@@ -199,21 +202,20 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
 
     // Stage: replay the chain into a fresh folder, every entry checked before it is written.
     await fs.mkdir(join(workDir(stateRoot), "staging"), { recursive: true, mode: 0o700 });
-    await fs.mkdir(staging, { mode: 0o700 });
+    await fs.mkdir(stagedRoot, { mode: 0o700 });
     stagingMade = true;
+    await fs.mkdir(join(stagedRoot, "contexts"), { mode: 0o700 });
+    await fs.mkdir(stagedContext, { mode: 0o700 });
     const staged = await materializeChain({
       fs,
       chain,
-      target: staging,
+      target: stagedContext,
+      ...(options.maxExpansion ? { maxExpansion: options.maxExpansion } : {}),
       ...(options.decryptor ? { decryptor: options.decryptor } : {}),
       ...(options.onBytes ? { onBytes: options.onBytes } : {}),
     });
     const changes = await diffAgainstLive(fs, live, staged.files);
 
-    // Validate the staged state as it will stand (the doctor reads a context by name under a root).
-    await fs.mkdir(join(stagedRoot, "contexts"), { recursive: true, mode: 0o700 });
-    await fs.rename(staging, join(stagedRoot, "contexts", context));
-    const stagedContext = join(stagedRoot, "contexts", context);
     // The staged state is what will be live, byte for byte: validate it here only when someone
     // will read the result before the swap; otherwise the post-restore doctor is the one pass.
     const stagedDoctor =
@@ -332,10 +334,7 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
     }
     return result;
   } catch (err) {
-    if (stagingMade) {
-      await fs.rm(staging, { recursive: true, force: true }).catch(() => undefined);
-      await fs.rm(stagedRoot, { recursive: true, force: true }).catch(() => undefined);
-    }
+    if (stagingMade) await fs.rm(stagedRoot, { recursive: true, force: true }).catch(() => undefined);
     if (record.endedAt === "") {
       if (err instanceof PaasBackupError) record.error = { code: err.code, message: err.message };
       else record.error = { code: "PAAS_BACKUP_UNEXPECTED", message: (err as Error).message };

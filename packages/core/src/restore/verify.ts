@@ -68,6 +68,8 @@ export interface VerifyOptions {
   deep?: boolean;
   decryptor?: ArtifactDecryptor;
   currentUid?: number;
+  /** for archives with no manifest: refuse past this many times the artifact's size (default 200) */
+  maxExpansion?: number;
 }
 
 export async function verifySnapshots(options: VerifyOptions): Promise<SnapshotVerification[]> {
@@ -93,7 +95,7 @@ export async function verifySnapshots(options: VerifyOptions): Promise<SnapshotV
       if (problem) deep = { ok: false, files: 0, bytes: 0, error: { code: "PAAS_BACKUP_CHAIN_BROKEN", message: problem, exitCode: 3 } };
       else {
         try {
-          const r = await materializeChain({ fs, chain, target: null, ...(options.decryptor ? { decryptor: options.decryptor } : {}) });
+          const r = await materializeChain({ fs, chain, target: null, ...(options.decryptor ? { decryptor: options.decryptor } : {}), ...(options.maxExpansion ? { maxExpansion: options.maxExpansion } : {}) });
           deep = { ok: true, files: r.files.length, bytes: r.bytes, error: null };
         } catch (err) {
           if (!(err instanceof PaasBackupError)) throw err;

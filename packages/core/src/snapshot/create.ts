@@ -147,7 +147,7 @@ export async function createSnapshot(options: CreateSnapshotOptions): Promise<Sn
     else if (newest.manifest.include.join(",") !== include.join(","))
       promotedToFull = `parent ${newest.id} covers --include ${newest.manifest.include.join(",") || "(none)"}`;
     else {
-      const sha = await parentSha256(newest);
+      const sha = await expectedChecksum(newest);
       if (!sha) promotedToFull = `parent ${newest.id} has no readable checksum file`;
       else parent = { ...newest, sha256: sha } as SnapshotRef & { sha256: string };
     }
@@ -319,7 +319,7 @@ export async function createSnapshot(options: CreateSnapshotOptions): Promise<Sn
     const artifact = join(outDir, names.artifactName);
     await fs.rename(tmpArtifact, artifact);
     await fs.sync(outDir);
-    const bytes = (await fs.lstat(artifact)).size;
+    const bytes = artifactHash.bytes;
 
     return {
       id,
@@ -350,7 +350,3 @@ export async function createSnapshot(options: CreateSnapshotOptions): Promise<Sn
   }
 }
 
-/** The parent's artifact sha256, from its checksum file (written before the artifact landed). */
-async function parentSha256(parent: SnapshotRef): Promise<string | null> {
-  return expectedChecksum(parent);
-}

@@ -12,6 +12,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import type { Immutability, ObjectStorage, PutOptions, PutResult, StoredObject } from "../storage.js";
+import { ExitCode, PaasBackupError } from "../../errors.js";
 
 export interface S3StorageOptions {
   bucket: string;
@@ -29,6 +30,33 @@ export interface S3StorageOptions {
 
 function errorName(err: unknown): string {
   return (err as { name?: string; Code?: string })?.name ?? (err as { Code?: string })?.Code ?? "";
+}
+
+function httpStatus(err: unknown): number | undefined {
+  return (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
+}
+
+/** What an operator should do about an S3 failure, by its kind; the message names the target, never a credential. */
+function storageFailure(err: unknown, what: string, where: string): PaasBackupError {
+  const name = errorName(err);
+  const message = (err as Error)?.message ?? String(err);
+  const code = (err as { code?: string })?.code ?? "";
+  const remediation =
+    name === "CredentialsProviderError" || /credential/i.test(message)
+      ? "Give credentials the AWS way (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws/credentials, or an instance role); paas-backup never reads them from flags or its config."
+      : name === "NoSuchBucket"
+        ? "Create the bucket, or fix the bucket in the target URL (s3://<bucket>/<prefix>)."
+        : name === "AccessDenied" || httpStatus(err) === 403
+          ? "The credentials lack permission for this bucket and prefix (s3:PutObject, GetObject, ListBucket, DeleteObject, GetBucketObjectLockConfiguration)."
+          : ["ECONNREFUSED", "ENOTFOUND", "ETIMEDOUT", "ECONNRESET"].includes(code) || /ECONNREFUSED|ENOTFOUND|getaddrinfo/.test(message)
+            ? "The server did not answer: check --endpoint (or the target's endpoint in the config file) and the network."
+            : "Check the target URL, --endpoint, --region and --path-style, then run the command again; an interrupted push resumes.";
+  return new PaasBackupError("PAAS_BACKUP_STORAGE_FAILED", ExitCode.unexpected, `${what} at ${where} failed: ${name || code || "error"}: ${message.split("\n")[0]}`, {
+    path: where,
+    remediation,
+    stage: "storage",
+    cause: err,
+  });
 }
 
 /**
@@ -58,6 +86,15 @@ export class S3Storage implements ObjectStorage {
     this.partSize = Math.max(5 * 1024 * 1024, options.partSize ?? 16 * 1024 * 1024);
   }
 
+  private async send<T>(what: string, key: string, run: () => Promise<T>): Promise<T> {
+    try {
+      return await run();
+    } catch (err) {
+      if (err instanceof PaasBackupError) throw err;
+      throw storageFailure(err, what, this.locate(key));
+    }
+  }
+
   private key(key: string): string {
     return this.options.prefix ? `${this.options.prefix}/${key}` : key;
   }
@@ -74,9 +111,9 @@ export class S3Storage implements ObjectStorage {
         queueSize: this.options.queueSize ?? 2,
         leavePartsOnError: false,
       });
-      await upload.done();
+      await this.send("multipart upload", key, () => upload.done());
     } else {
-      await this.client.send(
+      await this.send("upload", key, () => this.client.send(
         new PutObjectCommand({
           Bucket: this.options.bucket,
           Key,
@@ -86,10 +123,10 @@ export class S3Storage implements ObjectStorage {
           ChecksumSHA256: Buffer.from(options.sha256, "hex").toString("base64"),
           ...lock,
         }),
-      );
+      ));
     }
     // Confirm: the server's full-object checksum if it keeps one, else read the object back.
-    const head = await this.client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key, ChecksumMode: "ENABLED" }));
+    const head = await this.send("confirming the upload", key, () => this.client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key, ChecksumMode: "ENABLED" })));
     const serverSha = head.ChecksumSHA256 && !head.ChecksumSHA256.includes("-") ? Buffer.from(head.ChecksumSHA256, "base64").toString("hex") : null;
     if (serverSha && head.ContentLength === options.size) {
       return { key, size: head.ContentLength ?? options.size, sha256: serverSha, confirmedBy: "server-checksum", multipart };
@@ -104,7 +141,7 @@ export class S3Storage implements ObjectStorage {
   }
 
   async get(key: string): Promise<Readable> {
-    const r = await this.client.send(new GetObjectCommand({ Bucket: this.options.bucket, Key: this.key(key) }));
+    const r = await this.send("download", key, () => this.client.send(new GetObjectCommand({ Bucket: this.options.bucket, Key: this.key(key) })));
     return r.Body as Readable;
   }
 
@@ -120,8 +157,8 @@ export class S3Storage implements ObjectStorage {
         lockMode: h.ObjectLockMode ?? null,
       };
     } catch (err) {
-      if (["NotFound", "NoSuchKey"].includes(errorName(err)) || (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return null;
-      throw err;
+      if (["NotFound", "NoSuchKey"].includes(errorName(err)) || httpStatus(err) === 404) return null;
+      throw storageFailure(err, "looking up", this.locate(key));
     }
   }
 
@@ -134,7 +171,7 @@ export class S3Storage implements ObjectStorage {
     const full = this.key(prefix);
     const strip = this.options.prefix ? this.options.prefix.length + 1 : 0;
     do {
-      const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: full, ContinuationToken, MaxKeys: S3Storage.pageSizeForTests, ...(options.shallow ? { Delimiter: "/" } : {}) }));
+      const page = await this.send("listing", prefix, () => this.client.send(new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: full, ContinuationToken, MaxKeys: S3Storage.pageSizeForTests, ...(options.shallow ? { Delimiter: "/" } : {}) })));
       for (const o of page.Contents ?? []) {
         const key = (o.Key ?? "").slice(strip);
         // Listing does not carry metadata: head each object for its sha256 and lock.
@@ -146,7 +183,7 @@ export class S3Storage implements ObjectStorage {
   }
 
   async delete(key: string): Promise<void> {
-    await this.client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.key(key) }));
+    await this.send("deleting", key, () => this.client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.key(key) })));
   }
 
   async immutability(): Promise<Immutability> {
@@ -156,9 +193,9 @@ export class S3Storage implements ObjectStorage {
       return { supported: true, enabled, detail: enabled ? `bucket ${this.options.bucket} has Object Lock enabled` : `bucket ${this.options.bucket} has no Object Lock configuration` };
     } catch (err) {
       const name = errorName(err);
-      if (name === "ObjectLockConfigurationNotFoundError" || name === "NotImplemented" || (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 501)
+      if (name === "ObjectLockConfigurationNotFoundError" || name === "NotImplemented" || httpStatus(err) === 501)
         return { supported: name !== "NotImplemented", enabled: false, detail: `bucket ${this.options.bucket}: no Object Lock (${name || "not implemented by the server"})` };
-      throw err;
+      throw storageFailure(err, "reading the Object Lock configuration", this.url);
     }
   }
 
@@ -166,12 +203,3 @@ export class S3Storage implements ObjectStorage {
   static pageSizeForTests = 1000;
 }
 
-export function s3ClientFor(options: { endpoint?: string; region?: string; pathStyle?: boolean }): S3Client {
-  return new S3Client({
-    region: options.region ?? "us-east-1",
-    forcePathStyle: options.pathStyle ?? false,
-    requestChecksumCalculation: "WHEN_REQUIRED",
-    responseChecksumValidation: "WHEN_REQUIRED",
-    ...(options.endpoint ? { endpoint: options.endpoint } : {}),
-  });
-}
