@@ -1,4 +1,4 @@
-import { LocalStorage, MemoryStorage, S3Storage, parseTargetUrl, UsageError, type OffsiteTarget } from "@paas-backup/core";
+import { LocalStorage, S3Storage, parseTargetUrl, UsageError, type OffsiteTarget } from "@paas-backup/core";
 import type { Runtime } from "./runtime.js";
 import { gitRootAbove } from "./commands/common.js";
 import { SafetyError } from "@paas-backup/core";
@@ -13,8 +13,6 @@ export interface TargetFlags {
   lockDays?: string;
 }
 
-const memoryTargets = new Map<string, MemoryStorage>();
-
 /** Build the storage driver a target URL names (credentials: the AWS SDK's default chain, never flags or config). */
 function openUrl(rt: Runtime, url: string, opts: { endpoint?: string | undefined; region?: string | undefined; pathStyle?: boolean | undefined }): OffsiteTarget["storage"] {
   const spec = parseTargetUrl(url);
@@ -28,11 +26,6 @@ function openUrl(rt: Runtime, url: string, opts: { endpoint?: string | undefined
       });
     }
     return new LocalStorage(rt.fs, spec.location);
-  }
-  if (spec.kind === "memory") {
-    let m = memoryTargets.get(spec.location);
-    if (!m) memoryTargets.set(spec.location, (m = new MemoryStorage(url)));
-    return m;
   }
   return new S3Storage({
     bucket: spec.location,
