@@ -6,8 +6,9 @@ import { createServer, request, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { S3Client, PutObjectCommand, DeleteObjectCommand, CreateBucketCommand, GetObjectCommand } from "@aws-sdk/client-s3";
-import { S3Storage, pruneOffsite, pushOffsite, createSnapshot } from "@paas-backup/core";
+import { pruneOffsite, pushOffsite, createSnapshot } from "@paas-backup/core";
 import { MemoryStorage } from "@paas-backup/testing";
+import { S3Storage } from "@paas-backup/s3";
 import { nodeFs } from "@paas-backup/core/node";
 import { CLI, makeSandbox, runCli, treeHashes, type Sandbox } from "./helpers.js";
 

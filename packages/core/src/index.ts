@@ -52,5 +52,6 @@ export {
   type TargetSpec,
 } from "./repository/storage.js";
 export { LocalStorage, type LocalStorageOptions } from "./repository/drivers/local.js";
-export { S3Storage, type S3StorageOptions } from "./repository/drivers/s3.js";
+export { openTarget, registerStorageDriver, type OpenTargetOptions, type StorageDriverFactory } from "./repository/targets.js";
+export { HashingStream, sha256Hex } from "./util/hash.js";
 export { pushOffsite, listOffsite, verifyOffsite, pruneOffsite, fetchFromOffsite, DEFAULT_OFFSITE_RETENTION, type OffsiteTarget, type OffsiteCopy, type PushResult, type OffsiteEntry, type OffsiteVerification } from "./offsite/offsite.js";

@@ -9,9 +9,9 @@ import { pipeline } from "node:stream/promises";
 import { S3Client, CreateBucketCommand } from "@aws-sdk/client-s3";
 import { MemoryStorage, createStateRoot } from "@paas-backup/testing";
 import { nodeFs } from "@paas-backup/core/node";
+import { S3Storage } from "@paas-backup/s3";
 import {
   LocalStorage,
-  S3Storage,
   ObjectNotFoundError,
   IntegrityError,
   isNotFound,

@@ -12,10 +12,8 @@ import {
   type S3ClientConfig,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
-import { ObjectNotFoundError, isStagedKey, stagedKey, stagedMismatch } from "../storage.js";
-import type { Immutability, ObjectStorage, PutOptions, PutResult, StagedObject, StorageFlags, StoredObject } from "../storage.js";
-import { ExitCode, PaasBackupError } from "../../errors.js";
-import { HashingStream } from "../../util/hash.js";
+import { ExitCode, HashingStream, ObjectNotFoundError, PaasBackupError, isStagedKey, stagedKey, stagedMismatch } from "@paas-backup/core";
+import type { Immutability, ObjectStorage, PutOptions, PutResult, StagedObject, StorageFlags, StoredObject } from "@paas-backup/core";
 
 export interface S3StorageOptions {
   bucket: string;
