@@ -24,18 +24,29 @@ export { rollbackRestore, type RollbackResult } from "./restore/rollback.js";
 export { inspectVault, recipientFingerprint, type VaultReport, type TrustStore } from "./restore/vault.js";
 export { runDoctor, type DoctorReport, type DoctorCheck } from "./validate/doctor.js";
 export { listEvents, readEventLog, normaliseEvent, redactForOutput, type EventRecord } from "./validate/events.js";
-export { findGitRoot } from "./validate/git.js";
+export {
+  findGitRoot,
+  nearestExisting,
+  workTreeOf,
+  allowRepoStateFrom,
+  assertOutsideWorkTree,
+  assertSafeLocations,
+  assertIdentityLocation,
+  type GuardedLocation,
+} from "./policy/work-tree.js";
 export { readBlock, writeBlock, clearBlock, BLOCK_FILE, type BlockRecord } from "./governance/block.js";
 export { writeIncident, listRecords, type IncidentRecord } from "./governance/incident.js";
 export { appendAuditEvent } from "./governance/audit.js";
 export { TOOL_NAME, TOOL_VERSION } from "./version.js";
 export { isWithin } from "./util/paths.js";
+export { createIdentityFile } from "./archive/identity.js";
 export { ageEncryptor, ageDecryptor, parseRecipients, parseIdentities, validateRecipient, generateIdentityFile, recipientOf } from "./archive/age.js";
 export { acquireContextLock, withContextLock, type LockOwner, type HeldLock } from "./repository/lock.js";
 export { planRetention, isoWeek, DEFAULT_RETENTION, type RetentionPolicy, type RetentionPlan, type RetentionSnapshot } from "./retention/plan.js";
 export { pruneSnapshots, type PruneResult } from "./retention/prune.js";
 export { decideTick, isContextFolderName, INCREMENTAL_AFTER_MS, type TickAction } from "./snapshot/schedule.js";
-export { runDrill, drillStatus, nextDrillDue, quarterStart, type DrillResult, type DrillStatus } from "./governance/drill.js";
+export { runTick, listStateContexts, type TickOptions, type TickOutcome, type TickResult } from "./snapshot/tick.js";
+export { runDrill, drillStatus, listBackupContexts, nextDrillDue, quarterStart, type DrillResult, type DrillStatus } from "./governance/drill.js";
 export {
   parseTargetUrl,
   ObjectNotFoundError,

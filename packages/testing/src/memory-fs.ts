@@ -57,6 +57,24 @@ export class MemoryFileSystem implements FileSystem {
     this.nodes.set(this.norm(path), { kind: "symlink", data: Buffer.from(target), mode: 0o777, mtimeMs: this.now, ino: this.nextIno++, target });
   }
 
+  async realpath(path: string): Promise<string> {
+    let resolved = "/";
+    const pending = this.norm(path).split("/").filter(Boolean);
+    for (let hops = 0; pending.length > 0; ) {
+      const next = posix.join(resolved, pending.shift()!);
+      const node = this.get(next, "realpath");
+      if (node.kind === "symlink") {
+        if (++hops > 40) throw fsError("ELOOP", "realpath", path);
+        const target = node.target!;
+        pending.unshift(...target.split("/").filter(Boolean));
+        if (target.startsWith("/")) resolved = "/";
+        continue;
+      }
+      resolved = next;
+    }
+    return resolved;
+  }
+
   async lstat(path: string): Promise<FileStat> {
     const n = this.get(path, "lstat");
     return { kind: n.kind, size: n.kind === "directory" ? 4096 : n.data.length, mode: n.mode, mtimeMs: n.mtimeMs, ino: n.ino, uid: 0 };

@@ -69,28 +69,12 @@ export function resolveEncryptor(rt: Runtime, flags: KeyFlags): ArtifactEncrypto
   return recipients.length ? ageEncryptor([...new Set(recipients)]) : undefined;
 }
 
-/** si's repository rule, synchronously: the first folder upwards holding .git (folder or file). */
-export function gitRootAbove(path: string): string | null {
-  for (let dir = dirname(path); ; dir = dirname(dir)) {
-    if (existsSync(join(dir, ".git"))) return dir;
-    if (dirname(dir) === dir) return null;
-  }
-}
-
 export function resolveDecryptor(rt: Runtime, flags: KeyFlags): ArtifactDecryptor | undefined {
   const file = flags.identity ?? rt.config.identityFile ?? rt.env.PAAS_BACKUP_IDENTITY;
   if (!file) return undefined;
   const path = expandHome(file, rt.env);
-  const repo = gitRootAbove(path);
-  if (repo) {
-    throw new SafetyError("PAAS_BACKUP_UNSAFE_LOCATION", `identity file ${path} is inside the git work tree ${repo}`, {
-      path,
-      remediation: "Move the identity outside any repository (policy §7.1) and pass its new path; a key in a work tree is one `git add` from a leak.",
-      stage: "location",
-      data: { repository: repo },
-    });
-  }
-  return ageDecryptor(parseIdentities(readText(path, "identity file"), path), path);
+  // core refuses an identity inside a work tree or the backup root before it is used
+  return ageDecryptor(parseIdentities(readText(path, "identity file"), path), path, path);
 }
 
 export function lockOwner(command: string): LockOwner {

@@ -1,12 +1,11 @@
-import { runDoctor, readBlock, clearBlock, rollbackRestore, writeIncident, UsageError, ValidationError } from "@paas-backup/core";
+import { allowRepoStateFrom, runDoctor, readBlock, clearBlock, rollbackRestore, writeIncident, UsageError, ValidationError } from "@paas-backup/core";
 import { resolveOperator, type Runtime } from "../runtime.js";
 import { keyValues, printEnvelope, table } from "../output.js";
 import { requireContext } from "./common.js";
-import { allowRepoState } from "./guard.js";
 
 export async function doctorCommand(rt: Runtime, flags: { context?: string }): Promise<number> {
   const context = requireContext(flags.context);
-  const report = await runDoctor({ fs: rt.fs, stateRoot: rt.stateRoot, context, secretAllow: rt.config.secretAllow, allowRepoState: allowRepoState(rt.env) });
+  const report = await runDoctor({ fs: rt.fs, stateRoot: rt.stateRoot, context, secretAllow: rt.config.secretAllow, allowRepoState: allowRepoStateFrom(rt.env) });
   if (rt.json) {
     // si's doctor envelope: ok, command, context, mode, count, checks.
     rt.write(`${JSON.stringify({ ok: report.ok, command: "doctor", context, mode: "live", count: report.count, checks: report.checks, data: [{ contextShow: report.contextShow, events: report.events }] }, null, 2)}\n`);
@@ -27,7 +26,7 @@ export async function unblockCommand(rt: Runtime, flags: { context?: string; tic
     else rt.write(`${context} is not blocked\n`);
     return 0;
   }
-  const report = await runDoctor({ fs: rt.fs, stateRoot: rt.stateRoot, context, secretAllow: rt.config.secretAllow, allowRepoState: allowRepoState(rt.env), ignoreBlock: true });
+  const report = await runDoctor({ fs: rt.fs, stateRoot: rt.stateRoot, context, secretAllow: rt.config.secretAllow, allowRepoState: allowRepoStateFrom(rt.env), ignoreBlock: true });
   if (!report.ok) {
     throw new ValidationError("PAAS_BACKUP_STILL_FAILING", `${context} stays blocked: doctor still fails (${report.checks.filter((c) => !c.ok).map((c) => c.name).join(", ")})`, {
       path: rt.stateRoot,

@@ -27,7 +27,7 @@ export async function pushForContext(rt: Runtime, context: string, flags: Target
 }
 
 export async function offsitePushCommand(rt: Runtime, flags: TargetFlags & { context?: string; allContexts?: boolean; requireImmutable?: boolean }): Promise<number> {
-  const contexts = flags.allContexts ? contextsOf(rt) : [requireContext(flags.context)];
+  const contexts = flags.allContexts ? await contextsOf(rt) : [requireContext(flags.context)];
   await resolveTargets(rt, flags); // fail on a bad target before any work
   const results = (
     await pool(contexts, rt.config.offsite.concurrency, (context) =>

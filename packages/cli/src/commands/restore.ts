@@ -1,11 +1,10 @@
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline/promises";
 import { readFileSync } from "node:fs";
-import { restoreSnapshot, UsageError, ValidationError, type ExternalDoctorResult, type RestorePlan, type RestoreResult, type TrustStore } from "@paas-backup/core";
+import { allowRepoStateFrom, restoreSnapshot, UsageError, ValidationError, type ExternalDoctorResult, type RestorePlan, type RestoreResult, type TrustStore } from "@paas-backup/core";
 import { resolveOperator, type Runtime } from "../runtime.js";
 import { keyValues, printEnvelope, progressBar } from "../output.js";
 import { lockOwner, requireContext, resolveDecryptor, type KeyFlags } from "./common.js";
-import { allowRepoState } from "./guard.js";
 import { withContextLock } from "@paas-backup/core";
 
 export interface RestoreFlags extends KeyFlags {
@@ -152,7 +151,7 @@ export async function restoreCommand(rt: Runtime, flags: RestoreFlags, fetchFrom
           fallback: flags.fallback === true,
           dryRun: flags.dryRun === true,
           secretAllow: rt.config.secretAllow,
-          allowRepoState: allowRepoState(rt.env),
+          allowRepoState: allowRepoStateFrom(rt.env),
           trustStore: loadTrustStore(rt.env),
           ...(flags.doctorCmd ? { externalDoctor: externalDoctorRunner(flags.doctorCmd, rt.env) } : {}),
           ...(ask ? { confirm: (plan: RestorePlan) => { bar.done(); return confirmOnTty(plan); } } : {}),

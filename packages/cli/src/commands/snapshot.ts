@@ -1,4 +1,4 @@
-import { createSnapshot, withContextLock, type SnapshotKind, UsageError, type SnapshotResult } from "@paas-backup/core";
+import { allowRepoStateFrom, createSnapshot, withContextLock, type SnapshotKind, UsageError, type SnapshotResult } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { humanBytes, keyValues, printEnvelope, progressBar } from "../output.js";
 import { lockOwner, parseInclude, requireContext, resolveEncryptor, type KeyFlags } from "./common.js";
@@ -29,6 +29,7 @@ export async function takeSnapshot(rt: Runtime, context: string, kind: SnapshotK
           ...(encryptor ? { encryptor } : {}),
           insecurePlaintext: flags.insecurePlaintext === true,
           secretAllow: rt.config.secretAllow,
+          allowRepoState: allowRepoStateFrom(rt.env),
           onProgress: (p) => bar.update(p.doneBytes, p.totalBytes),
         }),
     );

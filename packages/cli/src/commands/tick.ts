@@ -1,83 +1,13 @@
-import { readdirSync } from "node:fs";
-import { join } from "node:path";
-import { decideTick, isContextFolderName, listSnapshots, pruneSnapshots, withContextLock, PaasBackupError, UsageError, validateContextName, type SnapshotResult } from "@paas-backup/core";
+import { allowRepoStateFrom, listStateContexts, runTick, UsageError } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { printEnvelope, table } from "../output.js";
 import { lockOwner, parseInclude, resolveEncryptor, type KeyFlags } from "./common.js";
 import { retentionPolicy } from "./prune.js";
-import { createSnapshot } from "@paas-backup/core";
-import { assertBackupLocation } from "./guard.js";
-
-export interface TickOutcome {
-  context: string;
-  ok: boolean;
-  action: "full" | "incremental" | "none";
-  reason: string;
-  snapshot: Pick<SnapshotResult, "id" | "kind" | "artifact" | "sha256" | "bytes" | "storedBytes"> | null;
-  pruned: string[];
-  offsite: unknown;
-  error: { code: string; message: string; remediation: string } | null;
-}
 
 export type OffsiteHook = (rt: Runtime, context: string) => Promise<unknown>;
 
-export function contextsOf(rt: Runtime): string[] {
-  const dir = join(rt.stateRoot, "contexts");
-  try {
-    return readdirSync(dir, { withFileTypes: true })
-      .filter((e) => e.isDirectory() && isContextFolderName(e.name))
-      .map((e) => e.name)
-      .sort();
-  } catch {
-    throw new UsageError("PAAS_BACKUP_NO_CONTEXTS", `no contexts folder at ${dir}`, {
-      path: dir,
-      remediation: "Check --state-root or SI_PAAS_STATE_ROOT.",
-      stage: "plan",
-    });
-  }
-}
-
-/** One context's tick, and the exit code its failure would have on its own. */
-async function tickOne(rt: Runtime, context: string, flags: KeyFlags & { include?: string }, offsite?: OffsiteHook): Promise<{ outcome: TickOutcome; exitCode: number }> {
-  const outcome: TickOutcome = { context, ok: true, action: "none", reason: "", snapshot: null, pruned: [], offsite: null, error: null };
-  try {
-    const encryptor = resolveEncryptor(rt, flags);
-    await withContextLock(
-      { fs: rt.fs, backupRoot: rt.backupRoot, context, owner: lockOwner("tick"), clock: rt.clock, timeoutMs: rt.config.lockTimeoutSeconds * 1000 },
-      async () => {
-        const now = rt.clock();
-        const decision = decideTick(await listSnapshots(rt.fs, rt.backupRoot, context), now);
-        outcome.action = decision.action;
-        outcome.reason = decision.reason;
-        if (decision.action !== "none") {
-          const r = await createSnapshot({
-            fs: rt.fs,
-            stateRoot: rt.stateRoot,
-            backupRoot: rt.backupRoot,
-            context,
-            clock: rt.clock,
-            kind: decision.action,
-            include: parseInclude(flags.include, rt.config.include),
-            ...(encryptor ? { encryptor } : {}),
-            insecurePlaintext: flags.insecurePlaintext === true,
-            secretAllow: rt.config.secretAllow,
-          });
-          outcome.snapshot = { id: r.id, kind: r.kind, artifact: r.artifact, sha256: r.sha256, bytes: r.bytes, storedBytes: r.storedBytes };
-          const pruned = await pruneSnapshots({ fs: rt.fs, backupRoot: rt.backupRoot, context, policy: retentionPolicy(rt, {}), clock: rt.clock });
-          outcome.pruned = pruned.removed;
-        }
-      },
-    );
-    if (offsite) outcome.offsite = await offsite(rt, context);
-    return { outcome, exitCode: 0 };
-  } catch (err) {
-    outcome.ok = false;
-    outcome.error =
-      err instanceof PaasBackupError
-        ? { code: err.code, message: err.message, remediation: err.remediation }
-        : { code: "PAAS_BACKUP_UNEXPECTED", message: (err as Error).message, remediation: "Rerun with the same arguments and report the message." };
-    return { outcome, exitCode: err instanceof PaasBackupError ? err.exitCode : 1 };
-  }
+export function contextsOf(rt: Runtime): Promise<string[]> {
+  return listStateContexts(rt.fs, rt.stateRoot);
 }
 
 /** tick: the one command for cron. Idempotent: a second run in the same hour does nothing. */
@@ -85,15 +15,27 @@ export async function tickCommand(rt: Runtime, flags: KeyFlags & { context?: str
   if (!flags.context && !flags.allContexts) {
     throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "tick needs --context <name> or --all-contexts", { remediation: "Name one context, or pass --all-contexts for every context of the state root.", stage: "arguments" });
   }
-  await assertBackupLocation(rt);
-  const contexts = flags.allContexts ? contextsOf(rt) : [validateContextName(flags.context!)];
-  const runs: { outcome: TickOutcome; exitCode: number }[] = [];
-  for (const context of contexts) runs.push(await tickOne(rt, context, flags, offsite));
-  const outcomes = runs.map((r) => r.outcome);
+  const encryptor = resolveEncryptor(rt, flags);
+  const { outcomes, exitCode } = await runTick({
+    fs: rt.fs,
+    stateRoot: rt.stateRoot,
+    backupRoot: rt.backupRoot,
+    contexts: flags.allContexts ? await contextsOf(rt) : [flags.context!],
+    allContexts: flags.allContexts === true,
+    clock: rt.clock,
+    owner: lockOwner("tick"),
+    lockTimeoutMs: rt.config.lockTimeoutSeconds * 1000,
+    include: parseInclude(flags.include, rt.config.include),
+    ...(encryptor ? { encryptor } : {}),
+    insecurePlaintext: flags.insecurePlaintext === true,
+    secretAllow: rt.config.secretAllow,
+    allowRepoState: allowRepoStateFrom(rt.env),
+    retention: retentionPolicy(rt, {}),
+    ...(offsite ? { afterEach: (context: string) => offsite(rt, context) } : {}),
+  });
   const failed = outcomes.filter((o) => !o.ok);
-  const ok = failed.length === 0;
   if (rt.json) {
-    printEnvelope(rt, { ok, command: "tick", context: flags.allContexts ? "" : contexts[0]!, mode: "live", count: outcomes.length, failed: failed.length, data: outcomes });
+    printEnvelope(rt, { ok: failed.length === 0, command: "tick", context: flags.allContexts ? "" : outcomes[0]!.context, mode: "live", count: outcomes.length, failed: failed.length, data: outcomes });
   } else {
     rt.write(
       table([
@@ -102,7 +44,5 @@ export async function tickCommand(rt: Runtime, flags: KeyFlags & { context?: str
       ]),
     );
   }
-  if (ok) return 0;
-  if (!flags.allContexts) return runs[0]!.exitCode;
-  return 7;
+  return exitCode;
 }

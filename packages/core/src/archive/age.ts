@@ -89,8 +89,9 @@ export function ageEncryptor(recipients: readonly string[]): ArtifactEncryptor {
   };
 }
 
-export function ageDecryptor(identities: readonly string[], origin = "the identity"): ArtifactDecryptor {
+export function ageDecryptor(identities: readonly string[], origin = "the identity", identityFile?: string): ArtifactDecryptor {
   return {
+    ...(identityFile ? { identityFile } : {}),
     decrypt() {
       const d = new Decrypter();
       for (const i of identities) d.addIdentity(i);

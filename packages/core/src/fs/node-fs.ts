@@ -16,6 +16,9 @@ export const nodeFs: FileSystem = {
     const s = await fsp.lstat(path);
     return { kind: kindOf(s), size: s.size, mode: s.mode & 0o777, mtimeMs: s.mtimeMs, ino: s.ino, uid: s.uid };
   },
+  async realpath(path) {
+    return fsp.realpath(path);
+  },
   async readdir(path): Promise<DirEntry[]> {
     const entries = await fsp.readdir(path, { withFileTypes: true });
     return entries.map((e) => ({ name: e.name, kind: kindOf(e) }));

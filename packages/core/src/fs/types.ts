@@ -34,6 +34,8 @@ export interface WriteOptions {
 export interface FileSystem {
   /** never follows a symbolic link */
   lstat(path: string): Promise<FileStat>;
+  /** the canonical absolute path, every symbolic link resolved (as fs.realpath); ENOENT when it does not exist */
+  realpath(path: string): Promise<string>;
   readdir(path: string): Promise<DirEntry[]>;
   readFile(path: string): Promise<Uint8Array>;
   /** up to `length` bytes from `position` */

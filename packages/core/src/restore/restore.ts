@@ -3,6 +3,7 @@ import type { FileSystem } from "../fs/types.js";
 import { IntegrityError, isNotFound, PaasBackupError, UsageError, ValidationError } from "../errors.js";
 import type { ArtifactDecryptor } from "../archive/encryption.js";
 import { validateContextName } from "../policy/context.js";
+import { assertIdentityLocation, assertSafeLocations } from "../policy/work-tree.js";
 import type { SecretAllowance } from "../policy/secrets.js";
 import { findSnapshot, type SnapshotRef } from "../repository/repository.js";
 import { contextDir, join } from "../util/paths.js";
@@ -136,6 +137,9 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
       stage: "arguments",
     });
   }
+  // Policy §7.1 holds for every caller: the backup root and the identity never in a work tree.
+  await assertSafeLocations({ fs, backupRoot: options.backupRoot });
+  if (options.decryptor?.identityFile) await assertIdentityLocation(fs, options.decryptor.identityFile, options.backupRoot);
   const startedAt = clock();
   const live = contextDir(stateRoot, context);
   const nonce = randomUUID().slice(0, 8);

@@ -1,3 +1,4 @@
+import { assertIdentityLocation } from "../policy/work-tree.js";
 import type { FileSystem } from "../fs/types.js";
 import { PaasBackupError, UsageError } from "../errors.js";
 import type { ArtifactDecryptor } from "../archive/encryption.js";
@@ -74,6 +75,7 @@ export interface VerifyOptions {
 
 export async function verifySnapshots(options: VerifyOptions): Promise<SnapshotVerification[]> {
   const { fs } = options;
+  if (options.decryptor?.identityFile) await assertIdentityLocation(fs, options.decryptor.identityFile, options.backupRoot);
   const all = await listSnapshots(fs, options.backupRoot, options.context);
   const selected = options.snapshot === "all" ? all : options.snapshot === "latest" ? all.slice(-1) : all.filter((s) => s.id === options.snapshot);
   if (selected.length === 0) {

@@ -9,6 +9,7 @@ import { canonicalJson, MANIFEST_FORMAT, type Manifest, type ManifestEntryNote, 
 import { isEventLog, isJsonStateFile, type OptionalFolder } from "../policy/selection.js";
 import { SecretScanner, type SecretAllowance, type SecretFinding } from "../policy/secrets.js";
 import { validateContextName } from "../policy/context.js";
+import { assertSafeLocations } from "../policy/work-tree.js";
 import { artifactNames, backupRootStorage, listSnapshotsIn, type SnapshotRef } from "../repository/repository.js";
 import type { ObjectStorage } from "../repository/storage.js";
 import { expectedChecksum, formatChecksumLine } from "../repository/checksum.js";
@@ -46,6 +47,8 @@ export interface CreateSnapshotOptions {
   insecurePlaintext?: boolean;
   /** known false positives of the secret scanner: a file and a rule */
   secretAllow?: readonly SecretAllowance[];
+  /** si's SI_PAAS_ALLOW_REPO_STATE: a state root inside a git work tree is allowed (the backup root never is) */
+  allowRepoState?: boolean;
   onProgress?: (progress: SnapshotProgress) => void;
   sleep?: (ms: number) => Promise<void>;
   gzipLevel?: number;
@@ -142,6 +145,7 @@ export async function createSnapshot(options: CreateSnapshotOptions): Promise<Sn
       stage: "plan",
     });
   }
+  await assertSafeLocations({ fs, backupRoot: options.backupRoot, stateRoot: options.stateRoot, allowRepoState: options.allowRepoState === true });
   const srcDir = contextDir(options.stateRoot, context);
   await requireContextDir(fs, srcDir, context);
   const repo = options.repository ?? backupRootStorage(fs, options.backupRoot);
