@@ -34,9 +34,9 @@ export {
   assertIdentityLocation,
   type GuardedLocation,
 } from "./policy/work-tree.js";
-export { readBlock, writeBlock, clearBlock, BLOCK_FILE, type BlockRecord } from "./governance/block.js";
-export { writeIncident, listRecords, type IncidentRecord } from "./governance/incident.js";
-export { appendAuditEvent } from "./governance/audit.js";
+export { readBlock, writeBlock, clearBlock, BLOCK_FILE, type BlockRecord } from "./records/block.js";
+export { writeIncident, listRecords, type IncidentRecord } from "./records/incident.js";
+export { appendAuditEvent } from "./records/audit.js";
 export { TOOL_NAME, TOOL_VERSION } from "./version.js";
 export { isWithin } from "./util/paths.js";
 export { createIdentityFile } from "./archive/identity.js";

@@ -8,7 +8,7 @@ import { validateContextName } from "../policy/context.js";
 import { listSnapshots } from "../repository/repository.js";
 import { checkChain } from "../restore/verify.js";
 import { restoreSnapshot, type ExternalDoctorResult, type RestoreResult } from "../restore/restore.js";
-import { listRecords, type IncidentRecord } from "./incident.js";
+import { listRecords, type IncidentRecord } from "../records/incident.js";
 
 /**
  * Policy §7.4: a restore drill restores the newest verified snapshot into a scratch state root

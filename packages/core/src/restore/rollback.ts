@@ -4,7 +4,7 @@ import { isNotFound, UsageError } from "../errors.js";
 import { validateContextName } from "../policy/context.js";
 import { contextDir, join } from "../util/paths.js";
 import { exists } from "../util/atomic.js";
-import { writeIncident, type IncidentRecord } from "../governance/incident.js";
+import { writeIncident, type IncidentRecord } from "../records/incident.js";
 import { workDir } from "./restore.js";
 
 export interface RollbackResult {

@@ -6,13 +6,10 @@ import { contextDir, isWithin, join } from "../util/paths.js";
 import { STATE_FILE_SHAPES, CONTEXT_TYPES } from "./shapes.js";
 import { workTreeOf } from "../policy/work-tree.js";
 import { listEvents, type EventRecord } from "./events.js";
-import { BLOCK_FILE, readBlock } from "../governance/block.js";
+import { BLOCK_FILE, readBlock } from "../records/block.js";
+import type { CheckResult } from "../records/incident.js";
 
-export interface DoctorCheck {
-  name: string;
-  ok: boolean;
-  detail: string;
-}
+export type DoctorCheck = CheckResult;
 
 /** si's doctor envelope (reference §7), with paas-backup's own checks added. */
 export interface DoctorReport {

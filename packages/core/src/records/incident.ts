@@ -1,7 +1,13 @@
 import type { FileSystem } from "../fs/types.js";
 import { contextBackupDir, join } from "../util/paths.js";
 import { readdirOrEmpty, writeFileAtomic } from "../util/atomic.js";
-import type { DoctorCheck } from "../validate/doctor.js";
+
+/** One validation check as records keep it (doctor's checks have this shape). */
+export interface CheckResult {
+  name: string;
+  ok: boolean;
+  detail: string;
+}
 
 /** Policy §7.3: every restore, successful or not, leaves this record in <backup_root>/<context>/incidents/. */
 export interface IncidentRecord {
@@ -19,7 +25,7 @@ export interface IncidentRecord {
   dryRun: boolean;
   movedAsideTo: string | null;
   vault: unknown;
-  doctor: { ok: boolean; checks: DoctorCheck[] } | null;
+  doctor: { ok: boolean; checks: CheckResult[] } | null;
   externalDoctor: { command: string; ok: boolean; exitCode: number | null; detail: string } | null;
   outcome: "restored" | "blocked" | "refused" | "failed" | "dry-run" | "rolled-back" | "unblocked" | "drill-passed" | "drill-failed";
   error: { code: string; message: string } | null;
