@@ -62,7 +62,7 @@ console.log(JSON.stringify(out));`,
       }
       expect(readdirSync(join(repo, "backups"))).toEqual([]);
       // s3:// needs @paas-backup/s3 beside core: without it, a typed usage error, not a crash
-      expect(out).toMatchObject({ files: 2, absent: 8, ok: true, s3: "PAAS_BACKUP_DRIVER_MISSING" });
+      expect(out).toMatchObject({ files: 2, absent: 8, ok: true, s3: "PAAS_BACKUP_PACKAGE_MISSING" });
       expect(out.id).toMatch(/^\d{8}T\d{6}Z$/);
     } finally {
       rmSync(work, { recursive: true, force: true });

@@ -1,6 +1,4 @@
 import { hostname } from "node:os";
-import { readFileSync, existsSync } from "node:fs";
-import { dirname, join } from "node:path";
 import {
   ageDecryptor,
   ageEncryptor,
@@ -9,7 +7,6 @@ import {
   validateRecipient,
   validateContextName,
   UsageError,
-  SafetyError,
   type ArtifactDecryptor,
   type ArtifactEncryptor,
   type LockOwner,
@@ -41,9 +38,10 @@ export function parseInclude(value: string | undefined, fallback: readonly Optio
   return items as OptionalFolder[];
 }
 
-function readText(path: string, what: string): string {
+/** A file the operator named, read through the runtime's FileSystem (so commands run in-process on any fs). */
+async function readText(rt: Runtime, path: string, what: string): Promise<string> {
   try {
-    return readFileSync(path, "utf8");
+    return Buffer.from(await rt.fs.readFile(path)).toString("utf8");
   } catch (err) {
     throw new UsageError("PAAS_BACKUP_FILE_UNREADABLE", `${what} ${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? "error"})`, {
       path,
@@ -61,20 +59,20 @@ export interface KeyFlags {
 }
 
 /** Recipients from --recipient, --recipients-file, then the config file; none means no encryptor. */
-export function resolveEncryptor(rt: Runtime, flags: KeyFlags): ArtifactEncryptor | undefined {
+export async function resolveEncryptor(rt: Runtime, flags: KeyFlags): Promise<ArtifactEncryptor | undefined> {
   const recipients = [...(flags.recipient ?? []).map(validateRecipient)];
   const file = flags.recipientsFile ?? rt.config.recipientsFile;
-  if (file) recipients.push(...parseRecipients(readText(expandHome(file, rt.env), "recipients file"), expandHome(file, rt.env)));
+  if (file) recipients.push(...parseRecipients(await readText(rt, expandHome(file, rt.env), "recipients file"), expandHome(file, rt.env)));
   if (recipients.length === 0) recipients.push(...rt.config.recipients.map(validateRecipient));
   return recipients.length ? ageEncryptor([...new Set(recipients)]) : undefined;
 }
 
-export function resolveDecryptor(rt: Runtime, flags: KeyFlags): ArtifactDecryptor | undefined {
+export async function resolveDecryptor(rt: Runtime, flags: KeyFlags): Promise<ArtifactDecryptor | undefined> {
   const file = flags.identity ?? rt.config.identityFile ?? rt.env.PAAS_BACKUP_IDENTITY;
   if (!file) return undefined;
   const path = expandHome(file, rt.env);
   // core refuses an identity inside a work tree or the backup root before it is used
-  return ageDecryptor(parseIdentities(readText(path, "identity file"), path), path, path);
+  return ageDecryptor(parseIdentities(await readText(rt, path, "identity file"), path), path, path);
 }
 
 export function lockOwner(command: string): LockOwner {

@@ -7,7 +7,7 @@ import { externalDoctorRunner } from "./restore.js";
 
 export async function drillCommand(rt: Runtime, flags: KeyFlags & { context?: string; operator?: string; doctorCmd?: string }): Promise<number> {
   const context = requireContext(flags.context);
-  const decryptor = resolveDecryptor(rt, flags);
+  const decryptor = await resolveDecryptor(rt, flags);
   const result = await runDrill({
     fs: rt.fs,
     backupRoot: rt.backupRoot,

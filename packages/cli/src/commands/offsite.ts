@@ -1,4 +1,4 @@
-import { pushOffsite, listOffsite, verifyOffsite, pruneOffsite, fetchFromOffsite, withContextLock, type PushResult } from "@paas-backup/core";
+import { ExitCode, pushOffsite, listOffsite, verifyOffsite, pruneOffsite, fetchFromOffsite, withContextLock, type PushResult } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { humanBytes, printEnvelope, table } from "../output.js";
 import { lockOwner, requireContext } from "./common.js";
@@ -46,7 +46,7 @@ export async function offsitePushCommand(rt: Runtime, flags: TargetFlags & { con
       ]),
     );
   }
-  return ok ? 0 : problems.length ? 3 : 4;
+  return ok ? ExitCode.ok : problems.length ? ExitCode.integrity : ExitCode.safety;
 }
 
 export async function offsiteListCommand(rt: Runtime, flags: TargetFlags & { context?: string }): Promise<number> {
@@ -83,8 +83,8 @@ export async function offsiteVerifyCommand(rt: Runtime, flags: TargetFlags & { c
       for (const w of d.warnings) rt.write(`warning: ${w}\n`);
       rt.write(table([["ID", "RESULT", "IMMUTABLE", "PROBLEMS"], ...d.results.map((r) => [r.id, r.ok ? "ok" : "FAILED", r.immutable ? `until ${r.immutableUntil}` : "no", r.problems.join("; ") || "-"])]));
     }
-  if (broken) return 3;
-  return flags.requireImmutable && mutable ? 4 : 0;
+  if (broken) return ExitCode.integrity;
+  return flags.requireImmutable && mutable ? ExitCode.safety : ExitCode.ok;
 }
 
 export async function offsitePruneCommand(rt: Runtime, flags: TargetFlags & { context?: string; dryRun?: boolean }): Promise<number> {

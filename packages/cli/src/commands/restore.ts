@@ -1,6 +1,5 @@
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline/promises";
-import { readFileSync } from "node:fs";
 import { allowRepoStateFrom, restoreSnapshot, UsageError, ValidationError, type ExternalDoctorResult, type RestorePlan, type RestoreResult, type TrustStore } from "@paas-backup/core";
 import { resolveOperator, type Runtime } from "../runtime.js";
 import { keyValues, printEnvelope, progressBar } from "../output.js";
@@ -65,11 +64,11 @@ export function parseExpansion(value: string): number {
   return n;
 }
 
-function loadTrustStore(env: NodeJS.ProcessEnv): TrustStore | null {
-  const path = env.SI_VAULT_TRUST_STORE?.trim();
+async function loadTrustStore(rt: Runtime): Promise<TrustStore | null> {
+  const path = rt.env.SI_VAULT_TRUST_STORE?.trim();
   if (!path) return null;
   try {
-    const raw = JSON.parse(readFileSync(path, "utf8")) as { entries?: unknown };
+    const raw = JSON.parse(Buffer.from(await rt.fs.readFile(path)).toString("utf8")) as { entries?: unknown };
     return { entries: Array.isArray(raw.entries) ? (raw.entries as TrustStore["entries"]) : [] };
   } catch {
     return { entries: [] };
@@ -130,7 +129,8 @@ export async function restoreCommand(rt: Runtime, flags: RestoreFlags, fetchFrom
     });
   }
   if (fetchFromOffsite) await fetchFromOffsite();
-  const decryptor = resolveDecryptor(rt, flags);
+  const decryptor = await resolveDecryptor(rt, flags);
+  const trustStore = await loadTrustStore(rt);
   const bar = progressBar(rt, `restore ${context}`);
   let done = 0;
   const ask = rt.stdinIsTTY && rt.stderrIsTTY && !flags.yes && !flags.dryRun && !rt.json;
@@ -152,7 +152,7 @@ export async function restoreCommand(rt: Runtime, flags: RestoreFlags, fetchFrom
           dryRun: flags.dryRun === true,
           secretAllow: rt.config.secretAllow,
           allowRepoState: allowRepoStateFrom(rt.env),
-          trustStore: loadTrustStore(rt.env),
+          trustStore,
           ...(flags.doctorCmd ? { externalDoctor: externalDoctorRunner(flags.doctorCmd, rt.env) } : {}),
           ...(ask ? { confirm: (plan: RestorePlan) => { bar.done(); return confirmOnTty(plan); } } : {}),
           onBytes: (n) => bar.update((done += n), Math.max(done, 1)),

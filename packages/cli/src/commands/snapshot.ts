@@ -12,7 +12,7 @@ export interface SnapshotFlags extends KeyFlags {
 
 export async function takeSnapshot(rt: Runtime, context: string, kind: SnapshotKind, flags: SnapshotFlags, command: string): Promise<SnapshotResult> {
   await assertBackupLocation(rt);
-  const encryptor = resolveEncryptor(rt, flags);
+  const encryptor = await resolveEncryptor(rt, flags);
   const bar = progressBar(rt, `snapshot ${context}`);
   try {
     return await withContextLock(

@@ -15,7 +15,7 @@ export async function tickCommand(rt: Runtime, flags: KeyFlags & { context?: str
   if (!flags.context && !flags.allContexts) {
     throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "tick needs --context <name> or --all-contexts", { remediation: "Name one context, or pass --all-contexts for every context of the state root.", stage: "arguments" });
   }
-  const encryptor = resolveEncryptor(rt, flags);
+  const encryptor = await resolveEncryptor(rt, flags);
   const { outcomes, exitCode } = await runTick({
     fs: rt.fs,
     stateRoot: rt.stateRoot,

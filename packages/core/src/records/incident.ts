@@ -1,6 +1,7 @@
 import type { FileSystem } from "../fs/types.js";
 import { contextBackupDir, join } from "../util/paths.js";
-import { readdirOrEmpty, writeFileAtomic } from "../util/atomic.js";
+import { writeFileAtomic } from "../util/atomic.js";
+import { readdirOrEmpty } from "../util/optional-reads.js";
 
 /** One validation check as records keep it (doctor's checks have this shape). */
 export interface CheckResult {

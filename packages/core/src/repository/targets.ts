@@ -52,7 +52,7 @@ async function factoryFor(scheme: string): Promise<StorageDriverFactory> {
     registry.set(scheme, { factory });
     return factory;
   } catch (err) {
-    throw new UsageError("PAAS_BACKUP_DRIVER_MISSING", `${scheme}:// targets need the package ${name}, which could not be loaded: ${(err as Error).message}`, {
+    throw new UsageError("PAAS_BACKUP_PACKAGE_MISSING", `${scheme}:// targets need the package ${name}, which could not be loaded: ${(err as Error).message}`, {
       remediation: `Install it beside @paas-backup/core (npm install ${name}), or register a driver with registerStorageDriver("${scheme}", ...).`,
       stage: "arguments",
       cause: err,

@@ -3,7 +3,7 @@ import type { FileSystem } from "../fs/types.js";
 import { isNotFound, UsageError } from "../errors.js";
 import { validateContextName } from "../policy/context.js";
 import { contextDir, join } from "../util/paths.js";
-import { exists } from "../util/atomic.js";
+import { exists } from "../util/optional-reads.js";
 import { writeIncident, type IncidentRecord } from "../records/incident.js";
 import { workDir } from "./restore.js";
 

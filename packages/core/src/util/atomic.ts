@@ -1,4 +1,4 @@
-import type { DirEntry, FileSystem } from "../fs/types.js";
+import type { FileSystem } from "../fs/types.js";
 import { dirname, join, basename } from "./paths.js";
 
 /**
@@ -11,24 +11,4 @@ export async function writeFileAtomic(fs: FileSystem, path: string, data: string
   await fs.sync(tmp);
   await fs.rename(tmp, path);
   await fs.sync(dirname(path));
-}
-
-export async function exists(fs: FileSystem, path: string): Promise<boolean> {
-  try {
-    await fs.lstat(path);
-    return true;
-  } catch (err) {
-    if ((err as { code?: string }).code === "ENOENT") return false;
-    throw err;
-  }
-}
-
-/** A folder's entries, or none when the folder does not exist (yet). */
-export async function readdirOrEmpty(fs: FileSystem, dir: string): Promise<DirEntry[]> {
-  try {
-    return await fs.readdir(dir);
-  } catch (err) {
-    if ((err as { code?: string }).code === "ENOENT") return [];
-    throw err;
-  }
 }
