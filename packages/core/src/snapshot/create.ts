@@ -15,6 +15,7 @@ import { formatSnapshotId } from "../repository/ids.js";
 import { contextBackupDir, contextDir, join } from "../util/paths.js";
 import { exists, writeFileAtomic } from "../util/atomic.js";
 import { HashingStream, sha256Hex } from "../util/hash.js";
+import { checkChainToExtend } from "./chain-check.js";
 import { planSnapshotContents, requireContextDir, type PlannedFile } from "./plan.js";
 import { completeLinesLength, readStableJson } from "./read-stable.js";
 import { TOOL_NAME, TOOL_VERSION } from "../version.js";
@@ -148,7 +149,9 @@ export async function createSnapshot(options: CreateSnapshotOptions): Promise<Sn
       promotedToFull = `parent ${newest.id} covers --include ${newest.manifest.include.join(",") || "(none)"}`;
     else {
       const sha = await expectedChecksum(newest);
+      const chainProblem = sha ? await checkChainToExtend(fs, options.backupRoot, newest, existing, randomUUID().slice(0, 8)) : null;
       if (!sha) promotedToFull = `parent ${newest.id} has no readable checksum file`;
+      else if (chainProblem) promotedToFull = `the chain it would extend does not verify: ${chainProblem}`;
       else parent = { ...newest, sha256: sha } as SnapshotRef & { sha256: string };
     }
   }
