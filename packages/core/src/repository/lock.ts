@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { FileStat, FileSystem } from "../fs/types.js";
 import { BusyError, errorCodeOf, isNotFound } from "../errors.js";
 import { contextBackupDir, join } from "../util/paths.js";
+import { createFileExclusive } from "../util/atomic.js";
 
 /**
  * One lock per context, with exactly one holder (issue 9 §2):
@@ -119,36 +120,6 @@ function lockId(judged: Exclude<Observed, { state: "absent" }>): string {
   return judged.state === "record" ? judged.record.nonce.replace(/[^A-Za-z0-9-]/g, "") : `ino${judged.stat.ino}-${Math.trunc(judged.stat.mtimeMs)}-${judged.stat.size}`;
 }
 
-/**
- * Make `path` appear holding `content` in one step. false when it already exists.
- * The temporary file is private to this call (random name), so nobody else can touch it.
- */
-async function createWithContent(fs: FileSystem, path: string, content: string): Promise<boolean> {
-  const tmp = `${path}.${randomUUID()}.tmp`;
-  await fs.writeFile(tmp, content, { mode: 0o600, exclusive: true });
-  try {
-    await fs.sync(tmp);
-    try {
-      await fs.link(tmp, path);
-      return true;
-    } catch (err) {
-      const code = errorCodeOf(err);
-      if (code === "EEXIST") return false;
-      if (code !== "EPERM" && code !== "ENOTSUP" && code !== "ENOSYS" && code !== "EOPNOTSUPP") throw err;
-    }
-    // No hard links here: exclusive create. A reader may catch it torn, and then waits until it is old.
-    try {
-      await fs.writeFile(path, content, { mode: 0o600, exclusive: true });
-      return true;
-    } catch (err) {
-      if (errorCodeOf(err) === "EEXIST") return false;
-      throw err;
-    }
-  } finally {
-    await fs.rm(tmp, { force: true });
-  }
-}
-
 /** sweep what lock attempts killed half way leave: temporaries not yet linked, stale locks moved aside */
 async function sweepTemporaries(fs: FileSystem, dir: string, owner: LockOwner, now: number): Promise<void> {
   let entries;
@@ -159,14 +130,16 @@ async function sweepTemporaries(fs: FileSystem, dir: string, owner: LockOwner, n
     throw err;
   }
   for (const e of entries) {
-    if (e.kind !== "file" || !e.name.startsWith(".lock.")) continue;
+    if (e.kind !== "file") continue;
+    const temporary = e.name.startsWith("..lock.") && e.name.endsWith(".tmp"); // createFileExclusive's
+    if (!temporary && !e.name.startsWith(".lock.")) continue;
     if (/^\.lock\.takeover-[^.]+$/.test(e.name)) {
       // a taker that died after removing the stale lock leaves its marker behind
       await clearMarkerIfStale(fs, join(dir, e.name), owner, now);
       continue;
     }
-    const movedAside = e.name.includes(".stale-");
-    if (!movedAside && !e.name.endsWith(".tmp")) continue;
+    const movedAside = !temporary && e.name.includes(".stale-");
+    if (!movedAside && !temporary) continue;
     try {
       // A lock or marker moved aside is dead by construction (only its taker ever names it);
       // a temporary may still be about to be linked, so it must be old first.
@@ -192,7 +165,7 @@ function isStale(seen: Exclude<Observed, { state: "absent" }>, owner: LockOwner,
 async function takeOver(fs: FileSystem, path: string, judged: Exclude<Observed, { state: "absent" }>, owner: LockOwner, now: number): Promise<LockRecord | "unreadable" | null> {
   const marker = `${path}.takeover-${lockId(judged)}`;
   const mine: LockRecord = { pid: owner.pid, host: owner.host, nonce: randomUUID(), startedAt: new Date(now).toISOString(), command: "lock takeover" };
-  if (!(await createWithContent(fs, marker, `${JSON.stringify(mine)}\n`))) {
+  if (!(await createFileExclusive(fs, marker, `${JSON.stringify(mine)}\n`))) {
     // Another taker is at it. If it died there, clear its marker so the lock does not stay stuck.
     await clearMarkerIfStale(fs, marker, owner, now);
     return null;
@@ -246,7 +219,7 @@ export async function acquireContextLock(options: LockOptions): Promise<HeldLock
   let tookOverFrom: LockRecord | null = null;
   await sweepTemporaries(fs, dir, owner, clock().getTime());
   for (let attempt = 0; ; attempt++) {
-    if (await createWithContent(fs, path, `${JSON.stringify(mine)}\n`)) {
+    if (await createFileExclusive(fs, path, `${JSON.stringify(mine)}\n`)) {
       return {
         path,
         tookOverFrom,

@@ -16,6 +16,7 @@ import { contextBackupDir, contextDir, join } from "../util/paths.js";
 import { exists, writeFileAtomic } from "../util/atomic.js";
 import { HashingStream, sha256Hex } from "../util/hash.js";
 import { checkChainToExtend } from "./chain-check.js";
+import { isPlainFileInside } from "../util/no-follow.js";
 import { planSnapshotContents, requireContextDir, type PlannedFile } from "./plan.js";
 import { completeLinesLength, readStableJson } from "./read-stable.js";
 import { TOOL_NAME, TOOL_VERSION } from "../version.js";
@@ -113,6 +114,14 @@ export function secretRefusal(findings: readonly SecretFinding[]): SafetyError {
       data: { findings: findings.map((f) => ({ path: f.path, line: f.line, rule: f.rule })) },
     },
   );
+}
+
+function changedIntoLink(path: string): SafetyError {
+  return new SafetyError("PAAS_BACKUP_SYMLINK_IN_CONTEXT", `${path} is no longer a regular file in a real folder (a symbolic link appeared while the snapshot ran); nothing was written`, {
+    path,
+    remediation: "paas-backup never reads through symbolic links inside a context: find out what replaced the file, then run the snapshot again.",
+    stage: "read",
+  });
 }
 
 async function hashRange(fs: FileSystem, path: string, hash: Hash, start: number, endExclusive: number): Promise<void> {
@@ -227,6 +236,8 @@ export async function createSnapshot(options: CreateSnapshotOptions): Promise<Sn
     for (const file of contents.files) {
       const abs = join(srcDir, file.path);
       const prior = parentFiles.get(file.path);
+      // Planned as a plain file; if it or a folder above it became a link since, do not read through it.
+      if (!(await isPlainFileInside(fs, srcDir, file.path))) throw changedIntoLink(abs);
       if (isJsonStateFile(file.path)) {
         const stable = await readStableJson(fs, abs, sleep);
         if (!stable.parses) warnings.push({ path: file.path, reason: "not valid JSON (stable across reads); kept as is" });
