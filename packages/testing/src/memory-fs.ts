@@ -239,6 +239,24 @@ export class MemoryFileSystem implements FileSystem {
 
   async sync(): Promise<void> {}
 
+  /** test helper: an independent copy (same paths, bytes, modes, inodes and clock), for sweeps that rerun one fixture many times */
+  clone(): MemoryFileSystem {
+    const copy = new MemoryFileSystem();
+    copy.nodes.clear();
+    const copied = new Map<Node, Node>(); // hard links stay one node in the copy
+    for (const [key, node] of this.nodes) {
+      let c = copied.get(node);
+      if (!c) {
+        c = { ...node, data: Buffer.from(node.data) };
+        copied.set(node, c);
+      }
+      copy.nodes.set(key, c);
+    }
+    copy.nextIno = this.nextIno;
+    copy.now = this.now;
+    return copy;
+  }
+
   /** test helper: every file path under `root`, sorted */
   files(root = "/"): string[] {
     const r = this.norm(root);
