@@ -1,7 +1,7 @@
 import { describe, it, expect } from "vitest";
 import { createHash } from "node:crypto";
-import { MemoryFileSystem, FaultInjectingFileSystem, countFileSystemCalls, createStateRoot, appendEvents, type FaultPlan } from "@paas-backup/testing";
-import { createSnapshot, pruneSnapshots, pushOffsite, verifyOffsite, scanSnapshots, scanSnapshotsIn, verifySnapshots, LocalStorage, MemoryStorage, type FileSystem, type OffsiteTarget } from "../src/index.js";
+import { MemoryFileSystem, MemoryStorage, FaultInjectingFileSystem, countFileSystemCalls, createStateRoot, appendEvents, type FaultPlan } from "@paas-backup/testing";
+import { createSnapshot, pruneSnapshots, pushOffsite, verifyOffsite, scanSnapshots, scanSnapshotsIn, verifySnapshots, LocalStorage, type FileSystem, type OffsiteTarget } from "../src/index.js";
 
 /**
  * Issue 9 §7: fault injection at every filesystem call. For each operation, every call N from 1
@@ -52,7 +52,7 @@ async function baseState(): Promise<MemoryFileSystem> {
 const snap = (fs: FileSystem, clock: () => Date, kind: "full" | "incremental" = "full") =>
   createSnapshot({ fs, stateRoot: "/state", backupRoot: "/b", context: CTX, clock, kind, insecurePlaintext: true, sleep: async () => undefined });
 
-const offsiteTarget = (fs: FileSystem): OffsiteTarget => ({ name: "disk", storage: new LocalStorage(fs, "/offsite", true) });
+const offsiteTarget = (fs: FileSystem): OffsiteTarget => ({ name: "disk", storage: new LocalStorage(fs, "/offsite", { readOnly: true }) });
 
 /** one lock-enabled memory bucket per fixture, kept across the faulted run and the next one */
 const buckets = new WeakMap<MemoryFileSystem, MemoryStorage>();
