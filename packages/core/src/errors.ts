@@ -61,6 +61,7 @@ export const ERROR_CODES = {
   PAAS_BACKUP_STILL_FAILING: "unblock refused: doctor still fails",
   PAAS_BACKUP_STORAGE_FAILED: "a storage backend failed (network, permissions, bucket)",
   PAAS_BACKUP_STORAGE_MISMATCH: "bytes written to storage hash otherwise than expected",
+  PAAS_BACKUP_SYMLINK_IN_CONTEXT: "a symbolic link appeared in a context while a snapshot read it",
   PAAS_BACKUP_TICKET_REQUIRED: "a restore without an incident ticket",
   PAAS_BACKUP_UNEXPECTED: "a bug in paas-backup (recorded in outcomes; exit 1)",
   PAAS_BACKUP_UNSAFE_LOCATION: "a backup root, key or target inside a git work tree (or the backup root)",

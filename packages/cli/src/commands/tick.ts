@@ -43,6 +43,8 @@ export async function tickCommand(rt: Runtime, flags: KeyFlags & { context?: str
         ...outcomes.map((o) => [o.context, o.action, o.snapshot?.id ?? "-", String(o.pruned.length), o.ok ? "ok" : `FAILED ${o.error?.code}: ${o.error?.message}`]),
       ]),
     );
+    for (const o of outcomes) if (o.reason.includes("took a full instead")) rt.write(`${o.context}: ${o.reason}\n`);
+    for (const o of outcomes) if (o.reason.includes("took a full instead")) rt.write(`${o.context}: ${o.reason}\n`);
   }
   return exitCode;
 }

@@ -16,9 +16,6 @@ export const nodeFs: FileSystem = {
     const s = await fsp.lstat(path);
     return { kind: kindOf(s), size: s.size, mode: s.mode & 0o777, mtimeMs: s.mtimeMs, ino: s.ino, uid: s.uid };
   },
-  async realpath(path) {
-    return fsp.realpath(path);
-  },
   async readdir(path): Promise<DirEntry[]> {
     const entries = await fsp.readdir(path, { withFileTypes: true });
     return entries.map((e) => ({ name: e.name, kind: kindOf(e) }));
@@ -77,6 +74,8 @@ export const nodeFs: FileSystem = {
   rename: (from, to) => fsp.rename(from, to),
   rm: (path, options = {}) => fsp.rm(path, { recursive: options.recursive ?? false, force: options.force ?? false }),
   chmod: (path, mode) => fsp.chmod(path, mode),
+  link: (existing, newPath) => fsp.link(existing, newPath),
+  realpath: (path) => fsp.realpath(path),
   createReadStream(path, options = {}) {
     return fs.createReadStream(path, { start: options.start, end: options.end, highWaterMark: 256 * 1024 });
   },

@@ -93,6 +93,11 @@ async function tickOne(options: TickOptions, context: string): Promise<{ outcome
         allowRepoState: options.allowRepoState === true,
       });
       outcome.snapshot = { id: r.id, kind: r.kind, artifact: r.artifact, sha256: r.sha256, bytes: r.bytes, storedBytes: r.storedBytes };
+      if (r.promotedToFull) {
+        // an incremental was due, but the chain it would extend no longer verifies (or cannot be extended)
+        outcome.action = "full";
+        outcome.reason = `${decision.reason}; took a full instead of an incremental: ${r.promotedToFull}`;
+      }
       const pruned = await pruneSnapshots({ fs, backupRoot: options.backupRoot, context, ...(options.retention ? { policy: options.retention } : {}), clock });
       outcome.pruned = pruned.removed;
     });
