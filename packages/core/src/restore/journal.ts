@@ -188,8 +188,11 @@ export async function recoverContext(options: { fs: FileSystem; stateRoot: strin
   const pivotDone = journal.next > journal.pivot || (pivot !== undefined && (await stepDone(fs, pivot)));
   let action: RecoveryResult["action"];
   try {
+    // Only the step in flight can be half known; those before it ran, those after it did not
+    // (existence alone is ambiguous: a later step's source may not exist yet while its target does).
+    const inFlight = Math.min(journal.next, journal.steps.length - 1);
     if (pivotDone) {
-      for (const step of journal.steps) {
+      for (const step of journal.steps.slice(Math.max(inFlight, 0))) {
         if (await exists(fs, step.from)) await renameStep(fs, step.from, step.to);
       }
       await syncFolders(fs, journal.steps.flatMap((s) => [s.from, s.to]));
@@ -197,7 +200,7 @@ export async function recoverContext(options: { fs: FileSystem; stateRoot: strin
       else for (const dir of journal.cleanup) await fs.rm(dir, { recursive: true, force: true });
       action = "completed";
     } else {
-      for (const step of [...journal.steps].reverse()) {
+      for (const step of journal.steps.slice(0, inFlight + 1).reverse()) {
         if (await stepDone(fs, step)) await renameStep(fs, step.to, step.from);
       }
       await syncFolders(fs, journal.steps.flatMap((s) => [s.from, s.to]));

@@ -15,7 +15,7 @@ import { appendAuditEvent } from "../governance/audit.js";
 import { findFallback } from "./verify.js";
 import { materializeChain } from "./materialize.js";
 import { inspectVault, type TrustStore, type VaultReport } from "./vault.js";
-import { hasJournal, JOURNAL_SCHEMA, recoverContext, removeJournal, runSwap, workDir, type SwapJournal, type SwapStep } from "./journal.js";
+import { JOURNAL_SCHEMA, readJournal, recoverContext, removeJournal, runSwap, workDir, writeJournal, type SwapJournal, type SwapStep } from "./journal.js";
 import { partitionLive, planChanges, restoreScope, scopeSelects, type RestoreChanges, type RestoreScope } from "./scope.js";
 
 export { workDir } from "./journal.js";
@@ -190,6 +190,8 @@ async function checksumFailureOf(chosen: ChosenChain, err: unknown): Promise<{ c
  */
 async function stageRestore(run: RestoreRun, chosen: ChosenChain): Promise<Staged> {
   const { fs } = run.options;
+  // Journaled from here: a kill while staging leaves a journal whose recovery removes the staging folder.
+  if (!run.options.dryRun) await writeJournal(fs, run.options.stateRoot, stagingJournal(run));
   await fs.rm(run.stagedRoot, { recursive: true, force: true });
   await fs.mkdir(join(run.stagedRoot, "contexts"), { recursive: true, mode: 0o700 });
   await fs.mkdir(run.stagedContext, { mode: 0o700 });
@@ -228,6 +230,25 @@ async function stageRestore(run: RestoreRun, chosen: ChosenChain): Promise<Stage
     externalDoctor: run.options.externalDoctorCommand ? { command: run.options.externalDoctorCommand } : null,
   });
   return { files, notRestored: result.notRestored, scope, split, changes };
+}
+
+function stagingJournal(run: RestoreRun): SwapJournal {
+  return {
+    schema: JOURNAL_SCHEMA,
+    operation: "restore",
+    context: run.context,
+    ticket: run.options.ticket,
+    operator: run.options.operator,
+    startedAt: run.record.startedAt,
+    phase: "stage",
+    next: 0,
+    steps: [],
+    pivot: 0,
+    vault: join(run.live, "vault"),
+    cleanup: [run.stagedRoot],
+    writeOnComplete: [],
+    renameOnComplete: [],
+  };
 }
 
 /**
@@ -330,6 +351,18 @@ async function recordRestore(run: RestoreRun, chosen: ChosenChain, ok: boolean):
 async function finishRecord(run: RestoreRun): Promise<string> {
   run.record.endedAt = run.options.clock().toISOString();
   return writeIncident(run.options.fs, run.options.backupRoot, run.record, run.purpose === "drill" ? "drills" : "incidents");
+}
+
+/** After a failure before the pivot: reverse what the swap did, remove the journal, no recovery record (the restore's own record tells it). */
+async function undoUnfinished(run: RestoreRun): Promise<void> {
+  const { fs, stateRoot } = run.options;
+  const journal = await readJournal(fs, stateRoot, run.context);
+  if (!journal || journal.startedAt !== run.record.startedAt) return;
+  if (journal.steps.length === 0) {
+    await removeJournal(fs, stateRoot, run.context);
+    return;
+  }
+  await recoverContext({ fs, stateRoot, backupRoot: run.options.backupRoot, context: run.context, clock: run.options.clock, operator: run.options.operator });
 }
 
 export function lastRestorePath(stateRoot: string, context: string): string {
@@ -468,10 +501,10 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
     return result;
   } catch (caught) {
     let err = caught;
-    if (!swapped && !(await hasJournal(fs, stateRoot, context))) await fs.rm(stagedRoot, { recursive: true, force: true }).catch(() => undefined);
-    else if (!swapped) {
-      // The swap itself failed part way: put things back now if we can; else the next command will.
-      await recoverContext({ fs, stateRoot, backupRoot: options.backupRoot, context, clock, operator: options.operator }).catch(() => undefined);
+    if (!swapped) {
+      // Staging or the swap failed part way: undo it now if we can (else the next command will).
+      await fs.rm(stagedRoot, { recursive: true, force: true }).catch(() => undefined);
+      await undoUnfinished(run).catch(() => undefined);
     }
     if (swapped && !(err instanceof ValidationError && err.code === "PAAS_BACKUP_VALIDATION_FAILED")) {
       // After the swap the staged block marker is live: the context stays blocked, whatever failed.
