@@ -4,6 +4,7 @@ import { validateContextName } from "../policy/context.js";
 import { contextDir, dirname, join } from "../util/paths.js";
 import { exists, readdirOrEmpty, writeFileAtomic } from "../util/atomic.js";
 import { newIncidentRecord, writeIncident } from "../governance/incident.js";
+import { BLOCK_FILE } from "../governance/block.js";
 
 /**
  * The swap journal: how restore and rollback survive a kill at any point (issue 9 §1).
@@ -182,10 +183,13 @@ export async function recoverContext(options: { fs: FileSystem; stateRoot: strin
   const { fs, stateRoot } = options;
   const context = validateContextName(options.context);
   const journal = await readJournal(fs, stateRoot, context);
+  // a journal write a crash cut short never took effect: only its temporary file is left
+  const partial = join(workDir(stateRoot), "journal", `.${context}.json.tmp.partial`);
+  if (await exists(fs, partial)) await fs.rm(partial, { force: true });
   if (!journal) return null;
   const startedAt = options.clock();
   const pivot = journal.steps[journal.pivot];
-  const pivotDone = journal.next > journal.pivot || (pivot !== undefined && (await stepDone(fs, pivot)));
+  const pivotDone = journal.next > journal.pivot || (pivot !== undefined && journal.next === journal.pivot && (await stepDone(fs, pivot)));
   let action: RecoveryResult["action"];
   try {
     // Only the step in flight can be half known; those before it ran, those after it did not
@@ -218,11 +222,14 @@ export async function recoverContext(options: { fs: FileSystem; stateRoot: strin
   }
   const live = contextDir(stateRoot, context);
   const vault = (await exists(fs, join(live, "vault"))) ? join(live, "vault") : null;
+  const blocked = await exists(fs, join(live, BLOCK_FILE));
   const message =
     action === "undone"
       ? `an interrupted ${journal.operation} of ${context} (${journal.phase}) was undone: the context is as it was before it`
       : journal.operation === "restore"
-        ? `an interrupted restore of ${context} (${journal.phase}) was completed; its validation did not finish, so the context stays blocked: run doctor, then unblock, or rollback`
+        ? blocked
+          ? `an interrupted restore of ${context} (${journal.phase}) was completed; its validation did not finish, so the context stays blocked: run doctor, then unblock, or rollback`
+          : `an interrupted restore of ${context} (${journal.phase}) was completed; its validation had passed`
         : `an interrupted rollback of ${context} (${journal.phase}) was completed`;
   const record = newIncidentRecord({
     kind: "recovery",

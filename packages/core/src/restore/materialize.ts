@@ -1,5 +1,5 @@
 import { createHash, type Hash } from "node:crypto";
-import { PassThrough, Writable, type Readable } from "node:stream";
+import { PassThrough, Transform, Writable, type Readable } from "node:stream";
 import { finished, pipeline } from "node:stream/promises";
 import type { FileSystem } from "../fs/types.js";
 import { IntegrityError, SafetyError } from "../errors.js";
@@ -202,20 +202,18 @@ export async function materializeChain(options: MaterializeOptions): Promise<Mat
       const sink = write
         ? fs.createWriteStream(join(target!, entry.path), { mode: 0o600, append })
         : new Writable({ write: (_c, _e, cb) => cb() });
-      const counter = new Writable({
-        write(chunk: Buffer, _enc, cb) {
+      // body -> hash and count -> file: one pipeline, so an error of any stage (a file that cannot
+      // be opened, a full disk) rejects here instead of escaping as an unhandled stream error.
+      const counter = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
           current.hash.update(chunk);
           current.size += chunk.length;
           bytes += chunk.length;
           options.onBytes?.(chunk.length);
-          if (sink.write(chunk)) cb();
-          else sink.once("drain", () => cb());
-        },
-        final(cb) {
-          sink.end(cb);
+          cb(null, chunk);
         },
       });
-      await pipeline(body, counter);
+      await pipeline(body, counter, sink);
       if (expected && current.hash.copy().digest("hex") !== expected.sha256)
         throw integrity(label, `${entry.path} in ${link.id} does not match its manifest sha256`);
     };

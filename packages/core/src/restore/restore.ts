@@ -314,8 +314,8 @@ async function validateRestore(run: RestoreRun, chosen: ChosenChain): Promise<{ 
   run.record.externalDoctor = external;
   const ok = doctor.ok && (external?.ok ?? true);
   let blockFile: string | null = null;
-  if (ok) await clearBlock(fs, stateRoot, run.context);
-  else {
+  // On success the staged marker is lifted last, in recordRestore: until then the context stays blocked.
+  if (!ok) {
     const failing = [...doctor.checks.filter((c) => !c.ok), ...(external && !external.ok ? [{ name: "external_doctor", ok: false, detail: external.detail }] : [])];
     blockFile = await writeBlock(fs, stateRoot, {
       context: run.context,
@@ -344,6 +344,7 @@ async function recordRestore(run: RestoreRun, chosen: ChosenChain, ok: boolean):
     });
   }
   const file = await finishRecord(run);
+  if (ok) await clearBlock(fs, stateRoot, run.context);
   await removeJournal(fs, stateRoot, run.context);
   return file;
 }
@@ -356,10 +357,10 @@ async function finishRecord(run: RestoreRun): Promise<string> {
 /** After a failure before the pivot: reverse what the swap did, remove the journal, no recovery record (the restore's own record tells it). */
 async function undoUnfinished(run: RestoreRun): Promise<void> {
   const { fs, stateRoot } = run.options;
-  const journal = await readJournal(fs, stateRoot, run.context);
-  if (!journal || journal.startedAt !== run.record.startedAt) return;
-  if (journal.steps.length === 0) {
-    await removeJournal(fs, stateRoot, run.context);
+  const journal = await readJournal(fs, stateRoot, run.context).catch(() => null);
+  if (!journal || journal.startedAt !== run.record.startedAt || journal.steps.length === 0) {
+    await fs.rm(run.stagedRoot, { recursive: true, force: true });
+    if (journal?.startedAt === run.record.startedAt) await removeJournal(fs, stateRoot, run.context);
     return;
   }
   await recoverContext({ fs, stateRoot, backupRoot: run.options.backupRoot, context: run.context, clock: run.options.clock, operator: run.options.operator });
@@ -503,7 +504,6 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
     let err = caught;
     if (!swapped) {
       // Staging or the swap failed part way: undo it now if we can (else the next command will).
-      await fs.rm(stagedRoot, { recursive: true, force: true }).catch(() => undefined);
       await undoUnfinished(run).catch(() => undefined);
     }
     if (swapped && !(err instanceof ValidationError && err.code === "PAAS_BACKUP_VALIDATION_FAILED")) {
