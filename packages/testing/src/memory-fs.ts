@@ -51,22 +51,6 @@ export class MemoryFileSystem implements FileSystem {
     if (node.kind !== "directory") throw fsError("ENOTDIR", op, path);
   }
 
-  /** test helper: an independent copy with the same inode numbers, so a fault sweep can start every run from one fixture */
-  clone(): MemoryFileSystem {
-    const copy = new MemoryFileSystem();
-    copy.nodes.clear();
-    const copies = new Map<Node, Node>();
-    for (const [key, node] of this.nodes) {
-      // hard links stay one node in the copy too
-      let c = copies.get(node);
-      if (!c) copies.set(node, (c = { ...node, data: Buffer.from(node.data) }));
-      copy.nodes.set(key, c);
-    }
-    copy.nextIno = this.nextIno;
-    copy.now = this.now;
-    return copy;
-  }
-
   /** test helper: plant a symbolic link */
   symlink(target: string, path: string): void {
     this.parentDir(path, "symlink");
@@ -254,6 +238,24 @@ export class MemoryFileSystem implements FileSystem {
   }
 
   async sync(): Promise<void> {}
+
+  /** test helper: an independent copy (same paths, bytes, modes, inodes and clock), for sweeps that rerun one fixture many times */
+  clone(): MemoryFileSystem {
+    const copy = new MemoryFileSystem();
+    copy.nodes.clear();
+    const copied = new Map<Node, Node>(); // hard links stay one node in the copy
+    for (const [key, node] of this.nodes) {
+      let c = copied.get(node);
+      if (!c) {
+        c = { ...node, data: Buffer.from(node.data) };
+        copied.set(node, c);
+      }
+      copy.nodes.set(key, c);
+    }
+    copy.nextIno = this.nextIno;
+    copy.now = this.now;
+    return copy;
+  }
 
   /** test helper: every file path under `root`, sorted */
   files(root = "/"): string[] {
