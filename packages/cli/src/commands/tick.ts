@@ -1,9 +1,9 @@
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
-import { decideTick, isContextFolderName, listSnapshots, pruneSnapshots, withContextLock, PaasBackupError, UsageError, validateContextName, type SnapshotResult } from "@paas-backup/core";
+import { contextsWithJournal, decideTick, isContextFolderName, listSnapshots, pruneSnapshots, withContextLock, PaasBackupError, UsageError, validateContextName, type SnapshotResult } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { printEnvelope, table } from "../output.js";
-import { lockOwner, parseInclude, resolveEncryptor, type KeyFlags } from "./common.js";
+import { lockOwner, parseInclude, recoverFirst, resolveEncryptor, type KeyFlags } from "./common.js";
 import { retentionPolicy } from "./prune.js";
 import { createSnapshot } from "@paas-backup/core";
 import { assertBackupLocation } from "./guard.js";
@@ -76,13 +76,17 @@ async function tickOne(rt: Runtime, context: string, flags: KeyFlags & { include
     if (offsite) outcome.offsite = await offsite(rt, context);
     return { outcome, exitCode: 0 };
   } catch (err) {
-    outcome.ok = false;
-    outcome.error =
-      err instanceof PaasBackupError
-        ? { code: err.code, message: err.message, remediation: err.remediation }
-        : { code: "PAAS_BACKUP_UNEXPECTED", message: (err as Error).message, remediation: "Rerun with the same arguments and report the message." };
-    return { outcome, exitCode: err instanceof PaasBackupError ? err.exitCode : 1 };
+    return failedOutcome(context, err, outcome);
   }
+}
+
+function failedOutcome(context: string, err: unknown, outcome: TickOutcome = { context, ok: false, action: "none", reason: "", snapshot: null, pruned: [], offsite: null, error: null }): { outcome: TickOutcome; exitCode: number } {
+  outcome.ok = false;
+  outcome.error =
+    err instanceof PaasBackupError
+      ? { code: err.code, message: err.message, remediation: err.remediation }
+      : { code: "PAAS_BACKUP_UNEXPECTED", message: (err as Error).message, remediation: "Rerun with the same arguments and report the message." };
+  return { outcome, exitCode: err instanceof PaasBackupError ? err.exitCode : 1 };
 }
 
 /** tick: the one command for cron. Idempotent: a second run in the same hour does nothing. */
@@ -91,8 +95,20 @@ export async function tickCommand(rt: Runtime, flags: KeyFlags & { context?: str
     throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "tick needs --context <name> or --all-contexts", { remediation: "Name one context, or pass --all-contexts for every context of the state root.", stage: "arguments" });
   }
   await assertBackupLocation(rt);
-  const contexts = flags.allContexts ? contextsOf(rt) : [validateContextName(flags.context!)];
-  const runs: { outcome: TickOutcome; exitCode: number }[] = [];
+  // A swap a crash interrupted can leave a context missing from contexts/: finish or undo every
+  // one first, so the listing below sees it and tick never reports ok over a missing context.
+  const recoveryFailures: { outcome: TickOutcome; exitCode: number }[] = [];
+  if (flags.allContexts) {
+    for (const context of await contextsWithJournal(rt.fs, rt.stateRoot)) {
+      try {
+        await recoverFirst(rt, context);
+      } catch (err) {
+        recoveryFailures.push(failedOutcome(context, err));
+      }
+    }
+  }
+  const contexts = flags.allContexts ? contextsOf(rt).filter((c) => !recoveryFailures.some((f) => f.outcome.context === c)) : [validateContextName(flags.context!)];
+  const runs: { outcome: TickOutcome; exitCode: number }[] = [...recoveryFailures];
   for (const context of contexts) runs.push(await tickOne(rt, context, flags, offsite));
   const outcomes = runs.map((r) => r.outcome);
   const failed = outcomes.filter((o) => !o.ok);
