@@ -10,7 +10,7 @@ export { PROTECTED_FILES, EVENT_LOGS, OPTIONAL_FOLDERS, hardExclusionReason, typ
 export { SecretScanner, scanLine, scanText, isSecretLikeKey, type SecretFinding, type SecretAllowance } from "./policy/secrets.js";
 export { Manifest, MANIFEST_FORMAT, canonicalJson, type ManifestFile } from "./manifest/schema.js";
 export { parseManifest } from "./manifest/io.js";
-export { readArchive, hostileEntryReason, type ArchiveEntryInfo } from "./archive/reader.js";
+export { readArchive, hostileEntryReason, MAX_ENTRY_DEPTH, MAX_ENTRY_PATH_BYTES, type ArchiveEntryInfo } from "./archive/reader.js";
 export type { ArtifactEncryptor, ArtifactDecryptor } from "./archive/encryption.js";
 export { formatSnapshotId, parseSnapshotId, compareSnapshotIds } from "./repository/ids.js";
 export { listSnapshots, listSnapshotsIn, scanSnapshots, scanSnapshotsIn, backupRootStorage, findSnapshot, deleteSnapshot, chainOf, artifactNames, type SnapshotRef, type DamagedSnapshot } from "./repository/repository.js";
@@ -21,6 +21,9 @@ export { verifySnapshots, findFallback, checkChain, type SnapshotVerification } 
 export { materializeChain } from "./restore/materialize.js";
 export { restoreSnapshot, workDir, type RestoreOptions, type RestoreResult, type RestorePlan, type ExternalDoctorResult } from "./restore/restore.js";
 export { rollbackRestore, type RollbackResult } from "./restore/rollback.js";
+export { unblockContext, type UnblockOptions, type UnblockResult } from "./restore/unblock.js";
+export { recoverContext, contextsWithJournal, hasJournal, journalPath, readJournal, type RecoveryResult, type SwapJournal, type SwapStep } from "./restore/journal.js";
+export { restoreScope, type RestoreScope, type RestoreScopeMode, type RestoreChanges } from "./restore/scope.js";
 export { inspectVault, recipientFingerprint, type VaultReport, type TrustStore } from "./restore/vault.js";
 export { runDoctor, type DoctorReport, type DoctorCheck } from "./validate/doctor.js";
 export { listEvents, readEventLog, normaliseEvent, redactForOutput, type EventRecord } from "./validate/events.js";
@@ -34,8 +37,8 @@ export {
   assertIdentityLocation,
   type GuardedLocation,
 } from "./policy/work-tree.js";
-export { readBlock, writeBlock, clearBlock, BLOCK_FILE, type BlockRecord } from "./records/block.js";
-export { writeIncident, listRecords, type IncidentRecord } from "./records/incident.js";
+export { readBlock, writeBlock, writeBlockIn, clearBlock, BLOCK_FILE, type BlockRecord } from "./records/block.js";
+export { writeIncident, listRecords, newIncidentRecord, type IncidentRecord } from "./records/incident.js";
 export { appendAuditEvent } from "./records/audit.js";
 export { TOOL_NAME, TOOL_VERSION } from "./version.js";
 export { isWithin } from "./util/paths.js";

@@ -16,11 +16,11 @@ export async function tickCommand(rt: Runtime, flags: KeyFlags & { context?: str
     throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "tick needs --context <name> or --all-contexts", { remediation: "Name one context, or pass --all-contexts for every context of the state root.", stage: "arguments" });
   }
   const encryptor = await resolveEncryptor(rt, flags);
-  const { outcomes, exitCode } = await runTick({
+  const { outcomes, recovered, exitCode } = await runTick({
     fs: rt.fs,
     stateRoot: rt.stateRoot,
     backupRoot: rt.backupRoot,
-    contexts: flags.allContexts ? await contextsOf(rt) : [flags.context!],
+    ...(flags.allContexts ? {} : { contexts: [flags.context!] }),
     allContexts: flags.allContexts === true,
     clock: rt.clock,
     owner: lockOwner("tick"),
@@ -33,6 +33,7 @@ export async function tickCommand(rt: Runtime, flags: KeyFlags & { context?: str
     retention: retentionPolicy(rt, {}),
     ...(offsite ? { afterEach: (context: string) => offsite(rt, context) } : {}),
   });
+  for (const r of recovered) process.stderr.write(`paas-backup: recovery: ${r.message}${r.incidentFile ? ` (recorded in ${r.incidentFile})` : ""}\n`);
   const failed = outcomes.filter((o) => !o.ok);
   if (rt.json) {
     printEnvelope(rt, { ok: failed.length === 0, command: "tick", context: flags.allContexts ? "" : outcomes[0]!.context, mode: "live", count: outcomes.length, failed: failed.length, data: outcomes });

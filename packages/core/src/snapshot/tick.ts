@@ -11,6 +11,7 @@ import type { RetentionPolicy } from "../retention/plan.js";
 import { pruneSnapshots } from "../retention/prune.js";
 import { join } from "../util/paths.js";
 import { createSnapshot, type SnapshotResult } from "./create.js";
+import { contextsWithJournal, recoverContext, type RecoveryResult } from "../restore/journal.js";
 import { decideTick, type TickAction } from "./schedule.js";
 
 /** What one context's tick did; a failure is an outcome too, so one context never stops the others. */
@@ -29,9 +30,12 @@ export interface TickOptions {
   fs: FileSystem;
   stateRoot: string;
   backupRoot: string;
-  /** one or more contexts; see listStateContexts for all of them */
-  contexts: readonly string[];
-  /** the run covers every context of the state root: any failure makes it partial (exit 7) */
+  /** the contexts to tick; ignored with allContexts */
+  contexts?: readonly string[];
+  /**
+   * every context of the state root: swaps a crash interrupted are finished or undone first (their
+   * contexts may be missing from contexts/ until then), and any failure makes the run partial (exit 7)
+   */
   allContexts?: boolean;
   clock: () => Date;
   owner: LockOwner;
@@ -48,6 +52,8 @@ export interface TickOptions {
 
 export interface TickResult {
   outcomes: TickOutcome[];
+  /** interrupted swaps this run finished or undone (allContexts) */
+  recovered: RecoveryResult[];
   /** 0 when every context succeeded; one named context: its failure's own code; --all-contexts: partial (7) */
   exitCode: ExitCodeValue;
 }
@@ -104,13 +110,17 @@ async function tickOne(options: TickOptions, context: string): Promise<{ outcome
     if (options.afterEach) outcome.offsite = await options.afterEach(context);
     return { outcome, exitCode: ExitCode.ok };
   } catch (err) {
-    outcome.ok = false;
-    outcome.error =
-      err instanceof PaasBackupError
-        ? { code: err.code, message: err.message, remediation: err.remediation }
-        : { code: "PAAS_BACKUP_UNEXPECTED", message: (err as Error).message, remediation: "Rerun with the same arguments and report the message." };
-    return { outcome, exitCode: err instanceof PaasBackupError ? err.exitCode : ExitCode.unexpected };
+    return failedOutcome(err, outcome);
   }
+}
+
+function failedOutcome(err: unknown, outcome: TickOutcome): { outcome: TickOutcome; exitCode: ExitCodeValue } {
+  outcome.ok = false;
+  outcome.error =
+    err instanceof PaasBackupError
+      ? { code: err.code, message: err.message, remediation: err.remediation }
+      : { code: "PAAS_BACKUP_UNEXPECTED", message: (err as Error).message, remediation: "Rerun with the same arguments and report the message." };
+  return { outcome, exitCode: err instanceof PaasBackupError ? err.exitCode : ExitCode.unexpected };
 }
 
 /**
@@ -120,9 +130,25 @@ async function tickOne(options: TickOptions, context: string): Promise<{ outcome
  */
 export async function runTick(options: TickOptions): Promise<TickResult> {
   await assertSafeLocations({ fs: options.fs, backupRoot: options.backupRoot, stateRoot: options.stateRoot, allowRepoState: options.allowRepoState === true });
+  const { fs, stateRoot, clock } = options;
   const runs: { outcome: TickOutcome; exitCode: ExitCodeValue }[] = [];
-  for (const context of options.contexts.map(validateContextName)) runs.push(await tickOne(options, context));
+  const recovered: RecoveryResult[] = [];
+  let contexts = (options.contexts ?? []).map(validateContextName);
+  if (options.allContexts) {
+    for (const context of await contextsWithJournal(fs, stateRoot)) {
+      try {
+        const r = await withContextLock({ fs, backupRoot: options.backupRoot, context, owner: options.owner, clock, timeoutMs: options.lockTimeoutMs }, () =>
+          recoverContext({ fs, stateRoot, backupRoot: options.backupRoot, context, clock }),
+        );
+        if (r) recovered.push(r);
+      } catch (err) {
+        runs.push(failedOutcome(err, { context, ok: false, action: "none", reason: "", snapshot: null, pruned: [], offsite: null, error: null }));
+      }
+    }
+    contexts = (await listStateContexts(fs, stateRoot)).filter((c) => !runs.some((r) => r.outcome.context === c));
+  }
+  for (const context of contexts) runs.push(await tickOne(options, context));
   const failed = runs.filter((r) => !r.outcome.ok);
   const exitCode = failed.length === 0 ? ExitCode.ok : !options.allContexts && runs.length === 1 ? runs[0]!.exitCode : ExitCode.partial;
-  return { outcomes: runs.map((r) => r.outcome), exitCode };
+  return { outcomes: runs.map((r) => r.outcome), recovered, exitCode };
 }

@@ -38,14 +38,20 @@ export interface DoctorOptions {
   eventsLimit?: number;
 }
 
-async function walkFiles(fs: FileSystem, root: string, rel = ""): Promise<{ path: string; kind: string }[]> {
+/** Every entry below root, depth first in directory order; iterative so no depth can exhaust the stack. */
+async function walkFiles(fs: FileSystem, root: string): Promise<{ path: string; kind: string }[]> {
   const out: { path: string; kind: string }[] = [];
-  for (const e of await fs.readdir(rel ? join(root, rel) : root)) {
-    const path = rel ? `${rel}/${e.name}` : e.name;
-    if (e.kind === "directory") {
-      out.push({ path, kind: "directory" });
-      out.push(...(await walkFiles(fs, root, path)));
-    } else out.push({ path, kind: e.kind });
+  const stack: { rel: string; at: number; entries: { name: string; kind: string }[] }[] = [{ rel: "", at: 0, entries: await fs.readdir(root) }];
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1]!;
+    const e = top.entries[top.at++];
+    if (!e) {
+      stack.pop();
+      continue;
+    }
+    const path = top.rel ? `${top.rel}/${e.name}` : e.name;
+    out.push({ path, kind: e.kind });
+    if (e.kind === "directory") stack.push({ rel: path, at: 0, entries: await fs.readdir(join(root, path)) });
   }
   return out;
 }
