@@ -7,7 +7,7 @@ export * from "./errors.js";
 export type { FileSystem, FileStat, FileKind, DirEntry, WriteOptions } from "./fs/types.js";
 export { validateContextName } from "./policy/context.js";
 export { PROTECTED_FILES, EVENT_LOGS, OPTIONAL_FOLDERS, hardExclusionReason, type OptionalFolder } from "./policy/selection.js";
-export { SecretScanner, scanLine, scanText, isSecretLikeKey, type SecretFinding, type SecretAllowance } from "./policy/secrets.js";
+export { SecretScanner, scanLine, scanText, redactText, redactBytes, isSecretLikeKey, looksLikeSecretValue, SCANNER_RULES_VERSION, SECRET_RULES, REDACTED, type SecretFinding, type SecretAllowance, type SecretScannerOptions } from "./policy/secrets.js";
 export { Manifest, MANIFEST_FORMAT, canonicalJson, type ManifestFile } from "./manifest/schema.js";
 export { parseManifest } from "./manifest/io.js";
 export { readArchive, hostileEntryReason, type ArchiveEntryInfo } from "./archive/reader.js";
