@@ -91,8 +91,8 @@ function shannonEntropy(value: string): number {
 export function looksLikeSecretValue(value: string): boolean {
   if (value.length < 6) return false;
   if (PLACEHOLDER.test(value)) return false;
-  // words and identifiers of one case: strong, required, must-rotate, NONE, Bcrypt
-  if (/^(?:[a-z]+(?:[-_ .][a-z]+)*|[A-Z]+(?:[-_ .][A-Z]+)*|[A-Z][a-z]+)$/.test(value)) return false;
+  // words and identifiers of one case: strong, required, must-rotate, NONE, Bcrypt, X-Api-Key
+  if (/^(?:[a-z]+(?:[-_ .][a-z]+)*|[A-Z]+(?:[-_ .][A-Z]+)*|[A-Z][a-z]+|[A-Z][a-z]*(?:-[A-Z][a-z]*)+)$/.test(value)) return false;
   // numbers, sizes and durations: 12, 1.5, 30s, 90d, 10MiB
   if (/^-?\d+(?:\.\d+)?\s*[a-zA-Z]{0,3}$/.test(value)) return false;
   // file paths and URLs without credentials (url-credentials catches the others)
@@ -133,7 +133,7 @@ const FORMAT_RULES: FormatRule[] = [
   { rule: "github-token", pattern: /\b((?:gh[pousr]_[A-Za-z0-9]{36,255})|github_pat_[A-Za-z0-9_]{50,255})\b/g },
   { rule: "gitlab-token", pattern: /\b((?:gl(?:pat|ptt|dt|rt|cbt|ft|imt|soat|oas)-[\w-]{20,})|GR1348941[\w-]{20,})/g },
   { rule: "npm-token", pattern: /\b(npm_[A-Za-z0-9]{36})(?![A-Za-z0-9])/g },
-  { rule: "npm-auth-token", pattern: /_auth(?:Token)?\s*=\s*([^\s$"'][^\s"']{7,})/g },
+  { rule: "npm-auth-token", pattern: /_auth(?:Token)?\s*=\s*([^\s$"'<][^\s"'<>]{7,})/g },
   { rule: "pypi-token", pattern: /\b(pypi-AgEIcHlwaS5vcmc[\w-]{50,})/g },
   { rule: "slack-token", pattern: /\b((?:xox[abposre]|xapp)-(?:\d-)?[A-Za-z0-9]{1,40}(?:-[A-Za-z0-9]{1,64})+)/g },
   { rule: "slack-webhook-url", pattern: /hooks\.slack\.com\/(?:services|workflows|triggers)\/([A-Za-z0-9+_-]{8,}(?:\/[A-Za-z0-9+_-]{4,}){0,3})/g },
@@ -152,7 +152,7 @@ const FORMAT_RULES: FormatRule[] = [
   { rule: "url-credentials", pattern: /\b[a-z][a-z0-9+.-]*:\/\/[^\s:/@"'<>\\]*:([^\s@/"'<>\\]{3,})@[^\s"'<>\\]+/gi, check: (v) => !PLACEHOLDER.test(v) && !v.startsWith("$") },
   { rule: "vault-token", pattern: /\b(hv[sbr]\.[A-Za-z0-9_-]{24,300})(?![A-Za-z0-9_-])/g },
   { rule: "age-secret-key", pattern: /\b(AGE-SECRET-KEY-1[0-9A-Z]{50,})\b/g },
-  { rule: "telegram-bot-token", pattern: /\b(\d{8,10}:AA[A-Za-z0-9_-]{30,})\b/g },
+  { rule: "telegram-bot-token", pattern: /(?:\bbot|\b)(\d{8,10}:AA[A-Za-z0-9_-]{30,})\b/g },
   { rule: "openai-api-key", pattern: /\b(sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,}|sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20})/g },
   { rule: "anthropic-api-key", pattern: /\b(sk-ant-(?:api|admin)\d{2}-[A-Za-z0-9_-]{80,})/g },
   { rule: "huggingface-token", pattern: /\b((?:hf_|api_org_)[A-Za-z]{34})\b/g },
@@ -189,7 +189,7 @@ const FORMAT_ANCHOR_TEXT = [
   "ghs_", "ghr_", "github_pat_", "glpat-", "glptt-", "gldt-", "glrt-", "glcbt-", "glft-", "glimt-", "glsoat-", "gloas-", "gr1348941",
   "npm_", "_auth", "pypi-", "xox", "xapp-", "hooks.slack", "/api/webhooks/", "k_test_", "k_live_", "k_prod_", "whsec_", "sg.",
   "xkeysib-", "mailgun", "-us", ...[..."0123456789abcdef"].map((h) => `sk${h}`), "eyj", "basic ", "bearer ", '"auth"', '"identitytoken"', "dckr_pat_", "://", "hvs.", "hvb.",
-  "hvr.", "age-secret", ":aa", "hf_", "api_org_", "_v1_", "shpat_", "shpca_", "shppa_", "shpss_", "glsa_", "glc_", "hrku-",
+  "hvr.", "age-secret", ":aa", "sk-", "hf_", "api_org_", "_v1_", "shpat_", "shpca_", "shppa_", "shpss_", "glsa_", "glc_", "hrku-",
   "lin_api_", "dapi", "dp.pt.", "pul-", "pmak-", "tskey-", "figd_", "gsk_", "ntn_", "vcp_", "vci_", "vca_", "vcr_", "vck_",
   "cfk_", "cfut_", "cfat_", "ops_ey", "ecret_access_key", "ecretaccesskey",
 ];
@@ -301,7 +301,7 @@ function scanFormatLine(block: string, ls: number, le: number, spans: SecretSpan
         continue;
       }
       const value = m[1] ?? m[0];
-      if (rule.check && !rule.check(value)) continue;
+      if (value.includes(REDACTED) || (rule.check && !rule.check(value))) continue;
       const start = ls + m.index + (m[1] !== undefined ? m[0].indexOf(m[1]) : 0);
       spans.push({ start, end: start + value.length, rule: rule.rule });
     }
@@ -316,10 +316,13 @@ function scanFormatLine(block: string, ls: number, le: number, spans: SecretSpan
  */
 function privateKeyBody(block: string, from: number, le: number, spans: SecretSpan[], state: ScanState): number {
   const rule = "private-key-block";
-  // the header itself is the finding's anchor; record it with an empty span so it is reported
-  spans.push({ start: from, end: from, rule });
   PEM_FOOTER.lastIndex = from;
   const footer = PEM_FOOTER.exec(block);
+  // A key whose body is already our marker (a redacted copy, restored) holds no secret.
+  const firstBody = block.slice(from, footer && footer.index < le ? footer.index : lineEndAt(block, le + 1)).replace(/\\n|\s|"/g, "");
+  if (firstBody.startsWith(REDACTED) && firstBody.slice(REDACTED.length).replace(/<redacted>/g, "") === "") return le;
+  // the header itself is the finding's anchor; record it with an empty span so it is reported
+  spans.push({ start: from, end: from, rule });
   if (footer && footer.index < le) {
     if (footer.index > from) spans.push({ start: from, end: footer.index, rule });
     return le;
