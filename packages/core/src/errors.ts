@@ -13,6 +13,8 @@ export const ExitCode = {
   busy: 6,
   partial: 7,
   overdue: 8,
+  /** the snapshot was taken, with secret values redacted: rotate the leaked credential (or acknowledge it) */
+  redacted: 9,
 } as const;
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 

@@ -16,7 +16,7 @@ export { formatSnapshotId, parseSnapshotId, compareSnapshotIds } from "./reposit
 export { listSnapshots, listSnapshotsIn, scanSnapshots, scanSnapshotsIn, backupRootStorage, findSnapshot, deleteSnapshot, chainOf, artifactNames, type SnapshotRef, type DamagedSnapshot } from "./repository/repository.js";
 export { checkSnapshotChecksum, expectedChecksum, parseChecksumFile, formatChecksumLine, type ChecksumState } from "./repository/checksum.js";
 export { planSnapshotContents, type SnapshotContents } from "./snapshot/plan.js";
-export { createSnapshot, type CreateSnapshotOptions, type SnapshotResult, type SnapshotKind, type SnapshotProgress } from "./snapshot/create.js";
+export { createSnapshot, isAcknowledged, type CreateSnapshotOptions, type SnapshotResult, type SnapshotKind, type SnapshotProgress, type SecretAcknowledgement, type SnapshotRedaction } from "./snapshot/create.js";
 export { verifySnapshots, findFallback, checkChain, type SnapshotVerification } from "./restore/verify.js";
 export { materializeChain } from "./restore/materialize.js";
 export { restoreSnapshot, workDir, type RestoreOptions, type RestoreResult, type RestorePlan, type ExternalDoctorResult } from "./restore/restore.js";
