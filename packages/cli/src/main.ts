@@ -12,7 +12,7 @@ import { demoCommand } from "./commands/demo.js";
 import { keygenCommand } from "./commands/keygen.js";
 import { pruneCommand } from "./commands/prune.js";
 import { drillCommand, drillStatusCommand } from "./commands/drill.js";
-import { offsitePushCommand, offsiteListCommand, offsiteVerifyCommand, offsitePruneCommand, offsiteFetcher, pushForContext } from "./commands/offsite.js";
+import { offsitePushCommand, offsiteListCommand, offsiteVerifyCommand, offsitePruneCommand, offsiteExtendLocksCommand, offsiteFetcher, pushForContext } from "./commands/offsite.js";
 import { resolveTargets } from "./targets.js";
 import { tickCommand } from "./commands/tick.js";
 import { collect } from "./commands/common.js";
@@ -108,7 +108,8 @@ export function buildProgram(): Command {
     .option("--dry-run", "show what would change and the staged validation; touch nothing")
     .option("--doctor-cmd <command>", "also run this doctor (e.g. 'si paas doctor --json'); its stdout must be JSON with ok: true")
     .option("--max-expansion <n>", "hand-made archives (no manifest) may expand to n times their size (default 200)")
-    .option("--from-offsite <target>", "fetch the snapshot from this offsite target (URL or configured name) when the local copy is gone or corrupt")
+    .option("--from-offsite <target>", "fetch what the snapshot's chain needs from this offsite target (URL or configured name) when the local copy is gone or corrupt; --fallback allows an older snapshot")
+    .option("--offsite-root <id>", "with --from-offsite: restore another backup root's copies (its id from offsite list --all-roots)")
     .option("--endpoint <url>", "S3-compatible endpoint for --from-offsite")
     .option("--region <region>")
     .option("--path-style", "path-style S3 addressing for --from-offsite")
@@ -138,9 +139,10 @@ export function buildProgram(): Command {
   );
 
   const offsite = program.command("offsite").description("immutable offsite copies of daily fulls (policy §4.4)");
-  targetOptions(offsite.command("push").description("copy every full snapshot not yet confirmed at each target").option("--context <name>").option("--all-contexts").option("--require-immutable", "exit 4 when a copy is not immutable")).action(action("offsite push", offsitePushCommand as Handler));
-  targetOptions(offsite.command("list").description("what is at each target: confirmed, immutable until when").option("--context <name>")).action(action("offsite list", offsiteListCommand as Handler));
-  targetOptions(offsite.command("verify").description("check the copies at each target; --deep re-reads and hashes every artifact").option("--context <name>").option("--deep").option("--require-immutable", "exit 4 when a copy is not immutable")).action(action("offsite verify", offsiteVerifyCommand as Handler));
+  targetOptions(offsite.command("push").description("copy every full snapshot not yet at each target, put back copies found missing or damaged, extend Object Lock retention").option("--context <name>").option("--all-contexts").option("--require-immutable", "exit 4 when a copy is not immutable")).action(action("offsite push", offsitePushCommand as Handler));
+  targetOptions(offsite.command("list").description("what is at each target: confirmed, immutable until when").option("--context <name>").option("--all-roots", "also the copies of other backup roots (other hosts) at the target")).action(action("offsite list", offsiteListCommand as Handler));
+  targetOptions(offsite.command("verify").description("check the copies at each target; --deep re-reads and hashes every artifact").option("--context <name>").option("--deep").option("--read-data-subset <n%|size>", "read and hash a rotating share of the copies per run (e.g. 10%); a full cycle covers every copy").option("--require-immutable", "exit 4 when a copy is not immutable")).action(action("offsite verify", offsiteVerifyCommand as Handler));
+  targetOptions(offsite.command("extend-locks").description("move the Object Lock retention of every copy offsite retention still keeps (push runs it too)").option("--context <name>").option("--all-contexts")).action(action("offsite extend-locks", offsiteExtendLocksCommand as Handler));
   targetOptions(offsite.command("prune").description("apply the offsite retention (default 7 daily + 4 weekly + 3 monthly); never deletes what is under retention").option("--context <name>").option("--dry-run")).action(action("offsite prune", offsitePruneCommand as Handler));
 
   const drill = program

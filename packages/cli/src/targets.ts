@@ -45,6 +45,12 @@ function openUrl(rt: Runtime, url: string, opts: { endpoint?: string | undefined
   });
 }
 
+/** A target URL with or without its trailing slash is one target. */
+export function sameUrl(a: string, b: string): boolean {
+  const norm = (u: string) => u.replace(/\/+$/, "");
+  return norm(a) === norm(b);
+}
+
 export function resolveTargets(rt: Runtime, flags: TargetFlags, required = true): OffsiteTarget[] {
   if (flags.to) {
     const lock =
@@ -57,6 +63,19 @@ export function resolveTargets(rt: Runtime, flags: TargetFlags, required = true)
             return { mode: mode as "COMPLIANCE" | "GOVERNANCE", days };
           })()
         : undefined;
+    // A URL that a configured target has is that target: one record, its lock and retention, its
+    // endpoint unless the flags give one.
+    const same = rt.config.offsite.targets.find((t) => sameUrl(t.url, flags.to!));
+    if (same) {
+      return [
+        {
+          name: same.name,
+          storage: openUrl(rt, same.url, { endpoint: flags.endpoint ?? same.endpoint, region: flags.region ?? same.region, pathStyle: flags.pathStyle ?? same.pathStyle }),
+          ...(lock ? { objectLock: lock } : same.objectLock ? { objectLock: same.objectLock } : {}),
+          ...(same.retention ? { retention: same.retention } : {}),
+        },
+      ];
+    }
     return [{ name: flags.to, storage: openUrl(rt, flags.to, flags), ...(lock ? { objectLock: lock } : {}) }];
   }
   const configured = rt.config.offsite.targets.filter((t) => !flags.target || t.name === flags.target || t.url === flags.target);

@@ -40,4 +40,5 @@ export { parseTargetUrl, type ObjectStorage, type StoredObject, type PutOptions,
 export { MemoryStorage } from "./repository/drivers/memory.js";
 export { LocalStorage } from "./repository/drivers/local.js";
 export { S3Storage, type S3StorageOptions } from "./repository/drivers/s3.js";
-export { pushOffsite, listOffsite, verifyOffsite, pruneOffsite, fetchFromOffsite, DEFAULT_OFFSITE_RETENTION, type OffsiteTarget, type OffsiteCopy, type PushResult, type OffsiteEntry, type OffsiteVerification } from "./offsite/offsite.js";
+export { pushOffsite, listOffsite, verifyOffsite, pruneOffsite, fetchFromOffsite, fetchChainFromOffsite, extendLocks, recordedCopies, rootView, targetWarnings, retentionHorizonDays, DEFAULT_OFFSITE_RETENTION, type OffsiteTarget, type OffsiteCopy, type PushResult, type OffsiteEntry, type OffsiteVerification, type DataSubset, type OffsiteRestorePlan } from "./offsite/offsite.js";
+export { ensureRepositoryIdentity, readRepositoryIdentity, REPOSITORY_FILE, type RepositoryIdentity } from "./repository/identity.js";

@@ -19,6 +19,8 @@ export interface RestoreFlags extends KeyFlags {
   doctorCmd?: string;
   fromOffsite?: string;
   maxExpansion?: string;
+  /** set by --from-offsite: what was fetched, and a fallback if the operator allowed one */
+  offsitePlan?: unknown;
 }
 
 /** Run an external doctor (e.g. `si paas doctor --json`) against the state root; ok only on JSON `"ok": true`. */
@@ -161,7 +163,7 @@ export async function restoreCommand(rt: Runtime, flags: RestoreFlags, fetchFrom
         }),
     );
     bar.done();
-    if (rt.json) printEnvelope(rt, { ok: true, command: "restore", context, mode: flags.dryRun ? "dry-run" : "live", count: 1, data: [result] });
+    if (rt.json) printEnvelope(rt, { ok: true, command: "restore", context, mode: flags.dryRun ? "dry-run" : "live", count: 1, ...(flags.offsitePlan ? { offsite: flags.offsitePlan } : {}), data: [result] });
     else describeRestore(rt, result);
     return 0;
   } catch (err) {

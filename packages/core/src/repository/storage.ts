@@ -54,6 +54,11 @@ export interface ObjectStorage {
   list(prefix: string, options?: { shallow?: boolean }): AsyncIterable<StoredObject>;
   delete(key: string): Promise<void>;
   immutability(): Promise<Immutability>;
+  /**
+   * Move an object's write-once retention later (S3 PutObjectRetention). Only backends that can
+   * enforce retention have it; a lock can only be extended, never shortened.
+   */
+  extendLock?(key: string, lock: { mode: "COMPLIANCE" | "GOVERNANCE"; retainUntil: Date }): Promise<void>;
   /** where a key lives, for messages: a path for directories, a URL otherwise */
   locate(key: string): string;
 }

@@ -48,6 +48,13 @@ export class MemoryStorage implements ObjectStorage {
     if (o?.lock && o.lock.retainUntil > this.clock()) throw Object.assign(new Error(`object ${key} is locked`), { code: "AccessDenied" });
     this.objects.delete(key);
   }
+  async extendLock(key: string, lock: { mode: "COMPLIANCE" | "GOVERNANCE"; retainUntil: Date }): Promise<void> {
+    const o = this.objects.get(key);
+    if (!o) throw Object.assign(new Error(`no object ${key}`), { code: "ENOENT" });
+    if (!this.lockEnabled) throw Object.assign(new Error(`bucket has no object lock`), { code: "InvalidRequest" });
+    if (o.lock && o.lock.retainUntil > lock.retainUntil) throw Object.assign(new Error(`retention of ${key} cannot be shortened`), { code: "AccessDenied" });
+    o.lock = lock;
+  }
   async immutability(): Promise<Immutability> {
     return { supported: true, enabled: this.lockEnabled, detail: this.lockEnabled ? "memory bucket with object lock" : "memory bucket without object lock" };
   }
