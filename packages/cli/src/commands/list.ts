@@ -7,13 +7,19 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
   const context = requireContext(flags.context);
   const snapshots = await listSnapshots(rt.fs, rt.backupRoot, context);
   const data = [];
+  const ids = new Set(snapshots.map((s) => s.id));
+  const warnings: string[] = [];
   for (const s of snapshots) {
+    const parentMissing = s.kind === "incremental" && (!s.parent || !ids.has(s.parent.id));
+    if (parentMissing)
+      warnings.push(`incremental ${s.id} needs ${s.parent?.id ?? "a parent it does not name"}, which is not in ${rt.backupRoot}: it cannot be restored from here (restore --from-offsite <target> fetches the full if a target has it)`);
     const check = await checkSnapshotChecksum(s);
     data.push({
       id: s.id,
       kind: s.kind,
       time: s.time.toISOString(),
       parent: s.parent?.id ?? null,
+      parentMissing,
       bytes: s.bytes,
       files: s.manifest?.totals.files ?? null,
       checksum: check.state,
@@ -25,17 +31,18 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
     });
   }
   if (rt.json) {
-    printEnvelope(rt, { ok: true, command: "list", context, mode: "live", count: data.length, data });
+    printEnvelope(rt, { ok: true, command: "list", context, mode: "live", count: data.length, warnings, data });
     return 0;
   }
   if (data.length === 0) {
     rt.write(`no snapshots of ${context} in ${rt.backupRoot}\n`);
     return 0;
   }
+  for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
   rt.write(
     table([
       ["ID", "KIND", "TIME", "SIZE", "CHECKSUM", "ENCRYPTION", "PARENT"],
-      ...data.map((d) => [d.id, d.kind, d.time.replace(".000Z", "Z"), humanBytes(d.bytes), d.checksum, d.encrypted ? "age" : "PLAINTEXT", d.parent ?? (d.madeBy === "reference-flow" ? "(reference flow)" : "-")]),
+      ...data.map((d) => [d.id, d.kind, d.time.replace(".000Z", "Z"), humanBytes(d.bytes), d.checksum, d.encrypted ? "age" : "PLAINTEXT", (d.parentMissing ? `${d.parent ?? "?"} (MISSING)` : d.parent) ?? (d.madeBy === "reference-flow" ? "(reference flow)" : "-")]),
     ]),
   );
   return 0;
