@@ -12,6 +12,7 @@ import { demoCommand } from "./commands/demo.js";
 import { keygenCommand } from "./commands/keygen.js";
 import { pruneCommand } from "./commands/prune.js";
 import { drillCommand, drillStatusCommand } from "./commands/drill.js";
+import { statusCommand } from "./commands/status.js";
 import { offsitePushCommand, offsiteListCommand, offsiteVerifyCommand, offsitePruneCommand, offsiteExtendLocksCommand, offsiteFetcher, pushForContext } from "./commands/offsite.js";
 import { resolveTargets } from "./targets.js";
 import { tickCommand } from "./commands/tick.js";
@@ -132,7 +133,9 @@ export function buildProgram(): Command {
       .description("for cron: a daily full, else an hourly incremental, then prune (idempotent)")
       .option("--context <name>")
       .option("--all-contexts", "every context of the state root; one failing does not stop the others")
-      .option("--include <folders>", "optional folders to add: releases,cache"),
+      .option("--include <folders>", "optional folders to add: releases,cache")
+      .option("--ping-url <url>", "GET <url>/start before, <url> on success, <url>/fail on failure (healthchecks.io); never fails or delays the backup more than a few seconds")
+      .option("--metrics-file <file>", "write Prometheus metrics of the fleet here, atomically (node_exporter textfile collector)"),
   ).action(
     action("tick", ((rt: Runtime, flags: Record<string, unknown>) =>
       tickCommand(rt, flags, resolveTargets(rt, {}, false).length > 0 ? (r, context) => pushForContext(r, context, {}) : undefined)) as Handler),
@@ -157,7 +160,16 @@ export function buildProgram(): Command {
     .command("status")
     .description("last drill per context and when the next is due; exit 8 when a mandatory one is overdue")
     .option("--context <name>", "a context to report (repeatable; default: every context in the backup root)", collect)
+    .option("--metrics-file <file>", "write the drill gauges in Prometheus text format here, atomically")
     .action(action("drill status", drillStatusCommand as Handler));
+
+  program
+    .command("status")
+    .description("the fleet at a glance: newest full and incremental, chain, drill, offsite copies, block, last tick; exit 10 when a context needs attention")
+    .option("--context <name>", "one context")
+    .option("--all-contexts", "every context of the state root and the backup root (the default)")
+    .option("--metrics-file <file>", "also write Prometheus metrics here, atomically (node_exporter textfile collector)")
+    .action(action("status", statusCommand as Handler));
 
   program.command("doctor").description("post-restore validation of a context (si's doctor envelope)").option("--context <name>").action(action("doctor", doctorCommand as Handler));
   program.command("unblock").description("clear a post-restore block once doctor passes").option("--context <name>").option("--ticket <incident-id>").option("--operator <who>").action(action("unblock", unblockCommand as Handler));

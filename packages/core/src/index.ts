@@ -42,3 +42,4 @@ export { LocalStorage } from "./repository/drivers/local.js";
 export { S3Storage, type S3StorageOptions } from "./repository/drivers/s3.js";
 export { pushOffsite, listOffsite, verifyOffsite, pruneOffsite, fetchFromOffsite, fetchChainFromOffsite, extendLocks, recordedCopies, rootView, targetWarnings, retentionHorizonDays, DEFAULT_OFFSITE_RETENTION, type OffsiteTarget, type OffsiteCopy, type PushResult, type OffsiteEntry, type OffsiteVerification, type DataSubset, type OffsiteRestorePlan } from "./offsite/offsite.js";
 export { ensureRepositoryIdentity, readRepositoryIdentity, REPOSITORY_FILE, type RepositoryIdentity } from "./repository/identity.js";
+export { contextStatus, recordTickOutcome, readTickRecord, FULL_MAX_AGE_MS, OFFSITE_GRACE_MS, type ContextStatus, type OffsiteTargetStatus, type TickRecord } from "./governance/status.js";
