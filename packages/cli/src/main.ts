@@ -137,8 +137,8 @@ export function buildProgram(): Command {
       .option("--ping-url <url>", "GET <url>/start before, <url> on success, <url>/fail on failure (healthchecks.io); never fails or delays the backup more than a few seconds")
       .option("--metrics-file <file>", "write Prometheus metrics of the fleet here, atomically (node_exporter textfile collector)"),
   ).action(
-    action("tick", ((rt: Runtime, flags: Record<string, unknown>) =>
-      tickCommand(rt, flags, resolveTargets(rt, {}, false).length > 0 ? (r, context) => pushForContext(r, context, {}) : undefined)) as Handler),
+    action("tick", (async (rt: Runtime, flags: Record<string, unknown>) =>
+      tickCommand(rt, flags, (await resolveTargets(rt, {}, false)).length > 0 ? (r, context) => pushForContext(r, context, {}) : undefined)) as Handler),
   );
 
   const offsite = program.command("offsite").description("immutable offsite copies of daily fulls (policy §4.4)");

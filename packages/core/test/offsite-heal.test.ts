@@ -1,6 +1,7 @@
 import { describe, it, expect } from "vitest";
 import { MemoryFileSystem, createStateRoot } from "@paas-backup/testing";
-import { createSnapshot, pushOffsite, verifyOffsite, ensureRepositoryIdentity, readRepositoryIdentity, MemoryStorage, REPOSITORY_FILE } from "../src/index.js";
+import { MemoryStorage } from "@paas-backup/testing";
+import { createSnapshot, pushOffsite, verifyOffsite, ensureRepositoryIdentity, readRepositoryIdentity, REPOSITORY_FILE } from "../src/index.js";
 
 const CTX = "internal-dogfood";
 

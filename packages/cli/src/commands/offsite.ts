@@ -23,13 +23,13 @@ async function pool<T, R>(items: T[], limit: number, work: (item: T) => Promise<
 
 export async function pushForContext(rt: Runtime, context: string, flags: TargetFlags): Promise<PushResult[]> {
   const results: PushResult[] = [];
-  for (const target of resolveTargets(rt, flags)) results.push(await pushOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock, host: hostname() }));
+  for (const target of await resolveTargets(rt, flags)) results.push(await pushOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock, host: hostname() }));
   return results;
 }
 
 export async function offsitePushCommand(rt: Runtime, flags: TargetFlags & { context?: string; allContexts?: boolean; requireImmutable?: boolean }): Promise<number> {
   const contexts = flags.allContexts ? contextsOf(rt) : [requireContext(flags.context)];
-  resolveTargets(rt, flags); // fail on a bad target before any work
+  await resolveTargets(rt, flags); // fail on a bad target before any work
   const results = (
     await pool(contexts, rt.config.offsite.concurrency, (context) =>
       withContextLock({ fs: rt.fs, backupRoot: rt.backupRoot, context, owner: lockOwner("offsite push"), clock: rt.clock, timeoutMs: rt.config.lockTimeoutSeconds * 1000 }, () => pushForContext(rt, context, flags)),
@@ -66,7 +66,7 @@ export async function offsiteExtendLocksCommand(rt: Runtime, flags: TargetFlags 
   const contexts = flags.allContexts ? contextsOf(rt) : [requireContext(flags.context)];
   const data = [];
   for (const context of contexts)
-    for (const target of resolveTargets(rt, flags))
+    for (const target of await resolveTargets(rt, flags))
       data.push({ context, target: target.storage.url, ...(await extendLocks({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock })) });
   if (rt.json) printEnvelope(rt, { ok: true, command: "offsite extend-locks", context: flags.allContexts ? "" : contexts[0]!, mode: "live", count: data.length, data });
   else rt.write(table([["CONTEXT", "TARGET", "EXTENDED"], ...data.map((d) => [d.context, d.target, d.skipped ? `skipped: ${d.skipped}` : d.extended.map((e) => `${e.id} until ${e.retainUntil}`).join(", ") || "none needed"])]));
@@ -76,7 +76,7 @@ export async function offsiteExtendLocksCommand(rt: Runtime, flags: TargetFlags 
 export async function offsiteListCommand(rt: Runtime, flags: TargetFlags & { context?: string; allRoots?: boolean }): Promise<number> {
   const context = requireContext(flags.context);
   const data = [];
-  for (const target of resolveTargets(rt, flags)) {
+  for (const target of await resolveTargets(rt, flags)) {
     const { entries, immutability, root, roots } = await listOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock, allRoots: flags.allRoots === true });
     // Plain data only: a SnapshotRef carries its storage driver (and an S3 client with it).
     const plain = entries.map(({ snapshot, ...e }) => ({ ...e, kind: snapshot?.kind ?? null, encrypted: snapshot?.encrypted ?? null, location: snapshot?.artifactPath ?? null }));
@@ -129,7 +129,7 @@ export async function offsiteVerifyCommand(rt: Runtime, flags: TargetFlags & { c
   const subset = flags.readDataSubset ? parseDataSubset(flags.readDataSubset) : undefined;
   if (subset && flags.deep) throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "--deep reads every copy; --read-data-subset reads a share of them: pass one", { remediation: "Use --deep for a full read now, or --read-data-subset N% from cron.", stage: "arguments" });
   const data = [];
-  for (const target of resolveTargets(rt, flags)) {
+  for (const target of await resolveTargets(rt, flags)) {
     const { results, immutability, subset: rotation } = await verifyOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock, deep: flags.deep === true, ...(subset ? { readDataSubset: subset } : {}) });
     const warnings = [...(immutability.enabled ? [] : [`copies at ${target.storage.url} are not immutable: ${immutability.detail}`]), ...targetWarnings(target)];
     data.push({ target: target.storage.url, immutability, warnings, subset: rotation, results });
@@ -150,7 +150,7 @@ export async function offsiteVerifyCommand(rt: Runtime, flags: TargetFlags & { c
 export async function offsitePruneCommand(rt: Runtime, flags: TargetFlags & { context?: string; dryRun?: boolean }): Promise<number> {
   const context = requireContext(flags.context);
   const data = [];
-  for (const target of resolveTargets(rt, flags)) data.push({ target: target.storage.url, ...(await pruneOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock, dryRun: flags.dryRun === true })) });
+  for (const target of await resolveTargets(rt, flags)) data.push({ target: target.storage.url, ...(await pruneOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock, dryRun: flags.dryRun === true })) });
   if (rt.json) printEnvelope(rt, { ok: true, command: "offsite prune", context, mode: flags.dryRun ? "dry-run" : "live", count: data.length, data });
   else for (const d of data) rt.write(table([["ID", "ACTION", "WHY"], ...d.keep.map((k) => [k.id, "keep", k.reasons.join(", ")]), ...d.remove.map((id) => [id, flags.dryRun ? "would remove" : "removed", "not kept by the offsite policy"])]));
   return 0;
@@ -162,7 +162,7 @@ export function offsiteFetcher(rt: Runtime, flags: TargetFlags & { context?: str
   return async () => {
     const context = requireContext(flags.context);
     if (flags.offsiteRoot && !/^[0-9a-f]{16}$/.test(flags.offsiteRoot)) throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", `--offsite-root ${JSON.stringify(flags.offsiteRoot)} is not a backup root id`, { remediation: "Copy the ROOT column of `paas-backup offsite list --all-roots` (16 hex characters).", stage: "arguments" });
-    const [target] = resolveTargets(rt, { ...flags, target: flags.fromOffsite });
+    const [target] = await resolveTargets(rt, { ...flags, target: flags.fromOffsite });
     const plan = await fetchChainFromOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target: target!, snapshot: flags.snapshot ?? "latest", clock: rt.clock, fallback: flags.fallback === true, ...(flags.offsiteRoot ? { root: flags.offsiteRoot } : {}) });
     flags.offsitePlan = plan;
     if (!rt.json) {

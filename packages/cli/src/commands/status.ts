@@ -20,7 +20,7 @@ export function fleetContexts(rt: Runtime): string[] {
 }
 
 export async function fleetStatus(rt: Runtime, contexts: string[]): Promise<ContextStatus[]> {
-  const targets = resolveTargets(rt, {}, false);
+  const targets = await resolveTargets(rt, {}, false);
   const now = rt.clock();
   const out: ContextStatus[] = [];
   for (const context of contexts)

@@ -64,8 +64,13 @@ export function rootView(storage: ObjectStorage, rootId: string): ObjectStorage 
   const prefix = `${ROOTS}/${rootId}/`;
   const view: ObjectStorage = {
     kind: storage.kind,
+    flags: storage.flags,
     url: storage.url,
     put: (key, body, options) => storage.put(prefix + key, body, options).then((r) => ({ ...r, key })),
+    stage: async (key) => {
+      const staged = await storage.stage(prefix + key);
+      return { stream: staged.stream, commit: async (expect) => ({ ...(await staged.commit(expect)), key }), abort: () => staged.abort() };
+    },
     get: (key) => storage.get(prefix + key),
     head: async (key) => {
       const h = await storage.head(prefix + key);
@@ -75,6 +80,7 @@ export function rootView(storage: ObjectStorage, rootId: string): ObjectStorage 
       for await (const o of storage.list(prefix + p, options)) yield { ...o, key: o.key.slice(prefix.length) };
     },
     delete: (key) => storage.delete(prefix + key),
+    sweepStaged: async (p, olderThan) => (await storage.sweepStaged(prefix + p, olderThan)).map((k) => k.slice(prefix.length)),
     immutability: () => storage.immutability(),
     locate: (key) => storage.locate(prefix + key),
     ...(storage.extendLock ? { extendLock: (key: string, lock: { mode: "COMPLIANCE" | "GOVERNANCE"; retainUntil: Date }) => storage.extendLock!(prefix + key, lock) } : {}),
@@ -502,7 +508,7 @@ export async function verifyOffsite(options: { fs: FileSystem; backupRoot: strin
       if (!e.checksum) problems.push("checksum file missing at the target");
       else if (rec && (await expectedChecksum(e.snapshot)) !== rec.sha256) problems.push("checksum file at the target does not name the copied sha256");
       // A directory target is cheap to read: always check its bytes. Object stores: metadata, or bytes with --deep / the subset.
-      if (options.deep || !rec || storage.kind === "file" || toRead.has(e.id)) {
+      if (options.deep || !rec || storage.flags.cheapReads || toRead.has(e.id)) {
         readData = true;
         const actual = await hashObject(e.snapshot.storage, e.snapshot.artifactKey);
         const expected = rec?.sha256 ?? e.artifact.sha256;
