@@ -1,4 +1,4 @@
-import { Registry, Gauge } from "prom-client";
+import type { Registry, Gauge } from "prom-client";
 import { randomUUID } from "node:crypto";
 import { dirname, basename, join } from "node:path";
 import type { ContextStatus, DrillStatus } from "@paas-backup/core";
@@ -17,8 +17,15 @@ export function safeTargetLabel(url: string): string {
 
 const seconds = (iso: string | null | undefined) => (iso ? Math.round(Date.parse(iso) / 1000) : 0);
 
+// prom-client loads only when a metrics file is asked for: the other commands start without it.
+let promClient: typeof import("prom-client") | null = null;
+async function newRegistry(): Promise<Registry> {
+  promClient ??= await import("prom-client");
+  return new promClient.Registry();
+}
+
 function gauge(registry: Registry, name: string, help: string, labelNames: string[] = []): Gauge<string> {
-  return new Gauge({ name, help, labelNames, registers: [registry] });
+  return new promClient!.Gauge({ name, help, labelNames, registers: [registry] });
 }
 
 function drillGauges(registry: Registry, drills: DrillStatus[]): void {
@@ -35,7 +42,7 @@ function drillGauges(registry: Registry, drills: DrillStatus[]): void {
 }
 
 export async function renderStatusMetrics(statuses: ContextStatus[], now: Date): Promise<string> {
-  const registry = new Registry();
+  const registry = await newRegistry();
   const lastSuccess = gauge(registry, "paas_backup_last_success_timestamp_seconds", "Unix time of the context's newest snapshot (full or incremental); 0 when none", ["context"]);
   const bytes = gauge(registry, "paas_backup_last_snapshot_bytes", "Size in bytes of the context's newest snapshot of each kind", ["context", "kind"]);
   const duration = gauge(registry, "paas_backup_snapshot_duration_seconds", "How long tick took to make the context's last snapshot of each kind", ["context", "kind"]);
@@ -84,7 +91,7 @@ export async function renderStatusMetrics(statuses: ContextStatus[], now: Date):
 }
 
 export async function renderDrillMetrics(drills: DrillStatus[], now: Date): Promise<string> {
-  const registry = new Registry();
+  const registry = await newRegistry();
   drillGauges(registry, drills);
   gauge(registry, "paas_backup_metrics_generated_timestamp_seconds", "Unix time this file was written").set(Math.round(now.getTime() / 1000));
   return registry.metrics();

@@ -69,7 +69,7 @@ export async function resolveTargets(rt: Runtime, flags: TargetFlags, required =
         },
       ];
     }
-    return [{ name: flags.to, storage: await openUrl(rt, flags.to, flags), ...(lock ? { objectLock: lock } : {}) }];
+    return [{ name: flags.to.replace(/\/+$/, ""), storage: await openUrl(rt, flags.to, flags), ...(lock ? { objectLock: lock } : {}) }];
   }
   const configured = rt.config.offsite.targets.filter((t) => !flags.target || t.name === flags.target || t.url === flags.target);
   if (flags.target && configured.length === 0) {

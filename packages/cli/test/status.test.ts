@@ -77,6 +77,10 @@ describe("status: the fleet at a glance", () => {
     expect(blocked.stdout).toMatch(new RegExp(`${OTHER}: blocked since ${T0} \\(ticket INC-7\\)`));
     expect(blocked.stdout).toMatch(/BLOCKED/);
     expect((await cli(["status", "--context", CTX], at(hoursAfter(2)))).code).toBe(0);
+    // a wrong path is not an empty, healthy fleet
+    const empty = await runCli(["--state-root", join(sb.dir, "nope"), "--backup-root", join(sb.dir, "nope2"), "--json", "status"]);
+    expect(empty.code).toBe(2);
+    expect(empty.json.error.code).toBe("PAAS_BACKUP_NO_CONTEXTS");
   });
 
   it("flags an overdue mandatory drill, a missing offsite copy and a failed tick", async () => {

@@ -1,6 +1,6 @@
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
-import { contextStatus, isContextFolderName, validateContextName, ExitCode, type ContextStatus } from "@paas-backup/core";
+import { contextStatus, isContextFolderName, validateContextName, ExitCode, UsageError, type ContextStatus } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { printEnvelope, table } from "../output.js";
 import { resolveTargets } from "../targets.js";
@@ -41,6 +41,9 @@ function age(seconds: number): string {
 
 export async function statusCommand(rt: Runtime, flags: { context?: string; allContexts?: boolean; metricsFile?: string }): Promise<number> {
   const contexts = flags.context && !flags.allContexts ? [validateContextName(flags.context)] : fleetContexts(rt);
+  // An empty fleet is a wrong path far more often than no customers: say so, not "all ok".
+  if (contexts.length === 0)
+    throw new UsageError("PAAS_BACKUP_NO_CONTEXTS", `no contexts in ${join(rt.stateRoot, "contexts")} or ${rt.backupRoot}`, { path: rt.backupRoot, remediation: "Check --state-root and --backup-root (or SI_PAAS_STATE_ROOT, PAAS_BACKUP_ROOT and the config file).", stage: "select" });
   const statuses = await fleetStatus(rt, contexts);
   if (flags.metricsFile) await writeStatusMetrics(rt, flags.metricsFile, statuses);
   const attention = statuses.filter((s) => !s.ok);

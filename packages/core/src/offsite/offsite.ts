@@ -544,7 +544,9 @@ export async function recordedCopies(options: { fs: FileSystem; backupRoot: stri
 /** Offsite retention: its own policy over fulls; never deletes what is still under retention. */
 export async function pruneOffsite(options: { fs: FileSystem; backupRoot: string; context: string; target: OffsiteTarget; clock: () => Date; dryRun?: boolean }): Promise<{ keep: { id: string; reasons: string[] }[]; remove: string[]; heldByLock: string[] }> {
   const { entries } = await listOffsite(options);
-  const present = entries.filter((e): e is OffsiteEntry & { snapshot: SnapshotRef } => e.snapshot !== null && e.own);
+  // Only what is provably this root's: its own prefix, or old-layout copies it recorded. An
+  // old-layout copy nobody here recorded may be another host's, and is left alone.
+  const present = entries.filter((e): e is OffsiteEntry & { snapshot: SnapshotRef } => e.snapshot !== null && e.own && (e.root !== null || e.recorded !== null));
   const plan = planRetention({
     snapshots: present.map((e) => ({ id: e.id, time: parseSnapshotId(e.id)!.time, kind: "full" as const })),
     policy: { ...DEFAULT_OFFSITE_RETENTION, ...(options.target.retention ?? {}) },
