@@ -97,7 +97,8 @@ export function retentionHorizonDays(policy: Partial<RetentionPolicy> | undefine
 /** Warnings about a target's configuration that an operator should act on. */
 export function targetWarnings(target: OffsiteTarget): string[] {
   const horizon = retentionHorizonDays(target.retention);
-  if (target.objectLock && target.objectLock.days < horizon) {
+  // Only where a lock can hold at all: a directory target has no retention to extend.
+  if (target.objectLock && target.storage.flags.retention && target.objectLock.days < horizon) {
     return [
       `Object Lock at ${target.storage.url} holds copies ${target.objectLock.days} days, but offsite retention keeps them up to ${horizon} days: ` +
         "push extends the lock of every copy retention still keeps (offsite extend-locks); run it at least every " +
