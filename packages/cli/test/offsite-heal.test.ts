@@ -351,6 +351,32 @@ describe("a directory target heals too", () => {
   });
 });
 
+describe("tick heals the configured target every hour", () => {
+  it("a copy lost at the target is back after the next hourly tick", async () => {
+    const sb = await makeSandbox([{ name: CTX, eventBytes: 20_000 }]);
+    try {
+      const config = join(sb.dir, "config.json");
+      const disk = join(sb.dir, "nfs");
+      writeFileSync(config, JSON.stringify({ offsite: { targets: [{ name: "nfs", url: `file://${disk}` }] } }));
+      const first = await runCli([...sb.flags, "--config", config, "--json", "tick", "--context", CTX, "--insecure-plaintext"], { env: { PAAS_BACKUP_NOW: "2026-06-01T01:00:00Z" } });
+      expect(first.code, first.stdout + first.stderr).toBe(0);
+      const full = first.json.data[0].snapshot;
+      const copy = join(disk, "roots", rootOf(sb.backupRoot), CTX, `${full.id}.tar.gz`);
+      openUp(disk);
+      rmSync(copy);
+      const next = await runCli([...sb.flags, "--config", config, "--json", "tick", "--context", CTX, "--insecure-plaintext"], { env: { PAAS_BACKUP_NOW: "2026-06-01T02:00:00Z" } });
+      expect(next.code, next.stdout + next.stderr).toBe(0);
+      expect(next.json.data[0].action).toBe("incremental");
+      expect(next.json.data[0].offsite[0].repaired.map((r: any) => r.id)).toEqual([full.id]);
+      expect(readFileSync(copy).equals(readFileSync(full.artifact))).toBe(true);
+      expect((await runCli([...sb.flags, "--config", config, "--json", "offsite", "verify", "--context", CTX])).code).toBe(0);
+    } finally {
+      openUp(join(sb.dir, "nfs"));
+      sb.cleanup();
+    }
+  });
+});
+
 describe("restore --from-offsite restores the newest restorable state", () => {
   let sb: Sandbox;
   beforeEach(async () => {
