@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from "commander";
-import { TOOL_VERSION, UsageError } from "@paas-backup/core";
+import { TOOL_VERSION, UsageError, validateContextName } from "@paas-backup/core";
 import { createRuntime, type GlobalFlags, type Runtime } from "./runtime.js";
 import { printFailure } from "./output.js";
 import { snapshotCommand } from "./commands/snapshot.js";
@@ -16,7 +16,10 @@ import { statusCommand } from "./commands/status.js";
 import { offsitePushCommand, offsiteListCommand, offsiteVerifyCommand, offsitePruneCommand, offsiteExtendLocksCommand, offsiteFetcher, pushForContext } from "./commands/offsite.js";
 import { resolveTargets } from "./targets.js";
 import { tickCommand } from "./commands/tick.js";
-import { collect } from "./commands/common.js";
+import { collect, recoverFirst } from "./commands/common.js";
+
+/** the commands that touch a context: each first finishes or undoes a swap a crash interrupted */
+const RECOVERING = new Set(["restore", "rollback", "unblock", "snapshot", "tick", "doctor", "drill"]);
 
 type Handler = (rt: Runtime, flags: Record<string, unknown>) => Promise<number>;
 
@@ -40,6 +43,7 @@ function action(name: string, handler: Handler) {
     let rt: Runtime | null = null;
     try {
       rt = createRuntime(flags);
+      if (RECOVERING.has(name) && typeof flags.context === "string") await recoverFirst(rt, validateContextName(flags.context));
       exitCode = await handler(rt, flags);
     } catch (err) {
       exitCode = printFailure(rt, name, typeof flags.context === "string" ? flags.context : "", err, flags.json === true);
@@ -107,7 +111,9 @@ export function buildProgram(): Command {
     .option("--yes", "do not ask for confirmation on a terminal (checks still run)")
     .option("--fallback", "restore the newest older verified snapshot when the asked one fails its checksum")
     .option("--dry-run", "show what would change and the staged validation; touch nothing")
-    .option("--doctor-cmd <command>", "also run this doctor (e.g. 'si paas doctor --json'); its stdout must be JSON with ok: true")
+    .option("--doctor-cmd <command>", "also run this doctor (e.g. 'si paas doctor --json'); its stdout must be JSON with ok: true; with --dry-run it judges the staged state")
+    .option("--exact", "replace the whole context as the snapshot has it (only vault/ stays); default: only what the snapshot covers")
+    .option("--path <file>", "restore only this file, or a folder of an included optional folder (repeatable); nothing else changes", collect)
     .option("--max-expansion <n>", "hand-made archives (no manifest) may expand to n times their size (default 200)")
     .option("--from-offsite <target>", "fetch what the snapshot's chain needs from this offsite target (URL or configured name) when the local copy is gone or corrupt; --fallback allows an older snapshot")
     .option("--offsite-root <id>", "with --from-offsite: restore another backup root's copies (its id from offsite list --all-roots)")
@@ -172,7 +178,7 @@ export function buildProgram(): Command {
     .action(action("status", statusCommand as Handler));
 
   program.command("doctor").description("post-restore validation of a context (si's doctor envelope)").option("--context <name>").action(action("doctor", doctorCommand as Handler));
-  program.command("unblock").description("clear a post-restore block once doctor passes").option("--context <name>").option("--ticket <incident-id>").option("--operator <who>").action(action("unblock", unblockCommand as Handler));
+  program.command("unblock").description("clear a post-restore block once doctor (and the external doctor that blocked) passes").option("--context <name>").option("--ticket <incident-id>").option("--operator <who>").option("--doctor-cmd <command>", "the external doctor to pass (default: the one recorded in the block marker)").action(action("unblock", unblockCommand as Handler));
   program.command("rollback").description("put back the contents the last restore moved aside").option("--context <name>").option("--ticket <incident-id>").option("--operator <who>").action(action("rollback", rollbackCommand as Handler));
   program.command("keygen").description("write a new age identity (0600) and print its recipient").option("--out <file>", "where to write the identity").option("--force", "overwrite an existing file").action(action("keygen", keygenCommand as Handler));
   program.command("demo").description("round trip on a throwaway sample state root").option("--keep", "keep the demo's folders").action(action("demo", demoCommand as Handler));

@@ -1,9 +1,9 @@
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
-import { decideTick, isContextFolderName, listSnapshots, pruneSnapshots, recordTickOutcome, withContextLock, PaasBackupError, UsageError, validateContextName, type SnapshotResult } from "@paas-backup/core";
+import { contextsWithJournal, decideTick, isContextFolderName, listSnapshots, pruneSnapshots, recordTickOutcome, withContextLock, PaasBackupError, UsageError, validateContextName, type SnapshotResult } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { printEnvelope, table } from "../output.js";
-import { lockOwner, parseInclude, resolveEncryptor, type KeyFlags } from "./common.js";
+import { lockOwner, parseInclude, recoverFirst, resolveEncryptor, type KeyFlags } from "./common.js";
 import { retentionPolicy } from "./prune.js";
 import { createSnapshot } from "@paas-backup/core";
 import { assertBackupLocation } from "./guard.js";
@@ -76,6 +76,11 @@ async function tickOne(rt: Runtime, context: string, flags: KeyFlags & { include
           });
           durationSeconds = (rt.clock().getTime() - started) / 1000;
           outcome.snapshot = { id: r.id, kind: r.kind, artifact: r.artifact, sha256: r.sha256, bytes: r.bytes, storedBytes: r.storedBytes };
+          if (r.promotedToFull) {
+            // an incremental was due, but the chain it would extend no longer verifies (or cannot be extended)
+            outcome.action = "full";
+            outcome.reason = `${decision.reason}; took a full instead of an incremental: ${r.promotedToFull}`;
+          }
           const pruned = await pruneSnapshots({ fs: rt.fs, backupRoot: rt.backupRoot, context, policy: retentionPolicy(rt, {}), clock: rt.clock });
           outcome.pruned = pruned.removed;
         }
@@ -85,14 +90,19 @@ async function tickOne(rt: Runtime, context: string, flags: KeyFlags & { include
     await remember(rt, outcome, durationSeconds);
     return { outcome, exitCode: 0 };
   } catch (err) {
-    outcome.ok = false;
-    outcome.error =
-      err instanceof PaasBackupError
-        ? { code: err.code, message: err.message, remediation: err.remediation }
-        : { code: "PAAS_BACKUP_UNEXPECTED", message: (err as Error).message, remediation: "Rerun with the same arguments and report the message." };
+    const failed = failedOutcome(context, err, outcome);
     await remember(rt, outcome, durationSeconds);
-    return { outcome, exitCode: err instanceof PaasBackupError ? err.exitCode : 1 };
+    return failed;
   }
+}
+
+function failedOutcome(context: string, err: unknown, outcome: TickOutcome = { context, ok: false, action: "none", reason: "", snapshot: null, pruned: [], offsite: null, error: null }): { outcome: TickOutcome; exitCode: number } {
+  outcome.ok = false;
+  outcome.error =
+    err instanceof PaasBackupError
+      ? { code: err.code, message: err.message, remediation: err.remediation }
+      : { code: "PAAS_BACKUP_UNEXPECTED", message: (err as Error).message, remediation: "Rerun with the same arguments and report the message." };
+  return { outcome, exitCode: err instanceof PaasBackupError ? err.exitCode : 1 };
 }
 
 /** Record the outcome in the backup root for `status` and the metrics; never fails the tick. */
@@ -128,10 +138,23 @@ export async function tickCommand(rt: Runtime, flags: KeyFlags & { context?: str
   };
   await pingOnce("start");
   let contexts: string[] = [];
-  let runs: { outcome: TickOutcome; exitCode: number }[] = [];
+  const runs: { outcome: TickOutcome; exitCode: number }[] = [];
   try {
     await assertBackupLocation(rt);
-    contexts = flags.allContexts ? contextsOf(rt) : [validateContextName(flags.context!)];
+    // A swap a crash interrupted can leave a context missing from contexts/: finish or undo every
+    // one first, so the listing below sees it and tick never reports ok over a missing context.
+    const recoveryFailures: { outcome: TickOutcome; exitCode: number }[] = [];
+    if (flags.allContexts) {
+      for (const context of await contextsWithJournal(rt.fs, rt.stateRoot)) {
+        try {
+          await recoverFirst(rt, context);
+        } catch (err) {
+          recoveryFailures.push(failedOutcome(context, err));
+        }
+      }
+    }
+    contexts = flags.allContexts ? contextsOf(rt).filter((c) => !recoveryFailures.some((f) => f.outcome.context === c)) : [validateContextName(flags.context!)];
+    runs.push(...recoveryFailures);
     for (const context of contexts) runs.push(await tickOne(rt, context, flags, offsite));
   } catch (err) {
     await pingOnce("fail");
@@ -161,6 +184,7 @@ export async function tickCommand(rt: Runtime, flags: KeyFlags & { context?: str
         ...outcomes.map((o) => [o.context, o.action, o.snapshot?.id ?? "-", String(o.pruned.length), o.ok ? "ok" : `FAILED ${o.error?.code}: ${o.error?.message}`]),
       ]),
     );
+    for (const o of outcomes) if (o.reason.includes("took a full instead")) rt.write(`${o.context}: ${o.reason}\n`);
   }
   if (ok) return 0;
   if (!flags.allContexts) return runs[0]!.exitCode;

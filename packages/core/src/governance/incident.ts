@@ -1,12 +1,12 @@
 import type { FileSystem } from "../fs/types.js";
 import { contextBackupDir, join } from "../util/paths.js";
-import { readdirOrEmpty, writeFileAtomic } from "../util/atomic.js";
+import { createFileExclusive, readdirOrEmpty } from "../util/atomic.js";
 import type { DoctorCheck } from "../validate/doctor.js";
 
 /** Policy §7.3: every restore, successful or not, leaves this record in <backup_root>/<context>/incidents/. */
 export interface IncidentRecord {
   schema: "paas-backup/incident@1";
-  kind: "restore" | "drill" | "rollback" | "unblock";
+  kind: "restore" | "drill" | "rollback" | "unblock" | "recovery";
   ticket: string;
   context: string;
   stateRoot: string;
@@ -21,8 +21,31 @@ export interface IncidentRecord {
   vault: unknown;
   doctor: { ok: boolean; checks: DoctorCheck[] } | null;
   externalDoctor: { command: string; ok: boolean; exitCode: number | null; detail: string } | null;
-  outcome: "restored" | "blocked" | "refused" | "failed" | "dry-run" | "rolled-back" | "unblocked" | "drill-passed" | "drill-failed";
+  outcome: "restored" | "blocked" | "refused" | "failed" | "dry-run" | "rolled-back" | "unblocked" | "drill-passed" | "drill-failed" | "recovered";
   error: { code: string; message: string } | null;
+  /** restore: what it replaces and what it leaves as it is (issue 10 §1) */
+  scope?: { mode: "snapshot" | "exact" | "paths"; paths: string[]; changed: string[]; added: string[]; movedAside: string[]; kept: string[] };
+  /** recovery: the interrupted operation and what was done about it */
+  recovery?: { operation: string; action: "completed" | "undone"; phase: string; interruptedAt: string; message: string };
+}
+
+/** The one way to start an incident record: every field present, the outcome pessimistic until known. */
+export function newIncidentRecord(fields: Pick<IncidentRecord, "kind" | "ticket" | "context" | "stateRoot" | "operator" | "startedAt"> & Partial<IncidentRecord>): IncidentRecord {
+  return {
+    schema: "paas-backup/incident@1",
+    snapshot: null,
+    requestedSnapshot: "",
+    fallback: { used: false },
+    endedAt: "",
+    dryRun: false,
+    movedAsideTo: null,
+    vault: null,
+    doctor: null,
+    externalDoctor: null,
+    outcome: "failed",
+    error: null,
+    ...fields,
+  };
 }
 
 function safeName(text: string): string {
@@ -33,9 +56,15 @@ export async function writeIncident(fs: FileSystem, backupRoot: string, record: 
   const dir = join(contextBackupDir(backupRoot, record.context), folder);
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
   const stamp = record.startedAt.replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
-  const path = join(dir, `${stamp}-${safeName(record.kind)}-${safeName(record.ticket)}.json`);
-  await writeFileAtomic(fs, path, `${JSON.stringify(record, null, 2)}\n`);
-  return path;
+  const base = `${stamp}-${safeName(record.kind)}-${safeName(record.ticket)}`;
+  const content = `${JSON.stringify(record, null, 2)}\n`;
+  // Two runs with the same ticket in the same second each keep their record: the name is taken
+  // exclusively (whole content linked into place, never replacing), the second gets "-2", and so on.
+  for (let n = 1; n < 10_000; n++) {
+    const path = join(dir, `${base}${n === 1 ? "" : `-${n}`}.json`);
+    if (await createFileExclusive(fs, path, content)) return path;
+  }
+  throw new Error(`more than 10000 ${folder} records named ${base} in ${dir}`);
 }
 
 export async function listRecords(fs: FileSystem, backupRoot: string, context: string, folder: string): Promise<IncidentRecord[]> {

@@ -241,14 +241,25 @@ export async function pushOffsite(options: { fs: FileSystem; backupRoot: string;
     }
     const lock = target.objectLock ? { mode: target.objectLock.mode, retainUntil: new Date(now.getTime() + target.objectLock.days * 86_400_000) } : undefined;
     const existing = await view.head(snap.artifactKey);
+    if (existing && existing.sha256 !== null && existing.sha256 !== check.actual) {
+      // Not ours: another backup root sharing this identity (a copied root) wrote it. Never replace it.
+      result.problems.push({ id: snap.id, problem: `a different object is at ${view.locate(snap.artifactKey)} (sha256 ${existing.sha256}, ours ${check.actual}); not replaced. Was this backup root copied from another host? Give one of them a new identity.` });
+      continue;
+    }
+    // The target has the same layout as the backup root, below the root's prefix. The sidecars go
+    // first and the artifact is the commit, as at home: a push cut short never leaves a snapshot
+    // listed at the target without its checksum (issue 9 §7); leftover sidecars are overwritten next time.
+    for (const key of [snap.checksumKey, ...(snap.manifest ? [snap.manifestKey] : [])]) {
+      const data = Buffer.from(await readSmallObject(snap.storage, key), "utf8");
+      const sha256 = createHash("sha256").update(data).digest("hex");
+      // Landed already by a push that was cut short: not re-sent (a locked object cannot be replaced).
+      const there = await view.head(key);
+      if (there?.sha256 === sha256 && there.size === data.length) continue;
+      await view.put(key, Readable.from([data]), { sha256, size: data.length, ...(lock ? { lock } : {}) });
+    }
     let put: PutResult | null = null;
     let note: string | null = null;
     if (existing) {
-      if (existing.sha256 !== null && existing.sha256 !== check.actual) {
-        // Not ours: another backup root sharing this identity (a copied root) wrote it. Never replace it.
-        result.problems.push({ id: snap.id, problem: `a different object is at ${view.locate(snap.artifactKey)} (sha256 ${existing.sha256}, ours ${check.actual}); not replaced. Was this backup root copied from another host? Give one of them a new identity.` });
-        continue;
-      }
       const damagedHere = known?.artifact === `${ROOTS}/${identity.id}/${snap.artifactKey}` && known.problem;
       if (!damagedHere && existing.size === check.bytes && (await hashObject(view, snap.artifactKey)).sha256 === check.actual) {
         // An earlier, interrupted push landed it already: confirmed by its bytes, not re-sent.
@@ -271,12 +282,6 @@ export async function pushOffsite(options: { fs: FileSystem; backupRoot: string;
     if (put.sha256 !== check.actual || put.size !== check.bytes) {
       result.problems.push({ id: snap.id, problem: `copy at ${view.locate(snap.artifactKey)} does not match (sha256 ${put.sha256}, ${put.size} bytes); not recorded` });
       continue;
-    }
-    for (const key of [snap.checksumKey, ...(snap.manifest ? [snap.manifestKey] : [])]) {
-      const data = Buffer.from(await readSmallObject(snap.storage, key), "utf8");
-      const there = await view.head(key);
-      if (there && there.size === data.length && there.sha256 === createHash("sha256").update(data).digest("hex")) continue;
-      await view.put(key, Readable.from([data]), { sha256: createHash("sha256").update(data).digest("hex"), size: data.length, ...(lock ? { lock } : {}) });
     }
     const head = await view.head(snap.artifactKey);
     const copy: OffsiteCopy = {

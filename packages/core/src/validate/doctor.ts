@@ -6,6 +6,7 @@ import { contextDir, isWithin, join } from "../util/paths.js";
 import { STATE_FILE_SHAPES, CONTEXT_TYPES } from "./shapes.js";
 import { findGitRoot, nearestExisting } from "./git.js";
 import { listEvents, type EventRecord } from "./events.js";
+import { lstatInside } from "../util/no-follow.js";
 import { BLOCK_FILE, readBlock } from "../governance/block.js";
 
 export interface DoctorCheck {
@@ -40,14 +41,20 @@ export interface DoctorOptions {
   eventsLimit?: number;
 }
 
-async function walkFiles(fs: FileSystem, root: string, rel = ""): Promise<{ path: string; kind: string }[]> {
+/** Every entry below root, depth first in directory order; iterative so no depth can exhaust the stack. */
+async function walkFiles(fs: FileSystem, root: string): Promise<{ path: string; kind: string }[]> {
   const out: { path: string; kind: string }[] = [];
-  for (const e of await fs.readdir(rel ? join(root, rel) : root)) {
-    const path = rel ? `${rel}/${e.name}` : e.name;
-    if (e.kind === "directory") {
-      out.push({ path, kind: "directory" });
-      out.push(...(await walkFiles(fs, root, path)));
-    } else out.push({ path, kind: e.kind });
+  const stack: { rel: string; at: number; entries: { name: string; kind: string }[] }[] = [{ rel: "", at: 0, entries: await fs.readdir(root) }];
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1]!;
+    const e = top.entries[top.at++];
+    if (!e) {
+      stack.pop();
+      continue;
+    }
+    const path = top.rel ? `${top.rel}/${e.name}` : e.name;
+    out.push({ path, kind: e.kind });
+    if (e.kind === "directory") stack.push({ rel: path, at: 0, entries: await fs.readdir(join(root, path)) });
   }
   return out;
 }
@@ -85,6 +92,13 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   const present: string[] = [];
   for (const path of Object.keys(STATE_FILE_SHAPES)) {
     let text: string;
+    const inside = await lstatInside(fs, dir, path);
+    if (!inside) continue;
+    if (inside.link !== undefined || inside.stat.kind !== "file") {
+      // never read through a link (issue 9 §6): say what is there instead
+      shapeProblems.push(`${path}: ${inside.link !== undefined ? `under ${inside.link}, a ${inside.kind}` : `a ${inside.stat.kind}`}, not a regular file (not followed)`);
+      continue;
+    }
     try {
       text = Buffer.from(await fs.readFile(join(dir, path))).toString("utf8");
     } catch (err) {
@@ -143,12 +157,12 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   try {
     const listed = await listEvents(fs, dir, options.eventsLimit ?? 20);
     events = listed.records;
-    const bad = listed.logs.filter((l) => l.invalidLines.length > 0);
+    const bad = listed.logs.filter((l) => l.invalidLines.length > 0 || l.notPlainFile);
     add(
       "events_readable",
       bad.length === 0,
       bad.length
-        ? bad.map((l) => `${l.path}: lines ${l.invalidLines.join(",")} are not JSON objects`).join("; ")
+        ? bad.map((l) => (l.notPlainFile ? `${l.path}: ${l.notPlainFile}, not a regular file (not followed)` : `${l.path}: lines ${l.invalidLines.join(",")} are not JSON objects`)).join("; ")
         : `${listed.logs.reduce((n, l) => n + l.records, 0)} events in ${listed.logs.filter((l) => l.present).length} logs; newest ${events.length} listed`,
     );
   } catch (err) {
