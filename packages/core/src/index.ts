@@ -57,4 +57,6 @@ export {
 export { LocalStorage, type LocalStorageOptions } from "./repository/drivers/local.js";
 export { openTarget, registerStorageDriver, type OpenTargetOptions, type StorageDriverFactory } from "./repository/targets.js";
 export { HashingStream, sha256Hex } from "./util/hash.js";
-export { pushOffsite, listOffsite, verifyOffsite, pruneOffsite, fetchFromOffsite, DEFAULT_OFFSITE_RETENTION, type OffsiteTarget, type OffsiteCopy, type PushResult, type OffsiteEntry, type OffsiteVerification } from "./offsite/offsite.js";
+export { pushOffsite, listOffsite, verifyOffsite, pruneOffsite, fetchFromOffsite, fetchChainFromOffsite, extendLocks, recordedCopies, rootView, targetWarnings, retentionHorizonDays, DEFAULT_OFFSITE_RETENTION, type OffsiteTarget, type OffsiteCopy, type PushResult, type OffsiteEntry, type OffsiteVerification, type DataSubset, type OffsiteRestorePlan } from "./offsite/offsite.js";
+export { ensureRepositoryIdentity, readRepositoryIdentity, REPOSITORY_FILE, type RepositoryIdentity } from "./repository/identity.js";
+export { contextStatus, recordTickOutcome, readTickRecord, FULL_MAX_AGE_MS, OFFSITE_GRACE_MS, type ContextStatus, type OffsiteTargetStatus, type TickRecord } from "./governance/status.js";
