@@ -171,7 +171,7 @@ export function buildProgram(): Command {
 
   program
     .command("status")
-    .description("the fleet at a glance: newest full and incremental, chain, drill, offsite copies, block, last tick; exit 10 when a context needs attention")
+    .description("the fleet at a glance: newest full and incremental, chain, drill, offsite copies, block, last tick; exit 11 when a context needs attention")
     .option("--context <name>", "one context")
     .option("--all-contexts", "every context of the state root and the backup root (the default)")
     .option("--metrics-file <file>", "also write Prometheus metrics here, atomically (node_exporter textfile collector)")

@@ -14,7 +14,7 @@ export const ExitCode = {
   partial: 7,
   overdue: 8,
   /** `status`: at least one context needs attention (no recent full, overdue drill, blocked, offsite copy missing, failed tick) */
-  attention: 10,
+  attention: 11,
 } as const;
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 
