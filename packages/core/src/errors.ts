@@ -13,6 +13,10 @@ export const ExitCode = {
   busy: 6,
   partial: 7,
   overdue: 8,
+  /** the snapshot was taken, with secret values redacted: rotate the leaked credential (or acknowledge it) */
+  redacted: 9,
+  /** `status`: at least one context needs attention (no recent full, overdue drill, blocked, offsite copy missing, failed tick) */
+  attention: 11,
 } as const;
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 
@@ -59,6 +63,7 @@ export const ERROR_CODES = {
   PAAS_BACKUP_PACKAGE_MISSING: "an optional package a feature needs is not installed (a storage driver, the demo fixtures)",
   PAAS_BACKUP_PATH_NOT_IN_SNAPSHOT: "restore --path names a file that is never backed up",
   PAAS_BACKUP_RECOVERY_FAILED: "an interrupted swap could not be finished or undone",
+  PAAS_BACKUP_REPOSITORY_ID_INVALID: "a backup root identity file that does not hold one",
   PAAS_BACKUP_RESTORE_UNFINISHED: "a restore failed after its swap; the context is blocked",
   PAAS_BACKUP_SECRET_FOUND: "plaintext secret material in a file to back up",
   PAAS_BACKUP_SNAPSHOT_NOT_FOUND: "no snapshot with that id",
