@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from "commander";
-import { TOOL_VERSION, UsageError, validateContextName } from "@paas-backup/core";
+import { TOOL_VERSION, UsageError, validateContextName, redactText } from "@paas-backup/core";
 import { createRuntime, type GlobalFlags, type Runtime } from "./runtime.js";
 import { printFailure } from "./output.js";
 import { snapshotCommand } from "./commands/snapshot.js";
@@ -171,7 +171,7 @@ export function buildProgram(): Command {
 
   program
     .command("status")
-    .description("the fleet at a glance: newest full and incremental, chain, drill, offsite copies, block, last tick; exit 10 when a context needs attention")
+    .description("the fleet at a glance: newest full and incremental, chain, drill, offsite copies, block, last tick; exit 11 when a context needs attention")
     .option("--context <name>", "one context")
     .option("--all-contexts", "every context of the state root and the backup root (the default)")
     .option("--metrics-file <file>", "also write Prometheus metrics here, atomically (node_exporter textfile collector)")
@@ -210,7 +210,7 @@ main(process.argv).then(
     process.exitCode = code;
   },
   (err) => {
-    process.stderr.write(`paas-backup: ${(err as Error).message}\n`);
+    process.stderr.write(redactText(`paas-backup: ${(err as Error).message}\n`));
     process.exitCode = 1;
   },
 );

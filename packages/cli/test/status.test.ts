@@ -53,7 +53,7 @@ describe("status: the fleet at a glance", () => {
   });
   const cli = (args: string[], env: Record<string, string> = {}) => runCli([...sb.flags, "--config", config, ...args], { env });
 
-  it("exits 0 when every context is fine and 10 when one needs attention, naming why", async () => {
+  it("exits 0 when every context is fine and 11 when one needs attention, naming why", async () => {
     const tick = await cli(["--json", "tick", "--all-contexts", "--insecure-plaintext"], at(T0));
     expect(tick.code, tick.stdout + tick.stderr).toBe(0);
     const fine = await cli(["--json", "status"], at(hoursAfter(1)));
@@ -66,15 +66,15 @@ describe("status: the fleet at a glance", () => {
     expect(s.offsite[0]).toMatchObject({ name: "nfs", confirmed: 1, problems: [], newestFullMissing: false });
     expect(s.drill).toMatchObject({ mandatory: false });
 
-    // 27 hours without a full: attention, exit 10
+    // 27 hours without a full: attention, exit 11
     const stale = await cli(["--json", "status", "--context", CTX], at(hoursAfter(27)));
-    expect(stale.code).toBe(10);
+    expect(stale.code).toBe(11);
     expect(stale.json.data[0].attention.join(" ")).toMatch(/no full in 27 h/);
 
     // a block marker in the context
     writeFileSync(join(sb.state.contextDir(OTHER), "paas-backup.blocked.json"), JSON.stringify({ schema: "paas-backup/block@1", context: OTHER, ticket: "INC-7", blockedAt: T0, reason: "doctor failed", snapshot: null, failingChecks: [], blocks: ["deploy", "secret-mutation"] }));
     const blocked = await cli(["status"], at(hoursAfter(2)));
-    expect(blocked.code).toBe(10);
+    expect(blocked.code).toBe(11);
     expect(blocked.stdout).toMatch(new RegExp(`${OTHER}: blocked since ${T0} \\(ticket INC-7\\)`));
     expect(blocked.stdout).toMatch(/BLOCKED/);
     expect((await cli(["status", "--context", CTX], at(hoursAfter(2)))).code).toBe(0);
@@ -88,7 +88,7 @@ describe("status: the fleet at a glance", () => {
     // a full taken without a push: three hours later its copy is missing at the configured target
     await cli(["snapshot", "--context", CTX, "--insecure-plaintext"], at(T0));
     const missing = await cli(["--json", "status", "--context", CTX], at(hoursAfter(3)));
-    expect(missing.code).toBe(10);
+    expect(missing.code).toBe(11);
     expect(missing.json.data[0].attention).toEqual([expect.stringMatching(/offsite copy missing: .* is not at file:/)]);
     // the drill of a mandatory context never passed
     writeFileSync(config, JSON.stringify({ mandatoryDrillContexts: [CTX] }));
@@ -99,7 +99,7 @@ describe("status: the fleet at a glance", () => {
     const failed = await cli(["--json", "tick", "--context", OTHER], at(hoursAfter(3)));
     expect(failed.code).not.toBe(0);
     const st = await cli(["--json", "status", "--context", OTHER], at(hoursAfter(3)));
-    expect(st.code).toBe(10);
+    expect(st.code).toBe(11);
     expect(st.json.data[0].lastTick).toMatchObject({ ok: false });
     expect(st.json.data[0].attention.join(" ")).toMatch(/last tick failed/);
   });
@@ -126,9 +126,9 @@ describe("status: the fleet at a glance", () => {
     expect(readdirSync(sb.dir).filter((n) => n.includes(".tmp"))).toEqual([]);
     expect(statSync(metrics).mode & 0o777).toBe(0o644);
 
-    // status writes the same set; exit 10 because customer-1 has no full
+    // status writes the same set; exit 11 because customer-1 has no full
     const st = await cli(["status", "--metrics-file", metrics], at(hoursAfter(1)));
-    expect(st.code).toBe(10);
+    expect(st.code).toBe(11);
     expect(promtool(metrics).code).toBe(0);
     // drill status writes the drill gauges
     const drillFile = join(sb.dir, "drill.prom");

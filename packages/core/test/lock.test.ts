@@ -165,6 +165,7 @@ describe("context lock: one holder", () => {
     const cycle = async (fs: FileSystem) => (await acquireContextLock(opts(fs, owner(1, "h1", dead), T0 + 1000))).release();
     const { calls } = await countFileSystemCalls(setup, cycle);
     expect(calls).toBeGreaterThan(10);
+    console.log(`fault sweep: lock takeover+acquire+release: ${calls} injection points x 2 modes`);
     for (let at = 1; at <= calls; at++) {
       for (const mode of ["throw", "crash"] as const) {
         const inner = await setup();

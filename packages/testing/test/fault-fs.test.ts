@@ -125,3 +125,22 @@ describe("FaultInjectingFileSystem", () => {
     }
   });
 });
+
+describe("MemoryFileSystem follows links as the kernel does", () => {
+  it("through every component but the last for lstat, rename and rm; through the last too for open, chmod and readdir", async () => {
+    const fs = new MemoryFileSystem();
+    await fs.mkdir("/real/sub", { recursive: true });
+    await fs.writeFile("/real/sub/f", "x");
+    fs.symlink("/real", "/alias");
+    fs.symlink("sub/f", "/real/rel-link");
+    expect((await fs.lstat("/alias/sub/f")).kind).toBe("file"); // the intermediate link is followed
+    expect((await fs.lstat("/alias")).kind).toBe("symlink"); // the last is not
+    expect(Buffer.from(await fs.readFile("/alias/rel-link")).toString()).toBe("x");
+    expect((await fs.readdir("/alias")).map((e) => e.name)).toEqual(["rel-link", "sub"]);
+    await fs.writeFile("/alias/sub/g", "y");
+    expect(fs.files("/real")).toEqual(["/real/sub/f", "/real/sub/g"]);
+    await expect(fs.writeFile("/alias", "z", { exclusive: true })).rejects.toMatchObject({ code: "EEXIST" });
+    await fs.rm("/alias");
+    expect(fs.files("/real")).toHaveLength(2);
+  });
+});

@@ -4,7 +4,7 @@ import { hardExclusionReason } from "../policy/selection.js";
 import { SecretScanner, type SecretAllowance } from "../policy/secrets.js";
 import { contextDir, isWithin, join } from "../util/paths.js";
 import { STATE_FILE_SHAPES, CONTEXT_TYPES } from "./shapes.js";
-import { findGitRoot, nearestExisting } from "./git.js";
+import { findGitRootResolved } from "./git.js";
 import { listEvents, type EventRecord } from "./events.js";
 import { lstatInside } from "../util/no-follow.js";
 import { BLOCK_FILE, readBlock } from "../governance/block.js";
@@ -79,7 +79,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   }
   add("state_root_resolved", stateRoot.startsWith("/") && rootExists, rootExists ? `context folder ${dir}` : `context folder ${dir} does not exist`);
 
-  const repo = await findGitRoot(fs, await nearestExisting(fs, stateRoot));
+  const repo = await findGitRootResolved(fs, stateRoot);
   add(
     "state_root_outside_repo",
     !repo || options.allowRepoState === true,
@@ -146,7 +146,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
           : `unknown context type ${JSON.stringify(contextShow.type)}`,
     );
     const vaultFile = contextShow.vault_file.startsWith("/") ? contextShow.vault_file : join(dir, contextShow.vault_file);
-    const vaultRepo = await findGitRoot(fs, await nearestExisting(fs, vaultFile));
+    const vaultRepo = await findGitRootResolved(fs, vaultFile);
     add("context_vault_outside_repo", !vaultRepo, vaultRepo ? `vault file ${vaultFile} is inside git repository ${vaultRepo}` : `vault file ${vaultFile} is outside any git repository`);
   } else {
     add("context_show", false, `config.json in ${dir} is missing or not valid JSON`);
