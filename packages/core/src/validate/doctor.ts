@@ -143,13 +143,15 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   try {
     const listed = await listEvents(fs, dir, options.eventsLimit ?? 20);
     events = listed.records;
-    const bad = listed.logs.filter((l) => l.invalidLines.length > 0);
+    const bad = listed.logs.filter((l) => l.invalidLines.length > 0 || l.invalidLinesFromEnd.length > 0);
+    const where = (l: (typeof listed.logs)[number]) =>
+      [l.invalidLines.length ? `lines ${l.invalidLines.join(",")}` : "", l.invalidLinesFromEnd.length ? `lines ${l.invalidLinesFromEnd.join(",")} from the end` : ""].filter(Boolean).join(" and ");
     add(
       "events_readable",
       bad.length === 0,
       bad.length
-        ? bad.map((l) => `${l.path}: lines ${l.invalidLines.join(",")} are not JSON objects`).join("; ")
-        : `${listed.logs.reduce((n, l) => n + l.records, 0)} events in ${listed.logs.filter((l) => l.present).length} logs; newest ${events.length} listed`,
+        ? bad.map((l) => `${l.path}: ${where(l)} are not JSON objects`).join("; ")
+        : `${listed.logs.filter((l) => l.present).length} logs read from their end; newest ${events.length} listed`,
     );
   } catch (err) {
     add("events_readable", false, `event logs unreadable: ${(err as Error).message}`);
