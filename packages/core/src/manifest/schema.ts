@@ -54,6 +54,10 @@ export const Manifest = z.object({
   skipped: z.array(ManifestEntryNote),
   warnings: z.array(ManifestEntryNote),
   totals: z.object({ files: z.number().int(), bytes: z.number().int(), storedBytes: z.number().int() }),
+  /** SCANNER_RULES_VERSION of the secret scanner that read every stored byte */
+  scannerRules: z.number().int().positive().optional(),
+  /** the secretAllow entries that applied to this snapshot's files (path and rule, never a value) */
+  scannerAllow: z.array(z.object({ path: z.string(), rule: z.string() })).optional(),
 });
 export type Manifest = z.infer<typeof Manifest>;
 

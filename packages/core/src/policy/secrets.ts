@@ -3,6 +3,13 @@
  * It runs on every byte we archive and every file a post-restore doctor reads. A finding names
  * the file, the line and the rule, never the value.
  */
+/**
+ * The version of the rules below. A snapshot records it (manifest `scannerRules`): bytes that this
+ * version scanned at snapshot time and that come back with the same sha256 need no second scan.
+ * Bump it whenever a rule is added or changed.
+ */
+export const SCANNER_RULES_VERSION = 1;
+
 export interface SecretFinding {
   path: string;
   line: number;

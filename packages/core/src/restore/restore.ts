@@ -9,6 +9,7 @@ import { contextDir, join } from "../util/paths.js";
 import { hashFile } from "../util/hash.js";
 import { writeFileAtomic, exists, readdirOrEmpty } from "../util/atomic.js";
 import { runDoctor, type DoctorReport } from "../validate/doctor.js";
+import { filesScannedAtSnapshot } from "../validate/proven.js";
 import { writeBlock, clearBlock } from "../governance/block.js";
 import { writeIncident, type IncidentRecord } from "../governance/incident.js";
 import { appendAuditEvent } from "../governance/audit.js";
@@ -215,12 +216,13 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
       ...(options.onBytes ? { onBytes: options.onBytes } : {}),
     });
     const changes = await diffAgainstLive(fs, live, staged.files);
+    const scannedAtSnapshot = filesScannedAtSnapshot(chain, staged.files, options.secretAllow ?? []);
 
     // The staged state is what will be live, byte for byte: validate it here only when someone
     // will read the result before the swap; otherwise the post-restore doctor is the one pass.
     const stagedDoctor =
       options.dryRun || options.confirm
-        ? await runDoctor({ fs, stateRoot: stagedRoot, context, ignoreBlock: true, ...(options.secretAllow ? { secretAllow: options.secretAllow } : {}), allowRepoState: options.allowRepoState ?? false })
+        ? await runDoctor({ fs, stateRoot: stagedRoot, context, ignoreBlock: true, ...(options.secretAllow ? { secretAllow: options.secretAllow } : {}), allowRepoState: options.allowRepoState ?? false, scannedAtSnapshot })
         : null;
     const plan: RestorePlan = {
       context,
@@ -280,7 +282,7 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
     const vault = await inspectVault(fs, live, restoredConfig, options.trustStore ?? null);
     record.vault = vault;
 
-    const doctor = await runDoctor({ fs, stateRoot, context, ignoreBlock: true, ...(options.secretAllow ? { secretAllow: options.secretAllow } : {}), allowRepoState: options.allowRepoState ?? false });
+    const doctor = await runDoctor({ fs, stateRoot, context, ignoreBlock: true, ...(options.secretAllow ? { secretAllow: options.secretAllow } : {}), allowRepoState: options.allowRepoState ?? false, scannedAtSnapshot });
     record.doctor = { ok: doctor.ok, checks: doctor.checks };
     const external = options.externalDoctor ? await options.externalDoctor(stateRoot) : null;
     record.externalDoctor = external;

@@ -7,7 +7,7 @@ import { ArchiveWriter } from "../archive/writer.js";
 import type { ArtifactEncryptor } from "../archive/encryption.js";
 import { canonicalJson, MANIFEST_FORMAT, type Manifest, type ManifestEntryNote, type ManifestFile } from "../manifest/schema.js";
 import { isEventLog, isJsonStateFile, type OptionalFolder } from "../policy/selection.js";
-import { SecretScanner, type SecretAllowance, type SecretFinding } from "../policy/secrets.js";
+import { SCANNER_RULES_VERSION, SecretScanner, type SecretAllowance, type SecretFinding } from "../policy/secrets.js";
 import { validateContextName } from "../policy/context.js";
 import { artifactNames, listSnapshots, type SnapshotRef } from "../repository/repository.js";
 import { expectedChecksum, formatChecksumLine } from "../repository/checksum.js";
@@ -302,6 +302,8 @@ export async function createSnapshot(options: CreateSnapshotOptions): Promise<Sn
       skipped: contents.skipped,
       warnings,
       totals: { files: files.length, bytes: files.reduce((n, f) => n + f.size, 0), storedBytes },
+      scannerRules: SCANNER_RULES_VERSION,
+      scannerAllow: (options.secretAllow ?? []).filter((a) => present.has(a.path)).map((a) => ({ path: a.path, rule: a.rule })),
     };
     const manifestJson = canonicalJson(manifest, 2);
     options.onProgress?.({ phase: "commit", doneBytes: totalBytes, totalBytes });

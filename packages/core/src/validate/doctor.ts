@@ -7,6 +7,7 @@ import { STATE_FILE_SHAPES, CONTEXT_TYPES } from "./shapes.js";
 import { findGitRoot, nearestExisting } from "./git.js";
 import { listEvents, type EventRecord } from "./events.js";
 import { BLOCK_FILE, readBlock } from "../governance/block.js";
+import type { ScannedFiles } from "./proven.js";
 
 export interface DoctorCheck {
   name: string;
@@ -38,6 +39,11 @@ export interface DoctorOptions {
   /** ignore the block marker (the restore that is about to write it asks this) */
   ignoreBlock?: boolean;
   eventsLimit?: number;
+  /**
+   * Files just restored whose bytes the snapshot's scanner (same rules) already read: skipped by
+   * the secret scan while their size is still the one restored. See filesScannedAtSnapshot.
+   */
+  scannedAtSnapshot?: ScannedFiles;
 }
 
 async function walkFiles(fs: FileSystem, root: string, rel = ""): Promise<{ path: string; kind: string }[]> {
@@ -160,6 +166,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   // Secrets and permissions over what a backup holds (the vault and excluded files are si's business).
   const secretFindings: string[] = [];
   const modeProblems: string[] = [];
+  let provenSkipped = 0;
   if (rootExists) {
     const dirMode = (await fs.lstat(dir)).mode;
     if (dirMode !== 0o700) modeProblems.push(`./ is ${dirMode.toString(8)}`);
@@ -174,6 +181,10 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
       }
       if (entry.kind !== "file") continue;
       if (st.mode !== 0o600) modeProblems.push(`${entry.path} is ${st.mode.toString(8)}`);
+      if (options.scannedAtSnapshot?.get(entry.path)?.size === st.size) {
+        provenSkipped++;
+        continue;
+      }
       const scanner = new SecretScanner(entry.path, options.secretAllow ?? []);
       for await (const chunk of fs.createReadStream(abs)) scanner.push(chunk as Buffer);
       for (const f of scanner.end()) secretFindings.push(`${f.path}:${f.line} (${f.rule})`);
@@ -182,7 +193,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   add(
     "repo_plaintext_secret_exposure",
     secretFindings.length === 0,
-    secretFindings.length ? `plaintext secret material: ${secretFindings.slice(0, 10).join(", ")}` : "no plaintext secret in state files",
+    secretFindings.length ? `plaintext secret material: ${secretFindings.slice(0, 10).join(", ")}` : `no plaintext secret in state files${provenSkipped ? ` (${provenSkipped} restored files matched their manifest sha256 and were scanned at snapshot time by the same rules)` : ""}`,
   );
   add("permissions", modeProblems.length === 0, modeProblems.length ? `expected 0700 folders and 0600 files: ${modeProblems.slice(0, 10).join(", ")}` : "folders 0700, files 0600");
 

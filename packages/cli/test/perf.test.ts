@@ -1,0 +1,57 @@
+import { describe, it, expect, beforeEach, afterEach } from "vitest";
+import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { makeSandbox, runCli, sh, type Sandbox } from "./helpers.js";
+
+const CTX = "internal-dogfood";
+const secretCheck = (r: any) => r.json.data[0].doctor.checks.find((c: any) => c.name === "repo_plaintext_secret_exposure");
+
+describe("the post-restore doctor does not scan twice what the snapshot proved", () => {
+  let sb: Sandbox;
+  beforeEach(async () => {
+    sb = await makeSandbox([{ name: CTX, eventBytes: 60_000, releases: 1 }]);
+  });
+  afterEach(() => sb.cleanup());
+
+  it("skips restored files whose sha256 the snapshot's scanner (same rules) recorded, and records the rules version", async () => {
+    const snap = await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"]);
+    expect(snap.code, snap.stdout + snap.stderr).toBe(0);
+    const manifest = JSON.parse(readFileSync(snap.json.data[0].manifestFile, "utf8"));
+    expect(manifest.scannerRules).toBe(1);
+    const r = await runCli([...sb.flags, "--json", "restore", "--context", CTX, "--ticket", "INC-1", "--yes"]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(secretCheck(r)).toMatchObject({ ok: true, detail: expect.stringContaining(`(${manifest.files.length} restored files matched their manifest sha256`) });
+  });
+
+  it("scans again a file whose finding was excused at snapshot time by an allowance the restore does not have", async () => {
+    const ctx = sb.state.contextDir(CTX);
+    writeFileSync(join(ctx, "events", "alerts.jsonl"), `${readFileSync(join(ctx, "events", "alerts.jsonl"), "utf8")}{"timestamp":"x","message":"key AKIAIOSFODNN7PLANTED"}\n`);
+    const config = join(sb.dir, "config.json");
+    writeFileSync(config, JSON.stringify({ secretAllow: [{ path: "events/alerts.jsonl", rule: "aws-access-key-id" }] }));
+    const snap = await runCli([...sb.flags, "--config", config, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"]);
+    expect(snap.code, snap.stdout + snap.stderr).toBe(0);
+    expect(JSON.parse(readFileSync(snap.json.data[0].manifestFile, "utf8")).scannerAllow).toEqual([{ path: "events/alerts.jsonl", rule: "aws-access-key-id" }]);
+    const excused = await runCli([...sb.flags, "--config", config, "--json", "restore", "--context", CTX, "--ticket", "INC-2", "--yes"]);
+    expect(excused.code, excused.stdout + excused.stderr).toBe(0);
+    const strict = await runCli([...sb.flags, "--json", "restore", "--context", CTX, "--ticket", "INC-3", "--yes"]);
+    expect(strict.code).toBe(5);
+    expect(strict.json.details.result.doctor.checks.find((c: any) => c.name === "repo_plaintext_secret_exposure")).toMatchObject({
+      ok: false,
+      detail: expect.stringContaining("events/alerts.jsonl"),
+    });
+  });
+
+  it("scans a hand-made (reference flow) archive in full", async () => {
+    const ctx = sb.state.contextDir(CTX);
+    const ts = "20261101T020304Z";
+    const out = join(sb.backupRoot, CTX, ts);
+    mkdirSync(out, { recursive: true });
+    writeFileSync(join(ctx, "events", "alerts.jsonl"), `${readFileSync(join(ctx, "events", "alerts.jsonl"), "utf8")}{"timestamp":"x","message":"key AKIAIOSFODNN7PLANTED"}\n`);
+    sh("bash", ["-c", `set -e; umask 077; SRC="${ctx}"; OUT="${out}"; rsync -a --delete --exclude 'vault/secrets.env' --exclude '*.secret' "$SRC/" "$OUT/"; tar -C "$OUT" -czf "$OUT.tar.gz" .; sha256sum "$OUT.tar.gz" > "$OUT.tar.gz.sha256"`]);
+    const r = await runCli([...sb.flags, "--json", "restore", "--context", CTX, "--snapshot", ts, "--ticket", "INC-4", "--yes"]);
+    expect(r.code).toBe(5);
+    const check = r.json.details.result.doctor.checks.find((c: any) => c.name === "repo_plaintext_secret_exposure");
+    expect(check).toMatchObject({ ok: false, detail: expect.stringContaining("events/alerts.jsonl") });
+    expect(check.detail).not.toContain("scanned at snapshot time");
+  });
+});
