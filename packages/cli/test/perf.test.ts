@@ -1,6 +1,7 @@
 import { describe, it, expect, beforeEach, afterEach } from "vitest";
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { gunzipSync } from "node:zlib";
 import { makeSandbox, runCli, sh, type Sandbox } from "./helpers.js";
 
 const CTX = "internal-dogfood";
@@ -53,5 +54,45 @@ describe("the post-restore doctor does not scan twice what the snapshot proved",
     const check = r.json.details.result.doctor.checks.find((c: any) => c.name === "repo_plaintext_secret_exposure");
     expect(check).toMatchObject({ ok: false, detail: expect.stringContaining("events/alerts.jsonl") });
     expect(check.detail).not.toContain("scanned at snapshot time");
+  });
+});
+
+describe("parallel gzip members", () => {
+  let sb: Sandbox;
+  beforeEach(async () => {
+    sb = await makeSandbox([{ name: CTX, eventBytes: 6 * 1024 * 1024, releases: 1 }]);
+  });
+  afterEach(() => sb.cleanup());
+
+  it("writes one .tar.gz of gzip members that GNU tar, gzip and sha256sum read, and indexes the members in the manifest", async () => {
+    const ctx = sb.state.contextDir(CTX);
+    const deep = join(ctx, "releases", "r-1", "a".repeat(60), "b".repeat(60));
+    mkdirSync(deep, { recursive: true });
+    const longName = join(deep, `${"c".repeat(40)}-é.txt`);
+    writeFileSync(longName, "a long, non-ASCII name\n");
+    const snap = await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext", "--include", "releases"]);
+    expect(snap.code, snap.stdout + snap.stderr).toBe(0);
+    const { artifact, checksumFile, manifestFile } = snap.json.data[0];
+    const manifest = JSON.parse(readFileSync(manifestFile, "utf8"));
+    const members = manifest.gzipMembers;
+    expect(members.plain.length).toBeGreaterThan(4);
+    const bytes = readFileSync(artifact);
+    let at = 0;
+    members.compressed.forEach((length: number, i: number) => {
+      const member = bytes.subarray(at, at + length);
+      expect(member.subarray(0, 2)).toEqual(Buffer.from([0x1f, 0x8b]));
+      expect(gunzipSync(member).length).toBe(members.plain[i]);
+      at += length;
+    });
+    expect(at).toBeLessThan(bytes.length); // the manifest's entry follows, unindexed
+    sh("gzip", ["-t", artifact]);
+    sh("sha256sum", ["-c", checksumFile], join(checksumFile, ".."));
+    const listed = sh("tar", ["-tzf", artifact]).split("\n");
+    expect(listed).toContain(`./releases/r-1/${"a".repeat(60)}/${"b".repeat(60)}/${"c".repeat(40)}-é.txt`.replace(/^\.\//, ""));
+    const out = join(sb.dir, "gnu");
+    mkdirSync(out);
+    sh("tar", ["-C", out, "-xzf", artifact]);
+    expect(readFileSync(join(out, "releases", "r-1", "a".repeat(60), "b".repeat(60), `${"c".repeat(40)}-é.txt`), "utf8")).toBe("a long, non-ASCII name\n");
+    expect(readFileSync(join(out, "events", "audit.jsonl"))).toEqual(readFileSync(join(ctx, "events", "audit.jsonl")));
   });
 });

@@ -4,7 +4,7 @@ import { pipeline } from "node:stream/promises";
 import type { FileSystem } from "../fs/types.js";
 import { IntegrityError, SafetyError } from "../errors.js";
 import type { ArtifactDecryptor } from "../archive/encryption.js";
-import { readArchive, type ArchiveEntryInfo } from "../archive/reader.js";
+import { readArchive, tarBytesBound, type ArchiveEntryInfo } from "../archive/reader.js";
 import { parseManifest } from "../manifest/io.js";
 import { canonicalJson, type Manifest, type ManifestFile } from "../manifest/schema.js";
 import { hardExclusionReason } from "../policy/selection.js";
@@ -162,7 +162,8 @@ export async function materializeChain(options: MaterializeOptions): Promise<Mat
         throw integrity(label, `${entry.path} in ${link.id} does not match its manifest sha256`);
     };
 
-    const result = await readArchive(source, { label, onEntry, maxTotalBytes, maxDecompressionRatio });
+    const members = manifest?.gzipMembers ? { gzipMembers: manifest.gzipMembers, maxTarBytes: tarBytesBound(manifest), artifactBytes: link.bytes } : {};
+    const result = await readArchive(source, { label, onEntry, maxTotalBytes, maxDecompressionRatio, ...members });
 
     if (manifest) {
       if (result.manifestJson) {
