@@ -96,3 +96,38 @@ describe("parallel gzip members", () => {
     expect(readFileSync(join(out, "events", "audit.jsonl"))).toEqual(readFileSync(join(ctx, "events", "audit.jsonl")));
   });
 });
+
+describe("the gzip member index is checked, not trusted", () => {
+  let sb: Sandbox;
+  beforeEach(async () => {
+    sb = await makeSandbox([{ name: CTX, eventBytes: 4 * 1024 * 1024, releases: 1 }]);
+  });
+  afterEach(() => sb.cleanup());
+
+  it("refuses a manifest whose member index does not fit the artifact, or declares a bomb, and verifies the genuine one", async () => {
+    const snap = await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"]);
+    expect(snap.code, snap.stdout + snap.stderr).toBe(0);
+    const { manifestFile } = snap.json.data[0];
+    const genuine = readFileSync(manifestFile, "utf8");
+    const ok = await runCli([...sb.flags, "--json", "verify", "--context", CTX, "--deep"]);
+    expect(ok.code, ok.stdout).toBe(0);
+    expect(ok.json.data[0].deep).toMatchObject({ ok: true, files: JSON.parse(genuine).files.length });
+
+    const shifted = JSON.parse(genuine);
+    shifted.gzipMembers.compressed[0] += 7;
+    shifted.gzipMembers.compressed[1] -= 7;
+    writeFileSync(manifestFile, JSON.stringify(shifted));
+    const bad = await runCli([...sb.flags, "--json", "verify", "--context", CTX, "--deep"]);
+    expect(bad.code).toBe(4);
+    expect(bad.json.data[0].deep.error).toMatchObject({ code: "PAAS_BACKUP_MANIFEST_DISAGREES", message: expect.stringContaining("gzip member index") });
+
+    const before = readFileSync(join(sb.state.contextDir(CTX), "events", "audit.jsonl"));
+    const bomb = JSON.parse(genuine);
+    bomb.gzipMembers.plain[0] = 64 * 1024 * 1024 * 1024;
+    writeFileSync(manifestFile, JSON.stringify(bomb));
+    const refused = await runCli([...sb.flags, "--json", "restore", "--context", CTX, "--ticket", "INC-B", "--yes"]);
+    expect(refused.code).toBe(4);
+    expect(refused.json.error).toMatchObject({ code: "PAAS_BACKUP_ARCHIVE_TOO_LARGE", message: expect.stringMatching(/decompression bomb/) });
+    expect(readFileSync(join(sb.state.contextDir(CTX), "events", "audit.jsonl"))).toEqual(before);
+  });
+});
