@@ -15,7 +15,7 @@ export interface GzipMembers {
 /** Tar bytes per gzip member: big enough that the per-member header and the reset window cost nothing measurable. */
 export const MEMBER_BYTES = 1024 * 1024;
 /** Members deflating at once in libuv's threadpool: enough to keep both cores of a small host busy. */
-const IN_FLIGHT = 4;
+const IN_FLIGHT = 3;
 
 function deflateMember(tar: Buffer, level: number): Promise<Buffer> {
   return new Promise((resolve, reject) => gzip(tar, { level }, (err, out) => (err ? reject(err) : resolve(out))));
@@ -63,9 +63,11 @@ function ustarHeader(name: string, type: "0" | "5" | "x", size: number, mode: nu
  * modes are fixed at 0700/0600 because the archive is private state whatever the source's were.
  */
 export class ArchiveWriter {
-  private piece = Buffer.allocUnsafe(MEMBER_BYTES);
+  private piece: Buffer = Buffer.allocUnsafe(MEMBER_BYTES);
   private filled = 0;
-  private readonly inFlight: { plain: number; deflated: Promise<Buffer> }[] = [];
+  private readonly inFlight: { plain: number; tar: Buffer; deflated: Promise<Buffer> }[] = [];
+  /** pieces whose member is written, reused: fresh 1 MiB buffers per member would grow the heap's external memory until a GC */
+  private readonly spare: Buffer[] = [];
   private readonly members: GzipMembers = { compressed: [], plain: [] };
   private failure: Error | null = null;
   private sinkError: Error | null = null;
@@ -101,8 +103,8 @@ export class ArchiveWriter {
     const tar = this.filled === MEMBER_BYTES ? this.piece : this.piece.subarray(0, this.filled);
     const deflated = deflateMember(tar, this.gzipLevel);
     deflated.catch(() => undefined);
-    this.inFlight.push({ plain: this.filled, deflated });
-    this.piece = Buffer.allocUnsafe(MEMBER_BYTES);
+    this.inFlight.push({ plain: this.filled, tar: this.piece, deflated });
+    this.piece = this.spare.pop() ?? Buffer.allocUnsafe(MEMBER_BYTES);
     this.filled = 0;
     while (this.inFlight.length >= IN_FLIGHT) await this.writeOldest();
   }
@@ -110,6 +112,7 @@ export class ArchiveWriter {
   private async writeOldest(): Promise<void> {
     const next = this.inFlight.shift()!;
     const member = await next.deflated;
+    this.spare.push(next.tar);
     this.check();
     this.members.compressed.push(member.length);
     this.members.plain.push(next.plain);
