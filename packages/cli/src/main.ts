@@ -133,8 +133,8 @@ export function buildProgram(): Command {
       .option("--all-contexts", "every context of the state root; one failing does not stop the others")
       .option("--include <folders>", "optional folders to add: releases,cache"),
   ).action(
-    action("tick", ((rt: Runtime, flags: Record<string, unknown>) =>
-      tickCommand(rt, flags, resolveTargets(rt, {}, false).length > 0 ? (r, context) => pushForContext(r, context, {}) : undefined)) as Handler),
+    action("tick", (async (rt: Runtime, flags: Record<string, unknown>) =>
+      tickCommand(rt, flags, (await resolveTargets(rt, {}, false)).length > 0 ? (r, context) => pushForContext(r, context, {}) : undefined)) as Handler),
   );
 
   const offsite = program.command("offsite").description("immutable offsite copies of daily fulls (policy §4.4)");

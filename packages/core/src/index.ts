@@ -5,7 +5,7 @@
  */
 export * from "./errors.js";
 export type { FileSystem, FileStat, FileKind, DirEntry, WriteOptions } from "./fs/types.js";
-export { validateContextName } from "./policy/context.js";
+export { validateContextName, MAX_CONTEXT_NAME_BYTES } from "./policy/context.js";
 export { PROTECTED_FILES, EVENT_LOGS, OPTIONAL_FOLDERS, hardExclusionReason, type OptionalFolder } from "./policy/selection.js";
 export { filesScannedAtSnapshot, type ScannedFiles } from "./validate/proven.js";
 export { SecretScanner, SCANNER_RULES_VERSION, scanLine, scanText, isSecretLikeKey, type SecretFinding, type SecretAllowance } from "./policy/secrets.js";
@@ -14,7 +14,7 @@ export { parseManifest } from "./manifest/io.js";
 export { readArchive, hostileEntryReason, type ArchiveEntryInfo } from "./archive/reader.js";
 export type { ArtifactEncryptor, ArtifactDecryptor } from "./archive/encryption.js";
 export { formatSnapshotId, parseSnapshotId, compareSnapshotIds } from "./repository/ids.js";
-export { listSnapshots, listSnapshotsIn, backupRootStorage, findSnapshot, deleteSnapshot, chainOf, artifactNames, type SnapshotRef } from "./repository/repository.js";
+export { listSnapshots, listSnapshotsIn, scanSnapshots, scanSnapshotsIn, backupRootStorage, findSnapshot, deleteSnapshot, chainOf, artifactNames, type SnapshotRef, type DamagedSnapshot } from "./repository/repository.js";
 export { checkSnapshotChecksum, expectedChecksum, parseChecksumFile, formatChecksumLine, type ChecksumState } from "./repository/checksum.js";
 export { planSnapshotContents, type SnapshotContents } from "./snapshot/plan.js";
 export { createSnapshot, type CreateSnapshotOptions, type SnapshotResult, type SnapshotKind, type SnapshotProgress } from "./snapshot/create.js";
@@ -25,7 +25,7 @@ export { rollbackRestore, type RollbackResult } from "./restore/rollback.js";
 export { inspectVault, recipientFingerprint, type VaultReport, type TrustStore } from "./restore/vault.js";
 export { runDoctor, type DoctorReport, type DoctorCheck } from "./validate/doctor.js";
 export { listEvents, readEventLog, normaliseEvent, redactForOutput, type EventRecord } from "./validate/events.js";
-export { findGitRoot } from "./validate/git.js";
+export { findGitRoot, findGitRootResolved } from "./validate/git.js";
 export { readBlock, writeBlock, clearBlock, BLOCK_FILE, type BlockRecord } from "./governance/block.js";
 export { writeIncident, listRecords, type IncidentRecord } from "./governance/incident.js";
 export { appendAuditEvent } from "./governance/audit.js";
@@ -37,8 +37,22 @@ export { planRetention, isoWeek, DEFAULT_RETENTION, type RetentionPolicy, type R
 export { pruneSnapshots, type PruneResult } from "./retention/prune.js";
 export { decideTick, isContextFolderName, INCREMENTAL_AFTER_MS, type TickAction } from "./snapshot/schedule.js";
 export { runDrill, drillStatus, nextDrillDue, quarterStart, type DrillResult, type DrillStatus } from "./governance/drill.js";
-export { parseTargetUrl, type ObjectStorage, type StoredObject, type PutOptions, type PutResult, type Immutability, type TargetSpec } from "./repository/storage.js";
-export { MemoryStorage } from "./repository/drivers/memory.js";
-export { LocalStorage } from "./repository/drivers/local.js";
-export { S3Storage, type S3StorageOptions } from "./repository/drivers/s3.js";
+export {
+  parseTargetUrl,
+  ObjectNotFoundError,
+  stagedKey,
+  isStagedKey,
+  stagedMismatch,
+  type ObjectStorage,
+  type StorageFlags,
+  type StagedObject,
+  type StoredObject,
+  type PutOptions,
+  type PutResult,
+  type Immutability,
+  type TargetSpec,
+} from "./repository/storage.js";
+export { LocalStorage, type LocalStorageOptions } from "./repository/drivers/local.js";
+export { openTarget, registerStorageDriver, type OpenTargetOptions, type StorageDriverFactory } from "./repository/targets.js";
+export { HashingStream, sha256Hex } from "./util/hash.js";
 export { pushOffsite, listOffsite, verifyOffsite, pruneOffsite, fetchFromOffsite, DEFAULT_OFFSITE_RETENTION, type OffsiteTarget, type OffsiteCopy, type PushResult, type OffsiteEntry, type OffsiteVerification } from "./offsite/offsite.js";

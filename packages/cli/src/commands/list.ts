@@ -1,17 +1,19 @@
-import { checkSnapshotChecksum, listSnapshots } from "@paas-backup/core";
+import { checkSnapshotChecksum, compareSnapshotIds, scanSnapshots } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { humanBytes, printEnvelope, table } from "../output.js";
 import { requireContext } from "./common.js";
 
 export async function listCommand(rt: Runtime, flags: { context?: string }): Promise<number> {
   const context = requireContext(flags.context);
-  const snapshots = await listSnapshots(rt.fs, rt.backupRoot, context);
+  const { snapshots, damaged } = await scanSnapshots(rt.fs, rt.backupRoot, context);
   const data = [];
   for (const s of snapshots) {
     const check = await checkSnapshotChecksum(s);
     data.push({
       id: s.id,
-      kind: s.kind,
+      kind: s.kind as string | null,
+      /** null, or why this snapshot cannot be used (its manifest is damaged); the others are unaffected */
+      error: null as { code: string; message: string; remediation: string } | null,
       time: s.time.toISOString(),
       parent: s.parent?.id ?? null,
       bytes: s.bytes,
@@ -24,6 +26,25 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
       artifact: s.artifactPath,
     });
   }
+  for (const d of damaged) {
+    const check = await checkSnapshotChecksum(d);
+    data.push({
+      id: d.id,
+      kind: null,
+      error: d.error,
+      time: d.time.toISOString(),
+      parent: null,
+      bytes: d.bytes,
+      files: null,
+      checksum: check.state,
+      sha256: check.actual,
+      encrypted: d.encrypted,
+      plaintext: !d.encrypted,
+      madeBy: "unknown",
+      artifact: d.artifactPath,
+    });
+  }
+  data.sort((a, b) => compareSnapshotIds(a.id, b.id));
   if (rt.json) {
     printEnvelope(rt, { ok: true, command: "list", context, mode: "live", count: data.length, data });
     return 0;
@@ -35,8 +56,17 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
   rt.write(
     table([
       ["ID", "KIND", "TIME", "SIZE", "CHECKSUM", "ENCRYPTION", "PARENT"],
-      ...data.map((d) => [d.id, d.kind, d.time.replace(".000Z", "Z"), humanBytes(d.bytes), d.checksum, d.encrypted ? "age" : "PLAINTEXT", d.parent ?? (d.madeBy === "reference-flow" ? "(reference flow)" : "-")]),
+      ...data.map((d) => [
+        d.id,
+        d.error ? "DAMAGED" : d.kind!,
+        d.time.replace(".000Z", "Z"),
+        humanBytes(d.bytes),
+        d.checksum,
+        d.encrypted ? "age" : "PLAINTEXT",
+        d.error ? "(manifest damaged)" : (d.parent ?? (d.madeBy === "reference-flow" ? "(reference flow)" : "-")),
+      ]),
     ]),
   );
+  for (const d of data) if (d.error) rt.write(`${d.id}: ${d.error.message}\n  ${d.error.remediation}\n`);
   return 0;
 }

@@ -63,6 +63,11 @@ async function tickOne(rt: Runtime, context: string, flags: KeyFlags & { include
             secretAllow: rt.config.secretAllow,
           });
           outcome.snapshot = { id: r.id, kind: r.kind, artifact: r.artifact, sha256: r.sha256, bytes: r.bytes, storedBytes: r.storedBytes };
+          if (r.promotedToFull) {
+            // an incremental was due, but the chain it would extend no longer verifies (or cannot be extended)
+            outcome.action = "full";
+            outcome.reason = `${decision.reason}; took a full instead of an incremental: ${r.promotedToFull}`;
+          }
           const pruned = await pruneSnapshots({ fs: rt.fs, backupRoot: rt.backupRoot, context, policy: retentionPolicy(rt, {}), clock: rt.clock });
           outcome.pruned = pruned.removed;
         }
@@ -101,6 +106,7 @@ export async function tickCommand(rt: Runtime, flags: KeyFlags & { context?: str
         ...outcomes.map((o) => [o.context, o.action, o.snapshot?.id ?? "-", String(o.pruned.length), o.ok ? "ok" : `FAILED ${o.error?.code}: ${o.error?.message}`]),
       ]),
     );
+    for (const o of outcomes) if (o.reason.includes("took a full instead")) rt.write(`${o.context}: ${o.reason}\n`);
   }
   if (ok) return 0;
   if (!flags.allContexts) return runs[0]!.exitCode;

@@ -2,6 +2,7 @@ import type { FileSystem } from "../fs/types.js";
 import { isNotFound } from "../errors.js";
 import { EVENT_LOGS } from "../policy/selection.js";
 import { join } from "../util/paths.js";
+import { lstatInside } from "../util/no-follow.js";
 
 export interface EventRecord {
   timestamp: string;
@@ -23,6 +24,8 @@ export interface LogReadReport {
   invalidLines: number[];
   /** the last line had no newline: a write in flight when the file was copied */
   tornTail: boolean;
+  /** set when the log is a link or sits under one: it was not read (nothing is followed inside a context) */
+  notPlainFile?: string;
 }
 
 const KNOWN = new Set(["timestamp", "source", "command", "status", "severity", "context", "mode", "target", "message", "guidance", "fields",
@@ -215,7 +218,13 @@ export async function listEvents(fs: FileSystem, contextDir: string, limit = 50)
   const logs: (LogReadReport & { complete: boolean; invalidLinesFromEnd: number[] })[] = [];
   const paths = EVENT_LOGS.map((p) => join(contextDir, p));
   const byNewest = (a: RawEvent, b: RawEvent) => (a.timestamp < b.timestamp ? 1 : a.timestamp > b.timestamp ? -1 : 0);
-  for (const path of paths) {
+  for (const [i, path] of paths.entries()) {
+    // A log under a symlinked events/ (or itself a link) is not read through: reported as not a plain file.
+    const inside = await lstatInside(fs, contextDir, EVENT_LOGS[i]!);
+    if (inside && (inside.link !== undefined || inside.stat.kind !== "file")) {
+      logs.push({ path, present: true, lines: 0, records: 0, invalidLines: [], tornTail: false, complete: false, invalidLinesFromEnd: [], notPlainFile: inside.link !== undefined ? `under ${inside.link}, a ${inside.kind}` : `a ${inside.stat.kind}` });
+      continue;
+    }
     // A margin over the limit: a line that looks like an object yet does not parse is dropped below.
     logs.push(await readEventLogTail(fs, path, limit * 2, (raw) => newest.push(raw)));
   }
