@@ -94,6 +94,10 @@ describe("parallel gzip members", () => {
     sh("tar", ["-C", out, "-xzf", artifact]);
     expect(readFileSync(join(out, "releases", "r-1", "a".repeat(60), "b".repeat(60), `${"c".repeat(40)}-é.txt`), "utf8")).toBe("a long, non-ASCII name\n");
     expect(readFileSync(join(out, "events", "audit.jsonl"))).toEqual(readFileSync(join(ctx, "events", "audit.jsonl")));
+    // node-tar reads the same headers: verify --deep inflates the members in parallel and checks every file.
+    const deep = await runCli([...sb.flags, "--json", "verify", "--context", CTX, "--deep"]);
+    expect(deep.code, deep.stdout).toBe(0);
+    expect(deep.json.data[0].deep).toMatchObject({ ok: true, files: manifest.files.length });
   });
 });
 
