@@ -13,6 +13,8 @@ export const ExitCode = {
   busy: 6,
   partial: 7,
   overdue: 8,
+  /** `status`: at least one context needs attention (no recent full, overdue drill, blocked, offsite copy missing, failed tick) */
+  attention: 11,
 } as const;
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 

@@ -57,8 +57,9 @@ function inflate(member: Buffer, maxOutputLength: number, chunkSize = maxOutputL
  * unindexed tail (the manifest's entry) is inflated last, under a fixed cap.
  */
 function inflateMembers(source: Readable, members: GzipMembers, label: string, maxTarBytes: number): Readable {
-  // The artifact matched its checksum before this read: an index that does not fit it was not
-  // written with it, so the manifest beside it is not to be trusted.
+  // An index that does not fit the artifact was not written with it: the manifest beside it is not
+  // to be trusted. (A restore re-checks the checksum on any failure, so a damaged artifact is
+  // still reported as a checksum mismatch.)
   const corrupt = (why: string, cause?: unknown) =>
     new SafetyError("PAAS_BACKUP_MANIFEST_DISAGREES", `archive ${label} disagrees with its manifest's gzip member index: ${why}`, {
       path: label,
@@ -141,13 +142,23 @@ export interface ReadArchiveResult {
 
 const ALLOWED_TYPES = new Set(["File", "OldFile", "ContiguousFile", "Directory"]);
 
+/**
+ * Deeper or longer paths than any si state holds are refused before anything is created: a path
+ * nested thousands of levels deep is an attack on whoever walks it, not a file to restore.
+ */
+export const MAX_ENTRY_DEPTH = 64;
+export const MAX_ENTRY_PATH_BYTES = 4096;
+
 /** Why an entry is refused, or null when it is a plain file or folder with a clean relative path. */
 export function hostileEntryReason(rawPath: string, type: string): string | null {
   if (!ALLOWED_TYPES.has(type)) return `entry type ${type} (only plain files and folders are restored)`;
   if (/[\u0000-\u001f\u007f]/.test(rawPath)) return "control character in the path";
   if (rawPath.startsWith("/") || /^[A-Za-z]:/.test(rawPath)) return "absolute path";
   if (rawPath.includes("\\")) return "backslash in the path";
-  if (rawPath.split("/").includes("..")) return "'..' in the path";
+  const segments = rawPath.split("/");
+  if (segments.includes("..")) return "'..' in the path";
+  if (Buffer.byteLength(rawPath) > MAX_ENTRY_PATH_BYTES) return `path longer than ${MAX_ENTRY_PATH_BYTES} bytes`;
+  if (segments.filter((s) => s !== "" && s !== ".").length > MAX_ENTRY_DEPTH) return `path nested deeper than ${MAX_ENTRY_DEPTH} levels`;
   return null;
 }
 
