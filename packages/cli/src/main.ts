@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from "commander";
-import { TOOL_VERSION, UsageError, validateContextName } from "@paas-backup/core";
+import { TOOL_VERSION, UsageError, validateContextName, redactText } from "@paas-backup/core";
 import { createRuntime, type GlobalFlags, type Runtime } from "./runtime.js";
 import { printFailure } from "./output.js";
 import { snapshotCommand } from "./commands/snapshot.js";
@@ -210,7 +210,7 @@ main(process.argv).then(
     process.exitCode = code;
   },
   (err) => {
-    process.stderr.write(`paas-backup: ${(err as Error).message}\n`);
+    process.stderr.write(redactText(`paas-backup: ${(err as Error).message}\n`));
     process.exitCode = 1;
   },
 );

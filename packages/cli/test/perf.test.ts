@@ -2,6 +2,7 @@ import { describe, it, expect, beforeEach, afterEach } from "vitest";
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
+import { SCANNER_RULES_VERSION } from "@paas-backup/core";
 import { makeSandbox, runCli, sh, sha256File, type Sandbox } from "./helpers.js";
 
 const CTX = "internal-dogfood";
@@ -18,7 +19,7 @@ describe("the post-restore doctor does not scan twice what the snapshot proved",
     const snap = await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"]);
     expect(snap.code, snap.stdout + snap.stderr).toBe(0);
     const manifest = JSON.parse(readFileSync(snap.json.data[0].manifestFile, "utf8"));
-    expect(manifest.scannerRules).toBe(1);
+    expect(manifest.scannerRules).toBe(SCANNER_RULES_VERSION);
     const r = await runCli([...sb.flags, "--json", "restore", "--context", CTX, "--ticket", "INC-1", "--yes"]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(secretCheck(r)).toMatchObject({ ok: true, detail: expect.stringContaining(`(${manifest.files.length} restored files matched their manifest sha256`) });
