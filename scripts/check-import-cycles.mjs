@@ -8,7 +8,11 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve, sep } from "node:path";
 
-const roots = process.argv.slice(2).length ? process.argv.slice(2) : [resolve(import.meta.dirname, "../packages/core/src")];
+const args = process.argv.slice(2);
+// --edges: also print every folder dependency as JSON ({"from": ["to", ...]}), for tests of the documented order
+const printEdges = args.includes("--edges");
+const paths = args.filter((a) => a !== "--edges");
+const roots = paths.length ? paths : [resolve(import.meta.dirname, "../packages/core/src")];
 
 function sources(dir) {
   return readdirSync(dir).flatMap((name) => {
@@ -140,6 +144,7 @@ for (const root of roots) {
     };
     for (const v of [...folderGraph.keys()].sort()) place(v);
     console.log(`no import cycles in ${relative(process.cwd(), root) || root}; folders, lowest first: ${order.join(", ")}`);
+    if (printEdges) console.log(JSON.stringify(Object.fromEntries([...folderGraph].map(([k, v]) => [k, [...v].sort()]))));
   }
 }
 process.exit(failed ? 1 : 0);

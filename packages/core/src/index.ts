@@ -7,6 +7,7 @@ export * from "./errors.js";
 export type { FileSystem, FileStat, FileKind, DirEntry, WriteOptions } from "./fs/types.js";
 export { validateContextName, MAX_CONTEXT_NAME_BYTES } from "./policy/context.js";
 export { PROTECTED_FILES, EVENT_LOGS, OPTIONAL_FOLDERS, hardExclusionReason, type OptionalFolder } from "./policy/selection.js";
+export { filesScannedAtSnapshot, type ScannedFiles } from "./validate/proven.js";
 export { SecretScanner, scanLine, scanText, redactText, redactBytes, isSecretLikeKey, looksLikeSecretValue, SCANNER_RULES_VERSION, SECRET_RULES, REDACTED, type SecretFinding, type SecretAllowance, type SecretScannerOptions } from "./policy/secrets.js";
 export { Manifest, MANIFEST_FORMAT, canonicalJson, type ManifestFile } from "./manifest/schema.js";
 export { parseManifest } from "./manifest/io.js";

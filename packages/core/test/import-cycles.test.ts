@@ -1,6 +1,6 @@
 import { describe, it, expect } from "vitest";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from "node:fs";
+import { mkdtempSync, mkdirSync, writeFileSync, rmSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
@@ -17,6 +17,18 @@ describe("dependencies point one way (the import-cycle check the test command ru
     expect(order.indexOf("records")).toBeLessThan(order.indexOf("restore"));
     expect(order.indexOf("records")).toBeLessThan(order.indexOf("validate"));
     expect(order.indexOf("restore")).toBeLessThan(order.indexOf("governance"));
+  });
+
+  it("the folder order the README documents holds: every folder imports only folders listed before it", () => {
+    const readme = readFileSync(resolve(import.meta.dirname, "../../../README.md"), "utf8");
+    const documented = /\*\*Folder dependency order\*\* \(lowest first;[^)]*\): ([^.]+)\./.exec(readme.replace(/\s*\n\s*/g, " "))![1]!.split(", ");
+    const r = run("--edges");
+    expect(r.status).toBe(0);
+    const edges = JSON.parse(r.stdout.trim().split("\n").pop()!) as Record<string, string[]>;
+    const leaves = ["errors", "version"]; // single files at the top of src/, not folders
+    expect(Object.keys(edges).filter((f) => !leaves.includes(f)).sort()).toEqual(documented.filter((f) => !leaves.includes(f)).sort());
+    for (const [from, tos] of Object.entries(edges))
+      for (const to of tos) if (!leaves.includes(to) && !leaves.includes(from)) expect(documented.indexOf(to), `${from} imports ${to}`).toBeLessThan(documented.indexOf(from));
   });
 
   it("fails on a folder cycle, naming the imports that close it, also through type-only imports", () => {

@@ -10,6 +10,7 @@ import { checkSnapshotChecksum, expectedChecksum } from "../repository/checksum.
 import { contextDir, dirname, join } from "../util/paths.js";
 import { exists } from "../util/optional-reads.js";
 import { runDoctor, type DoctorReport } from "../validate/doctor.js";
+import { filesScannedAtSnapshot, type ScannedFiles } from "../validate/proven.js";
 import { writeBlock, writeBlockIn, clearBlock } from "../records/block.js";
 import { newIncidentRecord, writeIncident, type IncidentRecord } from "../records/incident.js";
 import { appendAuditEvent } from "../records/audit.js";
@@ -302,7 +303,7 @@ async function swapRestore(run: RestoreRun, staged: Staged): Promise<void> {
 }
 
 /** validate: vault report, doctor, external doctor; the staged block marker is lifted only when all pass. */
-async function validateRestore(run: RestoreRun, chosen: ChosenChain): Promise<{ doctor: DoctorReport; external: ExternalDoctorResult | null; vault: VaultReport; blockFile: string | null; ok: boolean }> {
+async function validateRestore(run: RestoreRun, chosen: ChosenChain, scannedAtSnapshot: ScannedFiles): Promise<{ doctor: DoctorReport; external: ExternalDoctorResult | null; vault: VaultReport; blockFile: string | null; ok: boolean }> {
   const { fs, stateRoot, clock } = run.options;
   let restoredConfig: Record<string, unknown> | null = null;
   try {
@@ -312,7 +313,7 @@ async function validateRestore(run: RestoreRun, chosen: ChosenChain): Promise<{ 
   }
   const vault = await inspectVault(fs, run.live, restoredConfig, run.options.trustStore ?? null);
   run.record.vault = vault;
-  const doctor = await runDoctor({ fs, stateRoot, context: run.context, ignoreBlock: true, ...(run.options.secretAllow ? { secretAllow: run.options.secretAllow } : {}), allowRepoState: run.options.allowRepoState ?? false });
+  const doctor = await runDoctor({ fs, stateRoot, context: run.context, ignoreBlock: true, ...(run.options.secretAllow ? { secretAllow: run.options.secretAllow } : {}), allowRepoState: run.options.allowRepoState ?? false, scannedAtSnapshot });
   run.record.doctor = { ok: doctor.ok, checks: doctor.checks };
   const external = run.options.externalDoctor ? await run.options.externalDoctor(stateRoot) : null;
   run.record.externalDoctor = external;
@@ -444,12 +445,14 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
       staged = await stageRestore(run, chosen);
     }
     run.record.scope = scopeRecord(staged);
+    // Restored files whose bytes the snapshot's scanner (same rules) already read: the doctor skips their scan.
+    const scannedAtSnapshot = filesScannedAtSnapshot(chosen.chain, staged.files, options.secretAllow ?? []);
 
     // The staged state is what will be live: validate it here only when someone will read the
     // result before the swap; otherwise the post-restore doctor is the one pass.
     const stagedDoctor =
       options.dryRun || options.confirm
-        ? await runDoctor({ fs, stateRoot: stagedRoot, context, ignoreBlock: true, ...(options.secretAllow ? { secretAllow: options.secretAllow } : {}), allowRepoState: options.allowRepoState ?? false })
+        ? await runDoctor({ fs, stateRoot: stagedRoot, context, ignoreBlock: true, ...(options.secretAllow ? { secretAllow: options.secretAllow } : {}), allowRepoState: options.allowRepoState ?? false, scannedAtSnapshot })
         : null;
     const plan: RestorePlan = {
       context,
@@ -482,7 +485,7 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
 
     await swapRestore(run, staged);
     swapped = true;
-    const v = await validateRestore(run, chosen);
+    const v = await validateRestore(run, chosen, scannedAtSnapshot);
     const incidentFile = await recordRestore(run, chosen, v.ok);
     const result: RestoreResult = {
       ...plan,

@@ -527,6 +527,8 @@ async function createSnapshotOnce(options: CreateSnapshotOptions, redact: Set<st
       record({ ...base, sha256: hash.digest("hex"), stored: "whole" });
     }
 
+    // Every file is in; end the member so the manifest can say where each one starts.
+    const gzipMembers = await writer.cut();
     const present = new Set(files.map((f) => f.path));
     const deleted = parent ? [...parentFiles.keys()].filter((p) => !present.has(p)).sort() : [];
     const manifest: Manifest = {
@@ -547,6 +549,8 @@ async function createSnapshotOnce(options: CreateSnapshotOptions, redact: Set<st
       warnings,
       totals: { files: files.length, bytes: files.reduce((n, f) => n + f.size, 0), storedBytes },
       scannerRules: SCANNER_RULES_VERSION,
+      gzipMembers,
+      scannerAllow: (options.secretAllow ?? []).filter((a) => present.has(a.path)).map((a) => ({ path: a.path, rule: a.rule })),
     };
     const manifestJson = canonicalJson(manifest, 2);
     options.onProgress?.({ phase: "commit", doneBytes: totalBytes, totalBytes });
