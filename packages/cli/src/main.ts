@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from "commander";
-import { TOOL_VERSION, UsageError, validateContextName } from "@paas-backup/core";
+import { TOOL_VERSION, UsageError, validateContextName, redactText } from "@paas-backup/core";
 import { createRuntime, type GlobalFlags, type Runtime } from "./runtime.js";
 import { printFailure } from "./output.js";
 import { snapshotCommand } from "./commands/snapshot.js";
@@ -12,7 +12,8 @@ import { demoCommand } from "./commands/demo.js";
 import { keygenCommand } from "./commands/keygen.js";
 import { pruneCommand } from "./commands/prune.js";
 import { drillCommand, drillStatusCommand } from "./commands/drill.js";
-import { offsitePushCommand, offsiteListCommand, offsiteVerifyCommand, offsitePruneCommand, offsiteFetcher, pushForContext } from "./commands/offsite.js";
+import { statusCommand } from "./commands/status.js";
+import { offsitePushCommand, offsiteListCommand, offsiteVerifyCommand, offsitePruneCommand, offsiteExtendLocksCommand, offsiteFetcher, pushForContext } from "./commands/offsite.js";
 import { resolveTargets } from "./targets.js";
 import { tickCommand } from "./commands/tick.js";
 import { collect, recoverFirst } from "./commands/common.js";
@@ -114,7 +115,8 @@ export function buildProgram(): Command {
     .option("--exact", "replace the whole context as the snapshot has it (only vault/ stays); default: only what the snapshot covers")
     .option("--path <file>", "restore only this file, or a folder of an included optional folder (repeatable); nothing else changes", collect)
     .option("--max-expansion <n>", "hand-made archives (no manifest) may expand to n times their size (default 200)")
-    .option("--from-offsite <target>", "fetch the snapshot from this offsite target (URL or configured name) when the local copy is gone or corrupt")
+    .option("--from-offsite <target>", "fetch what the snapshot's chain needs from this offsite target (URL or configured name) when the local copy is gone or corrupt; --fallback allows an older snapshot")
+    .option("--offsite-root <id>", "with --from-offsite: restore another backup root's copies (its id from offsite list --all-roots)")
     .option("--endpoint <url>", "S3-compatible endpoint for --from-offsite")
     .option("--region <region>")
     .option("--path-style", "path-style S3 addressing for --from-offsite")
@@ -137,16 +139,19 @@ export function buildProgram(): Command {
       .description("for cron: a daily full, else an hourly incremental, then prune (idempotent)")
       .option("--context <name>")
       .option("--all-contexts", "every context of the state root; one failing does not stop the others")
-      .option("--include <folders>", "optional folders to add: releases,cache"),
+      .option("--include <folders>", "optional folders to add: releases,cache")
+      .option("--ping-url <url>", "GET <url>/start before, <url> on success, <url>/fail on failure (healthchecks.io); never fails or delays the backup more than a few seconds")
+      .option("--metrics-file <file>", "write Prometheus metrics of the fleet here, atomically (node_exporter textfile collector)"),
   ).action(
     action("tick", (async (rt: Runtime, flags: Record<string, unknown>) =>
       tickCommand(rt, flags, (await resolveTargets(rt, {}, false)).length > 0 ? (r, context) => pushForContext(r, context, {}) : undefined)) as Handler),
   );
 
   const offsite = program.command("offsite").description("immutable offsite copies of daily fulls (policy §4.4)");
-  targetOptions(offsite.command("push").description("copy every full snapshot not yet confirmed at each target").option("--context <name>").option("--all-contexts").option("--require-immutable", "exit 4 when a copy is not immutable")).action(action("offsite push", offsitePushCommand as Handler));
-  targetOptions(offsite.command("list").description("what is at each target: confirmed, immutable until when").option("--context <name>")).action(action("offsite list", offsiteListCommand as Handler));
-  targetOptions(offsite.command("verify").description("check the copies at each target; --deep re-reads and hashes every artifact").option("--context <name>").option("--deep").option("--require-immutable", "exit 4 when a copy is not immutable")).action(action("offsite verify", offsiteVerifyCommand as Handler));
+  targetOptions(offsite.command("push").description("copy every full snapshot not yet at each target, put back copies found missing or damaged, extend Object Lock retention").option("--context <name>").option("--all-contexts").option("--require-immutable", "exit 4 when a copy is not immutable")).action(action("offsite push", offsitePushCommand as Handler));
+  targetOptions(offsite.command("list").description("what is at each target: confirmed, immutable until when").option("--context <name>").option("--all-roots", "also the copies of other backup roots (other hosts) at the target")).action(action("offsite list", offsiteListCommand as Handler));
+  targetOptions(offsite.command("verify").description("check the copies at each target; --deep re-reads and hashes every artifact").option("--context <name>").option("--deep").option("--read-data-subset <n%|size>", "read and hash a rotating share of the copies per run (e.g. 10%); a full cycle covers every copy").option("--require-immutable", "exit 4 when a copy is not immutable")).action(action("offsite verify", offsiteVerifyCommand as Handler));
+  targetOptions(offsite.command("extend-locks").description("move the Object Lock retention of every copy offsite retention still keeps (push runs it too)").option("--context <name>").option("--all-contexts")).action(action("offsite extend-locks", offsiteExtendLocksCommand as Handler));
   targetOptions(offsite.command("prune").description("apply the offsite retention (default 7 daily + 4 weekly + 3 monthly); never deletes what is under retention").option("--context <name>").option("--dry-run")).action(action("offsite prune", offsitePruneCommand as Handler));
 
   const drill = program
@@ -161,7 +166,16 @@ export function buildProgram(): Command {
     .command("status")
     .description("last drill per context and when the next is due; exit 8 when a mandatory one is overdue")
     .option("--context <name>", "a context to report (repeatable; default: every context in the backup root)", collect)
+    .option("--metrics-file <file>", "write the drill gauges in Prometheus text format here, atomically")
     .action(action("drill status", drillStatusCommand as Handler));
+
+  program
+    .command("status")
+    .description("the fleet at a glance: newest full and incremental, chain, drill, offsite copies, block, last tick; exit 11 when a context needs attention")
+    .option("--context <name>", "one context")
+    .option("--all-contexts", "every context of the state root and the backup root (the default)")
+    .option("--metrics-file <file>", "also write Prometheus metrics here, atomically (node_exporter textfile collector)")
+    .action(action("status", statusCommand as Handler));
 
   program.command("doctor").description("post-restore validation of a context (si's doctor envelope)").option("--context <name>").action(action("doctor", doctorCommand as Handler));
   program.command("unblock").description("clear a post-restore block once doctor (and the external doctor that blocked) passes").option("--context <name>").option("--ticket <incident-id>").option("--operator <who>").option("--doctor-cmd <command>", "the external doctor to pass (default: the one recorded in the block marker)").action(action("unblock", unblockCommand as Handler));
@@ -196,7 +210,7 @@ main(process.argv).then(
     process.exitCode = code;
   },
   (err) => {
-    process.stderr.write(`paas-backup: ${(err as Error).message}\n`);
+    process.stderr.write(redactText(`paas-backup: ${(err as Error).message}\n`));
     process.exitCode = 1;
   },
 );

@@ -1,4 +1,4 @@
-import { PaasBackupError, ExitCode } from "@paas-backup/core";
+import { PaasBackupError, ExitCode, redactText } from "@paas-backup/core";
 import type { Runtime } from "./runtime.js";
 
 /** si's success envelope (reference §4): one JSON document on stdout. */
@@ -79,10 +79,10 @@ export function printFailure(rt: Runtime | null, command: string, context: strin
     if (known && Object.keys(err.data).length) envelope.details = err.data;
     const text = `${JSON.stringify(envelope, null, 2)}\n`;
     if (rt) rt.write(text);
-    else process.stdout.write(text);
+    else process.stdout.write(redactText(text));
   } else {
-    process.stderr.write(`paas-backup ${command}: ${message}\n  code: ${code} (exit ${exitCode})\n  what to do: ${remediation}\n`);
-    if (!known && process.env.PAAS_BACKUP_DEBUG) process.stderr.write(`${(err as Error)?.stack}\n`);
+    process.stderr.write(redactText(`paas-backup ${command}: ${message}\n  code: ${code} (exit ${exitCode})\n  what to do: ${remediation}\n`));
+    if (!known && process.env.PAAS_BACKUP_DEBUG) process.stderr.write(redactText(`${(err as Error)?.stack}\n`));
   }
   return exitCode;
 }

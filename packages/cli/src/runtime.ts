@@ -4,7 +4,8 @@ import { homedir, userInfo } from "node:os";
 import { resolve, normalize } from "node:path";
 import { z } from "zod";
 import { nodeFs } from "@paas-backup/core/node";
-import { UsageError, type FileSystem } from "@paas-backup/core";
+import { UsageError, redactText, type FileSystem } from "@paas-backup/core";
+import { parse as parseJsonc, printParseErrorCode, type ParseError } from "jsonc-parser";
 
 /** Everything a command needs from the outside world, resolved once: the CLI is where env, clock and disk come in. */
 export interface Runtime {
@@ -50,9 +51,13 @@ export const Config = z
     identityFile: z.string().optional(),
     include: z.array(z.enum(["releases", "cache"])).default([]),
     secretAllow: z.array(z.object({ path: z.string(), rule: z.string() })).default([]),
+    /** findings seen and rotated: still redacted in every snapshot, no longer exit 9 */
+    secretAcknowledged: z.array(z.object({ path: z.string(), line: z.number().int().positive().optional(), rule: z.string() }).strict()).default([]),
     retention: RetentionPolicy.partial().default({}),
     mandatoryDrillContexts: z.array(z.string()).default(["internal-dogfood"]),
     lockTimeoutSeconds: z.number().int().min(0).default(30),
+    /** tick pings it (healthchecks.io convention: /start, success, /fail); treated as a secret, never printed */
+    pingUrl: z.string().url().optional(),
     offsite: z.object({ targets: z.array(OffsiteTarget).default([]), concurrency: z.number().int().min(1).max(16).default(2) }).default({ targets: [], concurrency: 2 }),
   })
   .strict();
@@ -70,12 +75,24 @@ function loadConfig(explicit: string | undefined, env: NodeJS.ProcessEnv): { con
   const path = candidate ? expandHome(candidate, env) : existsSync(defaultPath) ? defaultPath : null;
   if (!path) return { config: Config.parse({}), path: null };
   let raw: unknown;
+  let text: string;
   try {
-    raw = JSON.parse(readFileSync(path, "utf8"));
+    text = readFileSync(path, "utf8");
   } catch (err) {
-    throw new UsageError("PAAS_BACKUP_CONFIG_INVALID", `config file ${path} cannot be read as JSON (${(err as Error).message.split("\n")[0]})`, {
+    throw new UsageError("PAAS_BACKUP_CONFIG_INVALID", `config file ${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? "error"})`, {
       path,
-      remediation: "Fix the file (see the README's Configuration section) or point --config elsewhere.",
+      remediation: "Check the path and its permissions, or point --config elsewhere.",
+      stage: "config",
+    });
+  }
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    // JSON.parse's message quotes the bytes around the error, and a config file can hold a
+    // credential pasted by mistake: name the line and column only.
+    throw new UsageError("PAAS_BACKUP_CONFIG_INVALID", `config file ${path} is not valid JSON: ${jsonSyntaxErrorAt(text)}`, {
+      path,
+      remediation: "Fix the file at that line and column (see the README's Configuration section) or point --config elsewhere.",
       stage: "config",
     });
   }
@@ -89,6 +106,18 @@ function loadConfig(explicit: string | undefined, env: NodeJS.ProcessEnv): { con
     });
   }
   return { config: parsed.data, path };
+}
+
+/** Where strict JSON first goes wrong, as "line L, column C (what)", without quoting the text. */
+export function jsonSyntaxErrorAt(text: string): string {
+  const errors: ParseError[] = [];
+  parseJsonc(text, errors, { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false });
+  const first = errors[0];
+  const offset = first ? first.offset : text.length;
+  const before = text.slice(0, offset);
+  const line = before.split("\n").length;
+  const column = offset - (before.lastIndexOf("\n") + 1) + 1;
+  return `line ${line}, column ${column}${first ? ` (${printParseErrorCode(first.error)})` : ""}`;
 }
 
 /**
@@ -144,7 +173,8 @@ export function createRuntime(flags: GlobalFlags, env: NodeJS.ProcessEnv = proce
     stdoutIsTTY: process.stdout.isTTY === true,
     stderrIsTTY: process.stderr.isTTY === true,
     stdinIsTTY: process.stdin.isTTY === true,
-    write: (text) => process.stdout.write(text),
+    // Everything printed passes the secret scanner: state quoted in a message or listing never shows a value.
+    write: (text) => process.stdout.write(redactText(text)),
     progress: (text) => {
       if (process.stderr.isTTY) process.stderr.write(text);
     },

@@ -12,6 +12,7 @@ import {
   unblockContext,
   readBlock,
   writeBlock,
+  PaasBackupError,
   type FileSystem,
 } from "../src/index.js";
 
@@ -101,6 +102,7 @@ async function sweep(
   prepare: (fs: MemoryFileSystem) => Promise<void>,
   operation: (fs: FileSystem, clock: () => Date) => Promise<unknown>,
   check: (fx: Fixture, fs: MemoryFileSystem, label: string) => Promise<void>,
+  afterFault?: (fx: Fixture, fs: MemoryFileSystem, label: string, error: unknown) => Promise<void>,
 ): Promise<number> {
   const base = await baseFixture();
   await prepare(base.fs);
@@ -111,7 +113,11 @@ async function sweep(
   for (const { plan, label } of plans(total)) {
     const fs = base.fs.clone();
     const faulty = new FaultInjectingFileSystem(fs, plan);
-    await operation(faulty, clockFrom("2026-11-24T12:00:00Z")).catch(() => undefined);
+    const error = await operation(faulty, clockFrom("2026-11-24T12:00:00Z")).then(
+      () => null,
+      (err: unknown) => err,
+    );
+    if (plan.mode === "throw" && afterFault) await afterFault(base, fs, label, error);
     // "reboot": the next command recovers on the real (here: the wrapped) filesystem
     await recoverContext({ fs, stateRoot: STATE, backupRoot: BACKUPS, context: CTX, clock: clockFrom("2026-11-24T13:00:00Z") });
     await check(base, fs, `${name}, ${label}`);
@@ -132,6 +138,15 @@ describe("fault injection at every filesystem call (issue 9 §7)", () => {
         expect(next.outcome, label).toBe("restored");
         await assertConsistent(fx, fs, `${label}, next run`, ["restored"]);
         expect(await readBlock(fs, STATE, CTX), label).toBeNull();
+      },
+      // Issue 9 §4: whatever fails once the new contents are live leaves the context blocked and names rollback.
+      async (fx, fs, label, error) => {
+        if (!error || (await tree(fs, LIVE)).get("targets.json") !== fx.restored.get("targets.json")) return;
+        expect(error, label).toBeInstanceOf(PaasBackupError);
+        expect((error as PaasBackupError).code, label).toMatch(/^PAAS_BACKUP_(RESTORE_UNFINISHED|VALIDATION_FAILED)$/);
+        expect((error as PaasBackupError).exitCode, label).toBe(5);
+        expect((error as PaasBackupError).remediation, label).toContain("rollback");
+        expect(await readBlock(fs, STATE, CTX), `${label}: blocked`).not.toBeNull();
       },
     );
     console.log(`restoreSnapshot: ${total} filesystem calls, ${total * 2} injected faults`);

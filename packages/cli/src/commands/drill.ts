@@ -6,6 +6,7 @@ import { resolveOperator, type Runtime } from "../runtime.js";
 import { keyValues, printEnvelope, table } from "../output.js";
 import { requireContext, resolveDecryptor, type KeyFlags } from "./common.js";
 import { externalDoctorRunner } from "./restore.js";
+import { renderDrillMetrics, writeMetricsFile } from "../metrics.js";
 
 export async function drillCommand(rt: Runtime, flags: KeyFlags & { context?: string; operator?: string; doctorCmd?: string }): Promise<number> {
   const context = requireContext(flags.context);
@@ -36,7 +37,7 @@ export async function drillCommand(rt: Runtime, flags: KeyFlags & { context?: st
   return result.ok ? 0 : 5;
 }
 
-export async function drillStatusCommand(rt: Runtime, flags: { context?: string[] }): Promise<number> {
+export async function drillStatusCommand(rt: Runtime, flags: { context?: string[]; metricsFile?: string }): Promise<number> {
   let contexts: string[] = (flags.context ?? []).map(validateContextName);
   if (contexts.length === 0) {
     try {
@@ -49,6 +50,7 @@ export async function drillStatusCommand(rt: Runtime, flags: { context?: string[
   }
   const status = await drillStatus({ fs: rt.fs, backupRoot: rt.backupRoot, contexts, mandatory: rt.config.mandatoryDrillContexts, now: rt.clock() });
   const overdue = status.filter((s) => s.mandatory && s.overdue);
+  if (flags.metricsFile) await writeMetricsFile(rt, flags.metricsFile, await renderDrillMetrics(status, rt.clock()));
   if (rt.json) printEnvelope(rt, { ok: overdue.length === 0, command: "drill status", context: "", mode: "live", count: status.length, data: status });
   else
     rt.write(

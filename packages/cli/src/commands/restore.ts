@@ -19,6 +19,8 @@ export interface RestoreFlags extends KeyFlags {
   doctorCmd?: string;
   fromOffsite?: string;
   maxExpansion?: string;
+  /** set by --from-offsite: what was fetched, and a fallback if the operator allowed one */
+  offsitePlan?: unknown;
   exact?: boolean;
   path?: string[];
 }
@@ -180,7 +182,7 @@ export async function restoreCommand(rt: Runtime, flags: RestoreFlags, fetchFrom
       },
     );
     bar.done();
-    if (rt.json) printEnvelope(rt, { ok: result.ok, command: "restore", context, mode: flags.dryRun ? "dry-run" : "live", count: 1, data: [result] });
+    if (rt.json) printEnvelope(rt, { ok: result.ok, command: "restore", context, mode: flags.dryRun ? "dry-run" : "live", count: 1, ...(flags.offsitePlan ? { offsite: flags.offsitePlan } : {}), data: [result] });
     else describeRestore(rt, result);
     // A dry run whose staged state fails a doctor says so by its exit code, as the real restore would.
     return result.ok ? 0 : 5;

@@ -1,4 +1,4 @@
-import { createSnapshot, withContextLock, type SnapshotKind, UsageError, type SnapshotResult } from "@paas-backup/core";
+import { createSnapshot, withContextLock, type SnapshotKind, UsageError, type SnapshotResult, ExitCode, type SnapshotRedaction } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { humanBytes, keyValues, printEnvelope, progressBar } from "../output.js";
 import { lockOwner, parseInclude, requireContext, resolveEncryptor, type KeyFlags } from "./common.js";
@@ -29,6 +29,7 @@ export async function takeSnapshot(rt: Runtime, context: string, kind: SnapshotK
           ...(encryptor ? { encryptor } : {}),
           insecurePlaintext: flags.insecurePlaintext === true,
           secretAllow: rt.config.secretAllow,
+          secretAcknowledged: rt.config.secretAcknowledged,
           onProgress: (p) => bar.update(p.doneBytes, p.totalBytes),
         }),
     );
@@ -47,6 +48,7 @@ export async function snapshotCommand(rt: Runtime, flags: SnapshotFlags): Promis
     });
   }
   const result = await takeSnapshot(rt, context, kind, flags, "snapshot");
+  const unacknowledged = result.redactions.filter((r) => !r.acknowledged);
   if (rt.json) {
     printEnvelope(rt, { ok: true, command: "snapshot", context, mode: "live", count: 1, data: [result] });
   } else {
@@ -63,8 +65,20 @@ export async function snapshotCommand(rt: Runtime, flags: SnapshotFlags): Promis
         ["excluded", result.excluded.map((e) => e.path).join(", ")],
         ["skipped", result.skipped.map((e) => `${e.path} (${e.reason})`).join(", ")],
         ["warnings", result.warnings.map((e) => `${e.path}: ${e.reason}`).join("; ")],
+        ["redacted", result.redactions.map((r) => `${r.path}:${r.line} (${r.rule})${r.acknowledged ? " acknowledged" : ""}`).join(", ")],
       ]),
     );
   }
-  return 0;
+  if (unacknowledged.length === 0) return ExitCode.ok;
+  process.stderr.write(redactionNotice(unacknowledged));
+  return ExitCode.redacted;
+}
+
+/** Exit 9's message: what was redacted (never the value) and what the operator does about it. */
+export function redactionNotice(redactions: readonly SnapshotRedaction[]): string {
+  const list = redactions.slice(0, 10).map((r) => `${r.path}:${r.line} (${r.rule})`);
+  return (
+    `paas-backup: snapshot taken with redactions: rotate the leaked credential (${list.join(", ")}${redactions.length > 10 ? ` and ${redactions.length - 10} more` : ""}).\n` +
+    `  The stored copy holds <redacted> in its place. Once rotated, acknowledge each finding in the config file (secretAcknowledged: [{"path", "line", "rule"}]) so later runs exit 0; a false positive goes in secretAllow.\n`
+  );
 }

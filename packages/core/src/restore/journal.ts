@@ -127,13 +127,15 @@ async function syncFolders(fs: FileSystem, paths: Iterable<string>): Promise<voi
 
 /**
  * Run a journaled swap: journal, rename, journal, rename… Ends with the journal in phase
- * `after` (kept, so a crash in what follows is still seen) when `keepJournal`, else removed.
+ * `afterPhase` (kept, so a crash in what follows is still seen). `progress.done` counts the
+ * renames made, so a caller can tell whether a failure came before or after the pivot.
  */
-export async function runSwap(fs: FileSystem, stateRoot: string, journal: SwapJournal, initialVault: string | null, afterPhase: string): Promise<void> {
+export async function runSwap(fs: FileSystem, stateRoot: string, journal: SwapJournal, initialVault: string | null, afterPhase: string, progress: { done: number } = { done: 0 }): Promise<void> {
   for (let i = 0; i < journal.steps.length; i++) {
     const step = journal.steps[i]!;
     await writeJournal(fs, stateRoot, { ...journal, phase: `swap:${step.name}`, next: i, vault: vaultAfter(journal, initialVault, i) });
     await renameStep(fs, step.from, step.to);
+    progress.done = i + 1;
   }
   await syncFolders(fs, journal.steps.flatMap((s) => [s.from, s.to]));
   await finishComplete(fs, journal);

@@ -99,6 +99,8 @@ interface RestoreRun {
   stagedContext: string;
   aside: string;
   record: IncidentRecord;
+  /** renames the swap has made, and the index of its pivot (staged -> live) */
+  swap: { done: number; pivot: number };
 }
 
 interface ChosenChain {
@@ -294,7 +296,8 @@ async function swapRestore(run: RestoreRun, staged: Staged): Promise<void> {
     renameOnComplete: [],
   };
   run.record.movedAsideTo = liveExisted ? run.aside : null;
-  await runSwap(fs, stateRoot, journal, keep.includes("vault") ? join(run.live, "vault") : null, "validate");
+  run.swap.pivot = journal.pivot;
+  await runSwap(fs, stateRoot, journal, keep.includes("vault") ? join(run.live, "vault") : null, "validate", run.swap);
 }
 
 /** validate: vault report, doctor, external doctor; the staged block marker is lifted only when all pass. */
@@ -345,7 +348,9 @@ async function recordRestore(run: RestoreRun, chosen: ChosenChain, ok: boolean):
   }
   const file = await finishRecord(run);
   if (ok) await clearBlock(fs, stateRoot, run.context);
-  await removeJournal(fs, stateRoot, run.context);
+  // The restore is done and recorded: a journal that cannot be removed now is retired by the
+  // next command's recovery (nothing left to rename), so it does not fail a finished restore.
+  await removeJournal(fs, stateRoot, run.context).catch(() => undefined);
   return file;
 }
 
@@ -418,6 +423,7 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
       requestedSnapshot: options.snapshot,
       dryRun: options.dryRun === true,
     }),
+    swap: { done: 0, pivot: Number.POSITIVE_INFINITY },
   };
   let swapped = false;
   try {
@@ -503,8 +509,10 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
   } catch (caught) {
     let err = caught;
     if (!swapped) {
-      // Staging or the swap failed part way: undo it now if we can (else the next command will).
+      // Staging or the swap failed part way: undo it (before the pivot) or complete it (after)
+      // now if we can; else the next command will.
       await undoUnfinished(run).catch(() => undefined);
+      swapped = run.swap.done > run.swap.pivot;
     }
     if (swapped && !(err instanceof ValidationError && err.code === "PAAS_BACKUP_VALIDATION_FAILED")) {
       // After the swap the staged block marker is live: the context stays blocked, whatever failed.

@@ -86,7 +86,13 @@ export async function rollbackRestore(options: { fs: FileSystem; stateRoot: stri
     writeOnComplete: [],
     renameOnComplete: [{ from: pointerPath, to: `${pointerPath}.rolled-back.${stamp}` }],
   };
-  await runSwap(fs, stateRoot, journal, kept.includes("vault") ? join(live, "vault") : null, "record");
+  try {
+    await runSwap(fs, stateRoot, journal, kept.includes("vault") ? join(live, "vault") : null, "record");
+  } catch (err) {
+    // Undo (before the pivot) or finish (after it) right away when the filesystem lets us; else the next command does.
+    await recoverContext({ fs, stateRoot, backupRoot: options.backupRoot, context, clock, operator: options.operator }).catch(() => undefined);
+    throw err;
+  }
   const record = newIncidentRecord({ kind: "rollback", ticket: options.ticket, context, stateRoot, operator: options.operator, startedAt: startedAt.toISOString(), movedAsideTo: movedAside, outcome: "rolled-back" });
   record.endedAt = clock().toISOString();
   const incidentFile = await writeIncident(fs, options.backupRoot, record);
