@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from "commander";
-import { TOOL_VERSION, UsageError, validateContextName, redactText } from "@paas-backup/core";
+import { ExitCode, TOOL_VERSION, UsageError, validateContextName, redactText } from "@paas-backup/core";
 import { createRuntime, type GlobalFlags, type Runtime } from "./runtime.js";
 import { printFailure } from "./output.js";
 import { snapshotCommand } from "./commands/snapshot.js";
@@ -23,7 +23,7 @@ const RECOVERING = new Set(["restore", "rollback", "unblock", "snapshot", "tick"
 
 type Handler = (rt: Runtime, flags: Record<string, unknown>) => Promise<number>;
 
-let exitCode = 0;
+let exitCode: number = ExitCode.ok;
 
 // The AWS SDK warns on every run that its 2027 releases will need Node 22; operators cannot act
 // on that from a cron log, so that one warning is dropped and every other is kept.
@@ -211,6 +211,6 @@ main(process.argv).then(
   },
   (err) => {
     process.stderr.write(redactText(`paas-backup: ${(err as Error).message}\n`));
-    process.exitCode = 1;
+    process.exitCode = ExitCode.unexpected;
   },
 );

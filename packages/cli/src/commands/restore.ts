@@ -1,11 +1,9 @@
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline/promises";
-import { readFileSync } from "node:fs";
-import { restoreSnapshot, UsageError, ValidationError, type ExternalDoctorResult, type RestorePlan, type RestoreResult, type TrustStore } from "@paas-backup/core";
+import { allowRepoStateFrom, restoreSnapshot, UsageError, ValidationError, type ExternalDoctorResult, type RestorePlan, type RestoreResult, type TrustStore } from "@paas-backup/core";
 import { resolveOperator, type Runtime } from "../runtime.js";
 import { keyValues, printEnvelope, progressBar } from "../output.js";
 import { assertDoctorRunnable, lockOwner, requireContext, resolveDecryptor, type KeyFlags } from "./common.js";
-import { allowRepoState } from "./guard.js";
 import { withContextLock } from "@paas-backup/core";
 
 export interface RestoreFlags extends KeyFlags {
@@ -70,11 +68,11 @@ export function parseExpansion(value: string): number {
   return n;
 }
 
-function loadTrustStore(env: NodeJS.ProcessEnv): TrustStore | null {
-  const path = env.SI_VAULT_TRUST_STORE?.trim();
+async function loadTrustStore(rt: Runtime): Promise<TrustStore | null> {
+  const path = rt.env.SI_VAULT_TRUST_STORE?.trim();
   if (!path) return null;
   try {
-    const raw = JSON.parse(readFileSync(path, "utf8")) as { entries?: unknown };
+    const raw = JSON.parse(Buffer.from(await rt.fs.readFile(path)).toString("utf8")) as { entries?: unknown };
     return { entries: Array.isArray(raw.entries) ? (raw.entries as TrustStore["entries"]) : [] };
   } catch {
     return { entries: [] };
@@ -147,7 +145,8 @@ export async function restoreCommand(rt: Runtime, flags: RestoreFlags, fetchFrom
   }
   // Checked before anything changes: a doctor that cannot run would only fail after the swap.
   if (flags.doctorCmd) assertDoctorRunnable(flags.doctorCmd, rt.env);
-  const decryptor = resolveDecryptor(rt, flags);
+  const decryptor = await resolveDecryptor(rt, flags);
+  const trustStore = await loadTrustStore(rt);
   const bar = progressBar(rt, `restore ${context}`);
   let done = 0;
   const ask = rt.stdinIsTTY && rt.stderrIsTTY && !flags.yes && !flags.dryRun && !rt.json;
@@ -170,8 +169,8 @@ export async function restoreCommand(rt: Runtime, flags: RestoreFlags, fetchFrom
           fallback: flags.fallback === true,
           dryRun: flags.dryRun === true,
           secretAllow: rt.config.secretAllow,
-          allowRepoState: allowRepoState(rt.env),
-          trustStore: loadTrustStore(rt.env),
+          allowRepoState: allowRepoStateFrom(rt.env),
+          trustStore,
           ...(flags.doctorCmd ? { externalDoctor: externalDoctorRunner(flags.doctorCmd, rt.env), externalDoctorCommand: flags.doctorCmd } : {}),
           exact: flags.exact === true,
           ...(flags.path?.length ? { paths: flags.path } : {}),

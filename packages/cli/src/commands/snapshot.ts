@@ -1,4 +1,4 @@
-import { createSnapshot, withContextLock, type SnapshotKind, UsageError, type SnapshotResult, ExitCode, type SnapshotRedaction } from "@paas-backup/core";
+import { allowRepoStateFrom, createSnapshot, withContextLock, type SnapshotKind, UsageError, type SnapshotResult, ExitCode, type SnapshotRedaction } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { humanBytes, keyValues, printEnvelope, progressBar } from "../output.js";
 import { lockOwner, parseInclude, requireContext, resolveEncryptor, type KeyFlags } from "./common.js";
@@ -12,7 +12,7 @@ export interface SnapshotFlags extends KeyFlags {
 
 export async function takeSnapshot(rt: Runtime, context: string, kind: SnapshotKind, flags: SnapshotFlags, command: string): Promise<SnapshotResult> {
   await assertBackupLocation(rt);
-  const encryptor = resolveEncryptor(rt, flags);
+  const encryptor = await resolveEncryptor(rt, flags);
   const bar = progressBar(rt, `snapshot ${context}`);
   try {
     return await withContextLock(
@@ -29,6 +29,7 @@ export async function takeSnapshot(rt: Runtime, context: string, kind: SnapshotK
           ...(encryptor ? { encryptor } : {}),
           insecurePlaintext: flags.insecurePlaintext === true,
           secretAllow: rt.config.secretAllow,
+          allowRepoState: allowRepoStateFrom(rt.env),
           secretAcknowledged: rt.config.secretAcknowledged,
           onProgress: (p) => bar.update(p.doneBytes, p.totalBytes),
         }),

@@ -55,7 +55,7 @@ async function tickOne(rt: Runtime, context: string, flags: KeyFlags & { include
   const outcome: TickOutcome = { context, ok: true, action: "none", reason: "", snapshot: null, pruned: [], offsite: null, error: null, redactions: [] };
   let durationSeconds = 0;
   try {
-    const encryptor = resolveEncryptor(rt, flags);
+    const encryptor = await resolveEncryptor(rt, flags);
     await withContextLock(
       { fs: rt.fs, backupRoot: rt.backupRoot, context, owner: lockOwner("tick"), clock: rt.clock, timeoutMs: rt.config.lockTimeoutSeconds * 1000 },
       async () => {

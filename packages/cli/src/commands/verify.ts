@@ -1,4 +1,4 @@
-import { verifySnapshots } from "@paas-backup/core";
+import { ExitCode, verifySnapshots } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { printEnvelope, table } from "../output.js";
 import { requireContext, resolveDecryptor, type KeyFlags } from "./common.js";
@@ -6,7 +6,7 @@ import { parseExpansion } from "./restore.js";
 
 export async function verifyCommand(rt: Runtime, flags: KeyFlags & { context?: string; snapshot?: string; all?: boolean; deep?: boolean; maxExpansion?: string }): Promise<number> {
   const context = requireContext(flags.context);
-  const decryptor = resolveDecryptor(rt, flags);
+  const decryptor = await resolveDecryptor(rt, flags);
   const results = await verifySnapshots({
     fs: rt.fs,
     backupRoot: rt.backupRoot,
@@ -34,9 +34,9 @@ export async function verifyCommand(rt: Runtime, flags: KeyFlags & { context?: s
       ]),
     );
   }
-  if (ok) return 0;
+  if (ok) return ExitCode.ok;
   // Integrity problems outrank safety ones: exit 3 for a checksum, chain or content problem; 4 for a
   // hostile archive, a missing or wrong identity, or loose permissions alone.
-  if (results.some((r) => r.checksum !== "verified" || !r.chainOk || (r.deep?.error && r.deep.error.exitCode === 3))) return 3;
-  return 4;
+  if (results.some((r) => r.checksum !== "verified" || !r.chainOk || (r.deep?.error && r.deep.error.exitCode === ExitCode.integrity))) return ExitCode.integrity;
+  return ExitCode.safety;
 }

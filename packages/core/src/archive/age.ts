@@ -77,7 +77,11 @@ function bridge(transform: (input: WebReadableStream<Uint8Array>) => Promise<Web
 }
 
 export function ageEncryptor(recipients: readonly string[]): ArtifactEncryptor {
-  if (recipients.length === 0) throw new Error("ageEncryptor needs at least one recipient");
+  if (recipients.length === 0)
+    throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "ageEncryptor needs at least one recipient", {
+      remediation: "Pass one or more age1… recipients, or write a plaintext snapshot on purpose with insecurePlaintext.",
+      stage: "arguments",
+    });
   return {
     type: "age",
     recipients: [...recipients],
@@ -89,8 +93,9 @@ export function ageEncryptor(recipients: readonly string[]): ArtifactEncryptor {
   };
 }
 
-export function ageDecryptor(identities: readonly string[], origin = "the identity"): ArtifactDecryptor {
+export function ageDecryptor(identities: readonly string[], origin = "the identity", identityFile?: string): ArtifactDecryptor {
   return {
+    ...(identityFile ? { identityFile } : {}),
     decrypt() {
       const d = new Decrypter();
       for (const i of identities) d.addIdentity(i);
