@@ -13,6 +13,7 @@ export const ExitCode = {
   busy: 6,
   partial: 7,
   overdue: 8,
+  environment: 10,
 } as const;
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 
@@ -75,6 +76,17 @@ export class ValidationError extends PaasBackupError {
 export class BusyError extends PaasBackupError {
   constructor(code: string, message: string, details: ErrorDetails) {
     super(code, ExitCode.busy, message, details);
+  }
+}
+
+/**
+ * Exit 10: the machine refused, not paas-backup: a file it may not read or write (EACCES, EPERM),
+ * a full filesystem (ENOSPC), a read-only one (EROFS). The message names the file, its owner or
+ * the filesystem, so the operator can fix the environment; exit 1 stays for bugs.
+ */
+export class EnvironmentError extends PaasBackupError {
+  constructor(code: string, message: string, details: ErrorDetails) {
+    super(code, ExitCode.environment, message, details);
   }
 }
 

@@ -41,3 +41,4 @@ export { MemoryStorage } from "./repository/drivers/memory.js";
 export { LocalStorage } from "./repository/drivers/local.js";
 export { S3Storage, type S3StorageOptions } from "./repository/drivers/s3.js";
 export { pushOffsite, listOffsite, verifyOffsite, pruneOffsite, fetchFromOffsite, DEFAULT_OFFSITE_RETENTION, type OffsiteTarget, type OffsiteCopy, type PushResult, type OffsiteEntry, type OffsiteVerification } from "./offsite/offsite.js";
+export { listSnapshotFiles, dumpSnapshotFile, diffSnapshots, findInSnapshots, type SnapshotFileEntry, type DiffEntry, type SnapshotDiff, type FoundCopy } from "./snapshot/inspect.js";

@@ -1,4 +1,4 @@
-import { Parser, type ReadEntry } from "tar";
+import type { ReadEntry } from "tar";
 import type { Readable } from "node:stream";
 import { IntegrityError, SafetyError } from "../errors.js";
 
@@ -55,7 +55,9 @@ function printable(path: string): string {
  * Stream a tar.gz (or plain tar) and hand each entry to `onEntry` after checking it is safe.
  * Any refusal stops the stream at once: nothing past the hostile entry is read or written.
  */
-export function readArchive(source: Readable, options: ReadArchiveOptions): Promise<ReadArchiveResult> {
+export async function readArchive(source: Readable, options: ReadArchiveOptions): Promise<ReadArchiveResult> {
+  // tar is loaded by the commands that read archives, not at every start.
+  const { Parser } = await import("tar");
   return new Promise<ReadArchiveResult>((resolve, reject) => {
     let manifestJson: string | null = null;
     let entries = 0;

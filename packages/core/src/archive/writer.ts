@@ -1,4 +1,4 @@
-import archiver from "archiver";
+import type archiver from "archiver";
 import type { Readable, Writable } from "node:stream";
 
 /**
@@ -6,13 +6,24 @@ import type { Readable, Writable } from "node:stream";
  * so at most one source file is open and memory stays flat. Entry modes are fixed at 0700/0600
  * because the archive is private state whatever the source's modes were.
  */
+/** archiver is imported when a snapshot is written, not when any command starts (issue 14: CLI start). */
+let archiverLoad: Promise<typeof archiver> | null = null;
+let loadedArchiver: typeof archiver | null = null;
+
+/** An ArchiveWriter once archiver is loaded; snapshot creation uses this. */
+export async function openArchiveWriter(sink: Writable, gzipLevel = 6): Promise<ArchiveWriter> {
+  loadedArchiver ??= await (archiverLoad ??= import("archiver").then((m) => m.default));
+  return new ArchiveWriter(sink, gzipLevel);
+}
+
 export class ArchiveWriter {
   private readonly archive: archiver.Archiver;
   private failure: Error | null = null;
   private readonly done: Promise<void>;
 
   constructor(sink: Writable, gzipLevel = 6) {
-    this.archive = archiver("tar", { gzip: true, gzipOptions: { level: gzipLevel } });
+    if (!loadedArchiver) throw new Error("ArchiveWriter: construct it with openArchiveWriter(), which loads archiver");
+    this.archive = loadedArchiver("tar", { gzip: true, gzipOptions: { level: gzipLevel } });
     this.archive.on("warning", (err: Error) => {
       this.failure ??= err;
     });

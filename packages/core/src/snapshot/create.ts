@@ -3,7 +3,7 @@ import { Transform, type Readable, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { FileSystem } from "../fs/types.js";
 import { SafetyError } from "../errors.js";
-import { ArchiveWriter } from "../archive/writer.js";
+import { openArchiveWriter } from "../archive/writer.js";
 import type { ArtifactEncryptor } from "../archive/encryption.js";
 import { canonicalJson, MANIFEST_FORMAT, type Manifest, type ManifestEntryNote, type ManifestFile } from "../manifest/schema.js";
 import { isEventLog, isJsonStateFile, type OptionalFolder } from "../policy/selection.js";
@@ -182,7 +182,7 @@ export async function createSnapshot(options: CreateSnapshotOptions): Promise<Sn
   const head = stages[0] as unknown as NodeJS.WritableStream & Readable;
   const written = pipeline([...stages, out] as unknown as [Readable, NodeJS.WritableStream]);
   written.catch(() => undefined);
-  const writer = new ArchiveWriter(head as never, options.gzipLevel ?? 6);
+  const writer = await openArchiveWriter(head as never, options.gzipLevel ?? 6);
 
   const parentFiles = new Map<string, ManifestFile>((parent?.manifest?.files ?? []).map((f) => [f.path, f]));
   const files: ManifestFile[] = [];

@@ -1,16 +1,6 @@
 import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
-import {
-  S3Client,
-  PutObjectCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  DeleteObjectCommand,
-  GetObjectLockConfigurationCommand,
-  type S3ClientConfig,
-} from "@aws-sdk/client-s3";
-import { Upload } from "@aws-sdk/lib-storage";
+import type { S3Client, S3ClientConfig } from "@aws-sdk/client-s3";
 import type { Immutability, ObjectStorage, PutOptions, PutResult, StoredObject } from "../storage.js";
 import { ExitCode, PaasBackupError } from "../../errors.js";
 
@@ -27,6 +17,13 @@ export interface S3StorageOptions {
   /** credentials come from the AWS default chain (environment, shared files, instance roles); tests may inject */
   client?: S3Client;
 }
+
+/**
+ * The AWS SDK costs about 20 MiB and a tenth of a second to load: it is imported on the first
+ * request, so commands that never reach an S3 target (list, --version, snapshot) do not pay for it.
+ */
+let sdkLoad: Promise<typeof import("@aws-sdk/client-s3")> | null = null;
+const sdk = () => (sdkLoad ??= import("@aws-sdk/client-s3"));
 
 function errorName(err: unknown): string {
   return (err as { name?: string; Code?: string })?.name ?? (err as { Code?: string })?.Code ?? "";
@@ -69,8 +66,9 @@ function storageFailure(err: unknown, what: string, where: string): PaasBackupEr
 export class S3Storage implements ObjectStorage {
   readonly kind = "s3" as const;
   readonly url: string;
-  private readonly client: S3Client;
+  private client: S3Client | null;
   private readonly partSize: number;
+  private readonly config: S3ClientConfig;
 
   constructor(private readonly options: S3StorageOptions) {
     this.url = options.url;
@@ -82,8 +80,14 @@ export class S3Storage implements ObjectStorage {
       responseChecksumValidation: "WHEN_REQUIRED",
       ...(options.endpoint ? { endpoint: options.endpoint } : {}),
     };
-    this.client = options.client ?? new S3Client(config);
+    this.config = config;
+    this.client = options.client ?? null;
     this.partSize = Math.max(5 * 1024 * 1024, options.partSize ?? 16 * 1024 * 1024);
+  }
+
+  private async s3(): Promise<S3Client> {
+    if (!this.client) this.client = new (await sdk()).S3Client(this.config);
+    return this.client;
   }
 
   private async send<T>(what: string, key: string, run: () => Promise<T>): Promise<T> {
@@ -104,8 +108,9 @@ export class S3Storage implements ObjectStorage {
     const lock = options.lock ? { ObjectLockMode: options.lock.mode, ObjectLockRetainUntilDate: options.lock.retainUntil } : {};
     const multipart = options.size > this.partSize;
     if (multipart) {
+      const { Upload } = await import("@aws-sdk/lib-storage");
       const upload = new Upload({
-        client: this.client,
+        client: await this.s3(),
         params: { Bucket: this.options.bucket, Key, Body: body, Metadata: { sha256: options.sha256 }, ...lock },
         partSize: this.partSize,
         queueSize: this.options.queueSize ?? 2,
@@ -113,8 +118,8 @@ export class S3Storage implements ObjectStorage {
       });
       await this.send("multipart upload", key, () => upload.done());
     } else {
-      await this.send("upload", key, () => this.client.send(
-        new PutObjectCommand({
+      await this.send("upload", key, async () => (await this.s3()).send(
+        new (await sdk()).PutObjectCommand({
           Bucket: this.options.bucket,
           Key,
           Body: body,
@@ -126,7 +131,7 @@ export class S3Storage implements ObjectStorage {
       ));
     }
     // Confirm: the server's full-object checksum if it keeps one, else read the object back.
-    const head = await this.send("confirming the upload", key, () => this.client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key, ChecksumMode: "ENABLED" })));
+    const head = await this.send("confirming the upload", key, async () => (await this.s3()).send(new (await sdk()).HeadObjectCommand({ Bucket: this.options.bucket, Key, ChecksumMode: "ENABLED" })));
     const serverSha = head.ChecksumSHA256 && !head.ChecksumSHA256.includes("-") ? Buffer.from(head.ChecksumSHA256, "base64").toString("hex") : null;
     if (serverSha && head.ContentLength === options.size) {
       return { key, size: head.ContentLength ?? options.size, sha256: serverSha, confirmedBy: "server-checksum", multipart };
@@ -141,13 +146,13 @@ export class S3Storage implements ObjectStorage {
   }
 
   async get(key: string): Promise<Readable> {
-    const r = await this.send("download", key, () => this.client.send(new GetObjectCommand({ Bucket: this.options.bucket, Key: this.key(key) })));
+    const r = await this.send("download", key, async () => (await this.s3()).send(new (await sdk()).GetObjectCommand({ Bucket: this.options.bucket, Key: this.key(key) })));
     return r.Body as Readable;
   }
 
   async head(key: string): Promise<StoredObject | null> {
     try {
-      const h = await this.client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: this.key(key) }));
+      const h = await (await this.s3()).send(new (await sdk()).HeadObjectCommand({ Bucket: this.options.bucket, Key: this.key(key) }));
       return {
         key,
         size: h.ContentLength ?? 0,
@@ -171,7 +176,7 @@ export class S3Storage implements ObjectStorage {
     const full = this.key(prefix);
     const strip = this.options.prefix ? this.options.prefix.length + 1 : 0;
     do {
-      const page = await this.send("listing", prefix, () => this.client.send(new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: full, ContinuationToken, MaxKeys: S3Storage.pageSizeForTests, ...(options.shallow ? { Delimiter: "/" } : {}) })));
+      const page = await this.send("listing", prefix, async () => (await this.s3()).send(new (await sdk()).ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: full, ContinuationToken, MaxKeys: S3Storage.pageSizeForTests, ...(options.shallow ? { Delimiter: "/" } : {}) })));
       for (const o of page.Contents ?? []) {
         const key = (o.Key ?? "").slice(strip);
         // Listing does not carry metadata: head each object for its sha256 and lock.
@@ -183,12 +188,12 @@ export class S3Storage implements ObjectStorage {
   }
 
   async delete(key: string): Promise<void> {
-    await this.send("deleting", key, () => this.client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.key(key) })));
+    await this.send("deleting", key, async () => (await this.s3()).send(new (await sdk()).DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.key(key) })));
   }
 
   async immutability(): Promise<Immutability> {
     try {
-      const r = await this.client.send(new GetObjectLockConfigurationCommand({ Bucket: this.options.bucket }));
+      const r = await (await this.s3()).send(new (await sdk()).GetObjectLockConfigurationCommand({ Bucket: this.options.bucket }));
       const enabled = r.ObjectLockConfiguration?.ObjectLockEnabled === "Enabled";
       return { supported: true, enabled, detail: enabled ? `bucket ${this.options.bucket} has Object Lock enabled` : `bucket ${this.options.bucket} has no Object Lock configuration` };
     } catch (err) {
