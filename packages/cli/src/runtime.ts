@@ -4,10 +4,16 @@ import { homedir, userInfo } from "node:os";
 import { resolve, normalize } from "node:path";
 import { z } from "zod";
 import { nodeFs } from "@paas-backup/core/node";
-import { UsageError, type FileSystem } from "@paas-backup/core";
+import { UsageError } from "@paas-backup/core/errors";
+import type { FileSystem } from "@paas-backup/core";
+import type { Envelope } from "./output.js";
 
 /** Everything a command needs from the outside world, resolved once: the CLI is where env, clock and disk come in. */
 export interface Runtime {
+  /** the command's own name, as the envelope carries it: "snapshot", "drill status", "offsite push" */
+  command: string;
+  /** the envelope the command hands over (printEnvelope); the runner prints it once */
+  envelope: Envelope | null;
   fs: FileSystem;
   env: NodeJS.ProcessEnv;
   clock: () => Date;
@@ -28,7 +34,7 @@ export const RetentionPolicy = z.object({
   daily: z.number().int().min(0).default(7),
   weekly: z.number().int().min(0).default(4),
   monthly: z.number().int().min(0).default(3),
-});
+}).strict();
 
 export const OffsiteTarget = z.object({
   name: z.string().min(1),
@@ -36,9 +42,9 @@ export const OffsiteTarget = z.object({
   endpoint: z.string().optional(),
   region: z.string().optional(),
   pathStyle: z.boolean().optional(),
-  objectLock: z.object({ mode: z.enum(["COMPLIANCE", "GOVERNANCE"]), days: z.number().int().positive() }).optional(),
-  retention: RetentionPolicy.partial().optional(),
-});
+  objectLock: z.object({ mode: z.enum(["COMPLIANCE", "GOVERNANCE"]), days: z.number().int().positive() }).strict().optional(),
+  retention: RetentionPolicy.partial().strict().optional(),
+}).strict();
 
 /** The config file: where an operator keeps what should not be retyped on every cron line. Never credentials. */
 export const Config = z
@@ -49,11 +55,11 @@ export const Config = z
     recipientsFile: z.string().optional(),
     identityFile: z.string().optional(),
     include: z.array(z.enum(["releases", "cache"])).default([]),
-    secretAllow: z.array(z.object({ path: z.string(), rule: z.string() })).default([]),
-    retention: RetentionPolicy.partial().default({}),
+    secretAllow: z.array(z.object({ path: z.string(), rule: z.string() }).strict()).default([]),
+    retention: RetentionPolicy.partial().strict().default({}),
     mandatoryDrillContexts: z.array(z.string()).default(["internal-dogfood"]),
     lockTimeoutSeconds: z.number().int().min(0).default(30),
-    offsite: z.object({ targets: z.array(OffsiteTarget).default([]), concurrency: z.number().int().min(1).max(16).default(2) }).default({ targets: [], concurrency: 2 }),
+    offsite: z.object({ targets: z.array(OffsiteTarget).default([]), concurrency: z.number().int().min(1).max(16).default(2) }).strict().default({ targets: [], concurrency: 2 }),
   })
   .strict();
 export type Config = z.infer<typeof Config>;
@@ -61,6 +67,13 @@ export type Config = z.infer<typeof Config>;
 export function expandHome(path: string, env: NodeJS.ProcessEnv): string {
   if (path === "~" || path.startsWith("~/")) return resolve(env.HOME ?? homedir(), path.slice(2));
   return resolve(path);
+}
+
+/** "line L column C" of a JSON syntax error, never the text around it (it may hold a secret). */
+function jsonPosition(err: Error): string {
+  const m = /line (\d+) column (\d+)/.exec(err.message) ?? /position (\d+)/.exec(err.message);
+  if (!m) return /Unexpected end/.test(err.message) ? "syntax error: the file ends too early" : "syntax error (the text near it is not shown: it may hold a secret)";
+  return m.length === 3 ? `syntax error at line ${m[1]} column ${m[2]}` : `syntax error at offset ${m[1]}`;
 }
 
 function loadConfig(explicit: string | undefined, env: NodeJS.ProcessEnv): { config: Config; path: string | null } {
@@ -73,7 +86,9 @@ function loadConfig(explicit: string | undefined, env: NodeJS.ProcessEnv): { con
   try {
     raw = JSON.parse(readFileSync(path, "utf8"));
   } catch (err) {
-    throw new UsageError("PAAS_BACKUP_CONFIG_INVALID", `config file ${path} cannot be read as JSON (${(err as Error).message.split("\n")[0]})`, {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "EACCES" || code === "EPERM") throw err;
+    throw new UsageError("PAAS_BACKUP_CONFIG_INVALID", `config file ${path} cannot be read as JSON (${code ?? jsonPosition(err as Error)})`, {
       path,
       remediation: "Fix the file (see the README's Configuration section) or point --config elsewhere.",
       stage: "config",
@@ -82,7 +97,14 @@ function loadConfig(explicit: string | undefined, env: NodeJS.ProcessEnv): { con
   const parsed = Config.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new UsageError("PAAS_BACKUP_CONFIG_INVALID", `config file ${path}: ${issue ? `${issue.path.join(".") || "(root)"}: ${issue.message}` : "invalid"}`, {
+    // Name the key path as an operator types it: retention.dayly, offsite.targets[0].objectlock.
+    const keyPath = (at: readonly PropertyKey[]) => at.map((k, i) => (typeof k === "number" ? `[${k}]` : `${i ? "." : ""}${String(k)}`)).join("");
+    const where = !issue
+      ? "invalid"
+      : issue.code === "unrecognized_keys"
+        ? issue.keys.map((k) => `${keyPath([...issue.path, k])}: unknown key`).join("; ")
+        : `${keyPath(issue.path) || "(root)"}: ${issue.message}`;
+    throw new UsageError("PAAS_BACKUP_CONFIG_INVALID", `config file ${path}: ${where}`, {
       path,
       remediation: "Fix the field named (see the README's Configuration section); credentials never go in this file.",
       stage: "config",
@@ -113,7 +135,7 @@ export interface GlobalFlags {
   config?: string;
 }
 
-export function createRuntime(flags: GlobalFlags, env: NodeJS.ProcessEnv = process.env): Runtime {
+export function createRuntime(flags: GlobalFlags, env: NodeJS.ProcessEnv = process.env, command = ""): Runtime {
   const { config, path } = loadConfig(flags.config, env);
   const home = env.HOME ?? homedir();
   const envRoot = env.SI_PAAS_STATE_ROOT?.trim();
@@ -132,11 +154,14 @@ export function createRuntime(flags: GlobalFlags, env: NodeJS.ProcessEnv = proce
       : config.backupRoot
         ? expandHome(config.backupRoot, env)
         : resolve(home, ".si/paas-backups");
+  const json = flags.json === true;
   return {
+    command,
+    envelope: null,
     fs: nodeFs,
     env,
     clock: clockFrom(env),
-    json: flags.json === true,
+    json,
     stateRoot,
     backupRoot,
     config,
@@ -144,7 +169,8 @@ export function createRuntime(flags: GlobalFlags, env: NodeJS.ProcessEnv = proce
     stdoutIsTTY: process.stdout.isTTY === true,
     stderrIsTTY: process.stderr.isTTY === true,
     stdinIsTTY: process.stdin.isTTY === true,
-    write: (text) => process.stdout.write(text),
+    // Under --json stdout carries the one envelope and nothing else: stray text goes to stderr.
+    write: (text) => (json ? process.stderr : process.stdout).write(text),
     progress: (text) => {
       if (process.stderr.isTTY) process.stderr.write(text);
     },

@@ -27,6 +27,31 @@ export function requireContext(value: string | undefined): string {
   return validateContextName(value);
 }
 
+/**
+ * A context that is neither in the state root nor in the backup root is a typo, not an empty
+ * context: exit 2 naming both places (list, doctor, verify and restore would otherwise report
+ * "no snapshots" or pass on nothing).
+ */
+export function requireKnownContext(rt: Runtime, context: string): void {
+  const live = join(rt.stateRoot, "contexts", context);
+  const backups = join(rt.backupRoot, context);
+  if (existsSync(live) || existsSync(backups)) return;
+  throw new UsageError("PAAS_BACKUP_CONTEXT_NOT_FOUND", `context ${context} has neither state (${live}) nor snapshots (${backups})`, {
+    path: live,
+    remediation: "Check --context, --state-root and --backup-root (or SI_PAAS_STATE_ROOT and PAAS_BACKUP_ROOT); `si paas context list` shows the contexts.",
+    stage: "select",
+  });
+}
+
+export function requireContextDirExists(dir: string, context: string): void {
+  if (existsSync(dir)) return;
+  throw new UsageError("PAAS_BACKUP_CONTEXT_NOT_FOUND", `context ${context} not found: ${dir} does not exist`, {
+    path: dir,
+    remediation: "Check --context and --state-root (or SI_PAAS_STATE_ROOT); `si paas context list` shows the contexts.",
+    stage: "plan",
+  });
+}
+
 export function parseInclude(value: string | undefined, fallback: readonly OptionalFolder[]): OptionalFolder[] {
   if (value === undefined) return [...fallback];
   const items = value.split(",").map((s) => s.trim()).filter(Boolean);
@@ -41,10 +66,19 @@ export function parseInclude(value: string | undefined, fallback: readonly Optio
   return items as OptionalFolder[];
 }
 
-function readText(path: string, what: string): string {
+function readText(path: string, what: string, missing: "usage" | "safety" = "usage"): string {
   try {
     return readFileSync(path, "utf8");
   } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "EACCES" || code === "EPERM") throw err; // named as an environment problem, with the owner
+    // A missing identity is the same condition whichever command needs it: exit 4, as a wrong one.
+    if (missing === "safety")
+      throw new SafetyError("PAAS_BACKUP_IDENTITY_REQUIRED", `${what} ${path} cannot be read (${code ?? "error"})`, {
+        path,
+        remediation: "Pass --identity with the path of an age identity file whose recipient the snapshots were encrypted to.",
+        stage: "decrypt",
+      });
     throw new UsageError("PAAS_BACKUP_FILE_UNREADABLE", `${what} ${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? "error"})`, {
       path,
       remediation: `Check the path given for the ${what}.`,
@@ -62,6 +96,13 @@ export interface KeyFlags {
 
 /** Recipients from --recipient, --recipients-file, then the config file; none means no encryptor. */
 export function resolveEncryptor(rt: Runtime, flags: KeyFlags): ArtifactEncryptor | undefined {
+  if (flags.insecurePlaintext && ((flags.recipient?.length ?? 0) > 0 || flags.recipientsFile)) {
+    throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "--insecure-plaintext cannot be combined with --recipient or --recipients-file", {
+      remediation: "Choose one: drop --insecure-plaintext to encrypt to the recipients, or drop the recipients to write plaintext.",
+      stage: "arguments",
+    });
+  }
+  if (flags.insecurePlaintext) return undefined;
   const recipients = [...(flags.recipient ?? []).map(validateRecipient)];
   const file = flags.recipientsFile ?? rt.config.recipientsFile;
   if (file) recipients.push(...parseRecipients(readText(expandHome(file, rt.env), "recipients file"), expandHome(file, rt.env)));
@@ -90,7 +131,7 @@ export function resolveDecryptor(rt: Runtime, flags: KeyFlags): ArtifactDecrypto
       data: { repository: repo },
     });
   }
-  return ageDecryptor(parseIdentities(readText(path, "identity file"), path), path);
+  return ageDecryptor(parseIdentities(readText(path, "identity file", "safety"), path), path);
 }
 
 export function lockOwner(command: string): LockOwner {

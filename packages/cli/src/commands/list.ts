@@ -1,10 +1,11 @@
 import { checkSnapshotChecksum, listSnapshots } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { humanBytes, printEnvelope, table } from "../output.js";
-import { requireContext } from "./common.js";
+import { requireContext, requireKnownContext } from "./common.js";
 
 export async function listCommand(rt: Runtime, flags: { context?: string }): Promise<number> {
   const context = requireContext(flags.context);
+  requireKnownContext(rt, context);
   const snapshots = await listSnapshots(rt.fs, rt.backupRoot, context);
   const data = [];
   for (const s of snapshots) {
@@ -22,6 +23,8 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
       plaintext: !s.encrypted,
       madeBy: s.manifest ? "paas-backup" : "reference-flow",
       artifact: s.artifactPath,
+      // e.g. a state file that was not valid JSON when the snapshot was taken (kept as is)
+      warnings: (s.manifest?.warnings ?? []).map((w) => `${w.path}: ${w.reason}`),
     });
   }
   if (rt.json) {
@@ -35,8 +38,10 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
   rt.write(
     table([
       ["ID", "KIND", "TIME", "SIZE", "CHECKSUM", "ENCRYPTION", "PARENT"],
-      ...data.map((d) => [d.id, d.kind, d.time.replace(".000Z", "Z"), humanBytes(d.bytes), d.checksum, d.encrypted ? "age" : "PLAINTEXT", d.parent ?? (d.madeBy === "reference-flow" ? "(reference flow)" : "-")]),
-    ]),
+      ...data.map((d) => [d.id, d.kind, d.time.replace(".000Z", "Z"), humanBytes(d.bytes), d.checksum, d.encrypted ? "age" : "PLAINTEXT", d.parent ?? (d.madeBy === "reference-flow" ? "(reference flow)" : "-"), d.warnings.length ? `${d.warnings.length} (below)` : "-"]),
+    ].map((r, i) => (i === 0 ? [...r.slice(0, 7), "WARNINGS"] : r))),
   );
+  // Long texts go below the table, once, not on every row.
+  for (const d of data) for (const w of d.warnings) rt.write(`warning: ${d.id}: ${w}\n`);
   return 0;
 }

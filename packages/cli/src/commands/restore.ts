@@ -1,10 +1,11 @@
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline/promises";
 import { readFileSync } from "node:fs";
-import { restoreSnapshot, UsageError, ValidationError, type ExternalDoctorResult, type RestorePlan, type RestoreResult, type TrustStore } from "@paas-backup/core";
+import { restoreSnapshot, findSnapshot, chainOf, UsageError, ValidationError, type ExternalDoctorResult, type RestorePlan, type RestoreResult, type TrustStore } from "@paas-backup/core";
 import { resolveOperator, type Runtime } from "../runtime.js";
 import { keyValues, printEnvelope, progressBar } from "../output.js";
-import { lockOwner, requireContext, resolveDecryptor, type KeyFlags } from "./common.js";
+import { lockOwner, requireContext, requireKnownContext, resolveDecryptor, type KeyFlags } from "./common.js";
+import { offsiteFetcher } from "./offsite.js";
 import { allowRepoState } from "./guard.js";
 import { withContextLock } from "@paas-backup/core";
 
@@ -18,7 +19,12 @@ export interface RestoreFlags extends KeyFlags {
   dryRun?: boolean;
   doctorCmd?: string;
   fromOffsite?: string;
-  maxExpansion?: string;
+  maxExpansion?: number;
+}
+
+/** restore as the CLI runs it: with --from-offsite's fetch first when asked. */
+export function restoreAction(rt: Runtime, flags: RestoreFlags & Record<string, unknown>): Promise<number> {
+  return restoreCommand(rt, flags, offsiteFetcher(rt, flags));
 }
 
 /** Run an external doctor (e.g. `si paas doctor --json`) against the state root; ok only on JSON `"ok": true`. */
@@ -55,17 +61,6 @@ export function externalDoctorRunner(command: string, env: NodeJS.ProcessEnv): (
     });
 }
 
-export function parseExpansion(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < 1) {
-    throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", `--max-expansion ${JSON.stringify(value)} is not a number of at least 1`, {
-      remediation: "Give how many times its compressed size a hand-made archive may expand, e.g. --max-expansion 1000.",
-      stage: "arguments",
-    });
-  }
-  return n;
-}
-
 function loadTrustStore(env: NodeJS.ProcessEnv): TrustStore | null {
   const path = env.SI_VAULT_TRUST_STORE?.trim();
   if (!path) return null;
@@ -88,13 +83,32 @@ async function confirmOnTty(plan: RestorePlan): Promise<boolean> {
         ["  changed", plan.changes.changed.join(", ") || "none"],
         ["  moved aside", plan.changes.removed.join(", ") || "none"],
         ["  unchanged", plan.changes.unchanged],
+        ["  warnings", plan.warnings?.length ? plan.warnings.join("; ") : undefined],
         ["  staged doctor", !plan.stagedDoctor ? undefined : plan.stagedDoctor.ok ? "ok" : `FAILS: ${plan.stagedDoctor.checks.filter((c) => !c.ok).map((c) => c.name).join(", ")}`],
       ]).replace(/^/gm, ""),
   );
   const rl = createInterface({ input: process.stdin, output: process.stderr });
+  // Ctrl-C or Ctrl-D at the prompt: nothing has been changed yet, and the operator is told so.
+  const aborted = (how: string) =>
+    new UsageError("PAAS_BACKUP_ABORTED", `restore of ${plan.context} aborted at the confirmation prompt (${how}); nothing changed`, {
+      remediation: "Run the restore again when ready; --dry-run shows the plan without asking.",
+      stage: "confirm",
+    });
   try {
-    const answer = await rl.question(`Type the context name (${plan.context}) to confirm: `);
-    return answer.trim() === plan.context;
+    return await new Promise<boolean>((resolve, reject) => {
+      let answered = false;
+      rl.on("SIGINT", () => {
+        process.stderr.write("\n");
+        reject(aborted("Ctrl-C"));
+      });
+      rl.on("close", () => {
+        if (!answered) reject(aborted("end of input"));
+      });
+      rl.question(`Type the context name (${plan.context}) to confirm: `).then((answer) => {
+        answered = true;
+        resolve(answer.trim() === plan.context);
+      }, reject);
+    });
   } finally {
     rl.close();
   }
@@ -131,9 +145,21 @@ export async function restoreCommand(rt: Runtime, flags: RestoreFlags, fetchFrom
     });
   }
   if (fetchFromOffsite) await fetchFromOffsite();
+  else requireKnownContext(rt, context);
   const decryptor = resolveDecryptor(rt, flags);
   const bar = progressBar(rt, `restore ${context}`);
   let done = 0;
+  // The bar's total: every byte the chain's archives hold (the manifests say), when known.
+  let total: number | null = null;
+  if (rt.stderrIsTTY) {
+    try {
+      const { snapshot, all } = await findSnapshot(rt.fs, rt.backupRoot, context, flags.snapshot ?? "latest");
+      const links = chainOf(snapshot, all).chain;
+      if (links.every((l) => l.manifest)) total = links.reduce((n, l) => n + l.manifest!.totals.storedBytes, 0);
+    } catch {
+      total = null; // the restore itself reports what is wrong
+    }
+  }
   const ask = rt.stdinIsTTY && rt.stderrIsTTY && !flags.yes && !flags.dryRun && !rt.json;
   try {
     const result = await withContextLock(
@@ -156,12 +182,12 @@ export async function restoreCommand(rt: Runtime, flags: RestoreFlags, fetchFrom
           trustStore: loadTrustStore(rt.env),
           ...(flags.doctorCmd ? { externalDoctor: externalDoctorRunner(flags.doctorCmd, rt.env) } : {}),
           ...(ask ? { confirm: (plan: RestorePlan) => { bar.done(); return confirmOnTty(plan); } } : {}),
-          onBytes: (n) => bar.update((done += n), Math.max(done, 1)),
-          ...(flags.maxExpansion ? { maxExpansion: parseExpansion(flags.maxExpansion) } : {}),
+          onBytes: (n) => bar.update((done += n), total),
+          ...(flags.maxExpansion ? { maxExpansion: flags.maxExpansion } : {}),
         }),
     );
-    bar.done();
-    if (rt.json) printEnvelope(rt, { ok: true, command: "restore", context, mode: flags.dryRun ? "dry-run" : "live", count: 1, data: [result] });
+    bar.done(true);
+    if (rt.json) printEnvelope(rt, { ok: true, context, mode: flags.dryRun ? "dry-run" : "live", data: [result] });
     else describeRestore(rt, result);
     return 0;
   } catch (err) {

@@ -7,6 +7,13 @@ import { lockOwner, parseInclude, resolveEncryptor, type KeyFlags } from "./comm
 import { retentionPolicy } from "./prune.js";
 import { createSnapshot } from "@paas-backup/core";
 import { assertBackupLocation } from "./guard.js";
+import { resolveTargets } from "../targets.js";
+import { pushForContext } from "./offsite.js";
+
+/** tick as the CLI runs it: with an offsite push after each context when targets are configured. */
+export function tickAction(rt: Runtime, flags: KeyFlags & { context?: string; allContexts?: boolean; include?: string }): Promise<number> {
+  return tickCommand(rt, flags, resolveTargets(rt, {}, false).length > 0 ? (r, context) => pushForContext(r, context, {}) : undefined);
+}
 
 export interface TickOutcome {
   context: string;
@@ -98,9 +105,14 @@ export async function tickCommand(rt: Runtime, flags: KeyFlags & { context?: str
     rt.write(
       table([
         ["CONTEXT", "ACTION", "SNAPSHOT", "PRUNED", "RESULT"],
-        ...outcomes.map((o) => [o.context, o.action, o.snapshot?.id ?? "-", String(o.pruned.length), o.ok ? "ok" : `FAILED ${o.error?.code}: ${o.error?.message}`]),
+        ...outcomes.map((o) => [o.context, o.action, o.snapshot?.id ?? "-", String(o.pruned.length), o.ok ? "ok" : `FAILED (${o.error?.code})`]),
       ]),
     );
+    // Why each context did what it did, and the long texts, below the table.
+    for (const o of outcomes) {
+      rt.write(`${o.context}: ${o.action === "none" ? "nothing to do" : `took a ${o.action} snapshot`}: ${o.reason || "-"}${o.pruned.length ? `; pruned ${o.pruned.join(", ")}` : ""}\n`);
+      if (o.error) rt.write(`  ${o.error.message}\n  what to do: ${o.error.remediation}\n`);
+    }
   }
   if (ok) return 0;
   if (!flags.allContexts) return runs[0]!.exitCode;

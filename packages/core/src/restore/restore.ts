@@ -65,6 +65,8 @@ export interface RestorePlan {
   changes: RestoreChanges;
   /** the doctor over the staged state; computed for --dry-run and for the confirmation prompt */
   stagedDoctor: DoctorReport | null;
+  /** what the snapshot recorded when taken, e.g. a state file that was not valid JSON (kept as is) */
+  warnings: string[];
 }
 
 export interface RestoreResult extends RestorePlan {
@@ -181,9 +183,9 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
     record.snapshot = { id: asked.id, sha256: first.self.actual, kind: asked.kind };
     if (first.problem) {
       const fallback = await findFallback(all, asked, cache);
-      const why = first.self.state === "missing-checksum" ? "its checksum file is missing" : first.self.state === "mismatch" ? "its checksum does not match" : first.problem;
+      const why = first.self.state === "missing-checksum" ? "its checksum file is missing" : first.self.state === "malformed-checksum" ? `its checksum file ${asked.checksumPath} is malformed (empty or truncated: it names no sha256 for the artifact)` : first.self.state === "mismatch" ? "its checksum does not match" : first.problem;
       if (!options.fallback || !fallback) {
-        const code = first.self.state === "missing-checksum" ? "PAAS_BACKUP_CHECKSUM_MISSING" : first.self.state === "mismatch" ? "PAAS_BACKUP_CHECKSUM_MISMATCH" : "PAAS_BACKUP_CHAIN_BROKEN";
+        const code = first.self.state === "missing-checksum" ? "PAAS_BACKUP_CHECKSUM_MISSING" : first.self.state === "malformed-checksum" ? "PAAS_BACKUP_CHECKSUM_MALFORMED" : first.self.state === "mismatch" ? "PAAS_BACKUP_CHECKSUM_MISMATCH" : "PAAS_BACKUP_CHAIN_BROKEN";
         record.outcome = "refused";
         throw new IntegrityError(code, `refusing to restore snapshot ${asked.id} of ${context}: ${why} (${asked.artifactPath})`, {
           path: asked.artifactPath,
@@ -228,6 +230,7 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
       fallback: record.fallback,
       changes,
       stagedDoctor,
+      warnings: (chosen.manifest?.warnings ?? []).map((w) => `${w.path}: ${w.reason}`),
     };
 
     const cleanupStaged = async () => {

@@ -1,0 +1,42 @@
+import { ExitCode } from "@paas-backup/core/errors";
+
+export type ExitName = keyof typeof ExitCode;
+
+/**
+ * The one exit-code table: --help, the README and the contract test all read it. Keyed by core's
+ * ExitCode, so a code added there does not compile until it is described here.
+ */
+export const EXIT_MEANING: Record<ExitName, string> = {
+  ok: "ok",
+  unexpected: "a bug in paas-backup (or an offsite server that fails in a way not named below: PAAS_BACKUP_STORAGE_FAILED names the target)",
+  usage: "bad input: unknown or malformed flag, config file error, unknown context or snapshot, missing --ticket, restore not confirmed or aborted at the prompt (nothing changed)",
+  integrity: "integrity: checksum missing, malformed or mismatched, corrupt archive, broken incremental chain, content not as its manifest says",
+  safety: "refused for safety: hostile archive entry, secret found, unsafe location, no encryption recipient, missing or wrong identity (every command that decrypts)",
+  validation: "validation failed: post-restore or drill checks fail (the context is left blocked after a restore); doctor and unblock when checks fail",
+  busy: "busy: another run holds the context's lock (its holder is printed), or a state file kept changing while read",
+  partial: "some contexts failed in a multi-context run (--all-contexts)",
+  overdue: "a mandatory restore drill is overdue (drill status)",
+  environment: "the environment refused: permission denied (the file and its owner are named), no space left (the filesystem and the space needed), read-only filesystem",
+};
+
+/** The `error.code` a failure envelope carries when a command reports failed checks rather than throwing. */
+export const EXIT_ERROR_CODE: Record<ExitName, string> = {
+  ok: "",
+  unexpected: "PAAS_BACKUP_UNEXPECTED",
+  usage: "PAAS_BACKUP_INVALID_ARGUMENT",
+  integrity: "PAAS_BACKUP_INTEGRITY_FAILED",
+  safety: "PAAS_BACKUP_REFUSED",
+  validation: "PAAS_BACKUP_VALIDATION_FAILED",
+  busy: "PAAS_BACKUP_BUSY",
+  partial: "PAAS_BACKUP_PARTIAL_FAILURE",
+  overdue: "PAAS_BACKUP_DRILL_OVERDUE",
+  environment: "PAAS_BACKUP_ENVIRONMENT",
+};
+
+export function exitName(code: number): ExitName | undefined {
+  return (Object.keys(ExitCode) as ExitName[]).find((k) => ExitCode[k] === code);
+}
+
+export function exitTable(names: readonly ExitName[] = Object.keys(ExitCode) as ExitName[]): [number, string][] {
+  return names.map((n) => [ExitCode[n], EXIT_MEANING[n]] as [number, string]).sort((a, b) => a[0] - b[0]);
+}
