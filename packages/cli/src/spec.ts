@@ -235,7 +235,7 @@ export const COMMANDS: CommandSpec[] = [
     flags: [context, ...connection],
     examples: ["paas-backup offsite list --context internal-dogfood --target b2"],
     exitCodes: ["usage", "unexpected"],
-    json: "`data[]`: one per entry: `target`, `id`, `confirmed`, `immutable`, `immutableUntil`, `artifact`, `kind`, `encrypted`, `location`",
+    json: "`data[]`: one per target: `target`, `immutability`, `entries[]` (`id`, `confirmed`, `immutable`, `immutableUntil`, `artifact`, `kind`, `encrypted`, `location`)",
     load: L(() => import("./commands/offsite.js"), "offsiteListCommand"),
   },
   {
@@ -244,7 +244,7 @@ export const COMMANDS: CommandSpec[] = [
     flags: [context, ...connection, { flags: "--deep", description: "re-read and hash every artifact" }, { flags: "--require-immutable", description: "exit 4 when a copy is not immutable" }],
     examples: ["paas-backup offsite verify --context internal-dogfood --deep"],
     exitCodes: ["usage", "integrity", "safety", "unexpected"],
-    json: "`data[]`: one per copy: `target`, `id`, `ok`, `immutable`, `immutableUntil`, `problems`",
+    json: "`data[]`: one per target: `target`, `immutability`, `warnings`, `results[]` (`id`, `ok`, `immutable`, `immutableUntil`, `problems`)",
     load: L(() => import("./commands/offsite.js"), "offsiteVerifyCommand"),
   },
   {

@@ -11,7 +11,7 @@ import {
   verifySnapshots,
   type FileSystem,
 } from "@paas-backup/core";
-import { createStateRoot, appendEvents } from "@paas-backup/testing";
+import { createStateRoot, appendEvents } from "@paas-backup/core/sample";
 import type { Runtime } from "../runtime.js";
 import { humanBytes, printEnvelope } from "../output.js";
 
@@ -68,7 +68,7 @@ export async function demoCommand(rt: Runtime, flags: { keep?: boolean }): Promi
     const same = mismatched.length === 0 && after.size === expected.length && leaked.length === 0;
     say("compare", same ? `${expected.length} restored files byte-identical to the source; no planted secret restored` : `MISMATCH: ${mismatched.join(", ") || "file sets differ"}${leaked.length ? `; leaked ${leaked.length}` : ""}`);
     const ok = allOk && restored.ok && same;
-    if (rt.json) printEnvelope(rt, { ok, command: "demo", context, mode: "live", count: steps.length, data: steps });
+    if (rt.json) printEnvelope(rt, { ok, context, mode: "live", data: steps });
     else rt.write(ok ? `demo ok${flags.keep ? `; files kept in ${work}` : ""}\n` : "demo FAILED\n");
     return ok ? 0 : 1;
   } finally {
