@@ -96,7 +96,8 @@ function loadConfig(explicit: string | undefined, env: NodeJS.ProcessEnv): { con
   }
   const parsed = Config.safeParse(raw);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
+    // An unknown key (a typo) explains the other issues of its object: name it first.
+    const issue = parsed.error.issues.find((i) => i.code === "unrecognized_keys") ?? parsed.error.issues[0];
     // Name the key path as an operator types it: retention.dayly, offsite.targets[0].objectlock.
     const keyPath = (at: readonly PropertyKey[]) => at.map((k, i) => (typeof k === "number" ? `[${k}]` : `${i ? "." : ""}${String(k)}`)).join("");
     const where = !issue

@@ -8,6 +8,7 @@ import {
   parseRecipients,
   validateRecipient,
   validateContextName,
+  listSnapshots,
   UsageError,
   SafetyError,
   type ArtifactDecryptor,
@@ -32,10 +33,10 @@ export function requireContext(value: string | undefined): string {
  * context: exit 2 naming both places (list, doctor, verify and restore would otherwise report
  * "no snapshots" or pass on nothing).
  */
-export function requireKnownContext(rt: Runtime, context: string): void {
+export async function requireKnownContext(rt: Runtime, context: string): Promise<void> {
   const live = join(rt.stateRoot, "contexts", context);
   const backups = join(rt.backupRoot, context);
-  if (existsSync(live) || existsSync(backups)) return;
+  if (existsSync(live) || (existsSync(backups) && (await listSnapshots(rt.fs, rt.backupRoot, context)).length > 0)) return;
   throw new UsageError("PAAS_BACKUP_CONTEXT_NOT_FOUND", `context ${context} has neither state (${live}) nor snapshots (${backups})`, {
     path: live,
     remediation: "Check --context, --state-root and --backup-root (or SI_PAAS_STATE_ROOT and PAAS_BACKUP_ROOT); `si paas context list` shows the contexts.",

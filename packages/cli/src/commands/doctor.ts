@@ -6,7 +6,7 @@ import { allowRepoState } from "./guard.js";
 
 export async function doctorCommand(rt: Runtime, flags: { context?: string }): Promise<number> {
   const context = requireContext(flags.context);
-  requireKnownContext(rt, context);
+  await requireKnownContext(rt, context);
   const report = await runDoctor({ fs: rt.fs, stateRoot: rt.stateRoot, context, secretAllow: rt.config.secretAllow, allowRepoState: allowRepoState(rt.env) });
   if (rt.json) {
     const failing = report.checks.filter((c) => !c.ok);

@@ -44,8 +44,11 @@ export async function drillCommand(rt: Runtime, flags: KeyFlags & { context?: st
   return exitCode;
 }
 
-export async function drillStatusCommand(rt: Runtime, flags: { context?: string[] }): Promise<number> {
-  let contexts: string[] = (flags.context ?? []).map(validateContextName);
+export async function drillStatusCommand(rt: Runtime, flags: { context?: string[] | string }): Promise<number> {
+  // `drill` itself has --context too, and commander gives it the value when it comes after
+  // `status`: accept one name as well as the repeated list.
+  const named = flags.context === undefined ? [] : Array.isArray(flags.context) ? flags.context : [flags.context];
+  let contexts: string[] = named.map(validateContextName);
   if (contexts.length === 0) {
     try {
       contexts = readdirSync(rt.backupRoot, { withFileTypes: true })

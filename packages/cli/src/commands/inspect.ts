@@ -18,9 +18,9 @@ interface InspectFlags extends KeyFlags {
   maxExpansion?: number;
 }
 
-function common(rt: Runtime, flags: InspectFlags) {
+async function common(rt: Runtime, flags: InspectFlags) {
   const context = requireContext(flags.context);
-  requireKnownContext(rt, context);
+  await requireKnownContext(rt, context);
   const decryptor = resolveDecryptor(rt, flags);
   return { fs: rt.fs, backupRoot: rt.backupRoot, context, ...(decryptor ? { decryptor } : {}), ...(flags.maxExpansion ? { maxExpansion: flags.maxExpansion } : {}) };
 }
@@ -31,7 +31,7 @@ function scratch(): string {
 }
 
 export async function lsCommand(rt: Runtime, flags: InspectFlags): Promise<number> {
-  const opts = common(rt, flags);
+  const opts = await common(rt, flags);
   const { snapshot, files } = await listSnapshotFiles({ ...opts, snapshot: flags.snapshot ?? "latest" });
   if (rt.json) printEnvelope(rt, { ok: true, context: opts.context, mode: "live", snapshot: snapshot.id, data: files });
   else {
@@ -54,14 +54,14 @@ export async function dumpCommand(rt: Runtime, flags: InspectFlags, args: string
       stage: "arguments",
     });
   }
-  const opts = common(rt, flags);
+  const opts = await common(rt, flags);
   const path = args[0]!;
   await dumpSnapshotFile({ ...opts, snapshot: flags.snapshot ?? "latest", path, scratch: scratch(), out: process.stdout });
   return 0;
 }
 
 export async function diffCommand(rt: Runtime, flags: InspectFlags, args: string[]): Promise<number> {
-  const opts = common(rt, flags);
+  const opts = await common(rt, flags);
   const [from, second] = args;
   if (flags.live && second) {
     throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "diff takes a second snapshot or --live, not both", { remediation: "Compare two snapshots (ID1 ID2) or one snapshot with the live context (ID1 --live).", stage: "arguments" });
@@ -82,7 +82,7 @@ export async function diffCommand(rt: Runtime, flags: InspectFlags, args: string
 
 export async function findCommand(rt: Runtime, flags: InspectFlags, args: string[]): Promise<number> {
   const context = requireContext(flags.context);
-  requireKnownContext(rt, context);
+  await requireKnownContext(rt, context);
   const found = await findInSnapshots({ fs: rt.fs, backupRoot: rt.backupRoot, context, path: args[0]! });
   if (rt.json) printEnvelope(rt, { ok: true, context, mode: "live", path: args[0], data: found });
   else if (found.length === 0) rt.write(`${args[0]} is in no snapshot of ${context}\n`);

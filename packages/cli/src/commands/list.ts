@@ -5,7 +5,7 @@ import { requireContext, requireKnownContext } from "./common.js";
 
 export async function listCommand(rt: Runtime, flags: { context?: string }): Promise<number> {
   const context = requireContext(flags.context);
-  requireKnownContext(rt, context);
+  await requireKnownContext(rt, context);
   const snapshots = await listSnapshots(rt.fs, rt.backupRoot, context);
   const data = [];
   for (const s of snapshots) {

@@ -145,7 +145,7 @@ export async function restoreCommand(rt: Runtime, flags: RestoreFlags, fetchFrom
     });
   }
   if (fetchFromOffsite) await fetchFromOffsite();
-  else requireKnownContext(rt, context);
+  else await requireKnownContext(rt, context);
   const decryptor = resolveDecryptor(rt, flags);
   const bar = progressBar(rt, `restore ${context}`);
   let done = 0;

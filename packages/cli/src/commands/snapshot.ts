@@ -39,6 +39,8 @@ async function dryRun(rt: Runtime, context: string, flags: SnapshotFlags): Promi
 
 export async function takeSnapshot(rt: Runtime, context: string, kind: SnapshotKind, flags: SnapshotFlags, command: string): Promise<SnapshotResult> {
   await assertBackupLocation(rt);
+  // Before the lock: a context that does not exist must leave nothing in the backup root.
+  requireContextDirExists(join(rt.stateRoot, "contexts", context), context);
   const encryptor = resolveEncryptor(rt, flags);
   const bar = progressBar(rt, `snapshot ${context}`);
   try {

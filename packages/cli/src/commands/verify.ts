@@ -5,7 +5,7 @@ import { requireContext, requireKnownContext, resolveDecryptor, type KeyFlags } 
 
 export async function verifyCommand(rt: Runtime, flags: KeyFlags & { context?: string; snapshot?: string; all?: boolean; deep?: boolean; maxExpansion?: number }): Promise<number> {
   const context = requireContext(flags.context);
-  requireKnownContext(rt, context);
+  await requireKnownContext(rt, context);
   const decryptor = resolveDecryptor(rt, flags);
   const results = await verifySnapshots({
     fs: rt.fs,
