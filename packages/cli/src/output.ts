@@ -122,11 +122,12 @@ export function humanBytes(n: number): string {
  * An error the machine raised (no permission, no space, read-only filesystem) named as such,
  * with the file, its owner or the filesystem's free space; anything else is left as it is.
  */
-export function environmentError(err: unknown): PaasBackupError | null {
+export function environmentError(err: unknown, where: { path?: string; needed?: number } = {}): PaasBackupError | null {
   const seen = new Set<unknown>();
   for (let e = err as (NodeJS.ErrnoException & { cause?: unknown; dest?: unknown; needed?: unknown }) | undefined; e && typeof e === "object" && !seen.has(e); e = e.cause as typeof e) {
     seen.add(e);
-    const path = typeof e.path === "string" ? e.path : typeof e.dest === "string" ? e.dest : undefined;
+    // A write stream's ENOSPC often names no file: the caller knows which filesystem it wrote to.
+    const path = typeof e.path === "string" ? e.path : typeof e.dest === "string" ? e.dest : where.path;
     if (e.code === "EACCES" || e.code === "EPERM") {
       const at = path ? nearestExisting(path) : undefined;
       let owner = "";
@@ -147,17 +148,17 @@ export function environmentError(err: unknown): PaasBackupError | null {
       });
     }
     if (e.code === "ENOSPC" || e.code === "EDQUOT") {
-      let where = "";
+      let free = "";
       try {
         if (path) {
-          const fsInfo = statfsSync(nearestExisting(dirname(path)));
-          where = ` (${humanBytes(fsInfo.bavail * fsInfo.bsize)} free of ${humanBytes(fsInfo.blocks * fsInfo.bsize)})`;
+          const fsInfo = statfsSync(nearestExisting(path));
+          free = ` (${humanBytes(fsInfo.bavail * fsInfo.bsize)} free of ${humanBytes(fsInfo.blocks * fsInfo.bsize)})`;
         }
       } catch {
-        where = "";
+        free = "";
       }
-      const needed = typeof e.needed === "number" ? `; about ${humanBytes(e.needed as number)} is needed` : "";
-      return new EnvironmentError("PAAS_BACKUP_NO_SPACE", `no space left on the filesystem holding ${path ?? "the backup root"}${where}${needed}`, {
+      const needed = where.needed !== undefined ? `; this run needs up to ${humanBytes(where.needed)} there (the uncompressed size of what it writes)` : "";
+      return new EnvironmentError("PAAS_BACKUP_NO_SPACE", `no space left on the filesystem holding ${path ?? "the backup root"}${free}${needed}`, {
         ...(path ? { path } : {}),
         remediation: "Free space there (prune old snapshots: `paas-backup prune`), or point --backup-root at a larger filesystem; the partial artifact was removed and nothing is listed.",
         stage: "filesystem",

@@ -1,7 +1,7 @@
 import { createSnapshot, planSnapshotContents, withContextLock, type SnapshotKind, UsageError, type SnapshotResult } from "@paas-backup/core";
 import { join } from "node:path";
 import type { Runtime } from "../runtime.js";
-import { humanBytes, keyValues, printEnvelope, progressBar, table } from "../output.js";
+import { environmentError, humanBytes, keyValues, printEnvelope, progressBar, table } from "../output.js";
 import { lockOwner, parseInclude, requireContext, requireContextDirExists, resolveEncryptor, type KeyFlags } from "./common.js";
 import { assertBackupLocation } from "./guard.js";
 
@@ -37,6 +37,11 @@ async function dryRun(rt: Runtime, context: string, flags: SnapshotFlags): Promi
   return 0;
 }
 
+async function plannedBytes(rt: Runtime, context: string, flags: SnapshotFlags): Promise<number> {
+  const plan = await planSnapshotContents(rt.fs, join(rt.stateRoot, "contexts", context), parseInclude(flags.include, rt.config.include));
+  return plan.files.reduce((n, f) => n + f.stat.size, 0);
+}
+
 export async function takeSnapshot(rt: Runtime, context: string, kind: SnapshotKind, flags: SnapshotFlags, command: string): Promise<SnapshotResult> {
   await assertBackupLocation(rt);
   // Before the lock: a context that does not exist must leave nothing in the backup root.
@@ -63,6 +68,10 @@ export async function takeSnapshot(rt: Runtime, context: string, kind: SnapshotK
     );
     bar.done(true);
     return result;
+  } catch (err) {
+    // A full disk names the filesystem, its free space and what this snapshot needs.
+    const env = environmentError(err, { path: rt.backupRoot, needed: await plannedBytes(rt, context, flags).catch(() => undefined) });
+    throw env ?? err;
   } finally {
     bar.done();
   }
