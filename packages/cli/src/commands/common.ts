@@ -135,6 +135,24 @@ export function resolveDecryptor(rt: Runtime, flags: KeyFlags): ArtifactDecrypto
   return ageDecryptor(parseIdentities(readText(path, "identity file", "safety"), path), path);
 }
 
+/**
+ * The lock options every command uses: waiting for another run prints who holds the lock and
+ * since when on stderr (once), instead of lockTimeoutSeconds of silence.
+ */
+export function lockOptions(rt: Runtime, context: string, command: string) {
+  return {
+    fs: rt.fs,
+    backupRoot: rt.backupRoot,
+    context,
+    owner: lockOwner(command),
+    clock: rt.clock,
+    timeoutMs: rt.config.lockTimeoutSeconds * 1000,
+    onWait: (holder: { pid: number; host: string; command: string; startedAt: string }, timeoutMs: number) => {
+      process.stderr.write(`paas-backup ${command}: waiting for the lock of ${context}: held by pid ${holder.pid} on ${holder.host} (${holder.command || "unknown command"}) since ${holder.startedAt}; giving up after ${Math.round(timeoutMs / 1000)} s\n`);
+    },
+  };
+}
+
 export function lockOwner(command: string): LockOwner {
   return {
     pid: process.pid,

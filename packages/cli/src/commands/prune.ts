@@ -1,7 +1,7 @@
 import { pruneSnapshots, withContextLock, DEFAULT_RETENTION, type RetentionPolicy } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { printEnvelope, table } from "../output.js";
-import { lockOwner, requireContext } from "./common.js";
+import { lockOptions, requireContext } from "./common.js";
 
 type KeepFlags = { keepHourly?: number; keepDaily?: number; keepWeekly?: number; keepMonthly?: number };
 
@@ -16,7 +16,7 @@ export async function pruneCommand(rt: Runtime, flags: KeepFlags & { context?: s
   const context = requireContext(flags.context);
   const policy = retentionPolicy(rt, flags);
   const result = await withContextLock(
-    { fs: rt.fs, backupRoot: rt.backupRoot, context, owner: lockOwner("prune"), clock: rt.clock, timeoutMs: rt.config.lockTimeoutSeconds * 1000 },
+    lockOptions(rt, context, "prune"),
     () => pruneSnapshots({ fs: rt.fs, backupRoot: rt.backupRoot, context, policy, dryRun: flags.dryRun === true, clock: rt.clock }),
   );
   if (rt.json) {

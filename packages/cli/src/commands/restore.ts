@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { restoreSnapshot, findSnapshot, chainOf, UsageError, ValidationError, type ExternalDoctorResult, type RestorePlan, type RestoreResult, type TrustStore } from "@paas-backup/core";
 import { resolveOperator, type Runtime } from "../runtime.js";
 import { keyValues, printEnvelope, progressBar } from "../output.js";
-import { lockOwner, requireContext, requireKnownContext, resolveDecryptor, type KeyFlags } from "./common.js";
+import { lockOptions, requireContext, requireKnownContext, resolveDecryptor, type KeyFlags } from "./common.js";
 import { offsiteFetcher } from "./offsite.js";
 import { allowRepoState } from "./guard.js";
 import { withContextLock } from "@paas-backup/core";
@@ -163,7 +163,7 @@ export async function restoreCommand(rt: Runtime, flags: RestoreFlags, fetchFrom
   const ask = rt.stdinIsTTY && rt.stderrIsTTY && !flags.yes && !flags.dryRun && !rt.json;
   try {
     const result = await withContextLock(
-      { fs: rt.fs, backupRoot: rt.backupRoot, context, owner: lockOwner("restore"), clock: rt.clock, timeoutMs: rt.config.lockTimeoutSeconds * 1000 },
+      lockOptions(rt, context, "restore"),
       () =>
         restoreSnapshot({
           fs: rt.fs,

@@ -2,7 +2,7 @@ import { createSnapshot, planSnapshotContents, withContextLock, type SnapshotKin
 import { join } from "node:path";
 import type { Runtime } from "../runtime.js";
 import { environmentError, humanBytes, keyValues, printEnvelope, progressBar, table } from "../output.js";
-import { lockOwner, parseInclude, requireContext, requireContextDirExists, resolveEncryptor, type KeyFlags } from "./common.js";
+import { lockOptions, parseInclude, requireContext, requireContextDirExists, resolveEncryptor, type KeyFlags } from "./common.js";
 import { assertBackupLocation } from "./guard.js";
 
 export interface SnapshotFlags extends KeyFlags {
@@ -50,7 +50,7 @@ export async function takeSnapshot(rt: Runtime, context: string, kind: SnapshotK
   const bar = progressBar(rt, `snapshot ${context}`);
   try {
     const result = await withContextLock(
-      { fs: rt.fs, backupRoot: rt.backupRoot, context, owner: lockOwner(command), clock: rt.clock, timeoutMs: rt.config.lockTimeoutSeconds * 1000 },
+      lockOptions(rt, context, command),
       () =>
         createSnapshot({
           fs: rt.fs,

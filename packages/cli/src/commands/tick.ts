@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { decideTick, isContextFolderName, listSnapshots, pruneSnapshots, withContextLock, PaasBackupError, UsageError, validateContextName, type SnapshotResult } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { printEnvelope, table } from "../output.js";
-import { lockOwner, parseInclude, resolveEncryptor, type KeyFlags } from "./common.js";
+import { lockOptions, parseInclude, resolveEncryptor, type KeyFlags } from "./common.js";
 import { retentionPolicy } from "./prune.js";
 import { createSnapshot } from "@paas-backup/core";
 import { assertBackupLocation } from "./guard.js";
@@ -50,7 +50,7 @@ async function tickOne(rt: Runtime, context: string, flags: KeyFlags & { include
   try {
     const encryptor = resolveEncryptor(rt, flags);
     await withContextLock(
-      { fs: rt.fs, backupRoot: rt.backupRoot, context, owner: lockOwner("tick"), clock: rt.clock, timeoutMs: rt.config.lockTimeoutSeconds * 1000 },
+      lockOptions(rt, context, "tick"),
       async () => {
         const now = rt.clock();
         const decision = decideTick(await listSnapshots(rt.fs, rt.backupRoot, context), now);

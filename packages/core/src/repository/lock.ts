@@ -26,6 +26,8 @@ export interface LockOptions {
   timeoutMs: number;
   staleAfterMs?: number;
   sleep?: (ms: number) => Promise<void>;
+  /** called once, when the lock is held by a live run and we start waiting: lets the CLI say who holds it */
+  onWait?: (holder: { pid: number; host: string; command: string; startedAt: string }, timeoutMs: number) => void;
 }
 
 interface LockRecord {
@@ -62,6 +64,7 @@ export async function acquireContextLock(options: LockOptions): Promise<HeldLock
   const deadline = clock().getTime() + options.timeoutMs;
   const mine: LockRecord = { pid: owner.pid, host: owner.host, nonce: randomUUID(), startedAt: clock().toISOString(), command: owner.command };
   let tookOverFrom: LockRecord | null = null;
+  let told = false;
   for (;;) {
     try {
       await fs.writeFile(path, `${JSON.stringify(mine)}\n`, { mode: 0o600, exclusive: true });
@@ -107,6 +110,10 @@ export async function acquireContextLock(options: LockOptions): Promise<HeldLock
         stage: "lock",
         data: { holder: { pid: holder.pid, host: holder.host, startedAt: holder.startedAt, command: holder.command } },
       });
+    }
+    if (!told && options.onWait) {
+      told = true;
+      options.onWait({ pid: holder.pid, host: holder.host, command: holder.command, startedAt: holder.startedAt }, options.timeoutMs);
     }
     await sleep(Math.min(250, Math.max(10, deadline - clock().getTime())));
   }
