@@ -10,6 +10,7 @@ export default defineConfig({
     alias: [
       { find: /^@paas-backup\/core\/node$/, replacement: src("./packages/core/src/fs/node-fs.ts") },
       { find: /^@paas-backup\/core$/, replacement: src("./packages/core/src/index.ts") },
+      { find: /^@paas-backup\/s3$/, replacement: src("./packages/s3/src/index.ts") },
       { find: /^@paas-backup\/testing$/, replacement: src("./packages/testing/src/index.ts") },
     ],
   },

@@ -1,4 +1,4 @@
-import { LocalStorage, MemoryStorage, S3Storage, parseTargetUrl, UsageError, type OffsiteTarget } from "@paas-backup/core";
+import { openTarget, parseTargetUrl, registerStorageDriver, UsageError, type OffsiteTarget } from "@paas-backup/core";
 import type { Runtime } from "./runtime.js";
 import { gitRootAbove } from "./commands/common.js";
 import { SafetyError } from "@paas-backup/core";
@@ -13,10 +13,11 @@ export interface TargetFlags {
   lockDays?: number;
 }
 
-const memoryTargets = new Map<string, MemoryStorage>();
+// The S3 driver (and the AWS SDK under it) loads only when an s3:// target is opened.
+registerStorageDriver("s3", { load: async () => (await import("@paas-backup/s3")).storageDriver });
 
-/** Build the storage driver a target URL names (credentials: the AWS SDK's default chain, never flags or config). */
-function openUrl(rt: Runtime, url: string, opts: { endpoint?: string | undefined; region?: string | undefined; pathStyle?: boolean | undefined }): OffsiteTarget["storage"] {
+/** Open the storage driver a target URL names (credentials: the AWS SDK's default chain, never flags or config). */
+async function openUrl(rt: Runtime, url: string, opts: { endpoint?: string | undefined; region?: string | undefined; pathStyle?: boolean | undefined }): Promise<OffsiteTarget["storage"]> {
   const spec = parseTargetUrl(url);
   if (spec.kind === "file") {
     const repo = gitRootAbove(`${spec.location}/x`);
@@ -27,25 +28,17 @@ function openUrl(rt: Runtime, url: string, opts: { endpoint?: string | undefined
         stage: "location",
       });
     }
-    return new LocalStorage(rt.fs, spec.location);
   }
-  if (spec.kind === "memory") {
-    let m = memoryTargets.get(spec.location);
-    if (!m) memoryTargets.set(spec.location, (m = new MemoryStorage(url)));
-    return m;
-  }
-  return new S3Storage({
-    bucket: spec.location,
-    prefix: spec.prefix,
-    url,
-    ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
-    ...(opts.region ? { region: opts.region } : {}),
-    pathStyle: opts.pathStyle === true,
+  return openTarget(url, {
+    fs: rt.fs,
+    endpoint: opts.endpoint,
+    region: opts.region,
+    pathStyle: opts.pathStyle,
     ...(rt.env.PAAS_BACKUP_S3_PART_SIZE ? { partSize: Number(rt.env.PAAS_BACKUP_S3_PART_SIZE) } : {}),
   });
 }
 
-export function resolveTargets(rt: Runtime, flags: TargetFlags, required = true): OffsiteTarget[] {
+export async function resolveTargets(rt: Runtime, flags: TargetFlags, required = true): Promise<OffsiteTarget[]> {
   if (flags.to) {
     const lock =
       flags.lockMode || flags.lockDays
@@ -57,7 +50,7 @@ export function resolveTargets(rt: Runtime, flags: TargetFlags, required = true)
             return { mode: mode as "COMPLIANCE" | "GOVERNANCE", days };
           })()
         : undefined;
-    return [{ name: flags.to, storage: openUrl(rt, flags.to, flags), ...(lock ? { objectLock: lock } : {}) }];
+    return [{ name: flags.to, storage: await openUrl(rt, flags.to, flags), ...(lock ? { objectLock: lock } : {}) }];
   }
   const configured = rt.config.offsite.targets.filter((t) => !flags.target || t.name === flags.target || t.url === flags.target);
   if (flags.target && configured.length === 0) {
@@ -68,10 +61,12 @@ export function resolveTargets(rt: Runtime, flags: TargetFlags, required = true)
   if (configured.length === 0 && required) {
     throw new UsageError("PAAS_BACKUP_NO_TARGET", "no offsite target: pass --to <url> or configure offsite.targets", { remediation: "For example --to s3://backups/si --endpoint https://s3.example.net --path-style, or --to file:///mnt/offsite.", stage: "arguments" });
   }
-  return configured.map((t) => ({
-    name: t.name,
-    storage: openUrl(rt, t.url, { endpoint: t.endpoint, region: t.region, pathStyle: t.pathStyle }),
-    ...(t.objectLock ? { objectLock: t.objectLock } : {}),
-    ...(t.retention ? { retention: t.retention } : {}),
-  }));
+  return Promise.all(
+    configured.map(async (t) => ({
+      name: t.name,
+      storage: await openUrl(rt, t.url, { endpoint: t.endpoint, region: t.region, pathStyle: t.pathStyle }),
+      ...(t.objectLock ? { objectLock: t.objectLock } : {}),
+      ...(t.retention ? { retention: t.retention } : {}),
+    })),
+  );
 }

@@ -6,7 +6,9 @@ import { createServer, request, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { S3Client, PutObjectCommand, DeleteObjectCommand, CreateBucketCommand, GetObjectCommand } from "@aws-sdk/client-s3";
-import { S3Storage, MemoryStorage, pruneOffsite, pushOffsite, createSnapshot } from "@paas-backup/core";
+import { pruneOffsite, pushOffsite, createSnapshot } from "@paas-backup/core";
+import { MemoryStorage } from "@paas-backup/testing";
+import { S3Storage } from "@paas-backup/s3";
 import { nodeFs } from "@paas-backup/core/node";
 import { CLI, makeSandbox, runCli, treeHashes, type Sandbox } from "./helpers.js";
 
@@ -192,18 +194,12 @@ describe("offsite copies to an S3-compatible server", () => {
   });
 
   it("lists a target page by page (ListObjectsV2 pagination)", async () => {
-    const storage = new S3Storage({ bucket, prefix: "p", url: `s3://${bucket}/p`, endpoint, pathStyle: true, client });
+    const storage = new S3Storage({ bucket, prefix: "p", url: `s3://${bucket}/p`, endpoint, pathStyle: true, client, pageSize: 2 });
     const { Readable } = await import("node:stream");
     for (let i = 0; i < 5; i++) await storage.put(`c/obj-${i}`, Readable.from([Buffer.from(`x${i}`)]), { sha256: "0".repeat(64), size: 2 });
-    const before = S3Storage.pageSizeForTests;
-    S3Storage.pageSizeForTests = 2;
-    try {
-      const keys: string[] = [];
-      for await (const o of storage.list("c/")) keys.push(o.key);
-      expect(keys).toEqual(["c/obj-0", "c/obj-1", "c/obj-2", "c/obj-3", "c/obj-4"]);
-    } finally {
-      S3Storage.pageSizeForTests = before;
-    }
+    const keys: string[] = [];
+    for await (const o of storage.list("c/")) keys.push(o.key);
+    expect(keys).toEqual(["c/obj-0", "c/obj-1", "c/obj-2", "c/obj-3", "c/obj-4"]);
   });
 });
 

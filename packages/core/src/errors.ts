@@ -90,8 +90,10 @@ export class EnvironmentError extends PaasBackupError {
   }
 }
 
+/** A missing file (ENOENT from a FileSystem) or a missing object (ObjectNotFoundError from any storage driver). */
 export function isNotFound(err: unknown): boolean {
-  return typeof err === "object" && err !== null && (err as { code?: unknown }).code === "ENOENT";
+  const code = typeof err === "object" && err !== null ? (err as { code?: unknown }).code : undefined;
+  return code === "ENOENT" || code === "PAAS_BACKUP_OBJECT_NOT_FOUND";
 }
 
 export function errorCodeOf(err: unknown): string | undefined {

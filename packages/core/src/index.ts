@@ -36,9 +36,23 @@ export { planRetention, isoWeek, DEFAULT_RETENTION, type RetentionPolicy, type R
 export { pruneSnapshots, type PruneResult } from "./retention/prune.js";
 export { decideTick, isContextFolderName, INCREMENTAL_AFTER_MS, type TickAction } from "./snapshot/schedule.js";
 export { runDrill, drillStatus, nextDrillDue, quarterStart, type DrillResult, type DrillStatus } from "./governance/drill.js";
-export { parseTargetUrl, type ObjectStorage, type StoredObject, type PutOptions, type PutResult, type Immutability, type TargetSpec } from "./repository/storage.js";
-export { MemoryStorage } from "./repository/drivers/memory.js";
-export { LocalStorage } from "./repository/drivers/local.js";
-export { S3Storage, type S3StorageOptions } from "./repository/drivers/s3.js";
+export {
+  parseTargetUrl,
+  ObjectNotFoundError,
+  stagedKey,
+  isStagedKey,
+  stagedMismatch,
+  type ObjectStorage,
+  type StorageFlags,
+  type StagedObject,
+  type StoredObject,
+  type PutOptions,
+  type PutResult,
+  type Immutability,
+  type TargetSpec,
+} from "./repository/storage.js";
+export { LocalStorage, type LocalStorageOptions } from "./repository/drivers/local.js";
+export { openTarget, registerStorageDriver, type OpenTargetOptions, type StorageDriverFactory } from "./repository/targets.js";
+export { HashingStream, sha256Hex } from "./util/hash.js";
 export { pushOffsite, listOffsite, verifyOffsite, pruneOffsite, fetchFromOffsite, DEFAULT_OFFSITE_RETENTION, type OffsiteTarget, type OffsiteCopy, type PushResult, type OffsiteEntry, type OffsiteVerification } from "./offsite/offsite.js";
 export { listSnapshotFiles, dumpSnapshotFile, diffSnapshots, findInSnapshots, type SnapshotFileEntry, type DiffEntry, type SnapshotDiff, type FoundCopy } from "./snapshot/inspect.js";

@@ -1,6 +1,6 @@
 import { describe, it, expect } from "vitest";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, writeFileSync, mkdirSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, writeFileSync, mkdirSync, readdirSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
@@ -17,20 +17,26 @@ describe("@paas-backup/core as a published package", () => {
       mkdirSync(project);
       writeFileSync(join(project, "package.json"), JSON.stringify({ name: "consumer", private: true, type: "module" }));
       execFileSync("npm", ["install", "--no-audit", "--no-fund", "--loglevel=error", join(work, tarball)], { cwd: project, stdio: "pipe" });
+      // The S3 driver is its own package: a tool that writes to a local folder gets no AWS SDK.
+      expect(existsSync(join(project, "node_modules", "@paas-backup", "core"))).toBe(true);
+      expect(existsSync(join(project, "node_modules", "@aws-sdk"))).toBe(false);
+      expect(readdirSync(join(project, "node_modules")).filter((d) => /aws|smithy/.test(d))).toEqual([]);
       const ctx = join(work, "state", "contexts", "oss-demo");
       mkdirSync(join(ctx, "events"), { recursive: true });
       writeFileSync(join(ctx, "config.json"), `${JSON.stringify({ name: "oss-demo", type: "oss-demo" }, null, 2)}\n`);
       writeFileSync(join(ctx, "events", "audit.jsonl"), '{"timestamp":"2026-11-24T00:00:00Z","context":"oss-demo","source":"audit","command":"doctor","status":"succeeded"}\n');
       writeFileSync(
         join(project, "embed.mjs"),
-        `import { createSnapshot, verifySnapshots } from "@paas-backup/core";
+        `import { createSnapshot, verifySnapshots, openTarget } from "@paas-backup/core";
 import { nodeFs } from "@paas-backup/core/node";
 const r = await createSnapshot({ fs: nodeFs, stateRoot: ${JSON.stringify(join(work, "state"))}, backupRoot: ${JSON.stringify(join(work, "backups"))}, context: "oss-demo", clock: () => new Date(), insecurePlaintext: true });
 const [v] = await verifySnapshots({ fs: nodeFs, backupRoot: ${JSON.stringify(join(work, "backups"))}, context: "oss-demo", snapshot: r.id, deep: true });
-console.log(JSON.stringify({ id: r.id, files: r.files, absent: r.absent.length, ok: v.ok }));`,
+const s3 = await openTarget("s3://bucket/prefix", { fs: nodeFs }).then(() => "opened", (e) => e.code);
+console.log(JSON.stringify({ id: r.id, files: r.files, absent: r.absent.length, ok: v.ok, s3 }));`,
       );
       const out = JSON.parse(execFileSync("node", ["embed.mjs"], { cwd: project, encoding: "utf8" }));
-      expect(out).toMatchObject({ files: 2, absent: 8, ok: true });
+      // s3:// needs @paas-backup/s3 beside core: without it, a typed usage error, not a crash
+      expect(out).toMatchObject({ files: 2, absent: 8, ok: true, s3: "PAAS_BACKUP_DRIVER_MISSING" });
       expect(out.id).toMatch(/^\d{8}T\d{6}Z$/);
     } finally {
       rmSync(work, { recursive: true, force: true });

@@ -1,6 +1,6 @@
 import { describe, it, expect } from "vitest";
-import { MemoryFileSystem, createStateRoot, appendEvents } from "@paas-backup/testing";
-import { createSnapshot, listSnapshots, listSnapshotsIn, checkSnapshotChecksum, chainOf, materializeChain, MemoryStorage, backupRootStorage } from "../src/index.js";
+import { MemoryFileSystem, MemoryStorage, createStateRoot, appendEvents } from "@paas-backup/testing";
+import { createSnapshot, listSnapshots, listSnapshotsIn, checkSnapshotChecksum, chainOf, materializeChain, backupRootStorage } from "../src/index.js";
 import { Readable } from "node:stream";
 import { createHash } from "node:crypto";
 

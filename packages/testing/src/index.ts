@@ -1,3 +1,4 @@
 export { MemoryFileSystem } from "./memory-fs.js";
 export { createStateRoot, appendEvents, eventLine, type StateRoot, type StateRootOptions, type ContextSpec, type PlantedSecret } from "./state-root.js";
 export { hostileCorpus, rawTar, type HostileCase, type RawEntry } from "./hostile.js";
+export { MemoryStorage } from "./memory-storage.js";

@@ -22,13 +22,13 @@ async function pool<T, R>(items: T[], limit: number, work: (item: T) => Promise<
 
 export async function pushForContext(rt: Runtime, context: string, flags: TargetFlags): Promise<PushResult[]> {
   const results: PushResult[] = [];
-  for (const target of resolveTargets(rt, flags)) results.push(await pushOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock }));
+  for (const target of await resolveTargets(rt, flags)) results.push(await pushOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock }));
   return results;
 }
 
 export async function offsitePushCommand(rt: Runtime, flags: TargetFlags & { context?: string; allContexts?: boolean; requireImmutable?: boolean }): Promise<number> {
   const contexts = flags.allContexts ? contextsOf(rt) : [requireContext(flags.context)];
-  resolveTargets(rt, flags); // fail on a bad target before any work
+  await resolveTargets(rt, flags); // fail on a bad target before any work
   const results = (
     await pool(contexts, rt.config.offsite.concurrency, (context) =>
       withContextLock(lockOptions(rt, context, "offsite push"), () => pushForContext(rt, context, flags)),
@@ -52,7 +52,7 @@ export async function offsitePushCommand(rt: Runtime, flags: TargetFlags & { con
 export async function offsiteListCommand(rt: Runtime, flags: TargetFlags & { context?: string }): Promise<number> {
   const context = requireContext(flags.context);
   const data = [];
-  for (const target of resolveTargets(rt, flags)) {
+  for (const target of await resolveTargets(rt, flags)) {
     const { entries, immutability } = await listOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock });
     // Plain data only: a SnapshotRef carries its storage driver (and an S3 client with it).
     const plain = entries.map(({ snapshot, ...e }) => ({ ...e, kind: snapshot?.kind ?? null, encrypted: snapshot?.encrypted ?? null, location: snapshot?.artifactPath ?? null }));
@@ -70,7 +70,7 @@ export async function offsiteListCommand(rt: Runtime, flags: TargetFlags & { con
 export async function offsiteVerifyCommand(rt: Runtime, flags: TargetFlags & { context?: string; deep?: boolean; requireImmutable?: boolean }): Promise<number> {
   const context = requireContext(flags.context);
   const data = [];
-  for (const target of resolveTargets(rt, flags)) {
+  for (const target of await resolveTargets(rt, flags)) {
     const { results, immutability } = await verifyOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock, deep: flags.deep === true });
     const warnings = immutability.enabled ? [] : [`copies at ${target.storage.url} are not immutable: ${immutability.detail}`];
     data.push({ target: target.storage.url, immutability, warnings, results });
@@ -90,7 +90,7 @@ export async function offsiteVerifyCommand(rt: Runtime, flags: TargetFlags & { c
 export async function offsitePruneCommand(rt: Runtime, flags: TargetFlags & { context?: string; dryRun?: boolean }): Promise<number> {
   const context = requireContext(flags.context);
   const data = [];
-  for (const target of resolveTargets(rt, flags)) data.push({ target: target.storage.url, ...(await pruneOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock, dryRun: flags.dryRun === true })) });
+  for (const target of await resolveTargets(rt, flags)) data.push({ target: target.storage.url, ...(await pruneOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock, dryRun: flags.dryRun === true })) });
   if (rt.json) printEnvelope(rt, { ok: true, command: "offsite prune", context, mode: flags.dryRun ? "dry-run" : "live", count: data.length, data });
   else for (const d of data) rt.write(table([["ID", "ACTION", "WHY"], ...d.keep.map((k) => [k.id, "keep", k.reasons.join(", ")]), ...d.remove.map((id) => [id, flags.dryRun ? "would remove" : "removed", "not kept by the offsite policy"])]));
   return 0;
@@ -101,7 +101,7 @@ export function offsiteFetcher(rt: Runtime, flags: TargetFlags & { context?: str
   if (!flags.fromOffsite) return undefined;
   return async () => {
     const context = requireContext(flags.context);
-    const [target] = resolveTargets(rt, { ...flags, target: flags.fromOffsite });
+    const [target] = await resolveTargets(rt, { ...flags, target: flags.fromOffsite });
     const r = await fetchFromOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target: target!, snapshot: flags.snapshot ?? "latest", clock: rt.clock });
     if (!rt.json) process.stderr.write(`offsite: ${r.fetched ? `fetched ${r.id} from ${target!.storage.url} (${r.reason})` : `using the local copy of ${r.id} (${r.reason})`}\n`);
     if (flags.snapshot === undefined || flags.snapshot === "latest") flags.snapshot = r.id;

@@ -11,8 +11,8 @@ import { resolveTargets } from "../targets.js";
 import { pushForContext } from "./offsite.js";
 
 /** tick as the CLI runs it: with an offsite push after each context when targets are configured. */
-export function tickAction(rt: Runtime, flags: KeyFlags & { context?: string; allContexts?: boolean; include?: string }): Promise<number> {
-  return tickCommand(rt, flags, resolveTargets(rt, {}, false).length > 0 ? (r, context) => pushForContext(r, context, {}) : undefined);
+export async function tickAction(rt: Runtime, flags: KeyFlags & { context?: string; allContexts?: boolean; include?: string }): Promise<number> {
+  return tickCommand(rt, flags, (await resolveTargets(rt, {}, false)).length > 0 ? (r, context) => pushForContext(r, context, {}) : undefined);
 }
 
 export interface TickOutcome {

@@ -209,7 +209,7 @@ export async function verifyOffsite(options: { fs: FileSystem; backupRoot: strin
       if (!e.checksum) problems.push("checksum file missing at the target");
       else if (rec && (await expectedChecksum(e.snapshot)) !== rec.sha256) problems.push("checksum file at the target does not name the copied sha256");
       // A directory target is cheap to read: always check its bytes. Object stores: metadata, or bytes with --deep.
-      if (options.deep || !rec || storage.kind === "file") {
+      if (options.deep || !rec || storage.flags.cheapReads) {
         const actual = await hashObject(storage, e.artifact.key);
         const expected = rec?.sha256 ?? e.artifact.sha256;
         if (actual.sha256 !== expected) problems.push(`artifact bytes hash to ${actual.sha256}, expected ${expected} (changed behind our back)`);

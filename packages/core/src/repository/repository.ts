@@ -1,5 +1,5 @@
 import type { FileSystem } from "../fs/types.js";
-import { UsageError } from "../errors.js";
+import { IntegrityError, UsageError } from "../errors.js";
 import type { Manifest } from "../manifest/schema.js";
 import { parseManifest } from "../manifest/io.js";
 import type { ObjectStorage, StoredObject } from "./storage.js";
@@ -50,9 +50,9 @@ export function artifactNames(id: string, encrypted: boolean) {
   return { artifactName, checksumName: `${artifactName}.sha256`, manifestName: `${id}.manifest.json` };
 }
 
-/** The backup root as a storage target (writable: snapshots are written there through the FileSystem). */
+/** The backup root as storage: writable, in the policy's own layout (no sidecar files of the driver's). */
 export function backupRootStorage(fs: FileSystem, backupRoot: string): ObjectStorage {
-  return new LocalStorage(fs, backupRoot, false);
+  return new LocalStorage(fs, backupRoot, { readOnly: false });
 }
 
 export async function readSmallObject(storage: ObjectStorage, key: string, limit = 64 * 1024 * 1024): Promise<string> {
@@ -61,7 +61,12 @@ export async function readSmallObject(storage: ObjectStorage, key: string, limit
   for await (const c of await storage.get(key)) {
     chunks.push(c as Buffer);
     size += (c as Buffer).length;
-    if (size > limit) throw new Error(`${storage.locate(key)} is larger than ${limit} bytes`);
+    if (size > limit)
+      throw new IntegrityError("PAAS_BACKUP_OBJECT_TOO_LARGE", `${storage.locate(key)} is larger than ${limit} bytes`, {
+        path: storage.locate(key),
+        remediation: "This file is not one paas-backup wrote (a manifest or checksum is small): remove or replace it, then run `paas-backup verify`.",
+        stage: "storage",
+      });
   }
   return Buffer.concat(chunks).toString("utf8");
 }

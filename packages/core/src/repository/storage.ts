@@ -1,5 +1,5 @@
-import type { Readable } from "node:stream";
-import { UsageError } from "../errors.js";
+import type { Readable, Writable } from "node:stream";
+import { IntegrityError, UsageError } from "../errors.js";
 
 /**
  * One storage interface, a driver per backend (as unstorage does): local directory, memory, S3.
@@ -30,8 +30,8 @@ export interface PutResult {
   key: string;
   size: number;
   sha256: string;
-  /** how the copy was confirmed: the server's own checksum, or a streamed re-read and hash */
-  confirmedBy: "server-checksum" | "reread";
+  /** how the copy was confirmed: the server's own checksum, a streamed re-read and hash, or (the backup root) the hash of the bytes written */
+  confirmedBy: "server-checksum" | "reread" | "hashed-on-write";
   multipart: boolean;
 }
 
@@ -43,31 +43,100 @@ export interface Immutability {
   detail: string;
 }
 
+/**
+ * What a driver can do, so callers decide by capability and never by driver name (unstorage's
+ * `flags`). Every flag is a promise the conformance suite checks for each driver.
+ */
+export interface StorageFlags {
+  /** reading an object back is cheap (a local or mounted disk): verify bytes, not only metadata */
+  cheapReads: boolean;
+  /** head() reports permission bits and the owner of objects */
+  permissions: boolean;
+  /** put() can ask for write-once retention (S3 Object Lock) */
+  retention: boolean;
+}
+
+/**
+ * An object being written as a stream. Nothing is visible under its key until commit() returns;
+ * abort() (or a crash) leaves only a staged leftover that sweepStaged() removes later. The local
+ * driver stages into a dot-file in the same folder and commits with flush + rename + flush.
+ */
+export interface StagedObject {
+  readonly stream: Writable;
+  /**
+   * After the stream has finished: make the object visible under its key. With `expectSha256`,
+   * bytes that hash otherwise are refused (IntegrityError) and nothing becomes visible.
+   */
+  commit(expectSha256?: string): Promise<PutResult>;
+  /** drop what was staged (safe to call after a failed write or twice) */
+  abort(): Promise<void>;
+}
+
 export interface ObjectStorage {
-  readonly kind: "file" | "memory" | "s3";
+  /** the driver's name, for messages only: decide by `flags` */
+  readonly kind: string;
+  readonly flags: StorageFlags;
   /** the target as a URL, for messages (no credentials) */
   readonly url: string;
+  /** write an object whose sha256 and size are known beforehand; replaces an existing one */
   put(key: string, body: Readable, options: PutOptions): Promise<PutResult>;
+  /** stream an object in; see StagedObject */
+  stage(key: string): Promise<StagedObject>;
+  /** rejects with ObjectNotFoundError (isNotFound) when there is no such object */
   get(key: string): Promise<Readable>;
+  /** null when there is no such object */
   head(key: string): Promise<StoredObject | null>;
-  /** every object under the prefix, following the backend's pagination; `shallow` stops at the next "/" */
+  /** every object under the prefix, following the backend's pagination; `shallow` stops at the next "/"; staged objects are not listed */
   list(prefix: string, options?: { shallow?: boolean }): AsyncIterable<StoredObject>;
+  /** deleting a missing object is not an error */
   delete(key: string): Promise<void>;
+  /** remove staged objects under the prefix last written before `olderThan` (interrupted runs); returns their keys */
+  sweepStaged(prefix: string, olderThan: Date): Promise<string[]>;
   immutability(): Promise<Immutability>;
   /** where a key lives, for messages: a path for directories, a URL otherwise */
   locate(key: string): string;
 }
 
+/** The one "not found" of every driver: a repository object that should be there is not. */
+export class ObjectNotFoundError extends IntegrityError {
+  constructor(where: string, cause?: unknown) {
+    super("PAAS_BACKUP_OBJECT_NOT_FOUND", `${where} does not exist`, {
+      path: where,
+      remediation: "Something removed it while paas-backup ran, or the repository is damaged: run `paas-backup verify` and take a new snapshot.",
+      stage: "storage",
+      ...(cause === undefined ? {} : { cause }),
+    });
+  }
+}
+
+export function stagedMismatch(where: string, actual: string, expected: string): IntegrityError {
+  return new IntegrityError("PAAS_BACKUP_STORAGE_MISMATCH", `bytes written to ${where} hash to ${actual}, expected ${expected}`, {
+    path: where,
+    remediation: "The source changed while it was copied, or the storage corrupts writes: check it and run the command again.",
+    stage: "storage",
+  });
+}
+
+/** The staging name of a key: a dot-file beside it that no listing shows. */
+export function stagedKey(key: string, nonce: string): string {
+  const slash = key.lastIndexOf("/");
+  return `${key.slice(0, slash + 1)}.${key.slice(slash + 1)}.${nonce}.partial`;
+}
+
+export function isStagedKey(key: string): boolean {
+  return /(^|\/)\.[^/]*\.partial$/.test(key);
+}
+
 export interface TargetSpec {
-  kind: "file" | "memory" | "s3";
+  kind: "file" | "s3";
   url: string;
-  /** s3: bucket; file: the absolute folder; memory: a name */
+  /** s3: bucket; file: the absolute folder */
   location: string;
   /** s3 only: key prefix, no leading or trailing "/" */
   prefix: string;
 }
 
-/** restic-style target names: s3://bucket/prefix, file:///abs/path, memory://name. */
+/** restic-style target names: s3://bucket/prefix, file:///abs/path. */
 export function parseTargetUrl(url: string): TargetSpec {
   const bad = (why: string) =>
     new UsageError("PAAS_BACKUP_BAD_TARGET", `offsite target ${JSON.stringify(url)} ${why}`, {
@@ -81,7 +150,6 @@ export function parseTargetUrl(url: string): TargetSpec {
     if (!rest!.startsWith("/")) throw bad("needs an absolute path (file:///path)");
     return { kind: "file", url, location: rest!.replace(/\/+$/, "") || "/", prefix: "" };
   }
-  if (scheme === "memory") return { kind: "memory", url, location: rest!, prefix: "" };
   if (scheme === "s3") {
     const [bucket, ...prefixParts] = rest!.split("/");
     if (!bucket || !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) throw bad("has no valid bucket name");

@@ -1,9 +1,8 @@
 import type { FileSystem } from "../fs/types.js";
 import { validateContextName } from "../policy/context.js";
-import { deleteSnapshot, listSnapshots } from "../repository/repository.js";
+import { backupRootStorage, deleteSnapshot, listSnapshotsIn } from "../repository/repository.js";
+import type { ObjectStorage } from "../repository/storage.js";
 import { checkSnapshotChecksum } from "../repository/checksum.js";
-import { contextBackupDir, join } from "../util/paths.js";
-import { readdirOrEmpty } from "../util/atomic.js";
 import { planRetention, type RetentionPlan, type RetentionPolicy } from "./plan.js";
 
 export interface PruneResult {
@@ -20,10 +19,19 @@ export interface PruneResult {
  * shows the snapshot), then its checksum and manifest; snapshots go newest first, so an
  * interruption never leaves a kept or listed incremental without its parent.
  */
-export async function pruneSnapshots(options: { fs: FileSystem; backupRoot: string; context: string; policy?: Partial<RetentionPolicy>; dryRun?: boolean; clock: () => Date }): Promise<PruneResult> {
-  const { fs } = options;
+export async function pruneSnapshots(options: {
+  fs: FileSystem;
+  backupRoot: string;
+  /** the repository to prune; by default the backup root through the local driver */
+  repository?: ObjectStorage;
+  context: string;
+  policy?: Partial<RetentionPolicy>;
+  dryRun?: boolean;
+  clock: () => Date;
+}): Promise<PruneResult> {
+  const repo = options.repository ?? backupRootStorage(options.fs, options.backupRoot);
   const context = validateContextName(options.context);
-  const all = await listSnapshots(fs, options.backupRoot, context);
+  const all = await listSnapshotsIn(repo, context);
   // "The newest verified full is never removed": find it by checking fulls newest first.
   const verified = new Map<string, boolean>();
   for (const s of [...all].reverse()) {
@@ -45,28 +53,25 @@ export async function pruneSnapshots(options: { fs: FileSystem; backupRoot: stri
       await deleteSnapshot(byId.get(id)!);
       removed.push(id);
     }
-    swept.push(...(await sweepLeftovers(fs, options.backupRoot, context, options.clock())));
+    swept.push(...(await sweepLeftovers(repo, context, options.clock())));
   }
   return { context, dryRun: options.dryRun === true, plan, removed, swept };
 }
 
-/** Partial files older than an hour, and sidecars whose artifact never landed or was pruned. */
-async function sweepLeftovers(fs: FileSystem, backupRoot: string, context: string, now: Date): Promise<string[]> {
-  const dir = contextBackupDir(backupRoot, context);
-  const entries = await readdirOrEmpty(fs, dir);
-  const names = new Set(entries.map((e) => e.name));
-  const swept: string[] = [];
-  for (const e of entries) {
-    if (e.kind !== "file") continue;
-    const path = join(dir, e.name);
-    const old = now.getTime() - (await fs.lstat(path)).mtimeMs > 3600_000;
-    const partial = e.name.startsWith(".") && e.name.endsWith(".partial");
-    const m = /^(.+?)\.(?:manifest\.json|tar\.gz(?:\.age)?\.sha256)$/.exec(e.name);
-    const orphan = m && !names.has(`${m[1]}.tar.gz`) && !names.has(`${m[1]}.tar.gz.age`);
-    if ((partial || orphan) && old) {
-      await fs.rm(path, { force: true });
-      swept.push(e.name);
+/** Leftovers of interrupted runs (an hour old, so a running snapshot is never touched): staged objects, and sidecars whose artifact never landed or was pruned. */
+async function sweepLeftovers(repo: ObjectStorage, context: string, now: Date): Promise<string[]> {
+  const prefix = `${context}/`;
+  const cutoff = new Date(now.getTime() - 3600_000);
+  const swept = (await repo.sweepStaged(prefix, cutoff)).map((key) => key.slice(prefix.length));
+  const objects = new Map<string, Date | null>();
+  for await (const o of repo.list(prefix, { shallow: true })) objects.set(o.key.slice(prefix.length), o.lastModified);
+  for (const [name, lastModified] of objects) {
+    const m = /^(.+?)\.(?:manifest\.json|tar\.gz(?:\.age)?\.sha256)$/.exec(name);
+    const orphan = m && !objects.has(`${m[1]}.tar.gz`) && !objects.has(`${m[1]}.tar.gz.age`);
+    if (orphan && lastModified && lastModified < cutoff) {
+      await repo.delete(`${prefix}${name}`);
+      swept.push(name);
     }
   }
-  return swept;
+  return swept.sort();
 }

@@ -1,5 +1,5 @@
-import { createHash, randomUUID, type Hash } from "node:crypto";
-import { Transform, type Readable, type TransformCallback } from "node:stream";
+import { createHash, type Hash } from "node:crypto";
+import { Readable, Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { FileSystem } from "../fs/types.js";
 import { SafetyError } from "../errors.js";
@@ -9,11 +9,11 @@ import { canonicalJson, MANIFEST_FORMAT, type Manifest, type ManifestEntryNote, 
 import { isEventLog, isJsonStateFile, type OptionalFolder } from "../policy/selection.js";
 import { SecretScanner, type SecretAllowance, type SecretFinding } from "../policy/secrets.js";
 import { validateContextName } from "../policy/context.js";
-import { artifactNames, listSnapshots, type SnapshotRef } from "../repository/repository.js";
+import { artifactNames, backupRootStorage, listSnapshotsIn, type SnapshotRef } from "../repository/repository.js";
+import type { ObjectStorage } from "../repository/storage.js";
 import { expectedChecksum, formatChecksumLine } from "../repository/checksum.js";
 import { formatSnapshotId } from "../repository/ids.js";
-import { contextBackupDir, contextDir, join } from "../util/paths.js";
-import { exists, writeFileAtomic } from "../util/atomic.js";
+import { contextDir, join } from "../util/paths.js";
 import { HashingStream, sha256Hex } from "../util/hash.js";
 import { planSnapshotContents, requireContextDir, type PlannedFile } from "./plan.js";
 import { completeLinesLength, readStableJson } from "./read-stable.js";
@@ -32,6 +32,11 @@ export interface CreateSnapshotOptions {
   fs: FileSystem;
   stateRoot: string;
   backupRoot: string;
+  /**
+   * Where the snapshot is written; by default the backup root through the local driver. Any
+   * driver works: the artifact is staged and committed, the sidecars are small objects.
+   */
+  repository?: ObjectStorage;
   context: string;
   clock: () => Date;
   kind?: SnapshotKind;
@@ -119,6 +124,12 @@ async function hashRange(fs: FileSystem, path: string, hash: Hash, start: number
   for await (const chunk of fs.createReadStream(path, { start, end: endExclusive - 1 })) hash.update(chunk as Buffer);
 }
 
+/** A small object (manifest, checksum file) written whole, atomically, through the repository's driver. */
+async function putSmall(repo: ObjectStorage, key: string, text: string): Promise<void> {
+  const data = Buffer.from(text, "utf8");
+  await repo.put(key, Readable.from([data]), { sha256: sha256Hex(data), size: data.length });
+}
+
 export async function createSnapshot(options: CreateSnapshotOptions): Promise<SnapshotResult> {
   const { fs, clock } = options;
   const context = validateContextName(options.context);
@@ -133,10 +144,10 @@ export async function createSnapshot(options: CreateSnapshotOptions): Promise<Sn
   }
   const srcDir = contextDir(options.stateRoot, context);
   await requireContextDir(fs, srcDir, context);
-  const outDir = contextBackupDir(options.backupRoot, context);
-  await fs.mkdir(outDir, { recursive: true, mode: 0o700 });
+  const repo = options.repository ?? backupRootStorage(fs, options.backupRoot);
+  const keyOf = (name: string) => `${context}/${name}`;
 
-  const existing = await listSnapshots(fs, options.backupRoot, context);
+  const existing = await listSnapshotsIn(repo, context);
   const requested: SnapshotKind = options.kind ?? "full";
   let parent: (SnapshotRef & { sha256: string }) | null = null;
   let promotedToFull: string | undefined;
@@ -159,13 +170,11 @@ export async function createSnapshot(options: CreateSnapshotOptions): Promise<Sn
   let id = formatSnapshotId(started);
   const encrypted = options.encryptor !== undefined;
   const taken = new Set(existing.map((s) => s.id));
-  while (taken.has(id) || (await exists(fs, join(outDir, artifactNames(id, encrypted).artifactName))) || (await exists(fs, join(outDir, artifactNames(id, !encrypted).artifactName)))) {
+  while (taken.has(id) || (await repo.head(keyOf(artifactNames(id, encrypted).artifactName))) || (await repo.head(keyOf(artifactNames(id, !encrypted).artifactName)))) {
     sequence += 1;
     id = formatSnapshotId(started, sequence);
   }
   const names = artifactNames(id, encrypted);
-  const nonce = randomUUID().slice(0, 8);
-  const tmpArtifact = join(outDir, `.${names.artifactName}.${nonce}.partial`);
 
   options.onProgress?.({ phase: "plan", doneBytes: 0, totalBytes: 0 });
   const contents = await planSnapshotContents(fs, srcDir, include as OptionalFolder[]);
@@ -173,7 +182,8 @@ export async function createSnapshot(options: CreateSnapshotOptions): Promise<Sn
   let doneBytes = 0;
   const progress = (path: string) => options.onProgress?.({ phase: "archive", path, doneBytes, totalBytes });
 
-  const out = fs.createWriteStream(tmpArtifact, { mode: 0o600, exclusive: true });
+  const staged = await repo.stage(keyOf(names.artifactName));
+  const out = staged.stream;
   const artifactHash = new HashingStream();
   const stages: NodeJS.ReadWriteStream[] = [];
   const encryptStream = options.encryptor?.encrypt();
@@ -307,19 +317,17 @@ export async function createSnapshot(options: CreateSnapshotOptions): Promise<Sn
     options.onProgress?.({ phase: "commit", doneBytes: totalBytes, totalBytes });
     await writer.finish(canonicalJson(manifest), mtime);
     await written;
-    await fs.sync(tmpArtifact);
     const sha256 = artifactHash.digest();
 
-    // The sidecars go first and the artifact's rename is the commit: until it lands, `list`
-    // shows nothing, and leftovers are only dot-files and orphan sidecars that prune sweeps.
-    const checksumFile = join(outDir, names.checksumName);
-    const manifestFile = join(outDir, names.manifestName);
-    await writeFileAtomic(fs, manifestFile, `${manifestJson}\n`, 0o600, nonce);
-    await writeFileAtomic(fs, checksumFile, formatChecksumLine(sha256, names.artifactName), 0o600, nonce);
-    const artifact = join(outDir, names.artifactName);
-    await fs.rename(tmpArtifact, artifact);
-    await fs.sync(outDir);
+    // The sidecars go first and the artifact's commit comes last: until it lands, `list` shows
+    // nothing, and leftovers are only staged objects and orphan sidecars that prune sweeps.
+    await putSmall(repo, keyOf(names.manifestName), `${manifestJson}\n`);
+    await putSmall(repo, keyOf(names.checksumName), formatChecksumLine(sha256, names.artifactName));
+    await staged.commit(sha256);
     const bytes = artifactHash.bytes;
+    const artifact = repo.locate(keyOf(names.artifactName));
+    const checksumFile = repo.locate(keyOf(names.checksumName));
+    const manifestFile = repo.locate(keyOf(names.manifestName));
 
     return {
       id,
@@ -343,9 +351,8 @@ export async function createSnapshot(options: CreateSnapshotOptions): Promise<Sn
     };
   } catch (err) {
     writer.abort();
-    out.destroy();
+    await staged.abort();
     await written.catch(() => undefined);
-    await fs.rm(tmpArtifact, { force: true });
     throw err;
   }
 }

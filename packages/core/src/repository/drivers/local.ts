@@ -5,22 +5,62 @@ import type { FileSystem } from "../../fs/types.js";
 import { isNotFound } from "../../errors.js";
 import { dirname, join } from "../../util/paths.js";
 import { HashingStream } from "../../util/hash.js";
-import type { Immutability, ObjectStorage, PutOptions, PutResult, StoredObject } from "../storage.js";
+import {
+  ObjectNotFoundError,
+  isStagedKey,
+  stagedMismatch,
+  stagedKey,
+  type Immutability,
+  type ObjectStorage,
+  type PutOptions,
+  type PutResult,
+  type StagedObject,
+  type StorageFlags,
+  type StoredObject,
+} from "../storage.js";
+
+export interface LocalStorageOptions {
+  /**
+   * Offsite copies: objects become 0400 files in 0500 folders once written, so a stray write
+   * fails loudly. The backup root is writable (false): prune and the sweep remove files there.
+   */
+  readOnly?: boolean;
+  /**
+   * Keep each object's sha256 in "<key>.sha256.meta" (offsite targets). The backup root has
+   * the policy's own layout (artifact, .sha256, manifest) and no extra files (false).
+   */
+  shaSidecars?: boolean;
+  /**
+   * Read every object back after writing it and hash it again (offsite targets: a share that
+   * lies about writes is caught). The backup root trusts the hash taken on the way in (false).
+   */
+  confirmByReread?: boolean;
+}
+
+const SHA_SIDECAR = ".sha256.meta";
 
 /**
- * A directory as a storage target (a mounted remote disk, an NFS share). Objects are written
- * atomically (temporary name, flush, rename) and then made read-only: 0400 files in 0500 folders,
- * so a stray write fails loudly; the sha256 of each object is kept in "<key>.sha256.meta".
+ * A directory as storage: the backup root, or an offsite target (a mounted remote disk, an NFS
+ * share). Objects are written atomically (a dot-file in the same folder, flush, rename, flush
+ * the folder), so a reader sees the old object or the new, never a torn one.
  */
 export class LocalStorage implements ObjectStorage {
-  readonly kind = "file" as const;
+  readonly kind = "file";
+  readonly flags: StorageFlags = { cheapReads: true, permissions: true, retention: false };
   readonly url: string;
+  private readonly readOnly: boolean;
+  private readonly shaSidecars: boolean;
+  private readonly confirmByReread: boolean;
+
   constructor(
     private readonly fs: FileSystem,
     private readonly root: string,
-    private readonly readOnly = true,
+    options: LocalStorageOptions = {},
   ) {
     this.url = `file://${root}`;
+    this.readOnly = options.readOnly ?? true;
+    this.shaSidecars = options.shaSidecars ?? this.readOnly;
+    this.confirmByReread = options.confirmByReread ?? this.readOnly;
   }
 
   private path(key: string): string {
@@ -45,100 +85,165 @@ export class LocalStorage implements ObjectStorage {
     }
     await this.fs.mkdir(this.root, { recursive: true, mode: 0o700 });
     for (const d of missing) {
-      await this.fs.chmod(dirname(d), 0o700).catch(() => undefined);
+      if (this.readOnly) await this.fs.chmod(dirname(d), 0o700).catch(() => undefined);
       await this.fs.mkdir(d, { mode: 0o700 });
     }
+    if (this.readOnly) await this.fs.chmod(dir, 0o700);
+  }
+
+  private async closeDir(dir: string): Promise<void> {
+    if (this.readOnly) await this.fs.chmod(dir, 0o500).catch(() => undefined);
+  }
+
+  /** flush, rename over the key, record the sha256, flush the folder; then read it back to confirm */
+  private async commitFile(key: string, tmp: string, written: { sha256: string; bytes: number }): Promise<PutResult> {
+    const sha256 = written.sha256;
+    const target = this.path(key);
+    const dir = dirname(target);
+    await this.fs.sync(tmp);
+    if (this.readOnly) for (const p of [target, `${target}${SHA_SIDECAR}`]) await this.fs.chmod(p, 0o600).catch(() => undefined);
+    await this.fs.rename(tmp, target);
+    if (this.shaSidecars) await this.fs.writeFile(`${target}${SHA_SIDECAR}`, `${sha256}\n`, { mode: 0o600 });
+    await this.fs.sync(dir);
+    if (this.readOnly) {
+      await this.fs.chmod(target, 0o400);
+      if (this.shaSidecars) await this.fs.chmod(`${target}${SHA_SIDECAR}`, 0o400);
+    }
+    if (!this.confirmByReread) return { key, size: written.bytes, sha256, confirmedBy: "hashed-on-write", multipart: false };
+    // Confirm the copy by reading it back: a share that lies about writes is caught here.
+    const back = createHash("sha256");
+    let size = 0;
+    for await (const c of this.fs.createReadStream(target)) {
+      back.update(c as Buffer);
+      size += (c as Buffer).length;
+    }
+    return { key, size, sha256: back.digest("hex"), confirmedBy: "reread", multipart: false };
   }
 
   async put(key: string, body: Readable, options: PutOptions): Promise<PutResult> {
-    const target = this.path(key);
-    const dir = dirname(target);
-    await this.ensureDir(dir);
-    await this.fs.chmod(dir, 0o700);
-    const tmp = join(dir, `.${key.split("/").pop()}.${randomUUID().slice(0, 8)}.partial`);
+    const staged = await this.stage(key);
     try {
-      const hashing = new HashingStream();
-      await pipeline(body, hashing, this.fs.createWriteStream(tmp, { mode: 0o600, exclusive: true }));
-      await this.fs.sync(tmp);
-      const written = hashing.digest();
-      if (written !== options.sha256) throw new Error(`bytes written to ${target} hash to ${written}, expected ${options.sha256}`);
-      for (const p of [target, `${target}.sha256.meta`]) await this.fs.chmod(p, 0o600).catch(() => undefined);
-      await this.fs.rename(tmp, target);
-      await this.fs.writeFile(`${target}.sha256.meta`, `${options.sha256}\n`, { mode: 0o600 });
-      await this.fs.sync(dir);
-      // Confirm the copy by reading it back: a share that lies about writes is caught here.
-      const back = createHash("sha256");
-      let size = 0;
-      for await (const c of this.fs.createReadStream(target)) {
-        back.update(c as Buffer);
-        size += (c as Buffer).length;
-      }
-      if (this.readOnly) {
-        await this.fs.chmod(target, 0o400);
-        await this.fs.chmod(`${target}.sha256.meta`, 0o400);
-      }
-      return { key, size, sha256: back.digest("hex"), confirmedBy: "reread", multipart: false };
+      await pipeline(body, staged.stream);
+      return await staged.commit(options.sha256);
     } finally {
-      await this.fs.rm(tmp, { force: true });
-      if (this.readOnly) await this.fs.chmod(dir, 0o500).catch(() => undefined);
+      await staged.abort();
     }
   }
 
+  async stage(key: string): Promise<StagedObject> {
+    const target = this.path(key);
+    const dir = dirname(target);
+    await this.ensureDir(dir);
+    const tmp = this.path(stagedKey(key, randomUUID().slice(0, 8)));
+    const hashing = new HashingStream();
+    const written = pipeline(hashing, this.fs.createWriteStream(tmp, { mode: 0o600, exclusive: true }));
+    written.catch(() => undefined);
+    let settled = false;
+    return {
+      stream: hashing,
+      commit: async (expectSha256?: string) => {
+        try {
+          await written;
+          const sha256 = hashing.digest();
+          if (expectSha256 !== undefined && sha256 !== expectSha256) throw stagedMismatch(this.locate(key), sha256, expectSha256);
+          return await this.commitFile(key, tmp, { sha256, bytes: hashing.bytes });
+        } finally {
+          settled = true;
+          await this.closeDir(dir);
+        }
+      },
+      abort: async () => {
+        if (!hashing.destroyed && !hashing.writableFinished) hashing.destroy();
+        await written.catch(() => undefined);
+        await this.fs.rm(tmp, { force: true });
+        if (!settled) await this.closeDir(dir);
+        settled = true;
+      },
+    };
+  }
+
   async get(key: string): Promise<Readable> {
-    await this.fs.lstat(this.path(key));
+    try {
+      const st = await this.fs.lstat(this.path(key));
+      if (st.kind !== "file") throw new ObjectNotFoundError(this.locate(key));
+    } catch (err) {
+      if (isNotFound(err)) throw new ObjectNotFoundError(this.locate(key), err);
+      throw err;
+    }
     return this.fs.createReadStream(this.path(key));
   }
 
   async head(key: string): Promise<StoredObject | null> {
     try {
       const st = await this.fs.lstat(this.path(key));
+      if (st.kind !== "file") return null;
       let sha256: string | null = null;
-      try {
-        sha256 = Buffer.from(await this.fs.readFile(`${this.path(key)}.sha256.meta`)).toString("utf8").trim() || null;
-      } catch (err) {
-        if (!isNotFound(err)) throw err;
+      if (this.shaSidecars) {
+        try {
+          sha256 = Buffer.from(await this.fs.readFile(`${this.path(key)}${SHA_SIDECAR}`)).toString("utf8").trim() || null;
+        } catch (err) {
+          if (!isNotFound(err)) throw err;
+        }
       }
       return { key, size: st.size, sha256, lastModified: new Date(st.mtimeMs), retainUntil: null, lockMode: this.readOnly ? "read-only files" : null, mode: st.mode, uid: st.uid };
     } catch (err) {
-      if (isNotFound(err)) return null;
+      if (isNotFound(err) || (err as { code?: string }).code === "ENOTDIR") return null;
       throw err;
     }
   }
 
-  async *list(prefix: string, options: { shallow?: boolean } = {}): AsyncIterable<StoredObject> {
-    const shallow = options.shallow === true;
-    const walk = async function* (self: LocalStorage, rel: string): AsyncGenerator<StoredObject> {
+  /** every regular file under the prefix's folder, staged ones included, in key order */
+  private async *walk(prefix: string, shallow: boolean): AsyncGenerator<{ key: string; name: string }> {
+    const self = this;
+    const isSidecar = (name: string) => this.shaSidecars && name.endsWith(SHA_SIDECAR);
+    const walkDir = async function* (rel: string): AsyncGenerator<{ key: string; name: string }> {
       let entries;
       try {
         entries = await self.fs.readdir(rel ? self.path(rel) : self.root);
       } catch (err) {
-        if (isNotFound(err)) return;
+        if (isNotFound(err) || (err as { code?: string }).code === "ENOTDIR") return;
         throw err;
       }
       for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
         const key = rel ? `${rel}/${e.name}` : e.name;
         if (e.kind === "directory") {
-          if (!shallow) yield* walk(self, key);
-        }
-        else if (e.kind === "file" && !e.name.endsWith(".sha256.meta") && !e.name.endsWith(".partial") && key.startsWith(prefix)) {
-          const h = await self.head(key);
-          if (h) yield h;
-        }
+          if (!shallow) yield* walkDir(key);
+        } else if (e.kind === "file" && key.startsWith(prefix) && !isSidecar(e.name)) yield { key, name: e.name };
       }
     };
-    yield* walk(this, prefix.includes("/") ? prefix.slice(0, prefix.lastIndexOf("/")) : "");
+    yield* walkDir(prefix.includes("/") ? prefix.slice(0, prefix.lastIndexOf("/")) : "");
+  }
+
+  async *list(prefix: string, options: { shallow?: boolean } = {}): AsyncIterable<StoredObject> {
+    for await (const { key } of this.walk(prefix, options.shallow === true)) {
+      if (isStagedKey(key)) continue;
+      const h = await this.head(key);
+      if (h) yield h;
+    }
   }
 
   async delete(key: string): Promise<void> {
     const target = this.path(key);
     const dir = dirname(target);
-    await this.fs.chmod(dir, 0o700).catch(() => undefined);
+    if (this.readOnly) await this.fs.chmod(dir, 0o700).catch(() => undefined);
     try {
       await this.fs.rm(target, { force: true });
-      await this.fs.rm(`${target}.sha256.meta`, { force: true });
+      if (this.shaSidecars) await this.fs.rm(`${target}${SHA_SIDECAR}`, { force: true });
     } finally {
-      if (this.readOnly) await this.fs.chmod(dir, 0o500).catch(() => undefined);
+      await this.closeDir(dir);
     }
+  }
+
+  async sweepStaged(prefix: string, olderThan: Date): Promise<string[]> {
+    const swept: string[] = [];
+    for await (const { key } of this.walk(prefix, false)) {
+      if (!isStagedKey(key)) continue;
+      const st = await this.fs.lstat(this.path(key)).catch(() => null);
+      if (!st || st.mtimeMs >= olderThan.getTime()) continue;
+      await this.delete(key);
+      swept.push(key);
+    }
+    return swept;
   }
 
   async immutability(): Promise<Immutability> {

@@ -1,8 +1,19 @@
-import { createHash } from "node:crypto";
-import { Readable } from "node:stream";
-import type { S3Client, S3ClientConfig } from "@aws-sdk/client-s3";
-import type { Immutability, ObjectStorage, PutOptions, PutResult, StoredObject } from "../storage.js";
-import { ExitCode, PaasBackupError } from "../../errors.js";
+import { createHash, randomUUID } from "node:crypto";
+import type { Readable } from "node:stream";
+import {
+  S3Client,
+  CopyObjectCommand,
+  PutObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  DeleteObjectCommand,
+  GetObjectLockConfigurationCommand,
+  type S3ClientConfig,
+} from "@aws-sdk/client-s3";
+import { Upload } from "@aws-sdk/lib-storage";
+import { ExitCode, HashingStream, ObjectNotFoundError, PaasBackupError, isStagedKey, stagedKey, stagedMismatch } from "@paas-backup/core";
+import type { Immutability, ObjectStorage, PutOptions, PutResult, StagedObject, StorageFlags, StoredObject } from "@paas-backup/core";
 
 export interface S3StorageOptions {
   bucket: string;
@@ -14,16 +25,11 @@ export interface S3StorageOptions {
   /** objects larger than this go up as multipart uploads, streamed in parts of this size */
   partSize?: number;
   queueSize?: number;
+  /** keys per ListObjectsV2 page (MaxKeys; the server may send fewer) */
+  pageSize?: number;
   /** credentials come from the AWS default chain (environment, shared files, instance roles); tests may inject */
   client?: S3Client;
 }
-
-/**
- * The AWS SDK costs about 20 MiB and a tenth of a second to load: it is imported on the first
- * request, so commands that never reach an S3 target (list, --version, snapshot) do not pay for it.
- */
-let sdkLoad: Promise<typeof import("@aws-sdk/client-s3")> | null = null;
-const sdk = () => (sdkLoad ??= import("@aws-sdk/client-s3"));
 
 function errorName(err: unknown): string {
   return (err as { name?: string; Code?: string })?.name ?? (err as { Code?: string })?.Code ?? "";
@@ -64,11 +70,11 @@ function storageFailure(err: unknown, what: string, where: string): PaasBackupEr
  * server's own full-object sha256 when it returns one, else by reading it back and hashing.
  */
 export class S3Storage implements ObjectStorage {
-  readonly kind = "s3" as const;
+  readonly kind = "s3";
+  readonly flags: StorageFlags = { cheapReads: false, permissions: false, retention: true };
   readonly url: string;
-  private client: S3Client | null;
+  private readonly client: S3Client;
   private readonly partSize: number;
-  private readonly config: S3ClientConfig;
 
   constructor(private readonly options: S3StorageOptions) {
     this.url = options.url;
@@ -80,14 +86,8 @@ export class S3Storage implements ObjectStorage {
       responseChecksumValidation: "WHEN_REQUIRED",
       ...(options.endpoint ? { endpoint: options.endpoint } : {}),
     };
-    this.config = config;
-    this.client = options.client ?? null;
+    this.client = options.client ?? new S3Client(config);
     this.partSize = Math.max(5 * 1024 * 1024, options.partSize ?? 16 * 1024 * 1024);
-  }
-
-  private async s3(): Promise<S3Client> {
-    if (!this.client) this.client = new (await sdk()).S3Client(this.config);
-    return this.client;
   }
 
   private async send<T>(what: string, key: string, run: () => Promise<T>): Promise<T> {
@@ -108,9 +108,8 @@ export class S3Storage implements ObjectStorage {
     const lock = options.lock ? { ObjectLockMode: options.lock.mode, ObjectLockRetainUntilDate: options.lock.retainUntil } : {};
     const multipart = options.size > this.partSize;
     if (multipart) {
-      const { Upload } = await import("@aws-sdk/lib-storage");
       const upload = new Upload({
-        client: await this.s3(),
+        client: this.client,
         params: { Bucket: this.options.bucket, Key, Body: body, Metadata: { sha256: options.sha256 }, ...lock },
         partSize: this.partSize,
         queueSize: this.options.queueSize ?? 2,
@@ -118,8 +117,8 @@ export class S3Storage implements ObjectStorage {
       });
       await this.send("multipart upload", key, () => upload.done());
     } else {
-      await this.send("upload", key, async () => (await this.s3()).send(
-        new (await sdk()).PutObjectCommand({
+      await this.send("upload", key, () => this.client.send(
+        new PutObjectCommand({
           Bucket: this.options.bucket,
           Key,
           Body: body,
@@ -131,7 +130,7 @@ export class S3Storage implements ObjectStorage {
       ));
     }
     // Confirm: the server's full-object checksum if it keeps one, else read the object back.
-    const head = await this.send("confirming the upload", key, async () => (await this.s3()).send(new (await sdk()).HeadObjectCommand({ Bucket: this.options.bucket, Key, ChecksumMode: "ENABLED" })));
+    const head = await this.send("confirming the upload", key, () => this.client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key, ChecksumMode: "ENABLED" })));
     const serverSha = head.ChecksumSHA256 && !head.ChecksumSHA256.includes("-") ? Buffer.from(head.ChecksumSHA256, "base64").toString("hex") : null;
     if (serverSha && head.ContentLength === options.size) {
       return { key, size: head.ContentLength ?? options.size, sha256: serverSha, confirmedBy: "server-checksum", multipart };
@@ -145,14 +144,70 @@ export class S3Storage implements ObjectStorage {
     return { key, size, sha256: hash.digest("hex"), confirmedBy: "reread", multipart };
   }
 
+  /**
+   * Streamed in under a staging key (multipart when large: nothing is visible until the upload
+   * completes), then copied to its key with its sha256 as metadata, which was not known when the
+   * upload began. Single-request copies reach 5 GB, far above a context's state.
+   */
+  async stage(key: string): Promise<StagedObject> {
+    const staging = stagedKey(key, randomUUID().slice(0, 8));
+    const hashing = new HashingStream();
+    const upload = new Upload({
+      client: this.client,
+      params: { Bucket: this.options.bucket, Key: this.key(staging), Body: hashing },
+      partSize: this.partSize,
+      queueSize: this.options.queueSize ?? 2,
+      leavePartsOnError: false,
+    });
+    const uploaded = this.send("staged upload", staging, () => upload.done());
+    uploaded.catch(() => undefined);
+    return {
+      stream: hashing,
+      commit: async (expectSha256?: string) => {
+        await uploaded;
+        const sha256 = hashing.digest();
+        try {
+          if (expectSha256 !== undefined && sha256 !== expectSha256) throw stagedMismatch(this.locate(key), sha256, expectSha256);
+          await this.send("committing", key, () =>
+            this.client.send(
+              new CopyObjectCommand({
+                Bucket: this.options.bucket,
+                Key: this.key(key),
+                CopySource: `${this.options.bucket}/${this.key(staging).split("/").map(encodeURIComponent).join("/")}`,
+                MetadataDirective: "REPLACE",
+                Metadata: { sha256 },
+              }),
+            ),
+          );
+        } finally {
+          await this.delete(staging);
+        }
+        const head = await this.head(key);
+        if (!head || head.size !== hashing.bytes) throw stagedMismatch(this.locate(key), `${head?.size ?? "no"} bytes`, `${hashing.bytes} bytes`);
+        return { key, size: head.size, sha256, confirmedBy: "reread", multipart: hashing.bytes > this.partSize };
+      },
+      abort: async () => {
+        if (!hashing.destroyed && !hashing.writableFinished) hashing.destroy();
+        await upload.abort().catch(() => undefined);
+        await uploaded.catch(() => undefined);
+        await this.delete(staging).catch(() => undefined);
+      },
+    };
+  }
+
   async get(key: string): Promise<Readable> {
-    const r = await this.send("download", key, async () => (await this.s3()).send(new (await sdk()).GetObjectCommand({ Bucket: this.options.bucket, Key: this.key(key) })));
-    return r.Body as Readable;
+    try {
+      const r = await this.client.send(new GetObjectCommand({ Bucket: this.options.bucket, Key: this.key(key) }));
+      return r.Body as Readable;
+    } catch (err) {
+      if (["NoSuchKey", "NotFound"].includes(errorName(err)) || httpStatus(err) === 404) throw new ObjectNotFoundError(this.locate(key), err);
+      throw storageFailure(err, "download", this.locate(key));
+    }
   }
 
   async head(key: string): Promise<StoredObject | null> {
     try {
-      const h = await (await this.s3()).send(new (await sdk()).HeadObjectCommand({ Bucket: this.options.bucket, Key: this.key(key) }));
+      const h = await this.client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: this.key(key) }));
       return {
         key,
         size: h.ContentLength ?? 0,
@@ -171,29 +226,46 @@ export class S3Storage implements ObjectStorage {
     return `${this.url.replace(/\/+$/, "")}/${key}`;
   }
 
-  async *list(prefix: string, options: { shallow?: boolean } = {}): AsyncIterable<StoredObject> {
+  /** keys and times under a prefix, page by page, staged keys included */
+  private async *listKeys(prefix: string, shallow: boolean): AsyncGenerator<{ key: string; lastModified: Date | null }> {
     let ContinuationToken: string | undefined;
     const full = this.key(prefix);
     const strip = this.options.prefix ? this.options.prefix.length + 1 : 0;
     do {
-      const page = await this.send("listing", prefix, async () => (await this.s3()).send(new (await sdk()).ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: full, ContinuationToken, MaxKeys: S3Storage.pageSizeForTests, ...(options.shallow ? { Delimiter: "/" } : {}) })));
-      for (const o of page.Contents ?? []) {
-        const key = (o.Key ?? "").slice(strip);
-        // Listing does not carry metadata: head each object for its sha256 and lock.
-        const h = await this.head(key);
-        if (h) yield h;
-      }
+      const page = await this.send("listing", prefix, () =>
+        this.client.send(new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: full, ContinuationToken, MaxKeys: this.options.pageSize ?? 1000, ...(shallow ? { Delimiter: "/" } : {}) })),
+      );
+      for (const o of page.Contents ?? []) yield { key: (o.Key ?? "").slice(strip), lastModified: o.LastModified ?? null };
       ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (ContinuationToken);
   }
 
+  async *list(prefix: string, options: { shallow?: boolean } = {}): AsyncIterable<StoredObject> {
+    for await (const { key } of this.listKeys(prefix, options.shallow === true)) {
+      if (isStagedKey(key)) continue;
+      // Listing does not carry metadata: head each object for its sha256 and lock.
+      const h = await this.head(key);
+      if (h) yield h;
+    }
+  }
+
+  async sweepStaged(prefix: string, olderThan: Date): Promise<string[]> {
+    const swept: string[] = [];
+    for await (const { key, lastModified } of this.listKeys(prefix, false)) {
+      if (!isStagedKey(key) || !lastModified || lastModified >= olderThan) continue;
+      await this.delete(key);
+      swept.push(key);
+    }
+    return swept;
+  }
+
   async delete(key: string): Promise<void> {
-    await this.send("deleting", key, async () => (await this.s3()).send(new (await sdk()).DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.key(key) })));
+    await this.send("deleting", key, () => this.client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.key(key) })));
   }
 
   async immutability(): Promise<Immutability> {
     try {
-      const r = await (await this.s3()).send(new (await sdk()).GetObjectLockConfigurationCommand({ Bucket: this.options.bucket }));
+      const r = await this.client.send(new GetObjectLockConfigurationCommand({ Bucket: this.options.bucket }));
       const enabled = r.ObjectLockConfiguration?.ObjectLockEnabled === "Enabled";
       return { supported: true, enabled, detail: enabled ? `bucket ${this.options.bucket} has Object Lock enabled` : `bucket ${this.options.bucket} has no Object Lock configuration` };
     } catch (err) {
@@ -203,8 +275,5 @@ export class S3Storage implements ObjectStorage {
       throw storageFailure(err, "reading the Object Lock configuration", this.url);
     }
   }
-
-  /** test hook: the list page size, to exercise pagination */
-  static pageSizeForTests = 1000;
 }
 
