@@ -122,6 +122,14 @@ export async function main(argv: string[]): Promise<number> {
   const program = buildProgram(state);
   // No arguments (or only a group, like `paas-backup offsite`): the usage, not an error.
   const named = commandFromArgv(args);
+  const asksHelpOrVersion = args.some((a) => ["-h", "--help", "-V", "--version"].includes(a));
+  if (!named && args.length > 0 && !asksHelpOrVersion && args.every((a) => a.startsWith("-"))) {
+    // Only global flags: the usage, and under --json still one envelope.
+    const usage = new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "no command given", { remediation: "Name a command, e.g. `paas-backup list --context <name>`; `paas-backup --help` lists them.", stage: "arguments" });
+    if (json) return printFailure("", "", usage, true);
+    process.stdout.write(program.helpInformation());
+    return 0;
+  }
   if (args.length === 0 || (named && !COMMANDS.some((c) => commandName(c) === named) && args.filter((a) => !a.startsWith("-")).length === named.split(" ").length && !args.some((a) => a === "-h" || a === "--help"))) {
     const target = named ? (program.commands.find((c) => c.name() === named) ?? program) : program;
     process.stdout.write(target.helpInformation());
