@@ -158,9 +158,9 @@ export function environmentError(err: unknown, where: { path?: string; needed?: 
         free = "";
       }
       const needed = where.needed !== undefined ? `; this run needs up to ${humanBytes(where.needed)} there (the uncompressed size of what it writes)` : "";
-      return new EnvironmentError("PAAS_BACKUP_NO_SPACE", `no space left on the filesystem holding ${path ?? "the backup root"}${free}${needed}`, {
+      return new EnvironmentError("PAAS_BACKUP_NO_SPACE", `no space left on the filesystem holding ${path ?? "the file being written"}${free}${needed}`, {
         ...(path ? { path } : {}),
-        remediation: "Free space there (prune old snapshots: `paas-backup prune`), or point --backup-root at a larger filesystem; the partial artifact was removed and nothing is listed.",
+        remediation: "Free space on that filesystem (old snapshots: `paas-backup prune`) or point --backup-root / --state-root at a larger one, then run again; what this run had written there was removed.",
         stage: "filesystem",
         data: { errno: e.code },
       });

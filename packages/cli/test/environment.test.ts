@@ -1,7 +1,10 @@
 import { describe, it, expect } from "vitest";
 import { spawn, execFileSync } from "node:child_process";
-import { chownSync, chmodSync, mkdirSync, writeFileSync, readdirSync } from "node:fs";
+import { chownSync, chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { nodeFs } from "@paas-backup/core/node";
+import { createStateRoot } from "@paas-backup/testing";
 import { CLI, runCli, makeSandbox, treeHashes } from "./helpers.js";
 
 /**
@@ -82,9 +85,36 @@ describe("environment problems are named, not called bugs", () => {
     }
   }, 60_000);
 
+  it("a restore onto a full filesystem (tmpfs state root) is exit 10 naming it; the live context is untouched", async () => {
+    expect(isRoot, "these tests run as root: they switch to nobody and mount a tmpfs").toBe(true);
+    const dir = mkdtempSync(join(tmpdir(), "pb-enospc-"));
+    const stateRoot = join(dir, "state");
+    mkdirSync(stateRoot);
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=600k", "tmpfs", stateRoot]);
+    try {
+      const state = await createStateRoot({ fs: nodeFs, root: stateRoot, contexts: [{ name: CTX, eventBytes: 250_000 }] });
+      const flags = ["--state-root", stateRoot, "--backup-root", join(dir, "backups")];
+      expect((await runCli([...flags, "snapshot", "--context", CTX, "--insecure-plaintext"])).code).toBe(0);
+      writeFileSync(join(stateRoot, "filler"), Buffer.alloc(200_000));
+      const before = treeHashes(state.contextDir(CTX));
+      const r = await runCli([...flags, "--json", "restore", "--context", CTX, "--ticket", "INC-FULL", "--yes"]);
+      expect(r.code).toBe(10);
+      expect(r.json.error.code).toBe("PAAS_BACKUP_NO_SPACE");
+      expect(r.json.error.message).toContain(stateRoot);
+      expect(r.json.error.message).toMatch(/needs up to/);
+      expect(treeHashes(state.contextDir(CTX))).toEqual(before);
+      expect(readdirSync(join(stateRoot, ".paas-backup", "staging"))).toEqual([]);
+    } finally {
+      execFileSync("umount", [stateRoot]);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
   it("Ctrl-C at the confirmation prompt (a real pty) says nothing changed, exit 2, and changes nothing", async () => {
     const sb = await makeSandbox([{ name: CTX, eventBytes: 20_000 }]);
     try {
+      // a snapshot whose config.json is not valid JSON: the prompt shows that warning
+      writeFileSync(join(sb.state.contextDir(CTX), "config.json"), '{"name": "internal-dogfood",');
       expect((await runCli([...sb.flags, "snapshot", "--context", CTX, "--insecure-plaintext"])).code).toBe(0);
       writeFileSync(join(sb.state.contextDir(CTX), "targets.json"), '{"targets": []}\n');
       const before = treeHashes(sb.stateRoot, (rel) => rel.startsWith(".paas-backup"));
@@ -103,6 +133,7 @@ describe("environment problems are named, not called bugs", () => {
         });
         child.on("close", (code) => resolve({ code: code ?? -1, out }));
       });
+      expect(result.out).toMatch(/warnings: +config\.json: not valid JSON/);
       expect(result.out).toContain("aborted at the confirmation prompt");
       expect(result.out).toContain("nothing changed");
       expect(result.out).toContain("PAAS_BACKUP_ABORTED (exit 2)");

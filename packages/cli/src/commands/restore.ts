@@ -3,7 +3,7 @@ import { createInterface } from "node:readline/promises";
 import { readFileSync } from "node:fs";
 import { restoreSnapshot, findSnapshot, chainOf, UsageError, ValidationError, type ExternalDoctorResult, type RestorePlan, type RestoreResult, type TrustStore } from "@paas-backup/core";
 import { resolveOperator, type Runtime } from "../runtime.js";
-import { keyValues, printEnvelope, progressBar } from "../output.js";
+import { environmentError, keyValues, printEnvelope, progressBar } from "../output.js";
 import { lockOptions, requireContext, requireKnownContext, resolveDecryptor, type KeyFlags } from "./common.js";
 import { offsiteFetcher } from "./offsite.js";
 import { allowRepoState } from "./guard.js";
@@ -151,14 +151,15 @@ export async function restoreCommand(rt: Runtime, flags: RestoreFlags, fetchFrom
   let done = 0;
   // The bar's total: every byte the chain's archives hold (the manifests say), when known.
   let total: number | null = null;
-  if (rt.stderrIsTTY) {
-    try {
-      const { snapshot, all } = await findSnapshot(rt.fs, rt.backupRoot, context, flags.snapshot ?? "latest");
-      const links = chainOf(snapshot, all).chain;
-      if (links.every((l) => l.manifest)) total = links.reduce((n, l) => n + l.manifest!.totals.storedBytes, 0);
-    } catch {
-      total = null; // the restore itself reports what is wrong
-    }
+  let needed: number | undefined;
+  try {
+    const { snapshot, all } = await findSnapshot(rt.fs, rt.backupRoot, context, flags.snapshot ?? "latest");
+    const links = chainOf(snapshot, all).chain;
+    // the bar's total: the bytes every link's archive holds; the space needed: the restored files
+    if (links.every((l) => l.manifest)) total = links.reduce((n, l) => n + l.manifest!.totals.storedBytes, 0);
+    needed = snapshot.manifest?.totals.bytes;
+  } catch {
+    total = null; // the restore itself reports what is wrong
   }
   const ask = rt.stdinIsTTY && rt.stderrIsTTY && !flags.yes && !flags.dryRun && !rt.json;
   try {
@@ -192,6 +193,9 @@ export async function restoreCommand(rt: Runtime, flags: RestoreFlags, fetchFrom
     return 0;
   } catch (err) {
     bar.done();
+    // A full state-root filesystem names itself and what the restore needs (the staged copy).
+    const env = environmentError(err, { path: rt.stateRoot, ...(needed !== undefined ? { needed } : {}) });
+    if (env) throw env;
     if (err instanceof ValidationError && err.data.result && !rt.json) describeRestore(rt, err.data.result as RestoreResult);
     throw err;
   }

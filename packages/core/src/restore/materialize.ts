@@ -157,6 +157,8 @@ export async function materializeChain(options: MaterializeOptions): Promise<Mat
           sink.end(cb);
         },
       });
+      // A write error (a full disk: ENOSPC) fails the entry instead of going unhandled.
+      sink.on("error", (err: Error) => counter.destroy(err));
       await pipeline(body, counter);
       if (expected && current.hash.copy().digest("hex") !== expected.sha256)
         throw integrity(label, `${entry.path} in ${link.id} does not match its manifest sha256`);
