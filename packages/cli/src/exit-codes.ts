@@ -9,7 +9,7 @@ export type ExitName = keyof typeof ExitCode;
 export const EXIT_MEANING: Record<ExitName, string> = {
   ok: "ok",
   unexpected: "a bug in paas-backup (or an offsite server that fails in a way not named below: PAAS_BACKUP_STORAGE_FAILED names the target)",
-  usage: "bad input: unknown or malformed flag, config file error, unknown context or snapshot, missing --ticket, restore not confirmed or aborted at the prompt (nothing changed)",
+  usage: "bad input: unknown or malformed flag, config file error, bad context name (e.g. longer than 200 UTF-8 bytes), unknown context or snapshot, missing --ticket, restore not confirmed or aborted at the prompt (nothing changed)",
   integrity: "integrity: checksum missing, malformed or mismatched, corrupt archive, broken incremental chain, content not as its manifest says",
   safety: "refused for safety: hostile archive entry, secret found, unsafe location, no encryption recipient, missing or wrong identity (every command that decrypts)",
   validation: "validation failed: post-restore or drill checks fail (the context is left blocked after a restore); doctor and unblock when checks fail",

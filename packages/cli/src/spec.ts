@@ -116,7 +116,7 @@ export const COMMANDS: CommandSpec[] = [
     flags: [context],
     examples: ["paas-backup list --context internal-dogfood", "paas-backup --json list --context internal-dogfood"],
     exitCodes: ["usage", "unexpected"],
-    json: "`data[]`: `id`, `kind`, `time`, `parent`, `bytes`, `files`, `checksum` (`verified`/`missing-checksum`/`malformed-checksum`/`mismatch`), `sha256`, `encrypted`, `plaintext`, `madeBy` (`paas-backup`/`reference-flow`), `artifact`, `warnings`",
+    json: "`data[]`: `id`, `kind`, `time`, `parent`, `bytes`, `files`, `checksum` (`verified`/`missing-checksum`/`malformed-checksum`/`mismatch`), `sha256`, `encrypted`, `plaintext`, `madeBy` (`paas-backup`/`reference-flow`/`unknown`), `artifact`, `warnings`; `error` is absent, or for a snapshot whose sidecar manifest is damaged `{code, message, remediation}` (then `kind` is null and the text output says `DAMAGED`)",
     load: L(() => import("./commands/list.js"), "listCommand"),
   },
   {
@@ -125,7 +125,7 @@ export const COMMANDS: CommandSpec[] = [
     flags: [context, { flags: "--snapshot <id>", description: "one snapshot (default: the newest)" }, { flags: "--all", description: "every snapshot of the context" }, { flags: "--deep", description: "stream each archive and check every file and the chain" }, identity, maxExpansion],
     examples: ["paas-backup verify --context internal-dogfood --all", "paas-backup verify --context internal-dogfood --deep --identity ~/.config/paas-backup/identity.txt"],
     exitCodes: ["usage", "integrity", "safety", "unexpected"],
-    json: "`data[]`: `id`, `kind`, `checksum`, `chainOk`, `chainProblem`, `deep`, `access`, `ok`",
+    json: "`data[]`: `id`, `kind`, `checksum`, `chainOk`, `chainProblem`, `deep`, `access`, `ok`; a snapshot with a damaged manifest has `kind: \"unknown\"` and `manifestError: {code, message}` (exit 3)",
     load: L(() => import("./commands/verify.js"), "verifyCommand"),
   },
   {
@@ -217,7 +217,7 @@ export const COMMANDS: CommandSpec[] = [
     ],
     examples: ["paas-backup tick --all-contexts", "paas-backup --json tick --context internal-dogfood"],
     exitCodes: ["usage", "safety", "busy", "partial", "environment", "unexpected"],
-    json: "`data[]`: `context`, `ok`, `action` (`full`/`incremental`/`none`), `reason`, `snapshot`, `pruned`, `offsite`, `error`; `failed` counts failed contexts",
+    json: "`data[]`: `context`, `ok`, `action` (`full`/`incremental`/`none`), `reason` (why: e.g. a full instead of an incremental when the chain no longer verifies), `snapshot`, `pruned`, `offsite`, `error`; `failed` counts failed contexts",
     load: L(() => import("./commands/tick.js"), "tickAction"),
   },
   {

@@ -5,7 +5,7 @@
  */
 export * from "./errors.js";
 export type { FileSystem, FileStat, FileKind, DirEntry, WriteOptions } from "./fs/types.js";
-export { validateContextName } from "./policy/context.js";
+export { validateContextName, MAX_CONTEXT_NAME_BYTES } from "./policy/context.js";
 export { PROTECTED_FILES, EVENT_LOGS, OPTIONAL_FOLDERS, hardExclusionReason, type OptionalFolder } from "./policy/selection.js";
 export { SecretScanner, scanLine, scanText, isSecretLikeKey, type SecretFinding, type SecretAllowance } from "./policy/secrets.js";
 export { Manifest, MANIFEST_FORMAT, canonicalJson, type ManifestFile } from "./manifest/schema.js";
@@ -13,7 +13,7 @@ export { parseManifest } from "./manifest/io.js";
 export { readArchive, hostileEntryReason, type ArchiveEntryInfo } from "./archive/reader.js";
 export type { ArtifactEncryptor, ArtifactDecryptor } from "./archive/encryption.js";
 export { formatSnapshotId, parseSnapshotId, compareSnapshotIds } from "./repository/ids.js";
-export { listSnapshots, listSnapshotsIn, backupRootStorage, findSnapshot, deleteSnapshot, chainOf, artifactNames, type SnapshotRef } from "./repository/repository.js";
+export { listSnapshots, listSnapshotsIn, scanSnapshots, scanSnapshotsIn, backupRootStorage, findSnapshot, deleteSnapshot, chainOf, artifactNames, type SnapshotRef, type DamagedSnapshot } from "./repository/repository.js";
 export { checkSnapshotChecksum, expectedChecksum, parseChecksumFile, formatChecksumLine, type ChecksumState } from "./repository/checksum.js";
 export { planSnapshotContents, type SnapshotContents } from "./snapshot/plan.js";
 export { createSnapshot, type CreateSnapshotOptions, type SnapshotResult, type SnapshotKind, type SnapshotProgress } from "./snapshot/create.js";
@@ -24,7 +24,7 @@ export { rollbackRestore, type RollbackResult } from "./restore/rollback.js";
 export { inspectVault, recipientFingerprint, type VaultReport, type TrustStore } from "./restore/vault.js";
 export { runDoctor, type DoctorReport, type DoctorCheck } from "./validate/doctor.js";
 export { listEvents, readEventLog, normaliseEvent, redactForOutput, type EventRecord } from "./validate/events.js";
-export { findGitRoot } from "./validate/git.js";
+export { findGitRoot, findGitRootResolved } from "./validate/git.js";
 export { readBlock, writeBlock, clearBlock, BLOCK_FILE, type BlockRecord } from "./governance/block.js";
 export { writeIncident, listRecords, type IncidentRecord } from "./governance/incident.js";
 export { appendAuditEvent } from "./governance/audit.js";

@@ -143,6 +143,37 @@ export class MemoryFileSystem implements FileSystem {
     this.nodes.delete(p);
   }
 
+  async link(existing: string, newPath: string): Promise<void> {
+    const node = this.get(existing, "link");
+    if (node.kind === "directory") throw fsError("EPERM", "link", existing);
+    const t = this.norm(newPath);
+    this.parentDir(t, "link");
+    if (this.nodes.has(t)) throw fsError("EEXIST", "link", newPath);
+    // the same Node object under two names: one inode, as link(2)
+    this.nodes.set(t, node);
+  }
+
+  async realpath(path: string): Promise<string> {
+    let resolved = "/";
+    const pending = this.norm(path).split("/").filter(Boolean);
+    for (let hops = 0; pending.length > 0; ) {
+      const name = pending.shift()!;
+      const candidate = posix.join(resolved, name);
+      const node = this.nodes.get(candidate);
+      if (!node) throw fsError("ENOENT", "realpath", path);
+      if (node.kind === "symlink") {
+        if (++hops > 40) throw fsError("ELOOP", "realpath", path);
+        const target = node.target!;
+        pending.unshift(...target.split("/").filter(Boolean));
+        if (target.startsWith("/")) resolved = "/";
+        continue;
+      }
+      if (pending.length > 0 && node.kind !== "directory") throw fsError("ENOTDIR", "realpath", path);
+      resolved = candidate;
+    }
+    return resolved;
+  }
+
   async chmod(path: string, mode: number): Promise<void> {
     this.get(path, "chmod").mode = mode & 0o7777;
   }
@@ -207,6 +238,24 @@ export class MemoryFileSystem implements FileSystem {
   }
 
   async sync(): Promise<void> {}
+
+  /** test helper: an independent copy (same paths, bytes, modes, inodes and clock), for sweeps that rerun one fixture many times */
+  clone(): MemoryFileSystem {
+    const copy = new MemoryFileSystem();
+    copy.nodes.clear();
+    const copied = new Map<Node, Node>(); // hard links stay one node in the copy
+    for (const [key, node] of this.nodes) {
+      let c = copied.get(node);
+      if (!c) {
+        c = { ...node, data: Buffer.from(node.data) };
+        copied.set(node, c);
+      }
+      copy.nodes.set(key, c);
+    }
+    copy.nextIno = this.nextIno;
+    copy.now = this.now;
+    return copy;
+  }
 
   /** test helper: every file path under `root`, sorted */
   files(root = "/"): string[] {

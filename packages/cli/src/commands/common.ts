@@ -1,5 +1,5 @@
 import { hostname } from "node:os";
-import { readFileSync, existsSync } from "node:fs";
+import { readFileSync, existsSync, realpathSync } from "node:fs";
 import { dirname, join } from "node:path";
 import {
   ageDecryptor,
@@ -8,7 +8,7 @@ import {
   parseRecipients,
   validateRecipient,
   validateContextName,
-  listSnapshots,
+  scanSnapshots,
   UsageError,
   SafetyError,
   type ArtifactDecryptor,
@@ -36,7 +36,7 @@ export function requireContext(value: string | undefined): string {
 export async function requireKnownContext(rt: Runtime, context: string): Promise<void> {
   const live = join(rt.stateRoot, "contexts", context);
   const backups = join(rt.backupRoot, context);
-  if (existsSync(live) || (existsSync(backups) && (await listSnapshots(rt.fs, rt.backupRoot, context)).length > 0)) return;
+  if (existsSync(live) || (existsSync(backups) && (await scanSnapshots(rt.fs, rt.backupRoot, context).then((r) => r.snapshots.length + r.damaged.length > 0)))) return;
   throw new UsageError("PAAS_BACKUP_CONTEXT_NOT_FOUND", `context ${context} has neither state (${live}) nor snapshots (${backups})`, {
     path: live,
     remediation: "Check --context, --state-root and --backup-root (or SI_PAAS_STATE_ROOT and PAAS_BACKUP_ROOT); `si paas context list` shows the contexts.",
@@ -111,12 +111,30 @@ export function resolveEncryptor(rt: Runtime, flags: KeyFlags): ArtifactEncrypto
   return recipients.length ? ageEncryptor([...new Set(recipients)]) : undefined;
 }
 
-/** si's repository rule, synchronously: the first folder upwards holding .git (folder or file). */
+/**
+ * si's repository rule, synchronously: the first folder upwards holding .git (folder or file),
+ * for the path as given and for where it really is (symbolic links resolved): an identity that
+ * is a link into a work tree is in that work tree.
+ */
 export function gitRootAbove(path: string): string | null {
-  for (let dir = dirname(path); ; dir = dirname(dir)) {
-    if (existsSync(join(dir, ".git"))) return dir;
-    if (dirname(dir) === dir) return null;
+  const walk = (start: string): string | null => {
+    for (let dir = dirname(start); ; dir = dirname(dir)) {
+      if (existsSync(join(dir, ".git"))) return dir;
+      if (dirname(dir) === dir) return null;
+    }
+  };
+  const asGiven = walk(path);
+  if (asGiven) return asGiven;
+  let existing = path;
+  while (!existsSync(existing) && dirname(existing) !== existing) existing = dirname(existing);
+  let resolved: string;
+  try {
+    resolved = realpathSync(existing);
+  } catch {
+    return null;
   }
+  // walk() starts at the parent: give it a child of the resolved folder when `existing` is a folder
+  return resolved === existing ? null : walk(existing === path ? resolved : join(resolved, "_"));
 }
 
 export function resolveDecryptor(rt: Runtime, flags: KeyFlags): ArtifactDecryptor | undefined {

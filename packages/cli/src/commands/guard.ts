@@ -1,13 +1,5 @@
-import { findGitRoot, SafetyError } from "@paas-backup/core";
-import { dirname } from "node:path";
-import { existsSync } from "node:fs";
+import { findGitRootResolved, SafetyError } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
-
-function nearestExisting(path: string): string {
-  let p = path;
-  while (!existsSync(p) && dirname(p) !== p) p = dirname(p);
-  return p;
-}
 
 export function allowRepoState(env: NodeJS.ProcessEnv): boolean {
   return ["1", "true", "yes", "on"].includes((env.SI_PAAS_ALLOW_REPO_STATE ?? "").trim().toLowerCase());
@@ -15,7 +7,8 @@ export function allowRepoState(env: NodeJS.ProcessEnv): boolean {
 
 /** Policy §7.1: backups (and keys, and offsite staging) live outside any git work tree. */
 export async function assertOutsideRepo(rt: Runtime, path: string, what: string): Promise<void> {
-  const repo = await findGitRoot(rt.fs, nearestExisting(path));
+  // symbolic links resolved: a backup root that links into a repository is inside it
+  const repo = await findGitRootResolved(rt.fs, path);
   if (repo) {
     throw new SafetyError("PAAS_BACKUP_UNSAFE_LOCATION", `${what} ${path} is inside the git work tree ${repo}`, {
       path,
@@ -28,7 +21,7 @@ export async function assertOutsideRepo(rt: Runtime, path: string, what: string)
 
 export async function assertBackupLocation(rt: Runtime): Promise<void> {
   await assertOutsideRepo(rt, rt.backupRoot, "backup root");
-  const repo = await findGitRoot(rt.fs, nearestExisting(rt.stateRoot));
+  const repo = await findGitRootResolved(rt.fs, rt.stateRoot);
   if (repo && !allowRepoState(rt.env)) {
     throw new SafetyError("PAAS_BACKUP_UNSAFE_LOCATION", `state root ${rt.stateRoot} is inside the git work tree ${repo}`, {
       path: rt.stateRoot,

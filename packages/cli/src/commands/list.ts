@@ -1,4 +1,4 @@
-import { checkSnapshotChecksum, listSnapshots } from "@paas-backup/core";
+import { checkSnapshotChecksum, compareSnapshotIds, scanSnapshots } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { humanBytes, printEnvelope, table } from "../output.js";
 import { requireContext, requireKnownContext } from "./common.js";
@@ -6,13 +6,15 @@ import { requireContext, requireKnownContext } from "./common.js";
 export async function listCommand(rt: Runtime, flags: { context?: string }): Promise<number> {
   const context = requireContext(flags.context);
   await requireKnownContext(rt, context);
-  const snapshots = await listSnapshots(rt.fs, rt.backupRoot, context);
+  const { snapshots, damaged } = await scanSnapshots(rt.fs, rt.backupRoot, context);
   const data = [];
   for (const s of snapshots) {
     const check = await checkSnapshotChecksum(s);
     data.push({
       id: s.id,
-      kind: s.kind,
+      kind: s.kind as string | null,
+      /** null, or why this snapshot cannot be used (its manifest is damaged); the others are unaffected */
+      error: null as { code: string; message: string; remediation: string } | null,
       time: s.time.toISOString(),
       parent: s.parent?.id ?? null,
       bytes: s.bytes,
@@ -27,6 +29,26 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
       warnings: (s.manifest?.warnings ?? []).map((w) => `${w.path}: ${w.reason}`),
     });
   }
+  for (const d of damaged) {
+    const check = await checkSnapshotChecksum(d);
+    data.push({
+      id: d.id,
+      kind: null,
+      error: d.error,
+      time: d.time.toISOString(),
+      parent: null,
+      bytes: d.bytes,
+      files: null,
+      checksum: check.state,
+      sha256: check.actual,
+      encrypted: d.encrypted,
+      plaintext: !d.encrypted,
+      madeBy: "unknown",
+      artifact: d.artifactPath,
+      warnings: [] as string[],
+    });
+  }
+  data.sort((a, b) => compareSnapshotIds(a.id, b.id));
   if (rt.json) {
     printEnvelope(rt, { ok: true, command: "list", context, mode: "live", count: data.length, data });
     return 0;
@@ -38,10 +60,20 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
   rt.write(
     table([
       ["ID", "KIND", "TIME", "SIZE", "CHECKSUM", "ENCRYPTION", "PARENT"],
-      ...data.map((d) => [d.id, d.kind, d.time.replace(".000Z", "Z"), humanBytes(d.bytes), d.checksum, d.encrypted ? "age" : "PLAINTEXT", d.parent ?? (d.madeBy === "reference-flow" ? "(reference flow)" : "-"), d.warnings.length ? `${d.warnings.length} (below)` : "-"]),
+      ...data.map((d) => [
+        d.id,
+        d.error ? "DAMAGED" : d.kind!,
+        d.time.replace(".000Z", "Z"),
+        humanBytes(d.bytes),
+        d.checksum,
+        d.encrypted ? "age" : "PLAINTEXT",
+        d.error ? "(manifest damaged)" : (d.parent ?? (d.madeBy === "reference-flow" ? "(reference flow)" : "-")),
+        d.warnings.length ? `${d.warnings.length} (below)` : "-",
+      ]),
     ].map((r, i) => (i === 0 ? [...r.slice(0, 7), "WARNINGS"] : r))),
   );
   // Long texts go below the table, once, not on every row.
   for (const d of data) for (const w of d.warnings) rt.write(`warning: ${d.id}: ${w}\n`);
+  for (const d of data) if (d.error) rt.write(`${d.id}: ${d.error.message}\n  ${d.error.remediation}\n`);
   return 0;
 }

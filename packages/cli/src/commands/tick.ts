@@ -70,6 +70,11 @@ async function tickOne(rt: Runtime, context: string, flags: KeyFlags & { include
             secretAllow: rt.config.secretAllow,
           });
           outcome.snapshot = { id: r.id, kind: r.kind, artifact: r.artifact, sha256: r.sha256, bytes: r.bytes, storedBytes: r.storedBytes };
+          if (r.promotedToFull) {
+            // an incremental was due, but the chain it would extend no longer verifies (or cannot be extended)
+            outcome.action = "full";
+            outcome.reason = `${decision.reason}; took a full instead of an incremental: ${r.promotedToFull}`;
+          }
           const pruned = await pruneSnapshots({ fs: rt.fs, backupRoot: rt.backupRoot, context, policy: retentionPolicy(rt, {}), clock: rt.clock });
           outcome.pruned = pruned.removed;
         }

@@ -74,6 +74,8 @@ export const nodeFs: FileSystem = {
   rename: (from, to) => fsp.rename(from, to),
   rm: (path, options = {}) => fsp.rm(path, { recursive: options.recursive ?? false, force: options.force ?? false }),
   chmod: (path, mode) => fsp.chmod(path, mode),
+  link: (existing, newPath) => fsp.link(existing, newPath),
+  realpath: (path) => fsp.realpath(path),
   createReadStream(path, options = {}) {
     return fs.createReadStream(path, { start: options.start, end: options.end, highWaterMark: 256 * 1024 });
   },

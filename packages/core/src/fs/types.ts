@@ -49,4 +49,11 @@ export interface FileSystem {
   createWriteStream(path: string, options?: WriteOptions): Writable;
   /** flush a file or a directory to stable storage (no-op where there is none) */
   sync(path: string): Promise<void>;
+  /**
+   * a hard link: `newPath` names the same file as `existing`; rejects with EEXIST when `newPath`
+   * exists (link(2) never replaces), which makes "appear with its content in one step" possible
+   */
+  link(existing: string, newPath: string): Promise<void>;
+  /** the absolute path with every symbolic link resolved (realpath(3)); ENOENT when missing */
+  realpath(path: string): Promise<string>;
 }

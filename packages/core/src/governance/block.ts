@@ -26,17 +26,35 @@ export type BlockRecord = z.infer<typeof BlockRecord>;
 
 export async function readBlock(fs: FileSystem, stateRoot: string, context: string): Promise<BlockRecord | null> {
   const path = join(contextDir(stateRoot, context), BLOCK_FILE);
+  // A marker we cannot read still blocks: fail closed (torn by a crash, not JSON, wrong shape,
+  // or not a regular file: a symbolic link there is not followed).
+  const unreadable = (why: string): BlockRecord => ({
+    schema: "paas-backup/block@1",
+    context,
+    ticket: "unknown",
+    blockedAt: "",
+    reason: `unreadable block marker ${path} (${why})`,
+    snapshot: null,
+    failingChecks: [],
+    blocks: ["deploy", "secret-mutation"],
+  });
   let text: string;
   try {
+    const st = await fs.lstat(path);
+    if (st.kind !== "file") return unreadable(`a ${st.kind}, not a file`);
     text = Buffer.from(await fs.readFile(path)).toString("utf8");
   } catch (err) {
     if (isNotFound(err)) return null;
     throw err;
   }
-  const parsed = BlockRecord.safeParse(JSON.parse(text));
-  // A marker we cannot read still blocks: fail closed.
-  if (!parsed.success)
-    return { schema: "paas-backup/block@1", context, ticket: "unknown", blockedAt: "", reason: `unreadable block marker ${path}`, snapshot: null, failingChecks: [], blocks: ["deploy", "secret-mutation"] };
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return unreadable(text.trim() === "" ? "empty" : "not JSON");
+  }
+  const parsed = BlockRecord.safeParse(raw);
+  if (!parsed.success) return unreadable("not a block@1 record");
   return parsed.data;
 }
 

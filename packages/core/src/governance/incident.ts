@@ -1,6 +1,6 @@
 import type { FileSystem } from "../fs/types.js";
 import { contextBackupDir, join } from "../util/paths.js";
-import { readdirOrEmpty, writeFileAtomic } from "../util/atomic.js";
+import { createFileExclusive, readdirOrEmpty } from "../util/atomic.js";
 import type { DoctorCheck } from "../validate/doctor.js";
 
 /** Policy §7.3: every restore, successful or not, leaves this record in <backup_root>/<context>/incidents/. */
@@ -33,9 +33,15 @@ export async function writeIncident(fs: FileSystem, backupRoot: string, record: 
   const dir = join(contextBackupDir(backupRoot, record.context), folder);
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
   const stamp = record.startedAt.replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
-  const path = join(dir, `${stamp}-${safeName(record.kind)}-${safeName(record.ticket)}.json`);
-  await writeFileAtomic(fs, path, `${JSON.stringify(record, null, 2)}\n`);
-  return path;
+  const base = `${stamp}-${safeName(record.kind)}-${safeName(record.ticket)}`;
+  const content = `${JSON.stringify(record, null, 2)}\n`;
+  // Two runs with the same ticket in the same second each keep their record: the name is taken
+  // exclusively (whole content linked into place, never replacing), the second gets "-2", and so on.
+  for (let n = 1; n < 10_000; n++) {
+    const path = join(dir, `${base}${n === 1 ? "" : `-${n}`}.json`);
+    if (await createFileExclusive(fs, path, content)) return path;
+  }
+  throw new Error(`more than 10000 ${folder} records named ${base} in ${dir}`);
 }
 
 export async function listRecords(fs: FileSystem, backupRoot: string, context: string, folder: string): Promise<IncidentRecord[]> {

@@ -108,7 +108,16 @@ export async function pushOffsite(options: { fs: FileSystem; backupRoot: string;
       continue;
     }
     const lock = target.objectLock ? { mode: target.objectLock.mode, retainUntil: new Date(options.clock().getTime() + target.objectLock.days * 86_400_000) } : undefined;
-    // The target has the same layout as the backup root: the same keys.
+    // The target has the same layout as the backup root: the same keys. The sidecars go first and
+    // the artifact is the commit, as at home: a push cut short never leaves a snapshot listed at
+    // the target without its checksum (issue 9 §7); leftover sidecars are overwritten next time.
+    for (const key of [snap.checksumKey, ...(snap.manifest ? [snap.manifestKey] : [])]) {
+      const data = Buffer.from(await readSmallObject(snap.storage, key), "utf8");
+      const sha256 = createHash("sha256").update(data).digest("hex");
+      // Landed already by a push that was cut short: not re-sent (a locked object cannot be replaced).
+      if ((await storage.head(key))?.sha256 === sha256) continue;
+      await storage.put(key, Readable.from([data]), { sha256, size: data.length, ...(lock ? { lock } : {}) });
+    }
     const existing = await storage.head(snap.artifactKey);
     let put: PutResult;
     if (existing && existing.size === check.bytes && existing.sha256 === check.actual && (await hashObject(storage, snap.artifactKey)).sha256 === check.actual) {
@@ -120,10 +129,6 @@ export async function pushOffsite(options: { fs: FileSystem; backupRoot: string;
     if (put.sha256 !== check.actual || put.size !== check.bytes) {
       result.problems.push({ id: snap.id, problem: `copy at ${storage.locate(snap.artifactKey)} does not match (sha256 ${put.sha256}, ${put.size} bytes); not recorded` });
       continue;
-    }
-    for (const key of [snap.checksumKey, ...(snap.manifest ? [snap.manifestKey] : [])]) {
-      const data = Buffer.from(await readSmallObject(snap.storage, key), "utf8");
-      await storage.put(key, Readable.from([data]), { sha256: createHash("sha256").update(data).digest("hex"), size: data.length, ...(lock ? { lock } : {}) });
     }
     const head = await storage.head(snap.artifactKey);
     const copy: OffsiteCopy = {

@@ -28,13 +28,16 @@ export interface ChecksumCheck {
 }
 
 /** The sha256 its checksum file names for a snapshot, or null when there is none. */
-export async function expectedChecksum(snapshot: SnapshotRef): Promise<string | null> {
+/** what a checksum check needs of a snapshot (a damaged one has these too) */
+export type ChecksummedArtifact = Pick<SnapshotRef, "checksum" | "storage" | "checksumKey" | "artifactKey" | "artifactName">;
+
+export async function expectedChecksum(snapshot: ChecksummedArtifact): Promise<string | null> {
   if (!snapshot.checksum) return null;
   return parseChecksumFile(await readSmallObject(snapshot.storage, snapshot.checksumKey, 1024 * 1024), snapshot.artifactName);
 }
 
 /** Stream the artifact through sha256 (memory stays flat) and compare with its checksum file. */
-export async function checkSnapshotChecksum(snapshot: SnapshotRef): Promise<ChecksumCheck> {
+export async function checkSnapshotChecksum(snapshot: ChecksummedArtifact): Promise<ChecksumCheck> {
   const expected = await expectedChecksum(snapshot);
   const hash = createHash("sha256");
   let bytes = 0;

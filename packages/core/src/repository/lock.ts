@@ -1,13 +1,33 @@
 import { randomUUID } from "node:crypto";
-import type { FileSystem } from "../fs/types.js";
+import type { FileStat, FileSystem } from "../fs/types.js";
 import { BusyError, errorCodeOf, isNotFound } from "../errors.js";
 import { contextBackupDir, join } from "../util/paths.js";
+import { createFileExclusive } from "../util/atomic.js";
 
 /**
- * One lock per context, a file created with O_EXCL in the context's backup folder:
+ * One lock per context, with exactly one holder (issue 9 §2):
  *   <backup_root>/<context>/.lock  {"pid", "host", "nonce", "startedAt", "command"}
- * A lock whose process is gone (same host, pid not alive) or older than `staleAfterMs` is stale
- * and taken over; the takeover renames it aside first and checks it moved the lock it judged.
+ *
+ * - The lock appears with its content in one step: the record is written and fsynced into a
+ *   private temporary file, then link(2)ed to `.lock`; link never replaces, so of any number of
+ *   racers exactly one gets EEXIST-free success, and nobody ever sees an empty or half-written lock
+ *   of a live holder. (On a filesystem without hard links we fall back to O_EXCL create, where a
+ *   reader can catch the record half-written; the next rule keeps that safe.)
+ * - A lock whose content does not parse (torn by a crash, or a foreign file) counts as held, by
+ *   nobody we can name, until its mtime is older than `staleAfterMs`.
+ * - Stale takeover (same host and the pid is gone, or older than `staleAfterMs`) is serialized by
+ *   a takeover marker `.lock.takeover-<id of the judged lock>` created the same one-step way: only
+ *   its creator re-reads `.lock`, and moves it aside only if it is still the very lock it judged
+ *   (same nonce, or same inode/mtime/size when unparseable). A marker left by a taker that died
+ *   is itself removed once its pid is gone or it is older than a minute.
+ * - Release removes `.lock` only when it still holds our nonce; nobody ever writes, recreates or
+ *   "gives back" another process's lock.
+ *
+ * Why not proper-lockfile: it locks with mkdir (no owner record inside, so a busy error cannot
+ * name the holder), judges staleness only by an mtime it refreshes on a timer (a holder whose event
+ * loop stalls past `stale` loses its lock to a second holder, and a dead holder on the same host
+ * still blocks for the whole `stale` period), and it calls node:fs/graceful-fs directly, which
+ * would break core's injected-FileSystem discipline and the in-memory/fault-injection tests.
  */
 export interface LockOwner {
   pid: number;
@@ -44,14 +64,149 @@ export interface HeldLock {
   release(): Promise<void>;
 }
 
-async function readLock(fs: FileSystem, path: string): Promise<LockRecord | null> {
+/** a takeover marker is held for a handful of filesystem calls; one a minute old belongs to a dead taker */
+const TAKEOVER_MARKER_STALE_MS = 60_000;
+/** leftover temporary lock files (a process killed between write and link) are swept after this */
+const TEMP_STALE_MS = 10 * 60_000;
+
+type Observed =
+  | { state: "absent" }
+  /** parseable: a record we can judge */
+  | { state: "record"; record: LockRecord; stat: FileStat }
+  /** present but torn or foreign: held until old */
+  | { state: "unreadable"; stat: FileStat };
+
+function parseRecord(text: string): LockRecord | null {
   try {
-    return JSON.parse(Buffer.from(await fs.readFile(path)).toString("utf8")) as LockRecord;
-  } catch (err) {
-    if (isNotFound(err)) return null;
-    // Half-written by a process killed mid-write: treat as a lock with no owner.
-    return { pid: -1, host: "", nonce: "corrupt", startedAt: "1970-01-01T00:00:00Z", command: "" };
+    const value = JSON.parse(text) as Partial<LockRecord>;
+    if (
+      value &&
+      typeof value === "object" &&
+      typeof value.pid === "number" &&
+      typeof value.host === "string" &&
+      typeof value.nonce === "string" &&
+      value.nonce.length > 0 &&
+      typeof value.startedAt === "string" &&
+      Number.isFinite(Date.parse(value.startedAt))
+    ) {
+      return { pid: value.pid, host: value.host, nonce: value.nonce, startedAt: value.startedAt, command: typeof value.command === "string" ? value.command : "" };
+    }
+  } catch {
+    // not JSON: torn or foreign
   }
+  return null;
+}
+
+async function observe(fs: FileSystem, path: string): Promise<Observed> {
+  try {
+    const stat = await fs.lstat(path);
+    // a directory, symlink or device at the lock's name is nothing we wrote: held until old
+    if (stat.kind !== "file") return { state: "unreadable", stat };
+    const text = Buffer.from(await fs.readFile(path)).toString("utf8");
+    const record = parseRecord(text);
+    return record ? { state: "record", record, stat } : { state: "unreadable", stat };
+  } catch (err) {
+    if (isNotFound(err)) return { state: "absent" };
+    throw err;
+  }
+}
+
+/** the same lock file we judged earlier, not a newer one at the same name */
+function sameLock(judged: Exclude<Observed, { state: "absent" }>, now: Observed): boolean {
+  if (now.state === "absent") return false;
+  if (judged.state === "record") return now.state === "record" && now.record.nonce === judged.record.nonce;
+  return now.state === "unreadable" && now.stat.ino === judged.stat.ino && now.stat.mtimeMs === judged.stat.mtimeMs && now.stat.size === judged.stat.size;
+}
+
+function lockId(judged: Exclude<Observed, { state: "absent" }>): string {
+  return judged.state === "record" ? judged.record.nonce.replace(/[^A-Za-z0-9-]/g, "") : `ino${judged.stat.ino}-${Math.trunc(judged.stat.mtimeMs)}-${judged.stat.size}`;
+}
+
+/** sweep what lock attempts killed half way leave: temporaries not yet linked, stale locks moved aside */
+async function sweepTemporaries(fs: FileSystem, dir: string, owner: LockOwner, now: number): Promise<void> {
+  let entries;
+  try {
+    entries = await fs.readdir(dir);
+  } catch (err) {
+    if (isNotFound(err)) return;
+    throw err;
+  }
+  for (const e of entries) {
+    if (e.kind !== "file") continue;
+    const temporary = e.name.startsWith("..lock.") && e.name.endsWith(".tmp"); // createFileExclusive's
+    if (!temporary && !e.name.startsWith(".lock.")) continue;
+    if (/^\.lock\.takeover-[^.]+$/.test(e.name)) {
+      // a taker that died after removing the stale lock leaves its marker behind
+      await clearMarkerIfStale(fs, join(dir, e.name), owner, now);
+      continue;
+    }
+    const movedAside = !temporary && e.name.includes(".stale-");
+    if (!movedAside && !temporary) continue;
+    try {
+      // A lock or marker moved aside is dead by construction (only its taker ever names it);
+      // a temporary may still be about to be linked, so it must be old first.
+      const st = await fs.lstat(join(dir, e.name));
+      if (movedAside || now - st.mtimeMs > TEMP_STALE_MS) await fs.rm(join(dir, e.name), { force: true });
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+}
+
+function isStale(seen: Exclude<Observed, { state: "absent" }>, owner: LockOwner, now: number, staleAfter: number): boolean {
+  if (seen.state === "unreadable") return now - seen.stat.mtimeMs > staleAfter;
+  const { record } = seen;
+  if (record.host === owner.host && record.pid !== owner.pid && !owner.isAlive(record.pid)) return true;
+  return now - Date.parse(record.startedAt) > staleAfter;
+}
+
+/**
+ * Remove the stale lock `judged` unless someone else is already doing it or it changed.
+ * Returns the record removed (or a placeholder for an unreadable one), null when not ours to remove.
+ */
+async function takeOver(fs: FileSystem, path: string, judged: Exclude<Observed, { state: "absent" }>, owner: LockOwner, now: number): Promise<LockRecord | "unreadable" | null> {
+  const marker = `${path}.takeover-${lockId(judged)}`;
+  const mine: LockRecord = { pid: owner.pid, host: owner.host, nonce: randomUUID(), startedAt: new Date(now).toISOString(), command: "lock takeover" };
+  if (!(await createFileExclusive(fs, marker, `${JSON.stringify(mine)}\n`))) {
+    // Another taker is at it. If it died there, clear its marker so the lock does not stay stuck.
+    await clearMarkerIfStale(fs, marker, owner, now);
+    return null;
+  }
+  try {
+    const now2 = await observe(fs, path);
+    if (!sameLock(judged, now2)) return null;
+    const aside = `${path}.stale-${randomUUID()}`;
+    try {
+      await fs.rename(path, aside);
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw err;
+    }
+    await fs.rm(aside, { force: true });
+    return judged.state === "record" ? judged.record : "unreadable";
+  } finally {
+    await fs.rm(marker, { force: true });
+  }
+}
+
+async function clearMarkerIfStale(fs: FileSystem, marker: string, owner: LockOwner, now: number): Promise<void> {
+  const other = await observe(fs, marker);
+  if (other.state === "absent" || !isMarkerStale(other, owner, now)) return;
+  const aside = `${marker}.stale-${randomUUID()}`;
+  try {
+    await fs.rename(marker, aside);
+  } catch (err) {
+    if (isNotFound(err)) return;
+    throw err;
+  }
+  // Whatever we moved aside is a takeover marker, never a lock: removing it is harmless,
+  // since every marker holder re-reads the lock before moving it.
+  await fs.rm(aside, { force: true });
+}
+
+function isMarkerStale(seen: Exclude<Observed, { state: "absent" }>, owner: LockOwner, now: number): boolean {
+  if (seen.state === "record" && seen.record.host === owner.host && !owner.isAlive(seen.record.pid)) return true;
+  return now - seen.stat.mtimeMs > TAKEOVER_MARKER_STALE_MS && (seen.state === "unreadable" || now - Date.parse(seen.record.startedAt) > TAKEOVER_MARKER_STALE_MS);
 }
 
 export async function acquireContextLock(options: LockOptions): Promise<HeldLock> {
@@ -65,57 +220,50 @@ export async function acquireContextLock(options: LockOptions): Promise<HeldLock
   const mine: LockRecord = { pid: owner.pid, host: owner.host, nonce: randomUUID(), startedAt: clock().toISOString(), command: owner.command };
   let tookOverFrom: LockRecord | null = null;
   let told = false;
-  for (;;) {
-    try {
-      await fs.writeFile(path, `${JSON.stringify(mine)}\n`, { mode: 0o600, exclusive: true });
+  await sweepTemporaries(fs, dir, owner, clock().getTime());
+  for (let attempt = 0; ; attempt++) {
+    if (await createFileExclusive(fs, path, `${JSON.stringify(mine)}\n`)) {
       return {
         path,
         tookOverFrom,
         release: async () => {
-          const current = await readLock(fs, path);
-          if (current?.nonce === mine.nonce) await fs.rm(path, { force: true });
+          const current = await observe(fs, path);
+          if (current.state === "record" && current.record.nonce === mine.nonce) await fs.rm(path, { force: true });
         },
       };
-    } catch (err) {
-      if (errorCodeOf(err) !== "EEXIST") throw err;
     }
-    const holder = await readLock(fs, path);
-    if (!holder) continue;
-    const age = clock().getTime() - Date.parse(holder.startedAt);
-    const dead = holder.pid < 0 || (holder.host === owner.host && !owner.isAlive(holder.pid));
-    if (dead || age > staleAfter) {
-      const aside = `${path}.stale-${randomUUID().slice(0, 8)}`;
-      try {
-        await fs.rename(path, aside);
-      } catch (err) {
-        if (isNotFound(err)) continue;
-        throw err;
-      }
-      const moved = await readLock(fs, aside);
-      if (moved && moved.nonce !== holder.nonce) {
-        // Someone took it over between our read and our rename: give theirs back.
-        try {
-          await fs.writeFile(path, `${JSON.stringify(moved)}\n`, { mode: 0o600, exclusive: true });
-        } catch {
-          // they or a third taker already rewrote it; ours is the stale copy either way
-        }
-      } else tookOverFrom = holder;
-      await fs.rm(aside, { force: true });
-      continue;
+    const seen = await observe(fs, path);
+    if (seen.state === "absent") continue;
+    const now = clock().getTime();
+    if (isStale(seen, owner, now, staleAfter)) {
+      const removed = await takeOver(fs, path, seen, owner, now);
+      if (removed && removed !== "unreadable") tookOverFrom = removed;
+      else if (removed === "unreadable") tookOverFrom = { pid: -1, host: "", nonce: "unreadable", startedAt: new Date(seen.stat.mtimeMs).toISOString(), command: "" };
+      if (removed) continue;
     }
-    if (clock().getTime() >= deadline) {
-      throw new BusyError("PAAS_BACKUP_LOCKED", `context ${options.context} is locked by pid ${holder.pid} on ${holder.host} (${holder.command}, since ${holder.startedAt}): ${path}`, {
+    if (now >= deadline) {
+      const holder =
+        seen.state === "record"
+          ? { pid: seen.record.pid, host: seen.record.host, startedAt: seen.record.startedAt, command: seen.record.command }
+          : { pid: null, host: null, startedAt: new Date(seen.stat.mtimeMs).toISOString(), command: null };
+      const who =
+        seen.state === "record"
+          ? `pid ${holder.pid} on ${holder.host} (${holder.command}, since ${holder.startedAt})`
+          : `an unreadable lock file (torn or foreign, written ${holder.startedAt}; it counts as held until it is ${Math.round(staleAfter / 60_000)} minutes old)`;
+      throw new BusyError("PAAS_BACKUP_LOCKED", `context ${options.context} is locked by ${who}: ${path}`, {
         path,
         remediation: "Another paas-backup run is working on this context; wait for it, or if that process is gone on another host, remove the lock file.",
         stage: "lock",
-        data: { holder: { pid: holder.pid, host: holder.host, startedAt: holder.startedAt, command: holder.command } },
+        data: { holder },
       });
     }
     if (!told && options.onWait) {
       told = true;
       options.onWait({ pid: holder.pid, host: holder.host, command: holder.command, startedAt: holder.startedAt }, options.timeoutMs);
     }
-    await sleep(Math.min(250, Math.max(10, deadline - clock().getTime())));
+    // jittered back-off so that racers do not retry in lockstep
+    const wait = Math.min(250, 10 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random());
+    await sleep(Math.max(1, Math.min(wait, deadline - now)));
   }
 }
 

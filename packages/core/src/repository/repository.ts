@@ -1,5 +1,5 @@
 import type { FileSystem } from "../fs/types.js";
-import { IntegrityError, UsageError } from "../errors.js";
+import { IntegrityError, PaasBackupError, UsageError, errorCodeOf } from "../errors.js";
 import type { Manifest } from "../manifest/schema.js";
 import { parseManifest } from "../manifest/io.js";
 import type { ObjectStorage, StoredObject } from "./storage.js";
@@ -71,11 +71,34 @@ export async function readSmallObject(storage: ObjectStorage, key: string, limit
   return Buffer.concat(chunks).toString("utf8");
 }
 
-/** Every snapshot of a context at a storage target, oldest first. */
-export async function listSnapshotsIn(storage: ObjectStorage, context: string): Promise<SnapshotRef[]> {
+/**
+ * A snapshot whose sidecar manifest cannot be read (torn, edited, from an unknown version). It is
+ * kept out of the usable list, so one bad manifest never stops tick, prune, offsite or restores of
+ * other snapshots (issue 9 §5); `list` and `verify` show it with its own error state.
+ */
+export interface DamagedSnapshot {
+  id: string;
+  context: string;
+  time: Date;
+  encrypted: boolean;
+  artifactName: string;
+  artifactKey: string;
+  artifactPath: string;
+  checksumKey: string;
+  manifestPath: string;
+  bytes: number;
+  artifact: StoredObject;
+  checksum: StoredObject | null;
+  storage: ObjectStorage;
+  error: { code: string; message: string; remediation: string };
+}
+
+/** Every snapshot of a context at a storage target, oldest first, and those whose manifest is damaged. */
+export async function scanSnapshotsIn(storage: ObjectStorage, context: string): Promise<{ snapshots: SnapshotRef[]; damaged: DamagedSnapshot[] }> {
   const objects = new Map<string, StoredObject>();
   for await (const o of storage.list(`${context}/`, { shallow: true })) objects.set(o.key, o);
   const refs: SnapshotRef[] = [];
+  const damaged: DamagedSnapshot[] = [];
   for (const [key, artifact] of objects) {
     const name = key.slice(context.length + 1);
     const m = ARTIFACT.exec(name);
@@ -87,7 +110,43 @@ export async function listSnapshotsIn(storage: ObjectStorage, context: string): 
     const names = artifactNames(id, encrypted);
     const manifestKey = `${context}/${names.manifestName}`;
     const checksumKey = `${context}/${names.checksumName}`;
-    const manifest = objects.has(manifestKey) ? parseManifest(await readSmallObject(storage, manifestKey), storage.locate(manifestKey)) : null;
+    let manifest: Manifest | null = null;
+    if (objects.has(manifestKey)) {
+      try {
+        manifest = parseManifest(await readSmallObject(storage, manifestKey), storage.locate(manifestKey));
+        if (manifest.id !== id) {
+          throw new IntegrityError("PAAS_BACKUP_MANIFEST_INVALID", `manifest in ${storage.locate(manifestKey)} describes snapshot ${manifest.id}, not ${id}`, {
+            path: storage.locate(manifestKey),
+            remediation: "The snapshot's metadata is damaged: restore an older snapshot.",
+            stage: "manifest",
+          });
+        }
+      } catch (err) {
+        if (!(err instanceof PaasBackupError) && errorCodeOf(err) !== undefined && errorCodeOf(err) !== "ENOENT") throw err;
+        const e = err instanceof PaasBackupError ? err : null;
+        damaged.push({
+          id,
+          context,
+          time: parsedId.time,
+          encrypted,
+          artifactName: names.artifactName,
+          artifactKey: key,
+          artifactPath: storage.locate(key),
+          checksumKey,
+          manifestPath: storage.locate(manifestKey),
+          bytes: artifact.size,
+          artifact,
+          checksum: objects.get(checksumKey) ?? null,
+          storage,
+          error: {
+            code: e?.code ?? "PAAS_BACKUP_MANIFEST_INVALID",
+            message: e?.message ?? `manifest in ${storage.locate(manifestKey)} cannot be read: ${(err as Error).message}`,
+            remediation: `Snapshot ${id} cannot be used; other snapshots are unaffected. Restore another one (see \`paas-backup list --context ${context}\`), and move the damaged files aside once you have looked at them.`,
+          },
+        });
+        continue;
+      }
+    }
     refs.push({
       id,
       context,
@@ -111,7 +170,17 @@ export async function listSnapshotsIn(storage: ObjectStorage, context: string): 
       uid: artifact.uid ?? -1,
     });
   }
-  return refs.sort((a, b) => compareSnapshotIds(a.id, b.id));
+  return { snapshots: refs.sort((a, b) => compareSnapshotIds(a.id, b.id)), damaged: damaged.sort((a, b) => compareSnapshotIds(a.id, b.id)) };
+}
+
+/** Every usable snapshot of a context at a storage target, oldest first (damaged ones left out). */
+export async function listSnapshotsIn(storage: ObjectStorage, context: string): Promise<SnapshotRef[]> {
+  return (await scanSnapshotsIn(storage, context)).snapshots;
+}
+
+/** The snapshots in the backup root, usable and damaged. */
+export async function scanSnapshots(fs: FileSystem, backupRoot: string, context: string): Promise<{ snapshots: SnapshotRef[]; damaged: DamagedSnapshot[] }> {
+  return scanSnapshotsIn(backupRootStorage(fs, backupRoot), context);
 }
 
 /** The snapshots in the backup root: the local driver over <backup_root>. */
@@ -121,8 +190,25 @@ export async function listSnapshots(fs: FileSystem, backupRoot: string, context:
 
 /** `latest` or an exact id; a clear error listing what exists otherwise. */
 export async function findSnapshot(fs: FileSystem, backupRoot: string, context: string, selector: string): Promise<{ snapshot: SnapshotRef; all: SnapshotRef[] }> {
-  const all = await listSnapshots(fs, backupRoot, context);
+  const { snapshots: all, damaged } = await scanSnapshots(fs, backupRoot, context);
   const dir = contextBackupDir(backupRoot, context);
+  // The one asked for (or the newest, for latest) has a damaged manifest: say so, name what is usable.
+  const newestDamaged = damaged[damaged.length - 1];
+  const brokenPick =
+    selector === "latest"
+      ? newestDamaged && (all.length === 0 || compareSnapshotIds(newestDamaged.id, all[all.length - 1]!.id) > 0)
+        ? newestDamaged
+        : undefined
+      : damaged.find((d) => d.id === selector);
+  if (brokenPick) {
+    const usable = all[all.length - 1];
+    throw new IntegrityError(brokenPick.error.code, `snapshot ${brokenPick.id} of context ${context} cannot be used: ${brokenPick.error.message}`, {
+      path: brokenPick.manifestPath,
+      remediation: usable ? `Restore an older snapshot, e.g. --snapshot ${usable.id} (newest usable), or add --fallback where the command has it.` : "No usable snapshot is left here: fetch one from the offsite target (restore --from-offsite).",
+      stage: "manifest",
+      data: { fallback: usable?.id ?? null },
+    });
+  }
   if (all.length === 0) {
     throw new UsageError("PAAS_BACKUP_NO_SNAPSHOTS", `no snapshots of context ${context} in ${dir}`, {
       path: dir,

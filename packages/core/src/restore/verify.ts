@@ -2,12 +2,16 @@ import type { FileSystem } from "../fs/types.js";
 import { PaasBackupError, UsageError } from "../errors.js";
 import type { ArtifactDecryptor } from "../archive/encryption.js";
 import { checkSnapshotChecksum, type ChecksumState } from "../repository/checksum.js";
-import { chainOf, listSnapshots, type SnapshotRef } from "../repository/repository.js";
+import { chainOf, scanSnapshots, type SnapshotRef, type DamagedSnapshot } from "../repository/repository.js";
+import { compareSnapshotIds } from "../repository/ids.js";
 import { materializeChain } from "./materialize.js";
 
 export interface SnapshotVerification {
   id: string;
-  kind: "full" | "incremental";
+  /** "unknown" when the manifest is damaged */
+  kind: "full" | "incremental" | "unknown";
+  /** the snapshot's own error when its sidecar manifest cannot be read; null otherwise */
+  manifestError: { code: string; message: string } | null;
   checksum: ChecksumState;
   sha256: string;
   expected: string | null;
@@ -74,8 +78,10 @@ export interface VerifyOptions {
 
 export async function verifySnapshots(options: VerifyOptions): Promise<SnapshotVerification[]> {
   const { fs } = options;
-  const all = await listSnapshots(fs, options.backupRoot, options.context);
-  const selected = options.snapshot === "all" ? all : options.snapshot === "latest" ? all.slice(-1) : all.filter((s) => s.id === options.snapshot);
+  const { snapshots: all, damaged } = await scanSnapshots(fs, options.backupRoot, options.context);
+  // Damaged snapshots are verified too, each with its own error; they never fail the others.
+  const everything: (SnapshotRef | DamagedSnapshot)[] = [...all, ...damaged].sort((a, b) => compareSnapshotIds(a.id, b.id));
+  const selected = options.snapshot === "all" ? everything : options.snapshot === "latest" ? everything.slice(-1) : everything.filter((s) => s.id === options.snapshot);
   if (selected.length === 0) {
     throw new UsageError("PAAS_BACKUP_SNAPSHOT_NOT_FOUND", `no snapshot ${options.snapshot} of context ${options.context} in ${options.backupRoot}`, {
       path: options.backupRoot,
@@ -85,8 +91,30 @@ export async function verifySnapshots(options: VerifyOptions): Promise<SnapshotV
   }
   const cache = new Map();
   const results: SnapshotVerification[] = [];
+  const damagedIds = new Set(damaged.map((d) => d.id));
   for (const snapshot of selected) {
-    const { chain, problem, self } = await checkChain(snapshot, all, cache);
+    if ("error" in snapshot) {
+      const c = await checkSnapshotChecksum(snapshot);
+      results.push({
+        id: snapshot.id,
+        kind: "unknown",
+        manifestError: { code: snapshot.error.code, message: snapshot.error.message },
+        checksum: c.state,
+        sha256: c.actual,
+        expected: c.expected,
+        chain: [],
+        chainOk: false,
+        chainProblem: `its manifest is damaged: ${snapshot.error.message}`,
+        deep: options.deep ? { ok: false, files: 0, bytes: 0, error: { code: snapshot.error.code, message: snapshot.error.message, exitCode: 3 } } : null,
+        access: [],
+        ok: false,
+      });
+      continue;
+    }
+    const checked = await checkChain(snapshot, all, cache);
+    const { chain, self } = checked;
+    const missingLink = chainOf(snapshot, all).missing;
+    const problem = checked.problem && missingLink && damagedIds.has(missingLink) ? `link ${missingLink} of its chain has a damaged manifest` : checked.problem;
     const access: string[] = [];
     if (snapshot.mode & 0o077) access.push(`artifact mode ${snapshot.mode.toString(8)} lets others read it (want 600)`);
     if (options.currentUid !== undefined && snapshot.uid !== options.currentUid) access.push(`artifact owned by uid ${snapshot.uid}, not ${options.currentUid}`);
@@ -106,6 +134,7 @@ export async function verifySnapshots(options: VerifyOptions): Promise<SnapshotV
     results.push({
       id: snapshot.id,
       kind: snapshot.kind,
+      manifestError: null,
       checksum: self.state,
       sha256: self.actual,
       expected: self.expected,

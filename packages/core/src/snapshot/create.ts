@@ -1,4 +1,4 @@
-import { createHash, type Hash } from "node:crypto";
+import { createHash, randomUUID, type Hash } from "node:crypto";
 import { Readable, Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { FileSystem } from "../fs/types.js";
@@ -15,6 +15,8 @@ import { expectedChecksum, formatChecksumLine } from "../repository/checksum.js"
 import { formatSnapshotId } from "../repository/ids.js";
 import { contextDir, join } from "../util/paths.js";
 import { HashingStream, sha256Hex } from "../util/hash.js";
+import { checkChainToExtend } from "./chain-check.js";
+import { isPlainFileInside } from "../util/no-follow.js";
 import { planSnapshotContents, requireContextDir, type PlannedFile } from "./plan.js";
 import { completeLinesLength, readStableJson } from "./read-stable.js";
 import { TOOL_NAME, TOOL_VERSION } from "../version.js";
@@ -119,6 +121,14 @@ export function secretRefusal(findings: readonly SecretFinding[]): SafetyError {
   );
 }
 
+function changedIntoLink(path: string): SafetyError {
+  return new SafetyError("PAAS_BACKUP_SYMLINK_IN_CONTEXT", `${path} is no longer a regular file in a real folder (a symbolic link appeared while the snapshot ran); nothing was written`, {
+    path,
+    remediation: "paas-backup never reads through symbolic links inside a context: find out what replaced the file, then run the snapshot again.",
+    stage: "read",
+  });
+}
+
 async function hashRange(fs: FileSystem, path: string, hash: Hash, start: number, endExclusive: number): Promise<void> {
   if (endExclusive <= start) return;
   for await (const chunk of fs.createReadStream(path, { start, end: endExclusive - 1 })) hash.update(chunk as Buffer);
@@ -159,7 +169,9 @@ export async function createSnapshot(options: CreateSnapshotOptions): Promise<Sn
       promotedToFull = `parent ${newest.id} covers --include ${newest.manifest.include.join(",") || "(none)"}`;
     else {
       const sha = await expectedChecksum(newest);
+      const chainProblem = sha ? await checkChainToExtend(fs, options.backupRoot, newest, existing, randomUUID().slice(0, 8)) : null;
       if (!sha) promotedToFull = `parent ${newest.id} has no readable checksum file`;
+      else if (chainProblem) promotedToFull = `the chain it would extend does not verify: ${chainProblem}`;
       else parent = { ...newest, sha256: sha } as SnapshotRef & { sha256: string };
     }
   }
@@ -234,6 +246,8 @@ export async function createSnapshot(options: CreateSnapshotOptions): Promise<Sn
     for (const file of contents.files) {
       const abs = join(srcDir, file.path);
       const prior = parentFiles.get(file.path);
+      // Planned as a plain file; if it or a folder above it became a link since, do not read through it.
+      if (!(await isPlainFileInside(fs, srcDir, file.path))) throw changedIntoLink(abs);
       if (isJsonStateFile(file.path)) {
         const stable = await readStableJson(fs, abs, sleep);
         if (!stable.parses) warnings.push({ path: file.path, reason: "not valid JSON (stable across reads); kept as is" });

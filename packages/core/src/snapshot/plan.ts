@@ -3,6 +3,7 @@ import { isNotFound, UsageError } from "../errors.js";
 import type { ManifestEntryNote } from "../manifest/schema.js";
 import { hardExclusionReason, OPTIONAL_FOLDERS, PROTECTED_FILES, type OptionalFolder } from "../policy/selection.js";
 import { join } from "../util/paths.js";
+import { lstatInside } from "../util/no-follow.js";
 
 export interface PlannedFile {
   path: string;
@@ -58,7 +59,13 @@ export async function planSnapshotContents(fs: FileSystem, dir: string, include:
   const protectedSet = new Set<string>(PROTECTED_FILES);
 
   for (const path of PROTECTED_FILES) {
-    const stat = await lstatOrNull(fs, join(dir, path));
+    // every component checked, not only the last: a symlinked events/ is never read through
+    const inside = await lstatInside(fs, dir, path);
+    if (inside?.link !== undefined) {
+      skipped.push({ path, reason: inside.kind === "symlink" ? `under symbolic link ${inside.link} (never followed)` : `under ${inside.link}, which is not a folder (${inside.kind})` });
+      continue;
+    }
+    const stat = inside?.stat ?? null;
     if (!stat) absent.push(path);
     else if (stat.kind === "file") files.push({ path, stat });
     else if (stat.kind === "symlink") skipped.push({ path, reason: "symbolic link (never followed)" });

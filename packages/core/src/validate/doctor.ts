@@ -6,6 +6,7 @@ import { contextDir, isWithin, join } from "../util/paths.js";
 import { STATE_FILE_SHAPES, CONTEXT_TYPES } from "./shapes.js";
 import { findGitRoot, nearestExisting } from "./git.js";
 import { listEvents, type EventRecord } from "./events.js";
+import { lstatInside } from "../util/no-follow.js";
 import { BLOCK_FILE, readBlock } from "../governance/block.js";
 
 export interface DoctorCheck {
@@ -85,6 +86,13 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   const present: string[] = [];
   for (const path of Object.keys(STATE_FILE_SHAPES)) {
     let text: string;
+    const inside = await lstatInside(fs, dir, path);
+    if (!inside) continue;
+    if (inside.link !== undefined || inside.stat.kind !== "file") {
+      // never read through a link (issue 9 §6): say what is there instead
+      shapeProblems.push(`${path}: ${inside.link !== undefined ? `under ${inside.link}, a ${inside.kind}` : `a ${inside.stat.kind}`}, not a regular file (not followed)`);
+      continue;
+    }
     try {
       text = Buffer.from(await fs.readFile(join(dir, path))).toString("utf8");
     } catch (err) {
@@ -143,12 +151,12 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   try {
     const listed = await listEvents(fs, dir, options.eventsLimit ?? 20);
     events = listed.records;
-    const bad = listed.logs.filter((l) => l.invalidLines.length > 0);
+    const bad = listed.logs.filter((l) => l.invalidLines.length > 0 || l.notPlainFile);
     add(
       "events_readable",
       bad.length === 0,
       bad.length
-        ? bad.map((l) => `${l.path}: lines ${l.invalidLines.join(",")} are not JSON objects`).join("; ")
+        ? bad.map((l) => (l.notPlainFile ? `${l.path}: ${l.notPlainFile}, not a regular file (not followed)` : `${l.path}: lines ${l.invalidLines.join(",")} are not JSON objects`)).join("; ")
         : `${listed.logs.reduce((n, l) => n + l.records, 0)} events in ${listed.logs.filter((l) => l.present).length} logs; newest ${events.length} listed`,
     );
   } catch (err) {

@@ -2,6 +2,7 @@ import type { FileSystem } from "../fs/types.js";
 import { isNotFound } from "../errors.js";
 import { EVENT_LOGS } from "../policy/selection.js";
 import { join } from "../util/paths.js";
+import { lstatInside } from "../util/no-follow.js";
 
 export interface EventRecord {
   timestamp: string;
@@ -23,6 +24,8 @@ export interface LogReadReport {
   invalidLines: number[];
   /** the last line had no newline: a write in flight when the file was copied */
   tornTail: boolean;
+  /** set when the log is a link or sits under one: it was not read (nothing is followed inside a context) */
+  notPlainFile?: string;
 }
 
 const KNOWN = new Set(["timestamp", "source", "command", "status", "severity", "context", "mode", "target", "message", "guidance", "fields",
@@ -132,7 +135,13 @@ export async function listEvents(fs: FileSystem, contextDir: string, limit = 50)
   const logs: LogReadReport[] = [];
   const paths = EVENT_LOGS.map((p) => join(contextDir, p));
   const byNewest = (a: RawEvent, b: RawEvent) => (a.timestamp < b.timestamp ? 1 : a.timestamp > b.timestamp ? -1 : 0);
-  for (const path of paths) {
+  for (const [i, path] of paths.entries()) {
+    // A log under a symlinked events/ (or itself a link) is not read through: reported as not a plain file.
+    const inside = await lstatInside(fs, contextDir, EVENT_LOGS[i]!);
+    if (inside && (inside.link !== undefined || inside.stat.kind !== "file")) {
+      logs.push({ path, present: true, lines: 0, records: 0, invalidLines: [], tornTail: false, notPlainFile: inside.link !== undefined ? `under ${inside.link}, a ${inside.kind}` : `a ${inside.stat.kind}` });
+      continue;
+    }
     const report = await readEventLog(fs, path, (raw) => {
       newest.push(raw);
       // Keep a bounded window: sort and cut only when it grows, so a large log stays cheap.

@@ -27,3 +27,23 @@ export async function nearestExisting(fs: FileSystem, path: string): Promise<str
     if (dirname(p) === p) return p;
   }
 }
+
+/**
+ * The work tree holding `path`, symbolic links resolved: a backup root that is a link into a
+ * repository writes into that repository, so the guard looks where the bytes go (realpath of the
+ * nearest existing folder) as well as at the path as given. A path not yet created is judged by
+ * its nearest existing ancestor.
+ */
+export async function findGitRootResolved(fs: FileSystem, path: string): Promise<string | null> {
+  const existing = await nearestExisting(fs, path);
+  const asGiven = await findGitRoot(fs, existing);
+  if (asGiven) return asGiven;
+  let resolved: string;
+  try {
+    resolved = await fs.realpath(existing);
+  } catch (err) {
+    if (isNotFound(err)) return null; // a dangling link: nothing is written through it
+    throw err;
+  }
+  return resolved === existing ? null : findGitRoot(fs, resolved);
+}

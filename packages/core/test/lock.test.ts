@@ -1,0 +1,144 @@
+import { describe, it, expect } from "vitest";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { MemoryFileSystem, FaultInjectingFileSystem, countFileSystemCalls } from "@paas-backup/testing";
+import { acquireContextLock, BusyError, type LockOwner, type FileSystem } from "../src/index.js";
+
+const T0 = Date.UTC(2026, 0, 1);
+const HOUR = 3600_000;
+
+function owner(pid: number, host = "h1", alive: (pid: number) => boolean = () => true): LockOwner {
+  return { pid, host, command: `test ${pid}`, isAlive: alive };
+}
+
+function opts(fs: FileSystem, who: LockOwner, at: number, timeoutMs = 0) {
+  return { fs, backupRoot: "/b", context: "ctx", owner: who, clock: () => new Date(at), timeoutMs, sleep: async () => undefined };
+}
+
+const record = (pid: number, host: string, startedAt: number) => `${JSON.stringify({ pid, host, nonce: `n-${pid}`, startedAt: new Date(startedAt).toISOString(), command: "other" })}\n`;
+
+describe("context lock: one holder", () => {
+  it("six real processes taking the lock 40 rounds each never overlap, and takeovers of dead holders race safely", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "pb-lock-"));
+    try {
+      const journal = join(dir, "journal");
+      writeFileSync(journal, "");
+      const worker = resolve(import.meta.dirname, "fixtures/lock-worker.mjs");
+      const runs = Array.from({ length: 6 }, (_, i) =>
+        new Promise<{ code: number | null; stderr: string }>((done) => {
+          const child = spawn(process.execPath, [worker, join(dir, "backups"), journal, "40", ...(i < 2 ? ["--spawn-dead-holders"] : [])], { stdio: ["ignore", "ignore", "pipe"] });
+          let stderr = "";
+          child.stderr.on("data", (c) => (stderr += c));
+          child.on("close", (code) => done({ code, stderr }));
+        }),
+      );
+      const results = await Promise.all(runs);
+      for (const r of results) expect(r, r.stderr).toEqual({ code: 0, stderr: "" });
+      const lines = readFileSync(journal, "utf8").trim().split("\n");
+      // 6 workers x 40 rounds, plus 2 workers x 4 dead holders left behind
+      expect(lines).toHaveLength(2 * (6 * 40 + 2 * 4));
+      let holder: string | null = null;
+      for (const [i, line] of lines.entries()) {
+        const [what, pid] = line.split(" ");
+        if (what === "enter") {
+          expect(holder, `line ${i + 1}: ${pid} entered while ${holder} held the lock`).toBeNull();
+          holder = pid!;
+        } else {
+          expect(pid, `line ${i + 1}`).toBe(holder);
+          holder = null;
+        }
+      }
+      // nothing left behind: no lock, no temporaries, no takeover markers
+      expect(readdirSync(join(dir, "backups", "racy"))).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  for (const [name, content] of [
+    ["empty", ""],
+    ["torn", '{"pid": 12, "host": "h1", "non'],
+    ["foreign", "locked by ops\n"],
+  ] as const) {
+    it(`an ${name} lock file counts as held until it is old`, async () => {
+      const fs = new MemoryFileSystem();
+      await fs.mkdir("/b/ctx", { recursive: true });
+      fs.now = T0;
+      await fs.writeFile("/b/ctx/.lock", content);
+      const err = await acquireContextLock(opts(fs, owner(1), T0 + HOUR)).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(BusyError);
+      expect((err as BusyError).message).toMatch(/unreadable lock file/);
+      expect((err as BusyError).data).toMatchObject({ holder: { pid: null } });
+      expect(Buffer.from(await fs.readFile("/b/ctx/.lock")).toString()).toBe(content); // untouched
+      const lock = await acquireContextLock(opts(fs, owner(1), T0 + 7 * HOUR));
+      expect(lock.tookOverFrom).toMatchObject({ nonce: "unreadable" });
+      await lock.release();
+      expect(fs.files("/b")).toEqual([]);
+    });
+  }
+
+  it("takes over a dead holder on this host at once, a live one never, another host's only when old", async () => {
+    const fs = new MemoryFileSystem();
+    await fs.mkdir("/b/ctx", { recursive: true });
+    await fs.writeFile("/b/ctx/.lock", record(77, "h1", T0));
+    await expect(acquireContextLock(opts(fs, owner(1, "h1", () => true), T0 + 1000))).rejects.toMatchObject({ code: "PAAS_BACKUP_LOCKED", data: { holder: { pid: 77, host: "h1" } } });
+    const lock = await acquireContextLock(opts(fs, owner(1, "h1", (pid) => pid !== 77), T0 + 1000));
+    expect(lock.tookOverFrom).toMatchObject({ pid: 77 });
+    await lock.release();
+    await fs.writeFile("/b/ctx/.lock", record(77, "other-host", T0));
+    await expect(acquireContextLock(opts(fs, owner(1, "h1", () => false), T0 + HOUR))).rejects.toBeInstanceOf(BusyError);
+    const late = await acquireContextLock(opts(fs, owner(1, "h1", () => false), T0 + 7 * HOUR));
+    expect(late.tookOverFrom).toMatchObject({ pid: 77, host: "other-host" });
+  });
+
+  it("five takers of one dead holder's lock at once: exactly one wins", async () => {
+    const fs = new MemoryFileSystem();
+    await fs.mkdir("/b/ctx", { recursive: true });
+    await fs.writeFile("/b/ctx/.lock", record(77, "h1", T0));
+    const dead = (pid: number) => pid !== 77;
+    const results = await Promise.allSettled([1, 2, 3, 4, 5].map((pid) => acquireContextLock(opts(fs, owner(pid, "h1", dead), T0 + 1000))));
+    const won = results.filter((r) => r.status === "fulfilled");
+    expect(won).toHaveLength(1);
+    for (const r of results) if (r.status === "rejected") expect(r.reason).toBeInstanceOf(BusyError);
+    const holder = JSON.parse(Buffer.from(await fs.readFile("/b/ctx/.lock")).toString());
+    expect(holder.pid).not.toBe(77);
+  });
+
+  it("release never removes or recreates a lock that is no longer ours", async () => {
+    const fs = new MemoryFileSystem();
+    const lock = await acquireContextLock(opts(fs, owner(1), T0));
+    // judged stale by someone (say, on another host after the age limit) and taken over
+    await fs.rm("/b/ctx/.lock");
+    await fs.writeFile("/b/ctx/.lock", record(2, "h2", T0));
+    await lock.release();
+    expect(JSON.parse(Buffer.from(await fs.readFile("/b/ctx/.lock")).toString())).toMatchObject({ pid: 2 });
+    await fs.rm("/b/ctx/.lock");
+    await lock.release();
+    expect(fs.files("/b")).toEqual([]);
+  });
+
+  it("a fault at any call of acquire+release leaves a lock the next run can take", async () => {
+    const setup = async () => {
+      const fs = new MemoryFileSystem();
+      await fs.mkdir("/b/ctx", { recursive: true });
+      await fs.writeFile("/b/ctx/.lock", record(77, "h1", T0)); // a dead holder to take over, so the sweep covers takeover too
+      return fs;
+    };
+    const dead = (pid: number) => pid !== 77 && pid !== 1;
+    const cycle = async (fs: FileSystem) => (await acquireContextLock(opts(fs, owner(1, "h1", dead), T0 + 1000))).release();
+    const { calls } = await countFileSystemCalls(setup, cycle);
+    expect(calls).toBeGreaterThan(10);
+    for (let at = 1; at <= calls; at++) {
+      for (const mode of ["throw", "crash"] as const) {
+        const inner = await setup();
+        await cycle(new FaultInjectingFileSystem(inner, { at, mode, code: "ENOSPC" })).catch(() => undefined);
+        // reboot: pid 1 is gone; a new run takes the lock (at once, or after the marker/lock ages)
+        const next = await acquireContextLock(opts(inner, owner(2, "h1", dead), T0 + 2000)).catch(() => acquireContextLock(opts(inner, owner(2, "h1", dead), T0 + 2000 + 2 * 60_000)));
+        await next.release();
+        expect(inner.files("/b").filter((f) => !f.endsWith(".tmp")), `${mode} at ${at}`).toEqual([]);
+      }
+    }
+  });
+});
