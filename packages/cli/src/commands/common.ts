@@ -165,8 +165,9 @@ export function lockOptions(rt: Runtime, context: string, command: string) {
     owner: lockOwner(command),
     clock: rt.clock,
     timeoutMs: rt.config.lockTimeoutSeconds * 1000,
-    onWait: (holder: { pid: number; host: string; command: string; startedAt: string }, timeoutMs: number) => {
-      process.stderr.write(`paas-backup ${command}: waiting for the lock of ${context}: held by pid ${holder.pid} on ${holder.host} (${holder.command || "unknown command"}) since ${holder.startedAt}; giving up after ${Math.round(timeoutMs / 1000)} s\n`);
+    onWait: (holder: { pid: number | null; host: string | null; command: string | null; startedAt: string }, timeoutMs: number) => {
+      const who = holder.pid === null ? `an unreadable lock file (written ${holder.startedAt})` : `pid ${holder.pid} on ${holder.host} (${holder.command || "unknown command"}) since ${holder.startedAt}`;
+      process.stderr.write(`paas-backup ${command}: waiting for the lock of ${context}: held by ${who}; giving up after ${Math.round(timeoutMs / 1000)} s\n`);
     },
   };
 }

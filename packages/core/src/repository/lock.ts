@@ -47,7 +47,7 @@ export interface LockOptions {
   staleAfterMs?: number;
   sleep?: (ms: number) => Promise<void>;
   /** called once, when the lock is held by a live run and we start waiting: lets the CLI say who holds it */
-  onWait?: (holder: { pid: number; host: string; command: string; startedAt: string }, timeoutMs: number) => void;
+  onWait?: (holder: { pid: number | null; host: string | null; command: string | null; startedAt: string }, timeoutMs: number) => void;
 }
 
 interface LockRecord {
@@ -259,7 +259,12 @@ export async function acquireContextLock(options: LockOptions): Promise<HeldLock
     }
     if (!told && options.onWait) {
       told = true;
-      options.onWait({ pid: holder.pid, host: holder.host, command: holder.command, startedAt: holder.startedAt }, options.timeoutMs);
+      options.onWait(
+        seen.state === "record"
+          ? { pid: seen.record.pid, host: seen.record.host, command: seen.record.command, startedAt: seen.record.startedAt }
+          : { pid: null, host: null, command: null, startedAt: new Date(seen.stat.mtimeMs).toISOString() },
+        options.timeoutMs,
+      );
     }
     // jittered back-off so that racers do not retry in lockstep
     const wait = Math.min(250, 10 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random());
