@@ -74,10 +74,11 @@ describe("human output", () => {
       const since = new Date().toISOString();
       writeFileSync(join(sb.backupRoot, CTX, ".lock"), JSON.stringify({ pid: holder.pid, host: hostname(), nonce: "n1", startedAt: since, command: "tick" }));
       const config = join(sb.dir, "config.json");
-      writeFileSync(config, JSON.stringify({ lockTimeoutSeconds: 1 }));
+      writeFileSync(config, JSON.stringify({ lockTimeoutSeconds: 2 }));
       const busy = await runCli([...sb.flags, "--config", config, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"]);
       expect(busy.code).toBe(6);
-      expect(busy.stderr).toContain(`waiting for the lock of ${CTX}: held by pid ${holder.pid} on ${hostname()} (tick) since ${since}`);
+      expect(busy.stderr).toContain(`waiting for the lock of ${CTX}: held by pid ${holder.pid} on ${hostname()} (tick) since ${since}; giving up after 2 s`);
+      expect(busy.stderr.match(/waiting for the lock/g)).toHaveLength(1); // said once, not on every retry
       expect(busy.json.ok).toBe(false);
     } finally {
       holder.kill("SIGKILL");

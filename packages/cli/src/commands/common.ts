@@ -154,10 +154,11 @@ export function resolveDecryptor(rt: Runtime, flags: KeyFlags): ArtifactDecrypto
 }
 
 /**
- * The lock options every command uses: waiting for another run prints who holds the lock and
- * since when on stderr (once), instead of lockTimeoutSeconds of silence.
+ * The lock options every command uses: waiting more than a second for another run prints who
+ * holds the lock and since when on stderr (once), instead of lockTimeoutSeconds of silence.
  */
 export function lockOptions(rt: Runtime, context: string, command: string) {
+  let told = false;
   return {
     fs: rt.fs,
     backupRoot: rt.backupRoot,
@@ -165,7 +166,10 @@ export function lockOptions(rt: Runtime, context: string, command: string) {
     owner: lockOwner(command),
     clock: rt.clock,
     timeoutMs: rt.config.lockTimeoutSeconds * 1000,
-    onWait: (holder: { pid: number | null; host: string | null; command: string | null; startedAt: string }, timeoutMs: number) => {
+    onWait: (holder: { pid: number | null; host: string | null; command: string | null; startedAt: string }, waitedMs: number, timeoutMs: number) => {
+      // Brief contention (another tick finishing) stays quiet; a real wait says who holds the lock, once.
+      if (told || waitedMs < 1000) return;
+      told = true;
       const who = holder.pid === null ? `an unreadable lock file (written ${holder.startedAt})` : `pid ${holder.pid} on ${holder.host} (${holder.command || "unknown command"}) since ${holder.startedAt}`;
       process.stderr.write(`paas-backup ${command}: waiting for the lock of ${context}: held by ${who}; giving up after ${Math.round(timeoutMs / 1000)} s\n`);
     },

@@ -46,8 +46,8 @@ export interface LockOptions {
   timeoutMs: number;
   staleAfterMs?: number;
   sleep?: (ms: number) => Promise<void>;
-  /** called once, when the lock is held by a live run and we start waiting: lets the CLI say who holds it */
-  onWait?: (holder: { pid: number | null; host: string | null; command: string | null; startedAt: string }, timeoutMs: number) => void;
+  /** called on each wait while a live run holds the lock, with how long we have waited: lets the CLI say who holds it */
+  onWait?: (holder: { pid: number | null; host: string | null; command: string | null; startedAt: string }, waitedMs: number, timeoutMs: number) => void;
 }
 
 interface LockRecord {
@@ -219,7 +219,7 @@ export async function acquireContextLock(options: LockOptions): Promise<HeldLock
   const deadline = clock().getTime() + options.timeoutMs;
   const mine: LockRecord = { pid: owner.pid, host: owner.host, nonce: randomUUID(), startedAt: clock().toISOString(), command: owner.command };
   let tookOverFrom: LockRecord | null = null;
-  let told = false;
+  const waitStarted = clock().getTime();
   await sweepTemporaries(fs, dir, owner, clock().getTime());
   for (let attempt = 0; ; attempt++) {
     if (await createFileExclusive(fs, path, `${JSON.stringify(mine)}\n`)) {
@@ -257,12 +257,12 @@ export async function acquireContextLock(options: LockOptions): Promise<HeldLock
         data: { holder },
       });
     }
-    if (!told && options.onWait) {
-      told = true;
+    if (options.onWait) {
       options.onWait(
         seen.state === "record"
           ? { pid: seen.record.pid, host: seen.record.host, command: seen.record.command, startedAt: seen.record.startedAt }
           : { pid: null, host: null, command: null, startedAt: new Date(seen.stat.mtimeMs).toISOString() },
+        now - waitStarted,
         options.timeoutMs,
       );
     }
