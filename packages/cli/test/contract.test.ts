@@ -193,19 +193,11 @@ describe("help, version, completion and the README", () => {
       expect(s.code).toBe(0);
       expect(s.stdout).toContain("paas-backup");
     }
-    const zshOk = (() => {
-      try {
-        execFileSync("zsh", ["--version"]);
-        return true;
-      } catch {
-        return false;
-      }
-    })();
-    if (zshOk) {
-      const zfile = join(dir, `pb-completion-${process.pid}.zsh`);
-      writeFileSync(zfile, (await runCli(["completion", "zsh"])).stdout);
-      execFileSync("zsh", ["-c", `autoload -U compinit && compinit -u; source ${zfile}`]);
-    }
+    // zsh: the script registers paas-backup with compinit (through bashcompinit)
+    const zfile = join(dir, `pb-completion-${process.pid}.zsh`);
+    writeFileSync(zfile, (await runCli(["completion", "zsh"])).stdout);
+    const registered = execFileSync("zsh", ["-c", `autoload -U compinit && compinit -u; source ${zfile}; print -r -- "\${_comps[paas-backup]}"`], { encoding: "utf8" });
+    expect(registered).toContain("_paas_backup");
   });
 
   it("the README's CLI reference is the one generated from the command table", () => {
