@@ -105,6 +105,17 @@ export function commandFromArgv(args: readonly string[]): string {
   return path.join(" ");
 }
 
+/** True when the arguments are global flags (and their values) and nothing else. */
+function onlyGlobalFlags(args: readonly string[]): boolean {
+  const valued = new Set(GLOBAL_FLAGS.filter((f) => f.flags.includes("<")).map((f) => f.flags.split(" ")[0]!));
+  for (let i = 0; i < args.length; i++) {
+    const word = args[i]!;
+    if (!word.startsWith("-")) return false;
+    if (valued.has(word)) i++;
+  }
+  return true;
+}
+
 function contextFromArgv(args: readonly string[]): string {
   const i = args.findIndex((a) => a === "--context" || a.startsWith("--context="));
   if (i < 0) return "";
@@ -123,7 +134,7 @@ export async function main(argv: string[]): Promise<number> {
   // No arguments (or only a group, like `paas-backup offsite`): the usage, not an error.
   const named = commandFromArgv(args);
   const asksHelpOrVersion = args.some((a) => ["-h", "--help", "-V", "--version"].includes(a));
-  if (!named && args.length > 0 && !asksHelpOrVersion && args.every((a) => a.startsWith("-"))) {
+  if (!named && args.length > 0 && !asksHelpOrVersion && onlyGlobalFlags(args)) {
     // Only global flags: the usage, and under --json still one envelope.
     const usage = new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "no command given", { remediation: "Name a command, e.g. `paas-backup list --context <name>`; `paas-backup --help` lists them.", stage: "arguments" });
     if (json) return printFailure("", "", usage, true);

@@ -58,6 +58,12 @@ describe("one envelope, every command, every outcome", () => {
     checkEnvelope(g, "offsite push");
     const d = await runCli(["--json", "drill", "status", "--nope"]);
     checkEnvelope(d, "drill status");
+    // no command at all: still exactly one document, a usage error
+    for (const args of [["--json"], ["--json", "--state-root", "/nonexistent"], ["--json", "frobnicate"]]) {
+      const n = await runCli(args);
+      checkEnvelope(n, "");
+      expect(n.code).toBe(2);
+    }
   });
 
   it("succeeds and fails with the envelope for every command of the table", async () => {
