@@ -1,8 +1,8 @@
-// The end-to-end tests call real tools (GNU tar, sha256sum, rsync, age). On a fresh Debian machine
+// The end-to-end tests call real tools (GNU tar, sha256sum, rsync, age, promtool to check the metrics file). On a fresh Debian machine
 // where we are root, install the missing ones; anywhere else, say exactly what to install.
 import { execSync, spawnSync } from "node:child_process";
 
-const needed = { tar: "tar", sha256sum: "coreutils", rsync: "rsync", age: "age", "age-keygen": "age", script: "bsdutils", runuser: "util-linux", mount: "mount", zsh: "zsh" };
+const needed = { tar: "tar", sha256sum: "coreutils", rsync: "rsync", age: "age", "age-keygen": "age", promtool: "prometheus", script: "bsdutils", runuser: "util-linux", mount: "mount", zsh: "zsh" };
 const has = (cmd) => spawnSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" }).status === 0;
 const missing = Object.keys(needed).filter((cmd) => !has(cmd));
 if (missing.length === 0) process.exit(0);

@@ -74,6 +74,11 @@ export async function finishRun(command: string, spec: CommandSpec, flags: Recor
   try {
     const { createRuntime } = await import("./runtime.js");
     rt = createRuntime(flags, process.env, command);
+    if (spec.recover && typeof flags.context === "string") {
+      // Commands that touch a context first finish or undo a swap a crash interrupted.
+      const [{ recoverFirst }, { validateContextName }] = await Promise.all([import("./commands/common.js"), import("@paas-backup/core")]);
+      await recoverFirst(rt, validateContextName(flags.context));
+    }
     const handler = await spec.load();
     const exitCode = await handler(rt, flags, positional);
     if (json) process.stdout.write(`${JSON.stringify(sealEnvelope(command, exitCode, rt.envelope, context), null, 2)}\n`);

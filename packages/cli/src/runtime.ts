@@ -59,6 +59,8 @@ export const Config = z
     retention: RetentionPolicy.partial().strict().default({}),
     mandatoryDrillContexts: z.array(z.string()).default(["internal-dogfood"]),
     lockTimeoutSeconds: z.number().int().min(0).default(30),
+    /** tick pings it (healthchecks.io convention: /start, success, /fail); treated as a secret, never printed */
+    pingUrl: z.string().url().optional(),
     offsite: z.object({ targets: z.array(OffsiteTarget).default([]), concurrency: z.number().int().min(1).max(16).default(2) }).strict().default({ targets: [], concurrency: 2 }),
   })
   .strict();

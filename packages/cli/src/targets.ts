@@ -38,6 +38,12 @@ async function openUrl(rt: Runtime, url: string, opts: { endpoint?: string | und
   });
 }
 
+/** A target URL with or without its trailing slash is one target. */
+export function sameUrl(a: string, b: string): boolean {
+  const norm = (u: string) => u.replace(/\/+$/, "");
+  return norm(a) === norm(b);
+}
+
 export async function resolveTargets(rt: Runtime, flags: TargetFlags, required = true): Promise<OffsiteTarget[]> {
   if (flags.to) {
     const lock =
@@ -50,7 +56,20 @@ export async function resolveTargets(rt: Runtime, flags: TargetFlags, required =
             return { mode: mode as "COMPLIANCE" | "GOVERNANCE", days };
           })()
         : undefined;
-    return [{ name: flags.to, storage: await openUrl(rt, flags.to, flags), ...(lock ? { objectLock: lock } : {}) }];
+    // A URL that a configured target has is that target: one record, its lock and retention, its
+    // endpoint unless the flags give one.
+    const same = rt.config.offsite.targets.find((t) => sameUrl(t.url, flags.to!));
+    if (same) {
+      return [
+        {
+          name: same.name,
+          storage: await openUrl(rt, same.url, { endpoint: flags.endpoint ?? same.endpoint, region: flags.region ?? same.region, pathStyle: flags.pathStyle ?? same.pathStyle }),
+          ...(lock ? { objectLock: lock } : same.objectLock ? { objectLock: same.objectLock } : {}),
+          ...(same.retention ? { retention: same.retention } : {}),
+        },
+      ];
+    }
+    return [{ name: flags.to.replace(/\/+$/, ""), storage: await openUrl(rt, flags.to, flags), ...(lock ? { objectLock: lock } : {}) }];
   }
   const configured = rt.config.offsite.targets.filter((t) => !flags.target || t.name === flags.target || t.url === flags.target);
   if (flags.target && configured.length === 0) {

@@ -84,6 +84,8 @@ describe("one envelope, every command, every outcome", () => {
       "offsite push": [["offsite", "push", "--context", CTX, "--to", off], ["offsite", "push", "--context", CTX, "--to", off, "--lock-days", "-1"]],
       "offsite list": [["offsite", "list", "--context", CTX, "--to", off], ["offsite", "list", "--context", CTX, "--to", off, "--lock-days", "3"]],
       "offsite verify": [["offsite", "verify", "--context", CTX, "--to", off], ["offsite", "verify", "--context", CTX]],
+      "offsite extend-locks": [["offsite", "extend-locks", "--context", CTX, "--to", off], ["offsite", "extend-locks", "--context", CTX, "--to", off, "--lock-days", "x"]],
+      status: [null, ["status", "--context", "../x"]],
       "offsite prune": [["offsite", "prune", "--context", CTX, "--to", off, "--dry-run"], ["offsite", "prune", "--context", CTX, "--to", "ftp://x"]],
       drill: [["drill", "--context", CTX], ["drill", "--context", CTX, "--identity", join(sb.dir, "missing-identity.txt")]],
       "drill status": [["drill", "status", "--context", CTX], ["drill", "status", "--context", "../x"]],

@@ -57,6 +57,11 @@ afterAll(async () => {
   rmSync(s3dir, { recursive: true, force: true });
 });
 
+/** The backup root's identity: offsite keys live below roots/<id>/. */
+function rootOf(backupRoot: string): string {
+  return JSON.parse(readFileSync(join(backupRoot, "paas-backup.repository.json"), "utf8")).id;
+}
+
 async function newBucket(): Promise<string> {
   const name = `backups-${++bucketN}-${randomBytes(3).toString("hex")}`;
   await client.send(new CreateBucketCommand({ Bucket: name }));
@@ -89,8 +94,8 @@ describe("offsite copies to an S3-compatible server", () => {
     const again = await cli(["--json", "offsite", "push", "--context", CTX, ...s3]);
     expect(again.json.data[0].pushed).toEqual([]);
     expect(again.json.data[0].alreadyThere).toHaveLength(2);
-    // the object really is there, with our sha256 metadata, under <prefix>/<context>/
-    const obj = await client.send(new GetObjectCommand({ Bucket: bucket, Key: `si-paas/${CTX}/${f2.id}.tar.gz` }));
+    // the object really is there, with our sha256 metadata, under <prefix>/roots/<backup root id>/<context>/
+    const obj = await client.send(new GetObjectCommand({ Bucket: bucket, Key: `si-paas/roots/${rootOf(sb.backupRoot)}/${CTX}/${f2.id}.tar.gz` }));
     expect(obj.Metadata?.sha256).toBe(f2.sha256);
     const list = await cli(["--json", "offsite", "list", "--context", CTX, ...s3]);
     expect(list.json.data[0].entries.map((e: any) => [e.id, e.confirmed, e.immutable])).toEqual(r.pushed.map((c: any) => [c.id, true, false]).sort());
@@ -123,7 +128,7 @@ describe("offsite copies to an S3-compatible server", () => {
   it("detects an object changed, truncated or removed behind our back", async () => {
     const s = (await cli(["--json", "snapshot", "--context", CTX, "--insecure-plaintext"])).json.data[0];
     await cli(["offsite", "push", "--context", CTX, ...s3]);
-    const key = `si-paas/${CTX}/${s.id}.tar.gz`;
+    const key = `si-paas/roots/${rootOf(sb.backupRoot)}/${CTX}/${s.id}.tar.gz`;
     const original = readFileSync(s.artifact);
     const flipped = Buffer.from(original);
     flipped[100] ^= 0xff;
@@ -224,13 +229,14 @@ describe("a directory as the offsite target", () => {
     const to = ["--to", `file://${target}`];
     const push = await runCli([...sb.flags, "--json", "offsite", "push", "--context", CTX, ...to]);
     expect(push.code, push.stdout + push.stderr).toBe(0);
-    const copy = join(target, CTX, `${s.id}.tar.gz`);
+    const dir = join(target, "roots", rootOf(sb.backupRoot), CTX);
+    const copy = join(dir, `${s.id}.tar.gz`);
     expect(statSync(copy).mode & 0o777).toBe(0o400);
-    expect(statSync(join(target, CTX)).mode & 0o777).toBe(0o500);
+    expect(statSync(dir).mode & 0o777).toBe(0o500);
     expect(readFileSync(copy).equals(readFileSync(s.artifact))).toBe(true);
-    expect(readdirSync(join(target, CTX)).filter((n) => n.endsWith(".partial"))).toEqual([]);
+    expect(readdirSync(dir).filter((n) => n.endsWith(".partial"))).toEqual([]);
     expect((await runCli([...sb.flags, "--json", "offsite", "verify", "--context", CTX, ...to])).code).toBe(0);
-    chmodSync(join(target, CTX), 0o700);
+    chmodSync(dir, 0o700);
     chmodSync(copy, 0o600);
     const bytes = readFileSync(copy);
     bytes[bytes.length - 30] ^= 1;
@@ -257,8 +263,9 @@ describe("tick with configured offsite targets", () => {
       const o = r.json.data[0];
       expect(o.action).toBe("full");
       expect(o.offsite[0]).toMatchObject({ target: `file://${disk}`, pushed: [{ id: o.snapshot.id, sha256: o.snapshot.sha256 }] });
-      expect(readFileSync(join(disk, CTX, `${o.snapshot.id}.tar.gz`)).length).toBe(o.snapshot.bytes);
-      chmodSync(join(disk, CTX), 0o700);
+      const dir = join(disk, "roots", rootOf(sb.backupRoot), CTX);
+      expect(readFileSync(join(dir, `${o.snapshot.id}.tar.gz`)).length).toBe(o.snapshot.bytes);
+      chmodSync(dir, 0o700);
     } finally {
       sb.cleanup();
     }

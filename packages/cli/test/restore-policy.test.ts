@@ -28,7 +28,9 @@ describe("restore as the policy demands", () => {
     expect(dry.json.mode).toBe("dry-run");
     const d = dry.json.data[0];
     expect(d.changes.changed).toEqual(["targets.json"]);
-    expect(d.changes.removed).toEqual(expect.arrayContaining(["extra.json", "alerts/telegram.json"]));
+    // Only what the snapshot covers changes (issue 10 §1): the rest stays and the plan says so.
+    expect(d.changes.removed).toEqual([]);
+    expect(d.changes.kept).toEqual(expect.arrayContaining(["extra.json", "alerts/telegram.json", "vault"]));
     expect(d.stagedDoctor.ok).toBe(true);
     expect(treeHashes(sb.stateRoot)).toEqual(before);
   });

@@ -14,6 +14,8 @@ export const ExitCode = {
   partial: 7,
   overdue: 8,
   environment: 10,
+  /** `status`: at least one context needs attention (no recent full, overdue drill, blocked, offsite copy missing, failed tick) */
+  attention: 11,
 } as const;
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 

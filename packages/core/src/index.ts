@@ -10,7 +10,7 @@ export { PROTECTED_FILES, EVENT_LOGS, OPTIONAL_FOLDERS, hardExclusionReason, typ
 export { SecretScanner, scanLine, scanText, isSecretLikeKey, type SecretFinding, type SecretAllowance } from "./policy/secrets.js";
 export { Manifest, MANIFEST_FORMAT, canonicalJson, type ManifestFile } from "./manifest/schema.js";
 export { parseManifest } from "./manifest/io.js";
-export { readArchive, hostileEntryReason, type ArchiveEntryInfo } from "./archive/reader.js";
+export { readArchive, hostileEntryReason, MAX_ENTRY_DEPTH, MAX_ENTRY_PATH_BYTES, type ArchiveEntryInfo } from "./archive/reader.js";
 export type { ArtifactEncryptor, ArtifactDecryptor } from "./archive/encryption.js";
 export { formatSnapshotId, parseSnapshotId, compareSnapshotIds } from "./repository/ids.js";
 export { listSnapshots, listSnapshotsIn, scanSnapshots, scanSnapshotsIn, backupRootStorage, findSnapshot, deleteSnapshot, chainOf, artifactNames, type SnapshotRef, type DamagedSnapshot } from "./repository/repository.js";
@@ -21,12 +21,15 @@ export { verifySnapshots, findFallback, checkChain, type SnapshotVerification } 
 export { materializeChain } from "./restore/materialize.js";
 export { restoreSnapshot, workDir, type RestoreOptions, type RestoreResult, type RestorePlan, type ExternalDoctorResult } from "./restore/restore.js";
 export { rollbackRestore, type RollbackResult } from "./restore/rollback.js";
+export { unblockContext, type UnblockOptions, type UnblockResult } from "./restore/unblock.js";
+export { recoverContext, contextsWithJournal, hasJournal, journalPath, readJournal, type RecoveryResult, type SwapJournal, type SwapStep } from "./restore/journal.js";
+export { restoreScope, type RestoreScope, type RestoreScopeMode, type RestoreChanges } from "./restore/scope.js";
 export { inspectVault, recipientFingerprint, type VaultReport, type TrustStore } from "./restore/vault.js";
 export { runDoctor, type DoctorReport, type DoctorCheck } from "./validate/doctor.js";
 export { listEvents, readEventLog, normaliseEvent, redactForOutput, type EventRecord } from "./validate/events.js";
 export { findGitRoot, findGitRootResolved } from "./validate/git.js";
-export { readBlock, writeBlock, clearBlock, BLOCK_FILE, type BlockRecord } from "./governance/block.js";
-export { writeIncident, listRecords, type IncidentRecord } from "./governance/incident.js";
+export { readBlock, writeBlock, writeBlockIn, clearBlock, BLOCK_FILE, type BlockRecord } from "./governance/block.js";
+export { writeIncident, listRecords, newIncidentRecord, type IncidentRecord } from "./governance/incident.js";
 export { appendAuditEvent } from "./governance/audit.js";
 export { TOOL_NAME, TOOL_VERSION } from "./version.js";
 export { isWithin } from "./util/paths.js";
@@ -54,5 +57,7 @@ export {
 export { LocalStorage, type LocalStorageOptions } from "./repository/drivers/local.js";
 export { openTarget, registerStorageDriver, type OpenTargetOptions, type StorageDriverFactory } from "./repository/targets.js";
 export { HashingStream, sha256Hex } from "./util/hash.js";
-export { pushOffsite, listOffsite, verifyOffsite, pruneOffsite, fetchFromOffsite, DEFAULT_OFFSITE_RETENTION, type OffsiteTarget, type OffsiteCopy, type PushResult, type OffsiteEntry, type OffsiteVerification } from "./offsite/offsite.js";
+export { pushOffsite, listOffsite, verifyOffsite, pruneOffsite, fetchFromOffsite, fetchChainFromOffsite, extendLocks, recordedCopies, rootView, targetWarnings, retentionHorizonDays, DEFAULT_OFFSITE_RETENTION, type OffsiteTarget, type OffsiteCopy, type PushResult, type OffsiteEntry, type OffsiteVerification, type DataSubset, type OffsiteRestorePlan } from "./offsite/offsite.js";
+export { ensureRepositoryIdentity, readRepositoryIdentity, REPOSITORY_FILE, type RepositoryIdentity } from "./repository/identity.js";
+export { contextStatus, recordTickOutcome, readTickRecord, FULL_MAX_AGE_MS, OFFSITE_GRACE_MS, type ContextStatus, type OffsiteTargetStatus, type TickRecord } from "./governance/status.js";
 export { listSnapshotFiles, dumpSnapshotFile, diffSnapshots, findInSnapshots, type SnapshotFileEntry, type DiffEntry, type SnapshotDiff, type FoundCopy } from "./snapshot/inspect.js";

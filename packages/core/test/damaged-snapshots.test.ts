@@ -54,6 +54,16 @@ describe("one bad snapshot never stops a context", () => {
     expect((refused as IntegrityError).remediation).toContain(next.id);
   });
 
+  it("an I/O error reading a manifest is not damage: the listing fails instead of calling the snapshot broken", async () => {
+    const { fs, inc1 } = await threeSnapshots();
+    const counting = new FaultInjectingFileSystem(fs);
+    await scanSnapshots(counting, "/b", CTX);
+    const read = counting.log.find((c) => c.path === inc1.manifestFile && (c.op === "createReadStream" || c.op === "readFile"));
+    expect(read).toBeDefined();
+    const failing = new FaultInjectingFileSystem(fs, { at: read!.n, mode: "throw", code: "EIO" });
+    await expect(scanSnapshots(failing, "/b", CTX)).rejects.toMatchObject({ code: "EIO" });
+  });
+
   it("an incremental is not added to a chain whose full no longer verifies: a full is taken and says why", async () => {
     const { fs, base, full2 } = await threeSnapshots();
     const inc = await createSnapshot({ ...base, kind: "incremental" });

@@ -186,6 +186,10 @@ describe("fault injection at every filesystem call", () => {
           await assertRepositoryHealthy(inner, `${where}, next run`);
           await op.after?.(inner, "recovered", `${where}, next run`);
           expect(await liveState(inner), `${where}: live context changed by the next run`).toEqual(before);
+          // what the interrupted run left half-written is swept by the next prune once it is an hour old
+          const keepAll = { hourly: 1000, daily: 1000, weekly: 1000, monthly: 1000 };
+          await pruneSnapshots({ fs: inner, backupRoot: "/b", context: CTX, clock: () => new Date(T0 + 10 * 86_400_000), policy: keepAll });
+          expect(inner.files("/b").filter((f) => /\.(partial|tmp)$/.test(f)), `${where}: leftovers after prune`).toEqual([]);
         }
       }
       console.log(`fault sweep: ${op.name}: ${calls} injection points x 2 modes`);

@@ -93,6 +93,18 @@ describe("context lock: one holder", () => {
     expect(late.tookOverFrom).toMatchObject({ pid: 77, host: "other-host" });
   });
 
+  it("a lock with our own pid that this process does not hold (a restarted container) is taken over; one it holds is not", async () => {
+    const fs = new MemoryFileSystem();
+    await fs.mkdir("/b/ctx", { recursive: true });
+    await fs.writeFile("/b/ctx/.lock", record(1, "h1", T0)); // left by an earlier pid 1 on this host
+    const lock = await acquireContextLock(opts(fs, owner(1, "h1"), T0 + 1000));
+    expect(lock.tookOverFrom).toMatchObject({ pid: 1, nonce: "n-1" });
+    // held here: a second acquire in the same process waits like anyone else
+    await expect(acquireContextLock(opts(fs, owner(1, "h1"), T0 + 2000))).rejects.toBeInstanceOf(BusyError);
+    await lock.release();
+    await (await acquireContextLock(opts(fs, owner(1, "h1"), T0 + 3000))).release();
+  });
+
   it("five takers of one dead holder's lock at once: exactly one wins", async () => {
     const fs = new MemoryFileSystem();
     await fs.mkdir("/b/ctx", { recursive: true });
@@ -104,6 +116,29 @@ describe("context lock: one holder", () => {
     for (const r of results) if (r.status === "rejected") expect(r.reason).toBeInstanceOf(BusyError);
     const holder = JSON.parse(Buffer.from(await fs.readFile("/b/ctx/.lock")).toString());
     expect(holder.pid).not.toBe(77);
+  });
+
+  it("a taker that finds a new lock where the stale one was (released and retaken in between) leaves it in place", async () => {
+    class Racy extends MemoryFileSystem {
+      raced = false;
+      override async rename(from: string, to: string): Promise<void> {
+        if (!this.raced && from === "/b/ctx/.lock" && to.includes(".stale-")) {
+          // the judged holder was alive after all: it releases, and pid 9 takes the lock, right now
+          this.raced = true;
+          await super.rm(from);
+          await super.writeFile(from, record(9, "h1", T0 + 1500));
+        }
+        return super.rename(from, to);
+      }
+    }
+    const fs = new Racy();
+    await fs.mkdir("/b/ctx", { recursive: true });
+    await fs.writeFile("/b/ctx/.lock", record(77, "h1", T0));
+    const alive = (pid: number) => pid !== 77;
+    await expect(acquireContextLock(opts(fs, owner(1, "h1", alive), T0 + 2000))).rejects.toBeInstanceOf(BusyError);
+    expect(fs.raced).toBe(true);
+    expect(JSON.parse(Buffer.from(await fs.readFile("/b/ctx/.lock")).toString())).toMatchObject({ pid: 9, nonce: "n-9" });
+    expect(fs.files("/b")).toEqual(["/b/ctx/.lock"]);
   });
 
   it("release never removes or recreates a lock that is no longer ours", async () => {
@@ -130,6 +165,7 @@ describe("context lock: one holder", () => {
     const cycle = async (fs: FileSystem) => (await acquireContextLock(opts(fs, owner(1, "h1", dead), T0 + 1000))).release();
     const { calls } = await countFileSystemCalls(setup, cycle);
     expect(calls).toBeGreaterThan(10);
+    console.log(`fault sweep: lock takeover+acquire+release: ${calls} injection points x 2 modes`);
     for (let at = 1; at <= calls; at++) {
       for (const mode of ["throw", "crash"] as const) {
         const inner = await setup();

@@ -134,4 +134,14 @@ describe("guards resolve symbolic links", () => {
     expect(await findGitRootResolved(fs, "/home/op/backups/not-yet/made")).toBe("/repo");
     expect(await findGitRootResolved(fs, "/home/op/elsewhere")).toBeNull();
   });
+
+  it("doctor sees a state root that is a link into a work tree as inside it", async () => {
+    const fs = new MemoryFileSystem();
+    await fs.mkdir("/repo/.git", { recursive: true });
+    await createStateRoot({ fs, root: "/repo/state", contexts: [{ name: CTX, eventBytes: 500 }], plantSecrets: false });
+    await fs.mkdir("/home/op", { recursive: true });
+    fs.symlink("/repo/state", "/home/op/paas");
+    const report = await runDoctor({ fs, stateRoot: "/home/op/paas", context: CTX });
+    expect(report.checks.find((c) => c.name === "state_root_outside_repo")).toMatchObject({ ok: false });
+  });
 });

@@ -9,6 +9,7 @@ import {
   ListObjectsV2Command,
   DeleteObjectCommand,
   GetObjectLockConfigurationCommand,
+  PutObjectRetentionCommand,
   type S3ClientConfig,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
@@ -261,6 +262,12 @@ export class S3Storage implements ObjectStorage {
 
   async delete(key: string): Promise<void> {
     await this.send("deleting", key, () => this.client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.key(key) })));
+  }
+
+  async extendLock(key: string, lock: { mode: "COMPLIANCE" | "GOVERNANCE"; retainUntil: Date }): Promise<void> {
+    await this.send("extending the Object Lock retention", key, () =>
+      this.client.send(new PutObjectRetentionCommand({ Bucket: this.options.bucket, Key: this.key(key), Retention: { Mode: lock.mode, RetainUntilDate: lock.retainUntil } })),
+    );
   }
 
   async immutability(): Promise<Immutability> {

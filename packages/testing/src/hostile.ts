@@ -7,7 +7,8 @@ import { gzipSync } from "node:zlib";
  */
 export interface RawEntry {
   name: string;
-  type?: "0" | "1" | "2" | "3" | "4" | "5" | "6";
+  /** "x": a pax extended header whose content (see paxRecords) applies to the next entry */
+  type?: "0" | "1" | "2" | "3" | "4" | "5" | "6" | "x";
   content?: Buffer | string;
   /** declared size when it should differ from the content (bombs, lies) */
   size?: number;
@@ -45,10 +46,11 @@ export function rawTar(entries: RawEntry[]): Buffer {
   const parts: Buffer[] = [];
   for (const e of entries) {
     const content = Buffer.isBuffer(e.content) ? e.content : Buffer.from(e.content ?? "");
-    const size = e.size ?? (e.type && e.type !== "0" ? 0 : content.length);
+    const carries = !e.type || e.type === "0" || e.type === "x";
+    const size = e.size ?? (carries ? content.length : 0);
     parts.push(header(e, size));
     const body = e.size !== undefined && e.size > content.length ? Buffer.concat([content, Buffer.alloc(e.size - content.length)]) : content;
-    if (!e.type || e.type === "0") {
+    if (carries) {
       parts.push(body);
       const pad = (512 - (body.length % 512)) % 512;
       parts.push(Buffer.alloc(pad));
@@ -56,6 +58,19 @@ export function rawTar(entries: RawEntry[]): Buffer {
   }
   parts.push(Buffer.alloc(1024));
   return Buffer.concat(parts);
+}
+
+/** pax extended header records ("<len> key=value\n", the length counting itself), for names ustar cannot hold */
+export function paxRecords(fields: Record<string, string>): Buffer {
+  const out: Buffer[] = [];
+  for (const [key, value] of Object.entries(fields)) {
+    const body = ` ${key}=${value}\n`;
+    const bodyLen = Buffer.byteLength(body);
+    let len = bodyLen + String(bodyLen).length;
+    if (String(len).length !== String(bodyLen).length) len++;
+    out.push(Buffer.from(`${len}${body}`));
+  }
+  return Buffer.concat(out);
 }
 
 export interface HostileCase {
@@ -105,6 +120,28 @@ export function hostileCorpus(options: { escapeTarget: string }): HostileCase[] 
       expectMessage: /not listed in the manifest/,
       artifact: gz([{ name: "implant.sh", content: "#!/bin/sh\n" }]),
       manifest: (m) => ({ ...m, totals: { ...m.totals, storedBytes: 10_000 } }),
+    },
+    {
+      // the fake vault of issue 9 §4: folders no manifest file lies in, the vault's among them
+      name: "vault folder entries",
+      expectCode: "PAAS_BACKUP_MANIFEST_DISAGREES",
+      expectMessage: /vault/,
+      artifact: gz([{ name: "vault/", type: "5", mode: 0o700 }, { name: "vault/x/", type: "5", mode: 0o700 }]),
+      manifest: (m) => ({ ...m, totals: { ...m.totals, storedBytes: 10_000 } }),
+    },
+    {
+      name: "folder no manifest file implies",
+      expectCode: "PAAS_BACKUP_MANIFEST_DISAGREES",
+      expectMessage: /folder that no file of the manifest lies in/,
+      artifact: gz([{ name: "decoy/", type: "5", mode: 0o700 }]),
+      manifest: (m) => ({ ...m, totals: { ...m.totals, storedBytes: 10_000 } }),
+    },
+    {
+      // thousands of levels: recursive folder creation would exhaust the stack (issue 9 §4)
+      name: "path nested thousands of levels deep",
+      expectCode: "PAAS_BACKUP_HOSTILE_ENTRY",
+      expectMessage: /nested deeper than \d+ levels|longer than \d+ bytes/,
+      artifact: gz([{ name: "PaxHeader", type: "x", content: paxRecords({ path: `${"d/".repeat(3000)}deep.json` }) }, { name: "deep.json", content: "{}\n" }]),
     },
     {
       name: "truncated archive",

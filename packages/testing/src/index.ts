@@ -1,5 +1,5 @@
 export { MemoryFileSystem } from "./memory-fs.js";
 export { createStateRoot, appendEvents, eventLine, type StateRoot, type StateRootOptions, type ContextSpec, type PlantedSecret } from "./state-root.js";
-export { hostileCorpus, rawTar, type HostileCase, type RawEntry } from "./hostile.js";
+export { hostileCorpus, rawTar, paxRecords, type HostileCase, type RawEntry } from "./hostile.js";
 export { FaultInjectingFileSystem, FaultCrashError, countFileSystemCalls, type FaultPlan, type FaultMode, type FaultErrorCode, type FaultCall } from "./fault-fs.js";
 export { MemoryStorage } from "./memory-storage.js";

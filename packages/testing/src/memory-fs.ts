@@ -28,9 +28,40 @@ export class MemoryFileSystem implements FileSystem {
     this.nodes.set("/", { kind: "directory", data: Buffer.alloc(0), mode: 0o755, mtimeMs: this.now, ino: this.nextIno++ });
   }
 
+  /**
+   * The normalized path with every symbolic link before the last component resolved, as the
+   * kernel does for every call: `events/audit.jsonl` under a linked `events` is the file it points to.
+   */
   private norm(path: string): string {
     if (!path.startsWith("/")) throw new Error(`MemoryFileSystem needs absolute paths, got ${path}`);
-    return posix.normalize(path).replace(/\/$/, "") || "/";
+    const parts = posix.normalize(path).split("/").filter(Boolean);
+    let resolved = "/";
+    for (let hops = 0; parts.length > 0; ) {
+      const name = parts.shift()!;
+      const candidate = name === ".." ? posix.dirname(resolved) : posix.join(resolved, name);
+      const node = parts.length > 0 ? this.nodes.get(candidate) : undefined;
+      if (node?.kind === "symlink") {
+        if (++hops > 40) throw fsError("ELOOP", "resolve", path);
+        const target = node.target!;
+        parts.unshift(...target.split("/").filter(Boolean));
+        if (target.startsWith("/")) resolved = "/";
+        continue;
+      }
+      resolved = candidate;
+    }
+    return resolved;
+  }
+
+  /** as norm, and the last component followed too (open, chmod, readdir follow it; lstat, rename, rm do not) */
+  private follow(path: string): string {
+    let p = this.norm(path);
+    for (let hops = 0; hops < 40; hops++) {
+      const node = this.nodes.get(p);
+      if (node?.kind !== "symlink") return p;
+      const target = node.target!;
+      p = this.norm(target.startsWith("/") ? target : posix.join(posix.dirname(p), target));
+    }
+    throw fsError("ELOOP", "open", path);
   }
 
   private get(path: string, op: string): Node {
@@ -63,7 +94,7 @@ export class MemoryFileSystem implements FileSystem {
   }
 
   async readdir(path: string): Promise<DirEntry[]> {
-    const p = this.norm(path);
+    const p = this.follow(path);
     const n = this.get(p, "readdir");
     if (n.kind !== "directory") throw fsError("ENOTDIR", "readdir", path);
     const prefix = p === "/" ? "/" : `${p}/`;
@@ -75,18 +106,19 @@ export class MemoryFileSystem implements FileSystem {
   }
 
   async readFile(path: string): Promise<Uint8Array> {
-    const n = this.get(path, "open");
+    const n = this.get(this.follow(path), "open");
     if (n.kind !== "file") throw fsError("EISDIR", "read", path);
     return Buffer.from(n.data);
   }
 
   async readRange(path: string, position: number, length: number): Promise<Uint8Array> {
-    const n = this.get(path, "open");
+    const n = this.get(this.follow(path), "open");
     return Buffer.from(n.data.subarray(position, position + length));
   }
 
   async writeFile(path: string, data: Uint8Array | string, options: WriteOptions = {}): Promise<void> {
-    const p = this.norm(path);
+    // O_EXCL refuses an existing link; otherwise open follows it
+    const p = options.exclusive ? this.norm(path) : this.follow(path);
     this.parentDir(p, "open");
     const existing = this.nodes.get(p);
     if (existing && options.exclusive) throw fsError("EEXIST", "open", path);
@@ -95,7 +127,7 @@ export class MemoryFileSystem implements FileSystem {
   }
 
   async appendFile(path: string, data: Uint8Array | string, options: { mode?: number } = {}): Promise<void> {
-    const p = this.norm(path);
+    const p = this.follow(path);
     const existing = this.nodes.get(p);
     if (!existing) return this.writeFile(p, data, { mode: options.mode ?? 0o600 });
     existing.data = Buffer.concat([existing.data, Buffer.from(data)]);
@@ -175,13 +207,13 @@ export class MemoryFileSystem implements FileSystem {
   }
 
   async chmod(path: string, mode: number): Promise<void> {
-    this.get(path, "chmod").mode = mode & 0o7777;
+    this.get(this.follow(path), "chmod").mode = mode & 0o7777;
   }
 
   createReadStream(path: string, options: { start?: number; end?: number } = {}): Readable {
     let node: Node;
     try {
-      node = this.get(path, "open");
+      node = this.get(this.follow(path), "open");
     } catch (err) {
       return new Readable({
         read() {
@@ -207,7 +239,7 @@ export class MemoryFileSystem implements FileSystem {
   }
 
   createWriteStream(path: string, options: WriteOptions = {}): Writable {
-    const p = this.norm(path);
+    const p = options.exclusive ? this.norm(path) : this.follow(path);
     let opened = false;
     const open = () => {
       if (opened) return;

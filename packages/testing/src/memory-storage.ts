@@ -125,6 +125,19 @@ export class MemoryStorage implements ObjectStorage {
     return swept.sort();
   }
 
+  /** Object Lock retention can only move later, and only on a bucket that has Object Lock. */
+  async extendLock(key: string, lock: { mode: "COMPLIANCE" | "GOVERNANCE"; retainUntil: Date }): Promise<void> {
+    const o = this.objects.get(key);
+    if (!o || isStagedKey(key)) throw new ObjectNotFoundError(this.locate(key));
+    if (!this.lockEnabled || (o.lock && o.lock.retainUntil > lock.retainUntil))
+      throw new PaasBackupError("PAAS_BACKUP_STORAGE_FAILED", ExitCode.unexpected, `${this.locate(key)}: retention cannot be ${this.lockEnabled ? "shortened" : "set on a bucket without Object Lock"}`, {
+        path: this.locate(key),
+        remediation: "Extend, never shorten, and only on a bucket with Object Lock.",
+        stage: "storage",
+      });
+    o.lock = lock;
+  }
+
   async immutability(): Promise<Immutability> {
     return { supported: true, enabled: this.lockEnabled, detail: this.lockEnabled ? "memory bucket with object lock" : "memory bucket without object lock" };
   }

@@ -3,6 +3,10 @@ import { pipeline } from "node:stream/promises";
 import { Readable } from "node:stream";
 import { MemoryFileSystem, FaultInjectingFileSystem, FaultCrashError, countFileSystemCalls } from "@paas-backup/testing";
 import type { FileSystem } from "@paas-backup/core";
+import { nodeFs } from "@paas-backup/core/node";
+import { mkdtempSync, readFileSync, rmSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 /** a small operation touching every kind of call: 7 calls, the stream write counting per chunk */
 async function operation(fs: FileSystem): Promise<void> {
@@ -101,5 +105,42 @@ describe("FaultInjectingFileSystem", () => {
     expect((await inner.lstat("/real/g")).ino).toBe((await inner.lstat("/real/f")).ino);
     await expect(fs.link("/real/f", "/real/h")).rejects.toMatchObject({ code: "EACCES" });
     await expect(fs.link("/real/f", "/real/g")).rejects.toMatchObject({ code: "EEXIST" });
+  });
+
+  it("wraps the real disk too: streams pass bytes through, and a crash mid-stream leaves what was written before", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "pb-fault-"));
+    try {
+      const chunks = [Buffer.alloc(100_000, 1), Buffer.alloc(100_000, 2), Buffer.alloc(100_000, 3)];
+      const healthy = new FaultInjectingFileSystem(nodeFs);
+      await pipeline(Readable.from(chunks), healthy.createWriteStream(join(dir, "ok"), { mode: 0o600 }));
+      expect(readFileSync(join(dir, "ok"))).toEqual(Buffer.concat(chunks));
+      expect(healthy.calls).toBe(4);
+      const crashing = new FaultInjectingFileSystem(nodeFs, { at: 3, mode: "crash" });
+      await expect(pipeline(Readable.from(chunks), crashing.createWriteStream(join(dir, "cut")))).rejects.toBeInstanceOf(FaultCrashError);
+      expect(readFileSync(join(dir, "cut"))).toEqual(chunks[0]);
+      await expect(crashing.rename(join(dir, "cut"), join(dir, "moved"))).rejects.toBeInstanceOf(FaultCrashError);
+      expect(existsSync(join(dir, "moved"))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("MemoryFileSystem follows links as the kernel does", () => {
+  it("through every component but the last for lstat, rename and rm; through the last too for open, chmod and readdir", async () => {
+    const fs = new MemoryFileSystem();
+    await fs.mkdir("/real/sub", { recursive: true });
+    await fs.writeFile("/real/sub/f", "x");
+    fs.symlink("/real", "/alias");
+    fs.symlink("sub/f", "/real/rel-link");
+    expect((await fs.lstat("/alias/sub/f")).kind).toBe("file"); // the intermediate link is followed
+    expect((await fs.lstat("/alias")).kind).toBe("symlink"); // the last is not
+    expect(Buffer.from(await fs.readFile("/alias/rel-link")).toString()).toBe("x");
+    expect((await fs.readdir("/alias")).map((e) => e.name)).toEqual(["rel-link", "sub"]);
+    await fs.writeFile("/alias/sub/g", "y");
+    expect(fs.files("/real")).toEqual(["/real/sub/f", "/real/sub/g"]);
+    await expect(fs.writeFile("/alias", "z", { exclusive: true })).rejects.toMatchObject({ code: "EEXIST" });
+    await fs.rm("/alias");
+    expect(fs.files("/real")).toHaveLength(2);
   });
 });

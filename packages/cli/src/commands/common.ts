@@ -1,4 +1,5 @@
 import { hostname } from "node:os";
+import { spawnSync } from "node:child_process";
 import { readFileSync, existsSync, realpathSync } from "node:fs";
 import { dirname, join } from "node:path";
 import {
@@ -11,6 +12,10 @@ import {
   scanSnapshots,
   UsageError,
   SafetyError,
+  hasJournal,
+  recoverContext,
+  withContextLock,
+  type RecoveryResult,
   type ArtifactDecryptor,
   type ArtifactEncryptor,
   type LockOwner,
@@ -194,4 +199,35 @@ export function lockOwner(command: string): LockOwner {
 
 export function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
+}
+
+/**
+ * Before a command touches a context: finish or undo a swap a crash interrupted (issue 9 §1).
+ * Cheap when there is nothing to do (one lstat); otherwise under the context's lock, so a restore
+ * still running in another process is waited for, never "recovered" under its feet.
+ */
+export async function recoverFirst(rt: Runtime, context: string): Promise<RecoveryResult | null> {
+  if (!(await hasJournal(rt.fs, rt.stateRoot, context))) return null;
+  const result = await withContextLock(
+    { fs: rt.fs, backupRoot: rt.backupRoot, context, owner: lockOwner("recover"), clock: rt.clock, timeoutMs: rt.config.lockTimeoutSeconds * 1000 },
+    () => recoverContext({ fs: rt.fs, stateRoot: rt.stateRoot, backupRoot: rt.backupRoot, context, clock: rt.clock }),
+  );
+  if (result) process.stderr.write(`paas-backup: recovery: ${result.message}${result.incidentFile ? ` (recorded in ${result.incidentFile})` : ""}\n`);
+  return result;
+}
+
+/**
+ * An external doctor must be runnable before anything changes (issue 10 §3): its first word is
+ * looked up as the shell would (builtins, PATH, or a path), and a missing one is a usage error.
+ */
+export function assertDoctorRunnable(command: string, env: NodeJS.ProcessEnv): void {
+  const first = command.trim().split(/\s+/)[0] ?? "";
+  const found = first !== "" && spawnSync("sh", ["-c", 'command -v -- "$1" >/dev/null 2>&1', "sh", first], { env, stdio: "ignore" }).status === 0;
+  if (!found) {
+    throw new UsageError("PAAS_BACKUP_DOCTOR_NOT_RUNNABLE", `--doctor-cmd ${JSON.stringify(command)}: ${JSON.stringify(first)} is not a command that can be run here`, {
+      remediation: "Nothing was changed. Give a doctor that exists on this host, e.g. --doctor-cmd 'si paas doctor --json' with si on PATH.",
+      stage: "arguments",
+      data: { command: first },
+    });
+  }
 }

@@ -1,7 +1,8 @@
-import { runDoctor, readBlock, clearBlock, rollbackRestore, writeIncident, UsageError, ValidationError } from "@paas-backup/core";
+import { runDoctor, rollbackRestore, unblockContext, withContextLock, UsageError } from "@paas-backup/core";
 import { resolveOperator, type Runtime } from "../runtime.js";
 import { keyValues, printEnvelope, table } from "../output.js";
-import { requireContext, requireKnownContext } from "./common.js";
+import { assertDoctorRunnable, lockOwner, requireContext, requireKnownContext } from "./common.js";
+import { externalDoctorRunner } from "./restore.js";
 import { allowRepoState } from "./guard.js";
 
 export async function doctorCommand(rt: Runtime, flags: { context?: string }): Promise<number> {
@@ -27,36 +28,39 @@ export async function doctorCommand(rt: Runtime, flags: { context?: string }): P
   return report.ok ? 0 : 5;
 }
 
-export async function unblockCommand(rt: Runtime, flags: { context?: string; ticket?: string; operator?: string }): Promise<number> {
+export async function unblockCommand(rt: Runtime, flags: { context?: string; ticket?: string; operator?: string; doctorCmd?: string }): Promise<number> {
   const context = requireContext(flags.context);
-  if (!flags.ticket?.trim()) {
-    throw new UsageError("PAAS_BACKUP_TICKET_REQUIRED", "unblock needs --ticket <incident-id>", { remediation: "Pass the incident id the block was recorded under.", stage: "arguments" });
-  }
-  const block = await readBlock(rt.fs, rt.stateRoot, context);
-  if (!block) {
+  if (flags.doctorCmd) assertDoctorRunnable(flags.doctorCmd, rt.env);
+  const result = await withContextLock(lockOptions(rt, context, "unblock"), () =>
+    unblockContext({
+      fs: rt.fs,
+      stateRoot: rt.stateRoot,
+      backupRoot: rt.backupRoot,
+      context,
+      ticket: flags.ticket ?? "",
+      operator: resolveOperator(flags.operator, rt.env),
+      clock: rt.clock,
+      secretAllow: rt.config.secretAllow,
+      allowRepoState: allowRepoState(rt.env),
+      ...(flags.doctorCmd ? { externalDoctor: { command: flags.doctorCmd, run: externalDoctorRunner(flags.doctorCmd, rt.env) } } : {}),
+      runRecordedDoctor: (command) => {
+        assertDoctorRunnable(command, rt.env);
+        return externalDoctorRunner(command, rt.env);
+      },
+    }),
+  );
+  if (!result.cleared) {
     if (rt.json) printEnvelope(rt, { ok: true, command: "unblock", context, mode: "live", count: 0, data: [] });
     else rt.write(`${context} is not blocked\n`);
     return 0;
   }
-  const report = await runDoctor({ fs: rt.fs, stateRoot: rt.stateRoot, context, secretAllow: rt.config.secretAllow, allowRepoState: allowRepoState(rt.env), ignoreBlock: true });
-  if (!report.ok) {
-    throw new ValidationError("PAAS_BACKUP_STILL_FAILING", `${context} stays blocked: doctor still fails (${report.checks.filter((c) => !c.ok).map((c) => c.name).join(", ")})`, {
-      path: rt.stateRoot,
-      remediation: `Fix what \`paas-backup doctor --context ${context}\` reports, then unblock again.`,
-      stage: "validate",
-      data: { checks: report.checks },
-    });
-  }
-  await clearBlock(rt.fs, rt.stateRoot, context);
-  const now = rt.clock().toISOString();
-  const incidentFile = await writeIncident(rt.fs, rt.backupRoot, {
-    schema: "paas-backup/incident@1", kind: "unblock", ticket: flags.ticket, context, stateRoot: rt.stateRoot, snapshot: null, requestedSnapshot: "",
-    fallback: { used: false }, operator: resolveOperator(flags.operator, rt.env), startedAt: now, endedAt: now, dryRun: false, movedAsideTo: null, vault: null,
-    doctor: { ok: true, checks: report.checks }, externalDoctor: null, outcome: "unblocked", error: null,
-  });
-  if (rt.json) printEnvelope(rt, { ok: true, command: "unblock", context, mode: "live", count: 1, data: [{ cleared: block, incidentFile }] });
-  else rt.write(keyValues([["unblocked", context], ["was blocked since", block.blockedAt], ["incident", incidentFile]]));
+  if (rt.json) printEnvelope(rt, { ok: true, command: "unblock", context, mode: "live", count: 1, data: [{ cleared: result.cleared, externalDoctor: result.externalDoctor, incidentFile: result.incidentFile }] });
+  else rt.write(keyValues([["unblocked", context], ["was blocked since", result.cleared.blockedAt], ["external doctor", result.externalDoctor ? `${result.externalDoctor.command}: ${result.externalDoctor.detail}` : undefined], ["incident", result.incidentFile ?? undefined]]));
   return 0;
+}
+
+function lockOptions(rt: Runtime, context: string, command: string) {
+  return { fs: rt.fs, backupRoot: rt.backupRoot, context, owner: lockOwner(command), clock: rt.clock, timeoutMs: rt.config.lockTimeoutSeconds * 1000 };
 }
 
 export async function rollbackCommand(rt: Runtime, flags: { context?: string; ticket?: string; operator?: string }): Promise<number> {
@@ -64,8 +68,10 @@ export async function rollbackCommand(rt: Runtime, flags: { context?: string; ti
   if (!flags.ticket?.trim()) {
     throw new UsageError("PAAS_BACKUP_TICKET_REQUIRED", "rollback needs --ticket <incident-id>", { remediation: "Pass the incident id of the restore you undo.", stage: "arguments" });
   }
-  const result = await rollbackRestore({ fs: rt.fs, stateRoot: rt.stateRoot, backupRoot: rt.backupRoot, context, ticket: flags.ticket, operator: resolveOperator(flags.operator, rt.env), clock: rt.clock });
+  const result = await withContextLock(lockOptions(rt, context, "rollback"), () =>
+    rollbackRestore({ fs: rt.fs, stateRoot: rt.stateRoot, backupRoot: rt.backupRoot, context, ticket: flags.ticket!, operator: resolveOperator(flags.operator, rt.env), clock: rt.clock }),
+  );
   if (rt.json) printEnvelope(rt, { ok: true, command: "rollback", context, mode: "live", count: 1, data: [result] });
-  else rt.write(keyValues([["rolled back", context], ["put back", result.restoredFrom], ["restored contents kept in", result.movedAsideTo], ["incident", result.incidentFile]]));
+  else rt.write(keyValues([["rolled back", context], ["put back", result.restoredFrom], ["kept in place", result.kept.join(", ") || undefined], ["restored contents kept in", result.movedAsideTo], ["incident", result.incidentFile]]));
   return 0;
 }

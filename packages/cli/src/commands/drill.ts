@@ -6,6 +6,7 @@ import { resolveOperator, type Runtime } from "../runtime.js";
 import { keyValues, printEnvelope, table } from "../output.js";
 import { requireContext, resolveDecryptor, type KeyFlags } from "./common.js";
 import { externalDoctorRunner } from "./restore.js";
+import { renderDrillMetrics, writeMetricsFile } from "../metrics.js";
 
 export async function drillCommand(rt: Runtime, flags: KeyFlags & { context?: string; operator?: string; doctorCmd?: string }): Promise<number> {
   const context = requireContext(flags.context);
@@ -44,7 +45,7 @@ export async function drillCommand(rt: Runtime, flags: KeyFlags & { context?: st
   return exitCode;
 }
 
-export async function drillStatusCommand(rt: Runtime, flags: { context?: string[] | string }): Promise<number> {
+export async function drillStatusCommand(rt: Runtime, flags: { context?: string[] | string; metricsFile?: string }): Promise<number> {
   // `drill` itself has --context too, and commander gives it the value when it comes after
   // `status`: accept one name as well as the repeated list.
   const named = flags.context === undefined ? [] : Array.isArray(flags.context) ? flags.context : [flags.context];
@@ -60,6 +61,7 @@ export async function drillStatusCommand(rt: Runtime, flags: { context?: string[
   }
   const status = await drillStatus({ fs: rt.fs, backupRoot: rt.backupRoot, contexts, mandatory: rt.config.mandatoryDrillContexts, now: rt.clock() });
   const overdue = status.filter((s) => s.mandatory && s.overdue);
+  if (flags.metricsFile) await writeMetricsFile(rt, flags.metricsFile, await renderDrillMetrics(status, rt.clock()));
   const error = overdue.length
     ? { code: "PAAS_BACKUP_DRILL_OVERDUE", stage: "drill", target: overdue.map((s) => s.context).join(","), message: `a mandatory restore drill is overdue for ${overdue.map((s) => `${s.context} (due ${s.nextDue.slice(0, 10)})`).join(", ")}`, remediation: `Run \`paas-backup drill --context ${overdue[0]!.context}\` (policy §7.4).` }
     : undefined;

@@ -8,7 +8,12 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
   await requireKnownContext(rt, context);
   const { snapshots, damaged } = await scanSnapshots(rt.fs, rt.backupRoot, context);
   const data = [];
+  const ids = new Set(snapshots.map((s) => s.id));
+  const warnings: string[] = [];
   for (const s of snapshots) {
+    const parentMissing = s.kind === "incremental" && (!s.parent || !ids.has(s.parent.id));
+    if (parentMissing)
+      warnings.push(`incremental ${s.id} needs ${s.parent?.id ?? "a parent it does not name"}, which is not in ${rt.backupRoot}: it cannot be restored from here (restore --from-offsite <target> fetches the full if a target has it)`);
     const check = await checkSnapshotChecksum(s);
     data.push({
       id: s.id,
@@ -17,6 +22,7 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
       error: null as { code: string; message: string; remediation: string } | null,
       time: s.time.toISOString(),
       parent: s.parent?.id ?? null,
+      parentMissing,
       bytes: s.bytes,
       files: s.manifest?.totals.files ?? null,
       checksum: check.state,
@@ -37,6 +43,7 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
       error: d.error,
       time: d.time.toISOString(),
       parent: null,
+      parentMissing: false,
       bytes: d.bytes,
       files: null,
       checksum: check.state,
@@ -50,13 +57,14 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
   }
   data.sort((a, b) => compareSnapshotIds(a.id, b.id));
   if (rt.json) {
-    printEnvelope(rt, { ok: true, command: "list", context, mode: "live", count: data.length, data });
+    printEnvelope(rt, { ok: true, command: "list", context, mode: "live", count: data.length, warnings, data });
     return 0;
   }
   if (data.length === 0) {
     rt.write(`no snapshots of ${context} in ${rt.backupRoot}\n`);
     return 0;
   }
+  for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
   rt.write(
     table([
       ["ID", "KIND", "TIME", "SIZE", "CHECKSUM", "ENCRYPTION", "PARENT"],
@@ -67,7 +75,7 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
         humanBytes(d.bytes),
         d.checksum,
         d.encrypted ? "age" : "PLAINTEXT",
-        d.error ? "(manifest damaged)" : (d.parent ?? (d.madeBy === "reference-flow" ? "(reference flow)" : "-")),
+        d.error ? "(manifest damaged)" : ((d.parentMissing ? `${d.parent ?? "?"} (MISSING)` : d.parent) ?? (d.madeBy === "reference-flow" ? "(reference flow)" : "-")),
         d.warnings.length ? `${d.warnings.length} (below)` : "-",
       ]),
     ].map((r, i) => (i === 0 ? [...r.slice(0, 7), "WARNINGS"] : r))),

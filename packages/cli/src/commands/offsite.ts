@@ -1,4 +1,5 @@
-import { pushOffsite, listOffsite, verifyOffsite, pruneOffsite, fetchFromOffsite, withContextLock, type PushResult } from "@paas-backup/core";
+import { hostname } from "node:os";
+import { pushOffsite, listOffsite, verifyOffsite, pruneOffsite, fetchChainFromOffsite, extendLocks, targetWarnings, withContextLock, UsageError, type PushResult, type DataSubset, type OffsiteRestorePlan } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { humanBytes, printEnvelope, table } from "../output.js";
 import { lockOptions, requireContext } from "./common.js";
@@ -22,7 +23,7 @@ async function pool<T, R>(items: T[], limit: number, work: (item: T) => Promise<
 
 export async function pushForContext(rt: Runtime, context: string, flags: TargetFlags): Promise<PushResult[]> {
   const results: PushResult[] = [];
-  for (const target of await resolveTargets(rt, flags)) results.push(await pushOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock }));
+  for (const target of await resolveTargets(rt, flags)) results.push(await pushOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock, host: hostname() }));
   return results;
 }
 
@@ -35,45 +36,103 @@ export async function offsitePushCommand(rt: Runtime, flags: TargetFlags & { con
     )
   ).flat();
   const problems = results.flatMap((r) => r.problems.map((p) => ({ context: r.context, target: r.target, ...p })));
-  const notImmutable = results.flatMap((r) => r.pushed.filter((c) => !c.immutable).map((c) => ({ context: r.context, target: r.target, id: c.id })));
+  // --require-immutable judges every copy at the target, not only the ones this run pushed.
+  const notImmutable = results.flatMap((r) => r.copies.filter((c) => !c.immutable).map((c) => ({ context: r.context, target: r.target, id: c.id })));
   const ok = problems.length === 0 && !(flags.requireImmutable && notImmutable.length > 0);
-  if (rt.json) printEnvelope(rt, { ok, command: "offsite push", context: flags.allContexts ? "" : contexts[0]!, mode: "live", count: results.length, data: results });
+  const warnings = [...new Set(results.flatMap((r) => r.warnings))];
+  if (rt.json) printEnvelope(rt, { ok, command: "offsite push", context: flags.allContexts ? "" : contexts[0]!, mode: "live", count: results.length, warnings, data: results });
   else {
+    for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
     rt.write(
       table([
-        ["CONTEXT", "TARGET", "PUSHED", "ALREADY", "IMMUTABLE", "PROBLEMS"],
-        ...results.map((r) => [r.context, r.target, r.pushed.map((c) => `${c.id} (${humanBytes(c.size)}, ${c.confirmedBy})`).join(", ") || "-", String(r.alreadyThere.length), r.immutability.enabled ? "yes" : `no: ${r.immutability.detail}`, r.problems.map((p) => `${p.id}: ${p.problem}`).join("; ") || "-"]),
+        ["CONTEXT", "TARGET", "PUSHED", "ALREADY", "REPAIRED", "IMMUTABLE", "PROBLEMS"],
+        ...results.map((r) => [
+          r.context,
+          r.target,
+          r.pushed.map((c) => `${c.id} (${humanBytes(c.size)}, ${c.confirmedBy})`).join(", ") || "-",
+          String(r.alreadyThere.length),
+          r.repaired.map((x) => `${x.id}: ${x.reason}`).join("; ") || "-",
+          r.immutability.enabled ? "yes" : `no: ${r.immutability.detail}`,
+          r.problems.map((p) => `${p.id}: ${p.problem}`).join("; ") || "-",
+        ]),
       ]),
     );
+    if (flags.requireImmutable && notImmutable.length > 0) process.stderr.write(`not immutable: ${notImmutable.map((n) => `${n.context}/${n.id} at ${n.target}`).join(", ")}\n`);
   }
   return ok ? 0 : problems.length ? 3 : 4;
 }
 
-export async function offsiteListCommand(rt: Runtime, flags: TargetFlags & { context?: string }): Promise<number> {
+export async function offsiteExtendLocksCommand(rt: Runtime, flags: TargetFlags & { context?: string; allContexts?: boolean }): Promise<number> {
+  const contexts = flags.allContexts ? contextsOf(rt) : [requireContext(flags.context)];
+  const data = [];
+  for (const context of contexts)
+    for (const target of await resolveTargets(rt, flags))
+      data.push({ context, target: target.storage.url, ...(await extendLocks({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock })) });
+  if (rt.json) printEnvelope(rt, { ok: true, command: "offsite extend-locks", context: flags.allContexts ? "" : contexts[0]!, mode: "live", count: data.length, data });
+  else rt.write(table([["CONTEXT", "TARGET", "EXTENDED"], ...data.map((d) => [d.context, d.target, d.skipped ? `skipped: ${d.skipped}` : d.extended.map((e) => `${e.id} until ${e.retainUntil}`).join(", ") || "none needed"])]));
+  return 0;
+}
+
+export async function offsiteListCommand(rt: Runtime, flags: TargetFlags & { context?: string; allRoots?: boolean }): Promise<number> {
   const context = requireContext(flags.context);
   const data = [];
   for (const target of await resolveTargets(rt, flags)) {
-    const { entries, immutability } = await listOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock });
+    const { entries, immutability, root, roots } = await listOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock, allRoots: flags.allRoots === true });
     // Plain data only: a SnapshotRef carries its storage driver (and an S3 client with it).
     const plain = entries.map(({ snapshot, ...e }) => ({ ...e, kind: snapshot?.kind ?? null, encrypted: snapshot?.encrypted ?? null, location: snapshot?.artifactPath ?? null }));
-    data.push({ target: target.storage.url, immutability, entries: plain });
+    data.push({ target: target.storage.url, root, roots, immutability, warnings: targetWarnings(target), entries: plain });
   }
   if (rt.json) printEnvelope(rt, { ok: true, command: "offsite list", context, mode: "live", count: data.reduce((n, d) => n + d.entries.length, 0), data });
   else
     for (const d of data) {
-      rt.write(`${d.target} (${d.immutability.detail})\n`);
-      rt.write(table([["ID", "SIZE", "CONFIRMED", "IMMUTABLE UNTIL"], ...d.entries.map((e) => [e.id, e.artifact ? humanBytes(e.artifact.size) : "missing", e.confirmed ? "yes" : "no", e.immutable ? (e.immutableUntil ?? "") : "not immutable"])]));
+      rt.write(`${d.target} (${d.immutability.detail}; this backup root: ${d.root ?? "no identity yet"})\n`);
+      for (const w of d.warnings) process.stderr.write(`warning: ${w}\n`);
+      const hostOf = (id: string | null) => (id ? (d.roots.find((r) => r.id === id)?.host ?? "") : "");
+      rt.write(
+        table([
+          ["ID", "ROOT", "SIZE", "CONFIRMED", "IMMUTABLE UNTIL"],
+          ...d.entries.map((e) => [
+            e.id,
+            e.own ? (e.root ? "this" : "this (legacy layout)") : `${e.root}${hostOf(e.root) ? ` (${hostOf(e.root)})` : ""}`,
+            e.artifact ? humanBytes(e.artifact.size) : "missing",
+            e.own ? (e.confirmed ? "yes" : "no") : "other root",
+            e.immutable ? (e.immutableUntil ?? "") : "not immutable",
+          ]),
+        ]),
+      );
+      if (!flags.allRoots) rt.write("(copies of other backup roots: offsite list --all-roots; restore one with restore --from-offsite <target> --offsite-root <root>)\n");
     }
   return 0;
 }
 
-export async function offsiteVerifyCommand(rt: Runtime, flags: TargetFlags & { context?: string; deep?: boolean; requireImmutable?: boolean }): Promise<number> {
+/** `--read-data-subset 10%` or a size (`500M`, `2G`, `1048576`). */
+export function parseDataSubset(value: string): DataSubset {
+  const pct = /^(\d+(?:\.\d+)?)%$/.exec(value.trim());
+  if (pct) {
+    const percent = Number(pct[1]);
+    if (percent > 0 && percent <= 100) return { percent };
+  }
+  const size = /^(\d+)([KMGT]i?B?|B)?$/i.exec(value.trim());
+  if (size) {
+    const unit = (size[2] ?? "B").toUpperCase()[0]!;
+    const bytes = Number(size[1]) * ({ B: 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 } as Record<string, number>)[unit]!;
+    if (bytes > 0) return { bytes };
+  }
+  throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", `--read-data-subset ${JSON.stringify(value)} is neither a percentage (1%-100%) nor a size`, {
+    remediation: "For example --read-data-subset 10% (every copy is read over 10 runs) or --read-data-subset 2G.",
+    stage: "arguments",
+  });
+}
+
+export async function offsiteVerifyCommand(rt: Runtime, flags: TargetFlags & { context?: string; deep?: boolean; requireImmutable?: boolean; readDataSubset?: string }): Promise<number> {
   const context = requireContext(flags.context);
+  const subset = flags.readDataSubset ? parseDataSubset(flags.readDataSubset) : undefined;
+  if (subset && flags.deep) throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "--deep reads every copy; --read-data-subset reads a share of them: pass one", { remediation: "Use --deep for a full read now, or --read-data-subset N% from cron.", stage: "arguments" });
   const data = [];
   for (const target of await resolveTargets(rt, flags)) {
-    const { results, immutability } = await verifyOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock, deep: flags.deep === true });
-    const warnings = immutability.enabled ? [] : [`copies at ${target.storage.url} are not immutable: ${immutability.detail}`];
-    data.push({ target: target.storage.url, immutability, warnings, results });
+    const { results, immutability, subset: rotation } = await verifyOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock, deep: flags.deep === true, ...(subset ? { readDataSubset: subset } : {}) });
+    const warnings = [...(immutability.enabled ? [] : [`copies at ${target.storage.url} are not immutable: ${immutability.detail}`]), ...targetWarnings(target)];
+    data.push({ target: target.storage.url, immutability, warnings, subset: rotation, results });
   }
   const broken = data.some((d) => d.results.some((r) => !r.ok));
   const mutable = data.some((d) => d.results.some((r) => !r.immutable));
@@ -81,7 +140,8 @@ export async function offsiteVerifyCommand(rt: Runtime, flags: TargetFlags & { c
   else
     for (const d of data) {
       for (const w of d.warnings) rt.write(`warning: ${w}\n`);
-      rt.write(table([["ID", "RESULT", "IMMUTABLE", "PROBLEMS"], ...d.results.map((r) => [r.id, r.ok ? "ok" : "FAILED", r.immutable ? `until ${r.immutableUntil}` : "no", r.problems.join("; ") || "-"])]));
+      rt.write(table([["ID", "RESULT", "READ", "IMMUTABLE", "PROBLEMS"], ...d.results.map((r) => [r.id, r.ok ? "ok" : "FAILED", r.readData ? "bytes" : "metadata", r.immutable ? `until ${r.immutableUntil}` : "no", r.problems.join("; ") || "-"])]));
+      if (d.subset) rt.write(`data subset: cycle ${d.subset.cycle}, read ${d.subset.readThisRun.length} this run, ${d.subset.leftInCycle} left in the cycle\n`);
     }
   if (broken) return 3;
   return flags.requireImmutable && mutable ? 4 : 0;
@@ -96,14 +156,19 @@ export async function offsitePruneCommand(rt: Runtime, flags: TargetFlags & { co
   return 0;
 }
 
-/** restore --from-offsite: fetch into the backup root when the local copy is gone or corrupt. */
-export function offsiteFetcher(rt: Runtime, flags: TargetFlags & { context?: string; snapshot?: string; fromOffsite?: string }): (() => Promise<void>) | undefined {
+/** restore --from-offsite: fetch what the chain needs into the backup root, then restore the newest restorable state. */
+export function offsiteFetcher(rt: Runtime, flags: TargetFlags & { context?: string; snapshot?: string; fromOffsite?: string; fallback?: boolean; offsiteRoot?: string; offsitePlan?: OffsiteRestorePlan }): (() => Promise<void>) | undefined {
   if (!flags.fromOffsite) return undefined;
   return async () => {
     const context = requireContext(flags.context);
+    if (flags.offsiteRoot && !/^[0-9a-f]{16}$/.test(flags.offsiteRoot)) throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", `--offsite-root ${JSON.stringify(flags.offsiteRoot)} is not a backup root id`, { remediation: "Copy the ROOT column of `paas-backup offsite list --all-roots` (16 hex characters).", stage: "arguments" });
     const [target] = await resolveTargets(rt, { ...flags, target: flags.fromOffsite });
-    const r = await fetchFromOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target: target!, snapshot: flags.snapshot ?? "latest", clock: rt.clock });
-    if (!rt.json) process.stderr.write(`offsite: ${r.fetched ? `fetched ${r.id} from ${target!.storage.url} (${r.reason})` : `using the local copy of ${r.id} (${r.reason})`}\n`);
-    if (flags.snapshot === undefined || flags.snapshot === "latest") flags.snapshot = r.id;
+    const plan = await fetchChainFromOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target: target!, snapshot: flags.snapshot ?? "latest", clock: rt.clock, fallback: flags.fallback === true, ...(flags.offsiteRoot ? { root: flags.offsiteRoot } : {}) });
+    flags.offsitePlan = plan;
+    if (!rt.json) {
+      process.stderr.write(`offsite: restoring ${plan.chosen}${plan.fetched.length ? `; fetched ${plan.fetched.join(", ")} from ${target!.storage.url}` : ""}${plan.local.length ? `; from the backup root: ${plan.local.join(", ")}` : ""}\n`);
+      if (plan.fallback) process.stderr.write(`offsite: NOT the snapshot asked for: ${plan.fallback.from} cannot be restored (${plan.fallback.reason}); --fallback restores ${plan.chosen}\n`);
+    }
+    flags.snapshot = plan.chosen;
   };
 }

@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { restoreSnapshot, findSnapshot, chainOf, UsageError, ValidationError, type ExternalDoctorResult, type RestorePlan, type RestoreResult, type TrustStore } from "@paas-backup/core";
 import { resolveOperator, type Runtime } from "../runtime.js";
 import { environmentError, keyValues, printEnvelope, progressBar } from "../output.js";
-import { lockOptions, requireContext, requireKnownContext, resolveDecryptor, type KeyFlags } from "./common.js";
+import { assertDoctorRunnable, lockOptions, requireContext, requireKnownContext, resolveDecryptor, type KeyFlags } from "./common.js";
 import { offsiteFetcher } from "./offsite.js";
 import { allowRepoState } from "./guard.js";
 import { withContextLock } from "@paas-backup/core";
@@ -20,11 +20,15 @@ export interface RestoreFlags extends KeyFlags {
   doctorCmd?: string;
   fromOffsite?: string;
   maxExpansion?: number;
+  /** set by --from-offsite: what was fetched, and a fallback if the operator allowed one */
+  offsitePlan?: unknown;
+  exact?: boolean;
+  path?: string[];
 }
 
 /** restore as the CLI runs it: with --from-offsite's fetch first when asked. */
 export function restoreAction(rt: Runtime, flags: RestoreFlags & Record<string, unknown>): Promise<number> {
-  return restoreCommand(rt, flags, offsiteFetcher(rt, flags));
+  return restoreCommand(rt, flags, offsiteFetcher(rt, flags as Parameters<typeof offsiteFetcher>[1]));
 }
 
 /** Run an external doctor (e.g. `si paas doctor --json`) against the state root; ok only on JSON `"ok": true`. */
@@ -79,11 +83,13 @@ async function confirmOnTty(plan: RestorePlan): Promise<boolean> {
         ["  snapshot", `${plan.snapshot.id} (${plan.snapshot.kind}, ${plan.snapshot.time})`],
         ["  sha256", plan.snapshot.sha256],
         ["  fallback", plan.fallback.used ? `yes, ${plan.fallback.from} ${plan.fallback.reason}` : undefined],
-        ["  added", plan.changes.added.length],
+        ["  scope", plan.scope.mode === "paths" ? `only ${plan.scope.paths.join(", ")}` : plan.scope.mode === "exact" ? "the whole context (--exact); only vault/ stays" : "what the snapshot covers"],
+        ["  added", plan.changes.added.join(", ") || "none"],
         ["  changed", plan.changes.changed.join(", ") || "none"],
         ["  moved aside", plan.changes.removed.join(", ") || "none"],
         ["  unchanged", plan.changes.unchanged],
         ["  warnings", plan.warnings?.length ? plan.warnings.join("; ") : undefined],
+        ["  stays as it is", plan.changes.kept.join(", ") || "none"],
         ["  staged doctor", !plan.stagedDoctor ? undefined : plan.stagedDoctor.ok ? "ok" : `FAILS: ${plan.stagedDoctor.checks.filter((c) => !c.ok).map((c) => c.name).join(", ")}`],
       ]).replace(/^/gm, ""),
   );
@@ -125,8 +131,11 @@ export function describeRestore(rt: Runtime, result: RestoreResult): void {
       ["added", result.changes.added.length],
       ["changed", result.changes.changed.length],
       ["moved aside", result.movedAsideTo ?? undefined],
-      ["not in snapshot", result.changes.removed.join(", ") || undefined],
+      ["scope", result.scope.mode === "paths" ? `only ${result.scope.paths.join(", ")}` : result.scope.mode],
+      ["not in snapshot, moved aside", result.changes.removed.join(", ") || undefined],
+      ["stays as it is", result.changes.kept.join(", ") || undefined],
       ["doctor", result.doctor ? (result.doctor.ok ? "ok" : `FAILED: ${result.doctor.checks.filter((c) => !c.ok).map((c) => `${c.name} (${c.detail})`).join("; ")}`) : undefined],
+      ["staged doctor", result.dryRun && result.stagedDoctor ? (result.stagedDoctor.ok ? "ok" : `FAILS: ${result.stagedDoctor.checks.filter((c) => !c.ok).map((c) => c.name).join(", ")}`) : undefined],
       ["external doctor", result.externalDoctor ? `${result.externalDoctor.ok ? "ok" : "FAILED"}: ${result.externalDoctor.detail}` : undefined],
       ["vault", result.vault ? `${result.vault.present ? `kept (${result.vault.files.join(", ") || "empty"})` : "none"}; trust ${result.vault.trust}` : undefined],
       ["vault findings", result.vault?.findings.join("; ") || undefined],
@@ -144,8 +153,15 @@ export async function restoreCommand(rt: Runtime, flags: RestoreFlags, fetchFrom
       stage: "arguments",
     });
   }
-  if (fetchFromOffsite) await fetchFromOffsite();
-  else await requireKnownContext(rt, context);
+  if (flags.exact && flags.path?.length) {
+    throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "--exact and --path exclude each other", {
+      remediation: "--exact replaces the whole context; --path restores only the files named. Pick one.",
+      stage: "arguments",
+    });
+  }
+  // Checked before anything changes: a doctor that cannot run would only fail after the swap.
+  if (flags.doctorCmd) assertDoctorRunnable(flags.doctorCmd, rt.env);
+  if (!fetchFromOffsite) await requireKnownContext(rt, context);
   const decryptor = resolveDecryptor(rt, flags);
   const bar = progressBar(rt, `restore ${context}`);
   let done = 0;
@@ -165,8 +181,10 @@ export async function restoreCommand(rt: Runtime, flags: RestoreFlags, fetchFrom
   try {
     const result = await withContextLock(
       lockOptions(rt, context, "restore"),
-      () =>
-        restoreSnapshot({
+      async () => {
+        // The offsite fetch writes into the backup root: under the same lock as the restore.
+        if (fetchFromOffsite) await fetchFromOffsite();
+        return restoreSnapshot({
           fs: rt.fs,
           stateRoot: rt.stateRoot,
           backupRoot: rt.backupRoot,
@@ -181,16 +199,20 @@ export async function restoreCommand(rt: Runtime, flags: RestoreFlags, fetchFrom
           secretAllow: rt.config.secretAllow,
           allowRepoState: allowRepoState(rt.env),
           trustStore: loadTrustStore(rt.env),
-          ...(flags.doctorCmd ? { externalDoctor: externalDoctorRunner(flags.doctorCmd, rt.env) } : {}),
+          ...(flags.doctorCmd ? { externalDoctor: externalDoctorRunner(flags.doctorCmd, rt.env), externalDoctorCommand: flags.doctorCmd } : {}),
+          exact: flags.exact === true,
+          ...(flags.path?.length ? { paths: flags.path } : {}),
           ...(ask ? { confirm: (plan: RestorePlan) => { bar.done(); return confirmOnTty(plan); } } : {}),
           onBytes: (n) => bar.update((done += n), total),
           ...(flags.maxExpansion ? { maxExpansion: flags.maxExpansion } : {}),
-        }),
+        });
+      },
     );
     bar.done(true);
-    if (rt.json) printEnvelope(rt, { ok: true, context, mode: flags.dryRun ? "dry-run" : "live", data: [result] });
+    if (rt.json) printEnvelope(rt, { ok: result.ok, context, mode: flags.dryRun ? "dry-run" : "live", ...(flags.offsitePlan ? { offsite: flags.offsitePlan } : {}), data: [result] });
     else describeRestore(rt, result);
-    return 0;
+    // A dry run whose staged state fails a doctor says so by its exit code, as the real restore would.
+    return result.ok ? 0 : 5;
   } catch (err) {
     bar.done();
     // A full state-root filesystem names itself and what the restore needs (the staged copy).

@@ -30,13 +30,23 @@ export interface ReadArchiveResult {
 
 const ALLOWED_TYPES = new Set(["File", "OldFile", "ContiguousFile", "Directory"]);
 
+/**
+ * Deeper or longer paths than any si state holds are refused before anything is created: a path
+ * nested thousands of levels deep is an attack on whoever walks it, not a file to restore.
+ */
+export const MAX_ENTRY_DEPTH = 64;
+export const MAX_ENTRY_PATH_BYTES = 4096;
+
 /** Why an entry is refused, or null when it is a plain file or folder with a clean relative path. */
 export function hostileEntryReason(rawPath: string, type: string): string | null {
   if (!ALLOWED_TYPES.has(type)) return `entry type ${type} (only plain files and folders are restored)`;
   if (/[\u0000-\u001f\u007f]/.test(rawPath)) return "control character in the path";
   if (rawPath.startsWith("/") || /^[A-Za-z]:/.test(rawPath)) return "absolute path";
   if (rawPath.includes("\\")) return "backslash in the path";
-  if (rawPath.split("/").includes("..")) return "'..' in the path";
+  const segments = rawPath.split("/");
+  if (segments.includes("..")) return "'..' in the path";
+  if (Buffer.byteLength(rawPath) > MAX_ENTRY_PATH_BYTES) return `path longer than ${MAX_ENTRY_PATH_BYTES} bytes`;
+  if (segments.filter((s) => s !== "" && s !== ".").length > MAX_ENTRY_DEPTH) return `path nested deeper than ${MAX_ENTRY_DEPTH} levels`;
   return null;
 }
 

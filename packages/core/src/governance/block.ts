@@ -21,6 +21,10 @@ export const BlockRecord = z.object({
   snapshot: z.object({ id: z.string(), sha256: z.string() }).nullable(),
   failingChecks: z.array(z.object({ name: z.string(), ok: z.boolean(), detail: z.string() })),
   blocks: z.array(z.string()),
+  /** the external doctor that blocked (or must pass before unblock), e.g. "si paas doctor --json" */
+  externalDoctor: z.object({ command: z.string() }).nullable().optional(),
+  /** true while a restore has swapped this context in and its validation has not finished */
+  pendingValidation: z.boolean().optional(),
 });
 export type BlockRecord = z.infer<typeof BlockRecord>;
 
@@ -59,7 +63,12 @@ export async function readBlock(fs: FileSystem, stateRoot: string, context: stri
 }
 
 export async function writeBlock(fs: FileSystem, stateRoot: string, record: Omit<BlockRecord, "schema" | "blocks">): Promise<string> {
-  const path = join(contextDir(stateRoot, record.context), BLOCK_FILE);
+  return writeBlockIn(fs, contextDir(stateRoot, record.context), record);
+}
+
+/** The marker written into any context folder: restore writes it into the staged context before the swap. */
+export async function writeBlockIn(fs: FileSystem, dir: string, record: Omit<BlockRecord, "schema" | "blocks">): Promise<string> {
+  const path = join(dir, BLOCK_FILE);
   const full: BlockRecord = { schema: "paas-backup/block@1", ...record, blocks: ["deploy", "secret-mutation"] };
   await writeFileAtomic(fs, path, `${JSON.stringify(full, null, 2)}\n`);
   return path;

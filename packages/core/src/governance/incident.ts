@@ -6,7 +6,7 @@ import type { DoctorCheck } from "../validate/doctor.js";
 /** Policy §7.3: every restore, successful or not, leaves this record in <backup_root>/<context>/incidents/. */
 export interface IncidentRecord {
   schema: "paas-backup/incident@1";
-  kind: "restore" | "drill" | "rollback" | "unblock";
+  kind: "restore" | "drill" | "rollback" | "unblock" | "recovery";
   ticket: string;
   context: string;
   stateRoot: string;
@@ -21,8 +21,31 @@ export interface IncidentRecord {
   vault: unknown;
   doctor: { ok: boolean; checks: DoctorCheck[] } | null;
   externalDoctor: { command: string; ok: boolean; exitCode: number | null; detail: string } | null;
-  outcome: "restored" | "blocked" | "refused" | "failed" | "dry-run" | "rolled-back" | "unblocked" | "drill-passed" | "drill-failed";
+  outcome: "restored" | "blocked" | "refused" | "failed" | "dry-run" | "rolled-back" | "unblocked" | "drill-passed" | "drill-failed" | "recovered";
   error: { code: string; message: string } | null;
+  /** restore: what it replaces and what it leaves as it is (issue 10 §1) */
+  scope?: { mode: "snapshot" | "exact" | "paths"; paths: string[]; changed: string[]; added: string[]; movedAside: string[]; kept: string[] };
+  /** recovery: the interrupted operation and what was done about it */
+  recovery?: { operation: string; action: "completed" | "undone"; phase: string; interruptedAt: string; message: string };
+}
+
+/** The one way to start an incident record: every field present, the outcome pessimistic until known. */
+export function newIncidentRecord(fields: Pick<IncidentRecord, "kind" | "ticket" | "context" | "stateRoot" | "operator" | "startedAt"> & Partial<IncidentRecord>): IncidentRecord {
+  return {
+    schema: "paas-backup/incident@1",
+    snapshot: null,
+    requestedSnapshot: "",
+    fallback: { used: false },
+    endedAt: "",
+    dryRun: false,
+    movedAsideTo: null,
+    vault: null,
+    doctor: null,
+    externalDoctor: null,
+    outcome: "failed",
+    error: null,
+    ...fields,
+  };
 }
 
 function safeName(text: string): string {

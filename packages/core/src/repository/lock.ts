@@ -15,11 +15,13 @@ import { createFileExclusive } from "../util/atomic.js";
  *   reader can catch the record half-written; the next rule keeps that safe.)
  * - A lock whose content does not parse (torn by a crash, or a foreign file) counts as held, by
  *   nobody we can name, until its mtime is older than `staleAfterMs`.
- * - Stale takeover (same host and the pid is gone, or older than `staleAfterMs`) is serialized by
- *   a takeover marker `.lock.takeover-<id of the judged lock>` created the same one-step way: only
- *   its creator re-reads `.lock`, and moves it aside only if it is still the very lock it judged
- *   (same nonce, or same inode/mtime/size when unparseable). A marker left by a taker that died
- *   is itself removed once its pid is gone or it is older than a minute.
+ * - Stale takeover (same host and the pid is gone, or is our own pid but not a lock this process
+ *   holds, or older than `staleAfterMs`) is serialized by a takeover marker
+ *   `.lock.takeover-<id of the judged lock>` created the same one-step way: only its creator
+ *   re-reads `.lock`, renames it to a unique name and checks that what it moved is the very lock
+ *   it judged (same nonce, or same inode/mtime/size when unparseable); if not, it links that file
+ *   back (the same file; link never replaces). A marker left by a taker that died is itself
+ *   removed once its pid is gone or it is older than a minute.
  * - Release removes `.lock` only when it still holds our nonce; nobody ever writes, recreates or
  *   "gives back" another process's lock.
  *
@@ -153,10 +155,18 @@ async function sweepTemporaries(fs: FileSystem, dir: string, owner: LockOwner, n
   }
 }
 
+/** nonces of the locks this process holds right now */
+const heldInThisProcess = new Set<string>();
+
 function isStale(seen: Exclude<Observed, { state: "absent" }>, owner: LockOwner, now: number, staleAfter: number): boolean {
   if (seen.state === "unreadable") return now - seen.stat.mtimeMs > staleAfter;
   const { record } = seen;
-  if (record.host === owner.host && record.pid !== owner.pid && !owner.isAlive(record.pid)) return true;
+  if (record.host === owner.host) {
+    // our own pid but not a lock we hold: an earlier process that had this pid (a restarted
+    // container is pid 1 again) and died holding it
+    if (record.pid === owner.pid) return !heldInThisProcess.has(record.nonce);
+    if (!owner.isAlive(record.pid)) return true;
+  }
   return now - Date.parse(record.startedAt) > staleAfter;
 }
 
@@ -181,6 +191,19 @@ async function takeOver(fs: FileSystem, path: string, judged: Exclude<Observed, 
     } catch (err) {
       if (isNotFound(err)) return null;
       throw err;
+    }
+    // Only a judged-stale holder that is in fact alive can release and let a new lock in between
+    // our re-read and the rename. If that happened, link its file back (the same file, never a
+    // rewrite; link fails rather than replace anything that took the name meanwhile).
+    const moved = await observe(fs, aside);
+    if (moved.state !== "absent" && !sameLock(judged, moved)) {
+      try {
+        await fs.link(aside, path);
+      } catch (err) {
+        if (errorCodeOf(err) !== "EEXIST") throw err;
+      }
+      await fs.rm(aside, { force: true });
+      return null;
     }
     await fs.rm(aside, { force: true });
     return judged.state === "record" ? judged.record : "unreadable";
@@ -223,12 +246,17 @@ export async function acquireContextLock(options: LockOptions): Promise<HeldLock
   await sweepTemporaries(fs, dir, owner, clock().getTime());
   for (let attempt = 0; ; attempt++) {
     if (await createFileExclusive(fs, path, `${JSON.stringify(mine)}\n`)) {
+      heldInThisProcess.add(mine.nonce);
       return {
         path,
         tookOverFrom,
         release: async () => {
-          const current = await observe(fs, path);
-          if (current.state === "record" && current.record.nonce === mine.nonce) await fs.rm(path, { force: true });
+          try {
+            const current = await observe(fs, path);
+            if (current.state === "record" && current.record.nonce === mine.nonce) await fs.rm(path, { force: true });
+          } finally {
+            heldInThisProcess.delete(mine.nonce);
+          }
         },
       };
     }

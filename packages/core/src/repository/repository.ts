@@ -1,5 +1,5 @@
 import type { FileSystem } from "../fs/types.js";
-import { IntegrityError, PaasBackupError, UsageError, errorCodeOf } from "../errors.js";
+import { IntegrityError, UsageError, isNotFound } from "../errors.js";
 import type { Manifest } from "../manifest/schema.js";
 import { parseManifest } from "../manifest/io.js";
 import type { ObjectStorage, StoredObject } from "./storage.js";
@@ -122,8 +122,11 @@ export async function scanSnapshotsIn(storage: ObjectStorage, context: string): 
           });
         }
       } catch (err) {
-        if (!(err instanceof PaasBackupError) && errorCodeOf(err) !== undefined && errorCodeOf(err) !== "ENOENT") throw err;
-        const e = err instanceof PaasBackupError ? err : null;
+        // Damage is what the manifest's bytes say (not JSON, wrong shape, wrong id, absurd size) or a
+        // manifest gone between listing and reading; an I/O or storage failure is not damage and stops
+        // the listing as before, so an unreachable target never makes snapshots look broken.
+        const e = err instanceof IntegrityError ? err : null;
+        if (!e && !isNotFound(err)) throw err;
         damaged.push({
           id,
           context,

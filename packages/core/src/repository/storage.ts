@@ -93,6 +93,11 @@ export interface ObjectStorage {
   /** remove staged objects under the prefix last written before `olderThan` (interrupted runs); returns their keys */
   sweepStaged(prefix: string, olderThan: Date): Promise<string[]>;
   immutability(): Promise<Immutability>;
+  /**
+   * Move an object's write-once retention later (S3 PutObjectRetention). Only backends that can
+   * enforce retention have it; a lock can only be extended, never shortened.
+   */
+  extendLock?(key: string, lock: { mode: "COMPLIANCE" | "GOVERNANCE"; retainUntil: Date }): Promise<void>;
   /** where a key lives, for messages: a path for directories, a URL otherwise */
   locate(key: string): string;
 }

@@ -1,6 +1,6 @@
 import { createHash, type Hash } from "node:crypto";
-import { Writable, type Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
+import { PassThrough, Transform, Writable, type Readable } from "node:stream";
+import { finished, pipeline } from "node:stream/promises";
 import type { FileSystem } from "../fs/types.js";
 import { IntegrityError, SafetyError } from "../errors.js";
 import type { ArtifactDecryptor } from "../archive/encryption.js";
@@ -21,6 +21,13 @@ export interface MaterializeOptions {
   /** for archives with no manifest: refuse past this many times the artifact's size */
   maxExpansion?: number;
   onBytes?: (n: number) => void;
+  /**
+   * the sha256 each link's checksum file names, by snapshot id: the artifact is hashed as it is
+   * read (one pass) and a link whose bytes differ is refused before its result is used
+   */
+  checksums?: ReadonlyMap<string, string | null>;
+  /** write only the files this accepts (the others are still read and checked); default all */
+  select?: (path: string) => boolean;
 }
 
 export interface MaterializeResult {
@@ -29,6 +36,8 @@ export interface MaterializeResult {
   /** entries of hand-made archives that policy keeps out of a context (vault/, secrets): not restored */
   notRestored: { path: string; reason: string }[];
   bytes: number;
+  /** sha256 of every link's artifact bytes as read, by snapshot id */
+  artifactSha256: Map<string, string>;
 }
 
 interface FileState {
@@ -55,6 +64,14 @@ function integrity(label: string, message: string): IntegrityError {
 
 /** Open an artifact as a plaintext tar.gz stream (decrypting when it is an .age artifact). */
 export async function openArtifact(snapshot: SnapshotRef, decryptor?: ArtifactDecryptor): Promise<Readable> {
+  return (await openArtifactHashed(snapshot, decryptor)).plain;
+}
+
+/**
+ * Open an artifact once: its raw bytes go through sha256 on their way to decryption and
+ * extraction, so the checksum is confirmed on the very bytes that are restored (issue 9 §3).
+ */
+async function openArtifactHashed(snapshot: SnapshotRef, decryptor?: ArtifactDecryptor): Promise<{ plain: Readable; raw: PassThrough; digest: () => string }> {
   if (snapshot.encrypted && !decryptor) {
     throw new SafetyError("PAAS_BACKUP_IDENTITY_REQUIRED", `snapshot ${snapshot.id} is encrypted (${snapshot.artifactPath}) and no identity was given`, {
       path: snapshot.artifactPath,
@@ -62,12 +79,39 @@ export async function openArtifact(snapshot: SnapshotRef, decryptor?: ArtifactDe
       stage: "decrypt",
     });
   }
-  const raw = await snapshot.storage.get(snapshot.artifactKey);
-  if (!snapshot.encrypted) return raw;
+  const source = await snapshot.storage.get(snapshot.artifactKey);
+  const hash = createHash("sha256");
+  const raw = new PassThrough({
+    transform(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      cb(null, chunk);
+    },
+  });
+  source.on("error", (err) => raw.destroy(err));
+  source.pipe(raw);
+  const digest = () => hash.digest("hex");
+  if (!snapshot.encrypted) return { plain: raw, raw, digest };
   const plain = decryptor!.decrypt();
   raw.on("error", (err) => plain.destroy(err));
   raw.pipe(plain);
-  return plain as unknown as Readable;
+  return { plain: plain as unknown as Readable, raw, digest };
+}
+
+/** Read what the archive reader left unread (a trailer past the end-of-archive blocks) so the hash covers every byte. */
+async function drain(raw: PassThrough): Promise<void> {
+  if (raw.readableEnded) return;
+  raw.unpipe();
+  raw.resume();
+  await finished(raw, { writable: false }).catch(() => undefined);
+}
+
+/** Every folder a list of file paths implies: the only folder entries an archive with a manifest may carry. */
+function impliedFolders(paths: Iterable<string>): Set<string> {
+  const out = new Set<string>();
+  for (const path of paths) {
+    for (let d = dirname(path); d !== "." && d !== "" && !out.has(d); d = dirname(d)) out.add(d);
+  }
+  return out;
 }
 
 /**
@@ -82,19 +126,29 @@ export async function materializeChain(options: MaterializeOptions): Promise<Mat
   const notRestored: { path: string; reason: string }[] = [];
   let bytes = 0;
   const madeDirs = new Set<string>();
+  const artifactSha256 = new Map<string, string>();
+  const select = options.select ?? (() => true);
 
+  // Iterative on purpose: no recursion on the depth of a path an archive names.
   const ensureDir = async (rel: string) => {
-    if (!target || rel === "" || rel === "." || madeDirs.has(rel)) return;
-    await ensureDir(dirname(rel) === "." ? "" : dirname(rel));
-    await fs.mkdir(join(target, rel), { mode: 0o700, recursive: true });
-    madeDirs.add(rel);
+    if (!target) return;
+    const missing: string[] = [];
+    for (let d = rel; d !== "" && d !== "." && !madeDirs.has(d); d = dirname(d)) missing.push(d);
+    for (const d of missing.reverse()) {
+      await fs.mkdir(join(target, d), { mode: 0o700 }).catch((err: { code?: string }) => {
+        if (err.code !== "EEXIST") throw err;
+      });
+      madeDirs.add(d);
+    }
   };
 
   for (const link of chain) {
     const manifest = link.manifest;
     const byPath = new Map<string, ManifestFile>((manifest?.files ?? []).map((f) => [f.path, f]));
     const label = link.artifactPath;
-    const source = await openArtifact(link, options.decryptor);
+    const folders = impliedFolders(byPath.keys());
+    const opened = await openArtifactHashed(link, options.decryptor);
+    const source = opened.plain;
     // With a manifest the limit is exact: every entry's size is checked against it before a byte
     // is read. A hand-made archive has only the expansion ratio to go by.
     const maxExpansion = options.maxExpansion ?? 200;
@@ -104,8 +158,11 @@ export async function materializeChain(options: MaterializeOptions): Promise<Mat
     const onEntry = async (entry: ArchiveEntryInfo, body: Readable): Promise<void> => {
       if (entry.type === "directory") {
         body.resume();
+        // A folder no manifest file implies is how a fake vault/ or a decoy tree gets in: ours never write one.
+        if (manifest && (entry.path === "vault" || entry.path.startsWith("vault/"))) throw disagree(label, entry.path, "a vault/ entry (the vault is never backed up nor restored)");
+        if (manifest && !folders.has(entry.path)) throw disagree(label, entry.path, "a folder that no file of the manifest lies in");
         if (!manifest && hardExclusionReason(entry.path)) return;
-        await ensureDir(entry.path);
+        // Folders are made as the files that need them are written, so a --path restore stages only those.
         return;
       }
       let expected: ManifestFile | undefined;
@@ -135,36 +192,47 @@ export async function materializeChain(options: MaterializeOptions): Promise<Mat
         st = { hash: createHash("sha256"), size: 0 };
         state.set(entry.path, st);
       }
-      if (target) {
-        const abs = join(target, entry.path);
-        if (!isWithin(target, abs)) throw disagree(label, entry.path, "resolves outside the target folder");
+      const write = target !== null && select(entry.path);
+      if (write) {
+        const abs = join(target!, entry.path);
+        if (!isWithin(target!, abs)) throw disagree(label, entry.path, "resolves outside the target folder");
         await ensureDir(dirname(entry.path) === "." ? "" : dirname(entry.path));
       }
       const current = st;
-      const sink = target
-        ? fs.createWriteStream(join(target, entry.path), { mode: 0o600, append })
+      const sink = write
+        ? fs.createWriteStream(join(target!, entry.path), { mode: 0o600, append })
         : new Writable({ write: (_c, _e, cb) => cb() });
-      const counter = new Writable({
-        write(chunk: Buffer, _enc, cb) {
+      // body -> hash and count -> file: one pipeline, so an error of any stage (a file that cannot
+      // be opened, a full disk) rejects here instead of escaping as an unhandled stream error.
+      const counter = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
           current.hash.update(chunk);
           current.size += chunk.length;
           bytes += chunk.length;
           options.onBytes?.(chunk.length);
-          if (sink.write(chunk)) cb();
-          else sink.once("drain", () => cb());
-        },
-        final(cb) {
-          sink.end(cb);
+          cb(null, chunk);
         },
       });
-      // A write error (a full disk: ENOSPC) fails the entry instead of going unhandled.
-      sink.on("error", (err: Error) => counter.destroy(err));
-      await pipeline(body, counter);
+      await pipeline(body, counter, sink);
       if (expected && current.hash.copy().digest("hex") !== expected.sha256)
         throw integrity(label, `${entry.path} in ${link.id} does not match its manifest sha256`);
     };
 
     const result = await readArchive(source, { label, onEntry, maxTotalBytes, maxDecompressionRatio });
+    await drain(opened.raw);
+    const actual = opened.digest();
+    artifactSha256.set(link.id, actual);
+    if (options.checksums) {
+      const expected = options.checksums.get(link.id) ?? null;
+      if (expected !== actual) {
+        throw new IntegrityError(expected ? "PAAS_BACKUP_CHECKSUM_MISMATCH" : "PAAS_BACKUP_CHECKSUM_MISSING", `the bytes of ${label} read for this restore ${expected ? "do not match its checksum file" : "have no checksum file to match"} (sha256 ${actual})`, {
+          path: label,
+          remediation: "Nothing was changed. Restore an older snapshot that verifies (--fallback), or fetch this one from the offsite copy.",
+          stage: "checksum",
+          data: { snapshot: link.id, expected, actual },
+        });
+      }
+    }
 
     if (manifest) {
       if (result.manifestJson) {
@@ -184,7 +252,7 @@ export async function materializeChain(options: MaterializeOptions): Promise<Mat
       for (const path of [...state.keys()]) {
         if (!byPath.has(path)) {
           state.delete(path);
-          if (target) await fs.rm(join(target, path), { force: true });
+          if (target && select(path)) await fs.rm(join(target, path), { force: true });
         }
       }
     } else if (result.manifestJson) {
@@ -203,5 +271,5 @@ export async function materializeChain(options: MaterializeOptions): Promise<Mat
   const files = [...state.entries()]
     .map(([path, st]) => ({ path, size: st.size, sha256: st.hash.digest("hex") }))
     .sort((a, b) => (a.path < b.path ? -1 : 1));
-  return { files, notRestored, bytes };
+  return { files, notRestored, bytes, artifactSha256 };
 }

@@ -1,20 +1,25 @@
 import { randomUUID } from "node:crypto";
 import type { FileSystem } from "../fs/types.js";
-import { IntegrityError, isNotFound, PaasBackupError, UsageError, ValidationError } from "../errors.js";
+import { IntegrityError, PaasBackupError, UsageError, ValidationError } from "../errors.js";
 import type { ArtifactDecryptor } from "../archive/encryption.js";
 import { validateContextName } from "../policy/context.js";
 import type { SecretAllowance } from "../policy/secrets.js";
-import { findSnapshot, type SnapshotRef } from "../repository/repository.js";
-import { contextDir, join } from "../util/paths.js";
-import { hashFile } from "../util/hash.js";
-import { writeFileAtomic, exists, readdirOrEmpty } from "../util/atomic.js";
+import { chainOf, findSnapshot, type SnapshotRef } from "../repository/repository.js";
+import { checkSnapshotChecksum, expectedChecksum } from "../repository/checksum.js";
+import { contextDir, dirname, join } from "../util/paths.js";
+import { exists } from "../util/atomic.js";
 import { runDoctor, type DoctorReport } from "../validate/doctor.js";
-import { writeBlock, clearBlock } from "../governance/block.js";
-import { writeIncident, type IncidentRecord } from "../governance/incident.js";
+import { writeBlock, writeBlockIn, clearBlock } from "../governance/block.js";
+import { newIncidentRecord, writeIncident, type IncidentRecord } from "../governance/incident.js";
 import { appendAuditEvent } from "../governance/audit.js";
-import { checkChain, findFallback } from "./verify.js";
+import { findFallback } from "./verify.js";
 import { materializeChain } from "./materialize.js";
 import { inspectVault, type TrustStore, type VaultReport } from "./vault.js";
+import { JOURNAL_SCHEMA, readJournal, recoverContext, removeJournal, runSwap, workDir, writeJournal, type SwapJournal, type SwapStep } from "./journal.js";
+import { partitionLive, planChanges, restoreScope, scopeSelects, type RestoreChanges, type RestoreScope } from "./scope.js";
+
+export { workDir } from "./journal.js";
+export type { RestoreChanges } from "./scope.js";
 
 export interface ExternalDoctorResult {
   command: string;
@@ -49,19 +54,20 @@ export interface RestoreOptions {
   onBytes?: (n: number) => void;
   /** for archives with no manifest: refuse past this many times the artifact's size (default 200) */
   maxExpansion?: number;
-}
-
-export interface RestoreChanges {
-  added: string[];
-  changed: string[];
-  removed: string[];
-  unchanged: number;
+  /** the external doctor's command line, recorded in the block marker so unblock can require it */
+  externalDoctorCommand?: string;
+  /** replace the whole context (only vault/ stays), as before issue 10 */
+  exact?: boolean;
+  /** restore only these files (or folders of an included optional folder); nothing else changes */
+  paths?: readonly string[];
 }
 
 export interface RestorePlan {
   context: string;
   snapshot: { id: string; kind: string; time: string; sha256: string };
   fallback: { used: boolean; from?: string; reason?: string };
+  /** snapshot: what the snapshot covers; exact: the whole context; paths: only --path */
+  scope: { mode: RestoreScope["mode"]; paths: string[] };
   changes: RestoreChanges;
   /** the doctor over the staged state; computed for --dry-run and for the confirmation prompt */
   stagedDoctor: DoctorReport | null;
@@ -85,48 +91,307 @@ export interface RestoreResult extends RestorePlan {
   endedAt: string;
 }
 
-/** Where restore keeps its staging and moved-aside folders: under the state root, outside contexts/, so si never lists them. */
-export function workDir(stateRoot: string): string {
-  return join(stateRoot, ".paas-backup");
+/** The whole plan of one restore, built step by step: each phase adds what it learned. */
+interface RestoreRun {
+  options: RestoreOptions;
+  context: string;
+  purpose: "restore" | "drill";
+  live: string;
+  stagedRoot: string;
+  stagedContext: string;
+  aside: string;
+  record: IncidentRecord;
+  /** renames the swap has made, and the index of its pivot (staged -> live) */
+  swap: { done: number; pivot: number };
 }
 
-async function listTree(fs: FileSystem, root: string, rel = ""): Promise<string[]> {
-  const out: string[] = [];
-  for (const e of await readdirOrEmpty(fs, rel ? join(root, rel) : root)) {
-    const path = rel ? `${rel}/${e.name}` : e.name;
-    if (e.kind === "directory") out.push(...(await listTree(fs, root, path)));
-    else out.push(path);
-  }
-  return out;
+interface ChosenChain {
+  snapshot: SnapshotRef;
+  chain: SnapshotRef[];
+  checksums: Map<string, string | null>;
 }
 
-async function diffAgainstLive(fs: FileSystem, live: string, staged: { path: string; size: number; sha256: string }[]): Promise<RestoreChanges> {
-  const changes: RestoreChanges = { added: [], changed: [], removed: [], unchanged: 0 };
-  const stagedPaths = new Set(staged.map((f) => f.path));
-  for (const f of staged) {
-    try {
-      const st = await fs.lstat(join(live, f.path));
-      if (st.kind !== "file" || st.size !== f.size) changes.changed.push(f.path);
-      else if ((await hashFile(fs, join(live, f.path))).sha256 === f.sha256) changes.unchanged++;
-      else changes.changed.push(f.path);
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-      changes.added.push(f.path);
-    }
+interface Staged {
+  files: { path: string; size: number; sha256: string }[];
+  notRestored: { path: string; reason: string }[];
+  scope: RestoreScope;
+  split: { aside: string[]; keep: string[] };
+  changes: RestoreChanges;
+}
+
+function checksumProblem(state: "missing-checksum" | "malformed-checksum" | "mismatch", snapshot?: SnapshotRef): { code: string; why: string } {
+  if (state === "malformed-checksum")
+    return { code: "PAAS_BACKUP_CHECKSUM_MALFORMED", why: `its checksum file ${snapshot?.checksumPath ?? ""} is malformed (empty or truncated: it names no sha256 for the artifact)` };
+  return state === "missing-checksum"
+    ? { code: "PAAS_BACKUP_CHECKSUM_MISSING", why: "its checksum file is missing" }
+    : { code: "PAAS_BACKUP_CHECKSUM_MISMATCH", why: "its checksum does not match" };
+}
+
+/** plan: which snapshot, which chain, what each link's checksum file says (read, not yet compared). */
+async function planRestore(run: RestoreRun): Promise<{ asked: SnapshotRef; all: SnapshotRef[]; chosen: ChosenChain; problem: { code: string; why: string } | null }> {
+  const { fs, backupRoot } = run.options;
+  const { snapshot: asked, all } = await findSnapshot(fs, backupRoot, run.context, run.options.snapshot);
+  run.record.snapshot = { id: asked.id, sha256: null, kind: asked.kind };
+  const { chain, missing } = chainOf(asked, all);
+  const checksums = new Map<string, string | null>();
+  for (const link of chain) checksums.set(link.id, await expectedChecksum(link));
+  return { asked, all, chosen: { snapshot: asked, chain, checksums }, problem: verifyChainRecords(asked, chain, checksums, missing) };
+}
+
+/** verify (records): every link has a checksum file and each incremental names its parent's checksum. The bytes are checked while staging. */
+function verifyChainRecords(asked: SnapshotRef, chain: readonly SnapshotRef[], checksums: ReadonlyMap<string, string | null>, missing: string | null): { code: string; why: string } | null {
+  // a checksum file that is there but names no sha256 (empty, truncated) is malformed, not missing
+  if (!checksums.get(asked.id)) return checksumProblem(asked.checksum ? "malformed-checksum" : "missing-checksum", asked);
+  if (missing) return { code: "PAAS_BACKUP_CHAIN_BROKEN", why: `link ${missing} of its chain is missing` };
+  for (let i = 0; i < chain.length; i++) {
+    const link = chain[i]!;
+    if (!checksums.get(link.id)) return { code: "PAAS_BACKUP_CHAIN_BROKEN", why: `link ${link.id}: missing-checksum` };
+    const child = chain[i + 1];
+    if (child?.parent && child.parent.sha256 !== checksums.get(link.id)) return { code: "PAAS_BACKUP_CHAIN_BROKEN", why: `link ${link.id} is not the artifact ${child.id} was built on` };
   }
-  for (const path of await listTree(fs, live)) {
-    if (path.startsWith("vault/") || stagedPaths.has(path)) continue;
-    changes.removed.push(path);
+  return null;
+}
+
+/** The newest older snapshot whose chain verifies; this one hashes (it runs only when the asked one failed). */
+async function useFallbackOrRefuse(run: RestoreRun, asked: SnapshotRef, all: SnapshotRef[], problem: { code: string; why: string }): Promise<ChosenChain> {
+  const cache = new Map();
+  const fallback = await findFallback(all, asked, cache);
+  if (!run.options.fallback || !fallback) {
+    run.record.outcome = "refused";
+    throw new IntegrityError(problem.code, `refusing to restore snapshot ${asked.id} of ${run.context}: ${problem.why} (${asked.artifactPath})`, {
+      path: asked.artifactPath,
+      remediation: fallback
+        ? `Nothing was changed. The newest older snapshot that verifies is ${fallback.id}: restore it with --snapshot ${fallback.id}, or add --fallback.`
+        : "Nothing was changed. No older snapshot verifies either: fetch a copy from the offsite target (restore --from-offsite) and escalate.",
+      stage: "checksum",
+      data: { fallback: fallback?.id ?? null },
+    });
   }
-  return changes;
+  run.record.fallback = { used: true, from: asked.id, reason: problem.why };
+  run.record.snapshot = { id: fallback.id, sha256: null, kind: fallback.kind };
+  const { chain } = chainOf(fallback, all);
+  const checksums = new Map<string, string | null>();
+  for (const link of chain) checksums.set(link.id, await expectedChecksum(link));
+  return { snapshot: fallback, chain, checksums };
+}
+
+/** After staging failed: was it because an artifact is not the one its checksum file names? (a second read, on the failure path only) */
+async function checksumFailureOf(chosen: ChosenChain, err: unknown): Promise<{ code: string; why: string } | null> {
+  if (err instanceof IntegrityError && (err.code === "PAAS_BACKUP_CHECKSUM_MISMATCH" || err.code === "PAAS_BACKUP_CHECKSUM_MISSING")) {
+    const id = err.data.snapshot as string;
+    return id === chosen.snapshot.id ? checksumProblem("mismatch") : { code: "PAAS_BACKUP_CHAIN_BROKEN", why: `link ${id}: mismatch` };
+  }
+  if (!(err instanceof PaasBackupError)) return null;
+  for (const link of chosen.chain) {
+    const check = await checkSnapshotChecksum(link).catch(() => null);
+    if (check && check.state !== "verified") return link === chosen.snapshot ? checksumProblem(check.state) : { code: "PAAS_BACKUP_CHAIN_BROKEN", why: `link ${link.id}: ${check.state}` };
+  }
+  return null;
 }
 
 /**
- * Restore a snapshot into a context, as policy §6 asks: checksum confirmed first, the chain
- * replayed into a staging folder and checked file by file, then swapped in with renames. The live
- * contents are moved aside (never deleted) and its vault/ is carried over untouched. Post-restore
- * validation decides the outcome; a failure leaves the context blocked. An incident record is
- * written whatever happens.
+ * stage: read each artifact once, hashing it while it is decrypted, inflated and extracted into
+ * the staging folder; compare with the checksum file; then lay out what the swap will do. The
+ * staged context carries a block marker from the start, so if it goes live and validation never
+ * finishes, the context is blocked, not trusted.
+ */
+async function stageRestore(run: RestoreRun, chosen: ChosenChain): Promise<Staged> {
+  const { fs } = run.options;
+  // Journaled from here: a kill while staging leaves a journal whose recovery removes the staging folder.
+  if (!run.options.dryRun) await writeJournal(fs, run.options.stateRoot, stagingJournal(run));
+  await fs.rm(run.stagedRoot, { recursive: true, force: true });
+  await fs.mkdir(join(run.stagedRoot, "contexts"), { recursive: true, mode: 0o700 });
+  await fs.mkdir(run.stagedContext, { mode: 0o700 });
+  const newest = chosen.chain[chosen.chain.length - 1]!;
+  // --path needs the snapshot's file list before writing: the manifest has it; a hand-made archive is staged whole.
+  const listed = newest.manifest ? newest.manifest.files.map((f) => f.path) : null;
+  let scope = listed ? restoreScope(newest.manifest, listed, { exact: run.options.exact ?? false, paths: run.options.paths ?? [] }) : null;
+  const result = await materializeChain({
+    fs,
+    chain: chosen.chain,
+    target: run.stagedContext,
+    checksums: chosen.checksums,
+    ...(scope ? { select: (p: string) => scopeSelects(scope!, p) } : {}),
+    ...(run.options.maxExpansion ? { maxExpansion: run.options.maxExpansion } : {}),
+    ...(run.options.decryptor ? { decryptor: run.options.decryptor } : {}),
+    ...(run.options.onBytes ? { onBytes: run.options.onBytes } : {}),
+  });
+  run.record.snapshot = { id: chosen.snapshot.id, sha256: result.artifactSha256.get(chosen.snapshot.id) ?? null, kind: chosen.snapshot.kind };
+  if (!scope) {
+    scope = restoreScope(null, result.files.map((f) => f.path), { exact: run.options.exact ?? false, paths: run.options.paths ?? [] });
+    for (const f of result.files) if (!scopeSelects(scope, f.path)) await fs.rm(join(run.stagedContext, f.path), { force: true });
+  }
+  const files = result.files.filter((f) => scopeSelects(scope!, f.path));
+  const split = await partitionLive(fs, run.live, scope);
+  // The folders the kept entries go back into must exist in the new context.
+  for (const keep of split.keep) if (dirname(keep) !== ".") await fs.mkdir(join(run.stagedContext, dirname(keep)), { recursive: true, mode: 0o700 });
+  const changes = await planChanges(fs, run.live, files, split);
+  await writeBlockIn(fs, run.stagedContext, {
+    context: run.context,
+    ticket: run.options.ticket,
+    blockedAt: run.options.clock().toISOString(),
+    reason: "restore in progress: post-restore validation has not passed yet",
+    snapshot: { id: chosen.snapshot.id, sha256: run.record.snapshot.sha256 ?? "" },
+    failingChecks: [],
+    pendingValidation: true,
+    externalDoctor: run.options.externalDoctorCommand ? { command: run.options.externalDoctorCommand } : null,
+  });
+  return { files, notRestored: result.notRestored, scope, split, changes };
+}
+
+function stagingJournal(run: RestoreRun): SwapJournal {
+  return {
+    schema: JOURNAL_SCHEMA,
+    operation: "restore",
+    context: run.context,
+    ticket: run.options.ticket,
+    operator: run.options.operator,
+    startedAt: run.record.startedAt,
+    phase: "stage",
+    next: 0,
+    steps: [],
+    pivot: 0,
+    vault: join(run.live, "vault"),
+    cleanup: [run.stagedRoot],
+    writeOnComplete: [],
+    renameOnComplete: [],
+  };
+}
+
+/**
+ * swap: live -> aside, staged -> live (the pivot), then each entry the restore keeps (vault/ first)
+ * from aside back into the new live context. Each is one rename on one filesystem, journaled
+ * before it runs; nothing is copied, so the vault keeps its inodes.
+ */
+async function swapRestore(run: RestoreRun, staged: Staged): Promise<void> {
+  const { fs, stateRoot } = run.options;
+  await fs.mkdir(join(workDir(stateRoot), "moved-aside"), { recursive: true, mode: 0o700 });
+  await fs.mkdir(join(stateRoot, "contexts"), { recursive: true, mode: 0o700 });
+  const liveExisted = await exists(fs, run.live);
+  const keep = [...staged.split.keep].sort((a, b) => (a === "vault" ? -1 : b === "vault" ? 1 : a < b ? -1 : 1));
+  const steps: SwapStep[] = liveExisted
+    ? [
+        { name: "live-aside", from: run.live, to: run.aside },
+        { name: "staged-live", from: run.stagedContext, to: run.live },
+        ...keep.map((p) => ({ name: `keep ${p}`, from: join(run.aside, p), to: join(run.live, p) })),
+      ]
+    : [{ name: "staged-live", from: run.stagedContext, to: run.live }];
+  const pointer = {
+    context: run.context,
+    ticket: run.options.ticket,
+    aside: liveExisted ? run.aside : null,
+    kept: keep,
+    snapshot: run.record.snapshot?.id ?? null,
+    startedAt: run.record.startedAt,
+  };
+  const journal: SwapJournal = {
+    schema: JOURNAL_SCHEMA,
+    operation: "restore",
+    context: run.context,
+    ticket: run.options.ticket,
+    operator: run.options.operator,
+    startedAt: run.record.startedAt,
+    phase: "swap",
+    next: 0,
+    steps,
+    pivot: liveExisted ? 1 : 0,
+    vault: null,
+    cleanup: [run.stagedRoot],
+    writeOnComplete: [{ path: lastRestorePath(stateRoot, run.context), content: `${JSON.stringify(pointer, null, 2)}\n` }],
+    renameOnComplete: [],
+  };
+  run.record.movedAsideTo = liveExisted ? run.aside : null;
+  run.swap.pivot = journal.pivot;
+  await runSwap(fs, stateRoot, journal, keep.includes("vault") ? join(run.live, "vault") : null, "validate", run.swap);
+}
+
+/** validate: vault report, doctor, external doctor; the staged block marker is lifted only when all pass. */
+async function validateRestore(run: RestoreRun, chosen: ChosenChain): Promise<{ doctor: DoctorReport; external: ExternalDoctorResult | null; vault: VaultReport; blockFile: string | null; ok: boolean }> {
+  const { fs, stateRoot, clock } = run.options;
+  let restoredConfig: Record<string, unknown> | null = null;
+  try {
+    restoredConfig = JSON.parse(Buffer.from(await fs.readFile(join(run.live, "config.json"))).toString("utf8")) as Record<string, unknown>;
+  } catch {
+    restoredConfig = null;
+  }
+  const vault = await inspectVault(fs, run.live, restoredConfig, run.options.trustStore ?? null);
+  run.record.vault = vault;
+  const doctor = await runDoctor({ fs, stateRoot, context: run.context, ignoreBlock: true, ...(run.options.secretAllow ? { secretAllow: run.options.secretAllow } : {}), allowRepoState: run.options.allowRepoState ?? false });
+  run.record.doctor = { ok: doctor.ok, checks: doctor.checks };
+  const external = run.options.externalDoctor ? await run.options.externalDoctor(stateRoot) : null;
+  run.record.externalDoctor = external;
+  const ok = doctor.ok && (external?.ok ?? true);
+  let blockFile: string | null = null;
+  // On success the staged marker is lifted last, in recordRestore: until then the context stays blocked.
+  if (!ok) {
+    const failing = [...doctor.checks.filter((c) => !c.ok), ...(external && !external.ok ? [{ name: "external_doctor", ok: false, detail: external.detail }] : [])];
+    blockFile = await writeBlock(fs, stateRoot, {
+      context: run.context,
+      ticket: run.options.ticket,
+      blockedAt: clock().toISOString(),
+      reason: `post-restore validation failed: ${failing.map((c) => c.name).join(", ")}`,
+      snapshot: { id: chosen.snapshot.id, sha256: run.record.snapshot?.sha256 ?? "" },
+      failingChecks: failing,
+      externalDoctor: run.options.externalDoctorCommand ? { command: run.options.externalDoctorCommand } : null,
+    });
+  }
+  return { doctor, external, vault, blockFile, ok };
+}
+
+/** record: the audit event in the context, the incident record, and the journal retired. */
+async function recordRestore(run: RestoreRun, chosen: ChosenChain, ok: boolean): Promise<string> {
+  const { fs, stateRoot, clock } = run.options;
+  run.record.outcome = ok ? (run.purpose === "drill" ? "drill-passed" : "restored") : run.purpose === "drill" ? "drill-failed" : "blocked";
+  if (run.purpose === "restore") {
+    await appendAuditEvent(fs, stateRoot, run.context, {
+      timestamp: clock(),
+      command: "backup restore",
+      status: ok ? "succeeded" : "failed",
+      fields: { snapshot_id: chosen.snapshot.id, snapshot_sha256: run.record.snapshot?.sha256 ?? "", ticket: run.options.ticket, operator: run.options.operator, fallback: String(run.record.fallback.used) },
+      ...(ok ? {} : { error: { code: "PAAS_BACKUP_VALIDATION_FAILED", message: "post-restore validation failed", remediation: "Resolve the failing doctor checks, then run paas-backup unblock.", stage: "validate" } }),
+    });
+  }
+  const file = await finishRecord(run);
+  if (ok) await clearBlock(fs, stateRoot, run.context);
+  // The restore is done and recorded: a journal that cannot be removed now is retired by the
+  // next command's recovery (nothing left to rename), so it does not fail a finished restore.
+  await removeJournal(fs, stateRoot, run.context).catch(() => undefined);
+  return file;
+}
+
+async function finishRecord(run: RestoreRun): Promise<string> {
+  run.record.endedAt = run.options.clock().toISOString();
+  return writeIncident(run.options.fs, run.options.backupRoot, run.record, run.purpose === "drill" ? "drills" : "incidents");
+}
+
+/** After a failure before the pivot: reverse what the swap did, remove the journal, no recovery record (the restore's own record tells it). */
+async function undoUnfinished(run: RestoreRun): Promise<void> {
+  const { fs, stateRoot } = run.options;
+  const journal = await readJournal(fs, stateRoot, run.context).catch(() => null);
+  if (!journal || journal.startedAt !== run.record.startedAt || journal.steps.length === 0) {
+    await fs.rm(run.stagedRoot, { recursive: true, force: true });
+    if (journal?.startedAt === run.record.startedAt) await removeJournal(fs, stateRoot, run.context);
+    return;
+  }
+  await recoverContext({ fs, stateRoot, backupRoot: run.options.backupRoot, context: run.context, clock: run.options.clock, operator: run.options.operator });
+}
+
+export function lastRestorePath(stateRoot: string, context: string): string {
+  return join(workDir(stateRoot), `${context}.last-restore.json`);
+}
+
+function scopeRecord(staged: Staged): NonNullable<IncidentRecord["scope"]> {
+  return { mode: staged.scope.mode, paths: staged.scope.paths, changed: staged.changes.changed, added: staged.changes.added, movedAside: staged.changes.removed, kept: staged.changes.kept };
+}
+
+/**
+ * Restore a snapshot into a context (policy §6) as six named phases: plan, verify, stage, swap,
+ * validate, record. The artifact is read once: hashed while it is extracted into staging and
+ * compared with its checksum file before anything live changes. The swap is journaled so a kill
+ * at any point is undone or completed by the next command (recoverContext). Only what the
+ * snapshot covers is replaced (see scope.ts); the live contents it replaces are moved aside,
+ * never deleted; vault/ and everything else the restore does not cover stay, by rename.
+ * A failure after the swap leaves the context blocked and names rollback.
  */
 export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreResult> {
   const { fs, clock, stateRoot } = options;
@@ -138,211 +403,138 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
       stage: "arguments",
     });
   }
+  // The caller holds the context's lock: finish or undo whatever a crash left first.
+  await recoverContext({ fs, stateRoot, backupRoot: options.backupRoot, context, clock, operator: options.operator });
   const startedAt = clock();
-  const live = contextDir(stateRoot, context);
   const nonce = randomUUID().slice(0, 8);
   const stamp = startedAt.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
-  const aside = join(workDir(stateRoot), "moved-aside", `${context}.${stamp}.${nonce}`);
-
-  const record: IncidentRecord = {
-    schema: "paas-backup/incident@1",
-    kind: purpose === "drill" ? "drill" : "restore",
-    ticket: options.ticket,
-    context,
-    stateRoot,
-    snapshot: null,
-    requestedSnapshot: options.snapshot,
-    fallback: { used: false },
-    operator: options.operator,
-    startedAt: startedAt.toISOString(),
-    endedAt: "",
-    dryRun: options.dryRun === true,
-    movedAsideTo: null,
-    vault: null,
-    doctor: null,
-    externalDoctor: null,
-    outcome: "failed",
-    error: null,
-  };
-  let stagingMade = false;
-  // The staged context sits in a root of its own, so the doctor can read it by name as it will stand.
   const stagedRoot = join(workDir(stateRoot), "staging", `${context}.${stamp}.${nonce}`);
-  const stagedContext = join(stagedRoot, "contexts", context);
-
-  const finish = async (): Promise<string> => {
-    record.endedAt = clock().toISOString();
-    return writeIncident(fs, options.backupRoot, record, purpose === "drill" ? "drills" : "incidents");
+  const run: RestoreRun = {
+    options,
+    context,
+    purpose,
+    live: contextDir(stateRoot, context),
+    // The staged context sits in a root of its own, so the doctor can read it by name as it will stand.
+    stagedRoot,
+    stagedContext: join(stagedRoot, "contexts", context),
+    aside: join(workDir(stateRoot), "moved-aside", `${context}.${stamp}.${nonce}`),
+    record: newIncidentRecord({
+      kind: purpose === "drill" ? "drill" : "restore",
+      ticket: options.ticket,
+      context,
+      stateRoot,
+      operator: options.operator,
+      startedAt: startedAt.toISOString(),
+      requestedSnapshot: options.snapshot,
+      dryRun: options.dryRun === true,
+    }),
+    swap: { done: 0, pivot: Number.POSITIVE_INFINITY },
   };
-
+  let swapped = false;
   try {
-    const { snapshot: asked, all } = await findSnapshot(fs, options.backupRoot, context, options.snapshot);
-    const cache = new Map();
-    let chosen: SnapshotRef = asked;
-    const first = await checkChain(asked, all, cache);
-    let chain = first.chain;
-    record.snapshot = { id: asked.id, sha256: first.self.actual, kind: asked.kind };
-    if (first.problem) {
-      const fallback = await findFallback(all, asked, cache);
-      const why = first.self.state === "missing-checksum" ? "its checksum file is missing" : first.self.state === "malformed-checksum" ? `its checksum file ${asked.checksumPath} is malformed (empty or truncated: it names no sha256 for the artifact)` : first.self.state === "mismatch" ? "its checksum does not match" : first.problem;
-      if (!options.fallback || !fallback) {
-        const code = first.self.state === "missing-checksum" ? "PAAS_BACKUP_CHECKSUM_MISSING" : first.self.state === "malformed-checksum" ? "PAAS_BACKUP_CHECKSUM_MALFORMED" : first.self.state === "mismatch" ? "PAAS_BACKUP_CHECKSUM_MISMATCH" : "PAAS_BACKUP_CHAIN_BROKEN";
-        record.outcome = "refused";
-        throw new IntegrityError(code, `refusing to restore snapshot ${asked.id} of ${context}: ${why} (${asked.artifactPath})`, {
-          path: asked.artifactPath,
-          remediation: fallback
-            ? `The newest older snapshot that verifies is ${fallback.id}: restore it with --snapshot ${fallback.id}, or add --fallback.`
-            : "No older snapshot verifies either: fetch a copy from the offsite target (restore --from-offsite) and escalate.",
-          stage: "checksum",
-          data: { fallback: fallback?.id ?? null },
-        });
-      }
-      chosen = fallback;
-      chain = (await checkChain(fallback, all, cache)).chain;
-      record.fallback = { used: true, from: asked.id, reason: why };
-      record.snapshot = { id: fallback.id, sha256: cache.get(fallback.id)!.actual, kind: fallback.kind };
+    const planned = await planRestore(run);
+    let chosen = planned.problem ? await useFallbackOrRefuse(run, planned.asked, planned.all, planned.problem) : planned.chosen;
+    let staged: Staged;
+    try {
+      staged = await stageRestore(run, chosen);
+    } catch (err) {
+      const problem = await checksumFailureOf(chosen, err);
+      if (!problem || chosen.snapshot !== planned.asked) throw err;
+      await fs.rm(stagedRoot, { recursive: true, force: true });
+      chosen = await useFallbackOrRefuse(run, planned.asked, planned.all, problem);
+      staged = await stageRestore(run, chosen);
     }
+    run.record.scope = scopeRecord(staged);
 
-    // Stage: replay the chain into a fresh folder, every entry checked before it is written.
-    await fs.mkdir(join(workDir(stateRoot), "staging"), { recursive: true, mode: 0o700 });
-    await fs.mkdir(stagedRoot, { mode: 0o700 });
-    stagingMade = true;
-    await fs.mkdir(join(stagedRoot, "contexts"), { mode: 0o700 });
-    await fs.mkdir(stagedContext, { mode: 0o700 });
-    const staged = await materializeChain({
-      fs,
-      chain,
-      target: stagedContext,
-      ...(options.maxExpansion ? { maxExpansion: options.maxExpansion } : {}),
-      ...(options.decryptor ? { decryptor: options.decryptor } : {}),
-      ...(options.onBytes ? { onBytes: options.onBytes } : {}),
-    });
-    const changes = await diffAgainstLive(fs, live, staged.files);
-
-    // The staged state is what will be live, byte for byte: validate it here only when someone
-    // will read the result before the swap; otherwise the post-restore doctor is the one pass.
+    // The staged state is what will be live: validate it here only when someone will read the
+    // result before the swap; otherwise the post-restore doctor is the one pass.
     const stagedDoctor =
       options.dryRun || options.confirm
         ? await runDoctor({ fs, stateRoot: stagedRoot, context, ignoreBlock: true, ...(options.secretAllow ? { secretAllow: options.secretAllow } : {}), allowRepoState: options.allowRepoState ?? false })
         : null;
     const plan: RestorePlan = {
       context,
-      snapshot: { id: chosen.id, kind: chosen.kind, time: chosen.time.toISOString(), sha256: record.snapshot!.sha256 ?? "" },
-      fallback: record.fallback,
-      changes,
+      snapshot: { id: chosen.snapshot.id, kind: chosen.snapshot.kind, time: chosen.snapshot.time.toISOString(), sha256: run.record.snapshot?.sha256 ?? "" },
+      fallback: run.record.fallback,
+      scope: { mode: staged.scope.mode, paths: staged.scope.paths },
+      changes: staged.changes,
       stagedDoctor,
-      warnings: (chosen.manifest?.warnings ?? []).map((w) => `${w.path}: ${w.reason}`),
-    };
-
-    const cleanupStaged = async () => {
-      await fs.rm(stagedRoot, { recursive: true, force: true });
+      warnings: (chosen.snapshot.manifest?.warnings ?? []).map((w) => `${w.path}: ${w.reason}`),
     };
 
     if (options.dryRun) {
-      await cleanupStaged();
-      stagingMade = false;
-      record.outcome = "dry-run";
-      record.doctor = stagedDoctor ? { ok: stagedDoctor.ok, checks: stagedDoctor.checks } : null;
-      const incidentFile = await finish();
-      return { ...plan, ok: true, outcome: "dry-run", dryRun: true, contextDir: live, movedAsideTo: null, doctor: stagedDoctor, externalDoctor: null, vault: null, notRestored: staged.notRestored, blockFile: null, incidentFile, startedAt: record.startedAt, endedAt: record.endedAt };
+      // The external doctor judges the staged state too (issue 10 §3): it is part of the decision.
+      const external = options.externalDoctor ? await options.externalDoctor(stagedRoot) : null;
+      await fs.rm(stagedRoot, { recursive: true, force: true });
+      run.record.outcome = "dry-run";
+      run.record.doctor = stagedDoctor ? { ok: stagedDoctor.ok, checks: stagedDoctor.checks } : null;
+      run.record.externalDoctor = external;
+      const incidentFile = await finishRecord(run);
+      return { ...plan, ok: (stagedDoctor?.ok ?? true) && (external?.ok ?? true), outcome: "dry-run", dryRun: true, contextDir: run.live, movedAsideTo: null, doctor: stagedDoctor, externalDoctor: external, vault: null, notRestored: staged.notRestored, blockFile: null, incidentFile, startedAt: run.record.startedAt, endedAt: run.record.endedAt };
     }
     if (options.confirm && !(await options.confirm(plan))) {
-      await cleanupStaged();
-      stagingMade = false;
-      record.outcome = "refused";
-      record.error = { code: "PAAS_BACKUP_NOT_CONFIRMED", message: "the operator did not confirm the restore" };
+      await fs.rm(stagedRoot, { recursive: true, force: true });
+      run.record.outcome = "refused";
+      run.record.error = { code: "PAAS_BACKUP_NOT_CONFIRMED", message: "the operator did not confirm the restore" };
       throw new UsageError("PAAS_BACKUP_NOT_CONFIRMED", `restore of ${context} not confirmed; nothing was changed`, {
         remediation: "Type the context name exactly when asked, or pass --yes in scripts.",
         stage: "confirm",
       });
     }
 
-    // Swap: live -> aside, staged -> live, aside/vault -> live/vault. Each step is one rename on
-    // one filesystem; a journal names the folders so `rollback` can finish or undo any crash.
-    await fs.mkdir(join(workDir(stateRoot), "moved-aside"), { recursive: true, mode: 0o700 });
-    await fs.mkdir(join(stateRoot, "contexts"), { recursive: true, mode: 0o700 });
-    const liveExisted = await exists(fs, live);
-    const journal = join(workDir(stateRoot), `${context}.last-restore.json`);
-    await writeFileAtomic(fs, journal, `${JSON.stringify({ context, ticket: options.ticket, aside: liveExisted ? aside : null, staged: stagedContext, startedAt: record.startedAt }, null, 2)}\n`);
-    if (liveExisted) {
-      await fs.rename(live, aside);
-      record.movedAsideTo = aside;
-    }
-    await fs.rename(stagedContext, live);
-    if (liveExisted && (await exists(fs, join(aside, "vault")))) await fs.rename(join(aside, "vault"), join(live, "vault"));
-    await fs.rm(stagedRoot, { recursive: true, force: true });
-    stagingMade = false;
-    // Contents now in place; clear any marker the snapshot itself carried (it was never backed up, but be sure).
-    await clearBlock(fs, stateRoot, context);
-
-    let restoredConfig: Record<string, unknown> | null = null;
-    try {
-      restoredConfig = JSON.parse(Buffer.from(await fs.readFile(join(live, "config.json"))).toString("utf8")) as Record<string, unknown>;
-    } catch {
-      restoredConfig = null;
-    }
-    const vault = await inspectVault(fs, live, restoredConfig, options.trustStore ?? null);
-    record.vault = vault;
-
-    const doctor = await runDoctor({ fs, stateRoot, context, ignoreBlock: true, ...(options.secretAllow ? { secretAllow: options.secretAllow } : {}), allowRepoState: options.allowRepoState ?? false });
-    record.doctor = { ok: doctor.ok, checks: doctor.checks };
-    const external = options.externalDoctor ? await options.externalDoctor(stateRoot) : null;
-    record.externalDoctor = external;
-    const ok = doctor.ok && (external?.ok ?? true);
-    let blockFile: string | null = null;
-    if (!ok) {
-      const failing = [...doctor.checks.filter((c) => !c.ok), ...(external && !external.ok ? [{ name: "external_doctor", ok: false, detail: external.detail }] : [])];
-      blockFile = await writeBlock(fs, stateRoot, {
-        context,
-        ticket: options.ticket,
-        blockedAt: clock().toISOString(),
-        reason: `post-restore validation failed: ${failing.map((c) => c.name).join(", ")}`,
-        snapshot: { id: chosen.id, sha256: record.snapshot!.sha256 ?? "" },
-        failingChecks: failing,
-      });
-    }
-    record.outcome = ok ? (purpose === "drill" ? "drill-passed" : "restored") : purpose === "drill" ? "drill-failed" : "blocked";
-    if (purpose === "restore") {
-      await appendAuditEvent(fs, stateRoot, context, {
-        timestamp: clock(),
-        command: "backup restore",
-        status: ok ? "succeeded" : "failed",
-        fields: { snapshot_id: chosen.id, snapshot_sha256: record.snapshot!.sha256 ?? "", ticket: options.ticket, operator: options.operator, fallback: String(record.fallback.used) },
-        ...(ok ? {} : { error: { code: "PAAS_BACKUP_VALIDATION_FAILED", message: "post-restore validation failed", remediation: "Resolve the failing doctor checks, then run paas-backup unblock.", stage: "validate" } }),
-      });
-    }
-    const incidentFile = await finish();
+    await swapRestore(run, staged);
+    swapped = true;
+    const v = await validateRestore(run, chosen);
+    const incidentFile = await recordRestore(run, chosen, v.ok);
     const result: RestoreResult = {
       ...plan,
-      ok,
-      outcome: record.outcome,
+      ok: v.ok,
+      outcome: run.record.outcome,
       dryRun: false,
-      contextDir: live,
-      movedAsideTo: record.movedAsideTo,
-      doctor,
-      externalDoctor: external,
-      vault,
+      contextDir: run.live,
+      movedAsideTo: run.record.movedAsideTo,
+      doctor: v.doctor,
+      externalDoctor: v.external,
+      vault: v.vault,
       notRestored: staged.notRestored,
-      blockFile,
+      blockFile: v.blockFile,
       incidentFile,
-      startedAt: record.startedAt,
-      endedAt: record.endedAt,
+      startedAt: run.record.startedAt,
+      endedAt: run.record.endedAt,
     };
-    if (!ok) {
-      throw new ValidationError("PAAS_BACKUP_VALIDATION_FAILED", `restored ${context} from ${chosen.id}, but post-restore validation failed (${doctor.checks.filter((c) => !c.ok).map((c) => c.name).concat(external && !external.ok ? ["external_doctor"] : []).join(", ")}); the context is blocked (${blockFile})`, {
-        path: live,
+    if (!v.ok) {
+      const failing = v.doctor.checks.filter((c) => !c.ok).map((c) => c.name).concat(v.external && !v.external.ok ? ["external_doctor"] : []);
+      throw new ValidationError("PAAS_BACKUP_VALIDATION_FAILED", `restored ${context} from ${chosen.snapshot.id}, but post-restore validation failed (${failing.join(", ")}); the context is blocked (${v.blockFile})`, {
+        path: run.live,
         remediation: `Resolve the failing checks (paas-backup doctor --context ${context}), then paas-backup unblock --context ${context} --ticket ${options.ticket}; or paas-backup rollback to return to the previous contents.`,
         stage: "validate",
         data: { result },
       });
     }
     return result;
-  } catch (err) {
-    if (stagingMade) await fs.rm(stagedRoot, { recursive: true, force: true }).catch(() => undefined);
-    if (record.endedAt === "") {
-      if (err instanceof PaasBackupError) record.error = { code: err.code, message: err.message };
-      else record.error = { code: "PAAS_BACKUP_UNEXPECTED", message: (err as Error).message };
-      const incidentFile = await finish().catch(() => null);
+  } catch (caught) {
+    let err = caught;
+    if (!swapped) {
+      // Staging or the swap failed part way: undo it (before the pivot) or complete it (after)
+      // now if we can; else the next command will.
+      await undoUnfinished(run).catch(() => undefined);
+      swapped = run.swap.done > run.swap.pivot;
+    }
+    if (swapped && !(err instanceof ValidationError && err.code === "PAAS_BACKUP_VALIDATION_FAILED")) {
+      // After the swap the staged block marker is live: the context stays blocked, whatever failed.
+      run.record.outcome = purpose === "drill" ? "drill-failed" : "blocked";
+      err = new ValidationError("PAAS_BACKUP_RESTORE_UNFINISHED", `restore of ${context} failed after the swap (${(caught as Error).message}); the context is blocked`, {
+        path: run.live,
+        remediation: `Return to the previous contents with paas-backup rollback --context ${context} --ticket ${options.ticket}, or fix the cause and run doctor, then unblock.`,
+        stage: "validate",
+        cause: caught,
+      });
+    }
+    if (run.record.endedAt === "") {
+      run.record.error = err instanceof PaasBackupError ? { code: err.code, message: err.message } : { code: "PAAS_BACKUP_UNEXPECTED", message: (err as Error).message };
+      const incidentFile = await finishRecord(run).catch(() => null);
       if (err instanceof PaasBackupError && incidentFile) (err.data as Record<string, unknown>).incidentFile = incidentFile;
+      if (swapped && incidentFile) await removeJournal(fs, stateRoot, context).catch(() => undefined);
     }
     throw err;
   }

@@ -4,39 +4,52 @@ import { isNotFound, UsageError } from "../errors.js";
 import { validateContextName } from "../policy/context.js";
 import { contextDir, join } from "../util/paths.js";
 import { exists } from "../util/atomic.js";
-import { writeIncident, type IncidentRecord } from "../governance/incident.js";
-import { workDir } from "./restore.js";
+import { newIncidentRecord, writeIncident } from "../governance/incident.js";
+import { JOURNAL_SCHEMA, recoverContext, removeJournal, runSwap, workDir, type SwapJournal, type SwapStep } from "./journal.js";
+import { lastRestorePath } from "./restore.js";
 
 export interface RollbackResult {
   context: string;
   restoredFrom: string;
   /** the contents that were live before the rollback, kept (never deleted) */
   movedAsideTo: string;
+  /** what stayed in place because the restore had not touched it (vault/ among them) */
+  kept: string[];
   incidentFile: string;
 }
 
+interface LastRestore {
+  aside: string | null;
+  ticket: string;
+  /** entries the restore kept from the old contents; older pointers (before issue 10) have none but vault */
+  kept?: string[];
+}
+
 /**
- * Put back what the last restore moved aside. The restored contents are themselves moved aside,
- * not deleted, and the live vault/ goes with the context, so an operator can always go back.
+ * Put back what the last restore moved aside. Journaled like the restore's swap: the restored
+ * contents are moved aside (never deleted), the old contents come back (the pivot), then the
+ * entries the restore had kept (vault/ first) go back into them, by rename. The caller holds the
+ * context's lock.
  */
 export async function rollbackRestore(options: { fs: FileSystem; stateRoot: string; backupRoot: string; context: string; ticket: string; operator: string; clock: () => Date }): Promise<RollbackResult> {
   const { fs, stateRoot, clock } = options;
   const context = validateContextName(options.context);
-  const journalPath = join(workDir(stateRoot), `${context}.last-restore.json`);
-  let journal: { aside: string | null; ticket: string };
+  await recoverContext({ fs, stateRoot, backupRoot: options.backupRoot, context, clock, operator: options.operator });
+  const pointerPath = lastRestorePath(stateRoot, context);
+  let pointer: LastRestore;
   try {
-    journal = JSON.parse(Buffer.from(await fs.readFile(journalPath)).toString("utf8")) as { aside: string | null; ticket: string };
+    pointer = JSON.parse(Buffer.from(await fs.readFile(pointerPath)).toString("utf8")) as LastRestore;
   } catch (err) {
     if (!isNotFound(err)) throw err;
-    throw new UsageError("PAAS_BACKUP_NOTHING_TO_ROLL_BACK", `no restore of ${context} to roll back (${journalPath} does not exist)`, {
-      path: journalPath,
+    throw new UsageError("PAAS_BACKUP_NOTHING_TO_ROLL_BACK", `no restore of ${context} to roll back (${pointerPath} does not exist)`, {
+      path: pointerPath,
       remediation: "Rollback undoes the last restore only; earlier contents are under <state_root>/.paas-backup/moved-aside/.",
       stage: "rollback",
     });
   }
-  if (!journal.aside || !(await exists(fs, journal.aside))) {
+  if (!pointer.aside || !(await exists(fs, pointer.aside))) {
     throw new UsageError("PAAS_BACKUP_NOTHING_TO_ROLL_BACK", `the last restore of ${context} had no previous contents to put back`, {
-      path: journalPath,
+      path: pointerPath,
       remediation: "The context did not exist before that restore; nothing to return to.",
       stage: "rollback",
     });
@@ -46,30 +59,43 @@ export async function rollbackRestore(options: { fs: FileSystem; stateRoot: stri
   const stamp = startedAt.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
   const movedAside = join(workDir(stateRoot), "moved-aside", `${context}.${stamp}.rolled-back.${randomUUID().slice(0, 8)}`);
   await fs.mkdir(join(workDir(stateRoot), "moved-aside"), { recursive: true, mode: 0o700 });
-  if (await exists(fs, live)) await fs.rename(live, movedAside);
-  await fs.rename(journal.aside, live);
-  if ((await exists(fs, join(movedAside, "vault"))) && !(await exists(fs, join(live, "vault")))) await fs.rename(join(movedAside, "vault"), join(live, "vault"));
-  await fs.rename(journalPath, `${journalPath}.rolled-back.${stamp}`);
-  const record: IncidentRecord = {
-    schema: "paas-backup/incident@1",
-    kind: "rollback",
-    ticket: options.ticket,
+  const liveExists = await exists(fs, live);
+  const kept: string[] = [];
+  for (const p of [...new Set(["vault", ...(pointer.kept ?? [])])]) {
+    // only what is live now and not already in the old contents
+    if (liveExists && (await exists(fs, join(live, p))) && !(await exists(fs, join(pointer.aside, p)))) kept.push(p);
+  }
+  const steps: SwapStep[] = [
+    ...(liveExists ? [{ name: "live-aside", from: live, to: movedAside }] : []),
+    { name: "previous-live", from: pointer.aside, to: live },
+    ...kept.map((p) => ({ name: `keep ${p}`, from: join(movedAside, p), to: join(live, p) })),
+  ];
+  const journal: SwapJournal = {
+    schema: JOURNAL_SCHEMA,
+    operation: "rollback",
     context,
-    stateRoot,
-    snapshot: null,
-    requestedSnapshot: "",
-    fallback: { used: false },
+    ticket: options.ticket,
     operator: options.operator,
     startedAt: startedAt.toISOString(),
-    endedAt: clock().toISOString(),
-    dryRun: false,
-    movedAsideTo: movedAside,
+    phase: "swap",
+    next: 0,
+    steps,
+    pivot: liveExists ? 1 : 0,
     vault: null,
-    doctor: null,
-    externalDoctor: null,
-    outcome: "rolled-back",
-    error: null,
+    cleanup: [],
+    writeOnComplete: [],
+    renameOnComplete: [{ from: pointerPath, to: `${pointerPath}.rolled-back.${stamp}` }],
   };
+  try {
+    await runSwap(fs, stateRoot, journal, kept.includes("vault") ? join(live, "vault") : null, "record");
+  } catch (err) {
+    // Undo (before the pivot) or finish (after it) right away when the filesystem lets us; else the next command does.
+    await recoverContext({ fs, stateRoot, backupRoot: options.backupRoot, context, clock, operator: options.operator }).catch(() => undefined);
+    throw err;
+  }
+  const record = newIncidentRecord({ kind: "rollback", ticket: options.ticket, context, stateRoot, operator: options.operator, startedAt: startedAt.toISOString(), movedAsideTo: movedAside, outcome: "rolled-back" });
+  record.endedAt = clock().toISOString();
   const incidentFile = await writeIncident(fs, options.backupRoot, record);
-  return { context, restoredFrom: journal.aside, movedAsideTo: movedAside, incidentFile };
+  await removeJournal(fs, stateRoot, context);
+  return { context, restoredFrom: pointer.aside, movedAsideTo: movedAside, kept, incidentFile };
 }

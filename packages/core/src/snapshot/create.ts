@@ -1,3 +1,4 @@
+import { recoverContext } from "../restore/journal.js";
 import { createHash, randomUUID, type Hash } from "node:crypto";
 import { Readable, Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -143,6 +144,8 @@ async function putSmall(repo: ObjectStorage, key: string, text: string): Promise
 export async function createSnapshot(options: CreateSnapshotOptions): Promise<SnapshotResult> {
   const { fs, clock } = options;
   const context = validateContextName(options.context);
+  // The caller holds the context's lock: a swap a crash interrupted is finished or undone before reading.
+  await recoverContext({ fs, stateRoot: options.stateRoot, backupRoot: options.backupRoot, context, clock });
   const sleep = options.sleep ?? defaultSleep;
   const include = [...new Set(options.include ?? [])].sort();
   if (!options.encryptor && !options.insecurePlaintext) {

@@ -72,15 +72,22 @@ export async function planSnapshotContents(fs: FileSystem, dir: string, include:
     else skipped.push({ path, reason: `not a regular file (${stat.kind})` });
   }
 
-  const walk = async (rel: string): Promise<void> => {
-    for (const entry of (await fs.readdir(join(dir, rel))).sort((a, b) => (a.name < b.name ? -1 : 1))) {
-      const path = `${rel}/${entry.name}`;
-      const why = hardExclusionReason(path);
-      if (why) excluded.push({ path: entry.kind === "directory" ? `${path}/` : path, reason: why });
-      else if (entry.kind === "directory") await walk(path);
-      else if (entry.kind === "file") files.push({ path, stat: await fs.lstat(join(dir, path)) });
-      else if (entry.kind === "symlink") skipped.push({ path, reason: "symbolic link (never followed)" });
-      else skipped.push({ path, reason: `not a regular file (${entry.kind})` });
+  // Iterative: a folder nested thousands of levels deep must not exhaust the stack.
+  const walk = async (start: string): Promise<void> => {
+    const pending = [start];
+    while (pending.length > 0) {
+      const rel = pending.shift()!;
+      const below: string[] = [];
+      for (const entry of (await fs.readdir(join(dir, rel))).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+        const path = `${rel}/${entry.name}`;
+        const why = hardExclusionReason(path);
+        if (why) excluded.push({ path: entry.kind === "directory" ? `${path}/` : path, reason: why });
+        else if (entry.kind === "directory") below.push(path);
+        else if (entry.kind === "file") files.push({ path, stat: await fs.lstat(join(dir, path)) });
+        else if (entry.kind === "symlink") skipped.push({ path, reason: "symbolic link (never followed)" });
+        else skipped.push({ path, reason: `not a regular file (${entry.kind})` });
+      }
+      pending.unshift(...below);
     }
   };
 

@@ -4,7 +4,7 @@ import { hardExclusionReason } from "../policy/selection.js";
 import { SecretScanner, type SecretAllowance } from "../policy/secrets.js";
 import { contextDir, isWithin, join } from "../util/paths.js";
 import { STATE_FILE_SHAPES, CONTEXT_TYPES } from "./shapes.js";
-import { findGitRoot, nearestExisting } from "./git.js";
+import { findGitRootResolved } from "./git.js";
 import { listEvents, type EventRecord } from "./events.js";
 import { lstatInside } from "../util/no-follow.js";
 import { BLOCK_FILE, readBlock } from "../governance/block.js";
@@ -41,14 +41,20 @@ export interface DoctorOptions {
   eventsLimit?: number;
 }
 
-async function walkFiles(fs: FileSystem, root: string, rel = ""): Promise<{ path: string; kind: string }[]> {
+/** Every entry below root, depth first in directory order; iterative so no depth can exhaust the stack. */
+async function walkFiles(fs: FileSystem, root: string): Promise<{ path: string; kind: string }[]> {
   const out: { path: string; kind: string }[] = [];
-  for (const e of await fs.readdir(rel ? join(root, rel) : root)) {
-    const path = rel ? `${rel}/${e.name}` : e.name;
-    if (e.kind === "directory") {
-      out.push({ path, kind: "directory" });
-      out.push(...(await walkFiles(fs, root, path)));
-    } else out.push({ path, kind: e.kind });
+  const stack: { rel: string; at: number; entries: { name: string; kind: string }[] }[] = [{ rel: "", at: 0, entries: await fs.readdir(root) }];
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1]!;
+    const e = top.entries[top.at++];
+    if (!e) {
+      stack.pop();
+      continue;
+    }
+    const path = top.rel ? `${top.rel}/${e.name}` : e.name;
+    out.push({ path, kind: e.kind });
+    if (e.kind === "directory") stack.push({ rel: path, at: 0, entries: await fs.readdir(join(root, path)) });
   }
   return out;
 }
@@ -73,7 +79,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   }
   add("state_root_resolved", stateRoot.startsWith("/") && rootExists, rootExists ? `context folder ${dir}` : `context folder ${dir} does not exist`);
 
-  const repo = await findGitRoot(fs, await nearestExisting(fs, stateRoot));
+  const repo = await findGitRootResolved(fs, stateRoot);
   add(
     "state_root_outside_repo",
     !repo || options.allowRepoState === true,
@@ -140,7 +146,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
           : `unknown context type ${JSON.stringify(contextShow.type)}`,
     );
     const vaultFile = contextShow.vault_file.startsWith("/") ? contextShow.vault_file : join(dir, contextShow.vault_file);
-    const vaultRepo = await findGitRoot(fs, await nearestExisting(fs, vaultFile));
+    const vaultRepo = await findGitRootResolved(fs, vaultFile);
     add("context_vault_outside_repo", !vaultRepo, vaultRepo ? `vault file ${vaultFile} is inside git repository ${vaultRepo}` : `vault file ${vaultFile} is outside any git repository`);
   } else {
     add("context_show", false, `config.json in ${dir} is missing or not valid JSON`);

@@ -1,0 +1,114 @@
+import type { Registry, Gauge } from "prom-client";
+import { randomUUID } from "node:crypto";
+import { dirname, basename, join } from "node:path";
+import type { ContextStatus, DrillStatus } from "@paas-backup/core";
+import type { Runtime } from "./runtime.js";
+
+/**
+ * Prometheus text format for node_exporter's textfile collector. Rendered by prom-client's
+ * Registry (the owner's preferred renderer: it escapes label values and writes HELP/TYPE lines
+ * exactly as the exposition format wants, which `promtool check metrics` is strict about).
+ * Labels carry context names, kinds and target URLs only; target URLs never hold credentials
+ * (those come from the AWS chain), and any user:password@ part is dropped anyway.
+ */
+export function safeTargetLabel(url: string): string {
+  return url.replace(/^([a-z0-9]+:\/\/)[^/@]*@/i, "$1");
+}
+
+const seconds = (iso: string | null | undefined) => (iso ? Math.round(Date.parse(iso) / 1000) : 0);
+
+// prom-client loads only when a metrics file is asked for: the other commands start without it.
+let promClient: typeof import("prom-client") | null = null;
+async function newRegistry(): Promise<Registry> {
+  promClient ??= await import("prom-client");
+  return new promClient.Registry();
+}
+
+function gauge(registry: Registry, name: string, help: string, labelNames: string[] = []): Gauge<string> {
+  return new promClient!.Gauge({ name, help, labelNames, registers: [registry] });
+}
+
+function drillGauges(registry: Registry, drills: DrillStatus[]): void {
+  const overdue = gauge(registry, "paas_backup_drill_overdue", "1 when the context's quarterly restore drill is overdue (or never passed)", ["context"]);
+  const mandatory = gauge(registry, "paas_backup_drill_mandatory", "1 when policy makes the context's quarterly drill mandatory (status alerts only on those)", ["context"]);
+  const lastPassed = gauge(registry, "paas_backup_drill_last_success_timestamp_seconds", "Unix time of the last passing restore drill; 0 when none", ["context"]);
+  const due = gauge(registry, "paas_backup_drill_next_due_timestamp_seconds", "Unix time by which the next drill is due", ["context"]);
+  for (const d of drills) {
+    overdue.set({ context: d.context }, d.overdue ? 1 : 0);
+    mandatory.set({ context: d.context }, d.mandatory ? 1 : 0);
+    lastPassed.set({ context: d.context }, seconds(d.lastPassed));
+    due.set({ context: d.context }, seconds(d.nextDue));
+  }
+}
+
+export async function renderStatusMetrics(statuses: ContextStatus[], now: Date): Promise<string> {
+  const registry = await newRegistry();
+  const lastSuccess = gauge(registry, "paas_backup_last_success_timestamp_seconds", "Unix time of the context's newest snapshot (full or incremental); 0 when none", ["context"]);
+  const bytes = gauge(registry, "paas_backup_last_snapshot_bytes", "Size in bytes of the context's newest snapshot of each kind", ["context", "kind"]);
+  const duration = gauge(registry, "paas_backup_snapshot_duration_seconds", "How long tick took to make the context's last snapshot of each kind", ["context", "kind"]);
+  const ok = gauge(registry, "paas_backup_context_ok", "1 when the context needs no attention (see paas-backup status); 0 otherwise", ["context"]);
+  const attention = gauge(registry, "paas_backup_context_attention_reasons", "How many reasons the context needs attention", ["context"]);
+  const age = gauge(registry, "paas_backup_newest_full_age_seconds", "Age of the context's newest full snapshot; absent when there is none", ["context"]);
+  const chain = gauge(registry, "paas_backup_chain_ok", "1 when the newest snapshot's chain is complete in the backup root", ["context"]);
+  const blocked = gauge(registry, "paas_backup_blocked", "1 while a post-restore block marker is in the context", ["context"]);
+  const tickOk = gauge(registry, "paas_backup_last_tick_ok", "1 when the context's last tick succeeded", ["context"]);
+  const tickAt = gauge(registry, "paas_backup_last_tick_timestamp_seconds", "Unix time of the context's last tick", ["context"]);
+  const copies = gauge(registry, "paas_backup_offsite_copies", "Offsite copies per target: confirmed, immutable (lock still holding) and problem (missing or damaged, not yet put back)", ["context", "target", "state"]);
+  const missing = gauge(registry, "paas_backup_offsite_newest_full_missing", "1 when the newest full has no confirmed copy at the target", ["context", "target"]);
+  const generated = gauge(registry, "paas_backup_metrics_generated_timestamp_seconds", "Unix time this file was written");
+  drillGauges(registry, statuses.map((s) => s.drill));
+  for (const s of statuses) {
+    const context = s.context;
+    const newest = [s.newestFull?.time, s.newestIncremental?.time].filter((t): t is string => !!t).sort().pop();
+    lastSuccess.set({ context }, seconds(newest));
+    if (s.newestFull) {
+      bytes.set({ context, kind: "full" }, s.newestFull.bytes);
+      age.set({ context }, s.newestFull.ageSeconds);
+    }
+    if (s.newestIncremental) bytes.set({ context, kind: "incremental" }, s.newestIncremental.bytes);
+    for (const kind of ["full", "incremental"] as const) {
+      const t = s.lastTick?.lastSnapshots[kind];
+      if (t) duration.set({ context, kind }, t.durationSeconds);
+    }
+    ok.set({ context }, s.ok ? 1 : 0);
+    attention.set({ context }, s.attention.length);
+    chain.set({ context }, s.chain.ok ? 1 : 0);
+    blocked.set({ context }, s.blocked ? 1 : 0);
+    if (s.lastTick) {
+      tickOk.set({ context }, s.lastTick.ok ? 1 : 0);
+      tickAt.set({ context }, seconds(s.lastTick.at));
+    }
+    for (const o of s.offsite) {
+      const target = safeTargetLabel(o.target);
+      copies.set({ context, target, state: "confirmed" }, o.confirmed);
+      copies.set({ context, target, state: "immutable" }, o.immutable);
+      copies.set({ context, target, state: "problem" }, o.problems.length);
+      missing.set({ context, target }, o.newestFullMissing ? 1 : 0);
+    }
+  }
+  generated.set(Math.round(now.getTime() / 1000));
+  return registry.metrics();
+}
+
+export async function renderDrillMetrics(drills: DrillStatus[], now: Date): Promise<string> {
+  const registry = await newRegistry();
+  drillGauges(registry, drills);
+  gauge(registry, "paas_backup_metrics_generated_timestamp_seconds", "Unix time this file was written").set(Math.round(now.getTime() / 1000));
+  return registry.metrics();
+}
+
+/**
+ * Write the file so the collector never reads half of it: a temporary name in the same folder
+ * (node_exporter ignores names not ending in .prom), then rename. World-readable: the collector
+ * usually runs as another user, and the file holds no secret.
+ */
+export async function writeMetricsFile(rt: Runtime, path: string, text: string): Promise<void> {
+  const tmp = join(dirname(path), `.${basename(path)}.${randomUUID().slice(0, 8)}.tmp`);
+  try {
+    await rt.fs.writeFile(tmp, text, { mode: 0o644 });
+    await rt.fs.sync(tmp);
+    await rt.fs.rename(tmp, path);
+  } finally {
+    await rt.fs.rm(tmp, { force: true });
+  }
+}

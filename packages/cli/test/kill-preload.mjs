@@ -1,0 +1,16 @@
+// Test preload (never part of the product): `node --import <this> dist/main.js ...`.
+// PB_KILL_AFTER_RENAME=N  SIGKILLs the process right after its Nth successful fs rename.
+// PB_COUNT_RENAMES=1      prints "renames: <count>" on stderr when the process exits.
+import fs from "node:fs";
+import { syncBuiltinESMExports } from "node:module";
+
+const killAt = Number(process.env.PB_KILL_AFTER_RENAME ?? "0");
+let renames = 0;
+const rename = fs.promises.rename;
+fs.promises.rename = async function killableRename(from, to) {
+  await rename(from, to);
+  renames++;
+  if (renames === killAt) process.kill(process.pid, "SIGKILL");
+};
+syncBuiltinESMExports();
+if (process.env.PB_COUNT_RENAMES) process.on("exit", () => process.stderr.write(`renames: ${renames}\n`));

@@ -1,0 +1,171 @@
+import type { FileSystem } from "../fs/types.js";
+import { isNotFound } from "../errors.js";
+import { validateContextName } from "../policy/context.js";
+import { listSnapshots, chainOf, type SnapshotRef } from "../repository/repository.js";
+import { recordedCopies, type OffsiteTarget } from "../offsite/offsite.js";
+import { readBlock } from "./block.js";
+import { drillStatus, type DrillStatus } from "./drill.js";
+import { contextBackupDir, join } from "../util/paths.js";
+import { writeFileAtomic } from "../util/atomic.js";
+import { randomUUID } from "node:crypto";
+
+/**
+ * The fleet at a glance: per context, what an operator checks every morning, from what the backup
+ * root and the state root already hold (no archive is read, no target is asked: status is cheap
+ * enough for cron over hundreds of contexts). Tick outcomes are recorded in the backup root for it.
+ */
+
+/** A full older than this means the daily full was missed (24 h plus slack for a slow run). */
+export const FULL_MAX_AGE_MS = 26 * 3600_000;
+/** A full that tick took this long ago and that still has no copy at a configured target counts as missing there. */
+export const OFFSITE_GRACE_MS = 2 * 3600_000;
+
+export interface TickSnapshotRecord {
+  id: string;
+  at: string;
+  bytes: number;
+  storedBytes: number;
+  durationSeconds: number;
+}
+
+export interface TickRecord {
+  schema: "paas-backup/tick@1";
+  context: string;
+  at: string;
+  ok: boolean;
+  action: "full" | "incremental" | "none";
+  reason: string;
+  error: { code: string; message: string } | null;
+  /** the last snapshot tick took of each kind, with how long it took */
+  lastSnapshots: { full?: TickSnapshotRecord; incremental?: TickSnapshotRecord };
+  lastSuccessAt: string | null;
+}
+
+function tickPath(backupRoot: string, context: string): string {
+  return join(contextBackupDir(backupRoot, context), "tick.json");
+}
+
+export async function readTickRecord(fs: FileSystem, backupRoot: string, context: string): Promise<TickRecord | null> {
+  try {
+    return JSON.parse(Buffer.from(await fs.readFile(tickPath(backupRoot, context))).toString("utf8")) as TickRecord;
+  } catch (err) {
+    if (isNotFound(err) || err instanceof SyntaxError) return null;
+    throw err;
+  }
+}
+
+/** Record one tick's outcome (atomically; the previous record's per-kind snapshots are kept). */
+export async function recordTickOutcome(
+  fs: FileSystem,
+  backupRoot: string,
+  outcome: { context: string; at: Date; ok: boolean; action: TickRecord["action"]; reason: string; error: { code: string; message: string } | null; snapshot: { id: string; kind: "full" | "incremental"; bytes: number; storedBytes: number; durationSeconds: number } | null },
+): Promise<TickRecord> {
+  const context = validateContextName(outcome.context);
+  const previous = await readTickRecord(fs, backupRoot, context);
+  const lastSnapshots = { ...(previous?.lastSnapshots ?? {}) };
+  if (outcome.snapshot) {
+    const { kind, ...rest } = outcome.snapshot;
+    lastSnapshots[kind] = { ...rest, at: outcome.at.toISOString() };
+  }
+  const record: TickRecord = {
+    schema: "paas-backup/tick@1",
+    context,
+    at: outcome.at.toISOString(),
+    ok: outcome.ok,
+    action: outcome.action,
+    reason: outcome.reason,
+    error: outcome.error,
+    lastSnapshots,
+    lastSuccessAt: outcome.ok ? outcome.at.toISOString() : (previous?.lastSuccessAt ?? null),
+  };
+  await fs.mkdir(contextBackupDir(backupRoot, context), { recursive: true, mode: 0o700 });
+  await writeFileAtomic(fs, tickPath(backupRoot, context), `${JSON.stringify(record, null, 2)}\n`, 0o600, randomUUID().slice(0, 8));
+  return record;
+}
+
+export interface OffsiteTargetStatus {
+  /** the target URL (never credentials: they are not part of target URLs) */
+  target: string;
+  name: string;
+  confirmed: number;
+  /** copies a push or deep verify found missing or damaged and not yet put back */
+  problems: { id: string; problem: string }[];
+  immutable: number;
+  newestCopy: string | null;
+  /** retain-until of the newest copy */
+  immutableUntil: string | null;
+  /** the newest full has no copy here (and is older than the grace a tick needs to push it) */
+  newestFullMissing: boolean;
+}
+
+export interface ContextStatus {
+  context: string;
+  ok: boolean;
+  /** why this context needs attention; empty when ok */
+  attention: string[];
+  newestFull: { id: string; time: string; ageSeconds: number; bytes: number } | null;
+  newestIncremental: { id: string; time: string; ageSeconds: number; bytes: number } | null;
+  /** the newest snapshot's chain: ok, or which link is missing */
+  chain: { ok: boolean; detail: string };
+  drill: DrillStatus;
+  blocked: { ticket: string; blockedAt: string; reason: string } | null;
+  offsite: OffsiteTargetStatus[];
+  lastTick: TickRecord | null;
+}
+
+function brief(s: SnapshotRef | undefined, now: Date) {
+  return s ? { id: s.id, time: s.time.toISOString(), ageSeconds: Math.max(0, Math.round((now.getTime() - s.time.getTime()) / 1000)), bytes: s.bytes } : null;
+}
+
+export async function contextStatus(options: { fs: FileSystem; backupRoot: string; stateRoot: string; context: string; now: Date; mandatoryDrills: readonly string[]; targets: readonly OffsiteTarget[] }): Promise<ContextStatus> {
+  const { fs, now } = options;
+  const context = validateContextName(options.context);
+  const snaps = await listSnapshots(fs, options.backupRoot, context);
+  const fulls = snaps.filter((s) => s.kind === "full");
+  const incs = snaps.filter((s) => s.kind === "incremental");
+  const newest = snaps[snaps.length - 1];
+  const newestFull = fulls[fulls.length - 1];
+  const attention: string[] = [];
+  let chain = { ok: true, detail: newest ? "ok" : "no snapshots" };
+  if (newest) {
+    const { missing } = chainOf(newest, snaps);
+    if (missing) chain = { ok: false, detail: `${newest.id} needs ${missing}, which is not in the backup root` };
+  }
+  if (!newestFull) attention.push("no full snapshot");
+  else if (now.getTime() - newestFull.time.getTime() > FULL_MAX_AGE_MS) attention.push(`no full in ${Math.round((now.getTime() - newestFull.time.getTime()) / 3600_000)} h (more than 26 h)`);
+  if (!chain.ok) attention.push(`chain broken: ${chain.detail}`);
+  const [drill] = await drillStatus({ fs, backupRoot: options.backupRoot, contexts: [context], mandatory: options.mandatoryDrills.includes(context) ? [context] : [], now });
+  if (drill!.mandatory && drill!.overdue) attention.push(`restore drill overdue (due ${drill!.nextDue.slice(0, 10)})`);
+  let blocked: ContextStatus["blocked"] = null;
+  try {
+    const b = await readBlock(fs, options.stateRoot, context);
+    if (b) blocked = { ticket: b.ticket, blockedAt: b.blockedAt, reason: b.reason };
+  } catch {
+    // a marker that cannot be read still blocks (fail closed)
+    blocked = { ticket: "unknown", blockedAt: "", reason: "unreadable block marker" };
+  }
+  if (blocked) attention.push(`blocked since ${blocked.blockedAt || "an unknown time"} (ticket ${blocked.ticket}): ${blocked.reason}`);
+  const offsite: OffsiteTargetStatus[] = [];
+  for (const target of options.targets) {
+    const copies = await recordedCopies({ fs, backupRoot: options.backupRoot, context, target });
+    const good = copies.filter((c) => !c.problem);
+    const newestCopy = copies[copies.length - 1] ?? null;
+    const newestFullMissing = newestFull !== undefined && now.getTime() - newestFull.time.getTime() > OFFSITE_GRACE_MS && !good.some((c) => c.id === newestFull.id);
+    const st: OffsiteTargetStatus = {
+      target: target.storage.url,
+      name: target.name,
+      confirmed: good.length,
+      problems: copies.filter((c) => c.problem).map((c) => ({ id: c.id, problem: c.problem! })),
+      immutable: good.filter((c) => c.immutable && c.retainUntil !== null && Date.parse(c.retainUntil) > now.getTime()).length,
+      newestCopy: newestCopy?.id ?? null,
+      immutableUntil: newestCopy?.retainUntil ?? null,
+      newestFullMissing,
+    };
+    offsite.push(st);
+    if (newestFullMissing) attention.push(`offsite copy missing: ${newestFull!.id} is not at ${st.target}`);
+    for (const p of st.problems) attention.push(`offsite copy ${p.id} at ${st.target}: ${p.problem}`);
+  }
+  const lastTick = await readTickRecord(fs, options.backupRoot, context);
+  if (lastTick && !lastTick.ok) attention.push(`last tick failed at ${lastTick.at}: ${lastTick.error?.code ?? "error"}`);
+  return { context, ok: attention.length === 0, attention, newestFull: brief(newestFull, now), newestIncremental: brief(incs[incs.length - 1], now), chain, drill: drill!, blocked, offsite, lastTick };
+}

@@ -1,0 +1,87 @@
+import type { FileSystem } from "../fs/types.js";
+import { UsageError, ValidationError } from "../errors.js";
+import { validateContextName } from "../policy/context.js";
+import type { SecretAllowance } from "../policy/secrets.js";
+import { runDoctor, type DoctorReport } from "../validate/doctor.js";
+import { clearBlock, readBlock, type BlockRecord } from "../governance/block.js";
+import { newIncidentRecord, writeIncident } from "../governance/incident.js";
+import { recoverContext } from "./journal.js";
+import type { ExternalDoctorResult } from "./restore.js";
+
+export interface UnblockOptions {
+  fs: FileSystem;
+  stateRoot: string;
+  backupRoot: string;
+  context: string;
+  ticket: string;
+  operator: string;
+  clock: () => Date;
+  secretAllow?: readonly SecretAllowance[];
+  allowRepoState?: boolean;
+  /** the external doctor to run: the operator's --doctor-cmd, else the one the marker recorded */
+  externalDoctor?: { command: string; run: (stateRoot: string) => Promise<ExternalDoctorResult> };
+  /** how to run a recorded command when the caller gave none (the CLI runs it with sh -c) */
+  runRecordedDoctor?: (command: string) => (stateRoot: string) => Promise<ExternalDoctorResult>;
+}
+
+export interface UnblockResult {
+  context: string;
+  /** the marker that was cleared, or null when the context was not blocked */
+  cleared: BlockRecord | null;
+  doctor: DoctorReport | null;
+  externalDoctor: ExternalDoctorResult | null;
+  incidentFile: string | null;
+}
+
+/**
+ * Lift a post-restore block (policy §8.2) once validation passes: paas-backup's doctor and, when
+ * the block recorded one, the external doctor that blocked (issue 10 §3). The caller holds the
+ * context's lock.
+ */
+export async function unblockContext(options: UnblockOptions): Promise<UnblockResult> {
+  const { fs, stateRoot, clock } = options;
+  const context = validateContextName(options.context);
+  if (!options.ticket.trim()) {
+    throw new UsageError("PAAS_BACKUP_TICKET_REQUIRED", "unblock needs --ticket <incident-id>", { remediation: "Pass the incident id the block was recorded under.", stage: "arguments" });
+  }
+  await recoverContext({ fs, stateRoot, backupRoot: options.backupRoot, context, clock, operator: options.operator });
+  const block = await readBlock(fs, stateRoot, context);
+  if (!block) return { context, cleared: null, doctor: null, externalDoctor: null, incidentFile: null };
+  const startedAt = clock().toISOString();
+  const report = await runDoctor({ fs, stateRoot, context, ignoreBlock: true, ...(options.secretAllow ? { secretAllow: options.secretAllow } : {}), allowRepoState: options.allowRepoState ?? false });
+  if (!report.ok) {
+    throw new ValidationError("PAAS_BACKUP_STILL_FAILING", `${context} stays blocked: doctor still fails (${report.checks.filter((c) => !c.ok).map((c) => c.name).join(", ")})`, {
+      path: stateRoot,
+      remediation: `Fix what \`paas-backup doctor --context ${context}\` reports, then unblock again.`,
+      stage: "validate",
+      data: { checks: report.checks },
+    });
+  }
+  const recorded = block.externalDoctor?.command ?? null;
+  let external: ExternalDoctorResult | null = null;
+  const doctor = options.externalDoctor ?? (recorded && options.runRecordedDoctor ? { command: recorded, run: options.runRecordedDoctor(recorded) } : null);
+  if (recorded && !doctor) {
+    throw new UsageError("PAAS_BACKUP_DOCTOR_REQUIRED", `${context} was blocked by the external doctor \`${recorded}\`; it has to pass before unblock`, {
+      remediation: `Pass --doctor-cmd with that doctor (or its replacement) so unblock can run it.`,
+      stage: "validate",
+    });
+  }
+  if (doctor) {
+    external = await doctor.run(stateRoot);
+    if (!external.ok) {
+      throw new ValidationError("PAAS_BACKUP_STILL_FAILING", `${context} stays blocked: the external doctor \`${doctor.command}\` still fails (${external.detail})`, {
+        path: stateRoot,
+        remediation: `Fix what \`${doctor.command}\` reports, then unblock again.`,
+        stage: "validate",
+        data: { externalDoctor: external },
+      });
+    }
+  }
+  await clearBlock(fs, stateRoot, context);
+  const record = newIncidentRecord({ kind: "unblock", ticket: options.ticket, context, stateRoot, operator: options.operator, startedAt, outcome: "unblocked" });
+  record.doctor = { ok: true, checks: report.checks };
+  record.externalDoctor = external;
+  record.endedAt = clock().toISOString();
+  const incidentFile = await writeIncident(fs, options.backupRoot, record);
+  return { context, cleared: block, doctor: report, externalDoctor: external, incidentFile };
+}
