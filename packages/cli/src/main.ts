@@ -2,6 +2,7 @@
 import { Command, CommanderError, Option } from "commander";
 import { TOOL_VERSION } from "@paas-backup/core/version";
 import { UsageError } from "@paas-backup/core/errors";
+import { redactText } from "@paas-backup/core/redact";
 import { COMMANDS, GLOBAL_FLAGS, GROUPS, collect, commandName, type CommandSpec, type FlagSpec } from "./spec.js";
 import { exitTable } from "./exit-codes.js";
 import { finishRun, printFailure, type RunState } from "./output.js";
@@ -168,7 +169,7 @@ main(process.argv).then(
     process.exitCode = code;
   },
   (err) => {
-    process.stderr.write(`paas-backup: ${(err as Error).message}\n`);
+    process.stderr.write(redactText(`paas-backup: ${(err as Error).message}\n`));
     process.exitCode = 1;
   },
 );

@@ -1,6 +1,7 @@
 import { statSync, statfsSync, readFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { PaasBackupError, EnvironmentError, ExitCode } from "@paas-backup/core/errors";
+import { redactText } from "@paas-backup/core/redact";
 import type { Runtime } from "./runtime.js";
 import type { CommandSpec } from "./spec.js";
 import { EXIT_ERROR_CODE, EXIT_MEANING, exitName } from "./exit-codes.js";
@@ -81,7 +82,8 @@ export async function finishRun(command: string, spec: CommandSpec, flags: Recor
     }
     const handler = await spec.load();
     const exitCode = await handler(rt, flags, positional);
-    if (json) process.stdout.write(`${JSON.stringify(sealEnvelope(command, exitCode, rt.envelope, context), null, 2)}\n`);
+    // Everything printed passes the secret scanner (issue 10 §6), the envelope included.
+    if (json) process.stdout.write(redactText(`${JSON.stringify(sealEnvelope(command, exitCode, rt.envelope, context), null, 2)}\n`));
     return exitCode;
   } catch (err) {
     return printFailure(command, context, err, json);
@@ -198,10 +200,10 @@ export function printFailure(command: string, context: string, raw: unknown, jso
       error: { code, stage: known ? err.stage : "run", target: known ? (err.path ?? context) : context, message, remediation },
     };
     if (known && Object.keys(err.data).length) envelope.details = err.data;
-    process.stdout.write(`${JSON.stringify(envelope, null, 2)}\n`);
+    process.stdout.write(redactText(`${JSON.stringify(envelope, null, 2)}\n`));
   } else {
-    process.stderr.write(`paas-backup ${command}: ${message}\n  code: ${code} (exit ${exitCode})\n  what to do: ${remediation}\n`);
-    if (!known && process.env.PAAS_BACKUP_DEBUG) process.stderr.write(`${(err as Error)?.stack}\n`);
+    process.stderr.write(redactText(`paas-backup ${command}: ${message}\n  code: ${code} (exit ${exitCode})\n  what to do: ${remediation}\n`));
+    if (!known && process.env.PAAS_BACKUP_DEBUG) process.stderr.write(redactText(`${(err as Error)?.stack}\n`));
   }
   return exitCode;
 }

@@ -5,7 +5,9 @@ import { resolve, normalize } from "node:path";
 import { z } from "zod";
 import { nodeFs } from "@paas-backup/core/node";
 import { UsageError } from "@paas-backup/core/errors";
+import { redactText } from "@paas-backup/core/redact";
 import type { FileSystem } from "@paas-backup/core";
+import { parse as parseJsonc, printParseErrorCode, type ParseError } from "jsonc-parser";
 import type { Envelope } from "./output.js";
 
 /** Everything a command needs from the outside world, resolved once: the CLI is where env, clock and disk come in. */
@@ -56,6 +58,8 @@ export const Config = z
     identityFile: z.string().optional(),
     include: z.array(z.enum(["releases", "cache"])).default([]),
     secretAllow: z.array(z.object({ path: z.string(), rule: z.string() }).strict()).default([]),
+    /** findings seen and rotated: still redacted in every snapshot, no longer exit 9 */
+    secretAcknowledged: z.array(z.object({ path: z.string(), line: z.number().int().positive().optional(), rule: z.string() }).strict()).default([]),
     retention: RetentionPolicy.partial().strict().default({}),
     mandatoryDrillContexts: z.array(z.string()).default(["internal-dogfood"]),
     lockTimeoutSeconds: z.number().int().min(0).default(30),
@@ -71,13 +75,6 @@ export function expandHome(path: string, env: NodeJS.ProcessEnv): string {
   return resolve(path);
 }
 
-/** "line L column C" of a JSON syntax error, never the text around it (it may hold a secret). */
-function jsonPosition(err: Error): string {
-  const m = /line (\d+) column (\d+)/.exec(err.message) ?? /position (\d+)/.exec(err.message);
-  if (!m) return /Unexpected end/.test(err.message) ? "syntax error: the file ends too early" : "syntax error (the text near it is not shown: it may hold a secret)";
-  return m.length === 3 ? `syntax error at line ${m[1]} column ${m[2]}` : `syntax error at offset ${m[1]}`;
-}
-
 function loadConfig(explicit: string | undefined, env: NodeJS.ProcessEnv): { config: Config; path: string | null } {
   const fromEnv = env.PAAS_BACKUP_CONFIG?.trim();
   const candidate = explicit ?? (fromEnv || undefined);
@@ -85,14 +82,26 @@ function loadConfig(explicit: string | undefined, env: NodeJS.ProcessEnv): { con
   const path = candidate ? expandHome(candidate, env) : existsSync(defaultPath) ? defaultPath : null;
   if (!path) return { config: Config.parse({}), path: null };
   let raw: unknown;
+  let text: string;
   try {
-    raw = JSON.parse(readFileSync(path, "utf8"));
+    text = readFileSync(path, "utf8");
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === "EACCES" || code === "EPERM") throw err;
-    throw new UsageError("PAAS_BACKUP_CONFIG_INVALID", `config file ${path} cannot be read as JSON (${code ?? jsonPosition(err as Error)})`, {
+    if (code === "EACCES" || code === "EPERM") throw err; // named as an environment problem, with the owner
+    throw new UsageError("PAAS_BACKUP_CONFIG_INVALID", `config file ${path} cannot be read (${code ?? "error"})`, {
       path,
-      remediation: "Fix the file (see the README's Configuration section) or point --config elsewhere.",
+      remediation: "Check the path and its permissions, or point --config elsewhere.",
+      stage: "config",
+    });
+  }
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    // JSON.parse's message quotes the bytes around the error, and a config file can hold a
+    // credential pasted by mistake: name the line and column only.
+    throw new UsageError("PAAS_BACKUP_CONFIG_INVALID", `config file ${path} is not valid JSON: ${jsonSyntaxErrorAt(text)}`, {
+      path,
+      remediation: "Fix the file at that line and column (see the README's Configuration section) or point --config elsewhere.",
       stage: "config",
     });
   }
@@ -114,6 +123,18 @@ function loadConfig(explicit: string | undefined, env: NodeJS.ProcessEnv): { con
     });
   }
   return { config: parsed.data, path };
+}
+
+/** Where strict JSON first goes wrong, as "line L, column C (what)", without quoting the text. */
+export function jsonSyntaxErrorAt(text: string): string {
+  const errors: ParseError[] = [];
+  parseJsonc(text, errors, { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false });
+  const first = errors[0];
+  const offset = first ? first.offset : text.length;
+  const before = text.slice(0, offset);
+  const line = before.split("\n").length;
+  const column = offset - (before.lastIndexOf("\n") + 1) + 1;
+  return `line ${line}, column ${column}${first ? ` (${printParseErrorCode(first.error)})` : ""}`;
 }
 
 /**
@@ -173,7 +194,8 @@ export function createRuntime(flags: GlobalFlags, env: NodeJS.ProcessEnv = proce
     stderrIsTTY: process.stderr.isTTY === true,
     stdinIsTTY: process.stdin.isTTY === true,
     // Under --json stdout carries the one envelope and nothing else: stray text goes to stderr.
-    write: (text) => (json ? process.stderr : process.stdout).write(text),
+    // Everything printed passes the secret scanner: state quoted in a message or listing never shows a value.
+    write: (text) => (json ? process.stderr : process.stdout).write(redactText(text)),
     progress: (text) => {
       if (process.stderr.isTTY) process.stderr.write(text);
     },

@@ -116,27 +116,32 @@ describe("no secret enters a backup", () => {
   });
   afterEach(() => sb.cleanup());
 
-  it("fails a snapshot on a plaintext secret in a protected file, naming file, line and rule but never the value", async () => {
+  it("redacts a plaintext secret in a protected file (exit 9), naming file, line and rule but never the value", async () => {
+    // Until issue 10 §4 this refused the snapshot (exit 4); now the stored copy holds <redacted>.
     const ctx = sb.state.contextDir(CTX);
     const cfg = JSON.parse(readFileSync(join(ctx, "addons.json"), "utf8"));
     cfg.apps.web[0].vars.POSTGRES_PASSWORD = "PLANTED-ADDON-VALUE-77";
     writeFileSync(join(ctx, "addons.json"), `${JSON.stringify(cfg, null, 2)}\n`);
     writeFileSync(join(ctx, "events", "alerts.jsonl"), `${readFileSync(join(ctx, "events", "alerts.jsonl"), "utf8")}{"timestamp":"x","message":"key AKIAIOSFODNN7PLANTED"}\n`);
     const r = await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"]);
-    expect(r.code).toBe(4);
-    expect(r.json.error.code).toBe("PAAS_BACKUP_SECRET_FOUND");
-    expect(r.json.error.message).toMatch(/addons\.json:\d+ \(secret-json-field\)/);
+    expect(r.code).toBe(9);
+    const rules = r.json.data[0].redactions.map((x: any) => `${x.path} ${x.rule}`);
+    expect(rules).toContain("addons.json secret-json-field");
+    expect(rules).toContain("events/alerts.jsonl aws-access-key-id");
     expect(r.stdout + r.stderr).not.toContain("PLANTED-ADDON-VALUE-77");
-    expect(existsSync(join(sb.backupRoot, CTX)) ? readdirSync(join(sb.backupRoot, CTX)).filter((f) => !f.startsWith(".lock")) : []).toEqual([]);
-    // A known false positive is allowed by naming the file and the rule in the config file.
+    const tarText = gunzipSync(readFileSync(r.json.data[0].artifact)).toString("latin1");
+    expect(tarText).not.toContain("PLANTED-ADDON-VALUE-77");
+    expect(tarText).not.toContain("AKIAIOSFODNN7PLANTED");
+    // A known false positive is allowed by naming the file and the rule in the config file: not redacted, not reported.
     const config = join(sb.dir, "config.json");
     writeFileSync(config, JSON.stringify({ secretAllow: [{ path: "addons.json", rule: "secret-json-field" }] }));
     const still = await runCli([...sb.flags, "--config", config, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"]);
-    expect(still.code).toBe(4);
-    expect(still.json.error.message).toMatch(/events\/alerts\.jsonl:\d+ \(aws-access-key-id\)/);
+    expect(still.code).toBe(9);
+    expect(still.json.data[0].redactions.map((x: any) => `${x.path} ${x.rule}`)).toEqual(["events/alerts.jsonl aws-access-key-id"]);
     writeFileSync(config, JSON.stringify({ secretAllow: [{ path: "addons.json", rule: "secret-json-field" }, { path: "events/alerts.jsonl", rule: "aws-access-key-id" }] }));
     const allowed = await runCli([...sb.flags, "--config", config, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"]);
     expect(allowed.code, allowed.stdout).toBe(0);
+    expect(allowed.json.data[0].redactions).toEqual([]);
     // post-restore doctor runs the same scan: without the allowance it reports contamination
     const doc = await runCli([...sb.flags, "--json", "doctor", "--context", CTX]);
     expect(doc.code).toBe(5);

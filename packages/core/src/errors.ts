@@ -13,6 +13,8 @@ export const ExitCode = {
   busy: 6,
   partial: 7,
   overdue: 8,
+  /** the snapshot was taken, with secret values redacted: rotate the leaked credential (or acknowledge it) */
+  redacted: 9,
   environment: 10,
   /** `status`: at least one context needs attention (no recent full, overdue drill, blocked, offsite copy missing, failed tick) */
   attention: 11,

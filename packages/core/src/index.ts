@@ -7,7 +7,7 @@ export * from "./errors.js";
 export type { FileSystem, FileStat, FileKind, DirEntry, WriteOptions } from "./fs/types.js";
 export { validateContextName, MAX_CONTEXT_NAME_BYTES } from "./policy/context.js";
 export { PROTECTED_FILES, EVENT_LOGS, OPTIONAL_FOLDERS, hardExclusionReason, type OptionalFolder } from "./policy/selection.js";
-export { SecretScanner, scanLine, scanText, isSecretLikeKey, type SecretFinding, type SecretAllowance } from "./policy/secrets.js";
+export { SecretScanner, scanLine, scanText, redactText, redactBytes, isSecretLikeKey, looksLikeSecretValue, SCANNER_RULES_VERSION, SECRET_RULES, REDACTED, type SecretFinding, type SecretAllowance, type SecretScannerOptions } from "./policy/secrets.js";
 export { Manifest, MANIFEST_FORMAT, canonicalJson, type ManifestFile } from "./manifest/schema.js";
 export { parseManifest } from "./manifest/io.js";
 export { readArchive, hostileEntryReason, MAX_ENTRY_DEPTH, MAX_ENTRY_PATH_BYTES, type ArchiveEntryInfo } from "./archive/reader.js";
@@ -16,7 +16,7 @@ export { formatSnapshotId, parseSnapshotId, compareSnapshotIds } from "./reposit
 export { listSnapshots, listSnapshotsIn, scanSnapshots, scanSnapshotsIn, backupRootStorage, findSnapshot, deleteSnapshot, chainOf, artifactNames, type SnapshotRef, type DamagedSnapshot } from "./repository/repository.js";
 export { checkSnapshotChecksum, expectedChecksum, parseChecksumFile, formatChecksumLine, type ChecksumState } from "./repository/checksum.js";
 export { planSnapshotContents, type SnapshotContents } from "./snapshot/plan.js";
-export { createSnapshot, type CreateSnapshotOptions, type SnapshotResult, type SnapshotKind, type SnapshotProgress } from "./snapshot/create.js";
+export { createSnapshot, isAcknowledged, type CreateSnapshotOptions, type SnapshotResult, type SnapshotKind, type SnapshotProgress, type SecretAcknowledgement, type SnapshotRedaction } from "./snapshot/create.js";
 export { verifySnapshots, findFallback, checkChain, type SnapshotVerification } from "./restore/verify.js";
 export { materializeChain } from "./restore/materialize.js";
 export { restoreSnapshot, workDir, type RestoreOptions, type RestoreResult, type RestorePlan, type ExternalDoctorResult } from "./restore/restore.js";

@@ -1,4 +1,4 @@
-import { createSnapshot, planSnapshotContents, withContextLock, type SnapshotKind, UsageError, type SnapshotResult } from "@paas-backup/core";
+import { createSnapshot, planSnapshotContents, withContextLock, type SnapshotKind, UsageError, type SnapshotResult, ExitCode, type SnapshotRedaction } from "@paas-backup/core";
 import { join } from "node:path";
 import type { Runtime } from "../runtime.js";
 import { environmentError, humanBytes, keyValues, printEnvelope, progressBar, table } from "../output.js";
@@ -63,6 +63,7 @@ export async function takeSnapshot(rt: Runtime, context: string, kind: SnapshotK
           ...(encryptor ? { encryptor } : {}),
           insecurePlaintext: flags.insecurePlaintext === true,
           secretAllow: rt.config.secretAllow,
+          secretAcknowledged: rt.config.secretAcknowledged,
           onProgress: (p) => bar.update(p.doneBytes, p.totalBytes),
         }),
     );
@@ -88,9 +89,14 @@ export async function snapshotCommand(rt: Runtime, flags: SnapshotFlags): Promis
   }
   if (flags.dryRun) return dryRun(rt, context, flags);
   const result = await takeSnapshot(rt, context, kind, flags, "snapshot");
+  const unacknowledged = result.redactions.filter((r) => !r.acknowledged);
   if (rt.json) {
     // A full has `parent: null`, so every snapshot has the same field set.
-    printEnvelope(rt, { ok: true, context, mode: "live", data: [{ ...result, parent: result.parent ?? null }] });
+    const error = unacknowledged.length
+      ? { code: "PAAS_BACKUP_REDACTED", stage: "scan", target: unacknowledged[0]!.path, message: redactionNotice(unacknowledged).split("\n")[0]!.replace(/^paas-backup: /, ""), remediation: "Rotate the leaked credential; once rotated, acknowledge each finding in the config file (secretAcknowledged) so later runs exit 0; a false positive goes in secretAllow." }
+      : undefined;
+    // The snapshot was taken (data[0]); exit 9 still makes the run a failure a script must look at.
+    printEnvelope(rt, { ok: unacknowledged.length === 0, context, mode: "live", data: [{ ...result, parent: result.parent ?? null }], ...(error ? { error } : {}) });
   } else {
     rt.write(
       keyValues([
@@ -105,8 +111,20 @@ export async function snapshotCommand(rt: Runtime, flags: SnapshotFlags): Promis
         ["excluded", result.excluded.map((e) => e.path).join(", ")],
         ["skipped", result.skipped.map((e) => `${e.path} (${e.reason})`).join(", ")],
         ["warnings", result.warnings.map((e) => `${e.path}: ${e.reason}`).join("; ")],
+        ["redacted", result.redactions.map((r) => `${r.path}:${r.line} (${r.rule})${r.acknowledged ? " acknowledged" : ""}`).join(", ")],
       ]),
     );
   }
-  return 0;
+  if (unacknowledged.length === 0) return ExitCode.ok;
+  process.stderr.write(redactionNotice(unacknowledged));
+  return ExitCode.redacted;
+}
+
+/** Exit 9's message: what was redacted (never the value) and what the operator does about it. */
+export function redactionNotice(redactions: readonly SnapshotRedaction[]): string {
+  const list = redactions.slice(0, 10).map((r) => `${r.path}:${r.line} (${r.rule})`);
+  return (
+    `paas-backup: snapshot taken with redactions: rotate the leaked credential (${list.join(", ")}${redactions.length > 10 ? ` and ${redactions.length - 10} more` : ""}).\n` +
+    `  The stored copy holds <redacted> in its place. Once rotated, acknowledge each finding in the config file (secretAcknowledged: [{"path", "line", "rule"}]) so later runs exit 0; a false positive goes in secretAllow.\n`
+  );
 }

@@ -1,6 +1,7 @@
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
-import { contextsWithJournal, decideTick, isContextFolderName, listSnapshots, pruneSnapshots, recordTickOutcome, withContextLock, PaasBackupError, UsageError, validateContextName, type SnapshotResult } from "@paas-backup/core";
+import { contextsWithJournal, decideTick, isContextFolderName, listSnapshots, pruneSnapshots, recordTickOutcome, withContextLock, PaasBackupError, UsageError, validateContextName, ExitCode, type SnapshotResult, type SnapshotRedaction } from "@paas-backup/core";
+import { redactionNotice } from "./snapshot.js";
 import type { Runtime } from "../runtime.js";
 import { printEnvelope, table } from "../output.js";
 import { lockOptions, lockOwner, parseInclude, recoverFirst, resolveEncryptor, type KeyFlags } from "./common.js";
@@ -26,6 +27,8 @@ export interface TickOutcome {
   pruned: string[];
   offsite: unknown;
   error: { code: string; message: string; remediation: string } | null;
+  /** values the snapshot holds as <redacted> (file, line, rule); any not acknowledged makes the tick exit 9 */
+  redactions: SnapshotRedaction[];
 }
 
 export type OffsiteHook = (rt: Runtime, context: string) => Promise<unknown>;
@@ -56,7 +59,7 @@ export function contextsOf(rt: Runtime): string[] {
 
 /** One context's tick, and the exit code its failure would have on its own. */
 async function tickOne(rt: Runtime, context: string, flags: KeyFlags & { include?: string }, offsite?: OffsiteHook): Promise<{ outcome: TickOutcome; exitCode: number }> {
-  const outcome: TickOutcome = { context, ok: true, action: "none", reason: "", snapshot: null, pruned: [], offsite: null, error: null };
+  const outcome: TickOutcome = { context, ok: true, action: "none", reason: "", snapshot: null, pruned: [], offsite: null, error: null, redactions: [] };
   let durationSeconds = 0;
   try {
     const encryptor = resolveEncryptor(rt, flags);
@@ -80,9 +83,11 @@ async function tickOne(rt: Runtime, context: string, flags: KeyFlags & { include
             ...(encryptor ? { encryptor } : {}),
             insecurePlaintext: flags.insecurePlaintext === true,
             secretAllow: rt.config.secretAllow,
+            secretAcknowledged: rt.config.secretAcknowledged,
           });
           durationSeconds = (rt.clock().getTime() - started) / 1000;
           outcome.snapshot = { id: r.id, kind: r.kind, artifact: r.artifact, sha256: r.sha256, bytes: r.bytes, storedBytes: r.storedBytes };
+          outcome.redactions = r.redactions;
           if (r.promotedToFull) {
             // an incremental was due, but the chain it would extend no longer verifies (or cannot be extended)
             outcome.action = "full";
@@ -103,7 +108,7 @@ async function tickOne(rt: Runtime, context: string, flags: KeyFlags & { include
   }
 }
 
-function failedOutcome(context: string, err: unknown, outcome: TickOutcome = { context, ok: false, action: "none", reason: "", snapshot: null, pruned: [], offsite: null, error: null }): { outcome: TickOutcome; exitCode: number } {
+function failedOutcome(context: string, err: unknown, outcome: TickOutcome = { context, ok: false, action: "none", reason: "", snapshot: null, pruned: [], offsite: null, error: null, redactions: [] }): { outcome: TickOutcome; exitCode: number } {
   outcome.ok = false;
   outcome.error =
     err instanceof PaasBackupError
@@ -197,7 +202,10 @@ export async function tickCommand(rt: Runtime, flags: KeyFlags & { context?: str
       if (o.error) rt.write(`  ${o.error.message}\n  what to do: ${o.error.remediation}\n`);
     }
   }
-  if (ok) return 0;
+  // A leaked credential never stops the tick: every context is still backed up (redacted); 9 only when nothing worse happened.
+  const unacknowledged = outcomes.flatMap((o) => o.redactions.filter((r) => !r.acknowledged));
+  if (unacknowledged.length > 0 && !rt.json) process.stderr.write(redactionNotice(unacknowledged));
+  if (ok) return unacknowledged.length > 0 ? ExitCode.redacted : 0;
   if (!flags.allContexts) return runs[0]!.exitCode;
   return 7;
 }

@@ -1,5 +1,6 @@
 import type { FileSystem } from "../fs/types.js";
 import { contextDir, join } from "../util/paths.js";
+import { redactText } from "../policy/secrets.js";
 
 /** One audit event in si's shape (reference §3), appended the way si appends: one write, one line. */
 export async function appendAuditEvent(
@@ -27,5 +28,6 @@ export async function appendAuditEvent(
   }
   const dir = join(contextDir(stateRoot, context), "events");
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-  await fs.appendFile(join(dir, "audit.jsonl"), `${JSON.stringify(record)}\n`, { mode: 0o600 });
+  // The event quotes error messages: no secret value goes into si's log (the next snapshot would have to redact it).
+  await fs.appendFile(join(dir, "audit.jsonl"), redactText(`${JSON.stringify(record)}\n`), { mode: 0o600 });
 }

@@ -2,6 +2,7 @@ import type { FileSystem } from "../fs/types.js";
 import { contextBackupDir, join } from "../util/paths.js";
 import { createFileExclusive, readdirOrEmpty } from "../util/atomic.js";
 import type { DoctorCheck } from "../validate/doctor.js";
+import { redactText } from "../policy/secrets.js";
 
 /** Policy §7.3: every restore, successful or not, leaves this record in <backup_root>/<context>/incidents/. */
 export interface IncidentRecord {
@@ -57,7 +58,8 @@ export async function writeIncident(fs: FileSystem, backupRoot: string, record: 
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
   const stamp = record.startedAt.replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
   const base = `${stamp}-${safeName(record.kind)}-${safeName(record.ticket)}`;
-  const content = `${JSON.stringify(record, null, 2)}\n`;
+  // An error message or a doctor detail can quote state: no secret value reaches the record.
+  const content = redactText(`${JSON.stringify(record, null, 2)}\n`);
   // Two runs with the same ticket in the same second each keep their record: the name is taken
   // exclusively (whole content linked into place, never replacing), the second gets "-2", and so on.
   for (let n = 1; n < 10_000; n++) {

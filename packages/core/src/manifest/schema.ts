@@ -29,6 +29,16 @@ export const ManifestFile = z.object({
   appendOffset: z.number().int().nonnegative().optional(),
   /** for stored=append: sha256 of bytes [0, appendOffset) read now; equals the parent's sha256 of the file */
   prefixSha256: sha256Hex.optional(),
+  /**
+   * Set when the stored copy differs from the source because secret values were replaced by
+   * `<redacted>`: the source's size and sha256 (what the next incremental proves the log's old
+   * bytes against), while size and sha256 above describe the stored copy (what restore writes
+   * and checks). For stored=append, appendOffset and prefixSha256 are of the stored copy too.
+   */
+  sourceSize: z.number().int().nonnegative().optional(),
+  sourceSha256: sha256Hex.optional(),
+  /** every value the stored copy holds as <redacted>, carried over from the parent for an incremental: line and rule, never the value */
+  redactions: z.array(z.object({ line: z.number().int().positive(), rule: z.string() })).optional(),
 });
 export type ManifestFile = z.infer<typeof ManifestFile>;
 
@@ -54,6 +64,8 @@ export const Manifest = z.object({
   skipped: z.array(ManifestEntryNote),
   warnings: z.array(ManifestEntryNote),
   totals: z.object({ files: z.number().int(), bytes: z.number().int(), storedBytes: z.number().int() }),
+  /** SCANNER_RULES_VERSION of the secret scanner that read every stored byte */
+  scannerRules: z.number().int().positive().optional(),
 });
 export type Manifest = z.infer<typeof Manifest>;
 

@@ -1,7 +1,15 @@
 /**
- * The secret scanner: si's own guardrail rules (reference §5) plus common token formats.
- * It runs on every byte we archive and every file a post-restore doctor reads. A finding names
- * the file, the line and the rule, never the value.
+ * The secret scanner: si's own guardrail rules (reference §5), judged by value, plus the credential
+ * formats that gitleaks' default rules and secretlint's recommended preset know. It runs on every
+ * byte we archive, every file a post-restore doctor reads and everything we print. A finding names
+ * the file, the line and the rule, never the value; a redacting scanner also replaces each value by
+ * si's marker `<redacted>` in the bytes it passes on.
+ *
+ * Why our own matcher and not secretlint as a dependency: secretlint lints a whole file held in
+ * memory through an async rule engine, while a snapshot streams gigabyte logs at disk speed and
+ * must know each value's exact span to redact it. The formats below follow gitleaks'
+ * config/gitleaks.toml and secretlint's rule sources; @paas-backup/testing's corpus runs through
+ * both this scanner and secretlint's recommended preset, so a format it knows and we miss fails a test.
  */
 export interface SecretFinding {
   path: string;
@@ -14,6 +22,16 @@ export interface SecretAllowance {
   rule: string;
 }
 
+/**
+ * The rule set's version. A manifest records the version its files were scanned with: bytes a
+ * snapshot proved clean under this version need no second scan (and a new version means they do).
+ * Bump it whenever a rule, the value judgement or the redaction spans change.
+ */
+export const SCANNER_RULES_VERSION = 2;
+
+/** si's marker for a value that is not shown. */
+export const REDACTED = "<redacted>";
+
 const SECRET_KEY_WORDS = ["SECRET", "TOKEN", "PASSWORD", "PASS", "API_KEY", "ACCESS_KEY", "PRIVATE_KEY", "CLIENT_SECRET", "CREDENTIAL"];
 const EXEMPT_KEY_WORDS = ["COUNT", "FINDINGS", "GUARDRAIL"];
 
@@ -24,14 +42,26 @@ export function isSecretLikeKey(key: string): boolean {
   return SECRET_KEY_WORDS.some((w) => upper.includes(w));
 }
 
+/** The value si would judge: trimmed, a trailing ` #comment` dropped, surrounding quotes removed; with its offset in `raw`. */
+function unwrapValue(raw: string): { value: string; offset: number } {
+  let start = 0;
+  let end = raw.length;
+  const comment = raw.search(/\s#/);
+  if (comment >= 0) end = comment;
+  while (start < end && /\s/.test(raw[start]!)) start++;
+  while (end > start && /\s/.test(raw[end - 1]!)) end--;
+  const first = raw[start];
+  if (end - start >= 2 && (first === '"' || first === "'") && raw[end - 1] === first) {
+    start++;
+    end--;
+  }
+  return { value: raw.slice(start, end), offset: start };
+}
+
 /** si's "plaintext value": anything but empty, null-ish, a variable reference, ciphertext or a redaction. */
 export function isPlaintextSecretValue(raw: string, line: string): boolean {
-  if (line.includes("<redacted>")) return false;
-  let value = raw.trim();
-  const comment = value.search(/\s#/);
-  if (comment >= 0) value = value.slice(0, comment).trim();
-  if (value.length >= 2 && ((value.startsWith('"') && value.endsWith('"')) || (value.startsWith("'") && value.endsWith("'"))))
-    value = value.slice(1, -1);
+  if (line.includes(REDACTED)) return false;
+  const { value } = unwrapValue(raw);
   if (value === "" || value === "null" || value === "~" || value === "{}" || value === "[]") return false;
   if (value.startsWith("$") || value.startsWith("ENC[")) return false;
   if (/^(encrypted:si:v[12]:|es2:)/.test(value)) return false;
@@ -39,132 +69,497 @@ export function isPlaintextSecretValue(raw: string, line: string): boolean {
   return true;
 }
 
-interface PatternRule {
-  rule: string;
-  pattern: RegExp;
-}
+const PLACEHOLDER =
+  /^(?:\$\{[^}]*\}|\$\([^)]*\)|\$[A-Za-z_][A-Za-z0-9_]*|\{\{[^}]*\}\}|%[A-Za-z_]+%|<[^<>]*>|\*+|x{3,}|X{3,}|\.{3,}|-+|changeme|change[-_]me|example|placeholder|redacted|secret|password|token|your[-_].*)$/i;
 
-const TOKEN_RULES: PatternRule[] = [
-  { rule: "private-key-block", pattern: /-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----/ },
-  { rule: "aws-access-key-id", pattern: /\b(?:AKIA|ASIA)[0-9A-Z]{16}\b/ },
-  { rule: "github-token", pattern: /\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{50,})\b/ },
-  { rule: "gitlab-token", pattern: /\bglpat-[A-Za-z0-9_-]{20,}\b/ },
-  { rule: "slack-token", pattern: /\bxox[abposr]-[A-Za-z0-9-]{10,}/ },
-  { rule: "stripe-secret-key", pattern: /\b[sr]k_live_[A-Za-z0-9]{16,}\b/ },
-  { rule: "age-secret-key", pattern: /\bAGE-SECRET-KEY-1[0-9A-Z]{50,}\b/ },
-  { rule: "telegram-bot-token", pattern: /\b\d{8,10}:AA[A-Za-z0-9_-]{30,}\b/ },
-  { rule: "bearer-token", pattern: /\bBearer\s+[A-Za-z0-9._~+/-]{20,}=*/ },
-  { rule: "url-credentials", pattern: /\b[a-z][a-z0-9+.-]*:\/\/[^\s:/@"']+:[^\s@/"'<>$]{3,}@[^\s"']+/ },
-];
-
-/** One cheap pass over a block decides whether it needs the precise rules at all. */
-const PREFILTER =
-  /secret|token|pass|api_?key|access_?key|private|credential|BEGIN|AKIA|ASIA|gh[pousr]_|github_pat_|glpat-|xox[abposr]-|[sr]k_live_|AGE-SECRET|Bearer|:\/\/[^\s/@]+@/i;
-
-const KEY_WORD = "(?:secret|token|pass|api_?key|access_?key|private_?key|credential)";
-/** si assignment lines (KEY = value, KEY: value, optionally after a YAML "- "), whole block at once */
-const ASSIGNMENT_LINES = new RegExp(`^[ \\t]*(?:-[ \\t]+)?([A-Za-z_][A-Za-z0-9_]*${KEY_WORD}[A-Za-z0-9_]*|${KEY_WORD}[A-Za-z0-9_]*)[ \\t]*[:=][ \\t]*(.*)$`, "gim");
-/** JSON string fields whose key looks secret-like */
-const JSON_SECRET_FIELDS = new RegExp(`"([A-Za-z0-9_.-]*${KEY_WORD}[A-Za-z0-9_.-]*)"\\s*:\\s*"((?:[^"\\\\\\n]|\\\\.)*)"`, "gi");
-const ANY_TOKEN = new RegExp(TOKEN_RULES.map((r) => r.pattern.source).join("|"), "g");
-/** literal anchors of the token formats: the combined token regex runs only on blocks holding one */
-const TOKEN_PREFILTER = /BEGIN|AKIA|ASIA|gh[pousr]_|github_pat_|glpat-|xox[abposr]-|_live_|AGE-SECRET|Bearer|\d:AA|:\/\/[^\s/@"']+:[^\s@/"']+@/;
-const KEY_PREFILTER = new RegExp(KEY_WORD, "i");
-
-interface RawHit {
-  index: number;
-  rule: string;
+function shannonEntropy(value: string): number {
+  const counts = new Map<string, number>();
+  for (const ch of value) counts.set(ch, (counts.get(ch) ?? 0) + 1);
+  let h = 0;
+  for (const n of counts.values()) {
+    const p = n / value.length;
+    h -= p * Math.log2(p);
+  }
+  return h;
 }
 
 /**
- * Every rule a block of whole lines breaks, with the offset of each hit. The regexes run over the
- * block, not line by line: most blocks of a large log have candidates (si's redacted fields) but
- * no finding, and this keeps them cheap.
+ * Beyond si's rule: does the value under a secret-like key look like a credential? Policy words
+ * (`strong`, `required`, `none`), numbers, durations, placeholders, paths and plain URLs do not;
+ * a value mixing character classes, or long and random, does.
  */
-function scanBlockHits(block: string): RawHit[] {
-  const hits: RawHit[] = [];
-  if (!PREFILTER.test(block)) return hits;
-  if (KEY_PREFILTER.test(block)) scanKeyedSecrets(block, hits);
-  if (TOKEN_PREFILTER.test(block)) {
-    ANY_TOKEN.lastIndex = 0;
-    for (let m = ANY_TOKEN.exec(block); m; m = ANY_TOKEN.exec(block)) {
-      const rule = TOKEN_RULES.find((r) => r.pattern.test(m![0]))?.rule ?? "token";
-      hits.push({ index: m.index, rule });
-    }
-  }
-  return hits.sort((a, b) => a.index - b.index);
+export function looksLikeSecretValue(value: string): boolean {
+  if (value.length < 6) return false;
+  if (PLACEHOLDER.test(value)) return false;
+  // words and identifiers of one case: strong, required, must-rotate, NONE, Bcrypt, X-Api-Key
+  if (/^(?:[a-z]+(?:[-_ .][a-z]+)*|[A-Z]+(?:[-_ .][A-Z]+)*|[A-Z][a-z]+|[A-Z][a-z]*(?:-[A-Z][a-z]*)+)$/.test(value)) return false;
+  // numbers, sizes and durations: 12, 1.5, 30s, 90d, 10MiB
+  if (/^-?\d+(?:\.\d+)?\s*[a-zA-Z]{0,3}$/.test(value)) return false;
+  // file paths and URLs without credentials (url-credentials catches the others)
+  if (/^(?:\.{0,2}\/|~\/)[^\s]*$/.test(value) || /^[a-z][a-z0-9+.-]*:\/\/[^@\s]*$/i.test(value)) return false;
+  if (/^[\w.-]+\.(?:txt|json|pem|key|env|ya?ml|toml|conf|cfg)$/i.test(value)) return false;
+  if (/^sha(?:1|256|512):[0-9a-f]+$/.test(value)) return false;
+  const classes = [/[a-z]/, /[A-Z]/, /[0-9]/, /[^A-Za-z0-9]/].filter((r) => r.test(value)).length;
+  if (classes >= 2) return true;
+  return value.length >= 16 && shannonEntropy(value) >= 3;
 }
 
-function scanKeyedSecrets(block: string, hits: RawHit[]): void {
-  ASSIGNMENT_LINES.lastIndex = 0;
-  for (let m = ASSIGNMENT_LINES.exec(block); m; m = ASSIGNMENT_LINES.exec(block)) {
+function base64DecodesToCredentials(value: string): boolean {
+  const text = Buffer.from(value, "base64").toString("latin1");
+  const colon = text.indexOf(":");
+  return colon > 0 && colon < text.length - 1 && /^[\x20-\x7e]+$/.test(text);
+}
+
+interface FormatRule {
+  rule: string;
+  /** global; group 1, when present, is the value to redact (else the whole match) */
+  pattern: RegExp;
+  check?: (value: string) => boolean;
+}
+
+/**
+ * Credential formats. Patterns are line-local (no match crosses a newline) so that findings and
+ * redactions do not depend on how a stream is cut into chunks; a private key's body is the one
+ * multi-line case and is handled apart.
+ */
+const FORMAT_RULES: FormatRule[] = [
+  { rule: "private-key-block", pattern: /-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----/g },
+  { rule: "aws-access-key-id", pattern: /\b((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})\b/g },
+  { rule: "aws-secret-access-key", pattern: /(?:aws_?secret_?access_?key|SecretAccessKey)["']?\s*[:=>]{1,2}\s*["']?([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+])/gi },
+  { rule: "gcp-api-key", pattern: /\b(AIza[\w-]{35})(?![\w-])/g },
+  { rule: "azure-storage-key", pattern: /(?:AccountKey|SharedAccessKey)=([A-Za-z0-9+/]{40,100}={0,2})/g },
+  { rule: "azure-sas-token", pattern: /[?&;]sig=([A-Za-z0-9%+/]{30,}={0,2}(?:%3D)*)/g },
+  { rule: "azure-ad-client-secret", pattern: /(?:^|[\\'"`\s>=:(,)])([a-zA-Z0-9_~.]{3}\dQ~[a-zA-Z0-9_~.-]{31,34})(?![a-zA-Z0-9_~.-])/g },
+  { rule: "github-token", pattern: /\b((?:gh[pousr]_[A-Za-z0-9]{36,255})|github_pat_[A-Za-z0-9_]{50,255})\b/g },
+  { rule: "gitlab-token", pattern: /\b((?:gl(?:pat|ptt|dt|rt|cbt|ft|imt|soat|oas)-[\w-]{20,})|GR1348941[\w-]{20,})/g },
+  { rule: "npm-token", pattern: /\b(npm_[A-Za-z0-9]{36})(?![A-Za-z0-9])/g },
+  { rule: "npm-auth-token", pattern: /_auth(?:Token)?\s*=\s*([^\s$"'<][^\s"'<>]{7,})/g },
+  { rule: "pypi-token", pattern: /\b(pypi-AgEIcHlwaS5vcmc[\w-]{50,})/g },
+  { rule: "slack-token", pattern: /\b((?:xox[abposre]|xapp)-(?:\d-)?[A-Za-z0-9]{1,40}(?:-[A-Za-z0-9]{1,64})+)/g },
+  { rule: "slack-webhook-url", pattern: /hooks\.slack\.com\/(?:services|workflows|triggers)\/([A-Za-z0-9+_-]{8,}(?:\/[A-Za-z0-9+_-]{4,}){0,3})/g },
+  { rule: "discord-webhook-url", pattern: /discord(?:app)?\.com\/api\/webhooks\/\d{15,22}\/([A-Za-z0-9_-]{50,100})/g },
+  { rule: "stripe-secret-key", pattern: /\b((?:sk|rk)_(?:test|live|prod)_[A-Za-z0-9]{10,99}|whsec_[A-Za-z0-9]{24,})\b/g },
+  { rule: "sendgrid-api-key", pattern: /\b(SG\.[A-Za-z0-9_-]{16,32}\.[A-Za-z0-9_-]{16,64})(?![A-Za-z0-9_-])/g },
+  { rule: "sendinblue-api-key", pattern: /\b(xkeysib-[a-f0-9]{64}-[A-Za-z0-9]{16})\b/g },
+  { rule: "mailgun-api-key", pattern: /mailgun[^\n]{0,80}?\b((?:pub)?key-[a-f0-9]{32}|[a-f0-9]{32}-[a-f0-9]{8}-[a-f0-9]{8})\b/gi },
+  { rule: "mailchimp-api-key", pattern: /\b([a-f0-9]{32}-us\d{1,2})\b/g },
+  { rule: "twilio-api-key", pattern: /\b(SK[0-9a-fA-F]{32})\b/g },
+  { rule: "jwt", pattern: /\b(eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*)/g },
+  { rule: "basic-auth-header", pattern: /\b[Bb]asic\s+([A-Za-z0-9+/]{8,}={0,2})(?![A-Za-z0-9+/=])/g, check: base64DecodesToCredentials },
+  { rule: "bearer-token", pattern: /\b[Bb]earer\s+([A-Za-z0-9._~+/-]{20,}=*)/g, check: (v) => /[0-9]/.test(v) || /[A-Z]/.test(v) },
+  { rule: "docker-config-auth", pattern: /"(?:auth|identitytoken)"\s*:\s*"([A-Za-z0-9+/]{8,}={0,2})"/g, check: (v) => base64DecodesToCredentials(v) || v.length >= 20 },
+  { rule: "docker-hub-token", pattern: /\b(dckr_pat_[A-Za-z0-9_-]{27})(?![A-Za-z0-9_-])/g },
+  { rule: "url-credentials", pattern: /\b[a-z][a-z0-9+.-]*:\/\/[^\s:/@"'<>\\]*:([^\s@/"'<>\\]{3,})@[^\s"'<>\\]+/gi, check: (v) => !PLACEHOLDER.test(v) && !v.startsWith("$") },
+  { rule: "vault-token", pattern: /\b(hv[sbr]\.[A-Za-z0-9_-]{24,300})(?![A-Za-z0-9_-])/g },
+  { rule: "age-secret-key", pattern: /\b(AGE-SECRET-KEY-1[0-9A-Z]{50,})\b/g },
+  { rule: "telegram-bot-token", pattern: /(?:\bbot|\b)(\d{8,10}:AA[A-Za-z0-9_-]{30,})\b/g },
+  { rule: "openai-api-key", pattern: /\b(sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,}|sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20})/g },
+  { rule: "anthropic-api-key", pattern: /\b(sk-ant-(?:api|admin)\d{2}-[A-Za-z0-9_-]{80,})/g },
+  { rule: "huggingface-token", pattern: /\b((?:hf_|api_org_)[A-Za-z]{34})\b/g },
+  { rule: "digitalocean-token", pattern: /\b(do[por]_v1_[a-f0-9]{64})\b/g },
+  { rule: "shopify-token", pattern: /\b(shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32})\b/g },
+  { rule: "grafana-token", pattern: /\b(glsa_[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}|glc_[A-Za-z0-9+/]{32,400}={0,3})/g },
+  { rule: "heroku-api-key", pattern: /\b(HRKU-AA[0-9a-zA-Z_-]{58})/g },
+  { rule: "linear-api-key", pattern: /\b(lin_api_[A-Za-z0-9]{40})\b/g },
+  { rule: "databricks-token", pattern: /\b(dapi[a-f0-9]{32}(?:-\d)?)\b/g },
+  { rule: "doppler-token", pattern: /\b(dp\.pt\.[A-Za-z0-9]{43})\b/g },
+  { rule: "pulumi-token", pattern: /\b(pul-[a-f0-9]{40})\b/g },
+  { rule: "postman-api-key", pattern: /\b(PMAK-[a-f0-9]{24}-[a-f0-9]{34})\b/gi },
+  { rule: "tailscale-key", pattern: /\b(tskey-[a-z]{2,20}-[0-9A-Za-z_]{8,40}-[0-9A-Za-z_]{16,60})/g },
+  { rule: "figma-token", pattern: /\b(figd_[A-Za-z0-9_-]{40,200})/g },
+  { rule: "groq-api-key", pattern: /\b(gsk_[a-zA-Z0-9]{52})\b/g },
+  { rule: "notion-token", pattern: /\b(ntn_[0-9]{11}[A-Za-z0-9]{35})\b/g },
+  { rule: "vercel-token", pattern: /\b((?:vcp|vci|vca|vcr|vck)_[A-Za-z0-9]{20,60})\b/g },
+  { rule: "cloudflare-token", pattern: /\b((?:cfk|cfut|cfat)_[A-Za-z0-9]{40}[0-9a-f]{8})\b/g },
+  { rule: "onepassword-token", pattern: /\b(ops_ey[A-Za-z0-9+/=]{100,1280})/g },
+];
+
+/** Every rule the scanner can report, for the README and the corpus. */
+export const SECRET_RULES: readonly string[] = [...FORMAT_RULES.map((r) => r.rule), "secret-assignment", "secret-json-field"];
+
+/**
+ * One pass over a block finds where rules can apply: the literal text every credential format
+ * starts with or holds, and si's key words. It is an Aho-Corasick automaton over case-folded
+ * bytes (as gitleaks prefilters by keyword): one table step per byte however many formats there
+ * are, where a regex alternation of ~90 literals tests each position against all of them and runs
+ * at a third of the speed. The precise rules then run on the lines it points at only.
+ */
+const FORMAT_ANCHOR_TEXT = [
+  "-----begin", "akia", "asia", "abia", "acca", "a3t", "aiza", "accountkey=", "accesskey=", "sig=", "q~", "ghp_", "gho_", "ghu_",
+  "ghs_", "ghr_", "github_pat_", "glpat-", "glptt-", "gldt-", "glrt-", "glcbt-", "glft-", "glimt-", "glsoat-", "gloas-", "gr1348941",
+  "npm_", "_auth", "pypi-", "xox", "xapp-", "hooks.slack", "/api/webhooks/", "k_test_", "k_live_", "k_prod_", "whsec_", "sg.",
+  "xkeysib-", "mailgun", "-us", ...[..."0123456789abcdef"].map((h) => `sk${h}`), "eyj", "basic ", "bearer ", '"auth"', '"identitytoken"', "dckr_pat_", "://", "hvs.", "hvb.",
+  "hvr.", "age-secret", ":aa", "sk-", "hf_", "api_org_", "_v1_", "shpat_", "shpca_", "shppa_", "shpss_", "glsa_", "glc_", "hrku-",
+  "lin_api_", "dapi", "dp.pt.", "pul-", "pmak-", "tskey-", "figd_", "gsk_", "ntn_", "vcp_", "vci_", "vca_", "vcr_", "vck_",
+  "cfk_", "cfut_", "cfat_", "ops_ey", "ecret_access_key", "ecretaccesskey",
+];
+const KEY_WORD_TEXT = ["secret", "token", "pass", "apikey", "api_key", "accesskey", "access_key", "privatekey", "private_key", "credential"];
+
+/** The automaton: table[state * 256 + byte] = next state * 256, plus bit 0 (a format anchor ends here) and bit 1 (a key word does). */
+const PREFILTER = (() => {
+  const edges: Map<number, number>[] = [new Map()];
+  const outFormat: boolean[] = [false];
+  const outKey: number[] = [0];
+  const add = (word: string, key: boolean) => {
+    let state = 0;
+    for (const c of Buffer.from(word, "latin1")) {
+      let next = edges[state]!.get(c);
+      if (next === undefined) {
+        next = edges.length;
+        edges.push(new Map());
+        outFormat.push(false);
+        outKey.push(0);
+        edges[state]!.set(c, next);
+      }
+      state = next;
+    }
+    if (key) outKey[state] = Math.max(outKey[state]!, word.length);
+    else outFormat[state] = true;
+  };
+  for (const w of FORMAT_ANCHOR_TEXT) add(w, false);
+  for (const w of KEY_WORD_TEXT) add(w, true);
+  const n = edges.length;
+  const goto = new Int32Array(n * 256);
+  const fail = new Int32Array(n);
+  const queue: number[] = [];
+  for (let c = 0; c < 256; c++) {
+    const s = edges[0]!.get(c);
+    if (s !== undefined) (goto[c] = s), queue.push(s);
+  }
+  for (let qi = 0; qi < queue.length; qi++) {
+    const r = queue[qi]!;
+    if (outFormat[fail[r]!]) outFormat[r] = true;
+    outKey[r] = Math.max(outKey[r]!, outKey[fail[r]!]!);
+    for (let c = 0; c < 256; c++) {
+      const s = edges[r]!.get(c);
+      if (s !== undefined) {
+        queue.push(s);
+        fail[s] = goto[fail[r]! * 256 + c]!;
+        goto[r * 256 + c] = s;
+      } else goto[r * 256 + c] = goto[fail[r]! * 256 + c]!;
+    }
+  }
+  const table = new Int32Array(n * 256);
+  for (let s = 0; s < n; s++)
+    for (let c = 0; c < 256; c++) {
+      const next = goto[s * 256 + (c >= 65 && c <= 90 ? c + 32 : c)]!;
+      table[s * 256 + c] = (next << 8) | (outFormat[next] ? 1 : 0) | (outKey[next]! > 0 ? 2 : 0);
+    }
+  const keyLength = Uint8Array.from(outKey);
+  return { table, keyLength };
+})();
+
+/** si assignment line at a line start: KEY = value or KEY: value, optionally after a YAML "- " */
+const ASSIGNMENT_AT = /[ \t]*(?:-[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)[ \t]*[:=][ \t]*([^\n]*)/y;
+/** a JSON string field on one line, from its key's opening quote */
+const JSON_FIELD_AT = /"([A-Za-z0-9_.-]*)"[ \t]*:[ \t]*"((?:[^"\\\n]|\\.)*)"/y;
+const PEM_FOOTER = /-----END[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----/g;
+
+/** A value to redact: [start, end) in the block, and the rule that found it. */
+export interface SecretSpan {
+  start: number;
+  end: number;
+  rule: string;
+}
+
+interface ScanState {
+  /** inside a private key's body that began in an earlier block */
+  pemOpen: boolean;
+}
+
+function lineEndAt(block: string, from: number): number {
+  const nl = block.indexOf("\n", from);
+  return nl < 0 ? block.length : nl;
+}
+
+/** The non-blank content of each line of [from, to): a key body line by line, indentation kept. */
+function bodyLineSpans(block: string, from: number, to: number, rule: string, out: SecretSpan[]): void {
+  let ls = from;
+  while (ls < to) {
+    let le = Math.min(lineEndAt(block, ls), to);
+    let cs = ls;
+    while (cs < le && (block[cs] === " " || block[cs] === "\t")) cs++;
+    if (block[le - 1] === "\r" && le > cs) le--;
+    if (le > cs) out.push({ start: cs, end: le, rule });
+    ls = lineEndAt(block, ls) + 1;
+  }
+}
+
+/** Format rules over the one line [ls, le) of `block`. */
+function scanFormatLine(block: string, ls: number, le: number, spans: SecretSpan[], state: ScanState): number {
+  const line = block.slice(ls, le);
+  let resumeAt = le;
+  for (const rule of FORMAT_RULES) {
+    rule.pattern.lastIndex = 0;
+    for (let m = rule.pattern.exec(line); m; m = rule.pattern.exec(line)) {
+      if (m[0].length === 0) {
+        rule.pattern.lastIndex++;
+        continue;
+      }
+      if (rule.rule === "private-key-block") {
+        resumeAt = Math.max(resumeAt, privateKeyBody(block, ls + m.index + m[0].length, le, spans, state));
+        continue;
+      }
+      const value = m[1] ?? m[0];
+      if (value.includes(REDACTED) || (rule.check && !rule.check(value))) continue;
+      const start = ls + m.index + (m[1] !== undefined ? m[0].indexOf(m[1]) : 0);
+      spans.push({ start, end: start + value.length, rule: rule.rule });
+    }
+  }
+  return resumeAt;
+}
+
+/**
+ * A private key's body after its header at `from` (header line ends at `le`): up to the footer on
+ * the same line (a key in a JSON string, newlines escaped), or the end of that JSON string, or
+ * line by line up to the footer. Returns where scanning resumes; sets pemOpen when the block ends first.
+ */
+function privateKeyBody(block: string, from: number, le: number, spans: SecretSpan[], state: ScanState): number {
+  const rule = "private-key-block";
+  PEM_FOOTER.lastIndex = from;
+  const footer = PEM_FOOTER.exec(block);
+  // A key whose body is already our marker (a redacted copy, restored) holds no secret.
+  const firstBody = block.slice(from, footer && footer.index < le ? footer.index : lineEndAt(block, le + 1)).replace(/\\n|\s|"/g, "");
+  if (firstBody.startsWith(REDACTED) && firstBody.slice(REDACTED.length).replace(/<redacted>/g, "") === "") return le;
+  // the header itself is the finding's anchor; record it with an empty span so it is reported
+  spans.push({ start: from, end: from, rule });
+  if (footer && footer.index < le) {
+    if (footer.index > from) spans.push({ start: from, end: footer.index, rule });
+    return le;
+  }
+  const quote = block.indexOf('"', from);
+  if (quote >= 0 && quote < le) {
+    if (quote > from) spans.push({ start: from, end: quote, rule });
+    return le;
+  }
+  if (le > from) bodyLineSpans(block, from, le, rule, spans);
+  if (!footer) {
+    bodyLineSpans(block, le + 1, block.length, rule, spans);
+    state.pemOpen = true;
+    return block.length;
+  }
+  const footerLineStart = block.lastIndexOf("\n", footer.index) + 1;
+  bodyLineSpans(block, le + 1, footerLineStart, rule, spans);
+  return lineEndAt(block, footer.index);
+}
+
+function isKeyChar(c: number): boolean {
+  return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95 || c === 46 || c === 45;
+}
+
+/** The generic rules at each key word found: a JSON field whose key holds it, or an assignment line whose key does. */
+function scanKeyed(block: string, keyWords: readonly number[], spans: SecretSpan[]): void {
+  let assignmentLine = -1;
+  let skipTo = 0;
+  for (let w = 0; w < keyWords.length; w += 2) {
+    const at = keyWords[w]!;
+    const end = keyWords[w + 1]!;
+    if (at < skipTo) continue;
+    // A JSON key holding the word: back to its opening quote over key characters only.
+    let q = at - 1;
+    while (q >= 0 && isKeyChar(block.charCodeAt(q))) q--;
+    if (q >= 0 && block.charCodeAt(q) === 34) {
+      JSON_FIELD_AT.lastIndex = q;
+      const m = JSON_FIELD_AT.exec(block);
+      if (m && q + 1 + m[1]!.length >= end) {
+        const value = m[2]!;
+        if (isSecretLikeKey(m[1]!) && isPlaintextSecretValue(value, value) && looksLikeSecretValue(value)) {
+          const start = q + m[0].length - 1 - value.length;
+          spans.push({ start, end: start + value.length, rule: "secret-json-field" });
+        }
+        skipTo = q + m[0].length;
+        continue;
+      }
+    }
+    // An assignment whose key (the line's first word) holds the word.
+    const ls = block.lastIndexOf("\n", at) + 1;
+    if (ls === assignmentLine) continue;
+    assignmentLine = ls;
+    ASSIGNMENT_AT.lastIndex = ls;
+    const m = ASSIGNMENT_AT.exec(block);
+    if (!m) continue;
     const line = m[0];
+    const keyEnd = ls + line.indexOf(m[1]!) + m[1]!.length;
+    if (at >= keyEnd) continue;
     if (line.trimStart().startsWith("#")) continue;
-    if (isSecretLikeKey(m[1]!) && isPlaintextSecretValue(m[2]!, line)) hits.push({ index: m.index, rule: "secret-assignment" });
+    const raw = m[2]!;
+    if (!isSecretLikeKey(m[1]!) || !isPlaintextSecretValue(raw, line)) continue;
+    const { value, offset } = unwrapValue(raw);
+    if (!looksLikeSecretValue(value)) continue;
+    const start = ls + line.length - raw.length + offset;
+    spans.push({ start, end: start + value.length, rule: "secret-assignment" });
   }
-  JSON_SECRET_FIELDS.lastIndex = 0;
-  for (let m = JSON_SECRET_FIELDS.exec(block); m; m = JSON_SECRET_FIELDS.exec(block)) {
-    if (isSecretLikeKey(m[1]!) && isPlaintextSecretValue(m[2]!, m[2]!)) hits.push({ index: m.index, rule: "secret-json-field" });
+}
+
+/**
+ * Every value a block of whole lines holds, in order, overlaps merged (a format rule wins over
+ * the generic key rules for the same value). The generic regexes run over the block, not line by
+ * line: most blocks of a large log have candidates (si's redacted fields) but no finding.
+ */
+function scanBlockSpans(block: string, state: ScanState): SecretSpan[] {
+  const spans: SecretSpan[] = [];
+  let from = 0;
+  if (state.pemOpen) {
+    PEM_FOOTER.lastIndex = 0;
+    const footer = PEM_FOOTER.exec(block);
+    const bodyEnd = footer ? block.lastIndexOf("\n", footer.index) + 1 : block.length;
+    bodyLineSpans(block, 0, bodyEnd, "private-key-block", spans);
+    if (!footer) return spans;
+    state.pemOpen = false;
+    from = lineEndAt(block, footer.index);
   }
+  // The prefilter pass: lines with a format anchor, and each key word's [start, end).
+  const { table, keyLength } = PREFILTER;
+  const anchorLines: number[] = [];
+  const keyWords: number[] = [];
+  let lastAnchorLine = -1;
+  let base = 0;
+  for (let i = from, n = block.length; i < n; i++) {
+    const v = table[base + (block.charCodeAt(i) & 255)]!;
+    base = v & ~255;
+    if ((v & 3) === 0) continue;
+    if ((v & 1) !== 0) {
+      const ls = block.lastIndexOf("\n", i) + 1;
+      if (ls !== lastAnchorLine) anchorLines.push((lastAnchorLine = ls));
+    }
+    if ((v & 2) !== 0) keyWords.push(i + 1 - keyLength[base >> 8]!, i + 1);
+  }
+  const formats: SecretSpan[] = [];
+  let resumeAt = from;
+  for (const ls of anchorLines) {
+    if (ls < resumeAt && resumeAt > from) continue;
+    const start = Math.max(ls, from);
+    resumeAt = scanFormatLine(block, start, lineEndAt(block, start), formats, state) + 1;
+    if (state.pemOpen) break;
+  }
+  const keyed: SecretSpan[] = [];
+  if (keyWords.length > 0) scanKeyed(block, keyWords, keyed);
+  for (const k of keyed) if (!formats.some((f) => f.start < k.end && k.start < f.end) && !(state.pemOpen && k.start >= resumeAt - 1)) formats.push(k);
+  spans.push(...formats);
+  return spans.sort((a, b) => a.start - b.start || b.end - a.end);
 }
 
 /** The rules that one line breaks (deduplicated), in a stable order. */
 export function scanLine(line: string): string[] {
-  return [...new Set(scanBlockHits(line).map((h) => h.rule))];
+  return [...new Set(scanBlockSpans(line, { pemOpen: false }).map((h) => h.rule))];
+}
+
+/** Replace every span by the marker; spans sorted by start, overlaps merged. */
+function applySpans(block: string, spans: readonly SecretSpan[]): { text: string; delta: number } {
+  let out = "";
+  let at = 0;
+  let delta = 0;
+  for (const s of spans) {
+    if (s.end <= at || s.end === s.start) continue;
+    const start = Math.max(s.start, at);
+    out += block.slice(at, start) + REDACTED;
+    delta += REDACTED.length - (s.end - start);
+    at = s.end;
+  }
+  return { text: at === 0 ? block : out + block.slice(at), delta };
+}
+
+/** Any text we print or record with every secret value replaced by `<redacted>`. */
+export function redactText(text: string): string {
+  const spans = scanBlockSpans(text, { pemOpen: false });
+  return spans.length === 0 ? text : applySpans(text, spans).text;
+}
+
+export interface SecretScannerOptions {
+  allow?: readonly SecretAllowance[];
+  /** the file's line number of the first byte pushed (an appended range starts mid-file) */
+  firstLine?: number;
+  /** pass the bytes on with every finding's value replaced; push() and end() then return them */
+  redact?: boolean;
 }
 
 /**
  * A streaming scanner for one file: feed it chunks in order, then `end()`. It keeps at most one
- * partial line (capped) between chunks, so memory stays flat for gigabyte logs.
+ * partial line (capped) between chunks, so memory stays flat for gigabyte logs. With `redact`,
+ * it returns the bytes to store (whole lines, values replaced) as it goes; without, it only
+ * counts: `sizeDelta` is what redaction would add to the file's size, either way.
  */
 export class SecretScanner {
   readonly findings: SecretFinding[] = [];
+  /** all findings, also past the recorded cap */
+  findingCount = 0;
+  /** redacted size minus source size, over the bytes scanned so far */
+  sizeDelta = 0;
   private carry = "";
-  private line = 1;
-  private static readonly MAX_LINE = 1024 * 1024;
+  private line: number;
+  private readonly state: ScanState = { pemOpen: false };
+  private readonly allow: readonly SecretAllowance[];
+  private readonly redact: boolean;
+  static readonly MAX_LINE = 1024 * 1024;
+  static readonly MAX_RECORDED = 10_000;
   constructor(
     private readonly path: string,
-    private readonly allow: readonly SecretAllowance[] = [],
-  ) {}
+    allowOrOptions: readonly SecretAllowance[] | SecretScannerOptions = [],
+  ) {
+    const options: SecretScannerOptions = Array.isArray(allowOrOptions) ? { allow: allowOrOptions } : (allowOrOptions as SecretScannerOptions);
+    this.allow = (options.allow ?? []).filter((a) => a.path === path);
+    this.line = options.firstLine ?? 1;
+    this.redact = options.redact === true;
+  }
 
-  push(chunk: Uint8Array): void {
-    // latin1 maps bytes 1:1, so every pattern (all ASCII) matches as it would on UTF-8 text.
+  push(chunk: Uint8Array): Buffer | null {
+    // latin1 maps bytes 1:1, so every pattern (all ASCII) matches as it would on UTF-8 text and
+    // the redacted text converts back to exactly the bytes it came from.
     const text = this.carry + Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString("latin1");
     const lastNewline = text.lastIndexOf("\n");
     if (lastNewline < 0) {
-      this.carry = text.length > SecretScanner.MAX_LINE ? text.slice(-4096) : text;
-      return;
+      if (text.length <= SecretScanner.MAX_LINE) {
+        this.carry = text;
+        return this.redact ? Buffer.alloc(0) : null;
+      }
+      // A line longer than any real one: scanned as a block of its own, so memory stays flat.
+      this.carry = "";
+      return this.scanBlock(text);
     }
-    this.scanBlock(text.slice(0, lastNewline));
-    this.line += 1;
-    const rest = text.slice(lastNewline + 1);
-    this.carry = rest.length > SecretScanner.MAX_LINE ? rest.slice(-4096) : rest;
+    const out = this.scanBlock(text.slice(0, lastNewline + 1));
+    this.carry = text.slice(lastNewline + 1);
+    return out;
   }
 
   end(): SecretFinding[] {
-    if (this.carry.length > 0) this.scanBlock(this.carry);
-    this.carry = "";
+    this.finish();
     return this.findings;
   }
 
-  /** `block` holds whole lines; this.line is the number of its first line. */
-  private scanBlock(block: string): void {
-    const hits = scanBlockHits(block).filter((h) => !this.allow.some((a) => a.path === this.path && (a.rule === h.rule || a.rule === "*")));
+  /** Like end(), for a redacting scanner: the last bytes to store. */
+  finish(): Buffer | null {
+    const out = this.carry.length > 0 ? this.scanBlock(this.carry) : this.redact ? Buffer.alloc(0) : null;
+    this.carry = "";
+    return out;
+  }
+
+  /** `block` holds whole lines (a last one without "\n" only at the end or past MAX_LINE); this.line is its first line. */
+  private scanBlock(block: string): Buffer | null {
+    let spans = scanBlockSpans(block, this.state);
+    if (this.allow.length > 0 && spans.length > 0) spans = spans.filter((s) => !this.allow.some((a) => a.rule === s.rule || a.rule === "*"));
     let counted = 0;
     let lineAt = this.line;
-    for (const hit of hits) {
-      lineAt += countNewlines(block.slice(counted, hit.index));
-      counted = hit.index;
-      if (this.findings.length < 100 && !this.findings.some((f) => f.line === lineAt && f.rule === hit.rule))
-        this.findings.push({ path: this.path, line: lineAt, rule: hit.rule });
+    for (const span of spans) {
+      lineAt += countNewlines(block, counted, span.start);
+      counted = span.start;
+      if (span.rule === "private-key-block" && span.end > span.start) continue; // reported once, at its header
+      let seen = false;
+      for (let i = this.findings.length - 1; i >= 0 && this.findings[i]!.line === lineAt; i--) if (this.findings[i]!.rule === span.rule) seen = true;
+      if (seen) continue;
+      this.findingCount++;
+      if (this.findings.length < SecretScanner.MAX_RECORDED) this.findings.push({ path: this.path, line: lineAt, rule: span.rule });
     }
-    this.line += countNewlines(block);
+    this.line += countNewlines(block, 0, block.length);
+    if (spans.length === 0) return this.redact ? Buffer.from(block, "latin1") : null;
+    const { text, delta } = applySpans(block, spans);
+    this.sizeDelta += delta;
+    return this.redact ? Buffer.from(text, "latin1") : null;
   }
 }
 
-function countNewlines(text: string): number {
+function countNewlines(text: string, from: number, to: number): number {
   let n = 0;
-  for (let i = text.indexOf("\n"); i >= 0; i = text.indexOf("\n", i + 1)) n++;
+  for (let i = text.indexOf("\n", from); i >= 0 && i < to; i = text.indexOf("\n", i + 1)) n++;
   return n;
 }
 
@@ -172,4 +567,13 @@ export function scanText(path: string, content: Uint8Array, allow: readonly Secr
   const scanner = new SecretScanner(path, allow);
   scanner.push(content);
   return scanner.end();
+}
+
+/** A whole file's bytes with every finding's value replaced, its findings, and whether anything changed. */
+export function redactBytes(path: string, content: Uint8Array, allow: readonly SecretAllowance[] = []): { content: Buffer; findings: SecretFinding[]; changed: boolean } {
+  const scanner = new SecretScanner(path, { allow, redact: true });
+  const head = scanner.push(content)!;
+  const tail = scanner.finish()!;
+  const changed = scanner.findingCount > 0;
+  return { content: changed ? Buffer.concat([head, tail]) : Buffer.from(content), findings: scanner.findings, changed };
 }

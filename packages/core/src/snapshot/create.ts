@@ -8,7 +8,7 @@ import { openArchiveWriter } from "../archive/writer.js";
 import type { ArtifactEncryptor } from "../archive/encryption.js";
 import { canonicalJson, MANIFEST_FORMAT, type Manifest, type ManifestEntryNote, type ManifestFile } from "../manifest/schema.js";
 import { isEventLog, isJsonStateFile, type OptionalFolder } from "../policy/selection.js";
-import { SecretScanner, type SecretAllowance, type SecretFinding } from "../policy/secrets.js";
+import { redactBytes, SCANNER_RULES_VERSION, SecretScanner, type SecretAllowance, type SecretFinding } from "../policy/secrets.js";
 import { validateContextName } from "../policy/context.js";
 import { artifactNames, backupRootStorage, listSnapshotsIn, type SnapshotRef } from "../repository/repository.js";
 import type { ObjectStorage } from "../repository/storage.js";
@@ -47,8 +47,10 @@ export interface CreateSnapshotOptions {
   /** age recipients wrapper; required unless insecurePlaintext is set */
   encryptor?: ArtifactEncryptor;
   insecurePlaintext?: boolean;
-  /** known false positives of the secret scanner: a file and a rule */
+  /** known false positives of the secret scanner: a file and a rule (not findings, not redacted) */
   secretAllow?: readonly SecretAllowance[];
+  /** findings the operator has seen (and rotated): still redacted, but no longer a reason for exit 9 */
+  secretAcknowledged?: readonly SecretAcknowledgement[];
   onProgress?: (progress: SnapshotProgress) => void;
   sleep?: (ms: number) => Promise<void>;
   gzipLevel?: number;
@@ -78,13 +80,89 @@ export interface SnapshotResult {
   excluded: ManifestEntryNote[];
   skipped: ManifestEntryNote[];
   warnings: ManifestEntryNote[];
+  /**
+   * Every secret value the stored copy holds as `<redacted>` (file, line, rule; never the value),
+   * including those an incremental carries over from its parent. Any one not acknowledged in the
+   * config means the leaked credential still needs rotating (exit 9).
+   */
+  redactions: SnapshotRedaction[];
+}
+
+export interface SecretAcknowledgement {
+  path: string;
+  /** omitted: every line of the file */
+  line?: number;
+  rule: string;
+}
+
+export interface SnapshotRedaction {
+  path: string;
+  line: number;
+  rule: string;
+  acknowledged: boolean;
+}
+
+export function isAcknowledged(acks: readonly SecretAcknowledgement[], path: string, line: number, rule: string): boolean {
+  return acks.some((a) => a.path === path && (a.rule === rule || a.rule === "*") && (a.line === undefined || a.line === line));
+}
+
+/** A file's scan found a secret after some of its bytes were already in the archive: take the snapshot again, redacting it from the start. */
+class RedactionNeeded extends Error {
+  constructor(readonly path: string) {
+    super(`${path} needs redaction`);
+  }
+}
+
+/**
+ * Read [start, end) of a file through a redacting scanner: the source bytes are hashed into
+ * `source`, the bytes to store (values replaced by <redacted>) into `stored` and passed on.
+ */
+class RedactingFeed extends Transform {
+  storedLength = 0;
+  constructor(
+    private readonly scanner: SecretScanner,
+    private readonly source: Hash,
+    private readonly stored: Hash,
+    private readonly onBytes: (n: number) => void,
+  ) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.source.update(chunk);
+    this.onBytes(chunk.length);
+    const out = this.scanner.push(chunk)!;
+    this.stored.update(out);
+    this.storedLength += out.length;
+    cb(null, out.length > 0 ? out : undefined);
+  }
+  override _flush(cb: TransformCallback): void {
+    const out = this.scanner.finish()!;
+    this.stored.update(out);
+    this.storedLength += out.length;
+    cb(null, out.length > 0 ? out : undefined);
+  }
+}
+
+async function countRange(fs: FileSystem, path: string, start: number, endExclusive: number, onChunk: (chunk: Buffer) => void): Promise<void> {
+  if (endExclusive <= start) return;
+  for await (const chunk of fs.createReadStream(path, { start, end: endExclusive - 1 })) onChunk(chunk as Buffer);
+}
+
+function countNewlines(chunk: Buffer): number {
+  let n = 0;
+  for (let i = chunk.indexOf(10); i >= 0; i = chunk.indexOf(10, i + 1)) n++;
+  return n;
 }
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-/** Hash, scan and count the bytes on their way into the archive; refuse the chunk that holds a secret. */
+/**
+ * Hash, scan and count the bytes on their way into the archive. The first finding stops the
+ * feed before its chunk is passed on: the file is then taken again with redaction.
+ */
 class ArchiveFeed extends Transform {
   constructor(
+    private readonly path: string,
     private readonly hash: Hash,
     private readonly scanner: SecretScanner,
     private readonly onBytes: (n: number) => void,
@@ -93,8 +171,8 @@ class ArchiveFeed extends Transform {
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.scanner.push(chunk);
-    if (this.scanner.findings.length > 0) {
-      cb(secretRefusal(this.scanner.findings));
+    if (this.scanner.findingCount > 0) {
+      cb(new RedactionNeeded(this.path));
       return;
     }
     this.hash.update(chunk);
@@ -103,7 +181,7 @@ class ArchiveFeed extends Transform {
   }
   override _flush(cb: TransformCallback): void {
     const findings = this.scanner.end();
-    cb(findings.length > 0 ? secretRefusal(findings) : null);
+    cb(findings.length > 0 ? new RedactionNeeded(this.path) : null);
   }
 }
 
@@ -141,7 +219,26 @@ async function putSmall(repo: ObjectStorage, key: string, text: string): Promise
   await repo.put(key, Readable.from([data]), { sha256: sha256Hex(data), size: data.length });
 }
 
+/**
+ * Take a snapshot. A secret in an included file never stops it: the stored copy holds the value
+ * as `<redacted>` and the manifest records each redaction and both hashes (source and stored).
+ * Files known to need redaction (from the newest snapshot's manifest) are redacted from the
+ * start; a new leak found mid-file restarts the snapshot once with that file redacted, as the
+ * bytes before it are already in the archive.
+ */
 export async function createSnapshot(options: CreateSnapshotOptions): Promise<SnapshotResult> {
+  const redact = new Set<string>();
+  for (;;) {
+    try {
+      return await createSnapshotOnce(options, redact);
+    } catch (err) {
+      if (!(err instanceof RedactionNeeded) || redact.has(err.path)) throw err;
+      redact.add(err.path);
+    }
+  }
+}
+
+async function createSnapshotOnce(options: CreateSnapshotOptions, redact: Set<string>): Promise<SnapshotResult> {
   const { fs, clock } = options;
   const context = validateContextName(options.context);
   // The caller holds the context's lock: a swap a crash interrupted is finished or undone before reading.
@@ -210,6 +307,9 @@ export async function createSnapshot(options: CreateSnapshotOptions): Promise<Sn
   const writer = await openArchiveWriter(head as never, options.gzipLevel ?? 6);
 
   const parentFiles = new Map<string, ManifestFile>((parent?.manifest?.files ?? []).map((f) => [f.path, f]));
+  // What the newest snapshot had to redact is redacted from the start (no restart for a known leak).
+  for (const f of existing[existing.length - 1]?.manifest?.files ?? []) if (f.redactions?.length) redact.add(f.path);
+  const allow = options.secretAllow ?? [];
   const files: ManifestFile[] = [];
   const warnings: ManifestEntryNote[] = [];
   let storedBytes = 0;
@@ -229,8 +329,8 @@ export async function createSnapshot(options: CreateSnapshotOptions): Promise<Sn
 
   const archiveRange = async (file: PlannedFile, hash: Hash, start: number, endExclusive: number) => {
     await ensureDirs(file.path);
-    const scanner = new SecretScanner(file.path, options.secretAllow ?? []);
-    const feed = new ArchiveFeed(hash, scanner, (n) => {
+    const scanner = new SecretScanner(file.path, allow);
+    const feed = new ArchiveFeed(file.path, hash, scanner, (n) => {
       doneBytes += n;
       progress(file.path);
     });
@@ -245,6 +345,107 @@ export async function createSnapshot(options: CreateSnapshotOptions): Promise<Sn
     storedBytes += length;
   };
 
+  /**
+   * Store [start, end) of a file with every finding replaced: a first pass counts what redaction
+   * does to the size (a tar header needs it before the bytes), the second stores. Returns the
+   * findings, with line numbers counted from `firstLine`.
+   */
+  const archiveRedacted = async (file: PlannedFile, source: Hash, stored: Hash, start: number, endExclusive: number, firstLine: number): Promise<{ findings: SecretFinding[]; storedLength: number }> => {
+    await ensureDirs(file.path);
+    const abs = join(srcDir, file.path);
+    const counting = new SecretScanner(file.path, { allow, firstLine });
+    await countRange(fs, abs, start, endExclusive, (chunk) => counting.push(chunk));
+    counting.end();
+    const storedLength = endExclusive - start + counting.sizeDelta;
+    const scanner = new SecretScanner(file.path, { allow, firstLine, redact: true });
+    const feed = new RedactingFeed(scanner, source, stored, (n) => {
+      doneBytes += n;
+      progress(file.path);
+    });
+    if (endExclusive <= start) await writer.addBuffer(file.path, Buffer.alloc(0), mtime);
+    else {
+      const input = fs.createReadStream(abs, { start, end: endExclusive - 1 });
+      input.on("error", (err) => feed.destroy(err));
+      await writer.addStream(file.path, input.pipe(feed), storedLength, mtime);
+    }
+    if (feed.storedLength !== storedLength) throw new RedactionNeeded(file.path);
+    storedBytes += storedLength;
+    return { findings: scanner.findings, storedLength };
+  };
+
+  const redactions: SnapshotRedaction[] = [];
+  const acks = options.secretAcknowledged ?? [];
+  const record = (entry: ManifestFile): void => {
+    files.push(entry);
+    for (const r of entry.redactions ?? []) redactions.push({ path: entry.path, line: r.line, rule: r.rule, acknowledged: isAcknowledged(acks, entry.path, r.line, r.rule) });
+  };
+  const asRedactions = (findings: readonly SecretFinding[]) => findings.map((f) => ({ line: f.line, rule: f.rule }));
+
+  /**
+   * A file that holds (or held) a secret. An event log whose source still begins with the bytes
+   * its parent proved (source sha256) and whose redacted prefix is the parent's stored copy
+   * (stored sha256) gets only its new lines, redacted; anything else is stored whole, redacted.
+   */
+  const archiveWithRedaction = async (
+    file: PlannedFile,
+    prior: ManifestFile | undefined,
+    priorSourceSize: number,
+    priorSourceSha256: string,
+    carried: Partial<Pick<ManifestFile, "sourceSize" | "sourceSha256" | "redactions">>,
+    length: number,
+    base: { path: string; size: number; mode: number; mtimeMs: number },
+  ): Promise<void> => {
+    const abs = join(srcDir, file.path);
+    if (prior && isEventLog(file.path) && priorSourceSize <= length) {
+      const source = createHash("sha256");
+      const stored = createHash("sha256");
+      let lines = 0;
+      if (prior.sourceSha256) {
+        const prefixScanner = new SecretScanner(file.path, { allow, redact: true });
+        await countRange(fs, abs, 0, priorSourceSize, (chunk) => {
+          source.update(chunk);
+          lines += countNewlines(chunk);
+          stored.update(prefixScanner.push(chunk)!);
+        });
+        stored.update(prefixScanner.finish()!);
+      } else {
+        await countRange(fs, abs, 0, priorSourceSize, (chunk) => {
+          source.update(chunk);
+          stored.update(chunk);
+          lines += countNewlines(chunk);
+        });
+      }
+      if (source.copy().digest("hex") === priorSourceSha256 && stored.copy().digest("hex") === prior.sha256) {
+        doneBytes += priorSourceSize;
+        if (length === priorSourceSize) {
+          record({ ...base, size: prior.size, sha256: prior.sha256, ...carried, stored: "unchanged" });
+          return;
+        }
+        const { findings, storedLength } = await archiveRedacted(file, source, stored, priorSourceSize, length, lines + 1);
+        const sourceSha256 = source.digest("hex");
+        const sha256 = stored.digest("hex");
+        const all = [...(prior.redactions ?? []), ...asRedactions(findings)];
+        record({
+          ...base,
+          size: prior.size + storedLength,
+          sha256,
+          ...(sha256 !== sourceSha256 ? { sourceSize: length, sourceSha256, redactions: all } : {}),
+          stored: "append",
+          appendOffset: prior.size,
+          prefixSha256: prior.sha256,
+        });
+        return;
+      }
+      warnings.push({ path: file.path, reason: "log was rewritten since the parent (or its redactions differ); stored whole" });
+    }
+    const source = createHash("sha256");
+    const stored = createHash("sha256");
+    const { findings, storedLength } = await archiveRedacted(file, source, stored, 0, length, 1);
+    const sourceSha256 = source.digest("hex");
+    const sha256 = stored.digest("hex");
+    record({ ...base, size: storedLength, sha256, ...(sha256 !== sourceSha256 ? { sourceSize: length, sourceSha256, redactions: asRedactions(findings) } : {}), stored: "whole" });
+  };
+
   try {
     for (const file of contents.files) {
       const abs = join(srcDir, file.path);
@@ -254,19 +455,24 @@ export async function createSnapshot(options: CreateSnapshotOptions): Promise<Sn
       if (isJsonStateFile(file.path)) {
         const stable = await readStableJson(fs, abs, sleep);
         if (!stable.parses) warnings.push({ path: file.path, reason: "not valid JSON (stable across reads); kept as is" });
-        const scanner = new SecretScanner(file.path, options.secretAllow ?? []);
-        scanner.push(stable.content);
-        const findings = scanner.end();
-        if (findings.length > 0) throw secretRefusal(findings);
-        const sha256 = sha256Hex(stable.content);
-        const entry = { path: file.path, size: stable.content.length, mode: file.stat.mode, sha256, mtimeMs: stable.mtimeMs };
+        // A value inside a JSON string is replaced inside it: the stored file stays valid JSON.
+        const redacted = redactBytes(file.path, stable.content, allow);
+        const sha256 = sha256Hex(redacted.content);
+        const entry: Omit<ManifestFile, "stored"> = {
+          path: file.path,
+          size: redacted.content.length,
+          mode: file.stat.mode,
+          sha256,
+          mtimeMs: stable.mtimeMs,
+          ...(redacted.changed ? { sourceSize: stable.content.length, sourceSha256: sha256Hex(stable.content), redactions: asRedactions(redacted.findings) } : {}),
+        };
         if (prior && prior.sha256 === sha256) {
-          files.push({ ...entry, stored: "unchanged" });
+          record({ ...entry, stored: "unchanged" });
         } else {
           await ensureDirs(file.path);
-          await writer.addBuffer(file.path, stable.content, mtime);
-          storedBytes += stable.content.length;
-          files.push({ ...entry, stored: "whole" });
+          await writer.addBuffer(file.path, redacted.content, mtime);
+          storedBytes += redacted.content.length;
+          record({ ...entry, stored: "whole" });
         }
         doneBytes += file.stat.size;
         progress(file.path);
@@ -276,10 +482,17 @@ export async function createSnapshot(options: CreateSnapshotOptions): Promise<Sn
       // Logs are captured up to their last complete line; other files (releases/, cache/) whole.
       const length = isEventLog(file.path) ? await completeLinesLength(fs, abs, file.stat.size) : file.stat.size;
       const base = { path: file.path, size: length, mode: file.stat.mode, mtimeMs: file.stat.mtimeMs };
-      if (prior && prior.size === length && prior.mtimeMs === file.stat.mtimeMs) {
+      const priorSourceSize = prior ? (prior.sourceSize ?? prior.size) : 0;
+      const priorSourceSha256 = prior ? (prior.sourceSha256 ?? prior.sha256) : "";
+      const carried = prior?.sourceSha256 ? { sourceSize: prior.sourceSize!, sourceSha256: prior.sourceSha256, redactions: prior.redactions ?? [] } : {};
+      if (prior && priorSourceSize === length && prior.mtimeMs === file.stat.mtimeMs) {
         // Same size and modification time as in the parent: not read again (as restic and borg do).
-        files.push({ ...base, sha256: prior.sha256, stored: "unchanged" });
+        record({ ...base, size: prior.size, sha256: prior.sha256, ...carried, stored: "unchanged" });
         doneBytes += file.stat.size;
+        continue;
+      }
+      if (redact.has(file.path)) {
+        await archiveWithRedaction(file, prior, priorSourceSize, priorSourceSha256, carried, length, base);
         continue;
       }
       const hash = createHash("sha256");
@@ -291,23 +504,23 @@ export async function createSnapshot(options: CreateSnapshotOptions): Promise<Sn
         if (prefixSha256 === prior.sha256) {
           doneBytes += prior.size;
           if (length === prior.size) {
-            files.push({ ...base, sha256: prefixSha256, stored: "unchanged" });
+            record({ ...base, sha256: prefixSha256, stored: "unchanged" });
             continue;
           }
           await archiveRange(file, hash, prior.size, length);
-          files.push({ ...base, sha256: hash.digest("hex"), stored: "append", appendOffset: prior.size, prefixSha256 });
+          record({ ...base, sha256: hash.digest("hex"), stored: "append", appendOffset: prior.size, prefixSha256 });
           continue;
         }
         warnings.push({ path: file.path, reason: "log was rewritten since the parent; stored whole" });
         const fresh = createHash("sha256");
         await archiveRange(file, fresh, 0, length);
-        files.push({ ...base, sha256: fresh.digest("hex"), stored: "whole" });
+        record({ ...base, sha256: fresh.digest("hex"), stored: "whole" });
         continue;
       }
       if (prior && isEventLog(file.path) && prior.size > length)
         warnings.push({ path: file.path, reason: "log is shorter than in the parent (truncated); stored whole" });
       await archiveRange(file, hash, 0, length);
-      files.push({ ...base, sha256: hash.digest("hex"), stored: "whole" });
+      record({ ...base, sha256: hash.digest("hex"), stored: "whole" });
     }
 
     const present = new Set(files.map((f) => f.path));
@@ -329,6 +542,7 @@ export async function createSnapshot(options: CreateSnapshotOptions): Promise<Sn
       skipped: contents.skipped,
       warnings,
       totals: { files: files.length, bytes: files.reduce((n, f) => n + f.size, 0), storedBytes },
+      scannerRules: SCANNER_RULES_VERSION,
     };
     const manifestJson = canonicalJson(manifest, 2);
     options.onProgress?.({ phase: "commit", doneBytes: totalBytes, totalBytes });
@@ -365,6 +579,7 @@ export async function createSnapshot(options: CreateSnapshotOptions): Promise<Sn
       excluded: contents.excluded,
       skipped: contents.skipped,
       warnings,
+      redactions,
     };
   } catch (err) {
     writer.abort();

@@ -2,6 +2,7 @@ import type { FileSystem } from "../fs/types.js";
 import { isNotFound } from "../errors.js";
 import { EVENT_LOGS } from "../policy/selection.js";
 import { join } from "../util/paths.js";
+import { redactText } from "../policy/secrets.js";
 import { lstatInside } from "../util/no-follow.js";
 
 export interface EventRecord {
@@ -53,10 +54,15 @@ function sourceOf(raw: unknown, file: string): string {
 const REDACT = ["secret", "token", "password", "credential", "private_key", "api_key"];
 const REDACT_EXEMPT = ["count", "findings", "guardrail"];
 
-/** si's output redaction (reference §5): a sensitive-looking key prints as <redacted>, at any depth. */
+/**
+ * si's output redaction (reference §5): a sensitive-looking key prints as <redacted>, at any
+ * depth; and beyond si, any secret the scanner finds inside a string (a token in a failed
+ * clone's error_message) is replaced too.
+ */
 export function redactForOutput(value: unknown, key = ""): unknown {
   const k = key.toLowerCase();
   if (key && REDACT.some((w) => k.includes(w)) && !REDACT_EXEMPT.some((w) => k.includes(w)) && (typeof value !== "object" || value === null)) return "<redacted>";
+  if (typeof value === "string") return redactText(value);
   if (Array.isArray(value)) return value.map((v) => redactForOutput(v));
   if (value && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([kk, v]) => [kk, redactForOutput(v, kk)]));
   return value;
