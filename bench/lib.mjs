@@ -1,4 +1,4 @@
-import { spawnSync } from "node:child_process";
+import { execSync, spawnSync } from "node:child_process";
 import { readFileSync, rmSync, mkdtempSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -41,4 +41,50 @@ export const size = (p) => statSync(p).size;
 
 export function row(label, value, note = "") {
   console.log(`${label.padEnd(52)} ${String(value).padStart(14)}  ${note}`);
+}
+
+/** Time a shell command (GNU tools, restic) and read its peak RSS from GNU time. */
+export function timeTool(script) {
+  const out = join(tmpdir(), `pb-time-${process.pid}-${Math.random().toString(36).slice(2)}`);
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync("/usr/bin/time", ["-f", "%M", "-o", out, "bash", "-c", script], { stdio: ["ignore", "ignore", "inherit"] });
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  if (r.status !== 0) throw new Error(`shell failed: ${script}`);
+  // GNU time measures the largest process of the tree (the tool, not bash); %M is in KiB.
+  const rss = Number(readFileSync(out, "utf8").trim().split("\n").pop()) * 1024;
+  rmSync(out, { force: true });
+  return { seconds, rss };
+}
+
+/** `node <args>` with the same peak-RSS probe as the CLI, so the two compare like for like. */
+export function timeNode(args) {
+  const rssFile = join(tmpdir(), `pb-rss-${process.pid}-${Math.random().toString(36).slice(2)}`);
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(process.execPath, ["--require", PRELOAD, ...args], { env: { ...process.env, BENCH_RSS_FILE: rssFile }, stdio: "ignore" });
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  if (r.status !== 0) throw new Error(`node ${args.join(" ")} exited ${r.status}`);
+  const rss = Number(readFileSync(rssFile, "utf8"));
+  rmSync(rssFile, { force: true });
+  return { seconds, rss };
+}
+
+/** The median run by time (start-up figures are noisy on a shared machine). */
+export function median(n, run) {
+  const runs = Array.from({ length: n }, run).sort((a, b) => a.seconds - b.seconds);
+  return runs[Math.floor(n / 2)];
+}
+
+/** restic from PATH; installed with apt-get when missing and we are root (as the tests install age). */
+export function ensureRestic() {
+  const has = () => spawnSync("sh", ["-c", "command -v restic"], { encoding: "utf8" }).stdout.trim();
+  let path = has();
+  if (path) return path;
+  const root = typeof process.getuid === "function" && process.getuid() === 0;
+  if (root && spawnSync("sh", ["-c", "command -v apt-get"]).status === 0) {
+    console.error("# installing restic for the comparison (apt-get)");
+    execSync("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic >/dev/null", { stdio: "inherit" });
+    path = has();
+  }
+  if (!path) throw new Error("the benchmark compares against restic: install it (e.g. sudo apt-get install restic) and run again");
+  return path;
 }

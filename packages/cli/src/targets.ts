@@ -1,7 +1,5 @@
-import { openTarget, parseTargetUrl, registerStorageDriver, UsageError, type OffsiteTarget } from "@paas-backup/core";
+import { openTarget, registerStorageDriver, UsageError, type OffsiteTarget } from "@paas-backup/core";
 import type { Runtime } from "./runtime.js";
-import { gitRootAbove } from "./commands/common.js";
-import { SafetyError } from "@paas-backup/core";
 
 export interface TargetFlags {
   to?: string;
@@ -18,17 +16,6 @@ registerStorageDriver("s3", { load: async () => (await import("@paas-backup/s3")
 
 /** Open the storage driver a target URL names (credentials: the AWS SDK's default chain, never flags or config). */
 async function openUrl(rt: Runtime, url: string, opts: { endpoint?: string | undefined; region?: string | undefined; pathStyle?: boolean | undefined }): Promise<OffsiteTarget["storage"]> {
-  const spec = parseTargetUrl(url);
-  if (spec.kind === "file") {
-    const repo = gitRootAbove(`${spec.location}/x`);
-    if (repo) {
-      throw new SafetyError("PAAS_BACKUP_UNSAFE_LOCATION", `offsite target ${spec.location} is inside the git work tree ${repo}`, {
-        path: spec.location,
-        remediation: "Point the offsite target at a folder outside any repository (policy §7.1).",
-        stage: "location",
-      });
-    }
-  }
   return openTarget(url, {
     fs: rt.fs,
     endpoint: opts.endpoint,

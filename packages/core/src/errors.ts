@@ -21,6 +21,76 @@ export const ExitCode = {
 } as const;
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 
+/**
+ * Every error code paas-backup reports, with what it means: the stable `code` of a
+ * PaasBackupError is one of these keys, so a typo is a compile error and scripts can rely on
+ * the list. To add a code, add one line (keep them sorted).
+ */
+export const ERROR_CODES = {
+  PAAS_BACKUP_ABORTED: "the operator aborted at the confirmation prompt (Ctrl-C); nothing changed",
+  PAAS_BACKUP_ARCHIVE_CORRUPT: "an artifact cannot be read as gzip/tar (or its encryption layer fails)",
+  PAAS_BACKUP_ARCHIVE_TOO_LARGE: "an archive expands past its limit (decompression bomb guard)",
+  PAAS_BACKUP_BAD_IDENTITY: "an identity file holds no age identity",
+  PAAS_BACKUP_BAD_RECIPIENT: "a recipient is not an age X25519 recipient",
+  PAAS_BACKUP_BAD_TARGET: "an offsite target URL or name that cannot be used",
+  PAAS_BACKUP_CHAIN_BROKEN: "an incremental whose parent is missing or fails its checksum",
+  PAAS_BACKUP_CHECKSUM_MALFORMED: "a checksum file that names no sha256 for its artifact (empty, truncated)",
+  PAAS_BACKUP_CHECKSUM_MISMATCH: "an artifact does not match its checksum file",
+  PAAS_BACKUP_CHECKSUM_MISSING: "an artifact has no checksum file",
+  PAAS_BACKUP_CONFIG_INVALID: "the config file is not valid",
+  PAAS_BACKUP_CONTENT_MISMATCH: "restored bytes differ from what the manifest records",
+  PAAS_BACKUP_CONTEXT_NOT_A_FOLDER: "the context path is not a folder",
+  PAAS_BACKUP_CONTEXT_NOT_FOUND: "the context folder does not exist",
+  PAAS_BACKUP_DECRYPT_FAILED: "decryption failed",
+  PAAS_BACKUP_DOCTOR_NOT_RUNNABLE: "--doctor-cmd names a command that cannot run here (checked before anything changes)",
+  PAAS_BACKUP_DOCTOR_REQUIRED: "unblock needs the external doctor that blocked the context to pass",
+  PAAS_BACKUP_FILE_EXISTS: "a file that is never overwritten already exists",
+  PAAS_BACKUP_FILE_UNREADABLE: "a file the operator named cannot be read",
+  PAAS_BACKUP_HOSTILE_ENTRY: "an archive entry that would escape or harm the target (refused)",
+  PAAS_BACKUP_IDENTITY_REQUIRED: "an encrypted snapshot and no identity",
+  PAAS_BACKUP_INVALID_ARGUMENT: "a flag or option value that cannot be",
+  PAAS_BACKUP_INVALID_CONTEXT: "a context name that is not one",
+  PAAS_BACKUP_JOURNAL_UNREADABLE: "a swap journal cannot be read; the context may be half swapped",
+  PAAS_BACKUP_LOCKED: "another run holds the context's lock",
+  PAAS_BACKUP_MANIFEST_DISAGREES: "an archive entry disagrees with its manifest",
+  PAAS_BACKUP_MANIFEST_INVALID: "a manifest that is not valid",
+  PAAS_BACKUP_NOTHING_TO_DRILL: "no snapshot that verifies, so no drill",
+  PAAS_BACKUP_NOTHING_TO_ROLL_BACK: "no restore to roll back",
+  PAAS_BACKUP_NOT_CONFIRMED: "the operator did not confirm a restore",
+  PAAS_BACKUP_NO_CONTEXTS: "no contexts to work on",
+  PAAS_BACKUP_NO_RECIPIENT: "no age recipient and no --insecure-plaintext",
+  PAAS_BACKUP_NO_SNAPSHOTS: "a context without snapshots",
+  PAAS_BACKUP_NO_SPACE: "no space left on a filesystem paas-backup writes to (exit 10)",
+  PAAS_BACKUP_NO_TARGET: "no offsite target given or configured",
+  PAAS_BACKUP_OBJECT_NOT_FOUND: "a repository object is missing (every storage driver)",
+  PAAS_BACKUP_OBJECT_TOO_LARGE: "a small repository object (manifest, checksum) is too large",
+  PAAS_BACKUP_PACKAGE_MISSING: "an optional package a feature needs is not installed (a storage driver, the demo fixtures)",
+  PAAS_BACKUP_PATH_NOT_IN_SNAPSHOT: "restore --path names a file that is never backed up",
+  PAAS_BACKUP_PERMISSION_DENIED: "the OS refused access to a file (EACCES/EPERM): file and owner named (exit 10)",
+  PAAS_BACKUP_READ_ONLY: "a filesystem paas-backup writes to is read-only (exit 10)",
+  PAAS_BACKUP_RECOVERY_FAILED: "an interrupted swap could not be finished or undone",
+  PAAS_BACKUP_REPOSITORY_ID_INVALID: "a backup root identity file that does not hold one",
+  PAAS_BACKUP_RESTORE_UNFINISHED: "a restore failed after its swap; the context is blocked",
+  PAAS_BACKUP_SECRET_FOUND: "plaintext secret material in a file to back up",
+  PAAS_BACKUP_SNAPSHOT_NOT_FOUND: "no snapshot with that id",
+  PAAS_BACKUP_STATE_CHANGING: "a state file kept changing while it was read",
+  PAAS_BACKUP_STILL_FAILING: "unblock refused: doctor still fails",
+  PAAS_BACKUP_STORAGE_FAILED: "a storage backend failed (network, permissions, bucket)",
+  PAAS_BACKUP_STORAGE_MISMATCH: "bytes written to storage hash otherwise than expected",
+  PAAS_BACKUP_SWAP_CONFLICT: "a swap step found its destination taken",
+  PAAS_BACKUP_SYMLINK_IN_CONTEXT: "a symbolic link appeared in a context while a snapshot read it",
+  PAAS_BACKUP_TICKET_REQUIRED: "a restore without an incident ticket",
+  PAAS_BACKUP_UNEXPECTED: "a bug in paas-backup (recorded in outcomes; exit 1)",
+  PAAS_BACKUP_UNSAFE_LOCATION: "a backup root, key or target inside a git work tree (or the backup root)",
+  PAAS_BACKUP_VALIDATION_FAILED: "the restored state fails post-restore validation",
+  PAAS_BACKUP_WRONG_IDENTITY: "the identity cannot decrypt this snapshot",
+} as const;
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === "string" && Object.hasOwn(ERROR_CODES, code);
+}
+
 export interface ErrorDetails {
   path?: string;
   remediation: string;
@@ -30,13 +100,13 @@ export interface ErrorDetails {
 }
 
 export class PaasBackupError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly exitCode: ExitCodeValue;
   readonly path: string | undefined;
   readonly remediation: string;
   readonly stage: string;
   readonly data: Record<string, unknown>;
-  constructor(code: string, exitCode: ExitCodeValue, message: string, details: ErrorDetails) {
+  constructor(code: ErrorCode, exitCode: ExitCodeValue, message: string, details: ErrorDetails) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
     this.name = new.target.name;
     this.code = code;
@@ -50,35 +120,35 @@ export class PaasBackupError extends Error {
 
 /** Exit 2: the operator asked for something that cannot be (bad flag, unknown context or snapshot). */
 export class UsageError extends PaasBackupError {
-  constructor(code: string, message: string, details: ErrorDetails) {
+  constructor(code: ErrorCode, message: string, details: ErrorDetails) {
     super(code, ExitCode.usage, message, details);
   }
 }
 
 /** Exit 3: a checksum is missing or wrong, an archive is corrupt, a chain link is broken. */
 export class IntegrityError extends PaasBackupError {
-  constructor(code: string, message: string, details: ErrorDetails) {
+  constructor(code: ErrorCode, message: string, details: ErrorDetails) {
     super(code, ExitCode.integrity, message, details);
   }
 }
 
 /** Exit 4: refused because going on could leak a secret or write where it must not. */
 export class SafetyError extends PaasBackupError {
-  constructor(code: string, message: string, details: ErrorDetails) {
+  constructor(code: ErrorCode, message: string, details: ErrorDetails) {
     super(code, ExitCode.safety, message, details);
   }
 }
 
 /** Exit 5: the restored state does not pass post-restore validation. */
 export class ValidationError extends PaasBackupError {
-  constructor(code: string, message: string, details: ErrorDetails) {
+  constructor(code: ErrorCode, message: string, details: ErrorDetails) {
     super(code, ExitCode.validation, message, details);
   }
 }
 
 /** Exit 6: another run holds the context's lock. */
 export class BusyError extends PaasBackupError {
-  constructor(code: string, message: string, details: ErrorDetails) {
+  constructor(code: ErrorCode, message: string, details: ErrorDetails) {
     super(code, ExitCode.busy, message, details);
   }
 }
@@ -89,7 +159,7 @@ export class BusyError extends PaasBackupError {
  * the filesystem, so the operator can fix the environment; exit 1 stays for bugs.
  */
 export class EnvironmentError extends PaasBackupError {
-  constructor(code: string, message: string, details: ErrorDetails) {
+  constructor(code: ErrorCode, message: string, details: ErrorDetails) {
     super(code, ExitCode.environment, message, details);
   }
 }

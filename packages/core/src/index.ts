@@ -7,6 +7,7 @@ export * from "./errors.js";
 export type { FileSystem, FileStat, FileKind, DirEntry, WriteOptions } from "./fs/types.js";
 export { validateContextName, MAX_CONTEXT_NAME_BYTES } from "./policy/context.js";
 export { PROTECTED_FILES, EVENT_LOGS, OPTIONAL_FOLDERS, hardExclusionReason, type OptionalFolder } from "./policy/selection.js";
+export { filesScannedAtSnapshot, type ScannedFiles } from "./validate/proven.js";
 export { SecretScanner, scanLine, scanText, redactText, redactBytes, isSecretLikeKey, looksLikeSecretValue, SCANNER_RULES_VERSION, SECRET_RULES, REDACTED, type SecretFinding, type SecretAllowance, type SecretScannerOptions } from "./policy/secrets.js";
 export { Manifest, MANIFEST_FORMAT, canonicalJson, type ManifestFile } from "./manifest/schema.js";
 export { parseManifest } from "./manifest/io.js";
@@ -27,18 +28,29 @@ export { restoreScope, type RestoreScope, type RestoreScopeMode, type RestoreCha
 export { inspectVault, recipientFingerprint, type VaultReport, type TrustStore } from "./restore/vault.js";
 export { runDoctor, type DoctorReport, type DoctorCheck } from "./validate/doctor.js";
 export { listEvents, readEventLog, normaliseEvent, redactForOutput, type EventRecord } from "./validate/events.js";
-export { findGitRoot, findGitRootResolved } from "./validate/git.js";
-export { readBlock, writeBlock, writeBlockIn, clearBlock, BLOCK_FILE, type BlockRecord } from "./governance/block.js";
-export { writeIncident, listRecords, newIncidentRecord, type IncidentRecord } from "./governance/incident.js";
-export { appendAuditEvent } from "./governance/audit.js";
+export {
+  findGitRoot,
+  nearestExisting,
+  workTreeOf,
+  allowRepoStateFrom,
+  assertOutsideWorkTree,
+  assertSafeLocations,
+  assertIdentityLocation,
+  type GuardedLocation,
+} from "./policy/work-tree.js";
+export { readBlock, writeBlock, writeBlockIn, clearBlock, BLOCK_FILE, type BlockRecord } from "./records/block.js";
+export { writeIncident, listRecords, newIncidentRecord, type IncidentRecord } from "./records/incident.js";
+export { appendAuditEvent } from "./records/audit.js";
 export { TOOL_NAME, TOOL_VERSION } from "./version.js";
 export { isWithin } from "./util/paths.js";
+export { createIdentityFile } from "./archive/identity.js";
 export { ageEncryptor, ageDecryptor, parseRecipients, parseIdentities, validateRecipient, generateIdentityFile, recipientOf } from "./archive/age.js";
 export { acquireContextLock, withContextLock, type LockOwner, type HeldLock } from "./repository/lock.js";
 export { planRetention, isoWeek, DEFAULT_RETENTION, type RetentionPolicy, type RetentionPlan, type RetentionSnapshot } from "./retention/plan.js";
 export { pruneSnapshots, type PruneResult } from "./retention/prune.js";
 export { decideTick, isContextFolderName, INCREMENTAL_AFTER_MS, type TickAction } from "./snapshot/schedule.js";
-export { runDrill, drillStatus, nextDrillDue, quarterStart, type DrillResult, type DrillStatus } from "./governance/drill.js";
+export { runTick, listStateContexts, type TickOptions, type TickOutcome, type TickResult } from "./snapshot/tick.js";
+export { runDrill, drillStatus, listBackupContexts, nextDrillDue, quarterStart, type DrillResult, type DrillStatus } from "./governance/drill.js";
 export {
   parseTargetUrl,
   ObjectNotFoundError,

@@ -189,3 +189,16 @@ describe("fault injection at every filesystem call (issue 9 §7)", () => {
     console.log(`unblockContext: ${total} filesystem calls, ${total * 2} injected faults`);
   }, 600_000);
 });
+
+describe("the checksum is confirmed on the bytes that are restored (issue 9 §3)", () => {
+  it("reads each artifact once per restore, and the incident names the sha256 of those bytes", async () => {
+    const fx = await baseFixture();
+    const counting = new FaultInjectingFileSystem(fx.fs);
+    const result = await restoreSnapshot({ fs: counting, stateRoot: STATE, backupRoot: BACKUPS, context: CTX, snapshot: "latest", ticket: "T-1", operator: "once", clock: clockFrom("2026-11-24T12:00:00Z") });
+    const [snapshot] = await listSnapshots(fx.fs, BACKUPS, CTX);
+    const opens = counting.log.filter((c) => c.op === "createReadStream" && c.path === snapshot!.artifactPath);
+    expect(opens).toHaveLength(1);
+    const bytes = await fx.fs.readFile(snapshot!.artifactPath);
+    expect(result.snapshot.sha256).toBe(createHash("sha256").update(bytes).digest("hex"));
+  });
+});

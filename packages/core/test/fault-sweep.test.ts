@@ -1,7 +1,7 @@
 import { describe, it, expect } from "vitest";
 import { createHash } from "node:crypto";
 import { MemoryFileSystem, MemoryStorage, FaultInjectingFileSystem, countFileSystemCalls, createStateRoot, appendEvents, type FaultPlan } from "@paas-backup/testing";
-import { createSnapshot, pruneSnapshots, pushOffsite, verifyOffsite, scanSnapshots, scanSnapshotsIn, verifySnapshots, LocalStorage, type FileSystem, type OffsiteTarget } from "../src/index.js";
+import { createSnapshot, pruneSnapshots, pushOffsite, verifyOffsite, scanSnapshots, scanSnapshotsIn, verifySnapshots, LocalStorage, readRepositoryIdentity, rootView, type FileSystem, type OffsiteTarget } from "../src/index.js";
 
 /**
  * Issue 9 §7: fault injection at every filesystem call. For each operation, every call N from 1
@@ -61,6 +61,8 @@ const bucketOf = (inner: MemoryFileSystem) => {
   if (!b) buckets.set(inner, (b = new MemoryStorage("memory://sweep", true, () => new Date(T0 + 2 * 86_400_000))));
   return b;
 };
+/** Offsite copies live below roots/<backup root id>/ (issue 12): none before the root has an identity. */
+const rootIdOf = async (inner: MemoryFileSystem) => (await readRepositoryIdentity(inner, "/b"))?.id ?? null;
 const memoryTarget = (inner: MemoryFileSystem): OffsiteTarget => ({ name: "bucket", storage: bucketOf(inner), objectLock: { mode: "COMPLIANCE", days: 30 } });
 
 const operations: Operation[] = [
@@ -121,7 +123,8 @@ const operations: Operation[] = [
       }),
     async after(inner, phase, where) {
       // nothing partial is listed at the target either: every snapshot there has its checksum and verifies
-      const { snapshots, damaged } = await scanSnapshots(inner, "/offsite", CTX);
+      const id = await rootIdOf(inner);
+      const { snapshots, damaged } = await scanSnapshots(inner, id ? `/offsite/roots/${id}` : "/offsite", CTX);
       expect(damaged, where).toEqual([]);
       for (const s of snapshots) expect(s.checksum, `${where}: ${s.id} listed at the target without its checksum`).not.toBeNull();
       if (phase === "recovered") {
@@ -145,7 +148,8 @@ const operations: Operation[] = [
         return r;
       }),
     async after(inner, phase, where) {
-      const { snapshots, damaged } = await scanSnapshotsIn(bucketOf(inner), CTX);
+      const id = await rootIdOf(inner);
+      const { snapshots, damaged } = await scanSnapshotsIn(id ? rootView(bucketOf(inner), id) : bucketOf(inner), CTX);
       expect(damaged, where).toEqual([]);
       for (const s of snapshots) expect(s.checksum, `${where}: ${s.id} listed at the target without its checksum`).not.toBeNull();
       if (phase === "recovered") {

@@ -7,7 +7,7 @@ import {
   writeIncident,
   listRecords,
   validateContextName,
-  findGitRootResolved,
+  workTreeOf,
   MAX_CONTEXT_NAME_BYTES,
   UsageError,
   type IncidentRecord,
@@ -130,9 +130,9 @@ describe("guards resolve symbolic links", () => {
     await fs.mkdir("/repo/data", { recursive: true });
     await fs.mkdir("/home/op", { recursive: true });
     fs.symlink("/repo/data", "/home/op/backups");
-    expect(await findGitRootResolved(fs, "/home/op/backups")).toBe("/repo");
-    expect(await findGitRootResolved(fs, "/home/op/backups/not-yet/made")).toBe("/repo");
-    expect(await findGitRootResolved(fs, "/home/op/elsewhere")).toBeNull();
+    expect(await workTreeOf(fs, "/home/op/backups")).toBe("/repo");
+    expect(await workTreeOf(fs, "/home/op/backups/not-yet/made")).toBe("/repo");
+    expect(await workTreeOf(fs, "/home/op/elsewhere")).toBeNull();
   });
 
   it("doctor sees a state root that is a link into a work tree as inside it", async () => {

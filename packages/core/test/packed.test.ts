@@ -1,6 +1,6 @@
 import { describe, it, expect } from "vitest";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, writeFileSync, mkdirSync, readdirSync, rmSync, existsSync } from "node:fs";
+import { mkdtempSync, writeFileSync, mkdirSync, readdirSync, rmSync, existsSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
@@ -35,8 +35,34 @@ const s3 = await openTarget("s3://bucket/prefix", { fs: nodeFs }).then(() => "op
 console.log(JSON.stringify({ id: r.id, files: r.files, absent: r.absent.length, ok: v.ok, s3 }));`,
       );
       const out = JSON.parse(execFileSync("node", ["embed.mjs"], { cwd: project, encoding: "utf8" }));
+      // Policy §7.1 holds for an SDK caller: no backup root inside a git work tree, also not through a symlink.
+      const repo = join(work, "repo");
+      mkdirSync(join(repo, ".git"), { recursive: true });
+      mkdirSync(join(repo, "backups"));
+      symlinkSync(join(repo, "backups"), join(work, "innocent-looking-backups"));
+      writeFileSync(
+        join(project, "guard.mjs"),
+        `import { createSnapshot } from "@paas-backup/core";
+import { nodeFs } from "@paas-backup/core/node";
+const out = {};
+for (const [name, backupRoot] of Object.entries({ direct: ${JSON.stringify(join(repo, "backups"))}, symlink: ${JSON.stringify(join(work, "innocent-looking-backups"))} })) {
+  try {
+    await createSnapshot({ fs: nodeFs, stateRoot: ${JSON.stringify(join(work, "state"))}, backupRoot, context: "oss-demo", clock: () => new Date(), insecurePlaintext: true });
+    out[name] = "written";
+  } catch (e) {
+    out[name] = { name: e.name, code: e.code, exitCode: e.exitCode, message: e.message, repository: e.data?.repository };
+  }
+}
+console.log(JSON.stringify(out));`,
+      );
+      const guard = JSON.parse(execFileSync("node", ["guard.mjs"], { cwd: project, encoding: "utf8" }));
+      for (const name of ["direct", "symlink"]) {
+        expect(guard[name]).toMatchObject({ name: "SafetyError", code: "PAAS_BACKUP_UNSAFE_LOCATION", exitCode: 4, repository: repo });
+        expect(guard[name].message).toContain("inside the git work tree");
+      }
+      expect(readdirSync(join(repo, "backups"))).toEqual([]);
       // s3:// needs @paas-backup/s3 beside core: without it, a typed usage error, not a crash
-      expect(out).toMatchObject({ files: 2, absent: 8, ok: true, s3: "PAAS_BACKUP_DRIVER_MISSING" });
+      expect(out).toMatchObject({ files: 2, absent: 8, ok: true, s3: "PAAS_BACKUP_PACKAGE_MISSING" });
       expect(out.id).toMatch(/^\d{8}T\d{6}Z$/);
     } finally {
       rmSync(work, { recursive: true, force: true });

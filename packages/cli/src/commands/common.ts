@@ -1,7 +1,7 @@
 import { hostname } from "node:os";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { spawnSync } from "node:child_process";
-import { readFileSync, existsSync, realpathSync } from "node:fs";
-import { dirname, join } from "node:path";
 import {
   ageDecryptor,
   ageEncryptor,
@@ -72,9 +72,10 @@ export function parseInclude(value: string | undefined, fallback: readonly Optio
   return items as OptionalFolder[];
 }
 
-function readText(path: string, what: string, missing: "usage" | "safety" = "usage"): string {
+/** A file the operator named, read through the runtime's FileSystem (so commands run in-process on any fs). */
+async function readText(rt: Runtime, path: string, what: string, missing: "usage" | "safety" = "usage"): Promise<string> {
   try {
-    return readFileSync(path, "utf8");
+    return Buffer.from(await rt.fs.readFile(path)).toString("utf8");
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === "EACCES" || code === "EPERM") throw err; // named as an environment problem, with the owner
@@ -101,7 +102,7 @@ export interface KeyFlags {
 }
 
 /** Recipients from --recipient, --recipients-file, then the config file; none means no encryptor. */
-export function resolveEncryptor(rt: Runtime, flags: KeyFlags): ArtifactEncryptor | undefined {
+export async function resolveEncryptor(rt: Runtime, flags: KeyFlags): Promise<ArtifactEncryptor | undefined> {
   if (flags.insecurePlaintext && ((flags.recipient?.length ?? 0) > 0 || flags.recipientsFile)) {
     throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "--insecure-plaintext cannot be combined with --recipient or --recipients-file", {
       remediation: "Choose one: drop --insecure-plaintext to encrypt to the recipients, or drop the recipients to write plaintext.",
@@ -111,51 +112,17 @@ export function resolveEncryptor(rt: Runtime, flags: KeyFlags): ArtifactEncrypto
   if (flags.insecurePlaintext) return undefined;
   const recipients = [...(flags.recipient ?? []).map(validateRecipient)];
   const file = flags.recipientsFile ?? rt.config.recipientsFile;
-  if (file) recipients.push(...parseRecipients(readText(expandHome(file, rt.env), "recipients file"), expandHome(file, rt.env)));
+  if (file) recipients.push(...parseRecipients(await readText(rt, expandHome(file, rt.env), "recipients file"), expandHome(file, rt.env)));
   if (recipients.length === 0) recipients.push(...rt.config.recipients.map(validateRecipient));
   return recipients.length ? ageEncryptor([...new Set(recipients)]) : undefined;
 }
 
-/**
- * si's repository rule, synchronously: the first folder upwards holding .git (folder or file),
- * for the path as given and for where it really is (symbolic links resolved): an identity that
- * is a link into a work tree is in that work tree.
- */
-export function gitRootAbove(path: string): string | null {
-  const walk = (start: string): string | null => {
-    for (let dir = dirname(start); ; dir = dirname(dir)) {
-      if (existsSync(join(dir, ".git"))) return dir;
-      if (dirname(dir) === dir) return null;
-    }
-  };
-  const asGiven = walk(path);
-  if (asGiven) return asGiven;
-  let existing = path;
-  while (!existsSync(existing) && dirname(existing) !== existing) existing = dirname(existing);
-  let resolved: string;
-  try {
-    resolved = realpathSync(existing);
-  } catch {
-    return null;
-  }
-  // walk() starts at the parent: give it a child of the resolved folder when `existing` is a folder
-  return resolved === existing ? null : walk(existing === path ? resolved : join(resolved, "_"));
-}
-
-export function resolveDecryptor(rt: Runtime, flags: KeyFlags): ArtifactDecryptor | undefined {
+export async function resolveDecryptor(rt: Runtime, flags: KeyFlags): Promise<ArtifactDecryptor | undefined> {
   const file = flags.identity ?? rt.config.identityFile ?? rt.env.PAAS_BACKUP_IDENTITY;
   if (!file) return undefined;
   const path = expandHome(file, rt.env);
-  const repo = gitRootAbove(path);
-  if (repo) {
-    throw new SafetyError("PAAS_BACKUP_UNSAFE_LOCATION", `identity file ${path} is inside the git work tree ${repo}`, {
-      path,
-      remediation: "Move the identity outside any repository (policy §7.1) and pass its new path; a key in a work tree is one `git add` from a leak.",
-      stage: "location",
-      data: { repository: repo },
-    });
-  }
-  return ageDecryptor(parseIdentities(readText(path, "identity file", "safety"), path), path);
+  // core refuses an identity inside a work tree or the backup root before it is used
+  return ageDecryptor(parseIdentities(await readText(rt, path, "identity file", "safety"), path), path, path);
 }
 
 /**

@@ -1,8 +1,9 @@
-import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createHash } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import {
+  ExitCode,
+  UsageError,
   ageDecryptor,
   ageEncryptor,
   createSnapshot,
@@ -11,7 +12,6 @@ import {
   verifySnapshots,
   type FileSystem,
 } from "@paas-backup/core";
-import { createStateRoot, appendEvents } from "@paas-backup/core/sample";
 import type { Runtime } from "../runtime.js";
 import { humanBytes, printEnvelope } from "../output.js";
 
@@ -29,7 +29,17 @@ async function treeDigest(fs: FileSystem, root: string, rel = "", out = new Map<
  * every step work before pointing the tool at real state.
  */
 export async function demoCommand(rt: Runtime, flags: { keep?: boolean }): Promise<number> {
-  const work = mkdtempSync(join(tmpdir(), "paas-backup-demo-"));
+  // The sample state comes from the fixtures package, loaded only here: it is not a runtime
+  // dependency of the CLI (a development checkout has it; an installed CLI needs it added).
+  const fixtures = await import("@paas-backup/testing").catch((err: unknown) => {
+    throw new UsageError("PAAS_BACKUP_PACKAGE_MISSING", `demo needs the package @paas-backup/testing for its sample state root (${(err as Error).message.split("\n")[0]})`, {
+      remediation: "Install it beside the CLI (npm install @paas-backup/testing), or run the demo from a checkout: pnpm run demo.",
+      stage: "arguments",
+    });
+  });
+  const { createStateRoot, appendEvents } = fixtures;
+  const work = join(tmpdir(), `paas-backup-demo-${randomUUID().slice(0, 12)}`);
+  await rt.fs.mkdir(work, { mode: 0o700 });
   const steps: { step: string; detail: string }[] = [];
   const say = (step: string, detail: string) => {
     steps.push({ step, detail });
@@ -70,8 +80,9 @@ export async function demoCommand(rt: Runtime, flags: { keep?: boolean }): Promi
     const ok = allOk && restored.ok && same;
     if (rt.json) printEnvelope(rt, { ok, context, mode: "live", data: steps });
     else rt.write(ok ? `demo ok${flags.keep ? `; files kept in ${work}` : ""}\n` : "demo FAILED\n");
-    return ok ? 0 : 1;
+    // a round trip that does not hold is a bug in paas-backup
+    return ok ? ExitCode.ok : ExitCode.unexpected;
   } finally {
-    if (!flags.keep) rmSync(work, { recursive: true, force: true });
+    if (!flags.keep) await rt.fs.rm(work, { recursive: true, force: true });
   }
 }

@@ -1,14 +1,13 @@
-import { runDoctor, rollbackRestore, unblockContext, withContextLock, UsageError } from "@paas-backup/core";
+import { allowRepoStateFrom, runDoctor, rollbackRestore, unblockContext, withContextLock, UsageError } from "@paas-backup/core";
 import { resolveOperator, type Runtime } from "../runtime.js";
 import { keyValues, printEnvelope, table } from "../output.js";
 import { assertDoctorRunnable, lockOwner, requireContext, requireKnownContext } from "./common.js";
 import { externalDoctorRunner } from "./restore.js";
-import { allowRepoState } from "./guard.js";
 
 export async function doctorCommand(rt: Runtime, flags: { context?: string }): Promise<number> {
   const context = requireContext(flags.context);
   await requireKnownContext(rt, context);
-  const report = await runDoctor({ fs: rt.fs, stateRoot: rt.stateRoot, context, secretAllow: rt.config.secretAllow, allowRepoState: allowRepoState(rt.env) });
+  const report = await runDoctor({ fs: rt.fs, stateRoot: rt.stateRoot, context, secretAllow: rt.config.secretAllow, allowRepoState: allowRepoStateFrom(rt.env) });
   if (rt.json) {
     const failing = report.checks.filter((c) => !c.ok);
     // si's doctor envelope: ok, command, context, mode, count, checks.
@@ -41,7 +40,7 @@ export async function unblockCommand(rt: Runtime, flags: { context?: string; tic
       operator: resolveOperator(flags.operator, rt.env),
       clock: rt.clock,
       secretAllow: rt.config.secretAllow,
-      allowRepoState: allowRepoState(rt.env),
+      allowRepoState: allowRepoStateFrom(rt.env),
       ...(flags.doctorCmd ? { externalDoctor: { command: flags.doctorCmd, run: externalDoctorRunner(flags.doctorCmd, rt.env) } } : {}),
       runRecordedDoctor: (command) => {
         assertDoctorRunnable(command, rt.env);

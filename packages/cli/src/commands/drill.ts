@@ -1,7 +1,5 @@
-import { mkdtempSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { runDrill, drillStatus, isContextFolderName, validateContextName } from "@paas-backup/core";
+import { runDrill, drillStatus, ExitCode, validateContextName } from "@paas-backup/core";
 import { resolveOperator, type Runtime } from "../runtime.js";
 import { keyValues, printEnvelope, table } from "../output.js";
 import { requireContext, resolveDecryptor, type KeyFlags } from "./common.js";
@@ -10,20 +8,18 @@ import { renderDrillMetrics, writeMetricsFile } from "../metrics.js";
 
 export async function drillCommand(rt: Runtime, flags: KeyFlags & { context?: string; operator?: string; doctorCmd?: string }): Promise<number> {
   const context = requireContext(flags.context);
-  const decryptor = resolveDecryptor(rt, flags);
-  // A fresh scratch root outside the live state root; runDrill removes it when done.
-  const scratchRoot = join(mkdtempSync(join(tmpdir(), "paas-backup-drill-")), "state");
+  const decryptor = await resolveDecryptor(rt, flags);
   const result = await runDrill({
     fs: rt.fs,
     backupRoot: rt.backupRoot,
     context,
-    scratchRoot,
+    // a fresh private folder under the OS temp folder, outside the live state root; runDrill removes it
+    scratchParent: tmpdir(),
     clock: rt.clock,
     operator: resolveOperator(flags.operator, rt.env),
     ...(decryptor ? { decryptor } : {}),
     ...(flags.doctorCmd ? { externalDoctor: externalDoctorRunner(flags.doctorCmd, rt.env) } : {}),
   });
-  rt.fs.rm(join(scratchRoot, ".."), { recursive: true, force: true }).catch(() => undefined);
   // The same failure exits with the same code as in restore (a missing or wrong identity is 4, not 5).
   const exitCode = result.ok ? 0 : (result.error?.exitCode ?? 5);
   const failing = result.restore?.doctor?.checks.filter((c) => !c.ok) ?? [];
@@ -49,16 +45,7 @@ export async function drillStatusCommand(rt: Runtime, flags: { context?: string[
   // `drill` itself has --context too, and commander gives it the value when it comes after
   // `status`: accept one name as well as the repeated list.
   const named = flags.context === undefined ? [] : Array.isArray(flags.context) ? flags.context : [flags.context];
-  let contexts: string[] = named.map(validateContextName);
-  if (contexts.length === 0) {
-    try {
-      contexts = readdirSync(rt.backupRoot, { withFileTypes: true })
-        .filter((e) => e.isDirectory() && isContextFolderName(e.name))
-        .map((e) => e.name);
-    } catch {
-      contexts = [];
-    }
-  }
+  const contexts = named.map(validateContextName);
   const status = await drillStatus({ fs: rt.fs, backupRoot: rt.backupRoot, contexts, mandatory: rt.config.mandatoryDrillContexts, now: rt.clock() });
   const overdue = status.filter((s) => s.mandatory && s.overdue);
   if (flags.metricsFile) await writeMetricsFile(rt, flags.metricsFile, await renderDrillMetrics(status, rt.clock()));
@@ -80,5 +67,5 @@ export async function drillStatusCommand(rt: Runtime, flags: { context?: string[
         ]),
       ]),
     );
-  return overdue.length === 0 ? 0 : 8;
+  return overdue.length === 0 ? ExitCode.ok : ExitCode.overdue;
 }

@@ -21,7 +21,7 @@ interface InspectFlags extends KeyFlags {
 async function common(rt: Runtime, flags: InspectFlags) {
   const context = requireContext(flags.context);
   await requireKnownContext(rt, context);
-  const decryptor = resolveDecryptor(rt, flags);
+  const decryptor = await resolveDecryptor(rt, flags);
   return { fs: rt.fs, backupRoot: rt.backupRoot, context, ...(decryptor ? { decryptor } : {}), ...(flags.maxExpansion ? { maxExpansion: flags.maxExpansion } : {}) };
 }
 

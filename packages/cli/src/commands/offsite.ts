@@ -1,5 +1,5 @@
 import { hostname } from "node:os";
-import { pushOffsite, listOffsite, verifyOffsite, pruneOffsite, fetchChainFromOffsite, extendLocks, targetWarnings, withContextLock, UsageError, type PushResult, type DataSubset, type OffsiteRestorePlan } from "@paas-backup/core";
+import { ExitCode, pushOffsite, listOffsite, verifyOffsite, pruneOffsite, fetchChainFromOffsite, extendLocks, targetWarnings, withContextLock, UsageError, type PushResult, type DataSubset, type OffsiteRestorePlan } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { humanBytes, printEnvelope, table } from "../output.js";
 import { lockOptions, requireContext } from "./common.js";
@@ -59,7 +59,7 @@ export async function offsitePushCommand(rt: Runtime, flags: TargetFlags & { con
     );
     if (flags.requireImmutable && notImmutable.length > 0) process.stderr.write(`not immutable: ${notImmutable.map((n) => `${n.context}/${n.id} at ${n.target}`).join(", ")}\n`);
   }
-  return ok ? 0 : problems.length ? 3 : 4;
+  return ok ? ExitCode.ok : problems.length ? ExitCode.integrity : ExitCode.safety;
 }
 
 export async function offsiteExtendLocksCommand(rt: Runtime, flags: TargetFlags & { context?: string; allContexts?: boolean }): Promise<number> {
@@ -143,8 +143,8 @@ export async function offsiteVerifyCommand(rt: Runtime, flags: TargetFlags & { c
       rt.write(table([["ID", "RESULT", "READ", "IMMUTABLE", "PROBLEMS"], ...d.results.map((r) => [r.id, r.ok ? "ok" : "FAILED", r.readData ? "bytes" : "metadata", r.immutable ? `until ${r.immutableUntil}` : "no", r.problems.join("; ") || "-"])]));
       if (d.subset) rt.write(`data subset: cycle ${d.subset.cycle}, read ${d.subset.readThisRun.length} this run, ${d.subset.leftInCycle} left in the cycle\n`);
     }
-  if (broken) return 3;
-  return flags.requireImmutable && mutable ? 4 : 0;
+  if (broken) return ExitCode.integrity;
+  return flags.requireImmutable && mutable ? ExitCode.safety : ExitCode.ok;
 }
 
 export async function offsitePruneCommand(rt: Runtime, flags: TargetFlags & { context?: string; dryRun?: boolean }): Promise<number> {

@@ -1,12 +1,10 @@
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline/promises";
-import { readFileSync } from "node:fs";
-import { restoreSnapshot, findSnapshot, chainOf, UsageError, ValidationError, type ExternalDoctorResult, type RestorePlan, type RestoreResult, type TrustStore } from "@paas-backup/core";
+import { allowRepoStateFrom, restoreSnapshot, findSnapshot, chainOf, UsageError, ValidationError, type ExternalDoctorResult, type RestorePlan, type RestoreResult, type TrustStore } from "@paas-backup/core";
 import { resolveOperator, type Runtime } from "../runtime.js";
 import { environmentError, keyValues, printEnvelope, progressBar } from "../output.js";
 import { assertDoctorRunnable, lockOptions, requireContext, requireKnownContext, resolveDecryptor, type KeyFlags } from "./common.js";
 import { offsiteFetcher } from "./offsite.js";
-import { allowRepoState } from "./guard.js";
 import { withContextLock } from "@paas-backup/core";
 
 export interface RestoreFlags extends KeyFlags {
@@ -65,11 +63,11 @@ export function externalDoctorRunner(command: string, env: NodeJS.ProcessEnv): (
     });
 }
 
-function loadTrustStore(env: NodeJS.ProcessEnv): TrustStore | null {
-  const path = env.SI_VAULT_TRUST_STORE?.trim();
+async function loadTrustStore(rt: Runtime): Promise<TrustStore | null> {
+  const path = rt.env.SI_VAULT_TRUST_STORE?.trim();
   if (!path) return null;
   try {
-    const raw = JSON.parse(readFileSync(path, "utf8")) as { entries?: unknown };
+    const raw = JSON.parse(Buffer.from(await rt.fs.readFile(path)).toString("utf8")) as { entries?: unknown };
     return { entries: Array.isArray(raw.entries) ? (raw.entries as TrustStore["entries"]) : [] };
   } catch {
     return { entries: [] };
@@ -162,7 +160,8 @@ export async function restoreCommand(rt: Runtime, flags: RestoreFlags, fetchFrom
   // Checked before anything changes: a doctor that cannot run would only fail after the swap.
   if (flags.doctorCmd) assertDoctorRunnable(flags.doctorCmd, rt.env);
   if (!fetchFromOffsite) await requireKnownContext(rt, context);
-  const decryptor = resolveDecryptor(rt, flags);
+  const decryptor = await resolveDecryptor(rt, flags);
+  const trustStore = await loadTrustStore(rt);
   const bar = progressBar(rt, `restore ${context}`);
   let done = 0;
   // The bar's total: every byte the chain's archives hold (the manifests say), when known.
@@ -197,8 +196,8 @@ export async function restoreCommand(rt: Runtime, flags: RestoreFlags, fetchFrom
           fallback: flags.fallback === true,
           dryRun: flags.dryRun === true,
           secretAllow: rt.config.secretAllow,
-          allowRepoState: allowRepoState(rt.env),
-          trustStore: loadTrustStore(rt.env),
+          allowRepoState: allowRepoStateFrom(rt.env),
+          trustStore,
           ...(flags.doctorCmd ? { externalDoctor: externalDoctorRunner(flags.doctorCmd, rt.env), externalDoctorCommand: flags.doctorCmd } : {}),
           exact: flags.exact === true,
           ...(flags.path?.length ? { paths: flags.path } : {}),

@@ -1,4 +1,4 @@
-import { createSnapshot, planSnapshotContents, withContextLock, type SnapshotKind, UsageError, type SnapshotResult, ExitCode, type SnapshotRedaction } from "@paas-backup/core";
+import { allowRepoStateFrom, createSnapshot, planSnapshotContents, withContextLock, type SnapshotKind, UsageError, type SnapshotResult, ExitCode, type SnapshotRedaction } from "@paas-backup/core";
 import { join } from "node:path";
 import type { Runtime } from "../runtime.js";
 import { environmentError, humanBytes, keyValues, printEnvelope, progressBar, table } from "../output.js";
@@ -46,7 +46,7 @@ export async function takeSnapshot(rt: Runtime, context: string, kind: SnapshotK
   await assertBackupLocation(rt);
   // Before the lock: a context that does not exist must leave nothing in the backup root.
   requireContextDirExists(join(rt.stateRoot, "contexts", context), context);
-  const encryptor = resolveEncryptor(rt, flags);
+  const encryptor = await resolveEncryptor(rt, flags);
   const bar = progressBar(rt, `snapshot ${context}`);
   try {
     const result = await withContextLock(
@@ -63,6 +63,7 @@ export async function takeSnapshot(rt: Runtime, context: string, kind: SnapshotK
           ...(encryptor ? { encryptor } : {}),
           insecurePlaintext: flags.insecurePlaintext === true,
           secretAllow: rt.config.secretAllow,
+          allowRepoState: allowRepoStateFrom(rt.env),
           secretAcknowledged: rt.config.secretAcknowledged,
           onProgress: (p) => bar.update(p.doneBytes, p.totalBytes),
         }),

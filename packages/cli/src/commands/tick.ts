@@ -62,7 +62,7 @@ async function tickOne(rt: Runtime, context: string, flags: KeyFlags & { include
   const outcome: TickOutcome = { context, ok: true, action: "none", reason: "", snapshot: null, pruned: [], offsite: null, error: null, redactions: [] };
   let durationSeconds = 0;
   try {
-    const encryptor = resolveEncryptor(rt, flags);
+    const encryptor = await resolveEncryptor(rt, flags);
     await withContextLock(
       lockOptions(rt, context, "tick"),
       async () => {

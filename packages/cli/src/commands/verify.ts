@@ -1,4 +1,4 @@
-import { verifySnapshots } from "@paas-backup/core";
+import { ExitCode, verifySnapshots } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { printEnvelope, table } from "../output.js";
 import { requireContext, requireKnownContext, resolveDecryptor, type KeyFlags } from "./common.js";
@@ -6,7 +6,7 @@ import { requireContext, requireKnownContext, resolveDecryptor, type KeyFlags } 
 export async function verifyCommand(rt: Runtime, flags: KeyFlags & { context?: string; snapshot?: string; all?: boolean; deep?: boolean; maxExpansion?: number }): Promise<number> {
   const context = requireContext(flags.context);
   await requireKnownContext(rt, context);
-  const decryptor = resolveDecryptor(rt, flags);
+  const decryptor = await resolveDecryptor(rt, flags);
   const results = await verifySnapshots({
     fs: rt.fs,
     backupRoot: rt.backupRoot,

@@ -79,7 +79,11 @@ function bridge(transform: (input: WebReadableStream<Uint8Array>) => Promise<Web
 }
 
 export function ageEncryptor(recipients: readonly string[]): ArtifactEncryptor {
-  if (recipients.length === 0) throw new Error("ageEncryptor needs at least one recipient");
+  if (recipients.length === 0)
+    throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "ageEncryptor needs at least one recipient", {
+      remediation: "Pass one or more age1… recipients, or write a plaintext snapshot on purpose with insecurePlaintext.",
+      stage: "arguments",
+    });
   return {
     type: "age",
     recipients: [...recipients],
@@ -93,8 +97,9 @@ export function ageEncryptor(recipients: readonly string[]): ArtifactEncryptor {
   };
 }
 
-export function ageDecryptor(identities: readonly string[], origin = "the identity"): ArtifactDecryptor {
+export function ageDecryptor(identities: readonly string[], origin = "the identity", identityFile?: string): ArtifactDecryptor {
   return {
+    ...(identityFile ? { identityFile } : {}),
     decrypt() {
       return bridge(
         async (input) => {

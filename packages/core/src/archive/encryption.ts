@@ -12,4 +12,6 @@ export interface ArtifactEncryptor {
 
 export interface ArtifactDecryptor {
   decrypt(): Duplex;
+  /** the file the identities came from, so core can refuse one inside a work tree or the backup root */
+  identityFile?: string;
 }

@@ -1,6 +1,9 @@
-import type { ReadEntry } from "tar";
-import type { Readable } from "node:stream";
+import { Parser, type ReadEntry } from "tar";
+import { Readable } from "node:stream";
+import { gunzip } from "node:zlib";
 import { IntegrityError, SafetyError } from "../errors.js";
+import type { GzipMembers } from "./writer.js";
+import type { Manifest } from "../manifest/schema.js";
 
 export interface ArchiveEntryInfo {
   /** normalised: no leading "./" */
@@ -19,6 +22,115 @@ export interface ReadArchiveOptions {
   maxTotalBytes: number;
   /** refuse once the stream has expanded past this many times its compressed size (node-tar's guard) */
   maxDecompressionRatio: number;
+  /** the manifest's member index: members are inflated in parallel, each to exactly its recorded size */
+  gzipMembers?: GzipMembers;
+  /** with gzipMembers: refuse an index that declares more tar bytes than this */
+  maxTarBytes?: number;
+  /** the artifact's size: an index whose members do not fit in it is not this artifact's (read it in sequence) */
+  artifactBytes?: number;
+}
+
+/** Members inflating at once in libuv's threadpool. */
+const INFLATE_IN_FLIGHT = 4;
+/** The unindexed tail holds only the manifest's entry and the end-of-archive blocks. */
+const MAX_TAIL_BYTES = 64 * 1024 * 1024;
+/** The writer makes 1 MiB members; anything far larger is not ours. */
+const MAX_MEMBER_PLAIN = 4 * 1024 * 1024;
+
+/** The most tar bytes a manifest's snapshot can take: its stored bytes, plus headers, pax records and padding per entry. */
+export function tarBytesBound(manifest: Manifest): number {
+  let bound = manifest.totals.storedBytes + 1024 * 1024 + Buffer.byteLength(JSON.stringify(manifest)) * 2;
+  for (const f of manifest.files) bound += (3 * 512 + 2 * Buffer.byteLength(f.path)) * (1 + f.path.split("/").length);
+  return bound;
+}
+
+function inflate(member: Buffer, maxOutputLength: number, chunkSize = maxOutputLength + 1024): Promise<Buffer> {
+  // An output buffer a little larger than the member's recorded size: one callback on the main
+  // thread per member instead of one per 16 KiB (which cost more than the inflating itself).
+  return new Promise((resolve, reject) => gunzip(member, { maxOutputLength, chunkSize }, (err, out) => (err ? reject(err) : resolve(out))));
+}
+
+/**
+ * The plain tar stream of an artifact whose manifest indexes its gzip members: each member is cut
+ * out by its recorded length and inflated in the threadpool, several at once, and must come to
+ * exactly its recorded size (no member can expand past it: the bomb guard holds per member). The
+ * unindexed tail (the manifest's entry) is inflated last, under a fixed cap.
+ */
+function inflateMembers(source: Readable, members: GzipMembers, label: string, maxTarBytes: number): Readable {
+  // An index that does not fit the artifact was not written with it: the manifest beside it is not
+  // to be trusted. (A restore re-checks the checksum on any failure, so a damaged artifact is
+  // still reported as a checksum mismatch.)
+  const corrupt = (why: string, cause?: unknown) =>
+    new SafetyError("PAAS_BACKUP_MANIFEST_DISAGREES", `archive ${label} disagrees with its manifest's gzip member index: ${why}`, {
+      path: label,
+      remediation: "Do not restore this artifact; it or its manifest was altered after it was written. Restore an older verified snapshot.",
+      stage: "archive",
+      data: { reason: why },
+      ...(cause ? { cause: cause as Error } : {}),
+    });
+  const tooLarge = (why: string) =>
+    new SafetyError("PAAS_BACKUP_ARCHIVE_TOO_LARGE", `archive ${label} expands past its limit (${why}; decompression bomb guard)`, {
+      path: label,
+      remediation: "Do not restore this artifact; its manifest declares more data than the snapshot it describes.",
+      stage: "archive",
+    });
+  const declared = members.plain.reduce((n, p) => n + p, 0);
+  async function* plainTar(): AsyncGenerator<Buffer> {
+    if (declared > maxTarBytes) throw tooLarge(`its member index declares ${declared} bytes of tar, at most ${maxTarBytes} expected`);
+    if (members.plain.some((p) => p > MAX_MEMBER_PLAIN)) throw tooLarge(`a member declares more than ${MAX_MEMBER_PLAIN} bytes`);
+    const queue: { plain: number; out: Promise<Buffer> }[] = [];
+    const settle = async () => {
+      const next = queue.shift()!;
+      let out: Buffer;
+      try {
+        out = await next.out;
+      } catch (err) {
+        if ((err as { code?: string }).code === "ERR_BUFFER_TOO_LARGE" || err instanceof RangeError) throw tooLarge(`a member inflates past its recorded ${next.plain} bytes`);
+        throw corrupt(`a gzip member does not inflate: ${(err as Error).message}`, err);
+      }
+      if (out.length !== next.plain) throw corrupt(`a gzip member inflates to ${out.length} bytes, its index says ${next.plain}`);
+      return out;
+    };
+    let index = 0;
+    let parts: Buffer[] = [];
+    let have = 0;
+    const tail: Buffer[] = [];
+    let tailBytes = 0;
+    for await (const raw of source) {
+      let chunk = raw as Buffer;
+      while (chunk.length > 0 && index < members.compressed.length) {
+        const take = Math.min(chunk.length, members.compressed[index]! - have);
+        parts.push(chunk.subarray(0, take));
+        have += take;
+        chunk = chunk.subarray(take);
+        if (have === members.compressed[index]) {
+          const member = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+          const out = inflate(member, members.plain[index]!);
+          out.catch(() => undefined);
+          queue.push({ plain: members.plain[index]!, out });
+          parts = [];
+          have = 0;
+          index++;
+          while (queue.length >= INFLATE_IN_FLIGHT) yield await settle();
+        }
+      }
+      if (chunk.length > 0) {
+        tailBytes += chunk.length;
+        if (tailBytes > MAX_TAIL_BYTES) throw tooLarge(`more than ${MAX_TAIL_BYTES} bytes follow the indexed members`);
+        tail.push(Buffer.from(chunk));
+      }
+    }
+    if (index < members.compressed.length) throw corrupt(`it ends inside gzip member ${index + 1} of ${members.compressed.length}`);
+    while (queue.length > 0) yield await settle();
+    if (tailBytes === 0) throw corrupt("nothing follows the indexed members: the manifest's entry is missing");
+    try {
+      yield await inflate(Buffer.concat(tail), MAX_TAIL_BYTES, 64 * 1024);
+    } catch (err) {
+      if ((err as { code?: string }).code === "ERR_BUFFER_TOO_LARGE" || err instanceof RangeError) throw tooLarge(`the unindexed tail inflates past ${MAX_TAIL_BYTES} bytes`);
+      throw corrupt(`the last gzip member does not inflate: ${(err as Error).message}`, err);
+    }
+  }
+  return Readable.from(plainTar(), { objectMode: false });
 }
 
 export interface ReadArchiveResult {
@@ -65,9 +177,10 @@ function printable(path: string): string {
  * Stream a tar.gz (or plain tar) and hand each entry to `onEntry` after checking it is safe.
  * Any refusal stops the stream at once: nothing past the hostile entry is read or written.
  */
-export async function readArchive(source: Readable, options: ReadArchiveOptions): Promise<ReadArchiveResult> {
-  // tar is loaded by the commands that read archives, not at every start.
-  const { Parser } = await import("tar");
+export function readArchive(artifact: Readable, options: ReadArchiveOptions): Promise<ReadArchiveResult> {
+  const index = options.gzipMembers;
+  const fits = index && (options.artifactBytes === undefined || index.compressed.reduce((n, c) => n + c, 0) < options.artifactBytes);
+  const source = index && fits ? inflateMembers(artifact, index, options.label, options.maxTarBytes ?? 0) : artifact;
   return new Promise<ReadArchiveResult>((resolve, reject) => {
     let manifestJson: string | null = null;
     let entries = 0;
@@ -88,6 +201,7 @@ export async function readArchive(source: Readable, options: ReadArchiveOptions)
       failed = true;
       source.unpipe(parser);
       source.destroy();
+      artifact.destroy();
       reject(err);
     };
 

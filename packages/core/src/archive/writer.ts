@@ -1,94 +1,211 @@
-import type archiver from "archiver";
+import { gzip } from "node:zlib";
+import { once } from "node:events";
 import type { Readable, Writable } from "node:stream";
 
 /**
- * A tar.gz writer that takes one entry at a time and resolves when the entry has been consumed,
- * so at most one source file is open and memory stays flat. Entry modes are fixed at 0700/0600
- * because the archive is private state whatever the source's modes were.
+ * Where each gzip member of an artifact starts and what it holds: members are laid end to end
+ * from byte 0, member i is `compressed[i]` bytes of gzip that inflate to `plain[i]` bytes of tar.
+ * Recorded in the manifest so restore and verify --deep can inflate members in parallel.
  */
-/** archiver is imported when a snapshot is written, not when any command starts (issue 14: CLI start). */
-let archiverLoad: Promise<typeof archiver> | null = null;
-let loadedArchiver: typeof archiver | null = null;
-
-/** An ArchiveWriter once archiver is loaded; snapshot creation uses this. */
-export async function openArchiveWriter(sink: Writable, gzipLevel = 6): Promise<ArchiveWriter> {
-  loadedArchiver ??= await (archiverLoad ??= import("archiver").then((m) => m.default));
-  return new ArchiveWriter(sink, gzipLevel);
+export interface GzipMembers {
+  compressed: number[];
+  plain: number[];
 }
 
-export class ArchiveWriter {
-  private readonly archive: archiver.Archiver;
-  private failure: Error | null = null;
-  private readonly done: Promise<void>;
+/** Tar bytes per gzip member: big enough that the per-member header and the reset window cost nothing measurable. */
+export const MEMBER_BYTES = 1024 * 1024;
+/** Members deflating at once in libuv's threadpool: enough to keep both cores of a small host busy. */
+const IN_FLIGHT = 3;
 
-  constructor(sink: Writable, gzipLevel = 6) {
-    if (!loadedArchiver) throw new Error("ArchiveWriter: construct it with openArchiveWriter(), which loads archiver");
-    this.archive = loadedArchiver("tar", { gzip: true, gzipOptions: { level: gzipLevel } });
-    this.archive.on("warning", (err: Error) => {
-      this.failure ??= err;
+function deflateMember(tar: Buffer, level: number): Promise<Buffer> {
+  // One output buffer big enough for the whole member (deflate's worst case adds a few bytes per
+  // 16 KiB block): one callback on the main thread per member instead of one per 16 KiB.
+  const chunkSize = tar.length + (tar.length >> 8) + 1024;
+  return new Promise((resolve, reject) => gzip(tar, { level, chunkSize }, (err, out) => (err ? reject(err) : resolve(out))));
+}
+
+const BLOCK = 512;
+const ZEROS = Buffer.alloc(BLOCK * 2);
+
+function octal(value: number, width: number): string {
+  return `${value.toString(8).padStart(width - 1, "0")}\0`;
+}
+
+/** A pax extended header record: "<len> key=value\n", where len counts the whole record in bytes. */
+function paxRecord(key: string, value: string): string {
+  const body = ` ${key}=${value}\n`;
+  let len = Buffer.byteLength(body) + 1;
+  while (String(len).length + Buffer.byteLength(body) !== len) len = String(len).length + Buffer.byteLength(body);
+  return `${len}${body}`;
+}
+
+/** One ustar header block. `name` must fit in 100 bytes of ASCII (longer names go in a pax header). */
+function ustarHeader(name: string, type: "0" | "5" | "x", size: number, mode: number, mtime: Date): Buffer {
+  const h = Buffer.alloc(BLOCK);
+  h.write(name, 0, 100, "utf8");
+  h.write(octal(mode, 8), 100, "ascii");
+  h.write(octal(0, 8), 108, "ascii");
+  h.write(octal(0, 8), 116, "ascii");
+  h.write(octal(size, 12), 124, "ascii");
+  h.write(octal(Math.floor(mtime.getTime() / 1000), 12), 136, "ascii");
+  h.write("        ", 148, "ascii");
+  h.write(type, 156, "ascii");
+  h.write("ustar\u000000", 257, "ascii");
+  let sum = 0;
+  for (const byte of h) sum += byte;
+  h.write(`${sum.toString(8).padStart(6, "0")}\0 `, 148, "ascii");
+  return h;
+}
+
+/**
+ * A tar.gz writer in the pigz manner: the tar stream (ustar headers, pax where a name or the
+ * manifest needs one, as GNU tar and node-tar read) is cut into 1 MiB pieces, each deflated as its
+ * own gzip member in libuv's threadpool with several in flight, and the members are written in
+ * order. Concatenated gzip members are one valid .tar.gz for GNU tar and gzip. Entries are taken
+ * one at a time and memory stays flat: a few members in flight, whatever the file sizes. Entry
+ * modes are fixed at 0700/0600 because the archive is private state whatever the source's were.
+ */
+export class ArchiveWriter {
+  private piece: Buffer = Buffer.allocUnsafe(MEMBER_BYTES);
+  private filled = 0;
+  private readonly inFlight: { plain: number; tar: Buffer; deflated: Promise<Buffer> }[] = [];
+  /** pieces whose member is written, reused: fresh 1 MiB buffers per member would grow the heap's external memory until a GC */
+  private readonly spare: Buffer[] = [];
+  private readonly members: GzipMembers = { compressed: [], plain: [] };
+  private failure: Error | null = null;
+  private sinkError: Error | null = null;
+
+  constructor(
+    private readonly sink: Writable,
+    private readonly gzipLevel = 6,
+  ) {
+    sink.on("error", (err: Error) => {
+      this.sinkError ??= err;
     });
-    this.done = new Promise<void>((resolve, reject) => {
-      this.archive.on("error", (err: Error) => {
-        this.failure ??= err;
-        reject(err);
-      });
-      sink.on("error", (err: Error) => {
-        this.failure ??= err;
-        reject(err);
-      });
-      sink.on("close", () => resolve());
-      sink.on("finish", () => resolve());
-    });
-    this.done.catch(() => undefined);
-    this.archive.pipe(sink);
   }
 
-  private appendAndWait(source: Readable | Buffer | null, data: archiver.EntryData & Record<string, unknown>): Promise<void> {
-    if (this.failure) return Promise.reject(this.failure);
-    return new Promise<void>((resolve, reject) => {
-      const onEntry = () => {
-        this.archive.off("error", onError);
-        resolve();
-      };
-      const onError = (err: Error) => {
-        this.archive.off("entry", onEntry);
-        reject(err);
-      };
-      this.archive.once("entry", onEntry);
-      this.archive.once("error", onError);
-      if (source && typeof (source as Readable).on === "function") {
-        (source as Readable).once("error", (err) => {
-          this.failure ??= err;
-          onError(err);
-          this.archive.abort();
-        });
-      }
-      this.archive.append(source as never, data);
-    });
+  private check(): void {
+    if (this.failure) throw this.failure;
+    if (this.sinkError) throw this.sinkError;
+  }
+
+  private async write(data: Buffer): Promise<void> {
+    let at = 0;
+    while (at < data.length) {
+      const n = Math.min(data.length - at, MEMBER_BYTES - this.filled);
+      data.copy(this.piece, this.filled, at, at + n);
+      this.filled += n;
+      at += n;
+      if (this.filled === MEMBER_BYTES) await this.seal();
+    }
+  }
+
+  /** Hand the current piece to the threadpool; write out the oldest member when enough are in flight. */
+  private async seal(): Promise<void> {
+    if (this.filled === 0) return;
+    const tar = this.filled === MEMBER_BYTES ? this.piece : this.piece.subarray(0, this.filled);
+    const deflated = deflateMember(tar, this.gzipLevel);
+    deflated.catch(() => undefined);
+    this.inFlight.push({ plain: this.filled, tar: this.piece, deflated });
+    this.piece = this.spare.pop() ?? Buffer.allocUnsafe(MEMBER_BYTES);
+    this.filled = 0;
+    while (this.inFlight.length >= IN_FLIGHT) await this.writeOldest();
+  }
+
+  private async writeOldest(): Promise<void> {
+    const next = this.inFlight.shift()!;
+    const member = await next.deflated;
+    this.spare.push(next.tar);
+    this.check();
+    this.members.compressed.push(member.length);
+    this.members.plain.push(next.plain);
+    if (!this.sink.write(member)) await Promise.race([once(this.sink, "drain"), once(this.sink, "close")]);
+    this.check();
+  }
+
+  private async header(path: string, type: "0" | "5", size: number, mode: number, mtime: Date, pax: Record<string, string> = {}): Promise<void> {
+    this.check();
+    const records = { ...pax };
+    const ascii = /^[\x20-\x7e]*$/.test(path);
+    if (!ascii || Buffer.byteLength(path) > 100) records.path = path;
+    if (size > 0o77777777777) records.size = String(size);
+    if (Object.keys(records).length > 0) {
+      const body = Buffer.from(Object.entries(records).map(([k, v]) => paxRecord(k, v)).join(""), "utf8");
+      const paxName = `PaxHeader/${path.replace(/[^\x20-\x7e]/g, "_")}`.slice(0, 99);
+      await this.write(ustarHeader(paxName, "x", body.length, 0o600, mtime));
+      await this.write(body);
+      await this.pad(body.length);
+    }
+    const shortName = records.path !== undefined ? path.replace(/[^\x20-\x7e]/g, "_").slice(-99) : path;
+    await this.write(ustarHeader(shortName, type, records.size !== undefined ? 0 : size, mode, mtime));
+  }
+
+  private async pad(size: number): Promise<void> {
+    const rest = size % BLOCK;
+    if (rest) await this.write(ZEROS.subarray(0, BLOCK - rest));
   }
 
   addDirectory(path: string, mtime: Date): Promise<void> {
-    return this.appendAndWait(null, { name: `${path}/`, type: "directory", mode: 0o700, date: mtime });
+    return this.header(`${path}/`, "5", 0, 0o700, mtime);
   }
 
-  addBuffer(path: string, content: Buffer, mtime: Date): Promise<void> {
-    return this.appendAndWait(content, { name: path, mode: 0o600, date: mtime });
+  async addBuffer(path: string, content: Buffer, mtime: Date): Promise<void> {
+    await this.header(path, "0", content.length, 0o600, mtime);
+    await this.write(content);
+    await this.pad(content.length);
   }
 
   /** `source` must yield exactly `size` bytes, else the archive fails (no torn entry survives). */
-  addStream(path: string, source: Readable, size: number, mtime: Date): Promise<void> {
-    return this.appendAndWait(source, { name: path, mode: 0o600, date: mtime, stats: { size } as never });
+  async addStream(path: string, source: Readable, size: number, mtime: Date): Promise<void> {
+    await this.header(path, "0", size, 0o600, mtime);
+    let seen = 0;
+    try {
+      for await (const chunk of source) {
+        seen += (chunk as Buffer).length;
+        if (seen > size) throw new Error(`${path} grew past ${size} bytes while it was archived`);
+        await this.write(chunk as Buffer);
+      }
+    } catch (err) {
+      this.failure ??= err as Error;
+      source.destroy();
+      throw err;
+    }
+    if (seen !== size) {
+      this.failure ??= new Error(`${path} ended at ${seen} of ${size} bytes while it was archived`);
+      throw this.failure;
+    }
+    await this.pad(size);
+  }
+
+  /**
+   * End the current member and wait for every member so far to be written: returns where each
+   * member starts and what it holds. What is written afterwards (the manifest entry) is not indexed.
+   */
+  async cut(): Promise<GzipMembers> {
+    this.check();
+    await this.seal();
+    while (this.inFlight.length > 0) await this.writeOldest();
+    return { compressed: [...this.members.compressed], plain: [...this.members.plain] };
   }
 
   /** Close the archive with the trailing "./" entry that carries the manifest as a pax comment. */
   async finish(manifestJson: string, mtime: Date): Promise<void> {
-    await this.appendAndWait(null, { name: "./", type: "directory", mode: 0o700, date: mtime, pax: { comment: manifestJson } });
-    await this.archive.finalize();
-    await this.done;
-    if (this.failure) throw this.failure;
+    await this.header("./", "5", 0, 0o700, mtime, { comment: manifestJson });
+    await this.write(ZEROS);
+    await this.cut();
+    const ended = new Promise<void>((resolve, reject) => {
+      this.sink.once("error", reject);
+      this.sink.once("finish", () => resolve());
+      this.sink.once("close", () => resolve());
+    });
+    this.sink.end();
+    await ended;
+    this.check();
   }
 
   abort(): void {
-    this.archive.abort();
+    this.failure ??= new Error("archive aborted");
+    this.inFlight.length = 0;
+    this.sink.destroy();
   }
 }

@@ -1,11 +1,14 @@
 import type { FileSystem } from "../fs/types.js";
-import { IntegrityError, PaasBackupError, UsageError } from "../errors.js";
+import { randomUUID } from "node:crypto";
+import { IntegrityError, PaasBackupError, UsageError, isNotFound } from "../errors.js";
+import { isContextFolderName } from "../policy/context.js";
+import { join } from "../util/paths.js";
 import type { ArtifactDecryptor } from "../archive/encryption.js";
 import { validateContextName } from "../policy/context.js";
 import { listSnapshots } from "../repository/repository.js";
 import { checkChain } from "../restore/verify.js";
 import { restoreSnapshot, type ExternalDoctorResult, type RestoreResult } from "../restore/restore.js";
-import { listRecordFiles } from "./incident.js";
+import { listRecordFiles } from "../records/incident.js";
 
 /**
  * Policy §7.4: a restore drill restores the newest verified snapshot into a scratch state root
@@ -26,8 +29,13 @@ export async function runDrill(options: {
   fs: FileSystem;
   backupRoot: string;
   context: string;
-  /** an empty folder that does not exist yet, outside the live state root */
-  scratchRoot: string;
+  /**
+   * Where the drill restores: a folder that does not exist yet, outside the live state root; or
+   * `scratchParent` (e.g. the OS temp folder), under which a fresh private folder is made. Either
+   * is removed when the drill ends.
+   */
+  scratchRoot?: string;
+  scratchParent?: string;
   clock: () => Date;
   operator: string;
   decryptor?: ArtifactDecryptor;
@@ -52,11 +60,15 @@ export async function runDrill(options: {
     });
   }
   const stamp = options.clock().toISOString().slice(0, 10);
-  await fs.mkdir(options.scratchRoot, { recursive: true, mode: 0o700 });
+  const scratchDir = options.scratchRoot ?? (options.scratchParent ? join(options.scratchParent, `paas-backup-drill-${randomUUID().slice(0, 12)}`) : null);
+  if (!scratchDir)
+    throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "runDrill needs scratchRoot or scratchParent", { remediation: "Pass scratchParent: the OS temp folder, for example.", stage: "arguments" });
+  const scratchRoot = options.scratchRoot ?? join(scratchDir, "state");
+  await fs.mkdir(scratchRoot, { recursive: true, mode: 0o700 });
   try {
     const restore = await restoreSnapshot({
       fs,
-      stateRoot: options.scratchRoot,
+      stateRoot: scratchRoot,
       backupRoot: options.backupRoot,
       context,
       snapshot: chosen,
@@ -80,7 +92,7 @@ export async function runDrill(options: {
       error: { code: err.code, message: err.message, exitCode: err.exitCode, stage: err.stage, remediation: err.remediation, target: err.path ?? context },
     };
   } finally {
-    await fs.rm(options.scratchRoot, { recursive: true, force: true });
+    await fs.rm(scratchDir, { recursive: true, force: true });
   }
 }
 
@@ -105,9 +117,24 @@ export function nextDrillDue(lastPassed: Date): Date {
   return new Date(Date.UTC(q.getUTCFullYear(), q.getUTCMonth() + 6, 1) - 1);
 }
 
-export async function drillStatus(options: { fs: FileSystem; backupRoot: string; contexts: readonly string[]; mandatory: readonly string[]; now: Date }): Promise<DrillStatus[]> {
+/** The contexts with a folder in the backup root. */
+export async function listBackupContexts(fs: FileSystem, backupRoot: string): Promise<string[]> {
+  try {
+    return (await fs.readdir(backupRoot))
+      .filter((e) => e.kind === "directory" && isContextFolderName(e.name))
+      .map((e) => e.name)
+      .sort();
+  } catch (err) {
+    if (isNotFound(err)) return [];
+    throw err;
+  }
+}
+
+/** `contexts` empty or absent: every context with a folder in the backup root. */
+export async function drillStatus(options: { fs: FileSystem; backupRoot: string; contexts?: readonly string[]; mandatory: readonly string[]; now: Date }): Promise<DrillStatus[]> {
   const out: DrillStatus[] = [];
-  const names = [...new Set([...options.contexts, ...options.mandatory])].sort();
+  const asked = options.contexts?.length ? options.contexts : await listBackupContexts(options.fs, options.backupRoot);
+  const names = [...new Set([...asked, ...options.mandatory])].sort();
   for (const context of names) {
     validateContextName(context);
     const files = (await listRecordFiles(options.fs, options.backupRoot, context, "drills")).filter((r) => r.record.kind === "drill");

@@ -3,7 +3,7 @@ import { isNotFound } from "../errors.js";
 import { validateContextName } from "../policy/context.js";
 import { listSnapshots, chainOf, type SnapshotRef } from "../repository/repository.js";
 import { recordedCopies, type OffsiteTarget } from "../offsite/offsite.js";
-import { readBlock } from "./block.js";
+import { readBlock } from "../records/block.js";
 import { drillStatus, type DrillStatus } from "./drill.js";
 import { contextBackupDir, join } from "../util/paths.js";
 import { writeFileAtomic } from "../util/atomic.js";

@@ -66,6 +66,17 @@ export const Manifest = z.object({
   totals: z.object({ files: z.number().int(), bytes: z.number().int(), storedBytes: z.number().int() }),
   /** SCANNER_RULES_VERSION of the secret scanner that read every stored byte */
   scannerRules: z.number().int().positive().optional(),
+  /** the secretAllow entries that applied to this snapshot's files (path and rule, never a value) */
+  scannerAllow: z.array(z.object({ path: z.string(), rule: z.string() })).optional(),
+  /**
+   * The tar.gz is a run of gzip members laid end to end from byte 0 (of the plaintext, inside age):
+   * member i is compressed[i] bytes that inflate to plain[i] bytes of tar. The entry that carries
+   * this manifest follows them, unindexed. Lets restore and verify --deep inflate members in parallel.
+   */
+  gzipMembers: z
+    .object({ compressed: z.array(z.number().int().positive()), plain: z.array(z.number().int().positive()) })
+    .refine((m) => m.compressed.length === m.plain.length, "compressed and plain list the same members")
+    .optional(),
 });
 export type Manifest = z.infer<typeof Manifest>;
 

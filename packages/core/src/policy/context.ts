@@ -39,3 +39,8 @@ export function validateContextName(name: string): string {
   }
   return name;
 }
+
+/** A folder under contexts/ (or in the backup root) that names a context: si's staging (dot-folders) never does. */
+export function isContextFolderName(name: string): boolean {
+  return name.length > 0 && !name.startsWith(".") && !/[\u0000-\u001f\u007f/\\]/.test(name);
+}

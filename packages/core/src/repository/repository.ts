@@ -1,5 +1,5 @@
 import type { FileSystem } from "../fs/types.js";
-import { IntegrityError, UsageError, isNotFound } from "../errors.js";
+import { IntegrityError, PaasBackupError, UsageError, errorCodeOf, isNotFound, type ErrorCode } from "../errors.js";
 import type { Manifest } from "../manifest/schema.js";
 import { parseManifest } from "../manifest/io.js";
 import type { ObjectStorage, StoredObject } from "./storage.js";
@@ -90,7 +90,7 @@ export interface DamagedSnapshot {
   artifact: StoredObject;
   checksum: StoredObject | null;
   storage: ObjectStorage;
-  error: { code: string; message: string; remediation: string };
+  error: { code: ErrorCode; message: string; remediation: string };
 }
 
 /** Every snapshot of a context at a storage target, oldest first, and those whose manifest is damaged. */

@@ -1,6 +1,7 @@
 import type { FileSystem } from "../fs/types.js";
 import { UsageError } from "../errors.js";
 import { LocalStorage } from "./drivers/local.js";
+import { assertOutsideWorkTree } from "../policy/work-tree.js";
 import { parseTargetUrl, type ObjectStorage, type TargetSpec } from "./storage.js";
 
 /** What opening a target may need besides its URL; credentials are never among them. */
@@ -24,7 +25,17 @@ export type StorageDriverFactory = (spec: TargetSpec, options: OpenTargetOptions
  */
 type Registration = { factory: StorageDriverFactory } | { load: () => Promise<StorageDriverFactory> };
 
-const registry = new Map<string, Registration>([["file", { factory: async (spec, options) => new LocalStorage(options.fs, spec.location) }]]);
+const registry = new Map<string, Registration>([
+  [
+    "file",
+    {
+      factory: async (spec, options) => {
+        await assertOutsideWorkTree(options.fs, spec.location, "offsite target", "Point the offsite target at a folder outside any repository (policy §7.1).");
+        return new LocalStorage(options.fs, spec.location);
+      },
+    },
+  ],
+]);
 
 /** Register a driver for a scheme: a factory, or a loader that imports one when first needed. */
 export function registerStorageDriver(scheme: string, driver: Registration): void {
@@ -41,7 +52,7 @@ async function factoryFor(scheme: string): Promise<StorageDriverFactory> {
     registry.set(scheme, { factory });
     return factory;
   } catch (err) {
-    throw new UsageError("PAAS_BACKUP_DRIVER_MISSING", `${scheme}:// targets need the package ${name}, which could not be loaded: ${(err as Error).message}`, {
+    throw new UsageError("PAAS_BACKUP_PACKAGE_MISSING", `${scheme}:// targets need the package ${name}, which could not be loaded: ${(err as Error).message}`, {
       remediation: `Install it beside @paas-backup/core (npm install ${name}), or register a driver with registerStorageDriver("${scheme}", ...).`,
       stage: "arguments",
       cause: err,

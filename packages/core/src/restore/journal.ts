@@ -2,9 +2,10 @@ import type { FileSystem } from "../fs/types.js";
 import { isNotFound, PaasBackupError, SafetyError } from "../errors.js";
 import { validateContextName } from "../policy/context.js";
 import { contextDir, dirname, join } from "../util/paths.js";
-import { exists, readdirOrEmpty, writeFileAtomic } from "../util/atomic.js";
-import { newIncidentRecord, writeIncident } from "../governance/incident.js";
-import { BLOCK_FILE } from "../governance/block.js";
+import { writeFileAtomic } from "../util/atomic.js";
+import { exists, readdirOrEmpty } from "../util/optional-reads.js";
+import { newIncidentRecord, writeIncident } from "../records/incident.js";
+import { BLOCK_FILE } from "../records/block.js";
 
 /**
  * The swap journal: how restore and rollback survive a kill at any point (issue 9 §1).

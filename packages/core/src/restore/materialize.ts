@@ -4,7 +4,7 @@ import { finished, pipeline } from "node:stream/promises";
 import type { FileSystem } from "../fs/types.js";
 import { IntegrityError, SafetyError } from "../errors.js";
 import type { ArtifactDecryptor } from "../archive/encryption.js";
-import { readArchive, type ArchiveEntryInfo } from "../archive/reader.js";
+import { readArchive, tarBytesBound, type ArchiveEntryInfo } from "../archive/reader.js";
 import { parseManifest } from "../manifest/io.js";
 import { canonicalJson, type Manifest, type ManifestFile } from "../manifest/schema.js";
 import { hardExclusionReason } from "../policy/selection.js";
@@ -218,7 +218,8 @@ export async function materializeChain(options: MaterializeOptions): Promise<Mat
         throw integrity(label, `${entry.path} in ${link.id} does not match its manifest sha256`);
     };
 
-    const result = await readArchive(source, { label, onEntry, maxTotalBytes, maxDecompressionRatio });
+    const members = manifest?.gzipMembers ? { gzipMembers: manifest.gzipMembers, maxTarBytes: tarBytesBound(manifest), artifactBytes: link.bytes } : {};
+    const result = await readArchive(source, { label, onEntry, maxTotalBytes, maxDecompressionRatio, ...members });
     await drain(opened.raw);
     const actual = opened.digest();
     artifactSha256.set(link.id, actual);

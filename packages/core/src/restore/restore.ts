@@ -1,17 +1,19 @@
 import { randomUUID } from "node:crypto";
 import type { FileSystem } from "../fs/types.js";
-import { IntegrityError, PaasBackupError, UsageError, ValidationError } from "../errors.js";
+import { IntegrityError, PaasBackupError, UsageError, ValidationError, type ErrorCode } from "../errors.js";
 import type { ArtifactDecryptor } from "../archive/encryption.js";
 import { validateContextName } from "../policy/context.js";
+import { assertIdentityLocation, assertSafeLocations } from "../policy/work-tree.js";
 import type { SecretAllowance } from "../policy/secrets.js";
 import { chainOf, findSnapshot, type SnapshotRef } from "../repository/repository.js";
 import { checkSnapshotChecksum, expectedChecksum } from "../repository/checksum.js";
 import { contextDir, dirname, join } from "../util/paths.js";
-import { exists } from "../util/atomic.js";
+import { exists } from "../util/optional-reads.js";
 import { runDoctor, type DoctorReport } from "../validate/doctor.js";
-import { writeBlock, writeBlockIn, clearBlock } from "../governance/block.js";
-import { newIncidentRecord, writeIncident, type IncidentRecord } from "../governance/incident.js";
-import { appendAuditEvent } from "../governance/audit.js";
+import { filesScannedAtSnapshot, type ScannedFiles } from "../validate/proven.js";
+import { writeBlock, writeBlockIn, clearBlock } from "../records/block.js";
+import { newIncidentRecord, writeIncident, type IncidentRecord } from "../records/incident.js";
+import { appendAuditEvent } from "../records/audit.js";
 import { findFallback } from "./verify.js";
 import { materializeChain } from "./materialize.js";
 import { inspectVault, type TrustStore, type VaultReport } from "./vault.js";
@@ -119,7 +121,7 @@ interface Staged {
   changes: RestoreChanges;
 }
 
-function checksumProblem(state: "missing-checksum" | "malformed-checksum" | "mismatch", snapshot?: SnapshotRef): { code: string; why: string } {
+function checksumProblem(state: "missing-checksum" | "malformed-checksum" | "mismatch", snapshot?: SnapshotRef): { code: ErrorCode; why: string } {
   if (state === "malformed-checksum")
     return { code: "PAAS_BACKUP_CHECKSUM_MALFORMED", why: `its checksum file ${snapshot?.checksumPath ?? ""} is malformed (empty or truncated: it names no sha256 for the artifact)` };
   return state === "missing-checksum"
@@ -128,7 +130,7 @@ function checksumProblem(state: "missing-checksum" | "malformed-checksum" | "mis
 }
 
 /** plan: which snapshot, which chain, what each link's checksum file says (read, not yet compared). */
-async function planRestore(run: RestoreRun): Promise<{ asked: SnapshotRef; all: SnapshotRef[]; chosen: ChosenChain; problem: { code: string; why: string } | null }> {
+async function planRestore(run: RestoreRun): Promise<{ asked: SnapshotRef; all: SnapshotRef[]; chosen: ChosenChain; problem: { code: ErrorCode; why: string } | null }> {
   const { fs, backupRoot } = run.options;
   const { snapshot: asked, all } = await findSnapshot(fs, backupRoot, run.context, run.options.snapshot);
   run.record.snapshot = { id: asked.id, sha256: null, kind: asked.kind };
@@ -139,7 +141,7 @@ async function planRestore(run: RestoreRun): Promise<{ asked: SnapshotRef; all: 
 }
 
 /** verify (records): every link has a checksum file and each incremental names its parent's checksum. The bytes are checked while staging. */
-function verifyChainRecords(asked: SnapshotRef, chain: readonly SnapshotRef[], checksums: ReadonlyMap<string, string | null>, missing: string | null): { code: string; why: string } | null {
+function verifyChainRecords(asked: SnapshotRef, chain: readonly SnapshotRef[], checksums: ReadonlyMap<string, string | null>, missing: string | null): { code: ErrorCode; why: string } | null {
   // a checksum file that is there but names no sha256 (empty, truncated) is malformed, not missing
   if (!checksums.get(asked.id)) return checksumProblem(asked.checksum ? "malformed-checksum" : "missing-checksum", asked);
   if (missing) return { code: "PAAS_BACKUP_CHAIN_BROKEN", why: `link ${missing} of its chain is missing` };
@@ -153,7 +155,7 @@ function verifyChainRecords(asked: SnapshotRef, chain: readonly SnapshotRef[], c
 }
 
 /** The newest older snapshot whose chain verifies; this one hashes (it runs only when the asked one failed). */
-async function useFallbackOrRefuse(run: RestoreRun, asked: SnapshotRef, all: SnapshotRef[], problem: { code: string; why: string }): Promise<ChosenChain> {
+async function useFallbackOrRefuse(run: RestoreRun, asked: SnapshotRef, all: SnapshotRef[], problem: { code: ErrorCode; why: string }): Promise<ChosenChain> {
   const cache = new Map();
   const fallback = await findFallback(all, asked, cache);
   if (!run.options.fallback || !fallback) {
@@ -176,7 +178,7 @@ async function useFallbackOrRefuse(run: RestoreRun, asked: SnapshotRef, all: Sna
 }
 
 /** After staging failed: was it because an artifact is not the one its checksum file names? (a second read, on the failure path only) */
-async function checksumFailureOf(chosen: ChosenChain, err: unknown): Promise<{ code: string; why: string } | null> {
+async function checksumFailureOf(chosen: ChosenChain, err: unknown): Promise<{ code: ErrorCode; why: string } | null> {
   if (err instanceof IntegrityError && (err.code === "PAAS_BACKUP_CHECKSUM_MISMATCH" || err.code === "PAAS_BACKUP_CHECKSUM_MISSING")) {
     const id = err.data.snapshot as string;
     return id === chosen.snapshot.id ? checksumProblem("mismatch") : { code: "PAAS_BACKUP_CHAIN_BROKEN", why: `link ${id}: mismatch` };
@@ -306,7 +308,7 @@ async function swapRestore(run: RestoreRun, staged: Staged): Promise<void> {
 }
 
 /** validate: vault report, doctor, external doctor; the staged block marker is lifted only when all pass. */
-async function validateRestore(run: RestoreRun, chosen: ChosenChain): Promise<{ doctor: DoctorReport; external: ExternalDoctorResult | null; vault: VaultReport; blockFile: string | null; ok: boolean }> {
+async function validateRestore(run: RestoreRun, chosen: ChosenChain, scannedAtSnapshot: ScannedFiles): Promise<{ doctor: DoctorReport; external: ExternalDoctorResult | null; vault: VaultReport; blockFile: string | null; ok: boolean }> {
   const { fs, stateRoot, clock } = run.options;
   let restoredConfig: Record<string, unknown> | null = null;
   try {
@@ -316,7 +318,7 @@ async function validateRestore(run: RestoreRun, chosen: ChosenChain): Promise<{ 
   }
   const vault = await inspectVault(fs, run.live, restoredConfig, run.options.trustStore ?? null);
   run.record.vault = vault;
-  const doctor = await runDoctor({ fs, stateRoot, context: run.context, ignoreBlock: true, ...(run.options.secretAllow ? { secretAllow: run.options.secretAllow } : {}), allowRepoState: run.options.allowRepoState ?? false });
+  const doctor = await runDoctor({ fs, stateRoot, context: run.context, ignoreBlock: true, ...(run.options.secretAllow ? { secretAllow: run.options.secretAllow } : {}), allowRepoState: run.options.allowRepoState ?? false, scannedAtSnapshot });
   run.record.doctor = { ok: doctor.ok, checks: doctor.checks };
   const external = run.options.externalDoctor ? await run.options.externalDoctor(stateRoot) : null;
   run.record.externalDoctor = external;
@@ -403,6 +405,9 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
       stage: "arguments",
     });
   }
+  // Policy §7.1 holds for every caller: the backup root and the identity never in a work tree.
+  await assertSafeLocations({ fs, backupRoot: options.backupRoot });
+  if (options.decryptor?.identityFile) await assertIdentityLocation(fs, options.decryptor.identityFile, options.backupRoot);
   // The caller holds the context's lock: finish or undo whatever a crash left first.
   await recoverContext({ fs, stateRoot, backupRoot: options.backupRoot, context, clock, operator: options.operator });
   const startedAt = clock();
@@ -445,12 +450,14 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
       staged = await stageRestore(run, chosen);
     }
     run.record.scope = scopeRecord(staged);
+    // Restored files whose bytes the snapshot's scanner (same rules) already read: the doctor skips their scan.
+    const scannedAtSnapshot = filesScannedAtSnapshot(chosen.chain, staged.files, options.secretAllow ?? []);
 
     // The staged state is what will be live: validate it here only when someone will read the
     // result before the swap; otherwise the post-restore doctor is the one pass.
     const stagedDoctor =
       options.dryRun || options.confirm
-        ? await runDoctor({ fs, stateRoot: stagedRoot, context, ignoreBlock: true, ...(options.secretAllow ? { secretAllow: options.secretAllow } : {}), allowRepoState: options.allowRepoState ?? false })
+        ? await runDoctor({ fs, stateRoot: stagedRoot, context, ignoreBlock: true, ...(options.secretAllow ? { secretAllow: options.secretAllow } : {}), allowRepoState: options.allowRepoState ?? false, scannedAtSnapshot })
         : null;
     const plan: RestorePlan = {
       context,
@@ -484,7 +491,7 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
 
     await swapRestore(run, staged);
     swapped = true;
-    const v = await validateRestore(run, chosen);
+    const v = await validateRestore(run, chosen, scannedAtSnapshot);
     const incidentFile = await recordRestore(run, chosen, v.ok);
     const result: RestoreResult = {
       ...plan,

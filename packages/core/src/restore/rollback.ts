@@ -3,8 +3,8 @@ import type { FileSystem } from "../fs/types.js";
 import { isNotFound, UsageError } from "../errors.js";
 import { validateContextName } from "../policy/context.js";
 import { contextDir, join } from "../util/paths.js";
-import { exists } from "../util/atomic.js";
-import { newIncidentRecord, writeIncident } from "../governance/incident.js";
+import { exists } from "../util/optional-reads.js";
+import { newIncidentRecord, writeIncident } from "../records/incident.js";
 import { JOURNAL_SCHEMA, recoverContext, removeJournal, runSwap, workDir, type SwapJournal, type SwapStep } from "./journal.js";
 import { lastRestorePath } from "./restore.js";
 

@@ -2,7 +2,7 @@ import type { FileSystem } from "../fs/types.js";
 import { isNotFound, UsageError } from "../errors.js";
 import type { Manifest } from "../manifest/schema.js";
 import { hardExclusionReason, OPTIONAL_FOLDERS, PROTECTED_FILES } from "../policy/selection.js";
-import { BLOCK_FILE } from "../governance/block.js";
+import { BLOCK_FILE } from "../records/block.js";
 import { hashFile } from "../util/hash.js";
 import { join } from "../util/paths.js";
 

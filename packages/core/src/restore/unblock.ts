@@ -3,8 +3,8 @@ import { UsageError, ValidationError } from "../errors.js";
 import { validateContextName } from "../policy/context.js";
 import type { SecretAllowance } from "../policy/secrets.js";
 import { runDoctor, type DoctorReport } from "../validate/doctor.js";
-import { clearBlock, readBlock, type BlockRecord } from "../governance/block.js";
-import { newIncidentRecord, writeIncident } from "../governance/incident.js";
+import { clearBlock, readBlock, type BlockRecord } from "../records/block.js";
+import { newIncidentRecord, writeIncident } from "../records/incident.js";
 import { recoverContext } from "./journal.js";
 import type { ExternalDoctorResult } from "./restore.js";
 

@@ -1,5 +1,6 @@
+import { assertIdentityLocation } from "../policy/work-tree.js";
 import type { FileSystem } from "../fs/types.js";
-import { PaasBackupError, UsageError } from "../errors.js";
+import { ExitCode, PaasBackupError, UsageError } from "../errors.js";
 import type { ArtifactDecryptor } from "../archive/encryption.js";
 import { checkSnapshotChecksum, type ChecksumState } from "../repository/checksum.js";
 import { chainOf, scanSnapshots, type SnapshotRef, type DamagedSnapshot } from "../repository/repository.js";
@@ -78,6 +79,7 @@ export interface VerifyOptions {
 
 export async function verifySnapshots(options: VerifyOptions): Promise<SnapshotVerification[]> {
   const { fs } = options;
+  if (options.decryptor?.identityFile) await assertIdentityLocation(fs, options.decryptor.identityFile, options.backupRoot);
   const { snapshots: all, damaged } = await scanSnapshots(fs, options.backupRoot, options.context);
   // Damaged snapshots are verified too, each with its own error; they never fail the others.
   const everything: (SnapshotRef | DamagedSnapshot)[] = [...all, ...damaged].sort((a, b) => compareSnapshotIds(a.id, b.id));
@@ -120,7 +122,7 @@ export async function verifySnapshots(options: VerifyOptions): Promise<SnapshotV
     if (options.currentUid !== undefined && snapshot.uid !== options.currentUid) access.push(`artifact owned by uid ${snapshot.uid}, not ${options.currentUid}`);
     let deep: SnapshotVerification["deep"] = null;
     if (options.deep) {
-      if (problem) deep = { ok: false, files: 0, bytes: 0, error: { code: "PAAS_BACKUP_CHAIN_BROKEN", message: problem, exitCode: 3 } };
+      if (problem) deep = { ok: false, files: 0, bytes: 0, error: { code: "PAAS_BACKUP_CHAIN_BROKEN", message: problem, exitCode: ExitCode.integrity } };
       else {
         try {
           const r = await materializeChain({ fs, chain, target: null, ...(options.decryptor ? { decryptor: options.decryptor } : {}), ...(options.maxExpansion ? { maxExpansion: options.maxExpansion } : {}) });

@@ -1,3 +1,4 @@
+import { UsageError } from "../errors.js";
 /**
  * planRetention: restic's `forget --keep-*` semantics, in UTC, as a pure function.
  * For each rule, walk snapshots newest first and keep the newest snapshot of each hour / day /
@@ -67,7 +68,7 @@ function parentId(s: RetentionSnapshot): string | undefined {
 export function planRetention(input: { snapshots: readonly RetentionSnapshot[]; policy?: Partial<RetentionPolicy> }): RetentionPlan {
   const policy = { ...DEFAULT_RETENTION, ...(input.policy ?? {}) };
   const items = input.snapshots.map((s, order) => ({ s, order, time: s.time instanceof Date ? s.time : new Date(s.time) }));
-  for (const it of items) if (Number.isNaN(it.time.getTime())) throw new Error(`snapshot ${it.s.id} has an invalid time`);
+  for (const it of items) if (Number.isNaN(it.time.getTime())) throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", `snapshot ${it.s.id} has an invalid time`, { remediation: "Pass each snapshot's time as a Date or an ISO 8601 string.", stage: "plan" });
   // Newest first; identical times fall back to the id, then to input order, so the plan is deterministic.
   items.sort((a, b) => b.time.getTime() - a.time.getTime() || (a.s.id < b.s.id ? 1 : a.s.id > b.s.id ? -1 : 0) || b.order - a.order);
 

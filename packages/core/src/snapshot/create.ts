@@ -4,12 +4,13 @@ import { Readable, Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { FileSystem } from "../fs/types.js";
 import { SafetyError } from "../errors.js";
-import { openArchiveWriter } from "../archive/writer.js";
+import { ArchiveWriter } from "../archive/writer.js";
 import type { ArtifactEncryptor } from "../archive/encryption.js";
 import { canonicalJson, MANIFEST_FORMAT, type Manifest, type ManifestEntryNote, type ManifestFile } from "../manifest/schema.js";
 import { isEventLog, isJsonStateFile, type OptionalFolder } from "../policy/selection.js";
 import { redactBytes, SCANNER_RULES_VERSION, SecretScanner, type SecretAllowance, type SecretFinding } from "../policy/secrets.js";
 import { validateContextName } from "../policy/context.js";
+import { assertSafeLocations } from "../policy/work-tree.js";
 import { artifactNames, backupRootStorage, listSnapshotsIn, type SnapshotRef } from "../repository/repository.js";
 import type { ObjectStorage } from "../repository/storage.js";
 import { expectedChecksum, formatChecksumLine } from "../repository/checksum.js";
@@ -49,6 +50,8 @@ export interface CreateSnapshotOptions {
   insecurePlaintext?: boolean;
   /** known false positives of the secret scanner: a file and a rule (not findings, not redacted) */
   secretAllow?: readonly SecretAllowance[];
+  /** si's SI_PAAS_ALLOW_REPO_STATE: a state root inside a git work tree is allowed (the backup root never is) */
+  allowRepoState?: boolean;
   /** findings the operator has seen (and rotated): still redacted, but no longer a reason for exit 9 */
   secretAcknowledged?: readonly SecretAcknowledgement[];
   onProgress?: (progress: SnapshotProgress) => void;
@@ -252,6 +255,7 @@ async function createSnapshotOnce(options: CreateSnapshotOptions, redact: Set<st
       stage: "plan",
     });
   }
+  await assertSafeLocations({ fs, backupRoot: options.backupRoot, stateRoot: options.stateRoot, allowRepoState: options.allowRepoState === true });
   const srcDir = contextDir(options.stateRoot, context);
   await requireContextDir(fs, srcDir, context);
   const repo = options.repository ?? backupRootStorage(fs, options.backupRoot);
@@ -304,7 +308,7 @@ async function createSnapshotOnce(options: CreateSnapshotOptions, redact: Set<st
   const head = stages[0] as unknown as NodeJS.WritableStream & Readable;
   const written = pipeline([...stages, out] as unknown as [Readable, NodeJS.WritableStream]);
   written.catch(() => undefined);
-  const writer = await openArchiveWriter(head as never, options.gzipLevel ?? 6);
+  const writer = new ArchiveWriter(head as never, options.gzipLevel ?? 6);
 
   const parentFiles = new Map<string, ManifestFile>((parent?.manifest?.files ?? []).map((f) => [f.path, f]));
   // What the newest snapshot had to redact is redacted from the start (no restart for a known leak).
@@ -523,6 +527,8 @@ async function createSnapshotOnce(options: CreateSnapshotOptions, redact: Set<st
       record({ ...base, sha256: hash.digest("hex"), stored: "whole" });
     }
 
+    // Every file is in; end the member so the manifest can say where each one starts.
+    const gzipMembers = await writer.cut();
     const present = new Set(files.map((f) => f.path));
     const deleted = parent ? [...parentFiles.keys()].filter((p) => !present.has(p)).sort() : [];
     const manifest: Manifest = {
@@ -543,6 +549,8 @@ async function createSnapshotOnce(options: CreateSnapshotOptions, redact: Set<st
       warnings,
       totals: { files: files.length, bytes: files.reduce((n, f) => n + f.size, 0), storedBytes },
       scannerRules: SCANNER_RULES_VERSION,
+      gzipMembers,
+      scannerAllow: (options.secretAllow ?? []).filter((a) => present.has(a.path)).map((a) => ({ path: a.path, rule: a.rule })),
     };
     const manifestJson = canonicalJson(manifest, 2);
     options.onProgress?.({ phase: "commit", doneBytes: totalBytes, totalBytes });

@@ -18,7 +18,4 @@ export function decideTick(snapshots: readonly { time: Date; kind: "full" | "inc
   return { action: "none", reason: `newest snapshot is ${Math.floor(age / 60_000)} min old (< 55)` };
 }
 
-/** The contexts of a state root: folders under contexts/ with valid names (si's staging never lives there). */
-export function isContextFolderName(name: string): boolean {
-  return name.length > 0 && !name.startsWith(".") && !/[\u0000-\u001f\u007f/\\]/.test(name);
-}
+export { isContextFolderName } from "../policy/context.js";

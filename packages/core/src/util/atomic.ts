@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { DirEntry, FileSystem } from "../fs/types.js";
+import type { FileSystem } from "../fs/types.js";
 import { dirname, join, basename } from "./paths.js";
 
 /**
@@ -43,25 +43,5 @@ export async function createFileExclusive(fs: FileSystem, path: string, data: st
     }
   } finally {
     await fs.rm(tmp, { force: true });
-  }
-}
-
-export async function exists(fs: FileSystem, path: string): Promise<boolean> {
-  try {
-    await fs.lstat(path);
-    return true;
-  } catch (err) {
-    if ((err as { code?: string }).code === "ENOENT") return false;
-    throw err;
-  }
-}
-
-/** A folder's entries, or none when the folder does not exist (yet). */
-export async function readdirOrEmpty(fs: FileSystem, dir: string): Promise<DirEntry[]> {
-  try {
-    return await fs.readdir(dir);
-  } catch (err) {
-    if ((err as { code?: string }).code === "ENOENT") return [];
-    throw err;
   }
 }

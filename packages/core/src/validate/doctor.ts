@@ -4,16 +4,14 @@ import { hardExclusionReason } from "../policy/selection.js";
 import { SecretScanner, type SecretAllowance } from "../policy/secrets.js";
 import { contextDir, isWithin, join } from "../util/paths.js";
 import { STATE_FILE_SHAPES, CONTEXT_TYPES } from "./shapes.js";
-import { findGitRootResolved } from "./git.js";
+import { workTreeOf } from "../policy/work-tree.js";
 import { listEvents, type EventRecord } from "./events.js";
+import { BLOCK_FILE, readBlock } from "../records/block.js";
+import type { CheckResult } from "../records/incident.js";
 import { lstatInside } from "../util/no-follow.js";
-import { BLOCK_FILE, readBlock } from "../governance/block.js";
+import type { ScannedFiles } from "./proven.js";
 
-export interface DoctorCheck {
-  name: string;
-  ok: boolean;
-  detail: string;
-}
+export type DoctorCheck = CheckResult;
 
 /** si's doctor envelope (reference §7), with paas-backup's own checks added. */
 export interface DoctorReport {
@@ -39,6 +37,11 @@ export interface DoctorOptions {
   /** ignore the block marker (the restore that is about to write it asks this) */
   ignoreBlock?: boolean;
   eventsLimit?: number;
+  /**
+   * Files just restored whose bytes the snapshot's scanner (same rules) already read: skipped by
+   * the secret scan while their size is still the one restored. See filesScannedAtSnapshot.
+   */
+  scannedAtSnapshot?: ScannedFiles;
 }
 
 /** Every entry below root, depth first in directory order; iterative so no depth can exhaust the stack. */
@@ -79,7 +82,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   }
   add("state_root_resolved", stateRoot.startsWith("/") && rootExists, rootExists ? `context folder ${dir}` : `context folder ${dir} does not exist`);
 
-  const repo = await findGitRootResolved(fs, stateRoot);
+  const repo = await workTreeOf(fs, stateRoot);
   add(
     "state_root_outside_repo",
     !repo || options.allowRepoState === true,
@@ -146,7 +149,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
           : `unknown context type ${JSON.stringify(contextShow.type)}`,
     );
     const vaultFile = contextShow.vault_file.startsWith("/") ? contextShow.vault_file : join(dir, contextShow.vault_file);
-    const vaultRepo = await findGitRootResolved(fs, vaultFile);
+    const vaultRepo = await workTreeOf(fs, vaultFile);
     add("context_vault_outside_repo", !vaultRepo, vaultRepo ? `vault file ${vaultFile} is inside git repository ${vaultRepo}` : `vault file ${vaultFile} is outside any git repository`);
   } else {
     add("context_show", false, `config.json in ${dir} is missing or not valid JSON`);
@@ -157,13 +160,15 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   try {
     const listed = await listEvents(fs, dir, options.eventsLimit ?? 20);
     events = listed.records;
-    const bad = listed.logs.filter((l) => l.invalidLines.length > 0 || l.notPlainFile);
+    const bad = listed.logs.filter((l) => l.invalidLines.length > 0 || l.invalidLinesFromEnd.length > 0 || l.notPlainFile);
+    const where = (l: (typeof listed.logs)[number]) =>
+      [l.invalidLines.length ? `lines ${l.invalidLines.join(",")}` : "", l.invalidLinesFromEnd.length ? `lines ${l.invalidLinesFromEnd.join(",")} from the end` : ""].filter(Boolean).join(" and ");
     add(
       "events_readable",
       bad.length === 0,
       bad.length
-        ? bad.map((l) => (l.notPlainFile ? `${l.path}: ${l.notPlainFile}, not a regular file (not followed)` : `${l.path}: lines ${l.invalidLines.join(",")} are not JSON objects`)).join("; ")
-        : `${listed.logs.reduce((n, l) => n + l.records, 0)} events in ${listed.logs.filter((l) => l.present).length} logs; newest ${events.length} listed`,
+        ? bad.map((l) => (l.notPlainFile ? `${l.path}: ${l.notPlainFile}, not a regular file (not followed)` : `${l.path}: ${where(l)} are not JSON objects`)).join("; ")
+        : `${listed.logs.filter((l) => l.present).length} logs read from their end; newest ${events.length} listed`,
     );
   } catch (err) {
     add("events_readable", false, `event logs unreadable: ${(err as Error).message}`);
@@ -172,6 +177,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   // Secrets and permissions over what a backup holds (the vault and excluded files are si's business).
   const secretFindings: string[] = [];
   const modeProblems: string[] = [];
+  let provenSkipped = 0;
   if (rootExists) {
     const dirMode = (await fs.lstat(dir)).mode;
     if (dirMode !== 0o700) modeProblems.push(`./ is ${dirMode.toString(8)}`);
@@ -186,6 +192,10 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
       }
       if (entry.kind !== "file") continue;
       if (st.mode !== 0o600) modeProblems.push(`${entry.path} is ${st.mode.toString(8)}`);
+      if (options.scannedAtSnapshot?.get(entry.path)?.size === st.size) {
+        provenSkipped++;
+        continue;
+      }
       const scanner = new SecretScanner(entry.path, options.secretAllow ?? []);
       for await (const chunk of fs.createReadStream(abs)) scanner.push(chunk as Buffer);
       for (const f of scanner.end()) secretFindings.push(`${f.path}:${f.line} (${f.rule})`);
@@ -194,7 +204,7 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   add(
     "repo_plaintext_secret_exposure",
     secretFindings.length === 0,
-    secretFindings.length ? `plaintext secret material: ${secretFindings.slice(0, 10).join(", ")}` : "no plaintext secret in state files",
+    secretFindings.length ? `plaintext secret material: ${secretFindings.slice(0, 10).join(", ")}` : `no plaintext secret in state files${provenSkipped ? ` (${provenSkipped} restored files matched their manifest sha256 and were scanned at snapshot time by the same rules)` : ""}`,
   );
   add("permissions", modeProblems.length === 0, modeProblems.length ? `expected 0700 folders and 0600 files: ${modeProblems.slice(0, 10).join(", ")}` : "folders 0700, files 0600");
 

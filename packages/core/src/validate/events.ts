@@ -135,25 +135,104 @@ export async function readEventLog(fs: FileSystem, path: string, onLine: (raw: R
   return report;
 }
 
-/** `si paas events list --limit N`: the newest N records of the three logs, newest first. */
-export async function listEvents(fs: FileSystem, contextDir: string, limit = 50): Promise<{ records: EventRecord[]; logs: LogReadReport[]; paths: string[] }> {
-  let newest: RawEvent[] = [];
-  const logs: LogReadReport[] = [];
+/**
+ * Read a log from its end, newest line first, until `wanted` records are in hand or the start is
+ * reached: `events list --limit 20` over a gigabyte log reads a few kilobytes, not every line.
+ * Lines are checked as readEventLog checks them; line numbers count from the start when the whole
+ * log was read, else `invalidLinesFromEnd` counts from its end (1 = the last line).
+ */
+export async function readEventLogTail(fs: FileSystem, path: string, wanted: number, onLine: (raw: RawEvent) => void): Promise<LogReadReport & { complete: boolean; invalidLinesFromEnd: number[] }> {
+  const report = { path, present: true, lines: 0, records: 0, invalidLines: [] as number[], tornTail: false, complete: false, invalidLinesFromEnd: [] as number[] };
+  let size: number;
+  try {
+    const st = await fs.lstat(path);
+    size = st.size;
+  } catch (err) {
+    if (isNotFound(err)) return { ...report, present: false };
+    throw err;
+  }
+  const WINDOW = 64 * 1024;
+  const MAX_LINE = 4 * 1024 * 1024;
+  const seen: { fromEnd: number; line: string }[] = [];
+  const handle = (bytes: Buffer, torn: boolean): boolean => {
+    report.lines++;
+    const t = bytes.toString("utf8").trim();
+    if (t === "") return false;
+    if (!t.startsWith("{") || !t.endsWith("}")) {
+      // si skips a torn last line silently; it is a write in flight, not damage.
+      if (!torn && report.invalidLinesFromEnd.length < 20) report.invalidLinesFromEnd.push(report.lines);
+      return false;
+    }
+    report.records++;
+    seen.push({ fromEnd: report.lines, line: t });
+    return report.records >= wanted;
+  };
+  let pos = size;
+  let pending: Buffer = Buffer.alloc(0);
+  let first = true;
+  let done = false;
+  while (!done && pos > 0) {
+    const start = Math.max(0, pos - WINDOW);
+    const chunk = Buffer.from(await fs.readRange(path, start, pos - start));
+    pos = start;
+    const buf = pending.length ? Buffer.concat([chunk, pending]) : chunk;
+    let end = buf.length;
+    if (first) {
+      if (buf.length > 0 && buf[buf.length - 1] !== 10) {
+        const nl = buf.lastIndexOf(10);
+        if (nl < 0 && pos > 0 && buf.length <= MAX_LINE) {
+          pending = buf; // the torn last line is longer than a window: read further back first
+          continue;
+        }
+        report.tornTail = true;
+        done = handle(buf.subarray(nl + 1), true);
+        end = nl;
+      } else end = buf.length - 1;
+      first = false;
+    }
+    // buf[0, end) ends just before a newline (or end < 0: nothing complete yet).
+    while (!done && end >= 0) {
+      const nl = buf.lastIndexOf(10, end - 1);
+      if (nl < 0 && pos > 0) break;
+      done = handle(buf.subarray(nl + 1, end), false);
+      end = nl;
+    }
+    pending = end > 0 ? buf.subarray(0, end) : Buffer.alloc(0);
+    if (!done && pending.length > MAX_LINE) {
+      // One line longer than any event: count it as damage and read no further.
+      report.lines++;
+      report.invalidLinesFromEnd.push(report.lines);
+      done = true;
+    }
+  }
+  report.complete = !done && pos === 0;
+  const total = report.lines;
+  for (const s of seen) onLine({ timestamp: TIMESTAMP.exec(s.line)?.[1] ?? "", line: s.line, file: path, lineNumber: report.complete ? total - s.fromEnd + 1 : -s.fromEnd });
+  if (report.complete) {
+    report.invalidLines = report.invalidLinesFromEnd.map((n) => total - n + 1).reverse();
+    report.invalidLinesFromEnd = [];
+  }
+  return report;
+}
+
+/**
+ * `si paas events list --limit N`: the newest N records of the three logs, newest first. Each log
+ * is read from its end (logs are appended in time order), so the cost does not grow with the log.
+ */
+export async function listEvents(fs: FileSystem, contextDir: string, limit = 50): Promise<{ records: EventRecord[]; logs: (LogReadReport & { complete: boolean; invalidLinesFromEnd: number[] })[]; paths: string[] }> {
+  const newest: RawEvent[] = [];
+  const logs: (LogReadReport & { complete: boolean; invalidLinesFromEnd: number[] })[] = [];
   const paths = EVENT_LOGS.map((p) => join(contextDir, p));
   const byNewest = (a: RawEvent, b: RawEvent) => (a.timestamp < b.timestamp ? 1 : a.timestamp > b.timestamp ? -1 : 0);
   for (const [i, path] of paths.entries()) {
     // A log under a symlinked events/ (or itself a link) is not read through: reported as not a plain file.
     const inside = await lstatInside(fs, contextDir, EVENT_LOGS[i]!);
     if (inside && (inside.link !== undefined || inside.stat.kind !== "file")) {
-      logs.push({ path, present: true, lines: 0, records: 0, invalidLines: [], tornTail: false, notPlainFile: inside.link !== undefined ? `under ${inside.link}, a ${inside.kind}` : `a ${inside.stat.kind}` });
+      logs.push({ path, present: true, lines: 0, records: 0, invalidLines: [], tornTail: false, complete: false, invalidLinesFromEnd: [], notPlainFile: inside.link !== undefined ? `under ${inside.link}, a ${inside.kind}` : `a ${inside.stat.kind}` });
       continue;
     }
-    const report = await readEventLog(fs, path, (raw) => {
-      newest.push(raw);
-      // Keep a bounded window: sort and cut only when it grows, so a large log stays cheap.
-      if (newest.length >= limit * 4 + 256) newest = newest.sort(byNewest).slice(0, limit * 2);
-    });
-    logs.push(report);
+    // A margin over the limit: a line that looks like an object yet does not parse is dropped below.
+    logs.push(await readEventLogTail(fs, path, limit * 2, (raw) => newest.push(raw)));
   }
   const records: EventRecord[] = [];
   for (const raw of newest.sort(byNewest)) {
@@ -166,7 +245,8 @@ export async function listEvents(fs: FileSystem, contextDir: string, limit = 50)
     }
     if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) {
       const log = logs.find((l) => l.path === raw.file);
-      if (log && log.invalidLines.length < 20) log.invalidLines.push(raw.lineNumber);
+      if (log && raw.lineNumber > 0 && log.invalidLines.length < 20) log.invalidLines.push(raw.lineNumber);
+      else if (log && raw.lineNumber < 0 && log.invalidLinesFromEnd.length < 20) log.invalidLinesFromEnd.push(-raw.lineNumber);
       continue;
     }
     records.push(redactForOutput(normaliseEvent(parsed as Record<string, unknown>, raw.file)) as EventRecord);

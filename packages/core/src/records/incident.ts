@@ -1,7 +1,14 @@
 import type { FileSystem } from "../fs/types.js";
 import { contextBackupDir, join } from "../util/paths.js";
-import { createFileExclusive, readdirOrEmpty } from "../util/atomic.js";
-import type { DoctorCheck } from "../validate/doctor.js";
+import { createFileExclusive } from "../util/atomic.js";
+import { readdirOrEmpty } from "../util/optional-reads.js";
+
+/** One validation check as records keep it (doctor's checks have this shape). */
+export interface CheckResult {
+  name: string;
+  ok: boolean;
+  detail: string;
+}
 import { redactText } from "../policy/secrets.js";
 
 /** Policy §7.3: every restore, successful or not, leaves this record in <backup_root>/<context>/incidents/. */
@@ -20,7 +27,7 @@ export interface IncidentRecord {
   dryRun: boolean;
   movedAsideTo: string | null;
   vault: unknown;
-  doctor: { ok: boolean; checks: DoctorCheck[] } | null;
+  doctor: { ok: boolean; checks: CheckResult[] } | null;
   externalDoctor: { command: string; ok: boolean; exitCode: number | null; detail: string } | null;
   outcome: "restored" | "blocked" | "refused" | "failed" | "dry-run" | "rolled-back" | "unblocked" | "drill-passed" | "drill-failed" | "recovered";
   error: { code: string; message: string } | null;

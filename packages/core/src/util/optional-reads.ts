@@ -1,0 +1,24 @@
+import type { DirEntry, FileSystem } from "../fs/types.js";
+import { isNotFound } from "../errors.js";
+
+/** Reads where a missing path is an answer, not an error. */
+
+export async function exists(fs: FileSystem, path: string): Promise<boolean> {
+  try {
+    await fs.lstat(path);
+    return true;
+  } catch (err) {
+    if (isNotFound(err)) return false;
+    throw err;
+  }
+}
+
+/** A folder's entries, or none when the folder does not exist (yet). */
+export async function readdirOrEmpty(fs: FileSystem, dir: string): Promise<DirEntry[]> {
+  try {
+    return await fs.readdir(dir);
+  } catch (err) {
+    if (isNotFound(err)) return [];
+    throw err;
+  }
+}
