@@ -96,12 +96,17 @@ async function sweepRecordTemporaries(fs: FileSystem, dir: string, now: number):
 }
 
 export async function listRecords(fs: FileSystem, backupRoot: string, context: string, folder: string): Promise<IncidentRecord[]> {
+  return (await listRecordFiles(fs, backupRoot, context, folder)).map((r) => r.record);
+}
+
+/** Each readable record of a folder with the file it was read from, oldest name first. */
+export async function listRecordFiles(fs: FileSystem, backupRoot: string, context: string, folder: string): Promise<{ file: string; record: IncidentRecord }[]> {
   const dir = join(contextBackupDir(backupRoot, context), folder);
   const entries = await readdirOrEmpty(fs, dir);
-  const out: IncidentRecord[] = [];
+  const out: { file: string; record: IncidentRecord }[] = [];
   for (const e of entries.filter((e) => e.kind === "file" && e.name.endsWith(".json")).sort((a, b) => (a.name < b.name ? -1 : 1))) {
     try {
-      out.push(JSON.parse(Buffer.from(await fs.readFile(join(dir, e.name))).toString("utf8")) as IncidentRecord);
+      out.push({ file: join(dir, e.name), record: JSON.parse(Buffer.from(await fs.readFile(join(dir, e.name))).toString("utf8")) as IncidentRecord });
     } catch {
       // a record we cannot parse is skipped, not fatal: the others still tell the story
     }
