@@ -2,7 +2,7 @@
 // where we are root, install the missing ones; anywhere else, say exactly what to install.
 import { execSync, spawnSync } from "node:child_process";
 
-const needed = { tar: "tar", sha256sum: "coreutils", rsync: "rsync", age: "age", "age-keygen": "age", promtool: "prometheus" };
+const needed = { tar: "tar", sha256sum: "coreutils", rsync: "rsync", age: "age", "age-keygen": "age", promtool: "prometheus", script: "bsdutils", runuser: "util-linux", mount: "mount", zsh: "zsh" };
 const has = (cmd) => spawnSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" }).status === 0;
 const missing = Object.keys(needed).filter((cmd) => !has(cmd));
 if (missing.length === 0) process.exit(0);

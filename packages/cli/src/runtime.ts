@@ -4,11 +4,18 @@ import { homedir, userInfo } from "node:os";
 import { resolve, normalize } from "node:path";
 import { z } from "zod";
 import { nodeFs } from "@paas-backup/core/node";
-import { UsageError, redactText, type FileSystem } from "@paas-backup/core";
+import { UsageError } from "@paas-backup/core/errors";
+import { redactText } from "@paas-backup/core/redact";
+import type { FileSystem } from "@paas-backup/core";
 import { parse as parseJsonc, printParseErrorCode, type ParseError } from "jsonc-parser";
+import type { Envelope } from "./output.js";
 
 /** Everything a command needs from the outside world, resolved once: the CLI is where env, clock and disk come in. */
 export interface Runtime {
+  /** the command's own name, as the envelope carries it: "snapshot", "drill status", "offsite push" */
+  command: string;
+  /** the envelope the command hands over (printEnvelope); the runner prints it once */
+  envelope: Envelope | null;
   fs: FileSystem;
   env: NodeJS.ProcessEnv;
   clock: () => Date;
@@ -29,7 +36,7 @@ export const RetentionPolicy = z.object({
   daily: z.number().int().min(0).default(7),
   weekly: z.number().int().min(0).default(4),
   monthly: z.number().int().min(0).default(3),
-});
+}).strict();
 
 export const OffsiteTarget = z.object({
   name: z.string().min(1),
@@ -37,9 +44,9 @@ export const OffsiteTarget = z.object({
   endpoint: z.string().optional(),
   region: z.string().optional(),
   pathStyle: z.boolean().optional(),
-  objectLock: z.object({ mode: z.enum(["COMPLIANCE", "GOVERNANCE"]), days: z.number().int().positive() }).optional(),
-  retention: RetentionPolicy.partial().optional(),
-});
+  objectLock: z.object({ mode: z.enum(["COMPLIANCE", "GOVERNANCE"]), days: z.number().int().positive() }).strict().optional(),
+  retention: RetentionPolicy.partial().strict().optional(),
+}).strict();
 
 /** The config file: where an operator keeps what should not be retyped on every cron line. Never credentials. */
 export const Config = z
@@ -50,15 +57,15 @@ export const Config = z
     recipientsFile: z.string().optional(),
     identityFile: z.string().optional(),
     include: z.array(z.enum(["releases", "cache"])).default([]),
-    secretAllow: z.array(z.object({ path: z.string(), rule: z.string() })).default([]),
+    secretAllow: z.array(z.object({ path: z.string(), rule: z.string() }).strict()).default([]),
     /** findings seen and rotated: still redacted in every snapshot, no longer exit 9 */
     secretAcknowledged: z.array(z.object({ path: z.string(), line: z.number().int().positive().optional(), rule: z.string() }).strict()).default([]),
-    retention: RetentionPolicy.partial().default({}),
+    retention: RetentionPolicy.partial().strict().default({}),
     mandatoryDrillContexts: z.array(z.string()).default(["internal-dogfood"]),
     lockTimeoutSeconds: z.number().int().min(0).default(30),
     /** tick pings it (healthchecks.io convention: /start, success, /fail); treated as a secret, never printed */
     pingUrl: z.string().url().optional(),
-    offsite: z.object({ targets: z.array(OffsiteTarget).default([]), concurrency: z.number().int().min(1).max(16).default(2) }).default({ targets: [], concurrency: 2 }),
+    offsite: z.object({ targets: z.array(OffsiteTarget).default([]), concurrency: z.number().int().min(1).max(16).default(2) }).strict().default({ targets: [], concurrency: 2 }),
   })
   .strict();
 export type Config = z.infer<typeof Config>;
@@ -79,7 +86,9 @@ function loadConfig(explicit: string | undefined, env: NodeJS.ProcessEnv): { con
   try {
     text = readFileSync(path, "utf8");
   } catch (err) {
-    throw new UsageError("PAAS_BACKUP_CONFIG_INVALID", `config file ${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? "error"})`, {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "EACCES" || code === "EPERM") throw err; // named as an environment problem, with the owner
+    throw new UsageError("PAAS_BACKUP_CONFIG_INVALID", `config file ${path} cannot be read (${code ?? "error"})`, {
       path,
       remediation: "Check the path and its permissions, or point --config elsewhere.",
       stage: "config",
@@ -98,8 +107,16 @@ function loadConfig(explicit: string | undefined, env: NodeJS.ProcessEnv): { con
   }
   const parsed = Config.safeParse(raw);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new UsageError("PAAS_BACKUP_CONFIG_INVALID", `config file ${path}: ${issue ? `${issue.path.join(".") || "(root)"}: ${issue.message}` : "invalid"}`, {
+    // An unknown key (a typo) explains the other issues of its object: name it first.
+    const issue = parsed.error.issues.find((i) => i.code === "unrecognized_keys") ?? parsed.error.issues[0];
+    // Name the key path as an operator types it: retention.dayly, offsite.targets[0].objectlock.
+    const keyPath = (at: readonly PropertyKey[]) => at.map((k, i) => (typeof k === "number" ? `[${k}]` : `${i ? "." : ""}${String(k)}`)).join("");
+    const where = !issue
+      ? "invalid"
+      : issue.code === "unrecognized_keys"
+        ? issue.keys.map((k) => `${keyPath([...issue.path, k])}: unknown key`).join("; ")
+        : `${keyPath(issue.path) || "(root)"}: ${issue.message}`;
+    throw new UsageError("PAAS_BACKUP_CONFIG_INVALID", `config file ${path}: ${where}`, {
       path,
       remediation: "Fix the field named (see the README's Configuration section); credentials never go in this file.",
       stage: "config",
@@ -142,7 +159,7 @@ export interface GlobalFlags {
   config?: string;
 }
 
-export function createRuntime(flags: GlobalFlags, env: NodeJS.ProcessEnv = process.env): Runtime {
+export function createRuntime(flags: GlobalFlags, env: NodeJS.ProcessEnv = process.env, command = ""): Runtime {
   const { config, path } = loadConfig(flags.config, env);
   const home = env.HOME ?? homedir();
   const envRoot = env.SI_PAAS_STATE_ROOT?.trim();
@@ -161,11 +178,14 @@ export function createRuntime(flags: GlobalFlags, env: NodeJS.ProcessEnv = proce
       : config.backupRoot
         ? expandHome(config.backupRoot, env)
         : resolve(home, ".si/paas-backups");
+  const json = flags.json === true;
   return {
+    command,
+    envelope: null,
     fs: nodeFs,
     env,
     clock: clockFrom(env),
-    json: flags.json === true,
+    json,
     stateRoot,
     backupRoot,
     config,
@@ -173,8 +193,9 @@ export function createRuntime(flags: GlobalFlags, env: NodeJS.ProcessEnv = proce
     stdoutIsTTY: process.stdout.isTTY === true,
     stderrIsTTY: process.stderr.isTTY === true,
     stdinIsTTY: process.stdin.isTTY === true,
+    // Under --json stdout carries the one envelope and nothing else: stray text goes to stderr.
     // Everything printed passes the secret scanner: state quoted in a message or listing never shows a value.
-    write: (text) => process.stdout.write(redactText(text)),
+    write: (text) => (json ? process.stderr : process.stdout).write(redactText(text)),
     progress: (text) => {
       if (process.stderr.isTTY) process.stderr.write(text);
     },

@@ -8,7 +8,7 @@ export interface TargetFlags {
   region?: string;
   pathStyle?: boolean;
   lockMode?: string;
-  lockDays?: string;
+  lockDays?: number;
 }
 
 // The S3 driver (and the AWS SDK under it) loads only when an s3:// target is opened.
@@ -37,7 +37,7 @@ export async function resolveTargets(rt: Runtime, flags: TargetFlags, required =
       flags.lockMode || flags.lockDays
         ? (() => {
             const mode = (flags.lockMode ?? "COMPLIANCE").toUpperCase();
-            const days = Number.parseInt(flags.lockDays ?? "", 10);
+            const days = flags.lockDays ?? 0;
             if ((mode !== "COMPLIANCE" && mode !== "GOVERNANCE") || !(days > 0))
               throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "--lock-mode must be COMPLIANCE or GOVERNANCE and --lock-days a positive number", { remediation: "For example --lock-mode COMPLIANCE --lock-days 35.", stage: "arguments" });
             return { mode: mode as "COMPLIANCE" | "GOVERNANCE", days };

@@ -1,7 +1,8 @@
 import { describe, it, expect, beforeEach, afterEach } from "vitest";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, symlinkSync, writeFileSync, cpSync } from "node:fs";
 import { join } from "node:path";
-import { makeSandbox, runCli, sh, type Sandbox } from "./helpers.js";
+import { spawn } from "node:child_process";
+import { CLI, makeSandbox, runCli, sh, type Sandbox } from "./helpers.js";
 
 /** Issue 9 §2, §5, §6 as an operator meets them, through the built CLI. */
 const CTX = "internal-dogfood";
@@ -18,7 +19,9 @@ describe("the context lock under real concurrency", () => {
     const hours = ["2026-11-24T10:00:00Z", "2026-11-24T11:00:00Z", "2026-11-24T12:00:00Z", "2026-11-24T13:00:00Z"];
     for (const hour of hours) {
       const runs = await Promise.all(Array.from({ length: 6 }, () => runCli([...sb.flags, "--json", "tick", "--context", CTX, "--insecure-plaintext"], { env: at(hour) })));
-      for (const r of runs) expect({ code: r.code, stderr: r.stderr }, r.stdout).toEqual({ code: 0, stderr: "" });
+      // issue 13 §4: a run that waits over a second for the lock says who holds it on stderr; nothing else may appear there
+      const other = (stderr: string) => stderr.split("\n").filter((l) => l && !/^paas-backup tick: waiting for the lock of /.test(l)).join("\n");
+      for (const r of runs) expect({ code: r.code, stderr: other(r.stderr) }, r.stdout).toEqual({ code: 0, stderr: "" });
       const acted = runs.map((r) => r.json.data[0]).filter((o: any) => o.action !== "none");
       // two holders at once would both see the hour as due and both take a snapshot
       expect(acted, `${hour}: ${JSON.stringify(runs.map((r) => r.json.data[0].action))}`).toHaveLength(1);
@@ -28,6 +31,29 @@ describe("the context lock under real concurrency", () => {
     expect(list.json.data.map((d: any) => d.kind)).toEqual(["full", "incremental", "incremental", "incremental"]);
     expect((await runCli([...sb.flags, "verify", "--context", CTX, "--all", "--deep"])).code).toBe(0);
     expect(readdirSync(join(sb.backupRoot, CTX)).filter((f) => f.startsWith(".lock") || f.startsWith("..lock"))).toEqual([]);
+  });
+
+  it("a snapshot killed (SIGKILL) while it holds the lock: the next run takes the dead holder's lock, nothing partial is listed", async () => {
+    const big = await makeSandbox([{ name: CTX, eventBytes: 40_000_000 }]);
+    try {
+      const lock = join(big.backupRoot, CTX, ".lock");
+      const child = spawn(process.execPath, [CLI, ...big.flags, "snapshot", "--context", CTX, "--insecure-plaintext"], { stdio: "ignore" });
+      for (let i = 0; i < 400 && !existsSync(lock); i++) await new Promise((r) => setTimeout(r, 25));
+      expect(existsSync(lock)).toBe(true);
+      await new Promise((r) => setTimeout(r, 150)); // well into the archive
+      child.kill("SIGKILL");
+      await new Promise((r) => child.on("close", r));
+      expect(existsSync(lock)).toBe(true); // left behind by the dead run
+      expect(JSON.parse(readFileSync(lock, "utf8")).pid).toBe(child.pid);
+      const list = await runCli([...big.flags, "--json", "list", "--context", CTX]);
+      expect(list.json.data).toEqual([]); // the half-written artifact is not a snapshot
+      const next = await runCli([...big.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"]);
+      expect(next.code, next.stdout).toBe(0);
+      expect(existsSync(lock)).toBe(false);
+      expect((await runCli([...big.flags, "verify", "--context", CTX, "--all"])).code).toBe(0);
+    } finally {
+      big.cleanup();
+    }
   });
 
   it("a torn lock file counts as held: exit 6 naming it, and the file is left alone", async () => {

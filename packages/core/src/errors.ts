@@ -15,6 +15,7 @@ export const ExitCode = {
   overdue: 8,
   /** the snapshot was taken, with secret values redacted: rotate the leaked credential (or acknowledge it) */
   redacted: 9,
+  environment: 10,
   /** `status`: at least one context needs attention (no recent full, overdue drill, blocked, offsite copy missing, failed tick) */
   attention: 11,
 } as const;
@@ -26,12 +27,14 @@ export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
  * the list. To add a code, add one line (keep them sorted).
  */
 export const ERROR_CODES = {
+  PAAS_BACKUP_ABORTED: "the operator aborted at the confirmation prompt (Ctrl-C); nothing changed",
   PAAS_BACKUP_ARCHIVE_CORRUPT: "an artifact cannot be read as gzip/tar (or its encryption layer fails)",
   PAAS_BACKUP_ARCHIVE_TOO_LARGE: "an archive expands past its limit (decompression bomb guard)",
   PAAS_BACKUP_BAD_IDENTITY: "an identity file holds no age identity",
   PAAS_BACKUP_BAD_RECIPIENT: "a recipient is not an age X25519 recipient",
   PAAS_BACKUP_BAD_TARGET: "an offsite target URL or name that cannot be used",
   PAAS_BACKUP_CHAIN_BROKEN: "an incremental whose parent is missing or fails its checksum",
+  PAAS_BACKUP_CHECKSUM_MALFORMED: "a checksum file that names no sha256 for its artifact (empty, truncated)",
   PAAS_BACKUP_CHECKSUM_MISMATCH: "an artifact does not match its checksum file",
   PAAS_BACKUP_CHECKSUM_MISSING: "an artifact has no checksum file",
   PAAS_BACKUP_CONFIG_INVALID: "the config file is not valid",
@@ -57,11 +60,15 @@ export const ERROR_CODES = {
   PAAS_BACKUP_NO_CONTEXTS: "no contexts to work on",
   PAAS_BACKUP_NO_RECIPIENT: "no age recipient and no --insecure-plaintext",
   PAAS_BACKUP_NO_SNAPSHOTS: "a context without snapshots",
+  PAAS_BACKUP_NO_SPACE: "no space left on a filesystem paas-backup writes to (exit 10)",
   PAAS_BACKUP_NO_TARGET: "no offsite target given or configured",
   PAAS_BACKUP_OBJECT_NOT_FOUND: "a repository object is missing (every storage driver)",
   PAAS_BACKUP_OBJECT_TOO_LARGE: "a small repository object (manifest, checksum) is too large",
   PAAS_BACKUP_PACKAGE_MISSING: "an optional package a feature needs is not installed (a storage driver, the demo fixtures)",
   PAAS_BACKUP_PATH_NOT_IN_SNAPSHOT: "restore --path names a file that is never backed up",
+  PAAS_BACKUP_PERMISSION_DENIED: "the OS refused access to a file (EACCES/EPERM): file and owner named (exit 10)",
+  PAAS_BACKUP_READ_ONLY: "a filesystem paas-backup writes to is read-only (exit 10)",
+  PAAS_BACKUP_RECORD_NAME_TAKEN: "every name for an incident or drill record is taken (a bug or a runaway writer)",
   PAAS_BACKUP_RECOVERY_FAILED: "an interrupted swap could not be finished or undone",
   PAAS_BACKUP_REPOSITORY_ID_INVALID: "a backup root identity file that does not hold one",
   PAAS_BACKUP_RESTORE_UNFINISHED: "a restore failed after its swap; the context is blocked",
@@ -144,6 +151,17 @@ export class ValidationError extends PaasBackupError {
 export class BusyError extends PaasBackupError {
   constructor(code: ErrorCode, message: string, details: ErrorDetails) {
     super(code, ExitCode.busy, message, details);
+  }
+}
+
+/**
+ * Exit 10: the machine refused, not paas-backup: a file it may not read or write (EACCES, EPERM),
+ * a full filesystem (ENOSPC), a read-only one (EROFS). The message names the file, its owner or
+ * the filesystem, so the operator can fix the environment; exit 1 stays for bugs.
+ */
+export class EnvironmentError extends PaasBackupError {
+  constructor(code: ErrorCode, message: string, details: ErrorDetails) {
+    super(code, ExitCode.environment, message, details);
   }
 }
 

@@ -72,3 +72,4 @@ export { HashingStream, sha256Hex } from "./util/hash.js";
 export { pushOffsite, listOffsite, verifyOffsite, pruneOffsite, fetchFromOffsite, fetchChainFromOffsite, extendLocks, recordedCopies, rootView, targetWarnings, retentionHorizonDays, DEFAULT_OFFSITE_RETENTION, type OffsiteTarget, type OffsiteCopy, type PushResult, type OffsiteEntry, type OffsiteVerification, type DataSubset, type OffsiteRestorePlan } from "./offsite/offsite.js";
 export { ensureRepositoryIdentity, readRepositoryIdentity, REPOSITORY_FILE, type RepositoryIdentity } from "./repository/identity.js";
 export { contextStatus, recordTickOutcome, readTickRecord, FULL_MAX_AGE_MS, OFFSITE_GRACE_MS, type ContextStatus, type OffsiteTargetStatus, type TickRecord } from "./governance/status.js";
+export { listSnapshotFiles, dumpSnapshotFile, diffSnapshots, findInSnapshots, type SnapshotFileEntry, type DiffEntry, type SnapshotDiff, type FoundCopy } from "./snapshot/inspect.js";

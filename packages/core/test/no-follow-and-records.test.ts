@@ -48,6 +48,17 @@ describe("incident and drill records", () => {
     expect(outcomes).toEqual(["failed", "restored"]);
     expect(fs.files("/b").filter((f) => f.endsWith(".tmp"))).toEqual([]);
   });
+
+  it("a record write killed before its link leaves a temporary that a later record write sweeps once it is old", async () => {
+    const fs = new MemoryFileSystem();
+    fs.now = Date.parse("2026-11-24T10:00:00Z");
+    const crashing = new FaultInjectingFileSystem(fs, { at: 4, mode: "crash" }); // mkdir, readdir, writeFile(tmp), then the crash
+    await writeIncident(crashing, "/b", record("T-1", "restored")).catch(() => undefined);
+    expect(fs.files("/b").filter((f) => f.endsWith(".tmp"))).toHaveLength(1);
+    expect((await listRecords(fs, "/b", CTX, "incidents")).length).toBe(0); // never a torn record
+    await writeIncident(fs, "/b", { ...record("T-2", "restored"), startedAt: "2026-11-24T12:00:00.000Z" });
+    expect(fs.files("/b").filter((f) => f.endsWith(".tmp"))).toEqual([]);
+  });
 });
 
 describe("readBlock fails closed", () => {

@@ -1,4 +1,6 @@
 import { hostname } from "node:os";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { spawnSync } from "node:child_process";
 import {
   ageDecryptor,
@@ -7,7 +9,9 @@ import {
   parseRecipients,
   validateRecipient,
   validateContextName,
+  scanSnapshots,
   UsageError,
+  SafetyError,
   hasJournal,
   recoverContext,
   withContextLock,
@@ -29,6 +33,31 @@ export function requireContext(value: string | undefined): string {
   return validateContextName(value);
 }
 
+/**
+ * A context that is neither in the state root nor in the backup root is a typo, not an empty
+ * context: exit 2 naming both places (list, doctor, verify and restore would otherwise report
+ * "no snapshots" or pass on nothing).
+ */
+export async function requireKnownContext(rt: Runtime, context: string): Promise<void> {
+  const live = join(rt.stateRoot, "contexts", context);
+  const backups = join(rt.backupRoot, context);
+  if (existsSync(live) || (existsSync(backups) && (await scanSnapshots(rt.fs, rt.backupRoot, context).then((r) => r.snapshots.length + r.damaged.length > 0)))) return;
+  throw new UsageError("PAAS_BACKUP_CONTEXT_NOT_FOUND", `context ${context} has neither state (${live}) nor snapshots (${backups})`, {
+    path: live,
+    remediation: "Check --context, --state-root and --backup-root (or SI_PAAS_STATE_ROOT and PAAS_BACKUP_ROOT); `si paas context list` shows the contexts.",
+    stage: "select",
+  });
+}
+
+export function requireContextDirExists(dir: string, context: string): void {
+  if (existsSync(dir)) return;
+  throw new UsageError("PAAS_BACKUP_CONTEXT_NOT_FOUND", `context ${context} not found: ${dir} does not exist`, {
+    path: dir,
+    remediation: "Check --context and --state-root (or SI_PAAS_STATE_ROOT); `si paas context list` shows the contexts.",
+    stage: "plan",
+  });
+}
+
 export function parseInclude(value: string | undefined, fallback: readonly OptionalFolder[]): OptionalFolder[] {
   if (value === undefined) return [...fallback];
   const items = value.split(",").map((s) => s.trim()).filter(Boolean);
@@ -44,10 +73,19 @@ export function parseInclude(value: string | undefined, fallback: readonly Optio
 }
 
 /** A file the operator named, read through the runtime's FileSystem (so commands run in-process on any fs). */
-async function readText(rt: Runtime, path: string, what: string): Promise<string> {
+async function readText(rt: Runtime, path: string, what: string, missing: "usage" | "safety" = "usage"): Promise<string> {
   try {
     return Buffer.from(await rt.fs.readFile(path)).toString("utf8");
   } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "EACCES" || code === "EPERM") throw err; // named as an environment problem, with the owner
+    // A missing identity is the same condition whichever command needs it: exit 4, as a wrong one.
+    if (missing === "safety")
+      throw new SafetyError("PAAS_BACKUP_IDENTITY_REQUIRED", `${what} ${path} cannot be read (${code ?? "error"})`, {
+        path,
+        remediation: "Pass --identity with the path of an age identity file whose recipient the snapshots were encrypted to.",
+        stage: "decrypt",
+      });
     throw new UsageError("PAAS_BACKUP_FILE_UNREADABLE", `${what} ${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? "error"})`, {
       path,
       remediation: `Check the path given for the ${what}.`,
@@ -65,6 +103,13 @@ export interface KeyFlags {
 
 /** Recipients from --recipient, --recipients-file, then the config file; none means no encryptor. */
 export async function resolveEncryptor(rt: Runtime, flags: KeyFlags): Promise<ArtifactEncryptor | undefined> {
+  if (flags.insecurePlaintext && ((flags.recipient?.length ?? 0) > 0 || flags.recipientsFile)) {
+    throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "--insecure-plaintext cannot be combined with --recipient or --recipients-file", {
+      remediation: "Choose one: drop --insecure-plaintext to encrypt to the recipients, or drop the recipients to write plaintext.",
+      stage: "arguments",
+    });
+  }
+  if (flags.insecurePlaintext) return undefined;
   const recipients = [...(flags.recipient ?? []).map(validateRecipient)];
   const file = flags.recipientsFile ?? rt.config.recipientsFile;
   if (file) recipients.push(...parseRecipients(await readText(rt, expandHome(file, rt.env), "recipients file"), expandHome(file, rt.env)));
@@ -77,7 +122,30 @@ export async function resolveDecryptor(rt: Runtime, flags: KeyFlags): Promise<Ar
   if (!file) return undefined;
   const path = expandHome(file, rt.env);
   // core refuses an identity inside a work tree or the backup root before it is used
-  return ageDecryptor(parseIdentities(await readText(rt, path, "identity file"), path), path, path);
+  return ageDecryptor(parseIdentities(await readText(rt, path, "identity file", "safety"), path), path, path);
+}
+
+/**
+ * The lock options every command uses: waiting more than a second for another run prints who
+ * holds the lock and since when on stderr (once), instead of lockTimeoutSeconds of silence.
+ */
+export function lockOptions(rt: Runtime, context: string, command: string) {
+  let told = false;
+  return {
+    fs: rt.fs,
+    backupRoot: rt.backupRoot,
+    context,
+    owner: lockOwner(command),
+    clock: rt.clock,
+    timeoutMs: rt.config.lockTimeoutSeconds * 1000,
+    onWait: (holder: { pid: number | null; host: string | null; command: string | null; startedAt: string }, waitedMs: number, timeoutMs: number) => {
+      // Brief contention (another tick finishing) stays quiet; a real wait says who holds the lock, once.
+      if (told || waitedMs < 1000) return;
+      told = true;
+      const who = holder.pid === null ? `an unreadable lock file (written ${holder.startedAt})` : `pid ${holder.pid} on ${holder.host} (${holder.command || "unknown command"}) since ${holder.startedAt}`;
+      process.stderr.write(`paas-backup ${command}: waiting for the lock of ${context}: held by ${who}; giving up after ${Math.round(timeoutMs / 1000)} s\n`);
+    },
+  };
 }
 
 export function lockOwner(command: string): LockOwner {

@@ -78,7 +78,7 @@ export async function demoCommand(rt: Runtime, flags: { keep?: boolean }): Promi
     const same = mismatched.length === 0 && after.size === expected.length && leaked.length === 0;
     say("compare", same ? `${expected.length} restored files byte-identical to the source; no planted secret restored` : `MISMATCH: ${mismatched.join(", ") || "file sets differ"}${leaked.length ? `; leaked ${leaked.length}` : ""}`);
     const ok = allOk && restored.ok && same;
-    if (rt.json) printEnvelope(rt, { ok, command: "demo", context, mode: "live", count: steps.length, data: steps });
+    if (rt.json) printEnvelope(rt, { ok, context, mode: "live", data: steps });
     else rt.write(ok ? `demo ok${flags.keep ? `; files kept in ${work}` : ""}\n` : "demo FAILED\n");
     // a round trip that does not hold is a bug in paas-backup
     return ok ? ExitCode.ok : ExitCode.unexpected;

@@ -1,15 +1,26 @@
 import { allowRepoStateFrom, runDoctor, rollbackRestore, unblockContext, withContextLock, UsageError } from "@paas-backup/core";
 import { resolveOperator, type Runtime } from "../runtime.js";
 import { keyValues, printEnvelope, table } from "../output.js";
-import { assertDoctorRunnable, lockOwner, requireContext } from "./common.js";
+import { assertDoctorRunnable, lockOwner, requireContext, requireKnownContext } from "./common.js";
 import { externalDoctorRunner } from "./restore.js";
 
 export async function doctorCommand(rt: Runtime, flags: { context?: string }): Promise<number> {
   const context = requireContext(flags.context);
+  await requireKnownContext(rt, context);
   const report = await runDoctor({ fs: rt.fs, stateRoot: rt.stateRoot, context, secretAllow: rt.config.secretAllow, allowRepoState: allowRepoStateFrom(rt.env) });
   if (rt.json) {
+    const failing = report.checks.filter((c) => !c.ok);
     // si's doctor envelope: ok, command, context, mode, count, checks.
-    rt.write(`${JSON.stringify({ ok: report.ok, command: "doctor", context, mode: "live", count: report.count, checks: report.checks, data: [{ contextShow: report.contextShow, events: report.events }] }, null, 2)}\n`);
+    printEnvelope(rt, {
+      ok: report.ok,
+      context,
+      mode: "live",
+      checks: report.checks,
+      data: [{ contextShow: report.contextShow, events: report.events }],
+      ...(report.ok
+        ? {}
+        : { error: { code: "PAAS_BACKUP_DOCTOR_FAILED", stage: "validate", target: rt.stateRoot, message: `doctor checks fail for ${context}: ${failing.map((c) => `${c.name} (${c.detail})`).join("; ")}`, remediation: "Fix what each failing check names, then run doctor again." } }),
+    });
   } else {
     rt.write(table([["CHECK", "OK", "DETAIL"], ...report.checks.map((c) => [c.name, c.ok ? "ok" : "FAIL", c.detail])]));
   }

@@ -20,7 +20,15 @@ export async function drillCommand(rt: Runtime, flags: KeyFlags & { context?: st
     ...(decryptor ? { decryptor } : {}),
     ...(flags.doctorCmd ? { externalDoctor: externalDoctorRunner(flags.doctorCmd, rt.env) } : {}),
   });
-  if (rt.json) printEnvelope(rt, { ok: result.ok, command: "drill", context, mode: "live", count: 1, data: [result] });
+  // The same failure exits with the same code as in restore (a missing or wrong identity is 4, not 5).
+  const exitCode = result.ok ? 0 : (result.error?.exitCode ?? 5);
+  const failing = result.restore?.doctor?.checks.filter((c) => !c.ok) ?? [];
+  const error = result.ok
+    ? undefined
+    : result.error
+      ? { code: result.error.code, stage: result.error.stage, target: result.error.target, message: result.error.message, remediation: result.error.remediation }
+      : { code: "PAAS_BACKUP_DRILL_FAILED", stage: "validate", target: result.recordFile, message: `drill of ${context} from ${result.snapshot} failed: ${failing.map((c) => `${c.name} (${c.detail})`).join("; ") || "validation failed"}`, remediation: "Read the drill record; fix the snapshot or the validation it fails before relying on it." };
+  if (rt.json) printEnvelope(rt, { ok: result.ok, context, mode: "live", data: [result], ...(error ? { error } : {}) });
   else
     rt.write(
       keyValues([
@@ -30,15 +38,21 @@ export async function drillCommand(rt: Runtime, flags: KeyFlags & { context?: st
         ["record", result.recordFile],
       ]),
     );
-  return result.ok ? ExitCode.ok : ExitCode.validation;
+  return exitCode;
 }
 
-export async function drillStatusCommand(rt: Runtime, flags: { context?: string[]; metricsFile?: string }): Promise<number> {
-  const contexts = (flags.context ?? []).map(validateContextName);
+export async function drillStatusCommand(rt: Runtime, flags: { context?: string[] | string; metricsFile?: string }): Promise<number> {
+  // `drill` itself has --context too, and commander gives it the value when it comes after
+  // `status`: accept one name as well as the repeated list.
+  const named = flags.context === undefined ? [] : Array.isArray(flags.context) ? flags.context : [flags.context];
+  const contexts = named.map(validateContextName);
   const status = await drillStatus({ fs: rt.fs, backupRoot: rt.backupRoot, contexts, mandatory: rt.config.mandatoryDrillContexts, now: rt.clock() });
   const overdue = status.filter((s) => s.mandatory && s.overdue);
   if (flags.metricsFile) await writeMetricsFile(rt, flags.metricsFile, await renderDrillMetrics(status, rt.clock()));
-  if (rt.json) printEnvelope(rt, { ok: overdue.length === 0, command: "drill status", context: "", mode: "live", count: status.length, data: status });
+  const error = overdue.length
+    ? { code: "PAAS_BACKUP_DRILL_OVERDUE", stage: "drill", target: overdue.map((s) => s.context).join(","), message: `a mandatory restore drill is overdue for ${overdue.map((s) => `${s.context} (due ${s.nextDue.slice(0, 10)})`).join(", ")}`, remediation: `Run \`paas-backup drill --context ${overdue[0]!.context}\` (policy §7.4).` }
+    : undefined;
+  if (rt.json) printEnvelope(rt, { ok: overdue.length === 0, context: "", mode: "live", data: status, ...(error ? { error } : {}) });
   else
     rt.write(
       table([

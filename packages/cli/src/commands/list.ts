@@ -1,10 +1,11 @@
 import { checkSnapshotChecksum, compareSnapshotIds, scanSnapshots } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { humanBytes, printEnvelope, table } from "../output.js";
-import { requireContext } from "./common.js";
+import { requireContext, requireKnownContext } from "./common.js";
 
 export async function listCommand(rt: Runtime, flags: { context?: string }): Promise<number> {
   const context = requireContext(flags.context);
+  await requireKnownContext(rt, context);
   const { snapshots, damaged } = await scanSnapshots(rt.fs, rt.backupRoot, context);
   const data = [];
   const ids = new Set(snapshots.map((s) => s.id));
@@ -30,6 +31,8 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
       plaintext: !s.encrypted,
       madeBy: s.manifest ? "paas-backup" : "reference-flow",
       artifact: s.artifactPath,
+      // e.g. a state file that was not valid JSON when the snapshot was taken (kept as is)
+      warnings: (s.manifest?.warnings ?? []).map((w) => `${w.path}: ${w.reason}`),
     });
   }
   for (const d of damaged) {
@@ -40,6 +43,7 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
       error: d.error,
       time: d.time.toISOString(),
       parent: null,
+      parentMissing: false,
       bytes: d.bytes,
       files: null,
       checksum: check.state,
@@ -48,6 +52,7 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
       plaintext: !d.encrypted,
       madeBy: "unknown",
       artifact: d.artifactPath,
+      warnings: [] as string[],
     });
   }
   data.sort((a, b) => compareSnapshotIds(a.id, b.id));
@@ -71,9 +76,12 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
         d.checksum,
         d.encrypted ? "age" : "PLAINTEXT",
         d.error ? "(manifest damaged)" : ((d.parentMissing ? `${d.parent ?? "?"} (MISSING)` : d.parent) ?? (d.madeBy === "reference-flow" ? "(reference flow)" : "-")),
+        d.warnings.length ? `${d.warnings.length} (below)` : "-",
       ]),
-    ]),
+    ].map((r, i) => (i === 0 ? [...r.slice(0, 7), "WARNINGS"] : r))),
   );
+  // Long texts go below the table, once, not on every row.
+  for (const d of data) for (const w of d.warnings) rt.write(`warning: ${d.id}: ${w}\n`);
   for (const d of data) if (d.error) rt.write(`${d.id}: ${d.error.message}\n  ${d.error.remediation}\n`);
   return 0;
 }

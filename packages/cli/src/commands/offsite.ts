@@ -2,7 +2,7 @@ import { hostname } from "node:os";
 import { ExitCode, pushOffsite, listOffsite, verifyOffsite, pruneOffsite, fetchChainFromOffsite, extendLocks, targetWarnings, withContextLock, UsageError, type PushResult, type DataSubset, type OffsiteRestorePlan } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { humanBytes, printEnvelope, table } from "../output.js";
-import { lockOwner, requireContext } from "./common.js";
+import { lockOptions, requireContext } from "./common.js";
 import { contextsOf } from "./tick.js";
 import { resolveTargets, type TargetFlags } from "../targets.js";
 
@@ -32,7 +32,7 @@ export async function offsitePushCommand(rt: Runtime, flags: TargetFlags & { con
   await resolveTargets(rt, flags); // fail on a bad target before any work
   const results = (
     await pool(contexts, rt.config.offsite.concurrency, (context) =>
-      withContextLock({ fs: rt.fs, backupRoot: rt.backupRoot, context, owner: lockOwner("offsite push"), clock: rt.clock, timeoutMs: rt.config.lockTimeoutSeconds * 1000 }, () => pushForContext(rt, context, flags)),
+      withContextLock(lockOptions(rt, context, "offsite push"), () => pushForContext(rt, context, flags)),
     )
   ).flat();
   const problems = results.flatMap((r) => r.problems.map((p) => ({ context: r.context, target: r.target, ...p })));

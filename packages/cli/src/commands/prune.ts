@@ -1,23 +1,26 @@
 import { pruneSnapshots, withContextLock, DEFAULT_RETENTION, type RetentionPolicy } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { printEnvelope, table } from "../output.js";
-import { lockOwner, requireContext } from "./common.js";
+import { lockOptions, requireContext } from "./common.js";
 
-export function retentionPolicy(rt: Runtime, flags: { keepHourly?: string; keepDaily?: string; keepWeekly?: string; keepMonthly?: string }): RetentionPolicy {
-  const num = (v: string | undefined, fallback: number) => (v === undefined ? fallback : Math.max(0, Number.parseInt(v, 10) || 0));
+type KeepFlags = { keepHourly?: number; keepDaily?: number; keepWeekly?: number; keepMonthly?: number };
+
+/** The parser has already refused anything but whole numbers >= 0 (spec.ts wholeNumber). */
+export function retentionPolicy(rt: Runtime, flags: KeepFlags): RetentionPolicy {
+  const num = (v: number | undefined, fallback: number) => (v === undefined ? fallback : v);
   const base = { ...DEFAULT_RETENTION, ...rt.config.retention };
   return { hourly: num(flags.keepHourly, base.hourly), daily: num(flags.keepDaily, base.daily), weekly: num(flags.keepWeekly, base.weekly), monthly: num(flags.keepMonthly, base.monthly) };
 }
 
-export async function pruneCommand(rt: Runtime, flags: { context?: string; dryRun?: boolean; keepHourly?: string; keepDaily?: string; keepWeekly?: string; keepMonthly?: string }): Promise<number> {
+export async function pruneCommand(rt: Runtime, flags: KeepFlags & { context?: string; dryRun?: boolean }): Promise<number> {
   const context = requireContext(flags.context);
   const policy = retentionPolicy(rt, flags);
   const result = await withContextLock(
-    { fs: rt.fs, backupRoot: rt.backupRoot, context, owner: lockOwner("prune"), clock: rt.clock, timeoutMs: rt.config.lockTimeoutSeconds * 1000 },
+    lockOptions(rt, context, "prune"),
     () => pruneSnapshots({ fs: rt.fs, backupRoot: rt.backupRoot, context, policy, dryRun: flags.dryRun === true, clock: rt.clock }),
   );
   if (rt.json) {
-    printEnvelope(rt, { ok: true, command: "prune", context, mode: flags.dryRun ? "dry-run" : "live", count: result.plan.remove.length, data: [{ ...result, policy }] });
+    printEnvelope(rt, { ok: true, context, mode: flags.dryRun ? "dry-run" : "live", data: [{ ...result, policy }] });
     return 0;
   }
   rt.write(

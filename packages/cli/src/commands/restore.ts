@@ -1,9 +1,10 @@
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline/promises";
-import { allowRepoStateFrom, restoreSnapshot, UsageError, ValidationError, type ExternalDoctorResult, type RestorePlan, type RestoreResult, type TrustStore } from "@paas-backup/core";
+import { allowRepoStateFrom, restoreSnapshot, findSnapshot, chainOf, UsageError, ValidationError, type ExternalDoctorResult, type RestorePlan, type RestoreResult, type TrustStore } from "@paas-backup/core";
 import { resolveOperator, type Runtime } from "../runtime.js";
-import { keyValues, printEnvelope, progressBar } from "../output.js";
-import { assertDoctorRunnable, lockOwner, requireContext, resolveDecryptor, type KeyFlags } from "./common.js";
+import { environmentError, keyValues, printEnvelope, progressBar } from "../output.js";
+import { assertDoctorRunnable, lockOptions, requireContext, requireKnownContext, resolveDecryptor, type KeyFlags } from "./common.js";
+import { offsiteFetcher } from "./offsite.js";
 import { withContextLock } from "@paas-backup/core";
 
 export interface RestoreFlags extends KeyFlags {
@@ -16,11 +17,16 @@ export interface RestoreFlags extends KeyFlags {
   dryRun?: boolean;
   doctorCmd?: string;
   fromOffsite?: string;
-  maxExpansion?: string;
+  maxExpansion?: number;
   /** set by --from-offsite: what was fetched, and a fallback if the operator allowed one */
   offsitePlan?: unknown;
   exact?: boolean;
   path?: string[];
+}
+
+/** restore as the CLI runs it: with --from-offsite's fetch first when asked. */
+export function restoreAction(rt: Runtime, flags: RestoreFlags & Record<string, unknown>): Promise<number> {
+  return restoreCommand(rt, flags, offsiteFetcher(rt, flags as Parameters<typeof offsiteFetcher>[1]));
 }
 
 /** Run an external doctor (e.g. `si paas doctor --json`) against the state root; ok only on JSON `"ok": true`. */
@@ -57,17 +63,6 @@ export function externalDoctorRunner(command: string, env: NodeJS.ProcessEnv): (
     });
 }
 
-export function parseExpansion(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < 1) {
-    throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", `--max-expansion ${JSON.stringify(value)} is not a number of at least 1`, {
-      remediation: "Give how many times its compressed size a hand-made archive may expand, e.g. --max-expansion 1000.",
-      stage: "arguments",
-    });
-  }
-  return n;
-}
-
 async function loadTrustStore(rt: Runtime): Promise<TrustStore | null> {
   const path = rt.env.SI_VAULT_TRUST_STORE?.trim();
   if (!path) return null;
@@ -91,14 +86,33 @@ async function confirmOnTty(plan: RestorePlan): Promise<boolean> {
         ["  changed", plan.changes.changed.join(", ") || "none"],
         ["  moved aside", plan.changes.removed.join(", ") || "none"],
         ["  unchanged", plan.changes.unchanged],
+        ["  warnings", plan.warnings?.length ? plan.warnings.join("; ") : undefined],
         ["  stays as it is", plan.changes.kept.join(", ") || "none"],
         ["  staged doctor", !plan.stagedDoctor ? undefined : plan.stagedDoctor.ok ? "ok" : `FAILS: ${plan.stagedDoctor.checks.filter((c) => !c.ok).map((c) => c.name).join(", ")}`],
       ]).replace(/^/gm, ""),
   );
   const rl = createInterface({ input: process.stdin, output: process.stderr });
+  // Ctrl-C or Ctrl-D at the prompt: nothing has been changed yet, and the operator is told so.
+  const aborted = (how: string) =>
+    new UsageError("PAAS_BACKUP_ABORTED", `restore of ${plan.context} aborted at the confirmation prompt (${how}); nothing changed`, {
+      remediation: "Run the restore again when ready; --dry-run shows the plan without asking.",
+      stage: "confirm",
+    });
   try {
-    const answer = await rl.question(`Type the context name (${plan.context}) to confirm: `);
-    return answer.trim() === plan.context;
+    return await new Promise<boolean>((resolve, reject) => {
+      let answered = false;
+      rl.on("SIGINT", () => {
+        process.stderr.write("\n");
+        reject(aborted("Ctrl-C"));
+      });
+      rl.on("close", () => {
+        if (!answered) reject(aborted("end of input"));
+      });
+      rl.question(`Type the context name (${plan.context}) to confirm: `).then((answer) => {
+        answered = true;
+        resolve(answer.trim() === plan.context);
+      }, reject);
+    });
   } finally {
     rl.close();
   }
@@ -145,14 +159,27 @@ export async function restoreCommand(rt: Runtime, flags: RestoreFlags, fetchFrom
   }
   // Checked before anything changes: a doctor that cannot run would only fail after the swap.
   if (flags.doctorCmd) assertDoctorRunnable(flags.doctorCmd, rt.env);
+  if (!fetchFromOffsite) await requireKnownContext(rt, context);
   const decryptor = await resolveDecryptor(rt, flags);
   const trustStore = await loadTrustStore(rt);
   const bar = progressBar(rt, `restore ${context}`);
   let done = 0;
+  // The bar's total: every byte the chain's archives hold (the manifests say), when known.
+  let total: number | null = null;
+  let needed: number | undefined;
+  try {
+    const { snapshot, all } = await findSnapshot(rt.fs, rt.backupRoot, context, flags.snapshot ?? "latest");
+    const links = chainOf(snapshot, all).chain;
+    // the bar's total: the bytes every link's archive holds; the space needed: the restored files
+    if (links.every((l) => l.manifest)) total = links.reduce((n, l) => n + l.manifest!.totals.storedBytes, 0);
+    needed = snapshot.manifest?.totals.bytes;
+  } catch {
+    total = null; // the restore itself reports what is wrong
+  }
   const ask = rt.stdinIsTTY && rt.stderrIsTTY && !flags.yes && !flags.dryRun && !rt.json;
   try {
     const result = await withContextLock(
-      { fs: rt.fs, backupRoot: rt.backupRoot, context, owner: lockOwner("restore"), clock: rt.clock, timeoutMs: rt.config.lockTimeoutSeconds * 1000 },
+      lockOptions(rt, context, "restore"),
       async () => {
         // The offsite fetch writes into the backup root: under the same lock as the restore.
         if (fetchFromOffsite) await fetchFromOffsite();
@@ -175,18 +202,21 @@ export async function restoreCommand(rt: Runtime, flags: RestoreFlags, fetchFrom
           exact: flags.exact === true,
           ...(flags.path?.length ? { paths: flags.path } : {}),
           ...(ask ? { confirm: (plan: RestorePlan) => { bar.done(); return confirmOnTty(plan); } } : {}),
-          onBytes: (n) => bar.update((done += n), Math.max(done, 1)),
-          ...(flags.maxExpansion ? { maxExpansion: parseExpansion(flags.maxExpansion) } : {}),
+          onBytes: (n) => bar.update((done += n), total),
+          ...(flags.maxExpansion ? { maxExpansion: flags.maxExpansion } : {}),
         });
       },
     );
-    bar.done();
-    if (rt.json) printEnvelope(rt, { ok: result.ok, command: "restore", context, mode: flags.dryRun ? "dry-run" : "live", count: 1, ...(flags.offsitePlan ? { offsite: flags.offsitePlan } : {}), data: [result] });
+    bar.done(true);
+    if (rt.json) printEnvelope(rt, { ok: result.ok, context, mode: flags.dryRun ? "dry-run" : "live", ...(flags.offsitePlan ? { offsite: flags.offsitePlan } : {}), data: [result] });
     else describeRestore(rt, result);
     // A dry run whose staged state fails a doctor says so by its exit code, as the real restore would.
     return result.ok ? 0 : 5;
   } catch (err) {
     bar.done();
+    // A full state-root filesystem names itself and what the restore needs (the staged copy).
+    const env = environmentError(err, { path: rt.stateRoot, ...(needed !== undefined ? { needed } : {}) });
+    if (env) throw env;
     if (err instanceof ValidationError && err.data.result && !rt.json) describeRestore(rt, err.data.result as RestoreResult);
     throw err;
   }

@@ -4,12 +4,19 @@ import { contextsWithJournal, decideTick, isContextFolderName, listSnapshots, pr
 import { redactionNotice } from "./snapshot.js";
 import type { Runtime } from "../runtime.js";
 import { printEnvelope, table } from "../output.js";
-import { lockOwner, parseInclude, recoverFirst, resolveEncryptor, type KeyFlags } from "./common.js";
+import { lockOptions, lockOwner, parseInclude, recoverFirst, resolveEncryptor, type KeyFlags } from "./common.js";
 import { retentionPolicy } from "./prune.js";
 import { createSnapshot } from "@paas-backup/core";
 import { assertBackupLocation } from "./guard.js";
 import { ping, type PingResult } from "../ping.js";
 import { fleetStatus, writeStatusMetrics } from "./status.js";
+import { resolveTargets } from "../targets.js";
+import { pushForContext } from "./offsite.js";
+
+/** tick as the CLI runs it: with an offsite push after each context when targets are configured. */
+export async function tickAction(rt: Runtime, flags: KeyFlags & { context?: string; allContexts?: boolean; include?: string; pingUrl?: string; metricsFile?: string }): Promise<number> {
+  return tickCommand(rt, flags, (await resolveTargets(rt, {}, false)).length > 0 ? (r, context) => pushForContext(r, context, {}) : undefined);
+}
 
 export interface TickOutcome {
   context: string;
@@ -57,7 +64,7 @@ async function tickOne(rt: Runtime, context: string, flags: KeyFlags & { include
   try {
     const encryptor = await resolveEncryptor(rt, flags);
     await withContextLock(
-      { fs: rt.fs, backupRoot: rt.backupRoot, context, owner: lockOwner("tick"), clock: rt.clock, timeoutMs: rt.config.lockTimeoutSeconds * 1000 },
+      lockOptions(rt, context, "tick"),
       async () => {
         const now = rt.clock();
         const decision = decideTick(await listSnapshots(rt.fs, rt.backupRoot, context), now);
@@ -186,10 +193,14 @@ export async function tickCommand(rt: Runtime, flags: KeyFlags & { context?: str
     rt.write(
       table([
         ["CONTEXT", "ACTION", "SNAPSHOT", "PRUNED", "RESULT"],
-        ...outcomes.map((o) => [o.context, o.action, o.snapshot?.id ?? "-", String(o.pruned.length), o.ok ? "ok" : `FAILED ${o.error?.code}: ${o.error?.message}`]),
+        ...outcomes.map((o) => [o.context, o.action, o.snapshot?.id ?? "-", String(o.pruned.length), o.ok ? "ok" : `FAILED (${o.error?.code})`]),
       ]),
     );
-    for (const o of outcomes) if (o.reason.includes("took a full instead")) rt.write(`${o.context}: ${o.reason}\n`);
+    // Why each context did what it did, and the long texts, below the table.
+    for (const o of outcomes) {
+      rt.write(`${o.context}: ${o.action === "none" ? "nothing to do" : `took a ${o.action} snapshot`}: ${o.reason || "-"}${o.pruned.length ? `; pruned ${o.pruned.join(", ")}` : ""}\n`);
+      if (o.error) rt.write(`  ${o.error.message}\n  what to do: ${o.error.remediation}\n`);
+    }
   }
   // A leaked credential never stops the tick: every context is still backed up (redacted); 9 only when nothing worse happened.
   const unacknowledged = outcomes.flatMap((o) => o.redactions.filter((r) => !r.acknowledged));

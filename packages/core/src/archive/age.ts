@@ -1,4 +1,5 @@
-import { Decrypter, Encrypter, generateX25519Identity, identityToRecipient } from "age-encryption";
+// age-encryption is imported when a key is made or an artifact en/decrypted, not at every start.
+const age = () => import("age-encryption");
 import { Duplex, PassThrough, Readable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { SafetyError, UsageError } from "../errors.js";
@@ -54,13 +55,14 @@ export function parseIdentities(text: string, origin: string): string[] {
 }
 
 export async function generateIdentityFile(now: Date): Promise<{ identity: string; recipient: string; fileText: string }> {
+  const { generateX25519Identity, identityToRecipient } = await age();
   const identity = await generateX25519Identity();
   const recipient = await identityToRecipient(identity);
   return { identity, recipient, fileText: `# created: ${now.toISOString()}\n# public key: ${recipient}\n${identity}\n` };
 }
 
 export async function recipientOf(identity: string): Promise<string> {
-  return identityToRecipient(identity);
+  return (await age()).identityToRecipient(identity);
 }
 
 function bridge(transform: (input: WebReadableStream<Uint8Array>) => Promise<WebReadableStream<Uint8Array>>, mapError: (err: unknown) => Error): Duplex {
@@ -86,9 +88,11 @@ export function ageEncryptor(recipients: readonly string[]): ArtifactEncryptor {
     type: "age",
     recipients: [...recipients],
     encrypt() {
-      const e = new Encrypter();
-      for (const r of recipients) e.addRecipient(r);
-      return bridge((input) => e.encrypt(input as never) as unknown as Promise<WebReadableStream<Uint8Array>>, (err) => (err instanceof Error ? err : new Error(String(err))));
+      return bridge(async (input) => {
+        const e = new (await age()).Encrypter();
+        for (const r of recipients) e.addRecipient(r);
+        return (await e.encrypt(input as never)) as unknown as WebReadableStream<Uint8Array>;
+      }, (err) => (err instanceof Error ? err : new Error(String(err))));
     },
   };
 }
@@ -97,10 +101,12 @@ export function ageDecryptor(identities: readonly string[], origin = "the identi
   return {
     ...(identityFile ? { identityFile } : {}),
     decrypt() {
-      const d = new Decrypter();
-      for (const i of identities) d.addIdentity(i);
       return bridge(
-        (input) => d.decrypt(input as never) as unknown as Promise<WebReadableStream<Uint8Array>>,
+        async (input) => {
+          const d = new (await age()).Decrypter();
+          for (const i of identities) d.addIdentity(i);
+          return (await d.decrypt(input as never)) as unknown as WebReadableStream<Uint8Array>;
+        },
         (err) => {
           const message = err instanceof Error ? err.message : String(err);
           if (/no identity matched|incorrect|header/i.test(message))

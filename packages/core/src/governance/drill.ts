@@ -8,7 +8,7 @@ import { validateContextName } from "../policy/context.js";
 import { listSnapshots } from "../repository/repository.js";
 import { checkChain } from "../restore/verify.js";
 import { restoreSnapshot, type ExternalDoctorResult, type RestoreResult } from "../restore/restore.js";
-import { listRecords, type IncidentRecord } from "../records/incident.js";
+import { listRecordFiles } from "../records/incident.js";
 
 /**
  * Policy §7.4: a restore drill restores the newest verified snapshot into a scratch state root
@@ -21,7 +21,8 @@ export interface DrillResult {
   ok: boolean;
   recordFile: string;
   restore: RestoreResult | null;
-  error: { code: string; message: string } | null;
+  /** why the drill could not run or failed, with the exit code the same failure has in restore */
+  error: { code: string; message: string; exitCode: number; stage: string; remediation: string; target: string } | null;
 }
 
 export async function runDrill(options: {
@@ -88,7 +89,7 @@ export async function runDrill(options: {
       ok: false,
       recordFile: (err.data.incidentFile as string | undefined) ?? result?.incidentFile ?? "",
       restore: result,
-      error: { code: err.code, message: err.message },
+      error: { code: err.code, message: err.message, exitCode: err.exitCode, stage: err.stage, remediation: err.remediation, target: err.path ?? context },
     };
   } finally {
     await fs.rm(scratchDir, { recursive: true, force: true });
@@ -136,17 +137,18 @@ export async function drillStatus(options: { fs: FileSystem; backupRoot: string;
   const names = [...new Set([...asked, ...options.mandatory])].sort();
   for (const context of names) {
     validateContextName(context);
-    const records: IncidentRecord[] = (await listRecords(options.fs, options.backupRoot, context, "drills")).filter((r) => r.kind === "drill");
-    records.sort((a, b) => (a.startedAt < b.startedAt ? -1 : 1));
-    const last = records[records.length - 1];
-    const passed = records.filter((r) => r.outcome === "drill-passed");
+    const files = (await listRecordFiles(options.fs, options.backupRoot, context, "drills")).filter((r) => r.record.kind === "drill");
+    files.sort((a, b) => (a.record.startedAt < b.record.startedAt ? -1 : 1));
+    const lastFile = files[files.length - 1];
+    const last = lastFile?.record;
+    const passed = files.map((f) => f.record).filter((r) => r.outcome === "drill-passed");
     const lastPassed = passed[passed.length - 1]?.startedAt ?? null;
     const due = lastPassed ? nextDrillDue(new Date(lastPassed)) : options.now;
     const mandatory = options.mandatory.includes(context);
     out.push({
       context,
       mandatory,
-      lastDrill: last ? { at: last.startedAt, ok: last.outcome === "drill-passed", snapshot: last.snapshot?.id ?? null, record: null } : null,
+      lastDrill: last ? { at: last.startedAt, ok: last.outcome === "drill-passed", snapshot: last.snapshot?.id ?? null, record: lastFile!.file } : null,
       lastPassed,
       nextDue: due.toISOString(),
       overdue: lastPassed === null || options.now.getTime() > due.getTime(),

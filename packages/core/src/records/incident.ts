@@ -1,4 +1,5 @@
 import type { FileSystem } from "../fs/types.js";
+import { ExitCode, PaasBackupError, isNotFound } from "../errors.js";
 import { contextBackupDir, join } from "../util/paths.js";
 import { createFileExclusive } from "../util/atomic.js";
 import { readdirOrEmpty } from "../util/optional-reads.js";
@@ -69,20 +70,43 @@ export async function writeIncident(fs: FileSystem, backupRoot: string, record: 
   const content = redactText(`${JSON.stringify(record, null, 2)}\n`);
   // Two runs with the same ticket in the same second each keep their record: the name is taken
   // exclusively (whole content linked into place, never replacing), the second gets "-2", and so on.
+  await sweepRecordTemporaries(fs, dir, Date.parse(record.startedAt));
   for (let n = 1; n < 10_000; n++) {
     const path = join(dir, `${base}${n === 1 ? "" : `-${n}`}.json`);
     if (await createFileExclusive(fs, path, content)) return path;
   }
-  throw new Error(`more than 10000 ${folder} records named ${base} in ${dir}`);
+  throw new PaasBackupError("PAAS_BACKUP_RECORD_NAME_TAKEN", ExitCode.unexpected, `more than 10000 ${folder} records named ${base} in ${dir}`, {
+    path: dir,
+    remediation: "Something keeps writing records under this name: look at the folder, move old records aside, and report it.",
+    stage: "record",
+  });
+}
+
+/** temporaries of record writes killed before their link (".<name>.json.<uuid>.tmp"), once an hour old */
+async function sweepRecordTemporaries(fs: FileSystem, dir: string, now: number): Promise<void> {
+  if (!Number.isFinite(now)) return;
+  for (const e of await readdirOrEmpty(fs, dir)) {
+    if (e.kind !== "file" || !e.name.startsWith(".") || !e.name.endsWith(".tmp")) continue;
+    try {
+      if (now - (await fs.lstat(join(dir, e.name))).mtimeMs > 3600_000) await fs.rm(join(dir, e.name), { force: true });
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
 }
 
 export async function listRecords(fs: FileSystem, backupRoot: string, context: string, folder: string): Promise<IncidentRecord[]> {
+  return (await listRecordFiles(fs, backupRoot, context, folder)).map((r) => r.record);
+}
+
+/** Each readable record of a folder with the file it was read from, oldest name first. */
+export async function listRecordFiles(fs: FileSystem, backupRoot: string, context: string, folder: string): Promise<{ file: string; record: IncidentRecord }[]> {
   const dir = join(contextBackupDir(backupRoot, context), folder);
   const entries = await readdirOrEmpty(fs, dir);
-  const out: IncidentRecord[] = [];
+  const out: { file: string; record: IncidentRecord }[] = [];
   for (const e of entries.filter((e) => e.kind === "file" && e.name.endsWith(".json")).sort((a, b) => (a.name < b.name ? -1 : 1))) {
     try {
-      out.push(JSON.parse(Buffer.from(await fs.readFile(join(dir, e.name))).toString("utf8")) as IncidentRecord);
+      out.push({ file: join(dir, e.name), record: JSON.parse(Buffer.from(await fs.readFile(join(dir, e.name))).toString("utf8")) as IncidentRecord });
     } catch {
       // a record we cannot parse is skipped, not fatal: the others still tell the story
     }

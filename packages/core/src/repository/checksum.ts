@@ -17,7 +17,8 @@ export function parseChecksumFile(text: string, artifactName: string): string | 
   return null;
 }
 
-export type ChecksumState = "verified" | "missing-checksum" | "mismatch";
+/** malformed-checksum: the file is there but names no sha256 for this artifact (empty, truncated, another file's) */
+export type ChecksumState = "verified" | "missing-checksum" | "malformed-checksum" | "mismatch";
 
 export interface ChecksumCheck {
   state: ChecksumState;
@@ -46,5 +47,6 @@ export async function checkSnapshotChecksum(snapshot: ChecksummedArtifact): Prom
   }
   const actual = hash.digest("hex");
   if (!snapshot.checksum) return { state: "missing-checksum", expected: null, actual, bytes };
+  if (expected === null) return { state: "malformed-checksum", expected: null, actual, bytes };
   return { state: expected === actual ? "verified" : "mismatch", expected, actual, bytes };
 }

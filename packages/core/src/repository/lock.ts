@@ -48,6 +48,8 @@ export interface LockOptions {
   timeoutMs: number;
   staleAfterMs?: number;
   sleep?: (ms: number) => Promise<void>;
+  /** called on each wait while a live run holds the lock, with how long we have waited: lets the CLI say who holds it */
+  onWait?: (holder: { pid: number | null; host: string | null; command: string | null; startedAt: string }, waitedMs: number, timeoutMs: number) => void;
 }
 
 interface LockRecord {
@@ -240,6 +242,7 @@ export async function acquireContextLock(options: LockOptions): Promise<HeldLock
   const deadline = clock().getTime() + options.timeoutMs;
   const mine: LockRecord = { pid: owner.pid, host: owner.host, nonce: randomUUID(), startedAt: clock().toISOString(), command: owner.command };
   let tookOverFrom: LockRecord | null = null;
+  const waitStarted = clock().getTime();
   await sweepTemporaries(fs, dir, owner, clock().getTime());
   for (let attempt = 0; ; attempt++) {
     if (await createFileExclusive(fs, path, `${JSON.stringify(mine)}\n`)) {
@@ -281,6 +284,15 @@ export async function acquireContextLock(options: LockOptions): Promise<HeldLock
         stage: "lock",
         data: { holder },
       });
+    }
+    if (options.onWait) {
+      options.onWait(
+        seen.state === "record"
+          ? { pid: seen.record.pid, host: seen.record.host, command: seen.record.command, startedAt: seen.record.startedAt }
+          : { pid: null, host: null, command: null, startedAt: new Date(seen.stat.mtimeMs).toISOString() },
+        now - waitStarted,
+        options.timeoutMs,
+      );
     }
     // jittered back-off so that racers do not retry in lockstep
     const wait = Math.min(250, 10 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random());

@@ -73,6 +73,8 @@ export interface RestorePlan {
   changes: RestoreChanges;
   /** the doctor over the staged state; computed for --dry-run and for the confirmation prompt */
   stagedDoctor: DoctorReport | null;
+  /** what the snapshot recorded when taken, e.g. a state file that was not valid JSON (kept as is) */
+  warnings: string[];
 }
 
 export interface RestoreResult extends RestorePlan {
@@ -119,7 +121,9 @@ interface Staged {
   changes: RestoreChanges;
 }
 
-function checksumProblem(state: "missing-checksum" | "mismatch"): { code: ErrorCode; why: string } {
+function checksumProblem(state: "missing-checksum" | "malformed-checksum" | "mismatch", snapshot?: SnapshotRef): { code: ErrorCode; why: string } {
+  if (state === "malformed-checksum")
+    return { code: "PAAS_BACKUP_CHECKSUM_MALFORMED", why: `its checksum file ${snapshot?.checksumPath ?? ""} is malformed (empty or truncated: it names no sha256 for the artifact)` };
   return state === "missing-checksum"
     ? { code: "PAAS_BACKUP_CHECKSUM_MISSING", why: "its checksum file is missing" }
     : { code: "PAAS_BACKUP_CHECKSUM_MISMATCH", why: "its checksum does not match" };
@@ -138,7 +142,8 @@ async function planRestore(run: RestoreRun): Promise<{ asked: SnapshotRef; all: 
 
 /** verify (records): every link has a checksum file and each incremental names its parent's checksum. The bytes are checked while staging. */
 function verifyChainRecords(asked: SnapshotRef, chain: readonly SnapshotRef[], checksums: ReadonlyMap<string, string | null>, missing: string | null): { code: ErrorCode; why: string } | null {
-  if (!checksums.get(asked.id)) return checksumProblem("missing-checksum");
+  // a checksum file that is there but names no sha256 (empty, truncated) is malformed, not missing
+  if (!checksums.get(asked.id)) return checksumProblem(asked.checksum ? "malformed-checksum" : "missing-checksum", asked);
   if (missing) return { code: "PAAS_BACKUP_CHAIN_BROKEN", why: `link ${missing} of its chain is missing` };
   for (let i = 0; i < chain.length; i++) {
     const link = chain[i]!;
@@ -461,6 +466,7 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
       scope: { mode: staged.scope.mode, paths: staged.scope.paths },
       changes: staged.changes,
       stagedDoctor,
+      warnings: (chosen.snapshot.manifest?.warnings ?? []).map((w) => `${w.path}: ${w.reason}`),
     };
 
     if (options.dryRun) {
