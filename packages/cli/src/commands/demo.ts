@@ -29,14 +29,9 @@ async function treeDigest(fs: FileSystem, root: string, rel = "", out = new Map<
  * every step work before pointing the tool at real state.
  */
 export async function demoCommand(rt: Runtime, flags: { keep?: boolean }): Promise<number> {
-  // The sample state comes from the fixtures package, loaded only here: it is not a runtime
-  // dependency of the CLI (a development checkout has it; an installed CLI needs it added).
-  const fixtures = await import("@paas-backup/testing").catch((err: unknown) => {
-    throw new UsageError("PAAS_BACKUP_PACKAGE_MISSING", `demo needs the package @paas-backup/testing for its sample state root (${(err as Error).message.split("\n")[0]})`, {
-      remediation: "Install it beside the CLI (npm install @paas-backup/testing), or run the demo from a checkout: pnpm run demo.",
-      stage: "arguments",
-    });
-  });
+  // The sample state generator ships in core (@paas-backup/core/sample), loaded only here, so an
+  // installed CLI runs the demo without @paas-backup/testing (a development dependency only).
+  const fixtures = await import("@paas-backup/core/sample");
   const { createStateRoot, appendEvents } = fixtures;
   const work = join(tmpdir(), `paas-backup-demo-${randomUUID().slice(0, 12)}`);
   await rt.fs.mkdir(work, { mode: 0o700 });
