@@ -11,7 +11,6 @@ import {
   verifySnapshots,
   type FileSystem,
 } from "@paas-backup/core";
-import { createStateRoot, appendEvents } from "@paas-backup/core/sample";
 import type { Runtime } from "../runtime.js";
 import { humanBytes, printEnvelope } from "../output.js";
 
@@ -29,6 +28,10 @@ async function treeDigest(fs: FileSystem, root: string, rel = "", out = new Map<
  * every step work before pointing the tool at real state.
  */
 export async function demoCommand(rt: Runtime, flags: { keep?: boolean }): Promise<number> {
+  // The sample state generator ships in core (@paas-backup/core/sample), loaded only here, so an
+  // installed CLI runs the demo without @paas-backup/testing (a development dependency only).
+  const fixtures = await import("@paas-backup/core/sample");
+  const { createStateRoot, appendEvents } = fixtures;
   const work = join(tmpdir(), `paas-backup-demo-${randomUUID().slice(0, 12)}`);
   await rt.fs.mkdir(work, { mode: 0o700 });
   const steps: { step: string; detail: string }[] = [];
