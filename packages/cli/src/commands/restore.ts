@@ -6,7 +6,7 @@ import { resolveOperator, type Runtime } from "../runtime.js";
 import { keyValues, printEnvelope, progressBar } from "../output.js";
 import { assertDoctorRunnable, lockOwner, requireContext, resolveDecryptor, type KeyFlags } from "./common.js";
 import { allowRepoState } from "./guard.js";
-import { withContextLock } from "@paas-backup/core";
+import { withContextLock, redactText } from "@paas-backup/core";
 
 export interface RestoreFlags extends KeyFlags {
   context?: string;
@@ -82,7 +82,8 @@ function loadTrustStore(env: NodeJS.ProcessEnv): TrustStore | null {
 }
 
 async function confirmOnTty(plan: RestorePlan): Promise<boolean> {
-  process.stderr.write(
+  // the prompt names paths and doctor details from the state: no secret value reaches the terminal
+  process.stderr.write(redactText(
     `About to restore context ${plan.context}\n` +
       keyValues([
         ["  snapshot", `${plan.snapshot.id} (${plan.snapshot.kind}, ${plan.snapshot.time})`],
@@ -96,7 +97,7 @@ async function confirmOnTty(plan: RestorePlan): Promise<boolean> {
         ["  stays as it is", plan.changes.kept.join(", ") || "none"],
         ["  staged doctor", !plan.stagedDoctor ? undefined : plan.stagedDoctor.ok ? "ok" : `FAILS: ${plan.stagedDoctor.checks.filter((c) => !c.ok).map((c) => c.name).join(", ")}`],
       ]).replace(/^/gm, ""),
-  );
+  ));
   const rl = createInterface({ input: process.stdin, output: process.stderr });
   try {
     const answer = await rl.question(`Type the context name (${plan.context}) to confirm: `);
