@@ -5,7 +5,7 @@ import { resolveOperator, type Runtime } from "../runtime.js";
 import { environmentError, keyValues, printEnvelope, progressBar } from "../output.js";
 import { assertDoctorRunnable, lockOptions, requireContext, requireKnownContext, resolveDecryptor, type KeyFlags } from "./common.js";
 import { offsiteFetcher } from "./offsite.js";
-import { withContextLock } from "@paas-backup/core";
+import { withContextLock, redactText } from "@paas-backup/core";
 
 export interface RestoreFlags extends KeyFlags {
   context?: string;
@@ -75,7 +75,8 @@ async function loadTrustStore(rt: Runtime): Promise<TrustStore | null> {
 }
 
 async function confirmOnTty(plan: RestorePlan): Promise<boolean> {
-  process.stderr.write(
+  // the prompt names paths and doctor details from the state: no secret value reaches the terminal
+  process.stderr.write(redactText(
     `About to restore context ${plan.context}\n` +
       keyValues([
         ["  snapshot", `${plan.snapshot.id} (${plan.snapshot.kind}, ${plan.snapshot.time})`],
@@ -90,7 +91,7 @@ async function confirmOnTty(plan: RestorePlan): Promise<boolean> {
         ["  stays as it is", plan.changes.kept.join(", ") || "none"],
         ["  staged doctor", !plan.stagedDoctor ? undefined : plan.stagedDoctor.ok ? "ok" : `FAILS: ${plan.stagedDoctor.checks.filter((c) => !c.ok).map((c) => c.name).join(", ")}`],
       ]).replace(/^/gm, ""),
-  );
+  ));
   const rl = createInterface({ input: process.stdin, output: process.stderr });
   // Ctrl-C or Ctrl-D at the prompt: nothing has been changed yet, and the operator is told so.
   const aborted = (how: string) =>
