@@ -8,7 +8,7 @@ export type ExitName = keyof typeof ExitCode;
  */
 export const EXIT_MEANING: Record<ExitName, string> = {
   ok: "ok",
-  unexpected: "a bug in paas-backup (or an offsite server that fails in a way not named below: PAAS_BACKUP_STORAGE_FAILED names the target)",
+  unexpected: "a bug in paas-backup, nothing else: please report it with the output",
   usage: "bad input: unknown or malformed flag, config file error, bad context name (e.g. longer than 200 UTF-8 bytes), unknown context or snapshot, missing --ticket, a --doctor-cmd that cannot be run (PAAS_BACKUP_DOCTOR_NOT_RUNNABLE), a --path the snapshot does not hold (PAAS_BACKUP_PATH_NOT_IN_SNAPSHOT), restore not confirmed or aborted at the prompt (nothing changed)",
   integrity: "integrity: checksum missing, malformed or mismatched, corrupt archive, broken incremental chain, content not as its manifest says",
   safety: "refused for safety: hostile archive entry (including folder entries no manifest file implies, any vault/ entry, paths deeper than 64 levels or longer than 4096 bytes), unsafe location, no encryption recipient, missing or wrong identity (every command that decrypts)",
@@ -17,7 +17,7 @@ export const EXIT_MEANING: Record<ExitName, string> = {
   partial: "some contexts failed in a multi-context run (--all-contexts)",
   overdue: "a mandatory restore drill is overdue (drill status)",
   redacted: "snapshot taken with redactions: rotate the leaked credential (snapshot, tick when nothing worse happened); the snapshot is complete, the secret values are stored as <redacted>; acknowledge the findings in the config file (secretAcknowledged) once rotated",
-  environment: "the environment refused: permission denied (the file and its owner are named), no space left (the filesystem and the space needed), read-only filesystem",
+  environment: "the environment refused: permission denied (the file and its owner are named), no space left (the filesystem and the space needed), read-only filesystem, an offsite server that does not answer or refuses (PAAS_BACKUP_STORAGE_FAILED names the target and what to check)",
   attention: "status: at least one context needs attention (no full in 26 h, a mandatory drill overdue, blocked, an offsite copy missing or damaged, a broken chain, the last tick failed)",
 };
 

@@ -55,7 +55,7 @@ function storageFailure(err: unknown, what: string, where: string): PaasBackupEr
           : ["ECONNREFUSED", "ENOTFOUND", "ETIMEDOUT", "ECONNRESET"].includes(code) || /ECONNREFUSED|ENOTFOUND|getaddrinfo/.test(message)
             ? "The server did not answer: check --endpoint (or the target's endpoint in the config file) and the network."
             : "Check the target URL, --endpoint, --region and --path-style, then run the command again; an interrupted push resumes.";
-  return new PaasBackupError("PAAS_BACKUP_STORAGE_FAILED", ExitCode.unexpected, `${what} at ${where} failed: ${name || code || "error"}: ${message.split("\n")[0]}`, {
+  return new PaasBackupError("PAAS_BACKUP_STORAGE_FAILED", ExitCode.environment, `${what} at ${where} failed: ${name || code || "error"}: ${message.split("\n")[0]}`, {
     path: where,
     remediation,
     stage: "storage",

@@ -34,7 +34,7 @@ export class MemoryStorage implements ObjectStorage {
   private refuseLocked(key: string): void {
     const existing = this.objects.get(key);
     if (existing?.lock && existing.lock.retainUntil > this.clock())
-      throw new PaasBackupError("PAAS_BACKUP_STORAGE_FAILED", ExitCode.unexpected, `${this.locate(key)} is locked until ${existing.lock.retainUntil.toISOString()}`, {
+      throw new PaasBackupError("PAAS_BACKUP_STORAGE_FAILED", ExitCode.environment, `${this.locate(key)} is locked until ${existing.lock.retainUntil.toISOString()}`, {
         path: this.locate(key),
         remediation: "The object is under write-once retention; wait until it expires.",
         stage: "storage",
@@ -130,7 +130,7 @@ export class MemoryStorage implements ObjectStorage {
     const o = this.objects.get(key);
     if (!o || isStagedKey(key)) throw new ObjectNotFoundError(this.locate(key));
     if (!this.lockEnabled || (o.lock && o.lock.retainUntil > lock.retainUntil))
-      throw new PaasBackupError("PAAS_BACKUP_STORAGE_FAILED", ExitCode.unexpected, `${this.locate(key)}: retention cannot be ${this.lockEnabled ? "shortened" : "set on a bucket without Object Lock"}`, {
+      throw new PaasBackupError("PAAS_BACKUP_STORAGE_FAILED", ExitCode.environment, `${this.locate(key)}: retention cannot be ${this.lockEnabled ? "shortened" : "set on a bucket without Object Lock"}`, {
         path: this.locate(key),
         remediation: "Extend, never shorten, and only on a bucket with Object Lock.",
         stage: "storage",
