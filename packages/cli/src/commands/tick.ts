@@ -1,13 +1,11 @@
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
-import { contextsWithJournal, decideTick, isContextFolderName, listSnapshots, pruneSnapshots, recordTickOutcome, withContextLock, PaasBackupError, UsageError, validateContextName, ExitCode, type SnapshotResult, type SnapshotRedaction } from "@paas-backup/core";
+import { allowRepoStateFrom, isContextFolderName, runTick, UsageError, type TickResult } from "@paas-backup/core";
 import { redactionNotice } from "./snapshot.js";
 import type { Runtime } from "../runtime.js";
 import { printEnvelope, table } from "../output.js";
-import { lockOptions, lockOwner, parseInclude, recoverFirst, resolveEncryptor, type KeyFlags } from "./common.js";
+import { lockOptions, lockOwner, parseInclude, resolveEncryptor, type KeyFlags } from "./common.js";
 import { retentionPolicy } from "./prune.js";
-import { createSnapshot } from "@paas-backup/core";
-import { assertBackupLocation } from "./guard.js";
 import { ping, type PingResult } from "../ping.js";
 import { fleetStatus, writeStatusMetrics } from "./status.js";
 import { resolveTargets } from "../targets.js";
@@ -16,19 +14,6 @@ import { pushForContext } from "./offsite.js";
 /** tick as the CLI runs it: with an offsite push after each context when targets are configured. */
 export async function tickAction(rt: Runtime, flags: KeyFlags & { context?: string; allContexts?: boolean; include?: string; pingUrl?: string; metricsFile?: string }): Promise<number> {
   return tickCommand(rt, flags, (await resolveTargets(rt, {}, false)).length > 0 ? (r, context) => pushForContext(r, context, {}) : undefined);
-}
-
-export interface TickOutcome {
-  context: string;
-  ok: boolean;
-  action: "full" | "incremental" | "none";
-  reason: string;
-  snapshot: Pick<SnapshotResult, "id" | "kind" | "artifact" | "sha256" | "bytes" | "storedBytes"> | null;
-  pruned: string[];
-  offsite: unknown;
-  error: { code: string; message: string; remediation: string } | null;
-  /** values the snapshot holds as <redacted> (file, line, rule); any not acknowledged makes the tick exit 9 */
-  redactions: SnapshotRedaction[];
 }
 
 export type OffsiteHook = (rt: Runtime, context: string) => Promise<unknown>;
@@ -57,83 +42,6 @@ export function contextsOf(rt: Runtime): string[] {
   }
 }
 
-/** One context's tick, and the exit code its failure would have on its own. */
-async function tickOne(rt: Runtime, context: string, flags: KeyFlags & { include?: string }, offsite?: OffsiteHook): Promise<{ outcome: TickOutcome; exitCode: number }> {
-  const outcome: TickOutcome = { context, ok: true, action: "none", reason: "", snapshot: null, pruned: [], offsite: null, error: null, redactions: [] };
-  let durationSeconds = 0;
-  try {
-    const encryptor = await resolveEncryptor(rt, flags);
-    await withContextLock(
-      lockOptions(rt, context, "tick"),
-      async () => {
-        const now = rt.clock();
-        const decision = decideTick(await listSnapshots(rt.fs, rt.backupRoot, context), now);
-        outcome.action = decision.action;
-        outcome.reason = decision.reason;
-        if (decision.action !== "none") {
-          const started = rt.clock().getTime();
-          const r = await createSnapshot({
-            fs: rt.fs,
-            stateRoot: rt.stateRoot,
-            backupRoot: rt.backupRoot,
-            context,
-            clock: rt.clock,
-            kind: decision.action,
-            include: parseInclude(flags.include, rt.config.include),
-            ...(encryptor ? { encryptor } : {}),
-            insecurePlaintext: flags.insecurePlaintext === true,
-            secretAllow: rt.config.secretAllow,
-            secretAcknowledged: rt.config.secretAcknowledged,
-          });
-          durationSeconds = (rt.clock().getTime() - started) / 1000;
-          outcome.snapshot = { id: r.id, kind: r.kind, artifact: r.artifact, sha256: r.sha256, bytes: r.bytes, storedBytes: r.storedBytes };
-          outcome.redactions = r.redactions;
-          if (r.promotedToFull) {
-            // an incremental was due, but the chain it would extend no longer verifies (or cannot be extended)
-            outcome.action = "full";
-            outcome.reason = `${decision.reason}; took a full instead of an incremental: ${r.promotedToFull}`;
-          }
-          const pruned = await pruneSnapshots({ fs: rt.fs, backupRoot: rt.backupRoot, context, policy: retentionPolicy(rt, {}), clock: rt.clock });
-          outcome.pruned = pruned.removed;
-        }
-      },
-    );
-    if (offsite) outcome.offsite = await offsite(rt, context);
-    await remember(rt, outcome, durationSeconds);
-    return { outcome, exitCode: 0 };
-  } catch (err) {
-    const failed = failedOutcome(context, err, outcome);
-    await remember(rt, outcome, durationSeconds);
-    return failed;
-  }
-}
-
-function failedOutcome(context: string, err: unknown, outcome: TickOutcome = { context, ok: false, action: "none", reason: "", snapshot: null, pruned: [], offsite: null, error: null, redactions: [] }): { outcome: TickOutcome; exitCode: number } {
-  outcome.ok = false;
-  outcome.error =
-    err instanceof PaasBackupError
-      ? { code: err.code, message: err.message, remediation: err.remediation }
-      : { code: "PAAS_BACKUP_UNEXPECTED", message: (err as Error).message, remediation: "Rerun with the same arguments and report the message." };
-  return { outcome, exitCode: err instanceof PaasBackupError ? err.exitCode : 1 };
-}
-
-/** Record the outcome in the backup root for `status` and the metrics; never fails the tick. */
-async function remember(rt: Runtime, o: TickOutcome, durationSeconds: number): Promise<void> {
-  try {
-    await recordTickOutcome(rt.fs, rt.backupRoot, {
-      context: o.context,
-      at: rt.clock(),
-      ok: o.ok,
-      action: o.action,
-      reason: o.reason,
-      error: o.error ? { code: o.error.code, message: o.error.message } : null,
-      snapshot: o.snapshot ? { id: o.snapshot.id, kind: o.snapshot.kind, bytes: o.snapshot.bytes, storedBytes: o.snapshot.storedBytes, durationSeconds } : null,
-    });
-  } catch (err) {
-    process.stderr.write(`warning: could not record the tick outcome of ${o.context} in ${rt.backupRoot}: ${(err as Error).message}\n`);
-  }
-}
-
 /** tick: the one command for cron. Idempotent: a second run in the same hour does nothing. */
 export async function tickCommand(rt: Runtime, flags: KeyFlags & { context?: string; allContexts?: boolean; include?: string; pingUrl?: string; metricsFile?: string }, offsite?: OffsiteHook): Promise<number> {
   if (!flags.context && !flags.allContexts) {
@@ -149,30 +57,34 @@ export async function tickCommand(rt: Runtime, flags: KeyFlags & { context?: str
     if (!r.ok) process.stderr.write(`warning: ping (${event}) failed: ${r.detail}; the backup is not affected\n`);
   };
   await pingOnce("start");
-  let contexts: string[] = [];
-  const runs: { outcome: TickOutcome; exitCode: number }[] = [];
+  let result: TickResult;
   try {
-    await assertBackupLocation(rt);
-    // A swap a crash interrupted can leave a context missing from contexts/: finish or undo every
-    // one first, so the listing below sees it and tick never reports ok over a missing context.
-    const recoveryFailures: { outcome: TickOutcome; exitCode: number }[] = [];
-    if (flags.allContexts) {
-      for (const context of await contextsWithJournal(rt.fs, rt.stateRoot)) {
-        try {
-          await recoverFirst(rt, context);
-        } catch (err) {
-          recoveryFailures.push(failedOutcome(context, err));
-        }
-      }
-    }
-    contexts = flags.allContexts ? contextsOf(rt).filter((c) => !recoveryFailures.some((f) => f.outcome.context === c)) : [validateContextName(flags.context!)];
-    runs.push(...recoveryFailures);
-    for (const context of contexts) runs.push(await tickOne(rt, context, flags, offsite));
+    result = await runTick({
+      fs: rt.fs,
+      stateRoot: rt.stateRoot,
+      backupRoot: rt.backupRoot,
+      ...(flags.allContexts ? { allContexts: true } : { contexts: [flags.context!] }),
+      clock: rt.clock,
+      owner: lockOwner("tick"),
+      lockTimeoutMs: rt.config.lockTimeoutSeconds * 1000,
+      // resolved per context, as each context's own failure (a bad --include only when a snapshot is due)
+      include: () => parseInclude(flags.include, rt.config.include),
+      encryptor: () => resolveEncryptor(rt, flags),
+      insecurePlaintext: flags.insecurePlaintext === true,
+      secretAllow: rt.config.secretAllow,
+      secretAcknowledged: rt.config.secretAcknowledged,
+      allowRepoState: allowRepoStateFrom(rt.env),
+      retention: retentionPolicy(rt, {}),
+      ...(offsite ? { afterEach: (context: string) => offsite(rt, context) } : {}),
+      onLockWait: (context) => lockOptions(rt, context, "tick").onWait,
+      onRecovered: (r) => process.stderr.write(`paas-backup: recovery: ${r.message}${r.incidentFile ? ` (recorded in ${r.incidentFile})` : ""}\n`),
+      onWarning: (message) => process.stderr.write(`warning: ${message}\n`),
+    });
   } catch (err) {
     await pingOnce("fail");
     throw err;
   }
-  const outcomes = runs.map((r) => r.outcome);
+  const { outcomes, contexts } = result;
   const failed = outcomes.filter((o) => !o.ok);
   const ok = failed.length === 0;
   await pingOnce(ok ? "success" : "fail");
@@ -202,10 +114,7 @@ export async function tickCommand(rt: Runtime, flags: KeyFlags & { context?: str
       if (o.error) rt.write(`  ${o.error.message}\n  what to do: ${o.error.remediation}\n`);
     }
   }
-  // A leaked credential never stops the tick: every context is still backed up (redacted); 9 only when nothing worse happened.
   const unacknowledged = outcomes.flatMap((o) => o.redactions.filter((r) => !r.acknowledged));
   if (unacknowledged.length > 0 && !rt.json) process.stderr.write(redactionNotice(unacknowledged));
-  if (ok) return unacknowledged.length > 0 ? ExitCode.redacted : 0;
-  if (!flags.allContexts) return runs[0]!.exitCode;
-  return 7;
+  return result.exitCode;
 }

@@ -6,11 +6,12 @@ import type { SecretAllowance } from "../policy/secrets.js";
 import { isContextFolderName, validateContextName } from "../policy/context.js";
 import { assertSafeLocations } from "../policy/work-tree.js";
 import { listSnapshots } from "../repository/repository.js";
-import { withContextLock, type LockOwner } from "../repository/lock.js";
+import { withContextLock, type LockOptions, type LockOwner } from "../repository/lock.js";
 import type { RetentionPolicy } from "../retention/plan.js";
 import { pruneSnapshots } from "../retention/prune.js";
 import { join } from "../util/paths.js";
-import { createSnapshot, type SnapshotResult } from "./create.js";
+import { createSnapshot, type SecretAcknowledgement, type SnapshotRedaction, type SnapshotResult } from "./create.js";
+import { recordTickOutcome } from "../governance/status.js";
 import { contextsWithJournal, recoverContext, type RecoveryResult } from "../restore/journal.js";
 import { decideTick, type TickAction } from "./schedule.js";
 
@@ -24,6 +25,8 @@ export interface TickOutcome {
   pruned: string[];
   offsite: unknown;
   error: { code: string; message: string; remediation: string } | null;
+  /** values the snapshot holds as <redacted> (file, line, rule); any not acknowledged makes the tick exit 9 */
+  redactions: SnapshotRedaction[];
 }
 
 export interface TickOptions {
@@ -40,20 +43,31 @@ export interface TickOptions {
   clock: () => Date;
   owner: LockOwner;
   lockTimeoutMs: number;
-  include?: readonly OptionalFolder[];
-  encryptor?: ArtifactEncryptor;
+  /** a function is called only when a context's snapshot is due, so its failure is that context's outcome */
+  include?: readonly OptionalFolder[] | (() => readonly OptionalFolder[]);
+  /** a function is called per context before its lock, so its failure is that context's outcome */
+  encryptor?: ArtifactEncryptor | (() => Promise<ArtifactEncryptor | undefined>);
   insecurePlaintext?: boolean;
   secretAllow?: readonly SecretAllowance[];
+  secretAcknowledged?: readonly SecretAcknowledgement[];
   allowRepoState?: boolean;
   retention?: Partial<RetentionPolicy>;
   /** after a context's snapshot and prune, outside its lock: e.g. copy its fulls offsite */
   afterEach?: (context: string) => Promise<unknown>;
+  /** per context: told while its lock is held by someone else (e.g. to say who holds it) */
+  onLockWait?: (context: string) => LockOptions["onWait"];
+  /** an interrupted swap this run finished or undid (allContexts), as it happens */
+  onRecovered?: (recovery: RecoveryResult) => void;
+  /** something went wrong that does not fail the tick (its status record could not be written) */
+  onWarning?: (message: string) => void;
 }
 
 export interface TickResult {
   outcomes: TickOutcome[];
   /** interrupted swaps this run finished or undone (allContexts) */
   recovered: RecoveryResult[];
+  /** the contexts ticked (allContexts: the state root's, less those whose recovery failed) */
+  contexts: string[];
   /** 0 when every context succeeded; one named context: its failure's own code; --all-contexts: partial (7) */
   exitCode: ExitCodeValue;
 }
@@ -76,15 +90,24 @@ export async function listStateContexts(fs: FileSystem, stateRoot: string): Prom
   }
 }
 
+function emptyOutcome(context: string): TickOutcome {
+  return { context, ok: true, action: "none", reason: "", snapshot: null, pruned: [], offsite: null, error: null, redactions: [] };
+}
+
 async function tickOne(options: TickOptions, context: string): Promise<{ outcome: TickOutcome; exitCode: ExitCodeValue }> {
-  const outcome: TickOutcome = { context, ok: true, action: "none", reason: "", snapshot: null, pruned: [], offsite: null, error: null };
+  const outcome = emptyOutcome(context);
   const { fs, clock } = options;
+  let durationSeconds = 0;
   try {
-    await withContextLock({ fs, backupRoot: options.backupRoot, context, owner: options.owner, clock, timeoutMs: options.lockTimeoutMs }, async () => {
+    const encryptor = typeof options.encryptor === "function" ? await options.encryptor() : options.encryptor;
+    const onWait = options.onLockWait?.(context);
+    await withContextLock({ fs, backupRoot: options.backupRoot, context, owner: options.owner, clock, timeoutMs: options.lockTimeoutMs, ...(onWait ? { onWait } : {}) }, async () => {
       const decision = decideTick(await listSnapshots(fs, options.backupRoot, context), clock());
       outcome.action = decision.action;
       outcome.reason = decision.reason;
       if (decision.action === "none") return;
+      const started = clock().getTime();
+      const include = typeof options.include === "function" ? options.include() : options.include;
       const r = await createSnapshot({
         fs,
         stateRoot: options.stateRoot,
@@ -92,13 +115,16 @@ async function tickOne(options: TickOptions, context: string): Promise<{ outcome
         context,
         clock,
         kind: decision.action,
-        ...(options.include ? { include: options.include } : {}),
-        ...(options.encryptor ? { encryptor: options.encryptor } : {}),
+        ...(include ? { include } : {}),
+        ...(encryptor ? { encryptor } : {}),
         insecurePlaintext: options.insecurePlaintext === true,
         ...(options.secretAllow ? { secretAllow: options.secretAllow } : {}),
+        ...(options.secretAcknowledged ? { secretAcknowledged: options.secretAcknowledged } : {}),
         allowRepoState: options.allowRepoState === true,
       });
+      durationSeconds = (clock().getTime() - started) / 1000;
       outcome.snapshot = { id: r.id, kind: r.kind, artifact: r.artifact, sha256: r.sha256, bytes: r.bytes, storedBytes: r.storedBytes };
+      outcome.redactions = r.redactions;
       if (r.promotedToFull) {
         // an incremental was due, but the chain it would extend no longer verifies (or cannot be extended)
         outcome.action = "full";
@@ -108,9 +134,29 @@ async function tickOne(options: TickOptions, context: string): Promise<{ outcome
       outcome.pruned = pruned.removed;
     });
     if (options.afterEach) outcome.offsite = await options.afterEach(context);
+    await remember(options, outcome, durationSeconds);
     return { outcome, exitCode: ExitCode.ok };
   } catch (err) {
-    return failedOutcome(err, outcome);
+    const failed = failedOutcome(err, outcome);
+    await remember(options, outcome, durationSeconds);
+    return failed;
+  }
+}
+
+/** Record the outcome in the backup root for `status` and the metrics; never fails the tick. */
+async function remember(options: TickOptions, o: TickOutcome, durationSeconds: number): Promise<void> {
+  try {
+    await recordTickOutcome(options.fs, options.backupRoot, {
+      context: o.context,
+      at: options.clock(),
+      ok: o.ok,
+      action: o.action,
+      reason: o.reason,
+      error: o.error ? { code: o.error.code, message: o.error.message } : null,
+      snapshot: o.snapshot ? { id: o.snapshot.id, kind: o.snapshot.kind, bytes: o.snapshot.bytes, storedBytes: o.snapshot.storedBytes, durationSeconds } : null,
+    });
+  } catch (err) {
+    options.onWarning?.(`could not record the tick outcome of ${o.context} in ${options.backupRoot}: ${(err as Error).message}`);
   }
 }
 
@@ -125,8 +171,10 @@ function failedOutcome(err: unknown, outcome: TickOutcome): { outcome: TickOutco
 
 /**
  * tick, the one entry point for cron (policy §4): per context, under its lock, a daily full or
- * an hourly incremental (decideTick), then prune; idempotent within the hour. The locations are
- * checked once, before any lock file is written into the backup root.
+ * an hourly incremental (decideTick), then prune, then afterEach (offsite), then its outcome is
+ * recorded for `status`; idempotent within the hour. The locations are checked once, before any
+ * lock file is written into the backup root. The CLI's tick is this call plus printing, pings and
+ * the metrics file, so an SDK caller gets the same policy.
  */
 export async function runTick(options: TickOptions): Promise<TickResult> {
   await assertSafeLocations({ fs: options.fs, backupRoot: options.backupRoot, stateRoot: options.stateRoot, allowRepoState: options.allowRepoState === true });
@@ -135,20 +183,29 @@ export async function runTick(options: TickOptions): Promise<TickResult> {
   const recovered: RecoveryResult[] = [];
   let contexts = (options.contexts ?? []).map(validateContextName);
   if (options.allContexts) {
+    const recoveryOwner: LockOwner = { pid: options.owner.pid, host: options.owner.host, command: "recover", isAlive: (pid) => options.owner.isAlive(pid) };
     for (const context of await contextsWithJournal(fs, stateRoot)) {
       try {
-        const r = await withContextLock({ fs, backupRoot: options.backupRoot, context, owner: options.owner, clock, timeoutMs: options.lockTimeoutMs }, () =>
+        const r = await withContextLock({ fs, backupRoot: options.backupRoot, context, owner: recoveryOwner, clock, timeoutMs: options.lockTimeoutMs }, () =>
           recoverContext({ fs, stateRoot, backupRoot: options.backupRoot, context, clock }),
         );
-        if (r) recovered.push(r);
+        if (r) {
+          recovered.push(r);
+          options.onRecovered?.(r);
+        }
       } catch (err) {
-        runs.push(failedOutcome(err, { context, ok: false, action: "none", reason: "", snapshot: null, pruned: [], offsite: null, error: null }));
+        // not recorded for `status`: the context's own tick did not run
+        runs.push(failedOutcome(err, emptyOutcome(context)));
       }
     }
     contexts = (await listStateContexts(fs, stateRoot)).filter((c) => !runs.some((r) => r.outcome.context === c));
   }
   for (const context of contexts) runs.push(await tickOne(options, context));
-  const failed = runs.filter((r) => !r.outcome.ok);
-  const exitCode = failed.length === 0 ? ExitCode.ok : !options.allContexts && runs.length === 1 ? runs[0]!.exitCode : ExitCode.partial;
-  return { outcomes: runs.map((r) => r.outcome), recovered, exitCode };
+  const outcomes = runs.map((r) => r.outcome);
+  const failed = outcomes.filter((o) => !o.ok);
+  // A leaked credential never stops the tick: every context is still backed up (redacted); 9 only when nothing worse happened.
+  const unacknowledged = outcomes.some((o) => o.redactions.some((r) => !r.acknowledged));
+  const exitCode =
+    failed.length === 0 ? (unacknowledged ? ExitCode.redacted : ExitCode.ok) : !options.allContexts && runs.length === 1 ? runs[0]!.exitCode : ExitCode.partial;
+  return { outcomes, recovered, contexts, exitCode };
 }
