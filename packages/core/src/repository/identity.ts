@@ -1,7 +1,8 @@
 import { randomBytes } from "node:crypto";
 import type { FileSystem } from "../fs/types.js";
-import { errorCodeOf, IntegrityError, isNotFound } from "../errors.js";
+import { errorCodeOf, IntegrityError } from "../errors.js";
 import { join } from "../util/paths.js";
+import { readTextOrNull } from "../util/optional-reads.js";
 
 /**
  * The identity of a backup root (restic calls it the repository id): made once, stored in the
@@ -35,13 +36,8 @@ export async function readRepositoryIdentity(fs: FileSystem, backupRoot: string)
   // The creator writes the file in one small write after an exclusive create: a reader racing it
   // can see it empty for an instant, so an empty or torn file is read again before it is an error.
   for (let attempt = 0; ; attempt++) {
-    let text: string;
-    try {
-      text = Buffer.from(await fs.readFile(path)).toString("utf8");
-    } catch (err) {
-      if (isNotFound(err)) return null;
-      throw err;
-    }
+    const text = await readTextOrNull(fs, path);
+    if (text === null) return null;
     const parsed = parseIdentity(text);
     if (parsed) return parsed;
     if (attempt >= 20) {

@@ -1,9 +1,9 @@
 import type { FileSystem } from "../fs/types.js";
-import { isNotFound, PaasBackupError, SafetyError } from "../errors.js";
+import { PaasBackupError, SafetyError } from "../errors.js";
 import { validateContextName } from "../policy/context.js";
 import { contextDir, dirname, join } from "../util/paths.js";
 import { writeFileAtomic } from "../util/atomic.js";
-import { exists, readdirOrEmpty } from "../util/optional-reads.js";
+import { exists, readdirOrEmpty, readTextOrNull } from "../util/optional-reads.js";
 import { newIncidentRecord, writeIncident } from "../records/incident.js";
 import { BLOCK_FILE } from "../records/block.js";
 
@@ -69,13 +69,8 @@ export async function writeJournal(fs: FileSystem, stateRoot: string, journal: S
 
 export async function readJournal(fs: FileSystem, stateRoot: string, context: string): Promise<SwapJournal | null> {
   const path = journalPath(stateRoot, context);
-  let text: string;
-  try {
-    text = Buffer.from(await fs.readFile(path)).toString("utf8");
-  } catch (err) {
-    if (isNotFound(err)) return null;
-    throw err;
-  }
+  const text = await readTextOrNull(fs, path);
+  if (text === null) return null;
   try {
     const parsed = JSON.parse(text) as SwapJournal;
     if (parsed.schema !== JOURNAL_SCHEMA || !Array.isArray(parsed.steps)) throw new Error("not a journal");

@@ -22,3 +22,13 @@ export async function readdirOrEmpty(fs: FileSystem, dir: string): Promise<DirEn
     throw err;
   }
 }
+
+/** A file's text (UTF-8), or null when the file does not exist (yet). */
+export async function readTextOrNull(fs: FileSystem, path: string): Promise<string | null> {
+  try {
+    return Buffer.from(await fs.readFile(path)).toString("utf8");
+  } catch (err) {
+    if (isNotFound(err)) return null;
+    throw err;
+  }
+}
