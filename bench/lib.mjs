@@ -22,9 +22,16 @@ export function timeShell(script) {
 export function timeCli(args, env = {}) {
   const rssFile = join(tmpdir(), `pb-rss-${process.pid}-${Math.random().toString(36).slice(2)}`);
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(process.execPath, ["--require", PRELOAD, CLI, ...args], { env: { ...process.env, ...env, BENCH_RSS_FILE: rssFile }, encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
+  const r = spawnSync(process.execPath, ["--require", PRELOAD, CLI, ...args], {
+    env: { ...process.env, ...env, BENCH_RSS_FILE: rssFile },
+    encoding: "utf8",
+    maxBuffer: 64 * 1024 * 1024,
+  });
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  if (r.status !== 0) throw new Error(`paas-backup ${args.join(" ")} exited ${r.status}: ${r.stderr}${r.stdout.slice(0, 2000)}`);
+  if (r.status !== 0)
+    throw new Error(
+      `paas-backup ${args.join(" ")} exited ${r.status}: ${r.stderr}${r.stdout.slice(0, 2000)}`,
+    );
   const rss = Number(readFileSync(rssFile, "utf8"));
   rmSync(rssFile, { force: true });
   let json = null;
@@ -47,7 +54,9 @@ export function row(label, value, note = "") {
 export function timeTool(script) {
   const out = join(tmpdir(), `pb-time-${process.pid}-${Math.random().toString(36).slice(2)}`);
   const t0 = process.hrtime.bigint();
-  const r = spawnSync("/usr/bin/time", ["-f", "%M", "-o", out, "bash", "-c", script], { stdio: ["ignore", "ignore", "inherit"] });
+  const r = spawnSync("/usr/bin/time", ["-f", "%M", "-o", out, "bash", "-c", script], {
+    stdio: ["ignore", "ignore", "inherit"],
+  });
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   if (r.status !== 0) throw new Error(`shell failed: ${script}`);
   // GNU time measures the largest process of the tree (the tool, not bash); %M is in KiB.
@@ -60,7 +69,10 @@ export function timeTool(script) {
 export function timeNode(args) {
   const rssFile = join(tmpdir(), `pb-rss-${process.pid}-${Math.random().toString(36).slice(2)}`);
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(process.execPath, ["--require", PRELOAD, ...args], { env: { ...process.env, BENCH_RSS_FILE: rssFile }, stdio: "ignore" });
+  const r = spawnSync(process.execPath, ["--require", PRELOAD, ...args], {
+    env: { ...process.env, BENCH_RSS_FILE: rssFile },
+    stdio: "ignore",
+  });
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   if (r.status !== 0) throw new Error(`node ${args.join(" ")} exited ${r.status}`);
   const rss = Number(readFileSync(rssFile, "utf8"));
@@ -82,9 +94,15 @@ export function ensureRestic() {
   const root = typeof process.getuid === "function" && process.getuid() === 0;
   if (root && spawnSync("sh", ["-c", "command -v apt-get"]).status === 0) {
     console.error("# installing restic for the comparison (apt-get)");
-    execSync("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic >/dev/null", { stdio: "inherit" });
+    execSync(
+      "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic >/dev/null",
+      { stdio: "inherit" },
+    );
     path = has();
   }
-  if (!path) throw new Error("the benchmark compares against restic: install it (e.g. sudo apt-get install restic) and run again");
+  if (!path)
+    throw new Error(
+      "the benchmark compares against restic: install it (e.g. sudo apt-get install restic) and run again",
+    );
   return path;
 }

@@ -8,7 +8,9 @@ import { resolve } from "node:path";
 import { SecretScanner } from "../packages/core/dist/index.js";
 import { eventLine } from "../packages/testing/dist/index.js";
 
-const baseline = process.env.BENCH_SCANNER_BASELINE ? (await import(pathToFileURL(resolve(process.env.BENCH_SCANNER_BASELINE)).href)).SecretScanner : null;
+const baseline = process.env.BENCH_SCANNER_BASELINE
+  ? (await import(pathToFileURL(resolve(process.env.BENCH_SCANNER_BASELINE)).href)).SecretScanner
+  : null;
 
 const MB = Number(process.env.BENCH_SCAN_MB ?? 256);
 const CHUNK = 64 * 1024;
@@ -40,7 +42,9 @@ function measure(label, sample, Scanner = SecretScanner) {
   }
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const mb = (rounds * sample.length) / 1048576;
-  console.log(`${label.padEnd(12)} ${(mb / seconds).toFixed(1).padStart(8)} MiB/s  (${mb.toFixed(0)} MiB in ${seconds.toFixed(2)} s, ${findings} findings)`);
+  console.log(
+    `${label.padEnd(12)} ${(mb / seconds).toFixed(1).padStart(8)} MiB/s  (${mb.toFixed(0)} MiB in ${seconds.toFixed(2)} s, ${findings} findings)`,
+  );
   return mb / seconds;
 }
 
@@ -57,4 +61,7 @@ for (let r = 0; r < rounds; r++) {
   }
 }
 console.log(`${"mean".padEnd(12)} ${mean(ours).toFixed(1).padStart(8)} MiB/s`);
-if (baseline) console.log(`${"mean (base)".padEnd(12)} ${mean(theirs).toFixed(1).padStart(8)} MiB/s  ratio ${(mean(ours) / mean(theirs)).toFixed(2)}x`);
+if (baseline)
+  console.log(
+    `${"mean (base)".padEnd(12)} ${mean(theirs).toFixed(1).padStart(8)} MiB/s  ratio ${(mean(ours) / mean(theirs)).toFixed(2)}x`,
+  );

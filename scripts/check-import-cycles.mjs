@@ -25,8 +25,9 @@ function sources(dir) {
 /** relative specifiers of static imports, re-exports and dynamic imports */
 function importsOf(text) {
   const out = [];
-  const re = /(?:^|[\s;])(?:import|export)\s[^;'"]*?from\s*["']([^"']+)["']|import\s*\(\s*["']([^"']+)["']\s*\)|^\s*import\s*["']([^"']+)["']/gm;
-  for (let m; (m = re.exec(text)); ) {
+  const re =
+    /(?:^|[\s;])(?:import|export)\s[^;'"]*?from\s*["']([^"']+)["']|import\s*\(\s*["']([^"']+)["']\s*\)|^\s*import\s*["']([^"']+)["']/gm;
+  for (let m; (m = re.exec(text));) {
     const spec = m[1] ?? m[2] ?? m[3];
     if (spec.startsWith(".")) out.push(spec);
   }
@@ -35,7 +36,14 @@ function importsOf(text) {
 
 function resolveSpecifier(from, spec, files) {
   const base = resolve(dirname(from), spec);
-  for (const candidate of [base, base.replace(/\.js$/, ".ts"), base.replace(/\.mjs$/, ".mts"), `${base}.ts`, join(base, "index.ts")]) if (files.has(candidate)) return candidate;
+  for (const candidate of [
+    base,
+    base.replace(/\.js$/, ".ts"),
+    base.replace(/\.mjs$/, ".mts"),
+    `${base}.ts`,
+    join(base, "index.ts"),
+  ])
+    if (files.has(candidate)) return candidate;
   return null;
 }
 
@@ -116,7 +124,8 @@ for (const root of roots) {
       const to = folderOf(target);
       if (to === from) continue;
       folderGraph.get(from).add(to);
-      if (!evidence.has(`${from}>${to}`)) evidence.set(`${from}>${to}`, `${relative(root, file)} imports ${spec}`);
+      if (!evidence.has(`${from}>${to}`))
+        evidence.set(`${from}>${to}`, `${relative(root, file)} imports ${spec}`);
     }
   }
   const folderCycles = cycles(folderGraph);
@@ -125,12 +134,20 @@ for (const root of roots) {
     failed = true;
     const path = pathThrough(folderGraph, c);
     const steps = path.split(" -> ");
-    console.error(`folder cycle in ${relative(process.cwd(), root) || root} among ${c.join(", ")}, e.g. ${path}`);
-    for (let i = 0; i + 1 < steps.length; i++) console.error(`  ${steps[i]} -> ${steps[i + 1]}: ${evidence.get(`${steps[i]}>${steps[i + 1]}`)}`);
+    console.error(
+      `folder cycle in ${relative(process.cwd(), root) || root} among ${c.join(", ")}, e.g. ${path}`,
+    );
+    for (let i = 0; i + 1 < steps.length; i++)
+      console.error(`  ${steps[i]} -> ${steps[i + 1]}: ${evidence.get(`${steps[i]}>${steps[i + 1]}`)}`);
   }
   for (const c of fileCycles) {
     failed = true;
-    console.error(`file cycle in ${relative(process.cwd(), root) || root}: ${pathThrough(fileGraph, c).split(" -> ").map((f) => relative(root, f)).join(" -> ")}`);
+    console.error(
+      `file cycle in ${relative(process.cwd(), root) || root}: ${pathThrough(fileGraph, c)
+        .split(" -> ")
+        .map((f) => relative(root, f))
+        .join(" -> ")}`,
+    );
   }
   if (folderCycles.length === 0 && fileCycles.length === 0) {
     // the order the folders may depend in, lowest first (for the README's architecture section)
@@ -143,8 +160,11 @@ for (const root of roots) {
       order.push(v);
     };
     for (const v of [...folderGraph.keys()].sort()) place(v);
-    console.log(`no import cycles in ${relative(process.cwd(), root) || root}; folders, lowest first: ${order.join(", ")}`);
-    if (printEdges) console.log(JSON.stringify(Object.fromEntries([...folderGraph].map(([k, v]) => [k, [...v].sort()]))));
+    console.log(
+      `no import cycles in ${relative(process.cwd(), root) || root}; folders, lowest first: ${order.join(", ")}`,
+    );
+    if (printEdges)
+      console.log(JSON.stringify(Object.fromEntries([...folderGraph].map(([k, v]) => [k, [...v].sort()]))));
   }
 }
 process.exit(failed ? 1 : 0);

@@ -9,16 +9,23 @@ export type ExitName = keyof typeof ExitCode;
 export const EXIT_MEANING: Record<ExitName, string> = {
   ok: "ok",
   unexpected: "a bug in paas-backup, nothing else: please report it with the output",
-  usage: "bad input: unknown or malformed flag, config file error, bad context name (e.g. longer than 200 UTF-8 bytes), unknown context or snapshot, missing --ticket, a --doctor-cmd that cannot be run (PAAS_BACKUP_DOCTOR_NOT_RUNNABLE), a --path the snapshot does not hold (PAAS_BACKUP_PATH_NOT_IN_SNAPSHOT), restore not confirmed or aborted at the prompt (nothing changed)",
-  integrity: "integrity: checksum missing, malformed or mismatched, corrupt archive, broken incremental chain, content not as its manifest says",
-  safety: "refused for safety: hostile archive entry (including folder entries no manifest file implies, any vault/ entry, paths deeper than 64 levels or longer than 4096 bytes), unsafe location, no encryption recipient, missing or wrong identity (every command that decrypts)",
-  validation: "validation failed: post-restore or drill checks fail, or anything failed after the swap (PAAS_BACKUP_RESTORE_UNFINISHED; the context is left blocked and the message names rollback); restore --dry-run when the staged state fails a doctor; doctor and unblock when checks fail",
+  usage:
+    "bad input: unknown or malformed flag, config file error, bad context name (e.g. longer than 200 UTF-8 bytes), unknown context or snapshot, missing --ticket, a --doctor-cmd that cannot be run (PAAS_BACKUP_DOCTOR_NOT_RUNNABLE), a --path the snapshot does not hold (PAAS_BACKUP_PATH_NOT_IN_SNAPSHOT), restore not confirmed or aborted at the prompt (nothing changed)",
+  integrity:
+    "integrity: checksum missing, malformed or mismatched, corrupt archive, broken incremental chain, content not as its manifest says",
+  safety:
+    "refused for safety: hostile archive entry (including folder entries no manifest file implies, any vault/ entry, paths deeper than 64 levels or longer than 4096 bytes), unsafe location, no encryption recipient, missing or wrong identity (every command that decrypts)",
+  validation:
+    "validation failed: post-restore or drill checks fail, or anything failed after the swap (PAAS_BACKUP_RESTORE_UNFINISHED; the context is left blocked and the message names rollback); restore --dry-run when the staged state fails a doctor; doctor and unblock when checks fail",
   busy: "busy: another run holds the context's lock (its holder is printed), or a state file kept changing while read",
   partial: "some contexts failed in a multi-context run (--all-contexts)",
   overdue: "a mandatory restore drill is overdue (drill status)",
-  redacted: "snapshot taken with redactions: rotate the leaked credential (snapshot, tick when nothing worse happened); the snapshot is complete, the secret values are stored as <redacted>; acknowledge the findings in the config file (secretAcknowledged) once rotated",
-  environment: "the environment refused: permission denied (the file and its owner are named), no space left (the filesystem and the space needed), read-only filesystem, an offsite server that does not answer or refuses (PAAS_BACKUP_STORAGE_FAILED names the target and what to check)",
-  attention: "status: at least one context needs attention (no full in 26 h, a mandatory drill overdue, blocked, an offsite copy missing or damaged, a broken chain, the last tick failed)",
+  redacted:
+    "snapshot taken with redactions: rotate the leaked credential (snapshot, tick when nothing worse happened); the snapshot is complete, the secret values are stored as <redacted>; acknowledge the findings in the config file (secretAcknowledged) once rotated",
+  environment:
+    "the environment refused: permission denied (the file and its owner are named), no space left (the filesystem and the space needed), read-only filesystem, an offsite server that does not answer or refuses (PAAS_BACKUP_STORAGE_FAILED names the target and what to check)",
+  attention:
+    "status: at least one context needs attention (no full in 26 h, a mandatory drill overdue, blocked, an offsite copy missing or damaged, a broken chain, the last tick failed)",
 };
 
 /** The `error.code` a failure envelope carries when a command reports failed checks rather than throwing. */
@@ -41,6 +48,8 @@ export function exitName(code: number): ExitName | undefined {
   return (Object.keys(ExitCode) as ExitName[]).find((k) => ExitCode[k] === code);
 }
 
-export function exitTable(names: readonly ExitName[] = Object.keys(ExitCode) as ExitName[]): [number, string][] {
+export function exitTable(
+  names: readonly ExitName[] = Object.keys(ExitCode) as ExitName[],
+): [number, string][] {
   return names.map((n) => [ExitCode[n], EXIT_MEANING[n]] as [number, string]).sort((a, b) => a[0] - b[0]);
 }

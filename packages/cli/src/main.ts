@@ -3,7 +3,15 @@ import { Command, CommanderError, Option } from "commander";
 import { TOOL_VERSION } from "@paas-backup/core/version";
 import { UsageError } from "@paas-backup/core/errors";
 import { redactText } from "@paas-backup/core/redact";
-import { COMMANDS, GLOBAL_FLAGS, GROUPS, collect, commandName, type CommandSpec, type FlagSpec } from "./spec.js";
+import {
+  COMMANDS,
+  GLOBAL_FLAGS,
+  GROUPS,
+  collect,
+  commandName,
+  type CommandSpec,
+  type FlagSpec,
+} from "./spec.js";
 import { exitTable } from "./exit-codes.js";
 import { finishRun, printFailure, type RunState } from "./output.js";
 
@@ -20,20 +28,25 @@ process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
 function option(flag: FlagSpec): Option {
   const o = new Option(flag.flags, flag.required ? `${flag.description} (required)` : flag.description);
   if (flag.defaultValue !== undefined) o.default(flag.defaultValue);
-  if (flag.repeatable) o.argParser(flag.parse ? (v: string, prev: unknown) => collect(flag.parse!(v) as string, prev) : collect);
+  if (flag.repeatable)
+    o.argParser(flag.parse ? (v: string, prev: unknown) => collect(flag.parse!(v) as string, prev) : collect);
   else if (flag.parse) o.argParser(flag.parse);
   return o;
 }
 
 /** "  NN  meaning", wrapped under itself to stay within 100 columns. */
 function exitRows(rows: [number, string][]): string {
-  const wrap = (text: string, width: number) => text.split(" ").reduce<string[]>((lines, word) => {
-    const last = lines[lines.length - 1];
-    if (last !== undefined && `${last} ${word}`.length <= width) lines[lines.length - 1] = `${last} ${word}`;
-    else lines.push(word);
-    return lines;
-  }, []);
-  return rows.map(([code, meaning]) => `  ${String(code).padStart(2)}  ${wrap(meaning, 94).join("\n      ")}`).join("\n");
+  const wrap = (text: string, width: number) =>
+    text.split(" ").reduce<string[]>((lines, word) => {
+      const last = lines[lines.length - 1];
+      if (last !== undefined && `${last} ${word}`.length <= width)
+        lines[lines.length - 1] = `${last} ${word}`;
+      else lines.push(word);
+      return lines;
+    }, []);
+  return rows
+    .map(([code, meaning]) => `  ${String(code).padStart(2)}  ${wrap(meaning, 94).join("\n      ")}`)
+    .join("\n");
 }
 
 function exitCodesText(spec: CommandSpec): string {
@@ -47,7 +60,9 @@ export function helpFooter(spec: CommandSpec): string {
 /** The parser, built from the command table (spec.ts): help, completion and the README come from the same data. */
 export function buildProgram(state: RunState): Command {
   const program = new Command("paas-backup")
-    .description("Back up, verify and restore the private state of si paas (policy: PaaS backup and restore policy).")
+    .description(
+      "Back up, verify and restore the private state of si paas (policy: PaaS backup and restore policy).",
+    )
     .version(TOOL_VERSION, "-V, --version", "print the version")
     .helpOption("-h, --help", "show help for the command")
     .configureHelp({ showGlobalOptions: true, sortSubcommands: false })
@@ -65,7 +80,10 @@ export function buildProgram(state: RunState): Command {
     for (const part of spec.path.slice(0, -1)) {
       let group = groups.get(part) ?? (parent.commands.find((c) => c.name() === part) as Command | undefined);
       if (!group) {
-        group = parent.command(part).description(GROUPS[part] ?? "").helpOption("-h, --help", "show help for the command");
+        group = parent
+          .command(part)
+          .description(GROUPS[part] ?? "")
+          .helpOption("-h, --help", "show help for the command");
         groups.set(part, group);
       }
       parent = group;
@@ -74,12 +92,15 @@ export function buildProgram(state: RunState): Command {
     const existing = parent.commands.find((c) => c.name() === leaf);
     const cmd = existing ?? parent.command(leaf);
     cmd.description(spec.summary).helpOption("-h, --help", "show help for the command");
-    for (const arg of spec.args ?? []) cmd.argument(arg.required ? `<${arg.name}>` : `[${arg.name}]`, arg.description);
+    for (const arg of spec.args ?? [])
+      cmd.argument(arg.required ? `<${arg.name}>` : `[${arg.name}]`, arg.description);
     for (const flag of spec.flags) cmd.addOption(option(flag));
     cmd.addHelpText("after", helpFooter(spec));
     cmd.action(async (...args: unknown[]) => {
       const self = args[args.length - 1] as Command;
-      const positional = (args.slice(0, -2) as (string | undefined)[]).filter((a): a is string => typeof a === "string");
+      const positional = (args.slice(0, -2) as (string | undefined)[]).filter(
+        (a): a is string => typeof a === "string",
+      );
       await state.run(spec, self.optsWithGlobals() as Record<string, unknown>, positional);
     });
   }
@@ -92,7 +113,9 @@ export function buildProgram(state: RunState): Command {
  */
 export function commandFromArgv(args: readonly string[]): string {
   const path: string[] = [];
-  const valued = new Set(GLOBAL_FLAGS.filter((f) => f.flags.includes("<")).map((f) => f.flags.split(" ")[0]!));
+  const valued = new Set(
+    GLOBAL_FLAGS.filter((f) => f.flags.includes("<")).map((f) => f.flags.split(" ")[0]!),
+  );
   for (let i = 0; i < args.length; i++) {
     const word = args[i]!;
     if (word.startsWith("-")) {
@@ -108,7 +131,9 @@ export function commandFromArgv(args: readonly string[]): string {
 
 /** True when the arguments are global flags (and their values) and nothing else. */
 function onlyGlobalFlags(args: readonly string[]): boolean {
-  const valued = new Set(GLOBAL_FLAGS.filter((f) => f.flags.includes("<")).map((f) => f.flags.split(" ")[0]!));
+  const valued = new Set(
+    GLOBAL_FLAGS.filter((f) => f.flags.includes("<")).map((f) => f.flags.split(" ")[0]!),
+  );
   for (let i = 0; i < args.length; i++) {
     const word = args[i]!;
     if (!word.startsWith("-")) return false;
@@ -137,12 +162,22 @@ export async function main(argv: string[]): Promise<number> {
   const asksHelpOrVersion = args.some((a) => ["-h", "--help", "-V", "--version"].includes(a));
   if (!named && args.length > 0 && !asksHelpOrVersion && onlyGlobalFlags(args)) {
     // Only global flags: the usage, and under --json still one envelope.
-    const usage = new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "no command given", { remediation: "Name a command, e.g. `paas-backup list --context <name>`; `paas-backup --help` lists them.", stage: "arguments" });
+    const usage = new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "no command given", {
+      remediation:
+        "Name a command, e.g. `paas-backup list --context <name>`; `paas-backup --help` lists them.",
+      stage: "arguments",
+    });
     if (json) return printFailure("", "", usage, true);
     process.stdout.write(program.helpInformation());
     return 0;
   }
-  if (args.length === 0 || (named && !COMMANDS.some((c) => commandName(c) === named) && args.filter((a) => !a.startsWith("-")).length === named.split(" ").length && !args.some((a) => a === "-h" || a === "--help"))) {
+  if (
+    args.length === 0 ||
+    (named &&
+      !COMMANDS.some((c) => commandName(c) === named) &&
+      args.filter((a) => !a.startsWith("-")).length === named.split(" ").length &&
+      !args.some((a) => a === "-h" || a === "--help"))
+  ) {
     const target = named ? (program.commands.find((c) => c.name() === named) ?? program) : program;
     process.stdout.write(target.helpInformation());
     return 0;
@@ -151,7 +186,12 @@ export async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {
-      if (err.code === "commander.helpDisplayed" || err.code === "commander.version" || err.code === "commander.help") return 0;
+      if (
+        err.code === "commander.helpDisplayed" ||
+        err.code === "commander.version" ||
+        err.code === "commander.help"
+      )
+        return 0;
       const usage = new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", err.message.replace(/^error: /, ""), {
         remediation: `See \`paas-backup ${named ? `${named} ` : ""}--help\`.`,
         stage: "arguments",

@@ -29,10 +29,30 @@ function gauge(registry: Registry, name: string, help: string, labelNames: strin
 }
 
 function drillGauges(registry: Registry, drills: DrillStatus[]): void {
-  const overdue = gauge(registry, "paas_backup_drill_overdue", "1 when the context's quarterly restore drill is overdue (or never passed)", ["context"]);
-  const mandatory = gauge(registry, "paas_backup_drill_mandatory", "1 when policy makes the context's quarterly drill mandatory (status alerts only on those)", ["context"]);
-  const lastPassed = gauge(registry, "paas_backup_drill_last_success_timestamp_seconds", "Unix time of the last passing restore drill; 0 when none", ["context"]);
-  const due = gauge(registry, "paas_backup_drill_next_due_timestamp_seconds", "Unix time by which the next drill is due", ["context"]);
+  const overdue = gauge(
+    registry,
+    "paas_backup_drill_overdue",
+    "1 when the context's quarterly restore drill is overdue (or never passed)",
+    ["context"],
+  );
+  const mandatory = gauge(
+    registry,
+    "paas_backup_drill_mandatory",
+    "1 when policy makes the context's quarterly drill mandatory (status alerts only on those)",
+    ["context"],
+  );
+  const lastPassed = gauge(
+    registry,
+    "paas_backup_drill_last_success_timestamp_seconds",
+    "Unix time of the last passing restore drill; 0 when none",
+    ["context"],
+  );
+  const due = gauge(
+    registry,
+    "paas_backup_drill_next_due_timestamp_seconds",
+    "Unix time by which the next drill is due",
+    ["context"],
+  );
   for (const d of drills) {
     overdue.set({ context: d.context }, d.overdue ? 1 : 0);
     mandatory.set({ context: d.context }, d.mandatory ? 1 : 0);
@@ -43,23 +63,90 @@ function drillGauges(registry: Registry, drills: DrillStatus[]): void {
 
 export async function renderStatusMetrics(statuses: ContextStatus[], now: Date): Promise<string> {
   const registry = await newRegistry();
-  const lastSuccess = gauge(registry, "paas_backup_last_success_timestamp_seconds", "Unix time of the context's newest snapshot (full or incremental); 0 when none", ["context"]);
-  const bytes = gauge(registry, "paas_backup_last_snapshot_bytes", "Size in bytes of the context's newest snapshot of each kind", ["context", "kind"]);
-  const duration = gauge(registry, "paas_backup_snapshot_duration_seconds", "How long tick took to make the context's last snapshot of each kind", ["context", "kind"]);
-  const ok = gauge(registry, "paas_backup_context_ok", "1 when the context needs no attention (see paas-backup status); 0 otherwise", ["context"]);
-  const attention = gauge(registry, "paas_backup_context_attention_reasons", "How many reasons the context needs attention", ["context"]);
-  const age = gauge(registry, "paas_backup_newest_full_age_seconds", "Age of the context's newest full snapshot; absent when there is none", ["context"]);
-  const chain = gauge(registry, "paas_backup_chain_ok", "1 when the newest snapshot's chain is complete in the backup root", ["context"]);
-  const blocked = gauge(registry, "paas_backup_blocked", "1 while a post-restore block marker is in the context", ["context"]);
-  const tickOk = gauge(registry, "paas_backup_last_tick_ok", "1 when the context's last tick succeeded", ["context"]);
-  const tickAt = gauge(registry, "paas_backup_last_tick_timestamp_seconds", "Unix time of the context's last tick", ["context"]);
-  const copies = gauge(registry, "paas_backup_offsite_copies", "Offsite copies per target: confirmed, immutable (lock still holding) and problem (missing or damaged, not yet put back)", ["context", "target", "state"]);
-  const missing = gauge(registry, "paas_backup_offsite_newest_full_missing", "1 when the newest full has no confirmed copy at the target", ["context", "target"]);
-  const generated = gauge(registry, "paas_backup_metrics_generated_timestamp_seconds", "Unix time this file was written");
-  drillGauges(registry, statuses.map((s) => s.drill));
+  const lastSuccess = gauge(
+    registry,
+    "paas_backup_last_success_timestamp_seconds",
+    "Unix time of the context's newest snapshot (full or incremental); 0 when none",
+    ["context"],
+  );
+  const bytes = gauge(
+    registry,
+    "paas_backup_last_snapshot_bytes",
+    "Size in bytes of the context's newest snapshot of each kind",
+    ["context", "kind"],
+  );
+  const duration = gauge(
+    registry,
+    "paas_backup_snapshot_duration_seconds",
+    "How long tick took to make the context's last snapshot of each kind",
+    ["context", "kind"],
+  );
+  const ok = gauge(
+    registry,
+    "paas_backup_context_ok",
+    "1 when the context needs no attention (see paas-backup status); 0 otherwise",
+    ["context"],
+  );
+  const attention = gauge(
+    registry,
+    "paas_backup_context_attention_reasons",
+    "How many reasons the context needs attention",
+    ["context"],
+  );
+  const age = gauge(
+    registry,
+    "paas_backup_newest_full_age_seconds",
+    "Age of the context's newest full snapshot; absent when there is none",
+    ["context"],
+  );
+  const chain = gauge(
+    registry,
+    "paas_backup_chain_ok",
+    "1 when the newest snapshot's chain is complete in the backup root",
+    ["context"],
+  );
+  const blocked = gauge(
+    registry,
+    "paas_backup_blocked",
+    "1 while a post-restore block marker is in the context",
+    ["context"],
+  );
+  const tickOk = gauge(registry, "paas_backup_last_tick_ok", "1 when the context's last tick succeeded", [
+    "context",
+  ]);
+  const tickAt = gauge(
+    registry,
+    "paas_backup_last_tick_timestamp_seconds",
+    "Unix time of the context's last tick",
+    ["context"],
+  );
+  const copies = gauge(
+    registry,
+    "paas_backup_offsite_copies",
+    "Offsite copies per target: confirmed, immutable (lock still holding) and problem (missing or damaged, not yet put back)",
+    ["context", "target", "state"],
+  );
+  const missing = gauge(
+    registry,
+    "paas_backup_offsite_newest_full_missing",
+    "1 when the newest full has no confirmed copy at the target",
+    ["context", "target"],
+  );
+  const generated = gauge(
+    registry,
+    "paas_backup_metrics_generated_timestamp_seconds",
+    "Unix time this file was written",
+  );
+  drillGauges(
+    registry,
+    statuses.map((s) => s.drill),
+  );
   for (const s of statuses) {
     const context = s.context;
-    const newest = [s.newestFull?.time, s.newestIncremental?.time].filter((t): t is string => !!t).sort().pop();
+    const newest = [s.newestFull?.time, s.newestIncremental?.time]
+      .filter((t): t is string => !!t)
+      .sort()
+      .pop();
     lastSuccess.set({ context }, seconds(newest));
     if (s.newestFull) {
       bytes.set({ context, kind: "full" }, s.newestFull.bytes);
@@ -93,7 +180,9 @@ export async function renderStatusMetrics(statuses: ContextStatus[], now: Date):
 export async function renderDrillMetrics(drills: DrillStatus[], now: Date): Promise<string> {
   const registry = await newRegistry();
   drillGauges(registry, drills);
-  gauge(registry, "paas_backup_metrics_generated_timestamp_seconds", "Unix time this file was written").set(Math.round(now.getTime() / 1000));
+  gauge(registry, "paas_backup_metrics_generated_timestamp_seconds", "Unix time this file was written").set(
+    Math.round(now.getTime() / 1000),
+  );
   return registry.metrics();
 }
 

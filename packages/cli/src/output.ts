@@ -45,14 +45,31 @@ export function printEnvelope(rt: Runtime, envelope: Envelope): void {
 }
 
 /** The envelope as printed: command name and count from the runner, and an `error` on every failure. */
-export function sealEnvelope(command: string, exitCode: number, envelope: Envelope | null, context: string): Record<string, unknown> {
+export function sealEnvelope(
+  command: string,
+  exitCode: number,
+  envelope: Envelope | null,
+  context: string,
+): Record<string, unknown> {
   const e: Envelope = envelope ?? { ok: exitCode === 0, context, mode: "live", data: [] };
   const { ok, context: ctx, mode, data, checks, error, command: _c, count: _n, ...extra } = e;
   const list = Array.isArray(checks) ? checks : Array.isArray(data) ? data : data === undefined ? [] : [data];
   const failed = !ok || exitCode !== 0;
-  const out: Record<string, unknown> = { ok: ok && exitCode === 0, command, context: ctx, mode, count: list.length };
+  const out: Record<string, unknown> = {
+    ok: ok && exitCode === 0,
+    command,
+    context: ctx,
+    mode,
+    count: list.length,
+  };
   if (Array.isArray(checks)) out.checks = checks;
-  out.data = Array.isArray(data) ? data : data === undefined ? (Array.isArray(checks) ? undefined : []) : [data];
+  out.data = Array.isArray(data)
+    ? data
+    : data === undefined
+      ? Array.isArray(checks)
+        ? undefined
+        : []
+      : [data];
   if (out.data === undefined) delete out.data;
   if (failed) {
     const name = exitName(exitCode) ?? "unexpected";
@@ -68,7 +85,12 @@ export function sealEnvelope(command: string, exitCode: number, envelope: Envelo
 }
 
 /** Run one command from the table: runtime, handler, then exactly one envelope (--json) or the human failure text. */
-export async function finishRun(command: string, spec: CommandSpec, flags: Record<string, unknown>, positional: string[]): Promise<number> {
+export async function finishRun(
+  command: string,
+  spec: CommandSpec,
+  flags: Record<string, unknown>,
+  positional: string[],
+): Promise<number> {
   const json = flags.json === true;
   const context = typeof flags.context === "string" ? flags.context : "";
   let rt: Runtime | null = null;
@@ -77,13 +99,19 @@ export async function finishRun(command: string, spec: CommandSpec, flags: Recor
     rt = createRuntime(flags, process.env, command);
     if (spec.recover && typeof flags.context === "string") {
       // Commands that touch a context first finish or undo a swap a crash interrupted.
-      const [{ recoverFirst }, { validateContextName }] = await Promise.all([import("./commands/common.js"), import("@paas-backup/core")]);
+      const [{ recoverFirst }, { validateContextName }] = await Promise.all([
+        import("./commands/common.js"),
+        import("@paas-backup/core"),
+      ]);
       await recoverFirst(rt, validateContextName(flags.context));
     }
     const handler = await spec.load();
     const exitCode = await handler(rt, flags, positional);
     // Everything printed passes the secret scanner (issue 10 §6), the envelope included.
-    if (json) process.stdout.write(redactText(`${JSON.stringify(sealEnvelope(command, exitCode, rt.envelope, context), null, 2)}\n`));
+    if (json)
+      process.stdout.write(
+        redactText(`${JSON.stringify(sealEnvelope(command, exitCode, rt.envelope, context), null, 2)}\n`),
+      );
     return exitCode;
   } catch (err) {
     return printFailure(command, context, err, json);
@@ -129,9 +157,17 @@ export function humanBytes(n: number): string {
  * An error the machine raised (no permission, no space, read-only filesystem) named as such,
  * with the file, its owner or the filesystem's free space; anything else is left as it is.
  */
-export function environmentError(err: unknown, where: { path?: string; needed?: number } = {}): PaasBackupError | null {
+export function environmentError(
+  err: unknown,
+  where: { path?: string; needed?: number } = {},
+): PaasBackupError | null {
   const seen = new Set<unknown>();
-  for (let e = err as (NodeJS.ErrnoException & { cause?: unknown; dest?: unknown; needed?: unknown }) | undefined; e && typeof e === "object" && !seen.has(e); e = e.cause as typeof e) {
+  for (
+    let e = err as
+      (NodeJS.ErrnoException & { cause?: unknown; dest?: unknown; needed?: unknown }) | undefined;
+    e && typeof e === "object" && !seen.has(e);
+    e = e.cause as typeof e
+  ) {
     seen.add(e);
     // A write stream's ENOSPC often names no file: the caller knows which filesystem it wrote to.
     const path = typeof e.path === "string" ? e.path : typeof e.dest === "string" ? e.dest : where.path;
@@ -147,12 +183,17 @@ export function environmentError(err: unknown, where: { path?: string; needed?: 
         owner = "";
       }
       const me = typeof process.getuid === "function" ? ownerName(process.getuid()) : "this user";
-      return new EnvironmentError("PAAS_BACKUP_PERMISSION_DENIED", `permission denied: ${e.syscall ?? "access"} ${path ?? "(unknown path)"} as ${me}${owner}`, {
-        ...(path ? { path } : {}),
-        remediation: "Run paas-backup as the user that owns the si paas state (the one si runs as), or fix the file's owner or mode; nothing was changed.",
-        stage: "filesystem",
-        data: { errno: e.code },
-      });
+      return new EnvironmentError(
+        "PAAS_BACKUP_PERMISSION_DENIED",
+        `permission denied: ${e.syscall ?? "access"} ${path ?? "(unknown path)"} as ${me}${owner}`,
+        {
+          ...(path ? { path } : {}),
+          remediation:
+            "Run paas-backup as the user that owns the si paas state (the one si runs as), or fix the file's owner or mode; nothing was changed.",
+          stage: "filesystem",
+          data: { errno: e.code },
+        },
+      );
     }
     if (e.code === "ENOSPC" || e.code === "EDQUOT") {
       let free = "";
@@ -164,20 +205,32 @@ export function environmentError(err: unknown, where: { path?: string; needed?: 
       } catch {
         free = "";
       }
-      const needed = where.needed !== undefined ? `; this run needs up to ${humanBytes(where.needed)} there (the uncompressed size of what it writes)` : "";
-      return new EnvironmentError("PAAS_BACKUP_NO_SPACE", `no space left on the filesystem holding ${path ?? "the file being written"}${free}${needed}`, {
-        ...(path ? { path } : {}),
-        remediation: "Free space on that filesystem (old snapshots: `paas-backup prune`) or point --backup-root / --state-root at a larger one, then run again; what this run had written there was removed.",
-        stage: "filesystem",
-        data: { errno: e.code },
-      });
+      const needed =
+        where.needed !== undefined
+          ? `; this run needs up to ${humanBytes(where.needed)} there (the uncompressed size of what it writes)`
+          : "";
+      return new EnvironmentError(
+        "PAAS_BACKUP_NO_SPACE",
+        `no space left on the filesystem holding ${path ?? "the file being written"}${free}${needed}`,
+        {
+          ...(path ? { path } : {}),
+          remediation:
+            "Free space on that filesystem (old snapshots: `paas-backup prune`) or point --backup-root / --state-root at a larger one, then run again; what this run had written there was removed.",
+          stage: "filesystem",
+          data: { errno: e.code },
+        },
+      );
     }
     if (e.code === "EROFS") {
-      return new EnvironmentError("PAAS_BACKUP_READ_ONLY", `the filesystem holding ${path ?? "the target"} is read-only`, {
-        ...(path ? { path } : {}),
-        remediation: "Remount it read-write or point --backup-root elsewhere.",
-        stage: "filesystem",
-      });
+      return new EnvironmentError(
+        "PAAS_BACKUP_READ_ONLY",
+        `the filesystem holding ${path ?? "the target"} is read-only`,
+        {
+          ...(path ? { path } : {}),
+          remediation: "Remount it read-write or point --backup-root elsewhere.",
+          stage: "filesystem",
+        },
+      );
     }
   }
   return null;
@@ -185,11 +238,16 @@ export function environmentError(err: unknown, where: { path?: string; needed?: 
 
 /** Print a failure as si does: the envelope with `error` under --json, a short message on stderr otherwise. */
 export function printFailure(command: string, context: string, raw: unknown, json: boolean): number {
-  const err = raw instanceof PaasBackupError && raw.exitCode !== ExitCode.unexpected ? raw : (environmentError(raw) ?? raw);
+  const err =
+    raw instanceof PaasBackupError && raw.exitCode !== ExitCode.unexpected
+      ? raw
+      : (environmentError(raw) ?? raw);
   const known = err instanceof PaasBackupError;
   const code = known ? err.code : "PAAS_BACKUP_UNEXPECTED";
   const message = known ? err.message : `unexpected failure: ${(err as Error)?.message ?? String(err)}`;
-  const remediation = known ? err.remediation : "This is a bug in paas-backup: rerun with PAAS_BACKUP_DEBUG=1 and report the message and stack.";
+  const remediation = known
+    ? err.remediation
+    : "This is a bug in paas-backup: rerun with PAAS_BACKUP_DEBUG=1 and report the message and stack.";
   const exitCode = known ? err.exitCode : ExitCode.unexpected;
   if (json) {
     const envelope: Record<string, unknown> = {
@@ -197,13 +255,24 @@ export function printFailure(command: string, context: string, raw: unknown, jso
       command,
       context,
       mode: "live",
-      error: { code, stage: known ? err.stage : "run", target: known ? (err.path ?? context) : context, message, remediation },
+      error: {
+        code,
+        stage: known ? err.stage : "run",
+        target: known ? (err.path ?? context) : context,
+        message,
+        remediation,
+      },
     };
     if (known && Object.keys(err.data).length) envelope.details = err.data;
     process.stdout.write(redactText(`${JSON.stringify(envelope, null, 2)}\n`));
   } else {
-    process.stderr.write(redactText(`paas-backup ${command}: ${message}\n  code: ${code} (exit ${exitCode})\n  what to do: ${remediation}\n`));
-    if (!known && process.env.PAAS_BACKUP_DEBUG) process.stderr.write(redactText(`${(err as Error)?.stack}\n`));
+    process.stderr.write(
+      redactText(
+        `paas-backup ${command}: ${message}\n  code: ${code} (exit ${exitCode})\n  what to do: ${remediation}\n`,
+      ),
+    );
+    if (!known && process.env.PAAS_BACKUP_DEBUG)
+      process.stderr.write(redactText(`${(err as Error)?.stack}\n`));
   }
   return exitCode;
 }
@@ -227,11 +296,22 @@ export function table(rows: string[][], maxWidth = MAX_WIDTH): string {
     widths[i] = Math.max(8, widths[i]! - (total() - maxWidth));
   }
   const fit = (cell: string, w: number) => (cell.length > w ? `${cell.slice(0, w - 1)}…` : cell);
-  return `${rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? fit(cell, widths[i]!) : fit(cell, widths[i]!).padEnd(widths[i]!))).join("  ").trimEnd()).join("\n")}\n`;
+  return `${rows
+    .map((row) =>
+      row
+        .map((cell, i) =>
+          i === row.length - 1 ? fit(cell, widths[i]!) : fit(cell, widths[i]!).padEnd(widths[i]!),
+        )
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n")}\n`;
 }
 
 export function keyValues(pairs: [string, string | number | null | undefined][]): string {
-  const rows = pairs.filter(([, v]) => v !== undefined && v !== null && v !== "").map(([k, v]) => [`${k}:`, String(v)]);
+  const rows = pairs
+    .filter(([, v]) => v !== undefined && v !== null && v !== "")
+    .map(([k, v]) => [`${k}:`, String(v)]);
   const w = Math.max(0, ...rows.map((r) => r[0]!.length));
   return rows.map(([k, v]) => `${k!.padEnd(w)}  ${v}\n`).join("");
 }
@@ -239,7 +319,9 @@ export function keyValues(pairs: [string, string | number | null | undefined][])
 function duration(seconds: number): string {
   if (!Number.isFinite(seconds) || seconds < 0) return "--:--";
   const s = Math.round(seconds);
-  return s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m` : `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+  return s >= 3600
+    ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`
+    : `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
 }
 
 export interface ProgressBar {
@@ -266,10 +348,16 @@ export function progressBar(rt: Runtime, label: string, clock: () => number = Da
     if (total && total > 0) {
       const ratio = final ? 1 : Math.min(1, done / total);
       const filled = Math.round(ratio * width);
-      const left = final ? `done in ${duration(elapsed)}` : `${duration((total - done) / Math.max(rate, 1))} left`;
-      rt.progress(`\r\u001b[2K${label} [${"#".repeat(filled)}${" ".repeat(width - filled)}] ${(ratio * 100).toFixed(0).padStart(3)}% ${humanBytes(final ? total : done)} of ${humanBytes(total)}, ${humanBytes(rate)}/s, ${left}`);
+      const left = final
+        ? `done in ${duration(elapsed)}`
+        : `${duration((total - done) / Math.max(rate, 1))} left`;
+      rt.progress(
+        `\r\u001b[2K${label} [${"#".repeat(filled)}${" ".repeat(width - filled)}] ${(ratio * 100).toFixed(0).padStart(3)}% ${humanBytes(final ? total : done)} of ${humanBytes(total)}, ${humanBytes(rate)}/s, ${left}`,
+      );
     } else {
-      rt.progress(`\r\u001b[2K${label} ${humanBytes(done)}, ${humanBytes(rate)}/s${final ? `, done in ${duration(elapsed)}` : ""}`);
+      rt.progress(
+        `\r\u001b[2K${label} ${humanBytes(done)}, ${humanBytes(rate)}/s${final ? `, done in ${duration(elapsed)}` : ""}`,
+      );
     }
     drawn = true;
   };

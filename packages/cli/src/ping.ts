@@ -15,7 +15,11 @@ export interface PingResult {
  * healthchecks.io's convention: GET <url>/start before the run, <url> on success, <url>/fail on
  * failure. A ping never throws and never waits longer than PING_TIMEOUT_MS.
  */
-export function ping(url: string, event: PingResult["event"], timeoutMs = PING_TIMEOUT_MS): Promise<PingResult> {
+export function ping(
+  url: string,
+  event: PingResult["event"],
+  timeoutMs = PING_TIMEOUT_MS,
+): Promise<PingResult> {
   return new Promise((resolve) => {
     let settled = false;
     const done = (ok: boolean, detail: string) => {
@@ -32,11 +36,15 @@ export function ping(url: string, event: PingResult["event"], timeoutMs = PING_T
       resolve({ event, ok: false, detail: "ping URL is not an http(s) URL" });
       return;
     }
-    const req = (target.protocol === "https:" ? httpsRequest : httpRequest)(target, { method: "GET", agent: false, headers: { "user-agent": "paas-backup" } }, (res) => {
-      res.resume();
-      res.on("end", () => done((res.statusCode ?? 0) < 400, `HTTP ${res.statusCode}`));
-      res.on("error", (err) => done(false, err.message));
-    });
+    const req = (target.protocol === "https:" ? httpsRequest : httpRequest)(
+      target,
+      { method: "GET", agent: false, headers: { "user-agent": "paas-backup" } },
+      (res) => {
+        res.resume();
+        res.on("end", () => done((res.statusCode ?? 0) < 400, `HTTP ${res.statusCode}`));
+        res.on("error", (err) => done(false, err.message));
+      },
+    );
     const timer = setTimeout(() => {
       req.destroy();
       done(false, `no answer within ${timeoutMs / 1000} s`);

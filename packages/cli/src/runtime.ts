@@ -31,22 +31,29 @@ export interface Runtime {
   progress(text: string): void;
 }
 
-export const RetentionPolicy = z.object({
-  hourly: z.number().int().min(0).default(24),
-  daily: z.number().int().min(0).default(7),
-  weekly: z.number().int().min(0).default(4),
-  monthly: z.number().int().min(0).default(3),
-}).strict();
+export const RetentionPolicy = z
+  .object({
+    hourly: z.number().int().min(0).default(24),
+    daily: z.number().int().min(0).default(7),
+    weekly: z.number().int().min(0).default(4),
+    monthly: z.number().int().min(0).default(3),
+  })
+  .strict();
 
-export const OffsiteTarget = z.object({
-  name: z.string().min(1),
-  url: z.string().min(1),
-  endpoint: z.string().optional(),
-  region: z.string().optional(),
-  pathStyle: z.boolean().optional(),
-  objectLock: z.object({ mode: z.enum(["COMPLIANCE", "GOVERNANCE"]), days: z.number().int().positive() }).strict().optional(),
-  retention: RetentionPolicy.partial().strict().optional(),
-}).strict();
+export const OffsiteTarget = z
+  .object({
+    name: z.string().min(1),
+    url: z.string().min(1),
+    endpoint: z.string().optional(),
+    region: z.string().optional(),
+    pathStyle: z.boolean().optional(),
+    objectLock: z
+      .object({ mode: z.enum(["COMPLIANCE", "GOVERNANCE"]), days: z.number().int().positive() })
+      .strict()
+      .optional(),
+    retention: RetentionPolicy.partial().strict().optional(),
+  })
+  .strict();
 
 /** The config file: where an operator keeps what should not be retyped on every cron line. Never credentials. */
 export const Config = z
@@ -59,13 +66,25 @@ export const Config = z
     include: z.array(z.enum(["releases", "cache"])).default([]),
     secretAllow: z.array(z.object({ path: z.string(), rule: z.string() }).strict()).default([]),
     /** findings seen and rotated: still redacted in every snapshot, no longer exit 9 */
-    secretAcknowledged: z.array(z.object({ path: z.string(), line: z.number().int().positive().optional(), rule: z.string() }).strict()).default([]),
+    secretAcknowledged: z
+      .array(
+        z
+          .object({ path: z.string(), line: z.number().int().positive().optional(), rule: z.string() })
+          .strict(),
+      )
+      .default([]),
     retention: RetentionPolicy.partial().strict().default({}),
     mandatoryDrillContexts: z.array(z.string()).default(["internal-dogfood"]),
     lockTimeoutSeconds: z.number().int().min(0).default(30),
     /** tick pings it (healthchecks.io convention: /start, success, /fail); treated as a secret, never printed */
     pingUrl: z.string().url().optional(),
-    offsite: z.object({ targets: z.array(OffsiteTarget).default([]), concurrency: z.number().int().min(1).max(16).default(2) }).strict().default({ targets: [], concurrency: 2 }),
+    offsite: z
+      .object({
+        targets: z.array(OffsiteTarget).default([]),
+        concurrency: z.number().int().min(1).max(16).default(2),
+      })
+      .strict()
+      .default({ targets: [], concurrency: 2 }),
   })
   .strict();
 export type Config = z.infer<typeof Config>;
@@ -75,7 +94,10 @@ export function expandHome(path: string, env: NodeJS.ProcessEnv): string {
   return resolve(path);
 }
 
-function loadConfig(explicit: string | undefined, env: NodeJS.ProcessEnv): { config: Config; path: string | null } {
+function loadConfig(
+  explicit: string | undefined,
+  env: NodeJS.ProcessEnv,
+): { config: Config; path: string | null } {
   const fromEnv = env.PAAS_BACKUP_CONFIG?.trim();
   const candidate = explicit ?? (fromEnv || undefined);
   const defaultPath = resolve(env.HOME ?? homedir(), ".config/paas-backup/config.json");
@@ -88,29 +110,39 @@ function loadConfig(explicit: string | undefined, env: NodeJS.ProcessEnv): { con
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === "EACCES" || code === "EPERM") throw err; // named as an environment problem, with the owner
-    throw new UsageError("PAAS_BACKUP_CONFIG_INVALID", `config file ${path} cannot be read (${code ?? "error"})`, {
-      path,
-      remediation: "Check the path and its permissions, or point --config elsewhere.",
-      stage: "config",
-    });
+    throw new UsageError(
+      "PAAS_BACKUP_CONFIG_INVALID",
+      `config file ${path} cannot be read (${code ?? "error"})`,
+      {
+        path,
+        remediation: "Check the path and its permissions, or point --config elsewhere.",
+        stage: "config",
+      },
+    );
   }
   try {
     raw = JSON.parse(text);
   } catch {
     // JSON.parse's message quotes the bytes around the error, and a config file can hold a
     // credential pasted by mistake: name the line and column only.
-    throw new UsageError("PAAS_BACKUP_CONFIG_INVALID", `config file ${path} is not valid JSON: ${jsonSyntaxErrorAt(text)}`, {
-      path,
-      remediation: "Fix the file at that line and column (see the README's Configuration section) or point --config elsewhere.",
-      stage: "config",
-    });
+    throw new UsageError(
+      "PAAS_BACKUP_CONFIG_INVALID",
+      `config file ${path} is not valid JSON: ${jsonSyntaxErrorAt(text)}`,
+      {
+        path,
+        remediation:
+          "Fix the file at that line and column (see the README's Configuration section) or point --config elsewhere.",
+        stage: "config",
+      },
+    );
   }
   const parsed = Config.safeParse(raw);
   if (!parsed.success) {
     // An unknown key (a typo) explains the other issues of its object: name it first.
     const issue = parsed.error.issues.find((i) => i.code === "unrecognized_keys") ?? parsed.error.issues[0];
     // Name the key path as an operator types it: retention.dayly, offsite.targets[0].objectlock.
-    const keyPath = (at: readonly PropertyKey[]) => at.map((k, i) => (typeof k === "number" ? `[${k}]` : `${i ? "." : ""}${String(k)}`)).join("");
+    const keyPath = (at: readonly PropertyKey[]) =>
+      at.map((k, i) => (typeof k === "number" ? `[${k}]` : `${i ? "." : ""}${String(k)}`)).join("");
     const where = !issue
       ? "invalid"
       : issue.code === "unrecognized_keys"
@@ -118,7 +150,8 @@ function loadConfig(explicit: string | undefined, env: NodeJS.ProcessEnv): { con
         : `${keyPath(issue.path) || "(root)"}: ${issue.message}`;
     throw new UsageError("PAAS_BACKUP_CONFIG_INVALID", `config file ${path}: ${where}`, {
       path,
-      remediation: "Fix the field named (see the README's Configuration section); credentials never go in this file.",
+      remediation:
+        "Fix the field named (see the README's Configuration section); credentials never go in this file.",
       stage: "config",
     });
   }
@@ -146,7 +179,11 @@ function clockFrom(env: NodeJS.ProcessEnv): () => Date {
   if (!fixed) return () => new Date();
   const base = Date.parse(fixed);
   if (Number.isNaN(base)) {
-    throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", `PAAS_BACKUP_NOW=${JSON.stringify(fixed)} is not an ISO time`, { remediation: "Unset it, or give a time like 2026-11-24T10:00:00Z.", stage: "arguments" });
+    throw new UsageError(
+      "PAAS_BACKUP_INVALID_ARGUMENT",
+      `PAAS_BACKUP_NOW=${JSON.stringify(fixed)} is not an ISO time`,
+      { remediation: "Unset it, or give a time like 2026-11-24T10:00:00Z.", stage: "arguments" },
+    );
   }
   const started = Date.now();
   return () => new Date(base + (Date.now() - started));
@@ -159,7 +196,11 @@ export interface GlobalFlags {
   config?: string;
 }
 
-export function createRuntime(flags: GlobalFlags, env: NodeJS.ProcessEnv = process.env, command = ""): Runtime {
+export function createRuntime(
+  flags: GlobalFlags,
+  env: NodeJS.ProcessEnv = process.env,
+  command = "",
+): Runtime {
   const { config, path } = loadConfig(flags.config, env);
   const home = env.HOME ?? homedir();
   const envRoot = env.SI_PAAS_STATE_ROOT?.trim();
@@ -207,7 +248,10 @@ export function resolveOperator(explicit: string | undefined, env: NodeJS.Proces
   if (explicit?.trim()) return explicit.trim();
   if (env.PAAS_BACKUP_OPERATOR?.trim()) return env.PAAS_BACKUP_OPERATOR.trim();
   try {
-    const email = execFileSync("git", ["config", "user.email"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+    const email = execFileSync("git", ["config", "user.email"], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    }).trim();
     if (email) return email;
   } catch {
     // no git, or no user.email: fall through

@@ -49,9 +49,20 @@ export const GROUPS: Record<string, string> = {
 };
 
 export const GLOBAL_FLAGS: FlagSpec[] = [
-  { flags: "--state-root <path>", description: "si paas state root (default $SI_PAAS_STATE_ROOT, the config file's stateRoot, or ~/.si/paas)" },
-  { flags: "--backup-root <path>", description: "where snapshots live (default $PAAS_BACKUP_ROOT, the config file's backupRoot, or ~/.si/paas-backups)" },
-  { flags: "--config <file>", description: "config file (default $PAAS_BACKUP_CONFIG or ~/.config/paas-backup/config.json)" },
+  {
+    flags: "--state-root <path>",
+    description:
+      "si paas state root (default $SI_PAAS_STATE_ROOT, the config file's stateRoot, or ~/.si/paas)",
+  },
+  {
+    flags: "--backup-root <path>",
+    description:
+      "where snapshots live (default $PAAS_BACKUP_ROOT, the config file's backupRoot, or ~/.si/paas-backups)",
+  },
+  {
+    flags: "--config <file>",
+    description: "config file (default $PAAS_BACKUP_CONFIG or ~/.config/paas-backup/config.json)",
+  },
   { flags: "--json", description: "print exactly one JSON document (si's envelope) on stdout" },
 ];
 
@@ -59,38 +70,93 @@ export const GLOBAL_FLAGS: FlagSpec[] = [
 export function wholeNumber(min: number, max: number): (value: string) => number {
   return (value: string) => {
     const n = /^\d+$/.test(value.trim()) ? Number(value.trim()) : Number.NaN;
-    if (!Number.isSafeInteger(n) || n < min || n > max) throw new InvalidArgumentError(`expected a whole number from ${min} to ${max}`);
+    if (!Number.isSafeInteger(n) || n < min || n > max)
+      throw new InvalidArgumentError(`expected a whole number from ${min} to ${max}`);
     return n;
   };
 }
 
 const collect = (value: string, previous: unknown) => [...((previous as string[] | undefined) ?? []), value];
 
-const context: FlagSpec = { flags: "--context <name>", description: "the context (a folder under <state-root>/contexts/)", required: true };
-const identity: FlagSpec = { flags: "--identity <file>", description: "age identity file for encrypted snapshots (default: the config file's identityFile or $PAAS_BACKUP_IDENTITY)" };
-const maxExpansion: FlagSpec = { flags: "--max-expansion <n>", description: "hand-made archives (no manifest) may expand to n times their size (default 200)", parse: wholeNumber(1, 1_000_000) };
-const operator: FlagSpec = { flags: "--operator <who>", description: "who acts, for the incident record (default $PAAS_BACKUP_OPERATOR, git user.email, the OS user)" };
-const ticket: FlagSpec = { flags: "--ticket <incident-id>", description: "incident ticket the action is recorded under", required: true };
+const context: FlagSpec = {
+  flags: "--context <name>",
+  description: "the context (a folder under <state-root>/contexts/)",
+  required: true,
+};
+const identity: FlagSpec = {
+  flags: "--identity <file>",
+  description:
+    "age identity file for encrypted snapshots (default: the config file's identityFile or $PAAS_BACKUP_IDENTITY)",
+};
+const maxExpansion: FlagSpec = {
+  flags: "--max-expansion <n>",
+  description: "hand-made archives (no manifest) may expand to n times their size (default 200)",
+  parse: wholeNumber(1, 1_000_000),
+};
+const operator: FlagSpec = {
+  flags: "--operator <who>",
+  description:
+    "who acts, for the incident record (default $PAAS_BACKUP_OPERATOR, git user.email, the OS user)",
+};
+const ticket: FlagSpec = {
+  flags: "--ticket <incident-id>",
+  description: "incident ticket the action is recorded under",
+  required: true,
+};
 const keyFlags: FlagSpec[] = [
-  { flags: "--recipient <age1...>", description: "encrypt to this age recipient (repeatable; default: the config file's recipients)", repeatable: true },
+  {
+    flags: "--recipient <age1...>",
+    description: "encrypt to this age recipient (repeatable; default: the config file's recipients)",
+    repeatable: true,
+  },
   { flags: "--recipients-file <file>", description: "encrypt to the recipients listed in this file" },
-  { flags: "--insecure-plaintext", description: "write an unencrypted snapshot (recorded in the manifest, shown by list); refused together with recipients" },
+  {
+    flags: "--insecure-plaintext",
+    description:
+      "write an unencrypted snapshot (recorded in the manifest, shown by list); refused together with recipients",
+  },
 ];
-const include: FlagSpec = { flags: "--include <folders>", description: "optional folders to add: releases, cache or releases,cache (default: the config file's include)" };
+const include: FlagSpec = {
+  flags: "--include <folders>",
+  description:
+    "optional folders to add: releases, cache or releases,cache (default: the config file's include)",
+};
 const connection: FlagSpec[] = [
-  { flags: "--to <url>", description: "target URL: s3://<bucket>/<prefix> or file:///<path> (default: the config file's offsite.targets)" },
+  {
+    flags: "--to <url>",
+    description:
+      "target URL: s3://<bucket>/<prefix> or file:///<path> (default: the config file's offsite.targets)",
+  },
   { flags: "--target <name>", description: "one configured target, by name" },
   { flags: "--endpoint <url>", description: "S3-compatible endpoint, e.g. http://127.0.0.1:9000" },
   { flags: "--region <region>", description: "S3 region (default us-east-1)" },
-  { flags: "--path-style", description: "path-style S3 addressing (MinIO, Ceph and most S3-compatible servers)" },
+  {
+    flags: "--path-style",
+    description: "path-style S3 addressing (MinIO, Ceph and most S3-compatible servers)",
+  },
 ];
 const lockFlags: FlagSpec[] = [
-  { flags: "--lock-mode <mode>", description: "Object Lock mode for new copies: COMPLIANCE or GOVERNANCE (default COMPLIANCE with --lock-days)" },
-  { flags: "--lock-days <n>", description: "Object Lock retention in days for new copies", parse: wholeNumber(1, 36_500) },
+  {
+    flags: "--lock-mode <mode>",
+    description:
+      "Object Lock mode for new copies: COMPLIANCE or GOVERNANCE (default COMPLIANCE with --lock-days)",
+  },
+  {
+    flags: "--lock-days <n>",
+    description: "Object Lock retention in days for new copies",
+    parse: wholeNumber(1, 36_500),
+  },
 ];
-const keep = (unit: string, dflt: number): FlagSpec => ({ flags: `--keep-${unit} <n>`, description: `keep the newest snapshot of each of the last n ${unit === "daily" ? "days" : unit.replace("ly", "s")} (default ${dflt}, or the config file's retention)`, parse: wholeNumber(0, 100_000) });
+const keep = (unit: string, dflt: number): FlagSpec => ({
+  flags: `--keep-${unit} <n>`,
+  description: `keep the newest snapshot of each of the last n ${unit === "daily" ? "days" : unit.replace("ly", "s")} (default ${dflt}, or the config file's retention)`,
+  parse: wholeNumber(0, 100_000),
+});
 
-const L = <M, K extends keyof M>(load: () => Promise<M>, name: K) => async () => (await load())[name] as unknown as Handler;
+const L =
+  <M, K extends keyof M>(load: () => Promise<M>, name: K) =>
+  async () =>
+    (await load())[name] as unknown as Handler;
 
 export const COMMANDS: CommandSpec[] = [
   {
@@ -101,7 +167,11 @@ export const COMMANDS: CommandSpec[] = [
       { flags: "--kind <kind>", description: "full or incremental", defaultValue: "full" },
       include,
       ...keyFlags,
-      { flags: "--dry-run", description: "print what would be included, excluded and skipped, and the rule for each; write nothing" },
+      {
+        flags: "--dry-run",
+        description:
+          "print what would be included, excluded and skipped, and the rule for each; write nothing",
+      },
     ],
     examples: [
       "paas-backup snapshot --context internal-dogfood --recipient age1...",
@@ -117,18 +187,32 @@ export const COMMANDS: CommandSpec[] = [
     path: ["list"],
     summary: "list a context's snapshots with their checksum state",
     flags: [context],
-    examples: ["paas-backup list --context internal-dogfood", "paas-backup --json list --context internal-dogfood"],
+    examples: [
+      "paas-backup list --context internal-dogfood",
+      "paas-backup --json list --context internal-dogfood",
+    ],
     exitCodes: ["usage", "unexpected"],
     json: "`data[]`: `id`, `kind`, `time`, `parent`, `bytes`, `files`, `checksum` (`verified`/`missing-checksum`/`malformed-checksum`/`mismatch`), `sha256`, `encrypted`, `plaintext`, `madeBy` (`paas-backup`/`reference-flow`/`unknown`), `artifact`, `warnings` (what the snapshot recorded, e.g. a state file that was not valid JSON), `parentMissing` (an incremental whose parent is not in the backup root: `(MISSING)` in the table, and a line in the envelope's top-level `warnings[]`); `error` is null, or for a snapshot whose sidecar manifest is damaged `{code, message, remediation}` (then `kind` is null and the text output says `DAMAGED`)",
     load: L(() => import("./commands/list.js"), "listCommand"),
   },
   {
     path: ["verify"],
-    summary: "check snapshots against their checksum files; --deep also checks every file against the manifest",
-    flags: [context, { flags: "--snapshot <id>", description: "one snapshot (default: the newest)" }, { flags: "--all", description: "every snapshot of the context" }, { flags: "--deep", description: "stream each archive and check every file and the chain" }, identity, maxExpansion],
-    examples: ["paas-backup verify --context internal-dogfood --all", "paas-backup verify --context internal-dogfood --deep --identity ~/.config/paas-backup/identity.txt"],
+    summary:
+      "check snapshots against their checksum files; --deep also checks every file against the manifest",
+    flags: [
+      context,
+      { flags: "--snapshot <id>", description: "one snapshot (default: the newest)" },
+      { flags: "--all", description: "every snapshot of the context" },
+      { flags: "--deep", description: "stream each archive and check every file and the chain" },
+      identity,
+      maxExpansion,
+    ],
+    examples: [
+      "paas-backup verify --context internal-dogfood --all",
+      "paas-backup verify --context internal-dogfood --deep --identity ~/.config/paas-backup/identity.txt",
+    ],
     exitCodes: ["usage", "integrity", "safety", "unexpected"],
-    json: "`data[]`: `id`, `kind`, `checksum`, `chainOk`, `chainProblem`, `deep`, `access`, `ok`; a snapshot with a damaged manifest has `kind: \"unknown\"` and `manifestError: {code, message}` (exit 3)",
+    json: '`data[]`: `id`, `kind`, `checksum`, `chainOk`, `chainProblem`, `deep`, `access`, `ok`; a snapshot with a damaged manifest has `kind: "unknown"` and `manifestError: {code, message}` (exit 3)',
     load: L(() => import("./commands/verify.js"), "verifyCommand"),
   },
   {
@@ -141,14 +225,38 @@ export const COMMANDS: CommandSpec[] = [
       operator,
       identity,
       { flags: "--yes", description: "do not ask for confirmation on a terminal (checks still run)" },
-      { flags: "--fallback", description: "restore the newest older verified snapshot when the asked one fails its checksum" },
+      {
+        flags: "--fallback",
+        description: "restore the newest older verified snapshot when the asked one fails its checksum",
+      },
       { flags: "--dry-run", description: "show what would change and the staged validation; touch nothing" },
-      { flags: "--doctor-cmd <command>", description: "also run this doctor (e.g. 'si paas doctor --json'); its stdout must be JSON with ok: true; with --dry-run it judges the staged state" },
-      { flags: "--exact", description: "replace the whole context as the snapshot has it (only vault/ stays); default: only what the snapshot covers" },
-      { flags: "--path <file>", description: "restore only this file, or a folder of an included optional folder; nothing else changes", repeatable: true },
+      {
+        flags: "--doctor-cmd <command>",
+        description:
+          "also run this doctor (e.g. 'si paas doctor --json'); its stdout must be JSON with ok: true; with --dry-run it judges the staged state",
+      },
+      {
+        flags: "--exact",
+        description:
+          "replace the whole context as the snapshot has it (only vault/ stays); default: only what the snapshot covers",
+      },
+      {
+        flags: "--path <file>",
+        description:
+          "restore only this file, or a folder of an included optional folder; nothing else changes",
+        repeatable: true,
+      },
       maxExpansion,
-      { flags: "--from-offsite <target>", description: "fetch what the snapshot's chain needs from this offsite target (URL or configured name) when the local copy is gone or corrupt; --fallback allows an older snapshot" },
-      { flags: "--offsite-root <id>", description: "with --from-offsite: restore another backup root's copies (its id from offsite list --all-roots)" },
+      {
+        flags: "--from-offsite <target>",
+        description:
+          "fetch what the snapshot's chain needs from this offsite target (URL or configured name) when the local copy is gone or corrupt; --fallback allows an older snapshot",
+      },
+      {
+        flags: "--offsite-root <id>",
+        description:
+          "with --from-offsite: restore another backup root's copies (its id from offsite list --all-roots)",
+      },
       { flags: "--endpoint <url>", description: "S3-compatible endpoint for --from-offsite" },
       { flags: "--region <region>", description: "S3 region for --from-offsite" },
       { flags: "--path-style", description: "path-style S3 addressing for --from-offsite" },
@@ -165,8 +273,17 @@ export const COMMANDS: CommandSpec[] = [
   {
     path: ["ls"],
     summary: "list the files of a snapshot (read through its chain) with size, mode and sha256",
-    flags: [context, { flags: "--snapshot <id|latest>", description: "the snapshot", defaultValue: "latest" }, { flags: "--long", description: "also print mode, sha256 and how the snapshot stores each file" }, identity, maxExpansion],
-    examples: ["paas-backup ls --context internal-dogfood --snapshot latest", "paas-backup ls --context internal-dogfood --snapshot 20261124T100000Z-1 --long"],
+    flags: [
+      context,
+      { flags: "--snapshot <id|latest>", description: "the snapshot", defaultValue: "latest" },
+      { flags: "--long", description: "also print mode, sha256 and how the snapshot stores each file" },
+      identity,
+      maxExpansion,
+    ],
+    examples: [
+      "paas-backup ls --context internal-dogfood --snapshot latest",
+      "paas-backup ls --context internal-dogfood --snapshot 20261124T100000Z-1 --long",
+    ],
     exitCodes: ["usage", "integrity", "safety", "unexpected"],
     json: "`data[]`: `path`, `size`, `mode` (null for hand-made archives), `sha256`, `stored` (`whole`/`append`/`unchanged`/`hand-made`); `snapshot` names the snapshot",
     load: L(() => import("./commands/inspect.js"), "lsCommand"),
@@ -174,22 +291,45 @@ export const COMMANDS: CommandSpec[] = [
   {
     path: ["dump"],
     summary: "write one file of a snapshot to stdout, byte-identical to what was backed up",
-    args: [{ name: "path", description: "the file, relative to the context folder (as ls prints it)", required: true }],
-    flags: [context, { flags: "--snapshot <id|latest>", description: "the snapshot", defaultValue: "latest" }, identity, maxExpansion],
-    examples: ["paas-backup dump --context internal-dogfood --snapshot latest deployments.json > deployments.json", "paas-backup dump --context internal-dogfood events/audit.jsonl | tail -n 5"],
+    args: [
+      {
+        name: "path",
+        description: "the file, relative to the context folder (as ls prints it)",
+        required: true,
+      },
+    ],
+    flags: [
+      context,
+      { flags: "--snapshot <id|latest>", description: "the snapshot", defaultValue: "latest" },
+      identity,
+      maxExpansion,
+    ],
+    examples: [
+      "paas-backup dump --context internal-dogfood --snapshot latest deployments.json > deployments.json",
+      "paas-backup dump --context internal-dogfood events/audit.jsonl | tail -n 5",
+    ],
     exitCodes: ["usage", "integrity", "safety", "environment", "unexpected"],
     json: "(--json is refused: stdout carries the file's bytes) ",
     load: L(() => import("./commands/inspect.js"), "dumpCommand"),
   },
   {
     path: ["diff"],
-    summary: "what changed between two snapshots, or a snapshot and the live context: added, changed, removed; lines appended to event logs",
+    summary:
+      "what changed between two snapshots, or a snapshot and the live context: added, changed, removed; lines appended to event logs",
     args: [
       { name: "id1", description: "the older snapshot (or latest)", required: true },
       { name: "id2", description: "the newer snapshot (default: the newest)", required: false },
     ],
-    flags: [context, { flags: "--live", description: "compare with the live context instead of a second snapshot" }, identity, maxExpansion],
-    examples: ["paas-backup diff --context internal-dogfood 20261124T100000Z 20261124T110000Z-1", "paas-backup diff --context internal-dogfood latest --live"],
+    flags: [
+      context,
+      { flags: "--live", description: "compare with the live context instead of a second snapshot" },
+      identity,
+      maxExpansion,
+    ],
+    examples: [
+      "paas-backup diff --context internal-dogfood 20261124T100000Z 20261124T110000Z-1",
+      "paas-backup diff --context internal-dogfood latest --live",
+    ],
     exitCodes: ["usage", "integrity", "safety", "unexpected"],
     json: "`data[]`: `path`, `change` (`added`/`changed`/`removed`), `before`, `after` (`{size, sha256}` or null), `appendedLines` (event logs that only grew); `from`, `to`, `unchanged`",
     load: L(() => import("./commands/inspect.js"), "diffCommand"),
@@ -207,8 +347,18 @@ export const COMMANDS: CommandSpec[] = [
   {
     path: ["prune"],
     summary: "apply the retention policy (default 24 hourly + 7 daily + 4 weekly + 3 monthly)",
-    flags: [context, { flags: "--dry-run", description: "print the plan, remove nothing" }, keep("hourly", 24), keep("daily", 7), keep("weekly", 4), keep("monthly", 3)],
-    examples: ["paas-backup prune --context internal-dogfood --dry-run", "paas-backup prune --context internal-dogfood --keep-daily 14"],
+    flags: [
+      context,
+      { flags: "--dry-run", description: "print the plan, remove nothing" },
+      keep("hourly", 24),
+      keep("daily", 7),
+      keep("weekly", 4),
+      keep("monthly", 3),
+    ],
+    examples: [
+      "paas-backup prune --context internal-dogfood --dry-run",
+      "paas-backup prune --context internal-dogfood --keep-daily 14",
+    ],
     exitCodes: ["usage", "busy", "unexpected"],
     json: "`data[0]`: `plan` (`keep[]` with `reasons`, `remove[]` with `reason`), `removed`, `policy`",
     load: L(() => import("./commands/prune.js"), "pruneCommand"),
@@ -218,13 +368,28 @@ export const COMMANDS: CommandSpec[] = [
     summary: "for cron: a daily full, else an hourly incremental, then prune (idempotent); says why",
     flags: [
       { flags: "--context <name>", description: "the context (or --all-contexts)" },
-      { flags: "--all-contexts", description: "every context of the state root; one failing does not stop the others" },
+      {
+        flags: "--all-contexts",
+        description: "every context of the state root; one failing does not stop the others",
+      },
       include,
       ...keyFlags,
-      { flags: "--ping-url <url>", description: "GET <url>/start before, <url> on success, <url>/fail on failure (healthchecks.io); never fails or delays the backup more than a few seconds (default: the config file's pingUrl)" },
-      { flags: "--metrics-file <file>", description: "write Prometheus metrics of the fleet here, atomically (node_exporter textfile collector)" },
+      {
+        flags: "--ping-url <url>",
+        description:
+          "GET <url>/start before, <url> on success, <url>/fail on failure (healthchecks.io); never fails or delays the backup more than a few seconds (default: the config file's pingUrl)",
+      },
+      {
+        flags: "--metrics-file <file>",
+        description:
+          "write Prometheus metrics of the fleet here, atomically (node_exporter textfile collector)",
+      },
     ],
-    examples: ["paas-backup tick --all-contexts", "paas-backup --json tick --context internal-dogfood", "paas-backup tick --all-contexts --metrics-file /var/lib/node_exporter/textfile/paas_backup.prom"],
+    examples: [
+      "paas-backup tick --all-contexts",
+      "paas-backup --json tick --context internal-dogfood",
+      "paas-backup tick --all-contexts --metrics-file /var/lib/node_exporter/textfile/paas_backup.prom",
+    ],
     exitCodes: ["usage", "safety", "busy", "partial", "redacted", "environment", "unexpected"],
     recover: true,
     json: "`data[]`: `context`, `ok`, `action` (`full`/`incremental`/`none`), `reason` (why: e.g. a full instead of an incremental when the chain no longer verifies), `snapshot`, `pruned`, `offsite`, `error`; `failed` counts failed contexts",
@@ -232,9 +397,19 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     path: ["offsite", "push"],
-    summary: "copy every full snapshot not yet at each target, put back copies found missing or damaged, extend Object Lock retention",
-    flags: [{ flags: "--context <name>", description: "the context (or --all-contexts)" }, { flags: "--all-contexts", description: "every context of the state root" }, ...connection, ...lockFlags, { flags: "--require-immutable", description: "exit 4 when a copy is not immutable" }],
-    examples: ["paas-backup offsite push --context internal-dogfood --to s3://backups/si --endpoint http://127.0.0.1:9000 --path-style --lock-days 35", "paas-backup offsite push --all-contexts"],
+    summary:
+      "copy every full snapshot not yet at each target, put back copies found missing or damaged, extend Object Lock retention",
+    flags: [
+      { flags: "--context <name>", description: "the context (or --all-contexts)" },
+      { flags: "--all-contexts", description: "every context of the state root" },
+      ...connection,
+      ...lockFlags,
+      { flags: "--require-immutable", description: "exit 4 when a copy is not immutable" },
+    ],
+    examples: [
+      "paas-backup offsite push --context internal-dogfood --to s3://backups/si --endpoint http://127.0.0.1:9000 --path-style --lock-days 35",
+      "paas-backup offsite push --all-contexts",
+    ],
     exitCodes: ["usage", "integrity", "safety", "busy", "unexpected"],
     json: "`data[]`: one per context and target: `context`, `target`, `pushed`, `alreadyThere`, `immutability`, `problems`",
     load: L(() => import("./commands/offsite.js"), "offsitePushCommand"),
@@ -242,7 +417,14 @@ export const COMMANDS: CommandSpec[] = [
   {
     path: ["offsite", "list"],
     summary: "what is at each target: confirmed, immutable until when",
-    flags: [context, ...connection, { flags: "--all-roots", description: "also the copies of other backup roots (other hosts) at the target" }],
+    flags: [
+      context,
+      ...connection,
+      {
+        flags: "--all-roots",
+        description: "also the copies of other backup roots (other hosts) at the target",
+      },
+    ],
     examples: ["paas-backup offsite list --context internal-dogfood --target b2"],
     exitCodes: ["usage", "unexpected"],
     json: "`data[]`: one per target: `target`, `immutability`, `entries[]` (`id`, `confirmed`, `immutable`, `immutableUntil`, `artifact`, `kind`, `encrypted`, `location`)",
@@ -255,7 +437,11 @@ export const COMMANDS: CommandSpec[] = [
       context,
       ...connection,
       { flags: "--deep", description: "re-read and hash every artifact" },
-      { flags: "--read-data-subset <n%|size>", description: "read and hash a rotating share of the copies per run (e.g. 10%); a full cycle covers every copy" },
+      {
+        flags: "--read-data-subset <n%|size>",
+        description:
+          "read and hash a rotating share of the copies per run (e.g. 10%); a full cycle covers every copy",
+      },
       { flags: "--require-immutable", description: "exit 4 when a copy is not immutable" },
     ],
     examples: ["paas-backup offsite verify --context internal-dogfood --deep"],
@@ -266,7 +452,12 @@ export const COMMANDS: CommandSpec[] = [
   {
     path: ["offsite", "extend-locks"],
     summary: "move the Object Lock retention of every copy offsite retention still keeps (push runs it too)",
-    flags: [{ flags: "--context <name>", description: "the context (or --all-contexts)" }, { flags: "--all-contexts", description: "every context of the state root" }, ...connection, ...lockFlags],
+    flags: [
+      { flags: "--context <name>", description: "the context (or --all-contexts)" },
+      { flags: "--all-contexts", description: "every context of the state root" },
+      ...connection,
+      ...lockFlags,
+    ],
     examples: ["paas-backup offsite extend-locks --all-contexts --target b2"],
     exitCodes: ["usage", "unexpected"],
     json: "`data[]`: one per context and target: `context`, `target`, `extended[]` (`id`, `retainUntil`), `skipped`",
@@ -274,7 +465,8 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     path: ["offsite", "prune"],
-    summary: "apply the offsite retention (default 7 daily + 4 weekly + 3 monthly); never deletes what is under retention",
+    summary:
+      "apply the offsite retention (default 7 daily + 4 weekly + 3 monthly); never deletes what is under retention",
     flags: [context, ...connection, { flags: "--dry-run", description: "print the plan, remove nothing" }],
     examples: ["paas-backup offsite prune --context internal-dogfood --dry-run"],
     exitCodes: ["usage", "unexpected"],
@@ -283,8 +475,14 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     path: ["drill"],
-    summary: "quarterly restore drill: restore the newest verified snapshot into a scratch root and validate it",
-    flags: [context, identity, operator, { flags: "--doctor-cmd <command>", description: "also run this doctor against the scratch root" }],
+    summary:
+      "quarterly restore drill: restore the newest verified snapshot into a scratch root and validate it",
+    flags: [
+      context,
+      identity,
+      operator,
+      { flags: "--doctor-cmd <command>", description: "also run this doctor against the scratch root" },
+    ],
     examples: ["paas-backup drill --context internal-dogfood --identity ~/.config/paas-backup/identity.txt"],
     exitCodes: ["usage", "integrity", "safety", "validation", "unexpected"],
     recover: true,
@@ -295,8 +493,15 @@ export const COMMANDS: CommandSpec[] = [
     path: ["drill", "status"],
     summary: "last drill per context and when the next is due; exit 8 when a mandatory one is overdue",
     flags: [
-      { flags: "--context <name>", description: "a context to report (repeatable; default: every context in the backup root)", repeatable: true },
-      { flags: "--metrics-file <file>", description: "write the drill gauges in Prometheus text format here, atomically" },
+      {
+        flags: "--context <name>",
+        description: "a context to report (repeatable; default: every context in the backup root)",
+        repeatable: true,
+      },
+      {
+        flags: "--metrics-file <file>",
+        description: "write the drill gauges in Prometheus text format here, atomically",
+      },
     ],
     examples: ["paas-backup drill status", "paas-backup --json drill status --context internal-dogfood"],
     exitCodes: ["usage", "overdue", "unexpected"],
@@ -305,13 +510,24 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     path: ["status"],
-    summary: "the fleet at a glance: newest full and incremental, chain, drill, offsite copies, block, last tick; exit 11 when a context needs attention",
+    summary:
+      "the fleet at a glance: newest full and incremental, chain, drill, offsite copies, block, last tick; exit 11 when a context needs attention",
     flags: [
       { flags: "--context <name>", description: "one context" },
-      { flags: "--all-contexts", description: "every context of the state root and the backup root (the default)" },
-      { flags: "--metrics-file <file>", description: "also write Prometheus metrics here, atomically (node_exporter textfile collector)" },
+      {
+        flags: "--all-contexts",
+        description: "every context of the state root and the backup root (the default)",
+      },
+      {
+        flags: "--metrics-file <file>",
+        description: "also write Prometheus metrics here, atomically (node_exporter textfile collector)",
+      },
     ],
-    examples: ["paas-backup status", "paas-backup --json status --context internal-dogfood", "paas-backup status --metrics-file /var/lib/node_exporter/textfile/paas_backup.prom"],
+    examples: [
+      "paas-backup status",
+      "paas-backup --json status --context internal-dogfood",
+      "paas-backup status --metrics-file /var/lib/node_exporter/textfile/paas_backup.prom",
+    ],
     exitCodes: ["usage", "attention", "unexpected"],
     json: "`attention` (a count) and `data[]`, one per context: `{ context, ok, attention: [reasons], newestFull, newestIncremental: {id, time, ageSeconds, bytes} | null, chain: {ok, detail}, drill: {mandatory, lastDrill, lastPassed, nextDue, overdue}, blocked: {ticket, blockedAt, reason} | null, offsite: [{target, name, confirmed, immutable, immutableUntil, newestCopy, problems, newestFullMissing}], lastTick: {at, ok, action, reason, error, lastSnapshots} | null }`",
     load: L(() => import("./commands/status.js"), "statusCommand"),
@@ -320,7 +536,10 @@ export const COMMANDS: CommandSpec[] = [
     path: ["doctor"],
     summary: "post-restore validation of a context (si's doctor envelope)",
     flags: [context],
-    examples: ["paas-backup doctor --context internal-dogfood", "paas-backup --json doctor --context internal-dogfood"],
+    examples: [
+      "paas-backup doctor --context internal-dogfood",
+      "paas-backup --json doctor --context internal-dogfood",
+    ],
     exitCodes: ["usage", "validation", "environment", "unexpected"],
     recover: true,
     json: "`checks[]`: `name`, `ok`, `detail` (`count` is their number); `data[0]`: `contextShow`, `events`",
@@ -329,7 +548,15 @@ export const COMMANDS: CommandSpec[] = [
   {
     path: ["unblock"],
     summary: "clear a post-restore block once doctor (and the external doctor that blocked) passes",
-    flags: [context, ticket, operator, { flags: "--doctor-cmd <command>", description: "the external doctor to pass (default: the one recorded in the block marker)" }],
+    flags: [
+      context,
+      ticket,
+      operator,
+      {
+        flags: "--doctor-cmd <command>",
+        description: "the external doctor to pass (default: the one recorded in the block marker)",
+      },
+    ],
     examples: ["paas-backup unblock --context internal-dogfood --ticket INC-1234"],
     exitCodes: ["usage", "validation", "unexpected"],
     recover: true,
@@ -349,7 +576,14 @@ export const COMMANDS: CommandSpec[] = [
   {
     path: ["keygen"],
     summary: "write a new age identity (0600) and print its recipient",
-    flags: [{ flags: "--out <file>", description: "where to write the identity (outside the backup root and any git work tree)", required: true }, { flags: "--force", description: "overwrite an existing file" }],
+    flags: [
+      {
+        flags: "--out <file>",
+        description: "where to write the identity (outside the backup root and any git work tree)",
+        required: true,
+      },
+      { flags: "--force", description: "overwrite an existing file" },
+    ],
     examples: ["paas-backup keygen --out ~/.config/paas-backup/identity.txt"],
     exitCodes: ["usage", "safety", "environment", "unexpected"],
     json: "`data[0]`: `identityFile`, `recipient` (never the identity)",
@@ -369,7 +603,10 @@ export const COMMANDS: CommandSpec[] = [
     summary: "print a shell completion script: bash, zsh or fish",
     args: [{ name: "shell", description: "bash, zsh or fish", required: true }],
     flags: [],
-    examples: ["source <(paas-backup completion bash)", "paas-backup completion fish > ~/.config/fish/completions/paas-backup.fish"],
+    examples: [
+      "source <(paas-backup completion bash)",
+      "paas-backup completion fish > ~/.config/fish/completions/paas-backup.fish",
+    ],
     exitCodes: ["usage"],
     json: "(prints a script; --json is refused)",
     load: L(() => import("./completion.js"), "completionCommand"),

@@ -15,7 +15,11 @@ export interface TargetFlags {
 registerStorageDriver("s3", { load: async () => (await import("@paas-backup/s3")).storageDriver });
 
 /** Open the storage driver a target URL names (credentials: the AWS SDK's default chain, never flags or config). */
-async function openUrl(rt: Runtime, url: string, opts: { endpoint?: string | undefined; region?: string | undefined; pathStyle?: boolean | undefined }): Promise<OffsiteTarget["storage"]> {
+async function openUrl(
+  rt: Runtime,
+  url: string,
+  opts: { endpoint?: string | undefined; region?: string | undefined; pathStyle?: boolean | undefined },
+): Promise<OffsiteTarget["storage"]> {
   return openTarget(url, {
     fs: rt.fs,
     endpoint: opts.endpoint,
@@ -31,7 +35,11 @@ export function sameUrl(a: string, b: string): boolean {
   return norm(a) === norm(b);
 }
 
-export async function resolveTargets(rt: Runtime, flags: TargetFlags, required = true): Promise<OffsiteTarget[]> {
+export async function resolveTargets(
+  rt: Runtime,
+  flags: TargetFlags,
+  required = true,
+): Promise<OffsiteTarget[]> {
   if (flags.to) {
     const lock =
       flags.lockMode || flags.lockDays
@@ -39,7 +47,11 @@ export async function resolveTargets(rt: Runtime, flags: TargetFlags, required =
             const mode = (flags.lockMode ?? "COMPLIANCE").toUpperCase();
             const days = flags.lockDays ?? 0;
             if ((mode !== "COMPLIANCE" && mode !== "GOVERNANCE") || !(days > 0))
-              throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "--lock-mode must be COMPLIANCE or GOVERNANCE and --lock-days a positive number", { remediation: "For example --lock-mode COMPLIANCE --lock-days 35.", stage: "arguments" });
+              throw new UsageError(
+                "PAAS_BACKUP_INVALID_ARGUMENT",
+                "--lock-mode must be COMPLIANCE or GOVERNANCE and --lock-days a positive number",
+                { remediation: "For example --lock-mode COMPLIANCE --lock-days 35.", stage: "arguments" },
+              );
             return { mode: mode as "COMPLIANCE" | "GOVERNANCE", days };
           })()
         : undefined;
@@ -50,22 +62,50 @@ export async function resolveTargets(rt: Runtime, flags: TargetFlags, required =
       return [
         {
           name: same.name,
-          storage: await openUrl(rt, same.url, { endpoint: flags.endpoint ?? same.endpoint, region: flags.region ?? same.region, pathStyle: flags.pathStyle ?? same.pathStyle }),
+          storage: await openUrl(rt, same.url, {
+            endpoint: flags.endpoint ?? same.endpoint,
+            region: flags.region ?? same.region,
+            pathStyle: flags.pathStyle ?? same.pathStyle,
+          }),
           ...(lock ? { objectLock: lock } : same.objectLock ? { objectLock: same.objectLock } : {}),
           ...(same.retention ? { retention: same.retention } : {}),
         },
       ];
     }
-    return [{ name: flags.to.replace(/\/+$/, ""), storage: await openUrl(rt, flags.to, flags), ...(lock ? { objectLock: lock } : {}) }];
+    return [
+      {
+        name: flags.to.replace(/\/+$/, ""),
+        storage: await openUrl(rt, flags.to, flags),
+        ...(lock ? { objectLock: lock } : {}),
+      },
+    ];
   }
-  const configured = rt.config.offsite.targets.filter((t) => !flags.target || t.name === flags.target || t.url === flags.target);
+  const configured = rt.config.offsite.targets.filter(
+    (t) => !flags.target || t.name === flags.target || t.url === flags.target,
+  );
   if (flags.target && configured.length === 0) {
     // --from-offsite may name a URL directly
-    if (/^[a-z0-9]+:\/\//.test(flags.target)) return resolveTargets(rt, { ...flags, to: flags.target, target: undefined }, required);
-    throw new UsageError("PAAS_BACKUP_BAD_TARGET", `no offsite target named ${JSON.stringify(flags.target)} in ${rt.configPath ?? "the config file"}`, { remediation: "Name a target from offsite.targets in the config file, or give its URL with --to.", stage: "arguments" });
+    if (/^[a-z0-9]+:\/\//.test(flags.target))
+      return resolveTargets(rt, { ...flags, to: flags.target, target: undefined }, required);
+    throw new UsageError(
+      "PAAS_BACKUP_BAD_TARGET",
+      `no offsite target named ${JSON.stringify(flags.target)} in ${rt.configPath ?? "the config file"}`,
+      {
+        remediation: "Name a target from offsite.targets in the config file, or give its URL with --to.",
+        stage: "arguments",
+      },
+    );
   }
   if (configured.length === 0 && required) {
-    throw new UsageError("PAAS_BACKUP_NO_TARGET", "no offsite target: pass --to <url> or configure offsite.targets", { remediation: "For example --to s3://backups/si --endpoint https://s3.example.net --path-style, or --to file:///mnt/offsite.", stage: "arguments" });
+    throw new UsageError(
+      "PAAS_BACKUP_NO_TARGET",
+      "no offsite target: pass --to <url> or configure offsite.targets",
+      {
+        remediation:
+          "For example --to s3://backups/si --endpoint https://s3.example.net --path-style, or --to file:///mnt/offsite.",
+        stage: "arguments",
+      },
+    );
   }
   return Promise.all(
     configured.map(async (t) => ({

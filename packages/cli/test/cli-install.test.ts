@@ -15,14 +15,40 @@ describe("install from packed tarballs", () => {
   it("npm install -g of the packed core and CLI gives a working paas-backup (no @paas-backup/testing at run time)", () => {
     const dir = mkdtempSync(join(tmpdir(), "pb-install-"));
     try {
-      const env = { ...process.env, npm_config_update_notifier: "false", npm_config_fund: "false", npm_config_audit: "false" };
-      for (const pkg of ["core", "s3", "cli"]) execFileSync("npx", ["--yes", "pnpm@10", "pack", "--pack-destination", dir], { cwd: join(repo, "packages", pkg), env, stdio: "ignore" });
-      const tarballs = readdirSync(dir).filter((n) => n.endsWith(".tgz")).map((n) => join(dir, n));
-      expect(tarballs.map((t) => t.split("/").pop()).sort()).toEqual(["paas-backup-cli-0.1.0.tgz", "paas-backup-core-0.1.0.tgz", "paas-backup-s3-0.1.0.tgz"]);
+      const env = {
+        ...process.env,
+        npm_config_update_notifier: "false",
+        npm_config_fund: "false",
+        npm_config_audit: "false",
+      };
+      for (const pkg of ["core", "s3", "cli"])
+        execFileSync("npx", ["--yes", "pnpm@10", "pack", "--pack-destination", dir], {
+          cwd: join(repo, "packages", pkg),
+          env,
+          stdio: "ignore",
+        });
+      const tarballs = readdirSync(dir)
+        .filter((n) => n.endsWith(".tgz"))
+        .map((n) => join(dir, n));
+      expect(tarballs.map((t) => t.split("/").pop()).sort()).toEqual([
+        "paas-backup-cli-0.1.0.tgz",
+        "paas-backup-core-0.1.0.tgz",
+        "paas-backup-s3-0.1.0.tgz",
+      ]);
       const prefix = join(dir, "prefix");
-      execFileSync("npm", ["install", "-g", "--prefix", prefix, ...tarballs], { cwd: dir, env, stdio: "ignore", timeout: 280_000 });
+      execFileSync("npm", ["install", "-g", "--prefix", prefix, ...tarballs], {
+        cwd: dir,
+        env,
+        stdio: "ignore",
+        timeout: 280_000,
+      });
       const bin = join(prefix, "bin", "paas-backup");
-      const run = (args: string[]) => execFileSync(bin, args, { cwd: dir, encoding: "utf8", env: { PATH: `${join(prefix, "bin")}:${process.env.PATH}`, HOME: dir } });
+      const run = (args: string[]) =>
+        execFileSync(bin, args, {
+          cwd: dir,
+          encoding: "utf8",
+          env: { PATH: `${join(prefix, "bin")}:${process.env.PATH}`, HOME: dir },
+        });
       expect(run(["--version"]).trim()).toBe("0.1.0");
       expect(run(["demo"])).toContain("demo ok");
       const installed = readdirSync(join(prefix, "lib", "node_modules", "@paas-backup"));

@@ -44,8 +44,20 @@ describe("one envelope, every command, every outcome", () => {
     identity = join(sb.dir, "keys", "id.txt");
     await runCli([...sb.flags, "keygen", "--out", identity]);
     const full = await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"]);
-    appendFileSync(join(sb.state.contextDir(CTX), "events", "audit.jsonl"), '{"ts":"2026-11-24T10:00:00Z","kind":"audit","msg":"one"}\n{"ts":"2026-11-24T10:00:01Z","kind":"audit","msg":"two"}\n');
-    const inc = await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--kind", "incremental", "--insecure-plaintext"]);
+    appendFileSync(
+      join(sb.state.contextDir(CTX), "events", "audit.jsonl"),
+      '{"ts":"2026-11-24T10:00:00Z","kind":"audit","msg":"one"}\n{"ts":"2026-11-24T10:00:01Z","kind":"audit","msg":"two"}\n',
+    );
+    const inc = await runCli([
+      ...sb.flags,
+      "--json",
+      "snapshot",
+      "--context",
+      CTX,
+      "--kind",
+      "incremental",
+      "--insecure-plaintext",
+    ]);
     ids = [full.json.data[0].id, inc.json.data[0].id];
   }, 60_000);
   afterAll(() => sb.cleanup());
@@ -71,28 +83,79 @@ describe("one envelope, every command, every outcome", () => {
     const F = sb.flags;
     // [command, arguments that succeed, arguments that fail]; every command of the table appears.
     const runs: Record<string, [string[] | null, string[]]> = {
-      snapshot: [["snapshot", "--context", CTX, "--insecure-plaintext"], ["snapshot", "--context", "no-such", "--insecure-plaintext"]],
-      list: [["list", "--context", CTX], ["list", "--context", "no-such"]],
-      verify: [["verify", "--context", CTX, "--all"], ["verify", "--context", CTX, "--snapshot", "19990101T000000Z"]],
-      restore: [["restore", "--context", CTX, "--ticket", "T-1", "--dry-run"], ["restore", "--context", CTX]],
-      ls: [["ls", "--context", CTX, "--snapshot", ids[1]!], ["ls", "--context", CTX, "--snapshot", "nope"]],
+      snapshot: [
+        ["snapshot", "--context", CTX, "--insecure-plaintext"],
+        ["snapshot", "--context", "no-such", "--insecure-plaintext"],
+      ],
+      list: [
+        ["list", "--context", CTX],
+        ["list", "--context", "no-such"],
+      ],
+      verify: [
+        ["verify", "--context", CTX, "--all"],
+        ["verify", "--context", CTX, "--snapshot", "19990101T000000Z"],
+      ],
+      restore: [
+        ["restore", "--context", CTX, "--ticket", "T-1", "--dry-run"],
+        ["restore", "--context", CTX],
+      ],
+      ls: [
+        ["ls", "--context", CTX, "--snapshot", ids[1]!],
+        ["ls", "--context", CTX, "--snapshot", "nope"],
+      ],
       dump: [null, ["dump", "--context", CTX, "config.json"]],
-      diff: [["diff", "--context", CTX, ids[0]!, ids[1]!], ["diff", "--context", CTX, ids[0]!, ids[1]!, "--live"]],
-      find: [["find", "--context", CTX, "config.json"], ["find", "--context", "no-such", "config.json"]],
-      prune: [["prune", "--context", CTX, "--dry-run"], ["prune", "--context", CTX, "--keep-daily", "abc"]],
+      diff: [
+        ["diff", "--context", CTX, ids[0]!, ids[1]!],
+        ["diff", "--context", CTX, ids[0]!, ids[1]!, "--live"],
+      ],
+      find: [
+        ["find", "--context", CTX, "config.json"],
+        ["find", "--context", "no-such", "config.json"],
+      ],
+      prune: [
+        ["prune", "--context", CTX, "--dry-run"],
+        ["prune", "--context", CTX, "--keep-daily", "abc"],
+      ],
       tick: [["tick", "--context", CTX, "--insecure-plaintext"], ["tick"]],
-      "offsite push": [["offsite", "push", "--context", CTX, "--to", off], ["offsite", "push", "--context", CTX, "--to", off, "--lock-days", "-1"]],
-      "offsite list": [["offsite", "list", "--context", CTX, "--to", off], ["offsite", "list", "--context", CTX, "--to", off, "--lock-days", "3"]],
-      "offsite verify": [["offsite", "verify", "--context", CTX, "--to", off], ["offsite", "verify", "--context", CTX]],
-      "offsite extend-locks": [["offsite", "extend-locks", "--context", CTX, "--to", off], ["offsite", "extend-locks", "--context", CTX, "--to", off, "--lock-days", "x"]],
+      "offsite push": [
+        ["offsite", "push", "--context", CTX, "--to", off],
+        ["offsite", "push", "--context", CTX, "--to", off, "--lock-days", "-1"],
+      ],
+      "offsite list": [
+        ["offsite", "list", "--context", CTX, "--to", off],
+        ["offsite", "list", "--context", CTX, "--to", off, "--lock-days", "3"],
+      ],
+      "offsite verify": [
+        ["offsite", "verify", "--context", CTX, "--to", off],
+        ["offsite", "verify", "--context", CTX],
+      ],
+      "offsite extend-locks": [
+        ["offsite", "extend-locks", "--context", CTX, "--to", off],
+        ["offsite", "extend-locks", "--context", CTX, "--to", off, "--lock-days", "x"],
+      ],
       status: [null, ["status", "--context", "../x"]],
-      "offsite prune": [["offsite", "prune", "--context", CTX, "--to", off, "--dry-run"], ["offsite", "prune", "--context", CTX, "--to", "ftp://x"]],
-      drill: [["drill", "--context", CTX], ["drill", "--context", CTX, "--identity", join(sb.dir, "missing-identity.txt")]],
-      "drill status": [["drill", "status", "--context", CTX], ["drill", "status", "--context", "../x"]],
+      "offsite prune": [
+        ["offsite", "prune", "--context", CTX, "--to", off, "--dry-run"],
+        ["offsite", "prune", "--context", CTX, "--to", "ftp://x"],
+      ],
+      drill: [
+        ["drill", "--context", CTX],
+        ["drill", "--context", CTX, "--identity", join(sb.dir, "missing-identity.txt")],
+      ],
+      "drill status": [
+        ["drill", "status", "--context", CTX],
+        ["drill", "status", "--context", "../x"],
+      ],
       doctor: [null, ["doctor", "--context", "no-such"]],
-      unblock: [["unblock", "--context", CTX, "--ticket", "T-2"], ["unblock", "--context", CTX]],
+      unblock: [
+        ["unblock", "--context", CTX, "--ticket", "T-2"],
+        ["unblock", "--context", CTX],
+      ],
       rollback: [null, ["rollback", "--context", CTX]],
-      keygen: [["keygen", "--out", join(sb.dir, "keys", "second.txt")], ["keygen", "--out", identity]],
+      keygen: [
+        ["keygen", "--out", join(sb.dir, "keys", "second.txt")],
+        ["keygen", "--out", identity],
+      ],
       demo: [null, ["demo", "--nope"]],
       completion: [null, ["completion", "tcsh"]],
     };
@@ -130,9 +193,23 @@ describe("one envelope, every command, every outcome", () => {
       const other = join(enc.dir, "k", "other.txt");
       const k = await runCli([...enc.flags, "--json", "keygen", "--out", key]);
       await runCli([...enc.flags, "keygen", "--out", other]);
-      expect((await runCli([...enc.flags, "snapshot", "--context", CTX, "--recipient", k.json.data[0].recipient])).code).toBe(0);
+      expect(
+        (await runCli([...enc.flags, "snapshot", "--context", CTX, "--recipient", k.json.data[0].recipient]))
+          .code,
+      ).toBe(0);
       for (const id of [other, join(enc.dir, "k", "absent.txt")]) {
-        const restore = await runCli([...enc.flags, "--json", "restore", "--context", CTX, "--ticket", "T", "--yes", "--identity", id]);
+        const restore = await runCli([
+          ...enc.flags,
+          "--json",
+          "restore",
+          "--context",
+          CTX,
+          "--ticket",
+          "T",
+          "--yes",
+          "--identity",
+          id,
+        ]);
         const drill = await runCli([...enc.flags, "--json", "drill", "--context", CTX, "--identity", id]);
         expect(restore.code).toBe(4);
         expect(drill.code).toBe(4);
@@ -170,14 +247,17 @@ describe("help, version, completion and the README", () => {
         const line = help.split("\n").find((l) => l.trimStart().startsWith(name));
         expect(line, `${commandName(spec)} help lists ${name}`).toBeDefined();
         expect(line!.trim().length).toBeGreaterThan(flag.flags.length + 3); // a description follows
-        if (flag.required) expect(help.slice(help.indexOf(line!), help.indexOf(line!) + 400)).toContain("(required)");
+        if (flag.required)
+          expect(help.slice(help.indexOf(line!), help.indexOf(line!) + 400)).toContain("(required)");
       }
-      for (const global of ["--state-root", "--backup-root", "--config", "--json"]) expect(help).toContain(global);
+      for (const global of ["--state-root", "--backup-root", "--config", "--json"])
+        expect(help).toContain(global);
       const tail = help.slice(help.lastIndexOf("Examples:"));
       expect(tail).toContain(`$ ${spec.examples[0]}`);
       expect(tail).toContain("Exit codes:");
       // the help's exit codes are the table's (README and help come from the same table)
-      for (const [code] of exitTable(["ok", ...spec.exitCodes])) expect(tail).toMatch(new RegExp(`^ +${code}  `, "m"));
+      for (const [code] of exitTable(["ok", ...spec.exitCodes]))
+        expect(tail).toMatch(new RegExp(`^ +${code}  `, "m"));
     }
     const offsiteList = await runCli(["offsite", "list", "--help"]);
     expect(offsiteList.stdout).not.toContain("--lock-days");
@@ -190,7 +270,14 @@ describe("help, version, completion and the README", () => {
     const dir = resolve(process.env.TMPDIR ?? "/tmp");
     const file = join(dir, `pb-completion-${process.pid}.bash`);
     writeFileSync(file, r.stdout);
-    const out = execFileSync("bash", ["-c", `source ${file}; complete -p paas-backup; COMP_WORDS=(paas-backup off); COMP_CWORD=1; _paas_backup; echo "\${COMPREPLY[*]}"; COMP_WORDS=(paas-backup offsite list --lo); COMP_CWORD=3; _paas_backup; echo "[\${COMPREPLY[*]}]"; COMP_WORDS=(paas-backup offsite push --lock); COMP_CWORD=3; _paas_backup; echo "\${COMPREPLY[*]}"`], { encoding: "utf8" });
+    const out = execFileSync(
+      "bash",
+      [
+        "-c",
+        `source ${file}; complete -p paas-backup; COMP_WORDS=(paas-backup off); COMP_CWORD=1; _paas_backup; echo "\${COMPREPLY[*]}"; COMP_WORDS=(paas-backup offsite list --lo); COMP_CWORD=3; _paas_backup; echo "[\${COMPREPLY[*]}]"; COMP_WORDS=(paas-backup offsite push --lock); COMP_CWORD=3; _paas_backup; echo "\${COMPREPLY[*]}"`,
+      ],
+      { encoding: "utf8" },
+    );
     const [complete, top, listFlags, pushFlags] = out.trim().split("\n");
     expect(complete).toContain("-F _paas_backup paas-backup");
     expect(top).toBe("offsite");
@@ -204,7 +291,11 @@ describe("help, version, completion and the README", () => {
     // zsh: the script registers paas-backup with compinit (through bashcompinit)
     const zfile = join(dir, `pb-completion-${process.pid}.zsh`);
     writeFileSync(zfile, (await runCli(["completion", "zsh"])).stdout);
-    const registered = execFileSync("zsh", ["-c", `autoload -U compinit && compinit -u; source ${zfile}; print -r -- "\${_comps[paas-backup]}"`], { encoding: "utf8" });
+    const registered = execFileSync(
+      "zsh",
+      ["-c", `autoload -U compinit && compinit -u; source ${zfile}; print -r -- "\${_comps[paas-backup]}"`],
+      { encoding: "utf8" },
+    );
     expect(registered).toContain("_paas_backup");
   });
 
@@ -225,9 +316,26 @@ describe("strict input (issue 10 §5)", () => {
     const cases: [unknown, string][] = [
       [{ retention: { dayly: 3 } }, "retention.dayly"],
       [{ offsite: { concurency: 2 } }, "offsite.concurency"],
-      [{ offsite: { targets: [{ name: "a", url: "file:///tmp/x", objectlock: { mode: "COMPLIANCE", days: 1 } }] } }, "offsite.targets[0].objectlock"],
-      [{ offsite: { targets: [{ name: "a", url: "file:///tmp/x", pathstyle: true }] } }, "offsite.targets[0].pathstyle"],
-      [{ offsite: { targets: [{ name: "a", url: "file:///tmp/x", objectLock: { mode: "COMPLIANCE", dayz: 1 } }] } }, "offsite.targets[0].objectLock.dayz"],
+      [
+        {
+          offsite: {
+            targets: [{ name: "a", url: "file:///tmp/x", objectlock: { mode: "COMPLIANCE", days: 1 } }],
+          },
+        },
+        "offsite.targets[0].objectlock",
+      ],
+      [
+        { offsite: { targets: [{ name: "a", url: "file:///tmp/x", pathstyle: true }] } },
+        "offsite.targets[0].pathstyle",
+      ],
+      [
+        {
+          offsite: {
+            targets: [{ name: "a", url: "file:///tmp/x", objectLock: { mode: "COMPLIANCE", dayz: 1 } }],
+          },
+        },
+        "offsite.targets[0].objectLock.dayz",
+      ],
     ];
     mkdirSync(join(sb.dir, "cfg"), { recursive: true });
     for (const [config, path] of cases) {
@@ -248,7 +356,11 @@ describe("strict input (issue 10 §5)", () => {
 
   it("numeric flags take whole numbers in range only", async () => {
     for (const bad of ["-1", "abc", "1.5", ""]) {
-      for (const args of [["prune", "--context", CTX, "--keep-daily", bad], ["verify", "--context", CTX, "--max-expansion", bad], ["offsite", "push", "--context", CTX, "--to", `file://${sb.dir}/o`, "--lock-days", bad]]) {
+      for (const args of [
+        ["prune", "--context", CTX, "--keep-daily", bad],
+        ["verify", "--context", CTX, "--max-expansion", bad],
+        ["offsite", "push", "--context", CTX, "--to", `file://${sb.dir}/o`, "--lock-days", bad],
+      ]) {
         const r = await runCli([...sb.flags, "--json", ...args]);
         expect(r.code, `${args.join(" ")}`).toBe(2);
         expect(r.json.error.code).toBe("PAAS_BACKUP_INVALID_ARGUMENT");
@@ -256,11 +368,23 @@ describe("strict input (issue 10 §5)", () => {
     }
     mkdirSync(join(sb.dir, "cfg2"), { recursive: true });
     writeFileSync(join(sb.dir, "cfg2", "c.json"), JSON.stringify({ offsite: { concurrency: 0 } }));
-    expect((await runCli([...sb.flags, "--config", join(sb.dir, "cfg2", "c.json"), "list", "--context", CTX])).code).toBe(2);
+    expect(
+      (await runCli([...sb.flags, "--config", join(sb.dir, "cfg2", "c.json"), "list", "--context", CTX]))
+        .code,
+    ).toBe(2);
   });
 
   it("--recipient with --insecure-plaintext is a usage error", async () => {
-    const r = await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext", "--recipient", "age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq"]);
+    const r = await runCli([
+      ...sb.flags,
+      "--json",
+      "snapshot",
+      "--context",
+      CTX,
+      "--insecure-plaintext",
+      "--recipient",
+      "age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq",
+    ]);
     expect(r.code).toBe(2);
     expect(r.json.error.message).toContain("--insecure-plaintext");
     expect((await runCli([...sb.flags, "--json", "list", "--context", CTX])).json.count).toBe(0);
@@ -268,7 +392,14 @@ describe("strict input (issue 10 §5)", () => {
 
   it("a context with neither state nor snapshots is exit 2 for list, doctor, verify and restore", async () => {
     for (const args of [["list"], ["doctor"], ["verify"], ["restore", "--ticket", "T", "--yes"]]) {
-      const r = await runCli([...sb.flags, "--json", args[0]!, "--context", "customer-typo", ...args.slice(1)]);
+      const r = await runCli([
+        ...sb.flags,
+        "--json",
+        args[0]!,
+        "--context",
+        "customer-typo",
+        ...args.slice(1),
+      ]);
       expect(r.code, args[0]).toBe(2);
       expect(r.json.error.code).toBe("PAAS_BACKUP_CONTEXT_NOT_FOUND");
     }
@@ -282,7 +413,16 @@ describe("strict input (issue 10 §5)", () => {
     expect(list.json.data.at(-1).warnings.join(" ")).toContain("config.json: not valid JSON");
     const human = await runCli([...sb.flags, "list", "--context", CTX]);
     expect(human.stdout).toContain("config.json: not valid JSON");
-    const plan = await runCli([...sb.flags, "--json", "restore", "--context", CTX, "--ticket", "T", "--dry-run"]);
+    const plan = await runCli([
+      ...sb.flags,
+      "--json",
+      "restore",
+      "--context",
+      CTX,
+      "--ticket",
+      "T",
+      "--dry-run",
+    ]);
     expect(plan.json.data[0].warnings.join(" ")).toContain("config.json: not valid JSON");
   });
 
@@ -297,7 +437,18 @@ describe("strict input (issue 10 §5)", () => {
       const v = await runCli([...sb.flags, "--json", "verify", "--context", CTX, "--snapshot", last.id]);
       expect(v.code).toBe(3);
       expect(v.json.error.code).toBe("PAAS_BACKUP_CHECKSUM_MALFORMED");
-      const r = await runCli([...sb.flags, "--json", "restore", "--context", CTX, "--ticket", "T", "--yes", "--snapshot", last.id]);
+      const r = await runCli([
+        ...sb.flags,
+        "--json",
+        "restore",
+        "--context",
+        CTX,
+        "--ticket",
+        "T",
+        "--yes",
+        "--snapshot",
+        last.id,
+      ]);
       expect(r.code).toBe(3);
       expect(r.json.error.code).toBe("PAAS_BACKUP_CHECKSUM_MALFORMED");
       expect(r.json.error.message).toContain("malformed");

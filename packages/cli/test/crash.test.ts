@@ -14,7 +14,10 @@ import { CLI, makeSandbox, runCli, treeHashes, type CliResult, type Sandbox } fr
 const CTX = "internal-dogfood";
 const PRELOAD = resolve(import.meta.dirname, "kill-preload.mjs");
 
-function runKillable(args: string[], env: Record<string, string>): Promise<CliResult & { signal: NodeJS.Signals | null }> {
+function runKillable(
+  args: string[],
+  env: Record<string, string>,
+): Promise<CliResult & { signal: NodeJS.Signals | null }> {
   return new Promise((done) => {
     const child = spawn(process.execPath, ["--import", PRELOAD, CLI, ...args], {
       env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", ...env },
@@ -72,7 +75,10 @@ async function prepared(): Promise<{ sb: Sandbox; snapshotId: string; snapshotTa
   const ctx = sb.state.contextDir(CTX);
   const snapshotTargets = treeHashes(ctx).get("targets.json")!;
   // damage the live context after the snapshot, and add a file the snapshot does not cover
-  writeFileSync(join(ctx, "targets.json"), `${JSON.stringify({ current_target: "broken", targets: [] }, null, 2)}\n`);
+  writeFileSync(
+    join(ctx, "targets.json"),
+    `${JSON.stringify({ current_target: "broken", targets: [] }, null, 2)}\n`,
+  );
   writeFileSync(join(ctx, "operator-notes.txt"), "kept by every restore\n", { mode: 0o600 });
   return { sb, snapshotId: snap.json.data[0].id, snapshotTargets };
 }
@@ -81,7 +87,10 @@ describe("a kill at any rename of restore or rollback is recovered by the next c
   it("restore: killed after each rename, then `doctor` undoes or completes the swap, vault in place by inode", async () => {
     // The reference run: how many renames a restore makes, and what it leaves.
     const ref = await prepared();
-    const counted = await runKillable([...ref.sb.flags, "--json", "restore", "--context", CTX, "--ticket", "INC-REF", "--yes"], { PB_COUNT_RENAMES: "1" });
+    const counted = await runKillable(
+      [...ref.sb.flags, "--json", "restore", "--context", CTX, "--ticket", "INC-REF", "--yes"],
+      { PB_COUNT_RENAMES: "1" },
+    );
     expect(counted.code, counted.stderr).toBe(0);
     const total = Number(/renames: (\d+)/.exec(counted.stderr)![1]);
     ref.sb.cleanup();
@@ -94,7 +103,10 @@ describe("a kill at any rename of restore or rollback is recovered by the next c
         const before = observe(sb);
         // what the restore makes of this context: the snapshot's targets.json, everything else as it is
         const restoredState = withoutAudit(new Map([...before.files, ["targets.json", snapshotTargets]]));
-        const killed = await runKillable([...sb.flags, "--json", "restore", "--context", CTX, "--ticket", `INC-K${k}`, "--yes"], { PB_KILL_AFTER_RENAME: String(k) });
+        const killed = await runKillable(
+          [...sb.flags, "--json", "restore", "--context", CTX, "--ticket", `INC-K${k}`, "--yes"],
+          { PB_KILL_AFTER_RENAME: String(k) },
+        );
         expect(killed.signal, `kill after rename ${k}: ${killed.stderr}`).toBe("SIGKILL");
 
         // the next command that touches the context finishes or undoes the swap, and says which
@@ -104,10 +116,19 @@ describe("a kill at any rename of restore or rollback is recovered by the next c
         expect(after.vaultDir, `k=${k}: vault folder is the same inode`).toBe(before.vaultDir);
         expect(after.vaultFile, `k=${k}: vault file is the same inode`).toBe(before.vaultFile);
         expect(after.files.get("vault/secrets.env")).toBe(before.files.get("vault/secrets.env"));
-        expect(after.files.get("operator-notes.txt"), `k=${k}: uncovered file kept`).toBe(before.files.get("operator-notes.txt"));
-        expect(after.files.get("alerts/telegram.json"), `k=${k}`).toBe(before.files.get("alerts/telegram.json"));
-        const recovered = /recovery: an interrupted restore of \S+ \(([^)]*)\) was (undone|completed)/.exec(next.stderr);
-        if (recovered?.[2] === "undone" || (!recovered && after.files.get("targets.json") === before.files.get("targets.json"))) {
+        expect(after.files.get("operator-notes.txt"), `k=${k}: uncovered file kept`).toBe(
+          before.files.get("operator-notes.txt"),
+        );
+        expect(after.files.get("alerts/telegram.json"), `k=${k}`).toBe(
+          before.files.get("alerts/telegram.json"),
+        );
+        const recovered = /recovery: an interrupted restore of \S+ \(([^)]*)\) was (undone|completed)/.exec(
+          next.stderr,
+        );
+        if (
+          recovered?.[2] === "undone" ||
+          (!recovered && after.files.get("targets.json") === before.files.get("targets.json"))
+        ) {
           // old state, byte for byte, and nothing blocks it
           expect(after.files, `k=${k}`).toEqual(before.files);
           expect(next.code, `k=${k}: ${next.stdout}`).toBe(0);
@@ -121,13 +142,29 @@ describe("a kill at any rename of restore or rollback is recovered by the next c
             seen.add("completed-blocked");
           } else seen.add("completed-validated");
           if (recovered) {
-            const incidents = readdirSync(join(sb.backupRoot, CTX, "incidents")).filter((n) => n.includes("-recovery-"));
+            const incidents = readdirSync(join(sb.backupRoot, CTX, "incidents")).filter((n) =>
+              n.includes("-recovery-"),
+            );
             expect(incidents.length, `k=${k}`).toBe(1);
-            const record = JSON.parse(readFileSync(join(sb.backupRoot, CTX, "incidents", incidents[0]!), "utf8"));
-            expect(record).toMatchObject({ kind: "recovery", ticket: `INC-K${k}`, recovery: { operation: "restore", action: "completed" } });
+            const record = JSON.parse(
+              readFileSync(join(sb.backupRoot, CTX, "incidents", incidents[0]!), "utf8"),
+            );
+            expect(record).toMatchObject({
+              kind: "recovery",
+              ticket: `INC-K${k}`,
+              recovery: { operation: "restore", action: "completed" },
+            });
           }
           // and the operator can always go back
-          const rb = await runCli([...sb.flags, "--json", "rollback", "--context", CTX, "--ticket", `INC-K${k}`]);
+          const rb = await runCli([
+            ...sb.flags,
+            "--json",
+            "rollback",
+            "--context",
+            CTX,
+            "--ticket",
+            `INC-K${k}`,
+          ]);
           expect(rb.code, `k=${k}: ${rb.stdout}${rb.stderr}`).toBe(0);
           const back = observe(sb);
           expect(withoutAudit(back.files), `k=${k}`).toEqual(withoutAudit(before.files));
@@ -135,7 +172,16 @@ describe("a kill at any rename of restore or rollback is recovered by the next c
         }
         // and a restore afterwards works (every few kill points: each run costs seconds)
         if (k % 4 !== 0 && k !== total) continue;
-        const again = await runCli([...sb.flags, "--json", "restore", "--context", CTX, "--ticket", `INC-A${k}`, "--yes"]);
+        const again = await runCli([
+          ...sb.flags,
+          "--json",
+          "restore",
+          "--context",
+          CTX,
+          "--ticket",
+          `INC-A${k}`,
+          "--yes",
+        ]);
         expect(again.code, `k=${k}: ${again.stdout}${again.stderr}`).toBe(0);
         expect(observe(sb).vaultFile).toBe(before.vaultFile);
       } finally {
@@ -150,12 +196,24 @@ describe("a kill at any rename of restore or rollback is recovered by the next c
     const setup = async () => {
       const { sb } = await prepared();
       const before = observe(sb);
-      const r = await runCli([...sb.flags, "--json", "restore", "--context", CTX, "--ticket", "INC-R", "--yes"]);
+      const r = await runCli([
+        ...sb.flags,
+        "--json",
+        "restore",
+        "--context",
+        CTX,
+        "--ticket",
+        "INC-R",
+        "--yes",
+      ]);
       expect(r.code, r.stdout).toBe(0);
       return { sb, before, restored: observe(sb) };
     };
     const ref = await setup();
-    const counted = await runKillable([...ref.sb.flags, "--json", "rollback", "--context", CTX, "--ticket", "INC-R"], { PB_COUNT_RENAMES: "1" });
+    const counted = await runKillable(
+      [...ref.sb.flags, "--json", "rollback", "--context", CTX, "--ticket", "INC-R"],
+      { PB_COUNT_RENAMES: "1" },
+    );
     expect(counted.code, counted.stderr).toBe(0);
     const total = Number(/renames: (\d+)/.exec(counted.stderr)![1]);
     ref.sb.cleanup();
@@ -163,7 +221,10 @@ describe("a kill at any rename of restore or rollback is recovered by the next c
     for (let k = 1; k <= total; k++) {
       const { sb, before, restored } = await setup();
       try {
-        const killed = await runKillable([...sb.flags, "--json", "rollback", "--context", CTX, "--ticket", "INC-R"], { PB_KILL_AFTER_RENAME: String(k) });
+        const killed = await runKillable(
+          [...sb.flags, "--json", "rollback", "--context", CTX, "--ticket", "INC-R"],
+          { PB_KILL_AFTER_RENAME: String(k) },
+        );
         expect(killed.signal, `k=${k}`).toBe("SIGKILL");
         // tick is a command that touches the context too: it recovers first, then snapshots
         const tick = await runCli([...sb.flags, "--json", "tick", "--all-contexts", "--insecure-plaintext"]);
@@ -189,19 +250,29 @@ describe("a kill at any rename of restore or rollback is recovered by the next c
       let k = 1;
       for (; k < 10; k++) {
         const probe = await prepared();
-        const killed = await runKillable([...probe.sb.flags, "restore", "--context", CTX, "--ticket", "INC-P", "--yes"], { PB_KILL_AFTER_RENAME: String(k) });
+        const killed = await runKillable(
+          [...probe.sb.flags, "restore", "--context", CTX, "--ticket", "INC-P", "--yes"],
+          { PB_KILL_AFTER_RENAME: String(k) },
+        );
         const missing = killed.signal === "SIGKILL" && !existsSync(probe.sb.state.contextDir(CTX));
         probe.sb.cleanup();
         if (missing) break;
       }
       expect(k).toBeLessThan(10);
-      const killed = await runKillable([...sb.flags, "restore", "--context", CTX, "--ticket", "INC-M", "--yes"], { PB_KILL_AFTER_RENAME: String(k) });
+      const killed = await runKillable(
+        [...sb.flags, "restore", "--context", CTX, "--ticket", "INC-M", "--yes"],
+        { PB_KILL_AFTER_RENAME: String(k) },
+      );
       expect(killed.signal).toBe("SIGKILL");
       expect(existsSync(sb.state.contextDir(CTX))).toBe(false);
       const tick = await runCli([...sb.flags, "--json", "tick", "--all-contexts", "--insecure-plaintext"]);
       expect(tick.code, tick.stdout).toBe(0);
       expect(tick.json.count).toBe(1);
-      expect(tick.json.data[0]).toMatchObject({ context: CTX, ok: true, action: expect.stringMatching(/full|incremental|none/) });
+      expect(tick.json.data[0]).toMatchObject({
+        context: CTX,
+        ok: true,
+        action: expect.stringMatching(/full|incremental|none/),
+      });
       expect(tick.stderr).toMatch(/recovery: an interrupted restore of internal-dogfood .* was undone/);
       expect(existsSync(join(sb.state.contextDir(CTX), "vault", "secrets.env"))).toBe(true);
     } finally {
@@ -214,21 +285,38 @@ describe("hostile snapshots are refused before anything changes", () => {
   it("an artifact replaced after its checksum file was written is refused (exit 3), nothing changes", async () => {
     const sb = await makeSandbox([{ name: CTX, eventBytes: 20_000 }]);
     try {
-      const a = (await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"])).json.data[0];
-      writeFileSync(join(sb.state.contextDir(CTX), "deployments.json"), `${JSON.stringify({ apps: {} }, null, 2)}\n`);
-      const b = (await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"])).json.data[0];
+      const a = (await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"]))
+        .json.data[0];
+      writeFileSync(
+        join(sb.state.contextDir(CTX), "deployments.json"),
+        `${JSON.stringify({ apps: {} }, null, 2)}\n`,
+      );
+      const b = (await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"]))
+        .json.data[0];
       // B's artifact swapped for A's bytes: a well-formed archive, just not the one B's checksum names
       writeFileSync(b.artifact, readFileSync(a.artifact));
       const before = treeHashes(sb.stateRoot);
-      const r = await runCli([...sb.flags, "--json", "restore", "--context", CTX, "--snapshot", b.id, "--ticket", "INC-SW", "--yes"]);
+      const r = await runCli([
+        ...sb.flags,
+        "--json",
+        "restore",
+        "--context",
+        CTX,
+        "--snapshot",
+        b.id,
+        "--ticket",
+        "INC-SW",
+        "--yes",
+      ]);
       expect(r.code, r.stdout).toBe(3);
       expect(r.json.error.code).toBe("PAAS_BACKUP_CHECKSUM_MISMATCH");
       expect(r.json.error.remediation).toContain(a.id);
-      expect(treeHashes(sb.stateRoot, (rel) => rel.startsWith(".paas-backup"))).toEqual(new Map([...before].filter(([k]) => !k.startsWith(".paas-backup"))));
+      expect(treeHashes(sb.stateRoot, (rel) => rel.startsWith(".paas-backup"))).toEqual(
+        new Map([...before].filter(([k]) => !k.startsWith(".paas-backup"))),
+      );
       expect(leftovers(sb)).toEqual([]);
     } finally {
       sb.cleanup();
     }
   });
 });
-

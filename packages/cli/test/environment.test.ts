@@ -26,7 +26,10 @@ function chownTree(dir: string, uid: number, gid: number) {
 
 function runAs(user: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn("runuser", ["-u", user, "--", process.execPath, CLI, ...args], { env: { PATH: process.env.PATH ?? "", HOME: "/tmp" }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn("runuser", ["-u", user, "--", process.execPath, CLI, ...args], {
+      env: { PATH: process.env.PATH ?? "", HOME: "/tmp" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (c) => (stdout += c));
@@ -46,7 +49,14 @@ describe("environment problems are named, not called bugs", () => {
       const file = join(sb.state.contextDir(CTX), "deployments.json");
       chownSync(file, 0, 0);
       chmodSync(file, 0o600);
-      const r = await runAs("nobody", [...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"]);
+      const r = await runAs("nobody", [
+        ...sb.flags,
+        "--json",
+        "snapshot",
+        "--context",
+        CTX,
+        "--insecure-plaintext",
+      ]);
       expect(r.code).toBe(10);
       const json = JSON.parse(r.stdout);
       expect(json.error.code).toBe("PAAS_BACKUP_PERMISSION_DENIED");
@@ -68,9 +78,21 @@ describe("environment problems are named, not called bugs", () => {
     execFileSync("mount", ["-t", "tmpfs", "-o", "size=256k", "tmpfs", mount]);
     try {
       // incompressible bytes so the artifact cannot fit
-      writeFileSync(join(sb.state.contextDir(CTX), "releases", "blob.bin"), execFileSync("head", ["-c", "1000000", "/dev/urandom"]));
+      writeFileSync(
+        join(sb.state.contextDir(CTX), "releases", "blob.bin"),
+        execFileSync("head", ["-c", "1000000", "/dev/urandom"]),
+      );
       const flags = ["--state-root", sb.stateRoot, "--backup-root", mount];
-      const r = await runCli([...flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext", "--include", "releases"]);
+      const r = await runCli([
+        ...flags,
+        "--json",
+        "snapshot",
+        "--context",
+        CTX,
+        "--insecure-plaintext",
+        "--include",
+        "releases",
+      ]);
       expect(r.code).toBe(10);
       expect(r.json.error.code).toBe("PAAS_BACKUP_NO_SPACE");
       expect(r.json.error.message).toContain(mount);
@@ -92,12 +114,25 @@ describe("environment problems are named, not called bugs", () => {
     mkdirSync(stateRoot);
     execFileSync("mount", ["-t", "tmpfs", "-o", "size=600k", "tmpfs", stateRoot]);
     try {
-      const state = await createStateRoot({ fs: nodeFs, root: stateRoot, contexts: [{ name: CTX, eventBytes: 250_000 }] });
+      const state = await createStateRoot({
+        fs: nodeFs,
+        root: stateRoot,
+        contexts: [{ name: CTX, eventBytes: 250_000 }],
+      });
       const flags = ["--state-root", stateRoot, "--backup-root", join(dir, "backups")];
       expect((await runCli([...flags, "snapshot", "--context", CTX, "--insecure-plaintext"])).code).toBe(0);
       writeFileSync(join(stateRoot, "filler"), Buffer.alloc(200_000));
       const before = treeHashes(state.contextDir(CTX));
-      const r = await runCli([...flags, "--json", "restore", "--context", CTX, "--ticket", "INC-FULL", "--yes"]);
+      const r = await runCli([
+        ...flags,
+        "--json",
+        "restore",
+        "--context",
+        CTX,
+        "--ticket",
+        "INC-FULL",
+        "--yes",
+      ]);
       expect(r.code).toBe(10);
       expect(r.json.error.code).toBe("PAAS_BACKUP_NO_SPACE");
       expect(r.json.error.message).toContain(stateRoot);
@@ -115,12 +150,19 @@ describe("environment problems are named, not called bugs", () => {
     try {
       // a snapshot whose config.json is not valid JSON: the prompt shows that warning
       writeFileSync(join(sb.state.contextDir(CTX), "config.json"), '{"name": "internal-dogfood",');
-      expect((await runCli([...sb.flags, "snapshot", "--context", CTX, "--insecure-plaintext"])).code).toBe(0);
+      expect((await runCli([...sb.flags, "snapshot", "--context", CTX, "--insecure-plaintext"])).code).toBe(
+        0,
+      );
       writeFileSync(join(sb.state.contextDir(CTX), "targets.json"), '{"targets": []}\n');
       const before = treeHashes(sb.stateRoot, (rel) => rel.startsWith(".paas-backup"));
-      const cmd = [process.execPath, CLI, ...sb.flags, "restore", "--context", CTX, "--ticket", "INC-CTRL-C"].map((a) => `'${a}'`).join(" ");
+      const cmd = [process.execPath, CLI, ...sb.flags, "restore", "--context", CTX, "--ticket", "INC-CTRL-C"]
+        .map((a) => `'${a}'`)
+        .join(" ");
       const result = await new Promise<{ code: number; out: string }>((resolve) => {
-        const child = spawn("script", ["-qec", cmd, "/dev/null"], { env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", TERM: "dumb" }, stdio: ["pipe", "pipe", "pipe"] });
+        const child = spawn("script", ["-qec", cmd, "/dev/null"], {
+          env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", TERM: "dumb" },
+          stdio: ["pipe", "pipe", "pipe"],
+        });
         let out = "";
         let sent = false;
         child.stdout.on("data", (c) => {

@@ -16,10 +16,17 @@ export interface CliResult {
 }
 
 /** Run the built CLI as an operator would: a child process, no TTY, a clean environment. */
-export function runCli(args: string[], options: { env?: Record<string, string>; input?: string; cwd?: string } = {}): Promise<CliResult> {
+export function runCli(
+  args: string[],
+  options: { env?: Record<string, string>; input?: string; cwd?: string } = {},
+): Promise<CliResult> {
   return new Promise((resolvePromise) => {
     const child = spawn(process.execPath, [CLI, ...args], {
-      env: { PATH: process.env.PATH ?? "", HOME: options.env?.HOME ?? process.env.HOME ?? "/root", ...options.env },
+      env: {
+        PATH: process.env.PATH ?? "",
+        HOME: options.env?.HOME ?? process.env.HOME ?? "/root",
+        ...options.env,
+      },
       cwd: options.cwd ?? tmpdir(),
       stdio: ["pipe", "pipe", "pipe"],
     });
@@ -50,7 +57,9 @@ export interface Sandbox {
   cleanup(): void;
 }
 
-export async function makeSandbox(contexts: ContextSpec[] = [{ name: "internal-dogfood", eventBytes: 200_000, releases: 2 }]): Promise<Sandbox> {
+export async function makeSandbox(
+  contexts: ContextSpec[] = [{ name: "internal-dogfood", eventBytes: 200_000, releases: 2 }],
+): Promise<Sandbox> {
   const dir = mkdtempSync(join(tmpdir(), "pb-e2e-"));
   const state = await createStateRoot({ fs: nodeFs, root: join(dir, "state"), contexts });
   const backupRoot = join(dir, "backups");
@@ -97,7 +106,14 @@ export function modeOf(path: string): number {
 export function expectedBackedUp(contextDir: string, include: string[] = []): Map<string, string> {
   return treeHashes(contextDir, (rel) => {
     const top = rel.split("/")[0]!;
-    if (top === "vault" || top === "addons" || rel === "alerts/telegram.json" || rel.endsWith(".secret") || rel.endsWith(".env")) return true;
+    if (
+      top === "vault" ||
+      top === "addons" ||
+      rel === "alerts/telegram.json" ||
+      rel.endsWith(".secret") ||
+      rel.endsWith(".env")
+    )
+      return true;
     if ((top === "releases" || top === "cache") && !include.includes(top)) return true;
     if (top === "cache" && (rel.endsWith(".key") || rel.includes("secrets-export"))) return true;
     return rel === "paas-backup.blocked.json";

@@ -10,7 +10,10 @@ const CTX = "internal-dogfood";
 
 function underPty(args: string[]): { status: number | null; out: string } {
   const cmd = [process.execPath, CLI, ...args].map((a) => `'${a}'`).join(" ");
-  const r = spawnSync("script", ["-qec", cmd, "/dev/null"], { encoding: "utf8", env: { PATH: process.env.PATH, HOME: process.env.HOME, TERM: "xterm" } });
+  const r = spawnSync("script", ["-qec", cmd, "/dev/null"], {
+    encoding: "utf8",
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, TERM: "xterm" },
+  });
   return { status: r.status, out: r.stdout };
 }
 
@@ -24,11 +27,19 @@ describe("human output", () => {
   it("progress on a terminal shows total, rate and time left, and ends at 100% for snapshot and restore; none without a terminal", () => {
     const snap = underPty([...sb.flags, "snapshot", "--context", CTX, "--insecure-plaintext"]);
     expect(snap.status, snap.out).toBe(0);
-    const last = snap.out.split(/\r|\n/).filter((l) => l.includes(`snapshot ${CTX} [`)).pop() ?? "";
+    const last =
+      snap.out
+        .split(/\r|\n/)
+        .filter((l) => l.includes(`snapshot ${CTX} [`))
+        .pop() ?? "";
     expect(last).toMatch(/100% .* of .*\/s, done in/);
     const restore = underPty([...sb.flags, "restore", "--context", CTX, "--ticket", "INC-P", "--yes"]);
     expect(restore.status, restore.out).toBe(0);
-    const bar = restore.out.split(/\r|\n/).filter((l) => l.includes(`restore ${CTX} [`)).pop() ?? "";
+    const bar =
+      restore.out
+        .split(/\r|\n/)
+        .filter((l) => l.includes(`restore ${CTX} [`))
+        .pop() ?? "";
     expect(bar).toMatch(/100% (\d+\.\d) MiB of \1 MiB, .*\/s, done in/); // the total is the restored bytes, MiB not "226 B"
   }, 60_000);
 
@@ -40,8 +51,19 @@ describe("human output", () => {
 
   it("tables fit 100 columns, long texts below them", async () => {
     for (let i = 0; i < 2; i++) {
-      appendFileSync(join(sb.state.contextDir(CTX), "events", "audit.jsonl"), `{"ts":"2026-11-24T10:00:0${i}Z","kind":"audit"}\n`);
-      await runCli([...sb.flags, "snapshot", "--context", CTX, "--kind", "incremental", "--insecure-plaintext"]);
+      appendFileSync(
+        join(sb.state.contextDir(CTX), "events", "audit.jsonl"),
+        `{"ts":"2026-11-24T10:00:0${i}Z","kind":"audit"}\n`,
+      );
+      await runCli([
+        ...sb.flags,
+        "snapshot",
+        "--context",
+        CTX,
+        "--kind",
+        "incremental",
+        "--insecure-plaintext",
+      ]);
     }
     const outputs = [
       await runCli([...sb.flags, "list", "--context", CTX]),
@@ -52,7 +74,8 @@ describe("human output", () => {
       await runCli([...sb.flags, "doctor", "--context", CTX]),
       await runCli([...sb.flags, "snapshot", "--context", CTX, "--dry-run"]),
     ];
-    for (const r of outputs) for (const line of r.stdout.split("\n")) expect(line.length, line).toBeLessThanOrEqual(100);
+    for (const r of outputs)
+      for (const line of r.stdout.split("\n")) expect(line.length, line).toBeLessThanOrEqual(100);
   }, 60_000);
 
   it("tick says why it did what it did", async () => {
@@ -72,12 +95,26 @@ describe("human output", () => {
     try {
       mkdirSync(join(sb.backupRoot, CTX), { recursive: true });
       const since = new Date().toISOString();
-      writeFileSync(join(sb.backupRoot, CTX, ".lock"), JSON.stringify({ pid: holder.pid, host: hostname(), nonce: "n1", startedAt: since, command: "tick" }));
+      writeFileSync(
+        join(sb.backupRoot, CTX, ".lock"),
+        JSON.stringify({ pid: holder.pid, host: hostname(), nonce: "n1", startedAt: since, command: "tick" }),
+      );
       const config = join(sb.dir, "config.json");
       writeFileSync(config, JSON.stringify({ lockTimeoutSeconds: 2 }));
-      const busy = await runCli([...sb.flags, "--config", config, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"]);
+      const busy = await runCli([
+        ...sb.flags,
+        "--config",
+        config,
+        "--json",
+        "snapshot",
+        "--context",
+        CTX,
+        "--insecure-plaintext",
+      ]);
       expect(busy.code).toBe(6);
-      expect(busy.stderr).toContain(`waiting for the lock of ${CTX}: held by pid ${holder.pid} on ${hostname()} (tick) since ${since}; giving up after 2 s`);
+      expect(busy.stderr).toContain(
+        `waiting for the lock of ${CTX}: held by pid ${holder.pid} on ${hostname()} (tick) since ${since}; giving up after 2 s`,
+      );
       expect(busy.stderr.match(/waiting for the lock/g)).toHaveLength(1); // said once, not on every retry
       expect(busy.json.ok).toBe(false);
     } finally {

@@ -11,7 +11,10 @@ const sha = (b: Buffer | string) => createHash("sha256").update(b).digest("hex")
 
 /** dump's stdout as raw bytes (runCli decodes text; dump must be byte-exact). */
 function dumpBytes(args: string[]): { code: number; stdout: Buffer; stderr: string } {
-  const r = spawnSync(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root" }, maxBuffer: 64 * 1024 * 1024 });
+  const r = spawnSync(process.execPath, [CLI, ...args], {
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root" },
+    maxBuffer: 64 * 1024 * 1024,
+  });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr.toString() };
 }
 
@@ -21,7 +24,10 @@ describe("ls, dump, diff, find and snapshot --dry-run", () => {
   let full = "";
   let inc = "";
   let ctxDir = "";
-  const appended = Array.from({ length: 7 }, (_, i) => `{"ts":"2026-11-24T11:00:0${i}Z","kind":"audit","action":"look-inside-${i}"}\n`).join("");
+  const appended = Array.from(
+    { length: 7 },
+    (_, i) => `{"ts":"2026-11-24T11:00:0${i}Z","kind":"audit","action":"look-inside-${i}"}\n`,
+  ).join("");
   let auditAtInc: Buffer;
   let deploymentsAtFull: Buffer;
 
@@ -32,11 +38,25 @@ describe("ls, dump, diff, find and snapshot --dry-run", () => {
     const k = await runCli([...sb.flags, "--json", "keygen", "--out", identity]);
     const recipient = k.json.data[0].recipient;
     deploymentsAtFull = readFileSync(join(ctxDir, "deployments.json"));
-    full = (await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--recipient", recipient])).json.data[0].id;
+    full = (await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--recipient", recipient]))
+      .json.data[0].id;
     appendFileSync(join(ctxDir, "events", "audit.jsonl"), appended);
-    writeFileSync(join(ctxDir, "deployments.json"), JSON.stringify({ apps: { web: { current_release: "r-2" } } }, null, 2) + "\n");
+    writeFileSync(
+      join(ctxDir, "deployments.json"),
+      JSON.stringify({ apps: { web: { current_release: "r-2" } } }, null, 2) + "\n",
+    );
     auditAtInc = readFileSync(join(ctxDir, "events", "audit.jsonl"));
-    const r = await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--kind", "incremental", "--recipient", recipient]);
+    const r = await runCli([
+      ...sb.flags,
+      "--json",
+      "snapshot",
+      "--context",
+      CTX,
+      "--kind",
+      "incremental",
+      "--recipient",
+      recipient,
+    ]);
     expect(r.json.data[0].kind).toBe("incremental");
     inc = r.json.data[0].id;
   }, 60_000);
@@ -57,37 +77,85 @@ describe("ls, dump, diff, find and snapshot --dry-run", () => {
     expect([...byPath.keys()].some((p) => (p as string).startsWith("vault/"))).toBe(false);
     const human = await runCli([...sb.flags, "ls", "--context", CTX, "--snapshot", inc, "--long"]);
     expect(human.stdout).toContain(`${live.get("config.json")}  config.json`);
-    for (const line of human.stdout.split("\n").slice(0, human.stdout.split("\n").indexOf("sha256:"))) expect(line.length).toBeLessThanOrEqual(100);
+    for (const line of human.stdout.split("\n").slice(0, human.stdout.split("\n").indexOf("sha256:")))
+      expect(line.length).toBeLessThanOrEqual(100);
   });
 
   it("dump prints one file byte-identical to what was backed up, from an encrypted incremental's chain", async () => {
-    const audit = dumpBytes([...sb.flags, "dump", "--context", CTX, "--snapshot", inc, "--identity", identity, "events/audit.jsonl"]);
+    const audit = dumpBytes([
+      ...sb.flags,
+      "dump",
+      "--context",
+      CTX,
+      "--snapshot",
+      inc,
+      "--identity",
+      identity,
+      "events/audit.jsonl",
+    ]);
     expect(audit.code).toBe(0);
     expect(sha(audit.stdout)).toBe(sha(auditAtInc));
-    const old = dumpBytes([...sb.flags, "dump", "--context", CTX, "--snapshot", full, "--identity", identity, "deployments.json"]);
+    const old = dumpBytes([
+      ...sb.flags,
+      "dump",
+      "--context",
+      CTX,
+      "--snapshot",
+      full,
+      "--identity",
+      identity,
+      "deployments.json",
+    ]);
     expect(old.stdout.equals(deploymentsAtFull)).toBe(true);
     // without the identity: exit 4 as for restore, and nothing on stdout
     const noKey = dumpBytes([...sb.flags, "dump", "--context", CTX, "--snapshot", inc, "deployments.json"]);
     expect(noKey.code).toBe(4);
     expect(noKey.stdout.length).toBe(0);
     // a path the snapshot does not hold (a policy-excluded secret): exit 2, and no secret printed
-    const secret = dumpBytes([...sb.flags, "dump", "--context", CTX, "--identity", identity, "vault/secrets.env"]);
+    const secret = dumpBytes([
+      ...sb.flags,
+      "dump",
+      "--context",
+      CTX,
+      "--identity",
+      identity,
+      "vault/secrets.env",
+    ]);
     expect(secret.code).toBe(2);
     expect(secret.stdout.length).toBe(0);
     for (const p of sb.state.planted) expect(secret.stderr).not.toContain(p.marker);
     // the scratch folder is gone
-    expect(readdirSync(process.env.TMPDIR ?? "/tmp").filter((n) => n.startsWith("paas-backup-inspect-")).every((n) => readdirSync(join(process.env.TMPDIR ?? "/tmp", n)).length === 0)).toBe(true);
+    expect(
+      readdirSync(process.env.TMPDIR ?? "/tmp")
+        .filter((n) => n.startsWith("paas-backup-inspect-"))
+        .every((n) => readdirSync(join(process.env.TMPDIR ?? "/tmp", n)).length === 0),
+    ).toBe(true);
   });
 
   it("diff names added, changed and removed files and the lines appended to an event log", async () => {
-    const r = await runCli([...sb.flags, "--json", "diff", "--context", CTX, full, inc, "--identity", identity]);
+    const r = await runCli([
+      ...sb.flags,
+      "--json",
+      "diff",
+      "--context",
+      CTX,
+      full,
+      inc,
+      "--identity",
+      identity,
+    ]);
     expect(r.code).toBe(0);
     const changes = new Map(r.json.data.map((e: { path: string }) => [e.path, e]));
-    expect((changes.get("events/audit.jsonl") as { change: string; appendedLines: number }).appendedLines).toBe(7);
+    expect(
+      (changes.get("events/audit.jsonl") as { change: string; appendedLines: number }).appendedLines,
+    ).toBe(7);
     expect((changes.get("deployments.json") as { change: string }).change).toBe("changed");
     expect(changes.has("config.json")).toBe(false);
     // against the live context: a new line, a removed file and a new one
-    appendFileSync(join(ctxDir, "events", "alerts.jsonl"), '{"ts":"2026-11-24T12:00:00Z","kind":"alert","msg":"x"}\n');
+    appendFileSync(
+      join(ctxDir, "events", "alerts.jsonl"),
+      '{"ts":"2026-11-24T12:00:00Z","kind":"alert","msg":"x"}\n',
+    );
     const bluegreen = readFileSync(join(ctxDir, "bluegreen.json"));
     spawnSync("rm", [join(ctxDir, "bluegreen.json")]);
     const live = await runCli([...sb.flags, "--json", "diff", "--context", CTX, inc, "--live"]);

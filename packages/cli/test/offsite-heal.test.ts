@@ -1,11 +1,29 @@
 import { describe, it, expect, beforeAll, afterAll, beforeEach, afterEach } from "vitest";
-import { existsSync, readFileSync, writeFileSync, readdirSync, rmSync, mkdtempSync, statSync, chmodSync, appendFileSync, mkdirSync } from "node:fs";
+import {
+  existsSync,
+  readFileSync,
+  writeFileSync,
+  readdirSync,
+  rmSync,
+  mkdtempSync,
+  statSync,
+  chmodSync,
+  appendFileSync,
+  mkdirSync,
+} from "node:fs";
 import { randomBytes } from "node:crypto";
 import { spawn } from "node:child_process";
 import { createServer, request, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { S3Client, PutObjectCommand, DeleteObjectCommand, CreateBucketCommand, GetObjectCommand, CopyObjectCommand } from "@aws-sdk/client-s3";
+import {
+  S3Client,
+  PutObjectCommand,
+  DeleteObjectCommand,
+  CreateBucketCommand,
+  GetObjectCommand,
+  CopyObjectCommand,
+} from "@aws-sdk/client-s3";
 import { makeSandbox, runCli, type Sandbox } from "./helpers.js";
 
 // Offsite copies that heal themselves, many backup roots in one bucket, lock extension and
@@ -31,7 +49,11 @@ const lockRequests: { method: string; url: string; headers: Record<string, unkno
 
 beforeAll(async () => {
   s3dir = mkdtempSync(join(tmpdir(), "pb-s3rver-"));
-  server = spawn(process.execPath, ["--openssl-legacy-provider", join(import.meta.dirname, "s3-server.mjs"), s3dir], { stdio: ["pipe", "pipe", "inherit"] });
+  server = spawn(
+    process.execPath,
+    ["--openssl-legacy-provider", join(import.meta.dirname, "s3-server.mjs"), s3dir],
+    { stdio: ["pipe", "pipe", "inherit"] },
+  );
   const addr = await new Promise<{ port: number }>((resolve, reject) => {
     let out = "";
     server.stdout!.on("data", (c) => {
@@ -47,11 +69,18 @@ beforeAll(async () => {
     req.on("data", (c) => chunks.push(c));
     req.on("end", () => {
       const body = Buffer.concat(chunks);
-      lockRequests.push({ method: req.method!, url: req.url!, headers: req.headers, body: body.toString("utf8") });
+      lockRequests.push({
+        method: req.method!,
+        url: req.url!,
+        headers: req.headers,
+        body: body.toString("utf8"),
+      });
       const url = new URL(req.url!, "http://x");
       if (url.searchParams.has("object-lock") && req.method === "GET") {
         res.writeHead(200, { "content-type": "application/xml" });
-        res.end(`<?xml version="1.0" encoding="UTF-8"?><ObjectLockConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><ObjectLockEnabled>Enabled</ObjectLockEnabled></ObjectLockConfiguration>`);
+        res.end(
+          `<?xml version="1.0" encoding="UTF-8"?><ObjectLockConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><ObjectLockEnabled>Enabled</ObjectLockEnabled></ObjectLockConfiguration>`,
+        );
         return;
       }
       if (url.searchParams.has("retention") && req.method === "PUT") {
@@ -59,16 +88,26 @@ beforeAll(async () => {
         res.end();
         return;
       }
-      const up = request({ host: "127.0.0.1", port: s3port, method: req.method, path: req.url, headers: req.headers }, (r) => {
-        res.writeHead(r.statusCode ?? 500, r.headers);
-        r.pipe(res);
-      });
+      const up = request(
+        { host: "127.0.0.1", port: s3port, method: req.method, path: req.url, headers: req.headers },
+        (r) => {
+          res.writeHead(r.statusCode ?? 500, r.headers);
+          r.pipe(res);
+        },
+      );
       up.end(body);
     });
   });
   await new Promise<void>((r) => lockProxy.listen(0, "127.0.0.1", () => r()));
   lockEndpoint = `http://127.0.0.1:${(lockProxy.address() as { port: number }).port}`;
-  client = new S3Client({ endpoint, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" }, requestChecksumCalculation: "WHEN_REQUIRED", responseChecksumValidation: "WHEN_REQUIRED" });
+  client = new S3Client({
+    endpoint,
+    region: "us-east-1",
+    forcePathStyle: true,
+    credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" },
+    requestChecksumCalculation: "WHEN_REQUIRED",
+    responseChecksumValidation: "WHEN_REQUIRED",
+  });
 });
 
 afterAll(async () => {
@@ -114,7 +153,8 @@ describe("push puts back what is missing or damaged (s3rver)", () => {
     s3 = ["--to", `s3://${bucket}/si-paas`, "--endpoint", endpoint, "--path-style"];
   });
   afterEach(() => sb.cleanup());
-  const cli = (args: string[], env: Record<string, string> = {}) => runCli([...sb.flags, ...args], { env: { ...creds, ...env } });
+  const cli = (args: string[], env: Record<string, string> = {}) =>
+    runCli([...sb.flags, ...args], { env: { ...creds, ...env } });
 
   it("re-uploads an object the bucket lost, and its checksum file, on the next push", async () => {
     const s = (await cli(["--json", "snapshot", "--context", CTX, "--insecure-plaintext"])).json.data[0];
@@ -145,79 +185,179 @@ describe("push puts back what is missing or damaged (s3rver)", () => {
     const flipped = Buffer.from(readFileSync(s.artifact));
     flipped[200] ^= 0xff;
     // same size, same metadata: only reading the bytes shows it
-    await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: flipped, Metadata: { sha256: s.sha256 } }));
-    expect((await cli(["--json", "offsite", "push", "--context", CTX, ...s3])).json.data[0].alreadyThere).toEqual([s.id]);
+    await client.send(
+      new PutObjectCommand({ Bucket: bucket, Key: key, Body: flipped, Metadata: { sha256: s.sha256 } }),
+    );
+    expect(
+      (await cli(["--json", "offsite", "push", "--context", CTX, ...s3])).json.data[0].alreadyThere,
+    ).toEqual([s.id]);
     const deep = await cli(["--json", "offsite", "verify", "--context", CTX, "--deep", ...s3]);
     expect(deep.code).toBe(3);
     const push = await cli(["--json", "offsite", "push", "--context", CTX, ...s3]);
     expect(push.code, push.stdout).toBe(0);
-    expect(push.json.data[0].repaired[0]).toMatchObject({ id: s.id, reason: expect.stringMatching(/changed behind our back/) });
+    expect(push.json.data[0].repaired[0]).toMatchObject({
+      id: s.id,
+      reason: expect.stringMatching(/changed behind our back/),
+    });
     expect((await bytesOf(bucket, key)).equals(readFileSync(s.artifact))).toBe(true);
     expect((await cli(["--json", "offsite", "verify", "--context", CTX, "--deep", ...s3])).code).toBe(0);
     // truncated with our metadata kept: the cheap check (HEAD size) sees it without a deep verify
-    await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: readFileSync(s.artifact).subarray(0, 100), Metadata: { sha256: s.sha256 } }));
+    await client.send(
+      new PutObjectCommand({
+        Bucket: bucket,
+        Key: key,
+        Body: readFileSync(s.artifact).subarray(0, 100),
+        Metadata: { sha256: s.sha256 },
+      }),
+    );
     const healed = await cli(["--json", "offsite", "push", "--context", CTX, ...s3]);
-    expect(healed.json.data[0].repaired[0]).toMatchObject({ id: s.id, reason: expect.stringMatching(/100 bytes/) });
+    expect(healed.json.data[0].repaired[0]).toMatchObject({
+      id: s.id,
+      reason: expect.stringMatching(/100 bytes/),
+    });
     expect((await cli(["--json", "offsite", "verify", "--context", CTX, "--deep", ...s3])).code).toBe(0);
   });
 
   it("treats --to URL and the configured target with that URL as one target; --require-immutable judges every copy", async () => {
     const config = join(sb.dir, "config.json");
-    writeFileSync(config, JSON.stringify({ offsite: { targets: [{ name: "bucket", url: `s3://${bucket}/si-paas`, endpoint, pathStyle: true }] } }));
+    writeFileSync(
+      config,
+      JSON.stringify({
+        offsite: { targets: [{ name: "bucket", url: `s3://${bucket}/si-paas`, endpoint, pathStyle: true }] },
+      }),
+    );
     const s = (await cli(["--json", "snapshot", "--context", CTX, "--insecure-plaintext"])).json.data[0];
-    const byUrl = await cli(["--config", config, "--json", "offsite", "push", "--context", CTX, "--to", `s3://${bucket}/si-paas/`]);
+    const byUrl = await cli([
+      "--config",
+      config,
+      "--json",
+      "offsite",
+      "push",
+      "--context",
+      CTX,
+      "--to",
+      `s3://${bucket}/si-paas/`,
+    ]);
     expect(byUrl.code, byUrl.stdout + byUrl.stderr).toBe(0);
-    const list = await cli(["--config", config, "--json", "offsite", "list", "--context", CTX, "--target", "bucket"]);
+    const list = await cli([
+      "--config",
+      config,
+      "--json",
+      "offsite",
+      "list",
+      "--context",
+      CTX,
+      "--target",
+      "bucket",
+    ]);
     expect(list.json.data[0].entries.map((e: any) => [e.id, e.confirmed])).toEqual([[s.id, true]]);
     const byName = await cli(["--config", config, "--json", "offsite", "push", "--context", CTX]);
     expect(byName.json.data[0]).toMatchObject({ pushed: [], alreadyThere: [s.id] });
     // nothing new to push, but the copy there is not immutable: exit 4, not 0
-    const strict = await cli(["--config", config, "--json", "offsite", "push", "--context", CTX, "--require-immutable"]);
+    const strict = await cli([
+      "--config",
+      config,
+      "--json",
+      "offsite",
+      "push",
+      "--context",
+      CTX,
+      "--require-immutable",
+    ]);
     expect(strict.code).toBe(4);
-    expect(strict.json.data[0].copies).toEqual([{ id: s.id, ok: true, immutable: false, immutableUntil: null }]);
+    expect(strict.json.data[0].copies).toEqual([
+      { id: s.id, ok: true, immutable: false, immutableUntil: null },
+    ]);
   });
 
   it("extends the Object Lock of copies retention still keeps, and warns that the lock is shorter than retention", async () => {
     const env = (at: string) => ({ PAAS_BACKUP_NOW: at });
-    const lockS3 = ["--to", `s3://${bucket}/locked`, "--endpoint", lockEndpoint, "--path-style", "--lock-mode", "GOVERNANCE", "--lock-days", "10"];
-    const s = (await cli(["--json", "snapshot", "--context", CTX, "--insecure-plaintext"], env("2026-06-01T01:00:00Z"))).json.data[0];
+    const lockS3 = [
+      "--to",
+      `s3://${bucket}/locked`,
+      "--endpoint",
+      lockEndpoint,
+      "--path-style",
+      "--lock-mode",
+      "GOVERNANCE",
+      "--lock-days",
+      "10",
+    ];
+    const s = (
+      await cli(["--json", "snapshot", "--context", CTX, "--insecure-plaintext"], env("2026-06-01T01:00:00Z"))
+    ).json.data[0];
     lockRequests.length = 0;
-    const push = await cli(["--json", "offsite", "push", "--context", CTX, ...lockS3], env("2026-06-01T02:00:00Z"));
+    const push = await cli(
+      ["--json", "offsite", "push", "--context", CTX, ...lockS3],
+      env("2026-06-01T02:00:00Z"),
+    );
     expect(push.code, push.stdout + push.stderr).toBe(0);
-    expect(push.json.warnings.join(" ")).toMatch(/holds copies 10 days, but offsite retention keeps them up to 93 days/);
+    expect(push.json.warnings.join(" ")).toMatch(
+      /holds copies 10 days, but offsite retention keeps them up to 93 days/,
+    );
     expect(push.json.data[0].immutability.enabled).toBe(true);
     expect(push.json.data[0].extended).toEqual([]);
     expect(lockRequests.filter((r) => r.url.includes("retention"))).toEqual([]);
     // six days on, less than half of the 10 days is left: push extends to now + 10 days
     lockRequests.length = 0;
-    const later = await cli(["--json", "offsite", "push", "--context", CTX, ...lockS3], env("2026-06-07T02:00:00Z"));
+    const later = await cli(
+      ["--json", "offsite", "push", "--context", CTX, ...lockS3],
+      env("2026-06-07T02:00:00Z"),
+    );
     expect(later.code, later.stdout).toBe(0);
     const ext = later.json.data[0].extended;
     expect(ext.map((e: any) => e.id)).toEqual([s.id]);
     expect(Date.parse(ext[0].retainUntil)).toBeGreaterThan(Date.parse("2026-06-17T01:59:00Z"));
     const sent = lockRequests.filter((r) => r.method === "PUT" && r.url.includes("retention"));
     const keys = sent.map((r) => decodeURIComponent(new URL(r.url, "http://x").pathname));
-    expect(keys).toEqual(expect.arrayContaining([`/${bucket}/locked/roots/${rootOf(sb.backupRoot)}/${CTX}/${s.id}.tar.gz`, `/${bucket}/locked/roots/${rootOf(sb.backupRoot)}/${CTX}/${s.id}.tar.gz.sha256`]));
+    expect(keys).toEqual(
+      expect.arrayContaining([
+        `/${bucket}/locked/roots/${rootOf(sb.backupRoot)}/${CTX}/${s.id}.tar.gz`,
+        `/${bucket}/locked/roots/${rootOf(sb.backupRoot)}/${CTX}/${s.id}.tar.gz.sha256`,
+      ]),
+    );
     for (const r of sent) {
       expect(r.body).toContain("<Mode>GOVERNANCE</Mode>");
       expect(Date.parse(/<RetainUntilDate>([^<]+)</.exec(r.body)![1]!)).toBe(Date.parse(ext[0].retainUntil));
     }
     // the explicit command: nothing due again right after
-    const cmd = await cli(["--json", "offsite", "extend-locks", "--context", CTX, ...lockS3], env("2026-06-07T03:00:00Z"));
+    const cmd = await cli(
+      ["--json", "offsite", "extend-locks", "--context", CTX, ...lockS3],
+      env("2026-06-07T03:00:00Z"),
+    );
     expect(cmd.code).toBe(0);
     expect(cmd.json.data[0].extended).toEqual([]);
     // and again once less than half is left
-    const far = await cli(["--json", "offsite", "extend-locks", "--context", CTX, ...lockS3], env("2026-06-15T03:00:00Z"));
+    const far = await cli(
+      ["--json", "offsite", "extend-locks", "--context", CTX, ...lockS3],
+      env("2026-06-15T03:00:00Z"),
+    );
     expect(far.json.data[0].extended.map((e: any) => e.id)).toEqual([s.id]);
   });
 
   it("--read-data-subset reads a rotating share of the copies so a cycle covers every copy, and finds damage in its turn", async () => {
     const ids: string[] = [];
-    for (const day of ["01", "02", "03"]) ids.push((await cli(["--json", "snapshot", "--context", CTX, "--insecure-plaintext"], { PAAS_BACKUP_NOW: `2026-06-${day}T01:00:00Z` })).json.data[0].id);
+    for (const day of ["01", "02", "03"])
+      ids.push(
+        (
+          await cli(["--json", "snapshot", "--context", CTX, "--insecure-plaintext"], {
+            PAAS_BACKUP_NOW: `2026-06-${day}T01:00:00Z`,
+          })
+        ).json.data[0].id,
+      );
     expect((await cli(["offsite", "push", "--context", CTX, ...s3])).code).toBe(0);
     const read: string[][] = [];
     for (let run = 0; run < 3; run++) {
-      const v = await cli(["--json", "offsite", "verify", "--context", CTX, "--read-data-subset", "33%", ...s3]);
+      const v = await cli([
+        "--json",
+        "offsite",
+        "verify",
+        "--context",
+        CTX,
+        "--read-data-subset",
+        "33%",
+        ...s3,
+      ]);
       expect(v.code, v.stdout).toBe(0);
       read.push(v.json.data[0].results.filter((r: any) => r.readData).map((r: any) => r.id));
       expect(v.json.data[0].subset.cycle).toBe(1);
@@ -226,18 +366,53 @@ describe("push puts back what is missing or damaged (s3rver)", () => {
     expect([...new Set(read.flat())].sort()).toEqual(ids);
     // the rotation lives in the backup root
     const recordDir = join(sb.backupRoot, CTX, "offsite");
-    const record = JSON.parse(readFileSync(join(recordDir, readdirSync(recordDir).find((f) => f.endsWith(".json"))!), "utf8"));
+    const record = JSON.parse(
+      readFileSync(
+        join(
+          recordDir,
+          readdirSync(recordDir).find((f) => f.endsWith(".json"))!,
+        ),
+        "utf8",
+      ),
+    );
     expect(record.dataSubset.read.sort()).toEqual(ids);
     // a damaged copy is found by the run whose turn it is (a new cycle starts with the oldest)
     const key = `si-paas/roots/${rootOf(sb.backupRoot)}/${CTX}/${ids[0]}.tar.gz`;
     const flipped = await bytesOf(bucket, key);
     flipped[150] ^= 1;
-    await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: flipped, Metadata: { sha256: record.copies[ids[0]!].sha256 } }));
-    const next = await cli(["--json", "offsite", "verify", "--context", CTX, "--read-data-subset", "1", ...s3]);
+    await client.send(
+      new PutObjectCommand({
+        Bucket: bucket,
+        Key: key,
+        Body: flipped,
+        Metadata: { sha256: record.copies[ids[0]!].sha256 },
+      }),
+    );
+    const next = await cli([
+      "--json",
+      "offsite",
+      "verify",
+      "--context",
+      CTX,
+      "--read-data-subset",
+      "1",
+      ...s3,
+    ]);
     expect(next.json.data[0].subset).toMatchObject({ cycle: 2, readThisRun: [ids[0]] });
     expect(next.code).toBe(3);
-    expect(next.json.data[0].results.find((r: any) => r.id === ids[0]).problems.join(" ")).toMatch(/changed behind our back/);
-    const bad = await cli(["--json", "offsite", "verify", "--context", CTX, "--read-data-subset", "abc", ...s3]);
+    expect(next.json.data[0].results.find((r: any) => r.id === ids[0]).problems.join(" ")).toMatch(
+      /changed behind our back/,
+    );
+    const bad = await cli([
+      "--json",
+      "offsite",
+      "verify",
+      "--context",
+      CTX,
+      "--read-data-subset",
+      "abc",
+      ...s3,
+    ]);
     expect(bad.code).toBe(2);
   });
 
@@ -247,20 +422,50 @@ describe("push puts back what is missing or damaged (s3rver)", () => {
     const root = rootOf(sb.backupRoot);
     // Rewrite bucket and record as the previous version left them: <prefix>/<context>/<id>…
     for (const name of [`${s.id}.tar.gz`, `${s.id}.tar.gz.sha256`, `${s.id}.manifest.json`]) {
-      await client.send(new CopyObjectCommand({ Bucket: bucket, Key: `si-paas/${CTX}/${name}`, CopySource: `/${bucket}/si-paas/roots/${root}/${CTX}/${name}`, MetadataDirective: "COPY" }));
-      await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: `si-paas/roots/${root}/${CTX}/${name}` }));
+      await client.send(
+        new CopyObjectCommand({
+          Bucket: bucket,
+          Key: `si-paas/${CTX}/${name}`,
+          CopySource: `/${bucket}/si-paas/roots/${root}/${CTX}/${name}`,
+          MetadataDirective: "COPY",
+        }),
+      );
+      await client.send(
+        new DeleteObjectCommand({ Bucket: bucket, Key: `si-paas/roots/${root}/${CTX}/${name}` }),
+      );
     }
     const recordDir = join(sb.backupRoot, CTX, "offsite");
-    const file = join(recordDir, readdirSync(recordDir).find((f) => f.endsWith(".json"))!);
+    const file = join(
+      recordDir,
+      readdirSync(recordDir).find((f) => f.endsWith(".json"))!,
+    );
     const record = JSON.parse(readFileSync(file, "utf8"));
     record.copies[s.id].artifact = `${CTX}/${s.id}.tar.gz`;
     writeFileSync(file, JSON.stringify(record));
     const list = await cli(["--json", "offsite", "list", "--context", CTX, ...s3]);
-    expect(list.json.data[0].entries.map((e: any) => [e.id, e.root, e.confirmed])).toEqual([[s.id, null, true]]);
+    expect(list.json.data[0].entries.map((e: any) => [e.id, e.root, e.confirmed])).toEqual([
+      [s.id, null, true],
+    ]);
     expect((await cli(["--json", "offsite", "verify", "--context", CTX, "--deep", ...s3])).code).toBe(0);
-    expect((await cli(["--json", "offsite", "push", "--context", CTX, ...s3])).json.data[0]).toMatchObject({ pushed: [], alreadyThere: [s.id] });
+    expect((await cli(["--json", "offsite", "push", "--context", CTX, ...s3])).json.data[0]).toMatchObject({
+      pushed: [],
+      alreadyThere: [s.id],
+    });
     rmSync(s.artifact);
-    const restore = await cli(["--json", "restore", "--context", CTX, "--ticket", "INC-LEGACY", "--yes", "--from-offsite", `s3://${bucket}/si-paas`, "--endpoint", endpoint, "--path-style"]);
+    const restore = await cli([
+      "--json",
+      "restore",
+      "--context",
+      CTX,
+      "--ticket",
+      "INC-LEGACY",
+      "--yes",
+      "--from-offsite",
+      `s3://${bucket}/si-paas`,
+      "--endpoint",
+      endpoint,
+      "--path-style",
+    ]);
     expect(restore.code, restore.stdout + restore.stderr).toBe(0);
     expect(restore.json.offsite).toMatchObject({ chosen: s.id, fetched: [s.id] });
   });
@@ -274,39 +479,102 @@ describe("many backup roots, one bucket", () => {
     try {
       const bucket = await newBucket();
       const s3 = ["--to", `s3://${bucket}/shared`, "--endpoint", endpoint, "--path-style"];
-      appendFileSync(join(b.state.contextDir(CTX), "events", "audit.jsonl"), '{"timestamp":"2026-06-01T00:59:00Z","status":"succeeded","note":"host b"}\n');
+      appendFileSync(
+        join(b.state.contextDir(CTX), "events", "audit.jsonl"),
+        '{"timestamp":"2026-06-01T00:59:00Z","status":"succeeded","note":"host b"}\n',
+      );
       const at = { ...creds, PAAS_BACKUP_NOW: "2026-06-01T01:00:00Z" };
-      const [sa, sb2] = await Promise.all([a, b].map(async (x) => (await runCli([...x.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"], { env: at })).json.data[0]));
+      const [sa, sb2] = await Promise.all(
+        [a, b].map(
+          async (x) =>
+            (
+              await runCli([...x.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"], {
+                env: at,
+              })
+            ).json.data[0],
+        ),
+      );
       expect(sa.id).toBe(sb2.id);
       expect(sa.sha256).not.toBe(sb2.sha256);
-      const pushes = await Promise.all([a, b].map((x) => runCli([...x.flags, "--json", "offsite", "push", "--context", CTX, ...s3], { env: at })));
+      const pushes = await Promise.all(
+        [a, b].map((x) =>
+          runCli([...x.flags, "--json", "offsite", "push", "--context", CTX, ...s3], { env: at }),
+        ),
+      );
       for (const p of pushes) expect(p.code, p.stdout + p.stderr).toBe(0);
       expect(rootOf(a.backupRoot)).not.toBe(rootOf(b.backupRoot));
       for (const x of [a, b]) {
-        const v = await runCli([...x.flags, "--json", "offsite", "verify", "--context", CTX, "--deep", ...s3], { env: creds });
+        const v = await runCli(
+          [...x.flags, "--json", "offsite", "verify", "--context", CTX, "--deep", ...s3],
+          { env: creds },
+        );
         expect(v.code, v.stdout).toBe(0);
         expect(v.json.data[0].results.map((r: any) => [r.id, r.ok])).toEqual([[sa.id, true]]);
       }
       // a third, empty backup root sees both with --all-roots and restores b's state
-      const plain = await runCli([...c.flags, "--json", "offsite", "list", "--context", CTX, ...s3], { env: creds });
+      const plain = await runCli([...c.flags, "--json", "offsite", "list", "--context", CTX, ...s3], {
+        env: creds,
+      });
       expect(plain.json.data[0].entries).toEqual([]);
-      const all = await runCli([...c.flags, "--json", "offsite", "list", "--context", CTX, "--all-roots", ...s3], { env: creds });
-      expect(all.json.data[0].entries.map((e: any) => [e.id, e.root, e.own]).sort()).toEqual([[sa.id, rootOf(a.backupRoot), false], [sa.id, rootOf(b.backupRoot), false]].sort());
-      expect(all.json.data[0].roots.map((r: any) => r.id).sort()).toEqual([rootOf(a.backupRoot), rootOf(b.backupRoot)].sort());
-      const r = await runCli([...c.flags, "--json", "restore", "--context", CTX, "--ticket", "INC-NEWHOST", "--yes", "--from-offsite", `s3://${bucket}/shared`, "--endpoint", endpoint, "--path-style", "--offsite-root", rootOf(b.backupRoot)], { env: creds });
+      const all = await runCli(
+        [...c.flags, "--json", "offsite", "list", "--context", CTX, "--all-roots", ...s3],
+        { env: creds },
+      );
+      expect(all.json.data[0].entries.map((e: any) => [e.id, e.root, e.own]).sort()).toEqual(
+        [
+          [sa.id, rootOf(a.backupRoot), false],
+          [sa.id, rootOf(b.backupRoot), false],
+        ].sort(),
+      );
+      expect(all.json.data[0].roots.map((r: any) => r.id).sort()).toEqual(
+        [rootOf(a.backupRoot), rootOf(b.backupRoot)].sort(),
+      );
+      const r = await runCli(
+        [
+          ...c.flags,
+          "--json",
+          "restore",
+          "--context",
+          CTX,
+          "--ticket",
+          "INC-NEWHOST",
+          "--yes",
+          "--from-offsite",
+          `s3://${bucket}/shared`,
+          "--endpoint",
+          endpoint,
+          "--path-style",
+          "--offsite-root",
+          rootOf(b.backupRoot),
+        ],
+        { env: creds },
+      );
       expect(r.code, r.stdout + r.stderr).toBe(0);
-      expect(readFileSync(join(c.state.contextDir(CTX), "events", "audit.jsonl"), "utf8")).toContain("host b");
+      expect(readFileSync(join(c.state.contextDir(CTX), "events", "audit.jsonl"), "utf8")).toContain(
+        "host b",
+      );
       // a copied backup root (same identity) never replaces the other host's differing object
       const clone = mkdtempSync(join(tmpdir(), "pb-clone-"));
       try {
         mkdirSync(join(clone, "backups"), { recursive: true });
-        writeFileSync(join(clone, "backups", "paas-backup.repository.json"), readFileSync(join(a.backupRoot, "paas-backup.repository.json")));
+        writeFileSync(
+          join(clone, "backups", "paas-backup.repository.json"),
+          readFileSync(join(a.backupRoot, "paas-backup.repository.json")),
+        );
         const flags = ["--state-root", b.stateRoot, "--backup-root", join(clone, "backups")];
         await runCli([...flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"], { env: at });
-        const refused = await runCli([...flags, "--json", "offsite", "push", "--context", CTX, ...s3], { env: at });
+        const refused = await runCli([...flags, "--json", "offsite", "push", "--context", CTX, ...s3], {
+          env: at,
+        });
         expect(refused.code).toBe(3);
         expect(refused.json.data[0].problems[0].problem).toMatch(/a different object is at .*not replaced/);
-        expect((await runCli([...a.flags, "--json", "offsite", "verify", "--context", CTX, "--deep", ...s3], { env: creds })).code).toBe(0);
+        expect(
+          (
+            await runCli([...a.flags, "--json", "offsite", "verify", "--context", CTX, "--deep", ...s3], {
+              env: creds,
+            })
+          ).code,
+        ).toBe(0);
       } finally {
         rmSync(clone, { recursive: true, force: true });
       }
@@ -327,7 +595,8 @@ describe("a directory target heals too", () => {
   });
 
   it("puts back a removed copy (stat) and a damaged one (found by verify) on the next push", async () => {
-    const s = (await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"])).json.data[0];
+    const s = (await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"]))
+      .json.data[0];
     const to = ["--to", `file://${join(sb.dir, "offsite")}`];
     expect((await runCli([...sb.flags, "offsite", "push", "--context", CTX, ...to])).code).toBe(0);
     const dir = join(sb.dir, "offsite", "roots", rootOf(sb.backupRoot), CTX);
@@ -336,18 +605,25 @@ describe("a directory target heals too", () => {
     rmSync(copy);
     const healed = await runCli([...sb.flags, "--json", "offsite", "push", "--context", CTX, ...to]);
     expect(healed.code, healed.stdout).toBe(0);
-    expect(healed.json.data[0].repaired[0]).toMatchObject({ id: s.id, reason: expect.stringMatching(/missing/) });
+    expect(healed.json.data[0].repaired[0]).toMatchObject({
+      id: s.id,
+      reason: expect.stringMatching(/missing/),
+    });
     expect(readFileSync(copy).equals(readFileSync(s.artifact))).toBe(true);
     expect(statSync(copy).mode & 0o777).toBe(0o400);
     openUp(dir);
     const bytes = readFileSync(copy);
     bytes[bytes.length - 20] ^= 1;
     writeFileSync(copy, bytes);
-    expect((await runCli([...sb.flags, "--json", "offsite", "verify", "--context", CTX, ...to])).code).toBe(3);
+    expect((await runCli([...sb.flags, "--json", "offsite", "verify", "--context", CTX, ...to])).code).toBe(
+      3,
+    );
     const again = await runCli([...sb.flags, "--json", "offsite", "push", "--context", CTX, ...to]);
     expect(again.json.data[0].repaired.map((r: any) => r.id)).toEqual([s.id]);
     expect(readFileSync(copy).equals(readFileSync(s.artifact))).toBe(true);
-    expect((await runCli([...sb.flags, "--json", "offsite", "verify", "--context", CTX, ...to])).code).toBe(0);
+    expect((await runCli([...sb.flags, "--json", "offsite", "verify", "--context", CTX, ...to])).code).toBe(
+      0,
+    );
   });
 });
 
@@ -357,19 +633,31 @@ describe("tick heals the configured target every hour", () => {
     try {
       const config = join(sb.dir, "config.json");
       const disk = join(sb.dir, "nfs");
-      writeFileSync(config, JSON.stringify({ offsite: { targets: [{ name: "nfs", url: `file://${disk}` }] } }));
-      const first = await runCli([...sb.flags, "--config", config, "--json", "tick", "--context", CTX, "--insecure-plaintext"], { env: { PAAS_BACKUP_NOW: "2026-06-01T01:00:00Z" } });
+      writeFileSync(
+        config,
+        JSON.stringify({ offsite: { targets: [{ name: "nfs", url: `file://${disk}` }] } }),
+      );
+      const first = await runCli(
+        [...sb.flags, "--config", config, "--json", "tick", "--context", CTX, "--insecure-plaintext"],
+        { env: { PAAS_BACKUP_NOW: "2026-06-01T01:00:00Z" } },
+      );
       expect(first.code, first.stdout + first.stderr).toBe(0);
       const full = first.json.data[0].snapshot;
       const copy = join(disk, "roots", rootOf(sb.backupRoot), CTX, `${full.id}.tar.gz`);
       openUp(disk);
       rmSync(copy);
-      const next = await runCli([...sb.flags, "--config", config, "--json", "tick", "--context", CTX, "--insecure-plaintext"], { env: { PAAS_BACKUP_NOW: "2026-06-01T02:00:00Z" } });
+      const next = await runCli(
+        [...sb.flags, "--config", config, "--json", "tick", "--context", CTX, "--insecure-plaintext"],
+        { env: { PAAS_BACKUP_NOW: "2026-06-01T02:00:00Z" } },
+      );
       expect(next.code, next.stdout + next.stderr).toBe(0);
       expect(next.json.data[0].action).toBe("incremental");
       expect(next.json.data[0].offsite[0].repaired.map((r: any) => r.id)).toEqual([full.id]);
       expect(readFileSync(copy).equals(readFileSync(full.artifact))).toBe(true);
-      expect((await runCli([...sb.flags, "--config", config, "--json", "offsite", "verify", "--context", CTX])).code).toBe(0);
+      expect(
+        (await runCli([...sb.flags, "--config", config, "--json", "offsite", "verify", "--context", CTX]))
+          .code,
+      ).toBe(0);
     } finally {
       openUp(join(sb.dir, "nfs"));
       sb.cleanup();
@@ -390,35 +678,117 @@ describe("restore --from-offsite restores the newest restorable state", () => {
   it("fetches the lost full and replays the local incremental on top; an older state only with --fallback, said so", async () => {
     const to = `file://${join(sb.dir, "offsite")}`;
     const audit = join(sb.state.contextDir(CTX), "events", "audit.jsonl");
-    const full = (await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"], { env: { PAAS_BACKUP_NOW: "2026-06-01T01:00:00Z" } })).json.data[0];
+    const full = (
+      await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"], {
+        env: { PAAS_BACKUP_NOW: "2026-06-01T01:00:00Z" },
+      })
+    ).json.data[0];
     expect((await runCli([...sb.flags, "offsite", "push", "--context", CTX, "--to", to])).code).toBe(0);
-    const lines = Array.from({ length: 50 }, (_, i) => `{"timestamp":"2026-06-01T01:${String(i).padStart(2, "0")}:30Z","status":"succeeded","note":"line ${i}"}\n`).join("");
+    const lines = Array.from(
+      { length: 50 },
+      (_, i) =>
+        `{"timestamp":"2026-06-01T01:${String(i).padStart(2, "0")}:30Z","status":"succeeded","note":"line ${i}"}\n`,
+    ).join("");
     appendFileSync(audit, lines);
-    const inc = (await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--kind", "incremental", "--insecure-plaintext"], { env: { PAAS_BACKUP_NOW: "2026-06-01T02:00:00Z" } })).json.data[0];
+    const inc = (
+      await runCli(
+        [
+          ...sb.flags,
+          "--json",
+          "snapshot",
+          "--context",
+          CTX,
+          "--kind",
+          "incremental",
+          "--insecure-plaintext",
+        ],
+        { env: { PAAS_BACKUP_NOW: "2026-06-01T02:00:00Z" } },
+      )
+    ).json.data[0];
     const wanted = readFileSync(audit, "utf8");
     rmSync(full.artifact);
     const list = await runCli([...sb.flags, "--json", "list", "--context", CTX]);
-    expect(list.json.warnings[0]).toMatch(new RegExp(`incremental ${inc.id} needs ${full.id}, which is not in`));
+    expect(list.json.warnings[0]).toMatch(
+      new RegExp(`incremental ${inc.id} needs ${full.id}, which is not in`),
+    );
     expect(list.json.data[0]).toMatchObject({ id: inc.id, parentMissing: true });
     writeFileSync(audit, "");
-    const r = await runCli([...sb.flags, "--json", "restore", "--context", CTX, "--ticket", "INC-CHAIN", "--yes", "--from-offsite", to]);
+    const r = await runCli([
+      ...sb.flags,
+      "--json",
+      "restore",
+      "--context",
+      CTX,
+      "--ticket",
+      "INC-CHAIN",
+      "--yes",
+      "--from-offsite",
+      to,
+    ]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.json.data[0].snapshot.id).toBe(inc.id);
-    expect(r.json.offsite).toEqual({ asked: inc.id, chosen: inc.id, fetched: [full.id], local: [inc.id], fallback: null });
+    expect(r.json.offsite).toEqual({
+      asked: inc.id,
+      chosen: inc.id,
+      fetched: [full.id],
+      local: [inc.id],
+      fallback: null,
+    });
     // the 50 lines only the incremental has are back (the restore then appends its own audit event)
     expect(readFileSync(audit, "utf8").startsWith(wanted)).toBe(true);
 
     // Now the incremental's full is gone here and at the target: the newest restorable is older.
     appendFileSync(audit, '{"timestamp":"2026-06-02T01:00:00Z","status":"succeeded"}\n');
-    const full2 = (await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"], { env: { PAAS_BACKUP_NOW: "2026-06-02T01:00:00Z" } })).json.data[0];
-    const inc2 = (await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--kind", "incremental", "--insecure-plaintext"], { env: { PAAS_BACKUP_NOW: "2026-06-02T02:00:00Z" } })).json.data[0];
+    const full2 = (
+      await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"], {
+        env: { PAAS_BACKUP_NOW: "2026-06-02T01:00:00Z" },
+      })
+    ).json.data[0];
+    const inc2 = (
+      await runCli(
+        [
+          ...sb.flags,
+          "--json",
+          "snapshot",
+          "--context",
+          CTX,
+          "--kind",
+          "incremental",
+          "--insecure-plaintext",
+        ],
+        { env: { PAAS_BACKUP_NOW: "2026-06-02T02:00:00Z" } },
+      )
+    ).json.data[0];
     expect(inc2.parent.id).toBe(full2.id);
     rmSync(full2.artifact);
-    const refused = await runCli([...sb.flags, "--json", "restore", "--context", CTX, "--ticket", "INC-CHAIN2", "--yes", "--from-offsite", to]);
+    const refused = await runCli([
+      ...sb.flags,
+      "--json",
+      "restore",
+      "--context",
+      CTX,
+      "--ticket",
+      "INC-CHAIN2",
+      "--yes",
+      "--from-offsite",
+      to,
+    ]);
     expect(refused.code).toBe(3);
     expect(refused.json.error.message).toContain(full2.id);
     expect(refused.json.error.remediation).toContain(`--snapshot ${inc.id}`);
-    const fb = await runCli([...sb.flags, "--json", "restore", "--context", CTX, "--ticket", "INC-CHAIN3", "--yes", "--fallback", "--from-offsite", to]);
+    const fb = await runCli([
+      ...sb.flags,
+      "--json",
+      "restore",
+      "--context",
+      CTX,
+      "--ticket",
+      "INC-CHAIN3",
+      "--yes",
+      "--fallback",
+      "--from-offsite",
+      to,
+    ]);
     expect(fb.code, fb.stdout + fb.stderr).toBe(0);
     expect(fb.json.offsite).toMatchObject({ asked: inc2.id, chosen: inc.id, fallback: { from: inc2.id } });
     expect(fb.json.data[0].snapshot.id).toBe(inc.id);

@@ -1,11 +1,27 @@
 import { describe, it, expect, beforeAll, afterAll, beforeEach, afterEach } from "vitest";
-import { existsSync, readFileSync, writeFileSync, readdirSync, mkdirSync, rmSync, mkdtempSync, statSync, chmodSync } from "node:fs";
+import {
+  existsSync,
+  readFileSync,
+  writeFileSync,
+  readdirSync,
+  mkdirSync,
+  rmSync,
+  mkdtempSync,
+  statSync,
+  chmodSync,
+} from "node:fs";
 import { randomBytes } from "node:crypto";
 import { spawn } from "node:child_process";
 import { createServer, request, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { S3Client, PutObjectCommand, DeleteObjectCommand, CreateBucketCommand, GetObjectCommand } from "@aws-sdk/client-s3";
+import {
+  S3Client,
+  PutObjectCommand,
+  DeleteObjectCommand,
+  CreateBucketCommand,
+  GetObjectCommand,
+} from "@aws-sdk/client-s3";
 import { pruneOffsite, pushOffsite, createSnapshot } from "@paas-backup/core";
 import { MemoryStorage } from "@paas-backup/testing";
 import { S3Storage } from "@paas-backup/s3";
@@ -26,7 +42,11 @@ let bucketN = 0;
 
 beforeAll(async () => {
   s3dir = mkdtempSync(join(tmpdir(), "pb-s3rver-"));
-  server = spawn(process.execPath, ["--openssl-legacy-provider", join(import.meta.dirname, "s3-server.mjs"), s3dir], { stdio: ["pipe", "pipe", "inherit"] });
+  server = spawn(
+    process.execPath,
+    ["--openssl-legacy-provider", join(import.meta.dirname, "s3-server.mjs"), s3dir],
+    { stdio: ["pipe", "pipe", "inherit"] },
+  );
   const addr = await new Promise<{ port: number }>((resolve, reject) => {
     let out = "";
     server.stdout!.on("data", (c) => {
@@ -39,15 +59,25 @@ beforeAll(async () => {
   // A recording proxy in front of s3rver: shows which headers we send (s3rver ignores lock headers).
   proxy = createServer((req, res) => {
     seenHeaders.push({ method: req.method, url: req.url, ...req.headers });
-    const up = request({ host: "127.0.0.1", port: addr.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
-      res.writeHead(r.statusCode ?? 500, r.headers);
-      r.pipe(res);
-    });
+    const up = request(
+      { host: "127.0.0.1", port: addr.port, method: req.method, path: req.url, headers: req.headers },
+      (r) => {
+        res.writeHead(r.statusCode ?? 500, r.headers);
+        r.pipe(res);
+      },
+    );
     req.pipe(up);
   });
   await new Promise<void>((r) => proxy.listen(0, "127.0.0.1", () => r()));
   proxyEndpoint = `http://127.0.0.1:${(proxy.address() as { port: number }).port}`;
-  client = new S3Client({ endpoint, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" }, requestChecksumCalculation: "WHEN_REQUIRED", responseChecksumValidation: "WHEN_REQUIRED" });
+  client = new S3Client({
+    endpoint,
+    region: "us-east-1",
+    forcePathStyle: true,
+    credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" },
+    requestChecksumCalculation: "WHEN_REQUIRED",
+    responseChecksumValidation: "WHEN_REQUIRED",
+  });
 });
 
 afterAll(async () => {
@@ -78,11 +108,20 @@ describe("offsite copies to an S3-compatible server", () => {
     s3 = ["--to", `s3://${bucket}/si-paas`, "--endpoint", endpoint, "--path-style"];
   });
   afterEach(() => sb.cleanup());
-  const cli = (args: string[], env: Record<string, string> = {}) => runCli([...sb.flags, ...args], { env: { ...creds, ...env } });
+  const cli = (args: string[], env: Record<string, string> = {}) =>
+    runCli([...sb.flags, ...args], { env: { ...creds, ...env } });
 
   it("pushes every daily full once, confirms it, lists and verifies it, and says it is not immutable", async () => {
     await cli(["snapshot", "--context", CTX, "--insecure-plaintext"]);
-    const inc = await cli(["--json", "snapshot", "--context", CTX, "--kind", "incremental", "--insecure-plaintext"]);
+    const inc = await cli([
+      "--json",
+      "snapshot",
+      "--context",
+      CTX,
+      "--kind",
+      "incremental",
+      "--insecure-plaintext",
+    ]);
     const f2 = (await cli(["--json", "snapshot", "--context", CTX, "--insecure-plaintext"])).json.data[0];
     const push = await cli(["--json", "offsite", "push", "--context", CTX, ...s3]);
     expect(push.code, push.stdout + push.stderr).toBe(0);
@@ -95,10 +134,17 @@ describe("offsite copies to an S3-compatible server", () => {
     expect(again.json.data[0].pushed).toEqual([]);
     expect(again.json.data[0].alreadyThere).toHaveLength(2);
     // the object really is there, with our sha256 metadata, under <prefix>/roots/<backup root id>/<context>/
-    const obj = await client.send(new GetObjectCommand({ Bucket: bucket, Key: `si-paas/roots/${rootOf(sb.backupRoot)}/${CTX}/${f2.id}.tar.gz` }));
+    const obj = await client.send(
+      new GetObjectCommand({
+        Bucket: bucket,
+        Key: `si-paas/roots/${rootOf(sb.backupRoot)}/${CTX}/${f2.id}.tar.gz`,
+      }),
+    );
     expect(obj.Metadata?.sha256).toBe(f2.sha256);
     const list = await cli(["--json", "offsite", "list", "--context", CTX, ...s3]);
-    expect(list.json.data[0].entries.map((e: any) => [e.id, e.confirmed, e.immutable])).toEqual(r.pushed.map((c: any) => [c.id, true, false]).sort());
+    expect(list.json.data[0].entries.map((e: any) => [e.id, e.confirmed, e.immutable])).toEqual(
+      r.pushed.map((c: any) => [c.id, true, false]).sort(),
+    );
     const verify = await cli(["--json", "offsite", "verify", "--context", CTX, "--deep", ...s3]);
     expect(verify.code, verify.stdout).toBe(0);
     expect(verify.json.data[0].warnings[0]).toMatch(/not immutable/);
@@ -109,7 +155,23 @@ describe("offsite copies to an S3-compatible server", () => {
   it("sends Object Lock headers when configured, and refuses to call the copy immutable when the bucket has no lock", async () => {
     await cli(["snapshot", "--context", CTX, "--insecure-plaintext"]);
     seenHeaders.length = 0;
-    const push = await cli(["--json", "offsite", "push", "--context", CTX, "--to", `s3://${bucket}/locked`, "--endpoint", proxyEndpoint, "--path-style", "--lock-mode", "COMPLIANCE", "--lock-days", "30", "--require-immutable"]);
+    const push = await cli([
+      "--json",
+      "offsite",
+      "push",
+      "--context",
+      CTX,
+      "--to",
+      `s3://${bucket}/locked`,
+      "--endpoint",
+      proxyEndpoint,
+      "--path-style",
+      "--lock-mode",
+      "COMPLIANCE",
+      "--lock-days",
+      "30",
+      "--require-immutable",
+    ]);
     const puts = seenHeaders.filter((h) => h.method === "PUT" && String(h.url).includes(".tar.gz"));
     expect(puts.length).toBeGreaterThan(0);
     for (const h of puts) {
@@ -133,13 +195,22 @@ describe("offsite copies to an S3-compatible server", () => {
     const flipped = Buffer.from(original);
     flipped[100] ^= 0xff;
     // same size, same metadata: only reading the bytes shows it
-    await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: flipped, Metadata: { sha256: s.sha256 } }));
+    await client.send(
+      new PutObjectCommand({ Bucket: bucket, Key: key, Body: flipped, Metadata: { sha256: s.sha256 } }),
+    );
     const shallow = await cli(["--json", "offsite", "verify", "--context", CTX, ...s3]);
     expect(shallow.code).toBe(0);
     const deep = await cli(["--json", "offsite", "verify", "--context", CTX, "--deep", ...s3]);
     expect(deep.code).toBe(3);
     expect(deep.json.data[0].results[0].problems.join(" ")).toMatch(/changed behind our back/);
-    await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: original.subarray(0, 50), Metadata: { sha256: s.sha256 } }));
+    await client.send(
+      new PutObjectCommand({
+        Bucket: bucket,
+        Key: key,
+        Body: original.subarray(0, 50),
+        Metadata: { sha256: s.sha256 },
+      }),
+    );
     const truncated = await cli(["--json", "offsite", "verify", "--context", CTX, ...s3]);
     expect(truncated.code).toBe(3);
     expect(truncated.json.data[0].results[0].problems.join(" ")).toMatch(/truncated/);
@@ -153,44 +224,105 @@ describe("offsite copies to an S3-compatible server", () => {
     const ctx = sb.state.contextDir(CTX);
     writeFileSync(join(ctx, "releases", "r-40", "bundle.bin"), randomBytes(12 * 1024 * 1024));
     const fulls = [];
-    for (let i = 0; i < 3; i++) fulls.push((await cli(["--json", "snapshot", "--context", CTX, "--insecure-plaintext", "--include", "releases"])).json.data[0]);
+    for (let i = 0; i < 3; i++)
+      fulls.push(
+        (await cli(["--json", "snapshot", "--context", CTX, "--insecure-plaintext", "--include", "releases"]))
+          .json.data[0],
+      );
     expect(fulls[0].bytes).toBeGreaterThan(12 * 1024 * 1024);
     const env = { ...creds, PAAS_BACKUP_S3_PART_SIZE: String(5 * 1024 * 1024) };
     // Interrupt the push as soon as the first copy is recorded.
-    const child = spawn(process.execPath, [CLI, ...sb.flags, "offsite", "push", "--context", CTX, ...s3], { env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env }, stdio: "ignore" });
-    const record = join(sb.backupRoot, CTX, "offsite", `s3___${bucket}_si-paas.json`.replace(/[^A-Za-z0-9._-]/g, "_"));
+    const child = spawn(process.execPath, [CLI, ...sb.flags, "offsite", "push", "--context", CTX, ...s3], {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+      stdio: "ignore",
+    });
+    const record = join(
+      sb.backupRoot,
+      CTX,
+      "offsite",
+      `s3___${bucket}_si-paas.json`.replace(/[^A-Za-z0-9._-]/g, "_"),
+    );
     const recordDir = join(sb.backupRoot, CTX, "offsite");
     const t0 = Date.now();
-    while (Date.now() - t0 < 60_000 && !(existsSync(recordDir) && readdirSync(recordDir).some((f) => f.endsWith(".json")))) await new Promise((r) => setTimeout(r, 10));
+    while (
+      Date.now() - t0 < 60_000 &&
+      !(existsSync(recordDir) && readdirSync(recordDir).some((f) => f.endsWith(".json")))
+    )
+      await new Promise((r) => setTimeout(r, 10));
     child.kill("SIGKILL");
     await new Promise((r) => child.on("close", r));
-    const recorded = Object.keys(JSON.parse(readFileSync(join(recordDir, readdirSync(recordDir).find((f) => f.endsWith(".json"))!), "utf8")).copies);
+    const recorded = Object.keys(
+      JSON.parse(
+        readFileSync(
+          join(
+            recordDir,
+            readdirSync(recordDir).find((f) => f.endsWith(".json"))!,
+          ),
+          "utf8",
+        ),
+      ).copies,
+    );
     expect(recorded.length).toBeGreaterThanOrEqual(1);
     void record;
-    const resumed = await runCli([...sb.flags, "--json", "offsite", "push", "--context", CTX, ...s3], { env });
+    const resumed = await runCli([...sb.flags, "--json", "offsite", "push", "--context", CTX, ...s3], {
+      env,
+    });
     expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
     const r = resumed.json.data[0];
     expect(r.alreadyThere.sort()).toEqual(recorded.sort());
-    expect([...r.alreadyThere, ...r.pushed.map((c: any) => c.id)].sort()).toEqual(fulls.map((f) => f.id).sort());
+    expect([...r.alreadyThere, ...r.pushed.map((c: any) => c.id)].sort()).toEqual(
+      fulls.map((f) => f.id).sort(),
+    );
     for (const c of r.pushed) expect(c.multipart).toBe(true);
-    const deep = await runCli([...sb.flags, "--json", "offsite", "verify", "--context", CTX, "--deep", ...s3], { env });
+    const deep = await runCli(
+      [...sb.flags, "--json", "offsite", "verify", "--context", CTX, "--deep", ...s3],
+      { env },
+    );
     expect(deep.code, deep.stdout).toBe(0);
 
     // The local copy is lost: restore fetches it from the target, checks it, restores as usual.
-    const wanted = treeHashes(ctx, (rel) => /^(vault|cache|addons)|telegram|\.secret$|\.env$|audit\.jsonl$/.test(rel));
+    const wanted = treeHashes(ctx, (rel) =>
+      /^(vault|cache|addons)|telegram|\.secret$|\.env$|audit\.jsonl$/.test(rel),
+    );
     const newest = fulls[2];
     rmSync(newest.artifact);
     writeFileSync(join(ctx, "targets.json"), "{}\n");
-    const restore = await cli(["--json", "restore", "--context", CTX, "--ticket", "INC-OFF", "--yes", "--from-offsite", `s3://${bucket}/si-paas`, "--endpoint", endpoint, "--path-style"]);
+    const restore = await cli([
+      "--json",
+      "restore",
+      "--context",
+      CTX,
+      "--ticket",
+      "INC-OFF",
+      "--yes",
+      "--from-offsite",
+      `s3://${bucket}/si-paas`,
+      "--endpoint",
+      endpoint,
+      "--path-style",
+    ]);
     expect(restore.code, restore.stdout + restore.stderr).toBe(0);
     expect(restore.json.data[0].snapshot.id).toBe(newest.id);
     expect(readFileSync(newest.artifact).length).toBe(newest.bytes);
-    expect(treeHashes(ctx, (rel) => /^(vault|cache|addons)|telegram|\.secret$|\.env$|audit\.jsonl$/.test(rel))).toEqual(wanted);
+    expect(
+      treeHashes(ctx, (rel) => /^(vault|cache|addons)|telegram|\.secret$|\.env$|audit\.jsonl$/.test(rel)),
+    ).toEqual(wanted);
   });
 
   it("says which target failed and what to do when the server does not answer", async () => {
     await cli(["snapshot", "--context", CTX, "--insecure-plaintext"]);
-    const r = await cli(["--json", "offsite", "push", "--context", CTX, "--to", `s3://${bucket}/si-paas`, "--endpoint", "http://127.0.0.1:9", "--path-style"]);
+    const r = await cli([
+      "--json",
+      "offsite",
+      "push",
+      "--context",
+      CTX,
+      "--to",
+      `s3://${bucket}/si-paas`,
+      "--endpoint",
+      "http://127.0.0.1:9",
+      "--path-style",
+    ]);
     // an unreachable server is the environment, not a bug in paas-backup: exit 10, never 1
     expect(r.code).toBe(10);
     expect(r.json.error.code).toBe("PAAS_BACKUP_STORAGE_FAILED");
@@ -200,9 +332,21 @@ describe("offsite copies to an S3-compatible server", () => {
   });
 
   it("lists a target page by page (ListObjectsV2 pagination)", async () => {
-    const storage = new S3Storage({ bucket, prefix: "p", url: `s3://${bucket}/p`, endpoint, pathStyle: true, client, pageSize: 2 });
+    const storage = new S3Storage({
+      bucket,
+      prefix: "p",
+      url: `s3://${bucket}/p`,
+      endpoint,
+      pathStyle: true,
+      client,
+      pageSize: 2,
+    });
     const { Readable } = await import("node:stream");
-    for (let i = 0; i < 5; i++) await storage.put(`c/obj-${i}`, Readable.from([Buffer.from(`x${i}`)]), { sha256: "0".repeat(64), size: 2 });
+    for (let i = 0; i < 5; i++)
+      await storage.put(`c/obj-${i}`, Readable.from([Buffer.from(`x${i}`)]), {
+        sha256: "0".repeat(64),
+        size: 2,
+      });
     const keys: string[] = [];
     for await (const o of storage.list("c/")) keys.push(o.key);
     expect(keys).toEqual(["c/obj-0", "c/obj-1", "c/obj-2", "c/obj-3", "c/obj-4"]);
@@ -225,7 +369,8 @@ describe("a directory as the offsite target", () => {
   });
 
   it("writes read-only copies atomically and detects change, truncation and removal", async () => {
-    const s = (await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"])).json.data[0];
+    const s = (await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"]))
+      .json.data[0];
     const target = join(sb.dir, "offsite");
     const to = ["--to", `file://${target}`];
     const push = await runCli([...sb.flags, "--json", "offsite", "push", "--context", CTX, ...to]);
@@ -236,7 +381,9 @@ describe("a directory as the offsite target", () => {
     expect(statSync(dir).mode & 0o777).toBe(0o500);
     expect(readFileSync(copy).equals(readFileSync(s.artifact))).toBe(true);
     expect(readdirSync(dir).filter((n) => n.endsWith(".partial"))).toEqual([]);
-    expect((await runCli([...sb.flags, "--json", "offsite", "verify", "--context", CTX, ...to])).code).toBe(0);
+    expect((await runCli([...sb.flags, "--json", "offsite", "verify", "--context", CTX, ...to])).code).toBe(
+      0,
+    );
     chmodSync(dir, 0o700);
     chmodSync(copy, 0o600);
     const bytes = readFileSync(copy);
@@ -246,9 +393,17 @@ describe("a directory as the offsite target", () => {
     expect(changed.code).toBe(3);
     expect(changed.json.data[0].results[0].problems.join(" ")).toMatch(/changed behind our back/);
     writeFileSync(copy, bytes.subarray(0, 10));
-    expect((await runCli([...sb.flags, "--json", "offsite", "verify", "--context", CTX, ...to])).json.data[0].results[0].problems.join(" ")).toMatch(/truncated/);
+    expect(
+      (
+        await runCli([...sb.flags, "--json", "offsite", "verify", "--context", CTX, ...to])
+      ).json.data[0].results[0].problems.join(" "),
+    ).toMatch(/truncated/);
     rmSync(copy);
-    expect((await runCli([...sb.flags, "--json", "offsite", "verify", "--context", CTX, ...to])).json.data[0].results[0].problems.join(" ")).toMatch(/removed/);
+    expect(
+      (
+        await runCli([...sb.flags, "--json", "offsite", "verify", "--context", CTX, ...to])
+      ).json.data[0].results[0].problems.join(" "),
+    ).toMatch(/removed/);
   });
 });
 
@@ -258,12 +413,27 @@ describe("tick with configured offsite targets", () => {
     try {
       const config = join(sb.dir, "config.json");
       const disk = join(sb.dir, "nfs");
-      writeFileSync(config, JSON.stringify({ offsite: { targets: [{ name: "nfs", url: `file://${disk}` }] } }));
-      const r = await runCli([...sb.flags, "--config", config, "--json", "tick", "--context", CTX, "--insecure-plaintext"]);
+      writeFileSync(
+        config,
+        JSON.stringify({ offsite: { targets: [{ name: "nfs", url: `file://${disk}` }] } }),
+      );
+      const r = await runCli([
+        ...sb.flags,
+        "--config",
+        config,
+        "--json",
+        "tick",
+        "--context",
+        CTX,
+        "--insecure-plaintext",
+      ]);
       expect(r.code, r.stdout + r.stderr).toBe(0);
       const o = r.json.data[0];
       expect(o.action).toBe("full");
-      expect(o.offsite[0]).toMatchObject({ target: `file://${disk}`, pushed: [{ id: o.snapshot.id, sha256: o.snapshot.sha256 }] });
+      expect(o.offsite[0]).toMatchObject({
+        target: `file://${disk}`,
+        pushed: [{ id: o.snapshot.id, sha256: o.snapshot.sha256 }],
+      });
       const dir = join(disk, "roots", rootOf(sb.backupRoot), CTX);
       expect(readFileSync(join(dir, `${o.snapshot.id}.tar.gz`)).length).toBe(o.snapshot.bytes);
       chmodSync(dir, 0o700);
@@ -279,19 +449,62 @@ describe("offsite retention", () => {
     try {
       const storage = new MemoryStorage("memory://locked", true);
       const locked = { name: "locked", storage, objectLock: { mode: "COMPLIANCE" as const, days: 30 } };
-      const days = ["2026-06-01", "2026-06-02", "2026-06-03", "2026-06-04", "2026-06-05", "2026-06-06", "2026-06-07", "2026-06-08", "2026-06-09", "2026-06-10"];
+      const days = [
+        "2026-06-01",
+        "2026-06-02",
+        "2026-06-03",
+        "2026-06-04",
+        "2026-06-05",
+        "2026-06-06",
+        "2026-06-07",
+        "2026-06-08",
+        "2026-06-09",
+        "2026-06-10",
+      ];
       for (const d of days) {
-        await createSnapshot({ fs: nodeFs, stateRoot: sb.stateRoot, backupRoot: sb.backupRoot, context: CTX, clock: () => new Date(`${d}T01:00:00Z`), insecurePlaintext: true });
-        await pushOffsite({ fs: nodeFs, backupRoot: sb.backupRoot, context: CTX, target: locked, clock: () => new Date(`${d}T01:00:00Z`) });
+        await createSnapshot({
+          fs: nodeFs,
+          stateRoot: sb.stateRoot,
+          backupRoot: sb.backupRoot,
+          context: CTX,
+          clock: () => new Date(`${d}T01:00:00Z`),
+          insecurePlaintext: true,
+        });
+        await pushOffsite({
+          fs: nodeFs,
+          backupRoot: sb.backupRoot,
+          context: CTX,
+          target: locked,
+          clock: () => new Date(`${d}T01:00:00Z`),
+        });
       }
       // 2026-06-20: every copy is still locked (30 days): nothing may go, though the policy would drop some
-      const held = await pruneOffsite({ fs: nodeFs, backupRoot: sb.backupRoot, context: CTX, target: locked, clock: () => new Date("2026-06-20T00:00:00Z") });
+      const held = await pruneOffsite({
+        fs: nodeFs,
+        backupRoot: sb.backupRoot,
+        context: CTX,
+        target: locked,
+        clock: () => new Date("2026-06-20T00:00:00Z"),
+      });
       expect(held.remove).toEqual([]);
       expect(held.heldByLock.length).toBeGreaterThan(0);
       // once locks expire the policy (7 daily + 4 weekly + 3 monthly over fulls) applies; real time is past the locks here
       const unlocked = { name: "plain", storage: new MemoryStorage("memory://plain", false) };
-      for (const d of days) await pushOffsite({ fs: nodeFs, backupRoot: sb.backupRoot, context: CTX, target: unlocked, clock: () => new Date(`${d}T01:00:00Z`) });
-      const pruned = await pruneOffsite({ fs: nodeFs, backupRoot: sb.backupRoot, context: CTX, target: unlocked, clock: () => new Date("2026-08-01T00:00:00Z") });
+      for (const d of days)
+        await pushOffsite({
+          fs: nodeFs,
+          backupRoot: sb.backupRoot,
+          context: CTX,
+          target: unlocked,
+          clock: () => new Date(`${d}T01:00:00Z`),
+        });
+      const pruned = await pruneOffsite({
+        fs: nodeFs,
+        backupRoot: sb.backupRoot,
+        context: CTX,
+        target: unlocked,
+        clock: () => new Date("2026-08-01T00:00:00Z"),
+      });
       expect(pruned.remove.length).toBe(days.length - pruned.keep.length);
       expect(pruned.keep.map((k) => k.reasons.join(",")).join(" ")).toMatch(/daily 2026-06-10/);
       expect(pruned.remove.length).toBeGreaterThan(0);

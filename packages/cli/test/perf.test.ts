@@ -6,7 +6,8 @@ import { SCANNER_RULES_VERSION } from "@paas-backup/core";
 import { makeSandbox, runCli, sh, sha256File, type Sandbox } from "./helpers.js";
 
 const CTX = "internal-dogfood";
-const secretCheck = (r: any) => r.json.data[0].doctor.checks.find((c: any) => c.name === "repo_plaintext_secret_exposure");
+const secretCheck = (r: any) =>
+  r.json.data[0].doctor.checks.find((c: any) => c.name === "repo_plaintext_secret_exposure");
 
 describe("the post-restore doctor does not scan twice what the snapshot proved", () => {
   let sb: Sandbox;
@@ -20,24 +21,77 @@ describe("the post-restore doctor does not scan twice what the snapshot proved",
     expect(snap.code, snap.stdout + snap.stderr).toBe(0);
     const manifest = JSON.parse(readFileSync(snap.json.data[0].manifestFile, "utf8"));
     expect(manifest.scannerRules).toBe(SCANNER_RULES_VERSION);
-    const r = await runCli([...sb.flags, "--json", "restore", "--context", CTX, "--ticket", "INC-1", "--yes"]);
+    const r = await runCli([
+      ...sb.flags,
+      "--json",
+      "restore",
+      "--context",
+      CTX,
+      "--ticket",
+      "INC-1",
+      "--yes",
+    ]);
     expect(r.code, r.stdout + r.stderr).toBe(0);
-    expect(secretCheck(r)).toMatchObject({ ok: true, detail: expect.stringContaining(`(${manifest.files.length} restored files matched their manifest sha256`) });
+    expect(secretCheck(r)).toMatchObject({
+      ok: true,
+      detail: expect.stringContaining(
+        `(${manifest.files.length} restored files matched their manifest sha256`,
+      ),
+    });
   });
 
   it("scans again a file whose finding was excused at snapshot time by an allowance the restore does not have", async () => {
     const ctx = sb.state.contextDir(CTX);
-    writeFileSync(join(ctx, "events", "alerts.jsonl"), `${readFileSync(join(ctx, "events", "alerts.jsonl"), "utf8")}{"timestamp":"x","message":"key AKIAIOSFODNN7PLANTED"}\n`);
+    writeFileSync(
+      join(ctx, "events", "alerts.jsonl"),
+      `${readFileSync(join(ctx, "events", "alerts.jsonl"), "utf8")}{"timestamp":"x","message":"key AKIAIOSFODNN7PLANTED"}\n`,
+    );
     const config = join(sb.dir, "config.json");
-    writeFileSync(config, JSON.stringify({ secretAllow: [{ path: "events/alerts.jsonl", rule: "aws-access-key-id" }] }));
-    const snap = await runCli([...sb.flags, "--config", config, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"]);
+    writeFileSync(
+      config,
+      JSON.stringify({ secretAllow: [{ path: "events/alerts.jsonl", rule: "aws-access-key-id" }] }),
+    );
+    const snap = await runCli([
+      ...sb.flags,
+      "--config",
+      config,
+      "--json",
+      "snapshot",
+      "--context",
+      CTX,
+      "--insecure-plaintext",
+    ]);
     expect(snap.code, snap.stdout + snap.stderr).toBe(0);
-    expect(JSON.parse(readFileSync(snap.json.data[0].manifestFile, "utf8")).scannerAllow).toEqual([{ path: "events/alerts.jsonl", rule: "aws-access-key-id" }]);
-    const excused = await runCli([...sb.flags, "--config", config, "--json", "restore", "--context", CTX, "--ticket", "INC-2", "--yes"]);
+    expect(JSON.parse(readFileSync(snap.json.data[0].manifestFile, "utf8")).scannerAllow).toEqual([
+      { path: "events/alerts.jsonl", rule: "aws-access-key-id" },
+    ]);
+    const excused = await runCli([
+      ...sb.flags,
+      "--config",
+      config,
+      "--json",
+      "restore",
+      "--context",
+      CTX,
+      "--ticket",
+      "INC-2",
+      "--yes",
+    ]);
     expect(excused.code, excused.stdout + excused.stderr).toBe(0);
-    const strict = await runCli([...sb.flags, "--json", "restore", "--context", CTX, "--ticket", "INC-3", "--yes"]);
+    const strict = await runCli([
+      ...sb.flags,
+      "--json",
+      "restore",
+      "--context",
+      CTX,
+      "--ticket",
+      "INC-3",
+      "--yes",
+    ]);
     expect(strict.code).toBe(5);
-    expect(strict.json.details.result.doctor.checks.find((c: any) => c.name === "repo_plaintext_secret_exposure")).toMatchObject({
+    expect(
+      strict.json.details.result.doctor.checks.find((c: any) => c.name === "repo_plaintext_secret_exposure"),
+    ).toMatchObject({
       ok: false,
       detail: expect.stringContaining("events/alerts.jsonl"),
     });
@@ -48,11 +102,30 @@ describe("the post-restore doctor does not scan twice what the snapshot proved",
     const ts = "20261101T020304Z";
     const out = join(sb.backupRoot, CTX, ts);
     mkdirSync(out, { recursive: true });
-    writeFileSync(join(ctx, "events", "alerts.jsonl"), `${readFileSync(join(ctx, "events", "alerts.jsonl"), "utf8")}{"timestamp":"x","message":"key AKIAIOSFODNN7PLANTED"}\n`);
-    sh("bash", ["-c", `set -e; umask 077; SRC="${ctx}"; OUT="${out}"; rsync -a --delete --exclude 'vault/secrets.env' --exclude '*.secret' "$SRC/" "$OUT/"; tar -C "$OUT" -czf "$OUT.tar.gz" .; sha256sum "$OUT.tar.gz" > "$OUT.tar.gz.sha256"`]);
-    const r = await runCli([...sb.flags, "--json", "restore", "--context", CTX, "--snapshot", ts, "--ticket", "INC-4", "--yes"]);
+    writeFileSync(
+      join(ctx, "events", "alerts.jsonl"),
+      `${readFileSync(join(ctx, "events", "alerts.jsonl"), "utf8")}{"timestamp":"x","message":"key AKIAIOSFODNN7PLANTED"}\n`,
+    );
+    sh("bash", [
+      "-c",
+      `set -e; umask 077; SRC="${ctx}"; OUT="${out}"; rsync -a --delete --exclude 'vault/secrets.env' --exclude '*.secret' "$SRC/" "$OUT/"; tar -C "$OUT" -czf "$OUT.tar.gz" .; sha256sum "$OUT.tar.gz" > "$OUT.tar.gz.sha256"`,
+    ]);
+    const r = await runCli([
+      ...sb.flags,
+      "--json",
+      "restore",
+      "--context",
+      CTX,
+      "--snapshot",
+      ts,
+      "--ticket",
+      "INC-4",
+      "--yes",
+    ]);
     expect(r.code).toBe(5);
-    const check = r.json.details.result.doctor.checks.find((c: any) => c.name === "repo_plaintext_secret_exposure");
+    const check = r.json.details.result.doctor.checks.find(
+      (c: any) => c.name === "repo_plaintext_secret_exposure",
+    );
     expect(check).toMatchObject({ ok: false, detail: expect.stringContaining("events/alerts.jsonl") });
     expect(check.detail).not.toContain("scanned at snapshot time");
   });
@@ -71,7 +144,16 @@ describe("parallel gzip members", () => {
     mkdirSync(deep, { recursive: true });
     const longName = join(deep, `${"c".repeat(40)}-é.txt`);
     writeFileSync(longName, "a long, non-ASCII name\n");
-    const snap = await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext", "--include", "releases"]);
+    const snap = await runCli([
+      ...sb.flags,
+      "--json",
+      "snapshot",
+      "--context",
+      CTX,
+      "--insecure-plaintext",
+      "--include",
+      "releases",
+    ]);
     expect(snap.code, snap.stdout + snap.stderr).toBe(0);
     const { artifact, checksumFile, manifestFile } = snap.json.data[0];
     const manifest = JSON.parse(readFileSync(manifestFile, "utf8"));
@@ -89,12 +171,21 @@ describe("parallel gzip members", () => {
     sh("gzip", ["-t", artifact]);
     sh("sha256sum", ["-c", checksumFile], join(checksumFile, ".."));
     const listed = sh("tar", ["-tzf", artifact]).split("\n");
-    expect(listed).toContain(`./releases/r-1/${"a".repeat(60)}/${"b".repeat(60)}/${"c".repeat(40)}-é.txt`.replace(/^\.\//, ""));
+    expect(listed).toContain(
+      `./releases/r-1/${"a".repeat(60)}/${"b".repeat(60)}/${"c".repeat(40)}-é.txt`.replace(/^\.\//, ""),
+    );
     const out = join(sb.dir, "gnu");
     mkdirSync(out);
     sh("tar", ["-C", out, "-xzf", artifact]);
-    expect(readFileSync(join(out, "releases", "r-1", "a".repeat(60), "b".repeat(60), `${"c".repeat(40)}-é.txt`), "utf8")).toBe("a long, non-ASCII name\n");
-    expect(sha256File(join(out, "events", "audit.jsonl"))).toBe(sha256File(join(ctx, "events", "audit.jsonl")));
+    expect(
+      readFileSync(
+        join(out, "releases", "r-1", "a".repeat(60), "b".repeat(60), `${"c".repeat(40)}-é.txt`),
+        "utf8",
+      ),
+    ).toBe("a long, non-ASCII name\n");
+    expect(sha256File(join(out, "events", "audit.jsonl"))).toBe(
+      sha256File(join(ctx, "events", "audit.jsonl")),
+    );
     // node-tar reads the same headers: verify --deep inflates the members in parallel and checks every file.
     const verified = await runCli([...sb.flags, "--json", "verify", "--context", CTX, "--deep"]);
     expect(verified.code, verified.stdout).toBe(0);
@@ -124,15 +215,30 @@ describe("the gzip member index is checked, not trusted", () => {
     writeFileSync(manifestFile, JSON.stringify(shifted));
     const bad = await runCli([...sb.flags, "--json", "verify", "--context", CTX, "--deep"]);
     expect(bad.code).toBe(4);
-    expect(bad.json.data[0].deep.error).toMatchObject({ code: "PAAS_BACKUP_MANIFEST_DISAGREES", message: expect.stringContaining("gzip member index") });
+    expect(bad.json.data[0].deep.error).toMatchObject({
+      code: "PAAS_BACKUP_MANIFEST_DISAGREES",
+      message: expect.stringContaining("gzip member index"),
+    });
 
     const before = sha256File(join(sb.state.contextDir(CTX), "events", "audit.jsonl"));
     const bomb = JSON.parse(genuine);
     bomb.gzipMembers.plain[0] = 64 * 1024 * 1024 * 1024;
     writeFileSync(manifestFile, JSON.stringify(bomb));
-    const refused = await runCli([...sb.flags, "--json", "restore", "--context", CTX, "--ticket", "INC-B", "--yes"]);
+    const refused = await runCli([
+      ...sb.flags,
+      "--json",
+      "restore",
+      "--context",
+      CTX,
+      "--ticket",
+      "INC-B",
+      "--yes",
+    ]);
     expect(refused.code).toBe(4);
-    expect(refused.json.error).toMatchObject({ code: "PAAS_BACKUP_ARCHIVE_TOO_LARGE", message: expect.stringMatching(/decompression bomb/) });
+    expect(refused.json.error).toMatchObject({
+      code: "PAAS_BACKUP_ARCHIVE_TOO_LARGE",
+      message: expect.stringMatching(/decompression bomb/),
+    });
     expect(sha256File(join(sb.state.contextDir(CTX), "events", "audit.jsonl"))).toBe(before);
   });
 });

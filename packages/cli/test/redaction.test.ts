@@ -18,7 +18,11 @@ function extract(sb: Sandbox, artifact: string, name: string): string {
 }
 
 function lineOf(path: string, needle: string): number {
-  return readFileSync(path, "utf8").split("\n").findIndex((l) => l.includes(needle)) + 1;
+  return (
+    readFileSync(path, "utf8")
+      .split("\n")
+      .findIndex((l) => l.includes(needle)) + 1
+  );
 }
 
 describe("a leaked token never stops backups (issue 10 §4)", () => {
@@ -43,7 +47,12 @@ describe("a leaked token never stops backups (issue 10 §4)", () => {
     expect(full.code, full.stdout + full.stderr).toBe(9);
     expect(full.stdout + full.stderr).not.toContain(TOKEN);
     const snap = full.json.data[0];
-    expect(snap.redactions).toContainEqual({ path: "events/deployments.jsonl", line: tokenLine, rule: "github-token", acknowledged: false });
+    expect(snap.redactions).toContainEqual({
+      path: "events/deployments.jsonl",
+      line: tokenLine,
+      rule: "github-token",
+      acknowledged: false,
+    });
     expect(snap.redactions.map((r: any) => r.path)).toContain("deployments.json");
 
     // What GNU tar extracts holds the marker, not the token; every other byte is the source's.
@@ -51,23 +60,49 @@ describe("a leaked token never stops backups (issue 10 §4)", () => {
     const stored = readFileSync(join(out, "events", "deployments.jsonl"), "utf8");
     expect(stored).not.toContain(TOKEN);
     expect(stored).toBe(readFileSync(log, "utf8").replaceAll(TOKEN, "<redacted>"));
-    expect(JSON.parse(readFileSync(join(out, "deployments.json"), "utf8")).last_error).toBe("clone failed with <redacted>");
+    expect(JSON.parse(readFileSync(join(out, "deployments.json"), "utf8")).last_error).toBe(
+      "clone failed with <redacted>",
+    );
     // The manifest records both hashes and the redaction, never the value.
     const manifestText = readFileSync(snap.manifestFile, "utf8");
     expect(manifestText).not.toContain(TOKEN);
     const entry = JSON.parse(manifestText).files.find((f: any) => f.path === "events/deployments.jsonl");
-    expect(entry).toMatchObject({ sourceSha256: sourceSha, sha256: sha256File(join(out, "events", "deployments.jsonl")), redactions: [{ line: tokenLine, rule: "github-token" }] });
+    expect(entry).toMatchObject({
+      sourceSha256: sourceSha,
+      sha256: sha256File(join(out, "events", "deployments.jsonl")),
+      redactions: [{ line: tokenLine, rule: "github-token" }],
+    });
     expect(JSON.parse(manifestText).scannerRules).toBeGreaterThanOrEqual(2);
 
     // The log grows (si keeps appending, the token stays): the incremental stores only new lines.
-    const extra = Array.from({ length: 50 }, (_, i) => `${JSON.stringify({ timestamp: `2026-11-21T10:00:${String(i).padStart(2, "0")}.000000Z`, context: CTX, source: "si paas", command: "deploy", status: "succeeded", app: "web", release: `r-${100 + i}` })}\n`).join("");
+    const extra = Array.from(
+      { length: 50 },
+      (_, i) =>
+        `${JSON.stringify({ timestamp: `2026-11-21T10:00:${String(i).padStart(2, "0")}.000000Z`, context: CTX, source: "si paas", command: "deploy", status: "succeeded", app: "web", release: `r-${100 + i}` })}\n`,
+    ).join("");
     appendFileSync(log, extra + failedClone(2));
-    const inc = await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--kind", "incremental", "--insecure-plaintext"]);
+    const inc = await runCli([
+      ...sb.flags,
+      "--json",
+      "snapshot",
+      "--context",
+      CTX,
+      "--kind",
+      "incremental",
+      "--insecure-plaintext",
+    ]);
     expect(inc.code, inc.stdout + inc.stderr).toBe(9);
     const incSnap = inc.json.data[0];
     expect(incSnap.kind).toBe("incremental");
-    const incEntry = JSON.parse(readFileSync(incSnap.manifestFile, "utf8")).files.find((f: any) => f.path === "events/deployments.jsonl");
-    expect(incEntry).toMatchObject({ stored: "append", appendOffset: entry.size, prefixSha256: entry.sha256, sourceSha256: sha256File(log) });
+    const incEntry = JSON.parse(readFileSync(incSnap.manifestFile, "utf8")).files.find(
+      (f: any) => f.path === "events/deployments.jsonl",
+    );
+    expect(incEntry).toMatchObject({
+      stored: "append",
+      appendOffset: entry.size,
+      prefixSha256: entry.sha256,
+      sourceSha256: sha256File(log),
+    });
     expect(incEntry.redactions).toEqual([
       { line: tokenLine, rule: "github-token" },
       { line: tokenLine + 51, rule: "github-token" },
@@ -80,14 +115,24 @@ describe("a leaked token never stops backups (issue 10 §4)", () => {
     const verify = await runCli([...sb.flags, "--json", "verify", "--context", CTX, "--deep"]);
     expect(verify.code, verify.stdout).toBe(0);
     writeFileSync(join(ctx, "targets.json"), "{ broken");
-    const restore = await runCli([...sb.flags, "--json", "restore", "--context", CTX, "--ticket", "INC-9", "--yes"]);
+    const restore = await runCli([
+      ...sb.flags,
+      "--json",
+      "restore",
+      "--context",
+      CTX,
+      "--ticket",
+      "INC-9",
+      "--yes",
+    ]);
     expect(restore.code, restore.stdout + restore.stderr).toBe(0);
     expect(restore.stdout + restore.stderr).not.toContain(TOKEN);
     const restoredLog = readFileSync(log, "utf8");
     expect(restoredLog).not.toContain(TOKEN);
     expect(restoredLog).toBe(stored + appended);
     expect(sha256File(log)).toBe(incEntry.sha256);
-    for (const f of readdirSync(join(sb.backupRoot, CTX, "incidents"))) expect(readFileSync(join(sb.backupRoot, CTX, "incidents", f), "utf8")).not.toContain(TOKEN);
+    for (const f of readdirSync(join(sb.backupRoot, CTX, "incidents")))
+      expect(readFileSync(join(sb.backupRoot, CTX, "incidents", f), "utf8")).not.toContain(TOKEN);
   });
 
   it("an acknowledged finding exits 0 and is still redacted; tick keeps going with exit 9 until then", async () => {
@@ -98,22 +143,52 @@ describe("a leaked token never stops backups (issue 10 §4)", () => {
 
     const tick = await runCli([...sb.flags, "--json", "tick", "--context", CTX, "--insecure-plaintext"]);
     expect(tick.code, tick.stdout + tick.stderr).toBe(9);
-    expect(tick.json.data[0]).toMatchObject({ ok: true, action: "full", redactions: [{ path: "events/deployments.jsonl", line, rule: "github-token", acknowledged: false }] });
+    expect(tick.json.data[0]).toMatchObject({
+      ok: true,
+      action: "full",
+      redactions: [{ path: "events/deployments.jsonl", line, rule: "github-token", acknowledged: false }],
+    });
     expect(tick.stdout + tick.stderr).not.toContain(TOKEN);
 
     const config = join(sb.dir, "config.json");
-    writeFileSync(config, JSON.stringify({ secretAcknowledged: [{ path: "events/deployments.jsonl", line, rule: "github-token" }] }));
-    const acked = await runCli([...sb.flags, "--config", config, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"]);
+    writeFileSync(
+      config,
+      JSON.stringify({
+        secretAcknowledged: [{ path: "events/deployments.jsonl", line, rule: "github-token" }],
+      }),
+    );
+    const acked = await runCli([
+      ...sb.flags,
+      "--config",
+      config,
+      "--json",
+      "snapshot",
+      "--context",
+      CTX,
+      "--insecure-plaintext",
+    ]);
     expect(acked.code, acked.stdout + acked.stderr).toBe(0);
-    expect(acked.json.data[0].redactions).toEqual([{ path: "events/deployments.jsonl", line, rule: "github-token", acknowledged: true }]);
+    expect(acked.json.data[0].redactions).toEqual([
+      { path: "events/deployments.jsonl", line, rule: "github-token", acknowledged: true },
+    ]);
     const out = extract(sb, acked.json.data[0].artifact, "x");
     expect(readFileSync(join(out, "events", "deployments.jsonl"), "utf8")).not.toContain(TOKEN);
 
     // A second leak on another line is not covered by that acknowledgement.
     appendFileSync(log, failedClone(2));
-    const again = await runCli([...sb.flags, "--config", config, "snapshot", "--context", CTX, "--insecure-plaintext"]);
+    const again = await runCli([
+      ...sb.flags,
+      "--config",
+      config,
+      "snapshot",
+      "--context",
+      CTX,
+      "--insecure-plaintext",
+    ]);
     expect(again.code).toBe(9);
-    expect(again.stderr).toMatch(/snapshot taken with redactions: rotate the leaked credential \(events\/deployments\.jsonl:\d+ \(github-token\)\)/);
+    expect(again.stderr).toMatch(
+      /snapshot taken with redactions: rotate the leaked credential \(events\/deployments\.jsonl:\d+ \(github-token\)\)/,
+    );
     expect(again.stdout + again.stderr).not.toContain(TOKEN);
   });
 
@@ -125,12 +200,31 @@ describe("a leaked token never stops backups (issue 10 §4)", () => {
     mkdirSync(join(ctx, "releases", "r-42"), { recursive: true, mode: 0o700 });
     writeFileSync(join(ctx, "releases", "r-41", "compose.yaml"), secrets.text, { mode: 0o600 });
     writeFileSync(join(ctx, "releases", "r-42", "compose.yaml"), benign.text, { mode: 0o600 });
-    const r = await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--include", "releases", "--insecure-plaintext"]);
+    const r = await runCli([
+      ...sb.flags,
+      "--json",
+      "snapshot",
+      "--context",
+      CTX,
+      "--include",
+      "releases",
+      "--insecure-plaintext",
+    ]);
     expect(r.code, r.stdout + r.stderr).toBe(9);
     const redactions: { path: string; line: number; rule: string }[] = r.json.data[0].redactions;
     // the line a finding names: where the value is, or a private key's header
-    const lineOfSample = (i: number) => secrets.lines[i]! + SECRET_SAMPLES[i]!.text.split("\n").findIndex((l) => (SECRET_SAMPLES[i]!.rule === "private-key-block" ? l.includes("-----BEGIN") : l.includes(SECRET_SAMPLES[i]!.value)));
-    const found = SECRET_SAMPLES.filter((s, i) => redactions.some((x) => x.path === "releases/r-41/compose.yaml" && x.line === lineOfSample(i) && x.rule === s.rule));
+    const lineOfSample = (i: number) =>
+      secrets.lines[i]! +
+      SECRET_SAMPLES[i]!.text.split("\n").findIndex((l) =>
+        SECRET_SAMPLES[i]!.rule === "private-key-block"
+          ? l.includes("-----BEGIN")
+          : l.includes(SECRET_SAMPLES[i]!.value),
+      );
+    const found = SECRET_SAMPLES.filter((s, i) =>
+      redactions.some(
+        (x) => x.path === "releases/r-41/compose.yaml" && x.line === lineOfSample(i) && x.rule === s.rule,
+      ),
+    );
     expect(SECRET_SAMPLES.filter((s) => !found.includes(s)).map((s) => s.rule)).toEqual([]);
     expect(redactions.filter((x) => x.path === "releases/r-42/compose.yaml")).toEqual([]);
     const out = extract(sb, r.json.data[0].artifact, "x");
@@ -138,7 +232,9 @@ describe("a leaked token never stops backups (issue 10 §4)", () => {
     for (const s of SECRET_SAMPLES) expect(stored, s.rule).not.toContain(s.value);
     expect(readFileSync(join(out, "releases", "r-42", "compose.yaml"), "utf8")).toBe(benign.text);
     for (const s of SECRET_SAMPLES) expect(r.stdout + r.stderr).not.toContain(s.value);
-    console.log(`CLI corpus: ${found.length}/${SECRET_SAMPLES.length} secrets redacted, ${redactions.filter((x) => x.path === "releases/r-42/compose.yaml").length}/${BENIGN_SAMPLES.length} benign flagged`);
+    console.log(
+      `CLI corpus: ${found.length}/${SECRET_SAMPLES.length} secrets redacted, ${redactions.filter((x) => x.path === "releases/r-42/compose.yaml").length}/${BENIGN_SAMPLES.length} benign flagged`,
+    );
   });
 });
 
@@ -156,7 +252,9 @@ describe("no secret is ever printed (issue 10 §6)", () => {
     const r = await runCli([...sb.flags, "--json", "doctor", "--context", CTX]);
     expect(r.code).toBe(5);
     expect(r.stdout + r.stderr).not.toContain(TOKEN);
-    expect(r.json.checks.find((c: any) => c.name === "repo_plaintext_secret_exposure").detail).toContain(`events/deployments.jsonl:${line} (github-token)`);
+    expect(r.json.checks.find((c: any) => c.name === "repo_plaintext_secret_exposure").detail).toContain(
+      `events/deployments.jsonl:${line} (github-token)`,
+    );
     const listed = r.json.data[0].events.find((e: any) => e.error_code === "PAAS_GIT_CLONE");
     expect(listed.error_message).toBe("git clone https://<redacted>@github.com/acme/web.git: exit 128");
     const human = await runCli([...sb.flags, "doctor", "--context", CTX]);
@@ -166,13 +264,26 @@ describe("no secret is ever printed (issue 10 §6)", () => {
   it("a config file with a JSON syntax error is reported by line and column, never by its bytes", async () => {
     const config = join(sb.dir, "config.json");
     const accessKey = "AKIAZXCVBNMASDFGHJKL";
-    writeFileSync(config, `{\n  "backupRoot": "/srv/backups",\n  "offsite": { "targets": [ { "name": "s3", "url": "s3://b/p", "accessKeyId": ${accessKey} } ] }\n}\n`);
+    writeFileSync(
+      config,
+      `{\n  "backupRoot": "/srv/backups",\n  "offsite": { "targets": [ { "name": "s3", "url": "s3://b/p", "accessKeyId": ${accessKey} } ] }\n}\n`,
+    );
     for (const json of [true, false]) {
-      const r = await runCli([...sb.flags, "--config", config, ...(json ? ["--json"] : []), "list", "--context", CTX]);
+      const r = await runCli([
+        ...sb.flags,
+        "--config",
+        config,
+        ...(json ? ["--json"] : []),
+        "list",
+        "--context",
+        CTX,
+      ]);
       expect(r.code).toBe(2);
       expect(r.stdout + r.stderr).not.toContain(accessKey);
       expect(r.stdout + r.stderr).not.toContain("AKIA");
-      expect(r.stdout + r.stderr).toMatch(/config file .*config\.json is not valid JSON: line 3, column 79 \(InvalidSymbol\)/);
+      expect(r.stdout + r.stderr).toMatch(
+        /config file .*config\.json is not valid JSON: line 3, column 79 \(InvalidSymbol\)/,
+      );
     }
   });
 });

@@ -10,7 +10,9 @@ const CTX = "internal-dogfood";
 describe("restore as the policy demands", () => {
   let sb: Sandbox;
   let ctx: string;
-  const snap = async (env: Record<string, string> = {}) => (await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"], { env })).json.data[0];
+  const snap = async (env: Record<string, string> = {}) =>
+    (await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"], { env }))
+      .json.data[0];
   beforeEach(async () => {
     sb = await makeSandbox([{ name: CTX, eventBytes: 40_000 }]);
     ctx = sb.state.contextDir(CTX);
@@ -23,7 +25,16 @@ describe("restore as the policy demands", () => {
     writeFileSync(join(ctx, "targets.json"), `${JSON.stringify({ targets: [] }, null, 2)}\n`);
     writeFileSync(join(ctx, "extra.json"), "{}\n");
     const before = treeHashes(sb.stateRoot);
-    const dry = await runCli([...sb.flags, "--json", "restore", "--context", CTX, "--ticket", "INC-1", "--dry-run"]);
+    const dry = await runCli([
+      ...sb.flags,
+      "--json",
+      "restore",
+      "--context",
+      CTX,
+      "--ticket",
+      "INC-1",
+      "--dry-run",
+    ]);
     expect(dry.code, dry.stdout).toBe(0);
     expect(dry.json.mode).toBe("dry-run");
     const d = dry.json.data[0];
@@ -40,7 +51,17 @@ describe("restore as the policy demands", () => {
     writeFileSync(join(ctx, "deployments.json"), `${JSON.stringify({ apps: {} }, null, 2)}\n`);
     const newer = await snap();
     writeFileSync(newer.artifact, Buffer.concat([readFileSync(newer.artifact), Buffer.from("tampered")]));
-    const r = await runCli([...sb.flags, "--json", "restore", "--context", CTX, "--ticket", "INC-2", "--yes", "--fallback"]);
+    const r = await runCli([
+      ...sb.flags,
+      "--json",
+      "restore",
+      "--context",
+      CTX,
+      "--ticket",
+      "INC-2",
+      "--yes",
+      "--fallback",
+    ]);
     expect(r.code, r.stdout).toBe(0);
     const res = r.json.data[0];
     expect(res.snapshot.id).toBe(older.id);
@@ -54,10 +75,22 @@ describe("restore as the policy demands", () => {
   it("keeps vault/ byte for byte, never restores it, and reports a restored config that no longer points at it", async () => {
     const vaultBefore = treeHashes(join(ctx, "vault"));
     const cfg = JSON.parse(readFileSync(join(ctx, "config.json"), "utf8"));
-    writeFileSync(join(ctx, "config.json"), `${JSON.stringify({ ...cfg, vault_file: join(ctx, "vault", "old-secrets.env") }, null, 2)}\n`);
+    writeFileSync(
+      join(ctx, "config.json"),
+      `${JSON.stringify({ ...cfg, vault_file: join(ctx, "vault", "old-secrets.env") }, null, 2)}\n`,
+    );
     await snap();
     writeFileSync(join(ctx, "config.json"), `${JSON.stringify(cfg, null, 2)}\n`);
-    const r = await runCli([...sb.flags, "--json", "restore", "--context", CTX, "--ticket", "INC-3", "--yes"]);
+    const r = await runCli([
+      ...sb.flags,
+      "--json",
+      "restore",
+      "--context",
+      CTX,
+      "--ticket",
+      "INC-3",
+      "--yes",
+    ]);
     expect(r.code, r.stdout).toBe(0);
     const vault = r.json.data[0].vault;
     expect(vault.present).toBe(true);
@@ -67,7 +100,9 @@ describe("restore as the policy demands", () => {
     expect(vault.findings.join(" ")).toContain("reconcile with the vault backup policy");
     expect(treeHashes(join(ctx, "vault"))).toEqual(vaultBefore);
     // names only: no vault value in the output or the incident record
-    const secret = readFileSync(join(ctx, "vault", "secrets.env"), "utf8").match(/PLANTED-VAULT-[0-9a-f]+/)![0];
+    const secret = readFileSync(join(ctx, "vault", "secrets.env"), "utf8").match(
+      /PLANTED-VAULT-[0-9a-f]+/,
+    )![0];
     expect(r.stdout).not.toContain(secret);
     expect(readFileSync(r.json.data[0].incidentFile, "utf8")).not.toContain(secret);
   });
@@ -77,16 +112,38 @@ describe("restore as the policy demands", () => {
     writeFileSync(join(ctx, "config.json"), `${JSON.stringify({ ...cfg, name: "someone-else" }, null, 2)}\n`);
     const s = await snap();
     writeFileSync(join(ctx, "config.json"), `${JSON.stringify(cfg, null, 2)}\n`);
-    const r = await runCli([...sb.flags, "--json", "restore", "--context", CTX, "--ticket", "INC-4", "--yes", "--operator", "oncall@example.test"]);
+    const r = await runCli([
+      ...sb.flags,
+      "--json",
+      "restore",
+      "--context",
+      CTX,
+      "--ticket",
+      "INC-4",
+      "--yes",
+      "--operator",
+      "oncall@example.test",
+    ]);
     expect(r.code).toBe(5);
     expect(r.json.error.code).toBe("PAAS_BACKUP_VALIDATION_FAILED");
     const block = await readBlock(nodeFs, sb.stateRoot, CTX);
-    expect(block).toMatchObject({ context: CTX, ticket: "INC-4", snapshot: { id: s.id, sha256: s.sha256 }, blocks: ["deploy", "secret-mutation"] });
+    expect(block).toMatchObject({
+      context: CTX,
+      ticket: "INC-4",
+      snapshot: { id: s.id, sha256: s.sha256 },
+      blocks: ["deploy", "secret-mutation"],
+    });
     expect(block!.failingChecks.map((c) => c.name)).toEqual(["context_show"]);
     const incidents = readdirSync(join(sb.backupRoot, CTX, "incidents"));
     expect(incidents).toHaveLength(1);
     const incident = JSON.parse(readFileSync(join(sb.backupRoot, CTX, "incidents", incidents[0]!), "utf8"));
-    expect(incident).toMatchObject({ ticket: "INC-4", context: CTX, operator: "oncall@example.test", outcome: "blocked", snapshot: { id: s.id, sha256: s.sha256 } });
+    expect(incident).toMatchObject({
+      ticket: "INC-4",
+      context: CTX,
+      operator: "oncall@example.test",
+      outcome: "blocked",
+      snapshot: { id: s.id, sha256: s.sha256 },
+    });
     expect(incident.doctor.ok).toBe(false);
     expect(incident.doctor.checks.find((c: any) => c.name === "context_show").ok).toBe(false);
     expect(incident.startedAt && incident.endedAt && incident.movedAsideTo).toBeTruthy();
@@ -104,10 +161,25 @@ describe("restore as the policy demands", () => {
 
   it("rollback puts back the exact previous bytes, vault included", async () => {
     await snap();
-    writeFileSync(join(ctx, "targets.json"), `${JSON.stringify({ current_target: "new-edge", targets: [] }, null, 2)}\n`);
-    writeFileSync(join(ctx, "events", "alerts.jsonl"), '{"timestamp":"2026-11-24T09:00:00Z","status":"sent"}\n');
+    writeFileSync(
+      join(ctx, "targets.json"),
+      `${JSON.stringify({ current_target: "new-edge", targets: [] }, null, 2)}\n`,
+    );
+    writeFileSync(
+      join(ctx, "events", "alerts.jsonl"),
+      '{"timestamp":"2026-11-24T09:00:00Z","status":"sent"}\n',
+    );
     const before = treeHashes(ctx);
-    const r = await runCli([...sb.flags, "--json", "restore", "--context", CTX, "--ticket", "INC-5", "--yes"]);
+    const r = await runCli([
+      ...sb.flags,
+      "--json",
+      "restore",
+      "--context",
+      CTX,
+      "--ticket",
+      "INC-5",
+      "--yes",
+    ]);
     expect(r.code).toBe(0);
     expect(treeHashes(ctx)).not.toEqual(before);
     const rb = await runCli([...sb.flags, "--json", "rollback", "--context", CTX, "--ticket", "INC-5"]);
@@ -120,14 +192,47 @@ describe("restore as the policy demands", () => {
 
   it("--doctor-cmd: a passing external doctor lets the restore succeed, a failing one blocks it", async () => {
     await snap();
-    const pass = await runCli([...sb.flags, "--json", "restore", "--context", CTX, "--ticket", "INC-6", "--yes", "--doctor-cmd", 'test -n "$SI_PAAS_STATE_ROOT" && echo \'{"ok": true, "command": "doctor"}\'']);
+    const pass = await runCli([
+      ...sb.flags,
+      "--json",
+      "restore",
+      "--context",
+      CTX,
+      "--ticket",
+      "INC-6",
+      "--yes",
+      "--doctor-cmd",
+      'test -n "$SI_PAAS_STATE_ROOT" && echo \'{"ok": true, "command": "doctor"}\'',
+    ]);
     expect(pass.code, pass.stdout).toBe(0);
     expect(pass.json.data[0].externalDoctor).toMatchObject({ ok: true, exitCode: 0 });
-    const fail = await runCli([...sb.flags, "--json", "restore", "--context", CTX, "--ticket", "INC-7", "--yes", "--doctor-cmd", "echo '{\"ok\": false}'; exit 1"]);
+    const fail = await runCli([
+      ...sb.flags,
+      "--json",
+      "restore",
+      "--context",
+      CTX,
+      "--ticket",
+      "INC-7",
+      "--yes",
+      "--doctor-cmd",
+      "echo '{\"ok\": false}'; exit 1",
+    ]);
     expect(fail.code).toBe(5);
     const block = await readBlock(nodeFs, sb.stateRoot, CTX);
     expect(block!.failingChecks.map((c) => c.name)).toEqual(["external_doctor"]);
-    const garbage = await runCli([...sb.flags, "--json", "restore", "--context", CTX, "--ticket", "INC-8", "--yes", "--doctor-cmd", "echo not-json"]);
+    const garbage = await runCli([
+      ...sb.flags,
+      "--json",
+      "restore",
+      "--context",
+      CTX,
+      "--ticket",
+      "INC-8",
+      "--yes",
+      "--doctor-cmd",
+      "echo not-json",
+    ]);
     expect(garbage.code).toBe(5);
     expect(garbage.json.details.result.externalDoctor.detail).toContain("not JSON");
   });
@@ -135,21 +240,37 @@ describe("restore as the policy demands", () => {
   it("drills into a scratch root, records the drill, and reports a mandatory overdue drill with exit 8", async () => {
     const s = await snap();
     const liveBefore = treeHashes(sb.stateRoot);
-    const d = await runCli([...sb.flags, "--json", "drill", "--context", CTX], { env: { PAAS_BACKUP_NOW: "2026-11-24T10:00:00Z" } });
+    const d = await runCli([...sb.flags, "--json", "drill", "--context", CTX], {
+      env: { PAAS_BACKUP_NOW: "2026-11-24T10:00:00Z" },
+    });
     expect(d.code, d.stdout + d.stderr).toBe(0);
     const res = d.json.data[0];
     expect(res).toMatchObject({ context: CTX, snapshot: s.id, ok: true });
     expect(res.recordFile).toContain(join(sb.backupRoot, CTX, "drills"));
     const record = JSON.parse(readFileSync(res.recordFile, "utf8"));
-    expect(record).toMatchObject({ kind: "drill", outcome: "drill-passed", context: CTX, snapshot: { id: s.id } });
+    expect(record).toMatchObject({
+      kind: "drill",
+      outcome: "drill-passed",
+      context: CTX,
+      snapshot: { id: s.id },
+    });
     expect(record.doctor.ok).toBe(true);
     expect(existsSync(record.stateRoot)).toBe(false); // scratch root removed
     expect(treeHashes(sb.stateRoot)).toEqual(liveBefore); // live state untouched
 
-    const now = await runCli([...sb.flags, "--json", "drill", "status"], { env: { PAAS_BACKUP_NOW: "2026-12-01T00:00:00Z" } });
+    const now = await runCli([...sb.flags, "--json", "drill", "status"], {
+      env: { PAAS_BACKUP_NOW: "2026-12-01T00:00:00Z" },
+    });
     expect(now.code, now.stdout).toBe(0);
-    expect(now.json.data[0]).toMatchObject({ context: CTX, mandatory: true, overdue: false, nextDue: "2027-03-31T23:59:59.999Z" });
-    const late = await runCli([...sb.flags, "--json", "drill", "status"], { env: { PAAS_BACKUP_NOW: "2027-04-02T00:00:00Z" } });
+    expect(now.json.data[0]).toMatchObject({
+      context: CTX,
+      mandatory: true,
+      overdue: false,
+      nextDue: "2027-03-31T23:59:59.999Z",
+    });
+    const late = await runCli([...sb.flags, "--json", "drill", "status"], {
+      env: { PAAS_BACKUP_NOW: "2027-04-02T00:00:00Z" },
+    });
     expect(late.code).toBe(8);
     expect(late.json.data[0].overdue).toBe(true);
     rmSync(join(sb.backupRoot, CTX, "drills"), { recursive: true });
@@ -171,17 +292,29 @@ describe("the confirmation prompt on a terminal", () => {
       const before = treeHashes(sb.stateRoot);
       // `script` gives the CLI a real pseudo-terminal for stdin, stdout and stderr.
       const underTty = (answer: string) =>
-        spawnSync("script", ["-qec", [process.execPath, CLI, ...sb.flags, "restore", "--context", CTX, "--ticket", "INC-TTY"].map((a) => `'${a}'`).join(" "), "/dev/null"], {
-          input: `${answer}\n`,
-          encoding: "utf8",
-          env: { PATH: process.env.PATH, HOME: process.env.HOME, TERM: "dumb" },
-        });
+        spawnSync(
+          "script",
+          [
+            "-qec",
+            [process.execPath, CLI, ...sb.flags, "restore", "--context", CTX, "--ticket", "INC-TTY"]
+              .map((a) => `'${a}'`)
+              .join(" "),
+            "/dev/null",
+          ],
+          {
+            input: `${answer}\n`,
+            encoding: "utf8",
+            env: { PATH: process.env.PATH, HOME: process.env.HOME, TERM: "dumb" },
+          },
+        );
       const wrong = underTty("internal-dogfoo");
       expect(wrong.stdout).toContain("Type the context name (internal-dogfood) to confirm");
       expect(wrong.stdout).toMatch(/sha256:\s+[0-9a-f]{64}/);
       expect(wrong.stdout).toContain("not confirmed; nothing was changed");
       expect(wrong.status).toBe(2);
-      expect(treeHashes(sb.stateRoot, (rel) => rel.startsWith(".paas-backup"))).toEqual(new Map([...before].filter(([k]) => !k.startsWith(".paas-backup"))));
+      expect(treeHashes(sb.stateRoot, (rel) => rel.startsWith(".paas-backup"))).toEqual(
+        new Map([...before].filter(([k]) => !k.startsWith(".paas-backup"))),
+      );
       const right = underTty(CTX);
       expect(right.status, right.stdout).toBe(0);
       expect(right.stdout).toContain("outcome:");

@@ -45,22 +45,39 @@ describe("status: the fleet at a glance", () => {
       { name: OTHER, eventBytes: 10_000 },
     ]);
     config = join(sb.dir, "config.json");
-    writeFileSync(config, JSON.stringify({ mandatoryDrillContexts: [], offsite: { targets: [{ name: "nfs", url: `file://${join(sb.dir, "nfs")}` }] } }));
+    writeFileSync(
+      config,
+      JSON.stringify({
+        mandatoryDrillContexts: [],
+        offsite: { targets: [{ name: "nfs", url: `file://${join(sb.dir, "nfs")}` }] },
+      }),
+    );
   });
   afterEach(() => {
     openUp(join(sb.dir, "nfs"));
     sb.cleanup();
   });
-  const cli = (args: string[], env: Record<string, string> = {}) => runCli([...sb.flags, "--config", config, ...args], { env });
+  const cli = (args: string[], env: Record<string, string> = {}) =>
+    runCli([...sb.flags, "--config", config, ...args], { env });
 
   it("exits 0 when every context is fine and 11 when one needs attention, naming why", async () => {
     const tick = await cli(["--json", "tick", "--all-contexts", "--insecure-plaintext"], at(T0));
     expect(tick.code, tick.stdout + tick.stderr).toBe(0);
     const fine = await cli(["--json", "status"], at(hoursAfter(1)));
     expect(fine.code, fine.stdout).toBe(0);
-    expect(fine.json.data.map((s: any) => [s.context, s.ok])).toEqual([[OTHER, true], [CTX, true]].sort());
+    expect(fine.json.data.map((s: any) => [s.context, s.ok])).toEqual(
+      [
+        [OTHER, true],
+        [CTX, true],
+      ].sort(),
+    );
     const s = fine.json.data.find((x: any) => x.context === CTX);
-    expect(s).toMatchObject({ chain: { ok: true }, blocked: null, newestIncremental: null, lastTick: { ok: true, action: "full" } });
+    expect(s).toMatchObject({
+      chain: { ok: true },
+      blocked: null,
+      newestIncremental: null,
+      lastTick: { ok: true, action: "full" },
+    });
     // the snapshot was taken a moment after T0 (PAAS_BACKUP_NOW plus the run time), status runs at T0 + 1 h
     expect(Math.abs(s.newestFull.ageSeconds - 3600)).toBeLessThan(60);
     expect(s.offsite[0]).toMatchObject({ name: "nfs", confirmed: 1, problems: [], newestFullMissing: false });
@@ -72,14 +89,33 @@ describe("status: the fleet at a glance", () => {
     expect(stale.json.data[0].attention.join(" ")).toMatch(/no full in 27 h/);
 
     // a block marker in the context
-    writeFileSync(join(sb.state.contextDir(OTHER), "paas-backup.blocked.json"), JSON.stringify({ schema: "paas-backup/block@1", context: OTHER, ticket: "INC-7", blockedAt: T0, reason: "doctor failed", snapshot: null, failingChecks: [], blocks: ["deploy", "secret-mutation"] }));
+    writeFileSync(
+      join(sb.state.contextDir(OTHER), "paas-backup.blocked.json"),
+      JSON.stringify({
+        schema: "paas-backup/block@1",
+        context: OTHER,
+        ticket: "INC-7",
+        blockedAt: T0,
+        reason: "doctor failed",
+        snapshot: null,
+        failingChecks: [],
+        blocks: ["deploy", "secret-mutation"],
+      }),
+    );
     const blocked = await cli(["status"], at(hoursAfter(2)));
     expect(blocked.code).toBe(11);
     expect(blocked.stdout).toMatch(new RegExp(`${OTHER}: blocked since ${T0} \\(ticket INC-7\\)`));
     expect(blocked.stdout).toMatch(/BLOCKED/);
     expect((await cli(["status", "--context", CTX], at(hoursAfter(2)))).code).toBe(0);
     // a wrong path is not an empty, healthy fleet
-    const empty = await runCli(["--state-root", join(sb.dir, "nope"), "--backup-root", join(sb.dir, "nope2"), "--json", "status"]);
+    const empty = await runCli([
+      "--state-root",
+      join(sb.dir, "nope"),
+      "--backup-root",
+      join(sb.dir, "nope2"),
+      "--json",
+      "status",
+    ]);
     expect(empty.code).toBe(2);
     expect(empty.json.error.code).toBe("PAAS_BACKUP_NO_CONTEXTS");
   });
@@ -89,7 +125,9 @@ describe("status: the fleet at a glance", () => {
     await cli(["snapshot", "--context", CTX, "--insecure-plaintext"], at(T0));
     const missing = await cli(["--json", "status", "--context", CTX], at(hoursAfter(3)));
     expect(missing.code).toBe(11);
-    expect(missing.json.data[0].attention).toEqual([expect.stringMatching(/offsite copy missing: .* is not at file:/)]);
+    expect(missing.json.data[0].attention).toEqual([
+      expect.stringMatching(/offsite copy missing: .* is not at file:/),
+    ]);
     // the drill of a mandatory context never passed
     writeFileSync(config, JSON.stringify({ mandatoryDrillContexts: [CTX] }));
     const drill = await cli(["--json", "status", "--context", CTX], at(hoursAfter(3)));
@@ -106,7 +144,10 @@ describe("status: the fleet at a glance", () => {
 
   it("writes a metrics file promtool accepts, with a failing context at context_ok 0 and no secret in it", async () => {
     const metrics = join(sb.dir, "paas_backup.prom");
-    const tick = await cli(["--json", "tick", "--context", CTX, "--insecure-plaintext", "--metrics-file", metrics], { ...at(T0), AWS_SECRET_ACCESS_KEY: "SECRETVALUE-should-not-appear" });
+    const tick = await cli(
+      ["--json", "tick", "--context", CTX, "--insecure-plaintext", "--metrics-file", metrics],
+      { ...at(T0), AWS_SECRET_ACCESS_KEY: "SECRETVALUE-should-not-appear" },
+    );
     expect(tick.code, tick.stdout + tick.stderr).toBe(0);
     expect(tick.json.metrics).toEqual({ file: metrics, written: true });
     const check = promtool(metrics);
@@ -114,14 +155,22 @@ describe("status: the fleet at a glance", () => {
     const text = readFileSync(metrics, "utf8");
     const m = samples(text);
     expect(m.get(`paas_backup_last_success_timestamp_seconds{context="${CTX}"}`)).toBe(Date.parse(T0) / 1000);
-    expect(m.get(`paas_backup_last_snapshot_bytes{context="${CTX}",kind="full"}`)).toBe(tick.json.data[0].snapshot.bytes);
-    expect(m.get(`paas_backup_snapshot_duration_seconds{context="${CTX}",kind="full"}`)).toBeGreaterThanOrEqual(0);
+    expect(m.get(`paas_backup_last_snapshot_bytes{context="${CTX}",kind="full"}`)).toBe(
+      tick.json.data[0].snapshot.bytes,
+    );
+    expect(
+      m.get(`paas_backup_snapshot_duration_seconds{context="${CTX}",kind="full"}`),
+    ).toBeGreaterThanOrEqual(0);
     expect(m.get(`paas_backup_context_ok{context="${CTX}"}`)).toBe(1);
     // the other context never had a backup: in the file, and not ok
     expect(m.get(`paas_backup_context_ok{context="${OTHER}"}`)).toBe(0);
     expect(m.get(`paas_backup_last_success_timestamp_seconds{context="${OTHER}"}`)).toBe(0);
     expect(m.get(`paas_backup_drill_overdue{context="${CTX}"}`)).toBe(1);
-    expect(m.get(`paas_backup_offsite_copies{context="${CTX}",target="file://${join(sb.dir, "nfs")}",state="confirmed"}`)).toBe(1);
+    expect(
+      m.get(
+        `paas_backup_offsite_copies{context="${CTX}",target="file://${join(sb.dir, "nfs")}",state="confirmed"}`,
+      ),
+    ).toBe(1);
     expect(text).not.toContain("SECRETVALUE");
     expect(readdirSync(sb.dir).filter((n) => n.includes(".tmp"))).toEqual([]);
     expect(statSync(metrics).mode & 0o777).toBe(0o644);
@@ -134,7 +183,9 @@ describe("status: the fleet at a glance", () => {
     const drillFile = join(sb.dir, "drill.prom");
     await cli(["drill", "status", "--metrics-file", drillFile], at(hoursAfter(1)));
     expect(promtool(drillFile).code, promtool(drillFile).out).toBe(0);
-    expect(samples(readFileSync(drillFile, "utf8")).get(`paas_backup_drill_overdue{context="${CTX}"}`)).toBe(1);
+    expect(samples(readFileSync(drillFile, "utf8")).get(`paas_backup_drill_overdue{context="${CTX}"}`)).toBe(
+      1,
+    );
   });
 });
 
@@ -168,15 +219,29 @@ describe("tick pings a monitoring URL (healthchecks.io convention)", () => {
   afterEach(() => sb.cleanup());
 
   it("pings start then success, or start then fail; the URL is never printed", async () => {
-    const ok = await runCli([...sb.flags, "--json", "tick", "--context", CTX, "--insecure-plaintext", "--ping-url", `${base}/ping/abc-123`]);
+    const ok = await runCli([
+      ...sb.flags,
+      "--json",
+      "tick",
+      "--context",
+      CTX,
+      "--insecure-plaintext",
+      "--ping-url",
+      `${base}/ping/abc-123`,
+    ]);
     expect(ok.code, ok.stdout + ok.stderr).toBe(0);
     expect(seen).toEqual(["/ping/abc-123/start", "/ping/abc-123"]);
-    expect(ok.json.pings.map((p: any) => [p.event, p.ok])).toEqual([["start", true], ["success", true]]);
+    expect(ok.json.pings.map((p: any) => [p.event, p.ok])).toEqual([
+      ["start", true],
+      ["success", true],
+    ]);
     seen.length = 0;
     // from the config file, and a failing tick (no recipient, no --insecure-plaintext)
     const config = join(sb.dir, "config.json");
     writeFileSync(config, JSON.stringify({ pingUrl: `${base}/ping/abc-123/` }));
-    const bad = await runCli([...sb.flags, "--config", config, "--json", "tick", "--context", CTX], { env: at("2026-06-02T01:00:00Z") });
+    const bad = await runCli([...sb.flags, "--config", config, "--json", "tick", "--context", CTX], {
+      env: at("2026-06-02T01:00:00Z"),
+    });
     expect(bad.code).not.toBe(0);
     expect(seen).toEqual(["/ping/abc-123/start", "/ping/abc-123/fail"]);
     expect(`${bad.stdout}${bad.stderr}`).not.toContain("abc-123");
@@ -187,17 +252,41 @@ describe("tick pings a monitoring URL (healthchecks.io convention)", () => {
     await new Promise<void>((r) => closed.listen(0, "127.0.0.1", () => r()));
     const port = (closed.address() as { port: number }).port;
     await new Promise((r) => closed.close(r));
-    const down = await runCli([...sb.flags, "--json", "tick", "--context", CTX, "--insecure-plaintext", "--ping-url", `http://127.0.0.1:${port}/x`]);
+    const down = await runCli([
+      ...sb.flags,
+      "--json",
+      "tick",
+      "--context",
+      CTX,
+      "--insecure-plaintext",
+      "--ping-url",
+      `http://127.0.0.1:${port}/x`,
+    ]);
     expect(down.code, down.stdout + down.stderr).toBe(0);
     expect(down.json.data[0].action).toBe("full");
     expect(down.json.pings.map((p: any) => p.ok)).toEqual([false, false]);
     expect(down.stderr).toMatch(/ping \(start\) failed: ECONNREFUSED; the backup is not affected/);
     const t0 = Date.now();
-    const hang = await runCli([...sb.flags, "--json", "tick", "--context", CTX, "--insecure-plaintext", "--ping-url", `${base}/hang/x`], { env: at("2026-06-02T01:00:00Z") });
+    const hang = await runCli(
+      [
+        ...sb.flags,
+        "--json",
+        "tick",
+        "--context",
+        CTX,
+        "--insecure-plaintext",
+        "--ping-url",
+        `${base}/hang/x`,
+      ],
+      { env: at("2026-06-02T01:00:00Z") },
+    );
     const took = Date.now() - t0;
     expect(hang.code, hang.stdout + hang.stderr).toBe(0);
     expect(hang.json.data[0].ok).toBe(true);
-    expect(hang.json.pings.map((p: any) => [p.event, p.ok, p.detail])).toEqual([["start", false, "no answer within 3 s"], ["success", false, "no answer within 3 s"]]);
+    expect(hang.json.pings.map((p: any) => [p.event, p.ok, p.detail])).toEqual([
+      ["start", false, "no answer within 3 s"],
+      ["success", false, "no answer within 3 s"],
+    ]);
     expect(seen.filter((u) => u.startsWith("/hang"))).toEqual(["/hang/x/start", "/hang/x"]);
     expect(took).toBeLessThan(12_000);
   });

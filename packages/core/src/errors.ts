@@ -42,7 +42,8 @@ export const ERROR_CODES = {
   PAAS_BACKUP_CONTEXT_NOT_A_FOLDER: "the context path is not a folder",
   PAAS_BACKUP_CONTEXT_NOT_FOUND: "the context folder does not exist",
   PAAS_BACKUP_DECRYPT_FAILED: "decryption failed",
-  PAAS_BACKUP_DOCTOR_NOT_RUNNABLE: "--doctor-cmd names a command that cannot run here (checked before anything changes)",
+  PAAS_BACKUP_DOCTOR_NOT_RUNNABLE:
+    "--doctor-cmd names a command that cannot run here (checked before anything changes)",
   PAAS_BACKUP_DOCTOR_REQUIRED: "unblock needs the external doctor that blocked the context to pass",
   PAAS_BACKUP_FILE_EXISTS: "a file that is never overwritten already exists",
   PAAS_BACKUP_FILE_UNREADABLE: "a file the operator named cannot be read",
@@ -64,11 +65,14 @@ export const ERROR_CODES = {
   PAAS_BACKUP_NO_TARGET: "no offsite target given or configured",
   PAAS_BACKUP_OBJECT_NOT_FOUND: "a repository object is missing (every storage driver)",
   PAAS_BACKUP_OBJECT_TOO_LARGE: "a small repository object (manifest, checksum) is too large",
-  PAAS_BACKUP_PACKAGE_MISSING: "an optional package a feature needs is not installed (a storage driver, the demo fixtures)",
+  PAAS_BACKUP_PACKAGE_MISSING:
+    "an optional package a feature needs is not installed (a storage driver, the demo fixtures)",
   PAAS_BACKUP_PATH_NOT_IN_SNAPSHOT: "restore --path names a file that is never backed up",
-  PAAS_BACKUP_PERMISSION_DENIED: "the OS refused access to a file (EACCES/EPERM): file and owner named (exit 10)",
+  PAAS_BACKUP_PERMISSION_DENIED:
+    "the OS refused access to a file (EACCES/EPERM): file and owner named (exit 10)",
   PAAS_BACKUP_READ_ONLY: "a filesystem paas-backup writes to is read-only (exit 10)",
-  PAAS_BACKUP_RECORD_NAME_TAKEN: "every name for an incident or drill record is taken (a bug or a runaway writer)",
+  PAAS_BACKUP_RECORD_NAME_TAKEN:
+    "every name for an incident or drill record is taken (a bug or a runaway writer)",
   PAAS_BACKUP_RECOVERY_FAILED: "an interrupted swap could not be finished or undone",
   PAAS_BACKUP_REPOSITORY_ID_INVALID: "a backup root identity file that does not hold one",
   PAAS_BACKUP_RESTORE_UNFINISHED: "a restore failed after its swap; the context is blocked",
@@ -173,6 +177,6 @@ export function isNotFound(err: unknown): boolean {
 
 export function errorCodeOf(err: unknown): string | undefined {
   return typeof err === "object" && err !== null && typeof (err as { code?: unknown }).code === "string"
-    ? ((err as { code: string }).code)
+    ? (err as { code: string }).code
     : undefined;
 }

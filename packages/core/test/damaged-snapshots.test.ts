@@ -1,6 +1,19 @@
 import { describe, it, expect } from "vitest";
-import { MemoryFileSystem, FaultInjectingFileSystem, createStateRoot, appendEvents } from "@paas-backup/testing";
-import { createSnapshot, listSnapshots, scanSnapshots, verifySnapshots, pruneSnapshots, restoreSnapshot, IntegrityError } from "../src/index.js";
+import {
+  MemoryFileSystem,
+  FaultInjectingFileSystem,
+  createStateRoot,
+  appendEvents,
+} from "@paas-backup/testing";
+import {
+  createSnapshot,
+  listSnapshots,
+  scanSnapshots,
+  verifySnapshots,
+  pruneSnapshots,
+  restoreSnapshot,
+  IntegrityError,
+} from "../src/index.js";
 
 const CTX = "internal-dogfood";
 
@@ -11,9 +24,21 @@ function clockFrom(start: string, stepMs = 3_700_000) {
 
 async function threeSnapshots() {
   const fs = new MemoryFileSystem();
-  const sr = await createStateRoot({ fs, root: "/state", contexts: [{ name: CTX, eventBytes: 5_000 }], plantSecrets: false });
+  const sr = await createStateRoot({
+    fs,
+    root: "/state",
+    contexts: [{ name: CTX, eventBytes: 5_000 }],
+    plantSecrets: false,
+  });
   const clock = clockFrom("2026-11-24T00:00:00Z");
-  const base = { fs, stateRoot: "/state", backupRoot: "/b", context: CTX, clock, insecurePlaintext: true } as const;
+  const base = {
+    fs,
+    stateRoot: "/state",
+    backupRoot: "/b",
+    context: CTX,
+    clock,
+    insecurePlaintext: true,
+  } as const;
   const full = await createSnapshot(base);
   await appendEvents(fs, `${sr.contextDir(CTX)}/events/audit.jsonl`, "audit", CTX, 5, new Date(), 50_000);
   const inc1 = await createSnapshot({ ...base, kind: "incremental" });
@@ -31,7 +56,13 @@ describe("one bad snapshot never stops a context", () => {
     expect(damaged[0]).toMatchObject({ id: inc1.id, error: { code: "PAAS_BACKUP_MANIFEST_INVALID" } });
     expect(damaged[0]!.error.message).toContain(inc1.manifestFile);
 
-    const verified = await verifySnapshots({ fs, backupRoot: "/b", context: CTX, snapshot: "all", deep: true });
+    const verified = await verifySnapshots({
+      fs,
+      backupRoot: "/b",
+      context: CTX,
+      snapshot: "all",
+      deep: true,
+    });
     expect(verified.map((v) => [v.id, v.ok, v.kind])).toEqual([
       [full.id, true, "full"],
       [inc1.id, false, "unknown"],
@@ -42,13 +73,37 @@ describe("one bad snapshot never stops a context", () => {
 
     const next = await createSnapshot({ ...base, kind: "incremental" });
     expect(next).toMatchObject({ kind: "incremental", parent: { id: full2.id } });
-    const pruned = await pruneSnapshots({ fs, backupRoot: "/b", context: CTX, clock: base.clock, policy: { hourly: 1, daily: 1, weekly: 0, monthly: 0 } });
+    const pruned = await pruneSnapshots({
+      fs,
+      backupRoot: "/b",
+      context: CTX,
+      clock: base.clock,
+      policy: { hourly: 1, daily: 1, weekly: 0, monthly: 0 },
+    });
     expect(pruned.removed).toContain(full.id);
     expect(fs.files("/b").filter((f) => f.includes(inc1.id))).toHaveLength(3); // never pruned on unknown data
 
-    const restored = await restoreSnapshot({ fs, stateRoot: "/restored", backupRoot: "/b", context: CTX, snapshot: full2.id, ticket: "T-1", operator: "unit", clock: base.clock });
+    const restored = await restoreSnapshot({
+      fs,
+      stateRoot: "/restored",
+      backupRoot: "/b",
+      context: CTX,
+      snapshot: full2.id,
+      ticket: "T-1",
+      operator: "unit",
+      clock: base.clock,
+    });
     expect(restored.outcome).toBe("restored");
-    const refused = await restoreSnapshot({ fs, stateRoot: "/restored2", backupRoot: "/b", context: CTX, snapshot: inc1.id, ticket: "T-2", operator: "unit", clock: base.clock }).catch((e: unknown) => e);
+    const refused = await restoreSnapshot({
+      fs,
+      stateRoot: "/restored2",
+      backupRoot: "/b",
+      context: CTX,
+      snapshot: inc1.id,
+      ticket: "T-2",
+      operator: "unit",
+      clock: base.clock,
+    }).catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(IntegrityError);
     expect(refused).toMatchObject({ code: "PAAS_BACKUP_MANIFEST_INVALID" });
     expect((refused as IntegrityError).remediation).toContain(next.id);
@@ -58,7 +113,9 @@ describe("one bad snapshot never stops a context", () => {
     const { fs, inc1 } = await threeSnapshots();
     const counting = new FaultInjectingFileSystem(fs);
     await scanSnapshots(counting, "/b", CTX);
-    const read = counting.log.find((c) => c.path === inc1.manifestFile && (c.op === "createReadStream" || c.op === "readFile"));
+    const read = counting.log.find(
+      (c) => c.path === inc1.manifestFile && (c.op === "createReadStream" || c.op === "readFile"),
+    );
     expect(read).toBeDefined();
     const failing = new FaultInjectingFileSystem(fs, { at: read!.n, mode: "throw", code: "EIO" });
     await expect(scanSnapshots(failing, "/b", CTX)).rejects.toMatchObject({ code: "EIO" });
@@ -75,7 +132,9 @@ describe("one bad snapshot never stops a context", () => {
     await fs.writeFile(full2.artifact, bytes);
     const promoted = await createSnapshot({ ...base, kind: "incremental" });
     expect(promoted.kind).toBe("full");
-    expect(promoted.promotedToFull).toMatch(new RegExp(`chain it would extend does not verify: link ${full2.id} no longer matches its checksum`));
+    expect(promoted.promotedToFull).toMatch(
+      new RegExp(`chain it would extend does not verify: link ${full2.id} no longer matches its checksum`),
+    );
     const after = await createSnapshot({ ...base, kind: "incremental" });
     expect(after).toMatchObject({ kind: "incremental", parent: { id: promoted.id } });
   });
@@ -85,7 +144,9 @@ describe("one bad snapshot never stops a context", () => {
     await createSnapshot({ ...base, kind: "incremental" }); // verifies full2 and caches it
     const counting = new FaultInjectingFileSystem(base.fs);
     await createSnapshot({ ...base, fs: counting, kind: "incremental" });
-    const artifactReads = counting.log.filter((c) => (c.op === "createReadStream" || c.op === "readFile") && c.path === full2.artifact);
+    const artifactReads = counting.log.filter(
+      (c) => (c.op === "createReadStream" || c.op === "readFile") && c.path === full2.artifact,
+    );
     expect(artifactReads).toEqual([]);
     expect(await listSnapshots(base.fs, "/b", CTX)).toHaveLength(5);
   });

@@ -7,9 +7,18 @@ describe("events list over the restored logs", () => {
     const fs = new MemoryFileSystem();
     const dir = "/s/contexts/c";
     await fs.mkdir(`${dir}/events`, { recursive: true });
-    await fs.writeFile(`${dir}/events/deployments.jsonl`, '{"timestamp":"2026-01-01T00:00:03Z","source":"si paas","command":"deploy","status":"failed","app":"web"}\nnot json\n\n');
-    await fs.writeFile(`${dir}/events/alerts.jsonl`, '{"timestamp":"2026-01-01T00:00:02Z","command":"alert send","status":"sent","message":"disk","fields":{"bot_token":"123:AAsecretvalue","chat_id":"1"}}\n');
-    await fs.writeFile(`${dir}/events/audit.jsonl`, '{"timestamp":"2026-01-01T00:00:01Z","source":"audit","command":"doctor","status":"succeeded","fields":{"api_key":"plain-value","secret_findings_count":"2"}}\n{"timestamp":"2026-01-01T00:00:04Z","source":"au');
+    await fs.writeFile(
+      `${dir}/events/deployments.jsonl`,
+      '{"timestamp":"2026-01-01T00:00:03Z","source":"si paas","command":"deploy","status":"failed","app":"web"}\nnot json\n\n',
+    );
+    await fs.writeFile(
+      `${dir}/events/alerts.jsonl`,
+      '{"timestamp":"2026-01-01T00:00:02Z","command":"alert send","status":"sent","message":"disk","fields":{"bot_token":"123:AAsecretvalue","chat_id":"1"}}\n',
+    );
+    await fs.writeFile(
+      `${dir}/events/audit.jsonl`,
+      '{"timestamp":"2026-01-01T00:00:01Z","source":"audit","command":"doctor","status":"succeeded","fields":{"api_key":"plain-value","secret_findings_count":"2"}}\n{"timestamp":"2026-01-01T00:00:04Z","source":"au',
+    );
     const { records, logs } = await listEvents(fs, dir, 20);
     expect(records.map((r) => [r.timestamp, r.source, r.severity])).toEqual([
       ["2026-01-01T00:00:03Z", "deploy", "critical"],
@@ -28,7 +37,8 @@ describe("events list over the restored logs", () => {
 
 describe("events list reads each log from its end", () => {
   const stamp = (i: number) => new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString();
-  const line = (i: number) => `{"timestamp":"${stamp(i)}","source":"audit","command":"doctor","status":"succeeded"}`;
+  const line = (i: number) =>
+    `{"timestamp":"${stamp(i)}","source":"audit","command":"doctor","status":"succeeded"}`;
 
   it("lists the newest records of a large log without reading its beginning, and names damage near the end", async () => {
     const fs = new MemoryFileSystem();
@@ -56,9 +66,17 @@ describe("events list reads each log from its end", () => {
     const fs = new MemoryFileSystem();
     const dir = "/s/contexts/c";
     await fs.mkdir(`${dir}/events`, { recursive: true });
-    await fs.writeFile(`${dir}/events/audit.jsonl`, `${line(1)}\nnot json\n${line(2)}\n{"timestamp":"2026-01-01T00:00:09Z","message":"${"x".repeat(100_000)}`);
+    await fs.writeFile(
+      `${dir}/events/audit.jsonl`,
+      `${line(1)}\nnot json\n${line(2)}\n{"timestamp":"2026-01-01T00:00:09Z","message":"${"x".repeat(100_000)}`,
+    );
     const { records, logs } = await listEvents(fs, dir, 20);
     expect(records.map((r) => r.timestamp)).toEqual([stamp(2), stamp(1)]);
-    expect(logs.find((l) => l.path.endsWith("audit.jsonl"))).toMatchObject({ complete: true, tornTail: true, invalidLines: [2], invalidLinesFromEnd: [] });
+    expect(logs.find((l) => l.path.endsWith("audit.jsonl"))).toMatchObject({
+      complete: true,
+      tornTail: true,
+      invalidLines: [2],
+      invalidLinesFromEnd: [],
+    });
   });
 });

@@ -1,6 +1,11 @@
 import { describe, it, expect } from "vitest";
 import { createHash } from "node:crypto";
-import { MemoryFileSystem, FaultInjectingFileSystem, createStateRoot, type FaultPlan } from "@paas-backup/testing";
+import {
+  MemoryFileSystem,
+  FaultInjectingFileSystem,
+  createStateRoot,
+  type FaultPlan,
+} from "@paas-backup/testing";
 import {
   BLOCK_FILE,
   createSnapshot,
@@ -38,7 +43,12 @@ async function tree(fs: MemoryFileSystem, dir: string): Promise<Map<string, stri
   for (const path of fs.files(dir)) {
     const rel = path.slice(dir.length + 1);
     if (rel === "events/audit.jsonl" || rel === BLOCK_FILE) continue;
-    out.set(rel, createHash("sha256").update(await fs.readFile(path)).digest("hex"));
+    out.set(
+      rel,
+      createHash("sha256")
+        .update(await fs.readFile(path))
+        .digest("hex"),
+    );
   }
   return out;
 }
@@ -56,7 +66,14 @@ async function baseFixture(): Promise<Fixture> {
   const fs = new MemoryFileSystem();
   await createStateRoot({ fs, root: STATE, contexts: [{ name: CTX, eventBytes: 4_000 }] });
   const clock = clockFrom("2026-11-24T10:00:00Z");
-  await createSnapshot({ fs, stateRoot: STATE, backupRoot: BACKUPS, context: CTX, clock, insecurePlaintext: true });
+  await createSnapshot({
+    fs,
+    stateRoot: STATE,
+    backupRoot: BACKUPS,
+    context: CTX,
+    clock,
+    insecurePlaintext: true,
+  });
   const restored = await tree(fs, LIVE);
   await fs.writeFile(`${LIVE}/targets.json`, '{"current_target":"broken","targets":[]}\n', { mode: 0o600 });
   await fs.writeFile(`${LIVE}/operator-notes.txt`, "stays\n", { mode: 0o600 });
@@ -70,20 +87,32 @@ async function baseFixture(): Promise<Fixture> {
   };
 }
 
-async function assertConsistent(fx: Fixture, fs: MemoryFileSystem, label: string, allowed: ("old" | "restored")[]): Promise<"old" | "restored"> {
+async function assertConsistent(
+  fx: Fixture,
+  fs: MemoryFileSystem,
+  label: string,
+  allowed: ("old" | "restored")[],
+): Promise<"old" | "restored"> {
   const now = await tree(fs, LIVE);
-  const same = (a: Map<string, string>, b: Map<string, string>) => a.size === b.size && [...a].every(([k, v]) => b.get(k) === v);
+  const same = (a: Map<string, string>, b: Map<string, string>) =>
+    a.size === b.size && [...a].every(([k, v]) => b.get(k) === v);
   const which = allowed.find((name) => same(now, fx[name]));
   if (!which) {
     const want = fx[allowed[allowed.length - 1]!];
     const diff = [...new Set([...now.keys(), ...want.keys()])].filter((k) => now.get(k) !== want.get(k));
-    expect.fail(`${label}: the live context is neither the old nor the new state (differs in ${diff.join(", ")})`);
+    expect.fail(
+      `${label}: the live context is neither the old nor the new state (differs in ${diff.join(", ")})`,
+    );
   }
   expect((await fs.lstat(`${LIVE}/vault/secrets.env`)).ino, `${label}: vault inode`).toBe(fx.vaultIno);
-  expect(Buffer.from(await fs.readFile(`${LIVE}/vault/secrets.env`)).toString("hex"), `${label}: vault bytes`).toBe(fx.vaultBytes);
+  expect(
+    Buffer.from(await fs.readFile(`${LIVE}/vault/secrets.env`)).toString("hex"),
+    `${label}: vault bytes`,
+  ).toBe(fx.vaultBytes);
   expect(fs.files(`${STATE}/.paas-backup/staging`), `${label}: staging left`).toEqual([]);
   expect(fs.files(`${STATE}/.paas-backup/journal`), `${label}: journal left`).toEqual([]);
-  for (const s of await listSnapshots(fs, BACKUPS, CTX)) expect((await checkSnapshotChecksum(s)).state, `${label}: ${s.id}`).toBe("verified");
+  for (const s of await listSnapshots(fs, BACKUPS, CTX))
+    expect((await checkSnapshotChecksum(s)).state, `${label}: ${s.id}`).toBe("verified");
   return which!;
 }
 
@@ -119,7 +148,13 @@ async function sweep(
     );
     if (plan.mode === "throw" && afterFault) await afterFault(base, fs, label, error);
     // "reboot": the next command recovers on the real (here: the wrapped) filesystem
-    await recoverContext({ fs, stateRoot: STATE, backupRoot: BACKUPS, context: CTX, clock: clockFrom("2026-11-24T13:00:00Z") });
+    await recoverContext({
+      fs,
+      stateRoot: STATE,
+      backupRoot: BACKUPS,
+      context: CTX,
+      clock: clockFrom("2026-11-24T13:00:00Z"),
+    });
     await check(base, fs, `${name}, ${label}`);
   }
   return total;
@@ -130,11 +165,31 @@ describe("fault injection at every filesystem call (issue 9 §7)", () => {
     const total = await sweep(
       "restore",
       async () => undefined,
-      (fs, clock) => restoreSnapshot({ fs, stateRoot: STATE, backupRoot: BACKUPS, context: CTX, snapshot: "latest", ticket: "T-1", operator: "sweep", clock }),
+      (fs, clock) =>
+        restoreSnapshot({
+          fs,
+          stateRoot: STATE,
+          backupRoot: BACKUPS,
+          context: CTX,
+          snapshot: "latest",
+          ticket: "T-1",
+          operator: "sweep",
+          clock,
+        }),
       async (fx, fs, label) => {
         const state = await assertConsistent(fx, fs, label, ["old", "restored"]);
-        if (state === "old") expect(await readBlock(fs, STATE, CTX), `${label}: old state is not blocked`).toBeNull();
-        const next = await restoreSnapshot({ fs, stateRoot: STATE, backupRoot: BACKUPS, context: CTX, snapshot: "latest", ticket: "T-2", operator: "sweep", clock: clockFrom("2026-11-24T14:00:00Z") });
+        if (state === "old")
+          expect(await readBlock(fs, STATE, CTX), `${label}: old state is not blocked`).toBeNull();
+        const next = await restoreSnapshot({
+          fs,
+          stateRoot: STATE,
+          backupRoot: BACKUPS,
+          context: CTX,
+          snapshot: "latest",
+          ticket: "T-2",
+          operator: "sweep",
+          clock: clockFrom("2026-11-24T14:00:00Z"),
+        });
         expect(next.outcome, label).toBe("restored");
         await assertConsistent(fx, fs, `${label}, next run`, ["restored"]);
         expect(await readBlock(fs, STATE, CTX), label).toBeNull();
@@ -143,7 +198,9 @@ describe("fault injection at every filesystem call (issue 9 §7)", () => {
       async (fx, fs, label, error) => {
         if (!error || (await tree(fs, LIVE)).get("targets.json") !== fx.restored.get("targets.json")) return;
         expect(error, label).toBeInstanceOf(PaasBackupError);
-        expect((error as PaasBackupError).code, label).toMatch(/^PAAS_BACKUP_(RESTORE_UNFINISHED|VALIDATION_FAILED)$/);
+        expect((error as PaasBackupError).code, label).toMatch(
+          /^PAAS_BACKUP_(RESTORE_UNFINISHED|VALIDATION_FAILED)$/,
+        );
         expect((error as PaasBackupError).exitCode, label).toBe(5);
         expect((error as PaasBackupError).remediation, label).toContain("rollback");
         expect(await readBlock(fs, STATE, CTX), `${label}: blocked`).not.toBeNull();
@@ -156,13 +213,39 @@ describe("fault injection at every filesystem call (issue 9 §7)", () => {
     const total = await sweep(
       "rollback",
       async (fs) => {
-        await restoreSnapshot({ fs, stateRoot: STATE, backupRoot: BACKUPS, context: CTX, snapshot: "latest", ticket: "T-1", operator: "sweep", clock: clockFrom("2026-11-24T11:00:00Z") });
+        await restoreSnapshot({
+          fs,
+          stateRoot: STATE,
+          backupRoot: BACKUPS,
+          context: CTX,
+          snapshot: "latest",
+          ticket: "T-1",
+          operator: "sweep",
+          clock: clockFrom("2026-11-24T11:00:00Z"),
+        });
       },
-      (fs, clock) => rollbackRestore({ fs, stateRoot: STATE, backupRoot: BACKUPS, context: CTX, ticket: "T-1", operator: "sweep", clock }),
+      (fs, clock) =>
+        rollbackRestore({
+          fs,
+          stateRoot: STATE,
+          backupRoot: BACKUPS,
+          context: CTX,
+          ticket: "T-1",
+          operator: "sweep",
+          clock,
+        }),
       async (fx, fs, label) => {
         const state = await assertConsistent(fx, fs, label, ["old", "restored"]);
         if (state === "restored") {
-          const next = await rollbackRestore({ fs, stateRoot: STATE, backupRoot: BACKUPS, context: CTX, ticket: "T-1", operator: "sweep", clock: clockFrom("2026-11-24T14:00:00Z") });
+          const next = await rollbackRestore({
+            fs,
+            stateRoot: STATE,
+            backupRoot: BACKUPS,
+            context: CTX,
+            ticket: "T-1",
+            operator: "sweep",
+            clock: clockFrom("2026-11-24T14:00:00Z"),
+          });
           expect(next.kept, label).toContain("vault");
         }
         await assertConsistent(fx, fs, `${label}, next run`, ["old"]);
@@ -175,13 +258,46 @@ describe("fault injection at every filesystem call (issue 9 §7)", () => {
     const total = await sweep(
       "unblock",
       async (fs) => {
-        await restoreSnapshot({ fs, stateRoot: STATE, backupRoot: BACKUPS, context: CTX, snapshot: "latest", ticket: "T-1", operator: "sweep", clock: clockFrom("2026-11-24T11:00:00Z") });
-        await writeBlock(fs, STATE, { context: CTX, ticket: "T-1", blockedAt: "2026-11-24T11:30:00.000Z", reason: "test", snapshot: null, failingChecks: [] });
+        await restoreSnapshot({
+          fs,
+          stateRoot: STATE,
+          backupRoot: BACKUPS,
+          context: CTX,
+          snapshot: "latest",
+          ticket: "T-1",
+          operator: "sweep",
+          clock: clockFrom("2026-11-24T11:00:00Z"),
+        });
+        await writeBlock(fs, STATE, {
+          context: CTX,
+          ticket: "T-1",
+          blockedAt: "2026-11-24T11:30:00.000Z",
+          reason: "test",
+          snapshot: null,
+          failingChecks: [],
+        });
       },
-      (fs, clock) => unblockContext({ fs, stateRoot: STATE, backupRoot: BACKUPS, context: CTX, ticket: "T-1", operator: "sweep", clock }),
+      (fs, clock) =>
+        unblockContext({
+          fs,
+          stateRoot: STATE,
+          backupRoot: BACKUPS,
+          context: CTX,
+          ticket: "T-1",
+          operator: "sweep",
+          clock,
+        }),
       async (fx, fs, label) => {
         await assertConsistent(fx, fs, label, ["restored"]);
-        const next = await unblockContext({ fs, stateRoot: STATE, backupRoot: BACKUPS, context: CTX, ticket: "T-1", operator: "sweep", clock: clockFrom("2026-11-24T14:00:00Z") });
+        const next = await unblockContext({
+          fs,
+          stateRoot: STATE,
+          backupRoot: BACKUPS,
+          context: CTX,
+          ticket: "T-1",
+          operator: "sweep",
+          clock: clockFrom("2026-11-24T14:00:00Z"),
+        });
         expect(next.context, label).toBe(CTX);
         expect(await readBlock(fs, STATE, CTX), label).toBeNull();
       },
@@ -194,9 +310,20 @@ describe("the checksum is confirmed on the bytes that are restored (issue 9 §3)
   it("reads each artifact once per restore, and the incident names the sha256 of those bytes", async () => {
     const fx = await baseFixture();
     const counting = new FaultInjectingFileSystem(fx.fs);
-    const result = await restoreSnapshot({ fs: counting, stateRoot: STATE, backupRoot: BACKUPS, context: CTX, snapshot: "latest", ticket: "T-1", operator: "once", clock: clockFrom("2026-11-24T12:00:00Z") });
+    const result = await restoreSnapshot({
+      fs: counting,
+      stateRoot: STATE,
+      backupRoot: BACKUPS,
+      context: CTX,
+      snapshot: "latest",
+      ticket: "T-1",
+      operator: "once",
+      clock: clockFrom("2026-11-24T12:00:00Z"),
+    });
     const [snapshot] = await listSnapshots(fx.fs, BACKUPS, CTX);
-    const opens = counting.log.filter((c) => c.op === "createReadStream" && c.path === snapshot!.artifactPath);
+    const opens = counting.log.filter(
+      (c) => c.op === "createReadStream" && c.path === snapshot!.artifactPath,
+    );
     expect(opens).toHaveLength(1);
     const bytes = await fx.fs.readFile(snapshot!.artifactPath);
     expect(result.snapshot.sha256).toBe(createHash("sha256").update(bytes).digest("hex"));

@@ -21,14 +21,22 @@ describe("dependencies point one way (the import-cycle check the test command ru
 
   it("the folder order the README documents holds: every folder imports only folders listed before it", () => {
     const readme = readFileSync(resolve(import.meta.dirname, "../../../README.md"), "utf8");
-    const documented = /\*\*Folder dependency order\*\* \(lowest first;[^)]*\): ([^.]+)\./.exec(readme.replace(/\s*\n\s*/g, " "))![1]!.split(", ");
+    const documented = /\*\*Folder dependency order\*\* \(lowest first;[^)]*\): ([^.]+)\./
+      .exec(readme.replace(/\s*\n\s*/g, " "))![1]!
+      .split(", ");
     const r = run("--edges");
     expect(r.status).toBe(0);
     const edges = JSON.parse(r.stdout.trim().split("\n").pop()!) as Record<string, string[]>;
     const leaves = ["errors", "version"]; // single files at the top of src/, not folders
-    expect(Object.keys(edges).filter((f) => !leaves.includes(f)).sort()).toEqual(documented.filter((f) => !leaves.includes(f)).sort());
+    expect(
+      Object.keys(edges)
+        .filter((f) => !leaves.includes(f))
+        .sort(),
+    ).toEqual(documented.filter((f) => !leaves.includes(f)).sort());
     for (const [from, tos] of Object.entries(edges))
-      for (const to of tos) if (!leaves.includes(to) && !leaves.includes(from)) expect(documented.indexOf(to), `${from} imports ${to}`).toBeLessThan(documented.indexOf(from));
+      for (const to of tos)
+        if (!leaves.includes(to) && !leaves.includes(from))
+          expect(documented.indexOf(to), `${from} imports ${to}`).toBeLessThan(documented.indexOf(from));
   });
 
   it("fails on a folder cycle, naming the imports that close it, also through type-only imports", () => {
@@ -36,8 +44,14 @@ describe("dependencies point one way (the import-cycle check the test command ru
     try {
       mkdirSync(join(src, "governance"));
       mkdirSync(join(src, "restore"));
-      writeFileSync(join(src, "governance", "drill.ts"), 'import { restore } from "../restore/restore.js";\nexport const drill = () => restore();\n');
-      writeFileSync(join(src, "restore", "restore.ts"), 'import type { Block } from "../governance/block.js";\nexport const restore = (b?: Block) => b;\n');
+      writeFileSync(
+        join(src, "governance", "drill.ts"),
+        'import { restore } from "../restore/restore.js";\nexport const drill = () => restore();\n',
+      );
+      writeFileSync(
+        join(src, "restore", "restore.ts"),
+        'import type { Block } from "../governance/block.js";\nexport const restore = (b?: Block) => b;\n',
+      );
       writeFileSync(join(src, "governance", "block.ts"), "export interface Block { id: string }\n");
       const r = run(src);
       expect(r.status).toBe(1);

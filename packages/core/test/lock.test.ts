@@ -14,10 +14,19 @@ function owner(pid: number, host = "h1", alive: (pid: number) => boolean = () =>
 }
 
 function opts(fs: FileSystem, who: LockOwner, at: number, timeoutMs = 0) {
-  return { fs, backupRoot: "/b", context: "ctx", owner: who, clock: () => new Date(at), timeoutMs, sleep: async () => undefined };
+  return {
+    fs,
+    backupRoot: "/b",
+    context: "ctx",
+    owner: who,
+    clock: () => new Date(at),
+    timeoutMs,
+    sleep: async () => undefined,
+  };
 }
 
-const record = (pid: number, host: string, startedAt: number) => `${JSON.stringify({ pid, host, nonce: `n-${pid}`, startedAt: new Date(startedAt).toISOString(), command: "other" })}\n`;
+const record = (pid: number, host: string, startedAt: number) =>
+  `${JSON.stringify({ pid, host, nonce: `n-${pid}`, startedAt: new Date(startedAt).toISOString(), command: "other" })}\n`;
 
 describe("context lock: one holder", () => {
   it("six real processes taking the lock 40 rounds each never overlap, and takeovers of dead holders race safely", async () => {
@@ -26,13 +35,19 @@ describe("context lock: one holder", () => {
       const journal = join(dir, "journal");
       writeFileSync(journal, "");
       const worker = resolve(import.meta.dirname, "fixtures/lock-worker.mjs");
-      const runs = Array.from({ length: 6 }, (_, i) =>
-        new Promise<{ code: number | null; stderr: string }>((done) => {
-          const child = spawn(process.execPath, [worker, join(dir, "backups"), journal, "40", ...(i < 2 ? ["--spawn-dead-holders"] : [])], { stdio: ["ignore", "ignore", "pipe"] });
-          let stderr = "";
-          child.stderr.on("data", (c) => (stderr += c));
-          child.on("close", (code) => done({ code, stderr }));
-        }),
+      const runs = Array.from(
+        { length: 6 },
+        (_, i) =>
+          new Promise<{ code: number | null; stderr: string }>((done) => {
+            const child = spawn(
+              process.execPath,
+              [worker, join(dir, "backups"), journal, "40", ...(i < 2 ? ["--spawn-dead-holders"] : [])],
+              { stdio: ["ignore", "ignore", "pipe"] },
+            );
+            let stderr = "";
+            child.stderr.on("data", (c) => (stderr += c));
+            child.on("close", (code) => done({ code, stderr }));
+          }),
       );
       const results = await Promise.all(runs);
       for (const r of results) expect(r, r.stderr).toEqual({ code: 0, stderr: "" });
@@ -83,13 +98,41 @@ describe("context lock: one holder", () => {
     const fs = new MemoryFileSystem();
     await fs.mkdir("/b/ctx", { recursive: true });
     await fs.writeFile("/b/ctx/.lock", record(77, "h1", T0));
-    await expect(acquireContextLock(opts(fs, owner(1, "h1", () => true), T0 + 1000))).rejects.toMatchObject({ code: "PAAS_BACKUP_LOCKED", data: { holder: { pid: 77, host: "h1" } } });
-    const lock = await acquireContextLock(opts(fs, owner(1, "h1", (pid) => pid !== 77), T0 + 1000));
+    await expect(
+      acquireContextLock(
+        opts(
+          fs,
+          owner(1, "h1", () => true),
+          T0 + 1000,
+        ),
+      ),
+    ).rejects.toMatchObject({ code: "PAAS_BACKUP_LOCKED", data: { holder: { pid: 77, host: "h1" } } });
+    const lock = await acquireContextLock(
+      opts(
+        fs,
+        owner(1, "h1", (pid) => pid !== 77),
+        T0 + 1000,
+      ),
+    );
     expect(lock.tookOverFrom).toMatchObject({ pid: 77 });
     await lock.release();
     await fs.writeFile("/b/ctx/.lock", record(77, "other-host", T0));
-    await expect(acquireContextLock(opts(fs, owner(1, "h1", () => false), T0 + HOUR))).rejects.toBeInstanceOf(BusyError);
-    const late = await acquireContextLock(opts(fs, owner(1, "h1", () => false), T0 + 7 * HOUR));
+    await expect(
+      acquireContextLock(
+        opts(
+          fs,
+          owner(1, "h1", () => false),
+          T0 + HOUR,
+        ),
+      ),
+    ).rejects.toBeInstanceOf(BusyError);
+    const late = await acquireContextLock(
+      opts(
+        fs,
+        owner(1, "h1", () => false),
+        T0 + 7 * HOUR,
+      ),
+    );
     expect(late.tookOverFrom).toMatchObject({ pid: 77, host: "other-host" });
   });
 
@@ -110,7 +153,9 @@ describe("context lock: one holder", () => {
     await fs.mkdir("/b/ctx", { recursive: true });
     await fs.writeFile("/b/ctx/.lock", record(77, "h1", T0));
     const dead = (pid: number) => pid !== 77;
-    const results = await Promise.allSettled([1, 2, 3, 4, 5].map((pid) => acquireContextLock(opts(fs, owner(pid, "h1", dead), T0 + 1000))));
+    const results = await Promise.allSettled(
+      [1, 2, 3, 4, 5].map((pid) => acquireContextLock(opts(fs, owner(pid, "h1", dead), T0 + 1000))),
+    );
     const won = results.filter((r) => r.status === "fulfilled");
     expect(won).toHaveLength(1);
     for (const r of results) if (r.status === "rejected") expect(r.reason).toBeInstanceOf(BusyError);
@@ -135,9 +180,14 @@ describe("context lock: one holder", () => {
     await fs.mkdir("/b/ctx", { recursive: true });
     await fs.writeFile("/b/ctx/.lock", record(77, "h1", T0));
     const alive = (pid: number) => pid !== 77;
-    await expect(acquireContextLock(opts(fs, owner(1, "h1", alive), T0 + 2000))).rejects.toBeInstanceOf(BusyError);
+    await expect(acquireContextLock(opts(fs, owner(1, "h1", alive), T0 + 2000))).rejects.toBeInstanceOf(
+      BusyError,
+    );
     expect(fs.raced).toBe(true);
-    expect(JSON.parse(Buffer.from(await fs.readFile("/b/ctx/.lock")).toString())).toMatchObject({ pid: 9, nonce: "n-9" });
+    expect(JSON.parse(Buffer.from(await fs.readFile("/b/ctx/.lock")).toString())).toMatchObject({
+      pid: 9,
+      nonce: "n-9",
+    });
     expect(fs.files("/b")).toEqual(["/b/ctx/.lock"]);
   });
 
@@ -162,7 +212,8 @@ describe("context lock: one holder", () => {
       return fs;
     };
     const dead = (pid: number) => pid !== 77 && pid !== 1;
-    const cycle = async (fs: FileSystem) => (await acquireContextLock(opts(fs, owner(1, "h1", dead), T0 + 1000))).release();
+    const cycle = async (fs: FileSystem) =>
+      (await acquireContextLock(opts(fs, owner(1, "h1", dead), T0 + 1000))).release();
     const { calls } = await countFileSystemCalls(setup, cycle);
     expect(calls).toBeGreaterThan(10);
     console.log(`fault sweep: lock takeover+acquire+release: ${calls} injection points x 2 modes`);
@@ -171,9 +222,14 @@ describe("context lock: one holder", () => {
         const inner = await setup();
         await cycle(new FaultInjectingFileSystem(inner, { at, mode, code: "ENOSPC" })).catch(() => undefined);
         // reboot: pid 1 is gone; a new run takes the lock (at once, or after the marker/lock ages)
-        const next = await acquireContextLock(opts(inner, owner(2, "h1", dead), T0 + 2000)).catch(() => acquireContextLock(opts(inner, owner(2, "h1", dead), T0 + 2000 + 2 * 60_000)));
+        const next = await acquireContextLock(opts(inner, owner(2, "h1", dead), T0 + 2000)).catch(() =>
+          acquireContextLock(opts(inner, owner(2, "h1", dead), T0 + 2000 + 2 * 60_000)),
+        );
         await next.release();
-        expect(inner.files("/b").filter((f) => !f.endsWith(".tmp")), `${mode} at ${at}`).toEqual([]);
+        expect(
+          inner.files("/b").filter((f) => !f.endsWith(".tmp")),
+          `${mode} at ${at}`,
+        ).toEqual([]);
       }
     }
   });

@@ -41,7 +41,11 @@ function record(ticket: string, outcome: IncidentRecord["outcome"]): IncidentRec
 describe("incident and drill records", () => {
   it("two records with the same ticket in the same second are both kept, each created exclusively", async () => {
     const fs = new MemoryFileSystem();
-    const [a, b, c] = await Promise.all([writeIncident(fs, "/b", record("T-9", "restored")), writeIncident(fs, "/b", record("T-9", "failed")), writeIncident(fs, "/b", record("T-9", "refused"), "drills")]);
+    const [a, b, c] = await Promise.all([
+      writeIncident(fs, "/b", record("T-9", "restored")),
+      writeIncident(fs, "/b", record("T-9", "failed")),
+      writeIncident(fs, "/b", record("T-9", "refused"), "drills"),
+    ]);
     expect(new Set([a, b]).size).toBe(2);
     expect(c).toMatch(/\/drills\//);
     const outcomes = (await listRecords(fs, "/b", CTX, "incidents")).map((r) => r.outcome).sort();
@@ -88,31 +92,65 @@ describe("readBlock fails closed", () => {
 describe("nothing is read through a symbolic link inside a context", () => {
   it("a context whose events/ is a link: snapshot and doctor skip it and never open the logs behind it", async () => {
     const inner = new MemoryFileSystem();
-    const sr = await createStateRoot({ fs: inner, root: "/s", contexts: [{ name: CTX, eventBytes: 3_000 }], plantSecrets: false });
+    const sr = await createStateRoot({
+      fs: inner,
+      root: "/s",
+      contexts: [{ name: CTX, eventBytes: 3_000 }],
+      plantSecrets: false,
+    });
     const ctx = sr.contextDir(CTX);
     // the real logs move elsewhere; events/ becomes a link to them
     await inner.rename(`${ctx}/events`, "/elsewhere");
     inner.symlink("/elsewhere", `${ctx}/events`);
     const fs = new FaultInjectingFileSystem(inner);
-    const snap = await createSnapshot({ fs, stateRoot: "/s", backupRoot: "/b", context: CTX, clock: () => new Date("2026-11-24T10:00:00Z"), insecurePlaintext: true });
+    const snap = await createSnapshot({
+      fs,
+      stateRoot: "/s",
+      backupRoot: "/b",
+      context: CTX,
+      clock: () => new Date("2026-11-24T10:00:00Z"),
+      insecurePlaintext: true,
+    });
     const manifest = JSON.parse(Buffer.from(await inner.readFile(snap.manifestFile)).toString());
-    expect(manifest.files.map((f: { path: string }) => f.path).filter((p: string) => p.startsWith("events/"))).toEqual([]);
-    expect(manifest.skipped.map((s: { path: string }) => s.path)).toEqual(expect.arrayContaining(["events", "events/audit.jsonl", "events/deployments.jsonl", "events/alerts.jsonl"]));
+    expect(
+      manifest.files.map((f: { path: string }) => f.path).filter((p: string) => p.startsWith("events/")),
+    ).toEqual([]);
+    expect(manifest.skipped.map((s: { path: string }) => s.path)).toEqual(
+      expect.arrayContaining([
+        "events",
+        "events/audit.jsonl",
+        "events/deployments.jsonl",
+        "events/alerts.jsonl",
+      ]),
+    );
     const report = await runDoctor({ fs, stateRoot: "/s", context: CTX });
     expect(report.checks.find((c) => c.name === "events_readable")).toMatchObject({ ok: false });
-    expect(report.checks.find((c) => c.name === "events_readable")!.detail).toMatch(/under events, a symlink, not a regular file \(not followed\)/);
-    const opened = fs.log.filter((c) => ["readFile", "createReadStream", "readRange"].includes(c.op) && (c.path.includes("/events/") || c.path.startsWith("/elsewhere")));
+    expect(report.checks.find((c) => c.name === "events_readable")!.detail).toMatch(
+      /under events, a symlink, not a regular file \(not followed\)/,
+    );
+    const opened = fs.log.filter(
+      (c) =>
+        ["readFile", "createReadStream", "readRange"].includes(c.op) &&
+        (c.path.includes("/events/") || c.path.startsWith("/elsewhere")),
+    );
     expect(opened).toEqual([]);
   });
 
   it("a state file behind a linked folder is not read by doctor", async () => {
     const fs = new MemoryFileSystem();
-    const sr = await createStateRoot({ fs, root: "/s", contexts: [{ name: CTX, eventBytes: 1_000 }], plantSecrets: false });
+    const sr = await createStateRoot({
+      fs,
+      root: "/s",
+      contexts: [{ name: CTX, eventBytes: 1_000 }],
+      plantSecrets: false,
+    });
     const ctx = sr.contextDir(CTX);
     await fs.rename(`${ctx}/alerts`, "/outside-alerts");
     fs.symlink("/outside-alerts", `${ctx}/alerts`);
     const report = await runDoctor({ fs, stateRoot: "/s", context: CTX });
-    expect(report.checks.find((c) => c.name === "state_files_parse")!.detail).toMatch(/alerts\/policy.json: under alerts, a symlink/);
+    expect(report.checks.find((c) => c.name === "state_files_parse")!.detail).toMatch(
+      /alerts\/policy.json: under alerts, a symlink/,
+    );
   });
 });
 
@@ -149,7 +187,12 @@ describe("guards resolve symbolic links", () => {
   it("doctor sees a state root that is a link into a work tree as inside it", async () => {
     const fs = new MemoryFileSystem();
     await fs.mkdir("/repo/.git", { recursive: true });
-    await createStateRoot({ fs, root: "/repo/state", contexts: [{ name: CTX, eventBytes: 500 }], plantSecrets: false });
+    await createStateRoot({
+      fs,
+      root: "/repo/state",
+      contexts: [{ name: CTX, eventBytes: 500 }],
+      plantSecrets: false,
+    });
     await fs.mkdir("/home/op", { recursive: true });
     fs.symlink("/repo/state", "/home/op/paas");
     const report = await runDoctor({ fs, stateRoot: "/home/op/paas", context: CTX });

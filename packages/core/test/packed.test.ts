@@ -10,21 +10,36 @@ describe("@paas-backup/core as a published package", () => {
   it("installs from its packed tarball into a separate project and takes a snapshot from there", () => {
     const work = mkdtempSync(join(tmpdir(), "pb-pack-"));
     try {
-      execFileSync("npx", ["--yes", "pnpm@10", "pack", "--pack-destination", work], { cwd: coreDir, stdio: "pipe" });
+      execFileSync("npx", ["--yes", "pnpm@10", "pack", "--pack-destination", work], {
+        cwd: coreDir,
+        stdio: "pipe",
+      });
       const tarball = readdirSync(work).find((f) => f.endsWith(".tgz"))!;
       expect(tarball).toMatch(/^paas-backup-core-\d+\.\d+\.\d+\.tgz$/);
       const project = join(work, "consumer");
       mkdirSync(project);
-      writeFileSync(join(project, "package.json"), JSON.stringify({ name: "consumer", private: true, type: "module" }));
-      execFileSync("npm", ["install", "--no-audit", "--no-fund", "--loglevel=error", join(work, tarball)], { cwd: project, stdio: "pipe" });
+      writeFileSync(
+        join(project, "package.json"),
+        JSON.stringify({ name: "consumer", private: true, type: "module" }),
+      );
+      execFileSync("npm", ["install", "--no-audit", "--no-fund", "--loglevel=error", join(work, tarball)], {
+        cwd: project,
+        stdio: "pipe",
+      });
       // The S3 driver is its own package: a tool that writes to a local folder gets no AWS SDK.
       expect(existsSync(join(project, "node_modules", "@paas-backup", "core"))).toBe(true);
       expect(existsSync(join(project, "node_modules", "@aws-sdk"))).toBe(false);
       expect(readdirSync(join(project, "node_modules")).filter((d) => /aws|smithy/.test(d))).toEqual([]);
       const ctx = join(work, "state", "contexts", "oss-demo");
       mkdirSync(join(ctx, "events"), { recursive: true });
-      writeFileSync(join(ctx, "config.json"), `${JSON.stringify({ name: "oss-demo", type: "oss-demo" }, null, 2)}\n`);
-      writeFileSync(join(ctx, "events", "audit.jsonl"), '{"timestamp":"2026-11-24T00:00:00Z","context":"oss-demo","source":"audit","command":"doctor","status":"succeeded"}\n');
+      writeFileSync(
+        join(ctx, "config.json"),
+        `${JSON.stringify({ name: "oss-demo", type: "oss-demo" }, null, 2)}\n`,
+      );
+      writeFileSync(
+        join(ctx, "events", "audit.jsonl"),
+        '{"timestamp":"2026-11-24T00:00:00Z","context":"oss-demo","source":"audit","command":"doctor","status":"succeeded"}\n',
+      );
       writeFileSync(
         join(project, "embed.mjs"),
         `import { createSnapshot, verifySnapshots, openTarget } from "@paas-backup/core";
@@ -57,7 +72,12 @@ console.log(JSON.stringify(out));`,
       );
       const guard = JSON.parse(execFileSync("node", ["guard.mjs"], { cwd: project, encoding: "utf8" }));
       for (const name of ["direct", "symlink"]) {
-        expect(guard[name]).toMatchObject({ name: "SafetyError", code: "PAAS_BACKUP_UNSAFE_LOCATION", exitCode: 4, repository: repo });
+        expect(guard[name]).toMatchObject({
+          name: "SafetyError",
+          code: "PAAS_BACKUP_UNSAFE_LOCATION",
+          exitCode: 4,
+          repository: repo,
+        });
         expect(guard[name].message).toContain("inside the git work tree");
       }
       expect(readdirSync(join(repo, "backups"))).toEqual([]);

@@ -40,11 +40,15 @@ function oracle(snaps: RetentionSnapshot[], policy: RetentionPolicy): Map<string
 }
 
 function rng(seed: number) {
-  return () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  return () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
 }
 
 /** hourly snapshots, a full at the first snapshot of each UTC day, incrementals chained in between */
-function generate(start: string, hours: number, opts: { gapChance?: number; extraPerHour?: number; seed?: number } = {}): RetentionSnapshot[] {
+function generate(
+  start: string,
+  hours: number,
+  opts: { gapChance?: number; extraPerHour?: number; seed?: number } = {},
+): RetentionSnapshot[] {
   const rand = rng(opts.seed ?? 7);
   const out: RetentionSnapshot[] = [];
   let lastDay = "";
@@ -58,7 +62,11 @@ function generate(start: string, hours: number, opts: { gapChance?: number; extr
       const id = `s${out.length.toString().padStart(6, "0")}`;
       const full = day !== lastDay;
       lastDay = day;
-      out.push(full ? { id, time: time.toISOString(), kind: "full" } : { id, time, kind: "incremental", parent: prev! });
+      out.push(
+        full
+          ? { id, time: time.toISOString(), kind: "full" }
+          : { id, time, kind: "incremental", parent: prev! },
+      );
       prev = id;
     }
   }
@@ -85,12 +93,17 @@ function checkInvariants(snaps: RetentionSnapshot[], policy: RetentionPolicy) {
     while (cur.kind === "incremental") {
       const parent = byId.get(cur.parent as string)!;
       expect(keep.get(parent.id), `${parent.id} needed by ${id}`).toBeDefined();
-      expect(keep.get(parent.id)!.some((r) => r.startsWith("needed by ")), `${parent.id} says why`).toBe(true);
+      expect(
+        keep.get(parent.id)!.some((r) => r.startsWith("needed by ")),
+        `${parent.id} says why`,
+      ).toBe(true);
       cur = parent;
     }
   }
   // the newest full is never removed
-  const newestFull = [...snaps].filter((s) => s.kind === "full").sort((a, b) => new Date(b.time).getTime() - new Date(a.time).getTime())[0];
+  const newestFull = [...snaps]
+    .filter((s) => s.kind === "full")
+    .sort((a, b) => new Date(b.time).getTime() - new Date(a.time).getTime())[0];
   if (newestFull) expect(keep.get(newestFull.id)).toContain("newest verified full");
   // nothing kept without a reason
   for (const r of plan.keep) expect(r.reasons.length).toBeGreaterThan(0);
@@ -111,8 +124,17 @@ describe("planRetention (restic forget --keep-* semantics, UTC)", () => {
   it("holds with gaps, several snapshots per hour, and random policies", () => {
     for (let seed = 1; seed <= 25; seed++) {
       const r = rng(seed * 31);
-      const snaps = generate(`2026-0${1 + (seed % 9)}-1${seed % 9}T0${seed % 10}:00:00Z`, 24 * (20 + Math.floor(r() * 80)), { gapChance: 0.3, extraPerHour: 0.2, seed });
-      checkInvariants(snaps, { hourly: Math.floor(r() * 30), daily: Math.floor(r() * 10), weekly: Math.floor(r() * 6), monthly: Math.floor(r() * 5) });
+      const snaps = generate(
+        `2026-0${1 + (seed % 9)}-1${seed % 9}T0${seed % 10}:00:00Z`,
+        24 * (20 + Math.floor(r() * 80)),
+        { gapChance: 0.3, extraPerHour: 0.2, seed },
+      );
+      checkInvariants(snaps, {
+        hourly: Math.floor(r() * 30),
+        daily: Math.floor(r() * 10),
+        weekly: Math.floor(r() * 6),
+        monthly: Math.floor(r() * 5),
+      });
     }
   });
 
@@ -134,9 +156,24 @@ describe("planRetention (restic forget --keep-* semantics, UTC)", () => {
   });
 
   it("is deterministic for identical times and keeps one per period", () => {
-    const snaps: RetentionSnapshot[] = ["x1", "x3", "x2"].map((id) => ({ id, time: new Date("2026-05-05T05:05:05Z"), kind: "full" as const }));
+    const snaps: RetentionSnapshot[] = ["x1", "x3", "x2"].map((id) => ({
+      id,
+      time: new Date("2026-05-05T05:05:05Z"),
+      kind: "full" as const,
+    }));
     const plan = planRetention({ snapshots: snaps, policy: { hourly: 5, daily: 5, weekly: 5, monthly: 5 } });
-    expect(plan.keep).toEqual([{ id: "x3", reasons: ["hourly 2026-05-05T05", "daily 2026-05-05", "weekly 2026-W19", "monthly 2026-05", "newest verified full"] }]);
+    expect(plan.keep).toEqual([
+      {
+        id: "x3",
+        reasons: [
+          "hourly 2026-05-05T05",
+          "daily 2026-05-05",
+          "weekly 2026-W19",
+          "monthly 2026-05",
+          "newest verified full",
+        ],
+      },
+    ]);
     expect(plan.remove.map((r) => r.id)).toEqual(["x2", "x1"]);
   });
 

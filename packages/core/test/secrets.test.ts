@@ -1,11 +1,32 @@
 import { describe, it, expect } from "vitest";
-import { scanLine, scanText, isSecretLikeKey, SecretScanner, hardExclusionReason, redactBytes, redactText, SCANNER_RULES_VERSION } from "../src/index.js";
+import {
+  scanLine,
+  scanText,
+  isSecretLikeKey,
+  SecretScanner,
+  hardExclusionReason,
+  redactBytes,
+  redactText,
+  SCANNER_RULES_VERSION,
+} from "../src/index.js";
 
 describe("secret scanner (si's guardrail rules plus token formats)", () => {
   it("flags si-style assignments with a real value and lets references, ciphertext and redactions pass", () => {
     expect(scanLine("DB_PASSWORD=hunter2")).toEqual(["secret-assignment"]);
     expect(scanLine("  - api_key: 'abc123'  # prod")).toEqual(["secret-assignment"]);
-    for (const ok of ["DB_PASSWORD=", "DB_PASSWORD=${DB_PASSWORD}", "TOKEN=$TOKEN", "SECRET=ENC[abc]", "TOKEN: null", "TOKEN: ~", "PASSWORD={}", "# PASSWORD=hunter2", "TOKEN=<redacted>", "DB_PASSWORD=encrypted:si:v2:AAAA", "name=web"])
+    for (const ok of [
+      "DB_PASSWORD=",
+      "DB_PASSWORD=${DB_PASSWORD}",
+      "TOKEN=$TOKEN",
+      "SECRET=ENC[abc]",
+      "TOKEN: null",
+      "TOKEN: ~",
+      "PASSWORD={}",
+      "# PASSWORD=hunter2",
+      "TOKEN=<redacted>",
+      "DB_PASSWORD=encrypted:si:v2:AAAA",
+      "name=web",
+    ])
       expect(scanLine(ok), ok).toEqual([]);
   });
 
@@ -38,33 +59,96 @@ describe("secret scanner (si's guardrail rules plus token formats)", () => {
     const findings = scanner.end();
     expect(findings).toEqual([{ path: "targets.json", line: 6, rule: "secret-assignment" }]);
     expect(JSON.stringify(findings)).not.toContain("hunter2");
-    expect(scanText("targets.json", bytes, [{ path: "targets.json", rule: "secret-assignment" }])).toEqual([]);
+    expect(scanText("targets.json", bytes, [{ path: "targets.json", rule: "secret-assignment" }])).toEqual(
+      [],
+    );
   });
 
   it("keeps vault material, secret files, key files and data volumes out by name", () => {
-    for (const p of ["vault/secrets.env", "vault/", "releases/r1/secrets.env", "alerts/telegram.json", "x.secret", "releases/r1/.env", "releases/r1/prod.env", "cache/tls.key", "cache/cert.pem", "releases/id_ed25519", "cache/secrets-export.txt", "cache/decrypted-dump.json", "releases/volumes/db/data"])
+    for (const p of [
+      "vault/secrets.env",
+      "vault/",
+      "releases/r1/secrets.env",
+      "alerts/telegram.json",
+      "x.secret",
+      "releases/r1/.env",
+      "releases/r1/prod.env",
+      "cache/tls.key",
+      "cache/cert.pem",
+      "releases/id_ed25519",
+      "cache/secrets-export.txt",
+      "cache/decrypted-dump.json",
+      "releases/volumes/db/data",
+    ])
       expect(hardExclusionReason(p), p).not.toBeNull();
-    for (const p of ["config.json", "events/audit.jsonl", "releases/r-1/compose.yaml", "cache/targets.probe.json"]) expect(hardExclusionReason(p), p).toBeNull();
+    for (const p of [
+      "config.json",
+      "events/audit.jsonl",
+      "releases/r-1/compose.yaml",
+      "cache/targets.probe.json",
+    ])
+      expect(hardExclusionReason(p), p).toBeNull();
   });
 });
 
 describe("secret scanner: values judged, redaction spans (issues 10 §4, 15)", () => {
   it("does not take policy words, numbers or references under secret-like keys for secrets, and takes random values", () => {
-    for (const ok of ["password_policy: strong", "token_count: 3", "DB_PASSWORD: ${DB_PASSWORD}", "secret_rotation: required", "PASSWORD_MIN_LENGTH=14", "api_key_header: X-Api-Key", "TOKEN_TTL: 30m", "DB_PASSWORD_FILE: /run/secrets/db", "ADMIN_PASSWORD: changeme", '{"password_policy":"none"}'])
+    for (const ok of [
+      "password_policy: strong",
+      "token_count: 3",
+      "DB_PASSWORD: ${DB_PASSWORD}",
+      "secret_rotation: required",
+      "PASSWORD_MIN_LENGTH=14",
+      "api_key_header: X-Api-Key",
+      "TOKEN_TTL: 30m",
+      "DB_PASSWORD_FILE: /run/secrets/db",
+      "ADMIN_PASSWORD: changeme",
+      '{"password_policy":"none"}',
+    ])
       expect(scanLine(ok), ok).toEqual([]);
-    for (const bad of ["DB_PASSWORD: Xk9#mQ2vLp7Rt4Zw", "SMTP_PASS=q8Wn3RtYz1Lk", '{"client_secret":"aB3dE5fG7hJ9kL1mN3pQ5rS7"}', "REDIS_PASSWORD: s3cretpass"])
+    for (const bad of [
+      "DB_PASSWORD: Xk9#mQ2vLp7Rt4Zw",
+      "SMTP_PASS=q8Wn3RtYz1Lk",
+      '{"client_secret":"aB3dE5fG7hJ9kL1mN3pQ5rS7"}',
+      "REDIS_PASSWORD: s3cretpass",
+    ])
       expect(scanLine(bad), bad).not.toEqual([]);
     expect(Number.isInteger(SCANNER_RULES_VERSION) && SCANNER_RULES_VERSION >= 2).toBe(true);
   });
 
   it("redacts the same bytes however the stream is cut, counts the size change in a scan-only pass, and numbers lines from firstLine", () => {
-    const key = ["-----BEGIN RSA PRIVATE KEY-----", "MIIEowIBAAKCAQEAq1w2e3r4t5y6u7i8o9p0a1s2d3f4g5h6j7k8l9z0x1c2v3b4n5m6", "q1w2e3r4t5y6u7i8o9p0a1s2d3f4g5h6j7k8l9z0x1c2v3b4n5m6q7w8e9r0t1y2u3", "-----END RSA PRIVATE KEY-----"].join("\n");
-    const text = [`{"error_message":"clone https://ghp_${"A1b2C3d4E5".repeat(3)}abcdef@github.com failed"}`, "ok line", key, "DB_PASSWORD=Xk9#mQ2vLp7Rt4Zw", "tail"].join("\n") + "\n";
+    const key = [
+      "-----BEGIN RSA PRIVATE KEY-----",
+      "MIIEowIBAAKCAQEAq1w2e3r4t5y6u7i8o9p0a1s2d3f4g5h6j7k8l9z0x1c2v3b4n5m6",
+      "q1w2e3r4t5y6u7i8o9p0a1s2d3f4g5h6j7k8l9z0x1c2v3b4n5m6q7w8e9r0t1y2u3",
+      "-----END RSA PRIVATE KEY-----",
+    ].join("\n");
+    const text =
+      [
+        `{"error_message":"clone https://ghp_${"A1b2C3d4E5".repeat(3)}abcdef@github.com failed"}`,
+        "ok line",
+        key,
+        "DB_PASSWORD=Xk9#mQ2vLp7Rt4Zw",
+        "tail",
+      ].join("\n") + "\n";
     const bytes = Buffer.from(text);
     const whole = redactBytes("events/deployments.jsonl", bytes);
-    expect(whole.findings.map((f) => `${f.line}:${f.rule}`)).toEqual(["1:github-token", "3:private-key-block", "7:secret-assignment"]);
+    expect(whole.findings.map((f) => `${f.line}:${f.rule}`)).toEqual([
+      "1:github-token",
+      "3:private-key-block",
+      "7:secret-assignment",
+    ]);
     expect(whole.content.toString()).toBe(
-      ['{"error_message":"clone https://<redacted>@github.com failed"}', "ok line", "-----BEGIN RSA PRIVATE KEY-----", "<redacted>", "<redacted>", "-----END RSA PRIVATE KEY-----", "DB_PASSWORD=<redacted>", "tail"].join("\n") + "\n",
+      [
+        '{"error_message":"clone https://<redacted>@github.com failed"}',
+        "ok line",
+        "-----BEGIN RSA PRIVATE KEY-----",
+        "<redacted>",
+        "<redacted>",
+        "-----END RSA PRIVATE KEY-----",
+        "DB_PASSWORD=<redacted>",
+        "tail",
+      ].join("\n") + "\n",
     );
     for (const step of [1, 7, 64, 1000]) {
       const redacting = new SecretScanner("events/deployments.jsonl", { redact: true, firstLine: 101 });
@@ -85,11 +169,26 @@ describe("secret scanner: values judged, redaction spans (issues 10 §4, 15)", (
   });
 
   it("redactText replaces secrets in anything printed, keeping JSON valid", () => {
-    const printed = JSON.stringify({ error: { message: "POST https://api.telegram.org/bot123456789:AAF1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r/sendMessage failed", detail: "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJkZXBsb3kifQ.c2lnbmF0dXJlLXRoYXQtaXMtbG9uZw" } }, null, 2);
+    const printed = JSON.stringify(
+      {
+        error: {
+          message:
+            "POST https://api.telegram.org/bot123456789:AAF1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r/sendMessage failed",
+          detail:
+            "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJkZXBsb3kifQ.c2lnbmF0dXJlLXRoYXQtaXMtbG9uZw",
+        },
+      },
+      null,
+      2,
+    );
     const redacted = redactText(printed);
     expect(redacted).not.toContain("AAF1b2C3d4");
     expect(redacted).not.toContain("eyJzdWIi");
-    expect(JSON.parse(redacted).error.message).toBe("POST https://api.telegram.org/bot<redacted>/sendMessage failed");
-    expect(redactText("nothing to see: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")).toBe("nothing to see: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
+    expect(JSON.parse(redacted).error.message).toBe(
+      "POST https://api.telegram.org/bot<redacted>/sendMessage failed",
+    );
+    expect(
+      redactText("nothing to see: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"),
+    ).toBe("nothing to see: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
   });
 });

@@ -61,7 +61,15 @@ let endpoint: string;
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), "pb-conformance-"));
   mkdirSync(join(work, "s3"));
-  s3 = spawn(process.execPath, ["--openssl-legacy-provider", resolve(import.meta.dirname, "../../cli/test/s3-server.mjs"), join(work, "s3")], { stdio: ["pipe", "pipe", "inherit"] });
+  s3 = spawn(
+    process.execPath,
+    [
+      "--openssl-legacy-provider",
+      resolve(import.meta.dirname, "../../cli/test/s3-server.mjs"),
+      join(work, "s3"),
+    ],
+    { stdio: ["pipe", "pipe", "inherit"] },
+  );
   const { port } = await new Promise<{ port: number }>((ok, fail) => {
     let out = "";
     s3.stdout!.on("data", (c) => {
@@ -71,7 +79,12 @@ beforeAll(async () => {
     s3.on("exit", (code) => fail(new Error(`s3rver exited ${code}`)));
   });
   endpoint = `http://127.0.0.1:${port}`;
-  client = new S3Client({ endpoint, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" } });
+  client = new S3Client({
+    endpoint,
+    region: "us-east-1",
+    forcePathStyle: true,
+    credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" },
+  });
 });
 
 afterAll(async () => {
@@ -83,7 +96,10 @@ afterAll(async () => {
 let n = 0;
 const drivers: { name: string; open: () => Promise<ObjectStorage> }[] = [
   { name: "local (backup root)", open: async () => backupRootStorage(nodeFs, join(work, `root-${++n}`)) },
-  { name: "local (offsite folder, read-only copies)", open: async () => new LocalStorage(nodeFs, join(work, `offsite-${++n}`)) },
+  {
+    name: "local (offsite folder, read-only copies)",
+    open: async () => new LocalStorage(nodeFs, join(work, `offsite-${++n}`)),
+  },
   { name: "memory", open: async () => new MemoryStorage(`memory://conformance-${++n}`) },
   {
     name: "s3 (s3rver)",
@@ -91,7 +107,16 @@ const drivers: { name: string; open: () => Promise<ObjectStorage> }[] = [
       const bucket = `conformance-${++n}-${randomBytes(3).toString("hex")}`;
       await client.send(new CreateBucketCommand({ Bucket: bucket }));
       // a small part size and page size, so multipart staging and pagination are exercised
-      return new S3Storage({ bucket, prefix: "repo", url: `s3://${bucket}/repo`, endpoint, pathStyle: true, client, partSize: 5 * 1024 * 1024, pageSize: 2 });
+      return new S3Storage({
+        bucket,
+        prefix: "repo",
+        url: `s3://${bucket}/repo`,
+        endpoint,
+        pathStyle: true,
+        client,
+        partSize: 5 * 1024 * 1024,
+        pageSize: 2,
+      });
     },
   },
 ];
@@ -106,7 +131,8 @@ describe.each(drivers)("storage contract: $name", ({ open }) => {
     expect(head).toMatchObject({ key: "ctx/a.bin", size: data.length });
     if (head!.sha256 !== null) expect(head!.sha256).toBe(sha(data));
     expect(sha(await readAll(await storage.get("ctx/a.bin")))).toBe(sha(data));
-    if (storage.flags.permissions) expect(head!.mode! & 0o200).toBe(storage.url.includes("offsite") ? 0 : 0o200);
+    if (storage.flags.permissions)
+      expect(head!.mode! & 0o200).toBe(storage.url.includes("offsite") ? 0 : 0o200);
     // a second put replaces the object
     const next = Buffer.from("replaced\n");
     await storage.put("ctx/a.bin", body(next), { sha256: sha(next), size: next.length });
@@ -128,7 +154,8 @@ describe.each(drivers)("storage contract: $name", ({ open }) => {
 
   it("lists by prefix in key order, shallow or deep, across pages", async () => {
     const storage = await open();
-    for (const k of ["a/3", "a/1", "a/2", "a/sub/x", "ab/1", "b/1"]) await storage.put(k, body(Buffer.from(k)), { sha256: sha(Buffer.from(k)), size: k.length });
+    for (const k of ["a/3", "a/1", "a/2", "a/sub/x", "ab/1", "b/1"])
+      await storage.put(k, body(Buffer.from(k)), { sha256: sha(Buffer.from(k)), size: k.length });
     expect(await keys(storage, "a/", true)).toEqual(["a/1", "a/2", "a/3"]);
     expect(await keys(storage, "a/")).toEqual(["a/1", "a/2", "a/3", "a/sub/x"]);
     expect(await keys(storage, "nothing/")).toEqual([]);
@@ -185,17 +212,39 @@ describe.each(drivers)("storage contract: $name", ({ open }) => {
   it("holds a repository: a snapshot written through the driver lists, verifies and prunes", async () => {
     const storage = await open();
     const base = mkdtempSync(join(work, "state-"));
-    await createStateRoot({ fs: nodeFs, root: join(base, "state"), contexts: [{ name: "oss-demo", eventBytes: 4_000 }], plantSecrets: false });
+    await createStateRoot({
+      fs: nodeFs,
+      root: join(base, "state"),
+      contexts: [{ name: "oss-demo", eventBytes: 4_000 }],
+      plantSecrets: false,
+    });
     let t = Date.parse("2026-11-01T00:00:00Z");
     const clock = () => new Date((t += 86_400_000));
     const made = [];
     for (let i = 0; i < 3; i++)
-      made.push(await createSnapshot({ fs: nodeFs, stateRoot: join(base, "state"), backupRoot: join(base, "unused"), repository: storage, context: "oss-demo", clock, insecurePlaintext: true }));
+      made.push(
+        await createSnapshot({
+          fs: nodeFs,
+          stateRoot: join(base, "state"),
+          backupRoot: join(base, "unused"),
+          repository: storage,
+          context: "oss-demo",
+          clock,
+          insecurePlaintext: true,
+        }),
+      );
     expect(made[0]!.artifact).toBe(storage.locate(`oss-demo/${made[0]!.id}.tar.gz`));
     const listed = await listSnapshotsIn(storage, "oss-demo");
     expect(listed.map((s) => s.id)).toEqual(made.map((m) => m.id));
     for (const s of listed) expect((await checkSnapshotChecksum(s)).state).toBe("verified");
-    const pruned = await pruneSnapshots({ fs: nodeFs, backupRoot: join(base, "unused"), repository: storage, context: "oss-demo", policy: { hourly: 0, daily: 1, weekly: 0, monthly: 0 }, clock });
+    const pruned = await pruneSnapshots({
+      fs: nodeFs,
+      backupRoot: join(base, "unused"),
+      repository: storage,
+      context: "oss-demo",
+      policy: { hourly: 0, daily: 1, weekly: 0, monthly: 0 },
+      clock,
+    });
     expect(pruned.removed).toEqual([made[1]!.id, made[0]!.id]);
     expect((await listSnapshotsIn(storage, "oss-demo")).map((s) => s.id)).toEqual([made[2]!.id]);
   });

@@ -12,22 +12,46 @@ function movableClock(start: string) {
 }
 
 function options(fs: MemoryFileSystem, clock: () => Date, extra: Partial<TickOptions>): TickOptions {
-  return { fs, stateRoot: "/state", backupRoot: "/backups", clock, owner, lockTimeoutMs: 1_000, insecurePlaintext: true, ...extra };
+  return {
+    fs,
+    stateRoot: "/state",
+    backupRoot: "/backups",
+    clock,
+    owner,
+    lockTimeoutMs: 1_000,
+    insecurePlaintext: true,
+    ...extra,
+  };
 }
 
 describe("runTick: the one tick orchestration (SDK and CLI alike)", () => {
   it("takes the day's full, then nothing within the hour, then an incremental, recording each outcome for status", async () => {
     const fs = new MemoryFileSystem();
-    await createStateRoot({ fs, root: "/state", contexts: [{ name: "alpha", eventBytes: 20_000 }], plantSecrets: false });
+    await createStateRoot({
+      fs,
+      root: "/state",
+      contexts: [{ name: "alpha", eventBytes: 20_000 }],
+      plantSecrets: false,
+    });
     const time = movableClock("2026-11-24T08:00:00Z");
 
     const first = await runTick(options(fs, time.clock, { contexts: ["alpha"] }));
     expect(first.exitCode).toBe(0);
     expect(first.outcomes).toHaveLength(1);
-    expect(first.outcomes[0]).toMatchObject({ context: "alpha", ok: true, action: "full", error: null, redactions: [] });
+    expect(first.outcomes[0]).toMatchObject({
+      context: "alpha",
+      ok: true,
+      action: "full",
+      error: null,
+      redactions: [],
+    });
     expect(first.outcomes[0]!.reason).toContain("no full snapshot yet for 2026-11-24");
     expect(first.outcomes[0]!.snapshot).toMatchObject({ kind: "full" });
-    expect(await readTickRecord(fs, "/backups", "alpha")).toMatchObject({ ok: true, action: "full", lastSnapshots: { full: { id: first.outcomes[0]!.snapshot!.id } } });
+    expect(await readTickRecord(fs, "/backups", "alpha")).toMatchObject({
+      ok: true,
+      action: "full",
+      lastSnapshots: { full: { id: first.outcomes[0]!.snapshot!.id } },
+    });
 
     time.set("2026-11-24T08:20:00Z");
     const again = await runTick(options(fs, time.clock, { contexts: ["alpha"] }));
@@ -37,9 +61,16 @@ describe("runTick: the one tick orchestration (SDK and CLI alike)", () => {
     time.set("2026-11-24T09:05:00Z");
     const later = await runTick(options(fs, time.clock, { contexts: ["alpha"] }));
     expect(later.exitCode).toBe(0);
-    expect(later.outcomes[0]).toMatchObject({ ok: true, action: "incremental", snapshot: { kind: "incremental" } });
+    expect(later.outcomes[0]).toMatchObject({
+      ok: true,
+      action: "incremental",
+      snapshot: { kind: "incremental" },
+    });
     expect(later.outcomes[0]!.reason).toMatch(/newest snapshot is \d+ min old/);
-    expect((await listSnapshots(fs, "/backups", "alpha")).map((s) => s.kind)).toEqual(["full", "incremental"]);
+    expect((await listSnapshots(fs, "/backups", "alpha")).map((s) => s.kind)).toEqual([
+      "full",
+      "incremental",
+    ]);
     const record = await readTickRecord(fs, "/backups", "alpha");
     expect(record).toMatchObject({ ok: true, action: "incremental" });
     // the record keeps the newest of each kind, so status sees both the full and the incremental
@@ -48,7 +79,12 @@ describe("runTick: the one tick orchestration (SDK and CLI alike)", () => {
 
   it("an all-contexts run ticks every context when one fails, records the failure and exits partial (7)", async () => {
     const fs = new MemoryFileSystem();
-    await createStateRoot({ fs, root: "/state", contexts: [{ name: "alpha" }, { name: "beta" }, { name: "gamma" }], plantSecrets: false });
+    await createStateRoot({
+      fs,
+      root: "/state",
+      contexts: [{ name: "alpha" }, { name: "beta" }, { name: "gamma" }],
+      plantSecrets: false,
+    });
     const time = movableClock("2026-11-24T08:00:00Z");
     const offsite: string[] = [];
     const result = await runTick(
@@ -69,16 +105,28 @@ describe("runTick: the one tick orchestration (SDK and CLI alike)", () => {
       ["beta", false, "full"],
       ["gamma", true, "full"],
     ]);
-    expect(result.outcomes[1]!.error).toMatchObject({ code: "PAAS_BACKUP_UNEXPECTED", message: "offsite target refused the upload" });
+    expect(result.outcomes[1]!.error).toMatchObject({
+      code: "PAAS_BACKUP_UNEXPECTED",
+      message: "offsite target refused the upload",
+    });
     expect(result.outcomes[0]!.offsite).toEqual({ pushed: "alpha" });
     expect(offsite).toEqual(["alpha", "gamma"]);
-    expect(await readTickRecord(fs, "/backups", "beta")).toMatchObject({ ok: false, error: { code: "PAAS_BACKUP_UNEXPECTED" }, lastSuccessAt: null });
+    expect(await readTickRecord(fs, "/backups", "beta")).toMatchObject({
+      ok: false,
+      error: { code: "PAAS_BACKUP_UNEXPECTED" },
+      lastSuccessAt: null,
+    });
     expect(await readTickRecord(fs, "/backups", "gamma")).toMatchObject({ ok: true, action: "full" });
   });
 
   it("one named context that fails exits with that failure's own code, and a redaction alone exits 9", async () => {
     const fs = new MemoryFileSystem();
-    const sr = await createStateRoot({ fs, root: "/state", contexts: [{ name: "alpha" }], plantSecrets: false });
+    const sr = await createStateRoot({
+      fs,
+      root: "/state",
+      contexts: [{ name: "alpha" }],
+      plantSecrets: false,
+    });
     // a fake token of GitHub's format, as si writes it into a state file when a git clone fails
     const deployments = `${sr.contextDir("alpha")}/deployments.json`;
     const state = JSON.parse(Buffer.from(await fs.readFile(deployments)).toString("utf8"));

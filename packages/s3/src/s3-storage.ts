@@ -13,8 +13,24 @@ import {
   type S3ClientConfig,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
-import { ExitCode, HashingStream, ObjectNotFoundError, PaasBackupError, isStagedKey, stagedKey, stagedMismatch } from "@paas-backup/core";
-import type { Immutability, ObjectStorage, PutOptions, PutResult, StagedObject, StorageFlags, StoredObject } from "@paas-backup/core";
+import {
+  ExitCode,
+  HashingStream,
+  ObjectNotFoundError,
+  PaasBackupError,
+  isStagedKey,
+  stagedKey,
+  stagedMismatch,
+} from "@paas-backup/core";
+import type {
+  Immutability,
+  ObjectStorage,
+  PutOptions,
+  PutResult,
+  StagedObject,
+  StorageFlags,
+  StoredObject,
+} from "@paas-backup/core";
 
 export interface S3StorageOptions {
   bucket: string;
@@ -52,15 +68,21 @@ function storageFailure(err: unknown, what: string, where: string): PaasBackupEr
         ? "Create the bucket, or fix the bucket in the target URL (s3://<bucket>/<prefix>)."
         : name === "AccessDenied" || httpStatus(err) === 403
           ? "The credentials lack permission for this bucket and prefix (s3:PutObject, GetObject, ListBucket, DeleteObject, GetBucketObjectLockConfiguration)."
-          : ["ECONNREFUSED", "ENOTFOUND", "ETIMEDOUT", "ECONNRESET"].includes(code) || /ECONNREFUSED|ENOTFOUND|getaddrinfo/.test(message)
+          : ["ECONNREFUSED", "ENOTFOUND", "ETIMEDOUT", "ECONNRESET"].includes(code) ||
+              /ECONNREFUSED|ENOTFOUND|getaddrinfo/.test(message)
             ? "The server did not answer: check --endpoint (or the target's endpoint in the config file) and the network."
             : "Check the target URL, --endpoint, --region and --path-style, then run the command again; an interrupted push resumes.";
-  return new PaasBackupError("PAAS_BACKUP_STORAGE_FAILED", ExitCode.environment, `${what} at ${where} failed: ${name || code || "error"}: ${message.split("\n")[0]}`, {
-    path: where,
-    remediation,
-    stage: "storage",
-    cause: err,
-  });
+  return new PaasBackupError(
+    "PAAS_BACKUP_STORAGE_FAILED",
+    ExitCode.environment,
+    `${what} at ${where} failed: ${name || code || "error"}: ${message.split("\n")[0]}`,
+    {
+      path: where,
+      remediation,
+      stage: "storage",
+      cause: err,
+    },
+  );
 }
 
 /**
@@ -106,35 +128,56 @@ export class S3Storage implements ObjectStorage {
 
   async put(key: string, body: Readable, options: PutOptions): Promise<PutResult> {
     const Key = this.key(key);
-    const lock = options.lock ? { ObjectLockMode: options.lock.mode, ObjectLockRetainUntilDate: options.lock.retainUntil } : {};
+    const lock = options.lock
+      ? { ObjectLockMode: options.lock.mode, ObjectLockRetainUntilDate: options.lock.retainUntil }
+      : {};
     const multipart = options.size > this.partSize;
     if (multipart) {
       const upload = new Upload({
         client: this.client,
-        params: { Bucket: this.options.bucket, Key, Body: body, Metadata: { sha256: options.sha256 }, ...lock },
+        params: {
+          Bucket: this.options.bucket,
+          Key,
+          Body: body,
+          Metadata: { sha256: options.sha256 },
+          ...lock,
+        },
         partSize: this.partSize,
         queueSize: this.options.queueSize ?? 2,
         leavePartsOnError: false,
       });
       await this.send("multipart upload", key, () => upload.done());
     } else {
-      await this.send("upload", key, () => this.client.send(
-        new PutObjectCommand({
-          Bucket: this.options.bucket,
-          Key,
-          Body: body,
-          ContentLength: options.size,
-          Metadata: { sha256: options.sha256 },
-          ChecksumSHA256: Buffer.from(options.sha256, "hex").toString("base64"),
-          ...lock,
-        }),
-      ));
+      await this.send("upload", key, () =>
+        this.client.send(
+          new PutObjectCommand({
+            Bucket: this.options.bucket,
+            Key,
+            Body: body,
+            ContentLength: options.size,
+            Metadata: { sha256: options.sha256 },
+            ChecksumSHA256: Buffer.from(options.sha256, "hex").toString("base64"),
+            ...lock,
+          }),
+        ),
+      );
     }
     // Confirm: the server's full-object checksum if it keeps one, else read the object back.
-    const head = await this.send("confirming the upload", key, () => this.client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key, ChecksumMode: "ENABLED" })));
-    const serverSha = head.ChecksumSHA256 && !head.ChecksumSHA256.includes("-") ? Buffer.from(head.ChecksumSHA256, "base64").toString("hex") : null;
+    const head = await this.send("confirming the upload", key, () =>
+      this.client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key, ChecksumMode: "ENABLED" })),
+    );
+    const serverSha =
+      head.ChecksumSHA256 && !head.ChecksumSHA256.includes("-")
+        ? Buffer.from(head.ChecksumSHA256, "base64").toString("hex")
+        : null;
     if (serverSha && head.ContentLength === options.size) {
-      return { key, size: head.ContentLength ?? options.size, sha256: serverSha, confirmedBy: "server-checksum", multipart };
+      return {
+        key,
+        size: head.ContentLength ?? options.size,
+        sha256: serverSha,
+        confirmedBy: "server-checksum",
+        multipart,
+      };
     }
     const hash = createHash("sha256");
     let size = 0;
@@ -168,7 +211,8 @@ export class S3Storage implements ObjectStorage {
         await uploaded;
         const sha256 = hashing.digest();
         try {
-          if (expectSha256 !== undefined && sha256 !== expectSha256) throw stagedMismatch(this.locate(key), sha256, expectSha256);
+          if (expectSha256 !== undefined && sha256 !== expectSha256)
+            throw stagedMismatch(this.locate(key), sha256, expectSha256);
           await this.send("committing", key, () =>
             this.client.send(
               new CopyObjectCommand({
@@ -184,8 +228,15 @@ export class S3Storage implements ObjectStorage {
           await this.delete(staging);
         }
         const head = await this.head(key);
-        if (!head || head.size !== hashing.bytes) throw stagedMismatch(this.locate(key), `${head?.size ?? "no"} bytes`, `${hashing.bytes} bytes`);
-        return { key, size: head.size, sha256, confirmedBy: "reread", multipart: hashing.bytes > this.partSize };
+        if (!head || head.size !== hashing.bytes)
+          throw stagedMismatch(this.locate(key), `${head?.size ?? "no"} bytes`, `${hashing.bytes} bytes`);
+        return {
+          key,
+          size: head.size,
+          sha256,
+          confirmedBy: "reread",
+          multipart: hashing.bytes > this.partSize,
+        };
       },
       abort: async () => {
         if (!hashing.destroyed && !hashing.writableFinished) hashing.destroy();
@@ -198,17 +249,22 @@ export class S3Storage implements ObjectStorage {
 
   async get(key: string): Promise<Readable> {
     try {
-      const r = await this.client.send(new GetObjectCommand({ Bucket: this.options.bucket, Key: this.key(key) }));
+      const r = await this.client.send(
+        new GetObjectCommand({ Bucket: this.options.bucket, Key: this.key(key) }),
+      );
       return r.Body as Readable;
     } catch (err) {
-      if (["NoSuchKey", "NotFound"].includes(errorName(err)) || httpStatus(err) === 404) throw new ObjectNotFoundError(this.locate(key), err);
+      if (["NoSuchKey", "NotFound"].includes(errorName(err)) || httpStatus(err) === 404)
+        throw new ObjectNotFoundError(this.locate(key), err);
       throw storageFailure(err, "download", this.locate(key));
     }
   }
 
   async head(key: string): Promise<StoredObject | null> {
     try {
-      const h = await this.client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: this.key(key) }));
+      const h = await this.client.send(
+        new HeadObjectCommand({ Bucket: this.options.bucket, Key: this.key(key) }),
+      );
       return {
         key,
         size: h.ContentLength ?? 0,
@@ -228,15 +284,27 @@ export class S3Storage implements ObjectStorage {
   }
 
   /** keys and times under a prefix, page by page, staged keys included */
-  private async *listKeys(prefix: string, shallow: boolean): AsyncGenerator<{ key: string; lastModified: Date | null }> {
+  private async *listKeys(
+    prefix: string,
+    shallow: boolean,
+  ): AsyncGenerator<{ key: string; lastModified: Date | null }> {
     let ContinuationToken: string | undefined;
     const full = this.key(prefix);
     const strip = this.options.prefix ? this.options.prefix.length + 1 : 0;
     do {
       const page = await this.send("listing", prefix, () =>
-        this.client.send(new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: full, ContinuationToken, MaxKeys: this.options.pageSize ?? 1000, ...(shallow ? { Delimiter: "/" } : {}) })),
+        this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.options.bucket,
+            Prefix: full,
+            ContinuationToken,
+            MaxKeys: this.options.pageSize ?? 1000,
+            ...(shallow ? { Delimiter: "/" } : {}),
+          }),
+        ),
       );
-      for (const o of page.Contents ?? []) yield { key: (o.Key ?? "").slice(strip), lastModified: o.LastModified ?? null };
+      for (const o of page.Contents ?? [])
+        yield { key: (o.Key ?? "").slice(strip), lastModified: o.LastModified ?? null };
       ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (ContinuationToken);
   }
@@ -261,26 +329,52 @@ export class S3Storage implements ObjectStorage {
   }
 
   async delete(key: string): Promise<void> {
-    await this.send("deleting", key, () => this.client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.key(key) })));
+    await this.send("deleting", key, () =>
+      this.client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.key(key) })),
+    );
   }
 
-  async extendLock(key: string, lock: { mode: "COMPLIANCE" | "GOVERNANCE"; retainUntil: Date }): Promise<void> {
+  async extendLock(
+    key: string,
+    lock: { mode: "COMPLIANCE" | "GOVERNANCE"; retainUntil: Date },
+  ): Promise<void> {
     await this.send("extending the Object Lock retention", key, () =>
-      this.client.send(new PutObjectRetentionCommand({ Bucket: this.options.bucket, Key: this.key(key), Retention: { Mode: lock.mode, RetainUntilDate: lock.retainUntil } })),
+      this.client.send(
+        new PutObjectRetentionCommand({
+          Bucket: this.options.bucket,
+          Key: this.key(key),
+          Retention: { Mode: lock.mode, RetainUntilDate: lock.retainUntil },
+        }),
+      ),
     );
   }
 
   async immutability(): Promise<Immutability> {
     try {
-      const r = await this.client.send(new GetObjectLockConfigurationCommand({ Bucket: this.options.bucket }));
+      const r = await this.client.send(
+        new GetObjectLockConfigurationCommand({ Bucket: this.options.bucket }),
+      );
       const enabled = r.ObjectLockConfiguration?.ObjectLockEnabled === "Enabled";
-      return { supported: true, enabled, detail: enabled ? `bucket ${this.options.bucket} has Object Lock enabled` : `bucket ${this.options.bucket} has no Object Lock configuration` };
+      return {
+        supported: true,
+        enabled,
+        detail: enabled
+          ? `bucket ${this.options.bucket} has Object Lock enabled`
+          : `bucket ${this.options.bucket} has no Object Lock configuration`,
+      };
     } catch (err) {
       const name = errorName(err);
-      if (name === "ObjectLockConfigurationNotFoundError" || name === "NotImplemented" || httpStatus(err) === 501)
-        return { supported: name !== "NotImplemented", enabled: false, detail: `bucket ${this.options.bucket}: no Object Lock (${name || "not implemented by the server"})` };
+      if (
+        name === "ObjectLockConfigurationNotFoundError" ||
+        name === "NotImplemented" ||
+        httpStatus(err) === 501
+      )
+        return {
+          supported: name !== "NotImplemented",
+          enabled: false,
+          detail: `bucket ${this.options.bucket}: no Object Lock (${name || "not implemented by the server"})`,
+        };
       throw storageFailure(err, "reading the Object Lock configuration", this.url);
     }
   }
 }
-

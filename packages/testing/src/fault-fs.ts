@@ -46,12 +46,15 @@ export class FaultCrashError extends Error {
 }
 
 function injectedError(code: FaultErrorCode, call: FaultCall): Error {
-  return Object.assign(new Error(`${code}: ${MESSAGES[code]}, ${call.op} '${call.path}' (injected at call ${call.n})`), {
-    code,
-    errno: code === "EIO" ? -5 : code === "ENOSPC" ? -28 : -13,
-    syscall: call.op,
-    path: call.path,
-  });
+  return Object.assign(
+    new Error(`${code}: ${MESSAGES[code]}, ${call.op} '${call.path}' (injected at call ${call.n})`),
+    {
+      code,
+      errno: code === "EIO" ? -5 : code === "ENOSPC" ? -28 : -13,
+      syscall: call.op,
+      path: call.path,
+    },
+  );
 }
 
 export class FaultInjectingFileSystem implements FileSystem {
@@ -199,7 +202,10 @@ export class FaultInjectingFileSystem implements FileSystem {
  * How many filesystem calls `operation` makes on a fresh fixture, so that a sweep can fault
  * every one of them. `setup` builds the fixture and returns the filesystem to wrap.
  */
-export async function countFileSystemCalls(setup: () => Promise<FileSystem>, operation: (fs: FileSystem) => Promise<unknown>): Promise<{ calls: number; log: FaultCall[] }> {
+export async function countFileSystemCalls(
+  setup: () => Promise<FileSystem>,
+  operation: (fs: FileSystem) => Promise<unknown>,
+): Promise<{ calls: number; log: FaultCall[] }> {
   const fs = new FaultInjectingFileSystem(await setup());
   await operation(fs);
   return { calls: fs.calls, log: fs.log };

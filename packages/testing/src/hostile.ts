@@ -49,7 +49,10 @@ export function rawTar(entries: RawEntry[]): Buffer {
     const carries = !e.type || e.type === "0" || e.type === "x";
     const size = e.size ?? (carries ? content.length : 0);
     parts.push(header(e, size));
-    const body = e.size !== undefined && e.size > content.length ? Buffer.concat([content, Buffer.alloc(e.size - content.length)]) : content;
+    const body =
+      e.size !== undefined && e.size > content.length
+        ? Buffer.concat([content, Buffer.alloc(e.size - content.length)])
+        : content;
     if (carries) {
       parts.push(body);
       const pad = (512 - (body.length % 512)) % 512;
@@ -76,7 +79,11 @@ export function paxRecords(fields: Record<string, string>): Buffer {
 export interface HostileCase {
   name: string;
   /** what the refusal must say */
-  expectCode: "PAAS_BACKUP_HOSTILE_ENTRY" | "PAAS_BACKUP_ARCHIVE_TOO_LARGE" | "PAAS_BACKUP_MANIFEST_DISAGREES" | "PAAS_BACKUP_ARCHIVE_CORRUPT";
+  expectCode:
+    | "PAAS_BACKUP_HOSTILE_ENTRY"
+    | "PAAS_BACKUP_ARCHIVE_TOO_LARGE"
+    | "PAAS_BACKUP_MANIFEST_DISAGREES"
+    | "PAAS_BACKUP_ARCHIVE_CORRUPT";
   expectMessage: RegExp;
   /** the .tar.gz bytes */
   artifact: Buffer;
@@ -93,14 +100,66 @@ const config = `${JSON.stringify({ name: "internal-dogfood", type: "internal-dog
 export function hostileCorpus(options: { escapeTarget: string }): HostileCase[] {
   const gz = (entries: RawEntry[]) => gzipSync(rawTar(entries));
   const cases: HostileCase[] = [
-    { name: "dot-dot traversal", expectCode: "PAAS_BACKUP_HOSTILE_ENTRY", expectMessage: /'\.\.' in the path/, artifact: gz([{ name: "config.json", content: config }, { name: "../../escaped.txt", content: "x" }]) },
-    { name: "absolute path", expectCode: "PAAS_BACKUP_HOSTILE_ENTRY", expectMessage: /absolute path/, artifact: gz([{ name: "config.json", content: config }, { name: options.escapeTarget, content: "x" }]) },
-    { name: "symbolic link", expectCode: "PAAS_BACKUP_HOSTILE_ENTRY", expectMessage: /SymbolicLink/, artifact: gz([{ name: "events", type: "5", mode: 0o700 }, { name: "events/audit.jsonl", type: "2", linkname: "/etc/passwd" }]) },
-    { name: "hard link", expectCode: "PAAS_BACKUP_HOSTILE_ENTRY", expectMessage: /Link/, artifact: gz([{ name: "config.json", type: "1", linkname: "/etc/passwd" }]) },
-    { name: "character device", expectCode: "PAAS_BACKUP_HOSTILE_ENTRY", expectMessage: /CharacterDevice/, artifact: gz([{ name: "null", type: "3" }]) },
-    { name: "fifo", expectCode: "PAAS_BACKUP_HOSTILE_ENTRY", expectMessage: /FIFO/, artifact: gz([{ name: "pipe", type: "6" }]) },
-    { name: "control character", expectCode: "PAAS_BACKUP_HOSTILE_ENTRY", expectMessage: /control character/, artifact: gz([{ name: "config\n.json", content: config }]) },
-    { name: "duplicate path", expectCode: "PAAS_BACKUP_HOSTILE_ENTRY", expectMessage: /duplicate path/, artifact: gz([{ name: "config.json", content: config }, { name: "config.json", content: "{}\n" }]) },
+    {
+      name: "dot-dot traversal",
+      expectCode: "PAAS_BACKUP_HOSTILE_ENTRY",
+      expectMessage: /'\.\.' in the path/,
+      artifact: gz([
+        { name: "config.json", content: config },
+        { name: "../../escaped.txt", content: "x" },
+      ]),
+    },
+    {
+      name: "absolute path",
+      expectCode: "PAAS_BACKUP_HOSTILE_ENTRY",
+      expectMessage: /absolute path/,
+      artifact: gz([
+        { name: "config.json", content: config },
+        { name: options.escapeTarget, content: "x" },
+      ]),
+    },
+    {
+      name: "symbolic link",
+      expectCode: "PAAS_BACKUP_HOSTILE_ENTRY",
+      expectMessage: /SymbolicLink/,
+      artifact: gz([
+        { name: "events", type: "5", mode: 0o700 },
+        { name: "events/audit.jsonl", type: "2", linkname: "/etc/passwd" },
+      ]),
+    },
+    {
+      name: "hard link",
+      expectCode: "PAAS_BACKUP_HOSTILE_ENTRY",
+      expectMessage: /Link/,
+      artifact: gz([{ name: "config.json", type: "1", linkname: "/etc/passwd" }]),
+    },
+    {
+      name: "character device",
+      expectCode: "PAAS_BACKUP_HOSTILE_ENTRY",
+      expectMessage: /CharacterDevice/,
+      artifact: gz([{ name: "null", type: "3" }]),
+    },
+    {
+      name: "fifo",
+      expectCode: "PAAS_BACKUP_HOSTILE_ENTRY",
+      expectMessage: /FIFO/,
+      artifact: gz([{ name: "pipe", type: "6" }]),
+    },
+    {
+      name: "control character",
+      expectCode: "PAAS_BACKUP_HOSTILE_ENTRY",
+      expectMessage: /control character/,
+      artifact: gz([{ name: "config\n.json", content: config }]),
+    },
+    {
+      name: "duplicate path",
+      expectCode: "PAAS_BACKUP_HOSTILE_ENTRY",
+      expectMessage: /duplicate path/,
+      artifact: gz([
+        { name: "config.json", content: config },
+        { name: "config.json", content: "{}\n" },
+      ]),
+    },
     {
       name: "decompression bomb",
       expectCode: "PAAS_BACKUP_ARCHIVE_TOO_LARGE",
@@ -112,7 +171,11 @@ export function hostileCorpus(options: { escapeTarget: string }): HostileCase[] 
       expectCode: "PAAS_BACKUP_MANIFEST_DISAGREES",
       expectMessage: /size \d+, manifest says \d+/,
       artifact: gz([{ name: "config.json", content: `${config}${" ".repeat(64)}` }]),
-      manifest: (m) => ({ ...m, files: m.files.filter((f: any) => f.path === "config.json"), totals: { ...m.totals, storedBytes: 10_000 } }),
+      manifest: (m) => ({
+        ...m,
+        files: m.files.filter((f: any) => f.path === "config.json"),
+        totals: { ...m.totals, storedBytes: 10_000 },
+      }),
     },
     {
       name: "path not in the manifest",
@@ -126,7 +189,10 @@ export function hostileCorpus(options: { escapeTarget: string }): HostileCase[] 
       name: "vault folder entries",
       expectCode: "PAAS_BACKUP_MANIFEST_DISAGREES",
       expectMessage: /vault/,
-      artifact: gz([{ name: "vault/", type: "5", mode: 0o700 }, { name: "vault/x/", type: "5", mode: 0o700 }]),
+      artifact: gz([
+        { name: "vault/", type: "5", mode: 0o700 },
+        { name: "vault/x/", type: "5", mode: 0o700 },
+      ]),
       manifest: (m) => ({ ...m, totals: { ...m.totals, storedBytes: 10_000 } }),
     },
     {
@@ -141,13 +207,19 @@ export function hostileCorpus(options: { escapeTarget: string }): HostileCase[] 
       name: "path nested thousands of levels deep",
       expectCode: "PAAS_BACKUP_HOSTILE_ENTRY",
       expectMessage: /nested deeper than \d+ levels|longer than \d+ bytes/,
-      artifact: gz([{ name: "PaxHeader", type: "x", content: paxRecords({ path: `${"d/".repeat(3000)}deep.json` }) }, { name: "deep.json", content: "{}\n" }]),
+      artifact: gz([
+        { name: "PaxHeader", type: "x", content: paxRecords({ path: `${"d/".repeat(3000)}deep.json` }) },
+        { name: "deep.json", content: "{}\n" },
+      ]),
     },
     {
       name: "truncated archive",
       expectCode: "PAAS_BACKUP_ARCHIVE_CORRUPT",
       expectMessage: /corrupt/,
-      artifact: gz([{ name: "config.json", content: config }, { name: "targets.json", content: "x".repeat(5000) }]).subarray(0, 60),
+      artifact: gz([
+        { name: "config.json", content: config },
+        { name: "targets.json", content: "x".repeat(5000) },
+      ]).subarray(0, 60),
     },
   ];
   return cases;

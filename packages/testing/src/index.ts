@@ -1,6 +1,28 @@
 export { MemoryFileSystem } from "./memory-fs.js";
-export { createStateRoot, appendEvents, eventLine, type StateRoot, type StateRootOptions, type ContextSpec, type PlantedSecret } from "./state-root.js";
+export {
+  createStateRoot,
+  appendEvents,
+  eventLine,
+  type StateRoot,
+  type StateRootOptions,
+  type ContextSpec,
+  type PlantedSecret,
+} from "./state-root.js";
 export { hostileCorpus, rawTar, paxRecords, type HostileCase, type RawEntry } from "./hostile.js";
-export { SECRET_SAMPLES, BENIGN_SAMPLES, composeWith, type SecretSample, type BenignSample } from "./secret-corpus.js";
-export { FaultInjectingFileSystem, FaultCrashError, countFileSystemCalls, type FaultPlan, type FaultMode, type FaultErrorCode, type FaultCall } from "./fault-fs.js";
+export {
+  SECRET_SAMPLES,
+  BENIGN_SAMPLES,
+  composeWith,
+  type SecretSample,
+  type BenignSample,
+} from "./secret-corpus.js";
+export {
+  FaultInjectingFileSystem,
+  FaultCrashError,
+  countFileSystemCalls,
+  type FaultPlan,
+  type FaultMode,
+  type FaultErrorCode,
+  type FaultCall,
+} from "./fault-fs.js";
 export { MemoryStorage } from "./memory-storage.js";

@@ -25,7 +25,13 @@ export class MemoryFileSystem implements FileSystem {
   now = Date.UTC(2026, 0, 1);
 
   constructor() {
-    this.nodes.set("/", { kind: "directory", data: Buffer.alloc(0), mode: 0o755, mtimeMs: this.now, ino: this.nextIno++ });
+    this.nodes.set("/", {
+      kind: "directory",
+      data: Buffer.alloc(0),
+      mode: 0o755,
+      mtimeMs: this.now,
+      ino: this.nextIno++,
+    });
   }
 
   /**
@@ -36,7 +42,7 @@ export class MemoryFileSystem implements FileSystem {
     if (!path.startsWith("/")) throw new Error(`MemoryFileSystem needs absolute paths, got ${path}`);
     const parts = posix.normalize(path).split("/").filter(Boolean);
     let resolved = "/";
-    for (let hops = 0; parts.length > 0; ) {
+    for (let hops = 0; parts.length > 0;) {
       const name = parts.shift()!;
       const candidate = name === ".." ? posix.dirname(resolved) : posix.join(resolved, name);
       const node = parts.length > 0 ? this.nodes.get(candidate) : undefined;
@@ -85,12 +91,26 @@ export class MemoryFileSystem implements FileSystem {
   /** test helper: plant a symbolic link */
   symlink(target: string, path: string): void {
     this.parentDir(path, "symlink");
-    this.nodes.set(this.norm(path), { kind: "symlink", data: Buffer.from(target), mode: 0o777, mtimeMs: this.now, ino: this.nextIno++, target });
+    this.nodes.set(this.norm(path), {
+      kind: "symlink",
+      data: Buffer.from(target),
+      mode: 0o777,
+      mtimeMs: this.now,
+      ino: this.nextIno++,
+      target,
+    });
   }
 
   async lstat(path: string): Promise<FileStat> {
     const n = this.get(path, "lstat");
-    return { kind: n.kind, size: n.kind === "directory" ? 4096 : n.data.length, mode: n.mode, mtimeMs: n.mtimeMs, ino: n.ino, uid: 0 };
+    return {
+      kind: n.kind,
+      size: n.kind === "directory" ? 4096 : n.data.length,
+      mode: n.mode,
+      mtimeMs: n.mtimeMs,
+      ino: n.ino,
+      uid: 0,
+    };
   }
 
   async readdir(path: string): Promise<DirEntry[]> {
@@ -100,7 +120,8 @@ export class MemoryFileSystem implements FileSystem {
     const prefix = p === "/" ? "/" : `${p}/`;
     const out: DirEntry[] = [];
     for (const [key, node] of this.nodes) {
-      if (key !== p && key.startsWith(prefix) && !key.slice(prefix.length).includes("/")) out.push({ name: key.slice(prefix.length), kind: node.kind });
+      if (key !== p && key.startsWith(prefix) && !key.slice(prefix.length).includes("/"))
+        out.push({ name: key.slice(prefix.length), kind: node.kind });
     }
     return out.sort((a, b) => (a.name < b.name ? -1 : 1));
   }
@@ -123,7 +144,13 @@ export class MemoryFileSystem implements FileSystem {
     const existing = this.nodes.get(p);
     if (existing && options.exclusive) throw fsError("EEXIST", "open", path);
     if (existing?.kind === "directory") throw fsError("EISDIR", "open", path);
-    this.nodes.set(p, { kind: "file", data: Buffer.from(data), mode: options.mode ?? 0o600, mtimeMs: this.now, ino: existing?.ino ?? this.nextIno++ });
+    this.nodes.set(p, {
+      kind: "file",
+      data: Buffer.from(data),
+      mode: options.mode ?? 0o600,
+      mtimeMs: this.now,
+      ino: existing?.ino ?? this.nextIno++,
+    });
   }
 
   async appendFile(path: string, data: Uint8Array | string, options: { mode?: number } = {}): Promise<void> {
@@ -143,7 +170,13 @@ export class MemoryFileSystem implements FileSystem {
     }
     if (options.recursive && !this.nodes.has(posix.dirname(p))) await this.mkdir(posix.dirname(p), options);
     this.parentDir(p, "mkdir");
-    this.nodes.set(p, { kind: "directory", data: Buffer.alloc(0), mode: options.mode ?? 0o700, mtimeMs: this.now, ino: this.nextIno++ });
+    this.nodes.set(p, {
+      kind: "directory",
+      data: Buffer.alloc(0),
+      mode: options.mode ?? 0o700,
+      mtimeMs: this.now,
+      ino: this.nextIno++,
+    });
   }
 
   async rename(from: string, to: string): Promise<void> {
@@ -152,7 +185,8 @@ export class MemoryFileSystem implements FileSystem {
     this.get(f, "rename");
     this.parentDir(t, "rename");
     const target = this.nodes.get(t);
-    if (target?.kind === "directory" && (await this.readdir(t)).length > 0) throw fsError("ENOTEMPTY", "rename", to);
+    if (target?.kind === "directory" && (await this.readdir(t)).length > 0)
+      throw fsError("ENOTEMPTY", "rename", to);
     const moves: [string, Node][] = [];
     for (const [key, n] of this.nodes) if (key === f || key.startsWith(`${f}/`)) moves.push([key, n]);
     for (const [key] of moves) this.nodes.delete(key);
@@ -188,7 +222,7 @@ export class MemoryFileSystem implements FileSystem {
   async realpath(path: string): Promise<string> {
     let resolved = "/";
     const pending = this.norm(path).split("/").filter(Boolean);
-    for (let hops = 0; pending.length > 0; ) {
+    for (let hops = 0; pending.length > 0;) {
       const name = pending.shift()!;
       const candidate = posix.join(resolved, name);
       const node = this.nodes.get(candidate);
@@ -248,7 +282,13 @@ export class MemoryFileSystem implements FileSystem {
       const existing = this.nodes.get(p);
       if (existing && options.exclusive) throw fsError("EEXIST", "open", path);
       if (!existing || !options.append)
-        this.nodes.set(p, { kind: "file", data: Buffer.alloc(0), mode: options.mode ?? 0o600, mtimeMs: this.now, ino: existing?.ino ?? this.nextIno++ });
+        this.nodes.set(p, {
+          kind: "file",
+          data: Buffer.alloc(0),
+          mode: options.mode ?? 0o600,
+          mtimeMs: this.now,
+          ino: existing?.ino ?? this.nextIno++,
+        });
     };
     return new Writable({
       construct: (cb) => {

@@ -1,7 +1,22 @@
 import { Readable, Writable } from "node:stream";
 import { createHash, randomUUID } from "node:crypto";
-import { PaasBackupError, ExitCode, ObjectNotFoundError, isStagedKey, stagedKey, stagedMismatch } from "@paas-backup/core";
-import type { ObjectStorage, PutOptions, PutResult, StoredObject, Immutability, StagedObject, StorageFlags } from "@paas-backup/core";
+import {
+  PaasBackupError,
+  ExitCode,
+  ObjectNotFoundError,
+  isStagedKey,
+  stagedKey,
+  stagedMismatch,
+} from "@paas-backup/core";
+import type {
+  ObjectStorage,
+  PutOptions,
+  PutResult,
+  StoredObject,
+  Immutability,
+  StagedObject,
+  StorageFlags,
+} from "@paas-backup/core";
 
 interface MemoryObject {
   data: Buffer;
@@ -34,11 +49,16 @@ export class MemoryStorage implements ObjectStorage {
   private refuseLocked(key: string): void {
     const existing = this.objects.get(key);
     if (existing?.lock && existing.lock.retainUntil > this.clock())
-      throw new PaasBackupError("PAAS_BACKUP_STORAGE_FAILED", ExitCode.environment, `${this.locate(key)} is locked until ${existing.lock.retainUntil.toISOString()}`, {
-        path: this.locate(key),
-        remediation: "The object is under write-once retention; wait until it expires.",
-        stage: "storage",
-      });
+      throw new PaasBackupError(
+        "PAAS_BACKUP_STORAGE_FAILED",
+        ExitCode.environment,
+        `${this.locate(key)} is locked until ${existing.lock.retainUntil.toISOString()}`,
+        {
+          path: this.locate(key),
+          remediation: "The object is under write-once retention; wait until it expires.",
+          stage: "storage",
+        },
+      );
   }
 
   async put(key: string, body: Readable, options: PutOptions): Promise<PutResult> {
@@ -48,7 +68,12 @@ export class MemoryStorage implements ObjectStorage {
     const data = Buffer.concat(chunks);
     const actual = createHash("sha256").update(data).digest("hex");
     if (actual !== options.sha256) throw stagedMismatch(this.locate(key), actual, options.sha256);
-    this.objects.set(key, { data, sha256: options.sha256, lastModified: this.clock(), ...(options.lock && this.lockEnabled ? { lock: options.lock } : {}) });
+    this.objects.set(key, {
+      data,
+      sha256: options.sha256,
+      lastModified: this.clock(),
+      ...(options.lock && this.lockEnabled ? { lock: options.lock } : {}),
+    });
     return { key, size: data.length, sha256: actual, confirmedBy: "reread", multipart: false };
   }
 
@@ -68,11 +93,13 @@ export class MemoryStorage implements ObjectStorage {
     return {
       stream,
       commit: async (expectSha256?: string) => {
-        if (!stream.writableFinished) throw new Error(`commit of ${this.locate(key)} before its stream finished`);
+        if (!stream.writableFinished)
+          throw new Error(`commit of ${this.locate(key)} before its stream finished`);
         const staged = this.objects.get(staging);
         if (!staged) throw new ObjectNotFoundError(this.locate(staging));
         const sha256 = createHash("sha256").update(staged.data).digest("hex");
-        if (expectSha256 !== undefined && sha256 !== expectSha256) throw stagedMismatch(this.locate(key), sha256, expectSha256);
+        if (expectSha256 !== undefined && sha256 !== expectSha256)
+          throw stagedMismatch(this.locate(key), sha256, expectSha256);
         this.refuseLocked(key);
         this.objects.delete(staging);
         this.objects.set(key, { data: staged.data, sha256, lastModified: this.clock() });
@@ -94,12 +121,24 @@ export class MemoryStorage implements ObjectStorage {
   async head(key: string): Promise<StoredObject | null> {
     const o = this.objects.get(key);
     if (!o || isStagedKey(key)) return null;
-    return { key, size: o.data.length, sha256: o.sha256, lastModified: o.lastModified, retainUntil: o.lock?.retainUntil.toISOString() ?? null, lockMode: o.lock?.mode ?? null };
+    return {
+      key,
+      size: o.data.length,
+      sha256: o.sha256,
+      lastModified: o.lastModified,
+      retainUntil: o.lock?.retainUntil.toISOString() ?? null,
+      lockMode: o.lock?.mode ?? null,
+    };
   }
 
   async *list(prefix: string, options: { shallow?: boolean } = {}): AsyncIterable<StoredObject> {
     for (const key of [...this.objects.keys()].sort()) {
-      if (!key.startsWith(prefix) || isStagedKey(key) || (options.shallow && key.slice(prefix.length).includes("/"))) continue;
+      if (
+        !key.startsWith(prefix) ||
+        isStagedKey(key) ||
+        (options.shallow && key.slice(prefix.length).includes("/"))
+      )
+        continue;
       const h = await this.head(key);
       if (h) yield h;
     }
@@ -126,19 +165,31 @@ export class MemoryStorage implements ObjectStorage {
   }
 
   /** Object Lock retention can only move later, and only on a bucket that has Object Lock. */
-  async extendLock(key: string, lock: { mode: "COMPLIANCE" | "GOVERNANCE"; retainUntil: Date }): Promise<void> {
+  async extendLock(
+    key: string,
+    lock: { mode: "COMPLIANCE" | "GOVERNANCE"; retainUntil: Date },
+  ): Promise<void> {
     const o = this.objects.get(key);
     if (!o || isStagedKey(key)) throw new ObjectNotFoundError(this.locate(key));
     if (!this.lockEnabled || (o.lock && o.lock.retainUntil > lock.retainUntil))
-      throw new PaasBackupError("PAAS_BACKUP_STORAGE_FAILED", ExitCode.environment, `${this.locate(key)}: retention cannot be ${this.lockEnabled ? "shortened" : "set on a bucket without Object Lock"}`, {
-        path: this.locate(key),
-        remediation: "Extend, never shorten, and only on a bucket with Object Lock.",
-        stage: "storage",
-      });
+      throw new PaasBackupError(
+        "PAAS_BACKUP_STORAGE_FAILED",
+        ExitCode.environment,
+        `${this.locate(key)}: retention cannot be ${this.lockEnabled ? "shortened" : "set on a bucket without Object Lock"}`,
+        {
+          path: this.locate(key),
+          remediation: "Extend, never shorten, and only on a bucket with Object Lock.",
+          stage: "storage",
+        },
+      );
     o.lock = lock;
   }
 
   async immutability(): Promise<Immutability> {
-    return { supported: true, enabled: this.lockEnabled, detail: this.lockEnabled ? "memory bucket with object lock" : "memory bucket without object lock" };
+    return {
+      supported: true,
+      enabled: this.lockEnabled,
+      detail: this.lockEnabled ? "memory bucket with object lock" : "memory bucket without object lock",
+    };
   }
 }

@@ -53,7 +53,8 @@ function pick(alphabet: string, n: number): string {
 function key(alphabet: string, n: number): string {
   for (;;) {
     const v = pick(alphabet, n);
-    if ((!/[0-9]/.test(alphabet) || /[0-9]/.test(v)) && (!/[A-Z]/.test(alphabet) || /[A-Z]/.test(v))) return v;
+    if ((!/[0-9]/.test(alphabet) || /[0-9]/.test(v)) && (!/[A-Z]/.test(alphabet) || /[A-Z]/.test(v)))
+      return v;
   }
 }
 
@@ -67,7 +68,11 @@ function jwt(claims: Record<string, unknown>): string {
 function pem(kind: string, lines: number, indent = ""): { text: string; body: string } {
   const body = Array.from({ length: lines }, () => key(B64, 64));
   return {
-    text: [`${indent}-----BEGIN ${kind}-----`, ...body.map((l) => indent + l), `${indent}-----END ${kind}-----`].join("\n"),
+    text: [
+      `${indent}-----BEGIN ${kind}-----`,
+      ...body.map((l) => indent + l),
+      `${indent}-----END ${kind}-----`,
+    ].join("\n"),
     body: body[1]!,
   };
 }
@@ -85,37 +90,105 @@ export const SECRET_SAMPLES: readonly SecretSample[] = [
   sample("aws-access-key-id", `AKIA${key(UPPER32, 16)}`, (v) => `      AWS_ACCESS_KEY_ID: ${v}`),
   sample("aws-access-key-id", `ASIA${key(UPPER32, 16)}`, (v) => `{"event":"sts","issued":"${v}"}`),
   sample("aws-secret-access-key", key(B64, 40), (v) => `aws_secret_access_key = ${v}`),
-  sample("aws-secret-access-key", key(B64, 40), (v) => `{"AccessKeyId":"AKIA-REDACTED","SecretAccessKey":"${v}"}`),
-  sample("gcp-api-key", `AIza${key(URLSAFE, 35)}`, (v) => `      maps_endpoint: https://maps.googleapis.com/maps/api/geocode/json?key=${v}`),
+  sample(
+    "aws-secret-access-key",
+    key(B64, 40),
+    (v) => `{"AccessKeyId":"AKIA-REDACTED","SecretAccessKey":"${v}"}`,
+  ),
+  sample(
+    "gcp-api-key",
+    `AIza${key(URLSAFE, 35)}`,
+    (v) => `      maps_endpoint: https://maps.googleapis.com/maps/api/geocode/json?key=${v}`,
+  ),
   sample("gcp-api-key", `AIza${key(URLSAFE, 35)}`, (v) => `      firebase: ${v}`),
-  sample("azure-storage-key", `${key(B64, 86)}==`, (v) => `      STORAGE: DefaultEndpointsProtocol=https;AccountName=acmeprod;AccountKey=${v};EndpointSuffix=core.windows.net`),
-  sample("azure-storage-key", `${key(B64, 43)}=`, (v) => `      BUS: Endpoint=sb://acme.servicebus.windows.net/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=${v}`),
-  sample("azure-sas-token", `${key(ALNUM, 43)}%3D`, (v) => `      backup_url: https://acme.blob.core.windows.net/dumps?sv=2022-11-02&ss=b&srt=sco&sp=rl&se=2027-01-01T00:00:00Z&sig=${v}`),
-  sample("azure-sas-token", `${key(ALNUM, 43)}%3D`, (v) => `{"url":"https://acme.queue.core.windows.net/jobs?sv=2021-08-06&sp=a&sig=${v}"}`),
+  sample(
+    "azure-storage-key",
+    `${key(B64, 86)}==`,
+    (v) =>
+      `      STORAGE: DefaultEndpointsProtocol=https;AccountName=acmeprod;AccountKey=${v};EndpointSuffix=core.windows.net`,
+  ),
+  sample(
+    "azure-storage-key",
+    `${key(B64, 43)}=`,
+    (v) =>
+      `      BUS: Endpoint=sb://acme.servicebus.windows.net/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=${v}`,
+  ),
+  sample(
+    "azure-sas-token",
+    `${key(ALNUM, 43)}%3D`,
+    (v) =>
+      `      backup_url: https://acme.blob.core.windows.net/dumps?sv=2022-11-02&ss=b&srt=sco&sp=rl&se=2027-01-01T00:00:00Z&sig=${v}`,
+  ),
+  sample(
+    "azure-sas-token",
+    `${key(ALNUM, 43)}%3D`,
+    (v) => `{"url":"https://acme.queue.core.windows.net/jobs?sv=2021-08-06&sp=a&sig=${v}"}`,
+  ),
   sample("azure-ad-client-secret", `${key(ALNUM, 3)}8Q~${key(`${ALNUM}_~.-`, 34)}`, (v) => `      sso: ${v}`),
-  sample("azure-ad-client-secret", `${key(ALNUM, 3)}7Q~${key(`${ALNUM}_~.-`, 34)}`, (v) => `{"app":"portal","value":"${v}"}`),
-  sample("github-token", `ghp_${key(ALNUM, 36)}`, (v) => `{"timestamp":"2026-11-20T10:00:00.123456Z","command":"deploy","status":"failed","error_message":"git clone https://${v}@github.com/acme/web.git: exit 128"}`),
+  sample(
+    "azure-ad-client-secret",
+    `${key(ALNUM, 3)}7Q~${key(`${ALNUM}_~.-`, 34)}`,
+    (v) => `{"app":"portal","value":"${v}"}`,
+  ),
+  sample(
+    "github-token",
+    `ghp_${key(ALNUM, 36)}`,
+    (v) =>
+      `{"timestamp":"2026-11-20T10:00:00.123456Z","command":"deploy","status":"failed","error_message":"git clone https://${v}@github.com/acme/web.git: exit 128"}`,
+  ),
   sample("github-token", `github_pat_${key(ALNUM, 22)}_${key(ALNUM, 59)}`, (v) => `      GH_CLONE: ${v}`),
   sample("github-token", `gho_${key(ALNUM, 36)}`, (v) => `      oauth: ${v}`),
   sample("gitlab-token", `glpat-${key(URLSAFE, 20)}`, (v) => `      registry_login: ${v}`),
   sample("gitlab-token", `glptt-${key(HEX, 40)}`, (v) => `{"trigger":"${v}"}`),
   sample("npm-token", `npm_${key(ALNUM, 36)}`, (v) => `      NPM_CONFIG: ${v}`),
   sample("npm-token", `npm_${key(ALNUM, 36)}`, (v) => `{"publish":"${v}"}`),
-  sample("npm-auth-token", `${key(HEX, 8)}-${key(HEX, 4)}-${key(HEX, 4)}-${key(HEX, 4)}-${key(HEX, 12)}`, (v) => `//registry.npmjs.org/:_authToken=${v}`),
+  sample(
+    "npm-auth-token",
+    `${key(HEX, 8)}-${key(HEX, 4)}-${key(HEX, 4)}-${key(HEX, 4)}-${key(HEX, 12)}`,
+    (v) => `//registry.npmjs.org/:_authToken=${v}`,
+  ),
   sample("npm-auth-token", b64(`deploy:${key(ALNUM, 16)}`), (v) => `//npm.acme.dev/:_auth=${v}`),
   sample("pypi-token", `pypi-AgEIcHlwaS5vcmc${key(URLSAFE, 70)}`, (v) => `      TWINE: ${v}`),
   sample("pypi-token", `pypi-AgEIcHlwaS5vcmc${key(URLSAFE, 64)}`, (v) => `password = ${v}`),
-  sample("slack-token", `xoxb-${pick(DIGITS, 12)}-${pick(DIGITS, 13)}-${key(ALNUM, 24)}`, (v) => `      notify: ${v}`),
-  sample("slack-token", `xoxp-${pick(DIGITS, 12)}-${pick(DIGITS, 12)}-${pick(DIGITS, 13)}-${key(HEX, 32)}`, (v) => `{"channel":"ops","via":"${v}"}`),
-  sample("slack-webhook-url", `T${key(UPPER32, 8)}/B${key(UPPER32, 10)}/${key(ALNUM, 24)}`, (v) => `      alerts: https://hooks.slack.com/services/${v}`),
-  sample("slack-webhook-url", `T${key(UPPER32, 10)}/B${key(UPPER32, 11)}/${key(ALNUM, 24)}`, (v) => `{"target":"https://hooks.slack.com/services/${v}"}`),
-  sample("discord-webhook-url", key(URLSAFE, 68), (v) => `      chat: https://discord.com/api/webhooks/${pick(DIGITS, 18)}/${v}`),
-  sample("discord-webhook-url", key(URLSAFE, 68), (v) => `{"hook":"https://discordapp.com/api/webhooks/${pick(DIGITS, 19)}/${v}"}`),
+  sample(
+    "slack-token",
+    `xoxb-${pick(DIGITS, 12)}-${pick(DIGITS, 13)}-${key(ALNUM, 24)}`,
+    (v) => `      notify: ${v}`,
+  ),
+  sample(
+    "slack-token",
+    `xoxp-${pick(DIGITS, 12)}-${pick(DIGITS, 12)}-${pick(DIGITS, 13)}-${key(HEX, 32)}`,
+    (v) => `{"channel":"ops","via":"${v}"}`,
+  ),
+  sample(
+    "slack-webhook-url",
+    `T${key(UPPER32, 8)}/B${key(UPPER32, 10)}/${key(ALNUM, 24)}`,
+    (v) => `      alerts: https://hooks.slack.com/services/${v}`,
+  ),
+  sample(
+    "slack-webhook-url",
+    `T${key(UPPER32, 10)}/B${key(UPPER32, 11)}/${key(ALNUM, 24)}`,
+    (v) => `{"target":"https://hooks.slack.com/services/${v}"}`,
+  ),
+  sample(
+    "discord-webhook-url",
+    key(URLSAFE, 68),
+    (v) => `      chat: https://discord.com/api/webhooks/${pick(DIGITS, 18)}/${v}`,
+  ),
+  sample(
+    "discord-webhook-url",
+    key(URLSAFE, 68),
+    (v) => `{"hook":"https://discordapp.com/api/webhooks/${pick(DIGITS, 19)}/${v}"}`,
+  ),
   sample("stripe-secret-key", `sk_live_${key(ALNUM, 99)}`, (v) => `      billing: ${v}`),
   sample("stripe-secret-key", `rk_live_${key(ALNUM, 24)}`, (v) => `{"payments":"${v}"}`),
   sample("stripe-secret-key", `whsec_${key(ALNUM, 32)}`, (v) => `      webhook_signing: ${v}`),
   sample("sendgrid-api-key", `SG.${key(URLSAFE, 22)}.${key(URLSAFE, 43)}`, (v) => `      mail: ${v}`),
-  sample("sendgrid-api-key", `SG.${key(URLSAFE, 22)}.${key(URLSAFE, 43)}`, (v) => `{"smtp_user":"apikey","relay":"${v}"}`),
+  sample(
+    "sendgrid-api-key",
+    `SG.${key(URLSAFE, 22)}.${key(URLSAFE, 43)}`,
+    (v) => `{"smtp_user":"apikey","relay":"${v}"}`,
+  ),
   sample("sendinblue-api-key", `xkeysib-${key(HEX, 64)}-${key(ALNUM, 16)}`, (v) => `      brevo: ${v}`),
   sample("sendinblue-api-key", `xkeysib-${key(HEX, 64)}-${key(ALNUM, 16)}`, (v) => `{"newsletter":"${v}"}`),
   sample("mailgun-api-key", `key-${key(HEX, 32)}`, (v) => `      mailgun: ${v}`),
@@ -125,33 +198,89 @@ export const SECRET_SAMPLES: readonly SecretSample[] = [
   sample("twilio-api-key", `SK${key(HEX, 32)}`, (v) => `      sms: ${v}`),
   sample("twilio-api-key", `SK${key(HEX, 32)}`, (v) => `{"sms_sid":"${v}"}`),
   sample("jwt", jwt({ sub: "svc-deploy", iat: 1763600000, role: "admin" }), (v) => `      session: ${v}`),
-  sample("jwt", jwt({ iss: "https://auth.acme.dev", aud: "api", exp: 1893456000 }), (v) => `{"request":"GET /api","cookie":"sid=${v}"}`),
-  sample("basic-auth-header", b64(`deploy:${key(ALNUM, 14)}`), (v) => `      healthcheck: curl -H "Authorization: Basic ${v}" http://web:8080/health`),
-  sample("basic-auth-header", b64(`admin:${key(ALNUM, 10)}!`), (v) => `{"headers":{"Authorization":"Basic ${v}"}}`),
-  sample("bearer-token", key(`${ALNUM}._-`, 40), (v) => `      probe: curl -H 'Authorization: Bearer ${v}' https://api.acme.dev`),
+  sample(
+    "jwt",
+    jwt({ iss: "https://auth.acme.dev", aud: "api", exp: 1893456000 }),
+    (v) => `{"request":"GET /api","cookie":"sid=${v}"}`,
+  ),
+  sample(
+    "basic-auth-header",
+    b64(`deploy:${key(ALNUM, 14)}`),
+    (v) => `      healthcheck: curl -H "Authorization: Basic ${v}" http://web:8080/health`,
+  ),
+  sample(
+    "basic-auth-header",
+    b64(`admin:${key(ALNUM, 10)}!`),
+    (v) => `{"headers":{"Authorization":"Basic ${v}"}}`,
+  ),
+  sample(
+    "bearer-token",
+    key(`${ALNUM}._-`, 40),
+    (v) => `      probe: curl -H 'Authorization: Bearer ${v}' https://api.acme.dev`,
+  ),
   sample("bearer-token", key(ALNUM, 32), (v) => `{"headers":{"Authorization":"Bearer ${v}"}}`),
-  sample("docker-config-auth", b64(`acme-bot:${key(ALNUM, 20)}`), (v) => `{"auths":{"ghcr.io":{"auth":"${v}"}}}`),
-  sample("docker-config-auth", b64(`deploy:${key(ALNUM, 12)}`), (v) => `    "registry.acme.dev": { "auth": "${v}" }`),
+  sample(
+    "docker-config-auth",
+    b64(`acme-bot:${key(ALNUM, 20)}`),
+    (v) => `{"auths":{"ghcr.io":{"auth":"${v}"}}}`,
+  ),
+  sample(
+    "docker-config-auth",
+    b64(`deploy:${key(ALNUM, 12)}`),
+    (v) => `    "registry.acme.dev": { "auth": "${v}" }`,
+  ),
   sample("docker-hub-token", `dckr_pat_${key(URLSAFE, 27)}`, (v) => `      hub: ${v}`),
   sample("docker-hub-token", `dckr_pat_${key(URLSAFE, 27)}`, (v) => `{"pull":"${v}"}`),
   sample("url-credentials", key(ALNUM, 18), (v) => `      DATABASE_URL: postgres://app:${v}@db:5432/app`),
-  sample("url-credentials", `${key(ALNUM, 12)}!x`, (v) => `      MONGO: mongodb+srv://svc:${v}@cluster0.acme.mongodb.net/prod?retryWrites=true`),
+  sample(
+    "url-credentials",
+    `${key(ALNUM, 12)}!x`,
+    (v) => `      MONGO: mongodb+srv://svc:${v}@cluster0.acme.mongodb.net/prod?retryWrites=true`,
+  ),
   sample("url-credentials", key(ALNUM, 16), (v) => `      CACHE: redis://:${v}@redis:6379/0`),
   sample("url-credentials", key(ALNUM, 14), (v) => `{"broker":"amqp://jobs:${v}@rabbit:5672/"}`),
   sample("vault-token", `hvs.${key(URLSAFE, 91)}`, (v) => `      VAULT: ${v}`),
   sample("vault-token", `hvb.${key(URLSAFE, 140)}`, (v) => `{"batch":"${v}"}`),
   { rule: "private-key-block", value: rsa.body, text: `    tls: |\n${rsa.text}` },
   { rule: "private-key-block", value: openssh.body, text: openssh.text },
-  { rule: "private-key-block", value: ecJsonBody, text: `{"type":"service_account","project_id":"acme","key":"-----BEGIN PRIVATE KEY-----\\n${ecJsonBody}\\n-----END PRIVATE KEY-----\\n"}` },
-  sample("age-secret-key", `AGE-SECRET-KEY-1${key("QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L", 58)}`, (v) => `      identity: ${v}`),
-  sample("age-secret-key", `AGE-SECRET-KEY-1${key("QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L", 58)}`, (v) => `{"restore_with":"${v}"}`),
+  {
+    rule: "private-key-block",
+    value: ecJsonBody,
+    text: `{"type":"service_account","project_id":"acme","key":"-----BEGIN PRIVATE KEY-----\\n${ecJsonBody}\\n-----END PRIVATE KEY-----\\n"}`,
+  },
+  sample(
+    "age-secret-key",
+    `AGE-SECRET-KEY-1${key("QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L", 58)}`,
+    (v) => `      identity: ${v}`,
+  ),
+  sample(
+    "age-secret-key",
+    `AGE-SECRET-KEY-1${key("QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L", 58)}`,
+    (v) => `{"restore_with":"${v}"}`,
+  ),
   sample("telegram-bot-token", `${pick(DIGITS, 10)}:AA${key(URLSAFE, 33)}`, (v) => `      bot: ${v}`),
-  sample("telegram-bot-token", `${pick(DIGITS, 9)}:AA${key(URLSAFE, 33)}`, (v) => `{"error_message":"POST https://api.telegram.org/bot${v}/sendMessage: 429"}`),
-  sample("openai-api-key", `sk-proj-${key(URLSAFE, 74)}T3BlbkFJ${key(URLSAFE, 74)}`, (v) => `      llm: ${v}`),
-  sample("openai-api-key", `sk-${key(ALNUM, 20)}T3BlbkFJ${key(ALNUM, 20)}`, (v) => `{"model":"gpt","key_ref":"${v}"}`),
+  sample(
+    "telegram-bot-token",
+    `${pick(DIGITS, 9)}:AA${key(URLSAFE, 33)}`,
+    (v) => `{"error_message":"POST https://api.telegram.org/bot${v}/sendMessage: 429"}`,
+  ),
+  sample(
+    "openai-api-key",
+    `sk-proj-${key(URLSAFE, 74)}T3BlbkFJ${key(URLSAFE, 74)}`,
+    (v) => `      llm: ${v}`,
+  ),
+  sample(
+    "openai-api-key",
+    `sk-${key(ALNUM, 20)}T3BlbkFJ${key(ALNUM, 20)}`,
+    (v) => `{"model":"gpt","key_ref":"${v}"}`,
+  ),
   sample("anthropic-api-key", `sk-ant-api03-${key(URLSAFE, 93)}AA`, (v) => `      assistant: ${v}`),
   sample("anthropic-api-key", `sk-ant-api03-${key(URLSAFE, 93)}AA`, (v) => `{"claude":"${v}"}`),
-  sample("huggingface-token", `hf_${key(`${LOWER}ABCDEFGHIJKLMNOPQRSTUVWXYZ`, 34)}`, (v) => `      models: ${v}`),
+  sample(
+    "huggingface-token",
+    `hf_${key(`${LOWER}ABCDEFGHIJKLMNOPQRSTUVWXYZ`, 34)}`,
+    (v) => `      models: ${v}`,
+  ),
   sample("huggingface-token", `hf_${key(`${LOWER}ABCDEFGHIJKLMNOPQRSTUVWXYZ`, 34)}`, (v) => `{"hub":"${v}"}`),
   sample("digitalocean-token", `dop_v1_${key(HEX, 64)}`, (v) => `      do: ${v}`),
   sample("digitalocean-token", `doo_v1_${key(HEX, 64)}`, (v) => `{"cloud":"${v}"}`),
@@ -183,8 +312,16 @@ export const SECRET_SAMPLES: readonly SecretSample[] = [
   sample("vercel-token", `vck_${key(ALNUM, 40)}`, (v) => `{"vercel":"${v}"}`),
   sample("cloudflare-token", `cfut_${key(ALNUM, 40)}${key(HEX, 8)}`, (v) => `      dns: ${v}`),
   sample("cloudflare-token", `cfat_${key(ALNUM, 40)}${key(HEX, 8)}`, (v) => `{"zone":"${v}"}`),
-  sample("onepassword-token", `ops_${b64(JSON.stringify({ signInAddress: "acme.1password.com", userAuth: { method: "SRPg-4096", alg: "PBES2g-HS256", iterations: 650000, salt: key(URLSAFE, 22) }, email: "svc@acme.dev", srpX: key(HEX, 64), muk: { alg: "A256GCM", ext: true, k: key(URLSAFE, 43), key_ops: ["encrypt", "decrypt"], kty: "oct", kid: "mp" }, secretKey: key(ALNUM, 34), throttleSecret: { seed: key(HEX, 64), deviceUuid: key(ALNUM, 26) }, deviceUuid: key(ALNUM, 26) }))}`, (v) => `      secrets_backend: ${v}`),
-  sample("onepassword-token", `ops_${b64(JSON.stringify({ signInAddress: "my.1password.com", userAuth: { method: "SRPg-4096", alg: "PBES2g-HS256", iterations: 650000, salt: key(URLSAFE, 22) }, email: "ci@acme.dev", srpX: key(HEX, 64), muk: { alg: "A256GCM", k: key(URLSAFE, 43), kty: "oct", kid: "mp" }, secretKey: key(ALNUM, 34), deviceUuid: key(ALNUM, 26) }))}`, (v) => `{"op":"${v}"}`),
+  sample(
+    "onepassword-token",
+    `ops_${b64(JSON.stringify({ signInAddress: "acme.1password.com", userAuth: { method: "SRPg-4096", alg: "PBES2g-HS256", iterations: 650000, salt: key(URLSAFE, 22) }, email: "svc@acme.dev", srpX: key(HEX, 64), muk: { alg: "A256GCM", ext: true, k: key(URLSAFE, 43), key_ops: ["encrypt", "decrypt"], kty: "oct", kid: "mp" }, secretKey: key(ALNUM, 34), throttleSecret: { seed: key(HEX, 64), deviceUuid: key(ALNUM, 26) }, deviceUuid: key(ALNUM, 26) }))}`,
+    (v) => `      secrets_backend: ${v}`,
+  ),
+  sample(
+    "onepassword-token",
+    `ops_${b64(JSON.stringify({ signInAddress: "my.1password.com", userAuth: { method: "SRPg-4096", alg: "PBES2g-HS256", iterations: 650000, salt: key(URLSAFE, 22) }, email: "ci@acme.dev", srpX: key(HEX, 64), muk: { alg: "A256GCM", k: key(URLSAFE, 43), kty: "oct", kid: "mp" }, secretKey: key(ALNUM, 34), deviceUuid: key(ALNUM, 26) }))}`,
+    (v) => `{"op":"${v}"}`,
+  ),
   sample("secret-assignment", key(`${ALNUM}#!%`, 16), (v) => `      DB_PASSWORD: ${v}`),
   sample("secret-assignment", key(ALNUM, 24), (v) => `SMTP_PASS=${v}`),
   sample("secret-json-field", key(ALNUM, 32), (v) => `{"oauth":{"client_secret":"${v}"}}`),
@@ -194,19 +331,34 @@ export const SECRET_SAMPLES: readonly SecretSample[] = [
 /** Text that looks like a credential to a careless scanner and is not one. */
 export const BENIGN_SAMPLES: readonly BenignSample[] = [
   { label: "uuid", text: "      request_id: 123e4567-e89b-42d3-a456-426614174000" },
-  { label: "uuid in JSON", text: '{"deployment_id":"9b2f6c1e-4a7d-4e2b-8f3a-0c5d6e7f8a9b","status":"succeeded"}' },
-  { label: "sha256", text: "      checksum: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08" },
-  { label: "sha256 sidecar", text: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855  20261120T100000Z.tar.gz" },
+  {
+    label: "uuid in JSON",
+    text: '{"deployment_id":"9b2f6c1e-4a7d-4e2b-8f3a-0c5d6e7f8a9b","status":"succeeded"}',
+  },
+  {
+    label: "sha256",
+    text: "      checksum: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+  },
+  {
+    label: "sha256 sidecar",
+    text: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855  20261120T100000Z.tar.gz",
+  },
   { label: "git commit", text: '{"release":"r-41","commit":"4b825dc642cb6eb9a060e54bf8d69288fbee4904"}' },
   { label: "git short hash", text: "      revision: 4b825dc" },
-  { label: "image digest", text: "    image: ghcr.io/acme/web@sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae" },
+  {
+    label: "image digest",
+    text: "    image: ghcr.io/acme/web@sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
+  },
   { label: "image tag", text: "    image: registry.acme.dev/acme/worker:2026.11.20-3" },
   { label: "base64 config", text: "      LOG_CONFIG: eyJsb2dfbGV2ZWwiOiJpbmZvIiwiZm9ybWF0IjoianNvbiJ9" },
   { label: "base64 blob", text: '{"feature_flags":"Y2hlY2tvdXQ9b24sYmV0YT1vZmYsZGFyaz1vbg=="}' },
   { label: "${VAR} password", text: "      DB_PASSWORD: ${DB_PASSWORD}" },
   { label: "${VAR} in URL", text: "      DATABASE_URL: postgres://app:${DB_PASSWORD}@db:5432/app" },
   { label: "$VAR token", text: "      GITHUB_TOKEN: $GITHUB_TOKEN" },
-  { label: "compose secret ref", text: "      - source: db_password\n        target: /run/secrets/db_password" },
+  {
+    label: "compose secret ref",
+    text: "      - source: db_password\n        target: /run/secrets/db_password",
+  },
   { label: "password_policy strong", text: "      password_policy: strong" },
   { label: "password policy required", text: '{"password_policy":"required","token_count":3}' },
   { label: "token_count", text: "      token_count: 12" },
@@ -218,16 +370,28 @@ export const BENIGN_SAMPLES: readonly BenignSample[] = [
   { label: "token url", text: "      token_url: https://auth.acme.dev/oauth/token" },
   { label: "redacted", text: '{"fields":{"api_token":"<redacted>","bot_token":"<redacted>"}}' },
   { label: "si ciphertext", text: "DB_PASSWORD=encrypted:si:v2:YWdlLWVuY3J5cHRpb24ub3JnL3YxCi0+IFgyNTUxOQ" },
-  { label: "empty secret", text: "      SMTP_PASSWORD: \"\"" },
+  { label: "empty secret", text: '      SMTP_PASSWORD: ""' },
   { label: "url without credentials", text: "      upstream: https://api.acme.dev:8443/v1/health" },
   { label: "ssh url", text: '{"repo":"git@github.com:acme/web.git"}' },
   { label: "basic auth prose", text: '{"message":"Basic authentication is required for the admin panel"}' },
-  { label: "bearer prose", text: '{"guidance":"Bearer tokens expire after one hour; re-run si paas login."}' },
+  {
+    label: "bearer prose",
+    text: '{"guidance":"Bearer tokens expire after one hour; re-run si paas login."}',
+  },
   { label: "disk usage", text: '{"message":"disk usage 91% on edge-2","guidance":"Prune old releases."}' },
   { label: "timestamp", text: '{"timestamp":"2026-11-20T10:00:00.123456Z","command":"deploy"}' },
-  { label: "public key", text: "      ssh_key: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0bm9wcXJzdHV2d3h5ejAxMjM0NTY3ODlhYmNk deploy@acme" },
-  { label: "age recipient", text: "# si-vault:recipient age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq" },
-  { label: "certificate", text: "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ2VydGlmaWNhdGUgaXMgcHVibGljIGluZm9ybWF0aW9u\n-----END CERTIFICATE-----" },
+  {
+    label: "public key",
+    text: "      ssh_key: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0bm9wcXJzdHV2d3h5ejAxMjM0NTY3ODlhYmNk deploy@acme",
+  },
+  {
+    label: "age recipient",
+    text: "# si-vault:recipient age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq",
+  },
+  {
+    label: "certificate",
+    text: "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ2VydGlmaWNhdGUgaXMgcHVibGljIGluZm9ybWF0aW9u\n-----END CERTIFICATE-----",
+  },
   { label: "semver", text: '{"tool":{"name":"paas-backup","version":"0.1.0"}}' },
   { label: "placeholder", text: "      SENDGRID_API_KEY: <your-api-key>" },
   { label: "changeme", text: "      ADMIN_PASSWORD: changeme" },

@@ -1,7 +1,12 @@
 import { describe, it, expect } from "vitest";
 import { pipeline } from "node:stream/promises";
 import { Readable } from "node:stream";
-import { MemoryFileSystem, FaultInjectingFileSystem, FaultCrashError, countFileSystemCalls } from "@paas-backup/testing";
+import {
+  MemoryFileSystem,
+  FaultInjectingFileSystem,
+  FaultCrashError,
+  countFileSystemCalls,
+} from "@paas-backup/testing";
 import type { FileSystem } from "@paas-backup/core";
 import { nodeFs } from "@paas-backup/core/node";
 import { mkdtempSync, readFileSync, rmSync, existsSync } from "node:fs";
@@ -25,7 +30,15 @@ describe("FaultInjectingFileSystem", () => {
   it("counts every call, stream opens and written chunks included", async () => {
     const { calls, log } = await countFileSystemCalls(fixture, operation);
     expect(calls).toBe(7);
-    expect(log.map((c) => c.op)).toEqual(["mkdir", "writeFile", "createWriteStream", "write", "write", "createReadStream", "rename"]);
+    expect(log.map((c) => c.op)).toEqual([
+      "mkdir",
+      "writeFile",
+      "createWriteStream",
+      "write",
+      "write",
+      "createReadStream",
+      "rename",
+    ]);
   });
 
   it("passes everything through unchanged without a fault", async () => {
@@ -116,9 +129,13 @@ describe("FaultInjectingFileSystem", () => {
       expect(readFileSync(join(dir, "ok"))).toEqual(Buffer.concat(chunks));
       expect(healthy.calls).toBe(4);
       const crashing = new FaultInjectingFileSystem(nodeFs, { at: 3, mode: "crash" });
-      await expect(pipeline(Readable.from(chunks), crashing.createWriteStream(join(dir, "cut")))).rejects.toBeInstanceOf(FaultCrashError);
+      await expect(
+        pipeline(Readable.from(chunks), crashing.createWriteStream(join(dir, "cut"))),
+      ).rejects.toBeInstanceOf(FaultCrashError);
       expect(readFileSync(join(dir, "cut"))).toEqual(chunks[0]);
-      await expect(crashing.rename(join(dir, "cut"), join(dir, "moved"))).rejects.toBeInstanceOf(FaultCrashError);
+      await expect(crashing.rename(join(dir, "cut"), join(dir, "moved"))).rejects.toBeInstanceOf(
+        FaultCrashError,
+      );
       expect(existsSync(join(dir, "moved"))).toBe(false);
     } finally {
       rmSync(dir, { recursive: true, force: true });

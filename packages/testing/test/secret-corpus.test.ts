@@ -4,23 +4,31 @@ import { creator as recommended } from "@secretlint/secretlint-rule-preset-recom
 import { scanText, redactBytes, SECRET_RULES } from "@paas-backup/core";
 import { SECRET_SAMPLES, BENIGN_SAMPLES } from "../src/index.js";
 
-const rulesOf = (text: string) => [...new Set(scanText("releases/r-41/compose.yaml", Buffer.from(text)).map((f) => f.rule))];
+const rulesOf = (text: string) => [
+  ...new Set(scanText("releases/r-41/compose.yaml", Buffer.from(text)).map((f) => f.rule)),
+];
 
 async function secretlintFinds(text: string): Promise<boolean> {
   const result = await lintSource({
     source: { content: text, filePath: "/corpus/compose.yaml", ext: ".yaml", contentType: "text" },
-    options: { config: { rules: [{ id: "@secretlint/secretlint-rule-preset-recommend", rule: recommended as never }] }, maskSecrets: true },
+    options: {
+      config: { rules: [{ id: "@secretlint/secretlint-rule-preset-recommend", rule: recommended as never }] },
+      maskSecrets: true,
+    },
   });
   return result.messages.length > 0;
 }
 
 describe("secret corpus (gitleaks' and secretlint's formats, benign look-alikes)", () => {
   it("has at least two realistic examples of every rule the scanner reports", () => {
-    for (const rule of SECRET_RULES) expect(SECRET_SAMPLES.filter((s) => s.rule === rule).length, rule).toBeGreaterThanOrEqual(2);
+    for (const rule of SECRET_RULES)
+      expect(SECRET_SAMPLES.filter((s) => s.rule === rule).length, rule).toBeGreaterThanOrEqual(2);
   });
 
   it("finds every example under its rule and redacts its value", () => {
-    const missed = SECRET_SAMPLES.filter((s) => !rulesOf(s.text).includes(s.rule)).map((s) => `${s.rule}: ${s.text.slice(0, 60)}`);
+    const missed = SECRET_SAMPLES.filter((s) => !rulesOf(s.text).includes(s.rule)).map(
+      (s) => `${s.rule}: ${s.text.slice(0, 60)}`,
+    );
     expect(missed).toEqual([]);
     for (const s of SECRET_SAMPLES) {
       const { content, findings } = redactBytes("compose.yaml", Buffer.from(s.text));
@@ -33,7 +41,9 @@ describe("secret corpus (gitleaks' and secretlint's formats, benign look-alikes)
   });
 
   it("reports none of the benign look-alikes", () => {
-    const noisy = BENIGN_SAMPLES.map((b) => ({ label: b.label, rules: rulesOf(b.text) })).filter((b) => b.rules.length > 0);
+    const noisy = BENIGN_SAMPLES.map((b) => ({ label: b.label, rules: rulesOf(b.text) })).filter(
+      (b) => b.rules.length > 0,
+    );
     expect(noisy).toEqual([]);
   });
 

@@ -26,7 +26,8 @@ import { expandHome, type Runtime } from "../runtime.js";
 export function requireContext(value: string | undefined): string {
   if (value === undefined) {
     throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "--context <name> is required", {
-      remediation: "Name the context, e.g. --context internal-dogfood (a folder under <state_root>/contexts/).",
+      remediation:
+        "Name the context, e.g. --context internal-dogfood (a folder under <state_root>/contexts/).",
       stage: "arguments",
     });
   }
@@ -41,39 +42,71 @@ export function requireContext(value: string | undefined): string {
 export async function requireKnownContext(rt: Runtime, context: string): Promise<void> {
   const live = join(rt.stateRoot, "contexts", context);
   const backups = join(rt.backupRoot, context);
-  if (existsSync(live) || (existsSync(backups) && (await scanSnapshots(rt.fs, rt.backupRoot, context).then((r) => r.snapshots.length + r.damaged.length > 0)))) return;
-  throw new UsageError("PAAS_BACKUP_CONTEXT_NOT_FOUND", `context ${context} has neither state (${live}) nor snapshots (${backups})`, {
-    path: live,
-    remediation: "Check --context, --state-root and --backup-root (or SI_PAAS_STATE_ROOT and PAAS_BACKUP_ROOT); `si paas context list` shows the contexts.",
-    stage: "select",
-  });
+  if (
+    existsSync(live) ||
+    (existsSync(backups) &&
+      (await scanSnapshots(rt.fs, rt.backupRoot, context).then(
+        (r) => r.snapshots.length + r.damaged.length > 0,
+      )))
+  )
+    return;
+  throw new UsageError(
+    "PAAS_BACKUP_CONTEXT_NOT_FOUND",
+    `context ${context} has neither state (${live}) nor snapshots (${backups})`,
+    {
+      path: live,
+      remediation:
+        "Check --context, --state-root and --backup-root (or SI_PAAS_STATE_ROOT and PAAS_BACKUP_ROOT); `si paas context list` shows the contexts.",
+      stage: "select",
+    },
+  );
 }
 
 export function requireContextDirExists(dir: string, context: string): void {
   if (existsSync(dir)) return;
-  throw new UsageError("PAAS_BACKUP_CONTEXT_NOT_FOUND", `context ${context} not found: ${dir} does not exist`, {
-    path: dir,
-    remediation: "Check --context and --state-root (or SI_PAAS_STATE_ROOT); `si paas context list` shows the contexts.",
-    stage: "plan",
-  });
+  throw new UsageError(
+    "PAAS_BACKUP_CONTEXT_NOT_FOUND",
+    `context ${context} not found: ${dir} does not exist`,
+    {
+      path: dir,
+      remediation:
+        "Check --context and --state-root (or SI_PAAS_STATE_ROOT); `si paas context list` shows the contexts.",
+      stage: "plan",
+    },
+  );
 }
 
-export function parseInclude(value: string | undefined, fallback: readonly OptionalFolder[]): OptionalFolder[] {
+export function parseInclude(
+  value: string | undefined,
+  fallback: readonly OptionalFolder[],
+): OptionalFolder[] {
   if (value === undefined) return [...fallback];
-  const items = value.split(",").map((s) => s.trim()).filter(Boolean);
+  const items = value
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const item of items) {
     if (item !== "releases" && item !== "cache") {
-      throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", `--include ${JSON.stringify(item)} is not an optional folder`, {
-        remediation: "--include takes releases, cache or releases,cache (policy §2 optional folders).",
-        stage: "arguments",
-      });
+      throw new UsageError(
+        "PAAS_BACKUP_INVALID_ARGUMENT",
+        `--include ${JSON.stringify(item)} is not an optional folder`,
+        {
+          remediation: "--include takes releases, cache or releases,cache (policy §2 optional folders).",
+          stage: "arguments",
+        },
+      );
     }
   }
   return items as OptionalFolder[];
 }
 
 /** A file the operator named, read through the runtime's FileSystem (so commands run in-process on any fs). */
-async function readText(rt: Runtime, path: string, what: string, missing: "usage" | "safety" = "usage"): Promise<string> {
+async function readText(
+  rt: Runtime,
+  path: string,
+  what: string,
+  missing: "usage" | "safety" = "usage",
+): Promise<string> {
   try {
     return Buffer.from(await rt.fs.readFile(path)).toString("utf8");
   } catch (err) {
@@ -81,16 +114,25 @@ async function readText(rt: Runtime, path: string, what: string, missing: "usage
     if (code === "EACCES" || code === "EPERM") throw err; // named as an environment problem, with the owner
     // A missing identity is the same condition whichever command needs it: exit 4, as a wrong one.
     if (missing === "safety")
-      throw new SafetyError("PAAS_BACKUP_IDENTITY_REQUIRED", `${what} ${path} cannot be read (${code ?? "error"})`, {
+      throw new SafetyError(
+        "PAAS_BACKUP_IDENTITY_REQUIRED",
+        `${what} ${path} cannot be read (${code ?? "error"})`,
+        {
+          path,
+          remediation:
+            "Pass --identity with the path of an age identity file whose recipient the snapshots were encrypted to.",
+          stage: "decrypt",
+        },
+      );
+    throw new UsageError(
+      "PAAS_BACKUP_FILE_UNREADABLE",
+      `${what} ${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? "error"})`,
+      {
         path,
-        remediation: "Pass --identity with the path of an age identity file whose recipient the snapshots were encrypted to.",
-        stage: "decrypt",
-      });
-    throw new UsageError("PAAS_BACKUP_FILE_UNREADABLE", `${what} ${path} cannot be read (${(err as NodeJS.ErrnoException).code ?? "error"})`, {
-      path,
-      remediation: `Check the path given for the ${what}.`,
-      stage: "arguments",
-    });
+        remediation: `Check the path given for the ${what}.`,
+        stage: "arguments",
+      },
+    );
   }
 }
 
@@ -104,15 +146,26 @@ export interface KeyFlags {
 /** Recipients from --recipient, --recipients-file, then the config file; none means no encryptor. */
 export async function resolveEncryptor(rt: Runtime, flags: KeyFlags): Promise<ArtifactEncryptor | undefined> {
   if (flags.insecurePlaintext && ((flags.recipient?.length ?? 0) > 0 || flags.recipientsFile)) {
-    throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "--insecure-plaintext cannot be combined with --recipient or --recipients-file", {
-      remediation: "Choose one: drop --insecure-plaintext to encrypt to the recipients, or drop the recipients to write plaintext.",
-      stage: "arguments",
-    });
+    throw new UsageError(
+      "PAAS_BACKUP_INVALID_ARGUMENT",
+      "--insecure-plaintext cannot be combined with --recipient or --recipients-file",
+      {
+        remediation:
+          "Choose one: drop --insecure-plaintext to encrypt to the recipients, or drop the recipients to write plaintext.",
+        stage: "arguments",
+      },
+    );
   }
   if (flags.insecurePlaintext) return undefined;
   const recipients = [...(flags.recipient ?? []).map(validateRecipient)];
   const file = flags.recipientsFile ?? rt.config.recipientsFile;
-  if (file) recipients.push(...parseRecipients(await readText(rt, expandHome(file, rt.env), "recipients file"), expandHome(file, rt.env)));
+  if (file)
+    recipients.push(
+      ...parseRecipients(
+        await readText(rt, expandHome(file, rt.env), "recipients file"),
+        expandHome(file, rt.env),
+      ),
+    );
   if (recipients.length === 0) recipients.push(...rt.config.recipients.map(validateRecipient));
   return recipients.length ? ageEncryptor([...new Set(recipients)]) : undefined;
 }
@@ -138,12 +191,21 @@ export function lockOptions(rt: Runtime, context: string, command: string) {
     owner: lockOwner(command),
     clock: rt.clock,
     timeoutMs: rt.config.lockTimeoutSeconds * 1000,
-    onWait: (holder: { pid: number | null; host: string | null; command: string | null; startedAt: string }, waitedMs: number, timeoutMs: number) => {
+    onWait: (
+      holder: { pid: number | null; host: string | null; command: string | null; startedAt: string },
+      waitedMs: number,
+      timeoutMs: number,
+    ) => {
       // Brief contention (another tick finishing) stays quiet; a real wait says who holds the lock, once.
       if (told || waitedMs < 1000) return;
       told = true;
-      const who = holder.pid === null ? `an unreadable lock file (written ${holder.startedAt})` : `pid ${holder.pid} on ${holder.host} (${holder.command || "unknown command"}) since ${holder.startedAt}`;
-      process.stderr.write(`paas-backup ${command}: waiting for the lock of ${context}: held by ${who}; giving up after ${Math.round(timeoutMs / 1000)} s\n`);
+      const who =
+        holder.pid === null
+          ? `an unreadable lock file (written ${holder.startedAt})`
+          : `pid ${holder.pid} on ${holder.host} (${holder.command || "unknown command"}) since ${holder.startedAt}`;
+      process.stderr.write(
+        `paas-backup ${command}: waiting for the lock of ${context}: held by ${who}; giving up after ${Math.round(timeoutMs / 1000)} s\n`,
+      );
     },
   };
 }
@@ -176,10 +238,27 @@ export function collect(value: string, previous: string[] | undefined): string[]
 export async function recoverFirst(rt: Runtime, context: string): Promise<RecoveryResult | null> {
   if (!(await hasJournal(rt.fs, rt.stateRoot, context))) return null;
   const result = await withContextLock(
-    { fs: rt.fs, backupRoot: rt.backupRoot, context, owner: lockOwner("recover"), clock: rt.clock, timeoutMs: rt.config.lockTimeoutSeconds * 1000 },
-    () => recoverContext({ fs: rt.fs, stateRoot: rt.stateRoot, backupRoot: rt.backupRoot, context, clock: rt.clock }),
+    {
+      fs: rt.fs,
+      backupRoot: rt.backupRoot,
+      context,
+      owner: lockOwner("recover"),
+      clock: rt.clock,
+      timeoutMs: rt.config.lockTimeoutSeconds * 1000,
+    },
+    () =>
+      recoverContext({
+        fs: rt.fs,
+        stateRoot: rt.stateRoot,
+        backupRoot: rt.backupRoot,
+        context,
+        clock: rt.clock,
+      }),
   );
-  if (result) process.stderr.write(`paas-backup: recovery: ${result.message}${result.incidentFile ? ` (recorded in ${result.incidentFile})` : ""}\n`);
+  if (result)
+    process.stderr.write(
+      `paas-backup: recovery: ${result.message}${result.incidentFile ? ` (recorded in ${result.incidentFile})` : ""}\n`,
+    );
   return result;
 }
 
@@ -189,12 +268,20 @@ export async function recoverFirst(rt: Runtime, context: string): Promise<Recove
  */
 export function assertDoctorRunnable(command: string, env: NodeJS.ProcessEnv): void {
   const first = command.trim().split(/\s+/)[0] ?? "";
-  const found = first !== "" && spawnSync("sh", ["-c", 'command -v -- "$1" >/dev/null 2>&1', "sh", first], { env, stdio: "ignore" }).status === 0;
+  const found =
+    first !== "" &&
+    spawnSync("sh", ["-c", 'command -v -- "$1" >/dev/null 2>&1', "sh", first], { env, stdio: "ignore" })
+      .status === 0;
   if (!found) {
-    throw new UsageError("PAAS_BACKUP_DOCTOR_NOT_RUNNABLE", `--doctor-cmd ${JSON.stringify(command)}: ${JSON.stringify(first)} is not a command that can be run here`, {
-      remediation: "Nothing was changed. Give a doctor that exists on this host, e.g. --doctor-cmd 'si paas doctor --json' with si on PATH.",
-      stage: "arguments",
-      data: { command: first },
-    });
+    throw new UsageError(
+      "PAAS_BACKUP_DOCTOR_NOT_RUNNABLE",
+      `--doctor-cmd ${JSON.stringify(command)}: ${JSON.stringify(first)} is not a command that can be run here`,
+      {
+        remediation:
+          "Nothing was changed. Give a doctor that exists on this host, e.g. --doctor-cmd 'si paas doctor --json' with si on PATH.",
+        stage: "arguments",
+        data: { command: first },
+      },
+    );
   }
 }

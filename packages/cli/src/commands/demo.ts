@@ -14,11 +14,22 @@ import {
 import type { Runtime } from "../runtime.js";
 import { humanBytes, printEnvelope } from "../output.js";
 
-async function treeDigest(fs: FileSystem, root: string, rel = "", out = new Map<string, string>()): Promise<Map<string, string>> {
+async function treeDigest(
+  fs: FileSystem,
+  root: string,
+  rel = "",
+  out = new Map<string, string>(),
+): Promise<Map<string, string>> {
   for (const e of await fs.readdir(rel ? join(root, rel) : root)) {
     const path = rel ? `${rel}/${e.name}` : e.name;
     if (e.kind === "directory") await treeDigest(fs, root, path, out);
-    else if (e.kind === "file") out.set(path, createHash("sha256").update(await fs.readFile(join(root, path))).digest("hex"));
+    else if (e.kind === "file")
+      out.set(
+        path,
+        createHash("sha256")
+          .update(await fs.readFile(join(root, path)))
+          .digest("hex"),
+      );
   }
   return out;
 }
@@ -42,35 +53,110 @@ export async function demoCommand(rt: Runtime, flags: { keep?: boolean }): Promi
   try {
     const fs = rt.fs;
     const context = "internal-dogfood";
-    const source = await createStateRoot({ fs, root: join(work, "state"), contexts: [{ name: context, eventBytes: 2 * 1024 * 1024, releases: 3 }] });
-    say("state", `sample state root ${source.stateRoot}: context ${context}, ten protected files, 2 MiB of events, ${source.planted.length} planted secrets that must stay out`);
+    const source = await createStateRoot({
+      fs,
+      root: join(work, "state"),
+      contexts: [{ name: context, eventBytes: 2 * 1024 * 1024, releases: 3 }],
+    });
+    say(
+      "state",
+      `sample state root ${source.stateRoot}: context ${context}, ten protected files, 2 MiB of events, ${source.planted.length} planted secrets that must stay out`,
+    );
     const key = await generateIdentityFile(rt.clock());
     say("keygen", `age identity for this demo only; recipient ${key.recipient}`);
     const backupRoot = join(work, "backups");
     const encryptor = ageEncryptor([key.recipient]);
-    const full = await createSnapshot({ fs, stateRoot: source.stateRoot, backupRoot, context, clock: rt.clock, encryptor, include: ["releases"] });
-    say("snapshot", `full ${full.id}: ${full.files} files, ${humanBytes(full.sourceBytes)} of state -> ${humanBytes(full.bytes)} encrypted; excluded ${full.excluded.map((e) => e.path).join(", ")}`);
-    await appendEvents(fs, join(source.contextDir(context), "events", "audit.jsonl"), "audit", context, 64 * 1024, rt.clock(), 1_000_000);
-    const inc = await createSnapshot({ fs, stateRoot: source.stateRoot, backupRoot, context, clock: rt.clock, encryptor, include: ["releases"], kind: "incremental" });
-    say("snapshot", `incremental ${inc.id} on ${inc.parent?.id}: stored ${humanBytes(inc.storedBytes)} of new event lines -> ${humanBytes(inc.bytes)}`);
+    const full = await createSnapshot({
+      fs,
+      stateRoot: source.stateRoot,
+      backupRoot,
+      context,
+      clock: rt.clock,
+      encryptor,
+      include: ["releases"],
+    });
+    say(
+      "snapshot",
+      `full ${full.id}: ${full.files} files, ${humanBytes(full.sourceBytes)} of state -> ${humanBytes(full.bytes)} encrypted; excluded ${full.excluded.map((e) => e.path).join(", ")}`,
+    );
+    await appendEvents(
+      fs,
+      join(source.contextDir(context), "events", "audit.jsonl"),
+      "audit",
+      context,
+      64 * 1024,
+      rt.clock(),
+      1_000_000,
+    );
+    const inc = await createSnapshot({
+      fs,
+      stateRoot: source.stateRoot,
+      backupRoot,
+      context,
+      clock: rt.clock,
+      encryptor,
+      include: ["releases"],
+      kind: "incremental",
+    });
+    say(
+      "snapshot",
+      `incremental ${inc.id} on ${inc.parent?.id}: stored ${humanBytes(inc.storedBytes)} of new event lines -> ${humanBytes(inc.bytes)}`,
+    );
     const decryptor = ageDecryptor([key.identity]);
-    const verified = await verifySnapshots({ fs, backupRoot, context, snapshot: "all", deep: true, decryptor });
+    const verified = await verifySnapshots({
+      fs,
+      backupRoot,
+      context,
+      snapshot: "all",
+      deep: true,
+      decryptor,
+    });
     const allOk = verified.every((v) => v.ok);
-    say("verify", verified.map((v) => `${v.id} ${v.ok ? "ok" : "FAILED"} (checksum ${v.checksum}, ${v.deep?.files ?? 0} files checked)`).join("; "));
+    say(
+      "verify",
+      verified
+        .map(
+          (v) =>
+            `${v.id} ${v.ok ? "ok" : "FAILED"} (checksum ${v.checksum}, ${v.deep?.files ?? 0} files checked)`,
+        )
+        .join("; "),
+    );
     const target = join(work, "restored");
-    const restored = await restoreSnapshot({ fs, stateRoot: target, backupRoot, context, snapshot: "latest", ticket: "DEMO-1", operator: "demo", clock: rt.clock, decryptor });
-    say("restore", `${restored.snapshot.id} into ${target}: outcome ${restored.outcome}, doctor ${restored.doctor?.ok ? "ok" : "FAILED"}, incident record ${restored.incidentFile}`);
+    const restored = await restoreSnapshot({
+      fs,
+      stateRoot: target,
+      backupRoot,
+      context,
+      snapshot: "latest",
+      ticket: "DEMO-1",
+      operator: "demo",
+      clock: rt.clock,
+      decryptor,
+    });
+    say(
+      "restore",
+      `${restored.snapshot.id} into ${target}: outcome ${restored.outcome}, doctor ${restored.doctor?.ok ? "ok" : "FAILED"}, incident record ${restored.incidentFile}`,
+    );
     const before = await treeDigest(fs, source.contextDir(context));
     const after = await treeDigest(fs, join(target, "contexts", context));
     // The restore appends its own audit event (policy §7.3); compare the log without that last line.
     const audit = Buffer.from(await fs.readFile(join(target, "contexts", context, "events", "audit.jsonl")));
     const withoutRestoreEvent = audit.subarray(0, audit.lastIndexOf(10, audit.length - 2) + 1);
     after.set("events/audit.jsonl", createHash("sha256").update(withoutRestoreEvent).digest("hex"));
-    const expected = [...before.keys()].filter((p) => full.excluded.every((e) => !(p === e.path || (e.path.endsWith("/") && p.startsWith(e.path)))));
+    const expected = [...before.keys()].filter((p) =>
+      full.excluded.every((e) => !(p === e.path || (e.path.endsWith("/") && p.startsWith(e.path)))),
+    );
     const mismatched = expected.filter((p) => before.get(p) !== after.get(p));
-    const leaked = source.planted.filter((s) => [...after.keys()].some((p) => `contexts/${context}/${p}` === s.path));
+    const leaked = source.planted.filter((s) =>
+      [...after.keys()].some((p) => `contexts/${context}/${p}` === s.path),
+    );
     const same = mismatched.length === 0 && after.size === expected.length && leaked.length === 0;
-    say("compare", same ? `${expected.length} restored files byte-identical to the source; no planted secret restored` : `MISMATCH: ${mismatched.join(", ") || "file sets differ"}${leaked.length ? `; leaked ${leaked.length}` : ""}`);
+    say(
+      "compare",
+      same
+        ? `${expected.length} restored files byte-identical to the source; no planted secret restored`
+        : `MISMATCH: ${mismatched.join(", ") || "file sets differ"}${leaked.length ? `; leaked ${leaked.length}` : ""}`,
+    );
     const ok = allOk && restored.ok && same;
     if (rt.json) printEnvelope(rt, { ok, context, mode: "live", data: steps });
     else rt.write(ok ? `demo ok${flags.keep ? `; files kept in ${work}` : ""}\n` : "demo FAILED\n");

@@ -1,4 +1,11 @@
-import { allowRepoStateFrom, runDoctor, rollbackRestore, unblockContext, withContextLock, UsageError } from "@paas-backup/core";
+import {
+  allowRepoStateFrom,
+  runDoctor,
+  rollbackRestore,
+  unblockContext,
+  withContextLock,
+  UsageError,
+} from "@paas-backup/core";
 import { resolveOperator, type Runtime } from "../runtime.js";
 import { keyValues, printEnvelope, table } from "../output.js";
 import { assertDoctorRunnable, lockOwner, requireContext, requireKnownContext } from "./common.js";
@@ -7,7 +14,13 @@ import { externalDoctorRunner } from "./restore.js";
 export async function doctorCommand(rt: Runtime, flags: { context?: string }): Promise<number> {
   const context = requireContext(flags.context);
   await requireKnownContext(rt, context);
-  const report = await runDoctor({ fs: rt.fs, stateRoot: rt.stateRoot, context, secretAllow: rt.config.secretAllow, allowRepoState: allowRepoStateFrom(rt.env) });
+  const report = await runDoctor({
+    fs: rt.fs,
+    stateRoot: rt.stateRoot,
+    context,
+    secretAllow: rt.config.secretAllow,
+    allowRepoState: allowRepoStateFrom(rt.env),
+  });
   if (rt.json) {
     const failing = report.checks.filter((c) => !c.ok);
     // si's doctor envelope: ok, command, context, mode, count, checks.
@@ -19,15 +32,31 @@ export async function doctorCommand(rt: Runtime, flags: { context?: string }): P
       data: [{ contextShow: report.contextShow, events: report.events }],
       ...(report.ok
         ? {}
-        : { error: { code: "PAAS_BACKUP_DOCTOR_FAILED", stage: "validate", target: rt.stateRoot, message: `doctor checks fail for ${context}: ${failing.map((c) => `${c.name} (${c.detail})`).join("; ")}`, remediation: "Fix what each failing check names, then run doctor again." } }),
+        : {
+            error: {
+              code: "PAAS_BACKUP_DOCTOR_FAILED",
+              stage: "validate",
+              target: rt.stateRoot,
+              message: `doctor checks fail for ${context}: ${failing.map((c) => `${c.name} (${c.detail})`).join("; ")}`,
+              remediation: "Fix what each failing check names, then run doctor again.",
+            },
+          }),
     });
   } else {
-    rt.write(table([["CHECK", "OK", "DETAIL"], ...report.checks.map((c) => [c.name, c.ok ? "ok" : "FAIL", c.detail])]));
+    rt.write(
+      table([
+        ["CHECK", "OK", "DETAIL"],
+        ...report.checks.map((c) => [c.name, c.ok ? "ok" : "FAIL", c.detail]),
+      ]),
+    );
   }
   return report.ok ? 0 : 5;
 }
 
-export async function unblockCommand(rt: Runtime, flags: { context?: string; ticket?: string; operator?: string; doctorCmd?: string }): Promise<number> {
+export async function unblockCommand(
+  rt: Runtime,
+  flags: { context?: string; ticket?: string; operator?: string; doctorCmd?: string },
+): Promise<number> {
   const context = requireContext(flags.context);
   if (flags.doctorCmd) assertDoctorRunnable(flags.doctorCmd, rt.env);
   const result = await withContextLock(lockOptions(rt, context, "unblock"), () =>
@@ -41,7 +70,9 @@ export async function unblockCommand(rt: Runtime, flags: { context?: string; tic
       clock: rt.clock,
       secretAllow: rt.config.secretAllow,
       allowRepoState: allowRepoStateFrom(rt.env),
-      ...(flags.doctorCmd ? { externalDoctor: { command: flags.doctorCmd, run: externalDoctorRunner(flags.doctorCmd, rt.env) } } : {}),
+      ...(flags.doctorCmd
+        ? { externalDoctor: { command: flags.doctorCmd, run: externalDoctorRunner(flags.doctorCmd, rt.env) } }
+        : {}),
       runRecordedDoctor: (command) => {
         assertDoctorRunnable(command, rt.env);
         return externalDoctorRunner(command, rt.env);
@@ -49,28 +80,83 @@ export async function unblockCommand(rt: Runtime, flags: { context?: string; tic
     }),
   );
   if (!result.cleared) {
-    if (rt.json) printEnvelope(rt, { ok: true, command: "unblock", context, mode: "live", count: 0, data: [] });
+    if (rt.json)
+      printEnvelope(rt, { ok: true, command: "unblock", context, mode: "live", count: 0, data: [] });
     else rt.write(`${context} is not blocked\n`);
     return 0;
   }
-  if (rt.json) printEnvelope(rt, { ok: true, command: "unblock", context, mode: "live", count: 1, data: [{ cleared: result.cleared, externalDoctor: result.externalDoctor, incidentFile: result.incidentFile }] });
-  else rt.write(keyValues([["unblocked", context], ["was blocked since", result.cleared.blockedAt], ["external doctor", result.externalDoctor ? `${result.externalDoctor.command}: ${result.externalDoctor.detail}` : undefined], ["incident", result.incidentFile ?? undefined]]));
+  if (rt.json)
+    printEnvelope(rt, {
+      ok: true,
+      command: "unblock",
+      context,
+      mode: "live",
+      count: 1,
+      data: [
+        { cleared: result.cleared, externalDoctor: result.externalDoctor, incidentFile: result.incidentFile },
+      ],
+    });
+  else
+    rt.write(
+      keyValues([
+        ["unblocked", context],
+        ["was blocked since", result.cleared.blockedAt],
+        [
+          "external doctor",
+          result.externalDoctor
+            ? `${result.externalDoctor.command}: ${result.externalDoctor.detail}`
+            : undefined,
+        ],
+        ["incident", result.incidentFile ?? undefined],
+      ]),
+    );
   return 0;
 }
 
 function lockOptions(rt: Runtime, context: string, command: string) {
-  return { fs: rt.fs, backupRoot: rt.backupRoot, context, owner: lockOwner(command), clock: rt.clock, timeoutMs: rt.config.lockTimeoutSeconds * 1000 };
+  return {
+    fs: rt.fs,
+    backupRoot: rt.backupRoot,
+    context,
+    owner: lockOwner(command),
+    clock: rt.clock,
+    timeoutMs: rt.config.lockTimeoutSeconds * 1000,
+  };
 }
 
-export async function rollbackCommand(rt: Runtime, flags: { context?: string; ticket?: string; operator?: string }): Promise<number> {
+export async function rollbackCommand(
+  rt: Runtime,
+  flags: { context?: string; ticket?: string; operator?: string },
+): Promise<number> {
   const context = requireContext(flags.context);
   if (!flags.ticket?.trim()) {
-    throw new UsageError("PAAS_BACKUP_TICKET_REQUIRED", "rollback needs --ticket <incident-id>", { remediation: "Pass the incident id of the restore you undo.", stage: "arguments" });
+    throw new UsageError("PAAS_BACKUP_TICKET_REQUIRED", "rollback needs --ticket <incident-id>", {
+      remediation: "Pass the incident id of the restore you undo.",
+      stage: "arguments",
+    });
   }
   const result = await withContextLock(lockOptions(rt, context, "rollback"), () =>
-    rollbackRestore({ fs: rt.fs, stateRoot: rt.stateRoot, backupRoot: rt.backupRoot, context, ticket: flags.ticket!, operator: resolveOperator(flags.operator, rt.env), clock: rt.clock }),
+    rollbackRestore({
+      fs: rt.fs,
+      stateRoot: rt.stateRoot,
+      backupRoot: rt.backupRoot,
+      context,
+      ticket: flags.ticket!,
+      operator: resolveOperator(flags.operator, rt.env),
+      clock: rt.clock,
+    }),
   );
-  if (rt.json) printEnvelope(rt, { ok: true, command: "rollback", context, mode: "live", count: 1, data: [result] });
-  else rt.write(keyValues([["rolled back", context], ["put back", result.restoredFrom], ["kept in place", result.kept.join(", ") || undefined], ["restored contents kept in", result.movedAsideTo], ["incident", result.incidentFile]]));
+  if (rt.json)
+    printEnvelope(rt, { ok: true, command: "rollback", context, mode: "live", count: 1, data: [result] });
+  else
+    rt.write(
+      keyValues([
+        ["rolled back", context],
+        ["put back", result.restoredFrom],
+        ["kept in place", result.kept.join(", ") || undefined],
+        ["restored contents kept in", result.movedAsideTo],
+        ["incident", result.incidentFile],
+      ]),
+    );
   return 0;
 }

@@ -6,7 +6,10 @@ import { requireContext, resolveDecryptor, type KeyFlags } from "./common.js";
 import { externalDoctorRunner } from "./restore.js";
 import { renderDrillMetrics, writeMetricsFile } from "../metrics.js";
 
-export async function drillCommand(rt: Runtime, flags: KeyFlags & { context?: string; operator?: string; doctorCmd?: string }): Promise<number> {
+export async function drillCommand(
+  rt: Runtime,
+  flags: KeyFlags & { context?: string; operator?: string; doctorCmd?: string },
+): Promise<number> {
   const context = requireContext(flags.context);
   const decryptor = await resolveDecryptor(rt, flags);
   const result = await runDrill({
@@ -26,14 +29,34 @@ export async function drillCommand(rt: Runtime, flags: KeyFlags & { context?: st
   const error = result.ok
     ? undefined
     : result.error
-      ? { code: result.error.code, stage: result.error.stage, target: result.error.target, message: result.error.message, remediation: result.error.remediation }
-      : { code: "PAAS_BACKUP_DRILL_FAILED", stage: "validate", target: result.recordFile, message: `drill of ${context} from ${result.snapshot} failed: ${failing.map((c) => `${c.name} (${c.detail})`).join("; ") || "validation failed"}`, remediation: "Read the drill record; fix the snapshot or the validation it fails before relying on it." };
-  if (rt.json) printEnvelope(rt, { ok: result.ok, context, mode: "live", data: [result], ...(error ? { error } : {}) });
+      ? {
+          code: result.error.code,
+          stage: result.error.stage,
+          target: result.error.target,
+          message: result.error.message,
+          remediation: result.error.remediation,
+        }
+      : {
+          code: "PAAS_BACKUP_DRILL_FAILED",
+          stage: "validate",
+          target: result.recordFile,
+          message: `drill of ${context} from ${result.snapshot} failed: ${failing.map((c) => `${c.name} (${c.detail})`).join("; ") || "validation failed"}`,
+          remediation:
+            "Read the drill record; fix the snapshot or the validation it fails before relying on it.",
+        };
+  if (rt.json)
+    printEnvelope(rt, { ok: result.ok, context, mode: "live", data: [result], ...(error ? { error } : {}) });
   else
     rt.write(
       keyValues([
         ["drill", `${context} from ${result.snapshot}: ${result.ok ? "passed" : "FAILED"}`],
-        ["failing checks", result.restore?.doctor?.checks.filter((c) => !c.ok).map((c) => `${c.name} (${c.detail})`).join("; ") || undefined],
+        [
+          "failing checks",
+          result.restore?.doctor?.checks
+            .filter((c) => !c.ok)
+            .map((c) => `${c.name} (${c.detail})`)
+            .join("; ") || undefined,
+        ],
         ["error", result.error?.message],
         ["record", result.recordFile],
       ]),
@@ -41,18 +64,42 @@ export async function drillCommand(rt: Runtime, flags: KeyFlags & { context?: st
   return exitCode;
 }
 
-export async function drillStatusCommand(rt: Runtime, flags: { context?: string[] | string; metricsFile?: string }): Promise<number> {
+export async function drillStatusCommand(
+  rt: Runtime,
+  flags: { context?: string[] | string; metricsFile?: string },
+): Promise<number> {
   // `drill` itself has --context too, and commander gives it the value when it comes after
   // `status`: accept one name as well as the repeated list.
-  const named = flags.context === undefined ? [] : Array.isArray(flags.context) ? flags.context : [flags.context];
+  const named =
+    flags.context === undefined ? [] : Array.isArray(flags.context) ? flags.context : [flags.context];
   const contexts = named.map(validateContextName);
-  const status = await drillStatus({ fs: rt.fs, backupRoot: rt.backupRoot, contexts, mandatory: rt.config.mandatoryDrillContexts, now: rt.clock() });
+  const status = await drillStatus({
+    fs: rt.fs,
+    backupRoot: rt.backupRoot,
+    contexts,
+    mandatory: rt.config.mandatoryDrillContexts,
+    now: rt.clock(),
+  });
   const overdue = status.filter((s) => s.mandatory && s.overdue);
-  if (flags.metricsFile) await writeMetricsFile(rt, flags.metricsFile, await renderDrillMetrics(status, rt.clock()));
+  if (flags.metricsFile)
+    await writeMetricsFile(rt, flags.metricsFile, await renderDrillMetrics(status, rt.clock()));
   const error = overdue.length
-    ? { code: "PAAS_BACKUP_DRILL_OVERDUE", stage: "drill", target: overdue.map((s) => s.context).join(","), message: `a mandatory restore drill is overdue for ${overdue.map((s) => `${s.context} (due ${s.nextDue.slice(0, 10)})`).join(", ")}`, remediation: `Run \`paas-backup drill --context ${overdue[0]!.context}\` (policy §7.4).` }
+    ? {
+        code: "PAAS_BACKUP_DRILL_OVERDUE",
+        stage: "drill",
+        target: overdue.map((s) => s.context).join(","),
+        message: `a mandatory restore drill is overdue for ${overdue.map((s) => `${s.context} (due ${s.nextDue.slice(0, 10)})`).join(", ")}`,
+        remediation: `Run \`paas-backup drill --context ${overdue[0]!.context}\` (policy §7.4).`,
+      }
     : undefined;
-  if (rt.json) printEnvelope(rt, { ok: overdue.length === 0, context: "", mode: "live", data: status, ...(error ? { error } : {}) });
+  if (rt.json)
+    printEnvelope(rt, {
+      ok: overdue.length === 0,
+      context: "",
+      mode: "live",
+      data: status,
+      ...(error ? { error } : {}),
+    });
   else
     rt.write(
       table([

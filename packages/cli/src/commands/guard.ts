@@ -6,5 +6,10 @@ import type { Runtime } from "../runtime.js";
  * same core check createSnapshot makes for every SDK caller.
  */
 export async function assertBackupLocation(rt: Runtime): Promise<void> {
-  await assertSafeLocations({ fs: rt.fs, backupRoot: rt.backupRoot, stateRoot: rt.stateRoot, allowRepoState: allowRepoStateFrom(rt.env) });
+  await assertSafeLocations({
+    fs: rt.fs,
+    backupRoot: rt.backupRoot,
+    stateRoot: rt.stateRoot,
+    allowRepoState: allowRepoStateFrom(rt.env),
+  });
 }

@@ -1,7 +1,13 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { diffSnapshots, dumpSnapshotFile, findInSnapshots, listSnapshotFiles, UsageError } from "@paas-backup/core";
+import {
+  diffSnapshots,
+  dumpSnapshotFile,
+  findInSnapshots,
+  listSnapshotFiles,
+  UsageError,
+} from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { humanBytes, printEnvelope, table } from "../output.js";
 import { requireContext, requireKnownContext, resolveDecryptor, type KeyFlags } from "./common.js";
@@ -22,7 +28,13 @@ async function common(rt: Runtime, flags: InspectFlags) {
   const context = requireContext(flags.context);
   await requireKnownContext(rt, context);
   const decryptor = await resolveDecryptor(rt, flags);
-  return { fs: rt.fs, backupRoot: rt.backupRoot, context, ...(decryptor ? { decryptor } : {}), ...(flags.maxExpansion ? { maxExpansion: flags.maxExpansion } : {}) };
+  return {
+    fs: rt.fs,
+    backupRoot: rt.backupRoot,
+    context,
+    ...(decryptor ? { decryptor } : {}),
+    ...(flags.maxExpansion ? { maxExpansion: flags.maxExpansion } : {}),
+  };
 }
 
 /** A private scratch folder for replaying a chain (0700 under the temp dir); core removes it. */
@@ -33,11 +45,24 @@ function scratch(): string {
 export async function lsCommand(rt: Runtime, flags: InspectFlags): Promise<number> {
   const opts = await common(rt, flags);
   const { snapshot, files } = await listSnapshotFiles({ ...opts, snapshot: flags.snapshot ?? "latest" });
-  if (rt.json) printEnvelope(rt, { ok: true, context: opts.context, mode: "live", snapshot: snapshot.id, data: files });
+  if (rt.json)
+    printEnvelope(rt, { ok: true, context: opts.context, mode: "live", snapshot: snapshot.id, data: files });
   else {
-    rt.write(`snapshot ${snapshot.id} (${snapshot.kind}${snapshot.parent ? ` on ${snapshot.parent.id}` : ""}), ${files.length} files\n`);
+    rt.write(
+      `snapshot ${snapshot.id} (${snapshot.kind}${snapshot.parent ? ` on ${snapshot.parent.id}` : ""}), ${files.length} files\n`,
+    );
     if (flags.long) {
-      rt.write(table([["MODE", "SIZE", "STORED", "PATH"], ...files.map((f) => [f.mode === null ? "-" : f.mode.toString(8).padStart(4, "0"), String(f.size), f.stored, f.path])]));
+      rt.write(
+        table([
+          ["MODE", "SIZE", "STORED", "PATH"],
+          ...files.map((f) => [
+            f.mode === null ? "-" : f.mode.toString(8).padStart(4, "0"),
+            String(f.size),
+            f.stored,
+            f.path,
+          ]),
+        ]),
+      );
       // The digests below the table, in sha256sum's format (check a dumped or restored copy with sha256sum -c).
       rt.write(`\nsha256:\n${files.map((f) => `${f.sha256}  ${f.path}\n`).join("")}`);
     } else {
@@ -49,14 +74,24 @@ export async function lsCommand(rt: Runtime, flags: InspectFlags): Promise<numbe
 
 export async function dumpCommand(rt: Runtime, flags: InspectFlags, args: string[]): Promise<number> {
   if (rt.json) {
-    throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "dump writes the file's bytes to stdout and takes no --json", {
-      remediation: "Drop --json; use `paas-backup --json ls` for the file's size and sha256.",
-      stage: "arguments",
-    });
+    throw new UsageError(
+      "PAAS_BACKUP_INVALID_ARGUMENT",
+      "dump writes the file's bytes to stdout and takes no --json",
+      {
+        remediation: "Drop --json; use `paas-backup --json ls` for the file's size and sha256.",
+        stage: "arguments",
+      },
+    );
   }
   const opts = await common(rt, flags);
   const path = args[0]!;
-  await dumpSnapshotFile({ ...opts, snapshot: flags.snapshot ?? "latest", path, scratch: scratch(), out: process.stdout });
+  await dumpSnapshotFile({
+    ...opts,
+    snapshot: flags.snapshot ?? "latest",
+    path,
+    scratch: scratch(),
+    out: process.stdout,
+  });
   return 0;
 }
 
@@ -64,16 +99,39 @@ export async function diffCommand(rt: Runtime, flags: InspectFlags, args: string
   const opts = await common(rt, flags);
   const [from, second] = args;
   if (flags.live && second) {
-    throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "diff takes a second snapshot or --live, not both", { remediation: "Compare two snapshots (ID1 ID2) or one snapshot with the live context (ID1 --live).", stage: "arguments" });
+    throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "diff takes a second snapshot or --live, not both", {
+      remediation: "Compare two snapshots (ID1 ID2) or one snapshot with the live context (ID1 --live).",
+      stage: "arguments",
+    });
   }
   const to = flags.live ? "live" : (second ?? "latest");
-  const result = await diffSnapshots({ ...opts, stateRoot: rt.stateRoot, from: from!, to, scratch: scratch() });
-  if (rt.json) printEnvelope(rt, { ok: true, context: opts.context, mode: "live", from: result.from, to: result.to, unchanged: result.unchanged, data: result.entries });
+  const result = await diffSnapshots({
+    ...opts,
+    stateRoot: rt.stateRoot,
+    from: from!,
+    to,
+    scratch: scratch(),
+  });
+  if (rt.json)
+    printEnvelope(rt, {
+      ok: true,
+      context: opts.context,
+      mode: "live",
+      from: result.from,
+      to: result.to,
+      unchanged: result.unchanged,
+      data: result.entries,
+    });
   else {
-    rt.write(`${result.from} -> ${result.to}: ${result.entries.filter((e) => e.change === "added").length} added, ${result.entries.filter((e) => e.change === "changed").length} changed, ${result.entries.filter((e) => e.change === "removed").length} removed, ${result.unchanged} unchanged\n`);
+    rt.write(
+      `${result.from} -> ${result.to}: ${result.entries.filter((e) => e.change === "added").length} added, ${result.entries.filter((e) => e.change === "changed").length} changed, ${result.entries.filter((e) => e.change === "removed").length} removed, ${result.unchanged} unchanged\n`,
+    );
     const mark = { added: "+", changed: "M", removed: "-" } as const;
     for (const e of result.entries) {
-      const sizes = e.change === "changed" ? ` (${humanBytes(e.before!.size)} -> ${humanBytes(e.after!.size)}${e.appendedLines !== null ? `, ${e.appendedLines} lines appended` : ""})` : "";
+      const sizes =
+        e.change === "changed"
+          ? ` (${humanBytes(e.before!.size)} -> ${humanBytes(e.after!.size)}${e.appendedLines !== null ? `, ${e.appendedLines} lines appended` : ""})`
+          : "";
       rt.write(`${mark[e.change]}  ${e.path}${sizes}\n`);
     }
   }
@@ -86,6 +144,12 @@ export async function findCommand(rt: Runtime, flags: InspectFlags, args: string
   const found = await findInSnapshots({ fs: rt.fs, backupRoot: rt.backupRoot, context, path: args[0]! });
   if (rt.json) printEnvelope(rt, { ok: true, context, mode: "live", path: args[0], data: found });
   else if (found.length === 0) rt.write(`${args[0]} is in no snapshot of ${context}\n`);
-  else rt.write(table([["SNAPSHOT", "KIND", "SIZE", "SHA256"], ...found.map((f) => [f.snapshot, f.kind, String(f.size), f.sha256])]));
+  else
+    rt.write(
+      table([
+        ["SNAPSHOT", "KIND", "SIZE", "SHA256"],
+        ...found.map((f) => [f.snapshot, f.kind, String(f.size), f.sha256]),
+      ]),
+    );
   return 0;
 }

@@ -13,7 +13,9 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
   for (const s of snapshots) {
     const parentMissing = s.kind === "incremental" && (!s.parent || !ids.has(s.parent.id));
     if (parentMissing)
-      warnings.push(`incremental ${s.id} needs ${s.parent?.id ?? "a parent it does not name"}, which is not in ${rt.backupRoot}: it cannot be restored from here (restore --from-offsite <target> fetches the full if a target has it)`);
+      warnings.push(
+        `incremental ${s.id} needs ${s.parent?.id ?? "a parent it does not name"}, which is not in ${rt.backupRoot}: it cannot be restored from here (restore --from-offsite <target> fetches the full if a target has it)`,
+      );
     const check = await checkSnapshotChecksum(s);
     data.push({
       id: s.id,
@@ -57,7 +59,15 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
   }
   data.sort((a, b) => compareSnapshotIds(a.id, b.id));
   if (rt.json) {
-    printEnvelope(rt, { ok: true, command: "list", context, mode: "live", count: data.length, warnings, data });
+    printEnvelope(rt, {
+      ok: true,
+      command: "list",
+      context,
+      mode: "live",
+      count: data.length,
+      warnings,
+      data,
+    });
     return 0;
   }
   if (data.length === 0) {
@@ -66,19 +76,24 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
   }
   for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
   rt.write(
-    table([
-      ["ID", "KIND", "TIME", "SIZE", "CHECKSUM", "ENCRYPTION", "PARENT"],
-      ...data.map((d) => [
-        d.id,
-        d.error ? "DAMAGED" : d.kind!,
-        d.time.replace(".000Z", "Z"),
-        humanBytes(d.bytes),
-        d.checksum,
-        d.encrypted ? "age" : "PLAINTEXT",
-        d.error ? "(manifest damaged)" : ((d.parentMissing ? `${d.parent ?? "?"} (MISSING)` : d.parent) ?? (d.madeBy === "reference-flow" ? "(reference flow)" : "-")),
-        d.warnings.length ? `${d.warnings.length} (below)` : "-",
-      ]),
-    ].map((r, i) => (i === 0 ? [...r.slice(0, 7), "WARNINGS"] : r))),
+    table(
+      [
+        ["ID", "KIND", "TIME", "SIZE", "CHECKSUM", "ENCRYPTION", "PARENT"],
+        ...data.map((d) => [
+          d.id,
+          d.error ? "DAMAGED" : d.kind!,
+          d.time.replace(".000Z", "Z"),
+          humanBytes(d.bytes),
+          d.checksum,
+          d.encrypted ? "age" : "PLAINTEXT",
+          d.error
+            ? "(manifest damaged)"
+            : ((d.parentMissing ? `${d.parent ?? "?"} (MISSING)` : d.parent) ??
+              (d.madeBy === "reference-flow" ? "(reference flow)" : "-")),
+          d.warnings.length ? `${d.warnings.length} (below)` : "-",
+        ]),
+      ].map((r, i) => (i === 0 ? [...r.slice(0, 7), "WARNINGS"] : r)),
+    ),
   );
   // Long texts go below the table, once, not on every row.
   for (const d of data) for (const w of d.warnings) rt.write(`warning: ${d.id}: ${w}\n`);

@@ -1,5 +1,19 @@
 import { hostname } from "node:os";
-import { ExitCode, pushOffsite, listOffsite, verifyOffsite, pruneOffsite, fetchChainFromOffsite, extendLocks, targetWarnings, withContextLock, UsageError, type PushResult, type DataSubset, type OffsiteRestorePlan } from "@paas-backup/core";
+import {
+  ExitCode,
+  pushOffsite,
+  listOffsite,
+  verifyOffsite,
+  pruneOffsite,
+  fetchChainFromOffsite,
+  extendLocks,
+  targetWarnings,
+  withContextLock,
+  UsageError,
+  type PushResult,
+  type DataSubset,
+  type OffsiteRestorePlan,
+} from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { humanBytes, printEnvelope, table } from "../output.js";
 import { lockOptions, requireContext } from "./common.js";
@@ -21,13 +35,30 @@ async function pool<T, R>(items: T[], limit: number, work: (item: T) => Promise<
   return out;
 }
 
-export async function pushForContext(rt: Runtime, context: string, flags: TargetFlags): Promise<PushResult[]> {
+export async function pushForContext(
+  rt: Runtime,
+  context: string,
+  flags: TargetFlags,
+): Promise<PushResult[]> {
   const results: PushResult[] = [];
-  for (const target of await resolveTargets(rt, flags)) results.push(await pushOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock, host: hostname() }));
+  for (const target of await resolveTargets(rt, flags))
+    results.push(
+      await pushOffsite({
+        fs: rt.fs,
+        backupRoot: rt.backupRoot,
+        context,
+        target,
+        clock: rt.clock,
+        host: hostname(),
+      }),
+    );
   return results;
 }
 
-export async function offsitePushCommand(rt: Runtime, flags: TargetFlags & { context?: string; allContexts?: boolean; requireImmutable?: boolean }): Promise<number> {
+export async function offsitePushCommand(
+  rt: Runtime,
+  flags: TargetFlags & { context?: string; allContexts?: boolean; requireImmutable?: boolean },
+): Promise<number> {
   const contexts = flags.allContexts ? contextsOf(rt) : [requireContext(flags.context)];
   await resolveTargets(rt, flags); // fail on a bad target before any work
   const results = (
@@ -35,12 +66,25 @@ export async function offsitePushCommand(rt: Runtime, flags: TargetFlags & { con
       withContextLock(lockOptions(rt, context, "offsite push"), () => pushForContext(rt, context, flags)),
     )
   ).flat();
-  const problems = results.flatMap((r) => r.problems.map((p) => ({ context: r.context, target: r.target, ...p })));
+  const problems = results.flatMap((r) =>
+    r.problems.map((p) => ({ context: r.context, target: r.target, ...p })),
+  );
   // --require-immutable judges every copy at the target, not only the ones this run pushed.
-  const notImmutable = results.flatMap((r) => r.copies.filter((c) => !c.immutable).map((c) => ({ context: r.context, target: r.target, id: c.id })));
+  const notImmutable = results.flatMap((r) =>
+    r.copies.filter((c) => !c.immutable).map((c) => ({ context: r.context, target: r.target, id: c.id })),
+  );
   const ok = problems.length === 0 && !(flags.requireImmutable && notImmutable.length > 0);
   const warnings = [...new Set(results.flatMap((r) => r.warnings))];
-  if (rt.json) printEnvelope(rt, { ok, command: "offsite push", context: flags.allContexts ? "" : contexts[0]!, mode: "live", count: results.length, warnings, data: results });
+  if (rt.json)
+    printEnvelope(rt, {
+      ok,
+      command: "offsite push",
+      context: flags.allContexts ? "" : contexts[0]!,
+      mode: "live",
+      count: results.length,
+      warnings,
+      data: results,
+    });
   else {
     for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
     rt.write(
@@ -57,32 +101,92 @@ export async function offsitePushCommand(rt: Runtime, flags: TargetFlags & { con
         ]),
       ]),
     );
-    if (flags.requireImmutable && notImmutable.length > 0) process.stderr.write(`not immutable: ${notImmutable.map((n) => `${n.context}/${n.id} at ${n.target}`).join(", ")}\n`);
+    if (flags.requireImmutable && notImmutable.length > 0)
+      process.stderr.write(
+        `not immutable: ${notImmutable.map((n) => `${n.context}/${n.id} at ${n.target}`).join(", ")}\n`,
+      );
   }
   return ok ? ExitCode.ok : problems.length ? ExitCode.integrity : ExitCode.safety;
 }
 
-export async function offsiteExtendLocksCommand(rt: Runtime, flags: TargetFlags & { context?: string; allContexts?: boolean }): Promise<number> {
+export async function offsiteExtendLocksCommand(
+  rt: Runtime,
+  flags: TargetFlags & { context?: string; allContexts?: boolean },
+): Promise<number> {
   const contexts = flags.allContexts ? contextsOf(rt) : [requireContext(flags.context)];
   const data = [];
   for (const context of contexts)
     for (const target of await resolveTargets(rt, flags))
-      data.push({ context, target: target.storage.url, ...(await extendLocks({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock })) });
-  if (rt.json) printEnvelope(rt, { ok: true, command: "offsite extend-locks", context: flags.allContexts ? "" : contexts[0]!, mode: "live", count: data.length, data });
-  else rt.write(table([["CONTEXT", "TARGET", "EXTENDED"], ...data.map((d) => [d.context, d.target, d.skipped ? `skipped: ${d.skipped}` : d.extended.map((e) => `${e.id} until ${e.retainUntil}`).join(", ") || "none needed"])]));
+      data.push({
+        context,
+        target: target.storage.url,
+        ...(await extendLocks({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock })),
+      });
+  if (rt.json)
+    printEnvelope(rt, {
+      ok: true,
+      command: "offsite extend-locks",
+      context: flags.allContexts ? "" : contexts[0]!,
+      mode: "live",
+      count: data.length,
+      data,
+    });
+  else
+    rt.write(
+      table([
+        ["CONTEXT", "TARGET", "EXTENDED"],
+        ...data.map((d) => [
+          d.context,
+          d.target,
+          d.skipped
+            ? `skipped: ${d.skipped}`
+            : d.extended.map((e) => `${e.id} until ${e.retainUntil}`).join(", ") || "none needed",
+        ]),
+      ]),
+    );
   return 0;
 }
 
-export async function offsiteListCommand(rt: Runtime, flags: TargetFlags & { context?: string; allRoots?: boolean }): Promise<number> {
+export async function offsiteListCommand(
+  rt: Runtime,
+  flags: TargetFlags & { context?: string; allRoots?: boolean },
+): Promise<number> {
   const context = requireContext(flags.context);
   const data = [];
   for (const target of await resolveTargets(rt, flags)) {
-    const { entries, immutability, root, roots } = await listOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock, allRoots: flags.allRoots === true });
+    const { entries, immutability, root, roots } = await listOffsite({
+      fs: rt.fs,
+      backupRoot: rt.backupRoot,
+      context,
+      target,
+      clock: rt.clock,
+      allRoots: flags.allRoots === true,
+    });
     // Plain data only: a SnapshotRef carries its storage driver (and an S3 client with it).
-    const plain = entries.map(({ snapshot, ...e }) => ({ ...e, kind: snapshot?.kind ?? null, encrypted: snapshot?.encrypted ?? null, location: snapshot?.artifactPath ?? null }));
-    data.push({ target: target.storage.url, root, roots, immutability, warnings: targetWarnings(target), entries: plain });
+    const plain = entries.map(({ snapshot, ...e }) => ({
+      ...e,
+      kind: snapshot?.kind ?? null,
+      encrypted: snapshot?.encrypted ?? null,
+      location: snapshot?.artifactPath ?? null,
+    }));
+    data.push({
+      target: target.storage.url,
+      root,
+      roots,
+      immutability,
+      warnings: targetWarnings(target),
+      entries: plain,
+    });
   }
-  if (rt.json) printEnvelope(rt, { ok: true, command: "offsite list", context, mode: "live", count: data.reduce((n, d) => n + d.entries.length, 0), data });
+  if (rt.json)
+    printEnvelope(rt, {
+      ok: true,
+      command: "offsite list",
+      context,
+      mode: "live",
+      count: data.reduce((n, d) => n + d.entries.length, 0),
+      data,
+    });
   else
     for (const d of data) {
       rt.write(`${d.target} (${d.immutability.detail}; this backup root: ${d.root ?? "no identity yet"})\n`);
@@ -93,14 +197,21 @@ export async function offsiteListCommand(rt: Runtime, flags: TargetFlags & { con
           ["ID", "ROOT", "SIZE", "CONFIRMED", "IMMUTABLE UNTIL"],
           ...d.entries.map((e) => [
             e.id,
-            e.own ? (e.root ? "this" : "this (legacy layout)") : `${e.root}${hostOf(e.root) ? ` (${hostOf(e.root)})` : ""}`,
+            e.own
+              ? e.root
+                ? "this"
+                : "this (legacy layout)"
+              : `${e.root}${hostOf(e.root) ? ` (${hostOf(e.root)})` : ""}`,
             e.artifact ? humanBytes(e.artifact.size) : "missing",
             e.own ? (e.confirmed ? "yes" : "no") : "other root",
             e.immutable ? (e.immutableUntil ?? "") : "not immutable",
           ]),
         ]),
       );
-      if (!flags.allRoots) rt.write("(copies of other backup roots: offsite list --all-roots; restore one with restore --from-offsite <target> --offsite-root <root>)\n");
+      if (!flags.allRoots)
+        rt.write(
+          "(copies of other backup roots: offsite list --all-roots; restore one with restore --from-offsite <target> --offsite-root <root>)\n",
+        );
     }
   return 0;
 }
@@ -115,59 +226,187 @@ export function parseDataSubset(value: string): DataSubset {
   const size = /^(\d+)([KMGT]i?B?|B)?$/i.exec(value.trim());
   if (size) {
     const unit = (size[2] ?? "B").toUpperCase()[0]!;
-    const bytes = Number(size[1]) * ({ B: 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 } as Record<string, number>)[unit]!;
+    const bytes =
+      Number(size[1]) *
+      ({ B: 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 } as Record<string, number>)[unit]!;
     if (bytes > 0) return { bytes };
   }
-  throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", `--read-data-subset ${JSON.stringify(value)} is neither a percentage (1%-100%) nor a size`, {
-    remediation: "For example --read-data-subset 10% (every copy is read over 10 runs) or --read-data-subset 2G.",
-    stage: "arguments",
-  });
+  throw new UsageError(
+    "PAAS_BACKUP_INVALID_ARGUMENT",
+    `--read-data-subset ${JSON.stringify(value)} is neither a percentage (1%-100%) nor a size`,
+    {
+      remediation:
+        "For example --read-data-subset 10% (every copy is read over 10 runs) or --read-data-subset 2G.",
+      stage: "arguments",
+    },
+  );
 }
 
-export async function offsiteVerifyCommand(rt: Runtime, flags: TargetFlags & { context?: string; deep?: boolean; requireImmutable?: boolean; readDataSubset?: string }): Promise<number> {
+export async function offsiteVerifyCommand(
+  rt: Runtime,
+  flags: TargetFlags & {
+    context?: string;
+    deep?: boolean;
+    requireImmutable?: boolean;
+    readDataSubset?: string;
+  },
+): Promise<number> {
   const context = requireContext(flags.context);
   const subset = flags.readDataSubset ? parseDataSubset(flags.readDataSubset) : undefined;
-  if (subset && flags.deep) throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "--deep reads every copy; --read-data-subset reads a share of them: pass one", { remediation: "Use --deep for a full read now, or --read-data-subset N% from cron.", stage: "arguments" });
+  if (subset && flags.deep)
+    throw new UsageError(
+      "PAAS_BACKUP_INVALID_ARGUMENT",
+      "--deep reads every copy; --read-data-subset reads a share of them: pass one",
+      {
+        remediation: "Use --deep for a full read now, or --read-data-subset N% from cron.",
+        stage: "arguments",
+      },
+    );
   const data = [];
   for (const target of await resolveTargets(rt, flags)) {
-    const { results, immutability, subset: rotation } = await verifyOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock, deep: flags.deep === true, ...(subset ? { readDataSubset: subset } : {}) });
-    const warnings = [...(immutability.enabled ? [] : [`copies at ${target.storage.url} are not immutable: ${immutability.detail}`]), ...targetWarnings(target)];
+    const {
+      results,
+      immutability,
+      subset: rotation,
+    } = await verifyOffsite({
+      fs: rt.fs,
+      backupRoot: rt.backupRoot,
+      context,
+      target,
+      clock: rt.clock,
+      deep: flags.deep === true,
+      ...(subset ? { readDataSubset: subset } : {}),
+    });
+    const warnings = [
+      ...(immutability.enabled
+        ? []
+        : [`copies at ${target.storage.url} are not immutable: ${immutability.detail}`]),
+      ...targetWarnings(target),
+    ];
     data.push({ target: target.storage.url, immutability, warnings, subset: rotation, results });
   }
   const broken = data.some((d) => d.results.some((r) => !r.ok));
   const mutable = data.some((d) => d.results.some((r) => !r.immutable));
-  if (rt.json) printEnvelope(rt, { ok: !broken && !(flags.requireImmutable && mutable), command: "offsite verify", context, mode: "live", count: data.reduce((n, d) => n + d.results.length, 0), data });
+  if (rt.json)
+    printEnvelope(rt, {
+      ok: !broken && !(flags.requireImmutable && mutable),
+      command: "offsite verify",
+      context,
+      mode: "live",
+      count: data.reduce((n, d) => n + d.results.length, 0),
+      data,
+    });
   else
     for (const d of data) {
       for (const w of d.warnings) rt.write(`warning: ${w}\n`);
-      rt.write(table([["ID", "RESULT", "READ", "IMMUTABLE", "PROBLEMS"], ...d.results.map((r) => [r.id, r.ok ? "ok" : "FAILED", r.readData ? "bytes" : "metadata", r.immutable ? `until ${r.immutableUntil}` : "no", r.problems.join("; ") || "-"])]));
-      if (d.subset) rt.write(`data subset: cycle ${d.subset.cycle}, read ${d.subset.readThisRun.length} this run, ${d.subset.leftInCycle} left in the cycle\n`);
+      rt.write(
+        table([
+          ["ID", "RESULT", "READ", "IMMUTABLE", "PROBLEMS"],
+          ...d.results.map((r) => [
+            r.id,
+            r.ok ? "ok" : "FAILED",
+            r.readData ? "bytes" : "metadata",
+            r.immutable ? `until ${r.immutableUntil}` : "no",
+            r.problems.join("; ") || "-",
+          ]),
+        ]),
+      );
+      if (d.subset)
+        rt.write(
+          `data subset: cycle ${d.subset.cycle}, read ${d.subset.readThisRun.length} this run, ${d.subset.leftInCycle} left in the cycle\n`,
+        );
     }
   if (broken) return ExitCode.integrity;
   return flags.requireImmutable && mutable ? ExitCode.safety : ExitCode.ok;
 }
 
-export async function offsitePruneCommand(rt: Runtime, flags: TargetFlags & { context?: string; dryRun?: boolean }): Promise<number> {
+export async function offsitePruneCommand(
+  rt: Runtime,
+  flags: TargetFlags & { context?: string; dryRun?: boolean },
+): Promise<number> {
   const context = requireContext(flags.context);
   const data = [];
-  for (const target of await resolveTargets(rt, flags)) data.push({ target: target.storage.url, ...(await pruneOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock, dryRun: flags.dryRun === true })) });
-  if (rt.json) printEnvelope(rt, { ok: true, command: "offsite prune", context, mode: flags.dryRun ? "dry-run" : "live", count: data.length, data });
-  else for (const d of data) rt.write(table([["ID", "ACTION", "WHY"], ...d.keep.map((k) => [k.id, "keep", k.reasons.join(", ")]), ...d.remove.map((id) => [id, flags.dryRun ? "would remove" : "removed", "not kept by the offsite policy"])]));
+  for (const target of await resolveTargets(rt, flags))
+    data.push({
+      target: target.storage.url,
+      ...(await pruneOffsite({
+        fs: rt.fs,
+        backupRoot: rt.backupRoot,
+        context,
+        target,
+        clock: rt.clock,
+        dryRun: flags.dryRun === true,
+      })),
+    });
+  if (rt.json)
+    printEnvelope(rt, {
+      ok: true,
+      command: "offsite prune",
+      context,
+      mode: flags.dryRun ? "dry-run" : "live",
+      count: data.length,
+      data,
+    });
+  else
+    for (const d of data)
+      rt.write(
+        table([
+          ["ID", "ACTION", "WHY"],
+          ...d.keep.map((k) => [k.id, "keep", k.reasons.join(", ")]),
+          ...d.remove.map((id) => [
+            id,
+            flags.dryRun ? "would remove" : "removed",
+            "not kept by the offsite policy",
+          ]),
+        ]),
+      );
   return 0;
 }
 
 /** restore --from-offsite: fetch what the chain needs into the backup root, then restore the newest restorable state. */
-export function offsiteFetcher(rt: Runtime, flags: TargetFlags & { context?: string; snapshot?: string; fromOffsite?: string; fallback?: boolean; offsiteRoot?: string; offsitePlan?: OffsiteRestorePlan }): (() => Promise<void>) | undefined {
+export function offsiteFetcher(
+  rt: Runtime,
+  flags: TargetFlags & {
+    context?: string;
+    snapshot?: string;
+    fromOffsite?: string;
+    fallback?: boolean;
+    offsiteRoot?: string;
+    offsitePlan?: OffsiteRestorePlan;
+  },
+): (() => Promise<void>) | undefined {
   if (!flags.fromOffsite) return undefined;
   return async () => {
     const context = requireContext(flags.context);
-    if (flags.offsiteRoot && !/^[0-9a-f]{16}$/.test(flags.offsiteRoot)) throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", `--offsite-root ${JSON.stringify(flags.offsiteRoot)} is not a backup root id`, { remediation: "Copy the ROOT column of `paas-backup offsite list --all-roots` (16 hex characters).", stage: "arguments" });
+    if (flags.offsiteRoot && !/^[0-9a-f]{16}$/.test(flags.offsiteRoot))
+      throw new UsageError(
+        "PAAS_BACKUP_INVALID_ARGUMENT",
+        `--offsite-root ${JSON.stringify(flags.offsiteRoot)} is not a backup root id`,
+        {
+          remediation: "Copy the ROOT column of `paas-backup offsite list --all-roots` (16 hex characters).",
+          stage: "arguments",
+        },
+      );
     const [target] = await resolveTargets(rt, { ...flags, target: flags.fromOffsite });
-    const plan = await fetchChainFromOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target: target!, snapshot: flags.snapshot ?? "latest", clock: rt.clock, fallback: flags.fallback === true, ...(flags.offsiteRoot ? { root: flags.offsiteRoot } : {}) });
+    const plan = await fetchChainFromOffsite({
+      fs: rt.fs,
+      backupRoot: rt.backupRoot,
+      context,
+      target: target!,
+      snapshot: flags.snapshot ?? "latest",
+      clock: rt.clock,
+      fallback: flags.fallback === true,
+      ...(flags.offsiteRoot ? { root: flags.offsiteRoot } : {}),
+    });
     flags.offsitePlan = plan;
     if (!rt.json) {
-      process.stderr.write(`offsite: restoring ${plan.chosen}${plan.fetched.length ? `; fetched ${plan.fetched.join(", ")} from ${target!.storage.url}` : ""}${plan.local.length ? `; from the backup root: ${plan.local.join(", ")}` : ""}\n`);
-      if (plan.fallback) process.stderr.write(`offsite: NOT the snapshot asked for: ${plan.fallback.from} cannot be restored (${plan.fallback.reason}); --fallback restores ${plan.chosen}\n`);
+      process.stderr.write(
+        `offsite: restoring ${plan.chosen}${plan.fetched.length ? `; fetched ${plan.fetched.join(", ")} from ${target!.storage.url}` : ""}${plan.local.length ? `; from the backup root: ${plan.local.join(", ")}` : ""}\n`,
+      );
+      if (plan.fallback)
+        process.stderr.write(
+          `offsite: NOT the snapshot asked for: ${plan.fallback.from} cannot be restored (${plan.fallback.reason}); --fallback restores ${plan.chosen}\n`,
+        );
     }
     flags.snapshot = plan.chosen;
   };

@@ -1,8 +1,25 @@
-import { allowRepoStateFrom, createSnapshot, planSnapshotContents, withContextLock, type SnapshotKind, UsageError, type SnapshotResult, ExitCode, type SnapshotRedaction } from "@paas-backup/core";
+import {
+  allowRepoStateFrom,
+  createSnapshot,
+  planSnapshotContents,
+  withContextLock,
+  type SnapshotKind,
+  UsageError,
+  type SnapshotResult,
+  ExitCode,
+  type SnapshotRedaction,
+} from "@paas-backup/core";
 import { join } from "node:path";
 import type { Runtime } from "../runtime.js";
 import { environmentError, humanBytes, keyValues, printEnvelope, progressBar, table } from "../output.js";
-import { lockOptions, parseInclude, requireContext, requireContextDirExists, resolveEncryptor, type KeyFlags } from "./common.js";
+import {
+  lockOptions,
+  parseInclude,
+  requireContext,
+  requireContextDirExists,
+  resolveEncryptor,
+  type KeyFlags,
+} from "./common.js";
 import { assertBackupLocation } from "./guard.js";
 
 export interface SnapshotFlags extends KeyFlags {
@@ -22,14 +39,32 @@ async function dryRun(rt: Runtime, context: string, flags: SnapshotFlags): Promi
   requireContextDirExists(dir, context);
   const plan = await planSnapshotContents(rt.fs, dir, include);
   const rows = [
-    ...plan.files.map((f) => ({ path: f.path, action: "include", rule: f.path.includes("/") && /^(releases|cache)\//.test(f.path) ? `optional folder asked for (--include ${f.path.split("/")[0]})` : "protected file (policy §2)", size: f.stat.size })),
-    ...plan.absent.map((p) => ({ path: p, action: "absent", rule: "protected file not present in the context", size: null })),
+    ...plan.files.map((f) => ({
+      path: f.path,
+      action: "include",
+      rule:
+        f.path.includes("/") && /^(releases|cache)\//.test(f.path)
+          ? `optional folder asked for (--include ${f.path.split("/")[0]})`
+          : "protected file (policy §2)",
+      size: f.stat.size,
+    })),
+    ...plan.absent.map((p) => ({
+      path: p,
+      action: "absent",
+      rule: "protected file not present in the context",
+      size: null,
+    })),
     ...plan.excluded.map((e) => ({ path: e.path, action: "exclude", rule: e.reason, size: null })),
     ...plan.skipped.map((e) => ({ path: e.path, action: "skip", rule: e.reason, size: null })),
   ];
   if (rt.json) printEnvelope(rt, { ok: true, context, mode: "dry-run", data: rows, include });
   else {
-    rt.write(table([["ACTION", "PATH", "SIZE"], ...rows.map((r) => [r.action, r.path, r.size === null ? "-" : humanBytes(r.size)])]));
+    rt.write(
+      table([
+        ["ACTION", "PATH", "SIZE"],
+        ...rows.map((r) => [r.action, r.path, r.size === null ? "-" : humanBytes(r.size)]),
+      ]),
+    );
     rt.write("\nrules:\n");
     for (const r of rows) rt.write(`  ${r.path}: ${r.rule}\n`);
     rt.write(`dry run: nothing was written (${plan.files.length} files would be read)\n`);
@@ -38,41 +73,52 @@ async function dryRun(rt: Runtime, context: string, flags: SnapshotFlags): Promi
 }
 
 async function plannedBytes(rt: Runtime, context: string, flags: SnapshotFlags): Promise<number> {
-  const plan = await planSnapshotContents(rt.fs, join(rt.stateRoot, "contexts", context), parseInclude(flags.include, rt.config.include));
+  const plan = await planSnapshotContents(
+    rt.fs,
+    join(rt.stateRoot, "contexts", context),
+    parseInclude(flags.include, rt.config.include),
+  );
   return plan.files.reduce((n, f) => n + f.stat.size, 0);
 }
 
-export async function takeSnapshot(rt: Runtime, context: string, kind: SnapshotKind, flags: SnapshotFlags, command: string): Promise<SnapshotResult> {
+export async function takeSnapshot(
+  rt: Runtime,
+  context: string,
+  kind: SnapshotKind,
+  flags: SnapshotFlags,
+  command: string,
+): Promise<SnapshotResult> {
   await assertBackupLocation(rt);
   // Before the lock: a context that does not exist must leave nothing in the backup root.
   requireContextDirExists(join(rt.stateRoot, "contexts", context), context);
   const encryptor = await resolveEncryptor(rt, flags);
   const bar = progressBar(rt, `snapshot ${context}`);
   try {
-    const result = await withContextLock(
-      lockOptions(rt, context, command),
-      () =>
-        createSnapshot({
-          fs: rt.fs,
-          stateRoot: rt.stateRoot,
-          backupRoot: rt.backupRoot,
-          context,
-          clock: rt.clock,
-          kind,
-          include: parseInclude(flags.include, rt.config.include),
-          ...(encryptor ? { encryptor } : {}),
-          insecurePlaintext: flags.insecurePlaintext === true,
-          secretAllow: rt.config.secretAllow,
-          allowRepoState: allowRepoStateFrom(rt.env),
-          secretAcknowledged: rt.config.secretAcknowledged,
-          onProgress: (p) => bar.update(p.doneBytes, p.totalBytes),
-        }),
+    const result = await withContextLock(lockOptions(rt, context, command), () =>
+      createSnapshot({
+        fs: rt.fs,
+        stateRoot: rt.stateRoot,
+        backupRoot: rt.backupRoot,
+        context,
+        clock: rt.clock,
+        kind,
+        include: parseInclude(flags.include, rt.config.include),
+        ...(encryptor ? { encryptor } : {}),
+        insecurePlaintext: flags.insecurePlaintext === true,
+        secretAllow: rt.config.secretAllow,
+        allowRepoState: allowRepoStateFrom(rt.env),
+        secretAcknowledged: rt.config.secretAcknowledged,
+        onProgress: (p) => bar.update(p.doneBytes, p.totalBytes),
+      }),
     );
     bar.done(true);
     return result;
   } catch (err) {
     // A full disk names the filesystem, its free space and what this snapshot needs.
-    const env = environmentError(err, { path: rt.backupRoot, needed: await plannedBytes(rt, context, flags).catch(() => undefined) });
+    const env = environmentError(err, {
+      path: rt.backupRoot,
+      needed: await plannedBytes(rt, context, flags).catch(() => undefined),
+    });
     throw env ?? err;
   } finally {
     bar.done();
@@ -83,10 +129,14 @@ export async function snapshotCommand(rt: Runtime, flags: SnapshotFlags): Promis
   const context = requireContext(flags.context);
   const kind = (flags.kind ?? "full") as SnapshotKind;
   if (kind !== "full" && kind !== "incremental") {
-    throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", `--kind ${JSON.stringify(flags.kind)} is not full or incremental`, {
-      remediation: "Use --kind full (the default) or --kind incremental.",
-      stage: "arguments",
-    });
+    throw new UsageError(
+      "PAAS_BACKUP_INVALID_ARGUMENT",
+      `--kind ${JSON.stringify(flags.kind)} is not full or incremental`,
+      {
+        remediation: "Use --kind full (the default) or --kind incremental.",
+        stage: "arguments",
+      },
+    );
   }
   if (flags.dryRun) return dryRun(rt, context, flags);
   const result = await takeSnapshot(rt, context, kind, flags, "snapshot");
@@ -94,25 +144,54 @@ export async function snapshotCommand(rt: Runtime, flags: SnapshotFlags): Promis
   if (rt.json) {
     // A full has `parent: null`, so every snapshot has the same field set.
     const error = unacknowledged.length
-      ? { code: "PAAS_BACKUP_REDACTED", stage: "scan", target: unacknowledged[0]!.path, message: redactionNotice(unacknowledged).split("\n")[0]!.replace(/^paas-backup: /, ""), remediation: "Rotate the leaked credential; once rotated, acknowledge each finding in the config file (secretAcknowledged) so later runs exit 0; a false positive goes in secretAllow." }
+      ? {
+          code: "PAAS_BACKUP_REDACTED",
+          stage: "scan",
+          target: unacknowledged[0]!.path,
+          message: redactionNotice(unacknowledged)
+            .split("\n")[0]!
+            .replace(/^paas-backup: /, ""),
+          remediation:
+            "Rotate the leaked credential; once rotated, acknowledge each finding in the config file (secretAcknowledged) so later runs exit 0; a false positive goes in secretAllow.",
+        }
       : undefined;
     // The snapshot was taken (data[0]); exit 9 still makes the run a failure a script must look at.
-    printEnvelope(rt, { ok: unacknowledged.length === 0, context, mode: "live", data: [{ ...result, parent: result.parent ?? null }], ...(error ? { error } : {}) });
+    printEnvelope(rt, {
+      ok: unacknowledged.length === 0,
+      context,
+      mode: "live",
+      data: [{ ...result, parent: result.parent ?? null }],
+      ...(error ? { error } : {}),
+    });
   } else {
     rt.write(
       keyValues([
         ["snapshot", result.id],
-        ["kind", result.kind + (result.promotedToFull ? ` (incremental asked: ${result.promotedToFull})` : "")],
+        [
+          "kind",
+          result.kind + (result.promotedToFull ? ` (incremental asked: ${result.promotedToFull})` : ""),
+        ],
         ["parent", result.parent?.id],
         ["files", result.files],
-        ["stored", `${humanBytes(result.storedBytes)} put in the archive${result.kind === "incremental" ? " (new bytes only)" : ""}`],
-        ["artifact", `${result.artifact} (${humanBytes(result.bytes)}${result.encrypted ? ", age-encrypted" : ", NOT encrypted"})`],
+        [
+          "stored",
+          `${humanBytes(result.storedBytes)} put in the archive${result.kind === "incremental" ? " (new bytes only)" : ""}`,
+        ],
+        [
+          "artifact",
+          `${result.artifact} (${humanBytes(result.bytes)}${result.encrypted ? ", age-encrypted" : ", NOT encrypted"})`,
+        ],
         ["sha256", result.sha256],
         ["absent", result.absent.join(", ")],
         ["excluded", result.excluded.map((e) => e.path).join(", ")],
         ["skipped", result.skipped.map((e) => `${e.path} (${e.reason})`).join(", ")],
         ["warnings", result.warnings.map((e) => `${e.path}: ${e.reason}`).join("; ")],
-        ["redacted", result.redactions.map((r) => `${r.path}:${r.line} (${r.rule})${r.acknowledged ? " acknowledged" : ""}`).join(", ")],
+        [
+          "redacted",
+          result.redactions
+            .map((r) => `${r.path}:${r.line} (${r.rule})${r.acknowledged ? " acknowledged" : ""}`)
+            .join(", "),
+        ],
       ]),
     );
   }

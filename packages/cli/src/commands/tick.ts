@@ -1,6 +1,12 @@
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
-import { allowRepoStateFrom, isContextFolderName, runTick, UsageError, type TickResult } from "@paas-backup/core";
+import {
+  allowRepoStateFrom,
+  isContextFolderName,
+  runTick,
+  UsageError,
+  type TickResult,
+} from "@paas-backup/core";
 import { redactionNotice } from "./snapshot.js";
 import type { Runtime } from "../runtime.js";
 import { printEnvelope, table } from "../output.js";
@@ -12,8 +18,23 @@ import { resolveTargets } from "../targets.js";
 import { pushForContext } from "./offsite.js";
 
 /** tick as the CLI runs it: with an offsite push after each context when targets are configured. */
-export async function tickAction(rt: Runtime, flags: KeyFlags & { context?: string; allContexts?: boolean; include?: string; pingUrl?: string; metricsFile?: string }): Promise<number> {
-  return tickCommand(rt, flags, (await resolveTargets(rt, {}, false)).length > 0 ? (r, context) => pushForContext(r, context, {}) : undefined);
+export async function tickAction(
+  rt: Runtime,
+  flags: KeyFlags & {
+    context?: string;
+    allContexts?: boolean;
+    include?: string;
+    pingUrl?: string;
+    metricsFile?: string;
+  },
+): Promise<number> {
+  return tickCommand(
+    rt,
+    flags,
+    (await resolveTargets(rt, {}, false)).length > 0
+      ? (r, context) => pushForContext(r, context, {})
+      : undefined,
+  );
 }
 
 export type OffsiteHook = (rt: Runtime, context: string) => Promise<unknown>;
@@ -43,9 +64,22 @@ export function contextsOf(rt: Runtime): string[] {
 }
 
 /** tick: the one command for cron. Idempotent: a second run in the same hour does nothing. */
-export async function tickCommand(rt: Runtime, flags: KeyFlags & { context?: string; allContexts?: boolean; include?: string; pingUrl?: string; metricsFile?: string }, offsite?: OffsiteHook): Promise<number> {
+export async function tickCommand(
+  rt: Runtime,
+  flags: KeyFlags & {
+    context?: string;
+    allContexts?: boolean;
+    include?: string;
+    pingUrl?: string;
+    metricsFile?: string;
+  },
+  offsite?: OffsiteHook,
+): Promise<number> {
   if (!flags.context && !flags.allContexts) {
-    throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "tick needs --context <name> or --all-contexts", { remediation: "Name one context, or pass --all-contexts for every context of the state root.", stage: "arguments" });
+    throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "tick needs --context <name> or --all-contexts", {
+      remediation: "Name one context, or pass --all-contexts for every context of the state root.",
+      stage: "arguments",
+    });
   }
   const pingUrl = flags.pingUrl ?? rt.config.pingUrl;
   const pings: PingResult[] = [];
@@ -54,7 +88,8 @@ export async function tickCommand(rt: Runtime, flags: KeyFlags & { context?: str
     const r = await ping(pingUrl, event);
     pings.push(r);
     // The URL is the check's credential at healthchecks.io: never printed.
-    if (!r.ok) process.stderr.write(`warning: ping (${event}) failed: ${r.detail}; the backup is not affected\n`);
+    if (!r.ok)
+      process.stderr.write(`warning: ping (${event}) failed: ${r.detail}; the backup is not affected\n`);
   };
   await pingOnce("start");
   let result: TickResult;
@@ -77,7 +112,10 @@ export async function tickCommand(rt: Runtime, flags: KeyFlags & { context?: str
       retention: retentionPolicy(rt, {}),
       ...(offsite ? { afterEach: (context: string) => offsite(rt, context) } : {}),
       onLockWait: (context) => lockOptions(rt, context, "tick").onWait,
-      onRecovered: (r) => process.stderr.write(`paas-backup: recovery: ${r.message}${r.incidentFile ? ` (recorded in ${r.incidentFile})` : ""}\n`),
+      onRecovered: (r) =>
+        process.stderr.write(
+          `paas-backup: recovery: ${r.message}${r.incidentFile ? ` (recorded in ${r.incidentFile})` : ""}\n`,
+        ),
       onWarning: (message) => process.stderr.write(`warning: ${message}\n`),
     });
   } catch (err) {
@@ -92,25 +130,52 @@ export async function tickCommand(rt: Runtime, flags: KeyFlags & { context?: str
   if (flags.metricsFile) {
     // The metrics cover every context of the fleet, not only the ticked one: the file is the whole picture.
     try {
-      await writeStatusMetrics(rt, flags.metricsFile, await fleetStatus(rt, flags.allContexts ? contexts : [...new Set([...fleetContextsSafe(rt), ...contexts])].sort()));
+      await writeStatusMetrics(
+        rt,
+        flags.metricsFile,
+        await fleetStatus(
+          rt,
+          flags.allContexts ? contexts : [...new Set([...fleetContextsSafe(rt), ...contexts])].sort(),
+        ),
+      );
       metrics = { file: flags.metricsFile, written: true };
     } catch (err) {
       metrics = { file: flags.metricsFile, written: false, error: (err as Error).message };
-      process.stderr.write(`warning: could not write the metrics file ${flags.metricsFile}: ${(err as Error).message}\n`);
+      process.stderr.write(
+        `warning: could not write the metrics file ${flags.metricsFile}: ${(err as Error).message}\n`,
+      );
     }
   }
   if (rt.json) {
-    printEnvelope(rt, { ok, command: "tick", context: flags.allContexts ? "" : contexts[0]!, mode: "live", count: outcomes.length, failed: failed.length, ...(pingUrl ? { pings } : {}), ...(metrics ? { metrics } : {}), data: outcomes });
+    printEnvelope(rt, {
+      ok,
+      command: "tick",
+      context: flags.allContexts ? "" : contexts[0]!,
+      mode: "live",
+      count: outcomes.length,
+      failed: failed.length,
+      ...(pingUrl ? { pings } : {}),
+      ...(metrics ? { metrics } : {}),
+      data: outcomes,
+    });
   } else {
     rt.write(
       table([
         ["CONTEXT", "ACTION", "SNAPSHOT", "PRUNED", "RESULT"],
-        ...outcomes.map((o) => [o.context, o.action, o.snapshot?.id ?? "-", String(o.pruned.length), o.ok ? "ok" : `FAILED (${o.error?.code})`]),
+        ...outcomes.map((o) => [
+          o.context,
+          o.action,
+          o.snapshot?.id ?? "-",
+          String(o.pruned.length),
+          o.ok ? "ok" : `FAILED (${o.error?.code})`,
+        ]),
       ]),
     );
     // Why each context did what it did, and the long texts, below the table.
     for (const o of outcomes) {
-      rt.write(`${o.context}: ${o.action === "none" ? "nothing to do" : `took a ${o.action} snapshot`}: ${o.reason || "-"}${o.pruned.length ? `; pruned ${o.pruned.join(", ")}` : ""}\n`);
+      rt.write(
+        `${o.context}: ${o.action === "none" ? "nothing to do" : `took a ${o.action} snapshot`}: ${o.reason || "-"}${o.pruned.length ? `; pruned ${o.pruned.join(", ")}` : ""}\n`,
+      );
       if (o.error) rt.write(`  ${o.error.message}\n  what to do: ${o.error.remediation}\n`);
     }
   }

@@ -3,7 +3,16 @@ import type { Runtime } from "../runtime.js";
 import { printEnvelope, table } from "../output.js";
 import { requireContext, requireKnownContext, resolveDecryptor, type KeyFlags } from "./common.js";
 
-export async function verifyCommand(rt: Runtime, flags: KeyFlags & { context?: string; snapshot?: string; all?: boolean; deep?: boolean; maxExpansion?: number }): Promise<number> {
+export async function verifyCommand(
+  rt: Runtime,
+  flags: KeyFlags & {
+    context?: string;
+    snapshot?: string;
+    all?: boolean;
+    deep?: boolean;
+    maxExpansion?: number;
+  },
+): Promise<number> {
   const context = requireContext(flags.context);
   await requireKnownContext(rt, context);
   const decryptor = await resolveDecryptor(rt, flags);
@@ -20,20 +29,52 @@ export async function verifyCommand(rt: Runtime, flags: KeyFlags & { context?: s
   const ok = results.every((r) => r.ok);
   // Integrity problems outrank safety ones: exit 3 for a checksum, chain or content problem; 4 for a
   // hostile archive, a missing or wrong identity, or loose permissions alone.
-  const exitCode = ok ? 0 : results.some((r) => r.checksum !== "verified" || !r.chainOk || (r.deep?.error && r.deep.error.exitCode === 3)) ? 3 : 4;
+  const exitCode = ok
+    ? 0
+    : results.some(
+          (r) => r.checksum !== "verified" || !r.chainOk || (r.deep?.error && r.deep.error.exitCode === 3),
+        )
+      ? 3
+      : 4;
   const failed = results.filter((r) => !r.ok);
   const first = failed[0];
-  const deepError = failed.find((r) => r.deep?.error)?.deep?.error as { code?: string; message?: string; remediation?: string; stage?: string } | undefined;
+  const deepError = failed.find((r) => r.deep?.error)?.deep?.error as
+    { code?: string; message?: string; remediation?: string; stage?: string } | undefined;
   const error = !first
     ? undefined
     : {
-        code: first.checksum === "malformed-checksum" ? "PAAS_BACKUP_CHECKSUM_MALFORMED" : first.checksum === "missing-checksum" ? "PAAS_BACKUP_CHECKSUM_MISSING" : first.checksum === "mismatch" ? "PAAS_BACKUP_CHECKSUM_MISMATCH" : !first.chainOk ? "PAAS_BACKUP_CHAIN_BROKEN" : (deepError?.code ?? (exitCode === 3 ? "PAAS_BACKUP_INTEGRITY_FAILED" : "PAAS_BACKUP_REFUSED")),
-        stage: deepError?.stage ?? (first.checksum !== "verified" ? "checksum" : !first.chainOk ? "chain" : "verify"),
+        code:
+          first.checksum === "malformed-checksum"
+            ? "PAAS_BACKUP_CHECKSUM_MALFORMED"
+            : first.checksum === "missing-checksum"
+              ? "PAAS_BACKUP_CHECKSUM_MISSING"
+              : first.checksum === "mismatch"
+                ? "PAAS_BACKUP_CHECKSUM_MISMATCH"
+                : !first.chainOk
+                  ? "PAAS_BACKUP_CHAIN_BROKEN"
+                  : (deepError?.code ??
+                    (exitCode === 3 ? "PAAS_BACKUP_INTEGRITY_FAILED" : "PAAS_BACKUP_REFUSED")),
+        stage:
+          deepError?.stage ??
+          (first.checksum !== "verified" ? "checksum" : !first.chainOk ? "chain" : "verify"),
         target: first.id,
         message: `${failed.length} of ${results.length} snapshot(s) failed verification: ${failed.map((r) => `${r.id} (${r.checksum !== "verified" ? r.checksum : !r.chainOk ? (r.chainProblem ?? "chain broken") : (r.deep?.error?.message ?? r.access.join("; "))})`).join(", ")}`,
-        remediation: deepError?.remediation ?? (first.checksum === "malformed-checksum" ? "The checksum file is empty or truncated: restore it from an offsite copy, or recreate it with `sha256sum` only if you trust the artifact." : "Do not restore a failed snapshot: restore an older verified one (restore --fallback) or fetch an offsite copy."),
+        remediation:
+          deepError?.remediation ??
+          (first.checksum === "malformed-checksum"
+            ? "The checksum file is empty or truncated: restore it from an offsite copy, or recreate it with `sha256sum` only if you trust the artifact."
+            : "Do not restore a failed snapshot: restore an older verified one (restore --fallback) or fetch an offsite copy."),
       };
-  if (rt.json) printEnvelope(rt, { ok, command: "verify", context, mode: "live", count: results.length, data: results, ...(error ? { error } : {}) });
+  if (rt.json)
+    printEnvelope(rt, {
+      ok,
+      command: "verify",
+      context,
+      mode: "live",
+      count: results.length,
+      data: results,
+      ...(error ? { error } : {}),
+    });
   else {
     rt.write(
       table([

@@ -17,11 +17,15 @@ export function parseRecipients(text: string, origin: string): string[] {
     const line = raw.trim();
     if (line === "" || line.startsWith("#")) continue;
     if (!RECIPIENT.test(line)) {
-      throw new UsageError("PAAS_BACKUP_BAD_RECIPIENT", `${origin}:${i + 1} is not an age X25519 recipient (age1…)`, {
-        path: origin,
-        remediation: "List one recipient per line, as printed by `paas-backup keygen` or `age-keygen -y`.",
-        stage: "arguments",
-      });
+      throw new UsageError(
+        "PAAS_BACKUP_BAD_RECIPIENT",
+        `${origin}:${i + 1} is not an age X25519 recipient (age1…)`,
+        {
+          path: origin,
+          remediation: "List one recipient per line, as printed by `paas-backup keygen` or `age-keygen -y`.",
+          stage: "arguments",
+        },
+      );
     }
     out.push(line);
   }
@@ -30,10 +34,14 @@ export function parseRecipients(text: string, origin: string): string[] {
 
 export function validateRecipient(recipient: string): string {
   if (!RECIPIENT.test(recipient)) {
-    throw new UsageError("PAAS_BACKUP_BAD_RECIPIENT", `--recipient ${JSON.stringify(recipient.slice(0, 12))}… is not an age X25519 recipient`, {
-      remediation: "Pass the public recipient (age1…), never the identity; `paas-backup keygen` prints it.",
-      stage: "arguments",
-    });
+    throw new UsageError(
+      "PAAS_BACKUP_BAD_RECIPIENT",
+      `--recipient ${JSON.stringify(recipient.slice(0, 12))}… is not an age X25519 recipient`,
+      {
+        remediation: "Pass the public recipient (age1…), never the identity; `paas-backup keygen` prints it.",
+        stage: "arguments",
+      },
+    );
   }
   return recipient;
 }
@@ -45,27 +53,40 @@ export function parseIdentities(text: string, origin: string): string[] {
     .map((l) => l.trim())
     .filter((l) => l.startsWith("AGE-SECRET-KEY-1"));
   if (keys.length === 0) {
-    throw new UsageError("PAAS_BACKUP_BAD_IDENTITY", `${origin} holds no age identity (AGE-SECRET-KEY-1… line)`, {
-      path: origin,
-      remediation: "Pass the identity file written by `paas-backup keygen` or `age-keygen`.",
-      stage: "arguments",
-    });
+    throw new UsageError(
+      "PAAS_BACKUP_BAD_IDENTITY",
+      `${origin} holds no age identity (AGE-SECRET-KEY-1… line)`,
+      {
+        path: origin,
+        remediation: "Pass the identity file written by `paas-backup keygen` or `age-keygen`.",
+        stage: "arguments",
+      },
+    );
   }
   return keys;
 }
 
-export async function generateIdentityFile(now: Date): Promise<{ identity: string; recipient: string; fileText: string }> {
+export async function generateIdentityFile(
+  now: Date,
+): Promise<{ identity: string; recipient: string; fileText: string }> {
   const { generateX25519Identity, identityToRecipient } = await age();
   const identity = await generateX25519Identity();
   const recipient = await identityToRecipient(identity);
-  return { identity, recipient, fileText: `# created: ${now.toISOString()}\n# public key: ${recipient}\n${identity}\n` };
+  return {
+    identity,
+    recipient,
+    fileText: `# created: ${now.toISOString()}\n# public key: ${recipient}\n${identity}\n`,
+  };
 }
 
 export async function recipientOf(identity: string): Promise<string> {
   return (await age()).identityToRecipient(identity);
 }
 
-function bridge(transform: (input: WebReadableStream<Uint8Array>) => Promise<WebReadableStream<Uint8Array>>, mapError: (err: unknown) => Error): Duplex {
+function bridge(
+  transform: (input: WebReadableStream<Uint8Array>) => Promise<WebReadableStream<Uint8Array>>,
+  mapError: (err: unknown) => Error,
+): Duplex {
   const input = new PassThrough();
   const output = new PassThrough();
   transform(Readable.toWeb(input) as unknown as WebReadableStream<Uint8Array>)
@@ -81,23 +102,31 @@ function bridge(transform: (input: WebReadableStream<Uint8Array>) => Promise<Web
 export function ageEncryptor(recipients: readonly string[]): ArtifactEncryptor {
   if (recipients.length === 0)
     throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "ageEncryptor needs at least one recipient", {
-      remediation: "Pass one or more age1… recipients, or write a plaintext snapshot on purpose with insecurePlaintext.",
+      remediation:
+        "Pass one or more age1… recipients, or write a plaintext snapshot on purpose with insecurePlaintext.",
       stage: "arguments",
     });
   return {
     type: "age",
     recipients: [...recipients],
     encrypt() {
-      return bridge(async (input) => {
-        const e = new (await age()).Encrypter();
-        for (const r of recipients) e.addRecipient(r);
-        return (await e.encrypt(input as never)) as unknown as WebReadableStream<Uint8Array>;
-      }, (err) => (err instanceof Error ? err : new Error(String(err))));
+      return bridge(
+        async (input) => {
+          const e = new (await age()).Encrypter();
+          for (const r of recipients) e.addRecipient(r);
+          return (await e.encrypt(input as never)) as unknown as WebReadableStream<Uint8Array>;
+        },
+        (err) => (err instanceof Error ? err : new Error(String(err))),
+      );
     },
   };
 }
 
-export function ageDecryptor(identities: readonly string[], origin = "the identity", identityFile?: string): ArtifactDecryptor {
+export function ageDecryptor(
+  identities: readonly string[],
+  origin = "the identity",
+  identityFile?: string,
+): ArtifactDecryptor {
   return {
     ...(identityFile ? { identityFile } : {}),
     decrypt() {
@@ -110,13 +139,19 @@ export function ageDecryptor(identities: readonly string[], origin = "the identi
         (err) => {
           const message = err instanceof Error ? err.message : String(err);
           if (/no identity matched|incorrect|header/i.test(message))
-            return new SafetyError("PAAS_BACKUP_WRONG_IDENTITY", `${origin} cannot decrypt this snapshot (${message})`, {
-              path: origin,
-              remediation: "Pass --identity with the key whose recipient the snapshot was encrypted to (see recipients in its manifest).",
-              stage: "decrypt",
-            });
+            return new SafetyError(
+              "PAAS_BACKUP_WRONG_IDENTITY",
+              `${origin} cannot decrypt this snapshot (${message})`,
+              {
+                path: origin,
+                remediation:
+                  "Pass --identity with the key whose recipient the snapshot was encrypted to (see recipients in its manifest).",
+                stage: "decrypt",
+              },
+            );
           return new SafetyError("PAAS_BACKUP_DECRYPT_FAILED", `decryption failed: ${message}`, {
-            remediation: "The artifact is damaged or not an age file: verify its checksum and restore an older snapshot.",
+            remediation:
+              "The artifact is damaged or not an age file: verify its checksum and restore an older snapshot.",
             stage: "decrypt",
           });
         },

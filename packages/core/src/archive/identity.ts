@@ -8,7 +8,13 @@ import { generateIdentityFile } from "./age.js";
  * keygen: a new age X25519 identity written 0600, never inside the backup root or a git work
  * tree (symbolic links resolved), never over an existing file unless `force`.
  */
-export async function createIdentityFile(options: { fs: FileSystem; path: string; backupRoot: string; clock: () => Date; force?: boolean }): Promise<{ identityFile: string; recipient: string }> {
+export async function createIdentityFile(options: {
+  fs: FileSystem;
+  path: string;
+  backupRoot: string;
+  clock: () => Date;
+  force?: boolean;
+}): Promise<{ identityFile: string; recipient: string }> {
   const { fs, path } = options;
   await assertIdentityLocation(fs, path, options.backupRoot);
   const exists = await fs.lstat(path).then(
@@ -18,7 +24,8 @@ export async function createIdentityFile(options: { fs: FileSystem; path: string
   if (exists && !options.force) {
     throw new UsageError("PAAS_BACKUP_FILE_EXISTS", `${path} already exists; keygen never overwrites a key`, {
       path,
-      remediation: "Choose another --out, or move the old identity away first if you really mean to replace it.",
+      remediation:
+        "Choose another --out, or move the old identity away first if you really mean to replace it.",
       stage: "arguments",
     });
   }

@@ -40,14 +40,21 @@ const MAX_MEMBER_PLAIN = 4 * 1024 * 1024;
 /** The most tar bytes a manifest's snapshot can take: its stored bytes, plus headers, pax records and padding per entry. */
 export function tarBytesBound(manifest: Manifest): number {
   let bound = manifest.totals.storedBytes + 1024 * 1024 + Buffer.byteLength(JSON.stringify(manifest)) * 2;
-  for (const f of manifest.files) bound += (3 * 512 + 2 * Buffer.byteLength(f.path)) * (1 + f.path.split("/").length);
+  for (const f of manifest.files)
+    bound += (3 * 512 + 2 * Buffer.byteLength(f.path)) * (1 + f.path.split("/").length);
   return bound;
 }
 
-function inflate(member: Buffer, maxOutputLength: number, chunkSize = maxOutputLength + 1024): Promise<Buffer> {
+function inflate(
+  member: Buffer,
+  maxOutputLength: number,
+  chunkSize = maxOutputLength + 1024,
+): Promise<Buffer> {
   // An output buffer a little larger than the member's recorded size: one callback on the main
   // thread per member instead of one per 16 KiB (which cost more than the inflating itself).
-  return new Promise((resolve, reject) => gunzip(member, { maxOutputLength, chunkSize }, (err, out) => (err ? reject(err) : resolve(out))));
+  return new Promise((resolve, reject) =>
+    gunzip(member, { maxOutputLength, chunkSize }, (err, out) => (err ? reject(err) : resolve(out))),
+  );
 }
 
 /**
@@ -56,28 +63,45 @@ function inflate(member: Buffer, maxOutputLength: number, chunkSize = maxOutputL
  * exactly its recorded size (no member can expand past it: the bomb guard holds per member). The
  * unindexed tail (the manifest's entry) is inflated last, under a fixed cap.
  */
-function inflateMembers(source: Readable, members: GzipMembers, label: string, maxTarBytes: number): Readable {
+function inflateMembers(
+  source: Readable,
+  members: GzipMembers,
+  label: string,
+  maxTarBytes: number,
+): Readable {
   // An index that does not fit the artifact was not written with it: the manifest beside it is not
   // to be trusted. (A restore re-checks the checksum on any failure, so a damaged artifact is
   // still reported as a checksum mismatch.)
   const corrupt = (why: string, cause?: unknown) =>
-    new SafetyError("PAAS_BACKUP_MANIFEST_DISAGREES", `archive ${label} disagrees with its manifest's gzip member index: ${why}`, {
-      path: label,
-      remediation: "Do not restore this artifact; it or its manifest was altered after it was written. Restore an older verified snapshot.",
-      stage: "archive",
-      data: { reason: why },
-      ...(cause ? { cause: cause as Error } : {}),
-    });
+    new SafetyError(
+      "PAAS_BACKUP_MANIFEST_DISAGREES",
+      `archive ${label} disagrees with its manifest's gzip member index: ${why}`,
+      {
+        path: label,
+        remediation:
+          "Do not restore this artifact; it or its manifest was altered after it was written. Restore an older verified snapshot.",
+        stage: "archive",
+        data: { reason: why },
+        ...(cause ? { cause: cause as Error } : {}),
+      },
+    );
   const tooLarge = (why: string) =>
-    new SafetyError("PAAS_BACKUP_ARCHIVE_TOO_LARGE", `archive ${label} expands past its limit (${why}; decompression bomb guard)`, {
-      path: label,
-      remediation: "Do not restore this artifact; its manifest declares more data than the snapshot it describes.",
-      stage: "archive",
-    });
+    new SafetyError(
+      "PAAS_BACKUP_ARCHIVE_TOO_LARGE",
+      `archive ${label} expands past its limit (${why}; decompression bomb guard)`,
+      {
+        path: label,
+        remediation:
+          "Do not restore this artifact; its manifest declares more data than the snapshot it describes.",
+        stage: "archive",
+      },
+    );
   const declared = members.plain.reduce((n, p) => n + p, 0);
   async function* plainTar(): AsyncGenerator<Buffer> {
-    if (declared > maxTarBytes) throw tooLarge(`its member index declares ${declared} bytes of tar, at most ${maxTarBytes} expected`);
-    if (members.plain.some((p) => p > MAX_MEMBER_PLAIN)) throw tooLarge(`a member declares more than ${MAX_MEMBER_PLAIN} bytes`);
+    if (declared > maxTarBytes)
+      throw tooLarge(`its member index declares ${declared} bytes of tar, at most ${maxTarBytes} expected`);
+    if (members.plain.some((p) => p > MAX_MEMBER_PLAIN))
+      throw tooLarge(`a member declares more than ${MAX_MEMBER_PLAIN} bytes`);
     const queue: { plain: number; out: Promise<Buffer> }[] = [];
     const settle = async () => {
       const next = queue.shift()!;
@@ -85,10 +109,12 @@ function inflateMembers(source: Readable, members: GzipMembers, label: string, m
       try {
         out = await next.out;
       } catch (err) {
-        if ((err as { code?: string }).code === "ERR_BUFFER_TOO_LARGE" || err instanceof RangeError) throw tooLarge(`a member inflates past its recorded ${next.plain} bytes`);
+        if ((err as { code?: string }).code === "ERR_BUFFER_TOO_LARGE" || err instanceof RangeError)
+          throw tooLarge(`a member inflates past its recorded ${next.plain} bytes`);
         throw corrupt(`a gzip member does not inflate: ${(err as Error).message}`, err);
       }
-      if (out.length !== next.plain) throw corrupt(`a gzip member inflates to ${out.length} bytes, its index says ${next.plain}`);
+      if (out.length !== next.plain)
+        throw corrupt(`a gzip member inflates to ${out.length} bytes, its index says ${next.plain}`);
       return out;
     };
     let index = 0;
@@ -116,17 +142,21 @@ function inflateMembers(source: Readable, members: GzipMembers, label: string, m
       }
       if (chunk.length > 0) {
         tailBytes += chunk.length;
-        if (tailBytes > MAX_TAIL_BYTES) throw tooLarge(`more than ${MAX_TAIL_BYTES} bytes follow the indexed members`);
+        if (tailBytes > MAX_TAIL_BYTES)
+          throw tooLarge(`more than ${MAX_TAIL_BYTES} bytes follow the indexed members`);
         tail.push(Buffer.from(chunk));
       }
     }
-    if (index < members.compressed.length) throw corrupt(`it ends inside gzip member ${index + 1} of ${members.compressed.length}`);
+    if (index < members.compressed.length)
+      throw corrupt(`it ends inside gzip member ${index + 1} of ${members.compressed.length}`);
     while (queue.length > 0) yield await settle();
-    if (tailBytes === 0) throw corrupt("nothing follows the indexed members: the manifest's entry is missing");
+    if (tailBytes === 0)
+      throw corrupt("nothing follows the indexed members: the manifest's entry is missing");
     try {
       yield await inflate(Buffer.concat(tail), MAX_TAIL_BYTES, 64 * 1024);
     } catch (err) {
-      if ((err as { code?: string }).code === "ERR_BUFFER_TOO_LARGE" || err instanceof RangeError) throw tooLarge(`the unindexed tail inflates past ${MAX_TAIL_BYTES} bytes`);
+      if ((err as { code?: string }).code === "ERR_BUFFER_TOO_LARGE" || err instanceof RangeError)
+        throw tooLarge(`the unindexed tail inflates past ${MAX_TAIL_BYTES} bytes`);
       throw corrupt(`the last gzip member does not inflate: ${(err as Error).message}`, err);
     }
   }
@@ -157,8 +187,10 @@ export function hostileEntryReason(rawPath: string, type: string): string | null
   if (rawPath.includes("\\")) return "backslash in the path";
   const segments = rawPath.split("/");
   if (segments.includes("..")) return "'..' in the path";
-  if (Buffer.byteLength(rawPath) > MAX_ENTRY_PATH_BYTES) return `path longer than ${MAX_ENTRY_PATH_BYTES} bytes`;
-  if (segments.filter((s) => s !== "" && s !== ".").length > MAX_ENTRY_DEPTH) return `path nested deeper than ${MAX_ENTRY_DEPTH} levels`;
+  if (Buffer.byteLength(rawPath) > MAX_ENTRY_PATH_BYTES)
+    return `path longer than ${MAX_ENTRY_PATH_BYTES} bytes`;
+  if (segments.filter((s) => s !== "" && s !== ".").length > MAX_ENTRY_DEPTH)
+    return `path nested deeper than ${MAX_ENTRY_DEPTH} levels`;
   return null;
 }
 
@@ -179,8 +211,12 @@ function printable(path: string): string {
  */
 export function readArchive(artifact: Readable, options: ReadArchiveOptions): Promise<ReadArchiveResult> {
   const index = options.gzipMembers;
-  const fits = index && (options.artifactBytes === undefined || index.compressed.reduce((n, c) => n + c, 0) < options.artifactBytes);
-  const source = index && fits ? inflateMembers(artifact, index, options.label, options.maxTarBytes ?? 0) : artifact;
+  const fits =
+    index &&
+    (options.artifactBytes === undefined ||
+      index.compressed.reduce((n, c) => n + c, 0) < options.artifactBytes);
+  const source =
+    index && fits ? inflateMembers(artifact, index, options.label, options.maxTarBytes ?? 0) : artifact;
   return new Promise<ReadArchiveResult>((resolve, reject) => {
     let manifestJson: string | null = null;
     let entries = 0;
@@ -190,11 +226,16 @@ export function readArchive(artifact: Readable, options: ReadArchiveOptions): Pr
     let queue: Promise<void> = Promise.resolve();
     const parser = new Parser({ strict: true, maxDecompressionRatio: options.maxDecompressionRatio });
     const tooLarge = (detail: string) =>
-      new SafetyError("PAAS_BACKUP_ARCHIVE_TOO_LARGE", `archive ${options.label} expands past its limit (${detail}; decompression bomb guard)`, {
-        path: options.label,
-        remediation: "Do not restore this artifact. If it is a genuine hand-made snapshot (no manifest) of very compressible data, pass a larger --max-expansion (default 200) to restore or verify.",
-        stage: "archive",
-      });
+      new SafetyError(
+        "PAAS_BACKUP_ARCHIVE_TOO_LARGE",
+        `archive ${options.label} expands past its limit (${detail}; decompression bomb guard)`,
+        {
+          path: options.label,
+          remediation:
+            "Do not restore this artifact. If it is a genuine hand-made snapshot (no manifest) of very compressible data, pass a larger --max-expansion (default 200) to restore or verify.",
+          stage: "archive",
+        },
+      );
 
     const fail = (err: unknown) => {
       if (failed) return;
@@ -219,16 +260,24 @@ export function readArchive(artifact: Readable, options: ReadArchiveOptions): Pr
         entry.resume();
         return;
       }
-      const reason = hostileEntryReason(raw, entry.type) ?? (path === "" ? "empty path" : null) ?? (seen.has(path) ? "duplicate path" : null);
+      const reason =
+        hostileEntryReason(raw, entry.type) ??
+        (path === "" ? "empty path" : null) ??
+        (seen.has(path) ? "duplicate path" : null);
       if (reason) {
         entry.resume();
         fail(
-          new SafetyError("PAAS_BACKUP_HOSTILE_ENTRY", `refused archive entry ${printable(raw)} in ${options.label}: ${reason}`, {
-            path: options.label,
-            remediation: "Do not restore this artifact; it was not written by paas-backup or has been tampered with. Restore an older verified snapshot.",
-            stage: "archive",
-            data: { entry: raw, reason },
-          }),
+          new SafetyError(
+            "PAAS_BACKUP_HOSTILE_ENTRY",
+            `refused archive entry ${printable(raw)} in ${options.label}: ${reason}`,
+            {
+              path: options.label,
+              remediation:
+                "Do not restore this artifact; it was not written by paas-backup or has been tampered with. Restore an older verified snapshot.",
+              stage: "archive",
+              data: { entry: raw, reason },
+            },
+          ),
         );
         return;
       }
@@ -263,22 +312,32 @@ export function readArchive(artifact: Readable, options: ReadArchiveOptions): Pr
     parser.on("warn", (code: string, message: string) => {
       if (/decompression ratio/.test(String(message))) return fail(tooLarge(String(message)));
       fail(
-        new IntegrityError("PAAS_BACKUP_ARCHIVE_CORRUPT", `archive ${options.label} is corrupt (${code}: ${message})`, {
-          path: options.label,
-          remediation: "Restore an older snapshot that verifies, or fetch this one again from the offsite copy.",
-          stage: "archive",
-        }),
+        new IntegrityError(
+          "PAAS_BACKUP_ARCHIVE_CORRUPT",
+          `archive ${options.label} is corrupt (${code}: ${message})`,
+          {
+            path: options.label,
+            remediation:
+              "Restore an older snapshot that verifies, or fetch this one again from the offsite copy.",
+            stage: "archive",
+          },
+        ),
       );
     });
     parser.on("error", (err: Error) => {
       if (/decompression ratio/.test(err.message)) return fail(tooLarge(err.message));
       fail(
-        new IntegrityError("PAAS_BACKUP_ARCHIVE_CORRUPT", `archive ${options.label} is corrupt (${err.message})`, {
-          path: options.label,
-          remediation: "Restore an older snapshot that verifies, or fetch this one again from the offsite copy.",
-          stage: "archive",
-          cause: err,
-        }),
+        new IntegrityError(
+          "PAAS_BACKUP_ARCHIVE_CORRUPT",
+          `archive ${options.label} is corrupt (${err.message})`,
+          {
+            path: options.label,
+            remediation:
+              "Restore an older snapshot that verifies, or fetch this one again from the offsite copy.",
+            stage: "archive",
+            cause: err,
+          },
+        ),
       );
     });
     parser.on("end", () => {

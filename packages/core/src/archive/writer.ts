@@ -21,7 +21,9 @@ function deflateMember(tar: Buffer, level: number): Promise<Buffer> {
   // One output buffer big enough for the whole member (deflate's worst case adds a few bytes per
   // 16 KiB block): one callback on the main thread per member instead of one per 16 KiB.
   const chunkSize = tar.length + (tar.length >> 8) + 1024;
-  return new Promise((resolve, reject) => gzip(tar, { level, chunkSize }, (err, out) => (err ? reject(err) : resolve(out))));
+  return new Promise((resolve, reject) =>
+    gzip(tar, { level, chunkSize }, (err, out) => (err ? reject(err) : resolve(out))),
+  );
 }
 
 const BLOCK = 512;
@@ -35,7 +37,8 @@ function octal(value: number, width: number): string {
 function paxRecord(key: string, value: string): string {
   const body = ` ${key}=${value}\n`;
   let len = Buffer.byteLength(body) + 1;
-  while (String(len).length + Buffer.byteLength(body) !== len) len = String(len).length + Buffer.byteLength(body);
+  while (String(len).length + Buffer.byteLength(body) !== len)
+    len = String(len).length + Buffer.byteLength(body);
   return `${len}${body}`;
 }
 
@@ -123,14 +126,26 @@ export class ArchiveWriter {
     this.check();
   }
 
-  private async header(path: string, type: "0" | "5", size: number, mode: number, mtime: Date, pax: Record<string, string> = {}): Promise<void> {
+  private async header(
+    path: string,
+    type: "0" | "5",
+    size: number,
+    mode: number,
+    mtime: Date,
+    pax: Record<string, string> = {},
+  ): Promise<void> {
     this.check();
     const records = { ...pax };
     const ascii = /^[\x20-\x7e]*$/.test(path);
     if (!ascii || Buffer.byteLength(path) > 100) records.path = path;
     if (size > 0o77777777777) records.size = String(size);
     if (Object.keys(records).length > 0) {
-      const body = Buffer.from(Object.entries(records).map(([k, v]) => paxRecord(k, v)).join(""), "utf8");
+      const body = Buffer.from(
+        Object.entries(records)
+          .map(([k, v]) => paxRecord(k, v))
+          .join(""),
+        "utf8",
+      );
       const paxName = `PaxHeader/${path.replace(/[^\x20-\x7e]/g, "_")}`.slice(0, 99);
       await this.write(ustarHeader(paxName, "x", body.length, 0o600, mtime));
       await this.write(body);

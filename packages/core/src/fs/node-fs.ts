@@ -14,7 +14,14 @@ function kindOf(s: { isFile(): boolean; isDirectory(): boolean; isSymbolicLink()
 export const nodeFs: FileSystem = {
   async lstat(path): Promise<FileStat> {
     const s = await fsp.lstat(path);
-    return { kind: kindOf(s), size: s.size, mode: s.mode & 0o777, mtimeMs: s.mtimeMs, ino: s.ino, uid: s.uid };
+    return {
+      kind: kindOf(s),
+      size: s.size,
+      mode: s.mode & 0o777,
+      mtimeMs: s.mtimeMs,
+      ino: s.ino,
+      uid: s.uid,
+    };
   },
   async readdir(path): Promise<DirEntry[]> {
     const entries = await fsp.readdir(path, { withFileTypes: true });
@@ -72,7 +79,8 @@ export const nodeFs: FileSystem = {
     }
   },
   rename: (from, to) => fsp.rename(from, to),
-  rm: (path, options = {}) => fsp.rm(path, { recursive: options.recursive ?? false, force: options.force ?? false }),
+  rm: (path, options = {}) =>
+    fsp.rm(path, { recursive: options.recursive ?? false, force: options.force ?? false }),
   chmod: (path, mode) => fsp.chmod(path, mode),
   link: (existing, newPath) => fsp.link(existing, newPath),
   realpath: (path) => fsp.realpath(path),
@@ -81,7 +89,10 @@ export const nodeFs: FileSystem = {
   },
   createWriteStream(path, options: WriteOptions = {}) {
     const mode = options.mode ?? 0o600;
-    const stream = fs.createWriteStream(path, { mode, flags: options.append ? "a" : options.exclusive ? "wx" : "w" });
+    const stream = fs.createWriteStream(path, {
+      mode,
+      flags: options.append ? "a" : options.exclusive ? "wx" : "w",
+    });
     // The umask can strip bits from `mode`; fix them as soon as the file exists.
     stream.once("open", (fd: number) => fs.fchmod(fd, mode, () => undefined));
     return stream;

@@ -22,7 +22,14 @@ export interface DrillResult {
   recordFile: string;
   restore: RestoreResult | null;
   /** why the drill could not run or failed, with the exit code the same failure has in restore */
-  error: { code: string; message: string; exitCode: number; stage: string; remediation: string; target: string } | null;
+  error: {
+    code: string;
+    message: string;
+    exitCode: number;
+    stage: string;
+    remediation: string;
+    target: string;
+  } | null;
 }
 
 export async function runDrill(options: {
@@ -53,16 +60,28 @@ export async function runDrill(options: {
     }
   }
   if (!chosen) {
-    throw new IntegrityError("PAAS_BACKUP_NOTHING_TO_DRILL", `no snapshot of ${context} in ${options.backupRoot} verifies`, {
-      path: options.backupRoot,
-      remediation: "Take a snapshot (paas-backup snapshot) and check it (paas-backup verify --all); a drill needs one that verifies.",
-      stage: "select",
-    });
+    throw new IntegrityError(
+      "PAAS_BACKUP_NOTHING_TO_DRILL",
+      `no snapshot of ${context} in ${options.backupRoot} verifies`,
+      {
+        path: options.backupRoot,
+        remediation:
+          "Take a snapshot (paas-backup snapshot) and check it (paas-backup verify --all); a drill needs one that verifies.",
+        stage: "select",
+      },
+    );
   }
   const stamp = options.clock().toISOString().slice(0, 10);
-  const scratchDir = options.scratchRoot ?? (options.scratchParent ? join(options.scratchParent, `paas-backup-drill-${randomUUID().slice(0, 12)}`) : null);
+  const scratchDir =
+    options.scratchRoot ??
+    (options.scratchParent
+      ? join(options.scratchParent, `paas-backup-drill-${randomUUID().slice(0, 12)}`)
+      : null);
   if (!scratchDir)
-    throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "runDrill needs scratchRoot or scratchParent", { remediation: "Pass scratchParent: the OS temp folder, for example.", stage: "arguments" });
+    throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "runDrill needs scratchRoot or scratchParent", {
+      remediation: "Pass scratchParent: the OS temp folder, for example.",
+      stage: "arguments",
+    });
   const scratchRoot = options.scratchRoot ?? join(scratchDir, "state");
   await fs.mkdir(scratchRoot, { recursive: true, mode: 0o700 });
   try {
@@ -79,7 +98,14 @@ export async function runDrill(options: {
       ...(options.decryptor ? { decryptor: options.decryptor } : {}),
       ...(options.externalDoctor ? { externalDoctor: options.externalDoctor } : {}),
     });
-    return { context, snapshot: chosen, ok: restore.ok, recordFile: restore.incidentFile, restore, error: null };
+    return {
+      context,
+      snapshot: chosen,
+      ok: restore.ok,
+      recordFile: restore.incidentFile,
+      restore,
+      error: null,
+    };
   } catch (err) {
     if (!(err instanceof PaasBackupError)) throw err;
     const result = (err.data.result as RestoreResult | undefined) ?? null;
@@ -89,7 +115,14 @@ export async function runDrill(options: {
       ok: false,
       recordFile: (err.data.incidentFile as string | undefined) ?? result?.incidentFile ?? "",
       restore: result,
-      error: { code: err.code, message: err.message, exitCode: err.exitCode, stage: err.stage, remediation: err.remediation, target: err.path ?? context },
+      error: {
+        code: err.code,
+        message: err.message,
+        exitCode: err.exitCode,
+        stage: err.stage,
+        remediation: err.remediation,
+        target: err.path ?? context,
+      },
     };
   } finally {
     await fs.rm(scratchDir, { recursive: true, force: true });
@@ -131,13 +164,23 @@ export async function listBackupContexts(fs: FileSystem, backupRoot: string): Pr
 }
 
 /** `contexts` empty or absent: every context with a folder in the backup root. */
-export async function drillStatus(options: { fs: FileSystem; backupRoot: string; contexts?: readonly string[]; mandatory: readonly string[]; now: Date }): Promise<DrillStatus[]> {
+export async function drillStatus(options: {
+  fs: FileSystem;
+  backupRoot: string;
+  contexts?: readonly string[];
+  mandatory: readonly string[];
+  now: Date;
+}): Promise<DrillStatus[]> {
   const out: DrillStatus[] = [];
-  const asked = options.contexts?.length ? options.contexts : await listBackupContexts(options.fs, options.backupRoot);
+  const asked = options.contexts?.length
+    ? options.contexts
+    : await listBackupContexts(options.fs, options.backupRoot);
   const names = [...new Set([...asked, ...options.mandatory])].sort();
   for (const context of names) {
     validateContextName(context);
-    const files = (await listRecordFiles(options.fs, options.backupRoot, context, "drills")).filter((r) => r.record.kind === "drill");
+    const files = (await listRecordFiles(options.fs, options.backupRoot, context, "drills")).filter(
+      (r) => r.record.kind === "drill",
+    );
     files.sort((a, b) => (a.record.startedAt < b.record.startedAt ? -1 : 1));
     const lastFile = files[files.length - 1];
     const last = lastFile?.record;
@@ -148,14 +191,25 @@ export async function drillStatus(options: { fs: FileSystem; backupRoot: string;
     out.push({
       context,
       mandatory,
-      lastDrill: last ? { at: last.startedAt, ok: last.outcome === "drill-passed", snapshot: last.snapshot?.id ?? null, record: lastFile!.file } : null,
+      lastDrill: last
+        ? {
+            at: last.startedAt,
+            ok: last.outcome === "drill-passed",
+            snapshot: last.snapshot?.id ?? null,
+            record: lastFile!.file,
+          }
+        : null,
       lastPassed,
       nextDue: due.toISOString(),
       overdue: lastPassed === null || options.now.getTime() > due.getTime(),
     });
   }
   if (names.length === 0) {
-    throw new UsageError("PAAS_BACKUP_NO_CONTEXTS", `no contexts to report in ${options.backupRoot}`, { path: options.backupRoot, remediation: "Name contexts with --context, or take snapshots first.", stage: "select" });
+    throw new UsageError("PAAS_BACKUP_NO_CONTEXTS", `no contexts to report in ${options.backupRoot}`, {
+      path: options.backupRoot,
+      remediation: "Name contexts with --context, or take snapshots first.",
+      stage: "select",
+    });
   }
   return out;
 }

@@ -45,9 +45,15 @@ function tickPath(backupRoot: string, context: string): string {
   return join(contextBackupDir(backupRoot, context), "tick.json");
 }
 
-export async function readTickRecord(fs: FileSystem, backupRoot: string, context: string): Promise<TickRecord | null> {
+export async function readTickRecord(
+  fs: FileSystem,
+  backupRoot: string,
+  context: string,
+): Promise<TickRecord | null> {
   try {
-    return JSON.parse(Buffer.from(await fs.readFile(tickPath(backupRoot, context))).toString("utf8")) as TickRecord;
+    return JSON.parse(
+      Buffer.from(await fs.readFile(tickPath(backupRoot, context))).toString("utf8"),
+    ) as TickRecord;
   } catch (err) {
     if (isNotFound(err) || err instanceof SyntaxError) return null;
     throw err;
@@ -58,7 +64,21 @@ export async function readTickRecord(fs: FileSystem, backupRoot: string, context
 export async function recordTickOutcome(
   fs: FileSystem,
   backupRoot: string,
-  outcome: { context: string; at: Date; ok: boolean; action: TickRecord["action"]; reason: string; error: { code: string; message: string } | null; snapshot: { id: string; kind: "full" | "incremental"; bytes: number; storedBytes: number; durationSeconds: number } | null },
+  outcome: {
+    context: string;
+    at: Date;
+    ok: boolean;
+    action: TickRecord["action"];
+    reason: string;
+    error: { code: string; message: string } | null;
+    snapshot: {
+      id: string;
+      kind: "full" | "incremental";
+      bytes: number;
+      storedBytes: number;
+      durationSeconds: number;
+    } | null;
+  },
 ): Promise<TickRecord> {
   const context = validateContextName(outcome.context);
   const previous = await readTickRecord(fs, backupRoot, context);
@@ -79,7 +99,13 @@ export async function recordTickOutcome(
     lastSuccessAt: outcome.ok ? outcome.at.toISOString() : (previous?.lastSuccessAt ?? null),
   };
   await fs.mkdir(contextBackupDir(backupRoot, context), { recursive: true, mode: 0o700 });
-  await writeFileAtomic(fs, tickPath(backupRoot, context), `${JSON.stringify(record, null, 2)}\n`, 0o600, randomUUID().slice(0, 8));
+  await writeFileAtomic(
+    fs,
+    tickPath(backupRoot, context),
+    `${JSON.stringify(record, null, 2)}\n`,
+    0o600,
+    randomUUID().slice(0, 8),
+  );
   return record;
 }
 
@@ -114,10 +140,25 @@ export interface ContextStatus {
 }
 
 function brief(s: SnapshotRef | undefined, now: Date) {
-  return s ? { id: s.id, time: s.time.toISOString(), ageSeconds: Math.max(0, Math.round((now.getTime() - s.time.getTime()) / 1000)), bytes: s.bytes } : null;
+  return s
+    ? {
+        id: s.id,
+        time: s.time.toISOString(),
+        ageSeconds: Math.max(0, Math.round((now.getTime() - s.time.getTime()) / 1000)),
+        bytes: s.bytes,
+      }
+    : null;
 }
 
-export async function contextStatus(options: { fs: FileSystem; backupRoot: string; stateRoot: string; context: string; now: Date; mandatoryDrills: readonly string[]; targets: readonly OffsiteTarget[] }): Promise<ContextStatus> {
+export async function contextStatus(options: {
+  fs: FileSystem;
+  backupRoot: string;
+  stateRoot: string;
+  context: string;
+  now: Date;
+  mandatoryDrills: readonly string[];
+  targets: readonly OffsiteTarget[];
+}): Promise<ContextStatus> {
   const { fs, now } = options;
   const context = validateContextName(options.context);
   const snaps = await listSnapshots(fs, options.backupRoot, context);
@@ -129,13 +170,24 @@ export async function contextStatus(options: { fs: FileSystem; backupRoot: strin
   let chain = { ok: true, detail: newest ? "ok" : "no snapshots" };
   if (newest) {
     const { missing } = chainOf(newest, snaps);
-    if (missing) chain = { ok: false, detail: `${newest.id} needs ${missing}, which is not in the backup root` };
+    if (missing)
+      chain = { ok: false, detail: `${newest.id} needs ${missing}, which is not in the backup root` };
   }
   if (!newestFull) attention.push("no full snapshot");
-  else if (now.getTime() - newestFull.time.getTime() > FULL_MAX_AGE_MS) attention.push(`no full in ${Math.round((now.getTime() - newestFull.time.getTime()) / 3600_000)} h (more than 26 h)`);
+  else if (now.getTime() - newestFull.time.getTime() > FULL_MAX_AGE_MS)
+    attention.push(
+      `no full in ${Math.round((now.getTime() - newestFull.time.getTime()) / 3600_000)} h (more than 26 h)`,
+    );
   if (!chain.ok) attention.push(`chain broken: ${chain.detail}`);
-  const [drill] = await drillStatus({ fs, backupRoot: options.backupRoot, contexts: [context], mandatory: options.mandatoryDrills.includes(context) ? [context] : [], now });
-  if (drill!.mandatory && drill!.overdue) attention.push(`restore drill overdue (due ${drill!.nextDue.slice(0, 10)})`);
+  const [drill] = await drillStatus({
+    fs,
+    backupRoot: options.backupRoot,
+    contexts: [context],
+    mandatory: options.mandatoryDrills.includes(context) ? [context] : [],
+    now,
+  });
+  if (drill!.mandatory && drill!.overdue)
+    attention.push(`restore drill overdue (due ${drill!.nextDue.slice(0, 10)})`);
   let blocked: ContextStatus["blocked"] = null;
   try {
     const b = await readBlock(fs, options.stateRoot, context);
@@ -144,19 +196,27 @@ export async function contextStatus(options: { fs: FileSystem; backupRoot: strin
     // a marker that cannot be read still blocks (fail closed)
     blocked = { ticket: "unknown", blockedAt: "", reason: "unreadable block marker" };
   }
-  if (blocked) attention.push(`blocked since ${blocked.blockedAt || "an unknown time"} (ticket ${blocked.ticket}): ${blocked.reason}`);
+  if (blocked)
+    attention.push(
+      `blocked since ${blocked.blockedAt || "an unknown time"} (ticket ${blocked.ticket}): ${blocked.reason}`,
+    );
   const offsite: OffsiteTargetStatus[] = [];
   for (const target of options.targets) {
     const copies = await recordedCopies({ fs, backupRoot: options.backupRoot, context, target });
     const good = copies.filter((c) => !c.problem);
     const newestCopy = copies[copies.length - 1] ?? null;
-    const newestFullMissing = newestFull !== undefined && now.getTime() - newestFull.time.getTime() > OFFSITE_GRACE_MS && !good.some((c) => c.id === newestFull.id);
+    const newestFullMissing =
+      newestFull !== undefined &&
+      now.getTime() - newestFull.time.getTime() > OFFSITE_GRACE_MS &&
+      !good.some((c) => c.id === newestFull.id);
     const st: OffsiteTargetStatus = {
       target: target.storage.url,
       name: target.name,
       confirmed: good.length,
       problems: copies.filter((c) => c.problem).map((c) => ({ id: c.id, problem: c.problem! })),
-      immutable: good.filter((c) => c.immutable && c.retainUntil !== null && Date.parse(c.retainUntil) > now.getTime()).length,
+      immutable: good.filter(
+        (c) => c.immutable && c.retainUntil !== null && Date.parse(c.retainUntil) > now.getTime(),
+      ).length,
       newestCopy: newestCopy?.id ?? null,
       immutableUntil: newestCopy?.retainUntil ?? null,
       newestFullMissing,
@@ -166,6 +226,18 @@ export async function contextStatus(options: { fs: FileSystem; backupRoot: strin
     for (const p of st.problems) attention.push(`offsite copy ${p.id} at ${st.target}: ${p.problem}`);
   }
   const lastTick = await readTickRecord(fs, options.backupRoot, context);
-  if (lastTick && !lastTick.ok) attention.push(`last tick failed at ${lastTick.at}: ${lastTick.error?.code ?? "error"}`);
-  return { context, ok: attention.length === 0, attention, newestFull: brief(newestFull, now), newestIncremental: brief(incs[incs.length - 1], now), chain, drill: drill!, blocked, offsite, lastTick };
+  if (lastTick && !lastTick.ok)
+    attention.push(`last tick failed at ${lastTick.at}: ${lastTick.error?.code ?? "error"}`);
+  return {
+    context,
+    ok: attention.length === 0,
+    attention,
+    newestFull: brief(newestFull, now),
+    newestIncremental: brief(incs[incs.length - 1], now),
+    chain,
+    drill: drill!,
+    blocked,
+    offsite,
+    lastTick,
+  };
 }

@@ -8,7 +8,8 @@ export function parseManifest(text: string, where: string): Manifest {
   } catch {
     throw new IntegrityError("PAAS_BACKUP_MANIFEST_INVALID", `manifest in ${where} is not valid JSON`, {
       path: where,
-      remediation: "The snapshot's metadata is damaged: verify it with `paas-backup verify --deep` and restore an older snapshot.",
+      remediation:
+        "The snapshot's metadata is damaged: verify it with `paas-backup verify --deep` and restore an older snapshot.",
       stage: "manifest",
     });
   }
@@ -20,7 +21,8 @@ export function parseManifest(text: string, where: string): Manifest {
       `manifest in ${where} does not have the manifest@1 shape (${first ? `${first.path.join(".")}: ${first.message}` : "unknown field"})`,
       {
         path: where,
-        remediation: "The snapshot's metadata is damaged or from an unknown tool version: restore an older snapshot.",
+        remediation:
+          "The snapshot's metadata is damaged or from an unknown tool version: restore an older snapshot.",
         stage: "manifest",
       },
     );

@@ -12,7 +12,10 @@ const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
 const relPath = z
   .string()
   .min(1)
-  .refine((p) => !p.startsWith("/") && !p.split("/").some((s) => s === ".." || s === "." || s === ""), "not a clean relative path");
+  .refine(
+    (p) => !p.startsWith("/") && !p.split("/").some((s) => s === ".." || s === "." || s === ""),
+    "not a clean relative path",
+  );
 
 export const StoredAs = z.enum(["whole", "append", "unchanged"]);
 export type StoredAs = z.infer<typeof StoredAs>;
@@ -43,7 +46,10 @@ export const ManifestFile = z.object({
 export type ManifestFile = z.infer<typeof ManifestFile>;
 
 /** excluded and skipped paths: a folder is named with a trailing "/" */
-const notePath = z.string().min(1).refine((p) => !p.startsWith("/") && !p.split("/").includes(".."), "not a clean relative path");
+const notePath = z
+  .string()
+  .min(1)
+  .refine((p) => !p.startsWith("/") && !p.split("/").includes(".."), "not a clean relative path");
 export const ManifestEntryNote = z.object({ path: notePath, reason: z.string() });
 export type ManifestEntryNote = z.infer<typeof ManifestEntryNote>;
 

@@ -1,7 +1,14 @@
 import type { FileSystem } from "../fs/types.js";
 import { errorCodeOf, IntegrityError, isNotFound, PaasBackupError, UsageError } from "../errors.js";
 import { validateContextName } from "../policy/context.js";
-import { listSnapshots, listSnapshotsIn, artifactNames, deleteSnapshot, readSmallObject, type SnapshotRef } from "../repository/repository.js";
+import {
+  listSnapshots,
+  listSnapshotsIn,
+  artifactNames,
+  deleteSnapshot,
+  readSmallObject,
+  type SnapshotRef,
+} from "../repository/repository.js";
 import { checkSnapshotChecksum, expectedChecksum } from "../repository/checksum.js";
 import type { ObjectStorage, PutResult, StoredObject, Immutability } from "../repository/storage.js";
 import { ensureRepositoryIdentity, readRepositoryIdentity } from "../repository/identity.js";
@@ -69,7 +76,11 @@ export function rootView(storage: ObjectStorage, rootId: string): ObjectStorage 
     put: (key, body, options) => storage.put(prefix + key, body, options).then((r) => ({ ...r, key })),
     stage: async (key) => {
       const staged = await storage.stage(prefix + key);
-      return { stream: staged.stream, commit: async (expect) => ({ ...(await staged.commit(expect)), key }), abort: () => staged.abort() };
+      return {
+        stream: staged.stream,
+        commit: async (expect) => ({ ...(await staged.commit(expect)), key }),
+        abort: () => staged.abort(),
+      };
     },
     get: (key) => storage.get(prefix + key),
     head: async (key) => {
@@ -77,13 +88,20 @@ export function rootView(storage: ObjectStorage, rootId: string): ObjectStorage 
       return h ? { ...h, key } : null;
     },
     list: async function* (p, options) {
-      for await (const o of storage.list(prefix + p, options)) yield { ...o, key: o.key.slice(prefix.length) };
+      for await (const o of storage.list(prefix + p, options))
+        yield { ...o, key: o.key.slice(prefix.length) };
     },
     delete: (key) => storage.delete(prefix + key),
-    sweepStaged: async (p, olderThan) => (await storage.sweepStaged(prefix + p, olderThan)).map((k) => k.slice(prefix.length)),
+    sweepStaged: async (p, olderThan) =>
+      (await storage.sweepStaged(prefix + p, olderThan)).map((k) => k.slice(prefix.length)),
     immutability: () => storage.immutability(),
     locate: (key) => storage.locate(prefix + key),
-    ...(storage.extendLock ? { extendLock: (key: string, lock: { mode: "COMPLIANCE" | "GOVERNANCE"; retainUntil: Date }) => storage.extendLock!(prefix + key, lock) } : {}),
+    ...(storage.extendLock
+      ? {
+          extendLock: (key: string, lock: { mode: "COMPLIANCE" | "GOVERNANCE"; retainUntil: Date }) =>
+            storage.extendLock!(prefix + key, lock),
+        }
+      : {}),
   };
   return view;
 }
@@ -130,7 +148,12 @@ async function readRecordFile(fs: FileSystem, path: string): Promise<OffsiteReco
  * config or given by URL: copies pushed with --to URL (recorded under the URL) belong to the
  * configured target with that URL, and are read from there until the next write merges them.
  */
-async function readRecord(fs: FileSystem, backupRoot: string, context: string, target: OffsiteTarget): Promise<OffsiteRecord> {
+async function readRecord(
+  fs: FileSystem,
+  backupRoot: string,
+  context: string,
+  target: OffsiteTarget,
+): Promise<OffsiteRecord> {
   const names = [...new Set([target.name, target.storage.url])];
   const record: OffsiteRecord = { schema: "paas-backup/offsite@1", target: target.storage.url, copies: {} };
   for (const name of names.reverse()) {
@@ -142,12 +165,19 @@ async function readRecord(fs: FileSystem, backupRoot: string, context: string, t
   return record;
 }
 
-async function writeRecord(fs: FileSystem, backupRoot: string, context: string, target: OffsiteTarget, record: OffsiteRecord): Promise<void> {
+async function writeRecord(
+  fs: FileSystem,
+  backupRoot: string,
+  context: string,
+  target: OffsiteTarget,
+  record: OffsiteRecord,
+): Promise<void> {
   const path = recordPath(backupRoot, context, target.name);
   await fs.mkdir(join(contextBackupDir(backupRoot, context), "offsite"), { recursive: true, mode: 0o700 });
   await writeFileAtomic(fs, path, `${JSON.stringify(record, null, 2)}\n`, 0o600, randomUUID().slice(0, 8));
   // The URL-named record (from --to) is merged into this one now: leave one record per target.
-  if (target.name !== target.storage.url) await fs.rm(recordPath(backupRoot, context, target.storage.url), { force: true });
+  if (target.name !== target.storage.url)
+    await fs.rm(recordPath(backupRoot, context, target.storage.url), { force: true });
 }
 
 async function hashObject(storage: ObjectStorage, key: string): Promise<{ sha256: string; size: number }> {
@@ -162,8 +192,11 @@ async function hashObject(storage: ObjectStorage, key: string): Promise<{ sha256
 
 function isLockRefusal(err: unknown): boolean {
   const code = errorCodeOf(err) ?? "";
-  const cause = err instanceof PaasBackupError ? (err.cause as { name?: string; code?: string } | undefined) : undefined;
-  return /AccessDenied|locked|ObjectLocked/i.test(`${code} ${cause?.name ?? ""} ${cause?.code ?? ""} ${(err as Error)?.message ?? ""}`);
+  const cause =
+    err instanceof PaasBackupError ? (err.cause as { name?: string; code?: string } | undefined) : undefined;
+  return /AccessDenied|locked|ObjectLocked/i.test(
+    `${code} ${cause?.name ?? ""} ${cause?.code ?? ""} ${(err as Error)?.message ?? ""}`,
+  );
 }
 
 /** The cheap check of one copy (HEAD, or stat for a directory): present, size and sha256 as copied, sidecar there, not found damaged. */
@@ -172,8 +205,10 @@ async function cheapCheck(storage: ObjectStorage, copy: OffsiteCopy): Promise<st
   const head = await storage.head(copy.artifact);
   if (!head) return `${copy.artifact} is missing at the target`;
   if (head.size !== copy.size) return `${copy.artifact} is ${head.size} bytes, ${copy.size} were copied`;
-  if (head.sha256 !== null && head.sha256 !== copy.sha256) return `${copy.artifact} carries sha256 ${head.sha256}, ${copy.sha256} was copied`;
-  if (!(await storage.head(`${copy.artifact}.sha256`))) return `the checksum file of ${copy.artifact} is missing at the target`;
+  if (head.sha256 !== null && head.sha256 !== copy.sha256)
+    return `${copy.artifact} carries sha256 ${head.sha256}, ${copy.sha256} was copied`;
+  if (!(await storage.head(`${copy.artifact}.sha256`)))
+    return `the checksum file of ${copy.artifact} is missing at the target`;
   return null;
 }
 
@@ -195,11 +230,21 @@ export interface PushResult {
   warnings: string[];
 }
 
-async function ensureRootMarker(storage: ObjectStorage, rootId: string, host: string | null, createdAt: string): Promise<void> {
+async function ensureRootMarker(
+  storage: ObjectStorage,
+  rootId: string,
+  host: string | null,
+  createdAt: string,
+): Promise<void> {
   const key = `${ROOTS}/${rootId}.json`;
   if (await storage.head(key)) return;
-  const data = Buffer.from(`${JSON.stringify({ schema: "paas-backup/root@1", id: rootId, host, createdAt })}\n`);
-  await storage.put(key, Readable.from([data]), { sha256: createHash("sha256").update(data).digest("hex"), size: data.length });
+  const data = Buffer.from(
+    `${JSON.stringify({ schema: "paas-backup/root@1", id: rootId, host, createdAt })}\n`,
+  );
+  await storage.put(key, Readable.from([data]), {
+    sha256: createHash("sha256").update(data).digest("hex"),
+    size: data.length,
+  });
 }
 
 /**
@@ -208,16 +253,40 @@ async function ensureRootMarker(storage: ObjectStorage, rootId: string, host: st
  * verify found damaged counts as wrong) and uploaded again from home. Safe to run again after an
  * interruption. A differing object at one of this root's keys is refused, never replaced.
  */
-export async function pushOffsite(options: { fs: FileSystem; backupRoot: string; context: string; target: OffsiteTarget; clock: () => Date; host?: string | null }): Promise<PushResult> {
+export async function pushOffsite(options: {
+  fs: FileSystem;
+  backupRoot: string;
+  context: string;
+  target: OffsiteTarget;
+  clock: () => Date;
+  host?: string | null;
+}): Promise<PushResult> {
   const { fs, target } = options;
   const context = validateContextName(options.context);
   const storage = target.storage;
-  const identity = await ensureRepositoryIdentity(fs, options.backupRoot, options.clock, options.host ?? null);
+  const identity = await ensureRepositoryIdentity(
+    fs,
+    options.backupRoot,
+    options.clock,
+    options.host ?? null,
+  );
   const view = rootView(storage, identity.id);
   const immutability = await storage.immutability();
   const record = await readRecord(fs, options.backupRoot, context, target);
   const fulls = (await listSnapshots(fs, options.backupRoot, context)).filter((s) => s.kind === "full");
-  const result: PushResult = { context, target: storage.url, root: identity.id, immutability, pushed: [], alreadyThere: [], repaired: [], problems: [], copies: [], extended: [], warnings: targetWarnings(target) };
+  const result: PushResult = {
+    context,
+    target: storage.url,
+    root: identity.id,
+    immutability,
+    pushed: [],
+    alreadyThere: [],
+    repaired: [],
+    problems: [],
+    copies: [],
+    extended: [],
+    warnings: targetWarnings(target),
+  };
   await ensureRootMarker(storage, identity.id, identity.host, identity.createdAt);
   const now = options.clock();
   let dirty = false;
@@ -236,14 +305,25 @@ export async function pushOffsite(options: { fs: FileSystem; backupRoot: string;
     }
     const check = await checkSnapshotChecksum(snap);
     if (check.state !== "verified") {
-      result.problems.push({ id: snap.id, problem: `local artifact ${check.state}; not copied (a corrupt snapshot must not become the offsite copy)` });
+      result.problems.push({
+        id: snap.id,
+        problem: `local artifact ${check.state}; not copied (a corrupt snapshot must not become the offsite copy)`,
+      });
       continue;
     }
-    const lock = target.objectLock ? { mode: target.objectLock.mode, retainUntil: new Date(now.getTime() + target.objectLock.days * 86_400_000) } : undefined;
+    const lock = target.objectLock
+      ? {
+          mode: target.objectLock.mode,
+          retainUntil: new Date(now.getTime() + target.objectLock.days * 86_400_000),
+        }
+      : undefined;
     const existing = await view.head(snap.artifactKey);
     if (existing && existing.sha256 !== null && existing.sha256 !== check.actual) {
       // Not ours: another backup root sharing this identity (a copied root) wrote it. Never replace it.
-      result.problems.push({ id: snap.id, problem: `a different object is at ${view.locate(snap.artifactKey)} (sha256 ${existing.sha256}, ours ${check.actual}); not replaced. Was this backup root copied from another host? Give one of them a new identity.` });
+      result.problems.push({
+        id: snap.id,
+        problem: `a different object is at ${view.locate(snap.artifactKey)} (sha256 ${existing.sha256}, ours ${check.actual}); not replaced. Was this backup root copied from another host? Give one of them a new identity.`,
+      });
       continue;
     }
     // The target has the same layout as the backup root, below the root's prefix. The sidecars go
@@ -261,26 +341,46 @@ export async function pushOffsite(options: { fs: FileSystem; backupRoot: string;
     let note: string | null = null;
     if (existing) {
       const damagedHere = known?.artifact === `${ROOTS}/${identity.id}/${snap.artifactKey}` && known.problem;
-      if (!damagedHere && existing.size === check.bytes && (await hashObject(view, snap.artifactKey)).sha256 === check.actual) {
+      if (
+        !damagedHere &&
+        existing.size === check.bytes &&
+        (await hashObject(view, snap.artifactKey)).sha256 === check.actual
+      ) {
         // An earlier, interrupted push landed it already: confirmed by its bytes, not re-sent.
-        put = { key: snap.artifactKey, size: existing.size, sha256: check.actual, confirmedBy: "reread", multipart: false };
+        put = {
+          key: snap.artifactKey,
+          size: existing.size,
+          sha256: check.actual,
+          confirmedBy: "reread",
+          multipart: false,
+        };
       } else if (existing.retainUntil && Date.parse(existing.retainUntil) > now.getTime()) {
         note = `the damaged copy is under Object Lock until ${existing.retainUntil}: the good copy is uploaded beside it (the bucket keeps the damaged one as an older version)`;
       }
     }
     if (!put) {
       try {
-        put = await view.put(snap.artifactKey, await snap.storage.get(snap.artifactKey), { sha256: check.actual, size: check.bytes, ...(lock ? { lock } : {}) });
+        put = await view.put(snap.artifactKey, await snap.storage.get(snap.artifactKey), {
+          sha256: check.actual,
+          size: check.bytes,
+          ...(lock ? { lock } : {}),
+        });
       } catch (err) {
         if (existing && isLockRefusal(err)) {
-          result.problems.push({ id: snap.id, problem: `the copy at ${view.locate(snap.artifactKey)} is wrong (${healing ?? "differs"}) but Object Lock forbids replacing it until ${existing.retainUntil ?? "its retention ends"}; both are kept: the damaged copy there, the good one at home` });
+          result.problems.push({
+            id: snap.id,
+            problem: `the copy at ${view.locate(snap.artifactKey)} is wrong (${healing ?? "differs"}) but Object Lock forbids replacing it until ${existing.retainUntil ?? "its retention ends"}; both are kept: the damaged copy there, the good one at home`,
+          });
           continue;
         }
         throw err;
       }
     }
     if (put.sha256 !== check.actual || put.size !== check.bytes) {
-      result.problems.push({ id: snap.id, problem: `copy at ${view.locate(snap.artifactKey)} does not match (sha256 ${put.sha256}, ${put.size} bytes); not recorded` });
+      result.problems.push({
+        id: snap.id,
+        problem: `copy at ${view.locate(snap.artifactKey)} does not match (sha256 ${put.sha256}, ${put.size} bytes); not recorded`,
+      });
       continue;
     }
     const head = await view.head(snap.artifactKey);
@@ -310,7 +410,10 @@ export async function pushOffsite(options: { fs: FileSystem; backupRoot: string;
     if (localIds.has(copy.id)) continue;
     const problem = await cheapCheck(storage, copy);
     if (problem) {
-      result.problems.push({ id: copy.id, problem: `${problem}; the local snapshot is gone, so it cannot be uploaded again` });
+      result.problems.push({
+        id: copy.id,
+        problem: `${problem}; the local snapshot is gone, so it cannot be uploaded again`,
+      });
       if (!copy.problem) {
         copy.problem = problem;
         copy.problemSeenAt = now.toISOString();
@@ -319,11 +422,17 @@ export async function pushOffsite(options: { fs: FileSystem; backupRoot: string;
     }
   }
   if (dirty) await writeRecord(fs, options.backupRoot, context, target, record);
-  if (target.objectLock && immutability.enabled) result.extended = (await extendLocks({ ...options, context })).extended;
+  if (target.objectLock && immutability.enabled)
+    result.extended = (await extendLocks({ ...options, context })).extended;
   const after = await readRecord(fs, options.backupRoot, context, target);
   result.copies = Object.values(after.copies)
     .sort((a, b) => compareSnapshotIds(a.id, b.id))
-    .map((c) => ({ id: c.id, ok: !c.problem && !result.problems.some((p) => p.id === c.id), immutable: immutability.enabled && c.retainUntil !== null && Date.parse(c.retainUntil) > now.getTime(), immutableUntil: c.retainUntil }));
+    .map((c) => ({
+      id: c.id,
+      ok: !c.problem && !result.problems.some((p) => p.id === c.id),
+      immutable: immutability.enabled && c.retainUntil !== null && Date.parse(c.retainUntil) > now.getTime(),
+      immutableUntil: c.retainUntil,
+    }));
   return result;
 }
 
@@ -332,18 +441,29 @@ export async function pushOffsite(options: { fs: FileSystem; backupRoot: string;
  * moved to now + lock days once less than half of that is left, so a copy kept three months is
  * never unlocked on day 36. Copies retention will drop are left to expire.
  */
-export async function extendLocks(options: { fs: FileSystem; backupRoot: string; context: string; target: OffsiteTarget; clock: () => Date }): Promise<{ extended: { id: string; retainUntil: string }[]; skipped: string | null }> {
+export async function extendLocks(options: {
+  fs: FileSystem;
+  backupRoot: string;
+  context: string;
+  target: OffsiteTarget;
+  clock: () => Date;
+}): Promise<{ extended: { id: string; retainUntil: string }[]; skipped: string | null }> {
   const { target } = options;
   const context = validateContextName(options.context);
-  if (!target.objectLock) return { extended: [], skipped: `target ${target.name} has no objectLock configured` };
+  if (!target.objectLock)
+    return { extended: [], skipped: `target ${target.name} has no objectLock configured` };
   const storage = target.storage;
-  if (!storage.extendLock) return { extended: [], skipped: `${storage.url} cannot hold Object Lock retention` };
+  if (!storage.extendLock)
+    return { extended: [], skipped: `${storage.url} cannot hold Object Lock retention` };
   const immutability = await storage.immutability();
   if (!immutability.enabled) return { extended: [], skipped: immutability.detail };
   const record = await readRecord(options.fs, options.backupRoot, context, target);
   const now = options.clock();
   const copies = Object.values(record.copies).filter((c) => !c.problem);
-  const plan = planRetention({ snapshots: copies.map((c) => ({ id: c.id, time: parseSnapshotId(c.id)!.time, kind: "full" as const })), policy: { ...DEFAULT_OFFSITE_RETENTION, ...(target.retention ?? {}) } });
+  const plan = planRetention({
+    snapshots: copies.map((c) => ({ id: c.id, time: parseSnapshotId(c.id)!.time, kind: "full" as const })),
+    policy: { ...DEFAULT_OFFSITE_RETENTION, ...(target.retention ?? {}) },
+  });
   const kept = new Set(plan.keep.map((k) => k.id));
   const lockMs = target.objectLock.days * 86_400_000;
   const extended: { id: string; retainUntil: string }[] = [];
@@ -390,7 +510,9 @@ async function rootsAt(storage: ObjectStorage): Promise<{ id: string; host: stri
     if (!m) continue;
     let host: string | null = null;
     try {
-      host = (JSON.parse(await readSmallObject(storage, o.key, 64 * 1024)) as { host?: string | null }).host ?? null;
+      host =
+        (JSON.parse(await readSmallObject(storage, o.key, 64 * 1024)) as { host?: string | null }).host ??
+        null;
     } catch {
       host = null;
     }
@@ -399,7 +521,19 @@ async function rootsAt(storage: ObjectStorage): Promise<{ id: string; host: stri
   return out;
 }
 
-export async function listOffsite(options: { fs: FileSystem; backupRoot: string; context: string; target: OffsiteTarget; clock: () => Date; allRoots?: boolean }): Promise<{ entries: OffsiteEntry[]; immutability: Immutability; root: string | null; roots: { id: string; host: string | null }[] }> {
+export async function listOffsite(options: {
+  fs: FileSystem;
+  backupRoot: string;
+  context: string;
+  target: OffsiteTarget;
+  clock: () => Date;
+  allRoots?: boolean;
+}): Promise<{
+  entries: OffsiteEntry[];
+  immutability: Immutability;
+  root: string | null;
+  roots: { id: string; host: string | null }[];
+}> {
   const context = validateContextName(options.context);
   const storage = options.target.storage;
   const record = await readRecord(options.fs, options.backupRoot, context, options.target);
@@ -415,20 +549,53 @@ export async function listOffsite(options: { fs: FileSystem; backupRoot: string;
   // Our own copies, then legacy copies (made before identities: they belong to whoever recorded them, or to everyone)
   for (const snap of own) {
     seen.add(snap.id);
-    entries.push(entryFor(snap.id, identity!.id, true, snap, recordedAt(snap.id) === ownPrefix + snap.artifactKey ? record.copies[snap.id]! : null));
+    entries.push(
+      entryFor(
+        snap.id,
+        identity!.id,
+        true,
+        snap,
+        recordedAt(snap.id) === ownPrefix + snap.artifactKey ? record.copies[snap.id]! : null,
+      ),
+    );
   }
   for (const snap of legacy) {
     if (seen.has(snap.id)) continue;
     seen.add(snap.id);
-    entries.push(entryFor(snap.id, null, true, snap, recordedAt(snap.id) === snap.artifactKey ? record.copies[snap.id]! : null));
+    entries.push(
+      entryFor(
+        snap.id,
+        null,
+        true,
+        snap,
+        recordedAt(snap.id) === snap.artifactKey ? record.copies[snap.id]! : null,
+      ),
+    );
   }
-  for (const [id, copy] of Object.entries(record.copies)) if (!seen.has(id)) entries.push(entryFor(id, copy.artifact.startsWith(`${ROOTS}/`) ? copy.artifact.split("/")[1]! : null, true, null, copy));
+  for (const [id, copy] of Object.entries(record.copies))
+    if (!seen.has(id))
+      entries.push(
+        entryFor(
+          id,
+          copy.artifact.startsWith(`${ROOTS}/`) ? copy.artifact.split("/")[1]! : null,
+          true,
+          null,
+          copy,
+        ),
+      );
   const roots = options.allRoots ? await rootsAt(storage) : [];
   for (const r of roots) {
     if (r.id === identity?.id) continue;
-    for (const snap of await listSnapshotsIn(rootView(storage, r.id), context)) entries.push(entryFor(snap.id, r.id, false, snap, null));
+    for (const snap of await listSnapshotsIn(rootView(storage, r.id), context))
+      entries.push(entryFor(snap.id, r.id, false, snap, null));
   }
-  function entryFor(id: string, root: string | null, isOwn: boolean, snap: SnapshotRef | null, recorded: OffsiteCopy | null): OffsiteEntry {
+  function entryFor(
+    id: string,
+    root: string | null,
+    isOwn: boolean,
+    snap: SnapshotRef | null,
+    recorded: OffsiteCopy | null,
+  ): OffsiteEntry {
     const artifact = snap?.artifact ?? null;
     const immutableUntil = artifact?.retainUntil ?? recorded?.retainUntil ?? null;
     return {
@@ -439,12 +606,22 @@ export async function listOffsite(options: { fs: FileSystem; backupRoot: string;
       artifact,
       checksum: snap?.checksum ?? null,
       recorded,
-      confirmed: recorded !== null && artifact !== null && artifact.sha256 === recorded.sha256 && artifact.size === recorded.size && !recorded.problem,
+      confirmed:
+        recorded !== null &&
+        artifact !== null &&
+        artifact.sha256 === recorded.sha256 &&
+        artifact.size === recorded.size &&
+        !recorded.problem,
       immutable: immutability.enabled && immutableUntil !== null && Date.parse(immutableUntil) > now,
       immutableUntil,
     };
   }
-  return { entries: entries.sort((a, b) => compareSnapshotIds(a.id, b.id) || (a.own === b.own ? 0 : a.own ? -1 : 1)), immutability, root: identity?.id ?? null, roots };
+  return {
+    entries: entries.sort((a, b) => compareSnapshotIds(a.id, b.id) || (a.own === b.own ? 0 : a.own ? -1 : 1)),
+    immutability,
+    root: identity?.id ?? null,
+    roots,
+  };
 }
 
 export interface OffsiteVerification {
@@ -467,7 +644,19 @@ export type DataSubset = { percent: number } | { bytes: number };
  * rotation lives in the offsite record in the backup root. A copy whose bytes are found wrong is
  * marked in the record, and the next push replaces it.
  */
-export async function verifyOffsite(options: { fs: FileSystem; backupRoot: string; context: string; target: OffsiteTarget; clock: () => Date; deep?: boolean; readDataSubset?: DataSubset }): Promise<{ results: OffsiteVerification[]; immutability: Immutability; subset: { cycle: number; readThisRun: string[]; leftInCycle: number } | null }> {
+export async function verifyOffsite(options: {
+  fs: FileSystem;
+  backupRoot: string;
+  context: string;
+  target: OffsiteTarget;
+  clock: () => Date;
+  deep?: boolean;
+  readDataSubset?: DataSubset;
+}): Promise<{
+  results: OffsiteVerification[];
+  immutability: Immutability;
+  subset: { cycle: number; readThisRun: string[]; leftInCycle: number } | null;
+}> {
   const { entries, immutability } = await listOffsite(options);
   const storage = options.target.storage;
   const results: OffsiteVerification[] = [];
@@ -501,25 +690,40 @@ export async function verifyOffsite(options: { fs: FileSystem; backupRoot: strin
     state.read = [...state.read, ...chosen];
     record.dataSubset = state;
     recordChanged = true;
-    subsetInfo = { cycle: state.cycle, readThisRun: chosen, leftInCycle: readable.filter((e) => !state.read.includes(e.id)).length };
+    subsetInfo = {
+      cycle: state.cycle,
+      readThisRun: chosen,
+      leftInCycle: readable.filter((e) => !state.read.includes(e.id)).length,
+    };
   }
   for (const e of entries) {
     if (!e.own) continue;
     const problems: string[] = [];
     const rec = e.recorded;
     let readData = false;
-    if (!e.snapshot || !e.artifact) problems.push(rec ? `artifact ${rec.artifact} was removed from the target` : "no artifact at the target");
+    if (!e.snapshot || !e.artifact)
+      problems.push(
+        rec ? `artifact ${rec.artifact} was removed from the target` : "no artifact at the target",
+      );
     else {
-      if (rec && e.artifact.size !== rec.size) problems.push(`artifact is ${e.artifact.size} bytes, ${rec.size} were copied (${e.artifact.size < rec.size ? "truncated" : "changed"})`);
+      if (rec && e.artifact.size !== rec.size)
+        problems.push(
+          `artifact is ${e.artifact.size} bytes, ${rec.size} were copied (${e.artifact.size < rec.size ? "truncated" : "changed"})`,
+        );
       if (!e.checksum) problems.push("checksum file missing at the target");
-      else if (rec && (await expectedChecksum(e.snapshot)) !== rec.sha256) problems.push("checksum file at the target does not name the copied sha256");
+      else if (rec && (await expectedChecksum(e.snapshot)) !== rec.sha256)
+        problems.push("checksum file at the target does not name the copied sha256");
       // A directory target is cheap to read: always check its bytes. Object stores: metadata, or bytes with --deep / the subset.
       if (options.deep || !rec || storage.flags.cheapReads || toRead.has(e.id)) {
         readData = true;
         const actual = await hashObject(e.snapshot.storage, e.snapshot.artifactKey);
         const expected = rec?.sha256 ?? e.artifact.sha256;
-        if (actual.sha256 !== expected) problems.push(`artifact bytes hash to ${actual.sha256}, expected ${expected} (changed behind our back)`);
-      } else if (e.artifact.sha256 !== rec.sha256) problems.push("artifact's sha256 metadata differs from the copy we made");
+        if (actual.sha256 !== expected)
+          problems.push(
+            `artifact bytes hash to ${actual.sha256}, expected ${expected} (changed behind our back)`,
+          );
+      } else if (e.artifact.sha256 !== rec.sha256)
+        problems.push("artifact's sha256 metadata differs from the copy we made");
     }
     if (!rec) problems.push("not recorded as a confirmed copy (push it again)");
     // Remember what was found (the next push puts it back), and forget it once a full read is clean.
@@ -535,24 +739,52 @@ export async function verifyOffsite(options: { fs: FileSystem; backupRoot: strin
         recordChanged = true;
       }
     }
-    results.push({ id: e.id, ok: problems.length === 0, problems, immutable: e.immutable, immutableUntil: e.immutableUntil, readData });
+    results.push({
+      id: e.id,
+      ok: problems.length === 0,
+      problems,
+      immutable: e.immutable,
+      immutableUntil: e.immutableUntil,
+      readData,
+    });
   }
-  if (recordChanged) await writeRecord(options.fs, options.backupRoot, options.context, options.target, record);
+  if (recordChanged)
+    await writeRecord(options.fs, options.backupRoot, options.context, options.target, record);
   return { results, immutability, subset: subsetInfo };
 }
 
 /** What the backup root recorded about a target's copies, without asking the target (for status). */
-export async function recordedCopies(options: { fs: FileSystem; backupRoot: string; context: string; target: OffsiteTarget }): Promise<OffsiteCopy[]> {
-  const record = await readRecord(options.fs, options.backupRoot, validateContextName(options.context), options.target);
+export async function recordedCopies(options: {
+  fs: FileSystem;
+  backupRoot: string;
+  context: string;
+  target: OffsiteTarget;
+}): Promise<OffsiteCopy[]> {
+  const record = await readRecord(
+    options.fs,
+    options.backupRoot,
+    validateContextName(options.context),
+    options.target,
+  );
   return Object.values(record.copies).sort((a, b) => compareSnapshotIds(a.id, b.id));
 }
 
 /** Offsite retention: its own policy over fulls; never deletes what is still under retention. */
-export async function pruneOffsite(options: { fs: FileSystem; backupRoot: string; context: string; target: OffsiteTarget; clock: () => Date; dryRun?: boolean }): Promise<{ keep: { id: string; reasons: string[] }[]; remove: string[]; heldByLock: string[] }> {
+export async function pruneOffsite(options: {
+  fs: FileSystem;
+  backupRoot: string;
+  context: string;
+  target: OffsiteTarget;
+  clock: () => Date;
+  dryRun?: boolean;
+}): Promise<{ keep: { id: string; reasons: string[] }[]; remove: string[]; heldByLock: string[] }> {
   const { entries } = await listOffsite(options);
   // Only what is provably this root's: its own prefix, or old-layout copies it recorded. An
   // old-layout copy nobody here recorded may be another host's, and is left alone.
-  const present = entries.filter((e): e is OffsiteEntry & { snapshot: SnapshotRef } => e.snapshot !== null && e.own && (e.root !== null || e.recorded !== null));
+  const present = entries.filter(
+    (e): e is OffsiteEntry & { snapshot: SnapshotRef } =>
+      e.snapshot !== null && e.own && (e.root !== null || e.recorded !== null),
+  );
   const plan = planRetention({
     snapshots: present.map((e) => ({ id: e.id, time: parseSnapshotId(e.id)!.time, kind: "full" as const })),
     policy: { ...DEFAULT_OFFSITE_RETENTION, ...(options.target.retention ?? {}) },
@@ -580,7 +812,13 @@ export async function pruneOffsite(options: { fs: FileSystem; backupRoot: string
 }
 
 /** Where restore --from-offsite looks: one named root, or this root's copies and the legacy layout. */
-async function remoteSnapshots(fs: FileSystem, backupRoot: string, context: string, storage: ObjectStorage, root?: string): Promise<Map<string, SnapshotRef>> {
+async function remoteSnapshots(
+  fs: FileSystem,
+  backupRoot: string,
+  context: string,
+  storage: ObjectStorage,
+  root?: string,
+): Promise<Map<string, SnapshotRef>> {
   const out = new Map<string, SnapshotRef>();
   if (root) {
     for (const s of await listSnapshotsIn(rootView(storage, root), context)) if (s.checksum) out.set(s.id, s);
@@ -588,7 +826,9 @@ async function remoteSnapshots(fs: FileSystem, backupRoot: string, context: stri
   }
   for (const s of await listSnapshotsIn(storage, context)) if (s.checksum) out.set(s.id, s);
   const identity = await readRepositoryIdentity(fs, backupRoot);
-  if (identity) for (const s of await listSnapshotsIn(rootView(storage, identity.id), context)) if (s.checksum) out.set(s.id, s);
+  if (identity)
+    for (const s of await listSnapshotsIn(rootView(storage, identity.id), context))
+      if (s.checksum) out.set(s.id, s);
   return out;
 }
 
@@ -610,27 +850,44 @@ export interface OffsiteRestorePlan {
  * the incrementals on top are replayed from home. An older snapshot than asked is restored only
  * with `fallback`, and the plan says so.
  */
-export async function fetchChainFromOffsite(options: { fs: FileSystem; backupRoot: string; context: string; target: OffsiteTarget; snapshot: string; clock: () => Date; fallback?: boolean; root?: string }): Promise<OffsiteRestorePlan> {
+export async function fetchChainFromOffsite(options: {
+  fs: FileSystem;
+  backupRoot: string;
+  context: string;
+  target: OffsiteTarget;
+  snapshot: string;
+  clock: () => Date;
+  fallback?: boolean;
+  root?: string;
+}): Promise<OffsiteRestorePlan> {
   const { fs, target } = options;
   const context = validateContextName(options.context);
   const remote = await remoteSnapshots(fs, options.backupRoot, context, target.storage, options.root);
   const localList = await listSnapshots(fs, options.backupRoot, context);
   const local = new Map(localList.map((s) => [s.id, s]));
   const ids = [...new Set([...local.keys(), ...remote.keys()])].sort(compareSnapshotIds);
-  const asked = options.snapshot === "latest" ? ids[ids.length - 1] : ids.find((id) => id === options.snapshot);
+  const asked =
+    options.snapshot === "latest" ? ids[ids.length - 1] : ids.find((id) => id === options.snapshot);
   if (!asked) {
-    throw new UsageError("PAAS_BACKUP_SNAPSHOT_NOT_FOUND", `snapshot ${options.snapshot} of ${context} is neither in the backup root nor at ${target.storage.url}`, {
-      path: target.storage.url,
-      remediation: `See what is there with \`paas-backup offsite list --context ${context}${options.root ? " --all-roots" : ""}\` and \`paas-backup list --context ${context}\`.`,
-      stage: "fetch",
-    });
+    throw new UsageError(
+      "PAAS_BACKUP_SNAPSHOT_NOT_FOUND",
+      `snapshot ${options.snapshot} of ${context} is neither in the backup root nor at ${target.storage.url}`,
+      {
+        path: target.storage.url,
+        remediation: `See what is there with \`paas-backup offsite list --context ${context}${options.root ? " --all-roots" : ""}\` and \`paas-backup list --context ${context}\`.`,
+        stage: "fetch",
+      },
+    );
   }
   const verifiedLocal = new Map<string, boolean>();
   const localOk = async (s: SnapshotRef) => {
-    if (!verifiedLocal.has(s.id)) verifiedLocal.set(s.id, (await checkSnapshotChecksum(s)).state === "verified");
+    if (!verifiedLocal.has(s.id))
+      verifiedLocal.set(s.id, (await checkSnapshotChecksum(s)).state === "verified");
     return verifiedLocal.get(s.id)!;
   };
-  const planFor = async (id: string): Promise<{ links: { id: string; from: "local" | "remote" }[]; problem: string | null }> => {
+  const planFor = async (
+    id: string,
+  ): Promise<{ links: { id: string; from: "local" | "remote" }[]; problem: string | null }> => {
     const links: { id: string; from: "local" | "remote" }[] = [];
     let cur: string | undefined = id;
     while (cur) {
@@ -645,7 +902,12 @@ export async function fetchChainFromOffsite(options: { fs: FileSystem; backupRoo
         links.push({ id: cur, from: "remote" });
         ref = r;
       } else {
-        return { links, problem: l ? `${cur} does not verify in the backup root and is not at ${target.storage.url}` : `${cur}${cur === id ? "" : `, which ${id} needs,`} is neither in the backup root nor at ${target.storage.url}` };
+        return {
+          links,
+          problem: l
+            ? `${cur} does not verify in the backup root and is not at ${target.storage.url}`
+            : `${cur}${cur === id ? "" : `, which ${id} needs,`} is neither in the backup root nor at ${target.storage.url}`,
+        };
       }
       if (ref.kind === "full") return { links: links.reverse(), problem: null };
       cur = ref.parent?.id;
@@ -666,14 +928,18 @@ export async function fetchChainFromOffsite(options: { fs: FileSystem; backupRoo
       }
     }
     if (!options.fallback || !older) {
-      throw new IntegrityError("PAAS_BACKUP_CHAIN_BROKEN", `cannot restore ${asked} of ${context} from here and ${target.storage.url}: ${plan.problem}`, {
-        path: target.storage.url,
-        remediation: older
-          ? `The newest state that can be restored is ${older.id}: pass --snapshot ${older.id}, or add --fallback to restore it.`
-          : "Nothing older can be restored either: check other targets (offsite list) or other backup roots (offsite list --all-roots).",
-        stage: "fetch",
-        data: { fallback: older?.id ?? null },
-      });
+      throw new IntegrityError(
+        "PAAS_BACKUP_CHAIN_BROKEN",
+        `cannot restore ${asked} of ${context} from here and ${target.storage.url}: ${plan.problem}`,
+        {
+          path: target.storage.url,
+          remediation: older
+            ? `The newest state that can be restored is ${older.id}: pass --snapshot ${older.id}, or add --fallback to restore it.`
+            : "Nothing older can be restored either: check other targets (offsite list) or other backup roots (offsite list --all-roots).",
+          stage: "fetch",
+          data: { fallback: older?.id ?? null },
+        },
+      );
     }
     fallback = { from: asked, reason: plan.problem };
     chosen = older.id;
@@ -685,11 +951,22 @@ export async function fetchChainFromOffsite(options: { fs: FileSystem; backupRoo
     await fetchOne(fs, options.backupRoot, context, remote.get(link.id)!);
     fetched.push(link.id);
   }
-  return { asked, chosen, fetched, local: plan.links.filter((l) => l.from === "local").map((l) => l.id), fallback };
+  return {
+    asked,
+    chosen,
+    fetched,
+    local: plan.links.filter((l) => l.from === "local").map((l) => l.id),
+    fallback,
+  };
 }
 
 /** Fetch one snapshot's artifact and sidecars into the backup root (temporary name, then rename) and check its checksum. */
-async function fetchOne(fs: FileSystem, backupRoot: string, context: string, chosen: SnapshotRef): Promise<void> {
+async function fetchOne(
+  fs: FileSystem,
+  backupRoot: string,
+  context: string,
+  chosen: SnapshotRef,
+): Promise<void> {
   const dir = contextBackupDir(backupRoot, context);
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
   const names = artifactNames(chosen.id, chosen.encrypted);
@@ -697,17 +974,39 @@ async function fetchOne(fs: FileSystem, backupRoot: string, context: string, cho
   const tmp = join(dir, `.${names.artifactName}.${nonce}.partial`);
   const hashing = new HashingStream();
   try {
-    await pipeline(await chosen.storage.get(chosen.artifactKey), hashing, fs.createWriteStream(tmp, { mode: 0o600, exclusive: true }));
+    await pipeline(
+      await chosen.storage.get(chosen.artifactKey),
+      hashing,
+      fs.createWriteStream(tmp, { mode: 0o600, exclusive: true }),
+    );
     const expected = await expectedChecksum(chosen);
     if (expected !== hashing.digest()) {
-      throw new IntegrityError("PAAS_BACKUP_CHECKSUM_MISMATCH", `offsite copy ${chosen.artifactPath} does not match its checksum file`, {
-        path: chosen.artifactPath,
-        remediation: "The offsite copy is damaged too: fetch an older snapshot (offsite list) and escalate.",
-        stage: "fetch",
-      });
+      throw new IntegrityError(
+        "PAAS_BACKUP_CHECKSUM_MISMATCH",
+        `offsite copy ${chosen.artifactPath} does not match its checksum file`,
+        {
+          path: chosen.artifactPath,
+          remediation:
+            "The offsite copy is damaged too: fetch an older snapshot (offsite list) and escalate.",
+          stage: "fetch",
+        },
+      );
     }
-    if (chosen.manifest) await writeFileAtomic(fs, join(dir, names.manifestName), await readSmallObject(chosen.storage, chosen.manifestKey), 0o600, nonce);
-    await writeFileAtomic(fs, join(dir, names.checksumName), await readSmallObject(chosen.storage, chosen.checksumKey), 0o600, nonce);
+    if (chosen.manifest)
+      await writeFileAtomic(
+        fs,
+        join(dir, names.manifestName),
+        await readSmallObject(chosen.storage, chosen.manifestKey),
+        0o600,
+        nonce,
+      );
+    await writeFileAtomic(
+      fs,
+      join(dir, names.checksumName),
+      await readSmallObject(chosen.storage, chosen.checksumKey),
+      0o600,
+      nonce,
+    );
     await fs.sync(tmp);
     await fs.rename(tmp, join(dir, names.artifactName));
   } finally {
@@ -716,8 +1015,19 @@ async function fetchOne(fs: FileSystem, backupRoot: string, context: string, cho
 }
 
 /** restore --from-offsite of one snapshot (kept for SDK callers): fetched when the local copy is gone or does not verify. */
-export async function fetchFromOffsite(options: { fs: FileSystem; backupRoot: string; context: string; target: OffsiteTarget; snapshot: string; clock: () => Date }): Promise<{ id: string; fetched: boolean; reason: string }> {
+export async function fetchFromOffsite(options: {
+  fs: FileSystem;
+  backupRoot: string;
+  context: string;
+  target: OffsiteTarget;
+  snapshot: string;
+  clock: () => Date;
+}): Promise<{ id: string; fetched: boolean; reason: string }> {
   const plan = await fetchChainFromOffsite(options);
   const hadLocal = plan.local.includes(plan.chosen);
-  return { id: plan.chosen, fetched: plan.fetched.length > 0, reason: hadLocal ? "the local copy verifies" : "no local copy that verifies" };
+  return {
+    id: plan.chosen,
+    fetched: plan.fetched.length > 0,
+    reason: hadLocal ? "the local copy verifies" : "no local copy that verifies",
+  };
 }

@@ -32,7 +32,17 @@ export const SCANNER_RULES_VERSION = 2;
 /** si's marker for a value that is not shown. */
 export const REDACTED = "<redacted>";
 
-const SECRET_KEY_WORDS = ["SECRET", "TOKEN", "PASSWORD", "PASS", "API_KEY", "ACCESS_KEY", "PRIVATE_KEY", "CLIENT_SECRET", "CREDENTIAL"];
+const SECRET_KEY_WORDS = [
+  "SECRET",
+  "TOKEN",
+  "PASSWORD",
+  "PASS",
+  "API_KEY",
+  "ACCESS_KEY",
+  "PRIVATE_KEY",
+  "CLIENT_SECRET",
+  "CREDENTIAL",
+];
 const EXEMPT_KEY_WORDS = ["COUNT", "FINDINGS", "GUARDRAIL"];
 
 /** si's "secret-like key": the upper-cased key contains one of its words. */
@@ -92,7 +102,12 @@ export function looksLikeSecretValue(value: string): boolean {
   if (value.length < 6) return false;
   if (PLACEHOLDER.test(value)) return false;
   // words and identifiers of one case: strong, required, must-rotate, NONE, Bcrypt, X-Api-Key
-  if (/^(?:[a-z]+(?:[-_ .][a-z]+)*|[A-Z]+(?:[-_ .][A-Z]+)*|[A-Z][a-z]+|[A-Z][a-z]*(?:-[A-Z][a-z]*)+)$/.test(value)) return false;
+  if (
+    /^(?:[a-z]+(?:[-_ .][a-z]+)*|[A-Z]+(?:[-_ .][A-Z]+)*|[A-Z][a-z]+|[A-Z][a-z]*(?:-[A-Z][a-z]*)+)$/.test(
+      value,
+    )
+  )
+    return false;
   // numbers, sizes and durations: 12, 1.5, 30s, 90d, 10MiB
   if (/^-?\d+(?:\.\d+)?\s*[a-zA-Z]{0,3}$/.test(value)) return false;
   // file paths and URLs without credentials (url-credentials catches the others)
@@ -125,40 +140,94 @@ interface FormatRule {
 const FORMAT_RULES: FormatRule[] = [
   { rule: "private-key-block", pattern: /-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----/g },
   { rule: "aws-access-key-id", pattern: /\b((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})\b/g },
-  { rule: "aws-secret-access-key", pattern: /(?:aws_?secret_?access_?key|SecretAccessKey)["']?\s*[:=>]{1,2}\s*["']?([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+])/gi },
+  {
+    rule: "aws-secret-access-key",
+    pattern:
+      /(?:aws_?secret_?access_?key|SecretAccessKey)["']?\s*[:=>]{1,2}\s*["']?([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+])/gi,
+  },
   { rule: "gcp-api-key", pattern: /\b(AIza[\w-]{35})(?![\w-])/g },
   { rule: "azure-storage-key", pattern: /(?:AccountKey|SharedAccessKey)=([A-Za-z0-9+/]{40,100}={0,2})/g },
   { rule: "azure-sas-token", pattern: /[?&;]sig=([A-Za-z0-9%+/]{30,}={0,2}(?:%3D)*)/g },
-  { rule: "azure-ad-client-secret", pattern: /(?:^|[\\'"`\s>=:(,)])([a-zA-Z0-9_~.]{3}\dQ~[a-zA-Z0-9_~.-]{31,34})(?![a-zA-Z0-9_~.-])/g },
-  { rule: "github-token", pattern: /\b((?:gh[pousr]_[A-Za-z0-9]{36,255})|github_pat_[A-Za-z0-9_]{50,255})\b/g },
-  { rule: "gitlab-token", pattern: /\b((?:gl(?:pat|ptt|dt|rt|cbt|ft|imt|soat|oas)-[\w-]{20,})|GR1348941[\w-]{20,})/g },
+  {
+    rule: "azure-ad-client-secret",
+    pattern: /(?:^|[\\'"`\s>=:(,)])([a-zA-Z0-9_~.]{3}\dQ~[a-zA-Z0-9_~.-]{31,34})(?![a-zA-Z0-9_~.-])/g,
+  },
+  {
+    rule: "github-token",
+    pattern: /\b((?:gh[pousr]_[A-Za-z0-9]{36,255})|github_pat_[A-Za-z0-9_]{50,255})\b/g,
+  },
+  {
+    rule: "gitlab-token",
+    pattern: /\b((?:gl(?:pat|ptt|dt|rt|cbt|ft|imt|soat|oas)-[\w-]{20,})|GR1348941[\w-]{20,})/g,
+  },
   { rule: "npm-token", pattern: /\b(npm_[A-Za-z0-9]{36})(?![A-Za-z0-9])/g },
   { rule: "npm-auth-token", pattern: /_auth(?:Token)?\s*=\s*([^\s$"'<][^\s"'<>]{7,})/g },
   { rule: "pypi-token", pattern: /\b(pypi-AgEIcHlwaS5vcmc[\w-]{50,})/g },
-  { rule: "slack-token", pattern: /\b((?:xox[abposre]|xapp)-(?:\d-)?[A-Za-z0-9]{1,40}(?:-[A-Za-z0-9]{1,64})+)/g },
-  { rule: "slack-webhook-url", pattern: /hooks\.slack\.com\/(?:services|workflows|triggers)\/([A-Za-z0-9+_-]{8,}(?:\/[A-Za-z0-9+_-]{4,}){0,3})/g },
-  { rule: "discord-webhook-url", pattern: /discord(?:app)?\.com\/api\/webhooks\/\d{15,22}\/([A-Za-z0-9_-]{50,100})/g },
-  { rule: "stripe-secret-key", pattern: /\b((?:sk|rk)_(?:test|live|prod)_[A-Za-z0-9]{10,99}|whsec_[A-Za-z0-9]{24,})\b/g },
-  { rule: "sendgrid-api-key", pattern: /\b(SG\.[A-Za-z0-9_-]{16,32}\.[A-Za-z0-9_-]{16,64})(?![A-Za-z0-9_-])/g },
+  {
+    rule: "slack-token",
+    pattern: /\b((?:xox[abposre]|xapp)-(?:\d-)?[A-Za-z0-9]{1,40}(?:-[A-Za-z0-9]{1,64})+)/g,
+  },
+  {
+    rule: "slack-webhook-url",
+    pattern:
+      /hooks\.slack\.com\/(?:services|workflows|triggers)\/([A-Za-z0-9+_-]{8,}(?:\/[A-Za-z0-9+_-]{4,}){0,3})/g,
+  },
+  {
+    rule: "discord-webhook-url",
+    pattern: /discord(?:app)?\.com\/api\/webhooks\/\d{15,22}\/([A-Za-z0-9_-]{50,100})/g,
+  },
+  {
+    rule: "stripe-secret-key",
+    pattern: /\b((?:sk|rk)_(?:test|live|prod)_[A-Za-z0-9]{10,99}|whsec_[A-Za-z0-9]{24,})\b/g,
+  },
+  {
+    rule: "sendgrid-api-key",
+    pattern: /\b(SG\.[A-Za-z0-9_-]{16,32}\.[A-Za-z0-9_-]{16,64})(?![A-Za-z0-9_-])/g,
+  },
   { rule: "sendinblue-api-key", pattern: /\b(xkeysib-[a-f0-9]{64}-[A-Za-z0-9]{16})\b/g },
-  { rule: "mailgun-api-key", pattern: /mailgun[^\n]{0,80}?\b((?:pub)?key-[a-f0-9]{32}|[a-f0-9]{32}-[a-f0-9]{8}-[a-f0-9]{8})\b/gi },
+  {
+    rule: "mailgun-api-key",
+    pattern: /mailgun[^\n]{0,80}?\b((?:pub)?key-[a-f0-9]{32}|[a-f0-9]{32}-[a-f0-9]{8}-[a-f0-9]{8})\b/gi,
+  },
   { rule: "mailchimp-api-key", pattern: /\b([a-f0-9]{32}-us\d{1,2})\b/g },
   { rule: "twilio-api-key", pattern: /\b(SK[0-9a-fA-F]{32})\b/g },
   { rule: "jwt", pattern: /\b(eyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*)/g },
-  { rule: "basic-auth-header", pattern: /\b[Bb]asic\s+([A-Za-z0-9+/]{8,}={0,2})(?![A-Za-z0-9+/=])/g, check: base64DecodesToCredentials },
-  { rule: "bearer-token", pattern: /\b[Bb]earer\s+([A-Za-z0-9._~+/-]{20,}=*)/g, check: (v) => /[0-9]/.test(v) || /[A-Z]/.test(v) },
-  { rule: "docker-config-auth", pattern: /"(?:auth|identitytoken)"\s*:\s*"([A-Za-z0-9+/]{8,}={0,2})"/g, check: (v) => base64DecodesToCredentials(v) || v.length >= 20 },
+  {
+    rule: "basic-auth-header",
+    pattern: /\b[Bb]asic\s+([A-Za-z0-9+/]{8,}={0,2})(?![A-Za-z0-9+/=])/g,
+    check: base64DecodesToCredentials,
+  },
+  {
+    rule: "bearer-token",
+    pattern: /\b[Bb]earer\s+([A-Za-z0-9._~+/-]{20,}=*)/g,
+    check: (v) => /[0-9]/.test(v) || /[A-Z]/.test(v),
+  },
+  {
+    rule: "docker-config-auth",
+    pattern: /"(?:auth|identitytoken)"\s*:\s*"([A-Za-z0-9+/]{8,}={0,2})"/g,
+    check: (v) => base64DecodesToCredentials(v) || v.length >= 20,
+  },
   { rule: "docker-hub-token", pattern: /\b(dckr_pat_[A-Za-z0-9_-]{27})(?![A-Za-z0-9_-])/g },
-  { rule: "url-credentials", pattern: /\b[a-z][a-z0-9+.-]*:\/\/[^\s:/@"'<>\\]*:([^\s@/"'<>\\]{3,})@[^\s"'<>\\]+/gi, check: (v) => !PLACEHOLDER.test(v) && !v.startsWith("$") },
+  {
+    rule: "url-credentials",
+    pattern: /\b[a-z][a-z0-9+.-]*:\/\/[^\s:/@"'<>\\]*:([^\s@/"'<>\\]{3,})@[^\s"'<>\\]+/gi,
+    check: (v) => !PLACEHOLDER.test(v) && !v.startsWith("$"),
+  },
   { rule: "vault-token", pattern: /\b(hv[sbr]\.[A-Za-z0-9_-]{24,300})(?![A-Za-z0-9_-])/g },
   { rule: "age-secret-key", pattern: /\b(AGE-SECRET-KEY-1[0-9A-Z]{50,})\b/g },
   { rule: "telegram-bot-token", pattern: /(?:\bbot|\b)(\d{8,10}:AA[A-Za-z0-9_-]{30,})\b/g },
-  { rule: "openai-api-key", pattern: /\b(sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,}|sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20})/g },
+  {
+    rule: "openai-api-key",
+    pattern: /\b(sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,}|sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20})/g,
+  },
   { rule: "anthropic-api-key", pattern: /\b(sk-ant-(?:api|admin)\d{2}-[A-Za-z0-9_-]{80,})/g },
   { rule: "huggingface-token", pattern: /\b((?:hf_|api_org_)[A-Za-z]{34})\b/g },
   { rule: "digitalocean-token", pattern: /\b(do[por]_v1_[a-f0-9]{64})\b/g },
   { rule: "shopify-token", pattern: /\b(shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32})\b/g },
-  { rule: "grafana-token", pattern: /\b(glsa_[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}|glc_[A-Za-z0-9+/]{32,400}={0,3})/g },
+  {
+    rule: "grafana-token",
+    pattern: /\b(glsa_[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}|glc_[A-Za-z0-9+/]{32,400}={0,3})/g,
+  },
   { rule: "heroku-api-key", pattern: /\b(HRKU-AA[0-9a-zA-Z_-]{58})/g },
   { rule: "linear-api-key", pattern: /\b(lin_api_[A-Za-z0-9]{40})\b/g },
   { rule: "databricks-token", pattern: /\b(dapi[a-f0-9]{32}(?:-\d)?)\b/g },
@@ -175,7 +244,11 @@ const FORMAT_RULES: FormatRule[] = [
 ];
 
 /** Every rule the scanner can report, for the README and the corpus. */
-export const SECRET_RULES: readonly string[] = [...FORMAT_RULES.map((r) => r.rule), "secret-assignment", "secret-json-field"];
+export const SECRET_RULES: readonly string[] = [
+  ...FORMAT_RULES.map((r) => r.rule),
+  "secret-assignment",
+  "secret-json-field",
+];
 
 /**
  * One pass over a block finds where rules can apply: the literal text every credential format
@@ -185,15 +258,105 @@ export const SECRET_RULES: readonly string[] = [...FORMAT_RULES.map((r) => r.rul
  * at a third of the speed. The precise rules then run on the lines it points at only.
  */
 const FORMAT_ANCHOR_TEXT = [
-  "-----begin", "akia", "asia", "abia", "acca", "a3t", "aiza", "accountkey=", "accesskey=", "sig=", "q~", "ghp_", "gho_", "ghu_",
-  "ghs_", "ghr_", "github_pat_", "glpat-", "glptt-", "gldt-", "glrt-", "glcbt-", "glft-", "glimt-", "glsoat-", "gloas-", "gr1348941",
-  "npm_", "_auth", "pypi-", "xox", "xapp-", "hooks.slack", "/api/webhooks/", "k_test_", "k_live_", "k_prod_", "whsec_", "sg.",
-  "xkeysib-", "mailgun", "-us", ...[..."0123456789abcdef"].map((h) => `sk${h}`), "eyj", "basic ", "bearer ", '"auth"', '"identitytoken"', "dckr_pat_", "://", "hvs.", "hvb.",
-  "hvr.", "age-secret", ":aa", "sk-", "hf_", "api_org_", "_v1_", "shpat_", "shpca_", "shppa_", "shpss_", "glsa_", "glc_", "hrku-",
-  "lin_api_", "dapi", "dp.pt.", "pul-", "pmak-", "tskey-", "figd_", "gsk_", "ntn_", "vcp_", "vci_", "vca_", "vcr_", "vck_",
-  "cfk_", "cfut_", "cfat_", "ops_ey", "ecret_access_key", "ecretaccesskey",
+  "-----begin",
+  "akia",
+  "asia",
+  "abia",
+  "acca",
+  "a3t",
+  "aiza",
+  "accountkey=",
+  "accesskey=",
+  "sig=",
+  "q~",
+  "ghp_",
+  "gho_",
+  "ghu_",
+  "ghs_",
+  "ghr_",
+  "github_pat_",
+  "glpat-",
+  "glptt-",
+  "gldt-",
+  "glrt-",
+  "glcbt-",
+  "glft-",
+  "glimt-",
+  "glsoat-",
+  "gloas-",
+  "gr1348941",
+  "npm_",
+  "_auth",
+  "pypi-",
+  "xox",
+  "xapp-",
+  "hooks.slack",
+  "/api/webhooks/",
+  "k_test_",
+  "k_live_",
+  "k_prod_",
+  "whsec_",
+  "sg.",
+  "xkeysib-",
+  "mailgun",
+  "-us",
+  ...[..."0123456789abcdef"].map((h) => `sk${h}`),
+  "eyj",
+  "basic ",
+  "bearer ",
+  '"auth"',
+  '"identitytoken"',
+  "dckr_pat_",
+  "://",
+  "hvs.",
+  "hvb.",
+  "hvr.",
+  "age-secret",
+  ":aa",
+  "sk-",
+  "hf_",
+  "api_org_",
+  "_v1_",
+  "shpat_",
+  "shpca_",
+  "shppa_",
+  "shpss_",
+  "glsa_",
+  "glc_",
+  "hrku-",
+  "lin_api_",
+  "dapi",
+  "dp.pt.",
+  "pul-",
+  "pmak-",
+  "tskey-",
+  "figd_",
+  "gsk_",
+  "ntn_",
+  "vcp_",
+  "vci_",
+  "vca_",
+  "vcr_",
+  "vck_",
+  "cfk_",
+  "cfut_",
+  "cfat_",
+  "ops_ey",
+  "ecret_access_key",
+  "ecretaccesskey",
 ];
-const KEY_WORD_TEXT = ["secret", "token", "pass", "apikey", "api_key", "accesskey", "access_key", "privatekey", "private_key", "credential"];
+const KEY_WORD_TEXT = [
+  "secret",
+  "token",
+  "pass",
+  "apikey",
+  "api_key",
+  "accesskey",
+  "access_key",
+  "privatekey",
+  "private_key",
+  "credential",
+];
 
 /** The automaton: table[state * 256 + byte] = next state * 256, plus bit 0 (a format anchor ends here) and bit 1 (a key word does). */
 const PREFILTER = (() => {
@@ -224,7 +387,7 @@ const PREFILTER = (() => {
   const queue: number[] = [];
   for (let c = 0; c < 256; c++) {
     const s = edges[0]!.get(c);
-    if (s !== undefined) (goto[c] = s), queue.push(s);
+    if (s !== undefined) ((goto[c] = s), queue.push(s));
   }
   for (let qi = 0; qi < queue.length; qi++) {
     const r = queue[qi]!;
@@ -286,7 +449,13 @@ function bodyLineSpans(block: string, from: number, to: number, rule: string, ou
 }
 
 /** Format rules over the one line [ls, le) of `block`. */
-function scanFormatLine(block: string, ls: number, le: number, spans: SecretSpan[], state: ScanState): number {
+function scanFormatLine(
+  block: string,
+  ls: number,
+  le: number,
+  spans: SecretSpan[],
+  state: ScanState,
+): number {
   const line = block.slice(ls, le);
   let resumeAt = le;
   for (const rule of FORMAT_RULES) {
@@ -314,13 +483,22 @@ function scanFormatLine(block: string, ls: number, le: number, spans: SecretSpan
  * the same line (a key in a JSON string, newlines escaped), or the end of that JSON string, or
  * line by line up to the footer. Returns where scanning resumes; sets pemOpen when the block ends first.
  */
-function privateKeyBody(block: string, from: number, le: number, spans: SecretSpan[], state: ScanState): number {
+function privateKeyBody(
+  block: string,
+  from: number,
+  le: number,
+  spans: SecretSpan[],
+  state: ScanState,
+): number {
   const rule = "private-key-block";
   PEM_FOOTER.lastIndex = from;
   const footer = PEM_FOOTER.exec(block);
   // A key whose body is already our marker (a redacted copy, restored) holds no secret.
-  const firstBody = block.slice(from, footer && footer.index < le ? footer.index : lineEndAt(block, le + 1)).replace(/\\n|\s|"/g, "");
-  if (firstBody.startsWith(REDACTED) && firstBody.slice(REDACTED.length).replace(/<redacted>/g, "") === "") return le;
+  const firstBody = block
+    .slice(from, footer && footer.index < le ? footer.index : lineEndAt(block, le + 1))
+    .replace(/\\n|\s|"/g, "");
+  if (firstBody.startsWith(REDACTED) && firstBody.slice(REDACTED.length).replace(/<redacted>/g, "") === "")
+    return le;
   // the header itself is the finding's anchor; record it with an empty span so it is reported
   spans.push({ start: from, end: from, rule });
   if (footer && footer.index < le) {
@@ -344,7 +522,9 @@ function privateKeyBody(block: string, from: number, le: number, spans: SecretSp
 }
 
 function isKeyChar(c: number): boolean {
-  return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95 || c === 46 || c === 45;
+  return (
+    (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95 || c === 46 || c === 45
+  );
 }
 
 /** The generic rules at each key word found: a JSON field whose key holds it, or an assignment line whose key does. */
@@ -434,7 +614,12 @@ function scanBlockSpans(block: string, state: ScanState): SecretSpan[] {
   }
   const keyed: SecretSpan[] = [];
   if (keyWords.length > 0) scanKeyed(block, keyWords, keyed);
-  for (const k of keyed) if (!formats.some((f) => f.start < k.end && k.start < f.end) && !(state.pemOpen && k.start >= resumeAt - 1)) formats.push(k);
+  for (const k of keyed)
+    if (
+      !formats.some((f) => f.start < k.end && k.start < f.end) &&
+      !(state.pemOpen && k.start >= resumeAt - 1)
+    )
+      formats.push(k);
   spans.push(...formats);
   return spans.sort((a, b) => a.start - b.start || b.end - a.end);
 }
@@ -496,7 +681,9 @@ export class SecretScanner {
     private readonly path: string,
     allowOrOptions: readonly SecretAllowance[] | SecretScannerOptions = [],
   ) {
-    const options: SecretScannerOptions = Array.isArray(allowOrOptions) ? { allow: allowOrOptions } : (allowOrOptions as SecretScannerOptions);
+    const options: SecretScannerOptions = Array.isArray(allowOrOptions)
+      ? { allow: allowOrOptions }
+      : (allowOrOptions as SecretScannerOptions);
     this.allow = (options.allow ?? []).filter((a) => a.path === path);
     this.line = options.firstLine ?? 1;
     this.redact = options.redact === true;
@@ -505,7 +692,8 @@ export class SecretScanner {
   push(chunk: Uint8Array): Buffer | null {
     // latin1 maps bytes 1:1, so every pattern (all ASCII) matches as it would on UTF-8 text and
     // the redacted text converts back to exactly the bytes it came from.
-    const text = this.carry + Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString("latin1");
+    const text =
+      this.carry + Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString("latin1");
     const lastNewline = text.lastIndexOf("\n");
     if (lastNewline < 0) {
       if (text.length <= SecretScanner.MAX_LINE) {
@@ -536,7 +724,8 @@ export class SecretScanner {
   /** `block` holds whole lines (a last one without "\n" only at the end or past MAX_LINE); this.line is its first line. */
   private scanBlock(block: string): Buffer | null {
     let spans = scanBlockSpans(block, this.state);
-    if (this.allow.length > 0 && spans.length > 0) spans = spans.filter((s) => !this.allow.some((a) => a.rule === s.rule || a.rule === "*"));
+    if (this.allow.length > 0 && spans.length > 0)
+      spans = spans.filter((s) => !this.allow.some((a) => a.rule === s.rule || a.rule === "*"));
     let counted = 0;
     let lineAt = this.line;
     for (const span of spans) {
@@ -544,10 +733,12 @@ export class SecretScanner {
       counted = span.start;
       if (span.rule === "private-key-block" && span.end > span.start) continue; // reported once, at its header
       let seen = false;
-      for (let i = this.findings.length - 1; i >= 0 && this.findings[i]!.line === lineAt; i--) if (this.findings[i]!.rule === span.rule) seen = true;
+      for (let i = this.findings.length - 1; i >= 0 && this.findings[i]!.line === lineAt; i--)
+        if (this.findings[i]!.rule === span.rule) seen = true;
       if (seen) continue;
       this.findingCount++;
-      if (this.findings.length < SecretScanner.MAX_RECORDED) this.findings.push({ path: this.path, line: lineAt, rule: span.rule });
+      if (this.findings.length < SecretScanner.MAX_RECORDED)
+        this.findings.push({ path: this.path, line: lineAt, rule: span.rule });
     }
     this.line += countNewlines(block, 0, block.length);
     if (spans.length === 0) return this.redact ? Buffer.from(block, "latin1") : null;
@@ -563,17 +754,29 @@ function countNewlines(text: string, from: number, to: number): number {
   return n;
 }
 
-export function scanText(path: string, content: Uint8Array, allow: readonly SecretAllowance[] = []): SecretFinding[] {
+export function scanText(
+  path: string,
+  content: Uint8Array,
+  allow: readonly SecretAllowance[] = [],
+): SecretFinding[] {
   const scanner = new SecretScanner(path, allow);
   scanner.push(content);
   return scanner.end();
 }
 
 /** A whole file's bytes with every finding's value replaced, its findings, and whether anything changed. */
-export function redactBytes(path: string, content: Uint8Array, allow: readonly SecretAllowance[] = []): { content: Buffer; findings: SecretFinding[]; changed: boolean } {
+export function redactBytes(
+  path: string,
+  content: Uint8Array,
+  allow: readonly SecretAllowance[] = [],
+): { content: Buffer; findings: SecretFinding[]; changed: boolean } {
   const scanner = new SecretScanner(path, { allow, redact: true });
   const head = scanner.push(content)!;
   const tail = scanner.finish()!;
   const changed = scanner.findingCount > 0;
-  return { content: changed ? Buffer.concat([head, tail]) : Buffer.from(content), findings: scanner.findings, changed };
+  return {
+    content: changed ? Buffer.concat([head, tail]) : Buffer.from(content),
+    findings: scanner.findings,
+    changed,
+  };
 }

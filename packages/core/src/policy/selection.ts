@@ -41,10 +41,14 @@ export function hardExclusionReason(path: string): string | null {
   if (lower === "secrets.env") return "vault secrets file (policy §3.1)";
   if (path === "alerts/telegram.json") return "alert channel credentials: plaintext bot token (policy §3.2)";
   if (lower.endsWith(".secret")) return "*.secret file (policy §3.2)";
-  if (lower === ".env" || lower.startsWith(".env.") || lower.endsWith(".env")) return "dotenv file that may hold plaintext secrets (policy §3.2)";
-  if (/\.(pem|key|p12|pfx|jks|keystore|kdbx|age)$/.test(lower)) return "key or certificate material (policy §3.2)";
+  if (lower === ".env" || lower.startsWith(".env.") || lower.endsWith(".env"))
+    return "dotenv file that may hold plaintext secrets (policy §3.2)";
+  if (/\.(pem|key|p12|pfx|jks|keystore|kdbx|age)$/.test(lower))
+    return "key or certificate material (policy §3.2)";
   if (/^id_(rsa|dsa|ecdsa|ed25519)/.test(lower)) return "SSH private key (policy §3.2)";
-  if (/(secret|credential|password)s?[-_.]?(export|dump|backup|plain|decrypted)|decrypted|plaintext/.test(lower))
+  if (
+    /(secret|credential|password)s?[-_.]?(export|dump|backup|plain|decrypted)|decrypted|plaintext/.test(lower)
+  )
     return "decrypted secret dump or plaintext secret export (policy §3.2)";
   if (segments.some((s) => s === "volumes" || s === "data-volumes" || s === "pgdata" || s === "mysql-data"))
     return "runtime data volume (policy §3.3)";

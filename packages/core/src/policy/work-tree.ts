@@ -55,31 +55,52 @@ export async function workTreeOf(fs: FileSystem, path: string): Promise<string |
   } catch (err) {
     if (!missingOrNotDir(err)) throw err;
     // a symbolic link to nothing: where it would write cannot be checked, so it is refused
-    throw new SafetyError("PAAS_BACKUP_UNSAFE_LOCATION", `${existing} is a symbolic link whose target does not exist`, {
-      path: existing,
-      remediation: "Point the link at an existing folder outside any git work tree, or use a real folder.",
-      stage: "location",
-    });
+    throw new SafetyError(
+      "PAAS_BACKUP_UNSAFE_LOCATION",
+      `${existing} is a symbolic link whose target does not exist`,
+      {
+        path: existing,
+        remediation: "Point the link at an existing folder outside any git work tree, or use a real folder.",
+        stage: "location",
+      },
+    );
   }
   return real === existing ? null : findGitRoot(fs, real);
 }
 
-export type GuardedLocation = "backup root" | "state root" | "identity file" | "offsite target" | "scratch root";
+export type GuardedLocation =
+  "backup root" | "state root" | "identity file" | "offsite target" | "scratch root";
 
 /** Refuse a location inside a git work tree (SafetyError PAAS_BACKUP_UNSAFE_LOCATION, exit 4). */
-export async function assertOutsideWorkTree(fs: FileSystem, path: string, what: GuardedLocation, remediation?: string): Promise<void> {
+export async function assertOutsideWorkTree(
+  fs: FileSystem,
+  path: string,
+  what: GuardedLocation,
+  remediation?: string,
+): Promise<void> {
   const repo = await workTreeOf(fs, path);
   if (!repo) return;
-  throw new SafetyError("PAAS_BACKUP_UNSAFE_LOCATION", `${what} ${path} is inside the git work tree ${repo}`, {
-    path,
-    remediation: remediation ?? `Move the ${what} outside any repository (policy §7.1), e.g. under ~/.si/; a file in a work tree is one \`git add\` away from a leak.`,
-    stage: "location",
-    data: { repository: repo },
-  });
+  throw new SafetyError(
+    "PAAS_BACKUP_UNSAFE_LOCATION",
+    `${what} ${path} is inside the git work tree ${repo}`,
+    {
+      path,
+      remediation:
+        remediation ??
+        `Move the ${what} outside any repository (policy §7.1), e.g. under ~/.si/; a file in a work tree is one \`git add\` away from a leak.`,
+      stage: "location",
+      data: { repository: repo },
+    },
+  );
 }
 
 /** The locations of a snapshot or a restore: the backup root never in a work tree; the state root not either, unless si allows it. */
-export async function assertSafeLocations(options: { fs: FileSystem; backupRoot: string; stateRoot?: string; allowRepoState?: boolean }): Promise<void> {
+export async function assertSafeLocations(options: {
+  fs: FileSystem;
+  backupRoot: string;
+  stateRoot?: string;
+  allowRepoState?: boolean;
+}): Promise<void> {
   await assertOutsideWorkTree(options.fs, options.backupRoot, "backup root");
   if (options.stateRoot !== undefined && options.allowRepoState !== true)
     await assertOutsideWorkTree(
@@ -91,9 +112,18 @@ export async function assertSafeLocations(options: { fs: FileSystem; backupRoot:
 }
 
 /** An identity file: outside any work tree and outside the backup root it decrypts (links resolved). */
-export async function assertIdentityLocation(fs: FileSystem, path: string, backupRoot?: string): Promise<void> {
+export async function assertIdentityLocation(
+  fs: FileSystem,
+  path: string,
+  backupRoot?: string,
+): Promise<void> {
   if (backupRoot !== undefined) await assertOutsideBackupRoot(fs, path, backupRoot);
-  await assertOutsideWorkTree(fs, path, "identity file", "Move the identity outside any repository (policy §7.1) and pass its new path; a key in a work tree is one `git add` from a leak.");
+  await assertOutsideWorkTree(
+    fs,
+    path,
+    "identity file",
+    "Move the identity outside any repository (policy §7.1) and pass its new path; a key in a work tree is one `git add` from a leak.",
+  );
 }
 
 async function assertOutsideBackupRoot(fs: FileSystem, path: string, backupRoot: string): Promise<void> {
@@ -103,9 +133,14 @@ async function assertOutsideBackupRoot(fs: FileSystem, path: string, backupRoot:
     return join(real, p.slice(existing.length));
   };
   if (isWithin(await realOf(backupRoot), await realOf(path)) || isWithin(backupRoot, path))
-    throw new SafetyError("PAAS_BACKUP_UNSAFE_LOCATION", `identity ${path} would sit inside the backup root ${backupRoot}`, {
-      path,
-      remediation: "Keep the key apart from what it decrypts: write it outside the backup root (and copy it offline).",
-      stage: "location",
-    });
+    throw new SafetyError(
+      "PAAS_BACKUP_UNSAFE_LOCATION",
+      `identity ${path} would sit inside the backup root ${backupRoot}`,
+      {
+        path,
+        remediation:
+          "Keep the key apart from what it decrypts: write it outside the backup root (and copy it offline).",
+        stage: "location",
+      },
+    );
 }

@@ -7,7 +7,13 @@ export async function appendAuditEvent(
   fs: FileSystem,
   stateRoot: string,
   context: string,
-  event: { timestamp: Date; command: string; status: "succeeded" | "failed"; fields: Record<string, string>; error?: { code: string; message: string; remediation: string; stage: string } },
+  event: {
+    timestamp: Date;
+    command: string;
+    status: "succeeded" | "failed";
+    fields: Record<string, string>;
+    error?: { code: string; message: string; remediation: string; stage: string };
+  },
 ): Promise<void> {
   const record: Record<string, unknown> = {
     timestamp: event.timestamp.toISOString(),

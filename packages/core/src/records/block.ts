@@ -28,7 +28,11 @@ export const BlockRecord = z.object({
 });
 export type BlockRecord = z.infer<typeof BlockRecord>;
 
-export async function readBlock(fs: FileSystem, stateRoot: string, context: string): Promise<BlockRecord | null> {
+export async function readBlock(
+  fs: FileSystem,
+  stateRoot: string,
+  context: string,
+): Promise<BlockRecord | null> {
   const path = join(contextDir(stateRoot, context), BLOCK_FILE);
   // A marker we cannot read still blocks: fail closed (torn by a crash, not JSON, wrong shape,
   // or not a regular file: a symbolic link there is not followed).
@@ -62,14 +66,26 @@ export async function readBlock(fs: FileSystem, stateRoot: string, context: stri
   return parsed.data;
 }
 
-export async function writeBlock(fs: FileSystem, stateRoot: string, record: Omit<BlockRecord, "schema" | "blocks">): Promise<string> {
+export async function writeBlock(
+  fs: FileSystem,
+  stateRoot: string,
+  record: Omit<BlockRecord, "schema" | "blocks">,
+): Promise<string> {
   return writeBlockIn(fs, contextDir(stateRoot, record.context), record);
 }
 
 /** The marker written into any context folder: restore writes it into the staged context before the swap. */
-export async function writeBlockIn(fs: FileSystem, dir: string, record: Omit<BlockRecord, "schema" | "blocks">): Promise<string> {
+export async function writeBlockIn(
+  fs: FileSystem,
+  dir: string,
+  record: Omit<BlockRecord, "schema" | "blocks">,
+): Promise<string> {
   const path = join(dir, BLOCK_FILE);
-  const full: BlockRecord = { schema: "paas-backup/block@1", ...record, blocks: ["deploy", "secret-mutation"] };
+  const full: BlockRecord = {
+    schema: "paas-backup/block@1",
+    ...record,
+    blocks: ["deploy", "secret-mutation"],
+  };
   await writeFileAtomic(fs, path, `${JSON.stringify(full, null, 2)}\n`);
   return path;
 }

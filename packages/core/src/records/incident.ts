@@ -30,16 +30,42 @@ export interface IncidentRecord {
   vault: unknown;
   doctor: { ok: boolean; checks: CheckResult[] } | null;
   externalDoctor: { command: string; ok: boolean; exitCode: number | null; detail: string } | null;
-  outcome: "restored" | "blocked" | "refused" | "failed" | "dry-run" | "rolled-back" | "unblocked" | "drill-passed" | "drill-failed" | "recovered";
+  outcome:
+    | "restored"
+    | "blocked"
+    | "refused"
+    | "failed"
+    | "dry-run"
+    | "rolled-back"
+    | "unblocked"
+    | "drill-passed"
+    | "drill-failed"
+    | "recovered";
   error: { code: string; message: string } | null;
   /** restore: what it replaces and what it leaves as it is (issue 10 §1) */
-  scope?: { mode: "snapshot" | "exact" | "paths"; paths: string[]; changed: string[]; added: string[]; movedAside: string[]; kept: string[] };
+  scope?: {
+    mode: "snapshot" | "exact" | "paths";
+    paths: string[];
+    changed: string[];
+    added: string[];
+    movedAside: string[];
+    kept: string[];
+  };
   /** recovery: the interrupted operation and what was done about it */
-  recovery?: { operation: string; action: "completed" | "undone"; phase: string; interruptedAt: string; message: string };
+  recovery?: {
+    operation: string;
+    action: "completed" | "undone";
+    phase: string;
+    interruptedAt: string;
+    message: string;
+  };
 }
 
 /** The one way to start an incident record: every field present, the outcome pessimistic until known. */
-export function newIncidentRecord(fields: Pick<IncidentRecord, "kind" | "ticket" | "context" | "stateRoot" | "operator" | "startedAt"> & Partial<IncidentRecord>): IncidentRecord {
+export function newIncidentRecord(
+  fields: Pick<IncidentRecord, "kind" | "ticket" | "context" | "stateRoot" | "operator" | "startedAt"> &
+    Partial<IncidentRecord>,
+): IncidentRecord {
   return {
     schema: "paas-backup/incident@1",
     snapshot: null,
@@ -61,7 +87,12 @@ function safeName(text: string): string {
   return text.replace(/[^A-Za-z0-9._-]/g, "_").slice(0, 80);
 }
 
-export async function writeIncident(fs: FileSystem, backupRoot: string, record: IncidentRecord, folder = "incidents"): Promise<string> {
+export async function writeIncident(
+  fs: FileSystem,
+  backupRoot: string,
+  record: IncidentRecord,
+  folder = "incidents",
+): Promise<string> {
   const dir = join(contextBackupDir(backupRoot, record.context), folder);
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
   const stamp = record.startedAt.replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
@@ -75,11 +106,17 @@ export async function writeIncident(fs: FileSystem, backupRoot: string, record: 
     const path = join(dir, `${base}${n === 1 ? "" : `-${n}`}.json`);
     if (await createFileExclusive(fs, path, content)) return path;
   }
-  throw new PaasBackupError("PAAS_BACKUP_RECORD_NAME_TAKEN", ExitCode.unexpected, `more than 10000 ${folder} records named ${base} in ${dir}`, {
-    path: dir,
-    remediation: "Something keeps writing records under this name: look at the folder, move old records aside, and report it.",
-    stage: "record",
-  });
+  throw new PaasBackupError(
+    "PAAS_BACKUP_RECORD_NAME_TAKEN",
+    ExitCode.unexpected,
+    `more than 10000 ${folder} records named ${base} in ${dir}`,
+    {
+      path: dir,
+      remediation:
+        "Something keeps writing records under this name: look at the folder, move old records aside, and report it.",
+      stage: "record",
+    },
+  );
 }
 
 /** temporaries of record writes killed before their link (".<name>.json.<uuid>.tmp"), once an hour old */
@@ -88,25 +125,43 @@ async function sweepRecordTemporaries(fs: FileSystem, dir: string, now: number):
   for (const e of await readdirOrEmpty(fs, dir)) {
     if (e.kind !== "file" || !e.name.startsWith(".") || !e.name.endsWith(".tmp")) continue;
     try {
-      if (now - (await fs.lstat(join(dir, e.name))).mtimeMs > 3600_000) await fs.rm(join(dir, e.name), { force: true });
+      if (now - (await fs.lstat(join(dir, e.name))).mtimeMs > 3600_000)
+        await fs.rm(join(dir, e.name), { force: true });
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }
   }
 }
 
-export async function listRecords(fs: FileSystem, backupRoot: string, context: string, folder: string): Promise<IncidentRecord[]> {
+export async function listRecords(
+  fs: FileSystem,
+  backupRoot: string,
+  context: string,
+  folder: string,
+): Promise<IncidentRecord[]> {
   return (await listRecordFiles(fs, backupRoot, context, folder)).map((r) => r.record);
 }
 
 /** Each readable record of a folder with the file it was read from, oldest name first. */
-export async function listRecordFiles(fs: FileSystem, backupRoot: string, context: string, folder: string): Promise<{ file: string; record: IncidentRecord }[]> {
+export async function listRecordFiles(
+  fs: FileSystem,
+  backupRoot: string,
+  context: string,
+  folder: string,
+): Promise<{ file: string; record: IncidentRecord }[]> {
   const dir = join(contextBackupDir(backupRoot, context), folder);
   const entries = await readdirOrEmpty(fs, dir);
   const out: { file: string; record: IncidentRecord }[] = [];
-  for (const e of entries.filter((e) => e.kind === "file" && e.name.endsWith(".json")).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+  for (const e of entries
+    .filter((e) => e.kind === "file" && e.name.endsWith(".json"))
+    .sort((a, b) => (a.name < b.name ? -1 : 1))) {
     try {
-      out.push({ file: join(dir, e.name), record: JSON.parse(Buffer.from(await fs.readFile(join(dir, e.name))).toString("utf8")) as IncidentRecord });
+      out.push({
+        file: join(dir, e.name),
+        record: JSON.parse(
+          Buffer.from(await fs.readFile(join(dir, e.name))).toString("utf8"),
+        ) as IncidentRecord,
+      });
     } catch {
       // a record we cannot parse is skipped, not fatal: the others still tell the story
     }

@@ -29,11 +29,17 @@ export interface ChecksumCheck {
 
 /** The sha256 its checksum file names for a snapshot, or null when there is none. */
 /** what a checksum check needs of a snapshot (a damaged one has these too) */
-export type ChecksummedArtifact = Pick<SnapshotRef, "checksum" | "storage" | "checksumKey" | "artifactKey" | "artifactName">;
+export type ChecksummedArtifact = Pick<
+  SnapshotRef,
+  "checksum" | "storage" | "checksumKey" | "artifactKey" | "artifactName"
+>;
 
 export async function expectedChecksum(snapshot: ChecksummedArtifact): Promise<string | null> {
   if (!snapshot.checksum) return null;
-  return parseChecksumFile(await readSmallObject(snapshot.storage, snapshot.checksumKey, 1024 * 1024), snapshot.artifactName);
+  return parseChecksumFile(
+    await readSmallObject(snapshot.storage, snapshot.checksumKey, 1024 * 1024),
+    snapshot.artifactName,
+  );
 }
 
 /** Stream the artifact through sha256 (memory stays flat) and compare with its checksum file. */

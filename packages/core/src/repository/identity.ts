@@ -24,14 +24,24 @@ const ID = /^[0-9a-f]{16}$/;
 function parseIdentity(text: string): RepositoryIdentity | null {
   try {
     const r = JSON.parse(text) as Partial<RepositoryIdentity>;
-    return r && typeof r.id === "string" && ID.test(r.id) ? { schema: "paas-backup/repository@1", id: r.id, createdAt: String(r.createdAt ?? ""), host: r.host ?? null } : null;
+    return r && typeof r.id === "string" && ID.test(r.id)
+      ? {
+          schema: "paas-backup/repository@1",
+          id: r.id,
+          createdAt: String(r.createdAt ?? ""),
+          host: r.host ?? null,
+        }
+      : null;
   } catch {
     return null;
   }
 }
 
 /** The backup root's identity; null when it has none yet. */
-export async function readRepositoryIdentity(fs: FileSystem, backupRoot: string): Promise<RepositoryIdentity | null> {
+export async function readRepositoryIdentity(
+  fs: FileSystem,
+  backupRoot: string,
+): Promise<RepositoryIdentity | null> {
   const path = join(backupRoot, REPOSITORY_FILE);
   // The creator writes the file in one small write after an exclusive create: a reader racing it
   // can see it empty for an instant, so an empty or torn file is read again before it is an error.
@@ -41,24 +51,42 @@ export async function readRepositoryIdentity(fs: FileSystem, backupRoot: string)
     const parsed = parseIdentity(text);
     if (parsed) return parsed;
     if (attempt >= 20) {
-      throw new IntegrityError("PAAS_BACKUP_REPOSITORY_ID_INVALID", `${path} does not hold a backup root identity`, {
-        path,
-        remediation: "Restore the file from a copy of this backup root; if it was never valid, move it aside and a new identity is made (offsite copies pushed under the old one stay listed with offsite list --all-roots).",
-        stage: "identity",
-      });
+      throw new IntegrityError(
+        "PAAS_BACKUP_REPOSITORY_ID_INVALID",
+        `${path} does not hold a backup root identity`,
+        {
+          path,
+          remediation:
+            "Restore the file from a copy of this backup root; if it was never valid, move it aside and a new identity is made (offsite copies pushed under the old one stay listed with offsite list --all-roots).",
+          stage: "identity",
+        },
+      );
     }
     await new Promise((r) => setTimeout(r, 25));
   }
 }
 
 /** The identity, created once: an exclusive create decides which of two racing processes makes it. */
-export async function ensureRepositoryIdentity(fs: FileSystem, backupRoot: string, clock: () => Date, host: string | null = null): Promise<RepositoryIdentity> {
+export async function ensureRepositoryIdentity(
+  fs: FileSystem,
+  backupRoot: string,
+  clock: () => Date,
+  host: string | null = null,
+): Promise<RepositoryIdentity> {
   const existing = await readRepositoryIdentity(fs, backupRoot);
   if (existing) return existing;
-  const identity: RepositoryIdentity = { schema: "paas-backup/repository@1", id: randomBytes(8).toString("hex"), createdAt: clock().toISOString(), host };
+  const identity: RepositoryIdentity = {
+    schema: "paas-backup/repository@1",
+    id: randomBytes(8).toString("hex"),
+    createdAt: clock().toISOString(),
+    host,
+  };
   await fs.mkdir(backupRoot, { recursive: true, mode: 0o700 });
   try {
-    await fs.writeFile(join(backupRoot, REPOSITORY_FILE), `${JSON.stringify(identity, null, 2)}\n`, { mode: 0o600, exclusive: true });
+    await fs.writeFile(join(backupRoot, REPOSITORY_FILE), `${JSON.stringify(identity, null, 2)}\n`, {
+      mode: 0o600,
+      exclusive: true,
+    });
     await fs.sync(join(backupRoot, REPOSITORY_FILE));
     return identity;
   } catch (err) {

@@ -49,7 +49,11 @@ export interface LockOptions {
   staleAfterMs?: number;
   sleep?: (ms: number) => Promise<void>;
   /** called on each wait while a live run holds the lock, with how long we have waited: lets the CLI say who holds it */
-  onWait?: (holder: { pid: number | null; host: string | null; command: string | null; startedAt: string }, waitedMs: number, timeoutMs: number) => void;
+  onWait?: (
+    holder: { pid: number | null; host: string | null; command: string | null; startedAt: string },
+    waitedMs: number,
+    timeoutMs: number,
+  ) => void;
 }
 
 interface LockRecord {
@@ -91,7 +95,13 @@ function parseRecord(text: string): LockRecord | null {
       typeof value.startedAt === "string" &&
       Number.isFinite(Date.parse(value.startedAt))
     ) {
-      return { pid: value.pid, host: value.host, nonce: value.nonce, startedAt: value.startedAt, command: typeof value.command === "string" ? value.command : "" };
+      return {
+        pid: value.pid,
+        host: value.host,
+        nonce: value.nonce,
+        startedAt: value.startedAt,
+        command: typeof value.command === "string" ? value.command : "",
+      };
     }
   } catch {
     // not JSON: torn or foreign
@@ -117,11 +127,18 @@ async function observe(fs: FileSystem, path: string): Promise<Observed> {
 function sameLock(judged: Exclude<Observed, { state: "absent" }>, now: Observed): boolean {
   if (now.state === "absent") return false;
   if (judged.state === "record") return now.state === "record" && now.record.nonce === judged.record.nonce;
-  return now.state === "unreadable" && now.stat.ino === judged.stat.ino && now.stat.mtimeMs === judged.stat.mtimeMs && now.stat.size === judged.stat.size;
+  return (
+    now.state === "unreadable" &&
+    now.stat.ino === judged.stat.ino &&
+    now.stat.mtimeMs === judged.stat.mtimeMs &&
+    now.stat.size === judged.stat.size
+  );
 }
 
 function lockId(judged: Exclude<Observed, { state: "absent" }>): string {
-  return judged.state === "record" ? judged.record.nonce.replace(/[^A-Za-z0-9-]/g, "") : `ino${judged.stat.ino}-${Math.trunc(judged.stat.mtimeMs)}-${judged.stat.size}`;
+  return judged.state === "record"
+    ? judged.record.nonce.replace(/[^A-Za-z0-9-]/g, "")
+    : `ino${judged.stat.ino}-${Math.trunc(judged.stat.mtimeMs)}-${judged.stat.size}`;
 }
 
 /** sweep what lock attempts killed half way leave: temporaries not yet linked, stale locks moved aside */
@@ -158,7 +175,12 @@ async function sweepTemporaries(fs: FileSystem, dir: string, owner: LockOwner, n
 /** nonces of the locks this process holds right now */
 const heldInThisProcess = new Set<string>();
 
-function isStale(seen: Exclude<Observed, { state: "absent" }>, owner: LockOwner, now: number, staleAfter: number): boolean {
+function isStale(
+  seen: Exclude<Observed, { state: "absent" }>,
+  owner: LockOwner,
+  now: number,
+  staleAfter: number,
+): boolean {
   if (seen.state === "unreadable") return now - seen.stat.mtimeMs > staleAfter;
   const { record } = seen;
   if (record.host === owner.host) {
@@ -174,9 +196,21 @@ function isStale(seen: Exclude<Observed, { state: "absent" }>, owner: LockOwner,
  * Remove the stale lock `judged` unless someone else is already doing it or it changed.
  * Returns the record removed (or a placeholder for an unreadable one), null when not ours to remove.
  */
-async function takeOver(fs: FileSystem, path: string, judged: Exclude<Observed, { state: "absent" }>, owner: LockOwner, now: number): Promise<LockRecord | "unreadable" | null> {
+async function takeOver(
+  fs: FileSystem,
+  path: string,
+  judged: Exclude<Observed, { state: "absent" }>,
+  owner: LockOwner,
+  now: number,
+): Promise<LockRecord | "unreadable" | null> {
   const marker = `${path}.takeover-${lockId(judged)}`;
-  const mine: LockRecord = { pid: owner.pid, host: owner.host, nonce: randomUUID(), startedAt: new Date(now).toISOString(), command: "lock takeover" };
+  const mine: LockRecord = {
+    pid: owner.pid,
+    host: owner.host,
+    nonce: randomUUID(),
+    startedAt: new Date(now).toISOString(),
+    command: "lock takeover",
+  };
   if (!(await createFileExclusive(fs, marker, `${JSON.stringify(mine)}\n`))) {
     // Another taker is at it. If it died there, clear its marker so the lock does not stay stuck.
     await clearMarkerIfStale(fs, marker, owner, now);
@@ -212,7 +246,12 @@ async function takeOver(fs: FileSystem, path: string, judged: Exclude<Observed, 
   }
 }
 
-async function clearMarkerIfStale(fs: FileSystem, marker: string, owner: LockOwner, now: number): Promise<void> {
+async function clearMarkerIfStale(
+  fs: FileSystem,
+  marker: string,
+  owner: LockOwner,
+  now: number,
+): Promise<void> {
   const other = await observe(fs, marker);
   if (other.state === "absent" || !isMarkerStale(other, owner, now)) return;
   const aside = `${marker}.stale-${randomUUID()}`;
@@ -228,8 +267,12 @@ async function clearMarkerIfStale(fs: FileSystem, marker: string, owner: LockOwn
 }
 
 function isMarkerStale(seen: Exclude<Observed, { state: "absent" }>, owner: LockOwner, now: number): boolean {
-  if (seen.state === "record" && seen.record.host === owner.host && !owner.isAlive(seen.record.pid)) return true;
-  return now - seen.stat.mtimeMs > TAKEOVER_MARKER_STALE_MS && (seen.state === "unreadable" || now - Date.parse(seen.record.startedAt) > TAKEOVER_MARKER_STALE_MS);
+  if (seen.state === "record" && seen.record.host === owner.host && !owner.isAlive(seen.record.pid))
+    return true;
+  return (
+    now - seen.stat.mtimeMs > TAKEOVER_MARKER_STALE_MS &&
+    (seen.state === "unreadable" || now - Date.parse(seen.record.startedAt) > TAKEOVER_MARKER_STALE_MS)
+  );
 }
 
 export async function acquireContextLock(options: LockOptions): Promise<HeldLock> {
@@ -240,7 +283,13 @@ export async function acquireContextLock(options: LockOptions): Promise<HeldLock
   const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const staleAfter = options.staleAfterMs ?? 6 * 3600_000;
   const deadline = clock().getTime() + options.timeoutMs;
-  const mine: LockRecord = { pid: owner.pid, host: owner.host, nonce: randomUUID(), startedAt: clock().toISOString(), command: owner.command };
+  const mine: LockRecord = {
+    pid: owner.pid,
+    host: owner.host,
+    nonce: randomUUID(),
+    startedAt: clock().toISOString(),
+    command: owner.command,
+  };
   let tookOverFrom: LockRecord | null = null;
   const waitStarted = clock().getTime();
   await sweepTemporaries(fs, dir, owner, clock().getTime());
@@ -253,7 +302,8 @@ export async function acquireContextLock(options: LockOptions): Promise<HeldLock
         release: async () => {
           try {
             const current = await observe(fs, path);
-            if (current.state === "record" && current.record.nonce === mine.nonce) await fs.rm(path, { force: true });
+            if (current.state === "record" && current.record.nonce === mine.nonce)
+              await fs.rm(path, { force: true });
           } finally {
             heldInThisProcess.delete(mine.nonce);
           }
@@ -266,13 +316,25 @@ export async function acquireContextLock(options: LockOptions): Promise<HeldLock
     if (isStale(seen, owner, now, staleAfter)) {
       const removed = await takeOver(fs, path, seen, owner, now);
       if (removed && removed !== "unreadable") tookOverFrom = removed;
-      else if (removed === "unreadable") tookOverFrom = { pid: -1, host: "", nonce: "unreadable", startedAt: new Date(seen.stat.mtimeMs).toISOString(), command: "" };
+      else if (removed === "unreadable")
+        tookOverFrom = {
+          pid: -1,
+          host: "",
+          nonce: "unreadable",
+          startedAt: new Date(seen.stat.mtimeMs).toISOString(),
+          command: "",
+        };
       if (removed) continue;
     }
     if (now >= deadline) {
       const holder =
         seen.state === "record"
-          ? { pid: seen.record.pid, host: seen.record.host, startedAt: seen.record.startedAt, command: seen.record.command }
+          ? {
+              pid: seen.record.pid,
+              host: seen.record.host,
+              startedAt: seen.record.startedAt,
+              command: seen.record.command,
+            }
           : { pid: null, host: null, startedAt: new Date(seen.stat.mtimeMs).toISOString(), command: null };
       const who =
         seen.state === "record"
@@ -280,7 +342,8 @@ export async function acquireContextLock(options: LockOptions): Promise<HeldLock
           : `an unreadable lock file (torn or foreign, written ${holder.startedAt}; it counts as held until it is ${Math.round(staleAfter / 60_000)} minutes old)`;
       throw new BusyError("PAAS_BACKUP_LOCKED", `context ${options.context} is locked by ${who}: ${path}`, {
         path,
-        remediation: "Another paas-backup run is working on this context; wait for it, or if that process is gone on another host, remove the lock file.",
+        remediation:
+          "Another paas-backup run is working on this context; wait for it, or if that process is gone on another host, remove the lock file.",
         stage: "lock",
         data: { holder },
       });
@@ -288,7 +351,12 @@ export async function acquireContextLock(options: LockOptions): Promise<HeldLock
     if (options.onWait) {
       options.onWait(
         seen.state === "record"
-          ? { pid: seen.record.pid, host: seen.record.host, command: seen.record.command, startedAt: seen.record.startedAt }
+          ? {
+              pid: seen.record.pid,
+              host: seen.record.host,
+              command: seen.record.command,
+              startedAt: seen.record.startedAt,
+            }
           : { pid: null, host: null, command: null, startedAt: new Date(seen.stat.mtimeMs).toISOString() },
         now - waitStarted,
         options.timeoutMs,

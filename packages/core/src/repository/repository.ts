@@ -1,5 +1,12 @@
 import type { FileSystem } from "../fs/types.js";
-import { IntegrityError, PaasBackupError, UsageError, errorCodeOf, isNotFound, type ErrorCode } from "../errors.js";
+import {
+  IntegrityError,
+  PaasBackupError,
+  UsageError,
+  errorCodeOf,
+  isNotFound,
+  type ErrorCode,
+} from "../errors.js";
 import type { Manifest } from "../manifest/schema.js";
 import { parseManifest } from "../manifest/io.js";
 import type { ObjectStorage, StoredObject } from "./storage.js";
@@ -55,18 +62,27 @@ export function backupRootStorage(fs: FileSystem, backupRoot: string): ObjectSto
   return new LocalStorage(fs, backupRoot, { readOnly: false });
 }
 
-export async function readSmallObject(storage: ObjectStorage, key: string, limit = 64 * 1024 * 1024): Promise<string> {
+export async function readSmallObject(
+  storage: ObjectStorage,
+  key: string,
+  limit = 64 * 1024 * 1024,
+): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const c of await storage.get(key)) {
     chunks.push(c as Buffer);
     size += (c as Buffer).length;
     if (size > limit)
-      throw new IntegrityError("PAAS_BACKUP_OBJECT_TOO_LARGE", `${storage.locate(key)} is larger than ${limit} bytes`, {
-        path: storage.locate(key),
-        remediation: "This file is not one paas-backup wrote (a manifest or checksum is small): remove or replace it, then run `paas-backup verify`.",
-        stage: "storage",
-      });
+      throw new IntegrityError(
+        "PAAS_BACKUP_OBJECT_TOO_LARGE",
+        `${storage.locate(key)} is larger than ${limit} bytes`,
+        {
+          path: storage.locate(key),
+          remediation:
+            "This file is not one paas-backup wrote (a manifest or checksum is small): remove or replace it, then run `paas-backup verify`.",
+          stage: "storage",
+        },
+      );
   }
   return Buffer.concat(chunks).toString("utf8");
 }
@@ -94,7 +110,10 @@ export interface DamagedSnapshot {
 }
 
 /** Every snapshot of a context at a storage target, oldest first, and those whose manifest is damaged. */
-export async function scanSnapshotsIn(storage: ObjectStorage, context: string): Promise<{ snapshots: SnapshotRef[]; damaged: DamagedSnapshot[] }> {
+export async function scanSnapshotsIn(
+  storage: ObjectStorage,
+  context: string,
+): Promise<{ snapshots: SnapshotRef[]; damaged: DamagedSnapshot[] }> {
   const objects = new Map<string, StoredObject>();
   for await (const o of storage.list(`${context}/`, { shallow: true })) objects.set(o.key, o);
   const refs: SnapshotRef[] = [];
@@ -115,11 +134,15 @@ export async function scanSnapshotsIn(storage: ObjectStorage, context: string): 
       try {
         manifest = parseManifest(await readSmallObject(storage, manifestKey), storage.locate(manifestKey));
         if (manifest.id !== id) {
-          throw new IntegrityError("PAAS_BACKUP_MANIFEST_INVALID", `manifest in ${storage.locate(manifestKey)} describes snapshot ${manifest.id}, not ${id}`, {
-            path: storage.locate(manifestKey),
-            remediation: "The snapshot's metadata is damaged: restore an older snapshot.",
-            stage: "manifest",
-          });
+          throw new IntegrityError(
+            "PAAS_BACKUP_MANIFEST_INVALID",
+            `manifest in ${storage.locate(manifestKey)} describes snapshot ${manifest.id}, not ${id}`,
+            {
+              path: storage.locate(manifestKey),
+              remediation: "The snapshot's metadata is damaged: restore an older snapshot.",
+              stage: "manifest",
+            },
+          );
         }
       } catch (err) {
         // Damage is what the manifest's bytes say (not JSON, wrong shape, wrong id, absurd size) or a
@@ -143,7 +166,9 @@ export async function scanSnapshotsIn(storage: ObjectStorage, context: string): 
           storage,
           error: {
             code: e?.code ?? "PAAS_BACKUP_MANIFEST_INVALID",
-            message: e?.message ?? `manifest in ${storage.locate(manifestKey)} cannot be read: ${(err as Error).message}`,
+            message:
+              e?.message ??
+              `manifest in ${storage.locate(manifestKey)} cannot be read: ${(err as Error).message}`,
             remediation: `Snapshot ${id} cannot be used; other snapshots are unaffected. Restore another one (see \`paas-backup list --context ${context}\`), and move the damaged files aside once you have looked at them.`,
           },
         });
@@ -173,7 +198,10 @@ export async function scanSnapshotsIn(storage: ObjectStorage, context: string): 
       uid: artifact.uid ?? -1,
     });
   }
-  return { snapshots: refs.sort((a, b) => compareSnapshotIds(a.id, b.id)), damaged: damaged.sort((a, b) => compareSnapshotIds(a.id, b.id)) };
+  return {
+    snapshots: refs.sort((a, b) => compareSnapshotIds(a.id, b.id)),
+    damaged: damaged.sort((a, b) => compareSnapshotIds(a.id, b.id)),
+  };
 }
 
 /** Every usable snapshot of a context at a storage target, oldest first (damaged ones left out). */
@@ -182,50 +210,75 @@ export async function listSnapshotsIn(storage: ObjectStorage, context: string): 
 }
 
 /** The snapshots in the backup root, usable and damaged. */
-export async function scanSnapshots(fs: FileSystem, backupRoot: string, context: string): Promise<{ snapshots: SnapshotRef[]; damaged: DamagedSnapshot[] }> {
+export async function scanSnapshots(
+  fs: FileSystem,
+  backupRoot: string,
+  context: string,
+): Promise<{ snapshots: SnapshotRef[]; damaged: DamagedSnapshot[] }> {
   return scanSnapshotsIn(backupRootStorage(fs, backupRoot), context);
 }
 
 /** The snapshots in the backup root: the local driver over <backup_root>. */
-export async function listSnapshots(fs: FileSystem, backupRoot: string, context: string): Promise<SnapshotRef[]> {
+export async function listSnapshots(
+  fs: FileSystem,
+  backupRoot: string,
+  context: string,
+): Promise<SnapshotRef[]> {
   return listSnapshotsIn(backupRootStorage(fs, backupRoot), context);
 }
 
 /** `latest` or an exact id; a clear error listing what exists otherwise. */
-export async function findSnapshot(fs: FileSystem, backupRoot: string, context: string, selector: string): Promise<{ snapshot: SnapshotRef; all: SnapshotRef[] }> {
+export async function findSnapshot(
+  fs: FileSystem,
+  backupRoot: string,
+  context: string,
+  selector: string,
+): Promise<{ snapshot: SnapshotRef; all: SnapshotRef[] }> {
   const { snapshots: all, damaged } = await scanSnapshots(fs, backupRoot, context);
   const dir = contextBackupDir(backupRoot, context);
   // The one asked for (or the newest, for latest) has a damaged manifest: say so, name what is usable.
   const newestDamaged = damaged[damaged.length - 1];
   const brokenPick =
     selector === "latest"
-      ? newestDamaged && (all.length === 0 || compareSnapshotIds(newestDamaged.id, all[all.length - 1]!.id) > 0)
+      ? newestDamaged &&
+        (all.length === 0 || compareSnapshotIds(newestDamaged.id, all[all.length - 1]!.id) > 0)
         ? newestDamaged
         : undefined
       : damaged.find((d) => d.id === selector);
   if (brokenPick) {
     const usable = all[all.length - 1];
-    throw new IntegrityError(brokenPick.error.code, `snapshot ${brokenPick.id} of context ${context} cannot be used: ${brokenPick.error.message}`, {
-      path: brokenPick.manifestPath,
-      remediation: usable ? `Restore an older snapshot, e.g. --snapshot ${usable.id} (newest usable), or add --fallback where the command has it.` : "No usable snapshot is left here: fetch one from the offsite target (restore --from-offsite).",
-      stage: "manifest",
-      data: { fallback: usable?.id ?? null },
-    });
+    throw new IntegrityError(
+      brokenPick.error.code,
+      `snapshot ${brokenPick.id} of context ${context} cannot be used: ${brokenPick.error.message}`,
+      {
+        path: brokenPick.manifestPath,
+        remediation: usable
+          ? `Restore an older snapshot, e.g. --snapshot ${usable.id} (newest usable), or add --fallback where the command has it.`
+          : "No usable snapshot is left here: fetch one from the offsite target (restore --from-offsite).",
+        stage: "manifest",
+        data: { fallback: usable?.id ?? null },
+      },
+    );
   }
   if (all.length === 0) {
     throw new UsageError("PAAS_BACKUP_NO_SNAPSHOTS", `no snapshots of context ${context} in ${dir}`, {
       path: dir,
-      remediation: "Check --backup-root and --context, or take one with `paas-backup snapshot --context <name>`.",
+      remediation:
+        "Check --backup-root and --context, or take one with `paas-backup snapshot --context <name>`.",
       stage: "select",
     });
   }
   const snapshot = selector === "latest" ? all[all.length - 1] : all.find((s) => s.id === selector);
   if (!snapshot) {
-    throw new UsageError("PAAS_BACKUP_SNAPSHOT_NOT_FOUND", `snapshot ${selector} of context ${context} not found in ${dir}`, {
-      path: dir,
-      remediation: `Pick an id from \`paas-backup list --context ${context}\` (newest: ${all[all.length - 1]!.id}) or pass latest.`,
-      stage: "select",
-    });
+    throw new UsageError(
+      "PAAS_BACKUP_SNAPSHOT_NOT_FOUND",
+      `snapshot ${selector} of context ${context} not found in ${dir}`,
+      {
+        path: dir,
+        remediation: `Pick an id from \`paas-backup list --context ${context}\` (newest: ${all[all.length - 1]!.id}) or pass latest.`,
+        stage: "select",
+      },
+    );
   }
   return { snapshot, all };
 }
@@ -238,7 +291,10 @@ export async function deleteSnapshot(s: SnapshotRef): Promise<void> {
 }
 
 /** The snapshots an incremental needs, oldest (the full) first, ending with itself. */
-export function chainOf(snapshot: SnapshotRef, all: readonly SnapshotRef[]): { chain: SnapshotRef[]; missing: string | null } {
+export function chainOf(
+  snapshot: SnapshotRef,
+  all: readonly SnapshotRef[],
+): { chain: SnapshotRef[]; missing: string | null } {
   const byId = new Map(all.map((s) => [s.id, s]));
   const chain: SnapshotRef[] = [snapshot];
   let cur = snapshot;

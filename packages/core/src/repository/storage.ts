@@ -107,7 +107,8 @@ export class ObjectNotFoundError extends IntegrityError {
   constructor(where: string, cause?: unknown) {
     super("PAAS_BACKUP_OBJECT_NOT_FOUND", `${where} does not exist`, {
       path: where,
-      remediation: "Something removed it while paas-backup ran, or the repository is damaged: run `paas-backup verify` and take a new snapshot.",
+      remediation:
+        "Something removed it while paas-backup ran, or the repository is damaged: run `paas-backup verify` and take a new snapshot.",
       stage: "storage",
       ...(cause === undefined ? {} : { cause }),
     });
@@ -115,11 +116,16 @@ export class ObjectNotFoundError extends IntegrityError {
 }
 
 export function stagedMismatch(where: string, actual: string, expected: string): IntegrityError {
-  return new IntegrityError("PAAS_BACKUP_STORAGE_MISMATCH", `bytes written to ${where} hash to ${actual}, expected ${expected}`, {
-    path: where,
-    remediation: "The source changed while it was copied, or the storage corrupts writes: check it and run the command again.",
-    stage: "storage",
-  });
+  return new IntegrityError(
+    "PAAS_BACKUP_STORAGE_MISMATCH",
+    `bytes written to ${where} hash to ${actual}, expected ${expected}`,
+    {
+      path: where,
+      remediation:
+        "The source changed while it was copied, or the storage corrupts writes: check it and run the command again.",
+      stage: "storage",
+    },
+  );
 }
 
 /** The staging name of a key: a dot-file beside it that no listing shows. */
@@ -145,7 +151,8 @@ export interface TargetSpec {
 export function parseTargetUrl(url: string): TargetSpec {
   const bad = (why: string) =>
     new UsageError("PAAS_BACKUP_BAD_TARGET", `offsite target ${JSON.stringify(url)} ${why}`, {
-      remediation: "Name a target as s3://<bucket>/<prefix> (with --endpoint for S3-compatible servers) or file:///<absolute path>.",
+      remediation:
+        "Name a target as s3://<bucket>/<prefix> (with --endpoint for S3-compatible servers) or file:///<absolute path>.",
       stage: "arguments",
     });
   const m = /^([a-z0-9]+):\/\/(.*)$/.exec(url);

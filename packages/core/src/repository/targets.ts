@@ -30,7 +30,12 @@ const registry = new Map<string, Registration>([
     "file",
     {
       factory: async (spec, options) => {
-        await assertOutsideWorkTree(options.fs, spec.location, "offsite target", "Point the offsite target at a folder outside any repository (policy §7.1).");
+        await assertOutsideWorkTree(
+          options.fs,
+          spec.location,
+          "offsite target",
+          "Point the offsite target at a folder outside any repository (policy §7.1).",
+        );
         return new LocalStorage(options.fs, spec.location);
       },
     },
@@ -47,16 +52,22 @@ async function factoryFor(scheme: string): Promise<StorageDriverFactory> {
   if (registered && "factory" in registered) return registered.factory;
   const name = `@paas-backup/${scheme}`;
   try {
-    const factory = registered ? await registered.load() : ((await import(name)) as { storageDriver?: StorageDriverFactory }).storageDriver;
+    const factory = registered
+      ? await registered.load()
+      : ((await import(name)) as { storageDriver?: StorageDriverFactory }).storageDriver;
     if (typeof factory !== "function") throw new TypeError(`${name} exports no storageDriver`);
     registry.set(scheme, { factory });
     return factory;
   } catch (err) {
-    throw new UsageError("PAAS_BACKUP_PACKAGE_MISSING", `${scheme}:// targets need the package ${name}, which could not be loaded: ${(err as Error).message}`, {
-      remediation: `Install it beside @paas-backup/core (npm install ${name}), or register a driver with registerStorageDriver("${scheme}", ...).`,
-      stage: "arguments",
-      cause: err,
-    });
+    throw new UsageError(
+      "PAAS_BACKUP_PACKAGE_MISSING",
+      `${scheme}:// targets need the package ${name}, which could not be loaded: ${(err as Error).message}`,
+      {
+        remediation: `Install it beside @paas-backup/core (npm install ${name}), or register a driver with registerStorageDriver("${scheme}", ...).`,
+        stage: "arguments",
+        cause: err,
+      },
+    );
   }
 }
 

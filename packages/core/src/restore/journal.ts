@@ -67,7 +67,11 @@ export async function writeJournal(fs: FileSystem, stateRoot: string, journal: S
   await writeFileAtomic(fs, path, `${JSON.stringify(journal, null, 2)}\n`);
 }
 
-export async function readJournal(fs: FileSystem, stateRoot: string, context: string): Promise<SwapJournal | null> {
+export async function readJournal(
+  fs: FileSystem,
+  stateRoot: string,
+  context: string,
+): Promise<SwapJournal | null> {
   const path = journalPath(stateRoot, context);
   const text = await readTextOrNull(fs, path);
   if (text === null) return null;
@@ -77,16 +81,24 @@ export async function readJournal(fs: FileSystem, stateRoot: string, context: st
     return parsed;
   } catch {
     // Written atomically, so a journal we cannot read was not written by us: never guess.
-    throw new SafetyError("PAAS_BACKUP_JOURNAL_UNREADABLE", `the swap journal ${path} cannot be read; ${context} may be half swapped`, {
-      path,
-      remediation: `Look at ${contextDir(stateRoot, context)} and ${workDir(stateRoot)}/moved-aside/ by hand, put the context back, then remove ${path}.`,
-      stage: "recover",
-    });
+    throw new SafetyError(
+      "PAAS_BACKUP_JOURNAL_UNREADABLE",
+      `the swap journal ${path} cannot be read; ${context} may be half swapped`,
+      {
+        path,
+        remediation: `Look at ${contextDir(stateRoot, context)} and ${workDir(stateRoot)}/moved-aside/ by hand, put the context back, then remove ${path}.`,
+        stage: "recover",
+      },
+    );
   }
 }
 
 /** Where the vault is after `done` steps have run. */
-function vaultAfter(journal: Pick<SwapJournal, "steps">, initial: string | null, done: number): string | null {
+function vaultAfter(
+  journal: Pick<SwapJournal, "steps">,
+  initial: string | null,
+  done: number,
+): string | null {
   let at = initial;
   if (!at) return null;
   for (const step of journal.steps.slice(0, done)) {
@@ -103,11 +115,15 @@ async function stepDone(fs: FileSystem, step: SwapStep): Promise<boolean> {
 async function renameStep(fs: FileSystem, from: string, to: string): Promise<void> {
   if (await exists(fs, to)) {
     // rename(2) would replace an empty folder or a file silently: never overwrite anything.
-    throw new SafetyError("PAAS_BACKUP_SWAP_CONFLICT", `cannot move ${from} to ${to}: something is already there`, {
-      path: to,
-      remediation: `Move ${to} out of the way by hand (nothing was overwritten), then rerun the command; it finishes the swap.`,
-      stage: "swap",
-    });
+    throw new SafetyError(
+      "PAAS_BACKUP_SWAP_CONFLICT",
+      `cannot move ${from} to ${to}: something is already there`,
+      {
+        path: to,
+        remediation: `Move ${to} out of the way by hand (nothing was overwritten), then rerun the command; it finishes the swap.`,
+        stage: "swap",
+      },
+    );
   }
   await fs.mkdir(dirname(to), { recursive: true, mode: 0o700 });
   await fs.rename(from, to);
@@ -126,16 +142,36 @@ async function syncFolders(fs: FileSystem, paths: Iterable<string>): Promise<voi
  * `afterPhase` (kept, so a crash in what follows is still seen). `progress.done` counts the
  * renames made, so a caller can tell whether a failure came before or after the pivot.
  */
-export async function runSwap(fs: FileSystem, stateRoot: string, journal: SwapJournal, initialVault: string | null, afterPhase: string, progress: { done: number } = { done: 0 }): Promise<void> {
+export async function runSwap(
+  fs: FileSystem,
+  stateRoot: string,
+  journal: SwapJournal,
+  initialVault: string | null,
+  afterPhase: string,
+  progress: { done: number } = { done: 0 },
+): Promise<void> {
   for (let i = 0; i < journal.steps.length; i++) {
     const step = journal.steps[i]!;
-    await writeJournal(fs, stateRoot, { ...journal, phase: `swap:${step.name}`, next: i, vault: vaultAfter(journal, initialVault, i) });
+    await writeJournal(fs, stateRoot, {
+      ...journal,
+      phase: `swap:${step.name}`,
+      next: i,
+      vault: vaultAfter(journal, initialVault, i),
+    });
     await renameStep(fs, step.from, step.to);
     progress.done = i + 1;
   }
-  await syncFolders(fs, journal.steps.flatMap((s) => [s.from, s.to]));
+  await syncFolders(
+    fs,
+    journal.steps.flatMap((s) => [s.from, s.to]),
+  );
   await finishComplete(fs, journal);
-  await writeJournal(fs, stateRoot, { ...journal, phase: afterPhase, next: journal.steps.length, vault: vaultAfter(journal, initialVault, journal.steps.length) });
+  await writeJournal(fs, stateRoot, {
+    ...journal,
+    phase: afterPhase,
+    next: journal.steps.length,
+    vault: vaultAfter(journal, initialVault, journal.steps.length),
+  });
 }
 
 async function finishComplete(fs: FileSystem, journal: SwapJournal): Promise<void> {
@@ -177,7 +213,14 @@ export interface RecoveryResult {
  * completed restore carries the block marker staged with it, so the context stays blocked until
  * `doctor` passes and `unblock` (or `rollback`) is run. Either way an incident record says so.
  */
-export async function recoverContext(options: { fs: FileSystem; stateRoot: string; backupRoot: string; context: string; clock: () => Date; operator?: string }): Promise<RecoveryResult | null> {
+export async function recoverContext(options: {
+  fs: FileSystem;
+  stateRoot: string;
+  backupRoot: string;
+  context: string;
+  clock: () => Date;
+  operator?: string;
+}): Promise<RecoveryResult | null> {
   const { fs, stateRoot } = options;
   const context = validateContextName(options.context);
   const journal = await readJournal(fs, stateRoot, context);
@@ -187,7 +230,9 @@ export async function recoverContext(options: { fs: FileSystem; stateRoot: strin
   if (!journal) return null;
   const startedAt = options.clock();
   const pivot = journal.steps[journal.pivot];
-  const pivotDone = journal.next > journal.pivot || (pivot !== undefined && journal.next === journal.pivot && (await stepDone(fs, pivot)));
+  const pivotDone =
+    journal.next > journal.pivot ||
+    (pivot !== undefined && journal.next === journal.pivot && (await stepDone(fs, pivot)));
   let action: RecoveryResult["action"];
   try {
     // Only the step in flight can be half known; those before it ran, those after it did not
@@ -197,26 +242,38 @@ export async function recoverContext(options: { fs: FileSystem; stateRoot: strin
       for (const step of journal.steps.slice(Math.max(inFlight, 0))) {
         if (await exists(fs, step.from)) await renameStep(fs, step.from, step.to);
       }
-      await syncFolders(fs, journal.steps.flatMap((s) => [s.from, s.to]));
-      if (!journal.phase.startsWith("validate") && !journal.phase.startsWith("record")) await finishComplete(fs, journal);
+      await syncFolders(
+        fs,
+        journal.steps.flatMap((s) => [s.from, s.to]),
+      );
+      if (!journal.phase.startsWith("validate") && !journal.phase.startsWith("record"))
+        await finishComplete(fs, journal);
       else for (const dir of journal.cleanup) await fs.rm(dir, { recursive: true, force: true });
       action = "completed";
     } else {
       for (const step of journal.steps.slice(0, inFlight + 1).reverse()) {
         if (await stepDone(fs, step)) await renameStep(fs, step.to, step.from);
       }
-      await syncFolders(fs, journal.steps.flatMap((s) => [s.from, s.to]));
+      await syncFolders(
+        fs,
+        journal.steps.flatMap((s) => [s.from, s.to]),
+      );
       for (const dir of journal.cleanup) await fs.rm(dir, { recursive: true, force: true });
       action = "undone";
     }
   } catch (err) {
     if (err instanceof PaasBackupError) throw err;
-    throw new SafetyError("PAAS_BACKUP_RECOVERY_FAILED", `could not finish the interrupted ${journal.operation} of ${context} (${(err as Error).message}); the journal ${journalPath(stateRoot, context)} is kept`, {
-      path: journalPath(stateRoot, context),
-      remediation: "Fix the filesystem problem named here, then rerun any paas-backup command on this context: it resumes the recovery.",
-      stage: "recover",
-      cause: err,
-    });
+    throw new SafetyError(
+      "PAAS_BACKUP_RECOVERY_FAILED",
+      `could not finish the interrupted ${journal.operation} of ${context} (${(err as Error).message}); the journal ${journalPath(stateRoot, context)} is kept`,
+      {
+        path: journalPath(stateRoot, context),
+        remediation:
+          "Fix the filesystem problem named here, then rerun any paas-backup command on this context: it resumes the recovery.",
+        stage: "recover",
+        cause: err,
+      },
+    );
   }
   const live = contextDir(stateRoot, context);
   const vault = (await exists(fs, join(live, "vault"))) ? join(live, "vault") : null;
@@ -240,17 +297,33 @@ export async function recoverContext(options: { fs: FileSystem; stateRoot: strin
   });
   record.endedAt = options.clock().toISOString();
   record.vault = { at: vault };
-  record.recovery = { operation: journal.operation, action, phase: journal.phase, interruptedAt: journal.startedAt, message };
+  record.recovery = {
+    operation: journal.operation,
+    action,
+    phase: journal.phase,
+    interruptedAt: journal.startedAt,
+    message,
+  };
   const incidentFile = await writeIncident(fs, options.backupRoot, record).catch(() => null);
   await removeJournal(fs, stateRoot, context);
-  return { context, operation: journal.operation, action, phase: journal.phase, ticket: journal.ticket, vault, incidentFile, message };
+  return {
+    context,
+    operation: journal.operation,
+    action,
+    phase: journal.phase,
+    ticket: journal.ticket,
+    vault,
+    incidentFile,
+    message,
+  };
 }
 
 /** The contexts that have an unfinished journal (even when a swap left them missing from contexts/). */
 export async function contextsWithJournal(fs: FileSystem, stateRoot: string): Promise<string[]> {
   const out: string[] = [];
   for (const e of await readdirOrEmpty(fs, join(workDir(stateRoot), "journal"))) {
-    if (e.kind === "file" && e.name.endsWith(".json") && !e.name.startsWith(".")) out.push(e.name.slice(0, -".json".length));
+    if (e.kind === "file" && e.name.endsWith(".json") && !e.name.startsWith("."))
+      out.push(e.name.slice(0, -".json".length));
   }
   return out.sort();
 }

@@ -46,18 +46,24 @@ interface FileState {
 }
 
 function disagree(label: string, path: string, why: string): SafetyError {
-  return new SafetyError("PAAS_BACKUP_MANIFEST_DISAGREES", `archive ${label} entry ${JSON.stringify(path)} disagrees with its manifest: ${why}`, {
-    path: label,
-    remediation: "Do not restore this artifact; it was altered after it was written. Restore an older verified snapshot.",
-    stage: "archive",
-    data: { entry: path, reason: why },
-  });
+  return new SafetyError(
+    "PAAS_BACKUP_MANIFEST_DISAGREES",
+    `archive ${label} entry ${JSON.stringify(path)} disagrees with its manifest: ${why}`,
+    {
+      path: label,
+      remediation:
+        "Do not restore this artifact; it was altered after it was written. Restore an older verified snapshot.",
+      stage: "archive",
+      data: { entry: path, reason: why },
+    },
+  );
 }
 
 function integrity(label: string, message: string): IntegrityError {
   return new IntegrityError("PAAS_BACKUP_CONTENT_MISMATCH", message, {
     path: label,
-    remediation: "The snapshot does not reproduce the state it describes: restore an older verified snapshot or fetch an offsite copy.",
+    remediation:
+      "The snapshot does not reproduce the state it describes: restore an older verified snapshot or fetch an offsite copy.",
     stage: "verify",
   });
 }
@@ -71,13 +77,21 @@ export async function openArtifact(snapshot: SnapshotRef, decryptor?: ArtifactDe
  * Open an artifact once: its raw bytes go through sha256 on their way to decryption and
  * extraction, so the checksum is confirmed on the very bytes that are restored (issue 9 §3).
  */
-async function openArtifactHashed(snapshot: SnapshotRef, decryptor?: ArtifactDecryptor): Promise<{ plain: Readable; raw: PassThrough; digest: () => string }> {
+async function openArtifactHashed(
+  snapshot: SnapshotRef,
+  decryptor?: ArtifactDecryptor,
+): Promise<{ plain: Readable; raw: PassThrough; digest: () => string }> {
   if (snapshot.encrypted && !decryptor) {
-    throw new SafetyError("PAAS_BACKUP_IDENTITY_REQUIRED", `snapshot ${snapshot.id} is encrypted (${snapshot.artifactPath}) and no identity was given`, {
-      path: snapshot.artifactPath,
-      remediation: "Pass --identity <file> with an age identity whose recipient the snapshot was encrypted to.",
-      stage: "decrypt",
-    });
+    throw new SafetyError(
+      "PAAS_BACKUP_IDENTITY_REQUIRED",
+      `snapshot ${snapshot.id} is encrypted (${snapshot.artifactPath}) and no identity was given`,
+      {
+        path: snapshot.artifactPath,
+        remediation:
+          "Pass --identity <file> with an age identity whose recipient the snapshot was encrypted to.",
+        stage: "decrypt",
+      },
+    );
   }
   const source = await snapshot.storage.get(snapshot.artifactKey);
   const hash = createHash("sha256");
@@ -152,15 +166,19 @@ export async function materializeChain(options: MaterializeOptions): Promise<Mat
     // With a manifest the limit is exact: every entry's size is checked against it before a byte
     // is read. A hand-made archive has only the expansion ratio to go by.
     const maxExpansion = options.maxExpansion ?? 200;
-    const maxTotalBytes = manifest ? manifest.totals.storedBytes : Math.max(link.bytes * maxExpansion, 64 * 1024 * 1024);
+    const maxTotalBytes = manifest
+      ? manifest.totals.storedBytes
+      : Math.max(link.bytes * maxExpansion, 64 * 1024 * 1024);
     const maxDecompressionRatio = manifest ? Number.POSITIVE_INFINITY : Math.max(maxExpansion, 1000);
 
     const onEntry = async (entry: ArchiveEntryInfo, body: Readable): Promise<void> => {
       if (entry.type === "directory") {
         body.resume();
         // A folder no manifest file implies is how a fake vault/ or a decoy tree gets in: ours never write one.
-        if (manifest && (entry.path === "vault" || entry.path.startsWith("vault/"))) throw disagree(label, entry.path, "a vault/ entry (the vault is never backed up nor restored)");
-        if (manifest && !folders.has(entry.path)) throw disagree(label, entry.path, "a folder that no file of the manifest lies in");
+        if (manifest && (entry.path === "vault" || entry.path.startsWith("vault/")))
+          throw disagree(label, entry.path, "a vault/ entry (the vault is never backed up nor restored)");
+        if (manifest && !folders.has(entry.path))
+          throw disagree(label, entry.path, "a folder that no file of the manifest lies in");
         if (!manifest && hardExclusionReason(entry.path)) return;
         // Folders are made as the files that need them are written, so a --path restore stages only those.
         return;
@@ -169,9 +187,12 @@ export async function materializeChain(options: MaterializeOptions): Promise<Mat
       if (manifest) {
         expected = byPath.get(entry.path);
         if (!expected) throw disagree(label, entry.path, "not listed in the manifest");
-        if (expected.stored === "unchanged") throw disagree(label, entry.path, "listed as unchanged, yet stored");
-        const want = expected.stored === "append" ? expected.size - (expected.appendOffset ?? 0) : expected.size;
-        if (entry.size !== want) throw disagree(label, entry.path, `size ${entry.size}, manifest says ${want}`);
+        if (expected.stored === "unchanged")
+          throw disagree(label, entry.path, "listed as unchanged, yet stored");
+        const want =
+          expected.stored === "append" ? expected.size - (expected.appendOffset ?? 0) : expected.size;
+        if (entry.size !== want)
+          throw disagree(label, entry.path, `size ${entry.size}, manifest says ${want}`);
       } else {
         const reason = hardExclusionReason(entry.path);
         if (reason) {
@@ -184,10 +205,16 @@ export async function materializeChain(options: MaterializeOptions): Promise<Mat
       let st = state.get(entry.path);
       if (append) {
         if (!st || st.size !== expected!.appendOffset) {
-          throw integrity(label, `${entry.path} in ${link.id} extends ${expected!.appendOffset} bytes, but the chain before it holds ${st?.size ?? 0}`);
+          throw integrity(
+            label,
+            `${entry.path} in ${link.id} extends ${expected!.appendOffset} bytes, but the chain before it holds ${st?.size ?? 0}`,
+          );
         }
         if (st.hash.copy().digest("hex") !== expected!.prefixSha256)
-          throw integrity(label, `${entry.path} in ${link.id} extends content that the chain before it does not hold`);
+          throw integrity(
+            label,
+            `${entry.path} in ${link.id} extends content that the chain before it does not hold`,
+          );
       } else {
         st = { hash: createHash("sha256"), size: 0 };
         state.set(entry.path, st);
@@ -218,20 +245,33 @@ export async function materializeChain(options: MaterializeOptions): Promise<Mat
         throw integrity(label, `${entry.path} in ${link.id} does not match its manifest sha256`);
     };
 
-    const members = manifest?.gzipMembers ? { gzipMembers: manifest.gzipMembers, maxTarBytes: tarBytesBound(manifest), artifactBytes: link.bytes } : {};
-    const result = await readArchive(source, { label, onEntry, maxTotalBytes, maxDecompressionRatio, ...members });
+    const members = manifest?.gzipMembers
+      ? { gzipMembers: manifest.gzipMembers, maxTarBytes: tarBytesBound(manifest), artifactBytes: link.bytes }
+      : {};
+    const result = await readArchive(source, {
+      label,
+      onEntry,
+      maxTotalBytes,
+      maxDecompressionRatio,
+      ...members,
+    });
     await drain(opened.raw);
     const actual = opened.digest();
     artifactSha256.set(link.id, actual);
     if (options.checksums) {
       const expected = options.checksums.get(link.id) ?? null;
       if (expected !== actual) {
-        throw new IntegrityError(expected ? "PAAS_BACKUP_CHECKSUM_MISMATCH" : "PAAS_BACKUP_CHECKSUM_MISSING", `the bytes of ${label} read for this restore ${expected ? "do not match its checksum file" : "have no checksum file to match"} (sha256 ${actual})`, {
-          path: label,
-          remediation: "Nothing was changed. Restore an older snapshot that verifies (--fallback), or fetch this one from the offsite copy.",
-          stage: "checksum",
-          data: { snapshot: link.id, expected, actual },
-        });
+        throw new IntegrityError(
+          expected ? "PAAS_BACKUP_CHECKSUM_MISMATCH" : "PAAS_BACKUP_CHECKSUM_MISSING",
+          `the bytes of ${label} read for this restore ${expected ? "do not match its checksum file" : "have no checksum file to match"} (sha256 ${actual})`,
+          {
+            path: label,
+            remediation:
+              "Nothing was changed. Restore an older snapshot that verifies (--fallback), or fetch this one from the offsite copy.",
+            stage: "checksum",
+            data: { snapshot: link.id, expected, actual },
+          },
+        );
       }
     }
 
@@ -260,11 +300,17 @@ export async function materializeChain(options: MaterializeOptions): Promise<Mat
       // Our artifact whose sidecar manifest was lost: the embedded one still judges it.
       const embedded = parseManifest(result.manifestJson, `${label} (embedded)`);
       if (embedded.kind !== "full")
-        throw integrity(label, `${link.id} is an incremental whose manifest file is missing; it cannot be restored on its own`);
+        throw integrity(
+          label,
+          `${link.id} is an incremental whose manifest file is missing; it cannot be restored on its own`,
+        );
       for (const file of embedded.files) {
         const st = state.get(file.path);
         if (!st || st.size !== file.size || st.hash.copy().digest("hex") !== file.sha256)
-          throw integrity(label, `${file.path} in ${link.id} is not the file its embedded manifest describes`);
+          throw integrity(
+            label,
+            `${file.path} in ${link.id} is not the file its embedded manifest describes`,
+          );
       }
     }
   }

@@ -17,8 +17,25 @@ import { appendAuditEvent } from "../records/audit.js";
 import { findFallback } from "./verify.js";
 import { materializeChain } from "./materialize.js";
 import { inspectVault, type TrustStore, type VaultReport } from "./vault.js";
-import { JOURNAL_SCHEMA, readJournal, recoverContext, removeJournal, runSwap, workDir, writeJournal, type SwapJournal, type SwapStep } from "./journal.js";
-import { partitionLive, planChanges, restoreScope, scopeSelects, type RestoreChanges, type RestoreScope } from "./scope.js";
+import {
+  JOURNAL_SCHEMA,
+  readJournal,
+  recoverContext,
+  removeJournal,
+  runSwap,
+  workDir,
+  writeJournal,
+  type SwapJournal,
+  type SwapStep,
+} from "./journal.js";
+import {
+  partitionLive,
+  planChanges,
+  restoreScope,
+  scopeSelects,
+  type RestoreChanges,
+  type RestoreScope,
+} from "./scope.js";
 
 export { workDir } from "./journal.js";
 export type { RestoreChanges } from "./scope.js";
@@ -121,53 +138,89 @@ interface Staged {
   changes: RestoreChanges;
 }
 
-function checksumProblem(state: "missing-checksum" | "malformed-checksum" | "mismatch", snapshot?: SnapshotRef): { code: ErrorCode; why: string } {
+function checksumProblem(
+  state: "missing-checksum" | "malformed-checksum" | "mismatch",
+  snapshot?: SnapshotRef,
+): { code: ErrorCode; why: string } {
   if (state === "malformed-checksum")
-    return { code: "PAAS_BACKUP_CHECKSUM_MALFORMED", why: `its checksum file ${snapshot?.checksumPath ?? ""} is malformed (empty or truncated: it names no sha256 for the artifact)` };
+    return {
+      code: "PAAS_BACKUP_CHECKSUM_MALFORMED",
+      why: `its checksum file ${snapshot?.checksumPath ?? ""} is malformed (empty or truncated: it names no sha256 for the artifact)`,
+    };
   return state === "missing-checksum"
     ? { code: "PAAS_BACKUP_CHECKSUM_MISSING", why: "its checksum file is missing" }
     : { code: "PAAS_BACKUP_CHECKSUM_MISMATCH", why: "its checksum does not match" };
 }
 
 /** plan: which snapshot, which chain, what each link's checksum file says (read, not yet compared). */
-async function planRestore(run: RestoreRun): Promise<{ asked: SnapshotRef; all: SnapshotRef[]; chosen: ChosenChain; problem: { code: ErrorCode; why: string } | null }> {
+async function planRestore(run: RestoreRun): Promise<{
+  asked: SnapshotRef;
+  all: SnapshotRef[];
+  chosen: ChosenChain;
+  problem: { code: ErrorCode; why: string } | null;
+}> {
   const { fs, backupRoot } = run.options;
   const { snapshot: asked, all } = await findSnapshot(fs, backupRoot, run.context, run.options.snapshot);
   run.record.snapshot = { id: asked.id, sha256: null, kind: asked.kind };
   const { chain, missing } = chainOf(asked, all);
   const checksums = new Map<string, string | null>();
   for (const link of chain) checksums.set(link.id, await expectedChecksum(link));
-  return { asked, all, chosen: { snapshot: asked, chain, checksums }, problem: verifyChainRecords(asked, chain, checksums, missing) };
+  return {
+    asked,
+    all,
+    chosen: { snapshot: asked, chain, checksums },
+    problem: verifyChainRecords(asked, chain, checksums, missing),
+  };
 }
 
 /** verify (records): every link has a checksum file and each incremental names its parent's checksum. The bytes are checked while staging. */
-function verifyChainRecords(asked: SnapshotRef, chain: readonly SnapshotRef[], checksums: ReadonlyMap<string, string | null>, missing: string | null): { code: ErrorCode; why: string } | null {
+function verifyChainRecords(
+  asked: SnapshotRef,
+  chain: readonly SnapshotRef[],
+  checksums: ReadonlyMap<string, string | null>,
+  missing: string | null,
+): { code: ErrorCode; why: string } | null {
   // a checksum file that is there but names no sha256 (empty, truncated) is malformed, not missing
-  if (!checksums.get(asked.id)) return checksumProblem(asked.checksum ? "malformed-checksum" : "missing-checksum", asked);
+  if (!checksums.get(asked.id))
+    return checksumProblem(asked.checksum ? "malformed-checksum" : "missing-checksum", asked);
   if (missing) return { code: "PAAS_BACKUP_CHAIN_BROKEN", why: `link ${missing} of its chain is missing` };
   for (let i = 0; i < chain.length; i++) {
     const link = chain[i]!;
-    if (!checksums.get(link.id)) return { code: "PAAS_BACKUP_CHAIN_BROKEN", why: `link ${link.id}: missing-checksum` };
+    if (!checksums.get(link.id))
+      return { code: "PAAS_BACKUP_CHAIN_BROKEN", why: `link ${link.id}: missing-checksum` };
     const child = chain[i + 1];
-    if (child?.parent && child.parent.sha256 !== checksums.get(link.id)) return { code: "PAAS_BACKUP_CHAIN_BROKEN", why: `link ${link.id} is not the artifact ${child.id} was built on` };
+    if (child?.parent && child.parent.sha256 !== checksums.get(link.id))
+      return {
+        code: "PAAS_BACKUP_CHAIN_BROKEN",
+        why: `link ${link.id} is not the artifact ${child.id} was built on`,
+      };
   }
   return null;
 }
 
 /** The newest older snapshot whose chain verifies; this one hashes (it runs only when the asked one failed). */
-async function useFallbackOrRefuse(run: RestoreRun, asked: SnapshotRef, all: SnapshotRef[], problem: { code: ErrorCode; why: string }): Promise<ChosenChain> {
+async function useFallbackOrRefuse(
+  run: RestoreRun,
+  asked: SnapshotRef,
+  all: SnapshotRef[],
+  problem: { code: ErrorCode; why: string },
+): Promise<ChosenChain> {
   const cache = new Map();
   const fallback = await findFallback(all, asked, cache);
   if (!run.options.fallback || !fallback) {
     run.record.outcome = "refused";
-    throw new IntegrityError(problem.code, `refusing to restore snapshot ${asked.id} of ${run.context}: ${problem.why} (${asked.artifactPath})`, {
-      path: asked.artifactPath,
-      remediation: fallback
-        ? `Nothing was changed. The newest older snapshot that verifies is ${fallback.id}: restore it with --snapshot ${fallback.id}, or add --fallback.`
-        : "Nothing was changed. No older snapshot verifies either: fetch a copy from the offsite target (restore --from-offsite) and escalate.",
-      stage: "checksum",
-      data: { fallback: fallback?.id ?? null },
-    });
+    throw new IntegrityError(
+      problem.code,
+      `refusing to restore snapshot ${asked.id} of ${run.context}: ${problem.why} (${asked.artifactPath})`,
+      {
+        path: asked.artifactPath,
+        remediation: fallback
+          ? `Nothing was changed. The newest older snapshot that verifies is ${fallback.id}: restore it with --snapshot ${fallback.id}, or add --fallback.`
+          : "Nothing was changed. No older snapshot verifies either: fetch a copy from the offsite target (restore --from-offsite) and escalate.",
+        stage: "checksum",
+        data: { fallback: fallback?.id ?? null },
+      },
+    );
   }
   run.record.fallback = { used: true, from: asked.id, reason: problem.why };
   run.record.snapshot = { id: fallback.id, sha256: null, kind: fallback.kind };
@@ -178,15 +231,26 @@ async function useFallbackOrRefuse(run: RestoreRun, asked: SnapshotRef, all: Sna
 }
 
 /** After staging failed: was it because an artifact is not the one its checksum file names? (a second read, on the failure path only) */
-async function checksumFailureOf(chosen: ChosenChain, err: unknown): Promise<{ code: ErrorCode; why: string } | null> {
-  if (err instanceof IntegrityError && (err.code === "PAAS_BACKUP_CHECKSUM_MISMATCH" || err.code === "PAAS_BACKUP_CHECKSUM_MISSING")) {
+async function checksumFailureOf(
+  chosen: ChosenChain,
+  err: unknown,
+): Promise<{ code: ErrorCode; why: string } | null> {
+  if (
+    err instanceof IntegrityError &&
+    (err.code === "PAAS_BACKUP_CHECKSUM_MISMATCH" || err.code === "PAAS_BACKUP_CHECKSUM_MISSING")
+  ) {
     const id = err.data.snapshot as string;
-    return id === chosen.snapshot.id ? checksumProblem("mismatch") : { code: "PAAS_BACKUP_CHAIN_BROKEN", why: `link ${id}: mismatch` };
+    return id === chosen.snapshot.id
+      ? checksumProblem("mismatch")
+      : { code: "PAAS_BACKUP_CHAIN_BROKEN", why: `link ${id}: mismatch` };
   }
   if (!(err instanceof PaasBackupError)) return null;
   for (const link of chosen.chain) {
     const check = await checkSnapshotChecksum(link).catch(() => null);
-    if (check && check.state !== "verified") return link === chosen.snapshot ? checksumProblem(check.state) : { code: "PAAS_BACKUP_CHAIN_BROKEN", why: `link ${link.id}: ${check.state}` };
+    if (check && check.state !== "verified")
+      return link === chosen.snapshot
+        ? checksumProblem(check.state)
+        : { code: "PAAS_BACKUP_CHAIN_BROKEN", why: `link ${link.id}: ${check.state}` };
   }
   return null;
 }
@@ -207,7 +271,12 @@ async function stageRestore(run: RestoreRun, chosen: ChosenChain): Promise<Stage
   const newest = chosen.chain[chosen.chain.length - 1]!;
   // --path needs the snapshot's file list before writing: the manifest has it; a hand-made archive is staged whole.
   const listed = newest.manifest ? newest.manifest.files.map((f) => f.path) : null;
-  let scope = listed ? restoreScope(newest.manifest, listed, { exact: run.options.exact ?? false, paths: run.options.paths ?? [] }) : null;
+  let scope = listed
+    ? restoreScope(newest.manifest, listed, {
+        exact: run.options.exact ?? false,
+        paths: run.options.paths ?? [],
+      })
+    : null;
   const result = await materializeChain({
     fs,
     chain: chosen.chain,
@@ -218,15 +287,26 @@ async function stageRestore(run: RestoreRun, chosen: ChosenChain): Promise<Stage
     ...(run.options.decryptor ? { decryptor: run.options.decryptor } : {}),
     ...(run.options.onBytes ? { onBytes: run.options.onBytes } : {}),
   });
-  run.record.snapshot = { id: chosen.snapshot.id, sha256: result.artifactSha256.get(chosen.snapshot.id) ?? null, kind: chosen.snapshot.kind };
+  run.record.snapshot = {
+    id: chosen.snapshot.id,
+    sha256: result.artifactSha256.get(chosen.snapshot.id) ?? null,
+    kind: chosen.snapshot.kind,
+  };
   if (!scope) {
-    scope = restoreScope(null, result.files.map((f) => f.path), { exact: run.options.exact ?? false, paths: run.options.paths ?? [] });
-    for (const f of result.files) if (!scopeSelects(scope, f.path)) await fs.rm(join(run.stagedContext, f.path), { force: true });
+    scope = restoreScope(
+      null,
+      result.files.map((f) => f.path),
+      { exact: run.options.exact ?? false, paths: run.options.paths ?? [] },
+    );
+    for (const f of result.files)
+      if (!scopeSelects(scope, f.path)) await fs.rm(join(run.stagedContext, f.path), { force: true });
   }
   const files = result.files.filter((f) => scopeSelects(scope!, f.path));
   const split = await partitionLive(fs, run.live, scope);
   // The folders the kept entries go back into must exist in the new context.
-  for (const keep of split.keep) if (dirname(keep) !== ".") await fs.mkdir(join(run.stagedContext, dirname(keep)), { recursive: true, mode: 0o700 });
+  for (const keep of split.keep)
+    if (dirname(keep) !== ".")
+      await fs.mkdir(join(run.stagedContext, dirname(keep)), { recursive: true, mode: 0o700 });
   const changes = await planChanges(fs, run.live, files, split);
   await writeBlockIn(fs, run.stagedContext, {
     context: run.context,
@@ -270,7 +350,9 @@ async function swapRestore(run: RestoreRun, staged: Staged): Promise<void> {
   await fs.mkdir(join(workDir(stateRoot), "moved-aside"), { recursive: true, mode: 0o700 });
   await fs.mkdir(join(stateRoot, "contexts"), { recursive: true, mode: 0o700 });
   const liveExisted = await exists(fs, run.live);
-  const keep = [...staged.split.keep].sort((a, b) => (a === "vault" ? -1 : b === "vault" ? 1 : a < b ? -1 : 1));
+  const keep = [...staged.split.keep].sort((a, b) =>
+    a === "vault" ? -1 : b === "vault" ? 1 : a < b ? -1 : 1,
+  );
   const steps: SwapStep[] = liveExisted
     ? [
         { name: "live-aside", from: run.live, to: run.aside },
@@ -299,26 +381,55 @@ async function swapRestore(run: RestoreRun, staged: Staged): Promise<void> {
     pivot: liveExisted ? 1 : 0,
     vault: null,
     cleanup: [run.stagedRoot],
-    writeOnComplete: [{ path: lastRestorePath(stateRoot, run.context), content: `${JSON.stringify(pointer, null, 2)}\n` }],
+    writeOnComplete: [
+      { path: lastRestorePath(stateRoot, run.context), content: `${JSON.stringify(pointer, null, 2)}\n` },
+    ],
     renameOnComplete: [],
   };
   run.record.movedAsideTo = liveExisted ? run.aside : null;
   run.swap.pivot = journal.pivot;
-  await runSwap(fs, stateRoot, journal, keep.includes("vault") ? join(run.live, "vault") : null, "validate", run.swap);
+  await runSwap(
+    fs,
+    stateRoot,
+    journal,
+    keep.includes("vault") ? join(run.live, "vault") : null,
+    "validate",
+    run.swap,
+  );
 }
 
 /** validate: vault report, doctor, external doctor; the staged block marker is lifted only when all pass. */
-async function validateRestore(run: RestoreRun, chosen: ChosenChain, scannedAtSnapshot: ScannedFiles): Promise<{ doctor: DoctorReport; external: ExternalDoctorResult | null; vault: VaultReport; blockFile: string | null; ok: boolean }> {
+async function validateRestore(
+  run: RestoreRun,
+  chosen: ChosenChain,
+  scannedAtSnapshot: ScannedFiles,
+): Promise<{
+  doctor: DoctorReport;
+  external: ExternalDoctorResult | null;
+  vault: VaultReport;
+  blockFile: string | null;
+  ok: boolean;
+}> {
   const { fs, stateRoot, clock } = run.options;
   let restoredConfig: Record<string, unknown> | null = null;
   try {
-    restoredConfig = JSON.parse(Buffer.from(await fs.readFile(join(run.live, "config.json"))).toString("utf8")) as Record<string, unknown>;
+    restoredConfig = JSON.parse(
+      Buffer.from(await fs.readFile(join(run.live, "config.json"))).toString("utf8"),
+    ) as Record<string, unknown>;
   } catch {
     restoredConfig = null;
   }
   const vault = await inspectVault(fs, run.live, restoredConfig, run.options.trustStore ?? null);
   run.record.vault = vault;
-  const doctor = await runDoctor({ fs, stateRoot, context: run.context, ignoreBlock: true, ...(run.options.secretAllow ? { secretAllow: run.options.secretAllow } : {}), allowRepoState: run.options.allowRepoState ?? false, scannedAtSnapshot });
+  const doctor = await runDoctor({
+    fs,
+    stateRoot,
+    context: run.context,
+    ignoreBlock: true,
+    ...(run.options.secretAllow ? { secretAllow: run.options.secretAllow } : {}),
+    allowRepoState: run.options.allowRepoState ?? false,
+    scannedAtSnapshot,
+  });
   run.record.doctor = { ok: doctor.ok, checks: doctor.checks };
   const external = run.options.externalDoctor ? await run.options.externalDoctor(stateRoot) : null;
   run.record.externalDoctor = external;
@@ -326,7 +437,10 @@ async function validateRestore(run: RestoreRun, chosen: ChosenChain, scannedAtSn
   let blockFile: string | null = null;
   // On success the staged marker is lifted last, in recordRestore: until then the context stays blocked.
   if (!ok) {
-    const failing = [...doctor.checks.filter((c) => !c.ok), ...(external && !external.ok ? [{ name: "external_doctor", ok: false, detail: external.detail }] : [])];
+    const failing = [
+      ...doctor.checks.filter((c) => !c.ok),
+      ...(external && !external.ok ? [{ name: "external_doctor", ok: false, detail: external.detail }] : []),
+    ];
     blockFile = await writeBlock(fs, stateRoot, {
       context: run.context,
       ticket: run.options.ticket,
@@ -334,7 +448,9 @@ async function validateRestore(run: RestoreRun, chosen: ChosenChain, scannedAtSn
       reason: `post-restore validation failed: ${failing.map((c) => c.name).join(", ")}`,
       snapshot: { id: chosen.snapshot.id, sha256: run.record.snapshot?.sha256 ?? "" },
       failingChecks: failing,
-      externalDoctor: run.options.externalDoctorCommand ? { command: run.options.externalDoctorCommand } : null,
+      externalDoctor: run.options.externalDoctorCommand
+        ? { command: run.options.externalDoctorCommand }
+        : null,
     });
   }
   return { doctor, external, vault, blockFile, ok };
@@ -343,14 +459,35 @@ async function validateRestore(run: RestoreRun, chosen: ChosenChain, scannedAtSn
 /** record: the audit event in the context, the incident record, and the journal retired. */
 async function recordRestore(run: RestoreRun, chosen: ChosenChain, ok: boolean): Promise<string> {
   const { fs, stateRoot, clock } = run.options;
-  run.record.outcome = ok ? (run.purpose === "drill" ? "drill-passed" : "restored") : run.purpose === "drill" ? "drill-failed" : "blocked";
+  run.record.outcome = ok
+    ? run.purpose === "drill"
+      ? "drill-passed"
+      : "restored"
+    : run.purpose === "drill"
+      ? "drill-failed"
+      : "blocked";
   if (run.purpose === "restore") {
     await appendAuditEvent(fs, stateRoot, run.context, {
       timestamp: clock(),
       command: "backup restore",
       status: ok ? "succeeded" : "failed",
-      fields: { snapshot_id: chosen.snapshot.id, snapshot_sha256: run.record.snapshot?.sha256 ?? "", ticket: run.options.ticket, operator: run.options.operator, fallback: String(run.record.fallback.used) },
-      ...(ok ? {} : { error: { code: "PAAS_BACKUP_VALIDATION_FAILED", message: "post-restore validation failed", remediation: "Resolve the failing doctor checks, then run paas-backup unblock.", stage: "validate" } }),
+      fields: {
+        snapshot_id: chosen.snapshot.id,
+        snapshot_sha256: run.record.snapshot?.sha256 ?? "",
+        ticket: run.options.ticket,
+        operator: run.options.operator,
+        fallback: String(run.record.fallback.used),
+      },
+      ...(ok
+        ? {}
+        : {
+            error: {
+              code: "PAAS_BACKUP_VALIDATION_FAILED",
+              message: "post-restore validation failed",
+              remediation: "Resolve the failing doctor checks, then run paas-backup unblock.",
+              stage: "validate",
+            },
+          }),
     });
   }
   const file = await finishRecord(run);
@@ -363,7 +500,12 @@ async function recordRestore(run: RestoreRun, chosen: ChosenChain, ok: boolean):
 
 async function finishRecord(run: RestoreRun): Promise<string> {
   run.record.endedAt = run.options.clock().toISOString();
-  return writeIncident(run.options.fs, run.options.backupRoot, run.record, run.purpose === "drill" ? "drills" : "incidents");
+  return writeIncident(
+    run.options.fs,
+    run.options.backupRoot,
+    run.record,
+    run.purpose === "drill" ? "drills" : "incidents",
+  );
 }
 
 /** After a failure before the pivot: reverse what the swap did, remove the journal, no recovery record (the restore's own record tells it). */
@@ -375,7 +517,14 @@ async function undoUnfinished(run: RestoreRun): Promise<void> {
     if (journal?.startedAt === run.record.startedAt) await removeJournal(fs, stateRoot, run.context);
     return;
   }
-  await recoverContext({ fs, stateRoot, backupRoot: run.options.backupRoot, context: run.context, clock: run.options.clock, operator: run.options.operator });
+  await recoverContext({
+    fs,
+    stateRoot,
+    backupRoot: run.options.backupRoot,
+    context: run.context,
+    clock: run.options.clock,
+    operator: run.options.operator,
+  });
 }
 
 export function lastRestorePath(stateRoot: string, context: string): string {
@@ -383,7 +532,14 @@ export function lastRestorePath(stateRoot: string, context: string): string {
 }
 
 function scopeRecord(staged: Staged): NonNullable<IncidentRecord["scope"]> {
-  return { mode: staged.scope.mode, paths: staged.scope.paths, changed: staged.changes.changed, added: staged.changes.added, movedAside: staged.changes.removed, kept: staged.changes.kept };
+  return {
+    mode: staged.scope.mode,
+    paths: staged.scope.paths,
+    changed: staged.changes.changed,
+    added: staged.changes.added,
+    movedAside: staged.changes.removed,
+    kept: staged.changes.kept,
+  };
 }
 
 /**
@@ -407,12 +563,23 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
   }
   // Policy §7.1 holds for every caller: the backup root and the identity never in a work tree.
   await assertSafeLocations({ fs, backupRoot: options.backupRoot });
-  if (options.decryptor?.identityFile) await assertIdentityLocation(fs, options.decryptor.identityFile, options.backupRoot);
+  if (options.decryptor?.identityFile)
+    await assertIdentityLocation(fs, options.decryptor.identityFile, options.backupRoot);
   // The caller holds the context's lock: finish or undo whatever a crash left first.
-  await recoverContext({ fs, stateRoot, backupRoot: options.backupRoot, context, clock, operator: options.operator });
+  await recoverContext({
+    fs,
+    stateRoot,
+    backupRoot: options.backupRoot,
+    context,
+    clock,
+    operator: options.operator,
+  });
   const startedAt = clock();
   const nonce = randomUUID().slice(0, 8);
-  const stamp = startedAt.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+  const stamp = startedAt
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.\d+Z$/, "Z");
   const stagedRoot = join(workDir(stateRoot), "staging", `${context}.${stamp}.${nonce}`);
   const run: RestoreRun = {
     options,
@@ -438,7 +605,9 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
   let swapped = false;
   try {
     const planned = await planRestore(run);
-    let chosen = planned.problem ? await useFallbackOrRefuse(run, planned.asked, planned.all, planned.problem) : planned.chosen;
+    let chosen = planned.problem
+      ? await useFallbackOrRefuse(run, planned.asked, planned.all, planned.problem)
+      : planned.chosen;
     let staged: Staged;
     try {
       staged = await stageRestore(run, chosen);
@@ -457,11 +626,24 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
     // result before the swap; otherwise the post-restore doctor is the one pass.
     const stagedDoctor =
       options.dryRun || options.confirm
-        ? await runDoctor({ fs, stateRoot: stagedRoot, context, ignoreBlock: true, ...(options.secretAllow ? { secretAllow: options.secretAllow } : {}), allowRepoState: options.allowRepoState ?? false, scannedAtSnapshot })
+        ? await runDoctor({
+            fs,
+            stateRoot: stagedRoot,
+            context,
+            ignoreBlock: true,
+            ...(options.secretAllow ? { secretAllow: options.secretAllow } : {}),
+            allowRepoState: options.allowRepoState ?? false,
+            scannedAtSnapshot,
+          })
         : null;
     const plan: RestorePlan = {
       context,
-      snapshot: { id: chosen.snapshot.id, kind: chosen.snapshot.kind, time: chosen.snapshot.time.toISOString(), sha256: run.record.snapshot?.sha256 ?? "" },
+      snapshot: {
+        id: chosen.snapshot.id,
+        kind: chosen.snapshot.kind,
+        time: chosen.snapshot.time.toISOString(),
+        sha256: run.record.snapshot?.sha256 ?? "",
+      },
       fallback: run.record.fallback,
       scope: { mode: staged.scope.mode, paths: staged.scope.paths },
       changes: staged.changes,
@@ -477,16 +659,38 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
       run.record.doctor = stagedDoctor ? { ok: stagedDoctor.ok, checks: stagedDoctor.checks } : null;
       run.record.externalDoctor = external;
       const incidentFile = await finishRecord(run);
-      return { ...plan, ok: (stagedDoctor?.ok ?? true) && (external?.ok ?? true), outcome: "dry-run", dryRun: true, contextDir: run.live, movedAsideTo: null, doctor: stagedDoctor, externalDoctor: external, vault: null, notRestored: staged.notRestored, blockFile: null, incidentFile, startedAt: run.record.startedAt, endedAt: run.record.endedAt };
+      return {
+        ...plan,
+        ok: (stagedDoctor?.ok ?? true) && (external?.ok ?? true),
+        outcome: "dry-run",
+        dryRun: true,
+        contextDir: run.live,
+        movedAsideTo: null,
+        doctor: stagedDoctor,
+        externalDoctor: external,
+        vault: null,
+        notRestored: staged.notRestored,
+        blockFile: null,
+        incidentFile,
+        startedAt: run.record.startedAt,
+        endedAt: run.record.endedAt,
+      };
     }
     if (options.confirm && !(await options.confirm(plan))) {
       await fs.rm(stagedRoot, { recursive: true, force: true });
       run.record.outcome = "refused";
-      run.record.error = { code: "PAAS_BACKUP_NOT_CONFIRMED", message: "the operator did not confirm the restore" };
-      throw new UsageError("PAAS_BACKUP_NOT_CONFIRMED", `restore of ${context} not confirmed; nothing was changed`, {
-        remediation: "Type the context name exactly when asked, or pass --yes in scripts.",
-        stage: "confirm",
-      });
+      run.record.error = {
+        code: "PAAS_BACKUP_NOT_CONFIRMED",
+        message: "the operator did not confirm the restore",
+      };
+      throw new UsageError(
+        "PAAS_BACKUP_NOT_CONFIRMED",
+        `restore of ${context} not confirmed; nothing was changed`,
+        {
+          remediation: "Type the context name exactly when asked, or pass --yes in scripts.",
+          stage: "confirm",
+        },
+      );
     }
 
     await swapRestore(run, staged);
@@ -510,13 +714,20 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
       endedAt: run.record.endedAt,
     };
     if (!v.ok) {
-      const failing = v.doctor.checks.filter((c) => !c.ok).map((c) => c.name).concat(v.external && !v.external.ok ? ["external_doctor"] : []);
-      throw new ValidationError("PAAS_BACKUP_VALIDATION_FAILED", `restored ${context} from ${chosen.snapshot.id}, but post-restore validation failed (${failing.join(", ")}); the context is blocked (${v.blockFile})`, {
-        path: run.live,
-        remediation: `Resolve the failing checks (paas-backup doctor --context ${context}), then paas-backup unblock --context ${context} --ticket ${options.ticket}; or paas-backup rollback to return to the previous contents.`,
-        stage: "validate",
-        data: { result },
-      });
+      const failing = v.doctor.checks
+        .filter((c) => !c.ok)
+        .map((c) => c.name)
+        .concat(v.external && !v.external.ok ? ["external_doctor"] : []);
+      throw new ValidationError(
+        "PAAS_BACKUP_VALIDATION_FAILED",
+        `restored ${context} from ${chosen.snapshot.id}, but post-restore validation failed (${failing.join(", ")}); the context is blocked (${v.blockFile})`,
+        {
+          path: run.live,
+          remediation: `Resolve the failing checks (paas-backup doctor --context ${context}), then paas-backup unblock --context ${context} --ticket ${options.ticket}; or paas-backup rollback to return to the previous contents.`,
+          stage: "validate",
+          data: { result },
+        },
+      );
     }
     return result;
   } catch (caught) {
@@ -530,17 +741,25 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
     if (swapped && !(err instanceof ValidationError && err.code === "PAAS_BACKUP_VALIDATION_FAILED")) {
       // After the swap the staged block marker is live: the context stays blocked, whatever failed.
       run.record.outcome = purpose === "drill" ? "drill-failed" : "blocked";
-      err = new ValidationError("PAAS_BACKUP_RESTORE_UNFINISHED", `restore of ${context} failed after the swap (${(caught as Error).message}); the context is blocked`, {
-        path: run.live,
-        remediation: `Return to the previous contents with paas-backup rollback --context ${context} --ticket ${options.ticket}, or fix the cause and run doctor, then unblock.`,
-        stage: "validate",
-        cause: caught,
-      });
+      err = new ValidationError(
+        "PAAS_BACKUP_RESTORE_UNFINISHED",
+        `restore of ${context} failed after the swap (${(caught as Error).message}); the context is blocked`,
+        {
+          path: run.live,
+          remediation: `Return to the previous contents with paas-backup rollback --context ${context} --ticket ${options.ticket}, or fix the cause and run doctor, then unblock.`,
+          stage: "validate",
+          cause: caught,
+        },
+      );
     }
     if (run.record.endedAt === "") {
-      run.record.error = err instanceof PaasBackupError ? { code: err.code, message: err.message } : { code: "PAAS_BACKUP_UNEXPECTED", message: (err as Error).message };
+      run.record.error =
+        err instanceof PaasBackupError
+          ? { code: err.code, message: err.message }
+          : { code: "PAAS_BACKUP_UNEXPECTED", message: (err as Error).message };
       const incidentFile = await finishRecord(run).catch(() => null);
-      if (err instanceof PaasBackupError && incidentFile) (err.data as Record<string, unknown>).incidentFile = incidentFile;
+      if (err instanceof PaasBackupError && incidentFile)
+        (err.data as Record<string, unknown>).incidentFile = incidentFile;
       if (swapped && incidentFile) await removeJournal(fs, stateRoot, context).catch(() => undefined);
     }
     throw err;

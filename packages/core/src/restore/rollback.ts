@@ -5,7 +5,15 @@ import { validateContextName } from "../policy/context.js";
 import { contextDir, join } from "../util/paths.js";
 import { exists } from "../util/optional-reads.js";
 import { newIncidentRecord, writeIncident } from "../records/incident.js";
-import { JOURNAL_SCHEMA, recoverContext, removeJournal, runSwap, workDir, type SwapJournal, type SwapStep } from "./journal.js";
+import {
+  JOURNAL_SCHEMA,
+  recoverContext,
+  removeJournal,
+  runSwap,
+  workDir,
+  type SwapJournal,
+  type SwapStep,
+} from "./journal.js";
 import { lastRestorePath } from "./restore.js";
 
 export interface RollbackResult {
@@ -31,39 +39,71 @@ interface LastRestore {
  * entries the restore had kept (vault/ first) go back into them, by rename. The caller holds the
  * context's lock.
  */
-export async function rollbackRestore(options: { fs: FileSystem; stateRoot: string; backupRoot: string; context: string; ticket: string; operator: string; clock: () => Date }): Promise<RollbackResult> {
+export async function rollbackRestore(options: {
+  fs: FileSystem;
+  stateRoot: string;
+  backupRoot: string;
+  context: string;
+  ticket: string;
+  operator: string;
+  clock: () => Date;
+}): Promise<RollbackResult> {
   const { fs, stateRoot, clock } = options;
   const context = validateContextName(options.context);
-  await recoverContext({ fs, stateRoot, backupRoot: options.backupRoot, context, clock, operator: options.operator });
+  await recoverContext({
+    fs,
+    stateRoot,
+    backupRoot: options.backupRoot,
+    context,
+    clock,
+    operator: options.operator,
+  });
   const pointerPath = lastRestorePath(stateRoot, context);
   let pointer: LastRestore;
   try {
     pointer = JSON.parse(Buffer.from(await fs.readFile(pointerPath)).toString("utf8")) as LastRestore;
   } catch (err) {
     if (!isNotFound(err)) throw err;
-    throw new UsageError("PAAS_BACKUP_NOTHING_TO_ROLL_BACK", `no restore of ${context} to roll back (${pointerPath} does not exist)`, {
-      path: pointerPath,
-      remediation: "Rollback undoes the last restore only; earlier contents are under <state_root>/.paas-backup/moved-aside/.",
-      stage: "rollback",
-    });
+    throw new UsageError(
+      "PAAS_BACKUP_NOTHING_TO_ROLL_BACK",
+      `no restore of ${context} to roll back (${pointerPath} does not exist)`,
+      {
+        path: pointerPath,
+        remediation:
+          "Rollback undoes the last restore only; earlier contents are under <state_root>/.paas-backup/moved-aside/.",
+        stage: "rollback",
+      },
+    );
   }
   if (!pointer.aside || !(await exists(fs, pointer.aside))) {
-    throw new UsageError("PAAS_BACKUP_NOTHING_TO_ROLL_BACK", `the last restore of ${context} had no previous contents to put back`, {
-      path: pointerPath,
-      remediation: "The context did not exist before that restore; nothing to return to.",
-      stage: "rollback",
-    });
+    throw new UsageError(
+      "PAAS_BACKUP_NOTHING_TO_ROLL_BACK",
+      `the last restore of ${context} had no previous contents to put back`,
+      {
+        path: pointerPath,
+        remediation: "The context did not exist before that restore; nothing to return to.",
+        stage: "rollback",
+      },
+    );
   }
   const startedAt = clock();
   const live = contextDir(stateRoot, context);
-  const stamp = startedAt.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
-  const movedAside = join(workDir(stateRoot), "moved-aside", `${context}.${stamp}.rolled-back.${randomUUID().slice(0, 8)}`);
+  const stamp = startedAt
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.\d+Z$/, "Z");
+  const movedAside = join(
+    workDir(stateRoot),
+    "moved-aside",
+    `${context}.${stamp}.rolled-back.${randomUUID().slice(0, 8)}`,
+  );
   await fs.mkdir(join(workDir(stateRoot), "moved-aside"), { recursive: true, mode: 0o700 });
   const liveExists = await exists(fs, live);
   const kept: string[] = [];
   for (const p of [...new Set(["vault", ...(pointer.kept ?? [])])]) {
     // only what is live now and not already in the old contents
-    if (liveExists && (await exists(fs, join(live, p))) && !(await exists(fs, join(pointer.aside, p)))) kept.push(p);
+    if (liveExists && (await exists(fs, join(live, p))) && !(await exists(fs, join(pointer.aside, p))))
+      kept.push(p);
   }
   const steps: SwapStep[] = [
     ...(liveExists ? [{ name: "live-aside", from: live, to: movedAside }] : []),
@@ -90,10 +130,26 @@ export async function rollbackRestore(options: { fs: FileSystem; stateRoot: stri
     await runSwap(fs, stateRoot, journal, kept.includes("vault") ? join(live, "vault") : null, "record");
   } catch (err) {
     // Undo (before the pivot) or finish (after it) right away when the filesystem lets us; else the next command does.
-    await recoverContext({ fs, stateRoot, backupRoot: options.backupRoot, context, clock, operator: options.operator }).catch(() => undefined);
+    await recoverContext({
+      fs,
+      stateRoot,
+      backupRoot: options.backupRoot,
+      context,
+      clock,
+      operator: options.operator,
+    }).catch(() => undefined);
     throw err;
   }
-  const record = newIncidentRecord({ kind: "rollback", ticket: options.ticket, context, stateRoot, operator: options.operator, startedAt: startedAt.toISOString(), movedAsideTo: movedAside, outcome: "rolled-back" });
+  const record = newIncidentRecord({
+    kind: "rollback",
+    ticket: options.ticket,
+    context,
+    stateRoot,
+    operator: options.operator,
+    startedAt: startedAt.toISOString(),
+    movedAsideTo: movedAside,
+    outcome: "rolled-back",
+  });
   record.endedAt = clock().toISOString();
   const incidentFile = await writeIncident(fs, options.backupRoot, record);
   await removeJournal(fs, stateRoot, context);

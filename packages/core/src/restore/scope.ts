@@ -38,11 +38,18 @@ export interface RestoreChanges {
 }
 
 function normalisePath(p: string): string {
-  return p.replace(/^\.\/+/, "").replace(/\/+$/, "").replace(/\/+/g, "/");
+  return p
+    .replace(/^\.\/+/, "")
+    .replace(/\/+$/, "")
+    .replace(/\/+/g, "/");
 }
 
 /** The restore's scope, from the newest manifest (null for a hand-made archive) and the files the chain yields. */
-export function restoreScope(manifest: Manifest | null, snapshotFiles: readonly string[], options: { exact?: boolean; paths?: readonly string[] }): RestoreScope {
+export function restoreScope(
+  manifest: Manifest | null,
+  snapshotFiles: readonly string[],
+  options: { exact?: boolean; paths?: readonly string[] },
+): RestoreScope {
   const inSnapshot = new Set(snapshotFiles);
   const included = manifest
     ? manifest.include.filter((f) => (OPTIONAL_FOLDERS as readonly string[]).includes(f))
@@ -54,29 +61,44 @@ export function restoreScope(manifest: Manifest | null, snapshotFiles: readonly 
     const paths = options.paths.map(normalisePath);
     for (const p of paths) {
       if (!p || p.split("/").some((s) => s === ".." || s === ".") || p.startsWith("/")) {
-        throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", `--path ${JSON.stringify(p)} is not a path inside the context`, {
-          remediation: "Give a path relative to the context folder, e.g. --path deployments.json.",
-          stage: "arguments",
-        });
+        throw new UsageError(
+          "PAAS_BACKUP_INVALID_ARGUMENT",
+          `--path ${JSON.stringify(p)} is not a path inside the context`,
+          {
+            remediation: "Give a path relative to the context folder, e.g. --path deployments.json.",
+            stage: "arguments",
+          },
+        );
       }
       if (p === "vault" || p.startsWith("vault/") || hardExclusionReason(p)) {
-        throw new UsageError("PAAS_BACKUP_PATH_NOT_IN_SNAPSHOT", `--path ${p} is never backed up nor restored (${hardExclusionReason(p) ?? "vault"})`, {
-          remediation: "Name a protected file or a file of an included folder; `paas-backup restore --dry-run` lists them.",
-          stage: "arguments",
-        });
+        throw new UsageError(
+          "PAAS_BACKUP_PATH_NOT_IN_SNAPSHOT",
+          `--path ${p} is never backed up nor restored (${hardExclusionReason(p) ?? "vault"})`,
+          {
+            remediation:
+              "Name a protected file or a file of an included folder; `paas-backup restore --dry-run` lists them.",
+            stage: "arguments",
+          },
+        );
       }
       if (inSnapshot.has(p) || (PROTECTED_FILES as readonly string[]).includes(p)) files.add(p);
       else if (snapshotFiles.some((f) => f.startsWith(`${p}/`))) folders.push(p);
       else {
         throw new UsageError("PAAS_BACKUP_PATH_NOT_IN_SNAPSHOT", `--path ${p} is not in the snapshot`, {
-          remediation: "Name a protected file, a file of an included folder or such a folder; `paas-backup restore --dry-run` lists what the snapshot holds.",
+          remediation:
+            "Name a protected file, a file of an included folder or such a folder; `paas-backup restore --dry-run` lists what the snapshot holds.",
           stage: "arguments",
         });
       }
     }
     return { mode: "paths", paths, files, folders };
   }
-  return { mode: "snapshot", paths: [], files: new Set([...PROTECTED_FILES, ...snapshotFiles]), folders: included };
+  return {
+    mode: "snapshot",
+    paths: [],
+    files: new Set([...PROTECTED_FILES, ...snapshotFiles]),
+    folders: included,
+  };
 }
 
 /** Does the restore write this path (or, for a folder, something below it)? */
@@ -92,7 +114,9 @@ function classify(scope: RestoreScope, path: string, isFolder: boolean): Verdict
   if (path === BLOCK_FILE) return "aside";
   if (scope.mode === "exact") return "aside";
   const folder = scope.folders.find((f) => path === f || path.startsWith(`${f}/`));
-  const somethingBelow = [...scope.files].some((f) => f.startsWith(`${path}/`)) || scope.folders.some((f) => f.startsWith(`${path}/`));
+  const somethingBelow =
+    [...scope.files].some((f) => f.startsWith(`${path}/`)) ||
+    scope.folders.some((f) => f.startsWith(`${path}/`));
   if (isFolder) {
     if (folder) return hardExclusionReason(path) ? "keep" : "descend";
     return somethingBelow ? "descend" : "keep";
@@ -108,7 +132,11 @@ function classify(scope: RestoreScope, path: string, isFolder: boolean): Verdict
  * aside with the old contents and the largest subtrees that stay. Symbolic links are never
  * followed: a link is an entry like any other.
  */
-export async function partitionLive(fs: FileSystem, live: string, scope: RestoreScope): Promise<{ aside: string[]; keep: string[] }> {
+export async function partitionLive(
+  fs: FileSystem,
+  live: string,
+  scope: RestoreScope,
+): Promise<{ aside: string[]; keep: string[] }> {
   const aside: string[] = [];
   const keep: string[] = [];
   let top;
@@ -124,14 +152,20 @@ export async function partitionLive(fs: FileSystem, live: string, scope: Restore
     const verdict: Verdict = forced ? "aside" : classify(scope, rel, kind === "directory");
     if (verdict === "keep") keep.push(rel);
     else if (kind === "directory") {
-      for (const e of await fs.readdir(join(live, rel))) stack.push({ rel: `${rel}/${e.name}`, kind: e.kind, forced: verdict === "aside" });
+      for (const e of await fs.readdir(join(live, rel)))
+        stack.push({ rel: `${rel}/${e.name}`, kind: e.kind, forced: verdict === "aside" });
     } else aside.push(rel);
   }
   return { aside: aside.sort(), keep: keep.sort() };
 }
 
 /** What the restore will change against the live context, and what it keeps. */
-export async function planChanges(fs: FileSystem, live: string, staged: readonly { path: string; size: number; sha256: string }[], liveSplit: { aside: string[]; keep: string[] }): Promise<RestoreChanges> {
+export async function planChanges(
+  fs: FileSystem,
+  live: string,
+  staged: readonly { path: string; size: number; sha256: string }[],
+  liveSplit: { aside: string[]; keep: string[] },
+): Promise<RestoreChanges> {
   const changes: RestoreChanges = { added: [], changed: [], removed: [], unchanged: 0, kept: liveSplit.keep };
   const stagedPaths = new Set(staged.map((f) => f.path));
   for (const f of staged) {
@@ -145,6 +179,7 @@ export async function planChanges(fs: FileSystem, live: string, staged: readonly
       changes.added.push(f.path);
     }
   }
-  for (const path of liveSplit.aside) if (!stagedPaths.has(path) && path !== BLOCK_FILE) changes.removed.push(path);
+  for (const path of liveSplit.aside)
+    if (!stagedPaths.has(path) && path !== BLOCK_FILE) changes.removed.push(path);
   return changes;
 }

@@ -42,43 +42,87 @@ export async function unblockContext(options: UnblockOptions): Promise<UnblockRe
   const { fs, stateRoot, clock } = options;
   const context = validateContextName(options.context);
   if (!options.ticket.trim()) {
-    throw new UsageError("PAAS_BACKUP_TICKET_REQUIRED", "unblock needs --ticket <incident-id>", { remediation: "Pass the incident id the block was recorded under.", stage: "arguments" });
+    throw new UsageError("PAAS_BACKUP_TICKET_REQUIRED", "unblock needs --ticket <incident-id>", {
+      remediation: "Pass the incident id the block was recorded under.",
+      stage: "arguments",
+    });
   }
-  await recoverContext({ fs, stateRoot, backupRoot: options.backupRoot, context, clock, operator: options.operator });
+  await recoverContext({
+    fs,
+    stateRoot,
+    backupRoot: options.backupRoot,
+    context,
+    clock,
+    operator: options.operator,
+  });
   const block = await readBlock(fs, stateRoot, context);
   if (!block) return { context, cleared: null, doctor: null, externalDoctor: null, incidentFile: null };
   const startedAt = clock().toISOString();
-  const report = await runDoctor({ fs, stateRoot, context, ignoreBlock: true, ...(options.secretAllow ? { secretAllow: options.secretAllow } : {}), allowRepoState: options.allowRepoState ?? false });
+  const report = await runDoctor({
+    fs,
+    stateRoot,
+    context,
+    ignoreBlock: true,
+    ...(options.secretAllow ? { secretAllow: options.secretAllow } : {}),
+    allowRepoState: options.allowRepoState ?? false,
+  });
   if (!report.ok) {
-    throw new ValidationError("PAAS_BACKUP_STILL_FAILING", `${context} stays blocked: doctor still fails (${report.checks.filter((c) => !c.ok).map((c) => c.name).join(", ")})`, {
-      path: stateRoot,
-      remediation: `Fix what \`paas-backup doctor --context ${context}\` reports, then unblock again.`,
-      stage: "validate",
-      data: { checks: report.checks },
-    });
+    throw new ValidationError(
+      "PAAS_BACKUP_STILL_FAILING",
+      `${context} stays blocked: doctor still fails (${report.checks
+        .filter((c) => !c.ok)
+        .map((c) => c.name)
+        .join(", ")})`,
+      {
+        path: stateRoot,
+        remediation: `Fix what \`paas-backup doctor --context ${context}\` reports, then unblock again.`,
+        stage: "validate",
+        data: { checks: report.checks },
+      },
+    );
   }
   const recorded = block.externalDoctor?.command ?? null;
   let external: ExternalDoctorResult | null = null;
-  const doctor = options.externalDoctor ?? (recorded && options.runRecordedDoctor ? { command: recorded, run: options.runRecordedDoctor(recorded) } : null);
+  const doctor =
+    options.externalDoctor ??
+    (recorded && options.runRecordedDoctor
+      ? { command: recorded, run: options.runRecordedDoctor(recorded) }
+      : null);
   if (recorded && !doctor) {
-    throw new UsageError("PAAS_BACKUP_DOCTOR_REQUIRED", `${context} was blocked by the external doctor \`${recorded}\`; it has to pass before unblock`, {
-      remediation: `Pass --doctor-cmd with that doctor (or its replacement) so unblock can run it.`,
-      stage: "validate",
-    });
+    throw new UsageError(
+      "PAAS_BACKUP_DOCTOR_REQUIRED",
+      `${context} was blocked by the external doctor \`${recorded}\`; it has to pass before unblock`,
+      {
+        remediation: `Pass --doctor-cmd with that doctor (or its replacement) so unblock can run it.`,
+        stage: "validate",
+      },
+    );
   }
   if (doctor) {
     external = await doctor.run(stateRoot);
     if (!external.ok) {
-      throw new ValidationError("PAAS_BACKUP_STILL_FAILING", `${context} stays blocked: the external doctor \`${doctor.command}\` still fails (${external.detail})`, {
-        path: stateRoot,
-        remediation: `Fix what \`${doctor.command}\` reports, then unblock again.`,
-        stage: "validate",
-        data: { externalDoctor: external },
-      });
+      throw new ValidationError(
+        "PAAS_BACKUP_STILL_FAILING",
+        `${context} stays blocked: the external doctor \`${doctor.command}\` still fails (${external.detail})`,
+        {
+          path: stateRoot,
+          remediation: `Fix what \`${doctor.command}\` reports, then unblock again.`,
+          stage: "validate",
+          data: { externalDoctor: external },
+        },
+      );
     }
   }
   await clearBlock(fs, stateRoot, context);
-  const record = newIncidentRecord({ kind: "unblock", ticket: options.ticket, context, stateRoot, operator: options.operator, startedAt, outcome: "unblocked" });
+  const record = newIncidentRecord({
+    kind: "unblock",
+    ticket: options.ticket,
+    context,
+    stateRoot,
+    operator: options.operator,
+    startedAt,
+    outcome: "unblocked",
+  });
   record.doctor = { ok: true, checks: report.checks };
   record.externalDoctor = external;
   record.endedAt = clock().toISOString();

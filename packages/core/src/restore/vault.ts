@@ -27,7 +27,9 @@ export interface TrustStore {
 
 export function recipientFingerprint(recipients: readonly string[]): string {
   const lines = [...new Set(recipients.map((r) => r.trim()).filter(Boolean))].sort();
-  return createHash("sha256").update(lines.map((l) => `${l}\n`).join("")).digest("hex");
+  return createHash("sha256")
+    .update(lines.map((l) => `${l}\n`).join(""))
+    .digest("hex");
 }
 
 export async function inspectVault(
@@ -37,9 +39,26 @@ export async function inspectVault(
   trustStore: TrustStore | null,
 ): Promise<VaultReport> {
   const vaultDir = join(contextPath, "vault");
-  const configured = typeof restoredConfig?.vault_file === "string" && restoredConfig.vault_file ? (restoredConfig.vault_file as string) : "";
-  const vaultFile = configured ? (configured.startsWith("/") ? configured : join(contextPath, configured)) : join(vaultDir, "secrets.env");
-  const report: VaultReport = { present: false, files: [], keys: [], vaultFile, vaultFileExists: false, recipients: 0, fingerprint: null, trust: "no-recipients", findings: [] };
+  const configured =
+    typeof restoredConfig?.vault_file === "string" && restoredConfig.vault_file
+      ? (restoredConfig.vault_file as string)
+      : "";
+  const vaultFile = configured
+    ? configured.startsWith("/")
+      ? configured
+      : join(contextPath, configured)
+    : join(vaultDir, "secrets.env");
+  const report: VaultReport = {
+    present: false,
+    files: [],
+    keys: [],
+    vaultFile,
+    vaultFileExists: false,
+    recipients: 0,
+    fingerprint: null,
+    trust: "no-recipients",
+    findings: [],
+  };
   try {
     report.files = (await fs.readdir(vaultDir)).map((e) => e.name).sort();
     report.present = true;
@@ -68,13 +87,24 @@ export async function inspectVault(
   if (report.recipients > 0) {
     report.fingerprint = recipientFingerprint(recipients);
     if (!trustStore) report.trust = "no-trust-store";
-    else report.trust = trustStore.entries.some((e) => e.file === vaultFile && e.fingerprint === report.fingerprint) ? "trusted" : "untrusted";
+    else
+      report.trust = trustStore.entries.some(
+        (e) => e.file === vaultFile && e.fingerprint === report.fingerprint,
+      )
+        ? "trusted"
+        : "untrusted";
   }
   if (!report.present && !configured)
-    report.findings.push("the live context has no vault/ folder: reconcile secrets with the vault backup policy before deploying");
+    report.findings.push(
+      "the live context has no vault/ folder: reconcile secrets with the vault backup policy before deploying",
+    );
   if (!report.vaultFileExists)
-    report.findings.push(`the restored config.json points at vault file ${vaultFile}, which does not exist: reconcile with the vault backup policy; do not copy plaintext secrets into the state root`);
+    report.findings.push(
+      `the restored config.json points at vault file ${vaultFile}, which does not exist: reconcile with the vault backup policy; do not copy plaintext secrets into the state root`,
+    );
   if (report.trust === "untrusted")
-    report.findings.push("vault recipients do not match the trust store entry: confirm recipient state with `si vault trust` before secret-mutating commands");
+    report.findings.push(
+      "vault recipients do not match the trust store entry: confirm recipient state with `si vault trust` before secret-mutating commands",
+    );
   return report;
 }

@@ -20,7 +20,12 @@ export interface SnapshotVerification {
   chain: string[];
   chainOk: boolean;
   chainProblem: string | null;
-  deep: { ok: boolean; files: number; bytes: number; error: { code: string; message: string; exitCode: number } | null } | null;
+  deep: {
+    ok: boolean;
+    files: number;
+    bytes: number;
+    error: { code: string; message: string; exitCode: number } | null;
+  } | null;
   /** artifact readable by group or others, or owned by another user */
   access: string[];
   ok: boolean;
@@ -31,7 +36,11 @@ export async function checkChain(
   snapshot: SnapshotRef,
   all: readonly SnapshotRef[],
   cache: Map<string, { state: ChecksumState; actual: string; expected: string | null }> = new Map(),
-): Promise<{ chain: SnapshotRef[]; problem: string | null; self: { state: ChecksumState; actual: string; expected: string | null } }> {
+): Promise<{
+  chain: SnapshotRef[];
+  problem: string | null;
+  self: { state: ChecksumState; actual: string; expected: string | null };
+}> {
   const { chain, missing } = chainOf(snapshot, all);
   const check = async (s: SnapshotRef) => {
     let c = cache.get(s.id);
@@ -48,13 +57,18 @@ export async function checkChain(
     const c = await check(link);
     if (c.state !== "verified") return { chain, problem: `link ${link.id}: ${c.state}`, self };
     const child = chain[chain.indexOf(link) + 1];
-    if (child?.parent && child.parent.sha256 !== c.actual) return { chain, problem: `link ${link.id} is not the artifact ${child.id} was built on`, self };
+    if (child?.parent && child.parent.sha256 !== c.actual)
+      return { chain, problem: `link ${link.id} is not the artifact ${child.id} was built on`, self };
   }
   return { chain, problem: null, self };
 }
 
 /** The newest snapshot older than `before` whose whole chain verifies: the policy's "previous verified snapshot". */
-export async function findFallback(all: readonly SnapshotRef[], before: SnapshotRef, cache?: Map<string, { state: ChecksumState; actual: string; expected: string | null }>): Promise<SnapshotRef | null> {
+export async function findFallback(
+  all: readonly SnapshotRef[],
+  before: SnapshotRef,
+  cache?: Map<string, { state: ChecksumState; actual: string; expected: string | null }>,
+): Promise<SnapshotRef | null> {
   const memo = cache ?? new Map();
   for (let i = all.indexOf(before) - 1; i >= 0; i--) {
     const candidate = all[i]!;
@@ -79,17 +93,29 @@ export interface VerifyOptions {
 
 export async function verifySnapshots(options: VerifyOptions): Promise<SnapshotVerification[]> {
   const { fs } = options;
-  if (options.decryptor?.identityFile) await assertIdentityLocation(fs, options.decryptor.identityFile, options.backupRoot);
+  if (options.decryptor?.identityFile)
+    await assertIdentityLocation(fs, options.decryptor.identityFile, options.backupRoot);
   const { snapshots: all, damaged } = await scanSnapshots(fs, options.backupRoot, options.context);
   // Damaged snapshots are verified too, each with its own error; they never fail the others.
-  const everything: (SnapshotRef | DamagedSnapshot)[] = [...all, ...damaged].sort((a, b) => compareSnapshotIds(a.id, b.id));
-  const selected = options.snapshot === "all" ? everything : options.snapshot === "latest" ? everything.slice(-1) : everything.filter((s) => s.id === options.snapshot);
+  const everything: (SnapshotRef | DamagedSnapshot)[] = [...all, ...damaged].sort((a, b) =>
+    compareSnapshotIds(a.id, b.id),
+  );
+  const selected =
+    options.snapshot === "all"
+      ? everything
+      : options.snapshot === "latest"
+        ? everything.slice(-1)
+        : everything.filter((s) => s.id === options.snapshot);
   if (selected.length === 0) {
-    throw new UsageError("PAAS_BACKUP_SNAPSHOT_NOT_FOUND", `no snapshot ${options.snapshot} of context ${options.context} in ${options.backupRoot}`, {
-      path: options.backupRoot,
-      remediation: "List what exists with `paas-backup list --context <name>`.",
-      stage: "select",
-    });
+    throw new UsageError(
+      "PAAS_BACKUP_SNAPSHOT_NOT_FOUND",
+      `no snapshot ${options.snapshot} of context ${options.context} in ${options.backupRoot}`,
+      {
+        path: options.backupRoot,
+        remediation: "List what exists with `paas-backup list --context <name>`.",
+        stage: "select",
+      },
+    );
   }
   const cache = new Map();
   const results: SnapshotVerification[] = [];
@@ -107,7 +133,14 @@ export async function verifySnapshots(options: VerifyOptions): Promise<SnapshotV
         chain: [],
         chainOk: false,
         chainProblem: `its manifest is damaged: ${snapshot.error.message}`,
-        deep: options.deep ? { ok: false, files: 0, bytes: 0, error: { code: snapshot.error.code, message: snapshot.error.message, exitCode: 3 } } : null,
+        deep: options.deep
+          ? {
+              ok: false,
+              files: 0,
+              bytes: 0,
+              error: { code: snapshot.error.code, message: snapshot.error.message, exitCode: 3 },
+            }
+          : null,
         access: [],
         ok: false,
       });
@@ -116,20 +149,42 @@ export async function verifySnapshots(options: VerifyOptions): Promise<SnapshotV
     const checked = await checkChain(snapshot, all, cache);
     const { chain, self } = checked;
     const missingLink = chainOf(snapshot, all).missing;
-    const problem = checked.problem && missingLink && damagedIds.has(missingLink) ? `link ${missingLink} of its chain has a damaged manifest` : checked.problem;
+    const problem =
+      checked.problem && missingLink && damagedIds.has(missingLink)
+        ? `link ${missingLink} of its chain has a damaged manifest`
+        : checked.problem;
     const access: string[] = [];
-    if (snapshot.mode & 0o077) access.push(`artifact mode ${snapshot.mode.toString(8)} lets others read it (want 600)`);
-    if (options.currentUid !== undefined && snapshot.uid !== options.currentUid) access.push(`artifact owned by uid ${snapshot.uid}, not ${options.currentUid}`);
+    if (snapshot.mode & 0o077)
+      access.push(`artifact mode ${snapshot.mode.toString(8)} lets others read it (want 600)`);
+    if (options.currentUid !== undefined && snapshot.uid !== options.currentUid)
+      access.push(`artifact owned by uid ${snapshot.uid}, not ${options.currentUid}`);
     let deep: SnapshotVerification["deep"] = null;
     if (options.deep) {
-      if (problem) deep = { ok: false, files: 0, bytes: 0, error: { code: "PAAS_BACKUP_CHAIN_BROKEN", message: problem, exitCode: ExitCode.integrity } };
+      if (problem)
+        deep = {
+          ok: false,
+          files: 0,
+          bytes: 0,
+          error: { code: "PAAS_BACKUP_CHAIN_BROKEN", message: problem, exitCode: ExitCode.integrity },
+        };
       else {
         try {
-          const r = await materializeChain({ fs, chain, target: null, ...(options.decryptor ? { decryptor: options.decryptor } : {}), ...(options.maxExpansion ? { maxExpansion: options.maxExpansion } : {}) });
+          const r = await materializeChain({
+            fs,
+            chain,
+            target: null,
+            ...(options.decryptor ? { decryptor: options.decryptor } : {}),
+            ...(options.maxExpansion ? { maxExpansion: options.maxExpansion } : {}),
+          });
           deep = { ok: true, files: r.files.length, bytes: r.bytes, error: null };
         } catch (err) {
           if (!(err instanceof PaasBackupError)) throw err;
-          deep = { ok: false, files: 0, bytes: 0, error: { code: err.code, message: err.message, exitCode: err.exitCode } };
+          deep = {
+            ok: false,
+            files: 0,
+            bytes: 0,
+            error: { code: err.code, message: err.message, exitCode: err.exitCode },
+          };
         }
       }
     }

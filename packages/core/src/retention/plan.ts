@@ -47,8 +47,19 @@ export function isoWeek(d: Date): { year: number; week: number } {
 type Rule = { name: keyof RetentionPolicy; label: string; bucket: (d: Date) => string; fullsOnly: boolean };
 
 const RULES: Rule[] = [
-  { name: "hourly", label: "hourly", fullsOnly: false, bucket: (d) => `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}T${pad(d.getUTCHours())}` },
-  { name: "daily", label: "daily", fullsOnly: true, bucket: (d) => `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}` },
+  {
+    name: "hourly",
+    label: "hourly",
+    fullsOnly: false,
+    bucket: (d) =>
+      `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}T${pad(d.getUTCHours())}`,
+  },
+  {
+    name: "daily",
+    label: "daily",
+    fullsOnly: true,
+    bucket: (d) => `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}`,
+  },
   {
     name: "weekly",
     label: "weekly",
@@ -58,19 +69,41 @@ const RULES: Rule[] = [
       return `${w.year}-W${pad(w.week)}`;
     },
   },
-  { name: "monthly", label: "monthly", fullsOnly: true, bucket: (d) => `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}` },
+  {
+    name: "monthly",
+    label: "monthly",
+    fullsOnly: true,
+    bucket: (d) => `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}`,
+  },
 ];
 
 function parentId(s: RetentionSnapshot): string | undefined {
   return typeof s.parent === "string" ? s.parent : s.parent?.id;
 }
 
-export function planRetention(input: { snapshots: readonly RetentionSnapshot[]; policy?: Partial<RetentionPolicy> }): RetentionPlan {
+export function planRetention(input: {
+  snapshots: readonly RetentionSnapshot[];
+  policy?: Partial<RetentionPolicy>;
+}): RetentionPlan {
   const policy = { ...DEFAULT_RETENTION, ...(input.policy ?? {}) };
-  const items = input.snapshots.map((s, order) => ({ s, order, time: s.time instanceof Date ? s.time : new Date(s.time) }));
-  for (const it of items) if (Number.isNaN(it.time.getTime())) throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", `snapshot ${it.s.id} has an invalid time`, { remediation: "Pass each snapshot's time as a Date or an ISO 8601 string.", stage: "plan" });
+  const items = input.snapshots.map((s, order) => ({
+    s,
+    order,
+    time: s.time instanceof Date ? s.time : new Date(s.time),
+  }));
+  for (const it of items)
+    if (Number.isNaN(it.time.getTime()))
+      throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", `snapshot ${it.s.id} has an invalid time`, {
+        remediation: "Pass each snapshot's time as a Date or an ISO 8601 string.",
+        stage: "plan",
+      });
   // Newest first; identical times fall back to the id, then to input order, so the plan is deterministic.
-  items.sort((a, b) => b.time.getTime() - a.time.getTime() || (a.s.id < b.s.id ? 1 : a.s.id > b.s.id ? -1 : 0) || b.order - a.order);
+  items.sort(
+    (a, b) =>
+      b.time.getTime() - a.time.getTime() ||
+      (a.s.id < b.s.id ? 1 : a.s.id > b.s.id ? -1 : 0) ||
+      b.order - a.order,
+  );
 
   const reasons = new Map<string, string[]>();
   const addReason = (id: string, reason: string) => {

@@ -41,7 +41,13 @@ export async function pruneSnapshots(options: {
     if (ok) break;
   }
   const plan = planRetention({
-    snapshots: all.map((s) => ({ id: s.id, time: s.time, kind: s.kind, ...(s.parent ? { parent: s.parent.id } : {}), ...(verified.has(s.id) ? { verified: verified.get(s.id)! } : {}) })),
+    snapshots: all.map((s) => ({
+      id: s.id,
+      time: s.time,
+      kind: s.kind,
+      ...(s.parent ? { parent: s.parent.id } : {}),
+      ...(verified.has(s.id) ? { verified: verified.get(s.id)! } : {}),
+    })),
     ...(options.policy ? { policy: options.policy } : {}),
   });
   const removed: string[] = [];
@@ -64,7 +70,8 @@ async function sweepLeftovers(repo: ObjectStorage, context: string, now: Date): 
   const cutoff = new Date(now.getTime() - 3600_000);
   const swept = (await repo.sweepStaged(prefix, cutoff)).map((key) => key.slice(prefix.length));
   const objects = new Map<string, Date | null>();
-  for await (const o of repo.list(prefix, { shallow: true })) objects.set(o.key.slice(prefix.length), o.lastModified);
+  for await (const o of repo.list(prefix, { shallow: true }))
+    objects.set(o.key.slice(prefix.length), o.lastModified);
   for (const [name, lastModified] of objects) {
     const m = /^(.+?)\.(?:manifest\.json|tar\.gz(?:\.age)?\.sha256)$/.exec(name);
     const orphan = m && !objects.has(`${m[1]}.tar.gz`) && !objects.has(`${m[1]}.tar.gz.age`);

@@ -31,7 +31,12 @@ interface CacheFile {
 async function readCache(fs: FileSystem, path: string): Promise<CacheFile> {
   try {
     const parsed = JSON.parse(Buffer.from(await fs.readFile(path)).toString("utf8")) as CacheFile;
-    if (parsed?.format === "paas-backup-verified-chain@1" && parsed.entries && typeof parsed.entries === "object") return parsed;
+    if (
+      parsed?.format === "paas-backup-verified-chain@1" &&
+      parsed.entries &&
+      typeof parsed.entries === "object"
+    )
+      return parsed;
   } catch (err) {
     // A missing or unreadable cache only costs a re-hash; an I/O error is real and propagates.
     if (!isNotFound(err) && !(err instanceof SyntaxError)) throw err;
@@ -43,7 +48,13 @@ async function readCache(fs: FileSystem, path: string): Promise<CacheFile> {
  * null when the chain ending at `newest` verifies (each link's checksum, and each incremental
  * built on exactly its parent's bytes); otherwise the problem, in words for the operator.
  */
-export async function checkChainToExtend(fs: FileSystem, backupRoot: string, newest: SnapshotRef, all: readonly SnapshotRef[], nonce: string): Promise<string | null> {
+export async function checkChainToExtend(
+  fs: FileSystem,
+  backupRoot: string,
+  newest: SnapshotRef,
+  all: readonly SnapshotRef[],
+  nonce: string,
+): Promise<string | null> {
   const { chain, missing } = chainOf(newest, all);
   if (missing) return `link ${missing} of the chain of ${newest.id} is missing or damaged`;
   const path = join(contextBackupDir(backupRoot, newest.context), VERIFIED_CACHE_NAME);

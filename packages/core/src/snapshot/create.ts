@@ -6,12 +6,29 @@ import type { FileSystem } from "../fs/types.js";
 import { SafetyError } from "../errors.js";
 import { ArchiveWriter } from "../archive/writer.js";
 import type { ArtifactEncryptor } from "../archive/encryption.js";
-import { canonicalJson, MANIFEST_FORMAT, type Manifest, type ManifestEntryNote, type ManifestFile } from "../manifest/schema.js";
+import {
+  canonicalJson,
+  MANIFEST_FORMAT,
+  type Manifest,
+  type ManifestEntryNote,
+  type ManifestFile,
+} from "../manifest/schema.js";
 import { isEventLog, isJsonStateFile, type OptionalFolder } from "../policy/selection.js";
-import { redactBytes, SCANNER_RULES_VERSION, SecretScanner, type SecretAllowance, type SecretFinding } from "../policy/secrets.js";
+import {
+  redactBytes,
+  SCANNER_RULES_VERSION,
+  SecretScanner,
+  type SecretAllowance,
+  type SecretFinding,
+} from "../policy/secrets.js";
 import { validateContextName } from "../policy/context.js";
 import { assertSafeLocations } from "../policy/work-tree.js";
-import { artifactNames, backupRootStorage, listSnapshotsIn, type SnapshotRef } from "../repository/repository.js";
+import {
+  artifactNames,
+  backupRootStorage,
+  listSnapshotsIn,
+  type SnapshotRef,
+} from "../repository/repository.js";
 import type { ObjectStorage } from "../repository/storage.js";
 import { expectedChecksum, formatChecksumLine } from "../repository/checksum.js";
 import { formatSnapshotId } from "../repository/ids.js";
@@ -105,8 +122,16 @@ export interface SnapshotRedaction {
   acknowledged: boolean;
 }
 
-export function isAcknowledged(acks: readonly SecretAcknowledgement[], path: string, line: number, rule: string): boolean {
-  return acks.some((a) => a.path === path && (a.rule === rule || a.rule === "*") && (a.line === undefined || a.line === line));
+export function isAcknowledged(
+  acks: readonly SecretAcknowledgement[],
+  path: string,
+  line: number,
+  rule: string,
+): boolean {
+  return acks.some(
+    (a) =>
+      a.path === path && (a.rule === rule || a.rule === "*") && (a.line === undefined || a.line === line),
+  );
 }
 
 /** A file's scan found a secret after some of its bytes were already in the archive: take the snapshot again, redacting it from the start. */
@@ -146,9 +171,16 @@ class RedactingFeed extends Transform {
   }
 }
 
-async function countRange(fs: FileSystem, path: string, start: number, endExclusive: number, onChunk: (chunk: Buffer) => void): Promise<void> {
+async function countRange(
+  fs: FileSystem,
+  path: string,
+  start: number,
+  endExclusive: number,
+  onChunk: (chunk: Buffer) => void,
+): Promise<void> {
   if (endExclusive <= start) return;
-  for await (const chunk of fs.createReadStream(path, { start, end: endExclusive - 1 })) onChunk(chunk as Buffer);
+  for await (const chunk of fs.createReadStream(path, { start, end: endExclusive - 1 }))
+    onChunk(chunk as Buffer);
 }
 
 function countNewlines(chunk: Buffer): number {
@@ -204,16 +236,28 @@ export function secretRefusal(findings: readonly SecretFinding[]): SafetyError {
 }
 
 function changedIntoLink(path: string): SafetyError {
-  return new SafetyError("PAAS_BACKUP_SYMLINK_IN_CONTEXT", `${path} is no longer a regular file in a real folder (a symbolic link appeared while the snapshot ran); nothing was written`, {
-    path,
-    remediation: "paas-backup never reads through symbolic links inside a context: find out what replaced the file, then run the snapshot again.",
-    stage: "read",
-  });
+  return new SafetyError(
+    "PAAS_BACKUP_SYMLINK_IN_CONTEXT",
+    `${path} is no longer a regular file in a real folder (a symbolic link appeared while the snapshot ran); nothing was written`,
+    {
+      path,
+      remediation:
+        "paas-backup never reads through symbolic links inside a context: find out what replaced the file, then run the snapshot again.",
+      stage: "read",
+    },
+  );
 }
 
-async function hashRange(fs: FileSystem, path: string, hash: Hash, start: number, endExclusive: number): Promise<void> {
+async function hashRange(
+  fs: FileSystem,
+  path: string,
+  hash: Hash,
+  start: number,
+  endExclusive: number,
+): Promise<void> {
   if (endExclusive <= start) return;
-  for await (const chunk of fs.createReadStream(path, { start, end: endExclusive - 1 })) hash.update(chunk as Buffer);
+  for await (const chunk of fs.createReadStream(path, { start, end: endExclusive - 1 }))
+    hash.update(chunk as Buffer);
 }
 
 /** A small object (manifest, checksum file) written whole, atomically, through the repository's driver. */
@@ -241,7 +285,10 @@ export async function createSnapshot(options: CreateSnapshotOptions): Promise<Sn
   }
 }
 
-async function createSnapshotOnce(options: CreateSnapshotOptions, redact: Set<string>): Promise<SnapshotResult> {
+async function createSnapshotOnce(
+  options: CreateSnapshotOptions,
+  redact: Set<string>,
+): Promise<SnapshotResult> {
   const { fs, clock } = options;
   const context = validateContextName(options.context);
   // The caller holds the context's lock: a swap a crash interrupted is finished or undone before reading.
@@ -249,13 +296,22 @@ async function createSnapshotOnce(options: CreateSnapshotOptions, redact: Set<st
   const sleep = options.sleep ?? defaultSleep;
   const include = [...new Set(options.include ?? [])].sort();
   if (!options.encryptor && !options.insecurePlaintext) {
-    throw new SafetyError("PAAS_BACKUP_NO_RECIPIENT", "no age recipient configured: snapshots are encrypted by default", {
-      remediation:
-        "Make a key with `paas-backup keygen --out ~/.config/paas-backup/identity.txt` and pass its recipient with --recipient, or set recipients in the config file; --insecure-plaintext writes an unencrypted snapshot.",
-      stage: "plan",
-    });
+    throw new SafetyError(
+      "PAAS_BACKUP_NO_RECIPIENT",
+      "no age recipient configured: snapshots are encrypted by default",
+      {
+        remediation:
+          "Make a key with `paas-backup keygen --out ~/.config/paas-backup/identity.txt` and pass its recipient with --recipient, or set recipients in the config file; --insecure-plaintext writes an unencrypted snapshot.",
+        stage: "plan",
+      },
+    );
   }
-  await assertSafeLocations({ fs, backupRoot: options.backupRoot, stateRoot: options.stateRoot, allowRepoState: options.allowRepoState === true });
+  await assertSafeLocations({
+    fs,
+    backupRoot: options.backupRoot,
+    stateRoot: options.stateRoot,
+    allowRepoState: options.allowRepoState === true,
+  });
   const srcDir = contextDir(options.stateRoot, context);
   await requireContextDir(fs, srcDir, context);
   const repo = options.repository ?? backupRootStorage(fs, options.backupRoot);
@@ -273,7 +329,9 @@ async function createSnapshotOnce(options: CreateSnapshotOptions, redact: Set<st
       promotedToFull = `parent ${newest.id} covers --include ${newest.manifest.include.join(",") || "(none)"}`;
     else {
       const sha = await expectedChecksum(newest);
-      const chainProblem = sha ? await checkChainToExtend(fs, options.backupRoot, newest, existing, randomUUID().slice(0, 8)) : null;
+      const chainProblem = sha
+        ? await checkChainToExtend(fs, options.backupRoot, newest, existing, randomUUID().slice(0, 8))
+        : null;
       if (!sha) promotedToFull = `parent ${newest.id} has no readable checksum file`;
       else if (chainProblem) promotedToFull = `the chain it would extend does not verify: ${chainProblem}`;
       else parent = { ...newest, sha256: sha } as SnapshotRef & { sha256: string };
@@ -286,7 +344,11 @@ async function createSnapshotOnce(options: CreateSnapshotOptions, redact: Set<st
   let id = formatSnapshotId(started);
   const encrypted = options.encryptor !== undefined;
   const taken = new Set(existing.map((s) => s.id));
-  while (taken.has(id) || (await repo.head(keyOf(artifactNames(id, encrypted).artifactName))) || (await repo.head(keyOf(artifactNames(id, !encrypted).artifactName)))) {
+  while (
+    taken.has(id) ||
+    (await repo.head(keyOf(artifactNames(id, encrypted).artifactName))) ||
+    (await repo.head(keyOf(artifactNames(id, !encrypted).artifactName)))
+  ) {
     sequence += 1;
     id = formatSnapshotId(started, sequence);
   }
@@ -312,7 +374,8 @@ async function createSnapshotOnce(options: CreateSnapshotOptions, redact: Set<st
 
   const parentFiles = new Map<string, ManifestFile>((parent?.manifest?.files ?? []).map((f) => [f.path, f]));
   // What the newest snapshot had to redact is redacted from the start (no restart for a known leak).
-  for (const f of existing[existing.length - 1]?.manifest?.files ?? []) if (f.redactions?.length) redact.add(f.path);
+  for (const f of existing[existing.length - 1]?.manifest?.files ?? [])
+    if (f.redactions?.length) redact.add(f.path);
   const allow = options.secretAllow ?? [];
   const files: ManifestFile[] = [];
   const warnings: ManifestEntryNote[] = [];
@@ -354,7 +417,14 @@ async function createSnapshotOnce(options: CreateSnapshotOptions, redact: Set<st
    * does to the size (a tar header needs it before the bytes), the second stores. Returns the
    * findings, with line numbers counted from `firstLine`.
    */
-  const archiveRedacted = async (file: PlannedFile, source: Hash, stored: Hash, start: number, endExclusive: number, firstLine: number): Promise<{ findings: SecretFinding[]; storedLength: number }> => {
+  const archiveRedacted = async (
+    file: PlannedFile,
+    source: Hash,
+    stored: Hash,
+    start: number,
+    endExclusive: number,
+    firstLine: number,
+  ): Promise<{ findings: SecretFinding[]; storedLength: number }> => {
     await ensureDirs(file.path);
     const abs = join(srcDir, file.path);
     const counting = new SecretScanner(file.path, { allow, firstLine });
@@ -381,9 +451,16 @@ async function createSnapshotOnce(options: CreateSnapshotOptions, redact: Set<st
   const acks = options.secretAcknowledged ?? [];
   const record = (entry: ManifestFile): void => {
     files.push(entry);
-    for (const r of entry.redactions ?? []) redactions.push({ path: entry.path, line: r.line, rule: r.rule, acknowledged: isAcknowledged(acks, entry.path, r.line, r.rule) });
+    for (const r of entry.redactions ?? [])
+      redactions.push({
+        path: entry.path,
+        line: r.line,
+        rule: r.rule,
+        acknowledged: isAcknowledged(acks, entry.path, r.line, r.rule),
+      });
   };
-  const asRedactions = (findings: readonly SecretFinding[]) => findings.map((f) => ({ line: f.line, rule: f.rule }));
+  const asRedactions = (findings: readonly SecretFinding[]) =>
+    findings.map((f) => ({ line: f.line, rule: f.rule }));
 
   /**
    * A file that holds (or held) a secret. An event log whose source still begins with the bytes
@@ -425,7 +502,14 @@ async function createSnapshotOnce(options: CreateSnapshotOptions, redact: Set<st
           record({ ...base, size: prior.size, sha256: prior.sha256, ...carried, stored: "unchanged" });
           return;
         }
-        const { findings, storedLength } = await archiveRedacted(file, source, stored, priorSourceSize, length, lines + 1);
+        const { findings, storedLength } = await archiveRedacted(
+          file,
+          source,
+          stored,
+          priorSourceSize,
+          length,
+          lines + 1,
+        );
         const sourceSha256 = source.digest("hex");
         const sha256 = stored.digest("hex");
         const all = [...(prior.redactions ?? []), ...asRedactions(findings)];
@@ -440,14 +524,25 @@ async function createSnapshotOnce(options: CreateSnapshotOptions, redact: Set<st
         });
         return;
       }
-      warnings.push({ path: file.path, reason: "log was rewritten since the parent (or its redactions differ); stored whole" });
+      warnings.push({
+        path: file.path,
+        reason: "log was rewritten since the parent (or its redactions differ); stored whole",
+      });
     }
     const source = createHash("sha256");
     const stored = createHash("sha256");
     const { findings, storedLength } = await archiveRedacted(file, source, stored, 0, length, 1);
     const sourceSha256 = source.digest("hex");
     const sha256 = stored.digest("hex");
-    record({ ...base, size: storedLength, sha256, ...(sha256 !== sourceSha256 ? { sourceSize: length, sourceSha256, redactions: asRedactions(findings) } : {}), stored: "whole" });
+    record({
+      ...base,
+      size: storedLength,
+      sha256,
+      ...(sha256 !== sourceSha256
+        ? { sourceSize: length, sourceSha256, redactions: asRedactions(findings) }
+        : {}),
+      stored: "whole",
+    });
   };
 
   try {
@@ -458,7 +553,8 @@ async function createSnapshotOnce(options: CreateSnapshotOptions, redact: Set<st
       if (!(await isPlainFileInside(fs, srcDir, file.path))) throw changedIntoLink(abs);
       if (isJsonStateFile(file.path)) {
         const stable = await readStableJson(fs, abs, sleep);
-        if (!stable.parses) warnings.push({ path: file.path, reason: "not valid JSON (stable across reads); kept as is" });
+        if (!stable.parses)
+          warnings.push({ path: file.path, reason: "not valid JSON (stable across reads); kept as is" });
         // A value inside a JSON string is replaced inside it: the stored file stays valid JSON.
         const redacted = redactBytes(file.path, stable.content, allow);
         const sha256 = sha256Hex(redacted.content);
@@ -468,7 +564,13 @@ async function createSnapshotOnce(options: CreateSnapshotOptions, redact: Set<st
           mode: file.stat.mode,
           sha256,
           mtimeMs: stable.mtimeMs,
-          ...(redacted.changed ? { sourceSize: stable.content.length, sourceSha256: sha256Hex(stable.content), redactions: asRedactions(redacted.findings) } : {}),
+          ...(redacted.changed
+            ? {
+                sourceSize: stable.content.length,
+                sourceSha256: sha256Hex(stable.content),
+                redactions: asRedactions(redacted.findings),
+              }
+            : {}),
         };
         if (prior && prior.sha256 === sha256) {
           record({ ...entry, stored: "unchanged" });
@@ -484,11 +586,19 @@ async function createSnapshotOnce(options: CreateSnapshotOptions, redact: Set<st
       }
 
       // Logs are captured up to their last complete line; other files (releases/, cache/) whole.
-      const length = isEventLog(file.path) ? await completeLinesLength(fs, abs, file.stat.size) : file.stat.size;
+      const length = isEventLog(file.path)
+        ? await completeLinesLength(fs, abs, file.stat.size)
+        : file.stat.size;
       const base = { path: file.path, size: length, mode: file.stat.mode, mtimeMs: file.stat.mtimeMs };
       const priorSourceSize = prior ? (prior.sourceSize ?? prior.size) : 0;
       const priorSourceSha256 = prior ? (prior.sourceSha256 ?? prior.sha256) : "";
-      const carried = prior?.sourceSha256 ? { sourceSize: prior.sourceSize!, sourceSha256: prior.sourceSha256, redactions: prior.redactions ?? [] } : {};
+      const carried = prior?.sourceSha256
+        ? {
+            sourceSize: prior.sourceSize!,
+            sourceSha256: prior.sourceSha256,
+            redactions: prior.redactions ?? [],
+          }
+        : {};
       if (prior && priorSourceSize === length && prior.mtimeMs === file.stat.mtimeMs) {
         // Same size and modification time as in the parent: not read again (as restic and borg do).
         record({ ...base, size: prior.size, sha256: prior.sha256, ...carried, stored: "unchanged" });
@@ -512,7 +622,13 @@ async function createSnapshotOnce(options: CreateSnapshotOptions, redact: Set<st
             continue;
           }
           await archiveRange(file, hash, prior.size, length);
-          record({ ...base, sha256: hash.digest("hex"), stored: "append", appendOffset: prior.size, prefixSha256 });
+          record({
+            ...base,
+            sha256: hash.digest("hex"),
+            stored: "append",
+            appendOffset: prior.size,
+            prefixSha256,
+          });
           continue;
         }
         warnings.push({ path: file.path, reason: "log was rewritten since the parent; stored whole" });
@@ -522,7 +638,10 @@ async function createSnapshotOnce(options: CreateSnapshotOptions, redact: Set<st
         continue;
       }
       if (prior && isEventLog(file.path) && prior.size > length)
-        warnings.push({ path: file.path, reason: "log is shorter than in the parent (truncated); stored whole" });
+        warnings.push({
+          path: file.path,
+          reason: "log is shorter than in the parent (truncated); stored whole",
+        });
       await archiveRange(file, hash, 0, length);
       record({ ...base, sha256: hash.digest("hex"), stored: "whole" });
     }
@@ -540,7 +659,9 @@ async function createSnapshotOnce(options: CreateSnapshotOptions, redact: Set<st
       tool: { name: TOOL_NAME, version: TOOL_VERSION },
       include,
       ...(parent ? { parent: { id: parent.id, sha256: parent.sha256 } } : {}),
-      encryption: options.encryptor ? { type: "age", recipients: options.encryptor.recipients } : { type: "none" },
+      encryption: options.encryptor
+        ? { type: "age", recipients: options.encryptor.recipients }
+        : { type: "none" },
       files,
       absent: contents.absent,
       deleted,
@@ -550,7 +671,9 @@ async function createSnapshotOnce(options: CreateSnapshotOptions, redact: Set<st
       totals: { files: files.length, bytes: files.reduce((n, f) => n + f.size, 0), storedBytes },
       scannerRules: SCANNER_RULES_VERSION,
       gzipMembers,
-      scannerAllow: (options.secretAllow ?? []).filter((a) => present.has(a.path)).map((a) => ({ path: a.path, rule: a.rule })),
+      scannerAllow: (options.secretAllow ?? [])
+        .filter((a) => present.has(a.path))
+        .map((a) => ({ path: a.path, rule: a.rule })),
     };
     const manifestJson = canonicalJson(manifest, 2);
     options.onProgress?.({ phase: "commit", doneBytes: totalBytes, totalBytes });
@@ -596,4 +719,3 @@ async function createSnapshotOnce(options: CreateSnapshotOptions, redact: Set<st
     throw err;
   }
 }
-

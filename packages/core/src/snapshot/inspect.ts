@@ -37,11 +37,16 @@ export interface InspectOptions {
 function chainFor(snapshot: SnapshotRef, all: readonly SnapshotRef[]): SnapshotRef[] {
   const { chain, missing } = chainOf(snapshot, all);
   if (missing) {
-    throw new IntegrityError("PAAS_BACKUP_CHAIN_BROKEN", `snapshot ${snapshot.id} needs ${missing}, which is not in the backup root`, {
-      path: snapshot.artifactPath,
-      remediation: "Fetch the missing link from an offsite copy (restore --from-offsite), or look inside an older full snapshot.",
-      stage: "chain",
-    });
+    throw new IntegrityError(
+      "PAAS_BACKUP_CHAIN_BROKEN",
+      `snapshot ${snapshot.id} needs ${missing}, which is not in the backup root`,
+      {
+        path: snapshot.artifactPath,
+        remediation:
+          "Fetch the missing link from an offsite copy (restore --from-offsite), or look inside an older full snapshot.",
+        stage: "chain",
+      },
+    );
   }
   return chain;
 }
@@ -50,7 +55,12 @@ function chainFor(snapshot: SnapshotRef, all: readonly SnapshotRef[]): SnapshotR
  * Replay the snapshot's chain into `scratch` (a new folder the caller owns and removes) and return
  * the checked file list. Every byte is checked against the manifests as a restore checks it.
  */
-async function extract(options: InspectOptions, snapshot: SnapshotRef, all: readonly SnapshotRef[], scratch: string) {
+async function extract(
+  options: InspectOptions,
+  snapshot: SnapshotRef,
+  all: readonly SnapshotRef[],
+  scratch: string,
+) {
   return materializeChain({
     fs: options.fs,
     chain: chainFor(snapshot, all),
@@ -61,12 +71,21 @@ async function extract(options: InspectOptions, snapshot: SnapshotRef, all: read
 }
 
 /** The files a snapshot describes. From its manifest when it has one; a hand-made archive is read (checked, not written). */
-export async function listSnapshotFiles(options: InspectOptions & { snapshot: string }): Promise<{ snapshot: SnapshotRef; files: SnapshotFileEntry[] }> {
-  const { snapshot, all } = await findSnapshot(options.fs, options.backupRoot, options.context, options.snapshot);
+export async function listSnapshotFiles(
+  options: InspectOptions & { snapshot: string },
+): Promise<{ snapshot: SnapshotRef; files: SnapshotFileEntry[] }> {
+  const { snapshot, all } = await findSnapshot(
+    options.fs,
+    options.backupRoot,
+    options.context,
+    options.snapshot,
+  );
   if (snapshot.manifest) {
     return {
       snapshot,
-      files: snapshot.manifest.files.map((f) => ({ path: f.path, size: f.size, mode: f.mode, sha256: f.sha256, stored: f.stored })).sort((a, b) => (a.path < b.path ? -1 : 1)),
+      files: snapshot.manifest.files
+        .map((f) => ({ path: f.path, size: f.size, mode: f.mode, sha256: f.sha256, stored: f.stored }))
+        .sort((a, b) => (a.path < b.path ? -1 : 1)),
     };
   }
   const result = await materializeChain({
@@ -76,31 +95,56 @@ export async function listSnapshotFiles(options: InspectOptions & { snapshot: st
     ...(options.decryptor ? { decryptor: options.decryptor } : {}),
     ...(options.maxExpansion ? { maxExpansion: options.maxExpansion } : {}),
   });
-  return { snapshot, files: result.files.map((f) => ({ ...f, mode: null, stored: "hand-made" as const })).sort((a, b) => (a.path < b.path ? -1 : 1)) };
+  return {
+    snapshot,
+    files: result.files
+      .map((f) => ({ ...f, mode: null, stored: "hand-made" as const }))
+      .sort((a, b) => (a.path < b.path ? -1 : 1)),
+  };
 }
 
 function notInSnapshot(snapshot: SnapshotRef, path: string, known: readonly string[]): UsageError {
-  return new UsageError("PAAS_BACKUP_PATH_NOT_IN_SNAPSHOT", `${path} is not in snapshot ${snapshot.id} of ${snapshot.context}`, {
-    path,
-    remediation: `Use a path relative to the context folder as \`paas-backup ls\` prints it${known.length ? ` (e.g. ${known.slice(0, 3).join(", ")})` : ""}.`,
-    stage: "select",
-  });
+  return new UsageError(
+    "PAAS_BACKUP_PATH_NOT_IN_SNAPSHOT",
+    `${path} is not in snapshot ${snapshot.id} of ${snapshot.context}`,
+    {
+      path,
+      remediation: `Use a path relative to the context folder as \`paas-backup ls\` prints it${known.length ? ` (e.g. ${known.slice(0, 3).join(", ")})` : ""}.`,
+      stage: "select",
+    },
+  );
 }
 
 /**
  * Write one file of a snapshot to `out`, byte-identical to what was backed up. The chain is
  * replayed into `scratch` (created here with mode 0700, removed before returning).
  */
-export async function dumpSnapshotFile(options: InspectOptions & { snapshot: string; path: string; scratch: string; out: Writable }): Promise<{ snapshot: SnapshotRef; file: { path: string; size: number; sha256: string } }> {
+export async function dumpSnapshotFile(
+  options: InspectOptions & { snapshot: string; path: string; scratch: string; out: Writable },
+): Promise<{ snapshot: SnapshotRef; file: { path: string; size: number; sha256: string } }> {
   const path = options.path.replace(/^\.\//, "");
-  const { snapshot, all } = await findSnapshot(options.fs, options.backupRoot, options.context, options.snapshot);
+  const { snapshot, all } = await findSnapshot(
+    options.fs,
+    options.backupRoot,
+    options.context,
+    options.snapshot,
+  );
   if (snapshot.manifest && !snapshot.manifest.files.some((f) => f.path === path))
-    throw notInSnapshot(snapshot, path, snapshot.manifest.files.map((f) => f.path));
+    throw notInSnapshot(
+      snapshot,
+      path,
+      snapshot.manifest.files.map((f) => f.path),
+    );
   await options.fs.mkdir(options.scratch, { recursive: true, mode: 0o700 });
   try {
     const result = await extract(options, snapshot, all, options.scratch);
     const file = result.files.find((f) => f.path === path);
-    if (!file) throw notInSnapshot(snapshot, path, result.files.map((f) => f.path));
+    if (!file)
+      throw notInSnapshot(
+        snapshot,
+        path,
+        result.files.map((f) => f.path),
+      );
     await pipeline(options.fs.createReadStream(join(options.scratch, path)), options.out, { end: false });
     return { snapshot, file };
   } finally {
@@ -124,7 +168,11 @@ export interface SnapshotDiff {
   unchanged: number;
 }
 
-async function hashFile(fs: FileSystem, abs: string, limit?: number): Promise<{ size: number; sha256: string; tailNewlines: number }> {
+async function hashFile(
+  fs: FileSystem,
+  abs: string,
+  limit?: number,
+): Promise<{ size: number; sha256: string; tailNewlines: number }> {
   const hash = createHash("sha256");
   let size = 0;
   let tailNewlines = 0;
@@ -145,7 +193,11 @@ async function hashFile(fs: FileSystem, abs: string, limit?: number): Promise<{ 
 }
 
 /** Lines appended to an event log between `before` and the file at `abs`, or null when its old bytes changed. */
-async function appendedLines(fs: FileSystem, abs: string, before: { size: number; sha256: string }): Promise<number | null> {
+async function appendedLines(
+  fs: FileSystem,
+  abs: string,
+  before: { size: number; sha256: string },
+): Promise<number | null> {
   const r = await hashFile(fs, abs, before.size);
   if (r.size < before.size || r.sha256 !== before.sha256) return null;
   return r.tailNewlines;
@@ -156,7 +208,15 @@ async function appendedLines(fs: FileSystem, abs: string, before: { size: number
  * added, changed and removed files, and for an event log that grew, the number of lines appended.
  * The newer side's bytes are read (replayed into `scratch` for a snapshot) only for event logs.
  */
-export async function diffSnapshots(options: InspectOptions & { stateRoot: string; from: string; to: string; scratch: string; include?: readonly OptionalFolder[] }): Promise<SnapshotDiff> {
+export async function diffSnapshots(
+  options: InspectOptions & {
+    stateRoot: string;
+    from: string;
+    to: string;
+    scratch: string;
+    include?: readonly OptionalFolder[];
+  },
+): Promise<SnapshotDiff> {
   const before = await listSnapshotFiles({ ...options, snapshot: options.from });
   const beforeMap = new Map(before.files.map((f) => [f.path, f]));
   let afterFiles: { path: string; size: number; sha256: string }[];
@@ -184,7 +244,9 @@ export async function diffSnapshots(options: InspectOptions & { stateRoot: strin
       afterFiles = after.files;
       toLabel = after.snapshot.id;
       afterDir = options.scratch;
-      const needBytes = afterFiles.some((f) => logs.has(f.path) && beforeMap.has(f.path) && beforeMap.get(f.path)!.sha256 !== f.sha256);
+      const needBytes = afterFiles.some(
+        (f) => logs.has(f.path) && beforeMap.has(f.path) && beforeMap.get(f.path)!.sha256 !== f.sha256,
+      );
       if (needBytes) {
         await options.fs.mkdir(options.scratch, { recursive: true, mode: 0o700 });
         extracted = true;
@@ -197,13 +259,37 @@ export async function diffSnapshots(options: InspectOptions & { stateRoot: strin
     const afterMap = new Map(afterFiles.map((f) => [f.path, f]));
     for (const f of afterFiles) {
       const old = beforeMap.get(f.path);
-      if (!old) entries.push({ path: f.path, change: "added", before: null, after: { size: f.size, sha256: f.sha256 }, appendedLines: null });
+      if (!old)
+        entries.push({
+          path: f.path,
+          change: "added",
+          before: null,
+          after: { size: f.size, sha256: f.sha256 },
+          appendedLines: null,
+        });
       else if (old.sha256 !== f.sha256 || old.size !== f.size) {
-        const appended = logs.has(f.path) && f.size > old.size && (options.to === "live" || extracted) ? await appendedLines(options.fs, join(afterDir, f.path), old) : null;
-        entries.push({ path: f.path, change: "changed", before: { size: old.size, sha256: old.sha256 }, after: { size: f.size, sha256: f.sha256 }, appendedLines: appended });
+        const appended =
+          logs.has(f.path) && f.size > old.size && (options.to === "live" || extracted)
+            ? await appendedLines(options.fs, join(afterDir, f.path), old)
+            : null;
+        entries.push({
+          path: f.path,
+          change: "changed",
+          before: { size: old.size, sha256: old.sha256 },
+          after: { size: f.size, sha256: f.sha256 },
+          appendedLines: appended,
+        });
       } else unchanged++;
     }
-    for (const old of before.files) if (!afterMap.has(old.path)) entries.push({ path: old.path, change: "removed", before: { size: old.size, sha256: old.sha256 }, after: null, appendedLines: null });
+    for (const old of before.files)
+      if (!afterMap.has(old.path))
+        entries.push({
+          path: old.path,
+          change: "removed",
+          before: { size: old.size, sha256: old.sha256 },
+          after: null,
+          appendedLines: null,
+        });
     entries.sort((a, b) => (a.path < b.path ? -1 : 1));
     return { from: before.snapshot.id, to: toLabel, entries, unchanged };
   } finally {
@@ -220,12 +306,18 @@ export interface FoundCopy {
 }
 
 /** Which snapshots of a context hold `path` (from their manifests), oldest first, with size and sha256. */
-export async function findInSnapshots(options: { fs: FileSystem; backupRoot: string; context: string; path: string }): Promise<FoundCopy[]> {
+export async function findInSnapshots(options: {
+  fs: FileSystem;
+  backupRoot: string;
+  context: string;
+  path: string;
+}): Promise<FoundCopy[]> {
   const path = options.path.replace(/^\.\//, "");
   const out: FoundCopy[] = [];
   for (const s of await listSnapshots(options.fs, options.backupRoot, options.context)) {
     const f = s.manifest?.files.find((x) => x.path === path);
-    if (f) out.push({ snapshot: s.id, kind: s.kind, time: s.time.toISOString(), size: f.size, sha256: f.sha256 });
+    if (f)
+      out.push({ snapshot: s.id, kind: s.kind, time: s.time.toISOString(), size: f.size, sha256: f.sha256 });
   }
   return out;
 }

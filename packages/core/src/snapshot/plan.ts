@@ -1,7 +1,12 @@
 import type { FileStat, FileSystem } from "../fs/types.js";
 import { isNotFound, UsageError } from "../errors.js";
 import type { ManifestEntryNote } from "../manifest/schema.js";
-import { hardExclusionReason, OPTIONAL_FOLDERS, PROTECTED_FILES, type OptionalFolder } from "../policy/selection.js";
+import {
+  hardExclusionReason,
+  OPTIONAL_FOLDERS,
+  PROTECTED_FILES,
+  type OptionalFolder,
+} from "../policy/selection.js";
 import { join } from "../util/paths.js";
 import { lstatInside } from "../util/no-follow.js";
 
@@ -31,18 +36,27 @@ async function lstatOrNull(fs: FileSystem, path: string): Promise<FileStat | nul
 export async function requireContextDir(fs: FileSystem, dir: string, context: string): Promise<void> {
   const stat = await lstatOrNull(fs, dir);
   if (!stat) {
-    throw new UsageError("PAAS_BACKUP_CONTEXT_NOT_FOUND", `context ${context} not found: ${dir} does not exist`, {
-      path: dir,
-      remediation: "Check --context and --state-root (or SI_PAAS_STATE_ROOT); `si paas context list` shows the contexts.",
-      stage: "plan",
-    });
+    throw new UsageError(
+      "PAAS_BACKUP_CONTEXT_NOT_FOUND",
+      `context ${context} not found: ${dir} does not exist`,
+      {
+        path: dir,
+        remediation:
+          "Check --context and --state-root (or SI_PAAS_STATE_ROOT); `si paas context list` shows the contexts.",
+        stage: "plan",
+      },
+    );
   }
   if (stat.kind !== "directory") {
-    throw new UsageError("PAAS_BACKUP_CONTEXT_NOT_A_FOLDER", `context ${context} at ${dir} is a ${stat.kind}, not a folder`, {
-      path: dir,
-      remediation: "Point --state-root at the real state root; paas-backup never follows symbolic links.",
-      stage: "plan",
-    });
+    throw new UsageError(
+      "PAAS_BACKUP_CONTEXT_NOT_A_FOLDER",
+      `context ${context} at ${dir} is a ${stat.kind}, not a folder`,
+      {
+        path: dir,
+        remediation: "Point --state-root at the real state root; paas-backup never follows symbolic links.",
+        stage: "plan",
+      },
+    );
   }
 }
 
@@ -51,7 +65,11 @@ export async function requireContextDir(fs: FileSystem, dir: string, context: st
  * Everything else found in the context is recorded as excluded with the rule that kept it out,
  * and links or special files as skipped, so the manifest explains every path it does not hold.
  */
-export async function planSnapshotContents(fs: FileSystem, dir: string, include: readonly OptionalFolder[]): Promise<SnapshotContents> {
+export async function planSnapshotContents(
+  fs: FileSystem,
+  dir: string,
+  include: readonly OptionalFolder[],
+): Promise<SnapshotContents> {
   const files: PlannedFile[] = [];
   const absent: string[] = [];
   const excluded: ManifestEntryNote[] = [];
@@ -62,7 +80,13 @@ export async function planSnapshotContents(fs: FileSystem, dir: string, include:
     // every component checked, not only the last: a symlinked events/ is never read through
     const inside = await lstatInside(fs, dir, path);
     if (inside?.link !== undefined) {
-      skipped.push({ path, reason: inside.kind === "symlink" ? `under symbolic link ${inside.link} (never followed)` : `under ${inside.link}, which is not a folder (${inside.kind})` });
+      skipped.push({
+        path,
+        reason:
+          inside.kind === "symlink"
+            ? `under symbolic link ${inside.link} (never followed)`
+            : `under ${inside.link}, which is not a folder (${inside.kind})`,
+      });
       continue;
     }
     const stat = inside?.stat ?? null;
@@ -118,7 +142,11 @@ export async function planSnapshotContents(fs: FileSystem, dir: string, include:
       continue;
     }
     if (entry.kind === "symlink") skipped.push({ path: name, reason: "symbolic link (never followed)" });
-    else excluded.push({ path: entry.kind === "directory" ? `${name}/` : name, reason: "not a protected file (policy §2)" });
+    else
+      excluded.push({
+        path: entry.kind === "directory" ? `${name}/` : name,
+        reason: "not a protected file (policy §2)",
+      });
   }
 
   files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));

@@ -13,13 +13,19 @@ export interface StableJson {
   parses: boolean;
 }
 
-export async function readStableJson(fs: FileSystem, path: string, sleep: (ms: number) => Promise<void>, attempts = 6): Promise<StableJson> {
+export async function readStableJson(
+  fs: FileSystem,
+  path: string,
+  sleep: (ms: number) => Promise<void>,
+  attempts = 6,
+): Promise<StableJson> {
   let previous: string | null = null;
   for (let attempt = 0; attempt < attempts; attempt++) {
     const before = await fs.lstat(path);
     const content = Buffer.from(await fs.readFile(path));
     const after = await fs.lstat(path);
-    const unchanged = before.size === after.size && before.mtimeMs === after.mtimeMs && content.length === after.size;
+    const unchanged =
+      before.size === after.size && before.mtimeMs === after.mtimeMs && content.length === after.size;
     if (unchanged) {
       try {
         JSON.parse(content.toString("utf8"));
@@ -35,7 +41,8 @@ export async function readStableJson(fs: FileSystem, path: string, sleep: (ms: n
   }
   throw new BusyError("PAAS_BACKUP_STATE_CHANGING", `${path} kept changing while it was read`, {
     path,
-    remediation: "si is rewriting this file right now; run the snapshot again in a minute (tick retries on its next run).",
+    remediation:
+      "si is rewriting this file right now; run the snapshot again in a minute (tick retries on its next run).",
     stage: "read",
   });
 }

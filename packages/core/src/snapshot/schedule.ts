@@ -8,13 +8,17 @@ export type TickAction = "full" | "incremental" | "none";
 
 export const INCREMENTAL_AFTER_MS = 55 * 60_000;
 
-export function decideTick(snapshots: readonly { time: Date; kind: "full" | "incremental" }[], now: Date): { action: TickAction; reason: string } {
+export function decideTick(
+  snapshots: readonly { time: Date; kind: "full" | "incremental" }[],
+  now: Date,
+): { action: TickAction; reason: string } {
   const day = now.toISOString().slice(0, 10);
   const fullToday = snapshots.some((s) => s.kind === "full" && s.time.toISOString().slice(0, 10) === day);
   if (!fullToday) return { action: "full", reason: `no full snapshot yet for ${day} (UTC)` };
   const newest = snapshots.reduce<Date | null>((acc, s) => (!acc || s.time > acc ? s.time : acc), null)!;
   const age = now.getTime() - newest.getTime();
-  if (age >= INCREMENTAL_AFTER_MS) return { action: "incremental", reason: `newest snapshot is ${Math.floor(age / 60_000)} min old` };
+  if (age >= INCREMENTAL_AFTER_MS)
+    return { action: "incremental", reason: `newest snapshot is ${Math.floor(age / 60_000)} min old` };
   return { action: "none", reason: `newest snapshot is ${Math.floor(age / 60_000)} min old (< 55)` };
 }
 

@@ -10,7 +10,12 @@ import { withContextLock, type LockOptions, type LockOwner } from "../repository
 import type { RetentionPolicy } from "../retention/plan.js";
 import { pruneSnapshots } from "../retention/prune.js";
 import { join } from "../util/paths.js";
-import { createSnapshot, type SecretAcknowledgement, type SnapshotRedaction, type SnapshotResult } from "./create.js";
+import {
+  createSnapshot,
+  type SecretAcknowledgement,
+  type SnapshotRedaction,
+  type SnapshotResult,
+} from "./create.js";
 import { recordTickOutcome } from "../governance/status.js";
 import { contextsWithJournal, recoverContext, type RecoveryResult } from "../restore/journal.js";
 import { decideTick, type TickAction } from "./schedule.js";
@@ -91,48 +96,85 @@ export async function listStateContexts(fs: FileSystem, stateRoot: string): Prom
 }
 
 function emptyOutcome(context: string): TickOutcome {
-  return { context, ok: true, action: "none", reason: "", snapshot: null, pruned: [], offsite: null, error: null, redactions: [] };
+  return {
+    context,
+    ok: true,
+    action: "none",
+    reason: "",
+    snapshot: null,
+    pruned: [],
+    offsite: null,
+    error: null,
+    redactions: [],
+  };
 }
 
-async function tickOne(options: TickOptions, context: string): Promise<{ outcome: TickOutcome; exitCode: ExitCodeValue }> {
+async function tickOne(
+  options: TickOptions,
+  context: string,
+): Promise<{ outcome: TickOutcome; exitCode: ExitCodeValue }> {
   const outcome = emptyOutcome(context);
   const { fs, clock } = options;
   let durationSeconds = 0;
   try {
     const encryptor = typeof options.encryptor === "function" ? await options.encryptor() : options.encryptor;
     const onWait = options.onLockWait?.(context);
-    await withContextLock({ fs, backupRoot: options.backupRoot, context, owner: options.owner, clock, timeoutMs: options.lockTimeoutMs, ...(onWait ? { onWait } : {}) }, async () => {
-      const decision = decideTick(await listSnapshots(fs, options.backupRoot, context), clock());
-      outcome.action = decision.action;
-      outcome.reason = decision.reason;
-      if (decision.action === "none") return;
-      const started = clock().getTime();
-      const include = typeof options.include === "function" ? options.include() : options.include;
-      const r = await createSnapshot({
+    await withContextLock(
+      {
         fs,
-        stateRoot: options.stateRoot,
         backupRoot: options.backupRoot,
         context,
+        owner: options.owner,
         clock,
-        kind: decision.action,
-        ...(include ? { include } : {}),
-        ...(encryptor ? { encryptor } : {}),
-        insecurePlaintext: options.insecurePlaintext === true,
-        ...(options.secretAllow ? { secretAllow: options.secretAllow } : {}),
-        ...(options.secretAcknowledged ? { secretAcknowledged: options.secretAcknowledged } : {}),
-        allowRepoState: options.allowRepoState === true,
-      });
-      durationSeconds = (clock().getTime() - started) / 1000;
-      outcome.snapshot = { id: r.id, kind: r.kind, artifact: r.artifact, sha256: r.sha256, bytes: r.bytes, storedBytes: r.storedBytes };
-      outcome.redactions = r.redactions;
-      if (r.promotedToFull) {
-        // an incremental was due, but the chain it would extend no longer verifies (or cannot be extended)
-        outcome.action = "full";
-        outcome.reason = `${decision.reason}; took a full instead of an incremental: ${r.promotedToFull}`;
-      }
-      const pruned = await pruneSnapshots({ fs, backupRoot: options.backupRoot, context, ...(options.retention ? { policy: options.retention } : {}), clock });
-      outcome.pruned = pruned.removed;
-    });
+        timeoutMs: options.lockTimeoutMs,
+        ...(onWait ? { onWait } : {}),
+      },
+      async () => {
+        const decision = decideTick(await listSnapshots(fs, options.backupRoot, context), clock());
+        outcome.action = decision.action;
+        outcome.reason = decision.reason;
+        if (decision.action === "none") return;
+        const started = clock().getTime();
+        const include = typeof options.include === "function" ? options.include() : options.include;
+        const r = await createSnapshot({
+          fs,
+          stateRoot: options.stateRoot,
+          backupRoot: options.backupRoot,
+          context,
+          clock,
+          kind: decision.action,
+          ...(include ? { include } : {}),
+          ...(encryptor ? { encryptor } : {}),
+          insecurePlaintext: options.insecurePlaintext === true,
+          ...(options.secretAllow ? { secretAllow: options.secretAllow } : {}),
+          ...(options.secretAcknowledged ? { secretAcknowledged: options.secretAcknowledged } : {}),
+          allowRepoState: options.allowRepoState === true,
+        });
+        durationSeconds = (clock().getTime() - started) / 1000;
+        outcome.snapshot = {
+          id: r.id,
+          kind: r.kind,
+          artifact: r.artifact,
+          sha256: r.sha256,
+          bytes: r.bytes,
+          storedBytes: r.storedBytes,
+        };
+        outcome.redactions = r.redactions;
+        if (r.promotedToFull) {
+          // an incremental was due, but the chain it would extend no longer verifies (or cannot be extended)
+          outcome.action = "full";
+          outcome.reason = `${decision.reason}; took a full instead of an incremental: ${r.promotedToFull}`;
+        }
+        const pruned = await pruneSnapshots({
+          fs,
+          backupRoot: options.backupRoot,
+          context,
+          ...(options.retention ? { policy: options.retention } : {}),
+          clock,
+        });
+        outcome.pruned = pruned.removed;
+      },
+    );
     if (options.afterEach) outcome.offsite = await options.afterEach(context);
     await remember(options, outcome, durationSeconds);
     return { outcome, exitCode: ExitCode.ok };
@@ -153,19 +195,36 @@ async function remember(options: TickOptions, o: TickOutcome, durationSeconds: n
       action: o.action,
       reason: o.reason,
       error: o.error ? { code: o.error.code, message: o.error.message } : null,
-      snapshot: o.snapshot ? { id: o.snapshot.id, kind: o.snapshot.kind, bytes: o.snapshot.bytes, storedBytes: o.snapshot.storedBytes, durationSeconds } : null,
+      snapshot: o.snapshot
+        ? {
+            id: o.snapshot.id,
+            kind: o.snapshot.kind,
+            bytes: o.snapshot.bytes,
+            storedBytes: o.snapshot.storedBytes,
+            durationSeconds,
+          }
+        : null,
     });
   } catch (err) {
-    options.onWarning?.(`could not record the tick outcome of ${o.context} in ${options.backupRoot}: ${(err as Error).message}`);
+    options.onWarning?.(
+      `could not record the tick outcome of ${o.context} in ${options.backupRoot}: ${(err as Error).message}`,
+    );
   }
 }
 
-function failedOutcome(err: unknown, outcome: TickOutcome): { outcome: TickOutcome; exitCode: ExitCodeValue } {
+function failedOutcome(
+  err: unknown,
+  outcome: TickOutcome,
+): { outcome: TickOutcome; exitCode: ExitCodeValue } {
   outcome.ok = false;
   outcome.error =
     err instanceof PaasBackupError
       ? { code: err.code, message: err.message, remediation: err.remediation }
-      : { code: "PAAS_BACKUP_UNEXPECTED", message: (err as Error).message, remediation: "Rerun with the same arguments and report the message." };
+      : {
+          code: "PAAS_BACKUP_UNEXPECTED",
+          message: (err as Error).message,
+          remediation: "Rerun with the same arguments and report the message.",
+        };
   return { outcome, exitCode: err instanceof PaasBackupError ? err.exitCode : ExitCode.unexpected };
 }
 
@@ -177,17 +236,35 @@ function failedOutcome(err: unknown, outcome: TickOutcome): { outcome: TickOutco
  * the metrics file, so an SDK caller gets the same policy.
  */
 export async function runTick(options: TickOptions): Promise<TickResult> {
-  await assertSafeLocations({ fs: options.fs, backupRoot: options.backupRoot, stateRoot: options.stateRoot, allowRepoState: options.allowRepoState === true });
+  await assertSafeLocations({
+    fs: options.fs,
+    backupRoot: options.backupRoot,
+    stateRoot: options.stateRoot,
+    allowRepoState: options.allowRepoState === true,
+  });
   const { fs, stateRoot, clock } = options;
   const runs: { outcome: TickOutcome; exitCode: ExitCodeValue }[] = [];
   const recovered: RecoveryResult[] = [];
   let contexts = (options.contexts ?? []).map(validateContextName);
   if (options.allContexts) {
-    const recoveryOwner: LockOwner = { pid: options.owner.pid, host: options.owner.host, command: "recover", isAlive: (pid) => options.owner.isAlive(pid) };
+    const recoveryOwner: LockOwner = {
+      pid: options.owner.pid,
+      host: options.owner.host,
+      command: "recover",
+      isAlive: (pid) => options.owner.isAlive(pid),
+    };
     for (const context of await contextsWithJournal(fs, stateRoot)) {
       try {
-        const r = await withContextLock({ fs, backupRoot: options.backupRoot, context, owner: recoveryOwner, clock, timeoutMs: options.lockTimeoutMs }, () =>
-          recoverContext({ fs, stateRoot, backupRoot: options.backupRoot, context, clock }),
+        const r = await withContextLock(
+          {
+            fs,
+            backupRoot: options.backupRoot,
+            context,
+            owner: recoveryOwner,
+            clock,
+            timeoutMs: options.lockTimeoutMs,
+          },
+          () => recoverContext({ fs, stateRoot, backupRoot: options.backupRoot, context, clock }),
         );
         if (r) {
           recovered.push(r);
@@ -198,7 +275,9 @@ export async function runTick(options: TickOptions): Promise<TickResult> {
         runs.push(failedOutcome(err, emptyOutcome(context)));
       }
     }
-    contexts = (await listStateContexts(fs, stateRoot)).filter((c) => !runs.some((r) => r.outcome.context === c));
+    contexts = (await listStateContexts(fs, stateRoot)).filter(
+      (c) => !runs.some((r) => r.outcome.context === c),
+    );
   }
   for (const context of contexts) runs.push(await tickOne(options, context));
   const outcomes = runs.map((r) => r.outcome);
@@ -206,6 +285,12 @@ export async function runTick(options: TickOptions): Promise<TickResult> {
   // A leaked credential never stops the tick: every context is still backed up (redacted); 9 only when nothing worse happened.
   const unacknowledged = outcomes.some((o) => o.redactions.some((r) => !r.acknowledged));
   const exitCode =
-    failed.length === 0 ? (unacknowledged ? ExitCode.redacted : ExitCode.ok) : !options.allContexts && runs.length === 1 ? runs[0]!.exitCode : ExitCode.partial;
+    failed.length === 0
+      ? unacknowledged
+        ? ExitCode.redacted
+        : ExitCode.ok
+      : !options.allContexts && runs.length === 1
+        ? runs[0]!.exitCode
+        : ExitCode.partial;
   return { outcomes, recovered, contexts, exitCode };
 }

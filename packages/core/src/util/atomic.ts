@@ -6,7 +6,13 @@ import { dirname, join, basename } from "./paths.js";
  * Write a small file so that readers see the old content or the new, never a torn one:
  * temporary name in the same folder, flush, rename, flush the folder.
  */
-export async function writeFileAtomic(fs: FileSystem, path: string, data: string | Uint8Array, mode = 0o600, nonce = ""): Promise<void> {
+export async function writeFileAtomic(
+  fs: FileSystem,
+  path: string,
+  data: string | Uint8Array,
+  mode = 0o600,
+  nonce = "",
+): Promise<void> {
   const tmp = join(dirname(path), `.${basename(path)}.${nonce || "tmp"}.partial`);
   await fs.writeFile(tmp, data, { mode });
   await fs.sync(tmp);
@@ -20,7 +26,12 @@ export async function writeFileAtomic(fs: FileSystem, path: string, data: string
  * already exists. On a filesystem without hard links, an exclusive create (O_EXCL) is the
  * fallback: still never replaces, but a reader may catch it half-written.
  */
-export async function createFileExclusive(fs: FileSystem, path: string, data: string | Uint8Array, mode = 0o600): Promise<boolean> {
+export async function createFileExclusive(
+  fs: FileSystem,
+  path: string,
+  data: string | Uint8Array,
+  mode = 0o600,
+): Promise<boolean> {
   const tmp = join(dirname(path), `.${basename(path)}.${randomUUID()}.tmp`);
   await fs.writeFile(tmp, data, { mode, exclusive: true });
   try {

@@ -15,7 +15,8 @@ import { join } from "./paths.js";
  * Node has no openat(2), so a link swapped in between this check and the open is still followed;
  * callers check right before they read, which leaves that window as small as it can be.
  */
-export type InsideStat = { stat: FileStat; link?: undefined } | { link: string; kind: FileStat["kind"]; stat?: undefined };
+export type InsideStat =
+  { stat: FileStat; link?: undefined } | { link: string; kind: FileStat["kind"]; stat?: undefined };
 
 export async function lstatInside(fs: FileSystem, root: string, rel: string): Promise<InsideStat | null> {
   const parts = rel.split("/").filter(Boolean);

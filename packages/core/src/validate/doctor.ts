@@ -22,7 +22,14 @@ export interface DoctorReport {
   count: number;
   checks: DoctorCheck[];
   /** `si paas context show` as resolved from the restored config.json */
-  contextShow: { name: string; type: string; state_root: string; vault_file: string; created_at: string; updated_at: string } | null;
+  contextShow: {
+    name: string;
+    type: string;
+    state_root: string;
+    vault_file: string;
+    created_at: string;
+    updated_at: string;
+  } | null;
   /** `si paas events list --limit 20` over the restored logs */
   events: EventRecord[];
 }
@@ -47,7 +54,9 @@ export interface DoctorOptions {
 /** Every entry below root, depth first in directory order; iterative so no depth can exhaust the stack. */
 async function walkFiles(fs: FileSystem, root: string): Promise<{ path: string; kind: string }[]> {
   const out: { path: string; kind: string }[] = [];
-  const stack: { rel: string; at: number; entries: { name: string; kind: string }[] }[] = [{ rel: "", at: 0, entries: await fs.readdir(root) }];
+  const stack: { rel: string; at: number; entries: { name: string; kind: string }[] }[] = [
+    { rel: "", at: 0, entries: await fs.readdir(root) },
+  ];
   while (stack.length > 0) {
     const top = stack[stack.length - 1]!;
     const e = top.entries[top.at++];
@@ -80,13 +89,19 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
     if (!isNotFound(err)) throw err;
     rootExists = false;
   }
-  add("state_root_resolved", stateRoot.startsWith("/") && rootExists, rootExists ? `context folder ${dir}` : `context folder ${dir} does not exist`);
+  add(
+    "state_root_resolved",
+    stateRoot.startsWith("/") && rootExists,
+    rootExists ? `context folder ${dir}` : `context folder ${dir} does not exist`,
+  );
 
   const repo = await workTreeOf(fs, stateRoot);
   add(
     "state_root_outside_repo",
     !repo || options.allowRepoState === true,
-    repo ? `state root ${stateRoot} is inside git repository ${repo}${options.allowRepoState ? " (allowed by SI_PAAS_ALLOW_REPO_STATE)" : ""}` : "state root is outside any git repository",
+    repo
+      ? `state root ${stateRoot} is inside git repository ${repo}${options.allowRepoState ? " (allowed by SI_PAAS_ALLOW_REPO_STATE)" : ""}`
+      : "state root is outside any git repository",
   );
 
   let config: Record<string, unknown> | null = null;
@@ -99,7 +114,9 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
     if (!inside) continue;
     if (inside.link !== undefined || inside.stat.kind !== "file") {
       // never read through a link (issue 9 §6): say what is there instead
-      shapeProblems.push(`${path}: ${inside.link !== undefined ? `under ${inside.link}, a ${inside.kind}` : `a ${inside.stat.kind}`}, not a regular file (not followed)`);
+      shapeProblems.push(
+        `${path}: ${inside.link !== undefined ? `under ${inside.link}, a ${inside.kind}` : `a ${inside.stat.kind}`}, not a regular file (not followed)`,
+      );
       continue;
     }
     try {
@@ -120,12 +137,20 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
     const result = STATE_FILE_SHAPES[path]!.safeParse(parsed);
     if (!result.success) {
       const issue = result.error.issues[0];
-      shapeProblems.push(`${path}: ${issue ? `${issue.path.join(".") || "(root)"} ${issue.message}` : "wrong shape"}`);
+      shapeProblems.push(
+        `${path}: ${issue ? `${issue.path.join(".") || "(root)"} ${issue.message}` : "wrong shape"}`,
+      );
       continue;
     }
     if (path === "config.json") config = parsed as Record<string, unknown>;
   }
-  add("state_files_parse", shapeProblems.length === 0, shapeProblems.length ? shapeProblems.join("; ") : `${present.length} state files parse with the si paas shapes`);
+  add(
+    "state_files_parse",
+    shapeProblems.length === 0,
+    shapeProblems.length
+      ? shapeProblems.join("; ")
+      : `${present.length} state files parse with the si paas shapes`,
+  );
 
   // context show: reads config.json only, fails when it is missing or not JSON.
   if (config) {
@@ -148,9 +173,17 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
           ? `context ${context} of type ${contextShow.type}`
           : `unknown context type ${JSON.stringify(contextShow.type)}`,
     );
-    const vaultFile = contextShow.vault_file.startsWith("/") ? contextShow.vault_file : join(dir, contextShow.vault_file);
+    const vaultFile = contextShow.vault_file.startsWith("/")
+      ? contextShow.vault_file
+      : join(dir, contextShow.vault_file);
     const vaultRepo = await workTreeOf(fs, vaultFile);
-    add("context_vault_outside_repo", !vaultRepo, vaultRepo ? `vault file ${vaultFile} is inside git repository ${vaultRepo}` : `vault file ${vaultFile} is outside any git repository`);
+    add(
+      "context_vault_outside_repo",
+      !vaultRepo,
+      vaultRepo
+        ? `vault file ${vaultFile} is inside git repository ${vaultRepo}`
+        : `vault file ${vaultFile} is outside any git repository`,
+    );
   } else {
     add("context_show", false, `config.json in ${dir} is missing or not valid JSON`);
   }
@@ -160,14 +193,27 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   try {
     const listed = await listEvents(fs, dir, options.eventsLimit ?? 20);
     events = listed.records;
-    const bad = listed.logs.filter((l) => l.invalidLines.length > 0 || l.invalidLinesFromEnd.length > 0 || l.notPlainFile);
+    const bad = listed.logs.filter(
+      (l) => l.invalidLines.length > 0 || l.invalidLinesFromEnd.length > 0 || l.notPlainFile,
+    );
     const where = (l: (typeof listed.logs)[number]) =>
-      [l.invalidLines.length ? `lines ${l.invalidLines.join(",")}` : "", l.invalidLinesFromEnd.length ? `lines ${l.invalidLinesFromEnd.join(",")} from the end` : ""].filter(Boolean).join(" and ");
+      [
+        l.invalidLines.length ? `lines ${l.invalidLines.join(",")}` : "",
+        l.invalidLinesFromEnd.length ? `lines ${l.invalidLinesFromEnd.join(",")} from the end` : "",
+      ]
+        .filter(Boolean)
+        .join(" and ");
     add(
       "events_readable",
       bad.length === 0,
       bad.length
-        ? bad.map((l) => (l.notPlainFile ? `${l.path}: ${l.notPlainFile}, not a regular file (not followed)` : `${l.path}: ${where(l)} are not JSON objects`)).join("; ")
+        ? bad
+            .map((l) =>
+              l.notPlainFile
+                ? `${l.path}: ${l.notPlainFile}, not a regular file (not followed)`
+                : `${l.path}: ${where(l)} are not JSON objects`,
+            )
+            .join("; ")
         : `${listed.logs.filter((l) => l.present).length} logs read from their end; newest ${events.length} listed`,
     );
   } catch (err) {
@@ -204,16 +250,29 @@ export async function runDoctor(options: DoctorOptions): Promise<DoctorReport> {
   add(
     "repo_plaintext_secret_exposure",
     secretFindings.length === 0,
-    secretFindings.length ? `plaintext secret material: ${secretFindings.slice(0, 10).join(", ")}` : `no plaintext secret in state files${provenSkipped ? ` (${provenSkipped} restored files matched their manifest sha256 and were scanned at snapshot time by the same rules)` : ""}`,
+    secretFindings.length
+      ? `plaintext secret material: ${secretFindings.slice(0, 10).join(", ")}`
+      : `no plaintext secret in state files${provenSkipped ? ` (${provenSkipped} restored files matched their manifest sha256 and were scanned at snapshot time by the same rules)` : ""}`,
   );
-  add("permissions", modeProblems.length === 0, modeProblems.length ? `expected 0700 folders and 0600 files: ${modeProblems.slice(0, 10).join(", ")}` : "folders 0700, files 0600");
+  add(
+    "permissions",
+    modeProblems.length === 0,
+    modeProblems.length
+      ? `expected 0700 folders and 0600 files: ${modeProblems.slice(0, 10).join(", ")}`
+      : "folders 0700, files 0600",
+  );
 
   if (!options.ignoreBlock) {
     const block = await readBlock(fs, stateRoot, context);
-    add("not_blocked", block === null, block ? `blocked since ${block.blockedAt} (ticket ${block.ticket}): ${block.reason}` : "no block marker");
+    add(
+      "not_blocked",
+      block === null,
+      block
+        ? `blocked since ${block.blockedAt} (ticket ${block.ticket}): ${block.reason}`
+        : "no block marker",
+    );
   }
 
   const ok = checks.every((c) => c.ok);
   return { ok, command: "doctor", context, mode: "live", count: checks.length, checks, contextShow, events };
 }
-

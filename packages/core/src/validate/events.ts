@@ -29,8 +29,24 @@ export interface LogReadReport {
   notPlainFile?: string;
 }
 
-const KNOWN = new Set(["timestamp", "source", "command", "status", "severity", "context", "mode", "target", "message", "guidance", "fields",
-  "error_code", "error_stage", "error_target", "error_message", "error_remediation"]);
+const KNOWN = new Set([
+  "timestamp",
+  "source",
+  "command",
+  "status",
+  "severity",
+  "context",
+  "mode",
+  "target",
+  "message",
+  "guidance",
+  "fields",
+  "error_code",
+  "error_stage",
+  "error_target",
+  "error_message",
+  "error_remediation",
+]);
 
 function inferSeverity(status: string): string {
   const s = status.toLowerCase();
@@ -61,10 +77,17 @@ const REDACT_EXEMPT = ["count", "findings", "guardrail"];
  */
 export function redactForOutput(value: unknown, key = ""): unknown {
   const k = key.toLowerCase();
-  if (key && REDACT.some((w) => k.includes(w)) && !REDACT_EXEMPT.some((w) => k.includes(w)) && (typeof value !== "object" || value === null)) return "<redacted>";
+  if (
+    key &&
+    REDACT.some((w) => k.includes(w)) &&
+    !REDACT_EXEMPT.some((w) => k.includes(w)) &&
+    (typeof value !== "object" || value === null)
+  )
+    return "<redacted>";
   if (typeof value === "string") return redactText(value);
   if (Array.isArray(value)) return value.map((v) => redactForOutput(v));
-  if (value && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([kk, v]) => [kk, redactForOutput(v, kk)]));
+  if (value && typeof value === "object")
+    return Object.fromEntries(Object.entries(value).map(([kk, v]) => [kk, redactForOutput(v, kk)]));
   return value;
 }
 
@@ -72,7 +95,9 @@ export function redactForOutput(value: unknown, key = ""): unknown {
 export function normaliseEvent(raw: Record<string, unknown>, file: string): EventRecord {
   const source = sourceOf(raw.source, file);
   const status = typeof raw.status === "string" ? raw.status : "";
-  const fields: Record<string, unknown> = { ...(raw.fields && typeof raw.fields === "object" ? (raw.fields as Record<string, unknown>) : {}) };
+  const fields: Record<string, unknown> = {
+    ...(raw.fields && typeof raw.fields === "object" ? (raw.fields as Record<string, unknown>) : {}),
+  };
   for (const [k, v] of Object.entries(raw)) if (!KNOWN.has(k)) fields[k] = v;
   return {
     ...Object.fromEntries(Object.entries(raw).filter(([k]) => KNOWN.has(k))),
@@ -100,8 +125,19 @@ interface RawEvent {
  * ({ … }) and its timestamp read without a full parse: a gigabyte log is checked at the speed of
  * a scan, and only the lines that are listed get parsed. Memory holds one line at a time.
  */
-export async function readEventLog(fs: FileSystem, path: string, onLine: (raw: RawEvent) => void): Promise<LogReadReport> {
-  const report: LogReadReport = { path, present: true, lines: 0, records: 0, invalidLines: [], tornTail: false };
+export async function readEventLog(
+  fs: FileSystem,
+  path: string,
+  onLine: (raw: RawEvent) => void,
+): Promise<LogReadReport> {
+  const report: LogReadReport = {
+    path,
+    present: true,
+    lines: 0,
+    records: 0,
+    invalidLines: [],
+    tornTail: false,
+  };
   let carry = "";
   const handle = (line: string) => {
     report.lines++;
@@ -141,8 +177,22 @@ export async function readEventLog(fs: FileSystem, path: string, onLine: (raw: R
  * Lines are checked as readEventLog checks them; line numbers count from the start when the whole
  * log was read, else `invalidLinesFromEnd` counts from its end (1 = the last line).
  */
-export async function readEventLogTail(fs: FileSystem, path: string, wanted: number, onLine: (raw: RawEvent) => void): Promise<LogReadReport & { complete: boolean; invalidLinesFromEnd: number[] }> {
-  const report = { path, present: true, lines: 0, records: 0, invalidLines: [] as number[], tornTail: false, complete: false, invalidLinesFromEnd: [] as number[] };
+export async function readEventLogTail(
+  fs: FileSystem,
+  path: string,
+  wanted: number,
+  onLine: (raw: RawEvent) => void,
+): Promise<LogReadReport & { complete: boolean; invalidLinesFromEnd: number[] }> {
+  const report = {
+    path,
+    present: true,
+    lines: 0,
+    records: 0,
+    invalidLines: [] as number[],
+    tornTail: false,
+    complete: false,
+    invalidLinesFromEnd: [] as number[],
+  };
   let size: number;
   try {
     const st = await fs.lstat(path);
@@ -207,7 +257,13 @@ export async function readEventLogTail(fs: FileSystem, path: string, wanted: num
   }
   report.complete = !done && pos === 0;
   const total = report.lines;
-  for (const s of seen) onLine({ timestamp: TIMESTAMP.exec(s.line)?.[1] ?? "", line: s.line, file: path, lineNumber: report.complete ? total - s.fromEnd + 1 : -s.fromEnd });
+  for (const s of seen)
+    onLine({
+      timestamp: TIMESTAMP.exec(s.line)?.[1] ?? "",
+      line: s.line,
+      file: path,
+      lineNumber: report.complete ? total - s.fromEnd + 1 : -s.fromEnd,
+    });
   if (report.complete) {
     report.invalidLines = report.invalidLinesFromEnd.map((n) => total - n + 1).reverse();
     report.invalidLinesFromEnd = [];
@@ -219,16 +275,36 @@ export async function readEventLogTail(fs: FileSystem, path: string, wanted: num
  * `si paas events list --limit N`: the newest N records of the three logs, newest first. Each log
  * is read from its end (logs are appended in time order), so the cost does not grow with the log.
  */
-export async function listEvents(fs: FileSystem, contextDir: string, limit = 50): Promise<{ records: EventRecord[]; logs: (LogReadReport & { complete: boolean; invalidLinesFromEnd: number[] })[]; paths: string[] }> {
+export async function listEvents(
+  fs: FileSystem,
+  contextDir: string,
+  limit = 50,
+): Promise<{
+  records: EventRecord[];
+  logs: (LogReadReport & { complete: boolean; invalidLinesFromEnd: number[] })[];
+  paths: string[];
+}> {
   const newest: RawEvent[] = [];
   const logs: (LogReadReport & { complete: boolean; invalidLinesFromEnd: number[] })[] = [];
   const paths = EVENT_LOGS.map((p) => join(contextDir, p));
-  const byNewest = (a: RawEvent, b: RawEvent) => (a.timestamp < b.timestamp ? 1 : a.timestamp > b.timestamp ? -1 : 0);
+  const byNewest = (a: RawEvent, b: RawEvent) =>
+    a.timestamp < b.timestamp ? 1 : a.timestamp > b.timestamp ? -1 : 0;
   for (const [i, path] of paths.entries()) {
     // A log under a symlinked events/ (or itself a link) is not read through: reported as not a plain file.
     const inside = await lstatInside(fs, contextDir, EVENT_LOGS[i]!);
     if (inside && (inside.link !== undefined || inside.stat.kind !== "file")) {
-      logs.push({ path, present: true, lines: 0, records: 0, invalidLines: [], tornTail: false, complete: false, invalidLinesFromEnd: [], notPlainFile: inside.link !== undefined ? `under ${inside.link}, a ${inside.kind}` : `a ${inside.stat.kind}` });
+      logs.push({
+        path,
+        present: true,
+        lines: 0,
+        records: 0,
+        invalidLines: [],
+        tornTail: false,
+        complete: false,
+        invalidLinesFromEnd: [],
+        notPlainFile:
+          inside.link !== undefined ? `under ${inside.link}, a ${inside.kind}` : `a ${inside.stat.kind}`,
+      });
       continue;
     }
     // A margin over the limit: a line that looks like an object yet does not parse is dropped below.
@@ -246,7 +322,8 @@ export async function listEvents(fs: FileSystem, contextDir: string, limit = 50)
     if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) {
       const log = logs.find((l) => l.path === raw.file);
       if (log && raw.lineNumber > 0 && log.invalidLines.length < 20) log.invalidLines.push(raw.lineNumber);
-      else if (log && raw.lineNumber < 0 && log.invalidLinesFromEnd.length < 20) log.invalidLinesFromEnd.push(-raw.lineNumber);
+      else if (log && raw.lineNumber < 0 && log.invalidLinesFromEnd.length < 20)
+        log.invalidLinesFromEnd.push(-raw.lineNumber);
       continue;
     }
     records.push(redactForOutput(normaliseEvent(parsed as Record<string, unknown>, raw.file)) as EventRecord);

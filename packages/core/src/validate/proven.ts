@@ -24,7 +24,12 @@ export function filesScannedAtSnapshot(
     const entry = recorded.get(file.path);
     if (!entry || entry.sha256 !== file.sha256 || entry.size !== file.size) continue;
     const excusedThen = allowedThen.filter((a) => a.path === file.path);
-    if (excusedThen.some((a) => !allowNow.some((n) => n.path === a.path && (n.rule === a.rule || n.rule === "*")))) continue;
+    if (
+      excusedThen.some(
+        (a) => !allowNow.some((n) => n.path === a.path && (n.rule === a.rule || n.rule === "*")),
+      )
+    )
+      continue;
     proven.set(file.path, { size: file.size, sha256: file.sha256 });
   }
   return proven;

@@ -36,7 +36,12 @@ export const DeploymentsShape = z.looseObject({
   apps: opt(
     z.record(
       str,
-      z.looseObject({ current_release: opt(str), current_remote_dir: opt(str), history: opt(z.array(str)), updated_at: opt(str) }),
+      z.looseObject({
+        current_release: opt(str),
+        current_remote_dir: opt(str),
+        history: opt(z.array(str)),
+        updated_at: opt(str),
+      }),
     ),
   ),
 });
@@ -60,7 +65,12 @@ export const BluegreenShape = z.looseObject({
     z.record(
       str,
       z.looseObject({
-        targets: opt(z.record(str, z.looseObject({ active_slot: opt(str), slots: opt(z.record(str, str)), updated_at: opt(str) }))),
+        targets: opt(
+          z.record(
+            str,
+            z.looseObject({ active_slot: opt(str), slots: opt(z.record(str, str)), updated_at: opt(str) }),
+          ),
+        ),
       }),
     ),
   ),

@@ -96,12 +96,18 @@ export class LocalStorage implements ObjectStorage {
   }
 
   /** flush, rename over the key, record the sha256, flush the folder; then read it back to confirm */
-  private async commitFile(key: string, tmp: string, written: { sha256: string; bytes: number }): Promise<PutResult> {
+  private async commitFile(
+    key: string,
+    tmp: string,
+    written: { sha256: string; bytes: number },
+  ): Promise<PutResult> {
     const sha256 = written.sha256;
     const target = this.path(key);
     const dir = dirname(target);
     await this.fs.sync(tmp);
-    if (this.readOnly) for (const p of [target, `${target}${SHA_SIDECAR}`]) await this.fs.chmod(p, 0o600).catch(() => undefined);
+    if (this.readOnly)
+      for (const p of [target, `${target}${SHA_SIDECAR}`])
+        await this.fs.chmod(p, 0o600).catch(() => undefined);
     await this.fs.rename(tmp, target);
     if (this.shaSidecars) await this.fs.writeFile(`${target}${SHA_SIDECAR}`, `${sha256}\n`, { mode: 0o600 });
     await this.fs.sync(dir);
@@ -109,7 +115,8 @@ export class LocalStorage implements ObjectStorage {
       await this.fs.chmod(target, 0o400);
       if (this.shaSidecars) await this.fs.chmod(`${target}${SHA_SIDECAR}`, 0o400);
     }
-    if (!this.confirmByReread) return { key, size: written.bytes, sha256, confirmedBy: "hashed-on-write", multipart: false };
+    if (!this.confirmByReread)
+      return { key, size: written.bytes, sha256, confirmedBy: "hashed-on-write", multipart: false };
     // Confirm the copy by reading it back: a share that lies about writes is caught here.
     const back = createHash("sha256");
     let size = 0;
@@ -145,7 +152,8 @@ export class LocalStorage implements ObjectStorage {
         try {
           await written;
           const sha256 = hashing.digest();
-          if (expectSha256 !== undefined && sha256 !== expectSha256) throw stagedMismatch(this.locate(key), sha256, expectSha256);
+          if (expectSha256 !== undefined && sha256 !== expectSha256)
+            throw stagedMismatch(this.locate(key), sha256, expectSha256);
           return await this.commitFile(key, tmp, { sha256, bytes: hashing.bytes });
         } finally {
           settled = true;
@@ -180,12 +188,24 @@ export class LocalStorage implements ObjectStorage {
       let sha256: string | null = null;
       if (this.shaSidecars) {
         try {
-          sha256 = Buffer.from(await this.fs.readFile(`${this.path(key)}${SHA_SIDECAR}`)).toString("utf8").trim() || null;
+          sha256 =
+            Buffer.from(await this.fs.readFile(`${this.path(key)}${SHA_SIDECAR}`))
+              .toString("utf8")
+              .trim() || null;
         } catch (err) {
           if (!isNotFound(err)) throw err;
         }
       }
-      return { key, size: st.size, sha256, lastModified: new Date(st.mtimeMs), retainUntil: null, lockMode: this.readOnly ? "read-only files" : null, mode: st.mode, uid: st.uid };
+      return {
+        key,
+        size: st.size,
+        sha256,
+        lastModified: new Date(st.mtimeMs),
+        retainUntil: null,
+        lockMode: this.readOnly ? "read-only files" : null,
+        mode: st.mode,
+        uid: st.uid,
+      };
     } catch (err) {
       if (isNotFound(err) || (err as { code?: string }).code === "ENOTDIR") return null;
       throw err;
@@ -208,7 +228,8 @@ export class LocalStorage implements ObjectStorage {
         const key = rel ? `${rel}/${e.name}` : e.name;
         if (e.kind === "directory") {
           if (!shallow) yield* walkDir(key);
-        } else if (e.kind === "file" && key.startsWith(prefix) && !isSidecar(e.name)) yield { key, name: e.name };
+        } else if (e.kind === "file" && key.startsWith(prefix) && !isSidecar(e.name))
+          yield { key, name: e.name };
       }
     };
     yield* walkDir(prefix.includes("/") ? prefix.slice(0, prefix.lastIndexOf("/")) : "");
@@ -247,6 +268,11 @@ export class LocalStorage implements ObjectStorage {
   }
 
   async immutability(): Promise<Immutability> {
-    return { supported: false, enabled: false, detail: "a directory cannot enforce retention; copies are read-only (0400 in 0500) and checked by their checksums" };
+    return {
+      supported: false,
+      enabled: false,
+      detail:
+        "a directory cannot enforce retention; copies are read-only (0400 in 0500) and checked by their checksums",
+    };
   }
 }
