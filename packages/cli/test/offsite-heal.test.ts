@@ -12,7 +12,6 @@ import {
   mkdirSync,
 } from "node:fs";
 import { randomBytes } from "node:crypto";
-import { spawn } from "node:child_process";
 import { createServer, request, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -25,6 +24,7 @@ import {
   CopyObjectCommand,
 } from "@aws-sdk/client-s3";
 import { makeSandbox, runCli, type Sandbox } from "./helpers.js";
+import { startS3rver, type S3rver } from "./s3rver.js";
 
 // Offsite copies that heal themselves, many backup roots in one bucket, lock extension and
 // rotating data subsets: against a real s3rver on 127.0.0.1 and a directory target.
@@ -32,8 +32,7 @@ import { makeSandbox, runCli, type Sandbox } from "./helpers.js";
 const CTX = "internal-dogfood";
 const creds = { AWS_ACCESS_KEY_ID: "S3RVER", AWS_SECRET_ACCESS_KEY: "S3RVER", AWS_REGION: "us-east-1" };
 
-let server: ReturnType<typeof spawn>;
-let s3dir: string;
+let server: S3rver;
 let endpoint: string;
 let s3port: number;
 let client: S3Client;
@@ -48,20 +47,8 @@ let lockEndpoint: string;
 const lockRequests: { method: string; url: string; headers: Record<string, unknown>; body: string }[] = [];
 
 beforeAll(async () => {
-  s3dir = mkdtempSync(join(tmpdir(), "pb-s3rver-"));
-  server = spawn(
-    process.execPath,
-    ["--openssl-legacy-provider", join(import.meta.dirname, "s3-server.mjs"), s3dir],
-    { stdio: ["pipe", "pipe", "inherit"] },
-  );
-  const addr = await new Promise<{ port: number }>((resolve, reject) => {
-    let out = "";
-    server.stdout!.on("data", (c) => {
-      out += c;
-      if (out.includes("\n")) resolve(JSON.parse(out.split("\n")[0]!));
-    });
-    server.on("exit", (code) => reject(new Error(`s3rver exited ${code}`)));
-  });
+  server = await startS3rver();
+  const addr = { port: server.port };
   s3port = addr.port;
   endpoint = `http://127.0.0.1:${addr.port}`;
   lockProxy = createServer((req, res) => {
@@ -112,9 +99,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await new Promise((r) => lockProxy.close(r));
-  server.stdin!.end();
-  await new Promise((r) => server.on("exit", r));
-  rmSync(s3dir, { recursive: true, force: true });
+  await server.stop();
 });
 
 async function newBucket(): Promise<string> {

@@ -1,19 +1,8 @@
 import { describe, it, expect, beforeAll, afterAll, beforeEach, afterEach } from "vitest";
-import {
-  existsSync,
-  readFileSync,
-  writeFileSync,
-  readdirSync,
-  mkdirSync,
-  rmSync,
-  mkdtempSync,
-  statSync,
-  chmodSync,
-} from "node:fs";
+import { existsSync, readFileSync, writeFileSync, readdirSync, rmSync, statSync, chmodSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { spawn } from "node:child_process";
 import { createServer, request, type Server } from "node:http";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   S3Client,
@@ -27,12 +16,12 @@ import { MemoryStorage } from "@paas-backup/testing";
 import { S3Storage } from "@paas-backup/s3";
 import { nodeFs } from "@paas-backup/core/node";
 import { CLI, makeSandbox, runCli, treeHashes, type Sandbox } from "./helpers.js";
+import { startS3rver, type S3rver } from "./s3rver.js";
 
 const CTX = "internal-dogfood";
 const creds = { AWS_ACCESS_KEY_ID: "S3RVER", AWS_SECRET_ACCESS_KEY: "S3RVER", AWS_REGION: "us-east-1" };
 
-let server: ReturnType<typeof spawn>;
-let s3dir: string;
+let server: S3rver;
 let endpoint: string;
 let proxy: Server;
 let proxyEndpoint: string;
@@ -41,20 +30,8 @@ let client: S3Client;
 let bucketN = 0;
 
 beforeAll(async () => {
-  s3dir = mkdtempSync(join(tmpdir(), "pb-s3rver-"));
-  server = spawn(
-    process.execPath,
-    ["--openssl-legacy-provider", join(import.meta.dirname, "s3-server.mjs"), s3dir],
-    { stdio: ["pipe", "pipe", "inherit"] },
-  );
-  const addr = await new Promise<{ port: number }>((resolve, reject) => {
-    let out = "";
-    server.stdout!.on("data", (c) => {
-      out += c;
-      if (out.includes("\n")) resolve(JSON.parse(out.split("\n")[0]!));
-    });
-    server.on("exit", (code) => reject(new Error(`s3rver exited ${code}`)));
-  });
+  server = await startS3rver();
+  const addr = { port: server.port };
   endpoint = `http://127.0.0.1:${addr.port}`;
   // A recording proxy in front of s3rver: shows which headers we send (s3rver ignores lock headers).
   proxy = createServer((req, res) => {
@@ -82,9 +59,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await new Promise((r) => proxy.close(r));
-  server.stdin!.end();
-  await new Promise((r) => server.on("exit", r));
-  rmSync(s3dir, { recursive: true, force: true });
+  await server.stop();
 });
 
 /** The backup root's identity: offsite keys live below roots/<id>/. */

@@ -1,14 +1,14 @@
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync, mkdirSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { randomBytes, createHash } from "node:crypto";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { S3Client, CreateBucketCommand } from "@aws-sdk/client-s3";
 import { MemoryStorage, createStateRoot } from "@paas-backup/testing";
 import { nodeFs } from "@paas-backup/core/node";
+import { startS3rver, type S3rver } from "../../cli/test/s3rver.js";
 import { S3Storage } from "@paas-backup/s3";
 import {
   LocalStorage,
@@ -54,31 +54,14 @@ async function sweepUntilFound(storage: ObjectStorage, prefix: string): Promise<
 }
 
 let work: string;
-let s3: ChildProcess;
+let s3: S3rver;
 let client: S3Client;
 let endpoint: string;
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), "pb-conformance-"));
-  mkdirSync(join(work, "s3"));
-  s3 = spawn(
-    process.execPath,
-    [
-      "--openssl-legacy-provider",
-      resolve(import.meta.dirname, "../../cli/test/s3-server.mjs"),
-      join(work, "s3"),
-    ],
-    { stdio: ["pipe", "pipe", "inherit"] },
-  );
-  const { port } = await new Promise<{ port: number }>((ok, fail) => {
-    let out = "";
-    s3.stdout!.on("data", (c) => {
-      out += c;
-      if (out.includes("\n")) ok(JSON.parse(out.split("\n")[0]!));
-    });
-    s3.on("exit", (code) => fail(new Error(`s3rver exited ${code}`)));
-  });
-  endpoint = `http://127.0.0.1:${port}`;
+  s3 = await startS3rver();
+  endpoint = s3.endpoint;
   client = new S3Client({
     endpoint,
     region: "us-east-1",
@@ -88,8 +71,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  s3.stdin!.end();
-  await new Promise((r) => s3.on("exit", r));
+  await s3.stop();
   rmSync(work, { recursive: true, force: true });
 });
 
