@@ -69,7 +69,7 @@ function unwrapValue(raw: string): { value: string; offset: number } {
 }
 
 /** si's "plaintext value": anything but empty, null-ish, a variable reference, ciphertext or a redaction. */
-export function isPlaintextSecretValue(raw: string, line: string): boolean {
+function isPlaintextSecretValue(raw: string, line: string): boolean {
   if (line.includes(REDACTED)) return false;
   const { value } = unwrapValue(raw);
   if (value === "" || value === "null" || value === "~" || value === "{}" || value === "[]") return false;

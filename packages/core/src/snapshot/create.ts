@@ -220,21 +220,6 @@ class ArchiveFeed extends Transform {
   }
 }
 
-export function secretRefusal(findings: readonly SecretFinding[]): SafetyError {
-  const list = findings.slice(0, 10).map((f) => `${f.path}:${f.line} (${f.rule})`);
-  return new SafetyError(
-    "PAAS_BACKUP_SECRET_FOUND",
-    `plaintext secret material found in ${list.join(", ")}${findings.length > 10 ? ` and ${findings.length - 10} more` : ""}; nothing was written`,
-    {
-      path: findings[0]?.path,
-      remediation:
-        "Move the secret into the vault (si vault set) and remove it from the state file; if it is a known false positive, add {path, rule} to secretAllow in the config file.",
-      stage: "scan",
-      data: { findings: findings.map((f) => ({ path: f.path, line: f.line, rule: f.rule })) },
-    },
-  );
-}
-
 function changedIntoLink(path: string): SafetyError {
   return new SafetyError(
     "PAAS_BACKUP_SYMLINK_IN_CONTEXT",
