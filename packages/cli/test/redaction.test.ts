@@ -1,6 +1,7 @@
 import { describe, it, expect, beforeEach, afterEach } from "vitest";
 import { appendFileSync, mkdirSync, readFileSync, writeFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
+import { execFileSync } from "node:child_process";
 import { SECRET_SAMPLES, BENIGN_SAMPLES, composeWith } from "@paas-backup/testing";
 import { makeSandbox, runCli, sh, sha256File, type Sandbox } from "./helpers.js";
 
@@ -133,6 +134,49 @@ describe("a leaked token never stops backups (issue 10 §4)", () => {
     expect(sha256File(log)).toBe(incEntry.sha256);
     for (const f of readdirSync(join(sb.backupRoot, CTX, "incidents")))
       expect(readFileSync(join(sb.backupRoot, CTX, "incidents", f), "utf8")).not.toContain(TOKEN);
+  });
+
+  it("a log too large to scan inline (24 MiB, scanned beside the archiver): a token near its end is redacted, never archived, and a clean log restores byte-identical", async () => {
+    const ctx = sb.state.contextDir(CTX);
+    const log = join(ctx, "events", "deployments.jsonl");
+    const filler = readFileSync(log, "utf8");
+    const copies = Math.ceil((24 * 1048576) / filler.length);
+    writeFileSync(log, filler.repeat(copies));
+    const cleanSha = sha256File(log);
+    const clean = await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"]);
+    expect(clean.code, clean.stdout + clean.stderr).toBe(0);
+    expect(clean.json.data[0].redactions).toEqual([]);
+    const cleanOut = extract(sb, clean.json.data[0].artifact, "big-clean");
+    expect(sha256File(join(cleanOut, "events", "deployments.jsonl"))).toBe(cleanSha);
+
+    appendFileSync(log, failedClone(3) + filler);
+    const tokenLine = lineOf(log, TOKEN);
+    const leaked = await runCli([
+      ...sb.flags,
+      "--json",
+      "snapshot",
+      "--context",
+      CTX,
+      "--insecure-plaintext",
+    ]);
+    expect(leaked.code, leaked.stdout + leaked.stderr).toBe(9);
+    expect(leaked.json.data[0].redactions).toContainEqual({
+      path: "events/deployments.jsonl",
+      line: tokenLine,
+      rule: "github-token",
+      acknowledged: false,
+    });
+    // No byte of the token in the artifact as stored, nor in the tar it inflates to.
+    const artifact = leaked.json.data[0].artifact;
+    const tar = execFileSync("gzip", ["-dc", artifact], { maxBuffer: 256 * 1048576 });
+    expect(tar.includes(TOKEN)).toBe(false);
+    const out = extract(sb, artifact, "big-leak");
+    expect(readFileSync(join(out, "events", "deployments.jsonl"), "utf8")).toBe(
+      readFileSync(log, "utf8").replaceAll(TOKEN, "<redacted>"),
+    );
+    expect(
+      readdirSync(join(sb.backupRoot, CTX)).filter((f) => f.includes(".tmp") || f.includes("staged")),
+    ).toEqual([]);
   });
 
   it("an acknowledged finding exits 0 and is still redacted; tick keeps going with exit 9 until then", async () => {

@@ -71,6 +71,14 @@ export {
   type SecretAcknowledgement,
   type SnapshotRedaction,
 } from "./snapshot/create.js";
+export {
+  defaultScanLane,
+  inlineScanLane,
+  workerScanLane,
+  WORKER_SCAN_BYTES,
+  type ScanLane,
+  type FileScan,
+} from "./snapshot/scan-lane.js";
 export { verifySnapshots, findFallback, checkChain, type SnapshotVerification } from "./restore/verify.js";
 export { materializeChain } from "./restore/materialize.js";
 export {

@@ -38,6 +38,7 @@ import { checkChainToExtend } from "./chain-check.js";
 import { isPlainFileInside } from "../util/no-follow.js";
 import { planSnapshotContents, requireContextDir, type PlannedFile } from "./plan.js";
 import { completeLinesLength, readStableJson } from "./read-stable.js";
+import { defaultScanLane, type FileScan, type ScanLane } from "./scan-lane.js";
 import { TOOL_NAME, TOOL_VERSION } from "../version.js";
 
 export type SnapshotKind = "full" | "incremental";
@@ -74,7 +75,17 @@ export interface CreateSnapshotOptions {
   onProgress?: (progress: SnapshotProgress) => void;
   sleep?: (ms: number) => Promise<void>;
   gzipLevel?: number;
+  /**
+   * Where included bytes are scanned for secrets on their way into the archive: by default a
+   * worker thread for ranges of 16 MiB and more (inline below that), so a large snapshot scans on
+   * one core while it reads, hashes and compresses on the other. `inlineScanLane()` keeps it all
+   * on the calling thread.
+   */
+  scanLane?: ScanLane;
 }
+
+/** Chunks read ahead of the scanner's answers: enough to keep a worker busy, 2 MiB at 256 KiB reads. */
+const SCAN_AHEAD = 8;
 
 export interface SnapshotResult {
   id: string;
@@ -192,32 +203,33 @@ function countNewlines(chunk: Buffer): number {
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
- * Hash, scan and count the bytes on their way into the archive. The first finding stops the
- * feed before its chunk is passed on: the file is then taken again with redaction.
+ * Hash, scan and count the bytes on their way into the archive. Chunks are read and sent to the
+ * scanner up to SCAN_AHEAD ahead, but a chunk is passed on only once the scanner has answered for
+ * it with no finding: the first finding stops the feed before any byte of it is archived, and the
+ * file is then taken again with redaction.
  */
-class ArchiveFeed extends Transform {
-  constructor(
-    private readonly path: string,
-    private readonly hash: Hash,
-    private readonly scanner: SecretScanner,
-    private readonly onBytes: (n: number) => void,
-  ) {
-    super();
+async function* scannedChunks(
+  path: string,
+  source: AsyncIterable<Buffer>,
+  hash: Hash,
+  scan: FileScan,
+  onBytes: (n: number) => void,
+): AsyncGenerator<Buffer> {
+  const ahead: { chunk: Buffer; findings: Promise<number> }[] = [];
+  const next = async (): Promise<Buffer> => {
+    const { chunk, findings } = ahead.shift()!;
+    if ((await findings) > 0) throw new RedactionNeeded(path);
+    onBytes(chunk.length);
+    return chunk;
+  };
+  for await (const chunk of source) {
+    hash.update(chunk);
+    ahead.push({ chunk, findings: scan.push(chunk) });
+    if (ahead.length >= SCAN_AHEAD) yield await next();
   }
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.scanner.push(chunk);
-    if (this.scanner.findingCount > 0) {
-      cb(new RedactionNeeded(this.path));
-      return;
-    }
-    this.hash.update(chunk);
-    this.onBytes(chunk.length);
-    cb(null, chunk);
-  }
-  override _flush(cb: TransformCallback): void {
-    const findings = this.scanner.end();
-    cb(findings.length > 0 ? new RedactionNeeded(this.path) : null);
-  }
+  const last = scan.end();
+  while (ahead.length > 0) yield await next();
+  if ((await last) > 0) throw new RedactionNeeded(path);
 }
 
 function changedIntoLink(path: string): SafetyError {
@@ -356,6 +368,7 @@ async function createSnapshotOnce(
   const written = pipeline([...stages, out] as unknown as [Readable, NodeJS.WritableStream]);
   written.catch(() => undefined);
   const writer = new ArchiveWriter(head as never, options.gzipLevel ?? 6);
+  const scanLane = options.scanLane ?? defaultScanLane();
 
   const parentFiles = new Map<string, ManifestFile>((parent?.manifest?.files ?? []).map((f) => [f.path, f]));
   // What the newest snapshot had to redact is redacted from the start (no restart for a known leak).
@@ -381,18 +394,20 @@ async function createSnapshotOnce(
 
   const archiveRange = async (file: PlannedFile, hash: Hash, start: number, endExclusive: number) => {
     await ensureDirs(file.path);
-    const scanner = new SecretScanner(file.path, allow);
-    const feed = new ArchiveFeed(file.path, hash, scanner, (n) => {
-      doneBytes += n;
-      progress(file.path);
-    });
     const length = endExclusive - start;
     if (length === 0) {
       await writer.addBuffer(file.path, Buffer.alloc(0), mtime);
     } else {
       const source = fs.createReadStream(join(srcDir, file.path), { start, end: endExclusive - 1 });
-      source.on("error", (err) => feed.destroy(err));
-      await writer.addStream(file.path, source.pipe(feed), length, mtime);
+      const scan = scanLane.file(file.path, allow, length);
+      const feed = Readable.from(
+        scannedChunks(file.path, source, hash, scan, (n) => {
+          doneBytes += n;
+          progress(file.path);
+        }),
+        { objectMode: false },
+      );
+      await writer.addStream(file.path, feed, length, mtime);
     }
     storedBytes += length;
   };
@@ -702,5 +717,7 @@ async function createSnapshotOnce(
     await staged.abort();
     await written.catch(() => undefined);
     throw err;
+  } finally {
+    if (!options.scanLane) await scanLane.close();
   }
 }

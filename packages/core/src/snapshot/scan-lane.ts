@@ -1,0 +1,120 @@
+import { Worker } from "node:worker_threads";
+import { SecretScanner, type SecretAllowance } from "../policy/secrets.js";
+import type { ScanMessage } from "./scan-worker.js";
+
+/** One file's bytes, scanned in order: each answer is the file's finding count after that chunk. */
+export interface FileScan {
+  push(chunk: Buffer): Promise<number>;
+  end(): Promise<number>;
+}
+
+/**
+ * Where a snapshot scans the bytes it archives. A range of at least `workerBytes` goes to a
+ * worker thread (started on first use), so scanning runs beside reading, hashing and archiving
+ * on the main thread; smaller ranges are scanned inline, where a worker's start-up would cost
+ * more than it saves. Either way the answers are the same scanner's: the worker runs this module's
+ * SecretScanner on the same bytes.
+ */
+export interface ScanLane {
+  file(path: string, allow: readonly SecretAllowance[], bytes: number): FileScan;
+  close(): Promise<void>;
+}
+
+/** Below this, a file's range is scanned inline: a worker's start-up is about what 16 MiB of scanning costs. */
+export const WORKER_SCAN_BYTES = 16 * 1024 * 1024;
+
+function inlineScan(path: string, allow: readonly SecretAllowance[]): FileScan {
+  const scanner = new SecretScanner(path, allow);
+  return {
+    push: async (chunk) => (scanner.push(chunk), scanner.findingCount),
+    end: async () => (scanner.end(), scanner.findingCount),
+  };
+}
+
+/** Scanning on the calling thread only: the SDK's choice where worker threads are not wanted. */
+export function inlineScanLane(): ScanLane {
+  return { file: (path, allow) => inlineScan(path, allow), close: async () => undefined };
+}
+
+/**
+ * The worker's compiled module beside this one; null when this module runs from TypeScript
+ * sources (a test runner's transform), which a worker thread cannot load.
+ */
+function scanWorkerUrl(): URL | null {
+  const url = new URL("./scan-worker.js", import.meta.url);
+  return import.meta.url.endsWith(".js") ? url : null;
+}
+
+class WorkerLane implements ScanLane {
+  private worker: Worker | null = null;
+  private readonly waiting: { resolve: (n: number) => void; reject: (err: Error) => void }[] = [];
+  private failure: Error | null = null;
+  private closing = false;
+
+  constructor(
+    private readonly url: URL,
+    private readonly workerBytes: number,
+  ) {}
+
+  private start(): Worker {
+    if (this.worker) return this.worker;
+    const worker = new Worker(this.url, {
+      resourceLimits: { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: 64 },
+    });
+    worker.on("message", (count: number) => this.waiting.shift()?.resolve(count));
+    worker.on("error", (err: Error) => this.fail(err));
+    worker.on("exit", (code: number) => {
+      if (!this.closing) this.fail(new Error(`the secret scanner's worker thread exited (code ${code})`));
+    });
+    this.worker = worker;
+    return worker;
+  }
+
+  private fail(err: Error): void {
+    this.failure ??= err;
+    for (const w of this.waiting.splice(0)) w.reject(err);
+  }
+
+  private ask(message: ScanMessage, transfer: ArrayBuffer[] = []): Promise<number> {
+    if (this.failure) return Promise.reject(this.failure);
+    const answer = new Promise<number>((resolve, reject) => this.waiting.push({ resolve, reject }));
+    // Rejections are awaited by the archiver in order; this keeps one not yet awaited from being "unhandled".
+    answer.catch(() => undefined);
+    this.worker!.postMessage(message, transfer);
+    return answer;
+  }
+
+  file(path: string, allow: readonly SecretAllowance[], bytes: number): FileScan {
+    if (bytes < this.workerBytes || this.failure) return inlineScan(path, allow);
+    this.start().postMessage({
+      type: "start",
+      path,
+      allow: allow.map((a) => ({ ...a })),
+    } satisfies ScanMessage);
+    return {
+      push: (chunk) => {
+        // A copy of just this view (a read stream's chunk may share a larger buffer), handed over without a second copy.
+        const own = new Uint8Array(chunk);
+        return this.ask({ type: "chunk", chunk: own }, [own.buffer as ArrayBuffer]);
+      },
+      end: () => this.ask({ type: "end" }),
+    };
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    if (this.worker) await this.worker.terminate();
+    this.worker = null;
+  }
+}
+
+/** A worker-backed lane where the compiled worker is there, else inline. */
+export function defaultScanLane(workerBytes = WORKER_SCAN_BYTES): ScanLane {
+  const url = scanWorkerUrl();
+  return url ? new WorkerLane(url, workerBytes) : inlineScanLane();
+}
+
+/** A worker-backed lane for a given worker module (tests point it at the built one). */
+export function workerScanLane(url: URL, workerBytes = WORKER_SCAN_BYTES): ScanLane {
+  return new WorkerLane(url, workerBytes);
+}
