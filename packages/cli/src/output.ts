@@ -96,7 +96,7 @@ export async function finishRun(
   let rt: Runtime | null = null;
   try {
     const { createRuntime } = await import("./runtime.js");
-    rt = createRuntime(flags, process.env, command);
+    rt = await createRuntime(flags, process.env, command);
     if (spec.recover && typeof flags.context === "string") {
       // Commands that touch a context first finish or undo a swap a crash interrupted.
       const [{ recoverFirst }, { validateContextName }] = await Promise.all([

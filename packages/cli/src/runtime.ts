@@ -2,13 +2,13 @@ import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { homedir, userInfo } from "node:os";
 import { resolve, normalize } from "node:path";
-import { z } from "zod";
 import { nodeFs } from "@paas-backup/core/node";
 import { UsageError } from "@paas-backup/core/errors";
 import { redactText } from "@paas-backup/core/redact";
 import type { FileSystem } from "@paas-backup/core";
-import { parse as parseJsonc, printParseErrorCode, type ParseError } from "jsonc-parser";
+import type { ParseError } from "jsonc-parser";
 import type { Envelope } from "./output.js";
+import type { Config } from "./config-schema.js";
 
 /** Everything a command needs from the outside world, resolved once: the CLI is where env, clock and disk come in. */
 export interface Runtime {
@@ -31,78 +31,38 @@ export interface Runtime {
   progress(text: string): void;
 }
 
-export const RetentionPolicy = z
-  .object({
-    hourly: z.number().int().min(0).default(24),
-    daily: z.number().int().min(0).default(7),
-    weekly: z.number().int().min(0).default(4),
-    monthly: z.number().int().min(0).default(3),
-  })
-  .strict();
+export type { Config } from "./config-schema.js";
 
-export const OffsiteTarget = z
-  .object({
-    name: z.string().min(1),
-    url: z.string().min(1),
-    endpoint: z.string().optional(),
-    region: z.string().optional(),
-    pathStyle: z.boolean().optional(),
-    objectLock: z
-      .object({ mode: z.enum(["COMPLIANCE", "GOVERNANCE"]), days: z.number().int().positive() })
-      .strict()
-      .optional(),
-    retention: RetentionPolicy.partial().strict().optional(),
-  })
-  .strict();
-
-/** The config file: where an operator keeps what should not be retyped on every cron line. Never credentials. */
-export const Config = z
-  .object({
-    stateRoot: z.string().optional(),
-    backupRoot: z.string().optional(),
-    recipients: z.array(z.string()).default([]),
-    recipientsFile: z.string().optional(),
-    identityFile: z.string().optional(),
-    include: z.array(z.enum(["releases", "cache"])).default([]),
-    secretAllow: z.array(z.object({ path: z.string(), rule: z.string() }).strict()).default([]),
-    /** findings seen and rotated: still redacted in every snapshot, no longer exit 9 */
-    secretAcknowledged: z
-      .array(
-        z
-          .object({ path: z.string(), line: z.number().int().positive().optional(), rule: z.string() })
-          .strict(),
-      )
-      .default([]),
-    retention: RetentionPolicy.partial().strict().default({}),
-    mandatoryDrillContexts: z.array(z.string()).default(["internal-dogfood"]),
-    lockTimeoutSeconds: z.number().int().min(0).default(30),
-    /** tick pings it (healthchecks.io convention: /start, success, /fail); treated as a secret, never printed */
-    pingUrl: z.string().url().optional(),
-    offsite: z
-      .object({
-        targets: z.array(OffsiteTarget).default([]),
-        concurrency: z.number().int().min(1).max(16).default(2),
-      })
-      .strict()
-      .default({ targets: [], concurrency: 2 }),
-  })
-  .strict();
-export type Config = z.infer<typeof Config>;
+/**
+ * What Config.parse({}) gives (no config file), written out so a command run without a config
+ * file does not load zod (about 95 modules, most of `list`'s start-up); a test holds it equal to
+ * the schema's defaults.
+ */
+export const DEFAULT_CONFIG: Config = {
+  recipients: [],
+  include: [],
+  secretAllow: [],
+  secretAcknowledged: [],
+  retention: {},
+  mandatoryDrillContexts: ["internal-dogfood"],
+  lockTimeoutSeconds: 30,
+  offsite: { targets: [], concurrency: 2 },
+};
 
 export function expandHome(path: string, env: NodeJS.ProcessEnv): string {
   if (path === "~" || path.startsWith("~/")) return resolve(env.HOME ?? homedir(), path.slice(2));
   return resolve(path);
 }
 
-function loadConfig(
+async function loadConfig(
   explicit: string | undefined,
   env: NodeJS.ProcessEnv,
-): { config: Config; path: string | null } {
+): Promise<{ config: Config; path: string | null }> {
   const fromEnv = env.PAAS_BACKUP_CONFIG?.trim();
   const candidate = explicit ?? (fromEnv || undefined);
   const defaultPath = resolve(env.HOME ?? homedir(), ".config/paas-backup/config.json");
   const path = candidate ? expandHome(candidate, env) : existsSync(defaultPath) ? defaultPath : null;
-  if (!path) return { config: Config.parse({}), path: null };
+  if (!path) return { config: structuredClone(DEFAULT_CONFIG), path: null };
   let raw: unknown;
   let text: string;
   try {
@@ -127,7 +87,7 @@ function loadConfig(
     // credential pasted by mistake: name the line and column only.
     throw new UsageError(
       "PAAS_BACKUP_CONFIG_INVALID",
-      `config file ${path} is not valid JSON: ${jsonSyntaxErrorAt(text)}`,
+      `config file ${path} is not valid JSON: ${await jsonSyntaxErrorAt(text)}`,
       {
         path,
         remediation:
@@ -136,30 +96,13 @@ function loadConfig(
       },
     );
   }
-  const parsed = Config.safeParse(raw);
-  if (!parsed.success) {
-    // An unknown key (a typo) explains the other issues of its object: name it first.
-    const issue = parsed.error.issues.find((i) => i.code === "unrecognized_keys") ?? parsed.error.issues[0];
-    // Name the key path as an operator types it: retention.dayly, offsite.targets[0].objectlock.
-    const keyPath = (at: readonly PropertyKey[]) =>
-      at.map((k, i) => (typeof k === "number" ? `[${k}]` : `${i ? "." : ""}${String(k)}`)).join("");
-    const where = !issue
-      ? "invalid"
-      : issue.code === "unrecognized_keys"
-        ? issue.keys.map((k) => `${keyPath([...issue.path, k])}: unknown key`).join("; ")
-        : `${keyPath(issue.path) || "(root)"}: ${issue.message}`;
-    throw new UsageError("PAAS_BACKUP_CONFIG_INVALID", `config file ${path}: ${where}`, {
-      path,
-      remediation:
-        "Fix the field named (see the README's Configuration section); credentials never go in this file.",
-      stage: "config",
-    });
-  }
-  return { config: parsed.data, path };
+  const { parseConfig } = await import("./config-schema.js");
+  return { config: parseConfig(raw, path), path };
 }
 
 /** Where strict JSON first goes wrong, as "line L, column C (what)", without quoting the text. */
-export function jsonSyntaxErrorAt(text: string): string {
+export async function jsonSyntaxErrorAt(text: string): Promise<string> {
+  const { parse: parseJsonc, printParseErrorCode } = await import("jsonc-parser");
   const errors: ParseError[] = [];
   parseJsonc(text, errors, { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false });
   const first = errors[0];
@@ -196,12 +139,12 @@ export interface GlobalFlags {
   config?: string;
 }
 
-export function createRuntime(
+export async function createRuntime(
   flags: GlobalFlags,
   env: NodeJS.ProcessEnv = process.env,
   command = "",
-): Runtime {
-  const { config, path } = loadConfig(flags.config, env);
+): Promise<Runtime> {
+  const { config, path } = await loadConfig(flags.config, env);
   const home = env.HOME ?? homedir();
   const envRoot = env.SI_PAAS_STATE_ROOT?.trim();
   const stateRoot = flags.stateRoot

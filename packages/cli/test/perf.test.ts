@@ -242,3 +242,67 @@ describe("the gzip member index is checked, not trusted", () => {
     expect(sha256File(join(sb.state.contextDir(CTX), "events", "audit.jsonl"))).toBe(before);
   });
 });
+
+describe("start-up loads only what the command needs (issue 14)", () => {
+  let sb: Sandbox;
+  beforeEach(async () => {
+    sb = await makeSandbox([{ name: CTX, eventBytes: 20_000, releases: 0 }]);
+  });
+  afterEach(() => sb.cleanup());
+
+  /** The packages a CLI run loads, seen by a module resolve hook (node --import). */
+  async function packagesLoaded(args: string[], env: Record<string, string> = {}) {
+    const log = join(sb.dir, `modules-${Math.random().toString(36).slice(2)}.log`);
+    const hook = join(sb.dir, "hook.mjs");
+    writeFileSync(
+      join(sb.dir, "hook-resolve.mjs"),
+      `import { appendFileSync } from "node:fs";
+export async function resolve(specifier, context, next) {
+  const r = await next(specifier, context);
+  appendFileSync(${JSON.stringify(log)}, r.url + "\\n");
+  return r;
+}`,
+    );
+    writeFileSync(
+      hook,
+      `import { register } from "node:module"; import { pathToFileURL } from "node:url";
+register(pathToFileURL(${JSON.stringify(join(sb.dir, "hook-resolve.mjs"))}));`,
+    );
+    const r = await runCli(args, { env: { ...env, NODE_OPTIONS: `--import=${hook}` } });
+    const urls = readFileSync(log, "utf8").split("\n");
+    const pkgs = new Set(
+      urls
+        .map((u) => /node_modules\/(?:\.pnpm\/[^/]+\/node_modules\/)?((?:@[^/]+\/)?[^/]+)/.exec(u)?.[1])
+        .filter(Boolean),
+    );
+    return { r, pkgs };
+  }
+
+  it("list and --version load neither zod nor tar, age or the S3 SDK; a config file brings in zod for its schema", async () => {
+    const snap = await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"]);
+    expect(snap.code, snap.stdout + snap.stderr).toBe(0);
+    const heavy = ["zod", "tar", "age-encryption", "@aws-sdk/client-s3", "jsonc-parser"];
+    const version = await packagesLoaded(["--version"]);
+    expect(version.r.code).toBe(0);
+    const list = await packagesLoaded([...sb.flags, "--json", "list", "--context", CTX]);
+    expect(list.r.code, list.r.stdout + list.r.stderr).toBe(0);
+    expect(list.r.json.data.map((s: any) => s.id)).toEqual([snap.json.data[0].id]);
+    for (const { pkgs } of [version, list]) {
+      expect(pkgs.has("commander")).toBe(true); // the hook sees packages at all
+      for (const p of heavy) expect(pkgs.has(p), p).toBe(false);
+    }
+    const config = join(sb.dir, "config.json");
+    writeFileSync(config, JSON.stringify({ retention: { daily: 9 } }));
+    const withConfig = await packagesLoaded([
+      ...sb.flags,
+      "--config",
+      config,
+      "--json",
+      "list",
+      "--context",
+      CTX,
+    ]);
+    expect(withConfig.r.code).toBe(0);
+    expect(withConfig.pkgs.has("zod")).toBe(true);
+  });
+});

@@ -1,7 +1,7 @@
-import { checkSnapshotChecksum, compareSnapshotIds, scanSnapshots } from "@paas-backup/core";
+import { checkSnapshotChecksum, compareSnapshotIds, scanSnapshots } from "@paas-backup/core/catalog";
 import type { Runtime } from "../runtime.js";
 import { humanBytes, printEnvelope, table } from "../output.js";
-import { requireContext, requireKnownContext } from "./common.js";
+import { requireContext, requireKnownContext } from "./context-args.js";
 
 export async function listCommand(rt: Runtime, flags: { context?: string }): Promise<number> {
   const context = requireContext(flags.context);

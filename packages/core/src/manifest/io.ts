@@ -1,5 +1,6 @@
 import { IntegrityError } from "../errors.js";
-import { Manifest } from "./schema.js";
+import type { Manifest } from "./schema.js";
+import { checkManifest } from "./check.js";
 
 export function parseManifest(text: string, where: string): Manifest {
   let raw: unknown;
@@ -13,12 +14,11 @@ export function parseManifest(text: string, where: string): Manifest {
       stage: "manifest",
     });
   }
-  const parsed = Manifest.safeParse(raw);
-  if (!parsed.success) {
-    const first = parsed.error.issues[0];
+  const checked = checkManifest(raw);
+  if (!checked.ok) {
     throw new IntegrityError(
       "PAAS_BACKUP_MANIFEST_INVALID",
-      `manifest in ${where} does not have the manifest@1 shape (${first ? `${first.path.join(".")}: ${first.message}` : "unknown field"})`,
+      `manifest in ${where} does not have the manifest@1 shape (${checked.problem})`,
       {
         path: where,
         remediation:
@@ -27,5 +27,5 @@ export function parseManifest(text: string, where: string): Manifest {
       },
     );
   }
-  return parsed.data;
+  return checked.manifest;
 }

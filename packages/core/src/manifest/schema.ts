@@ -1,12 +1,17 @@
 import { z } from "zod";
 
 /**
+ * The manifest's published zod schema, for SDK callers who validate a manifest themselves. The
+ * tool reads manifests with the hand-written check in ./check.ts (the same rules, without loading
+ * zod, so `list` starts fast); a property test holds the two to the same verdict on every input.
+ *
  * The manifest is the snapshot's table of contents and its proof: for every file its path,
  * size, mode and sha256 at snapshot time, and for an incremental how each file was stored.
  * It travels inside the archive (a pax `comment` on the trailing "./" entry, which GNU tar
  * ignores) and beside it as <id>.manifest.json so that listing and retention need no decompression.
  */
-export const MANIFEST_FORMAT = "paas-backup/manifest@1";
+export { MANIFEST_FORMAT, canonicalJson } from "./format.js";
+import { MANIFEST_FORMAT } from "./format.js";
 
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
 const relPath = z
@@ -85,21 +90,3 @@ export const Manifest = z.object({
     .optional(),
 });
 export type Manifest = z.infer<typeof Manifest>;
-
-/** Canonical JSON: keys sorted at every level, so the same manifest always has the same bytes. */
-export function canonicalJson(value: unknown, indent = 0): string {
-  return JSON.stringify(sortKeys(value), null, indent);
-}
-
-function sortKeys(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(sortKeys);
-  if (value && typeof value === "object") {
-    const out: Record<string, unknown> = {};
-    for (const key of Object.keys(value).sort()) {
-      const v = (value as Record<string, unknown>)[key];
-      if (v !== undefined) out[key] = sortKeys(v);
-    }
-    return out;
-  }
-  return value;
-}

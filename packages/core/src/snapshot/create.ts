@@ -6,13 +6,8 @@ import type { FileSystem } from "../fs/types.js";
 import { SafetyError } from "../errors.js";
 import { ArchiveWriter } from "../archive/writer.js";
 import type { ArtifactEncryptor } from "../archive/encryption.js";
-import {
-  canonicalJson,
-  MANIFEST_FORMAT,
-  type Manifest,
-  type ManifestEntryNote,
-  type ManifestFile,
-} from "../manifest/schema.js";
+import type { Manifest, ManifestEntryNote, ManifestFile } from "../manifest/schema.js";
+import { canonicalJson, MANIFEST_FORMAT } from "../manifest/format.js";
 import { isEventLog, isJsonStateFile, type OptionalFolder } from "../policy/selection.js";
 import {
   redactBytes,

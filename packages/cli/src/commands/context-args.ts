@@ -1,0 +1,46 @@
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { scanSnapshots, validateContextName } from "@paas-backup/core/catalog";
+import { UsageError } from "@paas-backup/core/errors";
+import type { Runtime } from "../runtime.js";
+
+// Kept apart from common.ts, which loads the whole core: `list` needs only these and the catalog.
+
+export function requireContext(value: string | undefined): string {
+  if (value === undefined) {
+    throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "--context <name> is required", {
+      remediation:
+        "Name the context, e.g. --context internal-dogfood (a folder under <state_root>/contexts/).",
+      stage: "arguments",
+    });
+  }
+  return validateContextName(value);
+}
+
+/**
+ * A context that is neither in the state root nor in the backup root is a typo, not an empty
+ * context: exit 2 naming both places (list, doctor, verify and restore would otherwise report
+ * "no snapshots" or pass on nothing).
+ */
+export async function requireKnownContext(rt: Runtime, context: string): Promise<void> {
+  const live = join(rt.stateRoot, "contexts", context);
+  const backups = join(rt.backupRoot, context);
+  if (
+    existsSync(live) ||
+    (existsSync(backups) &&
+      (await scanSnapshots(rt.fs, rt.backupRoot, context).then(
+        (r) => r.snapshots.length + r.damaged.length > 0,
+      )))
+  )
+    return;
+  throw new UsageError(
+    "PAAS_BACKUP_CONTEXT_NOT_FOUND",
+    `context ${context} has neither state (${live}) nor snapshots (${backups})`,
+    {
+      path: live,
+      remediation:
+        "Check --context, --state-root and --backup-root (or SI_PAAS_STATE_ROOT and PAAS_BACKUP_ROOT); `si paas context list` shows the contexts.",
+      stage: "select",
+    },
+  );
+}

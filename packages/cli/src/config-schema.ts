@@ -1,0 +1,86 @@
+import { z } from "zod";
+import { UsageError } from "@paas-backup/core/errors";
+
+// The config file's schema, loaded only when there is a config file to read (see runtime.ts).
+
+export const RetentionPolicy = z
+  .object({
+    hourly: z.number().int().min(0).default(24),
+    daily: z.number().int().min(0).default(7),
+    weekly: z.number().int().min(0).default(4),
+    monthly: z.number().int().min(0).default(3),
+  })
+  .strict();
+
+export const OffsiteTarget = z
+  .object({
+    name: z.string().min(1),
+    url: z.string().min(1),
+    endpoint: z.string().optional(),
+    region: z.string().optional(),
+    pathStyle: z.boolean().optional(),
+    objectLock: z
+      .object({ mode: z.enum(["COMPLIANCE", "GOVERNANCE"]), days: z.number().int().positive() })
+      .strict()
+      .optional(),
+    retention: RetentionPolicy.partial().strict().optional(),
+  })
+  .strict();
+
+/** The config file: where an operator keeps what should not be retyped on every cron line. Never credentials. */
+export const Config = z
+  .object({
+    stateRoot: z.string().optional(),
+    backupRoot: z.string().optional(),
+    recipients: z.array(z.string()).default([]),
+    recipientsFile: z.string().optional(),
+    identityFile: z.string().optional(),
+    include: z.array(z.enum(["releases", "cache"])).default([]),
+    secretAllow: z.array(z.object({ path: z.string(), rule: z.string() }).strict()).default([]),
+    /** findings seen and rotated: still redacted in every snapshot, no longer exit 9 */
+    secretAcknowledged: z
+      .array(
+        z
+          .object({ path: z.string(), line: z.number().int().positive().optional(), rule: z.string() })
+          .strict(),
+      )
+      .default([]),
+    retention: RetentionPolicy.partial().strict().default({}),
+    mandatoryDrillContexts: z.array(z.string()).default(["internal-dogfood"]),
+    lockTimeoutSeconds: z.number().int().min(0).default(30),
+    /** tick pings it (healthchecks.io convention: /start, success, /fail); treated as a secret, never printed */
+    pingUrl: z.string().url().optional(),
+    offsite: z
+      .object({
+        targets: z.array(OffsiteTarget).default([]),
+        concurrency: z.number().int().min(1).max(16).default(2),
+      })
+      .strict()
+      .default({ targets: [], concurrency: 2 }),
+  })
+  .strict();
+export type Config = z.infer<typeof Config>;
+
+/** The config file's content checked: strict at every level, the first problem named by its key path. */
+export function parseConfig(raw: unknown, path: string): Config {
+  const parsed = Config.safeParse(raw);
+  if (!parsed.success) {
+    // An unknown key (a typo) explains the other issues of its object: name it first.
+    const issue = parsed.error.issues.find((i) => i.code === "unrecognized_keys") ?? parsed.error.issues[0];
+    // Name the key path as an operator types it: retention.dayly, offsite.targets[0].objectlock.
+    const keyPath = (at: readonly PropertyKey[]) =>
+      at.map((k, i) => (typeof k === "number" ? `[${k}]` : `${i ? "." : ""}${String(k)}`)).join("");
+    const where = !issue
+      ? "invalid"
+      : issue.code === "unrecognized_keys"
+        ? issue.keys.map((k) => `${keyPath([...issue.path, k])}: unknown key`).join("; ")
+        : `${keyPath(issue.path) || "(root)"}: ${issue.message}`;
+    throw new UsageError("PAAS_BACKUP_CONFIG_INVALID", `config file ${path}: ${where}`, {
+      path,
+      remediation:
+        "Fix the field named (see the README's Configuration section); credentials never go in this file.",
+      stage: "config",
+    });
+  }
+  return parsed.data;
+}
