@@ -626,6 +626,18 @@ function scanBlockSpans(block: string, state: ScanState): SecretSpan[] {
     const key = keyLength[at]!;
     if (key !== 0) keyWords.push(i + 1 - key, i + 1);
   }
+  spans.push(...candidateSpans(block, from, anchorLines, keyWords, state));
+  return spans.sort((a, b) => a.start - b.start || b.end - a.end);
+}
+
+/** The precise rules at what the prefilter found: format rules on anchored lines, the generic rules at key words. */
+function candidateSpans(
+  block: string,
+  from: number,
+  anchorLines: readonly number[],
+  keyWords: readonly number[],
+  state: ScanState,
+): SecretSpan[] {
   const formats: SecretSpan[] = [];
   let resumeAt = from;
   for (const ls of anchorLines) {
@@ -642,8 +654,65 @@ function scanBlockSpans(block: string, state: ScanState): SecretSpan[] {
       !(state.pemOpen && k.start >= resumeAt - 1)
     )
       formats.push(k);
-  spans.push(...formats);
-  return spans.sort((a, b) => a.start - b.start || b.end - a.end);
+  return formats;
+}
+
+const DASHES = Buffer.from("-----", "latin1");
+
+/**
+ * The findings of whole lines of bytes [0, end), without making a string of them: the prefilter
+ * runs over the bytes, and only a line it points at is turned into a string for the precise
+ * rules, which are line-local. Most of a large log is lines without a candidate, and converting
+ * every byte to a string (and collecting it) was more than half of a scan. A block that may hold
+ * a private key (its rule spans lines) is left to the string path: `null`.
+ */
+function scanBytesByLine(
+  bytes: Buffer,
+  end: number,
+): { spans: { line: number; span: SecretSpan; text: string; lineStart: number }[]; newlines: number } | null {
+  const dashes = bytes.indexOf(DASHES);
+  if (dashes >= 0 && dashes < end) return null;
+  const { classOf, table, firstOutput, format, keyLength } = PREFILTER;
+  const found: { line: number; span: SecretSpan; text: string; lineStart: number }[] = [];
+  let newlines = 0;
+  let counted = 0;
+  let at = 0;
+  let i = 0;
+  while (i < end) {
+    // Run the automaton up to the next byte where a word ends.
+    for (; i < end; i++) {
+      at = table[at + classOf[bytes[i]!]!]!;
+      if (at >= firstOutput) break;
+    }
+    if (i >= end) break;
+    // A candidate: gather every candidate of its line, then apply the precise rules to that line.
+    const ls = bytes.lastIndexOf(10, i) + 1;
+    const nl = bytes.indexOf(10, i);
+    const le = nl < 0 || nl >= end ? end : nl;
+    let anchored = false;
+    const keyWords: number[] = [];
+    for (;;) {
+      if (format[at] !== 0) anchored = true;
+      const key = keyLength[at]!;
+      if (key !== 0) keyWords.push(i + 1 - key - ls, i + 1 - ls);
+      for (i++; i < le; i++) {
+        at = table[at + classOf[bytes[i]!]!]!;
+        if (at >= firstOutput) break;
+      }
+      if (i >= le) break;
+    }
+    const text = bytes.toString("latin1", ls, le);
+    const spans = candidateSpans(text, 0, anchored ? [0] : [], keyWords, { pemOpen: false });
+    if (spans.length > 0) {
+      for (let p = bytes.indexOf(10, counted); p >= 0 && p < ls; p = bytes.indexOf(10, p + 1)) newlines++;
+      counted = ls;
+      spans.sort((a, b) => a.start - b.start || b.end - a.end);
+      for (const span of spans) found.push({ line: newlines, span, text, lineStart: ls });
+    }
+    // The automaton's state carries over the newline as it would in one pass over the block.
+  }
+  for (let p = bytes.indexOf(10, counted); p >= 0 && p < end; p = bytes.indexOf(10, p + 1)) newlines++;
+  return { spans: found, newlines };
 }
 
 /** The rules that one line breaks (deduplicated), in a stable order. */
@@ -693,6 +762,8 @@ export class SecretScanner {
   /** redacted size minus source size, over the bytes scanned so far */
   sizeDelta = 0;
   private carry = "";
+  /** the byte path's partial line (a scanner that only counts never builds strings of whole blocks) */
+  private carryBytes: Buffer = Buffer.alloc(0);
   private line: number;
   private readonly state: ScanState = { pemOpen: false };
   private readonly allow: readonly SecretAllowance[];
@@ -712,6 +783,10 @@ export class SecretScanner {
   }
 
   push(chunk: Uint8Array): Buffer | null {
+    if (!this.redact) {
+      this.pushBytes(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+      return null;
+    }
     // latin1 maps bytes 1:1, so every pattern (all ASCII) matches as it would on UTF-8 text and
     // the redacted text converts back to exactly the bytes it came from.
     const text =
@@ -736,8 +811,81 @@ export class SecretScanner {
     return this.findings;
   }
 
+  private pushBytes(chunk: Buffer): void {
+    // Scanned where it lies: only the line the carry continues is copied, never the whole chunk
+    // (a copy per chunk doubled the scan's garbage and its peak memory).
+    let from = 0;
+    if (this.carryBytes.length > 0) {
+      const firstNewline = chunk.indexOf(10);
+      if (firstNewline < 0) {
+        this.carryBytes = Buffer.concat([this.carryBytes, chunk]);
+        if (this.carryBytes.length > SecretScanner.MAX_LINE) {
+          // A line longer than any real one is scanned as a block of its own, so memory stays flat.
+          this.scanBytes(this.carryBytes, this.carryBytes.length);
+          this.carryBytes = Buffer.alloc(0);
+        }
+        return;
+      }
+      const line = Buffer.concat([this.carryBytes, chunk.subarray(0, firstNewline + 1)]);
+      this.carryBytes = Buffer.alloc(0);
+      this.scanBytes(line, line.length);
+      from = firstNewline + 1;
+    }
+    const rest = from > 0 ? chunk.subarray(from) : chunk;
+    const lastNewline = rest.lastIndexOf(10);
+    if (lastNewline < 0 && rest.length <= SecretScanner.MAX_LINE) {
+      this.carryBytes = Buffer.from(rest); // a copy: the caller may reuse its chunk
+      return;
+    }
+    const end = lastNewline < 0 ? rest.length : lastNewline + 1;
+    this.scanBytes(rest, end);
+    this.carryBytes = Buffer.from(rest.subarray(end));
+  }
+
+  /** Whole lines [0, end) of `bytes` (a last one without "\n" only at the end or past MAX_LINE). */
+  private scanBytes(bytes: Buffer, end: number): void {
+    const byLine = this.state.pemOpen ? null : scanBytesByLine(bytes, end);
+    if (!byLine) {
+      this.scanBlock(bytes.toString("latin1", 0, end));
+      return;
+    }
+    const { spans, newlines } = byLine;
+    if (spans.length > 0) {
+      const kept =
+        this.allow.length > 0
+          ? spans.filter((s) => !this.allow.some((a) => a.rule === s.span.rule || a.rule === "*"))
+          : spans;
+      for (const { line, span } of kept) this.recordFinding(this.line + line, span.rule);
+      // What redaction would do to the size, line by line (spans never cross a line here).
+      for (let i = 0; i < kept.length;) {
+        let j = i;
+        while (j < kept.length && kept[j]!.lineStart === kept[i]!.lineStart) j++;
+        this.sizeDelta += applySpans(
+          kept[i]!.text,
+          kept.slice(i, j).map((k) => k.span),
+        ).delta;
+        i = j;
+      }
+    }
+    this.line += newlines;
+  }
+
+  /** One finding, unless the same rule already fired on the same line. */
+  private recordFinding(line: number, rule: string): void {
+    for (let i = this.findings.length - 1; i >= 0 && this.findings[i]!.line === line; i--)
+      if (this.findings[i]!.rule === rule) return;
+    this.findingCount++;
+    if (this.findings.length < SecretScanner.MAX_RECORDED)
+      this.findings.push({ path: this.path, line, rule });
+  }
+
   /** Like end(), for a redacting scanner: the last bytes to store. */
   finish(): Buffer | null {
+    if (!this.redact) {
+      if (this.carryBytes.length > 0) this.scanBytes(this.carryBytes, this.carryBytes.length);
+      this.carryBytes = Buffer.alloc(0);
+      return null;
+    }
     const out = this.carry.length > 0 ? this.scanBlock(this.carry) : this.redact ? Buffer.alloc(0) : null;
     this.carry = "";
     return out;

@@ -45,8 +45,21 @@ function scanWorkerUrl(): URL | null {
   return import.meta.url.endsWith(".js") ? url : null;
 }
 
+/**
+ * Slots of memory shared with the worker, each a chunk in flight: a read stream's chunk (256 KiB
+ * from the Node adapter) is copied into the next slot rather than into a new buffer handed over,
+ * which left the worker's collector tens of MiB of buffers to find (peak RSS over 150 MiB). The
+ * archiver keeps at most SCAN_AHEAD chunks unanswered per file, and a snapshot that gives up on a
+ * file closes the lane, so twice that many slots are never reused early (checked anyway).
+ */
+const SLOT_BYTES = 256 * 1024;
+const SLOTS = 32;
+
 class WorkerLane implements ScanLane {
   private worker: Worker | null = null;
+  private readonly ring = new SharedArrayBuffer(SLOT_BYTES * SLOTS);
+  private sent = 0;
+  private answered = 0;
   private readonly waiting: { resolve: (n: number) => void; reject: (err: Error) => void }[] = [];
   private failure: Error | null = null;
   private closing = false;
@@ -61,11 +74,15 @@ class WorkerLane implements ScanLane {
     const worker = new Worker(this.url, {
       resourceLimits: { maxYoungGenerationSizeMb: 8, maxOldGenerationSizeMb: 64 },
     });
-    worker.on("message", (count: number) => this.waiting.shift()?.resolve(count));
+    worker.on("message", (count: number) => {
+      this.answered++;
+      this.waiting.shift()?.resolve(count);
+    });
     worker.on("error", (err: Error) => this.fail(err));
     worker.on("exit", (code: number) => {
       if (!this.closing) this.fail(new Error(`the secret scanner's worker thread exited (code ${code})`));
     });
+    worker.postMessage({ type: "ring", ring: this.ring, slotBytes: SLOT_BYTES } satisfies ScanMessage);
     this.worker = worker;
     return worker;
   }
@@ -81,6 +98,7 @@ class WorkerLane implements ScanLane {
     // Rejections are awaited by the archiver in order; this keeps one not yet awaited from being "unhandled".
     answer.catch(() => undefined);
     this.worker!.postMessage(message, transfer);
+    this.sent++;
     return answer;
   }
 
@@ -93,9 +111,17 @@ class WorkerLane implements ScanLane {
     } satisfies ScanMessage);
     return {
       push: (chunk) => {
-        // A copy of just this view (a read stream's chunk may share a larger buffer), handed over without a second copy.
-        const own = new Uint8Array(chunk);
-        return this.ask({ type: "chunk", chunk: own }, [own.buffer as ArrayBuffer]);
+        if (chunk.length > SLOT_BYTES) {
+          // Larger than a slot (another FileSystem's chunking): a copy of just this view, handed over.
+          const own = new Uint8Array(chunk);
+          return this.ask({ type: "chunk", chunk: own }, [own.buffer as ArrayBuffer]);
+        }
+        // The slot's previous chunk must have been answered: the worker has read it.
+        if (this.sent - this.answered >= SLOTS)
+          return Promise.reject(new Error("secret scanner: more chunks in flight than shared slots"));
+        const slot = this.sent % SLOTS;
+        new Uint8Array(this.ring, slot * SLOT_BYTES, chunk.length).set(chunk);
+        return this.ask({ type: "slot", slot, length: chunk.length });
       },
       end: () => this.ask({ type: "end" }),
     };

@@ -9,19 +9,31 @@ import { parentPort } from "node:worker_threads";
 import { SecretScanner, type SecretAllowance } from "../policy/secrets.js";
 
 export type ScanMessage =
+  | { type: "ring"; ring: SharedArrayBuffer; slotBytes: number }
   | { type: "start"; path: string; allow: SecretAllowance[] }
   | { type: "chunk"; chunk: Uint8Array }
+  | { type: "slot"; slot: number; length: number }
   | { type: "end" };
 
 let scanner: SecretScanner | null = null;
+/** Chunks come through slots of memory shared with the main thread: no allocation per chunk on either side. */
+let ring: SharedArrayBuffer | null = null;
+let slotBytes = 0;
 
 parentPort?.on("message", (message: ScanMessage) => {
+  if (message.type === "ring") {
+    ring = message.ring;
+    slotBytes = message.slotBytes;
+    return;
+  }
   if (message.type === "start") {
     scanner = new SecretScanner(message.path, message.allow);
     return;
   }
   if (!scanner) throw new Error("scan worker: a chunk arrived before its file");
   if (message.type === "chunk") scanner.push(message.chunk);
+  else if (message.type === "slot")
+    scanner.push(new Uint8Array(ring!, message.slot * slotBytes, message.length));
   else scanner.end();
   parentPort!.postMessage(scanner.findingCount);
 });
