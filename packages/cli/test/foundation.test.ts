@@ -7,6 +7,7 @@ import {
   readdirSync,
   rmSync,
   appendFileSync,
+  statSync,
 } from "node:fs";
 import { join } from "node:path";
 import {
@@ -161,9 +162,24 @@ describe("full snapshot through the CLI", () => {
       [CLI, ...sb.flags, "snapshot", "--context", CTX, "--insecure-plaintext"],
       { stdio: "ignore" },
     );
-    await new Promise((r) => setTimeout(r, 700));
+    const exited = new Promise<number | null>((r) => child.on("close", (code) => r(code)));
+    // Killed mid-archive: once its staged artifact (".<name>.tar.gz.<nonce>.partial") has bytes.
+    // A fixed delay raced a faster snapshot, which then finished (or exited unseen) first.
+    const dir = join(sb.backupRoot, CTX);
+    let staged = false;
+    while (!staged && child.exitCode === null) {
+      staged =
+        existsSync(dir) &&
+        readdirSync(dir).some(
+          (n) =>
+            /^\..*\.tar\.gz\..*\.partial$/.test(n) &&
+            (statSync(join(dir, n), { throwIfNoEntry: false })?.size ?? 0) > 0,
+        );
+      if (!staged) await new Promise((r) => setTimeout(r, 2));
+    }
+    expect(staged, "the snapshot ended before it was seen archiving").toBe(true);
     child.kill("SIGKILL");
-    await new Promise((r) => child.on("close", r));
+    await exited;
     const list = await runCli([...sb.flags, "--json", "list", "--context", CTX]);
     expect(list.code).toBe(0);
     expect(list.json.count).toBe(0);

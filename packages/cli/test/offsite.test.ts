@@ -211,6 +211,7 @@ describe("offsite copies to an S3-compatible server", () => {
       env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
       stdio: "ignore",
     });
+    const exited = new Promise((r) => child.on("close", r));
     const record = join(
       sb.backupRoot,
       CTX,
@@ -225,7 +226,7 @@ describe("offsite copies to an S3-compatible server", () => {
     )
       await new Promise((r) => setTimeout(r, 10));
     child.kill("SIGKILL");
-    await new Promise((r) => child.on("close", r));
+    await exited;
     const recorded = Object.keys(
       JSON.parse(
         readFileSync(

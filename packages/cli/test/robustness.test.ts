@@ -8,6 +8,7 @@ import {
   symlinkSync,
   writeFileSync,
   cpSync,
+  statSync,
 } from "node:fs";
 import { join } from "node:path";
 import { spawn } from "node:child_process";
@@ -74,11 +75,20 @@ describe("the context lock under real concurrency", () => {
         [CLI, ...big.flags, "snapshot", "--context", CTX, "--insecure-plaintext"],
         { stdio: "ignore" },
       );
-      for (let i = 0; i < 400 && !existsSync(lock); i++) await new Promise((r) => setTimeout(r, 25));
-      expect(existsSync(lock)).toBe(true);
-      await new Promise((r) => setTimeout(r, 150)); // well into the archive
+      const exited = new Promise((r) => child.on("close", r));
+      // Killed well into the archive: its staged artifact has bytes (a fixed delay raced a fast snapshot).
+      const dir = join(big.backupRoot, CTX);
+      const archiving = () =>
+        existsSync(dir) &&
+        readdirSync(dir).some(
+          (n) =>
+            /^\..*\.tar\.gz\..*\.partial$/.test(n) &&
+            (statSync(join(dir, n), { throwIfNoEntry: false })?.size ?? 0) > 0,
+        );
+      while (child.exitCode === null && !archiving()) await new Promise((r) => setTimeout(r, 2));
+      expect(existsSync(lock), "the snapshot ended before it was seen archiving").toBe(true);
       child.kill("SIGKILL");
-      await new Promise((r) => child.on("close", r));
+      await exited;
       expect(existsSync(lock)).toBe(true); // left behind by the dead run
       expect(JSON.parse(readFileSync(lock, "utf8")).pid).toBe(child.pid);
       const list = await runCli([...big.flags, "--json", "list", "--context", CTX]);

@@ -17,10 +17,16 @@ export const MEMBER_BYTES = 1024 * 1024;
 /** Members deflating at once in libuv's threadpool: enough to keep both cores of a small host busy. */
 const IN_FLIGHT = 3;
 
+/**
+ * zlib's output buffer per member: si's logs deflate about 30:1, so a 1 MiB member fits in one
+ * 64 KiB buffer (one callback); a less compressible one takes a few. A buffer the size of the
+ * member, as before, allocated 1 MiB per member to keep 35 KiB of it: garbage the main thread
+ * then spent its time collecting.
+ */
+const OUTPUT_CHUNK = 64 * 1024;
+
 function deflateMember(tar: Buffer, level: number): Promise<Buffer> {
-  // One output buffer big enough for the whole member (deflate's worst case adds a few bytes per
-  // 16 KiB block): one callback on the main thread per member instead of one per 16 KiB.
-  const chunkSize = tar.length + (tar.length >> 8) + 1024;
+  const chunkSize = OUTPUT_CHUNK;
   return new Promise((resolve, reject) =>
     gzip(tar, { level, chunkSize }, (err, out) => (err ? reject(err) : resolve(out))),
   );
@@ -80,7 +86,7 @@ export class ArchiveWriter {
 
   constructor(
     private readonly sink: Writable,
-    private readonly gzipLevel = 6,
+    private readonly gzipLevel = 5,
   ) {
     sink.on("error", (err: Error) => {
       this.sinkError ??= err;

@@ -394,6 +394,15 @@ const PREFILTER = (() => {
   for (const w of KEY_WORD_TEXT) add(w, true);
   // Words are lower case: an upper-case byte takes its lower-case letter's class.
   for (let c = 65; c <= 90; c++) classOf[c] = classOf[c + 32]!;
+  // A newline has a class of its own and leads to a state of its own (the root's twin, numbered
+  // with the output states), so the byte scan stops at each line end without a search for it.
+  if (classOf[10] !== 0) throw new Error("secret prefilter: a word holds a newline");
+  const newlineClass = classes++;
+  classOf[10] = newlineClass;
+  const newlineState = edges.length;
+  edges.push(new Map());
+  outFormat.push(false);
+  outKey.push(0);
   const n = edges.length;
   const goto = new Int32Array(n * classes);
   const fail = new Int32Array(n);
@@ -415,8 +424,11 @@ const PREFILTER = (() => {
       } else goto[r * classes + k] = goto[fail[r]! * classes + k]!;
     }
   }
+  // Every state goes to the newline state on a newline, which then goes on as the root does.
+  for (let s = 0; s < n; s++) goto[s * classes + newlineClass] = newlineState;
+  for (let k = 0; k < classes; k++) if (k !== newlineClass) goto[newlineState * classes + k] = goto[k]!;
   // Renumber: states without an output first (the root stays 0), then those with one.
-  const hasOutput = (s: number) => outFormat[s] || outKey[s]! > 0;
+  const hasOutput = (s: number) => outFormat[s] || outKey[s]! > 0 || s === newlineState;
   const order = [...Array(n).keys()].sort((a, b) => Number(hasOutput(a)) - Number(hasOutput(b)) || a - b);
   const id = new Int32Array(n);
   order.forEach((s, i) => (id[s] = i));
@@ -431,7 +443,7 @@ const PREFILTER = (() => {
     keyLength[at] = outKey[s]!;
   }
   const firstOutput = order.findIndex(hasOutput) * classes;
-  return { classOf, table, firstOutput, format, keyLength };
+  return { classOf, table, firstOutput, format, keyLength, newline: id[newlineState]! * classes };
 })();
 
 /** si assignment line at a line start: KEY = value or KEY: value, optionally after a YAML "- " */
@@ -565,7 +577,9 @@ function scanKeyed(block: string, keyWords: readonly number[], spans: SecretSpan
       const m = JSON_FIELD_AT.exec(block);
       if (m && q + 1 + m[1]!.length >= end) {
         const value = m[2]!;
-        if (isSecretLikeKey(m[1]!) && isPlaintextSecretValue(value, value) && looksLikeSecretValue(value)) {
+        // The value first: si's own logs hold "<redacted>" under most secret-like keys, and that
+        // test is cheaper than judging the key (all three are pure, so the order changes nothing else).
+        if (isPlaintextSecretValue(value, value) && isSecretLikeKey(m[1]!) && looksLikeSecretValue(value)) {
           const start = q + m[0].length - 1 - value.length;
           spans.push({ start, end: start + value.length, rule: "secret-json-field" });
         }
@@ -585,7 +599,7 @@ function scanKeyed(block: string, keyWords: readonly number[], spans: SecretSpan
     if (at >= keyEnd) continue;
     if (line.trimStart().startsWith("#")) continue;
     const raw = m[2]!;
-    if (!isSecretLikeKey(m[1]!) || !isPlaintextSecretValue(raw, line)) continue;
+    if (!isPlaintextSecretValue(raw, line) || !isSecretLikeKey(m[1]!)) continue;
     const { value, offset } = unwrapValue(raw);
     if (!looksLikeSecretValue(value)) continue;
     const start = ls + line.length - raw.length + offset;
@@ -672,46 +686,38 @@ function scanBytesByLine(
 ): { spans: { line: number; span: SecretSpan; text: string; lineStart: number }[]; newlines: number } | null {
   const dashes = bytes.indexOf(DASHES);
   if (dashes >= 0 && dashes < end) return null;
-  const { classOf, table, firstOutput, format, keyLength } = PREFILTER;
+  const { classOf, table, firstOutput, format, keyLength, newline } = PREFILTER;
   const found: { line: number; span: SecretSpan; text: string; lineStart: number }[] = [];
   let newlines = 0;
-  let counted = 0;
-  let at = 0;
-  let i = 0;
-  while (i < end) {
-    // Run the automaton up to the next byte where a word ends.
-    for (; i < end; i++) {
-      at = table[at + classOf[bytes[i]!]!]!;
-      if (at >= firstOutput) break;
-    }
-    if (i >= end) break;
-    // A candidate: gather every candidate of its line, then apply the precise rules to that line.
-    const ls = bytes.lastIndexOf(10, i) + 1;
-    const nl = bytes.indexOf(10, i);
-    const le = nl < 0 || nl >= end ? end : nl;
-    let anchored = false;
-    const keyWords: number[] = [];
-    for (;;) {
-      if (format[at] !== 0) anchored = true;
-      const key = keyLength[at]!;
-      if (key !== 0) keyWords.push(i + 1 - key - ls, i + 1 - ls);
-      for (i++; i < le; i++) {
-        at = table[at + classOf[bytes[i]!]!]!;
-        if (at >= firstOutput) break;
-      }
-      if (i >= le) break;
-    }
-    const text = bytes.toString("latin1", ls, le);
+  let lineStart = 0;
+  let candidate = false;
+  let anchored = false;
+  let keyWords: number[] = [];
+  // The precise rules on a line the automaton pointed at.
+  const line = (le: number) => {
+    const text = bytes.toString("latin1", lineStart, le);
     const spans = candidateSpans(text, 0, anchored ? [0] : [], keyWords, { pemOpen: false });
-    if (spans.length > 0) {
-      for (let p = bytes.indexOf(10, counted); p >= 0 && p < ls; p = bytes.indexOf(10, p + 1)) newlines++;
-      counted = ls;
-      spans.sort((a, b) => a.start - b.start || b.end - a.end);
-      for (const span of spans) found.push({ line: newlines, span, text, lineStart: ls });
+    spans.sort((a, b) => a.start - b.start || b.end - a.end);
+    for (const span of spans) found.push({ line: newlines, span, text, lineStart });
+    candidate = anchored = false;
+    keyWords = [];
+  };
+  let at = 0;
+  for (let i = 0; i < end; i++) {
+    at = table[at + classOf[bytes[i]!]!]!;
+    if (at < firstOutput) continue;
+    if (at === newline) {
+      if (candidate) line(i);
+      newlines++;
+      lineStart = i + 1;
+      continue;
     }
-    // The automaton's state carries over the newline as it would in one pass over the block.
+    candidate = true;
+    if (format[at] !== 0) anchored = true;
+    const key = keyLength[at]!;
+    if (key !== 0) keyWords.push(i + 1 - key - lineStart, i + 1 - lineStart);
   }
-  for (let p = bytes.indexOf(10, counted); p >= 0 && p < end; p = bytes.indexOf(10, p + 1)) newlines++;
+  if (candidate) line(end);
   return { spans: found, newlines };
 }
 

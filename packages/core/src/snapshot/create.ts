@@ -69,6 +69,11 @@ export interface CreateSnapshotOptions {
   secretAcknowledged?: readonly SecretAcknowledgement[];
   onProgress?: (progress: SnapshotProgress) => void;
   sleep?: (ms: number) => Promise<void>;
+  /**
+   * deflate level of the gzip members; 5 by default, chosen by measurement (bench/, 512 MiB of si
+   * event logs): 8 % less time than level 6 for an artifact 1.06x the size of `gzip -6`, inside
+   * the 1.1x budget, where level 4 (1.12x) is not.
+   */
   gzipLevel?: number;
   /**
    * Where included bytes are scanned for secrets on their way into the archive: by default a
@@ -78,6 +83,9 @@ export interface CreateSnapshotOptions {
    */
   scanLane?: ScanLane;
 }
+
+/** See CreateSnapshotOptions.gzipLevel. */
+export const DEFAULT_GZIP_LEVEL = 5;
 
 /** Chunks read ahead of the scanner's answers: enough to keep a worker busy, 2 MiB at 256 KiB reads. */
 const SCAN_AHEAD = 8;
@@ -362,7 +370,7 @@ async function createSnapshotOnce(
   const head = stages[0] as unknown as NodeJS.WritableStream & Readable;
   const written = pipeline([...stages, out] as unknown as [Readable, NodeJS.WritableStream]);
   written.catch(() => undefined);
-  const writer = new ArchiveWriter(head as never, options.gzipLevel ?? 6);
+  const writer = new ArchiveWriter(head as never, options.gzipLevel ?? DEFAULT_GZIP_LEVEL);
   const scanLane = options.scanLane ?? defaultScanLane();
 
   const parentFiles = new Map<string, ManifestFile>((parent?.manifest?.files ?? []).map((f) => [f.path, f]));
