@@ -1,6 +1,5 @@
 import { hostname } from "node:os";
 import { existsSync } from "node:fs";
-import { join } from "node:path";
 import { spawnSync } from "node:child_process";
 import {
   ageDecryptor,
@@ -8,8 +7,6 @@ import {
   parseIdentities,
   parseRecipients,
   validateRecipient,
-  validateContextName,
-  scanSnapshots,
   UsageError,
   SafetyError,
   hasJournal,

@@ -1,4 +1,4 @@
-import { ExitCode, verifySnapshots } from "@paas-backup/core";
+import { verifySnapshots } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { printEnvelope, table } from "../output.js";
 import { requireContext, requireKnownContext, resolveDecryptor, type KeyFlags } from "./common.js";

@@ -1,6 +1,7 @@
 import type { FileSystem } from "../fs/types.js";
+import { readdirOrEmpty } from "../util/optional-reads.js";
 import { randomUUID } from "node:crypto";
-import { IntegrityError, PaasBackupError, UsageError, isNotFound } from "../errors.js";
+import { IntegrityError, PaasBackupError, UsageError } from "../errors.js";
 import { isContextFolderName } from "../policy/context.js";
 import { join } from "../util/paths.js";
 import type { ArtifactDecryptor } from "../archive/encryption.js";
@@ -152,15 +153,10 @@ export function nextDrillDue(lastPassed: Date): Date {
 
 /** The contexts with a folder in the backup root. */
 export async function listBackupContexts(fs: FileSystem, backupRoot: string): Promise<string[]> {
-  try {
-    return (await fs.readdir(backupRoot))
-      .filter((e) => e.kind === "directory" && isContextFolderName(e.name))
-      .map((e) => e.name)
-      .sort();
-  } catch (err) {
-    if (isNotFound(err)) return [];
-    throw err;
-  }
+  return (await readdirOrEmpty(fs, backupRoot))
+    .filter((e) => e.kind === "directory" && isContextFolderName(e.name))
+    .map((e) => e.name)
+    .sort();
 }
 
 /** `contexts` empty or absent: every context with a folder in the backup root. */

@@ -1,5 +1,6 @@
 import type { FileSystem } from "../fs/types.js";
-import { errorCodeOf, IntegrityError, isNotFound, PaasBackupError, UsageError } from "../errors.js";
+import { readTextOrNull } from "../util/optional-reads.js";
+import { errorCodeOf, IntegrityError, PaasBackupError, UsageError } from "../errors.js";
 import { validateContextName } from "../policy/context.js";
 import {
   listSnapshots,
@@ -135,12 +136,8 @@ function recordPath(backupRoot: string, context: string, name: string): string {
 }
 
 async function readRecordFile(fs: FileSystem, path: string): Promise<OffsiteRecord | null> {
-  try {
-    return JSON.parse(Buffer.from(await fs.readFile(path)).toString("utf8")) as OffsiteRecord;
-  } catch (err) {
-    if (isNotFound(err)) return null;
-    throw err;
-  }
+  const text = await readTextOrNull(fs, path);
+  return text === null ? null : (JSON.parse(text) as OffsiteRecord);
 }
 
 /**

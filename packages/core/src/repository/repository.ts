@@ -1,12 +1,5 @@
 import type { FileSystem } from "../fs/types.js";
-import {
-  IntegrityError,
-  PaasBackupError,
-  UsageError,
-  errorCodeOf,
-  isNotFound,
-  type ErrorCode,
-} from "../errors.js";
+import { IntegrityError, UsageError, isNotFound, type ErrorCode } from "../errors.js";
 import type { Manifest } from "../manifest/schema.js";
 import { parseManifest } from "../manifest/io.js";
 import type { ObjectStorage, StoredObject } from "./storage.js";

@@ -6,7 +6,7 @@ import { IntegrityError, SafetyError } from "../errors.js";
 import type { ArtifactDecryptor } from "../archive/encryption.js";
 import { readArchive, tarBytesBound, type ArchiveEntryInfo } from "../archive/reader.js";
 import { parseManifest } from "../manifest/io.js";
-import type { Manifest, ManifestFile } from "../manifest/schema.js";
+import type { ManifestFile } from "../manifest/schema.js";
 import { canonicalJson } from "../manifest/format.js";
 import { hardExclusionReason } from "../policy/selection.js";
 import type { SnapshotRef } from "../repository/repository.js";

@@ -1,5 +1,6 @@
 import type { FileStat, FileSystem } from "../fs/types.js";
-import { isNotFound, UsageError } from "../errors.js";
+import { lstatOrNull } from "../util/optional-reads.js";
+import { UsageError } from "../errors.js";
 import type { ManifestEntryNote } from "../manifest/schema.js";
 import {
   hardExclusionReason,
@@ -22,15 +23,6 @@ export interface SnapshotContents {
   absent: string[];
   excluded: ManifestEntryNote[];
   skipped: ManifestEntryNote[];
-}
-
-async function lstatOrNull(fs: FileSystem, path: string): Promise<FileStat | null> {
-  try {
-    return await fs.lstat(path);
-  } catch (err) {
-    if (isNotFound(err)) return null;
-    throw err;
-  }
 }
 
 export async function requireContextDir(fs: FileSystem, dir: string, context: string): Promise<void> {

@@ -57,7 +57,8 @@ const SLOTS = 32;
 
 class WorkerLane implements ScanLane {
   private worker: Worker | null = null;
-  private readonly ring = new SharedArrayBuffer(SLOT_BYTES * SLOTS);
+  /** allocated with the worker: a lane that scans nothing inline-only (small files) must not hold 8 MiB */
+  private ring: SharedArrayBuffer | null = null;
   private sent = 0;
   private answered = 0;
   private readonly waiting: { resolve: (n: number) => void; reject: (err: Error) => void }[] = [];
@@ -82,6 +83,7 @@ class WorkerLane implements ScanLane {
     worker.on("exit", (code: number) => {
       if (!this.closing) this.fail(new Error(`the secret scanner's worker thread exited (code ${code})`));
     });
+    this.ring = new SharedArrayBuffer(SLOT_BYTES * SLOTS);
     worker.postMessage({ type: "ring", ring: this.ring, slotBytes: SLOT_BYTES } satisfies ScanMessage);
     this.worker = worker;
     return worker;
@@ -120,7 +122,7 @@ class WorkerLane implements ScanLane {
         if (this.sent - this.answered >= SLOTS)
           return Promise.reject(new Error("secret scanner: more chunks in flight than shared slots"));
         const slot = this.sent % SLOTS;
-        new Uint8Array(this.ring, slot * SLOT_BYTES, chunk.length).set(chunk);
+        new Uint8Array(this.ring!, slot * SLOT_BYTES, chunk.length).set(chunk);
         return this.ask({ type: "slot", slot, length: chunk.length });
       },
       end: () => this.ask({ type: "end" }),
@@ -131,6 +133,7 @@ class WorkerLane implements ScanLane {
     this.closing = true;
     if (this.worker) await this.worker.terminate();
     this.worker = null;
+    this.ring = null;
   }
 }
 

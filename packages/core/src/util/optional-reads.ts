@@ -1,14 +1,18 @@
-import type { DirEntry, FileSystem } from "../fs/types.js";
+import type { DirEntry, FileStat, FileSystem } from "../fs/types.js";
 import { isNotFound } from "../errors.js";
 
 /** Reads where a missing path is an answer, not an error. */
 
 export async function exists(fs: FileSystem, path: string): Promise<boolean> {
+  return (await lstatOrNull(fs, path)) !== null;
+}
+
+/** What lstat says of a path, or null when nothing is there. */
+export async function lstatOrNull(fs: FileSystem, path: string): Promise<FileStat | null> {
   try {
-    await fs.lstat(path);
-    return true;
+    return await fs.lstat(path);
   } catch (err) {
-    if (isNotFound(err)) return false;
+    if (isNotFound(err)) return null;
     throw err;
   }
 }
