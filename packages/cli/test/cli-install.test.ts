@@ -1,6 +1,6 @@
 import { describe, it, expect } from "vitest";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, readdirSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
@@ -53,6 +53,46 @@ describe("install from packed tarballs", () => {
       expect(run(["demo"])).toContain("demo ok");
       const installed = readdirSync(join(prefix, "lib", "node_modules", "@paas-backup"));
       expect(installed.sort()).toEqual(["cli", "core", "s3"]);
+
+      // A large log is scanned by core's worker thread. Without its module (a bundler dropped
+      // it), the snapshot still succeeds: it is taken again with every file scanned inline.
+      const ctx = join(dir, "state", "contexts", "internal-dogfood");
+      mkdirSync(join(ctx, "events"), { recursive: true });
+      const line = `${JSON.stringify({ timestamp: "2026-11-25T10:00:00Z", context: "internal-dogfood", source: "si paas", command: "deploy", status: "succeeded", note: "x".repeat(200) })}\n`;
+      writeFileSync(
+        join(ctx, "events", "deployments.jsonl"),
+        line.repeat(Math.ceil((20 * 1048576) / line.length)),
+      );
+      const snapshot = () =>
+        JSON.parse(
+          run([
+            "--state-root",
+            join(dir, "state"),
+            "--backup-root",
+            join(dir, "backups"),
+            "--json",
+            "snapshot",
+            "--context",
+            "internal-dogfood",
+            "--insecure-plaintext",
+          ]),
+        );
+      expect(snapshot().ok).toBe(true);
+      const worker = join(
+        prefix,
+        "lib",
+        "node_modules",
+        "@paas-backup",
+        "core",
+        "dist",
+        "snapshot",
+        "scan-worker.js",
+      );
+      expect(existsSync(worker)).toBe(true);
+      rmSync(worker);
+      const without = snapshot();
+      expect(without.ok).toBe(true);
+      expect(without.data[0].files).toBeGreaterThan(0);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

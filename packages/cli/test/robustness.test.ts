@@ -86,7 +86,8 @@ describe("the context lock under real concurrency", () => {
             (statSync(join(dir, n), { throwIfNoEntry: false })?.size ?? 0) > 0,
         );
       while (child.exitCode === null && !archiving()) await new Promise((r) => setTimeout(r, 2));
-      expect(existsSync(lock), "the snapshot ended before it was seen archiving").toBe(true);
+      expect(archiving(), "the snapshot ended before it was seen archiving").toBe(true);
+      expect(existsSync(lock)).toBe(true);
       child.kill("SIGKILL");
       await exited;
       expect(existsSync(lock)).toBe(true); // left behind by the dead run

@@ -71,10 +71,12 @@ export {
   type SecretAcknowledgement,
   type SnapshotRedaction,
 } from "./snapshot/create.js";
+export { DEFAULT_GZIP_LEVEL } from "./archive/writer.js";
 export {
   defaultScanLane,
   inlineScanLane,
   workerScanLane,
+  ScanWorkerFailed,
   WORKER_SCAN_BYTES,
   type ScanLane,
   type FileScan,

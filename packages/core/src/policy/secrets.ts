@@ -817,35 +817,42 @@ export class SecretScanner {
     return this.findings;
   }
 
+  /**
+   * The same blocks as the string path (the carry and the chunk up to its last newline), so a
+   * private key, whose rule spans lines and depends on where a block starts, is judged alike in
+   * both. Where no key can begin or be open every rule is line-local, and the carried line is
+   * scanned apart from the rest of the chunk: only that line is copied, never the whole chunk (a
+   * copy per chunk doubled the scan's garbage and its peak memory).
+   */
   private pushBytes(chunk: Buffer): void {
-    // Scanned where it lies: only the line the carry continues is copied, never the whole chunk
-    // (a copy per chunk doubled the scan's garbage and its peak memory).
-    let from = 0;
-    if (this.carryBytes.length > 0) {
-      const firstNewline = chunk.indexOf(10);
-      if (firstNewline < 0) {
-        this.carryBytes = Buffer.concat([this.carryBytes, chunk]);
-        if (this.carryBytes.length > SecretScanner.MAX_LINE) {
-          // A line longer than any real one is scanned as a block of its own, so memory stays flat.
-          this.scanBytes(this.carryBytes, this.carryBytes.length);
-          this.carryBytes = Buffer.alloc(0);
-        }
+    const carry = this.carryBytes;
+    const lastNewline = chunk.lastIndexOf(10);
+    if (lastNewline < 0) {
+      const line = carry.length > 0 ? Buffer.concat([carry, chunk]) : Buffer.from(chunk); // a copy: the caller may reuse its chunk
+      if (line.length <= SecretScanner.MAX_LINE) {
+        this.carryBytes = line;
         return;
       }
-      const line = Buffer.concat([this.carryBytes, chunk.subarray(0, firstNewline + 1)]);
+      // A line longer than any real one is scanned as a block of its own, so memory stays flat.
       this.carryBytes = Buffer.alloc(0);
       this.scanBytes(line, line.length);
-      from = firstNewline + 1;
-    }
-    const rest = from > 0 ? chunk.subarray(from) : chunk;
-    const lastNewline = rest.lastIndexOf(10);
-    if (lastNewline < 0 && rest.length <= SecretScanner.MAX_LINE) {
-      this.carryBytes = Buffer.from(rest); // a copy: the caller may reuse its chunk
       return;
     }
-    const end = lastNewline < 0 ? rest.length : lastNewline + 1;
-    this.scanBytes(rest, end);
-    this.carryBytes = Buffer.from(rest.subarray(end));
+    const end = lastNewline + 1;
+    if (carry.length === 0) this.scanBytes(chunk, end);
+    else {
+      const firstNewline = chunk.indexOf(10);
+      const head = Buffer.concat([carry, chunk.subarray(0, firstNewline + 1)]);
+      const dashes = chunk.indexOf(DASHES, firstNewline + 1);
+      if (this.state.pemOpen || head.indexOf(DASHES) >= 0 || (dashes >= 0 && dashes < end)) {
+        const block = Buffer.concat([carry, chunk.subarray(0, end)]);
+        this.scanBytes(block, block.length);
+      } else {
+        this.scanBytes(head, head.length);
+        this.scanBytes(chunk.subarray(firstNewline + 1), end - firstNewline - 1);
+      }
+    }
+    this.carryBytes = Buffer.from(chunk.subarray(end));
   }
 
   /** Whole lines [0, end) of `bytes` (a last one without "\n" only at the end or past MAX_LINE). */
@@ -908,13 +915,7 @@ export class SecretScanner {
       lineAt += countNewlines(block, counted, span.start);
       counted = span.start;
       if (span.rule === "private-key-block" && span.end > span.start) continue; // reported once, at its header
-      let seen = false;
-      for (let i = this.findings.length - 1; i >= 0 && this.findings[i]!.line === lineAt; i--)
-        if (this.findings[i]!.rule === span.rule) seen = true;
-      if (seen) continue;
-      this.findingCount++;
-      if (this.findings.length < SecretScanner.MAX_RECORDED)
-        this.findings.push({ path: this.path, line: lineAt, rule: span.rule });
+      this.recordFinding(lineAt, span.rule);
     }
     this.line += countNewlines(block, 0, block.length);
     if (spans.length === 0) return this.redact ? Buffer.from(block, "latin1") : null;

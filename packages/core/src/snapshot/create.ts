@@ -4,7 +4,7 @@ import { Readable, Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { FileSystem } from "../fs/types.js";
 import { SafetyError } from "../errors.js";
-import { ArchiveWriter } from "../archive/writer.js";
+import { ArchiveWriter, DEFAULT_GZIP_LEVEL } from "../archive/writer.js";
 import type { ArtifactEncryptor } from "../archive/encryption.js";
 import type { Manifest, ManifestEntryNote, ManifestFile } from "../manifest/schema.js";
 import { canonicalJson, MANIFEST_FORMAT } from "../manifest/format.js";
@@ -33,7 +33,13 @@ import { checkChainToExtend } from "./chain-check.js";
 import { isPlainFileInside } from "../util/no-follow.js";
 import { planSnapshotContents, requireContextDir, type PlannedFile } from "./plan.js";
 import { completeLinesLength, readStableJson } from "./read-stable.js";
-import { defaultScanLane, type FileScan, type ScanLane } from "./scan-lane.js";
+import {
+  defaultScanLane,
+  inlineScanLane,
+  ScanWorkerFailed,
+  type FileScan,
+  type ScanLane,
+} from "./scan-lane.js";
 import { TOOL_NAME, TOOL_VERSION } from "../version.js";
 
 export type SnapshotKind = "full" | "incremental";
@@ -69,11 +75,7 @@ export interface CreateSnapshotOptions {
   secretAcknowledged?: readonly SecretAcknowledgement[];
   onProgress?: (progress: SnapshotProgress) => void;
   sleep?: (ms: number) => Promise<void>;
-  /**
-   * deflate level of the gzip members; 5 by default, chosen by measurement (bench/, 512 MiB of si
-   * event logs): 8 % less time than level 6 for an artifact 1.06x the size of `gzip -6`, inside
-   * the 1.1x budget, where level 4 (1.12x) is not.
-   */
+  /** deflate level of the gzip members; DEFAULT_GZIP_LEVEL (5, chosen by measurement) when not given */
   gzipLevel?: number;
   /**
    * Where included bytes are scanned for secrets on their way into the archive: by default a
@@ -83,9 +85,6 @@ export interface CreateSnapshotOptions {
    */
   scanLane?: ScanLane;
 }
-
-/** See CreateSnapshotOptions.gzipLevel. */
-export const DEFAULT_GZIP_LEVEL = 5;
 
 /** Chunks read ahead of the scanner's answers: enough to keep a worker busy, 2 MiB at 256 KiB reads. */
 const SCAN_AHEAD = 8;
@@ -208,8 +207,11 @@ const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(r
 /**
  * Hash, scan and count the bytes on their way into the archive. Chunks are read and sent to the
  * scanner up to SCAN_AHEAD ahead, but a chunk is passed on only once the scanner has answered for
- * it with no finding: the first finding stops the feed before any byte of it is archived, and the
- * file is then taken again with redaction.
+ * it with no finding, and the first finding stops the feed: the file is then taken again with
+ * redaction. A line still open at a chunk's end is judged with the next chunk, so its first bytes
+ * may already be in the staged artifact when its finding comes; the restart discards that staged
+ * object (prune sweeps one a crash left), so a committed artifact never holds the value (as before
+ * the worker).
  */
 async function* scannedChunks(
   path: string,
@@ -275,10 +277,16 @@ async function putSmall(repo: ObjectStorage, key: string, text: string): Promise
  */
 export async function createSnapshot(options: CreateSnapshotOptions): Promise<SnapshotResult> {
   const redact = new Set<string>();
+  let run = options;
   for (;;) {
     try {
-      return await createSnapshotOnce(options, redact);
+      return await createSnapshotOnce(run, redact);
     } catch (err) {
+      // A scan worker that failed costs a second run with every file scanned inline, not a backup.
+      if (err instanceof ScanWorkerFailed && !options.scanLane && !run.scanLane) {
+        run = { ...options, scanLane: inlineScanLane() };
+        continue;
+      }
       if (!(err instanceof RedactionNeeded) || redact.has(err.path)) throw err;
       redact.add(err.path);
     }

@@ -20,6 +20,16 @@ export interface ScanLane {
   close(): Promise<void>;
 }
 
+/**
+ * The worker thread failed (it could not start, ran out of memory or died): the snapshot is taken
+ * again with every file scanned inline (createSnapshot), so a worker problem costs time, never a backup.
+ */
+export class ScanWorkerFailed extends Error {
+  constructor(detail: string) {
+    super(`the secret scanner's worker thread failed: ${detail}`);
+  }
+}
+
 /** Below this, a file's range is scanned inline: a worker's start-up is about what 16 MiB of scanning costs. */
 export const WORKER_SCAN_BYTES = 16 * 1024 * 1024;
 
@@ -64,6 +74,7 @@ class WorkerLane implements ScanLane {
   private readonly waiting: { resolve: (n: number) => void; reject: (err: Error) => void }[] = [];
   private failure: Error | null = null;
   private closing = false;
+  private files = 0;
 
   constructor(
     private readonly url: URL,
@@ -78,10 +89,12 @@ class WorkerLane implements ScanLane {
     worker.on("message", (count: number) => {
       this.answered++;
       this.waiting.shift()?.resolve(count);
+      // Idle, the worker does not keep the process alive: an SDK caller who never closes its lane still exits.
+      if (this.waiting.length === 0) worker.unref();
     });
-    worker.on("error", (err: Error) => this.fail(err));
+    worker.on("error", (err: Error) => this.fail(new ScanWorkerFailed(err.message)));
     worker.on("exit", (code: number) => {
-      if (!this.closing) this.fail(new Error(`the secret scanner's worker thread exited (code ${code})`));
+      if (!this.closing) this.fail(new ScanWorkerFailed(`it exited with code ${code}`));
     });
     this.ring = new SharedArrayBuffer(SLOT_BYTES * SLOTS);
     worker.postMessage({ type: "ring", ring: this.ring, slotBytes: SLOT_BYTES } satisfies ScanMessage);
@@ -99,6 +112,7 @@ class WorkerLane implements ScanLane {
     const answer = new Promise<number>((resolve, reject) => this.waiting.push({ resolve, reject }));
     // Rejections are awaited by the archiver in order; this keeps one not yet awaited from being "unhandled".
     answer.catch(() => undefined);
+    this.worker!.ref();
     this.worker!.postMessage(message, transfer);
     this.sent++;
     return answer;
@@ -106,31 +120,36 @@ class WorkerLane implements ScanLane {
 
   file(path: string, allow: readonly SecretAllowance[], bytes: number): FileScan {
     if (bytes < this.workerBytes || this.failure) return inlineScan(path, allow);
+    const file = ++this.files;
     this.start().postMessage({
       type: "start",
+      file,
       path,
       allow: allow.map((a) => ({ ...a })),
     } satisfies ScanMessage);
     return {
       push: (chunk) => {
+        if (this.failure) return Promise.reject(this.failure);
         if (chunk.length > SLOT_BYTES) {
           // Larger than a slot (another FileSystem's chunking): a copy of just this view, handed over.
           const own = new Uint8Array(chunk);
-          return this.ask({ type: "chunk", chunk: own }, [own.buffer as ArrayBuffer]);
+          return this.ask({ type: "chunk", file, chunk: own }, [own.buffer as ArrayBuffer]);
         }
         // The slot's previous chunk must have been answered: the worker has read it.
         if (this.sent - this.answered >= SLOTS)
           return Promise.reject(new Error("secret scanner: more chunks in flight than shared slots"));
         const slot = this.sent % SLOTS;
         new Uint8Array(this.ring!, slot * SLOT_BYTES, chunk.length).set(chunk);
-        return this.ask({ type: "slot", slot, length: chunk.length });
+        return this.ask({ type: "slot", file, slot, length: chunk.length });
       },
-      end: () => this.ask({ type: "end" }),
+      end: () => this.ask({ type: "end", file }),
     };
   }
 
+  /** Final: files asked for afterwards are scanned inline, answers still awaited are refused. */
   async close(): Promise<void> {
     this.closing = true;
+    this.fail(new Error("the secret scanner's lane was closed"));
     if (this.worker) await this.worker.terminate();
     this.worker = null;
     this.ring = null;

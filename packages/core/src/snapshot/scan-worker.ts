@@ -3,19 +3,20 @@
  * while this thread scans the same bytes, so a large snapshot uses both cores of a small host
  * (the scanner is the largest single cost of a full). Messages arrive in order and each is
  * answered in order with the file's finding count so far; the main thread archives a chunk
- * only once its answer is 0, so no byte of a secret reaches the artifact.
+ * only once its answer is 0 (see scannedChunks in create.ts for what that guarantees).
  */
 import { parentPort } from "node:worker_threads";
 import { SecretScanner, type SecretAllowance } from "../policy/secrets.js";
 
 export type ScanMessage =
   | { type: "ring"; ring: SharedArrayBuffer; slotBytes: number }
-  | { type: "start"; path: string; allow: SecretAllowance[] }
-  | { type: "chunk"; chunk: Uint8Array }
-  | { type: "slot"; slot: number; length: number }
-  | { type: "end" };
+  | { type: "start"; file: number; path: string; allow: SecretAllowance[] }
+  | { type: "chunk"; file: number; chunk: Uint8Array }
+  | { type: "slot"; file: number; slot: number; length: number }
+  | { type: "end"; file: number };
 
-let scanner: SecretScanner | null = null;
+/** One scanner per open file: a lane may be shared by snapshots running at once, whose files interleave. */
+const scanners = new Map<number, SecretScanner>();
 /** Chunks come through slots of memory shared with the main thread: no allocation per chunk on either side. */
 let ring: SharedArrayBuffer | null = null;
 let slotBytes = 0;
@@ -27,13 +28,17 @@ parentPort?.on("message", (message: ScanMessage) => {
     return;
   }
   if (message.type === "start") {
-    scanner = new SecretScanner(message.path, message.allow);
+    scanners.set(message.file, new SecretScanner(message.path, message.allow));
     return;
   }
-  if (!scanner) throw new Error("scan worker: a chunk arrived before its file");
+  const scanner = scanners.get(message.file);
+  if (!scanner) throw new Error(`scan worker: a message for file ${message.file}, which is not open`);
   if (message.type === "chunk") scanner.push(message.chunk);
   else if (message.type === "slot")
     scanner.push(new Uint8Array(ring!, message.slot * slotBytes, message.length));
-  else scanner.end();
+  else {
+    scanner.end();
+    scanners.delete(message.file);
+  }
   parentPort!.postMessage(scanner.findingCount);
 });
