@@ -1,5 +1,4 @@
 import { gzip } from "node:zlib";
-import { once } from "node:events";
 import type { Readable, Writable } from "node:stream";
 
 /**
@@ -135,8 +134,27 @@ export class ArchiveWriter {
     this.check();
     this.members.compressed.push(member.length);
     this.members.plain.push(next.plain);
-    if (!this.sink.write(member)) await Promise.race([once(this.sink, "drain"), once(this.sink, "close")]);
+    if (!this.sink.write(member)) await this.drained();
     this.check();
+  }
+
+  /**
+   * The sink took the member but is full: wait for it to drain (or close or fail, which check()
+   * then reports). The listeners go with the wait: racing two once() left the loser's behind on
+   * every wait, dozens on a large snapshot (MaxListenersExceededWarning on stderr).
+   */
+  private drained(): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        this.sink.off("drain", done);
+        this.sink.off("close", done);
+        this.sink.off("error", done);
+        resolve();
+      };
+      this.sink.on("drain", done);
+      this.sink.on("close", done);
+      this.sink.on("error", done);
+    });
   }
 
   private async header(
