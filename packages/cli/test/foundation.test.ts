@@ -7,7 +7,6 @@ import {
   readdirSync,
   rmSync,
   appendFileSync,
-  statSync,
 } from "node:fs";
 import { join } from "node:path";
 import {
@@ -156,27 +155,15 @@ describe("full snapshot through the CLI", () => {
     const line = `${JSON.stringify({ timestamp: "2026-11-20T10:00:00Z", context: CTX, source: "si paas", command: "deploy", status: "succeeded", note: "x".repeat(200) })}\n`;
     appendFileSync(log, line.repeat(400_000));
     const { spawn } = await import("node:child_process");
-    const { CLI } = await import("./helpers.js");
+    const { CLI, untilArchiving } = await import("./helpers.js");
     const child = spawn(
       process.execPath,
       [CLI, ...sb.flags, "snapshot", "--context", CTX, "--insecure-plaintext"],
       { stdio: "ignore" },
     );
     const exited = new Promise<number | null>((r) => child.on("close", (code) => r(code)));
-    // Killed mid-archive: once its staged artifact (".<name>.tar.gz.<nonce>.partial") has bytes.
-    // A fixed delay raced a faster snapshot, which then finished (or exited unseen) first.
-    const dir = join(sb.backupRoot, CTX);
-    let staged = false;
-    while (!staged && child.exitCode === null) {
-      staged =
-        existsSync(dir) &&
-        readdirSync(dir).some(
-          (n) =>
-            /^\..*\.tar\.gz\..*\.partial$/.test(n) &&
-            (statSync(join(dir, n), { throwIfNoEntry: false })?.size ?? 0) > 0,
-        );
-      if (!staged) await new Promise((r) => setTimeout(r, 2));
-    }
+    // Killed mid-archive, once its staged artifact has bytes.
+    const staged = await untilArchiving(child, join(sb.backupRoot, CTX));
     expect(staged, "the snapshot ended before it was seen archiving").toBe(true);
     child.kill("SIGKILL");
     await exited;

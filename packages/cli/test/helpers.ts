@@ -1,5 +1,5 @@
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, readFileSync, readdirSync, statSync, lstatSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, readFileSync, readdirSync, statSync, lstatSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve, relative } from "node:path";
 import { createHash } from "node:crypto";
@@ -118,4 +118,25 @@ export function expectedBackedUp(contextDir: string, include: string[] = []): Ma
     if (top === "cache" && (rel.endsWith(".key") || rel.includes("secrets-export"))) return true;
     return rel === "paas-backup.blocked.json";
   });
+}
+
+/**
+ * Wait until a snapshot run is well into its archive: its staged artifact
+ * (".<name>.tar.gz.<nonce>.partial" in `contextBackupDir`) has bytes. True then, false if the run
+ * ended first. Tests that kill a run mid-archive wait for this, not a fixed delay, which a fast
+ * snapshot outran.
+ */
+export async function untilArchiving(
+  child: { exitCode: number | null },
+  contextBackupDir: string,
+): Promise<boolean> {
+  const archiving = () =>
+    existsSync(contextBackupDir) &&
+    readdirSync(contextBackupDir).some(
+      (n) =>
+        /^\..*\.tar\.gz\..*\.partial$/.test(n) &&
+        (statSync(join(contextBackupDir, n), { throwIfNoEntry: false })?.size ?? 0) > 0,
+    );
+  while (child.exitCode === null && !archiving()) await new Promise((r) => setTimeout(r, 2));
+  return archiving();
 }

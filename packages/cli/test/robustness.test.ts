@@ -8,11 +8,10 @@ import {
   symlinkSync,
   writeFileSync,
   cpSync,
-  statSync,
 } from "node:fs";
 import { join } from "node:path";
 import { spawn } from "node:child_process";
-import { CLI, makeSandbox, runCli, sh, type Sandbox } from "./helpers.js";
+import { CLI, makeSandbox, runCli, sh, untilArchiving, type Sandbox } from "./helpers.js";
 
 /** Issue 9 §2, §5, §6 as an operator meets them, through the built CLI. */
 const CTX = "internal-dogfood";
@@ -76,17 +75,9 @@ describe("the context lock under real concurrency", () => {
         { stdio: "ignore" },
       );
       const exited = new Promise((r) => child.on("close", r));
-      // Killed well into the archive: its staged artifact has bytes (a fixed delay raced a fast snapshot).
-      const dir = join(big.backupRoot, CTX);
-      const archiving = () =>
-        existsSync(dir) &&
-        readdirSync(dir).some(
-          (n) =>
-            /^\..*\.tar\.gz\..*\.partial$/.test(n) &&
-            (statSync(join(dir, n), { throwIfNoEntry: false })?.size ?? 0) > 0,
-        );
-      while (child.exitCode === null && !archiving()) await new Promise((r) => setTimeout(r, 2));
-      expect(archiving(), "the snapshot ended before it was seen archiving").toBe(true);
+      // Killed well into the archive, once its staged artifact has bytes.
+      const archiving = await untilArchiving(child, join(big.backupRoot, CTX));
+      expect(archiving, "the snapshot ended before it was seen archiving").toBe(true);
       expect(existsSync(lock)).toBe(true);
       child.kill("SIGKILL");
       await exited;
