@@ -345,6 +345,7 @@ const FORMAT_ANCHOR_TEXT = [
   "ecret_access_key",
   "ecretaccesskey",
 ];
+const DASHES_TEXT = "-----";
 const KEY_WORD_TEXT = [
   "secret",
   "token",
@@ -370,9 +371,10 @@ const PREFILTER = (() => {
   const edges: Map<number, number>[] = [new Map()];
   const outFormat: boolean[] = [false];
   const outKey: number[] = [0];
+  const outDashes: boolean[] = [false];
   const classOf = new Uint8Array(256);
   let classes = 1;
-  const add = (word: string, key: boolean) => {
+  const add = (word: string, key: boolean | "dashes") => {
     let state = 0;
     for (const c of Buffer.from(word, "latin1")) {
       if (classOf[c] === 0) classOf[c] = classes++;
@@ -383,15 +385,20 @@ const PREFILTER = (() => {
         edges.push(new Map());
         outFormat.push(false);
         outKey.push(0);
+        outDashes.push(false);
         edges[state]!.set(k, next);
       }
       state = next;
     }
-    if (key) outKey[state] = Math.max(outKey[state]!, word.length);
+    if (key === "dashes") outDashes[state] = true;
+    else if (key) outKey[state] = Math.max(outKey[state]!, word.length);
     else outFormat[state] = true;
   };
   for (const w of FORMAT_ANCHOR_TEXT) add(w, false);
   for (const w of KEY_WORD_TEXT) add(w, true);
+  // Five dashes: where a private key's header or footer may be, the byte path hands the block to
+  // the string path (a key's rule spans lines). Found by the same pass, not by a search of its own.
+  add(DASHES_TEXT, "dashes");
   // Words are lower case: an upper-case byte takes its lower-case letter's class.
   for (let c = 65; c <= 90; c++) classOf[c] = classOf[c + 32]!;
   // A newline has a class of its own and leads to a state of its own (the root's twin, numbered
@@ -403,6 +410,7 @@ const PREFILTER = (() => {
   edges.push(new Map());
   outFormat.push(false);
   outKey.push(0);
+  outDashes.push(false);
   const n = edges.length;
   const goto = new Int32Array(n * classes);
   const fail = new Int32Array(n);
@@ -414,6 +422,7 @@ const PREFILTER = (() => {
   for (let qi = 0; qi < queue.length; qi++) {
     const r = queue[qi]!;
     if (outFormat[fail[r]!]) outFormat[r] = true;
+    if (outDashes[fail[r]!]) outDashes[r] = true;
     outKey[r] = Math.max(outKey[r]!, outKey[fail[r]!]!);
     for (let k = 0; k < classes; k++) {
       const s = edges[r]!.get(k);
@@ -428,7 +437,7 @@ const PREFILTER = (() => {
   for (let s = 0; s < n; s++) goto[s * classes + newlineClass] = newlineState;
   for (let k = 0; k < classes; k++) if (k !== newlineClass) goto[newlineState * classes + k] = goto[k]!;
   // Renumber: states without an output first (the root stays 0), then those with one.
-  const hasOutput = (s: number) => outFormat[s] || outKey[s]! > 0 || s === newlineState;
+  const hasOutput = (s: number) => outFormat[s] || outKey[s]! > 0 || outDashes[s] || s === newlineState;
   const order = [...Array(n).keys()].sort((a, b) => Number(hasOutput(a)) - Number(hasOutput(b)) || a - b);
   const id = new Int32Array(n);
   order.forEach((s, i) => (id[s] = i));
@@ -436,14 +445,16 @@ const PREFILTER = (() => {
   const table = new Uint16Array(n * classes);
   const format = new Uint8Array(n * classes);
   const keyLength = new Uint8Array(n * classes);
+  const dashes = new Uint8Array(n * classes);
   for (let s = 0; s < n; s++) {
     const at = id[s]! * classes;
     for (let k = 0; k < classes; k++) table[at + k] = id[goto[s * classes + k]!]! * classes;
     format[at] = outFormat[s] ? 1 : 0;
     keyLength[at] = outKey[s]!;
+    dashes[at] = outDashes[s] ? 1 : 0;
   }
   const firstOutput = order.findIndex(hasOutput) * classes;
-  return { classOf, table, firstOutput, format, keyLength, newline: id[newlineState]! * classes };
+  return { classOf, table, firstOutput, format, keyLength, dashes, newline: id[newlineState]! * classes };
 })();
 
 /** si assignment line at a line start: KEY = value or KEY: value, optionally after a YAML "- " */
@@ -671,54 +682,168 @@ function candidateSpans(
   return formats;
 }
 
-const DASHES = Buffer.from("-----", "latin1");
+const QUOTE = 34;
+const COLON = 58;
+const REDACTED_VALUE = Buffer.from(`"${REDACTED}"`, "latin1");
+
+/**
+ * Whether the key word at [start, wordEnd) of a line [lineStart, end) of bytes is in the key of a
+ * JSON field whose value is exactly "<redacted>": si's own logs hold one such field on most lines
+ * (`"api_token":"<redacted>"`). The string path's generic rule reads that field (the same key
+ * characters back to the opening quote, the same `"key" : "value"` shape) and finds nothing in
+ * it, so the byte path can skip the line unless something else on it is a candidate.
+ */
+function inRedactedJsonField(
+  bytes: Buffer,
+  start: number,
+  wordEnd: number,
+  lineStart: number,
+  end: number,
+): boolean {
+  let q = start - 1;
+  while (q >= lineStart && isKeyChar(bytes[q]!)) q--;
+  if (q < lineStart || bytes[q] !== QUOTE) return false;
+  let k = wordEnd;
+  while (k < end && isKeyChar(bytes[k]!)) k++;
+  if (k >= end || bytes[k] !== QUOTE) return false;
+  k++;
+  while (k < end && (bytes[k] === 32 || bytes[k] === 9)) k++;
+  if (k >= end || bytes[k] !== COLON) return false;
+  k++;
+  while (k < end && (bytes[k] === 32 || bytes[k] === 9)) k++;
+  if (k + REDACTED_VALUE.length > end) return false;
+  for (let j = 0; j < REDACTED_VALUE.length; j++) if (bytes[k + j] !== REDACTED_VALUE[j]) return false;
+  return true;
+}
+
+type LineFinding = { line: number; span: SecretSpan; text: string; lineStart: number };
+
+/**
+ * One stretch of whole lines as the byte path walks it: the line it is in, whether the automaton
+ * pointed at that line, and the findings of the lines it finished. `hit` takes each output state
+ * the automaton reaches; it answers false where five dashes are (the block goes to the string path).
+ */
+class LineWalk {
+  readonly found: LineFinding[] = [];
+  newlines = 0;
+  private lineStart: number;
+  private candidate = false;
+  private anchored = false;
+  private keyWords: number[] = [];
+  constructor(
+    private readonly bytes: Buffer,
+    start: number,
+    private readonly end: number,
+  ) {
+    this.lineStart = start;
+  }
+
+  hit(i: number, at: number): boolean {
+    const { format, keyLength, dashes, newline } = PREFILTER;
+    if (at === newline) {
+      if (this.candidate) this.line(i);
+      this.newlines++;
+      this.lineStart = i + 1;
+      return true;
+    }
+    if (dashes[at] !== 0) return false;
+    if (format[at] !== 0) this.candidate = this.anchored = true;
+    const key = keyLength[at]!;
+    if (key !== 0 && !inRedactedJsonField(this.bytes, i + 1 - key, i + 1, this.lineStart, this.end)) {
+      this.candidate = true;
+      this.keyWords.push(i + 1 - key - this.lineStart, i + 1 - this.lineStart);
+    }
+    return true;
+  }
+
+  /** The stretch's last line, if it has no newline. */
+  finish(): void {
+    if (this.candidate) this.line(this.end);
+  }
+
+  /** The precise rules on a line the automaton pointed at. */
+  private line(le: number): void {
+    const text = this.bytes.toString("latin1", this.lineStart, le);
+    const spans = candidateSpans(text, 0, this.anchored ? [0] : [], this.keyWords, { pemOpen: false });
+    spans.sort((a, b) => a.start - b.start || b.end - a.end);
+    for (const span of spans) this.found.push({ line: this.newlines, span, text, lineStart: this.lineStart });
+    this.candidate = this.anchored = false;
+    this.keyWords = [];
+  }
+}
+
+/** Bytes below which a block is walked as one stretch: splitting it would cost more than it saves. */
+const SPLIT_BYTES = 16 * 1024;
 
 /**
  * The findings of whole lines of bytes [0, end), without making a string of them: the prefilter
  * runs over the bytes, and only a line it points at is turned into a string for the precise
  * rules, which are line-local. Most of a large log is lines without a candidate, and converting
- * every byte to a string (and collecting it) was more than half of a scan. A block that may hold
- * a private key (its rule spans lines) is left to the string path: `null`.
+ * every byte to a string (and collecting it) was more than half of a scan. A key word in a field
+ * already "<redacted>" makes no candidate (see inRedactedJsonField). A block that may hold a
+ * private key (five dashes; its rule spans lines) is left to the string path: `null`.
+ *
+ * The block is cut at line starts into four stretches walked in lockstep. Each step of one walk
+ * waits on its previous table load, so one walk leaves the core idle most of each step; four
+ * independent walks fill it (a newline resets the automaton, so a stretch from a line start is
+ * walked exactly as it would be from the block's start).
  */
-function scanBytesByLine(
-  bytes: Buffer,
-  end: number,
-): { spans: { line: number; span: SecretSpan; text: string; lineStart: number }[]; newlines: number } | null {
-  const dashes = bytes.indexOf(DASHES);
-  if (dashes >= 0 && dashes < end) return null;
-  const { classOf, table, firstOutput, format, keyLength, newline } = PREFILTER;
-  const found: { line: number; span: SecretSpan; text: string; lineStart: number }[] = [];
-  let newlines = 0;
-  let lineStart = 0;
-  let candidate = false;
-  let anchored = false;
-  let keyWords: number[] = [];
-  // The precise rules on a line the automaton pointed at.
-  const line = (le: number) => {
-    const text = bytes.toString("latin1", lineStart, le);
-    const spans = candidateSpans(text, 0, anchored ? [0] : [], keyWords, { pemOpen: false });
-    spans.sort((a, b) => a.start - b.start || b.end - a.end);
-    for (const span of spans) found.push({ line: newlines, span, text, lineStart });
-    candidate = anchored = false;
-    keyWords = [];
-  };
-  let at = 0;
-  for (let i = 0; i < end; i++) {
-    at = table[at + classOf[bytes[i]!]!]!;
-    if (at < firstOutput) continue;
-    if (at === newline) {
-      if (candidate) line(i);
-      newlines++;
-      lineStart = i + 1;
-      continue;
+function scanBytesByLine(bytes: Buffer, end: number): { spans: LineFinding[]; newlines: number } | null {
+  const { classOf, table, firstOutput } = PREFILTER;
+  const starts = [0];
+  if (end >= SPLIT_BYTES)
+    for (let j = 1; j < 4; j++) {
+      const nl = bytes.indexOf(10, Math.floor((end * j) / 4));
+      if (nl >= 0 && nl + 1 < end && nl + 1 > starts[starts.length - 1]!) starts.push(nl + 1);
     }
-    candidate = true;
-    if (format[at] !== 0) anchored = true;
-    const key = keyLength[at]!;
-    if (key !== 0) keyWords.push(i + 1 - key - lineStart, i + 1 - lineStart);
+  const ends = [...starts.slice(1), end];
+  const walks = starts.map((s, j) => new LineWalk(bytes, s, ends[j]!));
+  // Where each walk has got to: i[j] is its next byte, at[j] its state.
+  const pos = [...starts];
+  const state = starts.map(() => 0);
+  if (walks.length === 4) {
+    const [w0, w1, w2, w3] = walks as [LineWalk, LineWalk, LineWalk, LineWalk];
+    const s0 = pos[0]!,
+      s1 = pos[1]!,
+      s2 = pos[2]!,
+      s3 = pos[3]!;
+    let a0 = 0,
+      a1 = 0,
+      a2 = 0,
+      a3 = 0;
+    const steps = Math.min(ends[0]! - s0, ends[1]! - s1, ends[2]! - s2, ends[3]! - s3);
+    let k = 0;
+    for (; k < steps; k++) {
+      a0 = table[a0 + classOf[bytes[s0 + k]!]!]!;
+      a1 = table[a1 + classOf[bytes[s1 + k]!]!]!;
+      a2 = table[a2 + classOf[bytes[s2 + k]!]!]!;
+      a3 = table[a3 + classOf[bytes[s3 + k]!]!]!;
+      if (a0 >= firstOutput && !w0.hit(s0 + k, a0)) return null;
+      if (a1 >= firstOutput && !w1.hit(s1 + k, a1)) return null;
+      if (a2 >= firstOutput && !w2.hit(s2 + k, a2)) return null;
+      if (a3 >= firstOutput && !w3.hit(s3 + k, a3)) return null;
+    }
+    pos.splice(0, 4, s0 + k, s1 + k, s2 + k, s3 + k);
+    state.splice(0, 4, a0, a1, a2, a3);
   }
-  if (candidate) line(end);
-  return { spans: found, newlines };
+  // What is left of each walk (all of it when the block was not cut in four), one at a time.
+  for (let j = 0; j < walks.length; j++) {
+    const walk = walks[j]!;
+    let at = state[j]!;
+    for (let i = pos[j]!, e = ends[j]!; i < e; i++) {
+      at = table[at + classOf[bytes[i]!]!]!;
+      if (at >= firstOutput && !walk.hit(i, at)) return null;
+    }
+    walk.finish();
+  }
+  if (walks.length === 1) return { spans: walks[0]!.found, newlines: walks[0]!.newlines };
+  const spans: LineFinding[] = [];
+  let newlines = 0;
+  for (const walk of walks) {
+    for (const f of walk.found) spans.push({ ...f, line: f.line + newlines });
+    newlines += walk.newlines;
+  }
+  return { spans, newlines };
 }
 
 /** The rules that one line breaks (deduplicated), in a stable order. */
@@ -841,16 +966,17 @@ export class SecretScanner {
     const end = lastNewline + 1;
     if (carry.length === 0) this.scanBytes(chunk, end);
     else {
+      // The carried line and the rest apart, unless either may hold a key: then the whole block,
+      // as the string path cuts it.
       const firstNewline = chunk.indexOf(10);
       const head = Buffer.concat([carry, chunk.subarray(0, firstNewline + 1)]);
-      const dashes = chunk.indexOf(DASHES, firstNewline + 1);
-      if (this.state.pemOpen || head.indexOf(DASHES) >= 0 || (dashes >= 0 && dashes < end)) {
-        const block = Buffer.concat([carry, chunk.subarray(0, end)]);
-        this.scanBytes(block, block.length);
-      } else {
-        this.scanBytes(head, head.length);
-        this.scanBytes(chunk.subarray(firstNewline + 1), end - firstNewline - 1);
-      }
+      const rest = chunk.subarray(firstNewline + 1);
+      const headLines = this.state.pemOpen ? null : scanBytesByLine(head, head.length);
+      const restLines = headLines && scanBytesByLine(rest, end - firstNewline - 1);
+      if (headLines && restLines) {
+        this.recordLines(headLines);
+        this.recordLines(restLines);
+      } else this.scanBlock(Buffer.concat([carry, chunk.subarray(0, end)]).toString("latin1"));
     }
     this.carryBytes = Buffer.from(chunk.subarray(end));
   }
@@ -858,10 +984,12 @@ export class SecretScanner {
   /** Whole lines [0, end) of `bytes` (a last one without "\n" only at the end or past MAX_LINE). */
   private scanBytes(bytes: Buffer, end: number): void {
     const byLine = this.state.pemOpen ? null : scanBytesByLine(bytes, end);
-    if (!byLine) {
-      this.scanBlock(bytes.toString("latin1", 0, end));
-      return;
-    }
+    if (!byLine) this.scanBlock(bytes.toString("latin1", 0, end));
+    else this.recordLines(byLine);
+  }
+
+  /** What the byte path found in whole lines: the findings, their size change, the line count. */
+  private recordLines(byLine: NonNullable<ReturnType<typeof scanBytesByLine>>): void {
     const { spans, newlines } = byLine;
     if (spans.length > 0) {
       const kept =
