@@ -1,5 +1,5 @@
 import { Readable, Writable } from "node:stream";
-import type { DirEntry, FileStat, FileSystem, WriteOptions } from "@paas-backup/core";
+import type { DirEntry, FileReader, FileStat, FileSystem, WriteOptions } from "@paas-backup/core";
 
 /**
  * A FileSystem that wraps another and injects one fault, for SQLite-style "fail at every call"
@@ -128,6 +128,31 @@ export class FaultInjectingFileSystem implements FileSystem {
   }
   realpath(path: string): Promise<string> {
     return this.run("realpath", path, () => this.inner.realpath(path));
+  }
+
+  /** opening is one call and each read one more (a fault mid-file); closing is not counted */
+  async openRead(path: string): Promise<FileReader> {
+    this.enter("openRead", path);
+    const inner = this.inner.openRead
+      ? await this.inner.openRead(path)
+      : await (async (): Promise<FileReader> => {
+          const data = await this.inner.readFile(path);
+          return {
+            read: async (into, position) => {
+              const bytes = data.subarray(position, position + into.length);
+              into.set(bytes);
+              return bytes.length;
+            },
+            close: async () => undefined,
+          };
+        })();
+    return {
+      read: async (into, position) => {
+        this.enter("read", path);
+        return inner.read(into, position);
+      },
+      close: () => inner.close(),
+    };
   }
 
   /** opening the stream is one call (counted when the stream is created); reads are not counted */

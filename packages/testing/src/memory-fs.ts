@@ -1,6 +1,6 @@
 import { Readable, Writable } from "node:stream";
 import { posix } from "node:path";
-import type { DirEntry, FileStat, FileSystem, WriteOptions } from "@paas-backup/core";
+import type { DirEntry, FileReader, FileStat, FileSystem, WriteOptions } from "@paas-backup/core";
 
 interface Node {
   kind: "file" | "directory" | "symlink";
@@ -242,6 +242,23 @@ export class MemoryFileSystem implements FileSystem {
 
   async chmod(path: string, mode: number): Promise<void> {
     this.get(this.follow(path), "chmod").mode = mode & 0o7777;
+  }
+
+  /** reads see the file as it is at each read (an append between reads is there), as on a disk */
+  async openRead(path: string): Promise<FileReader> {
+    const node = this.get(this.follow(path), "open");
+    let closed = false;
+    return {
+      read: async (into, position) => {
+        if (closed) throw fsError("EBADF", "read", path);
+        const bytes = node.data.subarray(position, position + into.length);
+        into.set(bytes);
+        return bytes.length;
+      },
+      close: async () => {
+        closed = true;
+      },
+    };
   }
 
   createReadStream(path: string, options: { start?: number; end?: number } = {}): Readable {

@@ -1,5 +1,5 @@
 import { gzip } from "node:zlib";
-import type { Readable, Writable } from "node:stream";
+import type { Writable } from "node:stream";
 
 /**
  * Where each gzip member of an artifact starts and what it holds: members are laid end to end
@@ -201,8 +201,16 @@ export class ArchiveWriter {
     await this.pad(content.length);
   }
 
-  /** `source` must yield exactly `size` bytes, else the archive fails (no torn entry survives). */
-  async addStream(path: string, source: Readable, size: number, mtime: Date): Promise<void> {
+  /**
+   * `source` must yield exactly `size` bytes, else the archive fails (no torn entry survives).
+   * Each chunk is copied before the next is asked for, so a source may reuse a chunk's buffer then.
+   */
+  async addStream(
+    path: string,
+    source: AsyncIterable<Buffer> & { destroy?: () => void },
+    size: number,
+    mtime: Date,
+  ): Promise<void> {
     await this.header(path, "0", size, 0o600, mtime);
     let seen = 0;
     try {
@@ -213,7 +221,7 @@ export class ArchiveWriter {
       }
     } catch (err) {
       this.failure ??= err as Error;
-      source.destroy();
+      source.destroy?.();
       throw err;
     }
     if (seen !== size) {

@@ -33,6 +33,7 @@ import { checkChainToExtend } from "./chain-check.js";
 import { isPlainFileInside } from "../util/no-follow.js";
 import { planSnapshotContents, requireContextDir, type PlannedFile } from "./plan.js";
 import { completeLinesLength, readStableJson } from "./read-stable.js";
+import { openChunks, ReadBuffers, type ChunkReader } from "./read-chunks.js";
 import {
   defaultScanLane,
   inlineScanLane,
@@ -215,7 +216,7 @@ const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(r
  */
 async function* scannedChunks(
   path: string,
-  source: AsyncIterable<Buffer>,
+  chunks: ChunkReader,
   hash: Hash,
   scan: FileScan,
   onBytes: (n: number) => void,
@@ -227,14 +228,28 @@ async function* scannedChunks(
     onBytes(chunk.length);
     return chunk;
   };
-  for await (const chunk of source) {
-    hash.update(chunk);
-    ahead.push({ chunk, findings: scan.push(chunk) });
-    if (ahead.length >= SCAN_AHEAD) yield await next();
+  try {
+    for (let chunk = await chunks.next(); chunk; chunk = await chunks.next()) {
+      hash.update(chunk);
+      // The scanner copies what it keeps (a worker's slot, a partial line): the chunk stays ours.
+      ahead.push({ chunk, findings: scan.push(chunk) });
+      if (ahead.length >= SCAN_AHEAD) {
+        const ready = await next();
+        yield ready;
+        // The archiver asks for the next chunk only once it has copied this one: reuse it.
+        chunks.release(ready);
+      }
+    }
+    const last = scan.end();
+    while (ahead.length > 0) {
+      const ready = await next();
+      yield ready;
+      chunks.release(ready);
+    }
+    if ((await last) > 0) throw new RedactionNeeded(path);
+  } finally {
+    await chunks.close();
   }
-  const last = scan.end();
-  while (ahead.length > 0) yield await next();
-  if ((await last) > 0) throw new RedactionNeeded(path);
 }
 
 function changedIntoLink(path: string): SafetyError {
@@ -380,6 +395,7 @@ async function createSnapshotOnce(
   written.catch(() => undefined);
   const writer = new ArchiveWriter(head as never, options.gzipLevel ?? DEFAULT_GZIP_LEVEL);
   const scanLane = options.scanLane ?? defaultScanLane();
+  const readBuffers = new ReadBuffers();
 
   const parentFiles = new Map<string, ManifestFile>((parent?.manifest?.files ?? []).map((f) => [f.path, f]));
   // What the newest snapshot had to redact is redacted from the start (no restart for a known leak).
@@ -409,15 +425,14 @@ async function createSnapshotOnce(
     if (length === 0) {
       await writer.addBuffer(file.path, Buffer.alloc(0), mtime);
     } else {
-      const source = fs.createReadStream(join(srcDir, file.path), { start, end: endExclusive - 1 });
+      const chunks = await openChunks(fs, join(srcDir, file.path), start, endExclusive, readBuffers);
       const scan = scanLane.file(file.path, allow, length);
-      const feed = Readable.from(
-        scannedChunks(file.path, source, hash, scan, (n) => {
-          doneBytes += n;
-          progress(file.path);
-        }),
-        { objectMode: false },
-      );
+      // The archiver pulls straight from the generator (no stream between): a chunk it asked past
+      // is one it has copied, which is what lets the generator hand its buffer back for reuse.
+      const feed = scannedChunks(file.path, chunks, hash, scan, (n) => {
+        doneBytes += n;
+        progress(file.path);
+      });
       await writer.addStream(file.path, feed, length, mtime);
     }
     storedBytes += length;
