@@ -3,7 +3,7 @@ import { readFileSync, rmSync, mkdtempSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
-export const CLI = resolve(import.meta.dirname, "../packages/cli/dist/main.js");
+export const CLI = resolve(import.meta.dirname, "../packages/cli/dist/bin.cjs");
 const PRELOAD = resolve(import.meta.dirname, "maxrss.cjs");
 
 export function workdir(label) {

@@ -95,13 +95,16 @@ export async function finishRun(
   const context = typeof flags.context === "string" ? flags.context : "";
   let rt: Runtime | null = null;
   try {
+    // First, so the worker starts while the rest loads (a snapshot's first large file waited for it).
+    if (spec.prestartScanner && flags.dryRun !== true)
+      (await import("@paas-backup/core/scan-lane")).prestartScanWorker();
     const { createRuntime } = await import("./runtime.js");
     rt = await createRuntime(flags, process.env, command);
     if (spec.recover && typeof flags.context === "string") {
       // Commands that touch a context first finish or undo a swap a crash interrupted.
       const [{ recoverFirst }, { validateContextName }] = await Promise.all([
         import("./commands/common.js"),
-        import("@paas-backup/core"),
+        import("@paas-backup/core/catalog"),
       ]);
       await recoverFirst(rt, validateContextName(flags.context));
     }

@@ -41,6 +41,8 @@ export interface CommandSpec {
   json: string;
   /** touches a context: first finish or undo a swap a crash interrupted (crash-safety, issue 9) */
   recover?: boolean;
+  /** archives large logs: the secret scanner's worker thread starts while the command loads */
+  prestartScanner?: boolean;
   load: () => Promise<Handler>;
 }
 
@@ -180,6 +182,7 @@ export const COMMANDS: CommandSpec[] = [
     ],
     exitCodes: ["usage", "safety", "busy", "redacted", "environment", "unexpected"],
     recover: true,
+    prestartScanner: true,
     json: "`data[0]`: `id`, `kind`, `parent` (null for a full), `artifact`, `checksumFile`, `manifestFile`, `sha256`, `files`, `bytes` (artifact size), `sourceBytes`, `storedBytes` (bytes put in the archive), `encrypted`, `absent`, `excluded`, `skipped`, `warnings`, `redactions[]` (`path`, `line`, `rule`, `acknowledged`; never the value; exit 9 while any is unacknowledged, with `ok: false` and `error`, the snapshot taken). With `--dry-run`: `data` is one entry per path: `path`, `action` (`include`/`exclude`/`skip`/`absent`), `rule`, `size`",
     load: L(() => import("./commands/snapshot.js"), "snapshotCommand"),
   },
@@ -392,6 +395,7 @@ export const COMMANDS: CommandSpec[] = [
     ],
     exitCodes: ["usage", "safety", "busy", "partial", "redacted", "environment", "unexpected"],
     recover: true,
+    prestartScanner: true,
     json: "`data[]`: `context`, `ok`, `action` (`full`/`incremental`/`none`), `reason` (why: e.g. a full instead of an incremental when the chain no longer verifies), `snapshot`, `pruned`, `offsite`, `error`; `failed` counts failed contexts",
     load: L(() => import("./commands/tick.js"), "tickAction"),
   },

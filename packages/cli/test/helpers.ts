@@ -6,7 +6,8 @@ import { createHash } from "node:crypto";
 import { nodeFs } from "@paas-backup/core/node";
 import { createStateRoot, type ContextSpec, type StateRoot } from "@paas-backup/testing";
 
-export const CLI = resolve(import.meta.dirname, "../dist/main.js");
+/** The `paas-backup` command as installed: bin.cjs sizes the threadpool, then runs main.js. */
+export const CLI = resolve(import.meta.dirname, "../dist/bin.cjs");
 
 export interface CliResult {
   code: number;

@@ -4,7 +4,7 @@
  * come in as parameters. The Node adapter is `nodeFs` from "@paas-backup/core/node".
  */
 export * from "./errors.js";
-export type { FileSystem, FileStat, FileKind, DirEntry, WriteOptions } from "./fs/types.js";
+export type { FileSystem, FileStat, FileKind, DirEntry, WriteOptions, FileReader } from "./fs/types.js";
 export { validateContextName, MAX_CONTEXT_NAME_BYTES } from "./policy/context.js";
 export {
   PROTECTED_FILES,
@@ -74,6 +74,7 @@ export {
 export { DEFAULT_GZIP_LEVEL } from "./archive/writer.js";
 export {
   defaultScanLane,
+  prestartScanWorker,
   inlineScanLane,
   workerScanLane,
   ScanWorkerFailed,

@@ -1,4 +1,8 @@
 import { describe, it, expect } from "vitest";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { workerScanLane } from "../src/snapshot/scan-lane.js";
 
 // The built worker (the test command builds before it runs the tests).
@@ -43,6 +47,34 @@ describe("the scanner's worker lane", () => {
       await expect(a.push(clean)).rejects.toThrow(/secret scanner's worker thread failed/);
     } finally {
       await lane.close();
+    }
+  });
+
+  it("started ahead, is taken by the next snapshot and, unused, never keeps a process alive", () => {
+    // Run against the built module, as the CLI does (`paas-backup tick` with nothing due hung
+    // on a worker started ahead and never asked, until the lane unreferenced it after its listeners).
+    const lane = new URL("../dist/snapshot/scan-lane.js", import.meta.url).href;
+    const dir = mkdtempSync(join(tmpdir(), "pb-prestart-"));
+    const script = join(dir, "prestart.mjs");
+    writeFileSync(
+      script,
+      `const { prestartScanWorker, defaultScanLane, WORKER_SCAN_BYTES } = await import(${JSON.stringify(lane)});
+      prestartScanWorker();
+      if (process.argv[2] === "use") {
+        const scan = defaultScanLane().file("events/a.jsonl", [], WORKER_SCAN_BYTES);
+        console.log(await scan.push(Buffer.from("token=ghp_R4nd0mF4k3T0k3nF0rT3st1ngPurp0s3s123\\n")));
+      }
+      console.log("done");`,
+    );
+    try {
+      for (const mode of ["idle", "use"]) {
+        const r = spawnSync(process.execPath, [script, mode], { encoding: "utf8", timeout: 15_000 });
+        expect(r.error, `${mode}: the process did not exit`).toBeUndefined();
+        expect(r.status, r.stderr).toBe(0);
+        expect(r.stdout.trim().split("\n")).toEqual(mode === "use" ? ["1", "done"] : ["done"]);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

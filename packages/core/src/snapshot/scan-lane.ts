@@ -98,6 +98,9 @@ class WorkerLane implements ScanLane {
     });
     this.ring = new SharedArrayBuffer(SLOT_BYTES * SLOTS);
     worker.postMessage({ type: "ring", ring: this.ring, slotBytes: SLOT_BYTES } satisfies ScanMessage);
+    // Unreferenced until asked (after the listeners, which reference it): a lane started ahead
+    // (prestartScanWorker) and never used does not keep the process alive.
+    worker.unref();
     this.worker = worker;
     return worker;
   }
@@ -116,6 +119,11 @@ class WorkerLane implements ScanLane {
     this.worker!.postMessage(message, transfer);
     this.sent++;
     return answer;
+  }
+
+  /** Start the worker now, so its start-up overlaps other work (see prestartScanWorker). */
+  warm(): void {
+    if (!this.failure) this.start();
   }
 
   file(path: string, allow: readonly SecretAllowance[], bytes: number): FileScan {
@@ -156,8 +164,29 @@ class WorkerLane implements ScanLane {
   }
 }
 
+/** A lane whose worker was started ahead, for the next defaultScanLane() to take. */
+let prestarted: WorkerLane | null = null;
+
+/**
+ * Start the default lane's worker thread now, for the next snapshot in this process. A worker
+ * takes tens of milliseconds to start (an isolate, then the scanner's module); the CLI calls this
+ * before it loads a snapshot's modules, so the worker is ready when the first large file is read
+ * rather than the archiver waiting for it. Unused, it costs that start-up and holds nothing open.
+ */
+export function prestartScanWorker(): void {
+  const url = scanWorkerUrl();
+  if (!url || prestarted) return;
+  prestarted = new WorkerLane(url, WORKER_SCAN_BYTES);
+  prestarted.warm();
+}
+
 /** A worker-backed lane where the compiled worker is there, else inline. */
 export function defaultScanLane(workerBytes = WORKER_SCAN_BYTES): ScanLane {
+  if (prestarted && workerBytes === WORKER_SCAN_BYTES) {
+    const lane = prestarted;
+    prestarted = null;
+    return lane;
+  }
   const url = scanWorkerUrl();
   return url ? new WorkerLane(url, workerBytes) : inlineScanLane();
 }
