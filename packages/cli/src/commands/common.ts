@@ -7,8 +7,6 @@ import {
   parseIdentities,
   parseRecipients,
   validateRecipient,
-  UsageError,
-  SafetyError,
   hasJournal,
   recoverContext,
   withContextLock,
@@ -17,7 +15,8 @@ import {
   type ArtifactEncryptor,
   type LockOwner,
   type OptionalFolder,
-} from "@paas-backup/core";
+} from "@paas-backup/core/snapshot";
+import { UsageError, SafetyError } from "@paas-backup/core/errors";
 import { expandHome, type Runtime } from "../runtime.js";
 
 export { requireContext, requireKnownContext } from "./context-args.js";

@@ -1,4 +1,4 @@
-import { allowRepoStateFrom, assertSafeLocations } from "@paas-backup/core";
+import { allowRepoStateFrom, assertSafeLocations } from "@paas-backup/core/snapshot";
 import type { Runtime } from "../runtime.js";
 
 /**

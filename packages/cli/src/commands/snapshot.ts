@@ -4,11 +4,10 @@ import {
   planSnapshotContents,
   withContextLock,
   type SnapshotKind,
-  UsageError,
   type SnapshotResult,
-  ExitCode,
   type SnapshotRedaction,
-} from "@paas-backup/core";
+} from "@paas-backup/core/snapshot";
+import { UsageError, ExitCode } from "@paas-backup/core/errors";
 import { join } from "node:path";
 import type { Runtime } from "../runtime.js";
 import { environmentError, humanBytes, keyValues, printEnvelope, progressBar, table } from "../output.js";
