@@ -307,7 +307,16 @@ async function stageRestore(run: RestoreRun, chosen: ChosenChain): Promise<Stage
   for (const keep of split.keep)
     if (dirname(keep) !== ".")
       await fs.mkdir(join(run.stagedContext, dirname(keep)), { recursive: true, mode: 0o700 });
-  const changes = await planChanges(fs, run.live, files, split);
+  // The quick check needs the source's mtime, and bytes stored as they were read (no redaction).
+  const recorded = new Map((newest.manifest?.files ?? []).map((f) => [f.path, f]));
+  const quick = files.map((f) => {
+    const m = recorded.get(f.path);
+    const asRead = m && m.sha256 === f.sha256 && m.size === f.size && !m.redactions?.length;
+    return asRead && m.sourceSha256 === undefined && m.mtimeMs !== undefined
+      ? { ...f, sourceMtimeMs: m.mtimeMs }
+      : f;
+  });
+  const changes = await planChanges(fs, run.live, quick, split);
   await writeBlockIn(fs, run.stagedContext, {
     context: run.context,
     ticket: run.options.ticket,

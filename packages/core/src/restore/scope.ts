@@ -159,11 +159,19 @@ export async function partitionLive(
   return { aside: aside.sort(), keep: keep.sort() };
 }
 
-/** What the restore will change against the live context, and what it keeps. */
+/**
+ * What the restore will change against the live context, and what it keeps. A live file is
+ * unchanged when its bytes are the snapshot's. Where the snapshot recorded the file's mtime and
+ * stored it as it was (no redaction), a live file with that size and that mtime is unchanged
+ * without reading it, rsync's quick check: the file has not been written since the snapshot read
+ * it. Otherwise it is hashed. This only sorts the report (the prompt, --dry-run, the incident
+ * record): every staged file is written and checked against the manifest's hash either way.
+ * Hashing every live file was a third of a restore's time (bench/: 0.35 s of 1.2 s at 512 MiB).
+ */
 export async function planChanges(
   fs: FileSystem,
   live: string,
-  staged: readonly { path: string; size: number; sha256: string }[],
+  staged: readonly { path: string; size: number; sha256: string; sourceMtimeMs?: number }[],
   liveSplit: { aside: string[]; keep: string[] },
 ): Promise<RestoreChanges> {
   const changes: RestoreChanges = { added: [], changed: [], removed: [], unchanged: 0, kept: liveSplit.keep };
@@ -172,6 +180,7 @@ export async function planChanges(
     try {
       const st = await fs.lstat(join(live, f.path));
       if (st.kind !== "file" || st.size !== f.size) changes.changed.push(f.path);
+      else if (f.sourceMtimeMs !== undefined && st.mtimeMs === f.sourceMtimeMs) changes.unchanged++;
       else if ((await hashFile(fs, join(live, f.path))).sha256 === f.sha256) changes.unchanged++;
       else changes.changed.push(f.path);
     } catch (err) {
