@@ -87,7 +87,7 @@ export interface CreateSnapshotOptions {
   scanLane?: ScanLane;
 }
 
-/** Chunks read ahead of the scanner's answers: enough to keep a worker busy, 2 MiB at 256 KiB reads. */
+/** Chunks read ahead of the scanner's answers: enough to keep a worker busy, 4 MiB at 512 KiB reads. */
 const SCAN_AHEAD = 8;
 
 export interface SnapshotResult {

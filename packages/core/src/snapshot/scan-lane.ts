@@ -1,6 +1,7 @@
 import { Worker } from "node:worker_threads";
 import { SecretScanner, type SecretAllowance } from "../policy/secrets.js";
 import type { ScanMessage } from "./scan-worker.js";
+import { READ_CHUNK_BYTES } from "./read-chunks.js";
 
 /** One file's bytes, scanned in order: each answer is the file's finding count after that chunk. */
 export interface FileScan {
@@ -56,13 +57,13 @@ function scanWorkerUrl(): URL | null {
 }
 
 /**
- * Slots of memory shared with the worker, each a chunk in flight: a read stream's chunk (256 KiB
- * from the Node adapter) is copied into the next slot rather than into a new buffer handed over,
+ * Slots of memory shared with the worker, each a chunk in flight: a snapshot's chunk (512 KiB,
+ * READ_CHUNK_BYTES) is copied into the next slot rather than into a new buffer handed over,
  * which left the worker's collector tens of MiB of buffers to find (peak RSS over 150 MiB). The
  * archiver keeps at most SCAN_AHEAD chunks unanswered per file, and a snapshot that gives up on a
  * file closes the lane, so twice that many slots are never reused early (checked anyway).
  */
-const SLOT_BYTES = 256 * 1024;
+const SLOT_BYTES = READ_CHUNK_BYTES;
 const SLOTS = 32;
 
 class WorkerLane implements ScanLane {
