@@ -317,6 +317,8 @@ describe("fault injection at every filesystem call", () => {
           const faulty = new FaultInjectingFileSystem(inner, plan);
           await op.run(faulty, inner).catch(() => undefined);
           expect(faulty.injected, where).not.toBeNull();
+          // every file opened for reading is closed, whatever failed (a leaked fd per failed run adds up in a daemon)
+          expect(faulty.openReaders, `${where}: files left open`).toBe(0);
           // "reboot": from here on the healthy filesystem
           expect(await liveState(inner), `${where}: live context changed`).toEqual(before);
           await assertRepositoryHealthy(inner, where);

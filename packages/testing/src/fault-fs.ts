@@ -65,6 +65,8 @@ export class FaultInjectingFileSystem implements FileSystem {
   /** the call the fault was injected at, once it happened */
   injected: FaultCall | null = null;
   crashed = false;
+  /** files opened with openRead and not closed yet: a sweep checks every run leaves none open */
+  openReaders = 0;
 
   constructor(
     readonly inner: FileSystem,
@@ -146,12 +148,18 @@ export class FaultInjectingFileSystem implements FileSystem {
             close: async () => undefined,
           };
         })();
+    this.openReaders++;
+    let closed = false;
     return {
       read: async (into, position) => {
         this.enter("read", path);
         return inner.read(into, position);
       },
-      close: () => inner.close(),
+      close: async () => {
+        if (!closed) this.openReaders--;
+        closed = true;
+        await inner.close();
+      },
     };
   }
 

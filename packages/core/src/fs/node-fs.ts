@@ -19,14 +19,17 @@ const READS_AHEAD = 4;
  * fs.createReadStream's contract (bytes [start, end] inclusive, errors as 'error', the fd closed
  * at the end) with several reads in flight. fs.createReadStream has one: each chunk waits for its
  * read to come back from libuv's threadpool, behind whatever else is queued there (a snapshot's
- * deflate jobs), so reading was a hop on the archive's critical path. Reads are positional; the
- * stream ends at the first short read, as a file only ends early at its end.
+ * deflate jobs), so reading was a hop on the archive's critical path. Reads are positional. As
+ * with fs.createReadStream, only a read of 0 bytes is the end: a short read (a network or FUSE
+ * filesystem may give one mid-file) is passed on, the reads queued after it are dropped and
+ * reading goes on from where it stopped.
  */
 class ReadAheadStream extends Readable {
   private fd = -1;
   private next: number;
-  private ended = false;
-  private readonly pending: Promise<Buffer>[] = [];
+  private readonly pending: { position: number; length: number; done: Promise<Buffer> }[] = [];
+  /** every read not yet back, also dropped ones and the one being delivered: the fd outlives them all */
+  private readonly inFlight = new Set<Promise<Buffer>>();
   constructor(
     private readonly path: string,
     start: number,
@@ -49,29 +52,35 @@ class ReadAheadStream extends Readable {
       const length = Math.min(READ_BYTES, this.end - this.next);
       const position = this.next;
       this.next += length;
-      const read = new Promise<Buffer>((resolve, reject) => {
+      const done = new Promise<Buffer>((resolve, reject) => {
         const buf = Buffer.allocUnsafeSlow(length);
         fs.read(this.fd, buf, 0, length, position, (err, n) =>
           err ? reject(err) : resolve(n === length ? buf : buf.subarray(0, n)),
         );
       });
-      read.catch(() => undefined);
-      this.pending.push(read);
+      this.inFlight.add(done);
+      const settled = () => this.inFlight.delete(done);
+      done.then(settled, settled);
+      this.pending.push({ position, length, done });
     }
     const head = this.pending.shift();
-    if (!head || this.ended) {
+    if (!head) {
       this.push(null);
       return;
     }
-    head.then(
+    head.done.then(
       (buf) => {
         if (this.destroyed) return;
-        if (buf.length > 0) this.push(buf);
-        // a short read is the file's end: what was asked beyond it is not passed on
-        if (buf.length === 0 || (this.pending.length > 0 && buf.length < READ_BYTES)) {
-          this.ended = true;
+        if (buf.length === 0) {
           this.push(null);
+          return;
         }
+        if (buf.length < head.length) {
+          // Short of what was asked: go on from where it stopped; what was queued beyond is dropped.
+          this.pending.length = 0;
+          this.next = head.position + buf.length;
+        }
+        this.push(buf);
       },
       (err: Error) => this.destroy(err),
     );
@@ -79,8 +88,8 @@ class ReadAheadStream extends Readable {
 
   override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
     // Reads still in flight use the fd: it is closed once they are back, never under them.
-    const reads = this.pending.splice(0);
-    void Promise.allSettled(reads).then(() => {
+    this.pending.length = 0;
+    void Promise.allSettled([...this.inFlight]).then(() => {
       if (this.fd < 0) return callback(err);
       fs.close(this.fd, (closeErr) => callback(err ?? closeErr));
     });
@@ -162,6 +171,12 @@ export const nodeFs: FileSystem = {
   link: (existing, newPath) => fsp.link(existing, newPath),
   realpath: (path) => fsp.realpath(path),
   createReadStream(path, options = {}) {
+    // fs.createReadStream refuses an end before the start; so does this one.
+    if (options.start !== undefined && options.end !== undefined && options.end < options.start)
+      throw Object.assign(
+        new RangeError(`createReadStream(${path}): end ${options.end} is before start ${options.start}`),
+        { code: "ERR_OUT_OF_RANGE" },
+      );
     return new ReadAheadStream(
       path,
       options.start ?? 0,

@@ -433,7 +433,13 @@ async function createSnapshotOnce(
         doneBytes += n;
         progress(file.path);
       });
-      await writer.addStream(file.path, feed, length, mtime);
+      try {
+        await writer.addStream(file.path, feed, length, mtime);
+      } finally {
+        // The generator closes the file once it runs; an archive that failed before its first
+        // chunk (the staged artifact's disk full) never started it.
+        await chunks.close();
+      }
     }
     storedBytes += length;
   };
@@ -466,7 +472,12 @@ async function createSnapshotOnce(
     else {
       const input = fs.createReadStream(abs, { start, end: endExclusive - 1 });
       input.on("error", (err) => feed.destroy(err));
-      await writer.addStream(file.path, input.pipe(feed), storedLength, mtime);
+      try {
+        await writer.addStream(file.path, input.pipe(feed), storedLength, mtime);
+      } finally {
+        // pipe() does not pass a destroyed feed back to its source: the file is closed here.
+        input.destroy();
+      }
     }
     if (feed.storedLength !== storedLength) throw new RedactionNeeded(file.path);
     storedBytes += storedLength;

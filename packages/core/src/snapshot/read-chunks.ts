@@ -34,8 +34,8 @@ export class ReadBuffers {
 /**
  * Bytes [start, end) of one file, in order, a chunk at a time with a few reads ahead. A chunk is
  * a view of a buffer from `buffers` and is the caller's until it hands it back with release();
- * a chunk never handed back is simply not reused. The reader ends early at a short read (the
- * file is shorter than planned): the caller, who knows the length it expects, says so.
+ * a chunk never handed back is simply not reused. The reader ends at a read of nothing (the file
+ * is shorter than planned): the caller, who knows the length it expects, says so.
  */
 export interface ChunkReader {
   next(): Promise<Buffer | null>;
@@ -52,7 +52,7 @@ export async function openChunks(
 ): Promise<ChunkReader> {
   if (!fs.openRead) return streamChunks(fs, path, start, end);
   const reader: FileReader = await fs.openRead(path);
-  const reads: { buf: Buffer; length: number; done: Promise<number> }[] = [];
+  const reads: { buf: Buffer; position: number; length: number; done: Promise<number> }[] = [];
   let position = start;
   let ended = false;
   let closed = false;
@@ -62,8 +62,15 @@ export async function openChunks(
       const length = Math.min(buf.length, end - position);
       const done = reader.read(buf.subarray(0, length), position);
       done.catch(() => undefined);
-      reads.push({ buf, length, done });
+      reads.push({ buf, position, length, done });
       position += length;
+    }
+  };
+  /** Reads queued beyond a short one: wait until they are back (they write into their buffers), then reuse those. */
+  const drop = async () => {
+    for (const r of reads.splice(0)) {
+      await r.done.catch(() => undefined);
+      buffers.give(r.buf);
     }
   };
   return {
@@ -73,10 +80,17 @@ export async function openChunks(
       const head = reads.shift();
       if (!head) return null;
       const n = await head.done;
-      if (n < head.length) ended = true;
       if (n === 0) {
+        // Only a read of nothing is the end (the file is shorter than planned; the caller says so).
+        ended = true;
         buffers.give(head.buf);
+        await drop();
         return null;
+      }
+      if (n < head.length) {
+        // A short read before the end (a network or FUSE filesystem may give one): go on from there.
+        await drop();
+        position = head.position + n;
       }
       return head.buf.subarray(0, n);
     },
@@ -86,11 +100,7 @@ export async function openChunks(
     async close() {
       if (closed) return;
       closed = true;
-      // Reads still in flight write into their buffers: those are reused only once they are back.
-      for (const r of reads.splice(0)) {
-        await r.done.catch(() => undefined);
-        buffers.give(r.buf);
-      }
+      await drop();
       await reader.close();
     },
   };

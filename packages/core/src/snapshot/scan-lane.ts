@@ -124,13 +124,21 @@ class WorkerLane implements ScanLane {
 
   /** Start the worker now, so its start-up overlaps other work (see prestartScanWorker). */
   warm(): void {
-    if (!this.failure) this.start();
+    if (this.failure) return;
+    try {
+      this.start();
+    } catch (err) {
+      // A worker that cannot even be created (a thread limit) costs inline scanning, not the command.
+      this.fail(new ScanWorkerFailed((err as Error).message));
+    }
   }
 
   file(path: string, allow: readonly SecretAllowance[], bytes: number): FileScan {
-    if (bytes < this.workerBytes || this.failure) return inlineScan(path, allow);
+    if (bytes < this.workerBytes) return inlineScan(path, allow);
+    this.warm();
+    if (this.failure) return inlineScan(path, allow);
     const file = ++this.files;
-    this.start().postMessage({
+    this.worker!.postMessage({
       type: "start",
       file,
       path,
