@@ -33,6 +33,19 @@ const BACKUPS = "/backups";
 const LIVE = `${STATE}/contexts/${CTX}`;
 const CODES = ["EIO", "ENOSPC", "EACCES"] as const;
 
+/** Restore the newest snapshot of the sweep's context under `ticket`, as the operator `operator`. */
+const restoreLatest = (fs: FileSystem, ticket: string, clock: () => Date, operator = "sweep") =>
+  restoreSnapshot({
+    fs,
+    stateRoot: STATE,
+    backupRoot: BACKUPS,
+    context: CTX,
+    snapshot: "latest",
+    ticket,
+    operator,
+    clock,
+  });
+
 function clockFrom(start: string) {
   let t = Date.parse(start);
   return () => new Date((t += 1_000));
@@ -165,31 +178,12 @@ describe("fault injection at every filesystem call (issue 9 §7)", () => {
     const total = await sweep(
       "restore",
       async () => undefined,
-      (fs, clock) =>
-        restoreSnapshot({
-          fs,
-          stateRoot: STATE,
-          backupRoot: BACKUPS,
-          context: CTX,
-          snapshot: "latest",
-          ticket: "T-1",
-          operator: "sweep",
-          clock,
-        }),
+      (fs, clock) => restoreLatest(fs, "T-1", clock),
       async (fx, fs, label) => {
         const state = await assertConsistent(fx, fs, label, ["old", "restored"]);
         if (state === "old")
           expect(await readBlock(fs, STATE, CTX), `${label}: old state is not blocked`).toBeNull();
-        const next = await restoreSnapshot({
-          fs,
-          stateRoot: STATE,
-          backupRoot: BACKUPS,
-          context: CTX,
-          snapshot: "latest",
-          ticket: "T-2",
-          operator: "sweep",
-          clock: clockFrom("2026-11-24T14:00:00Z"),
-        });
+        const next = await restoreLatest(fs, "T-2", clockFrom("2026-11-24T14:00:00Z"));
         expect(next.outcome, label).toBe("restored");
         await assertConsistent(fx, fs, `${label}, next run`, ["restored"]);
         expect(await readBlock(fs, STATE, CTX), label).toBeNull();
@@ -213,16 +207,7 @@ describe("fault injection at every filesystem call (issue 9 §7)", () => {
     const total = await sweep(
       "rollback",
       async (fs) => {
-        await restoreSnapshot({
-          fs,
-          stateRoot: STATE,
-          backupRoot: BACKUPS,
-          context: CTX,
-          snapshot: "latest",
-          ticket: "T-1",
-          operator: "sweep",
-          clock: clockFrom("2026-11-24T11:00:00Z"),
-        });
+        await restoreLatest(fs, "T-1", clockFrom("2026-11-24T11:00:00Z"));
       },
       (fs, clock) =>
         rollbackRestore({
@@ -258,16 +243,7 @@ describe("fault injection at every filesystem call (issue 9 §7)", () => {
     const total = await sweep(
       "unblock",
       async (fs) => {
-        await restoreSnapshot({
-          fs,
-          stateRoot: STATE,
-          backupRoot: BACKUPS,
-          context: CTX,
-          snapshot: "latest",
-          ticket: "T-1",
-          operator: "sweep",
-          clock: clockFrom("2026-11-24T11:00:00Z"),
-        });
+        await restoreLatest(fs, "T-1", clockFrom("2026-11-24T11:00:00Z"));
         await writeBlock(fs, STATE, {
           context: CTX,
           ticket: "T-1",
@@ -310,16 +286,7 @@ describe("the checksum is confirmed on the bytes that are restored (issue 9 §3)
   it("reads each artifact once per restore, and the incident names the sha256 of those bytes", async () => {
     const fx = await baseFixture();
     const counting = new FaultInjectingFileSystem(fx.fs);
-    const result = await restoreSnapshot({
-      fs: counting,
-      stateRoot: STATE,
-      backupRoot: BACKUPS,
-      context: CTX,
-      snapshot: "latest",
-      ticket: "T-1",
-      operator: "once",
-      clock: clockFrom("2026-11-24T12:00:00Z"),
-    });
+    const result = await restoreLatest(counting, "T-1", clockFrom("2026-11-24T12:00:00Z"), "once");
     const [snapshot] = await listSnapshots(fx.fs, BACKUPS, CTX);
     const opens = counting.log.filter(
       (c) => c.op === "createReadStream" && c.path === snapshot!.artifactPath,
