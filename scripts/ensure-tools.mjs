@@ -14,15 +14,33 @@ const needed = {
   mount: "mount",
   zsh: "zsh",
 };
+const root = typeof process.getuid === "function" && process.getuid() === 0;
+// The suite needs root for three things, and says so once before running rather than failing a
+// wall of assertions (issue 25 §1): tmpfs mounts (a full disk), switching to the `nobody` user
+// (permission errors; the checkout is bind-mounted where nobody can reach it when its folder is
+// private), and apt-get for missing tools.
+if (!root) {
+  console.error(
+    [
+      "paas-backup's test command needs root, and stops here before running anything:",
+      "  - the full-disk tests mount a small tmpfs (mount needs root);",
+      "  - the permission tests run the CLI as the `nobody` user (runuser needs root), from a",
+      "    read-only bind mount of this checkout when its folder is private;",
+      "  - missing tools (age, promtool, rsync, ...) are installed with apt-get.",
+      "Run it as root (e.g. `sudo npx --yes pnpm@10 test`, or a root shell in a container or VM).",
+      "Without root, `npx vitest run packages/core` runs core's unit tests, which need none of this.",
+    ].join("\n"),
+  );
+  process.exit(1);
+}
 const has = (cmd) => spawnSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" }).status === 0;
 const missing = Object.keys(needed).filter((cmd) => !has(cmd));
 if (missing.length === 0) process.exit(0);
 const packages = [...new Set(missing.map((cmd) => needed[cmd]))];
-const root = typeof process.getuid === "function" && process.getuid() === 0;
-if (root && has("apt-get")) {
+if (has("apt-get")) {
   console.error(`installing ${packages.join(" ")} for the end-to-end tests (apt-get)`);
   execSync(
-    `apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${packages.join(" ")} >/dev/null`,
+    `apt-get -o DPkg::Lock::Timeout=900 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq ${packages.join(" ")} >/dev/null`,
     { stdio: "inherit" },
   );
   process.exit(0);

@@ -1,11 +1,11 @@
-import { describe, it, expect } from "vitest";
+import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import { spawn, execFileSync } from "node:child_process";
 import { chownSync, chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { nodeFs } from "@paas-backup/core/node";
 import { createStateRoot } from "@paas-backup/testing";
-import { CLI, runCli, makeSandbox, treeHashes } from "./helpers.js";
+import { CLI, cliForOtherUsers, runCli, makeSandbox, treeHashes } from "./helpers.js";
 
 /**
  * Issue 10 §7: the environment's refusals are named (exit 10, the file and its owner, the
@@ -13,7 +13,12 @@ import { CLI, runCli, makeSandbox, treeHashes } from "./helpers.js";
  * is left that list shows. Real parts: a non-root user, a tmpfs, a pty.
  */
 const CTX = "internal-dogfood";
-const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
+// `nobody` runs the same build from a path it can reach, wherever the checkout is (issue 25 §1).
+let otherUsersCli: { cli: string; release(): void };
+beforeAll(() => {
+  otherUsersCli = cliForOtherUsers();
+});
+afterAll(() => otherUsersCli?.release());
 
 function chownTree(dir: string, uid: number, gid: number) {
   chownSync(dir, uid, gid);
@@ -26,7 +31,7 @@ function chownTree(dir: string, uid: number, gid: number) {
 
 function runAs(user: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn("runuser", ["-u", user, "--", process.execPath, CLI, ...args], {
+    const child = spawn("runuser", ["-u", user, "--", process.execPath, otherUsersCli.cli, ...args], {
       env: { PATH: process.env.PATH ?? "", HOME: "/tmp" },
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -40,7 +45,6 @@ function runAs(user: string, args: string[]): Promise<{ code: number; stdout: st
 
 describe("environment problems are named, not called bugs", () => {
   it("an unreadable state file (EACCES) is exit 10 naming the file and its owner; nothing is listed", async () => {
-    expect(isRoot, "these tests run as root: they switch to nobody and mount a tmpfs").toBe(true);
     const sb = await makeSandbox([{ name: CTX, eventBytes: 20_000 }]);
     try {
       const nobody = Number(execFileSync("id", ["-u", "nobody"], { encoding: "utf8" }).trim());
@@ -71,7 +75,6 @@ describe("environment problems are named, not called bugs", () => {
   }, 60_000);
 
   it("a full disk (ENOSPC on a tmpfs) is exit 10 naming the filesystem and the space needed; nothing is listed", async () => {
-    expect(isRoot, "these tests run as root: they switch to nobody and mount a tmpfs").toBe(true);
     const sb = await makeSandbox([{ name: CTX, eventBytes: 20_000, releases: 1 }]);
     const mount = join(sb.dir, "small");
     mkdirSync(mount);
@@ -108,7 +111,6 @@ describe("environment problems are named, not called bugs", () => {
   }, 60_000);
 
   it("a restore onto a full filesystem (tmpfs state root) is exit 10 naming it; the live context is untouched", async () => {
-    expect(isRoot, "these tests run as root: they switch to nobody and mount a tmpfs").toBe(true);
     const dir = mkdtempSync(join(tmpdir(), "pb-enospc-"));
     const stateRoot = join(dir, "state");
     mkdirSync(stateRoot);

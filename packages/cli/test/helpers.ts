@@ -1,13 +1,58 @@
 import { spawn, execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, readFileSync, readdirSync, statSync, lstatSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  rmSync,
+  readFileSync,
+  readdirSync,
+  statSync,
+  lstatSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve, relative } from "node:path";
+import { dirname, join, resolve, relative } from "node:path";
 import { createHash } from "node:crypto";
 import { nodeFs } from "@paas-backup/core/node";
 import { createStateRoot, type ContextSpec, type StateRoot } from "@paas-backup/testing";
 
 /** The `paas-backup` command as installed: bin.cjs sizes the threadpool, then runs main.js. */
 export const CLI = resolve(import.meta.dirname, "../dist/bin.cjs");
+
+/** The checkout's root: the pnpm workspace the built CLI resolves its packages in. */
+const WORKSPACE = resolve(import.meta.dirname, "../../..");
+
+/** True when every folder above `path` lets other users through (the x bit for "others"). */
+function traversableByOthers(path: string): boolean {
+  for (let dir = dirname(path); ; dir = dirname(dir)) {
+    if ((statSync(dir).mode & 0o001) === 0) return false;
+    if (dir === dirname(dir)) return true;
+  }
+}
+
+/**
+ * The built CLI at a path another user (`nobody`) can reach, for the tests that run it as that
+ * user. A checkout may sit in a folder only its owner can enter (/root is 0700, and so is
+ * `mktemp -d`); then the workspace is bind-mounted (read-only) below a fresh 0755 folder in the
+ * temporary directory, so `nobody` runs the very same build. Needs root, as switching users does.
+ * `release()` unmounts it.
+ */
+export function cliForOtherUsers(): { cli: string; release(): void } {
+  if (traversableByOthers(CLI)) return { cli: CLI, release: () => {} };
+  const dir = mkdtempSync(join(tmpdir(), "pb-cli-"));
+  chmodSync(dir, 0o755);
+  const mountPoint = join(dir, "workspace");
+  mkdirSync(mountPoint);
+  execFileSync("mount", ["--bind", WORKSPACE, mountPoint]);
+  execFileSync("mount", ["-o", "remount,bind,ro", mountPoint]);
+  return {
+    cli: join(mountPoint, relative(WORKSPACE, CLI)),
+    release: () => {
+      execFileSync("umount", [mountPoint]);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
 
 export interface CliResult {
   code: number;
