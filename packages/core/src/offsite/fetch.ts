@@ -1,0 +1,242 @@
+import { randomUUID } from "node:crypto";
+import { pipeline } from "node:stream/promises";
+import { IntegrityError, UsageError } from "../errors.js";
+import type { FileSystem } from "../fs/types.js";
+import { validateContextName } from "../policy/context.js";
+import { checkSnapshotChecksum, expectedChecksum } from "../repository/checksum.js";
+import { readRepositoryIdentity } from "../repository/identity.js";
+import { compareSnapshotIds } from "../repository/ids.js";
+import {
+  artifactNames,
+  listSnapshots,
+  listSnapshotsIn,
+  readSmallObject,
+  type SnapshotRef,
+} from "../repository/repository.js";
+import type { ObjectStorage } from "../repository/storage.js";
+import { writeFileAtomic } from "../util/atomic.js";
+import { HashingStream } from "../util/hash.js";
+import { contextBackupDir, join } from "../util/paths.js";
+import { rootView } from "./roots.js";
+import type { OffsiteTarget } from "./types.js";
+
+/** Where restore --from-offsite looks: one named root, or this root's copies and the legacy layout. */
+async function remoteSnapshots(
+  fs: FileSystem,
+  backupRoot: string,
+  context: string,
+  storage: ObjectStorage,
+  root?: string,
+): Promise<Map<string, SnapshotRef>> {
+  const out = new Map<string, SnapshotRef>();
+  if (root) {
+    for (const s of await listSnapshotsIn(rootView(storage, root), context)) if (s.checksum) out.set(s.id, s);
+    return out;
+  }
+  for (const s of await listSnapshotsIn(storage, context)) if (s.checksum) out.set(s.id, s);
+  const identity = await readRepositoryIdentity(fs, backupRoot);
+  if (identity)
+    for (const s of await listSnapshotsIn(rootView(storage, identity.id), context))
+      if (s.checksum) out.set(s.id, s);
+  return out;
+}
+
+export interface OffsiteRestorePlan {
+  /** what was asked, resolved (latest → the newest id here or there) */
+  asked: string;
+  /** what will be restored: `asked` unless the operator allowed a fallback */
+  chosen: string;
+  /** links fetched from the target into the backup root */
+  fetched: string[];
+  /** links the backup root already had, verified */
+  local: string[];
+  fallback: { from: string; reason: string } | null;
+}
+
+/**
+ * restore --from-offsite: the newest restorable state. Whatever the asked snapshot's chain needs
+ * and the backup root lacks (or holds damaged) is fetched from the target (fulls live there);
+ * the incrementals on top are replayed from home. An older snapshot than asked is restored only
+ * with `fallback`, and the plan says so.
+ */
+export async function fetchChainFromOffsite(options: {
+  fs: FileSystem;
+  backupRoot: string;
+  context: string;
+  target: OffsiteTarget;
+  snapshot: string;
+  clock: () => Date;
+  fallback?: boolean;
+  root?: string;
+}): Promise<OffsiteRestorePlan> {
+  const { fs, target } = options;
+  const context = validateContextName(options.context);
+  const remote = await remoteSnapshots(fs, options.backupRoot, context, target.storage, options.root);
+  const localList = await listSnapshots(fs, options.backupRoot, context);
+  const local = new Map(localList.map((s) => [s.id, s]));
+  const ids = [...new Set([...local.keys(), ...remote.keys()])].sort(compareSnapshotIds);
+  const asked =
+    options.snapshot === "latest" ? ids[ids.length - 1] : ids.find((id) => id === options.snapshot);
+  if (!asked) {
+    throw new UsageError(
+      "PAAS_BACKUP_SNAPSHOT_NOT_FOUND",
+      `snapshot ${options.snapshot} of ${context} is neither in the backup root nor at ${target.storage.url}`,
+      {
+        path: target.storage.url,
+        remediation: `See what is there with \`paas-backup offsite list --context ${context}${options.root ? " --all-roots" : ""}\` and \`paas-backup list --context ${context}\`.`,
+        stage: "fetch",
+      },
+    );
+  }
+  const verifiedLocal = new Map<string, boolean>();
+  const localOk = async (s: SnapshotRef) => {
+    if (!verifiedLocal.has(s.id))
+      verifiedLocal.set(s.id, (await checkSnapshotChecksum(s)).state === "verified");
+    return verifiedLocal.get(s.id)!;
+  };
+  const planFor = async (
+    id: string,
+  ): Promise<{ links: { id: string; from: "local" | "remote" }[]; problem: string | null }> => {
+    const links: { id: string; from: "local" | "remote" }[] = [];
+    let cur: string | undefined = id;
+    while (cur) {
+      if (links.some((l) => l.id === cur)) return { links, problem: `the chain of ${id} loops at ${cur}` };
+      const l = local.get(cur);
+      const r = remote.get(cur);
+      let ref: SnapshotRef;
+      if (l && (await localOk(l))) {
+        links.push({ id: cur, from: "local" });
+        ref = l;
+      } else if (r) {
+        links.push({ id: cur, from: "remote" });
+        ref = r;
+      } else {
+        return {
+          links,
+          problem: l
+            ? `${cur} does not verify in the backup root and is not at ${target.storage.url}`
+            : `${cur}${cur === id ? "" : `, which ${id} needs,`} is neither in the backup root nor at ${target.storage.url}`,
+        };
+      }
+      if (ref.kind === "full") return { links: links.reverse(), problem: null };
+      cur = ref.parent?.id;
+      if (!cur) return { links, problem: `incremental ${ref.id} does not name its parent` };
+    }
+    return { links, problem: `the chain of ${id} has no full` };
+  };
+  let chosen = asked;
+  let plan = await planFor(asked);
+  let fallback: OffsiteRestorePlan["fallback"] = null;
+  if (plan.problem) {
+    let older: { id: string; plan: Awaited<ReturnType<typeof planFor>> } | null = null;
+    for (const id of ids.filter((x) => compareSnapshotIds(x, asked) < 0).reverse()) {
+      const p = await planFor(id);
+      if (!p.problem) {
+        older = { id, plan: p };
+        break;
+      }
+    }
+    if (!options.fallback || !older) {
+      throw new IntegrityError(
+        "PAAS_BACKUP_CHAIN_BROKEN",
+        `cannot restore ${asked} of ${context} from here and ${target.storage.url}: ${plan.problem}`,
+        {
+          path: target.storage.url,
+          remediation: older
+            ? `The newest state that can be restored is ${older.id}: pass --snapshot ${older.id}, or add --fallback to restore it.`
+            : "Nothing older can be restored either: check other targets (offsite list) or other backup roots (offsite list --all-roots).",
+          stage: "fetch",
+          data: { fallback: older?.id ?? null },
+        },
+      );
+    }
+    fallback = { from: asked, reason: plan.problem };
+    chosen = older.id;
+    plan = older.plan;
+  }
+  const fetched: string[] = [];
+  for (const link of plan.links) {
+    if (link.from !== "remote") continue;
+    await fetchOne(fs, options.backupRoot, context, remote.get(link.id)!);
+    fetched.push(link.id);
+  }
+  return {
+    asked,
+    chosen,
+    fetched,
+    local: plan.links.filter((l) => l.from === "local").map((l) => l.id),
+    fallback,
+  };
+}
+
+/** Fetch one snapshot's artifact and sidecars into the backup root (temporary name, then rename) and check its checksum. */
+async function fetchOne(
+  fs: FileSystem,
+  backupRoot: string,
+  context: string,
+  chosen: SnapshotRef,
+): Promise<void> {
+  const dir = contextBackupDir(backupRoot, context);
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  const names = artifactNames(chosen.id, chosen.encrypted);
+  const nonce = randomUUID().slice(0, 8);
+  const tmp = join(dir, `.${names.artifactName}.${nonce}.partial`);
+  const hashing = new HashingStream();
+  try {
+    await pipeline(
+      await chosen.storage.get(chosen.artifactKey),
+      hashing,
+      fs.createWriteStream(tmp, { mode: 0o600, exclusive: true }),
+    );
+    const expected = await expectedChecksum(chosen);
+    if (expected !== hashing.digest()) {
+      throw new IntegrityError(
+        "PAAS_BACKUP_CHECKSUM_MISMATCH",
+        `offsite copy ${chosen.artifactPath} does not match its checksum file`,
+        {
+          path: chosen.artifactPath,
+          remediation:
+            "The offsite copy is damaged too: fetch an older snapshot (offsite list) and escalate.",
+          stage: "fetch",
+        },
+      );
+    }
+    if (chosen.manifest)
+      await writeFileAtomic(
+        fs,
+        join(dir, names.manifestName),
+        await readSmallObject(chosen.storage, chosen.manifestKey),
+        0o600,
+        nonce,
+      );
+    await writeFileAtomic(
+      fs,
+      join(dir, names.checksumName),
+      await readSmallObject(chosen.storage, chosen.checksumKey),
+      0o600,
+      nonce,
+    );
+    await fs.sync(tmp);
+    await fs.rename(tmp, join(dir, names.artifactName));
+  } finally {
+    await fs.rm(tmp, { force: true });
+  }
+}
+
+/** restore --from-offsite of one snapshot (kept for SDK callers): fetched when the local copy is gone or does not verify. */
+export async function fetchFromOffsite(options: {
+  fs: FileSystem;
+  backupRoot: string;
+  context: string;
+  target: OffsiteTarget;
+  snapshot: string;
+  clock: () => Date;
+}): Promise<{ id: string; fetched: boolean; reason: string }> {
+  const plan = await fetchChainFromOffsite(options);
+  const hadLocal = plan.local.includes(plan.chosen);
+  return {
+    id: plan.chosen,
+    fetched: plan.fetched.length > 0,
+    reason: hadLocal ? "the local copy verifies" : "no local copy that verifies",
+  };
+}

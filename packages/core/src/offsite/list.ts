@@ -1,0 +1,128 @@
+import type { FileSystem } from "../fs/types.js";
+import { validateContextName } from "../policy/context.js";
+import { readRepositoryIdentity } from "../repository/identity.js";
+import { compareSnapshotIds } from "../repository/ids.js";
+import { listSnapshotsIn, type SnapshotRef } from "../repository/repository.js";
+import type { Immutability, StoredObject } from "../repository/storage.js";
+import { readRecord } from "./record.js";
+import { rootsAt, rootView } from "./roots.js";
+import { ROOTS, type OffsiteCopy, type OffsiteTarget } from "./types.js";
+
+export interface OffsiteEntry {
+  id: string;
+  /** the backup root whose copy this is; null for a copy in the shared layout made before roots had identities */
+  root: string | null;
+  /** this backup root's own copy (or a legacy one it recorded) */
+  own: boolean;
+  /** the snapshot as it stands at the target; null when only our record remembers it */
+  snapshot: SnapshotRef | null;
+  artifact: StoredObject | null;
+  checksum: StoredObject | null;
+  recorded: OffsiteCopy | null;
+  confirmed: boolean;
+  immutable: boolean;
+  immutableUntil: string | null;
+}
+
+export async function listOffsite(options: {
+  fs: FileSystem;
+  backupRoot: string;
+  context: string;
+  target: OffsiteTarget;
+  clock: () => Date;
+  allRoots?: boolean;
+}): Promise<{
+  entries: OffsiteEntry[];
+  immutability: Immutability;
+  root: string | null;
+  roots: { id: string; host: string | null }[];
+}> {
+  const context = validateContextName(options.context);
+  const storage = options.target.storage;
+  const record = await readRecord(options.fs, options.backupRoot, context, options.target);
+  const identity = await readRepositoryIdentity(options.fs, options.backupRoot);
+  const immutability = await storage.immutability();
+  const now = options.clock().getTime();
+  const entries: OffsiteEntry[] = [];
+  const ownPrefix = identity ? `${ROOTS}/${identity.id}/` : null;
+  const own = identity ? await listSnapshotsIn(rootView(storage, identity.id), context) : [];
+  const legacy = await listSnapshotsIn(storage, context);
+  const seen = new Set<string>();
+  const recordedAt = (id: string) => record.copies[id]?.artifact;
+  // Our own copies, then legacy copies (made before identities: they belong to whoever recorded them, or to everyone)
+  for (const snap of own) {
+    seen.add(snap.id);
+    entries.push(
+      entryFor(
+        snap.id,
+        identity!.id,
+        true,
+        snap,
+        recordedAt(snap.id) === ownPrefix + snap.artifactKey ? record.copies[snap.id]! : null,
+      ),
+    );
+  }
+  for (const snap of legacy) {
+    if (seen.has(snap.id)) continue;
+    seen.add(snap.id);
+    entries.push(
+      entryFor(
+        snap.id,
+        null,
+        true,
+        snap,
+        recordedAt(snap.id) === snap.artifactKey ? record.copies[snap.id]! : null,
+      ),
+    );
+  }
+  for (const [id, copy] of Object.entries(record.copies))
+    if (!seen.has(id))
+      entries.push(
+        entryFor(
+          id,
+          copy.artifact.startsWith(`${ROOTS}/`) ? copy.artifact.split("/")[1]! : null,
+          true,
+          null,
+          copy,
+        ),
+      );
+  const roots = options.allRoots ? await rootsAt(storage) : [];
+  for (const r of roots) {
+    if (r.id === identity?.id) continue;
+    for (const snap of await listSnapshotsIn(rootView(storage, r.id), context))
+      entries.push(entryFor(snap.id, r.id, false, snap, null));
+  }
+  function entryFor(
+    id: string,
+    root: string | null,
+    isOwn: boolean,
+    snap: SnapshotRef | null,
+    recorded: OffsiteCopy | null,
+  ): OffsiteEntry {
+    const artifact = snap?.artifact ?? null;
+    const immutableUntil = artifact?.retainUntil ?? recorded?.retainUntil ?? null;
+    return {
+      id,
+      root,
+      own: isOwn,
+      snapshot: snap,
+      artifact,
+      checksum: snap?.checksum ?? null,
+      recorded,
+      confirmed:
+        recorded !== null &&
+        artifact !== null &&
+        artifact.sha256 === recorded.sha256 &&
+        artifact.size === recorded.size &&
+        !recorded.problem,
+      immutable: immutability.enabled && immutableUntil !== null && Date.parse(immutableUntil) > now,
+      immutableUntil,
+    };
+  }
+  return {
+    entries: entries.sort((a, b) => compareSnapshotIds(a.id, b.id) || (a.own === b.own ? 0 : a.own ? -1 : 1)),
+    immutability,
+    root: identity?.id ?? null,
+    roots,
+  };
+}

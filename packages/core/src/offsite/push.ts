@@ -1,0 +1,221 @@
+import { createHash } from "node:crypto";
+import { Readable } from "node:stream";
+import type { FileSystem } from "../fs/types.js";
+import { validateContextName } from "../policy/context.js";
+import { checkSnapshotChecksum, expectedChecksum } from "../repository/checksum.js";
+import { ensureRepositoryIdentity } from "../repository/identity.js";
+import { compareSnapshotIds } from "../repository/ids.js";
+import { listSnapshots, readSmallObject } from "../repository/repository.js";
+import type { Immutability, PutResult } from "../repository/storage.js";
+import { cheapCheck, hashObject, isLockRefusal, targetWarnings } from "./checks.js";
+import { extendLocks } from "./locks.js";
+import { readRecord, writeRecord } from "./record.js";
+import { ensureRootMarker, rootView } from "./roots.js";
+import { ROOTS, type OffsiteCopy, type OffsiteTarget } from "./types.js";
+
+export interface PushResult {
+  context: string;
+  target: string;
+  /** this backup root's identity: the prefix of its copies at the target */
+  root: string;
+  immutability: Immutability;
+  pushed: OffsiteCopy[];
+  alreadyThere: string[];
+  /** copies that were missing or wrong at the target and were put back by this push */
+  repaired: { id: string; reason: string }[];
+  problems: { id: string; problem: string }[];
+  /** every copy recorded at the target after this push, for --require-immutable */
+  copies: { id: string; ok: boolean; immutable: boolean; immutableUntil: string | null }[];
+  /** Object Lock retention moved later by this push (extend-locks) */
+  extended: { id: string; retainUntil: string }[];
+  warnings: string[];
+}
+
+/**
+ * Copy every full snapshot not yet at the target, and put back what went missing or wrong there:
+ * each recorded copy is checked cheaply (HEAD: present, size, sha256 metadata; a copy the last deep
+ * verify found damaged counts as wrong) and uploaded again from home. Safe to run again after an
+ * interruption. A differing object at one of this root's keys is refused, never replaced.
+ */
+export async function pushOffsite(options: {
+  fs: FileSystem;
+  backupRoot: string;
+  context: string;
+  target: OffsiteTarget;
+  clock: () => Date;
+  host?: string | null;
+}): Promise<PushResult> {
+  const { fs, target } = options;
+  const context = validateContextName(options.context);
+  const storage = target.storage;
+  const identity = await ensureRepositoryIdentity(
+    fs,
+    options.backupRoot,
+    options.clock,
+    options.host ?? null,
+  );
+  const view = rootView(storage, identity.id);
+  const immutability = await storage.immutability();
+  const record = await readRecord(fs, options.backupRoot, context, target);
+  const fulls = (await listSnapshots(fs, options.backupRoot, context)).filter((s) => s.kind === "full");
+  const result: PushResult = {
+    context,
+    target: storage.url,
+    root: identity.id,
+    immutability,
+    pushed: [],
+    alreadyThere: [],
+    repaired: [],
+    problems: [],
+    copies: [],
+    extended: [],
+    warnings: targetWarnings(target),
+  };
+  await ensureRootMarker(storage, identity.id, identity.host, identity.createdAt);
+  const now = options.clock();
+  let dirty = false;
+  const localIds = new Set(fulls.map((s) => s.id));
+  for (const snap of fulls) {
+    const known = record.copies[snap.id];
+    let healing: string | null = null;
+    // Copies already confirmed are matched by the checksum file alone (no re-hash of the local full
+    // every hour) and checked at the target by HEAD: cheap enough for every tick.
+    if (known && known.sha256 === (await expectedChecksum(snap))) {
+      healing = await cheapCheck(storage, known);
+      if (!healing) {
+        result.alreadyThere.push(snap.id);
+        continue;
+      }
+    }
+    const check = await checkSnapshotChecksum(snap);
+    if (check.state !== "verified") {
+      result.problems.push({
+        id: snap.id,
+        problem: `local artifact ${check.state}; not copied (a corrupt snapshot must not become the offsite copy)`,
+      });
+      continue;
+    }
+    const lock = target.objectLock
+      ? {
+          mode: target.objectLock.mode,
+          retainUntil: new Date(now.getTime() + target.objectLock.days * 86_400_000),
+        }
+      : undefined;
+    const existing = await view.head(snap.artifactKey);
+    if (existing && existing.sha256 !== null && existing.sha256 !== check.actual) {
+      // Not ours: another backup root sharing this identity (a copied root) wrote it. Never replace it.
+      result.problems.push({
+        id: snap.id,
+        problem: `a different object is at ${view.locate(snap.artifactKey)} (sha256 ${existing.sha256}, ours ${check.actual}); not replaced. Was this backup root copied from another host? Give one of them a new identity.`,
+      });
+      continue;
+    }
+    // The target has the same layout as the backup root, below the root's prefix. The sidecars go
+    // first and the artifact is the commit, as at home: a push cut short never leaves a snapshot
+    // listed at the target without its checksum (issue 9 §7); leftover sidecars are overwritten next time.
+    for (const key of [snap.checksumKey, ...(snap.manifest ? [snap.manifestKey] : [])]) {
+      const data = Buffer.from(await readSmallObject(snap.storage, key), "utf8");
+      const sha256 = createHash("sha256").update(data).digest("hex");
+      // Landed already by a push that was cut short: not re-sent (a locked object cannot be replaced).
+      const there = await view.head(key);
+      if (there?.sha256 === sha256 && there.size === data.length) continue;
+      await view.put(key, Readable.from([data]), { sha256, size: data.length, ...(lock ? { lock } : {}) });
+    }
+    let put: PutResult | null = null;
+    let note: string | null = null;
+    if (existing) {
+      const damagedHere = known?.artifact === `${ROOTS}/${identity.id}/${snap.artifactKey}` && known.problem;
+      if (
+        !damagedHere &&
+        existing.size === check.bytes &&
+        (await hashObject(view, snap.artifactKey)).sha256 === check.actual
+      ) {
+        // An earlier, interrupted push landed it already: confirmed by its bytes, not re-sent.
+        put = {
+          key: snap.artifactKey,
+          size: existing.size,
+          sha256: check.actual,
+          confirmedBy: "reread",
+          multipart: false,
+        };
+      } else if (existing.retainUntil && Date.parse(existing.retainUntil) > now.getTime()) {
+        note = `the damaged copy is under Object Lock until ${existing.retainUntil}: the good copy is uploaded beside it (the bucket keeps the damaged one as an older version)`;
+      }
+    }
+    if (!put) {
+      try {
+        put = await view.put(snap.artifactKey, await snap.storage.get(snap.artifactKey), {
+          sha256: check.actual,
+          size: check.bytes,
+          ...(lock ? { lock } : {}),
+        });
+      } catch (err) {
+        if (existing && isLockRefusal(err)) {
+          result.problems.push({
+            id: snap.id,
+            problem: `the copy at ${view.locate(snap.artifactKey)} is wrong (${healing ?? "differs"}) but Object Lock forbids replacing it until ${existing.retainUntil ?? "its retention ends"}; both are kept: the damaged copy there, the good one at home`,
+          });
+          continue;
+        }
+        throw err;
+      }
+    }
+    if (put.sha256 !== check.actual || put.size !== check.bytes) {
+      result.problems.push({
+        id: snap.id,
+        problem: `copy at ${view.locate(snap.artifactKey)} does not match (sha256 ${put.sha256}, ${put.size} bytes); not recorded`,
+      });
+      continue;
+    }
+    const head = await view.head(snap.artifactKey);
+    const copy: OffsiteCopy = {
+      id: snap.id,
+      artifact: `${ROOTS}/${identity.id}/${snap.artifactKey}`,
+      sha256: check.actual,
+      size: check.bytes,
+      confirmedBy: put.confirmedBy,
+      multipart: put.multipart,
+      confirmedAt: now.toISOString(),
+      retainUntil: head?.retainUntil ?? lock?.retainUntil.toISOString() ?? null,
+      lockMode: head?.lockMode ?? lock?.mode ?? null,
+      // Immutable only when the bucket enforces it: a lock header the server ignores is not a lock.
+      immutable: immutability.enabled && lock !== undefined,
+      problem: null,
+      problemSeenAt: null,
+    };
+    record.copies[snap.id] = copy;
+    await writeRecord(fs, options.backupRoot, context, target, record);
+    dirty = false;
+    result.pushed.push(copy);
+    if (healing) result.repaired.push({ id: snap.id, reason: note ? `${healing}; ${note}` : healing });
+  }
+  // Recorded copies whose local full is gone (pruned at home): checked, but they cannot be put back.
+  for (const copy of Object.values(record.copies)) {
+    if (localIds.has(copy.id)) continue;
+    const problem = await cheapCheck(storage, copy);
+    if (problem) {
+      result.problems.push({
+        id: copy.id,
+        problem: `${problem}; the local snapshot is gone, so it cannot be uploaded again`,
+      });
+      if (!copy.problem) {
+        copy.problem = problem;
+        copy.problemSeenAt = now.toISOString();
+        dirty = true;
+      }
+    }
+  }
+  if (dirty) await writeRecord(fs, options.backupRoot, context, target, record);
+  if (target.objectLock && immutability.enabled)
+    result.extended = (await extendLocks({ ...options, context })).extended;
+  const after = await readRecord(fs, options.backupRoot, context, target);
+  result.copies = Object.values(after.copies)
+    .sort((a, b) => compareSnapshotIds(a.id, b.id))
+    .map((c) => ({
+      id: c.id,
+      ok: !c.problem && !result.problems.some((p) => p.id === c.id),
+      immutable: immutability.enabled && c.retainUntil !== null && Date.parse(c.retainUntil) > now.getTime(),
+      immutableUntil: c.retainUntil,
+    }));
+  return result;
+}

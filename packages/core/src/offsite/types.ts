@@ -1,0 +1,47 @@
+import type { ObjectStorage, PutResult } from "../repository/storage.js";
+import type { RetentionPolicy } from "../retention/plan.js";
+
+/**
+ * Policy §4.4: an immutable, offsite copy of every daily full. The logic here is written once over
+ * the ObjectStorage interface; the drivers (directory, memory, S3) only move bytes.
+ * Layout at a target: roots/<root id>/<context>/<id>.tar.gz[.age], .sha256 and <id>.manifest.json,
+ * as at home below the backup root's identity, and roots/<root id>.json naming the root. Copies
+ * made before backup roots had identities sit at <context>/<id>... (the "legacy" layout): they are
+ * still listed, verified, restored and pruned, and a push that must replace one writes it anew
+ * under the root's own prefix.
+ */
+export interface OffsiteTarget {
+  name: string;
+  storage: ObjectStorage;
+  objectLock?: { mode: "COMPLIANCE" | "GOVERNANCE"; days: number };
+  retention?: Partial<RetentionPolicy>;
+}
+
+export interface OffsiteCopy {
+  id: string;
+  /** the artifact's key at the target (roots/<root>/<context>/… or, for old copies, <context>/…) */
+  artifact: string;
+  sha256: string;
+  size: number;
+  confirmedBy: PutResult["confirmedBy"];
+  multipart: boolean;
+  confirmedAt: string;
+  retainUntil: string | null;
+  lockMode: string | null;
+  immutable: boolean;
+  /** set by a deep verify that read other bytes than we copied, or a push that found the copy gone; cleared when it is put back */
+  problem?: string | null;
+  problemSeenAt?: string | null;
+}
+
+export interface OffsiteRecord {
+  schema: "paas-backup/offsite@1";
+  target: string;
+  copies: Record<string, OffsiteCopy>;
+  /** the rotation of `offsite verify --read-data-subset`: which copies the current cycle has read */
+  dataSubset?: { cycle: number; startedAt: string; read: string[] };
+}
+
+export const DEFAULT_OFFSITE_RETENTION: RetentionPolicy = { hourly: 0, daily: 7, weekly: 4, monthly: 3 };
+
+export const ROOTS = "roots";
