@@ -29,10 +29,14 @@ function chownTree(dir: string, uid: number, gid: number) {
   }
 }
 
-function runAs(user: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+function runAs(
+  user: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn("runuser", ["-u", user, "--", process.execPath, otherUsersCli.cli, ...args], {
-      env: { PATH: process.env.PATH ?? "", HOME: "/tmp" },
+      env: { PATH: process.env.PATH ?? "", HOME: "/tmp", ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let stdout = "";
@@ -70,6 +74,46 @@ describe("environment problems are named, not called bugs", () => {
       const list = await runAs("nobody", [...sb.flags, "--json", "list", "--context", CTX]);
       expect(JSON.parse(list.stdout).count).toBe(0);
     } finally {
+      sb.cleanup();
+    }
+  }, 60_000);
+
+  it("a user other than root pushes read-only offsite copies and verifies them", async () => {
+    const sb = await makeSandbox([{ name: CTX, eventBytes: 20_000 }]);
+    try {
+      const nobody = Number(execFileSync("id", ["-u", "nobody"], { encoding: "utf8" }).trim());
+      const nogroup = Number(execFileSync("id", ["-g", "nobody"], { encoding: "utf8" }).trim());
+      chownTree(sb.dir, nobody, nogroup);
+      const to = ["--to", `file://${join(sb.dir, "offsite")}`];
+      for (const day of ["2026-11-01T03:00:00Z", "2026-11-02T03:00:00Z"]) {
+        const snap = await runAs(
+          "nobody",
+          [...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"],
+          { PAAS_BACKUP_NOW: day },
+        );
+        expect(snap.code, snap.stdout + snap.stderr).toBe(0);
+        const push = await runAs(
+          "nobody",
+          [...sb.flags, "--json", "offsite", "push", "--context", CTX, ...to],
+          {
+            PAAS_BACKUP_NOW: day,
+          },
+        );
+        expect(push.code, push.stdout + push.stderr).toBe(0);
+      }
+      const verify = await runAs("nobody", [
+        ...sb.flags,
+        "--json",
+        "offsite",
+        "verify",
+        "--context",
+        CTX,
+        ...to,
+      ]);
+      expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+      expect(JSON.parse(verify.stdout).data[0].results).toHaveLength(2);
+    } finally {
+      execFileSync("chmod", ["-R", "u+rwx", sb.dir]);
       sb.cleanup();
     }
   }, 60_000);

@@ -1,5 +1,6 @@
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import { mkdtempSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
 import { randomBytes, createHash } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -72,6 +73,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await s3.stop();
+  // The offsite driver leaves its folders read-only (0500): open them so a non-root run can clean up.
+  execFileSync("chmod", ["-R", "u+rwx", work]);
   rmSync(work, { recursive: true, force: true });
 });
 

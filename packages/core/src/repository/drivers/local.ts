@@ -71,7 +71,15 @@ export class LocalStorage implements ObjectStorage {
     return this.path(key);
   }
 
+  /**
+   * How many writes of this driver have each read-only folder open. A folder is closed (0500)
+   * only when the last one is done: closing it under a write still streaming would make that
+   * write's rename fail for any user but root (root ignores the folder's mode).
+   */
+  private readonly openWrites = new Map<string, number>();
+
   private async ensureDir(dir: string): Promise<void> {
+    if (this.readOnly) this.openWrites.set(dir, (this.openWrites.get(dir) ?? 0) + 1);
     // Read-only folders must be opened up briefly to add an object, then closed again.
     const missing: string[] = [];
     for (let d = dir; d !== this.root && d.startsWith(this.root); d = dirname(d)) {
@@ -92,7 +100,14 @@ export class LocalStorage implements ObjectStorage {
   }
 
   private async closeDir(dir: string): Promise<void> {
-    if (this.readOnly) await this.fs.chmod(dir, 0o500).catch(() => undefined);
+    if (!this.readOnly) return;
+    const open = (this.openWrites.get(dir) ?? 1) - 1;
+    if (open > 0) {
+      this.openWrites.set(dir, open);
+      return;
+    }
+    this.openWrites.delete(dir);
+    await this.fs.chmod(dir, 0o500).catch(() => undefined);
   }
 
   /** flush, rename over the key, record the sha256, flush the folder; then read it back to confirm */
@@ -155,6 +170,11 @@ export class LocalStorage implements ObjectStorage {
           if (expectSha256 !== undefined && sha256 !== expectSha256)
             throw stagedMismatch(this.locate(key), sha256, expectSha256);
           return await this.commitFile(key, tmp, { sha256, bytes: hashing.bytes });
+        } catch (err) {
+          // Remove the staged bytes while the folder is still open: once it is read-only again
+          // (0500), a user other than root could no longer unlink them.
+          await this.fs.rm(tmp, { force: true }).catch(() => undefined);
+          throw err;
         } finally {
           settled = true;
           await this.closeDir(dir);
@@ -163,8 +183,11 @@ export class LocalStorage implements ObjectStorage {
       abort: async () => {
         if (!hashing.destroyed && !hashing.writableFinished) hashing.destroy();
         await written.catch(() => undefined);
+        // A settled stage was committed (its bytes renamed) or failed its commit (which removed
+        // them): nothing is left to drop.
+        if (settled) return;
         await this.fs.rm(tmp, { force: true });
-        if (!settled) await this.closeDir(dir);
+        await this.closeDir(dir);
         settled = true;
       },
     };
@@ -246,7 +269,10 @@ export class LocalStorage implements ObjectStorage {
   async delete(key: string): Promise<void> {
     const target = this.path(key);
     const dir = dirname(target);
-    if (this.readOnly) await this.fs.chmod(dir, 0o700).catch(() => undefined);
+    if (this.readOnly) {
+      this.openWrites.set(dir, (this.openWrites.get(dir) ?? 0) + 1);
+      await this.fs.chmod(dir, 0o700).catch(() => undefined);
+    }
     try {
       await this.fs.rm(target, { force: true });
       if (this.shaSidecars) await this.fs.rm(`${target}${SHA_SIDECAR}`, { force: true });
