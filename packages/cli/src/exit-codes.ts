@@ -10,11 +10,11 @@ export const EXIT_MEANING: Record<ExitName, string> = {
   ok: "ok",
   unexpected: "a bug in paas-backup, nothing else: please report it with the output",
   usage:
-    "bad input: unknown or malformed flag, config file error, bad context name (e.g. longer than 200 UTF-8 bytes), unknown context or snapshot, missing --ticket, a --doctor-cmd that cannot be run (PAAS_BACKUP_DOCTOR_NOT_RUNNABLE), a --path the snapshot does not hold (PAAS_BACKUP_PATH_NOT_IN_SNAPSHOT), restore not confirmed or aborted at the prompt (nothing changed)",
+    "bad input: unknown or malformed flag, config file error (a bad value is named by its key, e.g. recipients[1]), an identity file that holds no valid age identity (PAAS_BACKUP_BAD_IDENTITY), bad context name (e.g. longer than 200 UTF-8 bytes), unknown context or snapshot, missing --ticket, a --doctor-cmd that cannot be run (PAAS_BACKUP_DOCTOR_NOT_RUNNABLE), a --path the snapshot does not hold (PAAS_BACKUP_PATH_NOT_IN_SNAPSHOT), restore not confirmed or aborted at the prompt (nothing changed)",
   integrity:
-    "integrity: checksum missing, malformed or mismatched, corrupt archive, broken incremental chain, content not as its manifest says",
+    "integrity: checksum missing, malformed or mismatched, corrupt archive (damaged bytes whichever layer finds them, gzip, tar or age, even under a checksum file rewritten to match; an .age file that is not age), broken incremental chain, content not as its manifest says; restore names the newest older snapshot that verifies",
   safety:
-    "refused for safety: hostile archive entry (including folder entries no manifest file implies, any vault/ entry, paths deeper than 64 levels or longer than 4096 bytes), unsafe location, no encryption recipient, missing or wrong identity (every command that decrypts)",
+    "refused for safety: hostile archive entry (including folder entries no manifest file implies, any vault/ entry, paths deeper than 64 levels or longer than 4096 bytes), unsafe location, no encryption recipient, a missing identity or a valid one that opens nothing (PAAS_BACKUP_WRONG_IDENTITY; every command that decrypts), a manifest that disagrees with intact bytes (PAAS_BACKUP_MANIFEST_DISAGREES, e.g. a gzip member index that does not fit the artifact)",
   validation:
     "validation failed: post-restore or drill checks fail, or anything failed after the swap (PAAS_BACKUP_RESTORE_UNFINISHED; the context is left blocked and the message names rollback); restore --dry-run when the staged state fails a doctor; doctor and unblock when checks fail",
   busy: "busy: another run holds the context's lock (its holder is printed), or a state file kept changing while read",

@@ -88,7 +88,7 @@ const context: FlagSpec = {
 const identity: FlagSpec = {
   flags: "--identity <file>",
   description:
-    "age identity file for encrypted snapshots (default: the config file's identityFile or $PAAS_BACKUP_IDENTITY)",
+    "age identity file for encrypted snapshots (default: $PAAS_BACKUP_IDENTITY, else the config file's identityFile)",
 };
 const maxExpansion: FlagSpec = {
   flags: "--max-expansion <n>",

@@ -147,6 +147,7 @@ export {
   ageDecryptor,
   parseRecipients,
   parseIdentities,
+  checkIdentities,
   validateRecipient,
   generateIdentityFile,
   recipientOf,

@@ -22,6 +22,7 @@ export {
   ageDecryptor,
   parseRecipients,
   parseIdentities,
+  checkIdentities,
   validateRecipient,
 } from "./archive/age.js";
 export type { ArtifactEncryptor, ArtifactDecryptor } from "./archive/encryption.js";

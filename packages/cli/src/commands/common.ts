@@ -4,6 +4,7 @@ import { spawnSync } from "node:child_process";
 import {
   ageDecryptor,
   ageEncryptor,
+  checkIdentities,
   parseIdentities,
   parseRecipients,
   validateRecipient,
@@ -125,16 +126,43 @@ export async function resolveEncryptor(rt: Runtime, flags: KeyFlags): Promise<Ar
         expandHome(file, rt.env),
       ),
     );
-  if (recipients.length === 0) recipients.push(...rt.config.recipients.map(validateRecipient));
+  if (recipients.length === 0) recipients.push(...rt.config.recipients.map((r, i) => configRecipient(rt, r, i)));
   return recipients.length ? ageEncryptor([...new Set(recipients)]) : undefined;
 }
 
+/** The identity file: --identity, else $PAAS_BACKUP_IDENTITY, else the config file's identityFile (flag > environment > file). */
+export function identityPath(rt: Runtime, flags: KeyFlags): string | undefined {
+  const file = flags.identity ?? (rt.env.PAAS_BACKUP_IDENTITY?.trim() || undefined) ?? rt.config.identityFile;
+  return file ? expandHome(file, rt.env) : undefined;
+}
+
+/** A recipient from the config file, reported by its key (recipients[1]) and file, not as a flag the operator never typed. */
+function configRecipient(rt: Runtime, recipient: string, index: number): string {
+  try {
+    return validateRecipient(recipient);
+  } catch {
+    const file = rt.configPath ?? "the config file";
+    throw new UsageError(
+      "PAAS_BACKUP_BAD_RECIPIENT",
+      `config file ${file}: recipients[${index}] (${JSON.stringify(recipient.slice(0, 12))}…) is not an age X25519 recipient`,
+      {
+        path: file,
+        remediation:
+          "Put the public recipient (age1…, as `paas-backup keygen` prints it) in recipients, never the identity.",
+        stage: "config",
+      },
+    );
+  }
+}
+
 export async function resolveDecryptor(rt: Runtime, flags: KeyFlags): Promise<ArtifactDecryptor | undefined> {
-  const file = flags.identity ?? rt.config.identityFile ?? rt.env.PAAS_BACKUP_IDENTITY;
-  if (!file) return undefined;
-  const path = expandHome(file, rt.env);
-  // core refuses an identity inside a work tree or the backup root before it is used
-  return ageDecryptor(parseIdentities(await readText(rt, path, "identity file", "safety"), path), path, path);
+  const path = identityPath(rt, flags);
+  if (!path) return undefined;
+  // A file that holds no usable identity is bad input (exit 2), found before any artifact is read;
+  // a valid identity that opens nothing is refused later (exit 4). core refuses an identity inside
+  // a work tree or the backup root before it is used.
+  const identities = parseIdentities(await readText(rt, path, "identity file", "safety"), path);
+  return ageDecryptor(await checkIdentities(identities, path), path, path);
 }
 
 /**

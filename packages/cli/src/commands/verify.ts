@@ -1,4 +1,4 @@
-import { verifySnapshots } from "@paas-backup/core";
+import { findFallback, scanSnapshots, verifySnapshots } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { printEnvelope, table } from "../output.js";
 import { requireContext, requireKnownContext, resolveDecryptor, type KeyFlags } from "./common.js";
@@ -38,6 +38,12 @@ export async function verifyCommand(
       : 4;
   const failed = results.filter((r) => !r.ok);
   const first = failed[0];
+  // Damaged bytes (exit 3): name the newest snapshot older than the first failure whose chain
+  // verifies, as restore does, so the operator knows what to restore instead.
+  const olderVerified = exitCode === 3 && first ? await newestVerifiedBefore(rt, context, first.id) : null;
+  const restoreInstead = olderVerified
+    ? ` The newest older snapshot that verifies is ${olderVerified}: restore it with --snapshot ${olderVerified}, or add --fallback.`
+    : "";
   const deepError = failed.find((r) => r.deep?.error)?.deep?.error as
     { code?: string; message?: string; remediation?: string; stage?: string } | undefined;
   const error = !first
@@ -60,10 +66,11 @@ export async function verifyCommand(
         target: first.id,
         message: `${failed.length} of ${results.length} snapshot(s) failed verification: ${failed.map((r) => `${r.id} (${r.checksum !== "verified" ? r.checksum : !r.chainOk ? (r.chainProblem ?? "chain broken") : (r.deep?.error?.message ?? r.access.join("; "))})`).join(", ")}`,
         remediation:
-          deepError?.remediation ??
-          (first.checksum === "malformed-checksum"
-            ? "The checksum file is empty or truncated: restore it from an offsite copy, or recreate it with `sha256sum` only if you trust the artifact."
-            : "Do not restore a failed snapshot: restore an older verified one (restore --fallback) or fetch an offsite copy."),
+          (deepError?.remediation ??
+            (first.checksum === "malformed-checksum"
+              ? "The checksum file is empty or truncated: restore it from an offsite copy, or recreate it with `sha256sum` only if you trust the artifact."
+              : "Do not restore a failed snapshot: restore an older verified one (restore --fallback) or fetch an offsite copy.")) +
+          restoreInstead,
       };
   if (rt.json)
     printEnvelope(rt, {
@@ -91,4 +98,10 @@ export async function verifyCommand(
     );
   }
   return exitCode;
+}
+
+async function newestVerifiedBefore(rt: Runtime, context: string, id: string): Promise<string | null> {
+  const { snapshots } = await scanSnapshots(rt.fs, rt.backupRoot, context);
+  const failed = snapshots.find((s) => s.id === id);
+  return failed ? ((await findFallback(snapshots, failed))?.id ?? null) : null;
 }

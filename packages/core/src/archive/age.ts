@@ -2,7 +2,7 @@
 const age = () => import("age-encryption");
 import { Duplex, PassThrough, Readable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
-import { SafetyError, UsageError } from "../errors.js";
+import { IntegrityError, SafetyError, UsageError } from "../errors.js";
 import type { ArtifactDecryptor, ArtifactEncryptor } from "./encryption.js";
 
 /**
@@ -64,6 +64,32 @@ export function parseIdentities(text: string, origin: string): string[] {
     );
   }
   return keys;
+}
+
+/**
+ * Identities that age can use, checked before anything is decrypted: a line that only looks like
+ * one (a typo, a truncated paste) is a bad identity file (exit 2), never a snapshot that "cannot be
+ * decrypted". The message names the file and line, never the key.
+ */
+export async function checkIdentities(identities: readonly string[], origin: string): Promise<string[]> {
+  const { identityToRecipient } = await age();
+  for (const [i, identity] of identities.entries()) {
+    try {
+      await identityToRecipient(identity);
+    } catch {
+      throw new UsageError(
+        "PAAS_BACKUP_BAD_IDENTITY",
+        `${origin}: identity ${i + 1} (an AGE-SECRET-KEY-1… line) is not a valid age identity`,
+        {
+          path: origin,
+          remediation:
+            "The line is damaged (a typo or a truncated paste): pass the identity file written by `paas-backup keygen` or `age-keygen`.",
+          stage: "arguments",
+        },
+      );
+    }
+  }
+  return [...identities];
 }
 
 export async function generateIdentityFile(
@@ -138,7 +164,9 @@ export function ageDecryptor(
         },
         (err) => {
           const message = err instanceof Error ? err.message : String(err);
-          if (/no identity matched|incorrect|header/i.test(message))
+          // Only "no identity matched" is about the key; every other failure (not an age header,
+          // a bad stanza, a chunk whose tag fails) is about the artifact's bytes: a corrupt artifact.
+          if (/no identity matched/i.test(message))
             return new SafetyError(
               "PAAS_BACKUP_WRONG_IDENTITY",
               `${origin} cannot decrypt this snapshot (${message})`,
@@ -149,11 +177,16 @@ export function ageDecryptor(
                 stage: "decrypt",
               },
             );
-          return new SafetyError("PAAS_BACKUP_DECRYPT_FAILED", `decryption failed: ${message}`, {
-            remediation:
-              "The artifact is damaged or not an age file: verify its checksum and restore an older snapshot.",
-            stage: "decrypt",
-          });
+          return new IntegrityError(
+            "PAAS_BACKUP_ARCHIVE_CORRUPT",
+            `the artifact is corrupt: its age encryption cannot be read (${message})`,
+            {
+              remediation:
+                "Do not restore this artifact: it is damaged or not an age file. Restore an older snapshot that verifies, or fetch this one again from the offsite copy.",
+              stage: "decrypt",
+              data: { reason: message },
+            },
+          );
         },
       );
     },

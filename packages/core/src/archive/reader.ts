@@ -96,13 +96,32 @@ function inflateMembers(
         stage: "archive",
       },
     );
+  // A member cut where the index says, with a gzip header at its start and its recorded size in
+  // its trailer (ISIZE), lines up with the artifact: when it then fails to inflate, its bytes are
+  // damaged (exit 3), the index is not at fault. A cut that does not line up is the index's (exit 4).
+  const damaged = (which: string, why: string, cause?: unknown) =>
+    new IntegrityError(
+      "PAAS_BACKUP_ARCHIVE_CORRUPT",
+      `archive ${label} is corrupt: ${which} does not inflate (${why})`,
+      {
+        path: label,
+        remediation:
+          "Do not restore this artifact: its bytes are damaged. Restore an older snapshot that verifies, or fetch this one again from the offsite copy.",
+        stage: "archive",
+        data: { reason: why },
+        ...(cause ? { cause: cause as Error } : {}),
+      },
+    );
+  const startsAsGzip = (b: Buffer) => b.length >= 18 && b[0] === 0x1f && b[1] === 0x8b && b[2] === 8;
+  const linesUp = (member: Buffer, plain: number) =>
+    startsAsGzip(member) && member.readUInt32LE(member.length - 4) === plain % 2 ** 32;
   const declared = members.plain.reduce((n, p) => n + p, 0);
   async function* plainTar(): AsyncGenerator<Buffer> {
     if (declared > maxTarBytes)
       throw tooLarge(`its member index declares ${declared} bytes of tar, at most ${maxTarBytes} expected`);
     if (members.plain.some((p) => p > MAX_MEMBER_PLAIN))
       throw tooLarge(`a member declares more than ${MAX_MEMBER_PLAIN} bytes`);
-    const queue: { plain: number; out: Promise<Buffer> }[] = [];
+    const queue: { plain: number; out: Promise<Buffer>; member: Buffer; index: number }[] = [];
     const settle = async () => {
       const next = queue.shift()!;
       let out: Buffer;
@@ -111,6 +130,8 @@ function inflateMembers(
       } catch (err) {
         if ((err as { code?: string }).code === "ERR_BUFFER_TOO_LARGE" || err instanceof RangeError)
           throw tooLarge(`a member inflates past its recorded ${next.plain} bytes`);
+        if (linesUp(next.member, next.plain))
+          throw damaged(`gzip member ${next.index + 1}`, (err as Error).message, err);
         throw corrupt(`a gzip member does not inflate: ${(err as Error).message}`, err);
       }
       if (out.length !== next.plain)
@@ -133,7 +154,7 @@ function inflateMembers(
           const member = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
           const out = inflate(member, members.plain[index]!);
           out.catch(() => undefined);
-          queue.push({ plain: members.plain[index]!, out });
+          queue.push({ plain: members.plain[index]!, out, member, index });
           parts = [];
           have = 0;
           index++;
@@ -152,11 +173,13 @@ function inflateMembers(
     while (queue.length > 0) yield await settle();
     if (tailBytes === 0)
       throw corrupt("nothing follows the indexed members: the manifest's entry is missing");
+    const last = Buffer.concat(tail);
     try {
-      yield await inflate(Buffer.concat(tail), MAX_TAIL_BYTES, 64 * 1024);
+      yield await inflate(last, MAX_TAIL_BYTES, 64 * 1024);
     } catch (err) {
       if ((err as { code?: string }).code === "ERR_BUFFER_TOO_LARGE" || err instanceof RangeError)
         throw tooLarge(`the unindexed tail inflates past ${MAX_TAIL_BYTES} bytes`);
+      if (startsAsGzip(last)) throw damaged("the last gzip member", (err as Error).message, err);
       throw corrupt(`the last gzip member does not inflate: ${(err as Error).message}`, err);
     }
   }

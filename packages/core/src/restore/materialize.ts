@@ -69,6 +69,25 @@ function integrity(label: string, message: string): IntegrityError {
   });
 }
 
+/**
+ * A corrupt artifact named by its path and snapshot, whichever layer found the damage (age, gzip,
+ * tar): restore names the older snapshot that verifies, as for a checksum failure.
+ */
+function damagedLink(err: unknown, label: string, id: string): unknown {
+  if (!(err instanceof IntegrityError) || err.code !== "PAAS_BACKUP_ARCHIVE_CORRUPT") return err;
+  return new IntegrityError(
+    err.code,
+    err.message.includes(label) ? err.message : `archive ${label}: ${err.message}`,
+    {
+      path: label,
+      remediation: err.remediation,
+      stage: err.stage,
+      data: { ...err.data, snapshot: id },
+      cause: err,
+    },
+  );
+}
+
 /** Open an artifact as a plaintext tar.gz stream (decrypting when it is an .age artifact). */
 export async function openArtifact(snapshot: SnapshotRef, decryptor?: ArtifactDecryptor): Promise<Readable> {
   return (await openArtifactHashed(snapshot, decryptor)).plain;
@@ -255,6 +274,8 @@ export async function materializeChain(options: MaterializeOptions): Promise<Mat
       maxTotalBytes,
       maxDecompressionRatio,
       ...members,
+    }).catch((err: unknown) => {
+      throw damagedLink(err, label, link.id);
     });
     await drain(opened.raw);
     const actual = opened.digest();

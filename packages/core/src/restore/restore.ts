@@ -252,6 +252,15 @@ async function checksumFailureOf(
         ? checksumProblem(check.state)
         : { code: "PAAS_BACKUP_CHAIN_BROKEN", why: `link ${link.id}: ${check.state}` };
   }
+  // Bytes that match their checksum file and still do not read (the checksum was written after the
+  // damage): as damaged as a mismatch, and the older snapshot that verifies is named the same way.
+  if (err instanceof IntegrityError && err.code === "PAAS_BACKUP_ARCHIVE_CORRUPT") {
+    const id = err.data.snapshot as string | undefined;
+    const reason = typeof err.data.reason === "string" ? err.data.reason : err.message;
+    if (id === undefined || id === chosen.snapshot.id)
+      return { code: "PAAS_BACKUP_ARCHIVE_CORRUPT", why: `its artifact is corrupt (${reason})` };
+    return { code: "PAAS_BACKUP_CHAIN_BROKEN", why: `link ${id} is corrupt (${reason})` };
+  }
   return null;
 }
 
