@@ -97,4 +97,18 @@ describe("install from packed tarballs", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 300_000);
+
+  it("the README's `pnpm exec paas-backup` works in the workspace, and packed tarballs are ignored by git", () => {
+    const out = execFileSync("npx", ["--yes", "pnpm@10", "exec", "paas-backup", "--version"], {
+      cwd: repo,
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    expect(out.trim()).toMatch(/^\d+\.\d+\.\d+/);
+    // `pnpm pack` in a package folder writes the tarball there: git must not offer to commit it.
+    for (const tarball of ["paas-backup-cli-0.1.0.tgz", "packages/cli/paas-backup-cli-0.1.0.tgz"])
+      expect(execFileSync("git", ["check-ignore", tarball], { cwd: repo, encoding: "utf8" }).trim()).toBe(
+        tarball,
+      );
+  });
 });
