@@ -153,7 +153,7 @@ export function humanBytes(n: number): string {
     v /= 1024;
     u++;
   }
-  return u === 0 ? `${v} B` : `${v.toFixed(1)} ${units[u]}`;
+  return u === 0 ? `${Math.round(v)} B` : `${v.toFixed(1)} ${units[u]}`;
 }
 
 /**

@@ -18,7 +18,8 @@ export function decideTick(
   const newest = snapshots.reduce<Date | null>((acc, s) => (!acc || s.time > acc ? s.time : acc), null)!;
   const age = now.getTime() - newest.getTime();
   if (age >= INCREMENTAL_AFTER_MS)
-    return { action: "incremental", reason: `newest snapshot is ${Math.floor(age / 60_000)} min old` };
+    // Rounded: a snapshot taken an hour ago (plus or minus the second its id is cut to) is "60 min old".
+    return { action: "incremental", reason: `newest snapshot is ${Math.round(age / 60_000)} min old` };
   return { action: "none", reason: `newest snapshot is ${Math.floor(age / 60_000)} min old (< 55)` };
 }
 
