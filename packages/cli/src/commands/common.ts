@@ -126,7 +126,8 @@ export async function resolveEncryptor(rt: Runtime, flags: KeyFlags): Promise<Ar
         expandHome(file, rt.env),
       ),
     );
-  if (recipients.length === 0) recipients.push(...rt.config.recipients.map((r, i) => configRecipient(rt, r, i)));
+  if (recipients.length === 0)
+    recipients.push(...rt.config.recipients.map((r, i) => configRecipient(rt, r, i)));
   return recipients.length ? ageEncryptor([...new Set(recipients)]) : undefined;
 }
 

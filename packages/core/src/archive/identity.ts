@@ -22,12 +22,16 @@ export async function createIdentityFile(options: {
     () => false,
   );
   if (exists && !options.force) {
-    throw new UsageError("PAAS_BACKUP_FILE_EXISTS", `${path} already exists; keygen never overwrites a key unless given --force`, {
-      path,
-      remediation:
-        "Choose another --out, or pass --force if you really mean to replace it (snapshots encrypted to the old key then need the old key, so keep a copy).",
-      stage: "arguments",
-    });
+    throw new UsageError(
+      "PAAS_BACKUP_FILE_EXISTS",
+      `${path} already exists; keygen never overwrites a key unless given --force`,
+      {
+        path,
+        remediation:
+          "Choose another --out, or pass --force if you really mean to replace it (snapshots encrypted to the old key then need the old key, so keep a copy).",
+        stage: "arguments",
+      },
+    );
   }
   const key = await generateIdentityFile(options.clock());
   await fs.mkdir(dirname(path), { recursive: true, mode: 0o700 });
