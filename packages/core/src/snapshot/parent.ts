@@ -1,0 +1,44 @@
+import { randomUUID } from "node:crypto";
+import type { FileSystem } from "../fs/types.js";
+import type { SnapshotRef } from "../repository/repository.js";
+import { expectedChecksum } from "../repository/checksum.js";
+import { checkChainToExtend } from "./chain-check.js";
+
+export type SnapshotKind = "full" | "incremental";
+
+export type ParentRef = SnapshotRef & { sha256: string };
+
+export interface ChosenParent {
+  /** the snapshot an incremental extends; null for a full */
+  parent: ParentRef | null;
+  kind: SnapshotKind;
+  /** set when an incremental was asked for but a full is taken, and why */
+  promotedToFull?: string;
+}
+
+/**
+ * Step 1: which snapshot, if any, this one extends. An incremental extends the context's newest
+ * snapshot only when that one has a manifest with the same --include, a readable checksum file,
+ * and a chain that verifies; otherwise a full is taken and the reason is given.
+ */
+export async function chooseParent(args: {
+  fs: FileSystem;
+  backupRoot: string;
+  existing: readonly SnapshotRef[];
+  requested: SnapshotKind;
+  include: readonly string[];
+}): Promise<ChosenParent> {
+  const { fs, backupRoot, existing, requested, include } = args;
+  if (requested !== "incremental") return { parent: null, kind: "full" };
+  const newest = existing[existing.length - 1];
+  const full = (promotedToFull: string): ChosenParent => ({ parent: null, kind: "full", promotedToFull });
+  if (!newest) return full("no earlier snapshot of this context");
+  if (!newest.manifest) return full(`parent ${newest.id} has no manifest (made by hand)`);
+  if (newest.manifest.include.join(",") !== include.join(","))
+    return full(`parent ${newest.id} covers --include ${newest.manifest.include.join(",") || "(none)"}`);
+  const sha = await expectedChecksum(newest);
+  if (!sha) return full(`parent ${newest.id} has no readable checksum file`);
+  const chainProblem = await checkChainToExtend(fs, backupRoot, newest, existing, randomUUID().slice(0, 8));
+  if (chainProblem) return full(`the chain it would extend does not verify: ${chainProblem}`);
+  return { parent: { ...newest, sha256: sha } as ParentRef, kind: "incremental" };
+}
