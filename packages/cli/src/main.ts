@@ -13,7 +13,7 @@ import {
   type FlagSpec,
 } from "./spec.js";
 import { exitTable } from "./exit-codes.js";
-import { finishRun, printFailure, type RunState } from "./output.js";
+import { finishRun, printFailure, type RunState } from "./run.js";
 
 // The AWS SDK warns on every run that its 2027 releases will need Node 22; operators cannot act
 // on that from a cron log, so that one warning is dropped and every other is kept.

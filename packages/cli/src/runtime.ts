@@ -7,7 +7,7 @@ import { UsageError } from "@paas-backup/core/errors";
 import { redactText } from "@paas-backup/core/redact";
 import type { FileSystem } from "@paas-backup/core";
 import type { ParseError } from "jsonc-parser";
-import type { Envelope } from "./output.js";
+import type { Envelope } from "./envelope.js";
 import type { Config } from "./config-schema.js";
 
 /** Everything a command needs from the outside world, resolved once: the CLI is where env, clock and disk come in. */

@@ -1,6 +1,4 @@
 import { InvalidArgumentError } from "commander";
-import type { Runtime } from "./runtime.js";
-import type { ExitName } from "./exit-codes.js";
 
 /**
  * Every command, flag, example and exit code of the CLI, as data. The parser (main.ts), --help,
@@ -9,42 +7,8 @@ import type { ExitName } from "./exit-codes.js";
  * Command modules are imported only when their command runs: `--version` and `list` do not load
  * the S3 SDK, archiver or age.
  */
-export type Handler = (rt: Runtime, flags: Record<string, unknown>, args: string[]) => Promise<number>;
-
-export interface FlagSpec {
-  /** commander syntax: "--context <name>", "--dry-run", "--recipient <age1...>" */
-  flags: string;
-  description: string;
-  required?: boolean;
-  repeatable?: boolean;
-  defaultValue?: string;
-  /** validates and converts the value; throwing InvalidArgumentError makes it a usage error (exit 2) */
-  parse?: (value: string) => unknown;
-}
-
-export interface ArgSpec {
-  name: string;
-  description: string;
-  required: boolean;
-}
-
-export interface CommandSpec {
-  /** ["snapshot"], ["offsite", "push"], ["drill", "status"] */
-  path: string[];
-  summary: string;
-  args?: ArgSpec[];
-  flags: FlagSpec[];
-  examples: string[];
-  /** the exit codes this command can end with (besides 0, which all have) */
-  exitCodes: ExitName[];
-  /** what `data` (or `checks`) holds under --json: the stable field set */
-  json: string;
-  /** touches a context: first finish or undo a swap a crash interrupted (crash-safety, issue 9) */
-  recover?: boolean;
-  /** archives large logs: the secret scanner's worker thread starts while the command loads */
-  prestartScanner?: boolean;
-  load: () => Promise<Handler>;
-}
+export type { ArgSpec, CommandSpec, FlagSpec, Handler } from "./spec-types.js";
+import type { CommandSpec, FlagSpec, Handler } from "./spec-types.js";
 
 export const GROUPS: Record<string, string> = {
   offsite: "immutable offsite copies of daily fulls (policy §4.4)",
@@ -613,7 +577,13 @@ export const COMMANDS: CommandSpec[] = [
     ],
     exitCodes: ["usage"],
     json: "(prints a script; --json is refused)",
-    load: L(() => import("./completion.js"), "completionCommand"),
+    // The completion scripts are generated from this table: handed to the command, so that no
+    // command imports the table that loads it.
+    load: async () => {
+      const { completionCommand } = await import("./commands/completion.js");
+      return (rt, flags, args) =>
+        completionCommand({ commands: COMMANDS, globalFlags: GLOBAL_FLAGS, groups: GROUPS }, rt, flags, args);
+    },
   },
 ];
 

@@ -12,7 +12,8 @@ import {
   type FileSystem,
 } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
-import { humanBytes, printEnvelope } from "../output.js";
+import { humanBytes } from "../render/text.js";
+import { printEnvelope } from "../envelope.js";
 
 async function treeDigest(
   fs: FileSystem,

@@ -7,9 +7,11 @@ import {
   UsageError,
 } from "@paas-backup/core";
 import { resolveOperator, type Runtime } from "../runtime.js";
-import { keyValues, printEnvelope, table } from "../output.js";
-import { assertDoctorRunnable, lockOwner, requireContext, requireKnownContext } from "./common.js";
-import { externalDoctorRunner } from "./restore.js";
+import { keyValues, table } from "../render/text.js";
+import { printEnvelope } from "../envelope.js";
+import { assertDoctorRunnable, externalDoctorRunner } from "../host/doctor.js";
+import { lockOwner } from "../options/lock.js";
+import { requireContext, requireKnownContext } from "../options/context.js";
 
 export async function doctorCommand(rt: Runtime, flags: { context?: string }): Promise<number> {
   const context = requireContext(flags.context);

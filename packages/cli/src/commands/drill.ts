@@ -1,10 +1,12 @@
 import { tmpdir } from "node:os";
 import { runDrill, drillStatus, ExitCode, validateContextName } from "@paas-backup/core";
 import { resolveOperator, type Runtime } from "../runtime.js";
-import { keyValues, printEnvelope, table } from "../output.js";
-import { requireContext, resolveDecryptor, type KeyFlags } from "./common.js";
-import { externalDoctorRunner } from "./restore.js";
-import { renderDrillMetrics, writeMetricsFile } from "../metrics.js";
+import { keyValues, table } from "../render/text.js";
+import { printEnvelope } from "../envelope.js";
+import { requireContext } from "../options/context.js";
+import { resolveDecryptor, type KeyFlags } from "../options/keys.js";
+import { externalDoctorRunner } from "../host/doctor.js";
+import { renderDrillMetrics, writeMetricsFile } from "../render/metrics.js";
 
 export async function drillCommand(
   rt: Runtime,

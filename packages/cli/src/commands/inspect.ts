@@ -9,8 +9,10 @@ import {
   UsageError,
 } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
-import { humanBytes, printEnvelope, table } from "../output.js";
-import { requireContext, requireKnownContext, resolveDecryptor, type KeyFlags } from "./common.js";
+import { humanBytes, table } from "../render/text.js";
+import { printEnvelope } from "../envelope.js";
+import { requireContext, requireKnownContext } from "../options/context.js";
+import { resolveDecryptor, type KeyFlags } from "../options/keys.js";
 
 /**
  * ls, dump, diff, find: thin over core's snapshot reader (core/src/snapshot/inspect.ts). Nothing

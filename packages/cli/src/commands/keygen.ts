@@ -1,6 +1,7 @@
 import { createIdentityFile, UsageError } from "@paas-backup/core";
 import { expandHome, type Runtime } from "../runtime.js";
-import { keyValues, printEnvelope } from "../output.js";
+import { keyValues } from "../render/text.js";
+import { printEnvelope } from "../envelope.js";
 
 /** keygen --out F: a new age X25519 identity, mode 0600, never inside the backup root or a git work tree. */
 export async function keygenCommand(rt: Runtime, flags: { out?: string; force?: boolean }): Promise<number> {

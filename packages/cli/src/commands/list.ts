@@ -1,7 +1,8 @@
 import { checkSnapshotChecksum, compareSnapshotIds, scanSnapshots } from "@paas-backup/core/catalog";
 import type { Runtime } from "../runtime.js";
-import { humanBytes, printEnvelope, table } from "../output.js";
-import { requireContext, requireKnownContext } from "./context-args.js";
+import { humanBytes, table } from "../render/text.js";
+import { printEnvelope } from "../envelope.js";
+import { requireContext, requireKnownContext } from "../options/context.js";
 
 export async function listCommand(rt: Runtime, flags: { context?: string }): Promise<number> {
   const context = requireContext(flags.context);

@@ -1,24 +1,22 @@
-import { hostname } from "node:os";
 import {
   ExitCode,
-  pushOffsite,
   listOffsite,
   verifyOffsite,
   pruneOffsite,
-  fetchChainFromOffsite,
   extendLocks,
   targetWarnings,
   withContextLock,
   UsageError,
-  type PushResult,
   type DataSubset,
-  type OffsiteRestorePlan,
 } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
-import { humanBytes, printEnvelope, table } from "../output.js";
-import { lockOptions, requireContext } from "./common.js";
-import { contextsOf } from "./tick.js";
-import { resolveTargets, type TargetFlags } from "../targets.js";
+import { humanBytes, table } from "../render/text.js";
+import { printEnvelope } from "../envelope.js";
+import { lockOptions } from "../options/lock.js";
+import { requireContext } from "../options/context.js";
+import { contextsOf } from "../options/context-list.js";
+import { pushForContext } from "../ops/offsite.js";
+import { resolveTargets, type TargetFlags } from "../options/targets.js";
 
 /** Run `work` over items with at most `limit` at once. */
 async function pool<T, R>(items: T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
@@ -33,26 +31,6 @@ async function pool<T, R>(items: T[], limit: number, work: (item: T) => Promise<
     }),
   );
   return out;
-}
-
-export async function pushForContext(
-  rt: Runtime,
-  context: string,
-  flags: TargetFlags,
-): Promise<PushResult[]> {
-  const results: PushResult[] = [];
-  for (const target of await resolveTargets(rt, flags))
-    results.push(
-      await pushOffsite({
-        fs: rt.fs,
-        backupRoot: rt.backupRoot,
-        context,
-        target,
-        clock: rt.clock,
-        host: hostname(),
-      }),
-    );
-  return results;
 }
 
 export async function offsitePushCommand(
@@ -361,53 +339,4 @@ export async function offsitePruneCommand(
         ]),
       );
   return 0;
-}
-
-/** restore --from-offsite: fetch what the chain needs into the backup root, then restore the newest restorable state. */
-export function offsiteFetcher(
-  rt: Runtime,
-  flags: TargetFlags & {
-    context?: string;
-    snapshot?: string;
-    fromOffsite?: string;
-    fallback?: boolean;
-    offsiteRoot?: string;
-    offsitePlan?: OffsiteRestorePlan;
-  },
-): (() => Promise<void>) | undefined {
-  if (!flags.fromOffsite) return undefined;
-  return async () => {
-    const context = requireContext(flags.context);
-    if (flags.offsiteRoot && !/^[0-9a-f]{16}$/.test(flags.offsiteRoot))
-      throw new UsageError(
-        "PAAS_BACKUP_INVALID_ARGUMENT",
-        `--offsite-root ${JSON.stringify(flags.offsiteRoot)} is not a backup root id`,
-        {
-          remediation: "Copy the ROOT column of `paas-backup offsite list --all-roots` (16 hex characters).",
-          stage: "arguments",
-        },
-      );
-    const [target] = await resolveTargets(rt, { ...flags, target: flags.fromOffsite });
-    const plan = await fetchChainFromOffsite({
-      fs: rt.fs,
-      backupRoot: rt.backupRoot,
-      context,
-      target: target!,
-      snapshot: flags.snapshot ?? "latest",
-      clock: rt.clock,
-      fallback: flags.fallback === true,
-      ...(flags.offsiteRoot ? { root: flags.offsiteRoot } : {}),
-    });
-    flags.offsitePlan = plan;
-    if (!rt.json) {
-      process.stderr.write(
-        `offsite: restoring ${plan.chosen}${plan.fetched.length ? `; fetched ${plan.fetched.join(", ")} from ${target!.storage.url}` : ""}${plan.local.length ? `; from the backup root: ${plan.local.join(", ")}` : ""}\n`,
-      );
-      if (plan.fallback)
-        process.stderr.write(
-          `offsite: NOT the snapshot asked for: ${plan.fallback.from} cannot be restored (${plan.fallback.reason}); --fallback restores ${plan.chosen}\n`,
-        );
-    }
-    flags.snapshot = plan.chosen;
-  };
 }

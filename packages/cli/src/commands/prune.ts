@@ -1,21 +1,10 @@
-import { pruneSnapshots, withContextLock, DEFAULT_RETENTION, type RetentionPolicy } from "@paas-backup/core";
+import { pruneSnapshots, withContextLock } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
-import { printEnvelope, table } from "../output.js";
-import { lockOptions, requireContext } from "./common.js";
-
-type KeepFlags = { keepHourly?: number; keepDaily?: number; keepWeekly?: number; keepMonthly?: number };
-
-/** The parser has already refused anything but whole numbers >= 0 (spec.ts wholeNumber). */
-export function retentionPolicy(rt: Runtime, flags: KeepFlags): RetentionPolicy {
-  const num = (v: number | undefined, fallback: number) => (v === undefined ? fallback : v);
-  const base = { ...DEFAULT_RETENTION, ...rt.config.retention };
-  return {
-    hourly: num(flags.keepHourly, base.hourly),
-    daily: num(flags.keepDaily, base.daily),
-    weekly: num(flags.keepWeekly, base.weekly),
-    monthly: num(flags.keepMonthly, base.monthly),
-  };
-}
+import { retentionPolicy, type KeepFlags } from "../options/retention.js";
+import { printEnvelope } from "../envelope.js";
+import { table } from "../render/text.js";
+import { lockOptions } from "../options/lock.js";
+import { requireContext } from "../options/context.js";
 
 export async function pruneCommand(
   rt: Runtime,

@@ -5,21 +5,20 @@ import {
   withContextLock,
   type SnapshotKind,
   type SnapshotResult,
-  type SnapshotRedaction,
 } from "@paas-backup/core/snapshot";
 import { UsageError, ExitCode } from "@paas-backup/core/errors";
 import { join } from "node:path";
 import type { Runtime } from "../runtime.js";
-import { environmentError, humanBytes, keyValues, printEnvelope, progressBar, table } from "../output.js";
-import {
-  lockOptions,
-  parseInclude,
-  requireContext,
-  requireContextDirExists,
-  resolveEncryptor,
-  type KeyFlags,
-} from "./common.js";
-import { assertBackupLocation } from "./guard.js";
+import { redactionNotice } from "../render/redactions.js";
+import { environmentError } from "../host/environment.js";
+import { humanBytes, keyValues, table } from "../render/text.js";
+import { printEnvelope } from "../envelope.js";
+import { progressBar } from "../render/progress.js";
+import { lockOptions } from "../options/lock.js";
+import { parseInclude } from "../options/include.js";
+import { requireContext, requireContextDirExists } from "../options/context.js";
+import { resolveEncryptor, type KeyFlags } from "../options/keys.js";
+import { assertBackupLocation } from "../options/locations.js";
 
 export interface SnapshotFlags extends KeyFlags {
   context?: string;
@@ -197,13 +196,4 @@ export async function snapshotCommand(rt: Runtime, flags: SnapshotFlags): Promis
   if (unacknowledged.length === 0) return ExitCode.ok;
   process.stderr.write(redactionNotice(unacknowledged));
   return ExitCode.redacted;
-}
-
-/** Exit 9's message: what was redacted (never the value) and what the operator does about it. */
-export function redactionNotice(redactions: readonly SnapshotRedaction[]): string {
-  const list = redactions.slice(0, 10).map((r) => `${r.path}:${r.line} (${r.rule})`);
-  return (
-    `paas-backup: snapshot taken with redactions: rotate the leaked credential (${list.join(", ")}${redactions.length > 10 ? ` and ${redactions.length - 10} more` : ""}).\n` +
-    `  The stored copy holds <redacted> in its place. Once rotated, acknowledge each finding in the config file (secretAcknowledged: [{"path", "line", "rule"}]) so later runs exit 0; a false positive goes in secretAllow.\n`
-  );
 }

@@ -1,59 +1,10 @@
-import { readdirSync } from "node:fs";
 import { join } from "node:path";
-import {
-  contextStatus,
-  isContextFolderName,
-  validateContextName,
-  ExitCode,
-  UsageError,
-  type ContextStatus,
-} from "@paas-backup/core";
+import { validateContextName, ExitCode, UsageError } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
-import { printEnvelope, table } from "../output.js";
-import { resolveTargets } from "../targets.js";
-import { renderStatusMetrics, writeMetricsFile } from "../metrics.js";
-
-/** Every context the state root has, and every context the backup root has snapshots or tick records of. */
-export function fleetContexts(rt: Runtime): string[] {
-  const names = new Set<string>();
-  for (const dir of [join(rt.stateRoot, "contexts"), rt.backupRoot]) {
-    try {
-      for (const e of readdirSync(dir, { withFileTypes: true }))
-        if (e.isDirectory() && isContextFolderName(e.name)) names.add(e.name);
-    } catch {
-      // a root that does not exist has no contexts
-    }
-  }
-  return [...names].sort();
-}
-
-export async function fleetStatus(rt: Runtime, contexts: string[]): Promise<ContextStatus[]> {
-  const targets = await resolveTargets(rt, {}, false);
-  const now = rt.clock();
-  const out: ContextStatus[] = [];
-  for (const context of contexts)
-    out.push(
-      await contextStatus({
-        fs: rt.fs,
-        backupRoot: rt.backupRoot,
-        stateRoot: rt.stateRoot,
-        context,
-        now,
-        mandatoryDrills: rt.config.mandatoryDrillContexts,
-        targets,
-      }),
-    );
-  return out;
-}
-
-/** Write the metrics file for these contexts (tick and status); errors are the caller's. */
-export async function writeStatusMetrics(
-  rt: Runtime,
-  path: string,
-  statuses: ContextStatus[],
-): Promise<void> {
-  await writeMetricsFile(rt, path, await renderStatusMetrics(statuses, rt.clock()));
-}
+import { printEnvelope } from "../envelope.js";
+import { table } from "../render/text.js";
+import { fleetContexts } from "../options/context-list.js";
+import { fleetStatus, writeStatusMetrics } from "../ops/fleet.js";
 
 function age(seconds: number): string {
   if (seconds < 3600) return `${Math.round(seconds / 60)}m`;

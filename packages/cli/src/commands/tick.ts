@@ -1,21 +1,17 @@
-import { readdirSync } from "node:fs";
-import { join } from "node:path";
-import {
-  allowRepoStateFrom,
-  isContextFolderName,
-  runTick,
-  UsageError,
-  type TickResult,
-} from "@paas-backup/core";
-import { redactionNotice } from "./snapshot.js";
+import { allowRepoStateFrom, runTick, UsageError, type TickResult } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
-import { printEnvelope, table } from "../output.js";
-import { lockOptions, lockOwner, parseInclude, resolveEncryptor, type KeyFlags } from "./common.js";
-import { retentionPolicy } from "./prune.js";
-import { ping, type PingResult } from "../ping.js";
-import { fleetStatus, writeStatusMetrics } from "./status.js";
-import { resolveTargets } from "../targets.js";
-import { pushForContext } from "./offsite.js";
+import { contextsOf } from "../options/context-list.js";
+import { redactionNotice } from "../render/redactions.js";
+import { printEnvelope } from "../envelope.js";
+import { table } from "../render/text.js";
+import { lockOptions, lockOwner } from "../options/lock.js";
+import { parseInclude } from "../options/include.js";
+import { resolveEncryptor, type KeyFlags } from "../options/keys.js";
+import { retentionPolicy } from "../options/retention.js";
+import { ping, type PingResult } from "../host/ping.js";
+import { fleetStatus, writeStatusMetrics } from "../ops/fleet.js";
+import { resolveTargets } from "../options/targets.js";
+import { pushForContext } from "../ops/offsite.js";
 
 /** tick as the CLI runs it: with an offsite push after each context when targets are configured. */
 export async function tickAction(
@@ -44,22 +40,6 @@ function fleetContextsSafe(rt: Runtime): string[] {
     return contextsOf(rt);
   } catch {
     return [];
-  }
-}
-
-export function contextsOf(rt: Runtime): string[] {
-  const dir = join(rt.stateRoot, "contexts");
-  try {
-    return readdirSync(dir, { withFileTypes: true })
-      .filter((e) => e.isDirectory() && isContextFolderName(e.name))
-      .map((e) => e.name)
-      .sort();
-  } catch {
-    throw new UsageError("PAAS_BACKUP_NO_CONTEXTS", `no contexts folder at ${dir}`, {
-      path: dir,
-      remediation: "Check --state-root or SI_PAAS_STATE_ROOT.",
-      stage: "plan",
-    });
   }
 }
 

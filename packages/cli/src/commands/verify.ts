@@ -1,7 +1,9 @@
 import { findFallback, scanSnapshots, verifySnapshots } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
-import { printEnvelope, table } from "../output.js";
-import { requireContext, requireKnownContext, resolveDecryptor, type KeyFlags } from "./common.js";
+import { printEnvelope } from "../envelope.js";
+import { table } from "../render/text.js";
+import { requireContext, requireKnownContext } from "../options/context.js";
+import { resolveDecryptor, type KeyFlags } from "../options/keys.js";
 
 export async function verifyCommand(
   rt: Runtime,

@@ -4,7 +4,7 @@ import { scanSnapshots, validateContextName } from "@paas-backup/core/catalog";
 import { UsageError } from "@paas-backup/core/errors";
 import type { Runtime } from "../runtime.js";
 
-// Kept apart from common.ts, which loads the whole core: `list` needs only these and the catalog.
+// Only the catalog and errors: `list` loads this, and must not load the whole core.
 
 export function requireContext(value: string | undefined): string {
   if (value === undefined) {
@@ -41,6 +41,20 @@ export async function requireKnownContext(rt: Runtime, context: string): Promise
       remediation:
         "Check --context, --state-root and --backup-root (or SI_PAAS_STATE_ROOT and PAAS_BACKUP_ROOT); `si paas context list` shows the contexts.",
       stage: "select",
+    },
+  );
+}
+
+export function requireContextDirExists(dir: string, context: string): void {
+  if (existsSync(dir)) return;
+  throw new UsageError(
+    "PAAS_BACKUP_CONTEXT_NOT_FOUND",
+    `context ${context} not found: ${dir} does not exist`,
+    {
+      path: dir,
+      remediation:
+        "Check --context and --state-root (or SI_PAAS_STATE_ROOT); `si paas context list` shows the contexts.",
+      stage: "plan",
     },
   );
 }

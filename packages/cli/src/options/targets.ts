@@ -1,5 +1,5 @@
 import { openTarget, registerStorageDriver, UsageError, type OffsiteTarget } from "@paas-backup/core";
-import type { Runtime } from "./runtime.js";
+import type { Runtime } from "../runtime.js";
 
 export interface TargetFlags {
   to?: string;

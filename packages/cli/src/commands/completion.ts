@@ -1,29 +1,41 @@
 import { UsageError } from "@paas-backup/core/errors";
-import type { Runtime } from "./runtime.js";
-import { COMMANDS, GLOBAL_FLAGS, GROUPS, type CommandSpec } from "./spec.js";
+import type { Runtime } from "../runtime.js";
+import type { CommandSpec, FlagSpec } from "../spec-types.js";
+
+/** The command table (spec.ts) the scripts are generated from: the same one the parser uses. */
+export interface CommandTable {
+  commands: readonly CommandSpec[];
+  globalFlags: readonly FlagSpec[];
+  groups: Record<string, string>;
+}
 
 /** Shell completion scripts, generated from the same command table as the parser. */
 const flagName = (flags: string) => flags.split(" ")[0]!.replace(/,$/, "");
-const globals = [...GLOBAL_FLAGS.map((f) => flagName(f.flags)), "--help", "--version"];
+const globalsOf = (table: CommandTable) => [
+  ...table.globalFlags.map((f) => flagName(f.flags)),
+  "--help",
+  "--version",
+];
 
-function children(prefix: string[]): string[] {
+function children(table: CommandTable, prefix: string[]): string[] {
   const out = new Set<string>();
-  for (const c of COMMANDS)
+  for (const c of table.commands)
     if (c.path.length > prefix.length && prefix.every((p, i) => c.path[i] === p))
       out.add(c.path[prefix.length]!);
   return [...out];
 }
 
-function flagsOf(spec: CommandSpec): string[] {
-  return [...spec.flags.map((f) => flagName(f.flags)), ...globals];
+function flagsOf(table: CommandTable, spec: CommandSpec): string[] {
+  return [...spec.flags.map((f) => flagName(f.flags)), ...globalsOf(table)];
 }
 
-export function bashCompletion(): string {
+export function bashCompletion(table: CommandTable): string {
   const cases: string[] = [];
   const paths = new Map<string, string[]>();
-  paths.set("", [...children([]), ...globals]);
-  for (const group of Object.keys(GROUPS)) paths.set(group, children([group]));
-  for (const spec of COMMANDS) paths.set(spec.path.join(" "), [...children(spec.path), ...flagsOf(spec)]);
+  paths.set("", [...children(table, []), ...globalsOf(table)]);
+  for (const group of Object.keys(table.groups)) paths.set(group, children(table, [group]));
+  for (const spec of table.commands)
+    paths.set(spec.path.join(" "), [...children(table, spec.path), ...flagsOf(table, spec)]);
   for (const [path, words] of paths) cases.push(`    "${path}") opts="${words.join(" ")}" ;;`);
   const known = [...paths.keys()]
     .filter(Boolean)
@@ -48,37 +60,37 @@ complete -o default -F _paas_backup paas-backup
 `;
 }
 
-export function zshCompletion(): string {
+export function zshCompletion(table: CommandTable): string {
   return `#compdef paas-backup
 # paas-backup zsh completion: source <(paas-backup completion zsh)
 autoload -U +X bashcompinit && bashcompinit
-${bashCompletion()}`;
+${bashCompletion(table)}`;
 }
 
-export function fishCompletion(): string {
+export function fishCompletion(table: CommandTable): string {
   const lines = [
     "# paas-backup fish completion: paas-backup completion fish > ~/.config/fish/completions/paas-backup.fish",
     "complete -c paas-backup -f",
   ];
-  for (const f of GLOBAL_FLAGS)
+  for (const f of table.globalFlags)
     lines.push(
       `complete -c paas-backup -l ${flagName(f.flags).slice(2)} -d ${JSON.stringify(f.description)}`,
     );
-  const top = children([]);
+  const top = children(table, []);
   for (const name of top) {
-    const spec = COMMANDS.find((c) => c.path.length === 1 && c.path[0] === name);
+    const spec = table.commands.find((c) => c.path.length === 1 && c.path[0] === name);
     lines.push(
-      `complete -c paas-backup -n "not __fish_seen_subcommand_from ${top.join(" ")}" -a ${name} -d ${JSON.stringify(spec?.summary ?? GROUPS[name] ?? "")}`,
+      `complete -c paas-backup -n "not __fish_seen_subcommand_from ${top.join(" ")}" -a ${name} -d ${JSON.stringify(spec?.summary ?? table.groups[name] ?? "")}`,
     );
   }
-  for (const spec of COMMANDS) {
+  for (const spec of table.commands) {
     const cond =
       spec.path.length === 1
         ? `__fish_seen_subcommand_from ${spec.path[0]}`
         : `__fish_seen_subcommand_from ${spec.path[0]}; and __fish_seen_subcommand_from ${spec.path[1]}`;
     if (spec.path.length === 2)
       lines.push(
-        `complete -c paas-backup -n "__fish_seen_subcommand_from ${spec.path[0]}; and not __fish_seen_subcommand_from ${children([spec.path[0]!]).join(" ")}" -a ${spec.path[1]} -d ${JSON.stringify(spec.summary)}`,
+        `complete -c paas-backup -n "__fish_seen_subcommand_from ${spec.path[0]}; and not __fish_seen_subcommand_from ${children(table, [spec.path[0]!]).join(" ")}" -a ${spec.path[1]} -d ${JSON.stringify(spec.summary)}`,
       );
     for (const f of spec.flags)
       lines.push(
@@ -89,6 +101,7 @@ export function fishCompletion(): string {
 }
 
 export async function completionCommand(
+  table: CommandTable,
   rt: Runtime,
   _flags: Record<string, unknown>,
   args: string[],
@@ -96,11 +109,11 @@ export async function completionCommand(
   const shell = args[0];
   const script =
     shell === "bash"
-      ? bashCompletion()
+      ? bashCompletion(table)
       : shell === "zsh"
-        ? zshCompletion()
+        ? zshCompletion(table)
         : shell === "fish"
-          ? fishCompletion()
+          ? fishCompletion(table)
           : null;
   if (!script || rt.json) {
     throw new UsageError(

@@ -2,7 +2,7 @@ import type { Registry, Gauge } from "prom-client";
 import { randomUUID } from "node:crypto";
 import { dirname, basename, join } from "node:path";
 import type { ContextStatus, DrillStatus } from "@paas-backup/core";
-import type { Runtime } from "./runtime.js";
+import type { Runtime } from "../runtime.js";
 
 /**
  * Prometheus text format for node_exporter's textfile collector. Rendered by prom-client's

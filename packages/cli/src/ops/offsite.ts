@@ -1,0 +1,81 @@
+import { hostname } from "node:os";
+import {
+  fetchChainFromOffsite,
+  pushOffsite,
+  UsageError,
+  type OffsiteRestorePlan,
+  type PushResult,
+} from "@paas-backup/core";
+import type { Runtime } from "../runtime.js";
+import { requireContext } from "../options/context.js";
+import { resolveTargets, type TargetFlags } from "../options/targets.js";
+
+/** Push one context to every target resolved from the flags (offsite push, and tick after each context). */
+export async function pushForContext(
+  rt: Runtime,
+  context: string,
+  flags: TargetFlags,
+): Promise<PushResult[]> {
+  const results: PushResult[] = [];
+  for (const target of await resolveTargets(rt, flags))
+    results.push(
+      await pushOffsite({
+        fs: rt.fs,
+        backupRoot: rt.backupRoot,
+        context,
+        target,
+        clock: rt.clock,
+        host: hostname(),
+      }),
+    );
+  return results;
+}
+
+/** restore --from-offsite: fetch what the chain needs into the backup root, then restore the newest restorable state. */
+export function offsiteFetcher(
+  rt: Runtime,
+  flags: TargetFlags & {
+    context?: string;
+    snapshot?: string;
+    fromOffsite?: string;
+    fallback?: boolean;
+    offsiteRoot?: string;
+    offsitePlan?: OffsiteRestorePlan;
+  },
+): (() => Promise<void>) | undefined {
+  if (!flags.fromOffsite) return undefined;
+  return async () => {
+    const context = requireContext(flags.context);
+    if (flags.offsiteRoot && !/^[0-9a-f]{16}$/.test(flags.offsiteRoot))
+      throw new UsageError(
+        "PAAS_BACKUP_INVALID_ARGUMENT",
+        `--offsite-root ${JSON.stringify(flags.offsiteRoot)} is not a backup root id`,
+        {
+          remediation: "Copy the ROOT column of `paas-backup offsite list --all-roots` (16 hex characters).",
+          stage: "arguments",
+        },
+      );
+    const [target] = await resolveTargets(rt, { ...flags, target: flags.fromOffsite });
+    const plan = await fetchChainFromOffsite({
+      fs: rt.fs,
+      backupRoot: rt.backupRoot,
+      context,
+      target: target!,
+      snapshot: flags.snapshot ?? "latest",
+      clock: rt.clock,
+      fallback: flags.fallback === true,
+      ...(flags.offsiteRoot ? { root: flags.offsiteRoot } : {}),
+    });
+    flags.offsitePlan = plan;
+    if (!rt.json) {
+      process.stderr.write(
+        `offsite: restoring ${plan.chosen}${plan.fetched.length ? `; fetched ${plan.fetched.join(", ")} from ${target!.storage.url}` : ""}${plan.local.length ? `; from the backup root: ${plan.local.join(", ")}` : ""}\n`,
+      );
+      if (plan.fallback)
+        process.stderr.write(
+          `offsite: NOT the snapshot asked for: ${plan.fallback.from} cannot be restored (${plan.fallback.reason}); --fallback restores ${plan.chosen}\n`,
+        );
+    }
+    flags.snapshot = plan.chosen;
+  };
+}

@@ -1,0 +1,35 @@
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { isContextFolderName, UsageError } from "@paas-backup/core";
+import type { Runtime } from "../runtime.js";
+
+/** The contexts of the state root (--all-contexts). */
+export function contextsOf(rt: Runtime): string[] {
+  const dir = join(rt.stateRoot, "contexts");
+  try {
+    return readdirSync(dir, { withFileTypes: true })
+      .filter((e) => e.isDirectory() && isContextFolderName(e.name))
+      .map((e) => e.name)
+      .sort();
+  } catch {
+    throw new UsageError("PAAS_BACKUP_NO_CONTEXTS", `no contexts folder at ${dir}`, {
+      path: dir,
+      remediation: "Check --state-root or SI_PAAS_STATE_ROOT.",
+      stage: "plan",
+    });
+  }
+}
+
+/** Every context the state root has, and every context the backup root has snapshots or tick records of. */
+export function fleetContexts(rt: Runtime): string[] {
+  const names = new Set<string>();
+  for (const dir of [join(rt.stateRoot, "contexts"), rt.backupRoot]) {
+    try {
+      for (const e of readdirSync(dir, { withFileTypes: true }))
+        if (e.isDirectory() && isContextFolderName(e.name)) names.add(e.name);
+    } catch {
+      // a root that does not exist has no contexts
+    }
+  }
+  return [...names].sort();
+}

@@ -1,0 +1,63 @@
+import type { RestoreResult } from "@paas-backup/core";
+import type { Runtime } from "../runtime.js";
+import { keyValues } from "./text.js";
+
+export function describeRestore(rt: Runtime, result: RestoreResult): void {
+  rt.write(
+    keyValues([
+      ["outcome", result.outcome],
+      ["context", result.contextDir],
+      ["snapshot", `${result.snapshot.id} (${result.snapshot.kind})`],
+      ["sha256", result.snapshot.sha256],
+      [
+        "fallback",
+        result.fallback.used
+          ? `used instead of ${result.fallback.from}: ${result.fallback.reason}`
+          : undefined,
+      ],
+      ["added", result.changes.added.length],
+      ["changed", result.changes.changed.length],
+      ["moved aside", result.movedAsideTo ?? undefined],
+      ["scope", result.scope.mode === "paths" ? `only ${result.scope.paths.join(", ")}` : result.scope.mode],
+      ["not in snapshot, moved aside", result.changes.removed.join(", ") || undefined],
+      ["stays as it is", result.changes.kept.join(", ") || undefined],
+      [
+        "doctor",
+        result.doctor
+          ? result.doctor.ok
+            ? "ok"
+            : `FAILED: ${result.doctor.checks
+                .filter((c) => !c.ok)
+                .map((c) => `${c.name} (${c.detail})`)
+                .join("; ")}`
+          : undefined,
+      ],
+      [
+        "staged doctor",
+        result.dryRun && result.stagedDoctor
+          ? result.stagedDoctor.ok
+            ? "ok"
+            : `FAILS: ${result.stagedDoctor.checks
+                .filter((c) => !c.ok)
+                .map((c) => c.name)
+                .join(", ")}`
+          : undefined,
+      ],
+      [
+        "external doctor",
+        result.externalDoctor
+          ? `${result.externalDoctor.ok ? "ok" : "FAILED"}: ${result.externalDoctor.detail}`
+          : undefined,
+      ],
+      [
+        "vault",
+        result.vault
+          ? `${result.vault.present ? `kept (${result.vault.files.join(", ") || "empty"})` : "none"}; trust ${result.vault.trust}`
+          : undefined,
+      ],
+      ["vault findings", result.vault?.findings.join("; ") || undefined],
+      ["blocked", result.blockFile ?? undefined],
+      ["incident", result.incidentFile],
+    ]),
+  );
+}

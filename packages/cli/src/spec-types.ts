@@ -1,0 +1,39 @@
+import type { Runtime } from "./runtime.js";
+import type { ExitName } from "./exit-codes.js";
+
+export type Handler = (rt: Runtime, flags: Record<string, unknown>, args: string[]) => Promise<number>;
+
+export interface FlagSpec {
+  /** commander syntax: "--context <name>", "--dry-run", "--recipient <age1...>" */
+  flags: string;
+  description: string;
+  required?: boolean;
+  repeatable?: boolean;
+  defaultValue?: string;
+  /** validates and converts the value; throwing InvalidArgumentError makes it a usage error (exit 2) */
+  parse?: (value: string) => unknown;
+}
+
+export interface ArgSpec {
+  name: string;
+  description: string;
+  required: boolean;
+}
+
+export interface CommandSpec {
+  /** ["snapshot"], ["offsite", "push"], ["drill", "status"] */
+  path: string[];
+  summary: string;
+  args?: ArgSpec[];
+  flags: FlagSpec[];
+  examples: string[];
+  /** the exit codes this command can end with (besides 0, which all have) */
+  exitCodes: ExitName[];
+  /** what `data` (or `checks`) holds under --json: the stable field set */
+  json: string;
+  /** touches a context: first finish or undo a swap a crash interrupted (crash-safety, issue 9) */
+  recover?: boolean;
+  /** archives large logs: the secret scanner's worker thread starts while the command loads */
+  prestartScanner?: boolean;
+  load: () => Promise<Handler>;
+}
