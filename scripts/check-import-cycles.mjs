@@ -1,18 +1,34 @@
 #!/usr/bin/env node
-// Dependencies point one way (issue 11 §2): no cycle between the folders of a package's src/,
-// and none between its files. Folders are the top-level directories under src/ (files at the
+// Dependencies point one way (issue 11 §2, issue 19 §4): no cycle between the folders of a package's
+// src/, and none between its files. Folders are the top-level directories under src/ (files at the
 // top, like errors.ts, are nodes of their own; the index.ts barrel is left out: it re-exports
-// everything and nothing imports it). Type-only imports count: they tie folders together too.
-// Usage: node scripts/check-import-cycles.mjs [src dir ...]   (default: packages/core/src)
-// Exit 0 when there is no cycle; 1 with each cycle printed otherwise.
-import { readdirSync, readFileSync, statSync } from "node:fs";
+// everything and nothing imports it). Type-only and dynamic imports count: they tie folders together too.
+// Where src/ has a commands/ folder (the CLI), one more rule: a command never imports another
+// command; what two commands share lives in options/, host/, render/ or ops/.
+// Usage: node scripts/check-import-cycles.mjs [--edges] [src dir ...]
+//   (default: every packages/*/src; paths are resolved from the current directory)
+// Exit 0 when all holds; 1 with each cycle or command import printed; 2 when a path is not a
+// folder with sources (a check of nothing must not pass).
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve, sep } from "node:path";
 
 const args = process.argv.slice(2);
 // --edges: also print every folder dependency as JSON ({"from": ["to", ...]}), for tests of the documented order
 const printEdges = args.includes("--edges");
 const paths = args.filter((a) => a !== "--edges");
-const roots = paths.length ? paths : [resolve(import.meta.dirname, "../packages/core/src")];
+const packagesDir = resolve(import.meta.dirname, "../packages");
+const roots = paths.length
+  ? paths.map((p) => resolve(p))
+  : readdirSync(packagesDir)
+      .map((name) => join(packagesDir, name, "src"))
+      .filter((dir) => existsSync(dir))
+      .sort();
+for (const root of roots) {
+  if (!existsSync(root) || !statSync(root).isDirectory() || sources(root).length === 0) {
+    console.error(`${root}: not a folder with .ts/.js sources: nothing to check`);
+    process.exit(2);
+  }
+}
 
 function sources(dir) {
   return readdirSync(dir).flatMap((name) => {
@@ -128,6 +144,16 @@ for (const root of roots) {
         evidence.set(`${from}>${to}`, `${relative(root, file)} imports ${spec}`);
     }
   }
+  const commandImports = [];
+  for (const [file, targets] of fileGraph)
+    if (folderOf(file) === "commands")
+      for (const target of targets) if (folderOf(target) === "commands") commandImports.push([file, target]);
+  for (const [file, target] of commandImports) {
+    failed = true;
+    console.error(
+      `command imports command in ${relative(process.cwd(), root) || root}: ${relative(root, file)} imports ${relative(root, target)}; move what they share to options/, host/, render/ or ops/`,
+    );
+  }
   const folderCycles = cycles(folderGraph);
   const fileCycles = cycles(fileGraph);
   for (const c of folderCycles) {
@@ -149,7 +175,7 @@ for (const root of roots) {
         .join(" -> ")}`,
     );
   }
-  if (folderCycles.length === 0 && fileCycles.length === 0) {
+  if (folderCycles.length === 0 && fileCycles.length === 0 && commandImports.length === 0) {
     // the order the folders may depend in, lowest first (for the README's architecture section)
     const order = [];
     const done = new Set();
