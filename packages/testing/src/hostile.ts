@@ -161,6 +161,36 @@ export function hostileCorpus(options: { escapeTarget: string }): HostileCase[] 
       ]),
     },
     {
+      // the same file spelled two ways (issue 20): a second copy would replace the real log
+      name: "duplicate path behind dot segments",
+      expectCode: "PAAS_BACKUP_HOSTILE_ENTRY",
+      expectMessage: /duplicate path/,
+      artifact: gz([
+        { name: "config.json", content: config },
+        { name: "./events/audit.jsonl", content: '{"event":"real"}\n' },
+        { name: "events/./audit.jsonl", content: '{"event":"injected"}\n' },
+      ]),
+    },
+    {
+      name: "entries under a file entry",
+      expectCode: "PAAS_BACKUP_HOSTILE_ENTRY",
+      expectMessage: /which an earlier entry made a file/,
+      artifact: gz([
+        { name: "config.json", content: config },
+        { name: "events", content: "a file\n" },
+        { name: "events/x", content: "under it\n" },
+      ]),
+    },
+    {
+      name: "a folder where the block marker stands",
+      expectCode: "PAAS_BACKUP_HOSTILE_ENTRY",
+      expectMessage: /block marker/,
+      artifact: gz([
+        { name: "config.json", content: config },
+        { name: "paas-backup.blocked.json/x", content: "{}\n" },
+      ]),
+    },
+    {
       name: "decompression bomb",
       expectCode: "PAAS_BACKUP_ARCHIVE_TOO_LARGE",
       expectMessage: /decompression bomb/,

@@ -6,7 +6,7 @@ import type { GzipMembers } from "./writer.js";
 import type { Manifest } from "../manifest/schema.js";
 
 export interface ArchiveEntryInfo {
-  /** normalised: no leading "./" */
+  /** canonical (canonicalEntryPath): no "." segment, no empty segment, no leading or trailing "/" */
   path: string;
   type: "file" | "directory";
   size: number;
@@ -217,11 +217,52 @@ export function hostileEntryReason(rawPath: string, type: string): string | null
   return null;
 }
 
-export function normaliseEntryPath(rawPath: string): string {
-  let p = rawPath;
-  while (p.startsWith("./")) p = p.slice(2);
-  p = p.replace(/\/+$/, "").replace(/\/+/g, "/");
-  return p === "." ? "" : p;
+/**
+ * The one spelling of an entry's path every rule judges (issue 20): "." and empty segments
+ * dropped wherever they stand, so `alerts/./telegram.json` is `alerts/telegram.json` to the
+ * exclusions and `./events/audit.jsonl` and `events/./audit.jsonl` are one path to the duplicate
+ * check. ".." is never resolved: hostileEntryReason refuses it first. "" is the root entry.
+ */
+export function canonicalEntryPath(rawPath: string): string {
+  return rawPath
+    .split("/")
+    .filter((segment) => segment !== "" && segment !== ".")
+    .join("/");
+}
+
+/**
+ * Why an entry's (canonical) path cannot stand beside the entries before it, or null: the same
+ * path twice, or a path under an earlier file entry, or a file entry where earlier entries put
+ * a folder. An extractor would either replace one with the other or fail half way.
+ */
+export function entryConflictReason(
+  path: string,
+  type: "file" | "directory",
+  earlier: { files: ReadonlySet<string>; folders: ReadonlySet<string> },
+): string | null {
+  if (earlier.files.has(path)) return "duplicate path";
+  if (earlier.folders.has(path)) return type === "file" ? "a file where earlier entries have a folder" : null;
+  for (let at = path.lastIndexOf("/"); at > 0; at = path.lastIndexOf("/", at - 1)) {
+    const above = path.slice(0, at);
+    if (earlier.files.has(above)) return `under ${JSON.stringify(above)}, which an earlier entry made a file`;
+  }
+  return null;
+}
+
+/** Record an entry the reader accepted: its path, and every folder above it. */
+function noteEntry(
+  path: string,
+  type: "file" | "directory",
+  earlier: { files: Set<string>; folders: Set<string>; directoryEntries: Set<string> },
+): void {
+  if (type === "file") earlier.files.add(path);
+  else earlier.directoryEntries.add(path);
+  for (let at = type === "file" ? path.lastIndexOf("/") : path.length; at > 0;) {
+    const folder = path.slice(0, at);
+    if (earlier.folders.has(folder)) break;
+    earlier.folders.add(folder);
+    at = path.lastIndexOf("/", at - 1);
+  }
 }
 
 function printable(path: string): string {
@@ -245,7 +286,11 @@ export function readArchive(artifact: Readable, options: ReadArchiveOptions): Pr
     let entries = 0;
     let totalBytes = 0;
     let failed = false;
-    const seen = new Set<string>();
+    const earlier = {
+      files: new Set<string>(),
+      folders: new Set<string>(),
+      directoryEntries: new Set<string>(),
+    };
     let queue: Promise<void> = Promise.resolve();
     const parser = new Parser({ strict: true, maxDecompressionRatio: options.maxDecompressionRatio });
     const tooLarge = (detail: string) =>
@@ -275,7 +320,8 @@ export function readArchive(artifact: Readable, options: ReadArchiveOptions): Pr
         return;
       }
       const raw = entry.path;
-      const path = normaliseEntryPath(raw);
+      const path = canonicalEntryPath(raw);
+      const type = entry.type === "Directory" ? "directory" : "file";
       if (path === "" && entry.type === "Directory") {
         // The root entry: ours carries the manifest; the reference flow's "./" carries nothing.
         const comment = (entry as unknown as { comment?: string }).comment;
@@ -286,7 +332,8 @@ export function readArchive(artifact: Readable, options: ReadArchiveOptions): Pr
       const reason =
         hostileEntryReason(raw, entry.type) ??
         (path === "" ? "empty path" : null) ??
-        (seen.has(path) ? "duplicate path" : null);
+        (type === "directory" && earlier.directoryEntries.has(path) ? "duplicate path" : null) ??
+        entryConflictReason(path, type, earlier);
       if (reason) {
         entry.resume();
         fail(
@@ -304,7 +351,7 @@ export function readArchive(artifact: Readable, options: ReadArchiveOptions): Pr
         );
         return;
       }
-      seen.add(path);
+      noteEntry(path, type, earlier);
       entries++;
       totalBytes += entry.size ?? 0;
       if (totalBytes > options.maxTotalBytes) {
@@ -314,7 +361,7 @@ export function readArchive(artifact: Readable, options: ReadArchiveOptions): Pr
       }
       const info: ArchiveEntryInfo = {
         path,
-        type: entry.type === "Directory" ? "directory" : "file",
+        type,
         size: entry.size ?? 0,
         mode: (entry.mode ?? 0o600) & 0o777,
       };

@@ -9,6 +9,7 @@ import { parseManifest } from "../manifest/io.js";
 import type { ManifestFile } from "../manifest/schema.js";
 import { canonicalJson } from "../manifest/format.js";
 import { hardExclusionReason } from "../policy/selection.js";
+import { BLOCK_FILE } from "../records/block.js";
 import type { SnapshotRef } from "../repository/repository.js";
 import { dirname, isWithin, join } from "../util/paths.js";
 
@@ -56,6 +57,21 @@ function disagree(label: string, path: string, why: string): SafetyError {
         "Do not restore this artifact; it was altered after it was written. Restore an older verified snapshot.",
       stage: "archive",
       data: { entry: path, reason: why },
+    },
+  );
+}
+
+function blockMarkerFolder(label: string, path: string): SafetyError {
+  const reason = `a folder where the block marker ${BLOCK_FILE} stands (it is a file paas-backup writes)`;
+  return new SafetyError(
+    "PAAS_BACKUP_HOSTILE_ENTRY",
+    `refused archive entry ${JSON.stringify(path)} in ${label}: ${reason}`,
+    {
+      path: label,
+      remediation:
+        "Do not restore this artifact; no si state has a folder by that name. Restore an older verified snapshot.",
+      stage: "archive",
+      data: { entry: path, reason },
     },
   );
 }
@@ -192,6 +208,13 @@ export async function materializeChain(options: MaterializeOptions): Promise<Mat
     const maxDecompressionRatio = manifest ? Number.POSITIVE_INFINITY : Math.max(maxExpansion, 1000);
 
     const onEntry = async (entry: ArchiveEntryInfo, body: Readable): Promise<void> => {
+      // The block marker's path is paas-backup's own: a folder there would stand where the
+      // restore writes the staged marker (and crashed it with exit 1 before issue 20).
+      if (
+        entry.path.startsWith(`${BLOCK_FILE}/`) ||
+        (entry.type === "directory" && entry.path === BLOCK_FILE)
+      )
+        throw blockMarkerFolder(label, entry.path);
       if (entry.type === "directory") {
         body.resume();
         // A folder no manifest file implies is how a fake vault/ or a decoy tree gets in: ours never write one.
