@@ -220,6 +220,12 @@ export async function recoverContext(options: {
   context: string;
   clock: () => Date;
   operator?: string;
+  /**
+   * undo even past the pivot: `rollback` of a restore whose swap stopped part way returns to the
+   * previous contents rather than completing it (the renames made are reversed, newest first; the
+   * staged folder the restored contents go back to is kept, not removed)
+   */
+  undo?: boolean;
 }): Promise<RecoveryResult | null> {
   const { fs, stateRoot } = options;
   const context = validateContextName(options.context);
@@ -230,9 +236,11 @@ export async function recoverContext(options: {
   if (!journal) return null;
   const startedAt = options.clock();
   const pivot = journal.steps[journal.pivot];
+  const forcedUndo = options.undo === true && journal.operation === "restore";
   const pivotDone =
-    journal.next > journal.pivot ||
-    (pivot !== undefined && journal.next === journal.pivot && (await stepDone(fs, pivot)));
+    !forcedUndo &&
+    (journal.next > journal.pivot ||
+      (pivot !== undefined && journal.next === journal.pivot && (await stepDone(fs, pivot))));
   let action: RecoveryResult["action"];
   try {
     // Only the step in flight can be half known; those before it ran, those after it did not
@@ -258,7 +266,7 @@ export async function recoverContext(options: {
         fs,
         journal.steps.flatMap((s) => [s.from, s.to]),
       );
-      for (const dir of journal.cleanup) await fs.rm(dir, { recursive: true, force: true });
+      if (!forcedUndo) for (const dir of journal.cleanup) await fs.rm(dir, { recursive: true, force: true });
       action = "undone";
     }
   } catch (err) {

@@ -120,8 +120,8 @@ interface RestoreRun {
   stagedContext: string;
   aside: string;
   record: IncidentRecord;
-  /** renames the swap has made, and the index of its pivot (staged -> live) */
-  swap: { done: number; pivot: number };
+  /** renames the swap has made, how many it has in all, and the index of its pivot (staged -> live) */
+  swap: { done: number; total: number; pivot: number };
 }
 
 interface ChosenChain {
@@ -307,8 +307,12 @@ async function stageRestore(run: RestoreRun, chosen: ChosenChain): Promise<Stage
       result.files.map((f) => f.path),
       { exact: run.options.exact ?? false, paths: run.options.paths ?? [] },
     );
-    for (const f of result.files)
-      if (!scopeSelects(scope, f.path)) await fs.rm(join(run.stagedContext, f.path), { force: true });
+    const dropped = result.files.filter((f) => !scopeSelects(scope!, f.path)).map((f) => f.path);
+    for (const path of dropped) await fs.rm(join(run.stagedContext, path), { force: true });
+    // The folders those files left empty go too: a staged folder the restore does not cover would
+    // stand where the swap moves the live one back (issue 20: a --path restore of a shell-made
+    // snapshot hit "something is already there" after the pivot).
+    await removeEmptiedFolders(fs, run.stagedContext, dropped);
   }
   const files = result.files.filter((f) => scopeSelects(scope!, f.path));
   const split = await partitionLive(fs, run.live, scope);
@@ -337,6 +341,19 @@ async function stageRestore(run: RestoreRun, chosen: ChosenChain): Promise<Stage
     externalDoctor: run.options.externalDoctorCommand ? { command: run.options.externalDoctorCommand } : null,
   });
   return { files, notRestored: result.notRestored, scope, split, changes };
+}
+
+/** Remove the folders of `paths` (and their parents) that are empty now, deepest first; never `root` itself. */
+async function removeEmptiedFolders(fs: FileSystem, root: string, paths: readonly string[]): Promise<void> {
+  const folders = new Set<string>();
+  for (const path of paths)
+    for (let d = dirname(path); d !== "." && d !== "" && !folders.has(d); d = dirname(d)) folders.add(d);
+  const deepestFirst = [...folders].sort((a, b) => b.split("/").length - a.split("/").length);
+  for (const folder of deepestFirst) {
+    const abs = join(root, folder);
+    const entries = await fs.readdir(abs).catch(() => null);
+    if (entries && entries.length === 0) await fs.rm(abs, { recursive: true, force: true });
+  }
 }
 
 function stagingJournal(run: RestoreRun): SwapJournal {
@@ -406,6 +423,7 @@ async function swapRestore(run: RestoreRun, staged: Staged): Promise<void> {
   };
   run.record.movedAsideTo = liveExisted ? run.aside : null;
   run.swap.pivot = journal.pivot;
+  run.swap.total = steps.length;
   await runSwap(
     fs,
     stateRoot,
@@ -618,7 +636,7 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
       requestedSnapshot: options.snapshot,
       dryRun: options.dryRun === true,
     }),
-    swap: { done: 0, pivot: Number.POSITIVE_INFINITY },
+    swap: { done: 0, total: Number.POSITIVE_INFINITY, pivot: Number.POSITIVE_INFINITY },
   };
   let swapped = false;
   try {
@@ -778,7 +796,10 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
       const incidentFile = await finishRecord(run).catch(() => null);
       if (err instanceof PaasBackupError && incidentFile)
         (err.data as Record<string, unknown>).incidentFile = incidentFile;
-      if (swapped && incidentFile) await removeJournal(fs, stateRoot, context).catch(() => undefined);
+      // Only a swap that made every rename leaves the context new (blocked): a journal of one that
+      // stopped part way is what lets the next command, or rollback, finish or undo it.
+      if (swapped && incidentFile && run.swap.done >= run.swap.total)
+        await removeJournal(fs, stateRoot, context).catch(() => undefined);
     }
     throw err;
   }

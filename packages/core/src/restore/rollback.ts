@@ -7,6 +7,7 @@ import { exists } from "../util/optional-reads.js";
 import { newIncidentRecord, writeIncident } from "../records/incident.js";
 import {
   JOURNAL_SCHEMA,
+  readJournal,
   recoverContext,
   removeJournal,
   runSwap,
@@ -39,6 +40,19 @@ interface LastRestore {
  * entries the restore had kept (vault/ first) go back into them, by rename. The caller holds the
  * context's lock.
  */
+/** A restore whose journal is still in its swap: the renames it made, where the old and restored contents are. */
+async function unfinishedRestore(
+  fs: FileSystem,
+  stateRoot: string,
+  context: string,
+): Promise<{ aside: string | null; staged: string } | null> {
+  const journal = await readJournal(fs, stateRoot, context);
+  if (!journal || journal.operation !== "restore" || !journal.phase.startsWith("swap")) return null;
+  const aside = journal.steps.find((s) => s.name === "live-aside")?.to ?? null;
+  const staged = journal.steps.find((s) => s.name === "staged-live")?.from;
+  return staged ? { aside, staged } : null;
+}
+
 export async function rollbackRestore(options: {
   fs: FileSystem;
   stateRoot: string;
@@ -50,6 +64,27 @@ export async function rollbackRestore(options: {
 }): Promise<RollbackResult> {
   const { fs, stateRoot, clock } = options;
   const context = validateContextName(options.context);
+  const unfinished = await unfinishedRestore(fs, stateRoot, context);
+  if (unfinished) {
+    // The restore's swap stopped part way (its error named rollback): put the previous contents
+    // back by reversing the renames it made, rather than completing a swap that cannot complete.
+    const recovered = await recoverContext({
+      fs,
+      stateRoot,
+      backupRoot: options.backupRoot,
+      context,
+      clock,
+      operator: options.operator,
+      undo: true,
+    });
+    return {
+      context,
+      restoredFrom: unfinished.aside ?? contextDir(stateRoot, context),
+      movedAsideTo: unfinished.staged,
+      kept: [],
+      incidentFile: recovered?.incidentFile ?? "",
+    };
+  }
   await recoverContext({
     fs,
     stateRoot,
