@@ -13,6 +13,11 @@ const needed = {
   runuser: "util-linux",
   mount: "mount",
   zsh: "zsh",
+  // a throwaway Ceph cluster serving S3 (RGW) on 127.0.0.1: @paas-backup/testing's startRgw
+  "ceph-mon": "ceph-mon",
+  "ceph-osd": "ceph-osd",
+  radosgw: "radosgw",
+  "radosgw-admin": "ceph-common",
 };
 const root = typeof process.getuid === "function" && process.getuid() === 0;
 // The suite needs root for three things, and says so once before running rather than failing a
@@ -26,7 +31,7 @@ if (!root) {
       "  - the full-disk tests mount a small tmpfs (mount needs root);",
       "  - the permission tests run the CLI as the `nobody` user (runuser needs root), from a",
       "    read-only bind mount of this checkout when its folder is private;",
-      "  - missing tools (age, promtool, rsync, ...) are installed with apt-get.",
+      "  - missing tools (age, promtool, rsync, Ceph RGW, ...) are installed with apt-get.",
       "Run it as root (e.g. `sudo npx --yes pnpm@10 test`, or a root shell in a container or VM).",
       "Without root, `npx vitest run packages/core` runs core's unit tests, which need none of this.",
     ].join("\n"),

@@ -11,7 +11,6 @@ import {
   appendFileSync,
   mkdirSync,
 } from "node:fs";
-import { randomBytes } from "node:crypto";
 import { createServer, request, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,36 +18,33 @@ import {
   S3Client,
   PutObjectCommand,
   DeleteObjectCommand,
-  CreateBucketCommand,
   GetObjectCommand,
   CopyObjectCommand,
+  HeadObjectCommand,
 } from "@aws-sdk/client-s3";
+import { startRgw, type Rgw } from "@paas-backup/testing";
 import { makeSandbox, runCli, type Sandbox } from "./helpers.js";
-import { startS3rver, type S3rver } from "./s3rver.js";
 
 // Offsite copies that heal themselves, many backup roots in one bucket, lock extension and
-// rotating data subsets: against a real s3rver on 127.0.0.1 and a directory target.
+// rotating data subsets: against a real S3 server (Ceph RGW) on 127.0.0.1 and a directory target.
 
 const CTX = "internal-dogfood";
-const creds = { AWS_ACCESS_KEY_ID: "S3RVER", AWS_SECRET_ACCESS_KEY: "S3RVER", AWS_REGION: "us-east-1" };
+let creds: Record<string, string>;
 
-let server: S3rver;
+let server: Rgw;
 let endpoint: string;
 let s3port: number;
 let client: S3Client;
-let bucketN = 0;
 
-/**
- * A proxy in front of s3rver that plays a bucket with Object Lock enabled: it answers the lock
- * configuration and PutObjectRetention itself (s3rver implements neither) and records every request.
- */
+/** A proxy in front of RGW that records every request (the lock headers and retention bodies sent). */
 let lockProxy: Server;
 let lockEndpoint: string;
 const lockRequests: { method: string; url: string; headers: Record<string, unknown>; body: string }[] = [];
 
 beforeAll(async () => {
-  server = await startS3rver();
-  const addr = { port: server.port };
+  server = await startRgw();
+  creds = server.env;
+  const addr = { port: Number(new URL(server.endpoint).port) };
   s3port = addr.port;
   endpoint = `http://127.0.0.1:${addr.port}`;
   lockProxy = createServer((req, res) => {
@@ -62,19 +58,6 @@ beforeAll(async () => {
         headers: req.headers,
         body: body.toString("utf8"),
       });
-      const url = new URL(req.url!, "http://x");
-      if (url.searchParams.has("object-lock") && req.method === "GET") {
-        res.writeHead(200, { "content-type": "application/xml" });
-        res.end(
-          `<?xml version="1.0" encoding="UTF-8"?><ObjectLockConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><ObjectLockEnabled>Enabled</ObjectLockEnabled></ObjectLockConfiguration>`,
-        );
-        return;
-      }
-      if (url.searchParams.has("retention") && req.method === "PUT") {
-        res.writeHead(200);
-        res.end();
-        return;
-      }
       const up = request(
         { host: "127.0.0.1", port: s3port, method: req.method, path: req.url, headers: req.headers },
         (r) => {
@@ -87,14 +70,7 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => lockProxy.listen(0, "127.0.0.1", () => r()));
   lockEndpoint = `http://127.0.0.1:${(lockProxy.address() as { port: number }).port}`;
-  client = new S3Client({
-    endpoint,
-    region: "us-east-1",
-    forcePathStyle: true,
-    credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" },
-    requestChecksumCalculation: "WHEN_REQUIRED",
-    responseChecksumValidation: "WHEN_REQUIRED",
-  });
+  client = server.client;
 });
 
 afterAll(async () => {
@@ -103,9 +79,7 @@ afterAll(async () => {
 });
 
 async function newBucket(): Promise<string> {
-  const name = `heal-${++bucketN}-${randomBytes(3).toString("hex")}`;
-  await client.send(new CreateBucketCommand({ Bucket: name }));
-  return name;
+  return server.createBucket({ prefix: "heal" });
 }
 
 function rootOf(backupRoot: string): string {
@@ -128,7 +102,7 @@ function openUp(dir: string): void {
   }
 }
 
-describe("push puts back what is missing or damaged (s3rver)", () => {
+describe("push puts back what is missing or damaged (RGW)", () => {
   let sb: Sandbox;
   let bucket: string;
   let s3: string[];
@@ -256,10 +230,15 @@ describe("push puts back what is missing or damaged (s3rver)", () => {
   });
 
   it("extends the Object Lock of copies retention still keeps, and warns that the lock is shorter than retention", async () => {
-    const env = (at: string) => ({ PAAS_BACKUP_NOW: at });
+    // A real Object Lock bucket: every simulated date is after the real clock, as RGW refuses a
+    // retention date in the past.
+    const base = Math.ceil(Date.now() / 3_600_000) * 3_600_000;
+    const at = (days: number, hours: number) => new Date(base + days * 86_400_000 + hours * 3_600_000);
+    const env = (when: Date) => ({ PAAS_BACKUP_NOW: when.toISOString() });
+    const locked = await server.createBucket({ prefix: "locked", objectLock: true });
     const lockS3 = [
       "--to",
-      `s3://${bucket}/locked`,
+      `s3://${locked}/locked`,
       "--endpoint",
       lockEndpoint,
       "--path-style",
@@ -268,14 +247,10 @@ describe("push puts back what is missing or damaged (s3rver)", () => {
       "--lock-days",
       "10",
     ];
-    const s = (
-      await cli(["--json", "snapshot", "--context", CTX, "--insecure-plaintext"], env("2026-06-01T01:00:00Z"))
-    ).json.data[0];
+    const s = (await cli(["--json", "snapshot", "--context", CTX, "--insecure-plaintext"], env(at(0, 1))))
+      .json.data[0];
     lockRequests.length = 0;
-    const push = await cli(
-      ["--json", "offsite", "push", "--context", CTX, ...lockS3],
-      env("2026-06-01T02:00:00Z"),
-    );
+    const push = await cli(["--json", "offsite", "push", "--context", CTX, ...lockS3], env(at(0, 2)));
     expect(push.code, push.stdout + push.stderr).toBe(0);
     expect(push.json.warnings.join(" ")).toMatch(
       /holds copies 10 days, but offsite retention keeps them up to 93 days/,
@@ -283,40 +258,44 @@ describe("push puts back what is missing or damaged (s3rver)", () => {
     expect(push.json.data[0].immutability.enabled).toBe(true);
     expect(push.json.data[0].extended).toEqual([]);
     expect(lockRequests.filter((r) => r.url.includes("retention"))).toEqual([]);
-    // six days on, less than half of the 10 days is left: push extends to now + 10 days
+    // six days on, less than half of the 10 days is left: push extends to now + 10 days, and RGW takes it
     lockRequests.length = 0;
-    const later = await cli(
-      ["--json", "offsite", "push", "--context", CTX, ...lockS3],
-      env("2026-06-07T02:00:00Z"),
-    );
+    const later = await cli(["--json", "offsite", "push", "--context", CTX, ...lockS3], env(at(6, 2)));
     expect(later.code, later.stdout).toBe(0);
     const ext = later.json.data[0].extended;
     expect(ext.map((e: any) => e.id)).toEqual([s.id]);
-    expect(Date.parse(ext[0].retainUntil)).toBeGreaterThan(Date.parse("2026-06-17T01:59:00Z"));
+    // (the simulated clock runs on from PAAS_BACKUP_NOW while the command works)
+    expect(Date.parse(ext[0].retainUntil) - at(16, 2).getTime()).toBeGreaterThanOrEqual(0);
+    expect(Date.parse(ext[0].retainUntil) - at(16, 2).getTime()).toBeLessThan(60_000);
     const sent = lockRequests.filter((r) => r.method === "PUT" && r.url.includes("retention"));
     const keys = sent.map((r) => decodeURIComponent(new URL(r.url, "http://x").pathname));
     expect(keys).toEqual(
       expect.arrayContaining([
-        `/${bucket}/locked/roots/${rootOf(sb.backupRoot)}/${CTX}/${s.id}.tar.gz`,
-        `/${bucket}/locked/roots/${rootOf(sb.backupRoot)}/${CTX}/${s.id}.tar.gz.sha256`,
+        `/${locked}/locked/roots/${rootOf(sb.backupRoot)}/${CTX}/${s.id}.tar.gz`,
+        `/${locked}/locked/roots/${rootOf(sb.backupRoot)}/${CTX}/${s.id}.tar.gz.sha256`,
       ]),
+    );
+    // the server holds the copy to the new date
+    const held = await client.send(
+      new HeadObjectCommand({
+        Bucket: locked,
+        Key: `locked/roots/${rootOf(sb.backupRoot)}/${CTX}/${s.id}.tar.gz`,
+      }),
+    );
+    expect(held.ObjectLockMode).toBe("GOVERNANCE");
+    expect(Math.floor(held.ObjectLockRetainUntilDate!.getTime() / 1000)).toBe(
+      Math.floor(Date.parse(ext[0].retainUntil) / 1000),
     );
     for (const r of sent) {
       expect(r.body).toContain("<Mode>GOVERNANCE</Mode>");
       expect(Date.parse(/<RetainUntilDate>([^<]+)</.exec(r.body)![1]!)).toBe(Date.parse(ext[0].retainUntil));
     }
     // the explicit command: nothing due again right after
-    const cmd = await cli(
-      ["--json", "offsite", "extend-locks", "--context", CTX, ...lockS3],
-      env("2026-06-07T03:00:00Z"),
-    );
+    const cmd = await cli(["--json", "offsite", "extend-locks", "--context", CTX, ...lockS3], env(at(6, 3)));
     expect(cmd.code).toBe(0);
     expect(cmd.json.data[0].extended).toEqual([]);
     // and again once less than half is left
-    const far = await cli(
-      ["--json", "offsite", "extend-locks", "--context", CTX, ...lockS3],
-      env("2026-06-15T03:00:00Z"),
-    );
+    const far = await cli(["--json", "offsite", "extend-locks", "--context", CTX, ...lockS3], env(at(14, 3)));
     expect(far.json.data[0].extended.map((e: any) => e.id)).toEqual([s.id]);
   });
 

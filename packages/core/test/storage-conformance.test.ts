@@ -6,10 +6,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { S3Client, CreateBucketCommand } from "@aws-sdk/client-s3";
-import { MemoryStorage, createStateRoot } from "@paas-backup/testing";
+import { MemoryStorage, createStateRoot, startRgw, type Rgw } from "@paas-backup/testing";
 import { nodeFs } from "@paas-backup/core/node";
-import { startS3rver, type S3rver } from "../../cli/test/s3rver.js";
 import { S3Storage } from "@paas-backup/s3";
 import {
   LocalStorage,
@@ -27,8 +25,8 @@ import {
 
 /**
  * One contract, every driver (as restic's backend test suite does): the backup root and an
- * offsite folder (local driver on a real disk), the memory driver, and S3 against a real s3rver
- * on 127.0.0.1. A driver that passes this suite can hold a repository.
+ * offsite folder (local driver on a real disk), the memory driver, and S3 against a real S3
+ * server: Ceph RGW on 127.0.0.1 (startRgw). A driver that passes this suite can hold a repository.
  */
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 const body = (b: Buffer) => Readable.from([b]);
@@ -55,24 +53,15 @@ async function sweepUntilFound(storage: ObjectStorage, prefix: string): Promise<
 }
 
 let work: string;
-let s3: S3rver;
-let client: S3Client;
-let endpoint: string;
+let rgw: Rgw;
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), "pb-conformance-"));
-  s3 = await startS3rver();
-  endpoint = s3.endpoint;
-  client = new S3Client({
-    endpoint,
-    region: "us-east-1",
-    forcePathStyle: true,
-    credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" },
-  });
+  rgw = await startRgw();
 });
 
 afterAll(async () => {
-  await s3.stop();
+  await rgw.stop();
   // The offsite driver leaves its folders read-only (0500): open them so a non-root run can clean up.
   execFileSync("chmod", ["-R", "u+rwx", work]);
   rmSync(work, { recursive: true, force: true });
@@ -87,18 +76,17 @@ const drivers: { name: string; open: () => Promise<ObjectStorage> }[] = [
   },
   { name: "memory", open: async () => new MemoryStorage(`memory://conformance-${++n}`) },
   {
-    name: "s3 (s3rver)",
+    name: "s3 (Ceph RGW)",
     open: async () => {
-      const bucket = `conformance-${++n}-${randomBytes(3).toString("hex")}`;
-      await client.send(new CreateBucketCommand({ Bucket: bucket }));
+      const bucket = await rgw.createBucket({ prefix: "conformance" });
       // a small part size and page size, so multipart staging and pagination are exercised
       return new S3Storage({
         bucket,
         prefix: "repo",
         url: `s3://${bucket}/repo`,
-        endpoint,
+        endpoint: rgw.endpoint,
         pathStyle: true,
-        client,
+        client: rgw.client,
         partSize: 5 * 1024 * 1024,
         pageSize: 2,
       });

@@ -26,3 +26,4 @@ export {
   type FaultCall,
 } from "./fault-fs.js";
 export { MemoryStorage } from "./memory-storage.js";
+export { startRgw, RGW_PACKAGES, RGW_CLIENT_CHECKSUMS, type Rgw } from "./rgw.js";

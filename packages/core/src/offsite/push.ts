@@ -71,6 +71,10 @@ export async function pushOffsite(options: {
     extended: [],
     warnings: targetWarnings(target),
   };
+  if (target.objectLock && !immutability.enabled)
+    result.warnings.push(
+      `Object Lock is configured for ${storage.url}, but ${immutability.detail}: copies are uploaded without retention and are not immutable. Create the bucket with Object Lock enabled to make them so.`,
+    );
   await ensureRootMarker(storage, identity.id, identity.host, identity.createdAt);
   const now = options.clock();
   let dirty = false;
@@ -95,12 +99,15 @@ export async function pushOffsite(options: {
       });
       continue;
     }
-    const lock = target.objectLock
-      ? {
-          mode: target.objectLock.mode,
-          retainUntil: new Date(now.getTime() + target.objectLock.days * 86_400_000),
-        }
-      : undefined;
+    // Only a bucket with Object Lock enabled takes retention headers: S3 and RGW refuse them
+    // elsewhere (400), and the copy would not be immutable anyway (reported, exit 4 when required).
+    const lock =
+      target.objectLock && immutability.enabled
+        ? {
+            mode: target.objectLock.mode,
+            retainUntil: new Date(now.getTime() + target.objectLock.days * 86_400_000),
+          }
+        : undefined;
     const existing = await view.head(snap.artifactKey);
     if (existing && existing.sha256 !== null && existing.sha256 !== check.actual) {
       // Not ours: another backup root sharing this identity (a copied root) wrote it. Never replace it.
