@@ -147,7 +147,7 @@ export const COMMANDS: CommandSpec[] = [
     exitCodes: ["usage", "safety", "busy", "redacted", "environment", "unexpected"],
     recover: true,
     prestartScanner: true,
-    json: "`data[0]`: `id`, `kind`, `parent` (null for a full), `artifact`, `checksumFile`, `manifestFile`, `sha256`, `files`, `bytes` (artifact size), `sourceBytes`, `storedBytes` (bytes put in the archive), `encrypted`, `absent`, `excluded`, `skipped`, `warnings`, `redactions[]` (`path`, `line`, `rule`, `acknowledged`; never the value; exit 9 while any is unacknowledged, with `ok: false` and `error`, the snapshot taken). With `--dry-run`: `data` is one entry per path: `path`, `action` (`include`/`exclude`/`skip`/`absent`), `rule`, `size`",
+    json: "`data[0]`: `id`, `kind`, `parent` (null for a full), `artifact`, `checksumFile`, `manifestFile`, `sha256`, `files`, `bytes` (artifact size), `sourceBytes`, `storedBytes` (bytes put in the archive), `encrypted`, `absent`, `excluded`, `skipped`, `warnings`, `redactions[]` (`path`, `line`, `rule`, `acknowledged`; never the value; exit 9 while any is unacknowledged, with `ok: false` and `error`, the snapshot taken). With `--dry-run`: `data` is one entry per path: `path`, `action` (`include`/`exclude`/`skip`/`absent`), `rule` (in words), `ruleId` (the rule as a stable id from core's plan: `protected`, `optional:releases`, `excluded:vault`, `excluded:not-protected`, `excluded:not-requested:cache`, `skipped:symlink`, ...), `size`",
     load: L(() => import("./commands/snapshot.js"), "snapshotCommand"),
   },
   {

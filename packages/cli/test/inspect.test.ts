@@ -186,6 +186,29 @@ describe("ls, dump, diff, find and snapshot --dry-run", () => {
     expect((by.get("vault/") as { action: string; rule: string }).action).toBe("exclude");
     expect((by.get("vault/") as { rule: string }).rule.length).toBeGreaterThan(3);
     expect((by.get("alerts/telegram.json") as { action: string }).action).toBe("exclude");
+    // the rule that decided each path comes from core's plan: its words in `rule`, its id in `ruleId`
+    expect(by.get("config.json")).toMatchObject({ ruleId: "protected", rule: "protected file (policy §2)" });
+    expect(by.get("vault/")).toMatchObject({
+      ruleId: "excluded:vault",
+      rule: "vault material (policy §3.1)",
+    });
+    expect(by.get("alerts/telegram.json")).toMatchObject({ ruleId: "excluded:alert-credentials" });
+    const withReleases = await runCli([
+      ...sb.flags,
+      "--json",
+      "snapshot",
+      "--context",
+      CTX,
+      "--dry-run",
+      "--include",
+      "releases",
+    ]);
+    const release = withReleases.json.data.find((d: { path: string }) => d.path.startsWith("releases/"));
+    expect(release).toMatchObject({
+      action: "include",
+      ruleId: "optional:releases",
+      rule: "optional folder asked for (--include releases)",
+    });
     expect(treeHashes(sb.backupRoot)).toEqual(before);
     const human = await runCli([...sb.flags, "snapshot", "--context", CTX, "--dry-run"]);
     expect(human.stdout).toContain("nothing was written");

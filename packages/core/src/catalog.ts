@@ -7,5 +7,6 @@ export { scanSnapshots, scanSnapshotsIn, type SnapshotRef } from "./repository/r
 export { checkSnapshotChecksum, type ChecksumCheck } from "./repository/checksum.js";
 export { compareSnapshotIds } from "./repository/ids.js";
 export { validateContextName } from "./policy/context.js";
+export { contextDir, contextsDir } from "./util/paths.js";
 export { parseManifest } from "./manifest/io.js";
 export { canonicalJson, MANIFEST_FORMAT } from "./manifest/format.js";

@@ -60,7 +60,12 @@ export {
   formatChecksumLine,
   type ChecksumState,
 } from "./repository/checksum.js";
-export { planSnapshotContents, type SnapshotContents } from "./snapshot/plan.js";
+export {
+  planSnapshotContents,
+  type SnapshotContents,
+  type PathDecision,
+  type PathRule,
+} from "./snapshot/plan.js";
 export {
   createSnapshot,
   isAcknowledged,
@@ -140,7 +145,7 @@ export {
 export { writeIncident, listRecords, newIncidentRecord, type IncidentRecord } from "./records/incident.js";
 export { appendAuditEvent } from "./records/audit.js";
 export { TOOL_NAME, TOOL_VERSION } from "./version.js";
-export { isWithin } from "./util/paths.js";
+export { isWithin, contextDir, contextsDir } from "./util/paths.js";
 export { createIdentityFile } from "./archive/identity.js";
 export {
   ageEncryptor,

@@ -11,7 +11,13 @@ export {
   type SnapshotKind,
   type SnapshotRedaction,
 } from "./snapshot/create.js";
-export { planSnapshotContents, type SnapshotContents } from "./snapshot/plan.js";
+export {
+  planSnapshotContents,
+  type SnapshotContents,
+  type PathDecision,
+  type PathRule,
+} from "./snapshot/plan.js";
+export { contextDir, contextsDir } from "./util/paths.js";
 export { withContextLock, acquireContextLock, type LockOwner, type HeldLock } from "./repository/lock.js";
 export { allowRepoStateFrom, assertSafeLocations, type GuardedLocation } from "./policy/work-tree.js";
 export { recoverContext, hasJournal, type RecoveryResult } from "./restore/journal.js";

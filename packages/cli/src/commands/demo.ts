@@ -5,6 +5,7 @@ import {
   ExitCode,
   ageDecryptor,
   ageEncryptor,
+  contextDir,
   createSnapshot,
   generateIdentityFile,
   restoreSnapshot,
@@ -139,9 +140,9 @@ export async function demoCommand(rt: Runtime, flags: { keep?: boolean }): Promi
       `${restored.snapshot.id} into ${target}: outcome ${restored.outcome}, doctor ${restored.doctor?.ok ? "ok" : "FAILED"}, incident record ${restored.incidentFile}`,
     );
     const before = await treeDigest(fs, source.contextDir(context));
-    const after = await treeDigest(fs, join(target, "contexts", context));
+    const after = await treeDigest(fs, contextDir(target, context));
     // The restore appends its own audit event (policy §7.3); compare the log without that last line.
-    const audit = Buffer.from(await fs.readFile(join(target, "contexts", context, "events", "audit.jsonl")));
+    const audit = Buffer.from(await fs.readFile(join(contextDir(target, context), "events", "audit.jsonl")));
     const withoutRestoreEvent = audit.subarray(0, audit.lastIndexOf(10, audit.length - 2) + 1);
     after.set("events/audit.jsonl", createHash("sha256").update(withoutRestoreEvent).digest("hex"));
     const expected = [...before.keys()].filter((p) =>

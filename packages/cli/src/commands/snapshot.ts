@@ -5,9 +5,9 @@ import {
   withContextLock,
   type SnapshotKind,
   type SnapshotResult,
+  contextDir,
 } from "@paas-backup/core/snapshot";
 import { UsageError, ExitCode } from "@paas-backup/core/errors";
-import { join } from "node:path";
 import type { Runtime } from "../runtime.js";
 import { redactionNotice } from "../render/redactions.js";
 import { environmentError } from "../host/environment.js";
@@ -33,28 +33,17 @@ export interface SnapshotFlags extends KeyFlags {
  */
 async function dryRun(rt: Runtime, context: string, flags: SnapshotFlags): Promise<number> {
   const include = parseInclude(flags.include, rt.config.include);
-  const dir = join(rt.stateRoot, "contexts", context);
+  const dir = contextDir(rt.stateRoot, context);
   requireContextDirExists(dir, context);
   const plan = await planSnapshotContents(rt.fs, dir, include);
-  const rows = [
-    ...plan.files.map((f) => ({
-      path: f.path,
-      action: "include",
-      rule:
-        f.path.includes("/") && /^(releases|cache)\//.test(f.path)
-          ? `optional folder asked for (--include ${f.path.split("/")[0]})`
-          : "protected file (policy §2)",
-      size: f.stat.size,
-    })),
-    ...plan.absent.map((p) => ({
-      path: p,
-      action: "absent",
-      rule: "protected file not present in the context",
-      size: null,
-    })),
-    ...plan.excluded.map((e) => ({ path: e.path, action: "exclude", rule: e.reason, size: null })),
-    ...plan.skipped.map((e) => ({ path: e.path, action: "skip", rule: e.reason, size: null })),
-  ];
+  // core's plan names the rule that decided each path: `rule` keeps its words, `ruleId` the stable id
+  const rows = plan.decisions.map((d) => ({
+    path: d.path,
+    action: d.action,
+    rule: d.reason,
+    ruleId: d.rule,
+    size: d.size,
+  }));
   if (rt.json) printEnvelope(rt, { ok: true, context, mode: "dry-run", data: rows, include });
   else {
     rt.write(
@@ -73,7 +62,7 @@ async function dryRun(rt: Runtime, context: string, flags: SnapshotFlags): Promi
 async function plannedBytes(rt: Runtime, context: string, flags: SnapshotFlags): Promise<number> {
   const plan = await planSnapshotContents(
     rt.fs,
-    join(rt.stateRoot, "contexts", context),
+    contextDir(rt.stateRoot, context),
     parseInclude(flags.include, rt.config.include),
   );
   return plan.files.reduce((n, f) => n + f.stat.size, 0);
@@ -88,7 +77,7 @@ export async function takeSnapshot(
 ): Promise<SnapshotResult> {
   await assertBackupLocation(rt);
   // Before the lock: a context that does not exist must leave nothing in the backup root.
-  requireContextDirExists(join(rt.stateRoot, "contexts", context), context);
+  requireContextDirExists(contextDir(rt.stateRoot, context), context);
   const encryptor = await resolveEncryptor(rt, flags);
   const bar = progressBar(rt, `snapshot ${context}`);
   try {

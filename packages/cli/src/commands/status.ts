@@ -1,5 +1,4 @@
-import { join } from "node:path";
-import { validateContextName, ExitCode, UsageError } from "@paas-backup/core";
+import { contextsDir, validateContextName, ExitCode, UsageError } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { printEnvelope } from "../envelope.js";
 import { table } from "../render/text.js";
@@ -22,7 +21,7 @@ export async function statusCommand(
   if (contexts.length === 0)
     throw new UsageError(
       "PAAS_BACKUP_NO_CONTEXTS",
-      `no contexts in ${join(rt.stateRoot, "contexts")} or ${rt.backupRoot}`,
+      `no contexts in ${contextsDir(rt.stateRoot)} or ${rt.backupRoot}`,
       {
         path: rt.backupRoot,
         remediation:

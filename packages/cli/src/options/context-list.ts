@@ -1,11 +1,10 @@
 import { readdirSync } from "node:fs";
-import { join } from "node:path";
-import { isContextFolderName, UsageError } from "@paas-backup/core";
+import { contextsDir, isContextFolderName, UsageError } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 
 /** The contexts of the state root (--all-contexts). */
 export function contextsOf(rt: Runtime): string[] {
-  const dir = join(rt.stateRoot, "contexts");
+  const dir = contextsDir(rt.stateRoot);
   try {
     return readdirSync(dir, { withFileTypes: true })
       .filter((e) => e.isDirectory() && isContextFolderName(e.name))
@@ -23,7 +22,7 @@ export function contextsOf(rt: Runtime): string[] {
 /** Every context the state root has, and every context the backup root has snapshots or tick records of. */
 export function fleetContexts(rt: Runtime): string[] {
   const names = new Set<string>();
-  for (const dir of [join(rt.stateRoot, "contexts"), rt.backupRoot]) {
+  for (const dir of [contextsDir(rt.stateRoot), rt.backupRoot]) {
     try {
       for (const e of readdirSync(dir, { withFileTypes: true }))
         if (e.isDirectory() && isContextFolderName(e.name)) names.add(e.name);

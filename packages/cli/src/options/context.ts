@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { scanSnapshots, validateContextName } from "@paas-backup/core/catalog";
+import { contextDir, scanSnapshots, validateContextName } from "@paas-backup/core/catalog";
 import { UsageError } from "@paas-backup/core/errors";
 import type { Runtime } from "../runtime.js";
 
@@ -23,7 +23,7 @@ export function requireContext(value: string | undefined): string {
  * "no snapshots" or pass on nothing).
  */
 export async function requireKnownContext(rt: Runtime, context: string): Promise<void> {
-  const live = join(rt.stateRoot, "contexts", context);
+  const live = contextDir(rt.stateRoot, context);
   const backups = join(rt.backupRoot, context);
   if (
     existsSync(live) ||
