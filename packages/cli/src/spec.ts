@@ -477,6 +477,35 @@ export const COMMANDS: CommandSpec[] = [
     load: L(() => import("./commands/drill.js"), "drillStatusCommand"),
   },
   {
+    path: ["report"],
+    summary:
+      "governance report for auditors (policy §7): coverage, retention, offsite copies, restores, drills, exceptions and keys over a period, as JSON, HTML or CSV",
+    flags: [
+      {
+        flags: "--context <name>",
+        description: "a context to report (repeatable; or --all-contexts)",
+        repeatable: true,
+      },
+      { flags: "--all-contexts", description: "every context with a folder in the backup root" },
+      { flags: "--period <period>", description: "a quarter (2026-Q4), a month (2026-11) or a year (2026)" },
+      { flags: "--from <date>", description: "first day of the period (2026-10-01), with --to" },
+      { flags: "--to <date>", description: "last day of the period, inclusive (2026-12-31), with --from" },
+      { flags: "--format <format>", description: "json (default), html or csv" },
+      {
+        flags: "--out <file>",
+        description:
+          "write the report here (atomically, 0600) and print a summary; default: the report on stdout",
+      },
+    ],
+    examples: [
+      "paas-backup report --all-contexts --period 2026-Q4 --format html --out q4.html",
+      "paas-backup report --context internal-dogfood --from 2026-10-01 --to 2026-10-31 --format csv --out oct.csv",
+    ],
+    exitCodes: ["usage", "environment", "unexpected"],
+    json: "with `--out`: `data[0]`: `out`, `format`, `schema`, `period`, `contexts[]` (`context`, `evidenceFrom`, `shareOfHours`, `shareOfDays`, `largestGapHours`, `restores`, `quartersWithPassedDrill`, `quarters`, `exceptions`, `openExceptions`); without: `data[0]` is the report (schema `paas-backup/report@1`, see *The governance report*)",
+    load: L(() => import("./commands/report.js"), "reportCommand"),
+  },
+  {
     path: ["status"],
     summary:
       "the fleet at a glance: newest full and incremental, chain, drill, offsite copies, block, last tick; exit 11 when a context needs attention",

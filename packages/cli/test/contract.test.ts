@@ -156,6 +156,10 @@ describe("one envelope, every command, every outcome", () => {
         ["keygen", "--out", join(sb.dir, "keys", "second.txt")],
         ["keygen", "--out", identity],
       ],
+      report: [
+        ["report", "--context", CTX, "--period", "2026-Q4"],
+        ["report", "--context", CTX, "--period", "2026-Q5"],
+      ],
       demo: [null, ["demo", "--nope"]],
       completion: [null, ["completion", "tcsh"]],
     };

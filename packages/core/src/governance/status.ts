@@ -8,6 +8,7 @@ import { drillStatus, type DrillStatus } from "./drill.js";
 import { contextBackupDir, join } from "../util/paths.js";
 import { writeFileAtomic } from "../util/atomic.js";
 import { randomUUID } from "node:crypto";
+import { appendHistory } from "../repository/history.js";
 
 /**
  * The fleet at a glance: per context, what an operator checks every morning, from what the backup
@@ -99,6 +100,17 @@ export async function recordTickOutcome(
     lastSuccessAt: outcome.ok ? outcome.at.toISOString() : (previous?.lastSuccessAt ?? null),
   };
   await fs.mkdir(contextBackupDir(backupRoot, context), { recursive: true, mode: 0o700 });
+  // Every outcome is kept for audits (tick.json holds only the last one).
+  await appendHistory(fs, backupRoot, context, "ticks", {
+    schema: "paas-backup/history-tick@1",
+    at: record.at,
+    context,
+    ok: record.ok,
+    action: record.action,
+    reason: record.reason,
+    snapshot: outcome.snapshot ? { id: outcome.snapshot.id, kind: outcome.snapshot.kind } : null,
+    error: record.error,
+  });
   await writeFileAtomic(
     fs,
     tickPath(backupRoot, context),

@@ -32,6 +32,8 @@ export interface OffsiteCopy {
   /** set by a deep verify that read other bytes than we copied, or a push that found the copy gone; cleared when it is put back */
   problem?: string | null;
   problemSeenAt?: string | null;
+  /** when a verify last read the copy's bytes and found them as copied (audit evidence, issue 24) */
+  readVerifiedAt?: string | null;
 }
 
 export interface OffsiteRecord {

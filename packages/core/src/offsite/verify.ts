@@ -120,6 +120,10 @@ export async function verifyOffsite(options: {
         copy.problemSeenAt = null;
         recordChanged = true;
       }
+      if (problems.length === 0 && readData) {
+        copy.readVerifiedAt = now.toISOString();
+        recordChanged = true;
+      }
     }
     results.push({
       id: e.id,

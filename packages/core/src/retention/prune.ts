@@ -3,6 +3,7 @@ import { validateContextName } from "../policy/context.js";
 import { backupRootStorage, deleteSnapshot, listSnapshotsIn } from "../repository/repository.js";
 import type { ObjectStorage } from "../repository/storage.js";
 import { checkSnapshotChecksum } from "../repository/checksum.js";
+import { appendHistory } from "../repository/history.js";
 import { planRetention, type RetentionPlan, type RetentionPolicy } from "./plan.js";
 
 export interface PruneResult {
@@ -54,7 +55,18 @@ export async function pruneSnapshots(options: {
   const swept: string[] = [];
   if (!options.dryRun) {
     const byId = new Map(all.map((s) => [s.id, s]));
-    for (const { id } of plan.remove) {
+    for (const { id, reason } of plan.remove) {
+      // Evidence first (issue 24): a deletion recorded but interrupted leaves the snapshot listed,
+      // which a report sees; a deletion done but unrecorded would leave no trace at all.
+      await appendHistory(options.fs, options.backupRoot, context, "prune", {
+        schema: "paas-backup/history-prune@1",
+        at: options.clock().toISOString(),
+        context,
+        id,
+        kind: byId.get(id)!.kind,
+        reason,
+        where: options.repository ? options.repository.url : "local",
+      });
       // plan.remove is newest first already
       await deleteSnapshot(byId.get(id)!);
       removed.push(id);
