@@ -1,9 +1,10 @@
 import { buildReport, parseReportPeriod } from "@paas-backup/core/report";
 import { UsageError } from "@paas-backup/core/errors";
 import type { Runtime } from "../runtime.js";
-import { printEnvelope, table } from "../output.js";
+import { table } from "../render/text.js";
+import { printEnvelope } from "../envelope.js";
 import { renderReportCsv, renderReportHtml } from "../render/report.js";
-import { resolveTargets } from "../targets.js";
+import { resolveTargets } from "../options/targets.js";
 import { randomUUID } from "node:crypto";
 import { basename, dirname, join } from "node:path";
 
