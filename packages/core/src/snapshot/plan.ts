@@ -90,149 +90,179 @@ export async function planSnapshotContents(
   dir: string,
   include: readonly OptionalFolder[],
 ): Promise<SnapshotContents> {
-  const files: PlannedFile[] = [];
-  const absent: string[] = [];
-  const excluded: ManifestEntryNote[] = [];
-  const skipped: ManifestEntryNote[] = [];
-  const protectedSet = new Set<string>(PROTECTED_FILES);
-  // the manifest records excluded and skipped paths with their reason only; the rule id rides beside
-  const ruleOf = new Map<PlannedFile | ManifestEntryNote, PathRule>();
-  const take = (path: string, stat: FileStat, rule: PathRule) => {
-    const file = { path, stat };
-    files.push(file);
-    ruleOf.set(file, rule);
-  };
-  const exclude = (path: string, rule: PathRule, reason: string) => {
-    const note = { path, reason };
-    excluded.push(note);
-    ruleOf.set(note, rule);
-  };
-  const excludeHard = (path: string, hard: { rule: HardExclusionRule; reason: string }) =>
-    exclude(path, `excluded:${hard.rule}`, hard.reason);
-  const skip = (path: string, rule: PathRule, reason: string) => {
-    const note = { path, reason };
-    skipped.push(note);
-    ruleOf.set(note, rule);
-  };
-  const skipEntry = (path: string, kind: string) =>
-    kind === "symlink"
-      ? skip(path, "skipped:symlink", "symbolic link (never followed)")
-      : skip(path, "skipped:not-regular-file", `not a regular file (${kind})`);
+  const planner = new ContentsPlanner(fs, dir, include);
+  await planner.planProtectedFiles();
+  await planner.planTopLevel();
+  return planner.result();
+}
 
-  for (const path of PROTECTED_FILES) {
-    // every component checked, not only the last: a symlinked events/ is never read through
-    const inside = await lstatInside(fs, dir, path);
-    if (inside?.link !== undefined) {
-      skip(
-        path,
-        "skipped:under-link",
-        inside.kind === "symlink"
-          ? `under symbolic link ${inside.link} (never followed)`
-          : `under ${inside.link}, which is not a folder (${inside.kind})`,
-      );
-      continue;
-    }
-    const stat = inside?.stat ?? null;
-    if (!stat) absent.push(path);
-    else if (stat.kind === "file") take(path, stat, "protected");
-    else skipEntry(path, stat.kind);
+const byName = (a: { name: string }, b: { name: string }) => (a.name < b.name ? -1 : 1);
+const PROTECTED_FOLDERS = ["events", "webhooks", "alerts"];
+
+/** One plan in the making: the lists it fills are fields; each way a path is decided is a method. */
+class ContentsPlanner {
+  readonly files: PlannedFile[] = [];
+  readonly absent: string[] = [];
+  readonly excluded: ManifestEntryNote[] = [];
+  readonly skipped: ManifestEntryNote[] = [];
+  private readonly protectedSet = new Set<string>(PROTECTED_FILES);
+  // the manifest records excluded and skipped paths with their reason only; the rule id rides beside
+  private readonly ruleOf = new Map<PlannedFile | ManifestEntryNote, PathRule>();
+
+  constructor(
+    private readonly fs: FileSystem,
+    private readonly dir: string,
+    private readonly include: readonly OptionalFolder[],
+  ) {}
+
+  private take(path: string, stat: FileStat, rule: PathRule): void {
+    const file = { path, stat };
+    this.files.push(file);
+    this.ruleOf.set(file, rule);
   }
 
-  // Iterative: a folder nested thousands of levels deep must not exhaust the stack.
-  const walk = async (folder: OptionalFolder): Promise<void> => {
+  private exclude(path: string, rule: PathRule, reason: string): void {
+    const note = { path, reason };
+    this.excluded.push(note);
+    this.ruleOf.set(note, rule);
+  }
+
+  /** Policy §3 comes first, wherever the path is: true when it kept the path out. */
+  private excludedByPolicy(path: string, isFolder: boolean): boolean {
+    const hard = hardExclusion(path);
+    if (hard) this.exclude(isFolder ? `${path}/` : path, `excluded:${hard.rule}`, hard.reason);
+    return hard !== null;
+  }
+
+  private skip(path: string, rule: PathRule, reason: string): void {
+    const note = { path, reason };
+    this.skipped.push(note);
+    this.ruleOf.set(note, rule);
+  }
+
+  private skipEntry(path: string, kind: string): void {
+    if (kind === "symlink") this.skip(path, "skipped:symlink", "symbolic link (never followed)");
+    else this.skip(path, "skipped:not-regular-file", `not a regular file (${kind})`);
+  }
+
+  private async readdirSorted(rel: string) {
+    return (await this.fs.readdir(rel ? join(this.dir, rel) : this.dir)).sort(byName);
+  }
+
+  /** The ten files of policy §2: taken, absent, or skipped when a link is on the way. */
+  async planProtectedFiles(): Promise<void> {
+    for (const path of PROTECTED_FILES) {
+      // every component checked, not only the last: a symlinked events/ is never read through
+      const inside = await lstatInside(this.fs, this.dir, path);
+      if (inside?.link !== undefined) {
+        this.skip(
+          path,
+          "skipped:under-link",
+          inside.kind === "symlink"
+            ? `under symbolic link ${inside.link} (never followed)`
+            : `under ${inside.link}, which is not a folder (${inside.kind})`,
+        );
+        continue;
+      }
+      const stat = inside?.stat ?? null;
+      if (!stat) this.absent.push(path);
+      else if (stat.kind === "file") this.take(path, stat, "protected");
+      else this.skipEntry(path, stat.kind);
+    }
+  }
+
+  /** Top level and the protected folders: explain everything that is not taken. */
+  async planTopLevel(): Promise<void> {
+    for (const entry of await this.readdirSorted("")) {
+      const name = entry.name;
+      const isFolder = entry.kind === "directory";
+      if (this.protectedSet.has(name) || this.excludedByPolicy(name, isFolder)) continue;
+      if (isFolder && (OPTIONAL_FOLDERS as readonly string[]).includes(name))
+        await this.planOptionalFolder(name as OptionalFolder);
+      else if (isFolder && PROTECTED_FOLDERS.includes(name)) await this.planProtectedFolder(name);
+      else if (entry.kind === "symlink") this.skip(name, "skipped:symlink", "symbolic link (never followed)");
+      else
+        this.exclude(
+          isFolder ? `${name}/` : name,
+          "excluded:not-protected",
+          "not a protected file (policy §2)",
+        );
+    }
+  }
+
+  /** An optional folder: walked when asked for, else left out as a whole. */
+  private async planOptionalFolder(folder: OptionalFolder): Promise<void> {
+    if (!this.include.includes(folder)) {
+      this.exclude(
+        `${folder}/`,
+        `excluded:not-requested:${folder}`,
+        `optional folder not requested (--include ${folder})`,
+      );
+      return;
+    }
+    // Iterative: a folder nested thousands of levels deep must not exhaust the stack.
     const pending: string[] = [folder];
     while (pending.length > 0) {
       const rel = pending.shift()!;
       const below: string[] = [];
-      for (const entry of (await fs.readdir(join(dir, rel))).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      for (const entry of await this.readdirSorted(rel)) {
         const path = `${rel}/${entry.name}`;
-        const hard = hardExclusion(path);
-        if (hard) excludeHard(entry.kind === "directory" ? `${path}/` : path, hard);
-        else if (entry.kind === "directory") below.push(path);
-        else if (entry.kind === "file") take(path, await fs.lstat(join(dir, path)), `optional:${folder}`);
-        else skipEntry(path, entry.kind);
+        if (this.excludedByPolicy(path, entry.kind === "directory")) continue;
+        if (entry.kind === "directory") below.push(path);
+        else if (entry.kind === "file")
+          this.take(path, await this.fs.lstat(join(this.dir, path)), `optional:${folder}`);
+        else this.skipEntry(path, entry.kind);
       }
       pending.unshift(...below);
     }
-  };
+  }
 
-  // Top level and the protected folders: explain everything that is not taken.
-  const topLevel = (await fs.readdir(dir)).sort((a, b) => (a.name < b.name ? -1 : 1));
-  for (const entry of topLevel) {
-    const name = entry.name;
-    if (protectedSet.has(name)) continue;
-    const hard = hardExclusion(name);
-    if (hard) {
-      excludeHard(entry.kind === "directory" ? `${name}/` : name, hard);
-      continue;
-    }
-    if ((OPTIONAL_FOLDERS as readonly string[]).includes(name) && entry.kind === "directory") {
-      const folder = name as OptionalFolder;
-      if (include.includes(folder)) await walk(folder);
-      else
-        exclude(
-          `${name}/`,
-          `excluded:not-requested:${folder}`,
-          `optional folder not requested (--include ${name})`,
-        );
-      continue;
-    }
-    if (entry.kind === "directory" && ["events", "webhooks", "alerts"].includes(name)) {
-      for (const inner of (await fs.readdir(join(dir, name))).sort((a, b) => (a.name < b.name ? -1 : 1))) {
-        const path = `${name}/${inner.name}`;
-        if (protectedSet.has(path)) continue;
-        const innerPath = inner.kind === "directory" ? `${path}/` : path;
-        const innerHard = hardExclusion(path);
-        if (innerHard) excludeHard(innerPath, innerHard);
-        else exclude(innerPath, "excluded:not-protected", "not a protected file (policy §2)");
-      }
-      continue;
-    }
-    if (entry.kind === "symlink") skip(name, "skipped:symlink", "symbolic link (never followed)");
-    else
-      exclude(
-        entry.kind === "directory" ? `${name}/` : name,
+  /** events/, webhooks/, alerts/: only their protected files go in; the rest is named. */
+  private async planProtectedFolder(name: string): Promise<void> {
+    for (const inner of await this.readdirSorted(name)) {
+      const path = `${name}/${inner.name}`;
+      const isFolder = inner.kind === "directory";
+      if (this.protectedSet.has(path) || this.excludedByPolicy(path, isFolder)) continue;
+      this.exclude(
+        isFolder ? `${path}/` : path,
         "excluded:not-protected",
         "not a protected file (policy §2)",
       );
+    }
   }
 
-  files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  const decisions: PathDecision[] = [
-    ...files.map((f): PathDecision => {
-      const rule = ruleOf.get(f)!;
-      return {
-        path: f.path,
-        action: "include",
-        rule,
-        reason:
+  /** The lists, files in path order, and one decision per path with its rule. */
+  result(): SnapshotContents {
+    const { files, absent, excluded, skipped, ruleOf } = this;
+    files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    const note =
+      (action: "exclude" | "skip") =>
+      (e: ManifestEntryNote): PathDecision => ({
+        path: e.path,
+        action,
+        rule: ruleOf.get(e)!,
+        reason: e.reason,
+        size: null,
+      });
+    const decisions: PathDecision[] = [
+      ...files.map((f): PathDecision => {
+        const rule = ruleOf.get(f)!;
+        const reason =
           rule === "protected"
             ? "protected file (policy §2)"
-            : `optional folder asked for (--include ${rule.slice("optional:".length)})`,
-        size: f.stat.size,
-      };
-    }),
-    ...absent.map((path): PathDecision => ({
-      path,
-      action: "absent",
-      rule: "protected",
-      reason: "protected file not present in the context",
-      size: null,
-    })),
-    ...excluded.map((e): PathDecision => ({
-      path: e.path,
-      action: "exclude",
-      rule: ruleOf.get(e)!,
-      reason: e.reason,
-      size: null,
-    })),
-    ...skipped.map((e): PathDecision => ({
-      path: e.path,
-      action: "skip",
-      rule: ruleOf.get(e)!,
-      reason: e.reason,
-      size: null,
-    })),
-  ];
-  return { contextDir: dir, files, absent, excluded, skipped, decisions };
+            : `optional folder asked for (--include ${rule.slice("optional:".length)})`;
+        return { path: f.path, action: "include", rule, reason, size: f.stat.size };
+      }),
+      ...absent.map((path): PathDecision => ({
+        path,
+        action: "absent",
+        rule: "protected",
+        reason: "protected file not present in the context",
+        size: null,
+      })),
+      ...excluded.map(note("exclude")),
+      ...skipped.map(note("skip")),
+    ];
+    return { contextDir: this.dir, files, absent, excluded, skipped, decisions };
+  }
 }
