@@ -52,12 +52,16 @@ export const ERROR_CODES = {
   PAAS_BACKUP_INVALID_ARGUMENT: "a flag or option value that cannot be",
   PAAS_BACKUP_INVALID_CONTEXT: "a context name that is not one",
   PAAS_BACKUP_JOURNAL_UNREADABLE: "a swap journal cannot be read; the context may be half swapped",
-  PAAS_BACKUP_LOCKED: "another run holds the context's lock",
+  PAAS_BACKUP_LEASE_LOST:
+    "a shared repository's lease was taken over while its holder paused: its commit was refused (exit 6)",
+  PAAS_BACKUP_LOCKED: "another run holds the context's lock (or a shared repository's lease)",
   PAAS_BACKUP_MANIFEST_DISAGREES: "an archive entry disagrees with its manifest",
   PAAS_BACKUP_MANIFEST_INVALID: "a manifest that is not valid",
   PAAS_BACKUP_NOTHING_TO_DRILL: "no snapshot that verifies, so no drill",
   PAAS_BACKUP_NOTHING_TO_ROLL_BACK: "no restore to roll back",
   PAAS_BACKUP_NOT_CONFIRMED: "the operator did not confirm a restore",
+  PAAS_BACKUP_NO_CONDITIONAL_WRITES:
+    "a storage server or bucket that ignores create-only writes, refused as a shared repository (exit 4)",
   PAAS_BACKUP_NO_CONTEXTS: "no contexts to work on",
   PAAS_BACKUP_NO_RECIPIENT: "no age recipient and no --insecure-plaintext",
   PAAS_BACKUP_NO_SNAPSHOTS: "a context without snapshots",

@@ -203,6 +203,7 @@ export {
   type PutResult,
   type Immutability,
   type TargetSpec,
+  type CreateOnlyResult,
 } from "./repository/storage.js";
 export { LocalStorage, type LocalStorageOptions } from "./repository/drivers/local.js";
 export {
@@ -259,3 +260,17 @@ export {
   type SnapshotDiff,
   type FoundCopy,
 } from "./snapshot/inspect.js";
+export {
+  acquireLease,
+  probeConditionalWrites,
+  readLeaseState,
+  readFencedLog,
+  leaseLost,
+  Lease,
+  DEFAULT_LEASE_TTL_MS,
+  MIN_LEASE_TTL_MS,
+  type LeaseOptions,
+  type LeaseHolder,
+  type LeaseState,
+  type LogEntry,
+} from "./repository/lease.js";

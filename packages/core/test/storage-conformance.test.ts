@@ -20,6 +20,7 @@ import {
   checkSnapshotChecksum,
   pruneSnapshots,
   stagedKey,
+  probeConditionalWrites,
   type ObjectStorage,
 } from "@paas-backup/core";
 
@@ -180,6 +181,27 @@ describe.each(drivers)("storage contract: $name", ({ open }) => {
     expect(swept[0]).toMatch(/^ctx\/\.crashed\.tar\.gz\.[0-9a-f]{8}\.partial$/);
     expect(await storage.sweepStaged("ctx/", FAR_FUTURE)).toEqual([]);
     expect(stagedKey("ctx/crashed.tar.gz", "0000").startsWith("ctx/.crashed.tar.gz.")).toBe(true);
+  });
+
+  it("create-only writes: exactly one of racing creators wins; a driver without them is refused for sharing", async () => {
+    const storage = await open();
+    if (!storage.createOnly) {
+      await expect(probeConditionalWrites(storage)).rejects.toMatchObject({
+        code: "PAAS_BACKUP_NO_CONDITIONAL_WRITES",
+      });
+      return;
+    }
+    const made = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => storage.createOnly!("leases/x/e1", Buffer.from(`racer ${i}\n`))),
+    );
+    expect(made.filter((m) => m.created)).toHaveLength(1);
+    expect((await readAll(await storage.get("leases/x/e1"))).toString()).toMatch(/^racer \d\n$/);
+    const listed = [];
+    for await (const o of storage.list("leases/x/", { keysOnly: true })) listed.push(o);
+    expect(listed).toMatchObject([{ key: "leases/x/e1", size: "racer 0\n".length }]);
+    expect(listed[0]!.lastModified).toBeInstanceOf(Date);
+    expect(await storage.serverTime!()).toBeInstanceOf(Date);
+    await expect(probeConditionalWrites(storage)).resolves.toBeUndefined();
   });
 
   it("holds a repository: a snapshot written through the driver lists, verifies and prunes", async () => {

@@ -23,6 +23,7 @@ import {
   stagedMismatch,
 } from "@paas-backup/core";
 import type {
+  CreateOnlyResult,
   Immutability,
   ObjectStorage,
   PutOptions,
@@ -46,6 +47,14 @@ export interface S3StorageOptions {
   pageSize?: number;
   /** credentials come from the AWS default chain (environment, shared files, instance roles); tests may inject */
   client?: S3Client;
+}
+
+/** The HTTP Date header of an S3 answer, kept in $metadata by the middleware the constructor adds. */
+function serverDate(output: unknown): Date | null {
+  const date = (output as { $metadata?: { serverDate?: string } })?.$metadata?.serverDate;
+  if (!date) return null;
+  const at = new Date(date);
+  return Number.isNaN(at.getTime()) ? null : at;
 }
 
 function errorName(err: unknown): string {
@@ -110,6 +119,17 @@ export class S3Storage implements ObjectStorage {
       ...(options.endpoint ? { endpoint: options.endpoint } : {}),
     };
     this.client = options.client ?? new S3Client(config);
+    // Keep each answer's Date header where serverDate() finds it: leases are judged on the server's clock.
+    this.client.middlewareStack.add(
+      (next) => async (args) => {
+        const result = await next(args);
+        const date = (result.response as { headers?: Record<string, string> })?.headers?.date;
+        const metadata = (result.output as { $metadata?: Record<string, unknown> })?.$metadata;
+        if (date && metadata) metadata.serverDate = date;
+        return result;
+      },
+      { step: "deserialize", name: "paasBackupServerDate", priority: "high", override: true },
+    );
     this.partSize = Math.max(5 * 1024 * 1024, options.partSize ?? 16 * 1024 * 1024);
   }
 
@@ -247,6 +267,54 @@ export class S3Storage implements ObjectStorage {
     };
   }
 
+  /**
+   * `If-None-Match: *` on a single PUT (never multipart: RGW 16 ignores conditions on
+   * CompleteMultipartUpload). 412 means the key exists; AWS answers 409 when another conditional
+   * write to the key is in flight, which is the same answer: someone else is creating it.
+   */
+  async createOnly(key: string, body: Buffer): Promise<CreateOnlyResult> {
+    try {
+      const r = await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.options.bucket,
+          Key: this.key(key),
+          Body: body,
+          ContentLength: body.length,
+          IfNoneMatch: "*",
+          Metadata: { sha256: createHash("sha256").update(body).digest("hex") },
+        }),
+      );
+      return { created: true, at: serverDate(r) ?? new Date() };
+    } catch (err) {
+      const status = httpStatus(err);
+      if (status === 412 || status === 409 || errorName(err) === "PreconditionFailed")
+        return { created: false };
+      throw storageFailure(err, "create-only upload", this.locate(key));
+    }
+  }
+
+  /** The Date header of a one-key listing under the prefix: one cheap request on the server's clock. */
+  async serverTime(): Promise<Date> {
+    const r = await this.send("reading the server's clock", "", () =>
+      this.client.send(
+        new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: this.key(""), MaxKeys: 1 }),
+      ),
+    );
+    const at = serverDate(r);
+    if (!at)
+      throw new PaasBackupError(
+        "PAAS_BACKUP_STORAGE_FAILED",
+        ExitCode.environment,
+        `${this.url} answered without a Date header, so leases cannot be judged on the server's clock`,
+        {
+          path: this.url,
+          remediation: "Use an S3 server (or proxy) that sends the HTTP Date header on every answer.",
+          stage: "storage",
+        },
+      );
+    return at;
+  }
+
   async get(key: string): Promise<Readable> {
     try {
       const r = await this.client.send(
@@ -287,7 +355,7 @@ export class S3Storage implements ObjectStorage {
   private async *listKeys(
     prefix: string,
     shallow: boolean,
-  ): AsyncGenerator<{ key: string; lastModified: Date | null }> {
+  ): AsyncGenerator<{ key: string; size: number; lastModified: Date | null }> {
     let ContinuationToken: string | undefined;
     const full = this.key(prefix);
     const strip = this.options.prefix ? this.options.prefix.length + 1 : 0;
@@ -304,14 +372,21 @@ export class S3Storage implements ObjectStorage {
         ),
       );
       for (const o of page.Contents ?? [])
-        yield { key: (o.Key ?? "").slice(strip), lastModified: o.LastModified ?? null };
+        yield { key: (o.Key ?? "").slice(strip), size: o.Size ?? 0, lastModified: o.LastModified ?? null };
       ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (ContinuationToken);
   }
 
-  async *list(prefix: string, options: { shallow?: boolean } = {}): AsyncIterable<StoredObject> {
-    for await (const { key } of this.listKeys(prefix, options.shallow === true)) {
+  async *list(
+    prefix: string,
+    options: { shallow?: boolean; keysOnly?: boolean } = {},
+  ): AsyncIterable<StoredObject> {
+    for await (const { key, size, lastModified } of this.listKeys(prefix, options.shallow === true)) {
       if (isStagedKey(key)) continue;
+      if (options.keysOnly) {
+        yield { key, size, sha256: null, lastModified, retainUntil: null, lockMode: null };
+        continue;
+      }
       // Listing does not carry metadata: head each object for its sha256 and lock.
       const h = await this.head(key);
       if (h) yield h;

@@ -9,6 +9,7 @@ import {
   stagedMismatch,
 } from "@paas-backup/core";
 import type {
+  CreateOnlyResult,
   ObjectStorage,
   PutOptions,
   PutResult,
@@ -110,6 +111,24 @@ export class MemoryStorage implements ObjectStorage {
         this.objects.delete(staging);
       },
     };
+  }
+
+  /** `honoursConditions: false` plays a server that ignores If-None-Match (s3rver, a versioned RGW 16 bucket) */
+  honoursConditions = true;
+
+  async createOnly(key: string, body: Buffer): Promise<CreateOnlyResult> {
+    if (this.objects.has(key) && this.honoursConditions) return { created: false };
+    const at = this.clock();
+    this.objects.set(key, {
+      data: Buffer.from(body),
+      sha256: createHash("sha256").update(body).digest("hex"),
+      lastModified: at,
+    });
+    return { created: true, at };
+  }
+
+  async serverTime(): Promise<Date> {
+    return this.clock();
   }
 
   async get(key: string): Promise<Readable> {

@@ -86,8 +86,12 @@ export interface ObjectStorage {
   get(key: string): Promise<Readable>;
   /** null when there is no such object */
   head(key: string): Promise<StoredObject | null>;
-  /** every object under the prefix, following the backend's pagination; `shallow` stops at the next "/"; staged objects are not listed */
-  list(prefix: string, options?: { shallow?: boolean }): AsyncIterable<StoredObject>;
+  /**
+   * every object under the prefix, following the backend's pagination; `shallow` stops at the next
+   * "/"; staged objects are not listed. `keysOnly`: key, size and time from the listing alone, with
+   * sha256 and lock left null where the backend would need a request per object for them (S3).
+   */
+  list(prefix: string, options?: { shallow?: boolean; keysOnly?: boolean }): AsyncIterable<StoredObject>;
   /** deleting a missing object is not an error */
   delete(key: string): Promise<void>;
   /** remove staged objects under the prefix last written before `olderThan` (interrupted runs); returns their keys */
@@ -100,7 +104,19 @@ export interface ObjectStorage {
   extendLock?(key: string, lock: { mode: "COMPLIANCE" | "GOVERNANCE"; retainUntil: Date }): Promise<void>;
   /** where a key lives, for messages: a path for directories, a URL otherwise */
   locate(key: string): string;
+  /**
+   * Create-only write of a small object (S3 `If-None-Match: *`): exactly one of several writers
+   * racing for a key creates it, the others get `created: false`. Leases and the fenced commit
+   * log of a shared repository rest on it. Servers that ignore the condition (s3rver, and Ceph
+   * RGW 16 on a versioned bucket) are caught by probeConditionalWrites, never trusted.
+   */
+  createOnly?(key: string, body: Buffer): Promise<CreateOnlyResult>;
+  /** The storage server's clock (S3: the Date header of an answer): leases are judged on it, never on the host's. */
+  serverTime?(): Promise<Date>;
 }
+
+export type CreateOnlyResult =
+  { created: true; /** the server's time of the write */ at: Date } | { created: false };
 
 /** The one "not found" of every driver: a repository object that should be there is not. */
 export class ObjectNotFoundError extends IntegrityError {

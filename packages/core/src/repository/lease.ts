@@ -1,0 +1,367 @@
+import { randomUUID } from "node:crypto";
+import { BusyError, SafetyError, UsageError } from "../errors.js";
+import type { CreateOnlyResult, ObjectStorage } from "./storage.js";
+
+/**
+ * Single writers for a repository shared by several hosts, on nothing but an object store with
+ * create-only writes (S3 `If-None-Match: *`). No compare-and-swap: Ceph RGW 16 answers 412 to every
+ * `If-Match`, so nothing here ever overwrites an object; every step creates a new key.
+ *
+ *   leases/<name>/e<epoch>              taking the lease: the epoch only grows; one creator wins it
+ *   leases/<name>/e<epoch>.r<seq>       renewals while held (the newest Last-Modified is the heartbeat)
+ *   leases/<name>/e<epoch>.released     given back
+ *   log/<name>/<seq>                    the fenced commit log: create-only, numbered, one JSON entry each
+ *
+ * A lease whose heartbeat is older than its ttl on the *server's* clock (its Date header against the
+ * objects' Last-Modified) is free to take over: the host clocks of a fleet never decide. A lease
+ * alone cannot stop a holder that paused (GC, SIGSTOP, a suspended VM) past its ttl and then goes
+ * on, so the writes that matter are commits: a create-only entry at the next number of the
+ * name's log, carrying the epoch. A host that takes over a stale (unreleased) lease first appends a
+ * "begin" entry; a commit is refused once a begin of a later epoch is in the log, and readers
+ * ignore any entry behind such a begin (fencing). The commit is one small PUT, never a multipart
+ * upload or a copy (RGW 16 ignores conditions on CompleteMultipartUpload) (Apache Hudi's S3 lock provider (RFC-91), Terraform's S3 lockfile, and
+ * restic's lock files and kopia's maintenance owner for the pitfalls).
+ */
+export interface LeaseHolder {
+  host: string;
+  pid: number;
+  command: string;
+}
+
+export interface LeaseOptions {
+  storage: ObjectStorage;
+  /** what is leased: `context/<name>` for a context's writer, `maintenance` for prune and offsite work */
+  name: string;
+  holder: LeaseHolder;
+  /** a lease not renewed for this long (server time) may be taken over; see DEFAULT_LEASE_TTL_MS */
+  ttlMs: number;
+}
+
+/** Production default: long enough for a slow snapshot's renewals to land, short enough that a dead host's work resumes soon. */
+export const DEFAULT_LEASE_TTL_MS = 5 * 60_000;
+/** The shortest safe ttl: Date and Last-Modified have whole seconds, and a renewal must land well inside it. */
+export const MIN_LEASE_TTL_MS = 10_000;
+
+const EPOCH = /^e(\d{12})(?:\.(?:r(\d{6})|(released)))?$/;
+const pad = (n: number, width: number) => String(n).padStart(width, "0");
+const epochKey = (name: string, epoch: number) => `leases/${name}/e${pad(epoch, 12)}`;
+
+interface LeaseRecord {
+  holder: LeaseHolder;
+  ttlMs: number;
+  run: string;
+}
+
+export interface LeaseState {
+  /** the highest epoch ever taken (0: never) */
+  epoch: number;
+  heartbeat: Date | null;
+  released: boolean;
+  renewals: number;
+  /** every key of the lease, for clean-up */
+  keys: string[];
+}
+
+function needsConditionalWrites(
+  storage: ObjectStorage,
+): asserts storage is ObjectStorage & Required<Pick<ObjectStorage, "createOnly" | "serverTime">> {
+  if (!storage.createOnly || !storage.serverTime)
+    throw new SafetyError(
+      "PAAS_BACKUP_NO_CONDITIONAL_WRITES",
+      `${storage.url} (${storage.kind}) has no create-only writes, so several hosts cannot share it safely`,
+      {
+        path: storage.url,
+        remediation:
+          "Use an S3 bucket as the shared repository (s3://bucket/prefix), or keep this repository to one host.",
+        stage: "lease",
+      },
+    );
+}
+
+export async function readLeaseState(storage: ObjectStorage, name: string): Promise<LeaseState> {
+  const state: LeaseState = { epoch: 0, heartbeat: null, released: false, renewals: 0, keys: [] };
+  const seen: { epoch: number; renewal: number | null; released: boolean; at: Date | null }[] = [];
+  for await (const o of storage.list(`leases/${name}/`, { shallow: true, keysOnly: true })) {
+    const m = EPOCH.exec(o.key.slice(`leases/${name}/`.length));
+    if (!m) continue;
+    state.keys.push(o.key);
+    seen.push({
+      epoch: Number(m[1]),
+      renewal: m[2] ? Number(m[2]) : null,
+      released: m[3] !== undefined,
+      at: o.lastModified,
+    });
+  }
+  for (const s of seen) state.epoch = Math.max(state.epoch, s.epoch);
+  for (const s of seen.filter((s) => s.epoch === state.epoch)) {
+    if (s.released) state.released = true;
+    if (s.renewal !== null) state.renewals = Math.max(state.renewals, s.renewal);
+    if (s.at && (!state.heartbeat || s.at > state.heartbeat)) state.heartbeat = s.at;
+  }
+  return state;
+}
+
+async function readRecord(storage: ObjectStorage, key: string): Promise<LeaseRecord | null> {
+  try {
+    const chunks: Buffer[] = [];
+    for await (const c of await storage.get(key)) chunks.push(c as Buffer);
+    const parsed = JSON.parse(Buffer.concat(chunks).toString("utf8")) as LeaseRecord;
+    return typeof parsed.ttlMs === "number" ? parsed : null;
+  } catch {
+    return null;
+  }
+}
+
+export interface LogEntry {
+  seq: number;
+  epoch: number;
+  kind: "begin" | "commit";
+  lease: string;
+  data: Record<string, unknown>;
+  /** the server's time of the commit, when known */
+  at?: string;
+}
+
+const logKey = (name: string, seq: number) => `log/${name}/${pad(seq, 12)}`;
+
+async function logKeys(storage: ObjectStorage, name: string): Promise<[number, string][]> {
+  const out: [number, string][] = [];
+  for await (const o of storage.list(`log/${name}/`, { shallow: true, keysOnly: true })) {
+    const m = /\/(\d{12})$/.exec(o.key);
+    if (m) out.push([Number(m[1]), o.key]);
+  }
+  return out.sort((a, b) => a[0] - b[0]);
+}
+
+async function logHeadOf(storage: ObjectStorage, name: string): Promise<number> {
+  const keys = await logKeys(storage, name);
+  return keys.length > 0 ? keys[keys.length - 1]![0] : 0;
+}
+
+async function readEntry(storage: ObjectStorage, key: string): Promise<LogEntry | null> {
+  try {
+    const chunks: Buffer[] = [];
+    for await (const c of await storage.get(key)) chunks.push(c as Buffer);
+    const e = JSON.parse(Buffer.concat(chunks).toString("utf8")) as LogEntry;
+    return typeof e.seq === "number" && typeof e.epoch === "number" ? e : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The name's log as readers must see it: every entry in order, each commit marked `fenced` when a
+ * begin of a later epoch comes before it (a writer that paused past its lease and went on).
+ */
+export async function readFencedLog(
+  storage: ObjectStorage,
+  name: string,
+): Promise<(LogEntry & { fenced: boolean })[]> {
+  const out: (LogEntry & { fenced: boolean })[] = [];
+  let begun = 0;
+  for (const [, key] of await logKeys(storage, name)) {
+    const entry = await readEntry(storage, key);
+    if (!entry) continue;
+    if (entry.kind === "begin") begun = Math.max(begun, entry.epoch);
+    out.push({ ...entry, fenced: entry.kind === "commit" && entry.epoch < begun });
+  }
+  return out;
+}
+
+/** The lease was taken over by a later epoch: whatever its holder was about to commit is refused. */
+export function leaseLost(name: string, epoch: number, by: number, where: string): BusyError {
+  return new BusyError(
+    "PAAS_BACKUP_LEASE_LOST",
+    `the lease ${name} of epoch ${epoch} was taken over by epoch ${by} (this run paused or stalled past its lease): nothing more is committed`,
+    {
+      path: where,
+      remediation:
+        "Another host carries on with this work; run the command again later. If it happens often, raise the lease ttl above the longest pause.",
+      stage: "lease",
+      data: { epoch, takenBy: by },
+    },
+  );
+}
+
+export class Lease {
+  private renewalSeq: number;
+  private timer: ReturnType<typeof setInterval> | null = null;
+  /** set when a renewal found the lease taken over: the holder must stop */
+  lostTo: number | null = null;
+  constructor(
+    readonly storage: ObjectStorage & Required<Pick<ObjectStorage, "createOnly" | "serverTime">>,
+    readonly name: string,
+    readonly epoch: number,
+    readonly ttlMs: number,
+    /** the server's time of the taking: renewals are due well before acquiredAt + ttl */
+    readonly acquiredAt: Date,
+    /** a stale holder's epoch this lease took over (unreleased): commits must fence it out */
+    readonly tookOver: number | null,
+    /** the log's last entry when the lease was taken (or our own last commit) */
+    private logHead: number,
+  ) {
+    this.renewalSeq = 0;
+  }
+
+  /**
+   * Commit one entry: a create-only PUT at the log's next number. Refused (PAAS_BACKUP_LEASE_LOST)
+   * once a later epoch has begun, even if this holder never noticed it paused.
+   */
+  async commit(data: Record<string, unknown>): Promise<LogEntry> {
+    if (this.lostTo !== null) throw leaseLost(this.name, this.epoch, this.lostTo, this.storage.url);
+    for (;;) {
+      const keys = await logKeys(this.storage, this.name);
+      for (const [seq, key] of keys) {
+        if (seq <= this.logHead) continue;
+        const entry = await readEntry(this.storage, key);
+        if (entry?.kind === "begin" && entry.epoch > this.epoch) {
+          this.lostTo = entry.epoch;
+          throw leaseLost(this.name, this.epoch, entry.epoch, this.storage.locate(key));
+        }
+      }
+      const seq = (keys.length > 0 ? keys[keys.length - 1]![0] : 0) + 1;
+      const entry: LogEntry = { seq, epoch: this.epoch, kind: "commit", lease: this.name, data };
+      const made = await this.storage.createOnly(
+        logKey(this.name, seq),
+        Buffer.from(`${JSON.stringify(entry)}\n`),
+      );
+      if (made.created) {
+        this.logHead = seq;
+        return { ...entry, at: made.at.toISOString() };
+      }
+    }
+  }
+
+  /** A new create-only renewal key (never an overwrite); then the lease must still be ours. */
+  async renew(): Promise<void> {
+    if (this.lostTo !== null) throw leaseLost(this.name, this.epoch, this.lostTo, this.storage.url);
+    for (;;) {
+      this.renewalSeq++;
+      const made: CreateOnlyResult = await this.storage.createOnly(
+        `${epochKey(this.name, this.epoch)}.r${pad(this.renewalSeq, 6)}`,
+        Buffer.from("{}\n"),
+      );
+      if (made.created) break;
+    }
+    const state = await readLeaseState(this.storage, this.name);
+    if (state.epoch > this.epoch) {
+      this.lostTo = state.epoch;
+      throw leaseLost(this.name, this.epoch, state.epoch, this.storage.url);
+    }
+  }
+
+  /** Renew every third of the ttl until released; a failed renewal is kept for the holder to see. */
+  keepAlive(onLost?: (err: unknown) => void): void {
+    if (this.timer) return;
+    this.timer = setInterval(
+      () => {
+        this.renew().catch((err) => onLost?.(err));
+      },
+      Math.max(1000, Math.floor(this.ttlMs / 3)),
+    );
+    this.timer.unref?.();
+  }
+
+  /** Give the lease back; nobody can renew or commit under this epoch afterwards. */
+  async release(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    if (this.lostTo !== null) return;
+    await this.storage.createOnly(`${epochKey(this.name, this.epoch)}.released`, Buffer.from("{}\n"));
+  }
+}
+
+/**
+ * Take the lease, or say who holds it (PAAS_BACKUP_LOCKED, exit 6). Of hosts racing for a free
+ * lease exactly one creates the next epoch's key. A held lease is free once its heartbeat is older
+ * than the longer of its holder's ttl and ours, on the server's clock.
+ */
+export async function acquireLease(options: LeaseOptions): Promise<Lease> {
+  const { storage, name } = options;
+  needsConditionalWrites(storage);
+  if (!/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/.test(name) || name.split("/").some((p) => /^\.+$/.test(p)))
+    throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", `bad lease name ${JSON.stringify(name)}`, {
+      remediation: "Name a lease with letters, digits, '.', '_' and '-', in '/'-separated parts.",
+      stage: "lease",
+    });
+  for (let attempt = 0; attempt < 8; attempt++) {
+    const state = await readLeaseState(storage, name);
+    let tookOver: number | null = null;
+    if (state.epoch > 0 && !state.released) {
+      const now = await storage.serverTime();
+      const record = await readRecord(storage, epochKey(name, state.epoch));
+      const ttl = Math.max(options.ttlMs, record?.ttlMs ?? 0);
+      const age = state.heartbeat ? now.getTime() - state.heartbeat.getTime() : Infinity;
+      if (age < ttl) {
+        const who = record
+          ? `${record.holder.command} (pid ${record.holder.pid} on ${record.holder.host})`
+          : "another run";
+        throw new BusyError(
+          "PAAS_BACKUP_LOCKED",
+          `${name} is leased by ${who}, epoch ${state.epoch}, renewed ${Math.round(age / 1000)} s ago (server time)`,
+          {
+            path: storage.locate(epochKey(name, state.epoch)),
+            remediation: `Another host is doing this work; it is free again once released, or ${Math.ceil((ttl - age) / 1000)} s after its holder stops renewing.`,
+            stage: "lease",
+            data: { epoch: state.epoch, holder: record?.holder ?? null, ageMs: age, ttlMs: ttl },
+          },
+        );
+      }
+      tookOver = state.epoch;
+    }
+    const epoch = state.epoch + 1;
+    const record: LeaseRecord = { holder: options.holder, ttlMs: options.ttlMs, run: randomUUID() };
+    const made = await storage.createOnly(epochKey(name, epoch), Buffer.from(`${JSON.stringify(record)}\n`));
+    if (!made.created) continue; // another host took this epoch first: judge again
+    // Keys of epochs before the previous one are history nobody reads: drop them (best effort).
+    for (const key of state.keys) {
+      const m = EPOCH.exec(key.slice(`leases/${name}/`.length));
+      if (m && Number(m[1]) < state.epoch) await storage.delete(key).catch(() => undefined);
+    }
+    // Taking over a holder that never released: a "begin" entry fences out whatever it commits later.
+    let head = await logHeadOf(storage, name);
+    if (tookOver !== null)
+      for (;;) {
+        const begin: LogEntry = { seq: head + 1, epoch, kind: "begin", lease: name, data: { tookOver } };
+        const put = await storage.createOnly(
+          logKey(name, head + 1),
+          Buffer.from(`${JSON.stringify(begin)}\n`),
+        );
+        if (put.created) {
+          head += 1;
+          break;
+        }
+        head = await logHeadOf(storage, name);
+      }
+    return new Lease(storage, name, epoch, options.ttlMs, made.at, tookOver, head);
+  }
+  throw new BusyError("PAAS_BACKUP_LOCKED", `${name}: other hosts kept taking the lease first`, {
+    path: storage.url,
+    remediation: "Several hosts are starting the same work at once; run the command again.",
+    stage: "lease",
+  });
+}
+
+/**
+ * Before a repository is shared by hosts, prove the server honours create-only writes: the second
+ * create-only PUT of one key must fail. s3rver ignores the condition; Ceph RGW 16 ignores it on a
+ * versioned or Object Lock bucket (it adds a version). Locks on such a server would only look safe.
+ */
+export async function probeConditionalWrites(storage: ObjectStorage): Promise<void> {
+  needsConditionalWrites(storage);
+  const key = `leases/.probe/${randomUUID()}`;
+  const first = await storage.createOnly(key, Buffer.from("first\n"));
+  const second = await storage.createOnly(key, Buffer.from("second\n"));
+  await storage.delete(key).catch(() => undefined);
+  if (first.created && !second.created) return;
+  throw new SafetyError(
+    "PAAS_BACKUP_NO_CONDITIONAL_WRITES",
+    `${storage.url} ignores create-only writes (a second If-None-Match: * PUT of one key succeeded), so leases there would only look safe: refused as a shared repository`,
+    {
+      path: storage.url,
+      remediation:
+        "Use a bucket on a server that honours If-None-Match: * (AWS S3; Ceph RGW 16 only on a bucket without versioning or Object Lock), or keep the repository on one host's disk.",
+      stage: "lease",
+    },
+  );
+}
