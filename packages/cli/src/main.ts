@@ -14,6 +14,7 @@ import {
 } from "./spec.js";
 import { exitTable } from "./exit-codes.js";
 import { finishRun, printFailure, type RunState } from "./run.js";
+import { endQuietlyOnClosedPipe, isClosedPipe } from "./host/closed-pipe.js";
 
 // The AWS SDK warns on every run that its 2027 releases will need Node 22; operators cannot act
 // on that from a cron log, so that one warning is dropped and every other is kept.
@@ -204,11 +205,13 @@ export async function main(argv: string[]): Promise<number> {
   return state.exitCode;
 }
 
+endQuietlyOnClosedPipe();
 main(process.argv).then(
   (code) => {
     process.exitCode = code;
   },
   (err) => {
+    if (isClosedPipe(err)) return;
     process.stderr.write(redactText(`paas-backup: ${(err as Error).message}\n`));
     process.exitCode = 1;
   },

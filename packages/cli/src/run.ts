@@ -5,6 +5,7 @@ import type { CommandSpec } from "./spec.js";
 import { EXIT_ERROR_CODE, EXIT_MEANING, exitName } from "./exit-codes.js";
 import type { Envelope } from "./envelope.js";
 import { environmentError } from "./host/environment.js";
+import { isClosedPipe } from "./host/closed-pipe.js";
 
 export interface RunState {
   exitCode: number;
@@ -68,6 +69,8 @@ export async function finishRun(
       (await import("@paas-backup/core/scan-lane")).prestartScanWorker();
     const { createRuntime } = await import("./runtime.js");
     rt = await createRuntime(flags, process.env, command);
+    if (spec.writesSnapshots && flags.dryRun !== true)
+      (await import("./host/interrupt.js")).cleanUpOnInterrupt(command, rt.backupRoot);
     if (spec.recover && typeof flags.context === "string") {
       // Commands that touch a context first finish or undo a swap a crash interrupted.
       const [{ recoverFirst }, { validateContextName }] = await Promise.all([
@@ -91,6 +94,7 @@ export async function finishRun(
 
 /** Print a failure as si does: the envelope with `error` under --json, a short message on stderr otherwise. */
 export function printFailure(command: string, context: string, raw: unknown, json: boolean): number {
+  if (isClosedPipe(raw)) return ExitCode.ok;
   const err =
     raw instanceof PaasBackupError && raw.exitCode !== ExitCode.unexpected
       ? raw

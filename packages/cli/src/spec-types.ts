@@ -35,5 +35,7 @@ export interface CommandSpec {
   recover?: boolean;
   /** archives large logs: the secret scanner's worker thread starts while the command loads */
   prestartScanner?: boolean;
+  /** writes snapshots: Ctrl-C removes this run's lock and staged files and says "nothing was kept" */
+  writesSnapshots?: boolean;
   load: () => Promise<Handler>;
 }

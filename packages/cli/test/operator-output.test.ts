@@ -1,7 +1,9 @@
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CLI, runCli, makeSandbox, type Sandbox } from "./helpers.js";
+import { CLI, runCli, makeSandbox, untilArchiving, type Sandbox } from "./helpers.js";
 import { humanBytes } from "../src/output.js";
 
 /** Issue 25 §2: what a new operator reads, as the built CLI prints it. */
@@ -55,3 +57,113 @@ describe("messages an operator reads", () => {
     for (const line of bar) expect(line).not.toMatch(/\d\.\d{2,}/);
   });
 });
+
+/** `cli args | reader` in bash: the CLI's exit status and what it printed on stderr. */
+function piped(args: string[], reader: string, env: Record<string, string> = {}) {
+  const cmd = [process.execPath, CLI, ...args].map((a) => `'${a}'`).join(" ");
+  const r = spawnSync("bash", ["-c", `${cmd} 2>"$ERR" | ${reader} >/dev/null; echo "\${PIPESTATUS[0]}"`], {
+    encoding: "utf8",
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      ERR: join(env.TMPDIR ?? tmpdir(), "stderr"),
+      ...env,
+    },
+  });
+  return {
+    status: Number(r.stdout.trim()),
+    stderr: spawnSync("cat", [join(env.TMPDIR ?? tmpdir(), "stderr")], { encoding: "utf8" }).stdout,
+  };
+}
+
+describe("a closed pipe, Ctrl-C and scratch folders", () => {
+  let sb: Sandbox;
+  let tmp: string;
+  beforeAll(async () => {
+    sb = await makeSandbox([{ name: CTX, eventBytes: 3 * 1024 * 1024 }]);
+    tmp = mkdtempSync(join(tmpdir(), "pb-tmpdir-"));
+  });
+  afterAll(() => {
+    sb.cleanup();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it("piping into head (or a reader that is gone) ends quietly: exit 0, no stack, no PAAS_BACKUP_UNEXPECTED", async () => {
+    const snap = await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"]);
+    expect(snap.code, snap.stderr).toBe(0);
+    const offsite = join(sb.dir, "offsite");
+    const push = await runCli([
+      ...sb.flags,
+      "offsite",
+      "push",
+      "--context",
+      CTX,
+      "--to",
+      `file://${offsite}`,
+    ]);
+    expect(push.code, push.stderr).toBe(0);
+    const env = { TMPDIR: tmp };
+    const runs = [
+      piped([...sb.flags, "offsite", "list", "--context", CTX, "--to", `file://${offsite}`], "true", env),
+      piped([...sb.flags, "offsite", "list", "--context", CTX, "--to", `file://${offsite}`], "head -1", env),
+      piped([...sb.flags, "dump", "--context", CTX, "events/audit.jsonl"], "head -1", env),
+      piped([...sb.flags, "dump", "--context", CTX, "events/audit.jsonl"], "true", env),
+      piped([...sb.flags, "list", "--context", CTX], "true", env),
+      piped([...sb.flags, "--json", "list", "--context", CTX], "true", env),
+      piped([...sb.flags, "ls", "--context", CTX, "--long"], "true", env),
+    ];
+    for (const r of runs) {
+      expect(r.stderr).not.toMatch(/EPIPE|UNEXPECTED|at .*\.js:\d+/);
+      expect(r.status, r.stderr).toBe(0);
+    }
+  });
+
+  it("ls, dump and diff leave no paas-backup-inspect-* folder in the temporary directory", async () => {
+    const env = { TMPDIR: tmp };
+    const before = readdirSync(tmp).filter((n) => n.startsWith("paas-backup-inspect-"));
+    expect((await runCli([...sb.flags, "ls", "--context", CTX], { env })).code).toBe(0);
+    const dump = await runCli([...sb.flags, "dump", "--context", CTX, "config.json"], { env });
+    expect(dump.code, dump.stderr).toBe(0);
+    const diff = await runCli([...sb.flags, "diff", "--context", CTX, "latest", "--live"], { env });
+    expect(diff.code, diff.stderr).toBe(0);
+    expect(readdirSync(tmp).filter((n) => n.startsWith("paas-backup-inspect-"))).toEqual(before);
+  });
+
+  it("Ctrl-C mid-snapshot on a terminal: exit 130, 'interrupted: nothing was kept', no .lock or .partial left", async () => {
+    // large enough that the snapshot is still archiving when the key is pressed
+    const big = await makeSandbox([{ name: CTX, eventBytes: 60 * 1024 * 1024 }]);
+    try {
+      await interruptSnapshot(big);
+    } finally {
+      big.cleanup();
+    }
+  }, 120_000);
+});
+
+async function interruptSnapshot(sb: Sandbox): Promise<void> {
+  await runCli([...sb.flags, "snapshot", "--context", CTX, "--insecure-plaintext"]);
+  const dir = join(sb.backupRoot, CTX);
+  const listing = () => readdirSync(dir).sort();
+  const before = listing();
+  const cmd = [process.execPath, CLI, ...sb.flags, "snapshot", "--context", CTX, "--insecure-plaintext"]
+    .map((a) => `'${a}'`)
+    .join(" ");
+  // Ctrl-C typed at the terminal: the pty's line discipline turns it into SIGINT for the run.
+  const child = spawn("script", ["-qec", cmd, "/dev/null"], {
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, TERM: "xterm" },
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout.on("data", (c) => (out += c));
+  const ended = new Promise<number | null>((r) => child.on("close", (code) => r(code)));
+  expect(await untilArchiving(child, dir)).toBe(true);
+  expect(readdirSync(dir)).toContain(".lock");
+  child.stdin.write("\x03");
+  expect(await ended, out).toBe(130);
+  expect(out).toContain("paas-backup snapshot: interrupted: nothing was kept");
+  expect(listing()).toEqual(before);
+  expect(listing().filter((n) => n === ".lock" || n.endsWith(".partial") || n.endsWith(".tmp"))).toEqual([]);
+  // and the next run is not held up by what the interrupted one left
+  const next = await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"]);
+  expect(next.code, next.stderr).toBe(0);
+}

@@ -10,6 +10,7 @@ import {
 } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { humanBytes, table } from "../render/text.js";
+import { cleanUpOnInterrupt, registerScratch, removeScratch } from "../host/interrupt.js";
 import { printEnvelope } from "../envelope.js";
 import { requireContext, requireKnownContext } from "../options/context.js";
 import { resolveDecryptor, type KeyFlags } from "../options/keys.js";
@@ -39,9 +40,19 @@ async function common(rt: Runtime, flags: InspectFlags) {
   };
 }
 
-/** A private scratch folder for replaying a chain (0700 under the temp dir); core removes it. */
-function scratch(): string {
-  return join(mkdtempSync(join(tmpdir(), "paas-backup-inspect-")), "chain");
+/**
+ * A private scratch folder for replaying a chain (0700 under the temp dir), removed with its
+ * parent when the command ends, however it ends (Ctrl-C included): core removes only "chain".
+ */
+async function withScratch<T>(command: string, use: (scratch: string) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(join(tmpdir(), "paas-backup-inspect-"));
+  registerScratch(dir);
+  cleanUpOnInterrupt(command, null);
+  try {
+    return await use(join(dir, "chain"));
+  } finally {
+    removeScratch(dir);
+  }
 }
 
 export async function lsCommand(rt: Runtime, flags: InspectFlags): Promise<number> {
@@ -87,13 +98,15 @@ export async function dumpCommand(rt: Runtime, flags: InspectFlags, args: string
   }
   const opts = await common(rt, flags);
   const path = args[0]!;
-  await dumpSnapshotFile({
-    ...opts,
-    snapshot: flags.snapshot ?? "latest",
-    path,
-    scratch: scratch(),
-    out: process.stdout,
-  });
+  await withScratch("dump", (scratch) =>
+    dumpSnapshotFile({
+      ...opts,
+      snapshot: flags.snapshot ?? "latest",
+      path,
+      scratch,
+      out: process.stdout,
+    }),
+  );
   return 0;
 }
 
@@ -107,13 +120,15 @@ export async function diffCommand(rt: Runtime, flags: InspectFlags, args: string
     });
   }
   const to = flags.live ? "live" : (second ?? "latest");
-  const result = await diffSnapshots({
-    ...opts,
-    stateRoot: rt.stateRoot,
-    from: from!,
-    to,
-    scratch: scratch(),
-  });
+  const result = await withScratch("diff", (scratch) =>
+    diffSnapshots({
+      ...opts,
+      stateRoot: rt.stateRoot,
+      from: from!,
+      to,
+      scratch,
+    }),
+  );
   if (rt.json)
     printEnvelope(rt, {
       ok: true,

@@ -1,0 +1,107 @@
+import { readdirSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+
+/**
+ * Ctrl-C (SIGINT) or SIGTERM in the middle of a run that writes snapshots: the run stops at once,
+ * as before (exit 130 for SIGINT, 143 for SIGTERM), but says so and leaves nothing behind: the
+ * context locks this process holds, the staged `.partial` and `.tmp` files beside them, and the
+ * manifest and checksum files written for an artifact that was never committed. A snapshot whose
+ * artifact was already renamed into place (the commit point) is kept, and named.
+ *
+ * The clean-up is synchronous on purpose: nothing else of this process runs while it does, and
+ * the context's lock (held until the last line) keeps every other run out of these folders.
+ */
+
+const scratchFolders = new Set<string>();
+
+/** A temporary folder this run made: removed when the run ends, interrupted or not. */
+export function registerScratch(dir: string): void {
+  scratchFolders.add(dir);
+}
+
+export function removeScratch(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  scratchFolders.delete(dir);
+}
+
+const ARTIFACT = /^(.+)\.tar\.gz(\.age)?$/;
+
+function ownLock(dir: string): boolean {
+  try {
+    const record = JSON.parse(readFileSync(join(dir, ".lock"), "utf8")) as { pid?: unknown };
+    return record.pid === process.pid;
+  } catch {
+    return false;
+  }
+}
+
+/** What a context folder held before this run: anything else there that is not committed is this run's. */
+function namesIn(dir: string): Set<string> {
+  try {
+    return new Set(readdirSync(dir));
+  } catch {
+    return new Set();
+  }
+}
+
+/** Clean what this process left in one context folder of the backup root; the ids it committed. */
+function cleanContextFolder(dir: string, before: ReadonlySet<string>): string[] {
+  const names = readdirSync(dir);
+  const committed = new Set<string>();
+  for (const name of names) {
+    const m = ARTIFACT.exec(name);
+    if (m) committed.add(m[1]!);
+  }
+  const kept: string[] = [];
+  for (const name of names) {
+    const path = join(dir, name);
+    const staged = name.startsWith(".") && (name.endsWith(".partial") || name.endsWith(".tmp"));
+    // Sidecars are renamed into place before their artifact: without it they describe nothing.
+    const sidecar = /^(.+?)\.(manifest\.json|tar\.gz(?:\.age)?\.sha256)$/.exec(name);
+    const artifact = ARTIFACT.exec(name);
+    if (staged) rmSync(path, { force: true });
+    else if (sidecar && !before.has(name) && !committed.has(sidecar[1]!)) rmSync(path, { force: true });
+    else if (artifact && !before.has(name)) kept.push(artifact[1]!);
+  }
+  rmSync(join(dir, ".lock"), { force: true });
+  return kept;
+}
+
+/**
+ * Install the handlers for one run. `backupRoot` is where this run may hold context locks; null
+ * for a command that holds none (ls, dump, diff: only their scratch folders are removed).
+ */
+export function cleanUpOnInterrupt(command: string, backupRoot: string | null): void {
+  // One listing per context folder now (a few ms for hundreds of contexts): what was there before.
+  const before = new Map<string, Set<string>>();
+  if (backupRoot) for (const name of namesIn(backupRoot)) before.set(name, namesIn(join(backupRoot, name)));
+  const onSignal = (signal: NodeJS.Signals) => {
+    const kept: string[] = [];
+    try {
+      if (backupRoot) {
+        for (const entry of readdirSync(backupRoot, { withFileTypes: true })) {
+          const dir = join(backupRoot, entry.name);
+          if (entry.isDirectory() && ownLock(dir))
+            kept.push(
+              ...cleanContextFolder(dir, before.get(entry.name) ?? new Set()).map(
+                (id) => `${entry.name}/${id}`,
+              ),
+            );
+        }
+      }
+    } catch {
+      // a backup root that is not there (yet): nothing of this run to clean
+    }
+    for (const dir of scratchFolders) rmSync(dir, { recursive: true, force: true });
+    process.stderr.write(
+      `\npaas-backup ${command}: interrupted: ${
+        kept.length
+          ? `the snapshots committed before the interruption are kept (${kept.join(", ")}); nothing else was kept`
+          : "nothing was kept"
+      }\n`,
+    );
+    process.exit(signal === "SIGTERM" ? 143 : 130);
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+}
