@@ -4,7 +4,7 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CLI, runCli, makeSandbox, untilArchiving, type Sandbox } from "./helpers.js";
-import { humanBytes } from "../src/output.js";
+import { humanBytes } from "../src/render/text.js";
 
 /** Issue 25 §2: what a new operator reads, as the built CLI prints it. */
 const CTX = "internal-dogfood";
