@@ -35,6 +35,10 @@ export const Config = z
     recipients: z.array(z.string()).default([]),
     recipientsFile: z.string().optional(),
     identityFile: z.string().optional(),
+    /** this host's SSHSIG signing key (default ~/.config/paas-backup/signing_key when it exists) */
+    signingKeyFile: z.string().optional(),
+    /** an ssh-keygen allowed_signers file: whose signatures verify and restore accept */
+    allowedSigners: z.string().optional(),
     include: z.array(z.enum(["releases", "cache"])).default([]),
     secretAllow: z.array(z.object({ path: z.string(), rule: z.string() }).strict()).default([]),
     /** findings seen and rotated: still redacted in every snapshot, no longer exit 9 */

@@ -197,6 +197,11 @@ export const COMMANDS: CommandSpec[] = [
         flags: "--fallback",
         description: "restore the newest older verified snapshot when the asked one fails its checksum",
       },
+      {
+        flags: "--allow-unsigned",
+        description:
+          "accept a snapshot without a signature although it is dated after the repository began signing (the incident record says so)",
+      },
       { flags: "--dry-run", description: "show what would change and the staged validation; touch nothing" },
       {
         flags: "--doctor-cmd <command>",
@@ -574,18 +579,31 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     path: ["keygen"],
-    summary: "write a new age identity (0600) and print its recipient",
+    summary:
+      "write a new age identity (0600) and print its recipient; with --signing, this host's signing key and its allowed_signers line",
     flags: [
       {
         flags: "--out <file>",
-        description: "where to write the identity (outside the backup root and any git work tree)",
-        required: true,
+        description:
+          "where to write the key (outside the backup root and any git work tree); required for an identity, default ~/.config/paas-backup/signing_key with --signing",
       },
       { flags: "--force", description: "overwrite an existing file" },
+      {
+        flags: "--signing",
+        description:
+          "make an Ed25519 signing key (unencrypted OpenSSH format, 0600, public key beside it as .pub): snapshot and tick sign with it",
+      },
+      {
+        flags: "--principal <name>",
+        description: "the name this host signs as in allowed_signers (default: the host name)",
+      },
     ],
-    examples: ["paas-backup keygen --out ~/.config/paas-backup/identity.txt"],
+    examples: [
+      "paas-backup keygen --out ~/.config/paas-backup/identity.txt",
+      "paas-backup keygen --signing >> ~/.config/paas-backup/allowed_signers",
+    ],
     exitCodes: ["usage", "safety", "environment", "unexpected"],
-    json: "`data[0]`: `identityFile`, `recipient` (never the identity)",
+    json: "`data[0]`: `identityFile`, `recipient` (never the identity); with --signing: `signingKeyFile`, `publicKey`, `fingerprint`, `allowedSignersLine`",
     load: L(() => import("./commands/keygen.js"), "keygenCommand"),
   },
   {

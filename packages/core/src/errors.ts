@@ -32,6 +32,8 @@ export const ERROR_CODES = {
   PAAS_BACKUP_ARCHIVE_TOO_LARGE: "an archive expands past its limit (decompression bomb guard)",
   PAAS_BACKUP_BAD_IDENTITY: "an identity file holds no age identity",
   PAAS_BACKUP_BAD_RECIPIENT: "a recipient is not an age X25519 recipient",
+  PAAS_BACKUP_BAD_SIGNATURE: "a signature that does not match the bytes it signs (changed after signing)",
+  PAAS_BACKUP_BAD_SIGNING_KEY: "a signing key file that is not an unencrypted Ed25519 OpenSSH key",
   PAAS_BACKUP_BAD_TARGET: "an offsite target URL or name that cannot be used",
   PAAS_BACKUP_CHAIN_BROKEN: "an incremental whose parent is missing or fails its checksum",
   PAAS_BACKUP_CHECKSUM_MALFORMED: "a checksum file that names no sha256 for its artifact (empty, truncated)",
@@ -91,6 +93,8 @@ export const ERROR_CODES = {
   PAAS_BACKUP_TICKET_REQUIRED: "a restore without an incident ticket",
   PAAS_BACKUP_UNEXPECTED: "a bug in paas-backup (recorded in outcomes; exit 1)",
   PAAS_BACKUP_UNSAFE_LOCATION: "a backup root, key or target inside a git work tree (or the backup root)",
+  PAAS_BACKUP_UNSIGNED: "a snapshot without a signature, dated after the repository began signing",
+  PAAS_BACKUP_UNTRUSTED_SIGNER: "a snapshot signed by a key outside the allowed signers",
   PAAS_BACKUP_VALIDATION_FAILED: "the restored state fails post-restore validation",
   PAAS_BACKUP_WRONG_IDENTITY: "the identity cannot decrypt this snapshot",
 } as const;

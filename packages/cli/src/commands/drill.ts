@@ -1,4 +1,5 @@
 import { tmpdir } from "node:os";
+import { resolveSignaturePolicy } from "../options/signing.js";
 import { runDrill, drillStatus, ExitCode, validateContextName } from "@paas-backup/core";
 import { resolveOperator, type Runtime } from "../runtime.js";
 import { keyValues, table } from "../render/text.js";
@@ -24,6 +25,7 @@ export async function drillCommand(
     operator: resolveOperator(flags.operator, rt.env),
     ...(decryptor ? { decryptor } : {}),
     ...(flags.doctorCmd ? { externalDoctor: externalDoctorRunner(flags.doctorCmd, rt.env) } : {}),
+    signatures: await resolveSignaturePolicy(rt, false),
   });
   // The same failure exits with the same code as in restore (a missing or wrong identity is 4, not 5).
   const exitCode = result.ok ? 0 : (result.error?.exitCode ?? 5);

@@ -9,6 +9,7 @@ import {
   type RestorePlan,
   type RestoreResult,
 } from "@paas-backup/core";
+import { resolveSignaturePolicy } from "../options/signing.js";
 import { resolveOperator, type Runtime } from "../runtime.js";
 import { printEnvelope } from "../envelope.js";
 import { progressBar } from "../render/progress.js";
@@ -29,6 +30,7 @@ export interface RestoreFlags extends KeyFlags {
   operator?: string;
   yes?: boolean;
   fallback?: boolean;
+  allowUnsigned?: boolean;
   dryRun?: boolean;
   doctorCmd?: string;
   fromOffsite?: string;
@@ -67,6 +69,7 @@ export async function restoreCommand(
   if (!fetchFromOffsite) await requireKnownContext(rt, context);
   const decryptor = await resolveDecryptor(rt, flags);
   const trustStore = await loadTrustStore(rt);
+  const signatures = await resolveSignaturePolicy(rt, flags.allowUnsigned === true);
   const bar = progressBar(rt, `restore ${context}`);
   let done = 0;
   // The bar's total: every byte the chain's archives hold (the manifests say), when known.
@@ -101,6 +104,7 @@ export async function restoreCommand(
         secretAllow: rt.config.secretAllow,
         allowRepoState: allowRepoStateFrom(rt.env),
         trustStore,
+        signatures,
         ...(flags.doctorCmd
           ? {
               externalDoctor: externalDoctorRunner(flags.doctorCmd, rt.env),

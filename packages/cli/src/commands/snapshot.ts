@@ -7,6 +7,7 @@ import {
   type SnapshotResult,
   contextDir,
 } from "@paas-backup/core/snapshot";
+import { resolveSigner } from "../options/signing.js";
 import { UsageError, ExitCode } from "@paas-backup/core/errors";
 import type { Runtime } from "../runtime.js";
 import { redactionNotice } from "../render/redactions.js";
@@ -79,6 +80,7 @@ export async function takeSnapshot(
   // Before the lock: a context that does not exist must leave nothing in the backup root.
   requireContextDirExists(contextDir(rt.stateRoot, context), context);
   const encryptor = await resolveEncryptor(rt, flags);
+  const signer = await resolveSigner(rt);
   const bar = progressBar(rt, `snapshot ${context}`);
   try {
     const result = await withContextLock(lockOptions(rt, context, command), () =>
@@ -91,6 +93,7 @@ export async function takeSnapshot(
         kind,
         include: parseInclude(flags.include, rt.config.include),
         ...(encryptor ? { encryptor } : {}),
+        ...(signer ? { signer } : {}),
         insecurePlaintext: flags.insecurePlaintext === true,
         secretAllow: rt.config.secretAllow,
         allowRepoState: allowRepoStateFrom(rt.env),

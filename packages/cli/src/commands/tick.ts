@@ -1,4 +1,5 @@
 import { allowRepoStateFrom, runTick, UsageError, type TickResult } from "@paas-backup/core";
+import { resolveSigner } from "../options/signing.js";
 import type { Runtime } from "../runtime.js";
 import { contextsOf } from "../options/context-list.js";
 import { redactionNotice } from "../render/redactions.js";
@@ -85,6 +86,7 @@ export async function tickCommand(
       // resolved per context, as each context's own failure (a bad --include only when a snapshot is due)
       include: () => parseInclude(flags.include, rt.config.include),
       encryptor: () => resolveEncryptor(rt, flags),
+      signer: () => resolveSigner(rt),
       insecurePlaintext: flags.insecurePlaintext === true,
       secretAllow: rt.config.secretAllow,
       secretAcknowledged: rt.config.secretAcknowledged,

@@ -1,4 +1,5 @@
 import { findFallback, scanSnapshots, verifySnapshots } from "@paas-backup/core";
+import { resolveSignaturePolicy } from "../options/signing.js";
 import type { Runtime } from "../runtime.js";
 import { printEnvelope } from "../envelope.js";
 import { table } from "../render/text.js";
@@ -27,6 +28,7 @@ export async function verifyCommand(
     ...(decryptor ? { decryptor } : {}),
     ...(typeof process.getuid === "function" ? { currentUid: process.getuid() } : {}),
     ...(flags.maxExpansion ? { maxExpansion: flags.maxExpansion } : {}),
+    signatures: await resolveSignaturePolicy(rt, false),
   });
   const ok = results.every((r) => r.ok);
   // Integrity problems outrank safety ones: exit 3 for a checksum, chain or content problem; 4 for a
@@ -61,12 +63,13 @@ export async function verifyCommand(
                 : !first.chainOk
                   ? "PAAS_BACKUP_CHAIN_BROKEN"
                   : (deepError?.code ??
+                    first.signature.refusal?.code ??
                     (exitCode === 3 ? "PAAS_BACKUP_INTEGRITY_FAILED" : "PAAS_BACKUP_REFUSED")),
         stage:
           deepError?.stage ??
           (first.checksum !== "verified" ? "checksum" : !first.chainOk ? "chain" : "verify"),
         target: first.id,
-        message: `${failed.length} of ${results.length} snapshot(s) failed verification: ${failed.map((r) => `${r.id} (${r.checksum !== "verified" ? r.checksum : !r.chainOk ? (r.chainProblem ?? "chain broken") : (r.deep?.error?.message ?? r.access.join("; "))})`).join(", ")}`,
+        message: `${failed.length} of ${results.length} snapshot(s) failed verification: ${failed.map((r) => `${r.id} (${r.checksum !== "verified" ? r.checksum : !r.chainOk ? (r.chainProblem ?? "chain broken") : (r.deep?.error?.message ?? r.signature.refusal?.message ?? r.access.join("; "))})`).join(", ")}`,
         remediation:
           (deepError?.remediation ??
             (first.checksum === "malformed-checksum"
@@ -87,14 +90,17 @@ export async function verifyCommand(
   else {
     rt.write(
       table([
-        ["ID", "KIND", "CHECKSUM", "CHAIN", "DEEP", "RESULT"],
+        ["ID", "KIND", "CHECKSUM", "CHAIN", "DEEP", "SIGNER", "RESULT"],
         ...results.map((r) => [
           r.id,
           r.kind,
           r.checksum,
           r.chainOk ? "ok" : (r.chainProblem ?? "broken"),
           r.deep ? (r.deep.ok ? `ok (${r.deep.files} files)` : `FAILED: ${r.deep.error?.message}`) : "-",
-          r.ok ? "ok" : ["FAILED", ...r.access].join("; "),
+          r.signature.state === "signed" ? r.signature.principal : r.signature.state,
+          r.ok
+            ? "ok"
+            : ["FAILED", ...r.access, ...(r.signature.refusal ? [r.signature.refusal.code] : [])].join("; "),
         ]),
       ]),
     );

@@ -1,4 +1,5 @@
 import type { FileSystem } from "../fs/types.js";
+import type { SignaturePolicy } from "../signing/verify.js";
 import { readdirOrEmpty } from "../util/optional-reads.js";
 import { randomUUID } from "node:crypto";
 import { IntegrityError, PaasBackupError, UsageError } from "../errors.js";
@@ -48,6 +49,8 @@ export async function runDrill(options: {
   operator: string;
   decryptor?: ArtifactDecryptor;
   externalDoctor?: (stateRoot: string) => Promise<ExternalDoctorResult>;
+  /** the allowed signers: a drill refuses what a restore would (issue 24 §2) */
+  signatures?: SignaturePolicy;
 }): Promise<DrillResult> {
   const { fs } = options;
   const context = validateContextName(options.context);
@@ -98,6 +101,7 @@ export async function runDrill(options: {
       purpose: "drill",
       ...(options.decryptor ? { decryptor: options.decryptor } : {}),
       ...(options.externalDoctor ? { externalDoctor: options.externalDoctor } : {}),
+      ...(options.signatures ? { signatures: options.signatures } : {}),
     });
     return {
       context,

@@ -120,7 +120,11 @@ export async function pushOffsite(options: {
     // The target has the same layout as the backup root, below the root's prefix. The sidecars go
     // first and the artifact is the commit, as at home: a push cut short never leaves a snapshot
     // listed at the target without its checksum (issue 9 §7); leftover sidecars are overwritten next time.
-    for (const key of [snap.checksumKey, ...(snap.manifest ? [snap.manifestKey] : [])]) {
+    // The signatures travel with the snapshot (issue 24): a restore from the target checks them too.
+    const signatures: string[] = [];
+    for (const key of [`${snap.checksumKey}.sig`, `${snap.manifestKey}.sig`])
+      if (await snap.storage.head(key)) signatures.push(key);
+    for (const key of [snap.checksumKey, ...(snap.manifest ? [snap.manifestKey] : []), ...signatures]) {
       const data = Buffer.from(await readSmallObject(snap.storage, key), "utf8");
       const sha256 = createHash("sha256").update(data).digest("hex");
       // Landed already by a push that was cut short: not re-sent (a locked object cannot be replaced).

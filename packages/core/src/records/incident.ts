@@ -42,6 +42,10 @@ export interface IncidentRecord {
     | "drill-failed"
     | "recovered";
   error: { code: string; message: string } | null;
+  /** restore: what the signatures of each link of the chain said (issue 24 §2) */
+  signatures?: { id: string; state: string; principal?: string; fingerprint?: string }[];
+  /** the operator accepted unsigned snapshots dated after the repository began signing (--allow-unsigned) */
+  allowUnsigned?: boolean;
   /** restore: what it replaces and what it leaves as it is (issue 10 §1) */
   scope?: {
     mode: "snapshot" | "exact" | "paths";

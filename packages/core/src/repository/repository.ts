@@ -281,6 +281,9 @@ export async function deleteSnapshot(s: SnapshotRef): Promise<void> {
   await s.storage.delete(s.artifactKey);
   await s.storage.delete(s.checksumKey);
   await s.storage.delete(s.manifestKey);
+  // signatures (issue 24): named here, not imported, so the repository stays below signing/
+  await s.storage.delete(`${s.checksumKey}.sig`);
+  await s.storage.delete(`${s.manifestKey}.sig`);
 }
 
 /** The snapshots an incremental needs, oldest (the full) first, ending with itself. */

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { readSigningRecord, requireTrustedSnapshot, type SignaturePolicy } from "../signing/verify.js";
 import type { FileSystem } from "../fs/types.js";
 import { IntegrityError, PaasBackupError, UsageError, ValidationError, type ErrorCode } from "../errors.js";
 import type { ArtifactDecryptor } from "../archive/encryption.js";
@@ -58,6 +59,12 @@ export interface RestoreOptions {
   operator: string;
   clock: () => Date;
   decryptor?: ArtifactDecryptor;
+  /**
+   * who may have made the snapshots restored (allowed signers), and whether unsigned ones dated
+   * after the repository began signing are accepted; default: no signer is allowed, so a signed
+   * repository needs its allowed signers
+   */
+  signatures?: SignaturePolicy;
   /** restore the newest older verified snapshot when the asked one fails its checksum */
   fallback?: boolean;
   dryRun?: boolean;
@@ -228,6 +235,32 @@ async function useFallbackOrRefuse(
   const checksums = new Map<string, string | null>();
   for (const link of chain) checksums.set(link.id, await expectedChecksum(link));
   return { snapshot: fallback, chain, checksums };
+}
+
+/**
+ * verify (authorship, issue 24 §2): every link of the chain is signed by an allowed signer, or is
+ * unsigned and older than the repository's signing; otherwise nothing is touched (exit 4).
+ */
+async function requireTrustedChain(run: RestoreRun, chosen: ChosenChain): Promise<void> {
+  const policy = run.options.signatures ?? { allowedSigners: [] };
+  const record = await readSigningRecord(chosen.snapshot.storage);
+  const found: NonNullable<IncidentRecord["signatures"]> = [];
+  try {
+    for (const link of chosen.chain) {
+      const s = await requireTrustedSnapshot(link, policy, record);
+      found.push({
+        id: link.id,
+        state: s.state,
+        ...(s.state === "signed" ? { principal: s.principal, fingerprint: s.fingerprint } : {}),
+      });
+    }
+  } catch (err) {
+    run.record.outcome = "refused";
+    throw err;
+  } finally {
+    run.record.signatures = found;
+    if (policy.allowUnsigned) run.record.allowUnsigned = true;
+  }
 }
 
 /** After staging failed: was it because an artifact is not the one its checksum file names? (a second read, on the failure path only) */
@@ -644,6 +677,7 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
     let chosen = planned.problem
       ? await useFallbackOrRefuse(run, planned.asked, planned.all, planned.problem)
       : planned.chosen;
+    await requireTrustedChain(run, chosen);
     let staged: Staged;
     try {
       staged = await stageRestore(run, chosen);

@@ -1,4 +1,11 @@
 import { assertIdentityLocation } from "../policy/work-tree.js";
+import {
+  checkSnapshotSignature,
+  readSigningRecord,
+  requireTrustedSnapshot,
+  type SignaturePolicy,
+  type SnapshotSignature,
+} from "../signing/verify.js";
 import type { FileSystem } from "../fs/types.js";
 import { ExitCode, PaasBackupError, UsageError } from "../errors.js";
 import type { ArtifactDecryptor } from "../archive/encryption.js";
@@ -28,6 +35,12 @@ export interface SnapshotVerification {
   } | null;
   /** artifact readable by group or others, or owned by another user */
   access: string[];
+  /**
+   * who signed it (issue 24 §2): `signed` by an allowed signer (principal, fingerprint),
+   * `unsigned`, `untrusted` (a key outside the allowed signers) or `bad` (changed after signing);
+   * `refusal` is the error a restore would refuse it with, or null
+   */
+  signature: SnapshotSignature & { refusal: { code: string; message: string } | null };
   ok: boolean;
 }
 
@@ -89,6 +102,8 @@ export interface VerifyOptions {
   currentUid?: number;
   /** for archives with no manifest: refuse past this many times the artifact's size (default 200) */
   maxExpansion?: number;
+  /** the allowed signers; default none (a signed snapshot is then `untrusted`) */
+  signatures?: SignaturePolicy;
 }
 
 export async function verifySnapshots(options: VerifyOptions): Promise<SnapshotVerification[]> {
@@ -120,6 +135,8 @@ export async function verifySnapshots(options: VerifyOptions): Promise<SnapshotV
   const cache = new Map();
   const results: SnapshotVerification[] = [];
   const damagedIds = new Set(damaged.map((d) => d.id));
+  const signaturePolicy = options.signatures ?? { allowedSigners: [] };
+  const signingRecord = all[0] ? await readSigningRecord(all[0].storage) : null;
   for (const snapshot of selected) {
     if ("error" in snapshot) {
       const c = await checkSnapshotChecksum(snapshot);
@@ -142,6 +159,7 @@ export async function verifySnapshots(options: VerifyOptions): Promise<SnapshotV
             }
           : null,
         access: [],
+        signature: { state: "unsigned", refusal: null },
         ok: false,
       });
       continue;
@@ -188,6 +206,19 @@ export async function verifySnapshots(options: VerifyOptions): Promise<SnapshotV
         }
       }
     }
+    let signature: SnapshotVerification["signature"];
+    try {
+      signature = {
+        ...(await requireTrustedSnapshot(snapshot, signaturePolicy, signingRecord)),
+        refusal: null,
+      };
+    } catch (err) {
+      if (!(err instanceof PaasBackupError)) throw err;
+      signature = {
+        ...(await checkSnapshotSignature(snapshot, signaturePolicy.allowedSigners)),
+        refusal: { code: err.code, message: err.message },
+      };
+    }
     results.push({
       id: snapshot.id,
       kind: snapshot.kind,
@@ -200,7 +231,13 @@ export async function verifySnapshots(options: VerifyOptions): Promise<SnapshotV
       chainProblem: problem,
       deep,
       access,
-      ok: self.state === "verified" && problem === null && (deep?.ok ?? true) && access.length === 0,
+      signature,
+      ok:
+        self.state === "verified" &&
+        problem === null &&
+        (deep?.ok ?? true) &&
+        access.length === 0 &&
+        signature.refusal === null,
     });
   }
   return results;

@@ -85,7 +85,7 @@ async function sweepLeftovers(repo: ObjectStorage, context: string, now: Date): 
   for await (const o of repo.list(prefix, { shallow: true }))
     objects.set(o.key.slice(prefix.length), o.lastModified);
   for (const [name, lastModified] of objects) {
-    const m = /^(.+?)\.(?:manifest\.json|tar\.gz(?:\.age)?\.sha256)$/.exec(name);
+    const m = /^(.+?)\.(?:manifest\.json|tar\.gz(?:\.age)?\.sha256)(?:\.sig)?$/.exec(name);
     const orphan = m && !objects.has(`${m[1]}.tar.gz`) && !objects.has(`${m[1]}.tar.gz.age`);
     if (orphan && lastModified && lastModified < cutoff) {
       await repo.delete(`${prefix}${name}`);

@@ -1,4 +1,6 @@
 import { Readable } from "node:stream";
+import type { SigningKey } from "../signing/sshsig.js";
+import { writeSnapshotSignatures } from "../signing/verify.js";
 import { pipeline } from "node:stream/promises";
 import { recoverContext } from "../restore/journal.js";
 import type { FileSystem } from "../fs/types.js";
@@ -55,6 +57,8 @@ export interface CreateSnapshotOptions {
   context: string;
   clock: () => Date;
   kind?: SnapshotKind;
+  /** this host's signing key: the manifest and the checksum file are signed (SSHSIG) before the commit */
+  signer?: SigningKey;
   include?: readonly OptionalFolder[];
   /** age recipients wrapper; required unless insecurePlaintext is set */
   encryptor?: ArtifactEncryptor;
@@ -294,9 +298,21 @@ async function commitSnapshot(
   manifestJson: string,
   staged: StagedObject,
   sha256: string,
+  signing: { signer: SigningKey; createdAt: Date } | null,
 ): Promise<void> {
-  await putSmall(repo, `${context}/${names.manifestName}`, `${manifestJson}\n`);
-  await putSmall(repo, `${context}/${names.checksumName}`, formatChecksumLine(sha256, names.artifactName));
+  const manifestKey = `${context}/${names.manifestName}`;
+  const checksumKey = `${context}/${names.checksumName}`;
+  const checksumText = formatChecksumLine(sha256, names.artifactName);
+  await putSmall(repo, manifestKey, `${manifestJson}\n`);
+  await putSmall(repo, checksumKey, checksumText);
+  if (signing)
+    await writeSnapshotSignatures(
+      repo,
+      { manifestKey, checksumKey },
+      { manifest: `${manifestJson}\n`, checksum: checksumText },
+      signing.signer,
+      signing.createdAt,
+    );
   await staged.commit(sha256);
 }
 
@@ -385,7 +401,15 @@ async function createSnapshotOnce(
     const manifestJson = canonicalJson(manifest, 2);
     options.onProgress?.({ phase: "commit", doneBytes: totalBytes, totalBytes });
     const { sha256, bytes } = await sink.finish(canonicalJson(manifest), mtime);
-    await commitSnapshot(repo, context, names, manifestJson, sink.staged, sha256);
+    await commitSnapshot(
+      repo,
+      context,
+      names,
+      manifestJson,
+      sink.staged,
+      sha256,
+      options.signer ? { signer: options.signer, createdAt: started } : null,
+    );
 
     return {
       id,

@@ -1,4 +1,5 @@
 import type { FileSystem } from "../fs/types.js";
+import type { SigningKey } from "../signing/sshsig.js";
 import { ExitCode, PaasBackupError, UsageError, type ExitCodeValue } from "../errors.js";
 import type { ArtifactEncryptor } from "../archive/encryption.js";
 import type { OptionalFolder } from "../policy/selection.js";
@@ -52,6 +53,8 @@ export interface TickOptions {
   include?: readonly OptionalFolder[] | (() => readonly OptionalFolder[]);
   /** a function is called per context before its lock, so its failure is that context's outcome */
   encryptor?: ArtifactEncryptor | (() => Promise<ArtifactEncryptor | undefined>);
+  /** this host's signing key (or a function resolving it per context, so a bad key is that context's outcome) */
+  signer?: SigningKey | (() => Promise<SigningKey | undefined>);
   insecurePlaintext?: boolean;
   secretAllow?: readonly SecretAllowance[];
   secretAcknowledged?: readonly SecretAcknowledgement[];
@@ -118,6 +121,7 @@ async function tickOne(
   let durationSeconds = 0;
   try {
     const encryptor = typeof options.encryptor === "function" ? await options.encryptor() : options.encryptor;
+    const signer = typeof options.signer === "function" ? await options.signer() : options.signer;
     const onWait = options.onLockWait?.(context);
     await withContextLock(
       {
@@ -145,6 +149,7 @@ async function tickOne(
           kind: decision.action,
           ...(include ? { include } : {}),
           ...(encryptor ? { encryptor } : {}),
+          ...(signer ? { signer } : {}),
           insecurePlaintext: options.insecurePlaintext === true,
           ...(options.secretAllow ? { secretAllow: options.secretAllow } : {}),
           ...(options.secretAcknowledged ? { secretAcknowledged: options.secretAcknowledged } : {}),

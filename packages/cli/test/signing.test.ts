@@ -1,0 +1,197 @@
+import { describe, it, expect, beforeAll, afterAll } from "vitest";
+import { readFileSync, writeFileSync, existsSync, readdirSync, rmSync, statSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
+import { makeSandbox, runCli, treeHashes, type Sandbox } from "./helpers.js";
+
+/**
+ * Issue 24 §2: snapshots signed in a format a standard tool verifies. OpenSSH's own
+ * `ssh-keygen -Y verify` checks what paas-backup signed; verify and restore name the signer,
+ * refuse a key outside the allowed signers and an unsigned snapshot dated after the repository
+ * began signing (exit 4), and keep older unsigned snapshots usable.
+ */
+const CTX = "internal-dogfood";
+const at = (iso: string) => ({ PAAS_BACKUP_NOW: iso });
+
+describe("signed snapshots", () => {
+  let sb: Sandbox;
+  let config: string;
+  let allowed: string;
+  let home: string;
+  const env = (extra: Record<string, string> = {}) => ({ HOME: home, ...extra });
+  const cli = (args: string[], extra: Record<string, string> = {}) =>
+    runCli([...sb.flags, "--config", config, ...args], { env: env(extra) });
+  const ids: Record<string, string> = {};
+
+  beforeAll(async () => {
+    sb = await makeSandbox([{ name: CTX, eventBytes: 20_000 }]);
+    home = join(sb.dir, "home");
+    config = join(sb.dir, "config.json");
+    allowed = join(sb.dir, "allowed_signers");
+    writeFileSync(config, JSON.stringify({ mandatoryDrillContexts: [], allowedSigners: allowed }));
+    writeFileSync(allowed, "");
+    // before this host signs: an ordinary unsigned snapshot
+    const old = await cli(
+      ["--json", "snapshot", "--context", CTX, "--insecure-plaintext"],
+      at("2026-10-01T00:00:00Z"),
+    );
+    expect(old.code, old.stderr).toBe(0);
+    ids.old = old.json.data[0].id;
+  }, 60_000);
+  afterAll(() => sb.cleanup());
+
+  it("keygen --signing writes an OpenSSH key ssh-keygen reads, and prints its allowed_signers line", async () => {
+    const r = await cli(["keygen", "--signing", "--principal", "host-a"]);
+    expect(r.code, r.stderr).toBe(0);
+    const key = join(home, ".config", "paas-backup", "signing_key");
+    expect(statMode(key)).toBe(0o600);
+    const line = r.stdout.trim();
+    expect(line).toMatch(/^host-a ssh-ed25519 AAAA[0-9A-Za-z+/=]+ host-a$/);
+    const pub = spawnSync("ssh-keygen", ["-y", "-f", key], { encoding: "utf8" });
+    expect(pub.status, pub.stderr).toBe(0);
+    expect(line).toContain(pub.stdout.trim().split(" ").slice(0, 2).join(" "));
+    writeFileSync(allowed, `${line}\n`);
+    expect(r.stderr).toMatch(/fingerprint: +SHA256:/);
+    const again = await cli(["keygen", "--signing"]);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toMatch(/--force/);
+  });
+
+  it("snapshot signs the manifest and the checksum file, and ssh-keygen -Y verify accepts both", async () => {
+    const r = await cli(
+      ["--json", "snapshot", "--context", CTX, "--insecure-plaintext"],
+      at("2026-10-02T00:00:00Z"),
+    );
+    expect(r.code, r.stderr).toBe(0);
+    ids.signed = r.json.data[0].id;
+    const dir = join(sb.backupRoot, CTX);
+    for (const file of [`${ids.signed}.manifest.json`, `${ids.signed}.tar.gz.sha256`]) {
+      expect(existsSync(join(dir, `${file}.sig`))).toBe(true);
+      const v = spawnSync(
+        "ssh-keygen",
+        ["-Y", "verify", "-f", allowed, "-I", "host-a", "-n", "paas-backup", "-s", join(dir, `${file}.sig`)],
+        { input: readFileSync(join(dir, file)), encoding: "utf8" },
+      );
+      expect(v.status, v.stderr).toBe(0);
+      expect(v.stdout).toMatch(/Good "paas-backup" signature for host-a with ED25519 key SHA256:/);
+    }
+    // the repository records when signing began
+    expect(JSON.parse(readFileSync(join(sb.backupRoot, "paas-backup.signing.json"), "utf8")).since).toMatch(
+      /^2026-10-02T00:00:0/,
+    );
+    const v = await cli(["--json", "verify", "--context", CTX, "--all"], at("2026-10-02T01:00:00Z"));
+    expect(v.code, v.stdout).toBe(0);
+    const byId = new Map(v.json.data.map((x: any) => [x.id, x.signature]));
+    expect(byId.get(ids.signed)).toMatchObject({ state: "signed", principal: "host-a", refusal: null });
+    // made before signing began: usable, and marked unsigned
+    expect(byId.get(ids.old)).toMatchObject({ state: "unsigned", refusal: null });
+  });
+
+  it("refuses a snapshot signed by a key outside the allowed signers (exit 4), verify and restore alike", async () => {
+    const evil = join(sb.dir, "evil_key");
+    expect((await cli(["keygen", "--signing", "--out", evil, "--principal", "mallory"])).code).toBe(0);
+    const r = await cli(["--json", "snapshot", "--context", CTX, "--insecure-plaintext"], {
+      ...at("2026-10-03T00:00:00Z"),
+      PAAS_BACKUP_SIGNING_KEY: evil,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    ids.evil = r.json.data[0].id;
+    const v = await cli(
+      ["--json", "verify", "--context", CTX, "--snapshot", ids.evil],
+      at("2026-10-03T01:00:00Z"),
+    );
+    expect(v.code).toBe(4);
+    expect(v.json.error.code).toBe("PAAS_BACKUP_UNTRUSTED_SIGNER");
+    const before = treeHashes(sb.state.contextDir(CTX));
+    const restore = await cli(
+      ["--json", "restore", "--context", CTX, "--snapshot", ids.evil, "--ticket", "INC-SIG", "--yes"],
+      at("2026-10-03T02:00:00Z"),
+    );
+    expect(restore.code).toBe(4);
+    expect(restore.json.error.code).toBe("PAAS_BACKUP_UNTRUSTED_SIGNER");
+    expect(restore.json.error.message).toMatch(/SHA256:/);
+    expect(treeHashes(sb.state.contextDir(CTX))).toEqual(before);
+  });
+
+  it("refuses an unsigned snapshot dated after signing began unless --allow-unsigned, which the record names", async () => {
+    const key = join(home, ".config", "paas-backup", "signing_key");
+    const saved = readFileSync(key);
+    rmSync(key);
+    const r = await cli(
+      ["--json", "snapshot", "--context", CTX, "--insecure-plaintext"],
+      at("2026-10-04T00:00:00Z"),
+    );
+    writeFileSync(key, saved, { mode: 0o600 });
+    expect(r.code, r.stderr).toBe(0);
+    ids.unsigned = r.json.data[0].id;
+    const refused = await cli(
+      ["--json", "restore", "--context", CTX, "--snapshot", ids.unsigned, "--ticket", "INC-U", "--yes"],
+      at("2026-10-04T01:00:00Z"),
+    );
+    expect(refused.code).toBe(4);
+    expect(refused.json.error.code).toBe("PAAS_BACKUP_UNSIGNED");
+    expect(refused.json.error.remediation).toMatch(/--allow-unsigned/);
+    const allowedRun = await cli(
+      [
+        "--json",
+        "restore",
+        "--context",
+        CTX,
+        "--snapshot",
+        ids.unsigned,
+        "--ticket",
+        "INC-U2",
+        "--yes",
+        "--allow-unsigned",
+      ],
+      at("2026-10-04T02:00:00Z"),
+    );
+    expect(allowedRun.code, allowedRun.stdout).toBe(0);
+    const incidents = join(sb.backupRoot, CTX, "incidents");
+    const rec = readdirSync(incidents)
+      .filter((n) => n.includes("INC-U2"))
+      .map((n) => JSON.parse(readFileSync(join(incidents, n), "utf8")))[0];
+    expect(rec).toMatchObject({ allowUnsigned: true, signatures: [{ id: ids.unsigned, state: "unsigned" }] });
+    // a snapshot from before signing restores without it, and the record names its state
+    const old = await cli(
+      ["--json", "restore", "--context", CTX, "--snapshot", ids.old, "--ticket", "INC-OLD", "--yes"],
+      at("2026-10-04T03:00:00Z"),
+    );
+    expect(old.code, old.stdout).toBe(0);
+    const signed = await cli(
+      ["--json", "restore", "--context", CTX, "--snapshot", ids.signed, "--ticket", "INC-SIGNED", "--yes"],
+      at("2026-10-04T04:00:00Z"),
+    );
+    expect(signed.code, signed.stdout).toBe(0);
+    const signedRec = readdirSync(incidents)
+      .filter((n) => n.includes("INC-SIGNED"))
+      .map((n) => JSON.parse(readFileSync(join(incidents, n), "utf8")))[0];
+    expect(signedRec.signatures).toEqual([
+      expect.objectContaining({ id: ids.signed, state: "signed", principal: "host-a" }),
+    ]);
+  });
+
+  it("a manifest changed after signing is refused (exit 4), and ssh-keygen agrees", async () => {
+    const dir = join(sb.backupRoot, CTX);
+    const manifest = join(dir, `${ids.signed}.manifest.json`);
+    const text = readFileSync(manifest, "utf8");
+    writeFileSync(manifest, text.replace('"include": [', '"include": [ '));
+    const v = await cli(
+      ["--json", "verify", "--context", CTX, "--snapshot", ids.signed],
+      at("2026-10-05T00:00:00Z"),
+    );
+    expect(v.code).toBe(4);
+    expect(v.json.error.code).toBe("PAAS_BACKUP_BAD_SIGNATURE");
+    const ssh = spawnSync(
+      "ssh-keygen",
+      ["-Y", "verify", "-f", allowed, "-I", "host-a", "-n", "paas-backup", "-s", `${manifest}.sig`],
+      { input: readFileSync(manifest), encoding: "utf8" },
+    );
+    expect(ssh.status).not.toBe(0);
+    writeFileSync(manifest, text);
+  });
+});
+
+function statMode(path: string): number {
+  return statSync(path).mode & 0o777;
+}
