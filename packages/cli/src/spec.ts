@@ -11,6 +11,7 @@ export type { ArgSpec, CommandSpec, FlagSpec, Handler } from "./spec-types.js";
 import type { CommandSpec, FlagSpec, Handler } from "./spec-types.js";
 
 export const GROUPS: Record<string, string> = {
+  keys: "age identities and the snapshots they open (issue 24 §3)",
   offsite: "immutable offsite copies of daily fulls (policy §4.4)",
 };
 
@@ -605,6 +606,24 @@ export const COMMANDS: CommandSpec[] = [
     exitCodes: ["usage", "safety", "environment", "unexpected"],
     json: "`data[0]`: `identityFile`, `recipient` (never the identity); with --signing: `signingKeyFile`, `publicKey`, `fingerprint`, `allowedSignersLine`",
     load: L(() => import("./commands/keygen.js"), "keygenCommand"),
+  },
+  {
+    path: ["keys", "audit"],
+    summary:
+      "which retained snapshots an age identity still opens (home and every offsite root, age headers only), and until when",
+    flags: [
+      { flags: "--context <name>", description: "one context (or --all-contexts)" },
+      { flags: "--all-contexts", description: "every context with a folder in the backup root" },
+      {
+        flags: "--identity <file>",
+        description:
+          "the age identity to look for (default $PAAS_BACKUP_IDENTITY, then the config file's identityFile)",
+      },
+    ],
+    examples: ["paas-backup keys audit --all-contexts --identity old-identity.txt"],
+    exitCodes: ["usage", "safety", "environment", "unexpected"],
+    json: "`data[]`: one per snapshot it opens: `context`, `where` (`local` or the target's name), `root`, `id`, `artifact`, `expires`, `lockedUntil`; also `checked`, `plaintext`, `exposedUntil`",
+    load: L(() => import("./commands/keys.js"), "keysAuditCommand"),
   },
   {
     path: ["demo"],

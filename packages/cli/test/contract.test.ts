@@ -160,6 +160,10 @@ describe("one envelope, every command, every outcome", () => {
         ["report", "--context", CTX, "--period", "2026-Q4"],
         ["report", "--context", CTX, "--period", "2026-Q5"],
       ],
+      "keys audit": [
+        ["keys", "audit", "--context", CTX, "--identity", identity],
+        ["keys", "audit", "--context", CTX],
+      ],
       demo: [null, ["demo", "--nope"]],
       completion: [null, ["completion", "tcsh"]],
     };

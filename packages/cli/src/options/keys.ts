@@ -107,6 +107,18 @@ function configRecipient(rt: Runtime, recipient: string, index: number): string 
   }
 }
 
+/** The identity's AGE-SECRET-KEY-1 lines (flag > PAAS_BACKUP_IDENTITY > identityFile), checked to decode. */
+export async function resolveIdentityLines(
+  rt: Runtime,
+  flags: KeyFlags,
+): Promise<{ path: string; identities: string[] } | undefined> {
+  const path = identityPath(rt, flags);
+  if (!path) return undefined;
+  const identities = parseIdentities(await readText(rt, path, "identity file", "safety"), path);
+  await checkIdentities(identities, path);
+  return { path, identities };
+}
+
 export async function resolveDecryptor(rt: Runtime, flags: KeyFlags): Promise<ArtifactDecryptor | undefined> {
   const path = identityPath(rt, flags);
   if (!path) return undefined;
