@@ -170,6 +170,8 @@ describe("report: evidence for auditors", () => {
     expect(failed).toMatchObject({ hoursToResolve: 3 });
     expect(failed.resolvedAt).not.toBeNull();
     expect(c.keys).toEqual({ recipients: [], changes: [] });
+    // the restore's and the drill's records form one hash chain
+    expect(c.records).toEqual({ chainOk: true, length: 2, problems: [] });
   });
 
   it("writes CSV a spreadsheet reads, and refuses a period it does not understand", async () => {
@@ -255,4 +257,37 @@ describe("report: evidence for auditors", () => {
       rmSync(profile, { recursive: true, force: true });
     }
   }, 120_000);
+
+  it("a deleted newest record shows: the last tick saw it at the head of the records' hash chain", async () => {
+    // a tick after the drill writes the chain's head into tick.json
+    const tick = await cli(["--json", "tick", "--context", CTX, "--insecure-plaintext"], at(53));
+    expect(tick.code, tick.stdout).toBe(0);
+    const drills = join(sb.backupRoot, CTX, "drills");
+    const [drillRecord] = readdirSync(drills).filter((n) => n.endsWith(".json"));
+    const saved = readFileSync(join(drills, drillRecord!));
+    rmSync(join(drills, drillRecord!));
+    const out = join(sb.dir, "after-delete.json");
+    expect((await cli(["report", "--context", CTX, "--period", "2026-Q4", "--out", out], at(54))).code).toBe(
+      0,
+    );
+    const c = JSON.parse(readFileSync(out, "utf8")).contexts[0];
+    expect(c.records.chainOk).toBe(false);
+    expect(c.records.problems.join(" ")).toContain(
+      `drills/${drillRecord}, the newest record when the last tick ran, is gone`,
+    );
+    expect(c.exceptions.some((e: any) => e.kind === "record-chain")).toBe(true);
+    writeFileSync(join(drills, drillRecord!), saved);
+    // an edited older record breaks the link its successor holds
+    const incidents = join(sb.backupRoot, CTX, "incidents");
+    const [incident] = readdirSync(incidents).filter((n) => n.endsWith(".json"));
+    const text = readFileSync(join(incidents, incident!), "utf8");
+    writeFileSync(join(incidents, incident!), text.replace("INC-4242", "INC-4243"));
+    expect((await cli(["report", "--context", CTX, "--period", "2026-Q4", "--out", out], at(54))).code).toBe(
+      0,
+    );
+    expect(JSON.parse(readFileSync(out, "utf8")).contexts[0].records.problems.join(" ")).toMatch(
+      new RegExp(`incidents/${incident} changed after drills/`),
+    );
+    writeFileSync(join(incidents, incident!), text);
+  });
 });

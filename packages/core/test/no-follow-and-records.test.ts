@@ -56,7 +56,8 @@ describe("incident and drill records", () => {
   it("a record write killed before its link leaves a temporary that a later record write sweeps once it is old", async () => {
     const fs = new MemoryFileSystem();
     fs.now = Date.parse("2026-11-24T10:00:00Z");
-    const crashing = new FaultInjectingFileSystem(fs, { at: 4, mode: "crash" }); // mkdir, readdir, writeFile(tmp), then the crash
+    // mkdir, readdir incidents and drills (the hash chain's head), readdir (the sweep), writeFile(tmp), then the crash
+    const crashing = new FaultInjectingFileSystem(fs, { at: 6, mode: "crash" });
     await writeIncident(crashing, "/b", record("T-1", "restored")).catch(() => undefined);
     expect(fs.files("/b").filter((f) => f.endsWith(".tmp"))).toHaveLength(1);
     expect((await listRecords(fs, "/b", CTX, "incidents")).length).toBe(0); // never a torn record

@@ -1,4 +1,6 @@
 import type { FileSystem } from "../fs/types.js";
+import { verifyRecordChain } from "../records/chain.js";
+import { readTickRecord } from "./status.js";
 import { UsageError, isNotFound } from "../errors.js";
 import { validateContextName } from "../policy/context.js";
 import { listSnapshots, type SnapshotRef } from "../repository/repository.js";
@@ -172,7 +174,7 @@ export interface ReportDrillQuarter {
 }
 
 export interface ReportException {
-  kind: "redaction" | "block" | "failed-tick" | "broken-chain" | "torn-history";
+  kind: "redaction" | "block" | "failed-tick" | "broken-chain" | "torn-history" | "record-chain";
   at: string;
   detail: string;
   resolvedAt: string | null;
@@ -190,6 +192,8 @@ export interface ContextReport {
   restores: ReportRestore[];
   drills: ReportDrillQuarter[];
   exceptions: ReportException[];
+  /** the incident and drill records' hash chain, checked from its head and against the head the last tick saw */
+  records: { chainOk: boolean; length: number; problems: string[] };
   keys: {
     /** the recipients of the newest encrypted snapshot */
     recipients: string[];
@@ -388,6 +392,20 @@ async function reportContext(options: ReportOptions, context: string, now: Date)
         resolvedAt: null,
         hoursToResolve: null,
       });
+  const chain = await verifyRecordChain(
+    fs,
+    backupRoot,
+    context,
+    (await readTickRecord(fs, backupRoot, context))?.recordsHead ?? null,
+  );
+  for (const problem of chain.problems)
+    exceptions.push({
+      kind: "record-chain",
+      at: now.toISOString(),
+      detail: problem,
+      resolvedAt: null,
+      hoursToResolve: null,
+    });
   exceptions.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
 
   return {
@@ -404,6 +422,7 @@ async function reportContext(options: ReportOptions, context: string, now: Date)
     restores,
     drills,
     exceptions,
+    records: { chainOk: chain.ok, length: chain.length, problems: chain.problems },
     keys: keysOf(snapshots),
   };
 }

@@ -1,4 +1,5 @@
 import type { FileSystem } from "../fs/types.js";
+import { recordChainHead } from "../records/chain.js";
 import { isNotFound } from "../errors.js";
 import { validateContextName } from "../policy/context.js";
 import { listSnapshots, chainOf, type SnapshotRef } from "../repository/repository.js";
@@ -40,6 +41,8 @@ export interface TickRecord {
   /** the last snapshot tick took of each kind, with how long it took */
   lastSnapshots: { full?: TickSnapshotRecord; incremental?: TickSnapshotRecord };
   lastSuccessAt: string | null;
+  /** the newest incident or drill record when this tick ran (the records' hash chain head, issue 24) */
+  recordsHead?: { file: string; sha256: string } | null;
 }
 
 function tickPath(backupRoot: string, context: string): string {
@@ -98,6 +101,7 @@ export async function recordTickOutcome(
     error: outcome.error,
     lastSnapshots,
     lastSuccessAt: outcome.ok ? outcome.at.toISOString() : (previous?.lastSuccessAt ?? null),
+    recordsHead: await recordChainHead(fs, backupRoot, context),
   };
   await fs.mkdir(contextBackupDir(backupRoot, context), { recursive: true, mode: 0o700 });
   // Every outcome is kept for audits (tick.json holds only the last one).

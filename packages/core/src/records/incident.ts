@@ -1,4 +1,5 @@
 import type { FileSystem } from "../fs/types.js";
+import { recordChainHead } from "./chain.js";
 import { ExitCode, PaasBackupError, isNotFound } from "../errors.js";
 import { contextBackupDir, join } from "../util/paths.js";
 import { createFileExclusive } from "../util/atomic.js";
@@ -42,6 +43,8 @@ export interface IncidentRecord {
     | "drill-failed"
     | "recovered";
   error: { code: string; message: string } | null;
+  /** the record written before this one (incidents and drills of the context), by file and sha256: a hash chain */
+  previous?: { file: string; sha256: string } | null;
   /** restore: what the signatures of each link of the chain said (issue 24 §2) */
   signatures?: { id: string; state: string; principal?: string; fingerprint?: string }[];
   /** the operator accepted unsigned snapshots dated after the repository began signing (--allow-unsigned) */
@@ -99,6 +102,8 @@ export async function writeIncident(
 ): Promise<string> {
   const dir = join(contextBackupDir(backupRoot, record.context), folder);
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  // one hash chain through incidents and drills: this record names the newest one before it
+  record = { ...record, previous: await recordChainHead(fs, backupRoot, record.context) };
   const stamp = record.startedAt.replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
   const base = `${stamp}-${safeName(record.kind)}-${safeName(record.ticket)}`;
   // An error message or a doctor detail can quote state: no secret value reaches the record.

@@ -1,0 +1,119 @@
+import { createHash } from "node:crypto";
+import type { FileSystem } from "../fs/types.js";
+import { contextBackupDir, join } from "../util/paths.js";
+import { readdirOrEmpty } from "../util/optional-reads.js";
+
+/**
+ * Incident and drill records form one hash chain per context (issue 24 §2): each record names the
+ * one written before it (`previous`: its file, relative to the context's backup folder, and its
+ * sha256), so an edited or deleted record breaks the chain. Its head (the record no other one
+ * names) is copied into every tick's status record, so deleting the newest record shows too.
+ * Records written before this version carry no `previous` and stay outside the chain.
+ */
+export const RECORD_FOLDERS = ["incidents", "drills"] as const;
+
+export interface RecordLink {
+  file: string;
+  sha256: string;
+}
+
+interface ChainedRecord extends RecordLink {
+  previous: RecordLink | null;
+}
+
+async function chainedRecords(fs: FileSystem, backupRoot: string, context: string): Promise<ChainedRecord[]> {
+  const out: ChainedRecord[] = [];
+  const base = contextBackupDir(backupRoot, context);
+  for (const folder of RECORD_FOLDERS)
+    for (const e of await readdirOrEmpty(fs, join(base, folder))) {
+      if (e.kind !== "file" || !e.name.endsWith(".json") || e.name.startsWith(".")) continue;
+      const bytes = Buffer.from(await fs.readFile(join(base, folder, e.name)));
+      let previous: RecordLink | null | undefined;
+      try {
+        previous = (JSON.parse(bytes.toString("utf8")) as { previous?: RecordLink | null }).previous;
+      } catch {
+        previous = undefined;
+      }
+      if (previous === undefined) continue; // before the chain (or unreadable: the walk reports it)
+      out.push({
+        file: `${folder}/${e.name}`,
+        sha256: createHash("sha256").update(bytes).digest("hex"),
+        previous,
+      });
+    }
+  return out;
+}
+
+/** The newest record of the chain: the one no other names as its previous (null: no chained record yet). */
+export async function recordChainHead(
+  fs: FileSystem,
+  backupRoot: string,
+  context: string,
+): Promise<RecordLink | null> {
+  const all = await chainedRecords(fs, backupRoot, context);
+  const named = new Set(all.filter((r) => r.previous).map((r) => r.previous!.file));
+  const tips = all.filter((r) => !named.has(r.file)).sort((a, b) => (a.file < b.file ? -1 : 1));
+  const tip = tips.at(-1);
+  return tip ? { file: tip.file, sha256: tip.sha256 } : null;
+}
+
+export interface RecordChainCheck {
+  ok: boolean;
+  length: number;
+  head: RecordLink | null;
+  problems: string[];
+}
+
+/**
+ * Walk the chain from its head: every link present with the sha256 its successor names; one head
+ * only; and the head the last tick saw (when given) still on the chain.
+ */
+export async function verifyRecordChain(
+  fs: FileSystem,
+  backupRoot: string,
+  context: string,
+  lastSeenHead?: RecordLink | null,
+): Promise<RecordChainCheck> {
+  const all = await chainedRecords(fs, backupRoot, context);
+  const byFile = new Map(all.map((r) => [r.file, r]));
+  const named = new Set(all.filter((r) => r.previous).map((r) => r.previous!.file));
+  const tips = all.filter((r) => !named.has(r.file)).sort((a, b) => (a.file < b.file ? -1 : 1));
+  const problems: string[] = [];
+  if (tips.length > 1)
+    problems.push(
+      `the chain forks: ${tips.map((t) => t.file).join(", ")} each claim to be the newest record`,
+    );
+  const head = tips.at(-1) ?? null;
+  let length = 0;
+  const onChain = new Set<string>();
+  for (let r: ChainedRecord | undefined = head ?? undefined; r;) {
+    length++;
+    onChain.add(r.file);
+    if (!r.previous) break;
+    const prev = byFile.get(r.previous.file);
+    if (!prev) {
+      problems.push(`${r.file} follows ${r.previous.file}, which is gone`);
+      break;
+    }
+    if (prev.sha256 !== r.previous.sha256) {
+      problems.push(
+        `${r.previous.file} changed after ${r.file} was written (sha256 ${prev.sha256}, recorded ${r.previous.sha256})`,
+      );
+      break;
+    }
+    r = prev;
+  }
+  if (lastSeenHead) {
+    const seen = byFile.get(lastSeenHead.file);
+    if (!seen) problems.push(`${lastSeenHead.file}, the newest record when the last tick ran, is gone`);
+    else if (seen.sha256 !== lastSeenHead.sha256)
+      problems.push(`${lastSeenHead.file} changed since the last tick saw it`);
+    else if (!onChain.has(seen.file)) problems.push(`${lastSeenHead.file} is no longer on the chain`);
+  }
+  return {
+    ok: problems.length === 0,
+    length,
+    head: head ? { file: head.file, sha256: head.sha256 } : null,
+    problems,
+  };
+}
