@@ -11,11 +11,18 @@ export function isClosedPipe(err: unknown): boolean {
     e = e.cause as typeof e
   ) {
     seen.add(e);
-    if (e.code === "EPIPE" || (e.code === "ERR_STREAM_DESTROYED" && stdoutClosed)) return true;
+    // Only our own output going away counts: an EPIPE from any other pipe (a child process, a
+    // socket) is a failure like any other, and must never turn into a quiet exit 0.
+    if ((e.code === "EPIPE" || e.code === "ERR_STREAM_DESTROYED") && outputClosed()) return true;
   }
   return false;
 }
 
+function outputClosed(): boolean {
+  return stdoutClosed || process.stdout.destroyed || process.stderr.destroyed;
+}
+
+/** set once stdout or stderr reported its reader gone */
 let stdoutClosed = false;
 
 /**
@@ -27,7 +34,7 @@ export function endQuietlyOnClosedPipe(): void {
   for (const stream of [process.stdout, process.stderr]) {
     stream.on("error", (err: NodeJS.ErrnoException) => {
       if (err.code === "EPIPE" || err.code === "ERR_STREAM_DESTROYED") {
-        if (stream === process.stdout) stdoutClosed = true;
+        stdoutClosed = true;
         return;
       }
       throw err;
