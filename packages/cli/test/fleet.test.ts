@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createStateRoot, startRgw, type Rgw } from "@paas-backup/testing";
 import { S3Storage } from "@paas-backup/s3";
-import { checkSnapshotChecksum, listSnapshotsIn, readFencedLog } from "@paas-backup/core";
+import { checkSnapshotChecksum, listSnapshotsIn, readFencedLog, readFleetStatus } from "@paas-backup/core";
 import { nodeFs } from "@paas-backup/core/node";
 import { runCli, treeHashes } from "./helpers.js";
 
@@ -120,6 +120,30 @@ describe("a fleet sharing one bucket (RGW)", () => {
         expect(listed.map((s) => s.id)).toEqual(commits.slice(2).map((e) => e.data.snapshot));
         for (const s of listed) expect((await checkSnapshotChecksum(s)).state).toBe("verified");
       }
+
+    // The fleet view from the bucket alone: every host's contexts, each with its newest snapshot
+    const fleet = await readFleetStatus(storage, { staleAfterMs: 600_000 });
+    expect(fleet.alerts).toEqual([]);
+    expect(fleet.hosts.map((h) => [h.host, h.stale])).toEqual(hosts.map((h) => [h, false]));
+    for (const h of fleet.hosts)
+      for (const c of h.contexts) {
+        const log = await readFencedLog(storage, `context/${c.context}`);
+        expect(c).toMatchObject({
+          ok: true,
+          lastSnapshot: { id: log.at(-1)!.data.snapshot, kind: "incremental" },
+        });
+      }
+    expect(fleet.hosts.flatMap((h) => h.contexts.map((c) => c.context)).sort()).toEqual(all.sort());
+    // once the hosts stop reporting for longer than the stale limit (server time), each is an alert
+    const quiet = (await storage.serverTime()).getTime();
+    while ((await storage.serverTime()).getTime() - quiet < 2_000)
+      await new Promise((r) => setTimeout(r, 200));
+    const later = await readFleetStatus(storage, { staleAfterMs: 1_000 });
+    expect(later.hosts.every((h) => h.stale)).toBe(true);
+    expect(later.alerts).toHaveLength(3);
+    expect(later.alerts[0]).toMatch(
+      /^host host-a last reported .* it stopped ticking or cannot reach the bucket$/,
+    );
 
     // A fresh host: nothing but the bucket. It copies one context's objects into an empty folder
     // (the backup root layout is the repository's keys) and restores with the built CLI.

@@ -274,3 +274,12 @@ export {
   type LeaseState,
   type LogEntry,
 } from "./repository/lease.js";
+export {
+  writeHostStatus,
+  readFleetStatus,
+  DEFAULT_HOST_STALE_AFTER_MS,
+  type HostStatus,
+  type HostContextStatus,
+  type FleetHost,
+  type FleetStatus,
+} from "./repository/fleet-status.js";

@@ -13,6 +13,7 @@ import {
   listSnapshotsIn,
   pruneSnapshots,
   probeConditionalWrites,
+  writeHostStatus,
 } from "@paas-backup/core";
 import { nodeFs } from "@paas-backup/core/node";
 import { S3Storage } from "@paas-backup/s3";
@@ -73,7 +74,10 @@ try {
     // createSnapshot still keeps its verified-chain cache under <backupRoot>/<context>/ even when
     // the repository is a bucket: a local scratch folder per host stands in for the cache dir.
     for (const context of o.contexts) mkdirSync(join(o.scratch, context), { recursive: true });
-    for (let tick = 0; tick < o.ticks; tick++) {
+    const status = new Map(
+      o.contexts.map((context) => [context, { context, ok: true, lastSnapshot: null, error: null }]),
+    );
+    for (let tick = o.firstTick ?? 0; tick < (o.firstTick ?? 0) + o.ticks; tick++) {
       // simulated hours: tick N happens N hours after hourMs0, so ids and retention behave as in a day
       const clock = () => new Date(o.hourMs0 + tick * hour + ((Date.now() - started) % 1000));
       for (const context of o.contexts) {
@@ -97,8 +101,19 @@ try {
             50,
           );
           say({ event: "snapshot", context, tick, id: snap.id, kind: snap.kind });
+          status.set(context, {
+            context,
+            ok: true,
+            lastSnapshot: { id: snap.id, kind: snap.kind },
+            error: null,
+          });
         } catch (err) {
           failed++;
+          status.set(context, {
+            ...status.get(context),
+            ok: false,
+            error: { code: err.code ?? null, message: String(err.message).split("\n")[0] },
+          });
           say({
             event: "error",
             context,
@@ -108,6 +123,12 @@ try {
           });
         }
       }
+      // the fleet view: this host's contexts, readable from the bucket alone
+      await writeHostStatus(storage, {
+        host: o.host,
+        reportedAt: new Date().toISOString(),
+        contexts: [...status.values()],
+      });
     }
   } else {
     await underLease("maintenance", async () => {
