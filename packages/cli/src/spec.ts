@@ -241,7 +241,7 @@ export const COMMANDS: CommandSpec[] = [
     ],
     exitCodes: ["usage", "integrity", "safety", "validation", "busy", "environment", "unexpected"],
     recover: true,
-    json: "`data[0]`: `outcome`, `contextDir`, `snapshot`, `fallback`, `changes`, `movedAsideTo`, `doctor`, `externalDoctor`, `vault`, `blockFile`, `incidentFile`, `scope`, `warnings`",
+    json: "`data[0]`: `outcome`, `contextDir`, `snapshot`, `fallback`, `changes`, `movedAsideTo`, `doctor`, `externalDoctor`, `vault`, `blockFile`, `incidentFile`, `scope`, `warnings`, `eventLines`",
     load: L(() => import("./commands/restore.js"), "restoreAction"),
   },
   {

@@ -1,6 +1,7 @@
 import { createInterface } from "node:readline/promises";
 import { redactText, UsageError, type RestorePlan } from "@paas-backup/core";
 import { keyValues } from "../render/text.js";
+import { describeEventLines } from "../render/restore.js";
 
 /** restore's confirmation on a terminal: the plan on stderr, then the context name typed back. */
 export async function confirmOnTty(plan: RestorePlan): Promise<boolean> {
@@ -25,7 +26,9 @@ export async function confirmOnTty(plan: RestorePlan): Promise<boolean> {
           ],
           ["  added", plan.changes.added.join(", ") || "none"],
           ["  changed", plan.changes.changed.join(", ") || "none"],
-          ["  moved aside", plan.changes.removed.join(", ") || "none"],
+          // the old copy of every added/changed file goes aside too: this row is what the snapshot lacks
+          ["  not in snapshot, moved aside", plan.changes.removed.join(", ") || "none"],
+          ["  event lines since the snapshot", describeEventLines(plan) ?? "none"],
           ["  unchanged", plan.changes.unchanged],
           ["  warnings", plan.warnings?.length ? plan.warnings.join("; ") : undefined],
           ["  stays as it is", plan.changes.kept.join(", ") || "none"],

@@ -1,6 +1,21 @@
-import type { RestoreResult } from "@paas-backup/core";
+import type { RestorePlan, RestoreResult } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { keyValues } from "./text.js";
+
+/** The live event lines a restore carries over (issue 20), one clause per log; undefined when none. */
+export function describeEventLines(plan: Pick<RestorePlan, "eventLines">): string | undefined {
+  if (!plan.eventLines?.length) return undefined;
+  return plan.eventLines
+    .map(
+      (e) =>
+        `${e.path}: ${e.lines} line${e.lines === 1 ? "" : "s"} ${
+          e.action === "append"
+            ? "appended to the restored log"
+            : `kept in the incident${e.keptIn ? ` (${e.keptIn})` : ""}`
+        }`,
+    )
+    .join("; ");
+}
 
 export function describeRestore(rt: Runtime, result: RestoreResult): void {
   rt.write(
@@ -20,6 +35,7 @@ export function describeRestore(rt: Runtime, result: RestoreResult): void {
       ["moved aside", result.movedAsideTo ?? undefined],
       ["scope", result.scope.mode === "paths" ? `only ${result.scope.paths.join(", ")}` : result.scope.mode],
       ["not in snapshot, moved aside", result.changes.removed.join(", ") || undefined],
+      ["event lines since the snapshot", describeEventLines(result)],
       ["stays as it is", result.changes.kept.join(", ") || undefined],
       [
         "doctor",

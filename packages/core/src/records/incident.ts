@@ -13,6 +13,21 @@ export interface CheckResult {
 }
 import { redactText } from "../policy/secrets.js";
 
+/** Event lines a restore carried over from the live logs (restore/event-tails.ts, issue 20). */
+export interface EventLines {
+  /** the log, e.g. "events/audit.jsonl" */
+  path: string;
+  action: "append" | "keep";
+  /** why this action */
+  reason: string;
+  lines: number;
+  bytes: number;
+  /** of the bytes appended, or of the kept file's content */
+  sha256: string;
+  /** keep: the file of the incident that holds the lines (set once written) */
+  keptIn?: string;
+}
+
 /** Policy §7.3: every restore, successful or not, leaves this record in <backup_root>/<context>/incidents/. */
 export interface IncidentRecord {
   schema: "paas-backup/incident@1";
@@ -58,6 +73,8 @@ export interface IncidentRecord {
     movedAside: string[];
     kept: string[];
   };
+  /** restore: the live event lines written since the snapshot, appended to the restored logs or kept here (issue 20) */
+  eventLines?: EventLines[];
   /** recovery: the interrupted operation and what was done about it */
   recovery?: {
     operation: string;

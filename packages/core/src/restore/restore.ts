@@ -17,6 +17,14 @@ import { newIncidentRecord, writeIncident, type IncidentRecord } from "../record
 import { appendAuditEvent } from "../records/audit.js";
 import { findFallback } from "./verify.js";
 import { materializeChain } from "./materialize.js";
+import {
+  applyEventLines,
+  catchUpEventLines,
+  planEventLines,
+  type EventLines,
+  type SnapshotLog,
+} from "./event-tails.js";
+import { EVENT_LOGS } from "../policy/selection.js";
 import { inspectVault, type TrustStore, type VaultReport } from "./vault.js";
 import {
   JOURNAL_SCHEMA,
@@ -99,6 +107,12 @@ export interface RestorePlan {
   stagedDoctor: DoctorReport | null;
   /** what the snapshot recorded when taken, e.g. a state file that was not valid JSON (kept as is) */
   warnings: string[];
+  /**
+   * live event lines written since the snapshot that the replaced logs would lose: appended to the
+   * restored log, or kept in a file of the incident (issue 20). Planned here; read again just
+   * before the swap, so the result and the incident record name what was carried over.
+   */
+  eventLines: EventLines[];
 }
 
 export interface RestoreResult extends RestorePlan {
@@ -143,6 +157,8 @@ interface Staged {
   scope: RestoreScope;
   split: { aside: string[]; keep: string[] };
   changes: RestoreChanges;
+  /** what the snapshot read of each event log it holds */
+  snapshotLogs: Map<string, SnapshotLog>;
 }
 
 function checksumProblem(
@@ -363,6 +379,18 @@ async function stageRestore(run: RestoreRun, chosen: ChosenChain): Promise<Stage
       : f;
   });
   const changes = await planChanges(fs, run.live, quick, split);
+  const snapshotLogs = new Map<string, SnapshotLog>();
+  for (const f of files) {
+    if (!(EVENT_LOGS as readonly string[]).includes(f.path)) continue;
+    // a log stored redacted: a live log that extends it starts with the bytes the snapshot read
+    const m = recorded.get(f.path);
+    snapshotLogs.set(
+      f.path,
+      m?.sourceSha256 !== undefined && m.sourceSize !== undefined
+        ? { size: m.sourceSize, sha256: m.sourceSha256 }
+        : { size: f.size, sha256: f.sha256 },
+    );
+  }
   await writeBlockIn(fs, run.stagedContext, {
     context: run.context,
     ticket: run.options.ticket,
@@ -373,7 +401,7 @@ async function stageRestore(run: RestoreRun, chosen: ChosenChain): Promise<Stage
     pendingValidation: true,
     externalDoctor: run.options.externalDoctorCommand ? { command: run.options.externalDoctorCommand } : null,
   });
-  return { files, notRestored: result.notRestored, scope, split, changes };
+  return { files, notRestored: result.notRestored, scope, split, changes, snapshotLogs };
 }
 
 /** Remove the folders of `paths` (and their parents) that are empty now, deepest first; never `root` itself. */
@@ -671,6 +699,18 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
     }),
     swap: { done: 0, total: Number.POSITIVE_INFINITY, pivot: Number.POSITIVE_INFINITY },
   };
+  /** The live event lines the restore would lose (none for a drill: its scratch root has no live logs). */
+  const planLines = (staged: Staged) =>
+    purpose === "drill"
+      ? Promise.resolve([])
+      : planEventLines({
+          fs,
+          live: run.live,
+          replaced: (path) => scopeSelects(staged.scope, path),
+          snapshotLogs: staged.snapshotLogs,
+          stagedContext: run.stagedContext,
+          exact: staged.scope.mode === "exact",
+        });
   let swapped = false;
   try {
     const planned = await planRestore(run);
@@ -719,6 +759,7 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
       changes: staged.changes,
       stagedDoctor,
       warnings: (chosen.snapshot.manifest?.warnings ?? []).map((w) => `${w.path}: ${w.reason}`),
+      eventLines: (await planLines(staged)).map((p) => p.record),
     };
 
     if (options.dryRun) {
@@ -763,8 +804,25 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
       );
     }
 
+    // Read the live logs again now, not at the prompt: si may have written since.
+    const lines = await planLines(staged);
+    if (lines.length > 0) {
+      await writeJournal(fs, stateRoot, { ...stagingJournal(run), phase: "stage:event-lines" });
+      run.record.eventLines = await applyEventLines({
+        fs,
+        planned: lines,
+        stagedContext: run.stagedContext,
+        backupRoot: options.backupRoot,
+        context,
+        stem: `${stamp}-${purpose}-${nonce}`,
+      });
+    }
     await swapRestore(run, staged);
     swapped = true;
+    if (run.record.movedAsideTo && lines.some((p) => p.record.action === "append"))
+      run.record.eventLines!.push(
+        ...(await catchUpEventLines({ fs, planned: lines, aside: run.aside, live: run.live })),
+      );
     const v = await validateRestore(run, chosen, scannedAtSnapshot);
     const incidentFile = await recordRestore(run, chosen, v.ok);
     const result: RestoreResult = {
