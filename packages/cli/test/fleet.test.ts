@@ -5,7 +5,13 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createStateRoot, startRgw, type Rgw } from "@paas-backup/testing";
 import { S3Storage } from "@paas-backup/s3";
-import { checkSnapshotChecksum, listSnapshotsIn, readFencedLog, readFleetStatus } from "@paas-backup/core";
+import {
+  checkSnapshotChecksum,
+  listMarks,
+  listSnapshotsIn,
+  readFencedLog,
+  readFleetStatus,
+} from "@paas-backup/core";
 import { nodeFs } from "@paas-backup/core/node";
 import { runCli, treeHashes } from "./helpers.js";
 
@@ -51,7 +57,7 @@ function host(options: Record<string, unknown>): Promise<{ code: number | null; 
 const restored = (rel: string) => /^(vault|cache|addons)|telegram|\.secret$|\.env$|audit\.jsonl$/.test(rel);
 
 describe("a fleet sharing one bucket (RGW)", () => {
-  it("three hosts tick into one bucket while another prunes; every snapshot is committed once and verifies; a fresh host restores from the bucket alone", async () => {
+  it("three hosts tick into one bucket while another prunes (marks, then removes after the delay); every snapshot is committed once and verifies; a fresh host restores from the bucket alone", async () => {
     const bucket = await rgw.createBucket({ prefix: "fleet" });
     const storage = new S3Storage({
       bucket,
@@ -91,22 +97,40 @@ describe("a fleet sharing one bucket (RGW)", () => {
         scratch: join(work, "p", "scratch"),
         contexts: all,
         policy,
+        // while the hosts tick, the pruner only marks (the delay outlasts the test)
+        deleteAfterMs: 600_000,
         rounds: 4,
         pauseMs: 300,
       }),
     ]);
     for (const r of [a, b, c, pruner])
       expect(r.code, JSON.stringify(r.events.filter((e) => e.event === "error"))).toBe(0);
-    // once the ticks are done, one more prune settles what the policy keeps
-    const settle = await host({
-      ...common,
-      host: "host-p",
-      role: "prune",
-      scratch: join(work, "p", "scratch"),
-      contexts: all,
-      policy,
-    });
-    expect(settle.code).toBe(0);
+    // once the ticks are done, prune marks what the policy drops, and removes it only once the
+    // marks are older than the delete delay on the server's clock
+    const settle = (deleteAfterMs: number) =>
+      host({
+        ...common,
+        host: "host-p",
+        role: "prune",
+        scratch: join(work, "p", "scratch"),
+        contexts: all,
+        policy,
+        deleteAfterMs,
+      });
+    const marking = await settle(600_000);
+    expect(marking.code).toBe(0);
+    const stillListed = await listSnapshotsIn(storage, all[0]!);
+    expect(stillListed.length).toBe(4);
+    const marked = (await listMarks(storage, all[0]!)).size;
+    expect(marked).toBe(stillListed.length - 2);
+    const t0 = (await storage.serverTime()).getTime();
+    while ((await storage.serverTime()).getTime() - t0 < 3_000) await new Promise((r) => setTimeout(r, 200));
+    const removing = await settle(2_000);
+    expect(removing.code).toBe(0);
+    expect(
+      removing.events.filter((e) => e.event === "pruned" && e.context === all[0]).at(-1).removed,
+    ).toHaveLength(marked);
+    expect((await listMarks(storage, all[0]!)).size).toBe(0);
 
     for (const h of hosts)
       for (const context of contextsOf(h)) {

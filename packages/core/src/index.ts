@@ -283,3 +283,10 @@ export {
   type FleetHost,
   type FleetStatus,
 } from "./repository/fleet-status.js";
+export {
+  pruneShared,
+  hideMarked,
+  listMarks,
+  DEFAULT_DELETE_AFTER_MS,
+  type SharedPruneResult,
+} from "./retention/shared-prune.js";

@@ -11,7 +11,9 @@ import {
   acquireLease,
   createSnapshot,
   listSnapshotsIn,
-  pruneSnapshots,
+  hideMarked,
+  listMarks,
+  pruneShared,
   probeConditionalWrites,
   writeHostStatus,
 } from "@paas-backup/core";
@@ -85,11 +87,13 @@ try {
           const snap = await underLease(
             `context/${context}`,
             async (lease) => {
+              // snapshots marked for deletion are not listed: never a new incremental's parent
+              const marked = new Set((await listMarks(storage, context)).keys());
               const s = await createSnapshot({
                 fs: nodeFs,
                 stateRoot: o.stateRoot,
                 backupRoot: o.scratch,
-                repository: storage,
+                repository: hideMarked(storage, context, marked),
                 context,
                 clock,
                 kind: tick % 2 === 0 ? "full" : "incremental",
@@ -135,17 +139,19 @@ try {
       for (let round = 0; round < (o.rounds ?? 1); round++) {
         for (const context of o.contexts) {
           try {
-            const r = await underLease(`context/${context}`, () =>
-              pruneSnapshots({
+            const r = await underLease(`context/${context}`, (lease) =>
+              pruneShared({
                 fs: nodeFs,
-                backupRoot: o.scratch,
-                repository: storage,
+                scratch: o.scratch,
+                storage,
+                lease,
                 context,
                 policy: o.policy,
                 clock: () => new Date(o.hourMs0 + (o.ticks + 1) * hour),
+                deleteAfterMs: o.deleteAfterMs,
               }),
             );
-            say({ event: "pruned", context, removed: r.removed });
+            say({ event: "pruned", context, marked: r.marked, removed: r.removed, unmarked: r.unmarked });
           } catch (err) {
             // a context being snapshotted right now is pruned next round
             if (err.code !== "PAAS_BACKUP_LOCKED") failed++;
@@ -160,7 +166,7 @@ try {
         await sleep(o.pauseMs ?? 0);
       }
       say({
-        event: "listed",
+        event: "listed-with-marked",
         counts: Object.fromEntries(
           await Promise.all(o.contexts.map(async (c) => [c, (await listSnapshotsIn(storage, c)).length])),
         ),

@@ -1,0 +1,137 @@
+import type { FileSystem } from "../fs/types.js";
+import { validateContextName } from "../policy/context.js";
+import { pruneSnapshots } from "./prune.js";
+import type { RetentionPolicy } from "./plan.js";
+import { UsageError } from "../errors.js";
+import { chainOf, deleteSnapshot, listSnapshotsIn } from "../repository/repository.js";
+import type { Lease } from "../repository/lease.js";
+import type { ObjectStorage } from "../repository/storage.js";
+
+/**
+ * Deletes in two phases in a repository several hosts share: prune first *marks* what retention
+ * drops (`marks/<context>/<id>`, created create-only; its Last-Modified is the mark's time on the
+ * server's clock) and removes it only once the mark is `deleteAfterMs` old. Meanwhile the
+ * snapshot is gone from listings through `hideMarked` (so no new incremental takes it as its
+ * parent), but its objects stay: a restore that listed it before the mark reads it to the end.
+ * A mark that a live snapshot's chain still needs when it falls due (a pruner that paused and
+ * marked late) is dropped, never acted on.
+ */
+export const DEFAULT_DELETE_AFTER_MS = 24 * 3_600_000;
+
+const markPrefix = (context: string) => `marks/${context}/`;
+
+/** id -> when it was marked (server time) */
+export async function listMarks(storage: ObjectStorage, context: string): Promise<Map<string, Date | null>> {
+  const marks = new Map<string, Date | null>();
+  for await (const o of storage.list(markPrefix(context), { shallow: true, keysOnly: true }))
+    marks.set(o.key.slice(markPrefix(context).length), o.lastModified);
+  return marks;
+}
+
+/** The repository as ticks and new restores must see it: marked snapshots are not listed (get and head still reach them). */
+export function hideMarked(
+  storage: ObjectStorage,
+  context: string,
+  marked: ReadonlySet<string>,
+): ObjectStorage {
+  const hidden = (key: string) => {
+    if (!key.startsWith(`${context}/`)) return false;
+    const name = key.slice(context.length + 1);
+    const dot = name.indexOf(".");
+    return dot > 0 && marked.has(name.slice(0, dot));
+  };
+  return new Proxy(storage, {
+    get(target, prop, receiver) {
+      if (prop === "list")
+        return async function* (prefix: string, options?: { shallow?: boolean; keysOnly?: boolean }) {
+          for await (const o of target.list(prefix, options)) if (!hidden(o.key)) yield o;
+        };
+      const value = Reflect.get(target, prop, receiver) as unknown;
+      return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
+
+export interface SharedPruneResult {
+  context: string;
+  /** newly marked by this run */
+  marked: string[];
+  /** marks that fell due: the snapshots' objects are removed */
+  removed: string[];
+  /** marks dropped because a live snapshot's chain needs them */
+  unmarked: string[];
+  /** marks not due yet, with when they are */
+  waiting: { id: string; dueAt: string }[];
+}
+
+export async function pruneShared(options: {
+  fs: FileSystem;
+  /** a local folder prune may keep its history in; nothing of the repository is written there */
+  scratch: string;
+  storage: ObjectStorage;
+  /** the context's lease, held by the caller (with the maintenance lease) */
+  lease: Lease;
+  context: string;
+  policy?: Partial<RetentionPolicy>;
+  clock: () => Date;
+  deleteAfterMs?: number;
+}): Promise<SharedPruneResult> {
+  const context = validateContextName(options.context);
+  const { storage, lease } = options;
+  if (lease.name !== `context/${context}`)
+    throw new UsageError(
+      "PAAS_BACKUP_INVALID_ARGUMENT",
+      `prune of ${context} under the lease ${lease.name}`,
+      {
+        remediation: `Take the lease context/${context} first.`,
+        stage: "prune",
+      },
+    );
+  const deleteAfterMs = options.deleteAfterMs ?? DEFAULT_DELETE_AFTER_MS;
+  const marks = await listMarks(storage, context);
+  const plan = await pruneSnapshots({
+    fs: options.fs,
+    backupRoot: options.scratch,
+    repository: hideMarked(storage, context, new Set(marks.keys())),
+    context,
+    ...(options.policy ? { policy: options.policy } : {}),
+    dryRun: true,
+    clock: options.clock,
+  });
+  const result: SharedPruneResult = { context, marked: [], removed: [], unmarked: [], waiting: [] };
+  for (const { id } of plan.plan.remove) {
+    const made = await storage.createOnly!(
+      `${markPrefix(context)}${id}`,
+      Buffer.from(`${JSON.stringify({ epoch: lease.epoch, lease: lease.name })}\n`),
+    );
+    if (made.created) result.marked.push(id);
+  }
+  if (marks.size === 0) return result;
+  // Before removing anything, the lease must still be ours (a renewal that finds a later epoch throws).
+  await lease.renew();
+  const now = (await storage.serverTime!()).getTime();
+  const all = await listSnapshotsIn(storage, context);
+  const markedNow = new Set([...marks.keys(), ...result.marked]);
+  const needed = new Set<string>();
+  for (const s of all.filter((s) => !markedNow.has(s.id)))
+    for (const link of chainOf(s, all).chain) needed.add(link.id);
+  const byId = new Map(all.map((s) => [s.id, s]));
+  // newest first, as prune does: an interruption never leaves an incremental without its parent
+  for (const [id, at] of [...marks].sort((a, b) => b[0].localeCompare(a[0]))) {
+    if (needed.has(id)) {
+      await storage.delete(`${markPrefix(context)}${id}`);
+      result.unmarked.push(id);
+      continue;
+    }
+    const dueAt = (at?.getTime() ?? now) + deleteAfterMs;
+    if (now < dueAt) {
+      result.waiting.push({ id, dueAt: new Date(dueAt).toISOString() });
+      continue;
+    }
+    const ref = byId.get(id);
+    if (ref) await deleteSnapshot(ref);
+    await storage.delete(`${markPrefix(context)}${id}`);
+    result.removed.push(id);
+  }
+  return result;
+}
