@@ -98,6 +98,7 @@ export async function takeSnapshot(
         secretAllow: rt.config.secretAllow,
         allowRepoState: allowRepoStateFrom(rt.env),
         secretAcknowledged: rt.config.secretAcknowledged,
+        memberCache: true,
         onProgress: (p) => bar.update(p.doneBytes, p.totalBytes),
       }),
     );
@@ -165,7 +166,7 @@ export async function snapshotCommand(rt: Runtime, flags: SnapshotFlags): Promis
         ["files", result.files],
         [
           "stored",
-          `${humanBytes(result.storedBytes)} put in the archive${result.kind === "incremental" ? " (new bytes only)" : ""}`,
+          `${humanBytes(result.storedBytes)} put in the archive${result.kind === "incremental" ? " (new bytes only)" : ""}${result.reusedBytes > 0 ? `, ${humanBytes(result.reusedBytes)} of it as gzip members copied from the last full` : ""}`,
         ],
         [
           "artifact",

@@ -91,6 +91,7 @@ export async function tickCommand(
       secretAllow: rt.config.secretAllow,
       secretAcknowledged: rt.config.secretAcknowledged,
       allowRepoState: allowRepoStateFrom(rt.env),
+      memberCache: true,
       retention: retentionPolicy(rt, {}),
       ...(offsite ? { afterEach: (context: string) => offsite(rt, context) } : {}),
       onLockWait: (context) => lockOptions(rt, context, "tick").onWait,

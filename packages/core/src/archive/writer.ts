@@ -20,6 +20,20 @@ export const DEFAULT_GZIP_LEVEL = 5;
 
 /** Tar bytes per gzip member: big enough that the per-member header and the reset window cost nothing measurable. */
 export const MEMBER_BYTES = 1024 * 1024;
+/**
+ * A data member taken from the member cache (snapshot/member-cache.ts): the gzip of exactly
+ * MEMBER_BYTES of one file's data, copied into the artifact byte for byte.
+ */
+export interface ReusedMember {
+  compressed: Buffer;
+}
+
+/** What an aligned entry is written from: bytes to compress, or members compressed already. */
+export type AlignedPart = Buffer | ReusedMember;
+
+/** Told each member of an aligned entry's data once it is written: its bytes, and how much tar it holds. */
+export type MemberCapture = (compressed: Buffer, plain: number) => Promise<void> | void;
+
 /** Members deflating at once in libuv's threadpool: enough to keep both cores of a small host busy. */
 const IN_FLIGHT = 3;
 
@@ -83,7 +97,15 @@ function ustarHeader(name: string, type: "0" | "5" | "x", size: number, mode: nu
 export class ArchiveWriter {
   private piece: Buffer = Buffer.allocUnsafe(MEMBER_BYTES);
   private filled = 0;
-  private readonly inFlight: { plain: number; tar: Buffer; deflated: Promise<Buffer> }[] = [];
+  private readonly inFlight: {
+    plain: number;
+    /** the piece deflated, kept for reuse; null for a member copied from the cache */
+    tar: Buffer | null;
+    deflated: Promise<Buffer>;
+    capture: MemberCapture | null;
+  }[] = [];
+  /** set while an aligned entry's data is written: its members are handed to it */
+  private capture: MemberCapture | null = null;
   /** pieces whose member is written, reused: fresh 1 MiB buffers per member would grow the heap's external memory until a GC */
   private readonly spare: Buffer[] = [];
   private readonly members: GzipMembers = { compressed: [], plain: [] };
@@ -121,7 +143,7 @@ export class ArchiveWriter {
     const tar = this.filled === MEMBER_BYTES ? this.piece : this.piece.subarray(0, this.filled);
     const deflated = deflateMember(tar, this.gzipLevel);
     deflated.catch(() => undefined);
-    this.inFlight.push({ plain: this.filled, tar: this.piece, deflated });
+    this.inFlight.push({ plain: this.filled, tar: this.piece, deflated, capture: this.capture });
     this.piece = this.spare.pop() ?? Buffer.allocUnsafe(MEMBER_BYTES);
     this.filled = 0;
     while (this.inFlight.length >= IN_FLIGHT) await this.writeOldest();
@@ -130,10 +152,11 @@ export class ArchiveWriter {
   private async writeOldest(): Promise<void> {
     const next = this.inFlight.shift()!;
     const member = await next.deflated;
-    this.spare.push(next.tar);
+    if (next.tar) this.spare.push(next.tar);
     this.check();
     this.members.compressed.push(member.length);
     this.members.plain.push(next.plain);
+    if (next.capture) await next.capture(member, next.plain);
     if (!this.sink.write(member)) await this.drained();
     this.check();
   }
@@ -229,6 +252,59 @@ export class ArchiveWriter {
       throw this.failure;
     }
     await this.pad(size);
+  }
+
+  /**
+   * An entry whose data lies in gzip members of its own (issue 23): the header (and any pax
+   * header) ends the member it is in and is followed by a cut, then data member k holds bytes
+   * [k * MEMBER_BYTES, (k + 1) * MEMBER_BYTES) of the file, the last one the rest and the tar
+   * padding. Every cut falls on a tar block boundary (MEMBER_BYTES is a multiple of 512), so a
+   * later full can copy member k of a log that only grew instead of compressing it again.
+   * `parts` yields bytes to compress or, on a member boundary, a member compressed already
+   * (it stands for MEMBER_BYTES of data). `capture` is told every data member as it is written.
+   */
+  async addAlignedStream(
+    path: string,
+    parts: AsyncIterable<AlignedPart>,
+    size: number,
+    mtime: Date,
+    capture?: MemberCapture,
+  ): Promise<void> {
+    this.check();
+    await this.seal();
+    await this.header(path, "0", size, 0o600, mtime);
+    await this.seal();
+    this.capture = capture ?? null;
+    let seen = 0;
+    try {
+      for await (const part of parts) {
+        if (Buffer.isBuffer(part)) {
+          seen += part.length;
+          if (seen > size) throw new Error(`${path} grew past ${size} bytes while it was archived`);
+          await this.write(part);
+        } else {
+          if (this.filled !== 0)
+            throw new Error(`${path}: a reused member does not start on a member boundary`);
+          seen += MEMBER_BYTES;
+          if (seen > size) throw new Error(`${path}: a reused member reaches past ${size} bytes`);
+          this.inFlight.push({
+            plain: MEMBER_BYTES,
+            tar: null,
+            deflated: Promise.resolve(part.compressed),
+            capture: this.capture,
+          });
+          while (this.inFlight.length >= IN_FLIGHT) await this.writeOldest();
+        }
+      }
+      if (seen !== size) throw new Error(`${path} ended at ${seen} of ${size} bytes while it was archived`);
+      await this.pad(size);
+      await this.seal();
+    } catch (err) {
+      this.failure ??= err as Error;
+      throw err;
+    } finally {
+      this.capture = null;
+    }
   }
 
   /**

@@ -2,7 +2,7 @@ import { createHash, type Hash } from "node:crypto";
 import { Transform, type TransformCallback } from "node:stream";
 import type { FileSystem } from "../fs/types.js";
 import { SafetyError } from "../errors.js";
-import type { ArchiveWriter } from "../archive/writer.js";
+import { MEMBER_BYTES, type AlignedPart, type ArchiveWriter } from "../archive/writer.js";
 import type { ManifestEntryNote, ManifestFile } from "../manifest/schema.js";
 import { isEventLog, isJsonStateFile } from "../policy/selection.js";
 import { redactBytes, SecretScanner, type SecretAllowance, type SecretFinding } from "../policy/secrets.js";
@@ -13,6 +13,7 @@ import type { PlannedFile } from "./plan.js";
 import { completeLinesLength, readStableJson } from "./read-stable.js";
 import { openChunks, ReadBuffers, type ChunkReader } from "./read-chunks.js";
 import type { FileScan, ScanLane } from "./scan-lane.js";
+import type { MemberCache } from "./member-cache.js";
 
 export interface SecretAcknowledgement {
   path: string;
@@ -98,18 +99,6 @@ function countNewlines(chunk: Buffer): number {
   return n;
 }
 
-async function hashRange(
-  fs: FileSystem,
-  path: string,
-  hash: Hash,
-  start: number,
-  endExclusive: number,
-): Promise<void> {
-  if (endExclusive <= start) return;
-  for await (const chunk of fs.createReadStream(path, { start, end: endExclusive - 1 }))
-    hash.update(chunk as Buffer);
-}
-
 /**
  * Hash, scan and count the bytes on their way into the archive. Chunks are read and sent to the
  * scanner up to SCAN_AHEAD ahead, but a chunk is passed on only once the scanner has answered for
@@ -193,6 +182,8 @@ export interface ArchiverOptions {
   mtime: Date;
   sleep: (ms: number) => Promise<void>;
   totalBytes: number;
+  /** a full's member cache: members of logs that only grew are copied from it, and this full's are kept in it */
+  memberCache?: MemberCache;
   onProgress?: (progress: { phase: "archive"; path: string; doneBytes: number; totalBytes: number }) => void;
 }
 
@@ -209,6 +200,8 @@ export class SnapshotArchiver {
   storedBytes = 0;
   /** bytes of source read or proven so far, for progress */
   doneBytes = 0;
+  /** bytes of log data whose gzip members were copied from the member cache */
+  reusedBytes = 0;
   private readonly dirsAdded = new Set<string>();
   private readonly readBuffers = new ReadBuffers();
 
@@ -330,7 +323,7 @@ export class SnapshotArchiver {
     base: EntryBase,
   ): Promise<void> {
     const hash = createHash("sha256");
-    await hashRange(this.o.fs, join(this.o.srcDir, file.path), hash, 0, prior.size);
+    await this.hashPrefix(join(this.o.srcDir, file.path), hash, prior.size);
     const prefixSha256 = hash.copy().digest("hex");
     if (prefixSha256 !== prior.sha256) {
       this.warnings.push({ path: file.path, reason: "log was rewritten since the parent; stored whole" });
@@ -353,9 +346,100 @@ export class SnapshotArchiver {
 
   /** The file's first `length` bytes, scanned on their way in (a finding restarts the snapshot with it redacted). */
   private async storeWhole(file: PlannedFile, length: number, base: EntryBase): Promise<void> {
+    if (isEventLog(file.path)) return this.storeLogAligned(file, length, base);
     const hash = createHash("sha256");
     await this.archiveRange(file, hash, 0, length);
     this.record({ ...base, sha256: hash.digest("hex"), stored: "whole" });
+  }
+
+  /**
+   * An event log stored whole, its data in gzip members of its own (ArchiveWriter.addAlignedStream).
+   * With a member cache that holds the log: when the log's first `cached.size` bytes hash to the
+   * sha256 the last full recorded, that full's members of those bytes are copied (each checked
+   * against the hash the cache recorded; one that fails is compressed from the source) and only
+   * the rest is compressed. Only bytes past the proven prefix are scanned: the prefix was scanned
+   * by that full under the same rules version, which the cache checks.
+   */
+  private async storeLogAligned(file: PlannedFile, length: number, base: EntryBase): Promise<void> {
+    const { fs, writer, mtime, memberCache } = this.o;
+    const abs = join(this.o.srcDir, file.path);
+    const cached = memberCache?.candidate(file.path);
+    let hash = createHash("sha256");
+    let proven = 0;
+    if (cached && cached.size <= length) {
+      await this.hashPrefix(abs, hash, cached.size);
+      if (hash.copy().digest("hex") === cached.sha256) proven = cached.size;
+      else hash = createHash("sha256");
+    }
+    await this.ensureDirs(file.path);
+    if (proven > 0) {
+      this.doneBytes += proven;
+      this.progress(file.path);
+    }
+    const reused = proven > 0 ? cached!.members.length : 0;
+    const parts = async function* (this: SnapshotArchiver): AsyncGenerator<AlignedPart> {
+      if (reused > 0) {
+        let k = 0;
+        for await (const member of memberCache!.members(cached!)) {
+          if (member) {
+            this.reusedBytes += MEMBER_BYTES;
+            yield { compressed: member };
+          } else yield* this.rawRange(abs, k * MEMBER_BYTES, (k + 1) * MEMBER_BYTES);
+          k++;
+        }
+      }
+      // proven bytes past the last whole member: compressed again, not scanned again
+      yield* this.rawRange(abs, reused * MEMBER_BYTES, proven);
+      if (length > proven) {
+        const chunks = await openChunks(fs, abs, proven, length, this.readBuffers);
+        let scan: FileScan;
+        try {
+          scan = this.o.scanLane.file(file.path, this.o.allow, length - proven);
+        } catch (err) {
+          await chunks.close();
+          throw err;
+        }
+        yield* scannedChunks(file.path, chunks, hash, scan, (n) => {
+          this.doneBytes += n;
+          this.progress(file.path);
+        });
+      }
+    }.call(this);
+    await writer.addAlignedStream(file.path, parts, length, mtime, memberCache?.capture(file.path, length));
+    this.storedBytes += length;
+    this.record({ ...base, sha256: hash.digest("hex"), stored: "whole" });
+  }
+
+  /** Bytes [start, end) of a file as they are: bytes already proven, neither hashed nor scanned again. */
+  private async *rawRange(abs: string, start: number, end: number): AsyncGenerator<Buffer> {
+    if (end <= start) return;
+    const chunks = await openChunks(this.o.fs, abs, start, end, this.readBuffers);
+    try {
+      let seen = 0;
+      for (let chunk = await chunks.next(); chunk; chunk = await chunks.next()) {
+        seen += chunk.length;
+        yield chunk;
+        chunks.release(chunk);
+      }
+      if (seen !== end - start)
+        throw new Error(`${abs} ended at ${start + seen} of ${end} bytes while it was archived`);
+    } finally {
+      await chunks.close();
+    }
+  }
+
+  /** Hash a file's first `length` bytes (the proof that a log only grew), in the snapshot's reusable read buffers. */
+  private async hashPrefix(abs: string, hash: Hash, length: number): Promise<void> {
+    if (length <= 0) return;
+    const chunks = await openChunks(this.o.fs, abs, 0, length, this.readBuffers);
+    try {
+      for (let chunk = await chunks.next(); chunk; chunk = await chunks.next()) {
+        hash.update(chunk);
+        chunks.release(chunk);
+      }
+    } finally {
+      await chunks.close();
+    }
   }
 
   /**

@@ -33,6 +33,7 @@ import {
   type SecretAcknowledgement,
   type SnapshotRedaction,
 } from "./archiver.js";
+import { MemberCache, memberCacheDir } from "./member-cache.js";
 import { TOOL_NAME, TOOL_VERSION } from "../version.js";
 
 export type { SnapshotKind } from "./parent.js";
@@ -71,6 +72,14 @@ export interface CreateSnapshotOptions {
   secretAcknowledged?: readonly SecretAcknowledgement[];
   onProgress?: (progress: SnapshotProgress) => void;
   sleep?: (ms: number) => Promise<void>;
+  /**
+   * Keep a full's gzip members of each event log in the member cache beside the contexts
+   * (`<stateRoot>/.paas-backup/member-cache/<context>/`), and copy those of bytes a log still
+   * holds into the next full instead of compressing them again: a daily full then costs about
+   * what the day added. The CLI sets it; off by default for SDK callers, who may not want the
+   * tool to write into the state root.
+   */
+  memberCache?: boolean;
   /** deflate level of the gzip members; DEFAULT_GZIP_LEVEL (5, chosen by measurement) when not given */
   gzipLevel?: number;
   /**
@@ -98,6 +107,8 @@ export interface SnapshotResult {
   sourceBytes: number;
   /** bytes of file content stored in this artifact (before compression) */
   storedBytes: number;
+  /** of storedBytes, log bytes whose gzip members were copied from the member cache, not compressed again */
+  reusedBytes: number;
   encrypted: boolean;
   parent?: { id: string; sha256: string };
   /** set when an incremental was asked for but a full was taken */
@@ -353,18 +364,18 @@ async function createSnapshotOnce(
   const contents = await planSnapshotContents(fs, srcDir, include as OptionalFolder[]);
   const totalBytes = contents.files.reduce((n, f) => n + f.stat.size, 0);
 
-  const sink = await openArtifactSink(
-    repo,
-    `${context}/${names.artifactName}`,
-    options.encryptor,
-    options.gzipLevel ?? DEFAULT_GZIP_LEVEL,
-  );
+  const gzipLevel = options.gzipLevel ?? DEFAULT_GZIP_LEVEL;
+  const sink = await openArtifactSink(repo, `${context}/${names.artifactName}`, options.encryptor, gzipLevel);
   const scanLane = options.scanLane ?? defaultScanLane();
   const parentFiles = new Map<string, ManifestFile>((parent?.manifest?.files ?? []).map((f) => [f.path, f]));
   // What the newest snapshot had to redact is redacted from the start (no restart for a known leak).
   for (const f of existing[existing.length - 1]?.manifest?.files ?? [])
     if (f.redactions?.length) redact.add(f.path);
   const mtime = started;
+  const memberCache =
+    options.memberCache && kind === "full"
+      ? await MemberCache.open({ fs, dir: memberCacheDir(options.stateRoot, context), existing, gzipLevel })
+      : undefined;
   const archiver = new SnapshotArchiver({
     fs,
     srcDir,
@@ -376,6 +387,7 @@ async function createSnapshotOnce(
     mtime,
     sleep: options.sleep ?? defaultSleep,
     totalBytes,
+    ...(memberCache ? { memberCache } : {}),
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
   });
 
@@ -410,6 +422,8 @@ async function createSnapshotOnce(
       sha256,
       options.signer ? { signer: options.signer, createdAt: started } : null,
     );
+    // The cache is a speed-up that can be rebuilt: failing to keep it never fails a committed snapshot.
+    await memberCache?.commit(id, archiver.files).catch(() => memberCache.discard());
 
     return {
       id,
@@ -423,6 +437,7 @@ async function createSnapshotOnce(
       bytes,
       sourceBytes: manifest.totals.bytes,
       storedBytes: archiver.storedBytes,
+      reusedBytes: archiver.reusedBytes,
       encrypted,
       ...(manifest.parent ? { parent: manifest.parent } : {}),
       ...(promotedToFull ? { promotedToFull } : {}),
@@ -434,6 +449,7 @@ async function createSnapshotOnce(
     };
   } catch (err) {
     await sink.abort();
+    await memberCache?.discard();
     throw err;
   } finally {
     if (!options.scanLane) await scanLane.close();

@@ -59,6 +59,8 @@ export interface TickOptions {
   secretAllow?: readonly SecretAllowance[];
   secretAcknowledged?: readonly SecretAcknowledgement[];
   allowRepoState?: boolean;
+  /** see CreateSnapshotOptions.memberCache */
+  memberCache?: boolean;
   retention?: Partial<RetentionPolicy>;
   /** after a context's snapshot and prune, outside its lock: e.g. copy its fulls offsite */
   afterEach?: (context: string) => Promise<unknown>;
@@ -154,6 +156,7 @@ async function tickOne(
           ...(options.secretAllow ? { secretAllow: options.secretAllow } : {}),
           ...(options.secretAcknowledged ? { secretAcknowledged: options.secretAcknowledged } : {}),
           allowRepoState: options.allowRepoState === true,
+          memberCache: options.memberCache === true,
         });
         durationSeconds = (clock().getTime() - started) / 1000;
         outcome.snapshot = {
