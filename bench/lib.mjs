@@ -3,7 +3,10 @@ import { readFileSync, rmSync, mkdtempSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
-export const CLI = resolve(import.meta.dirname, "../packages/cli/dist/bin.cjs");
+/** BENCH_CLI: another build's packages/cli/dist/bin.cjs, to measure it on the same data (before/after). */
+export const CLI = process.env.BENCH_CLI
+  ? resolve(process.env.BENCH_CLI)
+  : resolve(import.meta.dirname, "../packages/cli/dist/bin.cjs");
 const PRELOAD = resolve(import.meta.dirname, "maxrss.cjs");
 
 export function workdir(label) {

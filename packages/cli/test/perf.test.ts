@@ -1,9 +1,9 @@
 import { describe, it, expect, beforeEach, afterEach } from "vitest";
-import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
+import { readFileSync, writeFileSync, mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { SCANNER_RULES_VERSION } from "@paas-backup/core";
-import { makeSandbox, runCli, sh, sha256File, type Sandbox } from "./helpers.js";
+import { makeSandbox, modeOf, runCli, sh, sha256File, type Sandbox } from "./helpers.js";
 
 const CTX = "internal-dogfood";
 const secretCheck = (r: any) =>
@@ -304,5 +304,76 @@ register(pathToFileURL(${JSON.stringify(join(sb.dir, "hook-resolve.mjs"))}));`,
     ]);
     expect(withConfig.r.code).toBe(0);
     expect(withConfig.pkgs.has("zod")).toBe(true);
+  });
+});
+
+describe("a daily full costs what the day added (issue 23: the member cache)", () => {
+  let sb: Sandbox;
+  beforeEach(async () => {
+    sb = await makeSandbox([{ name: CTX, eventBytes: 5_000_000 }]);
+  });
+  afterEach(() => sb.cleanup());
+
+  it("an encrypted full after the logs grew copies the last full's members with only the recipient, and GNU tar extracts the live logs byte for byte", async () => {
+    const key = join(sb.dir, "identity.txt");
+    const kg = await runCli([...sb.flags, "--json", "keygen", "--out", key]);
+    expect(kg.code, kg.stderr).toBe(0);
+    const recipient = kg.json.data[0].recipient;
+    const first = await runCli([
+      ...sb.flags,
+      "--json",
+      "snapshot",
+      "--context",
+      CTX,
+      "--recipient",
+      recipient,
+    ]);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.json.data[0].reusedBytes).toBe(0);
+    // the cache sits beside the contexts, private, and nowhere in the backup root
+    const cache = join(sb.stateRoot, ".paas-backup", "member-cache", CTX);
+    const cached = readdirSync(cache);
+    expect(cached).toContain("index.json");
+    for (const f of cached) expect(modeOf(join(cache, f)), f).toBe(0o600);
+    expect(sh("find", [sb.backupRoot, "-name", "*.members"])).toBe("");
+
+    const audit = join(sb.state.contextDir(CTX), "events", "audit.jsonl");
+    const more = readFileSync(audit, "utf8").split("\n").slice(0, 400).join("\n");
+    writeFileSync(audit, `${readFileSync(audit, "utf8")}${more}\n`);
+    // no identity anywhere in reach of the snapshot: only the recipient
+    const second = await runCli([
+      ...sb.flags,
+      "--json",
+      "snapshot",
+      "--context",
+      CTX,
+      "--recipient",
+      recipient,
+    ]);
+    expect(second.code, second.stderr).toBe(0);
+    const s = second.json.data[0];
+    expect(s.kind).toBe("full");
+    expect(s.reusedBytes).toBeGreaterThanOrEqual(1024 * 1024);
+
+    const out = join(sb.dir, "extracted");
+    mkdirSync(out);
+    sh("bash", ["-c", `age -d -i "${key}" "${s.artifact}" | tar -C "${out}" -xzf -`]);
+    for (const log of ["audit.jsonl", "deployments.jsonl", "alerts.jsonl"])
+      expect(sha256File(join(out, "events", log)), log).toBe(
+        sha256File(join(sb.state.contextDir(CTX), "events", log)),
+      );
+    const verify = await runCli([
+      ...sb.flags,
+      "--json",
+      "verify",
+      "--context",
+      CTX,
+      "--snapshot",
+      s.id,
+      "--deep",
+      "--identity",
+      key,
+    ]);
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0);
   });
 });
