@@ -217,7 +217,8 @@ export const SHARES = { "audit.jsonl": 0.6, "deployments.jsonl": 0.3, "alerts.js
 export function appendLogs(contextDir, gen, context, bytes) {
   const written = {};
   for (const [file, share] of Object.entries(SHARES)) {
-    const make = file === "audit.jsonl" ? gen.audit : file === "deployments.jsonl" ? gen.deployment : gen.alert;
+    const make =
+      file === "audit.jsonl" ? gen.audit : file === "deployments.jsonl" ? gen.deployment : gen.alert;
     const fd = openSync(join(contextDir, "events", file), "a", 0o600);
     const target = Math.round(bytes * share);
     // Lines encoded straight into one reused buffer: arrays of strings joined per batch kept the
@@ -278,7 +279,9 @@ export function writeContext(stateRoot, context, { logBytes, shape = "mixed", se
     ),
   });
   w("addons.json", { apps: {} });
-  w("bluegreen.json", { apps: { api: { targets: { "edge-1": { active_slot: "blue", updated_at: created } } } } });
+  w("bluegreen.json", {
+    apps: { api: { targets: { "edge-1": { active_slot: "blue", updated_at: created } } } },
+  });
   w("webhooks/mappings.json", {
     mappings: [{ provider: "github", repo: "example/api", branch: "main", app: "api", created_at: created }],
   });
