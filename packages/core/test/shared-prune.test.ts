@@ -23,8 +23,6 @@ describe("two-phase prune of a shared repository", () => {
       contexts: [{ name: CTX, eventBytes: 3_000 }],
       plantSecrets: false,
     });
-    // createSnapshot still keeps its verified-chain cache under <backupRoot>/<context>/
-    await fs.mkdir(`/scratch/${CTX}`, { recursive: true });
     let now = Date.parse("2026-12-01T00:00:00Z");
     const clock = () => new Date(now);
     const storage = new MemoryStorage("memory://shared", false, clock);

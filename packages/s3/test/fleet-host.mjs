@@ -4,8 +4,6 @@
 // context under its lease. Prints one JSON line per context and a summary with the S3 requests
 // it sent (by operation), its time and its peak RSS.
 // argv[2]: JSON {endpoint, bucket, prefix, host, role, stateRoot, scratch, contexts, ticks, hourMs0, ttlMs, policy}
-import { mkdirSync } from "node:fs";
-import { join } from "node:path";
 import { S3Client } from "@aws-sdk/client-s3";
 import {
   acquireLease,
@@ -73,9 +71,6 @@ let failed = 0;
 try {
   await probeConditionalWrites(storage);
   if (o.role === "tick") {
-    // createSnapshot still keeps its verified-chain cache under <backupRoot>/<context>/ even when
-    // the repository is a bucket: a local scratch folder per host stands in for the cache dir.
-    for (const context of o.contexts) mkdirSync(join(o.scratch, context), { recursive: true });
     const status = new Map(
       o.contexts.map((context) => [context, { context, ok: true, lastSnapshot: null, error: null }]),
     );

@@ -99,6 +99,17 @@ export async function checkChainToExtend(
       break;
     }
   }
-  if (changed) await writeFileAtomic(fs, path, `${JSON.stringify(cache)}\n`, 0o600, nonce);
+  if (changed) {
+    const body = `${JSON.stringify(cache)}\n`;
+    try {
+      await writeFileAtomic(fs, path, body, 0o600, nonce);
+    } catch (err) {
+      // With a bucket as the repository, <backupRoot>/<context>/ holds only this cache (a host's
+      // own, rebuildable) and exists only once it was first written.
+      if (!isNotFound(err)) throw err;
+      await fs.mkdir(contextBackupDir(backupRoot, newest.context), { recursive: true, mode: 0o700 });
+      await writeFileAtomic(fs, path, body, 0o600, nonce);
+    }
+  }
   return problem;
 }
