@@ -119,6 +119,13 @@ export async function makeSandbox(
   };
 }
 
+/** Make a read-only offsite folder tree (0500 folders) removable again, for a test's cleanup. */
+export function openUp(dir: string): void {
+  if (!existsSync(dir)) return;
+  chmodSync(dir, 0o700);
+  for (const n of readdirSync(dir)) if (statSync(join(dir, n)).isDirectory()) openUp(join(dir, n));
+}
+
 /** path -> sha256 of every regular file below `root` */
 export function treeHashes(root: string, skip: (rel: string) => boolean = () => false): Map<string, string> {
   const out = new Map<string, string>();

@@ -1,7 +1,7 @@
 import { describe, it, expect, afterAll, beforeAll } from "vitest";
-import { readFileSync, writeFileSync, readdirSync, statSync, chmodSync, existsSync } from "node:fs";
+import { readFileSync, writeFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { makeSandbox, runCli, type Sandbox } from "./helpers.js";
+import { makeSandbox, runCli, type Sandbox, openUp } from "./helpers.js";
 
 /**
  * Issue 24 §3, keys audit: what an age identity still opens among retained snapshots, at home
@@ -10,12 +10,6 @@ import { makeSandbox, runCli, type Sandbox } from "./helpers.js";
  */
 const CTX = "internal-dogfood";
 const at = (iso: string) => ({ PAAS_BACKUP_NOW: iso });
-
-function openUp(dir: string): void {
-  if (!existsSync(dir)) return;
-  chmodSync(dir, 0o700);
-  for (const n of readdirSync(dir)) if (statSync(join(dir, n)).isDirectory()) openUp(join(dir, n));
-}
 
 describe("keys audit", () => {
   let sb: Sandbox;

@@ -4,8 +4,6 @@ import {
   readFileSync,
   writeFileSync,
   readdirSync,
-  existsSync,
-  chmodSync,
   statSync,
   mkdtempSync,
   rmSync,
@@ -13,7 +11,7 @@ import {
 import { spawnSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { makeSandbox, runCli, type Sandbox } from "./helpers.js";
+import { makeSandbox, runCli, type Sandbox, openUp } from "./helpers.js";
 
 /**
  * Issue 24 §1: the governance report, from a quarter an operator lived through: hourly ticks with
@@ -24,12 +22,6 @@ import { makeSandbox, runCli, type Sandbox } from "./helpers.js";
 const CTX = "internal-dogfood";
 const T0 = Date.parse("2026-10-05T00:10:00Z");
 const at = (hours: number) => ({ PAAS_BACKUP_NOW: new Date(T0 + hours * 3600_000).toISOString() });
-
-function openUp(dir: string): void {
-  if (!existsSync(dir)) return;
-  chmodSync(dir, 0o700);
-  for (const n of readdirSync(dir)) if (statSync(join(dir, n)).isDirectory()) openUp(join(dir, n));
-}
 
 const hourOf = (id: string) => id.slice(0, 11); // YYYYMMDDTHH
 

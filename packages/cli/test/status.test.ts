@@ -1,9 +1,9 @@
 import { describe, it, expect, beforeEach, afterEach, beforeAll, afterAll } from "vitest";
-import { readFileSync, writeFileSync, readdirSync, existsSync, chmodSync, statSync } from "node:fs";
+import { readFileSync, writeFileSync, readdirSync, statSync } from "node:fs";
 import { createServer, type Server, type IncomingMessage } from "node:http";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
-import { makeSandbox, runCli, type Sandbox } from "./helpers.js";
+import { makeSandbox, runCli, type Sandbox, openUp } from "./helpers.js";
 
 // The fleet at a glance: status and its exit code, the Prometheus metrics file (checked by the real
 // promtool), and healthchecks-style pings seen by a loopback HTTP server.
@@ -28,12 +28,6 @@ function samples(text: string): Map<string, number> {
     out.set(line.slice(0, i), Number(line.slice(i + 1)));
   }
   return out;
-}
-
-function openUp(dir: string): void {
-  if (!existsSync(dir)) return;
-  chmodSync(dir, 0o700);
-  for (const n of readdirSync(dir)) if (statSync(join(dir, n)).isDirectory()) openUp(join(dir, n));
 }
 
 describe("status: the fleet at a glance", () => {
