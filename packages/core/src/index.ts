@@ -290,3 +290,4 @@ export {
   DEFAULT_DELETE_AFTER_MS,
   type SharedPruneResult,
 } from "./retention/shared-prune.js";
+export { listCommittedSnapshots } from "./repository/committed.js";

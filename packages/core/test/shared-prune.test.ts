@@ -3,6 +3,7 @@ import { MemoryFileSystem, MemoryStorage, createStateRoot } from "@paas-backup/t
 import {
   acquireLease,
   createSnapshot,
+  listCommittedSnapshots,
   hideMarked,
   listMarks,
   listSnapshotsIn,
@@ -105,5 +106,48 @@ describe("two-phase prune of a shared repository", () => {
         clock: () => new Date(),
       }),
     ).rejects.toMatchObject({ code: "PAAS_BACKUP_INVALID_ARGUMENT" });
+  });
+
+  it("lists only committed snapshots: a writer paused past its lease made its artifact visible, but its refused commit keeps it out", async () => {
+    const fs = new MemoryFileSystem();
+    await createStateRoot({
+      fs,
+      root: "/s",
+      contexts: [{ name: CTX, eventBytes: 3_000 }],
+      plantSecrets: false,
+    });
+    let now = Date.parse("2026-12-01T00:00:00Z");
+    const clock = () => new Date(now);
+    const storage = new MemoryStorage("memory://shared", false, clock);
+    const lease = (host: string) =>
+      acquireLease({
+        storage,
+        name: `context/${CTX}`,
+        holder: { host, pid: 1, command: "tick" },
+        ttlMs: 60_000,
+      });
+    const snapshot = () =>
+      createSnapshot({
+        fs,
+        stateRoot: "/s",
+        backupRoot: "/cache-" + now,
+        repository: storage,
+        context: CTX,
+        clock,
+        insecurePlaintext: true,
+      });
+    const a = await lease("h1");
+    const first = await snapshot();
+    await a.commit({ snapshot: first.id });
+    now += HOUR;
+    const late = await snapshot(); // h1 uploads, then stalls past its lease before committing
+    now += 2 * 60_000;
+    const b = await lease("h2");
+    now += 1_000;
+    const taken = await snapshot();
+    await b.commit({ snapshot: taken.id });
+    await expect(a.commit({ snapshot: late.id })).rejects.toMatchObject({ code: "PAAS_BACKUP_LEASE_LOST" });
+    expect((await listSnapshotsIn(storage, CTX)).map((s) => s.id)).toEqual([first.id, late.id, taken.id]);
+    expect((await listCommittedSnapshots(storage, CTX)).map((s) => s.id)).toEqual([first.id, taken.id]);
   });
 });
