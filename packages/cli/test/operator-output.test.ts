@@ -1,9 +1,17 @@
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import {
+  appendFileSync,
+  chmodSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CLI, runCli, makeSandbox, untilArchiving, type Sandbox } from "./helpers.js";
+import { CLI, runCli, makeSandbox, sh, untilArchiving, type Sandbox } from "./helpers.js";
 import { humanBytes } from "../src/render/text.js";
 
 /** Issue 25 §2: what a new operator reads, as the built CLI prints it. */
@@ -167,3 +175,146 @@ async function interruptSnapshot(sb: Sandbox): Promise<void> {
   const next = await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"]);
   expect(next.code, next.stderr).toBe(0);
 }
+
+describe("tables, dry runs and fleet messages name everything in full", () => {
+  let sb: Sandbox;
+  beforeAll(async () => {
+    sb = await makeSandbox([
+      { name: CTX, eventBytes: 200_000 },
+      { name: "acme-prod", eventBytes: 10_000 },
+    ]);
+  });
+  afterAll(() => sb.cleanup());
+
+  it("status shows whole ids on a 220-column terminal; verify and offsite push print cut problems and ids in full below", async () => {
+    for (const at of ["2027-01-15T09:00:00Z", "2027-01-15T10:00:00Z"])
+      expect(
+        (
+          await runCli([...sb.flags, "snapshot", "--context", CTX, "--insecure-plaintext"], {
+            env: { PAAS_BACKUP_NOW: at },
+          })
+        ).code,
+      ).toBe(0);
+    const inc = await runCli(
+      [...sb.flags, "--json", "snapshot", "--context", CTX, "--kind", "incremental", "--insecure-plaintext"],
+      { env: { PAAS_BACKUP_NOW: "2027-01-15T11:00:00Z" } },
+    );
+    const ids = (await runCli([...sb.flags, "--json", "list", "--context", CTX])).json.data.map(
+      (d: any) => d.id,
+    );
+    expect(ids).toContain(inc.json.data[0].id);
+    const cmd = [process.execPath, CLI, ...sb.flags, "status"].map((a) => `'${a}'`).join(" ");
+    const status = spawnSync("script", ["-qec", `stty cols 220; ${cmd}`, "/dev/null"], {
+      encoding: "utf8",
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        TERM: "xterm",
+        PAAS_BACKUP_NOW: "2027-01-15T11:05:00Z",
+      },
+    });
+    expect(status.stdout).toContain("20270115T100000Z");
+    expect(status.stdout).toContain(inc.json.data[0].id);
+    expect(status.stdout).not.toMatch(/2027011\d*…/);
+
+    // list and verify at 100 columns: ids whole; the failure's full text below the table
+    const list = await runCli([...sb.flags, "list", "--context", CTX]);
+    for (const id of ids) expect(list.stdout).toContain(id);
+    const newest = join(sb.backupRoot, CTX, "20270115T100000Z.tar.gz");
+    const bytes = readFileSync(newest);
+    bytes.fill(0, 200, 260);
+    chmodSync(newest, 0o600);
+    writeFileSync(newest, bytes);
+    // a checksum rewritten to match: the long "is corrupt" text is what the table has to cut
+    chmodSync(`${newest}.sha256`, 0o600);
+    writeFileSync(`${newest}.sha256`, sh("sha256sum", ["20270115T100000Z.tar.gz"], join(sb.backupRoot, CTX)));
+    const verify = await runCli([...sb.flags, "verify", "--context", CTX, "--all", "--deep"]);
+    expect(verify.code).toBe(3);
+    const text = verify.stdout.replace(/\n {2}/g, " ");
+    expect(text).toContain(
+      `20270115T100000Z deep: FAILED: archive ${newest} is corrupt: gzip member 1 does not inflate`,
+    );
+    expect(verify.stdout).toMatch(/FAILED: arc.*…/); // cut in the table, whole below it
+    for (const line of verify.stdout.split("\n")) expect(line.length, line).toBeLessThanOrEqual(100);
+
+    const offsite = join(sb.dir, "an-offsite-target-with-a-rather-long-folder-name");
+    const push = await runCli([
+      ...sb.flags,
+      "offsite",
+      "push",
+      "--context",
+      CTX,
+      "--to",
+      `file://${offsite}`,
+    ]);
+    const pushed = push.stdout.replace(/\n {2}/g, " ");
+    expect(pushed).toContain(`${CTX} pushed: 20270115T090000Z`);
+    expect(pushed).toContain(`${CTX} target: file://${offsite}`);
+  });
+
+  it("restore --dry-run names every file it would add, change, move aside and keep", async () => {
+    const ctx = sb.state.contextDir("acme-prod");
+    expect(
+      (await runCli([...sb.flags, "snapshot", "--context", "acme-prod", "--insecure-plaintext"])).code,
+    ).toBe(0);
+    writeFileSync(join(ctx, "deployments.json"), '{"changed": true}\n');
+    rmSync(join(ctx, "config.json"));
+    const dry = await runCli([
+      ...sb.flags,
+      "restore",
+      "--context",
+      "acme-prod",
+      "--ticket",
+      "INC-D",
+      "--dry-run",
+    ]);
+    const json = await runCli([
+      ...sb.flags,
+      "--json",
+      "restore",
+      "--context",
+      "acme-prod",
+      "--ticket",
+      "INC-D",
+      "--dry-run",
+    ]);
+    const changes = json.json.data[0].changes;
+    expect(changes.added).toContain("config.json");
+    expect(changes.changed).toContain("deployments.json");
+    expect(dry.stdout).toMatch(new RegExp(`^added: +${changes.added.length}: .*config\\.json`, "m"));
+    expect(dry.stdout).toMatch(new RegExp(`^changed: +${changes.changed.length}: .*deployments\\.json`, "m"));
+    for (const path of [...changes.added, ...changes.changed, ...changes.removed, ...changes.kept])
+      expect(dry.stdout).toContain(path);
+  });
+
+  it("tick --all-contexts names the context of a redaction, and --json does not blame entries that are ok", async () => {
+    const token = "ghp_R4nd0mF4k3T0k3nF0rT3st1ngPurp0s3s123";
+    appendFileSync(
+      join(sb.state.contextDir("acme-prod"), "events", "deployments.jsonl"),
+      `${JSON.stringify({ timestamp: "2027-01-16T09:00:00Z", context: "acme-prod", source: "si paas", command: "deploy", status: "failed", error_message: `git clone https://${token}@github.com/acme/web.git` })}\n`,
+    );
+    const env = { PAAS_BACKUP_NOW: "2027-01-16T10:00:00Z" };
+    const human = await runCli([...sb.flags, "tick", "--all-contexts", "--insecure-plaintext"], { env });
+    expect(human.code, human.stderr).toBe(9);
+    expect(human.stderr).toContain("snapshot of acme-prod taken with redactions");
+    expect(human.stderr).not.toContain(`snapshot of ${CTX} taken`);
+    expect(human.stdout + human.stderr).not.toContain(token);
+    const json = await runCli([...sb.flags, "--json", "tick", "--all-contexts", "--insecure-plaintext"], {
+      env: { PAAS_BACKUP_NOW: "2027-01-17T10:00:00Z" },
+    });
+    expect(json.code).toBe(9);
+    expect(json.json.data.every((d: any) => d.ok)).toBe(true);
+    expect(json.json.error.code).toBe("PAAS_BACKUP_REDACTED");
+    expect(json.json.error.message).toContain("acme-prod");
+    expect(json.json.error.remediation).not.toMatch(/not ok/);
+  });
+
+  it("drill status --context <typo> is the unknown-context error, not an overdue row", async () => {
+    const typo = await runCli([...sb.flags, "drill", "status", "--context", "acme-prdo"]);
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toContain("PAAS_BACKUP_CONTEXT_NOT_FOUND");
+    expect(typo.stdout).not.toMatch(/overdue/i);
+    const known = await runCli([...sb.flags, "drill", "status", "--context", "acme-prod"]);
+    expect([0, 8]).toContain(known.code);
+  });
+});

@@ -4,7 +4,7 @@ import { runDrill, drillStatus, ExitCode, validateContextName } from "@paas-back
 import { resolveOperator, type Runtime } from "../runtime.js";
 import { keyValues, table } from "../render/text.js";
 import { printEnvelope } from "../envelope.js";
-import { requireContext } from "../options/context.js";
+import { requireContext, requireKnownContext } from "../options/context.js";
 import { resolveDecryptor, type KeyFlags } from "../options/keys.js";
 import { externalDoctorRunner } from "../host/doctor.js";
 import { renderDrillMetrics, writeMetricsFile } from "../render/metrics.js";
@@ -77,6 +77,9 @@ export async function drillStatusCommand(
   const named =
     flags.context === undefined ? [] : Array.isArray(flags.context) ? flags.context : [flags.context];
   const contexts = named.map(validateContextName);
+  // A named context with neither state nor snapshots is a typo: the unknown-context error, not a
+  // made-up "overdue" row.
+  for (const context of contexts) await requireKnownContext(rt, context);
   const status = await drillStatus({
     fs: rt.fs,
     backupRoot: rt.backupRoot,

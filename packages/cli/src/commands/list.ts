@@ -79,11 +79,11 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
   rt.write(
     table(
       [
-        ["ID", "KIND", "TIME", "SIZE", "CHECKSUM", "ENCRYPTION", "PARENT"],
+        // No TIME column: an id is its snapshot's UTC time (--json has `time`), and the ids are never cut.
+        ["ID", "KIND", "SIZE", "CHECKSUM", "ENCRYPTION", "PARENT"],
         ...data.map((d) => [
           d.id,
           d.error ? "DAMAGED" : d.kind!,
-          d.time.replace(".000Z", "Z"),
           humanBytes(d.bytes),
           d.checksum,
           d.encrypted ? "age" : "PLAINTEXT",
@@ -93,7 +93,7 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
               (d.madeBy === "reference-flow" ? "(reference flow)" : "-")),
           d.warnings.length ? `${d.warnings.length} (below)` : "-",
         ]),
-      ].map((r, i) => (i === 0 ? [...r.slice(0, 7), "WARNINGS"] : r)),
+      ].map((r, i) => (i === 0 ? [...r.slice(0, 6), "WARNINGS"] : r)),
     ),
   );
   // Long texts go below the table, once, not on every row.

@@ -44,25 +44,30 @@ export async function statusCommand(
     });
   else {
     rt.write(
-      table([
-        ["CONTEXT", "FULL", "INCR", "CHAIN", "DRILL DUE", "OFFSITE", "BLOCKED", "LAST TICK", "STATE"],
-        ...statuses.map((s) => [
-          s.context,
-          s.newestFull ? `${s.newestFull.id} (${age(s.newestFull.ageSeconds)})` : "none",
-          s.newestIncremental ? `${s.newestIncremental.id} (${age(s.newestIncremental.ageSeconds)})` : "none",
-          s.chain.ok ? "ok" : "BROKEN",
-          `${s.drill.nextDue.slice(0, 10)}${s.drill.overdue ? (s.drill.mandatory ? " OVERDUE" : " overdue") : ""}`,
-          s.offsite
-            .map(
-              (o) =>
-                `${o.name}: ${o.confirmed} ok${o.immutableUntil ? ` until ${o.immutableUntil.slice(0, 10)}` : ""}${o.problems.length ? `, ${o.problems.length} bad` : ""}${o.newestFullMissing ? ", newest MISSING" : ""}`,
-            )
-            .join("; ") || "-",
-          s.blocked ? "BLOCKED" : "no",
-          s.lastTick ? `${s.lastTick.at.slice(0, 16)} ${s.lastTick.ok ? "ok" : "FAILED"}` : "never",
-          s.ok ? "ok" : "ATTENTION",
-        ]),
-      ]),
+      table(
+        [
+          ["CONTEXT", "FULL", "INCR", "CHAIN", "DRILL DUE", "OFFSITE", "BLOCKED", "LAST TICK", "STATE"],
+          ...statuses.map((s) => [
+            s.context,
+            s.newestFull ? `${s.newestFull.id} (${age(s.newestFull.ageSeconds)})` : "none",
+            s.newestIncremental
+              ? `${s.newestIncremental.id} (${age(s.newestIncremental.ageSeconds)})`
+              : "none",
+            s.chain.ok ? "ok" : "BROKEN",
+            `${s.drill.nextDue.slice(0, 10)}${s.drill.overdue ? (s.drill.mandatory ? " OVERDUE" : " overdue") : ""}`,
+            s.offsite
+              .map(
+                (o) =>
+                  `${o.name}: ${o.confirmed} ok${o.immutableUntil ? ` until ${o.immutableUntil.slice(0, 10)}` : ""}${o.problems.length ? `, ${o.problems.length} bad` : ""}${o.newestFullMissing ? ", newest MISSING" : ""}`,
+              )
+              .join("; ") || "-",
+            s.blocked ? "BLOCKED" : "no",
+            s.lastTick ? `${s.lastTick.at.slice(0, 16)} ${s.lastTick.ok ? "ok" : "FAILED"}` : "never",
+            s.ok ? "ok" : "ATTENTION",
+          ]),
+        ],
+        { whole: ["FULL", "INCR"] },
+      ),
     );
     for (const s of attention) for (const a of s.attention) rt.write(`${s.context}: ${a}\n`);
   }

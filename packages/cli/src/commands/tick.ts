@@ -2,7 +2,8 @@ import { allowRepoStateFrom, runTick, UsageError, type TickResult } from "@paas-
 import { resolveSigner } from "../options/signing.js";
 import type { Runtime } from "../runtime.js";
 import { contextsOf } from "../options/context-list.js";
-import { redactionNotice } from "../render/redactions.js";
+import { REDACTION_REMEDIATION, redactionNotice, redactionSummary } from "../render/redactions.js";
+import { ExitCode } from "@paas-backup/core/errors";
 import { printEnvelope } from "../envelope.js";
 import { table } from "../render/text.js";
 import { lockOptions, lockOwner } from "../options/lock.js";
@@ -129,9 +130,25 @@ export async function tickCommand(
       );
     }
   }
+  // Redactions are named per context: a fleet tick's warning says which context leaked what.
+  const redacted = outcomes
+    .map((o) => ({ context: o.context, redactions: o.redactions.filter((r) => !r.acknowledged) }))
+    .filter((o) => o.redactions.length > 0);
   if (rt.json) {
     printEnvelope(rt, {
       ok,
+      ...(ok && result.exitCode === ExitCode.redacted
+        ? {
+            // every entry is ok: the exit code is about the redactions, and the error says so
+            error: {
+              code: "PAAS_BACKUP_REDACTED",
+              stage: "result",
+              target: redacted.map((o) => o.context).join(", "),
+              message: redacted.map((o) => redactionSummary(o.redactions, o.context)).join("; "),
+              remediation: REDACTION_REMEDIATION,
+            },
+          }
+        : {}),
       command: "tick",
       context: flags.allContexts ? "" : contexts[0]!,
       mode: "live",
@@ -162,7 +179,6 @@ export async function tickCommand(
       if (o.error) rt.write(`  ${o.error.message}\n  what to do: ${o.error.remediation}\n`);
     }
   }
-  const unacknowledged = outcomes.flatMap((o) => o.redactions.filter((r) => !r.acknowledged));
-  if (unacknowledged.length > 0 && !rt.json) process.stderr.write(redactionNotice(unacknowledged));
+  if (!rt.json) for (const o of redacted) process.stderr.write(redactionNotice(o.redactions, o.context));
   return result.exitCode;
 }

@@ -17,6 +17,11 @@ export function describeEventLines(plan: Pick<RestorePlan, "eventLines">): strin
     .join("; ");
 }
 
+/** "3: a, b, c", or "0". */
+function named(paths: readonly string[]): string {
+  return paths.length ? `${paths.length}: ${paths.join(", ")}` : "0";
+}
+
 export function describeRestore(rt: Runtime, result: RestoreResult): void {
   rt.write(
     keyValues([
@@ -30,8 +35,9 @@ export function describeRestore(rt: Runtime, result: RestoreResult): void {
           ? `used instead of ${result.fallback.from}: ${result.fallback.reason}`
           : undefined,
       ],
-      ["added", result.changes.added.length],
-      ["changed", result.changes.changed.length],
+      // Every file named, as --json and the prompt do: a count alone cannot be checked before a restore.
+      ["added", named(result.changes.added)],
+      ["changed", named(result.changes.changed)],
       ["moved aside", result.movedAsideTo ?? undefined],
       ["scope", result.scope.mode === "paths" ? `only ${result.scope.paths.join(", ")}` : result.scope.mode],
       ["not in snapshot, moved aside", result.changes.removed.join(", ") || undefined],
