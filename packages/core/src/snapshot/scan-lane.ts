@@ -64,7 +64,8 @@ function scanWorkerUrl(): URL | null {
  * file closes the lane, so twice that many slots are never reused early (checked anyway).
  */
 const SLOT_BYTES = READ_CHUNK_BYTES;
-const SLOTS = 32;
+// twice SCAN_AHEAD (8), as reasoned above: 32 slots held 8 MiB more shared memory than ever in flight
+const SLOTS = 16;
 
 class WorkerLane implements ScanLane {
   private worker: Worker | null = null;
