@@ -24,11 +24,19 @@ export {
   looksLikeSecretValue,
   SCANNER_RULES_VERSION,
   SECRET_RULES,
+  GITLEAKS_RULE_IDS,
   REDACTED,
   type SecretFinding,
   type SecretAllowance,
   type SecretScannerOptions,
 } from "./policy/secrets.js";
+export {
+  GITLEAKS_RULES,
+  GITLEAKS_GLOBAL_ALLOW,
+  GITLEAKS_COMMIT,
+  type GitleaksRule,
+  type GitleaksPattern,
+} from "./policy/gitleaks-rules.js";
 export { Manifest, MANIFEST_FORMAT, canonicalJson, type ManifestFile } from "./manifest/schema.js";
 export { parseManifest } from "./manifest/io.js";
 export {

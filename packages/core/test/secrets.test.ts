@@ -8,6 +8,7 @@ import {
   redactBytes,
   redactText,
   SCANNER_RULES_VERSION,
+  GITLEAKS_RULE_IDS,
 } from "../src/index.js";
 
 describe("secret scanner (si's guardrail rules plus token formats)", () => {
@@ -42,11 +43,11 @@ describe("secret scanner (si's guardrail rules plus token formats)", () => {
     const cases: [string, string][] = [
       ["-----BEGIN OPENSSH PRIVATE KEY-----", "private-key-block"],
       ["key AKIAABCDEFGHIJKLMNOP used", "aws-access-key-id"],
-      [`ghp_${"a".repeat(36)}`, "github-token"],
-      ["Authorization: Bearer abcdefghijklmnopqrstuvwxyz012345", "bearer-token"],
+      ["ghp_4fK9xQ2mZ7pL0vB3nR8tY1wE6sA5dG3hJ2kC", "github-token"],
+      ["Authorization: Bearer k3Jf9sLq2mXz8VbN4tR7wY1pE6dA0gHc", "bearer-token"],
       ["postgres://app:s3cretpass@db:5432/app", "url-credentials"],
-      [`AGE-SECRET-KEY-1${"Q".repeat(58)}`, "age-secret-key"],
-      [`xoxb-${"1".repeat(12)}-abc`, "slack-token"],
+      ["AGE-SECRET-KEY-15FERYXHRDZ9M6Y09MR8WRERWZGJ6F8NTXVHXYRDLM5AAHN0T09NL4UJY86", "age-secret-key"],
+      ["xoxb-263594206564-FGqddMF8t08v8N7Oq4i57vs1", "slack-token"],
     ];
     for (const [line, rule] of cases) expect(scanLine(line), line).toContain(rule);
   });
@@ -190,5 +191,68 @@ describe("secret scanner: values judged, redaction spans (issues 10 §4, 15)", (
     expect(
       redactText("nothing to see: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"),
     ).toBe("nothing to see: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
+  });
+
+  it("removes a value under a secret-like key whole, one marker for every rule that matches inside it (issue 21 §2)", () => {
+    const token = "ghp_4fK9xQ2mZ7pL0vB3nR8tY1wE6sA5dG3hJ2kC";
+    const cases: [string, string][] = [
+      [`{"vars":{"DB_PASSWORD":"pw-${token}-tail"}}`, `{"vars":{"DB_PASSWORD":"<redacted>"}}`],
+      [`{"vars":{"DB_PASSWORD":"Xk9#mQ2vLp7Rt4Zw-${token}"}}`, `{"vars":{"DB_PASSWORD":"<redacted>"}}`],
+      [`SMTP_PASSWORD=pw-${token}-tail`, "SMTP_PASSWORD=<redacted>"],
+      [`  api_token: '${token}'`, "  api_token: '<redacted>'"],
+    ];
+    for (const [text, expected] of cases) {
+      expect(redactText(text), text).toBe(expected);
+      const { content, findings } = redactBytes("state.json", Buffer.from(text));
+      expect(content.toString()).toBe(expected);
+      expect(findings.map((f) => f.rule)).toContain("github-token");
+      if (text.startsWith("{")) expect(() => JSON.parse(content.toString())).not.toThrow();
+    }
+    expect(scanLine(cases[0]![0])).toEqual(expect.arrayContaining(["secret-json-field", "github-token"]));
+  });
+
+  it("finds credentials inside free text: flags, headers, KEY=value in a sentence, URL parameters (issue 21 §1)", () => {
+    const cases: [string, string][] = [
+      ["pg_dump --db-password Xk9mQ2vLp7Rt4Zw --host db", "pg_dump --db-password <redacted> --host db"],
+      ["deploy --secret=aK39dlQp2zXc8VbN --target edge", "deploy --secret=<redacted> --target edge"],
+      ["mysql -u root -pS3cretPassw0rd app", "mysql -u root -p<redacted> app"],
+      ["X-Api-Key: 8f3kd93KD93kdLa0 sent", "X-Api-Key: <redacted> sent"],
+      ["Authorization: Token 9a8b7c6d5e4f3a2b1c0d", "Authorization: Token <redacted>"],
+      ["Cookie: session=Zm9vYmFyYmF6cXV4MTIz; theme=dark", "Cookie: session=<redacted>; theme=dark"],
+      [
+        "failed: DD_API_KEY=4f8e2a1b9c7d6e5f4a3b2c1d0e9f8a7b rejected",
+        "failed: DD_API_KEY=<redacted> rejected",
+      ],
+      ["auth failed: password=hunter2x for app", "auth failed: password=<redacted> for app"],
+      ["GET /x?token=abcDEF123456ghi&format=csv", "GET /x?token=<redacted>&format=csv"],
+      [
+        "jdbc:sqlserver://db;user=sa;password=Str0ngPassw0rd;",
+        "jdbc:sqlserver://db;user=sa;password=<redacted>;",
+      ],
+      ["redis://:s3cr3tpw0rd@redis:6379/0", "redis://:<redacted>@redis:6379/0"],
+    ];
+    for (const [text, expected] of cases) expect(redactText(text), text).toBe(expected);
+    // inside a JSON string value, quotes escaped: still found, the line still JSON
+    const line = JSON.stringify({ error_message: 'connect failed: password="hunter2x" user=app' });
+    expect(JSON.parse(redactText(line)).error_message).toBe('connect failed: password="<redacted>" user=app');
+    for (const benign of [
+      "password_min_length=12",
+      "token=${DEPLOY_TOKEN}",
+      "token: ${{ secrets.DEPLOY_TOKEN }}",
+      "--token ********",
+      "password=<redacted>",
+      "token expired for session 123e4567-e89b-42d3-a456-426614174000",
+      "AKIAIOSFODNN7EXAMPLE",
+      "arn:aws:iam::123456789012:role/acme-deploy",
+      "job 01HF3Z8Q9K7X2M4N6P8R0T2V4W",
+    ])
+      expect(scanLine(benign), benign).toEqual([]);
+  });
+
+  it("runs gitleaks' rules as data, under gitleaks' names, and si's name where both find a value", () => {
+    expect(GITLEAKS_RULE_IDS.length).toBeGreaterThan(200);
+    expect(scanLine("adafruit_api_token = 'f3a9b2c8d1e7f4a6b9c2d5e8f1a4b7c0'")).toContain("adafruit-api-key");
+    expect(scanLine("ghp_4fK9xQ2mZ7pL0vB3nR8tY1wE6sA5dG3hJ2kC")).toEqual(["github-token"]);
+    expect(SCANNER_RULES_VERSION).toBeGreaterThanOrEqual(3);
   });
 });

@@ -81,6 +81,24 @@ function sample(rule: string, value: string, text: (v: string) => string): Secre
   return { rule, value, text: text(value) };
 }
 
+/**
+ * A si deployment event whose free-text fields carry `message`, as si writes one line of
+ * events/deployments.jsonl: the credential sits inside a JSON string value (quotes escaped).
+ */
+function event(field: "error_message" | "command_line" | "request", message: string): string {
+  return JSON.stringify({
+    timestamp: "2026-11-20T10:00:00.123456Z",
+    context: "internal-dogfood",
+    source: "si paas",
+    command: "deploy",
+    status: "failed",
+    app: "web",
+    release: "r-41",
+    request_id: "7f3a9c1e5b2d4f6a8c0e1b3d5f7a9c1e",
+    [field]: message,
+  });
+}
+
 const rsa = pem("RSA PRIVATE KEY", 6, "      ");
 const openssh = pem("OPENSSH PRIVATE KEY", 5);
 const ecJsonBody = key(B64, 64);
@@ -326,7 +344,141 @@ export const SECRET_SAMPLES: readonly SecretSample[] = [
   sample("secret-assignment", key(ALNUM, 24), (v) => `SMTP_PASS=${v}`),
   sample("secret-json-field", key(ALNUM, 32), (v) => `{"oauth":{"client_secret":"${v}"}}`),
   sample("secret-json-field", `${key(ALNUM, 10)}-${key(ALNUM, 6)}`, (v) => `    "api_token": "${v}",`),
+  // Free text (issue 21): credentials inside the string values of si's event lines and state files.
+  // Command-line flags
+  sample("secret-flag", key(`${ALNUM}#%`, 18), (v) =>
+    event("error_message", `pg_dump --host db --db-password ${v} --format custom: exit 1`),
+  ),
+  sample("secret-flag", key(ALNUM, 24), (v) =>
+    event("command_line", `si-deploy --secret=${v} --target edge-2`),
+  ),
+  sample("secret-flag", key(URLSAFE, 32), (v) =>
+    event("command_line", `registry-login --token ${v} ghcr.io`),
+  ),
+  sample("secret-flag", `${key(ALNUM, 14)}!`, (v) =>
+    event("error_message", `mysql -h db -u root -p${v} app < dump.sql: ERROR 1045`),
+  ),
+  sample("secret-flag", key(ALNUM, 16), (v) =>
+    event("command_line", `sshpass -p ${v} ssh deploy@edge-1 uptime`),
+  ),
+  sample("secret-flag", key(ALNUM, 20), (v) => `      healthcheck: redis-cli -h cache -a ${v} ping`),
+  // HTTP headers dumped in a message
+  sample("secret-assignment", key(HEX, 32), (v) =>
+    event("request", `POST /v1/metrics HTTP/1.1\r\nHost: api.acme.dev\r\nX-Api-Key: ${v}\r\nAccept: */*`),
+  ),
+  sample("secret-header", key(HEX, 40), (v) =>
+    event("error_message", `GET https://api.github.com/user failed (401); sent Authorization: Token ${v}`),
+  ),
+  sample("basic-auth-header", b64(`ci-bot:${key(ALNUM, 16)}`), (v) =>
+    event("request", `headers={'Authorization': 'Basic ${v}', 'Accept': 'application/json'}`),
+  ),
+  sample("secret-header", key(URLSAFE, 32), (v) =>
+    event("request", `GET /admin HTTP/1.1 Cookie: session=${v}; theme=dark`),
+  ),
+  sample("secret-header", key(HEX, 40), (v) =>
+    event("error_message", `upstream replied Set-Cookie: remember_token=${v}; Path=/; HttpOnly`),
+  ),
+  sample(
+    "secret-header",
+    key(ALNUM, 28),
+    (v) => `      probe: curl -H 'Authorization: Token ${v}' http://web:8080/metrics`,
+  ),
+  // KEY=value and KEY: value inside a sentence, under secret-like key words
+  sample("secret-assignment", key(HEX, 32), (v) =>
+    event("error_message", `datadog-agent exited: DD_API_KEY=${v} was rejected (403)`),
+  ),
+  sample("secret-assignment", key(HEX, 32), (v) =>
+    event("error_message", `sms notify failed with TWILIO_AUTH_TOKEN=${v}, account AC0042`),
+  ),
+  sample("secret-assignment", `FwoGZXIvYXdzE${key(B64, 120)}`, (v) =>
+    event("error_message", `aws s3 cp failed: AWS_SESSION_TOKEN=${v} expired`),
+  ),
+  sample("secret-assignment", `${key(ALNUM, 12)}#9`, (v) =>
+    event("error_message", `FATAL: password authentication failed (user=app password=${v})`),
+  ),
+  sample(
+    "secret-assignment",
+    key(ALNUM, 20),
+    (v) => `      note: rotated, the old client_secret: ${v} is revoked`,
+  ),
+  // URL query parameters and connection strings
+  sample("secret-query-param", key(URLSAFE, 32), (v) =>
+    event("error_message", `GET https://export.acme.dev/v1/dump?token=${v}&format=csv returned 502`),
+  ),
+  sample("secret-query-param", `${key(ALNUM, 14)}2`, (v) =>
+    event("error_message", `login redirect https://auth.acme.dev/cb?user=ops&password=${v}&next=/`),
+  ),
+  sample("secret-query-param", key(B64, 24), (v) =>
+    event(
+      "error_message",
+      `upload to https://acme.blob.core.windows.net/backups/x.tgz?sv=2022-11-02&sig=${v} failed`,
+    ),
+  ),
+  sample(
+    "secret-query-param",
+    key(ALNUM, 18),
+    (v) => `      DB_URL: jdbc:sqlserver://db:1433;databaseName=app;user=sa;password=${v};encrypt=true`,
+  ),
+  sample("secret-query-param", key(ALNUM, 16), (v) =>
+    event("error_message", `jdbc:mysql://db:3306/app?user=app&password=${v}: Communications link failure`),
+  ),
+  sample("url-credentials", key(ALNUM, 20), (v) =>
+    event("error_message", `redis: NOAUTH via redis://:${v}@cache:6379/0`),
+  ),
+  sample("url-credentials", key(ALNUM, 18), (v) =>
+    event("error_message", `amqps://jobs:${v}@mq.acme.internal:5671/%2f: connection reset`),
+  ),
+  sample("url-credentials", key(ALNUM, 16), (v) =>
+    event("error_message", `mongodb+srv://svc:${v}@cluster0.acme.mongodb.net/prod: auth failed`),
+  ),
+  sample("url-credentials", key(ALNUM, 14), (v) =>
+    event("command_line", `git clone ssh://deploy:${v}@git.acme.internal:2222/web.git`),
+  ),
+  // base64-wrapped secrets
+  sample(
+    "base64-private-key",
+    b64(`-----BEGIN PRIVATE KEY-----\n${key(B64, 64)}\n${key(B64, 64)}\n-----END PRIVATE KEY-----\n`),
+    (v) => event("request", `{"apiVersion":"v1","kind":"ConfigMap","data":{"tls.key":"${v}"}}`),
+  ),
+  sample(
+    "base64-private-key",
+    b64(`-----BEGIN RSA PRIVATE KEY-----\n${key(B64, 64)}\n-----END RSA PRIVATE KEY-----\n`),
+    (v) => `      TLS_KEY_B64: ${v}`,
+  ),
+  {
+    rule: "kubernetes-secret-data",
+    value: b64(key(ALNUM, 18)),
+    text: "",
+  },
+  {
+    rule: "kubernetes-secret-data",
+    value: b64(`postgres://app:${key(ALNUM, 16)}@db/app`),
+    text: "",
+  },
+  // whole values: a value under a secret-like key holding a token-shaped part is removed whole
+  sample("secret-json-field", `pw-ghp_${key(ALNUM, 36)}-tail`, (v) => `{"vars":{"DB_PASSWORD":"${v}"}}`),
+  sample(
+    "secret-assignment",
+    `${key(`${ALNUM}#`, 16)}-ghp_${key(ALNUM, 36)}`,
+    (v) => `      SMTP_PASSWORD: ${v}`,
+  ),
 ];
+
+// The Kubernetes Secrets' texts hold their values: a manifest in a release, and kubectl's JSON in a log.
+{
+  const [yaml, json] = SECRET_SAMPLES.filter((x) => x.rule === "kubernetes-secret-data") as SecretSample[];
+  yaml!.text = [
+    "apiVersion: v1",
+    "kind: Secret",
+    "metadata:",
+    "  name: web-db",
+    "type: Opaque",
+    "data:",
+    `  password: ${yaml!.value}`,
+    `  username: ${b64("app")}`,
+  ].join("\n");
+  json!.text = `{"apiVersion":"v1","kind":"Secret","metadata":{"name":"web-db"},"data":{"DATABASE_URL":"${json!.value}"},"type":"Opaque"}`;
+}
 
 /** Text that looks like a credential to a careless scanner and is not one. */
 export const BENIGN_SAMPLES: readonly BenignSample[] = [
@@ -395,6 +547,62 @@ export const BENIGN_SAMPLES: readonly BenignSample[] = [
   { label: "semver", text: '{"tool":{"name":"paas-backup","version":"0.1.0"}}' },
   { label: "placeholder", text: "      SENDGRID_API_KEY: <your-api-key>" },
   { label: "changeme", text: "      ADMIN_PASSWORD: changeme" },
+  // issue 21: the benign look-alikes of a busy log, also inside event lines' string values
+  { label: "ULID", text: event("error_message", "job 01HF3Z8Q9K7X2M4N6P8R0T2V4W timed out") },
+  {
+    label: "ARN",
+    text: event("error_message", "AccessDenied on arn:aws:iam::123456789012:role/acme-deploy"),
+  },
+  {
+    label: "password_min_length",
+    text: event("error_message", "policy check: password_min_length=12 not met"),
+  },
+  { label: "${{ secrets.X }}", text: "      token: ${{ secrets.DEPLOY_TOKEN }}" },
+  { label: "masked", text: event("command_line", "si-deploy --token ******** --target edge-2") },
+  { label: "redacted in text", text: event("error_message", "login failed: password=<redacted> for app") },
+  {
+    label: "commit SHA in text",
+    text: event("error_message", "build of 4b825dc642cb6eb9a060e54bf8d69288fbee4904 failed"),
+  },
+  {
+    label: "digest in text",
+    text: event(
+      "error_message",
+      "pull ghcr.io/acme/web@sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae: manifest unknown",
+    ),
+  },
+  {
+    label: "uuid session in text",
+    text: event(
+      "error_message",
+      "token expired for session 123e4567-e89b-42d3-a456-426614174000; re-run si paas login",
+    ),
+  },
+  { label: "password prose", text: event("error_message", "password policy requires 12 characters") },
+  {
+    label: "password file flag",
+    text: event("command_line", "pg_dump --password-file /run/secrets/db_password"),
+  },
+  { label: "flag without value", text: event("command_line", "psql --no-password --host db") },
+  { label: "header prose", text: event("error_message", "Authorization header missing; cookie: none") },
+  { label: "plain cookie", text: event("request", "Cookie: theme=dark; lang=en") },
+  {
+    label: "plain query",
+    text: event("error_message", "GET /v1/releases?page=2&sort=desc&limit=50 returned 500"),
+  },
+  { label: "token var", text: event("error_message", "TOKEN=${DEPLOY_TOKEN} is unset") },
+  {
+    label: "checksum in text",
+    text: event(
+      "error_message",
+      "checksum mismatch: expected e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    ),
+  },
+  { label: "AWS example key", text: "      AWS_ACCESS_KEY_ID_EXAMPLE: AKIAIOSFODNN7EXAMPLE" },
+  {
+    label: "aws docs example",
+    text: event("error_message", "see docs: AKIAIOSFODNN7EXAMPLE is an example key"),
+  },
 ];
 
 /** A releases/<id>/compose.yaml holding the given lines under a service's labels; returns the text and each sample's first line number. */

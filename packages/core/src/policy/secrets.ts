@@ -11,6 +11,8 @@
  * config/gitleaks.toml and secretlint's rule sources; @paas-backup/testing's corpus runs through
  * both this scanner and secretlint's recommended preset, so a format it knows and we miss fails a test.
  */
+import { GITLEAKS_RULES, GITLEAKS_GLOBAL_ALLOW, type GitleaksPattern } from "./gitleaks-rules.js";
+
 export interface SecretFinding {
   path: string;
   line: number;
@@ -27,7 +29,7 @@ export interface SecretAllowance {
  * snapshot proved clean under this version need no second scan (and a new version means they do).
  * Bump it whenever a rule, the value judgement or the redaction spans change.
  */
-export const SCANNER_RULES_VERSION = 2;
+export const SCANNER_RULES_VERSION = 3;
 
 /** si's marker for a value that is not shown. */
 export const REDACTED = "<redacted>";
@@ -37,6 +39,8 @@ const SECRET_KEY_WORDS = [
   "TOKEN",
   "PASSWORD",
   "PASS",
+  "PWD",
+  "APIKEY",
   "API_KEY",
   "ACCESS_KEY",
   "PRIVATE_KEY",
@@ -44,11 +48,18 @@ const SECRET_KEY_WORDS = [
   "CREDENTIAL",
 ];
 const EXEMPT_KEY_WORDS = ["COUNT", "FINDINGS", "GUARDRAIL"];
+/**
+ * Keys that name a secret without holding one, as gitleaks' generic rule's allowlist has them:
+ * its id, name, length or file, a URL or endpoint that issues it, a public or CSRF token, a
+ * key vault, Java's io.jsonwebtoken.
+ */
+const EXEMPT_KEY =
+  /CREDENTIALS?_?ID|SECRETS?_?(?:LENGTH|NAME|SIZE|ID)$|KEYVAULT|KEY_VAULT|(?:API|CREDENTIALS?|TOKEN)_?(?:ENDPOINT|UR[IL])|PUBLIC_?TOKEN|(?:KEY|TOKEN|PASSWORD|SECRET)_?FILE|CSRF|JSONWEBTOKEN|USERSECRETSID/;
 
 /** si's "secret-like key": the upper-cased key contains one of its words. */
 export function isSecretLikeKey(key: string): boolean {
   const upper = key.toUpperCase().replace(/[-.]/g, "_");
-  if (EXEMPT_KEY_WORDS.some((w) => upper.includes(w))) return false;
+  if (EXEMPT_KEY_WORDS.some((w) => upper.includes(w)) || EXEMPT_KEY.test(upper)) return false;
   return SECRET_KEY_WORDS.some((w) => upper.includes(w));
 }
 
@@ -82,6 +93,22 @@ function isPlaintextSecretValue(raw: string, line: string): boolean {
 const PLACEHOLDER =
   /^(?:\$\{[^}]*\}|\$\([^)]*\)|\$[A-Za-z_][A-Za-z0-9_]*|\{\{[^}]*\}\}|%[A-Za-z_]+%|<[^<>]*>|\*+|x{3,}|X{3,}|\.{3,}|-+|changeme|change[-_]me|example|placeholder|redacted|secret|password|token|your[-_].*)$/i;
 
+/**
+ * A documented example or a placeholder, not a credential: AWS's AKIAIOSFODNN7EXAMPLE, a run of
+ * one character (ghp_xxxx…, glc_1111…, ####), "your_…", "…HERE", "[Redacted]", an elision, a
+ * template (`<…>`, `{…}`, `${…}`, `{{…}}`), or gitleaks' global allowlist (true/false/null, a
+ * variable, a format verb). Judged on the value alone, for every rule.
+ */
+const EXAMPLE_VALUE =
+  /(.)\1{5}|example|redacted|your[-_ ]|(?:_here|HERE|Here)$|placeholder|\.\.\.|^[<{[(]|\$\{|\{\{|abcdefghijklmnopqrstuvwxyz|014df517-39d1-4453-b7b3-9930c563627c/i;
+export function isExampleValue(value: string): boolean {
+  return (
+    EXAMPLE_VALUE.test(value) ||
+    EXAMPLE_ALLOW_REGEXES.some((x) => x.test(value)) ||
+    GENERIC_STOPWORDS.has(value.toLowerCase())
+  );
+}
+
 function shannonEntropy(value: string): number {
   const counts = new Map<string, number>();
   for (const ch of value) counts.set(ch, (counts.get(ch) ?? 0) + 1);
@@ -100,7 +127,9 @@ function shannonEntropy(value: string): number {
  */
 export function looksLikeSecretValue(value: string): boolean {
   if (value.length < 6) return false;
-  if (PLACEHOLDER.test(value)) return false;
+  if (PLACEHOLDER.test(value) || isExampleValue(value)) return false;
+  // code, not a value: a call or a literal with words apart (new Credentials({ profile: … }))
+  if (/\s/.test(value) && /[()[\]{}]/.test(value)) return false;
   // words and identifiers of one case: strong, required, must-rotate, NONE, Bcrypt, X-Api-Key
   if (
     /^(?:[a-z]+(?:[-_ .][a-z]+)*|[A-Z]+(?:[-_ .][A-Z]+)*|[A-Z][a-z]+|[A-Z][a-z]*(?:-[A-Z][a-z]*)+)$/.test(
@@ -138,8 +167,13 @@ interface FormatRule {
  * multi-line case and is handled apart.
  */
 const FORMAT_RULES: FormatRule[] = [
-  { rule: "private-key-block", pattern: /-----BEGIN[ A-Z0-9_-]{0,100}PRIVATE KEY(?: BLOCK)?-----/g },
-  { rule: "aws-access-key-id", pattern: /\b((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})\b/g },
+  { rule: "private-key-block", pattern: /-----BEGIN[ A-Z0-9_-]{0,100}?PRIVATE KEY(?: BLOCK)?-----/g },
+  {
+    rule: "aws-access-key-id",
+    pattern: /\b((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})\b/g,
+    // AWS's documented example keys (AKIAIOSFODNN7EXAMPLE), as gitleaks' allowlist has it
+    check: (v) => !v.endsWith("EXAMPLE"),
+  },
   {
     rule: "aws-secret-access-key",
     pattern:
@@ -166,6 +200,16 @@ const FORMAT_RULES: FormatRule[] = [
   {
     rule: "slack-token",
     pattern: /\b((?:xox[abposre]|xapp)-(?:\d-)?[A-Za-z0-9]{1,40}(?:-[A-Za-z0-9]{1,64})+)/g,
+    // Slack's ids are 9 digits or more and its secret part 20 characters or more (xoxb-12345-abcd234 is prose)
+    check: (v) => {
+      const parts = v.split("-").slice(1);
+      const last = parts.at(-1)!;
+      return (
+        parts.every((p) => !/^\d+$/.test(p) || p.length === 1 || p.length >= 9) &&
+        last.length >= 8 &&
+        !/^\d+$/.test(last)
+      );
+    },
   },
   {
     rule: "slack-webhook-url",
@@ -220,7 +264,10 @@ const FORMAT_RULES: FormatRule[] = [
     rule: "openai-api-key",
     pattern: /\b(sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,}|sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20})/g,
   },
-  { rule: "anthropic-api-key", pattern: /\b(sk-ant-(?:api|admin)\d{2}-[A-Za-z0-9_-]{80,})/g },
+  {
+    rule: "anthropic-api-key",
+    pattern: /\b(sk-ant-(?:api|admin)\d{2}-[A-Za-z0-9_-]{78,}AA)(?![A-Za-z0-9_-])/g,
+  },
   { rule: "huggingface-token", pattern: /\b((?:hf_|api_org_)[A-Za-z]{34})\b/g },
   { rule: "digitalocean-token", pattern: /\b(do[por]_v1_[a-f0-9]{64})\b/g },
   { rule: "shopify-token", pattern: /\b(shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32})\b/g },
@@ -241,14 +288,236 @@ const FORMAT_RULES: FormatRule[] = [
   { rule: "vercel-token", pattern: /\b((?:vcp|vci|vca|vcr|vck)_[A-Za-z0-9]{20,60})\b/g },
   { rule: "cloudflare-token", pattern: /\b((?:cfk|cfut|cfat)_[A-Za-z0-9]{40}[0-9a-f]{8})\b/g },
   { rule: "onepassword-token", pattern: /\b(ops_ey[A-Za-z0-9+/=]{100,1280})/g },
+  // Free text (issue 21): the credential forms that sit inside a sentence, a command line or a dumped request.
+  {
+    rule: "secret-header",
+    pattern:
+      /\b(?:proxy-)?authorization\\?["']?[ \t]*[:=][ \t]*\\?["']?(?:(?:token|bearer|basic|apikey|api-key|key|sso-key|otp|bot)[ \t]+)?([^\s"'\\,;]{8,})/gi,
+    check: (v) => !PLACEHOLDER.test(v) && !v.startsWith("$") && looksLikeSecretValue(v),
+  },
+  {
+    rule: "secret-flag",
+    pattern:
+      /\b(?:mysql(?:dump|admin)?|mariadb(?:-dump|-admin)?|sshpass)\b[^|;&\n]*?[ \t]-p[ \t]*([^\s"'\\-][^\s"'\\]*)/g,
+    check: (v) => !PLACEHOLDER.test(v) && !v.startsWith("$"),
+  },
+  {
+    rule: "secret-flag",
+    pattern: /\bredis-cli\b[^|;&\n]*?[ \t]-a[ \t]+([^\s"'\\-][^\s"'\\]*)/g,
+    check: (v) => !PLACEHOLDER.test(v) && !v.startsWith("$"),
+  },
+  {
+    rule: "secret-query-param",
+    pattern:
+      /[?&;](?:sig|signature|x-amz-signature|x-amz-security-token|pwd|passwd|auth)=([^&\s"'#\\<>;]{6,})/gi,
+    check: (v) => !PLACEHOLDER.test(v) && !v.startsWith("$") && looksLikeSecretValue(v),
+  },
+  {
+    rule: "base64-private-key",
+    pattern: /\b(LS0tLS1CRUdJTi[A-Za-z0-9+/]{20,}={0,2})/g,
+    check: (v) => Buffer.from(v, "base64").toString("latin1").includes("PRIVATE KEY"),
+  },
 ];
 
-/** Every rule the scanner can report, for the README and the corpus. */
+/** si's own cookie names that carry a session or a credential (a cookie header's other values are kept). */
+const SECRET_COOKIE_NAME = /sess|sid|token|auth|jwt|secret|remember|login|key|pass/i;
+const COOKIE_HEADER = /\b(?:set-)?cookie\\?["']?[ \t]*:[ \t]*\\?["']?/gi;
+
+/** Each secret-looking value of a `Cookie:` or `Set-Cookie:` header on the line [ls, le). */
+function cookieSpans(line: string, ls: number, spans: SecretSpan[]): void {
+  COOKIE_HEADER.lastIndex = 0;
+  for (let m = COOKIE_HEADER.exec(line); m; m = COOKIE_HEADER.exec(line)) {
+    const pair = /[ \t]*([^=;\s"'\\]+)=([^;\s"'\\]*);?/y;
+    pair.lastIndex = m.index + m[0].length;
+    for (let p = pair.exec(line); p; p = pair.exec(line)) {
+      const value = p[2]!;
+      if (
+        value.length >= 8 &&
+        !value.includes(REDACTED) &&
+        !PLACEHOLDER.test(value) &&
+        !isExampleValue(value) &&
+        (SECRET_COOKIE_NAME.test(p[1]!) || (value.length >= 16 && looksLikeSecretValue(value)))
+      ) {
+        const start = ls + p.index + p[0].lastIndexOf(`${p[1]}=`) + p[1]!.length + 1;
+        spans.push({ start, end: start + value.length, rule: "secret-header" });
+      }
+    }
+  }
+}
+
+/**
+ * gitleaks' default rules as data (gitleaks-rules.ts), each tried on a line that holds one of its
+ * keywords. A rule si's own formats already cover stays in, and a value both find is reported
+ * under si's rule name. Left out: generic-api-key (si's keyed rules judge a value under a
+ * secret-like key, with si's exemptions, and its ten keywords would make most log lines
+ * candidates), and the rules that apply to a file type only (gitleaks' path filter), which si's
+ * keyed rules cover in the files we keep.
+ */
+const GITLEAKS_LEFT_OUT = new Set(["generic-api-key"]);
+/**
+ * Keywords narrowed where gitleaks' own is a common word (or part of one) in si's logs: the
+ * literal text the secret itself holds instead, which the rule's regex requires anyway.
+ */
+const GITLEAKS_KEYWORDS: Record<string, readonly string[]> = {
+  "twilio-api-key": [..."0123456789abcdef"].map((h) => `sk${h}`),
+  // si's alert logs name their "telegram" channel on every line; the token's own ":A" is rarer
+  "telegram-bot-api-token": [":a"],
+};
+
+interface CompiledAllowlist {
+  and: boolean;
+  target: string;
+  regexes: RegExp[];
+  stopwords: readonly string[];
+}
+interface CompiledGitleaksRule {
+  rule: string;
+  keywords: readonly string[];
+  /** a keyword longer than the prefilter's words: the line is checked for it */
+  longKeywords: boolean;
+  pattern: RegExp;
+  secretGroup: number;
+  entropy: number;
+  allow: CompiledAllowlist[];
+}
+const compile = (p: GitleaksPattern, extra = "") => new RegExp(p.source, p.flags + extra);
+/**
+ * The prefilter looks for the first eight characters of each gitleaks keyword: that keeps the
+ * automaton's table in 16-bit entries (its states times its character classes under 65536; whole
+ * keywords need 32-bit entries and twice the cache), and a line it points at is checked for the
+ * whole keyword before the rule runs, as gitleaks does.
+ */
+const KEYWORD_PREFIX = 8;
+const GITLEAKS_COMPILED: CompiledGitleaksRule[] = [];
+const GITLEAKS_KEYWORD_RULES = new Map<string, number[]>();
+for (const r of GITLEAKS_RULES) {
+  if (GITLEAKS_LEFT_OUT.has(r.id) || r.path) continue;
+  const index = GITLEAKS_COMPILED.length;
+  GITLEAKS_COMPILED.push({
+    rule: r.id,
+    keywords: GITLEAKS_KEYWORDS[r.id] ?? r.keywords,
+    longKeywords: (GITLEAKS_KEYWORDS[r.id] ?? r.keywords).some((k) => k.length > KEYWORD_PREFIX),
+    // gitleaks' semi-generic rules open with `[\w.-]{0,50}?`, which only widens the match to the
+    // left: it never decides whether there is one nor what the secret is, and it makes the regex
+    // try 50 starts at every position of a line. Dropped here.
+    pattern: new RegExp(r.source.replace(/^\[\\w\.-\]\{0,50\}\?/, ""), `${r.flags}gd`),
+    secretGroup: r.secretGroup ?? 0,
+    entropy: r.entropy ?? 0,
+    allow: (r.allow ?? [])
+      .filter((a) => !a.paths)
+      .map((a) => ({
+        and: a.and === true,
+        target: a.target,
+        regexes: a.regexes.map((x) => compile(x)),
+        stopwords: a.stopwords ?? [],
+      })),
+  });
+  for (const k of GITLEAKS_KEYWORDS[r.id] ?? r.keywords) {
+    const prefix = k.slice(0, KEYWORD_PREFIX);
+    const list = GITLEAKS_KEYWORD_RULES.get(prefix) ?? [];
+    if (!list.includes(index)) list.push(index);
+    GITLEAKS_KEYWORD_RULES.set(prefix, list);
+  }
+}
+/** The automaton's words for gitleaks' keywords: their first characters (the whole keyword is checked on the line). */
+const GITLEAKS_KEYWORD_TEXT = [...GITLEAKS_KEYWORD_RULES.keys()];
+/**
+ * Two-letter keywords that a rule's regex takes only at a word's start (`\bey…`, `\bs\.…`): the
+ * prefilter takes them there too, or "releases." and "key" would make every line a candidate.
+ */
+const WORD_START_KEYWORDS = new Set(["ey", "s."]);
+interface GitleaksOutput {
+  /** rules whose keyword ends here */
+  rules: readonly number[] | null;
+  /** rules whose keyword ends here if it starts a word */
+  bound: readonly { length: number; rules: readonly number[] }[] | null;
+}
+function isWordCode(c: number): boolean {
+  return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95;
+}
+/** The gitleaks rules a keyword ending at `i` names; `before(j)` is the code at j (-1 before the line). */
+function gitleaksRulesAt(
+  out: GitleaksOutput,
+  i: number,
+  codeAt: (j: number) => number,
+  into: Set<number>,
+): void {
+  if (out.rules) for (const r of out.rules) into.add(r);
+  if (out.bound)
+    for (const b of out.bound) if (!isWordCode(codeAt(i - b.length))) for (const r of b.rules) into.add(r);
+}
+const GITLEAKS_BY_ID = new Map(GITLEAKS_COMPILED.map((r) => [r.rule, r]));
+const GLOBAL_ALLOW_REGEXES = GITLEAKS_GLOBAL_ALLOW.regexes.map((x) => compile(x));
+/** gitleaks' generic rule's stop words: a value that is one of them is a word or a known public hash, not a secret */
+const GENERIC_STOPWORDS = new Set(
+  GITLEAKS_RULES.find((r) => r.id === "generic-api-key")?.allow?.flatMap((a) => a.stopwords ?? []) ?? [],
+);
+// gitleaks' "^true|false|null$" allows any value holding "false"; si judges booleans itself
+const EXAMPLE_ALLOW_REGEXES = GLOBAL_ALLOW_REGEXES.filter((x) => !x.source.includes("true|false"));
+const GLOBAL_STOPWORDS = GITLEAKS_GLOBAL_ALLOW.stopwords.map((w) => w.toLowerCase());
+
+/** Whether gitleaks would let a finding pass: its global allowlist, then the rule's own. */
+function gitleaksAllows(r: CompiledGitleaksRule, secret: string, match: string, line: string): boolean {
+  const lower = secret.toLowerCase();
+  if (GLOBAL_ALLOW_REGEXES.some((x) => x.test(secret)) || GLOBAL_STOPWORDS.some((w) => lower.includes(w)))
+    return true;
+  for (const a of r.allow) {
+    const target = a.target === "match" ? match : a.target === "line" ? line : secret;
+    const regex = a.regexes.length > 0 ? a.regexes.some((x) => x.test(target)) : null;
+    const stop = a.stopwords.length > 0 ? a.stopwords.some((w) => lower.includes(w)) : null;
+    const parts = [regex, stop].filter((x) => x !== null);
+    if (parts.length > 0 && (a.and ? parts.every(Boolean) : parts.some(Boolean))) return true;
+  }
+  return false;
+}
+
+/** The gitleaks rules the prefilter named over one line, each if the line holds one of its whole keywords. */
+function gitleaksRules(rules: Iterable<number>, line: string, ls: number, spans: SecretSpan[]): void {
+  let lower: string | null = null;
+  for (const r of rules) {
+    const rule = GITLEAKS_COMPILED[r]!;
+    if (rule.longKeywords) {
+      lower ??= line.toLowerCase();
+      if (!rule.keywords.some((k) => lower!.includes(k))) continue;
+    }
+    gitleaksLine(rule, line, ls, spans);
+  }
+}
+
+/** One gitleaks rule over a line: each match's secret (gitleaks' secret group, else the first group that matched). */
+function gitleaksLine(r: CompiledGitleaksRule, line: string, ls: number, spans: SecretSpan[]): void {
+  const re = r.pattern;
+  re.lastIndex = 0;
+  for (let m = re.exec(line); m; m = re.exec(line)) {
+    if (m[0].length === 0) {
+      re.lastIndex++;
+      continue;
+    }
+    let g = r.secretGroup;
+    if (g === 0) for (let k = 1; k < m.length && g === 0; k++) if (m[k]) g = k;
+    const secret = m[g] ?? m[0];
+    const [from, to] = m.indices![g] ?? m.indices![0]!;
+    // gitleaks' own formats hold runs of one character (a Twitter bearer token's 22 A's): its
+    // allowlists judge its rules' examples, si's example check does not
+    if (secret.includes(REDACTED)) continue;
+    if (r.entropy > 0 && shannonEntropy(secret) < r.entropy) continue;
+    if (gitleaksAllows(r, secret, m[0], line)) continue;
+    spans.push({ start: ls + from, end: ls + to, rule: r.rule });
+  }
+}
+
+/** si's own rules the scanner can report, for the README and the corpus (gitleaks' are GITLEAKS_RULE_IDS). */
 export const SECRET_RULES: readonly string[] = [
-  ...FORMAT_RULES.map((r) => r.rule),
-  "secret-assignment",
-  "secret-json-field",
+  ...new Set([
+    ...FORMAT_RULES.map((r) => r.rule),
+    "secret-assignment",
+    "secret-json-field",
+    "kubernetes-secret-data",
+  ]),
 ];
+
+/** The gitleaks rules the scanner runs (their ids as gitleaks names them). */
+export const GITLEAKS_RULE_IDS: readonly string[] = GITLEAKS_COMPILED.map((r) => r.rule);
 
 /**
  * One pass over a block finds where rules can apply: the literal text every credential format
@@ -257,107 +526,109 @@ export const SECRET_RULES: readonly string[] = [
  * are, where a regex alternation of ~90 literals tests each position against all of them and runs
  * at a third of the speed. The precise rules then run on the lines it points at only.
  */
-const FORMAT_ANCHOR_TEXT = [
-  "-----begin",
-  "akia",
-  "asia",
-  "abia",
-  "acca",
-  "a3t",
-  "aiza",
-  "accountkey=",
-  "accesskey=",
-  "sig=",
-  "q~",
-  "ghp_",
-  "gho_",
-  "ghu_",
-  "ghs_",
-  "ghr_",
-  "github_pat_",
-  "glpat-",
-  "glptt-",
-  "gldt-",
-  "glrt-",
-  "glcbt-",
-  "glft-",
-  "glimt-",
-  "glsoat-",
-  "gloas-",
-  "gr1348941",
-  "npm_",
-  "_auth",
-  "pypi-",
-  "xox",
-  "xapp-",
-  "hooks.slack",
-  "/api/webhooks/",
-  "k_test_",
-  "k_live_",
-  "k_prod_",
-  "whsec_",
-  "sg.",
-  "xkeysib-",
-  "mailgun",
-  "-us",
-  ...[..."0123456789abcdef"].map((h) => `sk${h}`),
-  "eyj",
-  "basic ",
-  "bearer ",
-  '"auth"',
-  '"identitytoken"',
-  "dckr_pat_",
-  "://",
-  "hvs.",
-  "hvb.",
-  "hvr.",
-  "age-secret",
-  ":aa",
-  "sk-",
-  "hf_",
-  "api_org_",
-  "_v1_",
-  "shpat_",
-  "shpca_",
-  "shppa_",
-  "shpss_",
-  "glsa_",
-  "glc_",
-  "hrku-",
-  "lin_api_",
-  "dapi",
-  "dp.pt.",
-  "pul-",
-  "pmak-",
-  "tskey-",
-  "figd_",
-  "gsk_",
-  "ntn_",
-  "vcp_",
-  "vci_",
-  "vca_",
-  "vcr_",
-  "vck_",
-  "cfk_",
-  "cfut_",
-  "cfat_",
-  "ops_ey",
-  "ecret_access_key",
-  "ecretaccesskey",
-];
-const DASHES_TEXT = "-----";
+/** The literal text each format starts with or holds (lower case): a line holding one runs those formats only. */
+const FORMAT_ANCHORS: Record<string, readonly string[]> = {
+  "private-key-block": ["-----begin"],
+  "aws-access-key-id": ["akia", "asia", "abia", "acca", "a3t"],
+  "aws-secret-access-key": ["ecret_access_key", "ecretaccesskey"],
+  "gcp-api-key": ["aiza"],
+  "azure-storage-key": ["accountkey=", "accesskey="],
+  "azure-sas-token": ["sig="],
+  "azure-ad-client-secret": ["q~"],
+  "github-token": ["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"],
+  "gitlab-token": [
+    "glpat-",
+    "glptt-",
+    "gldt-",
+    "glrt-",
+    "glcbt-",
+    "glft-",
+    "glimt-",
+    "glsoat-",
+    "gloas-",
+    "gr1348941",
+  ],
+  "npm-token": ["npm_"],
+  "npm-auth-token": ["_auth"],
+  "pypi-token": ["pypi-"],
+  "slack-token": ["xox", "xapp-"],
+  "slack-webhook-url": ["hooks.slack"],
+  "discord-webhook-url": ["/api/webhooks/"],
+  "stripe-secret-key": ["k_test_", "k_live_", "k_prod_", "whsec_"],
+  "sendgrid-api-key": ["sg."],
+  "sendinblue-api-key": ["xkeysib-"],
+  "mailgun-api-key": ["mailgun"],
+  "mailchimp-api-key": ["-us"],
+  "twilio-api-key": [..."0123456789abcdef"].map((h) => `sk${h}`),
+  jwt: ["eyj"],
+  "basic-auth-header": ["basic "],
+  "bearer-token": ["bearer "],
+  "docker-config-auth": ['"auth"', '"identitytoken"'],
+  "docker-hub-token": ["dckr_pat_"],
+  "url-credentials": ["://"],
+  "vault-token": ["hvs.", "hvb.", "hvr."],
+  "age-secret-key": ["age-secret"],
+  "telegram-bot-token": [":aa"],
+  "openai-api-key": ["sk-"],
+  "anthropic-api-key": ["sk-ant-"],
+  "huggingface-token": ["hf_", "api_org_"],
+  "digitalocean-token": ["_v1_"],
+  "shopify-token": ["shpat_", "shpca_", "shppa_", "shpss_"],
+  "grafana-token": ["glsa_", "glc_"],
+  "heroku-api-key": ["hrku-"],
+  "linear-api-key": ["lin_api_"],
+  "databricks-token": ["dapi"],
+  "doppler-token": ["dp.pt."],
+  "pulumi-token": ["pul-"],
+  "postman-api-key": ["pmak-"],
+  "tailscale-key": ["tskey-"],
+  "figma-token": ["figd_"],
+  "groq-api-key": ["gsk_"],
+  "notion-token": ["ntn_"],
+  "vercel-token": ["vcp_", "vci_", "vca_", "vcr_", "vck_"],
+  "cloudflare-token": ["cfk_", "cfut_", "cfat_"],
+  "onepassword-token": ["ops_ey"],
+  "secret-header": ["authorization"],
+  "secret-flag": ["mysql", "mariadb", "sshpass", "redis-cli"],
+  "secret-query-param": ["sig=", "signature=", "security-token=", "pwd=", "passwd=", "auth="],
+  "base64-private-key": ["ls0tls1crudjti"],
+};
+/** The cookie header's values, judged apart (cookieSpans): an index past the format rules. */
+const COOKIE_RULE = FORMAT_RULES.length;
+const ANCHOR_RULES = new Map<string, number[]>();
+const anchorRule = (word: string, rule: number) => {
+  const list = ANCHOR_RULES.get(word) ?? [];
+  if (!list.includes(rule)) list.push(rule);
+  ANCHOR_RULES.set(word, list);
+};
+FORMAT_RULES.forEach((r, i) => {
+  const words = FORMAT_ANCHORS[r.rule];
+  if (!words) throw new Error(`secret scanner: format ${r.rule} has no anchor`);
+  for (const w of words) anchorRule(w, i);
+});
+anchorRule("cookie", COOKIE_RULE);
+const FORMAT_ANCHOR_TEXT = [...ANCHOR_RULES.keys()];
 const KEY_WORD_TEXT = [
   "secret",
   "token",
   "pass",
+  "pwd",
   "apikey",
   "api_key",
+  "api-key",
   "accesskey",
   "access_key",
+  "access-key",
   "privatekey",
   "private_key",
+  "private-key",
   "credential",
 ];
+/**
+ * Words after which a block is read whole by the string path: a private key's five dashes (its
+ * rule spans lines), and a Kubernetes Secret's kind (its data values are secrets, lines below).
+ */
+const WHOLE_BLOCK_TEXT = ["-----", "kind: secret", '"kind":"secret"'];
 
 /**
  * The automaton, laid out for the scan loop's one dependent load per byte. Bytes are mapped to
@@ -369,12 +640,15 @@ const KEY_WORD_TEXT = [
  */
 const PREFILTER = (() => {
   const edges: Map<number, number>[] = [new Map()];
-  const outFormat: boolean[] = [false];
+  /** the format anchors that end at each state */
+  const outFormat: number[][] = [[]];
   const outKey: number[] = [0];
   const outDashes: boolean[] = [false];
+  /** the gitleaks keywords that end at each state */
+  const outKeywords: number[][] = [[]];
   const classOf = new Uint8Array(256);
   let classes = 1;
-  const add = (word: string, key: boolean | "dashes") => {
+  const add = (word: string, key: boolean | "dashes" | number, anchor = -1) => {
     let state = 0;
     for (const c of Buffer.from(word, "latin1")) {
       if (classOf[c] === 0) classOf[c] = classes++;
@@ -383,22 +657,25 @@ const PREFILTER = (() => {
       if (next === undefined) {
         next = edges.length;
         edges.push(new Map());
-        outFormat.push(false);
+        outFormat.push([]);
         outKey.push(0);
         outDashes.push(false);
+        outKeywords.push([]);
         edges[state]!.set(k, next);
       }
       state = next;
     }
     if (key === "dashes") outDashes[state] = true;
+    else if (typeof key === "number") outKeywords[state]!.push(key);
     else if (key) outKey[state] = Math.max(outKey[state]!, word.length);
-    else outFormat[state] = true;
+    else outFormat[state]!.push(anchor);
   };
-  for (const w of FORMAT_ANCHOR_TEXT) add(w, false);
+  FORMAT_ANCHOR_TEXT.forEach((w, i) => add(w, false, i));
   for (const w of KEY_WORD_TEXT) add(w, true);
-  // Five dashes: where a private key's header or footer may be, the byte path hands the block to
-  // the string path (a key's rule spans lines). Found by the same pass, not by a search of its own.
-  add(DASHES_TEXT, "dashes");
+  GITLEAKS_KEYWORD_TEXT.forEach((w, i) => add(w, i));
+  // Where a private key's header or footer or a Kubernetes Secret may be, the byte path hands the
+  // block to the string path. Found by the same pass, not by a search of its own.
+  for (const w of WHOLE_BLOCK_TEXT) add(w, "dashes");
   // Words are lower case: an upper-case byte takes its lower-case letter's class.
   for (let c = 65; c <= 90; c++) classOf[c] = classOf[c + 32]!;
   // A newline has a class of its own and leads to a state of its own (the root's twin, numbered
@@ -408,9 +685,10 @@ const PREFILTER = (() => {
   classOf[10] = newlineClass;
   const newlineState = edges.length;
   edges.push(new Map());
-  outFormat.push(false);
+  outFormat.push([]);
   outKey.push(0);
   outDashes.push(false);
+  outKeywords.push([]);
   const n = edges.length;
   const goto = new Int32Array(n * classes);
   const fail = new Int32Array(n);
@@ -421,8 +699,9 @@ const PREFILTER = (() => {
   }
   for (let qi = 0; qi < queue.length; qi++) {
     const r = queue[qi]!;
-    if (outFormat[fail[r]!]) outFormat[r] = true;
+    if (outFormat[fail[r]!]!.length > 0) outFormat[r] = [...outFormat[r]!, ...outFormat[fail[r]!]!];
     if (outDashes[fail[r]!]) outDashes[r] = true;
+    if (outKeywords[fail[r]!]!.length > 0) outKeywords[r] = [...outKeywords[r]!, ...outKeywords[fail[r]!]!];
     outKey[r] = Math.max(outKey[r]!, outKey[fail[r]!]!);
     for (let k = 0; k < classes; k++) {
       const s = edges[r]!.get(k);
@@ -437,7 +716,12 @@ const PREFILTER = (() => {
   for (let s = 0; s < n; s++) goto[s * classes + newlineClass] = newlineState;
   for (let k = 0; k < classes; k++) if (k !== newlineClass) goto[newlineState * classes + k] = goto[k]!;
   // Renumber: states without an output first (the root stays 0), then those with one.
-  const hasOutput = (s: number) => outFormat[s] || outKey[s]! > 0 || outDashes[s] || s === newlineState;
+  const hasOutput = (s: number) =>
+    outFormat[s]!.length > 0 ||
+    outKey[s]! > 0 ||
+    outDashes[s] ||
+    outKeywords[s]!.length > 0 ||
+    s === newlineState;
   const order = [...Array(n).keys()].sort((a, b) => Number(hasOutput(a)) - Number(hasOutput(b)) || a - b);
   const id = new Int32Array(n);
   order.forEach((s, i) => (id[s] = i));
@@ -446,15 +730,41 @@ const PREFILTER = (() => {
   const format = new Uint8Array(n * classes);
   const keyLength = new Uint8Array(n * classes);
   const dashes = new Uint8Array(n * classes);
+  /** by state offset: the gitleaks rules whose keyword ends there */
+  const rules = new Map<number, GitleaksOutput>();
+  /** by state offset: si's own formats whose anchor ends there */
+  const own = new Map<number, readonly number[]>();
   for (let s = 0; s < n; s++) {
     const at = id[s]! * classes;
     for (let k = 0; k < classes; k++) table[at + k] = id[goto[s * classes + k]!]! * classes;
-    format[at] = outFormat[s] ? 1 : 0;
+    format[at] = outFormat[s]!.length > 0 ? 1 : 0;
+    if (outFormat[s]!.length > 0)
+      own.set(at, [...new Set(outFormat[s]!.flatMap((w) => ANCHOR_RULES.get(FORMAT_ANCHOR_TEXT[w]!)!))]);
     keyLength[at] = outKey[s]!;
     dashes[at] = outDashes[s] ? 1 : 0;
+    if (outKeywords[s]!.length > 0) {
+      const words = outKeywords[s]!.map((k) => GITLEAKS_KEYWORD_TEXT[k]!);
+      const rulesOf = (ws: string[]) => [...new Set(ws.flatMap((w) => GITLEAKS_KEYWORD_RULES.get(w)!))];
+      const free = words.filter((w) => !WORD_START_KEYWORDS.has(w));
+      const bound = words.filter((w) => WORD_START_KEYWORDS.has(w));
+      rules.set(at, {
+        rules: free.length > 0 ? rulesOf(free) : null,
+        bound: bound.length > 0 ? bound.map((w) => ({ length: w.length, rules: rulesOf([w]) })) : null,
+      });
+    }
   }
   const firstOutput = order.findIndex(hasOutput) * classes;
-  return { classOf, table, firstOutput, format, keyLength, dashes, newline: id[newlineState]! * classes };
+  return {
+    classOf,
+    table,
+    firstOutput,
+    format,
+    keyLength,
+    dashes,
+    rules,
+    own,
+    newline: id[newlineState]! * classes,
+  };
 })();
 
 /** si assignment line at a line start: KEY = value or KEY: value, optionally after a YAML "- " */
@@ -493,17 +803,55 @@ function bodyLineSpans(block: string, from: number, to: number, rule: string, ou
   }
 }
 
-/** Format rules over the one line [ls, le) of `block`. */
+/** A line the prefilter pointed at: whether si's own formats are in play, and which gitleaks rules. */
+interface Anchor {
+  ls: number;
+  /** si's own formats (FORMAT_RULES indices, COOKIE_RULE) */
+  own: Set<number> | null;
+  /** gitleaks' rules (GITLEAKS_COMPILED indices) */
+  rules: Set<number> | null;
+}
+
+/** Format rules over the one line [ls, le) of `block`: si's own when anchored, and the gitleaks rules its keywords name. */
 function scanFormatLine(
   block: string,
   ls: number,
   le: number,
   spans: SecretSpan[],
   state: ScanState,
+  anchor: Anchor,
 ): number {
   const line = block.slice(ls, le);
+  const first = spans.length;
+  if (anchor.rules) gitleaksRules(anchor.rules, line, ls, spans);
+  if (!anchor.own) return le;
+  const theirs = spans.length;
+  const resumeAt = scanOwnFormats(block, ls, le, line, spans, state, anchor.own);
+  // a value si's own rule finds is reported under si's name
+  if (theirs > first && spans.length > theirs) dropNamedTwice(spans, first, theirs);
+  return resumeAt;
+}
+
+/** Drop the gitleaks spans [from, to) that one of si's own spans after them covers. */
+function dropNamedTwice(spans: SecretSpan[], from: number, to: number): void {
+  const own = spans.slice(to);
+  const kept = spans.slice(from, to).filter((g) => !own.some((o) => o.start <= g.start && g.end <= o.end));
+  spans.splice(from, spans.length - from, ...kept, ...own);
+}
+
+function scanOwnFormats(
+  block: string,
+  ls: number,
+  le: number,
+  line: string,
+  spans: SecretSpan[],
+  state: ScanState,
+  own: ReadonlySet<number>,
+): number {
   let resumeAt = le;
-  for (const rule of FORMAT_RULES) {
+  for (let r = 0; r < FORMAT_RULES.length; r++) {
+    if (!own.has(r)) continue;
+    const rule = FORMAT_RULES[r]!;
     rule.pattern.lastIndex = 0;
     for (let m = rule.pattern.exec(line); m; m = rule.pattern.exec(line)) {
       if (m[0].length === 0) {
@@ -515,11 +863,17 @@ function scanFormatLine(
         continue;
       }
       const value = m[1] ?? m[0];
-      if (value.includes(REDACTED) || (rule.check && !rule.check(value))) continue;
+      if (value.includes(REDACTED) || (rule.check && !rule.check(value)) || isExampleValue(value)) continue;
+      // a long value of few characters is a made-up one (GR1348941 and 123 repeated)
+      if (value.length >= 20 && shannonEntropy(value) < 3) continue;
+      const same = GITLEAKS_BY_ID.get(rule.rule);
+      if (same && gitleaksAllows(same, value, m[0], line)) continue;
       const start = ls + m.index + (m[1] !== undefined ? m[0].indexOf(m[1]) : 0);
       spans.push({ start, end: start + value.length, rule: rule.rule });
     }
   }
+  // after the formats, so a value both find (a JWT as a session cookie) keeps the format's name
+  if (own.has(COOKIE_RULE)) cookieSpans(line, ls, spans);
   return resumeAt;
 }
 
@@ -544,6 +898,13 @@ function privateKeyBody(
     .replace(/\\n|\s|"/g, "");
   if (firstBody.startsWith(REDACTED) && firstBody.slice(REDACTED.length).replace(/<redacted>/g, "") === "")
     return le;
+  // A header and footer around less than a key's shortest body (gitleaks' 64 characters) is an
+  // example in prose, not a key.
+  if (footer) {
+    const body = block.slice(from, footer.index).replace(/\\n|\s|"/g, "");
+    if (body.length < 64 && !body.includes(REDACTED))
+      return footer.index < le ? le : lineEndAt(block, footer.index);
+  }
   // the header itself is the finding's anchor; record it with an empty span so it is reported
   spans.push({ start: from, end: from, rule });
   if (footer && footer.index < le) {
@@ -572,7 +933,7 @@ function isKeyChar(c: number): boolean {
   );
 }
 
-/** The generic rules at each key word found: a JSON field whose key holds it, or an assignment line whose key does. */
+/** The generic rules at each key word found: a JSON field whose key holds it, an assignment line whose key does, or a key in free text. */
 function scanKeyed(block: string, keyWords: readonly number[], spans: SecretSpan[]): void {
   let assignmentLine = -1;
   let skipTo = 0;
@@ -600,22 +961,116 @@ function scanKeyed(block: string, keyWords: readonly number[], spans: SecretSpan
     }
     // An assignment whose key (the line's first word) holds the word.
     const ls = block.lastIndexOf("\n", at) + 1;
-    if (ls === assignmentLine) continue;
-    assignmentLine = ls;
-    ASSIGNMENT_AT.lastIndex = ls;
-    const m = ASSIGNMENT_AT.exec(block);
-    if (!m) continue;
-    const line = m[0];
-    const keyEnd = ls + line.indexOf(m[1]!) + m[1]!.length;
-    if (at >= keyEnd) continue;
-    if (line.trimStart().startsWith("#")) continue;
-    const raw = m[2]!;
-    if (!isPlaintextSecretValue(raw, line) || !isSecretLikeKey(m[1]!)) continue;
-    const { value, offset } = unwrapValue(raw);
-    if (!looksLikeSecretValue(value)) continue;
-    const start = ls + line.length - raw.length + offset;
-    spans.push({ start, end: start + value.length, rule: "secret-assignment" });
+    if (ls !== assignmentLine) {
+      assignmentLine = ls;
+      const found = assignmentAt(block, ls, at);
+      if (found !== undefined) {
+        if (found) spans.push(found);
+        continue;
+      }
+    }
+    // si's rule: a commented-out line is not a finding
+    if (/^[ \t]*#/.test(block.slice(ls, at))) continue;
+    const free = freeTextAt(block, at, end);
+    if (free) {
+      spans.push(free);
+      skipTo = free.end;
+    }
   }
+}
+
+/** The value of an assignment line at `ls` whose key holds the word at `at`; null if it holds none; undefined if the word is not in its key. */
+function assignmentAt(block: string, ls: number, at: number): SecretSpan | null | undefined {
+  ASSIGNMENT_AT.lastIndex = ls;
+  const m = ASSIGNMENT_AT.exec(block);
+  if (!m) return undefined;
+  const line = m[0];
+  const keyEnd = ls + line.indexOf(m[1]!) + m[1]!.length;
+  if (at >= keyEnd) return undefined;
+  if (line.trimStart().startsWith("#")) return null;
+  const raw = m[2]!;
+  if (!isPlaintextSecretValue(raw, line) || !isSecretLikeKey(m[1]!)) return null;
+  const { value, offset } = unwrapValue(raw);
+  if (!looksLikeSecretValue(value)) return null;
+  const start = ls + line.length - raw.length + offset;
+  return { start, end: start + value.length, rule: "secret-assignment" };
+}
+
+/** What joins a key to its value in free text and code: =, :, =>, :=, ?=, .=, ||=, and a comma after a quoted key (setProperty("KEY", "value")). */
+const FREE_OPERATOR = /=>|:{1,3}=|\?=|\.=|\|\|=|=(?!=)|:(?![:/])|,/y;
+
+/** Characters that end an unquoted value in free text: space, quotes, escapes, separators, brackets. */
+function endsFreeValue(c: number): boolean {
+  return (
+    c <= 32 ||
+    c === 34 ||
+    c === 39 ||
+    c === 92 ||
+    c === 38 ||
+    c === 59 ||
+    c === 44 ||
+    c === 41 ||
+    c === 93 ||
+    c === 125 ||
+    c === 60 ||
+    c === 62 ||
+    c === 124 ||
+    c === 96
+  );
+}
+
+/**
+ * A secret-like key with its value inside free text (an error message, a command line, a URL):
+ * `KEY=value` and `KEY: value` in a sentence, `--flag value` and `--flag=value` on a command
+ * line, `?token=…` and `&password=…` (or JDBC's `;password=…`) in a URL. The key is the run of key
+ * characters around the word; the value runs to a space, a quote, an escape or a separator,
+ * or to its closing quote when quoted (also `\"…\"` inside a JSON string).
+ */
+function freeTextAt(block: string, at: number, end: number): SecretSpan | null {
+  let ts = at;
+  while (ts > 0 && isKeyChar(block.charCodeAt(ts - 1))) ts--;
+  let te = end;
+  while (te < block.length && isKeyChar(block.charCodeAt(te))) te++;
+  let key = block.slice(ts, te);
+  const flag = key.startsWith("-");
+  if (flag) key = key.replace(/^-+/, "");
+  if (!isSecretLikeKey(key)) return null;
+  let i = te;
+  // the closing quote of a quoted key: "password": or \"password\":
+  let quotedKey = true;
+  if (block.charCodeAt(i) === 92 && block.charCodeAt(i + 1) === 34) i += 2;
+  else if (block.charCodeAt(i) === 34 || block.charCodeAt(i) === 39) i++;
+  else quotedKey = false;
+  let j = i;
+  while (block.charCodeAt(j) === 32 || block.charCodeAt(j) === 9) j++;
+  FREE_OPERATOR.lastIndex = j;
+  const op = FREE_OPERATOR.exec(block);
+  if (op && (op[0] !== "," || quotedKey)) j += op[0].length;
+  else if (!(flag && j > i)) return null;
+  while (block.charCodeAt(j) === 32 || block.charCodeAt(j) === 9) j++;
+  const lineEnd = lineEndAt(block, j);
+  let k: number;
+  if (block.charCodeAt(j) === 92 && block.charCodeAt(j + 1) === 34) {
+    j += 2;
+    k = block.indexOf('\\"', j);
+  } else if (block.charCodeAt(j) === 34 || block.charCodeAt(j) === 39) {
+    k = block.indexOf(block[j]!, j + 1);
+    j++;
+  } else {
+    k = j;
+    while (k < lineEnd && !endsFreeValue(block.charCodeAt(k))) k++;
+  }
+  if (k < 0 || k > lineEnd || k === j) return null;
+  const value = block.slice(j, k);
+  if (flag && value.startsWith("-")) return null;
+  if (!isPlaintextSecretValue(value, value) || !looksLikeSecretValue(value)) return null;
+  const before = block.charCodeAt(ts - 1);
+  const rule = flag
+    ? "secret-flag"
+    : before === 63 || before === 38 || before === 59
+      ? "secret-query-param"
+      : "secret-assignment";
+  return { start: j, end: k, rule };
 }
 
 /**
@@ -636,50 +1091,129 @@ function scanBlockSpans(block: string, state: ScanState): SecretSpan[] {
     from = lineEndAt(block, footer.index);
   }
   // The prefilter pass: lines with a format anchor, and each key word's [start, end).
-  const { classOf, table, firstOutput, format, keyLength } = PREFILTER;
-  const anchorLines: number[] = [];
+  const { classOf, table, firstOutput, format, keyLength, rules, dashes, own } = PREFILTER;
+  const anchors: Anchor[] = [];
   const keyWords: number[] = [];
-  let lastAnchorLine = -1;
+  let last: Anchor | null = null;
   let at = 0;
+  let wholeBlock = false;
   for (let i = from, n = block.length; i < n; i++) {
     at = table[at + classOf[block.charCodeAt(i) & 255]!]!;
     if (at < firstOutput) continue;
-    if (format[at] !== 0) {
+    if (dashes[at] !== 0) wholeBlock = true;
+    const glOut = rules.get(at);
+    let glRules: Set<number> | null = null;
+    if (glOut) {
+      glRules = new Set();
+      gitleaksRulesAt(glOut, i, (j) => (j < 0 ? -1 : block.charCodeAt(j)), glRules);
+      if (glRules.size === 0) glRules = null;
+    }
+    if (format[at] !== 0 || glRules) {
       const ls = block.lastIndexOf("\n", i) + 1;
-      if (ls !== lastAnchorLine) anchorLines.push((lastAnchorLine = ls));
+      if (!last || last.ls !== ls) anchors.push((last = { ls, own: null, rules: null }));
+      if (format[at] !== 0) for (const r of own.get(at)!) (last.own ??= new Set()).add(r);
+      if (glRules) for (const r of glRules) (last.rules ??= new Set()).add(r);
     }
     const key = keyLength[at]!;
     if (key !== 0) keyWords.push(i + 1 - key, i + 1);
   }
-  spans.push(...candidateSpans(block, from, anchorLines, keyWords, state));
+  spans.push(...candidateSpans(block, from, anchors, keyWords, state));
+  if (wholeBlock) kubernetesSecretSpans(block, spans);
   return spans.sort((a, b) => a.start - b.start || b.end - a.end);
 }
 
-/** The precise rules at what the prefilter found: format rules on anchored lines, the generic rules at key words. */
+/**
+ * The precise rules at what the prefilter found: format rules on anchored lines, the generic
+ * rules at key words. A value under a secret-like key is removed whole: where a key rule's value
+ * holds a format's match, both are kept and redaction merges them into one span over the value.
+ */
 function candidateSpans(
   block: string,
   from: number,
-  anchorLines: readonly number[],
+  anchors: readonly Anchor[],
   keyWords: readonly number[],
   state: ScanState,
 ): SecretSpan[] {
   const formats: SecretSpan[] = [];
   let resumeAt = from;
-  for (const ls of anchorLines) {
-    if (ls < resumeAt && resumeAt > from) continue;
-    const start = Math.max(ls, from);
-    resumeAt = scanFormatLine(block, start, lineEndAt(block, start), formats, state) + 1;
+  for (const anchor of anchors) {
+    if (anchor.ls < resumeAt && resumeAt > from) continue;
+    const start = Math.max(anchor.ls, from);
+    resumeAt = scanFormatLine(block, start, lineEndAt(block, start), formats, state, anchor) + 1;
     if (state.pemOpen) break;
   }
   const keyed: SecretSpan[] = [];
   if (keyWords.length > 0) scanKeyed(block, keyWords, keyed);
   for (const k of keyed)
     if (
-      !formats.some((f) => f.start < k.end && k.start < f.end) &&
+      !formats.some((f) => f.start === k.start && f.end === k.end) &&
       !(state.pemOpen && k.start >= resumeAt - 1)
     )
       formats.push(k);
-  return formats;
+  // one finding per value and rule family: the first rule to name a span keeps it
+  if (formats.length < 2) return formats;
+  const seen = new Set<string>();
+  return formats.filter((f) => {
+    const id = `${f.start}:${f.end}`;
+    if (f.end === f.start || !seen.has(id)) return (seen.add(id), true);
+    return false;
+  });
+}
+
+const K8S_SECRET_KIND = /^[ \t]*kind:[ \t]*["']?Secret["']?[ \t]*\r?$/gim;
+const K8S_DATA = /^([ \t]*)(?:data|stringData):[ \t]*\r?$/gm;
+const K8S_ENTRY = /^([ \t]+)[\w.-]+:[ \t]*(?:[|>][-+]?[ \t]*)?(\S[^\r\n]*?)?[ \t]*\r?$/gm;
+const K8S_JSON_SECRET = /"kind"[ \t]*:[ \t]*"Secret"/gi;
+const K8S_JSON_DATA = /"(?:data|stringData)"[ \t]*:[ \t]*\{([^{}]*)\}/g;
+const K8S_JSON_VALUE = /"[^"\\]*"[ \t]*:[ \t]*"((?:[^"\\]|\\.)*)"/g;
+
+/**
+ * A Kubernetes Secret's `data:` and `stringData:` values, every one of them (a Secret holds
+ * nothing else; gitleaks' kubernetes-secret-yaml does the same), in YAML manifests and in the JSON
+ * that kubectl prints, when the Secret's kind and its data are in one block (a 64 KiB read holds
+ * a manifest).
+ */
+function kubernetesSecretSpans(block: string, spans: SecretSpan[]): void {
+  const rule = "kubernetes-secret-data";
+  K8S_SECRET_KIND.lastIndex = 0;
+  for (let kind = K8S_SECRET_KIND.exec(block); kind; kind = K8S_SECRET_KIND.exec(block)) {
+    // the YAML document the kind is in: from the "---" before it to the one after it
+    const docStart = Math.max(0, block.lastIndexOf("\n---", kind.index) + 1);
+    const next = block.indexOf("\n---", kind.index);
+    const docEnd = next < 0 ? block.length : next;
+    K8S_DATA.lastIndex = docStart;
+    for (let data = K8S_DATA.exec(block); data && data.index < docEnd; data = K8S_DATA.exec(block)) {
+      const indent = data[1]!.replace(/\t/g, "    ").length;
+      K8S_ENTRY.lastIndex = data.index + data[0].length + 1;
+      let at = K8S_ENTRY.lastIndex;
+      for (
+        let e = K8S_ENTRY.exec(block);
+        e && e.index === at && e.index < docEnd;
+        e = K8S_ENTRY.exec(block)
+      ) {
+        if (e[1]!.replace(/\t/g, "    ").length <= indent) break;
+        const value = e[2];
+        if (value && !value.includes(REDACTED) && !/^["']{2}$/.test(value) && !value.startsWith("{{")) {
+          const start = e.index + e[0].indexOf(value, e[1]!.length);
+          spans.push({ start, end: start + value.length, rule });
+        }
+        at = e.index + e[0].length + 1;
+      }
+    }
+  }
+  K8S_JSON_SECRET.lastIndex = 0;
+  if (!K8S_JSON_SECRET.test(block)) return;
+  K8S_JSON_DATA.lastIndex = 0;
+  for (let data = K8S_JSON_DATA.exec(block); data; data = K8S_JSON_DATA.exec(block)) {
+    const base = data.index + data[0].indexOf("{") + 1;
+    K8S_JSON_VALUE.lastIndex = 0;
+    for (let v = K8S_JSON_VALUE.exec(data[1]!); v; v = K8S_JSON_VALUE.exec(data[1]!)) {
+      const value = v[1]!;
+      if (value === "" || value.includes(REDACTED)) continue;
+      const start = base + v.index + v[0].length - 1 - value.length;
+      spans.push({ start, end: start + value.length, rule });
+    }
+  }
 }
 
 const QUOTE = 34;
@@ -728,7 +1262,8 @@ class LineWalk {
   newlines = 0;
   private lineStart: number;
   private candidate = false;
-  private anchored = false;
+  private own: Set<number> | null = null;
+  private rules: Set<number> | null = null;
   private keyWords: number[] = [];
   constructor(
     private readonly bytes: Buffer,
@@ -747,7 +1282,17 @@ class LineWalk {
       return true;
     }
     if (dashes[at] !== 0) return false;
-    if (format[at] !== 0) this.candidate = this.anchored = true;
+    if (format[at] !== 0) {
+      this.candidate = true;
+      for (const r of PREFILTER.own.get(at)!) (this.own ??= new Set()).add(r);
+    }
+    const glOut = PREFILTER.rules.get(at);
+    if (glOut) {
+      const into = (this.rules ??= new Set());
+      gitleaksRulesAt(glOut, i, (j) => (j < this.lineStart ? -1 : this.bytes[j]!), into);
+      if (into.size > 0) this.candidate = true;
+      else this.rules = null;
+    }
     const key = keyLength[at]!;
     if (key !== 0 && !inRedactedJsonField(this.bytes, i + 1 - key, i + 1, this.lineStart, this.end)) {
       this.candidate = true;
@@ -764,10 +1309,23 @@ class LineWalk {
   /** The precise rules on a line the automaton pointed at. */
   private line(le: number): void {
     const text = this.bytes.toString("latin1", this.lineStart, le);
-    const spans = candidateSpans(text, 0, this.anchored ? [0] : [], this.keyWords, { pemOpen: false });
+    if (!this.own && this.keyWords.length === 0 && this.rules) {
+      // only gitleaks keywords (si's alert logs name their "telegram" channel on every line)
+      const spans: SecretSpan[] = [];
+      gitleaksRules(this.rules, text, 0, spans);
+      if (spans.length > 1) spans.sort((a, b) => a.start - b.start || b.end - a.end);
+      for (const span of spans)
+        this.found.push({ line: this.newlines, span, text, lineStart: this.lineStart });
+      this.candidate = false;
+      this.rules = null;
+      return;
+    }
+    const anchors = this.own || this.rules ? [{ ls: 0, own: this.own, rules: this.rules }] : [];
+    const spans = candidateSpans(text, 0, anchors, this.keyWords, { pemOpen: false });
     spans.sort((a, b) => a.start - b.start || b.end - a.end);
     for (const span of spans) this.found.push({ line: this.newlines, span, text, lineStart: this.lineStart });
-    this.candidate = this.anchored = false;
+    this.candidate = false;
+    this.own = this.rules = null;
     this.keyWords = [];
   }
 }
@@ -856,14 +1414,21 @@ function applySpans(block: string, spans: readonly SecretSpan[]): { text: string
   let out = "";
   let at = 0;
   let delta = 0;
+  let marked = false;
   for (const s of spans) {
     if (s.end <= at || s.end === s.start) continue;
-    const start = Math.max(s.start, at);
-    out += block.slice(at, start) + REDACTED;
-    delta += REDACTED.length - (s.end - start);
+    if (marked && s.start < at) {
+      // overlaps the value just replaced: one marker for the whole value
+      delta -= s.end - at;
+      at = s.end;
+      continue;
+    }
+    out += block.slice(at, s.start) + REDACTED;
+    delta += REDACTED.length - (s.end - s.start);
     at = s.end;
+    marked = true;
   }
-  return { text: at === 0 ? block : out + block.slice(at), delta };
+  return { text: marked ? out + block.slice(at) : block, delta };
 }
 
 /** Any text we print or record with every secret value replaced by `<redacted>`. */
