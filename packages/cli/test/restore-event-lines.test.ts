@@ -69,6 +69,22 @@ describe("restore keeps the event lines written since the snapshot", () => {
     expect(r.json.data[0].eventLines).toEqual(incident.eventLines);
   });
 
+  it("the doctor scans only the appended lines of an extended log, and still finds a secret there by its line", async () => {
+    const audit = join(ctx, "events", "audit.jsonl");
+    const snapshotLines = readFileSync(audit, "utf8").split("\n").length - 1;
+    appendFileSync(audit, `${lines("audit", 2)}{"timestamp":"x","message":"key AKIAIOSFODNN7PLANTED"}\n`);
+    const r = await restore();
+    // a secret si wrote after the snapshot is still a secret in the restored context: blocked (exit 5)
+    expect(r.code, r.stdout + r.stderr).toBe(5);
+    const check = r.json.details.result.doctor.checks.find(
+      (c: any) => c.name === "repo_plaintext_secret_exposure",
+    );
+    expect(check.ok).toBe(false);
+    expect(check.detail).toContain(`events/audit.jsonl:${snapshotLines + 3} (aws-access-key-id)`);
+    // the snapshot's part of the log was proven by its sha256, not scanned again
+    expect(check.detail).not.toMatch(/events\/audit\.jsonl:[0-9]+ .*events\/audit\.jsonl/);
+  });
+
   it("keeps the live lines in a file of the incident in the backup root when the live log does not extend the snapshot's, and with --exact", async () => {
     // rotated: the live log starts afresh, so it no longer begins with the snapshot's lines
     const rotated = lines("audit", 2, 100);

@@ -1,6 +1,6 @@
 import { isNotFound } from "../../errors.js";
 import type { FileSystem } from "../../fs/types.js";
-import { hardExclusionReason } from "../../policy/selection.js";
+import { hardExclusionReason, isEventLog } from "../../policy/selection.js";
 import { SecretScanner } from "../../policy/secrets.js";
 import { BLOCK_FILE } from "../../records/block.js";
 import { lstatInside } from "../../util/no-follow.js";
@@ -154,12 +154,24 @@ async function surveyTree(fs: FileSystem, dir: string, options: DoctorOptions): 
     }
     if (entry.kind !== "file") continue;
     if (st.mode !== 0o600) survey.modeProblems.push(`${entry.path} is ${st.mode.toString(8)}`);
-    if (options.scannedAtSnapshot?.get(entry.path)?.size === st.size) {
+    const proven = options.scannedAtSnapshot?.get(entry.path);
+    if (proven?.size === st.size) {
       survey.provenSkipped++;
       continue;
     }
-    const scanner = new SecretScanner(entry.path, options.secretAllow ?? []);
-    for await (const chunk of fs.createReadStream(abs)) scanner.push(chunk as Buffer);
+    // An event log a restore extended with the lines si wrote since the snapshot (restore/event-tails):
+    // its first proven.size bytes are the ones verified against the manifest and scanned at snapshot
+    // time, so only the lines past them are scanned (their line numbers counted from the start).
+    // Scanning the whole log again was most of a restore into a context that had moved on.
+    const tailFrom =
+      proven && isEventLog(entry.path) && proven.size > 0 && proven.size < st.size ? proven.size : 0;
+    let firstLine = 1;
+    if (tailFrom > 0)
+      for await (const chunk of fs.createReadStream(abs, { start: 0, end: tailFrom - 1 }))
+        for (let i = (chunk as Buffer).indexOf(10); i >= 0; i = (chunk as Buffer).indexOf(10, i + 1))
+          firstLine++;
+    const scanner = new SecretScanner(entry.path, { allow: options.secretAllow ?? [], firstLine });
+    for await (const chunk of fs.createReadStream(abs, { start: tailFrom })) scanner.push(chunk as Buffer);
     for (const f of scanner.end()) survey.secretFindings.push(`${f.path}:${f.line} (${f.rule})`);
   }
   return survey;
