@@ -11,6 +11,7 @@ export type { ArgSpec, CommandSpec, FlagSpec, Handler } from "./spec-types.js";
 import type { CommandSpec, FlagSpec, Handler } from "./spec-types.js";
 
 export const GROUPS: Record<string, string> = {
+  schedule: "systemd timers or cron lines for tick (hourly), maintenance (daily) and the drill (quarterly)",
   keys: "age identities and the snapshots they open (issue 24 §3)",
   offsite: "immutable offsite copies of daily fulls (policy §4.4)",
 };
@@ -578,6 +579,69 @@ export const COMMANDS: CommandSpec[] = [
     json: "`data[0]`: `restoredFrom`, `movedAsideTo`, `incidentFile`",
     load: L(() => import("./commands/doctor.js"), "rollbackCommand"),
   },
+  ...(["install", "status", "remove"] as const).map((verb): CommandSpec => ({
+    path: ["schedule", verb],
+    summary: {
+      install:
+        "write systemd timer and service units (or cron lines) for tick hourly, maintenance (status) daily and the drill quarterly, with this run's roots and config",
+      status: "show the installed paas-backup timers or cron lines and what they run",
+      remove: "remove the paas-backup timers or cron lines schedule install wrote",
+    }[verb],
+    flags: [
+      { flags: "--systemd", description: "timer and service units" },
+      { flags: "--cron", description: "crontab lines" },
+      {
+        flags: "--system",
+        description: "system-wide: /etc/systemd/system or /etc/cron.d/paas-backup (the default as root)",
+      },
+      {
+        flags: "--user",
+        description: "this user's: ~/.config/systemd/user or the user's crontab (the default otherwise)",
+      },
+      { flags: "--unit-dir <dir>", description: "write the systemd units here instead" },
+      { flags: "--cron-file <file>", description: "write the cron lines into this file instead" },
+      ...(verb === "status"
+        ? []
+        : [
+            {
+              flags: "--no-enable",
+              description: "do not run systemctl (daemon-reload, enable/disable --now)",
+            },
+          ]),
+      ...(verb === "install"
+        ? [
+            {
+              flags: "--context <name>",
+              description: "tick and check this context only (default: every context)",
+            },
+            { flags: "--metrics-file <file>", description: "tick writes Prometheus metrics here" },
+            {
+              flags: "--drill-context <name>",
+              description:
+                "drill this context (repeatable; default: the config file's mandatoryDrillContexts)",
+              repeatable: true,
+            },
+            { flags: "--identity <file>", description: "the drill's age identity (for encrypted snapshots)" },
+          ]
+        : []),
+    ],
+    examples: [`paas-backup schedule ${verb} --systemd`, `paas-backup schedule ${verb} --cron --user`],
+    exitCodes: verb === "status" ? ["usage", "unexpected"] : ["usage", "environment", "unexpected"],
+    json:
+      verb === "remove"
+        ? "`data[]`: `path` of each unit file or crontab removed; `notes` (systemctl steps left to do)"
+        : verb === "install"
+          ? "`data[]`: `job` (`tick`/`maintenance`/`drill`), `kind`, `scope`, `schedule`, `commands`; `files` written; `notes` (systemctl steps left to do)"
+          : "`data[]`: `job`, `kind`, `scope`, `installed`, `files`, `schedule`, `commands`",
+    load: L(
+      () => import("./commands/schedule.js"),
+      verb === "install"
+        ? "scheduleInstallCommand"
+        : verb === "status"
+          ? "scheduleStatusCommand"
+          : "scheduleRemoveCommand",
+    ),
+  })),
   {
     path: ["keygen"],
     summary:

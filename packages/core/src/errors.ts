@@ -82,6 +82,8 @@ export const ERROR_CODES = {
   PAAS_BACKUP_RECOVERY_FAILED: "an interrupted swap could not be finished or undone",
   PAAS_BACKUP_REPOSITORY_ID_INVALID: "a backup root identity file that does not hold one",
   PAAS_BACKUP_RESTORE_UNFINISHED: "a restore failed after its swap; the context is blocked",
+  PAAS_BACKUP_SCHEDULER_UNAVAILABLE:
+    "schedule install/remove could not change the user's crontab (no crontab command, or it refused; exit 10)",
   PAAS_BACKUP_SECRET_FOUND: "plaintext secret material in a file to back up",
   PAAS_BACKUP_SNAPSHOT_NOT_FOUND: "no snapshot with that id",
   PAAS_BACKUP_STATE_CHANGING: "a state file kept changing while it was read",
