@@ -164,6 +164,18 @@ describe("one envelope, every command, every outcome", () => {
         ["keys", "audit", "--context", CTX, "--identity", identity],
         ["keys", "audit", "--context", CTX],
       ],
+      "schedule install": [
+        ["schedule", "install", "--cron", "--cron-file", join(sb.dir, "crontab")],
+        ["schedule", "install", "--cron", "--systemd"],
+      ],
+      "schedule status": [
+        ["schedule", "status", "--cron", "--cron-file", join(sb.dir, "crontab")],
+        ["schedule", "status"],
+      ],
+      "schedule remove": [
+        ["schedule", "remove", "--cron", "--cron-file", join(sb.dir, "crontab")],
+        ["schedule", "remove", "--system", "--user", "--cron"],
+      ],
       demo: [null, ["demo", "--nope"]],
       completion: [null, ["completion", "tcsh"]],
     };
