@@ -23,7 +23,7 @@ export const EXIT_MEANING: Record<ExitName, string> = {
   redacted:
     "snapshot taken with redactions: rotate the leaked credential (snapshot, tick when nothing worse happened); the snapshot is complete, the secret values are stored as <redacted>; acknowledge the findings in the config file (secretAcknowledged) once rotated",
   environment:
-    "the environment refused: permission denied (the file and its owner are named), no space left (the filesystem and the space needed), read-only filesystem, an offsite server that does not answer or refuses (PAAS_BACKUP_STORAGE_FAILED names the target and what to check)",
+    "the environment refused: permission denied (the file and its owner are named), no space left (the filesystem and the space needed), read-only filesystem, a file where a folder belongs, a rename across filesystems or of a mount point, an offsite server that does not answer or refuses (PAAS_BACKUP_STORAGE_FAILED names the target and what to check)",
   attention:
     "status: at least one context needs attention (no full in 26 h, a mandatory drill overdue, blocked, an offsite copy missing or damaged, a broken chain, the last tick failed)",
 };

@@ -43,6 +43,8 @@ export const ERROR_CODES = {
   PAAS_BACKUP_CONTENT_MISMATCH: "restored bytes differ from what the manifest records",
   PAAS_BACKUP_CONTEXT_NOT_A_FOLDER: "the context path is not a folder",
   PAAS_BACKUP_CONTEXT_NOT_FOUND: "the context folder does not exist",
+  PAAS_BACKUP_CROSS_DEVICE:
+    "a rename across filesystems (EXDEV): the folders it moves between must be on one filesystem (exit 10)",
   PAAS_BACKUP_DECRYPT_FAILED: "decryption failed",
   PAAS_BACKUP_DOCTOR_NOT_RUNNABLE:
     "--doctor-cmd names a command that cannot run here (checked before anything changes)",
@@ -53,14 +55,20 @@ export const ERROR_CODES = {
   PAAS_BACKUP_IDENTITY_REQUIRED: "an encrypted snapshot and no identity",
   PAAS_BACKUP_INVALID_ARGUMENT: "a flag or option value that cannot be",
   PAAS_BACKUP_INVALID_CONTEXT: "a context name that is not one",
+  PAAS_BACKUP_IO_ERROR: "the disk reported an I/O error (EIO) on a file paas-backup read or wrote (exit 10)",
   PAAS_BACKUP_JOURNAL_UNREADABLE: "a swap journal cannot be read; the context may be half swapped",
   PAAS_BACKUP_LEASE_LOST:
     "a shared repository's lease was taken over while its holder paused: its commit was refused (exit 6)",
   PAAS_BACKUP_LOCKED: "another run holds the context's lock (or a shared repository's lease)",
   PAAS_BACKUP_MANIFEST_DISAGREES: "an archive entry disagrees with its manifest",
   PAAS_BACKUP_MANIFEST_INVALID: "a manifest that is not valid",
+  PAAS_BACKUP_MOUNT_BUSY:
+    "a folder paas-backup must move is busy (EBUSY), e.g. a mount point such as a bind-mounted context (exit 10)",
+  PAAS_BACKUP_NAME_TOO_LONG: "a file name or path longer than the filesystem allows (ENAMETOOLONG, exit 10)",
   PAAS_BACKUP_NOTHING_TO_DRILL: "no snapshot that verifies, so no drill",
   PAAS_BACKUP_NOTHING_TO_ROLL_BACK: "no restore to roll back",
+  PAAS_BACKUP_NOT_A_FOLDER:
+    "a path paas-backup needs as a folder is a file (ENOTDIR), e.g. a context's backup folder (exit 10)",
   PAAS_BACKUP_NOT_CONFIRMED: "the operator did not confirm a restore",
   PAAS_BACKUP_NO_CONDITIONAL_WRITES:
     "a storage server or bucket that ignores create-only writes, refused as a shared repository (exit 4)",
@@ -177,6 +185,90 @@ export class EnvironmentError extends PaasBackupError {
   constructor(code: ErrorCode, message: string, details: ErrorDetails) {
     super(code, ExitCode.environment, message, details);
   }
+}
+
+/**
+ * The errno errors the machine raises, named (exit 10), for callers with no host to ask (core,
+ * tick's per-context outcomes): the file from the error, what it means and what to do. The CLI's
+ * own mapping (host/environment.ts) adds the owner and the free space where it can; both agree
+ * on the codes. null for anything else (a bug stays exit 1).
+ */
+export function environmentErrorOf(err: unknown, where?: string): EnvironmentError | null {
+  const seen = new Set<unknown>();
+  for (
+    let e = err as
+      { code?: unknown; path?: unknown; dest?: unknown; syscall?: unknown; cause?: unknown } | undefined;
+    e && typeof e === "object" && !seen.has(e);
+    e = e.cause as typeof e
+  ) {
+    seen.add(e);
+    if (e instanceof PaasBackupError) return null;
+    const path = typeof e.path === "string" ? e.path : (where ?? null);
+    const dest = typeof e.dest === "string" ? e.dest : null;
+    const op = typeof e.syscall === "string" ? e.syscall : "access";
+    const at = path ?? "(unknown path)";
+    const named = (code: ErrorCode, message: string, remediation: string) =>
+      new EnvironmentError(code, message, {
+        ...(path ? { path } : {}),
+        remediation,
+        stage: "filesystem",
+        data: { errno: e!.code },
+        cause: err as Error,
+      });
+    switch (e.code) {
+      case "EACCES":
+      case "EPERM":
+        return named(
+          "PAAS_BACKUP_PERMISSION_DENIED",
+          `permission denied: ${op} ${at}`,
+          "Run paas-backup as the user that owns the si paas state (the one si runs as), or fix the file's owner or mode; nothing was changed.",
+        );
+      case "ENOSPC":
+      case "EDQUOT":
+        return named(
+          "PAAS_BACKUP_NO_SPACE",
+          `no space left on the filesystem holding ${at}`,
+          "Free space on that filesystem (old snapshots: `paas-backup prune`) or point --backup-root / --state-root at a larger one, then run again.",
+        );
+      case "EROFS":
+        return named(
+          "PAAS_BACKUP_READ_ONLY",
+          `the filesystem holding ${at} is read-only`,
+          "Remount it read-write or point --backup-root elsewhere.",
+        );
+      case "ENOTDIR":
+        return named(
+          "PAAS_BACKUP_NOT_A_FOLDER",
+          `${at} (or a folder above it) is a file where paas-backup needs a folder`,
+          "Move that file out of the way (look at it first: it is not paas-backup's), then run again.",
+        );
+      case "EXDEV":
+        return named(
+          "PAAS_BACKUP_CROSS_DEVICE",
+          `cannot move ${at}${dest ? ` to ${dest}` : ""}: they are on different filesystems (EXDEV)`,
+          "Keep <state_root>/contexts/ and <state_root>/.paas-backup/ on one filesystem (no mount between them); nothing was moved.",
+        );
+      case "EBUSY":
+        return named(
+          "PAAS_BACKUP_MOUNT_BUSY",
+          `cannot move ${at}: it is busy (EBUSY), e.g. a mount point`,
+          "A context that is a mount point (a bind mount) cannot be swapped: unmount it, or restore with --path into it; nothing was changed.",
+        );
+      case "ENAMETOOLONG":
+        return named(
+          "PAAS_BACKUP_NAME_TOO_LONG",
+          `a name or path is longer than the filesystem allows: ${at}`,
+          "Shorten the name (a context name is at most 200 bytes) or the root's path.",
+        );
+      case "EIO":
+        return named(
+          "PAAS_BACKUP_IO_ERROR",
+          `the disk reported an I/O error on ${at}`,
+          "Check the disk (dmesg, SMART) and the filesystem; then run again or restore from the offsite copy.",
+        );
+    }
+  }
+  return null;
 }
 
 /** A missing file (ENOENT from a FileSystem) or a missing object (ObjectNotFoundError from any storage driver). */

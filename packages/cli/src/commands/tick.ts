@@ -174,7 +174,15 @@ export async function tickCommand(
     // Why each context did what it did, and the long texts, below the table.
     for (const o of outcomes) {
       rt.write(
-        `${o.context}: ${o.action === "none" ? "nothing to do" : `took ${o.action === "incremental" ? "an" : "a"} ${o.action} snapshot`}: ${o.reason || "-"}${o.pruned.length ? `; pruned ${o.pruned.join(", ")}` : ""}\n`,
+        `${o.context}: ${
+          !o.ok
+            ? o.action === "none"
+              ? "failed"
+              : `failed to take ${o.action === "incremental" ? "an" : "a"} ${o.action} snapshot`
+            : o.action === "none"
+              ? "nothing to do"
+              : `took ${o.action === "incremental" ? "an" : "a"} ${o.action} snapshot`
+        }: ${o.reason || "-"}${o.pruned.length ? `; pruned ${o.pruned.join(", ")}` : ""}\n`,
       );
       if (o.error) rt.write(`  ${o.error.message}\n  what to do: ${o.error.remediation}\n`);
     }

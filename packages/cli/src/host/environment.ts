@@ -1,6 +1,6 @@
 import { statSync, statfsSync, readFileSync } from "node:fs";
 import { dirname } from "node:path";
-import { EnvironmentError, type PaasBackupError } from "@paas-backup/core/errors";
+import { EnvironmentError, environmentErrorOf, type PaasBackupError } from "@paas-backup/core/errors";
 import { humanBytes } from "../render/text.js";
 
 function ownerName(uid: number): string {
@@ -107,5 +107,6 @@ export function environmentError(
       );
     }
   }
-  return null;
+  // the other errno errors the machine raises (a file where a folder belongs, EXDEV, EBUSY, EIO…)
+  return environmentErrorOf(err, where.path);
 }

@@ -1,4 +1,6 @@
-import { contextStatus, type ContextStatus } from "@paas-backup/core";
+import { contextStatus, ExitCode, PaasBackupError, type ContextStatus } from "@paas-backup/core";
+import { join } from "node:path";
+import { environmentError } from "../host/environment.js";
 import type { Runtime } from "../runtime.js";
 import { resolveTargets } from "../options/targets.js";
 import { renderStatusMetrics, writeMetricsFile } from "../render/metrics.js";
@@ -8,19 +10,54 @@ export async function fleetStatus(rt: Runtime, contexts: string[]): Promise<Cont
   const targets = await resolveTargets(rt, {}, false);
   const now = rt.clock();
   const out: ContextStatus[] = [];
-  for (const context of contexts)
-    out.push(
-      await contextStatus({
-        fs: rt.fs,
-        backupRoot: rt.backupRoot,
-        stateRoot: rt.stateRoot,
-        context,
-        now,
-        mandatoryDrills: rt.config.mandatoryDrillContexts,
-        targets,
-      }),
-    );
+  for (const context of contexts) {
+    try {
+      out.push(
+        await contextStatus({
+          fs: rt.fs,
+          backupRoot: rt.backupRoot,
+          stateRoot: rt.stateRoot,
+          context,
+          now,
+          mandatoryDrills: rt.config.mandatoryDrillContexts,
+          targets,
+        }),
+      );
+    } catch (err) {
+      // One broken context (its backup folder a file, a name no folder may have, a file it may not
+      // read) needs attention; it does not blind status and the metrics to every other context.
+      const named =
+        err instanceof PaasBackupError && err.exitCode !== ExitCode.unexpected
+          ? err
+          : environmentError(err, { path: join(rt.backupRoot, context) });
+      if (!named) throw err;
+      out.push(unreadableStatus(context, named, now));
+    }
+  }
   return out;
+}
+
+/** The status of a context whose records cannot be read: needs attention, and says why (code and path). */
+function unreadableStatus(context: string, err: PaasBackupError, now: Date): ContextStatus {
+  return {
+    context,
+    ok: false,
+    attention: [`cannot read its status: ${err.message} (${err.code})`],
+    newestFull: null,
+    newestIncremental: null,
+    chain: { ok: false, detail: `unreadable (${err.code})` },
+    drill: {
+      context,
+      mandatory: false,
+      lastDrill: null,
+      lastPassed: null,
+      nextDue: now.toISOString(),
+      overdue: false,
+    },
+    blocked: null,
+    offsite: [],
+    lastTick: null,
+  };
 }
 
 /** Write the metrics file for these contexts (tick and status); errors are the caller's. */

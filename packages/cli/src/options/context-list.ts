@@ -1,5 +1,6 @@
 import { readdirSync } from "node:fs";
-import { contextsDir, isContextFolderName, UsageError } from "@paas-backup/core";
+import { contextsDir, isContextFolderName, isNotFound, UsageError } from "@paas-backup/core";
+import { environmentError } from "../host/environment.js";
 import type { Runtime } from "../runtime.js";
 
 /** The contexts of the state root (--all-contexts). */
@@ -10,7 +11,9 @@ export function contextsOf(rt: Runtime): string[] {
       .filter((e) => e.isDirectory() && isContextFolderName(e.name))
       .map((e) => e.name)
       .sort();
-  } catch {
+  } catch (err) {
+    // a folder this user may not read is not "no contexts": name it (exit 10)
+    if (!isNotFound(err)) throw environmentError(err, { path: dir }) ?? err;
     throw new UsageError("PAAS_BACKUP_NO_CONTEXTS", `no contexts folder at ${dir}`, {
       path: dir,
       remediation: "Check --state-root or SI_PAAS_STATE_ROOT.",
@@ -26,8 +29,9 @@ export function fleetContexts(rt: Runtime): string[] {
     try {
       for (const e of readdirSync(dir, { withFileTypes: true }))
         if (e.isDirectory() && isContextFolderName(e.name)) names.add(e.name);
-    } catch {
-      // a root that does not exist has no contexts
+    } catch (err) {
+      // a root that does not exist has no contexts; one this user may not read is named (exit 10)
+      if (!isNotFound(err)) throw environmentError(err, { path: dir }) ?? err;
     }
   }
   return [...names].sort();

@@ -1,10 +1,27 @@
-import { existsSync } from "node:fs";
+import { lstatSync } from "node:fs";
 import { join } from "node:path";
 import { contextDir, scanSnapshots, validateContextName } from "@paas-backup/core/catalog";
 import { UsageError } from "@paas-backup/core/errors";
 import type { Runtime } from "../runtime.js";
+import { environmentError } from "../host/environment.js";
 
 // Only the catalog and errors: `list` loads this, and must not load the whole core.
+
+/**
+ * Is something at `path`? Missing is false; a path this user may not look at is not "missing"
+ * (existsSync would say so): it is named, exit 10, so `list` run by the wrong user does not
+ * answer "no such context" (issue 20).
+ */
+function present(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === "ENOENT" || code === "ENOTDIR") return false;
+    throw environmentError(err, { path }) ?? err;
+  }
+}
 
 export function requireContext(value: string | undefined): string {
   if (value === undefined) {
@@ -26,8 +43,8 @@ export async function requireKnownContext(rt: Runtime, context: string): Promise
   const live = contextDir(rt.stateRoot, context);
   const backups = join(rt.backupRoot, context);
   if (
-    existsSync(live) ||
-    (existsSync(backups) &&
+    present(live) ||
+    (present(backups) &&
       (await scanSnapshots(rt.fs, rt.backupRoot, context).then(
         (r) => r.snapshots.length + r.damaged.length > 0,
       )))
@@ -46,7 +63,7 @@ export async function requireKnownContext(rt: Runtime, context: string): Promise
 }
 
 export function requireContextDirExists(dir: string, context: string): void {
-  if (existsSync(dir)) return;
+  if (present(dir)) return;
   throw new UsageError(
     "PAAS_BACKUP_CONTEXT_NOT_FOUND",
     `context ${context} not found: ${dir} does not exist`,

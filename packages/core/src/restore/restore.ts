@@ -1,7 +1,14 @@
 import { randomUUID } from "node:crypto";
 import { readSigningRecord, requireTrustedSnapshot, type SignaturePolicy } from "../signing/verify.js";
 import type { FileSystem } from "../fs/types.js";
-import { IntegrityError, PaasBackupError, UsageError, ValidationError, type ErrorCode } from "../errors.js";
+import {
+  environmentErrorOf,
+  IntegrityError,
+  PaasBackupError,
+  UsageError,
+  ValidationError,
+  type ErrorCode,
+} from "../errors.js";
 import type { ArtifactDecryptor } from "../archive/encryption.js";
 import { validateContextName } from "../policy/context.js";
 import { assertIdentityLocation, assertSafeLocations } from "../policy/work-tree.js";
@@ -858,7 +865,9 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
       );
     }
     return result;
-  } catch (caught) {
+  } catch (thrown) {
+    // an errno error (EXDEV, EBUSY, a full or read-only disk) is the machine's: named, exit 10
+    const caught = thrown instanceof PaasBackupError ? thrown : (environmentErrorOf(thrown) ?? thrown);
     let err = caught;
     if (!swapped) {
       // Staging or the swap failed part way: undo it (before the pivot) or complete it (after)

@@ -1,6 +1,6 @@
 import type { FileSystem } from "../fs/types.js";
 import type { SigningKey } from "../signing/sshsig.js";
-import { ExitCode, PaasBackupError, UsageError, type ExitCodeValue } from "../errors.js";
+import { ExitCode, PaasBackupError, UsageError, environmentErrorOf, type ExitCodeValue } from "../errors.js";
 import type { ArtifactEncryptor } from "../archive/encryption.js";
 import type { OptionalFolder } from "../policy/selection.js";
 import type { SecretAllowance } from "../policy/secrets.js";
@@ -187,7 +187,7 @@ async function tickOne(
     await remember(options, outcome, durationSeconds);
     return { outcome, exitCode: ExitCode.ok };
   } catch (err) {
-    const failed = failedOutcome(err, outcome);
+    const failed = failedOutcome(err, outcome, join(options.backupRoot, context));
     await remember(options, outcome, durationSeconds);
     return failed;
   }
@@ -223,8 +223,12 @@ async function remember(options: TickOptions, o: TickOutcome, durationSeconds: n
 function failedOutcome(
   err: unknown,
   outcome: TickOutcome,
+  /** the folder the tick writes to, named when an errno error names no file */
+  where: string,
 ): { outcome: TickOutcome; exitCode: ExitCodeValue } {
   outcome.ok = false;
+  // an errno error (a read-only or full disk, a file where a folder belongs) is named, exit 10
+  err = environmentErrorOf(err, where) ?? err;
   outcome.error =
     err instanceof PaasBackupError
       ? { code: err.code, message: err.message, remediation: err.remediation }
@@ -280,7 +284,7 @@ export async function runTick(options: TickOptions): Promise<TickResult> {
         }
       } catch (err) {
         // not recorded for `status`: the context's own tick did not run
-        runs.push(failedOutcome(err, emptyOutcome(context)));
+        runs.push(failedOutcome(err, emptyOutcome(context), join(options.backupRoot, context)));
       }
     }
     contexts = (await listStateContexts(fs, stateRoot)).filter(
