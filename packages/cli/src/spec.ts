@@ -560,10 +560,19 @@ export const COMMANDS: CommandSpec[] = [
       operator,
       {
         flags: "--doctor-cmd <command>",
-        description: "the external doctor to pass (default: the one recorded in the block marker)",
+        description:
+          "the external doctor to pass (default: the one recorded in the block marker; another command is refused, exit 2)",
+      },
+      {
+        flags: "--override-doctor",
+        description:
+          "run --doctor-cmd although the block recorded another doctor; the incident record names both (doctorOverride)",
       },
     ],
-    examples: ["paas-backup unblock --context internal-dogfood --ticket INC-1234"],
+    examples: [
+      "paas-backup unblock --context internal-dogfood --ticket INC-1234",
+      "paas-backup unblock --context internal-dogfood --ticket INC-1234 --doctor-cmd 'si-doctor-v2 --json' --override-doctor",
+    ],
     exitCodes: ["usage", "validation", "unexpected"],
     recover: true,
     json: "`data[]`: `cleared` (the block record), `incidentFile`; empty when the context was not blocked",

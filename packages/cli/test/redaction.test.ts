@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeEach, afterEach } from "vitest";
-import { appendFileSync, mkdirSync, readFileSync, writeFileSync, readdirSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { execFileSync } from "node:child_process";
 import { SECRET_SAMPLES, BENIGN_SAMPLES, composeWith } from "@paas-backup/testing";
@@ -234,6 +234,53 @@ describe("a leaked token never stops backups (issue 10 §4)", () => {
       /snapshot taken with redactions: rotate the leaked credential \(events\/deployments\.jsonl:\d+ \(github-token\)\)/,
     );
     expect(again.stdout + again.stderr).not.toContain(TOKEN);
+  });
+
+  it("an acknowledged finding does not block restore --path, and unblock with the acknowledgement clears a block it caused (issue 21 §4)", async () => {
+    const ctx = sb.state.contextDir(CTX);
+    const log = join(ctx, "events", "deployments.jsonl");
+    appendFileSync(log, failedClone(1));
+    const line = lineOf(log, TOKEN);
+    const config = join(sb.dir, "config.json");
+    writeFileSync(
+      config,
+      JSON.stringify({
+        secretAcknowledged: [{ path: "events/deployments.jsonl", line, rule: "github-token" }],
+      }),
+    );
+    const withAck = [...sb.flags, "--config", config, "--json"];
+    const snap = await runCli([...withAck, "snapshot", "--context", CTX, "--insecure-plaintext"]);
+    expect(snap.code, snap.stdout + snap.stderr).toBe(0);
+    // The live log keeps the (rotated) token: restoring another file runs the doctor over it.
+    const restore = (flags: string[], ticket: string) =>
+      runCli([
+        ...flags,
+        "restore",
+        "--context",
+        CTX,
+        "--ticket",
+        ticket,
+        "--path",
+        "deployments.json",
+        "--yes",
+      ]);
+    const unacked = await restore([...sb.flags, "--json"], "INC-A1");
+    expect(unacked.code, unacked.stdout + unacked.stderr).toBe(5);
+    expect(existsSync(join(ctx, "paas-backup.blocked.json"))).toBe(true);
+    expect(unacked.stdout + unacked.stderr).not.toContain(TOKEN);
+    // unblock with the acknowledgement: the doctor no longer fails on it
+    const unblock = await runCli([...withAck, "unblock", "--context", CTX, "--ticket", "INC-A1"]);
+    expect(unblock.code, unblock.stdout + unblock.stderr).toBe(0);
+    expect(existsSync(join(ctx, "paas-backup.blocked.json"))).toBe(false);
+    // and restore --path with it ends unblocked, the doctor naming the acknowledged finding
+    const acked = await restore(withAck, "INC-A2");
+    expect(acked.code, acked.stdout + acked.stderr).toBe(0);
+    expect(existsSync(join(ctx, "paas-backup.blocked.json"))).toBe(false);
+    expect(JSON.stringify(acked.json)).toContain("1 acknowledged finding");
+    expect(acked.stdout + acked.stderr).not.toContain(TOKEN);
+    // the acknowledgement holds no value, and the live file still holds what si wrote
+    expect(readFileSync(config, "utf8")).not.toContain(TOKEN);
+    expect(readFileSync(log, "utf8")).toContain(TOKEN);
   });
 
   it("every corpus format in an included release file is redacted, and no benign look-alike is (issue 15)", async () => {

@@ -309,4 +309,64 @@ describe("the external doctor is part of the decision (issue 10 §3)", () => {
     expect(ok.json.data[0].externalDoctor).toMatchObject({ command: doctor, ok: true });
     expect(await readBlock(nodeFs, sb.stateRoot, CTX)).toBeNull();
   });
+
+  it("unblock runs the doctor the block recorded: another --doctor-cmd is refused (exit 2) unless --override-doctor, which the incident names (issue 21 §4)", async () => {
+    const doctor = `echo '{"ok": false}'`;
+    const r = await runCli([
+      ...sb.flags,
+      "--json",
+      "restore",
+      "--context",
+      CTX,
+      "--ticket",
+      "INC-O1",
+      "--yes",
+      "--doctor-cmd",
+      doctor,
+    ]);
+    expect(r.code, r.stdout).toBe(5);
+    const lenient = `echo '{"ok": true}'`;
+    const unblock = (...extra: string[]) =>
+      runCli([
+        ...sb.flags,
+        "--json",
+        "unblock",
+        "--context",
+        CTX,
+        "--ticket",
+        "INC-O1",
+        "--doctor-cmd",
+        lenient,
+        ...extra,
+      ]);
+    const refused = await unblock();
+    expect(refused.code, refused.stdout + refused.stderr).toBe(2);
+    expect(refused.json.error.code).toBe("PAAS_BACKUP_DOCTOR_MISMATCH");
+    expect(refused.json.error.message).toContain(doctor);
+    expect(refused.json.error.remediation).toContain("--override-doctor");
+    expect(existsSync(join(ctx, "paas-backup.blocked.json"))).toBe(true);
+    // the same command as recorded is no override (and here it still fails: stays blocked, exit 5)
+    const same = await runCli([
+      ...sb.flags,
+      "--json",
+      "unblock",
+      "--context",
+      CTX,
+      "--ticket",
+      "INC-O1",
+      "--doctor-cmd",
+      doctor,
+    ]);
+    expect(same.code, same.stdout).toBe(5);
+    const overridden = await unblock("--override-doctor");
+    expect(overridden.code, overridden.stdout + overridden.stderr).toBe(0);
+    expect(await readBlock(nodeFs, sb.stateRoot, CTX)).toBeNull();
+    const incident = JSON.parse(readFileSync(overridden.json.data[0].incidentFile, "utf8"));
+    expect(incident).toMatchObject({
+      kind: "unblock",
+      ticket: "INC-O1",
+      outcome: "unblocked",
+      doctorOverride: { recorded: doctor, used: lenient },
+    });
+  });
 });

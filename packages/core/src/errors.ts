@@ -49,6 +49,8 @@ export const ERROR_CODES = {
   PAAS_BACKUP_DOCTOR_NOT_RUNNABLE:
     "--doctor-cmd names a command that cannot run here (checked before anything changes)",
   PAAS_BACKUP_DOCTOR_REQUIRED: "unblock needs the external doctor that blocked the context to pass",
+  PAAS_BACKUP_DOCTOR_MISMATCH:
+    "unblock's --doctor-cmd is not the external doctor that blocked the context (--override-doctor with a ticket to run another)",
   PAAS_BACKUP_FILE_EXISTS: "a file that is never overwritten already exists",
   PAAS_BACKUP_FILE_UNREADABLE: "a file the operator named cannot be read",
   PAAS_BACKUP_HOSTILE_ENTRY: "an archive entry that would escape or harm the target (refused)",

@@ -21,6 +21,7 @@ export async function doctorCommand(rt: Runtime, flags: { context?: string }): P
     stateRoot: rt.stateRoot,
     context,
     secretAllow: rt.config.secretAllow,
+    secretAcknowledged: rt.config.secretAcknowledged,
     allowRepoState: allowRepoStateFrom(rt.env),
   });
   if (rt.json) {
@@ -57,7 +58,13 @@ export async function doctorCommand(rt: Runtime, flags: { context?: string }): P
 
 export async function unblockCommand(
   rt: Runtime,
-  flags: { context?: string; ticket?: string; operator?: string; doctorCmd?: string },
+  flags: {
+    context?: string;
+    ticket?: string;
+    operator?: string;
+    doctorCmd?: string;
+    overrideDoctor?: boolean;
+  },
 ): Promise<number> {
   const context = requireContext(flags.context);
   if (flags.doctorCmd) assertDoctorRunnable(flags.doctorCmd, rt.env);
@@ -71,10 +78,12 @@ export async function unblockCommand(
       operator: resolveOperator(flags.operator, rt.env),
       clock: rt.clock,
       secretAllow: rt.config.secretAllow,
+      secretAcknowledged: rt.config.secretAcknowledged,
       allowRepoState: allowRepoStateFrom(rt.env),
       ...(flags.doctorCmd
         ? { externalDoctor: { command: flags.doctorCmd, run: externalDoctorRunner(flags.doctorCmd, rt.env) } }
         : {}),
+      overrideDoctor: flags.overrideDoctor === true,
       runRecordedDoctor: (command) => {
         assertDoctorRunnable(command, rt.env);
         return externalDoctorRunner(command, rt.env);

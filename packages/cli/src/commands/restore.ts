@@ -102,6 +102,7 @@ export async function restoreCommand(
         fallback: flags.fallback === true,
         dryRun: flags.dryRun === true,
         secretAllow: rt.config.secretAllow,
+        secretAcknowledged: rt.config.secretAcknowledged,
         allowRepoState: allowRepoStateFrom(rt.env),
         trustStore,
         signatures,

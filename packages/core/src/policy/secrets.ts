@@ -25,6 +25,30 @@ export interface SecretAllowance {
 }
 
 /**
+ * A finding the operator acknowledged (the credential is rotated): it silences the finding's
+ * exit code and the post-restore doctor, nothing else. It holds no value, and the value is still
+ * stored as `<redacted>` (secretAllow is the one way to keep bytes unredacted).
+ */
+export interface SecretAcknowledgement {
+  path: string;
+  /** omitted: every line of the file */
+  line?: number;
+  rule: string;
+}
+
+export function isAcknowledged(
+  acks: readonly SecretAcknowledgement[],
+  path: string,
+  line: number,
+  rule: string,
+): boolean {
+  return acks.some(
+    (a) =>
+      a.path === path && (a.rule === rule || a.rule === "*") && (a.line === undefined || a.line === line),
+  );
+}
+
+/**
  * The rule set's version. A manifest records the version its files were scanned with: bytes a
  * snapshot proved clean under this version need no second scan (and a new version means they do).
  * Bump it whenever a rule, the value judgement or the redaction spans change.

@@ -46,6 +46,8 @@ export interface IncidentRecord {
   vault: unknown;
   doctor: { ok: boolean; checks: CheckResult[] } | null;
   externalDoctor: { command: string; ok: boolean; exitCode: number | null; detail: string } | null;
+  /** unblock --override-doctor: the doctor the block recorded, passed over for externalDoctor's */
+  doctorOverride?: { recorded: string; used: string };
   outcome:
     | "restored"
     | "blocked"

@@ -12,7 +12,7 @@ import {
 import type { ArtifactDecryptor } from "../archive/encryption.js";
 import { validateContextName } from "../policy/context.js";
 import { assertIdentityLocation, assertSafeLocations } from "../policy/work-tree.js";
-import type { SecretAllowance } from "../policy/secrets.js";
+import type { SecretAcknowledgement, SecretAllowance } from "../policy/secrets.js";
 import { chainOf, findSnapshot, type SnapshotRef } from "../repository/repository.js";
 import { checkSnapshotChecksum, expectedChecksum } from "../repository/checksum.js";
 import { contextDir, dirname, join } from "../util/paths.js";
@@ -84,6 +84,8 @@ export interface RestoreOptions {
   fallback?: boolean;
   dryRun?: boolean;
   secretAllow?: readonly SecretAllowance[];
+  /** findings the operator acknowledged: the post-restore doctor does not fail on them */
+  secretAcknowledged?: readonly SecretAcknowledgement[];
   allowRepoState?: boolean;
   trustStore?: TrustStore | null;
   /** runs `si paas doctor --json` or the like against the state root; the CLI supplies it */
@@ -531,6 +533,7 @@ async function validateRestore(
     context: run.context,
     ignoreBlock: true,
     ...(run.options.secretAllow ? { secretAllow: run.options.secretAllow } : {}),
+    ...(run.options.secretAcknowledged ? { secretAcknowledged: run.options.secretAcknowledged } : {}),
     allowRepoState: run.options.allowRepoState ?? false,
     scannedAtSnapshot,
   });
@@ -749,6 +752,7 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
             context,
             ignoreBlock: true,
             ...(options.secretAllow ? { secretAllow: options.secretAllow } : {}),
+            ...(options.secretAcknowledged ? { secretAcknowledged: options.secretAcknowledged } : {}),
             allowRepoState: options.allowRepoState ?? false,
             scannedAtSnapshot,
           })

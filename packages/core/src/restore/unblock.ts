@@ -1,7 +1,7 @@
 import type { FileSystem } from "../fs/types.js";
 import { UsageError, ValidationError } from "../errors.js";
 import { validateContextName } from "../policy/context.js";
-import type { SecretAllowance } from "../policy/secrets.js";
+import type { SecretAcknowledgement, SecretAllowance } from "../policy/secrets.js";
 import { runDoctor, type DoctorReport } from "../validate/doctor.js";
 import { clearBlock, readBlock, type BlockRecord } from "../records/block.js";
 import { newIncidentRecord, writeIncident } from "../records/incident.js";
@@ -17,11 +17,18 @@ export interface UnblockOptions {
   operator: string;
   clock: () => Date;
   secretAllow?: readonly SecretAllowance[];
+  secretAcknowledged?: readonly SecretAcknowledgement[];
   allowRepoState?: boolean;
-  /** the external doctor to run: the operator's --doctor-cmd, else the one the marker recorded */
+  /**
+   * the external doctor to run: the operator's --doctor-cmd, else the one the marker recorded. A
+   * block that recorded a doctor is cleared by that doctor only: another command is refused
+   * unless overrideDoctor, and the incident record then names both.
+   */
   externalDoctor?: { command: string; run: (stateRoot: string) => Promise<ExternalDoctorResult> };
   /** how to run a recorded command when the caller gave none (the CLI runs it with sh -c) */
   runRecordedDoctor?: (command: string) => (stateRoot: string) => Promise<ExternalDoctorResult>;
+  /** run externalDoctor although the block recorded another (unblock --override-doctor) */
+  overrideDoctor?: boolean;
 }
 
 export interface UnblockResult {
@@ -57,6 +64,22 @@ export async function unblockContext(options: UnblockOptions): Promise<UnblockRe
   });
   const block = await readBlock(fs, stateRoot, context);
   if (!block) return { context, cleared: null, doctor: null, externalDoctor: null, incidentFile: null };
+  const recorded = block.externalDoctor?.command ?? null;
+  const given = options.externalDoctor?.command ?? null;
+  // `--doctor-cmd "echo '{\"ok\": true}'"` must not clear what `si paas doctor` blocked: checked
+  // before any doctor runs
+  const overridden = recorded !== null && given !== null && given.trim() !== recorded.trim();
+  if (overridden && !options.overrideDoctor) {
+    throw new UsageError(
+      "PAAS_BACKUP_DOCTOR_MISMATCH",
+      `${context} was blocked by the external doctor \`${recorded}\`; unblock runs that doctor, not \`${given}\``,
+      {
+        remediation: `Run unblock without --doctor-cmd (the recorded doctor runs), or with --doctor-cmd ${JSON.stringify(recorded)}; to pass it over deliberately, add --override-doctor (the incident record under --ticket names both commands).`,
+        stage: "arguments",
+        data: { recordedDoctor: recorded, givenDoctor: given },
+      },
+    );
+  }
   const startedAt = clock().toISOString();
   const report = await runDoctor({
     fs,
@@ -64,6 +87,7 @@ export async function unblockContext(options: UnblockOptions): Promise<UnblockRe
     context,
     ignoreBlock: true,
     ...(options.secretAllow ? { secretAllow: options.secretAllow } : {}),
+    ...(options.secretAcknowledged ? { secretAcknowledged: options.secretAcknowledged } : {}),
     allowRepoState: options.allowRepoState ?? false,
   });
   if (!report.ok) {
@@ -81,7 +105,6 @@ export async function unblockContext(options: UnblockOptions): Promise<UnblockRe
       },
     );
   }
-  const recorded = block.externalDoctor?.command ?? null;
   let external: ExternalDoctorResult | null = null;
   const doctor =
     options.externalDoctor ??
@@ -125,6 +148,7 @@ export async function unblockContext(options: UnblockOptions): Promise<UnblockRe
   });
   record.doctor = { ok: true, checks: report.checks };
   record.externalDoctor = external;
+  if (overridden) record.doctorOverride = { recorded: recorded!, used: given! };
   record.endedAt = clock().toISOString();
   const incidentFile = await writeIncident(fs, options.backupRoot, record);
   return { context, cleared: block, doctor: report, externalDoctor: external, incidentFile };

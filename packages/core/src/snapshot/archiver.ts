@@ -15,30 +15,14 @@ import { openChunks, ReadBuffers, type ChunkReader } from "./read-chunks.js";
 import type { FileScan, ScanLane } from "./scan-lane.js";
 import type { MemberCache } from "./member-cache.js";
 
-export interface SecretAcknowledgement {
-  path: string;
-  /** omitted: every line of the file */
-  line?: number;
-  rule: string;
-}
+import { isAcknowledged, type SecretAcknowledgement } from "../policy/secrets.js";
+export { isAcknowledged, type SecretAcknowledgement } from "../policy/secrets.js";
 
 export interface SnapshotRedaction {
   path: string;
   line: number;
   rule: string;
   acknowledged: boolean;
-}
-
-export function isAcknowledged(
-  acks: readonly SecretAcknowledgement[],
-  path: string,
-  line: number,
-  rule: string,
-): boolean {
-  return acks.some(
-    (a) =>
-      a.path === path && (a.rule === rule || a.rule === "*") && (a.line === undefined || a.line === line),
-  );
 }
 
 /** A file's scan found a secret after some of its bytes were already in the archive: take the snapshot again, redacting it from the start. */

@@ -104,13 +104,16 @@ export async function eventsReadable(run: DoctorRun): Promise<DoctorCheck> {
 }
 
 export async function plaintextSecrets(run: DoctorRun): Promise<DoctorCheck> {
-  const { secretFindings, provenSkipped } = await run.tree();
+  const { secretFindings, provenSkipped, acknowledged } = await run.tree();
+  const acked = acknowledged
+    ? ` (${acknowledged} acknowledged finding${acknowledged === 1 ? "" : "s"}: rotated, per secretAcknowledged)`
+    : "";
   return check(
     "repo_plaintext_secret_exposure",
     secretFindings.length === 0,
     secretFindings.length
-      ? `plaintext secret material: ${secretFindings.slice(0, 10).join(", ")}`
-      : `no plaintext secret in state files${provenSkipped ? ` (${provenSkipped} restored files matched their manifest sha256 and were scanned at snapshot time by the same rules)` : ""}`,
+      ? `plaintext secret material: ${secretFindings.slice(0, 10).join(", ")}${acked}`
+      : `no plaintext secret in state files${provenSkipped ? ` (${provenSkipped} restored files matched their manifest sha256 and were scanned at snapshot time by the same rules)` : ""}${acked}`,
   );
 }
 

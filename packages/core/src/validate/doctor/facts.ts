@@ -1,7 +1,7 @@
 import { isNotFound } from "../../errors.js";
 import type { FileSystem } from "../../fs/types.js";
 import { hardExclusionReason, isEventLog } from "../../policy/selection.js";
-import { SecretScanner } from "../../policy/secrets.js";
+import { SecretScanner, isAcknowledged } from "../../policy/secrets.js";
 import { BLOCK_FILE } from "../../records/block.js";
 import { lstatInside } from "../../util/no-follow.js";
 import { contextDir, isWithin, join } from "../../util/paths.js";
@@ -22,6 +22,8 @@ export interface TreeSurvey {
   modeProblems: string[];
   /** files skipped by the secret scan: restored with the bytes the snapshot's scanner read */
   provenSkipped: number;
+  /** findings the operator acknowledged (secretAcknowledged): rotated, so not a failure */
+  acknowledged: number;
 }
 
 export type EventListing =
@@ -91,7 +93,7 @@ export class DoctorRun {
     return (this.treeOnce ??= this.rootExists().then((exists) =>
       exists
         ? surveyTree(this.fs, this.dir, this.options)
-        : { secretFindings: [], modeProblems: [], provenSkipped: 0 },
+        : { secretFindings: [], modeProblems: [], provenSkipped: 0, acknowledged: 0 },
     ));
   }
 }
@@ -140,7 +142,7 @@ async function readStateFiles(fs: FileSystem, dir: string): Promise<StateFiles> 
 
 /** Secrets and permissions over what a backup holds (the vault and excluded files are si's business). */
 async function surveyTree(fs: FileSystem, dir: string, options: DoctorOptions): Promise<TreeSurvey> {
-  const survey: TreeSurvey = { secretFindings: [], modeProblems: [], provenSkipped: 0 };
+  const survey: TreeSurvey = { secretFindings: [], modeProblems: [], provenSkipped: 0, acknowledged: 0 };
   const dirMode = (await fs.lstat(dir)).mode;
   if (dirMode !== 0o700) survey.modeProblems.push(`./ is ${dirMode.toString(8)}`);
   for (const entry of await walkFiles(fs, dir)) {
@@ -172,7 +174,9 @@ async function surveyTree(fs: FileSystem, dir: string, options: DoctorOptions): 
           firstLine++;
     const scanner = new SecretScanner(entry.path, { allow: options.secretAllow ?? [], firstLine });
     for await (const chunk of fs.createReadStream(abs, { start: tailFrom })) scanner.push(chunk as Buffer);
-    for (const f of scanner.end()) survey.secretFindings.push(`${f.path}:${f.line} (${f.rule})`);
+    for (const f of scanner.end())
+      if (isAcknowledged(options.secretAcknowledged ?? [], f.path, f.line, f.rule)) survey.acknowledged++;
+      else survey.secretFindings.push(`${f.path}:${f.line} (${f.rule})`);
   }
   return survey;
 }

@@ -1,5 +1,5 @@
 import type { FileSystem } from "../../fs/types.js";
-import type { SecretAllowance } from "../../policy/secrets.js";
+import type { SecretAcknowledgement, SecretAllowance } from "../../policy/secrets.js";
 import type { CheckResult } from "../../records/incident.js";
 import type { EventRecord } from "../events.js";
 import type { ScannedFiles } from "../proven.js";
@@ -34,6 +34,8 @@ export interface DoctorOptions {
   stateRoot: string;
   context: string;
   secretAllow?: readonly SecretAllowance[];
+  /** findings the operator acknowledged (rotated): not a failure of the secret check */
+  secretAcknowledged?: readonly SecretAcknowledgement[];
   /** si's SI_PAAS_ALLOW_REPO_STATE, passed in by the caller */
   allowRepoState?: boolean;
   /** ignore the block marker (the restore that is about to write it asks this) */
