@@ -709,9 +709,17 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     path: ["completion"],
-    summary: "print a shell completion script: bash, zsh or fish",
-    args: [{ name: "shell", description: "bash, zsh or fish", required: true }],
-    flags: [],
+    summary:
+      "print a shell completion script: bash, zsh or fish (the scripts complete context names and snapshot ids through `completion contexts` and `completion snapshots`)",
+    args: [
+      {
+        name: "shell",
+        description:
+          "bash, zsh or fish; or contexts (the context names, one a line) or snapshots (the ids of --context's snapshots, newest first, then latest)",
+        required: true,
+      },
+    ],
+    flags: [{ flags: "--context <name>", description: "with snapshots: whose ids" }],
     examples: [
       "source <(paas-backup completion bash)",
       "paas-backup completion fish > ~/.config/fish/completions/paas-backup.fish",

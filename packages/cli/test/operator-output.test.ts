@@ -309,6 +309,41 @@ describe("tables, dry runs and fleet messages name everything in full", () => {
     expect(json.json.error.remediation).not.toMatch(/not ok/);
   });
 
+  it("bash completion offers context names after --context and snapshot ids after --snapshot and for diff", async () => {
+    const bin = mkdtempSync(join(tmpdir(), "pb-bin-"));
+    try {
+      // `paas-backup` on PATH, as installed: the script calls it for the words
+      writeFileSync(join(bin, "paas-backup"), `#!/bin/sh\nexec '${process.execPath}' '${CLI}' "$@"\n`, {
+        mode: 0o755,
+      });
+      const script = join(bin, "completion.bash");
+      writeFileSync(script, (await runCli(["completion", "bash"])).stdout);
+      const ids = (await runCli([...sb.flags, "--json", "list", "--context", CTX])).json.data
+        .map((d: any) => d.id)
+        .reverse();
+      const complete = (words: string[]) =>
+        spawnSync(
+          "bash",
+          [
+            "-c",
+            `source ${script}; COMP_WORDS=(${words.map((w) => `'${w}'`).join(" ")}); COMP_CWORD=${words.length - 1}; _paas_backup; echo "\${COMPREPLY[*]}"`,
+          ],
+          { encoding: "utf8", env: { PATH: `${bin}:${process.env.PATH}`, HOME: process.env.HOME } },
+        ).stdout.trim();
+      expect(complete(["paas-backup", ...sb.flags, "list", "--context", ""])).toBe(`acme-prod ${CTX}`);
+      expect(complete(["paas-backup", ...sb.flags, "list", "--context", "ac"])).toBe("acme-prod");
+      expect(complete(["paas-backup", ...sb.flags, "restore", "--context", CTX, "--snapshot", ""])).toBe(
+        [...ids, "latest"].join(" "),
+      );
+      expect(complete(["paas-backup", ...sb.flags, "diff", "--context", CTX, ids[1]!, ""])).toBe(
+        [...ids, "latest"].join(" "),
+      );
+      expect(complete(["paas-backup", ...sb.flags, "list", "--con"]).split(" ")).toContain("--context");
+    } finally {
+      rmSync(bin, { recursive: true, force: true });
+    }
+  });
+
   it("drill status --context <typo> is the unknown-context error, not an overdue row", async () => {
     const typo = await runCli([...sb.flags, "drill", "status", "--context", "acme-prdo"]);
     expect(typo.code).toBe(2);

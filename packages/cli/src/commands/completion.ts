@@ -1,4 +1,7 @@
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
 import { UsageError } from "@paas-backup/core/errors";
+import { isContextFolderName, scanSnapshots } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import type { CommandSpec, FlagSpec } from "../spec-types.js";
 
@@ -51,6 +54,28 @@ _paas_backup() {
     next="\${path:+$path }$w"
     for k in "\${known[@]}"; do [[ $k == "$next" ]] && { path="$next"; break; }; done
   done
+  # Values: context names and snapshot ids come from paas-backup itself, with the roots and
+  # config given on this command line.
+  local prev="\${COMP_WORDS[COMP_CWORD-1]}" ctx=""
+  local -a roots=()
+  for ((i = 1; i < COMP_CWORD; i++)); do
+    case "\${COMP_WORDS[i]}" in
+      --state-root|--backup-root|--config) roots+=("\${COMP_WORDS[i]}" "\${COMP_WORDS[i+1]}") ;;
+      --context) ctx="\${COMP_WORDS[i+1]}" ;;
+    esac
+  done
+  case "$prev" in
+    --context|--drill-context)
+      COMPREPLY=($(compgen -W "$(paas-backup "\${roots[@]}" completion contexts 2>/dev/null)" -- "$cur"))
+      return ;;
+    --snapshot)
+      COMPREPLY=($(compgen -W "$(paas-backup "\${roots[@]}" completion snapshots --context "$ctx" 2>/dev/null)" -- "$cur"))
+      return ;;
+  esac
+  if [[ $path == diff && $cur != -* && -n $ctx ]]; then
+    COMPREPLY=($(compgen -W "$(paas-backup "\${roots[@]}" completion snapshots --context "$ctx" 2>/dev/null)" -- "$cur"))
+    return
+  fi
   case "$path" in
 ${cases.join("\n")}
   esac
@@ -100,13 +125,42 @@ export function fishCompletion(table: CommandTable): string {
   return `${lines.join("\n")}\n`;
 }
 
+/** Context names: folders of the state root's contexts/ and of the backup root, as a shell completes them. */
+function contextNames(rt: Runtime): string[] {
+  const names = new Set<string>();
+  for (const dir of [join(rt.stateRoot, "contexts"), rt.backupRoot])
+    try {
+      for (const e of readdirSync(dir, { withFileTypes: true }))
+        if (e.isDirectory() && isContextFolderName(e.name)) names.add(e.name);
+    } catch {
+      // not there: nothing to offer from it
+    }
+  return [...names].sort();
+}
+
 export async function completionCommand(
   table: CommandTable,
   rt: Runtime,
-  _flags: Record<string, unknown>,
+  flags: Record<string, unknown>,
   args: string[],
 ): Promise<number> {
   const shell = args[0];
+  // The words the scripts offer for --context and --snapshot; quiet and exit 0 whatever is missing.
+  if (shell === "contexts" && !rt.json) {
+    for (const name of contextNames(rt)) process.stdout.write(`${name}\n`);
+    return 0;
+  }
+  if (shell === "snapshots" && !rt.json) {
+    const context = typeof flags.context === "string" ? flags.context : "";
+    if (isContextFolderName(context)) {
+      const { snapshots } = await scanSnapshots(rt.fs, rt.backupRoot, context).catch(() => ({
+        snapshots: [],
+      }));
+      for (const s of [...snapshots].reverse()) process.stdout.write(`${s.id}\n`);
+    }
+    process.stdout.write("latest\n");
+    return 0;
+  }
   const script =
     shell === "bash"
       ? bashCompletion(table)
