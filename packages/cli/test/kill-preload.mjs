@@ -14,3 +14,16 @@ fs.promises.rename = async function killableRename(from, to) {
 };
 syncBuiltinESMExports();
 if (process.env.PB_COUNT_RENAMES) process.on("exit", () => process.stderr.write(`renames: ${renames}\n`));
+
+// PB_KILL_AFTER_CALL="<op>:<text>" SIGKILLs the process right after a successful fs.promises.<op>
+// (rm, chmod, link, rename…) whose path argument contains <text>: a kill between two named steps.
+const [killOp, killText] = (process.env.PB_KILL_AFTER_CALL ?? "").split(/:(.*)/s);
+if (killOp && killText) {
+  const original = fs.promises[killOp];
+  fs.promises[killOp] = async function killableCall(path, ...rest) {
+    const result = await original.call(fs.promises, path, ...rest);
+    if (String(path).includes(killText)) process.kill(process.pid, "SIGKILL");
+    return result;
+  };
+  syncBuiltinESMExports();
+}

@@ -136,7 +136,8 @@ export async function unblockContext(options: UnblockOptions): Promise<UnblockRe
       );
     }
   }
-  await clearBlock(fs, stateRoot, context);
+  // The record first, then the marker: a kill between them leaves a context still blocked with a
+  // record of the unblock (rerun it), never an unblocked context with no record (issue 20).
   const record = newIncidentRecord({
     kind: "unblock",
     ticket: options.ticket,
@@ -151,5 +152,6 @@ export async function unblockContext(options: UnblockOptions): Promise<UnblockRe
   if (overridden) record.doctorOverride = { recorded: recorded!, used: given! };
   record.endedAt = clock().toISOString();
   const incidentFile = await writeIncident(fs, options.backupRoot, record);
+  await clearBlock(fs, stateRoot, context);
   return { context, cleared: block, doctor: report, externalDoctor: external, incidentFile };
 }
