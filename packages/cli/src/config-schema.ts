@@ -49,7 +49,10 @@ export const Config = z
           .strict(),
       )
       .default([]),
-    retention: RetentionPolicy.partial().strict().default({}),
+    retention: RetentionPolicy.partial()
+      .extend({ keepTags: z.array(z.string().min(1)).optional() })
+      .strict()
+      .default({}),
     mandatoryDrillContexts: z.array(z.string()).default(["internal-dogfood"]),
     lockTimeoutSeconds: z.number().int().min(0).default(30),
     /** tick pings it (healthchecks.io convention: /start, success, /fail); treated as a secret, never printed */

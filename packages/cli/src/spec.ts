@@ -140,6 +140,13 @@ export const COMMANDS: CommandSpec[] = [
         description:
           "print what would be included, excluded and skipped, and the rule for each; write nothing",
       },
+      {
+        flags: "--tag <tag>",
+        description:
+          "record this tag in the manifest (repeatable): restore --snapshot tag:<tag>, retention keepTags / prune --keep-tag",
+        repeatable: true,
+      },
+      { flags: "--note <text>", description: "record this note in the manifest (list shows it)" },
     ],
     examples: [
       "paas-backup snapshot --context internal-dogfood --recipient age1...",
@@ -150,7 +157,7 @@ export const COMMANDS: CommandSpec[] = [
     recover: true,
     prestartScanner: true,
     writesSnapshots: true,
-    json: "`data[0]`: `id`, `kind`, `parent` (null for a full), `artifact`, `checksumFile`, `manifestFile`, `sha256`, `files`, `bytes` (artifact size), `sourceBytes`, `storedBytes` (bytes put in the archive), `reusedBytes` (of those, log bytes whose gzip members were copied from the member cache: a full after a log only grew), `encrypted`, `absent`, `excluded`, `skipped`, `warnings`, `redactions[]` (`path`, `line`, `rule`, `acknowledged`; never the value; exit 9 while any is unacknowledged, with `ok: false` and `error`, the snapshot taken). With `--dry-run`: `data` is one entry per path: `path`, `action` (`include`/`exclude`/`skip`/`absent`), `rule` (in words), `ruleId` (the rule as a stable id from core's plan: `protected`, `optional:releases`, `excluded:vault`, `excluded:not-protected`, `excluded:not-requested:cache`, `skipped:symlink`, ...), `size`",
+    json: "`data[0]`: `id`, `kind`, `parent` (null for a full), `artifact`, `checksumFile`, `manifestFile`, `sha256`, `files`, `bytes` (artifact size), `sourceBytes`, `storedBytes` (bytes put in the archive), `reusedBytes` (of those, log bytes whose gzip members were copied from the member cache: a full after a log only grew), `encrypted`, `absent`, `excluded`, `skipped`, `warnings`, `tags`, `note`, `redactions[]` (`path`, `line`, `rule`, `acknowledged`; never the value; exit 9 while any is unacknowledged, with `ok: false` and `error`, the snapshot taken). With `--dry-run`: `data` is one entry per path: `path`, `action` (`include`/`exclude`/`skip`/`absent`), `rule` (in words), `ruleId` (the rule as a stable id from core's plan: `protected`, `optional:releases`, `excluded:vault`, `excluded:not-protected`, `excluded:not-requested:cache`, `skipped:symlink`, ...), `size`",
     load: L(() => import("./commands/snapshot.js"), "snapshotCommand"),
   },
   {
@@ -162,7 +169,7 @@ export const COMMANDS: CommandSpec[] = [
       "paas-backup --json list --context internal-dogfood",
     ],
     exitCodes: ["usage", "environment", "unexpected"],
-    json: "`data[]`: `id`, `kind`, `time`, `parent`, `bytes`, `files`, `checksum` (`verified`/`missing-checksum`/`malformed-checksum`/`mismatch`), `sha256`, `encrypted`, `plaintext`, `madeBy` (`paas-backup`/`reference-flow`/`unknown`), `artifact`, `warnings` (what the snapshot recorded, e.g. a state file that was not valid JSON), `parentMissing` (an incremental whose parent is not in the backup root: `(MISSING)` in the table, and a line in the envelope's top-level `warnings[]`); `error` is null, or for a snapshot whose sidecar manifest is damaged `{code, message, remediation}` (then `kind` is null and the text output says `DAMAGED`)",
+    json: "`data[]`: `id`, `kind`, `time`, `parent`, `bytes`, `files`, `checksum` (`verified`/`missing-checksum`/`malformed-checksum`/`mismatch`), `sha256`, `encrypted`, `plaintext`, `madeBy` (`paas-backup`/`reference-flow`/`unknown`), `artifact`, `warnings` (what the snapshot recorded, e.g. a state file that was not valid JSON), `tags`, `note` (null when none), `parentMissing` (an incremental whose parent is not in the backup root: `(MISSING)` in the table, and a line in the envelope's top-level `warnings[]`); `error` is null, or for a snapshot whose sidecar manifest is damaged `{code, message, remediation}` (then `kind` is null and the text output says `DAMAGED`)",
     load: L(() => import("./commands/list.js"), "listCommand"),
   },
   {
@@ -191,7 +198,11 @@ export const COMMANDS: CommandSpec[] = [
     flags: [
       context,
       ticket,
-      { flags: "--snapshot <id|latest>", description: "snapshot to restore", defaultValue: "latest" },
+      {
+        flags: "--snapshot <id|latest>",
+        description: "snapshot to restore; tag:<tag> is the newest snapshot with that tag (snapshot --tag)",
+        defaultValue: "latest",
+      },
       operator,
       identity,
       { flags: "--yes", description: "do not ask for confirmation on a terminal (checks still run)" },
@@ -329,6 +340,12 @@ export const COMMANDS: CommandSpec[] = [
       keep("daily", 7),
       keep("weekly", 4),
       keep("monthly", 3),
+      {
+        flags: "--keep-tag <tag>",
+        description:
+          "also keep every snapshot with this tag, beyond the slots (repeatable; adds to the config file's retention.keepTags)",
+        repeatable: true,
+      },
     ],
     examples: [
       "paas-backup prune --context internal-dogfood --dry-run",

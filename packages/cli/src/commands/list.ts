@@ -36,6 +36,8 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
       artifact: s.artifactPath,
       // e.g. a state file that was not valid JSON when the snapshot was taken (kept as is)
       warnings: (s.manifest?.warnings ?? []).map((w) => `${w.path}: ${w.reason}`),
+      tags: s.manifest?.tags ?? [],
+      note: s.manifest?.note ?? null,
     });
   }
   for (const d of damaged) {
@@ -56,6 +58,8 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
       madeBy: "unknown",
       artifact: d.artifactPath,
       warnings: [] as string[],
+      tags: [] as string[],
+      note: null as string | null,
     });
   }
   data.sort((a, b) => compareSnapshotIds(a.id, b.id));
@@ -80,7 +84,7 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
     table(
       [
         // No TIME column: an id is its snapshot's UTC time (--json has `time`), and the ids are never cut.
-        ["ID", "KIND", "SIZE", "CHECKSUM", "ENCRYPTION", "PARENT"],
+        ["ID", "KIND", "SIZE", "CHECKSUM", "ENCRYPTION", "PARENT", "TAGS"],
         ...data.map((d) => [
           d.id,
           d.error ? "DAMAGED" : d.kind!,
@@ -91,12 +95,14 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
             ? "(manifest damaged)"
             : ((d.parentMissing ? `${d.parent ?? "?"} (MISSING)` : d.parent) ??
               (d.madeBy === "reference-flow" ? "(reference flow)" : "-")),
+          d.tags.join(",") || "-",
           d.warnings.length ? `${d.warnings.length} (below)` : "-",
         ]),
-      ].map((r, i) => (i === 0 ? [...r.slice(0, 6), "WARNINGS"] : r)),
+      ].map((r, i) => (i === 0 ? [...r.slice(0, 7), "WARNINGS"] : r)),
     ),
   );
   // Long texts go below the table, once, not on every row.
+  for (const d of data) if (d.note) rt.write(`note: ${d.id}: ${d.note}\n`);
   for (const d of data) for (const w of d.warnings) rt.write(`warning: ${d.id}: ${w}\n`);
   for (const d of data) if (d.error) rt.write(`${d.id}: ${d.error.message}\n  ${d.error.remediation}\n`);
   return 0;

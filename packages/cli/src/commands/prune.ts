@@ -8,7 +8,7 @@ import { requireContext } from "../options/context.js";
 
 export async function pruneCommand(
   rt: Runtime,
-  flags: KeepFlags & { context?: string; dryRun?: boolean },
+  flags: KeepFlags & { context?: string; dryRun?: boolean; keepTag?: string[] },
 ): Promise<number> {
   const context = requireContext(flags.context);
   const policy = retentionPolicy(rt, flags);
@@ -18,6 +18,8 @@ export async function pruneCommand(
       backupRoot: rt.backupRoot,
       context,
       policy,
+      // --keep-tag adds to the config file's retention.keepTags
+      keepTags: [...(rt.config.retention.keepTags ?? []), ...(flags.keepTag ?? [])],
       dryRun: flags.dryRun === true,
       clock: rt.clock,
     }),

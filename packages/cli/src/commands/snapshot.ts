@@ -26,6 +26,8 @@ export interface SnapshotFlags extends KeyFlags {
   kind?: string;
   include?: string;
   dryRun?: boolean;
+  tag?: string[];
+  note?: string;
 }
 
 /**
@@ -99,6 +101,8 @@ export async function takeSnapshot(
         allowRepoState: allowRepoStateFrom(rt.env),
         secretAcknowledged: rt.config.secretAcknowledged,
         memberCache: true,
+        ...(flags.tag?.length ? { tags: flags.tag } : {}),
+        ...(flags.note ? { note: flags.note } : {}),
         onProgress: (p) => bar.update(p.doneBytes, p.totalBytes),
       }),
     );
@@ -116,6 +120,10 @@ export async function takeSnapshot(
   }
 }
 
+function tagsOf(flags: SnapshotFlags): string[] {
+  return [...new Set(flags.tag ?? [])];
+}
+
 export async function snapshotCommand(rt: Runtime, flags: SnapshotFlags): Promise<number> {
   const context = requireContext(flags.context);
   const kind = (flags.kind ?? "full") as SnapshotKind;
@@ -129,6 +137,13 @@ export async function snapshotCommand(rt: Runtime, flags: SnapshotFlags): Promis
       },
     );
   }
+  for (const tag of flags.tag ?? [])
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(tag))
+      throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", `--tag ${JSON.stringify(tag)} is not a tag`, {
+        remediation:
+          "A tag is 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit (e.g. pre-upgrade).",
+        stage: "arguments",
+      });
   if (flags.dryRun) return dryRun(rt, context, flags);
   const result = await takeSnapshot(rt, context, kind, flags, "snapshot");
   const unacknowledged = result.redactions.filter((r) => !r.acknowledged);
@@ -151,7 +166,7 @@ export async function snapshotCommand(rt: Runtime, flags: SnapshotFlags): Promis
       ok: unacknowledged.length === 0,
       context,
       mode: "live",
-      data: [{ ...result, parent: result.parent ?? null }],
+      data: [{ ...result, parent: result.parent ?? null, tags: tagsOf(flags), note: flags.note ?? null }],
       ...(error ? { error } : {}),
     });
   } else {
@@ -163,6 +178,8 @@ export async function snapshotCommand(rt: Runtime, flags: SnapshotFlags): Promis
           result.kind + (result.promotedToFull ? ` (incremental asked: ${result.promotedToFull})` : ""),
         ],
         ["parent", result.parent?.id],
+        ["tags", tagsOf(flags).join(", ")],
+        ["note", flags.note],
         ["files", result.files],
         [
           "stored",

@@ -94,6 +94,7 @@ export async function tickCommand(
       allowRepoState: allowRepoStateFrom(rt.env),
       memberCache: true,
       retention: retentionPolicy(rt, {}),
+      keepTags: rt.config.retention.keepTags ?? [],
       ...(offsite ? { afterEach: (context: string) => offsite(rt, context) } : {}),
       onLockWait: (context) => lockOptions(rt, context, "tick").onWait,
       onRecovered: (r) =>

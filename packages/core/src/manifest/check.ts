@@ -121,6 +121,8 @@ const manifest = object({
   skipped: array(note),
   warnings: array(note),
   totals: object({ files: num({ int: true }), bytes: num({ int: true }), storedBytes: num({ int: true }) }),
+  tags: optional(array(str)),
+  note: optional(str),
   scannerRules: optional(num({ int: true, positive: true })),
   scannerAllow: optional(array(object({ path: str, rule: str }))),
   gzipMembers: optional(

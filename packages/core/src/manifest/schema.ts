@@ -75,6 +75,10 @@ export const Manifest = z.object({
   skipped: z.array(ManifestEntryNote),
   warnings: z.array(ManifestEntryNote),
   totals: z.object({ files: z.number().int(), bytes: z.number().int(), storedBytes: z.number().int() }),
+  /** the operator's labels (`snapshot --tag pre-upgrade`): `restore --snapshot tag:NAME`, retention keepTags */
+  tags: z.array(z.string()).optional(),
+  /** the operator's note (`snapshot --note "before 1.4"`) */
+  note: z.string().optional(),
   /** SCANNER_RULES_VERSION of the secret scanner that read every stored byte */
   scannerRules: z.number().int().positive().optional(),
   /** the secretAllow entries that applied to this snapshot's files (path and rule, never a value) */

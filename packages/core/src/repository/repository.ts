@@ -261,14 +261,21 @@ export async function findSnapshot(
       stage: "select",
     });
   }
-  const snapshot = selector === "latest" ? all[all.length - 1] : all.find((s) => s.id === selector);
+  // tag:NAME is the newest snapshot whose manifest carries that tag (snapshot --tag NAME).
+  const tag = selector.startsWith("tag:") ? selector.slice(4) : null;
+  const snapshot =
+    selector === "latest"
+      ? all[all.length - 1]
+      : tag !== null
+        ? [...all].reverse().find((s) => s.manifest?.tags?.includes(tag))
+        : all.find((s) => s.id === selector);
   if (!snapshot) {
     throw new UsageError(
       "PAAS_BACKUP_SNAPSHOT_NOT_FOUND",
       `snapshot ${selector} of context ${context} not found in ${dir}`,
       {
         path: dir,
-        remediation: `Pick an id from \`paas-backup list --context ${context}\` (newest: ${all[all.length - 1]!.id}) or pass latest.`,
+        remediation: `Pick an id${tag !== null ? " or a tag" : ""} from \`paas-backup list --context ${context}\` (newest: ${all[all.length - 1]!.id}) or pass latest.`,
         stage: "select",
       },
     );

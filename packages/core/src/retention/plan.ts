@@ -14,6 +14,8 @@ export interface RetentionSnapshot {
   parent?: string | { id: string };
   /** false when the snapshot failed verification; unknown counts as verified */
   verified?: boolean;
+  /** the operator's tags (`snapshot --tag`): a tag in keepTags keeps the snapshot beyond the slots */
+  tags?: readonly string[];
 }
 
 export interface RetentionPolicy {
@@ -84,6 +86,8 @@ function parentId(s: RetentionSnapshot): string | undefined {
 export function planRetention(input: {
   snapshots: readonly RetentionSnapshot[];
   policy?: Partial<RetentionPolicy>;
+  /** snapshots with any of these tags are kept whatever the slots say (config retention.keepTags, prune --keep-tag) */
+  keepTags?: readonly string[];
 }): RetentionPlan {
   const policy = { ...DEFAULT_RETENTION, ...(input.policy ?? {}) };
   const items = input.snapshots.map((s, order) => ({
@@ -126,6 +130,11 @@ export function planRetention(input: {
       if (++kept >= limit) break;
     }
   }
+
+  const keepTags = new Set(input.keepTags ?? []);
+  if (keepTags.size)
+    for (const it of items)
+      for (const tag of it.s.tags ?? []) if (keepTags.has(tag)) addReason(it.s.id, `tag ${tag}`);
 
   const newestFull = items.find((it) => it.s.kind === "full" && it.s.verified !== false);
   if (newestFull) addReason(newestFull.s.id, "newest verified full");

@@ -27,6 +27,8 @@ export async function pruneSnapshots(options: {
   repository?: ObjectStorage;
   context: string;
   policy?: Partial<RetentionPolicy>;
+  /** snapshots tagged with any of these are kept beyond the policy's slots */
+  keepTags?: readonly string[];
   dryRun?: boolean;
   clock: () => Date;
 }): Promise<PruneResult> {
@@ -48,8 +50,10 @@ export async function pruneSnapshots(options: {
       kind: s.kind,
       ...(s.parent ? { parent: s.parent.id } : {}),
       ...(verified.has(s.id) ? { verified: verified.get(s.id)! } : {}),
+      ...(s.manifest?.tags?.length ? { tags: s.manifest.tags } : {}),
     })),
     ...(options.policy ? { policy: options.policy } : {}),
+    ...(options.keepTags?.length ? { keepTags: options.keepTags } : {}),
   });
   const removed: string[] = [];
   const swept: string[] = [];

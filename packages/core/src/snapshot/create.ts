@@ -66,6 +66,10 @@ export interface CreateSnapshotOptions {
   insecurePlaintext?: boolean;
   /** known false positives of the secret scanner: a file and a rule (not findings, not redacted) */
   secretAllow?: readonly SecretAllowance[];
+  /** labels recorded in the manifest (`restore --snapshot tag:NAME` picks the newest with one; retention can keep them) */
+  tags?: readonly string[];
+  /** a note recorded in the manifest */
+  note?: string;
   /** si's SI_PAAS_ALLOW_REPO_STATE: a state root inside a git work tree is allowed (the backup root never is) */
   allowRepoState?: boolean;
   /** findings the operator has seen (and rotated): still redacted, but no longer a reason for exit 9 */
@@ -264,6 +268,8 @@ function buildManifest(args: {
   archiver: SnapshotArchiver;
   gzipMembers: GzipMembers;
   secretAllow: readonly SecretAllowance[];
+  tags: readonly string[];
+  note: string | undefined;
 }): Manifest {
   const { parent, archiver, contents } = args;
   const files = archiver.files;
@@ -290,6 +296,8 @@ function buildManifest(args: {
       bytes: files.reduce((n, f) => n + f.size, 0),
       storedBytes: archiver.storedBytes,
     },
+    ...(args.tags.length ? { tags: [...args.tags] } : {}),
+    ...(args.note ? { note: args.note } : {}),
     scannerRules: SCANNER_RULES_VERSION,
     gzipMembers: args.gzipMembers,
     scannerAllow: args.secretAllow
@@ -409,6 +417,8 @@ async function createSnapshotOnce(
       archiver,
       gzipMembers,
       secretAllow: options.secretAllow ?? [],
+      tags: [...new Set(options.tags ?? [])],
+      note: options.note?.trim() || undefined,
     });
     const manifestJson = canonicalJson(manifest, 2);
     options.onProgress?.({ phase: "commit", doneBytes: totalBytes, totalBytes });

@@ -62,6 +62,8 @@ export interface TickOptions {
   /** see CreateSnapshotOptions.memberCache */
   memberCache?: boolean;
   retention?: Partial<RetentionPolicy>;
+  /** snapshots with any of these tags are kept beyond the retention slots */
+  keepTags?: readonly string[];
   /** after a context's snapshot and prune, outside its lock: e.g. copy its fulls offsite */
   afterEach?: (context: string) => Promise<unknown>;
   /** per context: told while its lock is held by someone else (e.g. to say who holds it) */
@@ -178,6 +180,7 @@ async function tickOne(
           backupRoot: options.backupRoot,
           context,
           ...(options.retention ? { policy: options.retention } : {}),
+          ...(options.keepTags?.length ? { keepTags: options.keepTags } : {}),
           clock,
         });
         outcome.pruned = pruned.removed;
