@@ -283,6 +283,81 @@ describe("a leaked token never stops backups (issue 10 §4)", () => {
     expect(readFileSync(log, "utf8")).toContain(TOKEN);
   });
 
+  it("a file whose name holds a token is left out, named redacted everywhere, reported (exit 9) and acknowledgeable (issue 21 §3)", async () => {
+    const ctx = sb.state.contextDir(CTX);
+    const release = readdirSync(join(ctx, "releases"))[0]!;
+    writeFileSync(join(ctx, "releases", release, `notes-${TOKEN}.txt`), "rollout notes\n", { mode: 0o600 });
+    writeFileSync(join(ctx, `dump-${TOKEN}.sql`), "-- not a protected file\n", { mode: 0o600 });
+    const redacted = `releases/${release}/notes-<redacted>.txt`;
+    const dry = await runCli([
+      ...sb.flags,
+      "--json",
+      "snapshot",
+      "--context",
+      CTX,
+      "--include",
+      "releases",
+      "--dry-run",
+    ]);
+    expect(dry.stdout + dry.stderr).not.toContain(TOKEN);
+    const snap = await runCli([
+      ...sb.flags,
+      "--json",
+      "snapshot",
+      "--context",
+      CTX,
+      "--include",
+      "releases",
+      "--insecure-plaintext",
+    ]);
+    expect(snap.code, snap.stdout + snap.stderr).toBe(9);
+    expect(snap.json.data[0].redactions).toEqual(
+      expect.arrayContaining([
+        { path: redacted, line: 0, rule: "secret-in-name", acknowledged: false },
+        { path: "dump-<redacted>.sql", line: 0, rule: "secret-in-name", acknowledged: false },
+      ]),
+    );
+    expect(snap.stdout + snap.stderr).not.toContain(TOKEN);
+    // not in the archive (GNU tar's listing), nor in any file under the backup root (manifests, sidecars)
+    const artifact = snap.json.data[0].artifact as string;
+    const listing = execFileSync("tar", ["-tzf", artifact], { encoding: "utf8" });
+    expect(listing).not.toContain(TOKEN);
+    expect(listing).not.toContain("notes-");
+    const everything = sh("sh", ["-c", `find '${sb.backupRoot}' -type f ! -name '*.tar.gz' -exec cat {} +`]);
+    expect(everything).not.toContain(TOKEN);
+    expect(everything).toContain("notes-<redacted>.txt");
+    // acknowledged by its redacted path: exit 0, still left out
+    const config = join(sb.dir, "config.json");
+    writeFileSync(
+      config,
+      JSON.stringify({
+        secretAcknowledged: [
+          { path: redacted, rule: "secret-in-name" },
+          { path: "dump-<redacted>.sql", rule: "secret-in-name" },
+        ],
+      }),
+    );
+    const acked = await runCli([
+      ...sb.flags,
+      "--config",
+      config,
+      "--json",
+      "snapshot",
+      "--context",
+      CTX,
+      "--include",
+      "releases",
+      "--insecure-plaintext",
+    ]);
+    expect(acked.code, acked.stdout + acked.stderr).toBe(0);
+    expect(acked.json.data[0].redactions).toContainEqual({
+      path: redacted,
+      line: 0,
+      rule: "secret-in-name",
+      acknowledged: true,
+    });
+  });
+
   it("every corpus format in an included release file is redacted, and no benign look-alike is (issue 15)", async () => {
     const ctx = sb.state.contextDir(CTX);
     const secrets = composeWith(SECRET_SAMPLES);

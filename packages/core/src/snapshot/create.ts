@@ -28,6 +28,7 @@ import { planSnapshotContents, requireContextDir, type SnapshotContents } from "
 import { defaultScanLane, inlineScanLane, ScanWorkerFailed, type ScanLane } from "./scan-lane.js";
 import { chooseParent, type ParentRef, type SnapshotKind } from "./parent.js";
 import {
+  isAcknowledged,
   RedactionNeeded,
   SnapshotArchiver,
   type SecretAcknowledgement,
@@ -455,7 +456,16 @@ async function createSnapshotOnce(
       excluded: contents.excluded,
       skipped: contents.skipped,
       warnings: archiver.warnings,
-      redactions: archiver.redactions,
+      // a name that holds a credential is reported like a value (its file is not in the snapshot)
+      redactions: [
+        ...contents.secretNames.map((path) => ({
+          path,
+          line: 0,
+          rule: "secret-in-name",
+          acknowledged: isAcknowledged(options.secretAcknowledged ?? [], path, 0, "secret-in-name"),
+        })),
+        ...archiver.redactions,
+      ],
     };
   } catch (err) {
     await sink.abort();

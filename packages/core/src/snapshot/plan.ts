@@ -10,6 +10,7 @@ import {
   type OptionalFolder,
 } from "../policy/selection.js";
 import { join } from "../util/paths.js";
+import { redactText } from "../policy/secrets.js";
 import { lstatInside } from "../util/no-follow.js";
 
 export interface PlannedFile {
@@ -28,6 +29,7 @@ export type PathRule =
   | `excluded:${HardExclusionRule}`
   | "excluded:not-protected"
   | `excluded:not-requested:${OptionalFolder}`
+  | "excluded:secret-in-name"
   | "skipped:symlink"
   | "skipped:under-link"
   | "skipped:not-regular-file";
@@ -51,6 +53,11 @@ export interface SnapshotContents {
   skipped: ManifestEntryNote[];
   /** every path above with its rule: included files, absent protected files, exclusions, skips */
   decisions: PathDecision[];
+  /**
+   * Paths that hold a credential (a release note named `notes-ghp_….txt`), as recorded: redacted.
+   * Such a file is left out, and every list above names it by its redacted path only.
+   */
+  secretNames: string[];
 }
 
 export async function requireContextDir(fs: FileSystem, dir: string, context: string): Promise<void> {
@@ -93,6 +100,7 @@ export async function planSnapshotContents(
   const planner = new ContentsPlanner(fs, dir, include);
   await planner.planProtectedFiles();
   await planner.planTopLevel();
+  planner.keepNamesClean();
   return planner.result();
 }
 
@@ -231,6 +239,32 @@ class ContentsPlanner {
     }
   }
 
+  readonly secretNames: string[] = [];
+
+  /**
+   * Names are data (issue 21 §3): a path the secret scanner finds a credential in is left out and
+   * named by its redacted path, so no manifest (inner or sidecar), output or offsite object
+   * carries it. The snapshot reports each one like a redaction (rule secret-in-name, exit 9).
+   */
+  keepNamesClean(): void {
+    const files = this.files.splice(0);
+    for (const f of files) {
+      const clean = redactText(f.path);
+      if (clean === f.path) this.files.push(f);
+      else {
+        this.secretNames.push(clean);
+        this.exclude(clean, "excluded:secret-in-name", "its name holds a credential (secret-in-name)");
+      }
+    }
+    for (const note of [...this.excluded, ...this.skipped]) {
+      const clean = redactText(note.path);
+      if (clean === note.path) continue;
+      note.path = clean;
+      this.secretNames.push(clean);
+    }
+    for (let i = 0; i < this.absent.length; i++) this.absent[i] = redactText(this.absent[i]!);
+  }
+
   /** The lists, files in path order, and one decision per path with its rule. */
   result(): SnapshotContents {
     const { files, absent, excluded, skipped, ruleOf } = this;
@@ -263,6 +297,14 @@ class ContentsPlanner {
       ...excluded.map(note("exclude")),
       ...skipped.map(note("skip")),
     ];
-    return { contextDir: this.dir, files, absent, excluded, skipped, decisions };
+    return {
+      contextDir: this.dir,
+      files,
+      absent,
+      excluded,
+      skipped,
+      decisions,
+      secretNames: this.secretNames,
+    };
   }
 }
