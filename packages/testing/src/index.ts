@@ -27,3 +27,28 @@ export {
 } from "./fault-fs.js";
 export { MemoryStorage } from "./memory-storage.js";
 export { startRgw, RGW_PACKAGES, RGW_CLIENT_CHECKSUMS, type Rgw } from "./rgw.js";
+export { Prng } from "./simulation/prng.js";
+export {
+  World,
+  POLICY_RETENTION,
+  type ProcessRun,
+  type ProcessFault,
+  type TraceLine,
+} from "./simulation/world.js";
+export {
+  runSimulation,
+  formatTrace,
+  type SimulationOptions,
+  type SimulationResult,
+  type SimulationFinding,
+} from "./simulation/run.js";
+export {
+  INVARIANTS,
+  checkInvariants,
+  observeTruth,
+  FUTURE_TOLERANCE_MS,
+  type Violation,
+  type Truth,
+  type ContextTruth,
+  type SnapshotTruth,
+} from "./simulation/invariants.js";

@@ -328,6 +328,13 @@ export class MemoryFileSystem implements FileSystem {
 
   async sync(): Promise<void> {}
 
+  /** test helper: bit rot. One byte XORed with `mask`, the size, mtime and inode kept, as a disk's silent corruption */
+  flipByte(path: string, offset: number, mask = 1): void {
+    const n = this.get(this.follow(path), "flip");
+    if (n.kind !== "file" || offset < 0 || offset >= n.data.length) throw fsError("EINVAL", "flip", path);
+    n.data[offset] = n.data[offset]! ^ (mask & 0xff || 1);
+  }
+
   /** test helper: an independent copy (same paths, bytes, modes, inodes and clock), for sweeps that rerun one fixture many times */
   clone(): MemoryFileSystem {
     const copy = new MemoryFileSystem();
