@@ -357,7 +357,8 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     path: ["tick"],
-    summary: "for cron: a daily full, else an hourly incremental, then prune (idempotent); says why",
+    summary:
+      "for cron: a daily full, else an hourly incremental, then prune, then offsite push and the target's retention (idempotent); says why",
     flags: [
       { flags: "--context <name>", description: "the context (or --all-contexts)" },
       {
@@ -386,7 +387,7 @@ export const COMMANDS: CommandSpec[] = [
     recover: true,
     prestartScanner: true,
     writesSnapshots: true,
-    json: "`data[]`: `context`, `ok`, `action` (`full`/`incremental`/`none`), `reason` (why: e.g. a full instead of an incremental when the chain no longer verifies), `snapshot`, `pruned`, `offsite`, `error`; `failed` counts failed contexts",
+    json: "`data[]`: `context`, `ok`, `action` (`full`/`incremental`/`none`), `reason` (why: e.g. a full instead of an incremental when the chain no longer verifies), `snapshot`, `pruned`, `offsite` (per configured target: the push result and `prune`, what the target's retention kept and removed), `error`; `failed` counts failed contexts. A context folder that is a symbolic link is ticked and fails (`PAAS_BACKUP_CONTEXT_NOT_A_FOLDER`, exit 7 with --all-contexts): it is never read through, and never skipped in silence",
     load: L(() => import("./commands/tick.js"), "tickAction"),
   },
   {
@@ -461,10 +462,22 @@ export const COMMANDS: CommandSpec[] = [
     path: ["offsite", "prune"],
     summary:
       "apply the offsite retention (default 7 daily + 4 weekly + 3 monthly); never deletes what is under retention",
-    flags: [context, ...connection, { flags: "--dry-run", description: "print the plan, remove nothing" }],
-    examples: ["paas-backup offsite prune --context internal-dogfood --dry-run"],
+    flags: [
+      { flags: "--context <name>", description: "the context (or --all-contexts)" },
+      {
+        flags: "--all-contexts",
+        description:
+          "every context of the state root and backup root, and every context any backup root left at the target",
+      },
+      ...connection,
+      { flags: "--dry-run", description: "print the plan, remove nothing" },
+    ],
+    examples: [
+      "paas-backup offsite prune --context internal-dogfood --dry-run",
+      "paas-backup offsite prune --all-contexts",
+    ],
     exitCodes: ["usage", "unexpected"],
-    json: "`data[]`: one per target: `target`, `keep`, `remove`",
+    json: "`data[]`: one per context and target: `context`, `target`, `keep`, `remove`, `heldByLock` (this backup root's copies), `otherRoots[]` (`root`, `keep`, `remove`, `heldByLock`: copies other backup roots left there, judged by the same rule)",
     load: L(() => import("./commands/offsite.js"), "offsitePruneCommand"),
   },
   {
@@ -534,7 +547,7 @@ export const COMMANDS: CommandSpec[] = [
   {
     path: ["status"],
     summary:
-      "the fleet at a glance: newest full and incremental, chain, drill, offsite copies, block, last tick; exit 11 when a context needs attention",
+      "the fleet at a glance: newest full and incremental, chain (read, not assumed), drill, offsite copies, block, last tick, snapshots from the future, a context folder missing or a link; exit 11 when a context needs attention",
     flags: [
       { flags: "--context <name>", description: "one context" },
       {

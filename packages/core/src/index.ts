@@ -226,6 +226,11 @@ export {
   listOffsite,
   verifyOffsite,
   pruneOffsite,
+  contextsAtTarget,
+  offsiteAfterTick,
+  type OffsitePruneResult,
+  type OffsiteRootPrune,
+  type TickOffsiteResult,
   fetchFromOffsite,
   fetchChainFromOffsite,
   extendLocks,
@@ -248,8 +253,16 @@ export {
   REPOSITORY_FILE,
   type RepositoryIdentity,
 } from "./repository/identity.js";
+export { FUTURE_SKEW_MS, isFromTheFuture, presentSnapshots, futureSnapshots } from "./repository/timeline.js";
+export {
+  CHEAP_REHASH_BYTES,
+  DEEP_CHECK_EVERY_MS,
+  VERIFIED_CACHE_NAME,
+  verifyChainCached,
+} from "./repository/chain-check.js";
 export {
   contextStatus,
+  fleetContexts,
   recordTickOutcome,
   readTickRecord,
   FULL_MAX_AGE_MS,

@@ -1,5 +1,10 @@
 import { describe, it, expect } from "vitest";
-import { planRetention, type RetentionSnapshot, type RetentionPolicy } from "../src/index.js";
+import {
+  DEFAULT_RETENTION,
+  planRetention,
+  type RetentionSnapshot,
+  type RetentionPolicy,
+} from "../src/index.js";
 
 // ---- an independent oracle, written from the rules' wording, not from the implementation ----
 function isoWeekOracle(d: Date): string {
@@ -105,6 +110,10 @@ function checkInvariants(snaps: RetentionSnapshot[], policy: RetentionPolicy) {
     .filter((s) => s.kind === "full")
     .sort((a, b) => new Date(b.time).getTime() - new Date(a.time).getTime())[0];
   if (newestFull) expect(keep.get(newestFull.id)).toContain("newest verified full");
+  // the newest snapshot (each one verifies here) is the newest restore point, whatever its kind
+  const newest = [...snaps].sort((a, b) => new Date(b.time).getTime() - new Date(a.time).getTime())[0];
+  if (newest && !snaps.some((s) => s.verified === false))
+    expect(keep.get(newest.id)).toContain("newest restore point");
   // nothing kept without a reason
   for (const r of plan.keep) expect(r.reasons.length).toBeGreaterThan(0);
   return plan;
@@ -148,7 +157,7 @@ describe("planRetention (restic forget --keep-* semantics, UTC)", () => {
     ];
     const plan = planRetention({ snapshots: snaps, policy: { hourly: 0, daily: 0, weekly: 3, monthly: 0 } });
     const reasons = Object.fromEntries(plan.keep.map((k) => [k.id, k.reasons]));
-    expect(reasons.d).toEqual(["weekly 2027-W01", "newest verified full"]);
+    expect(reasons.d).toEqual(["weekly 2027-W01", "newest verified full", "newest restore point"]);
     expect(reasons.c).toEqual(["weekly 2026-W53"]);
     expect(reasons.a).toEqual(["weekly 2026-W52"]);
     expect(plan.remove).toEqual([{ id: "b", reason: "not kept by any rule" }]);
@@ -171,6 +180,7 @@ describe("planRetention (restic forget --keep-* semantics, UTC)", () => {
           "weekly 2026-W19",
           "monthly 2026-05",
           "newest verified full",
+          "newest restore point",
         ],
       },
     ]);
@@ -186,7 +196,50 @@ describe("planRetention (restic forget --keep-* semantics, UTC)", () => {
     const plan = planRetention({ snapshots: snaps, policy: { hourly: 0, daily: 1, weekly: 0, monthly: 0 } });
     const reasons = Object.fromEntries(plan.keep.map((k) => [k.id, k.reasons]));
     expect(reasons.f2).toEqual(["daily 2026-03-02"]);
-    expect(reasons.f1).toEqual(["newest verified full"]);
+    // i1 restores nothing (its full fails verification): the newest restore point is f1
+    expect(reasons.f1).toEqual(["newest verified full", "newest restore point"]);
     expect(plan.remove).toEqual([{ id: "i1", reason: "not kept by any rule" }]);
+  });
+
+  // Issue 20 §2: the policy's numbers (no hourly rule) removed a 23-minute-old incremental as "not
+  // kept by any rule", since daily/weekly/monthly count only fulls.
+  it("with the policy's numbers never removes the newest restore point nor the chain it needs", () => {
+    const snaps: RetentionSnapshot[] = [
+      { id: "f0", time: "2026-11-23T00:10:00Z", kind: "full" },
+      { id: "f1", time: "2026-11-24T00:10:00Z", kind: "full" },
+      { id: "i1", time: "2026-11-24T01:10:00Z", kind: "incremental", parent: "f1" },
+      { id: "i2", time: "2026-11-24T02:10:00Z", kind: "incremental", parent: "i1" },
+      { id: "i3", time: "2026-11-24T02:47:00Z", kind: "incremental", parent: "i2" },
+    ];
+    const policy = { hourly: 0, daily: 7, weekly: 4, monthly: 3 };
+    const plan = planRetention({ snapshots: snaps, policy, now: new Date("2026-11-24T03:10:00Z") });
+    const reasons = Object.fromEntries(plan.keep.map((k) => [k.id, k.reasons]));
+    expect(reasons.i3).toEqual(["newest restore point"]);
+    expect(reasons.i2).toEqual(["needed by i3"]);
+    expect(reasons.i1).toEqual(["needed by i3"]);
+    expect(plan.keep.map((k) => k.id).sort()).toEqual(["f0", "f1", "i1", "i2", "i3"]);
+    expect(plan.remove).toEqual([]);
+    checkInvariants(snaps, { ...DEFAULT_RETENTION, ...policy });
+  });
+
+  // Issue 20 §2: a snapshot dated ahead of the clock (a clock that jumped) took the newest day's
+  // slot, so prune kept it as the newest full and deleted the real newest.
+  it("keeps snapshots from the future, and judges the rest as if they were not there", () => {
+    const snaps: RetentionSnapshot[] = [
+      { id: "real-1", time: "2026-11-22T00:10:00Z", kind: "full" },
+      { id: "real-2", time: "2026-11-23T00:10:00Z", kind: "full" },
+      { id: "real-3", time: "2026-11-24T00:10:00Z", kind: "full" },
+      { id: "ahead", time: "2027-02-24T00:10:00Z", kind: "full" },
+    ];
+    const plan = planRetention({
+      snapshots: snaps,
+      policy: { hourly: 0, daily: 2, weekly: 0, monthly: 0 },
+      now: new Date("2026-11-24T06:00:00Z"),
+    });
+    const reasons = Object.fromEntries(plan.keep.map((k) => [k.id, k.reasons]));
+    expect(reasons.ahead).toEqual(["from the future (ahead of the clock 2026-11-24T06:00:00.000Z): kept"]);
+    expect(reasons["real-3"]).toEqual(["daily 2026-11-24", "newest verified full", "newest restore point"]);
+    expect(reasons["real-2"]).toEqual(["daily 2026-11-23"]);
+    expect(plan.remove).toEqual([{ id: "real-1", reason: "not kept by any rule" }]);
   });
 });

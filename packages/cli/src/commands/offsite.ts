@@ -3,6 +3,7 @@ import {
   listOffsite,
   verifyOffsite,
   pruneOffsite,
+  contextsAtTarget,
   extendLocks,
   targetWarnings,
   withContextLock,
@@ -14,7 +15,7 @@ import { humanBytes, table } from "../render/text.js";
 import { printEnvelope } from "../envelope.js";
 import { lockOptions } from "../options/lock.js";
 import { requireContext } from "../options/context.js";
-import { contextsOf } from "../options/context-list.js";
+import { contextsOf, fleetContexts } from "../options/context-list.js";
 import { pushForContext } from "../ops/offsite.js";
 import { resolveTargets, type TargetFlags } from "../options/targets.js";
 
@@ -300,43 +301,60 @@ export async function offsiteVerifyCommand(
 
 export async function offsitePruneCommand(
   rt: Runtime,
-  flags: TargetFlags & { context?: string; dryRun?: boolean },
+  flags: TargetFlags & { context?: string; allContexts?: boolean; dryRun?: boolean },
 ): Promise<number> {
-  const context = requireContext(flags.context);
+  const single = flags.allContexts ? null : requireContext(flags.context);
+  const targets = await resolveTargets(rt, flags);
+  // --all-contexts: the fleet this host knows, and every context any backup root left at the
+  // target (a lost root's copies age out by the same rule instead of staying forever).
+  const known = single ? [single] : await fleetContexts(rt);
   const data = [];
-  for (const target of await resolveTargets(rt, flags))
-    data.push({
-      target: target.storage.url,
-      ...(await pruneOffsite({
-        fs: rt.fs,
-        backupRoot: rt.backupRoot,
+  for (const target of targets) {
+    const contexts = single ? known : [...new Set([...known, ...(await contextsAtTarget(target))])].sort();
+    for (const context of contexts)
+      data.push({
         context,
-        target,
-        clock: rt.clock,
-        dryRun: flags.dryRun === true,
-      })),
-    });
+        target: target.storage.url,
+        ...(await pruneOffsite({
+          fs: rt.fs,
+          backupRoot: rt.backupRoot,
+          context,
+          target,
+          clock: rt.clock,
+          dryRun: flags.dryRun === true,
+        })),
+      });
+  }
   if (rt.json)
     printEnvelope(rt, {
       ok: true,
       command: "offsite prune",
-      context,
+      context: single ?? "",
       mode: flags.dryRun ? "dry-run" : "live",
       count: data.length,
       data,
     });
-  else
-    for (const d of data)
-      rt.write(
-        table([
-          ["ID", "ACTION", "WHY"],
-          ...d.keep.map((k) => [k.id, "keep", k.reasons.join(", ")]),
-          ...d.remove.map((id) => [
-            id,
-            flags.dryRun ? "would remove" : "removed",
-            "not kept by the offsite policy",
+  else {
+    const removed = flags.dryRun ? "would remove" : "removed";
+    rt.write(
+      table([
+        ["CONTEXT", "ROOT", "ID", "ACTION", "WHY"],
+        ...data.flatMap((d) => [
+          ...d.keep.map((k) => [d.context, "this", k.id, "keep", k.reasons.join(", ")]),
+          ...d.remove.map((id) => [d.context, "this", id, removed, "not kept by the offsite policy"]),
+          ...d.otherRoots.flatMap((r) => [
+            ...r.keep.map((k) => [d.context, r.root ?? "-", k.id, "keep", k.reasons.join(", ")]),
+            ...r.remove.map((id) => [
+              d.context,
+              r.root ?? "-",
+              id,
+              removed,
+              "not kept by the offsite policy (another backup root's copy)",
+            ]),
           ]),
         ]),
-      );
+      ]),
+    );
+  }
   return 0;
 }

@@ -76,7 +76,13 @@ export async function restoreCommand(
   let total: number | null = null;
   let needed: number | undefined;
   try {
-    const { snapshot, all } = await findSnapshot(rt.fs, rt.backupRoot, context, flags.snapshot ?? "latest");
+    const { snapshot, all } = await findSnapshot(
+      rt.fs,
+      rt.backupRoot,
+      context,
+      flags.snapshot ?? "latest",
+      rt.clock(),
+    );
     const links = chainOf(snapshot, all).chain;
     // the bar's total: the bytes every link's archive holds; the space needed: the restored files
     if (links.every((l) => l.manifest)) total = links.reduce((n, l) => n + l.manifest!.totals.storedBytes, 0);

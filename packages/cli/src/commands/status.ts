@@ -16,7 +16,7 @@ export async function statusCommand(
   flags: { context?: string; allContexts?: boolean; metricsFile?: string },
 ): Promise<number> {
   const contexts =
-    flags.context && !flags.allContexts ? [validateContextName(flags.context)] : fleetContexts(rt);
+    flags.context && !flags.allContexts ? [validateContextName(flags.context)] : await fleetContexts(rt);
   // An empty fleet is a wrong path far more often than no customers: say so, not "all ok".
   if (contexts.length === 0)
     throw new UsageError(

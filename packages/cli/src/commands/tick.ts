@@ -13,7 +13,7 @@ import { retentionPolicy } from "../options/retention.js";
 import { ping, type PingResult } from "../host/ping.js";
 import { fleetStatus, writeStatusMetrics } from "../ops/fleet.js";
 import { resolveTargets } from "../options/targets.js";
-import { pushForContext } from "../ops/offsite.js";
+import { tickOffsiteForContext } from "../ops/offsite.js";
 
 /** tick as the CLI runs it: with an offsite push after each context when targets are configured. */
 export async function tickAction(
@@ -30,7 +30,7 @@ export async function tickAction(
     rt,
     flags,
     (await resolveTargets(rt, {}, false)).length > 0
-      ? (r, context) => pushForContext(r, context, {})
+      ? (r, context) => tickOffsiteForContext(r, context)
       : undefined,
   );
 }

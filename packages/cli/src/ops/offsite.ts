@@ -1,6 +1,8 @@
 import { hostname } from "node:os";
 import {
   fetchChainFromOffsite,
+  offsiteAfterTick,
+  type TickOffsiteResult,
   pushOffsite,
   UsageError,
   type OffsiteRestorePlan,
@@ -29,6 +31,18 @@ export async function pushForContext(
       }),
     );
   return results;
+}
+
+/** tick's offsite step for one context: push to every configured target, then apply each target's retention. */
+export async function tickOffsiteForContext(rt: Runtime, context: string): Promise<TickOffsiteResult[]> {
+  return offsiteAfterTick({
+    fs: rt.fs,
+    backupRoot: rt.backupRoot,
+    context,
+    targets: await resolveTargets(rt, {}),
+    clock: rt.clock,
+    host: hostname(),
+  });
 }
 
 /** restore --from-offsite: fetch what the chain needs into the backup root, then restore the newest restorable state. */

@@ -1,5 +1,11 @@
 import { readdirSync } from "node:fs";
-import { contextsDir, isContextFolderName, isNotFound, UsageError } from "@paas-backup/core";
+import {
+  contextsDir,
+  fleetContexts as coreFleetContexts,
+  isContextFolderName,
+  isNotFound,
+  UsageError,
+} from "@paas-backup/core";
 import { environmentError } from "../host/environment.js";
 import type { Runtime } from "../runtime.js";
 
@@ -22,17 +28,16 @@ export function contextsOf(rt: Runtime): string[] {
   }
 }
 
-/** Every context the state root has, and every context the backup root has snapshots or tick records of. */
-export function fleetContexts(rt: Runtime): string[] {
-  const names = new Set<string>();
-  for (const dir of [contextsDir(rt.stateRoot), rt.backupRoot]) {
-    try {
-      for (const e of readdirSync(dir, { withFileTypes: true }))
-        if (e.isDirectory() && isContextFolderName(e.name)) names.add(e.name);
-    } catch (err) {
-      // a root that does not exist has no contexts; one this user may not read is named (exit 10)
-      if (!isNotFound(err)) throw environmentError(err, { path: dir }) ?? err;
-    }
+/**
+ * Every context the state root has (a symbolic link with a context's name too: it needs
+ * attention, as it is not backed up), and every context the backup root has snapshots or tick
+ * records of (one whose live folder vanished still has backups to account for). A root that does
+ * not exist has no contexts; one this user may not read is named (exit 10).
+ */
+export async function fleetContexts(rt: Runtime): Promise<string[]> {
+  try {
+    return await coreFleetContexts(rt.fs, rt.stateRoot, rt.backupRoot);
+  } catch (err) {
+    throw environmentError(err) ?? err;
   }
-  return [...names].sort();
 }

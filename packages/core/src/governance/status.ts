@@ -3,10 +3,13 @@ import { recordChainHead } from "../records/chain.js";
 import { isNotFound } from "../errors.js";
 import { validateContextName } from "../policy/context.js";
 import { listSnapshots, chainOf, type SnapshotRef } from "../repository/repository.js";
+import { futureSnapshots, presentSnapshots } from "../repository/timeline.js";
+import { verifyChainCached } from "../repository/chain-check.js";
+import { isContextFolderName } from "../policy/context.js";
 import { recordedCopies, type OffsiteTarget } from "../offsite/offsite.js";
 import { readBlock } from "../records/block.js";
 import { drillStatus, type DrillStatus } from "./drill.js";
-import { contextBackupDir, join } from "../util/paths.js";
+import { contextBackupDir, contextDir, join } from "../util/paths.js";
 import { writeFileAtomic } from "../util/atomic.js";
 import { randomUUID } from "node:crypto";
 import { appendHistory } from "../repository/history.js";
@@ -166,6 +169,52 @@ function brief(s: SnapshotRef | undefined, now: Date) {
     : null;
 }
 
+/** Why the context's live folder cannot be backed up (gone, a link, not a folder), or null. */
+async function contextFolderProblem(
+  fs: FileSystem,
+  stateRoot: string,
+  context: string,
+): Promise<string | null> {
+  const dir = contextDir(stateRoot, context);
+  let kind: string;
+  try {
+    kind = (await fs.lstat(dir)).kind;
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+    return `context folder ${dir} is missing: nothing of it is being backed up (restore it, or remove its backups once it is retired)`;
+  }
+  if (kind === "directory") return null;
+  return kind === "symlink"
+    ? `context folder ${dir} is a symbolic link: paas-backup never reads through links, so it is not backed up; move the folder it points to into its place`
+    : `context folder ${dir} is a ${kind}, not a folder: it is not backed up`;
+}
+
+/**
+ * The contexts `status` reports: every folder (or symbolic link, which then needs attention)
+ * with a context's name under the state root's contexts/, and every context the backup root has
+ * a folder for (one whose live folder vanished still has backups to account for).
+ */
+export async function fleetContexts(
+  fs: FileSystem,
+  stateRoot: string,
+  backupRoot: string,
+): Promise<string[]> {
+  const names = new Set<string>();
+  for (const [dir, kinds] of [
+    [join(stateRoot, "contexts"), ["directory", "symlink"]],
+    [backupRoot, ["directory"]],
+  ] as const) {
+    try {
+      for (const e of await fs.readdir(dir))
+        if ((kinds as readonly string[]).includes(e.kind) && isContextFolderName(e.name)) names.add(e.name);
+    } catch (err) {
+      // a root that does not exist has no contexts; one that cannot be read is the caller's error
+      if (!isNotFound(err)) throw err;
+    }
+  }
+  return [...names].sort();
+}
+
 export async function contextStatus(options: {
   fs: FileSystem;
   backupRoot: string;
@@ -177,24 +226,49 @@ export async function contextStatus(options: {
 }): Promise<ContextStatus> {
   const { fs, now } = options;
   const context = validateContextName(options.context);
-  const snaps = await listSnapshots(fs, options.backupRoot, context);
+  const all = await listSnapshots(fs, options.backupRoot, context);
+  // Snapshots from the future (a clock that jumped) are flagged, and never the newest or its age.
+  const snaps = presentSnapshots(all, now);
+  const ahead = futureSnapshots(all, now);
   const fulls = snaps.filter((s) => s.kind === "full");
   const incs = snaps.filter((s) => s.kind === "incremental");
   const newest = snaps[snaps.length - 1];
   const newestFull = fulls[fulls.length - 1];
   const attention: string[] = [];
-  let chain = { ok: true, detail: newest ? "ok" : "no snapshots" };
+  const folder = await contextFolderProblem(fs, options.stateRoot, context);
+  if (folder) attention.push(folder);
+  let chain = {
+    ok: true,
+    detail: newest ? "ok" : ahead.length ? "no snapshots the clock has reached" : "no snapshots",
+  };
   if (newest) {
-    const { missing } = chainOf(newest, snaps);
-    if (missing)
-      chain = { ok: false, detail: `${newest.id} needs ${missing}, which is not in the backup root` };
+    // The newest restore point's chain is read, not assumed: a flipped byte keeps size and mtime,
+    // and a lost .sha256 leaves nothing to check against (issue 20 §2).
+    const problem = await verifyChainCached(fs, options.backupRoot, newest, all, { now });
+    if (problem) chain = { ok: false, detail: `${newest.id}: ${problem}` };
   }
-  if (!newestFull) attention.push("no full snapshot");
-  else if (now.getTime() - newestFull.time.getTime() > FULL_MAX_AGE_MS)
-    attention.push(
-      `no full in ${Math.round((now.getTime() - newestFull.time.getTime()) / 3600_000)} h (more than 26 h)`,
-    );
+  if (!newestFull)
+    attention.push(ahead.length ? "no full snapshot the clock has reached" : "no full snapshot");
+  else {
+    if (now.getTime() - newestFull.time.getTime() > FULL_MAX_AGE_MS)
+      attention.push(
+        `no full in ${Math.round((now.getTime() - newestFull.time.getTime()) / 3600_000)} h (more than 26 h)`,
+      );
+    if (!chainOf(newest!, snaps).chain.includes(newestFull)) {
+      const problem = await verifyChainCached(fs, options.backupRoot, newestFull, all, { now });
+      if (problem) attention.push(`newest full ${newestFull.id} is damaged: ${problem}`);
+    }
+  }
   if (!chain.ok) attention.push(`chain broken: ${chain.detail}`);
+  if (ahead.length)
+    attention.push(
+      `${ahead.length === all.length ? "every snapshot is" : `${ahead.length} snapshot(s) are`} from the future (ahead of the clock ${now.toISOString()}): ${ahead
+        .slice(-3)
+        .map((s) => s.id)
+        .join(
+          ", ",
+        )}; check the host's clock (they are kept and restorable by id, never latest${ahead.length === all.length ? "; tick takes a new full" : ""})`,
+    );
   const [drill] = await drillStatus({
     fs,
     backupRoot: options.backupRoot,

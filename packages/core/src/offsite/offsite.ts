@@ -12,5 +12,6 @@ export { pushOffsite, type PushResult } from "./push.js";
 export { extendLocks } from "./locks.js";
 export { listOffsite, type OffsiteEntry } from "./list.js";
 export { verifyOffsite, type DataSubset, type OffsiteVerification } from "./verify.js";
-export { pruneOffsite } from "./prune.js";
+export { pruneOffsite, contextsAtTarget, type OffsitePruneResult, type OffsiteRootPrune } from "./prune.js";
+export { offsiteAfterTick, type TickOffsiteResult } from "./after-tick.js";
 export { fetchChainFromOffsite, fetchFromOffsite, type OffsiteRestorePlan } from "./fetch.js";

@@ -1,12 +1,39 @@
 import type { FileSystem } from "../fs/types.js";
+import { isContextFolderName } from "../policy/context.js";
 import { parseSnapshotId } from "../repository/ids.js";
 import { deleteSnapshot, type SnapshotRef } from "../repository/repository.js";
 import { planRetention } from "../retention/plan.js";
 import { listOffsite, type OffsiteEntry } from "./list.js";
 import { readRecord, writeRecord } from "./record.js";
-import { DEFAULT_OFFSITE_RETENTION, type OffsiteTarget } from "./types.js";
+import { DEFAULT_OFFSITE_RETENTION, ROOTS, type OffsiteTarget } from "./types.js";
 
-/** Offsite retention: its own policy over fulls; never deletes what is still under retention. */
+/** What offsite retention did with one backup root's copies of a context at a target. */
+export interface OffsiteRootPrune {
+  /** the backup root whose copies these are; null for the shared layout made before roots had identities */
+  root: string | null;
+  keep: { id: string; reasons: string[] }[];
+  remove: string[];
+  heldByLock: string[];
+}
+
+export interface OffsitePruneResult {
+  /** this backup root's copies (and the old-layout copies it recorded), as before roots were judged apart */
+  keep: { id: string; reasons: string[] }[];
+  remove: string[];
+  heldByLock: string[];
+  /** the copies other backup roots (a lost disk's, another host's) left at the target, judged by the same rule */
+  otherRoots: OffsiteRootPrune[];
+}
+
+/**
+ * Offsite retention (issue 20 §2): the target's own policy over the copies the target holds,
+ * judged by their snapshot dates, per context and per backup root. Nothing local is consulted:
+ * a copy whose local full is gone is judged like any other (it may be the only one left), and
+ * the copies of a root that is lost age out by the same rule instead of staying forever. A copy
+ * under a write-once lock is kept until the lock expires; a copy from the future (ahead of the
+ * clock) is kept. Old-layout copies (before roots had identities) are judged only when this root
+ * recorded them: one nobody here recorded may be another host's.
+ */
 export async function pruneOffsite(options: {
   fs: FileSystem;
   backupRoot: string;
@@ -14,36 +41,68 @@ export async function pruneOffsite(options: {
   target: OffsiteTarget;
   clock: () => Date;
   dryRun?: boolean;
-}): Promise<{ keep: { id: string; reasons: string[] }[]; remove: string[]; heldByLock: string[] }> {
-  const { entries } = await listOffsite(options);
-  // Only what is provably this root's: its own prefix, or old-layout copies it recorded. An
-  // old-layout copy nobody here recorded may be another host's, and is left alone.
-  const present = entries.filter(
-    (e): e is OffsiteEntry & { snapshot: SnapshotRef } =>
-      e.snapshot !== null && e.own && (e.root !== null || e.recorded !== null),
-  );
-  const plan = planRetention({
-    snapshots: present.map((e) => ({ id: e.id, time: parseSnapshotId(e.id)!.time, kind: "full" as const })),
-    policy: { ...DEFAULT_OFFSITE_RETENTION, ...(options.target.retention ?? {}) },
-  });
-  const now = options.clock().getTime();
-  const remove: string[] = [];
-  const heldByLock: string[] = [];
-  const keep = [...plan.keep];
-  const record = await readRecord(options.fs, options.backupRoot, options.context, options.target);
-  for (const { id } of plan.remove) {
-    const e = present.find((x) => x.id === id)!;
-    if (e.immutableUntil && Date.parse(e.immutableUntil) > now) {
-      heldByLock.push(id);
-      keep.push({ id, reasons: [`retained until ${e.immutableUntil}`] });
-      continue;
-    }
-    remove.push(id);
-    if (!options.dryRun) {
-      await deleteSnapshot(e.snapshot);
-      delete record.copies[id];
-      await writeRecord(options.fs, options.backupRoot, options.context, options.target, record);
-    }
+}): Promise<OffsitePruneResult> {
+  const { entries, root: ownRoot } = await listOffsite({ ...options, allRoots: true });
+  const groups = new Map<string, (OffsiteEntry & { snapshot: SnapshotRef })[]>();
+  for (const e of entries) {
+    if (e.snapshot === null) continue;
+    if (e.root === null && e.recorded === null) continue;
+    const key = e.root ?? "";
+    groups.set(key, [...(groups.get(key) ?? []), e as OffsiteEntry & { snapshot: SnapshotRef }]);
   }
-  return { keep, remove, heldByLock };
+  const now = options.clock();
+  const policy = { ...DEFAULT_OFFSITE_RETENTION, ...(options.target.retention ?? {}) };
+  const record = await readRecord(options.fs, options.backupRoot, options.context, options.target);
+  const result: OffsitePruneResult = { keep: [], remove: [], heldByLock: [], otherRoots: [] };
+  for (const [key, present] of [...groups].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+    const root = key === "" ? null : key;
+    const own = root === null || root === ownRoot;
+    const plan = planRetention({
+      snapshots: present.map((e) => ({ id: e.id, time: parseSnapshotId(e.id)!.time, kind: "full" as const })),
+      policy,
+      now,
+    });
+    const out: OffsiteRootPrune = own
+      ? { root, keep: result.keep, remove: result.remove, heldByLock: result.heldByLock }
+      : { root, keep: [], remove: [], heldByLock: [] };
+    out.keep.push(...plan.keep);
+    for (const { id } of plan.remove) {
+      const e = present.find((x) => x.id === id)!;
+      if (e.immutableUntil && Date.parse(e.immutableUntil) > now.getTime()) {
+        out.heldByLock.push(id);
+        out.keep.push({ id, reasons: [`retained until ${e.immutableUntil}`] });
+        continue;
+      }
+      out.remove.push(id);
+      if (options.dryRun) continue;
+      await deleteSnapshot(e.snapshot);
+      if (own && record.copies[id]) {
+        delete record.copies[id];
+        await writeRecord(options.fs, options.backupRoot, options.context, options.target, record);
+      }
+    }
+    if (!own) result.otherRoots.push(out);
+  }
+  return result;
+}
+
+/**
+ * Every context with copies at a target, under any backup root or in the old shared layout:
+ * what `offsite prune --all-contexts` judges besides the contexts this host knows.
+ */
+export async function contextsAtTarget(target: OffsiteTarget): Promise<string[]> {
+  const names = new Set<string>();
+  for await (const o of target.storage.list("")) {
+    const parts = o.key.split("/");
+    const name =
+      parts[0] === ROOTS
+        ? parts.length >= 4
+          ? parts[2]
+          : undefined
+        : parts.length >= 2
+          ? parts[0]
+          : undefined;
+    if (name && isContextFolderName(name)) names.add(name);
+  }
+  return [...names].sort();
 }

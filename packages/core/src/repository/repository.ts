@@ -6,6 +6,7 @@ import type { ObjectStorage, StoredObject } from "./storage.js";
 import { LocalStorage } from "./drivers/local.js";
 import { compareSnapshotIds, parseSnapshotId } from "./ids.js";
 import { contextBackupDir } from "../util/paths.js";
+import { futureSnapshots, presentSnapshots } from "./timeline.js";
 
 /**
  * The layout of one context's snapshots, the same in the backup root and at every offsite target:
@@ -220,26 +221,34 @@ export async function listSnapshots(
   return listSnapshotsIn(backupRootStorage(fs, backupRoot), context);
 }
 
-/** `latest` or an exact id; a clear error listing what exists otherwise. */
+/**
+ * `latest` or an exact id; a clear error listing what exists otherwise. With `now`, `latest` is
+ * the newest snapshot the clock has reached: one from the future is restorable by its id only.
+ */
 export async function findSnapshot(
   fs: FileSystem,
   backupRoot: string,
   context: string,
   selector: string,
+  now?: Date,
 ): Promise<{ snapshot: SnapshotRef; all: SnapshotRef[] }> {
-  const { snapshots: all, damaged } = await scanSnapshots(fs, backupRoot, context);
+  const scanned = await scanSnapshots(fs, backupRoot, context);
+  const all = scanned.snapshots;
+  const ahead = now ? futureSnapshots(all, now) : [];
+  const present = now ? presentSnapshots(all, now) : all;
+  const damaged = now && selector === "latest" ? presentSnapshots(scanned.damaged, now) : scanned.damaged;
   const dir = contextBackupDir(backupRoot, context);
   // The one asked for (or the newest, for latest) has a damaged manifest: say so, name what is usable.
   const newestDamaged = damaged[damaged.length - 1];
   const brokenPick =
     selector === "latest"
       ? newestDamaged &&
-        (all.length === 0 || compareSnapshotIds(newestDamaged.id, all[all.length - 1]!.id) > 0)
+        (present.length === 0 || compareSnapshotIds(newestDamaged.id, present[present.length - 1]!.id) > 0)
         ? newestDamaged
         : undefined
       : damaged.find((d) => d.id === selector);
   if (brokenPick) {
-    const usable = all[all.length - 1];
+    const usable = present[present.length - 1];
     throw new IntegrityError(
       brokenPick.error.code,
       `snapshot ${brokenPick.id} of context ${context} cannot be used: ${brokenPick.error.message}`,
@@ -261,13 +270,25 @@ export async function findSnapshot(
       stage: "select",
     });
   }
-  // tag:NAME is the newest snapshot whose manifest carries that tag (snapshot --tag NAME).
+  if (selector === "latest" && present.length === 0) {
+    throw new UsageError(
+      "PAAS_BACKUP_NO_SNAPSHOTS",
+      `every snapshot of context ${context} in ${dir} is from the future (ahead of the clock, ${now!.toISOString()}), so none is latest`,
+      {
+        path: dir,
+        remediation: `Check the host's clock; to restore one anyway, name it: --snapshot ${ahead[ahead.length - 1]!.id}.`,
+        stage: "select",
+      },
+    );
+  }
+  // tag:NAME is the newest snapshot whose manifest carries that tag (snapshot --tag NAME); like
+  // latest, never one from the future.
   const tag = selector.startsWith("tag:") ? selector.slice(4) : null;
   const snapshot =
     selector === "latest"
-      ? all[all.length - 1]
+      ? present[present.length - 1]
       : tag !== null
-        ? [...all].reverse().find((s) => s.manifest?.tags?.includes(tag))
+        ? [...present].reverse().find((s) => s.manifest?.tags?.includes(tag))
         : all.find((s) => s.id === selector);
   if (!snapshot) {
     throw new UsageError(

@@ -192,7 +192,13 @@ async function planRestore(run: RestoreRun): Promise<{
   problem: { code: ErrorCode; why: string } | null;
 }> {
   const { fs, backupRoot } = run.options;
-  const { snapshot: asked, all } = await findSnapshot(fs, backupRoot, run.context, run.options.snapshot);
+  const { snapshot: asked, all } = await findSnapshot(
+    fs,
+    backupRoot,
+    run.context,
+    run.options.snapshot,
+    run.options.clock(),
+  );
   run.record.snapshot = { id: asked.id, sha256: null, kind: asked.kind };
   const { chain, missing } = chainOf(asked, all);
   const checksums = new Map<string, string | null>();

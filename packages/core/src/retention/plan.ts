@@ -1,11 +1,17 @@
 import { UsageError } from "../errors.js";
+import { isFromTheFuture } from "../repository/timeline.js";
 /**
  * planRetention: restic's `forget --keep-*` semantics, in UTC, as a pure function.
  * For each rule, walk snapshots newest first and keep the newest snapshot of each hour / day /
  * ISO week / month, for the N most recent such periods that have a snapshot. The daily, weekly
  * and monthly rules count full snapshots (an incremental is not a day's backup on its own); the
- * hourly rule counts all. Dependencies win: whatever a kept incremental needs is kept. The newest
- * verified full is never removed.
+ * hourly rule counts all. Dependencies win: whatever a kept incremental needs is kept. Never
+ * removed: the newest verified full, and the newest restore point (the newest snapshot, full or
+ * incremental, that is not known to fail verification) with its chain: rules that count only
+ * fulls must not delete the incremental taken minutes ago (issue 20 §2).
+ *
+ * With `now`, snapshots from the future (ahead of the clock: repository/timeline.ts) are kept, and
+ * take no rule's period: the newest day, week and month are those the clock has reached.
  */
 export interface RetentionSnapshot {
   id: string;
@@ -88,6 +94,8 @@ export function planRetention(input: {
   policy?: Partial<RetentionPolicy>;
   /** snapshots with any of these tags are kept whatever the slots say (config retention.keepTags, prune --keep-tag) */
   keepTags?: readonly string[];
+  /** the clock: snapshots ahead of it are kept and left out of the rules */
+  now?: Date;
 }): RetentionPlan {
   const policy = { ...DEFAULT_RETENTION, ...(input.policy ?? {}) };
   const items = input.snapshots.map((s, order) => ({
@@ -116,12 +124,17 @@ export function planRetention(input: {
     reasons.set(id, list);
   };
 
+  const future = input.now ? items.filter((it) => isFromTheFuture(it.time, input.now!)) : [];
+  for (const it of future)
+    addReason(it.s.id, `from the future (ahead of the clock ${input.now!.toISOString()}): kept`);
+  const present = items.filter((it) => !future.includes(it));
+
   for (const rule of RULES) {
     const limit = policy[rule.name];
     if (limit <= 0) continue;
     let last: string | null = null;
     let kept = 0;
-    for (const it of items) {
+    for (const it of present) {
       if (rule.fullsOnly && it.s.kind !== "full") continue;
       const bucket = rule.bucket(it.time);
       if (bucket === last) continue;
@@ -136,11 +149,26 @@ export function planRetention(input: {
     for (const it of items)
       for (const tag of it.s.tags ?? []) if (keepTags.has(tag)) addReason(it.s.id, `tag ${tag}`);
 
-  const newestFull = items.find((it) => it.s.kind === "full" && it.s.verified !== false);
+  const newestFull = present.find((it) => it.s.kind === "full" && it.s.verified !== false);
   if (newestFull) addReason(newestFull.s.id, "newest verified full");
 
-  // Dependencies: every kept incremental keeps its chain back to its full.
   const byId = new Map(items.map((it) => [it.s.id, it.s]));
+  // The newest restore point: the newest snapshot whose chain has every link and none known bad.
+  const chainSound = (s: RetentionSnapshot): boolean => {
+    const seen = new Set<string>();
+    for (let cur: RetentionSnapshot | undefined = s; cur;) {
+      if (cur.verified === false || seen.has(cur.id)) return false;
+      seen.add(cur.id);
+      if (cur.kind === "full") return true;
+      const pid = parentId(cur);
+      cur = pid ? byId.get(pid) : undefined;
+    }
+    return false;
+  };
+  const newestRestorePoint = present.find((it) => chainSound(it.s));
+  if (newestRestorePoint) addReason(newestRestorePoint.s.id, "newest restore point");
+
+  // Dependencies: every kept incremental keeps its chain back to its full.
   for (const id of [...reasons.keys()]) {
     let cur = byId.get(id);
     while (cur && cur.kind === "incremental") {

@@ -1,6 +1,13 @@
 import type { FileSystem } from "../fs/types.js";
 import { validateContextName } from "../policy/context.js";
-import { backupRootStorage, deleteSnapshot, listSnapshotsIn } from "../repository/repository.js";
+import {
+  backupRootStorage,
+  chainOf,
+  deleteSnapshot,
+  listSnapshotsIn,
+  type SnapshotRef,
+} from "../repository/repository.js";
+import { presentSnapshots } from "../repository/timeline.js";
 import type { ObjectStorage } from "../repository/storage.js";
 import { checkSnapshotChecksum } from "../repository/checksum.js";
 import { appendHistory } from "../repository/history.js";
@@ -35,13 +42,21 @@ export async function pruneSnapshots(options: {
   const repo = options.repository ?? backupRootStorage(options.fs, options.backupRoot);
   const context = validateContextName(options.context);
   const all = await listSnapshotsIn(repo, context);
-  // "The newest verified full is never removed": find it by checking fulls newest first.
+  const now = options.clock();
+  const present = presentSnapshots(all, now);
+  // Never removed: the newest verified full, and the newest restore point with its chain. Both are
+  // found by checking checksums newest first, each link once, until one verifies.
   const verified = new Map<string, boolean>();
-  for (const s of [...all].reverse()) {
-    if (s.kind !== "full") continue;
-    const ok = (await checkSnapshotChecksum(s)).state === "verified";
-    verified.set(s.id, ok);
-    if (ok) break;
+  const verifies = async (s: SnapshotRef): Promise<boolean> => {
+    if (!verified.has(s.id)) verified.set(s.id, (await checkSnapshotChecksum(s)).state === "verified");
+    return verified.get(s.id)!;
+  };
+  for (const s of [...present].reverse()) if (s.kind === "full" && (await verifies(s))) break;
+  for (const s of [...present].reverse()) {
+    const { chain, missing } = chainOf(s, all);
+    let sound = !missing;
+    for (const link of [...chain].reverse()) if (sound && !(await verifies(link))) sound = false;
+    if (sound) break;
   }
   const plan = planRetention({
     snapshots: all.map((s) => ({
@@ -54,6 +69,7 @@ export async function pruneSnapshots(options: {
     })),
     ...(options.policy ? { policy: options.policy } : {}),
     ...(options.keepTags?.length ? { keepTags: options.keepTags } : {}),
+    now,
   });
   const removed: string[] = [];
   const swept: string[] = [];
@@ -75,7 +91,7 @@ export async function pruneSnapshots(options: {
       await deleteSnapshot(byId.get(id)!);
       removed.push(id);
     }
-    swept.push(...(await sweepLeftovers(repo, context, options.clock())));
+    swept.push(...(await sweepLeftovers(repo, context, now)));
   }
   return { context, dryRun: options.dryRun === true, plan, removed, swept };
 }

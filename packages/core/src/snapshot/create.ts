@@ -362,6 +362,7 @@ async function createSnapshotOnce(
     existing,
     requested: options.kind ?? "full",
     include,
+    now: clock(),
   });
 
   const started = clock();

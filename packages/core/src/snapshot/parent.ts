@@ -2,7 +2,8 @@ import { randomUUID } from "node:crypto";
 import type { FileSystem } from "../fs/types.js";
 import type { SnapshotRef } from "../repository/repository.js";
 import { expectedChecksum } from "../repository/checksum.js";
-import { checkChainToExtend } from "./chain-check.js";
+import { checkChainToExtend } from "../repository/chain-check.js";
+import { presentSnapshots } from "../repository/timeline.js";
 
 export type SnapshotKind = "full" | "incremental";
 
@@ -19,7 +20,8 @@ export interface ChosenParent {
 /**
  * Step 1: which snapshot, if any, this one extends. An incremental extends the context's newest
  * snapshot only when that one has a manifest with the same --include, a readable checksum file,
- * and a chain that verifies; otherwise a full is taken and the reason is given.
+ * and a chain that verifies; otherwise a full is taken and the reason is given. The newest is the
+ * newest the clock has reached: a snapshot from the future is never extended.
  */
 export async function chooseParent(args: {
   fs: FileSystem;
@@ -27,18 +29,32 @@ export async function chooseParent(args: {
   existing: readonly SnapshotRef[];
   requested: SnapshotKind;
   include: readonly string[];
+  now: Date;
 }): Promise<ChosenParent> {
-  const { fs, backupRoot, existing, requested, include } = args;
+  const { fs, backupRoot, existing, requested, include, now } = args;
   if (requested !== "incremental") return { parent: null, kind: "full" };
-  const newest = existing[existing.length - 1];
+  const present = presentSnapshots(existing, now);
+  const newest = present[present.length - 1];
   const full = (promotedToFull: string): ChosenParent => ({ parent: null, kind: "full", promotedToFull });
-  if (!newest) return full("no earlier snapshot of this context");
+  if (!newest)
+    return full(
+      present.length < existing.length
+        ? "every earlier snapshot of this context is from the future (ahead of the clock)"
+        : "no earlier snapshot of this context",
+    );
   if (!newest.manifest) return full(`parent ${newest.id} has no manifest (made by hand)`);
   if (newest.manifest.include.join(",") !== include.join(","))
     return full(`parent ${newest.id} covers --include ${newest.manifest.include.join(",") || "(none)"}`);
   const sha = await expectedChecksum(newest);
   if (!sha) return full(`parent ${newest.id} has no readable checksum file`);
-  const chainProblem = await checkChainToExtend(fs, backupRoot, newest, existing, randomUUID().slice(0, 8));
+  const chainProblem = await checkChainToExtend(
+    fs,
+    backupRoot,
+    newest,
+    existing,
+    randomUUID().slice(0, 8),
+    now,
+  );
   if (chainProblem) return full(`the chain it would extend does not verify: ${chainProblem}`);
   return { parent: { ...newest, sha256: sha } as ParentRef, kind: "incremental" };
 }

@@ -77,10 +77,13 @@ export async function requireContextDir(fs: FileSystem, dir: string, context: st
   if (stat.kind !== "directory") {
     throw new UsageError(
       "PAAS_BACKUP_CONTEXT_NOT_A_FOLDER",
-      `context ${context} at ${dir} is a ${stat.kind}, not a folder`,
+      `context ${context} at ${dir} is a ${stat.kind === "symlink" ? "symbolic link" : stat.kind}, not a folder: it is not backed up`,
       {
         path: dir,
-        remediation: "Point --state-root at the real state root; paas-backup never follows symbolic links.",
+        remediation:
+          stat.kind === "symlink"
+            ? "paas-backup never reads through symbolic links: move the folder the link points to into its place (or point --state-root at the real state root)."
+            : "Point --state-root at the real state root; paas-backup never follows symbolic links.",
         stage: "plan",
       },
     );

@@ -10,7 +10,8 @@ import { listSnapshots } from "../repository/repository.js";
 import { withContextLock, type LockOptions, type LockOwner } from "../repository/lock.js";
 import type { RetentionPolicy } from "../retention/plan.js";
 import { pruneSnapshots } from "../retention/prune.js";
-import { join } from "../util/paths.js";
+import { contextDir, join } from "../util/paths.js";
+import { requireContextDir } from "./plan.js";
 import {
   createSnapshot,
   type SecretAcknowledgement,
@@ -84,12 +85,17 @@ export interface TickResult {
   exitCode: ExitCodeValue;
 }
 
-/** The contexts of a state root: its folders under contexts/ with valid names. */
+/**
+ * The contexts of a state root: its folders under contexts/ with valid names, and the symbolic
+ * links there with valid names. A link is never read through, but it is not skipped in silence
+ * either: its tick fails (PAAS_BACKUP_CONTEXT_NOT_A_FOLDER), so cron's exit code and `status` say
+ * that a context is not being backed up (issue 20 §2).
+ */
 export async function listStateContexts(fs: FileSystem, stateRoot: string): Promise<string[]> {
   const dir = join(stateRoot, "contexts");
   try {
     return (await fs.readdir(dir))
-      .filter((e) => e.kind === "directory" && isContextFolderName(e.name))
+      .filter((e) => (e.kind === "directory" || e.kind === "symlink") && isContextFolderName(e.name))
       .map((e) => e.name)
       .sort();
   } catch (err) {
@@ -138,6 +144,16 @@ async function tickOne(
         ...(onWait ? { onWait } : {}),
       },
       async () => {
+        // A swap a crash interrupted is finished or undone first (it may have the folder aside); then a
+        // context folder that is gone or is a link fails its tick, whether or not a snapshot is due.
+        await recoverContext({
+          fs,
+          stateRoot: options.stateRoot,
+          backupRoot: options.backupRoot,
+          context,
+          clock,
+        });
+        await requireContextDir(fs, contextDir(options.stateRoot, context), context);
         const decision = decideTick(await listSnapshots(fs, options.backupRoot, context), clock());
         outcome.action = decision.action;
         outcome.reason = decision.reason;

@@ -1,7 +1,7 @@
 import type { FileSystem } from "../fs/types.js";
 import { isNotFound } from "../errors.js";
-import { chainOf, type SnapshotRef } from "../repository/repository.js";
-import { checkSnapshotChecksum, expectedChecksum } from "../repository/checksum.js";
+import { chainOf, type SnapshotRef } from "./repository.js";
+import { checkSnapshotChecksum, expectedChecksum } from "./checksum.js";
 import { contextBackupDir, join } from "../util/paths.js";
 import { writeFileAtomic } from "../util/atomic.js";
 
@@ -9,18 +9,29 @@ import { writeFileAtomic } from "../util/atomic.js";
  * Before an incremental extends a chain, every link of that chain must still verify (issue 9 §5):
  * adding hourly incrementals to a chain whose full is corrupt makes nothing of that day restorable.
  *
- * Hashing the whole chain every hour would re-read the day's full each time, so what verified is
- * remembered in a small cache beside the snapshots, <backup_root>/<context>/.verified-chain.json:
- * per snapshot id, the sha256 that verified and the artifact's size and mtime then. A link is
- * re-hashed when its size, mtime or checksum file changed; a change that keeps size and mtime
- * (silent bit rot) is left to `verify` and the drill, which always hash.
+ * What verified is remembered in a small cache beside the snapshots,
+ * <backup_root>/<context>/.verified-chain.json: per snapshot id, the sha256 that verified, the
+ * artifact's size and mtime then, and when its bytes were last read. The cache is never trusted
+ * blindly (issue 20 §2): bit rot keeps size and mtime, so
+ *   - a link up to CHEAP_REHASH_BYTES (every incremental, and the full of a small context) is
+ *     re-read every time: cheap, and nothing else catches a flipped byte before the next restore;
+ *   - of the larger links the cache vouches for, the one read longest ago is re-read when that was
+ *     more than DEEP_CHECK_EVERY_MS ago: a deep check rotates through the chain, one link a run,
+ *     so rot in a large full is found within hours, not at the restore;
+ *   - a changed size, mtime or checksum file is always re-read.
  */
 export const VERIFIED_CACHE_NAME = ".verified-chain.json";
+/** links up to this size are re-hashed on every check (the cache only saves reading large fulls) */
+export const CHEAP_REHASH_BYTES = 16 * 1024 * 1024;
+/** a large link the cache vouches for is read again once this long has passed since its last read */
+export const DEEP_CHECK_EVERY_MS = 6 * 3600_000;
 
 interface CacheEntry {
   sha256: string;
   size: number;
   mtimeMs: number;
+  /** when its bytes were last hashed (ms since the epoch); absent in caches written before issue 20 */
+  checkedAt?: number;
 }
 
 interface CacheFile {
@@ -54,7 +65,28 @@ export async function checkChainToExtend(
   newest: SnapshotRef,
   all: readonly SnapshotRef[],
   nonce: string,
+  now: Date,
 ): Promise<string | null> {
+  return verifyChainCached(fs, backupRoot, newest, all, { now, write: { nonce } });
+}
+
+/**
+ * The chain check over the cache; `write` records what was read (tick and snapshot do, `status`
+ * only reads the cache, so the rotation advances with the runs that own the lock).
+ */
+export async function verifyChainCached(
+  fs: FileSystem,
+  backupRoot: string,
+  newest: SnapshotRef,
+  all: readonly SnapshotRef[],
+  options: {
+    now: Date;
+    write?: { nonce: string };
+    /** links up to this size are always re-read (CHEAP_REHASH_BYTES unless given) */
+    cheapRehashBytes?: number;
+  },
+): Promise<string | null> {
+  const cheap = options.cheapRehashBytes ?? CHEAP_REHASH_BYTES;
   const { chain, missing } = chainOf(newest, all);
   if (missing) return `link ${missing} of the chain of ${newest.id} is missing or damaged`;
   const path = join(contextBackupDir(backupRoot, newest.context), VERIFIED_CACHE_NAME);
@@ -67,6 +99,27 @@ export async function checkChainToExtend(
       changed = true;
     }
   }
+  const now = options.now.getTime();
+  const vouched = (link: SnapshotRef, expected: string): CacheEntry | null => {
+    const hit = cache.entries[link.id];
+    const mtimeMs = link.artifact.lastModified?.getTime() ?? -1;
+    return hit && hit.sha256 === expected && hit.size === link.artifact.size && hit.mtimeMs === mtimeMs
+      ? hit
+      : null;
+  };
+  // The one large link due for its deep check this run: the one read longest ago.
+  let deep: string | null = null;
+  let deepAt = Infinity;
+  for (const link of chain) {
+    const expected = await expectedChecksum(link);
+    const hit = expected ? vouched(link, expected) : null;
+    if (!hit || link.artifact.size <= cheap) continue;
+    const at = hit.checkedAt ?? 0;
+    if (now - at > DEEP_CHECK_EVERY_MS && at < deepAt) {
+      deep = link.id;
+      deepAt = at;
+    }
+  }
   let problem: string | null = null;
   for (const [i, link] of chain.entries()) {
     const expected = await expectedChecksum(link);
@@ -74,23 +127,26 @@ export async function checkChainToExtend(
       problem = `link ${link.id} has no readable checksum file`;
       break;
     }
-    const size = link.artifact.size;
-    const mtimeMs = link.artifact.lastModified?.getTime() ?? -1;
-    const hit = cache.entries[link.id];
+    const hit = vouched(link, expected);
     let actual: string;
-    if (hit && hit.sha256 === expected && hit.size === size && hit.mtimeMs === mtimeMs) actual = hit.sha256;
+    if (hit && link.artifact.size > cheap && link.id !== deep) actual = hit.sha256;
     else {
       const c = await checkSnapshotChecksum(link);
       actual = c.actual;
       if (c.state !== "verified") {
-        if (hit) {
+        if (cache.entries[link.id]) {
           delete cache.entries[link.id];
           changed = true;
         }
         problem = `link ${link.id} ${c.state === "mismatch" ? "no longer matches its checksum" : `is ${c.state}`}`;
         break;
       }
-      cache.entries[link.id] = { sha256: actual, size, mtimeMs };
+      cache.entries[link.id] = {
+        sha256: actual,
+        size: link.artifact.size,
+        mtimeMs: link.artifact.lastModified?.getTime() ?? -1,
+        checkedAt: now,
+      };
       changed = true;
     }
     const child = chain[i + 1];
@@ -99,8 +155,10 @@ export async function checkChainToExtend(
       break;
     }
   }
-  if (changed) {
-    const body = `${JSON.stringify(cache)}\n`;
+  if (changed && options.write) {
+    const body = `${JSON.stringify(cache)}
+`;
+    const nonce = options.write.nonce;
     try {
       await writeFileAtomic(fs, path, body, 0o600, nonce);
     } catch (err) {

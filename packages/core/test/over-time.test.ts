@@ -1,0 +1,271 @@
+import { describe, it, expect } from "vitest";
+import { MemoryFileSystem, MemoryStorage, createStateRoot } from "@paas-backup/testing";
+import {
+  contextStatus,
+  createSnapshot,
+  decideTick,
+  findSnapshot,
+  fleetContexts,
+  listSnapshots,
+  offsiteAfterTick,
+  planRetention,
+  parseSnapshotId,
+  pruneOffsite,
+  pushOffsite,
+  runTick,
+  verifyChainCached,
+  type LockOwner,
+  type OffsiteTarget,
+} from "../src/index.js";
+
+/**
+ * Issue 20 §2, "Over time and retention" and "Status and integrity": one test per defect class,
+ * each of which failed on the code before its fix (the fleet simulation found each first).
+ */
+const owner: LockOwner = { pid: 4242, host: "unit", command: "tick", isAlive: () => false };
+const POLICY = { hourly: 0, daily: 7, weekly: 4, monthly: 3 };
+const HOUR = 3600_000;
+
+async function world(contexts = ["alpha"]) {
+  const fs = new MemoryFileSystem();
+  await createStateRoot({
+    fs,
+    root: "/state",
+    contexts: contexts.map((name) => ({ name, eventBytes: 2_000 })),
+    plantSecrets: false,
+  });
+  let now = Date.parse("2026-11-20T00:30:00Z");
+  const clock = () => new Date(now);
+  const set = (t: number) => {
+    now = t;
+    fs.now = t;
+  };
+  set(now);
+  const tick = (extra: Partial<Parameters<typeof runTick>[0]> = {}) =>
+    runTick({
+      fs,
+      stateRoot: "/state",
+      backupRoot: "/backups",
+      allContexts: true,
+      clock,
+      owner,
+      lockTimeoutMs: 0,
+      insecurePlaintext: true,
+      retention: POLICY,
+      ...extra,
+    });
+  const status = (context = "alpha", targets: OffsiteTarget[] = []) =>
+    contextStatus({
+      fs,
+      backupRoot: "/backups",
+      stateRoot: "/state",
+      context,
+      now: clock(),
+      mandatoryDrills: [],
+      targets,
+    });
+  return { fs, clock, set, now: () => now, tick, status };
+}
+
+describe("snapshots from the future (a clock that jumped)", () => {
+  it("are kept, listed and restorable by id, but never latest, never the newest for the schedule or its age", async () => {
+    const w = await world();
+    await w.tick(); // the day's full, 2026-11-20T00:30
+    w.set(w.now() + 90 * 24 * HOUR); // the clock jumps three months forward
+    const ahead = (await w.tick()).outcomes[0]!.snapshot!.id;
+    w.set(Date.parse("2026-11-20T02:00:00Z")); // and is corrected
+    const snaps = await listSnapshots(w.fs, "/backups", "alpha");
+    expect(snaps.map((s) => s.id)).toContain(ahead);
+
+    // the schedule: an incremental is due (the real newest is 90 min old), not "-129510 min old"
+    const decision = decideTick(snaps, w.clock());
+    expect(decision.action).toBe("incremental");
+    expect(decision.reason).toMatch(/^newest snapshot is 90 min old; 1 snapshot\(s\) from the future/);
+    const taken = (await w.tick()).outcomes[0]!;
+    expect(taken).toMatchObject({ ok: true, action: "incremental" });
+    const inc = taken.snapshot!.id;
+    // the incremental extends the real newest, not the one from the future
+    const incRef = (await listSnapshots(w.fs, "/backups", "alpha")).find((s) => s.id === inc)!;
+    expect(incRef.parent!.id).toBe("20261120T003000Z");
+
+    // latest is the newest the clock has reached; the future one is still restorable by its id
+    expect((await findSnapshot(w.fs, "/backups", "alpha", "latest", w.clock())).snapshot.id).toBe(inc);
+    expect((await findSnapshot(w.fs, "/backups", "alpha", ahead, w.clock())).snapshot.id).toBe(ahead);
+
+    // status: flagged, and the newest full's age is the real one (a missed daily full can alarm)
+    w.set(Date.parse("2026-11-21T05:00:00Z"));
+    const st = await w.status();
+    expect(st.ok).toBe(false);
+    expect(st.newestFull!.id).toBe("20261120T003000Z");
+    expect(st.newestFull!.ageSeconds).toBe(28.5 * 3600);
+    expect(st.attention.join("\n")).toMatch(/no full in 29 h/);
+    expect(st.attention.join("\n")).toMatch(/1 snapshot\(s\) are from the future .*20270218T003000Z/);
+  });
+
+  it("when every snapshot is from the future, status says so and tick takes a new full", async () => {
+    const w = await world();
+    await w.tick();
+    w.set(w.now() - 60 * 24 * HOUR); // the clock was corrected two months back
+    const st = await w.status();
+    expect(st.ok).toBe(false);
+    expect(st.newestFull).toBeNull();
+    expect(st.attention.join("\n")).toMatch(/every snapshot is from the future .*tick takes a new full/);
+    const r = await w.tick();
+    expect(r.outcomes[0]).toMatchObject({ ok: true, action: "full" });
+    expect(r.outcomes[0]!.reason).toMatch(/1 snapshot\(s\) from the future \(ahead of the clock\) ignored/);
+    // prune (the policy's numbers) kept the future one and the new full
+    expect((await listSnapshots(w.fs, "/backups", "alpha")).length).toBe(2);
+  });
+});
+
+describe("status and integrity", () => {
+  async function ticked() {
+    const w = await world(["alpha", "beta"]);
+    await w.tick();
+    w.set(w.now() + 2 * HOUR);
+    await w.tick();
+    expect((await w.status()).ok).toBe(true);
+    return w;
+  }
+  const fullOf = async (w: Awaited<ReturnType<typeof world>>) =>
+    (await listSnapshots(w.fs, "/backups", "alpha")).filter((s) => s.kind === "full").pop()!;
+
+  it("a byte flipped in the newest full (size and mtime kept) needs attention", async () => {
+    const w = await ticked();
+    const full = await fullOf(w);
+    const before = await w.fs.lstat(full.artifactPath);
+    w.fs.flipByte(full.artifactPath, Math.floor(before.size / 2), 0x10);
+    const after = await w.fs.lstat(full.artifactPath);
+    expect([after.size, after.mtimeMs]).toEqual([before.size, before.mtimeMs]);
+    const st = await w.status();
+    expect(st.ok).toBe(false);
+    expect(st.chain.ok).toBe(false);
+    expect(st.chain.detail).toMatch(/no longer matches its checksum/);
+    // and tick does not extend that chain: it takes a full instead
+    w.set(w.now() + HOUR);
+    const o = (await w.tick()).outcomes.find((x) => x.context === "alpha")!;
+    expect(o).toMatchObject({ ok: true, action: "full" });
+    expect(o.reason).toMatch(/took a full instead of an incremental/);
+  });
+
+  it("a removed .sha256 of the newest full needs attention", async () => {
+    const w = await ticked();
+    await w.fs.rm(`${(await fullOf(w)).artifactPath}.sha256`);
+    const st = await w.status();
+    expect(st.ok).toBe(false);
+    expect(st.attention.join("\n")).toMatch(/no readable checksum file/);
+  });
+
+  it("a vanished context folder needs attention, and status still lists it", async () => {
+    const w = await ticked();
+    await w.fs.rename("/state/contexts/alpha", "/lost-alpha");
+    expect(await fleetContexts(w.fs, "/state", "/backups")).toEqual(["alpha", "beta"]);
+    const st = await w.status();
+    expect(st.ok).toBe(false);
+    expect(st.attention.join("\n")).toMatch(/context folder \/state\/contexts\/alpha is missing/);
+  });
+
+  it("a context folder that is a symbolic link is not read through, fails its tick and needs attention", async () => {
+    const w = await ticked();
+    await w.fs.rename("/state/contexts/alpha", "/elsewhere");
+    w.fs.symlink("/elsewhere", "/state/contexts/alpha");
+    expect(await fleetContexts(w.fs, "/state", "/backups")).toEqual(["alpha", "beta"]);
+    w.set(w.now() + 2 * HOUR);
+    const r = await w.tick();
+    expect(r.exitCode).toBe(7);
+    const alpha = r.outcomes.find((o) => o.context === "alpha")!;
+    expect(alpha).toMatchObject({ ok: false, error: { code: "PAAS_BACKUP_CONTEXT_NOT_A_FOLDER" } });
+    expect(alpha.error!.message).toMatch(/symbolic link, not a folder: it is not backed up/);
+    expect(r.outcomes.find((o) => o.context === "beta")).toMatchObject({ ok: true, action: "incremental" });
+    const st = await w.status();
+    expect(st.ok).toBe(false);
+    expect(st.attention.join("\n")).toMatch(/is a symbolic link: paas-backup never reads through links/);
+  });
+
+  it("the chain check re-reads a large link the cache vouches for, one link a run, within hours", async () => {
+    const w = await ticked();
+    const all = await listSnapshots(w.fs, "/backups", "alpha");
+    const newest = all[all.length - 1]!;
+    const full = await fullOf(w);
+    // treat every link as large: only the rotation re-reads it
+    const check = (at: number) =>
+      verifyChainCached(w.fs, "/backups", newest, all, {
+        now: new Date(at),
+        write: { nonce: "t" },
+        cheapRehashBytes: 0,
+      });
+    expect(await check(w.now())).toBeNull(); // reads and remembers every link
+    w.fs.flipByte(full.artifactPath, 100, 0x01);
+    expect(await check(w.now() + HOUR)).toBeNull(); // vouched for, read an hour ago
+    expect(await check(w.now() + 7 * HOUR)).toMatch(/no longer matches its checksum/); // its deep check came
+  });
+});
+
+describe("retention over time", () => {
+  it("tick with the policy's numbers keeps the incremental it just took", async () => {
+    const w = await world();
+    await w.tick();
+    w.set(w.now() + HOUR + 23 * 60_000);
+    const r = await w.tick();
+    const inc = r.outcomes[0]!.snapshot!.id;
+    expect(r.outcomes[0]!.pruned).not.toContain(inc);
+    expect((await listSnapshots(w.fs, "/backups", "alpha")).map((s) => s.id)).toContain(inc);
+  });
+
+  it("tick applies the target's retention offsite; a lost root's copies age out by the same rule, none because its local full is gone", async () => {
+    const w = await world();
+    const storage = new MemoryStorage("memory://offsite", false, w.clock);
+    const target: OffsiteTarget = { name: "offsite", storage, retention: POLICY };
+    // another backup root (a disk since lost) pushed ten daily fulls of alpha to the same target
+    for (let day = 0; day < 10; day++) {
+      await createSnapshot({
+        fs: w.fs,
+        stateRoot: "/state",
+        backupRoot: "/lost-root",
+        context: "alpha",
+        clock: w.clock,
+        insecurePlaintext: true,
+      });
+      await pushOffsite({ fs: w.fs, backupRoot: "/lost-root", context: "alpha", target, clock: w.clock });
+      w.set(w.now() + 24 * HOUR);
+    }
+    await w.fs.rm("/lost-root", { recursive: true });
+    const afterEach = (context: string) =>
+      offsiteAfterTick({ fs: w.fs, backupRoot: "/backups", context, targets: [target], clock: w.clock });
+    for (let i = 0; i < 45 * 2; i++) {
+      const r = await w.tick({ afterEach });
+      expect(r.exitCode).toBe(0);
+      w.set(w.now() + 12 * HOUR);
+    }
+    const byRoot = new Map<string, string[]>();
+    for (const key of storage.objects.keys()) {
+      const m = /^roots\/([0-9a-f]+)\/alpha\/(.+)\.tar\.gz$/.exec(key);
+      if (m) byRoot.set(m[1]!, [...(byRoot.get(m[1]!) ?? []), m[2]!]);
+    }
+    expect(byRoot.size).toBe(2);
+    for (const [, ids] of byRoot) {
+      const plan = planRetention({
+        snapshots: ids.map((id) => ({ id, time: parseSnapshotId(id)!.time, kind: "full" as const })),
+        policy: POLICY,
+      });
+      expect(plan.remove).toEqual([]);
+    }
+    const counts = [...byRoot.values()].map((ids) => ids.length).sort((a, b) => a - b);
+    // the lost root's ten dailies: trimmed to the policy's set of its own dates (the last 7 days, the
+    // newest of each week and month), none deleted for want of a local full
+    expect(counts[0]).toBe(8);
+    // this root's 45 dailies: 7 daily + weekly + monthly, not 45
+    expect(counts[1]).toBeGreaterThanOrEqual(7);
+    expect(counts[1]).toBeLessThanOrEqual(14);
+    // a prune run by hand finds nothing left to do
+    const again = await pruneOffsite({
+      fs: w.fs,
+      backupRoot: "/backups",
+      context: "alpha",
+      target,
+      clock: w.clock,
+    });
+    expect(again.remove).toEqual([]);
+    expect(again.otherRoots.flatMap((r) => r.remove)).toEqual([]);
+  });
+});
