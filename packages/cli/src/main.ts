@@ -15,6 +15,7 @@ import {
 import { exitTable } from "./exit-codes.js";
 import { finishRun, printFailure, type RunState } from "./run.js";
 import { endQuietlyOnClosedPipe, isClosedPipe } from "./host/closed-pipe.js";
+import { cleanUpUnfinishedRun, keptText } from "./host/interrupt.js";
 
 // The AWS SDK warns on every run that its 2027 releases will need Node 22; operators cannot act
 // on that from a cron log, so that one warning is dropped and every other is kept.
@@ -205,12 +206,39 @@ export async function main(argv: string[]): Promise<number> {
   return state.exitCode;
 }
 
+/**
+ * Node ends a process whose event loop ran dry with exit code 0, even while the command still
+ * awaits a promise nothing can settle any more (a stream that closed without an error, a worker
+ * that was unreferenced): a snapshot ended that way with exit 0 and not a byte of output in a full
+ * test run. Such a run is a bug in paas-backup, and says so: the failure (one envelope under
+ * --json), exit 1, and what it left behind removed as for Ctrl-C.
+ */
+function failUnfinishedRun(): void {
+  const args = process.argv.slice(2);
+  const kept = cleanUpUnfinishedRun();
+  const stalled = new Error(
+    `the command stopped before it finished: it was waiting for work that could no longer complete; ${keptText(kept)}`,
+  );
+  process.exitCode = printFailure(
+    commandFromArgv(args),
+    contextFromArgv(args),
+    stalled,
+    args.includes("--json"),
+  );
+}
+
+let settled = false;
 endQuietlyOnClosedPipe();
+process.once("beforeExit", () => {
+  if (!settled) failUnfinishedRun();
+});
 main(process.argv).then(
   (code) => {
+    settled = true;
     process.exitCode = code;
   },
   (err) => {
+    settled = true;
     if (isClosedPipe(err)) return;
     process.stderr.write(redactText(`paas-backup: ${(err as Error).message}\n`));
     process.exitCode = 1;

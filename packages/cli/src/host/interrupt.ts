@@ -67,6 +67,9 @@ function cleanContextFolder(dir: string, before: ReadonlySet<string>): string[] 
   return kept;
 }
 
+/** The clean-up of the run in progress, once cleanUpOnInterrupt installed it. */
+let cleanUpThisRun: (() => string[]) | null = null;
+
 /**
  * Install the handlers for one run. `backupRoot` is where this run may hold context locks; null
  * for a command that holds none (ls, dump, diff: only their scratch folders are removed).
@@ -75,7 +78,7 @@ export function cleanUpOnInterrupt(command: string, backupRoot: string | null): 
   // One listing per context folder now (a few ms for hundreds of contexts): what was there before.
   const before = new Map<string, Set<string>>();
   if (backupRoot) for (const name of namesIn(backupRoot)) before.set(name, namesIn(join(backupRoot, name)));
-  const onSignal = (signal: NodeJS.Signals) => {
+  cleanUpThisRun = () => {
     const kept: string[] = [];
     try {
       if (backupRoot) {
@@ -92,16 +95,29 @@ export function cleanUpOnInterrupt(command: string, backupRoot: string | null): 
     } catch {
       // a backup root that is not there (yet): nothing of this run to clean
     }
-    for (const dir of scratchFolders) rmSync(dir, { recursive: true, force: true });
-    process.stderr.write(
-      `\npaas-backup ${command}: interrupted: ${
-        kept.length
-          ? `the snapshots committed before the interruption are kept (${kept.join(", ")}); nothing else was kept`
-          : "nothing was kept"
-      }\n`,
-    );
+    return kept;
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    process.stderr.write(`\npaas-backup ${command}: interrupted: ${keptText(cleanUpUnfinishedRun())}\n`);
     process.exit(signal === "SIGTERM" ? 143 : 130);
   };
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
+}
+
+/**
+ * A run that stops before it finished (a signal, or a command that can never complete): remove
+ * what it left, as for Ctrl-C. Returns the snapshots it had already committed ("context/id").
+ */
+export function cleanUpUnfinishedRun(): string[] {
+  const kept = cleanUpThisRun?.() ?? [];
+  for (const dir of scratchFolders) rmSync(dir, { recursive: true, force: true });
+  return kept;
+}
+
+/** What an interrupted run says it kept. */
+export function keptText(kept: readonly string[]): string {
+  return kept.length
+    ? `the snapshots committed before the interruption are kept (${kept.join(", ")}); nothing else was kept`
+    : "nothing was kept";
 }
