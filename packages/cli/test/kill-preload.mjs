@@ -16,13 +16,16 @@ syncBuiltinESMExports();
 if (process.env.PB_COUNT_RENAMES) process.on("exit", () => process.stderr.write(`renames: ${renames}\n`));
 
 // PB_KILL_AFTER_CALL="<op>:<text>" SIGKILLs the process right after a successful fs.promises.<op>
-// (rm, chmod, link, rename…) whose path argument contains <text>: a kill between two named steps.
+// (rm, chmod, link, rename…) whose path arguments match the regular expression <text>: a kill
+// between two named steps.
 const [killOp, killText] = (process.env.PB_KILL_AFTER_CALL ?? "").split(/:(.*)/s);
 if (killOp && killText) {
   const original = fs.promises[killOp];
   fs.promises[killOp] = async function killableCall(path, ...rest) {
     const result = await original.call(fs.promises, path, ...rest);
-    if (String(path).includes(killText)) process.kill(process.pid, "SIGKILL");
+    // <text> is a regular expression over the call's path arguments (from and to, for rename)
+    if ([path, ...rest].some((a) => typeof a === "string" && new RegExp(killText).test(a)))
+      process.kill(process.pid, "SIGKILL");
     return result;
   };
   syncBuiltinESMExports();

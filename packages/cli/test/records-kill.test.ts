@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeEach, afterEach } from "vitest";
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { BLOCK_FILE, writeBlock } from "@paas-backup/core";
@@ -61,5 +61,35 @@ describe("records survive a kill", () => {
     // and status agrees: not blocked
     const status = await runCli([...sb.flags, "--json", "status", "--context", CTX]);
     expect(status.json.data[0].blocked).toBeNull();
+  });
+
+  it("offsite push killed right after the artifact's rename leaves a read-only copy that verifies", async () => {
+    const snap = await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"]);
+    expect(snap.code, snap.stderr).toBe(0);
+    const id = snap.json.data[0].id;
+    const to = ["--to", `file://${join(sb.dir, "offsite")}`];
+    const killed = await runKilledAfter(`rename:/${id}\\.tar\\.gz$`, [
+      ...sb.flags,
+      "offsite",
+      "push",
+      "--context",
+      CTX,
+      ...to,
+    ]);
+    expect(killed.signal).toBe("SIGKILL");
+    const copies = (readdirSync(join(sb.dir, "offsite"), { recursive: true }) as string[]).filter((p) =>
+      p.endsWith(`${id}.tar.gz`),
+    );
+    expect(copies).toHaveLength(1);
+    expect(statSync(join(sb.dir, "offsite", copies[0]!)).mode & 0o777).toBe(0o400);
+    expect(existsSync(join(sb.dir, "offsite", `${copies[0]}.sha256.meta`))).toBe(true);
+    // the next push completes what the kill cut short; the copy is confirmed
+    const again = await runCli([...sb.flags, "--json", "offsite", "push", "--context", CTX, ...to]);
+    expect(again.code, again.stdout + again.stderr).toBe(0);
+    const verify = await runCli([...sb.flags, "--json", "offsite", "verify", "--context", CTX, ...to]);
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+    const list = await runCli([...sb.flags, "--json", "offsite", "list", "--context", CTX, ...to]);
+    const entry = list.json.data[0].entries.find((e: any) => e.id === id);
+    expect(entry).toMatchObject({ confirmed: true, artifact: { mode: 0o400 } });
   });
 });

@@ -123,13 +123,21 @@ export class LocalStorage implements ObjectStorage {
     if (this.readOnly)
       for (const p of [target, `${target}${SHA_SIDECAR}`])
         await this.fs.chmod(p, 0o600).catch(() => undefined);
-    await this.fs.rename(tmp, target);
-    if (this.shaSidecars) await this.fs.writeFile(`${target}${SHA_SIDECAR}`, `${sha256}\n`, { mode: 0o600 });
-    await this.fs.sync(dir);
-    if (this.readOnly) {
-      await this.fs.chmod(target, 0o400);
-      if (this.shaSidecars) await this.fs.chmod(`${target}${SHA_SIDECAR}`, 0o400);
+    // Everything the copy needs is in place before the rename that makes it appear (issue 20): its
+    // sha256 sidecar, and its final mode. A kill after the rename leaves a whole, read-only copy
+    // that verifies, not one "CONFIRMED no" forever or left 0600; a kill before it leaves a
+    // sidecar with no object, which the next push replaces.
+    if (this.shaSidecars) {
+      const sidecar = `${target}${SHA_SIDECAR}`;
+      const sidecarTmp = this.path(stagedKey(`${key}${SHA_SIDECAR}`, randomUUID().slice(0, 8)));
+      await this.fs.writeFile(sidecarTmp, `${sha256}\n`, { mode: 0o600, exclusive: true });
+      await this.fs.sync(sidecarTmp);
+      if (this.readOnly) await this.fs.chmod(sidecarTmp, 0o400);
+      await this.fs.rename(sidecarTmp, sidecar);
     }
+    if (this.readOnly) await this.fs.chmod(tmp, 0o400);
+    await this.fs.rename(tmp, target);
+    await this.fs.sync(dir);
     if (!this.confirmByReread)
       return { key, size: written.bytes, sha256, confirmedBy: "hashed-on-write", multipart: false };
     // Confirm the copy by reading it back: a share that lies about writes is caught here.
