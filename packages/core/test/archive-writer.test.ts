@@ -32,3 +32,18 @@ describe("the archive writer against a slow sink", () => {
     expect(tar.length).toBeGreaterThan(12 * big.length);
   });
 });
+
+describe("the archive writer against a sink closed without an error", () => {
+  it("fails the archive instead of waiting forever for a drain that never comes", async () => {
+    const slow = new Writable({
+      highWaterMark: 1024,
+      write: (_chunk, _enc, cb) => setTimeout(cb, 2),
+    });
+    const writer = new ArchiveWriter(slow, 1);
+    await writer.addBuffer("a", Buffer.alloc(3 * 1024 * 1024, 1), new Date(0));
+    slow.destroy();
+    await expect(writer.addBuffer("b", Buffer.alloc(4 * 1024 * 1024, 2), new Date(0))).rejects.toThrow(
+      /closed before the archive was complete/,
+    );
+  }, 10_000);
+});

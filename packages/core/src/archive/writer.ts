@@ -124,6 +124,11 @@ export class ArchiveWriter {
   private check(): void {
     if (this.failure) throw this.failure;
     if (this.sinkError) throw this.sinkError;
+    // Destroyed without an error (a stage that ended early), a sink emits neither 'drain' nor
+    // 'error' again: a write would wait for it forever, and the run would end with exit 0 and
+    // nothing printed once nothing else was left to wake it.
+    if (this.sink.destroyed)
+      throw (this.failure = new Error("the artifact's stream was closed before the archive was complete"));
   }
 
   private async write(data: Buffer): Promise<void> {
@@ -330,7 +335,8 @@ export class ArchiveWriter {
     });
     this.sink.end();
     await ended;
-    this.check();
+    // The sink is destroyed once it finished (autoDestroy): only an error it reported counts now.
+    if (this.sinkError) throw this.sinkError;
   }
 
   abort(): void {
