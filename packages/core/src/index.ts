@@ -116,7 +116,7 @@ export {
   type RecoveryResult,
   type SwapJournal,
   type SwapStep,
-} from "./restore/journal.js";
+} from "./context/journal.js";
 export {
   restoreScope,
   type RestoreScope,
@@ -165,7 +165,20 @@ export {
   generateIdentityFile,
   recipientOf,
 } from "./archive/age.js";
-export { acquireContextLock, withContextLock, type LockOwner, type HeldLock } from "./repository/lock.js";
+export { acquireContextLock, withContextLock, type LockOwner, type HeldLock } from "./context/lock.js";
+export {
+  listContexts,
+  listStateContexts,
+  listBackupContexts,
+  type ListContextsOptions,
+} from "./context/contexts.js";
+export {
+  withContext,
+  type ContextSession,
+  type WithContextOptions,
+  type ContextCallOptions,
+  type ContextLockOptions,
+} from "./context/session.js";
 export {
   planRetention,
   isoWeek,
@@ -181,17 +194,10 @@ export {
   INCREMENTAL_AFTER_MS,
   type TickAction,
 } from "./snapshot/schedule.js";
-export {
-  runTick,
-  listStateContexts,
-  type TickOptions,
-  type TickOutcome,
-  type TickResult,
-} from "./snapshot/tick.js";
+export { runTick, type TickOptions, type TickOutcome, type TickResult } from "./snapshot/tick.js";
 export {
   runDrill,
   drillStatus,
-  listBackupContexts,
   nextDrillDue,
   quarterStart,
   type DrillResult,

@@ -18,9 +18,16 @@ export {
   type PathRule,
 } from "./snapshot/plan.js";
 export { contextDir, contextsDir } from "./util/paths.js";
-export { withContextLock, acquireContextLock, type LockOwner, type HeldLock } from "./repository/lock.js";
+export { withContextLock, acquireContextLock, type LockOwner, type HeldLock } from "./context/lock.js";
+export {
+  withContext,
+  type ContextSession,
+  type WithContextOptions,
+  type ContextCallOptions,
+  type ContextLockOptions,
+} from "./context/session.js";
 export { allowRepoStateFrom, assertSafeLocations, type GuardedLocation } from "./policy/work-tree.js";
-export { recoverContext, hasJournal, type RecoveryResult } from "./restore/journal.js";
+export { recoverContext, hasJournal, type RecoveryResult } from "./context/journal.js";
 export { validateContextName } from "./policy/context.js";
 export { type OptionalFolder } from "./policy/selection.js";
 export {

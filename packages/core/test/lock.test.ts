@@ -1,13 +1,20 @@
-import { describe, it, expect } from "vitest";
+import { describe, it, expect, vi } from "vitest";
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { MemoryFileSystem, FaultInjectingFileSystem, countFileSystemCalls } from "@paas-backup/testing";
-import { acquireContextLock, BusyError, type LockOwner, type FileSystem } from "../src/index.js";
+import {
+  acquireContextLock,
+  withContextLock,
+  BusyError,
+  type LockOwner,
+  type FileSystem,
+} from "../src/index.js";
 
 const T0 = Date.UTC(2026, 0, 1);
 const HOUR = 3600_000;
+const MINUTE = 60_000;
 
 function owner(pid: number, host = "h1", alive: (pid: number) => boolean = () => true): LockOwner {
   return { pid, host, command: `test ${pid}`, isAlive: alive };
@@ -77,17 +84,17 @@ describe("context lock: one holder", () => {
     ["torn", '{"pid": 12, "host": "h1", "non'],
     ["foreign", "locked by ops\n"],
   ] as const) {
-    it(`an ${name} lock file counts as held until it is old`, async () => {
+    it(`an ${name} lock file counts as held until 30 minutes pass`, async () => {
       const fs = new MemoryFileSystem();
       await fs.mkdir("/b/ctx", { recursive: true });
       fs.now = T0;
       await fs.writeFile("/b/ctx/.lock", content);
-      const err = await acquireContextLock(opts(fs, owner(1), T0 + HOUR)).catch((e: unknown) => e);
+      const err = await acquireContextLock(opts(fs, owner(1), T0 + 29 * MINUTE)).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(BusyError);
       expect((err as BusyError).message).toMatch(/unreadable lock file/);
       expect((err as BusyError).data).toMatchObject({ holder: { pid: null } });
       expect(Buffer.from(await fs.readFile("/b/ctx/.lock")).toString()).toBe(content); // untouched
-      const lock = await acquireContextLock(opts(fs, owner(1), T0 + 7 * HOUR));
+      const lock = await acquireContextLock(opts(fs, owner(1), T0 + 31 * MINUTE));
       expect(lock.tookOverFrom).toMatchObject({ nonce: "unreadable" });
       await lock.release();
       expect(fs.files("/b")).toEqual([]);
@@ -122,7 +129,7 @@ describe("context lock: one holder", () => {
         opts(
           fs,
           owner(1, "h1", () => false),
-          T0 + HOUR,
+          T0 + 29 * MINUTE,
         ),
       ),
     ).rejects.toBeInstanceOf(BusyError);
@@ -130,10 +137,75 @@ describe("context lock: one holder", () => {
       opts(
         fs,
         owner(1, "h1", () => false),
-        T0 + 7 * HOUR,
+        T0 + 31 * MINUTE,
       ),
     );
     expect(late.tookOverFrom).toMatchObject({ pid: 77, host: "other-host" });
+    await late.release();
+  });
+
+  it("a live holder on this host keeps the lock whatever its age (a restore at its prompt for 7 hours)", async () => {
+    const fs = new MemoryFileSystem();
+    await fs.mkdir("/b/ctx", { recursive: true });
+    await fs.writeFile("/b/ctx/.lock", record(77, "h1", T0));
+    for (const at of [T0 + 7 * HOUR, T0 + 30 * 24 * HOUR])
+      await expect(
+        acquireContextLock(
+          opts(
+            fs,
+            owner(1, "h1", () => true),
+            at,
+          ),
+        ),
+      ).rejects.toMatchObject({
+        code: "PAAS_BACKUP_LOCKED",
+        data: { holder: { pid: 77 } },
+      });
+    expect(JSON.parse(Buffer.from(await fs.readFile("/b/ctx/.lock")).toString())).toMatchObject({ pid: 77 });
+  });
+
+  it("a pid reused by another process (same pid, another start time) is not the holder; the same start time is", async () => {
+    const fs = new MemoryFileSystem();
+    await fs.mkdir("/b/ctx", { recursive: true });
+    const withStart = (processStart: string) =>
+      `${JSON.stringify({ pid: 77, host: "h1", nonce: "n-77", startedAt: new Date(T0).toISOString(), command: "restore", processStart })}\n`;
+    const asking = (startOf77: string): LockOwner => ({
+      ...owner(1, "h1", () => true),
+      startTimeOf: (pid) => (pid === 77 ? startOf77 : "5"),
+    });
+    await fs.writeFile("/b/ctx/.lock", withStart("1000"));
+    await expect(acquireContextLock(opts(fs, asking("1000"), T0 + 7 * HOUR))).rejects.toBeInstanceOf(
+      BusyError,
+    );
+    const lock = await acquireContextLock(opts(fs, asking("2000"), T0 + 1000));
+    expect(lock.tookOverFrom).toMatchObject({ pid: 77, processStart: "1000" });
+    // and the new holder records its own start time
+    expect(JSON.parse(Buffer.from(await fs.readFile("/b/ctx/.lock")).toString())).toMatchObject({
+      pid: 1,
+      processStart: "5",
+    });
+    await lock.release();
+  });
+
+  it("another host's holder that refreshes keeps the lock; staleness is judged on the last refresh", async () => {
+    const fs = new MemoryFileSystem();
+    let now = T0;
+    const holderOptions = { ...opts(fs, owner(5, "h2"), T0), clock: () => new Date(now), refreshEveryMs: 5 };
+    let done!: () => void;
+    const holding = withContextLock(holderOptions, () => new Promise<void>((r) => (done = r)));
+    // the holder's clock moves on while it holds the lock: its refreshes say so
+    now = T0 + 2 * HOUR;
+    await vi.waitFor(async () => {
+      const record = JSON.parse(Buffer.from(await fs.readFile("/b/ctx/.lock")).toString());
+      expect(record.refreshedAt).toBe(new Date(T0 + 2 * HOUR).toISOString());
+    });
+    // two hours after it started, 20 minutes after its last refresh: still held
+    await expect(
+      acquireContextLock(opts(fs, owner(1, "h1"), T0 + 2 * HOUR + 20 * MINUTE)),
+    ).rejects.toBeInstanceOf(BusyError);
+    done();
+    await holding;
+    expect(fs.files("/b").filter((f) => !f.endsWith(".tmp"))).toEqual([]);
   });
 
   it("a lock with our own pid that this process does not hold (a restarted container) is taken over; one it holds is not", async () => {
@@ -142,9 +214,13 @@ describe("context lock: one holder", () => {
     await fs.writeFile("/b/ctx/.lock", record(1, "h1", T0)); // left by an earlier pid 1 on this host
     const lock = await acquireContextLock(opts(fs, owner(1, "h1"), T0 + 1000));
     expect(lock.tookOverFrom).toMatchObject({ pid: 1, nonce: "n-1" });
-    // held here: a second acquire in the same process waits like anyone else
-    await expect(acquireContextLock(opts(fs, owner(1, "h1"), T0 + 2000))).rejects.toBeInstanceOf(BusyError);
+    // held here by the process: a second acquire in the same process enters it; only the outer release frees it
+    const inner = await acquireContextLock(opts(fs, owner(1, "h1"), T0 + 2000));
+    expect(inner.reentered).toBe(true);
+    await inner.release();
+    expect(JSON.parse(Buffer.from(await fs.readFile("/b/ctx/.lock")).toString())).toMatchObject({ pid: 1 });
     await lock.release();
+    expect(fs.files("/b")).toEqual([]);
     await (await acquireContextLock(opts(fs, owner(1, "h1"), T0 + 3000))).release();
   });
 
@@ -232,5 +308,27 @@ describe("context lock: one holder", () => {
         ).toEqual([]);
       }
     }
+  });
+
+  it("withContextLock is re-entrant within its own call chain only: a nested call enters, an independent one waits", async () => {
+    const fs = new MemoryFileSystem();
+    const o = opts(fs, owner(1, "h1"), T0);
+    const order: string[] = [];
+    let done!: () => void;
+    const first = withContextLock(o, async () => {
+      // a core call inside (it locks itself) enters the lock rather than wait for itself
+      await withContextLock(o, async () => {
+        order.push("nested");
+      });
+      await new Promise<void>((r) => (done = r));
+    });
+    await vi.waitFor(() => expect(order).toEqual(["nested"]));
+    expect(fs.files("/b")).toEqual(["/b/ctx/.lock"]);
+    // another call chain of the same process is another run: it waits, then gives up
+    await expect(withContextLock(o, async () => "in")).rejects.toMatchObject({ code: "PAAS_BACKUP_LOCKED" });
+    done();
+    await first;
+    expect(order).toEqual(["nested"]);
+    expect(fs.files("/b")).toEqual([]);
   });
 });

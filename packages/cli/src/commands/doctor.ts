@@ -3,14 +3,14 @@ import {
   runDoctor,
   rollbackRestore,
   unblockContext,
-  withContextLock,
+  withContext,
   UsageError,
 } from "@paas-backup/core";
 import { resolveOperator, type Runtime } from "../runtime.js";
 import { keyValues, table } from "../render/text.js";
 import { printEnvelope } from "../envelope.js";
 import { assertDoctorRunnable, externalDoctorRunner } from "../host/doctor.js";
-import { lockOwner } from "../options/lock.js";
+import { lockedBy, sessionOptions } from "../options/lock.js";
 import { requireContext, requireKnownContext } from "../options/context.js";
 
 export async function doctorCommand(rt: Runtime, flags: { context?: string }): Promise<number> {
@@ -68,8 +68,9 @@ export async function unblockCommand(
 ): Promise<number> {
   const context = requireContext(flags.context);
   if (flags.doctorCmd) assertDoctorRunnable(flags.doctorCmd, rt.env);
-  const result = await withContextLock(lockOptions(rt, context, "unblock"), () =>
+  const result = await withContext(sessionOptions(rt, context, "unblock"), (session) =>
     unblockContext({
+      session,
       fs: rt.fs,
       stateRoot: rt.stateRoot,
       backupRoot: rt.backupRoot,
@@ -124,17 +125,6 @@ export async function unblockCommand(
   return 0;
 }
 
-function lockOptions(rt: Runtime, context: string, command: string) {
-  return {
-    fs: rt.fs,
-    backupRoot: rt.backupRoot,
-    context,
-    owner: lockOwner(command),
-    clock: rt.clock,
-    timeoutMs: rt.config.lockTimeoutSeconds * 1000,
-  };
-}
-
 export async function rollbackCommand(
   rt: Runtime,
   flags: { context?: string; ticket?: string; operator?: string },
@@ -146,17 +136,17 @@ export async function rollbackCommand(
       stage: "arguments",
     });
   }
-  const result = await withContextLock(lockOptions(rt, context, "rollback"), () =>
-    rollbackRestore({
-      fs: rt.fs,
-      stateRoot: rt.stateRoot,
-      backupRoot: rt.backupRoot,
-      context,
-      ticket: flags.ticket!,
-      operator: resolveOperator(flags.operator, rt.env),
-      clock: rt.clock,
-    }),
-  );
+  // rollback opens its own session: it looks at an unfinished restore before any recovery runs
+  const result = await rollbackRestore({
+    ...lockedBy(rt, context, "rollback"),
+    fs: rt.fs,
+    stateRoot: rt.stateRoot,
+    backupRoot: rt.backupRoot,
+    context,
+    ticket: flags.ticket!,
+    operator: resolveOperator(flags.operator, rt.env),
+    clock: rt.clock,
+  });
   if (rt.json)
     printEnvelope(rt, { ok: true, command: "rollback", context, mode: "live", count: 1, data: [result] });
   else

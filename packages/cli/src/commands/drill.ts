@@ -5,6 +5,7 @@ import { resolveOperator, type Runtime } from "../runtime.js";
 import { keyValues, table } from "../render/text.js";
 import { printEnvelope } from "../envelope.js";
 import { requireContext, requireKnownContext } from "../options/context.js";
+import { lockedBy } from "../options/lock.js";
 import { resolveDecryptor, type KeyFlags } from "../options/keys.js";
 import { externalDoctorRunner } from "../host/doctor.js";
 import { renderDrillMetrics, writeMetricsFile } from "../render/metrics.js";
@@ -16,6 +17,7 @@ export async function drillCommand(
   const context = requireContext(flags.context);
   const decryptor = await resolveDecryptor(rt, flags);
   const result = await runDrill({
+    ...lockedBy(rt, context, "drill"),
     fs: rt.fs,
     backupRoot: rt.backupRoot,
     context,

@@ -6,14 +6,14 @@ import {
   contextsAtTarget,
   extendLocks,
   targetWarnings,
-  withContextLock,
+  withContext,
   UsageError,
   type DataSubset,
 } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { humanBytes, table } from "../render/text.js";
 import { printEnvelope } from "../envelope.js";
-import { lockOptions } from "../options/lock.js";
+import { sessionOptions } from "../options/lock.js";
 import { requireContext } from "../options/context.js";
 import { contextsOf, fleetContexts } from "../options/context-list.js";
 import { pushForContext } from "../ops/offsite.js";
@@ -38,11 +38,13 @@ export async function offsitePushCommand(
   rt: Runtime,
   flags: TargetFlags & { context?: string; allContexts?: boolean; requireImmutable?: boolean },
 ): Promise<number> {
-  const contexts = flags.allContexts ? contextsOf(rt) : [requireContext(flags.context)];
+  const contexts = flags.allContexts ? await contextsOf(rt) : [requireContext(flags.context)];
   await resolveTargets(rt, flags); // fail on a bad target before any work
   const results = (
     await pool(contexts, rt.config.offsite.concurrency, (context) =>
-      withContextLock(lockOptions(rt, context, "offsite push"), () => pushForContext(rt, context, flags)),
+      withContext(sessionOptions(rt, context, "offsite push"), (session) =>
+        pushForContext(rt, context, flags, session),
+      ),
     )
   ).flat();
   const problems = results.flatMap((r) =>
@@ -92,7 +94,7 @@ export async function offsiteExtendLocksCommand(
   rt: Runtime,
   flags: TargetFlags & { context?: string; allContexts?: boolean },
 ): Promise<number> {
-  const contexts = flags.allContexts ? contextsOf(rt) : [requireContext(flags.context)];
+  const contexts = flags.allContexts ? await contextsOf(rt) : [requireContext(flags.context)];
   const data = [];
   for (const context of contexts)
     for (const target of await resolveTargets(rt, flags))

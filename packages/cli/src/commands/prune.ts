@@ -1,9 +1,9 @@
-import { pruneSnapshots, withContextLock } from "@paas-backup/core";
+import { pruneSnapshots, withContext } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { retentionPolicy, type KeepFlags } from "../options/retention.js";
 import { printEnvelope } from "../envelope.js";
 import { table } from "../render/text.js";
-import { lockOptions } from "../options/lock.js";
+import { sessionOptions } from "../options/lock.js";
 import { requireContext } from "../options/context.js";
 
 export async function pruneCommand(
@@ -12,8 +12,9 @@ export async function pruneCommand(
 ): Promise<number> {
   const context = requireContext(flags.context);
   const policy = retentionPolicy(rt, flags);
-  const result = await withContextLock(lockOptions(rt, context, "prune"), () =>
+  const result = await withContext(sessionOptions(rt, context, "prune"), (session) =>
     pruneSnapshots({
+      session,
       fs: rt.fs,
       backupRoot: rt.backupRoot,
       context,

@@ -5,7 +5,8 @@ import {
   chainOf,
   UsageError,
   ValidationError,
-  withContextLock,
+  withContext,
+  type ContextSession,
   type RestorePlan,
   type RestoreResult,
 } from "@paas-backup/core";
@@ -20,7 +21,7 @@ import { confirmOnTty } from "../host/prompt.js";
 import { loadTrustStore } from "../host/trust-store.js";
 import { requireContext, requireKnownContext } from "../options/context.js";
 import { resolveDecryptor, type KeyFlags } from "../options/keys.js";
-import { lockOptions } from "../options/lock.js";
+import { sessionOptions } from "../options/lock.js";
 import { offsiteFetcher } from "../ops/offsite.js";
 
 export interface RestoreFlags extends KeyFlags {
@@ -49,7 +50,7 @@ export function restoreAction(rt: Runtime, flags: RestoreFlags & Record<string, 
 export async function restoreCommand(
   rt: Runtime,
   flags: RestoreFlags,
-  fetchFromOffsite?: () => Promise<void>,
+  fetchFromOffsite?: (session: ContextSession) => Promise<void>,
 ): Promise<number> {
   const context = requireContext(flags.context);
   if (!flags.ticket?.trim()) {
@@ -92,10 +93,11 @@ export async function restoreCommand(
   }
   const ask = rt.stdinIsTTY && rt.stderrIsTTY && !flags.yes && !flags.dryRun && !rt.json;
   try {
-    const result = await withContextLock(lockOptions(rt, context, "restore"), async () => {
-      // The offsite fetch writes into the backup root: under the same lock as the restore.
-      if (fetchFromOffsite) await fetchFromOffsite();
+    const result = await withContext(sessionOptions(rt, context, "restore"), async (session) => {
+      // The offsite fetch writes into the backup root: in the same session as the restore.
+      if (fetchFromOffsite) await fetchFromOffsite(session);
       return restoreSnapshot({
+        session,
         fs: rt.fs,
         stateRoot: rt.stateRoot,
         backupRoot: rt.backupRoot,

@@ -2,7 +2,7 @@ import {
   allowRepoStateFrom,
   createSnapshot,
   planSnapshotContents,
-  withContextLock,
+  withContext,
   type SnapshotKind,
   type SnapshotResult,
   contextDir,
@@ -15,7 +15,7 @@ import { environmentError } from "../host/environment.js";
 import { humanBytes, keyValues, table } from "../render/text.js";
 import { printEnvelope } from "../envelope.js";
 import { progressBar } from "../render/progress.js";
-import { lockOptions } from "../options/lock.js";
+import { sessionOptions } from "../options/lock.js";
 import { parseInclude } from "../options/include.js";
 import { requireContext, requireContextDirExists } from "../options/context.js";
 import { resolveEncryptor, type KeyFlags } from "../options/keys.js";
@@ -85,26 +85,29 @@ export async function takeSnapshot(
   const signer = await resolveSigner(rt);
   const bar = progressBar(rt, `snapshot ${context}`);
   try {
-    const result = await withContextLock(lockOptions(rt, context, command), () =>
-      createSnapshot({
-        fs: rt.fs,
-        stateRoot: rt.stateRoot,
-        backupRoot: rt.backupRoot,
-        context,
-        clock: rt.clock,
-        kind,
-        include: parseInclude(flags.include, rt.config.include),
-        ...(encryptor ? { encryptor } : {}),
-        ...(signer ? { signer } : {}),
-        insecurePlaintext: flags.insecurePlaintext === true,
-        secretAllow: rt.config.secretAllow,
-        allowRepoState: allowRepoStateFrom(rt.env),
-        secretAcknowledged: rt.config.secretAcknowledged,
-        memberCache: true,
-        ...(flags.tag?.length ? { tags: flags.tag } : {}),
-        ...(flags.note ? { note: flags.note } : {}),
-        onProgress: (p) => bar.update(p.doneBytes, p.totalBytes),
-      }),
+    const result = await withContext(
+      { ...sessionOptions(rt, context, command), guardStateRoot: true },
+      (session) =>
+        createSnapshot({
+          session,
+          fs: rt.fs,
+          stateRoot: rt.stateRoot,
+          backupRoot: rt.backupRoot,
+          context,
+          clock: rt.clock,
+          kind,
+          include: parseInclude(flags.include, rt.config.include),
+          ...(encryptor ? { encryptor } : {}),
+          ...(signer ? { signer } : {}),
+          insecurePlaintext: flags.insecurePlaintext === true,
+          secretAllow: rt.config.secretAllow,
+          allowRepoState: allowRepoStateFrom(rt.env),
+          secretAcknowledged: rt.config.secretAcknowledged,
+          memberCache: true,
+          ...(flags.tag?.length ? { tags: flags.tag } : {}),
+          ...(flags.note ? { note: flags.note } : {}),
+          onProgress: (p) => bar.update(p.doneBytes, p.totalBytes),
+        }),
     );
     bar.done(true);
     return result;

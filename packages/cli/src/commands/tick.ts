@@ -37,14 +37,6 @@ export async function tickAction(
 
 export type OffsiteHook = (rt: Runtime, context: string) => Promise<unknown>;
 
-function fleetContextsSafe(rt: Runtime): string[] {
-  try {
-    return contextsOf(rt);
-  } catch {
-    return [];
-  }
-}
-
 /** tick: the one command for cron. Idempotent: a second run in the same hour does nothing. */
 export async function tickCommand(
   rt: Runtime,
@@ -120,7 +112,9 @@ export async function tickCommand(
         flags.metricsFile,
         await fleetStatus(
           rt,
-          flags.allContexts ? contexts : [...new Set([...fleetContextsSafe(rt), ...contexts])].sort(),
+          flags.allContexts
+            ? contexts
+            : [...new Set([...(await contextsOf(rt).catch(() => [])), ...contexts])].sort(),
         ),
       );
       metrics = { file: flags.metricsFile, written: true };

@@ -5,11 +5,13 @@ import {
   type TickOffsiteResult,
   pushOffsite,
   UsageError,
+  type ContextSession,
   type OffsiteRestorePlan,
   type PushResult,
 } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { requireContext } from "../options/context.js";
+import { lockedBy } from "../options/lock.js";
 import { resolveTargets, type TargetFlags } from "../options/targets.js";
 
 /** Push one context to every target resolved from the flags (offsite push, and tick after each context). */
@@ -17,11 +19,14 @@ export async function pushForContext(
   rt: Runtime,
   context: string,
   flags: TargetFlags,
+  session?: ContextSession,
 ): Promise<PushResult[]> {
   const results: PushResult[] = [];
   for (const target of await resolveTargets(rt, flags))
     results.push(
       await pushOffsite({
+        // the command's session, or (the tick's push, after its snapshot's session ended) one of its own
+        ...(session ? { session } : lockedBy(rt, context, "offsite push")),
         fs: rt.fs,
         backupRoot: rt.backupRoot,
         context,
@@ -56,9 +61,9 @@ export function offsiteFetcher(
     offsiteRoot?: string;
     offsitePlan?: OffsiteRestorePlan;
   },
-): (() => Promise<void>) | undefined {
+): ((session: ContextSession) => Promise<void>) | undefined {
   if (!flags.fromOffsite) return undefined;
-  return async () => {
+  return async (session) => {
     const context = requireContext(flags.context);
     if (flags.offsiteRoot && !/^[0-9a-f]{16}$/.test(flags.offsiteRoot))
       throw new UsageError(
@@ -71,6 +76,7 @@ export function offsiteFetcher(
       );
     const [target] = await resolveTargets(rt, { ...flags, target: flags.fromOffsite });
     const plan = await fetchChainFromOffsite({
+      session,
       fs: rt.fs,
       backupRoot: rt.backupRoot,
       context,

@@ -1,30 +1,14 @@
-import { readdirSync } from "node:fs";
-import {
-  contextsDir,
-  fleetContexts as coreFleetContexts,
-  isContextFolderName,
-  isNotFound,
-  UsageError,
-} from "@paas-backup/core";
+import { contextsDir, fleetContexts as coreFleetContexts, listContexts } from "@paas-backup/core";
 import { environmentError } from "../host/environment.js";
 import type { Runtime } from "../runtime.js";
 
-/** The contexts of the state root (--all-contexts). */
-export function contextsOf(rt: Runtime): string[] {
-  const dir = contextsDir(rt.stateRoot);
+/** The contexts of the state root (--all-contexts): core's one lister, through the runtime's FileSystem. */
+export async function contextsOf(rt: Runtime): Promise<string[]> {
   try {
-    return readdirSync(dir, { withFileTypes: true })
-      .filter((e) => e.isDirectory() && isContextFolderName(e.name))
-      .map((e) => e.name)
-      .sort();
+    return await listContexts({ fs: rt.fs, stateRoot: rt.stateRoot });
   } catch (err) {
     // a folder this user may not read is not "no contexts": name it (exit 10)
-    if (!isNotFound(err)) throw environmentError(err, { path: dir }) ?? err;
-    throw new UsageError("PAAS_BACKUP_NO_CONTEXTS", `no contexts folder at ${dir}`, {
-      path: dir,
-      remediation: "Check --state-root or SI_PAAS_STATE_ROOT.",
-      stage: "plan",
-    });
+    throw environmentError(err, { path: contextsDir(rt.stateRoot) }) ?? err;
   }
 }
 

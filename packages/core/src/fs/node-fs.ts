@@ -1,5 +1,6 @@
 import * as fs from "node:fs";
 import * as fsp from "node:fs/promises";
+import { hostname } from "node:os";
 import { dirname } from "node:path";
 import { Readable } from "node:stream";
 import type { DirEntry, FileKind, FileReader, FileStat, FileSystem, WriteOptions } from "./types.js";
@@ -209,3 +210,50 @@ export const nodeFs: FileSystem = {
     }
   },
 };
+
+/**
+ * This process as the holder of a context lock (the `LockOwner` every core entry point uses when
+ * its caller names none): pid, host, whether a pid is alive, and when a pid's process started.
+ * It lives here, beside nodeFs, because it is the other thing core asks of the machine.
+ */
+export function nodeLockOwner(command: string): {
+  pid: number;
+  host: string;
+  command: string;
+  isAlive(pid: number): boolean;
+  startTimeOf(pid: number): string | null;
+} {
+  return {
+    pid: process.pid,
+    host: hostname(),
+    command,
+    isAlive(pid) {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch (err) {
+        // EPERM: alive, just not ours to signal
+        return (err as NodeJS.ErrnoException).code === "EPERM";
+      }
+    },
+    startTimeOf: processStartTime,
+  };
+}
+
+/**
+ * When the process with this pid started, in clock ticks after boot: field 22 of
+ * /proc/<pid>/stat (proc(5)). The second field, the command name, is in parentheses and may hold
+ * spaces or ")", so fields are counted after its last ")". null where there is no /proc (macOS)
+ * or the pid is gone: callers then judge by the pid alone.
+ */
+export function processStartTime(pid: number): string | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    const afterName = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // afterName[0] is field 3 (state), so field 22 is afterName[19]
+    const start = afterName[19];
+    return start && /^\d+$/.test(start) ? start : null;
+  } catch {
+    return null;
+  }
+}

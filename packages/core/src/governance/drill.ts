@@ -1,9 +1,9 @@
 import type { FileSystem } from "../fs/types.js";
 import type { SignaturePolicy } from "../signing/verify.js";
-import { readdirOrEmpty } from "../util/optional-reads.js";
+import { listContexts } from "../context/contexts.js";
+import { inContext, type ContextCallOptions, type ContextSession } from "../context/session.js";
 import { randomUUID } from "node:crypto";
 import { IntegrityError, PaasBackupError, UsageError } from "../errors.js";
-import { isContextFolderName } from "../policy/context.js";
 import { join } from "../util/paths.js";
 import type { ArtifactDecryptor } from "../archive/encryption.js";
 import { validateContextName } from "../policy/context.js";
@@ -34,7 +34,7 @@ export interface DrillResult {
   } | null;
 }
 
-export async function runDrill(options: {
+export interface DrillOptions extends ContextCallOptions {
   fs: FileSystem;
   backupRoot: string;
   context: string;
@@ -51,7 +51,14 @@ export async function runDrill(options: {
   externalDoctor?: (stateRoot: string) => Promise<ExternalDoctorResult>;
   /** the allowed signers: a drill refuses what a restore would (issue 24 §2) */
   signatures?: SignaturePolicy;
-}): Promise<DrillResult> {
+}
+
+/** A drill, in the context's session: locked from choosing the snapshot to writing its record. */
+export async function runDrill(options: DrillOptions): Promise<DrillResult> {
+  return inContext({ ...options, command: "drill" }, (session) => drillInSession(options, session));
+}
+
+async function drillInSession(options: DrillOptions, session: ContextSession): Promise<DrillResult> {
   const { fs } = options;
   const context = validateContextName(options.context);
   const all = await listSnapshots(fs, options.backupRoot, context);
@@ -99,6 +106,8 @@ export async function runDrill(options: {
       operator: options.operator,
       clock: options.clock,
       purpose: "drill",
+      // the drill's session: restoreSnapshot recovers the scratch root under the lock held
+      session,
       ...(options.decryptor ? { decryptor: options.decryptor } : {}),
       ...(options.externalDoctor ? { externalDoctor: options.externalDoctor } : {}),
       ...(options.signatures ? { signatures: options.signatures } : {}),
@@ -155,14 +164,6 @@ export function nextDrillDue(lastPassed: Date): Date {
   return new Date(Date.UTC(q.getUTCFullYear(), q.getUTCMonth() + 6, 1) - 1);
 }
 
-/** The contexts with a folder in the backup root. */
-export async function listBackupContexts(fs: FileSystem, backupRoot: string): Promise<string[]> {
-  return (await readdirOrEmpty(fs, backupRoot))
-    .filter((e) => e.kind === "directory" && isContextFolderName(e.name))
-    .map((e) => e.name)
-    .sort();
-}
-
 /** `contexts` empty or absent: every context with a folder in the backup root. */
 export async function drillStatus(options: {
   fs: FileSystem;
@@ -174,7 +175,7 @@ export async function drillStatus(options: {
   const out: DrillStatus[] = [];
   const asked = options.contexts?.length
     ? options.contexts
-    : await listBackupContexts(options.fs, options.backupRoot);
+    : await listContexts({ fs: options.fs, backupRoot: options.backupRoot });
   const names = [...new Set([...asked, ...options.mandatory])].sort();
   for (const context of names) {
     validateContextName(context);

@@ -12,7 +12,7 @@ import { recordedCopies } from "../offsite/record.js";
 import type { OffsiteTarget } from "../offsite/types.js";
 import { listRecordFiles, type IncidentRecord } from "../records/incident.js";
 import { contextDir, join } from "../util/paths.js";
-import { listBackupContexts } from "./drill.js";
+import { listContexts } from "../context/contexts.js";
 
 /**
  * The governance report (issue 24 §1): what auditors ask a backup tool for (SOC 2, ISO 27001
@@ -229,7 +229,9 @@ export async function buildReport(options: ReportOptions): Promise<Report> {
   const now = options.clock();
   const contexts: ContextReport[] = [];
   const names =
-    options.contexts === "all" ? await listBackupContexts(options.fs, options.backupRoot) : options.contexts;
+    options.contexts === "all"
+      ? await listContexts({ fs: options.fs, backupRoot: options.backupRoot })
+      : options.contexts;
   for (const name of names) contexts.push(await reportContext(options, validateContextName(name), now));
   return {
     schema: REPORT_SCHEMA,

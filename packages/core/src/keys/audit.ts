@@ -7,7 +7,7 @@ import type { ObjectStorage } from "../repository/storage.js";
 import { DEFAULT_RETENTION, type RetentionPolicy } from "../retention/plan.js";
 import { rootsAt, rootView } from "../offsite/roots.js";
 import type { OffsiteTarget } from "../offsite/types.js";
-import { listBackupContexts } from "../governance/drill.js";
+import { listContexts } from "../context/contexts.js";
 
 /**
  * keys audit (issue 24 §3): which retained snapshots a given age identity still opens, at home
@@ -203,7 +203,9 @@ export async function auditKey(options: {
   const policy: RetentionPolicy = { ...DEFAULT_RETENTION, ...(options.policy ?? {}) };
   const horizonMs = Math.max(policy.daily, policy.weekly * 7, policy.monthly * 31) * 86_400_000;
   const contexts = (
-    options.contexts === "all" ? await listBackupContexts(options.fs, options.backupRoot) : options.contexts
+    options.contexts === "all"
+      ? await listContexts({ fs: options.fs, backupRoot: options.backupRoot })
+      : options.contexts
   ).map(validateContextName);
   const result: KeyAuditResult = { opens: [], checked: 0, plaintext: 0, exposedUntil: null };
   const check = async (

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { pipeline } from "node:stream/promises";
 import { IntegrityError, UsageError } from "../errors.js";
 import type { FileSystem } from "../fs/types.js";
+import { inContext, type ContextCallOptions } from "../context/session.js";
 import { validateContextName } from "../policy/context.js";
 import { checkSnapshotChecksum, expectedChecksum } from "../repository/checksum.js";
 import { readRepositoryIdentity } from "../repository/identity.js";
@@ -59,7 +60,7 @@ export interface OffsiteRestorePlan {
  * the incrementals on top are replayed from home. An older snapshot than asked is restored only
  * with `fallback`, and the plan says so.
  */
-export async function fetchChainFromOffsite(options: {
+export interface FetchFromOffsiteOptions extends ContextCallOptions {
   fs: FileSystem;
   backupRoot: string;
   context: string;
@@ -68,7 +69,14 @@ export async function fetchChainFromOffsite(options: {
   clock: () => Date;
   fallback?: boolean;
   root?: string;
-}): Promise<OffsiteRestorePlan> {
+}
+
+/** Fetch the chain a restore needs into the backup root, in the context's session (locked). */
+export async function fetchChainFromOffsite(options: FetchFromOffsiteOptions): Promise<OffsiteRestorePlan> {
+  return inContext({ ...options, command: "offsite fetch" }, () => fetchChainInSession(options));
+}
+
+async function fetchChainInSession(options: FetchFromOffsiteOptions): Promise<OffsiteRestorePlan> {
   const { fs, target } = options;
   const context = validateContextName(options.context);
   const remote = await remoteSnapshots(fs, options.backupRoot, context, target.storage, options.root);
@@ -224,14 +232,9 @@ async function fetchOne(
 }
 
 /** restore --from-offsite of one snapshot (kept for SDK callers): fetched when the local copy is gone or does not verify. */
-export async function fetchFromOffsite(options: {
-  fs: FileSystem;
-  backupRoot: string;
-  context: string;
-  target: OffsiteTarget;
-  snapshot: string;
-  clock: () => Date;
-}): Promise<{ id: string; fetched: boolean; reason: string }> {
+export async function fetchFromOffsite(
+  options: Omit<FetchFromOffsiteOptions, "fallback" | "root">,
+): Promise<{ id: string; fetched: boolean; reason: string }> {
   const plan = await fetchChainFromOffsite(options);
   const hadLocal = plan.local.includes(plan.chosen);
   return {

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
 import type { FileSystem } from "../fs/types.js";
+import { inContext, type ContextCallOptions } from "../context/session.js";
 import { validateContextName } from "../policy/context.js";
 import { checkSnapshotChecksum, expectedChecksum } from "../repository/checksum.js";
 import { ensureRepositoryIdentity } from "../repository/identity.js";
@@ -37,14 +38,21 @@ export interface PushResult {
  * verify found damaged counts as wrong) and uploaded again from home. Safe to run again after an
  * interruption. A differing object at one of this root's keys is refused, never replaced.
  */
-export async function pushOffsite(options: {
+export interface PushOffsiteOptions extends ContextCallOptions {
   fs: FileSystem;
   backupRoot: string;
   context: string;
   target: OffsiteTarget;
   clock: () => Date;
   host?: string | null;
-}): Promise<PushResult> {
+}
+
+/** Push in the context's session (locked: prune cannot remove what is being copied). */
+export async function pushOffsite(options: PushOffsiteOptions): Promise<PushResult> {
+  return inContext({ ...options, command: "offsite push" }, () => pushInSession(options));
+}
+
+async function pushInSession(options: PushOffsiteOptions): Promise<PushResult> {
   const { fs, target } = options;
   const context = validateContextName(options.context);
   const storage = target.storage;

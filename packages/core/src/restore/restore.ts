@@ -11,7 +11,8 @@ import {
 } from "../errors.js";
 import type { ArtifactDecryptor } from "../archive/encryption.js";
 import { validateContextName } from "../policy/context.js";
-import { assertIdentityLocation, assertSafeLocations } from "../policy/work-tree.js";
+import { assertIdentityLocation } from "../policy/work-tree.js";
+import { inContext, type ContextCallOptions } from "../context/session.js";
 import type { SecretAcknowledgement, SecretAllowance } from "../policy/secrets.js";
 import { chainOf, findSnapshot, type SnapshotRef } from "../repository/repository.js";
 import { checkSnapshotChecksum, expectedChecksum } from "../repository/checksum.js";
@@ -43,7 +44,7 @@ import {
   writeJournal,
   type SwapJournal,
   type SwapStep,
-} from "./journal.js";
+} from "../context/journal.js";
 import {
   partitionLive,
   planChanges,
@@ -53,7 +54,7 @@ import {
   type RestoreScope,
 } from "./scope.js";
 
-export { workDir } from "./journal.js";
+export { workDir } from "../context/journal.js";
 export type { RestoreChanges } from "./scope.js";
 
 export interface ExternalDoctorResult {
@@ -63,7 +64,7 @@ export interface ExternalDoctorResult {
   detail: string;
 }
 
-export interface RestoreOptions {
+export interface RestoreOptions extends ContextCallOptions {
   fs: FileSystem;
   stateRoot: string;
   backupRoot: string;
@@ -665,7 +666,7 @@ function scopeRecord(staged: Staged): NonNullable<IncidentRecord["scope"]> {
  * A failure after the swap leaves the context blocked and names rollback.
  */
 export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreResult> {
-  const { fs, clock, stateRoot } = options;
+  const { fs } = options;
   const context = validateContextName(options.context);
   const purpose = options.purpose ?? "restore";
   if (!options.ticket.trim()) {
@@ -674,19 +675,23 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
       stage: "arguments",
     });
   }
-  // Policy §7.1 holds for every caller: the backup root and the identity never in a work tree.
-  await assertSafeLocations({ fs, backupRoot: options.backupRoot });
+  // Policy §7.1 holds for every caller: the identity never in a work tree (the backup root is
+  // checked as the session opens).
   if (options.decryptor?.identityFile)
     await assertIdentityLocation(fs, options.decryptor.identityFile, options.backupRoot);
-  // The caller holds the context's lock: finish or undo whatever a crash left first.
-  await recoverContext({
-    fs,
-    stateRoot,
-    backupRoot: options.backupRoot,
-    context,
-    clock,
-    operator: options.operator,
-  });
+  // In the context's session: locked, and whatever a crash left finished or undone first.
+  return inContext(
+    { ...options, command: purpose === "drill" ? "drill" : "restore", guardStateRoot: false },
+    () => restoreInSession(options, context, purpose),
+  );
+}
+
+async function restoreInSession(
+  options: RestoreOptions,
+  context: string,
+  purpose: "restore" | "drill",
+): Promise<RestoreResult> {
+  const { fs, clock, stateRoot } = options;
   const startedAt = clock();
   const nonce = randomUUID().slice(0, 8);
   const stamp = startedAt

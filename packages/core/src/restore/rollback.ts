@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { FileSystem } from "../fs/types.js";
+import { inContext, type ContextCallOptions } from "../context/session.js";
 import { isNotFound, UsageError } from "../errors.js";
 import { validateContextName } from "../policy/context.js";
 import { contextDir, join } from "../util/paths.js";
@@ -14,7 +15,7 @@ import {
   workDir,
   type SwapJournal,
   type SwapStep,
-} from "./journal.js";
+} from "../context/journal.js";
 import { lastRestorePath } from "./restore.js";
 
 export interface RollbackResult {
@@ -53,7 +54,7 @@ async function unfinishedRestore(
   return staged ? { aside, staged } : null;
 }
 
-export async function rollbackRestore(options: {
+export interface RollbackOptions extends ContextCallOptions {
   fs: FileSystem;
   stateRoot: string;
   backupRoot: string;
@@ -61,7 +62,20 @@ export async function rollbackRestore(options: {
   ticket: string;
   operator: string;
   clock: () => Date;
-}): Promise<RollbackResult> {
+  allowRepoState?: boolean;
+}
+
+export async function rollbackRestore(options: RollbackOptions): Promise<RollbackResult> {
+  // In the context's session: locked, and a swap a crash interrupted finished or undone first.
+  // In the context's session, opened without its recovery: an unfinished restore is undone here
+  // (put back), not completed; otherwise rollback recovers as every session does, under the lock.
+  const { stateRoot: _own, ...lockOnly } = options;
+  return inContext({ ...lockOnly, command: "rollback", guardStateRoot: false }, () =>
+    rollbackInSession(options),
+  );
+}
+
+async function rollbackInSession(options: RollbackOptions): Promise<RollbackResult> {
   const { fs, stateRoot, clock } = options;
   const context = validateContextName(options.context);
   const unfinished = await unfinishedRestore(fs, stateRoot, context);

@@ -5,10 +5,10 @@ import type { SecretAcknowledgement, SecretAllowance } from "../policy/secrets.j
 import { runDoctor, type DoctorReport } from "../validate/doctor.js";
 import { clearBlock, readBlock, type BlockRecord } from "../records/block.js";
 import { newIncidentRecord, writeIncident } from "../records/incident.js";
-import { recoverContext } from "./journal.js";
+import { inContext, type ContextCallOptions } from "../context/session.js";
 import type { ExternalDoctorResult } from "./restore.js";
 
-export interface UnblockOptions {
+export interface UnblockOptions extends ContextCallOptions {
   fs: FileSystem;
   stateRoot: string;
   backupRoot: string;
@@ -42,11 +42,9 @@ export interface UnblockResult {
 
 /**
  * Lift a post-restore block (policy §8.2) once validation passes: paas-backup's doctor and, when
- * the block recorded one, the external doctor that blocked (issue 10 §3). The caller holds the
- * context's lock.
+ * the block recorded one, the external doctor that blocked (issue 10 §3), in the context's session.
  */
 export async function unblockContext(options: UnblockOptions): Promise<UnblockResult> {
-  const { fs, stateRoot, clock } = options;
   const context = validateContextName(options.context);
   if (!options.ticket.trim()) {
     throw new UsageError("PAAS_BACKUP_TICKET_REQUIRED", "unblock needs --ticket <incident-id>", {
@@ -54,14 +52,14 @@ export async function unblockContext(options: UnblockOptions): Promise<UnblockRe
       stage: "arguments",
     });
   }
-  await recoverContext({
-    fs,
-    stateRoot,
-    backupRoot: options.backupRoot,
-    context,
-    clock,
-    operator: options.operator,
-  });
+  // In the context's session: locked, and a swap a crash interrupted finished or undone first.
+  return inContext({ ...options, command: "unblock", guardStateRoot: false }, () =>
+    unblockInSession(options, context),
+  );
+}
+
+async function unblockInSession(options: UnblockOptions, context: string): Promise<UnblockResult> {
+  const { fs, stateRoot, clock } = options;
   const block = await readBlock(fs, stateRoot, context);
   if (!block) return { context, cleared: null, doctor: null, externalDoctor: null, incidentFile: null };
   const recorded = block.externalDoctor?.command ?? null;

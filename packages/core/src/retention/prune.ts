@@ -1,4 +1,5 @@
 import type { FileSystem } from "../fs/types.js";
+import { inContext, type ContextCallOptions } from "../context/session.js";
 import { validateContextName } from "../policy/context.js";
 import {
   backupRootStorage,
@@ -27,7 +28,7 @@ export interface PruneResult {
  * shows the snapshot), then its checksum and manifest; snapshots go newest first, so an
  * interruption never leaves a kept or listed incremental without its parent.
  */
-export async function pruneSnapshots(options: {
+export interface PruneOptions extends ContextCallOptions {
   fs: FileSystem;
   backupRoot: string;
   /** the repository to prune; by default the backup root through the local driver */
@@ -38,7 +39,14 @@ export async function pruneSnapshots(options: {
   keepTags?: readonly string[];
   dryRun?: boolean;
   clock: () => Date;
-}): Promise<PruneResult> {
+}
+
+export async function pruneSnapshots(options: PruneOptions): Promise<PruneResult> {
+  // In the context's session (locked); prune touches the repository only, so there is no state root to recover.
+  return inContext({ ...options, command: "prune" }, () => pruneInSession(options));
+}
+
+async function pruneInSession(options: PruneOptions): Promise<PruneResult> {
   const repo = options.repository ?? backupRootStorage(options.fs, options.backupRoot);
   const context = validateContextName(options.context);
   const all = await listSnapshotsIn(repo, context);

@@ -1,8 +1,8 @@
 import { Readable } from "node:stream";
 import type { SigningKey } from "../signing/sshsig.js";
 import { writeSnapshotSignatures } from "../signing/verify.js";
+import { inContext, type ContextCallOptions } from "../context/session.js";
 import { pipeline } from "node:stream/promises";
-import { recoverContext } from "../restore/journal.js";
 import type { FileSystem } from "../fs/types.js";
 import { SafetyError } from "../errors.js";
 import { ArchiveWriter, DEFAULT_GZIP_LEVEL, type GzipMembers } from "../archive/writer.js";
@@ -47,7 +47,7 @@ export interface SnapshotProgress {
   totalBytes: number;
 }
 
-export interface CreateSnapshotOptions {
+export interface CreateSnapshotOptions extends ContextCallOptions {
   fs: FileSystem;
   stateRoot: string;
   backupRoot: string;
@@ -146,21 +146,24 @@ async function putSmall(repo: ObjectStorage, key: string, text: string): Promise
  * bytes before it are already in the archive.
  */
 export async function createSnapshot(options: CreateSnapshotOptions): Promise<SnapshotResult> {
-  const redact = new Set<string>();
-  let run = options;
-  for (;;) {
-    try {
-      return await createSnapshotOnce(run, redact);
-    } catch (err) {
-      // A scan worker that failed costs a second run with every file scanned inline, not a backup.
-      if (err instanceof ScanWorkerFailed && !options.scanLane && !run.scanLane) {
-        run = { ...options, scanLane: inlineScanLane() };
-        continue;
+  // In the context's session: locked, and a swap a crash interrupted finished or undone before reading.
+  return inContext({ ...options, command: "snapshot" }, async () => {
+    const redact = new Set<string>();
+    let run = options;
+    for (;;) {
+      try {
+        return await createSnapshotOnce(run, redact);
+      } catch (err) {
+        // A scan worker that failed costs a second run with every file scanned inline, not a backup.
+        if (err instanceof ScanWorkerFailed && !options.scanLane && !run.scanLane) {
+          run = { ...options, scanLane: inlineScanLane() };
+          continue;
+        }
+        if (!(err instanceof RedactionNeeded) || redact.has(err.path)) throw err;
+        redact.add(err.path);
       }
-      if (!(err instanceof RedactionNeeded) || redact.has(err.path)) throw err;
-      redact.add(err.path);
     }
-  }
+  });
 }
 
 /** Refuse before reading anything: no recipient (and no --insecure-plaintext), or unsafe locations. */
@@ -347,8 +350,7 @@ async function createSnapshotOnce(
 ): Promise<SnapshotResult> {
   const { fs, clock } = options;
   const context = validateContextName(options.context);
-  // The caller holds the context's lock: a swap a crash interrupted is finished or undone before reading.
-  await recoverContext({ fs, stateRoot: options.stateRoot, backupRoot: options.backupRoot, context, clock });
+  // createSnapshot runs this in the context's session: locked, and an interrupted swap already recovered.
   const include = [...new Set(options.include ?? [])].sort();
   await checkPreconditions(options);
   const srcDir = contextDir(options.stateRoot, context);

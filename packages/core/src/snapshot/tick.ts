@@ -1,13 +1,15 @@
 import type { FileSystem } from "../fs/types.js";
 import type { SigningKey } from "../signing/sshsig.js";
-import { ExitCode, PaasBackupError, UsageError, environmentErrorOf, type ExitCodeValue } from "../errors.js";
+import { ExitCode, PaasBackupError, environmentErrorOf, type ExitCodeValue } from "../errors.js";
 import type { ArtifactEncryptor } from "../archive/encryption.js";
 import type { OptionalFolder } from "../policy/selection.js";
 import type { SecretAllowance } from "../policy/secrets.js";
-import { isContextFolderName, validateContextName } from "../policy/context.js";
+import { validateContextName } from "../policy/context.js";
 import { assertSafeLocations } from "../policy/work-tree.js";
 import { listSnapshots } from "../repository/repository.js";
-import { withContextLock, type LockOptions, type LockOwner } from "../repository/lock.js";
+import type { LockOptions, LockOwner } from "../context/lock.js";
+import { withContext } from "../context/session.js";
+import { listContexts } from "../context/contexts.js";
 import type { RetentionPolicy } from "../retention/plan.js";
 import { pruneSnapshots } from "../retention/prune.js";
 import { contextDir, join } from "../util/paths.js";
@@ -19,7 +21,7 @@ import {
   type SnapshotResult,
 } from "./create.js";
 import { recordTickOutcome } from "../governance/status.js";
-import { contextsWithJournal, recoverContext, type RecoveryResult } from "../restore/journal.js";
+import { contextsWithJournal, type RecoveryResult } from "../context/journal.js";
 import { decideTick, type TickAction } from "./schedule.js";
 
 /** What one context's tick did; a failure is an outcome too, so one context never stops the others. */
@@ -48,7 +50,8 @@ export interface TickOptions {
    */
   allContexts?: boolean;
   clock: () => Date;
-  owner: LockOwner;
+  /** the lock holder to record; this process (nodeLockOwner) by default */
+  owner?: LockOwner;
   lockTimeoutMs: number;
   /** a function is called only when a context's snapshot is due, so its failure is that context's outcome */
   include?: readonly OptionalFolder[] | (() => readonly OptionalFolder[]);
@@ -85,29 +88,6 @@ export interface TickResult {
   exitCode: ExitCodeValue;
 }
 
-/**
- * The contexts of a state root: its folders under contexts/ with valid names, and the symbolic
- * links there with valid names. A link is never read through, but it is not skipped in silence
- * either: its tick fails (PAAS_BACKUP_CONTEXT_NOT_A_FOLDER), so cron's exit code and `status` say
- * that a context is not being backed up (issue 20 §2).
- */
-export async function listStateContexts(fs: FileSystem, stateRoot: string): Promise<string[]> {
-  const dir = join(stateRoot, "contexts");
-  try {
-    return (await fs.readdir(dir))
-      .filter((e) => (e.kind === "directory" || e.kind === "symlink") && isContextFolderName(e.name))
-      .map((e) => e.name)
-      .sort();
-  } catch (err) {
-    throw new UsageError("PAAS_BACKUP_NO_CONTEXTS", `no contexts folder at ${dir}`, {
-      path: dir,
-      remediation: "Check --state-root or SI_PAAS_STATE_ROOT.",
-      stage: "plan",
-      cause: err,
-    });
-  }
-}
-
 function emptyOutcome(context: string): TickOutcome {
   return {
     context,
@@ -133,26 +113,23 @@ async function tickOne(
     const encryptor = typeof options.encryptor === "function" ? await options.encryptor() : options.encryptor;
     const signer = typeof options.signer === "function" ? await options.signer() : options.signer;
     const onWait = options.onLockWait?.(context);
-    await withContextLock(
+    await withContext(
       {
         fs,
         backupRoot: options.backupRoot,
+        stateRoot: options.stateRoot,
         context,
         owner: options.owner,
+        command: "tick",
         clock,
-        timeoutMs: options.lockTimeoutMs,
-        ...(onWait ? { onWait } : {}),
+        lockTimeoutMs: options.lockTimeoutMs,
+        allowRepoState: options.allowRepoState === true,
+        ...(onWait ? { onLockWait: onWait } : {}),
+        ...(options.onRecovered ? { onRecovered: options.onRecovered } : {}),
       },
-      async () => {
-        // A swap a crash interrupted is finished or undone first (it may have the folder aside); then a
+      async (session) => {
+        // The session recovered a swap a crash interrupted (it may have had the folder aside); now a
         // context folder that is gone or is a link fails its tick, whether or not a snapshot is due.
-        await recoverContext({
-          fs,
-          stateRoot: options.stateRoot,
-          backupRoot: options.backupRoot,
-          context,
-          clock,
-        });
         await requireContextDir(fs, contextDir(options.stateRoot, context), context);
         const decision = decideTick(await listSnapshots(fs, options.backupRoot, context), clock());
         outcome.action = decision.action;
@@ -161,6 +138,7 @@ async function tickOne(
         const started = clock().getTime();
         const include = typeof options.include === "function" ? options.include() : options.include;
         const r = await createSnapshot({
+          session,
           fs,
           stateRoot: options.stateRoot,
           backupRoot: options.backupRoot,
@@ -192,6 +170,7 @@ async function tickOne(
           outcome.reason = `${decision.reason}; took a full instead of an incremental: ${r.promotedToFull}`;
         }
         const pruned = await pruneSnapshots({
+          session,
           fs,
           backupRoot: options.backupRoot,
           context,
@@ -278,24 +257,22 @@ export async function runTick(options: TickOptions): Promise<TickResult> {
   const recovered: RecoveryResult[] = [];
   let contexts = (options.contexts ?? []).map(validateContextName);
   if (options.allContexts) {
-    const recoveryOwner: LockOwner = {
-      pid: options.owner.pid,
-      host: options.owner.host,
-      command: "recover",
-      isAlive: (pid) => options.owner.isAlive(pid),
-    };
     for (const context of await contextsWithJournal(fs, stateRoot)) {
       try {
-        const r = await withContextLock(
+        // opening the session recovers; the work is nothing more
+        const r = await withContext(
           {
             fs,
             backupRoot: options.backupRoot,
+            stateRoot,
             context,
-            owner: recoveryOwner,
+            owner: options.owner,
+            command: "recover",
             clock,
-            timeoutMs: options.lockTimeoutMs,
+            lockTimeoutMs: options.lockTimeoutMs,
+            allowRepoState: options.allowRepoState === true,
           },
-          () => recoverContext({ fs, stateRoot, backupRoot: options.backupRoot, context, clock }),
+          async (session) => session.recovered,
         );
         if (r) {
           recovered.push(r);
@@ -306,11 +283,19 @@ export async function runTick(options: TickOptions): Promise<TickResult> {
         runs.push(failedOutcome(err, emptyOutcome(context), join(options.backupRoot, context)));
       }
     }
-    contexts = (await listStateContexts(fs, stateRoot)).filter(
+    contexts = (await listContexts({ fs, stateRoot })).filter(
       (c) => !runs.some((r) => r.outcome.context === c),
     );
   }
-  for (const context of contexts) runs.push(await tickOne(options, context));
+  // a context named on the command line is recovered as its session opens: reported the same way
+  const reporting: TickOptions = {
+    ...options,
+    onRecovered: (r) => {
+      recovered.push(r);
+      options.onRecovered?.(r);
+    },
+  };
+  for (const context of contexts) runs.push(await tickOne(reporting, context));
   const outcomes = runs.map((r) => r.outcome);
   const failed = outcomes.filter((o) => !o.ok);
   // A leaked credential never stops the tick: every context is still backed up (redacted); 9 only when nothing worse happened.
