@@ -12,6 +12,10 @@ export default defineConfig({
       { find: /^@paas-backup\/core$/, replacement: src("./packages/core/src/index.ts") },
       { find: /^@paas-backup\/s3$/, replacement: src("./packages/s3/src/index.ts") },
       { find: /^@paas-backup\/testing$/, replacement: src("./packages/testing/src/index.ts") },
+      {
+        find: /^@paas-backup\/testing\/storage-contract$/,
+        replacement: src("./packages/testing/src/storage-contract.ts"),
+      },
     ],
   },
   test: {

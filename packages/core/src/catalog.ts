@@ -3,7 +3,13 @@
  * caller that only lists (the CLI's `list`, a monitoring script) does not load the archiver, the
  * restorer, age, the S3 driver or zod. Everything here is also exported from the package's root.
  */
-export { scanSnapshots, scanSnapshotsIn, type SnapshotRef } from "./repository/repository.js";
+export {
+  openRepository,
+  scanSnapshots,
+  scanSnapshotsIn,
+  type Repository,
+  type SnapshotRef,
+} from "./repository/repository.js";
 export { checkSnapshotChecksum, type ChecksumCheck } from "./repository/checksum.js";
 export { compareSnapshotIds } from "./repository/ids.js";
 export { validateContextName } from "./policy/context.js";

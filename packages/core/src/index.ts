@@ -49,6 +49,8 @@ export {
 export type { ArtifactEncryptor, ArtifactDecryptor } from "./archive/encryption.js";
 export { formatSnapshotId, parseSnapshotId, compareSnapshotIds } from "./repository/ids.js";
 export {
+  openRepository,
+  type Repository,
   listSnapshots,
   listSnapshotsIn,
   scanSnapshots,

@@ -6,7 +6,7 @@ import { validateContextName } from "../policy/context.js";
 import { checkSnapshotChecksum, expectedChecksum } from "../repository/checksum.js";
 import { ensureRepositoryIdentity } from "../repository/identity.js";
 import { compareSnapshotIds } from "../repository/ids.js";
-import { listSnapshots, readSmallObject } from "../repository/repository.js";
+import { backupRootStorage, openRepository, readSmallObject } from "../repository/repository.js";
 import type { Immutability, PutResult } from "../repository/storage.js";
 import { cheapCheck, hashObject, isLockRefusal, targetWarnings } from "./checks.js";
 import { extendLocks } from "./locks.js";
@@ -65,7 +65,9 @@ async function pushInSession(options: PushOffsiteOptions): Promise<PushResult> {
   const view = rootView(storage, identity.id);
   const immutability = await storage.immutability();
   const record = await readRecord(fs, options.backupRoot, context, target);
-  const fulls = (await listSnapshots(fs, options.backupRoot, context)).filter((s) => s.kind === "full");
+  const fulls = (await openRepository(backupRootStorage(fs, options.backupRoot)).snapshots(context)).filter(
+    (s) => s.kind === "full",
+  );
   const result: PushResult = {
     context,
     target: storage.url,

@@ -5,7 +5,6 @@ import { parseManifest } from "../manifest/io.js";
 import type { ObjectStorage, StoredObject } from "./storage.js";
 import { LocalStorage } from "./drivers/local.js";
 import { compareSnapshotIds, parseSnapshotId } from "./ids.js";
-import { contextBackupDir } from "../util/paths.js";
 import { futureSnapshots, presentSnapshots } from "./timeline.js";
 
 /**
@@ -104,7 +103,7 @@ export interface DamagedSnapshot {
 }
 
 /** Every snapshot of a context at a storage target, oldest first, and those whose manifest is damaged. */
-export async function scanSnapshotsIn(
+async function scanIn(
   storage: ObjectStorage,
   context: string,
 ): Promise<{ snapshots: SnapshotRef[]; damaged: DamagedSnapshot[] }> {
@@ -198,33 +197,72 @@ export async function scanSnapshotsIn(
   };
 }
 
-/** Every usable snapshot of a context at a storage target, oldest first (damaged ones left out). */
-export async function listSnapshotsIn(storage: ObjectStorage, context: string): Promise<SnapshotRef[]> {
-  return (await scanSnapshotsIn(storage, context)).snapshots;
+/**
+ * One repository (issue 19 §2): the snapshots of every context in one storage, whatever the
+ * driver (the backup root's folder, memory, a bucket). Listing, finding, chains and deletes are
+ * written once here; callers hold a Repository rather than a backup root path.
+ */
+export interface Repository {
+  readonly storage: ObjectStorage;
+  /** the usable snapshots of a context, oldest first (those with a damaged manifest left out) */
+  snapshots(context: string): Promise<SnapshotRef[]>;
+  /** usable and damaged snapshots, for `list` and `verify`, which show the damaged ones */
+  scan(context: string): Promise<{ snapshots: SnapshotRef[]; damaged: DamagedSnapshot[] }>;
+  /** `latest` or an exact id; a clear error naming what exists otherwise */
+  find(context: string, selector: string, now?: Date): Promise<{ snapshot: SnapshotRef; all: SnapshotRef[] }>;
+  /** the snapshots an incremental needs, the full first, ending with itself; `missing` names a gap */
+  chain(
+    snapshot: SnapshotRef,
+    all?: readonly SnapshotRef[],
+  ): Promise<{ chain: SnapshotRef[]; missing: string | null }>;
+  /** the artifact first (then nothing lists it), then its checksum and manifest */
+  delete(snapshot: SnapshotRef): Promise<void>;
 }
 
-/** The snapshots in the backup root, usable and damaged. */
+export function openRepository(storage: ObjectStorage): Repository {
+  return {
+    storage,
+    snapshots: async (context) => (await scanIn(storage, context)).snapshots,
+    scan: (context) => scanIn(storage, context),
+    find: (context, selector, now) => findIn(storage, context, selector, now),
+    chain: async (snapshot, all) =>
+      chainOf(snapshot, all ?? (await scanIn(storage, snapshot.context)).snapshots),
+    delete: (snapshot) => deleteSnapshot(snapshot),
+  };
+}
+
+/** @deprecated use openRepository(storage).scan(context) */
+export async function scanSnapshotsIn(
+  storage: ObjectStorage,
+  context: string,
+): Promise<{ snapshots: SnapshotRef[]; damaged: DamagedSnapshot[] }> {
+  return scanIn(storage, context);
+}
+
+/** @deprecated use openRepository(storage).snapshots(context) */
+export async function listSnapshotsIn(storage: ObjectStorage, context: string): Promise<SnapshotRef[]> {
+  return openRepository(storage).snapshots(context);
+}
+
+/** @deprecated use openRepository(backupRootStorage(fs, backupRoot)).scan(context) */
 export async function scanSnapshots(
   fs: FileSystem,
   backupRoot: string,
   context: string,
 ): Promise<{ snapshots: SnapshotRef[]; damaged: DamagedSnapshot[] }> {
-  return scanSnapshotsIn(backupRootStorage(fs, backupRoot), context);
+  return openRepository(backupRootStorage(fs, backupRoot)).scan(context);
 }
 
-/** The snapshots in the backup root: the local driver over <backup_root>. */
+/** @deprecated use openRepository(backupRootStorage(fs, backupRoot)).snapshots(context) */
 export async function listSnapshots(
   fs: FileSystem,
   backupRoot: string,
   context: string,
 ): Promise<SnapshotRef[]> {
-  return listSnapshotsIn(backupRootStorage(fs, backupRoot), context);
+  return openRepository(backupRootStorage(fs, backupRoot)).snapshots(context);
 }
 
-/**
- * `latest` or an exact id; a clear error listing what exists otherwise. With `now`, `latest` is
- * the newest snapshot the clock has reached: one from the future is restorable by its id only.
- */
+/** @deprecated use openRepository(backupRootStorage(fs, backupRoot)).find(context, selector, now) */
 export async function findSnapshot(
   fs: FileSystem,
   backupRoot: string,
@@ -232,12 +270,25 @@ export async function findSnapshot(
   selector: string,
   now?: Date,
 ): Promise<{ snapshot: SnapshotRef; all: SnapshotRef[] }> {
-  const scanned = await scanSnapshots(fs, backupRoot, context);
+  return findIn(backupRootStorage(fs, backupRoot), context, selector, now);
+}
+
+/**
+ * `latest` or an exact id; a clear error listing what exists otherwise. With `now`, `latest` is
+ * the newest snapshot the clock has reached: one from the future is restorable by its id only.
+ */
+async function findIn(
+  storage: ObjectStorage,
+  context: string,
+  selector: string,
+  now?: Date,
+): Promise<{ snapshot: SnapshotRef; all: SnapshotRef[] }> {
+  const scanned = await scanIn(storage, context);
   const all = scanned.snapshots;
   const ahead = now ? futureSnapshots(all, now) : [];
   const present = now ? presentSnapshots(all, now) : all;
   const damaged = now && selector === "latest" ? presentSnapshots(scanned.damaged, now) : scanned.damaged;
-  const dir = contextBackupDir(backupRoot, context);
+  const dir = storage.locate(context);
   // The one asked for (or the newest, for latest) has a damaged manifest: say so, name what is usable.
   const newestDamaged = damaged[damaged.length - 1];
   const brokenPick =

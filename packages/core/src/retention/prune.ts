@@ -1,13 +1,7 @@
 import type { FileSystem } from "../fs/types.js";
 import { inContext, type ContextCallOptions } from "../context/session.js";
 import { validateContextName } from "../policy/context.js";
-import {
-  backupRootStorage,
-  chainOf,
-  deleteSnapshot,
-  listSnapshotsIn,
-  type SnapshotRef,
-} from "../repository/repository.js";
+import { backupRootStorage, chainOf, openRepository, type SnapshotRef } from "../repository/repository.js";
 import { presentSnapshots } from "../repository/timeline.js";
 import type { ObjectStorage } from "../repository/storage.js";
 import { checkSnapshotChecksum } from "../repository/checksum.js";
@@ -49,7 +43,8 @@ export async function pruneSnapshots(options: PruneOptions): Promise<PruneResult
 async function pruneInSession(options: PruneOptions): Promise<PruneResult> {
   const repo = options.repository ?? backupRootStorage(options.fs, options.backupRoot);
   const context = validateContextName(options.context);
-  const all = await listSnapshotsIn(repo, context);
+  const repository = openRepository(repo);
+  const all = await repository.snapshots(context);
   const now = options.clock();
   const present = presentSnapshots(all, now);
   // Never removed: the newest verified full, and the newest restore point with its chain. Both are
@@ -96,7 +91,7 @@ async function pruneInSession(options: PruneOptions): Promise<PruneResult> {
         where: options.repository ? options.repository.url : "local",
       });
       // plan.remove is newest first already
-      await deleteSnapshot(byId.get(id)!);
+      await repository.delete(byId.get(id)!);
       removed.push(id);
     }
     swept.push(...(await sweepLeftovers(repo, context, now)));

@@ -16,7 +16,7 @@ import { assertSafeLocations } from "../policy/work-tree.js";
 import {
   artifactNames,
   backupRootStorage,
-  listSnapshotsIn,
+  openRepository,
   type SnapshotRef,
 } from "../repository/repository.js";
 import type { ObjectStorage, StagedObject } from "../repository/storage.js";
@@ -357,7 +357,7 @@ async function createSnapshotOnce(
   await requireContextDir(fs, srcDir, context);
   const repo = options.repository ?? backupRootStorage(fs, options.backupRoot);
 
-  const existing = await listSnapshotsIn(repo, context);
+  const existing = await openRepository(repo).snapshots(context);
   const { parent, kind, promotedToFull } = await chooseParent({
     fs,
     backupRoot: options.backupRoot,

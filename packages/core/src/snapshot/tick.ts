@@ -6,7 +6,7 @@ import type { OptionalFolder } from "../policy/selection.js";
 import type { SecretAllowance } from "../policy/secrets.js";
 import { validateContextName } from "../policy/context.js";
 import { assertSafeLocations } from "../policy/work-tree.js";
-import { listSnapshots } from "../repository/repository.js";
+import { backupRootStorage, openRepository } from "../repository/repository.js";
 import type { LockOptions, LockOwner } from "../context/lock.js";
 import { withContext } from "../context/session.js";
 import { listContexts } from "../context/contexts.js";
@@ -131,7 +131,10 @@ async function tickOne(
         // The session recovered a swap a crash interrupted (it may have had the folder aside); now a
         // context folder that is gone or is a link fails its tick, whether or not a snapshot is due.
         await requireContextDir(fs, contextDir(options.stateRoot, context), context);
-        const decision = decideTick(await listSnapshots(fs, options.backupRoot, context), clock());
+        const decision = decideTick(
+          await openRepository(backupRootStorage(fs, options.backupRoot)).snapshots(context),
+          clock(),
+        );
         outcome.action = decision.action;
         outcome.reason = decision.reason;
         if (decision.action === "none") return;
