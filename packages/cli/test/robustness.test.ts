@@ -341,7 +341,11 @@ describe("hazards inside and around a context", () => {
   });
 
   it("two restores with the same ticket in the same second each keep their incident record", async () => {
-    expect((await runCli([...sb.flags, "snapshot", "--context", CTX, "--insecure-plaintext"])).code).toBe(0);
+    // the snapshot an hour before the restores' clock: a snapshot dated after the clock is "from the future"
+    const taken = await runCli([...sb.flags, "snapshot", "--context", CTX, "--insecure-plaintext"], {
+      env: at("2026-11-24T09:00:00Z"),
+    });
+    expect(taken.code).toBe(0);
     const now = at("2026-11-24T10:00:00Z");
     const first = await runCli(
       [...sb.flags, "--json", "restore", "--context", CTX, "--ticket", "INC-SAME", "--yes"],
