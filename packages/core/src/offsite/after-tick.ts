@@ -1,4 +1,5 @@
 import type { FileSystem } from "../fs/types.js";
+import type { ContextLockOptions } from "../context/session.js";
 import { pushOffsite, type PushResult } from "./push.js";
 import { pruneOffsite, type OffsitePruneResult } from "./prune.js";
 import type { OffsiteTarget } from "./types.js";
@@ -12,14 +13,16 @@ export type TickOffsiteResult = PushResult & { prune: OffsitePruneResult };
  * holds the policy's set and never grows without bound (issue 20 §2). The CLI's tick and an SDK
  * caller's `afterEach` are this call. A push that fails stops before the prune of that target.
  */
-export async function offsiteAfterTick(options: {
-  fs: FileSystem;
-  backupRoot: string;
-  context: string;
-  targets: readonly OffsiteTarget[];
-  clock: () => Date;
-  host?: string | null;
-}): Promise<TickOffsiteResult[]> {
+export async function offsiteAfterTick(
+  options: {
+    fs: FileSystem;
+    backupRoot: string;
+    context: string;
+    targets: readonly OffsiteTarget[];
+    clock: () => Date;
+    host?: string | null;
+  } & ContextLockOptions,
+): Promise<TickOffsiteResult[]> {
   const out: TickOffsiteResult[] = [];
   for (const target of options.targets) {
     const push = await pushOffsite({ ...options, target });

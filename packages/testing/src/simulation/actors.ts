@@ -23,6 +23,7 @@ import {
 import {
   BACKUP_ROOT,
   ELSEWHERE,
+  KEEP_TAGS,
   POLICY_RETENTION,
   STATE_ROOT,
   World,
@@ -73,6 +74,7 @@ export async function cronTick(world: World, fault: ProcessFault): Promise<Obser
       lockTimeoutMs: LOCK_TIMEOUT_MS,
       insecurePlaintext: true,
       retention: POLICY_RETENTION,
+      keepTags: KEEP_TAGS,
       afterEach: (context) =>
         offsiteAfterTick({
           fs,
@@ -80,6 +82,9 @@ export async function cronTick(world: World, fault: ProcessFault): Promise<Obser
           context,
           targets: [world.target],
           clock: world.clock,
+          // the push locks the context as this simulated process, which dies with a crash
+          owner,
+          lockTimeoutMs: LOCK_TIMEOUT_MS,
         }),
     }),
   );
@@ -109,6 +114,7 @@ export async function maintenance(world: World, fault: ProcessFault): Promise<Ob
             backupRoot: BACKUP_ROOT,
             context,
             policy: POLICY_RETENTION,
+            keepTags: KEEP_TAGS,
             clock: world.clock,
           }),
         ),
@@ -137,18 +143,24 @@ export async function maintenance(world: World, fault: ProcessFault): Promise<Ob
 export async function sdkSnapshot(world: World, fault: ProcessFault): Promise<Observation> {
   const context = world.prng.pick(world.contexts);
   const kind = world.prng.pick(["full", "incremental"] as const);
-  const run = await world.run(`sdk createSnapshot ${context} ${kind}`, fault, (fs, owner) =>
-    lock(world, fs, owner, context, () =>
-      createSnapshot({
-        fs,
-        stateRoot: STATE_ROOT,
-        backupRoot: BACKUP_ROOT,
-        context,
-        clock: world.clock,
-        kind,
-        insecurePlaintext: true,
-      }),
-    ),
+  // an operator's "before the upgrade" snapshot now and then, which keepTags keeps beyond the slots
+  const tags = world.prng.chance(0.2) ? [...KEEP_TAGS] : [];
+  const run = await world.run(
+    `sdk createSnapshot ${context} ${kind}${tags.length ? ` --tag ${tags[0]}` : ""}`,
+    fault,
+    (fs, owner) =>
+      lock(world, fs, owner, context, () =>
+        createSnapshot({
+          fs,
+          stateRoot: STATE_ROOT,
+          backupRoot: BACKUP_ROOT,
+          context,
+          clock: world.clock,
+          kind,
+          tags,
+          insecurePlaintext: true,
+        }),
+      ),
   );
   world.log(describeRun(run, run.result ? (run.result as { id: string }).id : ""));
   return { actor: "sdk-snapshot", context, run };

@@ -11,7 +11,7 @@ import {
   readBlock,
   type ContextStatus,
 } from "@paas-backup/core";
-import { BACKUP_ROOT, STATE_ROOT, World, type EventLog } from "./world.js";
+import { BACKUP_ROOT, KEEP_TAGS, STATE_ROOT, World, type EventLog } from "./world.js";
 import type { Observation } from "./actors.js";
 
 /**
@@ -37,6 +37,8 @@ export interface SnapshotTruth {
   /** every link back to the full is there, intact, and the bytes its child was built on */
   restorable: boolean;
   fromFuture: boolean;
+  /** the manifest's tags */
+  tags: string[];
 }
 
 export interface ContextTruth {
@@ -85,8 +87,12 @@ async function contextTruth(world: World, context: string, now: number): Promise
     const sumText = await readText(world, posix.join(dir, `${name}.sha256`));
     const expected = sumText ? (/^([0-9a-f]{64})\b/.exec(sumText.trim())?.[1] ?? null) : null;
     const manifestText = await readText(world, posix.join(dir, `${id}.manifest.json`));
-    let manifest: { kind?: string; createdAt?: string; parent?: { id: string; sha256: string } } | null =
-      null;
+    let manifest: {
+      kind?: string;
+      createdAt?: string;
+      parent?: { id: string; sha256: string };
+      tags?: string[];
+    } | null = null;
     try {
       manifest = manifestText ? JSON.parse(manifestText) : null;
     } catch {
@@ -103,6 +109,7 @@ async function contextTruth(world: World, context: string, now: number): Promise
       sha256: actual,
       restorable: false,
       fromFuture: time > now + FUTURE_TOLERANCE_MS,
+      tags: manifest?.tags ?? [],
     });
   }
   snaps.sort((a, b) => a.time - b.time || (a.id < b.id ? -1 : 1));
@@ -287,6 +294,11 @@ export function retentionKeepsRestorePoints(view: StepView): string[] {
       const a = afterById.get(s.id);
       if (s.restorable && a && !a.restorable)
         out.push(`${context}: ${s.id} is still kept but a link it needs was deleted`);
+      // keepTags keeps a tagged snapshot (and its chain) beyond the policy's slots
+      if (s.tags.some((t) => KEEP_TAGS.includes(t)) && !a)
+        out.push(
+          `${context}: ${s.id} tagged ${s.tags.join(",")} was deleted although retention.keepTags keeps it`,
+        );
     }
   }
   return out;

@@ -15,6 +15,8 @@ import { Prng } from "./prng.js";
 
 /** The policy's retention (§4: 7 daily, 4 weekly, 3 monthly), locally and at the offsite target. */
 export const POLICY_RETENTION: RetentionPolicy = { hourly: 0, daily: 7, weekly: 4, monthly: 3 };
+/** the config's retention.keepTags: snapshots with this tag are kept beyond the policy's slots (issue 25 §4) */
+export const KEEP_TAGS: readonly string[] = ["pre-upgrade"];
 
 export const STATE_ROOT = "/state";
 export const BACKUP_ROOT = "/backups";
