@@ -65,10 +65,25 @@ export async function writeHostStatus(storage: ObjectStorage, status: HostStatus
 
 export async function readFleetStatus(
   storage: ObjectStorage,
-  options: { staleAfterMs?: number } = {},
+  options: {
+    staleAfterMs?: number;
+    /** the clock for a driver that cannot tell the server's time (the caller's, as everywhere in core) */
+    clock?: () => Date;
+  } = {},
 ): Promise<FleetStatus> {
   const staleAfterMs = options.staleAfterMs ?? DEFAULT_HOST_STALE_AFTER_MS;
-  const now = storage.serverTime ? await storage.serverTime() : new Date();
+  const now = storage.serverTime
+    ? await storage.serverTime()
+    : (options.clock ?? (() => new Date(Number.NaN)))();
+  if (Number.isNaN(now.getTime()))
+    throw new UsageError(
+      "PAAS_BACKUP_INVALID_ARGUMENT",
+      "readFleetStatus needs a clock for a driver without the server's time",
+      {
+        remediation: "Pass options.clock (core takes the clock as a parameter).",
+        stage: "arguments",
+      },
+    );
   const hosts: FleetHost[] = [];
   const alerts: string[] = [];
   for await (const o of storage.list("status/", { shallow: true, keysOnly: true })) {
