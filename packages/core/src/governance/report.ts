@@ -7,7 +7,7 @@ import { listSnapshots, type SnapshotRef } from "../repository/repository.js";
 import { checkSnapshotChecksum } from "../repository/checksum.js";
 import { parseSnapshotId } from "../repository/ids.js";
 import { readHistory, type PruneHistoryLine, type TickHistoryLine } from "../repository/history.js";
-import { DEFAULT_RETENTION, isoWeek, type RetentionPolicy } from "../retention/plan.js";
+import { DEFAULT_RETENTION, retentionHorizonMs, isoWeek, type RetentionPolicy } from "../retention/plan.js";
 import { recordedCopies } from "../offsite/record.js";
 import type { OffsiteTarget } from "../offsite/types.js";
 import { listRecordFiles, type IncidentRecord } from "../records/incident.js";
@@ -299,7 +299,7 @@ async function reportContext(options: ReportOptions, context: string, now: Date)
       stillPresent: p.where === "local" && present.has(p.id),
     }));
 
-  const horizonMs = Math.max(policy.daily * DAY, policy.weekly * 7 * DAY, policy.monthly * 31 * DAY);
+  const horizonMs = retentionHorizonMs(policy);
   // every daily full the period had, pruned since or not: its offsite copy may well outlive it
   const dailyFulls = newestFullPerDay(known.filter((s) => s.time >= from && s.time < to));
   const offsite: ContextReport["offsite"] = [];

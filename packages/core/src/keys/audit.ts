@@ -4,7 +4,7 @@ import { UsageError } from "../errors.js";
 import { validateContextName } from "../policy/context.js";
 import { backupRootStorage, listSnapshotsIn, type SnapshotRef } from "../repository/repository.js";
 import type { ObjectStorage } from "../repository/storage.js";
-import { DEFAULT_RETENTION, type RetentionPolicy } from "../retention/plan.js";
+import { DEFAULT_RETENTION, retentionHorizonMs, type RetentionPolicy } from "../retention/plan.js";
 import { rootsAt, rootView } from "../offsite/roots.js";
 import type { OffsiteTarget } from "../offsite/types.js";
 import { listContexts } from "../context/contexts.js";
@@ -201,7 +201,7 @@ export async function auditKey(options: {
     );
   }
   const policy: RetentionPolicy = { ...DEFAULT_RETENTION, ...(options.policy ?? {}) };
-  const horizonMs = Math.max(policy.daily, policy.weekly * 7, policy.monthly * 31) * 86_400_000;
+  const horizonMs = retentionHorizonMs(policy);
   const contexts = (
     options.contexts === "all"
       ? await listContexts({ fs: options.fs, backupRoot: options.backupRoot })

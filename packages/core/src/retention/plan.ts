@@ -33,6 +33,11 @@ export interface RetentionPolicy {
 
 export const DEFAULT_RETENTION: RetentionPolicy = { hourly: 24, daily: 7, weekly: 4, monthly: 3 };
 
+/** How long the policy can keep a full at the latest: its longest rule (a month counted as 31 days). */
+export function retentionHorizonMs(policy: RetentionPolicy): number {
+  return Math.max(policy.daily, policy.weekly * 7, policy.monthly * 31) * 86_400_000;
+}
+
 export interface RetentionPlan {
   keep: { id: string; reasons: string[] }[];
   remove: { id: string; reason: string }[];
