@@ -1,13 +1,14 @@
 // age-encryption is imported when a key is made or an artifact en/decrypted, not at every start.
 const age = () => import("age-encryption");
-import { Duplex, PassThrough, Readable } from "node:stream";
-import type { ReadableStream as WebReadableStream } from "node:stream/web";
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
+import { Transform, type TransformCallback } from "node:stream";
 import { IntegrityError, SafetyError, UsageError } from "../errors.js";
 import type { ArtifactDecryptor, ArtifactEncryptor } from "./encryption.js";
 
 /**
- * age encryption at rest through age-encryption (typage, by age's author): X25519 recipients,
- * the age v1 format that `age -d` reads. Both directions stream in 64 KiB age chunks.
+ * age encryption at rest: X25519 recipients, the age v1 format that `age -d` reads. The header
+ * (keys, identities, stanzas, MAC) is age-encryption's (typage, by age's author); the payload is
+ * Node's ChaCha20-Poly1305 below. Both directions stream in 64 KiB age chunks, in constant memory.
  */
 const RECIPIENT = /^age1[0-9a-z]{58}$/;
 
@@ -109,20 +110,219 @@ export async function recipientOf(identity: string): Promise<string> {
   return (await age()).identityToRecipient(identity);
 }
 
-function bridge(
-  transform: (input: WebReadableStream<Uint8Array>) => Promise<WebReadableStream<Uint8Array>>,
-  mapError: (err: unknown) => Error,
-): Duplex {
-  const input = new PassThrough();
-  const output = new PassThrough();
-  transform(Readable.toWeb(input) as unknown as WebReadableStream<Uint8Array>)
-    .then((web) => {
-      const readable = Readable.fromWeb(web as never);
-      readable.on("error", (err) => output.destroy(mapError(err)));
-      readable.pipe(output);
-    })
-    .catch((err) => output.destroy(mapError(err)));
-  return Duplex.from({ writable: input, readable: output });
+/**
+ * The age v1 payload (age spec, "Payload"), on Node's native ChaCha20-Poly1305: the payload key is
+ * HKDF-SHA256(ikm = file key, salt = a fresh 16-byte nonce, info = "payload"); the plaintext is
+ * cut into 64 KiB chunks, each sealed with the 12-byte nonce of an 11-byte big-endian chunk
+ * counter and a last-chunk flag byte. The last chunk is the only one that may be short, and it is
+ * empty only when the whole payload is. age-encryption keeps the header (file key, stanzas, MAC):
+ * its payload layer (JavaScript ChaCha20-Poly1305 behind web streams) cost 0.69 s of CPU per
+ * 64 MiB where Node's cipher takes 0.06 s, about a second per full and per encrypted restore.
+ */
+const CHUNK = 64 * 1024;
+const TAG = 16;
+const NONCE = 16;
+/** An age header with a few hundred recipients stays far below this; a non-age stream stops here. */
+const HEADER_LIMIT = 1024 * 1024;
+const MAGIC = Buffer.from("age-encryption.org/v1\n", "latin1");
+const FOOTER = Buffer.from("\n---", "latin1");
+
+function payloadKey(fileKey: Uint8Array, nonce: Buffer): Buffer {
+  return Buffer.from(hkdfSync("sha256", fileKey, nonce, "payload", 32));
+}
+
+/** The 11-byte big-endian counter (its low 48 bits: 2^48 chunks are 16 EiB) and the last-chunk flag. */
+function chunkNonce(counter: number, last: boolean): Buffer {
+  const nonce = Buffer.alloc(12);
+  nonce.writeUIntBE(counter, 5, 6);
+  nonce[11] = last ? 1 : 0;
+  return nonce;
+}
+
+/**
+ * The header age-encryption writes for these recipients, and the file key in it. The library makes
+ * the file key, wraps it to each recipient and MACs the header; a Recipient of our own (its
+ * documented low-level interface) sees the file key and adds no stanza. The library's own payload
+ * for the empty input it is given here is dropped: ours follows with a nonce of our own.
+ */
+async function ageHeader(recipients: readonly string[]): Promise<{ header: Buffer; fileKey: Buffer }> {
+  const { Encrypter } = await age();
+  const encrypter = new Encrypter();
+  let fileKey: Buffer | null = null;
+  encrypter.addRecipient({
+    wrapFileKey(key: Uint8Array) {
+      fileKey = Buffer.from(key);
+      return [];
+    },
+  });
+  for (const r of recipients) encrypter.addRecipient(r);
+  const whole = Buffer.from(await encrypter.encrypt(new Uint8Array(0)));
+  const footer = whole.indexOf(FOOTER);
+  const end = footer < 0 ? -1 : whole.indexOf(0x0a, footer + 1) + 1;
+  // header, then the library's 16-byte nonce and the empty payload's one 16-byte chunk
+  if (!fileKey || end <= 0 || whole.length !== end + NONCE + TAG)
+    throw new Error("age-encryption wrote a header this version does not expect");
+  return { header: whole.subarray(0, end), fileKey };
+}
+
+class AgeEncryptStream extends Transform {
+  private key: Buffer | null = null;
+  private readonly pending = Buffer.allocUnsafe(CHUNK);
+  private filled = 0;
+  private counter = 0;
+
+  constructor(private readonly start: Promise<{ header: Buffer; fileKey: Buffer }>) {
+    super();
+    start.catch(() => undefined);
+  }
+
+  private keyed(cb: TransformCallback, work: () => void): void {
+    const run = () => {
+      try {
+        work();
+        cb();
+      } catch (err) {
+        cb(err as Error);
+      }
+    };
+    if (this.key) return run();
+    this.start.then(({ header, fileKey }) => {
+      const nonce = randomBytes(NONCE);
+      this.key = payloadKey(fileKey, nonce);
+      fileKey.fill(0);
+      this.push(Buffer.concat([header, nonce]));
+      run();
+    }, cb);
+  }
+
+  override _transform(data: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.keyed(cb, () => {
+      for (let at = 0; at < data.length;) {
+        // A full chunk is sealed only once more bytes follow it: the last chunk carries the flag.
+        if (this.filled === CHUNK) this.seal(false);
+        const n = data.copy(this.pending, this.filled, at, at + CHUNK - this.filled);
+        this.filled += n;
+        at += n;
+      }
+    });
+  }
+
+  override _flush(cb: TransformCallback): void {
+    this.keyed(cb, () => this.seal(true));
+  }
+
+  private seal(last: boolean): void {
+    const cipher = createCipheriv("chacha20-poly1305", this.key!, chunkNonce(this.counter++, last), {
+      authTagLength: TAG,
+    });
+    const sealed = cipher.update(this.pending.subarray(0, this.filled));
+    cipher.final();
+    this.push(Buffer.concat([sealed, cipher.getAuthTag()], this.filled + TAG));
+    this.filled = 0;
+  }
+}
+
+class AgeDecryptStream extends Transform {
+  private readonly head: Buffer[] = [];
+  private headBytes = 0;
+  /** null until the header is read and its MAC checked */
+  private fileKey: Buffer | null = null;
+  private key: Buffer | null = null;
+  private readonly pending = Buffer.allocUnsafe(CHUNK + TAG);
+  private filled = 0;
+  private counter = 0;
+
+  constructor(
+    private readonly openHeader: (header: Buffer) => Promise<Uint8Array>,
+    private readonly mapError: (err: unknown) => Error,
+  ) {
+    super();
+  }
+
+  override _transform(data: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    if (this.fileKey) return this.payload(data, cb);
+    this.head.push(data);
+    this.headBytes += data.length;
+    const head = this.head.length === 1 ? this.head[0]! : Buffer.concat(this.head, this.headBytes);
+    const prefix = Math.min(head.length, MAGIC.length);
+    if (!head.subarray(0, prefix).equals(MAGIC.subarray(0, prefix)))
+      return cb(this.mapError(new Error("not an age file (no age-encryption.org/v1 header)")));
+    const footer = head.indexOf(FOOTER);
+    const end = footer < 0 ? 0 : head.indexOf(0x0a, footer + 1) + 1;
+    if (end === 0) {
+      if (this.headBytes > HEADER_LIMIT)
+        return cb(this.mapError(new Error(`no end of the age header in its first ${HEADER_LIMIT} bytes`)));
+      this.head.splice(0, this.head.length, head);
+      return cb();
+    }
+    this.head.length = 0;
+    this.openHeader(head.subarray(0, end)).then(
+      (fileKey) => {
+        this.fileKey = Buffer.from(fileKey);
+        this.payload(head.subarray(end), cb);
+      },
+      (err) => cb(this.mapError(err)),
+    );
+  }
+
+  private payload(data: Buffer, cb: TransformCallback): void {
+    try {
+      let at = 0;
+      if (!this.key) {
+        // the 16-byte payload nonce, which may arrive split across chunks
+        const n = Math.min(NONCE - this.filled, data.length);
+        data.copy(this.pending, this.filled, 0, n);
+        this.filled += n;
+        at = n;
+        if (this.filled < NONCE) return cb();
+        this.key = payloadKey(this.fileKey!, this.pending.subarray(0, NONCE));
+        this.fileKey!.fill(0);
+        this.filled = 0;
+      }
+      while (at < data.length) {
+        if (this.filled === CHUNK + TAG) this.open(false);
+        const n = data.copy(this.pending, this.filled, at, at + CHUNK + TAG - this.filled);
+        this.filled += n;
+        at += n;
+      }
+      cb();
+    } catch (err) {
+      cb(this.mapError(err));
+    }
+  }
+
+  override _flush(cb: TransformCallback): void {
+    try {
+      if (!this.fileKey) throw new Error("the age header is truncated");
+      if (!this.key) throw new Error("the age payload's nonce is truncated");
+      if (this.filled < TAG) throw new Error("the age payload is truncated (no last chunk)");
+      this.open(true);
+      cb();
+    } catch (err) {
+      cb(this.mapError(err));
+    }
+  }
+
+  private open(last: boolean): void {
+    const sealed = this.filled - TAG;
+    const decipher = createDecipheriv("chacha20-poly1305", this.key!, chunkNonce(this.counter, last), {
+      authTagLength: TAG,
+    });
+    decipher.setAuthTag(this.pending.subarray(sealed, this.filled));
+    const plain = decipher.update(this.pending.subarray(0, sealed));
+    try {
+      decipher.final();
+    } catch {
+      throw new Error(
+        `age payload chunk ${this.counter} does not authenticate${last ? " as the last chunk" : ""} (damaged, truncated, reordered or extended)`,
+      );
+    }
+    if (last && sealed === 0 && this.counter > 0)
+      throw new Error("the age payload ends with an empty chunk after data (not allowed by age v1)");
+    this.counter++;
+    this.filled = 0;
+    if (plain.length > 0) this.push(plain);
+  }
 }
 
 export function ageEncryptor(recipients: readonly string[]): ArtifactEncryptor {
@@ -136,14 +336,7 @@ export function ageEncryptor(recipients: readonly string[]): ArtifactEncryptor {
     type: "age",
     recipients: [...recipients],
     encrypt() {
-      return bridge(
-        async (input) => {
-          const e = new (await age()).Encrypter();
-          for (const r of recipients) e.addRecipient(r);
-          return (await e.encrypt(input as never)) as unknown as WebReadableStream<Uint8Array>;
-        },
-        (err) => (err instanceof Error ? err : new Error(String(err))),
-      );
+      return new AgeEncryptStream(ageHeader(recipients));
     },
   };
 }
@@ -156,11 +349,12 @@ export function ageDecryptor(
   return {
     ...(identityFile ? { identityFile } : {}),
     decrypt() {
-      return bridge(
-        async (input) => {
-          const d = new (await age()).Decrypter();
-          for (const i of identities) d.addIdentity(i);
-          return (await d.decrypt(input as never)) as unknown as WebReadableStream<Uint8Array>;
+      return new AgeDecryptStream(
+        async (header) => {
+          const decrypter = new (await age()).Decrypter();
+          for (const i of identities) decrypter.addIdentity(i);
+          // checks the header's MAC with the file key it unwraps
+          return decrypter.decryptHeader(header);
         },
         (err) => {
           const message = err instanceof Error ? err.message : String(err);
