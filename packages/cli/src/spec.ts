@@ -189,7 +189,7 @@ export const COMMANDS: CommandSpec[] = [
       "paas-backup verify --context internal-dogfood --deep --identity ~/.config/paas-backup/identity.txt",
     ],
     exitCodes: ["usage", "integrity", "safety", "environment", "unexpected"],
-    json: '`data[]`: `id`, `kind`, `checksum`, `chainOk`, `chainProblem`, `deep`, `access`, `ok`; a snapshot with a damaged manifest has `kind: "unknown"` and `manifestError: {code, message}` (exit 3)',
+    json: '`data[]`: `id`, `kind`, `checksum`, `chainOk`, `chainProblem`, `deep`, `access`, `ok`; a snapshot with a damaged manifest has `kind: "unknown"` and `manifestError: {code, message}` (exit 3); `warnings` (only when `latest` passed over snapshots from the future, also on stderr)',
     load: L(() => import("./commands/verify.js"), "verifyCommand"),
   },
   {
@@ -271,7 +271,7 @@ export const COMMANDS: CommandSpec[] = [
       "paas-backup ls --context internal-dogfood --snapshot 20261124T100000Z-1 --long",
     ],
     exitCodes: ["usage", "integrity", "safety", "environment", "unexpected"],
-    json: "`data[]`: `path`, `size`, `mode` (null for hand-made archives), `sha256`, `stored` (`whole`/`append`/`unchanged`/`hand-made`); `snapshot` names the snapshot",
+    json: "`data[]`: `path`, `size`, `mode` (null for hand-made archives), `sha256`, `stored` (`whole`/`append`/`unchanged`/`hand-made`); `snapshot` names the snapshot; `warnings` (only when `latest` passed over snapshots from the future, also on stderr)",
     load: L(() => import("./commands/inspect.js"), "lsCommand"),
   },
   {
@@ -317,7 +317,7 @@ export const COMMANDS: CommandSpec[] = [
       "paas-backup diff --context internal-dogfood latest --live",
     ],
     exitCodes: ["usage", "integrity", "safety", "unexpected"],
-    json: "`data[]`: `path`, `change` (`added`/`changed`/`removed`), `before`, `after` (`{size, sha256}` or null), `appendedLines` (event logs that only grew); `from`, `to`, `unchanged`",
+    json: "`data[]`: `path`, `change` (`added`/`changed`/`removed`), `before`, `after` (`{size, sha256}` or null), `appendedLines` (event logs that only grew); `from`, `to`, `unchanged`; `warnings` (only when `latest` passed over snapshots from the future, also on stderr)",
     load: L(() => import("./commands/inspect.js"), "diffCommand"),
   },
   {

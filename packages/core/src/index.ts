@@ -62,6 +62,7 @@ export {
   artifactNames,
   type SnapshotRef,
   type DamagedSnapshot,
+  type FoundSnapshot,
 } from "./repository/repository.js";
 export {
   checkSnapshotChecksum,
@@ -261,7 +262,13 @@ export {
   REPOSITORY_FILE,
   type RepositoryIdentity,
 } from "./repository/identity.js";
-export { FUTURE_SKEW_MS, isFromTheFuture, presentSnapshots, futureSnapshots } from "./repository/timeline.js";
+export {
+  FUTURE_SKEW_MS,
+  isFromTheFuture,
+  presentSnapshots,
+  futureSnapshots,
+  futureSkippedWarning,
+} from "./repository/timeline.js";
 export {
   CHEAP_REHASH_BYTES,
   DEEP_CHECK_EVERY_MS,

@@ -35,9 +35,16 @@ async function common(rt: Runtime, flags: InspectFlags) {
     fs: rt.fs,
     backupRoot: rt.backupRoot,
     context,
+    // latest as restore resolves it: never a snapshot from the future (core warns when it passes one)
+    clock: rt.clock,
     ...(decryptor ? { decryptor } : {}),
     ...(flags.maxExpansion ? { maxExpansion: flags.maxExpansion } : {}),
   };
+}
+
+/** The warning restore gives, on stderr (stdout carries the listing, the diff or dump's bytes). */
+function warn(warnings: readonly string[]): void {
+  for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
 }
 
 /**
@@ -57,9 +64,20 @@ async function withScratch<T>(command: string, use: (scratch: string) => Promise
 
 export async function lsCommand(rt: Runtime, flags: InspectFlags): Promise<number> {
   const opts = await common(rt, flags);
-  const { snapshot, files } = await listSnapshotFiles({ ...opts, snapshot: flags.snapshot ?? "latest" });
+  const { snapshot, files, warnings } = await listSnapshotFiles({
+    ...opts,
+    snapshot: flags.snapshot ?? "latest",
+  });
+  warn(warnings);
   if (rt.json)
-    printEnvelope(rt, { ok: true, context: opts.context, mode: "live", snapshot: snapshot.id, data: files });
+    printEnvelope(rt, {
+      ok: true,
+      context: opts.context,
+      mode: "live",
+      snapshot: snapshot.id,
+      ...(warnings.length ? { warnings } : {}),
+      data: files,
+    });
   else {
     rt.write(
       `snapshot ${snapshot.id} (${snapshot.kind}${snapshot.parent ? ` on ${snapshot.parent.id}` : ""}), ${files.length} files\n`,
@@ -98,7 +116,7 @@ export async function dumpCommand(rt: Runtime, flags: InspectFlags, args: string
   }
   const opts = await common(rt, flags);
   const path = args[0]!;
-  await withScratch("dump", (scratch) =>
+  const { warnings } = await withScratch("dump", (scratch) =>
     dumpSnapshotFile({
       ...opts,
       snapshot: flags.snapshot ?? "latest",
@@ -107,6 +125,7 @@ export async function dumpCommand(rt: Runtime, flags: InspectFlags, args: string
       out: process.stdout,
     }),
   );
+  warn(warnings);
   return 0;
 }
 
@@ -129,6 +148,7 @@ export async function diffCommand(rt: Runtime, flags: InspectFlags, args: string
       scratch,
     }),
   );
+  warn(result.warnings);
   if (rt.json)
     printEnvelope(rt, {
       ok: true,
@@ -137,6 +157,7 @@ export async function diffCommand(rt: Runtime, flags: InspectFlags, args: string
       from: result.from,
       to: result.to,
       unchanged: result.unchanged,
+      ...(result.warnings.length ? { warnings: result.warnings } : {}),
       data: result.entries,
     });
   else {

@@ -143,7 +143,12 @@ export async function restoreCommand(
         ...(flags.offsitePlan ? { offsite: flags.offsitePlan } : {}),
         data: [result],
       });
-    else describeRestore(rt, result);
+    else {
+      // The warnings the plan carries (latest passed over a snapshot from the future, a state file
+      // the snapshot recorded as not valid JSON), as ls and dump give them: on stderr.
+      for (const w of result.warnings) process.stderr.write(`warning: ${w}\n`);
+      describeRestore(rt, result);
+    }
     // A dry run whose staged state fails a doctor says so by its exit code, as the real restore would.
     return result.ok ? 0 : 5;
   } catch (err) {

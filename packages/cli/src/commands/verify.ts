@@ -19,7 +19,14 @@ export async function verifyCommand(
   const context = requireContext(flags.context);
   await requireKnownContext(rt, context);
   const decryptor = await resolveDecryptor(rt, flags);
+  // latest as restore resolves it: a snapshot from the future is passed over, and the warning says so
+  const warnings: string[] = [];
   const results = await verifySnapshots({
+    clock: rt.clock,
+    onWarning: (w) => {
+      warnings.push(w);
+      process.stderr.write(`warning: ${w}\n`);
+    },
     fs: rt.fs,
     backupRoot: rt.backupRoot,
     context,
@@ -85,6 +92,7 @@ export async function verifyCommand(
       mode: "live",
       count: results.length,
       data: results,
+      ...(warnings.length ? { warnings } : {}),
       ...(error ? { error } : {}),
     });
   else {

@@ -87,6 +87,7 @@ export function offsiteFetcher(
       ...(flags.offsiteRoot ? { root: flags.offsiteRoot } : {}),
     });
     flags.offsitePlan = plan;
+    for (const w of plan.warnings) process.stderr.write(`warning: ${w}\n`);
     if (!rt.json) {
       process.stderr.write(
         `offsite: restoring ${plan.chosen}${plan.fetched.length ? `; fetched ${plan.fetched.join(", ")} from ${target!.storage.url}` : ""}${plan.local.length ? `; from the backup root: ${plan.local.join(", ")}` : ""}\n`,

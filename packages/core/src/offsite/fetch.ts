@@ -7,8 +7,10 @@ import { validateContextName } from "../policy/context.js";
 import { checkSnapshotChecksum, expectedChecksum } from "../repository/checksum.js";
 import { readRepositoryIdentity } from "../repository/identity.js";
 import { compareSnapshotIds } from "../repository/ids.js";
+import { futureSkippedWarning, futureSnapshots, presentSnapshots } from "../repository/timeline.js";
 import {
   artifactNames,
+  noLatestInTheFuture,
   listSnapshots,
   listSnapshotsIn,
   readSmallObject,
@@ -52,6 +54,8 @@ export interface OffsiteRestorePlan {
   /** links the backup root already had, verified */
   local: string[];
   fallback: { from: string; reason: string } | null;
+  /** `latest` passed over snapshots from the future: the warning every reader gives */
+  warnings: string[];
 }
 
 /**
@@ -83,8 +87,17 @@ async function fetchChainInSession(options: FetchFromOffsiteOptions): Promise<Of
   const localList = await listSnapshots(fs, options.backupRoot, context);
   const local = new Map(localList.map((s) => [s.id, s]));
   const ids = [...new Set([...local.keys(), ...remote.keys()])].sort(compareSnapshotIds);
+  // latest as restore resolves it: the newest the clock has reached, never one from the future
+  const now = options.clock();
+  const refOf = (id: string) => (local.get(id) ?? remote.get(id))!;
+  const ahead = futureSnapshots(ids.map(refOf), now);
+  const present = presentSnapshots(ids.map(refOf), now);
+  if (options.snapshot === "latest" && present.length === 0 && ahead.length > 0)
+    throw noLatestInTheFuture(context, target.storage.url, now, ahead[ahead.length - 1]!.id);
   const asked =
-    options.snapshot === "latest" ? ids[ids.length - 1] : ids.find((id) => id === options.snapshot);
+    options.snapshot === "latest"
+      ? present[present.length - 1]?.id
+      : ids.find((id) => id === options.snapshot);
   if (!asked) {
     throw new UsageError(
       "PAAS_BACKUP_SNAPSHOT_NOT_FOUND",
@@ -168,10 +181,12 @@ async function fetchChainInSession(options: FetchFromOffsiteOptions): Promise<Of
     await fetchOne(fs, options.backupRoot, context, remote.get(link.id)!);
     fetched.push(link.id);
   }
+  const futureWarning = options.snapshot === "latest" ? futureSkippedWarning(ahead, asked, now) : null;
   return {
     asked,
     chosen,
     fetched,
+    warnings: futureWarning ? [futureWarning] : [],
     local: plan.links.filter((l) => l.from === "local").map((l) => l.id),
     fallback,
   };

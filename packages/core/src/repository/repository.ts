@@ -209,7 +209,7 @@ export interface Repository {
   /** usable and damaged snapshots, for `list` and `verify`, which show the damaged ones */
   scan(context: string): Promise<{ snapshots: SnapshotRef[]; damaged: DamagedSnapshot[] }>;
   /** `latest` or an exact id; a clear error naming what exists otherwise */
-  find(context: string, selector: string, now?: Date): Promise<{ snapshot: SnapshotRef; all: SnapshotRef[] }>;
+  find(context: string, selector: string, now?: Date): Promise<FoundSnapshot>;
   /** the snapshots an incremental needs, the full first, ending with itself; `missing` names a gap */
   chain(
     snapshot: SnapshotRef,
@@ -262,6 +262,27 @@ export async function listSnapshots(
   return openRepository(backupRootStorage(fs, backupRoot)).snapshots(context);
 }
 
+/** What `find` resolved a selector to. */
+export interface FoundSnapshot {
+  snapshot: SnapshotRef;
+  all: SnapshotRef[];
+  /** for `latest` and `tag:` with a clock: the snapshots from the future it passed over (futureSkippedWarning says so) */
+  skippedFuture: SnapshotRef[];
+}
+
+/** Every snapshot is from the future (the clock was corrected backwards): none is latest. */
+export function noLatestInTheFuture(context: string, dir: string, now: Date, newest: string): UsageError {
+  return new UsageError(
+    "PAAS_BACKUP_NO_SNAPSHOTS",
+    `every snapshot of context ${context} in ${dir} is from the future (ahead of the clock, ${now.toISOString()}), so none is latest`,
+    {
+      path: dir,
+      remediation: `Check the host's clock; to restore one anyway, name it: --snapshot ${newest}.`,
+      stage: "select",
+    },
+  );
+}
+
 /** @deprecated use openRepository(backupRootStorage(fs, backupRoot)).find(context, selector, now) */
 export async function findSnapshot(
   fs: FileSystem,
@@ -269,7 +290,7 @@ export async function findSnapshot(
   context: string,
   selector: string,
   now?: Date,
-): Promise<{ snapshot: SnapshotRef; all: SnapshotRef[] }> {
+): Promise<FoundSnapshot> {
   return findIn(backupRootStorage(fs, backupRoot), context, selector, now);
 }
 
@@ -282,7 +303,7 @@ async function findIn(
   context: string,
   selector: string,
   now?: Date,
-): Promise<{ snapshot: SnapshotRef; all: SnapshotRef[] }> {
+): Promise<FoundSnapshot> {
   const scanned = await scanIn(storage, context);
   const all = scanned.snapshots;
   const ahead = now ? futureSnapshots(all, now) : [];
@@ -321,17 +342,8 @@ async function findIn(
       stage: "select",
     });
   }
-  if (selector === "latest" && present.length === 0) {
-    throw new UsageError(
-      "PAAS_BACKUP_NO_SNAPSHOTS",
-      `every snapshot of context ${context} in ${dir} is from the future (ahead of the clock, ${now!.toISOString()}), so none is latest`,
-      {
-        path: dir,
-        remediation: `Check the host's clock; to restore one anyway, name it: --snapshot ${ahead[ahead.length - 1]!.id}.`,
-        stage: "select",
-      },
-    );
-  }
+  if (selector === "latest" && present.length === 0)
+    throw noLatestInTheFuture(context, dir, now!, ahead[ahead.length - 1]!.id);
   // tag:NAME is the newest snapshot whose manifest carries that tag (snapshot --tag NAME); like
   // latest, never one from the future.
   const tag = selector.startsWith("tag:") ? selector.slice(4) : null;
@@ -352,7 +364,9 @@ async function findIn(
       },
     );
   }
-  return { snapshot, all };
+  const skippedFuture =
+    selector === "latest" ? ahead : tag !== null ? ahead.filter((s) => s.manifest?.tags?.includes(tag)) : [];
+  return { snapshot, all, skippedFuture };
 }
 
 /** Delete a snapshot: the artifact first (then nothing lists it), then its checksum and manifest. */

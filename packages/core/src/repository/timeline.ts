@@ -21,3 +21,18 @@ export function presentSnapshots<T extends { time: Date }>(all: readonly T[], no
 export function futureSnapshots<T extends { time: Date }>(all: readonly T[], now: Date): T[] {
   return all.filter((s) => isFromTheFuture(s.time, now));
 }
+
+/**
+ * What every reader that resolves `latest` (restore, ls, dump, diff, verify, restore --from-offsite)
+ * says when it passed over snapshots from the future: the same words everywhere, so an operator
+ * who sees one knows the others chose the same way. null when none was passed over.
+ */
+export function futureSkippedWarning(
+  skipped: readonly { id: string }[],
+  latest: string,
+  now: Date,
+): string | null {
+  if (skipped.length === 0) return null;
+  const ids = skipped.map((s) => s.id).join(", ");
+  return `latest is ${latest}: ${skipped.length} newer snapshot(s) are from the future (ahead of the clock ${now.toISOString()} by more than ${FUTURE_SKEW_MS / 60_000} minutes) and never latest: ${ids}; check the host's clock, or name one with --snapshot <id>`;
+}

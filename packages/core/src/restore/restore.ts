@@ -15,6 +15,7 @@ import { assertIdentityLocation } from "../policy/work-tree.js";
 import { inContext, type ContextCallOptions } from "../context/session.js";
 import type { SecretAcknowledgement, SecretAllowance } from "../policy/secrets.js";
 import { chainOf, findSnapshot, type SnapshotRef } from "../repository/repository.js";
+import { futureSkippedWarning } from "../repository/timeline.js";
 import { checkSnapshotChecksum, expectedChecksum } from "../repository/checksum.js";
 import { contextDir, dirname, join } from "../util/paths.js";
 import { exists } from "../util/optional-reads.js";
@@ -191,15 +192,16 @@ async function planRestore(run: RestoreRun): Promise<{
   all: SnapshotRef[];
   chosen: ChosenChain;
   problem: { code: ErrorCode; why: string } | null;
+  /** latest passed over snapshots from the future: the warning every reader gives */
+  futureWarning: string | null;
 }> {
   const { fs, backupRoot } = run.options;
-  const { snapshot: asked, all } = await findSnapshot(
-    fs,
-    backupRoot,
-    run.context,
-    run.options.snapshot,
-    run.options.clock(),
-  );
+  const now = run.options.clock();
+  const {
+    snapshot: asked,
+    all,
+    skippedFuture,
+  } = await findSnapshot(fs, backupRoot, run.context, run.options.snapshot, now);
   run.record.snapshot = { id: asked.id, sha256: null, kind: asked.kind };
   const { chain, missing } = chainOf(asked, all);
   const checksums = new Map<string, string | null>();
@@ -209,6 +211,7 @@ async function planRestore(run: RestoreRun): Promise<{
     all,
     chosen: { snapshot: asked, chain, checksums },
     problem: verifyChainRecords(asked, chain, checksums, missing),
+    futureWarning: futureSkippedWarning(skippedFuture, asked.id, now),
   };
 }
 
@@ -780,7 +783,10 @@ async function restoreInSession(
       scope: { mode: staged.scope.mode, paths: staged.scope.paths },
       changes: staged.changes,
       stagedDoctor,
-      warnings: (chosen.snapshot.manifest?.warnings ?? []).map((w) => `${w.path}: ${w.reason}`),
+      warnings: [
+        ...(planned.futureWarning ? [planned.futureWarning] : []),
+        ...(chosen.snapshot.manifest?.warnings ?? []).map((w) => `${w.path}: ${w.reason}`),
+      ],
       eventLines: (await planLines(staged)).map((p) => p.record),
     };
 

@@ -10,7 +10,14 @@ import type { FileSystem } from "../fs/types.js";
 import { ExitCode, PaasBackupError, UsageError } from "../errors.js";
 import type { ArtifactDecryptor } from "../archive/encryption.js";
 import { checkSnapshotChecksum, type ChecksumState } from "../repository/checksum.js";
-import { chainOf, scanSnapshots, type SnapshotRef, type DamagedSnapshot } from "../repository/repository.js";
+import {
+  chainOf,
+  noLatestInTheFuture,
+  scanSnapshots,
+  type SnapshotRef,
+  type DamagedSnapshot,
+} from "../repository/repository.js";
+import { futureSkippedWarning, futureSnapshots, presentSnapshots } from "../repository/timeline.js";
 import { compareSnapshotIds } from "../repository/ids.js";
 import { materializeChain } from "./materialize.js";
 
@@ -104,6 +111,10 @@ export interface VerifyOptions {
   maxExpansion?: number;
   /** the allowed signers; default none (a signed snapshot is then `untrusted`) */
   signatures?: SignaturePolicy;
+  /** with a clock, `latest` is what restore would pick: never a snapshot from the future */
+  clock?: () => Date;
+  /** told when `latest` passed over snapshots from the future (the warning restore gives) */
+  onWarning?: (message: string) => void;
 }
 
 export async function verifySnapshots(options: VerifyOptions): Promise<SnapshotVerification[]> {
@@ -115,12 +126,25 @@ export async function verifySnapshots(options: VerifyOptions): Promise<SnapshotV
   const everything: (SnapshotRef | DamagedSnapshot)[] = [...all, ...damaged].sort((a, b) =>
     compareSnapshotIds(a.id, b.id),
   );
+  const now = options.clock?.();
+  const present = now ? presentSnapshots(everything, now) : everything;
   const selected =
     options.snapshot === "all"
       ? everything
       : options.snapshot === "latest"
-        ? everything.slice(-1)
+        ? present.slice(-1)
         : everything.filter((s) => s.id === options.snapshot);
+  if (now && options.snapshot === "latest" && present.length === 0 && everything.length > 0)
+    throw noLatestInTheFuture(
+      options.context,
+      options.backupRoot,
+      now,
+      everything[everything.length - 1]!.id,
+    );
+  if (now && options.snapshot === "latest" && selected[0]) {
+    const warning = futureSkippedWarning(futureSnapshots(everything, now), selected[0].id, now);
+    if (warning) options.onWarning?.(warning);
+  }
   if (selected.length === 0) {
     throw new UsageError(
       "PAAS_BACKUP_SNAPSHOT_NOT_FOUND",

@@ -7,6 +7,7 @@ import type { ArtifactDecryptor } from "../archive/encryption.js";
 import { materializeChain } from "../restore/materialize.js";
 import { chainOf, findSnapshot, listSnapshots, type SnapshotRef } from "../repository/repository.js";
 import { EVENT_LOGS, type OptionalFolder } from "../policy/selection.js";
+import { futureSkippedWarning } from "../repository/timeline.js";
 import { planSnapshotContents } from "./plan.js";
 import { contextDir, join } from "../util/paths.js";
 
@@ -32,6 +33,19 @@ export interface InspectOptions {
   context: string;
   decryptor?: ArtifactDecryptor;
   maxExpansion?: number;
+  /**
+   * With a clock, `latest` is what restore would pick: never a snapshot from the future
+   * (repository/timeline.ts); the result's `warnings` name any it passed over.
+   */
+  clock?: () => Date;
+}
+
+/** The snapshot a reader looks at, resolved as restore resolves it, with the warning restore gives. */
+async function resolveSnapshot(options: InspectOptions, selector: string) {
+  const now = options.clock?.();
+  const found = await findSnapshot(options.fs, options.backupRoot, options.context, selector, now);
+  const warning = now ? futureSkippedWarning(found.skippedFuture, found.snapshot.id, now) : null;
+  return { ...found, warnings: warning ? [warning] : [] };
 }
 
 function chainFor(snapshot: SnapshotRef, all: readonly SnapshotRef[]): SnapshotRef[] {
@@ -73,16 +87,12 @@ async function extract(
 /** The files a snapshot describes. From its manifest when it has one; a hand-made archive is read (checked, not written). */
 export async function listSnapshotFiles(
   options: InspectOptions & { snapshot: string },
-): Promise<{ snapshot: SnapshotRef; files: SnapshotFileEntry[] }> {
-  const { snapshot, all } = await findSnapshot(
-    options.fs,
-    options.backupRoot,
-    options.context,
-    options.snapshot,
-  );
+): Promise<{ snapshot: SnapshotRef; files: SnapshotFileEntry[]; warnings: string[] }> {
+  const { snapshot, all, warnings } = await resolveSnapshot(options, options.snapshot);
   if (snapshot.manifest) {
     return {
       snapshot,
+      warnings,
       files: snapshot.manifest.files
         .map((f) => ({ path: f.path, size: f.size, mode: f.mode, sha256: f.sha256, stored: f.stored }))
         .sort((a, b) => (a.path < b.path ? -1 : 1)),
@@ -97,6 +107,7 @@ export async function listSnapshotFiles(
   });
   return {
     snapshot,
+    warnings,
     files: result.files
       .map((f) => ({ ...f, mode: null, stored: "hand-made" as const }))
       .sort((a, b) => (a.path < b.path ? -1 : 1)),
@@ -121,14 +132,13 @@ function notInSnapshot(snapshot: SnapshotRef, path: string, known: readonly stri
  */
 export async function dumpSnapshotFile(
   options: InspectOptions & { snapshot: string; path: string; scratch: string; out: Writable },
-): Promise<{ snapshot: SnapshotRef; file: { path: string; size: number; sha256: string } }> {
+): Promise<{
+  snapshot: SnapshotRef;
+  file: { path: string; size: number; sha256: string };
+  warnings: string[];
+}> {
   const path = options.path.replace(/^\.\//, "");
-  const { snapshot, all } = await findSnapshot(
-    options.fs,
-    options.backupRoot,
-    options.context,
-    options.snapshot,
-  );
+  const { snapshot, all, warnings } = await resolveSnapshot(options, options.snapshot);
   if (snapshot.manifest && !snapshot.manifest.files.some((f) => f.path === path))
     throw notInSnapshot(
       snapshot,
@@ -146,7 +156,7 @@ export async function dumpSnapshotFile(
         result.files.map((f) => f.path),
       );
     await pipeline(options.fs.createReadStream(join(options.scratch, path)), options.out, { end: false });
-    return { snapshot, file };
+    return { snapshot, file, warnings };
   } finally {
     await options.fs.rm(options.scratch, { recursive: true, force: true });
   }
@@ -166,6 +176,8 @@ export interface SnapshotDiff {
   to: string;
   entries: DiffEntry[];
   unchanged: number;
+  /** a side given as `latest` that passed over snapshots from the future says so */
+  warnings: string[];
 }
 
 async function hashFile(
@@ -224,6 +236,7 @@ export async function diffSnapshots(
   let toLabel: string;
   const logs = new Set<string>(EVENT_LOGS);
   let extracted = false;
+  const warnings = [...before.warnings];
   try {
     if (options.to === "live") {
       afterDir = contextDir(options.stateRoot, options.context);
@@ -242,6 +255,7 @@ export async function diffSnapshots(
     } else {
       const after = await listSnapshotFiles({ ...options, snapshot: options.to });
       afterFiles = after.files;
+      for (const w of after.warnings) if (!warnings.includes(w)) warnings.push(w);
       toLabel = after.snapshot.id;
       afterDir = options.scratch;
       const needBytes = afterFiles.some(
@@ -291,7 +305,7 @@ export async function diffSnapshots(
           appendedLines: null,
         });
     entries.sort((a, b) => (a.path < b.path ? -1 : 1));
-    return { from: before.snapshot.id, to: toLabel, entries, unchanged };
+    return { from: before.snapshot.id, to: toLabel, entries, unchanged, warnings };
   } finally {
     if (extracted) await options.fs.rm(options.scratch, { recursive: true, force: true });
   }
