@@ -149,7 +149,7 @@ describe("signed snapshots", () => {
     expect(allowedRun.code, allowedRun.stdout).toBe(0);
     const incidents = join(sb.backupRoot, CTX, "incidents");
     const rec = readdirSync(incidents)
-      .filter((n) => n.includes("INC-U2"))
+      .filter((n) => n.includes("INC-U2") && n.endsWith(".json"))
       .map((n) => JSON.parse(readFileSync(join(incidents, n), "utf8")))[0];
     expect(rec).toMatchObject({ allowUnsigned: true, signatures: [{ id: ids.unsigned, state: "unsigned" }] });
     // a snapshot from before signing restores without it, and the record names its state
@@ -164,7 +164,7 @@ describe("signed snapshots", () => {
     );
     expect(signed.code, signed.stdout).toBe(0);
     const signedRec = readdirSync(incidents)
-      .filter((n) => n.includes("INC-SIGNED"))
+      .filter((n) => n.includes("INC-SIGNED") && n.endsWith(".json"))
       .map((n) => JSON.parse(readFileSync(join(incidents, n), "utf8")))[0];
     expect(signedRec.signatures).toEqual([
       expect.objectContaining({ id: ids.signed, state: "signed", principal: "host-a" }),
@@ -189,6 +189,74 @@ describe("signed snapshots", () => {
     );
     expect(ssh.status).not.toBe(0);
     writeFileSync(manifest, text);
+  });
+
+  it("incident and drill records are signed (ssh-keygen -Y verify), and the chain head and signing record go offsite", async () => {
+    const sshVerify = (file: string, data: Buffer = readFileSync(file)) =>
+      spawnSync(
+        "ssh-keygen",
+        ["-Y", "verify", "-f", allowed, "-I", "host-a", "-n", "paas-backup", "-s", `${file}.sig`],
+        { input: data, encoding: "utf8" },
+      );
+    const incidents = join(sb.backupRoot, CTX, "incidents");
+    const incident = join(
+      incidents,
+      readdirSync(incidents).find((n) => n.includes("INC-SIGNED") && n.endsWith(".json"))!,
+    );
+    const good = sshVerify(incident);
+    expect(good.status, good.stderr).toBe(0);
+    expect(good.stdout).toMatch(/Good "paas-backup" signature for host-a with ED25519 key SHA256:/);
+    // one changed byte in the record and OpenSSH refuses it
+    const edited = Buffer.from(readFileSync(incident, "utf8").replace("INC-SIGNED", "INC-SIGNEX"));
+    expect(sshVerify(incident, edited).status).not.toBe(0);
+
+    // a drill's record is signed the same way, whatever the drill found
+    const drill = await cli(["--json", "drill", "--context", CTX], at("2026-10-06T00:00:00Z"));
+    expect([0, 4, 5]).toContain(drill.code);
+    const drills = join(sb.backupRoot, CTX, "drills");
+    const drillRecord = join(
+      drills,
+      readdirSync(drills).find((n) => n.endsWith(".json"))!,
+    );
+    expect(drill.json.data[0].recordFile).toBe(drillRecord);
+    const drillCheck = sshVerify(drillRecord);
+    expect(drillCheck.status, drillCheck.stderr).toBe(0);
+
+    // the push carries the newest record's name and hash, and when this root began signing
+    const nfs = join(sb.dir, "nfs");
+    writeFileSync(
+      config,
+      JSON.stringify({
+        mandatoryDrillContexts: [],
+        allowedSigners: allowed,
+        offsite: { targets: [{ name: "nfs", url: `file://${nfs}` }] },
+      }),
+    );
+    const push = await cli(["--json", "offsite", "push", "--context", CTX], at("2026-10-06T01:00:00Z"));
+    expect(push.code, push.stdout + push.stderr).toBe(0);
+    const root = readdirSync(join(nfs, "roots")).find((n) => !n.endsWith(".json"))!;
+    expect(readFileSync(join(nfs, "roots", root, "paas-backup.signing.json"), "utf8")).toBe(
+      readFileSync(join(sb.backupRoot, "paas-backup.signing.json"), "utf8"),
+    );
+    const head = JSON.parse(readFileSync(join(nfs, "roots", root, CTX, "records-head.json"), "utf8"));
+    expect(head.head.file).toBe(`drills/${drillRecord.split("/").pop()}`);
+
+    // the newest record deleted at home (no tick has run to remember it): the offsite head shows it
+    rmSync(drillRecord);
+    rmSync(`${drillRecord}.sig`);
+    const out = join(sb.dir, "report.json");
+    const report = await cli(
+      ["--json", "report", "--context", CTX, "--period", "2026-Q4", "--format", "json", "--out", out],
+      at("2026-10-06T02:00:00Z"),
+    );
+    expect(report.code, report.stdout + report.stderr).toBe(0);
+    const exceptions = JSON.parse(readFileSync(out, "utf8")).contexts[0].exceptions;
+    expect(exceptions).toContainEqual(
+      expect.objectContaining({
+        kind: "record-chain",
+        detail: expect.stringMatching(/^drills\/.*, the newest record as copied to nfs, is gone$/),
+      }),
+    );
   });
 });
 

@@ -6,6 +6,7 @@ import {
   withContext,
   UsageError,
 } from "@paas-backup/core";
+import { resolveRecordSigner } from "../options/signing.js";
 import { resolveOperator, type Runtime } from "../runtime.js";
 import { keyValues, table } from "../render/text.js";
 import { printEnvelope } from "../envelope.js";
@@ -68,9 +69,12 @@ export async function unblockCommand(
 ): Promise<number> {
   const context = requireContext(flags.context);
   if (flags.doctorCmd) assertDoctorRunnable(flags.doctorCmd, rt.env);
-  const result = await withContext(sessionOptions(rt, context, "unblock"), (session) =>
+  const signer = await resolveRecordSigner(rt);
+  const signed = { ...sessionOptions(rt, context, "unblock"), ...(signer ? { signer } : {}) };
+  const result = await withContext(signed, (session) =>
     unblockContext({
       session,
+      ...(signer ? { signer } : {}),
       fs: rt.fs,
       stateRoot: rt.stateRoot,
       backupRoot: rt.backupRoot,
@@ -137,8 +141,10 @@ export async function rollbackCommand(
     });
   }
   // rollback opens its own session: it looks at an unfinished restore before any recovery runs
+  const signer = await resolveRecordSigner(rt);
   const result = await rollbackRestore({
     ...lockedBy(rt, context, "rollback"),
+    ...(signer ? { signer } : {}),
     fs: rt.fs,
     stateRoot: rt.stateRoot,
     backupRoot: rt.backupRoot,

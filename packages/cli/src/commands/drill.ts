@@ -1,5 +1,5 @@
 import { tmpdir } from "node:os";
-import { resolveSignaturePolicy } from "../options/signing.js";
+import { resolveRecordSigner, resolveSignaturePolicy } from "../options/signing.js";
 import { runDrill, drillStatus, ExitCode, validateContextName } from "@paas-backup/core";
 import { resolveOperator, type Runtime } from "../runtime.js";
 import { keyValues, table } from "../render/text.js";
@@ -16,8 +16,10 @@ export async function drillCommand(
 ): Promise<number> {
   const context = requireContext(flags.context);
   const decryptor = await resolveDecryptor(rt, flags);
+  const signer = await resolveRecordSigner(rt);
   const result = await runDrill({
     ...lockedBy(rt, context, "drill"),
+    ...(signer ? { signer } : {}),
     fs: rt.fs,
     backupRoot: rt.backupRoot,
     context,

@@ -10,7 +10,7 @@ import {
   type RestorePlan,
   type RestoreResult,
 } from "@paas-backup/core";
-import { resolveSignaturePolicy } from "../options/signing.js";
+import { resolveRecordSigner, resolveSignaturePolicy } from "../options/signing.js";
 import { resolveOperator, type Runtime } from "../runtime.js";
 import { printEnvelope } from "../envelope.js";
 import { progressBar } from "../render/progress.js";
@@ -93,7 +93,9 @@ export async function restoreCommand(
   }
   const ask = rt.stdinIsTTY && rt.stderrIsTTY && !flags.yes && !flags.dryRun && !rt.json;
   try {
-    const result = await withContext(sessionOptions(rt, context, "restore"), async (session) => {
+    const signer = await resolveRecordSigner(rt);
+    const signed = { ...sessionOptions(rt, context, "restore"), ...(signer ? { signer } : {}) };
+    const result = await withContext(signed, async (session) => {
       // The offsite fetch writes into the backup root: in the same session as the restore.
       if (fetchFromOffsite) await fetchFromOffsite(session);
       return restoreSnapshot({
@@ -114,6 +116,7 @@ export async function restoreCommand(
         allowRepoState: allowRepoStateFrom(rt.env),
         trustStore,
         signatures,
+        ...(signer ? { signer } : {}),
         ...(flags.doctorCmd
           ? {
               externalDoctor: externalDoctorRunner(flags.doctorCmd, rt.env),

@@ -29,6 +29,22 @@ export async function resolveSigner(rt: Runtime): Promise<SigningKey | undefined
   return key ?? undefined;
 }
 
+/**
+ * The key that signs the incident and drill records a command writes (issue 24 §2). A restore in an
+ * emergency never fails over it: a signing key that is named but unusable is said on stderr and the
+ * record is written unsigned (`report` and the record chain show that).
+ */
+export async function resolveRecordSigner(rt: Runtime): Promise<SigningKey | undefined> {
+  try {
+    return await resolveSigner(rt);
+  } catch (err) {
+    process.stderr.write(
+      `paas-backup: warning: the records of this run are not signed: ${(err as Error).message}\n`,
+    );
+    return undefined;
+  }
+}
+
 /** The allowed signers (config allowedSigners, an ssh-keygen allowed_signers file) and --allow-unsigned. */
 export async function resolveSignaturePolicy(rt: Runtime, allowUnsigned: boolean): Promise<SignaturePolicy> {
   const file = rt.env.PAAS_BACKUP_ALLOWED_SIGNERS || rt.config.allowedSigners;

@@ -1,4 +1,5 @@
 import type { FileSystem } from "../fs/types.js";
+import type { SigningKey } from "../signing/sshsig.js";
 import { PaasBackupError, SafetyError } from "../errors.js";
 import { validateContextName } from "../policy/context.js";
 import { contextDir, dirname, join } from "../util/paths.js";
@@ -220,6 +221,8 @@ export async function recoverContext(options: {
   context: string;
   clock: () => Date;
   operator?: string;
+  /** signs the recovery's incident record */
+  signer?: SigningKey;
   /**
    * undo even past the pivot: `rollback` of a restore whose swap stopped part way returns to the
    * previous contents rather than completing it (the renames made are reversed, newest first; the
@@ -312,7 +315,9 @@ export async function recoverContext(options: {
     interruptedAt: journal.startedAt,
     message,
   };
-  const incidentFile = await writeIncident(fs, options.backupRoot, record).catch(() => null);
+  const incidentFile = await writeIncident(fs, options.backupRoot, record, "incidents", options.signer).catch(
+    () => null,
+  );
   await removeJournal(fs, stateRoot, context);
   return {
     context,

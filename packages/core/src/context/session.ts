@@ -5,6 +5,7 @@ import { validateContextName } from "../policy/context.js";
 import { assertSafeLocations } from "../policy/work-tree.js";
 import { recoverContext, type RecoveryResult } from "./journal.js";
 import { withContextLock, type LockOptions, type LockOwner } from "./lock.js";
+import type { SigningKey } from "../signing/sshsig.js";
 
 /**
  * The context session (issue 19 §1): every core entry point that touches a context runs inside
@@ -36,6 +37,8 @@ export interface ContextLockOptions {
   onLockWait?: LockOptions["onWait"];
   /** told when recovery finished or undid a swap a crash interrupted */
   onRecovered?: (recovery: RecoveryResult) => void;
+  /** this host's signing key: the incident and drill records the call (or its recovery) writes are signed with it (issue 24 §2) */
+  signer?: SigningKey;
 }
 
 /** What every entry point that touches a context accepts besides its own options. */
@@ -111,6 +114,7 @@ export async function withContext<T>(
               context,
               clock,
               ...(options.operator ? { operator: options.operator } : {}),
+              ...(options.signer ? { signer: options.signer } : {}),
             });
       if (recovered) options.onRecovered?.(recovered);
       const session = {
@@ -164,6 +168,7 @@ export async function inContext<T>(
       context,
       clock: options.clock,
       ...(options.operator ? { operator: options.operator } : {}),
+      ...(options.signer ? { signer: options.signer } : {}),
     });
     if (recovered) options.onRecovered?.(recovered);
     return work({ ...session, stateRoot: options.stateRoot, recovered });

@@ -111,6 +111,7 @@ async function drillInSession(options: DrillOptions, session: ContextSession): P
       ...(options.decryptor ? { decryptor: options.decryptor } : {}),
       ...(options.externalDoctor ? { externalDoctor: options.externalDoctor } : {}),
       ...(options.signatures ? { signatures: options.signatures } : {}),
+      ...(options.signer ? { signer: options.signer } : {}),
     });
     return {
       context,

@@ -1,5 +1,8 @@
 import type { FileSystem } from "../fs/types.js";
-import { verifyRecordChain } from "../records/chain.js";
+import { verifyRecordChain, type RecordLink } from "../records/chain.js";
+import { readOffsiteRecordsHead } from "../records/offsite-head.js";
+import { readRepositoryIdentity } from "../repository/identity.js";
+import { rootView } from "../offsite/roots.js";
 import { readTickRecord } from "./status.js";
 import { UsageError, isNotFound } from "../errors.js";
 import { validateContextName } from "../policy/context.js";
@@ -394,11 +397,23 @@ async function reportContext(options: ReportOptions, context: string, now: Date)
         resolvedAt: null,
         hoursToResolve: null,
       });
+  // the heads pushed offsite (issue 24 §2): a newest record deleted at home, tick record and all, shows there
+  const identity = await readRepositoryIdentity(fs, backupRoot);
+  const offsiteHeads: { where: string; head: RecordLink | null }[] = [];
+  if (identity)
+    for (const target of options.offsiteTargets ?? []) {
+      // a target out of reach leaves its head out; the offsite section says what it can of the copies
+      const pushed = await readOffsiteRecordsHead(rootView(target.storage, identity.id), context).catch(
+        () => null,
+      );
+      if (pushed) offsiteHeads.push({ where: target.name, head: pushed.head });
+    }
   const chain = await verifyRecordChain(
     fs,
     backupRoot,
     context,
     (await readTickRecord(fs, backupRoot, context))?.recordsHead ?? null,
+    offsiteHeads,
   );
   for (const problem of chain.problems)
     exceptions.push({

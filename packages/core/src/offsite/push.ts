@@ -7,12 +7,15 @@ import { checkSnapshotChecksum, expectedChecksum } from "../repository/checksum.
 import { ensureRepositoryIdentity } from "../repository/identity.js";
 import { compareSnapshotIds } from "../repository/ids.js";
 import { backupRootStorage, openRepository, readSmallObject } from "../repository/repository.js";
-import type { Immutability, PutResult } from "../repository/storage.js";
+import type { Immutability, ObjectStorage, PutResult } from "../repository/storage.js";
 import { cheapCheck, hashObject, isLockRefusal, targetWarnings } from "./checks.js";
 import { extendLocks } from "./locks.js";
 import { readRecord, writeRecord } from "./record.js";
 import { ensureRootMarker, rootView } from "./roots.js";
 import { ROOTS, type OffsiteCopy, type OffsiteTarget } from "./types.js";
+import { pushRecordsHead } from "../records/offsite-head.js";
+import { SIGNING_RECORD_KEY } from "../signing/verify.js";
+import { isNotFound } from "../errors.js";
 
 export interface PushResult {
   context: string;
@@ -227,6 +230,11 @@ async function pushInSession(options: PushOffsiteOptions): Promise<PushResult> {
     }
   }
   if (dirty) await writeRecord(fs, options.backupRoot, context, target, record);
+  // Evidence beside the copies (issue 24 §2): the record chain's head, so a newest incident or
+  // drill record deleted at home shows, and when this root began signing, so a restore from the
+  // target refuses an unsigned snapshot dated after it as one at home does.
+  await pushRecordsHead({ fs, backupRoot: options.backupRoot, context, view, now });
+  await copySigningRecord(backupRootStorage(fs, options.backupRoot), view);
   if (target.objectLock && immutability.enabled)
     result.extended = (await extendLocks({ ...options, context })).extended;
   const after = await readRecord(fs, options.backupRoot, context, target);
@@ -239,4 +247,20 @@ async function pushInSession(options: PushOffsiteOptions): Promise<PushResult> {
       immutableUntil: c.retainUntil,
     }));
   return result;
+}
+
+/** The backup root's paas-backup.signing.json at the root's view of a target, when it is not there as it is at home. */
+async function copySigningRecord(home: ObjectStorage, view: ObjectStorage): Promise<void> {
+  let text: string;
+  try {
+    text = await readSmallObject(home, SIGNING_RECORD_KEY, 64 * 1024);
+  } catch (err) {
+    if (isNotFound(err)) return; // this root does not sign
+    throw err;
+  }
+  const data = Buffer.from(text, "utf8");
+  const sha256 = createHash("sha256").update(data).digest("hex");
+  const there = await view.head(SIGNING_RECORD_KEY);
+  if (there?.sha256 === sha256 && there.size === data.length) return;
+  await view.put(SIGNING_RECORD_KEY, Readable.from([data]), { sha256, size: data.length });
 }

@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto";
 import type { FileSystem } from "../fs/types.js";
 import { contextBackupDir, join } from "../util/paths.js";
-import { readdirOrEmpty } from "../util/optional-reads.js";
+import { readdirOrEmpty, readTextOrNull } from "../util/optional-reads.js";
+import { verifySignature } from "../signing/sshsig.js";
 
 /**
  * Incident and drill records form one hash chain per context (issue 24 §2): each record names the
@@ -19,6 +20,8 @@ export interface RecordLink {
 
 interface ChainedRecord extends RecordLink {
   previous: RecordLink | null;
+  /** what its `<record>.sig` says: none when it has none (written by a host without a signing key) */
+  signature: "valid" | "invalid" | "none";
 }
 
 async function chainedRecords(fs: FileSystem, backupRoot: string, context: string): Promise<ChainedRecord[]> {
@@ -35,10 +38,13 @@ async function chainedRecords(fs: FileSystem, backupRoot: string, context: strin
         previous = undefined;
       }
       if (previous === undefined) continue; // before the chain (or unreadable: the walk reports it)
+      const sig = await readTextOrNull(fs, join(base, folder, `${e.name}.sig`));
       out.push({
         file: `${folder}/${e.name}`,
         sha256: createHash("sha256").update(bytes).digest("hex"),
         previous,
+        signature:
+          sig === null ? "none" : verifySignature(sig, bytes).state === "valid" ? "valid" : "invalid",
       });
     }
   return out;
@@ -66,13 +72,15 @@ export interface RecordChainCheck {
 
 /**
  * Walk the chain from its head: every link present with the sha256 its successor names; one head
- * only; and the head the last tick saw (when given) still on the chain.
+ * only; every signed record's signature matching its bytes; and the head the last tick saw (when
+ * given) and the heads copied offsite (`offsiteHeads`) still on the chain.
  */
 export async function verifyRecordChain(
   fs: FileSystem,
   backupRoot: string,
   context: string,
   lastSeenHead?: RecordLink | null,
+  offsiteHeads: readonly { where: string; head: RecordLink | null }[] = [],
 ): Promise<RecordChainCheck> {
   const all = await chainedRecords(fs, backupRoot, context);
   const byFile = new Map(all.map((r) => [r.file, r]));
@@ -103,12 +111,24 @@ export async function verifyRecordChain(
     }
     r = prev;
   }
-  if (lastSeenHead) {
-    const seen = byFile.get(lastSeenHead.file);
-    if (!seen) problems.push(`${lastSeenHead.file}, the newest record when the last tick ran, is gone`);
-    else if (seen.sha256 !== lastSeenHead.sha256)
-      problems.push(`${lastSeenHead.file} changed since the last tick saw it`);
-    else if (!onChain.has(seen.file)) problems.push(`${lastSeenHead.file} is no longer on the chain`);
+  for (const r of all)
+    if (r.signature === "invalid")
+      problems.push(`${r.file} does not match its signature (${r.file}.sig): it changed after it was signed`);
+  const seenHeads = [
+    ...(lastSeenHead
+      ? [{ head: lastSeenHead, newest: "when the last tick ran", since: "the last tick saw it" }]
+      : []),
+    ...offsiteHeads.flatMap((o) =>
+      o.head
+        ? [{ head: o.head, newest: `as copied to ${o.where}`, since: `it was copied to ${o.where}` }]
+        : [],
+    ),
+  ];
+  for (const { head: seenHead, newest, since } of seenHeads) {
+    const seen = byFile.get(seenHead.file);
+    if (!seen) problems.push(`${seenHead.file}, the newest record ${newest}, is gone`);
+    else if (seen.sha256 !== seenHead.sha256) problems.push(`${seenHead.file} changed since ${since}`);
+    else if (!onChain.has(seen.file)) problems.push(`${seenHead.file} is no longer on the chain`);
   }
   return {
     ok: problems.length === 0,

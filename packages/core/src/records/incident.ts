@@ -2,7 +2,8 @@ import type { FileSystem } from "../fs/types.js";
 import { recordChainHead } from "./chain.js";
 import { ExitCode, PaasBackupError, isNotFound } from "../errors.js";
 import { contextBackupDir, join } from "../util/paths.js";
-import { createFileExclusive } from "../util/atomic.js";
+import { createFileExclusive, writeFileAtomic } from "../util/atomic.js";
+import type { SigningKey } from "../signing/sshsig.js";
 import { readdirOrEmpty } from "../util/optional-reads.js";
 
 /** One validation check as records keep it (doctor's checks have this shape). */
@@ -109,6 +110,9 @@ export function newIncidentRecord(
   };
 }
 
+/** the signature beside a signed record: `<record>.json.sig` */
+export const RECORD_SIGNATURE_SUFFIX = ".sig";
+
 function safeName(text: string): string {
   return text.replace(/[^A-Za-z0-9._-]/g, "_").slice(0, 80);
 }
@@ -118,6 +122,7 @@ export async function writeIncident(
   backupRoot: string,
   record: IncidentRecord,
   folder = "incidents",
+  signer?: SigningKey,
 ): Promise<string> {
   const dir = join(contextBackupDir(backupRoot, record.context), folder);
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
@@ -127,12 +132,19 @@ export async function writeIncident(
   const base = `${stamp}-${safeName(record.kind)}-${safeName(record.ticket)}`;
   // An error message or a doctor detail can quote state: no secret value reaches the record.
   const content = redactText(`${JSON.stringify(record, null, 2)}\n`);
+  // Signed like a manifest (issue 24 §2): `ssh-keygen -Y verify -n paas-backup -s <record>.sig`
+  // checks who wrote it. Signed before the record appears, so the signature is ready to land
+  // right after it; a kill between the two leaves a record without its .sig, never a wrong one.
+  const signature = signer ? signer.sign(content) : null;
   // Two runs with the same ticket in the same second each keep their record: the name is taken
   // exclusively (whole content linked into place, never replacing), the second gets "-2", and so on.
   await sweepRecordTemporaries(fs, dir, Date.parse(record.startedAt));
   for (let n = 1; n < 10_000; n++) {
     const path = join(dir, `${base}${n === 1 ? "" : `-${n}`}.json`);
-    if (await createFileExclusive(fs, path, content)) return path;
+    if (await createFileExclusive(fs, path, content)) {
+      if (signature) await writeFileAtomic(fs, `${path}${RECORD_SIGNATURE_SUFFIX}`, signature);
+      return path;
+    }
   }
   throw new PaasBackupError(
     "PAAS_BACKUP_RECORD_NAME_TAKEN",

@@ -622,6 +622,7 @@ async function finishRecord(run: RestoreRun): Promise<string> {
     run.options.backupRoot,
     run.record,
     run.purpose === "drill" ? "drills" : "incidents",
+    run.options.signer,
   );
 }
 
@@ -641,6 +642,7 @@ async function undoUnfinished(run: RestoreRun): Promise<void> {
     context: run.context,
     clock: run.options.clock,
     operator: run.options.operator,
+    ...(run.options.signer ? { signer: run.options.signer } : {}),
   });
 }
 

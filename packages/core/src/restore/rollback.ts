@@ -89,6 +89,7 @@ async function rollbackInSession(options: RollbackOptions): Promise<RollbackResu
       context,
       clock,
       operator: options.operator,
+      ...(options.signer ? { signer: options.signer } : {}),
       undo: true,
     });
     return {
@@ -106,6 +107,7 @@ async function rollbackInSession(options: RollbackOptions): Promise<RollbackResu
     context,
     clock,
     operator: options.operator,
+    ...(options.signer ? { signer: options.signer } : {}),
   });
   const pointerPath = lastRestorePath(stateRoot, context);
   let pointer: LastRestore;
@@ -186,6 +188,7 @@ async function rollbackInSession(options: RollbackOptions): Promise<RollbackResu
       context,
       clock,
       operator: options.operator,
+      ...(options.signer ? { signer: options.signer } : {}),
     }).catch(() => undefined);
     throw err;
   }
@@ -200,7 +203,7 @@ async function rollbackInSession(options: RollbackOptions): Promise<RollbackResu
     outcome: "rolled-back",
   });
   record.endedAt = clock().toISOString();
-  const incidentFile = await writeIncident(fs, options.backupRoot, record);
+  const incidentFile = await writeIncident(fs, options.backupRoot, record, "incidents", options.signer);
   await removeJournal(fs, stateRoot, context);
   return { context, restoredFrom: pointer.aside, movedAsideTo: movedAside, kept, incidentFile };
 }

@@ -149,7 +149,7 @@ async function unblockInSession(options: UnblockOptions, context: string): Promi
   record.externalDoctor = external;
   if (overridden) record.doctorOverride = { recorded: recorded!, used: given! };
   record.endedAt = clock().toISOString();
-  const incidentFile = await writeIncident(fs, options.backupRoot, record);
+  const incidentFile = await writeIncident(fs, options.backupRoot, record, "incidents", options.signer);
   await clearBlock(fs, stateRoot, context);
   return { context, cleared: block, doctor: report, externalDoctor: external, incidentFile };
 }
