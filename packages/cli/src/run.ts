@@ -75,7 +75,7 @@ export async function finishRun(
       // Commands that touch a context first finish or undo a swap a crash interrupted.
       const [{ recoverFirst }, { validateContextName }] = await Promise.all([
         import("./options/lock.js"),
-        import("@paas-backup/core/catalog"),
+        import("@paas-backup/core/policy"),
       ]);
       await recoverFirst(rt, validateContextName(flags.context));
     }

@@ -5,7 +5,7 @@ import { resolve, normalize } from "node:path";
 import { nodeFs } from "@paas-backup/core/node";
 import { UsageError } from "@paas-backup/core/errors";
 import { redactText } from "@paas-backup/core/redact";
-import type { FileSystem } from "@paas-backup/core";
+import type { FileSystem } from "@paas-backup/core/fs";
 import type { ParseError } from "jsonc-parser";
 import type { Envelope } from "./envelope.js";
 import type { Config } from "./config-schema.js";

@@ -2,7 +2,7 @@
  * @paas-backup/s3: the S3 storage driver. Core opens s3:// targets through this package's
  * `storageDriver`: registered by whoever depends on it (the CLI, lazily), or loaded by name.
  */
-import type { OpenTargetOptions, StorageDriverFactory, TargetSpec } from "@paas-backup/core";
+import type { OpenTargetOptions, StorageDriverFactory, TargetSpec } from "@paas-backup/core/repository";
 import { S3Storage } from "./s3-storage.js";
 
 export { S3Storage, type S3StorageOptions } from "./s3-storage.js";

@@ -13,15 +13,14 @@ import {
   type S3ClientConfig,
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
+import { ExitCode, PaasBackupError } from "@paas-backup/core/errors";
 import {
-  ExitCode,
   HashingStream,
   ObjectNotFoundError,
-  PaasBackupError,
   isStagedKey,
   stagedKey,
   stagedMismatch,
-} from "@paas-backup/core";
+} from "@paas-backup/core/repository";
 import type {
   CreateOnlyResult,
   Immutability,
@@ -31,7 +30,7 @@ import type {
   StagedObject,
   StorageFlags,
   StoredObject,
-} from "@paas-backup/core";
+} from "@paas-backup/core/repository";
 
 export interface S3StorageOptions {
   bucket: string;

@@ -1,5 +1,5 @@
 import { Readable, Writable } from "node:stream";
-import type { DirEntry, FileReader, FileStat, FileSystem, WriteOptions } from "@paas-backup/core";
+import type { DirEntry, FileReader, FileStat, FileSystem, WriteOptions } from "@paas-backup/core/fs";
 
 /**
  * A FileSystem that wraps another and injects one fault, for SQLite-style "fail at every call"

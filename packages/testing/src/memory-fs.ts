@@ -1,6 +1,6 @@
 import { Readable, Writable } from "node:stream";
 import { posix } from "node:path";
-import type { DirEntry, FileReader, FileStat, FileSystem, WriteOptions } from "@paas-backup/core";
+import type { DirEntry, FileReader, FileStat, FileSystem, WriteOptions } from "@paas-backup/core/fs";
 
 interface Node {
   kind: "file" | "directory" | "symlink";

@@ -1,13 +1,7 @@
 import { Readable, Writable } from "node:stream";
 import { createHash, randomUUID } from "node:crypto";
-import {
-  PaasBackupError,
-  ExitCode,
-  ObjectNotFoundError,
-  isStagedKey,
-  stagedKey,
-  stagedMismatch,
-} from "@paas-backup/core";
+import { PaasBackupError, ExitCode } from "@paas-backup/core/errors";
+import { ObjectNotFoundError, isStagedKey, stagedKey, stagedMismatch } from "@paas-backup/core/repository";
 import type {
   CreateOnlyResult,
   ObjectStorage,
@@ -17,7 +11,7 @@ import type {
   Immutability,
   StagedObject,
   StorageFlags,
-} from "@paas-backup/core";
+} from "@paas-backup/core/repository";
 
 interface MemoryObject {
   data: Buffer;

@@ -8,16 +8,15 @@ import { pipeline } from "node:stream/promises";
 import { nodeFs } from "@paas-backup/core/node";
 import {
   ObjectNotFoundError,
-  IntegrityError,
-  isNotFound,
-  createSnapshot,
   openRepository,
   checkSnapshotChecksum,
-  pruneSnapshots,
   stagedKey,
   probeConditionalWrites,
   type ObjectStorage,
-} from "@paas-backup/core";
+} from "@paas-backup/core/repository";
+import { IntegrityError, isNotFound } from "@paas-backup/core/errors";
+import { createSnapshot } from "@paas-backup/core/snapshot";
+import { pruneSnapshots } from "@paas-backup/core/retention";
 import { createStateRoot } from "./state-root.js";
 
 /**

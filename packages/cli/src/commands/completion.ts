@@ -1,7 +1,8 @@
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { UsageError } from "@paas-backup/core/errors";
-import { isContextFolderName, scanSnapshots } from "@paas-backup/core";
+import { isContextFolderName } from "@paas-backup/core/policy";
+import { scanSnapshots } from "@paas-backup/core/repository";
 import type { Runtime } from "../runtime.js";
 import type { CommandSpec, FlagSpec } from "../spec-types.js";
 

@@ -1,17 +1,12 @@
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createHash, randomUUID } from "node:crypto";
-import {
-  ExitCode,
-  ageDecryptor,
-  ageEncryptor,
-  contextDir,
-  createSnapshot,
-  generateIdentityFile,
-  restoreSnapshot,
-  verifySnapshots,
-  type FileSystem,
-} from "@paas-backup/core";
+import { ExitCode } from "@paas-backup/core/errors";
+import { ageDecryptor, ageEncryptor, generateIdentityFile } from "@paas-backup/core/age";
+import { contextDir } from "@paas-backup/core/policy";
+import { createSnapshot } from "@paas-backup/core/snapshot";
+import { restoreSnapshot, verifySnapshots } from "@paas-backup/core/restore";
+import type { FileSystem } from "@paas-backup/core/fs";
 import type { Runtime } from "../runtime.js";
 import { humanBytes } from "../render/text.js";
 import { printEnvelope } from "../envelope.js";

@@ -1,11 +1,8 @@
-import {
-  allowRepoStateFrom,
-  runDoctor,
-  rollbackRestore,
-  unblockContext,
-  withContext,
-  UsageError,
-} from "@paas-backup/core";
+import { allowRepoStateFrom } from "@paas-backup/core/policy";
+import { runDoctor } from "@paas-backup/core/validate";
+import { rollbackRestore, unblockContext } from "@paas-backup/core/restore";
+import { withContext } from "@paas-backup/core/context";
+import { UsageError } from "@paas-backup/core/errors";
 import { resolveRecordSigner } from "../options/signing.js";
 import { resolveOperator, type Runtime } from "../runtime.js";
 import { keyValues, table } from "../render/text.js";

@@ -1,6 +1,8 @@
 import { tmpdir } from "node:os";
 import { resolveRecordSigner, resolveSignaturePolicy } from "../options/signing.js";
-import { runDrill, drillStatus, ExitCode, validateContextName } from "@paas-backup/core";
+import { runDrill, drillStatus } from "@paas-backup/core/governance";
+import { ExitCode } from "@paas-backup/core/errors";
+import { validateContextName } from "@paas-backup/core/policy";
 import { resolveOperator, type Runtime } from "../runtime.js";
 import { keyValues, table } from "../render/text.js";
 import { printEnvelope } from "../envelope.js";

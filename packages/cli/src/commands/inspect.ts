@@ -6,8 +6,8 @@ import {
   dumpSnapshotFile,
   findInSnapshots,
   listSnapshotFiles,
-  UsageError,
-} from "@paas-backup/core";
+} from "@paas-backup/core/inspect";
+import { UsageError } from "@paas-backup/core/errors";
 import type { Runtime } from "../runtime.js";
 import { humanBytes, table } from "../render/text.js";
 import { cleanUpOnInterrupt, registerScratch, removeScratch } from "../host/interrupt.js";

@@ -1,5 +1,6 @@
 import { hostname } from "node:os";
-import { createIdentityFile, UsageError } from "@paas-backup/core";
+import { createIdentityFile } from "@paas-backup/core/age";
+import { UsageError } from "@paas-backup/core/errors";
 import { createSigningKeyFile } from "@paas-backup/core/signing";
 import { DEFAULT_SIGNING_KEY } from "../options/signing.js";
 import { expandHome, type Runtime } from "../runtime.js";

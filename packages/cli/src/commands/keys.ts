@@ -5,7 +5,7 @@ import { table } from "../render/text.js";
 import { printEnvelope } from "../envelope.js";
 import { resolveIdentityLines, type KeyFlags } from "../options/keys.js";
 import { resolveTargets } from "../options/targets.js";
-import { validateContextName } from "@paas-backup/core";
+import { validateContextName } from "@paas-backup/core/policy";
 
 /**
  * keys audit: what a (retired, leaked) identity still opens among retained snapshots, at home and

@@ -1,4 +1,4 @@
-import { checkSnapshotChecksum, compareSnapshotIds, scanSnapshots } from "@paas-backup/core/catalog";
+import { checkSnapshotChecksum, compareSnapshotIds, scanSnapshots } from "@paas-backup/core/repository";
 import type { Runtime } from "../runtime.js";
 import { humanBytes, table } from "../render/text.js";
 import { printEnvelope } from "../envelope.js";

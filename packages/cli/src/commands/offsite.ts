@@ -1,15 +1,14 @@
+import { ExitCode, UsageError } from "@paas-backup/core/errors";
 import {
-  ExitCode,
   listOffsite,
   verifyOffsite,
   pruneOffsite,
   contextsAtTarget,
   extendLocks,
   targetWarnings,
-  withContext,
-  UsageError,
   type DataSubset,
-} from "@paas-backup/core";
+} from "@paas-backup/core/offsite";
+import { withContext } from "@paas-backup/core/context";
 import type { Runtime } from "../runtime.js";
 import { humanBytes, table } from "../render/text.js";
 import { printEnvelope } from "../envelope.js";

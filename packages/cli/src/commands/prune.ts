@@ -1,4 +1,5 @@
-import { pruneSnapshots, withContext } from "@paas-backup/core";
+import { pruneSnapshots } from "@paas-backup/core/retention";
+import { withContext } from "@paas-backup/core/context";
 import type { Runtime } from "../runtime.js";
 import { retentionPolicy, type KeepFlags } from "../options/retention.js";
 import { printEnvelope } from "../envelope.js";

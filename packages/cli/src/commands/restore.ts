@@ -1,15 +1,8 @@
-import {
-  allowRepoStateFrom,
-  restoreSnapshot,
-  findSnapshot,
-  chainOf,
-  UsageError,
-  ValidationError,
-  withContext,
-  type ContextSession,
-  type RestorePlan,
-  type RestoreResult,
-} from "@paas-backup/core";
+import { allowRepoStateFrom } from "@paas-backup/core/policy";
+import { restoreSnapshot, type RestorePlan, type RestoreResult } from "@paas-backup/core/restore";
+import { findSnapshot, chainOf } from "@paas-backup/core/repository";
+import { UsageError, ValidationError } from "@paas-backup/core/errors";
+import { withContext, type ContextSession } from "@paas-backup/core/context";
 import { resolveRecordSigner, resolveSignaturePolicy } from "../options/signing.js";
 import { resolveOperator, type Runtime } from "../runtime.js";
 import { printEnvelope } from "../envelope.js";

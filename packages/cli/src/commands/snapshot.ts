@@ -1,12 +1,11 @@
+import { allowRepoStateFrom, contextDir } from "@paas-backup/core/policy";
 import {
-  allowRepoStateFrom,
   createSnapshot,
   planSnapshotContents,
-  withContext,
   type SnapshotKind,
   type SnapshotResult,
-  contextDir,
 } from "@paas-backup/core/snapshot";
+import { withContext } from "@paas-backup/core/context";
 import { resolveSigner } from "../options/signing.js";
 import { UsageError, ExitCode } from "@paas-backup/core/errors";
 import type { Runtime } from "../runtime.js";

@@ -1,4 +1,5 @@
-import { contextsDir, validateContextName, ExitCode, UsageError } from "@paas-backup/core";
+import { contextsDir, validateContextName } from "@paas-backup/core/policy";
+import { ExitCode, UsageError } from "@paas-backup/core/errors";
 import type { Runtime } from "../runtime.js";
 import { printEnvelope } from "../envelope.js";
 import { table } from "../render/text.js";

@@ -1,9 +1,10 @@
-import { allowRepoStateFrom, runTick, UsageError, type TickResult } from "@paas-backup/core";
+import { allowRepoStateFrom } from "@paas-backup/core/policy";
+import { runTick, type TickResult } from "@paas-backup/core/tick";
+import { ExitCode, UsageError } from "@paas-backup/core/errors";
 import { resolveSigner } from "../options/signing.js";
 import type { Runtime } from "../runtime.js";
 import { contextsOf } from "../options/context-list.js";
 import { REDACTION_REMEDIATION, redactionNotice, redactionSummary } from "../render/redactions.js";
-import { ExitCode } from "@paas-backup/core/errors";
 import { printEnvelope } from "../envelope.js";
 import { table } from "../render/text.js";
 import { lockOptions, lockOwner } from "../options/lock.js";

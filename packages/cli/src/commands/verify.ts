@@ -1,4 +1,5 @@
-import { findFallback, scanSnapshots, verifySnapshots } from "@paas-backup/core";
+import { findFallback, verifySnapshots } from "@paas-backup/core/restore";
+import { scanSnapshots } from "@paas-backup/core/repository";
 import { resolveSignaturePolicy } from "../options/signing.js";
 import type { Runtime } from "../runtime.js";
 import { printEnvelope } from "../envelope.js";

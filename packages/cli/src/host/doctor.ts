@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from "node:child_process";
 import { UsageError } from "@paas-backup/core/errors";
-import type { ExternalDoctorResult } from "@paas-backup/core";
+import type { ExternalDoctorResult } from "@paas-backup/core/restore";
 
 /**
  * An external doctor must be runnable before anything changes (issue 10 §3): its first word is

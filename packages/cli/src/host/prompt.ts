@@ -1,5 +1,7 @@
 import { createInterface } from "node:readline/promises";
-import { redactText, UsageError, type RestorePlan } from "@paas-backup/core";
+import { redactText } from "@paas-backup/core/redact";
+import { UsageError } from "@paas-backup/core/errors";
+import type { RestorePlan } from "@paas-backup/core/restore";
 import { keyValues } from "../render/text.js";
 import { describeEventLines } from "../render/restore.js";
 

@@ -1,4 +1,4 @@
-import type { TrustStore } from "@paas-backup/core";
+import type { TrustStore } from "@paas-backup/core/restore";
 import type { Runtime } from "../runtime.js";
 
 /** si's vault trust store, named by SI_VAULT_TRUST_STORE; unreadable or malformed reads as empty. */

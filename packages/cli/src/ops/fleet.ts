@@ -1,4 +1,5 @@
-import { contextStatus, ExitCode, PaasBackupError, type ContextStatus } from "@paas-backup/core";
+import { contextStatus, type ContextStatus } from "@paas-backup/core/governance";
+import { ExitCode, PaasBackupError } from "@paas-backup/core/errors";
 import { join } from "node:path";
 import { environmentError } from "../host/environment.js";
 import type { Runtime } from "../runtime.js";

@@ -4,11 +4,11 @@ import {
   offsiteAfterTick,
   type TickOffsiteResult,
   pushOffsite,
-  UsageError,
-  type ContextSession,
   type OffsiteRestorePlan,
   type PushResult,
-} from "@paas-backup/core";
+} from "@paas-backup/core/offsite";
+import { UsageError } from "@paas-backup/core/errors";
+import type { ContextSession } from "@paas-backup/core/context";
 import type { Runtime } from "../runtime.js";
 import { requireContext } from "../options/context.js";
 import { lockedBy } from "../options/lock.js";

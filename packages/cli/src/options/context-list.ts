@@ -1,4 +1,6 @@
-import { contextsDir, fleetContexts as coreFleetContexts, listContexts } from "@paas-backup/core";
+import { contextsDir } from "@paas-backup/core/policy";
+import { fleetContexts as coreFleetContexts } from "@paas-backup/core/governance";
+import { listContexts } from "@paas-backup/core/context";
 import { environmentError } from "../host/environment.js";
 import type { Runtime } from "../runtime.js";
 

@@ -1,11 +1,12 @@
 import { lstatSync } from "node:fs";
 import { join } from "node:path";
-import { contextDir, scanSnapshots, validateContextName } from "@paas-backup/core/catalog";
+import { contextDir, validateContextName } from "@paas-backup/core/policy";
+import { scanSnapshots } from "@paas-backup/core/repository";
 import { UsageError } from "@paas-backup/core/errors";
 import type { Runtime } from "../runtime.js";
 import { environmentError } from "../host/environment.js";
 
-// Only the catalog and errors: `list` loads this, and must not load the whole core.
+// Only the repository, policy and errors entries: `list` loads this, and must not load the whole core.
 
 /**
  * Is something at `path`? Missing is false; a path this user may not look at is not "missing"

@@ -1,5 +1,5 @@
 import { UsageError } from "@paas-backup/core/errors";
-import type { OptionalFolder } from "@paas-backup/core/snapshot";
+import type { OptionalFolder } from "@paas-backup/core/policy";
 
 /** --include: the optional folders (policy §2) a snapshot takes besides the protected state. */
 export function parseInclude(

@@ -7,7 +7,7 @@ import {
   validateRecipient,
   type ArtifactDecryptor,
   type ArtifactEncryptor,
-} from "@paas-backup/core/snapshot";
+} from "@paas-backup/core/age";
 import { UsageError, SafetyError } from "@paas-backup/core/errors";
 import { expandHome, type Runtime } from "../runtime.js";
 

@@ -1,4 +1,4 @@
-import { allowRepoStateFrom, assertSafeLocations } from "@paas-backup/core/snapshot";
+import { allowRepoStateFrom, assertSafeLocations } from "@paas-backup/core/policy";
 import type { Runtime } from "../runtime.js";
 
 /**

@@ -1,12 +1,12 @@
+import { allowRepoStateFrom } from "@paas-backup/core/policy";
 import {
-  allowRepoStateFrom,
   hasJournal,
   withContext,
   type ContextLockOptions,
   type LockOwner,
   type RecoveryResult,
   type WithContextOptions,
-} from "@paas-backup/core/snapshot";
+} from "@paas-backup/core/context";
 import { nodeLockOwner } from "@paas-backup/core/node";
 import type { Runtime } from "../runtime.js";
 

@@ -1,4 +1,4 @@
-import { DEFAULT_RETENTION, type RetentionPolicy } from "@paas-backup/core";
+import { DEFAULT_RETENTION, type RetentionPolicy } from "@paas-backup/core/retention";
 import type { Runtime } from "../runtime.js";
 
 export type KeepFlags = {

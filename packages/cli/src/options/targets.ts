@@ -1,4 +1,6 @@
-import { openTarget, registerStorageDriver, UsageError, type OffsiteTarget } from "@paas-backup/core";
+import { openTarget, registerStorageDriver } from "@paas-backup/core/repository";
+import { UsageError } from "@paas-backup/core/errors";
+import type { OffsiteTarget } from "@paas-backup/core/offsite";
 import type { Runtime } from "../runtime.js";
 
 export interface TargetFlags {

@@ -1,7 +1,7 @@
 import type { Registry, Gauge } from "prom-client";
 import { randomUUID } from "node:crypto";
 import { dirname, basename, join } from "node:path";
-import type { ContextStatus, DrillStatus } from "@paas-backup/core";
+import type { ContextStatus, DrillStatus } from "@paas-backup/core/governance";
 import type { Runtime } from "../runtime.js";
 
 /**

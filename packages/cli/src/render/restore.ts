@@ -1,4 +1,4 @@
-import type { RestorePlan, RestoreResult } from "@paas-backup/core";
+import type { RestorePlan, RestoreResult } from "@paas-backup/core/restore";
 import type { Runtime } from "../runtime.js";
 import { keyValues } from "./text.js";
 

@@ -1,25 +1,19 @@
 import { posix } from "node:path";
+import { contextStatus, runDrill, fleetContexts, type ContextStatus } from "@paas-backup/core/governance";
+import { createSnapshot } from "@paas-backup/core/snapshot";
+import { listSnapshots } from "@paas-backup/core/repository";
+import { pruneSnapshots } from "@paas-backup/core/retention";
+import { pushOffsite, offsiteAfterTick } from "@paas-backup/core/offsite";
 import {
-  contextStatus,
-  createSnapshot,
-  listSnapshots,
-  pruneSnapshots,
-  pushOffsite,
-  offsiteAfterTick,
   restoreSnapshot,
   rollbackRestore,
-  runDrill,
-  runTick,
   unblockContext,
-  withContextLock,
-  readBlock,
-  fleetContexts,
-  type ContextStatus,
-  type FileSystem,
-  type LockOwner,
   type RestoreResult,
-  type TickResult,
-} from "@paas-backup/core";
+} from "@paas-backup/core/restore";
+import { runTick, type TickResult } from "@paas-backup/core/tick";
+import { withContextLock, type LockOwner } from "@paas-backup/core/context";
+import { readBlock } from "@paas-backup/core/records";
+import type { FileSystem } from "@paas-backup/core/fs";
 import {
   BACKUP_ROOT,
   ELSEWHERE,

@@ -1,16 +1,13 @@
 import { posix } from "node:path";
 import { createHash } from "node:crypto";
 import { gunzipSync } from "node:zlib";
-import {
-  EVENT_LOGS,
-  PaasBackupError,
-  ExitCode,
-  planRetention,
-  hasJournal,
-  parseSnapshotId,
-  readBlock,
-  type ContextStatus,
-} from "@paas-backup/core";
+import { EVENT_LOGS } from "@paas-backup/core/policy";
+import { PaasBackupError, ExitCode } from "@paas-backup/core/errors";
+import { planRetention } from "@paas-backup/core/retention";
+import { hasJournal } from "@paas-backup/core/context";
+import { parseSnapshotId } from "@paas-backup/core/repository";
+import { readBlock } from "@paas-backup/core/records";
+import type { ContextStatus } from "@paas-backup/core/governance";
 import { BACKUP_ROOT, KEEP_TAGS, STATE_ROOT, World, type EventLog } from "./world.js";
 import type { Observation } from "./actors.js";
 

@@ -1,12 +1,10 @@
 import { posix } from "node:path";
-import {
-  EVENT_LOGS,
-  PaasBackupError,
-  type FileSystem,
-  type LockOwner,
-  type OffsiteTarget,
-  type RetentionPolicy,
-} from "@paas-backup/core";
+import { EVENT_LOGS } from "@paas-backup/core/policy";
+import { PaasBackupError } from "@paas-backup/core/errors";
+import type { FileSystem } from "@paas-backup/core/fs";
+import type { LockOwner } from "@paas-backup/core/context";
+import type { OffsiteTarget } from "@paas-backup/core/offsite";
+import type { RetentionPolicy } from "@paas-backup/core/retention";
 import { MemoryFileSystem } from "../memory-fs.js";
 import { MemoryStorage } from "../memory-storage.js";
 import { FaultInjectingFileSystem, type FaultErrorCode, type FaultPlan } from "../fault-fs.js";
