@@ -17,6 +17,7 @@ export {
   type Repository,
   type SnapshotRef,
   type DamagedSnapshot,
+  type FoundSnapshot,
 } from "./repository.js";
 export {
   checkSnapshotChecksum,
@@ -56,7 +57,13 @@ export {
   REPOSITORY_FILE,
   type RepositoryIdentity,
 } from "./identity.js";
-export { FUTURE_SKEW_MS, isFromTheFuture, presentSnapshots, futureSnapshots } from "./timeline.js";
+export {
+  FUTURE_SKEW_MS,
+  isFromTheFuture,
+  presentSnapshots,
+  futureSnapshots,
+  futureSkippedWarning,
+} from "./timeline.js";
 export {
   CHEAP_REHASH_BYTES,
   DEEP_CHECK_EVERY_MS,
