@@ -32,6 +32,27 @@ export const Config = z
   .object({
     stateRoot: z.string().optional(),
     backupRoot: z.string().optional(),
+    /** an s3:// backupRoot's endpoint, region and addressing (the offsite targets have their own) */
+    rootEndpoint: z.string().url().optional(),
+    rootRegion: z.string().min(1).optional(),
+    rootPathStyle: z.boolean().optional(),
+    /** an s3:// backup root shared by a fleet: this host's name and the timings (production defaults) */
+    sharedRoot: z
+      .object({
+        /** this host's name in the bucket's status objects and leases (default: the short hostname) */
+        host: z
+          .string()
+          .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/)
+          .optional(),
+        /** a lease not renewed for this long may be taken over (default 300, at least 10) */
+        leaseSeconds: z.number().int().min(10).optional(),
+        /** prune removes a marked snapshot this long after marking it (default 86400, one day) */
+        deleteAfterSeconds: z.number().int().min(0).optional(),
+        /** status alerts on a host whose status object is older than this (default 8100, two missed ticks) */
+        hostStaleAfterSeconds: z.number().int().min(1).optional(),
+      })
+      .strict()
+      .optional(),
     recipients: z.array(z.string()).default([]),
     recipientsFile: z.string().optional(),
     identityFile: z.string().optional(),

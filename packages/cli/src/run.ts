@@ -69,6 +69,20 @@ export async function finishRun(
       (await import("@paas-backup/core/scan-lane")).prestartScanWorker();
     const { createRuntime } = await import("./runtime.js");
     rt = await createRuntime(flags, process.env, command);
+    if (rt.remoteRoot) {
+      // An s3:// root: connect before anything else, so the locks and caches below are the host's cache of it.
+      const { connectSharedRoot, refuseRemoteRoot } = await import("./host/shared-root.js");
+      if (!spec.sharedRoot) {
+        const { COMMANDS, commandName } = await import("./spec.js");
+        throw refuseRemoteRoot(
+          command,
+          rt.remoteRoot.url,
+          COMMANDS.filter((c) => c.sharedRoot).map(commandName),
+        );
+      }
+      rt.shared = await connectSharedRoot(rt, spec.sharedRoot);
+      rt.backupRoot = rt.shared.cacheDir;
+    }
     if (spec.writesSnapshots && flags.dryRun !== true)
       (await import("./host/interrupt.js")).cleanUpOnInterrupt(command, rt.backupRoot);
     if (spec.recover && typeof flags.context === "string") {

@@ -21,7 +21,16 @@ export interface Runtime {
   clock: () => Date;
   json: boolean;
   stateRoot: string;
+  /**
+   * A folder. With an s3:// backup root it is this host's cache of that bucket
+   * ($XDG_CACHE_HOME/paas-backup/<root id>) once the command has connected (run.ts), and `shared`
+   * is the bucket itself.
+   */
   backupRoot: string;
+  /** the s3:// backup root as given (flags > env > config), before connecting; null for a folder */
+  remoteRoot: RemoteRootSettings | null;
+  /** the connected s3:// backup root (host/shared-root.ts); null for a folder */
+  shared: import("./host/shared-root.js").SharedRoot | null;
   config: Config;
   configPath: string | null;
   stdoutIsTTY: boolean;
@@ -132,9 +141,20 @@ function clockFrom(env: NodeJS.ProcessEnv): () => Date {
   return () => new Date(base + (Date.now() - started));
 }
 
+/** How to reach an s3:// backup root: its own endpoint, region and addressing, distinct from an offsite target's. */
+export interface RemoteRootSettings {
+  url: string;
+  endpoint?: string;
+  region?: string;
+  pathStyle: boolean;
+}
+
 export interface GlobalFlags {
   stateRoot?: string;
   backupRoot?: string;
+  rootEndpoint?: string;
+  rootRegion?: string;
+  rootPathStyle?: boolean;
   json?: boolean;
   config?: string;
 }
@@ -155,13 +175,20 @@ export async function createRuntime(
         ? expandHome(config.stateRoot, env)
         : resolve(home, ".si/paas");
   const envBackup = env.PAAS_BACKUP_ROOT?.trim();
-  const backupRoot = flags.backupRoot
-    ? expandHome(flags.backupRoot, env)
-    : envBackup
-      ? resolve(envBackup)
-      : config.backupRoot
-        ? expandHome(config.backupRoot, env)
-        : resolve(home, ".si/paas-backups");
+  const givenRoot = flags.backupRoot ?? (envBackup || undefined) ?? config.backupRoot;
+  // An s3:// root is a bucket, never a path to resolve: the command connects to it (run.ts).
+  const remoteRoot = givenRoot?.startsWith("s3://")
+    ? remoteRootSettings(givenRoot, flags, env, config)
+    : null;
+  const backupRoot = remoteRoot
+    ? remoteRoot.url
+    : flags.backupRoot
+      ? expandHome(flags.backupRoot, env)
+      : envBackup
+        ? resolve(envBackup)
+        : config.backupRoot
+          ? expandHome(config.backupRoot, env)
+          : resolve(home, ".si/paas-backups");
   const json = flags.json === true;
   return {
     command,
@@ -172,6 +199,8 @@ export async function createRuntime(
     json,
     stateRoot,
     backupRoot,
+    remoteRoot,
+    shared: null,
     config,
     configPath: path,
     stdoutIsTTY: process.stdout.isTTY === true,
@@ -183,6 +212,28 @@ export async function createRuntime(
     progress: (text) => {
       if (process.stderr.isTTY) process.stderr.write(text);
     },
+  };
+}
+
+/** An s3:// backup root's connection: each setting from its flag, else its variable, else the config file. */
+function remoteRootSettings(
+  url: string,
+  flags: GlobalFlags,
+  env: NodeJS.ProcessEnv,
+  config: Config,
+): RemoteRootSettings {
+  const endpoint =
+    flags.rootEndpoint ?? (env.PAAS_BACKUP_ROOT_ENDPOINT?.trim() || undefined) ?? config.rootEndpoint;
+  const region = flags.rootRegion ?? (env.PAAS_BACKUP_ROOT_REGION?.trim() || undefined) ?? config.rootRegion;
+  const envPathStyle = env.PAAS_BACKUP_ROOT_PATH_STYLE?.trim().toLowerCase();
+  const pathStyle =
+    flags.rootPathStyle === true ||
+    (envPathStyle ? ["1", "true", "yes"].includes(envPathStyle) : config.rootPathStyle === true);
+  return {
+    url: url.replace(/\/+$/, ""),
+    ...(endpoint ? { endpoint } : {}),
+    ...(region ? { region } : {}),
+    pathStyle,
   };
 }
 

@@ -35,6 +35,12 @@ export interface CommandSpec {
   recover?: boolean;
   /** archives large logs: the secret scanner's worker thread starts while the command loads */
   prestartScanner?: boolean;
+  /**
+   * works with an s3:// backup root (issue 22): "read" only reads the bucket, "write" takes leases
+   * there (the bucket is probed for create-only writes first, once). Other commands refuse such a
+   * root with PAAS_BACKUP_REMOTE_ROOT_UNSUPPORTED.
+   */
+  sharedRoot?: "read" | "write";
   /** writes snapshots: Ctrl-C removes this run's lock and staged files and says "nothing was kept" */
   writesSnapshots?: boolean;
   load: () => Promise<Handler>;

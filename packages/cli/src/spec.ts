@@ -25,7 +25,22 @@ export const GLOBAL_FLAGS: FlagSpec[] = [
   {
     flags: "--backup-root <path>",
     description:
-      "where snapshots live (default $PAAS_BACKUP_ROOT, the config file's backupRoot, or ~/.si/paas-backups)",
+      "where snapshots live: a folder, or s3://<bucket>/<prefix> for one bucket shared by a fleet (default $PAAS_BACKUP_ROOT, the config file's backupRoot, or ~/.si/paas-backups)",
+  },
+  {
+    flags: "--root-endpoint <url>",
+    description:
+      "S3-compatible endpoint of an s3:// backup root (default $PAAS_BACKUP_ROOT_ENDPOINT or the config file's rootEndpoint); offsite commands keep --endpoint for their target",
+  },
+  {
+    flags: "--root-region <region>",
+    description:
+      "S3 region of an s3:// backup root (default $PAAS_BACKUP_ROOT_REGION, the config file's rootRegion, or us-east-1)",
+  },
+  {
+    flags: "--root-path-style",
+    description:
+      "path-style addressing for an s3:// backup root (default $PAAS_BACKUP_ROOT_PATH_STYLE=1 or the config file's rootPathStyle)",
   },
   {
     flags: "--config <file>",
@@ -129,6 +144,7 @@ const L =
 export const COMMANDS: CommandSpec[] = [
   {
     path: ["snapshot"],
+    sharedRoot: "write",
     summary: "take a snapshot of one context (encrypted unless --insecure-plaintext)",
     flags: [
       context,
@@ -162,6 +178,7 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     path: ["list"],
+    sharedRoot: "read",
     summary: "list a context's snapshots with their checksum state",
     flags: [context],
     examples: [
@@ -174,6 +191,7 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     path: ["verify"],
+    sharedRoot: "read",
     summary:
       "check snapshots against their checksum files; --deep also checks every file against the manifest",
     flags: [
@@ -194,6 +212,7 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     path: ["restore"],
+    sharedRoot: "read",
     summary: "restore a snapshot into its context (checksum first, staged, swapped, validated)",
     flags: [
       context,
@@ -357,6 +376,7 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     path: ["tick"],
+    sharedRoot: "write",
     summary:
       "for cron: a daily full, else an hourly incremental, then prune, then offsite push and the target's retention (idempotent); says why",
     flags: [
@@ -546,6 +566,7 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     path: ["status"],
+    sharedRoot: "read",
     summary:
       "the fleet at a glance: newest full and incremental, chain (read, not assumed), drill, offsite copies, block, last tick, snapshots from the future, a context folder missing or a link; exit 11 when a context needs attention",
     flags: [

@@ -71,6 +71,8 @@ export const ERROR_CODES = {
   PAAS_BACKUP_NOTHING_TO_ROLL_BACK: "no restore to roll back",
   PAAS_BACKUP_NOT_A_FOLDER:
     "a path paas-backup needs as a folder is a file (ENOTDIR), e.g. a context's backup folder (exit 10)",
+  PAAS_BACKUP_NOT_A_REPOSITORY:
+    "an s3:// backup root whose bucket and prefix hold no paas-backup repository yet (exit 2)",
   PAAS_BACKUP_NOT_CONFIRMED: "the operator did not confirm a restore",
   PAAS_BACKUP_NO_CONDITIONAL_WRITES:
     "a storage server or bucket that ignores create-only writes, refused as a shared repository (exit 4)",
@@ -91,6 +93,8 @@ export const ERROR_CODES = {
     "every name for an incident or drill record is taken (a bug or a runaway writer)",
   PAAS_BACKUP_RECOVERY_FAILED: "an interrupted swap could not be finished or undone",
   PAAS_BACKUP_REPOSITORY_ID_INVALID: "a backup root identity file that does not hold one",
+  PAAS_BACKUP_REMOTE_ROOT_UNSUPPORTED:
+    "a command that does not work with an s3:// backup root yet (exit 2; it names the ones that do)",
   PAAS_BACKUP_RESTORE_UNFINISHED: "a restore failed after its swap; the context is blocked",
   PAAS_BACKUP_SCHEDULER_UNAVAILABLE:
     "schedule install/remove could not change the user's crontab (no crontab command, or it refused; exit 10)",

@@ -197,7 +197,13 @@ export {
   INCREMENTAL_AFTER_MS,
   type TickAction,
 } from "./snapshot/schedule.js";
-export { runTick, type TickOptions, type TickOutcome, type TickResult } from "./snapshot/tick.js";
+export {
+  runTick,
+  type TickOptions,
+  type TickOutcome,
+  type TickResult,
+  type SharedTick,
+} from "./snapshot/tick.js";
 export {
   runDrill,
   drillStatus,

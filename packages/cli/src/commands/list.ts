@@ -1,4 +1,9 @@
-import { checkSnapshotChecksum, compareSnapshotIds, scanSnapshots } from "@paas-backup/core/repository";
+import {
+  checkSnapshotChecksum,
+  compareSnapshotIds,
+  openRepository,
+  scanSnapshots,
+} from "@paas-backup/core/repository";
 import type { Runtime } from "../runtime.js";
 import { humanBytes, table } from "../render/text.js";
 import { printEnvelope } from "../envelope.js";
@@ -7,7 +12,13 @@ import { requireContext, requireKnownContext } from "../options/context.js";
 export async function listCommand(rt: Runtime, flags: { context?: string }): Promise<number> {
   const context = requireContext(flags.context);
   await requireKnownContext(rt, context);
-  const { snapshots, damaged } = await scanSnapshots(rt.fs, rt.backupRoot, context);
+  // An s3:// root: the snapshots committed there (ops/shared.ts loads the rest of core only then).
+  const { snapshots, damaged } = rt.shared
+    ? await openRepository(await (await import("../ops/shared.js")).committedView(rt.shared, context)).scan(
+        context,
+      )
+    : await scanSnapshots(rt.fs, rt.backupRoot, context);
+  const root = rt.shared?.url ?? rt.backupRoot;
   const data = [];
   const ids = new Set(snapshots.map((s) => s.id));
   const warnings: string[] = [];
@@ -15,7 +26,7 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
     const parentMissing = s.kind === "incremental" && (!s.parent || !ids.has(s.parent.id));
     if (parentMissing)
       warnings.push(
-        `incremental ${s.id} needs ${s.parent?.id ?? "a parent it does not name"}, which is not in ${rt.backupRoot}: it cannot be restored from here (restore --from-offsite <target> fetches the full if a target has it)`,
+        `incremental ${s.id} needs ${s.parent?.id ?? "a parent it does not name"}, which is not in ${root}: it cannot be restored from here (restore --from-offsite <target> fetches the full if a target has it)`,
       );
     const check = await checkSnapshotChecksum(s);
     data.push({
@@ -76,7 +87,7 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
     return 0;
   }
   if (data.length === 0) {
-    rt.write(`no snapshots of ${context} in ${rt.backupRoot}\n`);
+    rt.write(`no snapshots of ${context} in ${root}\n`);
     return 0;
   }
   for (const w of warnings) process.stderr.write(`warning: ${w}\n`);

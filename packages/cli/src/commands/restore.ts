@@ -1,6 +1,6 @@
 import { allowRepoStateFrom } from "@paas-backup/core/policy";
 import { restoreSnapshot, type RestorePlan, type RestoreResult } from "@paas-backup/core/restore";
-import { findSnapshot, chainOf } from "@paas-backup/core/repository";
+import { findSnapshot, chainOf, openRepository } from "@paas-backup/core/repository";
 import { UsageError, ValidationError } from "@paas-backup/core/errors";
 import { withContext, type ContextSession } from "@paas-backup/core/context";
 import { resolveRecordSigner, resolveSignaturePolicy } from "../options/signing.js";
@@ -60,7 +60,21 @@ export async function restoreCommand(
   }
   // Checked before anything changes: a doctor that cannot run would only fail after the swap.
   if (flags.doctorCmd) assertDoctorRunnable(flags.doctorCmd, rt.env);
+  if (rt.shared && flags.fromOffsite)
+    throw new UsageError(
+      "PAAS_BACKUP_REMOTE_ROOT_UNSUPPORTED",
+      "restore --from-offsite does not work with an s3:// backup root: the bucket is the repository",
+      {
+        path: rt.shared.url,
+        remediation:
+          "Restore from the bucket (drop --from-offsite), or restore the offsite copy against a backup root folder.",
+        stage: "arguments",
+      },
+    );
   if (!fetchFromOffsite) await requireKnownContext(rt, context);
+  // An s3:// root: the snapshots committed in the bucket, read from there (nothing is downloaded to keep).
+  const shared = rt.shared ? await import("../ops/shared.js") : null;
+  const repository = shared ? await shared.committedView(rt.shared!, context) : undefined;
   const decryptor = await resolveDecryptor(rt, flags);
   const trustStore = await loadTrustStore(rt);
   const signatures = await resolveSignaturePolicy(rt, flags.allowUnsigned === true);
@@ -70,13 +84,9 @@ export async function restoreCommand(
   let total: number | null = null;
   let needed: number | undefined;
   try {
-    const { snapshot, all } = await findSnapshot(
-      rt.fs,
-      rt.backupRoot,
-      context,
-      flags.snapshot ?? "latest",
-      rt.clock(),
-    );
+    const { snapshot, all } = repository
+      ? await openRepository(repository).find(context, flags.snapshot ?? "latest", rt.clock())
+      : await findSnapshot(rt.fs, rt.backupRoot, context, flags.snapshot ?? "latest", rt.clock());
     const links = chainOf(snapshot, all).chain;
     // the bar's total: the bytes every link's archive holds; the space needed: the restored files
     if (links.every((l) => l.manifest)) total = links.reduce((n, l) => n + l.manifest!.totals.storedBytes, 0);
@@ -96,6 +106,7 @@ export async function restoreCommand(
         fs: rt.fs,
         stateRoot: rt.stateRoot,
         backupRoot: rt.backupRoot,
+        ...(repository ? { repository } : {}),
         context,
         snapshot: flags.snapshot ?? "latest",
         ticket: flags.ticket!,
@@ -131,6 +142,11 @@ export async function restoreCommand(
       });
     });
     bar.done(true);
+    // The incident record (and any event lines kept aside) belong to the bucket, not this host's cache.
+    if (shared) {
+      const moved = await shared.moveRecordsToBucket(rt, context);
+      result.incidentFile = moved.get(result.incidentFile) ?? result.incidentFile;
+    }
     if (rt.json)
       printEnvelope(rt, {
         ok: result.ok,
@@ -149,6 +165,7 @@ export async function restoreCommand(
     return result.ok ? 0 : 5;
   } catch (err) {
     bar.done();
+    if (shared) await shared.moveRecordsToBucket(rt, context).catch(() => undefined);
     // A full state-root filesystem names itself and what the restore needs (the staged copy).
     const env = environmentError(err, { path: rt.stateRoot, ...(needed !== undefined ? { needed } : {}) });
     if (env) throw env;

@@ -8,6 +8,7 @@ import {
 import { withContext } from "@paas-backup/core/context";
 import { resolveSigner } from "../options/signing.js";
 import { UsageError, ExitCode } from "@paas-backup/core/errors";
+import type { Lease, ObjectStorage } from "@paas-backup/core";
 import type { Runtime } from "../runtime.js";
 import { redactionNotice } from "../render/redactions.js";
 import { environmentError } from "../host/environment.js";
@@ -84,28 +85,42 @@ export async function takeSnapshot(
   const signer = await resolveSigner(rt);
   const bar = progressBar(rt, `snapshot ${context}`);
   try {
+    // An s3:// root: under the context's lease in the bucket, written where the committed
+    // snapshots are listed, and committed through the lease (a run that paused past it is refused).
+    const shared = rt.shared ? await import("../ops/shared.js") : null;
+    const underLease = <T>(work: (repository?: ObjectStorage, lease?: Lease) => Promise<T>) =>
+      shared
+        ? shared.withLease(rt, `context/${context}`, command, async (lease) =>
+            work(await shared.committedView(rt.shared!, context), lease),
+          )
+        : work();
     const result = await withContext(
       { ...sessionOptions(rt, context, command), guardStateRoot: true },
       (session) =>
-        createSnapshot({
-          session,
-          fs: rt.fs,
-          stateRoot: rt.stateRoot,
-          backupRoot: rt.backupRoot,
-          context,
-          clock: rt.clock,
-          kind,
-          include: parseInclude(flags.include, rt.config.include),
-          ...(encryptor ? { encryptor } : {}),
-          ...(signer ? { signer } : {}),
-          insecurePlaintext: flags.insecurePlaintext === true,
-          secretAllow: rt.config.secretAllow,
-          allowRepoState: allowRepoStateFrom(rt.env),
-          secretAcknowledged: rt.config.secretAcknowledged,
-          memberCache: true,
-          ...(flags.tag?.length ? { tags: flags.tag } : {}),
-          ...(flags.note ? { note: flags.note } : {}),
-          onProgress: (p) => bar.update(p.doneBytes, p.totalBytes),
+        underLease(async (repository, lease) => {
+          const taken = await createSnapshot({
+            session,
+            fs: rt.fs,
+            stateRoot: rt.stateRoot,
+            backupRoot: rt.backupRoot,
+            ...(repository ? { repository } : {}),
+            context,
+            clock: rt.clock,
+            kind,
+            include: parseInclude(flags.include, rt.config.include),
+            ...(encryptor ? { encryptor } : {}),
+            ...(signer ? { signer } : {}),
+            insecurePlaintext: flags.insecurePlaintext === true,
+            secretAllow: rt.config.secretAllow,
+            allowRepoState: allowRepoStateFrom(rt.env),
+            secretAcknowledged: rt.config.secretAcknowledged,
+            memberCache: true,
+            ...(flags.tag?.length ? { tags: flags.tag } : {}),
+            ...(flags.note ? { note: flags.note } : {}),
+            onProgress: (p) => bar.update(p.doneBytes, p.totalBytes),
+          });
+          if (shared && lease) await shared.commitSnapshot(rt, lease, taken);
+          return taken;
         }),
     );
     bar.done(true);
@@ -113,7 +128,7 @@ export async function takeSnapshot(
   } catch (err) {
     // A full disk names the filesystem, its free space and what this snapshot needs.
     const env = environmentError(err, {
-      path: rt.backupRoot,
+      path: rt.shared ? rt.shared.cacheDir : rt.backupRoot,
       needed: await plannedBytes(rt, context, flags).catch(() => undefined),
     });
     throw env ?? err;

@@ -16,6 +16,7 @@ export async function statusCommand(
   rt: Runtime,
   flags: { context?: string; allContexts?: boolean; metricsFile?: string },
 ): Promise<number> {
+  if (rt.shared) return sharedStatus(rt, flags);
   const contexts =
     flags.context && !flags.allContexts ? [validateContextName(flags.context)] : await fleetContexts(rt);
   // An empty fleet is a wrong path far more often than no customers: say so, not "all ok".
@@ -73,4 +74,95 @@ export async function statusCommand(
     for (const s of attention) for (const a of s.attention) rt.write(`${s.context}: ${a}\n`);
   }
   return attention.length === 0 ? ExitCode.ok : ExitCode.attention;
+}
+
+/**
+ * status of an s3:// root: the fleet from the bucket alone. Each host's status object (written by
+ * its ticks) lists its contexts; a host whose object is older than the stale limit on the
+ * server's clock is an alert, as is a context whose last tick failed (exit 11).
+ */
+async function sharedStatus(
+  rt: Runtime,
+  flags: { context?: string; allContexts?: boolean; metricsFile?: string },
+): Promise<number> {
+  const { sharedFleetStatus, writeFleetMetrics } = await import("../ops/fleet.js");
+  const fleet = await sharedFleetStatus(rt);
+  if (flags.metricsFile) await writeFleetMetrics(rt, flags.metricsFile, fleet);
+  const only = flags.context && !flags.allContexts ? validateContextName(flags.context) : null;
+  const rows = fleet.hosts.flatMap((h) =>
+    h.contexts
+      .filter((c) => !only || c.context === only)
+      .map((c) => ({
+        host: h.host,
+        context: c.context,
+        ok: c.ok && !h.stale,
+        lastSnapshot: c.lastSnapshot,
+        error: c.error,
+        reportedAt: h.reportedAt,
+        receivedAt: h.receivedAt,
+        hostStale: h.stale,
+      })),
+  );
+  if (fleet.hosts.length === 0)
+    throw new UsageError("PAAS_BACKUP_NO_CONTEXTS", `no host has reported to ${rt.shared!.url} yet`, {
+      path: rt.shared!.url,
+      remediation:
+        "Run `paas-backup tick` with this --backup-root on the hosts (each tick writes its status object), or check the bucket and prefix.",
+      stage: "select",
+    });
+  if (only && rows.length === 0)
+    throw new UsageError(
+      "PAAS_BACKUP_CONTEXT_NOT_FOUND",
+      `no host reports context ${only} in ${rt.shared!.url}`,
+      {
+        path: rt.shared!.url,
+        remediation: "Check --context; `paas-backup status` without it lists every host's contexts.",
+        stage: "select",
+      },
+    );
+  const ok = fleet.alerts.length === 0;
+  if (rt.json)
+    printEnvelope(rt, {
+      ok,
+      command: "status",
+      context: only ?? "",
+      mode: "live",
+      count: rows.length,
+      attention: fleet.alerts.length,
+      fleet: {
+        root: rt.shared!.url,
+        at: fleet.at,
+        staleAfterSeconds: Math.round(fleet.staleAfterMs / 1000),
+        hosts: fleet.hosts.map((h) => ({
+          host: h.host,
+          reportedAt: h.reportedAt,
+          receivedAt: h.receivedAt,
+          ageSeconds: h.ageMs === null ? null : Math.round(h.ageMs / 1000),
+          stale: h.stale,
+          contexts: h.contexts.length,
+        })),
+        alerts: fleet.alerts,
+      },
+      data: rows,
+    });
+  else {
+    rt.write(
+      table(
+        [
+          ["HOST", "CONTEXT", "LAST SNAPSHOT", "LAST TICK", "REPORTED", "STATE"],
+          ...rows.map((r) => [
+            r.host,
+            r.context,
+            r.lastSnapshot ? `${r.lastSnapshot.id} (${r.lastSnapshot.kind})` : "none",
+            r.error ? `FAILED (${r.error.code ?? "error"})` : "ok",
+            `${(r.receivedAt ?? r.reportedAt).slice(0, 16)}${r.hostStale ? " STALE" : ""}`,
+            r.ok ? "ok" : "ATTENTION",
+          ]),
+        ],
+        { whole: ["LAST SNAPSHOT"] },
+      ),
+    );
+    for (const a of fleet.alerts) rt.write(`${a}\n`);
+  }
+  return ok ? ExitCode.ok : ExitCode.attention;
 }

@@ -1,5 +1,5 @@
 import { allowRepoStateFrom } from "@paas-backup/core/policy";
-import { runTick, type TickResult } from "@paas-backup/core/tick";
+import { runTick, type SharedTick, type TickResult } from "@paas-backup/core/tick";
 import { ExitCode, UsageError } from "@paas-backup/core/errors";
 import { resolveSigner } from "../options/signing.js";
 import type { Runtime } from "../runtime.js";
@@ -68,8 +68,33 @@ export async function tickCommand(
   };
   await pingOnce("start");
   let result: TickResult;
+  // An s3:// root: each context under its lease in the bucket, its outcome in the bucket's history
+  // and in this host's status object (written once, after the run), nothing in a local backup root.
+  const shared = rt.shared ? await import("../ops/shared.js") : null;
+  const sharedTick: SharedTick | undefined = shared
+    ? {
+        repository: (context) => shared.committedView(rt.shared!, context),
+        exclusive: (context, work) =>
+          shared.withLease(rt, `context/${context}`, "tick", (lease) =>
+            work((snapshot) => shared.commitSnapshot(rt, lease, snapshot)),
+          ),
+        record: (o, durationSeconds) =>
+          shared.appendSharedHistory(rt, o.context, "ticks", {
+            schema: "paas-backup/history-tick@1",
+            at: rt.clock().toISOString(),
+            context: o.context,
+            ok: o.ok,
+            action: o.action,
+            reason: o.reason,
+            snapshot: o.snapshot ? { id: o.snapshot.id, kind: o.snapshot.kind } : null,
+            error: o.error ? { code: o.error.code, message: o.error.message } : null,
+            durationSeconds,
+          }),
+      }
+    : undefined;
   try {
     result = await runTick({
+      ...(sharedTick ? { shared: sharedTick } : {}),
       fs: rt.fs,
       stateRoot: rt.stateRoot,
       backupRoot: rt.backupRoot,
@@ -101,6 +126,12 @@ export async function tickCommand(
     throw err;
   }
   const { outcomes, contexts } = result;
+  if (shared)
+    await shared.writeTickStatus(rt, outcomes).catch((err: unknown) => {
+      process.stderr.write(
+        `warning: could not write this host's status object to ${rt.shared!.url}: ${(err as Error).message}\n`,
+      );
+    });
   const failed = outcomes.filter((o) => !o.ok);
   const ok = failed.length === 0;
   await pingOnce(ok ? "success" : "fail");
@@ -108,16 +139,18 @@ export async function tickCommand(
   if (flags.metricsFile) {
     // The metrics cover every context of the fleet, not only the ticked one: the file is the whole picture.
     try {
-      await writeStatusMetrics(
-        rt,
-        flags.metricsFile,
-        await fleetStatus(
+      if (shared) await (await import("../ops/fleet.js")).writeFleetMetrics(rt, flags.metricsFile);
+      else
+        await writeStatusMetrics(
           rt,
-          flags.allContexts
-            ? contexts
-            : [...new Set([...(await contextsOf(rt).catch(() => [])), ...contexts])].sort(),
-        ),
-      );
+          flags.metricsFile,
+          await fleetStatus(
+            rt,
+            flags.allContexts
+              ? contexts
+              : [...new Set([...(await contextsOf(rt).catch(() => [])), ...contexts])].sort(),
+          ),
+        );
       metrics = { file: flags.metricsFile, written: true };
     } catch (err) {
       metrics = { file: flags.metricsFile, written: false, error: (err as Error).message };

@@ -1,5 +1,5 @@
 import { findFallback, verifySnapshots } from "@paas-backup/core/restore";
-import { scanSnapshots } from "@paas-backup/core/repository";
+import { openRepository, scanSnapshots, type ObjectStorage } from "@paas-backup/core/repository";
 import { resolveSignaturePolicy } from "../options/signing.js";
 import type { Runtime } from "../runtime.js";
 import { printEnvelope } from "../envelope.js";
@@ -22,6 +22,10 @@ export async function verifyCommand(
   const decryptor = await resolveDecryptor(rt, flags);
   // latest as restore resolves it: a snapshot from the future is passed over, and the warning says so
   const warnings: string[] = [];
+  // An s3:// root: the snapshots committed in the bucket, read from there.
+  const repository = rt.shared
+    ? await (await import("../ops/shared.js")).committedView(rt.shared, context)
+    : undefined;
   const results = await verifySnapshots({
     clock: rt.clock,
     onWarning: (w) => {
@@ -30,6 +34,7 @@ export async function verifyCommand(
     },
     fs: rt.fs,
     backupRoot: rt.backupRoot,
+    ...(repository ? { repository } : {}),
     context,
     snapshot: flags.all ? "all" : (flags.snapshot ?? "latest"),
     deep: flags.deep === true,
@@ -52,7 +57,8 @@ export async function verifyCommand(
   const first = failed[0];
   // Damaged bytes (exit 3): name the newest snapshot older than the first failure whose chain
   // verifies, as restore does, so the operator knows what to restore instead.
-  const olderVerified = exitCode === 3 && first ? await newestVerifiedBefore(rt, context, first.id) : null;
+  const olderVerified =
+    exitCode === 3 && first ? await newestVerifiedBefore(rt, context, first.id, repository) : null;
   const restoreInstead = olderVerified
     ? ` The newest older snapshot that verifies is ${olderVerified}: restore it with --snapshot ${olderVerified}, or add --fallback.`
     : "";
@@ -117,8 +123,15 @@ export async function verifyCommand(
   return exitCode;
 }
 
-async function newestVerifiedBefore(rt: Runtime, context: string, id: string): Promise<string | null> {
-  const { snapshots } = await scanSnapshots(rt.fs, rt.backupRoot, context);
+async function newestVerifiedBefore(
+  rt: Runtime,
+  context: string,
+  id: string,
+  repository: ObjectStorage | undefined,
+): Promise<string | null> {
+  const { snapshots } = repository
+    ? await openRepository(repository).scan(context)
+    : await scanSnapshots(rt.fs, rt.backupRoot, context);
   const failed = snapshots.find((s) => s.id === id);
   return failed ? ((await findFallback(snapshots, failed))?.id ?? null) : null;
 }

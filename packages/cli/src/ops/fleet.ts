@@ -1,10 +1,11 @@
 import { contextStatus, type ContextStatus } from "@paas-backup/core/governance";
+import { readFleetStatus, type FleetStatus } from "@paas-backup/core/repository";
 import { ExitCode, PaasBackupError } from "@paas-backup/core/errors";
 import { join } from "node:path";
 import { environmentError } from "../host/environment.js";
 import type { Runtime } from "../runtime.js";
 import { resolveTargets } from "../options/targets.js";
-import { renderStatusMetrics, writeMetricsFile } from "../render/metrics.js";
+import { renderFleetMetrics, renderStatusMetrics, writeMetricsFile } from "../render/metrics.js";
 
 /** Each context's status, with the configured offsite targets (status, and tick's metrics file). */
 export async function fleetStatus(rt: Runtime, contexts: string[]): Promise<ContextStatus[]> {
@@ -68,4 +69,19 @@ export async function writeStatusMetrics(
   statuses: ContextStatus[],
 ): Promise<void> {
   await writeMetricsFile(rt, path, await renderStatusMetrics(statuses, rt.clock()));
+}
+
+/** An s3:// root's fleet view: every host's status object, judged stale on the server's clock. */
+export async function sharedFleetStatus(rt: Runtime): Promise<FleetStatus> {
+  const shared = rt.shared!;
+  return readFleetStatus(shared.storage, { staleAfterMs: shared.staleAfterMs, clock: rt.clock });
+}
+
+/** The fleet's metrics file (status and tick with an s3:// root). */
+export async function writeFleetMetrics(rt: Runtime, path: string, fleet?: FleetStatus): Promise<void> {
+  await writeMetricsFile(
+    rt,
+    path,
+    await renderFleetMetrics(fleet ?? (await sharedFleetStatus(rt)), rt.clock()),
+  );
 }

@@ -1,7 +1,7 @@
 import { lstatSync } from "node:fs";
 import { join } from "node:path";
 import { contextDir, validateContextName } from "@paas-backup/core/policy";
-import { scanSnapshots } from "@paas-backup/core/repository";
+import { openRepository, scanSnapshots } from "@paas-backup/core/repository";
 import { UsageError } from "@paas-backup/core/errors";
 import type { Runtime } from "../runtime.js";
 import { environmentError } from "../host/environment.js";
@@ -42,10 +42,18 @@ export function requireContext(value: string | undefined): string {
  */
 export async function requireKnownContext(rt: Runtime, context: string): Promise<void> {
   const live = contextDir(rt.stateRoot, context);
-  const backups = join(rt.backupRoot, context);
+  if (rt.shared) {
+    // A shared bucket: a context another host backs up is known here by its snapshots alone.
+    if (present(live)) return;
+    const view = await (await import("../ops/shared.js")).committedView(rt.shared, context);
+    const { snapshots, damaged } = await openRepository(view).scan(context);
+    if (snapshots.length + damaged.length > 0) return;
+  }
+  const backups = rt.shared ? `${rt.shared.url}/${context}` : join(rt.backupRoot, context);
   if (
     present(live) ||
-    (present(backups) &&
+    (!rt.shared &&
+      present(backups) &&
       (await scanSnapshots(rt.fs, rt.backupRoot, context).then(
         (r) => r.snapshots.length + r.damaged.length > 0,
       )))

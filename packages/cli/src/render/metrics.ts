@@ -2,6 +2,7 @@ import type { Registry, Gauge } from "prom-client";
 import { randomUUID } from "node:crypto";
 import { dirname, basename, join } from "node:path";
 import type { ContextStatus, DrillStatus } from "@paas-backup/core/governance";
+import type { FleetStatus } from "@paas-backup/core/repository";
 import type { Runtime } from "../runtime.js";
 
 /**
@@ -173,6 +174,61 @@ export async function renderStatusMetrics(statuses: ContextStatus[], now: Date):
       missing.set({ context, target }, o.newestFullMissing ? 1 : 0);
     }
   }
+  generated.set(Math.round(now.getTime() / 1000));
+  return registry.metrics();
+}
+
+/**
+ * The fleet as one shared bucket sees it (an s3:// backup root): every host's status object, so a
+ * single scrape of any host (or of a monitoring box with read access) covers the whole fleet.
+ */
+export async function renderFleetMetrics(fleet: FleetStatus, now: Date): Promise<string> {
+  const registry = await newRegistry();
+  const reported = gauge(
+    registry,
+    "paas_backup_fleet_host_last_report_timestamp_seconds",
+    "Unix time (server clock) the bucket last received the host's status object after a tick",
+    ["host"],
+  );
+  const stale = gauge(
+    registry,
+    "paas_backup_fleet_host_stale",
+    "1 when the host's status object is older than the stale limit: it stopped ticking or cannot reach the bucket",
+    ["host"],
+  );
+  const contextOk = gauge(
+    registry,
+    "paas_backup_fleet_context_ok",
+    "1 when the host's last tick of the context succeeded",
+    ["host", "context"],
+  );
+  const lastSnapshot = gauge(
+    registry,
+    "paas_backup_fleet_context_last_snapshot_timestamp_seconds",
+    "Unix time of the newest snapshot the host committed for the context; 0 when none",
+    ["host", "context"],
+  );
+  const alerts = gauge(
+    registry,
+    "paas_backup_fleet_alerts",
+    "How many alerts the fleet view raises (stale hosts, failed ticks)",
+  );
+  const generated = gauge(
+    registry,
+    "paas_backup_metrics_generated_timestamp_seconds",
+    "Unix time this file was written",
+  );
+  const { parseSnapshotId } = await import("@paas-backup/core");
+  for (const h of fleet.hosts) {
+    reported.set({ host: h.host }, seconds(h.receivedAt));
+    stale.set({ host: h.host }, h.stale ? 1 : 0);
+    for (const c of h.contexts) {
+      contextOk.set({ host: h.host, context: c.context }, c.ok ? 1 : 0);
+      const at = c.lastSnapshot ? parseSnapshotId(c.lastSnapshot.id)?.time : undefined;
+      lastSnapshot.set({ host: h.host, context: c.context }, at ? Math.round(at.getTime() / 1000) : 0);
+    }
+  }
+  alerts.set(fleet.alerts.length);
   generated.set(Math.round(now.getTime() / 1000));
   return registry.metrics();
 }

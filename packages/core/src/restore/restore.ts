@@ -14,8 +14,9 @@ import { validateContextName } from "../policy/context.js";
 import { assertIdentityLocation } from "../policy/work-tree.js";
 import { inContext, type ContextCallOptions } from "../context/session.js";
 import type { SecretAcknowledgement, SecretAllowance } from "../policy/secrets.js";
-import { chainOf, findSnapshot, type SnapshotRef } from "../repository/repository.js";
+import { chainOf, findSnapshot, openRepository, type SnapshotRef } from "../repository/repository.js";
 import { futureSkippedWarning } from "../repository/timeline.js";
+import type { ObjectStorage } from "../repository/storage.js";
 import { checkSnapshotChecksum, expectedChecksum } from "../repository/checksum.js";
 import { contextDir, dirname, join } from "../util/paths.js";
 import { exists } from "../util/optional-reads.js";
@@ -69,6 +70,8 @@ export interface RestoreOptions extends ContextCallOptions {
   fs: FileSystem;
   stateRoot: string;
   backupRoot: string;
+  /** where the snapshots are; by default the backup root through the local driver (a bucket: the CLI's s3:// root) */
+  repository?: ObjectStorage;
   context: string;
   /** an id or "latest" */
   snapshot: string;
@@ -195,13 +198,15 @@ async function planRestore(run: RestoreRun): Promise<{
   /** latest passed over snapshots from the future: the warning every reader gives */
   futureWarning: string | null;
 }> {
-  const { fs, backupRoot } = run.options;
+  const { fs, backupRoot, repository } = run.options;
   const now = run.options.clock();
   const {
     snapshot: asked,
     all,
     skippedFuture,
-  } = await findSnapshot(fs, backupRoot, run.context, run.options.snapshot, now);
+  } = repository
+    ? await openRepository(repository).find(run.context, run.options.snapshot, now)
+    : await findSnapshot(fs, backupRoot, run.context, run.options.snapshot, now);
   run.record.snapshot = { id: asked.id, sha256: null, kind: asked.kind };
   const { chain, missing } = chainOf(asked, all);
   const checksums = new Map<string, string | null>();

@@ -13,11 +13,13 @@ import { checkSnapshotChecksum, type ChecksumState } from "../repository/checksu
 import {
   chainOf,
   noLatestInTheFuture,
+  openRepository,
   scanSnapshots,
   type SnapshotRef,
   type DamagedSnapshot,
 } from "../repository/repository.js";
 import { futureSkippedWarning, futureSnapshots, presentSnapshots } from "../repository/timeline.js";
+import type { ObjectStorage } from "../repository/storage.js";
 import { compareSnapshotIds } from "../repository/ids.js";
 import { materializeChain } from "./materialize.js";
 
@@ -101,6 +103,8 @@ export async function findFallback(
 export interface VerifyOptions {
   fs: FileSystem;
   backupRoot: string;
+  /** where the snapshots are; by default the backup root through the local driver (a bucket: the CLI's s3:// root) */
+  repository?: ObjectStorage;
   context: string;
   /** an id, "latest", or "all" */
   snapshot: string;
@@ -121,7 +125,9 @@ export async function verifySnapshots(options: VerifyOptions): Promise<SnapshotV
   const { fs } = options;
   if (options.decryptor?.identityFile)
     await assertIdentityLocation(fs, options.decryptor.identityFile, options.backupRoot);
-  const { snapshots: all, damaged } = await scanSnapshots(fs, options.backupRoot, options.context);
+  const { snapshots: all, damaged } = options.repository
+    ? await openRepository(options.repository).scan(options.context)
+    : await scanSnapshots(fs, options.backupRoot, options.context);
   // Damaged snapshots are verified too, each with its own error; they never fail the others.
   const everything: (SnapshotRef | DamagedSnapshot)[] = [...all, ...damaged].sort((a, b) =>
     compareSnapshotIds(a.id, b.id),
@@ -148,9 +154,9 @@ export async function verifySnapshots(options: VerifyOptions): Promise<SnapshotV
   if (selected.length === 0) {
     throw new UsageError(
       "PAAS_BACKUP_SNAPSHOT_NOT_FOUND",
-      `no snapshot ${options.snapshot} of context ${options.context} in ${options.backupRoot}`,
+      `no snapshot ${options.snapshot} of context ${options.context} in ${options.repository?.url ?? options.backupRoot}`,
       {
-        path: options.backupRoot,
+        path: options.repository?.url ?? options.backupRoot,
         remediation: "List what exists with `paas-backup list --context <name>`.",
         stage: "select",
       },
@@ -196,9 +202,11 @@ export async function verifySnapshots(options: VerifyOptions): Promise<SnapshotV
         ? `link ${missingLink} of its chain has a damaged manifest`
         : checked.problem;
     const access: string[] = [];
-    if (snapshot.mode & 0o077)
+    // Only a backend with modes and owners (a folder) has them to check: a bucket's access is its policy.
+    const owned = snapshot.storage.flags.permissions;
+    if (owned && snapshot.mode & 0o077)
       access.push(`artifact mode ${snapshot.mode.toString(8)} lets others read it (want 600)`);
-    if (options.currentUid !== undefined && snapshot.uid !== options.currentUid)
+    if (owned && options.currentUid !== undefined && snapshot.uid !== options.currentUid)
       access.push(`artifact owned by uid ${snapshot.uid}, not ${options.currentUid}`);
     let deep: SnapshotVerification["deep"] = null;
     if (options.deep) {

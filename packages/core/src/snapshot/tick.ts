@@ -7,6 +7,7 @@ import type { SecretAllowance } from "../policy/secrets.js";
 import { validateContextName } from "../policy/context.js";
 import { assertSafeLocations } from "../policy/work-tree.js";
 import { backupRootStorage, openRepository } from "../repository/repository.js";
+import type { ObjectStorage } from "../repository/storage.js";
 import type { LockOptions, LockOwner } from "../context/lock.js";
 import { withContext } from "../context/session.js";
 import { listContexts } from "../context/contexts.js";
@@ -36,6 +37,22 @@ export interface TickOutcome {
   error: { code: string; message: string; remediation: string } | null;
   /** values the snapshot holds as <redacted> (file, line, rule); any not acknowledged makes the tick exit 9 */
   redactions: SnapshotRedaction[];
+}
+
+/**
+ * A repository several hosts share (issue 22): the CLI's s3:// backup root. Each context's
+ * snapshot is decided and taken inside `exclusive` (the context's lease), listed in and written to
+ * `repository(context)` (the snapshots committed there), and committed through the lease; prune
+ * is the maintenance command's work (its own lease), so tick prunes nothing; and the outcome goes
+ * to `record` (the bucket) instead of the backup root, which is only this host's cache.
+ */
+export interface SharedTick {
+  repository(context: string): Promise<ObjectStorage>;
+  exclusive<T>(
+    context: string,
+    work: (commit: (snapshot: SnapshotResult) => Promise<void>) => Promise<T>,
+  ): Promise<T>;
+  record(outcome: TickOutcome, durationSeconds: number): Promise<void>;
 }
 
 export interface TickOptions {
@@ -68,6 +85,8 @@ export interface TickOptions {
   retention?: Partial<RetentionPolicy>;
   /** snapshots with any of these tags are kept beyond the retention slots */
   keepTags?: readonly string[];
+  /** a repository several hosts share; see SharedTick */
+  shared?: SharedTick;
   /** after a context's snapshot and prune, outside its lock: e.g. copy its fulls offsite */
   afterEach?: (context: string) => Promise<unknown>;
   /** per context: told while its lock is held by someone else (e.g. to say who holds it) */
@@ -131,47 +150,63 @@ async function tickOne(
         // The session recovered a swap a crash interrupted (it may have had the folder aside); now a
         // context folder that is gone or is a link fails its tick, whether or not a snapshot is due.
         await requireContextDir(fs, contextDir(options.stateRoot, context), context);
-        const decision = decideTick(
-          await openRepository(backupRootStorage(fs, options.backupRoot)).snapshots(context),
-          clock(),
-        );
-        outcome.action = decision.action;
-        outcome.reason = decision.reason;
-        if (decision.action === "none") return;
-        const started = clock().getTime();
-        const include = typeof options.include === "function" ? options.include() : options.include;
-        const r = await createSnapshot({
-          session,
-          fs,
-          stateRoot: options.stateRoot,
-          backupRoot: options.backupRoot,
-          context,
-          clock,
-          kind: decision.action,
-          ...(include ? { include } : {}),
-          ...(encryptor ? { encryptor } : {}),
-          ...(signer ? { signer } : {}),
-          insecurePlaintext: options.insecurePlaintext === true,
-          ...(options.secretAllow ? { secretAllow: options.secretAllow } : {}),
-          ...(options.secretAcknowledged ? { secretAcknowledged: options.secretAcknowledged } : {}),
-          allowRepoState: options.allowRepoState === true,
-          memberCache: options.memberCache === true,
-        });
-        durationSeconds = (clock().getTime() - started) / 1000;
-        outcome.snapshot = {
-          id: r.id,
-          kind: r.kind,
-          artifact: r.artifact,
-          sha256: r.sha256,
-          bytes: r.bytes,
-          storedBytes: r.storedBytes,
+        const snapshotIfDue = async (
+          repository: ObjectStorage | undefined,
+          commit: ((snapshot: SnapshotResult) => Promise<void>) | null,
+        ): Promise<void> => {
+          const decision = decideTick(
+            await openRepository(repository ?? backupRootStorage(fs, options.backupRoot)).snapshots(context),
+            clock(),
+          );
+          outcome.action = decision.action;
+          outcome.reason = decision.reason;
+          if (decision.action === "none") return;
+          const started = clock().getTime();
+          const include = typeof options.include === "function" ? options.include() : options.include;
+          const r = await createSnapshot({
+            session,
+            fs,
+            stateRoot: options.stateRoot,
+            backupRoot: options.backupRoot,
+            ...(repository ? { repository } : {}),
+            context,
+            clock,
+            kind: decision.action,
+            ...(include ? { include } : {}),
+            ...(encryptor ? { encryptor } : {}),
+            ...(signer ? { signer } : {}),
+            insecurePlaintext: options.insecurePlaintext === true,
+            ...(options.secretAllow ? { secretAllow: options.secretAllow } : {}),
+            ...(options.secretAcknowledged ? { secretAcknowledged: options.secretAcknowledged } : {}),
+            allowRepoState: options.allowRepoState === true,
+            memberCache: options.memberCache === true,
+          });
+          if (commit) await commit(r);
+          durationSeconds = (clock().getTime() - started) / 1000;
+          outcome.snapshot = {
+            id: r.id,
+            kind: r.kind,
+            artifact: r.artifact,
+            sha256: r.sha256,
+            bytes: r.bytes,
+            storedBytes: r.storedBytes,
+          };
+          outcome.redactions = r.redactions;
+          if (r.promotedToFull) {
+            // an incremental was due, but the chain it would extend no longer verifies (or cannot be extended)
+            outcome.action = "full";
+            outcome.reason = `${decision.reason}; took a full instead of an incremental: ${r.promotedToFull}`;
+          }
         };
-        outcome.redactions = r.redactions;
-        if (r.promotedToFull) {
-          // an incremental was due, but the chain it would extend no longer verifies (or cannot be extended)
-          outcome.action = "full";
-          outcome.reason = `${decision.reason}; took a full instead of an incremental: ${r.promotedToFull}`;
+        const shared = options.shared;
+        if (shared) {
+          await shared.exclusive(context, async (commit) =>
+            snapshotIfDue(await shared.repository(context), commit),
+          );
+          return;
         }
+        await snapshotIfDue(undefined, null);
+        if (outcome.action === "none") return;
         const pruned = await pruneSnapshots({
           session,
           fs,
@@ -197,6 +232,7 @@ async function tickOne(
 /** Record the outcome in the backup root for `status` and the metrics; never fails the tick. */
 async function remember(options: TickOptions, o: TickOutcome, durationSeconds: number): Promise<void> {
   try {
+    if (options.shared) return await options.shared.record(o, durationSeconds);
     await recordTickOutcome(options.fs, options.backupRoot, {
       context: o.context,
       at: options.clock(),

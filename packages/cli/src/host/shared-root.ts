@@ -1,0 +1,239 @@
+import { randomBytes } from "node:crypto";
+import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { homedir, hostname } from "node:os";
+import { join, resolve } from "node:path";
+import {
+  DEFAULT_DELETE_AFTER_MS,
+  DEFAULT_HOST_STALE_AFTER_MS,
+  DEFAULT_LEASE_TTL_MS,
+  PaasBackupError,
+  REPOSITORY_FILE,
+  UsageError,
+  isNotFound,
+  openTarget,
+  probeConditionalWrites,
+  registerStorageDriver,
+  type ObjectStorage,
+  type RepositoryIdentity,
+} from "@paas-backup/core";
+import type { RemoteRootSettings, Runtime } from "../runtime.js";
+
+/**
+ * An s3:// backup root (issue 22): one bucket (and prefix) that a fleet of hosts shares as its
+ * repository. Nothing of it is kept on the host but a cache, `$XDG_CACHE_HOME/paas-backup/<root
+ * id>` (0700), named by the repository identity stored in the bucket, and holding only what the
+ * bucket can give again: that identity, the result of the bucket's probe for create-only writes
+ * (so it is probed once, not per command), and the chain-check cache. Delete it and the next
+ * command rebuilds it.
+ */
+export interface SharedRoot {
+  url: string;
+  /** the bucket at the root's prefix */
+  storage: ObjectStorage;
+  /** the repository identity stored in the bucket (also the offsite keys' root id) */
+  id: string;
+  cacheDir: string;
+  /** this host's name in status objects and lease records */
+  host: string;
+  leaseTtlMs: number;
+  deleteAfterMs: number;
+  staleAfterMs: number;
+}
+
+// The S3 driver (and the AWS SDK under it) loads only when an s3:// root is opened.
+registerStorageDriver("s3", { load: async () => (await import("@paas-backup/s3")).storageDriver });
+
+/** An endpoint as it may be shown: any user:password@ part dropped. */
+export function shownEndpoint(endpoint: string | undefined): string {
+  return endpoint ? endpoint.replace(/^([a-z0-9+.-]+:\/\/)[^/@]*@/i, "$1") : "AWS S3 (no --root-endpoint)";
+}
+
+/**
+ * A storage failure on the root names the root's own settings: a wrong endpoint, region or
+ * credentials is the usual cause, and the offsite --endpoint is not the flag to fix.
+ */
+export function rootUnreachable(err: unknown, settings: RemoteRootSettings): unknown {
+  if (!(err instanceof PaasBackupError) || err.code !== "PAAS_BACKUP_STORAGE_FAILED") return err;
+  return new PaasBackupError(
+    err.code,
+    err.exitCode,
+    `the backup root ${settings.url} (endpoint ${shownEndpoint(settings.endpoint)}) cannot be used: ${err.message}`,
+    {
+      path: settings.url,
+      remediation: `${err.remediation
+        .replace(/--endpoint\b/g, "--root-endpoint")
+        .replace(/--region\b/g, "--root-region")
+        .replace(
+          /--path-style\b/g,
+          "--root-path-style",
+        )} The root's connection is --root-endpoint, --root-region and --root-path-style (or PAAS_BACKUP_ROOT_ENDPOINT, PAAS_BACKUP_ROOT_REGION, PAAS_BACKUP_ROOT_PATH_STYLE, or rootEndpoint, rootRegion, rootPathStyle in the config file); credentials come from the AWS chain (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or an instance role).`,
+      stage: "connect",
+      cause: err,
+    },
+  );
+}
+
+async function readText(storage: ObjectStorage, key: string): Promise<string | null> {
+  try {
+    const chunks: Buffer[] = [];
+    for await (const c of await storage.get(key)) chunks.push(c as Buffer);
+    return Buffer.concat(chunks).toString("utf8");
+  } catch (err) {
+    if (isNotFound(err)) return null;
+    throw err;
+  }
+}
+
+function parseIdentity(text: string | null): RepositoryIdentity | null {
+  if (text === null) return null;
+  try {
+    const r = JSON.parse(text) as RepositoryIdentity;
+    return typeof r.id === "string" && /^[0-9a-f]{16}$/.test(r.id) ? r : null;
+  } catch {
+    return null;
+  }
+}
+
+function cacheBase(env: NodeJS.ProcessEnv): string {
+  const xdg = env.XDG_CACHE_HOME?.trim();
+  // XDG: a relative XDG_CACHE_HOME is invalid and is ignored
+  return join(xdg && xdg.startsWith("/") ? xdg : resolve(env.HOME ?? homedir(), ".cache"), "paas-backup");
+}
+
+/** A private folder: made 0700, and made 0700 again if someone loosened it. */
+function privateDir(path: string): void {
+  mkdirSync(path, { recursive: true, mode: 0o700 });
+  chmodSync(path, 0o700);
+}
+
+function writePrivate(path: string, text: string): void {
+  const staged = `${path}.${randomBytes(4).toString("hex")}.tmp`;
+  writeFileSync(staged, text, { mode: 0o600 });
+  renameSync(staged, path);
+}
+
+const PROBE_FILE = "probe.json";
+
+function probedBefore(cacheDir: string, url: string): boolean {
+  try {
+    const p = JSON.parse(readFileSync(join(cacheDir, PROBE_FILE), "utf8")) as { url?: string; ok?: boolean };
+    return p.ok === true && p.url === url;
+  } catch {
+    return false;
+  }
+}
+
+function hostName(rt: Runtime): string {
+  const name = rt.env.PAAS_BACKUP_HOST?.trim() || rt.config.sharedRoot?.host || hostname().split(".")[0]!;
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/.test(name))
+    throw new UsageError(
+      "PAAS_BACKUP_INVALID_ARGUMENT",
+      `host name ${JSON.stringify(name)} cannot name this host in the bucket`,
+      {
+        remediation:
+          "Set PAAS_BACKUP_HOST (or sharedRoot.host in the config file) to letters, digits, '.', '_' and '-'.",
+        stage: "arguments",
+      },
+    );
+  return name;
+}
+
+/**
+ * Connect to the s3:// root: its identity from the bucket (made there, create-only, by the first
+ * command that writes), the host's cache named by it, and for commands that take leases the probe
+ * for create-only writes, once per bucket (the cache remembers it passed).
+ */
+export async function connectSharedRoot(rt: Runtime, mode: "read" | "write"): Promise<SharedRoot> {
+  const settings = rt.remoteRoot!;
+  const host = hostName(rt);
+  try {
+    const storage = await openTarget(settings.url, {
+      fs: rt.fs,
+      endpoint: settings.endpoint,
+      region: settings.region,
+      pathStyle: settings.pathStyle,
+      ...(rt.env.PAAS_BACKUP_S3_PART_SIZE ? { partSize: Number(rt.env.PAAS_BACKUP_S3_PART_SIZE) } : {}),
+    });
+    let identity = parseIdentity(await readText(storage, REPOSITORY_FILE));
+    let probed = false;
+    if (!identity) {
+      if (mode === "read")
+        throw new UsageError(
+          "PAAS_BACKUP_NOT_A_REPOSITORY",
+          `${settings.url} holds no paas-backup repository (no ${REPOSITORY_FILE} there)`,
+          {
+            path: settings.url,
+            remediation:
+              "Check the bucket and prefix of --backup-root and the root's endpoint; a new repository is made by the first snapshot or tick.",
+            stage: "connect",
+          },
+        );
+      // Refuse a bucket whose create-only writes are not honoured before anything is made there.
+      await probeConditionalWrites(storage);
+      probed = true;
+      const made: RepositoryIdentity = {
+        schema: "paas-backup/repository@1",
+        id: randomBytes(8).toString("hex"),
+        createdAt: rt.clock().toISOString(),
+        host,
+      };
+      const created = await storage.createOnly!(
+        REPOSITORY_FILE,
+        Buffer.from(`${JSON.stringify(made, null, 2)}\n`),
+      );
+      // Another host made it first: its identity is the one.
+      identity = created.created ? made : parseIdentity(await readText(storage, REPOSITORY_FILE));
+      if (!identity)
+        throw new UsageError(
+          "PAAS_BACKUP_REPOSITORY_ID_INVALID",
+          `${storage.locate(REPOSITORY_FILE)} does not hold a repository identity`,
+          {
+            path: storage.locate(REPOSITORY_FILE),
+            remediation: "Something else wrote that key: move it aside (a new identity is then made).",
+            stage: "connect",
+          },
+        );
+    }
+    const base = cacheBase(rt.env);
+    const cacheDir = join(base, identity.id);
+    privateDir(base);
+    privateDir(cacheDir);
+    // The identity beside the cache's contents: offsite keys (pushOffsite) read it from the "backup root".
+    writePrivate(join(cacheDir, REPOSITORY_FILE), `${JSON.stringify(identity, null, 2)}\n`);
+    if (mode === "write" && !probed && !probedBefore(cacheDir, settings.url)) {
+      await probeConditionalWrites(storage);
+      probed = true;
+    }
+    if (probed)
+      writePrivate(
+        join(cacheDir, PROBE_FILE),
+        `${JSON.stringify({ url: settings.url, ok: true, at: rt.clock().toISOString() })}\n`,
+      );
+    const shared = rt.config.sharedRoot;
+    return {
+      url: settings.url,
+      storage,
+      id: identity.id,
+      cacheDir,
+      host,
+      leaseTtlMs: (shared?.leaseSeconds ?? DEFAULT_LEASE_TTL_MS / 1000) * 1000,
+      deleteAfterMs: (shared?.deleteAfterSeconds ?? DEFAULT_DELETE_AFTER_MS / 1000) * 1000,
+      staleAfterMs: (shared?.hostStaleAfterSeconds ?? DEFAULT_HOST_STALE_AFTER_MS / 1000) * 1000,
+    };
+  } catch (err) {
+    throw rootUnreachable(err, settings);
+  }
+}
+
+/** The commands an s3:// root works with, for the refusal of the others. */
+export function refuseRemoteRoot(command: string, url: string, supported: string[]): UsageError {
+  return new UsageError(
+    "PAAS_BACKUP_REMOTE_ROOT_UNSUPPORTED",
+    `${command} does not work with an s3:// backup root (${url}) yet`,
+    {
+      path: url,
+      remediation: `With an s3:// backup root use ${supported.join(", ")}; for ${command}, run it against a backup root folder.`,
+      stage: "arguments",
+    },
+  );
+}

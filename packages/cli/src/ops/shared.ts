@@ -1,0 +1,244 @@
+import { randomBytes } from "node:crypto";
+import { Readable } from "node:stream";
+import {
+  BusyError,
+  isNotFound,
+  acquireLease,
+  listMarks,
+  readFencedLog,
+  redactText,
+  sha256Hex,
+  type Lease,
+  type ObjectStorage,
+  type HostContextStatus,
+  type HostStatus,
+  type TickOutcome,
+} from "@paas-backup/core";
+import type { SharedRoot } from "../host/shared-root.js";
+import type { Runtime } from "../runtime.js";
+
+/**
+ * The commands' side of a bucket shared by a fleet (issue 22), over core's leases, fenced log and
+ * marks: which snapshots count, who may write a context, and what each host leaves in the bucket
+ * (its status object, tick and prune history) instead of a local backup root.
+ */
+
+export function sharedOf(rt: Runtime): SharedRoot {
+  if (!rt.shared) throw new Error("not connected to an s3:// backup root");
+  return rt.shared;
+}
+
+/** What names the repository in messages: the bucket URL, or the backup root folder. */
+export function rootLabel(rt: Runtime): string {
+  return rt.shared?.url ?? rt.backupRoot;
+}
+
+/**
+ * The context's snapshots as every reader of a shared bucket must see them: those committed
+ * through the context's lease by a commit no later epoch fenced out, less those prune marked for
+ * deletion. A writer that paused past its lease may have made an artifact visible whose commit was
+ * refused; it is never listed, never a parent, never restored. get and head still reach everything
+ * (a restore that listed a snapshot before its mark reads it to the end).
+ */
+export async function committedView(shared: SharedRoot, context: string): Promise<ObjectStorage> {
+  const storage = shared.storage;
+  const committed = new Set<string>();
+  for (const entry of await readFencedLog(storage, `context/${context}`))
+    if (entry.kind === "commit" && !entry.fenced && typeof entry.data.snapshot === "string")
+      committed.add(entry.data.snapshot);
+  const marked = new Set((await listMarks(storage, context)).keys());
+  const hidden = (key: string) => {
+    if (!key.startsWith(`${context}/`)) return false;
+    const name = key.slice(context.length + 1);
+    const dot = name.indexOf(".");
+    if (dot <= 0) return false;
+    const id = name.slice(0, dot);
+    return !committed.has(id) || marked.has(id);
+  };
+  return new Proxy(storage, {
+    get(target, prop, receiver) {
+      if (prop === "list")
+        return async function* (prefix: string, options?: { shallow?: boolean; keysOnly?: boolean }) {
+          for await (const o of target.list(prefix, options)) if (!hidden(o.key)) yield o;
+        };
+      const value = Reflect.get(target, prop, receiver) as unknown;
+      return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Run `work` holding a lease of the bucket (`context/<name>` or `maintenance`), renewed while it
+ * runs; another host's live lease is waited for up to lockTimeoutSeconds, as a local lock is.
+ */
+export async function withLease<T>(
+  rt: Runtime,
+  name: string,
+  command: string,
+  work: (lease: Lease) => Promise<T>,
+): Promise<T> {
+  const shared = sharedOf(rt);
+  const deadline = Date.now() + rt.config.lockTimeoutSeconds * 1000;
+  let lease: Lease;
+  let told = false;
+  for (;;) {
+    try {
+      lease = await acquireLease({
+        storage: shared.storage,
+        name,
+        holder: { host: shared.host, pid: process.pid, command },
+        ttlMs: shared.leaseTtlMs,
+      });
+      break;
+    } catch (err) {
+      if (!(err instanceof BusyError) || err.code !== "PAAS_BACKUP_LOCKED" || Date.now() > deadline)
+        throw err;
+      if (!told) {
+        told = true;
+        process.stderr.write(redactText(`paas-backup ${command}: waiting: ${err.message}\n`));
+      }
+      await sleep(250 + Math.random() * 500);
+    }
+  }
+  let lost: unknown = null;
+  lease.keepAlive((err) => (lost ??= err));
+  try {
+    const result = await work(lease);
+    if (lost) throw lost;
+    return result;
+  } finally {
+    await lease.release().catch(() => undefined);
+  }
+}
+
+/** A snapshot committed through its context's lease: from now on every host lists it. */
+export async function commitSnapshot(
+  rt: Runtime,
+  lease: Lease,
+  snapshot: { id: string; sha256: string; kind: string },
+): Promise<void> {
+  await lease.commit({
+    snapshot: snapshot.id,
+    sha256: snapshot.sha256,
+    kind: snapshot.kind,
+    host: sharedOf(rt).host,
+  });
+}
+
+async function readJson<T>(storage: ObjectStorage, key: string): Promise<T | null> {
+  try {
+    const chunks: Buffer[] = [];
+    for await (const c of await storage.get(key)) chunks.push(c as Buffer);
+    return JSON.parse(Buffer.concat(chunks).toString("utf8")) as T;
+  } catch (err) {
+    // not there yet, or torn: this run's outcomes are the whole status
+    if (isNotFound(err) || err instanceof SyntaxError) return null;
+    throw err;
+  }
+}
+
+async function putJson(storage: ObjectStorage, key: string, value: unknown): Promise<void> {
+  // An error message can quote state: no secret value goes into the bucket's records either.
+  const body = Buffer.from(redactText(`${JSON.stringify(value)}\n`));
+  await storage.put(key, Readable.from([body]), { sha256: sha256Hex(body), size: body.length });
+}
+
+/**
+ * History in the bucket, never on a host: one small object per line,
+ * `history/<context>/<stream>/<time>-<host>-<nonce>.json` (an object store has no append), so every
+ * host's ticks and every prune's deletions are read back in time order by listing.
+ */
+export async function appendSharedHistory(
+  rt: Runtime,
+  context: string,
+  stream: "ticks" | "prune",
+  line: { at: string } & Record<string, unknown>,
+): Promise<void> {
+  const shared = sharedOf(rt);
+  const stamp = line.at.replace(/[-:.]/g, "");
+  await putJson(
+    shared.storage,
+    `history/${context}/${stream}/${stamp}-${shared.host}-${randomBytes(3).toString("hex")}.json`,
+    { ...line, host: shared.host },
+  );
+}
+
+/** Every line of a context's stream in the bucket, oldest first; `torn` counts objects that do not parse. */
+export async function readSharedHistory<T>(
+  rt: Runtime,
+  context: string,
+  stream: "ticks" | "prune",
+): Promise<{ lines: T[]; torn: number }> {
+  const storage = sharedOf(rt).storage;
+  const keys: string[] = [];
+  for await (const o of storage.list(`history/${context}/${stream}/`, { shallow: true, keysOnly: true }))
+    keys.push(o.key);
+  const lines: T[] = [];
+  let torn = 0;
+  for (const key of keys.sort()) {
+    try {
+      const chunks: Buffer[] = [];
+      for await (const c of await storage.get(key)) chunks.push(c as Buffer);
+      lines.push(JSON.parse(Buffer.concat(chunks).toString("utf8")) as T);
+    } catch {
+      torn++;
+    }
+  }
+  return { lines, torn };
+}
+
+/**
+ * This host's status object after a tick: the outcomes of this run merged into what the host
+ * reported before (a tick of one context keeps the others), written once per run.
+ */
+export async function writeTickStatus(rt: Runtime, outcomes: TickOutcome[]): Promise<void> {
+  const shared = sharedOf(rt);
+  const { writeHostStatus } = await import("@paas-backup/core");
+  // core's writeHostStatus key: only this host writes it
+  const before = await readJson<HostStatus>(shared.storage, `status/${shared.host}.json`);
+  const contexts = new Map<string, HostContextStatus>((before?.contexts ?? []).map((c) => [c.context, c]));
+  for (const o of outcomes) {
+    const previous = contexts.get(o.context);
+    contexts.set(o.context, {
+      context: o.context,
+      ok: o.ok,
+      lastSnapshot: o.snapshot
+        ? { id: o.snapshot.id, kind: o.snapshot.kind }
+        : (previous?.lastSnapshot ?? null),
+      error: o.error ? { code: o.error.code, message: o.error.message } : null,
+    });
+  }
+  const status: HostStatus = {
+    host: shared.host,
+    reportedAt: rt.clock().toISOString(),
+    contexts: [...contexts.values()].sort((a, b) => a.context.localeCompare(b.context)),
+  };
+  await writeHostStatus(shared.storage, JSON.parse(redactText(JSON.stringify(status))) as HostStatus);
+}
+
+/**
+ * Records a command wrote into this host's cache of the root (a restore's incident record, event
+ * lines it kept aside): moved into the bucket, `records/<context>/<folder>/<name>`, so they are
+ * evidence every host can read and the cache stays something the bucket can rebuild.
+ */
+export async function moveRecordsToBucket(rt: Runtime, context: string): Promise<Map<string, string>> {
+  const shared = sharedOf(rt);
+  /** local path -> where it is now */
+  const moved = new Map<string, string>();
+  const { readdir, readFile, rm } = await import("node:fs/promises");
+  const { join } = await import("node:path");
+  for (const folder of ["incidents", "drills"]) {
+    const dir = join(shared.cacheDir, context, folder);
+    const names = await readdir(dir).catch(() => [] as string[]);
+    for (const name of names.filter((n) => !n.startsWith("."))) {
+      const body = await readFile(join(dir, name));
+      const key = `records/${context}/${folder}/${name}`;
+      await shared.storage.put(key, Readable.from([body]), { sha256: sha256Hex(body), size: body.length });
+      await rm(join(dir, name), { force: true });
+      moved.set(join(dir, name), shared.storage.locate(key));
+    }
+  }
+  return moved;
+}

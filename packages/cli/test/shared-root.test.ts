@@ -1,0 +1,298 @@
+import { describe, it, expect, beforeAll, afterAll } from "vitest";
+import { spawnSync } from "node:child_process";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createStateRoot, startRgw, type Rgw } from "@paas-backup/testing";
+import { nodeFs } from "@paas-backup/core/node";
+import { modeOf, runCli, treeHashes, type CliResult } from "./helpers.js";
+
+// An s3:// backup root through the built CLI, on a real S3 server (Ceph RGW 16): two simulated
+// hosts (each its own state root, HOME and cache) tick into one bucket, status shows both from the
+// bucket alone, a third host lists, verifies and restores from it, and its cache can be removed at
+// any time. One RGW for the whole file (about a second to start).
+
+let rgw: Rgw;
+let work: string;
+let bucket: string;
+let root: string;
+beforeAll(async () => {
+  rgw = await startRgw();
+  work = mkdtempSync(join(tmpdir(), "pb-shared-root-"));
+  bucket = await rgw.createBucket({ prefix: "fleet" });
+  root = `s3://${bucket}/repo`;
+}, 120_000);
+afterAll(async () => {
+  await rgw?.stop();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+interface Host {
+  name: string;
+  home: string;
+  cache: string;
+  stateRoot: string;
+  env: Record<string, string>;
+}
+
+async function makeHost(name: string, contexts: string[]): Promise<Host> {
+  const home = join(work, name, "home");
+  mkdirSync(home, { recursive: true });
+  const state = await createStateRoot({
+    fs: nodeFs,
+    root: join(work, name, "state"),
+    contexts: contexts.map((c) => ({ name: c, eventBytes: 20_000 })),
+    plantSecrets: false,
+  });
+  const cache = join(work, name, "cache");
+  return {
+    name,
+    home,
+    cache,
+    stateRoot: state.stateRoot,
+    env: { HOME: home, XDG_CACHE_HOME: cache, PAAS_BACKUP_HOST: name, ...rgw.env },
+  };
+}
+
+/** the CLI on a host, with the root given by flags */
+function on(host: Host, args: string[], extraEnv: Record<string, string> = {}): Promise<CliResult> {
+  return runCli(
+    [
+      "--state-root",
+      host.stateRoot,
+      "--backup-root",
+      root,
+      "--root-endpoint",
+      rgw.endpoint,
+      "--root-path-style",
+      "--json",
+      ...args,
+    ],
+    { env: { ...host.env, ...extraEnv } },
+  );
+}
+
+/** everything a command left below a folder, as relative paths */
+function filesUnder(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { recursive: true, encoding: "utf8" }).sort();
+}
+
+const restoredPart = (rel: string) =>
+  /^(vault|cache|addons)|telegram|\.secret$|\.env$|audit\.jsonl$/.test(rel);
+
+let a: Host;
+let b: Host;
+let c: Host;
+
+describe("an s3:// backup root shared by a fleet (RGW, through the built CLI)", () => {
+  it("two hosts tick into one bucket at once; status (and its metrics) shows both hosts' contexts from the bucket alone", async () => {
+    a = await makeHost("host-a", ["alpha"]);
+    b = await makeHost("host-b", ["beta"]);
+    // host-b reaches the root through PAAS_BACKUP_ROOT and its config file instead of flags
+    const configB = join(b.home, "config.json");
+    writeFileSync(configB, JSON.stringify({ rootEndpoint: rgw.endpoint, rootPathStyle: true }));
+    const [ta, tb] = await Promise.all([
+      on(a, ["tick", "--context", "alpha", "--insecure-plaintext"]),
+      runCli(["--state-root", b.stateRoot, "--json", "tick", "--context", "beta", "--insecure-plaintext"], {
+        env: { ...b.env, PAAS_BACKUP_ROOT: root, PAAS_BACKUP_CONFIG: configB },
+      }),
+    ]);
+    expect(ta.code, ta.stdout + ta.stderr).toBe(0);
+    expect(tb.code, tb.stdout + tb.stderr).toBe(0);
+    expect(ta.json.data[0]).toMatchObject({ context: "alpha", ok: true, action: "full" });
+    expect(tb.json.data[0]).toMatchObject({ context: "beta", ok: true, action: "full" });
+    expect(ta.json.data[0].snapshot.artifact).toMatch(new RegExp(`^${root}/alpha/`));
+    // a second tick within the hour does nothing: the committed snapshots are what it decides on
+    const again = await on(a, ["tick", "--context", "alpha", "--insecure-plaintext"]);
+    expect(again.json.data[0]).toMatchObject({ ok: true, action: "none" });
+
+    // Nothing was written to a local backup root: the hosts have only their caches (0700).
+    for (const h of [a, b]) {
+      expect(existsSync(join(h.home, ".si", "paas-backups"))).toBe(false);
+      const [id] = readdirSync(join(h.cache, "paas-backup"));
+      expect(modeOf(join(h.cache, "paas-backup"))).toBe(0o700);
+      expect(modeOf(join(h.cache, "paas-backup", id!))).toBe(0o700);
+      expect(filesUnder(join(h.cache, "paas-backup", id!)).some((f) => f.includes(".tar.gz"))).toBe(false);
+    }
+    // both hosts named the same repository identity (made once, in the bucket)
+    expect(readdirSync(join(a.cache, "paas-backup"))).toEqual(readdirSync(join(b.cache, "paas-backup")));
+
+    c = await makeHost("host-c", []);
+    const metrics = join(work, "fleet.prom");
+    const status = await on(c, ["status", "--metrics-file", metrics]);
+    expect(status.code, status.stdout + status.stderr).toBe(0);
+    expect(
+      status.json.data.map((r: { host: string; context: string; ok: boolean }) => [r.host, r.context, r.ok]),
+    ).toEqual([
+      ["host-a", "alpha", true],
+      ["host-b", "beta", true],
+    ]);
+    expect(status.json.fleet.hosts.map((h: { host: string }) => h.host)).toEqual(["host-a", "host-b"]);
+    const prom = readFileSync(metrics, "utf8");
+    const check = spawnSync("promtool", ["check", "metrics"], { input: prom, encoding: "utf8" });
+    expect(check.status, check.stdout + check.stderr).toBe(0);
+    expect(prom).toMatch(/paas_backup_fleet_context_ok\{host="host-a",context="alpha"\} 1/);
+    expect(prom).toMatch(/paas_backup_fleet_context_ok\{host="host-b",context="beta"\} 1/);
+    expect(prom).toMatch(/paas_backup_fleet_host_stale\{host="host-b"\} 0/);
+  });
+
+  it("a host whose status object went stale is an alert (exit 11), named in status and its metrics", async () => {
+    const config = join(c.home, "stale.json");
+    writeFileSync(config, JSON.stringify({ sharedRoot: { hostStaleAfterSeconds: 1 } }));
+    await new Promise((r) => setTimeout(r, 2_500));
+    const metrics = join(work, "stale.prom");
+    const status = await on(c, ["--config", config, "status", "--metrics-file", metrics]);
+    expect(status.code, status.stdout).toBe(11);
+    expect(status.json.fleet.alerts.join("\n")).toMatch(/host host-a last reported .* stale/);
+    expect(readFileSync(metrics, "utf8")).toMatch(/paas_backup_fleet_host_stale\{host="host-a"\} 1/);
+  });
+
+  it("a third host lists, verifies and restores (checksum-confirmed) from the bucket alone; its cache can be deleted and is rebuilt", async () => {
+    // host-a adds an incremental with the snapshot command: the chain lives in the bucket
+    const incr = await on(a, [
+      "snapshot",
+      "--context",
+      "alpha",
+      "--kind",
+      "incremental",
+      "--insecure-plaintext",
+    ]);
+    expect(incr.code, incr.stdout + incr.stderr).toBe(0);
+    expect(incr.json.data[0]).toMatchObject({ kind: "incremental" });
+
+    const list = await on(c, ["list", "--context", "alpha"]);
+    expect(list.code, list.stdout + list.stderr).toBe(0);
+    expect(list.json.data.map((s: { kind: string; checksum: string }) => [s.kind, s.checksum])).toEqual([
+      ["full", "verified"],
+      ["incremental", "verified"],
+    ]);
+    const verify = await on(c, ["verify", "--context", "alpha", "--all", "--deep"]);
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+
+    // the cache goes; the next command rebuilds it from the bucket
+    rmSync(c.cache, { recursive: true, force: true });
+    const fresh = await createStateRoot({
+      fs: nodeFs,
+      root: join(work, "host-c", "state"),
+      contexts: [{ name: "alpha", eventBytes: 1_000 }],
+      plantSecrets: false,
+    });
+    expect(fresh.stateRoot).toBe(c.stateRoot);
+    const restore = await on(c, ["restore", "--context", "alpha", "--ticket", "INC-FLEET", "--yes"]);
+    expect(restore.code, restore.stdout + restore.stderr).toBe(0);
+    const result = restore.json.data[0];
+    expect(result.outcome).toBe("restored");
+    expect(result.snapshot.id).toBe(incr.json.data[0].id);
+    expect(result.snapshot.sha256).toBe(list.json.data[1].sha256);
+    expect(treeHashes(join(c.stateRoot, "contexts", "alpha"), restoredPart)).toEqual(
+      treeHashes(join(a.stateRoot, "contexts", "alpha"), restoredPart),
+    );
+    // the incident record went to the bucket, not to the host
+    expect(result.incidentFile).toMatch(new RegExp(`^${root}/records/alpha/incidents/`));
+    const [id] = readdirSync(join(c.cache, "paas-backup"));
+    expect(modeOf(join(c.cache, "paas-backup", id!))).toBe(0o700);
+    expect(filesUnder(join(c.cache, "paas-backup", id!)).filter((f) => f.includes("incidents/"))).toEqual([]);
+  });
+
+  it("refuses what it cannot do safely or at all, with documented exit codes, and never shows a credential", async () => {
+    const outputs: string[] = [];
+    const keep = (r: CliResult) => (outputs.push(r.stdout, r.stderr), r);
+    // a wrong endpoint: nothing answers there
+    const nowhere = keep(
+      await runCli(
+        [
+          "--backup-root",
+          root,
+          "--root-endpoint",
+          "http://127.0.0.1:9",
+          "--root-path-style",
+          "--json",
+          "list",
+          "--context",
+          "alpha",
+        ],
+        { env: c.env },
+      ),
+    );
+    expect(nowhere.code, nowhere.stdout).toBe(10);
+    expect(nowhere.json.error.code).toBe("PAAS_BACKUP_STORAGE_FAILED");
+    expect(nowhere.json.error.message).toContain("http://127.0.0.1:9");
+    expect(nowhere.json.error.remediation).toContain("--root-endpoint");
+    // wrong credentials
+    const denied = keep(
+      await on(c, ["list", "--context", "alpha"], { AWS_SECRET_ACCESS_KEY: "0".repeat(40) }),
+    );
+    expect(denied.code, denied.stdout).toBe(10);
+    expect(denied.json.error.code).toBe("PAAS_BACKUP_STORAGE_FAILED");
+    // a bucket without a repository is not one, for a reader
+    const empty = `s3://${await rgw.createBucket({ prefix: "empty" })}/repo`;
+    const none = keep(
+      await runCli(
+        [
+          "--backup-root",
+          empty,
+          "--root-endpoint",
+          rgw.endpoint,
+          "--root-path-style",
+          "--json",
+          "list",
+          "--context",
+          "alpha",
+        ],
+        { env: c.env },
+      ),
+    );
+    expect(none.code).toBe(2);
+    expect(none.json.error.code).toBe("PAAS_BACKUP_NOT_A_REPOSITORY");
+    // a versioned bucket on RGW 16 ignores create-only writes: refused before anything is written
+    const versioned = `s3://${await rgw.createBucket({ prefix: "versioned", versioning: true })}/repo`;
+    const refused = keep(
+      await runCli(
+        [
+          "--state-root",
+          a.stateRoot,
+          "--backup-root",
+          versioned,
+          "--root-endpoint",
+          rgw.endpoint,
+          "--root-path-style",
+          "--json",
+          "snapshot",
+          "--context",
+          "alpha",
+          "--insecure-plaintext",
+        ],
+        { env: a.env },
+      ),
+    );
+    expect(refused.code, refused.stdout).toBe(4);
+    expect(refused.json.error.code).toBe("PAAS_BACKUP_NO_CONDITIONAL_WRITES");
+    // a command that does not work with a bucket says so, and which do
+    const drill = keep(await on(c, ["ls", "--context", "alpha"]));
+    expect(drill.code).toBe(2);
+    expect(drill.json.error.code).toBe("PAAS_BACKUP_REMOTE_ROOT_UNSUPPORTED");
+    expect(drill.json.error.remediation).toContain("snapshot");
+    for (const text of outputs) {
+      expect(text).not.toContain(rgw.secretAccessKey);
+      expect(text).not.toContain(rgw.accessKeyId);
+    }
+    // nor in what the hosts keep (their caches) or wrote (metrics)
+    const kept = [a, b, c].flatMap((h) => filesUnder(h.cache).map((f) => join(h.cache, f)));
+    for (const path of [...kept, join(work, "fleet.prom"), join(work, "stale.prom")]) {
+      if (!statSync(path).isFile()) continue;
+      const text = readFileSync(path, "utf8");
+      expect(text, path).not.toContain(rgw.secretAccessKey);
+      expect(text, path).not.toContain(rgw.accessKeyId);
+    }
+  });
+});
