@@ -6,6 +6,7 @@ import { nodeFs } from "@paas-backup/core/node";
 import { UsageError } from "@paas-backup/core/errors";
 import { redactText } from "@paas-backup/core/redact";
 import type { FileSystem } from "@paas-backup/core/fs";
+import type { ObjectStorage } from "@paas-backup/core/repository";
 import type { ParseError } from "jsonc-parser";
 import type { Envelope } from "./envelope.js";
 import type { Config } from "./config-schema.js";
@@ -30,7 +31,7 @@ export interface Runtime {
   /** the s3:// backup root as given (flags > env > config), before connecting; null for a folder */
   remoteRoot: RemoteRootSettings | null;
   /** the connected s3:// backup root (host/shared-root.ts); null for a folder */
-  shared: import("./host/shared-root.js").SharedRoot | null;
+  shared: SharedRoot | null;
   config: Config;
   configPath: string | null;
   stdoutIsTTY: boolean;
@@ -139,6 +140,28 @@ function clockFrom(env: NodeJS.ProcessEnv): () => Date {
   }
   const started = Date.now();
   return () => new Date(base + (Date.now() - started));
+}
+
+/**
+ * An s3:// backup root (issue 22): one bucket (and prefix) that a fleet of hosts shares as its
+ * repository. Nothing of it is kept on the host but a cache, `$XDG_CACHE_HOME/paas-backup/<root
+ * id>` (0700), named by the repository identity stored in the bucket, and holding only what the
+ * bucket can give again: that identity, the result of the bucket's probe for create-only writes
+ * (so it is probed once, not per command), and the chain-check cache. Delete it and the next
+ * command rebuilds it.
+ */
+export interface SharedRoot {
+  url: string;
+  /** the bucket at the root's prefix */
+  storage: ObjectStorage;
+  /** the repository identity stored in the bucket (also the offsite keys' root id) */
+  id: string;
+  cacheDir: string;
+  /** this host's name in status objects and lease records */
+  host: string;
+  leaseTtlMs: number;
+  deleteAfterMs: number;
+  staleAfterMs: number;
 }
 
 /** How to reach an s3:// backup root: its own endpoint, region and addressing, distinct from an offsite target's. */

@@ -14,9 +14,9 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
   await requireKnownContext(rt, context);
   // An s3:// root: the snapshots committed there (ops/shared.ts loads the rest of core only then).
   const { snapshots, damaged } = rt.shared
-    ? await openRepository(await (await import("../ops/shared.js")).committedView(rt.shared, context)).scan(
-        context,
-      )
+    ? await openRepository(
+        await (await import("../host/shared-root.js")).committedView(rt.shared, context),
+      ).scan(context)
     : await scanSnapshots(rt.fs, rt.backupRoot, context);
   const root = rt.shared?.url ?? rt.backupRoot;
   const data = [];

@@ -24,7 +24,7 @@ export async function verifyCommand(
   const warnings: string[] = [];
   // An s3:// root: the snapshots committed in the bucket, read from there.
   const repository = rt.shared
-    ? await (await import("../ops/shared.js")).committedView(rt.shared, context)
+    ? await (await import("../host/shared-root.js")).committedView(rt.shared, context)
     : undefined;
   const results = await verifySnapshots({
     clock: rt.clock,

@@ -10,35 +10,17 @@ import {
   REPOSITORY_FILE,
   UsageError,
   isNotFound,
+  listMarks,
   openTarget,
+  readFencedLog,
   probeConditionalWrites,
   registerStorageDriver,
   type ObjectStorage,
   type RepositoryIdentity,
 } from "@paas-backup/core";
-import type { RemoteRootSettings, Runtime } from "../runtime.js";
+import type { RemoteRootSettings, Runtime, SharedRoot } from "../runtime.js";
 
-/**
- * An s3:// backup root (issue 22): one bucket (and prefix) that a fleet of hosts shares as its
- * repository. Nothing of it is kept on the host but a cache, `$XDG_CACHE_HOME/paas-backup/<root
- * id>` (0700), named by the repository identity stored in the bucket, and holding only what the
- * bucket can give again: that identity, the result of the bucket's probe for create-only writes
- * (so it is probed once, not per command), and the chain-check cache. Delete it and the next
- * command rebuilds it.
- */
-export interface SharedRoot {
-  url: string;
-  /** the bucket at the root's prefix */
-  storage: ObjectStorage;
-  /** the repository identity stored in the bucket (also the offsite keys' root id) */
-  id: string;
-  cacheDir: string;
-  /** this host's name in status objects and lease records */
-  host: string;
-  leaseTtlMs: number;
-  deleteAfterMs: number;
-  staleAfterMs: number;
-}
+export type { SharedRoot } from "../runtime.js";
 
 // The S3 driver (and the AWS SDK under it) loads only when an s3:// root is opened.
 registerStorageDriver("s3", { load: async () => (await import("@paas-backup/s3")).storageDriver });
@@ -236,4 +218,38 @@ export function refuseRemoteRoot(command: string, url: string, supported: string
       stage: "arguments",
     },
   );
+}
+
+/**
+ * The context's snapshots as every reader of a shared bucket must see them: those committed
+ * through the context's lease by a commit no later epoch fenced out, less those prune marked for
+ * deletion. A writer that paused past its lease may have made an artifact visible whose commit was
+ * refused; it is never listed, never a parent, never restored. get and head still reach everything
+ * (a restore that listed a snapshot before its mark reads it to the end).
+ */
+export async function committedView(shared: SharedRoot, context: string): Promise<ObjectStorage> {
+  const storage = shared.storage;
+  const committed = new Set<string>();
+  for (const entry of await readFencedLog(storage, `context/${context}`))
+    if (entry.kind === "commit" && !entry.fenced && typeof entry.data.snapshot === "string")
+      committed.add(entry.data.snapshot);
+  const marked = new Set((await listMarks(storage, context)).keys());
+  const hidden = (key: string) => {
+    if (!key.startsWith(`${context}/`)) return false;
+    const name = key.slice(context.length + 1);
+    const dot = name.indexOf(".");
+    if (dot <= 0) return false;
+    const id = name.slice(0, dot);
+    return !committed.has(id) || marked.has(id);
+  };
+  return new Proxy(storage, {
+    get(target, prop, receiver) {
+      if (prop === "list")
+        return async function* (prefix: string, options?: { shallow?: boolean; keysOnly?: boolean }) {
+          for await (const o of target.list(prefix, options)) if (!hidden(o.key)) yield o;
+        };
+      const value = Reflect.get(target, prop, receiver) as unknown;
+      return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
 }

@@ -4,8 +4,6 @@ import {
   BusyError,
   isNotFound,
   acquireLease,
-  listMarks,
-  readFencedLog,
   redactText,
   sha256Hex,
   type Lease,
@@ -14,7 +12,7 @@ import {
   type HostStatus,
   type TickOutcome,
 } from "@paas-backup/core";
-import type { SharedRoot } from "../host/shared-root.js";
+import type { SharedRoot } from "../runtime.js";
 import type { Runtime } from "../runtime.js";
 
 /**
@@ -33,39 +31,7 @@ export function rootLabel(rt: Runtime): string {
   return rt.shared?.url ?? rt.backupRoot;
 }
 
-/**
- * The context's snapshots as every reader of a shared bucket must see them: those committed
- * through the context's lease by a commit no later epoch fenced out, less those prune marked for
- * deletion. A writer that paused past its lease may have made an artifact visible whose commit was
- * refused; it is never listed, never a parent, never restored. get and head still reach everything
- * (a restore that listed a snapshot before its mark reads it to the end).
- */
-export async function committedView(shared: SharedRoot, context: string): Promise<ObjectStorage> {
-  const storage = shared.storage;
-  const committed = new Set<string>();
-  for (const entry of await readFencedLog(storage, `context/${context}`))
-    if (entry.kind === "commit" && !entry.fenced && typeof entry.data.snapshot === "string")
-      committed.add(entry.data.snapshot);
-  const marked = new Set((await listMarks(storage, context)).keys());
-  const hidden = (key: string) => {
-    if (!key.startsWith(`${context}/`)) return false;
-    const name = key.slice(context.length + 1);
-    const dot = name.indexOf(".");
-    if (dot <= 0) return false;
-    const id = name.slice(0, dot);
-    return !committed.has(id) || marked.has(id);
-  };
-  return new Proxy(storage, {
-    get(target, prop, receiver) {
-      if (prop === "list")
-        return async function* (prefix: string, options?: { shallow?: boolean; keysOnly?: boolean }) {
-          for await (const o of target.list(prefix, options)) if (!hidden(o.key)) yield o;
-        };
-      const value = Reflect.get(target, prop, receiver) as unknown;
-      return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(target) : value;
-    },
-  });
-}
+export { committedView } from "../host/shared-root.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

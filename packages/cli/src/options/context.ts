@@ -45,7 +45,7 @@ export async function requireKnownContext(rt: Runtime, context: string): Promise
   if (rt.shared) {
     // A shared bucket: a context another host backs up is known here by its snapshots alone.
     if (present(live)) return;
-    const view = await (await import("../ops/shared.js")).committedView(rt.shared, context);
+    const view = await (await import("../host/shared-root.js")).committedView(rt.shared, context);
     const { snapshots, damaged } = await openRepository(view).scan(context);
     if (snapshots.length + damaged.length > 0) return;
   }
