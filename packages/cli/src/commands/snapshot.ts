@@ -8,7 +8,7 @@ import {
 import { withContext } from "@paas-backup/core/context";
 import { resolveSigner } from "../options/signing.js";
 import { UsageError, ExitCode } from "@paas-backup/core/errors";
-import type { Lease, ObjectStorage } from "@paas-backup/core";
+import type { Lease, ObjectStorage } from "@paas-backup/core/repository";
 import type { Runtime } from "../runtime.js";
 import { redactionNotice } from "../render/redactions.js";
 import { environmentError } from "../host/environment.js";

@@ -2,22 +2,19 @@ import { randomBytes } from "node:crypto";
 import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { homedir, hostname } from "node:os";
 import { join, resolve } from "node:path";
+import { PaasBackupError, UsageError, isNotFound } from "@paas-backup/core/errors";
 import {
-  DEFAULT_DELETE_AFTER_MS,
   DEFAULT_HOST_STALE_AFTER_MS,
   DEFAULT_LEASE_TTL_MS,
-  PaasBackupError,
   REPOSITORY_FILE,
-  UsageError,
-  isNotFound,
-  listMarks,
   openTarget,
-  readFencedLog,
   probeConditionalWrites,
+  readFencedLog,
   registerStorageDriver,
   type ObjectStorage,
   type RepositoryIdentity,
-} from "@paas-backup/core";
+} from "@paas-backup/core/repository";
+import { DEFAULT_DELETE_AFTER_MS, listMarks } from "@paas-backup/core/retention";
 import type { RemoteRootSettings, Runtime, SharedRoot } from "../runtime.js";
 
 export type { SharedRoot } from "../runtime.js";

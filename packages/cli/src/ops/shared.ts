@@ -1,17 +1,17 @@
 import { randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
+import { BusyError, isNotFound } from "@paas-backup/core/errors";
+import { redactText } from "@paas-backup/core/redact";
 import {
-  BusyError,
-  isNotFound,
   acquireLease,
-  redactText,
   sha256Hex,
+  writeHostStatus,
   type Lease,
   type ObjectStorage,
   type HostContextStatus,
   type HostStatus,
-  type TickOutcome,
-} from "@paas-backup/core";
+} from "@paas-backup/core/repository";
+import type { TickOutcome } from "@paas-backup/core/tick";
 import type { SharedRoot } from "../runtime.js";
 import type { Runtime } from "../runtime.js";
 
@@ -161,7 +161,6 @@ export async function readSharedHistory<T>(
  */
 export async function writeTickStatus(rt: Runtime, outcomes: TickOutcome[]): Promise<void> {
   const shared = sharedOf(rt);
-  const { writeHostStatus } = await import("@paas-backup/core");
   // core's writeHostStatus key: only this host writes it
   const before = await readJson<HostStatus>(shared.storage, `status/${shared.host}.json`);
   const contexts = new Map<string, HostContextStatus>((before?.contexts ?? []).map((c) => [c.context, c]));

@@ -218,7 +218,7 @@ export async function renderFleetMetrics(fleet: FleetStatus, now: Date): Promise
     "paas_backup_metrics_generated_timestamp_seconds",
     "Unix time this file was written",
   );
-  const { parseSnapshotId } = await import("@paas-backup/core");
+  const { parseSnapshotId } = await import("@paas-backup/core/repository");
   for (const h of fleet.hosts) {
     reported.set({ host: h.host }, seconds(h.receivedAt));
     stale.set({ host: h.host }, h.stale ? 1 : 0);
