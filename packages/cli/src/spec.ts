@@ -260,7 +260,7 @@ export const COMMANDS: CommandSpec[] = [
       {
         flags: "--offsite-root <id>",
         description:
-          "with --from-offsite: restore another backup root's copies (its id from offsite list --all-roots)",
+          "with --from-offsite: restore another backup root's copies (its id from offsite list --all-roots); without it, when this root has no copy of the snapshot, the one other root that holds it is used (exit 2 naming them when several do)",
       },
       { flags: "--endpoint <url>", description: "S3-compatible endpoint for --from-offsite" },
       { flags: "--region <region>", description: "S3 region for --from-offsite" },
@@ -269,10 +269,11 @@ export const COMMANDS: CommandSpec[] = [
     examples: [
       "paas-backup restore --context internal-dogfood --ticket INC-1234 --dry-run",
       "paas-backup restore --context internal-dogfood --ticket INC-1234 --identity ~/.config/paas-backup/identity.txt --doctor-cmd 'si paas doctor --json'",
+      "paas-backup restore --context internal-dogfood --ticket INC-1234 --from-offsite nfs --snapshot 20261124T000000Z",
     ],
     exitCodes: ["usage", "integrity", "safety", "validation", "busy", "environment", "unexpected"],
     recover: true,
-    json: "`data[0]`: `outcome`, `contextDir`, `snapshot`, `fallback`, `changes`, `movedAsideTo`, `doctor`, `externalDoctor`, `vault`, `blockFile`, `incidentFile`, `scope`, `warnings`, `eventLines`",
+    json: "`data[0]`: `outcome`, `contextDir`, `snapshot`, `fallback`, `changes`, `movedAsideTo`, `doctor`, `externalDoctor`, `vault`, `blockFile`, `incidentFile`, `scope`, `warnings`, `eventLines`; with --from-offsite, `offsite`: `asked`, `chosen`, `fetched`, `local`, `fallback`, `root` (the other backup root whose copies were used, `{id, host, why}`, or null for this root's own), `warnings`",
     load: L(() => import("./commands/restore.js"), "restoreAction"),
   },
   {
@@ -439,10 +440,18 @@ export const COMMANDS: CommandSpec[] = [
         flags: "--all-roots",
         description: "also the copies of other backup roots (other hosts) at the target",
       },
+      {
+        flags: "--offsite-root <id>",
+        description:
+          "only the copies of this backup root (another host's, or a lost disk's), as restore --offsite-root reads them",
+      },
     ],
-    examples: ["paas-backup offsite list --context internal-dogfood --target b2"],
+    examples: [
+      "paas-backup offsite list --context internal-dogfood --target b2",
+      "paas-backup offsite list --context internal-dogfood --target b2 --offsite-root 3f9c2a7d51e04b86",
+    ],
     exitCodes: ["usage", "unexpected"],
-    json: "`data[]`: one per target: `target`, `immutability`, `entries[]` (`id`, `confirmed`, `immutable`, `immutableUntil`, `artifact`, `kind`, `encrypted`, `location`)",
+    json: "`data[]`: one per target: `target`, `immutability`, `root` (this backup root's id), `roots` (with --all-roots or --offsite-root: `id`, `host`), `otherRoots` (when this backup root has no copy of the context there, e.g. a fresh root after a lost disk: the roots that do, `id`, `host`, `copies`, `newest`), `entries[]` (`id`, `root`, `own`, `confirmed`, `immutable`, `immutableUntil`, `artifact`, `kind`, `encrypted`, `location`)",
     load: L(() => import("./commands/offsite.js"), "offsiteListCommand"),
   },
   {

@@ -697,6 +697,9 @@ describe("restore --from-offsite restores the newest restorable state", () => {
       fetched: [full.id],
       local: [inc.id],
       fallback: null,
+      // this backup root's own copies; latest passed over no snapshot from the future
+      root: null,
+      warnings: [],
     });
     // the 50 lines only the incremental has are back (the restore then appends its own audit event)
     expect(readFileSync(audit, "utf8").startsWith(wanted)).toBe(true);

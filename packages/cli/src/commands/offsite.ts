@@ -15,7 +15,7 @@ import { printEnvelope } from "../envelope.js";
 import { sessionOptions } from "../options/lock.js";
 import { requireContext } from "../options/context.js";
 import { contextsOf, fleetContexts } from "../options/context-list.js";
-import { pushForContext } from "../ops/offsite.js";
+import { pushForContext, requireRootId } from "../ops/offsite.js";
 import { resolveTargets, type TargetFlags } from "../options/targets.js";
 
 /** Run `work` over items with at most `limit` at once. */
@@ -129,18 +129,20 @@ export async function offsiteExtendLocksCommand(
 
 export async function offsiteListCommand(
   rt: Runtime,
-  flags: TargetFlags & { context?: string; allRoots?: boolean },
+  flags: TargetFlags & { context?: string; allRoots?: boolean; offsiteRoot?: string },
 ): Promise<number> {
   const context = requireContext(flags.context);
+  if (flags.offsiteRoot) requireRootId(flags.offsiteRoot);
   const data = [];
   for (const target of await resolveTargets(rt, flags)) {
-    const { entries, immutability, root, roots } = await listOffsite({
+    const { entries, immutability, root, roots, otherRoots } = await listOffsite({
       fs: rt.fs,
       backupRoot: rt.backupRoot,
       context,
       target,
       clock: rt.clock,
       allRoots: flags.allRoots === true,
+      ...(flags.offsiteRoot ? { root: flags.offsiteRoot } : {}),
     });
     // Plain data only: a SnapshotRef carries its storage driver (and an S3 client with it).
     const plain = entries.map(({ snapshot, ...e }) => ({
@@ -153,6 +155,7 @@ export async function offsiteListCommand(
       target: target.storage.url,
       root,
       roots,
+      otherRoots,
       immutability,
       warnings: targetWarnings(target),
       entries: plain,
@@ -188,7 +191,17 @@ export async function offsiteListCommand(
           ]),
         ]),
       );
-      if (!flags.allRoots)
+      // A fresh backup root (after a lost disk) has no copies of its own: name the roots that do.
+      if (d.otherRoots.length) {
+        rt.write(`this backup root has no copies of ${context} here; other backup roots do:\n`);
+        for (const r of d.otherRoots)
+          rt.write(
+            `  ${r.id}${r.host ? ` (host ${r.host})` : ""}: ${r.copies} cop${r.copies === 1 ? "y" : "ies"}, newest ${r.newest}\n`,
+          );
+        rt.write(
+          `(restore --from-offsite ${d.target} --snapshot <id> finds the copy when one root holds it; --offsite-root <root id> picks one)\n`,
+        );
+      } else if (!flags.allRoots && !flags.offsiteRoot)
         rt.write(
           "(copies of other backup roots: offsite list --all-roots; restore one with restore --from-offsite <target> --offsite-root <root>)\n",
         );

@@ -50,6 +50,19 @@ export async function tickOffsiteForContext(rt: Runtime, context: string): Promi
   });
 }
 
+/** --offsite-root takes a backup root id as offsite list prints it. */
+export function requireRootId(value: string): void {
+  if (!/^[0-9a-f]{16}$/.test(value))
+    throw new UsageError(
+      "PAAS_BACKUP_INVALID_ARGUMENT",
+      `--offsite-root ${JSON.stringify(value)} is not a backup root id`,
+      {
+        remediation: "Copy the ROOT column of `paas-backup offsite list --all-roots` (16 hex characters).",
+        stage: "arguments",
+      },
+    );
+}
+
 /** restore --from-offsite: fetch what the chain needs into the backup root, then restore the newest restorable state. */
 export function offsiteFetcher(
   rt: Runtime,
@@ -65,15 +78,7 @@ export function offsiteFetcher(
   if (!flags.fromOffsite) return undefined;
   return async (session) => {
     const context = requireContext(flags.context);
-    if (flags.offsiteRoot && !/^[0-9a-f]{16}$/.test(flags.offsiteRoot))
-      throw new UsageError(
-        "PAAS_BACKUP_INVALID_ARGUMENT",
-        `--offsite-root ${JSON.stringify(flags.offsiteRoot)} is not a backup root id`,
-        {
-          remediation: "Copy the ROOT column of `paas-backup offsite list --all-roots` (16 hex characters).",
-          stage: "arguments",
-        },
-      );
+    if (flags.offsiteRoot) requireRootId(flags.offsiteRoot);
     const [target] = await resolveTargets(rt, { ...flags, target: flags.fromOffsite });
     const plan = await fetchChainFromOffsite({
       session,
@@ -89,6 +94,10 @@ export function offsiteFetcher(
     flags.offsitePlan = plan;
     for (const w of plan.warnings) process.stderr.write(`warning: ${w}\n`);
     if (!rt.json) {
+      if (plan.root)
+        process.stderr.write(
+          `offsite: using the copies of backup root ${plan.root.id}${plan.root.host ? ` (host ${plan.root.host})` : ""} at ${target!.storage.url}: ${plan.root.why}\n`,
+        );
       process.stderr.write(
         `offsite: restoring ${plan.chosen}${plan.fetched.length ? `; fetched ${plan.fetched.join(", ")} from ${target!.storage.url}` : ""}${plan.local.length ? `; from the backup root: ${plan.local.join(", ")}` : ""}\n`,
       );

@@ -20,7 +20,7 @@ import type { ObjectStorage } from "../repository/storage.js";
 import { writeFileAtomic } from "../util/atomic.js";
 import { HashingStream } from "../util/hash.js";
 import { contextBackupDir, join } from "../util/paths.js";
-import { rootView } from "./roots.js";
+import { rootsHoldingContext, rootView } from "./roots.js";
 import type { OffsiteTarget } from "./types.js";
 
 /** Where restore --from-offsite looks: one named root, or this root's copies and the legacy layout. */
@@ -54,6 +54,11 @@ export interface OffsiteRestorePlan {
   /** links the backup root already had, verified */
   local: string[];
   fallback: { from: string; reason: string } | null;
+  /**
+   * the other backup root whose copies were used: named by --offsite-root, or (after a lost disk)
+   * the only root at the target that holds what was asked; null for this root's own copies
+   */
+  root: { id: string; host: string | null; why: string } | null;
   /** `latest` passed over snapshots from the future: the warning every reader gives */
   warnings: string[];
 }
@@ -83,28 +88,81 @@ export async function fetchChainFromOffsite(options: FetchFromOffsiteOptions): P
 async function fetchChainInSession(options: FetchFromOffsiteOptions): Promise<OffsiteRestorePlan> {
   const { fs, target } = options;
   const context = validateContextName(options.context);
-  const remote = await remoteSnapshots(fs, options.backupRoot, context, target.storage, options.root);
+  let remote = await remoteSnapshots(fs, options.backupRoot, context, target.storage, options.root);
   const localList = await listSnapshots(fs, options.backupRoot, context);
   const local = new Map(localList.map((s) => [s.id, s]));
-  const ids = [...new Set([...local.keys(), ...remote.keys()])].sort(compareSnapshotIds);
   // latest as restore resolves it: the newest the clock has reached, never one from the future
   const now = options.clock();
-  const refOf = (id: string) => (local.get(id) ?? remote.get(id))!;
-  const ahead = futureSnapshots(ids.map(refOf), now);
-  const present = presentSnapshots(ids.map(refOf), now);
-  if (options.snapshot === "latest" && present.length === 0 && ahead.length > 0)
+  const resolve = () => {
+    const ids = [...new Set([...local.keys(), ...remote.keys()])].sort(compareSnapshotIds);
+    const refs = ids.map((id) => (local.get(id) ?? remote.get(id))!);
+    const present = presentSnapshots(refs, now);
+    return {
+      ids,
+      ahead: futureSnapshots(refs, now),
+      asked:
+        options.snapshot === "latest"
+          ? present[present.length - 1]?.id
+          : ids.find((id) => id === options.snapshot),
+    };
+  };
+  let { ids, ahead, asked } = resolve();
+  let root: OffsiteRestorePlan["root"] = options.root
+    ? { id: options.root, host: null, why: "named by --offsite-root" }
+    : null;
+  // After a lost disk the fresh backup root has a new identity, and the copies the lost one
+  // pushed sit under its id: when this root (and the legacy layout) has nothing to restore, the
+  // other roots at the target are asked. One that holds it is used; several are named.
+  if (!asked && !options.root && !(options.snapshot === "latest" && ahead.length > 0)) {
+    const identity = await readRepositoryIdentity(fs, options.backupRoot);
+    const holders = (await rootsHoldingContext(target.storage, context, identity?.id ?? null))
+      .map((r) => ({
+        ...r,
+        holds:
+          options.snapshot === "latest"
+            ? presentSnapshots(r.snapshots, now).at(-1)?.id
+            : r.snapshots.find((x) => x.id === options.snapshot)?.id,
+      }))
+      .filter((r) => r.holds !== undefined);
+    if (holders.length > 1) {
+      const what =
+        options.snapshot === "latest" ? `copies of ${context}` : `snapshot ${options.snapshot} of ${context}`;
+      throw new UsageError(
+        "PAAS_BACKUP_OFFSITE_ROOT_AMBIGUOUS",
+        `this backup root has no ${what} at ${target.storage.url}, and ${holders.length} other backup roots there do: ${holders
+          .map(
+            (r) =>
+              `${r.id}${r.host ? ` (host ${r.host})` : ""}${options.snapshot === "latest" ? `, newest ${r.holds}` : ""}`,
+          )
+          .join("; ")}`,
+        {
+          path: target.storage.url,
+          remediation: `Pick the root whose copy to restore with --offsite-root <root id> (e.g. --offsite-root ${holders[0]!.id}); see each root's copies with \`paas-backup offsite list --context ${context} --offsite-root <root id>\`.`,
+          stage: "fetch",
+          data: { roots: holders.map((r) => ({ id: r.id, host: r.host, snapshot: r.holds })) },
+        },
+      );
+    }
+    const only = holders[0];
+    if (only) {
+      remote = new Map(only.snapshots.map((x) => [x.id, x]));
+      ({ ids, ahead, asked } = resolve());
+      root = {
+        id: only.id,
+        host: only.host,
+        why: `this backup root has no copy of it; ${only.id} is the only backup root at the target that holds it`,
+      };
+    }
+  }
+  if (options.snapshot === "latest" && !asked && ahead.length > 0)
     throw noLatestInTheFuture(context, target.storage.url, now, ahead[ahead.length - 1]!.id);
-  const asked =
-    options.snapshot === "latest"
-      ? present[present.length - 1]?.id
-      : ids.find((id) => id === options.snapshot);
   if (!asked) {
     throw new UsageError(
       "PAAS_BACKUP_SNAPSHOT_NOT_FOUND",
-      `snapshot ${options.snapshot} of ${context} is neither in the backup root nor at ${target.storage.url}`,
+      `snapshot ${options.snapshot} of ${context} is neither in the backup root nor at ${target.storage.url}${options.root ? ` under backup root ${options.root}` : " (under this backup root or any other)"}`,
       {
         path: target.storage.url,
-        remediation: `See what is there with \`paas-backup offsite list --context ${context}${options.root ? " --all-roots" : ""}\` and \`paas-backup list --context ${context}\`.`,
+        remediation: `See what is there with \`paas-backup offsite list --context ${context} --all-roots\` and \`paas-backup list --context ${context}\`.`,
         stage: "fetch",
       },
     );
@@ -186,6 +244,7 @@ async function fetchChainInSession(options: FetchFromOffsiteOptions): Promise<Of
     asked,
     chosen,
     fetched,
+    root,
     warnings: futureWarning ? [futureWarning] : [],
     local: plan.links.filter((l) => l.from === "local").map((l) => l.id),
     fallback,

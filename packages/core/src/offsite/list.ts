@@ -5,7 +5,7 @@ import { compareSnapshotIds } from "../repository/ids.js";
 import { listSnapshotsIn, type SnapshotRef } from "../repository/repository.js";
 import type { Immutability, StoredObject } from "../repository/storage.js";
 import { readRecord } from "./record.js";
-import { rootsAt, rootView } from "./roots.js";
+import { rootsAt, rootsHoldingContext, rootView } from "./roots.js";
 import { ROOTS, type OffsiteCopy, type OffsiteTarget } from "./types.js";
 
 export interface OffsiteEntry {
@@ -31,11 +31,18 @@ export async function listOffsite(options: {
   target: OffsiteTarget;
   clock: () => Date;
   allRoots?: boolean;
+  /** only this backup root's copies (another host's, or a lost disk's), as restore --offsite-root reads them */
+  root?: string;
 }): Promise<{
   entries: OffsiteEntry[];
   immutability: Immutability;
   root: string | null;
   roots: { id: string; host: string | null }[];
+  /**
+   * when this backup root has no copy of the context at the target (a fresh root after a lost
+   * disk) and neither allRoots nor root was asked: the other roots that hold copies of it
+   */
+  otherRoots: { id: string; host: string | null; copies: number; newest: string }[];
 }> {
   const context = validateContextName(options.context);
   const storage = options.target.storage;
@@ -44,6 +51,12 @@ export async function listOffsite(options: {
   const immutability = await storage.immutability();
   const now = options.clock().getTime();
   const entries: OffsiteEntry[] = [];
+  if (options.root && options.root !== identity?.id) {
+    const roots = (await rootsAt(storage)).filter((r) => r.id === options.root);
+    for (const snap of await listSnapshotsIn(rootView(storage, options.root), context))
+      entries.push(entryFor(snap.id, options.root, false, snap, null));
+    return { entries, immutability, root: identity?.id ?? null, roots, otherRoots: [] };
+  }
   const ownPrefix = identity ? `${ROOTS}/${identity.id}/` : null;
   const own = identity ? await listSnapshotsIn(rootView(storage, identity.id), context) : [];
   const legacy = await listSnapshotsIn(storage, context);
@@ -119,10 +132,20 @@ export async function listOffsite(options: {
       immutableUntil,
     };
   }
+  const otherRoots =
+    entries.length === 0 && !options.allRoots && !options.root
+      ? (await rootsHoldingContext(storage, context, identity?.id ?? null)).map((r) => ({
+          id: r.id,
+          host: r.host,
+          copies: r.snapshots.length,
+          newest: r.snapshots[r.snapshots.length - 1]!.id,
+        }))
+      : [];
   return {
     entries: entries.sort((a, b) => compareSnapshotIds(a.id, b.id) || (a.own === b.own ? 0 : a.own ? -1 : 1)),
     immutability,
     root: identity?.id ?? null,
     roots,
+    otherRoots,
   };
 }

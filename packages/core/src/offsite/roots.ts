@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
-import { readSmallObject } from "../repository/repository.js";
+import { listSnapshotsIn, readSmallObject, type SnapshotRef } from "../repository/repository.js";
 import type { ObjectStorage } from "../repository/storage.js";
 import { ROOTS } from "./types.js";
 
@@ -78,4 +78,23 @@ export async function rootsAt(storage: ObjectStorage): Promise<{ id: string; hos
     out.push({ id: m[1]!, host });
   }
   return out;
+}
+
+/**
+ * The other backup roots at a target that hold copies of a context (those with a checksum file,
+ * as a restore needs), each with its copies, oldest first. After a lost disk the fresh backup
+ * root has a new identity: this is where restore --from-offsite finds what the lost one pushed.
+ */
+export async function rootsHoldingContext(
+  storage: ObjectStorage,
+  context: string,
+  except: string | null,
+): Promise<{ id: string; host: string | null; snapshots: SnapshotRef[] }[]> {
+  const out: { id: string; host: string | null; snapshots: SnapshotRef[] }[] = [];
+  for (const root of await rootsAt(storage)) {
+    if (root.id === except) continue;
+    const snapshots = (await listSnapshotsIn(rootView(storage, root.id), context)).filter((s) => s.checksum);
+    if (snapshots.length) out.push({ ...root, snapshots });
+  }
+  return out.sort((a, b) => (a.id < b.id ? -1 : 1));
 }
