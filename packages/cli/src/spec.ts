@@ -352,6 +352,7 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     path: ["prune"],
+    sharedRoot: "write",
     summary: "apply the retention policy (default 24 hourly + 7 daily + 4 weekly + 3 monthly)",
     flags: [
       context,
@@ -413,6 +414,7 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     path: ["offsite", "push"],
+    sharedRoot: "write",
     summary:
       "copy every full snapshot not yet at each target, put back copies found missing or damaged, extend Object Lock retention",
     flags: [
@@ -546,6 +548,7 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     path: ["report"],
+    sharedRoot: "read",
     summary:
       "governance report for auditors (policy §7): coverage, retention, offsite copies, restores, drills, exceptions and keys over a period, as JSON, HTML or CSV",
     flags: [

@@ -14,6 +14,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createStateRoot, startRgw, type Rgw } from "@paas-backup/testing";
 import { nodeFs } from "@paas-backup/core/node";
+import { createHash } from "node:crypto";
+import { GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { modeOf, runCli, treeHashes, type CliResult } from "./helpers.js";
 
 // An s3:// backup root through the built CLI, on a real S3 server (Ceph RGW 16): two simulated
@@ -202,6 +204,104 @@ describe("an s3:// backup root shared by a fleet (RGW, through the built CLI)", 
     const [id] = readdirSync(join(c.cache, "paas-backup"));
     expect(modeOf(join(c.cache, "paas-backup", id!))).toBe(0o700);
     expect(filesUnder(join(c.cache, "paas-backup", id!)).filter((f) => f.includes("incidents/"))).toEqual([]);
+  });
+
+  it("prune works under the maintenance lease in two phases (marked, then removed after the delay), its history in the bucket; offsite push copies bucket to bucket", async () => {
+    const full2 = await on(a, ["snapshot", "--context", "alpha", "--insecure-plaintext"]);
+    expect(full2.code, full2.stdout + full2.stderr).toBe(0);
+    const before = await on(c, ["list", "--context", "alpha"]);
+    const dropped = before.json.data
+      .map((s: { id: string }) => s.id)
+      .filter((id: string) => id !== full2.json.data[0].id);
+    expect(dropped).toHaveLength(2);
+    const config = join(c.home, "prune.json");
+    writeFileSync(config, JSON.stringify({ sharedRoot: { deleteAfterSeconds: 2 } }));
+    const keepOne = ["--keep-hourly", "1", "--keep-daily", "0", "--keep-weekly", "0", "--keep-monthly", "0"];
+    const first = await on(c, ["--config", config, "prune", "--context", "alpha", ...keepOne]);
+    expect(first.code, first.stdout + first.stderr).toBe(0);
+    expect([...first.json.data[0].marked].sort()).toEqual(dropped);
+    expect(first.json.data[0].removed).toEqual([]);
+    // marked: gone from every listing at once, its objects still there for a restore already reading them
+    const listed = await on(b, ["list", "--context", "alpha"]);
+    expect(listed.json.data.map((s: { id: string }) => s.id)).toEqual([full2.json.data[0].id]);
+    const objects = async (prefix: string) =>
+      (
+        (await rgw.client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: `repo/${prefix}` })))
+          .Contents ?? []
+      ).map((o) => o.Key!.slice("repo/".length));
+    expect((await objects("alpha/")).filter((k) => k.startsWith(`alpha/${dropped[0]}.`))).not.toEqual([]);
+    await new Promise((r) => setTimeout(r, 3_000));
+    const second = await on(c, ["--config", config, "prune", "--context", "alpha", ...keepOne]);
+    expect(second.code, second.stdout + second.stderr).toBe(0);
+    expect([...second.json.data[0].removed].sort()).toEqual(dropped);
+    expect((await objects("alpha/")).filter((k) => dropped.some((id: string) => k.includes(id)))).toEqual([]);
+    // the prune history is in the bucket (one object per removal, written before it), not on the host
+    const history = await objects("history/alpha/prune/");
+    expect(history).toHaveLength(2);
+    const lines = await Promise.all(
+      history.map(async (key) => {
+        const r = await rgw.client.send(new GetObjectCommand({ Bucket: bucket, Key: `repo/${key}` }));
+        return JSON.parse(await r.Body!.transformToString());
+      }),
+    );
+    expect(lines.map((l) => l.id).sort()).toEqual(dropped);
+    expect(lines[0]).toMatchObject({ schema: "paas-backup/history-prune@1", host: "host-c", where: root });
+    expect(await objects("history/alpha/ticks/")).not.toEqual([]);
+    expect(filesUnder(c.cache).some((f) => f.includes("history"))).toBe(false);
+
+    // bucket to bucket, across the root's endpoint flags and the target's own
+    const target = await rgw.createBucket({ prefix: "offsite" });
+    const push = await on(c, [
+      "offsite",
+      "push",
+      "--context",
+      "alpha",
+      "--to",
+      `s3://${target}/copies`,
+      "--endpoint",
+      rgw.endpoint,
+      "--path-style",
+    ]);
+    expect(push.code, push.stdout + push.stderr).toBe(0);
+    expect(push.json.data[0].pushed.map((p: { id: string }) => p.id)).toEqual([full2.json.data[0].id]);
+    const copied = (
+      (await rgw.client.send(new ListObjectsV2Command({ Bucket: target, Prefix: "copies/" }))).Contents ?? []
+    ).map((o) => o.Key!);
+    const artifact = copied.find((k) => k.endsWith(`/alpha/${full2.json.data[0].id}.tar.gz`));
+    expect(artifact, copied.join("\n")).toBeDefined();
+    const bytes = await (
+      await rgw.client.send(new GetObjectCommand({ Bucket: target, Key: artifact! }))
+    ).Body!.transformToByteArray();
+    expect(createHash("sha256").update(bytes).digest("hex")).toBe(full2.json.data[0].sha256);
+    // under the root's own id, the one in the bucket (a lost cache does not make a new one)
+    expect(artifact).toContain(readdirSync(join(c.cache, "paas-backup"))[0]);
+    rmSync(c.cache, { recursive: true, force: true });
+    const again = await on(c, [
+      "offsite",
+      "push",
+      "--context",
+      "alpha",
+      "--to",
+      `s3://${target}/copies`,
+      "--endpoint",
+      rgw.endpoint,
+      "--path-style",
+    ]);
+    expect(again.code, again.stdout + again.stderr).toBe(0);
+    expect(again.json.data[0].root).toBe(push.json.data[0].root);
+
+    // the governance report reads its evidence from the bucket: the removals, the restore, the ticks
+    const report = await on(c, ["report", "--context", "alpha", "--period", "2026-12"]);
+    expect(report.code, report.stdout + report.stderr).toBe(0);
+    const r = report.json.data[0];
+    expect(r.backupRoot).toBe(root);
+    const ctx = r.contexts[0];
+    expect(ctx.retention.deletions.map((d: { id: string }) => d.id).sort()).toEqual(dropped);
+    expect(
+      ctx.restores.map((x: { ticket: string; file: string }) => [x.ticket, x.file.startsWith(root)]),
+    ).toEqual([["INC-FLEET", true]]);
+    expect(ctx.snapshots.count).toBe(1);
+    expect(ctx.exceptions).toEqual([]);
   });
 
   it("refuses what it cannot do safely or at all, with documented exit codes, and never shows a credential", async () => {

@@ -37,7 +37,11 @@ export async function offsitePushCommand(
   rt: Runtime,
   flags: TargetFlags & { context?: string; allContexts?: boolean; requireImmutable?: boolean },
 ): Promise<number> {
-  const contexts = flags.allContexts ? await contextsOf(rt) : [requireContext(flags.context)];
+  const contexts = flags.allContexts
+    ? rt.shared
+      ? await (await import("../ops/fleet.js")).sharedFleetContexts(rt)
+      : await contextsOf(rt)
+    : [requireContext(flags.context)];
   await resolveTargets(rt, flags); // fail on a bad target before any work
   const results = (
     await pool(contexts, rt.config.offsite.concurrency, (context) =>

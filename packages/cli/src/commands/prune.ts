@@ -13,6 +13,7 @@ export async function pruneCommand(
 ): Promise<number> {
   const context = requireContext(flags.context);
   const policy = retentionPolicy(rt, flags);
+  if (rt.shared) return sharedPrune(rt, context, policy, flags);
   const result = await withContext(sessionOptions(rt, context, "prune"), (session) =>
     pruneSnapshots({
       session,
@@ -44,6 +45,107 @@ export async function pruneCommand(
   );
   rt.write(
     `policy: ${policy.hourly} hourly, ${policy.daily} daily, ${policy.weekly} weekly, ${policy.monthly} monthly${flags.dryRun ? " (dry run: nothing removed)" : ""}\n`,
+  );
+  return 0;
+}
+
+/**
+ * prune of an s3:// root: maintenance work, under the bucket's `maintenance` lease (any host takes
+ * it over once it lapses, so retiring a host never stops garbage collection) and the context's
+ * lease. Deletes go in two phases: what retention drops is marked now and removed once the mark
+ * is sharedRoot.deleteAfterSeconds old (a restore reading it meanwhile reads it to the end). Each
+ * removal is written to the bucket's prune history before the objects go.
+ */
+async function sharedPrune(
+  rt: Runtime,
+  context: string,
+  policy: ReturnType<typeof retentionPolicy>,
+  flags: { dryRun?: boolean; keepTag?: string[] },
+): Promise<number> {
+  const shared = await import("../ops/shared.js");
+  const { pruneShared } = await import("@paas-backup/core/retention");
+  const keepTags = [...(rt.config.retention.keepTags ?? []), ...(flags.keepTag ?? [])];
+  const where = rt.shared!.url;
+  const result = flags.dryRun
+    ? {
+        ...(await pruneSnapshots({
+          fs: rt.fs,
+          backupRoot: rt.backupRoot,
+          repository: await shared.committedView(rt.shared!, context),
+          context,
+          policy,
+          keepTags,
+          dryRun: true,
+          clock: rt.clock,
+        })),
+        marked: [] as string[],
+        unmarked: [] as string[],
+        waiting: [] as { id: string; dueAt: string }[],
+      }
+    : await shared.withLease(rt, "maintenance", "prune", () =>
+        withContext(sessionOptions(rt, context, "prune"), () =>
+          shared.withLease(rt, `context/${context}`, "prune", (lease) =>
+            pruneShared({
+              fs: rt.fs,
+              scratch: rt.backupRoot,
+              storage: rt.shared!.storage,
+              lease,
+              context,
+              policy,
+              keepTags,
+              clock: rt.clock,
+              deleteAfterMs: rt.shared!.deleteAfterMs,
+              beforeRemove: ({ id, kind, reason }) =>
+                shared.appendSharedHistory(rt, context, "prune", {
+                  schema: "paas-backup/history-prune@1",
+                  at: rt.clock().toISOString(),
+                  context,
+                  id,
+                  kind,
+                  reason,
+                  where,
+                }),
+            }),
+          ),
+        ),
+      );
+  if (rt.json) {
+    printEnvelope(rt, {
+      ok: true,
+      context,
+      mode: flags.dryRun ? "dry-run" : "live",
+      data: [
+        {
+          context,
+          dryRun: flags.dryRun === true,
+          plan: result.plan,
+          removed: result.removed,
+          marked: result.marked,
+          unmarked: result.unmarked,
+          waiting: result.waiting,
+          policy,
+        },
+      ],
+    });
+    return 0;
+  }
+  const dueAt = new Map(result.waiting.map((w) => [w.id, w.dueAt]));
+  rt.write(
+    table([
+      ["ID", "ACTION", "WHY"],
+      ...result.plan.keep.map((k) => [k.id, "keep", k.reasons.join(", ")]),
+      ...result.plan.remove.map((r) => [
+        r.id,
+        flags.dryRun ? "would mark" : result.marked.includes(r.id) ? "marked" : "marked before",
+        r.reason,
+      ]),
+      ...result.removed.map((id) => [id, "removed", "its mark fell due"]),
+      ...[...dueAt].map(([id, at]) => [id, "waiting", `marked; removed after ${at}`]),
+      ...result.unmarked.map((id) => [id, "unmarked", "a live snapshot's chain needs it"]),
+    ]),
+  );
+  rt.write(
+    `policy: ${policy.hourly} hourly, ${policy.daily} daily, ${policy.weekly} weekly, ${policy.monthly} monthly; in ${where} a dropped snapshot is marked first and removed ${Math.round(rt.shared!.deleteAfterMs / 3_600_000)} h later${flags.dryRun ? " (dry run: nothing marked or removed)" : ""}\n`,
   );
   return 0;
 }

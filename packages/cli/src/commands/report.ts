@@ -52,6 +52,8 @@ export async function reportCommand(
   const report = await buildReport({
     fs: rt.fs,
     backupRoot: rt.backupRoot,
+    // an s3:// root: the evidence is in the bucket, and the report names the bucket as its root
+    ...(rt.shared ? { sources: await (await import("../ops/shared.js")).sharedReportSources(rt) } : {}),
     contexts: flags.allContexts ? "all" : named,
     period,
     clock: rt.clock,
@@ -60,6 +62,7 @@ export async function reportCommand(
     offsiteTargets: await resolveTargets(rt, {}, false),
     secretAcknowledged: rt.config.secretAcknowledged,
   });
+  if (rt.shared) report.backupRoot = rt.shared.url;
   const text =
     format === "html"
       ? renderReportHtml(report)

@@ -14,7 +14,7 @@ import { retentionPolicy } from "../options/retention.js";
 import { ping, type PingResult } from "../host/ping.js";
 import { fleetStatus, writeStatusMetrics } from "../ops/fleet.js";
 import { resolveTargets } from "../options/targets.js";
-import { tickOffsiteForContext } from "../ops/offsite.js";
+import { pushForContext, tickOffsiteForContext } from "../ops/offsite.js";
 
 /** tick as the CLI runs it: with an offsite push after each context when targets are configured. */
 export async function tickAction(
@@ -31,7 +31,10 @@ export async function tickAction(
     rt,
     flags,
     (await resolveTargets(rt, {}, false)).length > 0
-      ? (r, context) => tickOffsiteForContext(r, context)
+      ? rt.shared
+        ? // an s3:// root: the push only; the targets' retention is `offsite prune` against a folder root
+          (r, context) => pushForContext(r, context, {})
+        : (r, context) => tickOffsiteForContext(r, context)
       : undefined,
   );
 }

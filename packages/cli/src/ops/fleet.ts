@@ -85,3 +85,14 @@ export async function writeFleetMetrics(rt: Runtime, path: string, fleet?: Fleet
     await renderFleetMetrics(fleet ?? (await sharedFleetStatus(rt)), rt.clock()),
   );
 }
+
+/**
+ * The contexts of an s3:// root: those its hosts report in their status objects, and this host's
+ * own (offsite push --all-contexts from any host covers the fleet).
+ */
+export async function sharedFleetContexts(rt: Runtime): Promise<string[]> {
+  const fleet = await sharedFleetStatus(rt);
+  const { contextsOf } = await import("../options/context-list.js");
+  const own = await contextsOf(rt).catch(() => [] as string[]);
+  return [...new Set([...fleet.hosts.flatMap((h) => h.contexts.map((c) => c.context)), ...own])].sort();
+}

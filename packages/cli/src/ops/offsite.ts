@@ -9,6 +9,7 @@ import {
 } from "@paas-backup/core/offsite";
 import { UsageError } from "@paas-backup/core/errors";
 import type { ContextSession } from "@paas-backup/core/context";
+import type { ObjectStorage } from "@paas-backup/core/repository";
 import type { Runtime } from "../runtime.js";
 import { requireContext } from "../options/context.js";
 import { lockedBy } from "../options/lock.js";
@@ -22,18 +23,30 @@ export async function pushForContext(
   session?: ContextSession,
 ): Promise<PushResult[]> {
   const results: PushResult[] = [];
+  // An s3:// root: the committed snapshots are copied from the bucket, under the context's lease
+  // (prune removes nothing of a context while another host holds it).
+  const shared = rt.shared ? await import("./shared.js") : null;
+  const underLease = <T>(work: (repository?: ObjectStorage) => Promise<T>) =>
+    shared
+      ? shared.withLease(rt, `context/${context}`, "offsite push", async () =>
+          work(await shared.committedView(rt.shared!, context)),
+        )
+      : work();
   for (const target of await resolveTargets(rt, flags))
     results.push(
-      await pushOffsite({
-        // the command's session, or (the tick's push, after its snapshot's session ended) one of its own
-        ...(session ? { session } : lockedBy(rt, context, "offsite push")),
-        fs: rt.fs,
-        backupRoot: rt.backupRoot,
-        context,
-        target,
-        clock: rt.clock,
-        host: hostname(),
-      }),
+      await underLease((repository) =>
+        pushOffsite({
+          // the command's session, or (the tick's push, after its snapshot's session ended) one of its own
+          ...(session ? { session } : lockedBy(rt, context, "offsite push")),
+          fs: rt.fs,
+          backupRoot: rt.backupRoot,
+          ...(repository ? { repository } : {}),
+          context,
+          target,
+          clock: rt.clock,
+          host: rt.shared?.host ?? hostname(),
+        }),
+      ),
     );
   return results;
 }

@@ -12,6 +12,8 @@ import {
   type HostStatus,
 } from "@paas-backup/core/repository";
 import type { TickOutcome } from "@paas-backup/core/tick";
+import type { ReportSources } from "@paas-backup/core/report";
+import type { IncidentRecord } from "@paas-backup/core/records";
 import type { SharedRoot } from "../runtime.js";
 import type { Runtime } from "../runtime.js";
 
@@ -206,4 +208,33 @@ export async function moveRecordsToBucket(rt: Runtime, context: string): Promise
     }
   }
   return moved;
+}
+
+/**
+ * A report's evidence in an s3:// root: the committed snapshots, the tick and prune history every
+ * host appended, and the incident and drill records restores moved there; "all" is every context
+ * the hosts report.
+ */
+export async function sharedReportSources(rt: Runtime): Promise<ReportSources> {
+  const shared = sharedOf(rt);
+  const { committedView } = await import("../host/shared-root.js");
+  const { openRepository } = await import("@paas-backup/core/repository");
+  return {
+    snapshots: async (context) => openRepository(await committedView(shared, context)).snapshots(context),
+    history: (context, stream) => readSharedHistory(rt, context, stream),
+    records: async (context, folder) => {
+      const out: { file: string; record: IncidentRecord }[] = [];
+      const prefix = `records/${context}/${folder}/`;
+      const keys: string[] = [];
+      for await (const o of shared.storage.list(prefix, { shallow: true, keysOnly: true }))
+        if (o.key.endsWith(".json")) keys.push(o.key);
+      for (const key of keys.sort()) {
+        const record = await readJson<IncidentRecord>(shared.storage, key);
+        // a record that does not parse is skipped, as in a folder: the others still tell the story
+        if (record) out.push({ file: shared.storage.locate(key), record });
+      }
+      return out;
+    },
+    contexts: async () => (await import("./fleet.js")).sharedFleetContexts(rt),
+  };
 }

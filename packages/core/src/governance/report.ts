@@ -214,9 +214,30 @@ export interface Report {
   contexts: ContextReport[];
 }
 
+/**
+ * Where a report reads its evidence. By default the backup root folder; a repository whose
+ * evidence lives elsewhere (the CLI's s3:// root keeps snapshots, tick and prune history and
+ * incident records in the bucket) gives its own.
+ */
+export interface ReportSources {
+  snapshots(context: string): Promise<SnapshotRef[]>;
+  history<T extends TickHistoryLine | PruneHistoryLine>(
+    context: string,
+    stream: "ticks" | "prune",
+  ): Promise<{ lines: T[]; torn: number }>;
+  records(
+    context: string,
+    folder: "incidents" | "drills",
+  ): Promise<{ file: string; record: IncidentRecord }[]>;
+  /** the contexts to report for "all" */
+  contexts(): Promise<string[]>;
+}
+
 export interface ReportOptions {
   fs: FileSystem;
   backupRoot: string;
+  /** where the evidence is read; the backup root folder when not given */
+  sources?: ReportSources;
   /** the contexts to report, or "all": every context with a folder in the backup root */
   contexts: string[] | "all";
   period: ReportPeriod;
@@ -233,7 +254,9 @@ export async function buildReport(options: ReportOptions): Promise<Report> {
   const contexts: ContextReport[] = [];
   const names =
     options.contexts === "all"
-      ? await listContexts({ fs: options.fs, backupRoot: options.backupRoot })
+      ? options.sources
+        ? await options.sources.contexts()
+        : await listContexts({ fs: options.fs, backupRoot: options.backupRoot })
       : options.contexts;
   for (const name of names) contexts.push(await reportContext(options, validateContextName(name), now));
   return {
@@ -257,11 +280,20 @@ async function reportContext(options: ReportOptions, context: string, now: Date)
   const policy: RetentionPolicy = { ...DEFAULT_RETENTION, ...(options.policy ?? {}) };
   const from = new Date(options.period.from);
   const to = new Date(Math.min(Date.parse(options.period.to), now.getTime()));
-  const snapshots = await listSnapshots(fs, backupRoot, context);
-  const ticks = await readHistory<TickHistoryLine>(fs, backupRoot, context, "ticks");
-  const prunes = await readHistory<PruneHistoryLine>(fs, backupRoot, context, "prune");
-  const incidents = await listRecordFiles(fs, backupRoot, context, "incidents");
-  const drillRecords = await listRecordFiles(fs, backupRoot, context, "drills");
+  const src = options.sources;
+  const snapshots = src ? await src.snapshots(context) : await listSnapshots(fs, backupRoot, context);
+  const ticks = src
+    ? await src.history<TickHistoryLine>(context, "ticks")
+    : await readHistory<TickHistoryLine>(fs, backupRoot, context, "ticks");
+  const prunes = src
+    ? await src.history<PruneHistoryLine>(context, "prune")
+    : await readHistory<PruneHistoryLine>(fs, backupRoot, context, "prune");
+  const incidents = src
+    ? await src.records(context, "incidents")
+    : await listRecordFiles(fs, backupRoot, context, "incidents");
+  const drillRecords = src
+    ? await src.records(context, "drills")
+    : await listRecordFiles(fs, backupRoot, context, "drills");
 
   // Every snapshot known to have existed: those here now, those a tick took, those prune removed.
   const seen = new Map<string, SeenSnapshot>();

@@ -44,6 +44,12 @@ export interface PushResult {
 export interface PushOffsiteOptions extends ContextCallOptions {
   fs: FileSystem;
   backupRoot: string;
+  /**
+   * where the snapshots to copy are; by default the backup root through the local driver. With a
+   * bucket as the repository (the CLI's s3:// root) the backup root is only the host's cache,
+   * holding the push record (rebuilt from the target when lost: a copy there is confirmed by its bytes)
+   */
+  repository?: ObjectStorage;
   context: string;
   target: OffsiteTarget;
   clock: () => Date;
@@ -68,9 +74,8 @@ async function pushInSession(options: PushOffsiteOptions): Promise<PushResult> {
   const view = rootView(storage, identity.id);
   const immutability = await storage.immutability();
   const record = await readRecord(fs, options.backupRoot, context, target);
-  const fulls = (await openRepository(backupRootStorage(fs, options.backupRoot)).snapshots(context)).filter(
-    (s) => s.kind === "full",
-  );
+  const home = options.repository ?? backupRootStorage(fs, options.backupRoot);
+  const fulls = (await openRepository(home).snapshots(context)).filter((s) => s.kind === "full");
   const result: PushResult = {
     context,
     target: storage.url,
@@ -234,7 +239,7 @@ async function pushInSession(options: PushOffsiteOptions): Promise<PushResult> {
   // drill record deleted at home shows, and when this root began signing, so a restore from the
   // target refuses an unsigned snapshot dated after it as one at home does.
   await pushRecordsHead({ fs, backupRoot: options.backupRoot, context, view, now });
-  await copySigningRecord(backupRootStorage(fs, options.backupRoot), view);
+  await copySigningRecord(home, view);
   if (target.objectLock && immutability.enabled)
     result.extended = (await extendLocks({ ...options, context })).extended;
   const after = await readRecord(fs, options.backupRoot, context, target);

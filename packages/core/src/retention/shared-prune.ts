@@ -1,7 +1,7 @@
 import type { FileSystem } from "../fs/types.js";
 import { validateContextName } from "../policy/context.js";
 import { pruneSnapshots } from "./prune.js";
-import type { RetentionPolicy } from "./plan.js";
+import type { RetentionPlan, RetentionPolicy } from "./plan.js";
 import { UsageError } from "../errors.js";
 import { chainOf, deleteSnapshot, listSnapshotsIn } from "../repository/repository.js";
 import type { Lease } from "../repository/lease.js";
@@ -52,8 +52,22 @@ export function hideMarked(
   });
 }
 
+/** The reason retention gave when it marked the snapshot (null for a mark without one). */
+async function markReason(storage: ObjectStorage, context: string, id: string): Promise<string | null> {
+  try {
+    const chunks: Buffer[] = [];
+    for await (const c of await storage.get(`${markPrefix(context)}${id}`)) chunks.push(c as Buffer);
+    const mark = JSON.parse(Buffer.concat(chunks).toString("utf8")) as { reason?: unknown };
+    return typeof mark.reason === "string" ? mark.reason : null;
+  } catch {
+    return null;
+  }
+}
+
 export interface SharedPruneResult {
   context: string;
+  /** what retention keeps and drops, as prune's plan (the marked snapshots already left out) */
+  plan: RetentionPlan;
   /** newly marked by this run */
   marked: string[];
   /** marks that fell due: the snapshots' objects are removed */
@@ -73,8 +87,15 @@ export async function pruneShared(options: {
   lease: Lease;
   context: string;
   policy?: Partial<RetentionPolicy>;
+  /** snapshots tagged with any of these are kept beyond the policy's slots */
+  keepTags?: readonly string[];
   clock: () => Date;
   deleteAfterMs?: number;
+  /**
+   * Called before a due snapshot's objects are removed, with the reason retention gave when it
+   * was marked: the evidence is written first (issue 24), so an interrupted removal is seen.
+   */
+  beforeRemove?: (removal: { id: string; kind: "full" | "incremental"; reason: string }) => Promise<void>;
 }): Promise<SharedPruneResult> {
   const context = validateContextName(options.context);
   const { storage, lease } = options;
@@ -95,14 +116,22 @@ export async function pruneShared(options: {
     repository: hideMarked(storage, context, new Set(marks.keys())),
     context,
     ...(options.policy ? { policy: options.policy } : {}),
+    ...(options.keepTags?.length ? { keepTags: options.keepTags } : {}),
     dryRun: true,
     clock: options.clock,
   });
-  const result: SharedPruneResult = { context, marked: [], removed: [], unmarked: [], waiting: [] };
-  for (const { id } of plan.plan.remove) {
+  const result: SharedPruneResult = {
+    context,
+    plan: plan.plan,
+    marked: [],
+    removed: [],
+    unmarked: [],
+    waiting: [],
+  };
+  for (const { id, reason } of plan.plan.remove) {
     const made = await storage.createOnly!(
       `${markPrefix(context)}${id}`,
-      Buffer.from(`${JSON.stringify({ epoch: lease.epoch, lease: lease.name })}\n`),
+      Buffer.from(`${JSON.stringify({ epoch: lease.epoch, lease: lease.name, reason })}\n`),
     );
     if (made.created) result.marked.push(id);
   }
@@ -129,6 +158,12 @@ export async function pruneShared(options: {
       continue;
     }
     const ref = byId.get(id);
+    if (ref && options.beforeRemove)
+      await options.beforeRemove({
+        id,
+        kind: ref.kind,
+        reason: (await markReason(storage, context, id)) ?? "marked by retention",
+      });
     if (ref) await deleteSnapshot(ref);
     await storage.delete(`${markPrefix(context)}${id}`);
     result.removed.push(id);
