@@ -247,6 +247,8 @@ describe("an s3:// backup root shared by a fleet (RGW, through the built CLI)", 
     expect(lines.map((l) => l.id).sort()).toEqual(dropped);
     expect(lines[0]).toMatchObject({ schema: "paas-backup/history-prune@1", host: "host-c", where: root });
     expect(await objects("history/alpha/ticks/")).not.toEqual([]);
+    // taken under the bucket's maintenance lease (and given back)
+    expect((await objects("leases/maintenance/")).some((k) => k.endsWith(".released"))).toBe(true);
     expect(filesUnder(c.cache).some((f) => f.includes("history"))).toBe(false);
 
     // bucket to bucket, across the root's endpoint flags and the target's own
