@@ -762,6 +762,37 @@ export const COMMANDS: CommandSpec[] = [
     load: L(() => import("./commands/keys.js"), "keysAuditCommand"),
   },
   {
+    path: ["keys", "rotate"],
+    summary:
+      "re-encrypt every retained snapshot to a new recipient set (a fresh file key; the payload kept byte for byte), journaled and resumable, offsite copies included",
+    flags: [
+      { flags: "--context <name>", description: "one context (or --all-contexts)" },
+      { flags: "--all-contexts", description: "every context with a folder in the backup root" },
+      {
+        flags: "--add-recipient <age1...>",
+        description: "the recipient to add (repeatable)",
+        repeatable: true,
+      },
+      {
+        flags: "--remove-recipient <age1...>",
+        description:
+          "the recipient to remove (repeatable): its holder can open none of the rotated artifacts",
+        repeatable: true,
+      },
+      {
+        flags: "--identity <file>",
+        description:
+          "an age identity that opens the snapshots now (default $PAAS_BACKUP_IDENTITY, then the config file's identityFile)",
+      },
+    ],
+    examples: [
+      "paas-backup keys rotate --all-contexts --add-recipient age1new... --remove-recipient age1old... --identity old-identity.txt",
+    ],
+    exitCodes: ["usage", "integrity", "safety", "busy", "environment", "unexpected"],
+    json: "`data[]`: one per context: `context`, `record` (the rotation record's path), `resumed` (an interrupted rotation finished first, or null), `rotated`, `skipped` (`id`, `reason`), `offsite` (`target`, `id`, `action`: `replaced` or `locked`, `lockedUntil`)",
+    load: L(() => import("./commands/keys.js"), "keysRotateCommand"),
+  },
+  {
     path: ["demo"],
     summary: "round trip on a throwaway sample state root",
     flags: [{ flags: "--keep", description: "keep the demo's folders" }],

@@ -164,6 +164,19 @@ describe("one envelope, every command, every outcome", () => {
         ["keys", "audit", "--context", CTX, "--identity", identity],
         ["keys", "audit", "--context", CTX],
       ],
+      "keys rotate": [
+        [
+          "keys",
+          "rotate",
+          "--context",
+          CTX,
+          "--add-recipient",
+          "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p",
+          "--identity",
+          identity,
+        ],
+        ["keys", "rotate", "--context", CTX, "--identity", identity],
+      ],
       "schedule install": [
         ["schedule", "install", "--cron", "--cron-file", join(sb.dir, "crontab")],
         ["schedule", "install", "--cron", "--systemd"],

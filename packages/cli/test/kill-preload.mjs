@@ -1,6 +1,7 @@
 // Test preload (never part of the product): `node --import <this> dist/main.js ...`.
 // PB_KILL_AFTER_RENAME=N  SIGKILLs the process right after its Nth successful fs rename.
 // PB_COUNT_RENAMES=1      prints "renames: <count>" on stderr when the process exits.
+// PB_LIST_RENAMES=1       prints "rename <n>: <to>" on stderr after each rename.
 import fs from "node:fs";
 import { syncBuiltinESMExports } from "node:module";
 
@@ -10,6 +11,7 @@ const rename = fs.promises.rename;
 fs.promises.rename = async function killableRename(from, to) {
   await rename(from, to);
   renames++;
+  if (process.env.PB_LIST_RENAMES) process.stderr.write(`rename ${renames}: ${to}\n`);
   if (renames === killAt) process.kill(process.pid, "SIGKILL");
 };
 syncBuiltinESMExports();

@@ -1,11 +1,15 @@
-import { auditKey } from "@paas-backup/core/keys";
+import { auditKey, rotateRecipients } from "@paas-backup/core/keys";
 import { UsageError } from "@paas-backup/core/errors";
-import type { Runtime } from "../runtime.js";
+import { resolveOperator, type Runtime } from "../runtime.js";
+import { resolveSigner } from "../options/signing.js";
+import { lockedBy } from "../options/lock.js";
 import { table } from "../render/text.js";
 import { printEnvelope } from "../envelope.js";
 import { resolveIdentityLines, type KeyFlags } from "../options/keys.js";
 import { resolveTargets } from "../options/targets.js";
 import { validateContextName } from "@paas-backup/core/policy";
+import { listContexts } from "@paas-backup/core/context";
+import { validateRecipient } from "@paas-backup/core/age";
 
 /**
  * keys audit: what a (retired, leaked) identity still opens among retained snapshots, at home and
@@ -73,5 +77,102 @@ export async function keysAuditCommand(
         "Copies under COMPLIANCE Object Lock cannot be rewritten: the exposure window ends when their lock does.\n",
       );
   }
+  return 0;
+}
+
+/**
+ * keys rotate: every retained snapshot of the context(s) re-encrypted to the new recipient set,
+ * as a journaled job (`<context>/rotations/<id>.json`) that a rerun resumes; then what `keys
+ * audit` would say of the removed recipients is up to the operator to check with their identity.
+ */
+export async function keysRotateCommand(
+  rt: Runtime,
+  flags: KeyFlags & {
+    context?: string;
+    allContexts?: boolean;
+    addRecipient?: string[];
+    removeRecipient?: string[];
+  },
+): Promise<number> {
+  if ((flags.context !== undefined) === (flags.allContexts === true))
+    throw new UsageError(
+      "PAAS_BACKUP_INVALID_ARGUMENT",
+      "keys rotate needs --context or --all-contexts (not both)",
+      {
+        remediation: "Name one context with --context, or rotate every context with --all-contexts.",
+        stage: "arguments",
+      },
+    );
+  const add = (flags.addRecipient ?? []).map(validateRecipient);
+  const remove = (flags.removeRecipient ?? []).map(validateRecipient);
+  if (add.length === 0 && remove.length === 0)
+    throw new UsageError(
+      "PAAS_BACKUP_INVALID_ARGUMENT",
+      "keys rotate needs --add-recipient or --remove-recipient",
+      {
+        remediation:
+          "Name the new recipient (--add-recipient age1…) and the one to retire (--remove-recipient age1…).",
+        stage: "arguments",
+      },
+    );
+  const identity = await resolveIdentityLines(rt, flags);
+  if (!identity)
+    throw new UsageError(
+      "PAAS_BACKUP_INVALID_ARGUMENT",
+      "keys rotate needs an identity that opens the snapshots (--identity)",
+      {
+        remediation:
+          "Pass --identity with an age identity file whose recipient the snapshots are encrypted to.",
+        stage: "arguments",
+      },
+    );
+  const contexts = flags.allContexts
+    ? await listContexts({ fs: rt.fs, backupRoot: rt.backupRoot })
+    : [validateContextName(flags.context!)];
+  const signer = await resolveSigner(rt);
+  const offsiteTargets = await resolveTargets(rt, {}, false);
+  const data = [];
+  for (const context of contexts) {
+    const r = await rotateRecipients({
+      ...lockedBy(rt, context, "keys rotate"),
+      fs: rt.fs,
+      backupRoot: rt.backupRoot,
+      context,
+      add,
+      remove,
+      identities: identity.identities,
+      identityOrigin: identity.path,
+      clock: rt.clock,
+      operator: resolveOperator(undefined, rt.env),
+      ...(signer ? { signer } : {}),
+      offsiteTargets,
+      onStep: (step) => rt.progress(`${context} ${step.id}: ${step.phase}\n`),
+    });
+    const row = {
+      context,
+      record: r.record,
+      resumed: r.resumed,
+      rotated: r.rotation.snapshots.filter((s) => s.phase === "done").map((s) => s.id),
+      skipped: r.rotation.snapshots
+        .filter((s) => s.phase === "skipped")
+        .map((s) => ({ id: s.id, reason: s.reason ?? "" })),
+      offsite: r.rotation.offsite,
+    };
+    data.push(row);
+    if (!rt.json) {
+      rt.write(
+        `${context}: ${row.rotated.length} snapshot(s) re-encrypted${r.resumed ? ` (an interrupted rotation, ${r.resumed}, was finished first)` : ""}; record ${r.record}\n`,
+      );
+      for (const s of row.skipped) rt.write(`  ${s.id} left as it is: ${s.reason}\n`);
+      for (const o of row.offsite)
+        rt.write(
+          o.action === "replaced"
+            ? `  ${o.id} at ${o.target}: replaced\n`
+            : `  ${o.id} at ${o.target}: under COMPLIANCE Object Lock until ${o.lockedUntil}; the old copy stays readable by the removed recipients until then\n`,
+        );
+    }
+  }
+  if (rt.json)
+    printEnvelope(rt, { ok: true, context: flags.context ?? "", mode: "live", count: data.length, data });
   return 0;
 }

@@ -66,9 +66,22 @@ function bech32Verify(hrp: string, data: number[]): boolean {
   return bech32Polymod([...expanded, ...data]) === 1;
 }
 
-interface X25519Identity {
+export interface X25519Identity {
   secret: ReturnType<typeof createPrivateKey>;
   publicKey: Buffer;
+}
+
+/** An identity line as an X25519 key pair; a line that does not decode is a bad identity file (exit 2), named by `origin`, never quoted. */
+export function x25519IdentityOf(identity: string, origin: string): X25519Identity {
+  try {
+    return x25519Identity(identity);
+  } catch {
+    throw new UsageError("PAAS_BACKUP_BAD_IDENTITY", `${origin} holds an age identity that does not decode`, {
+      path: origin,
+      remediation: "Pass the identity file age-keygen or paas-backup keygen wrote (AGE-SECRET-KEY-1… lines).",
+      stage: "arguments",
+    });
+  }
 }
 
 function x25519Identity(identity: string): X25519Identity {

@@ -7,3 +7,15 @@ export {
   type KeyAuditResult,
   type KeyExposure,
 } from "./audit.js";
+export {
+  ROTATIONS_DIR,
+  listRotations,
+  rotateRecipients,
+  rotationsDir,
+  type RotateOptions,
+  type RotateResult,
+  type RotationOffsiteCopy,
+  type RotationPhase,
+  type RotationRecord,
+  type RotationStep,
+} from "./rotate.js";

@@ -112,8 +112,14 @@ const manifest = object({
   createdAt: str,
   tool: object({ name: str, version: str }),
   include: array(str),
-  parent: optional(object({ id: str, sha256: sha256Hex })),
+  parent: optional(object({ id: str, sha256: sha256Hex, payloadSha256: optional(sha256Hex) })),
   encryption: object({ type: oneOf("none", "age"), recipients: optional(array(str)) }),
+  payloadSha256: optional(sha256Hex),
+  rotations: optional(
+    array(
+      object({ at: str, rotation: str, added: array(str), removed: array(str), previousSha256: sha256Hex }),
+    ),
+  ),
   files: array(manifestFile),
   absent: array(relPath),
   deleted: array(relPath),

@@ -66,8 +66,30 @@ export const Manifest = z.object({
   createdAt: z.string(),
   tool: z.object({ name: z.string(), version: z.string() }),
   include: z.array(z.string()),
-  parent: z.object({ id: z.string(), sha256: sha256Hex }).optional(),
+  /**
+   * The snapshot it extends: `sha256` is the parent's artifact as it is now (a key rotation updates
+   * it in the sidecar manifest), `payloadSha256` the parent's plaintext .tar.gz, which no rotation
+   * changes (issue 24 §3).
+   */
+  parent: z.object({ id: z.string(), sha256: sha256Hex, payloadSha256: sha256Hex.optional() }).optional(),
+  /** the recipients at creation inside the artifact; the current ones in the sidecar manifest */
   encryption: z.object({ type: z.enum(["none", "age"]), recipients: z.array(z.string()).optional() }),
+  /** sidecar manifest only: the sha256 of the plaintext .tar.gz (the artifact before age), which a rotation keeps */
+  payloadSha256: sha256Hex.optional(),
+  /** sidecar manifest only: every `keys rotate` that re-encrypted the artifact */
+  rotations: z
+    .array(
+      z.object({
+        at: z.string(),
+        /** the rotation record: <context>/rotations/<rotation>.json */
+        rotation: z.string(),
+        added: z.array(z.string()),
+        removed: z.array(z.string()),
+        /** the artifact's sha256 before this rotation */
+        previousSha256: sha256Hex,
+      }),
+    )
+    .optional(),
   files: z.array(ManifestFile),
   absent: z.array(relPath),
   deleted: z.array(relPath),

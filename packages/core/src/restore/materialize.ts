@@ -7,7 +7,7 @@ import type { ArtifactDecryptor } from "../archive/encryption.js";
 import { readArchive, tarBytesBound, type ArchiveEntryInfo } from "../archive/reader.js";
 import { parseManifest } from "../manifest/io.js";
 import type { ManifestFile } from "../manifest/schema.js";
-import { canonicalJson } from "../manifest/format.js";
+import { sidecarAgrees } from "../manifest/agreement.js";
 import { hardExclusionReason } from "../policy/selection.js";
 import { BLOCK_FILE } from "../records/block.js";
 import type { SnapshotRef } from "../repository/repository.js";
@@ -324,7 +324,7 @@ export async function materializeChain(options: MaterializeOptions): Promise<Mat
       if (result.manifestJson) {
         // The sidecar guided the read; the copy inside the checksummed artifact must agree with it.
         const embedded = parseManifest(result.manifestJson, `${label} (embedded)`);
-        if (canonicalJson(embedded) !== canonicalJson(manifest))
+        if (!sidecarAgrees(embedded, manifest))
           throw integrity(label, `the manifest beside ${link.id} differs from the one inside its artifact`);
       } else {
         throw integrity(label, `artifact of ${link.id} carries no manifest though one stands beside it`);

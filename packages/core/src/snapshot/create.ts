@@ -220,7 +220,10 @@ async function allocateSnapshotId(
 interface ArtifactSink {
   writer: ArchiveWriter;
   /** the artifact's last entry (the manifest) and its end; resolves once every byte is staged */
-  finish(manifestJson: string, mtime: Date): Promise<{ sha256: string; bytes: number }>;
+  finish(
+    manifestJson: string,
+    mtime: Date,
+  ): Promise<{ sha256: string; bytes: number; payloadSha256: string }>;
   staged: StagedObject;
   abort(): Promise<void>;
 }
@@ -234,7 +237,9 @@ async function openArtifactSink(
 ): Promise<ArtifactSink> {
   const staged = await repo.stage(key);
   const artifactHash = new HashingStream();
-  const stages: NodeJS.ReadWriteStream[] = [];
+  // the plaintext .tar.gz, before age: what a key rotation keeps and new chains link by (issue 24 §3)
+  const payloadHash = encryptor ? new HashingStream() : artifactHash;
+  const stages: NodeJS.ReadWriteStream[] = encryptor ? [payloadHash] : [];
   const encryptStream = encryptor?.encrypt();
   if (encryptStream) stages.push(encryptStream);
   stages.push(artifactHash);
@@ -248,7 +253,8 @@ async function openArtifactSink(
     async finish(manifestJson, mtime) {
       await writer.finish(manifestJson, mtime);
       await written;
-      return { sha256: artifactHash.digest(), bytes: artifactHash.bytes };
+      const sha256 = artifactHash.digest();
+      return { sha256, bytes: artifactHash.bytes, payloadSha256: encryptor ? payloadHash.digest() : sha256 };
     },
     async abort() {
       writer.abort();
@@ -287,7 +293,15 @@ function buildManifest(args: {
     createdAt: args.started.toISOString(),
     tool: { name: TOOL_NAME, version: TOOL_VERSION },
     include: args.include,
-    ...(parent ? { parent: { id: parent.id, sha256: parent.sha256 } } : {}),
+    ...(parent
+      ? {
+          parent: {
+            id: parent.id,
+            sha256: parent.sha256,
+            ...(parent.manifest?.payloadSha256 ? { payloadSha256: parent.manifest.payloadSha256 } : {}),
+          },
+        }
+      : {}),
     encryption: args.encryptor ? { type: "age", recipients: args.encryptor.recipients } : { type: "none" },
     files,
     absent: contents.absent,
@@ -424,9 +438,10 @@ async function createSnapshotOnce(
       tags: [...new Set(options.tags ?? [])],
       note: options.note?.trim() || undefined,
     });
-    const manifestJson = canonicalJson(manifest, 2);
     options.onProgress?.({ phase: "commit", doneBytes: totalBytes, totalBytes });
-    const { sha256, bytes } = await sink.finish(canonicalJson(manifest), mtime);
+    const { sha256, bytes, payloadSha256 } = await sink.finish(canonicalJson(manifest), mtime);
+    // the sidecar knows what the artifact cannot say of itself: the hash of the bytes that carry it
+    const manifestJson = canonicalJson({ ...manifest, payloadSha256 }, 2);
     await commitSnapshot(
       repo,
       context,

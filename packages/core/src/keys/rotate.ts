@@ -1,0 +1,625 @@
+import { randomUUID } from "node:crypto";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { FileSystem } from "../fs/types.js";
+import { IntegrityError, UsageError, isNotFound } from "../errors.js";
+import { ageDecryptor, ageEncryptor, validateRecipient } from "../archive/age.js";
+import { canonicalJson } from "../manifest/format.js";
+import type { Manifest } from "../manifest/schema.js";
+import { parseManifest } from "../manifest/io.js";
+import { inContext, type ContextCallOptions } from "../context/session.js";
+import { validateContextName } from "../policy/context.js";
+import { formatChecksumLine, expectedChecksum } from "../repository/checksum.js";
+import {
+  backupRootStorage,
+  openRepository,
+  readSmallObject,
+  type SnapshotRef,
+} from "../repository/repository.js";
+import type { ObjectStorage } from "../repository/storage.js";
+import { readRepositoryIdentity } from "../repository/identity.js";
+import type { SigningKey } from "../signing/sshsig.js";
+import { SIGNATURE_SUFFIX } from "../signing/verify.js";
+import { readRecord, writeRecord } from "../offsite/record.js";
+import { isLockRefusal } from "../offsite/checks.js";
+import type { OffsiteTarget } from "../offsite/types.js";
+import { HashingStream, sha256Hex } from "../util/hash.js";
+import { writeFileAtomic } from "../util/atomic.js";
+import { readdirOrEmpty, readTextOrNull } from "../util/optional-reads.js";
+import { contextBackupDir, join } from "../util/paths.js";
+import { identityOpensHeader, parseAgeHeader, x25519IdentityOf } from "./audit.js";
+
+/**
+ * keys rotate (issue 24 §3): re-encrypt every retained snapshot of a context to a new recipient
+ * set. Removing a recipient must re-encrypt (a fresh file key), not re-wrap: the removed holder
+ * may already have the old file key. The payload (the plaintext .tar.gz, with the manifest inside
+ * it) is kept byte for byte, so `payloadSha256` stays and the inner manifest keeps the recipients
+ * at creation; the sidecar manifest and the rotation record carry the current set.
+ *
+ * A journaled job, resumable after a crash at any point: the rotation record
+ * `<backup_root>/<context>/rotations/<id>.json` lists every snapshot with its phase:
+ *   pending     nothing done yet
+ *   staged      re-encrypted into <context>/rotations/<id>/<artifact>, hashed and checked
+ *   committing  the new sidecar texts are in the record; the artifact, its .sha256, its sidecar
+ *               manifest, their signatures and the children's sidecar manifests (parent.sha256)
+ *               are written from it, each atomically; a rerun writes them all again
+ *   done        the staged copy is removed
+ * Offsite copies of the rotated fulls are then replaced (a new object version on S3), except
+ * those whose COMPLIANCE lock forbids it: their exposure lasts until the lock ends, and the
+ * record names them. The record stays when done: it is the evidence of the rotation.
+ */
+export const ROTATIONS_DIR = "rotations";
+
+export type RotationPhase = "pending" | "staged" | "committing" | "done" | "skipped";
+
+export interface RotationStep {
+  id: string;
+  artifact: string;
+  phase: RotationPhase;
+  /** why it was left as it was (skipped) */
+  reason?: string;
+  oldSha256: string;
+  newSha256?: string;
+  payloadSha256?: string;
+  bytes?: number;
+  recipients?: string[];
+  /** committing: the small objects the commit writes, in order */
+  writes?: { key: string; text: string }[];
+}
+
+export interface RotationOffsiteCopy {
+  target: string;
+  id: string;
+  action: "replaced" | "locked";
+  /** locked: until when the old copy (readable by the removed recipients) stays */
+  lockedUntil?: string;
+}
+
+export interface RotationRecord {
+  schema: "paas-backup/rotation@1";
+  id: string;
+  context: string;
+  startedAt: string;
+  finishedAt: string | null;
+  operator: string;
+  add: string[];
+  remove: string[];
+  signer: string | null;
+  snapshots: RotationStep[];
+  offsite: RotationOffsiteCopy[];
+}
+
+export interface RotateOptions extends ContextCallOptions {
+  fs: FileSystem;
+  backupRoot: string;
+  context: string;
+  add: readonly string[];
+  remove: readonly string[];
+  /** the AGE-SECRET-KEY-1… lines that open the snapshots now */
+  identities: readonly string[];
+  identityOrigin?: string;
+  clock: () => Date;
+  operator?: string;
+  /** re-signs what was signed; required when a rotated snapshot is signed */
+  signer?: SigningKey;
+  offsiteTargets?: readonly OffsiteTarget[];
+  /** told after each step, for progress and for tests that stop halfway */
+  onStep?: (step: RotationStep) => void | Promise<void>;
+}
+
+export interface RotateResult {
+  context: string;
+  record: string;
+  rotation: RotationRecord;
+  /** an interrupted rotation this run finished first */
+  resumed: string | null;
+}
+
+export function rotationsDir(backupRoot: string, context: string): string {
+  return join(contextBackupDir(backupRoot, context), ROTATIONS_DIR);
+}
+
+function recordPath(backupRoot: string, context: string, id: string): string {
+  return join(rotationsDir(backupRoot, context), `${id}.json`);
+}
+
+async function saveRecord(fs: FileSystem, backupRoot: string, record: RotationRecord): Promise<void> {
+  await fs.mkdir(rotationsDir(backupRoot, record.context), { recursive: true, mode: 0o700 });
+  await writeFileAtomic(
+    fs,
+    recordPath(backupRoot, record.context, record.id),
+    `${JSON.stringify(record, null, 2)}\n`,
+    0o600,
+    randomUUID().slice(0, 8),
+  );
+}
+
+/** Every rotation record of a context, oldest first. */
+export async function listRotations(
+  fs: FileSystem,
+  backupRoot: string,
+  context: string,
+): Promise<RotationRecord[]> {
+  const dir = rotationsDir(backupRoot, context);
+  const out: RotationRecord[] = [];
+  for (const e of (await readdirOrEmpty(fs, dir)).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+    if (e.kind !== "file" || !e.name.endsWith(".json") || e.name.startsWith(".")) continue;
+    const text = await readTextOrNull(fs, join(dir, e.name));
+    if (text === null) continue;
+    try {
+      const r = JSON.parse(text) as RotationRecord;
+      if (r.schema === "paas-backup/rotation@1") out.push(r);
+    } catch {
+      throw new IntegrityError(
+        "PAAS_BACKUP_MANIFEST_INVALID",
+        `the rotation record ${join(dir, e.name)} does not parse`,
+        {
+          path: join(dir, e.name),
+          remediation:
+            "It was damaged after it was written: look at it, and move it aside once the snapshots it names verify (paas-backup verify --all).",
+          stage: "rotate",
+        },
+      );
+    }
+  }
+  return out;
+}
+
+function stagingKey(context: string, rotation: string, artifactName: string): string {
+  return `${context}/${ROTATIONS_DIR}/${rotation}/${artifactName}`;
+}
+
+async function putText(storage: ObjectStorage, key: string, text: string): Promise<void> {
+  const data = Buffer.from(text, "utf8");
+  await storage.put(key, Readable.from([data]), { sha256: sha256Hex(data), size: data.length });
+}
+
+async function readOptional(storage: ObjectStorage, key: string): Promise<string | null> {
+  try {
+    return await readSmallObject(storage, key);
+  } catch (err) {
+    if (isNotFound(err)) return null;
+    throw err;
+  }
+}
+
+function uniq(list: readonly string[]): string[] {
+  return [...new Set(list)];
+}
+
+function bad(message: string, remediation: string): UsageError {
+  return new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", message, { remediation, stage: "arguments" });
+}
+
+/** Rotate one context in its session (locked: no snapshot, prune or push runs meanwhile). */
+export async function rotateRecipients(options: RotateOptions): Promise<RotateResult> {
+  const context = validateContextName(options.context);
+  const add = uniq(options.add.map(validateRecipient));
+  const remove = uniq(options.remove.map(validateRecipient));
+  if (add.length === 0 && remove.length === 0)
+    throw bad(
+      "keys rotate needs --add-recipient or --remove-recipient",
+      "Name the recipient to add (--add-recipient age1…) and the one to remove (--remove-recipient age1…).",
+    );
+  if (add.some((r) => remove.includes(r)))
+    throw bad(
+      "a recipient cannot be added and removed at once",
+      "Name each recipient once: --add-recipient for the new key, --remove-recipient for the old.",
+    );
+  if (options.identities.length === 0)
+    throw bad(
+      "keys rotate needs the identity that opens the snapshots (--identity)",
+      "Pass --identity with an age identity file whose recipient the snapshots are encrypted to.",
+    );
+  // the identity decodes (exit 2 for a damaged file, before anything is touched)
+  options.identities.forEach((i) => x25519IdentityOf(i, options.identityOrigin ?? "the identity"));
+  return inContext({ ...options, context, command: "keys rotate" }, async () => {
+    const { fs, backupRoot } = options;
+    let resumed: string | null = null;
+    const unfinished = (await listRotations(fs, backupRoot, context)).filter((r) => r.finishedAt === null);
+    for (const r of unfinished) {
+      await runRotation(options, r);
+      resumed = r.id;
+    }
+    const last = unfinished.at(-1);
+    if (last && sameSet(last.add, add) && sameSet(last.remove, remove))
+      return { context, record: recordPath(backupRoot, context, last.id), rotation: last, resumed };
+    const now = options.clock();
+    const record: RotationRecord = {
+      schema: "paas-backup/rotation@1",
+      id: `${now
+        .toISOString()
+        .replace(/[-:]/g, "")
+        .replace(/\.\d+Z$/, "Z")}-${randomUUID().slice(0, 6)}`,
+      context,
+      startedAt: now.toISOString(),
+      finishedAt: null,
+      operator: options.operator ?? "",
+      add,
+      remove,
+      signer: options.signer?.fingerprint ?? null,
+      snapshots: [],
+      offsite: [],
+    };
+    const home = backupRootStorage(fs, backupRoot);
+    const snapshots = await openRepository(home).snapshots(context);
+    // what would stop it halfway is refused before the record exists
+    await requireSigner(options, snapshots);
+    for (const s of snapshots) {
+      const current = s.manifest?.encryption.recipients;
+      if (s.encrypted && current && current.every((r) => remove.includes(r)) && add.length === 0)
+        throw bad(
+          `removing ${remove.join(", ")} leaves snapshot ${s.id} with no recipient`,
+          "Add the new recipient in the same run: --add-recipient age1… --remove-recipient age1….",
+        );
+    }
+    for (const s of snapshots) {
+      if (!s.encrypted) continue;
+      const oldSha256 = await expectedChecksum(s);
+      record.snapshots.push(
+        oldSha256
+          ? { id: s.id, artifact: s.artifactName, phase: "pending", oldSha256 }
+          : {
+              id: s.id,
+              artifact: s.artifactName,
+              phase: "skipped",
+              reason: "it has no readable checksum file: verify cannot vouch for it, so it is not rewritten",
+              oldSha256: "",
+            },
+      );
+    }
+    await saveRecord(fs, backupRoot, record);
+    await runRotation(options, record);
+    return { context, record: recordPath(backupRoot, context, record.id), rotation: record, resumed };
+  });
+}
+
+function sameSet(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x) => b.includes(x));
+}
+
+async function isSigned(s: SnapshotRef): Promise<boolean> {
+  return (
+    (await s.storage.head(`${s.checksumKey}${SIGNATURE_SUFFIX}`)) !== null ||
+    (await s.storage.head(`${s.manifestKey}${SIGNATURE_SUFFIX}`)) !== null
+  );
+}
+
+/** A rotation rewrites sidecar manifests and checksum files, which their signatures cover: it needs a signing key when any is signed. */
+async function requireSigner(options: RotateOptions, snapshots: readonly SnapshotRef[]): Promise<void> {
+  if (options.signer) return;
+  for (const s of snapshots)
+    if (s.encrypted && (await isSigned(s)))
+      throw bad(
+        `snapshot ${s.id} of ${s.context} is signed, and keys rotate rewrites what its signature covers: it needs this host's signing key`,
+        "Run keys rotate where the signing key is (signingKeyFile, or ~/.config/paas-backup/signing_key).",
+      );
+}
+
+async function runRotation(options: RotateOptions, record: RotationRecord): Promise<void> {
+  const { fs, backupRoot } = options;
+  const home = backupRootStorage(fs, backupRoot);
+  const save = () => saveRecord(fs, backupRoot, record);
+  await requireSigner(options, await openRepository(home).snapshots(record.context));
+  for (const step of record.snapshots) {
+    if (step.phase === "done" || step.phase === "skipped") continue;
+    // listed again at each step: the commit of a parent rewrote its children's sidecar manifests
+    const all = await openRepository(home).snapshots(record.context);
+    const snap = all.find((s) => s.id === step.id);
+    if (!snap) {
+      // pruned since the rotation began (or by hand): nothing left to rotate
+      step.phase = "skipped";
+      step.reason = "the snapshot is gone";
+      await save();
+      continue;
+    }
+    if (step.phase === "pending") {
+      const current = snap.manifest?.encryption.recipients;
+      if (!snap.manifest || !current) {
+        step.phase = "skipped";
+        step.reason =
+          "it has no manifest naming its recipients (made by hand): re-encrypt it by hand, or let retention remove it";
+        await save();
+        await options.onStep?.(step);
+        continue;
+      }
+      const recipients = uniq([...current.filter((r) => !record.remove.includes(r)), ...record.add]);
+      if (sameSet(recipients, current)) {
+        step.phase = "skipped";
+        step.reason = "its recipients are already the new set";
+        await save();
+        await options.onStep?.(step);
+        continue;
+      }
+      if (recipients.length === 0)
+        throw bad(
+          `removing ${record.remove.join(", ")} leaves snapshot ${snap.id} with no recipient`,
+          "Add the new recipient in the same run: --add-recipient age1… --remove-recipient age1….",
+        );
+      Object.assign(step, await stageReencrypted(options, record, snap, recipients));
+      step.recipients = recipients;
+      step.phase = "staged";
+      await save();
+      await options.onStep?.(step);
+    }
+    if (step.phase === "staged") {
+      step.writes = await commitWrites(options, record, step, snap, all);
+      step.phase = "committing";
+      await save();
+      await options.onStep?.(step);
+    }
+    if (step.phase === "committing") {
+      const staged = stagingKey(record.context, record.id, step.artifact);
+      if (await home.head(staged)) {
+        await home.put(snap.artifactKey, await home.get(staged), {
+          sha256: step.newSha256!,
+          size: step.bytes!,
+        });
+        for (const w of step.writes ?? []) await putText(home, w.key, w.text);
+        await home.delete(staged);
+      }
+      step.phase = "done";
+      delete step.writes;
+      await save();
+      await options.onStep?.(step);
+    }
+  }
+  await rotateOffsite(options, record);
+  record.finishedAt = options.clock().toISOString();
+  await save();
+  await fs.rm(join(rotationsDir(backupRoot, record.context), record.id), { recursive: true, force: true });
+}
+
+/**
+ * Decrypt with the identity, re-encrypt to the new set (a fresh file key), into the staging key.
+ * The old artifact is checked against its checksum on the way (a corrupt one is not rotated),
+ * the plaintext is hashed (payloadSha256), and the staged copy is read back: its header has one
+ * stanza per recipient, and when the identity is still among them it decrypts to the same payload.
+ */
+async function stageReencrypted(
+  options: RotateOptions,
+  record: RotationRecord,
+  snap: SnapshotRef,
+  recipients: string[],
+): Promise<{ newSha256: string; payloadSha256: string; bytes: number }> {
+  const home = snap.storage;
+  const origin = options.identityOrigin ?? "the identity";
+  const oldHash = new HashingStream();
+  const payloadHash = new HashingStream();
+  const newHash = new HashingStream();
+  const key = stagingKey(record.context, record.id, snap.artifactName);
+  const staged = await home.stage(key);
+  try {
+    await pipeline([
+      await home.get(snap.artifactKey),
+      oldHash,
+      ageDecryptor(options.identities, origin).decrypt(),
+      payloadHash,
+      ageEncryptor(recipients).encrypt(),
+      newHash,
+      staged.stream,
+    ] as unknown as [Readable, NodeJS.WritableStream]);
+  } catch (err) {
+    await staged.abort();
+    throw err;
+  }
+  const old = oldHash.digest();
+  const step = record.snapshots.find((s) => s.id === snap.id)!;
+  if (old !== step.oldSha256) {
+    await staged.abort();
+    throw new IntegrityError(
+      "PAAS_BACKUP_CHECKSUM_MISMATCH",
+      `snapshot ${snap.id} does not match its checksum file (sha256 ${old}); it is not rotated`,
+      {
+        path: snap.artifactPath,
+        remediation:
+          "Run paas-backup verify --all: fetch a good copy from the offsite target (restore --from-offsite) or let retention remove it, then run keys rotate again (it resumes).",
+        stage: "rotate",
+      },
+    );
+  }
+  const newSha256 = newHash.digest();
+  const payloadSha256 = payloadHash.digest();
+  await staged.commit(newSha256);
+  // the staged copy as stored: one stanza per recipient, and the same payload when we can open it
+  const header = parseAgeHeader(Buffer.from(await readHead(home, key)));
+  if (!header || header.length !== recipients.length)
+    throw new IntegrityError(
+      "PAAS_BACKUP_STORAGE_MISMATCH",
+      `the re-encrypted copy of ${snap.id} at ${home.locate(key)} does not carry ${recipients.length} recipient stanzas`,
+      {
+        path: home.locate(key),
+        remediation:
+          "The storage changed what was written: check it, then run keys rotate again (it resumes).",
+        stage: "rotate",
+      },
+    );
+  const ids = options.identities.map((i) => x25519IdentityOf(i, origin));
+  if (ids.some((id) => identityOpensHeader(id, header))) {
+    const check = new HashingStream();
+    await pipeline([
+      await home.get(key),
+      ageDecryptor(options.identities, origin).decrypt(),
+      check,
+    ] as unknown as [Readable, NodeJS.WritableStream]);
+    if (check.digest() !== payloadSha256)
+      throw new IntegrityError(
+        "PAAS_BACKUP_STORAGE_MISMATCH",
+        `the re-encrypted copy of ${snap.id} at ${home.locate(key)} does not decrypt to the snapshot's payload`,
+        {
+          path: home.locate(key),
+          remediation:
+            "The storage changed what was written: check it, then run keys rotate again (it resumes).",
+          stage: "rotate",
+        },
+      );
+  }
+  return { newSha256, payloadSha256, bytes: newHash.bytes };
+}
+
+async function readHead(storage: ObjectStorage, key: string): Promise<Buffer> {
+  const stream = await storage.get(key);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const c of stream) {
+      chunks.push(c as Buffer);
+      size += (c as Buffer).length;
+      if (size >= 64 * 1024) break;
+    }
+  } finally {
+    (stream as { destroy?: () => void }).destroy?.();
+  }
+  return Buffer.concat(chunks);
+}
+
+/**
+ * What the commit writes besides the artifact, computed once and kept in the record so a rerun
+ * writes the same bytes: the .sha256, the sidecar manifest (the current recipients, payloadSha256,
+ * the rotation), their signatures when the snapshot was signed, and each child's sidecar manifest
+ * with the parent's new sha256 (and its signature).
+ */
+async function commitWrites(
+  options: RotateOptions,
+  record: RotationRecord,
+  step: RotationStep,
+  snap: SnapshotRef,
+  all: readonly SnapshotRef[],
+): Promise<{ key: string; text: string }[]> {
+  const home = snap.storage;
+  const writes: { key: string; text: string }[] = [];
+  const sign = async (key: string, text: string) => {
+    if (options.signer && (await home.head(`${key}${SIGNATURE_SUFFIX}`)))
+      writes.push({ key: `${key}${SIGNATURE_SUFFIX}`, text: options.signer.sign(text) });
+  };
+  const checksum = formatChecksumLine(step.newSha256!, snap.artifactName);
+  const manifest: Manifest = {
+    ...snap.manifest!,
+    encryption: { type: "age", recipients: step.recipients! },
+    payloadSha256: step.payloadSha256!,
+    rotations: [
+      ...(snap.manifest!.rotations ?? []),
+      {
+        at: options.clock().toISOString(),
+        rotation: record.id,
+        added: record.add.filter((r) => !snap.manifest!.encryption.recipients!.includes(r)),
+        removed: record.remove.filter((r) => snap.manifest!.encryption.recipients!.includes(r)),
+        previousSha256: step.oldSha256,
+      },
+    ],
+  };
+  const manifestText = `${canonicalJson(manifest, 2)}\n`;
+  writes.push({ key: snap.checksumKey, text: checksum }, { key: snap.manifestKey, text: manifestText });
+  // the checksum's signature first: whichever is checked, both are there before the artifact moves
+  await sign(snap.checksumKey, checksum);
+  await sign(snap.manifestKey, manifestText);
+  for (const child of all) {
+    if (child.parent?.id !== snap.id || !child.manifest) continue;
+    const text = await readOptional(home, child.manifestKey);
+    if (text === null) continue;
+    const m = parseManifest(text, child.manifestPath);
+    const updated = `${canonicalJson({ ...m, parent: { ...m.parent!, sha256: step.newSha256! } }, 2)}\n`;
+    writes.push({ key: child.manifestKey, text: updated });
+    await sign(child.manifestKey, updated);
+  }
+  return writes;
+}
+
+/**
+ * The rotated fulls' copies at every offsite target are replaced (the object's new version on
+ * S3), with the sidecars, and the offsite record updated. A copy whose COMPLIANCE lock forbids
+ * replacing it keeps the old bytes: the record names it with the end of its lock, the exposure
+ * window `keys audit` reports. Idempotent: a copy already replaced is recognised by its sha256.
+ */
+async function rotateOffsite(options: RotateOptions, record: RotationRecord): Promise<void> {
+  const targets = options.offsiteTargets ?? [];
+  if (targets.length === 0) return;
+  const { fs, backupRoot } = options;
+  const home = backupRootStorage(fs, backupRoot);
+  const identity = await readRepositoryIdentity(fs, backupRoot);
+  if (!identity) return; // never pushed: no copies of ours anywhere
+  const now = options.clock();
+  const rotated = new Map(record.snapshots.filter((s) => s.phase === "done").map((s) => [s.id, s]));
+  const snaps = new Map((await openRepository(home).snapshots(record.context)).map((s) => [s.id, s]));
+  for (const target of targets) {
+    const offsite = await readRecord(fs, backupRoot, record.context, target);
+    const immutability = await target.storage.immutability();
+    for (const copy of Object.values(offsite.copies)) {
+      const step = rotated.get(copy.id);
+      const snap = snaps.get(copy.id);
+      if (!step || !snap || copy.sha256 !== step.oldSha256) continue;
+      const done = (entry: RotationOffsiteCopy) => {
+        record.offsite = record.offsite.filter((o) => !(o.target === entry.target && o.id === entry.id));
+        record.offsite.push(entry);
+      };
+      const lockedUntil =
+        copy.retainUntil && Date.parse(copy.retainUntil) > now.getTime() ? copy.retainUntil : null;
+      if (lockedUntil && copy.lockMode === "COMPLIANCE") {
+        done({ target: target.name, id: copy.id, action: "locked", lockedUntil });
+        continue;
+      }
+      const storage = target.storage;
+      const prefix = copy.artifact.slice(0, copy.artifact.length - snap.artifactName.length);
+      const lock =
+        target.objectLock && immutability.enabled
+          ? {
+              mode: target.objectLock.mode,
+              retainUntil: new Date(
+                Math.max(
+                  now.getTime() + target.objectLock.days * 86_400_000,
+                  Date.parse(lockedUntil ?? "") || 0,
+                ),
+              ),
+            }
+          : undefined;
+      try {
+        // the sidecars first and the artifact last, as a push does
+        for (const key of [
+          snap.checksumKey,
+          snap.manifestKey,
+          `${snap.checksumKey}${SIGNATURE_SUFFIX}`,
+          `${snap.manifestKey}${SIGNATURE_SUFFIX}`,
+        ]) {
+          const text = await readOptional(home, key);
+          if (text === null) continue;
+          const data = Buffer.from(text, "utf8");
+          await storage.put(`${prefix}${key.slice(record.context.length + 1)}`, Readable.from([data]), {
+            sha256: sha256Hex(data),
+            size: data.length,
+            ...(lock ? { lock } : {}),
+          });
+        }
+        const put = await storage.put(copy.artifact, await home.get(snap.artifactKey), {
+          sha256: step.newSha256!,
+          size: step.bytes!,
+          ...(lock ? { lock } : {}),
+        });
+        const head = await storage.head(copy.artifact);
+        offsite.copies[copy.id] = {
+          ...copy,
+          sha256: put.sha256,
+          size: put.size,
+          confirmedBy: put.confirmedBy,
+          multipart: put.multipart,
+          confirmedAt: now.toISOString(),
+          retainUntil: head?.retainUntil ?? lock?.retainUntil.toISOString() ?? null,
+          lockMode: head?.lockMode ?? lock?.mode ?? null,
+          immutable: immutability.enabled && lock !== undefined,
+          problem: null,
+          problemSeenAt: null,
+        };
+        await writeRecord(fs, backupRoot, record.context, target, offsite);
+        done({ target: target.name, id: copy.id, action: "replaced" });
+      } catch (err) {
+        if (!isLockRefusal(err)) throw err;
+        done({
+          target: target.name,
+          id: copy.id,
+          action: "locked",
+          lockedUntil: lockedUntil ?? now.toISOString(),
+        });
+      }
+    }
+    await saveRecord(fs, backupRoot, record);
+  }
+}
