@@ -12,6 +12,20 @@ export const RetentionPolicy = z
   })
   .strict();
 
+/**
+ * A target's retention as written, without the local defaults: a number left out is the offsite
+ * default's (hourly 0), never zod's default of the local policy (`.partial()` keeps defaults in
+ * zod 4, which gave `{ "daily": 1 }` 24 hourly slots at the target).
+ */
+const TargetRetention = z
+  .object({
+    hourly: z.number().int().min(0).optional(),
+    daily: z.number().int().min(0).optional(),
+    weekly: z.number().int().min(0).optional(),
+    monthly: z.number().int().min(0).optional(),
+  })
+  .strict();
+
 export const OffsiteTarget = z
   .object({
     name: z.string().min(1),
@@ -23,7 +37,7 @@ export const OffsiteTarget = z
       .object({ mode: z.enum(["COMPLIANCE", "GOVERNANCE"]), days: z.number().int().positive() })
       .strict()
       .optional(),
-    retention: RetentionPolicy.partial().strict().optional(),
+    retention: TargetRetention.optional(),
   })
   .strict();
 
