@@ -429,7 +429,7 @@ export const COMMANDS: CommandSpec[] = [
       "paas-backup offsite push --all-contexts",
     ],
     exitCodes: ["usage", "integrity", "safety", "busy", "unexpected"],
-    json: "`data[]`: one per context and target: `context`, `target`, `pushed`, `alreadyThere`, `immutability`, `problems`",
+    json: "`data[]`: one per context and target: `context`, `target`, `pushed`, `alreadyThere`, `removedByRetention` (local fulls not sent again: the target's retention removed their copies), `immutability`, `problems`",
     load: L(() => import("./commands/offsite.js"), "offsitePushCommand"),
   },
   {

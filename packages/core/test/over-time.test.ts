@@ -268,4 +268,46 @@ describe("retention over time", () => {
     expect(again.remove).toEqual([]);
     expect(again.otherRoots.flatMap((r) => r.remove)).toEqual([]);
   });
+
+  it("a push does not send back a full whose copy the target's retention removed: a tagged full kept at home is not re-sent after every offsite prune", async () => {
+    const w = await world();
+    const storage = new MemoryStorage("memory://offsite", false, w.clock);
+    const target: OffsiteTarget = { name: "offsite", storage, retention: POLICY };
+    const push = () =>
+      pushOffsite({ fs: w.fs, backupRoot: "/backups", context: "alpha", target, clock: w.clock });
+    // the operator's "before the upgrade" full, kept at home beyond the slots by retention.keepTags
+    const tagged = await createSnapshot({
+      fs: w.fs,
+      stateRoot: "/state",
+      backupRoot: "/backups",
+      context: "alpha",
+      clock: w.clock,
+      insecurePlaintext: true,
+      tags: ["pre-upgrade"],
+    });
+    await push();
+    // five months of daily fulls: the target's 7/4/3 no longer keeps the tagged one
+    for (let day = 0; day < 150; day++) {
+      w.set(w.now() + 24 * HOUR);
+      await w.tick({ keepTags: ["pre-upgrade"] });
+    }
+    expect((await listSnapshots(w.fs, "/backups", "alpha")).map((s) => s.id)).toContain(tagged.id);
+    const copies = () =>
+      [...storage.objects.keys()].flatMap((k) => /\/alpha\/(.+)\.tar\.gz$/.exec(k)?.[1] ?? []).sort();
+    await push();
+    await pruneOffsite({ fs: w.fs, backupRoot: "/backups", context: "alpha", target, clock: w.clock });
+    const pruned = copies();
+    expect(pruned).not.toContain(tagged.id);
+    // the next push (the daily maintenance's) leaves the target as its retention wants it
+    const again = await push();
+    expect(again.pushed.map((c) => c.id)).toEqual([]);
+    expect(again.removedByRetention).toEqual([tagged.id]);
+    expect(copies()).toEqual(pruned);
+    const plan = planRetention({
+      snapshots: copies().map((id) => ({ id, time: parseSnapshotId(id)!.time, kind: "full" as const })),
+      policy: POLICY,
+      now: w.clock(),
+    });
+    expect(plan.remove).toEqual([]);
+  });
 });

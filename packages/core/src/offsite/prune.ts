@@ -75,11 +75,15 @@ export async function pruneOffsite(options: {
       }
       out.remove.push(id);
       if (options.dryRun) continue;
-      await deleteSnapshot(e.snapshot);
-      if (own && record.copies[id]) {
+      if (own) {
+        // Recorded before the delete: push must not send back what retention removed (a full
+        // kept at home by a tag or a chain would otherwise go out again after every prune), and a
+        // crash after this leaves a copy the next prune removes, never one push re-sends.
         delete record.copies[id];
+        record.removedByRetention = { ...record.removedByRetention, [id]: now.toISOString() };
         await writeRecord(options.fs, options.backupRoot, options.context, options.target, record);
       }
+      await deleteSnapshot(e.snapshot);
     }
     if (!own) result.otherRoots.push(out);
   }

@@ -25,6 +25,8 @@ export interface PushResult {
   immutability: Immutability;
   pushed: OffsiteCopy[];
   alreadyThere: string[];
+  /** local fulls not sent again: the target's retention removed their copies (offsite prune, tick) */
+  removedByRetention: string[];
   /** copies that were missing or wrong at the target and were put back by this push */
   repaired: { id: string; reason: string }[];
   problems: { id: string; problem: string }[];
@@ -75,7 +77,12 @@ async function pushInSession(options: PushOffsiteOptions): Promise<PushResult> {
   const immutability = await storage.immutability();
   const record = await readRecord(fs, options.backupRoot, context, target);
   const home = options.repository ?? backupRootStorage(fs, options.backupRoot);
-  const fulls = (await openRepository(home).snapshots(context)).filter((s) => s.kind === "full");
+  const localFulls = (await openRepository(home).snapshots(context)).filter((s) => s.kind === "full");
+  // What the target's retention removed stays removed: a full kept at home for a reason the
+  // target does not have (a keepTags tag, a kept incremental's chain) is not sent back only for
+  // the next offsite prune to delete it again (issue 20 §4, found by the fleet simulation).
+  const removed = record.removedByRetention ?? {};
+  const fulls = localFulls.filter((s) => !removed[s.id] || record.copies[s.id]);
   const result: PushResult = {
     context,
     target: storage.url,
@@ -83,6 +90,7 @@ async function pushInSession(options: PushOffsiteOptions): Promise<PushResult> {
     immutability,
     pushed: [],
     alreadyThere: [],
+    removedByRetention: [],
     repaired: [],
     problems: [],
     copies: [],
@@ -97,6 +105,13 @@ async function pushInSession(options: PushOffsiteOptions): Promise<PushResult> {
   const now = options.clock();
   let dirty = false;
   const localIds = new Set(fulls.map((s) => s.id));
+  result.removedByRetention = localFulls.filter((s) => !fulls.includes(s)).map((s) => s.id);
+  // a removal is remembered while its full is at home: push never looks at the others
+  for (const id of Object.keys(removed))
+    if (!localFulls.some((s) => s.id === id)) {
+      delete removed[id];
+      dirty = true;
+    }
   for (const snap of fulls) {
     const known = record.copies[snap.id];
     let healing: string | null = null;

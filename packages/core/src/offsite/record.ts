@@ -38,6 +38,8 @@ export async function readRecord(
     if (!r) continue;
     Object.assign(record.copies, r.copies ?? {});
     if (r.dataSubset) record.dataSubset = r.dataSubset;
+    if (r.removedByRetention)
+      record.removedByRetention = { ...record.removedByRetention, ...r.removedByRetention };
   }
   return record;
 }

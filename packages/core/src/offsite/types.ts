@@ -42,6 +42,11 @@ export interface OffsiteRecord {
   copies: Record<string, OffsiteCopy>;
   /** the rotation of `offsite verify --read-data-subset`: which copies the current cycle has read */
   dataSubset?: { cycle: number; startedAt: string; read: string[] };
+  /**
+   * Copies the target's retention removed (offsite prune, tick), by id, with when: push does not
+   * send them again while the full stays at home for a reason of its own (issue 20 §4).
+   */
+  removedByRetention?: Record<string, string>;
 }
 
 export const DEFAULT_OFFSITE_RETENTION: RetentionPolicy = { hourly: 0, daily: 7, weekly: 4, monthly: 3 };
