@@ -3,7 +3,7 @@ import { spawn } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { tmpdir } from "node:os";
-import { BLOCK_FILE } from "@paas-backup/core";
+import { BLOCK_FILE } from "@paas-backup/core/records";
 import { CLI, makeSandbox, runCli, treeHashes, type CliResult, type Sandbox } from "./helpers.js";
 
 /**

@@ -7,11 +7,11 @@ import { createStateRoot, startRgw, type Rgw } from "@paas-backup/testing";
 import { S3Storage } from "@paas-backup/s3";
 import {
   checkSnapshotChecksum,
-  listMarks,
   listSnapshotsIn,
   readFencedLog,
   readFleetStatus,
-} from "@paas-backup/core";
+} from "@paas-backup/core/repository";
+import { listMarks } from "@paas-backup/core/retention";
 import { nodeFs } from "@paas-backup/core/node";
 import { runCli, treeHashes } from "./helpers.js";
 

@@ -11,7 +11,8 @@ import {
   GetObjectCommand,
   HeadObjectCommand,
 } from "@aws-sdk/client-s3";
-import { pruneOffsite, pushOffsite, createSnapshot } from "@paas-backup/core";
+import { pruneOffsite } from "@paas-backup/core/offsite";
+import { pushOffsite, createSnapshot } from "@paas-backup/core";
 import { MemoryStorage, startRgw, type Rgw } from "@paas-backup/testing";
 import { S3Storage } from "@paas-backup/s3";
 import { nodeFs } from "@paas-backup/core/node";

@@ -2,7 +2,7 @@ import { describe, it, expect, beforeEach, afterEach } from "vitest";
 import { readFileSync, writeFileSync, mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
-import { SCANNER_RULES_VERSION } from "@paas-backup/core";
+import { SCANNER_RULES_VERSION } from "@paas-backup/core/redact";
 import { makeSandbox, modeOf, runCli, sh, sha256File, type Sandbox } from "./helpers.js";
 
 const CTX = "internal-dogfood";
@@ -270,13 +270,46 @@ register(pathToFileURL(${JSON.stringify(join(sb.dir, "hook-resolve.mjs"))}));`,
     );
     const r = await runCli(args, { env: { ...env, NODE_OPTIONS: `--import=${hook}` } });
     const urls = readFileSync(log, "utf8").split("\n");
+    // every module the run loaded, Node's builtins aside (the scanner's worker may or may not have
+    // started resolving its one module before the run ends, so a count is good to one)
+    const modules = new Set(urls.filter((u) => u && !u.startsWith("node:")));
     const pkgs = new Set(
       urls
         .map((u) => /node_modules\/(?:\.pnpm\/[^/]+\/node_modules\/)?((?:@[^/]+\/)?[^/]+)/.exec(u)?.[1])
         .filter(Boolean),
     );
-    return { r, pkgs };
+    return { r, pkgs, modules };
   }
+
+  it("a snapshot loads the snapshot entry's modules, not the whole core (issue 19 §5: about 80, where the root entry alone is 180)", async () => {
+    const snap = await packagesLoaded([
+      ...sb.flags,
+      "--json",
+      "snapshot",
+      "--context",
+      CTX,
+      "--insecure-plaintext",
+    ]);
+    expect(snap.r.code, snap.r.stdout + snap.r.stderr).toBe(0);
+    const core = [...snap.modules].filter((u) => u.includes("/core/dist/"));
+    // the hook saw the run: the snapshot's own modules are there
+    expect(core.some((u) => u.endsWith("/core/dist/snapshot/create.js"))).toBe(true);
+    // what a snapshot must not load: the restorer, the doctor, offsite, drills, tar, zod, the S3 SDK
+    for (const folder of [
+      "restore/",
+      "validate/",
+      "offsite/",
+      "governance/",
+      "retention/",
+      "archive/reader.js",
+    ])
+      expect(
+        core.filter((u) => u.includes(`/core/dist/${folder}`)),
+        folder,
+      ).toEqual([]);
+    for (const p of ["zod", "tar", "@aws-sdk/client-s3"]) expect(snap.pkgs.has(p), p).toBe(false);
+    expect(snap.modules.size, [...snap.modules].join("\n")).toBeLessThanOrEqual(90);
+  });
 
   it("list and --version load neither zod nor tar, age or the S3 SDK; a config file brings in zod for its schema", async () => {
     const snap = await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"]);

@@ -3,7 +3,7 @@ import { spawn } from "node:child_process";
 import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { BLOCK_FILE, writeBlock } from "@paas-backup/core";
+import { BLOCK_FILE, writeBlock } from "@paas-backup/core/records";
 import { nodeFs } from "@paas-backup/core/node";
 import { CLI, makeSandbox, runCli, type Sandbox } from "./helpers.js";
 

@@ -2,7 +2,9 @@ import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import { appendFileSync, readFileSync, readdirSync, writeFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
-import { EVENT_LOGS, planRetention, parseSnapshotId } from "@paas-backup/core";
+import { EVENT_LOGS } from "@paas-backup/core/policy";
+import { planRetention } from "@paas-backup/core/retention";
+import { parseSnapshotId } from "@paas-backup/core/repository";
 import { eventLine } from "@paas-backup/testing";
 import { makeSandbox, runCli, type Sandbox } from "./helpers.js";
 

@@ -1,7 +1,7 @@
 import { describe, it, expect, beforeEach, afterEach } from "vitest";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { planRetention } from "@paas-backup/core";
+import { planRetention } from "@paas-backup/core/retention";
 import { makeSandbox, runCli, type Sandbox } from "./helpers.js";
 
 // Issue 25 §4: snapshot --tag/--note recorded in the manifest, shown by list, chosen by

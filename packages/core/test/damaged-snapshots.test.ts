@@ -7,13 +7,12 @@ import {
 } from "@paas-backup/testing";
 import {
   createSnapshot,
-  listSnapshots,
-  scanSnapshots,
   verifySnapshots,
   pruneSnapshots,
   restoreSnapshot,
   IntegrityError,
 } from "../src/index.js";
+import { listSnapshots, scanSnapshots } from "../src/repository/index.js";
 
 const CTX = "internal-dogfood";
 

@@ -1,6 +1,7 @@
 import { describe, it, expect } from "vitest";
 import { MemoryFileSystem, createStateRoot } from "@paas-backup/testing";
-import { runDoctor, writeBlock } from "../src/index.js";
+import { runDoctor } from "../src/index.js";
+import { writeBlock } from "../src/records/index.js";
 
 const CTX = "internal-dogfood";
 

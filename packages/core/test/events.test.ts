@@ -1,6 +1,6 @@
 import { describe, it, expect } from "vitest";
 import { MemoryFileSystem } from "@paas-backup/testing";
-import { listEvents } from "../src/index.js";
+import { listEvents } from "../src/validate/index.js";
 
 describe("events list over the restored logs", () => {
   it("returns the newest records of the three logs, normalised as si does, with sensitive fields redacted", async () => {

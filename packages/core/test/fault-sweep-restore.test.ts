@@ -6,20 +6,18 @@ import {
   createStateRoot,
   type FaultPlan,
 } from "@paas-backup/testing";
+import { BLOCK_FILE, writeBlock } from "../src/records/index.js";
 import {
-  BLOCK_FILE,
   createSnapshot,
-  listSnapshots,
-  checkSnapshotChecksum,
   recoverContext,
   restoreSnapshot,
   rollbackRestore,
   unblockContext,
   readBlock,
-  writeBlock,
   PaasBackupError,
   type FileSystem,
 } from "../src/index.js";
+import { listSnapshots, checkSnapshotChecksum } from "../src/repository/index.js";
 
 /**
  * Issue 9 §7: fail every filesystem call of restore, rollback and unblock, one run per call, as

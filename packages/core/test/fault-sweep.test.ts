@@ -13,16 +13,16 @@ import {
   createSnapshot,
   pruneSnapshots,
   pushOffsite,
-  verifyOffsite,
+  verifySnapshots,
+  type FileSystem,
+} from "../src/index.js";
+import { verifyOffsite, rootView, type OffsiteTarget } from "../src/offsite/offsite.js";
+import {
   scanSnapshots,
   scanSnapshotsIn,
-  verifySnapshots,
   LocalStorage,
   readRepositoryIdentity,
-  rootView,
-  type FileSystem,
-  type OffsiteTarget,
-} from "../src/index.js";
+} from "../src/repository/index.js";
 
 /**
  * Issue 9 §7: fault injection at every filesystem call. For each operation, every call N from 1

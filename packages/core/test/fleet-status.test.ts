@@ -2,7 +2,7 @@ import { describe, it, expect } from "vitest";
 import { Readable } from "node:stream";
 import { createHash } from "node:crypto";
 import { MemoryStorage } from "@paas-backup/testing";
-import { readFleetStatus, writeHostStatus } from "../src/index.js";
+import { readFleetStatus, writeHostStatus } from "../src/repository/index.js";
 
 // The fleet view from the bucket alone, on the memory bucket whose clock plays the server's.
 

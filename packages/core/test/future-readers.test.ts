@@ -1,15 +1,9 @@
 import { describe, it, expect } from "vitest";
 import { Writable } from "node:stream";
 import { MemoryFileSystem, createStateRoot } from "@paas-backup/testing";
-import {
-  diffSnapshots,
-  dumpSnapshotFile,
-  listSnapshotFiles,
-  restoreSnapshot,
-  runTick,
-  verifySnapshots,
-  type LockOwner,
-} from "../src/index.js";
+import { diffSnapshots, dumpSnapshotFile, listSnapshotFiles } from "../src/snapshot/inspect.js";
+import { restoreSnapshot, runTick, verifySnapshots } from "../src/index.js";
+import type { LockOwner } from "../src/snapshot/index.js";
 
 /**
  * Issue 20 §2, "A snapshot dated in the future": every reader that resolves `latest` (ls, dump,

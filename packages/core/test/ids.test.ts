@@ -1,5 +1,6 @@
 import { describe, it, expect } from "vitest";
-import { formatSnapshotId, parseSnapshotId, compareSnapshotIds, validateContextName } from "../src/index.js";
+import { formatSnapshotId, parseSnapshotId, compareSnapshotIds } from "../src/repository/index.js";
+import { validateContextName } from "../src/snapshot/index.js";
 
 describe("snapshot ids and context names", () => {
   it("uses the policy's UTC timestamp and orders same-second sequences", () => {

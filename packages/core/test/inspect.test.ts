@@ -2,13 +2,13 @@ import { describe, it, expect } from "vitest";
 import { Writable } from "node:stream";
 import { createHash } from "node:crypto";
 import { MemoryFileSystem, createStateRoot } from "@paas-backup/testing";
+import { createSnapshot } from "../src/index.js";
 import {
-  createSnapshot,
   listSnapshotFiles,
   dumpSnapshotFile,
   diffSnapshots,
   findInSnapshots,
-} from "../src/index.js";
+} from "../src/snapshot/inspect.js";
 
 /** The snapshot reader behind ls, dump, diff and find, on the in-memory filesystem. */
 const CTX = "internal-dogfood";

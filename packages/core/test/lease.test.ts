@@ -6,8 +6,8 @@ import {
   readFencedLog,
   readLeaseState,
   LocalStorage,
-  type ObjectStorage,
-} from "../src/index.js";
+} from "../src/repository/index.js";
+import type { ObjectStorage } from "../src/index.js";
 import { MemoryFileSystem } from "@paas-backup/testing";
 
 // The shared repository's single writers, on the in-memory bucket with a clock the test moves

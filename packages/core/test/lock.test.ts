@@ -4,13 +4,8 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { MemoryFileSystem, FaultInjectingFileSystem, countFileSystemCalls } from "@paas-backup/testing";
-import {
-  acquireContextLock,
-  withContextLock,
-  BusyError,
-  type LockOwner,
-  type FileSystem,
-} from "../src/index.js";
+import { acquireContextLock, type LockOwner } from "../src/snapshot/index.js";
+import { withContextLock, BusyError, type FileSystem } from "../src/index.js";
 
 const T0 = Date.UTC(2026, 0, 1);
 const HOUR = 3600_000;

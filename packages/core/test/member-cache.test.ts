@@ -8,13 +8,9 @@ import {
   createStateRoot,
   appendEvents,
 } from "@paas-backup/testing";
-import {
-  createSnapshot,
-  verifySnapshots,
-  listSnapshots,
-  inlineScanLane,
-  type FileSystem,
-} from "../src/index.js";
+import { createSnapshot, verifySnapshots, type FileSystem } from "../src/index.js";
+import { listSnapshots } from "../src/repository/index.js";
+import { inlineScanLane } from "../src/snapshot/index.js";
 import { memberCacheDir } from "../src/snapshot/member-cache.js";
 
 /**

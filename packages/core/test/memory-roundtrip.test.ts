@@ -1,14 +1,9 @@
 import { describe, it, expect } from "vitest";
 import { createHash } from "node:crypto";
 import { MemoryFileSystem, createStateRoot, appendEvents } from "@paas-backup/testing";
-import {
-  createSnapshot,
-  restoreSnapshot,
-  verifySnapshots,
-  listSnapshots,
-  materializeChain,
-  chainOf,
-} from "../src/index.js";
+import { createSnapshot, restoreSnapshot, verifySnapshots } from "../src/index.js";
+import { listSnapshots, chainOf } from "../src/repository/index.js";
+import { materializeChain } from "../src/restore/index.js";
 
 const CTX = "internal-dogfood";
 

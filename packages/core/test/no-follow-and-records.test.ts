@@ -1,17 +1,9 @@
 import { describe, it, expect } from "vitest";
 import { MemoryFileSystem, FaultInjectingFileSystem, createStateRoot } from "@paas-backup/testing";
-import {
-  createSnapshot,
-  runDoctor,
-  readBlock,
-  writeIncident,
-  listRecords,
-  validateContextName,
-  workTreeOf,
-  MAX_CONTEXT_NAME_BYTES,
-  UsageError,
-  type IncidentRecord,
-} from "../src/index.js";
+import { createSnapshot, runDoctor, readBlock, UsageError } from "../src/index.js";
+import { writeIncident, listRecords, type IncidentRecord } from "../src/records/index.js";
+import { validateContextName } from "../src/snapshot/index.js";
+import { workTreeOf, MAX_CONTEXT_NAME_BYTES } from "../src/policy/index.js";
 
 const CTX = "internal-dogfood";
 

@@ -1,14 +1,13 @@
 import { describe, it, expect } from "vitest";
 import { MemoryFileSystem, createStateRoot } from "@paas-backup/testing";
 import { MemoryStorage } from "@paas-backup/testing";
+import { createSnapshot, pushOffsite } from "../src/index.js";
+import { verifyOffsite } from "../src/offsite/offsite.js";
 import {
-  createSnapshot,
-  pushOffsite,
-  verifyOffsite,
   ensureRepositoryIdentity,
   readRepositoryIdentity,
   REPOSITORY_FILE,
-} from "../src/index.js";
+} from "../src/repository/index.js";
 
 const CTX = "internal-dogfood";
 

@@ -1,22 +1,12 @@
 import { describe, it, expect } from "vitest";
 import { MemoryFileSystem, MemoryStorage, createStateRoot } from "@paas-backup/testing";
-import {
-  contextStatus,
-  createSnapshot,
-  decideTick,
-  findSnapshot,
-  fleetContexts,
-  listSnapshots,
-  offsiteAfterTick,
-  planRetention,
-  parseSnapshotId,
-  pruneOffsite,
-  pushOffsite,
-  runTick,
-  verifyChainCached,
-  type LockOwner,
-  type OffsiteTarget,
-} from "../src/index.js";
+import { contextStatus, createSnapshot, pushOffsite, runTick } from "../src/index.js";
+import { decideTick } from "../src/snapshot/tick-entry.js";
+import { findSnapshot, listSnapshots, parseSnapshotId, verifyChainCached } from "../src/repository/index.js";
+import { fleetContexts } from "../src/governance/index.js";
+import { offsiteAfterTick, pruneOffsite, type OffsiteTarget } from "../src/offsite/offsite.js";
+import { planRetention } from "../src/retention/index.js";
+import type { LockOwner } from "../src/snapshot/index.js";
 
 /**
  * Issue 20 §2, "Over time and retention" and "Status and integrity": one test per defect class,

@@ -2,12 +2,12 @@ import { describe, it, expect } from "vitest";
 import { MemoryFileSystem, createStateRoot } from "@paas-backup/testing";
 import {
   createSnapshot,
-  hasJournal,
   restoreSnapshot,
   rollbackRestore,
   PaasBackupError,
   type FileSystem,
 } from "../src/index.js";
+import { hasJournal } from "../src/snapshot/index.js";
 
 /**
  * Issue 20: a restore whose swap stops after the pivot (a rename that keeps failing) keeps its

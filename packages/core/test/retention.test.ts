@@ -1,10 +1,6 @@
 import { describe, it, expect } from "vitest";
-import {
-  DEFAULT_RETENTION,
-  planRetention,
-  type RetentionSnapshot,
-  type RetentionPolicy,
-} from "../src/index.js";
+import { DEFAULT_RETENTION, planRetention, type RetentionSnapshot } from "../src/retention/index.js";
+import type { RetentionPolicy } from "../src/index.js";
 
 // ---- an independent oracle, written from the rules' wording, not from the implementation ----
 function isoWeekOracle(d: Date): string {

@@ -4,12 +4,12 @@ import {
   scanText,
   isSecretLikeKey,
   SecretScanner,
-  hardExclusionReason,
   redactBytes,
   redactText,
   SCANNER_RULES_VERSION,
   GITLEAKS_RULE_IDS,
-} from "../src/index.js";
+} from "../src/policy/redact.js";
+import { hardExclusionReason } from "../src/policy/index.js";
 
 describe("secret scanner (si's guardrail rules plus token formats)", () => {
   it("flags si-style assignments with a real value and lets references, ciphertext and redactions pass", () => {

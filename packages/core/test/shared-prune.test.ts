@@ -1,14 +1,8 @@
 import { describe, it, expect } from "vitest";
 import { MemoryFileSystem, MemoryStorage, createStateRoot } from "@paas-backup/testing";
-import {
-  acquireLease,
-  createSnapshot,
-  listCommittedSnapshots,
-  hideMarked,
-  listMarks,
-  listSnapshotsIn,
-  pruneShared,
-} from "../src/index.js";
+import { acquireLease, listCommittedSnapshots, listSnapshotsIn } from "../src/repository/index.js";
+import { createSnapshot } from "../src/index.js";
+import { hideMarked, listMarks, pruneShared } from "../src/retention/index.js";
 
 // Two-phase deletes in a shared repository, on the memory bucket whose clock is the server's.
 

@@ -1,6 +1,6 @@
 import { describe, it, expect } from "vitest";
 import { MemoryFileSystem, createStateRoot } from "@paas-backup/testing";
-import { planSnapshotContents } from "../src/index.js";
+import { planSnapshotContents } from "../src/snapshot/index.js";
 
 const CTX = "internal-dogfood";
 

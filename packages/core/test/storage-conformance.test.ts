@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { MemoryStorage } from "@paas-backup/testing";
 import { describeStorageContract } from "@paas-backup/testing/storage-contract";
 import { nodeFs } from "@paas-backup/core/node";
-import { LocalStorage, backupRootStorage } from "@paas-backup/core";
+import { LocalStorage, backupRootStorage } from "@paas-backup/core/repository";
 
 /**
  * One contract, every driver (restic's backend suite): the local driver as backup root and as

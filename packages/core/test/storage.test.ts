@@ -1,14 +1,14 @@
 import { describe, it, expect } from "vitest";
 import { MemoryFileSystem, MemoryStorage, createStateRoot, appendEvents } from "@paas-backup/testing";
+import { createSnapshot } from "../src/index.js";
 import {
-  createSnapshot,
   listSnapshots,
   listSnapshotsIn,
   checkSnapshotChecksum,
   chainOf,
-  materializeChain,
   backupRootStorage,
-} from "../src/index.js";
+} from "../src/repository/index.js";
+import { materializeChain } from "../src/restore/index.js";
 import { Readable } from "node:stream";
 import { createHash } from "node:crypto";
 

@@ -1,6 +1,9 @@
 import { describe, it, expect } from "vitest";
 import { MemoryFileSystem, createStateRoot } from "@paas-backup/testing";
-import { runTick, readTickRecord, listSnapshots, type LockOwner, type TickOptions } from "../src/index.js";
+import { runTick, type TickOptions } from "../src/index.js";
+import { readTickRecord } from "../src/governance/index.js";
+import { listSnapshots } from "../src/repository/index.js";
+import type { LockOwner } from "../src/snapshot/index.js";
 
 const owner: LockOwner = { pid: 4242, host: "unit", command: "tick", isAlive: () => false };
 

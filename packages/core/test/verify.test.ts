@@ -5,10 +5,10 @@ import {
   verifySnapshots,
   ageEncryptor,
   ageDecryptor,
-  generateIdentityFile,
   ExitCode,
   UsageError,
 } from "../src/index.js";
+import { generateIdentityFile } from "../src/archive/age-entry.js";
 
 const CTX = "internal-dogfood";
 

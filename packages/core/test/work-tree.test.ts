@@ -3,12 +3,12 @@ import { MemoryFileSystem, createStateRoot } from "@paas-backup/testing";
 import {
   createSnapshot,
   createIdentityFile,
-  workTreeOf,
-  assertSafeLocations,
   openTarget,
   SafetyError,
   restoreSnapshot,
 } from "../src/index.js";
+import { workTreeOf } from "../src/policy/index.js";
+import { assertSafeLocations } from "../src/snapshot/index.js";
 
 const CTX = "oss-demo";
 

@@ -7,14 +7,12 @@
 import { S3Client } from "@aws-sdk/client-s3";
 import {
   acquireLease,
-  createSnapshot,
   listSnapshotsIn,
-  hideMarked,
-  listMarks,
-  pruneShared,
   probeConditionalWrites,
   writeHostStatus,
-} from "@paas-backup/core";
+} from "@paas-backup/core/repository";
+import { createSnapshot } from "@paas-backup/core";
+import { hideMarked, listMarks, pruneShared } from "@paas-backup/core/retention";
 import { nodeFs } from "@paas-backup/core/node";
 import { S3Storage } from "@paas-backup/s3";
 

@@ -4,7 +4,12 @@ import { join } from "node:path";
 import { ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { startRgw, type Rgw } from "@paas-backup/testing";
 import { S3Storage } from "@paas-backup/s3";
-import { probeConditionalWrites, readFencedLog, readLeaseState, acquireLease } from "@paas-backup/core";
+import {
+  probeConditionalWrites,
+  readFencedLog,
+  readLeaseState,
+  acquireLease,
+} from "@paas-backup/core/repository";
 import { startS3rver, type S3rver } from "../../cli/test/s3rver.js";
 
 // Several hosts sharing one bucket, on a real S3 server (Ceph RGW 16): the create-only writes

@@ -4,7 +4,7 @@
 // Credentials come from the AWS_* environment, as in the CLI.
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { acquireLease, probeConditionalWrites } from "@paas-backup/core";
+import { acquireLease, probeConditionalWrites } from "@paas-backup/core/repository";
 import { S3Storage } from "@paas-backup/s3";
 
 const o = JSON.parse(process.argv[2]);

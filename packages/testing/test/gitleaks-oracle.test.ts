@@ -7,7 +7,7 @@ import {
   GITLEAKS_GLOBAL_ALLOW,
   GITLEAKS_COMMIT,
   type GitleaksRule,
-} from "@paas-backup/core";
+} from "@paas-backup/core/redact";
 import { GITLEAKS_SAMPLES } from "../src/gitleaks-samples.js";
 
 /**

@@ -1,7 +1,7 @@
 import { describe, it, expect } from "vitest";
 import { lintSource } from "@secretlint/core";
 import { creator as recommended } from "@secretlint/secretlint-rule-preset-recommend";
-import { scanText, redactBytes, SECRET_RULES } from "@paas-backup/core";
+import { scanText, redactBytes, SECRET_RULES } from "@paas-backup/core/redact";
 import { SECRET_SAMPLES, BENIGN_SAMPLES } from "../src/index.js";
 
 const rulesOf = (text: string) => [

@@ -2,7 +2,7 @@ import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { UsageError } from "@paas-backup/core/errors";
 import { isContextFolderName } from "@paas-backup/core/policy";
-import { scanSnapshots } from "@paas-backup/core/repository";
+import { backupRootStorage, openRepository } from "@paas-backup/core/repository";
 import type { Runtime } from "../runtime.js";
 import type { CommandSpec, FlagSpec } from "../spec-types.js";
 
@@ -154,9 +154,11 @@ export async function completionCommand(
   if (shell === "snapshots" && !rt.json) {
     const context = typeof flags.context === "string" ? flags.context : "";
     if (isContextFolderName(context)) {
-      const { snapshots } = await scanSnapshots(rt.fs, rt.backupRoot, context).catch(() => ({
-        snapshots: [],
-      }));
+      const { snapshots } = await openRepository(backupRootStorage(rt.fs, rt.backupRoot))
+        .scan(context)
+        .catch(() => ({
+          snapshots: [],
+        }));
       for (const s of [...snapshots].reverse()) process.stdout.write(`${s.id}\n`);
     }
     process.stdout.write("latest\n");

@@ -1,8 +1,8 @@
 import {
+  backupRootStorage,
   checkSnapshotChecksum,
   compareSnapshotIds,
   openRepository,
-  scanSnapshots,
 } from "@paas-backup/core/repository";
 import type { Runtime } from "../runtime.js";
 import { humanBytes, table } from "../render/text.js";
@@ -13,11 +13,11 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
   const context = requireContext(flags.context);
   await requireKnownContext(rt, context);
   // An s3:// root: the snapshots committed there (ops/shared.ts loads the rest of core only then).
-  const { snapshots, damaged } = rt.shared
-    ? await openRepository(
-        await (await import("../host/shared-root.js")).committedView(rt.shared, context),
-      ).scan(context)
-    : await scanSnapshots(rt.fs, rt.backupRoot, context);
+  const { snapshots, damaged } = await openRepository(
+    rt.shared
+      ? await (await import("../host/shared-root.js")).committedView(rt.shared, context)
+      : backupRootStorage(rt.fs, rt.backupRoot),
+  ).scan(context);
   const root = rt.shared?.url ?? rt.backupRoot;
   const data = [];
   const ids = new Set(snapshots.map((s) => s.id));

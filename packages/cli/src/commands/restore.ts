@@ -1,6 +1,6 @@
 import { allowRepoStateFrom } from "@paas-backup/core/policy";
 import { restoreSnapshot, type RestorePlan, type RestoreResult } from "@paas-backup/core/restore";
-import { findSnapshot, chainOf, openRepository } from "@paas-backup/core/repository";
+import { backupRootStorage, chainOf, openRepository } from "@paas-backup/core/repository";
 import { UsageError, ValidationError } from "@paas-backup/core/errors";
 import { withContext, type ContextSession } from "@paas-backup/core/context";
 import { resolveRecordSigner, resolveSignaturePolicy } from "../options/signing.js";
@@ -84,9 +84,9 @@ export async function restoreCommand(
   let total: number | null = null;
   let needed: number | undefined;
   try {
-    const { snapshot, all } = repository
-      ? await openRepository(repository).find(context, flags.snapshot ?? "latest", rt.clock())
-      : await findSnapshot(rt.fs, rt.backupRoot, context, flags.snapshot ?? "latest", rt.clock());
+    const { snapshot, all } = await openRepository(
+      repository ?? backupRootStorage(rt.fs, rt.backupRoot),
+    ).find(context, flags.snapshot ?? "latest", rt.clock());
     const links = chainOf(snapshot, all).chain;
     // the bar's total: the bytes every link's archive holds; the space needed: the restored files
     if (links.every((l) => l.manifest)) total = links.reduce((n, l) => n + l.manifest!.totals.storedBytes, 0);

@@ -1,5 +1,5 @@
 import { findFallback, verifySnapshots } from "@paas-backup/core/restore";
-import { openRepository, scanSnapshots, type ObjectStorage } from "@paas-backup/core/repository";
+import { backupRootStorage, openRepository, type ObjectStorage } from "@paas-backup/core/repository";
 import { resolveSignaturePolicy } from "../options/signing.js";
 import type { Runtime } from "../runtime.js";
 import { printEnvelope } from "../envelope.js";
@@ -129,9 +129,9 @@ async function newestVerifiedBefore(
   id: string,
   repository: ObjectStorage | undefined,
 ): Promise<string | null> {
-  const { snapshots } = repository
-    ? await openRepository(repository).scan(context)
-    : await scanSnapshots(rt.fs, rt.backupRoot, context);
+  const { snapshots } = await openRepository(repository ?? backupRootStorage(rt.fs, rt.backupRoot)).scan(
+    context,
+  );
   const failed = snapshots.find((s) => s.id === id);
   return failed ? ((await findFallback(snapshots, failed))?.id ?? null) : null;
 }

@@ -1,7 +1,7 @@
 import { lstatSync } from "node:fs";
 import { join } from "node:path";
 import { contextDir, validateContextName } from "@paas-backup/core/policy";
-import { openRepository, scanSnapshots } from "@paas-backup/core/repository";
+import { backupRootStorage, openRepository } from "@paas-backup/core/repository";
 import { UsageError } from "@paas-backup/core/errors";
 import type { Runtime } from "../runtime.js";
 import { environmentError } from "../host/environment.js";
@@ -54,9 +54,9 @@ export async function requireKnownContext(rt: Runtime, context: string): Promise
     present(live) ||
     (!rt.shared &&
       present(backups) &&
-      (await scanSnapshots(rt.fs, rt.backupRoot, context).then(
-        (r) => r.snapshots.length + r.damaged.length > 0,
-      )))
+      (await openRepository(backupRootStorage(rt.fs, rt.backupRoot))
+        .scan(context)
+        .then((r) => r.snapshots.length + r.damaged.length > 0)))
   )
     return;
   throw new UsageError(

@@ -1,7 +1,7 @@
 import { posix } from "node:path";
 import { contextStatus, runDrill, fleetContexts, type ContextStatus } from "@paas-backup/core/governance";
 import { createSnapshot } from "@paas-backup/core/snapshot";
-import { listSnapshots } from "@paas-backup/core/repository";
+import { backupRootStorage, openRepository } from "@paas-backup/core/repository";
 import { pruneSnapshots } from "@paas-backup/core/retention";
 import { pushOffsite, offsiteAfterTick } from "@paas-backup/core/offsite";
 import {
@@ -163,7 +163,9 @@ export async function sdkSnapshot(world: World, fault: ProcessFault): Promise<Ob
 /** the operator restores: latest, an older id, or one file (--path config.json); sometimes --exact */
 export async function operatorRestore(world: World, fault: ProcessFault): Promise<Observation> {
   const context = world.prng.pick(world.contexts);
-  const snaps = await listSnapshots(world.mem, BACKUP_ROOT, context).catch(() => []);
+  const snaps = await openRepository(backupRootStorage(world.mem, BACKUP_ROOT))
+    .snapshots(context)
+    .catch(() => []);
   const how = world.prng.weighted({ latest: 3, older: 2, path: 2 });
   const selector = how === "older" && snaps.length > 1 ? world.prng.pick(snaps.slice(0, -1)).id : "latest";
   const mode: "snapshot" | "exact" | "path" =
