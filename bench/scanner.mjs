@@ -8,7 +8,7 @@
 // the same process and interleaved, so a busy machine slows both alike (before/after figures).
 import { pathToFileURL } from "node:url";
 import { resolve } from "node:path";
-import { SecretScanner } from "../packages/core/dist/index.js";
+import { SecretScanner } from "../packages/core/dist/policy/redact.js";
 import { eventLine } from "../packages/testing/dist/index.js";
 
 const baseline = process.env.BENCH_SCANNER_BASELINE
