@@ -1,14 +1,8 @@
 import { describe, it, expect } from "vitest";
 import { MemoryFileSystem, MemoryStorage, createStateRoot } from "@paas-backup/testing";
-import {
-  createSnapshot,
-  fetchChainFromOffsite,
-  listOffsite,
-  listSnapshots,
-  pushOffsite,
-  readRepositoryIdentity,
-  type OffsiteTarget,
-} from "../src/index.js";
+import { createSnapshot, pushOffsite } from "../src/index.js";
+import { fetchChainFromOffsite, listOffsite, type OffsiteTarget } from "../src/offsite/offsite.js";
+import { listSnapshots, readRepositoryIdentity } from "../src/repository/index.js";
 
 /**
  * Issue 20 §2, "After a lost disk, offsite copies are hard to find": a fresh backup root has a
