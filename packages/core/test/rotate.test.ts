@@ -6,8 +6,8 @@ import {
   verifySnapshots,
   ageEncryptor,
   ageDecryptor,
-  generateIdentityFile,
 } from "../src/index.js";
+import { generateIdentityFile } from "../src/archive/age-entry.js";
 import { auditKey, listRotations, rotateRecipients, type RotationStep } from "../src/keys/index.js";
 import { generateSigningKeyFile } from "../src/signing/sshsig.js";
 import { checkSnapshotSignature } from "../src/signing/verify.js";
