@@ -4,6 +4,7 @@ import { EVENT_LOGS } from "../policy/selection.js";
 import { redactText } from "../policy/secrets.js";
 import { createFileExclusive } from "../util/atomic.js";
 import { lstatOrNull } from "../util/optional-reads.js";
+import { forEachChunk } from "../util/read-range.js";
 import { basename, contextBackupDir, join } from "../util/paths.js";
 import type { EventLines } from "../records/incident.js";
 
@@ -43,9 +44,7 @@ interface PlannedLines {
 
 async function prefixSha256(fs: FileSystem, path: string, length: number): Promise<string> {
   const hash = createHash("sha256");
-  if (length > 0)
-    for await (const chunk of fs.createReadStream(path, { start: 0, end: length - 1 }))
-      hash.update(chunk as Buffer);
+  await forEachChunk(fs, path, 0, length, (chunk) => hash.update(chunk));
   return hash.digest("hex");
 }
 

@@ -778,6 +778,7 @@ async function restoreInSession(
             scannedAtSnapshot,
           })
         : null;
+    const plannedLines = await planLines(staged);
     const plan: RestorePlan = {
       context,
       snapshot: {
@@ -794,7 +795,7 @@ async function restoreInSession(
         ...(planned.futureWarning ? [planned.futureWarning] : []),
         ...(chosen.snapshot.manifest?.warnings ?? []).map((w) => `${w.path}: ${w.reason}`),
       ],
-      eventLines: (await planLines(staged)).map((p) => p.record),
+      eventLines: plannedLines.map((p) => p.record),
     };
 
     if (options.dryRun) {
@@ -839,8 +840,10 @@ async function restoreInSession(
       );
     }
 
-    // Read the live logs again now, not at the prompt: si may have written since.
-    const lines = await planLines(staged);
+    // After a prompt, read the live logs again: si may have written while the operator read the
+    // plan. Without one the plan was read a moment ago, and hashing every live log a second time
+    // was a tenth of a restore; lines written since are caught up after the swap as ever.
+    const lines = options.confirm ? await planLines(staged) : plannedLines;
     if (lines.length > 0) {
       await writeJournal(fs, stateRoot, { ...stagingJournal(run), phase: "stage:event-lines" });
       run.record.eventLines = await applyEventLines({

@@ -1,6 +1,7 @@
 import { createHash, type Hash } from "node:crypto";
 import { Transform, type TransformCallback } from "node:stream";
 import type { FileSystem } from "../fs/types.js";
+import { forEachChunk } from "./read-range.js";
 
 export function sha256Hex(data: Uint8Array | string): string {
   return createHash("sha256").update(data).digest("hex");
@@ -24,13 +25,9 @@ export class HashingStream extends Transform {
   }
 }
 
-/** Stream a file through sha256: memory stays flat whatever its size. */
+/** Stream a file through sha256: memory stays flat whatever its size, and leaves no garbage per chunk. */
 export async function hashFile(fs: FileSystem, path: string): Promise<{ sha256: string; bytes: number }> {
   const hash = createHash("sha256");
-  let bytes = 0;
-  for await (const chunk of fs.createReadStream(path)) {
-    hash.update(chunk as Buffer);
-    bytes += (chunk as Buffer).length;
-  }
+  const bytes = await forEachChunk(fs, path, 0, Number.POSITIVE_INFINITY, (chunk) => hash.update(chunk));
   return { sha256: hash.digest("hex"), bytes };
 }

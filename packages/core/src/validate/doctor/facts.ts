@@ -4,6 +4,7 @@ import { hardExclusionReason, isEventLog } from "../../policy/selection.js";
 import { SecretScanner, isAcknowledged } from "../../policy/secrets.js";
 import { BLOCK_FILE } from "../../records/block.js";
 import { lstatInside } from "../../util/no-follow.js";
+import { forEachChunk } from "../../util/read-range.js";
 import { contextDir, isWithin, join } from "../../util/paths.js";
 import { listEvents, type EventRecord } from "../events.js";
 import { STATE_FILE_SHAPES } from "../shapes.js";
@@ -167,16 +168,21 @@ async function surveyTree(fs: FileSystem, dir: string, options: DoctorOptions): 
     // Scanning the whole log again was most of a restore into a context that had moved on.
     const tailFrom =
       proven && isEventLog(entry.path) && proven.size > 0 && proven.size < st.size ? proven.size : 0;
-    let firstLine = 1;
-    if (tailFrom > 0)
-      for await (const chunk of fs.createReadStream(abs, { start: 0, end: tailFrom - 1 }))
-        for (let i = (chunk as Buffer).indexOf(10); i >= 0; i = (chunk as Buffer).indexOf(10, i + 1))
-          firstLine++;
-    const scanner = new SecretScanner(entry.path, { allow: options.secretAllow ?? [], firstLine });
-    for await (const chunk of fs.createReadStream(abs, { start: tailFrom })) scanner.push(chunk as Buffer);
-    for (const f of scanner.end())
+    const scanner = new SecretScanner(entry.path, { allow: options.secretAllow ?? [] });
+    await forEachChunk(fs, abs, tailFrom, Number.POSITIVE_INFINITY, (chunk) => scanner.push(chunk));
+    const findings = scanner.end();
+    // The lines before the tail are counted only to number a finding in it: reading the proven
+    // bytes of a large log just to count them was most of the doctor's time after a restore.
+    let linesBefore = 0;
+    if (tailFrom > 0 && findings.length > 0)
+      await forEachChunk(fs, abs, 0, tailFrom, (chunk) => {
+        for (let i = chunk.indexOf(10); i >= 0; i = chunk.indexOf(10, i + 1)) linesBefore++;
+      });
+    for (const found of findings) {
+      const f = { ...found, line: found.line + linesBefore };
       if (isAcknowledged(options.secretAcknowledged ?? [], f.path, f.line, f.rule)) survey.acknowledged++;
       else survey.secretFindings.push(`${f.path}:${f.line} (${f.rule})`);
+    }
   }
   return survey;
 }
