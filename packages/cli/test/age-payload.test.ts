@@ -6,20 +6,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable, Writable, type Duplex } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { createRequire } from "node:module";
-import { fileURLToPath } from "node:url";
 import fc from "fast-check";
-import { ageDecryptor, ageEncryptor } from "../../core/src/archive/age.js";
-
-/** age-encryption as core resolves it (a dependency of core, not of the CLI) */
-const ageLibrary = createRequire(fileURLToPath(new URL("../../core/package.json", import.meta.url))).resolve(
-  "age-encryption",
-);
+import { ageDecryptor, ageEncryptor, generateIdentityFile } from "../../core/src/archive/age.js";
+import { parseX25519Recipient, writeAgeHeader } from "../../core/src/archive/age-header.js";
 
 /**
- * The age payload is sealed with Node's ChaCha20-Poly1305 (archive/age.ts), so these check it
- * against the real `age` CLI both ways, at the sizes where age's 64 KiB chunking has its edges,
- * and that a damaged stream is refused with the project's typed error.
+ * age's header and payload are written and read on node:crypto (archive/age-header.ts, age.ts), so
+ * these check them against the real `age` CLI both ways, at the sizes where age's 64 KiB chunking
+ * has its edges, and that a damaged stream is refused with the project's typed error.
  */
 
 const CHUNK = 64 * 1024;
@@ -169,22 +163,11 @@ describe("age payload on Node's ChaCha20-Poly1305", () => {
     });
 
     it("an empty last chunk after a full one (age v1 allows it only for an empty payload), as age does", async () => {
-      // Built by hand with a known file key: age-encryption writes the header, a Recipient of the
-      // test's own sees the file key, and the payload is sealed chunk by chunk here.
-      let fileKey: Uint8Array | null = null;
-      const { Encrypter } = (await import(ageLibrary)) as typeof import("age-encryption");
-      const encrypter = new Encrypter();
-      encrypter.addRecipient({
-        wrapFileKey: (k: Uint8Array) => {
-          fileKey = k.slice();
-          return [];
-        },
-      });
-      encrypter.addRecipient(recipient);
-      const whole = Buffer.from(await encrypter.encrypt(new Uint8Array(0)));
-      const header = whole.subarray(0, payloadStart(whole) - 16);
+      // Built by hand with a known file key: the header for it, then the payload sealed chunk by chunk here.
+      const fileKey = randomBytes(16);
+      const header = writeAgeHeader([parseX25519Recipient(recipient)], fileKey);
       const nonce = randomBytes(16);
-      const key = Buffer.from(hkdfSync("sha256", fileKey!, nonce, "payload", 32));
+      const key = Buffer.from(hkdfSync("sha256", fileKey, nonce, "payload", 32));
       const seal = (counter: number, last: boolean, data: Buffer) => {
         const n = Buffer.alloc(12);
         n.writeUIntBE(counter, 5, 6);
@@ -215,6 +198,35 @@ describe("age payload on Node's ChaCha20-Poly1305", () => {
     const otherRecipient = execFileSync("age-keygen", ["-y", other], { encoding: "utf8" }).trim();
     const sealed = await through(ageEncryptor([otherRecipient]).encrypt(), randomBytes(1000));
     expect((await refusal(sealed)).code).toBe("PAAS_BACKUP_WRONG_IDENTITY");
+  });
+
+  it("keygen's identity is age's: age encrypts to its recipient and decrypts with it, and so do we", async () => {
+    const key = await generateIdentityFile(new Date("2026-12-03T00:00:00Z"));
+    const file = join(dir, "ours.txt");
+    writeFileSync(file, key.fileText, { mode: 0o600 });
+    expect(execFileSync("age-keygen", ["-y", file], { encoding: "utf8" }).trim()).toBe(key.recipient);
+    const plain = randomBytes(3000);
+    const theirs = ageCli(["-r", key.recipient], plain);
+    expect((await through(ageDecryptor([key.identity]).decrypt(), theirs)).equals(plain)).toBe(true);
+    const ours = await through(ageEncryptor([key.recipient]).encrypt(), plain);
+    expect(ageCli(["-d", "-i", file], ours).equals(plain)).toBe(true);
+  });
+
+  it("a recipient whose checksum fails and an identity that does not decode are refused as arguments", async () => {
+    const damaged = recipient.slice(0, -1) + (recipient.endsWith("q") ? "p" : "q");
+    expect(() => ageEncryptor([damaged])).toThrow(
+      expect.objectContaining({ code: "PAAS_BACKUP_BAD_RECIPIENT" }),
+    );
+    const sealed = await encrypt(randomBytes(10));
+    const err = await through(
+      ageDecryptor([identity.slice(0, -1) + (identity.endsWith("Q") ? "P" : "Q")]).decrypt(),
+      sealed,
+    ).then(
+      () => null,
+      (e: { code?: string; message: string }) => e,
+    );
+    expect(err?.code).toBe("PAAS_BACKUP_BAD_IDENTITY");
+    expect(err?.message).not.toContain(identity.slice(20));
   });
 
   it("encrypts to several recipients, each of which age -d opens", async () => {

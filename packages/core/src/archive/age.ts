@@ -1,14 +1,21 @@
-// age-encryption is imported when a key is made or an artifact en/decrypted, not at every start.
-const age = () => import("age-encryption");
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
 import { Transform, type TransformCallback } from "node:stream";
 import { IntegrityError, SafetyError, UsageError } from "../errors.js";
 import type { ArtifactDecryptor, ArtifactEncryptor } from "./encryption.js";
+import {
+  generateX25519Identity,
+  openAgeHeader,
+  parseX25519Identity,
+  parseX25519Recipient,
+  recipientOfIdentity,
+  writeAgeHeader,
+  type X25519Identity,
+} from "./age-header.js";
 
 /**
- * age encryption at rest: X25519 recipients, the age v1 format that `age -d` reads. The header
- * (keys, identities, stanzas, MAC) is age-encryption's (typage, by age's author); the payload is
- * Node's ChaCha20-Poly1305 below. Both directions stream in 64 KiB age chunks, in constant memory.
+ * age encryption at rest: X25519 recipients, the age v1 format that `age -d` reads, on node:crypto:
+ * the header (keys, stanzas, MAC) in age-header.ts, the payload below. Both directions stream in
+ * 64 KiB age chunks, in constant memory.
  */
 const RECIPIENT = /^age1[0-9a-z]{58}$/;
 
@@ -73,10 +80,9 @@ export function parseIdentities(text: string, origin: string): string[] {
  * decrypted". The message names the file and line, never the key.
  */
 export async function checkIdentities(identities: readonly string[], origin: string): Promise<string[]> {
-  const { identityToRecipient } = await age();
   for (const [i, identity] of identities.entries()) {
     try {
-      await identityToRecipient(identity);
+      parseX25519Identity(identity);
     } catch {
       throw new UsageError(
         "PAAS_BACKUP_BAD_IDENTITY",
@@ -96,9 +102,7 @@ export async function checkIdentities(identities: readonly string[], origin: str
 export async function generateIdentityFile(
   now: Date,
 ): Promise<{ identity: string; recipient: string; fileText: string }> {
-  const { generateX25519Identity, identityToRecipient } = await age();
-  const identity = await generateX25519Identity();
-  const recipient = await identityToRecipient(identity);
+  const { identity, recipient } = generateX25519Identity();
   return {
     identity,
     recipient,
@@ -107,7 +111,7 @@ export async function generateIdentityFile(
 }
 
 export async function recipientOf(identity: string): Promise<string> {
-  return (await age()).identityToRecipient(identity);
+  return recipientOfIdentity(identity);
 }
 
 /**
@@ -115,9 +119,9 @@ export async function recipientOf(identity: string): Promise<string> {
  * HKDF-SHA256(ikm = file key, salt = a fresh 16-byte nonce, info = "payload"); the plaintext is
  * cut into 64 KiB chunks, each sealed with the 12-byte nonce of an 11-byte big-endian chunk
  * counter and a last-chunk flag byte. The last chunk is the only one that may be short, and it is
- * empty only when the whole payload is. age-encryption keeps the header (file key, stanzas, MAC):
- * its payload layer (JavaScript ChaCha20-Poly1305 behind web streams) cost 0.69 s of CPU per
- * 64 MiB where Node's cipher takes 0.06 s, about a second per full and per encrypted restore.
+ * empty only when the whole payload is. age-encryption's payload layer (JavaScript
+ * ChaCha20-Poly1305 behind web streams) cost 0.69 s of CPU per 64 MiB where Node's cipher takes
+ * 0.06 s, about a second per full and per encrypted restore.
  */
 const CHUNK = 64 * 1024;
 const TAG = 16;
@@ -139,64 +143,32 @@ function chunkNonce(counter: number, last: boolean): Buffer {
   return nonce;
 }
 
-/**
- * The header age-encryption writes for these recipients, and the file key in it. The library makes
- * the file key, wraps it to each recipient and MACs the header; a Recipient of our own (its
- * documented low-level interface) sees the file key and adds no stanza. The library's own payload
- * for the empty input it is given here is dropped: ours follows with a nonce of our own.
- */
-async function ageHeader(recipients: readonly string[]): Promise<{ header: Buffer; fileKey: Buffer }> {
-  const { Encrypter } = await age();
-  const encrypter = new Encrypter();
-  let fileKey: Buffer | null = null;
-  encrypter.addRecipient({
-    wrapFileKey(key: Uint8Array) {
-      fileKey = Buffer.from(key);
-      return [];
-    },
-  });
-  for (const r of recipients) encrypter.addRecipient(r);
-  const whole = Buffer.from(await encrypter.encrypt(new Uint8Array(0)));
-  const footer = whole.indexOf(FOOTER);
-  const end = footer < 0 ? -1 : whole.indexOf(0x0a, footer + 1) + 1;
-  // header, then the library's 16-byte nonce and the empty payload's one 16-byte chunk
-  if (!fileKey || end <= 0 || whole.length !== end + NONCE + TAG)
-    throw new Error("age-encryption wrote a header this version does not expect");
-  return { header: whole.subarray(0, end), fileKey };
-}
-
 class AgeEncryptStream extends Transform {
-  private key: Buffer | null = null;
+  private readonly key: Buffer;
   private readonly pending = Buffer.allocUnsafe(CHUNK);
   private filled = 0;
   private counter = 0;
 
-  constructor(private readonly start: Promise<{ header: Buffer; fileKey: Buffer }>) {
+  constructor(recipients: readonly Buffer[]) {
     super();
-    start.catch(() => undefined);
+    const fileKey = randomBytes(16);
+    const nonce = randomBytes(NONCE);
+    this.push(Buffer.concat([writeAgeHeader(recipients, fileKey), nonce]));
+    this.key = payloadKey(fileKey, nonce);
+    fileKey.fill(0);
   }
 
-  private keyed(cb: TransformCallback, work: () => void): void {
-    const run = () => {
-      try {
-        work();
-        cb();
-      } catch (err) {
-        cb(err as Error);
-      }
-    };
-    if (this.key) return run();
-    this.start.then(({ header, fileKey }) => {
-      const nonce = randomBytes(NONCE);
-      this.key = payloadKey(fileKey, nonce);
-      fileKey.fill(0);
-      this.push(Buffer.concat([header, nonce]));
-      run();
-    }, cb);
+  private run(cb: TransformCallback, work: () => void): void {
+    try {
+      work();
+      cb();
+    } catch (err) {
+      cb(err as Error);
+    }
   }
 
   override _transform(data: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.keyed(cb, () => {
+    this.run(cb, () => {
       for (let at = 0; at < data.length;) {
         // A full chunk is sealed only once more bytes follow it: the last chunk carries the flag.
         if (this.filled === CHUNK) this.seal(false);
@@ -208,11 +180,11 @@ class AgeEncryptStream extends Transform {
   }
 
   override _flush(cb: TransformCallback): void {
-    this.keyed(cb, () => this.seal(true));
+    this.run(cb, () => this.seal(true));
   }
 
   private seal(last: boolean): void {
-    const cipher = createCipheriv("chacha20-poly1305", this.key!, chunkNonce(this.counter++, last), {
+    const cipher = createCipheriv("chacha20-poly1305", this.key, chunkNonce(this.counter++, last), {
       authTagLength: TAG,
     });
     const sealed = cipher.update(this.pending.subarray(0, this.filled));
@@ -233,7 +205,7 @@ class AgeDecryptStream extends Transform {
   private counter = 0;
 
   constructor(
-    private readonly openHeader: (header: Buffer) => Promise<Uint8Array>,
+    private readonly openHeader: (header: Buffer) => Buffer,
     private readonly mapError: (err: unknown) => Error,
   ) {
     super();
@@ -256,13 +228,12 @@ class AgeDecryptStream extends Transform {
       return cb();
     }
     this.head.length = 0;
-    this.openHeader(head.subarray(0, end)).then(
-      (fileKey) => {
-        this.fileKey = Buffer.from(fileKey);
-        this.payload(head.subarray(end), cb);
-      },
-      (err) => cb(this.mapError(err)),
-    );
+    try {
+      this.fileKey = this.openHeader(head.subarray(0, end));
+    } catch (err) {
+      return cb(this.mapError(err));
+    }
+    this.payload(head.subarray(end), cb);
   }
 
   private payload(data: Buffer, cb: TransformCallback): void {
@@ -332,11 +303,27 @@ export function ageEncryptor(recipients: readonly string[]): ArtifactEncryptor {
         "Pass one or more age1… recipients, or write a plaintext snapshot on purpose with insecurePlaintext.",
       stage: "arguments",
     });
+  const keys = recipients.map((r) => {
+    try {
+      return parseX25519Recipient(validateRecipient(r));
+    } catch (err) {
+      if (err instanceof UsageError) throw err;
+      throw new UsageError(
+        "PAAS_BACKUP_BAD_RECIPIENT",
+        `${r} is not an age X25519 recipient (its checksum fails)`,
+        {
+          remediation:
+            "Pass the public recipient (age1…) exactly as `paas-backup keygen` or `age-keygen -y` printed it.",
+          stage: "arguments",
+        },
+      );
+    }
+  });
   return {
     type: "age",
     recipients: [...recipients],
     encrypt() {
-      return new AgeEncryptStream(ageHeader(recipients));
+      return new AgeEncryptStream(keys);
     },
   };
 }
@@ -346,17 +333,31 @@ export function ageDecryptor(
   origin = "the identity",
   identityFile?: string,
 ): ArtifactDecryptor {
+  let keys: X25519Identity[] | null = null;
+  const parsed = () =>
+    (keys ??= identities.map((identity, i) => {
+      try {
+        return parseX25519Identity(identity);
+      } catch {
+        throw new UsageError(
+          "PAAS_BACKUP_BAD_IDENTITY",
+          `${origin}: identity ${i + 1} (an AGE-SECRET-KEY-1… line) is not a valid age identity`,
+          {
+            path: origin,
+            remediation: "Pass the identity file written by `paas-backup keygen` or `age-keygen`.",
+            stage: "arguments",
+          },
+        );
+      }
+    }));
   return {
     ...(identityFile ? { identityFile } : {}),
     decrypt() {
       return new AgeDecryptStream(
-        async (header) => {
-          const decrypter = new (await age()).Decrypter();
-          for (const i of identities) decrypter.addIdentity(i);
-          // checks the header's MAC with the file key it unwraps
-          return decrypter.decryptHeader(header);
-        },
+        // checks the header's MAC with the file key it unwraps
+        (header) => openAgeHeader(header, parsed()),
         (err) => {
+          if (err instanceof UsageError) return err;
           const message = err instanceof Error ? err.message : String(err);
           // Only "no identity matched" is about the key; every other failure (not an age header,
           // a bad stanza, a chunk whose tag fails) is about the artifact's bytes: a corrupt artifact.
