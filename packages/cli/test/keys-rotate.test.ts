@@ -118,7 +118,7 @@ describe("keys rotate", () => {
     const payloads = new Map(
       artifacts().map((n) => [n, sha256(ageDecrypt(keys.old!.file, join(sb.backupRoot, CTX, n)).stdout)]),
     );
-    const r = await cli(["--json", ...rotateArgs()]);
+    const r = await cli(["--json", ...rotateArgs()], at("2026-11-01T03:00:00Z"));
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.json.data[0]).toMatchObject({ context: CTX, resumed: null, skipped: [] });
     expect(r.json.data[0].rotated).toHaveLength(2);
@@ -182,6 +182,25 @@ describe("keys rotate", () => {
       keys.new!.file,
     ]);
     expect(restore.code, restore.stdout + restore.stderr).toBe(0);
+    // the governance report names the rotation under keys
+    const out = join(sb.dir, "report.json");
+    const report = await cli(
+      ["--json", "report", "--context", CTX, "--period", "2026-Q4", "--format", "json", "--out", out],
+      at("2026-11-02T00:00:00Z"),
+    );
+    expect(report.code, report.stdout + report.stderr).toBe(0);
+    const keysSection = JSON.parse(readFileSync(out, "utf8")).contexts[0].keys;
+    expect(keysSection.recipients).toEqual([keys.keep!.recipient, keys.new!.recipient].sort());
+    expect(keysSection.rotations).toEqual([
+      expect.objectContaining({
+        id: record.id,
+        added: [keys.new!.recipient],
+        removed: [keys.old!.recipient],
+        rotated: 2,
+        skipped: [],
+        offsiteLocked: [],
+      }),
+    ]);
   }, 120_000);
 
   it("killed after each step of its journal, and in the middle of each, the next run resumes and finishes", async () => {

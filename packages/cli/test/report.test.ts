@@ -161,7 +161,7 @@ describe("report: evidence for auditors", () => {
     const failed = c.exceptions.find((e: any) => e.kind === "failed-tick");
     expect(failed).toMatchObject({ hoursToResolve: 3 });
     expect(failed.resolvedAt).not.toBeNull();
-    expect(c.keys).toEqual({ recipients: [], changes: [] });
+    expect(c.keys).toEqual({ recipients: [], changes: [], rotations: [] });
     // the restore's and the drill's records form one hash chain
     expect(c.records).toEqual({ chainOk: true, length: 2, problems: [] });
   });

@@ -1,6 +1,7 @@
 import type { FileSystem } from "../fs/types.js";
 import { verifyRecordChain, type RecordLink } from "../records/chain.js";
 import { readOffsiteRecordsHead } from "../records/offsite-head.js";
+import { listRotations } from "../keys/rotate.js";
 import { readRepositoryIdentity } from "../repository/identity.js";
 import { rootView } from "../offsite/roots.js";
 import { readTickRecord } from "./status.js";
@@ -202,6 +203,19 @@ export interface ContextReport {
     recipients: string[];
     /** where the recipient set changed from one snapshot to the next */
     changes: { at: string; snapshot: string; added: string[]; removed: string[] }[];
+    /** `keys rotate` runs in the period: unfinished ones have finishedAt null */
+    rotations: {
+      id: string;
+      startedAt: string;
+      finishedAt: string | null;
+      operator: string;
+      added: string[];
+      removed: string[];
+      rotated: number;
+      skipped: { id: string; reason: string }[];
+      /** copies under COMPLIANCE lock it could not rewrite: exposed to the removed recipients until then */
+      offsiteLocked: { target: string; id: string; lockedUntil: string | null }[];
+    }[];
   };
 }
 
@@ -472,7 +486,31 @@ async function reportContext(options: ReportOptions, context: string, now: Date)
     drills,
     exceptions,
     records: { chainOk: chain.ok, length: chain.length, problems: chain.problems },
-    keys: keysOf(snapshots),
+    keys: {
+      ...keysOf(snapshots),
+      // keys rotate's records (issue 24 §3): each rotation the period saw, and copies it could not rewrite
+      rotations: (await listRotations(fs, backupRoot, context))
+        .filter(
+          (r) =>
+            Date.parse(r.startedAt) < to.getTime() &&
+            Date.parse(r.finishedAt ?? r.startedAt) >= from.getTime(),
+        )
+        .map((r) => ({
+          id: r.id,
+          startedAt: r.startedAt,
+          finishedAt: r.finishedAt,
+          operator: r.operator,
+          added: r.add,
+          removed: r.remove,
+          rotated: r.snapshots.filter((x) => x.phase === "done").length,
+          skipped: r.snapshots
+            .filter((x) => x.phase === "skipped")
+            .map((x) => ({ id: x.id, reason: x.reason ?? "" })),
+          offsiteLocked: r.offsite
+            .filter((o) => o.action === "locked")
+            .map((o) => ({ target: o.target, id: o.id, lockedUntil: o.lockedUntil ?? null })),
+        })),
+    },
   };
 }
 
@@ -744,7 +782,7 @@ function failedTickExceptions(ticks: TickHistoryLine[]): ReportException[] {
   return out;
 }
 
-function keysOf(snapshots: SnapshotRef[]): ContextReport["keys"] {
+function keysOf(snapshots: SnapshotRef[]): Omit<ContextReport["keys"], "rotations"> {
   const changes: ContextReport["keys"]["changes"] = [];
   let previous: string[] | null = null;
   let recipients: string[] = [];
