@@ -38,6 +38,8 @@ export const OffsiteTarget = z
       .strict()
       .optional(),
     retention: TargetRetention.optional(),
+    /** this target may hold plaintext: snapshots not encrypted at home are copied as they are (issue 21 §5) */
+    allowPlaintext: z.boolean().optional(),
   })
   .strict();
 

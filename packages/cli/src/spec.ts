@@ -423,13 +423,18 @@ export const COMMANDS: CommandSpec[] = [
       ...connection,
       ...lockFlags,
       { flags: "--require-immutable", description: "exit 4 when a copy is not immutable" },
+      {
+        flags: "--allow-plaintext",
+        description:
+          "the --to target may hold plaintext: snapshots not encrypted at home are copied as they are (a configured target's allowPlaintext); without it they are encrypted to the configured recipients on the way out",
+      },
     ],
     examples: [
       "paas-backup offsite push --context internal-dogfood --to s3://backups/si --endpoint http://127.0.0.1:9000 --path-style --lock-days 35",
       "paas-backup offsite push --all-contexts",
     ],
     exitCodes: ["usage", "integrity", "safety", "busy", "unexpected"],
-    json: "`data[]`: one per context and target: `context`, `target`, `pushed`, `alreadyThere`, `removedByRetention` (local fulls not sent again: the target's retention removed their copies), `immutability`, `problems`",
+    json: "`data[]`: one per context and target: `context`, `target`, `pushed` (each copy with `encryptedOnPush`: plaintext at home, encrypted on the way out), `alreadyThere`, `removedByRetention` (local fulls not sent again: the target's retention removed their copies), `immutability`, `problems`, `refused` (plaintext snapshots not pushed for want of a recipient: exit 4, `error.code` `PAAS_BACKUP_OFFSITE_NO_RECIPIENT`)",
     load: L(() => import("./commands/offsite.js"), "offsitePushCommand"),
   },
   {
@@ -453,7 +458,7 @@ export const COMMANDS: CommandSpec[] = [
       "paas-backup offsite list --context internal-dogfood --target b2 --offsite-root 3f9c2a7d51e04b86",
     ],
     exitCodes: ["usage", "unexpected"],
-    json: "`data[]`: one per target: `target`, `immutability`, `root` (this backup root's id), `roots` (with --all-roots or --offsite-root: `id`, `host`), `otherRoots` (when this backup root has no copy of the context there, e.g. a fresh root after a lost disk: the roots that do, `id`, `host`, `copies`, `newest`), `entries[]` (`id`, `root`, `own`, `confirmed`, `immutable`, `immutableUntil`, `artifact`, `kind`, `encrypted`, `location`)",
+    json: "`data[]`: one per target: `target`, `immutability`, `root` (this backup root's id), `roots` (with --all-roots or --offsite-root: `id`, `host`), `otherRoots` (when this backup root has no copy of the context there, e.g. a fresh root after a lost disk: the roots that do, `id`, `host`, `copies`, `newest`), `entries[]` (`id`, `root`, `own`, `confirmed`, `immutable`, `immutableUntil`, `artifact`, `kind`, `encrypted`, `encryptedOnPush` (plaintext at home, encrypted on its way out: ENCRYPTION `age (on push)`), `location`)",
     load: L(() => import("./commands/offsite.js"), "offsiteListCommand"),
   },
   {
@@ -598,7 +603,7 @@ export const COMMANDS: CommandSpec[] = [
       "paas-backup status --metrics-file /var/lib/node_exporter/textfile/paas_backup.prom",
     ],
     exitCodes: ["usage", "attention", "environment", "unexpected"],
-    json: "`attention` (a count) and `data[]`, one per context: `{ context, ok, attention: [reasons], newestFull, newestIncremental: {id, time, ageSeconds, bytes} | null, chain: {ok, detail}, drill: {mandatory, lastDrill, lastPassed, nextDue, overdue}, blocked: {ticket, blockedAt, reason} | null, offsite: [{target, name, confirmed, immutable, immutableUntil, newestCopy, problems, newestFullMissing}], lastTick: {at, ok, action, reason, error, lastSnapshots} | null }`",
+    json: "`attention` (a count) and `data[]`, one per context: `{ context, ok, attention: [reasons], newestFull, newestIncremental: {id, time, ageSeconds, bytes, plaintext} | null, plaintext: [ids of snapshots not encrypted at home; PLAINTEXT in the table], chain: {ok, detail}, drill: {mandatory, lastDrill, lastPassed, nextDue, overdue}, blocked: {ticket, blockedAt, reason} | null, offsite: [{target, name, confirmed, immutable, immutableUntil, newestCopy, problems, newestFullMissing}], lastTick: {at, ok, action, reason, error, lastSnapshots} | null }`",
     load: L(() => import("./commands/status.js"), "statusCommand"),
   },
   {

@@ -83,6 +83,8 @@ export const ERROR_CODES = {
   PAAS_BACKUP_NO_TARGET: "no offsite target given or configured",
   PAAS_BACKUP_OBJECT_NOT_FOUND: "a repository object is missing (every storage driver)",
   PAAS_BACKUP_OBJECT_TOO_LARGE: "a small repository object (manifest, checksum) is too large",
+  PAAS_BACKUP_OFFSITE_NO_RECIPIENT:
+    "a plaintext snapshot would leave the host: no recipient to encrypt it to on push, and the target does not say allowPlaintext (exit 4)",
   PAAS_BACKUP_OFFSITE_ROOT_AMBIGUOUS:
     "restore --from-offsite: this backup root has no copy of the snapshot and several other roots at the target do; --offsite-root picks one (exit 2)",
   PAAS_BACKUP_PACKAGE_MISSING:

@@ -17,6 +17,7 @@ import {
   type FileSystem,
 } from "../src/index.js";
 import { verifyOffsite, rootView, type OffsiteTarget } from "../src/offsite/offsite.js";
+import { ageEncryptor, generateIdentityFile } from "../src/archive/index.js";
 import {
   scanSnapshots,
   scanSnapshotsIn,
@@ -110,6 +111,8 @@ const offsiteTarget = (fs: FileSystem): OffsiteTarget => ({
   name: "disk",
   storage: new LocalStorage(fs, "/offsite", { readOnly: true }),
 });
+/** the directory target gets the plaintext snapshots encrypted on push (issue 21 §5): that path is swept too */
+const pushRecipient = generateIdentityFile(new Date(T0)).then((k) => k.recipient);
 
 /** one lock-enabled memory bucket per fixture, kept across the faulted run and the next one */
 const buckets = new WeakMap<MemoryFileSystem, MemoryStorage>();
@@ -125,6 +128,8 @@ const memoryTarget = (inner: MemoryFileSystem): OffsiteTarget => ({
   name: "bucket",
   storage: bucketOf(inner),
   objectLock: { mode: "COMPLIANCE", days: 30 },
+  // the plaintext copy path, swept here; the directory target sweeps the encrypted one
+  allowPlaintext: true,
 });
 
 const operations: Operation[] = [
@@ -213,13 +218,14 @@ const operations: Operation[] = [
       await snap(fs, clockAt(T0 + 86_400_000));
       return fs;
     },
-    run: (fs) =>
+    run: async (fs) =>
       pushOffsite({
         fs,
         backupRoot: "/b",
         context: CTX,
         target: offsiteTarget(fs),
         clock: () => new Date(T0 + 2 * 86_400_000),
+        encryptor: ageEncryptor([await pushRecipient]),
       }).then((r) => {
         if (r.problems.length) throw new Error(`push problems: ${JSON.stringify(r.problems)}`);
         return r;
@@ -237,6 +243,11 @@ const operations: Operation[] = [
         expect(s.checksum, `${where}: ${s.id} listed at the target without its checksum`).not.toBeNull();
       if (phase === "recovered") {
         expect(snapshots).toHaveLength(2);
+        // only encrypted copies left the host, whatever was interrupted
+        expect(
+          snapshots.map((s) => s.encrypted),
+          where,
+        ).toEqual([true, true]);
         const { results } = await verifyOffsite({
           fs: inner,
           backupRoot: "/b",

@@ -31,7 +31,13 @@ describe("offsite healing under Object Lock", () => {
       insecurePlaintext: true,
     });
     const bucket = new MemoryStorage("memory://locked", true, clock);
-    const target = { name: "locked", storage: bucket, objectLock: { mode: "COMPLIANCE" as const, days: 30 } };
+    // plaintext snapshots are copied as they are only where the target allows it (issue 21 §5)
+    const target = {
+      name: "locked",
+      storage: bucket,
+      objectLock: { mode: "COMPLIANCE" as const, days: 30 },
+      allowPlaintext: true,
+    };
     const first = await pushOffsite({ fs, backupRoot: "/b", context: CTX, target, clock });
     expect(first.pushed[0]).toMatchObject({ id: snap.id, immutable: true });
     const key = first.pushed[0]!.artifact;

@@ -205,7 +205,7 @@ describe("retention over time", () => {
   it("tick applies the target's retention offsite; a lost root's copies age out by the same rule, none because its local full is gone", async () => {
     const w = await world();
     const storage = new MemoryStorage("memory://offsite", false, w.clock);
-    const target: OffsiteTarget = { name: "offsite", storage, retention: POLICY };
+    const target: OffsiteTarget = { name: "offsite", storage, retention: POLICY, allowPlaintext: true };
     // another backup root (a disk since lost) pushed ten daily fulls of alpha to the same target
     for (let day = 0; day < 10; day++) {
       await createSnapshot({

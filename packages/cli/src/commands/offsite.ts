@@ -1,5 +1,6 @@
 import { ExitCode, UsageError } from "@paas-backup/core/errors";
 import {
+  noRecipientRefusal,
   listOffsite,
   verifyOffsite,
   pruneOffsite,
@@ -57,11 +58,25 @@ export async function offsitePushCommand(
   const notImmutable = results.flatMap((r) =>
     r.copies.filter((c) => !c.immutable).map((c) => ({ context: r.context, target: r.target, id: c.id })),
   );
-  const ok = problems.length === 0 && !(flags.requireImmutable && notImmutable.length > 0);
+  // Plaintext snapshots with nothing to encrypt them to (issue 21 §5): everything else was pushed.
+  const refusals = results
+    .filter((r) => r.refused.length > 0)
+    .map((r) => noRecipientRefusal(r.context, r.target, r.refused));
+  const refusal = refusals[0]
+    ? {
+        code: refusals[0].code,
+        stage: refusals[0].stage,
+        target: refusals.map((e) => e.path).join(", "),
+        message: refusals.map((e) => e.message).join("; "),
+        remediation: refusals[0].remediation,
+      }
+    : null;
+  const ok = problems.length === 0 && !refusal && !(flags.requireImmutable && notImmutable.length > 0);
   const warnings = [...new Set(results.flatMap((r) => r.warnings))];
   if (rt.json)
     printEnvelope(rt, {
       ok,
+      ...(refusal && problems.length === 0 ? { error: refusal } : {}),
       command: "offsite push",
       context: flags.allContexts ? "" : contexts[0]!,
       mode: "live",
@@ -88,6 +103,10 @@ export async function offsitePushCommand(
     if (flags.requireImmutable && notImmutable.length > 0)
       process.stderr.write(
         `not immutable: ${notImmutable.map((n) => `${n.context}/${n.id} at ${n.target}`).join(", ")}\n`,
+      );
+    if (refusal)
+      process.stderr.write(
+        `paas-backup offsite push: ${refusal.message}\n  code: ${refusal.code} (exit ${ExitCode.safety})\n  what to do: ${refusal.remediation}\n`,
       );
   }
   return ok ? ExitCode.ok : problems.length ? ExitCode.integrity : ExitCode.safety;
@@ -181,7 +200,7 @@ export async function offsiteListCommand(
       const hostOf = (id: string | null) => (id ? (d.roots.find((r) => r.id === id)?.host ?? "") : "");
       rt.write(
         table([
-          ["ID", "ROOT", "SIZE", "CONFIRMED", "IMMUTABLE UNTIL"],
+          ["ID", "ROOT", "SIZE", "CONFIRMED", "IMMUTABLE UNTIL", "ENCRYPTION"],
           ...d.entries.map((e) => [
             e.id,
             e.own
@@ -192,6 +211,13 @@ export async function offsiteListCommand(
             e.artifact ? humanBytes(e.artifact.size) : "missing",
             e.own ? (e.confirmed ? "yes" : "no") : "other root",
             e.immutable ? (e.immutableUntil ?? "") : "not immutable",
+            e.encryptedOnPush
+              ? "age (on push)"
+              : e.encrypted === null
+                ? "-"
+                : e.encrypted
+                  ? "age"
+                  : "PLAINTEXT",
           ]),
         ]),
       );

@@ -51,9 +51,11 @@ export async function statusCommand(
           ["CONTEXT", "FULL", "INCR", "CHAIN", "DRILL DUE", "OFFSITE", "BLOCKED", "LAST TICK", "STATE"],
           ...statuses.map((s) => [
             s.context,
-            s.newestFull ? `${s.newestFull.id} (${age(s.newestFull.ageSeconds)})` : "none",
+            s.newestFull
+              ? `${s.newestFull.id} (${age(s.newestFull.ageSeconds)})${s.newestFull.plaintext ? " PLAINTEXT" : ""}`
+              : "none",
             s.newestIncremental
-              ? `${s.newestIncremental.id} (${age(s.newestIncremental.ageSeconds)})`
+              ? `${s.newestIncremental.id} (${age(s.newestIncremental.ageSeconds)})${s.newestIncremental.plaintext ? " PLAINTEXT" : ""}`
               : "none",
             s.chain.ok ? "ok" : "BROKEN",
             `${s.drill.nextDue.slice(0, 10)}${s.drill.overdue ? (s.drill.mandatory ? " OVERDUE" : " overdue") : ""}`,
@@ -72,6 +74,12 @@ export async function statusCommand(
       ),
     );
     for (const s of attention) for (const a of s.attention) rt.write(`${s.context}: ${a}\n`);
+    // Not a reason for attention (the operator chose it), but never silent: say how many and what push does.
+    for (const s of statuses)
+      if (s.plaintext.length > 0)
+        rt.write(
+          `${s.context}: ${s.plaintext.length} snapshot(s) PLAINTEXT at home (not encrypted); offsite push encrypts them on the way out unless the target says allowPlaintext\n`,
+        );
   }
   return attention.length === 0 ? ExitCode.ok : ExitCode.attention;
 }

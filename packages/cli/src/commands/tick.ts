@@ -33,8 +33,8 @@ export async function tickAction(
     (await resolveTargets(rt, {}, false)).length > 0
       ? rt.shared
         ? // an s3:// root: the push only; the targets' retention is `offsite prune` against a folder root
-          (r, context) => pushForContext(r, context, {})
-        : (r, context) => tickOffsiteForContext(r, context)
+          (r, context) => pushForContext(r, context, flags)
+        : (r, context) => tickOffsiteForContext(r, context, flags)
       : undefined,
   );
 }

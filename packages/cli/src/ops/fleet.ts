@@ -47,6 +47,7 @@ function unreadableStatus(context: string, err: PaasBackupError, now: Date): Con
     attention: [`cannot read its status: ${err.message} (${err.code})`],
     newestFull: null,
     newestIncremental: null,
+    plaintext: [],
     chain: { ok: false, detail: `unreadable (${err.code})` },
     drill: {
       context,

@@ -14,12 +14,31 @@ import type { Runtime } from "../runtime.js";
 import { requireContext } from "../options/context.js";
 import { lockedBy } from "../options/lock.js";
 import { resolveTargets, type TargetFlags } from "../options/targets.js";
+import { resolveEncryptor, type KeyFlags } from "../options/keys.js";
+import { resolveSigner } from "../options/signing.js";
+
+/**
+ * What a snapshot that is plaintext at home is encrypted to on its way offsite (issue 21 §5): the
+ * recipients a snapshot would use (flags, then the config file), whatever --insecure-plaintext says
+ * about the snapshot itself; and this host's signing key for the encrypted copy's checksum file.
+ * Both are read only when such a snapshot is pushed.
+ */
+function pushKeys(rt: Runtime, flags: KeyFlags) {
+  return {
+    encryptor: () =>
+      resolveEncryptor(rt, {
+        ...(flags.recipient ? { recipient: flags.recipient } : {}),
+        ...(flags.recipientsFile ? { recipientsFile: flags.recipientsFile } : {}),
+      }),
+    copySigner: () => resolveSigner(rt),
+  };
+}
 
 /** Push one context to every target resolved from the flags (offsite push, and tick after each context). */
 export async function pushForContext(
   rt: Runtime,
   context: string,
-  flags: TargetFlags,
+  flags: TargetFlags & KeyFlags,
   session?: ContextSession,
 ): Promise<PushResult[]> {
   const results: PushResult[] = [];
@@ -45,6 +64,9 @@ export async function pushForContext(
           target,
           clock: rt.clock,
           host: rt.shared?.host ?? hostname(),
+          ...pushKeys(rt, flags),
+          // every target is pushed; the command reports a refusal (exit 4) once all are done
+          refusal: "report",
         }),
       ),
     );
@@ -52,7 +74,11 @@ export async function pushForContext(
 }
 
 /** tick's offsite step for one context: push to every configured target, then apply each target's retention. */
-export async function tickOffsiteForContext(rt: Runtime, context: string): Promise<TickOffsiteResult[]> {
+export async function tickOffsiteForContext(
+  rt: Runtime,
+  context: string,
+  keys: KeyFlags = {},
+): Promise<TickOffsiteResult[]> {
   return offsiteAfterTick({
     fs: rt.fs,
     backupRoot: rt.backupRoot,
@@ -60,6 +86,7 @@ export async function tickOffsiteForContext(rt: Runtime, context: string): Promi
     targets: await resolveTargets(rt, {}),
     clock: rt.clock,
     host: hostname(),
+    ...pushKeys(rt, keys),
   });
 }
 

@@ -11,6 +11,8 @@ export interface TargetFlags {
   pathStyle?: boolean;
   lockMode?: string;
   lockDays?: number;
+  /** offsite push: the --to target may hold plaintext (as a configured target's allowPlaintext) */
+  allowPlaintext?: boolean;
 }
 
 // The S3 driver (and the AWS SDK under it) loads only when an s3:// target is opened.
@@ -71,6 +73,7 @@ export async function resolveTargets(
           }),
           ...(lock ? { objectLock: lock } : same.objectLock ? { objectLock: same.objectLock } : {}),
           ...(same.retention ? { retention: same.retention } : {}),
+          ...(same.allowPlaintext || flags.allowPlaintext ? { allowPlaintext: true } : {}),
         },
       ];
     }
@@ -79,6 +82,7 @@ export async function resolveTargets(
         name: flags.to.replace(/\/+$/, ""),
         storage: await openUrl(rt, flags.to, flags),
         ...(lock ? { objectLock: lock } : {}),
+        ...(flags.allowPlaintext ? { allowPlaintext: true } : {}),
       },
     ];
   }
@@ -115,6 +119,7 @@ export async function resolveTargets(
       storage: await openUrl(rt, t.url, { endpoint: t.endpoint, region: t.region, pathStyle: t.pathStyle }),
       ...(t.objectLock ? { objectLock: t.objectLock } : {}),
       ...(t.retention ? { retention: t.retention } : {}),
+      ...(t.allowPlaintext ? { allowPlaintext: true } : {}),
     })),
   );
 }

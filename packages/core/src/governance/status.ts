@@ -148,8 +148,17 @@ export interface ContextStatus {
   ok: boolean;
   /** why this context needs attention; empty when ok */
   attention: string[];
-  newestFull: { id: string; time: string; ageSeconds: number; bytes: number } | null;
-  newestIncremental: { id: string; time: string; ageSeconds: number; bytes: number } | null;
+  /** `plaintext`: the snapshot is not encrypted at home (--insecure-plaintext, the policy's shell flow) */
+  newestFull: { id: string; time: string; ageSeconds: number; bytes: number; plaintext: boolean } | null;
+  newestIncremental: {
+    id: string;
+    time: string;
+    ageSeconds: number;
+    bytes: number;
+    plaintext: boolean;
+  } | null;
+  /** the snapshots at home that are not encrypted (issue 21 §5): offsite push encrypts them on the way out */
+  plaintext: string[];
   /** the newest snapshot's chain: ok, or which link is missing */
   chain: { ok: boolean; detail: string };
   drill: DrillStatus;
@@ -165,6 +174,7 @@ function brief(s: SnapshotRef | undefined, now: Date) {
         time: s.time.toISOString(),
         ageSeconds: Math.max(0, Math.round((now.getTime() - s.time.getTime()) / 1000)),
         bytes: s.bytes,
+        plaintext: !s.encrypted,
       }
     : null;
 }
@@ -324,6 +334,7 @@ export async function contextStatus(options: {
     attention,
     newestFull: brief(newestFull, now),
     newestIncremental: brief(incs[incs.length - 1], now),
+    plaintext: all.filter((s) => !s.encrypted).map((s) => s.id),
     chain,
     drill: drill!,
     blocked,

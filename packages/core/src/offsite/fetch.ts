@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { pipeline } from "node:stream/promises";
-import { IntegrityError, UsageError } from "../errors.js";
+import { IntegrityError, UsageError, isNotFound } from "../errors.js";
 import type { FileSystem } from "../fs/types.js";
 import { inContext, type ContextCallOptions } from "../context/session.js";
 import { validateContextName } from "../policy/context.js";
@@ -299,6 +299,16 @@ async function fetchOne(
       nonce,
     );
     await fs.sync(tmp);
+    // An encrypted-on-push copy (issue 21 §5) comes home as <id>.tar.gz.age beside a damaged
+    // <id>.tar.gz of the same snapshot: that one is moved aside (kept, never listed), so one id
+    // never has two artifacts.
+    const other = artifactNames(chosen.id, !chosen.encrypted);
+    for (const name of [other.artifactName, other.checksumName])
+      try {
+        await fs.rename(join(dir, name), join(dir, `${name}.replaced-${nonce}`));
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
     await fs.rename(tmp, join(dir, names.artifactName));
   } finally {
     await fs.rm(tmp, { force: true });

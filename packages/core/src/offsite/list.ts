@@ -22,6 +22,11 @@ export interface OffsiteEntry {
   confirmed: boolean;
   immutable: boolean;
   immutableUntil: string | null;
+  /**
+   * plaintext at home, encrypted on its way to the target (issue 21 §5): as recorded, or, for a
+   * copy no record here names (another root's), an age artifact whose manifest says it holds no encryption
+   */
+  encryptedOnPush: boolean;
 }
 
 export async function listOffsite(options: {
@@ -130,6 +135,9 @@ export async function listOffsite(options: {
         !recorded.problem,
       immutable: immutability.enabled && immutableUntil !== null && Date.parse(immutableUntil) > now,
       immutableUntil,
+      encryptedOnPush:
+        recorded?.encryptedOnPush === true ||
+        (snap !== null && snap.encrypted && snap.manifest?.encryption.type === "none"),
     };
   }
   const otherRoots =

@@ -9,6 +9,7 @@ export { rootView } from "./roots.js";
 export { recordedCopies } from "./record.js";
 export { retentionHorizonDays, targetWarnings } from "./checks.js";
 export { pushOffsite, type PushOffsiteOptions, type PushResult } from "./push.js";
+export { noRecipientRefusal, type PushSigner } from "./encrypt-on-push.js";
 export { extendLocks } from "./locks.js";
 export { listOffsite, type OffsiteEntry } from "./list.js";
 export { verifyOffsite, type DataSubset, type OffsiteVerification } from "./verify.js";

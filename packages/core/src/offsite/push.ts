@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
+import type { ArtifactEncryptor } from "../archive/encryption.js";
 import type { FileSystem } from "../fs/types.js";
 import { inContext, type ContextCallOptions } from "../context/session.js";
 import { validateContextName } from "../policy/context.js";
@@ -9,6 +10,7 @@ import { compareSnapshotIds } from "../repository/ids.js";
 import { backupRootStorage, openRepository, readSmallObject } from "../repository/repository.js";
 import type { Immutability, ObjectStorage, PutResult } from "../repository/storage.js";
 import { cheapCheck, hashObject, isLockRefusal, targetWarnings } from "./checks.js";
+import { noRecipientRefusal, pushEncryptedCopy, type PushSigner } from "./encrypt-on-push.js";
 import { extendLocks } from "./locks.js";
 import { readRecord, writeRecord } from "./record.js";
 import { ensureRootMarker, rootView } from "./roots.js";
@@ -35,6 +37,8 @@ export interface PushResult {
   /** Object Lock retention moved later by this push (extend-locks) */
   extended: { id: string; retainUntil: string }[];
   warnings: string[];
+  /** plaintext snapshots not pushed: nothing to encrypt them to, and the target does not say allowPlaintext */
+  refused: string[];
 }
 
 /**
@@ -56,11 +60,29 @@ export interface PushOffsiteOptions extends ContextCallOptions {
   target: OffsiteTarget;
   clock: () => Date;
   host?: string | null;
+  /**
+   * The recipients a snapshot that is plaintext at home is encrypted to on its way out (the same
+   * recipients a snapshot would use). Without one, such a snapshot is refused for any target that
+   * does not say allowPlaintext (PAAS_BACKUP_OFFSITE_NO_RECIPIENT, after everything else is pushed).
+   */
+  encryptor?: ArtifactEncryptor | (() => Promise<ArtifactEncryptor | undefined>) | undefined;
+  /** signs the checksum file of an encrypted-on-push copy (this host's signing key) */
+  copySigner?: PushSigner | (() => Promise<PushSigner | undefined>) | undefined;
+  /**
+   * "throw" (default): a plaintext snapshot refused for want of a recipient makes the push fail
+   * with PAAS_BACKUP_OFFSITE_NO_RECIPIENT once everything else is pushed. "report": the result's
+   * `refused` names them, for callers that push to several targets before failing.
+   */
+  refusal?: "throw" | "report";
 }
 
 /** Push in the context's session (locked: prune cannot remove what is being copied). */
 export async function pushOffsite(options: PushOffsiteOptions): Promise<PushResult> {
-  return inContext({ ...options, command: "offsite push" }, () => pushInSession(options));
+  const result = await inContext({ ...options, command: "offsite push" }, () => pushInSession(options));
+  // Everything that could go is out and recorded: now say what could not, and why (exit 4).
+  if (result.refused.length > 0 && options.refusal !== "report")
+    throw noRecipientRefusal(result.context, result.target, result.refused);
+  return result;
 }
 
 async function pushInSession(options: PushOffsiteOptions): Promise<PushResult> {
@@ -96,6 +118,7 @@ async function pushInSession(options: PushOffsiteOptions): Promise<PushResult> {
     copies: [],
     extended: [],
     warnings: targetWarnings(target),
+    refused: [],
   };
   if (target.objectLock && !immutability.enabled)
     result.warnings.push(
@@ -112,17 +135,101 @@ async function pushInSession(options: PushOffsiteOptions): Promise<PushResult> {
       delete removed[id];
       dirty = true;
     }
+  // Plaintext at home, and nothing to encrypt it to: refused once everything else is pushed.
+  const refused: string[] = [];
+  const plaintextThere: string[] = [];
+  const save = () => writeRecord(fs, options.backupRoot, context, target, record);
+  // Resolved on first need: a push of encrypted snapshots never reads a recipients file or a signing key.
+  let keys: { encryptor: ArtifactEncryptor | undefined; signer: PushSigner | undefined } | null = null;
+  const pushKeys = async () =>
+    (keys ??= {
+      encryptor: typeof options.encryptor === "function" ? await options.encryptor() : options.encryptor,
+      signer:
+        typeof options.copySigner === "function" ? await options.copySigner() : options.copySigner,
+    });
   for (const snap of fulls) {
     const known = record.copies[snap.id];
     let healing: string | null = null;
+    const encryptOnPush = !snap.encrypted && target.allowPlaintext !== true;
     // Copies already confirmed are matched by the checksum file alone (no re-hash of the local full
-    // every hour) and checked at the target by HEAD: cheap enough for every tick.
-    if (known && known.sha256 === (await expectedChecksum(snap))) {
+    // every hour) and checked at the target by HEAD: cheap enough for every tick. An encrypted-on-push
+    // copy is matched by the home artifact it encrypts.
+    const homeSha = await expectedChecksum(snap);
+    if (known && (known.encryptedOnPush ? known.sourceSha256 : known.sha256) === homeSha) {
       healing = await cheapCheck(storage, known);
       if (!healing) {
         result.alreadyThere.push(snap.id);
+        if (encryptOnPush && !known.encryptedOnPush) plaintextThere.push(snap.id);
         continue;
       }
+    }
+    if (encryptOnPush) {
+      const { encryptor, signer } = await pushKeys();
+      if (!encryptor) {
+        refused.push(snap.id);
+        continue;
+      }
+      const lock =
+        target.objectLock && immutability.enabled
+          ? {
+              mode: target.objectLock.mode,
+              retainUntil: new Date(now.getTime() + target.objectLock.days * 86_400_000),
+            }
+          : undefined;
+      const out = await pushEncryptedCopy({
+        fs,
+        backupRoot: options.backupRoot,
+        context,
+        snap,
+        view,
+        rootPrefix: `${ROOTS}/${identity.id}/`,
+        record,
+        saveRecord: save,
+        encryptor,
+        signer,
+        lock,
+        known,
+        healing,
+        now,
+      });
+      if ("problem" in out) {
+        result.problems.push({ id: snap.id, problem: out.problem });
+        continue;
+      }
+      if (out.warning) result.warnings.push(out.warning);
+      const head = await view.head(out.put.key);
+      const copy: OffsiteCopy = {
+        id: snap.id,
+        ...out.copy,
+        confirmedBy: out.put.confirmedBy,
+        multipart: out.put.multipart,
+        confirmedAt: now.toISOString(),
+        retainUntil: head?.retainUntil ?? lock?.retainUntil.toISOString() ?? null,
+        lockMode: head?.lockMode ?? lock?.mode ?? null,
+        immutable: immutability.enabled && lock !== undefined,
+        problem: null,
+        problemSeenAt: null,
+        encryptedOnPush: true,
+      };
+      record.copies[snap.id] = copy;
+      if (record.pending) delete record.pending[snap.id];
+      await save();
+      dirty = false;
+      result.pushed.push(copy);
+      if (healing)
+        result.repaired.push({ id: snap.id, reason: out.note ? `${healing}; ${out.note}` : healing });
+      // A plaintext copy that this encrypted one replaces (it was damaged) goes: never both under one id.
+      if (known && known.artifact !== copy.artifact && !known.encryptedOnPush) {
+        try {
+          await storage.delete(known.artifact);
+          await storage.delete(`${known.artifact}.sha256`);
+        } catch (err) {
+          result.warnings.push(
+            `the old plaintext copy ${storage.locate(known.artifact)} could not be removed (${(err as Error).message}): remove it at the target`,
+          );
+        }
+      }
+      continue;
     }
     const check = await checkSnapshotChecksum(snap);
     if (check.state !== "verified") {
@@ -255,6 +362,10 @@ async function pushInSession(options: PushOffsiteOptions): Promise<PushResult> {
   // target refuses an unsigned snapshot dated after it as one at home does.
   await pushRecordsHead({ fs, backupRoot: options.backupRoot, context, view, now });
   await copySigningRecord(home, view);
+  if (plaintextThere.length > 0)
+    result.warnings.push(
+      `${plaintextThere.join(", ")} of ${context} ${plaintextThere.length === 1 ? "is" : "are"} at ${storage.url} in plaintext (copied before paas-backup encrypted plaintext snapshots on push, or while the target said allowPlaintext): remove ${plaintextThere.length === 1 ? "it" : "them"} there once newer encrypted copies exist, or let offsite prune age ${plaintextThere.length === 1 ? "it" : "them"} out`,
+    );
   if (target.objectLock && immutability.enabled)
     result.extended = (await extendLocks({ ...options, context })).extended;
   const after = await readRecord(fs, options.backupRoot, context, target);
@@ -266,6 +377,7 @@ async function pushInSession(options: PushOffsiteOptions): Promise<PushResult> {
       immutable: immutability.enabled && c.retainUntil !== null && Date.parse(c.retainUntil) > now.getTime(),
       immutableUntil: c.retainUntil,
     }));
+  result.refused = refused;
   return result;
 }
 

@@ -40,6 +40,7 @@ export async function readRecord(
     if (r.dataSubset) record.dataSubset = r.dataSubset;
     if (r.removedByRetention)
       record.removedByRetention = { ...record.removedByRetention, ...r.removedByRetention };
+    if (r.pending) record.pending = { ...record.pending, ...r.pending };
   }
   return record;
 }

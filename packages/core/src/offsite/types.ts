@@ -15,6 +15,12 @@ export interface OffsiteTarget {
   storage: ObjectStorage;
   objectLock?: { mode: "COMPLIANCE" | "GOVERNANCE"; days: number };
   retention?: Partial<RetentionPolicy>;
+  /**
+   * The target may hold plaintext: a snapshot written without encryption (`--insecure-plaintext`,
+   * the policy's shell flow) is copied as it is. Without it, such a snapshot leaves the host
+   * encrypted to the configured recipients (issue 21 §5).
+   */
+  allowPlaintext?: boolean;
 }
 
 export interface OffsiteCopy {
@@ -34,6 +40,26 @@ export interface OffsiteCopy {
   problemSeenAt?: string | null;
   /** when a verify last read the copy's bytes and found them as copied (audit evidence, issue 24) */
   readVerifiedAt?: string | null;
+  /**
+   * The snapshot is plaintext at home and was encrypted on its way out (issue 21 §5): the copy is
+   * `<id>.tar.gz.age` with its own checksum file, and `sha256`/`size` above are of those encrypted
+   * bytes (what verify and heal compare); `sourceSha256` is the home artifact's, which it encrypts.
+   */
+  encryptedOnPush?: boolean;
+  sourceSha256?: string;
+}
+
+/**
+ * An encrypted-on-push copy being uploaded, recorded before its artifact is committed: age output
+ * differs on every run, so after a kill only this record can tell the object at the key is the
+ * one this push wrote (confirmed then by re-reading it), and not some other root's.
+ */
+export interface PendingEncryptedCopy {
+  artifact: string;
+  sha256: string;
+  size: number;
+  sourceSha256: string;
+  startedAt: string;
 }
 
 export interface OffsiteRecord {
@@ -47,6 +73,8 @@ export interface OffsiteRecord {
    * send them again while the full stays at home for a reason of its own (issue 20 §4).
    */
   removedByRetention?: Record<string, string>;
+  /** encrypted-on-push uploads begun and not yet confirmed, by snapshot id */
+  pending?: Record<string, PendingEncryptedCopy>;
 }
 
 export const DEFAULT_OFFSITE_RETENTION: RetentionPolicy = { hourly: 0, daily: 7, weekly: 4, monthly: 3 };
