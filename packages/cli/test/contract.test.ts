@@ -118,7 +118,7 @@ describe("one envelope, every command, every outcome", () => {
       ],
       tick: [["tick", "--context", CTX, "--insecure-plaintext"], ["tick"]],
       "offsite push": [
-        ["offsite", "push", "--context", CTX, "--to", off],
+        ["offsite", "push", "--context", CTX, "--to", off, "--allow-plaintext"],
         ["offsite", "push", "--context", CTX, "--to", off, "--lock-days", "-1"],
       ],
       "offsite list": [

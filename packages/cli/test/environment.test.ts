@@ -94,7 +94,7 @@ describe("environment problems are named, not called bugs", () => {
         expect(snap.code, snap.stdout + snap.stderr).toBe(0);
         const push = await runAs(
           "nobody",
-          [...sb.flags, "--json", "offsite", "push", "--context", CTX, ...to],
+          [...sb.flags, "--json", "offsite", "push", "--context", CTX, ...to, "--allow-plaintext"],
           {
             PAAS_BACKUP_NOW: day,
           },

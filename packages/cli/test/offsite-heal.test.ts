@@ -117,12 +117,12 @@ describe("push puts back what is missing or damaged (RGW)", () => {
 
   it("re-uploads an object the bucket lost, and its checksum file, on the next push", async () => {
     const s = (await cli(["--json", "snapshot", "--context", CTX, "--insecure-plaintext"])).json.data[0];
-    expect((await cli(["offsite", "push", "--context", CTX, ...s3])).code).toBe(0);
+    expect((await cli(["offsite", "push", "--context", CTX, ...s3, "--allow-plaintext"])).code).toBe(0);
     const key = `si-paas/roots/${rootOf(sb.backupRoot)}/${CTX}/${s.id}.tar.gz`;
     await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
     await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: `${key}.sha256` }));
     expect((await cli(["--json", "offsite", "verify", "--context", CTX, ...s3])).code).toBe(3);
-    const push = await cli(["--json", "offsite", "push", "--context", CTX, ...s3]);
+    const push = await cli(["--json", "offsite", "push", "--context", CTX, ...s3, "--allow-plaintext"]);
     expect(push.code, push.stdout + push.stderr).toBe(0);
     const r = push.json.data[0];
     expect(r.alreadyThere).toEqual([]);
@@ -133,13 +133,13 @@ describe("push puts back what is missing or damaged (RGW)", () => {
     const verify = await cli(["--json", "offsite", "verify", "--context", CTX, "--deep", ...s3]);
     expect(verify.code, verify.stdout).toBe(0);
     // and once healthy again, the next push uploads nothing
-    const again = await cli(["--json", "offsite", "push", "--context", CTX, ...s3]);
+    const again = await cli(["--json", "offsite", "push", "--context", CTX, ...s3, "--allow-plaintext"]);
     expect(again.json.data[0]).toMatchObject({ pushed: [], alreadyThere: [s.id], repaired: [] });
   });
 
   it("replaces a copy that verify --deep found damaged, and a truncated one found by HEAD", async () => {
     const s = (await cli(["--json", "snapshot", "--context", CTX, "--insecure-plaintext"])).json.data[0];
-    await cli(["offsite", "push", "--context", CTX, ...s3]);
+    await cli(["offsite", "push", "--context", CTX, ...s3, "--allow-plaintext"]);
     const key = `si-paas/roots/${rootOf(sb.backupRoot)}/${CTX}/${s.id}.tar.gz`;
     const flipped = Buffer.from(readFileSync(s.artifact));
     flipped[200] ^= 0xff;
@@ -148,11 +148,12 @@ describe("push puts back what is missing or damaged (RGW)", () => {
       new PutObjectCommand({ Bucket: bucket, Key: key, Body: flipped, Metadata: { sha256: s.sha256 } }),
     );
     expect(
-      (await cli(["--json", "offsite", "push", "--context", CTX, ...s3])).json.data[0].alreadyThere,
+      (await cli(["--json", "offsite", "push", "--context", CTX, ...s3, "--allow-plaintext"])).json.data[0]
+        .alreadyThere,
     ).toEqual([s.id]);
     const deep = await cli(["--json", "offsite", "verify", "--context", CTX, "--deep", ...s3]);
     expect(deep.code).toBe(3);
-    const push = await cli(["--json", "offsite", "push", "--context", CTX, ...s3]);
+    const push = await cli(["--json", "offsite", "push", "--context", CTX, ...s3, "--allow-plaintext"]);
     expect(push.code, push.stdout).toBe(0);
     expect(push.json.data[0].repaired[0]).toMatchObject({
       id: s.id,
@@ -169,7 +170,7 @@ describe("push puts back what is missing or damaged (RGW)", () => {
         Metadata: { sha256: s.sha256 },
       }),
     );
-    const healed = await cli(["--json", "offsite", "push", "--context", CTX, ...s3]);
+    const healed = await cli(["--json", "offsite", "push", "--context", CTX, ...s3, "--allow-plaintext"]);
     expect(healed.json.data[0].repaired[0]).toMatchObject({
       id: s.id,
       reason: expect.stringMatching(/100 bytes/),
@@ -182,7 +183,17 @@ describe("push puts back what is missing or damaged (RGW)", () => {
     writeFileSync(
       config,
       JSON.stringify({
-        offsite: { targets: [{ name: "bucket", url: `s3://${bucket}/si-paas`, endpoint, pathStyle: true }] },
+        offsite: {
+          targets: [
+            {
+              name: "bucket",
+              url: `s3://${bucket}/si-paas`,
+              endpoint,
+              pathStyle: true,
+              allowPlaintext: true,
+            },
+          ],
+        },
       }),
     );
     const s = (await cli(["--json", "snapshot", "--context", CTX, "--insecure-plaintext"])).json.data[0];
@@ -196,6 +207,7 @@ describe("push puts back what is missing or damaged (RGW)", () => {
       CTX,
       "--to",
       `s3://${bucket}/si-paas/`,
+      "--allow-plaintext",
     ]);
     expect(byUrl.code, byUrl.stdout + byUrl.stderr).toBe(0);
     const list = await cli([
@@ -250,7 +262,10 @@ describe("push puts back what is missing or damaged (RGW)", () => {
     const s = (await cli(["--json", "snapshot", "--context", CTX, "--insecure-plaintext"], env(at(0, 1))))
       .json.data[0];
     lockRequests.length = 0;
-    const push = await cli(["--json", "offsite", "push", "--context", CTX, ...lockS3], env(at(0, 2)));
+    const push = await cli(
+      ["--json", "offsite", "push", "--context", CTX, ...lockS3, "--allow-plaintext"],
+      env(at(0, 2)),
+    );
     expect(push.code, push.stdout + push.stderr).toBe(0);
     expect(push.json.warnings.join(" ")).toMatch(
       /holds copies 10 days, but offsite retention keeps them up to 93 days/,
@@ -260,7 +275,10 @@ describe("push puts back what is missing or damaged (RGW)", () => {
     expect(lockRequests.filter((r) => r.url.includes("retention"))).toEqual([]);
     // six days on, less than half of the 10 days is left: push extends to now + 10 days, and RGW takes it
     lockRequests.length = 0;
-    const later = await cli(["--json", "offsite", "push", "--context", CTX, ...lockS3], env(at(6, 2)));
+    const later = await cli(
+      ["--json", "offsite", "push", "--context", CTX, ...lockS3, "--allow-plaintext"],
+      env(at(6, 2)),
+    );
     expect(later.code, later.stdout).toBe(0);
     const ext = later.json.data[0].extended;
     expect(ext.map((e: any) => e.id)).toEqual([s.id]);
@@ -309,7 +327,7 @@ describe("push puts back what is missing or damaged (RGW)", () => {
           })
         ).json.data[0].id,
       );
-    expect((await cli(["offsite", "push", "--context", CTX, ...s3])).code).toBe(0);
+    expect((await cli(["offsite", "push", "--context", CTX, ...s3, "--allow-plaintext"])).code).toBe(0);
     const read: string[][] = [];
     for (let run = 0; run < 3; run++) {
       const v = await cli([
@@ -382,7 +400,7 @@ describe("push puts back what is missing or damaged (RGW)", () => {
 
   it("still lists, verifies and restores copies in the layout before backup roots had identities", async () => {
     const s = (await cli(["--json", "snapshot", "--context", CTX, "--insecure-plaintext"])).json.data[0];
-    await cli(["offsite", "push", "--context", CTX, ...s3]);
+    await cli(["offsite", "push", "--context", CTX, ...s3, "--allow-plaintext"]);
     const root = rootOf(sb.backupRoot);
     // Rewrite bucket and record as the previous version left them: <prefix>/<context>/<id>…
     for (const name of [`${s.id}.tar.gz`, `${s.id}.tar.gz.sha256`, `${s.id}.manifest.json`]) {
@@ -411,7 +429,9 @@ describe("push puts back what is missing or damaged (RGW)", () => {
       [s.id, null, true],
     ]);
     expect((await cli(["--json", "offsite", "verify", "--context", CTX, "--deep", ...s3])).code).toBe(0);
-    expect((await cli(["--json", "offsite", "push", "--context", CTX, ...s3])).json.data[0]).toMatchObject({
+    expect(
+      (await cli(["--json", "offsite", "push", "--context", CTX, ...s3, "--allow-plaintext"])).json.data[0],
+    ).toMatchObject({
       pushed: [],
       alreadyThere: [s.id],
     });
@@ -462,7 +482,9 @@ describe("many backup roots, one bucket", () => {
       expect(sa.sha256).not.toBe(sb2.sha256);
       const pushes = await Promise.all(
         [a, b].map((x) =>
-          runCli([...x.flags, "--json", "offsite", "push", "--context", CTX, ...s3], { env: at }),
+          runCli([...x.flags, "--json", "offsite", "push", "--context", CTX, ...s3, "--allow-plaintext"], {
+            env: at,
+          }),
         ),
       );
       for (const p of pushes) expect(p.code, p.stdout + p.stderr).toBe(0);
@@ -527,9 +549,12 @@ describe("many backup roots, one bucket", () => {
         );
         const flags = ["--state-root", b.stateRoot, "--backup-root", join(clone, "backups")];
         await runCli([...flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"], { env: at });
-        const refused = await runCli([...flags, "--json", "offsite", "push", "--context", CTX, ...s3], {
-          env: at,
-        });
+        const refused = await runCli(
+          [...flags, "--json", "offsite", "push", "--context", CTX, ...s3, "--allow-plaintext"],
+          {
+            env: at,
+          },
+        );
         expect(refused.code).toBe(3);
         expect(refused.json.data[0].problems[0].problem).toMatch(/a different object is at .*not replaced/);
         expect(
@@ -562,12 +587,23 @@ describe("a directory target heals too", () => {
     const s = (await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"]))
       .json.data[0];
     const to = ["--to", `file://${join(sb.dir, "offsite")}`];
-    expect((await runCli([...sb.flags, "offsite", "push", "--context", CTX, ...to])).code).toBe(0);
+    expect(
+      (await runCli([...sb.flags, "offsite", "push", "--context", CTX, ...to, "--allow-plaintext"])).code,
+    ).toBe(0);
     const dir = join(sb.dir, "offsite", "roots", rootOf(sb.backupRoot), CTX);
     const copy = join(dir, `${s.id}.tar.gz`);
     openUp(dir);
     rmSync(copy);
-    const healed = await runCli([...sb.flags, "--json", "offsite", "push", "--context", CTX, ...to]);
+    const healed = await runCli([
+      ...sb.flags,
+      "--json",
+      "offsite",
+      "push",
+      "--context",
+      CTX,
+      ...to,
+      "--allow-plaintext",
+    ]);
     expect(healed.code, healed.stdout).toBe(0);
     expect(healed.json.data[0].repaired[0]).toMatchObject({
       id: s.id,
@@ -582,7 +618,16 @@ describe("a directory target heals too", () => {
     expect((await runCli([...sb.flags, "--json", "offsite", "verify", "--context", CTX, ...to])).code).toBe(
       3,
     );
-    const again = await runCli([...sb.flags, "--json", "offsite", "push", "--context", CTX, ...to]);
+    const again = await runCli([
+      ...sb.flags,
+      "--json",
+      "offsite",
+      "push",
+      "--context",
+      CTX,
+      ...to,
+      "--allow-plaintext",
+    ]);
     expect(again.json.data[0].repaired.map((r: any) => r.id)).toEqual([s.id]);
     expect(readFileSync(copy).equals(readFileSync(s.artifact))).toBe(true);
     expect((await runCli([...sb.flags, "--json", "offsite", "verify", "--context", CTX, ...to])).code).toBe(
@@ -599,7 +644,9 @@ describe("tick heals the configured target every hour", () => {
       const disk = join(sb.dir, "nfs");
       writeFileSync(
         config,
-        JSON.stringify({ offsite: { targets: [{ name: "nfs", url: `file://${disk}` }] } }),
+        JSON.stringify({
+          offsite: { targets: [{ name: "nfs", url: `file://${disk}`, allowPlaintext: true }] },
+        }),
       );
       const first = await runCli(
         [...sb.flags, "--config", config, "--json", "tick", "--context", CTX, "--insecure-plaintext"],
@@ -647,7 +694,10 @@ describe("restore --from-offsite restores the newest restorable state", () => {
         env: { PAAS_BACKUP_NOW: "2026-06-01T01:00:00Z" },
       })
     ).json.data[0];
-    expect((await runCli([...sb.flags, "offsite", "push", "--context", CTX, "--to", to])).code).toBe(0);
+    expect(
+      (await runCli([...sb.flags, "offsite", "push", "--context", CTX, "--to", to, "--allow-plaintext"]))
+        .code,
+    ).toBe(0);
     const lines = Array.from(
       { length: 50 },
       (_, i) =>

@@ -89,14 +89,14 @@ describe("offsite copies to an S3-compatible server", () => {
       "--insecure-plaintext",
     ]);
     const f2 = (await cli(["--json", "snapshot", "--context", CTX, "--insecure-plaintext"])).json.data[0];
-    const push = await cli(["--json", "offsite", "push", "--context", CTX, ...s3]);
+    const push = await cli(["--json", "offsite", "push", "--context", CTX, ...s3, "--allow-plaintext"]);
     expect(push.code, push.stdout + push.stderr).toBe(0);
     const r = push.json.data[0];
     expect(r.pushed.map((c: any) => c.id)).toHaveLength(2);
     expect(r.pushed.map((c: any) => c.id)).not.toContain(inc.json.data[0].id);
     for (const c of r.pushed) expect(c).toMatchObject({ confirmedBy: "reread", immutable: false });
     expect(r.pushed.find((c: any) => c.id === f2.id).sha256).toBe(f2.sha256);
-    const again = await cli(["--json", "offsite", "push", "--context", CTX, ...s3]);
+    const again = await cli(["--json", "offsite", "push", "--context", CTX, ...s3, "--allow-plaintext"]);
     expect(again.json.data[0].pushed).toEqual([]);
     expect(again.json.data[0].alreadyThere).toHaveLength(2);
     // the object really is there, with our sha256 metadata, under <prefix>/roots/<backup root id>/<context>/
@@ -138,6 +138,7 @@ describe("offsite copies to an S3-compatible server", () => {
       "--lock-days",
       "30",
       "--require-immutable",
+      "--allow-plaintext",
     ]);
     expect(push.code, push.stdout + push.stderr).toBe(0);
     const puts = seenHeaders.filter((h) => h.method === "PUT" && String(h.url).includes(".tar.gz"));
@@ -194,6 +195,7 @@ describe("offsite copies to an S3-compatible server", () => {
       "--lock-days",
       "30",
       "--require-immutable",
+      "--allow-plaintext",
     ]);
     // S3 and RGW refuse retention headers on such a bucket (400): the copy goes up without them
     const puts = seenHeaders.filter((h) => h.method === "PUT" && String(h.url).includes(".tar.gz"));
@@ -208,7 +210,7 @@ describe("offsite copies to an S3-compatible server", () => {
 
   it("detects an object changed, truncated or removed behind our back", async () => {
     const s = (await cli(["--json", "snapshot", "--context", CTX, "--insecure-plaintext"])).json.data[0];
-    await cli(["offsite", "push", "--context", CTX, ...s3]);
+    await cli(["offsite", "push", "--context", CTX, ...s3, "--allow-plaintext"]);
     const key = `si-paas/roots/${rootOf(sb.backupRoot)}/${CTX}/${s.id}.tar.gz`;
     const original = readFileSync(s.artifact);
     const flipped = Buffer.from(original);
@@ -251,10 +253,14 @@ describe("offsite copies to an S3-compatible server", () => {
     expect(fulls[0].bytes).toBeGreaterThan(12 * 1024 * 1024);
     const env = { ...creds, PAAS_BACKUP_S3_PART_SIZE: String(5 * 1024 * 1024) };
     // Interrupt the push as soon as the first copy is recorded.
-    const child = spawn(process.execPath, [CLI, ...sb.flags, "offsite", "push", "--context", CTX, ...s3], {
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
-      stdio: "ignore",
-    });
+    const child = spawn(
+      process.execPath,
+      [CLI, ...sb.flags, "offsite", "push", "--context", CTX, ...s3, "--allow-plaintext"],
+      {
+        env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
+        stdio: "ignore",
+      },
+    );
     const exited = new Promise((r) => child.on("close", r));
     const record = join(
       sb.backupRoot,
@@ -284,9 +290,12 @@ describe("offsite copies to an S3-compatible server", () => {
     );
     expect(recorded.length).toBeGreaterThanOrEqual(1);
     void record;
-    const resumed = await runCli([...sb.flags, "--json", "offsite", "push", "--context", CTX, ...s3], {
-      env,
-    });
+    const resumed = await runCli(
+      [...sb.flags, "--json", "offsite", "push", "--context", CTX, ...s3, "--allow-plaintext"],
+      {
+        env,
+      },
+    );
     expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
     const r = resumed.json.data[0];
     expect(r.alreadyThere.sort()).toEqual(recorded.sort());
@@ -393,7 +402,16 @@ describe("a directory as the offsite target", () => {
       .json.data[0];
     const target = join(sb.dir, "offsite");
     const to = ["--to", `file://${target}`];
-    const push = await runCli([...sb.flags, "--json", "offsite", "push", "--context", CTX, ...to]);
+    const push = await runCli([
+      ...sb.flags,
+      "--json",
+      "offsite",
+      "push",
+      "--context",
+      CTX,
+      ...to,
+      "--allow-plaintext",
+    ]);
     expect(push.code, push.stdout + push.stderr).toBe(0);
     const dir = join(target, "roots", rootOf(sb.backupRoot), CTX);
     const copy = join(dir, `${s.id}.tar.gz`);
@@ -435,7 +453,9 @@ describe("tick with configured offsite targets", () => {
       const disk = join(sb.dir, "nfs");
       writeFileSync(
         config,
-        JSON.stringify({ offsite: { targets: [{ name: "nfs", url: `file://${disk}` }] } }),
+        JSON.stringify({
+          offsite: { targets: [{ name: "nfs", url: `file://${disk}`, allowPlaintext: true }] },
+        }),
       );
       const r = await runCli([
         ...sb.flags,
@@ -468,7 +488,12 @@ describe("offsite retention", () => {
     const sb = await makeSandbox([{ name: CTX, eventBytes: 5_000 }]);
     try {
       const storage = new MemoryStorage("memory://locked", true);
-      const locked = { name: "locked", storage, objectLock: { mode: "COMPLIANCE" as const, days: 30 } };
+      const locked = {
+        name: "locked",
+        storage,
+        objectLock: { mode: "COMPLIANCE" as const, days: 30 },
+        allowPlaintext: true,
+      };
       const days = [
         "2026-06-01",
         "2026-06-02",

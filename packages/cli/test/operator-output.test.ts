@@ -108,6 +108,7 @@ describe("a closed pipe, Ctrl-C and scratch folders", () => {
       CTX,
       "--to",
       `file://${offsite}`,
+      "--allow-plaintext",
     ]);
     expect(push.code, push.stderr).toBe(0);
     const env = { TMPDIR: tmp };
@@ -246,6 +247,7 @@ describe("tables, dry runs and fleet messages name everything in full", () => {
       CTX,
       "--to",
       `file://${offsite}`,
+      "--allow-plaintext",
     ]);
     const pushed = push.stdout.replace(/\n {2}/g, " ");
     expect(pushed).toContain(`${CTX} pushed: 20270115T090000Z`);

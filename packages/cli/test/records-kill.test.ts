@@ -75,6 +75,7 @@ describe("records survive a kill", () => {
       "--context",
       CTX,
       ...to,
+      "--allow-plaintext",
     ]);
     expect(killed.signal).toBe("SIGKILL");
     const copies = (readdirSync(join(sb.dir, "offsite"), { recursive: true }) as string[]).filter((p) =>
@@ -84,7 +85,16 @@ describe("records survive a kill", () => {
     expect(statSync(join(sb.dir, "offsite", copies[0]!)).mode & 0o777).toBe(0o400);
     expect(existsSync(join(sb.dir, "offsite", `${copies[0]}.sha256.meta`))).toBe(true);
     // the next push completes what the kill cut short; the copy is confirmed
-    const again = await runCli([...sb.flags, "--json", "offsite", "push", "--context", CTX, ...to]);
+    const again = await runCli([
+      ...sb.flags,
+      "--json",
+      "offsite",
+      "push",
+      "--context",
+      CTX,
+      ...to,
+      "--allow-plaintext",
+    ]);
     expect(again.code, again.stdout + again.stderr).toBe(0);
     const verify = await runCli([...sb.flags, "--json", "offsite", "verify", "--context", CTX, ...to]);
     expect(verify.code, verify.stdout + verify.stderr).toBe(0);

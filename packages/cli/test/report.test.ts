@@ -40,7 +40,7 @@ describe("report: evidence for auditors", () => {
       config,
       JSON.stringify({
         mandatoryDrillContexts: [],
-        offsite: { targets: [{ name: "nfs", url: `file://${join(sb.dir, "nfs")}` }] },
+        offsite: { targets: [{ name: "nfs", url: `file://${join(sb.dir, "nfs")}`, allowPlaintext: true }] },
       }),
     );
     const audit = join(sb.state.contextDir(CTX), "events", "audit.jsonl");

@@ -44,7 +44,9 @@ describe("45 days of cron through the built CLI", () => {
       JSON.stringify({
         retention: POLICY,
         mandatoryDrillContexts: [],
-        offsite: { targets: [{ name: "nfs", url: `file://${target}`, retention: POLICY }] },
+        offsite: {
+          targets: [{ name: "nfs", url: `file://${target}`, retention: POLICY, allowPlaintext: true }],
+        },
       }),
     );
     const started = performance.now();

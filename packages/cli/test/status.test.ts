@@ -43,7 +43,7 @@ describe("status: the fleet at a glance", () => {
       config,
       JSON.stringify({
         mandatoryDrillContexts: [],
-        offsite: { targets: [{ name: "nfs", url: `file://${join(sb.dir, "nfs")}` }] },
+        offsite: { targets: [{ name: "nfs", url: `file://${join(sb.dir, "nfs")}`, allowPlaintext: true }] },
       }),
     );
   });

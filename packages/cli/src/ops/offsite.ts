@@ -14,7 +14,7 @@ import type { Runtime } from "../runtime.js";
 import { requireContext } from "../options/context.js";
 import { lockedBy } from "../options/lock.js";
 import { resolveTargets, type TargetFlags } from "../options/targets.js";
-import { resolveEncryptor, type KeyFlags } from "../options/keys.js";
+import { resolveDecryptor, resolveEncryptor, type KeyFlags } from "../options/keys.js";
 import { resolveSigner } from "../options/signing.js";
 
 /**
@@ -113,6 +113,7 @@ export function offsiteFetcher(
     fallback?: boolean;
     offsiteRoot?: string;
     offsitePlan?: OffsiteRestorePlan;
+    identity?: string;
   },
 ): ((session: ContextSession) => Promise<void>) | undefined {
   if (!flags.fromOffsite) return undefined;
@@ -120,6 +121,8 @@ export function offsiteFetcher(
     const context = requireContext(flags.context);
     if (flags.offsiteRoot) requireRootId(flags.offsiteRoot);
     const [target] = await resolveTargets(rt, { ...flags, target: flags.fromOffsite });
+    // a copy encrypted on push comes home decrypted, as it was, when the restore has its identity
+    const decryptor = await resolveDecryptor(rt, flags);
     const plan = await fetchChainFromOffsite({
       session,
       fs: rt.fs,
@@ -130,6 +133,7 @@ export function offsiteFetcher(
       clock: rt.clock,
       fallback: flags.fallback === true,
       ...(flags.offsiteRoot ? { root: flags.offsiteRoot } : {}),
+      ...(decryptor ? { decryptor } : {}),
     });
     flags.offsitePlan = plan;
     for (const w of plan.warnings) process.stderr.write(`warning: ${w}\n`);

@@ -88,6 +88,13 @@ export async function pushEncryptedCopy(options: {
     return {
       problem: `local artifact ${check.state}; not copied (a corrupt snapshot must not become the offsite copy)`,
     };
+  // What a killed push left encrypting in the backup root goes first (the context's lock is held).
+  const dir = outboxDir(options.backupRoot, snap.context);
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  const leftover = `.${names.artifactName}.`;
+  for (const e of await fs.readdir(dir))
+    if (e.name.startsWith(leftover) && e.name.endsWith(".partial"))
+      await fs.rm(join(dir, e.name), { force: true });
   const existing = await view.head(key);
   const pending = record.pending?.[snap.id];
   if (
@@ -119,12 +126,6 @@ export async function pushEncryptedCopy(options: {
     note = `the damaged copy is under Object Lock until ${existing.retainUntil}: the good copy is uploaded beside it (the bucket keeps the damaged one as an older version)`;
 
   // Encrypt into the backup root first: an upload needs the sha256 and size of its bytes up front.
-  const dir = outboxDir(options.backupRoot, snap.context);
-  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-  const leftover = `.${names.artifactName}.`;
-  for (const e of await fs.readdir(dir))
-    if (e.name.startsWith(leftover) && e.name.endsWith(".partial"))
-      await fs.rm(join(dir, e.name), { force: true });
   const tmp = join(dir, `${leftover}${randomUUID().slice(0, 8)}.partial`);
   try {
     const plain = new HashingStream();

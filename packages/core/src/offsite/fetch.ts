@@ -1,10 +1,11 @@
 import { randomUUID } from "node:crypto";
 import { pipeline } from "node:stream/promises";
+import type { ArtifactDecryptor } from "../archive/encryption.js";
 import { IntegrityError, UsageError, isNotFound } from "../errors.js";
 import type { FileSystem } from "../fs/types.js";
 import { inContext, type ContextCallOptions } from "../context/session.js";
 import { validateContextName } from "../policy/context.js";
-import { checkSnapshotChecksum, expectedChecksum } from "../repository/checksum.js";
+import { checkSnapshotChecksum, expectedChecksum, formatChecksumLine } from "../repository/checksum.js";
 import { readRepositoryIdentity } from "../repository/identity.js";
 import { compareSnapshotIds } from "../repository/ids.js";
 import { futureSkippedWarning, futureSnapshots, presentSnapshots } from "../repository/timeline.js";
@@ -78,6 +79,12 @@ export interface FetchFromOffsiteOptions extends ContextCallOptions {
   clock: () => Date;
   fallback?: boolean;
   root?: string;
+  /**
+   * The identity of the restore: a copy encrypted on push (issue 21 §5; plaintext at home, its
+   * manifest says so) comes home decrypted, as it was, so the incrementals made on it still name
+   * it as their parent. Without one it comes home as the age file, and restore asks for --identity.
+   */
+  decryptor?: ArtifactDecryptor;
 }
 
 /** Fetch the chain a restore needs into the backup root, in the context's session (locked). */
@@ -236,7 +243,7 @@ async function fetchChainInSession(options: FetchFromOffsiteOptions): Promise<Of
   const fetched: string[] = [];
   for (const link of plan.links) {
     if (link.from !== "remote") continue;
-    await fetchOne(fs, options.backupRoot, context, remote.get(link.id)!);
+    await fetchOne(fs, options.backupRoot, context, remote.get(link.id)!, options.decryptor);
     fetched.push(link.id);
   }
   const futureWarning = options.snapshot === "latest" ? futureSkippedWarning(ahead, asked, now) : null;
@@ -257,17 +264,22 @@ async function fetchOne(
   backupRoot: string,
   context: string,
   chosen: SnapshotRef,
+  decryptor: ArtifactDecryptor | undefined,
 ): Promise<void> {
   const dir = contextBackupDir(backupRoot, context);
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-  const names = artifactNames(chosen.id, chosen.encrypted);
+  const decrypt = chosen.encrypted && chosen.manifest?.encryption.type === "none" ? decryptor : undefined;
+  const names = artifactNames(chosen.id, chosen.encrypted && !decrypt);
   const nonce = randomUUID().slice(0, 8);
   const tmp = join(dir, `.${names.artifactName}.${nonce}.partial`);
   const hashing = new HashingStream();
+  const plain = new HashingStream();
   try {
+    // The copy's bytes are checked against its own checksum file whether or not they are decrypted on the way.
     await pipeline(
       await chosen.storage.get(chosen.artifactKey),
       hashing,
+      ...(decrypt ? [decrypt.decrypt(), plain] : []),
       fs.createWriteStream(tmp, { mode: 0o600, exclusive: true }),
     );
     const expected = await expectedChecksum(chosen);
@@ -294,7 +306,9 @@ async function fetchOne(
     await writeFileAtomic(
       fs,
       join(dir, names.checksumName),
-      await readSmallObject(chosen.storage, chosen.checksumKey),
+      decrypt
+        ? formatChecksumLine(plain.digest(), names.artifactName)
+        : await readSmallObject(chosen.storage, chosen.checksumKey),
       0o600,
       nonce,
     );
@@ -302,7 +316,7 @@ async function fetchOne(
     // An encrypted-on-push copy (issue 21 §5) comes home as <id>.tar.gz.age beside a damaged
     // <id>.tar.gz of the same snapshot: that one is moved aside (kept, never listed), so one id
     // never has two artifacts.
-    const other = artifactNames(chosen.id, !chosen.encrypted);
+    const other = artifactNames(chosen.id, !names.artifactName.endsWith(".age"));
     for (const name of [other.artifactName, other.checksumName])
       try {
         await fs.rename(join(dir, name), join(dir, `${name}.replaced-${nonce}`));

@@ -84,7 +84,14 @@ export class World {
     this.trueTime = start;
     this.contexts = contexts;
     this.storage = new MemoryStorage("memory://offsite", false, () => this.clock());
-    this.target = { name: "offsite", storage: this.storage, retention: POLICY_RETENTION };
+    // The simulated fleet writes plaintext snapshots (no keys in the world): its target takes them
+    // as they are, as a target with allowPlaintext does; encryption on push is tested on its own.
+    this.target = {
+      name: "offsite",
+      storage: this.storage,
+      retention: POLICY_RETENTION,
+      allowPlaintext: true,
+    };
     this.mem.now = this.now;
   }
 
