@@ -534,7 +534,11 @@ describe("offsite retention", () => {
       expect(held.remove).toEqual([]);
       expect(held.heldByLock.length).toBeGreaterThan(0);
       // once locks expire the policy (7 daily + 4 weekly + 3 monthly over fulls) applies; real time is past the locks here
-      const unlocked = { name: "plain", storage: new MemoryStorage("memory://plain", false) };
+      const unlocked = {
+        name: "plain",
+        storage: new MemoryStorage("memory://plain", false),
+        allowPlaintext: true,
+      };
       for (const d of days)
         await pushOffsite({
           fs: nodeFs,

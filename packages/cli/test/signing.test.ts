@@ -229,7 +229,7 @@ describe("signed snapshots", () => {
       JSON.stringify({
         mandatoryDrillContexts: [],
         allowedSigners: allowed,
-        offsite: { targets: [{ name: "nfs", url: `file://${nfs}` }] },
+        offsite: { targets: [{ name: "nfs", url: `file://${nfs}`, allowPlaintext: true }] },
       }),
     );
     const push = await cli(["--json", "offsite", "push", "--context", CTX], at("2026-10-06T01:00:00Z"));

@@ -78,7 +78,7 @@ export async function statusCommand(
     for (const s of statuses)
       if (s.plaintext.length > 0)
         rt.write(
-          `${s.context}: ${s.plaintext.length} snapshot(s) PLAINTEXT at home (not encrypted); offsite push encrypts them on the way out unless the target says allowPlaintext\n`,
+          `${s.context}: ${s.plaintext.length} snapshot(s) PLAINTEXT at home; offsite push encrypts them (not for allowPlaintext targets)\n`,
         );
   }
   return attention.length === 0 ? ExitCode.ok : ExitCode.attention;
