@@ -144,8 +144,7 @@ async function pushInSession(options: PushOffsiteOptions): Promise<PushResult> {
   const pushKeys = async () =>
     (keys ??= {
       encryptor: typeof options.encryptor === "function" ? await options.encryptor() : options.encryptor,
-      signer:
-        typeof options.copySigner === "function" ? await options.copySigner() : options.copySigner,
+      signer: typeof options.copySigner === "function" ? await options.copySigner() : options.copySigner,
     });
   for (const snap of fulls) {
     const known = record.copies[snap.id];
