@@ -37,7 +37,10 @@ async function hostThatLostItsDisk(to: string[], env: Record<string, string>, no
     env: at,
   });
   expect(snap.code, snap.stdout + snap.stderr).toBe(0);
-  const push = await runCli([...sb.flags, "--json", "offsite", "push", "--context", CTX, ...to], { env: at });
+  const push = await runCli(
+    [...sb.flags, "--json", "offsite", "push", "--context", CTX, ...to, "--allow-plaintext"],
+    { env: at },
+  );
   expect(push.code, push.stdout + push.stderr).toBe(0);
   const root = rootOf(sb.backupRoot);
   const deployments = sha256File(join(sb.state.contextDir(CTX), "deployments.json"));
@@ -49,7 +52,10 @@ async function hostThatLostItsDisk(to: string[], env: Record<string, string>, no
 async function freshRoot(sb: Sandbox, to: string[], env: Record<string, string>) {
   writeFileSync(join(sb.state.contextDir(CTX), "deployments.json"), '{"deployments":[],"note":"since"}\n');
   // a fresh root gets its identity as soon as it is used: an empty push makes one
-  const push = await runCli([...sb.flags, "--json", "offsite", "push", "--context", CTX, ...to], { env });
+  const push = await runCli(
+    [...sb.flags, "--json", "offsite", "push", "--context", CTX, ...to, "--allow-plaintext"],
+    { env },
+  );
   expect(push.code, push.stdout + push.stderr).toBe(0);
   expect(rootOf(sb.backupRoot)).toMatch(/^[0-9a-f]{16}$/);
 }

@@ -263,6 +263,7 @@ describe("an s3:// backup root shared by a fleet (RGW, through the built CLI)", 
       "--endpoint",
       rgw.endpoint,
       "--path-style",
+      "--allow-plaintext",
     ]);
     expect(push.code, push.stdout + push.stderr).toBe(0);
     expect(push.json.data[0].pushed.map((p: { id: string }) => p.id)).toEqual([full2.json.data[0].id]);
@@ -288,6 +289,7 @@ describe("an s3:// backup root shared by a fleet (RGW, through the built CLI)", 
       "--endpoint",
       rgw.endpoint,
       "--path-style",
+      "--allow-plaintext",
     ]);
     expect(again.code, again.stdout + again.stderr).toBe(0);
     expect(again.json.data[0].root).toBe(push.json.data[0].root);

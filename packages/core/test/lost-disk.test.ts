@@ -27,7 +27,12 @@ async function world() {
     now += ms;
     fs.now = now;
   };
-  const target: OffsiteTarget = { name: "nfs", storage: new MemoryStorage("memory://nfs", false, clock) };
+  // plaintext snapshots, copied as they are: the target allows it (issue 21 §5)
+  const target: OffsiteTarget = {
+    name: "nfs",
+    storage: new MemoryStorage("memory://nfs", false, clock),
+    allowPlaintext: true,
+  };
   /** a host's backup root: a full of alpha pushed to the target; its id and root id */
   const host = async (backupRoot: string, hostName: string) => {
     const snap = await createSnapshot({
