@@ -1,17 +1,9 @@
 import { describe, it, expect } from "vitest";
 import { Readable } from "node:stream";
 import { MemoryFileSystem, MemoryStorage, createStateRoot } from "@paas-backup/testing";
-import {
-  ageDecryptor,
-  ageEncryptor,
-  createSnapshot,
-  generateIdentityFile,
-  offsiteAfterTick,
-  pushOffsite,
-  verifyOffsite,
-  PaasBackupError,
-  type OffsiteTarget,
-} from "../src/index.js";
+import { createSnapshot, PaasBackupError } from "../src/index.js";
+import { ageDecryptor, ageEncryptor, generateIdentityFile } from "../src/archive/index.js";
+import { offsiteAfterTick, pushOffsite, verifyOffsite, type OffsiteTarget } from "../src/offsite/offsite.js";
 
 /** Issue 21 §5 on the memory filesystem: a plaintext snapshot leaves the host encrypted, or not at all. */
 const CTX = "internal-dogfood";
