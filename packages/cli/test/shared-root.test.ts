@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { createStateRoot, startRgw, type Rgw } from "@paas-backup/testing";
 import { nodeFs } from "@paas-backup/core/node";
 import { createHash } from "node:crypto";
-import { GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
 import { modeOf, runCli, treeHashes, type CliResult } from "./helpers.js";
 
 // An s3:// backup root through the built CLI, on a real S3 server (Ceph RGW 16): two simulated
@@ -172,6 +172,13 @@ describe("an s3:// backup root shared by a fleet (RGW, through the built CLI)", 
     expect(incr.code, incr.stdout + incr.stderr).toBe(0);
     expect(incr.json.data[0]).toMatchObject({ kind: "incremental" });
 
+    // an artifact nobody committed through the context's lease (a writer that lost it) is never listed
+    const stray = "20261203T000001Z";
+    for (const [key, body] of [
+      [`repo/alpha/${stray}.tar.gz`, "not a committed snapshot"],
+      [`repo/alpha/${stray}.tar.gz.sha256`, `${"0".repeat(64)}  ${stray}.tar.gz\n`],
+    ])
+      await rgw.client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
     const list = await on(c, ["list", "--context", "alpha"]);
     expect(list.code, list.stdout + list.stderr).toBe(0);
     expect(list.json.data.map((s: { kind: string; checksum: string }) => [s.kind, s.checksum])).toEqual([
@@ -389,6 +396,18 @@ describe("an s3:// backup root shared by a fleet (RGW, through the built CLI)", 
     for (const text of outputs) {
       expect(text).not.toContain(rgw.secretAccessKey);
       expect(text).not.toContain(rgw.accessKeyId);
+    }
+    // nor in what the hosts wrote to the bucket (status objects, history, leases, records)
+    const keys = (
+      (await rgw.client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: "repo/" }))).Contents ?? []
+    ).map((o) => o.Key!);
+    expect(keys.some((k) => k.startsWith("repo/status/"))).toBe(true);
+    for (const key of keys.filter((k) => !/\.tar\.gz$/.test(k))) {
+      const text = await (
+        await rgw.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }))
+      ).Body!.transformToString();
+      expect(text, key).not.toContain(rgw.secretAccessKey);
+      expect(text, key).not.toContain(rgw.accessKeyId);
     }
     // nor in what the hosts keep (their caches) or wrote (metrics)
     const kept = [a, b, c].flatMap((h) => filesUnder(h.cache).map((f) => join(h.cache, f)));

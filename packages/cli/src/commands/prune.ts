@@ -80,15 +80,17 @@ async function sharedPrune(
         })),
         marked: [] as string[],
         unmarked: [] as string[],
+        swept: [] as string[],
         waiting: [] as { id: string; dueAt: string }[],
       }
     : await shared.withLease(rt, "maintenance", "prune", () =>
         withContext(sessionOptions(rt, context, "prune"), () =>
-          shared.withLease(rt, `context/${context}`, "prune", (lease) =>
-            pruneShared({
+          shared.withLease(rt, `context/${context}`, "prune", async (lease) => ({
+            ...(await pruneShared({
               fs: rt.fs,
               scratch: rt.backupRoot,
-              storage: rt.shared!.storage,
+              // retention judges the committed snapshots only (marked ones stay, prune acts on its marks)
+              storage: await shared.committedView(rt.shared!, context, "show"),
               lease,
               context,
               policy,
@@ -105,8 +107,9 @@ async function sharedPrune(
                   reason,
                   where,
                 }),
-            }),
-          ),
+            })),
+            swept: await shared.sweepShared(rt, context),
+          })),
         ),
       );
   if (rt.json) {
@@ -123,6 +126,7 @@ async function sharedPrune(
           marked: result.marked,
           unmarked: result.unmarked,
           waiting: result.waiting,
+          swept: result.swept,
           policy,
         },
       ],

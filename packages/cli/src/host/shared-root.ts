@@ -224,20 +224,18 @@ export function refuseRemoteRoot(command: string, url: string, supported: string
  * refused; it is never listed, never a parent, never restored. get and head still reach everything
  * (a restore that listed a snapshot before its mark reads it to the end).
  */
-export async function committedView(shared: SharedRoot, context: string): Promise<ObjectStorage> {
+export async function committedView(
+  shared: SharedRoot,
+  context: string,
+  /** "show": marked snapshots stay listed (prune itself acts on its marks) */
+  marks: "hide" | "show" = "hide",
+): Promise<ObjectStorage> {
   const storage = shared.storage;
-  const committed = new Set<string>();
-  for (const entry of await readFencedLog(storage, `context/${context}`))
-    if (entry.kind === "commit" && !entry.fenced && typeof entry.data.snapshot === "string")
-      committed.add(entry.data.snapshot);
-  const marked = new Set((await listMarks(storage, context)).keys());
+  const committed = await committedIds(shared, context);
+  const marked = marks === "hide" ? new Set((await listMarks(storage, context)).keys()) : new Set<string>();
   const hidden = (key: string) => {
-    if (!key.startsWith(`${context}/`)) return false;
-    const name = key.slice(context.length + 1);
-    const dot = name.indexOf(".");
-    if (dot <= 0) return false;
-    const id = name.slice(0, dot);
-    return !committed.has(id) || marked.has(id);
+    const id = snapshotIdOfKey(context, key);
+    return id !== null && (!committed.has(id) || marked.has(id));
   };
   return new Proxy(storage, {
     get(target, prop, receiver) {
@@ -249,4 +247,21 @@ export async function committedView(shared: SharedRoot, context: string): Promis
       return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(target) : value;
     },
   });
+}
+
+/** The ids committed through the context's lease by a commit no later epoch fenced out. */
+export async function committedIds(shared: SharedRoot, context: string): Promise<Set<string>> {
+  const committed = new Set<string>();
+  for (const entry of await readFencedLog(shared.storage, `context/${context}`))
+    if (entry.kind === "commit" && !entry.fenced && typeof entry.data.snapshot === "string")
+      committed.add(entry.data.snapshot);
+  return committed;
+}
+
+/** The snapshot id a key of the context's folder belongs to (`<context>/<id>.<anything>`), else null. */
+export function snapshotIdOfKey(context: string, key: string): string | null {
+  if (!key.startsWith(`${context}/`)) return null;
+  const name = key.slice(context.length + 1);
+  const dot = name.indexOf(".");
+  return dot > 0 && !name.includes("/") ? name.slice(0, dot) : null;
 }

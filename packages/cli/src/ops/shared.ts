@@ -238,3 +238,25 @@ export async function sharedReportSources(rt: Runtime): Promise<ReportSources> {
     contexts: async () => (await import("./fleet.js")).sharedFleetContexts(rt),
   };
 }
+
+/**
+ * What a shared prune sweeps while it holds the context's lease (so no writer of the context is
+ * running): staged uploads an interrupted run left, and the objects of snapshots that were never
+ * committed (a run that lost its lease, or died between its artifact and its commit). Only those
+ * older than an hour on the server's clock, as prune sweeps a folder.
+ */
+export async function sweepShared(rt: Runtime, context: string): Promise<string[]> {
+  const shared = sharedOf(rt);
+  const { committedIds, snapshotIdOfKey } = await import("../host/shared-root.js");
+  const storage = shared.storage;
+  const cutoff = new Date((await storage.serverTime!()).getTime() - 3_600_000);
+  const swept = await storage.sweepStaged(`${context}/`, cutoff);
+  const committed = await committedIds(shared, context);
+  for await (const o of storage.list(`${context}/`, { shallow: true, keysOnly: true })) {
+    const id = snapshotIdOfKey(context, o.key);
+    if (id === null || committed.has(id) || !o.lastModified || o.lastModified >= cutoff) continue;
+    await storage.delete(o.key);
+    swept.push(o.key);
+  }
+  return swept.map((key) => key.slice(context.length + 1)).sort();
+}
