@@ -14,6 +14,7 @@ import { checkSnapshotSignature } from "../src/signing/verify.js";
 import { parseAllowedSigners } from "../src/signing/sshsig.js";
 import { backupRootStorage, openRepository } from "../src/repository/repository.js";
 import { pushOffsite } from "../src/offsite/push.js";
+import { withContext } from "../src/context/session.js";
 
 /** Issue 24 §3 on the memory fs: keys rotate re-encrypts, keeps chains and signatures whole, and resumes. */
 const CTX = "internal-dogfood";
@@ -230,6 +231,49 @@ describe("keys rotate", () => {
     }
     // three snapshots, three steps each (staged, committing, done)
     expect(phases).toHaveLength(9);
+  });
+
+  it("a commit killed halfway is finished by the next session of the context, without the key", async () => {
+    const w = await world();
+    const opts = {
+      fs: w.fs,
+      backupRoot: "/b",
+      context: CTX,
+      add: [w.newKey.recipient],
+      remove: [w.oldKey.recipient],
+      identities: [w.oldKey.identity],
+      clock: w.clock,
+      signer: w.signer,
+    };
+    await expect(
+      rotateRecipients({
+        ...opts,
+        onStep: (step: RotationStep) => {
+          if (step.phase === "committing") throw new Error("stop");
+        },
+      }),
+    ).rejects.toThrow("stop");
+    const [record] = await listRotations(w.fs, "/b", CTX);
+    const step = record!.snapshots.find((s) => s.phase === "committing")!;
+    // the commit's first write, as a kill right after it leaves things: new artifact, old checksum
+    const staged = `/b/${CTX}/rotations/${record!.id}/${step.artifact}`;
+    await w.fs.writeFile(`/b/${CTX}/${step.artifact}`, await w.fs.readFile(staged), { mode: 0o600 });
+    const torn = await verifySnapshots({ fs: w.fs, backupRoot: "/b", context: CTX, snapshot: "all" });
+    expect(torn[0]!.checksum).toBe("mismatch");
+    // any command that opens the context's session (snapshot, tick, prune, restore, push) finishes it
+    await withContext({ fs: w.fs, backupRoot: "/b", context: CTX, clock: w.clock }, async () => undefined);
+    const healed = await verifySnapshots({ fs: w.fs, backupRoot: "/b", context: CTX, snapshot: "all" });
+    expect(healed.map((v) => [v.checksum, v.chainOk])).toEqual(Array(3).fill(["verified", true]));
+    expect((await listRotations(w.fs, "/b", CTX))[0]!.snapshots[0]!.phase).toBe("done");
+    const resumed = await rotateRecipients(opts);
+    expect(resumed.rotation.snapshots.every((s) => s.phase === "done")).toBe(true);
+    const audit = await auditKey({
+      fs: w.fs,
+      backupRoot: "/b",
+      contexts: [CTX],
+      identities: [w.oldKey.identity],
+    });
+    expect(audit.opens).toEqual([]);
   });
 
   it("refuses what it cannot do safely, before touching anything", async () => {

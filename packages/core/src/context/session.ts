@@ -4,6 +4,7 @@ import { UsageError } from "../errors.js";
 import { validateContextName } from "../policy/context.js";
 import { assertSafeLocations } from "../policy/work-tree.js";
 import { recoverContext, type RecoveryResult } from "./journal.js";
+import { finishRotationCommits } from "../repository/rotation-commit.js";
 import { withContextLock, type LockOptions, type LockOwner } from "./lock.js";
 import type { SigningKey } from "../signing/sshsig.js";
 
@@ -104,6 +105,9 @@ export async function withContext<T>(
       ...(options.sleep ? { sleep: options.sleep } : {}),
     },
     async () => {
+      // a keys rotate killed inside a commit: its new artifact is finished with its checksum and
+      // manifests before anything reads them (keyless, from the rotation record)
+      await finishRotationCommits(fs, options.backupRoot, context);
       const recovered =
         options.stateRoot === undefined
           ? null

@@ -24,10 +24,29 @@ import { readRecord, writeRecord } from "../offsite/record.js";
 import { isLockRefusal } from "../offsite/checks.js";
 import type { OffsiteTarget } from "../offsite/types.js";
 import { HashingStream, sha256Hex } from "../util/hash.js";
-import { writeFileAtomic } from "../util/atomic.js";
-import { readdirOrEmpty, readTextOrNull } from "../util/optional-reads.js";
-import { contextBackupDir, join } from "../util/paths.js";
+import { join } from "../util/paths.js";
 import { identityOpensHeader, parseAgeHeader, x25519IdentityOf } from "./audit.js";
+import {
+  commitRotationStep,
+  listRotations,
+  rotationRecordPath,
+  rotationsDir,
+  saveRotationRecord,
+  stagingKey,
+  type RotationOffsiteCopy,
+  type RotationRecord,
+  type RotationStep,
+} from "../repository/rotation-commit.js";
+
+export {
+  ROTATIONS_DIR,
+  listRotations,
+  rotationsDir,
+  type RotationOffsiteCopy,
+  type RotationPhase,
+  type RotationRecord,
+  type RotationStep,
+} from "../repository/rotation-commit.js";
 
 /**
  * keys rotate (issue 24 §3): re-encrypt every retained snapshot of a context to a new recipient
@@ -48,47 +67,6 @@ import { identityOpensHeader, parseAgeHeader, x25519IdentityOf } from "./audit.j
  * those whose COMPLIANCE lock forbids it: their exposure lasts until the lock ends, and the
  * record names them. The record stays when done: it is the evidence of the rotation.
  */
-export const ROTATIONS_DIR = "rotations";
-
-export type RotationPhase = "pending" | "staged" | "committing" | "done" | "skipped";
-
-export interface RotationStep {
-  id: string;
-  artifact: string;
-  phase: RotationPhase;
-  /** why it was left as it was (skipped) */
-  reason?: string;
-  oldSha256: string;
-  newSha256?: string;
-  payloadSha256?: string;
-  bytes?: number;
-  recipients?: string[];
-  /** committing: the small objects the commit writes, in order */
-  writes?: { key: string; text: string }[];
-}
-
-export interface RotationOffsiteCopy {
-  target: string;
-  id: string;
-  action: "replaced" | "locked";
-  /** locked: until when the old copy (readable by the removed recipients) stays */
-  lockedUntil?: string;
-}
-
-export interface RotationRecord {
-  schema: "paas-backup/rotation@1";
-  id: string;
-  context: string;
-  startedAt: string;
-  finishedAt: string | null;
-  operator: string;
-  add: string[];
-  remove: string[];
-  signer: string | null;
-  snapshots: RotationStep[];
-  offsite: RotationOffsiteCopy[];
-}
-
 export interface RotateOptions extends ContextCallOptions {
   fs: FileSystem;
   backupRoot: string;
@@ -113,65 +91,6 @@ export interface RotateResult {
   rotation: RotationRecord;
   /** an interrupted rotation this run finished first */
   resumed: string | null;
-}
-
-export function rotationsDir(backupRoot: string, context: string): string {
-  return join(contextBackupDir(backupRoot, context), ROTATIONS_DIR);
-}
-
-function recordPath(backupRoot: string, context: string, id: string): string {
-  return join(rotationsDir(backupRoot, context), `${id}.json`);
-}
-
-async function saveRecord(fs: FileSystem, backupRoot: string, record: RotationRecord): Promise<void> {
-  await fs.mkdir(rotationsDir(backupRoot, record.context), { recursive: true, mode: 0o700 });
-  await writeFileAtomic(
-    fs,
-    recordPath(backupRoot, record.context, record.id),
-    `${JSON.stringify(record, null, 2)}\n`,
-    0o600,
-    randomUUID().slice(0, 8),
-  );
-}
-
-/** Every rotation record of a context, oldest first. */
-export async function listRotations(
-  fs: FileSystem,
-  backupRoot: string,
-  context: string,
-): Promise<RotationRecord[]> {
-  const dir = rotationsDir(backupRoot, context);
-  const out: RotationRecord[] = [];
-  for (const e of (await readdirOrEmpty(fs, dir)).sort((a, b) => (a.name < b.name ? -1 : 1))) {
-    if (e.kind !== "file" || !e.name.endsWith(".json") || e.name.startsWith(".")) continue;
-    const text = await readTextOrNull(fs, join(dir, e.name));
-    if (text === null) continue;
-    try {
-      const r = JSON.parse(text) as RotationRecord;
-      if (r.schema === "paas-backup/rotation@1") out.push(r);
-    } catch {
-      throw new IntegrityError(
-        "PAAS_BACKUP_MANIFEST_INVALID",
-        `the rotation record ${join(dir, e.name)} does not parse`,
-        {
-          path: join(dir, e.name),
-          remediation:
-            "It was damaged after it was written: look at it, and move it aside once the snapshots it names verify (paas-backup verify --all).",
-          stage: "rotate",
-        },
-      );
-    }
-  }
-  return out;
-}
-
-function stagingKey(context: string, rotation: string, artifactName: string): string {
-  return `${context}/${ROTATIONS_DIR}/${rotation}/${artifactName}`;
-}
-
-async function putText(storage: ObjectStorage, key: string, text: string): Promise<void> {
-  const data = Buffer.from(text, "utf8");
-  await storage.put(key, Readable.from([data]), { sha256: sha256Hex(data), size: data.length });
 }
 
 async function readOptional(storage: ObjectStorage, key: string): Promise<string | null> {
@@ -223,7 +142,7 @@ export async function rotateRecipients(options: RotateOptions): Promise<RotateRe
     }
     const last = unfinished.at(-1);
     if (last && sameSet(last.add, add) && sameSet(last.remove, remove))
-      return { context, record: recordPath(backupRoot, context, last.id), rotation: last, resumed };
+      return { context, record: rotationRecordPath(backupRoot, context, last.id), rotation: last, resumed };
     const now = options.clock();
     const record: RotationRecord = {
       schema: "paas-backup/rotation@1",
@@ -268,9 +187,9 @@ export async function rotateRecipients(options: RotateOptions): Promise<RotateRe
             },
       );
     }
-    await saveRecord(fs, backupRoot, record);
+    await saveRotationRecord(fs, backupRoot, record);
     await runRotation(options, record);
-    return { context, record: recordPath(backupRoot, context, record.id), rotation: record, resumed };
+    return { context, record: rotationRecordPath(backupRoot, context, record.id), rotation: record, resumed };
   });
 }
 
@@ -299,7 +218,7 @@ async function requireSigner(options: RotateOptions, snapshots: readonly Snapsho
 async function runRotation(options: RotateOptions, record: RotationRecord): Promise<void> {
   const { fs, backupRoot } = options;
   const home = backupRootStorage(fs, backupRoot);
-  const save = () => saveRecord(fs, backupRoot, record);
+  const save = () => saveRotationRecord(fs, backupRoot, record);
   await requireSigner(options, await openRepository(home).snapshots(record.context));
   for (const step of record.snapshots) {
     if (step.phase === "done" || step.phase === "skipped") continue;
@@ -349,17 +268,7 @@ async function runRotation(options: RotateOptions, record: RotationRecord): Prom
       await options.onStep?.(step);
     }
     if (step.phase === "committing") {
-      const staged = stagingKey(record.context, record.id, step.artifact);
-      if (await home.head(staged)) {
-        await home.put(snap.artifactKey, await home.get(staged), {
-          sha256: step.newSha256!,
-          size: step.bytes!,
-        });
-        for (const w of step.writes ?? []) await putText(home, w.key, w.text);
-        await home.delete(staged);
-      }
-      step.phase = "done";
-      delete step.writes;
+      await commitRotationStep(home, record, step);
       await save();
       await options.onStep?.(step);
     }
@@ -620,6 +529,6 @@ async function rotateOffsite(options: RotateOptions, record: RotationRecord): Pr
         });
       }
     }
-    await saveRecord(fs, backupRoot, record);
+    await saveRotationRecord(fs, backupRoot, record);
   }
 }
