@@ -279,6 +279,62 @@ describe("offsite push of plaintext snapshots (issue 21 §5)", () => {
     });
   }, 60_000);
 
+  it("a signed snapshot's encrypted copy is signed by this host: ssh-keygen -Y verify accepts its checksum file's signature", async () => {
+    const home = join(sb.dir, "home");
+    const allowed = join(sb.dir, "allowed_signers");
+    const cfg = config({
+      recipients: [recipient],
+      allowedSigners: allowed,
+      offsite: { targets: [{ name: "nfs", url: `file://${target}` }] },
+    });
+    const signing = await cli([...cfg, "keygen", "--signing", "--principal", "host-a"], { HOME: home });
+    expect(signing.code, signing.stderr).toBe(0);
+    writeFileSync(allowed, `${signing.stdout.trim()}\n`);
+    const snap = await cli([...cfg, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"], {
+      HOME: home,
+    });
+    const id: string = snap.json.data[0].id;
+    expect(existsSync(join(sb.backupRoot, CTX, `${id}.tar.gz.sha256.sig`))).toBe(true);
+    const push = await cli([...cfg, "--json", "offsite", "push", "--context", CTX], { HOME: home });
+    expect(push.code, push.stdout + push.stderr).toBe(0);
+    expect(push.json.warnings).toEqual([]);
+    const dir = ownDir();
+    for (const file of [`${id}.tar.gz.age.sha256`, `${id}.manifest.json`]) {
+      const verified = execFileSync(
+        "bash",
+        [
+          "-c",
+          `ssh-keygen -Y verify -f "${allowed}" -I host-a -n paas-backup -s "${dir}/${file}.sig" < "${dir}/${file}"`,
+        ],
+        { encoding: "utf8" },
+      );
+      expect(verified).toContain('Good "paas-backup" signature for host-a');
+    }
+    // no signature of the plaintext's checksum file goes out: it would name no object there
+    expect(existsSync(join(dir, `${id}.tar.gz.sha256.sig`))).toBe(false);
+    // the home copy lost: the fetched copy, decrypted, checks out against the signatures at home
+    sh("rm", ["-f", join(sb.backupRoot, CTX, `${id}.tar.gz`)]);
+    const restore = await cli(
+      [
+        ...cfg,
+        "--json",
+        "restore",
+        "--context",
+        CTX,
+        "--ticket",
+        "INC-SIG",
+        "--yes",
+        "--from-offsite",
+        "nfs",
+        "--identity",
+        key,
+      ],
+      { HOME: home },
+    );
+    expect(restore.code, restore.stdout + restore.stderr).toBe(0);
+    expect(restore.json.offsite).toMatchObject({ chosen: id, fetched: [id] });
+  }, 120_000);
+
   it("a kill after the encrypted copy's commit, or before it, leaves nothing confirmed that is not whole; the next push finishes", async () => {
     const cfg = config({
       recipients: [recipient],

@@ -94,6 +94,37 @@ describe("offsite push of a snapshot that is plaintext at home", () => {
     ).toBe(true);
   });
 
+  it("a damaged encrypted copy is replaced by a plaintext one once the target says allowPlaintext, and goes: one artifact per id", async () => {
+    const { fs, snap } = await plaintextSnapshot();
+    const key = await generateIdentityFile(at);
+    const bucket = new MemoryStorage("memory://b", false, clock);
+    const encryptor = ageEncryptor([key.recipient]);
+    const first = await pushOffsite({
+      fs,
+      backupRoot: "/b",
+      context: CTX,
+      target: { name: "b", storage: bucket },
+      clock,
+      encryptor,
+    });
+    const age = first.pushed[0]!.artifact;
+    bucket.objects.get(age)!.data[60] ^= 1;
+    const open: OffsiteTarget = { name: "b", storage: bucket, allowPlaintext: true };
+    expect(
+      (await verifyOffsite({ fs, backupRoot: "/b", context: CTX, target: open, clock, deep: true }))
+        .results[0]!.ok,
+    ).toBe(false);
+    const healed = await pushOffsite({ fs, backupRoot: "/b", context: CTX, target: open, clock, encryptor });
+    expect(healed.repaired.map((r) => r.id)).toEqual([snap.id]);
+    expect(healed.pushed[0]!.encryptedOnPush ?? false).toBe(false);
+    const artifacts = [...bucket.objects.keys()].filter((k) => /\.tar\.gz(\.age)?$/.test(k));
+    expect(artifacts).toEqual([age.replace(/\.age$/, "")]);
+    expect(
+      (await verifyOffsite({ fs, backupRoot: "/b", context: CTX, target: open, clock, deep: true }))
+        .results[0]!.ok,
+    ).toBe(true);
+  });
+
   it("without a recipient: refused with a named error (exit 4) and nothing sent; a target with allowPlaintext takes it as it is, and tick's step does both before it fails", async () => {
     const { fs, snap } = await plaintextSnapshot();
     const closed: OffsiteTarget = {

@@ -146,6 +146,21 @@ async function pushInSession(options: PushOffsiteOptions): Promise<PushResult> {
       encryptor: typeof options.encryptor === "function" ? await options.encryptor() : options.encryptor,
       signer: typeof options.copySigner === "function" ? await options.copySigner() : options.copySigner,
     });
+  // A copy replaced under the other name (a damaged plaintext one by an encrypted one, or the other
+  // way once the target says allowPlaintext) goes: one id never has two artifacts at the target.
+  const dropReplaced = async (known: OffsiteCopy | undefined, copy: OffsiteCopy) => {
+    const plainKey = (key: string) => key.replace(/\.age$/, "");
+    if (!known || known.artifact === copy.artifact || plainKey(known.artifact) !== plainKey(copy.artifact))
+      return;
+    try {
+      await storage.delete(known.artifact);
+      await storage.delete(`${known.artifact}.sha256`);
+    } catch (err) {
+      result.warnings.push(
+        `the replaced copy ${storage.locate(known.artifact)} could not be removed (${(err as Error).message}): remove it at the target`,
+      );
+    }
+  };
   for (const snap of fulls) {
     const known = record.copies[snap.id];
     let healing: string | null = null;
@@ -217,17 +232,7 @@ async function pushInSession(options: PushOffsiteOptions): Promise<PushResult> {
       result.pushed.push(copy);
       if (healing)
         result.repaired.push({ id: snap.id, reason: out.note ? `${healing}; ${out.note}` : healing });
-      // A plaintext copy that this encrypted one replaces (it was damaged) goes: never both under one id.
-      if (known && known.artifact !== copy.artifact && !known.encryptedOnPush) {
-        try {
-          await storage.delete(known.artifact);
-          await storage.delete(`${known.artifact}.sha256`);
-        } catch (err) {
-          result.warnings.push(
-            `the old plaintext copy ${storage.locate(known.artifact)} could not be removed (${(err as Error).message}): remove it at the target`,
-          );
-        }
-      }
+      await dropReplaced(known, copy);
       continue;
     }
     const check = await checkSnapshotChecksum(snap);
@@ -338,6 +343,7 @@ async function pushInSession(options: PushOffsiteOptions): Promise<PushResult> {
     dirty = false;
     result.pushed.push(copy);
     if (healing) result.repaired.push({ id: snap.id, reason: note ? `${healing}; ${note}` : healing });
+    await dropReplaced(known, copy);
   }
   // Recorded copies whose local full is gone (pruned at home): checked, but they cannot be put back.
   for (const copy of Object.values(record.copies)) {
