@@ -126,6 +126,12 @@ describe("an s3:// backup root shared by a fleet (RGW, through the built CLI)", 
       expect(modeOf(join(h.cache, "paas-backup", id!))).toBe(0o700);
       expect(filesUnder(join(h.cache, "paas-backup", id!)).some((f) => f.includes(".tar.gz"))).toBe(false);
     }
+    // the commit log's entries read once are kept in the cache (create-only, they never change)
+    const [idA] = readdirSync(join(a.cache, "paas-backup"));
+    const logCache = JSON.parse(
+      readFileSync(join(a.cache, "paas-backup", idA!, "log", "alpha.json"), "utf8"),
+    );
+    expect(logCache.filter((e: { kind: string }) => e.kind === "commit")).toHaveLength(1);
     // both hosts named the same repository identity (made once, in the bucket)
     expect(readdirSync(join(a.cache, "paas-backup"))).toEqual(readdirSync(join(b.cache, "paas-backup")));
 

@@ -156,11 +156,19 @@ async function readEntry(storage: ObjectStorage, key: string): Promise<LogEntry 
 export async function readFencedLog(
   storage: ObjectStorage,
   name: string,
+  options: {
+    /**
+     * entries already read, by number: a log entry is created once and never changes, so a caller
+     * may keep them (the CLI in its cache) and only new entries are fetched; new ones are added
+     */
+    known?: Map<number, LogEntry>;
+  } = {},
 ): Promise<(LogEntry & { fenced: boolean })[]> {
   const out: (LogEntry & { fenced: boolean })[] = [];
   let begun = 0;
-  for (const [, key] of await logKeys(storage, name)) {
-    const entry = await readEntry(storage, key);
+  for (const [seq, key] of await logKeys(storage, name)) {
+    const entry = options.known?.get(seq) ?? (await readEntry(storage, key));
+    if (entry && options.known && !options.known.has(seq)) options.known.set(seq, entry);
     if (!entry) continue;
     if (entry.kind === "begin") begun = Math.max(begun, entry.epoch);
     out.push({ ...entry, fenced: entry.kind === "commit" && entry.epoch < begun });
