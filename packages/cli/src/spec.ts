@@ -653,7 +653,7 @@ export const COMMANDS: CommandSpec[] = [
     examples: ["paas-backup rollback --context internal-dogfood --ticket INC-1234"],
     exitCodes: ["usage", "busy", "unexpected"],
     recover: true,
-    json: "`data[0]`: `restoredFrom`, `movedAsideTo`, `incidentFile`",
+    json: "`data[0]`: `restoredFrom`, `movedAsideTo`, `incidentFile`, `eventLines` (the lines si wrote since the restore: `append`ed to the log put back when the live log extends it, else `keep` in a file of the incident, `keptIn`)",
     load: L(() => import("./commands/doctor.js"), "rollbackCommand"),
   },
   ...(["install", "status", "remove"] as const).map((verb): CommandSpec => ({

@@ -1,6 +1,17 @@
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
-import { readdirSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
+import { EVENT_LOGS } from "@paas-backup/core/policy";
+import { eventLine } from "@paas-backup/testing";
 import { makeSandbox, runCli, type Sandbox } from "./helpers.js";
 
 /**
@@ -63,5 +74,67 @@ describe("offsite push keeps to the target's retention (offsiteWithinRetention)"
     expect(again.json.data[0].pushed).toEqual([]);
     expect(again.json.data[0].removedByRetention).toEqual([taggedId]);
     expect(copies()).toEqual([newerId]);
+  }, 120_000);
+});
+
+describe("rollback (restoreLosesNothing, documentedExitCodes)", () => {
+  let sb: Sandbox;
+  let live: string;
+  beforeAll(async () => {
+    sb = await makeSandbox([{ name: CTX, eventBytes: 2_000 }]);
+    live = sb.state.contextDir(CTX);
+  }, 60_000);
+  afterAll(() => sb?.cleanup());
+  let n = 0;
+  const append = () =>
+    EVENT_LOGS.map((log) => {
+      const kind = log.includes("deploy") ? "deploy" : log.includes("alert") ? "alert" : "audit";
+      const line = eventLine(kind, CTX, new Date("2026-12-01T09:00:00Z"), 5000 + n++);
+      appendFileSync(join(live, log), `${line}\n`);
+      return line;
+    });
+  const liveText = () => EVENT_LOGS.map((log) => readFileSync(join(live, log), "utf8")).join("");
+  const cli = (args: string[]) => runCli([...sb.flags, "--json", ...args]);
+
+  it("keeps the event lines si wrote since the restore it undoes", async () => {
+    expect((await cli(["snapshot", "--context", CTX, "--insecure-plaintext"])).code).toBe(0);
+    const before = append();
+    const r = await cli(["restore", "--context", CTX, "--ticket", "INC-7", "--yes"]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const since = append();
+    const back = await cli(["rollback", "--context", CTX, "--ticket", "INC-7"]);
+    expect(back.code, back.stdout + back.stderr).toBe(0);
+    const text = liveText();
+    for (const line of [...before, ...since]) expect(text).toContain(line);
+    const lines = back.json.data[0].eventLines;
+    expect(lines.map((e: { path: string; action: string }) => [e.path, e.action])).toEqual(
+      EVENT_LOGS.map((log) => [log, "append"]),
+    );
+    const record = JSON.parse(readFileSync(back.json.data[0].incidentFile, "utf8"));
+    expect(record.eventLines).toEqual(lines);
+    const again = await runCli([...sb.flags, "rollback", "--context", CTX, "--ticket", "INC-7"]);
+    // the rollback was the last restore's undoing: nothing left to roll back, said so (exit 2)
+    expect(again.code).toBe(2);
+  }, 120_000);
+
+  it("of a restore that replaced a context folder that was a symbolic link: exit 2 naming it, nothing changed", async () => {
+    // the context folder moved elsewhere and a link took its place; the operator restores over it
+    const elsewhere = join(sb.dir, "elsewhere");
+    mkdirSync(elsewhere);
+    renameSync(live, join(elsewhere, CTX));
+    symlinkSync(join(elsewhere, CTX), live);
+    const r = await cli(["restore", "--context", CTX, "--ticket", "INC-8", "--yes"]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(lstatSync(live).isDirectory()).toBe(true);
+    const vault = lstatSync(join(live, "vault")).ino;
+    const back = await cli(["rollback", "--context", CTX, "--ticket", "INC-8"]);
+    expect(back.code, back.stdout + back.stderr).toBe(2);
+    expect(back.json.error.code).toBe("PAAS_BACKUP_CONTEXT_NOT_A_FOLDER");
+    expect(back.json.error.message).toContain("symbolic link");
+    expect(back.json.error.target).toMatch(/moved-aside/);
+    // the restored folder stays, its vault with it, and nothing went into the link's folder
+    expect(lstatSync(live).isDirectory()).toBe(true);
+    expect(lstatSync(join(live, "vault")).ino).toBe(vault);
+    expect(readdirSync(join(elsewhere, CTX))).not.toContain("vault");
   }, 120_000);
 });

@@ -5,15 +5,14 @@ import { INVARIANTS, formatTrace, runSimulation } from "../src/index.js";
 export const DAYS = 30;
 
 /**
- * Invariants that still find open defects, reported to issue 20's other halves: a rollback drops
- * the event lines written since the restore it undoes (restoreLosesNothing; found by the
- * simulation beyond the issue's list), and an EIO the machine raised is reported as
+ * Invariants that still find open defects, reported to issue 20's other halves: an EIO the
+ * machine raised reaches an SDK caller as a raw error, which can only be reported as
  * PAAS_BACKUP_UNEXPECTED, exit 1 (documentedExitCodes; the issue's "environment errors" class).
- * `pnpm sim` checks both and finds them; each joins the test command as soon as its fix lands.
+ * `pnpm sim` checks it and finds it; it joins the test command as soon as its fix lands.
  * (offsiteWithinRetention joined once push stopped sending back what the target's retention had
- * removed: a full kept at home by a tag or a chain went out again after every offsite prune.)
+ * removed; restoreLosesNothing once rollback kept the event lines written since the restore.)
  */
-export const PENDING = ["restoreLosesNothing", "documentedExitCodes"];
+export const PENDING = ["documentedExitCodes"];
 
 /** Each seed a test: the world stepped for DAYS days, every invariant checked after every step. */
 export function simulateSeeds(seeds: readonly number[]): void {

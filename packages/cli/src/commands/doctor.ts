@@ -6,6 +6,7 @@ import { UsageError } from "@paas-backup/core/errors";
 import { resolveRecordSigner } from "../options/signing.js";
 import { resolveOperator, type Runtime } from "../runtime.js";
 import { keyValues, table } from "../render/text.js";
+import { describeEventLines } from "../render/restore.js";
 import { printEnvelope } from "../envelope.js";
 import { assertDoctorRunnable, externalDoctorRunner } from "../host/doctor.js";
 import { lockedBy, sessionOptions } from "../options/lock.js";
@@ -159,6 +160,7 @@ export async function rollbackCommand(
         ["put back", result.restoredFrom],
         ["kept in place", result.kept.join(", ") || undefined],
         ["restored contents kept in", result.movedAsideTo],
+        ["event lines since the restore", describeEventLines(result, "the log put back")],
         ["incident", result.incidentFile],
       ]),
     );

@@ -3,14 +3,18 @@ import type { Runtime } from "../runtime.js";
 import { keyValues } from "./text.js";
 
 /** The live event lines a restore carries over (issue 20), one clause per log; undefined when none. */
-export function describeEventLines(plan: Pick<RestorePlan, "eventLines">): string | undefined {
+export function describeEventLines(
+  plan: Pick<RestorePlan, "eventLines">,
+  /** where an appended line went: the restored log, or (rollback) the log put back */
+  into = "the restored log",
+): string | undefined {
   if (!plan.eventLines?.length) return undefined;
   return plan.eventLines
     .map(
       (e) =>
         `${e.path}: ${e.lines} line${e.lines === 1 ? "" : "s"} ${
           e.action === "append"
-            ? "appended to the restored log"
+            ? `appended to ${into}`
             : `kept in the incident${e.keptIn ? ` (${e.keptIn})` : ""}`
         }`,
     )

@@ -17,6 +17,16 @@ import {
   type SwapStep,
 } from "../context/journal.js";
 import { lastRestorePath } from "./restore.js";
+import { EVENT_LOGS } from "../policy/selection.js";
+import { hashFile } from "../util/hash.js";
+import { lstatOrNull } from "../util/optional-reads.js";
+import {
+  applyEventLines,
+  catchUpEventLines,
+  planEventLines,
+  type EventLines,
+  type SnapshotLog,
+} from "./event-tails.js";
 
 export interface RollbackResult {
   context: string;
@@ -26,6 +36,11 @@ export interface RollbackResult {
   /** what stayed in place because the restore had not touched it (vault/ among them) */
   kept: string[];
   incidentFile: string;
+  /**
+   * the event lines si wrote since the restore, carried into the contents put back: appended to
+   * each log they extend, or kept in a file of the incident (issue 20)
+   */
+  eventLines: EventLines[];
 }
 
 interface LastRestore {
@@ -98,6 +113,7 @@ async function rollbackInSession(options: RollbackOptions): Promise<RollbackResu
       movedAsideTo: unfinished.staged,
       kept: [],
       incidentFile: recovered?.incidentFile ?? "",
+      eventLines: [],
     };
   }
   await recoverContext({
@@ -137,6 +153,20 @@ async function rollbackInSession(options: RollbackOptions): Promise<RollbackResu
       },
     );
   }
+  const previous = await lstatOrNull(fs, pointer.aside);
+  if (previous && previous.kind !== "directory") {
+    // The restore replaced a context folder that was a symbolic link (or a file): putting that
+    // back would make the context a link again, and the vault's move back would go through it.
+    throw new UsageError(
+      "PAAS_BACKUP_CONTEXT_NOT_A_FOLDER",
+      `the last restore of ${context} replaced a ${previous.kind === "symlink" ? "symbolic link" : previous.kind}, not a folder (kept at ${pointer.aside}): rollback does not put it back as the context; nothing was changed`,
+      {
+        path: pointer.aside,
+        remediation: `The restored context stays live at ${contextDir(stateRoot, context)}. paas-backup never reads or writes through symbolic links: to return to the folder the link pointed to, move the restored context aside and that folder into its place by hand.`,
+        stage: "rollback",
+      },
+    );
+  }
   const startedAt = clock();
   const live = contextDir(stateRoot, context);
   const stamp = startedAt
@@ -156,6 +186,34 @@ async function rollbackInSession(options: RollbackOptions): Promise<RollbackResu
     if (liveExists && (await exists(fs, join(live, p))) && !(await exists(fs, join(pointer.aside, p))))
       kept.push(p);
   }
+  // The event lines si wrote since the restore must survive its undoing, as a restore keeps the
+  // lines written since its snapshot (issue 20; the fleet simulation found a rollback dropping
+  // them): a log the previous contents come back with is extended with them when the live log
+  // extends it, else they are kept in a file of the incident. Written before the swap, into the
+  // previous contents (still aside): a kill leaves them there as well as live, never nowhere.
+  const lines = liveExists
+    ? (
+        await planEventLines({
+          fs,
+          live,
+          replaced: (path) => !kept.some((p) => path === p || path.startsWith(`${p}/`)),
+          snapshotLogs: await logsOf(fs, pointer.aside),
+          stagedContext: pointer.aside,
+          exact: false,
+        })
+      ).map((p) => ({
+        ...p,
+        record: { ...p.record, reason: rollbackReason(p.record.action, p.record.reason) },
+      }))
+    : [];
+  const eventLines = await applyEventLines({
+    fs,
+    planned: lines,
+    stagedContext: pointer.aside,
+    backupRoot: options.backupRoot,
+    context,
+    stem: `${stamp}-rollback-${randomUUID().slice(0, 8)}`,
+  });
   const steps: SwapStep[] = [
     ...(liveExists ? [{ name: "live-aside", from: live, to: movedAside }] : []),
     { name: "previous-live", from: pointer.aside, to: live },
@@ -192,6 +250,9 @@ async function rollbackInSession(options: RollbackOptions): Promise<RollbackResu
     }).catch(() => undefined);
     throw err;
   }
+  // lines si appended between the read and the swap went aside with the live contents: carried too
+  if (lines.some((p) => p.record.action === "append"))
+    eventLines.push(...(await catchUpEventLines({ fs, planned: lines, aside: movedAside, live })));
   const record = newIncidentRecord({
     kind: "rollback",
     ticket: options.ticket,
@@ -201,9 +262,30 @@ async function rollbackInSession(options: RollbackOptions): Promise<RollbackResu
     startedAt: startedAt.toISOString(),
     movedAsideTo: movedAside,
     outcome: "rolled-back",
+    ...(eventLines.length ? { eventLines } : {}),
   });
   record.endedAt = clock().toISOString();
   const incidentFile = await writeIncident(fs, options.backupRoot, record, "incidents", options.signer);
   await removeJournal(fs, stateRoot, context);
-  return { context, restoredFrom: pointer.aside, movedAsideTo: movedAside, kept, incidentFile };
+  return { context, restoredFrom: pointer.aside, movedAsideTo: movedAside, kept, incidentFile, eventLines };
+}
+
+/** Each event log of the previous contents as a restore's snapshot log: what a live log that extends it starts with. */
+async function logsOf(fs: FileSystem, contents: string): Promise<Map<string, SnapshotLog>> {
+  const out = new Map<string, SnapshotLog>();
+  for (const path of EVENT_LOGS) {
+    const st = await lstatOrNull(fs, join(contents, path));
+    if (st?.kind !== "file") continue;
+    const h = await hashFile(fs, join(contents, path));
+    out.set(path, { size: h.bytes, sha256: h.sha256 });
+  }
+  return out;
+}
+
+function rollbackReason(action: EventLines["action"], reason: string): string {
+  if (action === "append")
+    return "the live log extends the previous contents' log: the lines written since the restore are appended to it";
+  return reason.startsWith("the snapshot has no such log")
+    ? "the previous contents have no such log: the live lines are kept in the incident"
+    : "the live log does not extend the previous contents' log: its lines that log does not hold are kept in the incident";
 }
