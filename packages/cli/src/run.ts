@@ -111,7 +111,11 @@ export function printFailure(command: string, context: string, raw: unknown, jso
   if (isClosedPipe(raw)) return ExitCode.ok;
   const err =
     raw instanceof PaasBackupError && raw.exitCode !== ExitCode.unexpected
-      ? raw
+      ? // core names the machine's errno errors itself; the CLI adds what only the host can say
+        // (the file's owner and mode, the filesystem's free space), from the errno error underneath
+        raw.stage === "filesystem" && raw.data.errno !== undefined && raw.cause !== undefined
+        ? (environmentError(raw.cause, raw.path ? { path: raw.path } : {}) ?? raw)
+        : raw
       : (environmentError(raw) ?? raw);
   const known = err instanceof PaasBackupError;
   const code = known ? err.code : "PAAS_BACKUP_UNEXPECTED";

@@ -9,10 +9,11 @@ import {
   symlinkSync,
   writeFileSync,
 } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
+import { spawn } from "node:child_process";
 import { EVENT_LOGS } from "@paas-backup/core/policy";
 import { eventLine } from "@paas-backup/testing";
-import { makeSandbox, runCli, type Sandbox } from "./helpers.js";
+import { CLI, makeSandbox, runCli, type Sandbox } from "./helpers.js";
 
 /**
  * The defects the fleet simulation (issue 20 §1) found beyond the issue's list, as an operator
@@ -137,4 +138,49 @@ describe("rollback (restoreLosesNothing, documentedExitCodes)", () => {
     expect(lstatSync(join(live, "vault")).ino).toBe(vault);
     expect(readdirSync(join(elsewhere, CTX))).not.toContain("vault");
   }, 120_000);
+});
+
+describe("an I/O error (EIO) from the disk (documentedExitCodes)", () => {
+  const PRELOAD = resolve(import.meta.dirname, "fail-preload.mjs");
+  let sb: Sandbox;
+  beforeAll(async () => {
+    sb = await makeSandbox([{ name: CTX, eventBytes: 2_000 }]);
+    for (const at of ["2026-10-01T08:00:00Z", "2026-10-02T08:00:00Z"]) {
+      const r = await runCli([...sb.flags, "snapshot", "--context", CTX, "--insecure-plaintext"], {
+        env: { PAAS_BACKUP_NOW: at },
+      });
+      expect(r.code, r.stderr).toBe(0);
+    }
+  }, 60_000);
+  afterAll(() => sb?.cleanup());
+  /** the built CLI with every fs.promises.<op> of a path matching <text> failing with EIO */
+  const failing = (failCall: string, args: string[]) =>
+    new Promise<{ code: number; json: any }>((done) => {
+      const child = spawn(process.execPath, ["--import", PRELOAD, CLI, ...sb.flags, "--json", ...args], {
+        env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", PB_FAIL_CALL: failCall },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let out = "";
+      child.stdout.on("data", (c) => (out += c));
+      child.on("close", (code) => done({ code: code ?? -1, json: JSON.parse(out || "null") }));
+    });
+
+  it("is exit 10 PAAS_BACKUP_IO_ERROR naming the file and what to do, for prune and for tick", async () => {
+    const prune = await failing("lstat:EIO:\\.tar\\.gz\\.sha256$", [
+      "prune",
+      "--context",
+      CTX,
+      "--keep-daily",
+      "1",
+    ]);
+    expect(prune.code, JSON.stringify(prune.json)).toBe(10);
+    expect(prune.json.error.code).toBe("PAAS_BACKUP_IO_ERROR");
+    expect(prune.json.error.message).toMatch(/\.tar\.gz\.sha256/);
+    expect(prune.json.error.remediation).toMatch(/disk/);
+    // tick's look for a git work tree above the roots, before any context
+    const tick = await failing("lstat:EIO:/\\.git$", ["tick", "--all-contexts", "--insecure-plaintext"]);
+    expect(tick.code, JSON.stringify(tick.json)).toBe(10);
+    expect(tick.json.error.code).toBe("PAAS_BACKUP_IO_ERROR");
+    expect(tick.json.error.message).toMatch(/\.git/);
+  }, 60_000);
 });

@@ -281,6 +281,24 @@ export function environmentErrorOf(err: unknown, where?: string): EnvironmentErr
   return null;
 }
 
+/**
+ * Run `work`; an errno error the machine raised (EIO, ENOSPC, EACCES…) comes out typed and named
+ * (environmentErrorOf: exit 10, the path, what to do), anything else as it was. Core's entry
+ * points run in it, so an SDK caller never meets a raw errno error, which the CLI would otherwise
+ * be the only one to name (issue 20: the fleet simulation found raw EIO escaping as exit 1).
+ */
+export async function namingEnvironmentErrors<T>(
+  work: () => Promise<T>,
+  /** the folder named when the error names no file (a write stream's ENOSPC) */
+  where?: string,
+): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    throw environmentErrorOf(err, where) ?? err;
+  }
+}
+
 /** A missing file (ENOENT from a FileSystem) or a missing object (ObjectNotFoundError from any storage driver). */
 export function isNotFound(err: unknown): boolean {
   const code = typeof err === "object" && err !== null ? (err as { code?: unknown }).code : undefined;

@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { randomUUID } from "node:crypto";
 import type { FileStat, FileSystem } from "../fs/types.js";
-import { BusyError, errorCodeOf, isNotFound } from "../errors.js";
+import { BusyError, errorCodeOf, isNotFound, namingEnvironmentErrors } from "../errors.js";
 import { contextBackupDir, dirname, join } from "../util/paths.js";
 import { createFileExclusive } from "../util/atomic.js";
 
@@ -511,6 +511,13 @@ async function acquireNew(options: LockOptions): Promise<{ holding: Holding; loc
  * inside (every core entry point takes this lock itself) enters it instead of waiting.
  */
 export async function withContextLock<T>(options: LockOptions, work: () => Promise<T>): Promise<T> {
+  return namingEnvironmentErrors(
+    () => lockedWork(options, work),
+    contextBackupDir(options.backupRoot, options.context),
+  );
+}
+
+async function lockedWork<T>(options: LockOptions, work: () => Promise<T>): Promise<T> {
   const existing = heldHere(options.fs, lockPath(options));
   if (existing) {
     const lock = reenter(existing);

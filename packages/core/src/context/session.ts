@@ -1,8 +1,9 @@
 import type { FileSystem } from "../fs/types.js";
 import { nodeLockOwner } from "../fs/node-fs.js";
-import { UsageError } from "../errors.js";
+import { namingEnvironmentErrors, UsageError } from "../errors.js";
 import { validateContextName } from "../policy/context.js";
 import { assertSafeLocations } from "../policy/work-tree.js";
+import { contextBackupDir } from "../util/paths.js";
 import { recoverContext, type RecoveryResult } from "./journal.js";
 import { finishRotationCommits } from "../repository/rotation-commit.js";
 import { withContextLock, type LockOptions, type LockOwner } from "./lock.js";
@@ -76,6 +77,17 @@ export const DEFAULT_LOCK_TIMEOUT_MS = 30_000;
  * chain), recover, then run `work` with the session. The lock is released when `work` ends.
  */
 export async function withContext<T>(
+  options: WithContextOptions,
+  work: (session: ContextSession) => Promise<T>,
+): Promise<T> {
+  // a write that names no file (a stream's ENOSPC) wrote into the context's backup folder
+  return namingEnvironmentErrors(
+    () => openContext(options, work),
+    contextBackupDir(options.backupRoot, options.context),
+  );
+}
+
+async function openContext<T>(
   options: WithContextOptions,
   work: (session: ContextSession) => Promise<T>,
 ): Promise<T> {

@@ -1,6 +1,12 @@
 import type { FileSystem } from "../fs/types.js";
 import type { SigningKey } from "../signing/sshsig.js";
-import { ExitCode, PaasBackupError, environmentErrorOf, type ExitCodeValue } from "../errors.js";
+import {
+  ExitCode,
+  PaasBackupError,
+  environmentErrorOf,
+  namingEnvironmentErrors,
+  type ExitCodeValue,
+} from "../errors.js";
 import type { ArtifactEncryptor } from "../archive/encryption.js";
 import type { OptionalFolder } from "../policy/selection.js";
 import type { SecretAllowance } from "../policy/secrets.js";
@@ -285,6 +291,11 @@ function failedOutcome(
  * the metrics file, so an SDK caller gets the same policy.
  */
 export async function runTick(options: TickOptions): Promise<TickResult> {
+  // what fails before or between the contexts (the locations, the list of contexts) is named too
+  return namingEnvironmentErrors(() => tickContexts(options));
+}
+
+async function tickContexts(options: TickOptions): Promise<TickResult> {
   await assertSafeLocations({
     fs: options.fs,
     backupRoot: options.backupRoot,

@@ -423,9 +423,6 @@ function runsOf(observations: Observation[]) {
   return observations.flatMap((o) => ("runs" in o ? o.runs : "run" in o ? [o.run] : []));
 }
 
-/** the errno codes the CLI turns into exit 10 at its top level, from any command */
-const CLI_ENVIRONMENT_ERRNO = new Set(["EACCES", "EPERM", "ENOSPC", "EDQUOT", "EROFS"]);
-
 /** per world (its planted markers are its own): the digests already scanned */
 const scannedBy = new WeakMap<World, Map<string, boolean>>();
 
@@ -457,18 +454,14 @@ export async function nothingSecretStored(view: StepView): Promise<string[]> {
   return out;
 }
 
-/** 7b. Every exit code is the documented one for its condition: exit 1 (PAAS_BACKUP_UNEXPECTED) only for a bug, never for what the machine refused. */
+/** 7b. Every exit code is the documented one for its condition: exit 1 (PAAS_BACKUP_UNEXPECTED) only for a bug, never for what the machine refused; every error a core call throws is typed. */
 export function documentedExitCodes(view: StepView): string[] {
   const out: string[] = [];
   for (const run of runsOf(view.observations)) {
     if (run.crashed) continue;
     const err = run.error;
-    if (
-      err &&
-      !(err instanceof PaasBackupError) &&
-      CLI_ENVIRONMENT_ERRNO.has((err as { code?: string }).code ?? "")
-    )
-      continue; // the CLI names these as exit 10 (permission, space, read-only) wherever they come from
+    // Core names the machine's errno errors itself (exit 10): a raw one, even EACCES or ENOSPC
+    // that the CLI would name at its top level, is a core entry point an SDK caller meets untyped.
     if (err && (!(err instanceof PaasBackupError) || err.exitCode === ExitCode.unexpected))
       out.push(
         `${run.command}: exit 1 (a bug) for ${err instanceof PaasBackupError ? err.code : (err as Error)?.message}`,
