@@ -326,7 +326,9 @@ export async function damage(world: World): Promise<Observation | null> {
       what = `clock corrected to ${world.clock().toISOString()}`;
       break;
     case "vanish": {
-      if (liveKind !== "directory") return null;
+      // one displacement at a time: the world tracks a single moved folder per context (a second
+      // one, of a context a restore recreated meanwhile, would lose track of the first and its vault)
+      if (liveKind !== "directory" || world.movedAway.has(context)) return null;
       const away = `/lost/${context}-${world.step}`;
       await world.mem.mkdir("/lost", { recursive: true });
       await world.mem.rename(live, away);
@@ -335,7 +337,7 @@ export async function damage(world: World): Promise<Observation | null> {
       break;
     }
     case "symlink": {
-      if (liveKind !== "directory") return null;
+      if (liveKind !== "directory" || world.movedAway.has(context)) return null;
       const away = posix.join(ELSEWHERE, `${context}-${world.step}`);
       await world.mem.mkdir(ELSEWHERE, { recursive: true });
       await world.mem.rename(live, away);
