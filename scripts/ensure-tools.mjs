@@ -22,6 +22,8 @@ const needed = {
   "radosgw-admin": "ceph-common",
   // the governance report's HTML is read by a real browser (issue 24)
   chromium: "chromium",
+  // signatures of snapshots and records are checked by OpenSSH's own verifier (issue 24 §2)
+  "ssh-keygen": "openssh-client",
 };
 const root = typeof process.getuid === "function" && process.getuid() === 0;
 // The suite needs root for three things, and says so once before running rather than failing a

@@ -118,7 +118,16 @@ describe("keys rotate", () => {
     const payloads = new Map(
       artifacts().map((n) => [n, sha256(ageDecrypt(keys.old!.file, join(sb.backupRoot, CTX, n)).stdout)]),
     );
-    const r = await cli(["--json", ...rotateArgs()], at("2026-11-01T03:00:00Z"));
+    // --all-contexts: every context with a folder in the backup root (here the one)
+    const r = await cli(
+      [
+        "--json",
+        ...rotateArgs()
+          .map((a) => (a === "--context" ? "--all-contexts" : a))
+          .filter((a) => a !== CTX),
+      ],
+      at("2026-11-01T03:00:00Z"),
+    );
     expect(r.code, r.stdout + r.stderr).toBe(0);
     expect(r.json.data[0]).toMatchObject({ context: CTX, resumed: null, skipped: [] });
     expect(r.json.data[0].rotated).toHaveLength(2);
