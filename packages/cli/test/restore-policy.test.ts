@@ -170,6 +170,7 @@ describe("restore as the policy demands", () => {
       '{"timestamp":"2026-11-24T09:00:00Z","status":"sent"}\n',
     );
     const before = treeHashes(ctx);
+    const auditBefore = readFileSync(join(ctx, "events", "audit.jsonl"), "utf8");
     const r = await runCli([
       ...sb.flags,
       "--json",
@@ -184,7 +185,25 @@ describe("restore as the policy demands", () => {
     expect(treeHashes(ctx)).not.toEqual(before);
     const rb = await runCli([...sb.flags, "--json", "rollback", "--context", CTX, "--ticket", "INC-5"]);
     expect(rb.code, rb.stdout + rb.stderr).toBe(0);
-    expect(treeHashes(ctx)).toEqual(before);
+    // every file is back byte for byte, but for the audit log: it is the previous log plus the one
+    // line appended since the restore, the restore's own audit event, which a rollback keeps
+    // (issue 20: rollback never drops event lines written since the restore it undoes)
+    const audit = readFileSync(join(ctx, "events", "audit.jsonl"), "utf8");
+    expect(audit.startsWith(auditBefore)).toBe(true);
+    const since = audit.slice(auditBefore.length).trimEnd().split("\n");
+    expect(since).toHaveLength(1);
+    expect(JSON.parse(since[0]!)).toMatchObject({
+      command: "backup restore",
+      status: "succeeded",
+      fields: { ticket: "INC-5" },
+    });
+    const auditKept = rb.json.data[0].eventLines.find(
+      (e: { path: string }) => e.path === "events/audit.jsonl",
+    );
+    expect(auditKept).toMatchObject({ action: "append", lines: 1 });
+    const after = treeHashes(ctx);
+    after.set("events/audit.jsonl", before.get("events/audit.jsonl")!);
+    expect(after).toEqual(before);
     // the restored contents were moved aside too, not deleted
     expect(existsSync(join(rb.json.data[0].movedAsideTo, "targets.json"))).toBe(true);
     expect((await runCli([...sb.flags, "rollback", "--context", CTX, "--ticket", "INC-5"])).code).toBe(2);
