@@ -96,7 +96,10 @@ describe("a snapshot that fails midway", () => {
         insecurePlaintext: true,
         sleep: async () => undefined,
       }),
-    ).rejects.toThrow(/ENOSPC/);
+    ).rejects.toMatchObject({
+      code: "PAAS_BACKUP_NO_SPACE",
+      message: expect.stringMatching(/no space left/),
+    });
     expect(fs.logsOpened).toBe(2);
     expect(fs.openReaders).toBe(0);
   });
