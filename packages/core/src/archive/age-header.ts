@@ -193,22 +193,41 @@ export function writeAgeHeader(recipients: readonly Buffer[], fileKey: Buffer): 
   return Buffer.from(`${upToDashes} ${b64(headerMac(fileKey, upToDashes))}\n`, "latin1");
 }
 
-interface Stanza {
+export interface AgeStanza {
   args: string[];
   body: Buffer;
 }
 
+/** A header as read by parseAgeHeader: its stanzas, its MAC, and the text the MAC covers. */
+export interface ParsedAgeHeader {
+  stanzas: AgeStanza[];
+  mac: Buffer;
+  upToDashes: string;
+}
+
 /**
- * The file key of a header (all of it, up to and including the "--- MAC" line's newline) that one
- * of `identities` opens, its MAC checked. Throws "no identity matched…" when none does, and a
- * plain Error naming what is wrong with a malformed header.
+ * The length of the age header that `bytes` begin with: through the "--- MAC" line's newline.
+ * Null when these bytes hold no complete header (read more, or they are not age).
  */
-export function openAgeHeader(header: Buffer, identities: readonly X25519Identity[]): Buffer {
+export function ageHeaderLength(bytes: Buffer): number | null {
+  if (!bytes.subarray(0, VERSION_LINE.length + 1).equals(Buffer.from(`${VERSION_LINE}\n`, "latin1")))
+    return null;
+  const dashes = bytes.indexOf("\n--- ", 0, "latin1");
+  if (dashes < 0) return null;
+  const end = bytes.indexOf("\n", dashes + 1, "latin1");
+  return end < 0 ? null : end + 1;
+}
+
+/**
+ * A header (all of it, up to and including the "--- MAC" line's newline), parsed strictly as the
+ * spec says. Throws a plain Error naming what is wrong with a malformed one.
+ */
+export function parseAgeHeader(header: Buffer): ParsedAgeHeader {
   const text = header.toString("latin1");
   if (!text.endsWith("\n")) throw new Error("header: truncated");
   const lines = text.slice(0, -1).split("\n");
   if (lines[0] !== VERSION_LINE) throw new Error("header: not an age v1 header");
-  const stanzas: Stanza[] = [];
+  const stanzas: AgeStanza[] = [];
   let i = 1;
   for (; i < lines.length && lines[i]!.startsWith("-> ");) {
     const args = lines[i]!.slice(3).split(" ");
@@ -229,9 +248,15 @@ export function openAgeHeader(header: Buffer, identities: readonly X25519Identit
     throw new Error("header: malformed (no --- MAC line after the stanzas)");
   const mac = fromB64(footer.slice(4));
   if (stanzas.length === 0) throw new Error("header: no recipient stanza");
+  return { stanzas, mac, upToDashes: text.slice(0, text.length - footer.length - 1 + 3) };
+}
 
-  let fileKey: Buffer | null = null;
-  for (const stanza of stanzas) {
+/**
+ * The file key that one of `identities` unwraps from the header's X25519 stanzas, or null when
+ * none does. The MAC is not checked here: holding the file key is what "opens" means to keys audit.
+ */
+export function unwrapFileKey(header: ParsedAgeHeader, identities: readonly X25519Identity[]): Buffer | null {
+  for (const stanza of header.stanzas) {
     if (stanza.args[0] !== "X25519") continue;
     if (stanza.args.length !== 2) throw new Error("header: malformed X25519 stanza");
     const share = fromB64(stanza.args[1]!);
@@ -246,15 +271,23 @@ export function openAgeHeader(header: Buffer, identities: readonly X25519Identit
       } catch {
         continue; // wrapped for another recipient
       }
-      fileKey = opened;
-      break;
+      return opened;
     }
-    if (fileKey) break;
   }
+  return null;
+}
+
+/**
+ * The file key of a header (all of it, up to and including the "--- MAC" line's newline) that one
+ * of `identities` opens, its MAC checked. Throws "no identity matched…" when none does, and a
+ * plain Error naming what is wrong with a malformed header.
+ */
+export function openAgeHeader(header: Buffer, identities: readonly X25519Identity[]): Buffer {
+  const parsed = parseAgeHeader(header);
+  const fileKey = unwrapFileKey(parsed, identities);
   if (!fileKey) throw new Error("no identity matched any of the file's recipients");
-  const upToDashes = text.slice(0, text.length - footer.length - 1 + 3);
-  const expected = headerMac(fileKey, upToDashes);
-  if (mac.length !== expected.length || !timingSafeEqual(mac, expected))
+  const expected = headerMac(fileKey, parsed.upToDashes);
+  if (parsed.mac.length !== expected.length || !timingSafeEqual(parsed.mac, expected))
     throw new Error("header: invalid MAC");
   return fileKey;
 }

@@ -1,12 +1,5 @@
 // @paas-backup/core/keys: which retained snapshots an age identity opens (issue 24 §3).
-export {
-  auditKey,
-  identityOpensHeader,
-  parseAgeHeader,
-  x25519SecretOf,
-  type KeyAuditResult,
-  type KeyExposure,
-} from "./audit.js";
+export { auditKey, type KeyAuditResult, type KeyExposure } from "./audit.js";
 export {
   ROTATIONS_DIR,
   listRotations,

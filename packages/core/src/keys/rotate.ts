@@ -25,7 +25,7 @@ import { isLockRefusal } from "../offsite/checks.js";
 import type { OffsiteTarget } from "../offsite/types.js";
 import { HashingStream, sha256Hex } from "../util/hash.js";
 import { join } from "../util/paths.js";
-import { identityOpensHeader, parseAgeHeader, x25519IdentityOf } from "./audit.js";
+import { ageHeaderOf, identitiesOpen, readAgeHeader, x25519IdentityOf } from "./audit.js";
 import {
   commitRotationStep,
   listRotations,
@@ -331,8 +331,8 @@ async function stageReencrypted(
   const payloadSha256 = payloadHash.digest();
   await staged.commit(newSha256);
   // the staged copy as stored: one stanza per recipient, and the same payload when we can open it
-  const header = parseAgeHeader(Buffer.from(await readHead(home, key)));
-  if (!header || header.length !== recipients.length)
+  const header = ageHeaderOf(await readAgeHeader(home, key));
+  if (!header || header.stanzas.length !== recipients.length)
     throw new IntegrityError(
       "PAAS_BACKUP_STORAGE_MISMATCH",
       `the re-encrypted copy of ${snap.id} at ${home.locate(key)} does not carry ${recipients.length} recipient stanzas`,
@@ -344,7 +344,7 @@ async function stageReencrypted(
       },
     );
   const ids = options.identities.map((i) => x25519IdentityOf(i, origin));
-  if (ids.some((id) => identityOpensHeader(id, header))) {
+  if (identitiesOpen(ids, header)) {
     const check = new HashingStream();
     await pipeline([
       await home.get(key),
@@ -364,22 +364,6 @@ async function stageReencrypted(
       );
   }
   return { newSha256, payloadSha256, bytes: newHash.bytes };
-}
-
-async function readHead(storage: ObjectStorage, key: string): Promise<Buffer> {
-  const stream = await storage.get(key);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  try {
-    for await (const c of stream) {
-      chunks.push(c as Buffer);
-      size += (c as Buffer).length;
-      if (size >= 64 * 1024) break;
-    }
-  } finally {
-    (stream as { destroy?: () => void }).destroy?.();
-  }
-  return Buffer.concat(chunks);
 }
 
 /**
