@@ -20,7 +20,7 @@ import type { ObjectStorage } from "../repository/storage.js";
 import { readRepositoryIdentity } from "../repository/identity.js";
 import type { SigningKey } from "../signing/sshsig.js";
 import { SIGNATURE_SUFFIX } from "../signing/verify.js";
-import { readRecord, writeRecord } from "../offsite/record.js";
+import { confirmedCopy, readRecord, writeRecord } from "../offsite/record.js";
 import { isLockRefusal } from "../offsite/checks.js";
 import type { OffsiteTarget } from "../offsite/types.js";
 import { HashingStream, sha256Hex } from "../util/hash.js";
@@ -488,19 +488,12 @@ async function rotateOffsite(options: RotateOptions, record: RotationRecord): Pr
           ...(lock ? { lock } : {}),
         });
         const head = await storage.head(copy.artifact);
-        offsite.copies[copy.id] = {
-          ...copy,
-          sha256: put.sha256,
-          size: put.size,
-          confirmedBy: put.confirmedBy,
-          multipart: put.multipart,
-          confirmedAt: now.toISOString(),
-          retainUntil: head?.retainUntil ?? lock?.retainUntil.toISOString() ?? null,
-          lockMode: head?.lockMode ?? lock?.mode ?? null,
-          immutable: immutability.enabled && lock !== undefined,
-          problem: null,
-          problemSeenAt: null,
-        };
+        offsite.copies[copy.id] = confirmedCopy({ ...copy, sha256: put.sha256, size: put.size }, put, {
+          now,
+          head,
+          lock,
+          immutability,
+        });
         await writeRecord(fs, backupRoot, record.context, target, offsite);
         done({ target: target.name, id: copy.id, action: "replaced" });
       } catch (err) {

@@ -12,7 +12,7 @@ import type { Immutability, ObjectStorage, PutResult } from "../repository/stora
 import { cheapCheck, hashObject, isLockRefusal, targetWarnings } from "./checks.js";
 import { noRecipientRefusal, pushEncryptedCopy, type PushSigner } from "./encrypt-on-push.js";
 import { extendLocks } from "./locks.js";
-import { readRecord, writeRecord } from "./record.js";
+import { confirmedCopy, readRecord, writeRecord } from "./record.js";
 import { ensureRootMarker, rootView } from "./roots.js";
 import { ROOTS, type OffsiteCopy, type OffsiteTarget } from "./types.js";
 import { pushRecordsHead } from "../records/offsite-head.js";
@@ -213,16 +213,7 @@ async function pushInSession(options: PushOffsiteOptions): Promise<PushResult> {
       if (out.warning) result.warnings.push(out.warning);
       const head = await view.head(out.put.key);
       const copy: OffsiteCopy = {
-        id: snap.id,
-        ...out.copy,
-        confirmedBy: out.put.confirmedBy,
-        multipart: out.put.multipart,
-        confirmedAt: now.toISOString(),
-        retainUntil: head?.retainUntil ?? lock?.retainUntil.toISOString() ?? null,
-        lockMode: head?.lockMode ?? lock?.mode ?? null,
-        immutable: immutability.enabled && lock !== undefined,
-        problem: null,
-        problemSeenAt: null,
+        ...confirmedCopy({ id: snap.id, ...out.copy }, out.put, { now, head, lock, immutability }),
         encryptedOnPush: true,
       };
       record.copies[snap.id] = copy;
@@ -323,21 +314,16 @@ async function pushInSession(options: PushOffsiteOptions): Promise<PushResult> {
       continue;
     }
     const head = await view.head(snap.artifactKey);
-    const copy: OffsiteCopy = {
-      id: snap.id,
-      artifact: `${ROOTS}/${identity.id}/${snap.artifactKey}`,
-      sha256: check.actual,
-      size: check.bytes,
-      confirmedBy: put.confirmedBy,
-      multipart: put.multipart,
-      confirmedAt: now.toISOString(),
-      retainUntil: head?.retainUntil ?? lock?.retainUntil.toISOString() ?? null,
-      lockMode: head?.lockMode ?? lock?.mode ?? null,
-      // Immutable only when the bucket enforces it: a lock header the server ignores is not a lock.
-      immutable: immutability.enabled && lock !== undefined,
-      problem: null,
-      problemSeenAt: null,
-    };
+    const copy = confirmedCopy(
+      {
+        id: snap.id,
+        artifact: `${ROOTS}/${identity.id}/${snap.artifactKey}`,
+        sha256: check.actual,
+        size: check.bytes,
+      },
+      put,
+      { now, head, lock, immutability },
+    );
     record.copies[snap.id] = copy;
     await writeRecord(fs, options.backupRoot, context, target, record);
     dirty = false;

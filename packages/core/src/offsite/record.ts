@@ -5,6 +5,7 @@ import { compareSnapshotIds } from "../repository/ids.js";
 import { writeFileAtomic } from "../util/atomic.js";
 import { readTextOrNull } from "../util/optional-reads.js";
 import { contextBackupDir, join } from "../util/paths.js";
+import type { Immutability, PutOptions, PutResult, StoredObject } from "../repository/storage.js";
 import type { OffsiteCopy, OffsiteRecord, OffsiteTarget } from "./types.js";
 
 export function recordFileName(name: string): string {
@@ -74,4 +75,33 @@ export async function recordedCopies(options: {
     options.target,
   );
   return Object.values(record.copies).sort((a, b) => compareSnapshotIds(a.id, b.id));
+}
+
+/**
+ * The record of a copy the target has just confirmed, built in one place for every way a copy
+ * lands (a push, an encrypted-on-push upload, a key rotation's replacement): its lock is what the
+ * target reports, else what we asked for, and it is immutable only when the bucket enforces locks
+ * (a lock header the server ignores is not a lock). A confirmed copy has no problem.
+ */
+export function confirmedCopy(
+  copy: Pick<OffsiteCopy, "id" | "artifact" | "sha256" | "size"> & Partial<OffsiteCopy>,
+  put: Pick<PutResult, "confirmedBy" | "multipart">,
+  at: {
+    now: Date;
+    head: Pick<StoredObject, "retainUntil" | "lockMode"> | null;
+    lock: PutOptions["lock"] | undefined;
+    immutability: Immutability;
+  },
+): OffsiteCopy {
+  return {
+    ...copy,
+    confirmedBy: put.confirmedBy,
+    multipart: put.multipart,
+    confirmedAt: at.now.toISOString(),
+    retainUntil: at.head?.retainUntil ?? at.lock?.retainUntil.toISOString() ?? null,
+    lockMode: at.head?.lockMode ?? at.lock?.mode ?? null,
+    immutable: at.immutability.enabled && at.lock !== undefined,
+    problem: null,
+    problemSeenAt: null,
+  };
 }
