@@ -7,14 +7,25 @@ import { validateContextName } from "../policy/context.js";
 import { checkSnapshotChecksum, expectedChecksum } from "../repository/checksum.js";
 import { ensureRepositoryIdentity } from "../repository/identity.js";
 import { compareSnapshotIds } from "../repository/ids.js";
-import { backupRootStorage, openRepository, readSmallObject } from "../repository/repository.js";
-import type { Immutability, ObjectStorage, PutResult } from "../repository/storage.js";
+import {
+  backupRootStorage,
+  openRepository,
+  readSmallObject,
+  type SnapshotRef,
+} from "../repository/repository.js";
+import type {
+  Immutability,
+  ObjectStorage,
+  PutOptions,
+  PutResult,
+  StoredObject,
+} from "../repository/storage.js";
 import { cheapCheck, hashObject, isLockRefusal, targetWarnings } from "./checks.js";
 import { noRecipientRefusal, pushEncryptedCopy, type PushSigner } from "./encrypt-on-push.js";
 import { extendLocks } from "./locks.js";
 import { confirmedCopy, readRecord, writeRecord } from "./record.js";
 import { ensureRootMarker, rootView } from "./roots.js";
-import { ROOTS, type OffsiteCopy, type OffsiteTarget } from "./types.js";
+import { ROOTS, type OffsiteCopy, type OffsiteRecord, type OffsiteTarget } from "./types.js";
 import { pushRecordsHead } from "../records/offsite-head.js";
 import { SIGNING_RECORD_KEY } from "../signing/verify.js";
 import { isNotFound } from "../errors.js";
@@ -85,7 +96,67 @@ export async function pushOffsite(options: PushOffsiteOptions): Promise<PushResu
   return result;
 }
 
+/**
+ * One push's working set, opened once and shared by its steps: the target seen below this root's
+ * prefix, the record of what is there, the result being built. `dirty` says the record changed
+ * since it was last written (each pushed copy writes it at once, so a kill loses at most one copy).
+ */
+interface PushRun {
+  options: PushOffsiteOptions;
+  context: string;
+  target: OffsiteTarget;
+  storage: ObjectStorage;
+  /** this root's identity: its prefix at the target */
+  rootId: string;
+  view: ObjectStorage;
+  immutability: Immutability;
+  record: OffsiteRecord;
+  home: ObjectStorage;
+  /** the fulls at home, and those of them push considers (not the ones the target's retention removed) */
+  localFulls: SnapshotRef[];
+  fulls: SnapshotRef[];
+  now: Date;
+  result: PushResult;
+  dirty: boolean;
+  /** plaintext at home with nothing to encrypt it to: refused once everything else is pushed */
+  refused: string[];
+  /** plaintext copies already at the target, from before push encrypted them: warned about */
+  plaintextThere: string[];
+  save: () => Promise<void>;
+  pushKeys: () => Promise<PushKeys>;
+}
+
+interface PushKeys {
+  encryptor: ArtifactEncryptor | undefined;
+  signer: PushSigner | undefined;
+}
+
+/**
+ * The push as its steps: open the run, forget removals whose full is gone, push each full, check
+ * the copies whose full is gone, leave the evidence beside the copies, extend locks, summarise.
+ */
 async function pushInSession(options: PushOffsiteOptions): Promise<PushResult> {
+  const run = await openPush(options);
+  forgetRemovalsOfGoneFulls(run);
+  for (const snap of run.fulls) await pushFull(run, snap);
+  await checkCopiesWithoutLocalFull(run);
+  if (run.dirty) await run.save();
+  await pushEvidence(run);
+  warnPlaintextThere(run);
+  const { target, immutability, result } = run;
+  if (target.objectLock && immutability.enabled)
+    result.extended = (await extendLocks({ ...options, context: run.context })).extended;
+  result.copies = await copiesAfterPush(run);
+  result.refused = run.refused;
+  return result;
+}
+
+/**
+ * Everything a push reads before it copies anything: the root's identity (created on the first
+ * push, so the target knows whose copies these are), the record, the fulls at home, and the
+ * target's marker naming this root. Warnings about the target itself start the result.
+ */
+async function openPush(options: PushOffsiteOptions): Promise<PushRun> {
   const { fs, target } = options;
   const context = validateContextName(options.context);
   const storage = target.storage;
@@ -112,7 +183,7 @@ async function pushInSession(options: PushOffsiteOptions): Promise<PushResult> {
     immutability,
     pushed: [],
     alreadyThere: [],
-    removedByRetention: [],
+    removedByRetention: localFulls.filter((s) => !fulls.includes(s)).map((s) => s.id),
     repaired: [],
     problems: [],
     copies: [],
@@ -126,241 +197,346 @@ async function pushInSession(options: PushOffsiteOptions): Promise<PushResult> {
     );
   await ensureRootMarker(storage, identity.id, identity.host, identity.createdAt);
   const now = options.clock();
-  let dirty = false;
-  const localIds = new Set(fulls.map((s) => s.id));
-  result.removedByRetention = localFulls.filter((s) => !fulls.includes(s)).map((s) => s.id);
-  // a removal is remembered while its full is at home: push never looks at the others
-  for (const id of Object.keys(removed))
-    if (!localFulls.some((s) => s.id === id)) {
-      delete removed[id];
-      dirty = true;
-    }
-  // Plaintext at home, and nothing to encrypt it to: refused once everything else is pushed.
-  const refused: string[] = [];
-  const plaintextThere: string[] = [];
-  const save = () => writeRecord(fs, options.backupRoot, context, target, record);
   // Resolved on first need: a push of encrypted snapshots never reads a recipients file or a signing key.
-  let keys: { encryptor: ArtifactEncryptor | undefined; signer: PushSigner | undefined } | null = null;
-  const pushKeys = async () =>
-    (keys ??= {
-      encryptor: typeof options.encryptor === "function" ? await options.encryptor() : options.encryptor,
-      signer: typeof options.copySigner === "function" ? await options.copySigner() : options.copySigner,
-    });
-  // A copy replaced under the other name (a damaged plaintext one by an encrypted one, or the other
-  // way once the target says allowPlaintext) goes: one id never has two artifacts at the target.
-  const dropReplaced = async (known: OffsiteCopy | undefined, copy: OffsiteCopy) => {
-    const plainKey = (key: string) => key.replace(/\.age$/, "");
-    if (!known || known.artifact === copy.artifact || plainKey(known.artifact) !== plainKey(copy.artifact))
-      return;
-    try {
-      await storage.delete(known.artifact);
-      await storage.delete(`${known.artifact}.sha256`);
-    } catch (err) {
-      result.warnings.push(
-        `the replaced copy ${storage.locate(known.artifact)} could not be removed (${(err as Error).message}): remove it at the target`,
-      );
-    }
+  let keys: PushKeys | null = null;
+  return {
+    options,
+    context,
+    target,
+    storage,
+    rootId: identity.id,
+    view,
+    immutability,
+    record,
+    home,
+    localFulls,
+    fulls,
+    now,
+    result,
+    dirty: false,
+    refused: [],
+    plaintextThere: [],
+    save: () => writeRecord(fs, options.backupRoot, context, target, record),
+    pushKeys: async () =>
+      (keys ??= {
+        encryptor: typeof options.encryptor === "function" ? await options.encryptor() : options.encryptor,
+        signer: typeof options.copySigner === "function" ? await options.copySigner() : options.copySigner,
+      }),
   };
-  for (const snap of fulls) {
-    const known = record.copies[snap.id];
-    let healing: string | null = null;
-    const encryptOnPush = !snap.encrypted && target.allowPlaintext !== true;
-    // Copies already confirmed are matched by the checksum file alone (no re-hash of the local full
-    // every hour) and checked at the target by HEAD: cheap enough for every tick. An encrypted-on-push
-    // copy is matched by the home artifact it encrypts.
-    const homeSha = await expectedChecksum(snap);
-    if (known && (known.encryptedOnPush ? known.sourceSha256 : known.sha256) === homeSha) {
-      healing = await cheapCheck(storage, known);
-      if (!healing) {
-        result.alreadyThere.push(snap.id);
-        if (encryptOnPush && !known.encryptedOnPush) plaintextThere.push(snap.id);
-        continue;
-      }
+}
+
+/** A removal is remembered while its full is at home: push never looks at the others. */
+function forgetRemovalsOfGoneFulls(run: PushRun): void {
+  const removed = run.record.removedByRetention ?? {};
+  for (const id of Object.keys(removed))
+    if (!run.localFulls.some((s) => s.id === id)) {
+      delete removed[id];
+      run.dirty = true;
     }
-    if (encryptOnPush) {
-      const { encryptor, signer } = await pushKeys();
-      if (!encryptor) {
-        refused.push(snap.id);
-        continue;
-      }
-      const lock =
-        target.objectLock && immutability.enabled
-          ? {
-              mode: target.objectLock.mode,
-              retainUntil: new Date(now.getTime() + target.objectLock.days * 86_400_000),
-            }
-          : undefined;
-      const out = await pushEncryptedCopy({
-        fs,
-        backupRoot: options.backupRoot,
-        context,
-        snap,
-        view,
-        rootPrefix: `${ROOTS}/${identity.id}/`,
-        record,
-        saveRecord: save,
-        encryptor,
-        signer,
-        lock,
-        known,
-        healing,
-        now,
-      });
-      if ("problem" in out) {
-        result.problems.push({ id: snap.id, problem: out.problem });
-        continue;
-      }
-      if (out.warning) result.warnings.push(out.warning);
-      const head = await view.head(out.put.key);
-      const copy: OffsiteCopy = {
-        ...confirmedCopy({ id: snap.id, ...out.copy }, out.put, { now, head, lock, immutability }),
-        encryptedOnPush: true,
-      };
-      record.copies[snap.id] = copy;
-      if (record.pending) delete record.pending[snap.id];
-      await save();
-      dirty = false;
-      result.pushed.push(copy);
-      if (healing)
-        result.repaired.push({ id: snap.id, reason: out.note ? `${healing}; ${out.note}` : healing });
-      await dropReplaced(known, copy);
-      continue;
+}
+
+/**
+ * One full: left alone when its confirmed copy is still there, else sent (encrypted on its way out
+ * when it is plaintext at home and the target does not take plaintext) or put back.
+ */
+async function pushFull(run: PushRun, snap: SnapshotRef): Promise<void> {
+  const known = run.record.copies[snap.id];
+  const encryptOnPush = !snap.encrypted && run.target.allowPlaintext !== true;
+  let healing: string | null = null;
+  // Copies already confirmed are matched by the checksum file alone (no re-hash of the local full
+  // every hour) and checked at the target by HEAD: cheap enough for every tick. An encrypted-on-push
+  // copy is matched by the home artifact it encrypts.
+  const homeSha = await expectedChecksum(snap);
+  if (known && (known.encryptedOnPush ? known.sourceSha256 : known.sha256) === homeSha) {
+    healing = await cheapCheck(run.storage, known);
+    if (!healing) {
+      run.result.alreadyThere.push(snap.id);
+      if (encryptOnPush && !known.encryptedOnPush) run.plaintextThere.push(snap.id);
+      return;
     }
-    const check = await checkSnapshotChecksum(snap);
-    if (check.state !== "verified") {
-      result.problems.push({
-        id: snap.id,
-        problem: `local artifact ${check.state}; not copied (a corrupt snapshot must not become the offsite copy)`,
-      });
-      continue;
-    }
-    // Only a bucket with Object Lock enabled takes retention headers: S3 and RGW refuse them
-    // elsewhere (400), and the copy would not be immutable anyway (reported, exit 4 when required).
-    const lock =
-      target.objectLock && immutability.enabled
-        ? {
-            mode: target.objectLock.mode,
-            retainUntil: new Date(now.getTime() + target.objectLock.days * 86_400_000),
-          }
-        : undefined;
-    const existing = await view.head(snap.artifactKey);
-    if (existing && existing.sha256 !== null && existing.sha256 !== check.actual) {
-      // Not ours: another backup root sharing this identity (a copied root) wrote it. Never replace it.
-      result.problems.push({
-        id: snap.id,
-        problem: `a different object is at ${view.locate(snap.artifactKey)} (sha256 ${existing.sha256}, ours ${check.actual}); not replaced. Was this backup root copied from another host? Give one of them a new identity.`,
-      });
-      continue;
-    }
-    // The target has the same layout as the backup root, below the root's prefix. The sidecars go
-    // first and the artifact is the commit, as at home: a push cut short never leaves a snapshot
-    // listed at the target without its checksum (issue 9 §7); leftover sidecars are overwritten next time.
-    // The signatures travel with the snapshot (issue 24): a restore from the target checks them too.
-    const signatures: string[] = [];
-    for (const key of [`${snap.checksumKey}.sig`, `${snap.manifestKey}.sig`])
-      if (await snap.storage.head(key)) signatures.push(key);
-    for (const key of [snap.checksumKey, ...(snap.manifest ? [snap.manifestKey] : []), ...signatures]) {
-      const data = Buffer.from(await readSmallObject(snap.storage, key), "utf8");
-      const sha256 = createHash("sha256").update(data).digest("hex");
-      // Landed already by a push that was cut short: not re-sent (a locked object cannot be replaced).
-      const there = await view.head(key);
-      if (there?.sha256 === sha256 && there.size === data.length) continue;
-      await view.put(key, Readable.from([data]), { sha256, size: data.length, ...(lock ? { lock } : {}) });
-    }
-    let put: PutResult | null = null;
-    let note: string | null = null;
-    if (existing) {
-      const damagedHere = known?.artifact === `${ROOTS}/${identity.id}/${snap.artifactKey}` && known.problem;
-      if (
-        !damagedHere &&
-        existing.size === check.bytes &&
-        (await hashObject(view, snap.artifactKey)).sha256 === check.actual
-      ) {
-        // An earlier, interrupted push landed it already: confirmed by its bytes, not re-sent.
-        put = {
-          key: snap.artifactKey,
-          size: existing.size,
-          sha256: check.actual,
-          confirmedBy: "reread",
-          multipart: false,
-        };
-      } else if (existing.retainUntil && Date.parse(existing.retainUntil) > now.getTime()) {
-        note = `the damaged copy is under Object Lock until ${existing.retainUntil}: the good copy is uploaded beside it (the bucket keeps the damaged one as an older version)`;
-      }
-    }
-    if (!put) {
-      try {
-        put = await view.put(snap.artifactKey, await snap.storage.get(snap.artifactKey), {
-          sha256: check.actual,
-          size: check.bytes,
-          ...(lock ? { lock } : {}),
-        });
-      } catch (err) {
-        if (existing && isLockRefusal(err)) {
-          result.problems.push({
-            id: snap.id,
-            problem: `the copy at ${view.locate(snap.artifactKey)} is wrong (${healing ?? "differs"}) but Object Lock forbids replacing it until ${existing.retainUntil ?? "its retention ends"}; both are kept: the damaged copy there, the good one at home`,
-          });
-          continue;
-        }
-        throw err;
-      }
-    }
-    if (put.sha256 !== check.actual || put.size !== check.bytes) {
-      result.problems.push({
-        id: snap.id,
-        problem: `copy at ${view.locate(snap.artifactKey)} does not match (sha256 ${put.sha256}, ${put.size} bytes); not recorded`,
-      });
-      continue;
-    }
-    const head = await view.head(snap.artifactKey);
-    const copy = confirmedCopy(
-      {
-        id: snap.id,
-        artifact: `${ROOTS}/${identity.id}/${snap.artifactKey}`,
-        sha256: check.actual,
-        size: check.bytes,
-      },
-      put,
-      { now, head, lock, immutability },
-    );
-    record.copies[snap.id] = copy;
-    await writeRecord(fs, options.backupRoot, context, target, record);
-    dirty = false;
-    result.pushed.push(copy);
-    if (healing) result.repaired.push({ id: snap.id, reason: note ? `${healing}; ${note}` : healing });
-    await dropReplaced(known, copy);
   }
-  // Recorded copies whose local full is gone (pruned at home): checked, but they cannot be put back.
-  for (const copy of Object.values(record.copies)) {
+  if (encryptOnPush) await pushEncryptedFull(run, snap, known, healing);
+  else await pushPlainFull(run, snap, known, healing);
+}
+
+/**
+ * Only a bucket with Object Lock enabled takes retention headers: S3 and RGW refuse them
+ * elsewhere (400), and the copy would not be immutable anyway (reported, exit 4 when required).
+ */
+function lockForNewCopy(run: PushRun): PutOptions["lock"] | undefined {
+  const { target, immutability, now } = run;
+  return target.objectLock && immutability.enabled
+    ? {
+        mode: target.objectLock.mode,
+        retainUntil: new Date(now.getTime() + target.objectLock.days * 86_400_000),
+      }
+    : undefined;
+}
+
+/** A plaintext full leaves encrypted to the configured recipients (issue 21 §5), or is refused. */
+async function pushEncryptedFull(
+  run: PushRun,
+  snap: SnapshotRef,
+  known: OffsiteCopy | undefined,
+  healing: string | null,
+): Promise<void> {
+  const { encryptor, signer } = await run.pushKeys();
+  if (!encryptor) {
+    run.refused.push(snap.id);
+    return;
+  }
+  const lock = lockForNewCopy(run);
+  const out = await pushEncryptedCopy({
+    fs: run.options.fs,
+    backupRoot: run.options.backupRoot,
+    context: run.context,
+    snap,
+    view: run.view,
+    rootPrefix: `${ROOTS}/${run.rootId}/`,
+    record: run.record,
+    saveRecord: run.save,
+    encryptor,
+    signer,
+    lock,
+    known,
+    healing,
+    now: run.now,
+  });
+  if ("problem" in out) {
+    run.result.problems.push({ id: snap.id, problem: out.problem });
+    return;
+  }
+  if (out.warning) run.result.warnings.push(out.warning);
+  const head = await run.view.head(out.put.key);
+  const copy: OffsiteCopy = {
+    ...confirmedCopy({ id: snap.id, ...out.copy }, out.put, {
+      now: run.now,
+      head,
+      lock,
+      immutability: run.immutability,
+    }),
+    encryptedOnPush: true,
+  };
+  if (run.record.pending) delete run.record.pending[snap.id];
+  await recordPushed(run, known, copy, healing, out.note);
+}
+
+/**
+ * A full copied as it is at home: checked locally first (a corrupt snapshot must not become the
+ * offsite copy), refused when another root's object sits at its key, then sidecars and artifact.
+ */
+async function pushPlainFull(
+  run: PushRun,
+  snap: SnapshotRef,
+  known: OffsiteCopy | undefined,
+  healing: string | null,
+): Promise<void> {
+  const { view, result } = run;
+  const check = await checkSnapshotChecksum(snap);
+  if (check.state !== "verified") {
+    result.problems.push({
+      id: snap.id,
+      problem: `local artifact ${check.state}; not copied (a corrupt snapshot must not become the offsite copy)`,
+    });
+    return;
+  }
+  const lock = lockForNewCopy(run);
+  const existing = await view.head(snap.artifactKey);
+  if (existing && existing.sha256 !== null && existing.sha256 !== check.actual) {
+    // Not ours: another backup root sharing this identity (a copied root) wrote it. Never replace it.
+    result.problems.push({
+      id: snap.id,
+      problem: `a different object is at ${view.locate(snap.artifactKey)} (sha256 ${existing.sha256}, ours ${check.actual}); not replaced. Was this backup root copied from another host? Give one of them a new identity.`,
+    });
+    return;
+  }
+  await pushSidecars(run, snap, lock);
+  const landed = await putArtifact(run, snap, { sha256: check.actual, bytes: check.bytes }, existing, {
+    known,
+    healing,
+    lock,
+  });
+  if (!landed) return;
+  const { put, note } = landed;
+  if (put.sha256 !== check.actual || put.size !== check.bytes) {
+    result.problems.push({
+      id: snap.id,
+      problem: `copy at ${view.locate(snap.artifactKey)} does not match (sha256 ${put.sha256}, ${put.size} bytes); not recorded`,
+    });
+    return;
+  }
+  const head = await view.head(snap.artifactKey);
+  const copy = confirmedCopy(
+    {
+      id: snap.id,
+      artifact: `${ROOTS}/${run.rootId}/${snap.artifactKey}`,
+      sha256: check.actual,
+      size: check.bytes,
+    },
+    put,
+    { now: run.now, head, lock, immutability: run.immutability },
+  );
+  await recordPushed(run, known, copy, healing, note);
+}
+
+/**
+ * The target has the same layout as the backup root, below the root's prefix. The sidecars go
+ * first and the artifact is the commit, as at home: a push cut short never leaves a snapshot
+ * listed at the target without its checksum (issue 9 §7); leftover sidecars are overwritten next
+ * time. The signatures travel with the snapshot (issue 24): a restore from the target checks them too.
+ */
+async function pushSidecars(run: PushRun, snap: SnapshotRef, lock: PutOptions["lock"] | undefined) {
+  const signatures: string[] = [];
+  for (const key of [`${snap.checksumKey}.sig`, `${snap.manifestKey}.sig`])
+    if (await snap.storage.head(key)) signatures.push(key);
+  for (const key of [snap.checksumKey, ...(snap.manifest ? [snap.manifestKey] : []), ...signatures]) {
+    const data = Buffer.from(await readSmallObject(snap.storage, key), "utf8");
+    const sha256 = createHash("sha256").update(data).digest("hex");
+    // Landed already by a push that was cut short: not re-sent (a locked object cannot be replaced).
+    const there = await run.view.head(key);
+    if (there?.sha256 === sha256 && there.size === data.length) continue;
+    await run.view.put(key, Readable.from([data]), { sha256, size: data.length, ...(lock ? { lock } : {}) });
+  }
+}
+
+/**
+ * The artifact, the commit of a copy: confirmed by its bytes when an interrupted push landed it
+ * already, else uploaded (beside a damaged copy Object Lock keeps). Null when the lock forbids
+ * replacing a wrong copy: that is a problem of the result, both copies are kept.
+ */
+async function putArtifact(
+  run: PushRun,
+  snap: SnapshotRef,
+  local: { sha256: string; bytes: number },
+  existing: StoredObject | null,
+  how: { known: OffsiteCopy | undefined; healing: string | null; lock: PutOptions["lock"] | undefined },
+): Promise<{ put: PutResult; note: string | null } | null> {
+  const { view, now } = run;
+  const { known, healing, lock } = how;
+  let put: PutResult | null = null;
+  let note: string | null = null;
+  if (existing) {
+    const damagedHere = known?.artifact === `${ROOTS}/${run.rootId}/${snap.artifactKey}` && known.problem;
+    if (
+      !damagedHere &&
+      existing.size === local.bytes &&
+      (await hashObject(view, snap.artifactKey)).sha256 === local.sha256
+    ) {
+      // An earlier, interrupted push landed it already: confirmed by its bytes, not re-sent.
+      put = {
+        key: snap.artifactKey,
+        size: existing.size,
+        sha256: local.sha256,
+        confirmedBy: "reread",
+        multipart: false,
+      };
+    } else if (existing.retainUntil && Date.parse(existing.retainUntil) > now.getTime()) {
+      note = `the damaged copy is under Object Lock until ${existing.retainUntil}: the good copy is uploaded beside it (the bucket keeps the damaged one as an older version)`;
+    }
+  }
+  if (put) return { put, note };
+  try {
+    put = await view.put(snap.artifactKey, await snap.storage.get(snap.artifactKey), {
+      sha256: local.sha256,
+      size: local.bytes,
+      ...(lock ? { lock } : {}),
+    });
+    return { put, note };
+  } catch (err) {
+    if (existing && isLockRefusal(err)) {
+      run.result.problems.push({
+        id: snap.id,
+        problem: `the copy at ${view.locate(snap.artifactKey)} is wrong (${healing ?? "differs"}) but Object Lock forbids replacing it until ${existing.retainUntil ?? "its retention ends"}; both are kept: the damaged copy there, the good one at home`,
+      });
+      return null;
+    }
+    throw err;
+  }
+}
+
+/**
+ * A confirmed copy is written to the record at once (a kill after this loses nothing), reported,
+ * and the copy it replaced under the other name goes.
+ */
+async function recordPushed(
+  run: PushRun,
+  known: OffsiteCopy | undefined,
+  copy: OffsiteCopy,
+  healing: string | null,
+  note: string | null | undefined,
+): Promise<void> {
+  run.record.copies[copy.id] = copy;
+  await run.save();
+  run.dirty = false;
+  run.result.pushed.push(copy);
+  if (healing) run.result.repaired.push({ id: copy.id, reason: note ? `${healing}; ${note}` : healing });
+  await dropReplaced(run, known, copy);
+}
+
+/**
+ * A copy replaced under the other name (a damaged plaintext one by an encrypted one, or the other
+ * way once the target says allowPlaintext) goes: one id never has two artifacts at the target.
+ */
+async function dropReplaced(run: PushRun, known: OffsiteCopy | undefined, copy: OffsiteCopy): Promise<void> {
+  const plainKey = (key: string) => key.replace(/\.age$/, "");
+  if (!known || known.artifact === copy.artifact || plainKey(known.artifact) !== plainKey(copy.artifact))
+    return;
+  try {
+    await run.storage.delete(known.artifact);
+    await run.storage.delete(`${known.artifact}.sha256`);
+  } catch (err) {
+    run.result.warnings.push(
+      `the replaced copy ${run.storage.locate(known.artifact)} could not be removed (${(err as Error).message}): remove it at the target`,
+    );
+  }
+}
+
+/** Recorded copies whose local full is gone (pruned at home): checked, but they cannot be put back. */
+async function checkCopiesWithoutLocalFull(run: PushRun): Promise<void> {
+  const localIds = new Set(run.fulls.map((s) => s.id));
+  for (const copy of Object.values(run.record.copies)) {
     if (localIds.has(copy.id)) continue;
-    const problem = await cheapCheck(storage, copy);
+    const problem = await cheapCheck(run.storage, copy);
     if (problem) {
-      result.problems.push({
+      run.result.problems.push({
         id: copy.id,
         problem: `${problem}; the local snapshot is gone, so it cannot be uploaded again`,
       });
       if (!copy.problem) {
         copy.problem = problem;
-        copy.problemSeenAt = now.toISOString();
-        dirty = true;
+        copy.problemSeenAt = run.now.toISOString();
+        run.dirty = true;
       }
     }
   }
-  if (dirty) await writeRecord(fs, options.backupRoot, context, target, record);
-  // Evidence beside the copies (issue 24 §2): the record chain's head, so a newest incident or
-  // drill record deleted at home shows, and when this root began signing, so a restore from the
-  // target refuses an unsigned snapshot dated after it as one at home does.
-  await pushRecordsHead({ fs, backupRoot: options.backupRoot, context, view, now });
-  await copySigningRecord(home, view);
-  if (plaintextThere.length > 0)
-    result.warnings.push(
-      `${plaintextThere.join(", ")} of ${context} ${plaintextThere.length === 1 ? "is" : "are"} at ${storage.url} in plaintext (copied before paas-backup encrypted plaintext snapshots on push, or while the target said allowPlaintext): remove ${plaintextThere.length === 1 ? "it" : "them"} there once newer encrypted copies exist, or let offsite prune age ${plaintextThere.length === 1 ? "it" : "them"} out`,
-    );
-  if (target.objectLock && immutability.enabled)
-    result.extended = (await extendLocks({ ...options, context })).extended;
-  const after = await readRecord(fs, options.backupRoot, context, target);
-  result.copies = Object.values(after.copies)
+}
+
+/**
+ * Evidence beside the copies (issue 24 §2): the record chain's head, so a newest incident or
+ * drill record deleted at home shows, and when this root began signing, so a restore from the
+ * target refuses an unsigned snapshot dated after it as one at home does.
+ */
+async function pushEvidence(run: PushRun): Promise<void> {
+  const { fs, backupRoot } = run.options;
+  await pushRecordsHead({ fs, backupRoot, context: run.context, view: run.view, now: run.now });
+  await copySigningRecord(run.home, run.view);
+}
+
+function warnPlaintextThere(run: PushRun): void {
+  const ids = run.plaintextThere;
+  if (ids.length === 0) return;
+  const one = ids.length === 1;
+  run.result.warnings.push(
+    `${ids.join(", ")} of ${run.context} ${one ? "is" : "are"} at ${run.storage.url} in plaintext (copied before paas-backup encrypted plaintext snapshots on push, or while the target said allowPlaintext): remove ${one ? "it" : "them"} there once newer encrypted copies exist, or let offsite prune age ${one ? "it" : "them"} out`,
+  );
+}
+
+/** Every copy recorded at the target after this push (read back from the record), for --require-immutable. */
+async function copiesAfterPush(run: PushRun): Promise<PushResult["copies"]> {
+  const { fs, backupRoot } = run.options;
+  const { immutability, now, result } = run;
+  const after = await readRecord(fs, backupRoot, run.context, run.target);
+  return Object.values(after.copies)
     .sort((a, b) => compareSnapshotIds(a.id, b.id))
     .map((c) => ({
       id: c.id,
@@ -368,8 +544,6 @@ async function pushInSession(options: PushOffsiteOptions): Promise<PushResult> {
       immutable: immutability.enabled && c.retainUntil !== null && Date.parse(c.retainUntil) > now.getTime(),
       immutableUntil: c.retainUntil,
     }));
-  result.refused = refused;
-  return result;
 }
 
 /** The backup root's paas-backup.signing.json at the root's view of a target, when it is not there as it is at home. */
