@@ -126,6 +126,52 @@ describe("the member cache (a daily full costs what the day added)", () => {
     expect(v).toMatchObject({ ok: true, checksum: "verified" });
   });
 
+  it("keeps a copied member where it lies: the next full's cache writes only the members it compressed", async () => {
+    const { fs, full } = await setup();
+    await full();
+    const dir = memberCacheDir("/state", CTX);
+    const readIndex = async () => JSON.parse(String(await fs.readFile(`${dir}/index.json`)));
+    const auditOf = (index: { logs: { path: string }[] }) =>
+      index.logs.find((l) => l.path === "events/audit.jsonl") as unknown as {
+        members: { bytes: number }[];
+        segments: { name: string; from: number; offset: number }[];
+      };
+    const first = auditOf(await readIndex());
+    expect(first.segments).toHaveLength(1);
+    const firstBlob = first.segments[0]!.name;
+    const firstBlobBytes = Buffer.from(await fs.readFile(`${dir}/${firstBlob}`));
+    // a day's growth of several members: the second full copies the first's and compresses the rest
+    await grow(fs, 2.5 * MiB, 20_000_000);
+    const second = await full();
+    // (reusedBytes counts every log's; the audit log's part of it is the first full's members)
+    expect(second.reusedBytes).toBeGreaterThanOrEqual(first.members.length * MiB);
+    const after = auditOf(await readIndex());
+    expect(after.segments[0]).toEqual({ name: firstBlob, from: 0, offset: 0 });
+    expect(after.segments[1]!.from).toBe(first.members.length);
+    expect(after.segments[1]!.name).not.toBe(firstBlob);
+    // the first blob is untouched, the new one holds only the new members
+    expect(sha(await fs.readFile(`${dir}/${firstBlob}`))).toBe(sha(firstBlobBytes));
+    const newBlob = Buffer.from(await fs.readFile(`${dir}/${after.segments[1]!.name}`));
+    expect(newBlob.length).toBe(after.members.slice(first.members.length).reduce((n, m) => n + m.bytes, 0));
+    // a third full copies members from both blobs and still holds the live log byte for byte
+    await grow(fs, 300_000, 30_000_000);
+    const third = await full();
+    expect(third.reusedBytes - second.reusedBytes).toBe((after.members.length - first.members.length) * MiB);
+    await assertHoldsLiveAudit(fs, third.artifact);
+    // blobs no index names are swept; both still named are kept
+    const index = await readIndex();
+    expect(auditOf(index).segments.map((g) => g.name)).toContain(firstBlob);
+    const named = new Set<string>(
+      index.logs.flatMap((l: { segments: { name: string }[] }) => l.segments.map((g) => `${dir}/${g.name}`)),
+    );
+    expect(
+      fs
+        .files(dir)
+        .filter((f) => f.endsWith(".members"))
+        .sort(),
+    ).toEqual([...named].sort());
+  });
+
   it("reuses nothing of a log rewritten since (its prefix no longer hashes to what the full recorded)", async () => {
     const { fs, full } = await setup();
     await full();
@@ -151,7 +197,7 @@ describe("the member cache (a daily full costs what the day added)", () => {
     const dir = memberCacheDir("/state", CTX);
     const index = JSON.parse(String(await fs.readFile(`${dir}/index.json`)));
     const log = index.logs.find((l: { path: string }) => l.path === "events/audit.jsonl");
-    const blob = `${dir}/${log.sha256}.members`;
+    const blob = `${dir}/${log.segments[0].name}`;
     const damaged = Buffer.from(await fs.readFile(blob));
     damaged[20] ^= 0xff; // inside the first member
     await fs.writeFile(blob, damaged, { mode: 0o600 });

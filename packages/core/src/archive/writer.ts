@@ -26,13 +26,19 @@ export const MEMBER_BYTES = 1024 * 1024;
  */
 export interface ReusedMember {
   compressed: Buffer;
+  /** where the cache holds it, handed back to the capture (the cache's own business) */
+  cachedAt?: unknown;
 }
 
 /** What an aligned entry is written from: bytes to compress, or members compressed already. */
 export type AlignedPart = Buffer | ReusedMember;
 
 /** Told each member of an aligned entry's data once it is written: its bytes, and how much tar it holds. */
-export type MemberCapture = (compressed: Buffer, plain: number) => Promise<void> | void;
+export type MemberCapture = (
+  compressed: Buffer,
+  plain: number,
+  reused?: ReusedMember,
+) => Promise<void> | void;
 
 /** Members deflating at once in libuv's threadpool: enough to keep both cores of a small host busy. */
 const IN_FLIGHT = 3;
@@ -103,6 +109,8 @@ export class ArchiveWriter {
     tar: Buffer | null;
     deflated: Promise<Buffer>;
     capture: MemberCapture | null;
+    /** a member copied from the cache, as it came */
+    reused?: ReusedMember;
   }[] = [];
   /** set while an aligned entry's data is written: its members are handed to it */
   private capture: MemberCapture | null = null;
@@ -161,7 +169,7 @@ export class ArchiveWriter {
     this.check();
     this.members.compressed.push(member.length);
     this.members.plain.push(next.plain);
-    if (next.capture) await next.capture(member, next.plain);
+    if (next.capture) await next.capture(member, next.plain, next.reused);
     if (!this.sink.write(member)) await this.drained();
     this.check();
   }
@@ -297,6 +305,7 @@ export class ArchiveWriter {
             tar: null,
             deflated: Promise.resolve(part.compressed),
             capture: this.capture,
+            reused: part,
           });
           while (this.inFlight.length >= IN_FLIGHT) await this.writeOldest();
         }

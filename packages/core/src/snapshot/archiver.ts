@@ -367,7 +367,7 @@ export class SnapshotArchiver {
         for await (const member of memberCache!.members(cached!)) {
           if (member) {
             this.reusedBytes += MEMBER_BYTES;
-            yield { compressed: member };
+            yield member;
           } else yield* this.rawRange(abs, k * MEMBER_BYTES, (k + 1) * MEMBER_BYTES);
           k++;
         }

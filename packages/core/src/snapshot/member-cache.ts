@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from "node:crypto";
 import type { FileSystem } from "../fs/types.js";
-import { MEMBER_BYTES, type MemberCapture } from "../archive/writer.js";
+import { MEMBER_BYTES, type MemberCapture, type ReusedMember } from "../archive/writer.js";
 import type { ManifestFile } from "../manifest/schema.js";
 import { SCANNER_RULES_VERSION } from "../policy/secrets.js";
 import type { SnapshotRef } from "../repository/repository.js";
@@ -24,7 +24,7 @@ import { join } from "../util/paths.js";
  * Only members wholly inside the old bytes are kept, so the last partial block is always
  * compressed again.
  */
-export const MEMBER_CACHE_FORMAT = 1;
+export const MEMBER_CACHE_FORMAT = 2;
 
 export function memberCacheDir(stateRoot: string, context: string): string {
   return join(stateRoot, ".paas-backup", "member-cache", context);
@@ -37,6 +37,13 @@ export interface CachedLog {
   size: number;
   /** member k holds bytes [k * memberBytes, (k + 1) * memberBytes) of the log, gzipped */
   members: { bytes: number; sha256: string }[];
+  /**
+   * Where the members lie (format 2): blob `name` holds members [from, the next segment's from)
+   * end to end from byte `offset`. A full that copies a member refers to the blob it came from
+   * rather than writing it again: a daily full writes only the day's new members into the cache
+   * (format 1 rewrote every member of every log, as many bytes as the artifact, each hashed again).
+   */
+  segments: { name: string; from: number; offset: number }[];
 }
 
 interface CacheIndex {
@@ -50,7 +57,8 @@ interface CacheIndex {
 }
 
 const INDEX = "index.json";
-const blobName = (sha256: string) => `${sha256}.members`;
+/** a blob's name: its writer's nonce and the log's place, never a name an earlier full used (old blobs stay referenced) */
+const BLOB_NAME = /^[0-9a-f]{32}-[0-9]+\.members$/;
 /** cached members are read in runs of about this many bytes */
 const READ_RUN = 1024 * 1024;
 
@@ -75,6 +83,18 @@ function parseIndex(text: string): CacheIndex | null {
         log.members.length * MEMBER_BYTES > log.size ||
         !log.members.every(
           (m) => Number.isSafeInteger(m.bytes) && m.bytes > 0 && /^[0-9a-f]{64}$/.test(m.sha256),
+        ) ||
+        !Array.isArray(log.segments) ||
+        (log.members.length > 0 && log.segments[0]?.from !== 0) ||
+        !log.segments.every(
+          (g, i) =>
+            typeof g.name === "string" &&
+            BLOB_NAME.test(g.name) &&
+            Number.isSafeInteger(g.offset) &&
+            g.offset >= 0 &&
+            Number.isSafeInteger(g.from) &&
+            g.from < log.members.length &&
+            (i === 0 || g.from > log.segments[i - 1]!.from),
         )
       )
         return null;
@@ -89,16 +109,30 @@ interface Capturing {
   path: string;
   size: number;
   temp: string;
+  /** the blob the new members go into, named at commit */
+  blob: string;
   members: { bytes: number; sha256: string }[];
+  segments: { name: string; from: number; offset: number }[];
+  /** bytes of new members in the blob so far */
+  blobBytes: number;
+  /** where the last member kept ends: a member that starts there continues its segment */
+  tail: { name: string; end: number } | null;
   pending: Buffer[];
   pendingBytes: number;
   /** data members seen so far, kept or not */
   seen: number;
 }
 
+/** Where a cached member lies, carried with it into the artifact and back into the next index. */
+interface CachedAt {
+  blob: string;
+  offset: number;
+  sha256: string;
+}
+
 export class MemberCache {
   private readonly capturing: Capturing[] = [];
-  private readonly nonce = randomUUID().slice(0, 8);
+  private readonly nonce = randomUUID().replaceAll("-", "");
   private dirMade = false;
 
   private constructor(
@@ -158,31 +192,49 @@ export class MemberCache {
   /**
    * The log's cached members in order: each one whose bytes hash to what was recorded, or null
    * for one that does not (or cannot be read), which the caller then compresses from the source.
+   * Each blob is opened once and read in runs of about READ_RUN bytes.
    */
-  async *members(log: CachedLog): AsyncGenerator<Buffer | null> {
-    const blob = join(this.dir, blobName(log.sha256));
-    let position = 0;
-    let k = 0;
-    while (k < log.members.length) {
-      let end = k;
-      let runBytes = 0;
-      while (end < log.members.length && (end === k || runBytes + log.members[end]!.bytes <= READ_RUN))
-        runBytes += log.members[end++]!.bytes;
-      let run: Buffer | null = null;
+  async *members(log: CachedLog): AsyncGenerator<ReusedMember | null> {
+    for (let g = 0; g < log.segments.length; g++) {
+      const { name, from, offset } = log.segments[g]!;
+      const to = log.segments[g + 1]?.from ?? log.members.length;
+      const blob = join(this.dir, name);
+      const reader = this.fs.openRead ? await this.fs.openRead(blob).catch(() => null) : null;
       try {
-        run = Buffer.from(await this.fs.readRange(blob, position, runBytes));
-        if (run.length !== runBytes) run = null;
-      } catch {
-        run = null;
+        let position = offset;
+        let k = from;
+        while (k < to) {
+          let end = k;
+          let runBytes = 0;
+          while (end < to && (end === k || runBytes + log.members[end]!.bytes <= READ_RUN))
+            runBytes += log.members[end++]!.bytes;
+          let run: Buffer | null = null;
+          try {
+            if (reader) {
+              // a fresh buffer per run: its members stay referenced until the artifact has them
+              run = Buffer.allocUnsafe(runBytes);
+              if ((await reader.read(run, position)) !== runBytes) run = null;
+            } else {
+              run = Buffer.from(await this.fs.readRange(blob, position, runBytes));
+              if (run.length !== runBytes) run = null;
+            }
+          } catch {
+            run = null;
+          }
+          let at = position;
+          for (; k < end; k++) {
+            const { bytes, sha256 } = log.members[k]!;
+            const member = run ? run.subarray(at - position, at - position + bytes) : null;
+            yield member && createHash("sha256").update(member).digest("hex") === sha256
+              ? { compressed: member, cachedAt: { blob: name, offset: at, sha256 } satisfies CachedAt }
+              : null;
+            at += bytes;
+          }
+          position += runBytes;
+        }
+      } finally {
+        await reader?.close().catch(() => undefined);
       }
-      let at = 0;
-      for (; k < end; k++) {
-        const { bytes, sha256 } = log.members[k]!;
-        const member = run ? run.subarray(at, at + bytes) : null;
-        at += bytes;
-        yield member && createHash("sha256").update(member).digest("hex") === sha256 ? member : null;
-      }
-      position += runBytes;
     }
   }
 
@@ -195,20 +247,36 @@ export class MemberCache {
       path,
       size,
       temp: join(this.dir, `tmp-${this.nonce}-${this.capturing.length}.members`),
+      blob: `${this.nonce}-${this.capturing.length}.members`,
       members: [],
+      segments: [],
+      blobBytes: 0,
+      tail: null,
       pending: [],
       pendingBytes: 0,
       seen: 0,
     };
     this.capturing.push(c);
-    return async (compressed, plain) => {
+    return async (compressed, plain, reused) => {
       const k = c.seen++;
       if (plain !== MEMBER_BYTES || (k + 1) * MEMBER_BYTES > c.size) return;
       if (c.members.length !== k) return; // a member before it was not kept: the run is broken
+      const cachedAt = reused?.cachedAt as CachedAt | undefined;
+      // copied from the cache, a member stays where it is (proven by the hash just checked); a new one goes into this full's blob
+      const at = cachedAt
+        ? { name: cachedAt.blob, offset: cachedAt.offset }
+        : { name: c.blob, offset: c.blobBytes };
+      if (c.tail?.name !== at.name || c.tail.end !== at.offset) c.segments.push({ ...at, from: k });
+      c.tail = { name: at.name, end: at.offset + compressed.length };
+      if (cachedAt) {
+        c.members.push({ bytes: compressed.length, sha256: cachedAt.sha256 });
+        return;
+      }
       c.members.push({
         bytes: compressed.length,
         sha256: createHash("sha256").update(compressed).digest("hex"),
       });
+      c.blobBytes += compressed.length;
       c.pending.push(Buffer.from(compressed));
       c.pendingBytes += compressed.length;
       if (c.pendingBytes >= READ_RUN) await this.flush(c);
@@ -241,10 +309,15 @@ export class MemberCache {
       if (!entry || c.members.length === 0 || entry.size !== c.size || entry.sourceSha256 !== undefined)
         continue;
       await this.flush(c);
-      const name = blobName(entry.sha256);
-      await this.fs.rename(c.temp, join(this.dir, name));
-      keep.add(name);
-      logs.push({ path: c.path, sha256: entry.sha256, size: c.size, members: c.members });
+      if (c.blobBytes > 0) await this.fs.rename(c.temp, join(this.dir, c.blob));
+      for (const g of c.segments) keep.add(g.name);
+      logs.push({
+        path: c.path,
+        sha256: entry.sha256,
+        size: c.size,
+        members: c.members,
+        segments: c.segments,
+      });
     }
     if (logs.length === 0 && !this.dirMade) {
       await this.fs.rm(this.dir, { recursive: true, force: true });
