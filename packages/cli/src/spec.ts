@@ -278,6 +278,7 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     path: ["ls"],
+    sharedRoot: "read",
     summary: "list the files of a snapshot (read through its chain) with size, mode and sha256",
     flags: [
       context,
@@ -296,6 +297,7 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     path: ["dump"],
+    sharedRoot: "read",
     summary: "write one file of a snapshot to stdout, byte-identical to what was backed up",
     args: [
       {
@@ -320,6 +322,7 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     path: ["diff"],
+    sharedRoot: "read",
     summary:
       "what changed between two snapshots, or a snapshot and the live context: added, changed, removed; lines appended to event logs",
     args: [
@@ -336,12 +339,13 @@ export const COMMANDS: CommandSpec[] = [
       "paas-backup diff --context internal-dogfood 20261124T100000Z 20261124T110000Z-1",
       "paas-backup diff --context internal-dogfood latest --live",
     ],
-    exitCodes: ["usage", "integrity", "safety", "unexpected"],
+    exitCodes: ["usage", "integrity", "safety", "environment", "unexpected"],
     json: "`data[]`: `path`, `change` (`added`/`changed`/`removed`), `before`, `after` (`{size, sha256}` or null), `appendedLines` (event logs that only grew); `from`, `to`, `unchanged`; `warnings` (only when `latest` passed over snapshots from the future, also on stderr)",
     load: L(() => import("./commands/inspect.js"), "diffCommand"),
   },
   {
     path: ["find"],
+    sharedRoot: "read",
     summary: "which snapshots hold a path, with its size and sha256 in each",
     args: [{ name: "path", description: "the file, relative to the context folder", required: true }],
     flags: [context],
@@ -518,6 +522,7 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     path: ["drill"],
+    sharedRoot: "read",
     summary:
       "quarterly restore drill: restore the newest verified snapshot into a scratch root and validate it",
     flags: [
@@ -608,6 +613,7 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     path: ["doctor"],
+    sharedRoot: "read",
     summary: "post-restore validation of a context (si's doctor envelope)",
     flags: [context],
     examples: [
@@ -621,6 +627,7 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     path: ["unblock"],
+    sharedRoot: "read",
     summary: "clear a post-restore block once doctor (and the external doctor that blocked) passes",
     flags: [
       context,
@@ -648,6 +655,7 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     path: ["rollback"],
+    sharedRoot: "read",
     summary: "put back the contents the last restore moved aside",
     flags: [context, ticket, operator],
     examples: ["paas-backup rollback --context internal-dogfood --ticket INC-1234"],

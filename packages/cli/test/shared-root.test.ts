@@ -321,6 +321,120 @@ describe("an s3:// backup root shared by a fleet (RGW, through the built CLI)", 
     expect(ctx.exceptions).toEqual([]);
   });
 
+  it("ls, dump, diff and find read the bucket; doctor, rollback, unblock and drill work on a host of it, their records going to the bucket", async () => {
+    // host-a appends an event line and takes an incremental on the full prune kept
+    const log = join(a.stateRoot, "contexts", "alpha", "events", "deployments.jsonl");
+    writeFileSync(log, `${readFileSync(log, "utf8")}{"event":"deploy","n":1}\n`);
+    const incr = await on(a, [
+      "snapshot",
+      "--context",
+      "alpha",
+      "--kind",
+      "incremental",
+      "--insecure-plaintext",
+    ]);
+    expect(incr.code, incr.stdout + incr.stderr).toBe(0);
+    const incrId: string = incr.json.data[0].id;
+    const fullId: string = incr.json.data[0].parent.id;
+
+    // ls, from host-c (no snapshot of its own): the newest committed snapshot's files
+    const ls = await on(c, ["ls", "--context", "alpha"]);
+    expect(ls.code, ls.stdout + ls.stderr).toBe(0);
+    expect(ls.json.snapshot).toBe(incrId);
+    const deployments = ls.json.data.find((f: { path: string }) => f.path === "events/deployments.jsonl");
+    expect(deployments).toMatchObject({ stored: "append", size: statSync(log).size });
+    // dump: the file's bytes, replayed through the chain read from the bucket
+    const dump = await runCli(
+      [
+        "--state-root",
+        c.stateRoot,
+        "--backup-root",
+        root,
+        "--root-endpoint",
+        rgw.endpoint,
+        "--root-path-style",
+        "dump",
+        "--context",
+        "alpha",
+        "events/deployments.jsonl",
+      ],
+      { env: c.env },
+    );
+    expect(dump.code, dump.stderr).toBe(0);
+    expect(dump.stdout).toBe(readFileSync(log, "utf8"));
+    // diff: the one line appended between the full and the incremental
+    const diff = await on(c, ["diff", "--context", "alpha", fullId, incrId]);
+    expect(diff.code, diff.stdout + diff.stderr).toBe(0);
+    expect(diff.json.data).toEqual([
+      expect.objectContaining({ path: "events/deployments.jsonl", change: "changed", appendedLines: 1 }),
+    ]);
+    // diff --live on host-a: nothing changed since its incremental
+    const live = await on(a, ["diff", "--context", "alpha", "latest", "--live"]);
+    expect(live.code, live.stdout + live.stderr).toBe(0);
+    expect(live.json.data).toEqual([]);
+    // find: both snapshots hold the log, with the sha256 each recorded
+    const found = await on(c, ["find", "--context", "alpha", "events/deployments.jsonl"]);
+    expect(found.code, found.stdout + found.stderr).toBe(0);
+    expect(found.json.data.map((f: { snapshot: string }) => f.snapshot)).toEqual([fullId, incrId]);
+    expect(found.json.data[1].sha256).toBe(deployments.sha256);
+
+    // doctor on host-c's restored context
+    const doctor = await on(c, ["doctor", "--context", "alpha"]);
+    expect(doctor.code, doctor.stdout + doctor.stderr).toBe(0);
+    // rollback puts back what the restore of INC-FLEET moved aside; its record goes to the bucket
+    const rollback = await on(c, ["rollback", "--context", "alpha", "--ticket", "INC-FLEET"]);
+    expect(rollback.code, rollback.stdout + rollback.stderr).toBe(0);
+    const undone = rollback.json.data[0];
+    expect(undone.incidentFile).toMatch(new RegExp(`^${root}/records/alpha/incidents/`));
+    // the previous contents are live again, the restored ones kept aside
+    expect(existsSync(undone.restoredFrom)).toBe(false);
+    expect(existsSync(join(undone.movedAsideTo, "deployments.json"))).toBe(true);
+
+    // a restore whose external doctor fails blocks the context; unblock lifts it, recorded in the bucket
+    const failing = `echo '{"ok": false}'`;
+    const blocked = await on(c, [
+      "restore",
+      "--context",
+      "alpha",
+      "--ticket",
+      "INC-BLOCK",
+      "--yes",
+      "--doctor-cmd",
+      failing,
+    ]);
+    expect(blocked.code, blocked.stdout + blocked.stderr).toBe(5);
+    expect(existsSync(join(c.stateRoot, "contexts", "alpha", "paas-backup.blocked.json"))).toBe(true);
+    const unblock = await on(c, [
+      "unblock",
+      "--context",
+      "alpha",
+      "--ticket",
+      "INC-BLOCK",
+      "--doctor-cmd",
+      `echo '{"ok": true}'`,
+      "--override-doctor",
+    ]);
+    expect(unblock.code, unblock.stdout + unblock.stderr).toBe(0);
+    expect(unblock.json.data[0].incidentFile).toMatch(new RegExp(`^${root}/records/alpha/incidents/`));
+    expect(existsSync(join(c.stateRoot, "contexts", "alpha", "paas-backup.blocked.json"))).toBe(false);
+
+    // drill: the newest verified snapshot restored into a scratch root; its record in the bucket
+    const drill = await on(c, ["drill", "--context", "alpha"]);
+    expect(drill.code, drill.stdout + drill.stderr).toBe(0);
+    expect(drill.json.data[0]).toMatchObject({ ok: true, snapshot: incrId });
+    expect(drill.json.data[0].recordFile).toMatch(new RegExp(`^${root}/records/alpha/drills/`));
+    const records = (
+      (await rgw.client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: "repo/records/alpha/" })))
+        .Contents ?? []
+    ).map((o) => o.Key!);
+    expect(records.filter((k) => k.includes("/drills/"))).toHaveLength(1);
+    expect(
+      records.filter((k) => k.includes("/incidents/") && k.endsWith(".json")).length,
+    ).toBeGreaterThanOrEqual(4);
+    // nothing of it stays in host-c's cache
+    expect(filesUnder(c.cache).filter((f) => /incidents\/|drills\//.test(f))).toEqual([]);
+  });
+
   it("refuses what it cannot do safely or at all, with documented exit codes, and never shows a credential", async () => {
     const outputs: string[] = [];
     const keep = (r: CliResult) => (outputs.push(r.stdout, r.stderr), r);
@@ -395,10 +509,10 @@ describe("an s3:// backup root shared by a fleet (RGW, through the built CLI)", 
     expect(refused.code, refused.stdout).toBe(4);
     expect(refused.json.error.code).toBe("PAAS_BACKUP_NO_CONDITIONAL_WRITES");
     // a command that does not work with a bucket says so, and which do
-    const drill = keep(await on(c, ["ls", "--context", "alpha"]));
-    expect(drill.code).toBe(2);
-    expect(drill.json.error.code).toBe("PAAS_BACKUP_REMOTE_ROOT_UNSUPPORTED");
-    expect(drill.json.error.remediation).toContain("snapshot");
+    const unsupported = keep(await on(c, ["drill", "status"]));
+    expect(unsupported.code).toBe(2);
+    expect(unsupported.json.error.code).toBe("PAAS_BACKUP_REMOTE_ROOT_UNSUPPORTED");
+    expect(unsupported.json.error.remediation).toContain("snapshot");
     for (const text of outputs) {
       expect(text).not.toContain(rgw.secretAccessKey);
       expect(text).not.toContain(rgw.accessKeyId);

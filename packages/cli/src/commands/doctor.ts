@@ -93,6 +93,11 @@ export async function unblockCommand(
       },
     }),
   );
+  // An s3:// root: the incident record belongs to the bucket, not this host's cache.
+  if (rt.shared && result.incidentFile) {
+    const moved = await (await import("../ops/shared.js")).moveRecordsToBucket(rt, context);
+    result.incidentFile = moved.get(result.incidentFile) ?? result.incidentFile;
+  }
   if (!result.cleared) {
     if (rt.json)
       printEnvelope(rt, { ok: true, command: "unblock", context, mode: "live", count: 0, data: [] });
@@ -151,6 +156,13 @@ export async function rollbackCommand(
     operator: resolveOperator(flags.operator, rt.env),
     clock: rt.clock,
   });
+  // An s3:// root: the incident record (and event lines kept aside) belong to the bucket.
+  if (rt.shared) {
+    const moved = await (await import("../ops/shared.js")).moveRecordsToBucket(rt, context);
+    result.incidentFile = moved.get(result.incidentFile) ?? result.incidentFile;
+    for (const line of result.eventLines)
+      if (line.keptIn) line.keptIn = moved.get(line.keptIn) ?? line.keptIn;
+  }
   if (rt.json)
     printEnvelope(rt, { ok: true, command: "rollback", context, mode: "live", count: 1, data: [result] });
   else

@@ -19,11 +19,14 @@ export async function drillCommand(
   const context = requireContext(flags.context);
   const decryptor = await resolveDecryptor(rt, flags);
   const signer = await resolveRecordSigner(rt);
+  // An s3:// root: the snapshots committed in the bucket; the drill record goes to the bucket after.
+  const shared = rt.shared ? await import("../ops/shared.js") : null;
   const result = await runDrill({
     ...lockedBy(rt, context, "drill"),
     ...(signer ? { signer } : {}),
     fs: rt.fs,
     backupRoot: rt.backupRoot,
+    ...(shared ? { repository: await shared.committedView(rt.shared!, context) } : {}),
     context,
     // a fresh private folder under the OS temp folder, outside the live state root; runDrill removes it
     scratchParent: tmpdir(),
@@ -33,6 +36,12 @@ export async function drillCommand(
     ...(flags.doctorCmd ? { externalDoctor: externalDoctorRunner(flags.doctorCmd, rt.env) } : {}),
     signatures: await resolveSignaturePolicy(rt, false),
   });
+  if (shared) {
+    const moved = await shared.moveRecordsToBucket(rt, context);
+    result.recordFile = moved.get(result.recordFile) ?? result.recordFile;
+    if (result.restore)
+      result.restore.incidentFile = moved.get(result.restore.incidentFile) ?? result.restore.incidentFile;
+  }
   // The same failure exits with the same code as in restore (a missing or wrong identity is 4, not 5).
   const exitCode = result.ok ? 0 : (result.error?.exitCode ?? 5);
   const failing = result.restore?.doctor?.checks.filter((c) => !c.ok) ?? [];

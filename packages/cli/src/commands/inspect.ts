@@ -27,6 +27,13 @@ interface InspectFlags extends KeyFlags {
   maxExpansion?: number;
 }
 
+/** An s3:// root: the snapshots committed in the bucket, read from there; otherwise the folder. */
+async function repositoryFor(rt: Runtime, context: string) {
+  return rt.shared
+    ? { repository: await (await import("../host/shared-root.js")).committedView(rt.shared, context) }
+    : {};
+}
+
 async function common(rt: Runtime, flags: InspectFlags) {
   const context = requireContext(flags.context);
   await requireKnownContext(rt, context);
@@ -34,6 +41,7 @@ async function common(rt: Runtime, flags: InspectFlags) {
   return {
     fs: rt.fs,
     backupRoot: rt.backupRoot,
+    ...(await repositoryFor(rt, context)),
     context,
     // latest as restore resolves it: never a snapshot from the future (core warns when it passes one)
     clock: rt.clock,
@@ -179,7 +187,13 @@ export async function diffCommand(rt: Runtime, flags: InspectFlags, args: string
 export async function findCommand(rt: Runtime, flags: InspectFlags, args: string[]): Promise<number> {
   const context = requireContext(flags.context);
   await requireKnownContext(rt, context);
-  const found = await findInSnapshots({ fs: rt.fs, backupRoot: rt.backupRoot, context, path: args[0]! });
+  const found = await findInSnapshots({
+    fs: rt.fs,
+    backupRoot: rt.backupRoot,
+    ...(await repositoryFor(rt, context)),
+    context,
+    path: args[0]!,
+  });
   if (rt.json) printEnvelope(rt, { ok: true, context, mode: "live", path: args[0], data: found });
   else if (found.length === 0) rt.write(`${args[0]} is in no snapshot of ${context}\n`);
   else

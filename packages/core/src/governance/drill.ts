@@ -7,7 +7,8 @@ import { IntegrityError, PaasBackupError, UsageError } from "../errors.js";
 import { join } from "../util/paths.js";
 import type { ArtifactDecryptor } from "../archive/encryption.js";
 import { validateContextName } from "../policy/context.js";
-import { listSnapshots } from "../repository/repository.js";
+import { backupRootStorage, openRepository } from "../repository/repository.js";
+import type { ObjectStorage } from "../repository/storage.js";
 import { checkChain } from "../restore/verify.js";
 import { restoreSnapshot, type ExternalDoctorResult, type RestoreResult } from "../restore/restore.js";
 import { listRecordFiles } from "../records/incident.js";
@@ -51,6 +52,11 @@ export interface DrillOptions extends ContextCallOptions {
   externalDoctor?: (stateRoot: string) => Promise<ExternalDoctorResult>;
   /** the allowed signers: a drill refuses what a restore would (issue 24 §2) */
   signatures?: SignaturePolicy;
+  /**
+   * Where the snapshots are read from (any driver, e.g. the committed view of an s3:// root);
+   * default the backup root folder, which also receives the drill record either way.
+   */
+  repository?: ObjectStorage;
 }
 
 /** A drill, in the context's session: locked from choosing the snapshot to writing its record. */
@@ -61,7 +67,10 @@ export async function runDrill(options: DrillOptions): Promise<DrillResult> {
 async function drillInSession(options: DrillOptions, session: ContextSession): Promise<DrillResult> {
   const { fs } = options;
   const context = validateContextName(options.context);
-  const all = await listSnapshots(fs, options.backupRoot, context);
+  const all = await openRepository(options.repository ?? backupRootStorage(fs, options.backupRoot)).snapshots(
+    context,
+  );
+  const where = options.repository?.url ?? options.backupRoot;
   const cache = new Map();
   let chosen: string | null = null;
   for (const s of [...all].reverse()) {
@@ -73,9 +82,9 @@ async function drillInSession(options: DrillOptions, session: ContextSession): P
   if (!chosen) {
     throw new IntegrityError(
       "PAAS_BACKUP_NOTHING_TO_DRILL",
-      `no snapshot of ${context} in ${options.backupRoot} verifies`,
+      `no snapshot of ${context} in ${where} verifies`,
       {
-        path: options.backupRoot,
+        path: where,
         remediation:
           "Take a snapshot (paas-backup snapshot) and check it (paas-backup verify --all); a drill needs one that verifies.",
         stage: "select",
@@ -100,6 +109,7 @@ async function drillInSession(options: DrillOptions, session: ContextSession): P
       fs,
       stateRoot: scratchRoot,
       backupRoot: options.backupRoot,
+      ...(options.repository ? { repository: options.repository } : {}),
       context,
       snapshot: chosen,
       ticket: `DRILL-${stamp}`,

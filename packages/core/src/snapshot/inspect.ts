@@ -5,7 +5,14 @@ import type { FileSystem } from "../fs/types.js";
 import { IntegrityError, UsageError, isNotFound } from "../errors.js";
 import type { ArtifactDecryptor } from "../archive/encryption.js";
 import { materializeChain } from "../restore/materialize.js";
-import { chainOf, findSnapshot, listSnapshots, type SnapshotRef } from "../repository/repository.js";
+import {
+  backupRootStorage,
+  chainOf,
+  openRepository,
+  type Repository,
+  type SnapshotRef,
+} from "../repository/repository.js";
+import type { ObjectStorage } from "../repository/storage.js";
 import { EVENT_LOGS, type OptionalFolder } from "../policy/selection.js";
 import { futureSkippedWarning } from "../repository/timeline.js";
 import { planSnapshotContents } from "./plan.js";
@@ -38,12 +45,26 @@ export interface InspectOptions {
    * (repository/timeline.ts); the result's `warnings` name any it passed over.
    */
   clock?: () => Date;
+  /**
+   * Where the snapshots are read from (any driver, e.g. the committed view of an s3:// root);
+   * default the backup root folder.
+   */
+  repository?: ObjectStorage;
+}
+
+/** The repository the reader looks in: the given storage, or the backup root folder. */
+function repositoryOf(options: {
+  fs: FileSystem;
+  backupRoot: string;
+  repository?: ObjectStorage;
+}): Repository {
+  return openRepository(options.repository ?? backupRootStorage(options.fs, options.backupRoot));
 }
 
 /** The snapshot a reader looks at, resolved as restore resolves it, with the warning restore gives. */
 async function resolveSnapshot(options: InspectOptions, selector: string) {
   const now = options.clock?.();
-  const found = await findSnapshot(options.fs, options.backupRoot, options.context, selector, now);
+  const found = await repositoryOf(options).find(options.context, selector, now);
   const warning = now ? futureSkippedWarning(found.skippedFuture, found.snapshot.id, now) : null;
   return { ...found, warnings: warning ? [warning] : [] };
 }
@@ -264,7 +285,7 @@ export async function diffSnapshots(
       if (needBytes) {
         await options.fs.mkdir(options.scratch, { recursive: true, mode: 0o700 });
         extracted = true;
-        const all = await listSnapshots(options.fs, options.backupRoot, options.context);
+        const all = await repositoryOf(options).snapshots(options.context);
         await extract(options, after.snapshot, all, options.scratch);
       }
     }
@@ -325,10 +346,12 @@ export async function findInSnapshots(options: {
   backupRoot: string;
   context: string;
   path: string;
+  /** as InspectOptions.repository */
+  repository?: ObjectStorage;
 }): Promise<FoundCopy[]> {
   const path = options.path.replace(/^\.\//, "");
   const out: FoundCopy[] = [];
-  for (const s of await listSnapshots(options.fs, options.backupRoot, options.context)) {
+  for (const s of await repositoryOf(options).snapshots(options.context)) {
     const f = s.manifest?.files.find((x) => x.path === path);
     if (f)
       out.push({ snapshot: s.id, kind: s.kind, time: s.time.toISOString(), size: f.size, sha256: f.sha256 });
