@@ -1,6 +1,7 @@
 import { describe, it, expect } from "vitest";
 import { Writable } from "node:stream";
-import { gunzipSync } from "node:zlib";
+import { gunzipSync, gzipSync } from "node:zlib";
+import { randomBytes } from "node:crypto";
 import { ArchiveWriter } from "../src/archive/writer.js";
 
 describe("the archive writer against a slow sink", () => {
@@ -46,4 +47,67 @@ describe("the archive writer against a sink closed without an error", () => {
       /closed before the archive was complete/,
     );
   }, 10_000);
+});
+
+describe("the archive writer's deflate level", () => {
+  /** Write one file through the writer; the artifact and its members' compressed lengths. */
+  async function archive(content: Buffer) {
+    const received: Buffer[] = [];
+    const sink = new Writable({
+      write(chunk, _enc, cb) {
+        received.push(chunk as Buffer);
+        cb();
+      },
+    });
+    const writer = new ArchiveWriter(sink);
+    await writer.addBuffer("events/audit.jsonl", content, new Date(0));
+    const members = await writer.cut();
+    await writer.finish("{}", new Date(0));
+    return { gz: Buffer.concat(received), members };
+  }
+  /** Lines of random ids: about 0.55 of their size after deflate. */
+  const hard = Buffer.from(
+    Array.from({ length: 80_000 }, (_, i) => `{"n":${i},"id":"${randomBytes(40).toString("hex")}"}\n`).join(
+      "",
+    ),
+  );
+  /** si's usual lines: a short random id in regular JSON, about a sixth after deflate. */
+  const easy = Buffer.from(
+    Array.from(
+      { length: 60_000 },
+      (_, i) =>
+        `{"timestamp":"2026-11-24T10:00:${String(i % 60).padStart(2, "0")}Z","command":"deploy","status":"ok","id":"${randomBytes(6).toString("hex")}","n":${i}}\n`,
+    ).join(""),
+  );
+  /** Member k of the artifact and the tar bytes it holds. */
+  function member(gz: Buffer, tar: Buffer, members: { compressed: number[]; plain: number[] }, k: number) {
+    const at = (xs: number[]) => xs.slice(0, k).reduce((n, x) => n + x, 0);
+    return {
+      gzip: gz.subarray(at(members.compressed), at(members.compressed) + members.compressed[k]!),
+      piece: tar.subarray(at(members.plain), at(members.plain) + members.plain[k]!),
+    };
+  }
+
+  it("deflates data that is hard to compress one level lower, and the artifact stays within 1.1x gzip -6", async () => {
+    const { gz, members } = await archive(hard);
+    expect(members.plain.length).toBeGreaterThan(3);
+    const tar = gunzipSync(gz);
+    expect(tar.subarray(512, 512 + hard.length).equals(hard)).toBe(true);
+    // the first members are deflated at the level asked; once member 0 came back at over a quarter
+    // of its bytes (three members are in flight), member 3 on are zlib's level 4 of their pieces
+    const first = member(gz, tar, members, 0);
+    expect(first.gzip.equals(gzipSync(first.piece, { level: 5, memLevel: 9 }))).toBe(true);
+    const fourth = member(gz, tar, members, 3);
+    expect(fourth.gzip.equals(gzipSync(fourth.piece, { level: 4, memLevel: 9 }))).toBe(true);
+    expect(gz.length / gzipSync(tar, { level: 6 }).length).toBeLessThanOrEqual(1.1);
+  });
+
+  it("keeps the level asked (5) for data that compresses well", async () => {
+    const { gz, members } = await archive(easy);
+    const tar = gunzipSync(gz);
+    expect(tar.subarray(512, 512 + easy.length).equals(easy)).toBe(true);
+    expect(members.plain.length).toBeGreaterThan(4);
+    const fourth = member(gz, tar, members, 3);
+    expect(fourth.gzip.equals(gzipSync(fourth.piece, { level: 5, memLevel: 9 }))).toBe(true);
+  });
 });
