@@ -154,10 +154,14 @@ interface RestoreRun {
   stagedRoot: string;
   stagedContext: string;
   aside: string;
+  /** the incident's name stem, e.g. 20261203T101739Z-restore-ab12cd34 (files kept from the live logs) */
+  stem: string;
   record: IncidentRecord;
   /** renames the swap has made, how many it has in all, and the index of its pivot (staged -> live) */
   swap: { done: number; total: number; pivot: number };
 }
+
+type PlannedEventLines = Awaited<ReturnType<typeof planEventLines>>;
 
 interface ChosenChain {
   snapshot: SnapshotRef;
@@ -425,7 +429,14 @@ async function stageRestore(run: RestoreRun, chosen: ChosenChain): Promise<Stage
     pendingValidation: true,
     externalDoctor: run.options.externalDoctorCommand ? { command: run.options.externalDoctorCommand } : null,
   });
-  return { files, notRestored: result.notRestored, scope, split, changes, snapshotLogs };
+  return {
+    files,
+    notRestored: result.notRestored,
+    scope,
+    split,
+    changes,
+    snapshotLogs,
+  };
 }
 
 /** Remove the folders of `paths` (and their parents) that are empty now, deepest first; never `root` itself. */
@@ -696,12 +707,44 @@ export async function restoreSnapshot(options: RestoreOptions): Promise<RestoreR
   );
 }
 
+/**
+ * The restore inside its context session, as named steps (restic's restorer is the model): each
+ * step says what it decides; the failure path is one step of its own. Nothing live changes before
+ * `stageWithFallback` has confirmed every link's checksum on the bytes it extracted.
+ */
 async function restoreInSession(
   options: RestoreOptions,
   context: string,
   purpose: "restore" | "drill",
 ): Promise<RestoreResult> {
-  const { fs, clock, stateRoot } = options;
+  const run = newRestoreRun(options, context, purpose);
+  let swapped = false;
+  try {
+    const planned = await chooseChain(run);
+    const { chosen, staged } = await stageWithFallback(run, planned);
+    run.record.scope = scopeRecord(staged);
+    // Restored files whose bytes the snapshot's scanner (same rules) already read: the doctor skips their scan.
+    const scannedAtSnapshot = filesScannedAtSnapshot(chosen.chain, staged.files, options.secretAllow ?? []);
+    const stagedDoctor = await doctorBeforeSwap(run, scannedAtSnapshot);
+    const plannedLines = await planLiveEventLines(run, staged);
+    const plan = describePlan(run, planned.futureWarning, chosen, staged, stagedDoctor, plannedLines);
+    if (options.dryRun) return await finishDryRun(run, plan, staged, stagedDoctor);
+    await confirmOrCancel(run, plan);
+    const lines = await carryEventLines(run, staged, plannedLines);
+    await swapRestore(run, staged);
+    swapped = true;
+    await catchUpAfterSwap(run, lines);
+    const v = await validateRestore(run, chosen, scannedAtSnapshot);
+    const incidentFile = await recordRestore(run, chosen, v.ok);
+    return restoredOrBlocked(run, plan, staged, chosen, v, incidentFile);
+  } catch (thrown) {
+    throw await failRestore(run, thrown, swapped);
+  }
+}
+
+/** Names, paths and the incident record of one restore: the staging and moved-aside folders are unique to it. */
+function newRestoreRun(options: RestoreOptions, context: string, purpose: "restore" | "drill"): RestoreRun {
+  const { clock, stateRoot } = options;
   const startedAt = clock();
   const nonce = randomUUID().slice(0, 8);
   const stamp = startedAt
@@ -709,7 +752,7 @@ async function restoreInSession(
     .replace(/[-:]/g, "")
     .replace(/\.\d+Z$/, "Z");
   const stagedRoot = join(workDir(stateRoot), "staging", `${context}.${stamp}.${nonce}`);
-  const run: RestoreRun = {
+  return {
     options,
     context,
     purpose,
@@ -718,6 +761,7 @@ async function restoreInSession(
     stagedRoot,
     stagedContext: join(stagedRoot, "contexts", context),
     aside: join(workDir(stateRoot), "moved-aside", `${context}.${stamp}.${nonce}`),
+    stem: `${stamp}-${purpose}-${nonce}`,
     record: newIncidentRecord({
       kind: purpose === "drill" ? "drill" : "restore",
       ticket: options.ticket,
@@ -730,209 +774,280 @@ async function restoreInSession(
     }),
     swap: { done: 0, total: Number.POSITIVE_INFINITY, pivot: Number.POSITIVE_INFINITY },
   };
-  /** The live event lines the restore would lose (none for a drill: its scratch root has no live logs). */
-  const planLines = (staged: Staged) =>
-    purpose === "drill"
-      ? Promise.resolve([])
-      : planEventLines({
-          fs,
-          live: run.live,
-          replaced: (path) => scopeSelects(staged.scope, path),
-          snapshotLogs: staged.snapshotLogs,
-          stagedContext: run.stagedContext,
-          exact: staged.scope.mode === "exact",
-        });
-  let swapped = false;
+}
+
+type PlannedRestore = Awaited<ReturnType<typeof planRestore>>;
+
+/**
+ * plan + verify (records, authorship): the asked snapshot's chain, or the fallback when its
+ * records already fail (checksum file missing, chain broken); every link signed as the policy
+ * asks. Reads records only: the artifact's bytes are checked while staging.
+ */
+async function chooseChain(run: RestoreRun): Promise<PlannedRestore & { chosen: ChosenChain }> {
+  const planned = await planRestore(run);
+  const chosen = planned.problem
+    ? await useFallbackOrRefuse(run, planned.asked, planned.all, planned.problem)
+    : planned.chosen;
+  await requireTrustedChain(run, chosen);
+  return { ...planned, chosen };
+}
+
+/**
+ * stage: extract the chosen chain into staging, its checksum confirmed on the bytes read. When
+ * the asked snapshot's bytes fail (checksum, or corrupt yet matching), the newest older one that
+ * verifies is staged instead (with --fallback) or named in the refusal; nothing live was touched.
+ */
+async function stageWithFallback(
+  run: RestoreRun,
+  planned: PlannedRestore & { chosen: ChosenChain },
+): Promise<{ chosen: ChosenChain; staged: Staged }> {
   try {
-    const planned = await planRestore(run);
-    let chosen = planned.problem
-      ? await useFallbackOrRefuse(run, planned.asked, planned.all, planned.problem)
-      : planned.chosen;
-    await requireTrustedChain(run, chosen);
-    let staged: Staged;
-    try {
-      staged = await stageRestore(run, chosen);
-    } catch (err) {
-      const problem = await checksumFailureOf(chosen, err);
-      if (!problem || chosen.snapshot !== planned.asked) throw err;
-      await fs.rm(stagedRoot, { recursive: true, force: true });
-      chosen = await useFallbackOrRefuse(run, planned.asked, planned.all, problem);
-      staged = await stageRestore(run, chosen);
-    }
-    run.record.scope = scopeRecord(staged);
-    // Restored files whose bytes the snapshot's scanner (same rules) already read: the doctor skips their scan.
-    const scannedAtSnapshot = filesScannedAtSnapshot(chosen.chain, staged.files, options.secretAllow ?? []);
-
-    // The staged state is what will be live: validate it here only when someone will read the
-    // result before the swap; otherwise the post-restore doctor is the one pass.
-    const stagedDoctor =
-      options.dryRun || options.confirm
-        ? await runDoctor({
-            fs,
-            stateRoot: stagedRoot,
-            context,
-            ignoreBlock: true,
-            ...(options.secretAllow ? { secretAllow: options.secretAllow } : {}),
-            ...(options.secretAcknowledged ? { secretAcknowledged: options.secretAcknowledged } : {}),
-            allowRepoState: options.allowRepoState ?? false,
-            scannedAtSnapshot,
-          })
-        : null;
-    const plannedLines = await planLines(staged);
-    const plan: RestorePlan = {
-      context,
-      snapshot: {
-        id: chosen.snapshot.id,
-        kind: chosen.snapshot.kind,
-        time: chosen.snapshot.time.toISOString(),
-        sha256: run.record.snapshot?.sha256 ?? "",
-      },
-      fallback: run.record.fallback,
-      scope: { mode: staged.scope.mode, paths: staged.scope.paths },
-      changes: staged.changes,
-      stagedDoctor,
-      warnings: [
-        ...(planned.futureWarning ? [planned.futureWarning] : []),
-        ...(chosen.snapshot.manifest?.warnings ?? []).map((w) => `${w.path}: ${w.reason}`),
-      ],
-      eventLines: plannedLines.map((p) => p.record),
-    };
-
-    if (options.dryRun) {
-      // The external doctor judges the staged state too (issue 10 §3): it is part of the decision.
-      const external = options.externalDoctor ? await options.externalDoctor(stagedRoot) : null;
-      await fs.rm(stagedRoot, { recursive: true, force: true });
-      run.record.outcome = "dry-run";
-      run.record.doctor = stagedDoctor ? { ok: stagedDoctor.ok, checks: stagedDoctor.checks } : null;
-      run.record.externalDoctor = external;
-      const incidentFile = await finishRecord(run);
-      return {
-        ...plan,
-        ok: (stagedDoctor?.ok ?? true) && (external?.ok ?? true),
-        outcome: "dry-run",
-        dryRun: true,
-        contextDir: run.live,
-        movedAsideTo: null,
-        doctor: stagedDoctor,
-        externalDoctor: external,
-        vault: null,
-        notRestored: staged.notRestored,
-        blockFile: null,
-        incidentFile,
-        startedAt: run.record.startedAt,
-        endedAt: run.record.endedAt,
-      };
-    }
-    if (options.confirm && !(await options.confirm(plan))) {
-      await fs.rm(stagedRoot, { recursive: true, force: true });
-      run.record.outcome = "refused";
-      run.record.error = {
-        code: "PAAS_BACKUP_NOT_CONFIRMED",
-        message: "the operator did not confirm the restore",
-      };
-      throw new UsageError(
-        "PAAS_BACKUP_NOT_CONFIRMED",
-        `restore of ${context} not confirmed; nothing was changed`,
-        {
-          remediation: "Type the context name exactly when asked, or pass --yes in scripts.",
-          stage: "confirm",
-        },
-      );
-    }
-
-    // After a prompt, read the live logs again: si may have written while the operator read the
-    // plan. Without one the plan was read a moment ago, and hashing every live log a second time
-    // was a tenth of a restore; lines written since are caught up after the swap as ever.
-    const lines = options.confirm ? await planLines(staged) : plannedLines;
-    if (lines.length > 0) {
-      await writeJournal(fs, stateRoot, { ...stagingJournal(run), phase: "stage:event-lines" });
-      run.record.eventLines = await applyEventLines({
-        fs,
-        planned: lines,
-        stagedContext: run.stagedContext,
-        backupRoot: options.backupRoot,
-        context,
-        stem: `${stamp}-${purpose}-${nonce}`,
-      });
-    }
-    await swapRestore(run, staged);
-    swapped = true;
-    if (run.record.movedAsideTo && lines.some((p) => p.record.action === "append"))
-      run.record.eventLines!.push(
-        ...(await catchUpEventLines({ fs, planned: lines, aside: run.aside, live: run.live })),
-      );
-    const v = await validateRestore(run, chosen, scannedAtSnapshot);
-    const incidentFile = await recordRestore(run, chosen, v.ok);
-    const result: RestoreResult = {
-      ...plan,
-      ok: v.ok,
-      outcome: run.record.outcome,
-      dryRun: false,
-      contextDir: run.live,
-      movedAsideTo: run.record.movedAsideTo,
-      doctor: v.doctor,
-      externalDoctor: v.external,
-      vault: v.vault,
-      notRestored: staged.notRestored,
-      blockFile: v.blockFile,
-      incidentFile,
-      startedAt: run.record.startedAt,
-      endedAt: run.record.endedAt,
-    };
-    if (!v.ok) {
-      const failing = v.doctor.checks
-        .filter((c) => !c.ok)
-        .map((c) => c.name)
-        .concat(v.external && !v.external.ok ? ["external_doctor"] : []);
-      throw new ValidationError(
-        "PAAS_BACKUP_VALIDATION_FAILED",
-        `restored ${context} from ${chosen.snapshot.id}, but post-restore validation failed (${failing.join(", ")}); the context is blocked (${v.blockFile})`,
-        {
-          path: run.live,
-          remediation: `Resolve the failing checks (paas-backup doctor --context ${context}), then paas-backup unblock --context ${context} --ticket ${options.ticket}; or paas-backup rollback to return to the previous contents.`,
-          stage: "validate",
-          data: { result },
-        },
-      );
-    }
-    return result;
-  } catch (thrown) {
-    // an errno error (EXDEV, EBUSY, a full or read-only disk) is the machine's: named, exit 10
-    const caught = thrown instanceof PaasBackupError ? thrown : (environmentErrorOf(thrown) ?? thrown);
-    let err = caught;
-    if (!swapped) {
-      // Staging or the swap failed part way: undo it (before the pivot) or complete it (after)
-      // now if we can; else the next command will.
-      await undoUnfinished(run).catch(() => undefined);
-      swapped = run.swap.done > run.swap.pivot;
-    }
-    if (swapped && !(err instanceof ValidationError && err.code === "PAAS_BACKUP_VALIDATION_FAILED")) {
-      // After the swap the staged block marker is live: the context stays blocked, whatever failed.
-      run.record.outcome = purpose === "drill" ? "drill-failed" : "blocked";
-      err = new ValidationError(
-        "PAAS_BACKUP_RESTORE_UNFINISHED",
-        `restore of ${context} failed after the swap (${(caught as Error).message}); the context is blocked`,
-        {
-          path: run.live,
-          remediation: `Return to the previous contents with paas-backup rollback --context ${context} --ticket ${options.ticket}, or fix the cause and run doctor, then unblock.`,
-          stage: "validate",
-          cause: caught,
-        },
-      );
-    }
-    if (run.record.endedAt === "") {
-      run.record.error =
-        err instanceof PaasBackupError
-          ? { code: err.code, message: err.message }
-          : { code: "PAAS_BACKUP_UNEXPECTED", message: (err as Error).message };
-      const incidentFile = await finishRecord(run).catch(() => null);
-      if (err instanceof PaasBackupError && incidentFile)
-        (err.data as Record<string, unknown>).incidentFile = incidentFile;
-      // Only a swap that made every rename leaves the context new (blocked): a journal of one that
-      // stopped part way is what lets the next command, or rollback, finish or undo it.
-      if (swapped && incidentFile && run.swap.done >= run.swap.total)
-        await removeJournal(fs, stateRoot, context).catch(() => undefined);
-    }
-    throw err;
+    return { chosen: planned.chosen, staged: await stageRestore(run, planned.chosen) };
+  } catch (err) {
+    const problem = await checksumFailureOf(planned.chosen, err);
+    if (!problem || planned.chosen.snapshot !== planned.asked) throw err;
+    await run.options.fs.rm(run.stagedRoot, { recursive: true, force: true });
+    const chosen = await useFallbackOrRefuse(run, planned.asked, planned.all, problem);
+    return { chosen, staged: await stageRestore(run, chosen) };
   }
+}
+
+/**
+ * The staged state is what will be live: validate it here only when someone will read the result
+ * before the swap (--dry-run, the confirmation prompt); otherwise the post-restore doctor is the
+ * one pass over it.
+ */
+async function doctorBeforeSwap(
+  run: RestoreRun,
+  scannedAtSnapshot: ScannedFiles,
+): Promise<DoctorReport | null> {
+  const { options } = run;
+  if (!options.dryRun && !options.confirm) return null;
+  return runDoctor({
+    fs: options.fs,
+    stateRoot: run.stagedRoot,
+    context: run.context,
+    ignoreBlock: true,
+    ...(options.secretAllow ? { secretAllow: options.secretAllow } : {}),
+    ...(options.secretAcknowledged ? { secretAcknowledged: options.secretAcknowledged } : {}),
+    allowRepoState: options.allowRepoState ?? false,
+    scannedAtSnapshot,
+  });
+}
+
+/** The live event lines the restore would lose (none for a drill: its scratch root has no live logs). */
+function planLiveEventLines(run: RestoreRun, staged: Staged): Promise<PlannedEventLines> {
+  if (run.purpose === "drill") return Promise.resolve([]);
+  return planEventLines({
+    fs: run.options.fs,
+    live: run.live,
+    replaced: (path) => scopeSelects(staged.scope, path),
+    snapshotLogs: staged.snapshotLogs,
+    stagedContext: run.stagedContext,
+    exact: staged.scope.mode === "exact",
+  });
+}
+
+/** What the operator confirms and --dry-run prints: the snapshot, its scope, the changes, the staged doctor. */
+function describePlan(
+  run: RestoreRun,
+  futureWarning: string | null,
+  chosen: ChosenChain,
+  staged: Staged,
+  stagedDoctor: DoctorReport | null,
+  plannedLines: PlannedEventLines,
+): RestorePlan {
+  return {
+    context: run.context,
+    snapshot: {
+      id: chosen.snapshot.id,
+      kind: chosen.snapshot.kind,
+      time: chosen.snapshot.time.toISOString(),
+      sha256: run.record.snapshot?.sha256 ?? "",
+    },
+    fallback: run.record.fallback,
+    scope: { mode: staged.scope.mode, paths: staged.scope.paths },
+    changes: staged.changes,
+    stagedDoctor,
+    warnings: [
+      ...(futureWarning ? [futureWarning] : []),
+      ...(chosen.snapshot.manifest?.warnings ?? []).map((w) => `${w.path}: ${w.reason}`),
+    ],
+    eventLines: plannedLines.map((p) => p.record),
+  };
+}
+
+/** --dry-run: the external doctor judges the staged state too (issue 10 §3); staging goes, nothing live changed. */
+async function finishDryRun(
+  run: RestoreRun,
+  plan: RestorePlan,
+  staged: Staged,
+  stagedDoctor: DoctorReport | null,
+): Promise<RestoreResult> {
+  const { options } = run;
+  const external = options.externalDoctor ? await options.externalDoctor(run.stagedRoot) : null;
+  await options.fs.rm(run.stagedRoot, { recursive: true, force: true });
+  run.record.outcome = "dry-run";
+  run.record.doctor = stagedDoctor ? { ok: stagedDoctor.ok, checks: stagedDoctor.checks } : null;
+  run.record.externalDoctor = external;
+  const incidentFile = await finishRecord(run);
+  return {
+    ...plan,
+    ok: (stagedDoctor?.ok ?? true) && (external?.ok ?? true),
+    outcome: "dry-run",
+    dryRun: true,
+    contextDir: run.live,
+    movedAsideTo: null,
+    doctor: stagedDoctor,
+    externalDoctor: external,
+    vault: null,
+    notRestored: staged.notRestored,
+    blockFile: null,
+    incidentFile,
+    startedAt: run.record.startedAt,
+    endedAt: run.record.endedAt,
+  };
+}
+
+/** confirm: after the checksum, before anything live changes; a "no" removes staging and changes nothing. */
+async function confirmOrCancel(run: RestoreRun, plan: RestorePlan): Promise<void> {
+  const { options } = run;
+  if (!options.confirm || (await options.confirm(plan))) return;
+  await options.fs.rm(run.stagedRoot, { recursive: true, force: true });
+  run.record.outcome = "refused";
+  run.record.error = {
+    code: "PAAS_BACKUP_NOT_CONFIRMED",
+    message: "the operator did not confirm the restore",
+  };
+  throw new UsageError(
+    "PAAS_BACKUP_NOT_CONFIRMED",
+    `restore of ${run.context} not confirmed; nothing was changed`,
+    {
+      remediation: "Type the context name exactly when asked, or pass --yes in scripts.",
+      stage: "confirm",
+    },
+  );
+}
+
+/**
+ * The live event lines into the staged logs (or the incident's files), under the journal. After
+ * a prompt the live logs are read again: si may have written while the operator read the plan.
+ * Without one the plan was read a moment ago, and hashing every live log a second time was a
+ * tenth of a restore; lines written since are caught up after the swap as ever.
+ */
+async function carryEventLines(
+  run: RestoreRun,
+  staged: Staged,
+  plannedLines: PlannedEventLines,
+): Promise<PlannedEventLines> {
+  const { fs, stateRoot, backupRoot } = run.options;
+  const lines = run.options.confirm ? await planLiveEventLines(run, staged) : plannedLines;
+  if (lines.length === 0) return lines;
+  await writeJournal(fs, stateRoot, { ...stagingJournal(run), phase: "stage:event-lines" });
+  run.record.eventLines = await applyEventLines({
+    fs,
+    planned: lines,
+    stagedContext: run.stagedContext,
+    backupRoot,
+    context: run.context,
+    stem: run.stem,
+  });
+  return lines;
+}
+
+/** Lines si appended between the read and the swap went aside with the old logs: append them to the new ones. */
+async function catchUpAfterSwap(run: RestoreRun, lines: PlannedEventLines): Promise<void> {
+  if (!run.record.movedAsideTo || !lines.some((p) => p.record.action === "append")) return;
+  run.record.eventLines!.push(
+    ...(await catchUpEventLines({ fs: run.options.fs, planned: lines, aside: run.aside, live: run.live })),
+  );
+}
+
+/** The result; when validation failed, the error that carries it (the context stays blocked, exit 5). */
+function restoredOrBlocked(
+  run: RestoreRun,
+  plan: RestorePlan,
+  staged: Staged,
+  chosen: ChosenChain,
+  v: Awaited<ReturnType<typeof validateRestore>>,
+  incidentFile: string,
+): RestoreResult {
+  const result: RestoreResult = {
+    ...plan,
+    ok: v.ok,
+    outcome: run.record.outcome,
+    dryRun: false,
+    contextDir: run.live,
+    movedAsideTo: run.record.movedAsideTo,
+    doctor: v.doctor,
+    externalDoctor: v.external,
+    vault: v.vault,
+    notRestored: staged.notRestored,
+    blockFile: v.blockFile,
+    incidentFile,
+    startedAt: run.record.startedAt,
+    endedAt: run.record.endedAt,
+  };
+  if (v.ok) return result;
+  const { context } = run;
+  const failing = v.doctor.checks
+    .filter((c) => !c.ok)
+    .map((c) => c.name)
+    .concat(v.external && !v.external.ok ? ["external_doctor"] : []);
+  throw new ValidationError(
+    "PAAS_BACKUP_VALIDATION_FAILED",
+    `restored ${context} from ${chosen.snapshot.id}, but post-restore validation failed (${failing.join(", ")}); the context is blocked (${v.blockFile})`,
+    {
+      path: run.live,
+      remediation: `Resolve the failing checks (paas-backup doctor --context ${context}), then paas-backup unblock --context ${context} --ticket ${run.options.ticket}; or paas-backup rollback to return to the previous contents.`,
+      stage: "validate",
+      data: { result },
+    },
+  );
+}
+
+/**
+ * A failure anywhere: staging or a swap that stopped part way is undone (before the pivot) or
+ * completed (after) now if it can be, else by the next command; after the swap the context stays
+ * blocked whatever failed; the incident record names the error. Returns the error to throw.
+ */
+async function failRestore(run: RestoreRun, thrown: unknown, swappedBefore: boolean): Promise<unknown> {
+  const { fs, stateRoot } = run.options;
+  const { context, purpose } = run;
+  // an errno error (EXDEV, EBUSY, a full or read-only disk) is the machine's: named, exit 10
+  const caught = thrown instanceof PaasBackupError ? thrown : (environmentErrorOf(thrown) ?? thrown);
+  let err = caught;
+  let swapped = swappedBefore;
+  if (!swapped) {
+    await undoUnfinished(run).catch(() => undefined);
+    swapped = run.swap.done > run.swap.pivot;
+  }
+  if (swapped && !(err instanceof ValidationError && err.code === "PAAS_BACKUP_VALIDATION_FAILED")) {
+    // After the swap the staged block marker is live: the context stays blocked, whatever failed.
+    run.record.outcome = purpose === "drill" ? "drill-failed" : "blocked";
+    err = new ValidationError(
+      "PAAS_BACKUP_RESTORE_UNFINISHED",
+      `restore of ${context} failed after the swap (${(caught as Error).message}); the context is blocked`,
+      {
+        path: run.live,
+        remediation: `Return to the previous contents with paas-backup rollback --context ${context} --ticket ${run.options.ticket}, or fix the cause and run doctor, then unblock.`,
+        stage: "validate",
+        cause: caught,
+      },
+    );
+  }
+  if (run.record.endedAt === "") {
+    run.record.error =
+      err instanceof PaasBackupError
+        ? { code: err.code, message: err.message }
+        : { code: "PAAS_BACKUP_UNEXPECTED", message: (err as Error).message };
+    const incidentFile = await finishRecord(run).catch(() => null);
+    if (err instanceof PaasBackupError && incidentFile)
+      (err.data as Record<string, unknown>).incidentFile = incidentFile;
+    // Only a swap that made every rename leaves the context new (blocked): a journal of one that
+    // stopped part way is what lets the next command, or rollback, finish or undo it.
+    if (swapped && incidentFile && run.swap.done >= run.swap.total)
+      await removeJournal(fs, stateRoot, context).catch(() => undefined);
+  }
+  return err;
 }
