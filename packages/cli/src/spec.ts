@@ -443,6 +443,7 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     path: ["offsite", "list"],
+    sharedRoot: "read",
     summary: "what is at each target: confirmed, immutable until when",
     flags: [
       context,
@@ -467,6 +468,7 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     path: ["offsite", "verify"],
+    sharedRoot: "read",
     summary: "check the copies at each target; --deep re-reads and hashes every artifact",
     flags: [
       context,
@@ -486,6 +488,7 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     path: ["offsite", "extend-locks"],
+    sharedRoot: "read",
     summary: "move the Object Lock retention of every copy offsite retention still keeps (push runs it too)",
     flags: [
       { flags: "--context <name>", description: "the context (or --all-contexts)" },
@@ -500,6 +503,7 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     path: ["offsite", "prune"],
+    sharedRoot: "write",
     summary:
       "apply the offsite retention (default 7 daily + 4 weekly + 3 monthly); never deletes what is under retention",
     flags: [
@@ -516,7 +520,7 @@ export const COMMANDS: CommandSpec[] = [
       "paas-backup offsite prune --context internal-dogfood --dry-run",
       "paas-backup offsite prune --all-contexts",
     ],
-    exitCodes: ["usage", "unexpected"],
+    exitCodes: ["usage", "busy", "environment", "unexpected"],
     json: "`data[]`: one per context and target: `context`, `target`, `keep`, `remove`, `heldByLock` (this backup root's copies), `otherRoots[]` (`root`, `keep`, `remove`, `heldByLock`: copies other backup roots left there, judged by the same rule)",
     load: L(() => import("./commands/offsite.js"), "offsitePruneCommand"),
   },

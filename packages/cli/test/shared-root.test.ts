@@ -435,6 +435,94 @@ describe("an s3:// backup root shared by a fleet (RGW, through the built CLI)", 
     expect(filesUnder(c.cache).filter((f) => /incidents\/|drills\//.test(f))).toEqual([]);
   });
 
+  it("offsite list, verify, extend-locks and prune work on the bucket's copies (prune under the maintenance lease); restore --from-offsite restores from the target alone", async () => {
+    const target = await rgw.createBucket({ prefix: "offsite2" });
+    const to = ["--to", `s3://${target}/copies`, "--endpoint", rgw.endpoint, "--path-style"];
+    // two fulls of one day at the target: the offsite retention (7 daily, ...) keeps the newer
+    const older = (await on(c, ["list", "--context", "alpha"])).json.data.find(
+      (s: { kind: string }) => s.kind === "full",
+    ).id;
+    const pushed1 = await on(c, ["offsite", "push", "--context", "alpha", ...to, "--allow-plaintext"]);
+    expect(pushed1.code, pushed1.stdout + pushed1.stderr).toBe(0);
+    const newer = await on(a, ["snapshot", "--context", "alpha", "--insecure-plaintext"]);
+    expect(newer.code, newer.stdout + newer.stderr).toBe(0);
+    const newerId: string = newer.json.data[0].id;
+    const pushed2 = await on(c, ["offsite", "push", "--context", "alpha", ...to, "--allow-plaintext"]);
+    expect(pushed2.code, pushed2.stdout + pushed2.stderr).toBe(0);
+    expect(pushed2.json.data[0].pushed.map((p: { id: string }) => p.id)).toEqual([newerId]);
+
+    // list: from host-c, which pushed (confirmed), and host-b, whose cache never saw a push: both
+    // name the copies the bucket's root owns
+    const listC = await on(c, ["offsite", "list", "--context", "alpha", ...to]);
+    expect(listC.code, listC.stdout + listC.stderr).toBe(0);
+    expect(listC.json.data[0].root).toBe(pushed2.json.data[0].root);
+    expect(listC.json.data[0].entries.map((e: { id: string; own: boolean }) => [e.id, e.own])).toEqual([
+      [older, true],
+      [newerId, true],
+    ]);
+    const listB = await on(b, ["offsite", "list", "--context", "alpha", ...to]);
+    expect(listB.code, listB.stdout + listB.stderr).toBe(0);
+    expect(listB.json.data[0].entries.map((e: { id: string }) => e.id)).toEqual([older, newerId]);
+    // verify --deep reads every copy's bytes
+    const verify = await on(b, ["offsite", "verify", "--context", "alpha", ...to, "--deep"]);
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+    expect(verify.json.data[0].results.map((r: { id: string; ok: boolean }) => [r.id, r.ok])).toEqual([
+      [older, true],
+      [newerId, true],
+    ]);
+    // extend-locks: a bucket without Object Lock has nothing to extend, and says so
+    const locks = await on(b, ["offsite", "extend-locks", "--all-contexts", ...to]);
+    expect(locks.code, locks.stdout + locks.stderr).toBe(0);
+    expect(locks.json.data.map((d: { context: string }) => d.context)).toContain("alpha");
+    expect(locks.json.data.every((d: { skipped: string | null }) => d.skipped)).toBe(true);
+    // prune: the older full of the day goes, under the bucket's maintenance lease
+    // the maintenance lease: a new epoch taken (the epoch only grows) and given back
+    const maintenance = async () => {
+      const keys = (
+        (
+          await rgw.client.send(
+            new ListObjectsV2Command({ Bucket: bucket, Prefix: "repo/leases/maintenance/" }),
+          )
+        ).Contents ?? []
+      ).map((o) => o.Key!.slice("repo/leases/maintenance/".length));
+      const epoch = Math.max(...keys.map((k) => Number(/^e(\d+)/.exec(k)?.[1] ?? 0)));
+      return { epoch, released: keys.some((k) => Number(/^e(\d+)\.released$/.exec(k)?.[1]) === epoch) };
+    };
+    const before = await maintenance();
+    const prune = await on(b, ["offsite", "prune", "--context", "alpha", ...to]);
+    expect(prune.code, prune.stdout + prune.stderr).toBe(0);
+    expect(prune.json.data[0].remove).toEqual([older]);
+    const after = await maintenance();
+    expect(after.epoch).toBeGreaterThan(before.epoch);
+    expect(after.released).toBe(true);
+    const atTarget = (
+      (await rgw.client.send(new ListObjectsV2Command({ Bucket: target, Prefix: "copies/" }))).Contents ?? []
+    ).map((o) => o.Key!);
+    expect(atTarget.some((k) => k.includes(`/alpha/${older}.`))).toBe(false);
+    expect(atTarget.some((k) => k.endsWith(`/alpha/${newerId}.tar.gz`))).toBe(true);
+
+    // restore --from-offsite: the chain fetched from the target into the cache, restored, and
+    // removed from the cache again
+    const restore = await on(c, [
+      "restore",
+      "--context",
+      "alpha",
+      "--ticket",
+      "INC-OFFSITE",
+      "--yes",
+      "--from-offsite",
+      `s3://${target}/copies`,
+      "--endpoint",
+      rgw.endpoint,
+      "--path-style",
+    ]);
+    expect(restore.code, restore.stdout + restore.stderr).toBe(0);
+    expect(restore.json.data[0]).toMatchObject({ outcome: "restored", snapshot: { id: newerId } });
+    expect(restore.json.offsite.fetched).toEqual([newerId]);
+    expect(restore.json.data[0].incidentFile).toMatch(new RegExp(`^${root}/records/alpha/incidents/`));
+    expect(filesUnder(c.cache).filter((f) => f.includes(".tar.gz"))).toEqual([]);
+  });
+
   it("refuses what it cannot do safely or at all, with documented exit codes, and never shows a credential", async () => {
     const outputs: string[] = [];
     const keep = (r: CliResult) => (outputs.push(r.stdout, r.stderr), r);

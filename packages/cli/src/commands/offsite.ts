@@ -17,6 +17,7 @@ import { sessionOptions } from "../options/lock.js";
 import { requireContext } from "../options/context.js";
 import { contextsOf, fleetContexts } from "../options/context-list.js";
 import { pushForContext, requireRootId } from "../ops/offsite.js";
+import { withOffsiteRecords } from "../ops/shared.js";
 import { resolveTargets, type TargetFlags } from "../options/targets.js";
 
 /** Run `work` over items with at most `limit` at once. */
@@ -116,14 +117,20 @@ export async function offsiteExtendLocksCommand(
   rt: Runtime,
   flags: TargetFlags & { context?: string; allContexts?: boolean },
 ): Promise<number> {
-  const contexts = flags.allContexts ? await contextsOf(rt) : [requireContext(flags.context)];
+  const contexts = flags.allContexts
+    ? rt.shared
+      ? await (await import("../ops/fleet.js")).sharedFleetContexts(rt)
+      : await contextsOf(rt)
+    : [requireContext(flags.context)];
   const data = [];
   for (const context of contexts)
     for (const target of await resolveTargets(rt, flags))
       data.push({
         context,
         target: target.storage.url,
-        ...(await extendLocks({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock })),
+        ...(await withOffsiteRecords(rt, context, () =>
+          extendLocks({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock }),
+        )),
       });
   if (rt.json)
     printEnvelope(rt, {
@@ -158,15 +165,17 @@ export async function offsiteListCommand(
   if (flags.offsiteRoot) requireRootId(flags.offsiteRoot);
   const data = [];
   for (const target of await resolveTargets(rt, flags)) {
-    const { entries, immutability, root, roots, otherRoots } = await listOffsite({
-      fs: rt.fs,
-      backupRoot: rt.backupRoot,
-      context,
-      target,
-      clock: rt.clock,
-      allRoots: flags.allRoots === true,
-      ...(flags.offsiteRoot ? { root: flags.offsiteRoot } : {}),
-    });
+    const { entries, immutability, root, roots, otherRoots } = await withOffsiteRecords(rt, context, () =>
+      listOffsite({
+        fs: rt.fs,
+        backupRoot: rt.backupRoot,
+        context,
+        target,
+        clock: rt.clock,
+        allRoots: flags.allRoots === true,
+        ...(flags.offsiteRoot ? { root: flags.offsiteRoot } : {}),
+      }),
+    );
     // Plain data only: a SnapshotRef carries its storage driver (and an S3 client with it).
     const plain = entries.map(({ snapshot, ...e }) => ({
       ...e,
@@ -291,15 +300,17 @@ export async function offsiteVerifyCommand(
       results,
       immutability,
       subset: rotation,
-    } = await verifyOffsite({
-      fs: rt.fs,
-      backupRoot: rt.backupRoot,
-      context,
-      target,
-      clock: rt.clock,
-      deep: flags.deep === true,
-      ...(subset ? { readDataSubset: subset } : {}),
-    });
+    } = await withOffsiteRecords(rt, context, () =>
+      verifyOffsite({
+        fs: rt.fs,
+        backupRoot: rt.backupRoot,
+        context,
+        target,
+        clock: rt.clock,
+        deep: flags.deep === true,
+        ...(subset ? { readDataSubset: subset } : {}),
+      }),
+    );
     const warnings = [
       ...(immutability.enabled
         ? []
@@ -351,24 +362,41 @@ export async function offsitePruneCommand(
   const targets = await resolveTargets(rt, flags);
   // --all-contexts: the fleet this host knows, and every context any backup root left at the
   // target (a lost root's copies age out by the same rule instead of staying forever).
-  const known = single ? [single] : await fleetContexts(rt);
-  const data = [];
-  for (const target of targets) {
-    const contexts = single ? known : [...new Set([...known, ...(await contextsAtTarget(target))])].sort();
-    for (const context of contexts)
-      data.push({
-        context,
-        target: target.storage.url,
-        ...(await pruneOffsite({
-          fs: rt.fs,
-          backupRoot: rt.backupRoot,
+  // An s3:// root: the fleet's contexts as the hosts report them; deletes run under the bucket's
+  // maintenance lease (any host takes it over once it lapses) and each context's lease, so no
+  // host's push of the context runs meanwhile.
+  const shared = rt.shared ? await import("../ops/shared.js") : null;
+  const known = single
+    ? [single]
+    : shared
+      ? await (await import("../ops/fleet.js")).sharedFleetContexts(rt)
+      : await fleetContexts(rt);
+  const underLease = <T>(name: string, work: () => Promise<T>) =>
+    shared && flags.dryRun !== true ? shared.withLease(rt, name, "offsite prune", work) : work();
+  const data = await underLease("maintenance", async () => {
+    const rows = [];
+    for (const target of targets) {
+      const contexts = single ? known : [...new Set([...known, ...(await contextsAtTarget(target))])].sort();
+      for (const context of contexts)
+        rows.push({
           context,
-          target,
-          clock: rt.clock,
-          dryRun: flags.dryRun === true,
-        })),
-      });
-  }
+          target: target.storage.url,
+          ...(await underLease(`context/${context}`, () =>
+            withOffsiteRecords(rt, context, () =>
+              pruneOffsite({
+                fs: rt.fs,
+                backupRoot: rt.backupRoot,
+                context,
+                target,
+                clock: rt.clock,
+                dryRun: flags.dryRun === true,
+              }),
+            ),
+          )),
+        });
+    }
+    return rows;
+  });
   if (rt.json)
     printEnvelope(rt, {
       ok: true,

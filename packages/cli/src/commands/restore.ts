@@ -60,21 +60,13 @@ export async function restoreCommand(
   }
   // Checked before anything changes: a doctor that cannot run would only fail after the swap.
   if (flags.doctorCmd) assertDoctorRunnable(flags.doctorCmd, rt.env);
-  if (rt.shared && flags.fromOffsite)
-    throw new UsageError(
-      "PAAS_BACKUP_REMOTE_ROOT_UNSUPPORTED",
-      "restore --from-offsite does not work with an s3:// backup root: the bucket is the repository",
-      {
-        path: rt.shared.url,
-        remediation:
-          "Restore from the bucket (drop --from-offsite), or restore the offsite copy against a backup root folder.",
-        stage: "arguments",
-      },
-    );
   if (!fetchFromOffsite) await requireKnownContext(rt, context);
-  // An s3:// root: the snapshots committed in the bucket, read from there (nothing is downloaded to keep).
+  // An s3:// root: the snapshots committed in the bucket, read from there (nothing is downloaded to
+  // keep). With --from-offsite the bucket is not read at all: the chain is fetched from the target
+  // into this host's cache of the root, restored from there, and removed from the cache after.
   const shared = rt.shared ? await import("../ops/shared.js") : null;
-  const repository = shared ? await shared.committedView(rt.shared!, context) : undefined;
+  const repository =
+    shared && !fetchFromOffsite ? await shared.committedView(rt.shared!, context) : undefined;
   const decryptor = await resolveDecryptor(rt, flags);
   const trustStore = await loadTrustStore(rt);
   const signatures = await resolveSignaturePolicy(rt, flags.allowUnsigned === true);
@@ -142,6 +134,7 @@ export async function restoreCommand(
       });
     });
     bar.done(true);
+    if (shared && fetchFromOffsite) await dropFetched(rt, context, flags.offsitePlan);
     // The incident record (and any event lines kept aside) belong to the bucket, not this host's cache.
     if (shared) {
       const moved = await shared.moveRecordsToBucket(rt, context);
@@ -165,6 +158,7 @@ export async function restoreCommand(
     return result.ok ? 0 : 5;
   } catch (err) {
     bar.done();
+    if (shared && fetchFromOffsite) await dropFetched(rt, context, flags.offsitePlan).catch(() => undefined);
     if (shared) await shared.moveRecordsToBucket(rt, context).catch(() => undefined);
     // A full state-root filesystem names itself and what the restore needs (the staged copy).
     const env = environmentError(err, { path: rt.stateRoot, ...(needed !== undefined ? { needed } : {}) });
@@ -173,4 +167,18 @@ export async function restoreCommand(
       describeRestore(rt, err.data.result as RestoreResult);
     throw err;
   }
+}
+
+/**
+ * An s3:// root's cache keeps no snapshot: what restore --from-offsite fetched into it (the chain,
+ * `<cache>/<context>/<id>.*`) is removed once the restore is done, however it ended.
+ */
+async function dropFetched(rt: Runtime, context: string, plan: unknown): Promise<void> {
+  const fetched = (plan as { fetched?: string[] } | undefined)?.fetched ?? [];
+  if (fetched.length === 0) return;
+  const { readdir, rm } = await import("node:fs/promises");
+  const { join } = await import("node:path");
+  const dir = join(rt.backupRoot, context);
+  for (const name of await readdir(dir).catch(() => [] as string[]))
+    if (fetched.some((id) => name.startsWith(`${id}.`))) await rm(join(dir, name), { force: true });
 }

@@ -48,7 +48,9 @@ export async function pushForContext(
   const underLease = <T>(work: (repository?: ObjectStorage) => Promise<T>) =>
     shared
       ? shared.withLease(rt, `context/${context}`, "offsite push", async () =>
-          work(await shared.committedView(rt.shared!, context)),
+          shared.withOffsiteRecords(rt, context, async () =>
+            work(await shared.committedView(rt.shared!, context)),
+          ),
         )
       : work();
   for (const target of await resolveTargets(rt, flags))

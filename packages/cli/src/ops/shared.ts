@@ -260,3 +260,84 @@ export async function sweepShared(rt: Runtime, context: string): Promise<string[
   }
   return swept.map((key) => key.slice(context.length + 1)).sort();
 }
+
+/** Where an s3:// root keeps the offsite push records: `offsite-records/<context>/<target>.json`. */
+const OFFSITE_RECORDS = "offsite-records";
+const RECORD_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]*\.json$/;
+
+/**
+ * Run an offsite step of a context with the push records of an s3:// root: they belong to the
+ * bucket, so every host knows what any host pushed, confirmed or removed by the target's retention
+ * (a host whose cache never saw a push verifies and prunes the same copies). core reads and writes
+ * them in the backup root's layout, here the host's cache: they are fetched from the bucket into
+ * it first, and whatever the step changed is put back after, however it ended (a record is written
+ * as each step completes). Writers of a context's records hold its lease (push, prune); verify's
+ * rotation state is last writer wins, and a lost confirmation only makes the next push re-read.
+ */
+export async function withOffsiteRecords<T>(
+  rt: Runtime,
+  context: string,
+  work: () => Promise<T>,
+): Promise<T> {
+  if (!rt.shared) return work();
+  const { storage, cacheDir } = rt.shared;
+  const { mkdir, readdir, readFile, rename, writeFile } = await import("node:fs/promises");
+  const { join } = await import("node:path");
+  const dir = join(cacheDir, context, "offsite");
+  const prefix = `${OFFSITE_RECORDS}/${context}/`;
+  const pulled = new Map<string, string>();
+  for await (const o of storage.list(prefix, { shallow: true, keysOnly: true })) {
+    const name = o.key.slice(prefix.length);
+    if (!RECORD_NAME.test(name)) continue;
+    const text = await readText(storage, o.key);
+    if (text === null || !parses(text)) continue; // torn: the cache's copy (if any) stands, and is put back
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const staged = join(dir, `.${name}.${randomBytes(4).toString("hex")}.pull`);
+    await writeFile(staged, text, { mode: 0o600 });
+    await rename(staged, join(dir, name));
+    pulled.set(name, text);
+  }
+  const putBack = async () => {
+    const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => RECORD_NAME.test(n));
+    for (const name of names) {
+      const text = await readFile(join(dir, name), "utf8");
+      if (pulled.get(name) === text) continue;
+      const body = Buffer.from(text);
+      await storage.put(`${prefix}${name}`, Readable.from([body]), {
+        sha256: sha256Hex(body),
+        size: body.length,
+      });
+    }
+    // a record core merged into another (a --to URL's into the configured target's) goes here too
+    for (const name of pulled.keys()) if (!names.includes(name)) await storage.delete(`${prefix}${name}`);
+  };
+  let result: T;
+  try {
+    result = await work();
+  } catch (err) {
+    await putBack().catch(() => undefined);
+    throw err;
+  }
+  await putBack();
+  return result;
+}
+
+async function readText(storage: ObjectStorage, key: string): Promise<string | null> {
+  try {
+    const chunks: Buffer[] = [];
+    for await (const c of await storage.get(key)) chunks.push(c as Buffer);
+    return Buffer.concat(chunks).toString("utf8");
+  } catch (err) {
+    if (isNotFound(err)) return null;
+    throw err;
+  }
+}
+
+function parses(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
