@@ -5,7 +5,7 @@ import { resolveSigner } from "../options/signing.js";
 import { lockedBy } from "../options/lock.js";
 import { table } from "../render/text.js";
 import { printEnvelope } from "../envelope.js";
-import { resolveIdentityLines, type KeyFlags } from "../options/keys.js";
+import { resolveEncryptor, resolveIdentityLines, type KeyFlags } from "../options/keys.js";
 import { resolveTargets } from "../options/targets.js";
 import { validateContextName } from "@paas-backup/core/policy";
 import { listContexts } from "@paas-backup/core/context";
@@ -131,6 +131,16 @@ export async function keysRotateCommand(
     : [validateContextName(flags.context!)];
   const signer = await resolveSigner(rt);
   const offsiteTargets = await resolveTargets(rt, {}, false);
+  // what offsite push encrypts plaintext snapshots to: the set a copy encrypted on push had when
+  // its record does not say, and what must not name a removed recipient any more
+  const pushRecipients = (await resolveEncryptor(rt, {}))?.recipients ?? [];
+  const stillConfigured = remove.filter((r) => pushRecipients.includes(r));
+  const warnings = stillConfigured.length
+    ? [
+        `the configured recipients (recipients / recipientsFile) still name ${stillConfigured.join(", ")}: new snapshots, and copies encrypted on push at the next push, will be encrypted to ${stillConfigured.length === 1 ? "it" : "them"} again. Remove ${stillConfigured.length === 1 ? "it" : "them"} from the config file.`,
+      ]
+    : [];
+  for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
   const data = [];
   for (const context of contexts) {
     const r = await rotateRecipients({
@@ -146,6 +156,7 @@ export async function keysRotateCommand(
       operator: resolveOperator(undefined, rt.env),
       ...(signer ? { signer } : {}),
       offsiteTargets,
+      pushRecipients,
       onStep: (step) => rt.progress(`${context} ${step.id}: ${step.phase}\n`),
     });
     const row = {
@@ -167,12 +178,21 @@ export async function keysRotateCommand(
       for (const o of row.offsite)
         rt.write(
           o.action === "replaced"
-            ? `  ${o.id} at ${o.target}: replaced\n`
-            : `  ${o.id} at ${o.target}: under COMPLIANCE Object Lock until ${o.lockedUntil}; the old copy stays readable by the removed recipients until then\n`,
+            ? `  ${o.id} at ${o.target}: replaced${o.encryptedOnPush ? " (encrypted on push: encrypted again from the home artifact)" : ""}\n`
+            : o.action === "locked"
+              ? `  ${o.id} at ${o.target}: under COMPLIANCE Object Lock until ${o.lockedUntil}; the old copy stays readable by the removed recipients until then\n`
+              : `  ${o.id} at ${o.target}: not re-encrypted: ${o.problem}\n`,
         );
     }
   }
   if (rt.json)
-    printEnvelope(rt, { ok: true, context: flags.context ?? "", mode: "live", count: data.length, data });
+    printEnvelope(rt, {
+      ok: true,
+      context: flags.context ?? "",
+      mode: "live",
+      count: data.length,
+      data,
+      ...(warnings.length ? { warnings } : {}),
+    });
   return 0;
 }

@@ -22,7 +22,9 @@ import type { SigningKey } from "../signing/sshsig.js";
 import { SIGNATURE_SUFFIX } from "../signing/verify.js";
 import { confirmedCopy, readRecord, writeRecord } from "../offsite/record.js";
 import { isLockRefusal } from "../offsite/checks.js";
-import type { OffsiteTarget } from "../offsite/types.js";
+import { pushEncryptedCopy } from "../offsite/encrypt-on-push.js";
+import { rootView } from "../offsite/roots.js";
+import { ROOTS, type OffsiteCopy, type OffsiteRecord, type OffsiteTarget } from "../offsite/types.js";
 import { HashingStream, sha256Hex } from "../util/hash.js";
 import { join } from "../util/paths.js";
 import { ageHeaderOf, identitiesOpen, readAgeHeader, x25519IdentityOf } from "./audit.js";
@@ -81,6 +83,11 @@ export interface RotateOptions extends ContextCallOptions {
   /** re-signs what was signed; required when a rotated snapshot is signed */
   signer?: SigningKey;
   offsiteTargets?: readonly OffsiteTarget[];
+  /**
+   * The recipients offsite push encrypts a snapshot that is plaintext at home to (the configured
+   * ones): the set a copy encrypted on push is taken to have when its record predates recording it.
+   */
+  pushRecipients?: readonly string[];
   /** told after each step, for progress and for tests that stop halfway */
   onStep?: (step: RotationStep) => void | Promise<void>;
 }
@@ -437,14 +444,19 @@ async function rotateOffsite(options: RotateOptions, record: RotationRecord): Pr
   for (const target of targets) {
     const offsite = await readRecord(fs, backupRoot, record.context, target);
     const immutability = await target.storage.immutability();
+    const done = (entry: RotationOffsiteCopy) => {
+      record.offsite = record.offsite.filter((o) => !(o.target === entry.target && o.id === entry.id));
+      record.offsite.push(entry);
+    };
     for (const copy of Object.values(offsite.copies)) {
       const step = rotated.get(copy.id);
       const snap = snaps.get(copy.id);
+      if (copy.encryptedOnPush && snap && !snap.encrypted) {
+        const entry = await reencryptPushedCopy(options, record, target, offsite, copy, snap, identity.id);
+        if (entry) done(entry);
+        continue;
+      }
       if (!step || !snap || copy.sha256 !== step.oldSha256) continue;
-      const done = (entry: RotationOffsiteCopy) => {
-        record.offsite = record.offsite.filter((o) => !(o.target === entry.target && o.id === entry.id));
-        record.offsite.push(entry);
-      };
       const lockedUntil =
         copy.retainUntil && Date.parse(copy.retainUntil) > now.getTime() ? copy.retainUntil : null;
       if (lockedUntil && copy.lockMode === "COMPLIANCE") {
@@ -453,18 +465,7 @@ async function rotateOffsite(options: RotateOptions, record: RotationRecord): Pr
       }
       const storage = target.storage;
       const prefix = copy.artifact.slice(0, copy.artifact.length - snap.artifactName.length);
-      const lock =
-        target.objectLock && immutability.enabled
-          ? {
-              mode: target.objectLock.mode,
-              retainUntil: new Date(
-                Math.max(
-                  now.getTime() + target.objectLock.days * 86_400_000,
-                  Date.parse(lockedUntil ?? "") || 0,
-                ),
-              ),
-            }
-          : undefined;
+      const lock = copyLock(target, immutability.enabled, now, lockedUntil);
       try {
         // the sidecars first and the artifact last, as a push does
         for (const key of [
@@ -508,4 +509,107 @@ async function rotateOffsite(options: RotateOptions, record: RotationRecord): Pr
     }
     await saveRotationRecord(fs, backupRoot, record);
   }
+}
+
+/**
+ * A copy encrypted on push (the snapshot is plaintext at home, issue 21 §5) has no artifact at
+ * home to rotate: its recipients are the ones push encrypted it to, recorded on the copy. Minus
+ * the removed and plus the added ones, it is encrypted again from the home artifact and uploaded
+ * over the old copy, by the push's own code (pending in the offsite record before the upload, so a
+ * kill is confirmed by re-reading or uploaded again on resume). A copy already at the new set is
+ * left; one under COMPLIANCE Object Lock cannot be rewritten and is reported with its lock's end.
+ */
+async function reencryptPushedCopy(
+  options: RotateOptions,
+  record: RotationRecord,
+  target: OffsiteTarget,
+  offsite: OffsiteRecord,
+  copy: OffsiteCopy,
+  snap: SnapshotRef,
+  rootId: string,
+): Promise<RotationOffsiteCopy | null> {
+  const { fs, backupRoot } = options;
+  const base = copy.recipients ?? options.pushRecipients ?? [];
+  const recipients = uniq([...base.filter((r) => !record.remove.includes(r)), ...record.add]);
+  const entry = { target: target.name, id: copy.id, encryptedOnPush: true as const };
+  // re-encrypted by this rotation already (a resumed run): reported, not done twice
+  if (copy.rotatedBy === record.id)
+    return { ...entry, action: "replaced", recipients: copy.recipients ?? [] };
+  if (copy.recipients && sameSet(copy.recipients, recipients)) return null;
+  if (recipients.length === 0)
+    return {
+      ...entry,
+      action: "failed",
+      problem:
+        "its recipients were never recorded and none is configured or added: there is no set to encrypt it to (configure recipients, or pass --add-recipient)",
+    };
+  const now = options.clock();
+  const lockedUntil =
+    copy.retainUntil && Date.parse(copy.retainUntil) > now.getTime() ? copy.retainUntil : null;
+  if (lockedUntil && copy.lockMode === "COMPLIANCE") return { ...entry, action: "locked", lockedUntil };
+  const immutability = await target.storage.immutability();
+  const lock = copyLock(target, immutability.enabled, now, lockedUntil);
+  const save = () => writeRecord(fs, backupRoot, record.context, target, offsite);
+  const out = await pushEncryptedCopy({
+    fs,
+    backupRoot,
+    context: record.context,
+    snap,
+    view: rootView(target.storage, rootId),
+    rootPrefix: `${ROOTS}/${rootId}/`,
+    record: offsite,
+    saveRecord: save,
+    encryptor: ageEncryptor(recipients),
+    signer: options.signer,
+    lock,
+    known: copy,
+    healing: `encrypted to a recipient set keys rotate ${record.id} replaced`,
+    now,
+  });
+  if ("problem" in out)
+    return lockedUntil
+      ? { ...entry, action: "locked", lockedUntil }
+      : { ...entry, action: "failed", problem: out.problem };
+  const head = await target.storage.head(out.copy.artifact);
+  offsite.copies[copy.id] = {
+    ...copy,
+    ...out.copy,
+    confirmedBy: out.put.confirmedBy,
+    multipart: out.put.multipart,
+    confirmedAt: now.toISOString(),
+    retainUntil: head?.retainUntil ?? lock?.retainUntil.toISOString() ?? null,
+    lockMode: head?.lockMode ?? lock?.mode ?? null,
+    immutable: immutability.enabled && lock !== undefined,
+    problem: null,
+    problemSeenAt: null,
+    encryptedOnPush: true,
+    rotatedBy: record.id,
+  };
+  if (offsite.pending) delete offsite.pending[copy.id];
+  await save();
+  // a copy of the layout before root identities (<context>/…) is replaced under the root's prefix
+  if (copy.artifact !== out.copy.artifact)
+    for (const key of [copy.artifact, `${copy.artifact}.sha256`])
+      try {
+        await target.storage.delete(key);
+      } catch (err) {
+        if (!isLockRefusal(err)) throw err;
+      }
+  return { ...entry, action: "replaced", recipients };
+}
+
+/** The Object Lock a replacement copy is written with: the target's, and never shorter than the old copy's. */
+function copyLock(
+  target: OffsiteTarget,
+  lockable: boolean,
+  now: Date,
+  lockedUntil: string | null,
+): { mode: "COMPLIANCE" | "GOVERNANCE"; retainUntil: Date } | undefined {
+  if (!target.objectLock || !lockable) return undefined;
+  return {
+    mode: target.objectLock.mode,
+    retainUntil: new Date(
+      Math.max(now.getTime() + target.objectLock.days * 86_400_000, Date.parse(lockedUntil ?? "") || 0),
+    ),
+  };
 }

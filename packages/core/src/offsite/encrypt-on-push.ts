@@ -33,7 +33,7 @@ export interface PushSigner {
 
 export type EncryptedPushOutcome =
   | {
-      copy: Pick<OffsiteCopy, "artifact" | "sha256" | "size" | "sourceSha256">;
+      copy: Pick<OffsiteCopy, "artifact" | "sha256" | "size" | "sourceSha256" | "recipients">;
       put: PutResult;
       note: string | null;
       warning: string | null;
@@ -109,7 +109,13 @@ export async function pushEncryptedCopy(options: {
     const sidecar = await view.head(checksumKey);
     if (back.sha256 === pending.sha256 && sidecar) {
       return {
-        copy: { artifact: fullKey, sha256: pending.sha256, size: pending.size, sourceSha256: check.actual },
+        copy: {
+          artifact: fullKey,
+          sha256: pending.sha256,
+          size: pending.size,
+          sourceSha256: check.actual,
+          recipients: pending.recipients ?? [...options.encryptor.recipients],
+        },
         put: { key, size: back.size, sha256: back.sha256, confirmedBy: "reread", multipart: false },
         note: null,
         warning: null,
@@ -150,6 +156,7 @@ export async function pushEncryptedCopy(options: {
         sha256,
         size,
         sourceSha256: check.actual,
+        recipients: [...options.encryptor.recipients],
         startedAt: options.now.toISOString(),
       },
     };
@@ -208,7 +215,18 @@ export async function pushEncryptedCopy(options: {
       return {
         problem: `copy at ${view.locate(key)} does not match (sha256 ${put.sha256}, ${put.size} bytes); not recorded`,
       };
-    return { copy: { artifact: fullKey, sha256, size, sourceSha256: check.actual }, put, note, warning };
+    return {
+      copy: {
+        artifact: fullKey,
+        sha256,
+        size,
+        sourceSha256: check.actual,
+        recipients: [...options.encryptor.recipients],
+      },
+      put,
+      note,
+      warning,
+    };
   } finally {
     await fs.rm(tmp, { force: true });
   }

@@ -249,6 +249,8 @@ async function pushFull(run: PushRun, snap: SnapshotRef): Promise<void> {
   const homeSha = await expectedChecksum(snap);
   if (known && (known.encryptedOnPush ? known.sourceSha256 : known.sha256) === homeSha) {
     healing = await cheapCheck(run.storage, known);
+    if (!healing && encryptOnPush && known.encryptedOnPush)
+      healing = recipientsChanged(known, (await run.pushKeys()).encryptor, run.now, run.result.warnings);
     if (!healing) {
       run.result.alreadyThere.push(snap.id);
       if (encryptOnPush && !known.encryptedOnPush) run.plaintextThere.push(snap.id);
@@ -544,6 +546,32 @@ async function copiesAfterPush(run: PushRun): Promise<PushResult["copies"]> {
       immutable: immutability.enabled && c.retainUntil !== null && Date.parse(c.retainUntil) > now.getTime(),
       immutableUntil: c.retainUntil,
     }));
+}
+
+/**
+ * An encrypted-on-push copy encrypted to another set than the recipients configured now (a key
+ * retired or added since): encrypted again, so a removed recipient opens nothing retained at the
+ * target (issue 24 §3). A copy whose recipients were not recorded (pushed before they were) is
+ * left to keys rotate; one under COMPLIANCE Object Lock cannot be replaced, which is said once
+ * per push (keys audit reports its exposure window).
+ */
+function recipientsChanged(
+  known: OffsiteCopy,
+  encryptor: ArtifactEncryptor | undefined,
+  now: Date,
+  warnings: string[],
+): string | null {
+  if (!encryptor || !known.recipients) return null;
+  const configured = new Set(encryptor.recipients);
+  if (known.recipients.length === configured.size && known.recipients.every((r) => configured.has(r)))
+    return null;
+  if (known.lockMode === "COMPLIANCE" && known.retainUntil && Date.parse(known.retainUntil) > now.getTime()) {
+    warnings.push(
+      `${known.id} is encrypted to recipients that are no longer configured, and under COMPLIANCE Object Lock until ${known.retainUntil}: it cannot be encrypted again before then (keys audit reports the window)`,
+    );
+    return null;
+  }
+  return "encrypted to other recipients than the configured ones";
 }
 
 /** The backup root's paas-backup.signing.json at the root's view of a target, when it is not there as it is at home. */

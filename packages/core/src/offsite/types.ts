@@ -47,6 +47,14 @@ export interface OffsiteCopy {
    */
   encryptedOnPush?: boolean;
   sourceSha256?: string;
+  /**
+   * encryptedOnPush: the age recipients (public keys, never an identity) the copy is encrypted
+   * to. A push whose configured recipients differ encrypts it again; keys rotate does too. Absent
+   * on copies pushed before it was recorded.
+   */
+  recipients?: string[];
+  /** the keys rotate (rotation id) that last re-encrypted this copy */
+  rotatedBy?: string;
 }
 
 /**
@@ -59,6 +67,8 @@ export interface PendingEncryptedCopy {
   sha256: string;
   size: number;
   sourceSha256: string;
+  /** the recipients this upload is encrypted to */
+  recipients?: string[];
   startedAt: string;
 }
 

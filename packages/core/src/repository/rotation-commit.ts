@@ -38,9 +38,19 @@ export interface RotationStep {
 export interface RotationOffsiteCopy {
   target: string;
   id: string;
-  action: "replaced" | "locked";
+  /**
+   * replaced: the copy now holds the re-encrypted artifact; locked: Object Lock forbids rewriting
+   * it; failed: it could not be re-encrypted (`problem` says why), and stays as it was
+   */
+  action: "replaced" | "locked" | "failed";
   /** locked: until when the old copy (readable by the removed recipients) stays */
   lockedUntil?: string;
+  /** a copy encrypted on push (plaintext at home): encrypted again from the home artifact */
+  encryptedOnPush?: true;
+  /** encryptedOnPush and replaced: the recipients it is encrypted to now */
+  recipients?: string[];
+  /** failed: why */
+  problem?: string;
 }
 
 export interface RotationRecord {
