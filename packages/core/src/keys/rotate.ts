@@ -571,20 +571,11 @@ async function reencryptPushedCopy(
       ? { ...entry, action: "locked", lockedUntil }
       : { ...entry, action: "failed", problem: out.problem };
   const head = await target.storage.head(out.copy.artifact);
-  offsite.copies[copy.id] = {
-    ...copy,
-    ...out.copy,
-    confirmedBy: out.put.confirmedBy,
-    multipart: out.put.multipart,
-    confirmedAt: now.toISOString(),
-    retainUntil: head?.retainUntil ?? lock?.retainUntil.toISOString() ?? null,
-    lockMode: head?.lockMode ?? lock?.mode ?? null,
-    immutable: immutability.enabled && lock !== undefined,
-    problem: null,
-    problemSeenAt: null,
-    encryptedOnPush: true,
-    rotatedBy: record.id,
-  };
+  offsite.copies[copy.id] = confirmedCopy(
+    { ...copy, ...out.copy, encryptedOnPush: true, rotatedBy: record.id },
+    out.put,
+    { now, head, lock, immutability },
+  );
   if (offsite.pending) delete offsite.pending[copy.id];
   await save();
   // a copy of the layout before root identities (<context>/…) is replaced under the root's prefix
