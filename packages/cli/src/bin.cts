@@ -25,10 +25,27 @@ if (process.env.UV_THREADPOOL_SIZE === undefined)
  * every 100 ms (about a millisecond each) keeps that pile small: an encrypted 128 MiB full went
  * from 146 to 133 MiB.
  */
+/*
+ * Paced by work done, not by the clock: a collection once the process (every thread: deflate,
+ * the scanner's worker, reads) has spent MINOR_GC_CPU_US of CPU since the last one. On an idle
+ * 2-core host that is about every 100 ms, as before; on a loaded one, where a snapshot gets a
+ * fraction of the CPU and takes several times as long, a collection every 100 ms of wall time was
+ * several times as many collections for the same garbage (a 256 MiB full of the bench's long lines
+ * spent 2 s of its main thread's CPU in them at a load average of 13).
+ */
+const MINOR_GC_CPU_US = 150_000;
 try {
   setFlagsFromString("--expose-gc");
   const collect = runInNewContext("gc") as ((options: { type: "minor" }) => void) | undefined;
-  if (typeof collect === "function") setInterval(() => collect({ type: "minor" }), 100).unref();
+  if (typeof collect === "function") {
+    let last = process.cpuUsage();
+    setInterval(() => {
+      const used = process.cpuUsage(last);
+      if (used.user + used.system < MINOR_GC_CPU_US) return;
+      collect({ type: "minor" });
+      last = process.cpuUsage();
+    }, 100).unref();
+  }
 } catch {
   // a runtime without the flag: memory is left to V8's own schedule
 }
