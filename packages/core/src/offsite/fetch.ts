@@ -92,6 +92,23 @@ export async function fetchChainFromOffsite(options: FetchFromOffsiteOptions): P
   return inContext({ ...options, command: "offsite fetch" }, () => fetchChainInSession(options));
 }
 
+/** One link of the chain a restore needs, and where it comes from. */
+type ChainLink = { id: string; from: "local" | "remote" };
+type ChainPlan = { links: ChainLink[]; problem: string | null };
+
+/** What is asked, resolved over home and the target together, as restore resolves it. */
+interface Resolved {
+  ids: string[];
+  /** snapshots from the future (`latest` passes over them) */
+  ahead: SnapshotRef[];
+  asked: string | undefined;
+}
+
+/**
+ * The fetch as its steps: resolve what is asked over home and the target, fall back on another
+ * root's copies after a lost disk, refuse what is nowhere, plan the chain (or an older one with
+ * --fallback), fetch what home lacks.
+ */
 async function fetchChainInSession(options: FetchFromOffsiteOptions): Promise<OffsiteRestorePlan> {
   const { fs, target } = options;
   const context = validateContextName(options.context);
@@ -100,146 +117,21 @@ async function fetchChainInSession(options: FetchFromOffsiteOptions): Promise<Of
   const local = new Map(localList.map((s) => [s.id, s]));
   // latest as restore resolves it: the newest the clock has reached, never one from the future
   const now = options.clock();
-  const resolve = () => {
-    const ids = [...new Set([...local.keys(), ...remote.keys()])].sort(compareSnapshotIds);
-    const refs = ids.map((id) => (local.get(id) ?? remote.get(id))!);
-    const present = presentSnapshots(refs, now);
-    return {
-      ids,
-      ahead: futureSnapshots(refs, now),
-      asked:
-        options.snapshot === "latest"
-          ? present[present.length - 1]?.id
-          : ids.find((id) => id === options.snapshot),
-    };
-  };
-  let { ids, ahead, asked } = resolve();
+  let resolved = resolveAsked(options.snapshot, local, remote, now);
   let root: OffsiteRestorePlan["root"] = options.root
     ? { id: options.root, host: null, why: "named by --offsite-root" }
     : null;
-  // After a lost disk the fresh backup root has a new identity, and the copies the lost one
-  // pushed sit under its id: when this root (and the legacy layout) has nothing to restore, the
-  // other roots at the target are asked. One that holds it is used; several are named.
-  if (!asked && !options.root && !(options.snapshot === "latest" && ahead.length > 0)) {
-    const identity = await readRepositoryIdentity(fs, options.backupRoot);
-    const holders = (await rootsHoldingContext(target.storage, context, identity?.id ?? null))
-      .map((r) => ({
-        ...r,
-        holds:
-          options.snapshot === "latest"
-            ? presentSnapshots(r.snapshots, now).at(-1)?.id
-            : r.snapshots.find((x) => x.id === options.snapshot)?.id,
-      }))
-      .filter((r) => r.holds !== undefined);
-    if (holders.length > 1) {
-      const what =
-        options.snapshot === "latest" ? `copies of ${context}` : `snapshot ${options.snapshot} of ${context}`;
-      throw new UsageError(
-        "PAAS_BACKUP_OFFSITE_ROOT_AMBIGUOUS",
-        `this backup root has no ${what} at ${target.storage.url}, and ${holders.length} other backup roots there do: ${holders
-          .map(
-            (r) =>
-              `${r.id}${r.host ? ` (host ${r.host})` : ""}${options.snapshot === "latest" ? `, newest ${r.holds}` : ""}`,
-          )
-          .join("; ")}`,
-        {
-          path: target.storage.url,
-          remediation: `Pick the root whose copy to restore with --offsite-root <root id> (e.g. --offsite-root ${holders[0]!.id}); see each root's copies with \`paas-backup offsite list --context ${context} --offsite-root <root id>\`.`,
-          stage: "fetch",
-          data: { roots: holders.map((r) => ({ id: r.id, host: r.host, snapshot: r.holds })) },
-        },
-      );
-    }
-    const only = holders[0];
-    if (only) {
-      remote = new Map(only.snapshots.map((x) => [x.id, x]));
-      ({ ids, ahead, asked } = resolve());
-      root = {
-        id: only.id,
-        host: only.host,
-        why: `this backup root has no copy of it; ${only.id} is the only backup root at the target that holds it`,
-      };
+  if (!resolved.asked && !options.root && !(options.snapshot === "latest" && resolved.ahead.length > 0)) {
+    const other = await onlyOtherRootHolding(options, context, now);
+    if (other) {
+      remote = other.remote;
+      resolved = resolveAsked(options.snapshot, local, remote, now);
+      root = other.root;
     }
   }
-  if (options.snapshot === "latest" && !asked && ahead.length > 0)
-    throw noLatestInTheFuture(context, target.storage.url, now, ahead[ahead.length - 1]!.id);
-  if (!asked) {
-    throw new UsageError(
-      "PAAS_BACKUP_SNAPSHOT_NOT_FOUND",
-      `snapshot ${options.snapshot} of ${context} is neither in the backup root nor at ${target.storage.url}${options.root ? ` under backup root ${options.root}` : " (under this backup root or any other)"}`,
-      {
-        path: target.storage.url,
-        remediation: `See what is there with \`paas-backup offsite list --context ${context} --all-roots\` and \`paas-backup list --context ${context}\`.`,
-        stage: "fetch",
-      },
-    );
-  }
-  const verifiedLocal = new Map<string, boolean>();
-  const localOk = async (s: SnapshotRef) => {
-    if (!verifiedLocal.has(s.id))
-      verifiedLocal.set(s.id, (await checkSnapshotChecksum(s)).state === "verified");
-    return verifiedLocal.get(s.id)!;
-  };
-  const planFor = async (
-    id: string,
-  ): Promise<{ links: { id: string; from: "local" | "remote" }[]; problem: string | null }> => {
-    const links: { id: string; from: "local" | "remote" }[] = [];
-    let cur: string | undefined = id;
-    while (cur) {
-      if (links.some((l) => l.id === cur)) return { links, problem: `the chain of ${id} loops at ${cur}` };
-      const l = local.get(cur);
-      const r = remote.get(cur);
-      let ref: SnapshotRef;
-      if (l && (await localOk(l))) {
-        links.push({ id: cur, from: "local" });
-        ref = l;
-      } else if (r) {
-        links.push({ id: cur, from: "remote" });
-        ref = r;
-      } else {
-        return {
-          links,
-          problem: l
-            ? `${cur} does not verify in the backup root and is not at ${target.storage.url}`
-            : `${cur}${cur === id ? "" : `, which ${id} needs,`} is neither in the backup root nor at ${target.storage.url}`,
-        };
-      }
-      if (ref.kind === "full") return { links: links.reverse(), problem: null };
-      cur = ref.parent?.id;
-      if (!cur) return { links, problem: `incremental ${ref.id} does not name its parent` };
-    }
-    return { links, problem: `the chain of ${id} has no full` };
-  };
-  let chosen = asked;
-  let plan = await planFor(asked);
-  let fallback: OffsiteRestorePlan["fallback"] = null;
-  if (plan.problem) {
-    let older: { id: string; plan: Awaited<ReturnType<typeof planFor>> } | null = null;
-    for (const id of ids.filter((x) => compareSnapshotIds(x, asked) < 0).reverse()) {
-      const p = await planFor(id);
-      if (!p.problem) {
-        older = { id, plan: p };
-        break;
-      }
-    }
-    if (!options.fallback || !older) {
-      throw new IntegrityError(
-        "PAAS_BACKUP_CHAIN_BROKEN",
-        `cannot restore ${asked} of ${context} from here and ${target.storage.url}: ${plan.problem}`,
-        {
-          path: target.storage.url,
-          remediation: older
-            ? `The newest state that can be restored is ${older.id}: pass --snapshot ${older.id}, or add --fallback to restore it.`
-            : "Nothing older can be restored either: check other targets (offsite list) or other backup roots (offsite list --all-roots).",
-          stage: "fetch",
-          data: { fallback: older?.id ?? null },
-        },
-      );
-    }
-    fallback = { from: asked, reason: plan.problem };
-    chosen = older.id;
-    plan = older.plan;
-  }
+  const { ids, ahead } = resolved;
+  const asked = askedOrRefuse(options, context, resolved, now);
+  const { chosen, plan, fallback } = await restorableChain(options, context, asked, ids, local, remote);
   const fetched: string[] = [];
   for (const link of plan.links) {
     if (link.from !== "remote") continue;
@@ -256,6 +148,186 @@ async function fetchChainInSession(options: FetchFromOffsiteOptions): Promise<Of
     local: plan.links.filter((l) => l.from === "local").map((l) => l.id),
     fallback,
   };
+}
+
+/** `latest` is the newest the clock has reached over home and the target; an id is found as it is. */
+function resolveAsked(
+  snapshot: string,
+  local: Map<string, SnapshotRef>,
+  remote: Map<string, SnapshotRef>,
+  now: Date,
+): Resolved {
+  const ids = [...new Set([...local.keys(), ...remote.keys()])].sort(compareSnapshotIds);
+  const refs = ids.map((id) => (local.get(id) ?? remote.get(id))!);
+  const present = presentSnapshots(refs, now);
+  return {
+    ids,
+    ahead: futureSnapshots(refs, now),
+    asked: snapshot === "latest" ? present[present.length - 1]?.id : ids.find((id) => id === snapshot),
+  };
+}
+
+/**
+ * After a lost disk the fresh backup root has a new identity, and the copies the lost one
+ * pushed sit under its id: when this root (and the legacy layout) has nothing to restore, the
+ * other roots at the target are asked. One that holds it is used; several are named (exit 2).
+ */
+async function onlyOtherRootHolding(
+  options: FetchFromOffsiteOptions,
+  context: string,
+  now: Date,
+): Promise<{ remote: Map<string, SnapshotRef>; root: NonNullable<OffsiteRestorePlan["root"]> } | null> {
+  const { fs, target } = options;
+  const identity = await readRepositoryIdentity(fs, options.backupRoot);
+  const holders = (await rootsHoldingContext(target.storage, context, identity?.id ?? null))
+    .map((r) => ({
+      ...r,
+      holds:
+        options.snapshot === "latest"
+          ? presentSnapshots(r.snapshots, now).at(-1)?.id
+          : r.snapshots.find((x) => x.id === options.snapshot)?.id,
+    }))
+    .filter((r) => r.holds !== undefined);
+  if (holders.length > 1) {
+    const what =
+      options.snapshot === "latest" ? `copies of ${context}` : `snapshot ${options.snapshot} of ${context}`;
+    throw new UsageError(
+      "PAAS_BACKUP_OFFSITE_ROOT_AMBIGUOUS",
+      `this backup root has no ${what} at ${target.storage.url}, and ${holders.length} other backup roots there do: ${holders
+        .map(
+          (r) =>
+            `${r.id}${r.host ? ` (host ${r.host})` : ""}${options.snapshot === "latest" ? `, newest ${r.holds}` : ""}`,
+        )
+        .join("; ")}`,
+      {
+        path: target.storage.url,
+        remediation: `Pick the root whose copy to restore with --offsite-root <root id> (e.g. --offsite-root ${holders[0]!.id}); see each root's copies with \`paas-backup offsite list --context ${context} --offsite-root <root id>\`.`,
+        stage: "fetch",
+        data: { roots: holders.map((r) => ({ id: r.id, host: r.host, snapshot: r.holds })) },
+      },
+    );
+  }
+  const only = holders[0];
+  if (!only) return null;
+  return {
+    remote: new Map(only.snapshots.map((x) => [x.id, x])),
+    root: {
+      id: only.id,
+      host: only.host,
+      why: `this backup root has no copy of it; ${only.id} is the only backup root at the target that holds it`,
+    },
+  };
+}
+
+/** Nothing to restore: `latest` found only snapshots from the future, or the id is nowhere. */
+function askedOrRefuse(
+  options: FetchFromOffsiteOptions,
+  context: string,
+  { asked, ahead }: Resolved,
+  now: Date,
+): string {
+  const { target } = options;
+  if (options.snapshot === "latest" && !asked && ahead.length > 0)
+    throw noLatestInTheFuture(context, target.storage.url, now, ahead[ahead.length - 1]!.id);
+  if (!asked) {
+    throw new UsageError(
+      "PAAS_BACKUP_SNAPSHOT_NOT_FOUND",
+      `snapshot ${options.snapshot} of ${context} is neither in the backup root nor at ${target.storage.url}${options.root ? ` under backup root ${options.root}` : " (under this backup root or any other)"}`,
+      {
+        path: target.storage.url,
+        remediation: `See what is there with \`paas-backup offsite list --context ${context} --all-roots\` and \`paas-backup list --context ${context}\`.`,
+        stage: "fetch",
+      },
+    );
+  }
+  return asked;
+}
+
+/**
+ * The chain of a snapshot, newest first walked and returned full first: each link from home when
+ * it verifies there, else from the target; the problem names the first link found nowhere. Home's
+ * checksums are checked once per run, however many chains share a link.
+ */
+function chainPlanner(
+  local: Map<string, SnapshotRef>,
+  remote: Map<string, SnapshotRef>,
+  targetUrl: string,
+): (id: string) => Promise<ChainPlan> {
+  const verifiedLocal = new Map<string, boolean>();
+  const localOk = async (s: SnapshotRef) => {
+    if (!verifiedLocal.has(s.id))
+      verifiedLocal.set(s.id, (await checkSnapshotChecksum(s)).state === "verified");
+    return verifiedLocal.get(s.id)!;
+  };
+  return async (id) => {
+    const links: ChainLink[] = [];
+    let cur: string | undefined = id;
+    while (cur) {
+      if (links.some((l) => l.id === cur)) return { links, problem: `the chain of ${id} loops at ${cur}` };
+      const l = local.get(cur);
+      const r = remote.get(cur);
+      let ref: SnapshotRef;
+      if (l && (await localOk(l))) {
+        links.push({ id: cur, from: "local" });
+        ref = l;
+      } else if (r) {
+        links.push({ id: cur, from: "remote" });
+        ref = r;
+      } else {
+        return {
+          links,
+          problem: l
+            ? `${cur} does not verify in the backup root and is not at ${targetUrl}`
+            : `${cur}${cur === id ? "" : `, which ${id} needs,`} is neither in the backup root nor at ${targetUrl}`,
+        };
+      }
+      if (ref.kind === "full") return { links: links.reverse(), problem: null };
+      cur = ref.parent?.id;
+      if (!cur) return { links, problem: `incremental ${ref.id} does not name its parent` };
+    }
+    return { links, problem: `the chain of ${id} has no full` };
+  };
+}
+
+/**
+ * The asked snapshot's chain, or, when it is broken, the newest older one that is whole: used only
+ * with --fallback (and the plan says so); without it the refusal names it (exit 3).
+ */
+async function restorableChain(
+  options: FetchFromOffsiteOptions,
+  context: string,
+  asked: string,
+  ids: string[],
+  local: Map<string, SnapshotRef>,
+  remote: Map<string, SnapshotRef>,
+): Promise<{ chosen: string; plan: ChainPlan; fallback: OffsiteRestorePlan["fallback"] }> {
+  const { target } = options;
+  const planFor = chainPlanner(local, remote, target.storage.url);
+  const plan = await planFor(asked);
+  if (!plan.problem) return { chosen: asked, plan, fallback: null };
+  let older: { id: string; plan: ChainPlan } | null = null;
+  for (const id of ids.filter((x) => compareSnapshotIds(x, asked) < 0).reverse()) {
+    const p = await planFor(id);
+    if (!p.problem) {
+      older = { id, plan: p };
+      break;
+    }
+  }
+  if (!options.fallback || !older) {
+    throw new IntegrityError(
+      "PAAS_BACKUP_CHAIN_BROKEN",
+      `cannot restore ${asked} of ${context} from here and ${target.storage.url}: ${plan.problem}`,
+      {
+        path: target.storage.url,
+        remediation: older
+          ? `The newest state that can be restored is ${older.id}: pass --snapshot ${older.id}, or add --fallback to restore it.`
+          : "Nothing older can be restored either: check other targets (offsite list) or other backup roots (offsite list --all-roots).",
+        stage: "fetch",
+        data: { fallback: older?.id ?? null },
+      },
+    );
+  }
+  return { chosen: older.id, plan: older.plan, fallback: { from: asked, reason: plan.problem } };
 }
 
 /** Fetch one snapshot's artifact and sidecars into the backup root (temporary name, then rename) and check its checksum. */
