@@ -14,7 +14,6 @@ import {
   runSwap,
   workDir,
   type SwapJournal,
-  type SwapStep,
 } from "../context/journal.js";
 import { lastRestorePath } from "./restore.js";
 import { EVENT_LOGS } from "../policy/selection.js";
@@ -50,12 +49,6 @@ interface LastRestore {
   kept?: string[];
 }
 
-/**
- * Put back what the last restore moved aside. Journaled like the restore's swap: the restored
- * contents are moved aside (never deleted), the old contents come back (the pivot), then the
- * entries the restore had kept (vault/ first) go back into them, by rename. The caller holds the
- * context's lock.
- */
 /** A restore whose journal is still in its swap: the renames it made, where the old and restored contents are. */
 async function unfinishedRestore(
   fs: FileSystem,
@@ -90,41 +83,131 @@ export async function rollbackRestore(options: RollbackOptions): Promise<Rollbac
   );
 }
 
+/**
+ * Put back what the last restore moved aside. Journaled like the restore's swap: the restored
+ * contents are moved aside (never deleted), the old contents come back (the pivot), then the
+ * entries the restore had kept (vault/ first) go back into them, by rename. The steps: undo an
+ * unfinished restore's swap, else find the last restore's previous contents, choose what stays,
+ * carry the event lines written since, swap, record the incident.
+ */
 async function rollbackInSession(options: RollbackOptions): Promise<RollbackResult> {
   const { fs, stateRoot, clock } = options;
   const context = validateContextName(options.context);
   const unfinished = await unfinishedRestore(fs, stateRoot, context);
-  if (unfinished) {
-    // The restore's swap stopped part way (its error named rollback): put the previous contents
-    // back by reversing the renames it made, rather than completing a swap that cannot complete.
-    const recovered = await recoverContext({
-      fs,
-      stateRoot,
-      backupRoot: options.backupRoot,
-      context,
-      clock,
-      operator: options.operator,
-      ...(options.signer ? { signer: options.signer } : {}),
-      undo: true,
-    });
-    return {
-      context,
-      restoredFrom: unfinished.aside ?? contextDir(stateRoot, context),
-      movedAsideTo: unfinished.staged,
-      kept: [],
-      incidentFile: recovered?.incidentFile ?? "",
-      eventLines: [],
-    };
+  if (unfinished) return undoUnfinishedRestore(options, context, unfinished);
+  await recoverSession(options, context);
+  const { pointer, pointerPath, aside } = await lastRestoreToUndo(fs, stateRoot, context);
+  const startedAt = clock();
+  const live = contextDir(stateRoot, context);
+  const stamp = startedAt
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.\d+Z$/, "Z");
+  const movedAside = join(
+    workDir(stateRoot),
+    "moved-aside",
+    `${context}.${stamp}.rolled-back.${randomUUID().slice(0, 8)}`,
+  );
+  await fs.mkdir(join(workDir(stateRoot), "moved-aside"), { recursive: true, mode: 0o700 });
+  const liveExists = await exists(fs, live);
+  const kept = liveExists ? await keptFromLive(fs, live, aside, pointer.kept ?? []) : [];
+  const { lines, eventLines } = await carryEventLines(options, context, {
+    live,
+    liveExists,
+    aside,
+    kept,
+    stamp,
+  });
+  const journal: SwapJournal = {
+    schema: JOURNAL_SCHEMA,
+    operation: "rollback",
+    context,
+    ticket: options.ticket,
+    operator: options.operator,
+    startedAt: startedAt.toISOString(),
+    phase: "swap",
+    next: 0,
+    steps: [
+      ...(liveExists ? [{ name: "live-aside", from: live, to: movedAside }] : []),
+      { name: "previous-live", from: aside, to: live },
+      ...kept.map((p) => ({ name: `keep ${p}`, from: join(movedAside, p), to: join(live, p) })),
+    ],
+    pivot: liveExists ? 1 : 0,
+    vault: null,
+    cleanup: [],
+    writeOnComplete: [],
+    renameOnComplete: [{ from: pointerPath, to: `${pointerPath}.rolled-back.${stamp}` }],
+  };
+  try {
+    await runSwap(fs, stateRoot, journal, kept.includes("vault") ? join(live, "vault") : null, "record");
+  } catch (err) {
+    // Undo (before the pivot) or finish (after it) right away when the filesystem lets us; else the next command does.
+    await recoverSession(options, context).catch(() => undefined);
+    throw err;
   }
-  await recoverContext({
-    fs,
+  // lines si appended between the read and the swap went aside with the live contents: carried too
+  if (lines.some((p) => p.record.action === "append"))
+    eventLines.push(...(await catchUpEventLines({ fs, planned: lines, aside: movedAside, live })));
+  const record = newIncidentRecord({
+    kind: "rollback",
+    ticket: options.ticket,
+    context,
     stateRoot,
+    operator: options.operator,
+    startedAt: startedAt.toISOString(),
+    movedAsideTo: movedAside,
+    outcome: "rolled-back",
+    ...(eventLines.length ? { eventLines } : {}),
+  });
+  record.endedAt = clock().toISOString();
+  const incidentFile = await writeIncident(fs, options.backupRoot, record, "incidents", options.signer);
+  await removeJournal(fs, stateRoot, context);
+  return { context, restoredFrom: aside, movedAsideTo: movedAside, kept, incidentFile, eventLines };
+}
+
+/** The session's recovery, run by rollback itself (its session is opened without it); `undo` reverses a swap. */
+function recoverSession(options: RollbackOptions, context: string, undo?: true) {
+  return recoverContext({
+    fs: options.fs,
+    stateRoot: options.stateRoot,
     backupRoot: options.backupRoot,
     context,
-    clock,
+    clock: options.clock,
     operator: options.operator,
     ...(options.signer ? { signer: options.signer } : {}),
+    ...(undo ? { undo } : {}),
   });
+}
+
+/**
+ * The restore's swap stopped part way (its error named rollback): put the previous contents
+ * back by reversing the renames it made, rather than completing a swap that cannot complete.
+ */
+async function undoUnfinishedRestore(
+  options: RollbackOptions,
+  context: string,
+  unfinished: { aside: string | null; staged: string },
+): Promise<RollbackResult> {
+  const recovered = await recoverSession(options, context, true);
+  return {
+    context,
+    restoredFrom: unfinished.aside ?? contextDir(options.stateRoot, context),
+    movedAsideTo: unfinished.staged,
+    kept: [],
+    incidentFile: recovered?.incidentFile ?? "",
+    eventLines: [],
+  };
+}
+
+/**
+ * The last restore's pointer and the previous contents it moved aside, refused (exit 2, nothing
+ * changed) when there is no restore, nothing was aside, or what was aside is not a folder.
+ */
+async function lastRestoreToUndo(
+  fs: FileSystem,
+  stateRoot: string,
+  context: string,
+): Promise<{ pointer: LastRestore; pointerPath: string; aside: string }> {
   const pointerPath = lastRestorePath(stateRoot, context);
   let pointer: LastRestore;
   try {
@@ -167,38 +250,43 @@ async function rollbackInSession(options: RollbackOptions): Promise<RollbackResu
       },
     );
   }
-  const startedAt = clock();
-  const live = contextDir(stateRoot, context);
-  const stamp = startedAt
-    .toISOString()
-    .replace(/[-:]/g, "")
-    .replace(/\.\d+Z$/, "Z");
-  const movedAside = join(
-    workDir(stateRoot),
-    "moved-aside",
-    `${context}.${stamp}.rolled-back.${randomUUID().slice(0, 8)}`,
-  );
-  await fs.mkdir(join(workDir(stateRoot), "moved-aside"), { recursive: true, mode: 0o700 });
-  const liveExists = await exists(fs, live);
+  return { pointer, pointerPath, aside: pointer.aside };
+}
+
+/**
+ * What the restore kept from the old contents (vault/ always) stays in place: only what is live
+ * now and not already in the previous contents.
+ */
+async function keptFromLive(fs: FileSystem, live: string, aside: string, restoreKept: string[]) {
   const kept: string[] = [];
-  for (const p of [...new Set(["vault", ...(pointer.kept ?? [])])]) {
-    // only what is live now and not already in the old contents
-    if (liveExists && (await exists(fs, join(live, p))) && !(await exists(fs, join(pointer.aside, p))))
-      kept.push(p);
+  for (const p of [...new Set(["vault", ...restoreKept])]) {
+    if ((await exists(fs, join(live, p))) && !(await exists(fs, join(aside, p)))) kept.push(p);
   }
-  // The event lines si wrote since the restore must survive its undoing, as a restore keeps the
-  // lines written since its snapshot (issue 20; the fleet simulation found a rollback dropping
-  // them): a log the previous contents come back with is extended with them when the live log
-  // extends it, else they are kept in a file of the incident. Written before the swap, into the
-  // previous contents (still aside): a kill leaves them there as well as live, never nowhere.
-  const lines = liveExists
+  return kept;
+}
+
+/**
+ * The event lines si wrote since the restore must survive its undoing, as a restore keeps the
+ * lines written since its snapshot (issue 20; the fleet simulation found a rollback dropping
+ * them): a log the previous contents come back with is extended with them when the live log
+ * extends it, else they are kept in a file of the incident. Written before the swap, into the
+ * previous contents (still aside): a kill leaves them there as well as live, never nowhere.
+ */
+async function carryEventLines(
+  options: RollbackOptions,
+  context: string,
+  at: { live: string; liveExists: boolean; aside: string; kept: string[]; stamp: string },
+) {
+  const { fs } = options;
+  const { live, aside, kept } = at;
+  const lines = at.liveExists
     ? (
         await planEventLines({
           fs,
           live,
           replaced: (path) => !kept.some((p) => path === p || path.startsWith(`${p}/`)),
-          snapshotLogs: await logsOf(fs, pointer.aside),
-          stagedContext: pointer.aside,
+          snapshotLogs: await logsOf(fs, aside),
+          stagedContext: aside,
           exact: false,
         })
       ).map((p) => ({
@@ -209,65 +297,12 @@ async function rollbackInSession(options: RollbackOptions): Promise<RollbackResu
   const eventLines = await applyEventLines({
     fs,
     planned: lines,
-    stagedContext: pointer.aside,
+    stagedContext: aside,
     backupRoot: options.backupRoot,
     context,
-    stem: `${stamp}-rollback-${randomUUID().slice(0, 8)}`,
+    stem: `${at.stamp}-rollback-${randomUUID().slice(0, 8)}`,
   });
-  const steps: SwapStep[] = [
-    ...(liveExists ? [{ name: "live-aside", from: live, to: movedAside }] : []),
-    { name: "previous-live", from: pointer.aside, to: live },
-    ...kept.map((p) => ({ name: `keep ${p}`, from: join(movedAside, p), to: join(live, p) })),
-  ];
-  const journal: SwapJournal = {
-    schema: JOURNAL_SCHEMA,
-    operation: "rollback",
-    context,
-    ticket: options.ticket,
-    operator: options.operator,
-    startedAt: startedAt.toISOString(),
-    phase: "swap",
-    next: 0,
-    steps,
-    pivot: liveExists ? 1 : 0,
-    vault: null,
-    cleanup: [],
-    writeOnComplete: [],
-    renameOnComplete: [{ from: pointerPath, to: `${pointerPath}.rolled-back.${stamp}` }],
-  };
-  try {
-    await runSwap(fs, stateRoot, journal, kept.includes("vault") ? join(live, "vault") : null, "record");
-  } catch (err) {
-    // Undo (before the pivot) or finish (after it) right away when the filesystem lets us; else the next command does.
-    await recoverContext({
-      fs,
-      stateRoot,
-      backupRoot: options.backupRoot,
-      context,
-      clock,
-      operator: options.operator,
-      ...(options.signer ? { signer: options.signer } : {}),
-    }).catch(() => undefined);
-    throw err;
-  }
-  // lines si appended between the read and the swap went aside with the live contents: carried too
-  if (lines.some((p) => p.record.action === "append"))
-    eventLines.push(...(await catchUpEventLines({ fs, planned: lines, aside: movedAside, live })));
-  const record = newIncidentRecord({
-    kind: "rollback",
-    ticket: options.ticket,
-    context,
-    stateRoot,
-    operator: options.operator,
-    startedAt: startedAt.toISOString(),
-    movedAsideTo: movedAside,
-    outcome: "rolled-back",
-    ...(eventLines.length ? { eventLines } : {}),
-  });
-  record.endedAt = clock().toISOString();
-  const incidentFile = await writeIncident(fs, options.backupRoot, record, "incidents", options.signer);
-  await removeJournal(fs, stateRoot, context);
-  return { context, restoredFrom: pointer.aside, movedAsideTo: movedAside, kept, incidentFile, eventLines };
+  return { lines, eventLines };
 }
 
 /** Each event log of the previous contents as a restore's snapshot log: what a live log that extends it starts with. */
