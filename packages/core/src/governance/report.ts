@@ -289,55 +289,39 @@ interface SeenSnapshot {
   kind: "full" | "incremental";
 }
 
+/** The evidence of one context, as the report's steps read it. */
+interface ContextEvidence {
+  snapshots: SnapshotRef[];
+  ticks: { lines: TickHistoryLine[]; torn: number };
+  prunes: { lines: PruneHistoryLine[]; torn: number };
+  incidents: { file: string; record: IncidentRecord }[];
+  drillRecords: { file: string; record: IncidentRecord }[];
+}
+
+/**
+ * One context's report as its steps: read the evidence, every snapshot known to have existed and
+ * how far back the evidence reaches, then one section each (coverage, retention, offsite,
+ * restores, drills, exceptions with the record chain, keys).
+ */
 async function reportContext(options: ReportOptions, context: string, now: Date): Promise<ContextReport> {
-  const { fs, backupRoot } = options;
   const policy: RetentionPolicy = { ...DEFAULT_RETENTION, ...(options.policy ?? {}) };
   const from = new Date(options.period.from);
   const to = new Date(Math.min(Date.parse(options.period.to), now.getTime()));
-  const src = options.sources;
-  const snapshots = src ? await src.snapshots(context) : await listSnapshots(fs, backupRoot, context);
-  const ticks = src
-    ? await src.history<TickHistoryLine>(context, "ticks")
-    : await readHistory<TickHistoryLine>(fs, backupRoot, context, "ticks");
-  const prunes = src
-    ? await src.history<PruneHistoryLine>(context, "prune")
-    : await readHistory<PruneHistoryLine>(fs, backupRoot, context, "prune");
-  const incidents = src
-    ? await src.records(context, "incidents")
-    : await listRecordFiles(fs, backupRoot, context, "incidents");
-  const drillRecords = src
-    ? await src.records(context, "drills")
-    : await listRecordFiles(fs, backupRoot, context, "drills");
-
-  // Every snapshot known to have existed: those here now, those a tick took, those prune removed.
-  const seen = new Map<string, SeenSnapshot>();
-  const note = (id: string, kind: "full" | "incremental", time?: Date) => {
-    const t = time ?? parseSnapshotId(id)?.time;
-    if (t && !seen.has(id)) seen.set(id, { id, time: t, kind });
-  };
-  for (const s of snapshots) note(s.id, s.kind, s.time);
-  for (const t of ticks.lines) if (t.ok && t.snapshot) note(t.snapshot.id, t.snapshot.kind);
-  for (const p of prunes.lines) note(p.id, p.kind === "incremental" ? "incremental" : "full");
-  const known = [...seen.values()].sort((a, b) => a.time.getTime() - b.time.getTime());
-
-  const starts = [
-    ...known.map((s) => s.time.getTime()),
-    ...ticks.lines.map((t) => Date.parse(t.at)),
-    ...prunes.lines.map((p) => Date.parse(p.at)),
-    ...incidents.map((r) => Date.parse(r.record.startedAt)),
-    ...drillRecords.map((r) => Date.parse(r.record.startedAt)),
-  ].filter(Number.isFinite);
-  const evidenceFrom = starts.length ? new Date(Math.min(...starts)) : null;
-
+  const evidence = await readEvidence(
+    options.sources ?? folderSources(options.fs, options.backupRoot),
+    context,
+  );
+  const { snapshots } = evidence;
+  const known = knownSnapshots(evidence);
+  const evidenceFrom = evidenceStart(known, evidence);
   const coverage = coverageOf(known, evidenceFrom, from, to);
   const present = new Set(snapshots.map((s) => s.id));
   const inPeriod = (at: string) => {
     const t = Date.parse(at);
     return t >= from.getTime() && t < Date.parse(options.period.to);
   };
-
   const slots = await retentionSlots(snapshots, policy, to, evidenceFrom);
-  const deletions: ReportDeletion[] = prunes.lines
+  const deletions: ReportDeletion[] = evidence.prunes.lines
     .filter((p) => inPeriod(p.at))
     .map((p) => ({
       at: p.at,
@@ -347,10 +331,92 @@ async function reportContext(options: ReportOptions, context: string, now: Date)
       where: p.where,
       stillPresent: p.where === "local" && present.has(p.id),
     }));
-
-  const horizonMs = retentionHorizonMs(policy);
   // every daily full the period had, pruned since or not: its offsite copy may well outlive it
   const dailyFulls = newestFullPerDay(known.filter((s) => s.time >= from && s.time < to));
+  const offsite = await offsiteSection(options, context, dailyFulls, retentionHorizonMs(policy));
+  const restores = await restoresIn(
+    options,
+    context,
+    evidence.incidents.filter((r) => inPeriod(r.record.startedAt)),
+  );
+  const drills = drillQuarters(
+    evidence.drillRecords.filter((r) => inPeriod(r.record.startedAt)),
+    options.period,
+    now,
+  );
+  const chain = await recordChainOf(options, context);
+  const exceptions = exceptionsOf(options, evidence, { present, inPeriod, from, to, now, chain });
+  return {
+    context,
+    evidence: { from: evidenceFrom?.toISOString() ?? null, to: now.toISOString() },
+    snapshots: {
+      count: snapshots.length,
+      fulls: snapshots.filter((s) => s.kind === "full").length,
+      incrementals: snapshots.filter((s) => s.kind === "incremental").length,
+    },
+    coverage,
+    retention: { policy, slots, deletions },
+    offsite,
+    restores,
+    drills,
+    exceptions,
+    records: { chainOk: chain.ok, length: chain.length, problems: chain.problems },
+    keys: { ...keysOf(snapshots), rotations: await rotationsIn(options, context, from, to) },
+  };
+}
+
+/** The backup root folder as the report's sources, for a repository that keeps its evidence there. */
+function folderSources(fs: FileSystem, backupRoot: string): Omit<ReportSources, "contexts"> {
+  return {
+    snapshots: (context) => listSnapshots(fs, backupRoot, context),
+    history: (context, stream) => readHistory(fs, backupRoot, context, stream),
+    records: (context, folder) => listRecordFiles(fs, backupRoot, context, folder),
+  };
+}
+
+async function readEvidence(src: Omit<ReportSources, "contexts">, context: string): Promise<ContextEvidence> {
+  return {
+    snapshots: await src.snapshots(context),
+    ticks: await src.history<TickHistoryLine>(context, "ticks"),
+    prunes: await src.history<PruneHistoryLine>(context, "prune"),
+    incidents: await src.records(context, "incidents"),
+    drillRecords: await src.records(context, "drills"),
+  };
+}
+
+/** Every snapshot known to have existed, oldest first: those here now, those a tick took, those prune removed. */
+function knownSnapshots({ snapshots, ticks, prunes }: ContextEvidence): SeenSnapshot[] {
+  const seen = new Map<string, SeenSnapshot>();
+  const note = (id: string, kind: "full" | "incremental", time?: Date) => {
+    const t = time ?? parseSnapshotId(id)?.time;
+    if (t && !seen.has(id)) seen.set(id, { id, time: t, kind });
+  };
+  for (const s of snapshots) note(s.id, s.kind, s.time);
+  for (const t of ticks.lines) if (t.ok && t.snapshot) note(t.snapshot.id, t.snapshot.kind);
+  for (const p of prunes.lines) note(p.id, p.kind === "incremental" ? "incremental" : "full");
+  return [...seen.values()].sort((a, b) => a.time.getTime() - b.time.getTime());
+}
+
+/** Where the oldest record reaches: before it the report says "no evidence", not covered nor missed. */
+function evidenceStart(known: SeenSnapshot[], evidence: ContextEvidence): Date | null {
+  const starts = [
+    ...known.map((s) => s.time.getTime()),
+    ...evidence.ticks.lines.map((t) => Date.parse(t.at)),
+    ...evidence.prunes.lines.map((p) => Date.parse(p.at)),
+    ...evidence.incidents.map((r) => Date.parse(r.record.startedAt)),
+    ...evidence.drillRecords.map((r) => Date.parse(r.record.startedAt)),
+  ].filter(Number.isFinite);
+  return starts.length ? new Date(Math.min(...starts)) : null;
+}
+
+/** Per target, each daily full's copy as the push record has it, and whether its lock outlasts the retention horizon. */
+async function offsiteSection(
+  options: ReportOptions,
+  context: string,
+  dailyFulls: SeenSnapshot[],
+  horizonMs: number,
+): Promise<ContextReport["offsite"]> {
+  const { fs, backupRoot } = options;
   const offsite: ContextReport["offsite"] = [];
   for (const target of options.offsiteTargets ?? []) {
     const copies = await recordedCopies({ fs, backupRoot, context, target });
@@ -375,49 +441,92 @@ async function reportContext(options: ReportOptions, context: string, now: Date)
     }
     offsite.push({ target: target.storage.url, name: target.name, copies: rows, fullsWithoutCopy: without });
   }
+  return offsite;
+}
 
-  const audit = options.stateRoot ? await readRestoreAuditEvents(fs, options.stateRoot, context) : null;
-  const restores: ReportRestore[] = incidents
-    .filter((r) => inPeriod(r.record.startedAt))
-    .map(({ file, record }) => {
-      const applicable =
-        record.kind === "restore" &&
-        !record.dryRun &&
-        (record.outcome === "restored" || record.outcome === "blocked");
-      const found =
-        audit?.some(
-          (e) =>
-            e.ticket === record.ticket &&
-            e.snapshot === (record.snapshot?.id ?? "") &&
-            e.at >= record.startedAt,
-        ) ?? false;
-      return {
-        file,
-        kind: record.kind,
-        ticket: record.ticket,
-        snapshot: record.snapshot?.id ?? null,
-        sha256: record.snapshot?.sha256 ?? null,
-        operator: record.operator,
-        startedAt: record.startedAt,
-        endedAt: record.endedAt,
-        outcome: record.outcome,
-        doctorOk: record.doctor ? record.doctor.ok : null,
-        auditEvent: !applicable
-          ? "not-applicable"
-          : audit === null
-            ? "not-checked"
-            : found
-              ? "found"
-              : "missing",
-      };
-    });
+/** The period's restores, each cross-checked against the audit event it appended (when the state root is given). */
+async function restoresIn(
+  options: ReportOptions,
+  context: string,
+  incidents: { file: string; record: IncidentRecord }[],
+): Promise<ReportRestore[]> {
+  const audit = options.stateRoot
+    ? await readRestoreAuditEvents(options.fs, options.stateRoot, context)
+    : null;
+  return incidents.map(({ file, record }) => {
+    const applicable =
+      record.kind === "restore" &&
+      !record.dryRun &&
+      (record.outcome === "restored" || record.outcome === "blocked");
+    const found =
+      audit?.some(
+        (e) =>
+          e.ticket === record.ticket &&
+          e.snapshot === (record.snapshot?.id ?? "") &&
+          e.at >= record.startedAt,
+      ) ?? false;
+    return {
+      file,
+      kind: record.kind,
+      ticket: record.ticket,
+      snapshot: record.snapshot?.id ?? null,
+      sha256: record.snapshot?.sha256 ?? null,
+      operator: record.operator,
+      startedAt: record.startedAt,
+      endedAt: record.endedAt,
+      outcome: record.outcome,
+      doctorOk: record.doctor ? record.doctor.ok : null,
+      auditEvent: !applicable
+        ? "not-applicable"
+        : audit === null
+          ? "not-checked"
+          : found
+            ? "found"
+            : "missing",
+    };
+  });
+}
 
-  const drills = drillQuarters(
-    drillRecords.filter((r) => inPeriod(r.record.startedAt)),
-    options.period,
-    now,
+/**
+ * The incident and drill records' hash chain, checked from its head, against the head the last
+ * tick saw and the heads pushed offsite (issue 24 §2): a newest record deleted at home, tick
+ * record and all, shows there.
+ */
+async function recordChainOf(options: ReportOptions, context: string) {
+  const { fs, backupRoot } = options;
+  const identity = await readRepositoryIdentity(fs, backupRoot);
+  const offsiteHeads: { where: string; head: RecordLink | null }[] = [];
+  if (identity)
+    for (const target of options.offsiteTargets ?? []) {
+      // a target out of reach leaves its head out; the offsite section says what it can of the copies
+      const pushed = await readOffsiteRecordsHead(rootView(target.storage, identity.id), context).catch(
+        () => null,
+      );
+      if (pushed) offsiteHeads.push({ where: target.name, head: pushed.head });
+    }
+  return verifyRecordChain(
+    fs,
+    backupRoot,
+    context,
+    (await readTickRecord(fs, backupRoot, context))?.recordsHead ?? null,
+    offsiteHeads,
   );
+}
 
+/** Everything an auditor must look at, oldest first: redactions, blocks, failed ticks, broken chains, torn history, record-chain problems. */
+function exceptionsOf(
+  options: ReportOptions,
+  { snapshots, ticks, prunes, incidents }: ContextEvidence,
+  at: {
+    present: Set<string>;
+    inPeriod: (at: string) => boolean;
+    from: Date;
+    to: Date;
+    now: Date;
+    chain: { problems: string[] };
+  },
+): ReportException[] {
+  const { present, inPeriod, from, to, now } = at;
   const exceptions: ReportException[] = [];
   exceptions.push(...redactionExceptions(snapshots, options.secretAcknowledged ?? [], from, to));
   exceptions.push(...blockExceptions(incidents.map((r) => r.record)).filter((e) => inPeriod(e.at)));
@@ -443,25 +552,7 @@ async function reportContext(options: ReportOptions, context: string, now: Date)
         resolvedAt: null,
         hoursToResolve: null,
       });
-  // the heads pushed offsite (issue 24 §2): a newest record deleted at home, tick record and all, shows there
-  const identity = await readRepositoryIdentity(fs, backupRoot);
-  const offsiteHeads: { where: string; head: RecordLink | null }[] = [];
-  if (identity)
-    for (const target of options.offsiteTargets ?? []) {
-      // a target out of reach leaves its head out; the offsite section says what it can of the copies
-      const pushed = await readOffsiteRecordsHead(rootView(target.storage, identity.id), context).catch(
-        () => null,
-      );
-      if (pushed) offsiteHeads.push({ where: target.name, head: pushed.head });
-    }
-  const chain = await verifyRecordChain(
-    fs,
-    backupRoot,
-    context,
-    (await readTickRecord(fs, backupRoot, context))?.recordsHead ?? null,
-    offsiteHeads,
-  );
-  for (const problem of chain.problems)
+  for (const problem of at.chain.problems)
     exceptions.push({
       kind: "record-chain",
       at: now.toISOString(),
@@ -469,49 +560,36 @@ async function reportContext(options: ReportOptions, context: string, now: Date)
       resolvedAt: null,
       hoursToResolve: null,
     });
-  exceptions.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+  return exceptions.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+}
 
-  return {
-    context,
-    evidence: { from: evidenceFrom?.toISOString() ?? null, to: now.toISOString() },
-    snapshots: {
-      count: snapshots.length,
-      fulls: snapshots.filter((s) => s.kind === "full").length,
-      incrementals: snapshots.filter((s) => s.kind === "incremental").length,
-    },
-    coverage,
-    retention: { policy, slots, deletions },
-    offsite,
-    restores,
-    drills,
-    exceptions,
-    records: { chainOk: chain.ok, length: chain.length, problems: chain.problems },
-    keys: {
-      ...keysOf(snapshots),
-      // keys rotate's records (issue 24 §3): each rotation the period saw, and copies it could not rewrite
-      rotations: (await listRotations(fs, backupRoot, context))
-        .filter(
-          (r) =>
-            Date.parse(r.startedAt) < to.getTime() &&
-            Date.parse(r.finishedAt ?? r.startedAt) >= from.getTime(),
-        )
-        .map((r) => ({
-          id: r.id,
-          startedAt: r.startedAt,
-          finishedAt: r.finishedAt,
-          operator: r.operator,
-          added: r.add,
-          removed: r.remove,
-          rotated: r.snapshots.filter((x) => x.phase === "done").length,
-          skipped: r.snapshots
-            .filter((x) => x.phase === "skipped")
-            .map((x) => ({ id: x.id, reason: x.reason ?? "" })),
-          offsiteLocked: r.offsite
-            .filter((o) => o.action === "locked")
-            .map((o) => ({ target: o.target, id: o.id, lockedUntil: o.lockedUntil ?? null })),
-        })),
-    },
-  };
+/** keys rotate's records (issue 24 §3): each rotation the period saw, and copies it could not rewrite. */
+async function rotationsIn(
+  options: ReportOptions,
+  context: string,
+  from: Date,
+  to: Date,
+): Promise<ContextReport["keys"]["rotations"]> {
+  return (await listRotations(options.fs, options.backupRoot, context))
+    .filter(
+      (r) =>
+        Date.parse(r.startedAt) < to.getTime() && Date.parse(r.finishedAt ?? r.startedAt) >= from.getTime(),
+    )
+    .map((r) => ({
+      id: r.id,
+      startedAt: r.startedAt,
+      finishedAt: r.finishedAt,
+      operator: r.operator,
+      added: r.add,
+      removed: r.remove,
+      rotated: r.snapshots.filter((x) => x.phase === "done").length,
+      skipped: r.snapshots
+        .filter((x) => x.phase === "skipped")
+        .map((x) => ({ id: x.id, reason: x.reason ?? "" })),
+      offsiteLocked: r.offsite
+        .filter((o) => o.action === "locked")
+        .map((o) => ({ target: o.target, id: o.id, lockedUntil: o.lockedUntil ?? null })),
+    }));
 }
 
 function hourKey(t: number): number {
