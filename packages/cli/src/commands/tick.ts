@@ -17,16 +17,7 @@ import { resolveTargets } from "../options/targets.js";
 import { pushForContext, tickOffsiteForContext } from "../ops/offsite.js";
 
 /** tick as the CLI runs it: with an offsite push after each context when targets are configured. */
-export async function tickAction(
-  rt: Runtime,
-  flags: KeyFlags & {
-    context?: string;
-    allContexts?: boolean;
-    include?: string;
-    pingUrl?: string;
-    metricsFile?: string;
-  },
-): Promise<number> {
+export async function tickAction(rt: Runtime, flags: TickFlags): Promise<number> {
   return tickCommand(
     rt,
     flags,
@@ -41,91 +32,38 @@ export async function tickAction(
 
 export type OffsiteHook = (rt: Runtime, context: string) => Promise<unknown>;
 
-/** tick: the one command for cron. Idempotent: a second run in the same hour does nothing. */
-export async function tickCommand(
-  rt: Runtime,
-  flags: KeyFlags & {
-    context?: string;
-    allContexts?: boolean;
-    include?: string;
-    pingUrl?: string;
-    metricsFile?: string;
-  },
-  offsite?: OffsiteHook,
-): Promise<number> {
+type TickFlags = KeyFlags & {
+  context?: string;
+  allContexts?: boolean;
+  include?: string;
+  pingUrl?: string;
+  metricsFile?: string;
+};
+
+type SharedOps = typeof import("../ops/shared.js");
+
+/**
+ * tick: the one command for cron. Idempotent: a second run in the same hour does nothing. Its
+ * steps: ping start, run core's tick (on a bucket through the shared ops), this host's status
+ * object, ping the outcome, the metrics file, then the output.
+ */
+export async function tickCommand(rt: Runtime, flags: TickFlags, offsite?: OffsiteHook): Promise<number> {
   if (!flags.context && !flags.allContexts) {
     throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "tick needs --context <name> or --all-contexts", {
       remediation: "Name one context, or pass --all-contexts for every context of the state root.",
       stage: "arguments",
     });
   }
-  const pingUrl = flags.pingUrl ?? rt.config.pingUrl;
-  const pings: PingResult[] = [];
-  const pingOnce = async (event: PingResult["event"]) => {
-    if (!pingUrl) return;
-    const r = await ping(pingUrl, event);
-    pings.push(r);
-    // The URL is the check's credential at healthchecks.io: never printed.
-    if (!r.ok)
-      process.stderr.write(`warning: ping (${event}) failed: ${r.detail}; the backup is not affected\n`);
-  };
-  await pingOnce("start");
+  const pings = pinger(rt, flags);
+  await pings.once("start");
   let result: TickResult;
   // An s3:// root: each context under its lease in the bucket, its outcome in the bucket's history
   // and in this host's status object (written once, after the run), nothing in a local backup root.
   const shared = rt.shared ? await import("../ops/shared.js") : null;
-  const sharedTick: SharedTick | undefined = shared
-    ? {
-        repository: (context) => shared.committedView(rt.shared!, context),
-        exclusive: (context, work) =>
-          shared.withLease(rt, `context/${context}`, "tick", (lease) =>
-            work((snapshot) => shared.commitSnapshot(rt, lease, snapshot)),
-          ),
-        record: (o, durationSeconds) =>
-          shared.appendSharedHistory(rt, o.context, "ticks", {
-            schema: "paas-backup/history-tick@1",
-            at: rt.clock().toISOString(),
-            context: o.context,
-            ok: o.ok,
-            action: o.action,
-            reason: o.reason,
-            snapshot: o.snapshot ? { id: o.snapshot.id, kind: o.snapshot.kind } : null,
-            error: o.error ? { code: o.error.code, message: o.error.message } : null,
-            durationSeconds,
-          }),
-      }
-    : undefined;
   try {
-    result = await runTick({
-      ...(sharedTick ? { shared: sharedTick } : {}),
-      fs: rt.fs,
-      stateRoot: rt.stateRoot,
-      backupRoot: rt.backupRoot,
-      ...(flags.allContexts ? { allContexts: true } : { contexts: [flags.context!] }),
-      clock: rt.clock,
-      owner: lockOwner("tick"),
-      lockTimeoutMs: rt.config.lockTimeoutSeconds * 1000,
-      // resolved per context, as each context's own failure (a bad --include only when a snapshot is due)
-      include: () => parseInclude(flags.include, rt.config.include),
-      encryptor: () => resolveEncryptor(rt, flags),
-      signer: () => resolveSigner(rt),
-      insecurePlaintext: flags.insecurePlaintext === true,
-      secretAllow: rt.config.secretAllow,
-      secretAcknowledged: rt.config.secretAcknowledged,
-      allowRepoState: allowRepoStateFrom(rt.env),
-      memberCache: true,
-      retention: retentionPolicy(rt, {}),
-      keepTags: rt.config.retention.keepTags ?? [],
-      ...(offsite ? { afterEach: (context: string) => offsite(rt, context) } : {}),
-      onLockWait: (context) => lockOptions(rt, context, "tick").onWait,
-      onRecovered: (r) =>
-        process.stderr.write(
-          `paas-backup: recovery: ${r.message}${r.incidentFile ? ` (recorded in ${r.incidentFile})` : ""}\n`,
-        ),
-      onWarning: (message) => process.stderr.write(`warning: ${message}\n`),
-    });
+    result = await runTick(tickOptions(rt, flags, offsite, shared));
   } catch (err) {
-    await pingOnce("fail");
+    await pings.once("fail");
     throw err;
   }
   const { outcomes, contexts } = result;
@@ -137,31 +75,10 @@ export async function tickCommand(
     });
   const failed = outcomes.filter((o) => !o.ok);
   const ok = failed.length === 0;
-  await pingOnce(ok ? "success" : "fail");
-  let metrics: { file: string; written: boolean; error?: string } | null = null;
-  if (flags.metricsFile) {
-    // The metrics cover every context of the fleet, not only the ticked one: the file is the whole picture.
-    try {
-      if (shared) await (await import("../ops/fleet.js")).writeFleetMetrics(rt, flags.metricsFile);
-      else
-        await writeStatusMetrics(
-          rt,
-          flags.metricsFile,
-          await fleetStatus(
-            rt,
-            flags.allContexts
-              ? contexts
-              : [...new Set([...(await contextsOf(rt).catch(() => [])), ...contexts])].sort(),
-          ),
-        );
-      metrics = { file: flags.metricsFile, written: true };
-    } catch (err) {
-      metrics = { file: flags.metricsFile, written: false, error: (err as Error).message };
-      process.stderr.write(
-        `warning: could not write the metrics file ${flags.metricsFile}: ${(err as Error).message}\n`,
-      );
-    }
-  }
+  await pings.once(ok ? "success" : "fail");
+  const metrics = flags.metricsFile
+    ? await writeTickMetrics(rt, flags, flags.metricsFile, shared, contexts)
+    : null;
   // Redactions are named per context: a fleet tick's warning says which context leaked what.
   const redacted = outcomes
     .map((o) => ({ context: o.context, redactions: o.redactions.filter((r) => !r.acknowledged) }))
@@ -186,39 +103,145 @@ export async function tickCommand(
       mode: "live",
       count: outcomes.length,
       failed: failed.length,
-      ...(pingUrl ? { pings } : {}),
+      ...(pings.url ? { pings: pings.sent } : {}),
       ...(metrics ? { metrics } : {}),
       data: outcomes,
     });
-  } else {
-    rt.write(
-      table([
-        ["CONTEXT", "ACTION", "SNAPSHOT", "PRUNED", "RESULT"],
-        ...outcomes.map((o) => [
-          o.context,
-          o.action,
-          o.snapshot?.id ?? "-",
-          String(o.pruned.length),
-          o.ok ? "ok" : `FAILED (${o.error?.code})`,
-        ]),
-      ]),
-    );
-    // Why each context did what it did, and the long texts, below the table.
-    for (const o of outcomes) {
-      rt.write(
-        `${o.context}: ${
-          !o.ok
-            ? o.action === "none"
-              ? "failed"
-              : `failed to take ${o.action === "incremental" ? "an" : "a"} ${o.action} snapshot`
-            : o.action === "none"
-              ? "nothing to do"
-              : `took ${o.action === "incremental" ? "an" : "a"} ${o.action} snapshot`
-        }: ${o.reason || "-"}${o.pruned.length ? `; pruned ${o.pruned.join(", ")}` : ""}\n`,
-      );
-      if (o.error) rt.write(`  ${o.error.message}\n  what to do: ${o.error.remediation}\n`);
-    }
-  }
+  } else printTickTable(rt, outcomes);
   if (!rt.json) for (const o of redacted) process.stderr.write(redactionNotice(o.redactions, o.context));
   return result.exitCode;
+}
+
+/** The healthcheck pings of one run (start, then success or fail); a failed ping warns and never fails the backup. */
+function pinger(rt: Runtime, flags: TickFlags) {
+  const url = flags.pingUrl ?? rt.config.pingUrl;
+  const sent: PingResult[] = [];
+  const once = async (event: PingResult["event"]) => {
+    if (!url) return;
+    const r = await ping(url, event);
+    sent.push(r);
+    // The URL is the check's credential at healthchecks.io: never printed.
+    if (!r.ok)
+      process.stderr.write(`warning: ping (${event}) failed: ${r.detail}; the backup is not affected\n`);
+  };
+  return { url, sent, once };
+}
+
+/** Core's tick options from the flags and the config; on an s3:// root, the bucket's lease, commit and history. */
+function tickOptions(
+  rt: Runtime,
+  flags: TickFlags,
+  offsite: OffsiteHook | undefined,
+  shared: SharedOps | null,
+): Parameters<typeof runTick>[0] {
+  const sharedTick: SharedTick | undefined = shared
+    ? {
+        repository: (context) => shared.committedView(rt.shared!, context),
+        exclusive: (context, work) =>
+          shared.withLease(rt, `context/${context}`, "tick", (lease) =>
+            work((snapshot) => shared.commitSnapshot(rt, lease, snapshot)),
+          ),
+        record: (o, durationSeconds) =>
+          shared.appendSharedHistory(rt, o.context, "ticks", {
+            schema: "paas-backup/history-tick@1",
+            at: rt.clock().toISOString(),
+            context: o.context,
+            ok: o.ok,
+            action: o.action,
+            reason: o.reason,
+            snapshot: o.snapshot ? { id: o.snapshot.id, kind: o.snapshot.kind } : null,
+            error: o.error ? { code: o.error.code, message: o.error.message } : null,
+            durationSeconds,
+          }),
+      }
+    : undefined;
+  return {
+    ...(sharedTick ? { shared: sharedTick } : {}),
+    fs: rt.fs,
+    stateRoot: rt.stateRoot,
+    backupRoot: rt.backupRoot,
+    ...(flags.allContexts ? { allContexts: true } : { contexts: [flags.context!] }),
+    clock: rt.clock,
+    owner: lockOwner("tick"),
+    lockTimeoutMs: rt.config.lockTimeoutSeconds * 1000,
+    // resolved per context, as each context's own failure (a bad --include only when a snapshot is due)
+    include: () => parseInclude(flags.include, rt.config.include),
+    encryptor: () => resolveEncryptor(rt, flags),
+    signer: () => resolveSigner(rt),
+    insecurePlaintext: flags.insecurePlaintext === true,
+    secretAllow: rt.config.secretAllow,
+    secretAcknowledged: rt.config.secretAcknowledged,
+    allowRepoState: allowRepoStateFrom(rt.env),
+    memberCache: true,
+    retention: retentionPolicy(rt, {}),
+    keepTags: rt.config.retention.keepTags ?? [],
+    ...(offsite ? { afterEach: (context: string) => offsite(rt, context) } : {}),
+    onLockWait: (context) => lockOptions(rt, context, "tick").onWait,
+    onRecovered: (r) =>
+      process.stderr.write(
+        `paas-backup: recovery: ${r.message}${r.incidentFile ? ` (recorded in ${r.incidentFile})` : ""}\n`,
+      ),
+    onWarning: (message) => process.stderr.write(`warning: ${message}\n`),
+  };
+}
+
+/**
+ * The metrics cover every context of the fleet, not only the ticked one: the file is the whole
+ * picture. A metrics file that cannot be written warns; the tick's outcome stands.
+ */
+async function writeTickMetrics(
+  rt: Runtime,
+  flags: TickFlags,
+  file: string,
+  shared: SharedOps | null,
+  contexts: string[],
+): Promise<{ file: string; written: boolean; error?: string }> {
+  try {
+    if (shared) await (await import("../ops/fleet.js")).writeFleetMetrics(rt, file);
+    else
+      await writeStatusMetrics(
+        rt,
+        file,
+        await fleetStatus(
+          rt,
+          flags.allContexts
+            ? contexts
+            : [...new Set([...(await contextsOf(rt).catch(() => [])), ...contexts])].sort(),
+        ),
+      );
+    return { file, written: true };
+  } catch (err) {
+    process.stderr.write(`warning: could not write the metrics file ${file}: ${(err as Error).message}\n`);
+    return { file, written: false, error: (err as Error).message };
+  }
+}
+
+/** The human output: one row per context, then why each did what it did and the long texts below. */
+function printTickTable(rt: Runtime, outcomes: TickResult["outcomes"]): void {
+  rt.write(
+    table([
+      ["CONTEXT", "ACTION", "SNAPSHOT", "PRUNED", "RESULT"],
+      ...outcomes.map((o) => [
+        o.context,
+        o.action,
+        o.snapshot?.id ?? "-",
+        String(o.pruned.length),
+        o.ok ? "ok" : `FAILED (${o.error?.code})`,
+      ]),
+    ]),
+  );
+  for (const o of outcomes) {
+    rt.write(
+      `${o.context}: ${
+        !o.ok
+          ? o.action === "none"
+            ? "failed"
+            : `failed to take ${o.action === "incremental" ? "an" : "a"} ${o.action} snapshot`
+          : o.action === "none"
+            ? "nothing to do"
+            : `took ${o.action === "incremental" ? "an" : "a"} ${o.action} snapshot`
+      }: ${o.reason || "-"}${o.pruned.length ? `; pruned ${o.pruned.join(", ")}` : ""}\n`,
+    );
+    if (o.error) rt.write(`  ${o.error.message}\n  what to do: ${o.error.remediation}\n`);
+  }
 }
