@@ -1,6 +1,6 @@
 import type { FileSystem } from "../fs/types.js";
 import { isNotFound } from "../errors.js";
-import { chainOf, type SnapshotRef } from "./repository.js";
+import { chainOf, parentLinkProblem, type SnapshotRef } from "./repository.js";
 import { checkSnapshotChecksum, expectedChecksum } from "./checksum.js";
 import { contextBackupDir, join } from "../util/paths.js";
 import { writeFileAtomic } from "../util/atomic.js";
@@ -149,11 +149,8 @@ export async function verifyChainCached(
       };
       changed = true;
     }
-    const child = chain[i + 1];
-    if (child?.parent && child.parent.sha256 !== actual) {
-      problem = `link ${link.id} is not the artifact ${child.id} was built on`;
-      break;
-    }
+    problem = parentLinkProblem(link, actual, chain[i + 1]);
+    if (problem) break;
   }
   if (changed && options.write) {
     const body = `${JSON.stringify(cache)}

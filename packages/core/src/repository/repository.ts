@@ -21,7 +21,8 @@ export interface SnapshotRef {
   context: string;
   time: Date;
   kind: "full" | "incremental";
-  parent?: { id: string; sha256: string };
+  /** payloadSha256: the parent's plaintext .tar.gz, which a rotation never changes (newer incrementals record it) */
+  parent?: { id: string; sha256: string; payloadSha256?: string };
   encrypted: boolean;
   /** where the snapshot lives */
   storage: ObjectStorage;
@@ -377,6 +378,26 @@ export async function deleteSnapshot(s: SnapshotRef): Promise<void> {
   // signatures (issue 24): named here, not imported, so the repository stays below signing/
   await s.storage.delete(`${s.checksumKey}.sig`);
   await s.storage.delete(`${s.manifestKey}.sig`);
+}
+
+/**
+ * What the records say against `link` being the parent `child` was built on (null: nothing): the
+ * child names the parent's artifact sha256 (`actual`, what its checksum file names or its bytes
+ * hash to) and, since issue 24, its plaintext's `payloadSha256`, which no rotation changes. A
+ * parent replaced by another valid artifact, with the child's parent.sha256 rewritten to match,
+ * still shows by its payload. (The payload's bytes are hashed where the chain is read: restore.)
+ */
+export function parentLinkProblem(
+  link: SnapshotRef,
+  actual: string | null | undefined,
+  child: SnapshotRef | undefined,
+): string | null {
+  if (!child?.parent) return null;
+  if (child.parent.sha256 !== actual) return `link ${link.id} is not the artifact ${child.id} was built on`;
+  const payload = child.parent.payloadSha256;
+  if (payload && link.manifest?.payloadSha256 && link.manifest.payloadSha256 !== payload)
+    return `link ${link.id} is not the payload ${child.id} was built on (payloadSha256 ${link.manifest.payloadSha256}, ${child.id} names ${payload})`;
+  return null;
 }
 
 /** The snapshots an incremental needs, oldest (the full) first, ending with itself. */

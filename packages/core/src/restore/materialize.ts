@@ -116,7 +116,7 @@ export async function openArtifact(snapshot: SnapshotRef, decryptor?: ArtifactDe
 async function openArtifactHashed(
   snapshot: SnapshotRef,
   decryptor?: ArtifactDecryptor,
-): Promise<{ plain: Readable; raw: PassThrough; digest: () => string }> {
+): Promise<{ plain: Readable; raw: PassThrough; digest: () => string; payloadDigest: () => string }> {
   if (snapshot.encrypted && !decryptor) {
     throw new SafetyError(
       "PAAS_BACKUP_IDENTITY_REQUIRED",
@@ -139,12 +139,29 @@ async function openArtifactHashed(
   });
   source.on("error", (err) => raw.destroy(err));
   source.pipe(raw);
-  const digest = () => hash.digest("hex");
-  if (!snapshot.encrypted) return { plain: raw, raw, digest };
-  const plain = decryptor!.decrypt();
-  raw.on("error", (err) => plain.destroy(err));
-  raw.pipe(plain);
-  return { plain: plain as unknown as Readable, raw, digest };
+  let sha256: string | null = null;
+  const digest = () => (sha256 ??= hash.digest("hex"));
+  // a plaintext artifact is its own payload (as snapshot writes payloadSha256)
+  if (!snapshot.encrypted) return { plain: raw, raw, digest, payloadDigest: digest };
+  const decrypt = decryptor!.decrypt();
+  raw.on("error", (err) => decrypt.destroy(err));
+  raw.pipe(decrypt);
+  // the decrypted .tar.gz is hashed on its way to the archive reader: its payloadSha256
+  const payloadHash = createHash("sha256");
+  const plain = new PassThrough({
+    transform(chunk: Buffer, _enc, cb) {
+      payloadHash.update(chunk);
+      cb(null, chunk);
+    },
+  });
+  decrypt.on("error", (err) => plain.destroy(err));
+  decrypt.pipe(plain);
+  return {
+    plain: plain as unknown as Readable,
+    raw,
+    digest,
+    payloadDigest: () => payloadHash.digest("hex"),
+  };
 }
 
 /** Read what the archive reader left unread (a trailer past the end-of-archive blocks) so the hash covers every byte. */
@@ -153,6 +170,13 @@ async function drain(raw: PassThrough): Promise<void> {
   raw.unpipe();
   raw.resume();
   await finished(raw, { writable: false }).catch(() => undefined);
+}
+
+/** Read a stream to its end (what the archive reader left unread), so every byte passes its hashes. */
+async function drainThrough(stream: Readable): Promise<void> {
+  if (stream.readableEnded) return;
+  stream.resume();
+  await finished(stream, { writable: false });
 }
 
 /** Every folder a list of file paths implies: the only folder entries an archive with a manifest may carry. */
@@ -300,7 +324,12 @@ export async function materializeChain(options: MaterializeOptions): Promise<Mat
     }).catch((err: unknown) => {
       throw damagedLink(err, label, link.id);
     });
-    await drain(opened.raw);
+    // The next link records the plaintext it was built on: the whole payload is read to hash it
+    // (through decryption); otherwise only the raw bytes left are, for the checksum.
+    const child = chain[chain.indexOf(link) + 1];
+    const payloadExpected = child?.parent?.id === link.id ? child.parent.payloadSha256 : undefined;
+    if (payloadExpected && link.encrypted) await drainThrough(source);
+    else await drain(opened.raw);
     const actual = opened.digest();
     artifactSha256.set(link.id, actual);
     if (options.checksums) {
@@ -317,6 +346,20 @@ export async function materializeChain(options: MaterializeOptions): Promise<Mat
             data: { snapshot: link.id, expected, actual },
           },
         );
+      }
+    }
+
+    if (payloadExpected) {
+      const payload = opened.payloadDigest();
+      if (payload !== payloadExpected) {
+        const reason = `link ${link.id} is not the payload ${child!.id} was built on (its plaintext has sha256 ${payload}, ${child!.id} names ${payloadExpected})`;
+        throw new IntegrityError("PAAS_BACKUP_CHAIN_BROKEN", `${label}: ${reason}`, {
+          path: label,
+          remediation:
+            "Nothing was changed. The parent was replaced by another artifact: restore an older snapshot that verifies (--fallback), or fetch the parent from the offsite copy.",
+          stage: "checksum",
+          data: { snapshot: link.id, reason, expected: payloadExpected, actual: payload },
+        });
       }
     }
 

@@ -14,7 +14,13 @@ import { validateContextName } from "../policy/context.js";
 import { assertIdentityLocation } from "../policy/work-tree.js";
 import { inContext, type ContextCallOptions } from "../context/session.js";
 import type { SecretAcknowledgement, SecretAllowance } from "../policy/secrets.js";
-import { chainOf, findSnapshot, openRepository, type SnapshotRef } from "../repository/repository.js";
+import {
+  chainOf,
+  findSnapshot,
+  openRepository,
+  parentLinkProblem,
+  type SnapshotRef,
+} from "../repository/repository.js";
 import { futureSkippedWarning } from "../repository/timeline.js";
 import type { ObjectStorage } from "../repository/storage.js";
 import { checkSnapshotChecksum, expectedChecksum } from "../repository/checksum.js";
@@ -239,12 +245,8 @@ function verifyChainRecords(
     const link = chain[i]!;
     if (!checksums.get(link.id))
       return { code: "PAAS_BACKUP_CHAIN_BROKEN", why: `link ${link.id}: missing-checksum` };
-    const child = chain[i + 1];
-    if (child?.parent && child.parent.sha256 !== checksums.get(link.id))
-      return {
-        code: "PAAS_BACKUP_CHAIN_BROKEN",
-        why: `link ${link.id} is not the artifact ${child.id} was built on`,
-      };
+    const problem = parentLinkProblem(link, checksums.get(link.id), chain[i + 1]);
+    if (problem) return { code: "PAAS_BACKUP_CHAIN_BROKEN", why: problem };
   }
   return null;
 }
@@ -321,6 +323,9 @@ async function checksumFailureOf(
       ? checksumProblem("mismatch")
       : { code: "PAAS_BACKUP_CHAIN_BROKEN", why: `link ${id}: mismatch` };
   }
+  // a link whose plaintext is not the one the next link was built on (found while staging)
+  if (err instanceof IntegrityError && err.code === "PAAS_BACKUP_CHAIN_BROKEN")
+    return { code: err.code, why: typeof err.data.reason === "string" ? err.data.reason : err.message };
   if (!(err instanceof PaasBackupError)) return null;
   for (const link of chosen.chain) {
     const check = await checkSnapshotChecksum(link).catch(() => null);

@@ -12,6 +12,7 @@ import type { ArtifactDecryptor } from "../archive/encryption.js";
 import { checkSnapshotChecksum, type ChecksumState } from "../repository/checksum.js";
 import {
   chainOf,
+  parentLinkProblem,
   noLatestInTheFuture,
   openRepository,
   scanSnapshots,
@@ -78,9 +79,8 @@ export async function checkChain(
   for (const link of chain) {
     const c = await check(link);
     if (c.state !== "verified") return { chain, problem: `link ${link.id}: ${c.state}`, self };
-    const child = chain[chain.indexOf(link) + 1];
-    if (child?.parent && child.parent.sha256 !== c.actual)
-      return { chain, problem: `link ${link.id} is not the artifact ${child.id} was built on`, self };
+    const problem = parentLinkProblem(link, c.actual, chain[chain.indexOf(link) + 1]);
+    if (problem) return { chain, problem, self };
   }
   return { chain, problem: null, self };
 }
