@@ -258,6 +258,61 @@ describe("signed snapshots", () => {
       }),
     );
   });
+
+  it("report lists what is unsigned since signing began under Exceptions: snapshots and records, in json, csv and html", async () => {
+    // a restore on a host that lost its signing key: it goes on, and its record is unsigned
+    const key = join(home, ".config", "paas-backup", "signing_key");
+    const saved = readFileSync(key);
+    rmSync(key);
+    const restore = await cli(
+      ["--json", "restore", "--context", CTX, "--snapshot", ids.old, "--ticket", "INC-NOKEY", "--yes"],
+      at("2026-10-07T00:00:00Z"),
+    );
+    writeFileSync(key, saved, { mode: 0o600 });
+    expect(restore.code, restore.stdout + restore.stderr).toBe(0);
+    const incidents = join(sb.backupRoot, CTX, "incidents");
+    const unsignedRecord = readdirSync(incidents).find(
+      (n) => n.includes("INC-NOKEY") && n.endsWith(".json"),
+    )!;
+    expect(readdirSync(incidents)).not.toContain(`${unsignedRecord}.sig`);
+
+    const report = (format: string) => {
+      const out = join(sb.dir, `unsigned.${format}`);
+      return cli(
+        ["--json", "report", "--context", CTX, "--period", "2026-Q4", "--format", format, "--out", out],
+        at("2026-10-08T00:00:00Z"),
+      ).then((r) => {
+        expect(r.code, r.stdout + r.stderr).toBe(0);
+        return readFileSync(out, "utf8");
+      });
+    };
+    const since = JSON.parse(readFileSync(join(sb.backupRoot, "paas-backup.signing.json"), "utf8")).since;
+    const unsigned = JSON.parse(await report("json")).contexts[0].exceptions.filter(
+      (e: any) => e.kind === "unsigned",
+    );
+    // the snapshot taken without the key and the record written without it; not the snapshot from
+    // before signing began, nor anything signed
+    expect(unsigned).toEqual([
+      expect.objectContaining({
+        at: expect.stringMatching(/^2026-10-04T00:00/),
+        detail: expect.stringContaining(`snapshot ${ids.unsigned} has no signature`),
+        resolvedAt: null,
+      }),
+      expect.objectContaining({
+        at: expect.stringMatching(/^2026-10-07T00:00/),
+        detail: expect.stringContaining(`${unsignedRecord} has no signature`),
+      }),
+    ]);
+    expect(unsigned[0].detail).toContain(since);
+    expect(JSON.stringify(unsigned)).not.toContain(ids.old);
+    expect(JSON.stringify(unsigned)).not.toContain(ids.signed);
+    const csv = (await report("csv")).split("\r\n").filter((l) => l.includes(",exception,unsigned,"));
+    expect(csv).toHaveLength(2);
+    expect(csv[0]).toContain(`snapshot ${ids.unsigned} has no signature`);
+    const html = await report("html");
+    expect(html).toContain(`snapshot ${ids.unsigned} has no signature`);
+    expect(html).toContain(`${unsignedRecord} has no signature`);
+  });
 });
 
 function statMode(path: string): number {

@@ -223,15 +223,18 @@ export async function sharedReportSources(rt: Runtime): Promise<ReportSources> {
     snapshots: async (context) => openRepository(await committedView(shared, context)).snapshots(context),
     history: (context, stream) => readSharedHistory(rt, context, stream),
     records: async (context, folder) => {
-      const out: { file: string; record: IncidentRecord }[] = [];
+      const out: { file: string; record: IncidentRecord; signed: boolean }[] = [];
       const prefix = `records/${context}/${folder}/`;
       const keys: string[] = [];
-      for await (const o of shared.storage.list(prefix, { shallow: true, keysOnly: true }))
+      const all = new Set<string>();
+      for await (const o of shared.storage.list(prefix, { shallow: true, keysOnly: true })) {
+        all.add(o.key);
         if (o.key.endsWith(".json")) keys.push(o.key);
+      }
       for (const key of keys.sort()) {
         const record = await readJson<IncidentRecord>(shared.storage, key);
         // a record that does not parse is skipped, as in a folder: the others still tell the story
-        if (record) out.push({ file: shared.storage.locate(key), record });
+        if (record) out.push({ file: shared.storage.locate(key), record, signed: all.has(`${key}.sig`) });
       }
       return out;
     },

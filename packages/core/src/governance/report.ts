@@ -5,9 +5,10 @@ import { listRotations } from "../keys/rotate.js";
 import { readRepositoryIdentity } from "../repository/identity.js";
 import { rootView } from "../offsite/roots.js";
 import { readTickRecord } from "./status.js";
-import { UsageError, isNotFound } from "../errors.js";
+import { PaasBackupError, UsageError, isNotFound } from "../errors.js";
 import { validateContextName } from "../policy/context.js";
-import { listSnapshots, type SnapshotRef } from "../repository/repository.js";
+import { backupRootStorage, listSnapshots, type SnapshotRef } from "../repository/repository.js";
+import { readSigningRecord, signatureKeys } from "../signing/verify.js";
 import { checkSnapshotChecksum } from "../repository/checksum.js";
 import { parseSnapshotId } from "../repository/ids.js";
 import { readHistory, type PruneHistoryLine, type TickHistoryLine } from "../repository/history.js";
@@ -178,7 +179,7 @@ export interface ReportDrillQuarter {
 }
 
 export interface ReportException {
-  kind: "redaction" | "block" | "failed-tick" | "broken-chain" | "torn-history" | "record-chain";
+  kind: "redaction" | "block" | "failed-tick" | "broken-chain" | "torn-history" | "record-chain" | "unsigned";
   at: string;
   detail: string;
   resolvedAt: string | null;
@@ -239,10 +240,11 @@ export interface ReportSources {
     context: string,
     stream: "ticks" | "prune",
   ): Promise<{ lines: T[]; torn: number }>;
+  /** `signed`: a signature stands beside the record (absent: the source cannot tell) */
   records(
     context: string,
     folder: "incidents" | "drills",
-  ): Promise<{ file: string; record: IncidentRecord }[]>;
+  ): Promise<{ file: string; record: IncidentRecord; signed?: boolean }[]>;
   /** the contexts to report for "all" */
   contexts(): Promise<string[]>;
 }
@@ -294,8 +296,8 @@ interface ContextEvidence {
   snapshots: SnapshotRef[];
   ticks: { lines: TickHistoryLine[]; torn: number };
   prunes: { lines: PruneHistoryLine[]; torn: number };
-  incidents: { file: string; record: IncidentRecord }[];
-  drillRecords: { file: string; record: IncidentRecord }[];
+  incidents: { file: string; record: IncidentRecord; signed?: boolean }[];
+  drillRecords: { file: string; record: IncidentRecord; signed?: boolean }[];
 }
 
 /**
@@ -346,6 +348,8 @@ async function reportContext(options: ReportOptions, context: string, now: Date)
   );
   const chain = await recordChainOf(options, context);
   const exceptions = exceptionsOf(options, evidence, { present, inPeriod, from, to, now, chain });
+  exceptions.push(...(await unsignedExceptions(options, evidence, inPeriod, now)));
+  exceptions.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
   return {
     context,
     evidence: { from: evidenceFrom?.toISOString() ?? null, to: now.toISOString() },
@@ -561,6 +565,60 @@ function exceptionsOf(
       hoursToResolve: null,
     });
   return exceptions.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+}
+
+/**
+ * Issue 24 §2: once a repository signs (paas-backup.signing.json names since when), a snapshot or
+ * an incident or drill record dated at or after that without a signature was written by someone
+ * other than a signing host, or by one that lost its key: restore refuses such a snapshot without
+ * --allow-unsigned, and an auditor must see both. (A signature that does not match is the record
+ * chain's exception and verify's refusal.)
+ */
+async function unsignedExceptions(
+  options: ReportOptions,
+  { snapshots, incidents, drillRecords }: ContextEvidence,
+  inPeriod: (at: string) => boolean,
+  now: Date,
+): Promise<ReportException[]> {
+  const storage = snapshots[0]?.storage ?? backupRootStorage(options.fs, options.backupRoot);
+  let since: number;
+  try {
+    const record = await readSigningRecord(storage);
+    if (!record) return [];
+    since = Date.parse(record.since);
+  } catch (err) {
+    if (!(err instanceof PaasBackupError)) throw err;
+    return [
+      {
+        kind: "unsigned",
+        at: now.toISOString(),
+        detail: err.message,
+        resolvedAt: null,
+        hoursToResolve: null,
+      },
+    ];
+  }
+  const sinceIso = new Date(since).toISOString();
+  const out: ReportException[] = [];
+  const unsigned = (at: string, detail: string) =>
+    out.push({ kind: "unsigned", at, detail, resolvedAt: null, hoursToResolve: null });
+  for (const s of snapshots) {
+    if (s.time.getTime() < since || !inPeriod(s.time.toISOString())) continue;
+    const sig = signatureKeys(s);
+    if ((await s.storage.head(sig.checksum)) || (await s.storage.head(sig.manifest))) continue;
+    unsigned(
+      s.time.toISOString(),
+      `snapshot ${s.id} has no signature, though this repository signs every snapshot since ${sinceIso} (restore refuses it without --allow-unsigned)`,
+    );
+  }
+  for (const { file, record, signed } of [...incidents, ...drillRecords]) {
+    if (signed !== false || Date.parse(record.startedAt) < since || !inPeriod(record.startedAt)) continue;
+    unsigned(
+      record.startedAt,
+      `${record.kind} record ${file} has no signature (${file}.sig), though this repository signs since ${sinceIso}: written by a host without its signing key, or its signature was removed`,
+    );
+  }
+  return out;
 }
 
 /** keys rotate's records (issue 24 §3): each rotation the period saw, and copies it could not rewrite. */

@@ -188,10 +188,11 @@ export async function listRecordFiles(
   backupRoot: string,
   context: string,
   folder: string,
-): Promise<{ file: string; record: IncidentRecord }[]> {
+): Promise<{ file: string; record: IncidentRecord; signed: boolean }[]> {
   const dir = join(contextBackupDir(backupRoot, context), folder);
   const entries = await readdirOrEmpty(fs, dir);
-  const out: { file: string; record: IncidentRecord }[] = [];
+  const names = new Set(entries.map((e) => e.name));
+  const out: { file: string; record: IncidentRecord; signed: boolean }[] = [];
   for (const e of entries
     .filter((e) => e.kind === "file" && e.name.endsWith(".json"))
     .sort((a, b) => (a.name < b.name ? -1 : 1))) {
@@ -201,6 +202,8 @@ export async function listRecordFiles(
         record: JSON.parse(
           Buffer.from(await fs.readFile(join(dir, e.name))).toString("utf8"),
         ) as IncidentRecord,
+        // a signature beside it (whether it still matches is the record chain's check)
+        signed: names.has(`${e.name}${RECORD_SIGNATURE_SUFFIX}`),
       });
     } catch {
       // a record we cannot parse is skipped, not fatal: the others still tell the story
