@@ -359,7 +359,12 @@ export const COMMANDS: CommandSpec[] = [
     sharedRoot: "write",
     summary: "apply the retention policy (default 24 hourly + 7 daily + 4 weekly + 3 monthly)",
     flags: [
-      context,
+      { flags: "--context <name>", description: "the context (or --all-contexts)" },
+      {
+        flags: "--all-contexts",
+        description:
+          "every context of the state root and backup root (with an s3:// root: every context the fleet's hosts report, under one maintenance lease)",
+      },
       { flags: "--dry-run", description: "print the plan, remove nothing" },
       keep("hourly", 24),
       keep("daily", 7),
@@ -375,9 +380,10 @@ export const COMMANDS: CommandSpec[] = [
     examples: [
       "paas-backup prune --context internal-dogfood --dry-run",
       "paas-backup prune --context internal-dogfood --keep-daily 14",
+      "paas-backup prune --all-contexts",
     ],
-    exitCodes: ["usage", "busy", "unexpected"],
-    json: "`data[0]`: `plan` (`keep[]` with `reasons`, `remove[]` with `reason`), `removed`, `policy`",
+    exitCodes: ["usage", "busy", "partial", "environment", "unexpected"],
+    json: "`data[0]`: `plan` (`keep[]` with `reasons`, `remove[]` with `reason`), `removed`, `policy`; with an s3:// root also `marked`, `waiting` (`id`, `dueAt`), `unmarked`, `swept`; with --all-contexts one entry per context, each with `context`, `ok` and `error` (null, or `{code, message, remediation}`: exit 7)",
     load: L(() => import("./commands/prune.js"), "pruneCommand"),
   },
   {
@@ -413,7 +419,7 @@ export const COMMANDS: CommandSpec[] = [
     recover: true,
     prestartScanner: true,
     writesSnapshots: true,
-    json: "`data[]`: `context`, `ok`, `action` (`full`/`incremental`/`none`), `reason` (why: e.g. a full instead of an incremental when the chain no longer verifies), `snapshot`, `pruned`, `offsite` (per configured target: the push result and `prune`, what the target's retention kept and removed), `error`; `failed` counts failed contexts. A context folder that is a symbolic link is ticked and fails (`PAAS_BACKUP_CONTEXT_NOT_A_FOLDER`, exit 7 with --all-contexts): it is never read through, and never skipped in silence",
+    json: "`data[]`: `context`, `ok`, `action` (`full`/`incremental`/`none`), `reason` (why: e.g. a full instead of an incremental when the chain no longer verifies), `snapshot`, `pruned`, `offsite` (per configured target: the push result and `prune`, what the target's retention kept and removed), `error`; with an s3:// root also `maintenance` (`ran`, `marked`, `removed`, `waiting`, `swept`, `offsite[]` (`target`, `removed`, `heldByLock`), `error`: the run's prune and the targets' retention under the bucket's maintenance lease); `failed` counts failed contexts. A context folder that is a symbolic link is ticked and fails (`PAAS_BACKUP_CONTEXT_NOT_A_FOLDER`, exit 7 with --all-contexts): it is never read through, and never skipped in silence",
     load: L(() => import("./commands/tick.js"), "tickAction"),
   },
   {

@@ -523,6 +523,80 @@ describe("an s3:// backup root shared by a fleet (RGW, through the built CLI)", 
     expect(filesUnder(c.cache).filter((f) => f.includes(".tar.gz"))).toEqual([]);
   });
 
+  it("tick prunes in two phases, sweeps what was never committed and applies the offsite targets' retention, under the maintenance lease; prune --all-contexts covers the fleet", async () => {
+    const target = await rgw.createBucket({ prefix: "offsite3" });
+    const config = join(a.home, "maintenance.json");
+    writeFileSync(
+      config,
+      JSON.stringify({
+        retention: { hourly: 1, daily: 0, weekly: 0, monthly: 0 },
+        sharedRoot: { deleteAfterSeconds: 6 },
+        offsite: {
+          targets: [
+            {
+              name: "far",
+              url: `s3://${target}/copies`,
+              endpoint: rgw.endpoint,
+              pathStyle: true,
+              allowPlaintext: true,
+              retention: { daily: 1, weekly: 0, monthly: 0 },
+            },
+          ],
+        },
+      }),
+    );
+    const committed = (await on(a, ["list", "--context", "alpha"])).json.data.map(
+      (s: { id: string }) => s.id,
+    );
+    expect(committed.length).toBeGreaterThanOrEqual(3);
+    const newest = committed[committed.length - 1];
+    const fulls = (await on(a, ["list", "--context", "alpha"])).json.data
+      .filter((s: { kind: string }) => s.kind === "full")
+      .map((s: { id: string }) => s.id);
+    // what a writer killed between its upload and its commit leaves: an artifact nobody committed
+    const orphan = "20261203T000002Z";
+    await rgw.client.send(
+      new PutObjectCommand({ Bucket: bucket, Key: `repo/alpha/${orphan}.tar.gz`, Body: "killed mid-upload" }),
+    );
+    const tick = (extra: string[] = []) =>
+      on(a, ["--config", config, "tick", "--context", "alpha", "--insecure-plaintext", ...extra]);
+    const first = await tick();
+    expect(first.code, first.stdout + first.stderr).toBe(0);
+    const m1 = first.json.data[0].maintenance;
+    expect(m1).toMatchObject({ ran: true, removed: [], error: null });
+    expect([...m1.marked].sort()).toEqual(committed.filter((id: string) => id !== newest).sort());
+    expect(m1.swept).toEqual([]);
+    // the target got the fulls from the push, and keeps one per day
+    expect(m1.offsite).toEqual([
+      { target: `s3://${target}/copies`, removed: fulls.slice(0, -1), heldByLock: [] },
+    ]);
+    // marked: gone from every listing at once
+    expect((await on(b, ["list", "--context", "alpha"])).json.data.map((s: { id: string }) => s.id)).toEqual([
+      newest,
+    ]);
+    await new Promise((r) => setTimeout(r, 6_500));
+    const second = await tick();
+    expect(second.code, second.stdout + second.stderr).toBe(0);
+    const m2 = second.json.data[0].maintenance;
+    expect([...m2.removed].sort()).toEqual([...m1.marked].sort());
+    expect(second.json.data[0].pruned.sort()).toEqual([...m1.marked].sort());
+    expect(m2.swept).toContain(`${orphan}.tar.gz`);
+    const left = (
+      (await rgw.client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: "repo/alpha/" }))).Contents ??
+      []
+    ).map((o) => o.Key!);
+    expect(left.filter((k) => !k.includes(newest))).toEqual([]);
+
+    // prune --all-contexts, from a host that backs up neither: every context the fleet reports
+    const all = await on(c, ["--config", config, "prune", "--all-contexts"]);
+    expect(all.code, all.stdout + all.stderr).toBe(0);
+    expect(all.json.data.map((d: { context: string; ok: boolean }) => [d.context, d.ok])).toEqual([
+      ["alpha", true],
+      ["beta", true],
+    ]);
+    expect(all.json.data[0].plan.keep.map((k: { id: string }) => k.id)).toEqual([newest]);
+  });
+
   it("refuses what it cannot do safely or at all, with documented exit codes, and never shows a credential", async () => {
     const outputs: string[] = [];
     const keep = (r: CliResult) => (outputs.push(r.stdout, r.stderr), r);

@@ -23,7 +23,7 @@ export async function tickAction(rt: Runtime, flags: TickFlags): Promise<number>
     flags,
     (await resolveTargets(rt, {}, false)).length > 0
       ? rt.shared
-        ? // an s3:// root: the push only; the targets' retention is `offsite prune` against a folder root
+        ? // an s3:// root: the push here; the targets' retention is the run's maintenance (below)
           (r, context) => pushForContext(r, context, flags)
         : (r, context) => tickOffsiteForContext(r, context, flags)
       : undefined,
@@ -67,6 +67,22 @@ export async function tickCommand(rt: Runtime, flags: TickFlags, offsite?: Offsi
     throw err;
   }
   const { outcomes, contexts } = result;
+  // An s3:// root: retention and the offsite targets' retention run after the snapshots, as
+  // maintenance under the bucket's maintenance lease (the folder root's tick prunes per context).
+  const maintenance = shared
+    ? await shared.tickMaintenance(
+        rt,
+        outcomes.filter((o) => o.ok).map((o) => o.context),
+        { policy: retentionPolicy(rt, {}), keepTags: rt.config.retention.keepTags ?? [] },
+      )
+    : null;
+  for (const o of outcomes) {
+    const m = maintenance?.get(o.context);
+    if (!m) continue;
+    o.pruned = m.removed;
+    (o as typeof o & { maintenance: unknown }).maintenance = m;
+    if (m.error) process.stderr.write(`warning: ${o.context}: ${m.error.message}\n`);
+  }
   if (shared)
     await shared.writeTickStatus(rt, outcomes).catch((err: unknown) => {
       process.stderr.write(

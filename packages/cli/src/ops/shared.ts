@@ -12,6 +12,7 @@ import {
   type HostStatus,
 } from "@paas-backup/core/repository";
 import type { TickOutcome } from "@paas-backup/core/tick";
+import type { RetentionPolicy } from "@paas-backup/core/retention";
 import type { ReportSources } from "@paas-backup/core/report";
 import type { IncidentRecord } from "@paas-backup/core/records";
 import type { SharedRoot } from "../runtime.js";
@@ -46,9 +47,11 @@ export async function withLease<T>(
   name: string,
   command: string,
   work: (lease: Lease) => Promise<T>,
+  /** false: another host's live lease is not waited for (PAAS_BACKUP_LOCKED at once) */
+  wait = true,
 ): Promise<T> {
   const shared = sharedOf(rt);
-  const deadline = Date.now() + rt.config.lockTimeoutSeconds * 1000;
+  const deadline = Date.now() + (wait ? rt.config.lockTimeoutSeconds * 1000 : 0);
   let lease: Lease;
   let told = false;
   for (;;) {
@@ -61,7 +64,7 @@ export async function withLease<T>(
       });
       break;
     } catch (err) {
-      if (!(err instanceof BusyError) || err.code !== "PAAS_BACKUP_LOCKED" || Date.now() > deadline)
+      if (!(err instanceof BusyError) || err.code !== "PAAS_BACKUP_LOCKED" || Date.now() >= deadline)
         throw err;
       if (!told) {
         told = true;
@@ -246,13 +249,15 @@ export async function sharedReportSources(rt: Runtime): Promise<ReportSources> {
  * What a shared prune sweeps while it holds the context's lease (so no writer of the context is
  * running): staged uploads an interrupted run left, and the objects of snapshots that were never
  * committed (a run that lost its lease, or died between its artifact and its commit). Only those
- * older than an hour on the server's clock, as prune sweeps a folder.
+ * older than the delete delay (sharedRoot.deleteAfterSeconds) on the server's clock: no writer of
+ * the context runs while its lease is held here, so nothing younger is in flight either, and a
+ * paused writer's late upload (it cannot commit) waits its turn like a mark.
  */
 export async function sweepShared(rt: Runtime, context: string): Promise<string[]> {
   const shared = sharedOf(rt);
   const { committedIds, snapshotIdOfKey } = await import("../host/shared-root.js");
   const storage = shared.storage;
-  const cutoff = new Date((await storage.serverTime!()).getTime() - 3_600_000);
+  const cutoff = new Date((await storage.serverTime!()).getTime() - shared.deleteAfterMs);
   const swept = await storage.sweepStaged(`${context}/`, cutoff);
   const committed = await committedIds(shared, context);
   for await (const o of storage.list(`${context}/`, { shallow: true, keysOnly: true })) {
@@ -343,4 +348,134 @@ function parses(text: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * Retention of one context of an s3:// root, under the context's lease (the caller holds the
+ * maintenance lease): what retention drops is marked, marks older than the delete delay are
+ * removed (each written to the bucket's prune history first), and uploads never committed are
+ * swept. prune and tick both run this.
+ */
+export async function pruneSharedContext(
+  rt: Runtime,
+  context: string,
+  lease: Lease,
+  policy: Partial<RetentionPolicy>,
+  keepTags: readonly string[],
+) {
+  const shared = sharedOf(rt);
+  const { pruneShared } = await import("@paas-backup/core/retention");
+  const { committedView } = await import("../host/shared-root.js");
+  return {
+    ...(await pruneShared({
+      fs: rt.fs,
+      scratch: rt.backupRoot,
+      // retention judges the committed snapshots only (marked ones stay, prune acts on its marks)
+      storage: await committedView(shared, context, "show"),
+      lease,
+      context,
+      policy,
+      keepTags,
+      clock: rt.clock,
+      deleteAfterMs: shared.deleteAfterMs,
+      beforeRemove: ({ id, kind, reason }) =>
+        appendSharedHistory(rt, context, "prune", {
+          schema: "paas-backup/history-prune@1",
+          at: rt.clock().toISOString(),
+          context,
+          id,
+          kind,
+          reason,
+          where: shared.url,
+        }),
+    })),
+    swept: await sweepShared(rt, context),
+  };
+}
+
+/** What a tick's maintenance did for one context of an s3:// root. */
+export interface TickMaintenance {
+  /** false: another host held the maintenance lease past lockTimeoutSeconds (it runs next hour) */
+  ran: boolean;
+  marked: string[];
+  removed: string[];
+  waiting: { id: string; dueAt: string }[];
+  swept: string[];
+  /** each configured target's retention: the copies removed */
+  offsite: { target: string; removed: string[]; heldByLock: string[] }[];
+  error: { code: string; message: string; remediation: string } | null;
+}
+
+/**
+ * A tick's maintenance on an s3:// root, after its snapshots: under the bucket's maintenance lease
+ * (waited for up to lockTimeoutSeconds; any host takes it over once it lapses), each ticked
+ * context's retention in two phases (pruneSharedContext) and each offsite target's retention
+ * (its push records fetched from and put back to the bucket), under the context's lease. A
+ * context's failure is its entry's `error`; the snapshots it took stand, and the next tick of any
+ * host tries again.
+ */
+export async function tickMaintenance(
+  rt: Runtime,
+  contexts: readonly string[],
+  options: { policy: Partial<RetentionPolicy>; keepTags: readonly string[] },
+): Promise<Map<string, TickMaintenance>> {
+  const out = new Map<string, TickMaintenance>();
+  if (contexts.length === 0) return out;
+  const { resolveTargets } = await import("../options/targets.js");
+  const { pruneOffsite } = await import("@paas-backup/core/offsite");
+  const { withContext } = await import("@paas-backup/core/context");
+  const { sessionOptions } = await import("../options/lock.js");
+  const { PaasBackupError } = await import("@paas-backup/core/errors");
+  const targets = await resolveTargets(rt, {}, false);
+  const skipped = (error: TickMaintenance["error"]): TickMaintenance => ({
+    ran: false,
+    marked: [],
+    removed: [],
+    waiting: [],
+    swept: [],
+    offsite: [],
+    error,
+  });
+  try {
+    await withLease(rt, "maintenance", "tick", async () => {
+      for (const context of contexts) {
+        try {
+          const done = await withContext(sessionOptions(rt, context, "tick"), () =>
+            withLease(rt, `context/${context}`, "tick", async (lease) => {
+              const r = await pruneSharedContext(rt, context, lease, options.policy, options.keepTags);
+              const offsite = [];
+              for (const target of targets) {
+                const p = await withOffsiteRecords(rt, context, () =>
+                  pruneOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock }),
+                );
+                offsite.push({ target: target.storage.url, removed: p.remove, heldByLock: p.heldByLock });
+              }
+              return { r, offsite };
+            }),
+          );
+          out.set(context, {
+            ran: true,
+            marked: done.r.marked,
+            removed: done.r.removed,
+            waiting: done.r.waiting,
+            swept: done.r.swept,
+            offsite: done.offsite,
+            error: null,
+          });
+        } catch (err) {
+          if (!(err instanceof PaasBackupError)) throw err;
+          out.set(context, skipped({ code: err.code, message: err.message, remediation: err.remediation }));
+        }
+      }
+    });
+  } catch (err) {
+    if (!(err instanceof BusyError)) throw err;
+    const e = {
+      code: err.code,
+      message: `maintenance not run: ${err.message}`,
+      remediation: err.remediation,
+    };
+    for (const context of contexts) if (!out.has(context)) out.set(context, skipped(e));
+  }
+  return out;
 }

@@ -49,7 +49,7 @@ export interface TickOutcome {
  * A repository several hosts share (issue 22): the CLI's s3:// backup root. Each context's
  * snapshot is decided and taken inside `exclusive` (the context's lease), listed in and written to
  * `repository(context)` (the snapshots committed there), and committed through the lease; prune
- * is the maintenance command's work (its own lease), so tick prunes nothing; and the outcome goes
+ * is maintenance (its own lease: the CLI runs it after the contexts), so runTick prunes nothing; and the outcome goes
  * to `record` (the bucket) instead of the backup root, which is only this host's cache.
  */
 export interface SharedTick {
