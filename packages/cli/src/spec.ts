@@ -781,6 +781,7 @@ export const COMMANDS: CommandSpec[] = [
     ],
     examples: ["paas-backup keys audit --all-contexts --identity old-identity.txt"],
     exitCodes: ["usage", "safety", "environment", "unexpected"],
+    sharedRoot: "read",
     json: "`data[]`: one per snapshot it opens: `context`, `where` (`local` or the target's name), `root`, `id`, `artifact`, `expires`, `lockedUntil`; also `checked`, `plaintext`, `exposedUntil`",
     load: L(() => import("./commands/keys.js"), "keysAuditCommand"),
   },

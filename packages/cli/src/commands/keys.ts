@@ -45,6 +45,8 @@ export async function keysAuditCommand(
     identities: identity.identities,
     offsiteTargets: await resolveTargets(rt, {}, false),
     policy: rt.config.retention,
+    // an s3:// root: the bucket's committed snapshots, every context its hosts report
+    ...(rt.shared ? { repository: await sharedRepository(rt) } : {}),
   });
   if (rt.json)
     printEnvelope(rt, {
@@ -78,6 +80,18 @@ export async function keysAuditCommand(
       );
   }
   return 0;
+}
+
+async function sharedRepository(rt: Runtime) {
+  const shared = rt.shared!;
+  const { committedView } = await import("../host/shared-root.js");
+  const { openRepository } = await import("@paas-backup/core/repository");
+  const { sharedFleetContexts } = await import("../ops/fleet.js");
+  return {
+    snapshots: async (context: string) =>
+      openRepository(await committedView(shared, context)).snapshots(context),
+    contexts: () => sharedFleetContexts(rt),
+  };
 }
 
 /**

@@ -114,6 +114,11 @@ export async function auditKey(options: {
   identities: string[];
   offsiteTargets?: OffsiteTarget[];
   policy?: Partial<RetentionPolicy>;
+  /**
+   * where a context's snapshots are, when not in the backup root folder (an s3:// root: the
+   * bucket's committed snapshots); `contexts` then lists them for "all"
+   */
+  repository?: { snapshots(context: string): Promise<SnapshotRef[]>; contexts(): Promise<string[]> };
 }): Promise<KeyAuditResult> {
   let ids: X25519Identity[];
   try {
@@ -132,9 +137,11 @@ export async function auditKey(options: {
   const policy: RetentionPolicy = { ...DEFAULT_RETENTION, ...(options.policy ?? {}) };
   const horizonMs = retentionHorizonMs(policy);
   const contexts = (
-    options.contexts === "all"
-      ? await listContexts({ fs: options.fs, backupRoot: options.backupRoot })
-      : options.contexts
+    options.contexts !== "all"
+      ? options.contexts
+      : options.repository
+        ? await options.repository.contexts()
+        : await listContexts({ fs: options.fs, backupRoot: options.backupRoot })
   ).map(validateContextName);
   const result: KeyAuditResult = { opens: [], checked: 0, plaintext: 0, exposedUntil: null };
   const check = async (
@@ -164,7 +171,10 @@ export async function auditKey(options: {
   };
   const home = backupRootStorage(options.fs, options.backupRoot);
   for (const context of contexts) {
-    for (const s of await listSnapshotsIn(home, context)) await check(s, "local", null, null);
+    const here = options.repository
+      ? await options.repository.snapshots(context)
+      : await listSnapshotsIn(home, context);
+    for (const s of here) await check(s, "local", null, null);
     for (const target of options.offsiteTargets ?? [])
       for (const root of await rootsAt(target.storage))
         for (const s of await listSnapshotsIn(rootView(target.storage, root.id), context))
