@@ -7,6 +7,7 @@ import { lstatOrNull } from "../util/optional-reads.js";
 import { forEachChunk } from "../util/read-range.js";
 import { basename, contextBackupDir, join } from "../util/paths.js";
 import type { EventLines } from "../records/incident.js";
+import type { LiveComparison } from "./materialize.js";
 
 export type { EventLines } from "../records/incident.js";
 
@@ -68,6 +69,12 @@ export async function planEventLines(options: {
   /** the staged copies, to tell which live lines the snapshot's log already holds */
   stagedContext: string;
   exact: boolean;
+  /**
+   * what staging found comparing each live log with the restored one as it extracted it
+   * (materializeChain's compareWith): used for a log that is still that file (same inode), instead
+   * of hashing its first bytes again
+   */
+  compared?: ReadonlyMap<string, LiveComparison>;
 }): Promise<PlannedLines[]> {
   const { fs } = options;
   const out: PlannedLines[] = [];
@@ -77,10 +84,13 @@ export async function planEventLines(options: {
     const st = await lstatOrNull(fs, livePath);
     if (!st || st.kind !== "file" || st.size === 0) continue;
     const snap = options.snapshotLogs.get(path);
+    const known = options.compared?.get(path);
     const extends_ =
       snap !== undefined &&
       st.size >= snap.size &&
-      (await prefixSha256(fs, livePath, snap.size)) === snap.sha256;
+      (known && known.ino === st.ino && known.size === snap.size
+        ? known.agrees
+        : (await prefixSha256(fs, livePath, snap.size)) === snap.sha256);
     if (extends_ && !options.exact) {
       if (st.size === snap.size) continue;
       const data = Buffer.from(await fs.readRange(livePath, snap.size, st.size - snap.size));

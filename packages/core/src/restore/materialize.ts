@@ -1,7 +1,7 @@
 import { createHash, type Hash } from "node:crypto";
 import { PassThrough, Transform, Writable, type Readable } from "node:stream";
 import { finished, pipeline } from "node:stream/promises";
-import type { FileSystem } from "../fs/types.js";
+import type { FileReader, FileSystem } from "../fs/types.js";
 import { IntegrityError, SafetyError } from "../errors.js";
 import type { ArtifactDecryptor } from "../archive/encryption.js";
 import { readArchive, tarBytesBound, type ArchiveEntryInfo } from "../archive/reader.js";
@@ -30,6 +30,13 @@ export interface MaterializeOptions {
   checksums?: ReadonlyMap<string, string | null>;
   /** write only the files this accepts (the others are still read and checked); default all */
   select?: (path: string) => boolean;
+  /**
+   * files on disk to compare, as they are extracted, with what the chain restores at these entry
+   * paths (a restore: the live event logs). Each is read in step with the extraction, and the
+   * result says whether it begins with the restored bytes: the answer planEventLines otherwise
+   * gets by hashing every live log once more after staging.
+   */
+  compareWith?: ReadonlyMap<string, string>;
 }
 
 export interface MaterializeResult {
@@ -40,6 +47,94 @@ export interface MaterializeResult {
   bytes: number;
   /** sha256 of every link's artifact bytes as read, by snapshot id */
   artifactSha256: Map<string, string>;
+  /**
+   * for each compareWith path that held a file through the whole restored content: its inode and
+   * the restored size, and whether its first `size` bytes are exactly the restored file
+   */
+  compared: Map<string, LiveComparison>;
+}
+
+export interface LiveComparison {
+  ino: number;
+  /** the restored file's size: the bytes compared */
+  size: number;
+  agrees: boolean;
+}
+
+/**
+ * One file on disk read in step with an entry's bytes (see compareWith). A read that fails, or a
+ * file that is not a plain file, only leaves the question open: the caller hashes it instead.
+ */
+class LiveComparer {
+  private reader: FileReader | null = null;
+  private opened = false;
+  private ino = -1;
+  /** leading bytes that agree so far; -1 once they do not, or once the answer cannot be had */
+  private agreeing = 0;
+  /** false once a read failed or the file is not a plain file: no answer, the caller hashes instead */
+  private answerable = true;
+  private closed = false;
+  private scratch = Buffer.alloc(0);
+  /** the comparison under way: close() waits for it, so a reader being opened is closed too */
+  private inFlight: Promise<void> | null = null;
+
+  constructor(
+    private readonly fs: FileSystem,
+    private readonly path: string,
+  ) {}
+
+  /** A whole file's entry starts over; an appended tail continues only where the compared bytes end. */
+  begin(offset: number): void {
+    if (offset === 0) this.agreeing = 0;
+    else if (this.agreeing !== offset) this.agreeing = -1;
+  }
+
+  compare(chunk: Buffer): Promise<void> {
+    if (this.agreeing < 0 || !this.answerable || this.closed) return Promise.resolve();
+    this.inFlight = this.compareChunk(chunk);
+    return this.inFlight;
+  }
+
+  private async compareChunk(chunk: Buffer): Promise<void> {
+    try {
+      if (!this.opened) {
+        this.opened = true;
+        const st = await this.fs.lstat(this.path);
+        if (st.kind !== "file" || !this.fs.openRead) throw new Error("not comparable");
+        this.ino = st.ino;
+        this.reader = await this.fs.openRead(this.path);
+      }
+      if (!this.reader) throw new Error("not comparable");
+      // one buffer, grown to the largest chunk (at most a gzip member's 1 MiB), read into again
+      if (this.scratch.length < chunk.length) this.scratch = Buffer.allocUnsafeSlow(chunk.length);
+      let got = 0;
+      while (got < chunk.length) {
+        const n = await this.reader.read(this.scratch.subarray(got, chunk.length), this.agreeing + got);
+        if (n === 0) break;
+        got += n;
+      }
+      this.agreeing =
+        got === chunk.length && this.scratch.subarray(0, got).equals(chunk) ? this.agreeing + got : -1;
+    } catch {
+      // unreadable or vanished: no answer; the question is settled by hashing later
+      this.answerable = false;
+      this.agreeing = -1;
+    }
+  }
+
+  /** The answer for a restored file of `size` bytes, or null when there is none to give. */
+  result(size: number): LiveComparison | null {
+    if (!this.answerable || this.ino < 0) return null;
+    return { ino: this.ino, size, agrees: this.agreeing === size };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.inFlight;
+    const reader = this.reader;
+    this.reader = null;
+    await reader?.close();
+  }
 }
 
 interface FileState {
@@ -195,6 +290,21 @@ function impliedFolders(paths: Iterable<string>): Set<string> {
  * manifest: byte-identical to the context at that time, or an error.
  */
 export async function materializeChain(options: MaterializeOptions): Promise<MaterializeResult> {
+  const comparers = new Map<string, LiveComparer>();
+  for (const [path, onDisk] of options.compareWith ?? [])
+    comparers.set(path, new LiveComparer(options.fs, onDisk));
+  try {
+    return await replayChain(options, comparers);
+  } finally {
+    // also on failure: no live file is left open behind a refused artifact
+    for (const c of comparers.values()) await c.close().catch(() => undefined);
+  }
+}
+
+async function replayChain(
+  options: MaterializeOptions,
+  comparers: ReadonlyMap<string, LiveComparer>,
+): Promise<MaterializeResult> {
   const { fs, chain, target } = options;
   const state = new Map<string, FileState>();
   const notRestored: { path: string; reason: string }[] = [];
@@ -293,6 +403,8 @@ export async function materializeChain(options: MaterializeOptions): Promise<Mat
         await ensureDir(dirname(entry.path) === "." ? "" : dirname(entry.path));
       }
       const current = st;
+      const comparer = comparers.get(entry.path);
+      comparer?.begin(current.size);
       const sink = write
         ? fs.createWriteStream(join(target!, entry.path), { mode: 0o600, append })
         : new Writable({ write: (_c, _e, cb) => cb() });
@@ -304,7 +416,9 @@ export async function materializeChain(options: MaterializeOptions): Promise<Mat
           current.size += chunk.length;
           bytes += chunk.length;
           options.onBytes?.(chunk.length);
-          cb(null, chunk);
+          if (!comparer) return cb(null, chunk);
+          // the chunk goes on to the file once compared: the comparison keeps no reference to it
+          void comparer.compare(chunk).then(() => cb(null, chunk));
         },
       });
       await pipeline(body, counter, sink);
@@ -406,5 +520,10 @@ export async function materializeChain(options: MaterializeOptions): Promise<Mat
   const files = [...state.entries()]
     .map(([path, st]) => ({ path, size: st.size, sha256: st.hash.digest("hex") }))
     .sort((a, b) => (a.path < b.path ? -1 : 1));
-  return { files, notRestored, bytes, artifactSha256 };
+  const compared = new Map<string, LiveComparison>();
+  for (const f of files) {
+    const answer = comparers.get(f.path)?.result(f.size);
+    if (answer) compared.set(f.path, answer);
+  }
+  return { files, notRestored, bytes, artifactSha256, compared };
 }

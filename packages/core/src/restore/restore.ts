@@ -32,7 +32,7 @@ import { writeBlock, writeBlockIn, clearBlock } from "../records/block.js";
 import { newIncidentRecord, writeIncident, type IncidentRecord } from "../records/incident.js";
 import { appendAuditEvent } from "../records/audit.js";
 import { findFallback } from "./verify.js";
-import { materializeChain } from "./materialize.js";
+import { materializeChain, type LiveComparison } from "./materialize.js";
 import {
   applyEventLines,
   catchUpEventLines,
@@ -183,6 +183,8 @@ interface Staged {
   changes: RestoreChanges;
   /** what the snapshot read of each event log it holds */
   snapshotLogs: Map<string, SnapshotLog>;
+  /** what staging found comparing the live logs with the restored ones (see liveLogsToCompare) */
+  liveLogs: Map<string, LiveComparison>;
 }
 
 function checksumProblem(
@@ -373,6 +375,7 @@ async function stageRestore(run: RestoreRun, chosen: ChosenChain): Promise<Stage
     chain: chosen.chain,
     target: run.stagedContext,
     checksums: chosen.checksums,
+    compareWith: liveLogsToCompare(run, newest),
     ...(scope ? { select: (p: string) => scopeSelects(scope!, p) } : {}),
     ...(run.options.maxExpansion ? { maxExpansion: run.options.maxExpansion } : {}),
     ...(run.options.decryptor ? { decryptor: run.options.decryptor } : {}),
@@ -441,7 +444,23 @@ async function stageRestore(run: RestoreRun, chosen: ChosenChain): Promise<Stage
     split,
     changes,
     snapshotLogs,
+    liveLogs: result.compared,
   };
+}
+
+/**
+ * The live event logs staging compares with the restored ones as it extracts them, so planning
+ * the live lines needs no second pass over every live log (a tenth of a restore). Only where the
+ * snapshot stored a log as it read it: a log stored redacted begins differently from the live one
+ * (its lines are judged by the source's sha256, as before). A drill has no live logs.
+ */
+function liveLogsToCompare(run: RestoreRun, newest: SnapshotRef): Map<string, string> {
+  const out = new Map<string, string>();
+  if (run.purpose === "drill" || !newest.manifest) return out;
+  for (const f of newest.manifest.files)
+    if ((EVENT_LOGS as readonly string[]).includes(f.path) && f.sourceSha256 === undefined)
+      out.set(f.path, join(run.live, f.path));
+  return out;
 }
 
 /** Remove the folders of `paths` (and their parents) that are empty now, deepest first; never `root` itself. */
@@ -840,8 +859,11 @@ async function doctorBeforeSwap(
   });
 }
 
-/** The live event lines the restore would lose (none for a drill: its scratch root has no live logs). */
-function planLiveEventLines(run: RestoreRun, staged: Staged): Promise<PlannedEventLines> {
+/**
+ * The live event lines the restore would lose (none for a drill: its scratch root has no live
+ * logs). `reread`: after the prompt every live log is read again; staging's comparison is not used.
+ */
+function planLiveEventLines(run: RestoreRun, staged: Staged, reread = false): Promise<PlannedEventLines> {
   if (run.purpose === "drill") return Promise.resolve([]);
   return planEventLines({
     fs: run.options.fs,
@@ -850,6 +872,7 @@ function planLiveEventLines(run: RestoreRun, staged: Staged): Promise<PlannedEve
     snapshotLogs: staged.snapshotLogs,
     stagedContext: run.stagedContext,
     exact: staged.scope.mode === "exact",
+    ...(reread ? {} : { compared: staged.liveLogs }),
   });
 }
 
@@ -946,7 +969,7 @@ async function carryEventLines(
   plannedLines: PlannedEventLines,
 ): Promise<PlannedEventLines> {
   const { fs, stateRoot, backupRoot } = run.options;
-  const lines = run.options.confirm ? await planLiveEventLines(run, staged) : plannedLines;
+  const lines = run.options.confirm ? await planLiveEventLines(run, staged, true) : plannedLines;
   if (lines.length === 0) return lines;
   await writeJournal(fs, stateRoot, { ...stagingJournal(run), phase: "stage:event-lines" });
   run.record.eventLines = await applyEventLines({
