@@ -168,7 +168,7 @@ describe("refusing storage that ignores create-only writes", () => {
     expect((err as { remediation: string }).remediation).toMatch(/without versioning or Object Lock/);
   });
 
-  it("refuses a driver without create-only writes at all (a local folder) as a shared repository", async () => {
+  it("refuses a local folder (create-only writes, but no server clock to judge leases on) as a shared repository", async () => {
     const local: ObjectStorage = new LocalStorage(new MemoryFileSystem(), "/repo");
     await expect(probeConditionalWrites(local)).rejects.toMatchObject({
       code: "PAAS_BACKUP_NO_CONDITIONAL_WRITES",

@@ -4,7 +4,9 @@ import { MemoryStorage } from "@paas-backup/testing";
 import { createSnapshot, pushOffsite } from "../src/index.js";
 import { verifyOffsite } from "../src/offsite/offsite.js";
 import {
+  ensureIdentityIn,
   ensureRepositoryIdentity,
+  readIdentityIn,
   readRepositoryIdentity,
   REPOSITORY_FILE,
 } from "../src/repository/index.js";
@@ -70,5 +72,17 @@ describe("backup root identity", () => {
       "host-a",
     );
     expect((await ensureRepositoryIdentity(new MemoryFileSystem(), "/b", clock)).id).not.toBe(ids[0]!.id);
+  });
+
+  it("is made through the repository's storage: racing creators on a bucket agree on the one create-only write", async () => {
+    const bucket = new MemoryStorage("memory://identity");
+    const clock = () => new Date("2026-06-01T00:00:00Z");
+    expect(await readIdentityIn(bucket)).toBeNull();
+    const ids = await Promise.all(Array.from({ length: 8 }, () => ensureIdentityIn(bucket, clock, "host-b")));
+    expect(new Set(ids.map((i) => i.id)).size).toBe(1);
+    expect(await readIdentityIn(bucket)).toMatchObject({ id: ids[0]!.id, host: "host-b" });
+    const keys: string[] = [];
+    for await (const o of bucket.list("")) keys.push(o.key);
+    expect(keys).toEqual([REPOSITORY_FILE]);
   });
 });

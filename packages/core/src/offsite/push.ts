@@ -5,7 +5,7 @@ import type { FileSystem } from "../fs/types.js";
 import { inContext, type ContextCallOptions } from "../context/session.js";
 import { validateContextName } from "../policy/context.js";
 import { checkSnapshotChecksum, expectedChecksum } from "../repository/checksum.js";
-import { ensureRepositoryIdentity } from "../repository/identity.js";
+import { ensureIdentityIn } from "../repository/identity.js";
 import { compareSnapshotIds } from "../repository/ids.js";
 import {
   backupRootStorage,
@@ -23,7 +23,7 @@ import type {
 import { cheapCheck, hashObject, isLockRefusal, targetWarnings } from "./checks.js";
 import { noRecipientRefusal, pushEncryptedCopy, type PushSigner } from "./encrypt-on-push.js";
 import { extendLocks } from "./locks.js";
-import { confirmedCopy, readRecord, writeRecord } from "./record.js";
+import { confirmedCopy, readRecordIn, writeRecordIn } from "./record.js";
 import { ensureRootMarker, rootView } from "./roots.js";
 import { ROOTS, type OffsiteCopy, type OffsiteRecord, type OffsiteTarget } from "./types.js";
 import { pushRecordsHead } from "../records/offsite-head.js";
@@ -112,6 +112,8 @@ interface PushRun {
   immutability: Immutability;
   record: OffsiteRecord;
   home: ObjectStorage;
+  /** where the push record is kept (the backup root's storage) */
+  records: ObjectStorage;
   /** the fulls at home, and those of them push considers (not the ones the target's retention removed) */
   localFulls: SnapshotRef[];
   fulls: SnapshotRef[];
@@ -160,16 +162,16 @@ async function openPush(options: PushOffsiteOptions): Promise<PushRun> {
   const { fs, target } = options;
   const context = validateContextName(options.context);
   const storage = target.storage;
-  const identity = await ensureRepositoryIdentity(
-    fs,
-    options.backupRoot,
-    options.clock,
-    options.host ?? null,
-  );
+  // Everything the push reads and writes at home goes through storage (issue 19 §2). The identity
+  // is the repository's (the bucket's, on an s3:// root), made create-only on its first push; the
+  // record is the backup root's, which for a folder root is the repository itself and for an
+  // s3:// root the host's cache (the bucket's readers of records still read them there).
+  const records = backupRootStorage(fs, options.backupRoot);
+  const home = options.repository ?? records;
+  const identity = await ensureIdentityIn(home, options.clock, options.host ?? null);
   const view = rootView(storage, identity.id);
   const immutability = await storage.immutability();
-  const record = await readRecord(fs, options.backupRoot, context, target);
-  const home = options.repository ?? backupRootStorage(fs, options.backupRoot);
+  const record = await readRecordIn(records, context, target);
   const localFulls = (await openRepository(home).snapshots(context)).filter((s) => s.kind === "full");
   // What the target's retention removed stays removed: a full kept at home for a reason the
   // target does not have (a keepTags tag, a kept incremental's chain) is not sent back only for
@@ -216,7 +218,8 @@ async function openPush(options: PushOffsiteOptions): Promise<PushRun> {
     dirty: false,
     refused: [],
     plaintextThere: [],
-    save: () => writeRecord(fs, options.backupRoot, context, target, record),
+    records,
+    save: () => writeRecordIn(records, context, target, record),
     pushKeys: async () =>
       (keys ??= {
         encryptor: typeof options.encryptor === "function" ? await options.encryptor() : options.encryptor,
@@ -535,9 +538,8 @@ function warnPlaintextThere(run: PushRun): void {
 
 /** Every copy recorded at the target after this push (read back from the record), for --require-immutable. */
 async function copiesAfterPush(run: PushRun): Promise<PushResult["copies"]> {
-  const { fs, backupRoot } = run.options;
   const { immutability, now, result } = run;
-  const after = await readRecord(fs, backupRoot, run.context, run.target);
+  const after = await readRecordIn(run.records, run.context, run.target);
   return Object.values(after.copies)
     .sort((a, b) => compareSnapshotIds(a.id, b.id))
     .map((c) => ({

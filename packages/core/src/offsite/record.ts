@@ -1,24 +1,35 @@
-import { randomUUID } from "node:crypto";
+import { createHash } from "node:crypto";
+import { Readable } from "node:stream";
+import { isNotFound } from "../errors.js";
 import type { FileSystem } from "../fs/types.js";
 import { validateContextName } from "../policy/context.js";
 import { compareSnapshotIds } from "../repository/ids.js";
-import { writeFileAtomic } from "../util/atomic.js";
-import { readTextOrNull } from "../util/optional-reads.js";
-import { contextBackupDir, join } from "../util/paths.js";
-import type { Immutability, PutOptions, PutResult, StoredObject } from "../repository/storage.js";
+import { backupRootStorage, readSmallObject } from "../repository/repository.js";
+import type {
+  Immutability,
+  ObjectStorage,
+  PutOptions,
+  PutResult,
+  StoredObject,
+} from "../repository/storage.js";
 import type { OffsiteCopy, OffsiteRecord, OffsiteTarget } from "./types.js";
 
 export function recordFileName(name: string): string {
   return `${name.replace(/[^A-Za-z0-9._-]/g, "_")}.json`;
 }
 
-export function recordPath(backupRoot: string, context: string, name: string): string {
-  return join(contextBackupDir(backupRoot, context), "offsite", recordFileName(name));
+/** The record's key in the repository: <context>/offsite/<target>.json, beside the context's snapshots. */
+export function recordKey(context: string, name: string): string {
+  return `${context}/offsite/${recordFileName(name)}`;
 }
 
-export async function readRecordFile(fs: FileSystem, path: string): Promise<OffsiteRecord | null> {
-  const text = await readTextOrNull(fs, path);
-  return text === null ? null : (JSON.parse(text) as OffsiteRecord);
+async function readRecordObject(store: ObjectStorage, key: string): Promise<OffsiteRecord | null> {
+  try {
+    return JSON.parse(await readSmallObject(store, key)) as OffsiteRecord;
+  } catch (err) {
+    if (isNotFound(err)) return null;
+    throw err;
+  }
 }
 
 /**
@@ -32,10 +43,19 @@ export async function readRecord(
   context: string,
   target: OffsiteTarget,
 ): Promise<OffsiteRecord> {
+  return readRecordIn(backupRootStorage(fs, backupRoot), context, target);
+}
+
+/** readRecord through the storage that holds the records (the backup root's, for a folder root). */
+export async function readRecordIn(
+  store: ObjectStorage,
+  context: string,
+  target: OffsiteTarget,
+): Promise<OffsiteRecord> {
   const names = [...new Set([target.name, target.storage.url])];
   const record: OffsiteRecord = { schema: "paas-backup/offsite@1", target: target.storage.url, copies: {} };
   for (const name of names.reverse()) {
-    const r = await readRecordFile(fs, recordPath(backupRoot, context, name));
+    const r = await readRecordObject(store, recordKey(context, name));
     if (!r) continue;
     Object.assign(record.copies, r.copies ?? {});
     if (r.dataSubset) record.dataSubset = r.dataSubset;
@@ -53,12 +73,23 @@ export async function writeRecord(
   target: OffsiteTarget,
   record: OffsiteRecord,
 ): Promise<void> {
-  const path = recordPath(backupRoot, context, target.name);
-  await fs.mkdir(join(contextBackupDir(backupRoot, context), "offsite"), { recursive: true, mode: 0o700 });
-  await writeFileAtomic(fs, path, `${JSON.stringify(record, null, 2)}\n`, 0o600, randomUUID().slice(0, 8));
+  await writeRecordIn(backupRootStorage(fs, backupRoot), context, target, record);
+}
+
+/** The record written whole (the storage's put is atomic: a reader sees the old record or the new). */
+export async function writeRecordIn(
+  store: ObjectStorage,
+  context: string,
+  target: OffsiteTarget,
+  record: OffsiteRecord,
+): Promise<void> {
+  const body = Buffer.from(`${JSON.stringify(record, null, 2)}\n`, "utf8");
+  await store.put(recordKey(context, target.name), Readable.from([body]), {
+    sha256: createHash("sha256").update(body).digest("hex"),
+    size: body.length,
+  });
   // The URL-named record (from --to) is merged into this one now: leave one record per target.
-  if (target.name !== target.storage.url)
-    await fs.rm(recordPath(backupRoot, context, target.storage.url), { force: true });
+  if (target.name !== target.storage.url) await store.delete(recordKey(context, target.storage.url));
 }
 
 /** What the backup root recorded about a target's copies, without asking the target (for status). */

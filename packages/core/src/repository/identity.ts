@@ -1,8 +1,10 @@
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
+import { Readable } from "node:stream";
 import type { FileSystem } from "../fs/types.js";
-import { errorCodeOf, IntegrityError } from "../errors.js";
-import { join } from "../util/paths.js";
-import { readTextOrNull } from "../util/optional-reads.js";
+import { IntegrityError, isNotFound } from "../errors.js";
+import { LocalStorage } from "./drivers/local.js";
+import { readSmallObject } from "./repository.js";
+import type { ObjectStorage } from "./storage.js";
 
 /**
  * The identity of a backup root (restic calls it the repository id): made once, stored in the
@@ -42,15 +44,26 @@ export async function readRepositoryIdentity(
   fs: FileSystem,
   backupRoot: string,
 ): Promise<RepositoryIdentity | null> {
-  const path = join(backupRoot, REPOSITORY_FILE);
-  // The creator writes the file in one small write after an exclusive create: a reader racing it
-  // can see it empty for an instant, so an empty or torn file is read again before it is an error.
+  return readIdentityIn(new LocalStorage(fs, backupRoot, { readOnly: false }));
+}
+
+/** The repository's identity read through its storage (the backup root folder, or a bucket); null when it has none yet. */
+export async function readIdentityIn(storage: ObjectStorage): Promise<RepositoryIdentity | null> {
+  // A reader racing a creator that wrote the object in place (older paas-backup made the file with
+  // an exclusive create, then wrote it) can see it empty for an instant, so an empty or torn
+  // object is read again before it is an error.
   for (let attempt = 0; ; attempt++) {
-    const text = await readTextOrNull(fs, path);
-    if (text === null) return null;
+    let text: string;
+    try {
+      text = await readSmallObject(storage, REPOSITORY_FILE, 64 * 1024);
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw err;
+    }
     const parsed = parseIdentity(text);
     if (parsed) return parsed;
     if (attempt >= 20) {
+      const path = storage.locate(REPOSITORY_FILE);
       throw new IntegrityError(
         "PAAS_BACKUP_REPOSITORY_ID_INVALID",
         `${path} does not hold a backup root identity`,
@@ -66,14 +79,27 @@ export async function readRepositoryIdentity(
   }
 }
 
-/** The identity, created once: an exclusive create decides which of two racing processes makes it. */
+/** The identity of the backup root folder, created once (see ensureIdentityIn). */
 export async function ensureRepositoryIdentity(
   fs: FileSystem,
   backupRoot: string,
   clock: () => Date,
   host: string | null = null,
 ): Promise<RepositoryIdentity> {
-  const existing = await readRepositoryIdentity(fs, backupRoot);
+  return ensureIdentityIn(new LocalStorage(fs, backupRoot, { readOnly: false }), clock, host);
+}
+
+/**
+ * The repository's identity, created once through its storage: a create-only write decides which
+ * of two racing processes (or hosts, on a bucket) makes it, and the loser reads the winner's, as
+ * the s3:// root does when it first connects.
+ */
+export async function ensureIdentityIn(
+  storage: ObjectStorage,
+  clock: () => Date,
+  host: string | null = null,
+): Promise<RepositoryIdentity> {
+  const existing = await readIdentityIn(storage);
   if (existing) return existing;
   const identity: RepositoryIdentity = {
     schema: "paas-backup/repository@1",
@@ -81,17 +107,29 @@ export async function ensureRepositoryIdentity(
     createdAt: clock().toISOString(),
     host,
   };
-  await fs.mkdir(backupRoot, { recursive: true, mode: 0o700 });
-  try {
-    await fs.writeFile(join(backupRoot, REPOSITORY_FILE), `${JSON.stringify(identity, null, 2)}\n`, {
-      mode: 0o600,
-      exclusive: true,
+  const body = Buffer.from(`${JSON.stringify(identity, null, 2)}\n`, "utf8");
+  if (!storage.createOnly) {
+    // A driver without create-only writes is one writer's (every driver paas-backup ships has them).
+    await storage.put(REPOSITORY_FILE, Readable.from([body]), {
+      sha256: createHash("sha256").update(body).digest("hex"),
+      size: body.length,
     });
-    await fs.sync(join(backupRoot, REPOSITORY_FILE));
     return identity;
-  } catch (err) {
-    if (errorCodeOf(err) !== "EEXIST") throw err;
-    // Another process made it first: its identity is the one.
-    return (await readRepositoryIdentity(fs, backupRoot))!;
   }
+  const made = await storage.createOnly(REPOSITORY_FILE, body);
+  if (made.created) return identity;
+  // Another process made it first: its identity is the one.
+  const theirs = await readIdentityIn(storage);
+  if (theirs) return theirs;
+  const path = storage.locate(REPOSITORY_FILE);
+  throw new IntegrityError(
+    "PAAS_BACKUP_REPOSITORY_ID_INVALID",
+    `${path} is not a file holding a backup root identity`,
+    {
+      path,
+      remediation:
+        "Something else is at that name (a folder or a link): move it aside and a new identity is made.",
+      stage: "identity",
+    },
+  );
 }

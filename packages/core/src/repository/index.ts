@@ -54,6 +54,8 @@ export { HashingStream, sha256Hex } from "../util/hash.js";
 export {
   ensureRepositoryIdentity,
   readRepositoryIdentity,
+  ensureIdentityIn,
+  readIdentityIn,
   REPOSITORY_FILE,
   type RepositoryIdentity,
 } from "./identity.js";

@@ -68,7 +68,7 @@ function needsConditionalWrites(
   if (!storage.createOnly || !storage.serverTime)
     throw new SafetyError(
       "PAAS_BACKUP_NO_CONDITIONAL_WRITES",
-      `${storage.url} (${storage.kind}) has no create-only writes, so several hosts cannot share it safely`,
+      `${storage.url} (${storage.kind}) has ${storage.createOnly ? "no server clock to judge leases on" : "no create-only writes"}, so several hosts cannot share it safely`,
       {
         path: storage.url,
         remediation:

@@ -2,7 +2,7 @@ import { createHash, randomUUID } from "node:crypto";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { FileSystem } from "../../fs/types.js";
-import { isNotFound } from "../../errors.js";
+import { errorCodeOf, isNotFound } from "../../errors.js";
 import { dirname, join } from "../../util/paths.js";
 import { HashingStream } from "../../util/hash.js";
 import {
@@ -10,6 +10,7 @@ import {
   isStagedKey,
   stagedMismatch,
   stagedKey,
+  type CreateOnlyResult,
   type Immutability,
   type ObjectStorage,
   type PutOptions,
@@ -94,7 +95,10 @@ export class LocalStorage implements ObjectStorage {
     await this.fs.mkdir(this.root, { recursive: true, mode: 0o700 });
     for (const d of missing) {
       if (this.readOnly) await this.fs.chmod(dirname(d), 0o700).catch(() => undefined);
-      await this.fs.mkdir(d, { mode: 0o700 });
+      // Two writes racing into a new folder both find it missing: the second mkdir finds it made.
+      await this.fs.mkdir(d, { mode: 0o700 }).catch((err: unknown) => {
+        if (errorCodeOf(err) !== "EEXIST") throw err;
+      });
     }
     if (this.readOnly) await this.fs.chmod(dir, 0o700);
   }
@@ -148,6 +152,41 @@ export class LocalStorage implements ObjectStorage {
       size += (c as Buffer).length;
     }
     return { key, size, sha256: back.digest("hex"), confirmedBy: "reread", multipart: false };
+  }
+
+  /**
+   * Create-only, as S3's If-None-Match: * PUT: an exclusive create (O_EXCL) decides which of
+   * several racing creators makes the object; the others get `created: false`. The object is
+   * written in place (no staged name a crash could leave behind), so a reader racing the creator
+   * can see it empty for an instant. The backup root's identity is made this way. Without
+   * serverTime the driver is still refused as a shared repository: a folder is one host's.
+   */
+  async createOnly(key: string, body: Buffer): Promise<CreateOnlyResult> {
+    const target = this.path(key);
+    const dir = dirname(target);
+    await this.ensureDir(dir);
+    try {
+      try {
+        await this.fs.writeFile(target, body, { mode: 0o600, exclusive: true });
+      } catch (err) {
+        if (errorCodeOf(err) === "EEXIST") return { created: false };
+        throw err;
+      }
+      await this.fs.sync(target);
+      if (this.shaSidecars) {
+        const sidecarTmp = this.path(stagedKey(`${key}${SHA_SIDECAR}`, randomUUID().slice(0, 8)));
+        const sha256 = createHash("sha256").update(body).digest("hex");
+        await this.fs.writeFile(sidecarTmp, `${sha256}\n`, { mode: 0o600, exclusive: true });
+        await this.fs.sync(sidecarTmp);
+        if (this.readOnly) await this.fs.chmod(sidecarTmp, 0o400);
+        await this.fs.rename(sidecarTmp, `${target}${SHA_SIDECAR}`);
+      }
+      if (this.readOnly) await this.fs.chmod(target, 0o400);
+      await this.fs.sync(dir);
+      return { created: true, at: new Date((await this.fs.lstat(target)).mtimeMs) };
+    } finally {
+      await this.closeDir(dir);
+    }
   }
 
   async put(key: string, body: Readable, options: PutOptions): Promise<PutResult> {
