@@ -1,12 +1,14 @@
 import { lstatSync } from "node:fs";
 import { join } from "node:path";
 import { contextDir, validateContextName } from "@paas-backup/core/policy";
-import { backupRootStorage, openRepository } from "@paas-backup/core/repository";
 import { UsageError } from "@paas-backup/core/errors";
 import type { Runtime } from "../runtime.js";
 import { environmentError } from "../host/environment.js";
 
-// Only the repository, policy and errors entries: `list` loads this, and must not load the whole core.
+// Only the policy and errors entries up front: `list` and `snapshot` load this, and must not load
+// the whole core. The repository entry (with the leases and fleet status of a shared bucket) is
+// imported only when a context must be looked for among the snapshots: a snapshot of a live
+// context never needs it.
 
 /**
  * Is something at `path`? Missing is false; a path this user may not look at is not "missing"
@@ -42,21 +44,21 @@ export function requireContext(value: string | undefined): string {
  */
 export async function requireKnownContext(rt: Runtime, context: string): Promise<void> {
   const live = contextDir(rt.stateRoot, context);
+  if (present(live)) return;
+  const { backupRootStorage, openRepository } = await import("@paas-backup/core/repository");
   if (rt.shared) {
     // A shared bucket: a context another host backs up is known here by its snapshots alone.
-    if (present(live)) return;
     const view = await (await import("../host/shared-root.js")).committedView(rt.shared, context);
     const { snapshots, damaged } = await openRepository(view).scan(context);
     if (snapshots.length + damaged.length > 0) return;
   }
   const backups = rt.shared ? `${rt.shared.url}/${context}` : join(rt.backupRoot, context);
   if (
-    present(live) ||
-    (!rt.shared &&
-      present(backups) &&
-      (await openRepository(backupRootStorage(rt.fs, rt.backupRoot))
-        .scan(context)
-        .then((r) => r.snapshots.length + r.damaged.length > 0)))
+    !rt.shared &&
+    present(backups) &&
+    (await openRepository(backupRootStorage(rt.fs, rt.backupRoot))
+      .scan(context)
+      .then((r) => r.snapshots.length + r.damaged.length > 0))
   )
     return;
   throw new UsageError(
