@@ -80,7 +80,11 @@ export async function finishRun(
           COMMANDS.filter((c) => c.sharedRoot).map(commandName),
         );
       }
-      rt.shared = await connectSharedRoot(rt, spec.sharedRoot);
+      // A dry run writes nothing to the bucket: no probe, no repository identity made there.
+      rt.shared = await connectSharedRoot(
+        rt,
+        spec.sharedRoot === "write" && flags.dryRun === true ? "dry-run" : spec.sharedRoot,
+      );
       rt.backupRoot = rt.shared.cacheDir;
     }
     if (spec.writesSnapshots && flags.dryRun !== true)

@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import {
   existsSync,
   mkdirSync,
@@ -16,7 +16,7 @@ import { createStateRoot, startRgw, type Rgw } from "@paas-backup/testing";
 import { nodeFs } from "@paas-backup/core/node";
 import { createHash } from "node:crypto";
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
-import { modeOf, runCli, treeHashes, type CliResult } from "./helpers.js";
+import { CLI, modeOf, runCli, treeHashes, type CliResult } from "./helpers.js";
 
 // An s3:// backup root through the built CLI, on a real S3 server (Ceph RGW 16): two simulated
 // hosts (each its own state root, HOME and cache) tick into one bucket, status shows both from the
@@ -595,6 +595,88 @@ describe("an s3:// backup root shared by a fleet (RGW, through the built CLI)", 
       ["beta", true],
     ]);
     expect(all.json.data[0].plan.keep.map((k: { id: string }) => k.id)).toEqual([newest]);
+  });
+
+  it("Ctrl-C during a snapshot gives the context's lease back at once, and a dry run writes nothing to the bucket", async () => {
+    const d = await makeHost("host-d", []);
+    await createStateRoot({
+      fs: nodeFs,
+      root: join(work, "host-d", "state"),
+      contexts: [{ name: "gamma", eventBytes: 60_000_000 }],
+      plantSecrets: false,
+    });
+    const leaseKeys = async () =>
+      (
+        (
+          await rgw.client.send(
+            new ListObjectsV2Command({ Bucket: bucket, Prefix: "repo/leases/context/gamma/" }),
+          )
+        ).Contents ?? []
+      ).map((o) => o.Key!.slice("repo/leases/context/gamma/".length));
+    const child = spawn(
+      process.execPath,
+      [
+        CLI,
+        "--state-root",
+        d.stateRoot,
+        "--backup-root",
+        root,
+        "--root-endpoint",
+        rgw.endpoint,
+        "--root-path-style",
+        "snapshot",
+        "--context",
+        "gamma",
+        "--insecure-plaintext",
+      ],
+      { env: { PATH: process.env.PATH ?? "", ...d.env }, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let stderr = "";
+    child.stderr.on("data", (c) => (stderr += c));
+    const exited = new Promise<number | null>((r) => child.on("close", (code) => r(code)));
+    // the snapshot holds the context's lease: interrupt it then
+    const deadline = Date.now() + 60_000;
+    while (!(await leaseKeys()).some((k) => /^e\d+$/.test(k)) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 100));
+    expect(
+      (await leaseKeys()).some((k) => /^e\d+$/.test(k)),
+      stderr,
+    ).toBe(true);
+    child.kill("SIGINT");
+    expect(await exited, stderr).toBe(130);
+    expect(stderr).toContain("interrupted");
+    // given back, not left to its ttl (5 minutes): another host takes it without waiting
+    expect((await leaseKeys()).some((k) => k.endsWith(".released"))).toBe(true);
+    const config = join(d.home, "no-wait.json");
+    writeFileSync(config, JSON.stringify({ lockTimeoutSeconds: 0 }));
+    // prune takes the context's lease (and would exit 6 at once, were it still held)
+    const taken = await on(d, ["--config", config, "prune", "--context", "gamma"]);
+    expect(taken.code, taken.stdout + taken.stderr).toBe(0);
+
+    // a dry run on a bucket that holds no repository: no probe, no identity, no object at all
+    const empty = await rgw.createBucket({ prefix: "dry" });
+    const dry = await runCli(
+      [
+        "--state-root",
+        a.stateRoot,
+        "--backup-root",
+        `s3://${empty}/repo`,
+        "--root-endpoint",
+        rgw.endpoint,
+        "--root-path-style",
+        "--json",
+        "snapshot",
+        "--context",
+        "alpha",
+        "--dry-run",
+      ],
+      { env: a.env },
+    );
+    expect(dry.code, dry.stdout + dry.stderr).toBe(0);
+    expect(dry.json.mode).toBe("dry-run");
+    expect((await rgw.client.send(new ListObjectsV2Command({ Bucket: empty }))).Contents ?? []).toEqual([]);
+    // nor a cache named after a repository that does not exist
+    expect(readdirSync(join(a.cache, "paas-backup"))).toHaveLength(1);
   });
 
   it("refuses what it cannot do safely or at all, with documented exit codes, and never shows a credential", async () => {

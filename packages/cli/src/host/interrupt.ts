@@ -97,9 +97,38 @@ export function cleanUpOnInterrupt(command: string, backupRoot: string | null): 
     }
     return kept;
   };
+  exitOnInterrupt(command);
+}
+
+/** Work a signal must finish before the process exits: giving back the leases an s3:// root's run holds. */
+const beforeExit = new Set<() => Promise<void>>();
+
+/** Run `hook` (bounded: 10 s in all) when a signal stops the run; returns its removal. */
+export function onInterrupt(hook: () => Promise<void>): () => void {
+  beforeExit.add(hook);
+  return () => beforeExit.delete(hook);
+}
+
+let signalled: string | null = null;
+
+/**
+ * Ctrl-C or SIGTERM stops the run: what cleanUpOnInterrupt installed is cleaned (synchronously),
+ * then the onInterrupt hooks run (a lease in the bucket is given back rather than left to its
+ * ttl), then the process exits 130 (SIGINT) or 143 (SIGTERM). Installed once per process.
+ */
+export function exitOnInterrupt(command: string): void {
+  if (signalled !== null) {
+    signalled = command;
+    return;
+  }
+  signalled = command;
   const onSignal = (signal: NodeJS.Signals) => {
-    process.stderr.write(`\npaas-backup ${command}: interrupted: ${keptText(cleanUpUnfinishedRun())}\n`);
-    process.exit(signal === "SIGTERM" ? 143 : 130);
+    process.stderr.write(`\npaas-backup ${signalled}: interrupted: ${keptText(cleanUpUnfinishedRun())}\n`);
+    const code = signal === "SIGTERM" ? 143 : 130;
+    const hooks = [...beforeExit];
+    if (hooks.length === 0) process.exit(code);
+    const limit = new Promise((r) => setTimeout(r, 10_000).unref());
+    void Promise.race([Promise.allSettled(hooks.map((h) => h())), limit]).then(() => process.exit(code));
   };
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);

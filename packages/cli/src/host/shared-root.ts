@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { homedir, hostname } from "node:os";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { homedir, hostname, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { PaasBackupError, UsageError, isNotFound } from "@paas-backup/core/errors";
 import {
@@ -123,7 +123,10 @@ function hostName(rt: Runtime): string {
  * command that writes), the host's cache named by it, and for commands that take leases the probe
  * for create-only writes, once per bucket (the cache remembers it passed).
  */
-export async function connectSharedRoot(rt: Runtime, mode: "read" | "write"): Promise<SharedRoot> {
+export async function connectSharedRoot(
+  rt: Runtime,
+  mode: "read" | "write" | "dry-run",
+): Promise<SharedRoot> {
   const settings = rt.remoteRoot!;
   const host = hostName(rt);
   try {
@@ -136,6 +139,14 @@ export async function connectSharedRoot(rt: Runtime, mode: "read" | "write"): Pr
     });
     let identity = parseIdentity(await readText(storage, REPOSITORY_FILE));
     let probed = false;
+    if (!identity && mode === "dry-run") {
+      // A dry run of a command that writes (snapshot, prune) on a bucket with no repository yet:
+      // nothing is made, in the bucket or in a cache named after it; a private scratch folder
+      // stands in for the cache and goes when the process ends.
+      const scratch = mkdtempSync(join(tmpdir(), "paas-backup-dry-run-"));
+      process.once("exit", () => rmSync(scratch, { recursive: true, force: true }));
+      return sharedRootOf(rt, settings.url, storage, "0000000000000000", scratch, host);
+    }
     if (!identity) {
       if (mode === "read")
         throw new UsageError(
@@ -189,20 +200,31 @@ export async function connectSharedRoot(rt: Runtime, mode: "read" | "write"): Pr
         join(cacheDir, PROBE_FILE),
         `${JSON.stringify({ url: settings.url, ok: true, at: rt.clock().toISOString() })}\n`,
       );
-    const shared = rt.config.sharedRoot;
-    return {
-      url: settings.url,
-      storage,
-      id: identity.id,
-      cacheDir,
-      host,
-      leaseTtlMs: (shared?.leaseSeconds ?? DEFAULT_LEASE_TTL_MS / 1000) * 1000,
-      deleteAfterMs: (shared?.deleteAfterSeconds ?? DEFAULT_DELETE_AFTER_MS / 1000) * 1000,
-      staleAfterMs: (shared?.hostStaleAfterSeconds ?? DEFAULT_HOST_STALE_AFTER_MS / 1000) * 1000,
-    };
+    return sharedRootOf(rt, settings.url, storage, identity.id, cacheDir, host);
   } catch (err) {
     throw rootUnreachable(err, settings);
   }
+}
+
+function sharedRootOf(
+  rt: Runtime,
+  url: string,
+  storage: ObjectStorage,
+  id: string,
+  cacheDir: string,
+  host: string,
+): SharedRoot {
+  const shared = rt.config.sharedRoot;
+  return {
+    url,
+    storage,
+    id,
+    cacheDir,
+    host,
+    leaseTtlMs: (shared?.leaseSeconds ?? DEFAULT_LEASE_TTL_MS / 1000) * 1000,
+    deleteAfterMs: (shared?.deleteAfterSeconds ?? DEFAULT_DELETE_AFTER_MS / 1000) * 1000,
+    staleAfterMs: (shared?.hostStaleAfterSeconds ?? DEFAULT_HOST_STALE_AFTER_MS / 1000) * 1000,
+  };
 }
 
 /** The commands an s3:// root works with, for the refusal of the others. */

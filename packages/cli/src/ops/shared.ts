@@ -75,11 +75,17 @@ export async function withLease<T>(
   }
   let lost: unknown = null;
   lease.keepAlive((err) => (lost ??= err));
+  // Ctrl-C or SIGTERM gives the lease back (after a commit in flight) instead of leaving every
+  // other host to wait out its ttl; no commit starts after it.
+  const { exitOnInterrupt, onInterrupt } = await import("../host/interrupt.js");
+  exitOnInterrupt(command);
+  const forget = onInterrupt(() => lease.release());
   try {
     const result = await work(lease);
     if (lost) throw lost;
     return result;
   } finally {
+    forget();
     await lease.release().catch(() => undefined);
   }
 }

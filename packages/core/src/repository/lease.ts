@@ -217,6 +217,27 @@ export class Lease {
    */
   async commit(data: Record<string, unknown>): Promise<LogEntry> {
     if (this.lostTo !== null) throw leaseLost(this.name, this.epoch, this.lostTo, this.storage.url);
+    if (this.releasing)
+      throw new BusyError(
+        "PAAS_BACKUP_LEASE_LOST",
+        `the lease ${this.name} of epoch ${this.epoch} was given back (the run was interrupted): nothing more is committed`,
+        {
+          path: this.storage.url,
+          remediation: "Run the command again.",
+          stage: "lease",
+          data: { epoch: this.epoch },
+        },
+      );
+    const commit = this.commitOnce(data);
+    this.inFlight = commit.catch(() => undefined);
+    return commit;
+  }
+
+  /** set by release(): no commit starts afterwards, and release waits for one in flight */
+  private releasing = false;
+  private inFlight: Promise<unknown> | null = null;
+
+  private async commitOnce(data: Record<string, unknown>): Promise<LogEntry> {
     for (;;) {
       const keys = await logKeys(this.storage, this.name);
       for (const [seq, key] of keys) {
@@ -272,6 +293,10 @@ export class Lease {
 
   /** Give the lease back; nobody can renew or commit under this epoch afterwards. */
   async release(): Promise<void> {
+    // Ctrl-C may release while the holder's work is still running: a commit already sent lands
+    // (or fails) before the lease is given back, and none starts after.
+    this.releasing = true;
+    await this.inFlight;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     if (this.lostTo !== null) return;
