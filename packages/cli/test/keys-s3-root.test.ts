@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createStateRoot, startRgw, type Rgw } from "@paas-backup/testing";
@@ -104,5 +104,80 @@ describe("keys with an s3:// backup root (RGW, through the built CLI)", () => {
     expect(rotate.code, rotate.stdout + rotate.stderr).toBe(2);
     expect(rotate.json.error.code).toBe("PAAS_BACKUP_REMOTE_ROOT_UNSUPPORTED");
     expect(rotate.json.error.remediation).toContain("keys audit");
+  }, 180_000);
+});
+
+describe("keys rotate of copies encrypted on push to S3 targets (RGW, through the built CLI)", () => {
+  it("replaces the copy in a plain bucket (audit of the removed key: 0); under COMPLIANCE lock it stays, with its window", async () => {
+    const dir = mkdtempSync(join(work, "enc-"));
+    const backupRoot = join(dir, "backups");
+    const config = join(dir, "config.json");
+    const plain = await rgw.createBucket({ prefix: "rot" });
+    const locked = await rgw.createBucket({ prefix: "rotlock", objectLock: true });
+    writeFileSync(
+      config,
+      JSON.stringify({
+        mandatoryDrillContexts: [],
+        recipients: [keys.old!.recipient, keys.keep!.recipient],
+        offsite: {
+          targets: [
+            { name: "plain", url: `s3://${plain}/si`, endpoint: rgw.endpoint, pathStyle: true },
+            {
+              name: "locked",
+              url: `s3://${locked}/si`,
+              endpoint: rgw.endpoint,
+              pathStyle: true,
+              objectLock: { mode: "COMPLIANCE", days: 1 },
+            },
+          ],
+        },
+      }),
+    );
+    const cli = (args: string[]) =>
+      runCli(
+        ["--state-root", stateRoot, "--backup-root", backupRoot, "--config", config, "--json", ...args],
+        {
+          // the real clock: Object Lock's retain-until must lie ahead on the server's
+          env,
+        },
+      );
+    const snap = await cli(["snapshot", "--context", CTX, "--insecure-plaintext"]);
+    expect(snap.code, snap.stdout + snap.stderr).toBe(0);
+    const id: string = snap.json.data[0].id;
+    const push = await cli(["offsite", "push", "--context", CTX]);
+    expect(push.code, push.stdout + push.stderr).toBe(0);
+    expect(push.json.data.map((d: any) => d.pushed[0]?.encryptedOnPush)).toEqual([true, true]);
+    const before = await cli(["keys", "audit", "--context", CTX, "--identity", keys.old!.file]);
+    expect(before.json.data.map((o: any) => o.where).sort()).toEqual(["locked", "plain"]);
+
+    const rotate = await cli([
+      "keys",
+      "rotate",
+      "--context",
+      CTX,
+      "--add-recipient",
+      keys.never!.recipient,
+      "--remove-recipient",
+      keys.old!.recipient,
+      "--identity",
+      keys.keep!.file,
+    ]);
+    expect(rotate.code, rotate.stdout + rotate.stderr).toBe(0);
+    const offsite = rotate.json.data[0].offsite;
+    expect(offsite).toContainEqual(
+      expect.objectContaining({ target: "plain", id, action: "replaced", encryptedOnPush: true }),
+    );
+    expect(offsite).toContainEqual(
+      expect.objectContaining({ target: "locked", id, action: "locked", lockedUntil: expect.any(String) }),
+    );
+    const after = await cli(["keys", "audit", "--context", CTX, "--identity", keys.old!.file]);
+    expect(after.code, after.stdout + after.stderr).toBe(0);
+    // the plain bucket's copy is the new one; the locked copy is the exposure window, until its lock ends
+    expect(after.json.data).toEqual([
+      expect.objectContaining({ where: "locked", id, lockedUntil: expect.any(String) }),
+    ]);
+    expect(after.json.exposedUntil).toBe(after.json.data[0].expires);
+    const byNew = await cli(["keys", "audit", "--context", CTX, "--identity", keys.never!.file]);
+    expect(byNew.json.data.map((o: any) => o.where)).toEqual(["plain"]);
   }, 180_000);
 });
