@@ -7,7 +7,14 @@ import { join, resolve } from "node:path";
 export const CLI = process.env.BENCH_CLI
   ? resolve(process.env.BENCH_CLI)
   : resolve(import.meta.dirname, "../packages/cli/dist/bin.cjs");
-const PRELOAD = resolve(import.meta.dirname, "maxrss.cjs");
+/**
+ * Peak RSS is read by GNU time (%M), which forks the measured process from its own small one. A
+ * process the bench spawned itself reported getrusage's maxRSS, and Linux carries the resident set
+ * of the forked copy (this bench's node, hundreds of MiB after generating the logs) into the
+ * program it then runs: a run of `node -e 0` spawned from a parent of 240 MiB reported 204 MiB. The
+ * CLI's fulls at 512 MiB "peaked" at 171 MiB that way, and at 117-123 MiB measured alone.
+ */
+const TIME = "/usr/bin/time";
 
 export function workdir(label) {
   return mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), `pb-bench-${label}-`));
@@ -37,8 +44,8 @@ export function timeCli(args, env = {}) {
   const rssFile = join(tmpdir(), `pb-rss-${process.pid}-${Math.random().toString(36).slice(2)}`);
   settle();
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(process.execPath, ["--require", PRELOAD, CLI, ...args], {
-    env: { ...process.env, ...env, BENCH_RSS_FILE: rssFile },
+  const r = spawnSync(TIME, ["-f", "%M", "-o", rssFile, process.execPath, CLI, ...args], {
+    env: { ...process.env, ...env },
     encoding: "utf8",
     maxBuffer: 64 * 1024 * 1024,
   });
@@ -47,8 +54,7 @@ export function timeCli(args, env = {}) {
     throw new Error(
       `paas-backup ${args.join(" ")} exited ${r.status}: ${r.stderr}${r.stdout.slice(0, 2000)}`,
     );
-  const rss = Number(readFileSync(rssFile, "utf8"));
-  rmSync(rssFile, { force: true });
+  const rss = peakOf(rssFile);
   let json = null;
   try {
     json = JSON.parse(r.stdout);
@@ -86,15 +92,17 @@ export function timeNode(args) {
   const rssFile = join(tmpdir(), `pb-rss-${process.pid}-${Math.random().toString(36).slice(2)}`);
   settle();
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(process.execPath, ["--require", PRELOAD, ...args], {
-    env: { ...process.env, BENCH_RSS_FILE: rssFile },
-    stdio: "ignore",
-  });
+  const r = spawnSync(TIME, ["-f", "%M", "-o", rssFile, process.execPath, ...args], { stdio: "ignore" });
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   if (r.status !== 0) throw new Error(`node ${args.join(" ")} exited ${r.status}`);
-  const rss = Number(readFileSync(rssFile, "utf8"));
+  return { seconds, rss: peakOf(rssFile) };
+}
+
+/** GNU time's %M (KiB) from its output file, in bytes; the file is removed. */
+function peakOf(rssFile) {
+  const rss = Number(readFileSync(rssFile, "utf8").trim().split("\n").pop()) * 1024;
   rmSync(rssFile, { force: true });
-  return { seconds, rss };
+  return rss;
 }
 
 /** The median run by time (start-up figures are noisy on a shared machine). */
