@@ -184,6 +184,29 @@ describe("keys rotate: copies encrypted on push", () => {
     expect(Object.values(offsiteRecord().copies)[0]!.recipients).toEqual([keys.new!.recipient]);
   }, 180_000);
 
+  it("a copy whose snapshot is gone at home cannot be encrypted again: rotate says so, audit still lists it", async () => {
+    reset();
+    const id = Object.keys(offsiteRecord().copies)[0]!;
+    // pruned at home (by hand here): the copy offsite is all that is left
+    for (const name of readdirSync(join(sb.backupRoot, CTX)).filter((n) => n.startsWith(`${id}.`)))
+      rmSync(join(sb.backupRoot, CTX, name));
+    const r = await cli(["--json", ...rotateArgs()], at("2026-11-01T03:00:00Z"));
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.json.data[0].offsite).toEqual([
+      expect.objectContaining({
+        target: "nfs",
+        id,
+        action: "failed",
+        encryptedOnPush: true,
+        problem: expect.stringContaining("gone at home"),
+      }),
+    ]);
+    expect(r.stdout + r.stderr).not.toContain("AGE-SECRET-KEY");
+    const audit = await cli(["--json", "keys", "audit", "--context", CTX, "--identity", keys.old!.file]);
+    expect(audit.code, audit.stdout + audit.stderr).toBe(0);
+    expect(audit.json.data).toEqual([expect.objectContaining({ where: "nfs", id })]);
+  }, 120_000);
+
   it("killed after each rename of the rotation, the next run finishes it: audit of the removed key is 0", async () => {
     reset();
     const listed = spawnSync(

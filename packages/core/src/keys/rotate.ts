@@ -451,6 +451,19 @@ async function rotateOffsite(options: RotateOptions, record: RotationRecord): Pr
     for (const copy of Object.values(offsite.copies)) {
       const step = rotated.get(copy.id);
       const snap = snaps.get(copy.id);
+      if (copy.encryptedOnPush && !snap && exposedTo(copy, record)) {
+        // pruned at home: no plaintext left to encrypt it from, so it stays as it is until the
+        // target's retention removes it (keys audit lists it with its expiry)
+        done({
+          target: target.name,
+          id: copy.id,
+          action: "failed",
+          encryptedOnPush: true,
+          problem:
+            "its snapshot is gone at home (pruned): there is nothing to encrypt it again from; it stays readable by the removed recipients until the target's retention removes it (offsite prune)",
+        });
+        continue;
+      }
       if (copy.encryptedOnPush && snap && !snap.encrypted) {
         const entry = await reencryptPushedCopy(options, record, target, offsite, copy, snap, identity.id);
         if (entry) done(entry);
@@ -587,6 +600,12 @@ async function reencryptPushedCopy(
         if (!isLockRefusal(err)) throw err;
       }
   return { ...entry, action: "replaced", recipients };
+}
+
+/** A copy encrypted on push that a removed recipient may open: it names one, or its recipients were never recorded. */
+function exposedTo(copy: OffsiteCopy, record: RotationRecord): boolean {
+  if (record.remove.length === 0) return false;
+  return copy.recipients === undefined || copy.recipients.some((r) => record.remove.includes(r));
 }
 
 /** The Object Lock a replacement copy is written with: the target's, and never shorter than the old copy's. */
