@@ -395,7 +395,8 @@ export const COMMANDS: CommandSpec[] = [
       { flags: "--context <name>", description: "the context (or --all-contexts)" },
       {
         flags: "--all-contexts",
-        description: "every context of the state root; one failing does not stop the others",
+        description:
+          "every context of the state root; one failing does not stop the others; the backup root's contexts whose folder vanished get their offsite retention",
       },
       include,
       ...keyFlags,
@@ -419,7 +420,7 @@ export const COMMANDS: CommandSpec[] = [
     recover: true,
     prestartScanner: true,
     writesSnapshots: true,
-    json: "`data[]`: `context`, `ok`, `action` (`full`/`incremental`/`none`), `reason` (why: e.g. a full instead of an incremental when the chain no longer verifies), `snapshot`, `pruned`, `offsite` (per configured target: the push result and `prune`, what the target's retention kept and removed), `error`; with an s3:// root also `maintenance` (`ran`, `marked`, `removed`, `waiting`, `swept`, `offsite[]` (`target`, `removed`, `heldByLock`), `error`: the run's prune and the targets' retention under the bucket's maintenance lease); `failed` counts failed contexts. A context folder that is a symbolic link is ticked and fails (`PAAS_BACKUP_CONTEXT_NOT_A_FOLDER`, exit 7 with --all-contexts): it is never read through, and never skipped in silence",
+    json: "`data[]`: `context`, `ok`, `action` (`full`/`incremental`/`none`), `reason` (why: e.g. a full instead of an incremental when the chain no longer verifies), `snapshot`, `pruned`, `offsite` (per configured target: the push result and `prune`, what the target's retention kept and removed), `error`, `vanished`; with an s3:// root also `maintenance` (`ran`, `marked`, `removed`, `waiting`, `swept`, `offsite[]` (`target`, `removed`, `heldByLock`), `error`: the run's prune and the targets' retention under the bucket's maintenance lease); `failed` counts failed contexts. A context folder that is a symbolic link is ticked and fails (`PAAS_BACKUP_CONTEXT_NOT_A_FOLDER`, exit 7 with --all-contexts): it is never read through, and never skipped in silence; its copies offsite still age out by each target's retention. With --all-contexts on a folder root, a context the backup root holds whose folder is gone from the state root gets an entry with `vanished: true` (`action` `none`, ok; the reason names the missing folder; human output: `<context>: vanished: …`): nothing is snapshotted and its local snapshots are kept, but the offsite step runs for it, so its copies age out by each target's retention like every context's and none is deleted because its live folder is gone",
     load: L(() => import("./commands/tick.js"), "tickAction"),
   },
   {

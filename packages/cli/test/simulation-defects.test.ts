@@ -78,6 +78,85 @@ describe("offsite push keeps to the target's retention (offsiteWithinRetention)"
   }, 120_000);
 });
 
+describe("tick --all-contexts ages out the offsite copies of a context whose folder vanished (offsiteWithinRetention)", () => {
+  let sb: Sandbox;
+  let target: string;
+  let config: string;
+  const at = (t: number) => ({ env: { PAAS_BACKUP_NOW: new Date(t).toISOString() } });
+  const t0 = Date.parse("2026-10-05T08:00:00Z");
+  beforeAll(async () => {
+    sb = await makeSandbox([
+      { name: CTX, eventBytes: 2_000 },
+      { name: "staging", eventBytes: 2_000 },
+    ]);
+    target = join(sb.dir, "offsite");
+    config = join(sb.dir, "config.json");
+    writeFileSync(
+      config,
+      JSON.stringify({
+        mandatoryDrillContexts: [],
+        offsite: {
+          targets: [
+            {
+              name: "nfs",
+              url: `file://${target}`,
+              allowPlaintext: true,
+              retention: { daily: 1, weekly: 0, monthly: 0 },
+            },
+          ],
+        },
+      }),
+    );
+  }, 60_000);
+  afterAll(() => sb?.cleanup());
+  const cli = (args: string[], t: number) => runCli(["--config", config, ...sb.flags, ...args], at(t));
+  const copies = (context: string) =>
+    readdirSync(target, { recursive: true, encoding: "utf8" })
+      .flatMap((p) => new RegExp(`/${context}/([^/]+)\\.tar\\.gz$`).exec(p)?.[1] ?? [])
+      .sort();
+
+  it("names the context vanished, keeps its newest copy and removes what the target's retention does not keep", async () => {
+    // two fulls of the same day at home and at the target (the day's tick and an operator's snapshot)
+    for (const t of [t0, t0 + 3_600_000]) {
+      const snap = await cli(["snapshot", "--context", CTX, "--insecure-plaintext"], t);
+      expect(snap.code, snap.stderr).toBe(0);
+      const push = await cli(["offsite", "push", "--context", CTX], t + 60_000);
+      expect(push.code, push.stdout + push.stderr).toBe(0);
+    }
+    const [older, newer] = copies(CTX);
+    expect(copies(CTX)).toHaveLength(2);
+    // the context's folder vanishes from the state root; the backup root still holds it
+    renameSync(sb.state.contextDir(CTX), join(sb.dir, `lost-${CTX}`));
+    const tick = await cli(["--json", "tick", "--all-contexts", "--insecure-plaintext"], t0 + 2 * 3_600_000);
+    expect(tick.code, tick.stdout + tick.stderr).toBe(0);
+    const outcome = tick.json.data.find((o: { context: string }) => o.context === CTX);
+    expect([outcome.ok, outcome.vanished, outcome.action, outcome.snapshot]).toEqual([
+      true,
+      true,
+      "none",
+      null,
+    ]);
+    expect(outcome.reason).toContain("is gone from the state root");
+    expect(outcome.offsite[0].prune.remove).toEqual([older]);
+    // the target keeps its retention's set of the copies' own dates: the newest, none for want of a live folder
+    expect(copies(CTX)).toEqual([newer]);
+    // the human output says which context vanished and what its copies did
+    const human = await cli(["tick", "--all-contexts", "--insecure-plaintext"], t0 + 3 * 3_600_000);
+    expect(human.code, human.stderr).toBe(0);
+    expect(human.stdout).toMatch(
+      new RegExp(
+        `${CTX}: vanished: .*age out by each target's retention; offsite file://${target}: 1 kept, none removed`,
+      ),
+    );
+    expect(copies(CTX)).toEqual([newer]);
+    // status names it as needing attention, vanished, and how its copies age out
+    const status = await cli(["--json", "status"], t0 + 3 * 3_600_000);
+    const st = status.json.data.find((c: { context: string }) => c.context === CTX);
+    expect(st.ok).toBe(false);
+    expect(st.attention.join(" ")).toMatch(/missing \(vanished\).*age out by each target's retention/);
+  }, 120_000);
+});
+
 describe("rollback (restoreLosesNothing, documentedExitCodes)", () => {
   let sb: Sandbox;
   let live: string;

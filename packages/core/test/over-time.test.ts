@@ -202,6 +202,62 @@ describe("retention over time", () => {
     expect((await listSnapshots(w.fs, "/backups", "alpha")).map((s) => s.id)).toContain(inc);
   });
 
+  it("tick --all-contexts applies the target's retention to a context whose folder vanished (and to one that became a link), and names it vanished", async () => {
+    const w = await world(["alpha", "beta", "gamma"]);
+    const storage = new MemoryStorage("memory://offsite", false, w.clock);
+    const target: OffsiteTarget = { name: "offsite", storage, retention: POLICY, allowPlaintext: true };
+    const afterEach = (context: string) =>
+      offsiteAfterTick({ fs: w.fs, backupRoot: "/backups", context, targets: [target], clock: w.clock });
+    const copies = (context: string) =>
+      [...storage.objects.keys()]
+        .flatMap((k) => new RegExp(`^roots/[0-9a-f]+/${context}/(.+)\\.tar\\.gz$`).exec(k)?.[1] ?? [])
+        .sort();
+    // twenty days of daily fulls pushed for every context, the target's retention not yet applied
+    // (the daily maintenance's push alone): twenty copies each
+    for (let day = 0; day < 20; day++) {
+      expect((await w.tick()).exitCode).toBe(0);
+      for (const context of ["alpha", "beta", "gamma"])
+        await pushOffsite({ fs: w.fs, backupRoot: "/backups", context, target, clock: w.clock });
+      w.set(w.now() + 24 * HOUR);
+    }
+    expect(copies("beta")).toHaveLength(20);
+    // beta's folder vanishes (a lost disk under the state root, or a retired context); gamma's
+    // becomes a symbolic link; the backup root still holds both
+    await w.fs.rename("/state/contexts/beta", "/lost-beta");
+    await w.fs.rename("/state/contexts/gamma", "/elsewhere-gamma");
+    w.fs.symlink("/elsewhere-gamma", "/state/contexts/gamma");
+    const newest = { beta: copies("beta").at(-1)!, gamma: copies("gamma").at(-1)! };
+    const last = await w.tick({ afterEach });
+    // gamma cannot be backed up: the tick says so (exit 7); beta is named vanished, not a failure
+    expect(last.exitCode).toBe(7);
+    const beta = last.outcomes.find((o) => o.context === "beta")!;
+    expect([beta.ok, beta.vanished, beta.action, beta.snapshot]).toEqual([true, true, "none", null]);
+    expect(beta.reason).toContain("/state/contexts/beta is gone");
+    expect(beta.reason).toContain("age out by each target's retention");
+    expect(last.vanished).toEqual(["beta"]);
+    expect(last.outcomes.find((o) => o.context === "gamma")!.error?.code).toBe(
+      "PAAS_BACKUP_CONTEXT_NOT_A_FOLDER",
+    );
+    for (const context of ["beta", "gamma"] as const) {
+      const ids = copies(context);
+      // the target holds exactly what its retention keeps of the copies' own dates (7 daily, 4
+      // weekly, 3 monthly of twenty days), the newest copy still there: none deleted because the
+      // live folder is gone
+      const plan = planRetention({
+        snapshots: ids.map((id) => ({ id, time: parseSnapshotId(id)!.time, kind: "full" as const })),
+        policy: POLICY,
+      });
+      expect(plan.remove).toEqual([]);
+      expect(ids.length).toBeGreaterThanOrEqual(7);
+      expect(ids.length).toBeLessThan(20);
+      expect(ids).toContain(newest[context]);
+    }
+    // status names the vanished context and that its copies age out by the targets' retention
+    const st = await w.status("beta", [target]);
+    expect(st.ok).toBe(false);
+    expect(st.attention.join(" ")).toMatch(/missing \(vanished\).*age out by each target's retention/);
+  });
+
   it("tick applies the target's retention offsite; a lost root's copies age out by the same rule, none because its local full is gone", async () => {
     const w = await world();
     const storage = new MemoryStorage("memory://offsite", false, w.clock);

@@ -1,5 +1,6 @@
 import { allowRepoStateFrom } from "@paas-backup/core/policy";
 import { runTick, type SharedTick, type TickResult } from "@paas-backup/core/tick";
+import type { TickOffsiteResult } from "@paas-backup/core/offsite";
 import { ExitCode, UsageError } from "@paas-backup/core/errors";
 import { resolveSigner } from "../options/signing.js";
 import type { Runtime } from "../runtime.js";
@@ -242,11 +243,19 @@ function printTickTable(rt: Runtime, outcomes: TickResult["outcomes"]): void {
         o.action,
         o.snapshot?.id ?? "-",
         String(o.pruned.length),
-        o.ok ? "ok" : `FAILED (${o.error?.code})`,
+        o.ok ? (o.vanished ? "ok (vanished)" : "ok") : `FAILED (${o.error?.code})`,
       ]),
     ]),
   );
+  // Why each context did what it did, and the long texts, below the table.
   for (const o of outcomes) {
+    if (o.vanished) {
+      // A context the backup root holds with no folder in the state root: say so, and what its
+      // copies offsite did (they age out by each target's retention, as every context's).
+      rt.write(`${o.context}: vanished: ${o.reason}${offsiteRetentionNote(o.offsite)}\n`);
+      if (o.error) rt.write(`  ${o.error.message}\n  what to do: ${o.error.remediation}\n`);
+      continue;
+    }
     rt.write(
       `${o.context}: ${
         !o.ok
@@ -260,4 +269,15 @@ function printTickTable(rt: Runtime, outcomes: TickResult["outcomes"]): void {
     );
     if (o.error) rt.write(`  ${o.error.message}\n  what to do: ${o.error.remediation}\n`);
   }
+}
+
+/** What each target's retention did in tick's offsite step, for one line of human output. */
+function offsiteRetentionNote(offsite: unknown): string {
+  if (!Array.isArray(offsite) || offsite.length === 0) return "";
+  return `; ${(offsite as TickOffsiteResult[])
+    .map(
+      (r) =>
+        `offsite ${r.target}: ${r.prune.keep.length} kept, ${r.prune.remove.length ? `removed ${r.prune.remove.join(", ")}` : "none removed"}`,
+    )
+    .join("; ")}`;
 }

@@ -191,7 +191,7 @@ async function contextFolderProblem(
     kind = (await fs.lstat(dir)).kind;
   } catch (err) {
     if (!isNotFound(err)) throw err;
-    return `context folder ${dir} is missing: nothing of it is being backed up (restore it, or remove its backups once it is retired)`;
+    return `context folder ${dir} is missing (vanished): nothing of it is being backed up (restore it, or remove its backups once it is retired); its copies offsite age out by each target's retention, which tick --all-contexts applies`;
   }
   if (kind === "directory") return null;
   return kind === "symlink"

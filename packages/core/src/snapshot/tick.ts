@@ -43,6 +43,12 @@ export interface TickOutcome {
   error: { code: string; message: string; remediation: string } | null;
   /** values the snapshot holds as <redacted> (file, line, rule); any not acknowledged makes the tick exit 9 */
   redactions: SnapshotRedaction[];
+  /**
+   * --all-contexts: the backup root holds this context but the state root has no folder for it
+   * (lost or retired). Nothing is snapshotted; afterEach still runs, so its copies offsite age out
+   * by each target's retention like every context's (issue 20 §1 invariant 4).
+   */
+  vanished: boolean;
 }
 
 /**
@@ -93,8 +99,13 @@ export interface TickOptions {
   keepTags?: readonly string[];
   /** a repository several hosts share; see SharedTick */
   shared?: SharedTick;
-  /** after a context's snapshot and prune, outside its lock: e.g. copy its fulls offsite */
-  afterEach?: (context: string) => Promise<unknown>;
+  /**
+   * after a context's snapshot and prune, outside its lock: e.g. copy its fulls offsite and apply
+   * the targets' retention. With allContexts it also runs for each context the backup root holds
+   * whose folder is gone from the state root (`vanished`), and for one whose folder cannot be
+   * backed up (a symbolic link): what is offsite of it ages out by the same rule.
+   */
+  afterEach?: (context: string, how: { vanished: boolean }) => Promise<unknown>;
   /** per context: told while its lock is held by someone else (e.g. to say who holds it) */
   onLockWait?: (context: string) => LockOptions["onWait"];
   /** an interrupted swap this run finished or undid (allContexts), as it happens */
@@ -109,6 +120,8 @@ export interface TickResult {
   recovered: RecoveryResult[];
   /** the contexts ticked (allContexts: the state root's, less those whose recovery failed) */
   contexts: string[];
+  /** allContexts: the backup root's contexts with no folder in the state root (each has a `vanished` outcome) */
+  vanished: string[];
   /** 0 when every context succeeded; one named context: its failure's own code; --all-contexts: partial (7) */
   exitCode: ExitCodeValue;
 }
@@ -124,6 +137,7 @@ function emptyOutcome(context: string): TickOutcome {
     offsite: null,
     error: null,
     redactions: [],
+    vanished: false,
   };
 }
 
@@ -225,12 +239,52 @@ async function tickOne(
         outcome.pruned = pruned.removed;
       },
     );
-    if (options.afterEach) outcome.offsite = await options.afterEach(context);
+    if (options.afterEach) outcome.offsite = await options.afterEach(context, { vanished: false });
     await remember(options, outcome, durationSeconds);
     return { outcome, exitCode: ExitCode.ok };
   } catch (err) {
     const failed = failedOutcome(err, outcome, join(options.backupRoot, context));
+    if (
+      options.afterEach &&
+      !options.shared &&
+      err instanceof PaasBackupError &&
+      err.code === "PAAS_BACKUP_CONTEXT_NOT_A_FOLDER"
+    ) {
+      // The folder cannot be backed up (a link), but its snapshots and copies are still there: the
+      // copies offsite age out by the targets' retention as ever. The tick stays failed for it.
+      try {
+        outcome.offsite = await options.afterEach(context, { vanished: false });
+      } catch (offsiteErr) {
+        options.onWarning?.(`${context}: the offsite step failed too: ${(offsiteErr as Error).message}`);
+      }
+    }
     await remember(options, outcome, durationSeconds);
+    return failed;
+  }
+}
+
+/**
+ * A context the backup root holds whose folder is gone from the state root (lost, or retired):
+ * nothing to snapshot, and its local snapshots are kept as they are; afterEach (the offsite step)
+ * still runs, so its copies at each target age out by that target's retention like every other
+ * context's, and none is deleted because the live folder is gone (issue 20 §1 invariant 4).
+ */
+async function tickVanished(
+  options: TickOptions,
+  context: string,
+): Promise<{ outcome: TickOutcome; exitCode: ExitCodeValue }> {
+  const outcome: TickOutcome = {
+    ...emptyOutcome(context),
+    vanished: true,
+    reason: `its folder ${contextDir(options.stateRoot, context)} is gone from the state root: nothing to snapshot; its snapshots in ${join(options.backupRoot, context)} are kept${options.afterEach ? ", and its copies offsite age out by each target's retention" : ""}`,
+  };
+  try {
+    if (options.afterEach) outcome.offsite = await options.afterEach(context, { vanished: true });
+    await remember(options, outcome, 0);
+    return { outcome, exitCode: ExitCode.ok };
+  } catch (err) {
+    const failed = failedOutcome(err, outcome, join(options.backupRoot, context));
+    await remember(options, outcome, 0);
     return failed;
   }
 }
@@ -346,6 +400,17 @@ async function tickContexts(options: TickOptions): Promise<TickResult> {
     },
   };
   for (const context of contexts) runs.push(await tickOne(reporting, context));
+  const vanished: string[] = [];
+  if (options.allContexts && !options.shared) {
+    // Read after the ticks: a recovery may have put a context's folder back meanwhile.
+    const named = new Set(runs.map((r) => r.outcome.context));
+    const inStateRoot = new Set(await listContexts({ fs, stateRoot }));
+    for (const context of await listContexts({ fs, backupRoot: options.backupRoot }))
+      if (!named.has(context) && !inStateRoot.has(context)) {
+        vanished.push(context);
+        runs.push(await tickVanished(options, context));
+      }
+  }
   const outcomes = runs.map((r) => r.outcome);
   const failed = outcomes.filter((o) => !o.ok);
   // A leaked credential never stops the tick: every context is still backed up (redacted); 9 only when nothing worse happened.
@@ -358,5 +423,5 @@ async function tickContexts(options: TickOptions): Promise<TickResult> {
       : !options.allContexts && runs.length === 1
         ? runs[0]!.exitCode
         : ExitCode.partial;
-  return { outcomes, recovered, contexts, exitCode };
+  return { outcomes, recovered, contexts, vanished, exitCode };
 }

@@ -194,11 +194,12 @@ export function freshRestorePoint(view: StepView): string[] {
       );
   }
   // A tick that says it did its job for a context leaves a snapshot under an hour old, and what it
-  // took restores (an incremental on a chain that no longer verifies restores nothing).
+  // took restores (an incremental on a chain that no longer verifies restores nothing). A context
+  // tick names vanished (no folder in the state root) claims no snapshot: status is what says so.
   for (const o of view.observations) {
     if (o.actor !== "tick" || !o.run.result) continue;
     for (const outcome of o.run.result.outcomes) {
-      if (!outcome.ok) continue;
+      if (!outcome.ok || outcome.vanished) continue;
       const t = view.after.contexts.get(outcome.context);
       if (!t) continue;
       const newest = t.newest;
