@@ -1,6 +1,13 @@
 import { describe, it, expect } from "vitest";
 import { MemoryFileSystem, createStateRoot, eventLine } from "@paas-backup/testing";
-import { createSnapshot, restoreSnapshot, rollbackRestore, PaasBackupError, ExitCode } from "../src/index.js";
+import {
+  createSnapshot,
+  restoreSnapshot,
+  rollbackRestore,
+  PaasBackupError,
+  ExitCode,
+  type FileSystem,
+} from "../src/index.js";
 import { EVENT_LOGS } from "../src/policy/index.js";
 
 /**
@@ -79,7 +86,7 @@ async function world() {
       text += Buffer.from(await fs.readFile(f)).toString("utf8");
     return text;
   };
-  return { fs, append, snapshot, restore, rollback, live, kept };
+  return { fs, clock, append, snapshot, restore, rollback, live, kept };
 }
 
 describe("rollback keeps the event lines written since the restore it undoes", () => {
@@ -139,5 +146,79 @@ describe("rollback of a restore that replaced a context folder that was a symbol
     expect((await w.fs.lstat(LIVE)).kind).toBe("directory");
     expect((await w.fs.lstat(`${LIVE}/vault`)).ino).toBe(vault);
     expect([...w.fs.files("/elsewhere")].sort()).toEqual(elsewhere);
+  });
+});
+
+/** The memory filesystem, but renames onto `failing` reject with EIO while `broken` is set. */
+function failingRenames(inner: MemoryFileSystem, failing: string): FileSystem & { broken: boolean } {
+  const fs = Object.create(inner) as FileSystem & { broken: boolean };
+  fs.broken = true;
+  fs.rename = async (from: string, to: string) => {
+    if (fs.broken && to === failing)
+      throw Object.assign(new Error(`EIO: i/o error, rename '${from}' -> '${to}'`), { code: "EIO" });
+    return inner.rename(from, to);
+  };
+  return fs;
+}
+
+describe("rollback of a restore whose swap stopped part way (the undo) keeps the lines written meanwhile", () => {
+  it("appends the lines si wrote into the restored contents to the logs the previous contents come back with, and names them in the recovery's record", async () => {
+    const w = await world();
+    await w.snapshot();
+    const beforeRestore = await w.append();
+    // the vault is kept from the previous contents: its rename back, the first step after the pivot, fails
+    const fs = failingRenames(w.fs, `${LIVE}/vault`);
+    const err = await restoreSnapshot({
+      fs,
+      stateRoot: STATE,
+      backupRoot: BACKUPS,
+      context: CTX,
+      snapshot: "latest",
+      ticket: "INC-1",
+      operator: "test",
+      clock: w.clock,
+    }).catch((e: unknown) => e);
+    expect((err as PaasBackupError).code).toBe("PAAS_BACKUP_RESTORE_UNFINISHED");
+    // the restored contents are live, the swap part way: si goes on writing into them
+    const meanwhile = await w.append();
+    const r = await rollbackRestore({
+      fs,
+      stateRoot: STATE,
+      backupRoot: BACKUPS,
+      context: CTX,
+      ticket: "INC-1",
+      operator: "test",
+      clock: w.clock,
+    });
+    expect(r.restoredFrom).toContain("moved-aside");
+    const live = await w.live();
+    for (const line of [...beforeRestore, ...meanwhile]) expect(live).toContain(line);
+    expect(r.eventLines.map((e) => [e.path, e.action])).toEqual(EVENT_LOGS.map((log) => [log, "append"]));
+    const record = JSON.parse(Buffer.from(await w.fs.readFile(r.incidentFile)).toString("utf8"));
+    expect(record.recovery.action).toBe("undone");
+    expect(record.eventLines).toEqual(r.eventLines);
+  });
+});
+
+describe("rollback keeps in its incident only the lines written since the restore", () => {
+  it("not the restored snapshot's own lines, when the live log does not extend the previous contents' (rotated logs)", async () => {
+    const w = await world();
+    const snap = await w.snapshot();
+    const snapshotLines = (await w.live()).split("\n").filter(Boolean);
+    // si rotates its logs: the live logs start over with new lines only
+    for (const log of EVENT_LOGS) await w.fs.writeFile(`${LIVE}/${log}`, "", { mode: 0o600 });
+    const rotated = await w.append();
+    await w.restore(snap.id);
+    const sinceRestore = await w.append();
+    const r = await w.rollback();
+    // the previous (rotated) logs come back; the lines since the restore are kept in the incident
+    const live = await w.live();
+    for (const line of rotated) expect(live).toContain(line);
+    expect(r.eventLines.every((e) => e.action === "keep")).toBe(true);
+    let kept = "";
+    for (const e of r.eventLines) kept += Buffer.from(await w.fs.readFile(e.keptIn!)).toString("utf8");
+    for (const line of sinceRestore) expect(kept).toContain(line);
+    // and nothing of the restored snapshot's own logs, which its artifact holds
+    for (const line of snapshotLines) expect(kept).not.toContain(line);
   });
 });

@@ -5,7 +5,7 @@ import { validateContextName } from "../policy/context.js";
 import { contextDir, dirname, join } from "../util/paths.js";
 import { writeFileAtomic } from "../util/atomic.js";
 import { exists, readdirOrEmpty, readTextOrNull } from "../util/optional-reads.js";
-import { newIncidentRecord, writeIncident } from "../records/incident.js";
+import { newIncidentRecord, writeIncident, type EventLines } from "../records/incident.js";
 import { BLOCK_FILE } from "../records/block.js";
 
 /**
@@ -229,6 +229,8 @@ export async function recoverContext(options: {
    * staged folder the restored contents go back to is kept, not removed)
    */
   undo?: boolean;
+  /** the event lines the caller carried into the contents this recovery leaves live, named in its record */
+  eventLines?: EventLines[];
 }): Promise<RecoveryResult | null> {
   const { fs, stateRoot } = options;
   const context = validateContextName(options.context);
@@ -305,6 +307,7 @@ export async function recoverContext(options: {
     operator: options.operator ?? journal.operator,
     startedAt: startedAt.toISOString(),
     outcome: "recovered",
+    ...(options.eventLines?.length ? { eventLines: options.eventLines } : {}),
   });
   record.endedAt = options.clock().toISOString();
   record.vault = { at: vault };

@@ -75,6 +75,12 @@ export async function planEventLines(options: {
    * of hashing its first bytes again
    */
   compared?: ReadonlyMap<string, LiveComparison>;
+  /**
+   * rollback: what the restore it undoes made live in each log (the restored snapshot's bytes). A
+   * live log that still starts with them holds the snapshot's own lines there, which its
+   * artifact keeps: only the lines past them are candidates to keep, not the whole restored log.
+   */
+  restoredLogs?: ReadonlyMap<string, SnapshotLog>;
 }): Promise<PlannedLines[]> {
   const { fs } = options;
   const out: PlannedLines[] = [];
@@ -113,7 +119,16 @@ export async function planEventLines(options: {
     if (extends_) data = Buffer.from(await fs.readRange(livePath, snap.size, st.size - snap.size));
     else {
       // Not a continuation: keep every live line the snapshot's log does not hold, in order.
-      const liveText = Buffer.from(await fs.readFile(livePath)).toString("utf8");
+      const restored = options.restoredLogs?.get(path);
+      const fromByte =
+        restored !== undefined &&
+        st.size >= restored.size &&
+        (await prefixSha256(fs, livePath, restored.size)) === restored.sha256
+          ? restored.size
+          : 0;
+      const liveText = Buffer.from(await fs.readRange(livePath, fromByte, st.size - fromByte)).toString(
+        "utf8",
+      );
       const stagedText = snap
         ? Buffer.from(
             await fs.readFile(join(options.stagedContext, path)).catch(() => new Uint8Array()),

@@ -522,6 +522,13 @@ async function swapRestore(run: RestoreRun, staged: Staged): Promise<void> {
     kept: keep,
     snapshot: run.record.snapshot?.id ?? null,
     startedAt: run.record.startedAt,
+    // The snapshot's bytes each event log starts with once live: rollback keeps (in its incident)
+    // only the lines past them, not the restored snapshot's own lines, which its artifact holds.
+    restoredLogs: Object.fromEntries(
+      staged.files
+        .filter((f) => (EVENT_LOGS as readonly string[]).includes(f.path))
+        .map((f) => [f.path, { size: f.size, sha256: f.sha256 }]),
+    ),
   };
   const journal: SwapJournal = {
     schema: JOURNAL_SCHEMA,

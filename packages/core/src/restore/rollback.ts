@@ -47,6 +47,12 @@ interface LastRestore {
   ticket: string;
   /** entries the restore kept from the old contents; older pointers (before issue 10) have none but vault */
   kept?: string[];
+  /** what the restore made live in each event log (older pointers have none) */
+  restoredLogs?: Record<string, SnapshotLog>;
+}
+
+function restoredLogsOf(pointer: Pick<LastRestore, "restoredLogs"> | null): Map<string, SnapshotLog> {
+  return new Map(Object.entries(pointer?.restoredLogs ?? {}));
 }
 
 /** A restore whose journal is still in its swap: the renames it made, where the old and restored contents are. */
@@ -54,12 +60,77 @@ async function unfinishedRestore(
   fs: FileSystem,
   stateRoot: string,
   context: string,
-): Promise<{ aside: string | null; staged: string } | null> {
+): Promise<{ aside: string | null; staged: string; journal: SwapJournal } | null> {
   const journal = await readJournal(fs, stateRoot, context);
   if (!journal || journal.operation !== "restore" || !journal.phase.startsWith("swap")) return null;
   const aside = journal.steps.find((s) => s.name === "live-aside")?.to ?? null;
   const staged = journal.steps.find((s) => s.name === "staged-live")?.from;
-  return staged ? { aside, staged } : null;
+  return staged ? { aside, staged, journal } : null;
+}
+
+/**
+ * The undo of a restore whose swap stopped past the pivot: the restored contents were live, and si
+ * may have written event lines into them since. Undoing the renames takes those contents back to
+ * staging, so the lines are carried first (issue 20 §1 invariant 5): appended to the logs the
+ * previous contents come back with when the live log extends them, else kept in a file of the
+ * incident in the backup root. A log that travels back with the previous contents (a kept entry
+ * already moved into the restored folder) needs nothing. Written before the undo, into the previous
+ * contents (still aside): a kill leaves the lines there as well as in the restored folder.
+ */
+async function carryLinesOfPartialSwap(
+  options: RollbackOptions,
+  context: string,
+  unfinished: { aside: string | null; staged: string; journal: SwapJournal },
+  stem: string,
+): Promise<{ planned: Awaited<ReturnType<typeof planEventLines>>; eventLines: EventLines[] }> {
+  const { fs, stateRoot } = options;
+  const live = contextDir(stateRoot, context);
+  const none = { planned: [], eventLines: [] };
+  // before the pivot the live folder is the previous contents (or gone): nothing was written elsewhere
+  if ((await exists(fs, unfinished.staged)) || (await lstatOrNull(fs, live))?.kind !== "directory")
+    return none;
+  const travelsBack = unfinished.journal.steps
+    .filter((s) => s.name.startsWith("keep ") && s.to.startsWith(`${live}/`))
+    .map((s) => s.to.slice(live.length + 1));
+  const movedBack: string[] = [];
+  for (const p of travelsBack) if (await exists(fs, join(live, p))) movedBack.push(p);
+  const pointerEntry = unfinished.journal.writeOnComplete.find(
+    (w) => w.path === lastRestorePath(stateRoot, context),
+  );
+  let pointer: LastRestore | null = null;
+  try {
+    pointer = pointerEntry ? (JSON.parse(pointerEntry.content) as LastRestore) : null;
+  } catch {
+    pointer = null;
+  }
+  const previous = unfinished.aside;
+  const planned = (
+    await planEventLines({
+      fs,
+      live,
+      replaced: (path) => !movedBack.some((p) => path === p || path.startsWith(`${p}/`)),
+      snapshotLogs: previous ? await logsOf(fs, previous) : new Map(),
+      // with no previous contents nothing is appended: every line is kept in the incident
+      stagedContext: previous ?? join(live, ".no-previous-contents"),
+      exact: false,
+      restoredLogs: restoredLogsOf(pointer),
+    })
+  ).map((p) => ({
+    ...p,
+    record: {
+      ...p.record,
+      reason: `written while the restore stood part way: ${rollbackReason(p.record.action, p.record.reason)}`,
+    },
+  }));
+  const eventLines = await applyEventLines({
+    fs,
+    planned,
+    stagedContext: previous ?? join(live, ".no-previous-contents"),
+    backupRoot: options.backupRoot,
+    context,
+    stem,
+  });
+  return { planned, eventLines };
 }
 
 export interface RollbackOptions extends ContextCallOptions {
@@ -117,6 +188,7 @@ async function rollbackInSession(options: RollbackOptions): Promise<RollbackResu
     aside,
     kept,
     stamp,
+    restoredLogs: restoredLogsOf(pointer),
   });
   const journal: SwapJournal = {
     schema: JOURNAL_SCHEMA,
@@ -166,7 +238,7 @@ async function rollbackInSession(options: RollbackOptions): Promise<RollbackResu
 }
 
 /** The session's recovery, run by rollback itself (its session is opened without it); `undo` reverses a swap. */
-function recoverSession(options: RollbackOptions, context: string, undo?: true) {
+function recoverSession(options: RollbackOptions, context: string, undo?: true, eventLines?: EventLines[]) {
   return recoverContext({
     fs: options.fs,
     stateRoot: options.stateRoot,
@@ -176,26 +248,50 @@ function recoverSession(options: RollbackOptions, context: string, undo?: true) 
     operator: options.operator,
     ...(options.signer ? { signer: options.signer } : {}),
     ...(undo ? { undo } : {}),
+    ...(eventLines?.length ? { eventLines } : {}),
   });
 }
 
 /**
  * The restore's swap stopped part way (its error named rollback): put the previous contents
- * back by reversing the renames it made, rather than completing a swap that cannot complete.
+ * back by reversing the renames it made, rather than completing a swap that cannot complete,
+ * carrying the event lines written into the restored contents meanwhile.
  */
 async function undoUnfinishedRestore(
   options: RollbackOptions,
   context: string,
-  unfinished: { aside: string | null; staged: string },
+  unfinished: { aside: string | null; staged: string; journal: SwapJournal },
 ): Promise<RollbackResult> {
-  const recovered = await recoverSession(options, context, true);
+  const stamp = options
+    .clock()
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.\d+Z$/, "Z");
+  const carried = await carryLinesOfPartialSwap(
+    options,
+    context,
+    unfinished,
+    `${stamp}-rollback-${randomUUID().slice(0, 8)}`,
+  );
+  const recovered = await recoverSession(options, context, true, carried.eventLines);
+  const eventLines = [...carried.eventLines];
+  // lines si appended between the read and the undo went back to staging with the restored contents
+  if (carried.planned.some((p) => p.record.action === "append"))
+    eventLines.push(
+      ...(await catchUpEventLines({
+        fs: options.fs,
+        planned: carried.planned,
+        aside: unfinished.staged,
+        live: contextDir(options.stateRoot, context),
+      })),
+    );
   return {
     context,
     restoredFrom: unfinished.aside ?? contextDir(options.stateRoot, context),
     movedAsideTo: unfinished.staged,
     kept: [],
     incidentFile: recovered?.incidentFile ?? "",
-    eventLines: [],
+    eventLines,
   };
 }
 
@@ -275,7 +371,15 @@ async function keptFromLive(fs: FileSystem, live: string, aside: string, restore
 async function carryEventLines(
   options: RollbackOptions,
   context: string,
-  at: { live: string; liveExists: boolean; aside: string; kept: string[]; stamp: string },
+  at: {
+    live: string;
+    liveExists: boolean;
+    aside: string;
+    kept: string[];
+    stamp: string;
+    /** what the restore made live in each log: its lines are the snapshot's, not kept again */
+    restoredLogs: Map<string, SnapshotLog>;
+  },
 ) {
   const { fs } = options;
   const { live, aside, kept } = at;
@@ -288,6 +392,7 @@ async function carryEventLines(
           snapshotLogs: await logsOf(fs, aside),
           stagedContext: aside,
           exact: false,
+          restoredLogs: at.restoredLogs,
         })
       ).map((p) => ({
         ...p,
