@@ -17,4 +17,5 @@ export const storageDriver: StorageDriverFactory = async (spec: TargetSpec, opti
     ...(options.region ? { region: options.region } : {}),
     pathStyle: options.pathStyle === true,
     ...(options.partSize ? { partSize: options.partSize } : {}),
+    ...(options.onRequest ? { onRequest: options.onRequest } : {}),
   });

@@ -46,6 +46,8 @@ export interface S3StorageOptions {
   pageSize?: number;
   /** credentials come from the AWS default chain (environment, shared files, instance roles); tests may inject */
   client?: S3Client;
+  /** told once per request sent (retries included), by operation without "Command": for measuring */
+  onRequest?: (operation: string) => void;
 }
 
 /** The HTTP Date header of an S3 answer, kept in $metadata by the middleware the constructor adds. */
@@ -129,6 +131,15 @@ export class S3Storage implements ObjectStorage {
       },
       { step: "deserialize", name: "paasBackupServerDate", priority: "high", override: true },
     );
+    const onRequest = options.onRequest;
+    if (onRequest)
+      this.client.middlewareStack.add(
+        (next, context) => async (args) => {
+          onRequest(String(context.commandName ?? "unknown").replace(/Command$/, ""));
+          return next(args);
+        },
+        { step: "finalizeRequest", name: "paasBackupCountRequests", override: true },
+      );
     this.partSize = Math.max(5 * 1024 * 1024, options.partSize ?? 16 * 1024 * 1024);
   }
 

@@ -70,19 +70,30 @@ export async function tickCommand(rt: Runtime, flags: TickFlags, offsite?: Offsi
   const { outcomes, contexts } = result;
   // An s3:// root: retention and the offsite targets' retention run after the snapshots, as
   // maintenance under the bucket's maintenance lease (the folder root's tick prunes per context).
+  // Whichever host takes the lease does the whole fleet's (the contexts it ticked, and every
+  // context the hosts report); the others do not wait for it. So every context is pruned each
+  // hour while any host ticks, whichever host retires.
   const maintenance = shared
     ? await shared.tickMaintenance(
         rt,
-        outcomes.filter((o) => o.ok).map((o) => o.context),
+        [
+          ...new Set([
+            ...outcomes.filter((o) => o.ok).map((o) => o.context),
+            ...(await (await import("../ops/fleet.js")).sharedFleetContexts(rt).catch(() => [] as string[])),
+          ]),
+        ].sort(),
         { policy: retentionPolicy(rt, {}), keepTags: rt.config.retention.keepTags ?? [] },
       )
     : null;
+  const warned = new Set<string>();
   for (const o of outcomes) {
     const m = maintenance?.get(o.context);
     if (!m) continue;
     o.pruned = m.removed;
     (o as typeof o & { maintenance: unknown }).maintenance = m;
-    if (m.error) process.stderr.write(`warning: ${o.context}: ${m.error.message}\n`);
+    const warning = m.error ? (m.ran ? `${o.context}: ${m.error.message}` : m.error.message) : null;
+    if (warning && !warned.has(warning)) process.stderr.write(`warning: ${warning}\n`);
+    if (warning) warned.add(warning);
   }
   if (shared)
     await shared.writeTickStatus(rt, outcomes).catch((err: unknown) => {

@@ -1,5 +1,14 @@
 import { randomBytes } from "node:crypto";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { homedir, hostname, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { PaasBackupError, UsageError, isNotFound } from "@paas-backup/core/errors";
@@ -136,6 +145,9 @@ export async function connectSharedRoot(
       region: settings.region,
       pathStyle: settings.pathStyle,
       ...(rt.env.PAAS_BACKUP_S3_PART_SIZE ? { partSize: Number(rt.env.PAAS_BACKUP_S3_PART_SIZE) } : {}),
+      ...(rt.env.PAAS_BACKUP_S3_REQUEST_LOG
+        ? { onRequest: countRequests(rt.env.PAAS_BACKUP_S3_REQUEST_LOG) }
+        : {}),
     });
     let identity = parseIdentity(await readText(storage, REPOSITORY_FILE));
     let probed = false;
@@ -302,4 +314,22 @@ export function snapshotIdOfKey(context: string, key: string): string | null {
   const name = key.slice(context.length + 1);
   const dot = name.indexOf(".");
   return dot > 0 && !name.includes("/") ? name.slice(0, dot) : null;
+}
+
+/**
+ * PAAS_BACKUP_S3_REQUEST_LOG=<file>: the requests this run sent to the root's bucket, counted by
+ * operation in the S3 driver, appended to the file as one JSON line when the process exits
+ * (`{pid, argv, requests: {PutObject: n, ...}}`; bench/shared-root.mjs reads it).
+ */
+function countRequests(file: string): (operation: string) => void {
+  const counts: Record<string, number> = {};
+  process.once("exit", () => {
+    appendFileSync(
+      file,
+      `${JSON.stringify({ pid: process.pid, argv: process.argv.slice(2).filter((a) => !a.includes("://")), requests: counts })}\n`,
+    );
+  });
+  return (operation) => {
+    counts[operation] = (counts[operation] ?? 0) + 1;
+  };
 }

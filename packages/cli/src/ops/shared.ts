@@ -401,7 +401,7 @@ export async function pruneSharedContext(
 
 /** What a tick's maintenance did for one context of an s3:// root. */
 export interface TickMaintenance {
-  /** false: another host held the maintenance lease past lockTimeoutSeconds (it runs next hour) */
+  /** false: another host held the maintenance lease (it is doing this work), or the context failed */
   ran: boolean;
   marked: string[];
   removed: string[];
@@ -414,8 +414,8 @@ export interface TickMaintenance {
 
 /**
  * A tick's maintenance on an s3:// root, after its snapshots: under the bucket's maintenance lease
- * (waited for up to lockTimeoutSeconds; any host takes it over once it lapses), each ticked
- * context's retention in two phases (pruneSharedContext) and each offsite target's retention
+ * (not waited for: a host holding it is doing this work; any host takes it over once it lapses),
+ * each context's retention in two phases (pruneSharedContext) and each offsite target's retention
  * (its push records fetched from and put back to the bucket), under the context's lease. A
  * context's failure is its entry's `error`; the snapshots it took stand, and the next tick of any
  * host tries again.
@@ -443,37 +443,43 @@ export async function tickMaintenance(
     error,
   });
   try {
-    await withLease(rt, "maintenance", "tick", async () => {
-      for (const context of contexts) {
-        try {
-          const done = await withContext(sessionOptions(rt, context, "tick"), () =>
-            withLease(rt, `context/${context}`, "tick", async (lease) => {
-              const r = await pruneSharedContext(rt, context, lease, options.policy, options.keepTags);
-              const offsite = [];
-              for (const target of targets) {
-                const p = await withOffsiteRecords(rt, context, () =>
-                  pruneOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock }),
-                );
-                offsite.push({ target: target.storage.url, removed: p.remove, heldByLock: p.heldByLock });
-              }
-              return { r, offsite };
-            }),
-          );
-          out.set(context, {
-            ran: true,
-            marked: done.r.marked,
-            removed: done.r.removed,
-            waiting: done.r.waiting,
-            swept: done.r.swept,
-            offsite: done.offsite,
-            error: null,
-          });
-        } catch (err) {
-          if (!(err instanceof PaasBackupError)) throw err;
-          out.set(context, skipped({ code: err.code, message: err.message, remediation: err.remediation }));
+    await withLease(
+      rt,
+      "maintenance",
+      "tick",
+      async () => {
+        for (const context of contexts) {
+          try {
+            const done = await withContext(sessionOptions(rt, context, "tick"), () =>
+              withLease(rt, `context/${context}`, "tick", async (lease) => {
+                const r = await pruneSharedContext(rt, context, lease, options.policy, options.keepTags);
+                const offsite = [];
+                for (const target of targets) {
+                  const p = await withOffsiteRecords(rt, context, () =>
+                    pruneOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock }),
+                  );
+                  offsite.push({ target: target.storage.url, removed: p.remove, heldByLock: p.heldByLock });
+                }
+                return { r, offsite };
+              }),
+            );
+            out.set(context, {
+              ran: true,
+              marked: done.r.marked,
+              removed: done.r.removed,
+              waiting: done.r.waiting,
+              swept: done.r.swept,
+              offsite: done.offsite,
+              error: null,
+            });
+          } catch (err) {
+            if (!(err instanceof PaasBackupError)) throw err;
+            out.set(context, skipped({ code: err.code, message: err.message, remediation: err.remediation }));
+          }
         }
-      }
-    });
+      },
+      false,
+    );
   } catch (err) {
     if (!(err instanceof BusyError)) throw err;
     const e = {

@@ -13,6 +13,8 @@ export interface OpenTargetOptions {
   pathStyle?: boolean | undefined;
   /** multipart part size in bytes (S3) */
   partSize?: number | undefined;
+  /** told once per request a remote driver sends, by operation (e.g. PutObject): for measuring */
+  onRequest?: ((operation: string) => void) | undefined;
 }
 
 export type StorageDriverFactory = (spec: TargetSpec, options: OpenTargetOptions) => Promise<ObjectStorage>;
