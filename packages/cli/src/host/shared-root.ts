@@ -62,7 +62,8 @@ export function rootUnreachable(err: unknown, settings: RemoteRootSettings): unk
   );
 }
 
-async function readText(storage: ObjectStorage, key: string): Promise<string | null> {
+/** A small object of the bucket as text, or null when there is none. */
+export async function readObjectText(storage: ObjectStorage, key: string): Promise<string | null> {
   try {
     const chunks: Buffer[] = [];
     for await (const c of await storage.get(key)) chunks.push(c as Buffer);
@@ -149,7 +150,7 @@ export async function connectSharedRoot(
         ? { onRequest: countRequests(rt.env.PAAS_BACKUP_S3_REQUEST_LOG) }
         : {}),
     });
-    let identity = parseIdentity(await readText(storage, REPOSITORY_FILE));
+    let identity = parseIdentity(await readObjectText(storage, REPOSITORY_FILE));
     let probed = false;
     if (!identity && mode === "dry-run") {
       // A dry run of a command that writes (snapshot, prune) on a bucket with no repository yet:
@@ -185,7 +186,7 @@ export async function connectSharedRoot(
         Buffer.from(`${JSON.stringify(made, null, 2)}\n`),
       );
       // Another host made it first: its identity is the one.
-      identity = created.created ? made : parseIdentity(await readText(storage, REPOSITORY_FILE));
+      identity = created.created ? made : parseIdentity(await readObjectText(storage, REPOSITORY_FILE));
       if (!identity)
         throw new UsageError(
           "PAAS_BACKUP_REPOSITORY_ID_INVALID",

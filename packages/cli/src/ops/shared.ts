@@ -17,6 +17,7 @@ import type { ReportSources } from "@paas-backup/core/report";
 import type { IncidentRecord } from "@paas-backup/core/records";
 import type { SharedRoot } from "../runtime.js";
 import type { Runtime } from "../runtime.js";
+import { readObjectText } from "../host/shared-root.js";
 
 /**
  * The commands' side of a bucket shared by a fleet (issue 22), over core's leases, fenced log and
@@ -303,7 +304,7 @@ export async function withOffsiteRecords<T>(
   for await (const o of storage.list(prefix, { shallow: true, keysOnly: true })) {
     const name = o.key.slice(prefix.length);
     if (!RECORD_NAME.test(name)) continue;
-    const text = await readText(storage, o.key);
+    const text = await readObjectText(storage, o.key);
     if (text === null || !parses(text)) continue; // torn: the cache's copy (if any) stands, and is put back
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const staged = join(dir, `.${name}.${randomBytes(4).toString("hex")}.pull`);
@@ -334,17 +335,6 @@ export async function withOffsiteRecords<T>(
   }
   await putBack();
   return result;
-}
-
-async function readText(storage: ObjectStorage, key: string): Promise<string | null> {
-  try {
-    const chunks: Buffer[] = [];
-    for await (const c of await storage.get(key)) chunks.push(c as Buffer);
-    return Buffer.concat(chunks).toString("utf8");
-  } catch (err) {
-    if (isNotFound(err)) return null;
-    throw err;
-  }
 }
 
 function parses(text: string): boolean {
