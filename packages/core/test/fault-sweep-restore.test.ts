@@ -293,4 +293,32 @@ describe("the checksum is confirmed on the bytes that are restored (issue 9 §3)
     const bytes = await fx.fs.readFile(snapshot!.artifactPath);
     expect(result.snapshot.sha256).toBe(createHash("sha256").update(bytes).digest("hex"));
   });
+
+  it("restoreSnapshot flushes every staged file and folder to disk before the swap makes it live", async () => {
+    // A kill cannot show this (the page cache survives it); a power loss after the swap would bring
+    // back a live context with short files. The record of calls shows the order.
+    const { fs } = await baseFixture();
+    const recorder = new FaultInjectingFileSystem(fs);
+    const result = await restoreLatest(recorder, "T-flush", clockFrom("2026-11-24T12:00:00Z"));
+    expect(result.outcome).toBe("restored");
+    const firstSwap = recorder.log.findIndex((c) => c.op === "rename" && c.path.endsWith(`-> ${LIVE}`));
+    expect(firstSwap).toBeGreaterThan(0);
+    const syncedBefore = new Set(
+      recorder.log
+        .slice(0, firstSwap)
+        .filter((c) => c.op === "sync")
+        .map((c) => c.path),
+    );
+    const stagedFrom = recorder.log[firstSwap]!.path.split(" -> ")[0]!;
+    const written = new Set(
+      recorder.log
+        .slice(0, firstSwap)
+        .filter((c) => ["writeFile", "createWriteStream", "appendFile"].includes(c.op))
+        .map((c) => c.path)
+        .filter((p) => p.startsWith(`${stagedFrom}/`)),
+    );
+    expect(written.size).toBeGreaterThan(3);
+    for (const path of written) expect(syncedBefore, path).toContain(path);
+    expect(syncedBefore).toContain(stagedFrom);
+  });
 });

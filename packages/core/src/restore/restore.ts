@@ -762,6 +762,7 @@ async function restoreInSession(
     if (options.dryRun) return await finishDryRun(run, plan, staged, stagedDoctor);
     await confirmOrCancel(run, plan);
     const lines = await carryEventLines(run, staged, plannedLines);
+    await flushStaged(run);
     await swapRestore(run, staged);
     swapped = true;
     await catchUpAfterSwap(run, lines);
@@ -988,6 +989,25 @@ async function carryEventLines(
     stem: run.stem,
   });
   return lines;
+}
+
+/**
+ * Every staged file and folder reaches the disk before the swap makes it live. A kill is safe
+ * without this (the page cache survives it), but after a power loss a context swapped in from
+ * unflushed staging could come back with empty or short files while the journal says the restore
+ * finished. A failure here is before the pivot: the live context is untouched.
+ */
+async function flushStaged(run: RestoreRun): Promise<void> {
+  const { fs } = run.options;
+  const walk = async (dir: string): Promise<void> => {
+    for (const entry of await fs.readdir(dir)) {
+      const path = join(dir, entry.name);
+      if (entry.kind === "directory") await walk(path);
+      else if (entry.kind === "file") await fs.sync(path);
+    }
+    await fs.sync(dir);
+  };
+  await walk(run.stagedContext);
 }
 
 /** Lines si appended between the read and the swap went aside with the old logs: append them to the new ones. */
