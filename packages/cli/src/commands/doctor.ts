@@ -143,7 +143,9 @@ export async function rollbackCommand(
       stage: "arguments",
     });
   }
-  // rollback opens its own session: it looks at an unfinished restore before any recovery runs
+  // The command's spec has `recover: true`, so a restore whose swap stopped part way has already
+  // been finished by recovery here; rollback then undoes that finished restore (lines carried).
+  // Only an SDK caller of rollbackRestore, without recovery first, meets the undo of a partial swap.
   const signer = await resolveRecordSigner(rt);
   const result = await rollbackRestore({
     ...lockedBy(rt, context, "rollback"),
