@@ -1,6 +1,5 @@
-import { readdirSync } from "node:fs";
-import { join } from "node:path";
 import { UsageError } from "@paas-backup/core/errors";
+import { listContexts } from "@paas-backup/core/context";
 import { isContextFolderName } from "@paas-backup/core/policy";
 import { backupRootStorage, openRepository } from "@paas-backup/core/repository";
 import type { Runtime } from "../runtime.js";
@@ -126,16 +125,15 @@ export function fishCompletion(table: CommandTable): string {
   return `${lines.join("\n")}\n`;
 }
 
-/** Context names: folders of the state root's contexts/ and of the backup root, as a shell completes them. */
-function contextNames(rt: Runtime): string[] {
+/**
+ * Context names as a shell completes them: core's one context lister over the state root and the
+ * backup root, quiet about a root that is missing or unreadable (a TAB must never print an error).
+ */
+async function contextNames(rt: Runtime): Promise<string[]> {
   const names = new Set<string>();
-  for (const dir of [join(rt.stateRoot, "contexts"), rt.backupRoot])
-    try {
-      for (const e of readdirSync(dir, { withFileTypes: true }))
-        if (e.isDirectory() && isContextFolderName(e.name)) names.add(e.name);
-    } catch {
-      // not there: nothing to offer from it
-    }
+  for (const roots of [{ stateRoot: rt.stateRoot }, { backupRoot: rt.backupRoot }])
+    for (const name of await listContexts({ fs: rt.fs, requireStateRoot: false, ...roots }).catch(() => []))
+      names.add(name);
   return [...names].sort();
 }
 
@@ -148,7 +146,7 @@ export async function completionCommand(
   const shell = args[0];
   // The words the scripts offer for --context and --snapshot; quiet and exit 0 whatever is missing.
   if (shell === "contexts" && !rt.json) {
-    for (const name of contextNames(rt)) process.stdout.write(`${name}\n`);
+    for (const name of await contextNames(rt)) process.stdout.write(`${name}\n`);
     return 0;
   }
   if (shell === "snapshots" && !rt.json) {
