@@ -51,7 +51,7 @@ describe("the archive writer against a sink closed without an error", () => {
 
 describe("the archive writer's deflate level", () => {
   /** Write one file through the writer; the artifact and its members' compressed lengths. */
-  async function archive(content: Buffer) {
+  async function archive(content: Buffer, level?: number) {
     const received: Buffer[] = [];
     const sink = new Writable({
       write(chunk, _enc, cb) {
@@ -59,7 +59,7 @@ describe("the archive writer's deflate level", () => {
         cb();
       },
     });
-    const writer = new ArchiveWriter(sink);
+    const writer = new ArchiveWriter(sink, level);
     await writer.addBuffer("events/audit.jsonl", content, new Date(0));
     const members = await writer.cut();
     await writer.finish("{}", new Date(0));
@@ -89,7 +89,7 @@ describe("the archive writer's deflate level", () => {
   }
 
   it("deflates data that is hard to compress one level lower, and the artifact stays within 1.1x gzip -6", async () => {
-    const { gz, members } = await archive(hard);
+    const { gz, members } = await archive(hard, 5);
     expect(members.plain.length).toBeGreaterThan(3);
     const tar = gunzipSync(gz);
     expect(tar.subarray(512, 512 + hard.length).equals(hard)).toBe(true);
@@ -103,11 +103,26 @@ describe("the archive writer's deflate level", () => {
   });
 
   it("keeps the level asked (5) for data that compresses well", async () => {
-    const { gz, members } = await archive(easy);
+    const { gz, members } = await archive(easy, 5);
     const tar = gunzipSync(gz);
     expect(tar.subarray(512, 512 + easy.length).equals(easy)).toBe(true);
     expect(members.plain.length).toBeGreaterThan(4);
     const fourth = member(gz, tar, members, 3);
     expect(fourth.gzip.equals(gzipSync(fourth.piece, { level: 5, memLevel: 9 }))).toBe(true);
+  });
+
+  it("deflates at level 4 by default, never takes hard data below it, and writes within 7 % of level 5", async () => {
+    for (const content of [easy, hard]) {
+      const { gz, members } = await archive(content);
+      const tar = gunzipSync(gz);
+      expect(tar.subarray(512, 512 + content.length).equals(content)).toBe(true);
+      expect(members.plain.length).toBeGreaterThan(4);
+      for (const k of [0, 3, members.plain.length - 1]) {
+        const m = member(gz, tar, members, k);
+        expect(m.gzip.equals(gzipSync(m.piece, { level: 4, memLevel: 9 }))).toBe(true);
+      }
+      const atLevel5 = await archive(content, 5);
+      expect(gz.length / atLevel5.gz.length).toBeLessThanOrEqual(1.07);
+    }
   });
 });

@@ -12,11 +12,14 @@ export interface GzipMembers {
 }
 
 /**
- * deflate level of the members, chosen by measurement (bench/, 512 MiB of si event logs): 8 % less
- * time than level 6 for an artifact 1.06x the size of `gzip -6`, inside issue 14's 1.1x budget,
- * where level 4 (1.12x) is not.
+ * deflate level of the members, chosen by measurement (bench/, both shapes, zlib's memLevel 9):
+ * level 4 costs 12-15 % less CPU than level 5 on si's usual lines (mixed shape: audit 0.22 to
+ * 0.19 s per 32 MiB, deployments 0.34 to 0.29 s) for 4-7 % more bytes, an artifact about 1.06x
+ * `gzip -6`, inside issue 14's 1.1x budget; on very regular lines (the project's sample) the two
+ * levels write the same size within 2 %. Level 3 and below (zlib's deflate_fast) are no faster
+ * on long lines and write 1.1x or more.
  */
-export const DEFAULT_GZIP_LEVEL = 5;
+export const DEFAULT_GZIP_LEVEL = 4;
 
 /** Tar bytes per gzip member: big enough that the per-member header and the reset window cost nothing measurable. */
 export const MEMBER_BYTES = 1024 * 1024;
@@ -60,13 +63,17 @@ const MEM_LEVEL = 9;
 
 /**
  * A member that deflated to more than this share of its bytes tells that the data is hard to
- * compress (long lines of ids, stack traces, payloads): the next members are deflated one level
- * lower. There the lower level's lazier matching saves a third of the CPU for about 5 % more bytes
- * (bench/ shape "long", 1 MiB members: level 5 0.73 s, 0.336; level 4 0.46 s, 0.352); on si's
- * usual lines (about 0.15) it would save 8 % for 7 % more bytes, so they stay at the level asked.
- * The artifact stays within issue 14's 1.1x `gzip -6`.
+ * compress (long lines of ids, stack traces, payloads): when a level above LOWEST_LAZY_LEVEL was
+ * asked, the next members are deflated one level lower. There the lower level's lazier matching
+ * saves a third of the CPU for about 5 % more bytes (bench/ shape "long", 1 MiB members: level 5
+ * 0.73 s, 0.336; level 4 0.46 s, 0.352). The artifact stays within issue 14's 1.1x `gzip -6`.
  */
 const HARD_TO_COMPRESS = 0.25;
+/**
+ * Never below level 4 for hard data: level 3 (zlib's deflate_fast) took more CPU than level 4 on
+ * the long shape (0.44 against 0.41 s per 32 MiB) and wrote 1.5 % more bytes.
+ */
+const LOWEST_LAZY_LEVEL = 4;
 /** members smaller than this (a header, a small file's tail) say too little about the data */
 const LEVEL_SAMPLE_BYTES = 256 * 1024;
 
@@ -191,7 +198,7 @@ export class ArchiveWriter {
       this.spare.push(next.tar);
       if (next.plain >= LEVEL_SAMPLE_BYTES)
         this.level =
-          this.gzipLevel > 1 && member.length > next.plain * HARD_TO_COMPRESS
+          this.gzipLevel > LOWEST_LAZY_LEVEL && member.length > next.plain * HARD_TO_COMPRESS
             ? this.gzipLevel - 1
             : this.gzipLevel;
     }

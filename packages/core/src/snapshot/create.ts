@@ -85,7 +85,7 @@ export interface CreateSnapshotOptions extends ContextCallOptions {
    * tool to write into the state root.
    */
   memberCache?: boolean;
-  /** deflate level of the gzip members; DEFAULT_GZIP_LEVEL (5, chosen by measurement) when not given */
+  /** deflate level of the gzip members; DEFAULT_GZIP_LEVEL (4, chosen by measurement) when not given */
   gzipLevel?: number;
   /**
    * Where included bytes are scanned for secrets on their way into the archive: by default a
