@@ -65,8 +65,9 @@ export async function finishRun(
   let rt: Runtime | null = null;
   try {
     // First, so the worker starts while the rest loads (a snapshot's first large file waited for it).
-    if (spec.prestartScanner && flags.dryRun !== true)
-      (await import("@paas-backup/core/scan-lane")).prestartScanWorker();
+    const prestart =
+      typeof spec.prestartScanner === "function" ? spec.prestartScanner(flags) : spec.prestartScanner;
+    if (prestart && flags.dryRun !== true) (await import("@paas-backup/core/scan-lane")).prestartScanWorker();
     const { createRuntime } = await import("./runtime.js");
     rt = await createRuntime(flags, process.env, command);
     if (rt.remoteRoot) {

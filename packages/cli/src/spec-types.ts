@@ -33,8 +33,12 @@ export interface CommandSpec {
   json: string;
   /** touches a context: first finish or undo a swap a crash interrupted (crash-safety, issue 9) */
   recover?: boolean;
-  /** archives large logs: the secret scanner's worker thread starts while the command loads */
-  prestartScanner?: boolean;
+  /**
+   * archives large logs: the secret scanner's worker thread starts while the command loads; a
+   * function says so from the flags (an incremental scans only what was appended: the worker
+   * would be started for nothing, and a lane still starts it if a large range comes)
+   */
+  prestartScanner?: boolean | ((flags: Record<string, unknown>) => boolean);
   /**
    * works with an s3:// backup root (issue 22): "read" only reads the bucket, "write" takes leases
    * there (the bucket is probed for create-only writes first, once). Other commands refuse such a
