@@ -4,7 +4,12 @@ import { finished, pipeline } from "node:stream/promises";
 import type { FileReader, FileSystem } from "../fs/types.js";
 import { IntegrityError, SafetyError } from "../errors.js";
 import type { ArtifactDecryptor } from "../archive/encryption.js";
-import { readArchive, tarBytesBound, type ArchiveEntryInfo } from "../archive/reader.js";
+import {
+  readArchive,
+  tarBytesBound,
+  type ArchiveEntryInfo,
+  type ReadArchiveResult,
+} from "../archive/reader.js";
 import { parseManifest } from "../manifest/io.js";
 import type { ManifestFile } from "../manifest/schema.js";
 import { sidecarAgrees } from "../manifest/agreement.js";
@@ -305,225 +310,319 @@ async function replayChain(
   options: MaterializeOptions,
   comparers: ReadonlyMap<string, LiveComparer>,
 ): Promise<MaterializeResult> {
-  const { fs, chain, target } = options;
-  const state = new Map<string, FileState>();
-  const notRestored: { path: string; reason: string }[] = [];
-  let bytes = 0;
-  const madeDirs = new Set<string>();
-  const artifactSha256 = new Map<string, string>();
-  const select = options.select ?? (() => true);
+  const replay = new ChainReplay(options, comparers);
+  for (const link of options.chain) {
+    // The next link records the plaintext it was built on: this link's payload is checked against it.
+    const child = options.chain[options.chain.indexOf(link) + 1];
+    await replay.replayLink(link, child);
+  }
+  return replay.result();
+}
 
-  // Iterative on purpose: no recursion on the depth of a path an archive names.
-  const ensureDir = async (rel: string) => {
-    if (!target) return;
-    const missing: string[] = [];
-    for (let d = rel; d !== "" && d !== "." && !madeDirs.has(d); d = dirname(d)) missing.push(d);
-    for (const d of missing.reverse()) {
-      await fs.mkdir(join(target, d), { mode: 0o700 }).catch((err: { code?: string }) => {
-        if (err.code !== "EEXIST") throw err;
-      });
-      madeDirs.add(d);
-    }
-  };
+/** One link as its entries are judged: its manifest (none for a hand-made archive) and what it implies. */
+interface LinkInReplay {
+  link: SnapshotRef;
+  manifest: SnapshotRef["manifest"];
+  byPath: Map<string, ManifestFile>;
+  /** the artifact's path: every error names it */
+  label: string;
+  /** the only folder entries a link with a manifest may carry */
+  folders: Set<string>;
+}
 
-  for (const link of chain) {
+/**
+ * The state a chain's replay carries from link to link: every file's sha256 and size so far, what
+ * policy kept out, the bytes extracted and each link's artifact sha256. Each step of a link (read
+ * its entries, confirm its checksum, confirm the payload its child names, judge it against its
+ * manifest) is a method, run in that order by replayLink.
+ */
+class ChainReplay {
+  private readonly state = new Map<string, FileState>();
+  private readonly notRestored: { path: string; reason: string }[] = [];
+  private bytes = 0;
+  private readonly madeDirs = new Set<string>();
+  private readonly artifactSha256 = new Map<string, string>();
+  private readonly select: (path: string) => boolean;
+
+  constructor(
+    private readonly options: MaterializeOptions,
+    private readonly comparers: ReadonlyMap<string, LiveComparer>,
+  ) {
+    this.select = options.select ?? (() => true);
+  }
+
+  /** Replay one link over the state the links before it left. */
+  async replayLink(link: SnapshotRef, child: SnapshotRef | undefined): Promise<void> {
     const manifest = link.manifest;
     const byPath = new Map<string, ManifestFile>((manifest?.files ?? []).map((f) => [f.path, f]));
-    const label = link.artifactPath;
-    const folders = impliedFolders(byPath.keys());
-    const opened = await openArtifactHashed(link, options.decryptor);
-    const source = opened.plain;
+    const current: LinkInReplay = {
+      link,
+      manifest,
+      byPath,
+      label: link.artifactPath,
+      folders: impliedFolders(byPath.keys()),
+    };
+    const opened = await openArtifactHashed(link, this.options.decryptor);
+    const result = await this.readEntries(current, opened.plain);
+    const payloadExpected = child?.parent?.id === link.id ? child.parent.payloadSha256 : undefined;
+    // The whole payload is read to hash it (through decryption) when the child names it; otherwise
+    // only the raw bytes left are, for the checksum.
+    if (payloadExpected && link.encrypted) await drainThrough(opened.plain);
+    else await drain(opened.raw);
+    this.confirmChecksum(current, opened.digest());
+    if (payloadExpected) confirmPayload(current, child!, payloadExpected, opened.payloadDigest());
+    if (manifest) await this.judgeBySidecar(current, result.manifestJson);
+    else if (result.manifestJson) this.judgeByEmbedded(current, result.manifestJson);
+  }
+
+  /** Read the link's archive, each entry through replayEntry, within the limits the link allows. */
+  private async readEntries(current: LinkInReplay, source: Readable): Promise<ReadArchiveResult> {
+    const { link, manifest, label } = current;
     // With a manifest the limit is exact: every entry's size is checked against it before a byte
     // is read. A hand-made archive has only the expansion ratio to go by.
-    const maxExpansion = options.maxExpansion ?? 200;
+    const maxExpansion = this.options.maxExpansion ?? 200;
     const maxTotalBytes = manifest
       ? manifest.totals.storedBytes
       : Math.max(link.bytes * maxExpansion, 64 * 1024 * 1024);
     const maxDecompressionRatio = manifest ? Number.POSITIVE_INFINITY : Math.max(maxExpansion, 1000);
-
-    const onEntry = async (entry: ArchiveEntryInfo, body: Readable): Promise<void> => {
-      // The block marker's path is paas-backup's own: a folder there would stand where the
-      // restore writes the staged marker (and crashed it with exit 1 before issue 20).
-      if (
-        entry.path.startsWith(`${BLOCK_FILE}/`) ||
-        (entry.type === "directory" && entry.path === BLOCK_FILE)
-      )
-        throw blockMarkerFolder(label, entry.path);
-      if (entry.type === "directory") {
-        body.resume();
-        // A folder no manifest file implies is how a fake vault/ or a decoy tree gets in: ours never write one.
-        if (manifest && (entry.path === "vault" || entry.path.startsWith("vault/")))
-          throw disagree(label, entry.path, "a vault/ entry (the vault is never backed up nor restored)");
-        if (manifest && !folders.has(entry.path))
-          throw disagree(label, entry.path, "a folder that no file of the manifest lies in");
-        if (!manifest && hardExclusionReason(entry.path)) return;
-        // Folders are made as the files that need them are written, so a --path restore stages only those.
-        return;
-      }
-      let expected: ManifestFile | undefined;
-      if (manifest) {
-        expected = byPath.get(entry.path);
-        if (!expected) throw disagree(label, entry.path, "not listed in the manifest");
-        if (expected.stored === "unchanged")
-          throw disagree(label, entry.path, "listed as unchanged, yet stored");
-        const want =
-          expected.stored === "append" ? expected.size - (expected.appendOffset ?? 0) : expected.size;
-        if (entry.size !== want)
-          throw disagree(label, entry.path, `size ${entry.size}, manifest says ${want}`);
-      } else {
-        const reason = hardExclusionReason(entry.path);
-        if (reason) {
-          body.resume();
-          notRestored.push({ path: entry.path, reason });
-          return;
-        }
-      }
-      const append = expected?.stored === "append";
-      let st = state.get(entry.path);
-      if (append) {
-        if (!st || st.size !== expected!.appendOffset) {
-          throw integrity(
-            label,
-            `${entry.path} in ${link.id} extends ${expected!.appendOffset} bytes, but the chain before it holds ${st?.size ?? 0}`,
-          );
-        }
-        if (st.hash.copy().digest("hex") !== expected!.prefixSha256)
-          throw integrity(
-            label,
-            `${entry.path} in ${link.id} extends content that the chain before it does not hold`,
-          );
-      } else {
-        st = { hash: createHash("sha256"), size: 0 };
-        state.set(entry.path, st);
-      }
-      const write = target !== null && select(entry.path);
-      if (write) {
-        const abs = join(target!, entry.path);
-        if (!isWithin(target!, abs)) throw disagree(label, entry.path, "resolves outside the target folder");
-        await ensureDir(dirname(entry.path) === "." ? "" : dirname(entry.path));
-      }
-      const current = st;
-      const comparer = comparers.get(entry.path);
-      comparer?.begin(current.size);
-      const sink = write
-        ? fs.createWriteStream(join(target!, entry.path), { mode: 0o600, append })
-        : new Writable({ write: (_c, _e, cb) => cb() });
-      // body -> hash and count -> file: one pipeline, so an error of any stage (a file that cannot
-      // be opened, a full disk) rejects here instead of escaping as an unhandled stream error.
-      const counter = new Transform({
-        transform(chunk: Buffer, _enc, cb) {
-          current.hash.update(chunk);
-          current.size += chunk.length;
-          bytes += chunk.length;
-          options.onBytes?.(chunk.length);
-          if (!comparer) return cb(null, chunk);
-          // the chunk goes on to the file once compared: the comparison keeps no reference to it
-          void comparer.compare(chunk).then(() => cb(null, chunk));
-        },
-      });
-      await pipeline(body, counter, sink);
-      if (expected && current.hash.copy().digest("hex") !== expected.sha256)
-        throw integrity(label, `${entry.path} in ${link.id} does not match its manifest sha256`);
-    };
-
     const members = manifest?.gzipMembers
       ? { gzipMembers: manifest.gzipMembers, maxTarBytes: tarBytesBound(manifest), artifactBytes: link.bytes }
       : {};
-    const result = await readArchive(source, {
+    return readArchive(source, {
       label,
-      onEntry,
+      onEntry: (entry, body) => this.replayEntry(current, entry, body),
       maxTotalBytes,
       maxDecompressionRatio,
       ...members,
     }).catch((err: unknown) => {
       throw damagedLink(err, label, link.id);
     });
-    // The next link records the plaintext it was built on: the whole payload is read to hash it
-    // (through decryption); otherwise only the raw bytes left are, for the checksum.
-    const child = chain[chain.indexOf(link) + 1];
-    const payloadExpected = child?.parent?.id === link.id ? child.parent.payloadSha256 : undefined;
-    if (payloadExpected && link.encrypted) await drainThrough(source);
-    else await drain(opened.raw);
-    const actual = opened.digest();
-    artifactSha256.set(link.id, actual);
-    if (options.checksums) {
-      const expected = options.checksums.get(link.id) ?? null;
-      if (expected !== actual) {
-        throw new IntegrityError(
-          expected ? "PAAS_BACKUP_CHECKSUM_MISMATCH" : "PAAS_BACKUP_CHECKSUM_MISSING",
-          `the bytes of ${label} read for this restore ${expected ? "do not match its checksum file" : "have no checksum file to match"} (sha256 ${actual})`,
-          {
-            path: label,
-            remediation:
-              "Nothing was changed. Restore an older snapshot that verifies (--fallback), or fetch this one from the offsite copy.",
-            stage: "checksum",
-            data: { snapshot: link.id, expected, actual },
-          },
-        );
-      }
-    }
+  }
 
-    if (payloadExpected) {
-      const payload = opened.payloadDigest();
-      if (payload !== payloadExpected) {
-        const reason = `link ${link.id} is not the payload ${child!.id} was built on (its plaintext has sha256 ${payload}, ${child!.id} names ${payloadExpected})`;
-        throw new IntegrityError("PAAS_BACKUP_CHAIN_BROKEN", `${label}: ${reason}`, {
-          path: label,
-          remediation:
-            "Nothing was changed. The parent was replaced by another artifact: restore an older snapshot that verifies (--fallback), or fetch the parent from the offsite copy.",
-          stage: "checksum",
-          data: { snapshot: link.id, reason, expected: payloadExpected, actual: payload },
-        });
-      }
-    }
+  /** One archive entry: judged against the link's manifest before a byte is written, then extracted. */
+  private async replayEntry(current: LinkInReplay, entry: ArchiveEntryInfo, body: Readable): Promise<void> {
+    const { label } = current;
+    // The block marker's path is paas-backup's own: a folder there would stand where the
+    // restore writes the staged marker (and crashed it with exit 1 before issue 20).
+    if (entry.path.startsWith(`${BLOCK_FILE}/`) || (entry.type === "directory" && entry.path === BLOCK_FILE))
+      throw blockMarkerFolder(label, entry.path);
+    if (entry.type === "directory") return judgeFolder(current, entry, body);
+    let expected: ManifestFile | undefined;
+    if (current.manifest) expected = expectedFile(current, entry);
+    else if (this.keptOut(entry, body)) return;
+    const append = expected?.stored === "append";
+    const st = append ? this.appendedState(current, entry, expected!) : this.newState(entry.path);
+    const write = this.options.target !== null && this.select(entry.path);
+    if (write) await this.prepareWrite(current, entry.path);
+    await this.extract(entry, body, st, write, append);
+    if (expected && st.hash.copy().digest("hex") !== expected.sha256)
+      throw integrity(label, `${entry.path} in ${current.link.id} does not match its manifest sha256`);
+  }
 
-    if (manifest) {
-      if (result.manifestJson) {
-        // The sidecar guided the read; the copy inside the checksummed artifact must agree with it.
-        const embedded = parseManifest(result.manifestJson, `${label} (embedded)`);
-        if (!sidecarAgrees(embedded, manifest))
-          throw integrity(label, `the manifest beside ${link.id} differs from the one inside its artifact`);
-      } else {
-        throw integrity(label, `artifact of ${link.id} carries no manifest though one stands beside it`);
-      }
-      for (const file of manifest.files) {
-        const st = state.get(file.path);
-        if (!st || st.size !== file.size || st.hash.copy().digest("hex") !== file.sha256)
-          throw integrity(label, `${file.path} after ${link.id} is not the file its manifest describes`);
-      }
-      // Whatever the link does not list is gone at its time.
-      for (const path of [...state.keys()]) {
-        if (!byPath.has(path)) {
-          state.delete(path);
-          if (target && select(path)) await fs.rm(join(target, path), { force: true });
-        }
-      }
-    } else if (result.manifestJson) {
-      // Our artifact whose sidecar manifest was lost: the embedded one still judges it.
-      const embedded = parseManifest(result.manifestJson, `${label} (embedded)`);
-      if (embedded.kind !== "full")
-        throw integrity(
-          label,
-          `${link.id} is an incremental whose manifest file is missing; it cannot be restored on its own`,
-        );
-      for (const file of embedded.files) {
-        const st = state.get(file.path);
-        if (!st || st.size !== file.size || st.hash.copy().digest("hex") !== file.sha256)
-          throw integrity(
-            label,
-            `${file.path} in ${link.id} is not the file its embedded manifest describes`,
-          );
+  /** A hand-made archive's entry that policy keeps out of a context (vault/, secrets): noted, not restored. */
+  private keptOut(entry: ArchiveEntryInfo, body: Readable): boolean {
+    const reason = hardExclusionReason(entry.path);
+    if (!reason) return false;
+    body.resume();
+    this.notRestored.push({ path: entry.path, reason });
+    return true;
+  }
+
+  /** An appended tail continues the file the chain before it holds, byte for byte, or is refused. */
+  private appendedState(current: LinkInReplay, entry: ArchiveEntryInfo, expected: ManifestFile): FileState {
+    const st = this.state.get(entry.path);
+    if (!st || st.size !== expected.appendOffset) {
+      throw integrity(
+        current.label,
+        `${entry.path} in ${current.link.id} extends ${expected.appendOffset} bytes, but the chain before it holds ${st?.size ?? 0}`,
+      );
+    }
+    if (st.hash.copy().digest("hex") !== expected.prefixSha256)
+      throw integrity(
+        current.label,
+        `${entry.path} in ${current.link.id} extends content that the chain before it does not hold`,
+      );
+    return st;
+  }
+
+  /** A whole file replaces whatever the chain held at its path. */
+  private newState(path: string): FileState {
+    const st = { hash: createHash("sha256"), size: 0 };
+    this.state.set(path, st);
+    return st;
+  }
+
+  /** A file to be written stays inside the target, and its folders exist first. */
+  private async prepareWrite(current: LinkInReplay, path: string): Promise<void> {
+    const target = this.options.target!;
+    const abs = join(target, path);
+    if (!isWithin(target, abs)) throw disagree(current.label, path, "resolves outside the target folder");
+    await this.ensureDir(dirname(path) === "." ? "" : dirname(path));
+  }
+
+  /** Make a folder and those above it, once each. Iterative on purpose: no recursion on the depth of a path an archive names. */
+  private async ensureDir(rel: string): Promise<void> {
+    const target = this.options.target;
+    if (!target) return;
+    const missing: string[] = [];
+    for (let d = rel; d !== "" && d !== "." && !this.madeDirs.has(d); d = dirname(d)) missing.push(d);
+    for (const d of missing.reverse()) {
+      await this.options.fs.mkdir(join(target, d), { mode: 0o700 }).catch((err: { code?: string }) => {
+        if (err.code !== "EEXIST") throw err;
+      });
+      this.madeDirs.add(d);
+    }
+  }
+
+  /**
+   * The entry's bytes: hashed and counted into the file's state, compared with the live file when
+   * one is given, and written when selected. Hot path: one Transform per entry, nothing per chunk.
+   */
+  private async extract(
+    entry: ArchiveEntryInfo,
+    body: Readable,
+    current: FileState,
+    write: boolean,
+    append: boolean,
+  ): Promise<void> {
+    const { fs, target, onBytes } = this.options;
+    const comparer = this.comparers.get(entry.path);
+    comparer?.begin(current.size);
+    const sink = write
+      ? fs.createWriteStream(join(target!, entry.path), { mode: 0o600, append })
+      : new Writable({ write: (_c, _e, cb) => cb() });
+    // body -> hash and count -> file: one pipeline, so an error of any stage (a file that cannot
+    // be opened, a full disk) rejects here instead of escaping as an unhandled stream error.
+    const replay = this;
+    const counter = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        current.hash.update(chunk);
+        current.size += chunk.length;
+        replay.bytes += chunk.length;
+        onBytes?.(chunk.length);
+        if (!comparer) return cb(null, chunk);
+        // the chunk goes on to the file once compared: the comparison keeps no reference to it
+        void comparer.compare(chunk).then(() => cb(null, chunk));
+      },
+    });
+    await pipeline(body, counter, sink);
+  }
+
+  /** The bytes read for this restore are the bytes the link's checksum file names. */
+  private confirmChecksum(current: LinkInReplay, actual: string): void {
+    const { link, label } = current;
+    this.artifactSha256.set(link.id, actual);
+    if (!this.options.checksums) return;
+    const expected = this.options.checksums.get(link.id) ?? null;
+    if (expected === actual) return;
+    throw new IntegrityError(
+      expected ? "PAAS_BACKUP_CHECKSUM_MISMATCH" : "PAAS_BACKUP_CHECKSUM_MISSING",
+      `the bytes of ${label} read for this restore ${expected ? "do not match its checksum file" : "have no checksum file to match"} (sha256 ${actual})`,
+      {
+        path: label,
+        remediation:
+          "Nothing was changed. Restore an older snapshot that verifies (--fallback), or fetch this one from the offsite copy.",
+        stage: "checksum",
+        data: { snapshot: link.id, expected, actual },
+      },
+    );
+  }
+
+  /**
+   * The sidecar guided the read: the copy inside the checksummed artifact must agree with it, every
+   * file must be the one it describes, and whatever the link does not list is gone at its time.
+   */
+  private async judgeBySidecar(current: LinkInReplay, manifestJson: string | null): Promise<void> {
+    const { link, label, byPath } = current;
+    const manifest = current.manifest!;
+    if (!manifestJson)
+      throw integrity(label, `artifact of ${link.id} carries no manifest though one stands beside it`);
+    const embedded = parseManifest(manifestJson, `${label} (embedded)`);
+    if (!sidecarAgrees(embedded, manifest))
+      throw integrity(label, `the manifest beside ${link.id} differs from the one inside its artifact`);
+    for (const file of manifest.files) {
+      if (!this.holds(file))
+        throw integrity(label, `${file.path} after ${link.id} is not the file its manifest describes`);
+    }
+    const { fs, target } = this.options;
+    for (const path of [...this.state.keys()]) {
+      if (!byPath.has(path)) {
+        this.state.delete(path);
+        if (target && this.select(path)) await fs.rm(join(target, path), { force: true });
       }
     }
   }
 
-  const files = [...state.entries()]
-    .map(([path, st]) => ({ path, size: st.size, sha256: st.hash.digest("hex") }))
-    .sort((a, b) => (a.path < b.path ? -1 : 1));
-  const compared = new Map<string, LiveComparison>();
-  for (const f of files) {
-    const answer = comparers.get(f.path)?.result(f.size);
-    if (answer) compared.set(f.path, answer);
+  /** Our artifact whose sidecar manifest was lost: the embedded one still judges it. */
+  private judgeByEmbedded(current: LinkInReplay, manifestJson: string): void {
+    const { link, label } = current;
+    const embedded = parseManifest(manifestJson, `${label} (embedded)`);
+    if (embedded.kind !== "full")
+      throw integrity(
+        label,
+        `${link.id} is an incremental whose manifest file is missing; it cannot be restored on its own`,
+      );
+    for (const file of embedded.files) {
+      if (!this.holds(file))
+        throw integrity(label, `${file.path} in ${link.id} is not the file its embedded manifest describes`);
+    }
   }
-  return { files, notRestored, bytes, artifactSha256, compared };
+
+  /** Whether the replayed state holds exactly this manifest file. */
+  private holds(file: ManifestFile): boolean {
+    const st = this.state.get(file.path);
+    return !!st && st.size === file.size && st.hash.copy().digest("hex") === file.sha256;
+  }
+
+  /** The files the newest link describes, and each live file's comparison over the whole restored content. */
+  result(): MaterializeResult {
+    const files = [...this.state.entries()]
+      .map(([path, st]) => ({ path, size: st.size, sha256: st.hash.digest("hex") }))
+      .sort((a, b) => (a.path < b.path ? -1 : 1));
+    const compared = new Map<string, LiveComparison>();
+    for (const f of files) {
+      const answer = this.comparers.get(f.path)?.result(f.size);
+      if (answer) compared.set(f.path, answer);
+    }
+    const { notRestored, bytes, artifactSha256 } = this;
+    return { files, notRestored, bytes, artifactSha256, compared };
+  }
+}
+
+/** A folder entry: ours carry only the folders their files lie in, and never vault/. */
+function judgeFolder(current: LinkInReplay, entry: ArchiveEntryInfo, body: Readable): void {
+  const { manifest, label, folders } = current;
+  body.resume();
+  // A folder no manifest file implies is how a fake vault/ or a decoy tree gets in: ours never write one.
+  if (manifest && (entry.path === "vault" || entry.path.startsWith("vault/")))
+    throw disagree(label, entry.path, "a vault/ entry (the vault is never backed up nor restored)");
+  if (manifest && !folders.has(entry.path))
+    throw disagree(label, entry.path, "a folder that no file of the manifest lies in");
+  // A hand-made archive's folders (kept out or not) are made as the files that need them are
+  // written, so a --path restore stages only those.
+}
+
+/** The manifest's word on a stored file: listed, stored (not "unchanged"), and of the size it says. */
+function expectedFile(current: LinkInReplay, entry: ArchiveEntryInfo): ManifestFile {
+  const { label, byPath } = current;
+  const expected = byPath.get(entry.path);
+  if (!expected) throw disagree(label, entry.path, "not listed in the manifest");
+  if (expected.stored === "unchanged") throw disagree(label, entry.path, "listed as unchanged, yet stored");
+  const want = expected.stored === "append" ? expected.size - (expected.appendOffset ?? 0) : expected.size;
+  if (entry.size !== want) throw disagree(label, entry.path, `size ${entry.size}, manifest says ${want}`);
+  return expected;
+}
+
+/** The link is the very plaintext its child was built on, or the parent was replaced. */
+function confirmPayload(current: LinkInReplay, child: SnapshotRef, expected: string, payload: string): void {
+  if (payload === expected) return;
+  const { link, label } = current;
+  const reason = `link ${link.id} is not the payload ${child.id} was built on (its plaintext has sha256 ${payload}, ${child.id} names ${expected})`;
+  throw new IntegrityError("PAAS_BACKUP_CHAIN_BROKEN", `${label}: ${reason}`, {
+    path: label,
+    remediation:
+      "Nothing was changed. The parent was replaced by another artifact: restore an older snapshot that verifies (--fallback), or fetch the parent from the offsite copy.",
+    stage: "checksum",
+    data: { snapshot: link.id, reason, expected, actual: payload },
+  });
 }
