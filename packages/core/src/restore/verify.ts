@@ -121,6 +121,11 @@ export interface VerifyOptions {
   onWarning?: (message: string) => void;
 }
 
+/**
+ * Verify the selected snapshots of a context: each one's checksum, its chain, its access, its
+ * signature and (deep) its replayed contents. Steps: scan → select → verify each (damaged ones get
+ * their own error and never fail the others).
+ */
 export async function verifySnapshots(options: VerifyOptions): Promise<SnapshotVerification[]> {
   const { fs } = options;
   if (options.decryptor?.identityFile)
@@ -132,6 +137,42 @@ export async function verifySnapshots(options: VerifyOptions): Promise<SnapshotV
   const everything: (SnapshotRef | DamagedSnapshot)[] = [...all, ...damaged].sort((a, b) =>
     compareSnapshotIds(a.id, b.id),
   );
+  const selected = selectToVerify(options, everything);
+  const run: VerifyRun = {
+    options,
+    all,
+    cache: new Map(),
+    damagedIds: new Set(damaged.map((d) => d.id)),
+    signaturePolicy: options.signatures ?? { allowedSigners: [] },
+    signingRecord: all[0] ? await readSigningRecord(all[0].storage) : null,
+  };
+  const results: SnapshotVerification[] = [];
+  for (const snapshot of selected) {
+    if ("error" in snapshot) results.push(await verifyDamaged(snapshot, options.deep === true));
+    else results.push(await verifyIntact(run, snapshot));
+  }
+  return results;
+}
+
+/** What every snapshot of one verify run is checked against, read once. */
+interface VerifyRun {
+  options: VerifyOptions;
+  all: SnapshotRef[];
+  /** checksums already read, shared by the chains that have links in common */
+  cache: Map<string, { state: ChecksumState; actual: string; expected: string | null }>;
+  damagedIds: Set<string>;
+  signaturePolicy: SignaturePolicy;
+  signingRecord: Awaited<ReturnType<typeof readSigningRecord>>;
+}
+
+/**
+ * The snapshots `options.snapshot` names: "all", one id, or "latest" (with a clock, what restore
+ * would pick: never one from the future, with the same warning). None is a usage error.
+ */
+function selectToVerify<S extends SnapshotRef | DamagedSnapshot>(
+  options: VerifyOptions,
+  everything: S[],
+): S[] {
   const now = options.clock?.();
   const present = now ? presentSnapshots(everything, now) : everything;
   const selected =
@@ -162,115 +203,129 @@ export async function verifySnapshots(options: VerifyOptions): Promise<SnapshotV
       },
     );
   }
-  const cache = new Map();
-  const results: SnapshotVerification[] = [];
-  const damagedIds = new Set(damaged.map((d) => d.id));
-  const signaturePolicy = options.signatures ?? { allowedSigners: [] };
-  const signingRecord = all[0] ? await readSigningRecord(all[0].storage) : null;
-  for (const snapshot of selected) {
-    if ("error" in snapshot) {
-      const c = await checkSnapshotChecksum(snapshot);
-      results.push({
-        id: snapshot.id,
-        kind: "unknown",
-        manifestError: { code: snapshot.error.code, message: snapshot.error.message },
-        checksum: c.state,
-        sha256: c.actual,
-        expected: c.expected,
-        chain: [],
-        chainOk: false,
-        chainProblem: `its manifest is damaged: ${snapshot.error.message}`,
-        deep: options.deep
-          ? {
-              ok: false,
-              files: 0,
-              bytes: 0,
-              error: { code: snapshot.error.code, message: snapshot.error.message, exitCode: 3 },
-            }
-          : null,
-        access: [],
-        signature: { state: "unsigned", refusal: null },
-        ok: false,
-      });
-      continue;
-    }
-    const checked = await checkChain(snapshot, all, cache);
-    const { chain, self } = checked;
-    const missingLink = chainOf(snapshot, all).missing;
-    const problem =
-      checked.problem && missingLink && damagedIds.has(missingLink)
-        ? `link ${missingLink} of its chain has a damaged manifest`
-        : checked.problem;
-    const access: string[] = [];
-    // Only a backend with modes and owners (a folder) has them to check: a bucket's access is its policy.
-    const owned = snapshot.storage.flags.permissions;
-    if (owned && snapshot.mode & 0o077)
-      access.push(`artifact mode ${snapshot.mode.toString(8)} lets others read it (want 600)`);
-    if (owned && options.currentUid !== undefined && snapshot.uid !== options.currentUid)
-      access.push(`artifact owned by uid ${snapshot.uid}, not ${options.currentUid}`);
-    let deep: SnapshotVerification["deep"] = null;
-    if (options.deep) {
-      if (problem)
-        deep = {
+  return selected;
+}
+
+/** A snapshot whose sidecar manifest cannot be read: its checksum is still reported, and it fails with its own error. */
+async function verifyDamaged(snapshot: DamagedSnapshot, deep: boolean): Promise<SnapshotVerification> {
+  const c = await checkSnapshotChecksum(snapshot);
+  return {
+    id: snapshot.id,
+    kind: "unknown",
+    manifestError: { code: snapshot.error.code, message: snapshot.error.message },
+    checksum: c.state,
+    sha256: c.actual,
+    expected: c.expected,
+    chain: [],
+    chainOk: false,
+    chainProblem: `its manifest is damaged: ${snapshot.error.message}`,
+    deep: deep
+      ? {
           ok: false,
           files: 0,
           bytes: 0,
-          error: { code: "PAAS_BACKUP_CHAIN_BROKEN", message: problem, exitCode: ExitCode.integrity },
-        };
-      else {
-        try {
-          const r = await materializeChain({
-            fs,
-            chain,
-            target: null,
-            ...(options.decryptor ? { decryptor: options.decryptor } : {}),
-            ...(options.maxExpansion ? { maxExpansion: options.maxExpansion } : {}),
-          });
-          deep = { ok: true, files: r.files.length, bytes: r.bytes, error: null };
-        } catch (err) {
-          if (!(err instanceof PaasBackupError)) throw err;
-          deep = {
-            ok: false,
-            files: 0,
-            bytes: 0,
-            error: { code: err.code, message: err.message, exitCode: err.exitCode },
-          };
+          error: { code: snapshot.error.code, message: snapshot.error.message, exitCode: 3 },
         }
-      }
-    }
-    let signature: SnapshotVerification["signature"];
-    try {
-      signature = {
-        ...(await requireTrustedSnapshot(snapshot, signaturePolicy, signingRecord)),
-        refusal: null,
-      };
-    } catch (err) {
-      if (!(err instanceof PaasBackupError)) throw err;
-      signature = {
-        ...(await checkSnapshotSignature(snapshot, signaturePolicy.allowedSigners)),
-        refusal: { code: err.code, message: err.message },
-      };
-    }
-    results.push({
-      id: snapshot.id,
-      kind: snapshot.kind,
-      manifestError: null,
-      checksum: self.state,
-      sha256: self.actual,
-      expected: self.expected,
-      chain: chain.map((c) => c.id),
-      chainOk: problem === null,
-      chainProblem: problem,
-      deep,
-      access,
-      signature,
-      ok:
-        self.state === "verified" &&
-        problem === null &&
-        (deep?.ok ?? true) &&
-        access.length === 0 &&
-        signature.refusal === null,
+      : null,
+    access: [],
+    signature: { state: "unsigned", refusal: null },
+    ok: false,
+  };
+}
+
+/** One readable snapshot: chain, access, (deep) contents and signature, in that order. */
+async function verifyIntact(run: VerifyRun, snapshot: SnapshotRef): Promise<SnapshotVerification> {
+  const { options, all } = run;
+  const checked = await checkChain(snapshot, all, run.cache);
+  const { chain, self } = checked;
+  const missingLink = chainOf(snapshot, all).missing;
+  // a link that is there but unreadable is named as damaged, not as missing
+  const problem =
+    checked.problem && missingLink && run.damagedIds.has(missingLink)
+      ? `link ${missingLink} of its chain has a damaged manifest`
+      : checked.problem;
+  const access = accessProblems(snapshot, options.currentUid);
+  const deep = options.deep ? await verifyContents(options, chain, problem) : null;
+  const signature = await signatureOf(snapshot, run.signaturePolicy, run.signingRecord);
+  return {
+    id: snapshot.id,
+    kind: snapshot.kind,
+    manifestError: null,
+    checksum: self.state,
+    sha256: self.actual,
+    expected: self.expected,
+    chain: chain.map((c) => c.id),
+    chainOk: problem === null,
+    chainProblem: problem,
+    deep,
+    access,
+    signature,
+    ok:
+      self.state === "verified" &&
+      problem === null &&
+      (deep?.ok ?? true) &&
+      access.length === 0 &&
+      signature.refusal === null,
+  };
+}
+
+/** An artifact others can read, or owned by another user. Only a backend with modes and owners (a folder) has them to check: a bucket's access is its policy. */
+function accessProblems(snapshot: SnapshotRef, currentUid: number | undefined): string[] {
+  const access: string[] = [];
+  const owned = snapshot.storage.flags.permissions;
+  if (owned && snapshot.mode & 0o077)
+    access.push(`artifact mode ${snapshot.mode.toString(8)} lets others read it (want 600)`);
+  if (owned && currentUid !== undefined && snapshot.uid !== currentUid)
+    access.push(`artifact owned by uid ${snapshot.uid}, not ${currentUid}`);
+  return access;
+}
+
+/** --deep: replay the chain without writing; a broken chain is not replayed, and any refusal is reported, not thrown. */
+async function verifyContents(
+  options: VerifyOptions,
+  chain: SnapshotRef[],
+  problem: string | null,
+): Promise<NonNullable<SnapshotVerification["deep"]>> {
+  if (problem)
+    return {
+      ok: false,
+      files: 0,
+      bytes: 0,
+      error: { code: "PAAS_BACKUP_CHAIN_BROKEN", message: problem, exitCode: ExitCode.integrity },
+    };
+  try {
+    const r = await materializeChain({
+      fs: options.fs,
+      chain,
+      target: null,
+      ...(options.decryptor ? { decryptor: options.decryptor } : {}),
+      ...(options.maxExpansion ? { maxExpansion: options.maxExpansion } : {}),
     });
+    return { ok: true, files: r.files.length, bytes: r.bytes, error: null };
+  } catch (err) {
+    if (!(err instanceof PaasBackupError)) throw err;
+    return {
+      ok: false,
+      files: 0,
+      bytes: 0,
+      error: { code: err.code, message: err.message, exitCode: err.exitCode },
+    };
   }
-  return results;
+}
+
+/** Who signed it, and the error a restore would refuse it with (null when a restore accepts it). */
+async function signatureOf(
+  snapshot: SnapshotRef,
+  policy: SignaturePolicy,
+  record: VerifyRun["signingRecord"],
+): Promise<SnapshotVerification["signature"]> {
+  try {
+    return { ...(await requireTrustedSnapshot(snapshot, policy, record)), refusal: null };
+  } catch (err) {
+    if (!(err instanceof PaasBackupError)) throw err;
+    return {
+      ...(await checkSnapshotSignature(snapshot, policy.allowedSigners)),
+      refusal: { code: err.code, message: err.message },
+    };
+  }
 }
