@@ -69,121 +69,201 @@ function inflateMembers(
   label: string,
   maxTarBytes: number,
 ): Readable {
-  // An index that does not fit the artifact was not written with it: the manifest beside it is not
-  // to be trusted. (A restore re-checks the checksum on any failure, so a damaged artifact is
-  // still reported as a checksum mismatch.)
-  const corrupt = (why: string, cause?: unknown) =>
-    new SafetyError(
-      "PAAS_BACKUP_MANIFEST_DISAGREES",
-      `archive ${label} disagrees with its manifest's gzip member index: ${why}`,
-      {
-        path: label,
-        remediation:
-          "Do not restore this artifact; it or its manifest was altered after it was written. Restore an older verified snapshot.",
-        stage: "archive",
-        data: { reason: why },
-        ...(cause ? { cause: cause as Error } : {}),
-      },
-    );
-  const tooLarge = (why: string) =>
-    new SafetyError(
-      "PAAS_BACKUP_ARCHIVE_TOO_LARGE",
-      `archive ${label} expands past its limit (${why}; decompression bomb guard)`,
-      {
-        path: label,
-        remediation:
-          "Do not restore this artifact; its manifest declares more data than the snapshot it describes.",
-        stage: "archive",
-      },
-    );
-  // A member cut where the index says, with a gzip header at its start and its recorded size in
-  // its trailer (ISIZE), lines up with the artifact: when it then fails to inflate, its bytes are
-  // damaged (exit 3), the index is not at fault. A cut that does not line up is the index's (exit 4).
-  const damaged = (which: string, why: string, cause?: unknown) =>
-    new IntegrityError(
-      "PAAS_BACKUP_ARCHIVE_CORRUPT",
-      `archive ${label} is corrupt: ${which} does not inflate (${why})`,
-      {
-        path: label,
-        remediation:
-          "Do not restore this artifact: its bytes are damaged. Restore an older snapshot that verifies, or fetch this one again from the offsite copy.",
-        stage: "archive",
-        data: { reason: why },
-        ...(cause ? { cause: cause as Error } : {}),
-      },
-    );
-  const startsAsGzip = (b: Buffer) => b.length >= 18 && b[0] === 0x1f && b[1] === 0x8b && b[2] === 8;
-  const linesUp = (member: Buffer, plain: number) =>
-    startsAsGzip(member) && member.readUInt32LE(member.length - 4) === plain % 2 ** 32;
-  const declared = members.plain.reduce((n, p) => n + p, 0);
-  async function* plainTar(): AsyncGenerator<Buffer> {
-    if (declared > maxTarBytes)
-      throw tooLarge(`its member index declares ${declared} bytes of tar, at most ${maxTarBytes} expected`);
-    if (members.plain.some((p) => p > MAX_MEMBER_PLAIN))
-      throw tooLarge(`a member declares more than ${MAX_MEMBER_PLAIN} bytes`);
-    const queue: { plain: number; out: Promise<Buffer>; member: Buffer; index: number }[] = [];
-    const settle = async () => {
-      const next = queue.shift()!;
-      let out: Buffer;
-      try {
-        out = await next.out;
-      } catch (err) {
-        if ((err as { code?: string }).code === "ERR_BUFFER_TOO_LARGE" || err instanceof RangeError)
-          throw tooLarge(`a member inflates past its recorded ${next.plain} bytes`);
-        if (linesUp(next.member, next.plain))
-          throw damaged(`gzip member ${next.index + 1}`, (err as Error).message, err);
-        throw corrupt(`a gzip member does not inflate: ${(err as Error).message}`, err);
-      }
-      if (out.length !== next.plain)
-        throw corrupt(`a gzip member inflates to ${out.length} bytes, its index says ${next.plain}`);
-      return out;
-    };
-    let index = 0;
-    let parts: Buffer[] = [];
-    let have = 0;
-    const tail: Buffer[] = [];
-    let tailBytes = 0;
+  return Readable.from(new MemberInflation(members, label, maxTarBytes).plainTar(source), {
+    objectMode: false,
+  });
+}
+
+/** A member cut out of the artifact and inflating in the threadpool. */
+interface InflatingMember {
+  plain: number;
+  out: Promise<Buffer>;
+  member: Buffer;
+  index: number;
+}
+
+const startsAsGzip = (b: Buffer) => b.length >= 18 && b[0] === 0x1f && b[1] === 0x8b && b[2] === 8;
+
+/** A member cut with a gzip header at its start and its recorded size in its trailer (ISIZE) lines up with the artifact. */
+const linesUp = (member: Buffer, plain: number) =>
+  startsAsGzip(member) && member.readUInt32LE(member.length - 4) === plain % 2 ** 32;
+
+/**
+ * One indexed artifact's inflation: cut (the member being gathered), inflate (at most
+ * INFLATE_IN_FLIGHT at once), settle (in order, each to exactly its recorded size), then the
+ * tail. Its state is fields, so the per-chunk loop allocates nothing but the members it cuts.
+ */
+class MemberInflation {
+  private readonly queue: InflatingMember[] = [];
+  /** the member being cut, and the bytes of it gathered so far */
+  private index = 0;
+  private parts: Buffer[] = [];
+  private have = 0;
+  /** what follows the indexed members: the manifest's entry and the end-of-archive blocks */
+  private readonly tail: Buffer[] = [];
+  private tailBytes = 0;
+
+  constructor(
+    private readonly members: GzipMembers,
+    private readonly label: string,
+    private readonly maxTarBytes: number,
+  ) {}
+
+  async *plainTar(source: Readable): AsyncGenerator<Buffer> {
+    this.checkDeclared();
+    const count = this.members.compressed.length;
     for await (const raw of source) {
       let chunk = raw as Buffer;
-      while (chunk.length > 0 && index < members.compressed.length) {
-        const take = Math.min(chunk.length, members.compressed[index]! - have);
-        parts.push(chunk.subarray(0, take));
-        have += take;
-        chunk = chunk.subarray(take);
-        if (have === members.compressed[index]) {
-          const member = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-          const out = inflate(member, members.plain[index]!);
-          out.catch(() => undefined);
-          queue.push({ plain: members.plain[index]!, out, member, index });
-          parts = [];
-          have = 0;
-          index++;
-          while (queue.length >= INFLATE_IN_FLIGHT) yield await settle();
-        }
+      while (chunk.length > 0 && this.index < count) {
+        chunk = this.cut(chunk);
+        // a member started inflating only when it was whole: the queue grows nowhere else
+        while (this.queue.length >= INFLATE_IN_FLIGHT) yield await this.settle();
       }
-      if (chunk.length > 0) {
-        tailBytes += chunk.length;
-        if (tailBytes > MAX_TAIL_BYTES)
-          throw tooLarge(`more than ${MAX_TAIL_BYTES} bytes follow the indexed members`);
-        tail.push(Buffer.from(chunk));
-      }
+      if (chunk.length > 0) this.keepTail(chunk);
     }
-    if (index < members.compressed.length)
-      throw corrupt(`it ends inside gzip member ${index + 1} of ${members.compressed.length}`);
-    while (queue.length > 0) yield await settle();
-    if (tailBytes === 0)
-      throw corrupt("nothing follows the indexed members: the manifest's entry is missing");
-    const last = Buffer.concat(tail);
+    if (this.index < count)
+      throw indexDisagrees(this.label, `it ends inside gzip member ${this.index + 1} of ${count}`);
+    while (this.queue.length > 0) yield await this.settle();
+    if (this.tailBytes === 0)
+      throw indexDisagrees(
+        this.label,
+        "nothing follows the indexed members: the manifest's entry is missing",
+      );
+    const last = Buffer.concat(this.tail);
     try {
       yield await inflate(last, MAX_TAIL_BYTES, 64 * 1024);
     } catch (err) {
-      if ((err as { code?: string }).code === "ERR_BUFFER_TOO_LARGE" || err instanceof RangeError)
-        throw tooLarge(`the unindexed tail inflates past ${MAX_TAIL_BYTES} bytes`);
-      if (startsAsGzip(last)) throw damaged("the last gzip member", (err as Error).message, err);
-      throw corrupt(`the last gzip member does not inflate: ${(err as Error).message}`, err);
+      throw this.tailFailure(err, last);
     }
   }
-  return Readable.from(plainTar(), { objectMode: false });
+
+  /** An index that declares more than the manifest's snapshot can hold is refused before a byte is inflated. */
+  private checkDeclared(): void {
+    const declared = this.members.plain.reduce((n, p) => n + p, 0);
+    if (declared > this.maxTarBytes)
+      throw indexTooLarge(
+        this.label,
+        `its member index declares ${declared} bytes of tar, at most ${this.maxTarBytes} expected`,
+      );
+    if (this.members.plain.some((p) => p > MAX_MEMBER_PLAIN))
+      throw indexTooLarge(this.label, `a member declares more than ${MAX_MEMBER_PLAIN} bytes`);
+  }
+
+  /** Take the current member's bytes from the chunk; once the member is whole, start inflating it. Returns the rest. */
+  private cut(chunk: Buffer): Buffer {
+    const { members } = this;
+    const take = Math.min(chunk.length, members.compressed[this.index]! - this.have);
+    this.parts.push(chunk.subarray(0, take));
+    this.have += take;
+    if (this.have === members.compressed[this.index]) {
+      const member = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts);
+      const out = inflate(member, members.plain[this.index]!);
+      out.catch(() => undefined);
+      this.queue.push({ plain: members.plain[this.index]!, out, member, index: this.index });
+      this.parts = [];
+      this.have = 0;
+      this.index++;
+    }
+    return chunk.subarray(take);
+  }
+
+  /** Bytes past the indexed members, kept (copied: the source may reuse its buffer) up to a fixed cap. */
+  private keepTail(chunk: Buffer): void {
+    this.tailBytes += chunk.length;
+    if (this.tailBytes > MAX_TAIL_BYTES)
+      throw indexTooLarge(this.label, `more than ${MAX_TAIL_BYTES} bytes follow the indexed members`);
+    this.tail.push(Buffer.from(chunk));
+  }
+
+  /** The oldest member's plain bytes, exactly its recorded size, or the error that says whose fault it is. */
+  private async settle(): Promise<Buffer> {
+    const next = this.queue.shift()!;
+    let out: Buffer;
+    try {
+      out = await next.out;
+    } catch (err) {
+      if (overflowed(err))
+        throw indexTooLarge(this.label, `a member inflates past its recorded ${next.plain} bytes`);
+      // a cut that lines up and fails to inflate is damaged bytes (exit 3); one that does not is the index's (exit 4)
+      if (linesUp(next.member, next.plain))
+        throw memberDamaged(this.label, `gzip member ${next.index + 1}`, (err as Error).message, err);
+      throw indexDisagrees(this.label, `a gzip member does not inflate: ${(err as Error).message}`, err);
+    }
+    if (out.length !== next.plain)
+      throw indexDisagrees(
+        this.label,
+        `a gzip member inflates to ${out.length} bytes, its index says ${next.plain}`,
+      );
+    return out;
+  }
+
+  /** Why the unindexed tail did not inflate. */
+  private tailFailure(err: unknown, last: Buffer): unknown {
+    if (overflowed(err))
+      return indexTooLarge(this.label, `the unindexed tail inflates past ${MAX_TAIL_BYTES} bytes`);
+    if (startsAsGzip(last))
+      return memberDamaged(this.label, "the last gzip member", (err as Error).message, err);
+    return indexDisagrees(
+      this.label,
+      `the last gzip member does not inflate: ${(err as Error).message}`,
+      err,
+    );
+  }
+}
+
+/** zlib's maxOutputLength was reached: the member expands past what it declares. */
+function overflowed(err: unknown): boolean {
+  return (err as { code?: string }).code === "ERR_BUFFER_TOO_LARGE" || err instanceof RangeError;
+}
+
+/**
+ * An index that does not fit the artifact was not written with it: the manifest beside it is not
+ * to be trusted. (A restore re-checks the checksum on any failure, so a damaged artifact is still
+ * reported as a checksum mismatch.)
+ */
+function indexDisagrees(label: string, why: string, cause?: unknown): SafetyError {
+  return new SafetyError(
+    "PAAS_BACKUP_MANIFEST_DISAGREES",
+    `archive ${label} disagrees with its manifest's gzip member index: ${why}`,
+    {
+      path: label,
+      remediation:
+        "Do not restore this artifact; it or its manifest was altered after it was written. Restore an older verified snapshot.",
+      stage: "archive",
+      data: { reason: why },
+      ...(cause ? { cause: cause as Error } : {}),
+    },
+  );
+}
+
+/** The index declares, or a member inflates to, more than the snapshot it describes. */
+function indexTooLarge(label: string, why: string): SafetyError {
+  return new SafetyError(
+    "PAAS_BACKUP_ARCHIVE_TOO_LARGE",
+    `archive ${label} expands past its limit (${why}; decompression bomb guard)`,
+    {
+      path: label,
+      remediation:
+        "Do not restore this artifact; its manifest declares more data than the snapshot it describes.",
+      stage: "archive",
+    },
+  );
+}
+
+/** A member that lines up with the artifact and still fails to inflate: its bytes are damaged. */
+function memberDamaged(label: string, which: string, why: string, cause?: unknown): IntegrityError {
+  return new IntegrityError(
+    "PAAS_BACKUP_ARCHIVE_CORRUPT",
+    `archive ${label} is corrupt: ${which} does not inflate (${why})`,
+    {
+      path: label,
+      remediation:
+        "Do not restore this artifact: its bytes are damaged. Restore an older snapshot that verifies, or fetch this one again from the offsite copy.",
+      stage: "archive",
+      data: { reason: why },
+      ...(cause ? { cause: cause as Error } : {}),
+    },
+  );
 }
 
 export interface ReadArchiveResult {
@@ -274,148 +354,193 @@ function printable(path: string): string {
  * Any refusal stops the stream at once: nothing past the hostile entry is read or written.
  */
 export function readArchive(artifact: Readable, options: ReadArchiveOptions): Promise<ReadArchiveResult> {
+  const source = plainSource(artifact, options);
+  return new Promise<ReadArchiveResult>((resolve, reject) =>
+    new ArchiveReading(artifact, source, options, resolve, reject).start(),
+  );
+}
+
+/**
+ * What the parser reads: the members inflated in parallel when the manifest indexes them and the
+ * index fits the artifact, otherwise the artifact itself (node-tar inflates it in sequence).
+ */
+function plainSource(artifact: Readable, options: ReadArchiveOptions): Readable {
   const index = options.gzipMembers;
   const fits =
     index &&
     (options.artifactBytes === undefined ||
       index.compressed.reduce((n, c) => n + c, 0) < options.artifactBytes);
-  const source =
-    index && fits ? inflateMembers(artifact, index, options.label, options.maxTarBytes ?? 0) : artifact;
-  return new Promise<ReadArchiveResult>((resolve, reject) => {
-    let manifestJson: string | null = null;
-    let entries = 0;
-    let totalBytes = 0;
-    let failed = false;
-    const earlier = {
-      files: new Set<string>(),
-      folders: new Set<string>(),
-      directoryEntries: new Set<string>(),
-    };
-    let queue: Promise<void> = Promise.resolve();
-    const parser = new Parser({ strict: true, maxDecompressionRatio: options.maxDecompressionRatio });
-    const tooLarge = (detail: string) =>
-      new SafetyError(
-        "PAAS_BACKUP_ARCHIVE_TOO_LARGE",
-        `archive ${options.label} expands past its limit (${detail}; decompression bomb guard)`,
-        {
-          path: options.label,
-          remediation:
-            "Do not restore this artifact. If it is a genuine hand-made snapshot (no manifest) of very compressible data, pass a larger --max-expansion (default 200) to restore or verify.",
-          stage: "archive",
-        },
-      );
+  return index && fits ? inflateMembers(artifact, index, options.label, options.maxTarBytes ?? 0) : artifact;
+}
 
-    const fail = (err: unknown) => {
-      if (failed) return;
-      failed = true;
-      source.unpipe(parser);
-      source.destroy();
-      artifact.destroy();
-      reject(err);
-    };
+/**
+ * One archive being read: each entry judged (the root entry's manifest, hostile paths, conflicts
+ * with earlier entries, the size limit), then handed to onEntry in order through a queue; the
+ * first refusal or parser complaint stops everything (fail), and the end resolves once the queue
+ * has drained.
+ */
+class ArchiveReading {
+  private manifestJson: string | null = null;
+  private entries = 0;
+  private totalBytes = 0;
+  private failed = false;
+  private readonly earlier = {
+    files: new Set<string>(),
+    folders: new Set<string>(),
+    directoryEntries: new Set<string>(),
+  };
+  /** onEntry calls, one after the other, in archive order */
+  private queue: Promise<void> = Promise.resolve();
+  private readonly parser: Parser;
 
-    parser.on("entry", (entry: ReadEntry) => {
-      if (failed) {
-        entry.resume();
-        return;
-      }
-      const raw = entry.path;
-      const path = canonicalEntryPath(raw);
-      const type = entry.type === "Directory" ? "directory" : "file";
-      if (path === "" && entry.type === "Directory") {
-        // The root entry: ours carries the manifest; the reference flow's "./" carries nothing.
-        const comment = (entry as unknown as { comment?: string }).comment;
-        if (typeof comment === "string" && comment.startsWith("{")) manifestJson = comment;
-        entry.resume();
-        return;
-      }
-      const reason =
-        hostileEntryReason(raw, entry.type) ??
-        (path === "" ? "empty path" : null) ??
-        (type === "directory" && earlier.directoryEntries.has(path) ? "duplicate path" : null) ??
-        entryConflictReason(path, type, earlier);
-      if (reason) {
-        entry.resume();
-        fail(
-          new SafetyError(
-            "PAAS_BACKUP_HOSTILE_ENTRY",
-            `refused archive entry ${printable(raw)} in ${options.label}: ${reason}`,
-            {
-              path: options.label,
-              remediation:
-                "Do not restore this artifact; it was not written by paas-backup or has been tampered with. Restore an older verified snapshot.",
-              stage: "archive",
-              data: { entry: raw, reason },
-            },
-          ),
-        );
-        return;
-      }
-      noteEntry(path, type, earlier);
-      entries++;
-      totalBytes += entry.size ?? 0;
-      if (totalBytes > options.maxTotalBytes) {
-        entry.resume();
-        fail(tooLarge(`${options.maxTotalBytes} bytes at entry ${printable(path)}`));
-        return;
-      }
-      const info: ArchiveEntryInfo = {
-        path,
-        type,
-        size: entry.size ?? 0,
-        mode: (entry.mode ?? 0o600) & 0o777,
-      };
-      entry.pause();
-      queue = queue.then(async () => {
-        if (failed) {
-          entry.resume();
-          return;
-        }
-        try {
-          await options.onEntry(info, entry as unknown as Readable);
-        } catch (err) {
-          entry.resume();
-          fail(err);
-        }
-      });
-    });
+  constructor(
+    private readonly artifact: Readable,
+    private readonly source: Readable,
+    private readonly options: ReadArchiveOptions,
+    private readonly resolve: (result: ReadArchiveResult) => void,
+    private readonly reject: (err: unknown) => void,
+  ) {
+    this.parser = new Parser({ strict: true, maxDecompressionRatio: options.maxDecompressionRatio });
+  }
+
+  start(): void {
+    const { parser, source } = this;
+    parser.on("entry", (entry: ReadEntry) => this.onEntry(entry));
     parser.on("warn", (code: string, message: string) => {
-      if (/decompression ratio/.test(String(message))) return fail(tooLarge(String(message)));
-      fail(
-        new IntegrityError(
-          "PAAS_BACKUP_ARCHIVE_CORRUPT",
-          `archive ${options.label} is corrupt (${code}: ${message})`,
-          {
-            path: options.label,
-            remediation:
-              "Restore an older snapshot that verifies, or fetch this one again from the offsite copy.",
-            stage: "archive",
-          },
-        ),
-      );
+      if (/decompression ratio/.test(String(message)))
+        return this.fail(archiveTooLarge(this.options.label, String(message)));
+      this.fail(archiveCorrupt(this.options.label, `${code}: ${message}`));
     });
     parser.on("error", (err: Error) => {
-      if (/decompression ratio/.test(err.message)) return fail(tooLarge(err.message));
-      fail(
-        new IntegrityError(
-          "PAAS_BACKUP_ARCHIVE_CORRUPT",
-          `archive ${options.label} is corrupt (${err.message})`,
-          {
-            path: options.label,
-            remediation:
-              "Restore an older snapshot that verifies, or fetch this one again from the offsite copy.",
-            stage: "archive",
-            cause: err,
-          },
-        ),
-      );
+      if (/decompression ratio/.test(err.message))
+        return this.fail(archiveTooLarge(this.options.label, err.message));
+      this.fail(archiveCorrupt(this.options.label, err.message, err));
     });
     parser.on("end", () => {
-      void queue.then(() => {
-        if (!failed) resolve({ manifestJson, entries, totalBytes });
+      void this.queue.then(() => {
+        if (!this.failed)
+          this.resolve({
+            manifestJson: this.manifestJson,
+            entries: this.entries,
+            totalBytes: this.totalBytes,
+          });
       });
     });
-    source.on("error", (err) => fail(err));
+    source.on("error", (err) => this.fail(err));
     source.pipe(parser);
+  }
+
+  /** The first failure stops the read: the source is cut off and destroyed, later ones are ignored. */
+  private fail(err: unknown): void {
+    if (this.failed) return;
+    this.failed = true;
+    this.source.unpipe(this.parser);
+    this.source.destroy();
+    this.artifact.destroy();
+    this.reject(err);
+  }
+
+  private onEntry(entry: ReadEntry): void {
+    if (this.failed) {
+      entry.resume();
+      return;
+    }
+    const raw = entry.path;
+    const path = canonicalEntryPath(raw);
+    const type = entry.type === "Directory" ? "directory" : "file";
+    if (path === "" && entry.type === "Directory") {
+      // The root entry: ours carries the manifest; the reference flow's "./" carries nothing.
+      const comment = (entry as unknown as { comment?: string }).comment;
+      if (typeof comment === "string" && comment.startsWith("{")) this.manifestJson = comment;
+      entry.resume();
+      return;
+    }
+    const reason = this.refusalOf(raw, path, type, entry.type);
+    if (reason) {
+      entry.resume();
+      this.fail(hostileEntry(this.options.label, raw, reason));
+      return;
+    }
+    noteEntry(path, type, this.earlier);
+    this.entries++;
+    this.totalBytes += entry.size ?? 0;
+    if (this.totalBytes > this.options.maxTotalBytes) {
+      entry.resume();
+      this.fail(
+        archiveTooLarge(
+          this.options.label,
+          `${this.options.maxTotalBytes} bytes at entry ${printable(path)}`,
+        ),
+      );
+      return;
+    }
+    const info: ArchiveEntryInfo = {
+      path,
+      type,
+      size: entry.size ?? 0,
+      mode: (entry.mode ?? 0o600) & 0o777,
+    };
+    entry.pause();
+    this.queue = this.queue.then(() => this.handOver(info, entry));
+  }
+
+  /** Why an entry cannot be restored (its type or path, or a clash with the entries before it), or null. */
+  private refusalOf(raw: string, path: string, type: "file" | "directory", tarType: string): string | null {
+    return (
+      hostileEntryReason(raw, tarType) ??
+      (path === "" ? "empty path" : null) ??
+      (type === "directory" && this.earlier.directoryEntries.has(path) ? "duplicate path" : null) ??
+      entryConflictReason(path, type, this.earlier)
+    );
+  }
+
+  /** Hand an accepted entry to onEntry in its turn; after a failure its body is only drained. */
+  private async handOver(info: ArchiveEntryInfo, entry: ReadEntry): Promise<void> {
+    if (this.failed) {
+      entry.resume();
+      return;
+    }
+    try {
+      await this.options.onEntry(info, entry as unknown as Readable);
+    } catch (err) {
+      entry.resume();
+      this.fail(err);
+    }
+  }
+}
+
+function archiveTooLarge(label: string, detail: string): SafetyError {
+  return new SafetyError(
+    "PAAS_BACKUP_ARCHIVE_TOO_LARGE",
+    `archive ${label} expands past its limit (${detail}; decompression bomb guard)`,
+    {
+      path: label,
+      remediation:
+        "Do not restore this artifact. If it is a genuine hand-made snapshot (no manifest) of very compressible data, pass a larger --max-expansion (default 200) to restore or verify.",
+      stage: "archive",
+    },
+  );
+}
+
+function archiveCorrupt(label: string, detail: string, cause?: Error): IntegrityError {
+  return new IntegrityError("PAAS_BACKUP_ARCHIVE_CORRUPT", `archive ${label} is corrupt (${detail})`, {
+    path: label,
+    remediation: "Restore an older snapshot that verifies, or fetch this one again from the offsite copy.",
+    stage: "archive",
+    ...(cause ? { cause } : {}),
   });
+}
+
+function hostileEntry(label: string, raw: string, reason: string): SafetyError {
+  return new SafetyError(
+    "PAAS_BACKUP_HOSTILE_ENTRY",
+    `refused archive entry ${printable(raw)} in ${label}: ${reason}`,
+    {
+      path: label,
+      remediation:
+        "Do not restore this artifact; it was not written by paas-backup or has been tampered with. Restore an older verified snapshot.",
+      stage: "archive",
+      data: { entry: raw, reason },
+    },
+  );
 }
