@@ -816,7 +816,9 @@ export const COMMANDS: CommandSpec[] = [
       "paas-backup keys rotate --all-contexts --add-recipient age1new... --remove-recipient age1old... --identity old-identity.txt",
     ],
     exitCodes: ["usage", "integrity", "safety", "busy", "environment", "unexpected"],
-    json: "`data[]`: one per context: `context`, `record` (the rotation record's path), `resumed` (an interrupted rotation finished first, or null), `rotated`, `skipped` (`id`, `reason`), `offsite` (`target`, `id`, `action`: `replaced`, `locked` or `failed`, `lockedUntil`, `encryptedOnPush`: a copy of a snapshot plaintext at home, encrypted again from it, with its `recipients` now, `problem`: why it failed); also `warnings` (a removed recipient the config still names)",
+    // an s3:// root: under each context's lease, every rotated snapshot committed by a relocation entry
+    sharedRoot: "write",
+    json: "`data[]`: one per context: `context`, `record` (the rotation record's path; on an s3:// root its URL in the bucket), `resumed` (an interrupted rotation finished first, or null), `rotated`, `skipped` (`id`, `reason`), `offsite` (`target`, `id`, `action`: `replaced`, `locked` or `failed`, `lockedUntil`, `encryptedOnPush`: a copy of a snapshot plaintext at home, encrypted again from it, with its `recipients` now, `problem`: why it failed); also `warnings` (a removed recipient the config still names)",
     load: L(() => import("./commands/keys.js"), "keysRotateCommand"),
   },
   {

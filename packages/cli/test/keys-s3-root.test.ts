@@ -1,16 +1,22 @@
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
+import { GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { createStateRoot, startRgw, type Rgw } from "@paas-backup/testing";
 import { nodeFs } from "@paas-backup/core/node";
-import { runCli, type CliResult } from "./helpers.js";
+import { CLI, runCli, type CliResult } from "./helpers.js";
+
+const PRELOAD = resolve(import.meta.dirname, "kill-preload.mjs");
 
 /**
  * keys audit with an s3:// backup root (issue 24 §3 on issue 22's shared bucket), on Ceph RGW
  * through the built CLI: it reads the age header of every committed snapshot in the bucket, as it
- * does in a folder; keys rotate still refuses such a root by name (nothing in the bucket is ever
- * overwritten: a rotation there needs a commit of its own, not built yet).
+ * does in a folder; keys rotate re-encrypts the bucket's snapshots without overwriting anything:
+ * each rotated snapshot's objects under new keys, committed by a relocation entry in the context's
+ * fenced log that every reader follows, the old objects swept after the delete delay.
  */
 const CTX = "alpha";
 let rgw: Rgw;
@@ -64,7 +70,7 @@ afterAll(async () => {
 });
 
 describe("keys with an s3:// backup root (RGW, through the built CLI)", () => {
-  it("keys audit lists the committed snapshots a key opens in the bucket; keys rotate refuses the root by name", async () => {
+  it("keys audit lists the committed snapshots a key opens in the bucket", async () => {
     const recipients = ["--recipient", keys.old!.recipient, "--recipient", keys.keep!.recipient];
     const full = await on(["tick", "--context", CTX, ...recipients]);
     expect(full.code, full.stdout + full.stderr).toBe(0);
@@ -88,22 +94,6 @@ describe("keys with an s3:// backup root (RGW, through the built CLI)", () => {
     const never = await on(["keys", "audit", "--context", CTX, "--identity", keys.never!.file]);
     expect(never.code, never.stdout + never.stderr).toBe(0);
     expect(never.json).toMatchObject({ count: 0, checked: 2 });
-
-    const rotate = await on([
-      "keys",
-      "rotate",
-      "--context",
-      CTX,
-      "--remove-recipient",
-      keys.old!.recipient,
-      "--add-recipient",
-      keys.never!.recipient,
-      "--identity",
-      keys.keep!.file,
-    ]);
-    expect(rotate.code, rotate.stdout + rotate.stderr).toBe(2);
-    expect(rotate.json.error.code).toBe("PAAS_BACKUP_REMOTE_ROOT_UNSUPPORTED");
-    expect(rotate.json.error.remediation).toContain("keys audit");
   }, 180_000);
 });
 
@@ -180,4 +170,232 @@ describe("keys rotate of copies encrypted on push to S3 targets (RGW, through th
     const byNew = await cli(["keys", "audit", "--context", CTX, "--identity", keys.never!.file]);
     expect(byNew.json.data.map((o: any) => o.where)).toEqual(["plain"]);
   }, 180_000);
+});
+
+describe("keys rotate with an s3:// backup root (RGW, through the built CLI)", () => {
+  it("re-encrypts the bucket's chain without overwriting: killed half-way and resumed, audit of the removed key 0, age -d gives the payload, a fresh host restores; the old objects go after the delay", async () => {
+    const BETA = "beta";
+    const dir = mkdtempSync(join(work, "rot-s3-"));
+    const config = join(dir, "config.json");
+    const allowed = join(dir, "allowed_signers");
+    const signingKey = join(dir, "signing_key");
+    writeFileSync(
+      config,
+      JSON.stringify({
+        mandatoryDrillContexts: [],
+        allowedSigners: allowed,
+        sharedRoot: { deleteAfterSeconds: 2, leaseSeconds: 10 },
+      }),
+    );
+    const signing = await runCli(["keygen", "--signing", "--principal", "host-a", "--out", signingKey], {
+      env,
+    });
+    expect(signing.code, signing.stderr).toBe(0);
+    writeFileSync(allowed, signing.stdout);
+    const hostEnv = { ...env, PAAS_BACKUP_SIGNING_KEY: signingKey };
+    const base = [
+      "--state-root",
+      stateRoot,
+      "--backup-root",
+      root,
+      "--root-endpoint",
+      rgw.endpoint,
+      "--root-path-style",
+      "--config",
+      config,
+    ];
+    const cli = (args: string[], extra: Record<string, string> = {}) =>
+      runCli([...base, "--json", ...args], { env: { ...hostEnv, ...extra } });
+    await createStateRoot({
+      fs: nodeFs,
+      root: join(work, "state"),
+      contexts: [{ name: BETA, eventBytes: 20_000 }],
+      plantSecrets: false,
+    });
+    // a chain in the bucket: a full and two incrementals, signed, to the old key and one kept
+    const recipients = ["--recipient", keys.old!.recipient, "--recipient", keys.keep!.recipient];
+    const full = await cli(["snapshot", "--context", BETA, ...recipients]);
+    expect(full.code, full.stdout + full.stderr).toBe(0);
+    for (let i = 0; i < 2; i++) {
+      const inc = await cli(["snapshot", "--context", BETA, "--kind", "incremental", ...recipients]);
+      expect(inc.code, inc.stdout + inc.stderr).toBe(0);
+    }
+    const before = await cli(["list", "--context", BETA]);
+    expect(before.json.data.map((s: any) => s.kind)).toEqual(["full", "incremental", "incremental"]);
+    const ids: string[] = before.json.data.map((s: any) => s.id);
+    const bucket = root.slice("s3://".length).split("/")[0]!;
+    const objects = async (prefix: string) => {
+      const out: string[] = [];
+      let token: string | undefined;
+      do {
+        const page = await rgw.client.send(
+          new ListObjectsV2Command({ Bucket: bucket, Prefix: `repo/${prefix}`, ContinuationToken: token }),
+        );
+        out.push(...(page.Contents ?? []).map((o) => o.Key!.slice("repo/".length)));
+        token = page.NextContinuationToken;
+      } while (token);
+      return out.sort();
+    };
+    const getObject = async (key: string) => {
+      const r = await rgw.client.send(new GetObjectCommand({ Bucket: bucket, Key: `repo/${key}` }));
+      return Buffer.from(await r.Body!.transformToByteArray());
+    };
+    const originals = (await objects(`${BETA}/`)).filter((k) =>
+      ids.some((id) => k.startsWith(`${BETA}/${id}.`)),
+    );
+    const originalBytes = new Map(
+      await Promise.all(originals.map(async (k) => [k, await getObject(k)] as const)),
+    );
+
+    const rotateArgs = [
+      ...base,
+      "keys",
+      "rotate",
+      "--context",
+      BETA,
+      "--add-recipient",
+      keys.never!.recipient,
+      "--remove-recipient",
+      keys.old!.recipient,
+      "--identity",
+      keys.keep!.file,
+    ];
+    // every save of the rotation record (in the host's cache) is a step: start, then staged,
+    // committing and done per snapshot; killed after the second snapshot's "committing" (its
+    // relocation not yet committed), then the rerun killed after the third's
+    const killedAt = (nth: number) =>
+      new Promise<string>((done) => {
+        const child = spawn(process.execPath, ["--import", PRELOAD, CLI, ...rotateArgs], {
+          env: {
+            ...process.env,
+            ...hostEnv,
+            PB_KILL_AFTER_CALL: `rename:/${BETA}/rotations/[^/]+\\.json$`,
+            PB_KILL_AFTER_CALL_NTH: String(nth),
+          },
+          cwd: tmpdir(),
+          stdio: ["ignore", "ignore", "pipe"],
+        });
+        let stderr = "";
+        child.stderr.on("data", (d) => (stderr += d));
+        child.on("close", (code, signal) => done(signal ?? `exit ${code}: ${stderr}`));
+      });
+    expect(await killedAt(6)).toBe("SIGKILL");
+    const [cacheId] = readdirSync(join(work, "cache", "paas-backup")).filter((n) => /^[0-9a-f]{16}$/.test(n));
+    const journalDir = join(work, "cache", "paas-backup", cacheId!, BETA, "rotations");
+    const [journal] = readdirSync(journalDir).filter((n) => n.endsWith(".json"));
+    const staleJournal = join(dir, "stale-journal.json");
+    copyFileSync(join(journalDir, journal!), staleJournal);
+    // half-way: nothing a reader sees has changed yet for the second snapshot; the first is rotated
+    const mid = await cli(["keys", "audit", "--context", BETA, "--identity", keys.old!.file]);
+    expect(mid.code, mid.stdout + mid.stderr).toBe(0);
+    expect(mid.json.data.map((o: any) => o.id)).toEqual(ids.slice(1));
+    const midVerify = await cli(["verify", "--context", BETA, "--all"]);
+    expect(midVerify.code, midVerify.stdout + midVerify.stderr).toBe(0);
+    // the resumed run killed after the third snapshot's "committing" (the second's relocation landed)
+    expect(await killedAt(3)).toBe("SIGKILL");
+    // and its journal set back to the first kill's: the second snapshot's relocation is in the log,
+    // its record says "committing", the third says "pending" though its copy is staged
+    copyFileSync(staleJournal, join(journalDir, journal!));
+    const rotate = await cli(rotateArgs.slice(base.length));
+    expect(rotate.code, rotate.stdout + rotate.stderr).toBe(0);
+    expect(rotate.json.data[0]).toMatchObject({ context: BETA, skipped: [] });
+    expect(rotate.json.data[0].record).toMatch(new RegExp(`^${root}/rotation-records/${BETA}/[^/]+\\.json$`));
+    const record = JSON.parse(
+      (await getObject(rotate.json.data[0].record.slice(`${root}/`.length))).toString(),
+    );
+    expect(record.finishedAt).not.toBeNull();
+    expect(record.snapshots.map((s: any) => [s.id, s.phase])).toEqual(ids.map((id) => [id, "done"]));
+    // one relocation committed per snapshot, none twice
+    const log = await objects(`log/context/${BETA}/`);
+    const entries = await Promise.all(log.map(async (k) => JSON.parse((await getObject(k)).toString())));
+    expect(entries.filter((e) => e.data.relocation).map((e) => e.data.relocation.snapshot)).toEqual(ids);
+
+    // nothing was overwritten: the old objects are still there, byte for byte, until the delay passes
+    for (const [k, bytes] of originalBytes) expect((await getObject(k)).equals(bytes), k).toBe(true);
+    const audit = await cli(["keys", "audit", "--context", BETA, "--identity", keys.old!.file]);
+    expect(audit.code, audit.stdout + audit.stderr).toBe(0);
+    expect(audit.json).toMatchObject({ count: 0, checked: 3 });
+    const byNew = await cli(["keys", "audit", "--context", BETA, "--identity", keys.never!.file]);
+    expect(byNew.json.data.map((o: any) => o.id)).toEqual(ids);
+    const list = await cli(["list", "--context", BETA]);
+    expect(list.code, list.stdout + list.stderr).toBe(0);
+    expect(list.json.data.map((s: any) => [s.id, s.checksum])).toEqual(ids.map((id) => [id, "verified"]));
+    const verify = await cli([
+      "verify",
+      "--context",
+      BETA,
+      "--all",
+      "--deep",
+      "--identity",
+      keys.never!.file,
+    ]);
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+    expect(verify.json.data.map((v: any) => [v.checksum, v.chainOk, v.signature.state])).toEqual(
+      ids.map(() => ["verified", true, "signed"]),
+    );
+    // age opens each relocated artifact with the new key, to the payload the manifest names
+    const ageDecrypt = (identity: string, bytes: Buffer) =>
+      spawnSync("age", ["-d", "-i", identity], { input: bytes, maxBuffer: 1 << 30 });
+    for (const s of list.json.data) {
+      const key = s.artifact.slice(`${root}/`.length);
+      expect(key).toBe(`${BETA}/rotations/${record.id}/${s.id}/${s.id}.tar.gz.age`);
+      const manifest = JSON.parse(
+        (await getObject(key.replace(/\.tar\.gz\.age$/, ".manifest.json"))).toString(),
+      );
+      expect(manifest.encryption.recipients.sort()).toEqual(
+        [keys.keep!.recipient, keys.never!.recipient].sort(),
+      );
+      const plain = ageDecrypt(keys.never!.file, await getObject(key));
+      expect(plain.status, plain.stderr.toString()).toBe(0);
+      expect(createHash("sha256").update(plain.stdout).digest("hex")).toBe(manifest.payloadSha256);
+      expect(ageDecrypt(keys.old!.file, await getObject(key)).status).not.toBe(0);
+    }
+
+    // maintenance removes what the relocations replaced, once they are older than the delay
+    await new Promise((r) => setTimeout(r, 3_000));
+    const prune = await cli(["prune", "--context", BETA]);
+    expect(prune.code, prune.stdout + prune.stderr).toBe(0);
+    expect(prune.json.data[0]).toMatchObject({ marked: [], removed: [] });
+    for (const k of originals) expect(prune.json.data[0].swept).toContain(k.slice(BETA.length + 1));
+    const left = await objects(`${BETA}/`);
+    expect(left.filter((k) => originals.includes(k))).toEqual([]);
+    const after = await cli(["keys", "audit", "--context", BETA, "--identity", keys.old!.file]);
+    expect(after.json).toMatchObject({ count: 0, checked: 3 });
+
+    // a fresh host (its own cache, state root and home) restores the newest of the chain with the new key
+    const fresh = join(dir, "fresh");
+    const freshState = await createStateRoot({
+      fs: nodeFs,
+      root: join(fresh, "state"),
+      contexts: [{ name: BETA, eventBytes: 1_000 }],
+      plantSecrets: false,
+    });
+    mkdirSync(join(fresh, "home"), { recursive: true });
+    const restore = await runCli(
+      [
+        "--state-root",
+        freshState.stateRoot,
+        ...base.slice(2),
+        "--json",
+        "restore",
+        "--context",
+        BETA,
+        "--ticket",
+        "INC-ROTATED",
+        "--identity",
+        keys.never!.file,
+        "--yes",
+      ],
+      {
+        env: {
+          ...rgw.env,
+          HOME: join(fresh, "home"),
+          XDG_CACHE_HOME: join(fresh, "cache"),
+          PAAS_BACKUP_HOST: "host-fresh",
+        },
+      },
+    );
+    expect(restore.code, restore.stdout + restore.stderr).toBe(0);
+    expect(restore.json.data[0]).toMatchObject({ outcome: "restored", snapshot: { id: ids[2] } });
+  }, 300_000);
 });

@@ -19,14 +19,19 @@ if (process.env.PB_COUNT_RENAMES) process.on("exit", () => process.stderr.write(
 
 // PB_KILL_AFTER_CALL="<op>:<text>" SIGKILLs the process right after a successful fs.promises.<op>
 // (rm, chmod, link, rename…) whose path arguments match the regular expression <text>: a kill
-// between two named steps.
+// between two named steps. PB_KILL_AFTER_CALL_NTH=N: at the Nth such call, not the first.
 const [killOp, killText] = (process.env.PB_KILL_AFTER_CALL ?? "").split(/:(.*)/s);
 if (killOp && killText) {
   const original = fs.promises[killOp];
+  const nth = Number(process.env.PB_KILL_AFTER_CALL_NTH ?? "1");
+  let matched = 0;
   fs.promises[killOp] = async function killableCall(path, ...rest) {
     const result = await original.call(fs.promises, path, ...rest);
     // <text> is a regular expression over the call's path arguments (from and to, for rename)
-    if ([path, ...rest].some((a) => typeof a === "string" && new RegExp(killText).test(a)))
+    if (
+      [path, ...rest].some((a) => typeof a === "string" && new RegExp(killText).test(a)) &&
+      ++matched === nth
+    )
       process.kill(process.pid, "SIGKILL");
     return result;
   };

@@ -1,4 +1,4 @@
-import { auditKey, rotateRecipients } from "@paas-backup/core/keys";
+import { auditKey, rotateRecipients, type SharedRotation } from "@paas-backup/core/keys";
 import { UsageError } from "@paas-backup/core/errors";
 import { resolveOperator, type Runtime } from "../runtime.js";
 import { resolveSigner } from "../options/signing.js";
@@ -141,7 +141,9 @@ export async function keysRotateCommand(
       },
     );
   const contexts = flags.allContexts
-    ? await listContexts({ fs: rt.fs, backupRoot: rt.backupRoot })
+    ? rt.shared
+      ? await (await import("../ops/fleet.js")).sharedFleetContexts(rt)
+      : await listContexts({ fs: rt.fs, backupRoot: rt.backupRoot })
     : [validateContextName(flags.context!)];
   const signer = await resolveSigner(rt);
   const offsiteTargets = await resolveTargets(rt, {}, false);
@@ -157,22 +159,28 @@ export async function keysRotateCommand(
   for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
   const data = [];
   for (const context of contexts) {
-    const r = await rotateRecipients({
-      ...lockedBy(rt, context, "keys rotate"),
-      fs: rt.fs,
-      backupRoot: rt.backupRoot,
-      context,
-      add,
-      remove,
-      identities: identity.identities,
-      identityOrigin: identity.path,
-      clock: rt.clock,
-      operator: resolveOperator(undefined, rt.env),
-      ...(signer ? { signer } : {}),
-      offsiteTargets,
-      pushRecipients,
-      onStep: (step) => rt.progress(`${context} ${step.id}: ${step.phase}\n`),
-    });
+    const rotate = (shared?: SharedRotation) =>
+      rotateRecipients({
+        ...lockedBy(rt, context, "keys rotate"),
+        fs: rt.fs,
+        backupRoot: rt.backupRoot,
+        context,
+        add,
+        remove,
+        identities: identity.identities,
+        identityOrigin: identity.path,
+        clock: rt.clock,
+        operator: resolveOperator(undefined, rt.env),
+        ...(signer ? { signer } : {}),
+        offsiteTargets,
+        pushRecipients,
+        onStep: (step) => rt.progress(`${context} ${step.id}: ${step.phase}\n`),
+        ...(shared ? { shared } : {}),
+      });
+    // An s3:// root: under the context's lease, with the bucket's offsite and rotation records
+    const r = rt.shared
+      ? await (await import("../ops/shared.js")).withSharedRotation(rt, context, rotate)
+      : await rotate();
     const row = {
       context,
       record: r.record,

@@ -20,6 +20,10 @@ import {
   probeConditionalWrites,
   readFencedLog,
   registerStorageDriver,
+  relocatedView,
+  relocationMap,
+  relocationsIn,
+  type Relocation,
   type LogEntry,
   type ObjectStorage,
   type RepositoryIdentity,
@@ -256,9 +260,11 @@ export function refuseRemoteRoot(command: string, url: string, supported: string
 /**
  * The context's snapshots as every reader of a shared bucket must see them: those committed
  * through the context's lease by a commit no later epoch fenced out, less those prune marked for
- * deletion. A writer that paused past its lease may have made an artifact visible whose commit was
- * refused; it is never listed, never a parent, never restored. get and head still reach everything
- * (a restore that listed a snapshot before its mark reads it to the end).
+ * deletion, each read where its newest committed relocation says (a snapshot `keys rotate`
+ * re-encrypted: core's relocatedView). A writer that paused past its lease may have made an
+ * artifact visible whose commit was refused; it is never listed, never a parent, never restored.
+ * get and head still reach everything (a restore that listed a snapshot before its mark reads it
+ * to the end).
  */
 export async function committedView(
   shared: SharedRoot,
@@ -266,9 +272,11 @@ export async function committedView(
   /** "show": marked snapshots stay listed (prune itself acts on its marks) */
   marks: "hide" | "show" = "hide",
 ): Promise<ObjectStorage> {
-  const storage = shared.storage;
-  const committed = await committedIds(shared, context);
-  const marked = marks === "hide" ? new Set((await listMarks(storage, context)).keys()) : new Set<string>();
+  const log = await committedLog(shared, context);
+  const committed = log.committed;
+  const storage = relocatedView(shared.storage, relocationMap(log.relocations).current);
+  const marked =
+    marks === "hide" ? new Set((await listMarks(shared.storage, context)).keys()) : new Set<string>();
   const hidden = (key: string) => {
     const id = snapshotIdOfKey(context, key);
     return id !== null && (!committed.has(id) || marked.has(id));
@@ -287,6 +295,17 @@ export async function committedView(
 
 /** The ids committed through the context's lease by a commit no later epoch fenced out. */
 export async function committedIds(shared: SharedRoot, context: string): Promise<Set<string>> {
+  return (await committedLog(shared, context)).committed;
+}
+
+/**
+ * The context's fenced log as readers use it: the committed snapshot ids, and the committed
+ * relocations (keys rotate), oldest first.
+ */
+export async function committedLog(
+  shared: SharedRoot,
+  context: string,
+): Promise<{ committed: Set<string>; relocations: Relocation[] }> {
   // The log's entries are create-only and never change: the cache keeps those read, so a tick
   // fetches only the entries written since (one LIST page per 1000 entries, not one GET each).
   const cacheFile = join(shared.cacheDir, "log", `${context}.json`);
@@ -299,14 +318,15 @@ export async function committedIds(shared: SharedRoot, context: string): Promise
   }
   const before = known.size;
   const committed = new Set<string>();
-  for (const entry of await readFencedLog(shared.storage, `context/${context}`, { known }))
+  const log = await readFencedLog(shared.storage, `context/${context}`, { known });
+  for (const entry of log)
     if (entry.kind === "commit" && !entry.fenced && typeof entry.data.snapshot === "string")
       committed.add(entry.data.snapshot);
   if (known.size !== before) {
     privateDir(join(shared.cacheDir, "log"));
     writePrivate(cacheFile, `${JSON.stringify([...known.values()])}\n`);
   }
-  return committed;
+  return { committed, relocations: relocationsIn(log) };
 }
 
 /** The snapshot id a key of the context's folder belongs to (`<context>/<id>.<anything>`), else null. */

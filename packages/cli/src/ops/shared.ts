@@ -13,6 +13,7 @@ import {
 } from "@paas-backup/core/repository";
 import type { TickOutcome } from "@paas-backup/core/tick";
 import type { RetentionPolicy } from "@paas-backup/core/retention";
+import type { SharedRotation } from "@paas-backup/core/keys";
 import type { ReportSources } from "@paas-backup/core/report";
 import type { IncidentRecord } from "@paas-backup/core/records";
 import type { SharedRoot } from "../runtime.js";
@@ -262,14 +263,41 @@ export async function sharedReportSources(rt: Runtime): Promise<ReportSources> {
  */
 export async function sweepShared(rt: Runtime, context: string): Promise<string[]> {
   const shared = sharedOf(rt);
-  const { committedIds, snapshotIdOfKey } = await import("../host/shared-root.js");
+  const { committedLog, snapshotIdOfKey } = await import("../host/shared-root.js");
+  const { relocationMap, RELOCATIONS_FOLDER } = await import("@paas-backup/core/repository");
   const storage = shared.storage;
   const cutoff = new Date((await storage.serverTime!()).getTime() - shared.deleteAfterMs);
   const swept = await storage.sweepStaged(`${context}/`, cutoff);
-  const committed = await committedIds(shared, context);
+  const log = await committedLog(shared, context);
+  const committed = log.committed;
+  // keys rotate's relocations: what an entry replaced goes once the entry is older than the delay
+  // (a reader that listed before it reads the old bytes to the end); a rotation's object no
+  // committed entry names (a run killed before its commit and not resumed, or fenced out) goes once
+  // it is itself that old
+  const { current, superseded } = relocationMap(log.relocations);
+  const live = new Set(current.values());
+  const replacedBefore = new Map<string, number>();
+  for (const s of superseded)
+    replacedBefore.set(s.key, Math.max(replacedBefore.get(s.key) ?? 0, Date.parse(s.at)));
+  const replacedLongAgo = (key: string) =>
+    replacedBefore.has(key) && replacedBefore.get(key)! < cutoff.getTime();
   for await (const o of storage.list(`${context}/`, { shallow: true, keysOnly: true })) {
+    if (replacedLongAgo(o.key)) {
+      await storage.delete(o.key);
+      swept.push(o.key);
+      continue;
+    }
     const id = snapshotIdOfKey(context, o.key);
     if (id === null || committed.has(id) || !o.lastModified || o.lastModified >= cutoff) continue;
+    await storage.delete(o.key);
+    swept.push(o.key);
+  }
+  for await (const o of storage.list(`${context}/${RELOCATIONS_FOLDER}/`, { keysOnly: true })) {
+    if (live.has(o.key)) continue;
+    const due = replacedBefore.has(o.key)
+      ? replacedLongAgo(o.key)
+      : o.lastModified !== null && o.lastModified < cutoff;
+    if (!due) continue;
     await storage.delete(o.key);
     swept.push(o.key);
   }
@@ -480,4 +508,81 @@ export async function tickMaintenance(
     for (const context of contexts) if (!out.has(context)) out.set(context, skipped(e));
   }
   return out;
+}
+
+/** Where an s3:// root keeps the rotation records of keys rotate: `rotation-records/<context>/<id>.json`. */
+const ROTATION_RECORDS = "rotation-records";
+
+/**
+ * keys rotate of one context of an s3:// root: under the context's lease (no snapshot, prune or
+ * push of it runs meanwhile, and each relocation is committed with the lease's epoch), with the
+ * context's offsite records and its rotation records fetched from the bucket into the host's
+ * cache and put back after, however it ended. A record is pulled when the cache has none or the
+ * bucket's is finished: a host killed mid-rotation keeps its newer journal, and a step whose
+ * relocation is committed is done whatever a record says (the log is the truth).
+ */
+export async function withSharedRotation<T extends { record: string; rotation: { id: string } }>(
+  rt: Runtime,
+  context: string,
+  rotate: (shared: SharedRotation) => Promise<T>,
+): Promise<T> {
+  const shared = sharedOf(rt);
+  const { storage, cacheDir } = shared;
+  const { committedLog, committedView } = await import("../host/shared-root.js");
+  const { mkdir, readdir, readFile, rename, writeFile } = await import("node:fs/promises");
+  const { join } = await import("node:path");
+  const dir = join(cacheDir, context, "rotations");
+  const prefix = `${ROTATION_RECORDS}/${context}/`;
+  const pulled = new Map<string, string>();
+  for await (const o of storage.list(prefix, { shallow: true, keysOnly: true })) {
+    const name = o.key.slice(prefix.length);
+    if (!RECORD_NAME.test(name)) continue;
+    const text = await readObjectText(storage, o.key);
+    if (text === null || !parses(text)) continue;
+    const local = await readFile(join(dir, name), "utf8").catch(() => null);
+    const finished = (JSON.parse(text) as { finishedAt?: string | null }).finishedAt;
+    if (local !== null && !finished) {
+      pulled.set(name, text);
+      continue;
+    }
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const staged = join(dir, `.${name}.${randomBytes(4).toString("hex")}.pull`);
+    await writeFile(staged, text, { mode: 0o600 });
+    await rename(staged, join(dir, name));
+    pulled.set(name, text);
+  }
+  const putBack = async () => {
+    const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => RECORD_NAME.test(n));
+    for (const name of names) {
+      const text = await readFile(join(dir, name), "utf8");
+      if (pulled.get(name) === text) continue;
+      const body = Buffer.from(text);
+      await storage.put(`${prefix}${name}`, Readable.from([body]), {
+        sha256: sha256Hex(body),
+        size: body.length,
+      });
+    }
+  };
+  const result = await withLease(rt, `context/${context}`, "keys rotate", (lease) =>
+    withOffsiteRecords(rt, context, async () => {
+      let result: T;
+      try {
+        result = await rotate({
+          storage,
+          view: () => committedView(shared, context),
+          relocations: async () => (await committedLog(shared, context)).relocations,
+          commit: async (relocation) => {
+            await lease.commit({ relocation, host: shared.host });
+          },
+        });
+      } catch (err) {
+        // the journal so far goes to the bucket too, so another host can see where it stopped
+        await putBack().catch(() => undefined);
+        throw err;
+      }
+      await putBack();
+      return result;
+    }),
+  );
+  return { ...result, record: storage.locate(`${prefix}${result.rotation.id}.json`) };
 }

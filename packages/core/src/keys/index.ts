@@ -11,4 +11,5 @@ export {
   type RotationPhase,
   type RotationRecord,
   type RotationStep,
+  type SharedRotation,
 } from "./rotate.js";

@@ -17,6 +17,7 @@ import {
   type SnapshotRef,
 } from "../repository/repository.js";
 import type { ObjectStorage } from "../repository/storage.js";
+import { relocationKey, type Relocation } from "../repository/relocation.js";
 import { readRepositoryIdentity } from "../repository/identity.js";
 import type { SigningKey } from "../signing/sshsig.js";
 import { SIGNATURE_SUFFIX } from "../signing/verify.js";
@@ -90,6 +91,28 @@ export interface RotateOptions extends ContextCallOptions {
   pushRecipients?: readonly string[];
   /** told after each step, for progress and for tests that stop halfway */
   onStep?: (step: RotationStep) => void | Promise<void>;
+  /**
+   * An s3:// root (issue 22): nothing in the bucket is overwritten, so each rotated snapshot's
+   * objects are written under keys of their own and committed by one relocation entry in the
+   * context's fenced log (repository/relocation.ts), which every reader follows.
+   */
+  shared?: SharedRotation;
+}
+
+export interface SharedRotation {
+  /** the bucket itself: the new objects are written here, under relocationKey */
+  storage: ObjectStorage;
+  /** the context's committed snapshots as readers see them now (read again at every step) */
+  view(): Promise<ObjectStorage>;
+  /** the context's committed relocations (a step whose commit landed before a kill is done) */
+  relocations(): Promise<Relocation[]>;
+  /** commit one relocation through the context's lease: create-only, carrying its epoch */
+  commit(relocation: Relocation): Promise<void>;
+}
+
+/** Where the context's snapshots are read: the backup root folder, or the bucket as its readers see it. */
+async function homeOf(options: RotateOptions): Promise<ObjectStorage> {
+  return options.shared ? options.shared.view() : backupRootStorage(options.fs, options.backupRoot);
 }
 
 export interface RotateResult {
@@ -164,10 +187,11 @@ export async function rotateRecipients(options: RotateOptions): Promise<RotateRe
       add,
       remove,
       signer: options.signer?.fingerprint ?? null,
+      ...(options.shared ? { relocated: true as const } : {}),
       snapshots: [],
       offsite: [],
     };
-    const home = backupRootStorage(fs, backupRoot);
+    const home = await homeOf(options);
     const snapshots = await openRepository(home).snapshots(context);
     // what would stop it halfway is refused before the record exists
     await requireSigner(options, snapshots);
@@ -224,12 +248,33 @@ async function requireSigner(options: RotateOptions, snapshots: readonly Snapsho
 
 async function runRotation(options: RotateOptions, record: RotationRecord): Promise<void> {
   const { fs, backupRoot } = options;
-  const home = backupRootStorage(fs, backupRoot);
   const save = () => saveRotationRecord(fs, backupRoot, record);
-  await requireSigner(options, await openRepository(home).snapshots(record.context));
+  await requireSigner(options, await openRepository(await homeOf(options)).snapshots(record.context));
+  // a bucket: the steps whose relocation was committed before a kill cut the record's save short
+  const committed = options.shared
+    ? (await options.shared.relocations()).filter((r) => r.rotation === record.id)
+    : [];
   for (const step of record.snapshots) {
     if (step.phase === "done" || step.phase === "skipped") continue;
+    const landed = committed.find((r) => r.snapshot === step.id);
+    if (landed) {
+      Object.assign(step, { newSha256: landed.sha256, payloadSha256: landed.payloadSha256, phase: "done" });
+      delete step.writes;
+      await save();
+      await options.onStep?.(step);
+      continue;
+    }
+    if (
+      options.shared &&
+      step.phase !== "pending" &&
+      !(await options.shared.storage.head(relocationKey(record.context, record.id, step.id, step.artifact)))
+    ) {
+      // its staged copy was swept (a rotation left unresumed past the delete delay): stage it again
+      step.phase = "pending";
+      delete step.writes;
+    }
     // listed again at each step: the commit of a parent rewrote its children's sidecar manifests
+    const home = await homeOf(options);
     const all = await openRepository(home).snapshots(record.context);
     const snap = all.find((s) => s.id === step.id);
     if (!snap) {
@@ -275,7 +320,8 @@ async function runRotation(options: RotateOptions, record: RotationRecord): Prom
       await options.onStep?.(step);
     }
     if (step.phase === "committing") {
-      await commitRotationStep(home, record, step);
+      if (options.shared) await commitRelocation(options, options.shared, record, step, snap);
+      else await commitRotationStep(home, record, step);
       await save();
       await options.onStep?.(step);
     }
@@ -298,16 +344,19 @@ async function stageReencrypted(
   snap: SnapshotRef,
   recipients: string[],
 ): Promise<{ newSha256: string; payloadSha256: string; bytes: number }> {
-  const home = snap.storage;
   const origin = options.identityOrigin ?? "the identity";
   const oldHash = new HashingStream();
   const payloadHash = new HashingStream();
   const newHash = new HashingStream();
-  const key = stagingKey(record.context, record.id, snap.artifactName);
+  // a bucket: staged straight to the key its relocation will name (never over a committed key)
+  const home = options.shared?.storage ?? snap.storage;
+  const key = options.shared
+    ? relocationKey(record.context, record.id, snap.id, snap.artifactName)
+    : stagingKey(record.context, record.id, snap.artifactName);
   const staged = await home.stage(key);
   try {
     await pipeline([
-      await home.get(snap.artifactKey),
+      await snap.storage.get(snap.artifactKey),
       oldHash,
       ageDecryptor(options.identities, origin).decrypt(),
       payloadHash,
@@ -426,6 +475,42 @@ async function commitWrites(
 }
 
 /**
+ * The commit of a step on a bucket: the sidecar texts under the step's own keys, then one
+ * relocation entry through the context's lease naming where each of the snapshot's keys (and its
+ * children's manifests) now is. Until the entry lands nothing a reader sees has changed; a rerun
+ * writes the same texts again (nothing reads them before the entry) and commits once.
+ */
+async function commitRelocation(
+  options: RotateOptions,
+  shared: SharedRotation,
+  record: RotationRecord,
+  step: RotationStep,
+  snap: SnapshotRef,
+): Promise<void> {
+  const store = shared.storage;
+  const keys: Record<string, string> = {
+    [snap.artifactKey]: relocationKey(record.context, record.id, snap.id, snap.artifactName),
+  };
+  for (const w of step.writes ?? []) {
+    const to = relocationKey(record.context, record.id, snap.id, w.key.slice(w.key.lastIndexOf("/") + 1));
+    const data = Buffer.from(w.text, "utf8");
+    await store.put(to, Readable.from([data]), { sha256: sha256Hex(data), size: data.length });
+    keys[w.key] = to;
+  }
+  const at = (store.serverTime ? await store.serverTime() : options.clock()).toISOString();
+  await shared.commit({
+    rotation: record.id,
+    snapshot: snap.id,
+    sha256: step.newSha256!,
+    payloadSha256: step.payloadSha256!,
+    at,
+    keys,
+  });
+  step.phase = "done";
+  delete step.writes;
+}
+
+/**
  * The rotated fulls' copies at every offsite target are replaced (the object's new version on
  * S3), with the sidecars, and the offsite record updated. A copy whose COMPLIANCE lock forbids
  * replacing it keeps the old bytes: the record names it with the end of its lock, the exposure
@@ -435,7 +520,7 @@ async function rotateOffsite(options: RotateOptions, record: RotationRecord): Pr
   const targets = options.offsiteTargets ?? [];
   if (targets.length === 0) return;
   const { fs, backupRoot } = options;
-  const home = backupRootStorage(fs, backupRoot);
+  const home = await homeOf(options);
   const identity = await readRepositoryIdentity(fs, backupRoot);
   if (!identity) return; // never pushed: no copies of ours anywhere
   const now = options.clock();

@@ -96,3 +96,13 @@ export {
   type FleetStatus,
 } from "./fleet-status.js";
 export { listCommittedSnapshots } from "./committed.js";
+export {
+  relocatedView,
+  relocationKey,
+  relocationMap,
+  relocationOf,
+  relocationsIn,
+  RELOCATIONS_FOLDER,
+  type Relocation,
+  type RelocationMap,
+} from "./relocation.js";

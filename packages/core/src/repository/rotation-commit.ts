@@ -63,6 +63,11 @@ export interface RotationRecord {
   add: string[];
   remove: string[];
   signer: string | null;
+  /**
+   * an s3:// root's rotation: each step is committed by a relocation entry in the context's log
+   * (nothing in the bucket is overwritten); only keys rotate, with the bucket's lease, finishes it
+   */
+  relocated?: true;
   snapshots: RotationStep[];
   offsite: RotationOffsiteCopy[];
 }
@@ -167,7 +172,7 @@ export async function finishRotationCommits(
   if ((await readdirOrEmpty(fs, rotationsDir(backupRoot, context))).length === 0) return finished;
   const home = backupRootStorage(fs, backupRoot);
   for (const record of await listRotations(fs, backupRoot, context)) {
-    if (record.finishedAt !== null) continue;
+    if (record.finishedAt !== null || record.relocated) continue;
     for (const step of record.snapshots) {
       if (step.phase !== "committing") continue;
       await commitRotationStep(home, record, step);
