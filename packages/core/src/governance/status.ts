@@ -4,7 +4,7 @@ import { isNotFound } from "../errors.js";
 import { validateContextName } from "../policy/context.js";
 import { listSnapshots, chainOf, type SnapshotRef } from "../repository/repository.js";
 import { futureSnapshots, presentSnapshots } from "../repository/timeline.js";
-import { verifyChainCached } from "../repository/chain-check.js";
+import { verifyChain } from "../repository/chain-check.js";
 import { isContextFolderName } from "../policy/context.js";
 import { recordedCopies, type OffsiteTarget } from "../offsite/offsite.js";
 import { readBlock } from "../records/block.js";
@@ -254,7 +254,7 @@ export async function contextStatus(options: {
   if (newest) {
     // The newest restore point's chain is read, not assumed: a flipped byte keeps size and mtime,
     // and a lost .sha256 leaves nothing to check against (issue 20 §2).
-    const problem = await verifyChainCached(fs, options.backupRoot, newest, all, { now });
+    const problem = await verifyChain(newest, all, { now });
     if (problem) chain = { ok: false, detail: `${newest.id}: ${problem}` };
   }
   if (!newestFull)
@@ -265,7 +265,7 @@ export async function contextStatus(options: {
         `no full in ${Math.round((now.getTime() - newestFull.time.getTime()) / 3600_000)} h (more than 26 h)`,
       );
     if (!chainOf(newest!, snaps).chain.includes(newestFull)) {
-      const problem = await verifyChainCached(fs, options.backupRoot, newestFull, all, { now });
+      const problem = await verifyChain(newestFull, all, { now });
       if (problem) attention.push(`newest full ${newestFull.id} is damaged: ${problem}`);
     }
   }

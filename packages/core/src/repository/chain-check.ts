@@ -1,17 +1,25 @@
+import { Readable } from "node:stream";
 import type { FileSystem } from "../fs/types.js";
-import { isNotFound } from "../errors.js";
-import { chainOf, parentLinkProblem, type SnapshotRef } from "./repository.js";
+import { IntegrityError, isNotFound } from "../errors.js";
+import { chainOf, parentLinkProblem, readSmallObject, type SnapshotRef } from "./repository.js";
+import type { ObjectStorage } from "./storage.js";
 import { checkSnapshotChecksum, expectedChecksum } from "./checksum.js";
-import { contextBackupDir, join } from "../util/paths.js";
-import { writeFileAtomic } from "../util/atomic.js";
+import { sha256Hex } from "../util/hash.js";
 
 /**
  * Before an incremental extends a chain, every link of that chain must still verify (issue 9 §5):
  * adding hourly incrementals to a chain whose full is corrupt makes nothing of that day restorable.
  *
- * What verified is remembered in a small cache beside the snapshots,
- * <backup_root>/<context>/.verified-chain.json: per snapshot id, the sha256 that verified, the
- * artifact's size and mtime then, and when its bytes were last read. The cache is never trusted
+ * What verified is remembered in a small cache beside the snapshots, the object
+ * `<context>/.verified-chain.json` of the repository the chain is in (issue 19 §2: through the
+ * storage only, so a bucket needs no local folder; on a folder root it is the same file as ever,
+ * <backup_root>/<context>/.verified-chain.json): per snapshot id, the sha256 that verified, the
+ * artifact's size and mtime then, and when its bytes were last read. It is kept in the repository
+ * rather than in a host cache because what it saves is reading a large full back from the
+ * repository: on a bucket several hosts share, a link one host verified is vouched for every host,
+ * and a host that lost its cache does not download every full again. Writers race only with
+ * writers of the same context (tick and snapshot hold its lock, or its lease on a shared bucket);
+ * the last write wins and a lost entry costs one re-read. The cache is never trusted
  * blindly (issue 20 §2): bit rot keeps size and mtime, so
  *   - a link up to CHEAP_REHASH_BYTES (every incremental, and the full of a small context) is
  *     re-read every time: cheap, and nothing else catches a flipped byte before the next restore;
@@ -39,9 +47,13 @@ interface CacheFile {
   entries: Record<string, CacheEntry>;
 }
 
-async function readCache(fs: FileSystem, path: string): Promise<CacheFile> {
+export function verifiedCacheKey(context: string): string {
+  return `${context}/${VERIFIED_CACHE_NAME}`;
+}
+
+async function readCache(storage: ObjectStorage, key: string): Promise<CacheFile> {
   try {
-    const parsed = JSON.parse(Buffer.from(await fs.readFile(path)).toString("utf8")) as CacheFile;
+    const parsed = JSON.parse(await readSmallObject(storage, key, 4 * 1024 * 1024)) as CacheFile;
     if (
       parsed?.format === "paas-backup-verified-chain@1" &&
       parsed.entries &&
@@ -49,8 +61,8 @@ async function readCache(fs: FileSystem, path: string): Promise<CacheFile> {
     )
       return parsed;
   } catch (err) {
-    // A missing or unreadable cache only costs a re-hash; an I/O error is real and propagates.
-    if (!isNotFound(err) && !(err instanceof SyntaxError)) throw err;
+    // A missing, unreadable or absurdly large cache only costs a re-hash; an I/O error is real and propagates.
+    if (!isNotFound(err) && !(err instanceof SyntaxError) && !(err instanceof IntegrityError)) throw err;
   }
   return { format: "paas-backup-verified-chain@1", entries: {} };
 }
@@ -60,37 +72,51 @@ async function readCache(fs: FileSystem, path: string): Promise<CacheFile> {
  * built on exactly its parent's bytes); otherwise the problem, in words for the operator.
  */
 export async function checkChainToExtend(
-  fs: FileSystem,
-  backupRoot: string,
   newest: SnapshotRef,
   all: readonly SnapshotRef[],
   nonce: string,
   now: Date,
 ): Promise<string | null> {
-  return verifyChainCached(fs, backupRoot, newest, all, { now, write: { nonce } });
+  return verifyChain(newest, all, { now, write: { nonce } });
+}
+
+/**
+ * @deprecated use verifyChain(newest, all, options): the cache is in the chain's own repository
+ * (`newest.storage`), so the file system and backup root are no longer needed (and not used).
+ */
+export async function verifyChainCached(
+  _fs: FileSystem,
+  _backupRoot: string,
+  newest: SnapshotRef,
+  all: readonly SnapshotRef[],
+  options: VerifyChainOptions,
+): Promise<string | null> {
+  return verifyChain(newest, all, options);
+}
+
+export interface VerifyChainOptions {
+  now: Date;
+  /** record what was read (the nonce is kept for callers; the storage stages its own names) */
+  write?: { nonce: string };
+  /** links up to this size are always re-read (CHEAP_REHASH_BYTES unless given) */
+  cheapRehashBytes?: number;
 }
 
 /**
  * The chain check over the cache; `write` records what was read (tick and snapshot do, `status`
  * only reads the cache, so the rotation advances with the runs that own the lock).
  */
-export async function verifyChainCached(
-  fs: FileSystem,
-  backupRoot: string,
+export async function verifyChain(
   newest: SnapshotRef,
   all: readonly SnapshotRef[],
-  options: {
-    now: Date;
-    write?: { nonce: string };
-    /** links up to this size are always re-read (CHEAP_REHASH_BYTES unless given) */
-    cheapRehashBytes?: number;
-  },
+  options: VerifyChainOptions,
 ): Promise<string | null> {
   const cheap = options.cheapRehashBytes ?? CHEAP_REHASH_BYTES;
   const { chain, missing } = chainOf(newest, all);
   if (missing) return `link ${missing} of the chain of ${newest.id} is missing or damaged`;
-  const path = join(contextBackupDir(backupRoot, newest.context), VERIFIED_CACHE_NAME);
-  const cache = await readCache(fs, path);
+  const storage = newest.storage;
+  const key = verifiedCacheKey(newest.context);
+  const cache = await readCache(storage, key);
   const live = new Set(all.map((s) => s.id));
   let changed = false;
   for (const id of Object.keys(cache.entries)) {
@@ -153,18 +179,9 @@ export async function verifyChainCached(
     if (problem) break;
   }
   if (changed && options.write) {
-    const body = `${JSON.stringify(cache)}
-`;
-    const nonce = options.write.nonce;
-    try {
-      await writeFileAtomic(fs, path, body, 0o600, nonce);
-    } catch (err) {
-      // With a bucket as the repository, <backupRoot>/<context>/ holds only this cache (a host's
-      // own, rebuildable) and exists only once it was first written.
-      if (!isNotFound(err)) throw err;
-      await fs.mkdir(contextBackupDir(backupRoot, newest.context), { recursive: true, mode: 0o700 });
-      await writeFileAtomic(fs, path, body, 0o600, nonce);
-    }
+    // put() is atomic on every driver: a reader sees the old cache or the new, never a torn one.
+    const body = Buffer.from(`${JSON.stringify(cache)}\n`, "utf8");
+    await storage.put(key, Readable.from([body]), { sha256: sha256Hex(body), size: body.length });
   }
   return problem;
 }

@@ -70,7 +70,10 @@ export {
   CHEAP_REHASH_BYTES,
   DEEP_CHECK_EVERY_MS,
   VERIFIED_CACHE_NAME,
+  verifiedCacheKey,
+  verifyChain,
   verifyChainCached,
+  type VerifyChainOptions,
 } from "./chain-check.js";
 export {
   acquireLease,

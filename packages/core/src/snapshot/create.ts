@@ -373,8 +373,6 @@ async function createSnapshotOnce(
 
   const existing = await openRepository(repo).snapshots(context);
   const { parent, kind, promotedToFull } = await chooseParent({
-    fs,
-    backupRoot: options.backupRoot,
     existing,
     requested: options.kind ?? "full",
     include,

@@ -1,5 +1,4 @@
 import { randomUUID } from "node:crypto";
-import type { FileSystem } from "../fs/types.js";
 import type { SnapshotRef } from "../repository/repository.js";
 import { expectedChecksum } from "../repository/checksum.js";
 import { checkChainToExtend } from "../repository/chain-check.js";
@@ -24,14 +23,12 @@ export interface ChosenParent {
  * newest the clock has reached: a snapshot from the future is never extended.
  */
 export async function chooseParent(args: {
-  fs: FileSystem;
-  backupRoot: string;
   existing: readonly SnapshotRef[];
   requested: SnapshotKind;
   include: readonly string[];
   now: Date;
 }): Promise<ChosenParent> {
-  const { fs, backupRoot, existing, requested, include, now } = args;
+  const { existing, requested, include, now } = args;
   if (requested !== "incremental") return { parent: null, kind: "full" };
   const present = presentSnapshots(existing, now);
   const newest = present[present.length - 1];
@@ -47,14 +44,8 @@ export async function chooseParent(args: {
     return full(`parent ${newest.id} covers --include ${newest.manifest.include.join(",") || "(none)"}`);
   const sha = await expectedChecksum(newest);
   if (!sha) return full(`parent ${newest.id} has no readable checksum file`);
-  const chainProblem = await checkChainToExtend(
-    fs,
-    backupRoot,
-    newest,
-    existing,
-    randomUUID().slice(0, 8),
-    now,
-  );
+  // the verified-chain cache is in the repository, beside the snapshots (newest.storage)
+  const chainProblem = await checkChainToExtend(newest, existing, randomUUID().slice(0, 8), now);
   if (chainProblem) return full(`the chain it would extend does not verify: ${chainProblem}`);
   return { parent: { ...newest, sha256: sha } as ParentRef, kind: "incremental" };
 }
