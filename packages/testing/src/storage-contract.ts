@@ -120,6 +120,15 @@ export function describeStorageContract(name: string, open: () => Promise<Object
       expect(stagedKey("ctx/crashed.tar.gz", "0000").startsWith("ctx/.crashed.tar.gz.")).toBe(true);
     });
 
+    it("append, where the driver has it, adds to an object (creating it) and a reader sees every line in order", async () => {
+      const storage = await open();
+      if (!storage.append) return; // object stores have none: history is then an object per line
+      await storage.append("ctx/history/prune.jsonl", "one\n");
+      await storage.append("ctx/history/prune.jsonl", "two\n");
+      expect((await readAll(await storage.get("ctx/history/prune.jsonl"))).toString()).toBe("one\ntwo\n");
+      expect(await keys(storage, "ctx/history/")).toEqual(["ctx/history/prune.jsonl"]);
+    });
+
     it("create-only writes: exactly one of racing creators wins; a driver without them or without a server clock is refused for sharing", async () => {
       const storage = await open();
       if (!storage.createOnly) {

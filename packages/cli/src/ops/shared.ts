@@ -4,6 +4,8 @@ import { BusyError, isNotFound } from "@paas-backup/core/errors";
 import { redactText } from "@paas-backup/core/redact";
 import {
   acquireLease,
+  appendHistoryLine,
+  readHistoryLines,
   sha256Hex,
   writeHostStatus,
   type Lease,
@@ -118,16 +120,10 @@ async function readJson<T>(storage: ObjectStorage, key: string): Promise<T | nul
   }
 }
 
-async function putJson(storage: ObjectStorage, key: string, value: unknown): Promise<void> {
-  // An error message can quote state: no secret value goes into the bucket's records either.
-  const body = Buffer.from(redactText(`${JSON.stringify(value)}\n`));
-  await storage.put(key, Readable.from([body]), { sha256: sha256Hex(body), size: body.length });
-}
-
 /**
- * History in the bucket, never on a host: one small object per line,
- * `history/<context>/<stream>/<time>-<host>-<nonce>.json` (an object store has no append), so every
- * host's ticks and every prune's deletions are read back in time order by listing.
+ * History in the bucket, never on a host: core's history through the bucket's storage, one small
+ * object per line, `history/<context>/<stream>/<time>-<host>-<nonce>.json` (an object store has no
+ * append), so every host's ticks and every prune's deletions are read back in time order by listing.
  */
 export async function appendSharedHistory(
   rt: Runtime,
@@ -136,12 +132,7 @@ export async function appendSharedHistory(
   line: { at: string } & Record<string, unknown>,
 ): Promise<void> {
   const shared = sharedOf(rt);
-  const stamp = line.at.replace(/[-:.]/g, "");
-  await putJson(
-    shared.storage,
-    `history/${context}/${stream}/${stamp}-${shared.host}-${randomBytes(3).toString("hex")}.json`,
-    { ...line, host: shared.host },
-  );
+  await appendHistoryLine(shared.storage, context, stream, line, { host: shared.host });
 }
 
 /** Every line of a context's stream in the bucket, oldest first; `torn` counts objects that do not parse. */
@@ -150,22 +141,8 @@ export async function readSharedHistory<T>(
   context: string,
   stream: "ticks" | "prune",
 ): Promise<{ lines: T[]; torn: number }> {
-  const storage = sharedOf(rt).storage;
-  const keys: string[] = [];
-  for await (const o of storage.list(`history/${context}/${stream}/`, { shallow: true, keysOnly: true }))
-    keys.push(o.key);
-  const lines: T[] = [];
-  let torn = 0;
-  for (const key of keys.sort()) {
-    try {
-      const chunks: Buffer[] = [];
-      for await (const c of await storage.get(key)) chunks.push(c as Buffer);
-      lines.push(JSON.parse(Buffer.concat(chunks).toString("utf8")) as T);
-    } catch {
-      torn++;
-    }
-  }
-  return { lines, torn };
+  const read = await readHistoryLines(sharedOf(rt).storage, context, stream);
+  return read as unknown as { lines: T[]; torn: number };
 }
 
 /**

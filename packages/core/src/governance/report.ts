@@ -11,7 +11,7 @@ import { backupRootStorage, listSnapshots, type SnapshotRef } from "../repositor
 import { readSigningRecord, signatureKeys } from "../signing/verify.js";
 import { checkSnapshotChecksum } from "../repository/checksum.js";
 import { parseSnapshotId } from "../repository/ids.js";
-import { readHistory, type PruneHistoryLine, type TickHistoryLine } from "../repository/history.js";
+import { readHistoryLines, type PruneHistoryLine, type TickHistoryLine } from "../repository/history.js";
 import { DEFAULT_RETENTION, retentionHorizonMs, isoWeek, type RetentionPolicy } from "../retention/plan.js";
 import { recordedCopies } from "../offsite/record.js";
 import type { OffsiteTarget } from "../offsite/types.js";
@@ -373,7 +373,7 @@ async function reportContext(options: ReportOptions, context: string, now: Date)
 function folderSources(fs: FileSystem, backupRoot: string): Omit<ReportSources, "contexts"> {
   return {
     snapshots: (context) => listSnapshots(fs, backupRoot, context),
-    history: (context, stream) => readHistory(fs, backupRoot, context, stream),
+    history: (context, stream) => readHistoryLines(backupRootStorage(fs, backupRoot), context, stream),
     records: (context, folder) => listRecordFiles(fs, backupRoot, context, folder),
   };
 }

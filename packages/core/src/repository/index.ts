@@ -67,6 +67,16 @@ export {
   futureSkippedWarning,
 } from "./timeline.js";
 export {
+  appendHistoryLine,
+  readHistoryLines,
+  historyLinesKey,
+  historyObjectsPrefix,
+  type HistoryStream,
+  type HistoryLine,
+  type TickHistoryLine,
+  type PruneHistoryLine,
+} from "./history.js";
+export {
   CHEAP_REHASH_BYTES,
   DEEP_CHECK_EVERY_MS,
   VERIFIED_CACHE_NAME,

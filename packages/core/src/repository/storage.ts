@@ -111,6 +111,12 @@ export interface ObjectStorage {
    * RGW 16 on a versioned bucket) are caught by probeConditionalWrites, never trusted.
    */
   createOnly?(key: string, body: Buffer): Promise<CreateOnlyResult>;
+  /**
+   * Append text to an object, creating it (a file on a folder driver: the backup root's history
+   * JSON Lines, one write per line, a crash leaving at most a torn last line). Object stores have
+   * no append and leave it out: callers then write an object per line (repository/history.ts).
+   */
+  append?(key: string, text: string): Promise<void>;
   /** The storage server's clock (S3: the Date header of an answer): leases are judged on it, never on the host's. */
   serverTime?(): Promise<Date>;
 }

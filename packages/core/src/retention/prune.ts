@@ -5,7 +5,7 @@ import { backupRootStorage, chainOf, openRepository, type SnapshotRef } from "..
 import { presentSnapshots } from "../repository/timeline.js";
 import type { ObjectStorage } from "../repository/storage.js";
 import { checkSnapshotChecksum } from "../repository/checksum.js";
-import { appendHistory } from "../repository/history.js";
+import { appendHistoryLine } from "../repository/history.js";
 import { planRetention, type RetentionPlan, type RetentionPolicy } from "./plan.js";
 
 export interface PruneResult {
@@ -81,7 +81,9 @@ async function pruneInSession(options: PruneOptions): Promise<PruneResult> {
     for (const { id, reason } of plan.remove) {
       // Evidence first (issue 24): a deletion recorded but interrupted leaves the snapshot listed,
       // which a report sees; a deletion done but unrecorded would leave no trace at all.
-      await appendHistory(options.fs, options.backupRoot, context, "prune", {
+      // In the repository itself (issue 19 §2): the backup root's history/prune.jsonl on a folder,
+      // an object per line under history/ in a bucket.
+      await appendHistoryLine(repo, context, "prune", {
         schema: "paas-backup/history-prune@1",
         at: options.clock().toISOString(),
         context,

@@ -62,6 +62,7 @@ export class LocalStorage implements ObjectStorage {
     this.readOnly = options.readOnly ?? true;
     this.shaSidecars = options.shaSidecars ?? this.readOnly;
     this.confirmByReread = options.confirmByReread ?? this.readOnly;
+    if (!this.readOnly) this.append = (key, text) => this.appendFile(key, text);
   }
 
   private path(key: string): string {
@@ -187,6 +188,17 @@ export class LocalStorage implements ObjectStorage {
     } finally {
       await this.closeDir(dir);
     }
+  }
+
+  /**
+   * A writable folder (the backup root) appends, as si appends its events; read-only folders
+   * (offsite targets, whose files are 0400 once written) do not.
+   */
+  readonly append?: (key: string, text: string) => Promise<void>;
+
+  private async appendFile(key: string, text: string): Promise<void> {
+    await this.ensureDir(dirname(this.path(key)));
+    await this.fs.appendFile(this.path(key), text, { mode: 0o600 });
   }
 
   async put(key: string, body: Readable, options: PutOptions): Promise<PutResult> {
