@@ -16,6 +16,7 @@ import {
   DEFAULT_HOST_STALE_AFTER_MS,
   DEFAULT_LEASE_TTL_MS,
   REPOSITORY_FILE,
+  parseRepositoryIdentity,
   openTarget,
   probeConditionalWrites,
   readFencedLog,
@@ -75,16 +76,6 @@ export async function readObjectText(storage: ObjectStorage, key: string): Promi
   } catch (err) {
     if (isNotFound(err)) return null;
     throw err;
-  }
-}
-
-function parseIdentity(text: string | null): RepositoryIdentity | null {
-  if (text === null) return null;
-  try {
-    const r = JSON.parse(text) as RepositoryIdentity;
-    return typeof r.id === "string" && /^[0-9a-f]{16}$/.test(r.id) ? r : null;
-  } catch {
-    return null;
   }
 }
 
@@ -154,7 +145,7 @@ export async function connectSharedRoot(
         ? { onRequest: countRequests(rt.env.PAAS_BACKUP_S3_REQUEST_LOG) }
         : {}),
     });
-    let identity = parseIdentity(await readObjectText(storage, REPOSITORY_FILE));
+    let identity = parseRepositoryIdentity(await readObjectText(storage, REPOSITORY_FILE));
     let probed = false;
     if (!identity && mode === "dry-run") {
       // A dry run of a command that writes (snapshot, prune) on a bucket with no repository yet:
@@ -190,7 +181,9 @@ export async function connectSharedRoot(
         Buffer.from(`${JSON.stringify(made, null, 2)}\n`),
       );
       // Another host made it first: its identity is the one.
-      identity = created.created ? made : parseIdentity(await readObjectText(storage, REPOSITORY_FILE));
+      identity = created.created
+        ? made
+        : parseRepositoryIdentity(await readObjectText(storage, REPOSITORY_FILE));
       if (!identity)
         throw new UsageError(
           "PAAS_BACKUP_REPOSITORY_ID_INVALID",

@@ -23,7 +23,14 @@ export interface RepositoryIdentity {
 export const REPOSITORY_FILE = "paas-backup.repository.json";
 const ID = /^[0-9a-f]{16}$/;
 
-function parseIdentity(text: string): RepositoryIdentity | null {
+/**
+ * The one reader of an identity's text (issue 19 §2), for the backup root folder, a bucket root
+ * and offsite markers alike: null when it is not JSON or has no valid id. Each caller decides what
+ * a missing or invalid identity means for it (the s3:// root's connect keeps its
+ * PAAS_BACKUP_NOT_A_REPOSITORY; readIdentityIn retries a torn one, then PAAS_BACKUP_REPOSITORY_ID_INVALID).
+ */
+export function parseRepositoryIdentity(text: string | null): RepositoryIdentity | null {
+  if (text === null) return null;
   try {
     const r = JSON.parse(text) as Partial<RepositoryIdentity>;
     return r && typeof r.id === "string" && ID.test(r.id)
@@ -60,7 +67,7 @@ export async function readIdentityIn(storage: ObjectStorage): Promise<Repository
       if (isNotFound(err)) return null;
       throw err;
     }
-    const parsed = parseIdentity(text);
+    const parsed = parseRepositoryIdentity(text);
     if (parsed) return parsed;
     if (attempt >= 20) {
       const path = storage.locate(REPOSITORY_FILE);

@@ -56,6 +56,7 @@ export {
   readRepositoryIdentity,
   ensureIdentityIn,
   readIdentityIn,
+  parseRepositoryIdentity,
   REPOSITORY_FILE,
   type RepositoryIdentity,
 } from "./identity.js";
