@@ -17,7 +17,7 @@ import { sessionOptions } from "../options/lock.js";
 import { requireContext } from "../options/context.js";
 import { contextsOf, fleetContexts } from "../options/context-list.js";
 import { pushForContext, requireRootId } from "../ops/offsite.js";
-import { withOffsiteRecords } from "../ops/shared.js";
+import { offsiteRecordsOf } from "../ops/shared.js";
 import { resolveTargets, type TargetFlags } from "../options/targets.js";
 
 /** Run `work` over items with at most `limit` at once. */
@@ -128,9 +128,14 @@ export async function offsiteExtendLocksCommand(
       data.push({
         context,
         target: target.storage.url,
-        ...(await withOffsiteRecords(rt, context, () =>
-          extendLocks({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock }),
-        )),
+        ...(await extendLocks({
+          fs: rt.fs,
+          backupRoot: rt.backupRoot,
+          ...offsiteRecordsOf(rt),
+          context,
+          target,
+          clock: rt.clock,
+        })),
       });
   if (rt.json)
     printEnvelope(rt, {
@@ -165,17 +170,16 @@ export async function offsiteListCommand(
   if (flags.offsiteRoot) requireRootId(flags.offsiteRoot);
   const data = [];
   for (const target of await resolveTargets(rt, flags)) {
-    const { entries, immutability, root, roots, otherRoots } = await withOffsiteRecords(rt, context, () =>
-      listOffsite({
-        fs: rt.fs,
-        backupRoot: rt.backupRoot,
-        context,
-        target,
-        clock: rt.clock,
-        allRoots: flags.allRoots === true,
-        ...(flags.offsiteRoot ? { root: flags.offsiteRoot } : {}),
-      }),
-    );
+    const { entries, immutability, root, roots, otherRoots } = await listOffsite({
+      fs: rt.fs,
+      backupRoot: rt.backupRoot,
+      ...offsiteRecordsOf(rt),
+      context,
+      target,
+      clock: rt.clock,
+      allRoots: flags.allRoots === true,
+      ...(flags.offsiteRoot ? { root: flags.offsiteRoot } : {}),
+    });
     // Plain data only: a SnapshotRef carries its storage driver (and an S3 client with it).
     const plain = entries.map(({ snapshot, ...e }) => ({
       ...e,
@@ -300,17 +304,16 @@ export async function offsiteVerifyCommand(
       results,
       immutability,
       subset: rotation,
-    } = await withOffsiteRecords(rt, context, () =>
-      verifyOffsite({
-        fs: rt.fs,
-        backupRoot: rt.backupRoot,
-        context,
-        target,
-        clock: rt.clock,
-        deep: flags.deep === true,
-        ...(subset ? { readDataSubset: subset } : {}),
-      }),
-    );
+    } = await verifyOffsite({
+      fs: rt.fs,
+      backupRoot: rt.backupRoot,
+      ...offsiteRecordsOf(rt),
+      context,
+      target,
+      clock: rt.clock,
+      deep: flags.deep === true,
+      ...(subset ? { readDataSubset: subset } : {}),
+    });
     const warnings = [
       ...(immutability.enabled
         ? []
@@ -382,16 +385,15 @@ export async function offsitePruneCommand(
           context,
           target: target.storage.url,
           ...(await underLease(`context/${context}`, () =>
-            withOffsiteRecords(rt, context, () =>
-              pruneOffsite({
-                fs: rt.fs,
-                backupRoot: rt.backupRoot,
-                context,
-                target,
-                clock: rt.clock,
-                dryRun: flags.dryRun === true,
-              }),
-            ),
+            pruneOffsite({
+              fs: rt.fs,
+              backupRoot: rt.backupRoot,
+              ...offsiteRecordsOf(rt),
+              context,
+              target,
+              clock: rt.clock,
+              dryRun: flags.dryRun === true,
+            }),
           )),
         });
     }

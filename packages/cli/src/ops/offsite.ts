@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
 import {
   fetchChainFromOffsite,
+  offsiteRecordsIn,
   offsiteAfterTick,
   type TickOffsiteResult,
   pushOffsite,
@@ -48,9 +49,7 @@ export async function pushForContext(
   const underLease = <T>(work: (repository?: ObjectStorage) => Promise<T>) =>
     shared
       ? shared.withLease(rt, `context/${context}`, "offsite push", async () =>
-          shared.withOffsiteRecords(rt, context, async () =>
-            work(await shared.committedView(rt.shared!, context)),
-          ),
+          work(await shared.committedView(rt.shared!, context)),
         )
       : work();
   for (const target of await resolveTargets(rt, flags))
@@ -61,7 +60,7 @@ export async function pushForContext(
           ...(session ? { session } : lockedBy(rt, context, "offsite push")),
           fs: rt.fs,
           backupRoot: rt.backupRoot,
-          ...(repository ? { repository } : {}),
+          ...(repository ? { repository, records: offsiteRecordsIn(rt.shared!.storage) } : {}),
           context,
           target,
           clock: rt.clock,

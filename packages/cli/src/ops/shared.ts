@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import { BusyError, isNotFound } from "@paas-backup/core/errors";
 import { redactText } from "@paas-backup/core/redact";
@@ -17,10 +16,10 @@ import type { TickOutcome } from "@paas-backup/core/tick";
 import type { RetentionPolicy } from "@paas-backup/core/retention";
 import type { SharedRotation } from "@paas-backup/core/keys";
 import type { ReportSources } from "@paas-backup/core/report";
+import { offsiteRecordsIn } from "@paas-backup/core/offsite";
 import type { IncidentRecord } from "@paas-backup/core/records";
 import type { SharedRoot } from "../runtime.js";
 import type { Runtime } from "../runtime.js";
-import { readObjectText } from "../host/shared-root.js";
 
 /**
  * The commands' side of a bucket shared by a fleet (issue 22), over core's leases, fenced log and
@@ -227,6 +226,7 @@ export async function sharedReportSources(rt: Runtime): Promise<ReportSources> {
       return out;
     },
     contexts: async () => (await import("./fleet.js")).sharedFleetContexts(rt),
+    offsiteRecords: offsiteRecordsIn(shared.storage),
   };
 }
 
@@ -281,74 +281,16 @@ export async function sweepShared(rt: Runtime, context: string): Promise<string[
   return swept.map((key) => key.slice(context.length + 1)).sort();
 }
 
-/** Where an s3:// root keeps the offsite push records: `offsite-records/<context>/<target>.json`. */
-const OFFSITE_RECORDS = "offsite-records";
-const RECORD_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]*\.json$/;
-
 /**
- * Run an offsite step of a context with the push records of an s3:// root: they belong to the
- * bucket, so every host knows what any host pushed, confirmed or removed by the target's retention
- * (a host whose cache never saw a push verifies and prunes the same copies). core reads and writes
- * them in the backup root's layout, here the host's cache: they are fetched from the bucket into
- * it first, and whatever the step changed is put back after, however it ended (a record is written
- * as each step completes). Writers of a context's records hold its lease (push, prune); verify's
- * rotation state is last writer wins, and a lost confirmation only makes the next push re-read.
+ * Where an offsite step keeps the push records: on an s3:// root the bucket's
+ * `offsite-records/<context>/<target>.json` (core's offsiteRecordsIn), read and written there
+ * directly by core, so every host knows what any host pushed, confirmed or removed by the target's
+ * retention; on a folder root, core's default (the backup root). Writers of a context's records
+ * hold its lease (push, prune); verify's rotation state is last writer wins, and a lost
+ * confirmation only makes the next push re-read.
  */
-export async function withOffsiteRecords<T>(
-  rt: Runtime,
-  context: string,
-  work: () => Promise<T>,
-): Promise<T> {
-  if (!rt.shared) return work();
-  const { storage, cacheDir } = rt.shared;
-  const { mkdir, readdir, readFile, rename, writeFile } = await import("node:fs/promises");
-  const { join } = await import("node:path");
-  const dir = join(cacheDir, context, "offsite");
-  const prefix = `${OFFSITE_RECORDS}/${context}/`;
-  const pulled = new Map<string, string>();
-  for await (const o of storage.list(prefix, { shallow: true, keysOnly: true })) {
-    const name = o.key.slice(prefix.length);
-    if (!RECORD_NAME.test(name)) continue;
-    const text = await readObjectText(storage, o.key);
-    if (text === null || !parses(text)) continue; // torn: the cache's copy (if any) stands, and is put back
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    const staged = join(dir, `.${name}.${randomBytes(4).toString("hex")}.pull`);
-    await writeFile(staged, text, { mode: 0o600 });
-    await rename(staged, join(dir, name));
-    pulled.set(name, text);
-  }
-  const putBack = async () => {
-    const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => RECORD_NAME.test(n));
-    for (const name of names) {
-      const text = await readFile(join(dir, name), "utf8");
-      if (pulled.get(name) === text) continue;
-      const body = Buffer.from(text);
-      await storage.put(`${prefix}${name}`, Readable.from([body]), {
-        sha256: sha256Hex(body),
-        size: body.length,
-      });
-    }
-    // a record core merged into another (a --to URL's into the configured target's) goes here too
-    for (const name of pulled.keys()) if (!names.includes(name)) await storage.delete(`${prefix}${name}`);
-  };
-  let result: T;
-  try {
-    result = await work();
-  } catch (err) {
-    await putBack().catch(() => undefined);
-    throw err;
-  }
-  await putBack();
-  return result;
-}
-
-function parses(text: string): boolean {
-  try {
-    JSON.parse(text);
-    return true;
-  } catch {
-    return false;
-  }
+export function offsiteRecordsOf(rt: Runtime): { records?: ObjectStorage } {
+  return rt.shared ? { records: offsiteRecordsIn(rt.shared.storage) } : {};
 }
 
 /**
@@ -450,9 +392,14 @@ export async function tickMaintenance(
                 const r = await pruneSharedContext(rt, context, lease, options.policy, options.keepTags);
                 const offsite = [];
                 for (const target of targets) {
-                  const p = await withOffsiteRecords(rt, context, () =>
-                    pruneOffsite({ fs: rt.fs, backupRoot: rt.backupRoot, context, target, clock: rt.clock }),
-                  );
+                  const p = await pruneOffsite({
+                    fs: rt.fs,
+                    backupRoot: rt.backupRoot,
+                    ...offsiteRecordsOf(rt),
+                    context,
+                    target,
+                    clock: rt.clock,
+                  });
                   offsite.push({ target: target.storage.url, removed: p.remove, heldByLock: p.heldByLock });
                 }
                 return { r, offsite };

@@ -10,6 +10,7 @@ import { validateContextName } from "../policy/context.js";
 import { backupRootStorage, listSnapshots, type SnapshotRef } from "../repository/repository.js";
 import { readSigningRecord, signatureKeys } from "../signing/verify.js";
 import { checkSnapshotChecksum } from "../repository/checksum.js";
+import type { ObjectStorage } from "../repository/storage.js";
 import { parseSnapshotId } from "../repository/ids.js";
 import { readHistoryLines, type PruneHistoryLine, type TickHistoryLine } from "../repository/history.js";
 import { DEFAULT_RETENTION, retentionHorizonMs, isoWeek, type RetentionPolicy } from "../retention/plan.js";
@@ -247,6 +248,8 @@ export interface ReportSources {
   ): Promise<{ file: string; record: IncidentRecord; signed?: boolean }[]>;
   /** the contexts to report for "all" */
   contexts(): Promise<string[]>;
+  /** where the offsite push records are (offsite/record.ts recordStoreOf); the backup root's when not given */
+  offsiteRecords?: ObjectStorage;
 }
 
 export interface ReportOptions {
@@ -423,7 +426,8 @@ async function offsiteSection(
   const { fs, backupRoot } = options;
   const offsite: ContextReport["offsite"] = [];
   for (const target of options.offsiteTargets ?? []) {
-    const copies = await recordedCopies({ fs, backupRoot, context, target });
+    const records = options.sources?.offsiteRecords;
+    const copies = await recordedCopies({ fs, backupRoot, ...(records ? { records } : {}), context, target });
     const byId = new Map(copies.map((c) => [c.id, c]));
     const rows: ReportOffsiteCopy[] = [];
     const without: string[] = [];

@@ -23,7 +23,7 @@ import type { SigningKey } from "../signing/sshsig.js";
 import { SIGNATURE_SUFFIX } from "../signing/verify.js";
 import { confirmedCopy, readRecord, writeRecord } from "../offsite/record.js";
 import { isLockRefusal } from "../offsite/checks.js";
-import { pushEncryptedCopy } from "../offsite/encrypt-on-push.js";
+import { encryptScratchDir, pushEncryptedCopy } from "../offsite/encrypt-on-push.js";
 import { rootView } from "../offsite/roots.js";
 import { ROOTS, type OffsiteCopy, type OffsiteRecord, type OffsiteTarget } from "../offsite/types.js";
 import { HashingStream, sha256Hex } from "../util/hash.js";
@@ -650,7 +650,8 @@ async function reencryptPushedCopy(
   const save = () => writeRecord(fs, backupRoot, record.context, target, offsite);
   const out = await pushEncryptedCopy({
     fs,
-    backupRoot,
+    // keys rotate runs on the backup root folder: its scratch is where push's default is
+    scratchDir: encryptScratchDir({ backupRoot }, record.context),
     context: record.context,
     snap,
     view: rootView(target.storage, rootId),

@@ -5,6 +5,7 @@ import { noRecipientRefusal, type PushSigner } from "./encrypt-on-push.js";
 import { pushOffsite, type PushResult } from "./push.js";
 import { pruneOffsite, type OffsitePruneResult } from "./prune.js";
 import type { OffsiteTarget } from "./types.js";
+import type { ObjectStorage } from "../repository/storage.js";
 
 /** One target's part of a tick: the push, then the target's retention. */
 export type TickOffsiteResult = PushResult & { prune: OffsitePruneResult };
@@ -25,6 +26,10 @@ export async function offsiteAfterTick(
     targets: readonly OffsiteTarget[];
     clock: () => Date;
     host?: string | null;
+    /** as pushOffsite's: the repository, where the push records are, the encryption scratch */
+    repository?: ObjectStorage;
+    records?: ObjectStorage;
+    scratch?: string;
     encryptor?: ArtifactEncryptor | (() => Promise<ArtifactEncryptor | undefined>) | undefined;
     copySigner?: PushSigner | (() => Promise<PushSigner | undefined>) | undefined;
   } & ContextLockOptions,

@@ -1,10 +1,9 @@
-import type { FileSystem } from "../fs/types.js";
 import { validateContextName } from "../policy/context.js";
-import { readRepositoryIdentity } from "../repository/identity.js";
+import { readIdentityIn, readRepositoryIdentity } from "../repository/identity.js";
 import { compareSnapshotIds } from "../repository/ids.js";
 import { listSnapshotsIn, type SnapshotRef } from "../repository/repository.js";
 import type { Immutability, StoredObject } from "../repository/storage.js";
-import { readRecord } from "./record.js";
+import { readRecordIn, recordStoreOf, type OffsiteRecordsOptions } from "./record.js";
 import { rootsAt, rootsHoldingContext, rootView } from "./roots.js";
 import { ROOTS, type OffsiteCopy, type OffsiteTarget } from "./types.js";
 
@@ -29,16 +28,16 @@ export interface OffsiteEntry {
   encryptedOnPush: boolean;
 }
 
-export async function listOffsite(options: {
-  fs: FileSystem;
-  backupRoot: string;
-  context: string;
-  target: OffsiteTarget;
-  clock: () => Date;
-  allRoots?: boolean;
-  /** only this backup root's copies (another host's, or a lost disk's), as restore --offsite-root reads them */
-  root?: string;
-}): Promise<{
+export async function listOffsite(
+  options: OffsiteRecordsOptions & {
+    context: string;
+    target: OffsiteTarget;
+    clock: () => Date;
+    allRoots?: boolean;
+    /** only this backup root's copies (another host's, or a lost disk's), as restore --offsite-root reads them */
+    root?: string;
+  },
+): Promise<{
   entries: OffsiteEntry[];
   immutability: Immutability;
   root: string | null;
@@ -51,8 +50,11 @@ export async function listOffsite(options: {
 }> {
   const context = validateContextName(options.context);
   const storage = options.target.storage;
-  const record = await readRecord(options.fs, options.backupRoot, context, options.target);
-  const identity = await readRepositoryIdentity(options.fs, options.backupRoot);
+  const record = await readRecordIn(recordStoreOf(options), context, options.target);
+  // the repository's identity names its copies: the bucket's when the repository is one
+  const identity = options.repository
+    ? await readIdentityIn(options.repository)
+    : await readRepositoryIdentity(options.fs, options.backupRoot);
   const immutability = await storage.immutability();
   const now = options.clock().getTime();
   const entries: OffsiteEntry[] = [];

@@ -1,8 +1,7 @@
-import type { FileSystem } from "../fs/types.js";
 import { validateContextName } from "../policy/context.js";
 import { parseSnapshotId } from "../repository/ids.js";
 import { planRetention } from "../retention/plan.js";
-import { readRecord, writeRecord } from "./record.js";
+import { readRecordIn, recordStoreOf, writeRecordIn, type OffsiteRecordsOptions } from "./record.js";
 import { DEFAULT_OFFSITE_RETENTION, type OffsiteTarget } from "./types.js";
 
 /**
@@ -10,13 +9,13 @@ import { DEFAULT_OFFSITE_RETENTION, type OffsiteTarget } from "./types.js";
  * moved to now + lock days once less than half of that is left, so a copy kept three months is
  * never unlocked on day 36. Copies retention will drop are left to expire.
  */
-export async function extendLocks(options: {
-  fs: FileSystem;
-  backupRoot: string;
-  context: string;
-  target: OffsiteTarget;
-  clock: () => Date;
-}): Promise<{ extended: { id: string; retainUntil: string }[]; skipped: string | null }> {
+export async function extendLocks(
+  options: OffsiteRecordsOptions & {
+    context: string;
+    target: OffsiteTarget;
+    clock: () => Date;
+  },
+): Promise<{ extended: { id: string; retainUntil: string }[]; skipped: string | null }> {
   const { target } = options;
   const context = validateContextName(options.context);
   if (!target.objectLock)
@@ -26,7 +25,8 @@ export async function extendLocks(options: {
     return { extended: [], skipped: `${storage.url} cannot hold Object Lock retention` };
   const immutability = await storage.immutability();
   if (!immutability.enabled) return { extended: [], skipped: immutability.detail };
-  const record = await readRecord(options.fs, options.backupRoot, context, target);
+  const records = recordStoreOf(options);
+  const record = await readRecordIn(records, context, target);
   const now = options.clock();
   const copies = Object.values(record.copies).filter((c) => !c.problem);
   const plan = planRetention({
@@ -49,7 +49,7 @@ export async function extendLocks(options: {
     copy.retainUntil = retainUntil.toISOString();
     copy.lockMode = target.objectLock.mode;
     record.copies[copy.id] = copy;
-    await writeRecord(options.fs, options.backupRoot, context, target, record);
+    await writeRecordIn(records, context, target, record);
     extended.push({ id: copy.id, retainUntil: copy.retainUntil });
   }
   return { extended, skipped: null };

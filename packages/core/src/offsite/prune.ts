@@ -1,10 +1,9 @@
-import type { FileSystem } from "../fs/types.js";
 import { isContextFolderName } from "../policy/context.js";
 import { parseSnapshotId } from "../repository/ids.js";
 import { deleteSnapshot, type SnapshotRef } from "../repository/repository.js";
 import { planRetention } from "../retention/plan.js";
 import { listOffsite, type OffsiteEntry } from "./list.js";
-import { readRecord, writeRecord } from "./record.js";
+import { readRecordIn, recordStoreOf, writeRecordIn, type OffsiteRecordsOptions } from "./record.js";
 import { DEFAULT_OFFSITE_RETENTION, ROOTS, type OffsiteTarget } from "./types.js";
 
 /** What offsite retention did with one backup root's copies of a context at a target. */
@@ -34,14 +33,14 @@ export interface OffsitePruneResult {
  * clock) is kept. Old-layout copies (before roots had identities) are judged only when this root
  * recorded them: one nobody here recorded may be another host's.
  */
-export async function pruneOffsite(options: {
-  fs: FileSystem;
-  backupRoot: string;
-  context: string;
-  target: OffsiteTarget;
-  clock: () => Date;
-  dryRun?: boolean;
-}): Promise<OffsitePruneResult> {
+export async function pruneOffsite(
+  options: OffsiteRecordsOptions & {
+    context: string;
+    target: OffsiteTarget;
+    clock: () => Date;
+    dryRun?: boolean;
+  },
+): Promise<OffsitePruneResult> {
   const { entries, root: ownRoot } = await listOffsite({ ...options, allRoots: true });
   const groups = new Map<string, (OffsiteEntry & { snapshot: SnapshotRef })[]>();
   for (const e of entries) {
@@ -52,7 +51,8 @@ export async function pruneOffsite(options: {
   }
   const now = options.clock();
   const policy = { ...DEFAULT_OFFSITE_RETENTION, ...(options.target.retention ?? {}) };
-  const record = await readRecord(options.fs, options.backupRoot, options.context, options.target);
+  const records = recordStoreOf(options);
+  const record = await readRecordIn(records, options.context, options.target);
   const result: OffsitePruneResult = { keep: [], remove: [], heldByLock: [], otherRoots: [] };
   for (const [key, present] of [...groups].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
     const root = key === "" ? null : key;
@@ -81,7 +81,7 @@ export async function pruneOffsite(options: {
         // crash after this leaves a copy the next prune removes, never one push re-sends.
         delete record.copies[id];
         record.removedByRetention = { ...record.removedByRetention, [id]: now.toISOString() };
-        await writeRecord(options.fs, options.backupRoot, options.context, options.target, record);
+        await writeRecordIn(records, options.context, options.target, record);
       }
       await deleteSnapshot(e.snapshot);
     }

@@ -21,9 +21,14 @@ import type {
   StoredObject,
 } from "../repository/storage.js";
 import { cheapCheck, hashObject, isLockRefusal, targetWarnings } from "./checks.js";
-import { noRecipientRefusal, pushEncryptedCopy, type PushSigner } from "./encrypt-on-push.js";
+import {
+  encryptScratchDir,
+  noRecipientRefusal,
+  pushEncryptedCopy,
+  type PushSigner,
+} from "./encrypt-on-push.js";
 import { extendLocks } from "./locks.js";
-import { confirmedCopy, readRecordIn, writeRecordIn } from "./record.js";
+import { confirmedCopy, readRecordIn, recordStoreOf, writeRecordIn } from "./record.js";
 import { ensureRootMarker, rootView } from "./roots.js";
 import { ROOTS, type OffsiteCopy, type OffsiteRecord, type OffsiteTarget } from "./types.js";
 import { pushRecordsHead } from "../records/offsite-head.js";
@@ -63,10 +68,21 @@ export interface PushOffsiteOptions extends ContextCallOptions {
   backupRoot: string;
   /**
    * where the snapshots to copy are; by default the backup root through the local driver. With a
-   * bucket as the repository (the CLI's s3:// root) the backup root is only the host's cache,
-   * holding the push record (rebuilt from the target when lost: a copy there is confirmed by its bytes)
+   * repository given, everything the push reads and writes at home goes through it (issue 19 §2):
+   * the identity, the push record (unless `records` says otherwise) and the incident and drill
+   * records whose chain head goes beside the copies.
    */
   repository?: ObjectStorage;
+  /**
+   * where the push records are kept (offsite/record.ts recordStoreOf): by default the repository,
+   * or the backup root folder; the CLI's s3:// root passes offsiteRecordsIn(bucket)
+   */
+  records?: ObjectStorage;
+  /**
+   * a folder on `fs` where a plaintext snapshot is encrypted on its way out (a host's scratch or
+   * cache; a folder per context below it); by default the backup root's `<context>/offsite/`
+   */
+  scratch?: string;
   context: string;
   target: OffsiteTarget;
   clock: () => Date;
@@ -147,7 +163,9 @@ async function pushInSession(options: PushOffsiteOptions): Promise<PushResult> {
   warnPlaintextThere(run);
   const { target, immutability, result } = run;
   if (target.objectLock && immutability.enabled)
-    result.extended = (await extendLocks({ ...options, context: run.context })).extended;
+    result.extended = (
+      await extendLocks({ ...options, records: run.records, context: run.context })
+    ).extended;
   result.copies = await copiesAfterPush(run);
   result.refused = run.refused;
   return result;
@@ -164,10 +182,10 @@ async function openPush(options: PushOffsiteOptions): Promise<PushRun> {
   const storage = target.storage;
   // Everything the push reads and writes at home goes through storage (issue 19 §2). The identity
   // is the repository's (the bucket's, on an s3:// root), made create-only on its first push; the
-  // record is the backup root's, which for a folder root is the repository itself and for an
-  // s3:// root the host's cache (the bucket's readers of records still read them there).
-  const records = backupRootStorage(fs, options.backupRoot);
-  const home = options.repository ?? records;
+  // record is where recordStoreOf says (the repository, or for an s3:// root the bucket's
+  // offsite-records/ the CLI names).
+  const home = options.repository ?? backupRootStorage(fs, options.backupRoot);
+  const records = recordStoreOf(options);
   const identity = await ensureIdentityIn(home, options.clock, options.host ?? null);
   const view = rootView(storage, identity.id);
   const immutability = await storage.immutability();
@@ -293,7 +311,7 @@ async function pushEncryptedFull(
   const lock = lockForNewCopy(run);
   const out = await pushEncryptedCopy({
     fs: run.options.fs,
-    backupRoot: run.options.backupRoot,
+    scratchDir: encryptScratchDir(run.options, run.context),
     context: run.context,
     snap,
     view: run.view,
@@ -522,8 +540,7 @@ async function checkCopiesWithoutLocalFull(run: PushRun): Promise<void> {
  * target refuses an unsigned snapshot dated after it as one at home does.
  */
 async function pushEvidence(run: PushRun): Promise<void> {
-  const { fs, backupRoot } = run.options;
-  await pushRecordsHead({ fs, backupRoot, context: run.context, view: run.view, now: run.now });
+  await pushRecordsHead({ records: run.home, context: run.context, view: run.view, now: run.now });
   await copySigningRecord(run.home, run.view);
 }
 

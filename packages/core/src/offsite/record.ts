@@ -23,6 +23,72 @@ export function recordKey(context: string, name: string): string {
   return `${context}/offsite/${recordFileName(name)}`;
 }
 
+/**
+ * Where the push records are (issue 19 §2): what every offsite step reads and writes them
+ * through. `records` when given; else the repository when one is given (an SDK caller holding
+ * only a bucket keeps them there, `<context>/offsite/<target>.json`, and nothing on the host);
+ * else the backup root folder, the repository of a folder root.
+ */
+export interface OffsiteRecordsOptions {
+  fs: FileSystem;
+  backupRoot: string;
+  /** the repository the snapshots are in, when it is not the backup root folder */
+  repository?: ObjectStorage;
+  /** where the push records are kept, in the layout of recordKey (offsiteRecordsIn gives a bucket's) */
+  records?: ObjectStorage;
+}
+
+export function recordStoreOf(options: OffsiteRecordsOptions): ObjectStorage {
+  return options.records ?? options.repository ?? backupRootStorage(options.fs, options.backupRoot);
+}
+
+/** The bucket layout of the push records: `offsite-records/<context>/<target>.json`. */
+export const OFFSITE_RECORDS_PREFIX = "offsite-records";
+
+/**
+ * The push records of a bucket several hosts share, in the layout an s3:// root has always used,
+ * `offsite-records/<context>/<target>.json` (readable by older paas-backup on the same bucket),
+ * as a record store (keys `<context>/offsite/<name>`): every offsite step reads and writes them
+ * there directly, so every host knows what any host pushed, confirmed or removed, and nothing is
+ * copied through a host's cache. Any other key is refused: this store holds records only.
+ */
+export function offsiteRecordsIn(bucket: ObjectStorage): ObjectStorage {
+  const toBucket = (key: string): string => {
+    const m = /^([^/]+)\/offsite\/(.*)$/.exec(key);
+    if (!m) throw new Error(`not an offsite record key: ${key}`);
+    return `${OFFSITE_RECORDS_PREFIX}/${m[1]}/${m[2]}`;
+  };
+  const fromBucket = (key: string): string => {
+    const m = new RegExp(`^${OFFSITE_RECORDS_PREFIX}/([^/]+)/(.*)$`).exec(key);
+    return m ? `${m[1]}/offsite/${m[2]}` : key;
+  };
+  const mapped = (o: StoredObject): StoredObject => ({ ...o, key: fromBucket(o.key) });
+  const store: ObjectStorage = {
+    kind: bucket.kind,
+    flags: bucket.flags,
+    url: bucket.url,
+    put: async (key, body, options) => {
+      const put = await bucket.put(toBucket(key), body, options);
+      return { ...put, key };
+    },
+    stage: (key) => bucket.stage(toBucket(key)),
+    get: (key) => bucket.get(toBucket(key)),
+    head: async (key) => {
+      const h = await bucket.head(toBucket(key));
+      return h && mapped(h);
+    },
+    list: async function* (prefix, options) {
+      for await (const o of bucket.list(toBucket(prefix), options)) yield mapped(o);
+    },
+    delete: (key) => bucket.delete(toBucket(key)),
+    sweepStaged: async (prefix, olderThan) =>
+      (await bucket.sweepStaged(toBucket(prefix), olderThan)).map(fromBucket),
+    immutability: () => bucket.immutability(),
+    locate: (key) => bucket.locate(toBucket(key)),
+  };
+  return store;
+}
+
 async function readRecordObject(store: ObjectStorage, key: string): Promise<OffsiteRecord | null> {
   try {
     return JSON.parse(await readSmallObject(store, key)) as OffsiteRecord;
@@ -93,15 +159,14 @@ export async function writeRecordIn(
 }
 
 /** What the backup root recorded about a target's copies, without asking the target (for status). */
-export async function recordedCopies(options: {
-  fs: FileSystem;
-  backupRoot: string;
-  context: string;
-  target: OffsiteTarget;
-}): Promise<OffsiteCopy[]> {
-  const record = await readRecord(
-    options.fs,
-    options.backupRoot,
+export async function recordedCopies(
+  options: OffsiteRecordsOptions & {
+    context: string;
+    target: OffsiteTarget;
+  },
+): Promise<OffsiteCopy[]> {
+  const record = await readRecordIn(
+    recordStoreOf(options),
     validateContextName(options.context),
     options.target,
   );

@@ -1,9 +1,8 @@
-import type { FileSystem } from "../fs/types.js";
 import { expectedChecksum } from "../repository/checksum.js";
 import type { Immutability } from "../repository/storage.js";
 import { hashObject } from "./checks.js";
 import { listOffsite } from "./list.js";
-import { readRecord, writeRecord } from "./record.js";
+import { readRecordIn, recordStoreOf, writeRecordIn, type OffsiteRecordsOptions } from "./record.js";
 import type { OffsiteTarget } from "./types.js";
 
 export interface OffsiteVerification {
@@ -26,15 +25,15 @@ export type DataSubset = { percent: number } | { bytes: number };
  * rotation lives in the offsite record in the backup root. A copy whose bytes are found wrong is
  * marked in the record, and the next push replaces it.
  */
-export async function verifyOffsite(options: {
-  fs: FileSystem;
-  backupRoot: string;
-  context: string;
-  target: OffsiteTarget;
-  clock: () => Date;
-  deep?: boolean;
-  readDataSubset?: DataSubset;
-}): Promise<{
+export async function verifyOffsite(
+  options: OffsiteRecordsOptions & {
+    context: string;
+    target: OffsiteTarget;
+    clock: () => Date;
+    deep?: boolean;
+    readDataSubset?: DataSubset;
+  },
+): Promise<{
   results: OffsiteVerification[];
   immutability: Immutability;
   subset: { cycle: number; readThisRun: string[]; leftInCycle: number } | null;
@@ -42,7 +41,8 @@ export async function verifyOffsite(options: {
   const { entries, immutability } = await listOffsite(options);
   const storage = options.target.storage;
   const results: OffsiteVerification[] = [];
-  const record = await readRecord(options.fs, options.backupRoot, options.context, options.target);
+  const records = recordStoreOf(options);
+  const record = await readRecordIn(records, options.context, options.target);
   const now = options.clock();
   let recordChanged = false;
   // Which copies this run reads in full.
@@ -134,7 +134,6 @@ export async function verifyOffsite(options: {
       readData,
     });
   }
-  if (recordChanged)
-    await writeRecord(options.fs, options.backupRoot, options.context, options.target, record);
+  if (recordChanged) await writeRecordIn(records, options.context, options.target, record);
   return { results, immutability, subset: subsetInfo };
 }

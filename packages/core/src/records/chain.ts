@@ -3,6 +3,9 @@ import type { FileSystem } from "../fs/types.js";
 import { contextBackupDir, join } from "../util/paths.js";
 import { readdirOrEmpty, readTextOrNull } from "../util/optional-reads.js";
 import { verifySignature } from "../signing/sshsig.js";
+import { isNotFound } from "../errors.js";
+import { readSmallObject } from "../repository/repository.js";
+import type { ObjectStorage } from "../repository/storage.js";
 
 /**
  * Incident and drill records form one hash chain per context (issue 24 §2): each record names the
@@ -24,13 +27,60 @@ interface ChainedRecord extends RecordLink {
   signature: "valid" | "invalid" | "none";
 }
 
-async function chainedRecords(fs: FileSystem, backupRoot: string, context: string): Promise<ChainedRecord[]> {
-  const out: ChainedRecord[] = [];
+/** Where a context's records are read from: the backup root folder through fs, or a repository's storage. */
+interface RecordSource {
+  /** the record files of a folder (incidents, drills): names ending in .json, no dot-files */
+  names(folder: string): Promise<string[]>;
+  read(folder: string, name: string): Promise<Buffer>;
+  readText(folder: string, name: string): Promise<string | null>;
+}
+
+function folderSource(fs: FileSystem, backupRoot: string, context: string): RecordSource {
   const base = contextBackupDir(backupRoot, context);
+  return {
+    names: async (folder) =>
+      (await readdirOrEmpty(fs, join(base, folder)))
+        .filter((e) => e.kind === "file" && e.name.endsWith(".json") && !e.name.startsWith("."))
+        .map((e) => e.name),
+    read: async (folder, name) => Buffer.from(await fs.readFile(join(base, folder, name))),
+    readText: (folder, name) => readTextOrNull(fs, join(base, folder, name)),
+  };
+}
+
+/** The records as objects of a repository: `<context>/incidents/<name>`, `<context>/drills/<name>`. */
+function storageSource(storage: ObjectStorage, context: string): RecordSource {
+  const key = (folder: string, name: string) => `${context}/${folder}/${name}`;
+  return {
+    names: async (folder) => {
+      const out: string[] = [];
+      for await (const o of storage.list(`${context}/${folder}/`, { shallow: true, keysOnly: true })) {
+        const name = o.key.slice(`${context}/${folder}/`.length);
+        if (name.endsWith(".json") && !name.startsWith(".")) out.push(name);
+      }
+      return out;
+    },
+    read: async (folder, name) => {
+      // the bytes as stored: the chain names their sha256
+      const chunks: Buffer[] = [];
+      for await (const c of await storage.get(key(folder, name))) chunks.push(c as Buffer);
+      return Buffer.concat(chunks);
+    },
+    readText: async (folder, name) => {
+      try {
+        return await readSmallObject(storage, key(folder, name));
+      } catch (err) {
+        if (isNotFound(err)) return null;
+        throw err;
+      }
+    },
+  };
+}
+
+async function chainedRecords(source: RecordSource): Promise<ChainedRecord[]> {
+  const out: ChainedRecord[] = [];
   for (const folder of RECORD_FOLDERS)
-    for (const e of await readdirOrEmpty(fs, join(base, folder))) {
-      if (e.kind !== "file" || !e.name.endsWith(".json") || e.name.startsWith(".")) continue;
-      const bytes = Buffer.from(await fs.readFile(join(base, folder, e.name)));
+    for (const name of await source.names(folder)) {
+      const bytes = await source.read(folder, name);
       let previous: RecordLink | null | undefined;
       try {
         previous = (JSON.parse(bytes.toString("utf8")) as { previous?: RecordLink | null }).previous;
@@ -38,9 +88,9 @@ async function chainedRecords(fs: FileSystem, backupRoot: string, context: strin
         previous = undefined;
       }
       if (previous === undefined) continue; // before the chain (or unreadable: the walk reports it)
-      const sig = await readTextOrNull(fs, join(base, folder, `${e.name}.sig`));
+      const sig = await source.readText(folder, `${name}.sig`);
       out.push({
-        file: `${folder}/${e.name}`,
+        file: `${folder}/${name}`,
         sha256: createHash("sha256").update(bytes).digest("hex"),
         previous,
         signature:
@@ -56,7 +106,15 @@ export async function recordChainHead(
   backupRoot: string,
   context: string,
 ): Promise<RecordLink | null> {
-  const all = await chainedRecords(fs, backupRoot, context);
+  return headOf(await chainedRecords(folderSource(fs, backupRoot, context)));
+}
+
+/** recordChainHead over a repository's storage (the records as `<context>/incidents/…`, `<context>/drills/…`). */
+export async function recordChainHeadIn(storage: ObjectStorage, context: string): Promise<RecordLink | null> {
+  return headOf(await chainedRecords(storageSource(storage, context)));
+}
+
+function headOf(all: ChainedRecord[]): RecordLink | null {
   const named = new Set(all.filter((r) => r.previous).map((r) => r.previous!.file));
   const tips = all.filter((r) => !named.has(r.file)).sort((a, b) => (a.file < b.file ? -1 : 1));
   const tip = tips.at(-1);
@@ -82,7 +140,7 @@ export async function verifyRecordChain(
   lastSeenHead?: RecordLink | null,
   offsiteHeads: readonly { where: string; head: RecordLink | null }[] = [],
 ): Promise<RecordChainCheck> {
-  const all = await chainedRecords(fs, backupRoot, context);
+  const all = await chainedRecords(folderSource(fs, backupRoot, context));
   const byFile = new Map(all.map((r) => [r.file, r]));
   const named = new Set(all.filter((r) => r.previous).map((r) => r.previous!.file));
   const tips = all.filter((r) => !named.has(r.file)).sort((a, b) => (a.file < b.file ? -1 : 1));

@@ -1,10 +1,10 @@
 import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
 import { isNotFound } from "../errors.js";
+import { backupRootStorage, readSmallObject } from "../repository/repository.js";
 import type { FileSystem } from "../fs/types.js";
-import { readSmallObject } from "../repository/repository.js";
 import type { ObjectStorage } from "../repository/storage.js";
-import { recordChainHead, type RecordLink } from "./chain.js";
+import { recordChainHeadIn, type RecordLink } from "./chain.js";
 
 /**
  * The head of a context's record chain, kept offsite too (issue 24 §2): at home, the tick's status
@@ -27,14 +27,21 @@ export function recordsHeadKey(context: string): string {
 }
 
 /** Copy the context's record chain head to a root's view at a target, when it changed. */
-export async function pushRecordsHead(options: {
-  fs: FileSystem;
-  backupRoot: string;
-  context: string;
-  view: ObjectStorage;
-  now: Date;
-}): Promise<RecordLink | null> {
-  const head = await recordChainHead(options.fs, options.backupRoot, options.context);
+export async function pushRecordsHead(
+  options: (
+    | {
+        /** where the context's incident and drill records are (`<context>/incidents/…`): the repository's storage */
+        records: ObjectStorage;
+      }
+    | { fs: FileSystem; backupRoot: string }
+  ) & {
+    context: string;
+    view: ObjectStorage;
+    now: Date;
+  },
+): Promise<RecordLink | null> {
+  const records = "records" in options ? options.records : backupRootStorage(options.fs, options.backupRoot);
+  const head = await recordChainHeadIn(records, options.context);
   const there = await readOffsiteRecordsHead(options.view, options.context);
   // Unchanged: not written again (a versioned bucket would keep a version per tick).
   if (there && JSON.stringify(there.head) === JSON.stringify(head)) return head;
