@@ -10,6 +10,7 @@ import { resolveTargets } from "../options/targets.js";
 import { validateContextName } from "@paas-backup/core/policy";
 import { listContexts } from "@paas-backup/core/context";
 import { validateRecipient } from "@paas-backup/core/age";
+import { offsiteRecordsIn } from "@paas-backup/core/offsite";
 
 /**
  * keys audit: what a (retired, leaked) identity still opens among retained snapshots, at home and
@@ -176,6 +177,8 @@ export async function keysRotateCommand(
         pushRecipients,
         onStep: (step) => rt.progress(`${context} ${step.id}: ${step.phase}\n`),
         ...(shared ? { shared } : {}),
+        // an s3:// root's push records are the bucket's (offsite-records/), read and written there
+        ...(rt.shared ? { offsiteRecords: offsiteRecordsIn(rt.shared.storage) } : {}),
       });
     // An s3:// root: under the context's lease, with the bucket's offsite and rotation records
     const r = rt.shared

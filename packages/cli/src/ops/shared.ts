@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import { BusyError, isNotFound } from "@paas-backup/core/errors";
 import { redactText } from "@paas-backup/core/redact";
@@ -17,6 +18,7 @@ import type { RetentionPolicy } from "@paas-backup/core/retention";
 import type { SharedRotation } from "@paas-backup/core/keys";
 import type { ReportSources } from "@paas-backup/core/report";
 import { offsiteRecordsIn } from "@paas-backup/core/offsite";
+import { readObjectText } from "../host/shared-root.js";
 import type { IncidentRecord } from "@paas-backup/core/records";
 import type { SharedRoot } from "../runtime.js";
 import type { Runtime } from "../runtime.js";
@@ -436,12 +438,22 @@ export async function tickMaintenance(
 
 /** Where an s3:// root keeps the rotation records of keys rotate: `rotation-records/<context>/<id>.json`. */
 const ROTATION_RECORDS = "rotation-records";
+const RECORD_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]*\.json$/;
+
+function parses(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /**
  * keys rotate of one context of an s3:// root: under the context's lease (no snapshot, prune or
  * push of it runs meanwhile, and each relocation is committed with the lease's epoch), with the
- * context's offsite records and its rotation records fetched from the bucket into the host's
- * cache and put back after, however it ended. A record is pulled when the cache has none or the
+ * context's rotation records fetched from the bucket into the host's cache and put back after,
+ * however it ended (its offsite records core reads and writes in the bucket itself). A record is pulled when the cache has none or the
  * bucket's is finished: a host killed mid-rotation keeps its newer journal, and a step whose
  * relocation is committed is done whatever a record says (the log is the truth).
  */
@@ -487,26 +499,25 @@ export async function withSharedRotation<T extends { record: string; rotation: {
       });
     }
   };
-  const result = await withLease(rt, `context/${context}`, "keys rotate", (lease) =>
-    withOffsiteRecords(rt, context, async () => {
-      let result: T;
-      try {
-        result = await rotate({
-          storage,
-          view: () => committedView(shared, context),
-          relocations: async () => (await committedLog(shared, context)).relocations,
-          commit: async (relocation) => {
-            await lease.commit({ relocation, host: shared.host });
-          },
-        });
-      } catch (err) {
-        // the journal so far goes to the bucket too, so another host can see where it stopped
-        await putBack().catch(() => undefined);
-        throw err;
-      }
-      await putBack();
-      return result;
-    }),
-  );
+  // the offsite records are the bucket's, read and written there by core (offsiteRecordsOf, passed by keys rotate)
+  const result = await withLease(rt, `context/${context}`, "keys rotate", async (lease) => {
+    let result: T;
+    try {
+      result = await rotate({
+        storage,
+        view: () => committedView(shared, context),
+        relocations: async () => (await committedLog(shared, context)).relocations,
+        commit: async (relocation) => {
+          await lease.commit({ relocation, host: shared.host });
+        },
+      });
+    } catch (err) {
+      // the journal so far goes to the bucket too, so another host can see where it stopped
+      await putBack().catch(() => undefined);
+      throw err;
+    }
+    await putBack();
+    return result;
+  });
   return { ...result, record: storage.locate(`${prefix}${result.rotation.id}.json`) };
 }

@@ -21,7 +21,7 @@ import { relocationKey, type Relocation } from "../repository/relocation.js";
 import { readRepositoryIdentity } from "../repository/identity.js";
 import type { SigningKey } from "../signing/sshsig.js";
 import { SIGNATURE_SUFFIX } from "../signing/verify.js";
-import { confirmedCopy, readRecord, writeRecord } from "../offsite/record.js";
+import { confirmedCopy, readRecordIn, recordStoreOf, writeRecordIn } from "../offsite/record.js";
 import { isLockRefusal } from "../offsite/checks.js";
 import { encryptScratchDir, pushEncryptedCopy } from "../offsite/encrypt-on-push.js";
 import { rootView } from "../offsite/roots.js";
@@ -97,6 +97,11 @@ export interface RotateOptions extends ContextCallOptions {
    * context's fenced log (repository/relocation.ts), which every reader follows.
    */
   shared?: SharedRotation;
+  /**
+   * where the offsite push records are (offsite/record.ts recordStoreOf): the backup root's by
+   * default; an s3:// root passes its bucket's offsite-records/ (offsiteRecordsIn)
+   */
+  offsiteRecords?: ObjectStorage;
 }
 
 export interface SharedRotation {
@@ -108,6 +113,15 @@ export interface SharedRotation {
   relocations(): Promise<Relocation[]>;
   /** commit one relocation through the context's lease: create-only, carrying its epoch */
   commit(relocation: Relocation): Promise<void>;
+}
+
+/** Where the offsite push records are read and written. */
+function offsiteRecordsOf(options: RotateOptions): ObjectStorage {
+  return recordStoreOf({
+    fs: options.fs,
+    backupRoot: options.backupRoot,
+    ...(options.offsiteRecords ? { records: options.offsiteRecords } : {}),
+  });
 }
 
 /** Where the context's snapshots are read: the backup root folder, or the bucket as its readers see it. */
@@ -527,7 +541,7 @@ async function rotateOffsite(options: RotateOptions, record: RotationRecord): Pr
   const rotated = new Map(record.snapshots.filter((s) => s.phase === "done").map((s) => [s.id, s]));
   const snaps = new Map((await openRepository(home).snapshots(record.context)).map((s) => [s.id, s]));
   for (const target of targets) {
-    const offsite = await readRecord(fs, backupRoot, record.context, target);
+    const offsite = await readRecordIn(offsiteRecordsOf(options), record.context, target);
     const immutability = await target.storage.immutability();
     const done = (entry: RotationOffsiteCopy) => {
       record.offsite = record.offsite.filter((o) => !(o.target === entry.target && o.id === entry.id));
@@ -593,7 +607,7 @@ async function rotateOffsite(options: RotateOptions, record: RotationRecord): Pr
           lock,
           immutability,
         });
-        await writeRecord(fs, backupRoot, record.context, target, offsite);
+        await writeRecordIn(offsiteRecordsOf(options), record.context, target, offsite);
         done({ target: target.name, id: copy.id, action: "replaced" });
       } catch (err) {
         if (!isLockRefusal(err)) throw err;
@@ -647,7 +661,7 @@ async function reencryptPushedCopy(
   if (lockedUntil && copy.lockMode === "COMPLIANCE") return { ...entry, action: "locked", lockedUntil };
   const immutability = await target.storage.immutability();
   const lock = copyLock(target, immutability.enabled, now, lockedUntil);
-  const save = () => writeRecord(fs, backupRoot, record.context, target, offsite);
+  const save = () => writeRecordIn(offsiteRecordsOf(options), record.context, target, offsite);
   const out = await pushEncryptedCopy({
     fs,
     // keys rotate runs on the backup root folder: its scratch is where push's default is
