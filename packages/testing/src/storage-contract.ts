@@ -1,5 +1,5 @@
 import { describe, it, expect, afterAll } from "vitest";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { randomBytes, createHash } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,7 +17,12 @@ import {
 import { IntegrityError, isNotFound } from "@paas-backup/core/errors";
 import { createSnapshot } from "@paas-backup/core/snapshot";
 import { pruneSnapshots } from "@paas-backup/core/retention";
+import { pushOffsite } from "@paas-backup/core/offsite";
+import { ageEncryptor, generateIdentityFile } from "@paas-backup/core/age";
+import { readHistoryLines, type PruneHistoryLine } from "@paas-backup/core/repository";
+import type { FileSystem } from "@paas-backup/core";
 import { createStateRoot } from "./state-root.js";
+import { MemoryStorage } from "./memory-storage.js";
 
 /**
  * The storage contract as a suite any driver runs in its own tests (as restic's backend `Suite`
@@ -204,6 +209,96 @@ export function describeStorageContract(name: string, open: () => Promise<Object
       await expect(repository.find("oss-demo", "latest")).rejects.toMatchObject({
         code: "PAAS_BACKUP_NO_SNAPSHOTS",
       });
+    });
+
+    it("holds a repository through the storage only: snapshots, incrementals, a prune and an encrypted push write nothing to the backup root but the context session's lock", async () => {
+      const storage = await open();
+      const base = mkdtempSync(join(tmpdir(), "pb-contract-"));
+      cleanups.push(() => rmSync(base, { recursive: true, force: true }));
+      const ctx = "oss-demo";
+      await createStateRoot({
+        fs: nodeFs,
+        root: join(base, "state"),
+        contexts: [{ name: ctx, eventBytes: 4_000 }],
+        plantSecrets: false,
+      });
+      // the backup root holds only the context session (issue 19 §1): the location check, the
+      // lock and the lookup for an interrupted keys rotate; any other access through fs fails
+      const session = join(base, "session");
+      const allowed = [session, join(session, ".git"), join(session, ctx), join(session, ctx, "rotations")];
+      const fs = new Proxy(nodeFs, {
+        get(target, prop, receiver) {
+          const value = Reflect.get(target, prop, receiver) as unknown;
+          if (typeof value !== "function") return value;
+          return (...args: unknown[]) => {
+            for (const a of args)
+              if (
+                typeof a === "string" &&
+                (a === session || a.startsWith(`${session}/`)) &&
+                !allowed.includes(a) &&
+                !/\/\.?\.lock(\.[0-9a-f-]+\.tmp)?$/.test(a)
+              )
+                throw new Error(`the backup root was touched through the FileSystem: ${String(prop)} ${a}`);
+            return (value as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        },
+      }) as FileSystem;
+      const day = 86_400_000;
+      const t0 = Date.parse("2026-11-01T00:00:00Z");
+      const kinds: string[] = [];
+      for (const [at, kind] of [
+        [t0, "full"],
+        [t0 + 3_600_000, "incremental"],
+        [t0 + day, "full"],
+        [t0 + day + 3_600_000, "incremental"],
+      ] as const) {
+        const made = await createSnapshot({
+          fs,
+          stateRoot: join(base, "state"),
+          backupRoot: session,
+          repository: storage,
+          context: ctx,
+          clock: () => new Date(at),
+          kind,
+          insecurePlaintext: true,
+        });
+        kinds.push(made.promotedToFull ?? made.kind);
+      }
+      // each incremental extended a chain that verified, its cache an object of the repository
+      expect(kinds).toEqual(["full", "incremental", "full", "incremental"]);
+      expect(await storage.head(`${ctx}/.verified-chain.json`)).not.toBeNull();
+      const pruned = await pruneSnapshots({
+        fs,
+        backupRoot: session,
+        repository: storage,
+        context: ctx,
+        policy: { hourly: 1, daily: 1, weekly: 0, monthly: 0 },
+        clock: () => new Date(t0 + 2 * day),
+      });
+      expect(pruned.removed).toHaveLength(2);
+      const history = await readHistoryLines<PruneHistoryLine>(storage, ctx, "prune");
+      expect(history.lines.map((l) => l.id).sort()).toEqual([...pruned.removed].sort());
+      const target = { name: "away", storage: new MemoryStorage("memory://away") };
+      const scratch = join(base, "scratch");
+      const pushed = await pushOffsite({
+        fs,
+        backupRoot: session,
+        repository: storage,
+        scratch,
+        context: ctx,
+        target,
+        clock: () => new Date(t0 + 2 * day),
+        encryptor: ageEncryptor([(await generateIdentityFile(new Date(t0))).recipient]),
+      });
+      expect(pushed.problems).toEqual([]);
+      expect(pushed.pushed.map((c) => c.encryptedOnPush)).toEqual([true]);
+      expect(await storage.head(`${ctx}/offsite/away.json`)).not.toBeNull(); // the push record
+      // nothing left in the backup root (the lock is released) nor in the scratch folder
+      const files = (dir: string): string[] =>
+        readdirSync(dir, { withFileTypes: true, recursive: true })
+          .filter((e) => e.isFile())
+          .map((e) => join(e.parentPath, e.name));
+      expect([...files(session), ...files(scratch)]).toEqual([]);
     });
   });
 }
