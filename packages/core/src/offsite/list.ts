@@ -28,16 +28,16 @@ export interface OffsiteEntry {
   encryptedOnPush: boolean;
 }
 
-export async function listOffsite(
-  options: OffsiteRecordsOptions & {
-    context: string;
-    target: OffsiteTarget;
-    clock: () => Date;
-    allRoots?: boolean;
-    /** only this backup root's copies (another host's, or a lost disk's), as restore --offsite-root reads them */
-    root?: string;
-  },
-): Promise<{
+export interface ListOffsiteOptions extends OffsiteRecordsOptions {
+  context: string;
+  target: OffsiteTarget;
+  clock: () => Date;
+  allRoots?: boolean;
+  /** only this backup root's copies (another host's, or a lost disk's), as restore --offsite-root reads them */
+  root?: string;
+}
+
+export interface OffsiteListing {
   entries: OffsiteEntry[];
   immutability: Immutability;
   root: string | null;
@@ -47,7 +47,14 @@ export async function listOffsite(
    * disk) and neither allRoots nor root was asked: the other roots that hold copies of it
    */
   otherRoots: { id: string; host: string | null; copies: number; newest: string }[];
-}> {
+}
+
+/**
+ * The copies of a context at an offsite target. Steps: read this root's record and identity →
+ * another root's copies alone (options.root) or: our own copies, legacy ones, those only our
+ * record remembers, other roots' (allRoots) → when we have none, the roots that do → sorted.
+ */
+export async function listOffsite(options: ListOffsiteOptions): Promise<OffsiteListing> {
   const context = validateContextName(options.context);
   const storage = options.target.storage;
   const record = await readRecordIn(recordStoreOf(options), context, options.target);
@@ -55,107 +62,131 @@ export async function listOffsite(
   const identity = options.repository
     ? await readIdentityIn(options.repository)
     : await readRepositoryIdentity(options.fs, options.backupRoot);
-  const immutability = await storage.immutability();
-  const now = options.clock().getTime();
-  const entries: OffsiteEntry[] = [];
+  const at: EntryClock = { immutability: await storage.immutability(), now: options.clock().getTime() };
   if (options.root && options.root !== identity?.id) {
     const roots = (await rootsAt(storage)).filter((r) => r.id === options.root);
-    for (const snap of await listSnapshotsIn(rootView(storage, options.root), context))
-      entries.push(entryFor(snap.id, options.root, false, snap, null));
-    return { entries, immutability, root: identity?.id ?? null, roots, otherRoots: [] };
+    const entries = await copiesOfRoot(storage, context, options.root, at);
+    return { entries, immutability: at.immutability, root: identity?.id ?? null, roots, otherRoots: [] };
   }
-  const ownPrefix = identity ? `${ROOTS}/${identity.id}/` : null;
-  const own = identity ? await listSnapshotsIn(rootView(storage, identity.id), context) : [];
+  const entries = await ownCopies(storage, context, identity?.id ?? null, record, at);
+  const roots = options.allRoots ? await rootsAt(storage) : [];
+  for (const r of roots) {
+    if (r.id === identity?.id) continue;
+    entries.push(...(await copiesOfRoot(storage, context, r.id, at)));
+  }
+  const otherRoots =
+    entries.length === 0 && !options.allRoots && !options.root
+      ? await otherRootsHolding(storage, context, identity?.id ?? null)
+      : [];
+  return {
+    entries: entries.sort((a, b) => compareSnapshotIds(a.id, b.id) || (a.own === b.own ? 0 : a.own ? -1 : 1)),
+    immutability: at.immutability,
+    root: identity?.id ?? null,
+    roots,
+    otherRoots,
+  };
+}
+
+/** What an entry's immutability is judged by: the target's lock settings and the time of the listing. */
+interface EntryClock {
+  immutability: Immutability;
+  now: number;
+}
+
+type OffsiteRecord = Awaited<ReturnType<typeof readRecordIn>>;
+
+/** Another backup root's copies at the target: never ours, never in our record. */
+async function copiesOfRoot(
+  storage: OffsiteTarget["storage"],
+  context: string,
+  root: string,
+  at: EntryClock,
+): Promise<OffsiteEntry[]> {
+  return (await listSnapshotsIn(rootView(storage, root), context)).map((snap) =>
+    entryFor(at, snap.id, root, false, snap, null),
+  );
+}
+
+/**
+ * This root's copies: under its own prefix, then legacy ones (made before identities: they belong
+ * to whoever recorded them, or to everyone), then those only our record remembers (gone at the target).
+ * A copy is matched to its record only when the record names that very object.
+ */
+async function ownCopies(
+  storage: OffsiteTarget["storage"],
+  context: string,
+  identity: string | null,
+  record: OffsiteRecord,
+  at: EntryClock,
+): Promise<OffsiteEntry[]> {
+  const entries: OffsiteEntry[] = [];
+  const ownPrefix = identity ? `${ROOTS}/${identity}/` : null;
+  const own = identity ? await listSnapshotsIn(rootView(storage, identity), context) : [];
   const legacy = await listSnapshotsIn(storage, context);
   const seen = new Set<string>();
   const recordedAt = (id: string) => record.copies[id]?.artifact;
-  // Our own copies, then legacy copies (made before identities: they belong to whoever recorded them, or to everyone)
   for (const snap of own) {
     seen.add(snap.id);
-    entries.push(
-      entryFor(
-        snap.id,
-        identity!.id,
-        true,
-        snap,
-        recordedAt(snap.id) === ownPrefix + snap.artifactKey ? record.copies[snap.id]! : null,
-      ),
-    );
+    const recorded = recordedAt(snap.id) === ownPrefix + snap.artifactKey ? record.copies[snap.id]! : null;
+    entries.push(entryFor(at, snap.id, identity, true, snap, recorded));
   }
   for (const snap of legacy) {
     if (seen.has(snap.id)) continue;
     seen.add(snap.id);
-    entries.push(
-      entryFor(
-        snap.id,
-        null,
-        true,
-        snap,
-        recordedAt(snap.id) === snap.artifactKey ? record.copies[snap.id]! : null,
-      ),
-    );
+    const recorded = recordedAt(snap.id) === snap.artifactKey ? record.copies[snap.id]! : null;
+    entries.push(entryFor(at, snap.id, null, true, snap, recorded));
   }
   for (const [id, copy] of Object.entries(record.copies))
-    if (!seen.has(id))
-      entries.push(
-        entryFor(
-          id,
-          copy.artifact.startsWith(`${ROOTS}/`) ? copy.artifact.split("/")[1]! : null,
-          true,
-          null,
-          copy,
-        ),
-      );
-  const roots = options.allRoots ? await rootsAt(storage) : [];
-  for (const r of roots) {
-    if (r.id === identity?.id) continue;
-    for (const snap of await listSnapshotsIn(rootView(storage, r.id), context))
-      entries.push(entryFor(snap.id, r.id, false, snap, null));
-  }
-  function entryFor(
-    id: string,
-    root: string | null,
-    isOwn: boolean,
-    snap: SnapshotRef | null,
-    recorded: OffsiteCopy | null,
-  ): OffsiteEntry {
-    const artifact = snap?.artifact ?? null;
-    const immutableUntil = artifact?.retainUntil ?? recorded?.retainUntil ?? null;
-    return {
-      id,
-      root,
-      own: isOwn,
-      snapshot: snap,
-      artifact,
-      checksum: snap?.checksum ?? null,
-      recorded,
-      confirmed:
-        recorded !== null &&
-        artifact !== null &&
-        artifact.sha256 === recorded.sha256 &&
-        artifact.size === recorded.size &&
-        !recorded.problem,
-      immutable: immutability.enabled && immutableUntil !== null && Date.parse(immutableUntil) > now,
-      immutableUntil,
-      encryptedOnPush:
-        recorded?.encryptedOnPush === true ||
-        (snap !== null && snap.encrypted && snap.manifest?.encryption.type === "none"),
-    };
-  }
-  const otherRoots =
-    entries.length === 0 && !options.allRoots && !options.root
-      ? (await rootsHoldingContext(storage, context, identity?.id ?? null)).map((r) => ({
-          id: r.id,
-          host: r.host,
-          copies: r.snapshots.length,
-          newest: r.snapshots[r.snapshots.length - 1]!.id,
-        }))
-      : [];
+    if (!seen.has(id)) {
+      const root = copy.artifact.startsWith(`${ROOTS}/`) ? copy.artifact.split("/")[1]! : null;
+      entries.push(entryFor(at, id, root, true, null, copy));
+    }
+  return entries;
+}
+
+/** A fresh root after a lost disk has no copies: name the roots that hold the context, so the operator can pick one. */
+async function otherRootsHolding(
+  storage: OffsiteTarget["storage"],
+  context: string,
+  identity: string | null,
+): Promise<OffsiteListing["otherRoots"]> {
+  return (await rootsHoldingContext(storage, context, identity)).map((r) => ({
+    id: r.id,
+    host: r.host,
+    copies: r.snapshots.length,
+    newest: r.snapshots[r.snapshots.length - 1]!.id,
+  }));
+}
+
+/** One copy as listed: confirmed when the target holds exactly what the record says was pushed. */
+function entryFor(
+  at: EntryClock,
+  id: string,
+  root: string | null,
+  isOwn: boolean,
+  snap: SnapshotRef | null,
+  recorded: OffsiteCopy | null,
+): OffsiteEntry {
+  const artifact = snap?.artifact ?? null;
+  const immutableUntil = artifact?.retainUntil ?? recorded?.retainUntil ?? null;
   return {
-    entries: entries.sort((a, b) => compareSnapshotIds(a.id, b.id) || (a.own === b.own ? 0 : a.own ? -1 : 1)),
-    immutability,
-    root: identity?.id ?? null,
-    roots,
-    otherRoots,
+    id,
+    root,
+    own: isOwn,
+    snapshot: snap,
+    artifact,
+    checksum: snap?.checksum ?? null,
+    recorded,
+    confirmed:
+      recorded !== null &&
+      artifact !== null &&
+      artifact.sha256 === recorded.sha256 &&
+      artifact.size === recorded.size &&
+      !recorded.problem,
+    immutable: at.immutability.enabled && immutableUntil !== null && Date.parse(immutableUntil) > at.now,
+    immutableUntil,
+    encryptedOnPush:
+      recorded?.encryptedOnPush === true ||
+      (snap !== null && snap.encrypted && snap.manifest?.encryption.type === "none"),
   };
 }
