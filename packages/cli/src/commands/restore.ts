@@ -1,6 +1,11 @@
 import { allowRepoStateFrom } from "@paas-backup/core/policy";
-import { restoreSnapshot, type RestorePlan, type RestoreResult } from "@paas-backup/core/restore";
-import { backupRootStorage, chainOf, openRepository } from "@paas-backup/core/repository";
+import {
+  restoreSnapshot,
+  type RestoreOptions,
+  type RestorePlan,
+  type RestoreResult,
+} from "@paas-backup/core/restore";
+import { backupRootStorage, chainOf, openRepository, type ObjectStorage } from "@paas-backup/core/repository";
 import { UsageError, ValidationError } from "@paas-backup/core/errors";
 import { withContext, type ContextSession } from "@paas-backup/core/context";
 import { resolveRecordSigner, resolveSignaturePolicy } from "../options/signing.js";
@@ -40,24 +45,19 @@ export function restoreAction(rt: Runtime, flags: RestoreFlags & Record<string, 
   return restoreCommand(rt, flags, offsiteFetcher(rt, flags as Parameters<typeof offsiteFetcher>[1]));
 }
 
+/**
+ * Steps: check the flags → resolve the repository, keys, trust and signatures → size the progress
+ * bar → in one context session: the offsite fetch, then core's restore (plan → verify → stage →
+ * swap → validate → record) → hand the records to the bucket → report. On failure: the same
+ * clean-up, and a full disk named with the space needed.
+ */
 export async function restoreCommand(
   rt: Runtime,
   flags: RestoreFlags,
   fetchFromOffsite?: (session: ContextSession) => Promise<void>,
 ): Promise<number> {
   const context = requireContext(flags.context);
-  if (!flags.ticket?.trim()) {
-    throw new UsageError("PAAS_BACKUP_TICKET_REQUIRED", "restore needs --ticket <incident-id>", {
-      remediation: "Open or name the incident first (policy §6.1), then pass its id with --ticket.",
-      stage: "arguments",
-    });
-  }
-  if (flags.exact && flags.path?.length) {
-    throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "--exact and --path exclude each other", {
-      remediation: "--exact replaces the whole context; --path restores only the files named. Pick one.",
-      stage: "arguments",
-    });
-  }
+  checkRestoreFlags(flags);
   // Checked before anything changes: a doctor that cannot run would only fail after the swap.
   if (flags.doctorCmd) assertDoctorRunnable(flags.doctorCmd, rt.env);
   if (!fetchFromOffsite) await requireKnownContext(rt, context);
@@ -67,25 +67,14 @@ export async function restoreCommand(
   const shared = rt.shared ? await import("../ops/shared.js") : null;
   const repository =
     shared && !fetchFromOffsite ? await shared.committedView(rt.shared!, context) : undefined;
-  const decryptor = await resolveDecryptor(rt, flags);
-  const trustStore = await loadTrustStore(rt);
-  const signatures = await resolveSignaturePolicy(rt, flags.allowUnsigned === true);
+  const trust: RestoreTrust = {
+    decryptor: await resolveDecryptor(rt, flags),
+    trustStore: await loadTrustStore(rt),
+    signatures: await resolveSignaturePolicy(rt, flags.allowUnsigned === true),
+  };
   const bar = progressBar(rt, `restore ${context}`);
+  const { total, needed } = await restoreScale(rt, repository, context, flags.snapshot ?? "latest");
   let done = 0;
-  // The bar's total: every byte the chain's archives hold (the manifests say), when known.
-  let total: number | null = null;
-  let needed: number | undefined;
-  try {
-    const { snapshot, all } = await openRepository(
-      repository ?? backupRootStorage(rt.fs, rt.backupRoot),
-    ).find(context, flags.snapshot ?? "latest", rt.clock());
-    const links = chainOf(snapshot, all).chain;
-    // the bar's total: the bytes every link's archive holds; the space needed: the restored files
-    if (links.every((l) => l.manifest)) total = links.reduce((n, l) => n + l.manifest!.totals.storedBytes, 0);
-    needed = snapshot.manifest?.totals.bytes;
-  } catch {
-    total = null; // the restore itself reports what is wrong
-  }
   const ask = rt.stdinIsTTY && rt.stderrIsTTY && !flags.yes && !flags.dryRun && !rt.json;
   try {
     const signer = await resolveRecordSigner(rt);
@@ -94,33 +83,8 @@ export async function restoreCommand(
       // The offsite fetch writes into the backup root: in the same session as the restore.
       if (fetchFromOffsite) await fetchFromOffsite(session);
       return restoreSnapshot({
-        session,
-        fs: rt.fs,
-        stateRoot: rt.stateRoot,
-        backupRoot: rt.backupRoot,
-        ...(repository ? { repository } : {}),
-        context,
-        snapshot: flags.snapshot ?? "latest",
-        ticket: flags.ticket!,
-        operator: resolveOperator(flags.operator, rt.env),
-        clock: rt.clock,
-        ...(decryptor ? { decryptor } : {}),
-        fallback: flags.fallback === true,
-        dryRun: flags.dryRun === true,
-        secretAllow: rt.config.secretAllow,
-        secretAcknowledged: rt.config.secretAcknowledged,
-        allowRepoState: allowRepoStateFrom(rt.env),
-        trustStore,
-        signatures,
+        ...restoreOptions(rt, flags, context, session, repository, trust),
         ...(signer ? { signer } : {}),
-        ...(flags.doctorCmd
-          ? {
-              externalDoctor: externalDoctorRunner(flags.doctorCmd, rt.env),
-              externalDoctorCommand: flags.doctorCmd,
-            }
-          : {}),
-        exact: flags.exact === true,
-        ...(flags.path?.length ? { paths: flags.path } : {}),
         ...(ask
           ? {
               confirm: (plan: RestorePlan) => {
@@ -140,20 +104,7 @@ export async function restoreCommand(
       const moved = await shared.moveRecordsToBucket(rt, context);
       result.incidentFile = moved.get(result.incidentFile) ?? result.incidentFile;
     }
-    if (rt.json)
-      printEnvelope(rt, {
-        ok: result.ok,
-        context,
-        mode: flags.dryRun ? "dry-run" : "live",
-        ...(flags.offsitePlan ? { offsite: flags.offsitePlan } : {}),
-        data: [result],
-      });
-    else {
-      // The warnings the plan carries (latest passed over a snapshot from the future, a state file
-      // the snapshot recorded as not valid JSON), as ls and dump give them: on stderr.
-      for (const w of result.warnings) process.stderr.write(`warning: ${w}\n`);
-      describeRestore(rt, result);
-    }
+    reportRestore(rt, flags, context, result);
     // A dry run whose staged state fails a doctor says so by its exit code, as the real restore would.
     return result.ok ? 0 : 5;
   } catch (err) {
@@ -167,6 +118,113 @@ export async function restoreCommand(
       describeRestore(rt, err.data.result as RestoreResult);
     throw err;
   }
+}
+
+/** Flags that are wrong on their own or together: refused before anything is read. */
+function checkRestoreFlags(flags: RestoreFlags): void {
+  if (!flags.ticket?.trim()) {
+    throw new UsageError("PAAS_BACKUP_TICKET_REQUIRED", "restore needs --ticket <incident-id>", {
+      remediation: "Open or name the incident first (policy §6.1), then pass its id with --ticket.",
+      stage: "arguments",
+    });
+  }
+  if (flags.exact && flags.path?.length) {
+    throw new UsageError("PAAS_BACKUP_INVALID_ARGUMENT", "--exact and --path exclude each other", {
+      remediation: "--exact replaces the whole context; --path restores only the files named. Pick one.",
+      stage: "arguments",
+    });
+  }
+}
+
+/** The keys and trust a restore judges snapshots by, resolved before the session. */
+interface RestoreTrust {
+  decryptor: Awaited<ReturnType<typeof resolveDecryptor>>;
+  trustStore: Awaited<ReturnType<typeof loadTrustStore>>;
+  signatures: Awaited<ReturnType<typeof resolveSignaturePolicy>>;
+}
+
+/**
+ * The bar's total (the bytes every link's archive holds, when every manifest says) and the space
+ * needed (the restored files), read from the manifests. Any failure leaves them unknown: the
+ * restore itself reports what is wrong.
+ */
+async function restoreScale(
+  rt: Runtime,
+  repository: ObjectStorage | undefined,
+  context: string,
+  snapshotName: string,
+): Promise<{ total: number | null; needed: number | undefined }> {
+  let total: number | null = null;
+  let needed: number | undefined;
+  try {
+    const { snapshot, all } = await openRepository(
+      repository ?? backupRootStorage(rt.fs, rt.backupRoot),
+    ).find(context, snapshotName, rt.clock());
+    const links = chainOf(snapshot, all).chain;
+    if (links.every((l) => l.manifest)) total = links.reduce((n, l) => n + l.manifest!.totals.storedBytes, 0);
+    needed = snapshot.manifest?.totals.bytes;
+  } catch {
+    total = null;
+  }
+  return { total, needed };
+}
+
+/** Core's restore options as the flags, the config and the environment set them. */
+function restoreOptions(
+  rt: Runtime,
+  flags: RestoreFlags,
+  context: string,
+  session: ContextSession,
+  repository: ObjectStorage | undefined,
+  trust: RestoreTrust,
+): RestoreOptions {
+  const { decryptor, trustStore, signatures } = trust;
+  return {
+    session,
+    fs: rt.fs,
+    stateRoot: rt.stateRoot,
+    backupRoot: rt.backupRoot,
+    ...(repository ? { repository } : {}),
+    context,
+    snapshot: flags.snapshot ?? "latest",
+    ticket: flags.ticket!,
+    operator: resolveOperator(flags.operator, rt.env),
+    clock: rt.clock,
+    ...(decryptor ? { decryptor } : {}),
+    fallback: flags.fallback === true,
+    dryRun: flags.dryRun === true,
+    secretAllow: rt.config.secretAllow,
+    secretAcknowledged: rt.config.secretAcknowledged,
+    allowRepoState: allowRepoStateFrom(rt.env),
+    trustStore,
+    signatures,
+    ...(flags.doctorCmd
+      ? {
+          externalDoctor: externalDoctorRunner(flags.doctorCmd, rt.env),
+          externalDoctorCommand: flags.doctorCmd,
+        }
+      : {}),
+    exact: flags.exact === true,
+    ...(flags.path?.length ? { paths: flags.path } : {}),
+  };
+}
+
+/** The result as JSON, or as text with the plan's warnings on stderr (as ls and dump give them). */
+function reportRestore(rt: Runtime, flags: RestoreFlags, context: string, result: RestoreResult): void {
+  if (rt.json) {
+    printEnvelope(rt, {
+      ok: result.ok,
+      context,
+      mode: flags.dryRun ? "dry-run" : "live",
+      ...(flags.offsitePlan ? { offsite: flags.offsitePlan } : {}),
+      data: [result],
+    });
+    return;
+  }
+  // The warnings the plan carries (latest passed over a snapshot from the future, a state file
+  // the snapshot recorded as not valid JSON).
+  for (const w of result.warnings) process.stderr.write(`warning: ${w}\n`);
+  describeRestore(rt, result);
 }
 
 /**
