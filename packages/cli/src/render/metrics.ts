@@ -62,120 +62,124 @@ function drillGauges(registry: Registry, drills: DrillStatus[]): void {
   }
 }
 
-export async function renderStatusMetrics(statuses: ContextStatus[], now: Date): Promise<string> {
-  const registry = await newRegistry();
-  const lastSuccess = gauge(
-    registry,
+/**
+ * The status gauges: name, help and labels, in the order they are registered, which is the order
+ * the file lists them (the drill gauges follow).
+ */
+const STATUS_GAUGES = {
+  lastSuccess: [
     "paas_backup_last_success_timestamp_seconds",
     "Unix time of the context's newest snapshot (full or incremental); 0 when none",
     ["context"],
-  );
-  const bytes = gauge(
-    registry,
+  ],
+  bytes: [
     "paas_backup_last_snapshot_bytes",
     "Size in bytes of the context's newest snapshot of each kind",
     ["context", "kind"],
-  );
-  const duration = gauge(
-    registry,
+  ],
+  duration: [
     "paas_backup_snapshot_duration_seconds",
     "How long tick took to make the context's last snapshot of each kind",
     ["context", "kind"],
-  );
-  const ok = gauge(
-    registry,
+  ],
+  ok: [
     "paas_backup_context_ok",
     "1 when the context needs no attention (see paas-backup status); 0 otherwise",
     ["context"],
-  );
-  const attention = gauge(
-    registry,
+  ],
+  attention: [
     "paas_backup_context_attention_reasons",
     "How many reasons the context needs attention",
     ["context"],
-  );
-  const age = gauge(
-    registry,
+  ],
+  age: [
     "paas_backup_newest_full_age_seconds",
     "Age of the context's newest full snapshot; absent when there is none",
     ["context"],
-  );
-  const chain = gauge(
-    registry,
+  ],
+  chain: [
     "paas_backup_chain_ok",
     "1 when the newest snapshot's chain is complete in the backup root",
     ["context"],
-  );
-  const blocked = gauge(
-    registry,
-    "paas_backup_blocked",
-    "1 while a post-restore block marker is in the context",
-    ["context"],
-  );
-  const tickOk = gauge(registry, "paas_backup_last_tick_ok", "1 when the context's last tick succeeded", [
-    "context",
-  ]);
-  const tickAt = gauge(
-    registry,
-    "paas_backup_last_tick_timestamp_seconds",
-    "Unix time of the context's last tick",
-    ["context"],
-  );
-  const copies = gauge(
-    registry,
+  ],
+  blocked: ["paas_backup_blocked", "1 while a post-restore block marker is in the context", ["context"]],
+  tickOk: ["paas_backup_last_tick_ok", "1 when the context's last tick succeeded", ["context"]],
+  tickAt: ["paas_backup_last_tick_timestamp_seconds", "Unix time of the context's last tick", ["context"]],
+  copies: [
     "paas_backup_offsite_copies",
     "Offsite copies per target: confirmed, immutable (lock still holding) and problem (missing or damaged, not yet put back)",
     ["context", "target", "state"],
-  );
-  const missing = gauge(
-    registry,
+  ],
+  missing: [
     "paas_backup_offsite_newest_full_missing",
     "1 when the newest full has no confirmed copy at the target",
     ["context", "target"],
-  );
-  const generated = gauge(
-    registry,
-    "paas_backup_metrics_generated_timestamp_seconds",
-    "Unix time this file was written",
-  );
+  ],
+  generated: ["paas_backup_metrics_generated_timestamp_seconds", "Unix time this file was written", []],
+} as const satisfies Record<string, readonly [string, string, readonly string[]]>;
+
+type StatusGauges = Record<keyof typeof STATUS_GAUGES, Gauge<string>>;
+
+export async function renderStatusMetrics(statuses: ContextStatus[], now: Date): Promise<string> {
+  const registry = await newRegistry();
+  const g = {} as StatusGauges;
+  for (const [key, [name, help, labels]] of Object.entries(STATUS_GAUGES))
+    g[key as keyof StatusGauges] = gauge(registry, name, help, [...labels]);
   drillGauges(
     registry,
     statuses.map((s) => s.drill),
   );
   for (const s of statuses) {
-    const context = s.context;
-    const newest = [s.newestFull?.time, s.newestIncremental?.time]
-      .filter((t): t is string => !!t)
-      .sort()
-      .pop();
-    lastSuccess.set({ context }, seconds(newest));
-    if (s.newestFull) {
-      bytes.set({ context, kind: "full" }, s.newestFull.bytes);
-      age.set({ context }, s.newestFull.ageSeconds);
-    }
-    if (s.newestIncremental) bytes.set({ context, kind: "incremental" }, s.newestIncremental.bytes);
-    for (const kind of ["full", "incremental"] as const) {
-      const t = s.lastTick?.lastSnapshots[kind];
-      if (t) duration.set({ context, kind }, t.durationSeconds);
-    }
-    ok.set({ context }, s.ok ? 1 : 0);
-    attention.set({ context }, s.attention.length);
-    chain.set({ context }, s.chain.ok ? 1 : 0);
-    blocked.set({ context }, s.blocked ? 1 : 0);
-    if (s.lastTick) {
-      tickOk.set({ context }, s.lastTick.ok ? 1 : 0);
-      tickAt.set({ context }, seconds(s.lastTick.at));
-    }
-    for (const o of s.offsite) {
-      const target = safeTargetLabel(o.target);
-      copies.set({ context, target, state: "confirmed" }, o.confirmed);
-      copies.set({ context, target, state: "immutable" }, o.immutable);
-      copies.set({ context, target, state: "problem" }, o.problems.length);
-      missing.set({ context, target }, o.newestFullMissing ? 1 : 0);
-    }
+    setSnapshotGauges(g, s);
+    setHealthGauges(g, s);
+    setOffsiteGauges(g, s);
   }
-  generated.set(Math.round(now.getTime() / 1000));
+  g.generated.set(Math.round(now.getTime() / 1000));
   return registry.metrics();
+}
+
+/** The newest snapshots: when, how large, how long tick took for each kind, and the newest full's age. */
+function setSnapshotGauges(g: StatusGauges, s: ContextStatus): void {
+  const context = s.context;
+  const newest = [s.newestFull?.time, s.newestIncremental?.time]
+    .filter((t): t is string => !!t)
+    .sort()
+    .pop();
+  g.lastSuccess.set({ context }, seconds(newest));
+  if (s.newestFull) {
+    g.bytes.set({ context, kind: "full" }, s.newestFull.bytes);
+    g.age.set({ context }, s.newestFull.ageSeconds);
+  }
+  if (s.newestIncremental) g.bytes.set({ context, kind: "incremental" }, s.newestIncremental.bytes);
+  for (const kind of ["full", "incremental"] as const) {
+    const t = s.lastTick?.lastSnapshots[kind];
+    if (t) g.duration.set({ context, kind }, t.durationSeconds);
+  }
+}
+
+/** Whether the context needs attention, its chain, its block marker and its last tick. */
+function setHealthGauges(g: StatusGauges, s: ContextStatus): void {
+  const context = s.context;
+  g.ok.set({ context }, s.ok ? 1 : 0);
+  g.attention.set({ context }, s.attention.length);
+  g.chain.set({ context }, s.chain.ok ? 1 : 0);
+  g.blocked.set({ context }, s.blocked ? 1 : 0);
+  if (s.lastTick) {
+    g.tickOk.set({ context }, s.lastTick.ok ? 1 : 0);
+    g.tickAt.set({ context }, seconds(s.lastTick.at));
+  }
+}
+
+/** Per offsite target (its URL without credentials): copies by state, and whether the newest full is there. */
+function setOffsiteGauges(g: StatusGauges, s: ContextStatus): void {
+  const context = s.context;
+  for (const o of s.offsite) {
+    const target = safeTargetLabel(o.target);
+    g.copies.set({ context, target, state: "confirmed" }, o.confirmed);
+    g.copies.set({ context, target, state: "immutable" }, o.immutable);
+    g.copies.set({ context, target, state: "problem" }, o.problems.length);
+    g.missing.set({ context, target }, o.newestFullMissing ? 1 : 0);
+  }
 }
 
 /**
