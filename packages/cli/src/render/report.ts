@@ -99,86 +99,7 @@ function listTable(headers: string[], rows: unknown[][], empty: string): string 
 }
 
 export function renderReportHtml(report: Report): string {
-  const sections = report.contexts
-    .map(
-      (c) => `<section>
-<h2>Context ${esc(c.context)}</h2>
-<table class="kv"><tbody>${summaryRows(c)
-        .map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`)
-        .join("")}</tbody></table>
-<h3>Coverage (hours × days)</h3>
-${calendar(c)}
-<h3>Restores and drills (policy §7.3, §7.4)</h3>
-${timeline(c)}
-<h3>Drills per quarter</h3>
-${listTable(
-  ["quarter", "passed", "drills"],
-  c.drills.map((q) => [q.quarter, q.passed ? "yes" : "NO", q.drills.length]),
-  "No quarter in this period.",
-)}
-<h3>Retention slots</h3>
-${listTable(
-  ["rule", "slot", "snapshot", "state"],
-  c.retention.slots.map((s) => [s.rule, s.slot, s.snapshot ?? "-", s.state]),
-  "No slot.",
-)}
-<h3>Deletions</h3>
-${listTable(
-  ["when", "snapshot", "kind", "reason", "where"],
-  c.retention.deletions.map((d) => [
-    d.at,
-    d.id,
-    d.kind,
-    d.reason + (d.stillPresent ? " (interrupted: still present)" : ""),
-    d.where,
-  ]),
-  "No deletion recorded in this period.",
-)}
-<h3>Offsite copies of daily fulls</h3>
-${
-  c.offsite.length === 0
-    ? "<p>No offsite target configured.</p>"
-    : c.offsite
-        .map(
-          (o) =>
-            `<h4>${esc(o.name)} (${esc(o.target)})</h4>` +
-            listTable(
-              ["full", "confirmed", "lock", "retain until", "horizon", "covers", "last read-verify"],
-              o.copies.map((x) => [
-                x.id,
-                x.confirmed ? "yes" : x.problem ? `NO: ${x.problem}` : "NO",
-                x.lockMode ?? "-",
-                x.retainUntil ?? "-",
-                x.horizon,
-                x.coversHorizon ? "yes" : "no",
-                x.lastReadVerify ?? "never",
-              ]),
-              "No daily full in this period.",
-            ),
-        )
-        .join("")
-}
-<h3>Exceptions</h3>
-${listTable(
-  ["when", "kind", "detail", "resolved", "hours to resolve"],
-  c.exceptions.map((e) => [
-    e.at,
-    e.kind + (e.acknowledged === undefined ? "" : e.acknowledged ? " (acknowledged)" : " (not acknowledged)"),
-    e.detail,
-    e.resolvedAt ?? "open",
-    e.hoursToResolve ?? "-",
-  ]),
-  "No exception in this period.",
-)}
-<h3>Keys</h3>
-${listTable(
-  ["when", "snapshot", "added", "removed"],
-  c.keys.changes.map((k) => [k.at, k.snapshot, k.added.join(", "), k.removed.join(", ")]),
-  "No change of recipients in this period.",
-)}
-</section>`,
-    )
-    .join("\n");
+  const sections = report.contexts.map(contextSection).join("\n");
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>paas-backup report ${esc(report.period.label)}</title>
@@ -199,6 +120,98 @@ td.full{background:#c8e6c9;font-size:10px;padding:0 4px;width:auto}td.nofull{bac
 ${sections}
 </body></html>
 `;
+}
+
+/** One context's page: its summary, coverage calendar and timeline, then the evidence tables. */
+function contextSection(c: ContextReport): string {
+  return `<section>
+<h2>Context ${esc(c.context)}</h2>
+<table class="kv"><tbody>${summaryRows(c)
+    .map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`)
+    .join("")}</tbody></table>
+<h3>Coverage (hours × days)</h3>
+${calendar(c)}
+<h3>Restores and drills (policy §7.3, §7.4)</h3>
+${timeline(c)}
+<h3>Drills per quarter</h3>
+${listTable(
+  ["quarter", "passed", "drills"],
+  c.drills.map((q) => [q.quarter, q.passed ? "yes" : "NO", q.drills.length]),
+  "No quarter in this period.",
+)}
+${retentionTables(c)}
+<h3>Offsite copies of daily fulls</h3>
+${offsiteTables(c)}
+${exceptionAndKeyTables(c)}
+</section>`;
+}
+
+/** The retention slots and every deletion of the period (an interrupted one says so). */
+function retentionTables(c: ContextReport): string {
+  return `<h3>Retention slots</h3>
+${listTable(
+  ["rule", "slot", "snapshot", "state"],
+  c.retention.slots.map((s) => [s.rule, s.slot, s.snapshot ?? "-", s.state]),
+  "No slot.",
+)}
+<h3>Deletions</h3>
+${listTable(
+  ["when", "snapshot", "kind", "reason", "where"],
+  c.retention.deletions.map((d) => [
+    d.at,
+    d.id,
+    d.kind,
+    d.reason + (d.stillPresent ? " (interrupted: still present)" : ""),
+    d.where,
+  ]),
+  "No deletion recorded in this period.",
+)}`;
+}
+
+/** Per offsite target: each daily full's copy, its lock and whether it covers the horizon. */
+function offsiteTables(c: ContextReport): string {
+  if (c.offsite.length === 0) return "<p>No offsite target configured.</p>";
+  return c.offsite
+    .map(
+      (o) =>
+        `<h4>${esc(o.name)} (${esc(o.target)})</h4>` +
+        listTable(
+          ["full", "confirmed", "lock", "retain until", "horizon", "covers", "last read-verify"],
+          o.copies.map((x) => [
+            x.id,
+            x.confirmed ? "yes" : x.problem ? `NO: ${x.problem}` : "NO",
+            x.lockMode ?? "-",
+            x.retainUntil ?? "-",
+            x.horizon,
+            x.coversHorizon ? "yes" : "no",
+            x.lastReadVerify ?? "never",
+          ]),
+          "No daily full in this period.",
+        ),
+    )
+    .join("");
+}
+
+/** The exceptions of the period (acknowledged or not, resolved or open) and the changes of recipients. */
+function exceptionAndKeyTables(c: ContextReport): string {
+  return `<h3>Exceptions</h3>
+${listTable(
+  ["when", "kind", "detail", "resolved", "hours to resolve"],
+  c.exceptions.map((e) => [
+    e.at,
+    e.kind + (e.acknowledged === undefined ? "" : e.acknowledged ? " (acknowledged)" : " (not acknowledged)"),
+    e.detail,
+    e.resolvedAt ?? "open",
+    e.hoursToResolve ?? "-",
+  ]),
+  "No exception in this period.",
+)}
+<h3>Keys</h3>
+${listTable(
+  ["when", "snapshot", "added", "removed"],
+  c.keys.changes.map((k) => [k.at, k.snapshot, k.added.join(", "), k.removed.join(", ")]),
+  "No change of recipients in this period.",
+)}`;
 }
 
 function csvCell(v: unknown): string {
