@@ -98,8 +98,20 @@ const config = `${JSON.stringify({ name: "internal-dogfood", type: "internal-dog
  * check it never appears.
  */
 export function hostileCorpus(options: { escapeTarget: string }): HostileCase[] {
-  const gz = (entries: RawEntry[]) => gzipSync(rawTar(entries));
-  const cases: HostileCase[] = [
+  return [
+    ...pathEscapeCases(options.escapeTarget),
+    ...entryTypeCases(),
+    ...pathSpellingCases(),
+    ...limitAndManifestCases(),
+    ...structureCases(),
+  ];
+}
+
+const gz = (entries: RawEntry[]) => gzipSync(rawTar(entries));
+
+/** Entries that would write outside the target: traversal and absolute paths. */
+function pathEscapeCases(escapeTarget: string): HostileCase[] {
+  return [
     {
       name: "dot-dot traversal",
       expectCode: "PAAS_BACKUP_HOSTILE_ENTRY",
@@ -115,9 +127,15 @@ export function hostileCorpus(options: { escapeTarget: string }): HostileCase[] 
       expectMessage: /absolute path/,
       artifact: gz([
         { name: "config.json", content: config },
-        { name: options.escapeTarget, content: "x" },
+        { name: escapeTarget, content: "x" },
       ]),
     },
+  ];
+}
+
+/** Entry types no si state holds: links, devices, FIFOs. */
+function entryTypeCases(): HostileCase[] {
+  return [
     {
       name: "symbolic link",
       expectCode: "PAAS_BACKUP_HOSTILE_ENTRY",
@@ -145,6 +163,12 @@ export function hostileCorpus(options: { escapeTarget: string }): HostileCase[] 
       expectMessage: /FIFO/,
       artifact: gz([{ name: "pipe", type: "6" }]),
     },
+  ];
+}
+
+/** Paths that are one file spelled twice, lie under a file, carry control characters or stand where the block marker goes. */
+function pathSpellingCases(): HostileCase[] {
+  return [
     {
       name: "control character",
       expectCode: "PAAS_BACKUP_HOSTILE_ENTRY",
@@ -190,6 +214,12 @@ export function hostileCorpus(options: { escapeTarget: string }): HostileCase[] 
         { name: "paas-backup.blocked.json/x", content: "{}\n" },
       ]),
     },
+  ];
+}
+
+/** Past the size limit, or disagreeing with the manifest beside the artifact (sizes, unlisted paths, folders none of its files imply). */
+function limitAndManifestCases(): HostileCase[] {
+  return [
     {
       name: "decompression bomb",
       expectCode: "PAAS_BACKUP_ARCHIVE_TOO_LARGE",
@@ -232,6 +262,12 @@ export function hostileCorpus(options: { escapeTarget: string }): HostileCase[] 
       artifact: gz([{ name: "decoy/", type: "5", mode: 0o700 }]),
       manifest: (m) => ({ ...m, totals: { ...m.totals, storedBytes: 10_000 } }),
     },
+  ];
+}
+
+/** Archives whose structure is the attack or the damage: nesting thousands deep, a truncated stream. */
+function structureCases(): HostileCase[] {
+  return [
     {
       // thousands of levels: recursive folder creation would exhaust the stack (issue 9 §4)
       name: "path nested thousands of levels deep",
@@ -252,5 +288,4 @@ export function hostileCorpus(options: { escapeTarget: string }): HostileCase[] 
       ]).subarray(0, 60),
     },
   ];
-  return cases;
 }
