@@ -15,7 +15,7 @@ import { assertSafeLocations } from "../policy/work-tree.js";
 import { backupRootStorage, openRepository } from "../repository/repository.js";
 import type { ObjectStorage } from "../repository/storage.js";
 import type { LockOptions, LockOwner } from "../context/lock.js";
-import { withContext } from "../context/session.js";
+import { withContext, type ContextSession } from "../context/session.js";
 import { listContexts } from "../context/contexts.js";
 import type { RetentionPolicy } from "../retention/plan.js";
 import { pruneSnapshots } from "../retention/prune.js";
@@ -141,6 +141,11 @@ function emptyOutcome(context: string): TickOutcome {
   };
 }
 
+/**
+ * One context's tick. Steps: resolve the keys → in a context session: the folder must be there →
+ * a snapshot if one is due (in the fleet's exclusive slot on a shared root) → prune (a local root)
+ * → the offsite step → remember the outcome. A failure is the tick's outcome, not a throw.
+ */
 async function tickOne(
   options: TickOptions,
   context: string,
@@ -170,73 +175,17 @@ async function tickOne(
         // The session recovered a swap a crash interrupted (it may have had the folder aside); now a
         // context folder that is gone or is a link fails its tick, whether or not a snapshot is due.
         await requireContextDir(fs, contextDir(options.stateRoot, context), context);
-        const snapshotIfDue = async (
-          repository: ObjectStorage | undefined,
-          commit: ((snapshot: SnapshotResult) => Promise<void>) | null,
-        ): Promise<void> => {
-          const decision = decideTick(
-            await openRepository(repository ?? backupRootStorage(fs, options.backupRoot)).snapshots(context),
-            clock(),
-          );
-          outcome.action = decision.action;
-          outcome.reason = decision.reason;
-          if (decision.action === "none") return;
-          const started = clock().getTime();
-          const include = typeof options.include === "function" ? options.include() : options.include;
-          const r = await createSnapshot({
-            session,
-            fs,
-            stateRoot: options.stateRoot,
-            backupRoot: options.backupRoot,
-            ...(repository ? { repository } : {}),
-            context,
-            clock,
-            kind: decision.action,
-            ...(include ? { include } : {}),
-            ...(encryptor ? { encryptor } : {}),
-            ...(signer ? { signer } : {}),
-            insecurePlaintext: options.insecurePlaintext === true,
-            ...(options.secretAllow ? { secretAllow: options.secretAllow } : {}),
-            ...(options.secretAcknowledged ? { secretAcknowledged: options.secretAcknowledged } : {}),
-            allowRepoState: options.allowRepoState === true,
-            memberCache: options.memberCache === true,
-          });
-          if (commit) await commit(r);
-          durationSeconds = (clock().getTime() - started) / 1000;
-          outcome.snapshot = {
-            id: r.id,
-            kind: r.kind,
-            artifact: r.artifact,
-            sha256: r.sha256,
-            bytes: r.bytes,
-            storedBytes: r.storedBytes,
-          };
-          outcome.redactions = r.redactions;
-          if (r.promotedToFull) {
-            // an incremental was due, but the chain it would extend no longer verifies (or cannot be extended)
-            outcome.action = "full";
-            outcome.reason = `${decision.reason}; took a full instead of an incremental: ${r.promotedToFull}`;
-          }
-        };
+        const due: DueSnapshot = { options, context, session, outcome, encryptor, signer };
         const shared = options.shared;
         if (shared) {
-          await shared.exclusive(context, async (commit) =>
-            snapshotIfDue(await shared.repository(context), commit),
-          );
+          await shared.exclusive(context, async (commit) => {
+            durationSeconds = await snapshotIfDue(due, await shared.repository(context), commit);
+          });
           return;
         }
-        await snapshotIfDue(undefined, null);
+        durationSeconds = await snapshotIfDue(due, undefined, null);
         if (outcome.action === "none") return;
-        const pruned = await pruneSnapshots({
-          session,
-          fs,
-          backupRoot: options.backupRoot,
-          context,
-          ...(options.retention ? { policy: options.retention } : {}),
-          ...(options.keepTags?.length ? { keepTags: options.keepTags } : {}),
-          clock,
-        });
-        outcome.pruned = pruned.removed;
+        outcome.pruned = await pruneAfterTick(options, context, session);
       },
     );
     if (options.afterEach) outcome.offsite = await options.afterEach(context, { vanished: false });
@@ -244,22 +193,120 @@ async function tickOne(
     return { outcome, exitCode: ExitCode.ok };
   } catch (err) {
     const failed = failedOutcome(err, outcome, join(options.backupRoot, context));
-    if (
-      options.afterEach &&
-      !options.shared &&
-      err instanceof PaasBackupError &&
-      err.code === "PAAS_BACKUP_CONTEXT_NOT_A_FOLDER"
-    ) {
-      // The folder cannot be backed up (a link), but its snapshots and copies are still there: the
-      // copies offsite age out by the targets' retention as ever. The tick stays failed for it.
-      try {
-        outcome.offsite = await options.afterEach(context, { vanished: false });
-      } catch (offsiteErr) {
-        options.onWarning?.(`${context}: the offsite step failed too: ${(offsiteErr as Error).message}`);
-      }
-    }
+    await offsiteDespiteLink(options, context, outcome, err);
     await remember(options, outcome, durationSeconds);
     return failed;
+  }
+}
+
+/** What a tick's snapshot is taken with, inside its session. */
+interface DueSnapshot {
+  options: TickOptions;
+  context: string;
+  session: ContextSession;
+  /** filled in: the decision, the snapshot taken, its redactions */
+  outcome: TickOutcome;
+  encryptor: ArtifactEncryptor | undefined;
+  signer: SigningKey | undefined;
+}
+
+/**
+ * The schedule decides whether a full, an incremental or nothing is due; a due snapshot is taken
+ * (and committed to a shared root by `commit`). Returns the snapshot's duration in seconds (0 when
+ * none was due).
+ */
+async function snapshotIfDue(
+  due: DueSnapshot,
+  repository: ObjectStorage | undefined,
+  commit: ((snapshot: SnapshotResult) => Promise<void>) | null,
+): Promise<number> {
+  const { options, context, session, outcome, encryptor, signer } = due;
+  const { fs, clock } = options;
+  const decision = decideTick(
+    await openRepository(repository ?? backupRootStorage(fs, options.backupRoot)).snapshots(context),
+    clock(),
+  );
+  outcome.action = decision.action;
+  outcome.reason = decision.reason;
+  if (decision.action === "none") return 0;
+  const started = clock().getTime();
+  const include = typeof options.include === "function" ? options.include() : options.include;
+  const r = await createSnapshot({
+    session,
+    fs,
+    stateRoot: options.stateRoot,
+    backupRoot: options.backupRoot,
+    ...(repository ? { repository } : {}),
+    context,
+    clock,
+    kind: decision.action,
+    ...(include ? { include } : {}),
+    ...(encryptor ? { encryptor } : {}),
+    ...(signer ? { signer } : {}),
+    insecurePlaintext: options.insecurePlaintext === true,
+    ...(options.secretAllow ? { secretAllow: options.secretAllow } : {}),
+    ...(options.secretAcknowledged ? { secretAcknowledged: options.secretAcknowledged } : {}),
+    allowRepoState: options.allowRepoState === true,
+    memberCache: options.memberCache === true,
+  });
+  if (commit) await commit(r);
+  const durationSeconds = (clock().getTime() - started) / 1000;
+  outcome.snapshot = {
+    id: r.id,
+    kind: r.kind,
+    artifact: r.artifact,
+    sha256: r.sha256,
+    bytes: r.bytes,
+    storedBytes: r.storedBytes,
+  };
+  outcome.redactions = r.redactions;
+  if (r.promotedToFull) {
+    // an incremental was due, but the chain it would extend no longer verifies (or cannot be extended)
+    outcome.action = "full";
+    outcome.reason = `${decision.reason}; took a full instead of an incremental: ${r.promotedToFull}`;
+  }
+  return durationSeconds;
+}
+
+/** A local root's retention, once a snapshot was taken (a shared root prunes in the fleet's maintenance). */
+async function pruneAfterTick(
+  options: TickOptions,
+  context: string,
+  session: ContextSession,
+): Promise<string[]> {
+  const pruned = await pruneSnapshots({
+    session,
+    fs: options.fs,
+    backupRoot: options.backupRoot,
+    context,
+    ...(options.retention ? { policy: options.retention } : {}),
+    ...(options.keepTags?.length ? { keepTags: options.keepTags } : {}),
+    clock: options.clock,
+  });
+  return pruned.removed;
+}
+
+/**
+ * A context folder that is a link cannot be backed up, but its snapshots and copies are still
+ * there: the copies offsite age out by the targets' retention as ever. The tick stays failed for it.
+ */
+async function offsiteDespiteLink(
+  options: TickOptions,
+  context: string,
+  outcome: TickOutcome,
+  err: unknown,
+): Promise<void> {
+  if (
+    !options.afterEach ||
+    options.shared ||
+    !(err instanceof PaasBackupError) ||
+    err.code !== "PAAS_BACKUP_CONTEXT_NOT_A_FOLDER"
+  )
+    return;
+  try {
+    outcome.offsite = await options.afterEach(context, { vanished: false });
+  } catch (offsiteErr) {
+    options.onWarning?.(`${context}: the offsite step failed too: ${(offsiteErr as Error).message}`);
   }
 }
 
