@@ -44,53 +44,14 @@ export async function verifyCommand(
     signatures: await resolveSignaturePolicy(rt, false),
   });
   const ok = results.every((r) => r.ok);
-  // Integrity problems outrank safety ones: exit 3 for a checksum, chain or content problem; 4 for a
-  // hostile archive, a missing or wrong identity, or loose permissions alone.
-  const exitCode = ok
-    ? 0
-    : results.some(
-          (r) => r.checksum !== "verified" || !r.chainOk || (r.deep?.error && r.deep.error.exitCode === 3),
-        )
-      ? 3
-      : 4;
+  const exitCode = ok ? 0 : failureExitCode(results);
   const failed = results.filter((r) => !r.ok);
   const first = failed[0];
   // Damaged bytes (exit 3): name the newest snapshot older than the first failure whose chain
   // verifies, as restore does, so the operator knows what to restore instead.
   const olderVerified =
     exitCode === 3 && first ? await newestVerifiedBefore(rt, context, first.id, repository) : null;
-  const restoreInstead = olderVerified
-    ? ` The newest older snapshot that verifies is ${olderVerified}: restore it with --snapshot ${olderVerified}, or add --fallback.`
-    : "";
-  const deepError = failed.find((r) => r.deep?.error)?.deep?.error as
-    { code?: string; message?: string; remediation?: string; stage?: string } | undefined;
-  const error = !first
-    ? undefined
-    : {
-        code:
-          first.checksum === "malformed-checksum"
-            ? "PAAS_BACKUP_CHECKSUM_MALFORMED"
-            : first.checksum === "missing-checksum"
-              ? "PAAS_BACKUP_CHECKSUM_MISSING"
-              : first.checksum === "mismatch"
-                ? "PAAS_BACKUP_CHECKSUM_MISMATCH"
-                : !first.chainOk
-                  ? "PAAS_BACKUP_CHAIN_BROKEN"
-                  : (deepError?.code ??
-                    first.signature.refusal?.code ??
-                    (exitCode === 3 ? "PAAS_BACKUP_INTEGRITY_FAILED" : "PAAS_BACKUP_REFUSED")),
-        stage:
-          deepError?.stage ??
-          (first.checksum !== "verified" ? "checksum" : !first.chainOk ? "chain" : "verify"),
-        target: first.id,
-        message: `${failed.length} of ${results.length} snapshot(s) failed verification: ${failed.map((r) => `${r.id} (${r.checksum !== "verified" ? r.checksum : !r.chainOk ? (r.chainProblem ?? "chain broken") : (r.deep?.error?.message ?? r.signature.refusal?.message ?? r.access.join("; "))})`).join(", ")}`,
-        remediation:
-          (deepError?.remediation ??
-            (first.checksum === "malformed-checksum"
-              ? "The checksum file is empty or truncated: restore it from an offsite copy, or recreate it with `sha256sum` only if you trust the artifact."
-              : "Do not restore a failed snapshot: restore an older verified one (restore --fallback) or fetch an offsite copy.")) +
-          restoreInstead,
-      };
+  const error = first ? failureOf(results, exitCode, olderVerified) : undefined;
   if (rt.json)
     printEnvelope(rt, {
       ok,
@@ -102,25 +63,79 @@ export async function verifyCommand(
       ...(warnings.length ? { warnings } : {}),
       ...(error ? { error } : {}),
     });
-  else {
-    rt.write(
-      table([
-        ["ID", "KIND", "CHECKSUM", "CHAIN", "DEEP", "SIGNER", "RESULT"],
-        ...results.map((r) => [
-          r.id,
-          r.kind,
-          r.checksum,
-          r.chainOk ? "ok" : (r.chainProblem ?? "broken"),
-          r.deep ? (r.deep.ok ? `ok (${r.deep.files} files)` : `FAILED: ${r.deep.error?.message}`) : "-",
-          r.signature.state === "signed" ? r.signature.principal : r.signature.state,
-          r.ok
-            ? "ok"
-            : ["FAILED", ...r.access, ...(r.signature.refusal ? [r.signature.refusal.code] : [])].join("; "),
-        ]),
-      ]),
-    );
-  }
+  else rt.write(verifyTable(results));
   return exitCode;
+}
+
+type Verified = Awaited<ReturnType<typeof verifySnapshots>>[number];
+
+/**
+ * Integrity problems outrank safety ones: exit 3 for a checksum, chain or content problem; 4 for a
+ * hostile archive, a missing or wrong identity, or loose permissions alone.
+ */
+function failureExitCode(results: Verified[]): 3 | 4 {
+  return results.some(
+    (r) => r.checksum !== "verified" || !r.chainOk || (r.deep?.error && r.deep.error.exitCode === 3),
+  )
+    ? 3
+    : 4;
+}
+
+/**
+ * The envelope's error: named after the first failed snapshot's first problem (checksum, chain,
+ * then deep content or signature), its message listing every failure, its remediation naming the
+ * older snapshot that verifies when there is one.
+ */
+function failureOf(results: Verified[], exitCode: number, olderVerified: string | null) {
+  const failed = results.filter((r) => !r.ok);
+  const first = failed[0]!;
+  const restoreInstead = olderVerified
+    ? ` The newest older snapshot that verifies is ${olderVerified}: restore it with --snapshot ${olderVerified}, or add --fallback.`
+    : "";
+  const deepError = failed.find((r) => r.deep?.error)?.deep?.error as
+    { code?: string; message?: string; remediation?: string; stage?: string } | undefined;
+  return {
+    code:
+      first.checksum === "malformed-checksum"
+        ? "PAAS_BACKUP_CHECKSUM_MALFORMED"
+        : first.checksum === "missing-checksum"
+          ? "PAAS_BACKUP_CHECKSUM_MISSING"
+          : first.checksum === "mismatch"
+            ? "PAAS_BACKUP_CHECKSUM_MISMATCH"
+            : !first.chainOk
+              ? "PAAS_BACKUP_CHAIN_BROKEN"
+              : (deepError?.code ??
+                first.signature.refusal?.code ??
+                (exitCode === 3 ? "PAAS_BACKUP_INTEGRITY_FAILED" : "PAAS_BACKUP_REFUSED")),
+    stage:
+      deepError?.stage ?? (first.checksum !== "verified" ? "checksum" : !first.chainOk ? "chain" : "verify"),
+    target: first.id,
+    message: `${failed.length} of ${results.length} snapshot(s) failed verification: ${failed.map((r) => `${r.id} (${r.checksum !== "verified" ? r.checksum : !r.chainOk ? (r.chainProblem ?? "chain broken") : (r.deep?.error?.message ?? r.signature.refusal?.message ?? r.access.join("; "))})`).join(", ")}`,
+    remediation:
+      (deepError?.remediation ??
+        (first.checksum === "malformed-checksum"
+          ? "The checksum file is empty or truncated: restore it from an offsite copy, or recreate it with `sha256sum` only if you trust the artifact."
+          : "Do not restore a failed snapshot: restore an older verified one (restore --fallback) or fetch an offsite copy.")) +
+      restoreInstead,
+  };
+}
+
+/** One row per snapshot: each check's state, and what failed. */
+function verifyTable(results: Verified[]): string {
+  return table([
+    ["ID", "KIND", "CHECKSUM", "CHAIN", "DEEP", "SIGNER", "RESULT"],
+    ...results.map((r) => [
+      r.id,
+      r.kind,
+      r.checksum,
+      r.chainOk ? "ok" : (r.chainProblem ?? "broken"),
+      r.deep ? (r.deep.ok ? `ok (${r.deep.files} files)` : `FAILED: ${r.deep.error?.message}`) : "-",
+      r.signature.state === "signed" ? r.signature.principal : r.signature.state,
+      r.ok
+        ? "ok"
+        : ["FAILED", ...r.access, ...(r.signature.refusal ? [r.signature.refusal.code] : [])].join("; "),
+    ]),
+  ]);
 }
 
 async function newestVerifiedBefore(
