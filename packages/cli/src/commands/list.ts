@@ -19,60 +19,18 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
       : backupRootStorage(rt.fs, rt.backupRoot),
   ).scan(context);
   const root = rt.shared?.url ?? rt.backupRoot;
-  const data = [];
+  const data: ListedSnapshot[] = [];
   const ids = new Set(snapshots.map((s) => s.id));
   const warnings: string[] = [];
   for (const s of snapshots) {
-    const parentMissing = s.kind === "incremental" && (!s.parent || !ids.has(s.parent.id));
-    if (parentMissing)
+    const row = await listedSnapshot(s, ids);
+    if (row.parentMissing)
       warnings.push(
         `incremental ${s.id} needs ${s.parent?.id ?? "a parent it does not name"}, which is not in ${root}: it cannot be restored from here (restore --from-offsite <target> fetches the full if a target has it)`,
       );
-    const check = await checkSnapshotChecksum(s);
-    data.push({
-      id: s.id,
-      kind: s.kind as string | null,
-      /** null, or why this snapshot cannot be used (its manifest is damaged); the others are unaffected */
-      error: null as { code: string; message: string; remediation: string } | null,
-      time: s.time.toISOString(),
-      parent: s.parent?.id ?? null,
-      parentMissing,
-      bytes: s.bytes,
-      files: s.manifest?.totals.files ?? null,
-      checksum: check.state,
-      sha256: check.actual,
-      encrypted: s.encrypted,
-      plaintext: !s.encrypted,
-      madeBy: s.manifest ? "paas-backup" : "reference-flow",
-      artifact: s.artifactPath,
-      // e.g. a state file that was not valid JSON when the snapshot was taken (kept as is)
-      warnings: (s.manifest?.warnings ?? []).map((w) => `${w.path}: ${w.reason}`),
-      tags: s.manifest?.tags ?? [],
-      note: s.manifest?.note ?? null,
-    });
+    data.push(row);
   }
-  for (const d of damaged) {
-    const check = await checkSnapshotChecksum(d);
-    data.push({
-      id: d.id,
-      kind: null,
-      error: d.error,
-      time: d.time.toISOString(),
-      parent: null,
-      parentMissing: false,
-      bytes: d.bytes,
-      files: null,
-      checksum: check.state,
-      sha256: check.actual,
-      encrypted: d.encrypted,
-      plaintext: !d.encrypted,
-      madeBy: "unknown",
-      artifact: d.artifactPath,
-      warnings: [] as string[],
-      tags: [] as string[],
-      note: null as string | null,
-    });
-  }
+  for (const d of damaged) data.push(await listedDamaged(d));
   data.sort((a, b) => compareSnapshotIds(a.id, b.id));
   if (rt.json) {
     printEnvelope(rt, {
@@ -91,6 +49,86 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
     return 0;
   }
   for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
+  writeListTable(rt, data);
+  return 0;
+}
+
+/** One row of `list` (--json's data[]): the same fields for a readable snapshot and a damaged one. */
+interface ListedSnapshot {
+  id: string;
+  kind: string | null;
+  /** null, or why this snapshot cannot be used (its manifest is damaged); the others are unaffected */
+  error: { code: string; message: string; remediation: string } | null;
+  time: string;
+  parent: string | null;
+  parentMissing: boolean;
+  bytes: number;
+  files: number | null;
+  checksum: string;
+  sha256: string;
+  encrypted: boolean;
+  plaintext: boolean;
+  madeBy: string;
+  artifact: string;
+  warnings: string[];
+  tags: string[];
+  note: string | null;
+}
+
+type Scanned = Awaited<ReturnType<ReturnType<typeof openRepository>["scan"]>>;
+
+/** A readable snapshot, its checksum read; an incremental whose parent is not here is marked. */
+async function listedSnapshot(s: Scanned["snapshots"][number], ids: Set<string>): Promise<ListedSnapshot> {
+  const parentMissing = s.kind === "incremental" && (!s.parent || !ids.has(s.parent.id));
+  const check = await checkSnapshotChecksum(s);
+  return {
+    id: s.id,
+    kind: s.kind,
+    error: null,
+    time: s.time.toISOString(),
+    parent: s.parent?.id ?? null,
+    parentMissing,
+    bytes: s.bytes,
+    files: s.manifest?.totals.files ?? null,
+    checksum: check.state,
+    sha256: check.actual,
+    encrypted: s.encrypted,
+    plaintext: !s.encrypted,
+    madeBy: s.manifest ? "paas-backup" : "reference-flow",
+    artifact: s.artifactPath,
+    // e.g. a state file that was not valid JSON when the snapshot was taken (kept as is)
+    warnings: (s.manifest?.warnings ?? []).map((w) => `${w.path}: ${w.reason}`),
+    tags: s.manifest?.tags ?? [],
+    note: s.manifest?.note ?? null,
+  };
+}
+
+/** A snapshot whose manifest is damaged: listed with its error and checksum, nothing taken from the manifest. */
+async function listedDamaged(d: Scanned["damaged"][number]): Promise<ListedSnapshot> {
+  const check = await checkSnapshotChecksum(d);
+  return {
+    id: d.id,
+    kind: null,
+    error: d.error,
+    time: d.time.toISOString(),
+    parent: null,
+    parentMissing: false,
+    bytes: d.bytes,
+    files: null,
+    checksum: check.state,
+    sha256: check.actual,
+    encrypted: d.encrypted,
+    plaintext: !d.encrypted,
+    madeBy: "unknown",
+    artifact: d.artifactPath,
+    warnings: [],
+    tags: [],
+    note: null,
+  };
+}
+
+/** The table, then the long texts below it, once each, not on every row. */
+function writeListTable(rt: Runtime, data: ListedSnapshot[]): void {
   rt.write(
     table(
       [
@@ -112,9 +150,7 @@ export async function listCommand(rt: Runtime, flags: { context?: string }): Pro
       ].map((r, i) => (i === 0 ? [...r.slice(0, 7), "WARNINGS"] : r)),
     ),
   );
-  // Long texts go below the table, once, not on every row.
   for (const d of data) if (d.note) rt.write(`note: ${d.id}: ${d.note}\n`);
   for (const d of data) for (const w of d.warnings) rt.write(`warning: ${d.id}: ${w}\n`);
   for (const d of data) if (d.error) rt.write(`${d.id}: ${d.error.message}\n  ${d.error.remediation}\n`);
-  return 0;
 }
