@@ -10,40 +10,19 @@ import { basename, dirname, join } from "node:path";
 
 const FORMATS = ["json", "html", "csv"] as const;
 
-export async function reportCommand(
-  rt: Runtime,
-  flags: {
-    context?: string[] | string;
-    allContexts?: boolean;
-    period?: string;
-    from?: string;
-    to?: string;
-    format?: string;
-    out?: string;
-  },
-): Promise<number> {
-  const named =
-    flags.context === undefined ? [] : Array.isArray(flags.context) ? flags.context : [flags.context];
-  if (named.length > 0 === (flags.allContexts === true))
-    throw new UsageError(
-      "PAAS_BACKUP_INVALID_ARGUMENT",
-      "report needs --context or --all-contexts (not both)",
-      {
-        remediation:
-          "Name contexts with --context (repeatable), or report every context with --all-contexts.",
-        stage: "arguments",
-      },
-    );
-  const format = (flags.format ?? "json").toLowerCase();
-  if (!(FORMATS as readonly string[]).includes(format))
-    throw new UsageError(
-      "PAAS_BACKUP_INVALID_ARGUMENT",
-      `--format ${JSON.stringify(flags.format)} is not json, html or csv`,
-      {
-        remediation: "Give --format json, html or csv.",
-        stage: "arguments",
-      },
-    );
+interface ReportFlags {
+  context?: string[] | string;
+  allContexts?: boolean;
+  period?: string;
+  from?: string;
+  to?: string;
+  format?: string;
+  out?: string;
+}
+
+/** Steps: check the flags → build the report from the evidence → render it → print it, or write it atomically and summarise. */
+export async function reportCommand(rt: Runtime, flags: ReportFlags): Promise<number> {
+  const { named, format } = checkReportFlags(flags);
   const period = parseReportPeriod({
     ...(flags.period !== undefined ? { period: flags.period } : {}),
     ...(flags.from !== undefined ? { from: flags.from } : {}),
@@ -75,15 +54,57 @@ export async function reportCommand(
     else rt.write(text);
     return 0;
   }
-  // atomically: a reader (or a crash) never sees half a report
-  const tmp = join(dirname(flags.out), `.${basename(flags.out)}.${randomUUID().slice(0, 8)}.tmp`);
+  await writeAtomically(rt, flags.out, text);
+  writeSummary(rt, report, flags.out, format);
+  return 0;
+}
+
+/** Exactly one of --context and --all-contexts, and a known --format. */
+function checkReportFlags(flags: ReportFlags): { named: string[]; format: string } {
+  const named =
+    flags.context === undefined ? [] : Array.isArray(flags.context) ? flags.context : [flags.context];
+  if (named.length > 0 === (flags.allContexts === true))
+    throw new UsageError(
+      "PAAS_BACKUP_INVALID_ARGUMENT",
+      "report needs --context or --all-contexts (not both)",
+      {
+        remediation:
+          "Name contexts with --context (repeatable), or report every context with --all-contexts.",
+        stage: "arguments",
+      },
+    );
+  const format = (flags.format ?? "json").toLowerCase();
+  if (!(FORMATS as readonly string[]).includes(format))
+    throw new UsageError(
+      "PAAS_BACKUP_INVALID_ARGUMENT",
+      `--format ${JSON.stringify(flags.format)} is not json, html or csv`,
+      {
+        remediation: "Give --format json, html or csv.",
+        stage: "arguments",
+      },
+    );
+  return { named, format };
+}
+
+/** Write beside the target, flush, rename: a reader (or a crash) never sees half a report. */
+async function writeAtomically(rt: Runtime, out: string, text: string): Promise<void> {
+  const tmp = join(dirname(out), `.${basename(out)}.${randomUUID().slice(0, 8)}.tmp`);
   try {
     await rt.fs.writeFile(tmp, text, { mode: 0o600 });
     await rt.fs.sync(tmp);
-    await rt.fs.rename(tmp, flags.out);
+    await rt.fs.rename(tmp, out);
   } finally {
     await rt.fs.rm(tmp, { force: true });
   }
+}
+
+/** With --out: what was written, and each context's coverage, restores, drills and exceptions in a line. */
+function writeSummary(
+  rt: Runtime,
+  report: Awaited<ReturnType<typeof buildReport>>,
+  out: string,
+  format: string,
+): void {
   const summary = report.contexts.map((c) => ({
     context: c.context,
     evidenceFrom: c.evidence.from,
@@ -96,29 +117,29 @@ export async function reportCommand(
     exceptions: c.exceptions.length,
     openExceptions: c.exceptions.filter((e) => e.resolvedAt === null).length,
   }));
-  if (rt.json)
+  if (rt.json) {
     printEnvelope(rt, {
       ok: true,
       context: "",
       mode: "live",
-      data: [{ out: flags.out, format, schema: report.schema, period: report.period, contexts: summary }],
+      data: [{ out, format, schema: report.schema, period: report.period, contexts: summary }],
     });
-  else
-    rt.write(
-      `wrote the ${format} report for ${report.period.label} to ${flags.out}\n` +
-        table([
-          ["CONTEXT", "EVIDENCE FROM", "HOURS", "DAYS", "GAP", "RESTORES", "DRILLS", "EXCEPTIONS"],
-          ...summary.map((s) => [
-            s.context,
-            s.evidenceFrom?.slice(0, 10) ?? "none",
-            `${(s.shareOfHours * 100).toFixed(1)} %`,
-            `${(s.shareOfDays * 100).toFixed(1)} %`,
-            s.largestGapHours === null ? "-" : `${s.largestGapHours} h`,
-            String(s.restores),
-            `${s.quartersWithPassedDrill}/${s.quarters}`,
-            `${s.exceptions} (${s.openExceptions} open)`,
-          ]),
+    return;
+  }
+  rt.write(
+    `wrote the ${format} report for ${report.period.label} to ${out}\n` +
+      table([
+        ["CONTEXT", "EVIDENCE FROM", "HOURS", "DAYS", "GAP", "RESTORES", "DRILLS", "EXCEPTIONS"],
+        ...summary.map((s) => [
+          s.context,
+          s.evidenceFrom?.slice(0, 10) ?? "none",
+          `${(s.shareOfHours * 100).toFixed(1)} %`,
+          `${(s.shareOfDays * 100).toFixed(1)} %`,
+          s.largestGapHours === null ? "-" : `${s.largestGapHours} h`,
+          String(s.restores),
+          `${s.quartersWithPassedDrill}/${s.quarters}`,
+          `${s.exceptions} (${s.openExceptions} open)`,
         ]),
-    );
-  return 0;
+      ]),
+  );
 }
