@@ -386,6 +386,11 @@ export async function acquireContextLock(options: LockOptions): Promise<HeldLock
   };
 }
 
+/**
+ * Take the context's lock anew. Each attempt: create the lock file exclusively (held: start
+ * refreshing it) → else look at the holder → take over a stale one and try again → past the
+ * deadline, refuse naming the holder → else tell the waiter and back off.
+ */
 async function acquireNew(options: LockOptions): Promise<{ holding: Holding; lock: HeldLock }> {
   const { fs, owner, clock } = options;
   const dir = contextBackupDir(options.backupRoot, options.context);
@@ -394,98 +399,22 @@ async function acquireNew(options: LockOptions): Promise<{ holding: Holding; loc
   const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const staleAfter = options.staleAfterMs ?? LOCK_STALE_AFTER_MS;
   const deadline = clock().getTime() + options.timeoutMs;
-  const startedAt = clock().toISOString();
-  const mine: LockRecord = {
-    pid: owner.pid,
-    host: owner.host,
-    nonce: randomUUID(),
-    startedAt,
-    command: owner.command,
-    processStart: owner.startTimeOf?.(owner.pid) ?? null,
-    refreshedAt: startedAt,
-  };
+  const mine = newLockRecord(owner, clock().toISOString());
   let tookOverFrom: LockRecord | null = null;
   const waitStarted = clock().getTime();
   await sweepTemporaries(fs, dir, owner, clock().getTime());
   for (let attempt = 0; ; attempt++) {
-    if (await createFileExclusive(fs, path, `${JSON.stringify(mine)}\n`)) {
-      heldInThisProcess.add(mine.nonce);
-      const refresher = startRefreshing(
-        fs,
-        path,
-        mine,
-        clock,
-        options.refreshEveryMs ?? LOCK_REFRESH_EVERY_MS,
-      );
-      const holding: Holding = {
-        fs,
-        path,
-        depth: 1,
-        release: async () => {
-          await refresher.stop();
-          try {
-            const current = await observe(fs, path);
-            if (current.state === "record" && current.record.nonce === mine.nonce)
-              await fs.rm(path, { force: true });
-          } finally {
-            heldInThisProcess.delete(mine.nonce);
-          }
-        },
-      };
-      let released = false;
-      return {
-        holding,
-        lock: {
-          path,
-          tookOverFrom,
-          reentered: false,
-          release: async () => {
-            if (released) return;
-            released = true;
-            holding.depth = 0;
-            await holding.release();
-          },
-        },
-      };
-    }
+    if (await createFileExclusive(fs, path, `${JSON.stringify(mine)}\n`))
+      return heldLock(options, path, mine, tookOverFrom);
     const seen = await observe(fs, path);
     if (seen.state === "absent") continue;
     const now = clock().getTime();
     if (isStale(seen, owner, now, staleAfter)) {
       const removed = await takeOver(fs, path, seen, owner, now);
-      if (removed && removed !== "unreadable") tookOverFrom = removed;
-      else if (removed === "unreadable")
-        tookOverFrom = {
-          pid: -1,
-          host: "",
-          nonce: "unreadable",
-          startedAt: new Date(seen.stat.mtimeMs).toISOString(),
-          command: "",
-        };
+      if (removed) tookOverFrom = removed === "unreadable" ? unreadableHolder(seen) : removed;
       if (removed) continue;
     }
-    if (now >= deadline) {
-      const holder =
-        seen.state === "record"
-          ? {
-              pid: seen.record.pid,
-              host: seen.record.host,
-              startedAt: seen.record.startedAt,
-              command: seen.record.command,
-            }
-          : { pid: null, host: null, startedAt: new Date(seen.stat.mtimeMs).toISOString(), command: null };
-      const who =
-        seen.state === "record"
-          ? `pid ${holder.pid} on ${holder.host} (${holder.command}, since ${holder.startedAt})`
-          : `an unreadable lock file (torn or foreign, written ${holder.startedAt}; it counts as held until it is ${Math.round(staleAfter / 60_000)} minutes old)`;
-      throw new BusyError("PAAS_BACKUP_LOCKED", `context ${options.context} is locked by ${who}: ${path}`, {
-        path,
-        remediation:
-          "Another paas-backup run is working on this context; wait for it, or if that process is gone on another host, remove the lock file.",
-        stage: "lock",
-        data: { holder },
-      });
-    }
+    if (now >= deadline) throw lockedBy(options.context, path, seen, staleAfter);
     if (options.onWait) {
       options.onWait(
         seen.state === "record"
@@ -504,6 +433,104 @@ async function acquireNew(options: LockOptions): Promise<{ holding: Holding; loc
     const wait = Math.min(250, 10 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random());
     await sleep(Math.max(1, Math.min(wait, deadline - now)));
   }
+}
+
+/** What this process writes into the lock file: who it is (with its start time, against pid reuse) and a nonce of its own. */
+function newLockRecord(owner: LockOwner, startedAt: string): LockRecord {
+  return {
+    pid: owner.pid,
+    host: owner.host,
+    nonce: randomUUID(),
+    startedAt,
+    command: owner.command,
+    processStart: owner.startTimeOf?.(owner.pid) ?? null,
+    refreshedAt: startedAt,
+  };
+}
+
+/**
+ * The lock just created: refreshed while held, and released only if the file is still ours (a
+ * holder taken over after a long pause must not remove its successor's lock).
+ */
+function heldLock(
+  options: LockOptions,
+  path: string,
+  mine: LockRecord,
+  tookOverFrom: LockRecord | null,
+): { holding: Holding; lock: HeldLock } {
+  const { fs, clock } = options;
+  heldInThisProcess.add(mine.nonce);
+  const refresher = startRefreshing(fs, path, mine, clock, options.refreshEveryMs ?? LOCK_REFRESH_EVERY_MS);
+  const holding: Holding = {
+    fs,
+    path,
+    depth: 1,
+    release: async () => {
+      await refresher.stop();
+      try {
+        const current = await observe(fs, path);
+        if (current.state === "record" && current.record.nonce === mine.nonce)
+          await fs.rm(path, { force: true });
+      } finally {
+        heldInThisProcess.delete(mine.nonce);
+      }
+    },
+  };
+  let released = false;
+  return {
+    holding,
+    lock: {
+      path,
+      tookOverFrom,
+      reentered: false,
+      release: async () => {
+        if (released) return;
+        released = true;
+        holding.depth = 0;
+        await holding.release();
+      },
+    },
+  };
+}
+
+/** A torn or foreign lock file taken over: named by its time, as no record says who wrote it. */
+function unreadableHolder(seen: Observed & { stat: FileStat }): LockRecord {
+  return {
+    pid: -1,
+    host: "",
+    nonce: "unreadable",
+    startedAt: new Date(seen.stat.mtimeMs).toISOString(),
+    command: "",
+  };
+}
+
+/** Still held at the deadline: the error names the holder (or the unreadable file and when it turns stale). */
+function lockedBy(
+  context: string,
+  path: string,
+  seen: Observed & { stat: FileStat },
+  staleAfter: number,
+): BusyError {
+  const holder =
+    seen.state === "record"
+      ? {
+          pid: seen.record.pid,
+          host: seen.record.host,
+          startedAt: seen.record.startedAt,
+          command: seen.record.command,
+        }
+      : { pid: null, host: null, startedAt: new Date(seen.stat.mtimeMs).toISOString(), command: null };
+  const who =
+    seen.state === "record"
+      ? `pid ${holder.pid} on ${holder.host} (${holder.command}, since ${holder.startedAt})`
+      : `an unreadable lock file (torn or foreign, written ${holder.startedAt}; it counts as held until it is ${Math.round(staleAfter / 60_000)} minutes old)`;
+  return new BusyError("PAAS_BACKUP_LOCKED", `context ${context} is locked by ${who}: ${path}`, {
+    path,
+    remediation:
+      "Another paas-backup run is working on this context; wait for it, or if that process is gone on another host, remove the lock file.",
+    stage: "lock",
+    data: { holder },
+  });
 }
 
 /**
