@@ -214,7 +214,7 @@ export interface RecoveryResult {
  * completed restore carries the block marker staged with it, so the context stays blocked until
  * `doctor` passes and `unblock` (or `rollback`) is run. Either way an incident record says so.
  */
-export async function recoverContext(options: {
+export interface RecoverOptions {
   fs: FileSystem;
   stateRoot: string;
   backupRoot: string;
@@ -231,7 +231,14 @@ export async function recoverContext(options: {
   undo?: boolean;
   /** the event lines the caller carried into the contents this recovery leaves live, named in its record */
   eventLines?: EventLines[];
-}): Promise<RecoveryResult | null> {
+}
+
+/**
+ * Finish or undo a swap a crash interrupted. Steps: read the journal (dropping a torn write of
+ * it) → past the pivot, complete the remaining renames; before it, reverse those made → record
+ * the recovery as an incident → remove the journal, last, so a crash anywhere before resumes here.
+ */
+export async function recoverContext(options: RecoverOptions): Promise<RecoveryResult | null> {
   const { fs, stateRoot } = options;
   const context = validateContextName(options.context);
   const journal = await readJournal(fs, stateRoot, context);
@@ -248,57 +255,21 @@ export async function recoverContext(options: {
       (pivot !== undefined && journal.next === journal.pivot && (await stepDone(fs, pivot))));
   let action: RecoveryResult["action"];
   try {
-    // Only the step in flight can be half known; those before it ran, those after it did not
-    // (existence alone is ambiguous: a later step's source may not exist yet while its target does).
-    const inFlight = Math.min(journal.next, journal.steps.length - 1);
     if (pivotDone) {
-      for (const step of journal.steps.slice(Math.max(inFlight, 0))) {
-        if (await exists(fs, step.from)) await renameStep(fs, step.from, step.to);
-      }
-      await syncFolders(
-        fs,
-        journal.steps.flatMap((s) => [s.from, s.to]),
-      );
-      if (!journal.phase.startsWith("validate") && !journal.phase.startsWith("record"))
-        await finishComplete(fs, journal);
-      else for (const dir of journal.cleanup) await fs.rm(dir, { recursive: true, force: true });
+      await completeSwap(fs, journal);
       action = "completed";
     } else {
-      for (const step of journal.steps.slice(0, inFlight + 1).reverse()) {
-        if (await stepDone(fs, step)) await renameStep(fs, step.to, step.from);
-      }
-      await syncFolders(
-        fs,
-        journal.steps.flatMap((s) => [s.from, s.to]),
-      );
-      if (!forcedUndo) for (const dir of journal.cleanup) await fs.rm(dir, { recursive: true, force: true });
+      await undoSwap(fs, journal, forcedUndo);
       action = "undone";
     }
   } catch (err) {
     if (err instanceof PaasBackupError) throw err;
-    throw new SafetyError(
-      "PAAS_BACKUP_RECOVERY_FAILED",
-      `could not finish the interrupted ${journal.operation} of ${context} (${(err as Error).message}); the journal ${journalPath(stateRoot, context)} is kept`,
-      {
-        path: journalPath(stateRoot, context),
-        remediation:
-          "Fix the filesystem problem named here, then rerun any paas-backup command on this context: it resumes the recovery.",
-        stage: "recover",
-        cause: err,
-      },
-    );
+    throw recoveryFailed(journal, stateRoot, context, err);
   }
   const live = contextDir(stateRoot, context);
   const vault = (await exists(fs, join(live, "vault"))) ? join(live, "vault") : null;
   const blocked = await exists(fs, join(live, BLOCK_FILE));
-  const message =
-    action === "undone"
-      ? `an interrupted ${journal.operation} of ${context} (${journal.phase}) was undone: the context is as it was before it`
-      : journal.operation === "restore"
-        ? blocked
-          ? `an interrupted restore of ${context} (${journal.phase}) was completed; its validation did not finish, so the context stays blocked: run doctor, then unblock, or rollback`
-          : `an interrupted restore of ${context} (${journal.phase}) was completed; its validation had passed`
-        : `an interrupted rollback of ${context} (${journal.phase}) was completed`;
+  const message = recoveryMessage(journal, context, action, blocked);
   const record = newIncidentRecord({
     kind: "recovery",
     ticket: journal.ticket,
@@ -332,6 +303,77 @@ export async function recoverContext(options: {
     incidentFile,
     message,
   };
+}
+
+/**
+ * Only the step in flight can be half known; those before it ran, those after it did not
+ * (existence alone is ambiguous: a later step's source may not exist yet while its target does).
+ */
+function stepInFlight(journal: SwapJournal): number {
+  return Math.min(journal.next, journal.steps.length - 1);
+}
+
+/**
+ * Past the pivot: the renames from the one in flight on are made (those whose source is still
+ * there), flushed, then the swap's own finish (or, once validation began, only its clean-up).
+ */
+async function completeSwap(fs: FileSystem, journal: SwapJournal): Promise<void> {
+  for (const step of journal.steps.slice(Math.max(stepInFlight(journal), 0))) {
+    if (await exists(fs, step.from)) await renameStep(fs, step.from, step.to);
+  }
+  await syncFolders(
+    fs,
+    journal.steps.flatMap((s) => [s.from, s.to]),
+  );
+  if (!journal.phase.startsWith("validate") && !journal.phase.startsWith("record"))
+    await finishComplete(fs, journal);
+  else for (const dir of journal.cleanup) await fs.rm(dir, { recursive: true, force: true });
+}
+
+/**
+ * Before the pivot (or a forced undo): the renames made are reversed, newest first, and flushed;
+ * the clean-up runs unless the staged folder is to be kept (a forced undo goes back to it).
+ */
+async function undoSwap(fs: FileSystem, journal: SwapJournal, forcedUndo: boolean): Promise<void> {
+  for (const step of journal.steps.slice(0, stepInFlight(journal) + 1).reverse()) {
+    if (await stepDone(fs, step)) await renameStep(fs, step.to, step.from);
+  }
+  await syncFolders(
+    fs,
+    journal.steps.flatMap((s) => [s.from, s.to]),
+  );
+  if (!forcedUndo) for (const dir of journal.cleanup) await fs.rm(dir, { recursive: true, force: true });
+}
+
+/** A recovery that failed keeps its journal: the next command on the context resumes it. */
+function recoveryFailed(journal: SwapJournal, stateRoot: string, context: string, err: unknown): SafetyError {
+  return new SafetyError(
+    "PAAS_BACKUP_RECOVERY_FAILED",
+    `could not finish the interrupted ${journal.operation} of ${context} (${(err as Error).message}); the journal ${journalPath(stateRoot, context)} is kept`,
+    {
+      path: journalPath(stateRoot, context),
+      remediation:
+        "Fix the filesystem problem named here, then rerun any paas-backup command on this context: it resumes the recovery.",
+      stage: "recover",
+      cause: err,
+    },
+  );
+}
+
+/** What the operator is told: undone, or completed (a restore's still blocked when its validation did not finish). */
+function recoveryMessage(
+  journal: SwapJournal,
+  context: string,
+  action: RecoveryResult["action"],
+  blocked: boolean,
+): string {
+  return action === "undone"
+    ? `an interrupted ${journal.operation} of ${context} (${journal.phase}) was undone: the context is as it was before it`
+    : journal.operation === "restore"
+      ? blocked
+        ? `an interrupted restore of ${context} (${journal.phase}) was completed; its validation did not finish, so the context stays blocked: run doctor, then unblock, or rollback`
+        : `an interrupted restore of ${context} (${journal.phase}) was completed; its validation had passed`
+      : `an interrupted rollback of ${context} (${journal.phase}) was completed`;
 }
 
 /** The contexts that have an unfinished journal (even when a swap left them missing from contexts/). */
