@@ -12,6 +12,7 @@
  * both this scanner and secretlint's recommended preset, so a format it knows and we miss fails a test.
  */
 import { GITLEAKS_RULES, GITLEAKS_GLOBAL_ALLOW, type GitleaksPattern } from "./gitleaks-rules.js";
+import { nextMatch, ruleMatcher, type RuleMatcher } from "./rule-matcher.js";
 
 export interface SecretFinding {
   path: string;
@@ -400,6 +401,7 @@ interface CompiledGitleaksRule {
   /** a keyword longer than the prefilter's words: the line is checked for it */
   longKeywords: boolean;
   pattern: RegExp;
+  matcher: RuleMatcher;
   secretGroup: number;
   entropy: number;
   allow: CompiledAllowlist[];
@@ -417,14 +419,16 @@ const GITLEAKS_KEYWORD_RULES = new Map<string, number[]>();
 for (const r of GITLEAKS_RULES) {
   if (GITLEAKS_LEFT_OUT.has(r.id) || r.path) continue;
   const index = GITLEAKS_COMPILED.length;
+  // gitleaks' semi-generic rules open with `[\w.-]{0,50}?`, which only widens the match to the
+  // left: it never decides whether there is one nor what the secret is, and it makes the regex
+  // try 50 starts at every position of a line. Dropped here.
+  const pattern = new RegExp(r.source.replace(/^\[\\w\.-\]\{0,50\}\?/, ""), `${r.flags}gd`);
   GITLEAKS_COMPILED.push({
     rule: r.id,
     keywords: GITLEAKS_KEYWORDS[r.id] ?? r.keywords,
     longKeywords: (GITLEAKS_KEYWORDS[r.id] ?? r.keywords).some((k) => k.length > KEYWORD_PREFIX),
-    // gitleaks' semi-generic rules open with `[\w.-]{0,50}?`, which only widens the match to the
-    // left: it never decides whether there is one nor what the secret is, and it makes the regex
-    // try 50 starts at every position of a line. Dropped here.
-    pattern: new RegExp(r.source.replace(/^\[\\w\.-\]\{0,50\}\?/, ""), `${r.flags}gd`),
+    pattern,
+    matcher: ruleMatcher(pattern),
     secretGroup: r.secretGroup ?? 0,
     entropy: r.entropy ?? 0,
     allow: (r.allow ?? [])
@@ -512,7 +516,7 @@ function gitleaksRules(rules: Iterable<number>, line: string, ls: number, spans:
 function gitleaksLine(r: CompiledGitleaksRule, line: string, ls: number, spans: SecretSpan[]): void {
   const re = r.pattern;
   re.lastIndex = 0;
-  for (let m = re.exec(line); m; m = re.exec(line)) {
+  for (let m = nextMatch(r.matcher, line); m; m = nextMatch(r.matcher, line)) {
     if (m[0].length === 0) {
       re.lastIndex++;
       continue;
@@ -617,6 +621,8 @@ const FORMAT_ANCHORS: Record<string, readonly string[]> = {
   "secret-query-param": ["sig=", "signature=", "security-token=", "pwd=", "passwd=", "auth="],
   "base64-private-key": ["ls0tls1crudjti"],
 };
+/** The format rules' matchers, by FORMAT_RULES index. */
+const FORMAT_MATCHERS = FORMAT_RULES.map((r) => ruleMatcher(r.pattern));
 /** The cookie header's values, judged apart (cookieSpans): an index past the format rules. */
 const COOKIE_RULE = FORMAT_RULES.length;
 const ANCHOR_RULES = new Map<string, number[]>();
@@ -876,8 +882,9 @@ function scanOwnFormats(
   for (let r = 0; r < FORMAT_RULES.length; r++) {
     if (!own.has(r)) continue;
     const rule = FORMAT_RULES[r]!;
+    const matcher = FORMAT_MATCHERS[r]!;
     rule.pattern.lastIndex = 0;
-    for (let m = rule.pattern.exec(line); m; m = rule.pattern.exec(line)) {
+    for (let m = nextMatch(matcher, line); m; m = nextMatch(matcher, line)) {
       if (m[0].length === 0) {
         rule.pattern.lastIndex++;
         continue;
