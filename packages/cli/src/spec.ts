@@ -556,7 +556,8 @@ export const COMMANDS: CommandSpec[] = [
     flags: [
       {
         flags: "--context <name>",
-        description: "a context to report (repeatable; default: every context in the backup root)",
+        description:
+          "a context to report (repeatable; default: every context in the backup root; with an s3:// root, every context the fleet's hosts report or that has records in the bucket)",
         repeatable: true,
       },
       {
@@ -566,6 +567,7 @@ export const COMMANDS: CommandSpec[] = [
     ],
     examples: ["paas-backup drill status", "paas-backup --json drill status --context internal-dogfood"],
     exitCodes: ["usage", "overdue", "unexpected"],
+    sharedRoot: "read",
     json: "`data[]`: `context`, `mandatory`, `lastDrill` (`at`, `ok`, `snapshot`, `record`) or null, `lastPassed`, `nextDue`, `overdue`",
     load: L(() => import("./commands/drill.js"), "drillStatusCommand"),
   },

@@ -433,6 +433,39 @@ describe("an s3:// backup root shared by a fleet (RGW, through the built CLI)", 
     ).toBeGreaterThanOrEqual(4);
     // nothing of it stays in host-c's cache
     expect(filesUnder(c.cache).filter((f) => /incidents\/|drills\//.test(f))).toEqual([]);
+
+    // drill status from another host reads the drill records in the bucket: alpha's passed drill
+    // counts, beta (mandatory here, never drilled) is overdue: exit 8, in the metrics too
+    const drillConfig = join(work, "drill-config.json");
+    writeFileSync(drillConfig, JSON.stringify({ mandatoryDrillContexts: ["alpha", "beta"] }));
+    const drillMetrics = join(work, "drill.prom");
+    const drills = await on(b, ["drill", "status", "--metrics-file", drillMetrics], {
+      PAAS_BACKUP_CONFIG: drillConfig,
+    });
+    expect(drills.code, drills.stdout + drills.stderr).toBe(8);
+    expect(drills.json.error.code).toBe("PAAS_BACKUP_DRILL_OVERDUE");
+    const byContext = Object.fromEntries(drills.json.data.map((s: { context: string }) => [s.context, s]));
+    expect(Object.keys(byContext)).toEqual(["alpha", "beta"]);
+    expect(byContext.alpha).toMatchObject({
+      mandatory: true,
+      overdue: false,
+      lastDrill: { ok: true, snapshot: incrId, record: drill.json.data[0].recordFile },
+    });
+    expect(byContext.beta).toMatchObject({ mandatory: true, overdue: true, lastDrill: null });
+    const gauges = readFileSync(drillMetrics, "utf8");
+    expect(gauges).toMatch(/paas_backup_drill_overdue\{context="alpha"\} 0/);
+    expect(gauges).toMatch(/paas_backup_drill_overdue\{context="beta"\} 1/);
+    const alphaConfig = join(work, "drill-alpha-config.json");
+    writeFileSync(alphaConfig, JSON.stringify({ mandatoryDrillContexts: ["alpha"] }));
+    const alphaOnly = await on(b, ["drill", "status", "--context", "alpha"], {
+      PAAS_BACKUP_CONFIG: alphaConfig,
+    });
+    expect(alphaOnly.code, alphaOnly.stdout + alphaOnly.stderr).toBe(0);
+    expect(alphaOnly.json.data.map((s: { context: string }) => s.context)).toEqual(["alpha"]);
+    // a context the bucket has never heard of is a typo, as on a folder
+    const unknown = await on(b, ["drill", "status", "--context", "gamma"]);
+    expect(unknown.code, unknown.stdout).toBe(2);
+    expect(unknown.json.error.code).toBe("PAAS_BACKUP_CONTEXT_NOT_FOUND");
   });
 
   it("offsite list, verify, extend-locks and prune work on the bucket's copies (prune under the maintenance lease); restore --from-offsite restores from the target alone", async () => {
@@ -760,11 +793,6 @@ describe("an s3:// backup root shared by a fleet (RGW, through the built CLI)", 
     );
     expect(refused.code, refused.stdout).toBe(4);
     expect(refused.json.error.code).toBe("PAAS_BACKUP_NO_CONDITIONAL_WRITES");
-    // a command that does not work with a bucket says so, and which do
-    const unsupported = keep(await on(c, ["drill", "status"]));
-    expect(unsupported.code).toBe(2);
-    expect(unsupported.json.error.code).toBe("PAAS_BACKUP_REMOTE_ROOT_UNSUPPORTED");
-    expect(unsupported.json.error.remediation).toContain("snapshot");
     for (const text of outputs) {
       expect(text).not.toContain(rgw.secretAccessKey);
       expect(text).not.toContain(rgw.accessKeyId);

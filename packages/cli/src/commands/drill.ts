@@ -95,9 +95,18 @@ export async function drillStatusCommand(
   // A named context with neither state nor snapshots is a typo: the unknown-context error, not a
   // made-up "overdue" row.
   for (const context of contexts) await requireKnownContext(rt, context);
+  // An s3:// root: the drill records live in the bucket (`records/<context>/drills/`, where drill
+  // moves them), and every context is every one the fleet's hosts report or holds records for.
+  const shared = rt.shared ? await import("../ops/shared.js") : null;
   const status = await drillStatus({
     fs: rt.fs,
-    backupRoot: rt.backupRoot,
+    backupRoot: shared ? rt.shared!.url : rt.backupRoot,
+    ...(shared
+      ? {
+          records: (context: string) => shared.sharedRecords(rt, context, "drills"),
+          allContexts: () => shared.sharedRecordContexts(rt),
+        }
+      : {}),
     contexts,
     mandatory: rt.config.mandatoryDrillContexts,
     now: rt.clock(),

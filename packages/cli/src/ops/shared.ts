@@ -211,25 +211,51 @@ export async function sharedReportSources(rt: Runtime): Promise<ReportSources> {
   return {
     snapshots: async (context) => openRepository(await committedView(shared, context)).snapshots(context),
     history: (context, stream) => readSharedHistory(rt, context, stream),
-    records: async (context, folder) => {
-      const out: { file: string; record: IncidentRecord; signed: boolean }[] = [];
-      const prefix = `records/${context}/${folder}/`;
-      const keys: string[] = [];
-      const all = new Set<string>();
-      for await (const o of shared.storage.list(prefix, { shallow: true, keysOnly: true })) {
-        all.add(o.key);
-        if (o.key.endsWith(".json")) keys.push(o.key);
-      }
-      for (const key of keys.sort()) {
-        const record = await readJson<IncidentRecord>(shared.storage, key);
-        // a record that does not parse is skipped, as in a folder: the others still tell the story
-        if (record) out.push({ file: shared.storage.locate(key), record, signed: all.has(`${key}.sig`) });
-      }
-      return out;
-    },
+    records: (context, folder) => sharedRecords(rt, context, folder),
     contexts: async () => (await import("./fleet.js")).sharedFleetContexts(rt),
     offsiteRecords: offsiteRecordsIn(shared.storage),
   };
+}
+
+/**
+ * A context's incident or drill records in an s3:// root (`records/<context>/<folder>/`), oldest
+ * name first, each named by its URL; `signed` when a signature object sits beside it.
+ */
+export async function sharedRecords(
+  rt: Runtime,
+  context: string,
+  folder: "incidents" | "drills",
+): Promise<{ file: string; record: IncidentRecord; signed: boolean }[]> {
+  const storage = sharedOf(rt).storage;
+  const out: { file: string; record: IncidentRecord; signed: boolean }[] = [];
+  const prefix = `records/${context}/${folder}/`;
+  const keys: string[] = [];
+  const all = new Set<string>();
+  for await (const o of storage.list(prefix, { shallow: true, keysOnly: true })) {
+    all.add(o.key);
+    if (o.key.endsWith(".json")) keys.push(o.key);
+  }
+  for (const key of keys.sort()) {
+    const record = await readJson<IncidentRecord>(storage, key);
+    // a record that does not parse is skipped, as in a folder: the others still tell the story
+    if (record) out.push({ file: storage.locate(key), record, signed: all.has(`${key}.sig`) });
+  }
+  return out;
+}
+
+/**
+ * Every context of an s3:// root for drill status: those the fleet's hosts report, and those that
+ * hold records in the bucket (a context whose host was retired still has its drills).
+ */
+export async function sharedRecordContexts(rt: Runtime): Promise<string[]> {
+  const storage = sharedOf(rt).storage;
+  const contexts = new Set(await (await import("./fleet.js")).sharedFleetContexts(rt));
+  // records are few (a drill a quarter, an incident per restore): one listing of them all
+  for await (const o of storage.list("records/", { keysOnly: true })) {
+    const m = /^records\/([^/]+)\/(?:incidents|drills)\/[^/]+$/.exec(o.key);
+    if (m) contexts.add(m[1]!);
+  }
+  return [...contexts].sort();
 }
 
 /**

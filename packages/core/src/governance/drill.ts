@@ -11,7 +11,7 @@ import { backupRootStorage, openRepository } from "../repository/repository.js";
 import type { ObjectStorage } from "../repository/storage.js";
 import { checkChain } from "../restore/verify.js";
 import { restoreSnapshot, type ExternalDoctorResult, type RestoreResult } from "../restore/restore.js";
-import { listRecordFiles } from "../records/incident.js";
+import { listRecordFiles, type IncidentRecord } from "../records/incident.js";
 
 /**
  * Policy §7.4: a restore drill restores the newest verified snapshot into a scratch state root
@@ -175,24 +175,36 @@ export function nextDrillDue(lastPassed: Date): Date {
   return new Date(Date.UTC(q.getUTCFullYear(), q.getUTCMonth() + 6, 1) - 1);
 }
 
-/** `contexts` empty or absent: every context with a folder in the backup root. */
+/**
+ * Where drill status reads a context's drill records: the backup root's `<context>/drills/` by
+ * default, or another home of them (an s3:// root keeps them in its bucket, `records/<context>/drills/`).
+ */
+export type DrillRecordSource = (context: string) => Promise<{ file: string; record: IncidentRecord }[]>;
+
+/** `contexts` empty or absent: every context with a folder in the backup root (or `allContexts`). */
 export async function drillStatus(options: {
   fs: FileSystem;
   backupRoot: string;
   contexts?: readonly string[];
   mandatory: readonly string[];
   now: Date;
+  /** the drill records of a context, when they do not live in the backup root folder */
+  records?: DrillRecordSource;
+  /** every context, when none is named and the backup root folder does not list them */
+  allContexts?: () => Promise<string[]>;
 }): Promise<DrillStatus[]> {
   const out: DrillStatus[] = [];
   const asked = options.contexts?.length
     ? options.contexts
-    : await listContexts({ fs: options.fs, backupRoot: options.backupRoot });
+    : options.allContexts
+      ? await options.allContexts()
+      : await listContexts({ fs: options.fs, backupRoot: options.backupRoot });
   const names = [...new Set([...asked, ...options.mandatory])].sort();
+  const readRecords: DrillRecordSource =
+    options.records ?? ((context) => listRecordFiles(options.fs, options.backupRoot, context, "drills"));
   for (const context of names) {
     validateContextName(context);
-    const files = (await listRecordFiles(options.fs, options.backupRoot, context, "drills")).filter(
-      (r) => r.record.kind === "drill",
-    );
+    const files = (await readRecords(context)).filter((r) => r.record.kind === "drill");
     files.sort((a, b) => (a.record.startedAt < b.record.startedAt ? -1 : 1));
     const lastFile = files[files.length - 1];
     const last = lastFile?.record;
