@@ -65,11 +65,16 @@ export async function finishRun(
   let rt: Runtime | null = null;
   try {
     // First, so the worker starts while the rest loads (a snapshot's first large file waited for it).
-    const prestart =
-      typeof spec.prestartScanner === "function" ? spec.prestartScanner(flags) : spec.prestartScanner;
-    if (prestart && flags.dryRun !== true) (await import("@paas-backup/core/scan-lane")).prestartScanWorker();
+    if (spec.prestartScanner === true && flags.dryRun !== true)
+      (await import("@paas-backup/core/scan-lane")).prestartScanWorker();
     const { createRuntime } = await import("./runtime.js");
     rt = await createRuntime(flags, process.env, command);
+    if (
+      typeof spec.prestartScanner === "function" &&
+      flags.dryRun !== true &&
+      (await spec.prestartScanner(flags, rt))
+    )
+      (await import("@paas-backup/core/scan-lane")).prestartScanWorker();
     if (rt.remoteRoot) {
       // An s3:// root: connect before anything else, so the locks and caches below are the host's cache of it.
       const { connectSharedRoot, refuseRemoteRoot } = await import("./host/shared-root.js");

@@ -34,11 +34,13 @@ export interface CommandSpec {
   /** touches a context: first finish or undo a swap a crash interrupted (crash-safety, issue 9) */
   recover?: boolean;
   /**
-   * archives large logs: the secret scanner's worker thread starts while the command loads; a
-   * function says so from the flags (an incremental scans only what was appended: the worker
-   * would be started for nothing, and a lane still starts it if a large range comes)
+   * archives large logs: the secret scanner's worker thread starts while the command loads
+   * (true); a function decides once the runtime is made, from the flags and the state root
+   * (an incremental, or a full that copies the members of its last full, scans only what was
+   * appended: the worker would be started for nothing, and a lane still starts it if a large
+   * range comes)
    */
-  prestartScanner?: boolean | ((flags: Record<string, unknown>) => boolean);
+  prestartScanner?: boolean | ((flags: Record<string, unknown>, rt: Runtime) => Promise<boolean>);
   /**
    * works with an s3:// backup root (issue 22): "read" only reads the bucket, "write" takes leases
    * there (the bucket is probed for create-only writes first, once). Other commands refuse such a

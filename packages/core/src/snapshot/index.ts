@@ -17,6 +17,7 @@ export {
   type SecretAcknowledgement,
   type SnapshotRedaction,
 } from "./create.js";
+export { hasMemberCache } from "./member-cache.js";
 export { planSnapshotContents, type SnapshotContents, type PathDecision, type PathRule } from "./plan.js";
 export {
   defaultScanLane,

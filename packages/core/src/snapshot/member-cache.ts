@@ -26,8 +26,24 @@ import { join } from "../util/paths.js";
  */
 export const MEMBER_CACHE_FORMAT = 2;
 
+/** the cache's index: which full its members are of, and each log's members */
+const INDEX = "index.json";
+
 export function memberCacheDir(stateRoot: string, context: string): string {
   return join(stateRoot, ".paas-backup", "member-cache", context);
+}
+
+/**
+ * Whether the context has a member cache (its index), read or not: a full will likely copy
+ * members rather than scan and compress everything (the CLI then starts no scan worker ahead).
+ */
+export async function hasMemberCache(fs: FileSystem, stateRoot: string, context: string): Promise<boolean> {
+  try {
+    await fs.lstat(join(memberCacheDir(stateRoot, context), INDEX));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export interface CachedLog {
@@ -56,7 +72,6 @@ interface CacheIndex {
   logs: CachedLog[];
 }
 
-const INDEX = "index.json";
 /** a blob's name: its writer's nonce and the log's place, never a name an earlier full used (old blobs stay referenced) */
 const BLOB_NAME = /^[0-9a-f]{32}-[0-9]+\.members$/;
 /** cached members are read in runs of about this many bytes */
