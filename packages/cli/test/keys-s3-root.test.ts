@@ -1,5 +1,13 @@
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
@@ -10,6 +18,9 @@ import { nodeFs } from "@paas-backup/core/node";
 import { CLI, runCli, type CliResult } from "./helpers.js";
 
 const PRELOAD = resolve(import.meta.dirname, "kill-preload.mjs");
+const day = (offset: number) => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
+/** the report's period around today (these tests run on the real clock: RGW's Object Lock and leases need it) */
+const period = () => ["--from", day(-1), "--to", day(1)];
 
 /**
  * keys audit with an s3:// backup root (issue 24 §3 on issue 22's shared bucket), on Ceph RGW
@@ -371,6 +382,12 @@ describe("keys rotate with an s3:// backup root (RGW, through the built CLI)", (
       plantSecrets: false,
     });
     mkdirSync(join(fresh, "home"), { recursive: true });
+    const freshEnv = {
+      ...rgw.env,
+      HOME: join(fresh, "home"),
+      XDG_CACHE_HOME: join(fresh, "cache"),
+      PAAS_BACKUP_HOST: "host-fresh",
+    };
     const restore = await runCli(
       [
         "--state-root",
@@ -386,16 +403,117 @@ describe("keys rotate with an s3:// backup root (RGW, through the built CLI)", (
         keys.never!.file,
         "--yes",
       ],
-      {
-        env: {
-          ...rgw.env,
-          HOME: join(fresh, "home"),
-          XDG_CACHE_HOME: join(fresh, "cache"),
-          PAAS_BACKUP_HOST: "host-fresh",
-        },
-      },
+      { env: freshEnv },
     );
     expect(restore.code, restore.stdout + restore.stderr).toBe(0);
     expect(restore.json.data[0]).toMatchObject({ outcome: "restored", snapshot: { id: ids[2] } });
+
+    // the governance report reads the rotation record from the bucket: the fresh host's cache never saw it
+    const out = join(dir, "report.json");
+    const report = await runCli(
+      [
+        ...base.slice(2),
+        "--json",
+        "report",
+        "--context",
+        BETA,
+        ...period(),
+        "--format",
+        "json",
+        "--out",
+        out,
+      ],
+      { env: freshEnv },
+    );
+    expect(report.code, report.stdout + report.stderr).toBe(0);
+    expect(JSON.parse(readFileSync(out, "utf8")).contexts[0].keys.rotations).toEqual([
+      expect.objectContaining({
+        id: record.id,
+        added: [keys.never!.recipient],
+        removed: [keys.old!.recipient],
+        rotated: 3,
+        skipped: [],
+      }),
+    ]);
   }, 300_000);
+});
+
+describe("report with an s3:// backup root (RGW, through the built CLI)", () => {
+  it("lists under Exceptions (unsigned) a snapshot and an incident record written in the bucket without a signature since it began signing", async () => {
+    const GAMMA = "gamma";
+    const dir = mkdtempSync(join(work, "unsigned-"));
+    const config = join(dir, "config.json");
+    const allowed = join(dir, "allowed_signers");
+    const signingKey = join(dir, "signing_key");
+    writeFileSync(config, JSON.stringify({ mandatoryDrillContexts: [], allowedSigners: allowed }));
+    const signing = await runCli(["keygen", "--signing", "--principal", "host-a", "--out", signingKey], {
+      env,
+    });
+    expect(signing.code, signing.stderr).toBe(0);
+    writeFileSync(allowed, signing.stdout);
+    await createStateRoot({
+      fs: nodeFs,
+      root: join(work, "state"),
+      contexts: [{ name: GAMMA, eventBytes: 5_000 }],
+      plantSecrets: false,
+    });
+    const cli = (args: string[], extra: Record<string, string> = {}) =>
+      runCli(
+        [
+          "--state-root",
+          stateRoot,
+          "--backup-root",
+          root,
+          "--root-endpoint",
+          rgw.endpoint,
+          "--root-path-style",
+          "--config",
+          config,
+          "--json",
+          ...args,
+        ],
+        { env: { ...env, ...extra } },
+      );
+    const recipients = ["--recipient", keys.keep!.recipient];
+    // signed (the bucket's paas-backup.signing.json says since when, if no test before made it)
+    const signed = await cli(["snapshot", "--context", GAMMA, ...recipients], {
+      PAAS_BACKUP_SIGNING_KEY: signingKey,
+    });
+    expect(signed.code, signed.stdout + signed.stderr).toBe(0);
+    // a host without its signing key: the snapshot and a restore's incident record go unsigned
+    const unsigned = await cli(["snapshot", "--context", GAMMA, ...recipients]);
+    expect(unsigned.code, unsigned.stdout + unsigned.stderr).toBe(0);
+    const restore = await cli([
+      "restore",
+      "--context",
+      GAMMA,
+      "--snapshot",
+      signed.json.data[0].id,
+      "--ticket",
+      "INC-NOKEY",
+      "--identity",
+      keys.keep!.file,
+      "--yes",
+    ]);
+    expect(restore.code, restore.stdout + restore.stderr).toBe(0);
+    const incident: string = restore.json.data[0].incidentFile;
+    expect(incident).toMatch(new RegExp(`^${root}/records/${GAMMA}/incidents/.*INC-NOKEY.*\\.json$`));
+
+    const report = async (format: string) => {
+      const out = join(dir, `report.${format}`);
+      const r = await cli(["report", "--context", GAMMA, ...period(), "--format", format, "--out", out]);
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      return readFileSync(out, "utf8");
+    };
+    const exceptions = JSON.parse(await report("json")).contexts[0].exceptions.filter(
+      (e: any) => e.kind === "unsigned",
+    );
+    expect(exceptions.map((e: any) => e.detail)).toEqual([
+      expect.stringContaining(`snapshot ${unsigned.json.data[0].id} has no signature`),
+      expect.stringContaining(`${incident} has no signature`),
+    ]);
+    expect(JSON.stringify(exceptions)).not.toContain(signed.json.data[0].id);
+    const html = await report("html");
+    expect(html).toContain(`snapshot ${unsigned.json.data[0].id} has no signature`);
+  }, 180_000);
 });

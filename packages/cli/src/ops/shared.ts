@@ -15,7 +15,7 @@ import {
 } from "@paas-backup/core/repository";
 import type { TickOutcome } from "@paas-backup/core/tick";
 import type { RetentionPolicy } from "@paas-backup/core/retention";
-import type { SharedRotation } from "@paas-backup/core/keys";
+import type { RotationRecord, SharedRotation } from "@paas-backup/core/keys";
 import type { ReportSources } from "@paas-backup/core/report";
 import { offsiteRecordsIn } from "@paas-backup/core/offsite";
 import { readObjectText } from "../host/shared-root.js";
@@ -214,7 +214,26 @@ export async function sharedReportSources(rt: Runtime): Promise<ReportSources> {
     records: (context, folder) => sharedRecords(rt, context, folder),
     contexts: async () => (await import("./fleet.js")).sharedFleetContexts(rt),
     offsiteRecords: offsiteRecordsIn(shared.storage),
+    // paas-backup.signing.json is the bucket's: a context whose snapshots are all gone still has
+    // its unsigned records judged
+    repository: shared.storage,
+    rotations: (context) => sharedRotationRecords(rt, context),
   };
+}
+
+/** keys rotate's records of a context in the bucket (rotation-records/<context>/), oldest first; one that does not parse is left out. */
+export async function sharedRotationRecords(rt: Runtime, context: string): Promise<RotationRecord[]> {
+  const storage = sharedOf(rt).storage;
+  const prefix = `${ROTATION_RECORDS}/${context}/`;
+  const keys: string[] = [];
+  for await (const o of storage.list(prefix, { shallow: true, keysOnly: true }))
+    if (RECORD_NAME.test(o.key.slice(prefix.length))) keys.push(o.key);
+  const out: RotationRecord[] = [];
+  for (const key of keys.sort()) {
+    const record = await readJson<RotationRecord>(storage, key);
+    if (record?.schema === "paas-backup/rotation@1") out.push(record);
+  }
+  return out;
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { FileSystem } from "../fs/types.js";
 import { verifyRecordChain, type RecordLink } from "../records/chain.js";
 import { readOffsiteRecordsHead } from "../records/offsite-head.js";
-import { listRotations } from "../keys/rotate.js";
+import { listRotations, type RotationRecord } from "../keys/rotate.js";
 import { readRepositoryIdentity } from "../repository/identity.js";
 import { rootView } from "../offsite/roots.js";
 import { readTickRecord } from "./status.js";
@@ -250,6 +250,10 @@ export interface ReportSources {
   contexts(): Promise<string[]>;
   /** where the offsite push records are (offsite/record.ts recordStoreOf); the backup root's when not given */
   offsiteRecords?: ObjectStorage;
+  /** the repository's own storage, where paas-backup.signing.json says when it began signing; the backup root's when not given */
+  repository?: ObjectStorage;
+  /** keys rotate's records of a context (an s3:// root keeps them in the bucket); the backup root's when not given */
+  rotations?(context: string): Promise<RotationRecord[]>;
 }
 
 export interface ReportOptions {
@@ -584,7 +588,9 @@ async function unsignedExceptions(
   inPeriod: (at: string) => boolean,
   now: Date,
 ): Promise<ReportException[]> {
-  const storage = snapshots[0]?.storage ?? backupRootStorage(options.fs, options.backupRoot);
+  // the repository's own storage: a context with no snapshot left still has its records judged
+  const storage =
+    options.sources?.repository ?? snapshots[0]?.storage ?? backupRootStorage(options.fs, options.backupRoot);
   let since: number;
   try {
     const record = await readSigningRecord(storage);
@@ -632,7 +638,10 @@ async function rotationsIn(
   from: Date,
   to: Date,
 ): Promise<ContextReport["keys"]["rotations"]> {
-  return (await listRotations(options.fs, options.backupRoot, context))
+  const records = options.sources?.rotations
+    ? await options.sources.rotations(context)
+    : await listRotations(options.fs, options.backupRoot, context);
+  return records
     .filter(
       (r) =>
         Date.parse(r.startedAt) < to.getTime() && Date.parse(r.finishedAt ?? r.startedAt) >= from.getTime(),
