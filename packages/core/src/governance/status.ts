@@ -239,21 +239,74 @@ export async function contextStatus(options: {
   const all = await listSnapshots(fs, options.backupRoot, context);
   // Snapshots from the future (a clock that jumped) are flagged, and never the newest or its age.
   const snaps = presentSnapshots(all, now);
-  const ahead = futureSnapshots(all, now);
-  const fulls = snaps.filter((s) => s.kind === "full");
   const incs = snaps.filter((s) => s.kind === "incremental");
-  const newest = snaps[snaps.length - 1];
+  const fulls = snaps.filter((s) => s.kind === "full");
   const newestFull = fulls[fulls.length - 1];
+  // Each part adds the reasons it finds, in this order: folder, snapshots, drill, block, offsite, tick.
   const attention: string[] = [];
   const folder = await contextFolderProblem(fs, options.stateRoot, context);
   if (folder) attention.push(folder);
+  const chain = await snapshotHealth(all, now, attention);
+  const [drill] = await drillStatus({
+    fs,
+    backupRoot: options.backupRoot,
+    contexts: [context],
+    mandatory: options.mandatoryDrills.includes(context) ? [context] : [],
+    now,
+  });
+  if (drill!.mandatory && drill!.overdue)
+    attention.push(`restore drill overdue (due ${drill!.nextDue.slice(0, 10)})`);
+  const blocked = await blockedBy(fs, options.stateRoot, context);
+  if (blocked)
+    attention.push(
+      `blocked since ${blocked.blockedAt || "an unknown time"} (ticket ${blocked.ticket}): ${blocked.reason}`,
+    );
+  const offsite: OffsiteTargetStatus[] = [];
+  for (const target of options.targets) {
+    const st = await offsiteTargetStatus(options, context, target, newestFull);
+    offsite.push(st);
+    if (st.newestFullMissing)
+      attention.push(`offsite copy missing: ${newestFull!.id} is not at ${st.target}`);
+    for (const p of st.problems) attention.push(`offsite copy ${p.id} at ${st.target}: ${p.problem}`);
+  }
+  const lastTick = await readTickRecord(fs, options.backupRoot, context);
+  if (lastTick && !lastTick.ok)
+    attention.push(`last tick failed at ${lastTick.at}: ${lastTick.error?.code ?? "error"}`);
+  return {
+    context,
+    ok: attention.length === 0,
+    attention,
+    newestFull: brief(newestFull, now),
+    newestIncremental: brief(incs[incs.length - 1], now),
+    plaintext: all.filter((s) => !s.encrypted).map((s) => s.id),
+    chain,
+    drill: drill!,
+    blocked,
+    offsite,
+    lastTick,
+  };
+}
+
+/**
+ * The snapshots' health: the newest restore point's chain (read, not assumed: a flipped byte keeps
+ * size and mtime, and a lost .sha256 leaves nothing to check against, issue 20 §2), the newest
+ * full's age and bytes, and snapshots from the future. Reasons go into `attention`.
+ */
+async function snapshotHealth(
+  all: SnapshotRef[],
+  now: Date,
+  attention: string[],
+): Promise<ContextStatus["chain"]> {
+  const snaps = presentSnapshots(all, now);
+  const ahead = futureSnapshots(all, now);
+  const fulls = snaps.filter((s) => s.kind === "full");
+  const newest = snaps[snaps.length - 1];
+  const newestFull = fulls[fulls.length - 1];
   let chain = {
     ok: true,
     detail: newest ? "ok" : ahead.length ? "no snapshots the clock has reached" : "no snapshots",
   };
   if (newest) {
-    // The newest restore point's chain is read, not assumed: a flipped byte keeps size and mtime,
-    // and a lost .sha256 leaves nothing to check against (issue 20 §2).
     const problem = await verifyChain(newest, all, { now });
     if (problem) chain = { ok: false, detail: `${newest.id}: ${problem}` };
   }
@@ -279,66 +332,48 @@ export async function contextStatus(options: {
           ", ",
         )}; check the host's clock (they are kept and restorable by id, never latest${ahead.length === all.length ? "; tick takes a new full" : ""})`,
     );
-  const [drill] = await drillStatus({
-    fs,
-    backupRoot: options.backupRoot,
-    contexts: [context],
-    mandatory: options.mandatoryDrills.includes(context) ? [context] : [],
-    now,
-  });
-  if (drill!.mandatory && drill!.overdue)
-    attention.push(`restore drill overdue (due ${drill!.nextDue.slice(0, 10)})`);
-  let blocked: ContextStatus["blocked"] = null;
+  return chain;
+}
+
+/** The post-restore block marker, if any; one that cannot be read still blocks (fail closed). */
+async function blockedBy(
+  fs: FileSystem,
+  stateRoot: string,
+  context: string,
+): Promise<ContextStatus["blocked"]> {
   try {
-    const b = await readBlock(fs, options.stateRoot, context);
-    if (b) blocked = { ticket: b.ticket, blockedAt: b.blockedAt, reason: b.reason };
+    const b = await readBlock(fs, stateRoot, context);
+    return b ? { ticket: b.ticket, blockedAt: b.blockedAt, reason: b.reason } : null;
   } catch {
-    // a marker that cannot be read still blocks (fail closed)
-    blocked = { ticket: "unknown", blockedAt: "", reason: "unreadable block marker" };
+    return { ticket: "unknown", blockedAt: "", reason: "unreadable block marker" };
   }
-  if (blocked)
-    attention.push(
-      `blocked since ${blocked.blockedAt || "an unknown time"} (ticket ${blocked.ticket}): ${blocked.reason}`,
-    );
-  const offsite: OffsiteTargetStatus[] = [];
-  for (const target of options.targets) {
-    const copies = await recordedCopies({ fs, backupRoot: options.backupRoot, context, target });
-    const good = copies.filter((c) => !c.problem);
-    const newestCopy = copies[copies.length - 1] ?? null;
-    const newestFullMissing =
-      newestFull !== undefined &&
-      now.getTime() - newestFull.time.getTime() > OFFSITE_GRACE_MS &&
-      !good.some((c) => c.id === newestFull.id);
-    const st: OffsiteTargetStatus = {
-      target: target.storage.url,
-      name: target.name,
-      confirmed: good.length,
-      problems: copies.filter((c) => c.problem).map((c) => ({ id: c.id, problem: c.problem! })),
-      immutable: good.filter(
-        (c) => c.immutable && c.retainUntil !== null && Date.parse(c.retainUntil) > now.getTime(),
-      ).length,
-      newestCopy: newestCopy?.id ?? null,
-      immutableUntil: newestCopy?.retainUntil ?? null,
-      newestFullMissing,
-    };
-    offsite.push(st);
-    if (newestFullMissing) attention.push(`offsite copy missing: ${newestFull!.id} is not at ${st.target}`);
-    for (const p of st.problems) attention.push(`offsite copy ${p.id} at ${st.target}: ${p.problem}`);
-  }
-  const lastTick = await readTickRecord(fs, options.backupRoot, context);
-  if (lastTick && !lastTick.ok)
-    attention.push(`last tick failed at ${lastTick.at}: ${lastTick.error?.code ?? "error"}`);
+}
+
+/** One target's recorded copies: confirmed, locked, with problems, and whether the newest full is there past the grace. */
+async function offsiteTargetStatus(
+  options: { fs: FileSystem; backupRoot: string; now: Date },
+  context: string,
+  target: OffsiteTarget,
+  newestFull: SnapshotRef | undefined,
+): Promise<OffsiteTargetStatus> {
+  const { now } = options;
+  const copies = await recordedCopies({ fs: options.fs, backupRoot: options.backupRoot, context, target });
+  const good = copies.filter((c) => !c.problem);
+  const newestCopy = copies[copies.length - 1] ?? null;
+  const newestFullMissing =
+    newestFull !== undefined &&
+    now.getTime() - newestFull.time.getTime() > OFFSITE_GRACE_MS &&
+    !good.some((c) => c.id === newestFull.id);
   return {
-    context,
-    ok: attention.length === 0,
-    attention,
-    newestFull: brief(newestFull, now),
-    newestIncremental: brief(incs[incs.length - 1], now),
-    plaintext: all.filter((s) => !s.encrypted).map((s) => s.id),
-    chain,
-    drill: drill!,
-    blocked,
-    offsite,
-    lastTick,
+    target: target.storage.url,
+    name: target.name,
+    confirmed: good.length,
+    problems: copies.filter((c) => c.problem).map((c) => ({ id: c.id, problem: c.problem! })),
+    immutable: good.filter(
+      (c) => c.immutable && c.retainUntil !== null && Date.parse(c.retainUntil) > now.getTime(),
+    ).length,
+    newestCopy: newestCopy?.id ?? null,
+    immutableUntil: newestCopy?.retainUntil ?? null,
+    newestFullMissing,
   };
 }
