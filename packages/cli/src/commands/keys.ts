@@ -100,36 +100,20 @@ async function sharedRepository(rt: Runtime) {
  * as a journaled job (`<context>/rotations/<id>.json`) that a rerun resumes; then what `keys
  * audit` would say of the removed recipients is up to the operator to check with their identity.
  */
-export async function keysRotateCommand(
-  rt: Runtime,
-  flags: KeyFlags & {
-    context?: string;
-    allContexts?: boolean;
-    addRecipient?: string[];
-    removeRecipient?: string[];
-  },
-): Promise<number> {
-  if ((flags.context !== undefined) === (flags.allContexts === true))
-    throw new UsageError(
-      "PAAS_BACKUP_INVALID_ARGUMENT",
-      "keys rotate needs --context or --all-contexts (not both)",
-      {
-        remediation: "Name one context with --context, or rotate every context with --all-contexts.",
-        stage: "arguments",
-      },
-    );
-  const add = (flags.addRecipient ?? []).map(validateRecipient);
-  const remove = (flags.removeRecipient ?? []).map(validateRecipient);
-  if (add.length === 0 && remove.length === 0)
-    throw new UsageError(
-      "PAAS_BACKUP_INVALID_ARGUMENT",
-      "keys rotate needs --add-recipient or --remove-recipient",
-      {
-        remediation:
-          "Name the new recipient (--add-recipient age1…) and the one to retire (--remove-recipient age1…).",
-        stage: "arguments",
-      },
-    );
+type RotateFlags = KeyFlags & {
+  context?: string;
+  allContexts?: boolean;
+  addRecipient?: string[];
+  removeRecipient?: string[];
+};
+
+/**
+ * Steps: check the flags and the identity → the contexts → the keys, targets and push recipients
+ * (warning when the config still names a removed one) → rotate each context (under its lease on
+ * an s3:// root) and say what became of each snapshot and copy.
+ */
+export async function keysRotateCommand(rt: Runtime, flags: RotateFlags): Promise<number> {
+  const { add, remove } = checkRotateFlags(flags);
   const identity = await resolveIdentityLines(rt, flags);
   if (!identity)
     throw new UsageError(
@@ -151,12 +135,7 @@ export async function keysRotateCommand(
   // what offsite push encrypts plaintext snapshots to: the set a copy encrypted on push had when
   // its record does not say, and what must not name a removed recipient any more
   const pushRecipients = (await resolveEncryptor(rt, {}))?.recipients ?? [];
-  const stillConfigured = remove.filter((r) => pushRecipients.includes(r));
-  const warnings = stillConfigured.length
-    ? [
-        `the configured recipients (recipients / recipientsFile) still name ${stillConfigured.join(", ")}: new snapshots, and copies encrypted on push at the next push, will be encrypted to ${stillConfigured.length === 1 ? "it" : "them"} again. Remove ${stillConfigured.length === 1 ? "it" : "them"} from the config file.`,
-      ]
-    : [];
+  const warnings = stillConfiguredWarnings(remove, pushRecipients);
   for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
   const data = [];
   for (const context of contexts) {
@@ -184,31 +163,9 @@ export async function keysRotateCommand(
     const r = rt.shared
       ? await (await import("../ops/shared.js")).withSharedRotation(rt, context, rotate)
       : await rotate();
-    const row = {
-      context,
-      record: r.record,
-      resumed: r.resumed,
-      rotated: r.rotation.snapshots.filter((s) => s.phase === "done").map((s) => s.id),
-      skipped: r.rotation.snapshots
-        .filter((s) => s.phase === "skipped")
-        .map((s) => ({ id: s.id, reason: s.reason ?? "" })),
-      offsite: r.rotation.offsite,
-    };
+    const row = rotationRow(context, r);
     data.push(row);
-    if (!rt.json) {
-      rt.write(
-        `${context}: ${row.rotated.length} snapshot(s) re-encrypted${r.resumed ? ` (an interrupted rotation, ${r.resumed}, was finished first)` : ""}; record ${r.record}\n`,
-      );
-      for (const s of row.skipped) rt.write(`  ${s.id} left as it is: ${s.reason}\n`);
-      for (const o of row.offsite)
-        rt.write(
-          o.action === "replaced"
-            ? `  ${o.id} at ${o.target}: replaced${o.encryptedOnPush ? " (encrypted on push: encrypted again from the home artifact)" : ""}\n`
-            : o.action === "locked"
-              ? `  ${o.id} at ${o.target}: under COMPLIANCE Object Lock until ${o.lockedUntil}; the old copy stays readable by the removed recipients until then\n`
-              : `  ${o.id} at ${o.target}: not re-encrypted: ${o.problem}\n`,
-        );
-    }
+    if (!rt.json) writeRotationRow(rt, row);
   }
   if (rt.json)
     printEnvelope(rt, {
@@ -220,4 +177,72 @@ export async function keysRotateCommand(
       ...(warnings.length ? { warnings } : {}),
     });
   return 0;
+}
+
+/** Exactly one of --context and --all-contexts, and at least one recipient to add or remove (each a valid age recipient). */
+function checkRotateFlags(flags: RotateFlags): { add: string[]; remove: string[] } {
+  if ((flags.context !== undefined) === (flags.allContexts === true))
+    throw new UsageError(
+      "PAAS_BACKUP_INVALID_ARGUMENT",
+      "keys rotate needs --context or --all-contexts (not both)",
+      {
+        remediation: "Name one context with --context, or rotate every context with --all-contexts.",
+        stage: "arguments",
+      },
+    );
+  const add = (flags.addRecipient ?? []).map(validateRecipient);
+  const remove = (flags.removeRecipient ?? []).map(validateRecipient);
+  if (add.length === 0 && remove.length === 0)
+    throw new UsageError(
+      "PAAS_BACKUP_INVALID_ARGUMENT",
+      "keys rotate needs --add-recipient or --remove-recipient",
+      {
+        remediation:
+          "Name the new recipient (--add-recipient age1…) and the one to retire (--remove-recipient age1…).",
+        stage: "arguments",
+      },
+    );
+  return { add, remove };
+}
+
+/** A removed recipient the config still names comes back with the next snapshot or push: say so. */
+function stillConfiguredWarnings(remove: string[], pushRecipients: string[]): string[] {
+  const stillConfigured = remove.filter((r) => pushRecipients.includes(r));
+  return stillConfigured.length
+    ? [
+        `the configured recipients (recipients / recipientsFile) still name ${stillConfigured.join(", ")}: new snapshots, and copies encrypted on push at the next push, will be encrypted to ${stillConfigured.length === 1 ? "it" : "them"} again. Remove ${stillConfigured.length === 1 ? "it" : "them"} from the config file.`,
+      ]
+    : [];
+}
+
+type RotationRow = ReturnType<typeof rotationRow>;
+
+/** One context's row of --json's data: re-encrypted, skipped (with why), and each offsite copy's outcome. */
+function rotationRow(context: string, r: Awaited<ReturnType<typeof rotateRecipients>>) {
+  return {
+    context,
+    record: r.record,
+    resumed: r.resumed,
+    rotated: r.rotation.snapshots.filter((s) => s.phase === "done").map((s) => s.id),
+    skipped: r.rotation.snapshots
+      .filter((s) => s.phase === "skipped")
+      .map((s) => ({ id: s.id, reason: s.reason ?? "" })),
+    offsite: r.rotation.offsite,
+  };
+}
+
+/** The row as text: a line for the context, then one per skipped snapshot and per offsite copy. */
+function writeRotationRow(rt: Runtime, row: RotationRow): void {
+  rt.write(
+    `${row.context}: ${row.rotated.length} snapshot(s) re-encrypted${row.resumed ? ` (an interrupted rotation, ${row.resumed}, was finished first)` : ""}; record ${row.record}\n`,
+  );
+  for (const s of row.skipped) rt.write(`  ${s.id} left as it is: ${s.reason}\n`);
+  for (const o of row.offsite)
+    rt.write(
+      o.action === "replaced"
+        ? `  ${o.id} at ${o.target}: replaced${o.encryptedOnPush ? " (encrypted on push: encrypted again from the home artifact)" : ""}\n`
+        : o.action === "locked"
+          ? `  ${o.id} at ${o.target}: under COMPLIANCE Object Lock until ${o.lockedUntil}; the old copy stays readable by the removed recipients until then\n`
+          : `  ${o.id} at ${o.target}: not re-encrypted: ${o.problem}\n`,
+    );
 }
