@@ -104,6 +104,8 @@ export async function takeSnapshot(
             stateRoot: rt.stateRoot,
             backupRoot: rt.backupRoot,
             ...(repository ? { repository } : {}),
+            // an s3:// root keeps the verified-chain cache in the host's cache, not the bucket
+            ...(shared ? { chainCache: shared.hostChainCache(rt) } : {}),
             context,
             clock: rt.clock,
             kind,

@@ -201,6 +201,8 @@ function tickOptions(
     secretAcknowledged: rt.config.secretAcknowledged,
     allowRepoState: allowRepoStateFrom(rt.env),
     memberCache: true,
+    // an s3:// root keeps the verified-chain cache in the host's cache, not the bucket
+    ...(shared ? { chainCache: shared.hostChainCache(rt) } : {}),
     retention: retentionPolicy(rt, {}),
     keepTags: rt.config.retention.keepTags ?? [],
     ...(offsite ? { afterEach: (context: string) => offsite(rt, context) } : {}),

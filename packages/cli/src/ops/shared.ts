@@ -4,6 +4,7 @@ import { BusyError, isNotFound } from "@paas-backup/core/errors";
 import { redactText } from "@paas-backup/core/redact";
 import {
   acquireLease,
+  backupRootStorage,
   appendHistoryLine,
   readHistoryLines,
   sha256Hex,
@@ -32,6 +33,16 @@ import type { Runtime } from "../runtime.js";
 export function sharedOf(rt: Runtime): SharedRoot {
   if (!rt.shared) throw new Error("not connected to an s3:// backup root");
   return rt.shared;
+}
+
+/**
+ * The verified-chain cache of an s3:// root: in the host's cache folder (core's default is the
+ * repository, i.e. the bucket, which would cost a GET and a PUT per incremental tick and a HEAD per
+ * listing of the context: measured 79 -> 84 requests for an incremental tick). Rebuilt by reading
+ * the chain when the folder is lost.
+ */
+export function hostChainCache(rt: Runtime): ObjectStorage {
+  return backupRootStorage(rt.fs, sharedOf(rt).cacheDir);
 }
 
 /** What names the repository in messages: the bucket URL, or the backup root folder. */

@@ -56,6 +56,12 @@ export interface CreateSnapshotOptions extends ContextCallOptions {
    * driver works: the artifact is staged and committed, the sidecars are small objects.
    */
   repository?: ObjectStorage;
+  /**
+   * Where the verified-chain cache is kept (the object `<context>/.verified-chain.json`): the
+   * repository by default (repository/chain-check.ts says why); a host cache's storage saves a
+   * bucket a GET and a PUT per incremental. The CLI's s3:// root passes its cache folder.
+   */
+  chainCache?: ObjectStorage;
   context: string;
   clock: () => Date;
   kind?: SnapshotKind;
@@ -374,6 +380,7 @@ async function createSnapshotOnce(
   const existing = await openRepository(repo).snapshots(context);
   const { parent, kind, promotedToFull } = await chooseParent({
     existing,
+    chainCache: options.chainCache,
     requested: options.kind ?? "full",
     include,
     now: clock(),

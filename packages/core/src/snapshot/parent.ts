@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { SnapshotRef } from "../repository/repository.js";
+import type { ObjectStorage } from "../repository/storage.js";
 import { expectedChecksum } from "../repository/checksum.js";
 import { checkChainToExtend } from "../repository/chain-check.js";
 import { presentSnapshots } from "../repository/timeline.js";
@@ -24,6 +25,8 @@ export interface ChosenParent {
  */
 export async function chooseParent(args: {
   existing: readonly SnapshotRef[];
+  /** where the verified-chain cache is kept (CreateSnapshotOptions.chainCache) */
+  chainCache?: ObjectStorage | undefined;
   requested: SnapshotKind;
   include: readonly string[];
   now: Date;
@@ -44,8 +47,14 @@ export async function chooseParent(args: {
     return full(`parent ${newest.id} covers --include ${newest.manifest.include.join(",") || "(none)"}`);
   const sha = await expectedChecksum(newest);
   if (!sha) return full(`parent ${newest.id} has no readable checksum file`);
-  // the verified-chain cache is in the repository, beside the snapshots (newest.storage)
-  const chainProblem = await checkChainToExtend(newest, existing, randomUUID().slice(0, 8), now);
+  // the verified-chain cache is in the repository, beside the snapshots, unless a host cache is given
+  const chainProblem = await checkChainToExtend(
+    newest,
+    existing,
+    randomUUID().slice(0, 8),
+    now,
+    args.chainCache,
+  );
   if (chainProblem) return full(`the chain it would extend does not verify: ${chainProblem}`);
   return { parent: { ...newest, sha256: sha } as ParentRef, kind: "incremental" };
 }

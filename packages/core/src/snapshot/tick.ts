@@ -94,6 +94,8 @@ export interface TickOptions {
   allowRepoState?: boolean;
   /** see CreateSnapshotOptions.memberCache */
   memberCache?: boolean;
+  /** see CreateSnapshotOptions.chainCache */
+  chainCache?: ObjectStorage;
   retention?: Partial<RetentionPolicy>;
   /** snapshots with any of these tags are kept beyond the retention slots */
   keepTags?: readonly string[];
@@ -237,6 +239,7 @@ async function snapshotIfDue(
     stateRoot: options.stateRoot,
     backupRoot: options.backupRoot,
     ...(repository ? { repository } : {}),
+    ...(options.chainCache ? { chainCache: options.chainCache } : {}),
     context,
     clock,
     kind: decision.action,
