@@ -1,7 +1,16 @@
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { cpSync, existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { CLI, makeSandbox, openUp, runCli, type Sandbox } from "./helpers.js";
@@ -183,6 +192,41 @@ describe("keys rotate: copies encrypted on push", () => {
     expect((await audit("new")).count).toBe(1);
     expect(Object.values(offsiteRecord().copies)[0]!.recipients).toEqual([keys.new!.recipient]);
   }, 180_000);
+
+  it("a copy in the layout before root identities (<context>/… at the target) is encrypted again under the root's prefix, the old one removed", async () => {
+    reset();
+    const id = Object.keys(offsiteRecord().copies)[0]!;
+    // the copy as a push before roots had identities left it: <context>/<id>… at the target's top,
+    // and the offsite record naming it there
+    const { dir, name } = copyAtTarget();
+    openUp(nfs);
+    const legacyDir = join(nfs, CTX);
+    mkdirSync(legacyDir, { recursive: true });
+    for (const n of readdirSync(dir).filter((n) => n.startsWith(`${id}.`)))
+      renameSync(join(dir, n), join(legacyDir, n));
+    const recordFile = join(sb.backupRoot, CTX, "offsite", "nfs.json");
+    const record = JSON.parse(readFileSync(recordFile, "utf8"));
+    record.copies[id].artifact = `${CTX}/${name}`;
+    writeFileSync(recordFile, JSON.stringify(record, null, 2));
+    // audit finds it there, outside every root
+    const before = await audit("old");
+    expect(before.data).toEqual([expect.objectContaining({ where: "nfs", id, root: null })]);
+
+    const r = await cli(["--json", ...rotateArgs()], at("2026-11-01T03:00:00Z"));
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.json.data[0].offsite).toEqual([
+      expect.objectContaining({ target: "nfs", id, action: "replaced", encryptedOnPush: true }),
+    ]);
+    // now under the root's prefix, opened by the new key and checked by sha256sum (expectRotated);
+    // the old-layout artifact and its checksum are gone, so the removed key opens nothing there
+    await expectRotated("after rotating an old-layout copy");
+    expect(offsiteRecord().copies[id]).toMatchObject({
+      artifact: expect.stringMatching(/^roots\/[0-9a-f]{16}\//),
+    });
+    expect(
+      readdirSync(legacyDir).filter((n) => n.endsWith(".tar.gz.age") || n.endsWith(".tar.gz.age.sha256")),
+    ).toEqual([]);
+  }, 120_000);
 
   it("a copy whose snapshot is gone at home cannot be encrypted again: rotate says so, audit still lists it", async () => {
     reset();

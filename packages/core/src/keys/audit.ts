@@ -175,14 +175,20 @@ export async function auditKey(options: {
       ? await options.repository.snapshots(context)
       : await listSnapshotsIn(home, context);
     for (const s of here) await check(s, "local", null, null);
-    for (const target of options.offsiteTargets ?? [])
+    for (const target of options.offsiteTargets ?? []) {
+      // copies in the layout before roots had identities (<context>/… at the target): root null
+      const legacy = (await listSnapshotsIn(target.storage, context)).map((s) => ({ s, root: null }));
+      const rooted = [];
       for (const root of await rootsAt(target.storage))
         for (const s of await listSnapshotsIn(rootView(target.storage, root.id), context))
-          // the copy's own Object Lock, as the target reports it: other hosts' roots have no record of ours
-          await check(s, target.name, root.id, {
-            retainUntil: s.artifact.retainUntil,
-            mode: s.artifact.lockMode,
-          });
+          rooted.push({ s, root: root.id as string | null });
+      for (const { s, root } of [...legacy, ...rooted])
+        // the copy's own Object Lock, as the target reports it: other hosts' roots have no record of ours
+        await check(s, target.name, root, {
+          retainUntil: s.artifact.retainUntil,
+          mode: s.artifact.lockMode,
+        });
+    }
   }
   result.opens.sort((a, b) => (a.expires < b.expires ? -1 : 1));
   result.exposedUntil = result.opens.at(-1)?.expires ?? null;
