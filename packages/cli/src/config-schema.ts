@@ -66,6 +66,8 @@ export const Config = z
         deleteAfterSeconds: z.number().int().min(0).optional(),
         /** status alerts on a host whose status object is older than this (default 8100, two missed ticks) */
         hostStaleAfterSeconds: z.number().int().min(1).optional(),
+        /** maintenance compacts a context's commit log once this many entries follow its last checkpoint (default 24) */
+        logCheckpointEvery: z.number().int().min(1).optional(),
       })
       .strict()
       .optional(),

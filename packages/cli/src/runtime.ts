@@ -161,6 +161,8 @@ export interface SharedRoot {
   host: string;
   leaseTtlMs: number;
   deleteAfterMs: number;
+  /** maintenance writes a checkpoint of a context's commit log once this many entries follow the last */
+  logCheckpointEvery: number;
   staleAfterMs: number;
 }
 

@@ -131,7 +131,7 @@ describe("an s3:// backup root shared by a fleet (RGW, through the built CLI)", 
     const logCache = JSON.parse(
       readFileSync(join(a.cache, "paas-backup", idA!, "log", "alpha.json"), "utf8"),
     );
-    expect(logCache.filter((e: { kind: string }) => e.kind === "commit")).toHaveLength(1);
+    expect(logCache.entries.filter((e: { kind: string }) => e.kind === "commit")).toHaveLength(1);
     // both hosts named the same repository identity (made once, in the bucket)
     expect(readdirSync(join(a.cache, "paas-backup"))).toEqual(readdirSync(join(b.cache, "paas-backup")));
 
@@ -563,7 +563,7 @@ describe("an s3:// backup root shared by a fleet (RGW, through the built CLI)", 
       config,
       JSON.stringify({
         retention: { hourly: 1, daily: 0, weekly: 0, monthly: 0 },
-        sharedRoot: { deleteAfterSeconds: 10 },
+        sharedRoot: { deleteAfterSeconds: 10, logCheckpointEvery: 2 },
         offsite: {
           targets: [
             {
@@ -593,6 +593,8 @@ describe("an s3:// backup root shared by a fleet (RGW, through the built CLI)", 
     const m1 = first.json.data[0].maintenance;
     expect(m1).toMatchObject({ ran: true, removed: [], error: null });
     expect([...m1.marked].sort()).toEqual(committed.filter((id: string) => id !== newest).sort());
+    // alpha's commit log had more entries than logCheckpointEvery: maintenance wrote a checkpoint
+    expect(m1.log).toMatchObject({ checkpoint: expect.any(Number), removed: 0 });
 
     // the target got the fulls from the push, and keeps one per day
     expect(m1.offsite).toEqual([
@@ -623,6 +625,20 @@ describe("an s3:// backup root shared by a fleet (RGW, through the built CLI)", 
       []
     ).map((o) => o.Key!);
     expect(left.filter((k) => !k.includes(newest))).toEqual([]);
+
+    // the checkpoint is older than the delete delay now: the entries it covers are gone from the
+    // bucket, and a host with no cache reads the log from the checkpoint alone
+    expect(m2.log.removed).toBeGreaterThan(0);
+    const logKeys = (
+      (await rgw.client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: "repo/log/context/alpha/" })))
+        .Contents ?? []
+    ).map((o) => o.Key!.slice("repo/log/context/alpha/".length));
+    expect(logKeys).toContain(`${String(m1.log.checkpoint).padStart(12, "0")}.checkpoint`);
+    expect(logKeys.filter((k) => /^\d{12}$/.test(k) && Number(k) <= m1.log.checkpoint)).toEqual([]);
+    const fresh = await on(a, ["list", "--context", "alpha"], {
+      XDG_CACHE_HOME: mkdtempSync(join(work, "fresh-cache-")),
+    });
+    expect(fresh.json.data.map((s: { id: string }) => s.id)).toEqual([newest]);
 
     // prune --all-contexts, from a host that backs up neither: every context the fleet reports
     const all = await on(c, ["--config", config, "prune", "--all-contexts"]);

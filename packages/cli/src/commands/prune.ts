@@ -162,6 +162,7 @@ async function sharedPrune(
           unmarked: result.unmarked,
           waiting: result.waiting,
           swept: result.swept,
+          ...("log" in result ? { log: result.log } : {}),
           policy,
         },
       ],

@@ -25,6 +25,7 @@ import {
   relocationMap,
   relocationsIn,
   type Relocation,
+  type LogCheckpoint,
   type LogEntry,
   type ObjectStorage,
   type RepositoryIdentity,
@@ -234,8 +235,12 @@ function sharedRootOf(
     leaseTtlMs: (shared?.leaseSeconds ?? DEFAULT_LEASE_TTL_MS / 1000) * 1000,
     deleteAfterMs: (shared?.deleteAfterSeconds ?? DEFAULT_DELETE_AFTER_MS / 1000) * 1000,
     staleAfterMs: (shared?.hostStaleAfterSeconds ?? DEFAULT_HOST_STALE_AFTER_MS / 1000) * 1000,
+    logCheckpointEvery: shared?.logCheckpointEvery ?? DEFAULT_LOG_CHECKPOINT_EVERY,
   };
 }
+
+/** A day of hourly ticks: a checkpoint then costs one PUT a day per context, and a cold read at most 24 GETs of entries. */
+export const DEFAULT_LOG_CHECKPOINT_EVERY = 24;
 
 /** The commands an s3:// root works with, for the refusal of the others. */
 export function refuseRemoteRoot(command: string, url: string, supported: string[]): UsageError {
@@ -299,25 +304,36 @@ export async function committedLog(
   shared: SharedRoot,
   context: string,
 ): Promise<{ committed: Set<string>; relocations: Relocation[] }> {
-  // The log's entries are create-only and never change: the cache keeps those read, so a tick
-  // fetches only the entries written since (one LIST page per 1000 entries, not one GET each).
+  // The log's entries and checkpoints are create-only and never change: the cache keeps those
+  // read, so a tick fetches only what was written since (one LIST page per 1000 entries, not one
+  // GET each), and an entry a checkpoint now covers leaves the cache with it.
   const cacheFile = join(shared.cacheDir, "log", `${context}.json`);
   const known = new Map<number, LogEntry>();
+  const knownCheckpoints = new Map<number, LogCheckpoint>();
   try {
-    for (const e of JSON.parse(readFileSync(cacheFile, "utf8")) as LogEntry[])
+    const cached = JSON.parse(readFileSync(cacheFile, "utf8")) as
+      LogEntry[] | { entries: LogEntry[]; checkpoints: LogCheckpoint[] };
+    // an array: the cache of a version before checkpoints
+    const entries = Array.isArray(cached) ? cached : cached.entries;
+    for (const e of entries)
       if (typeof e.seq === "number" && typeof e.epoch === "number") known.set(e.seq, e);
+    for (const c of Array.isArray(cached) ? [] : cached.checkpoints)
+      if (typeof c.upTo === "number" && Array.isArray(c.entries)) knownCheckpoints.set(c.upTo, c);
   } catch {
     // no cache yet, or a torn one: read the log from the bucket
   }
-  const before = known.size;
+  const before = JSON.stringify([[...known.keys()], [...knownCheckpoints.keys()]]);
   const committed = new Set<string>();
-  const log = await readFencedLog(shared.storage, `context/${context}`, { known });
+  const log = await readFencedLog(shared.storage, `context/${context}`, { known, knownCheckpoints });
   for (const entry of log)
     if (entry.kind === "commit" && !entry.fenced && typeof entry.data.snapshot === "string")
       committed.add(entry.data.snapshot);
-  if (known.size !== before) {
+  if (JSON.stringify([[...known.keys()], [...knownCheckpoints.keys()]]) !== before) {
     privateDir(join(shared.cacheDir, "log"));
-    writePrivate(cacheFile, `${JSON.stringify([...known.values()])}\n`);
+    writePrivate(
+      cacheFile,
+      `${JSON.stringify({ entries: [...known.values()], checkpoints: [...knownCheckpoints.values()] })}\n`,
+    );
   }
   return { committed, relocations: relocationsIn(log) };
 }

@@ -391,7 +391,43 @@ export async function pruneSharedContext(
         }),
     })),
     swept: await sweepShared(rt, context),
+    log: await compactContextLog(rt, context, lease),
   };
+}
+
+/**
+ * Compaction of a context's commit log in the bucket (core's compactLog), under the context's
+ * lease: once sharedRoot.logCheckpointEvery entries follow the last checkpoint, a new one carries
+ * what is still in effect; a commit drops out once no object of its snapshot is left (prune removed
+ * it); every entry of another kind is carried as it is. Entries a checkpoint covers are removed when
+ * it is deleteAfterSeconds old.
+ */
+export async function compactContextLog(
+  rt: Runtime,
+  context: string,
+  lease: Lease,
+): Promise<{ checkpoint: number | null; removed: number }> {
+  const shared = sharedOf(rt);
+  const { compactLog } = await import("@paas-backup/core/repository");
+  const { snapshotIdOfKey } = await import("../host/shared-root.js");
+  let present: Set<string> | null = null;
+  const done = await compactLog({
+    lease,
+    minEntries: shared.logCheckpointEvery,
+    deleteAfterMs: shared.deleteAfterMs,
+    obsolete: async (entry) => {
+      if (typeof entry.data.snapshot !== "string") return false;
+      if (!present) {
+        present = new Set<string>();
+        for await (const o of shared.storage.list(`${context}/`, { shallow: true, keysOnly: true })) {
+          const id = snapshotIdOfKey(context, o.key);
+          if (id !== null) present.add(id);
+        }
+      }
+      return !present.has(entry.data.snapshot);
+    },
+  });
+  return { checkpoint: done.checkpoint, removed: done.removed.length };
 }
 
 /** What a tick's maintenance did for one context of an s3:// root. */
@@ -402,6 +438,8 @@ export interface TickMaintenance {
   removed: string[];
   waiting: { id: string; dueAt: string }[];
   swept: string[];
+  /** the context's commit log: the entry a checkpoint written now covers up to (null: none due), entries and checkpoints removed */
+  log: { checkpoint: number | null; removed: number };
   /** each configured target's retention: the copies removed */
   offsite: { target: string; removed: string[]; heldByLock: string[] }[];
   error: { code: string; message: string; remediation: string } | null;
@@ -434,6 +472,7 @@ export async function tickMaintenance(
     removed: [],
     waiting: [],
     swept: [],
+    log: { checkpoint: null, removed: 0 },
     offsite: [],
     error,
   });
@@ -469,6 +508,7 @@ export async function tickMaintenance(
               removed: done.r.removed,
               waiting: done.r.waiting,
               swept: done.r.swept,
+              log: done.r.log,
               offsite: done.offsite,
               error: null,
             });

@@ -91,6 +91,9 @@ export {
   probeConditionalWrites,
   readLeaseState,
   readFencedLog,
+  readListedLog,
+  listLog,
+  readCheckpoint,
   leaseLost,
   Lease,
   DEFAULT_LEASE_TTL_MS,
@@ -99,7 +102,10 @@ export {
   type LeaseHolder,
   type LeaseState,
   type LogEntry,
+  type LogCheckpoint,
+  type LogListing,
 } from "./lease.js";
+export { compactLog, type CompactLogOptions, type CompactLogResult } from "./log-compaction.js";
 export {
   writeHostStatus,
   readFleetStatus,

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { BusyError, SafetyError, UsageError } from "../errors.js";
+import { BusyError, SafetyError, UsageError, isNotFound } from "../errors.js";
 import type { CreateOnlyResult, ObjectStorage } from "./storage.js";
 
 /**
@@ -11,6 +11,7 @@ import type { CreateOnlyResult, ObjectStorage } from "./storage.js";
  *   leases/<name>/e<epoch>.r<seq>       renewals while held (the newest Last-Modified is the heartbeat)
  *   leases/<name>/e<epoch>.released     given back
  *   log/<name>/<seq>                    the fenced commit log: create-only, numbered, one JSON entry each
+ *   log/<name>/<seq>.checkpoint         a compaction of the log up to <seq> (log-compaction.ts): create-only
  *
  * A lease whose heartbeat is older than its ttl on the *server's* clock (its Date header against the
  * objects' Last-Modified) is free to take over: the host clocks of a fleet never decide. A lease
@@ -123,35 +124,112 @@ export interface LogEntry {
 }
 
 const logKey = (name: string, seq: number) => `log/${name}/${pad(seq, 12)}`;
+export const checkpointKey = (name: string, upTo: number) => `log/${name}/${pad(upTo, 12)}.checkpoint`;
 
-async function logKeys(storage: ObjectStorage, name: string): Promise<[number, string][]> {
-  const out: [number, string][] = [];
+/**
+ * A compaction of a log up to an entry (log-compaction.ts writes them): create-only, so it never
+ * changes once made. Readers start from the newest valid one and read only the entries after it.
+ */
+export interface LogCheckpoint {
+  schema: "paas-backup/log-checkpoint@1";
+  lease: string;
+  /** the last entry it covers: entries up to this number are summarised here, and may be gone */
+  upTo: number;
+  /** the highest epoch begun up to upTo: a commit after upTo below it is fenced out */
+  begun: number;
+  /** every entry up to upTo still in effect, verbatim, oldest first (begins and fenced commits dropped) */
+  entries: LogEntry[];
+  /** the numbers of carried entries that came behind a begin of a later epoch (fenced by that rule) */
+  behindBegin: number[];
+  /** the checkpoint this one was built on (0: none) */
+  previous: number;
+}
+
+/** One listing of a log: its entries and its checkpoints, by number. */
+export interface LogListing {
+  entries: [number, string, Date | null][];
+  checkpoints: [number, string, Date | null][];
+}
+
+export async function listLog(storage: ObjectStorage, name: string): Promise<LogListing> {
+  const entries: [number, string, Date | null][] = [];
+  const checkpoints: [number, string, Date | null][] = [];
   for await (const o of storage.list(`log/${name}/`, { shallow: true, keysOnly: true })) {
-    const m = /\/(\d{12})$/.exec(o.key);
-    if (m) out.push([Number(m[1]), o.key]);
+    const m = /\/(\d{12})(\.checkpoint)?$/.exec(o.key);
+    if (m) (m[2] ? checkpoints : entries).push([Number(m[1]), o.key, o.lastModified]);
   }
-  return out.sort((a, b) => a[0] - b[0]);
+  entries.sort((a, b) => a[0] - b[0]);
+  checkpoints.sort((a, b) => a[0] - b[0]);
+  return { entries, checkpoints };
+}
+
+/** The last number a log has used: its newest entry, or a checkpoint's (the entries it covers may be gone). */
+function headOf(listing: LogListing): number {
+  const entry = listing.entries.length > 0 ? listing.entries[listing.entries.length - 1]![0] : 0;
+  const checkpoint =
+    listing.checkpoints.length > 0 ? listing.checkpoints[listing.checkpoints.length - 1]![0] : 0;
+  return Math.max(entry, checkpoint);
 }
 
 async function logHeadOf(storage: ObjectStorage, name: string): Promise<number> {
-  const keys = await logKeys(storage, name);
-  return keys.length > 0 ? keys[keys.length - 1]![0] : 0;
+  return headOf(await listLog(storage, name));
 }
 
-async function readEntry(storage: ObjectStorage, key: string): Promise<LogEntry | null> {
+/**
+ * An entry as read, or null when the key holds none (gone, or not JSON). A failed GET is an error,
+ * never "no entry": a reader would miss a commit, and a compaction would leave it out for good.
+ */
+export async function readEntry(storage: ObjectStorage, key: string): Promise<LogEntry | null> {
   try {
     const chunks: Buffer[] = [];
     for await (const c of await storage.get(key)) chunks.push(c as Buffer);
-    const e = JSON.parse(Buffer.concat(chunks).toString("utf8")) as LogEntry;
-    return typeof e.seq === "number" && typeof e.epoch === "number" ? e : null;
-  } catch {
-    return null;
+    const e = JSON.parse(Buffer.concat(chunks).toString("utf8")) as LogEntry | null;
+    return e && typeof e.seq === "number" && typeof e.epoch === "number" ? e : null;
+  } catch (err) {
+    if (isNotFound(err) || err instanceof SyntaxError) return null;
+    throw err;
   }
+}
+
+/** A checkpoint as read, or null when it is not one (a stray object, garbage): readers then use an older one. */
+export async function readCheckpoint(
+  storage: ObjectStorage,
+  name: string,
+  upTo: number,
+): Promise<LogCheckpoint | null> {
+  // Only a missing or unparsable checkpoint is "not one": a failed GET must not send a reader to an
+  // older checkpoint whose entries may be gone, so it is the reader's error.
+  let c: LogCheckpoint | null;
+  try {
+    const chunks: Buffer[] = [];
+    for await (const chunk of await storage.get(checkpointKey(name, upTo))) chunks.push(chunk as Buffer);
+    c = JSON.parse(Buffer.concat(chunks).toString("utf8")) as LogCheckpoint | null;
+  } catch (err) {
+    if (isNotFound(err) || err instanceof SyntaxError) return null;
+    throw err;
+  }
+  const valid =
+    c !== null &&
+    c.schema === "paas-backup/log-checkpoint@1" &&
+    c.upTo === upTo &&
+    c.lease === name &&
+    typeof c.begun === "number" &&
+    Array.isArray(c.entries) &&
+    Array.isArray(c.behindBegin) &&
+    c.entries.every((e) => typeof e?.seq === "number" && typeof e.epoch === "number" && e.seq <= upTo);
+  return valid ? c : null;
+}
+
+/** A reader's rule: a commit behind a begin of a later epoch does not count. */
+function fencedBy(entry: LogEntry, behindBegin: boolean): boolean {
+  return entry.kind === "commit" && behindBegin;
 }
 
 /**
  * The name's log as readers must see it: every entry in order, each commit marked `fenced` when a
- * begin of a later epoch comes before it (a writer that paused past its lease and went on).
+ * begin of a later epoch comes before it (a writer that paused past its lease and went on). It
+ * starts from the newest valid checkpoint (its entries, then the entries after it), so a compacted
+ * log costs one GET however long it was.
  */
 export async function readFencedLog(
   storage: ObjectStorage,
@@ -159,19 +237,48 @@ export async function readFencedLog(
   options: {
     /**
      * entries already read, by number: a log entry is created once and never changes, so a caller
-     * may keep them (the CLI in its cache) and only new entries are fetched; new ones are added
+     * may keep them (the CLI in its cache) and only new entries are fetched; new ones are added,
+     * and those a checkpoint now covers are dropped (the checkpoint holds what is still in effect)
      */
     known?: Map<number, LogEntry>;
+    /** checkpoints already read, by number (create-only too); the one used is added */
+    knownCheckpoints?: Map<number, LogCheckpoint>;
   } = {},
+): Promise<(LogEntry & { fenced: boolean })[]> {
+  const listing = await listLog(storage, name);
+  return readListedLog(storage, name, listing, options);
+}
+
+export async function readListedLog(
+  storage: ObjectStorage,
+  name: string,
+  listing: LogListing,
+  options: { known?: Map<number, LogEntry>; knownCheckpoints?: Map<number, LogCheckpoint> } = {},
 ): Promise<(LogEntry & { fenced: boolean })[]> {
   const out: (LogEntry & { fenced: boolean })[] = [];
   let begun = 0;
-  for (const [seq, key] of await logKeys(storage, name)) {
+  let from = 0;
+  for (const [upTo] of [...listing.checkpoints].reverse()) {
+    const checkpoint = options.knownCheckpoints?.get(upTo) ?? (await readCheckpoint(storage, name, upTo));
+    if (!checkpoint) continue;
+    options.knownCheckpoints?.set(upTo, checkpoint);
+    const behind = new Set(checkpoint.behindBegin);
+    for (const e of checkpoint.entries) out.push({ ...e, fenced: fencedBy(e, behind.has(e.seq)) });
+    begun = checkpoint.begun;
+    from = upTo;
+    break;
+  }
+  if (options.known) for (const seq of [...options.known.keys()]) if (seq <= from) options.known.delete(seq);
+  if (options.knownCheckpoints)
+    for (const upTo of [...options.knownCheckpoints.keys()])
+      if (upTo < from) options.knownCheckpoints.delete(upTo);
+  for (const [seq, key] of listing.entries) {
+    if (seq <= from) continue;
     const entry = options.known?.get(seq) ?? (await readEntry(storage, key));
     if (entry && options.known && !options.known.has(seq)) options.known.set(seq, entry);
     if (!entry) continue;
     if (entry.kind === "begin") begun = Math.max(begun, entry.epoch);
-    out.push({ ...entry, fenced: entry.kind === "commit" && entry.epoch < begun });
+    out.push({ ...entry, fenced: fencedBy(entry, entry.epoch < begun) });
   }
   return out;
 }
@@ -239,24 +346,47 @@ export class Lease {
 
   private async commitOnce(data: Record<string, unknown>): Promise<LogEntry> {
     for (;;) {
-      const keys = await logKeys(this.storage, this.name);
-      for (const [seq, key] of keys) {
-        if (seq <= this.logHead) continue;
-        const entry = await readEntry(this.storage, key);
-        if (entry?.kind === "begin" && entry.epoch > this.epoch) {
-          this.lostTo = entry.epoch;
-          throw leaseLost(this.name, this.epoch, entry.epoch, this.storage.locate(key));
-        }
-      }
-      const seq = (keys.length > 0 ? keys[keys.length - 1]![0] : 0) + 1;
+      const listing = await listLog(this.storage, this.name);
+      await this.refuseIfTakenOver(listing);
+      const seq = headOf(listing) + 1;
       const entry: LogEntry = { seq, epoch: this.epoch, kind: "commit", lease: this.name, data };
       const made = await this.storage.createOnly(
         logKey(this.name, seq),
         Buffer.from(`${JSON.stringify(entry)}\n`),
       );
-      if (made.created) {
+      if (!made.created) continue;
+      // A holder that paused between its listing and its PUT for longer than the delete delay can
+      // find the number free again: written by a later holder, compacted into a checkpoint and
+      // removed. Its entry then sits below that checkpoint, where no reader looks. Only a holder
+      // whose lease was taken over can be that late (compaction holds the lease), so the
+      // checkpoint's begun fences it out; never is such a commit reported as made.
+      const after = await listLog(this.storage, this.name);
+      if (!after.checkpoints.some(([upTo]) => upTo >= seq)) {
         this.logHead = seq;
         return { ...entry, at: made.at.toISOString() };
+      }
+      await this.refuseIfTakenOver(after);
+    }
+  }
+
+  /** PAAS_BACKUP_LEASE_LOST when a begin of a later epoch came after what this holder has seen. */
+  private async refuseIfTakenOver(listing: LogListing): Promise<void> {
+    for (const [upTo, key] of [...listing.checkpoints].reverse()) {
+      if (upTo <= this.logHead) break;
+      const checkpoint = await readCheckpoint(this.storage, this.name, upTo);
+      if (!checkpoint) continue;
+      if (checkpoint.begun > this.epoch) {
+        this.lostTo = checkpoint.begun;
+        throw leaseLost(this.name, this.epoch, checkpoint.begun, this.storage.locate(key));
+      }
+      break;
+    }
+    for (const [seq, key] of listing.entries) {
+      if (seq <= this.logHead) continue;
+      const entry = await readEntry(this.storage, key);
+      if (entry?.kind === "begin" && entry.epoch > this.epoch) {
+        this.lostTo = entry.epoch;
+        throw leaseLost(this.name, this.epoch, entry.epoch, this.storage.locate(key));
       }
     }
   }
