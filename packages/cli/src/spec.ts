@@ -795,7 +795,7 @@ export const COMMANDS: CommandSpec[] = [
     examples: ["paas-backup keys audit --all-contexts --identity old-identity.txt"],
     exitCodes: ["usage", "safety", "environment", "unexpected"],
     sharedRoot: "read",
-    json: "`data[]`: one per snapshot it opens: `context`, `where` (`local` or the target's name), `root`, `id`, `artifact`, `expires`, `lockedUntil`; also `checked`, `plaintext`, `exposedUntil`",
+    json: "`data[]`: one per snapshot it opens: `context`, `where` (`local` or the target's name), `root`, `id`, `artifact`, `expires`, `lockedUntil`, `versionId` (an older version on a versioned bucket, else null), `retainUntil` (its Object Lock, else null); also `checked`, `plaintext`, `exposedUntil`",
     load: L(() => import("./commands/keys.js"), "keysAuditCommand"),
   },
   {

@@ -183,6 +183,112 @@ describe("keys rotate of copies encrypted on push to S3 targets (RGW, through th
   }, 180_000);
 });
 
+describe("keys audit of old versions on versioned S3 targets (RGW, through the built CLI)", () => {
+  it("after a rotation, lists each older version the removed key still opens, with its version id and retain-until", async () => {
+    const CTX_V = "delta";
+    const dir = mkdtempSync(join(work, "versions-"));
+    const backupRoot = join(dir, "backups");
+    const config = join(dir, "config.json");
+    const versioned = await rgw.createBucket({ prefix: "ver", versioning: true });
+    const locked = await rgw.createBucket({ prefix: "verlock", objectLock: true });
+    writeFileSync(
+      config,
+      JSON.stringify({
+        mandatoryDrillContexts: [],
+        offsite: {
+          targets: [
+            { name: "versioned", url: `s3://${versioned}/si`, endpoint: rgw.endpoint, pathStyle: true },
+            {
+              name: "locked",
+              url: `s3://${locked}/si`,
+              endpoint: rgw.endpoint,
+              pathStyle: true,
+              objectLock: { mode: "GOVERNANCE", days: 1 },
+            },
+          ],
+        },
+      }),
+    );
+    await createStateRoot({
+      fs: nodeFs,
+      root: join(work, "state"),
+      contexts: [{ name: CTX_V, eventBytes: 5_000 }],
+      plantSecrets: false,
+    });
+    const cli = (args: string[]) =>
+      runCli(
+        ["--state-root", stateRoot, "--backup-root", backupRoot, "--config", config, "--json", ...args],
+        {
+          env,
+        },
+      );
+    const snap = await cli([
+      "snapshot",
+      "--context",
+      CTX_V,
+      "--recipient",
+      keys.old!.recipient,
+      "--recipient",
+      keys.keep!.recipient,
+    ]);
+    expect(snap.code, snap.stdout + snap.stderr).toBe(0);
+    const id: string = snap.json.data[0].id;
+    const push = await cli(["offsite", "push", "--context", CTX_V]);
+    expect(push.code, push.stdout + push.stderr).toBe(0);
+    const audit = async (who: string) => {
+      const r = await cli(["keys", "audit", "--context", CTX_V, "--identity", keys[who]!.file]);
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      return r.json;
+    };
+    // before: home and the two current copies, each once
+    const before = await audit("old");
+    expect(before.data.map((o: any) => [o.where, o.versionId]).sort()).toEqual([
+      ["local", null],
+      ["locked", null],
+      ["versioned", null],
+    ]);
+
+    const rotate = await cli([
+      "keys",
+      "rotate",
+      "--context",
+      CTX_V,
+      "--add-recipient",
+      keys.never!.recipient,
+      "--remove-recipient",
+      keys.old!.recipient,
+      "--identity",
+      keys.keep!.file,
+    ]);
+    expect(rotate.code, rotate.stdout + rotate.stderr).toBe(0);
+    expect(rotate.json.data[0].offsite.map((o: any) => [o.target, o.action]).sort()).toEqual([
+      ["locked", "replaced"],
+      ["versioned", "replaced"],
+    ]);
+    // the current versions are the new ones; the replaced versions stay, and the removed key opens them
+    const after = await audit("old");
+    expect(after.data.map((o: any) => o.where).sort()).toEqual(["locked", "versioned"]);
+    for (const o of after.data) {
+      expect(o).toMatchObject({ id, context: CTX_V, versionId: expect.any(String) });
+      expect(o.artifact).toContain(`?versionId=${encodeURIComponent(o.versionId)}`);
+    }
+    const lockedOld = after.data.find((o: any) => o.where === "locked");
+    const plainOld = after.data.find((o: any) => o.where === "versioned");
+    // GOVERNANCE-locked for a day: retain-until ahead, and the exposure lasts at least until then
+    expect(Date.parse(lockedOld.retainUntil)).toBeGreaterThan(Date.now());
+    expect(Date.parse(lockedOld.expires)).toBeGreaterThanOrEqual(Date.parse(lockedOld.retainUntil));
+    expect(plainOld.retainUntil).toBeNull();
+    expect(after.exposedUntil).toBe(after.data.at(-1).expires);
+    // the new key opens the current versions (and home), not the old ones
+    const byNew = await audit("never");
+    expect(byNew.data.map((o: any) => [o.where, o.versionId]).sort()).toEqual([
+      ["local", null],
+      ["locked", null],
+      ["versioned", null],
+    ]);
+  }, 180_000);
+});
+
 describe("keys rotate with an s3:// backup root (RGW, through the built CLI)", () => {
   it("re-encrypts the bucket's chain without overwriting: killed half-way and resumed, audit of the removed key 0, age -d gives the payload, a fresh host restores; the old objects go after the delay", async () => {
     const BETA = "beta";

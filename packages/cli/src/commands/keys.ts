@@ -68,13 +68,17 @@ export async function keysAuditCommand(
           ["CONTEXT", "WHERE", "ID", "EXPIRES", "LOCKED UNTIL"],
           ...result.opens.map((o) => [
             o.context,
-            o.root ? `${o.where} (root ${o.root})` : o.where,
+            `${o.root ? `${o.where} (root ${o.root})` : o.where}${o.versionId ? ` (old version ${o.versionId})` : ""}`,
             o.id,
             o.expires,
             o.lockedUntil ?? "-",
           ]),
         ]),
     );
+    if (result.opens.some((o) => o.versionId))
+      rt.write(
+        "Old versions on a versioned bucket stay readable by version id until their retention ends or they are deleted (by version id, where no COMPLIANCE lock forbids it).\n",
+      );
     if (result.opens.some((o) => o.lockedUntil))
       rt.write(
         "Copies under COMPLIANCE Object Lock cannot be rewritten: the exposure window ends when their lock does.\n",

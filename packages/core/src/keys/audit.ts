@@ -13,6 +13,8 @@ import { backupRootStorage, listSnapshotsIn, type SnapshotRef } from "../reposit
 import type { ObjectStorage } from "../repository/storage.js";
 import { DEFAULT_RETENTION, retentionHorizonMs, type RetentionPolicy } from "../retention/plan.js";
 import { rootsAt, rootView } from "../offsite/roots.js";
+import { ROOTS } from "../offsite/types.js";
+import { parseSnapshotId } from "../repository/ids.js";
 import type { OffsiteTarget } from "../offsite/types.js";
 import { listContexts } from "../context/contexts.js";
 
@@ -26,6 +28,8 @@ import { listContexts } from "../context/contexts.js";
  */
 
 const HEADER_LIMIT = 64 * 1024;
+/** an old version's first bytes, read in one ranged GET: a header with a few recipients ends well before */
+const VERSION_HEADER_BYTES = 1024;
 
 /** An identity line as an X25519 key pair; a line that does not decode is a bad identity file (exit 2), named by `origin`, never quoted. */
 export function x25519IdentityOf(identity: string, origin: string): X25519Identity {
@@ -93,6 +97,13 @@ export interface KeyExposure {
   expires: string;
   /** a COMPLIANCE-locked copy cannot be rewritten: the exposure lasts until it expires */
   lockedUntil: string | null;
+  /**
+   * an older version of the copy on a versioned bucket (a rotation or a push put a newer one over
+   * it, or a delete marker hides it): its version id; null for what a plain read returns
+   */
+  versionId: string | null;
+  /** that version's Object Lock retain-until, when it has one (null at home) */
+  retainUntil: string | null;
 }
 
 export interface KeyAuditResult {
@@ -144,6 +155,27 @@ export async function auditKey(options: {
         : await listContexts({ fs: options.fs, backupRoot: options.backupRoot })
   ).map(validateContextName);
   const result: KeyAuditResult = { opens: [], checked: 0, plaintext: 0, exposedUntil: null };
+  const exposure = (
+    s: { context: string; id: string; time: Date; artifactPath: string },
+    where: string,
+    root: string | null,
+    lock: { retainUntil: string | null; mode: string | null } | null,
+    versionId: string | null,
+  ): KeyExposure => {
+    const policyEnd = s.time.getTime() + horizonMs;
+    const lockEnd = lock?.retainUntil ? Date.parse(lock.retainUntil) : 0;
+    return {
+      context: s.context,
+      where,
+      root,
+      id: s.id,
+      artifact: s.artifactPath,
+      expires: new Date(Math.max(policyEnd, lockEnd)).toISOString(),
+      lockedUntil: lock?.mode === "COMPLIANCE" && lock.retainUntil ? lock.retainUntil : null,
+      versionId,
+      retainUntil: lock?.retainUntil ?? null,
+    };
+  };
   const check = async (
     s: SnapshotRef,
     where: string,
@@ -157,17 +189,50 @@ export async function auditKey(options: {
     result.checked++;
     const header = ageHeaderOf(await readAgeHeader(s.storage, s.artifactKey));
     if (!header || !identitiesOpen(ids, header)) return;
-    const policyEnd = s.time.getTime() + horizonMs;
-    const lockEnd = lock?.retainUntil ? Date.parse(lock.retainUntil) : 0;
-    result.opens.push({
-      context: s.context,
-      where,
-      root,
-      id: s.id,
-      artifact: s.artifactPath,
-      expires: new Date(Math.max(policyEnd, lockEnd)).toISOString(),
-      lockedUntil: lock?.mode === "COMPLIANCE" && lock.retainUntil ? lock.retainUntil : null,
-    });
+    result.opens.push(exposure(s, where, root, lock, null));
+  };
+  /**
+   * The older versions of the encrypted artifacts under `prefix` (`<roots/id/>context/`) of a
+   * versioned target: a rotation or a later push put a newer version over each, or a prune's
+   * delete marker hides it, but it stays readable (by version id) until its retention ends or
+   * someone deletes it. One ranged read of its first KiB each: the age header and the version's lock.
+   */
+  const checkVersions = async (
+    target: OffsiteTarget,
+    prefix: string,
+    context: string,
+    root: string | null,
+  ) => {
+    const storage = target.storage;
+    if (!storage.listVersions || !storage.readVersionStart) return;
+    for await (const v of storage.listVersions(prefix)) {
+      if (v.latest || v.deleteMarker) continue;
+      const name = v.key.slice(prefix.length);
+      const m = /^(.+)\.tar\.gz\.age$/.exec(name);
+      const parsed = m ? parseSnapshotId(m[1]!) : null;
+      if (!m || !parsed || name.includes("/")) continue;
+      result.checked++;
+      let start = await storage.readVersionStart(v.key, v.versionId, VERSION_HEADER_BYTES);
+      // a header longer than a KiB (many recipients): read on to where any header ends
+      if (ageHeaderLength(start.data) === null && start.data.length >= VERSION_HEADER_BYTES)
+        start = await storage.readVersionStart(v.key, v.versionId, HEADER_LIMIT);
+      const header = ageHeaderOf(start.data);
+      if (!header || !identitiesOpen(ids, header)) continue;
+      result.opens.push(
+        exposure(
+          {
+            context,
+            id: m[1]!,
+            time: parsed.time,
+            artifactPath: `${storage.locate(v.key)}?versionId=${encodeURIComponent(v.versionId)}`,
+          },
+          target.name,
+          root,
+          { retainUntil: start.retainUntil, mode: start.lockMode },
+          v.versionId,
+        ),
+      );
+    }
   };
   const home = backupRootStorage(options.fs, options.backupRoot);
   for (const context of contexts) {
@@ -188,6 +253,10 @@ export async function auditKey(options: {
           retainUntil: s.artifact.retainUntil,
           mode: s.artifact.lockMode,
         });
+      // a versioned bucket: the versions a plain read no longer returns
+      await checkVersions(target, `${context}/`, context, null);
+      for (const root of await rootsAt(target.storage))
+        await checkVersions(target, `${ROOTS}/${root.id}/${context}/`, context, root.id);
     }
   }
   result.opens.sort((a, b) => (a.expires < b.expires ? -1 : 1));

@@ -42,6 +42,8 @@ export {
   type Immutability,
   type TargetSpec,
   type CreateOnlyResult,
+  type StoredVersion,
+  type VersionStart,
 } from "./storage.js";
 export { LocalStorage, type LocalStorageOptions } from "./drivers/local.js";
 export {

@@ -119,6 +119,32 @@ export interface ObjectStorage {
   append?(key: string, text: string): Promise<void>;
   /** The storage server's clock (S3: the Date header of an answer): leases are judged on it, never on the host's. */
   serverTime?(): Promise<Date>;
+  /**
+   * Every version of every object under the prefix, the current ones and those a newer version or
+   * a delete marker hides (S3 ListObjectVersions on a versioned bucket). Only backends that keep
+   * versions have it: keys audit reads each old version's age header, which a removed recipient
+   * can still open until the version is gone.
+   */
+  listVersions?(prefix: string): AsyncIterable<StoredVersion>;
+  /** The first `bytes` bytes of one version of an object (a ranged GET), with that version's Object Lock. */
+  readVersionStart?(key: string, versionId: string, bytes: number): Promise<VersionStart>;
+}
+
+export interface StoredVersion {
+  key: string;
+  versionId: string;
+  /** the version a plain GET returns */
+  latest: boolean;
+  /** a delete marker: no bytes, it only hides the versions below it */
+  deleteMarker: boolean;
+  size: number;
+  lastModified: Date | null;
+}
+
+export interface VersionStart {
+  data: Buffer;
+  retainUntil: string | null;
+  lockMode: string | null;
 }
 
 export type CreateOnlyResult =
