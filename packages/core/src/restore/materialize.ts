@@ -216,6 +216,8 @@ export async function openArtifact(snapshot: SnapshotRef, decryptor?: ArtifactDe
 async function openArtifactHashed(
   snapshot: SnapshotRef,
   decryptor?: ArtifactDecryptor,
+  /** hash the decrypted payload too (only when the next link names it as its parent's) */
+  hashPayload = false,
 ): Promise<{ plain: Readable; raw: PassThrough; digest: () => string; payloadDigest: () => string }> {
   if (snapshot.encrypted && !decryptor) {
     throw new SafetyError(
@@ -246,6 +248,17 @@ async function openArtifactHashed(
   const decrypt = decryptor!.decrypt();
   raw.on("error", (err) => decrypt.destroy(err));
   raw.pipe(decrypt);
+  // A link no later link builds on: its payload's sha256 is not asked for, so it is not computed
+  // (a pass over the whole payload, and a stream hop for every chunk of it).
+  if (!hashPayload)
+    return {
+      plain: decrypt as unknown as Readable,
+      raw,
+      digest,
+      payloadDigest: () => {
+        throw new Error("the payload of this link was not hashed");
+      },
+    };
   // the decrypted .tar.gz is hashed on its way to the archive reader: its payloadSha256
   const payloadHash = createHash("sha256");
   const plain = new PassThrough({
@@ -362,9 +375,9 @@ class ChainReplay {
       label: link.artifactPath,
       folders: impliedFolders(byPath.keys()),
     };
-    const opened = await openArtifactHashed(link, this.options.decryptor);
-    const result = await this.readEntries(current, opened.plain);
     const payloadExpected = child?.parent?.id === link.id ? child.parent.payloadSha256 : undefined;
+    const opened = await openArtifactHashed(link, this.options.decryptor, payloadExpected !== undefined);
+    const result = await this.readEntries(current, opened.plain);
     // The whole payload is read to hash it (through decryption) when the child names it; otherwise
     // only the raw bytes left are, for the checksum.
     if (payloadExpected && link.encrypted) await drainThrough(opened.plain);
