@@ -368,6 +368,45 @@ async function createSnapshotOnce(
   options: CreateSnapshotOptions,
   redact: Set<string>,
 ): Promise<SnapshotResult> {
+  const start = await startSnapshot(options);
+  const work = await openArchiving(options, start, redact);
+  const { sink, archiver, memberCache, scanLane } = work;
+  try {
+    for (const file of work.contents.files) await archiver.store(file, work.parentFiles.get(file.path));
+    const { manifest, sha256, bytes } = await finishAndCommit(options, start, work);
+    // The cache is a speed-up that can be rebuilt: failing to keep it never fails a committed snapshot.
+    await memberCache?.commit(start.id, archiver.files).catch(() => memberCache.discard());
+    return snapshotResult(options, start, work, manifest, sha256, bytes);
+  } catch (err) {
+    await sink.abort();
+    await memberCache?.discard();
+    throw err;
+  } finally {
+    if (!options.scanLane) await scanLane.close();
+  }
+}
+
+/** Steps 1-2 of an attempt: where from and to, the parent chosen, the id allocated. */
+interface SnapshotStart {
+  context: string;
+  include: string[];
+  srcDir: string;
+  repo: ObjectStorage;
+  existing: SnapshotRef[];
+  parent: ParentRef | null;
+  kind: SnapshotKind;
+  promotedToFull: string | undefined;
+  started: Date;
+  encrypted: boolean;
+  id: string;
+  names: ReturnType<typeof artifactNames>;
+}
+
+/**
+ * The preconditions and the folder checked, the parent chosen from what the repository holds
+ * (an incremental may be promoted to a full), and the id allocated at the start time.
+ */
+async function startSnapshot(options: CreateSnapshotOptions): Promise<SnapshotStart> {
   const { fs, clock } = options;
   const context = validateContextName(options.context);
   // createSnapshot runs this in the context's session: locked, and an interrupted swap already recovered.
@@ -390,16 +429,58 @@ async function createSnapshotOnce(
   const encrypted = options.encryptor !== undefined;
   const id = await allocateSnapshotId(repo, context, existing, started, encrypted);
   const names = artifactNames(id, encrypted);
+  return {
+    context,
+    include,
+    srcDir,
+    repo,
+    existing,
+    parent,
+    kind,
+    promotedToFull,
+    started,
+    encrypted,
+    id,
+    names,
+  };
+}
 
+/** Steps 3-4: what is archived, and the sink and archiver it goes through. */
+interface Archiving {
+  contents: SnapshotContents;
+  totalBytes: number;
+  sink: ArtifactSink;
+  scanLane: ScanLane;
+  parentFiles: Map<string, ManifestFile>;
+  memberCache: MemberCache | undefined;
+  archiver: SnapshotArchiver;
+}
+
+/**
+ * Plan the contents, open the staged artifact, and set up the archiver: with the parent's files
+ * to compare against, the files the newest snapshot had to redact (redacted from the start: no
+ * restart for a known leak), and the member cache for a full that asks for it.
+ */
+async function openArchiving(
+  options: CreateSnapshotOptions,
+  start: SnapshotStart,
+  redact: Set<string>,
+): Promise<Archiving> {
+  const { fs } = options;
+  const { context, srcDir, repo, existing, parent, kind, started } = start;
   options.onProgress?.({ phase: "plan", doneBytes: 0, totalBytes: 0 });
-  const contents = await planSnapshotContents(fs, srcDir, include as OptionalFolder[]);
+  const contents = await planSnapshotContents(fs, srcDir, start.include as OptionalFolder[]);
   const totalBytes = contents.files.reduce((n, f) => n + f.stat.size, 0);
 
   const gzipLevel = options.gzipLevel ?? DEFAULT_GZIP_LEVEL;
-  const sink = await openArtifactSink(repo, `${context}/${names.artifactName}`, options.encryptor, gzipLevel);
+  const sink = await openArtifactSink(
+    repo,
+    `${context}/${start.names.artifactName}`,
+    options.encryptor,
+    gzipLevel,
+  );
   const scanLane = options.scanLane ?? defaultScanLane();
   const parentFiles = new Map<string, ManifestFile>((parent?.manifest?.files ?? []).map((f) => [f.path, f]));
-  // What the newest snapshot had to redact is redacted from the start (no restart for a known leak).
   for (const f of existing[existing.length - 1]?.manifest?.files ?? [])
     if (f.redactions?.length) redact.add(f.path);
   const mtime = started;
@@ -421,80 +502,91 @@ async function createSnapshotOnce(
     ...(memberCache ? { memberCache } : {}),
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
   });
+  return { contents, totalBytes, sink, scanLane, parentFiles, memberCache, archiver };
+}
 
-  try {
-    for (const file of contents.files) await archiver.store(file, parentFiles.get(file.path));
+/** Steps 5-6: end the last member, build the manifest, finish the artifact and commit it with its sidecars. */
+async function finishAndCommit(
+  options: CreateSnapshotOptions,
+  start: SnapshotStart,
+  work: Archiving,
+): Promise<{ manifest: Manifest; sha256: string; bytes: number }> {
+  const { id, context, kind, started, include, parent, names, repo } = start;
+  const { sink, archiver, contents, totalBytes } = work;
+  // Every file is in; end the member so the manifest can say where each one starts.
+  const gzipMembers = await sink.writer.cut();
+  const manifest = buildManifest({
+    id,
+    context,
+    kind,
+    started,
+    include,
+    parent,
+    parentFiles: work.parentFiles,
+    encryptor: options.encryptor,
+    contents,
+    archiver,
+    gzipMembers,
+    secretAllow: options.secretAllow ?? [],
+    tags: [...new Set(options.tags ?? [])],
+    note: options.note?.trim() || undefined,
+  });
+  options.onProgress?.({ phase: "commit", doneBytes: totalBytes, totalBytes });
+  const { sha256, bytes, payloadSha256 } = await sink.finish(canonicalJson(manifest), started);
+  // the sidecar knows what the artifact cannot say of itself: the hash of the bytes that carry it
+  const manifestJson = canonicalJson({ ...manifest, payloadSha256 }, 2);
+  await commitSnapshot(
+    repo,
+    context,
+    names,
+    manifestJson,
+    sink.staged,
+    sha256,
+    options.signer ? { signer: options.signer, createdAt: started } : null,
+  );
+  return { manifest, sha256, bytes };
+}
 
-    // Every file is in; end the member so the manifest can say where each one starts.
-    const gzipMembers = await sink.writer.cut();
-    const manifest = buildManifest({
-      id,
-      context,
-      kind,
-      started,
-      include,
-      parent,
-      parentFiles,
-      encryptor: options.encryptor,
-      contents,
-      archiver,
-      gzipMembers,
-      secretAllow: options.secretAllow ?? [],
-      tags: [...new Set(options.tags ?? [])],
-      note: options.note?.trim() || undefined,
-    });
-    options.onProgress?.({ phase: "commit", doneBytes: totalBytes, totalBytes });
-    const { sha256, bytes, payloadSha256 } = await sink.finish(canonicalJson(manifest), mtime);
-    // the sidecar knows what the artifact cannot say of itself: the hash of the bytes that carry it
-    const manifestJson = canonicalJson({ ...manifest, payloadSha256 }, 2);
-    await commitSnapshot(
-      repo,
-      context,
-      names,
-      manifestJson,
-      sink.staged,
-      sha256,
-      options.signer ? { signer: options.signer, createdAt: started } : null,
-    );
-    // The cache is a speed-up that can be rebuilt: failing to keep it never fails a committed snapshot.
-    await memberCache?.commit(id, archiver.files).catch(() => memberCache.discard());
-
-    return {
-      id,
-      kind,
-      context,
-      artifact: repo.locate(`${context}/${names.artifactName}`),
-      checksumFile: repo.locate(`${context}/${names.checksumName}`),
-      manifestFile: repo.locate(`${context}/${names.manifestName}`),
-      sha256,
-      files: archiver.files.length,
-      bytes,
-      sourceBytes: manifest.totals.bytes,
-      storedBytes: archiver.storedBytes,
-      reusedBytes: archiver.reusedBytes,
-      encrypted,
-      ...(manifest.parent ? { parent: manifest.parent } : {}),
-      ...(promotedToFull ? { promotedToFull } : {}),
-      absent: contents.absent,
-      excluded: contents.excluded,
-      skipped: contents.skipped,
-      warnings: archiver.warnings,
-      // a name that holds a credential is reported like a value (its file is not in the snapshot)
-      redactions: [
-        ...contents.secretNames.map((path) => ({
-          path,
-          line: 0,
-          rule: "secret-in-name",
-          acknowledged: isAcknowledged(options.secretAcknowledged ?? [], path, 0, "secret-in-name"),
-        })),
-        ...archiver.redactions,
-      ],
-    };
-  } catch (err) {
-    await sink.abort();
-    await memberCache?.discard();
-    throw err;
-  } finally {
-    if (!options.scanLane) await scanLane.close();
-  }
+/** What createSnapshot returns for a committed snapshot; a name that holds a credential is reported like a value. */
+function snapshotResult(
+  options: CreateSnapshotOptions,
+  start: SnapshotStart,
+  work: Archiving,
+  manifest: Manifest,
+  sha256: string,
+  bytes: number,
+): SnapshotResult {
+  const { id, kind, context, repo, names, encrypted, promotedToFull } = start;
+  const { archiver, contents } = work;
+  return {
+    id,
+    kind,
+    context,
+    artifact: repo.locate(`${context}/${names.artifactName}`),
+    checksumFile: repo.locate(`${context}/${names.checksumName}`),
+    manifestFile: repo.locate(`${context}/${names.manifestName}`),
+    sha256,
+    files: archiver.files.length,
+    bytes,
+    sourceBytes: manifest.totals.bytes,
+    storedBytes: archiver.storedBytes,
+    reusedBytes: archiver.reusedBytes,
+    encrypted,
+    ...(manifest.parent ? { parent: manifest.parent } : {}),
+    ...(promotedToFull ? { promotedToFull } : {}),
+    absent: contents.absent,
+    excluded: contents.excluded,
+    skipped: contents.skipped,
+    warnings: archiver.warnings,
+    // its file is not in the snapshot
+    redactions: [
+      ...contents.secretNames.map((path) => ({
+        path,
+        line: 0,
+        rule: "secret-in-name",
+        acknowledged: isAcknowledged(options.secretAcknowledged ?? [], path, 0, "secret-in-name"),
+      })),
+      ...archiver.redactions,
+    ],
+  };
 }
