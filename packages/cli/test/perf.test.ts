@@ -311,6 +311,28 @@ register(pathToFileURL(${JSON.stringify(join(sb.dir, "hook-resolve.mjs"))}));`,
     expect(snap.modules.size, [...snap.modules].join("\n")).toBeLessThanOrEqual(90);
   });
 
+  it("a restore from the backup root loads no offsite module (only --from-offsite needs them)", async () => {
+    const snap = await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"]);
+    expect(snap.code, snap.stdout + snap.stderr).toBe(0);
+    const restore = await packagesLoaded([
+      ...sb.flags,
+      "--json",
+      "restore",
+      "--context",
+      CTX,
+      "--snapshot",
+      snap.json.data[0].id,
+      "--ticket",
+      "PERF-1",
+      "--yes",
+    ]);
+    expect(restore.r.code, restore.r.stdout + restore.r.stderr).toBe(0);
+    const core = [...restore.modules].filter((u) => u.includes("/core/dist/"));
+    expect(core.some((u) => u.endsWith("/core/dist/restore/restore.js"))).toBe(true);
+    expect(core.filter((u) => u.includes("/core/dist/offsite/"))).toEqual([]);
+    expect([...restore.modules].filter((u) => u.endsWith("/cli/dist/ops/offsite.js"))).toEqual([]);
+  });
+
   it("list and --version load neither zod nor tar or the S3 SDK; a config file brings in zod for its schema", async () => {
     const snap = await runCli([...sb.flags, "--json", "snapshot", "--context", CTX, "--insecure-plaintext"]);
     expect(snap.code, snap.stdout + snap.stderr).toBe(0);

@@ -20,7 +20,7 @@ import { loadTrustStore } from "../host/trust-store.js";
 import { requireContext, requireKnownContext } from "../options/context.js";
 import { resolveDecryptor, type KeyFlags } from "../options/keys.js";
 import { sessionOptions } from "../options/lock.js";
-import { offsiteFetcher } from "../ops/offsite.js";
+import type { offsiteFetcher } from "../ops/offsite.js";
 
 export interface RestoreFlags extends KeyFlags {
   context?: string;
@@ -41,8 +41,16 @@ export interface RestoreFlags extends KeyFlags {
 }
 
 /** restore as the CLI runs it: with --from-offsite's fetch first when asked. */
-export function restoreAction(rt: Runtime, flags: RestoreFlags & Record<string, unknown>): Promise<number> {
-  return restoreCommand(rt, flags, offsiteFetcher(rt, flags as Parameters<typeof offsiteFetcher>[1]));
+export async function restoreAction(
+  rt: Runtime,
+  flags: RestoreFlags & Record<string, unknown>,
+): Promise<number> {
+  // The offsite modules (the fetch, targets, the S3 driver's options) load only for --from-offsite:
+  // a restore from the backup root starts without them.
+  const fetch = flags.fromOffsite
+    ? (await import("../ops/offsite.js")).offsiteFetcher(rt, flags as Parameters<typeof offsiteFetcher>[1])
+    : undefined;
+  return restoreCommand(rt, flags, fetch);
 }
 
 /**
