@@ -7,7 +7,7 @@
 // (PAAS_BACKUP_S3_REQUEST_LOG). After `pnpm run build`; needs Ceph RGW (scripts/ensure-tools.mjs).
 // BENCH_HOSTS (3), BENCH_CONTEXTS (100).
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { nodeFs } from "../packages/core/dist/fs/node-fs.js";
@@ -16,7 +16,8 @@ import { appendEvents, createStateRoot, startRgw } from "../packages/testing/dis
 const HOSTS = Number(process.env.BENCH_HOSTS ?? 3);
 const CONTEXTS = Number(process.env.BENCH_CONTEXTS ?? 100);
 const CLI = resolve(import.meta.dirname, "../packages/cli/dist/bin.cjs");
-const PRELOAD = resolve(import.meta.dirname, "maxrss.cjs");
+// Peak RSS read by GNU time (%M), as bench/lib.mjs does: it forks the CLI from its own small process.
+const TIME = "/usr/bin/time";
 const work = mkdtempSync(join(tmpdir(), "pb-bench-shared-root-"));
 const rgw = await startRgw();
 try {
@@ -39,10 +40,13 @@ try {
       const rss = join(work, h, `${phase}.rss`);
       const t0 = Date.now();
       const child = spawn(
-        process.execPath,
+        TIME,
         [
-          "--require",
-          PRELOAD,
+          "-f",
+          "%M",
+          "-o",
+          rss,
+          process.execPath,
           CLI,
           "--state-root",
           join(work, h, "state"),
@@ -65,7 +69,6 @@ try {
             PAAS_BACKUP_HOST: h,
             PAAS_BACKUP_NOW: now,
             PAAS_BACKUP_S3_REQUEST_LOG: log,
-            BENCH_RSS_FILE: rss,
           },
           stdio: ["ignore", "pipe", "pipe"],
         },
@@ -76,7 +79,10 @@ try {
       child.stderr.on("data", (c) => (err += c));
       child.on("close", (code) => {
         const requests = {};
-        for (const line of readFileSync(log, "utf8").split("\n").filter(Boolean))
+        // A run that died before it counted (it never reached the bucket, or was killed) leaves no
+        // log: say so in its row, with its stderr, rather than stop the bench.
+        const lines = existsSync(log) ? readFileSync(log, "utf8").split("\n").filter(Boolean) : [];
+        for (const line of lines)
           for (const [k, v] of Object.entries(JSON.parse(line).requests))
             requests[k] = (requests[k] ?? 0) + v;
         let json = null;
@@ -86,10 +92,14 @@ try {
         done({
           code,
           ms: Date.now() - t0,
-          rssMiB: Math.round(Number(readFileSync(rss, "utf8")) / 1048576),
+          // GNU time: KiB, on the last line (a killed child's line comes first)
+          rssMiB: existsSync(rss)
+            ? Math.round(Number(readFileSync(rss, "utf8").trim().split("\n").pop()) / 1024)
+            : null,
+          logged: lines.length > 0,
           requests,
           actions: json?.data?.map((d) => d.action) ?? [],
-          stderr: err.slice(0, 500),
+          stderr: err.slice(-1500),
         });
       });
     });
@@ -128,6 +138,7 @@ try {
             .map(([k, v]) => `${k} ${(v / CONTEXTS).toFixed(1)}`)
             .join(", "),
       );
+      if (!r.logged) console.log(`  no request log: the run never counted a request`);
       if (r.code !== 0) console.log(`  stderr: ${r.stderr}`);
     }
   }
