@@ -14,8 +14,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createStateRoot, startRgw, type Rgw } from "@paas-backup/testing";
 import { nodeFs } from "@paas-backup/core/node";
-import { createHash } from "node:crypto";
-import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
+import { createHash, randomBytes } from "node:crypto";
+import {
+  GetObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+} from "@aws-sdk/client-s3";
 import { CLI, modeOf, runCli, treeHashes, type CliResult } from "./helpers.js";
 
 // An s3:// backup root through the built CLI, on a real S3 server (Ceph RGW 16): two simulated
@@ -619,6 +624,23 @@ describe("an s3:// backup root shared by a fleet (RGW, through the built CLI)", 
     const m2 = second.json.data[0].maintenance;
     expect([...m2.removed].sort()).toEqual([...m1.marked].sort());
     expect(second.json.data[0].pruned.sort()).toEqual([...m1.marked].sort());
+    // the tick's line in the bucket's history is written after maintenance: it names what was pruned
+    const tickLines = (
+      (
+        await rgw.client.send(
+          new ListObjectsV2Command({ Bucket: bucket, Prefix: "repo/history/alpha/ticks/" }),
+        )
+      ).Contents ?? []
+    )
+      .map((o) => o.Key!)
+      .sort();
+    const lastLine = JSON.parse(
+      await (
+        await rgw.client.send(new GetObjectCommand({ Bucket: bucket, Key: tickLines[tickLines.length - 1]! }))
+      ).Body!.transformToString(),
+    );
+    expect(lastLine).toMatchObject({ context: "alpha", host: "host-a", ok: true });
+    expect([...lastLine.pruned].sort()).toEqual([...m1.marked].sort());
     expect(m2.swept).toContain(`${orphan}.tar.gz`);
     const left = (
       (await rgw.client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: "repo/alpha/" }))).Contents ??
@@ -733,6 +755,85 @@ describe("an s3:// backup root shared by a fleet (RGW, through the built CLI)", 
     expect((await rgw.client.send(new ListObjectsV2Command({ Bucket: empty }))).Contents ?? []).toEqual([]);
     // nor a cache named after a repository that does not exist
     expect(readdirSync(join(a.cache, "paas-backup"))).toHaveLength(1);
+  });
+
+  it("a snapshot SIGKILLed mid-upload leaves an unfinished multipart upload; a later tick's maintenance aborts it and sweeps what it left, and the committed snapshot still restores", async () => {
+    const k = await makeHost("host-k", []);
+    await createStateRoot({
+      fs: nodeFs,
+      root: join(work, "host-k", "state"),
+      contexts: [{ name: "kappa", eventBytes: 20_000 }],
+      plantSecrets: false,
+    });
+    // an artifact over the part size (5 MiB): streamed to the bucket as a multipart upload
+    const bundle = join(k.stateRoot, "contexts", "kappa", "releases", "r-1", "bundle.bin");
+    mkdirSync(join(bundle, ".."), { recursive: true });
+    writeFileSync(bundle, randomBytes(12 * 1024 * 1024));
+    const parts = { PAAS_BACKUP_S3_PART_SIZE: String(5 * 1024 * 1024) };
+    const config = join(k.home, "short.json");
+    writeFileSync(config, JSON.stringify({ sharedRoot: { deleteAfterSeconds: 2, leaseSeconds: 10 } }));
+    const snapshotArgs = ["snapshot", "--context", "kappa", "--insecure-plaintext", "--include", "releases"];
+    const committed = await on(k, ["--config", config, ...snapshotArgs], parts);
+    expect(committed.code, committed.stdout + committed.stderr).toBe(0);
+    const keep = committed.json.data[0].id as string;
+
+    const uploads = async () =>
+      (await rgw.client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: "repo/kappa/" })))
+        .Uploads ?? [];
+    writeFileSync(bundle, randomBytes(12 * 1024 * 1024));
+    const child = spawn(
+      process.execPath,
+      [
+        CLI,
+        "--state-root",
+        k.stateRoot,
+        "--backup-root",
+        root,
+        "--root-endpoint",
+        rgw.endpoint,
+        "--root-path-style",
+        "--config",
+        config,
+        ...snapshotArgs,
+        "--kind",
+        "full",
+      ],
+      { env: { PATH: process.env.PATH ?? "", ...k.env, ...parts }, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let stderr = "";
+    child.stderr.on("data", (c) => (stderr += c));
+    const exited = new Promise<NodeJS.Signals | null>((r) => child.on("close", (_code, signal) => r(signal)));
+    const deadline = Date.now() + 90_000;
+    while ((await uploads()).length === 0 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50));
+    child.kill("SIGKILL");
+    expect(await exited, stderr).toBe("SIGKILL");
+    const left = await uploads();
+    expect(left.length, stderr).toBeGreaterThan(0);
+    expect(left.every((u) => /\/\.[^/]+\.partial$/.test(u.Key!))).toBe(true);
+
+    // past the delete delay and the dead run's lease: the next tick's maintenance sweeps
+    await new Promise((r) => setTimeout(r, 10_500));
+    const tick = await on(k, ["--config", config, "tick", "--context", "kappa", "--insecure-plaintext"]);
+    expect(tick.code, tick.stdout + tick.stderr).toBe(0);
+    const m = tick.json.data[0].maintenance;
+    expect(m).toMatchObject({ ran: true, error: null });
+    for (const u of left) expect(m.swept).toContain(u.Key!.slice("repo/kappa/".length));
+    expect(await uploads()).toEqual([]);
+    // nothing of the killed run is left; the committed snapshot is whole, and restores
+    const objects = (
+      (await rgw.client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: "repo/kappa/" }))).Contents ??
+      []
+    ).map((o) => o.Key!.slice("repo/kappa/".length));
+    expect(objects.filter((key) => !key.startsWith(keep) && key !== ".verified-chain.json")).toEqual([]);
+    const listed = await on(k, ["list", "--context", "kappa"]);
+    expect(listed.json.data.map((s: { id: string }) => s.id)).toEqual([keep]);
+    const verified = await on(k, ["verify", "--context", "kappa", "--deep"]);
+    expect(verified.code, verified.stdout + verified.stderr).toBe(0);
+    const fresh = await makeHost("host-k2", []);
+    const restored = await on(fresh, ["restore", "--context", "kappa", "--ticket", "INC-KILLED", "--yes"]);
+    expect(restored.code, restored.stdout + restored.stderr).toBe(0);
+    expect(restored.json.data[0].snapshot.id).toBe(keep);
   });
 
   it("refuses what it cannot do safely or at all, with documented exit codes, and never shows a credential", async () => {

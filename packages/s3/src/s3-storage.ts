@@ -9,6 +9,8 @@ import {
   ListObjectsV2Command,
   ListObjectVersionsCommand,
   DeleteObjectCommand,
+  ListMultipartUploadsCommand,
+  AbortMultipartUploadCommand,
   GetObjectLockConfigurationCommand,
   PutObjectRetentionCommand,
   type S3ClientConfig,
@@ -475,7 +477,49 @@ export class S3Storage implements ObjectStorage {
       await this.delete(key);
       swept.push(key);
     }
+    // A run killed while it streamed a large staged object leaves a multipart upload that was
+    // never completed: no listing of objects shows it, yet its parts are stored (and billed). The
+    // uploads of staged keys begun before the cutoff are aborted.
+    for (const { key, uploadId } of await this.stagedUploads(prefix, olderThan)) {
+      await this.send("aborting an interrupted upload of", key, () =>
+        this.client.send(
+          new AbortMultipartUploadCommand({
+            Bucket: this.options.bucket,
+            Key: this.key(key),
+            UploadId: uploadId,
+          }),
+        ),
+      );
+      if (!swept.includes(key)) swept.push(key);
+    }
     return swept;
+  }
+
+  private async stagedUploads(prefix: string, olderThan: Date): Promise<{ key: string; uploadId: string }[]> {
+    const out: { key: string; uploadId: string }[] = [];
+    const strip = this.options.prefix ? this.options.prefix.length + 1 : 0;
+    let KeyMarker: string | undefined;
+    let UploadIdMarker: string | undefined;
+    do {
+      const page = await this.send("listing interrupted uploads of", prefix, () =>
+        this.client.send(
+          new ListMultipartUploadsCommand({
+            Bucket: this.options.bucket,
+            Prefix: this.key(prefix),
+            KeyMarker,
+            UploadIdMarker,
+          }),
+        ),
+      );
+      for (const u of page.Uploads ?? []) {
+        const key = (u.Key ?? "").slice(strip);
+        if (isStagedKey(key) && u.UploadId && u.Initiated && u.Initiated < olderThan)
+          out.push({ key, uploadId: u.UploadId });
+      }
+      KeyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
+      UploadIdMarker = page.IsTruncated ? page.NextUploadIdMarker : undefined;
+    } while (KeyMarker);
+    return out;
   }
 
   async delete(key: string): Promise<void> {

@@ -61,9 +61,13 @@ export async function tickCommand(rt: Runtime, flags: TickFlags, offsite?: Offsi
   // An s3:// root: each context under its lease in the bucket, its outcome in the bucket's history
   // and in this host's status object (written once, after the run), nothing in a local backup root.
   const shared = rt.shared ? await import("../ops/shared.js") : null;
+  const history: PendingHistory[] = [];
   try {
-    result = await runTick(tickOptions(rt, flags, offsite, shared));
+    result = await runTick(tickOptions(rt, flags, offsite, shared, history));
   } catch (err) {
+    // the contexts ticked before the run failed keep their history lines
+    if (shared)
+      await maintainThenRecord(rt, shared, history, async () => new Map<string, { removed: string[] }>());
     await pings.once("fail");
     throw err;
   }
@@ -74,16 +78,15 @@ export async function tickCommand(rt: Runtime, flags: TickFlags, offsite?: Offsi
   // context the hosts report); the others do not wait for it. So every context is pruned each
   // hour while any host ticks, whichever host retires.
   const maintenance = shared
-    ? await shared.tickMaintenance(
-        rt,
-        [
-          ...new Set([
-            ...outcomes.filter((o) => o.ok).map((o) => o.context),
-            ...(await (await import("../ops/fleet.js")).sharedFleetContexts(rt).catch(() => [] as string[])),
-          ]),
-        ].sort(),
-        { policy: retentionPolicy(rt, {}), keepTags: rt.config.retention.keepTags ?? [] },
-      )
+    ? await maintainThenRecord(rt, shared, history, async () => {
+        const { sharedFleetContexts } = await import("../ops/fleet.js");
+        const reported = await sharedFleetContexts(rt).catch(() => [] as string[]);
+        return shared.tickMaintenance(
+          rt,
+          [...new Set([...outcomes.filter((o) => o.ok).map((o) => o.context), ...reported])].sort(),
+          { policy: retentionPolicy(rt, {}), keepTags: rt.config.retention.keepTags ?? [] },
+        );
+      })
     : null;
   const warned = new Set<string>();
   for (const o of outcomes) {
@@ -155,12 +158,46 @@ function pinger(rt: Runtime, flags: TickFlags) {
   return { url, sent, once };
 }
 
+/** A context's tick line for the bucket's history, kept until the run's maintenance is done. */
+interface PendingHistory {
+  context: string;
+  line: { at: string } & Record<string, unknown>;
+}
+
+/**
+ * The run's maintenance, then each context's tick line written to the bucket's history with what
+ * maintenance removed of that context (`pruned`): written before it, every line said nothing was
+ * pruned. The lines are written however maintenance ended.
+ */
+async function maintainThenRecord<T extends Map<string, { removed: string[] }>>(
+  rt: Runtime,
+  shared: SharedOps,
+  history: PendingHistory[],
+  maintain: () => Promise<T>,
+): Promise<T> {
+  let done: T | null = null;
+  try {
+    done = await maintain();
+    return done;
+  } finally {
+    for (const { context, line } of history)
+      await shared
+        .appendSharedHistory(rt, context, "ticks", { ...line, pruned: done?.get(context)?.removed ?? [] })
+        .catch((err: unknown) =>
+          process.stderr.write(
+            `warning: could not record the tick outcome of ${context} in ${rt.shared!.url}: ${(err as Error).message}\n`,
+          ),
+        );
+  }
+}
+
 /** Core's tick options from the flags and the config; on an s3:// root, the bucket's lease, commit and history. */
 function tickOptions(
   rt: Runtime,
   flags: TickFlags,
   offsite: OffsiteHook | undefined,
   shared: SharedOps | null,
+  history: PendingHistory[],
 ): Parameters<typeof runTick>[0] {
   const sharedTick: SharedTick | undefined = shared
     ? {
@@ -169,18 +206,23 @@ function tickOptions(
           shared.withLease(rt, `context/${context}`, "tick", (lease) =>
             work((snapshot) => shared.commitSnapshot(rt, lease, snapshot)),
           ),
-        record: (o, durationSeconds) =>
-          shared.appendSharedHistory(rt, o.context, "ticks", {
-            schema: "paas-backup/history-tick@1",
-            at: rt.clock().toISOString(),
+        // written after the run's maintenance (maintainThenRecord), with what it pruned
+        record: async (o, durationSeconds) => {
+          history.push({
             context: o.context,
-            ok: o.ok,
-            action: o.action,
-            reason: o.reason,
-            snapshot: o.snapshot ? { id: o.snapshot.id, kind: o.snapshot.kind } : null,
-            error: o.error ? { code: o.error.code, message: o.error.message } : null,
-            durationSeconds,
-          }),
+            line: {
+              schema: "paas-backup/history-tick@1",
+              at: rt.clock().toISOString(),
+              context: o.context,
+              ok: o.ok,
+              action: o.action,
+              reason: o.reason,
+              snapshot: o.snapshot ? { id: o.snapshot.id, kind: o.snapshot.kind } : null,
+              error: o.error ? { code: o.error.code, message: o.error.message } : null,
+              durationSeconds,
+            },
+          });
+        },
       }
     : undefined;
   return {
