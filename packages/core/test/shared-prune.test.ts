@@ -1,6 +1,12 @@
 import { describe, it, expect } from "vitest";
 import { MemoryFileSystem, MemoryStorage, createStateRoot } from "@paas-backup/testing";
-import { acquireLease, listCommittedSnapshots, listSnapshotsIn } from "../src/repository/index.js";
+import {
+  acquireLease,
+  listCommittedSnapshots,
+  listSnapshotsIn,
+  readHistoryLines,
+  type PruneHistoryLine,
+} from "../src/repository/index.js";
 import { createSnapshot } from "../src/index.js";
 import { hideMarked, listMarks, pruneShared } from "../src/retention/index.js";
 
@@ -80,6 +86,12 @@ describe("two-phase prune of a shared repository", () => {
     expect((await listSnapshotsIn(storage, CTX)).map((s) => s.id)).toEqual([ids[2], ids[3]]);
     expect([...(await listMarks(storage, CTX)).keys()]).toEqual([]);
     expect([...storage.objects.keys()].filter((k) => k.startsWith(`${CTX}/${ids[0]}`))).toEqual([]);
+    // each removal was recorded in the bucket's prune history first (no beforeRemove given)
+    const history = await readHistoryLines<PruneHistoryLine>(storage, CTX, "prune");
+    // (lines of the same second are in nonce order)
+    expect(history.lines.map((l) => `${l.id} ${l.where}`).sort()).toEqual(
+      [ids[0], ids[1]].map((id) => `${id} memory://shared`).sort(),
+    );
   });
 
   it("refuses to prune a context under another context's lease", async () => {

@@ -6,6 +6,7 @@ import { UsageError } from "../errors.js";
 import { chainOf, deleteSnapshot, listSnapshotsIn } from "../repository/repository.js";
 import type { Lease } from "../repository/lease.js";
 import type { ObjectStorage } from "../repository/storage.js";
+import { appendHistoryLine } from "../repository/history.js";
 
 /**
  * Deletes in two phases in a repository several hosts share: prune first *marks* what retention
@@ -80,7 +81,7 @@ export interface SharedPruneResult {
 
 export async function pruneShared(options: {
   fs: FileSystem;
-  /** a local folder prune may keep its history in; nothing of the repository is written there */
+  /** the folder of the context session the planning prune opens (its lock); nothing of the repository is written there */
   scratch: string;
   storage: ObjectStorage;
   /** the context's lease, held by the caller (with the maintenance lease) */
@@ -93,7 +94,8 @@ export async function pruneShared(options: {
   deleteAfterMs?: number;
   /**
    * Called before a due snapshot's objects are removed, with the reason retention gave when it
-   * was marked: the evidence is written first (issue 24), so an interrupted removal is seen.
+   * was marked: the evidence is written first (issue 24), so an interrupted removal is seen. By
+   * default the removal is a line of the bucket's prune history (appendHistoryLine, where `storage.url`).
    */
   beforeRemove?: (removal: { id: string; kind: "full" | "incremental"; reason: string }) => Promise<void>;
 }): Promise<SharedPruneResult> {
@@ -158,12 +160,22 @@ export async function pruneShared(options: {
       continue;
     }
     const ref = byId.get(id);
-    if (ref && options.beforeRemove)
-      await options.beforeRemove({
+    if (ref) {
+      const removal = {
         id,
         kind: ref.kind,
         reason: (await markReason(storage, context, id)) ?? "marked by retention",
-      });
+      };
+      if (options.beforeRemove) await options.beforeRemove(removal);
+      else
+        await appendHistoryLine(storage, context, "prune", {
+          schema: "paas-backup/history-prune@1",
+          at: options.clock().toISOString(),
+          context,
+          ...removal,
+          where: storage.url,
+        });
+    }
     if (ref) await deleteSnapshot(ref);
     await storage.delete(`${markPrefix(context)}${id}`);
     result.removed.push(id);
