@@ -301,7 +301,9 @@ describe("keys rotate with an s3:// backup root (RGW, through the built CLI)", (
       JSON.stringify({
         mandatoryDrillContexts: [],
         allowedSigners: allowed,
-        sharedRoot: { deleteAfterSeconds: 2, leaseSeconds: 10 },
+        // every maintenance compacts the commit log: relocation entries are carried, and a relocated
+        // snapshot whose original objects are gone stays committed
+        sharedRoot: { deleteAfterSeconds: 2, leaseSeconds: 10, logCheckpointEvery: 1 },
       }),
     );
     const signing = await runCli(["keygen", "--signing", "--principal", "host-a", "--out", signingKey], {
@@ -478,6 +480,14 @@ describe("keys rotate with an s3:// backup root (RGW, through the built CLI)", (
     expect(left.filter((k) => originals.includes(k))).toEqual([]);
     const after = await cli(["keys", "audit", "--context", BETA, "--identity", keys.old!.file]);
     expect(after.json).toMatchObject({ count: 0, checked: 3 });
+    // the log compacted again after the originals went (and its entries removed after the delay):
+    // the three snapshots stay committed, under their relocated keys
+    await new Promise((r) => setTimeout(r, 2_500));
+    const compacted = await cli(["prune", "--context", BETA]);
+    expect(compacted.code, compacted.stdout + compacted.stderr).toBe(0);
+    expect(compacted.json.data[0].log.removed).toBeGreaterThan(0);
+    const relisted = await cli(["list", "--context", BETA]);
+    expect(relisted.json.data.map((s: { id: string }) => s.id)).toEqual(ids);
 
     // a fresh host (its own cache, state root and home) restores the newest of the chain with the new key
     const fresh = join(dir, "fresh");

@@ -398,8 +398,8 @@ export async function pruneSharedContext(
 /**
  * Compaction of a context's commit log in the bucket (core's compactLog), under the context's
  * lease: once sharedRoot.logCheckpointEvery entries follow the last checkpoint, a new one carries
- * what is still in effect; a commit drops out once no object of its snapshot is left (prune removed
- * it); every entry of another kind is carried as it is. Entries a checkpoint covers are removed when
+ * what is still in effect; a commit drops out once no object of its snapshot is left, where it was
+ * or where a relocation moved it (prune removed it); every entry of another kind is carried as it is. Entries a checkpoint covers are removed when
  * it is deleteAfterSeconds old.
  */
 export async function compactContextLog(
@@ -409,7 +409,7 @@ export async function compactContextLog(
 ): Promise<{ checkpoint: number | null; removed: number }> {
   const shared = sharedOf(rt);
   const { compactLog } = await import("@paas-backup/core/repository");
-  const { snapshotIdOfKey } = await import("../host/shared-root.js");
+  const { committedView, snapshotIdOfKey } = await import("../host/shared-root.js");
   let present: Set<string> | null = null;
   const done = await compactLog({
     lease,
@@ -419,7 +419,10 @@ export async function compactContextLog(
       if (typeof entry.data.snapshot !== "string") return false;
       if (!present) {
         present = new Set<string>();
-        for await (const o of shared.storage.list(`${context}/`, { shallow: true, keysOnly: true })) {
+        // through the committed view, which follows keys rotate's relocations: a rotated snapshot
+        // whose original objects the sweep removed lives on under its new keys, and stays
+        const view = await committedView(shared, context, "show");
+        for await (const o of view.list(`${context}/`, { shallow: true, keysOnly: true })) {
           const id = snapshotIdOfKey(context, o.key);
           if (id !== null) present.add(id);
         }
