@@ -107,7 +107,9 @@ export async function compactLog(options: CompactLogOptions): Promise<CompactLog
     result.carried = entries.length;
   }
 
-  // The second phase: what a checkpoint older than the delete delay covers goes.
+  // The second phase: what a checkpoint older than the delete delay covers goes (a log without
+  // one has nothing to remove, and costs no request for the server's time).
+  if (listing.checkpoints.length === 0) return result;
   const cutoff = (await storage.serverTime()).getTime() - options.deleteAfterMs;
   for (const [upTo, , lastModified] of [...listing.checkpoints].reverse()) {
     if (!lastModified || lastModified.getTime() > cutoff) continue;
