@@ -117,7 +117,7 @@ export interface KeyAuditResult {
   exposedUntil: string | null;
 }
 
-export async function auditKey(options: {
+export interface AuditKeyOptions {
   fs: FileSystem;
   backupRoot: string;
   contexts: string[] | "all";
@@ -130,10 +130,42 @@ export async function auditKey(options: {
    * bucket's committed snapshots); `contexts` then lists them for "all"
    */
   repository?: { snapshots(context: string): Promise<SnapshotRef[]>; contexts(): Promise<string[]> };
-}): Promise<KeyAuditResult> {
-  let ids: X25519Identity[];
+}
+
+/**
+ * Which artifacts an identity opens, and until when each stays readable. Steps: decode the
+ * identities → the contexts → per context: the local snapshots, then per target its copies (both
+ * layouts) and, on a versioned bucket, the older versions → sorted by when exposure ends.
+ */
+export async function auditKey(options: AuditKeyOptions): Promise<KeyAuditResult> {
+  const ids = decodeIdentities(options.identities);
+  const policy: RetentionPolicy = { ...DEFAULT_RETENTION, ...(options.policy ?? {}) };
+  const contexts = (
+    options.contexts !== "all"
+      ? options.contexts
+      : options.repository
+        ? await options.repository.contexts()
+        : await listContexts({ fs: options.fs, backupRoot: options.backupRoot })
+  ).map(validateContextName);
+  const audit = new KeyAudit(ids, retentionHorizonMs(policy));
+  const home = backupRootStorage(options.fs, options.backupRoot);
+  for (const context of contexts) {
+    const here = options.repository
+      ? await options.repository.snapshots(context)
+      : await listSnapshotsIn(home, context);
+    for (const s of here) await audit.check(s, "local", null, null);
+    for (const target of options.offsiteTargets ?? []) await audit.checkTarget(target, context);
+  }
+  const { result } = audit;
+  result.opens.sort((a, b) => (a.expires < b.expires ? -1 : 1));
+  result.exposedUntil = result.opens.at(-1)?.expires ?? null;
+  return result;
+}
+
+/** The identity file's lines as X25519 identities, or a usage error when one does not decode. */
+function decodeIdentities(identities: string[]): X25519Identity[] {
   try {
-    ids = options.identities.map(parseX25519Identity);
+    return identities.map(parseX25519Identity);
   } catch {
     throw new UsageError(
       "PAAS_BACKUP_BAD_IDENTITY",
@@ -145,24 +177,28 @@ export async function auditKey(options: {
       },
     );
   }
-  const policy: RetentionPolicy = { ...DEFAULT_RETENTION, ...(options.policy ?? {}) };
-  const horizonMs = retentionHorizonMs(policy);
-  const contexts = (
-    options.contexts !== "all"
-      ? options.contexts
-      : options.repository
-        ? await options.repository.contexts()
-        : await listContexts({ fs: options.fs, backupRoot: options.backupRoot })
-  ).map(validateContextName);
-  const result: KeyAuditResult = { opens: [], checked: 0, plaintext: 0, exposedUntil: null };
-  const exposure = (
+}
+
+type CopyLock = { retainUntil: string | null; mode: string | null } | null;
+
+/** One audit's identities and tally: every artifact checked adds to it, every one the identities open is an exposure. */
+class KeyAudit {
+  readonly result: KeyAuditResult = { opens: [], checked: 0, plaintext: 0, exposedUntil: null };
+
+  constructor(
+    private readonly ids: X25519Identity[],
+    private readonly horizonMs: number,
+  ) {}
+
+  /** An exposure lasts until retention ages the snapshot out or its Object Lock ends, whichever is later. */
+  private exposure(
     s: { context: string; id: string; time: Date; artifactPath: string },
     where: string,
     root: string | null,
-    lock: { retainUntil: string | null; mode: string | null } | null,
+    lock: CopyLock,
     versionId: string | null,
-  ): KeyExposure => {
-    const policyEnd = s.time.getTime() + horizonMs;
+  ): KeyExposure {
+    const policyEnd = s.time.getTime() + this.horizonMs;
     const lockEnd = lock?.retainUntil ? Date.parse(lock.retainUntil) : 0;
     return {
       context: s.context,
@@ -175,34 +211,53 @@ export async function auditKey(options: {
       versionId,
       retainUntil: lock?.retainUntil ?? null,
     };
-  };
-  const check = async (
-    s: SnapshotRef,
-    where: string,
-    root: string | null,
-    lock: { retainUntil: string | null; mode: string | null } | null,
-  ) => {
+  }
+
+  /** A plaintext snapshot is counted; an encrypted one's age header is read and tried with the identities. */
+  async check(s: SnapshotRef, where: string, root: string | null, lock: CopyLock): Promise<void> {
+    const { result } = this;
     if (!s.encrypted) {
       result.plaintext++;
       return;
     }
     result.checked++;
     const header = ageHeaderOf(await readAgeHeader(s.storage, s.artifactKey));
-    if (!header || !identitiesOpen(ids, header)) return;
-    result.opens.push(exposure(s, where, root, lock, null));
-  };
+    if (!header || !identitiesOpen(this.ids, header)) return;
+    result.opens.push(this.exposure(s, where, root, lock, null));
+  }
+
+  /** A target's copies of the context in both layouts, each with its own Object Lock, then its older versions. */
+  async checkTarget(target: OffsiteTarget, context: string): Promise<void> {
+    // copies in the layout before roots had identities (<context>/… at the target): root null
+    const legacy = (await listSnapshotsIn(target.storage, context)).map((s) => ({ s, root: null }));
+    const rooted = [];
+    for (const root of await rootsAt(target.storage))
+      for (const s of await listSnapshotsIn(rootView(target.storage, root.id), context))
+        rooted.push({ s, root: root.id as string | null });
+    for (const { s, root } of [...legacy, ...rooted])
+      // the copy's own Object Lock, as the target reports it: other hosts' roots have no record of ours
+      await this.check(s, target.name, root, {
+        retainUntil: s.artifact.retainUntil,
+        mode: s.artifact.lockMode,
+      });
+    // a versioned bucket: the versions a plain read no longer returns
+    await this.checkVersions(target, `${context}/`, context, null);
+    for (const root of await rootsAt(target.storage))
+      await this.checkVersions(target, `${ROOTS}/${root.id}/${context}/`, context, root.id);
+  }
+
   /**
    * The older versions of the encrypted artifacts under `prefix` (`<roots/id/>context/`) of a
    * versioned target: a rotation or a later push put a newer version over each, or a prune's
    * delete marker hides it, but it stays readable (by version id) until its retention ends or
    * someone deletes it. One ranged read of its first KiB each: the age header and the version's lock.
    */
-  const checkVersions = async (
+  private async checkVersions(
     target: OffsiteTarget,
     prefix: string,
     context: string,
     root: string | null,
-  ) => {
+  ): Promise<void> {
     const storage = target.storage;
     if (!storage.listVersions || !storage.readVersionStart) return;
     for await (const v of storage.listVersions(prefix)) {
@@ -211,15 +266,15 @@ export async function auditKey(options: {
       const m = /^(.+)\.tar\.gz\.age$/.exec(name);
       const parsed = m ? parseSnapshotId(m[1]!) : null;
       if (!m || !parsed || name.includes("/")) continue;
-      result.checked++;
+      this.result.checked++;
       let start = await storage.readVersionStart(v.key, v.versionId, VERSION_HEADER_BYTES);
       // a header longer than a KiB (many recipients): read on to where any header ends
       if (ageHeaderLength(start.data) === null && start.data.length >= VERSION_HEADER_BYTES)
         start = await storage.readVersionStart(v.key, v.versionId, HEADER_LIMIT);
       const header = ageHeaderOf(start.data);
-      if (!header || !identitiesOpen(ids, header)) continue;
-      result.opens.push(
-        exposure(
+      if (!header || !identitiesOpen(this.ids, header)) continue;
+      this.result.opens.push(
+        this.exposure(
           {
             context,
             id: m[1]!,
@@ -233,33 +288,5 @@ export async function auditKey(options: {
         ),
       );
     }
-  };
-  const home = backupRootStorage(options.fs, options.backupRoot);
-  for (const context of contexts) {
-    const here = options.repository
-      ? await options.repository.snapshots(context)
-      : await listSnapshotsIn(home, context);
-    for (const s of here) await check(s, "local", null, null);
-    for (const target of options.offsiteTargets ?? []) {
-      // copies in the layout before roots had identities (<context>/… at the target): root null
-      const legacy = (await listSnapshotsIn(target.storage, context)).map((s) => ({ s, root: null }));
-      const rooted = [];
-      for (const root of await rootsAt(target.storage))
-        for (const s of await listSnapshotsIn(rootView(target.storage, root.id), context))
-          rooted.push({ s, root: root.id as string | null });
-      for (const { s, root } of [...legacy, ...rooted])
-        // the copy's own Object Lock, as the target reports it: other hosts' roots have no record of ours
-        await check(s, target.name, root, {
-          retainUntil: s.artifact.retainUntil,
-          mode: s.artifact.lockMode,
-        });
-      // a versioned bucket: the versions a plain read no longer returns
-      await checkVersions(target, `${context}/`, context, null);
-      for (const root of await rootsAt(target.storage))
-        await checkVersions(target, `${ROOTS}/${root.id}/${context}/`, context, root.id);
-    }
   }
-  result.opens.sort((a, b) => (a.expires < b.expires ? -1 : 1));
-  result.exposedUntil = result.opens.at(-1)?.expires ?? null;
-  return result;
 }
