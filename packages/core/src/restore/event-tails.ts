@@ -305,13 +305,8 @@ export async function planEventLines(options: {
     const st = await lstatOrNull(fs, livePath);
     if (!st || st.kind !== "file" || st.size === 0) continue;
     const snap = options.snapshotLogs.get(path);
-    const known = options.compared?.get(path);
     const extends_ =
-      snap !== undefined &&
-      st.size >= snap.size &&
-      (known && known.ino === st.ino && known.size === snap.size
-        ? known.agrees
-        : (await prefixSha256(fs, livePath, snap.size)) === snap.sha256);
+      snap !== undefined && (await extendsSnapshot(fs, livePath, st, snap, options.compared?.get(path)));
     if (extends_ && !options.exact) {
       if (st.size === snap.size) continue;
       const data = Buffer.from(await fs.readRange(livePath, snap.size, st.size - snap.size));
@@ -373,6 +368,25 @@ export async function planEventLines(options: {
     });
   }
   return out;
+}
+
+/**
+ * Whether the live log begins with the snapshot's bytes: staging's answer when it compared this
+ * very file (same inode) over the snapshot's size, otherwise the hash of its first bytes.
+ */
+async function extendsSnapshot(
+  fs: FileSystem,
+  livePath: string,
+  st: { size: number; ino: number },
+  snap: SnapshotLog,
+  known: LiveComparison | undefined,
+): Promise<boolean> {
+  return (
+    st.size >= snap.size &&
+    (known && known.ino === st.ino && known.size === snap.size
+      ? known.agrees
+      : (await prefixSha256(fs, livePath, snap.size)) === snap.sha256)
+  );
 }
 
 /**
