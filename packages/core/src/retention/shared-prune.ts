@@ -112,6 +112,26 @@ export async function pruneShared(options: {
     );
   const deleteAfterMs = options.deleteAfterMs ?? DEFAULT_DELETE_AFTER_MS;
   const marks = await listMarks(storage, context);
+  const result = await markDue(options, context, marks);
+  if (marks.size === 0) return result;
+  // Before removing anything, the lease must still be ours (a renewal that finds a later epoch throws).
+  await lease.renew();
+  await sweepMarked(options, context, marks, deleteAfterMs, result);
+  return result;
+}
+
+type PruneSharedOptions = Parameters<typeof pruneShared>[0];
+
+/**
+ * Phase 1: plan as prune does, with the marked snapshots hidden, and mark (create-only, with the
+ * lease's epoch and retention's reason) each snapshot the plan removes.
+ */
+async function markDue(
+  options: PruneSharedOptions,
+  context: string,
+  marks: Awaited<ReturnType<typeof listMarks>>,
+): Promise<SharedPruneResult> {
+  const { storage, lease } = options;
   const plan = await pruneSnapshots({
     fs: options.fs,
     backupRoot: options.scratch,
@@ -137,9 +157,23 @@ export async function pruneShared(options: {
     );
     if (made.created) result.marked.push(id);
   }
-  if (marks.size === 0) return result;
-  // Before removing anything, the lease must still be ours (a renewal that finds a later epoch throws).
-  await lease.renew();
+  return result;
+}
+
+/**
+ * Phase 2, for the marks found at the start: a mark on a snapshot some unmarked chain needs is
+ * dropped; one younger than the delete delay (by the server's clock) waits; a due one is
+ * recorded, its snapshot removed, then its mark. Newest first, as prune does: an interruption
+ * never leaves an incremental without its parent.
+ */
+async function sweepMarked(
+  options: PruneSharedOptions,
+  context: string,
+  marks: Awaited<ReturnType<typeof listMarks>>,
+  deleteAfterMs: number,
+  result: SharedPruneResult,
+): Promise<void> {
+  const { storage } = options;
   const now = (await storage.serverTime!()).getTime();
   const all = await listSnapshotsIn(storage, context);
   const markedNow = new Set([...marks.keys(), ...result.marked]);
@@ -147,7 +181,6 @@ export async function pruneShared(options: {
   for (const s of all.filter((s) => !markedNow.has(s.id)))
     for (const link of chainOf(s, all).chain) needed.add(link.id);
   const byId = new Map(all.map((s) => [s.id, s]));
-  // newest first, as prune does: an interruption never leaves an incremental without its parent
   for (const [id, at] of [...marks].sort((a, b) => b[0].localeCompare(a[0]))) {
     if (needed.has(id)) {
       await storage.delete(`${markPrefix(context)}${id}`);
@@ -180,5 +213,4 @@ export async function pruneShared(options: {
     await storage.delete(`${markPrefix(context)}${id}`);
     result.removed.push(id);
   }
-  return result;
 }
